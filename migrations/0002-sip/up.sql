@@ -1,0 +1,1 @@
+-- Reserved for the sip work; filled in by its branch.

@@ -1,0 +1,1 @@
+-- Reserved for the core work; filled in by its branch.

@@ -1,0 +1,1 @@
+-- Reserved for the ops work; filled in by its branch.

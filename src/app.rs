@@ -1,0 +1,45 @@
+//! Composition root: builds the shared context once from the config. `server` runs it;
+//! the CLI uses the same pieces without serving.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::{Db, DbOptions};
+use crate::domain::accounts::Accounts;
+
+/// Everything a request handler, a job or a CLI command needs, built once.
+#[derive(Clone)]
+pub struct AppContext {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub accounts: Accounts,
+}
+
+impl AppContext {
+    /// Creates the data directory layout, opens (and migrates) the database.
+    pub fn open(config: Config) -> anyhow::Result<AppContext> {
+        for dir in [
+            config.data_dir.clone(),
+            config.attachments_dir(),
+            config.backups_dir(),
+            config.tmp_dir(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())
+            })?;
+        }
+        let db = Db::open(
+            &config.db_path(),
+            &DbOptions {
+                durability: config.durability,
+                ..Default::default()
+            },
+        )?;
+        let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone());
+        Ok(AppContext {
+            config: Arc::new(config),
+            db,
+            accounts,
+        })
+    }
+}

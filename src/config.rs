@@ -1,0 +1,340 @@
+//! Boot configuration: defaults < TOML file < `CRM_*` environment < command-line flags.
+//! Runtime settings that staff edit in the UI (SMTP, Telegram, branding...) live in the
+//! database instead; this file holds only what is needed before the database opens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::Durability;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/crm/crm.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid setting {key} = {value:?}: {message}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+/// Where the SIP server listens, or that it is off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipListen {
+    Off,
+    On(SocketAddr),
+}
+
+impl std::str::FromStr for SipListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(SipListen::Off);
+        }
+        s.parse()
+            .map(SipListen::On)
+            .map_err(|e| format!("expected ADDR:PORT or \"off\": {e}"))
+    }
+}
+
+impl std::fmt::Display for SipListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SipListen::Off => f.write_str("off"),
+            SipListen::On(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// A session unused for this long ends.
+    pub idle_minutes: u64,
+    /// A session ends this long after login, used or not.
+    pub absolute_hours: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginConfig {
+    /// Failed logins for one username within the window that lock it.
+    pub max_failures_per_user: u32,
+    /// Failed logins from one address within the window that lock it.
+    pub max_failures_per_ip: u32,
+    pub window_minutes: u64,
+    /// argon2id memory cost in KiB and passes; chosen so one login takes 50-150 ms on a
+    /// small box (see docs/PERFORMANCE.md).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// Everything on disk lives here: crm.db, attachments/, backups/, tmp/.
+    pub data_dir: PathBuf,
+    /// SIP listen address (UDP and TCP), or "off".
+    pub sip: String,
+    /// tracing filter, e.g. "info" or "crm=debug,info".
+    pub log: String,
+    /// PEM certificate chain and key; when both are set HTTP is served over TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// "full" fsyncs every commit (survives power loss); "normal" survives a process crash.
+    pub durability: Durability,
+    /// Largest request body accepted, in bytes (uploads have their own limit).
+    pub max_body_bytes: usize,
+    /// Bearer token that /metrics requires when set (secret).
+    pub metrics_token: Option<String>,
+    pub session: SessionConfig,
+    pub login: LoginConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_minutes: 8 * 60,
+            absolute_hours: 7 * 24,
+        }
+    }
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            max_failures_per_user: 5,
+            max_failures_per_ip: 20,
+            window_minutes: 15,
+            argon2_memory_kib: 32 * 1024,
+            argon2_iterations: 3,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: "0.0.0.0:8080".parse().expect("valid default"),
+            data_dir: PathBuf::from("./crm-data"),
+            sip: "0.0.0.0:5060".into(),
+            log: "info".into(),
+            tls_cert: None,
+            tls_key: None,
+            durability: Durability::Full,
+            max_body_bytes: 256 * 1024,
+            metrics_token: None,
+            session: SessionConfig::default(),
+            login: LoginConfig::default(),
+        }
+    }
+}
+
+/// Values that came from the environment or the command line; `None` = not given.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub http: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub sip: Option<String>,
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Builds the effective config. `file` is the explicit `--config`; without it the
+    /// default path is read when it exists. `env` and `flags` are applied in that order.
+    pub fn load(
+        file: Option<&Path>,
+        env: &Overrides,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply(env);
+        cfg.apply(flags);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    /// Reads the `CRM_*` variables this config knows.
+    pub fn env_overrides() -> Result<Overrides, ConfigError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let http = match var("CRM_HTTP") {
+            Some(v) => {
+                Some(
+                    v.parse()
+                        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                            key: "CRM_HTTP",
+                            value: v.clone(),
+                            message: e.to_string(),
+                        })?,
+                )
+            }
+            None => None,
+        };
+        Ok(Overrides {
+            http,
+            data_dir: var("CRM_DATA_DIR").map(PathBuf::from),
+            sip: var("CRM_SIP"),
+            log: var("CRM_LOG"),
+        })
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = o.http {
+            self.http = v;
+        }
+        if let Some(v) = &o.data_dir {
+            self.data_dir = v.clone();
+        }
+        if let Some(v) = &o.sip {
+            self.sip = v.clone();
+        }
+        if let Some(v) = &o.log {
+            self.log = v.clone();
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.sip_listen()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls_cert/tls_key",
+                value: String::new(),
+                message: "set both or neither".into(),
+            });
+        }
+        if self.session.idle_minutes == 0 || self.session.absolute_hours == 0 {
+            return Err(ConfigError::Invalid {
+                key: "session",
+                value: String::new(),
+                message: "timeouts must be positive".into(),
+            });
+        }
+        if self.login.argon2_memory_kib < 8 * 1024 || self.login.argon2_iterations == 0 {
+            return Err(ConfigError::Invalid {
+                key: "login.argon2_memory_kib",
+                value: self.login.argon2_memory_kib.to_string(),
+                message: "at least 8192 KiB and 1 iteration".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn sip_listen(&self) -> Result<SipListen, ConfigError> {
+        self.sip.parse().map_err(|message| ConfigError::Invalid {
+            key: "sip",
+            value: self.sip.clone(),
+            message,
+        })
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("crm.db")
+    }
+
+    pub fn attachments_dir(&self) -> PathBuf {
+        self.data_dir.join("attachments")
+    }
+
+    pub fn backups_dir(&self) -> PathBuf {
+        self.data_dir.join("backups")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+
+    /// The effective config as TOML, with secrets replaced by a marker.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut c = self.clone();
+        if c.metrics_token.is_some() {
+            c.metrics_token = Some("<redacted>".into());
+        }
+        toml::to_string_pretty(&c).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("htpp = \"1.2.3.4:1\"").unwrap_err();
+        assert!(err.contains("htpp"), "{err}");
+        let err = Config::from_toml("[session]\nidle = 3").unwrap_err();
+        assert!(err.contains("idle"), "{err}");
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("crm.toml");
+        std::fs::write(
+            &f,
+            "http = \"127.0.0.1:1001\"\ndata_dir = \"/file\"\nlog = \"debug\"\n",
+        )
+        .unwrap();
+        let env = Overrides {
+            http: Some("127.0.0.1:1002".parse().unwrap()),
+            data_dir: Some("/env".into()),
+            ..Default::default()
+        };
+        let flags = Overrides {
+            http: Some("127.0.0.1:1003".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&f), &env, &flags).unwrap();
+        assert_eq!(c.http.port(), 1003);
+        assert_eq!(c.data_dir, PathBuf::from("/env"));
+        assert_eq!(c.log, "debug");
+        assert_eq!(c.sip, "0.0.0.0:5060");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = Config {
+            metrics_token: Some("s3cr3t".into()),
+            ..Default::default()
+        };
+        let t = c.to_redacted_toml();
+        assert!(!t.contains("s3cr3t"));
+        assert!(t.contains("<redacted>"));
+    }
+}

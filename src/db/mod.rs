@@ -1,0 +1,333 @@
+//! The only place that talks to SQLite. Reads go through an r2d2 pool; every write goes
+//! through one writer thread that batches concurrent requests into a single transaction
+//! (one savepoint each), so writers never fight over the lock and one fsync covers many
+//! acknowledged writes (group commit).
+
+mod writer;
+
+pub mod accounts;
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use include_dir::{include_dir, Dir};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use rusqlite_migration::{MigrationDefinitionError, Migrations};
+
+pub use rusqlite;
+pub use writer::WriteStats;
+
+static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/migrations");
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("the database {path} has schema version {db}, but this crm knows only up to {binary}: it was written by a newer crm. Install that version (or restore a backup made by this one); refusing to open it")]
+    TooNew {
+        path: String,
+        db: usize,
+        binary: usize,
+    },
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("database task failed: {0}")]
+    Task(String),
+    /// A rule of the caller refused the write; nothing was written. Carried through the
+    /// writer so the domain layer can turn it back into its own error.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync the WAL on every commit: survives power loss (default).
+    Full,
+    /// Survives a crash of the process (kill -9) but not of the machine.
+    Normal,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    read: r2d2::Pool<SqliteConnectionManager>,
+    writer: writer::Writer,
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::from_directory(&MIGRATIONS_DIR).expect("embedded migrations are well-formed")
+}
+
+/// Number of migrations this binary knows.
+pub fn binary_schema_version() -> usize {
+    MIGRATIONS_DIR.dirs().count()
+}
+
+fn apply_pragmas(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = {sync};
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16000;"
+    ))
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map(|v| v as usize)
+}
+
+/// Applies pending migrations, refusing a database written by a newer binary.
+/// Returns (version before, version after).
+pub fn migrate_connection(conn: &mut Connection, path: &Path) -> DbResult<(usize, usize)> {
+    let before = schema_version(conn)?;
+    let known = binary_schema_version();
+    if before > known {
+        return Err(DbError::TooNew {
+            path: path.display().to_string(),
+            db: before,
+            binary: known,
+        });
+    }
+    migrations().to_latest(conn).map_err(|e| match e {
+        rusqlite_migration::Error::MigrationDefinition(
+            MigrationDefinitionError::DatabaseTooFarAhead,
+        ) => DbError::TooNew {
+            path: path.display().to_string(),
+            db: before,
+            binary: known,
+        },
+        other => DbError::Migration(other.to_string()),
+    })?;
+    Ok((before, schema_version(conn)?))
+}
+
+/// Opens a connection to an existing database file, with the same pragmas the server
+/// uses, without migrating it (for tools that inspect a database).
+pub fn open_raw(path: &Path) -> DbResult<Connection> {
+    let conn = Connection::open(path)?;
+    apply_pragmas(&conn, Durability::Full)?;
+    Ok(conn)
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub durability: Durability,
+    pub read_pool_size: u32,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            durability: Durability::Full,
+            read_pool_size: 8,
+        }
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database, switches it to WAL, migrates it and
+    /// starts the writer thread.
+    pub fn open(path: &Path, opts: &DbOptions) -> DbResult<Db> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        apply_pragmas(&conn, opts.durability)?;
+        migrate_connection(&mut conn, path)?;
+        let durability = opts.durability;
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_URI
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_init(move |c| {
+                apply_pragmas(c, durability)?;
+                c.pragma_update(None, "query_only", true)
+            });
+        let read = r2d2::Pool::builder()
+            .max_size(opts.read_pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        let writer = writer::Writer::start(conn);
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                read,
+                writer,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a pooled read-only connection, off the async executor.
+    pub async fn read<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
+    {
+        let pool = self.inner.read.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Same as [`Db::read`], for code already running on a blocking thread.
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> DbResult<T>) -> DbResult<T> {
+        let conn = self.inner.read.get()?;
+        f(&conn)
+    }
+
+    /// Runs `f` inside the writer's transaction (in a savepoint of its own). The future
+    /// resolves only after the transaction holding the change has committed, so an
+    /// acknowledged write is durable. An `Err` from `f` rolls back only `f`'s changes.
+    pub async fn write<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
+    {
+        self.inner
+            .writer
+            .submit(f)?
+            .await
+            .map_err(|_| DbError::WriterGone)?
+    }
+
+    /// Same as [`Db::write`], for code already running on a blocking thread.
+    pub fn write_blocking<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
+    {
+        self.inner
+            .writer
+            .submit(f)?
+            .blocking_recv()
+            .map_err(|_| DbError::WriterGone)?
+    }
+
+    /// Read-pool gauges for /metrics: (connections, idle connections).
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.inner.read.state();
+        (s.connections, s.idle_connections)
+    }
+
+    pub fn write_stats(&self) -> WriteStats {
+        self.inner.writer.stats()
+    }
+
+    pub fn schema_version(&self) -> DbResult<usize> {
+        self.read_blocking(|c| Ok(schema_version(c)?))
+    }
+
+    /// Moves the WAL's content into the main file and truncates the WAL.
+    pub async fn checkpoint(&self) -> DbResult<()> {
+        self.inner
+            .writer
+            .run_outside_transaction(|c| {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                c.execute_batch("PRAGMA optimize")?;
+                Ok(())
+            })?
+            .await
+            .map_err(|_| DbError::WriterGone)?
+    }
+
+    /// A cheap liveness probe of both paths.
+    pub async fn ping(&self) -> DbResult<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn group_commit_isolates_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), &DbOptions::default()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..50i64 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                db.write(move |c| {
+                    c.execute(
+                        "INSERT INTO settings(key, value, updated_at) VALUES (?1, 'v', 0)",
+                        [format!("k{i}")],
+                    )?;
+                    if i % 10 == 0 {
+                        return Err(DbError::Rejected("no".into()));
+                    }
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 45);
+        let n: i64 = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM settings", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 45, "rejected writes must leave nothing behind");
+    }
+
+    #[test]
+    fn refuses_newer_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Db::open(&path, &DbOptions::default()).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+        drop(c);
+        let err = Db::open(&path, &DbOptions::default()).err().unwrap();
+        assert!(matches!(err, DbError::TooNew { db: 999, .. }), "{err}");
+        assert!(err.to_string().contains("newer crm"));
+    }
+}

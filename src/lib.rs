@@ -1,0 +1,14 @@
+//! `crm`: a service-center CRM appliance in one binary. See docs/ARCHITECTURE.md for the
+//! module map and the import rules between modules.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod i18n;
+pub mod model;
+pub mod server;
+pub mod web;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

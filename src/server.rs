@@ -1,0 +1,85 @@
+//! Runs the HTTP server (and, as they arrive, SIP and background jobs) side by side, and
+//! shuts them down gracefully.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use actix_web::dev::ServerHandle;
+use tokio::task::JoinHandle;
+
+use crate::app::AppContext;
+use crate::config::Config;
+
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // journald adds its own timestamps; keep lines compact and uncoloured.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}
+
+/// A started server. Dropping it does not stop it; call [`Running::stop`].
+pub struct Running {
+    pub ctx: AppContext,
+    pub http_addr: SocketAddr,
+    /// Set on first run: the one-time URL (path and query) that creates the first admin.
+    pub setup_path: Option<String>,
+    http: ServerHandle,
+    http_task: JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let started = Instant::now();
+    let ctx = AppContext::open(config)?;
+    let setup_token = if ctx.accounts.user_count().await? == 0 {
+        Some(crate::domain::accounts::random_token(24))
+    } else {
+        None
+    };
+    let (server, http_addr) = crate::web::bind(ctx.clone(), setup_token.clone())?;
+    let http = server.handle();
+    let http_task = tokio::spawn(server);
+    let scheme = if ctx.config.tls() { "https" } else { "http" };
+    tracing::info!(
+        version = crate::VERSION,
+        http = %http_addr,
+        data_dir = %ctx.config.data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "crm started"
+    );
+    let setup_path = setup_token.map(|t| format!("/setup?token={t}"));
+    if let Some(p) = &setup_path {
+        // The one place the setup token is printed: the operator needs it to finish setup.
+        tracing::warn!("no users yet: open {scheme}://{http_addr}{p} to create the first admin");
+    }
+    Ok(Running {
+        ctx,
+        http_addr,
+        setup_path,
+        http,
+        http_task,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, then checkpoints the WAL.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.http.stop(true).await;
+        let _ = self.http_task.await;
+        self.ctx.db.checkpoint().await?;
+        tracing::info!("crm stopped");
+        Ok(())
+    }
+
+    pub async fn wait_for_shutdown_signal(self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        self.stop().await
+    }
+}

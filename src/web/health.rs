@@ -1,0 +1,46 @@
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::WebState;
+
+/// 200 with a small JSON body when the database answers, 503 otherwise.
+pub async fn healthz(state: web::Data<WebState>) -> HttpResponse {
+    match state.ctx.db.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({
+            "status": "ok",
+            "version": crate::VERSION,
+            "schema": crate::db::binary_schema_version(),
+        })),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database does not answer");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "status": "unavailable",
+                "version": crate::VERSION,
+            }))
+        }
+    }
+}
+
+/// Prometheus text. When `metrics_token` is configured it must be sent as a bearer token.
+pub async fn metrics(req: HttpRequest, state: web::Data<WebState>) -> HttpResponse {
+    if let Some(expected) = &state.ctx.config.metrics_token {
+        let sent = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if sent != Some(expected.as_str()) {
+            return super::error::json_error(
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "metrics need the configured bearer token",
+            );
+        }
+    }
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ))
+        .body(state.metrics.render())
+}

@@ -1,0 +1,147 @@
+//! The page shell: header with navigation for the user's role, language switch, theme
+//! toggle and connection indicator.
+
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use super::auth::{Ui, CSRF_FIELD};
+use super::WebState;
+use crate::domain::Action;
+use crate::i18n::Tr;
+use crate::model::Language;
+
+/// Navigation entries, shown to roles that may do the action.
+const NAV: &[(&str, &str, Action)] = &[
+    ("/", "nav.dashboard", Action::ViewDashboard),
+    ("/users", "nav.users", Action::ManageUsers),
+    ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
+    ("/audit/activity", "nav.activity", Action::ViewActivityLog),
+];
+
+fn head(state: Option<&WebState>, title: &str) -> Markup {
+    let url = |p: &str| state.map(|s| s.assets.url(p)).unwrap_or_default();
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        meta name="color-scheme" content="light dark";
+        title { (title) " · CRM" }
+        link rel="icon" href=(url("icons/favicon.svg")) type="image/svg+xml";
+        link rel="stylesheet" href=(url("css/app.css"));
+        // Loaded first and blocking: applies the saved theme before the page paints.
+        script src=(url("js/theme.js")) {}
+        script src=(url("js/app.js")) defer {}
+    }
+}
+
+/// A hidden CSRF field for a form.
+pub fn csrf_field(ui: &Ui) -> Markup {
+    html! { input type="hidden" name=(CSRF_FIELD) value=(ui.csrf); }
+}
+
+pub fn language_switch(ui: &Ui) -> Markup {
+    html! {
+        form.lang-switch method="post" action="/lang" {
+            (csrf_field(ui))
+            input type="hidden" name="back" value=(ui.path);
+            label.visually-hidden for="lang-select" { (ui.t("shell.language")) }
+            select #lang-select name="lang" data-autosubmit {
+                @for l in Language::ALL {
+                    option value=(l.code()) selected[l == ui.tr.lang] { (l.native_name()) }
+                }
+            }
+            noscript { button type="submit" { "OK" } }
+        }
+    }
+}
+
+/// A full page for a signed-in user.
+pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
+    let state = Some(&**ui.state);
+    html! {
+        (DOCTYPE)
+        html lang=(ui.tr.lang.code()) {
+            head { (head(state, title)) }
+            body data-csrf=(ui.csrf) {
+                header.topbar {
+                    a.brand href="/" { "CRM" }
+                    button.nav-toggle type="button" aria-controls="main-nav" aria-expanded="false" { "☰" }
+                    nav #main-nav {
+                        @if let Some(actor) = &ui.actor {
+                            @for (href, key, action) in NAV {
+                                @if actor.can(*action) {
+                                    a href=(href) aria-current=[(is_current(&ui.path, href)).then_some("page")] { (ui.tr.t(key)) }
+                                }
+                            }
+                        }
+                    }
+                    div.topbar-right {
+                        span #conn-indicator.conn title=(ui.t("shell.connection")) {}
+                        (language_switch(ui))
+                        button #theme-toggle.icon-btn type="button" title=(ui.t("shell.theme")) { "◐" }
+                        @if let Some(actor) = &ui.actor {
+                            a.user-link href="/profile" { (actor.display_name) }
+                            form.inline method="post" action="/logout" {
+                                (csrf_field(ui))
+                                button.link type="submit" { (ui.t("shell.logout")) }
+                            }
+                        }
+                    }
+                }
+                main #content { (content) }
+            }
+        }
+    }
+}
+
+fn is_current(path: &str, href: &str) -> bool {
+    if href == "/" {
+        path == "/"
+    } else {
+        path == href || path.starts_with(&format!("{href}/"))
+    }
+}
+
+/// A page without navigation (sign-in, setup, errors).
+pub fn bare(tr: Tr, title: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(tr.lang.code()) {
+            head { (head(None, title)) }
+            body.bare { (content) }
+        }
+    }
+}
+
+/// Same as [`bare`], with asset URLs and the language switch.
+pub fn bare_ui(ui: &Ui, title: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(ui.tr.lang.code()) {
+            head { (head(Some(&**ui.state), title)) }
+            body.bare {
+                div.bare-top { (language_switch(ui)) button #theme-toggle.icon-btn type="button" title=(ui.t("shell.theme")) { "◐" } }
+                (content)
+            }
+        }
+    }
+}
+
+/// Formats a Unix time for display (UTC+5, Uzbekistan has no DST).
+pub fn datetime(ts: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ts)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(time::macros::offset!(+5));
+    let f = time::macros::format_description!("[day].[month].[year] [hour]:[minute]");
+    t.format(&f).unwrap_or_default()
+}
+
+pub fn flash(msg: Option<&str>, kind: &str) -> Markup {
+    html! {
+        @if let Some(m) = msg {
+            div class=(format!("flash flash-{kind}")) role="status" { (m) }
+        }
+    }
+}
+
+pub fn raw(s: &str) -> PreEscaped<&str> {
+    PreEscaped(s)
+}

@@ -1,0 +1,39 @@
+//! Server-rendered pages, one module per feature.
+
+pub mod audit;
+pub mod auth;
+pub mod dashboard;
+pub mod profile;
+pub mod users;
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use maud::Markup;
+
+pub fn html(m: Markup) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(m.into_string())
+}
+
+pub fn html_status(status: actix_web::http::StatusCode, m: Markup) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(m.into_string())
+}
+
+pub fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+/// Only same-site paths are followed after sign-in (no open redirect).
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}

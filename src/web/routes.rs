@@ -1,0 +1,261 @@
+//! The route table: every route with the permission it needs, declared once. The same
+//! declaration registers the handlers with actix and builds the table the authorization
+//! middleware consults, so a route cannot exist without a rule.
+
+use std::collections::HashMap;
+
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, Handler, Responder};
+
+use super::{api, assets, health, pages};
+use crate::domain::Action;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// A signed-in user (session or API token) whose role may do the action.
+    Allowed(Action),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+pub trait Registrar {
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, handler: F)
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static;
+}
+
+/// Every route of the web server.
+pub fn define(r: &mut impl Registrar) {
+    use Access::*;
+    use Action::*;
+    let get = || Method::GET;
+    let post = || Method::POST;
+
+    // Infrastructure
+    r.add(get(), "/healthz", Public, health::healthz);
+    r.add(get(), "/metrics", Public, health::metrics);
+    r.add(get(), "/assets/{hash}/{path:.*}", Public, assets::serve);
+    r.add(get(), "/favicon.ico", Public, assets::favicon);
+
+    // Sign-in and first run
+    r.add(get(), "/login", Public, pages::auth::login_form);
+    r.add(post(), "/login", Public, pages::auth::login);
+    r.add(post(), "/logout", Public, pages::auth::logout);
+    r.add(get(), "/setup", Public, pages::auth::setup_form);
+    r.add(post(), "/setup", Public, pages::auth::setup);
+    r.add(post(), "/lang", Public, pages::profile::switch_language);
+
+    // Shell
+    r.add(get(), "/", Allowed(ViewDashboard), pages::dashboard::show);
+    r.add(
+        get(),
+        "/profile",
+        Allowed(ManageOwnAccount),
+        pages::profile::show,
+    );
+    r.add(
+        post(),
+        "/profile/password",
+        Allowed(ManageOwnAccount),
+        pages::profile::change_password,
+    );
+    r.add(
+        post(),
+        "/profile/tokens",
+        Allowed(ManageOwnAccount),
+        pages::profile::create_token,
+    );
+    r.add(
+        post(),
+        "/tokens/{id}/revoke",
+        Allowed(ManageOwnAccount),
+        pages::profile::revoke_token,
+    );
+
+    // Administration
+    r.add(get(), "/users", Allowed(ManageUsers), pages::users::list);
+    r.add(
+        get(),
+        "/users/new",
+        Allowed(ManageUsers),
+        pages::users::new_form,
+    );
+    r.add(post(), "/users", Allowed(ManageUsers), pages::users::create);
+    r.add(
+        get(),
+        "/users/{id}",
+        Allowed(ManageUsers),
+        pages::users::edit_form,
+    );
+    r.add(
+        post(),
+        "/users/{id}",
+        Allowed(ManageUsers),
+        pages::users::update,
+    );
+    r.add(
+        post(),
+        "/users/{id}/password",
+        Allowed(ManageUsers),
+        pages::users::reset_password,
+    );
+    r.add(
+        get(),
+        "/audit/logins",
+        Allowed(ViewLoginAudit),
+        pages::audit::logins,
+    );
+    r.add(
+        get(),
+        "/audit/activity",
+        Allowed(ViewActivityLog),
+        pages::audit::activity,
+    );
+
+    // JSON API
+    r.add(get(), "/api/v1/openapi.json", Public, api::openapi_json);
+    r.add(
+        get(),
+        "/api/v1/me",
+        Allowed(ManageOwnAccount),
+        api::users::me,
+    );
+    r.add(
+        get(),
+        "/api/v1/users",
+        Allowed(ManageUsers),
+        api::users::list,
+    );
+    r.add(
+        post(),
+        "/api/v1/users",
+        Allowed(ManageUsers),
+        api::users::create,
+    );
+    r.add(
+        get(),
+        "/api/v1/users/{id}",
+        Allowed(ManageUsers),
+        api::users::get,
+    );
+    r.add(
+        Method::PATCH,
+        "/api/v1/users/{id}",
+        Allowed(ManageUsers),
+        api::users::update,
+    );
+    r.add(
+        get(),
+        "/api/v1/tokens",
+        Allowed(ManageOwnAccount),
+        api::users::list_tokens,
+    );
+    r.add(
+        Method::DELETE,
+        "/api/v1/tokens/{id}",
+        Allowed(ManageOwnAccount),
+        api::users::revoke_token,
+    );
+    r.add(
+        get(),
+        "/api/v1/login-audit",
+        Allowed(ViewLoginAudit),
+        api::users::login_audit,
+    );
+}
+
+/// Collects the specs without registering anything.
+#[derive(Default)]
+pub struct SpecCollector(pub Vec<RouteSpec>);
+
+impl Registrar for SpecCollector {
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, _h: F)
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.0.push(RouteSpec {
+            method,
+            path,
+            access,
+        });
+    }
+}
+
+pub fn specs() -> Vec<RouteSpec> {
+    let mut c = SpecCollector::default();
+    define(&mut c);
+    c.0
+}
+
+/// Lookup by (method, matched pattern).
+pub struct RouteTable(HashMap<&'static str, Vec<(Method, Access)>>);
+
+impl RouteTable {
+    pub fn build() -> RouteTable {
+        let mut t: HashMap<&'static str, Vec<(Method, Access)>> = HashMap::new();
+        for s in specs() {
+            t.entry(s.path).or_default().push((s.method, s.access));
+        }
+        RouteTable(t)
+    }
+
+    pub fn lookup(&self, method: &Method, pattern: &str) -> Option<Access> {
+        // HEAD is served by GET handlers.
+        let m = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.0
+            .get(pattern)?
+            .iter()
+            .find(|(mm, _)| mm == m)
+            .map(|(_, a)| *a)
+    }
+}
+
+/// Registers handlers with actix, one resource per path.
+#[derive(Default)]
+pub struct ActixRegistrar {
+    resources: Vec<(&'static str, Option<actix_web::Resource>)>,
+}
+
+impl ActixRegistrar {
+    pub fn finish(self, cfg: &mut web::ServiceConfig) {
+        for (_, r) in self.resources {
+            if let Some(r) = r {
+                cfg.service(r);
+            }
+        }
+    }
+}
+
+impl Registrar for ActixRegistrar {
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, _a: Access, h: F)
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let idx = match self.resources.iter().position(|(p, _)| *p == path) {
+            Some(i) => i,
+            None => {
+                self.resources.push((path, Some(web::resource(path))));
+                self.resources.len() - 1
+            }
+        };
+        let res = self.resources[idx].1.take().expect("resource present");
+        self.resources[idx].1 = Some(res.route(web::method(method).to(h)));
+    }
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary (one link step) that starts the real servers.
+
+mod support;
+
+mod foundation;
