@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::domain::accounts::Accounts;
+use crate::events::EventBus;
 
 /// Everything a request handler, a job or a CLI command needs, built once.
 #[derive(Clone)]
@@ -13,6 +14,8 @@ pub struct AppContext {
     pub config: Arc<Config>,
     pub db: Db,
     pub accounts: Accounts,
+    /// Committed changes, for live screens.
+    pub events: EventBus,
 }
 
 impl AppContext {
@@ -40,6 +43,7 @@ impl AppContext {
             config: Arc::new(config),
             db,
             accounts,
+            events: EventBus::default(),
         })
     }
 }

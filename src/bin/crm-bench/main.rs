@@ -1,0 +1,35 @@
+//! `crm-bench SUITE`: measures one area and prints one `name=value` line per figure.
+//! Suites live in their own files; each compares against a reference measured in the
+//! same run where the issue asks for one.
+
+mod startup;
+
+use std::process::ExitCode;
+
+const SUITES: &[&str] = &["startup"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(suite) = args.first() else {
+        eprintln!(
+            "usage: crm-bench SUITE [ARGS]  (suites: {})",
+            SUITES.join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let rest = &args[1..];
+    let result = match suite.as_str() {
+        "startup" => startup::run(rest),
+        other => Err(anyhow::anyhow!(
+            "unknown suite {other:?} (suites: {})",
+            SUITES.join(", ")
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crm-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
