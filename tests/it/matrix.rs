@@ -1,0 +1,182 @@
+//! The role-by-route permission matrix. Every route the server has must be listed here
+//! exactly once with who may use it, so a new route without a rule fails this test; each
+//! row is then checked over HTTP for an anonymous visitor and every role.
+
+use crm::model::Role;
+use reqwest::Method;
+
+use crate::support::*;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Who {
+    Public,
+    /// Any signed-in user.
+    Staff,
+    Only(&'static [Role]),
+}
+
+use Role::*;
+use Who::*;
+
+const ADMIN: Who = Only(&[Admin]);
+#[allow(dead_code)]
+const DESK: Who = Only(&[Admin, Operator]);
+
+/// (method, route pattern, who may use it)
+pub const FOUNDATION: &[(&str, &str, Who)] = &[
+    ("GET", "/healthz", Public),
+    ("GET", "/metrics", Public),
+    ("GET", "/assets/{hash}/{path:.*}", Public),
+    ("GET", "/favicon.ico", Public),
+    ("GET", "/login", Public),
+    ("POST", "/login", Public),
+    ("POST", "/logout", Public),
+    ("GET", "/setup", Public),
+    ("POST", "/setup", Public),
+    ("POST", "/lang", Public),
+    ("GET", "/", Staff),
+    ("GET", "/profile", Staff),
+    ("POST", "/profile/password", Staff),
+    ("POST", "/profile/tokens", Staff),
+    ("POST", "/tokens/{id}/revoke", Staff),
+    ("GET", "/users", ADMIN),
+    ("GET", "/users/new", ADMIN),
+    ("POST", "/users", ADMIN),
+    ("GET", "/users/{id}", ADMIN),
+    ("POST", "/users/{id}", ADMIN),
+    ("POST", "/users/{id}/password", ADMIN),
+    ("GET", "/audit/logins", ADMIN),
+    ("GET", "/audit/activity", ADMIN),
+    ("GET", "/api/v1/openapi.json", Public),
+    ("GET", "/api/v1/me", Staff),
+    ("GET", "/api/v1/users", ADMIN),
+    ("POST", "/api/v1/users", ADMIN),
+    ("GET", "/api/v1/users/{id}", ADMIN),
+    ("PATCH", "/api/v1/users/{id}", ADMIN),
+    ("GET", "/api/v1/tokens", Staff),
+    ("DELETE", "/api/v1/tokens/{id}", Staff),
+    ("GET", "/api/v1/login-audit", ADMIN),
+];
+
+/// Every area's rows.
+fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
+    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION];
+    areas.iter().flat_map(|a| a.iter().copied()).collect()
+}
+
+/// A concrete URL for a pattern: ids that do not exist (so allowed requests change
+/// nothing), and a real asset.
+fn sample(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find('}').unwrap() + i;
+        let name = &rest[i + 1..end];
+        out.push_str(match name {
+            "hash" => "x",
+            "path:.*" => "css/app.css",
+            _ => "999999",
+        });
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn allowed(who: Who, role: Option<Role>) -> bool {
+    match (who, role) {
+        (Public, _) => true,
+        (_, None) => false,
+        (Staff, Some(_)) => true,
+        (Only(roles), Some(r)) => roles.contains(&r),
+    }
+}
+
+#[tokio::test]
+async fn every_route_has_a_rule_and_the_rule_holds() {
+    // 1. The table matches the server's routes exactly.
+    let mut table: Vec<(String, String)> = all_rows()
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    table.sort();
+    let before = table.len();
+    table.dedup();
+    assert_eq!(before, table.len(), "a route is listed twice");
+    let mut routes: Vec<(String, String)> = crm::web::routes::specs()
+        .into_iter()
+        .map(|s| (s.method.to_string(), s.path.to_string()))
+        .collect();
+    routes.sort();
+    let missing: Vec<_> = routes.iter().filter(|r| !table.contains(r)).collect();
+    let stale: Vec<_> = table.iter().filter(|r| !routes.contains(r)).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a rule in tests/it/matrix.rs: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "rules for routes that do not exist: {stale:?}"
+    );
+
+    // 2. The rules hold over HTTP.
+    let app = TestApp::spawn().await;
+    app.add_user("oper", Operator, "oper-pass-1").await;
+    app.add_user("usta", Master, "usta-pass-1").await;
+    let mut failures = Vec::new();
+    for role in [None, Some(Master), Some(Operator), Some(Admin)] {
+        let (client, csrf) = match role {
+            None => {
+                let c = app.client();
+                let page = c.get(app.url("/login")).send().await.unwrap();
+                let pre = csrf_from_html(&page.text().await.unwrap()).unwrap();
+                (c, pre)
+            }
+            Some(r) => {
+                let (u, p) = match r {
+                    Admin => ("admin", ADMIN_PASSWORD),
+                    Operator => ("oper", "oper-pass-1"),
+                    Master => ("usta", "usta-pass-1"),
+                };
+                let s = app.login(u, p).await;
+                (s.client, s.csrf)
+            }
+        };
+        let mut rows = all_rows();
+        // Signing out last, so the session lives through the other rows.
+        rows.sort_by_key(|(_, p, _)| *p == "/logout");
+        for (method, pattern, who) in rows {
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            let url = app.url(&sample(pattern));
+            let mut req = client.request(m.clone(), &url);
+            if m != Method::GET {
+                req = req.header("x-csrf-token", &csrf);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let to_login = status == 303
+                && pattern != "/logout"
+                && resp
+                    .headers()
+                    .get("location")
+                    .is_some_and(|l| l.to_str().unwrap().starts_with("/login"));
+            let denied = status == 401 || status == 403 || to_login;
+            let ok = if allowed(who, role) {
+                !denied || (pattern == "/login" && status == 401)
+            } else if role.is_none() {
+                status == 401 || to_login
+            } else {
+                status == 403
+            };
+            if !ok {
+                failures.push(format!("{role:?} {method} {pattern} -> {status}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "permission matrix violations:\n{}",
+        failures.join("\n")
+    );
+}
