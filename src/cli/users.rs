@@ -85,7 +85,10 @@ pub fn run_user(cli: &Cli, cmd: &UserCommand) -> anyhow::Result<ExitCode> {
                         false,
                     )
                     .await?;
-                println!("created user {username} (id {id}, role {role})");
+                println!(
+                    "created user {} (id {id}, role {role})",
+                    username.to_lowercase()
+                );
                 if generated {
                     println!("password: {password}");
                 }

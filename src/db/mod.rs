@@ -260,8 +260,12 @@ impl Db {
         self.inner
             .writer
             .run_outside_transaction(|c| {
-                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                // optimize may write statistics, so it goes before the checkpoint.
                 c.execute_batch("PRAGMA optimize")?;
+                let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                if busy != 0 {
+                    tracing::debug!("WAL checkpoint could not finish: readers active");
+                }
                 Ok(())
             })?
             .await

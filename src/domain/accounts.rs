@@ -255,7 +255,7 @@ impl Accounts {
     /// Changes name, role, active flag and language. Keeps at least one active admin.
     pub async fn update_user(
         &self,
-        by: &Actor,
+        by: Option<&Actor>,
         id: UserId,
         display_name: &str,
         role: Role,
@@ -263,7 +263,7 @@ impl Accounts {
         language: Language,
     ) -> DomainResult<()> {
         let display_name = validate_display_name(display_name)?;
-        let by_id = by.user_id;
+        let by_id = by.map(|a| a.user_id);
         self.db
             .write(move |c| {
                 let before = q::user_by_id(c, id)?.ok_or(DomainError::NotFound)?;
@@ -292,7 +292,7 @@ impl Accounts {
                 }
                 crate::db::settings::log_activity(
                     c,
-                    Some(by_id),
+                    by_id,
                     "update",
                     "user",
                     Some(id),
@@ -311,14 +311,6 @@ impl Accounts {
 
     pub async fn disable_user(&self, by: Option<&Actor>, username: &str) -> DomainResult<()> {
         let u = self.user_by_username(username).await?;
-        let system = Actor {
-            user_id: 0,
-            username: "system".into(),
-            display_name: "system".into(),
-            role: Role::Admin,
-            language: Language::En,
-        };
-        let by = by.unwrap_or(&system);
         self.update_user(by, u.id, &u.display_name, u.role, false, u.language)
             .await
     }
@@ -332,7 +324,7 @@ impl Accounts {
     ) -> DomainResult<()> {
         validate_password(&password)?;
         let hash = self.hash(password).await?;
-        let by_id = by.map(|a| a.user_id).filter(|&i| i != 0);
+        let by_id = by.map(|a| a.user_id);
         self.db
             .write(move |c| {
                 let now = now();

@@ -113,7 +113,7 @@ pub async fn update(
         crate::domain::accounts::validate_password(p)?;
     }
     acc.update_user(
-        &actor,
+        Some(&actor),
         id,
         b.display_name.as_deref().unwrap_or(&cur.display_name),
         b.role.unwrap_or(cur.role),

@@ -267,7 +267,7 @@ pub async fn update(
     };
     match acc
         .update_user(
-            &actor,
+            Some(&actor),
             id,
             &form.name,
             role,
