@@ -83,7 +83,7 @@ impl Language {
     /// The language's own name, as shown in the switcher.
     pub fn native_name(self) -> &'static str {
         match self {
-            Language::UzLatn => "O‘zbekcha",
+            Language::UzLatn => "Oʻzbekcha",
             Language::UzCyrl => "Ўзбекча",
             Language::Ru => "Русский",
             Language::En => "English",
