@@ -2,7 +2,9 @@
 //! Suites live in their own files; each compares against a reference measured in the
 //! same run where the issue asks for one.
 
+mod httpc;
 mod startup;
+mod stats;
 
 use std::process::ExitCode;
 
