@@ -27,6 +27,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Set on first run: the one-time URL (path and query) that creates the first admin.
     pub setup_path: Option<String>,
+    /// The live-update hub (for tests and benchmarks that watch it).
+    pub hub: crate::web::hub::Hub,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
 }
@@ -39,9 +41,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
-    let (server, http_addr) = crate::web::bind(ctx.clone(), setup_token.clone())?;
-    let http = server.handle();
-    let http_task = tokio::spawn(server);
+    let bound = crate::web::bind(ctx.clone(), setup_token.clone())?;
+    let http_addr = bound.addr;
+    let http = bound.server.handle();
+    let http_task = tokio::spawn(bound.server);
     let scheme = if ctx.config.tls() { "https" } else { "http" };
     tracing::info!(
         version = crate::VERSION,
@@ -59,6 +62,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ctx,
         http_addr,
         setup_path,
+        hub: bound.hub,
         http,
         http_task,
     })

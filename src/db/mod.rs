@@ -6,6 +6,7 @@
 mod writer;
 
 pub mod accounts;
+pub mod notices;
 pub mod settings;
 
 use std::path::{Path, PathBuf};

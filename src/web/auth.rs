@@ -108,9 +108,11 @@ pub async fn authorize(
     let Some(access) = access else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let api = req.path().starts_with("/api/");
+    // Machine endpoints answer 401 rather than redirecting to the sign-in page, and take
+    // API tokens.
+    let api = req.path().starts_with("/api/") || req.path() == "/ws";
 
-    // Identity: an API token on /api, otherwise the session cookie.
+    // Identity: an API token on machine endpoints, otherwise the session cookie.
     let mut identity = None;
     if api {
         if let Some(tok) = bearer(&req) {

@@ -29,6 +29,7 @@ fn head(state: Option<&WebState>, title: &str) -> Markup {
         // Loaded first and blocking: applies the saved theme before the page paints.
         script src=(url("js/theme.js")) {}
         script src=(url("js/app.js")) defer {}
+        script src=(url("js/live.js")) defer {}
     }
 }
 
@@ -60,7 +61,7 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
         (DOCTYPE)
         html lang=(ui.tr.lang.code()) {
             head { (head(state, title)) }
-            body data-csrf=(ui.csrf) {
+            body data-csrf=(ui.csrf) data-live-seq=(ui.state.hub.seq()) {
                 header.topbar {
                     a.brand href="/" { "CRM" }
                     button.nav-toggle type="button" aria-controls="main-nav" aria-expanded="false" { "☰" }
@@ -74,7 +75,8 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                         }
                     }
                     div.topbar-right {
-                        span #conn-indicator.conn title=(ui.t("shell.connection")) {}
+                        span #conn-indicator.conn title=(ui.t("live.disconnected")) data-on=(ui.t("live.connected")) data-off=(ui.t("live.disconnected")) {}
+                        span #presence-count.presence title=(ui.t("live.online")) {}
                         (language_switch(ui))
                         button #theme-toggle.icon-btn type="button" title=(ui.t("shell.theme")) { "◐" }
                         @if let Some(actor) = &ui.actor {

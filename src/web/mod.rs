@@ -6,10 +6,12 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod hub;
 pub mod layout;
 mod metrics;
 mod pages;
 pub mod routes;
+mod ws;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -32,6 +34,7 @@ pub struct WebState {
     pub routes: routes::RouteTable,
     pub metrics: Metrics,
     pub assets: assets::AssetIndex,
+    pub hub: hub::Hub,
 }
 
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
@@ -139,19 +142,29 @@ pub fn configure(state: web::Data<WebState>) -> impl Fn(&mut web::ServiceConfig)
 
 pub fn state(ctx: AppContext, setup_token: Option<String>) -> web::Data<WebState> {
     let metrics = Metrics::new(ctx.db.clone());
+    let hub = hub::Hub::start(&ctx.events);
     web::Data::new(WebState {
         ctx,
         setup_token,
         routes: routes::RouteTable::build(),
         metrics,
         assets: assets::AssetIndex::build(),
+        hub,
     })
 }
 
-/// Binds the HTTP listener and returns the (not yet polled) server and its address.
-pub fn bind(ctx: AppContext, setup_token: Option<String>) -> anyhow::Result<(Server, SocketAddr)> {
+/// A bound, not yet polled, HTTP server.
+pub struct Bound {
+    pub server: Server,
+    pub addr: SocketAddr,
+    pub hub: hub::Hub,
+}
+
+/// Binds the HTTP listener.
+pub fn bind(ctx: AppContext, setup_token: Option<String>) -> anyhow::Result<Bound> {
     let config = ctx.config.clone();
     let state = state(ctx, setup_token);
+    let hub = state.hub.clone();
     let factory = {
         let state = state.clone();
         move || {
@@ -188,7 +201,11 @@ pub fn bind(ctx: AppContext, setup_token: Option<String>) -> anyhow::Result<(Ser
         .addrs()
         .first()
         .ok_or_else(|| anyhow::anyhow!("no HTTP listener bound"))?;
-    Ok((server.run(), addr))
+    Ok(Bound {
+        server: server.run(),
+        addr,
+        hub,
+    })
 }
 
 fn tls_config(

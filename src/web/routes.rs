@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, Handler, Responder};
 
-use super::{api, assets, health, pages};
+use super::{api, assets, health, pages, ws};
 use crate::domain::Action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,7 @@ pub trait Registrar {
 }
 
 /// Every route of the web server.
+#[rustfmt::skip]
 pub fn define(r: &mut impl Registrar) {
     use Access::*;
     use Action::*;
@@ -56,121 +57,37 @@ pub fn define(r: &mut impl Registrar) {
 
     // Shell
     r.add(get(), "/", Allowed(ViewDashboard), pages::dashboard::show);
-    r.add(
-        get(),
-        "/profile",
-        Allowed(ManageOwnAccount),
-        pages::profile::show,
-    );
-    r.add(
-        post(),
-        "/profile/password",
-        Allowed(ManageOwnAccount),
-        pages::profile::change_password,
-    );
-    r.add(
-        post(),
-        "/profile/tokens",
-        Allowed(ManageOwnAccount),
-        pages::profile::create_token,
-    );
-    r.add(
-        post(),
-        "/tokens/{id}/revoke",
-        Allowed(ManageOwnAccount),
-        pages::profile::revoke_token,
-    );
+    r.add(get(), "/profile", Allowed(ManageOwnAccount), pages::profile::show);
+    r.add(post(), "/profile/password", Allowed(ManageOwnAccount), pages::profile::change_password);
+    r.add(post(), "/profile/tokens", Allowed(ManageOwnAccount), pages::profile::create_token);
+    r.add(post(), "/tokens/{id}/revoke", Allowed(ManageOwnAccount), pages::profile::revoke_token);
+
+    // Live updates
+    r.add(get(), "/ws", Allowed(ViewDashboard), ws::connect);
+    r.add(post(), "/notices", Allowed(ManageUsers), pages::dashboard::post_notice);
 
     // Administration
     r.add(get(), "/users", Allowed(ManageUsers), pages::users::list);
-    r.add(
-        get(),
-        "/users/new",
-        Allowed(ManageUsers),
-        pages::users::new_form,
-    );
+    r.add(get(), "/users/new", Allowed(ManageUsers), pages::users::new_form);
     r.add(post(), "/users", Allowed(ManageUsers), pages::users::create);
-    r.add(
-        get(),
-        "/users/{id}",
-        Allowed(ManageUsers),
-        pages::users::edit_form,
-    );
-    r.add(
-        post(),
-        "/users/{id}",
-        Allowed(ManageUsers),
-        pages::users::update,
-    );
-    r.add(
-        post(),
-        "/users/{id}/password",
-        Allowed(ManageUsers),
-        pages::users::reset_password,
-    );
-    r.add(
-        get(),
-        "/audit/logins",
-        Allowed(ViewLoginAudit),
-        pages::audit::logins,
-    );
-    r.add(
-        get(),
-        "/audit/activity",
-        Allowed(ViewActivityLog),
-        pages::audit::activity,
-    );
+    r.add(get(), "/users/{id}", Allowed(ManageUsers), pages::users::edit_form);
+    r.add(post(), "/users/{id}", Allowed(ManageUsers), pages::users::update);
+    r.add(post(), "/users/{id}/password", Allowed(ManageUsers), pages::users::reset_password);
+    r.add(get(), "/audit/logins", Allowed(ViewLoginAudit), pages::audit::logins);
+    r.add(get(), "/audit/activity", Allowed(ViewActivityLog), pages::audit::activity);
 
     // JSON API
     r.add(get(), "/api/v1/openapi.json", Public, api::openapi_json);
-    r.add(
-        get(),
-        "/api/v1/me",
-        Allowed(ManageOwnAccount),
-        api::users::me,
-    );
-    r.add(
-        get(),
-        "/api/v1/users",
-        Allowed(ManageUsers),
-        api::users::list,
-    );
-    r.add(
-        post(),
-        "/api/v1/users",
-        Allowed(ManageUsers),
-        api::users::create,
-    );
-    r.add(
-        get(),
-        "/api/v1/users/{id}",
-        Allowed(ManageUsers),
-        api::users::get,
-    );
-    r.add(
-        Method::PATCH,
-        "/api/v1/users/{id}",
-        Allowed(ManageUsers),
-        api::users::update,
-    );
-    r.add(
-        get(),
-        "/api/v1/tokens",
-        Allowed(ManageOwnAccount),
-        api::users::list_tokens,
-    );
-    r.add(
-        Method::DELETE,
-        "/api/v1/tokens/{id}",
-        Allowed(ManageOwnAccount),
-        api::users::revoke_token,
-    );
-    r.add(
-        get(),
-        "/api/v1/login-audit",
-        Allowed(ViewLoginAudit),
-        api::users::login_audit,
-    );
+    r.add(get(), "/api/v1/me", Allowed(ManageOwnAccount), api::users::me);
+    r.add(get(), "/api/v1/users", Allowed(ManageUsers), api::users::list);
+    r.add(post(), "/api/v1/users", Allowed(ManageUsers), api::users::create);
+    r.add(get(), "/api/v1/users/{id}", Allowed(ManageUsers), api::users::get);
+    r.add(Method::PATCH, "/api/v1/users/{id}", Allowed(ManageUsers), api::users::update);
+    r.add(get(), "/api/v1/tokens", Allowed(ManageOwnAccount), api::users::list_tokens);
+    r.add(Method::DELETE, "/api/v1/tokens/{id}", Allowed(ManageOwnAccount), api::users::revoke_token);
+    r.add(get(), "/api/v1/login-audit", Allowed(ViewLoginAudit), api::users::login_audit);
+    r.add(get(), "/api/v1/presence", Allowed(ViewDashboard), api::live::presence);
+    r.add(post(), "/api/v1/notices", Allowed(ManageUsers), api::live::post_notice);
 }
 
 /// Collects the specs without registering anything.

@@ -39,6 +39,8 @@ pub const FOUNDATION: &[(&str, &str, Who)] = &[
     ("POST", "/profile/password", Staff),
     ("POST", "/profile/tokens", Staff),
     ("POST", "/tokens/{id}/revoke", Staff),
+    ("GET", "/ws", Staff),
+    ("POST", "/notices", ADMIN),
     ("GET", "/users", ADMIN),
     ("GET", "/users/new", ADMIN),
     ("POST", "/users", ADMIN),
@@ -56,6 +58,8 @@ pub const FOUNDATION: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/tokens", Staff),
     ("DELETE", "/api/v1/tokens/{id}", Staff),
     ("GET", "/api/v1/login-audit", ADMIN),
+    ("GET", "/api/v1/presence", Staff),
+    ("POST", "/api/v1/notices", ADMIN),
 ];
 
 /// Every area's rows.

@@ -67,6 +67,10 @@ impl TestApp {
         self.running.as_ref().expect("server running")
     }
 
+    pub fn running_hub(&self) -> crm::web::hub::Hub {
+        self.running().hub.clone()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

@@ -1,6 +1,7 @@
 //! JSON API under /api/v1. Handlers carry `#[utoipa::path]` annotations, from which the
 //! OpenAPI document is generated; a test checks it lists exactly the API routes.
 
+pub mod live;
 pub mod users;
 
 use actix_web::HttpResponse;
@@ -33,6 +34,7 @@ impl Modify for Security {
     paths(
         users::me, users::list, users::create, users::get, users::update,
         users::list_tokens, users::revoke_token, users::login_audit,
+        live::presence, live::post_notice,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

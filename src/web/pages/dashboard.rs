@@ -1,12 +1,13 @@
 //! The landing page after sign-in.
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use maud::html;
+use serde::Deserialize;
 
-use super::html;
-use crate::domain::{Action, Actor};
+use super::{html, redirect};
+use crate::domain::{notices, Action, Actor, DomainError};
 use crate::web::auth::Ui;
-use crate::web::layout::page;
+use crate::web::layout::{csrf_field, datetime, page};
 
 pub async fn show(ui: Ui, actor: Actor) -> HttpResponse {
     let role_key = match actor.role {
@@ -14,7 +15,8 @@ pub async fn show(ui: Ui, actor: Actor) -> HttpResponse {
         crate::model::Role::Operator => "role.operator",
         crate::model::Role::Master => "role.master",
     };
-    let admin_stats = if actor.can(Action::ManageUsers) {
+    let admin = actor.can(Action::ManageUsers);
+    let admin_stats = if admin {
         let users = ui.state.ctx.accounts.list_users().await.unwrap_or_default();
         let failures = ui
             .state
@@ -30,6 +32,9 @@ pub async fn show(ui: Ui, actor: Actor) -> HttpResponse {
     } else {
         None
     };
+    let recent = notices::recent(&ui.state.ctx.db, 5)
+        .await
+        .unwrap_or_default();
     html(page(
         &ui,
         ui.t("dashboard.title"),
@@ -48,6 +53,41 @@ pub async fn show(ui: Ui, actor: Actor) -> HttpResponse {
                     }
                 }
             }
+            section.card #notices {
+                h2 { (ui.t("live.notices")) }
+                @if admin {
+                    form.row method="post" action="/notices" {
+                        (csrf_field(&ui))
+                        input name="text" maxlength="500" required placeholder=(ui.t("live.notice_placeholder"));
+                        button type="submit" { (ui.t("live.send_notice")) }
+                    }
+                }
+                ul #notice-list.notice-list {
+                    @for n in &recent {
+                        li { time { (datetime(n.at)) } " " strong { (n.author.clone().unwrap_or_default()) } ": " (n.text) }
+                    }
+                }
+            }
         },
     ))
+}
+
+#[derive(Deserialize)]
+pub struct NoticeForm {
+    text: String,
+}
+
+pub async fn post_notice(ui: Ui, actor: Actor, form: web::Form<NoticeForm>) -> HttpResponse {
+    match notices::post(&ui.state.ctx.db, &ui.state.ctx.events, &actor, &form.text).await {
+        Ok(_) => redirect("/"),
+        Err(DomainError::Invalid(m)) => crate::web::error::error_page(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            &m,
+            ui.tr,
+        ),
+        Err(err) => actix_web::ResponseError::error_response(&crate::web::error::PageError {
+            err,
+            tr: ui.tr,
+        }),
+    }
 }

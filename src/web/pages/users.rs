@@ -40,6 +40,7 @@ pub async fn list(ui: Ui) -> HttpResponse {
         Ok(u) => u,
         Err(e) => return err(&ui, e),
     };
+    let online = ui.state.hub.online().await;
     html(page(
         &ui,
         ui.t("users.title"),
@@ -48,7 +49,7 @@ pub async fn list(ui: Ui) -> HttpResponse {
                 h1 { (ui.t("users.title")) }
                 a.button.primary href="/users/new" { (ui.t("users.add")) }
             }
-            div.table-wrap { table #users-table {
+            div.table-wrap #users-region { table #users-table {
                 thead { tr {
                     th { (ui.t("users.display_name")) } th { (ui.t("login.username")) }
                     th { (ui.t("users.role")) } th { (ui.t("users.status")) } th { (ui.t("users.created")) }
@@ -56,7 +57,10 @@ pub async fn list(ui: Ui) -> HttpResponse {
                 tbody {
                     @for u in &users {
                         tr.inactive[!u.active] data-user-id=(u.id) {
-                            td { a href=(format!("/users/{}", u.id)) { (u.display_name) } }
+                            td {
+                                span.presence-dot.online[online.contains(&u.id)] data-presence-user=(u.id) title=(ui.t("live.online")) {}
+                                a href=(format!("/users/{}", u.id)) { (u.display_name) }
+                            }
                             td { code { (u.username) } }
                             td { (role_label(&ui, u.role)) }
                             td { @if u.active { (ui.t("users.active")) } @else { span.badge { (ui.t("users.disabled")) } } }

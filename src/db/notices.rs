@@ -1,0 +1,25 @@
+//! Admin broadcast notices.
+
+use rusqlite::{params, Connection};
+
+use super::DbResult;
+
+pub fn insert(c: &Connection, author: i64, text: &str, at: i64) -> DbResult<i64> {
+    c.execute(
+        "INSERT INTO notices (at, author_id, text) VALUES (?1, ?2, ?3)",
+        params![at, author, text],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// The latest notices, newest first, with their author's name.
+pub fn recent(c: &Connection, limit: i64) -> DbResult<Vec<(i64, i64, Option<String>, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT n.id, n.at, u.display_name, n.text FROM notices n LEFT JOIN users u ON u.id = n.author_id
+         ORDER BY n.at DESC, n.id DESC LIMIT ?1",
+    )?;
+    let rows = st.query_map([limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,154 @@
+//! `GET /ws`: the live-update socket. Authenticated like any page (session cookie, or a
+//! bearer token), refused before the upgrade for a foreign Origin. Frames are
+//! `{"seq": N, "type": "...", "data": {...}}`; the first is `hello` with the current
+//! sequence and whether the client must refetch (its `last_seq` was too old).
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::auth::SESSION_COOKIE;
+use super::hub::{Hub, Joined};
+use super::WebState;
+use crate::domain::Actor;
+
+const HEARTBEAT: Duration = Duration::from_secs(20);
+/// A client silent for this long (no pong, no message) is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_FRAME: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    last_seq: Option<u64>,
+}
+
+fn same_origin(req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        // Non-browser clients (with a token) send no Origin.
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+    host == req.connection_info().host()
+}
+
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<WebState>,
+    actor: Actor,
+    q: web::Query<WsQuery>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if !same_origin(&req) {
+        return Ok(super::error::json_error(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "WebSocket from a foreign origin",
+        ));
+    }
+    let (resp, session, stream) = actix_ws::handle(&req, body)?;
+    let Some(joined) = state.hub.join(actor.user_id, actor.role, q.last_seq).await else {
+        return Ok(super::error::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "live updates are shutting down",
+        ));
+    };
+    let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let stream = stream
+        .max_frame_size(MAX_FRAME)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME);
+    actix_web::rt::spawn(run(
+        session,
+        stream,
+        joined,
+        state.hub.clone(),
+        state.clone(),
+        cookie,
+        actor,
+    ));
+    Ok(resp)
+}
+
+async fn run(
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+    joined: Joined,
+    hub: Hub,
+    state: web::Data<WebState>,
+    cookie: Option<String>,
+    actor: Actor,
+) {
+    let Joined {
+        id,
+        mut rx,
+        seq,
+        replay,
+        resync,
+    } = joined;
+    let hello = serde_json::json!({
+        "seq": seq,
+        "type": "hello",
+        "data": {"resync": resync, "user_id": actor.user_id, "replayed": replay.len()},
+    });
+    let mut ok = session.text(hello.to_string()).await.is_ok();
+    for f in replay {
+        if !ok {
+            break;
+        }
+        ok = session.text(f.to_string()).await.is_ok();
+    }
+    let mut last_heard = Instant::now();
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.tick().await;
+    let mut close: Option<CloseReason> = None;
+    while ok {
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Some(f) => ok = session.text(f.to_string()).await.is_ok(),
+                None => {
+                    close = Some(CloseReason {
+                        code: CloseCode::Again,
+                        description: Some("too slow: reconnect and catch up".into()),
+                    });
+                    break;
+                }
+            },
+            msg = stream.next() => {
+                last_heard = Instant::now();
+                match msg {
+                    Some(Ok(actix_ws::AggregatedMessage::Ping(b))) => ok = session.pong(&b).await.is_ok(),
+                    Some(Ok(actix_ws::AggregatedMessage::Close(_))) | None => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => {
+                        close = Some(CloseReason { code: CloseCode::Protocol, description: None });
+                        break;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT {
+                    close = Some(CloseReason { code: CloseCode::Away, description: Some("idle".into()) });
+                    break;
+                }
+                // A socket outlives neither its session nor its user's access.
+                if let Some(c) = &cookie {
+                    if !matches!(state.ctx.accounts.session(c).await, Ok(Some(_))) {
+                        close = Some(CloseReason { code: CloseCode::Policy, description: Some("signed out".into()) });
+                        break;
+                    }
+                }
+                ok = session.ping(b"").await.is_ok();
+            }
+        }
+    }
+    hub.leave(id);
+    let _ = session.close(close).await;
+}
