@@ -12,8 +12,17 @@ pub fn insert(c: &Connection, author: i64, text: &str, at: i64) -> DbResult<i64>
     Ok(c.last_insert_rowid())
 }
 
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Notice {
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    pub author: Option<String>,
+    pub text: String,
+}
+
 /// The latest notices, newest first, with their author's name.
-pub fn recent(c: &Connection, limit: i64) -> DbResult<Vec<(i64, i64, Option<String>, String)>> {
+pub fn recent(c: &Connection, limit: i64) -> DbResult<Vec<Notice>> {
     let mut st = c.prepare_cached(
         "SELECT n.id, n.at, u.display_name, n.text FROM notices n LEFT JOIN users u ON u.id = n.author_id
          ORDER BY n.at DESC, n.id DESC LIMIT ?1",

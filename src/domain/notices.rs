@@ -1,19 +1,9 @@
 //! Admin broadcasts: stored, then pushed to every open screen.
 
-use serde::Serialize;
-
 use super::{Actor, DomainError, DomainResult};
+pub use crate::db::notices::Notice;
 use crate::db::{notices as q, Db};
 use crate::events::{Audience, Event, EventBus};
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Notice {
-    pub id: i64,
-    /// Unix seconds.
-    pub at: i64,
-    pub author: Option<String>,
-    pub text: String,
-}
 
 pub async fn post(db: &Db, bus: &EventBus, by: &Actor, text: &str) -> DomainResult<Notice> {
     let text = text.trim().to_string();
@@ -40,14 +30,5 @@ pub async fn post(db: &Db, bus: &EventBus, by: &Actor, text: &str) -> DomainResu
 }
 
 pub async fn recent(db: &Db, limit: i64) -> DomainResult<Vec<Notice>> {
-    let rows = db.read(move |c| q::recent(c, limit)).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, at, author, text)| Notice {
-            id,
-            at,
-            author,
-            text,
-        })
-        .collect())
+    Ok(db.read(move |c| q::recent(c, limit)).await?)
 }
