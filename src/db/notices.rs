@@ -28,7 +28,12 @@ pub fn recent(c: &Connection, limit: i64) -> DbResult<Vec<Notice>> {
          ORDER BY n.at DESC, n.id DESC LIMIT ?1",
     )?;
     let rows = st.query_map([limit], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        Ok(Notice {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            author: r.get(2)?,
+            text: r.get(3)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
