@@ -14,7 +14,8 @@ use crate::support::*;
 /// A chromedriver process and one headless Chromium session; both end on drop/close.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    driver: Option<Child>,
+    driver_url: String,
     _profile: tempfile::TempDir,
 }
 
@@ -33,6 +34,17 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver runs (apt-get install chromium-driver)");
+        let mut b = Self::session(format!("http://127.0.0.1:{port}")).await;
+        b.driver = Some(driver);
+        b
+    }
+
+    /// Another, independent browser (own profile and cookies) on the same driver.
+    pub async fn another(&self) -> Browser {
+        Self::session(self.driver_url.clone()).await
+    }
+
+    async fn session(url: String) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -47,7 +59,6 @@ impl Browser {
                 ]
             }),
         );
-        let url = format!("http://127.0.0.1:{port}");
         let client = eventually(Duration::from_secs(20), || {
             let caps = caps.clone();
             let url = url.clone();
@@ -64,9 +75,23 @@ impl Browser {
         .expect("chromedriver answers");
         Browser {
             client,
-            driver,
+            driver: None,
+            driver_url: url,
             _profile: profile,
         }
+    }
+
+    /// Signs in through the login form.
+    pub async fn sign_in(&self, app: &TestApp, user: &str, password: &str) {
+        self.client.goto(&app.url("/login")).await.unwrap();
+        self.fill("#username", user).await;
+        self.fill("#password", password).await;
+        self.click("button[type=submit]").await;
+        self.client
+            .wait()
+            .for_element(Locator::Css("#main-nav"))
+            .await
+            .unwrap();
     }
 
     /// Waits until the CSS selector matches an element whose text contains `text`.
@@ -104,14 +129,18 @@ impl Browser {
 
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        if let Some(mut d) = self.driver.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        if let Some(d) = self.driver.as_mut() {
+            let _ = d.kill();
+        }
     }
 }
 
@@ -190,4 +219,56 @@ async fn first_run_login_and_language_switch_in_chromium() {
         "menu opens with the toggle"
     );
     b.close().await;
+}
+
+#[tokio::test]
+async fn a_change_in_one_browser_shows_in_another_without_reload() {
+    let app = TestApp::spawn().await;
+    app.add_user("oper", crm::model::Role::Operator, "oper-pass-1")
+        .await;
+    let admin = Browser::start().await;
+    let desk = admin.another().await;
+    admin.sign_in(&app, "admin", ADMIN_PASSWORD).await;
+    desk.sign_in(&app, "oper", "oper-pass-1").await;
+    // Both connect: the indicator turns on, presence counts two people.
+    for b in [&admin, &desk] {
+        let on = eventually(Duration::from_secs(10), || async {
+            let el = b.client.find(Locator::Css("#conn-indicator")).await.ok()?;
+            let class = el.attr("class").await.ok()??;
+            class.contains("online").then_some(())
+        })
+        .await;
+        assert!(on.is_some(), "live connection indicator");
+    }
+    assert!(
+        desk.wait_text("#presence-count", "2").await,
+        "two people online"
+    );
+    // Mark the operator's page so a reload would be noticed.
+    desk.client
+        .execute("window.__noReload = true;", vec![])
+        .await
+        .unwrap();
+    // The admin broadcasts; the operator's dashboard shows it in place.
+    admin
+        .fill("#notices input[name=text]", "Usta Bek bugun 14:00 gacha")
+        .await;
+    admin.click("#notices button[type=submit]").await;
+    assert!(
+        desk.wait_text("#notice-list", "Usta Bek bugun 14:00 gacha")
+            .await,
+        "notice appears without reload"
+    );
+    let still: serde_json::Value = desk
+        .client
+        .execute("return window.__noReload === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        still,
+        serde_json::Value::Bool(true),
+        "the page was not reloaded"
+    );
+    desk.close().await;
+    admin.close().await;
 }
