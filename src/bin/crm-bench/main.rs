@@ -3,12 +3,14 @@
 //! same run where the issue asks for one.
 
 mod httpc;
+mod server;
 mod startup;
 mod stats;
+mod ws;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup"];
+const SUITES: &[&str] = &["startup", "ws"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     let result = match suite.as_str() {
         "startup" => startup::run(rest),
+        "ws" => ws::run(rest),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")

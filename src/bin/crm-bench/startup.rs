@@ -1,78 +1,15 @@
 //! `startup`: cold start to first served request on an empty database, idle RSS, binary
 //! size, and sign-in cost (argon2id) as latency and throughput.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::httpc::{csrf, request, urlencode};
+use crate::server::{add_user, crm_binary, free_addr, rss_kib, serve, stop, wait_healthy};
 use crate::stats::{median, ms, percentile};
 
 const RUNS: usize = 15;
 const LOGINS: usize = 24;
-
-fn crm_binary() -> anyhow::Result<PathBuf> {
-    let p = std::env::current_exe()?.with_file_name("crm");
-    anyhow::ensure!(
-        p.exists(),
-        "build the crm binary next to crm-bench: {}",
-        p.display()
-    );
-    Ok(p)
-}
-
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-fn serve(bin: &Path, dir: &Path, addr: SocketAddr) -> anyhow::Result<Child> {
-    let empty = dir.join("bench.toml");
-    std::fs::write(&empty, "log = \"warn\"\n")?;
-    Ok(Command::new(bin)
-        .arg("--config")
-        .arg(&empty)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["serve", "--http", &addr.to_string(), "--sip", "off"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
-}
-
-fn wait_healthy(addr: SocketAddr, limit: Duration) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    loop {
-        if TcpStream::connect(addr).is_ok() {
-            if let Ok(r) = request(addr, "GET", "/healthz", &[], "") {
-                if r.status == 200 {
-                    return Ok(start.elapsed());
-                }
-            }
-        }
-        anyhow::ensure!(
-            start.elapsed() < limit,
-            "server did not answer within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_micros(500));
-    }
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
-    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
 
 fn login(addr: SocketAddr, user: &str, password: &str) -> anyhow::Result<Duration> {
     let page = request(addr, "GET", "/login", &[], "")?;
@@ -134,23 +71,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
 
     // Sign-in cost with the default argon2id parameters.
     let dir = tempfile::tempdir()?;
-    let mut add = Command::new(&bin)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "user",
-            "add",
-            "bench",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    use std::io::Write;
-    add.stdin.take().unwrap().write_all(b"bench-password-1\n")?;
-    anyhow::ensure!(add.wait()?.success(), "user add failed");
+    add_user(&bin, dir.path(), "bench", "admin", "bench-password-1")?;
     // Lockout is per username and address; the bench signs in successfully only.
     let addr = free_addr()?;
     let child = serve(&bin, dir.path(), addr)?;
