@@ -21,7 +21,7 @@ pub const REPLAY: usize = 2048;
 pub type ConnId = u64;
 
 /// A frame ready to send: the event serialised once, shared by every recipient.
-pub type Frame = Arc<str>;
+pub type Frame = bytestring::ByteString;
 
 struct Stored {
     seq: u64,
@@ -155,7 +155,7 @@ impl State {
             data: &e.data,
         })
         .expect("event serialises");
-        let frame: Frame = Arc::from(json);
+        let frame: Frame = Frame::from(json);
         let mut slow = Vec::new();
         for (id, c) in &self.conns {
             if e.audience.includes(c.user, c.role) {

@@ -103,7 +103,7 @@ async fn run(
         if !ok {
             break;
         }
-        ok = session.text(f.to_string()).await.is_ok();
+        ok = session.text(f).await.is_ok();
     }
     let mut last_heard = Instant::now();
     let mut tick = tokio::time::interval(HEARTBEAT);
@@ -112,7 +112,7 @@ async fn run(
     while ok {
         tokio::select! {
             frame = rx.recv() => match frame {
-                Some(f) => ok = session.text(f.to_string()).await.is_ok(),
+                Some(f) => ok = session.text(f).await.is_ok(),
                 None => {
                     close = Some(CloseReason {
                         code: CloseCode::Again,

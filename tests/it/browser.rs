@@ -129,19 +129,69 @@ impl Browser {
 
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
-        if let Some(mut d) = self.driver.take() {
-            let _ = d.kill();
-            let _ = d.wait();
+        if let Some(d) = self.driver.take() {
+            kill_group(d);
         }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if let Some(d) = self.driver.as_mut() {
-            let _ = d.kill();
+        if let Some(d) = self.driver.take() {
+            kill_group(d);
         }
     }
+}
+
+/// Kills chromedriver and every browser process under it, even when a test failed
+/// half-way. Only positive PIDs are signalled: procps-ng 4.0.2's `kill` misreads a
+/// negative process-group id and signals every process.
+fn kill_group(mut driver: Child) {
+    let mut pids = descendants(driver.id());
+    pids.reverse();
+    let _ = driver.kill();
+    let _ = driver.wait();
+    if !pids.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(pids.iter().filter(|&&p| p > 1).map(|p| p.to_string()))
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Every process below `root`, parents before children, from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let rest = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
+            if let Some(ppid) = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && child != root && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
 }
 
 fn which(bin: &str) -> String {
