@@ -1,0 +1,1 @@
+-- Reserved for the notifications work; filled in by its branch.
