@@ -775,3 +775,93 @@ async fn concurrent_writes_are_all_durable() {
     assert_eq!(n, 40);
     let _ = Method::GET;
 }
+
+#[tokio::test]
+async fn many_failures_from_one_address_lock_it() {
+    let app = TestApp::spawn().await;
+    let c = app.client();
+    let page = c
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pre = csrf_from_html(&page).unwrap();
+    // Spread over many usernames (so no single username locks), all from 127.0.0.1.
+    for i in 0..20 {
+        let user = format!("guess{i}");
+        let r = c
+            .post(app.url("/login"))
+            .form(&[
+                ("username", user.as_str()),
+                ("password", "nope-nope"),
+                ("_csrf", &pre),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = c
+        .post(app.url("/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("_csrf", &pre),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "the address is locked out");
+}
+
+#[tokio::test]
+async fn tls_serves_https_with_secure_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(data.path());
+    cfg.tls_cert = Some(cert_path);
+    cfg.tls_key = Some(key_path);
+    let app = TestApp::spawn_config(cfg, data).await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    let port = app.running().http_addr.port();
+    let c = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let page = c.get(format!("{base}/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let pre = csrf_from_html(&page.text().await.unwrap()).unwrap();
+    let r = c
+        .post(format!("{base}/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("_csrf", &pre),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("crm_session="))
+        .unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    // Plain HTTP on the TLS port does not get a page.
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
