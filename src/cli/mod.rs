@@ -87,9 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&cli, Overrides::default())?;
             std::fs::create_dir_all(&cfg.data_dir)?;
             let path = cfg.db_path();
-            let mut conn = rusqlite::Connection::open(&path)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            let (before, after) = crate::db::migrate_connection(&mut conn, &path)?;
+            let (before, after) = crate::db::migrate_file(&path)?;
             if before == after {
                 println!("{}: schema is current (version {after})", path.display());
             } else {

@@ -132,6 +132,14 @@ pub fn migrate_connection(conn: &mut Connection, path: &Path) -> DbResult<(usize
     Ok((before, schema_version(conn)?))
 }
 
+/// Opens (creating if needed) the database file, switches it to WAL and migrates it,
+/// without starting the server's pools (for `crm migrate`).
+pub fn migrate_file(path: &Path) -> DbResult<(usize, usize)> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    migrate_connection(&mut conn, path)
+}
+
 /// Opens a connection to an existing database file, with the same pragmas the server
 /// uses, without migrating it (for tools that inspect a database).
 pub fn open_raw(path: &Path) -> DbResult<Connection> {

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::{from_db, Actor, DomainError, DomainResult};
 use crate::config::{LoginConfig, SessionConfig};
-use crate::db::accounts::{self as q, AuditEntry, NewUserRow, UserRow, UserUpdate};
+use crate::db::accounts::{self as q, AuditEntry, NewUserRow, UserUpdate};
+pub use crate::db::accounts::{LoginAuditRow, TokenRow, UserRow};
 use crate::db::{now, Db};
 use crate::model::{Language, Role, UserId};
 
@@ -513,7 +514,7 @@ impl Accounts {
         only_failures: bool,
         limit: i64,
         offset: i64,
-    ) -> DomainResult<Vec<q::LoginAuditRow>> {
+    ) -> DomainResult<Vec<LoginAuditRow>> {
         Ok(self
             .db
             .read(move |c| {
@@ -584,7 +585,7 @@ impl Accounts {
         Ok(Some(actor_of(&user)))
     }
 
-    pub async fn list_tokens(&self, user_id: Option<UserId>) -> DomainResult<Vec<q::TokenRow>> {
+    pub async fn list_tokens(&self, user_id: Option<UserId>) -> DomainResult<Vec<TokenRow>> {
         Ok(self.db.read(move |c| q::list_tokens(c, user_id)).await?)
     }
 

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod activity;
 pub mod notices;
 
 pub use access::{Action, Actor};

@@ -5,5 +5,6 @@ mod support;
 mod browser;
 mod cli;
 mod foundation;
+mod layering;
 mod live;
 mod matrix;

@@ -2,8 +2,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::accounts::{LoginAuditRow, TokenRow, UserRow};
-use crate::domain::accounts::NewUser;
+use crate::domain::accounts::{LoginAuditRow, NewUser, TokenRow, UserRow};
 use crate::domain::{Actor, DomainError};
 use crate::model::{Language, Role};
 use crate::web::error::{ApiError, ErrorBody};

@@ -87,13 +87,8 @@ pub struct ActivityQuery {
 pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
     let entity = q.entity.clone().filter(|s| !s.trim().is_empty());
     let pg = q.page.unwrap_or(0) as i64;
-    let e2 = entity.clone();
-    let rows = ui
-        .state
-        .ctx
-        .db
-        .read(move |c| crate::db::settings::list_activity(c, e2.as_deref(), PAGE + 1, pg * PAGE))
-        .await;
+    let rows =
+        crate::domain::activity::list(&ui.state.ctx.db, entity.clone(), PAGE + 1, pg * PAGE).await;
     let rows = match rows {
         Ok(r) => r,
         Err(e) => {

@@ -103,7 +103,7 @@ async fn profile_page(
     ))
 }
 
-pub fn token_table(ui: &Ui, tokens: &[crate::db::accounts::TokenRow]) -> Markup {
+pub fn token_table(ui: &Ui, tokens: &[crate::domain::accounts::TokenRow]) -> Markup {
     html! {
         @if !tokens.is_empty() {
             div.table-wrap { table {

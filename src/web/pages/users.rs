@@ -7,8 +7,7 @@ use serde::Deserialize;
 
 use super::auth::language_options;
 use super::{html, html_status, redirect};
-use crate::db::accounts::UserRow;
-use crate::domain::accounts::NewUser;
+use crate::domain::accounts::{NewUser, TokenRow, UserRow};
 use crate::domain::{Actor, DomainError};
 use crate::model::{Language, Role};
 use crate::web::auth::Ui;
@@ -183,7 +182,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<CreateForm>) -> HttpRe
 fn edit_page(
     ui: &Ui,
     u: &UserRow,
-    tokens: &[crate::db::accounts::TokenRow],
+    tokens: &[TokenRow],
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Markup {
