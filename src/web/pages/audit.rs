@@ -91,13 +91,7 @@ pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
         crate::domain::activity::list(&ui.state.ctx.db, entity.clone(), PAGE + 1, pg * PAGE).await;
     let rows = match rows {
         Ok(r) => r,
-        Err(e) => {
-            return PageError {
-                err: e.into(),
-                tr: ui.tr,
-            }
-            .error_response()
-        }
+        Err(e) => return PageError { err: e, tr: ui.tr }.error_response(),
     };
     let more = rows.len() as i64 > PAGE;
     let link = |p: i64| {
