@@ -9,10 +9,15 @@ use crate::support::*;
 fn crm(dir: &std::path::Path) -> Command {
     let mut c = Command::new(crm_bin());
     c.arg("--data-dir").arg(dir);
-    // The machine's /etc/crm/crm.toml must not leak into tests.
-    let empty = dir.join("empty.toml");
-    std::fs::write(&empty, "").unwrap();
-    c.arg("--config").arg(empty);
+    // The machine's /etc/crm/crm.toml must not leak into tests; a cheap password hash
+    // keeps the debug build fast.
+    let cfg = dir.join("test.toml");
+    std::fs::write(
+        &cfg,
+        "[login]\nargon2_memory_kib = 8192\nargon2_iterations = 1\n",
+    )
+    .unwrap();
+    c.arg("--config").arg(cfg);
     c.env_remove("CRM_HTTP")
         .env_remove("CRM_DATA_DIR")
         .env_remove("CRM_SIP");
@@ -360,4 +365,92 @@ async fn serve_logs_requests_without_secrets_and_stops_on_sigterm() {
     let wal = dir.path().join("crm.db-wal");
     let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(wal_len, 0, "WAL checkpointed and truncated on shutdown");
+}
+
+/// Every write the server acknowledged is on disk after `kill -9`.
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = crm(dir.path());
+    cmd.args([
+        "user",
+        "add",
+        "admin",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ]);
+    assert!(run_with_stdin(cmd, "very-secret-pw-1\n").status.success());
+    let token = String::from_utf8(
+        crm(dir.path())
+            .args(["token", "create", "admin"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let mut child = crm(dir.path())
+        .args(["serve", "--http", "127.0.0.1:0", "--sip", "off"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("server logs its address");
+        if let Some(i) = line.find("http=") {
+            break line[i + 5..].split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Concurrent writers; keep every name the server acknowledged.
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let (client, token, addr) = (client.clone(), token.clone(), addr.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = format!("w{i}");
+            let r = client
+                .post(format!("http://{addr}/api/v1/users"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"username": name, "display_name": "W", "role": "master", "password": "password-123"}))
+                .send()
+                .await;
+            matches!(r, Ok(r) if r.status() == 201).then_some(name)
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        if let Some(n) = t.await.unwrap() {
+            acked.push(n);
+        }
+    }
+    assert!(!acked.is_empty());
+    // No graceful anything: SIGKILL right after the last acknowledgement.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("crm.db")).unwrap();
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    for name in &acked {
+        let n: i64 = db
+            .query_row(
+                "SELECT count(*) FROM users WHERE username = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "acknowledged user {name} lost after kill -9");
+    }
 }
