@@ -22,18 +22,33 @@ const USER_COLS: &str =
     "id, username, display_name, role, active, language, password_hash, created_at";
 
 fn user_from_row(r: &Row) -> rusqlite::Result<UserRow> {
-    let role: String = r.get(3)?;
-    let lang: String = r.get(5)?;
+    user_at(r, 0)
+}
+
+/// A user whose USER_COLS start at column `at` (joins put other columns first).
+fn user_at(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
+    let role: String = r.get(at + 3)?;
+    let lang: String = r.get(at + 5)?;
     Ok(UserRow {
-        id: r.get(0)?,
-        username: r.get(1)?,
-        display_name: r.get(2)?,
+        id: r.get(at)?,
+        username: r.get(at + 1)?,
+        display_name: r.get(at + 2)?,
+        // The CHECK constraint admits only known roles.
         role: role.parse().unwrap_or(Role::Master),
-        active: r.get(4)?,
+        active: r.get(at + 4)?,
         language: Language::from_code(&lang).unwrap_or_default(),
-        password_hash: r.get(6)?,
-        created_at: r.get(7)?,
+        password_hash: r.get(at + 6)?,
+        created_at: r.get(at + 7)?,
     })
+}
+
+/// USER_COLS qualified with the `u.` alias.
+fn user_cols_u() -> String {
+    USER_COLS
+        .split(", ")
+        .map(|c| format!("u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub struct NewUserRow<'a> {
@@ -149,26 +164,16 @@ pub fn insert_session(
 pub fn session_by_hash(c: &Connection, token_hash: &[u8]) -> DbResult<Option<SessionRow>> {
     let sql = format!(
         "SELECT s.csrf_token, s.created_at, s.last_seen_at, {} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
-        USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        user_cols_u()
     );
     let mut st = c.prepare_cached(&sql)?;
     Ok(st
         .query_row([token_hash], |r| {
-            let user = UserRow {
-                id: r.get(3)?,
-                username: r.get(4)?,
-                display_name: r.get(5)?,
-                role: r.get::<_, String>(6)?.parse().unwrap_or(Role::Master),
-                active: r.get(7)?,
-                language: Language::from_code(&r.get::<_, String>(8)?).unwrap_or_default(),
-                password_hash: String::new(),
-                created_at: r.get(10)?,
-            };
             Ok(SessionRow {
                 csrf_token: r.get(0)?,
                 created_at: r.get(1)?,
                 last_seen_at: r.get(2)?,
-                user,
+                user: user_at(r, 3)?,
             })
         })
         .optional()?)
@@ -326,28 +331,11 @@ pub fn user_by_token_hash(c: &Connection, hash: &[u8]) -> DbResult<Option<(i64, 
     let sql = format!(
         "SELECT t.id, {} FROM api_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = ?1 AND t.revoked_at IS NULL AND u.active = 1",
-        USER_COLS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        user_cols_u()
     );
     let mut st = c.prepare_cached(&sql)?;
     Ok(st
-        .query_row([hash], |r| {
-            let id: i64 = r.get(0)?;
-            let user = UserRow {
-                id: r.get(1)?,
-                username: r.get(2)?,
-                display_name: r.get(3)?,
-                role: r.get::<_, String>(4)?.parse().unwrap_or(Role::Master),
-                active: r.get(5)?,
-                language: Language::from_code(&r.get::<_, String>(6)?).unwrap_or_default(),
-                password_hash: String::new(),
-                created_at: r.get(8)?,
-            };
-            Ok((id, user))
-        })
+        .query_row([hash], |r| Ok((r.get(0)?, user_at(r, 1)?)))
         .optional()?)
 }
 

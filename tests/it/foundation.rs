@@ -110,25 +110,8 @@ async fn first_run_setup_creates_the_admin_once() {
 async fn login_success_failure_and_audit() {
     let app = TestApp::spawn().await;
     let c = app.client();
-    let page = c
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let pre = csrf_from_html(&page).unwrap();
-    let bad = c
-        .post(app.url("/login"))
-        .form(&[
-            ("username", "admin"),
-            ("password", "wrong-password"),
-            ("_csrf", &pre),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let pre = app.login_csrf(&c).await;
+    let bad = app.try_login(&c, &pre, "admin", "wrong-password").await;
     assert_eq!(bad.status(), 401);
     // No Accept-Language: the default UI language, Uzbek.
     assert!(bad
@@ -203,15 +186,7 @@ async fn repeated_failures_lock_the_username() {
     let app = TestApp::spawn().await;
     app.add_user("oper", Role::Operator, "oper-pass-1").await;
     let c = app.client();
-    let page = c
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let pre = csrf_from_html(&page).unwrap();
+    let pre = app.login_csrf(&c).await;
     let attempt = |pw: &'static str| {
         c.post(app.url("/login"))
             .form(&[("username", "oper"), ("password", pw), ("_csrf", &pre)])
@@ -687,25 +662,8 @@ async fn users_are_managed_in_the_web_ui() {
     assert_eq!(r.status(), 303);
     assert_eq!(m.get("/").await.status(), 303);
     let c = app.client();
-    let page = c
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let pre = csrf_from_html(&page).unwrap();
-    let r = c
-        .post(app.url("/login"))
-        .form(&[
-            ("username", "usta1"),
-            ("password", "usta-pass-1"),
-            ("_csrf", &pre),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let pre = app.login_csrf(&c).await;
+    let r = app.try_login(&c, &pre, "usta1", "usta-pass-1").await;
     assert_eq!(r.status(), 401, "disabled users cannot sign in");
     // The last admin cannot demote themselves.
     let me = app
@@ -780,15 +738,7 @@ async fn concurrent_writes_are_all_durable() {
 async fn many_failures_from_one_address_lock_it() {
     let app = TestApp::spawn().await;
     let c = app.client();
-    let page = c
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let pre = csrf_from_html(&page).unwrap();
+    let pre = app.login_csrf(&c).await;
     // Spread over many usernames (so no single username locks), all from 127.0.0.1.
     for i in 0..20 {
         let user = format!("guess{i}");
@@ -804,16 +754,7 @@ async fn many_failures_from_one_address_lock_it() {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-    let r = c
-        .post(app.url("/login"))
-        .form(&[
-            ("username", "admin"),
-            ("password", ADMIN_PASSWORD),
-            ("_csrf", &pre),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = app.try_login(&c, &pre, "admin", ADMIN_PASSWORD).await;
     assert_eq!(r.status(), 429, "the address is locked out");
 }
 

@@ -107,6 +107,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The sign-in form's pre-session CSRF token, for `client` (which keeps the cookie).
+    pub async fn login_csrf(&self, client: &reqwest::Client) -> String {
+        let page = client.get(self.url("/login")).send().await.unwrap();
+        csrf_from_html(&page.text().await.unwrap()).expect("login form has a CSRF field")
+    }
+
+    /// One sign-in attempt through the form, as `client`, with its pre-session token.
+    pub async fn try_login(
+        &self,
+        client: &reqwest::Client,
+        pre: &str,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        client
+            .post(self.url("/login"))
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("_csrf", pre),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Signs in through the login form; returns the client and its CSRF token.
     pub async fn login(&self, username: &str, password: &str) -> Session {
         let client = self.client();

@@ -6,7 +6,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{html, html_status, redirect, safe_next};
-use crate::domain::accounts::{random_token, NewUser, SignIn};
+use crate::domain::accounts::{random_token, NewSession, NewUser, SignIn};
 use crate::domain::DomainError;
 use crate::model::{Language, Role};
 use crate::web::auth::{self as wa, Ui};
@@ -39,6 +39,37 @@ fn with_pre_cookie(mut ui: Ui, secure: bool) -> (Ui, Option<actix_web::cookie::C
     } else {
         (ui, None)
     }
+}
+
+async fn sign_in(
+    state: &WebState,
+    req: &HttpRequest,
+    username: &str,
+    password: &str,
+) -> Result<NewSession, DomainError> {
+    state
+        .ctx
+        .accounts
+        .sign_in(SignIn {
+            username,
+            password,
+            ip: &client_ip(req),
+            user_agent: &user_agent(req),
+        })
+        .await
+}
+
+/// Redirects with the new session's cookie, remembering the user's language.
+fn signed_in(state: &WebState, s: &NewSession, to: &str) -> HttpResponse {
+    let cfg = &state.ctx.config;
+    let mut resp = redirect(to);
+    let _ = resp.add_cookie(&wa::session_cookie(
+        &s.token,
+        cfg.tls(),
+        cfg.session.absolute_hours,
+    ));
+    let _ = resp.add_cookie(&wa::lang_cookie(s.actor.language, cfg.tls()));
+    resp
 }
 
 #[derive(Deserialize)]
@@ -91,28 +122,8 @@ pub struct LoginForm {
 pub async fn login(ui: Ui, req: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
     let state = ui.state.clone();
     let next = safe_next(form.next.as_deref()).to_string();
-    let result = state
-        .ctx
-        .accounts
-        .sign_in(SignIn {
-            username: &form.username,
-            password: &form.password,
-            ip: &client_ip(&req),
-            user_agent: &user_agent(&req),
-        })
-        .await;
-    match result {
-        Ok(s) => {
-            let cfg = &state.ctx.config;
-            let mut resp = redirect(&next);
-            let _ = resp.add_cookie(&wa::session_cookie(
-                &s.token,
-                cfg.tls(),
-                cfg.session.absolute_hours,
-            ));
-            let _ = resp.add_cookie(&wa::lang_cookie(s.actor.language, cfg.tls()));
-            resp
-        }
+    match sign_in(&state, &req, &form.username, &form.password).await {
+        Ok(s) => signed_in(&state, &s, &next),
         Err(DomainError::RateLimited { retry_after_secs }) => {
             let minutes = retry_after_secs.div_ceil(60).to_string();
             let msg = ui.tr.f("login.locked", &[("minutes", &minutes)]);
@@ -297,27 +308,8 @@ pub async fn setup(ui: Ui, req: HttpRequest, form: web::Form<SetupForm>) -> Http
     }
     tracing::info!(username = %form.username.escape_debug(), "first admin created");
     // Sign the new admin in straight away.
-    match state
-        .ctx
-        .accounts
-        .sign_in(SignIn {
-            username: &form.username,
-            password: &form.password,
-            ip: &client_ip(&req),
-            user_agent: &user_agent(&req),
-        })
-        .await
-    {
-        Ok(s) => {
-            let mut resp = redirect("/");
-            let cfg = &state.ctx.config;
-            let _ = resp.add_cookie(&wa::session_cookie(
-                &s.token,
-                cfg.tls(),
-                cfg.session.absolute_hours,
-            ));
-            resp
-        }
+    match sign_in(&state, &req, &form.username, &form.password).await {
+        Ok(s) => signed_in(&state, &s, "/"),
         Err(_) => redirect("/login"),
     }
 }

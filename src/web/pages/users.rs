@@ -280,17 +280,20 @@ pub async fn update(
         .await
     {
         Ok(()) => redirect(&format!("/users/{id}?saved=1")),
-        Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            let (u, tokens) = match (acc.user(id).await, acc.list_tokens(Some(id)).await) {
-                (Ok(u), Ok(t)) => (u, t),
-                (Err(e), _) | (_, Err(e)) => return err(&ui, e),
-            };
-            html_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                edit_page(&ui, &u, &tokens, None, Some(&m)),
-            )
-        }
+        Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => refused(&ui, id, &m).await,
         Err(e) => err(&ui, e),
+    }
+}
+
+/// The edit page again, with the reason a change was refused.
+async fn refused(ui: &Ui, id: i64, message: &str) -> HttpResponse {
+    let acc = &ui.state.ctx.accounts;
+    match (acc.user(id).await, acc.list_tokens(Some(id)).await) {
+        (Ok(u), Ok(tokens)) => html_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            edit_page(ui, &u, &tokens, None, Some(message)),
+        ),
+        (Err(e), _) | (_, Err(e)) => err(ui, e),
     }
 }
 
@@ -312,16 +315,7 @@ pub async fn reset_password(
         .await
     {
         Ok(()) => redirect(&format!("/users/{id}?saved=1")),
-        Err(DomainError::Invalid(m)) => {
-            let (u, tokens) = match (acc.user(id).await, acc.list_tokens(Some(id)).await) {
-                (Ok(u), Ok(t)) => (u, t),
-                (Err(e), _) | (_, Err(e)) => return err(&ui, e),
-            };
-            html_status(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                edit_page(&ui, &u, &tokens, None, Some(&m)),
-            )
-        }
+        Err(DomainError::Invalid(m)) => refused(&ui, id, &m).await,
         Err(e) => err(&ui, e),
     }
 }
