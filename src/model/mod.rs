@@ -1,5 +1,8 @@
 //! Nouns of the product, with no I/O.
 
+pub mod money;
+pub mod phone;
 pub mod user;
 
+pub use phone::{PhoneError, PhoneNumber};
 pub use user::{Language, Role, UserId};

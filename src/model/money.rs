@@ -1,0 +1,93 @@
+//! Money as integer minor units. The so'm has no minor unit in use, so amounts are whole
+//! so'm, shown with a space between thousands: `1 250 000 so'm`.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("the amount must be a whole number of so'm, without letters")]
+    NotANumber,
+    #[error("the amount cannot be negative")]
+    Negative,
+    #[error("the amount is too large")]
+    TooLarge,
+}
+
+/// Amounts above this are refused: a trillion so'm is far beyond any repair, and the cap
+/// keeps every sum of lines far from i64 overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// Parses a typed amount: digits with optional spaces, thin spaces or commas between
+/// thousands, and an optional "so'm"/"сўм"/"сум"/"UZS" suffix.
+pub fn parse_amount(input: &str) -> Result<i64, MoneyError> {
+    let mut s = input.trim().to_lowercase();
+    for suffix in ["so'm", "soʻm", "som", "сўм", "сум", "uzs"] {
+        if let Some(rest) = s.strip_suffix(suffix) {
+            s = rest.trim().to_string();
+        }
+    }
+    if s.starts_with('-') {
+        return Err(MoneyError::Negative);
+    }
+    let digits: String = s
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | ',' | '_'))
+        .collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(MoneyError::NotANumber);
+    }
+    let v: i64 = digits.parse().map_err(|_| MoneyError::TooLarge)?;
+    if v > MAX_AMOUNT {
+        return Err(MoneyError::TooLarge);
+    }
+    Ok(v)
+}
+
+/// `1250000` → `1 250 000` (negative values keep their sign).
+pub fn group_thousands(v: i64) -> String {
+    let digits = v.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if v < 0 {
+        out.push('-');
+    }
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `1 250 000 so'm` with the currency's sign.
+pub fn format(v: i64, currency: &str) -> String {
+    let sign = match currency {
+        "UZS" => "so'm",
+        other => other,
+    };
+    format!("{} {sign}", group_thousands(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format(1_250_000, "UZS"), "1 250 000 so'm");
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1 000");
+        assert_eq!(group_thousands(-45_000), "-45 000");
+    }
+
+    #[test]
+    fn parsing() {
+        assert_eq!(parse_amount("1 250 000"), Ok(1_250_000));
+        assert_eq!(parse_amount("1,250,000 so'm"), Ok(1_250_000));
+        assert_eq!(parse_amount("350000 сўм"), Ok(350_000));
+        assert_eq!(parse_amount("-5"), Err(MoneyError::Negative));
+        assert_eq!(parse_amount("12.5"), Err(MoneyError::NotANumber));
+        assert_eq!(parse_amount("abc"), Err(MoneyError::NotANumber));
+        assert_eq!(parse_amount("99999999999999999999"), Err(MoneyError::TooLarge));
+        assert_eq!(parse_amount("2000000000000"), Err(MoneyError::TooLarge));
+    }
+}
