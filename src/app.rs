@@ -6,6 +6,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::domain::accounts::Accounts;
+use crate::domain::customers::Customers;
+use crate::domain::orders::Orders;
 use crate::events::EventBus;
 
 /// Everything a request handler, a job or a CLI command needs, built once.
@@ -14,6 +16,8 @@ pub struct AppContext {
     pub config: Arc<Config>,
     pub db: Db,
     pub accounts: Accounts,
+    pub customers: Customers,
+    pub orders: Orders,
     /// Committed changes, for live screens.
     pub events: EventBus,
 }
@@ -39,11 +43,14 @@ impl AppContext {
             },
         )?;
         let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone());
+        let events = EventBus::default();
         Ok(AppContext {
             config: Arc::new(config),
+            customers: Customers::new(db.clone(), events.clone()),
+            orders: Orders::new(db.clone(), events.clone()),
             db,
             accounts,
-            events: EventBus::default(),
+            events,
         })
     }
 }

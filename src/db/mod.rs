@@ -6,7 +6,9 @@
 mod writer;
 
 pub mod accounts;
+pub mod customers;
 pub mod notices;
+pub mod orders;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use rusqlite::Connection;
 use rusqlite_migration::{MigrationDefinitionError, Migrations};
 
 pub use rusqlite;
+/// The connection type domain closures receive inside `Db::read`/`Db::write`.
+pub type Conn = rusqlite::Connection;
 pub use writer::WriteStats;
 
 static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/migrations");

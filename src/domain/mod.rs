@@ -3,7 +3,11 @@
 pub mod access;
 pub mod accounts;
 pub mod activity;
+pub mod customers;
 pub mod notices;
+pub mod orders;
+pub mod search;
+pub mod shop;
 
 pub use access::{Action, Actor};
 

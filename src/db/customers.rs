@@ -1,0 +1,188 @@
+//! Customers, their phones, and their rows in the search index.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::DbResult;
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CustomerRow {
+    pub id: i64,
+    pub name: String,
+    /// E.164 numbers.
+    pub phones: Vec<String>,
+    pub email: String,
+    pub telegram: String,
+    pub address: String,
+    pub notes: String,
+    pub tags: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub struct CustomerFields<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub telegram: &'a str,
+    pub address: &'a str,
+    pub notes: &'a str,
+    pub tags: &'a str,
+}
+
+const COLS: &str = "id, name, email, telegram, address, notes, tags, version, created_at, updated_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<CustomerRow> {
+    Ok(CustomerRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        phones: Vec::new(),
+        email: r.get(2)?,
+        telegram: r.get(3)?,
+        address: r.get(4)?,
+        notes: r.get(5)?,
+        tags: r.get(6)?,
+        version: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+pub fn phones_of(c: &Connection, id: i64) -> DbResult<Vec<String>> {
+    let mut st = c.prepare_cached("SELECT e164 FROM customer_phones WHERE customer_id = ?1 ORDER BY rowid")?;
+    let rows = st.query_map([id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn get(c: &Connection, id: i64) -> DbResult<Option<CustomerRow>> {
+    let row = c
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM customers WHERE id = ?1 AND merged_into IS NULL"
+        ))?
+        .query_row([id], from_row)
+        .optional()?;
+    match row {
+        Some(mut r) => {
+            r.phones = phones_of(c, id)?;
+            Ok(Some(r))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Customers (not merged away) that have this E.164 number.
+pub fn by_phone(c: &Connection, e164: &str) -> DbResult<Vec<CustomerRow>> {
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "SELECT p.customer_id FROM customer_phones p JOIN customers c ON c.id = p.customer_id
+             WHERE p.e164 = ?1 AND c.merged_into IS NULL ORDER BY p.customer_id",
+        )?
+        .query_map([e164], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = get(c, id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+pub fn insert(c: &Connection, f: &CustomerFields, phones: &[String], now: i64) -> DbResult<i64> {
+    c.prepare_cached(
+        "INSERT INTO customers (name, email, telegram, address, notes, tags, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![f.name, f.email, f.telegram, f.address, f.notes, f.tags, now])?;
+    let id = c.last_insert_rowid();
+    set_phones(c, id, phones)?;
+    reindex(c, id)?;
+    Ok(id)
+}
+
+/// Updates when `version` matches; returns false on a stale version.
+pub fn update(
+    c: &Connection,
+    id: i64,
+    version: i64,
+    f: &CustomerFields,
+    phones: &[String],
+    now: i64,
+) -> DbResult<bool> {
+    let n = c.execute(
+        "UPDATE customers SET name = ?3, email = ?4, telegram = ?5, address = ?6, notes = ?7, tags = ?8,
+                updated_at = ?9, version = version + 1
+         WHERE id = ?1 AND version = ?2 AND merged_into IS NULL",
+        params![id, version, f.name, f.email, f.telegram, f.address, f.notes, f.tags, now],
+    )?;
+    if n == 1 {
+        set_phones(c, id, phones)?;
+        reindex(c, id)?;
+    }
+    Ok(n == 1)
+}
+
+fn set_phones(c: &Connection, id: i64, phones: &[String]) -> DbResult<()> {
+    c.execute("DELETE FROM customer_phones WHERE customer_id = ?1", [id])?;
+    let mut st = c.prepare_cached("INSERT OR IGNORE INTO customer_phones (customer_id, e164) VALUES (?1, ?2)")?;
+    for p in phones {
+        st.execute(params![id, p])?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the customer's search row: name, phones in every searchable form.
+pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
+    c.prepare_cached("DELETE FROM search_index WHERE kind = 'c' AND ref = ?1")?
+        .execute([id])?;
+    let Some(row) = get(c, id)? else { return Ok(()) };
+    let mut body = row.name.clone();
+    for p in &row.phones {
+        body.push(' ');
+        body.push_str(&crate::model::PhoneNumber::from_e164_unchecked(p.clone()).search_tokens());
+    }
+    if !row.telegram.is_empty() {
+        body.push(' ');
+        body.push_str(&row.telegram);
+    }
+    c.prepare_cached("INSERT INTO search_index (kind, ref, body) VALUES ('c', ?1, ?2)")?
+        .execute(params![id, body])?;
+    Ok(())
+}
+
+/// Moves everything of `from` to `into` and retires `from`.
+pub fn merge(c: &Connection, into: i64, from: i64, now: i64) -> DbResult<usize> {
+    let moved = c.execute("UPDATE orders SET customer_id = ?1 WHERE customer_id = ?2", params![into, from])?;
+    c.execute(
+        "INSERT OR IGNORE INTO customer_phones (customer_id, e164) SELECT ?1, e164 FROM customer_phones WHERE customer_id = ?2",
+        params![into, from],
+    )?;
+    c.execute("DELETE FROM customer_phones WHERE customer_id = ?1", [from])?;
+    c.execute(
+        "UPDATE customers SET merged_into = ?1, updated_at = ?3, version = version + 1 WHERE id = ?2",
+        params![into, from, now],
+    )?;
+    c.execute(
+        "UPDATE customers SET updated_at = ?2, version = version + 1 WHERE id = ?1",
+        params![into, now],
+    )?;
+    c.execute("DELETE FROM search_index WHERE kind = 'c' AND ref = ?1", [from])?;
+    reindex(c, into)?;
+    Ok(moved)
+}
+
+pub fn list(c: &Connection, limit: i64, offset: i64) -> DbResult<Vec<CustomerRow>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLS} FROM customers WHERE merged_into IS NULL ORDER BY id DESC LIMIT ?1 OFFSET ?2"
+    ))?;
+    let mut rows: Vec<CustomerRow> = st
+        .query_map(params![limit, offset], from_row)?
+        .collect::<Result<_, _>>()?;
+    for r in &mut rows {
+        r.phones = phones_of(c, r.id)?;
+    }
+    Ok(rows)
+}
+
+pub fn count(c: &Connection) -> DbResult<i64> {
+    Ok(c.query_row("SELECT count(*) FROM customers WHERE merged_into IS NULL", [], |r| r.get(0))?)
+}

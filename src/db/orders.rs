@@ -1,0 +1,590 @@
+//! Repair orders: the order row, its lines, payments, timeline, the status workflow, the
+//! yearly number sequence and the search index rows.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::DbResult;
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct StatusRow {
+    pub id: i64,
+    pub code: String,
+    /// new, in_work, waiting, ready, closed
+    pub group: String,
+    pub position: i64,
+    pub limit_hours: Option<i64>,
+    pub name_uz: String,
+    pub name_uz_cyrl: String,
+    pub name_ru: String,
+    pub name_en: String,
+}
+
+pub fn statuses(c: &Connection) -> DbResult<Vec<StatusRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, code, grp, position, limit_hours, name_uz, name_uz_cyrl, name_ru, name_en FROM statuses ORDER BY position",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(StatusRow {
+            id: r.get(0)?,
+            code: r.get(1)?,
+            group: r.get(2)?,
+            position: r.get(3)?,
+            limit_hours: r.get(4)?,
+            name_uz: r.get(5)?,
+            name_uz_cyrl: r.get(6)?,
+            name_ru: r.get(7)?,
+            name_en: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn transitions(c: &Connection) -> DbResult<Vec<(i64, i64)>> {
+    let mut st = c.prepare_cached("SELECT from_id, to_id FROM status_transitions")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn transition_allowed(c: &Connection, from: i64, to: i64) -> DbResult<bool> {
+    Ok(c
+        .prepare_cached("SELECT 1 FROM status_transitions WHERE from_id = ?1 AND to_id = ?2")?
+        .query_row(params![from, to], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub fn set_transitions(c: &Connection, pairs: &[(i64, i64)]) -> DbResult<()> {
+    c.execute("DELETE FROM status_transitions", [])?;
+    let mut st = c.prepare_cached("INSERT OR IGNORE INTO status_transitions (from_id, to_id) VALUES (?1, ?2)")?;
+    for (f, t) in pairs {
+        st.execute(params![f, t])?;
+    }
+    Ok(())
+}
+
+/// The next order number for `year`, e.g. `RM26-00042`; the counter row is updated in the
+/// caller's transaction, so a number is never handed out twice nor reused.
+pub fn next_number(c: &Connection, prefix: &str, year: i32) -> DbResult<String> {
+    let n: i64 = c
+        .prepare_cached(
+            "INSERT INTO order_counters (year, last) VALUES (?1, 1)
+             ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
+        )?
+        .query_row([year], |r| r.get(0))?;
+    Ok(format!("{prefix}{:02}-{n:05}", year % 100))
+}
+
+pub struct NewOrderRow<'a> {
+    pub number: &'a str,
+    pub branch_id: i64,
+    pub customer_id: i64,
+    pub status_id: i64,
+    pub master_id: Option<i64>,
+    pub device_category: &'a str,
+    pub brand: &'a str,
+    pub model: &'a str,
+    pub serial: &'a str,
+    pub complaint: &'a str,
+    pub condition: &'a str,
+    pub accessories: &'a str,
+    pub urgent: bool,
+    pub promised_at: Option<i64>,
+    pub estimate: i64,
+    pub warranty_days: i64,
+    pub created_by: Option<i64>,
+}
+
+pub fn insert(c: &Connection, o: &NewOrderRow, now: i64) -> DbResult<i64> {
+    c.prepare_cached(
+        "INSERT INTO orders (number, branch_id, customer_id, status_id, status_since, master_id, device_category,
+            brand, model, serial, complaint, condition, accessories, urgent, promised_at, estimate, warranty_days,
+            created_by, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?5, ?5)",
+    )?
+    .execute(params![
+        o.number, o.branch_id, o.customer_id, o.status_id, now, o.master_id, o.device_category,
+        o.brand, o.model, o.serial, o.complaint, o.condition, o.accessories, o.urgent, o.promised_at,
+        o.estimate, o.warranty_days, o.created_by
+    ])?;
+    let id = c.last_insert_rowid();
+    reindex(c, id)?;
+    Ok(id)
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct OrderRow {
+    pub id: i64,
+    pub number: String,
+    pub branch_id: i64,
+    pub branch: String,
+    pub customer_id: i64,
+    pub customer_name: String,
+    pub customer_phone: Option<String>,
+    pub status_id: i64,
+    pub status_code: String,
+    pub status_group: String,
+    pub status_since: i64,
+    pub status_limit_hours: Option<i64>,
+    pub master_id: Option<i64>,
+    pub master_name: Option<String>,
+    pub device_category: String,
+    pub brand: String,
+    pub model: String,
+    pub serial: String,
+    pub complaint: String,
+    pub condition: String,
+    pub accessories: String,
+    pub urgent: bool,
+    pub promised_at: Option<i64>,
+    pub estimate: i64,
+    pub warranty_days: i64,
+    pub total: i64,
+    pub paid: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub closed_at: Option<i64>,
+    pub version: i64,
+}
+
+const ORDER_SELECT: &str = "SELECT o.id, o.number, o.branch_id, b.name, o.customer_id, cu.name,
+    (SELECT e164 FROM customer_phones p WHERE p.customer_id = o.customer_id ORDER BY rowid LIMIT 1),
+    o.status_id, s.code, s.grp, o.status_since, s.limit_hours, o.master_id, u.display_name,
+    o.device_category, o.brand, o.model, o.serial, o.complaint, o.condition, o.accessories, o.urgent,
+    o.promised_at, o.estimate, o.warranty_days, o.total, o.paid, o.created_at, o.updated_at, o.closed_at, o.version
+    FROM orders o
+    JOIN statuses s ON s.id = o.status_id
+    JOIN customers cu ON cu.id = o.customer_id
+    JOIN branches b ON b.id = o.branch_id
+    LEFT JOIN users u ON u.id = o.master_id";
+
+fn order_from_row(r: &Row) -> rusqlite::Result<OrderRow> {
+    Ok(OrderRow {
+        id: r.get(0)?,
+        number: r.get(1)?,
+        branch_id: r.get(2)?,
+        branch: r.get(3)?,
+        customer_id: r.get(4)?,
+        customer_name: r.get(5)?,
+        customer_phone: r.get(6)?,
+        status_id: r.get(7)?,
+        status_code: r.get(8)?,
+        status_group: r.get(9)?,
+        status_since: r.get(10)?,
+        status_limit_hours: r.get(11)?,
+        master_id: r.get(12)?,
+        master_name: r.get(13)?,
+        device_category: r.get(14)?,
+        brand: r.get(15)?,
+        model: r.get(16)?,
+        serial: r.get(17)?,
+        complaint: r.get(18)?,
+        condition: r.get(19)?,
+        accessories: r.get(20)?,
+        urgent: r.get(21)?,
+        promised_at: r.get(22)?,
+        estimate: r.get(23)?,
+        warranty_days: r.get(24)?,
+        total: r.get(25)?,
+        paid: r.get(26)?,
+        created_at: r.get(27)?,
+        updated_at: r.get(28)?,
+        closed_at: r.get(29)?,
+        version: r.get(30)?,
+    })
+}
+
+pub fn get(c: &Connection, id: i64) -> DbResult<Option<OrderRow>> {
+    Ok(c
+        .prepare_cached(&format!("{ORDER_SELECT} WHERE o.id = ?1"))?
+        .query_row([id], order_from_row)
+        .optional()?)
+}
+
+pub fn by_number(c: &Connection, number: &str) -> DbResult<Option<OrderRow>> {
+    Ok(c
+        .prepare_cached(&format!("{ORDER_SELECT} WHERE o.number = ?1"))?
+        .query_row([number], order_from_row)
+        .optional()?)
+}
+
+/// Filters for the order list; `None` = any.
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    pub group: Option<String>,
+    pub status_id: Option<i64>,
+    pub master_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub branch_id: Option<i64>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Only orders past their status limit or promised date.
+    pub overdue_at: Option<i64>,
+    /// Only these ids (from a search).
+    pub ids: Option<Vec<i64>>,
+    pub sort: OrderSort,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum OrderSort {
+    #[default]
+    Newest,
+    Oldest,
+    Promised,
+    Updated,
+}
+
+fn filter_sql(f: &OrderFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut w = vec!["1 = 1".to_string()];
+    let mut p: Vec<Value> = Vec::new();
+    let mut add = |cond: &str, v: Value, w: &mut Vec<String>| {
+        p.push(v);
+        w.push(cond.replace('?', &format!("?{}", p.len())));
+    };
+    if let Some(g) = &f.group {
+        add("s.grp = ?", Value::Text(g.clone()), &mut w);
+    }
+    if let Some(s) = f.status_id {
+        add("o.status_id = ?", Value::Integer(s), &mut w);
+    }
+    if let Some(m) = f.master_id {
+        add("o.master_id = ?", Value::Integer(m), &mut w);
+    }
+    if let Some(cu) = f.customer_id {
+        add("o.customer_id = ?", Value::Integer(cu), &mut w);
+    }
+    if let Some(b) = f.branch_id {
+        add("o.branch_id = ?", Value::Integer(b), &mut w);
+    }
+    if let Some(from) = f.from {
+        add("o.created_at >= ?", Value::Integer(from), &mut w);
+    }
+    if let Some(to) = f.to {
+        add("o.created_at < ?", Value::Integer(to), &mut w);
+    }
+    if let Some(now) = f.overdue_at {
+        p.push(Value::Integer(now));
+        let n = p.len();
+        w.push(format!(
+            "s.grp <> 'closed' AND ((s.limit_hours IS NOT NULL AND o.status_since + s.limit_hours * 3600 < ?{n})
+              OR (o.promised_at IS NOT NULL AND o.promised_at < ?{n} AND s.grp NOT IN ('ready', 'closed')))"
+        ));
+    }
+    if let Some(ids) = &f.ids {
+        let list = if ids.is_empty() {
+            "NULL".to_string()
+        } else {
+            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        };
+        w.push(format!("o.id IN ({list})"));
+    }
+    (w.join(" AND "), p)
+}
+
+pub fn list(c: &Connection, f: &OrderFilter) -> DbResult<Vec<OrderRow>> {
+    let (wh, mut p) = filter_sql(f);
+    let order = match f.sort {
+        OrderSort::Newest => "o.id DESC",
+        OrderSort::Oldest => "o.id ASC",
+        OrderSort::Promised => "o.promised_at IS NULL, o.promised_at ASC, o.id DESC",
+        OrderSort::Updated => "o.updated_at DESC, o.id DESC",
+    };
+    p.push(f.limit.into());
+    p.push(f.offset.into());
+    let sql = format!(
+        "{ORDER_SELECT} WHERE {wh} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
+        p.len() - 1,
+        p.len()
+    );
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(p), order_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn count(c: &Connection, f: &OrderFilter) -> DbResult<i64> {
+    let (wh, p) = filter_sql(f);
+    let sql = format!("SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE {wh}");
+    Ok(c.prepare_cached(&sql)?
+        .query_row(rusqlite::params_from_iter(p), |r| r.get(0))?)
+}
+
+pub struct OrderFields<'a> {
+    pub device_category: &'a str,
+    pub brand: &'a str,
+    pub model: &'a str,
+    pub serial: &'a str,
+    pub complaint: &'a str,
+    pub condition: &'a str,
+    pub accessories: &'a str,
+    pub urgent: bool,
+    pub promised_at: Option<i64>,
+    pub estimate: i64,
+    pub warranty_days: i64,
+}
+
+/// Saves the editable fields if `version` is current; false when stale.
+pub fn update_fields(c: &Connection, id: i64, version: i64, f: &OrderFields, now: i64) -> DbResult<bool> {
+    let n = c.execute(
+        "UPDATE orders SET device_category = ?3, brand = ?4, model = ?5, serial = ?6, complaint = ?7,
+            condition = ?8, accessories = ?9, urgent = ?10, promised_at = ?11, estimate = ?12, warranty_days = ?13,
+            updated_at = ?14, version = version + 1
+         WHERE id = ?1 AND version = ?2",
+        params![id, version, f.device_category, f.brand, f.model, f.serial, f.complaint, f.condition,
+            f.accessories, f.urgent, f.promised_at, f.estimate, f.warranty_days, now],
+    )?;
+    if n == 1 {
+        reindex(c, id)?;
+    }
+    Ok(n == 1)
+}
+
+pub fn set_status(c: &Connection, id: i64, version: i64, status_id: i64, closed: bool, now: i64) -> DbResult<bool> {
+    Ok(c.execute(
+        "UPDATE orders SET status_id = ?3, status_since = ?4, updated_at = ?4, version = version + 1,
+            closed_at = CASE WHEN ?5 THEN ?4 ELSE NULL END
+         WHERE id = ?1 AND version = ?2",
+        params![id, version, status_id, now, closed],
+    )? == 1)
+}
+
+pub fn set_master(c: &Connection, id: i64, master: Option<i64>, now: i64) -> DbResult<()> {
+    c.execute(
+        "UPDATE orders SET master_id = ?2, updated_at = ?3, version = version + 1 WHERE id = ?1",
+        params![id, master, now],
+    )?;
+    Ok(())
+}
+
+pub fn touch(c: &Connection, id: i64, now: i64) -> DbResult<()> {
+    c.prepare_cached("UPDATE orders SET updated_at = ?2, version = version + 1 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct LineRow {
+    pub id: i64,
+    /// part or labour
+    pub kind: String,
+    pub name: String,
+    pub qty: i64,
+    pub unit_price: i64,
+    pub amount: i64,
+}
+
+pub fn lines(c: &Connection, order: i64) -> DbResult<Vec<LineRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, kind, name, qty, unit_price FROM order_lines WHERE order_id = ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([order], |r| {
+        let qty: i64 = r.get(3)?;
+        let price: i64 = r.get(4)?;
+        Ok(LineRow {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            name: r.get(2)?,
+            qty,
+            unit_price: price,
+            amount: qty.saturating_mul(price),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn insert_line(
+    c: &Connection,
+    order: i64,
+    kind: &str,
+    name: &str,
+    qty: i64,
+    unit_price: i64,
+    by: i64,
+    now: i64,
+) -> DbResult<i64> {
+    c.prepare_cached(
+        "INSERT INTO order_lines (order_id, kind, name, qty, unit_price, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![order, kind, name, qty, unit_price, by, now])?;
+    let id = c.last_insert_rowid();
+    recompute_total(c, order)?;
+    Ok(id)
+}
+
+pub fn delete_line(c: &Connection, order: i64, line: i64) -> DbResult<Option<LineRow>> {
+    let found = lines(c, order)?.into_iter().find(|l| l.id == line);
+    if found.is_some() {
+        c.execute("DELETE FROM order_lines WHERE id = ?1 AND order_id = ?2", params![line, order])?;
+        recompute_total(c, order)?;
+    }
+    Ok(found)
+}
+
+fn recompute_total(c: &Connection, order: i64) -> DbResult<()> {
+    c.prepare_cached(
+        "UPDATE orders SET total = (SELECT coalesce(sum(qty * unit_price), 0) FROM order_lines WHERE order_id = ?1) WHERE id = ?1",
+    )?
+    .execute([order])?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PaymentRow {
+    pub id: i64,
+    pub order_id: i64,
+    pub order_number: String,
+    /// prepayment, payment or refund
+    pub kind: String,
+    pub amount: i64,
+    pub method: String,
+    pub note: String,
+    pub created_by: Option<String>,
+    pub created_at: i64,
+}
+
+pub fn payments(c: &Connection, order: Option<i64>, customer: Option<i64>) -> DbResult<Vec<PaymentRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT p.id, p.order_id, o.number, p.kind, p.amount, p.method, p.note, u.display_name, p.created_at
+         FROM payments p JOIN orders o ON o.id = p.order_id LEFT JOIN users u ON u.id = p.created_by
+         WHERE (?1 IS NULL OR p.order_id = ?1) AND (?2 IS NULL OR o.customer_id = ?2)
+         ORDER BY p.id",
+    )?;
+    let rows = st.query_map(params![order, customer], |r| {
+        Ok(PaymentRow {
+            id: r.get(0)?,
+            order_id: r.get(1)?,
+            order_number: r.get(2)?,
+            kind: r.get(3)?,
+            amount: r.get(4)?,
+            method: r.get(5)?,
+            note: r.get(6)?,
+            created_by: r.get(7)?,
+            created_at: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn insert_payment(
+    c: &Connection,
+    order: i64,
+    kind: &str,
+    amount: i64,
+    method: &str,
+    note: &str,
+    by: i64,
+    now: i64,
+) -> DbResult<i64> {
+    c.prepare_cached(
+        "INSERT INTO payments (order_id, kind, amount, method, note, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![order, kind, amount, method, note, by, now])?;
+    let id = c.last_insert_rowid();
+    let delta = if kind == "refund" { -amount } else { amount };
+    c.prepare_cached("UPDATE orders SET paid = paid + ?2 WHERE id = ?1")?
+        .execute(params![order, delta])?;
+    Ok(id)
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: Option<String>,
+    /// created, status, assigned, fields, line_added, line_removed, payment, comment
+    pub kind: String,
+    pub public: bool,
+    pub text: String,
+    pub detail: String,
+}
+
+pub fn insert_event(
+    c: &Connection,
+    order: i64,
+    actor: Option<i64>,
+    kind: &str,
+    public: bool,
+    text: &str,
+    detail: &serde_json::Value,
+    now: i64,
+) -> DbResult<i64> {
+    c.prepare_cached(
+        "INSERT INTO order_events (order_id, at, actor_id, kind, public, text, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![order, now, actor, kind, public, text, detail.to_string()])?;
+    Ok(c.last_insert_rowid())
+}
+
+pub fn events(c: &Connection, order: i64) -> DbResult<Vec<EventRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT e.id, e.at, u.display_name, e.kind, e.public, e.text, e.detail
+         FROM order_events e LEFT JOIN users u ON u.id = e.actor_id WHERE e.order_id = ?1 ORDER BY e.at, e.id",
+    )?;
+    let rows = st.query_map([order], |r| {
+        Ok(EventRow {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            kind: r.get(3)?,
+            public: r.get(4)?,
+            text: r.get(5)?,
+            detail: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Rebuilds the order's search row: number, device, serial/IMEI, complaint.
+pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
+    c.prepare_cached("DELETE FROM search_index WHERE kind = 'o' AND ref = ?1")?
+        .execute([id])?;
+    c.prepare_cached(
+        "INSERT INTO search_index (kind, ref, body)
+         SELECT 'o', id, number || ' ' || replace(number, '-', '') || ' ' || device_category || ' ' || brand || ' ' || model || ' ' || serial || ' ' || complaint
+         FROM orders WHERE id = ?1",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
+/// (kind, id) hits for an FTS5 MATCH expression, best first.
+pub fn search(c: &Connection, expr: &str, limit: i64) -> DbResult<Vec<(String, i64)>> {
+    let mut st = c.prepare_cached(
+        "SELECT kind, ref FROM search_index WHERE search_index MATCH ?1 ORDER BY rank LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![expr, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Masters (active users with the master role), for assignment lists.
+pub fn masters(c: &Connection) -> DbResult<Vec<(i64, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, display_name FROM users WHERE role = 'master' AND active = 1 ORDER BY display_name COLLATE NOCASE",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Open orders per master and the average repair time (creation to ready/closed) over
+/// orders closed since `since`.
+pub fn workload(c: &Connection, since: i64) -> DbResult<Vec<(i64, String, i64, i64, Option<f64>)>> {
+    let mut st = c.prepare_cached(
+        "SELECT u.id, u.display_name,
+            (SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE o.master_id = u.id AND s.grp <> 'closed'),
+            (SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE o.master_id = u.id AND s.grp IN ('in_work')),
+            (SELECT avg(o.closed_at - o.created_at) / 3600.0 FROM orders o WHERE o.master_id = u.id AND o.closed_at >= ?1)
+         FROM users u WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE",
+    )?;
+    let rows = st.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn branch_exists(c: &Connection, id: i64) -> DbResult<bool> {
+    Ok(c
+        .prepare_cached("SELECT 1 FROM branches WHERE id = ?1 AND active = 1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}

@@ -1,0 +1,92 @@
+//! One search box over customers and orders (SQLite FTS5). A query that looks like a
+//! phone number is normalised first, so any typed form finds the customer.
+
+use super::{Actor, DomainResult};
+use crate::db::customers::CustomerRow;
+use crate::db::orders::OrderRow;
+use crate::db::Db;
+use crate::model::{PhoneNumber, Role};
+
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct SearchResults {
+    pub customers: Vec<CustomerRow>,
+    pub orders: Vec<OrderRow>,
+}
+
+/// The FTS5 expression for what was typed: every word as a quoted prefix term, so no
+/// user input is ever read as FTS syntax.
+pub fn fts_expression(q: &str, country: crate::model::phone::Country) -> Option<String> {
+    let q = q.trim();
+    if q.is_empty() {
+        return None;
+    }
+    let digits: String = q.chars().filter(|c| c.is_ascii_digit()).collect();
+    let phoneish = q
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-()/.".contains(c))
+        && digits.len() >= 5;
+    if phoneish {
+        let token = PhoneNumber::parse(q, country)
+            .map(|p| p.digits().to_string())
+            .unwrap_or(digits);
+        return Some(format!("\"{token}\"*"));
+    }
+    let terms: Vec<String> = q
+        .split(|c: char| c.is_whitespace() || c == '-' || c == '"' || c == '\'')
+        .filter(|w| !w.is_empty())
+        .take(8)
+        .map(|w| format!("\"{}\"*", w.replace('"', "")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+pub async fn search(db: &Db, by: &Actor, q: &str, limit: i64) -> DomainResult<SearchResults> {
+    let shop = super::shop::load(db).await?;
+    let Some(expr) = fts_expression(q, shop.country()) else {
+        return Ok(SearchResults::default());
+    };
+    let by = by.clone();
+    let limit = limit.clamp(1, 100);
+    Ok(db
+        .read(move |c| {
+            let hits = crate::db::orders::search(c, &expr, limit * 2)?;
+            let mut out = SearchResults::default();
+            for (kind, id) in hits {
+                match kind.as_str() {
+                    "c" if by.role != Role::Master && (out.customers.len() as i64) < limit => {
+                        if let Some(r) = crate::db::customers::get(c, id)? {
+                            out.customers.push(r);
+                        }
+                    }
+                    "o" if (out.orders.len() as i64) < limit => {
+                        if let Some(o) = crate::db::orders::get(c, id)? {
+                            if by.role != Role::Master || o.master_id == Some(by.user_id) {
+                                out.orders.push(o);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(out)
+        })
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::phone::UZBEKISTAN;
+
+    #[test]
+    fn expressions() {
+        assert_eq!(fts_expression("90 123 45 67", UZBEKISTAN).unwrap(), "\"998901234567\"*");
+        assert_eq!(fts_expression("1234567", UZBEKISTAN).unwrap(), "\"1234567\"*");
+        assert_eq!(fts_expression("iPhone 12", UZBEKISTAN).unwrap(), "\"iPhone\"* \"12\"*");
+        assert_eq!(
+            fts_expression("x\" OR body:*", UZBEKISTAN).unwrap(),
+            "\"x\"* \"OR\"* \"body:*\"*"
+        );
+        assert!(fts_expression("  ", UZBEKISTAN).is_none());
+    }
+}

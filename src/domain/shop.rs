@@ -1,0 +1,89 @@
+//! The shop's own settings, edited by admins: name, address, terms on receipts, order
+//! number prefix, currency, default phone country.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DomainError, DomainResult};
+use crate::db::{settings as q, Db};
+use crate::model::phone::{Country, UZBEKISTAN};
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShopSettings {
+    pub name: String,
+    pub address: String,
+    pub phone: String,
+    pub hours: String,
+    /// Printed on the intake receipt.
+    pub terms: String,
+    pub order_prefix: String,
+    pub currency: String,
+    /// Calling code used for numbers typed without one, e.g. "998".
+    pub default_country: String,
+}
+
+impl Default for ShopSettings {
+    fn default() -> Self {
+        ShopSettings {
+            name: "Servis markazi".into(),
+            address: String::new(),
+            phone: String::new(),
+            hours: "09:00–19:00".into(),
+            terms: "Qurilma 30 kun ichida olib ketilmasa, markaz javobgar emas. Kafolat faqat bajarilgan ishga beriladi.".into(),
+            order_prefix: "RM".into(),
+            currency: "UZS".into(),
+            default_country: "998".into(),
+        }
+    }
+}
+
+const KEY: &str = "shop";
+
+impl ShopSettings {
+    pub fn country(&self) -> Country {
+        Country::from_calling_code(&self.default_country).unwrap_or(UZBEKISTAN)
+    }
+
+    pub fn money(&self, v: i64) -> String {
+        crate::model::money::format(v, &self.currency)
+    }
+
+    fn validate(&self) -> DomainResult<()> {
+        if self.name.trim().is_empty() || self.name.chars().count() > 120 {
+            return Err(DomainError::invalid("shop name: 1-120 characters"));
+        }
+        if !self.order_prefix.chars().all(|c| c.is_ascii_alphanumeric()) || self.order_prefix.len() > 8 {
+            return Err(DomainError::invalid("order prefix: up to 8 latin letters or digits"));
+        }
+        if Country::from_calling_code(&self.default_country).is_none() {
+            return Err(DomainError::invalid("unknown default country code"));
+        }
+        if self.currency.len() != 3 {
+            return Err(DomainError::invalid("currency: a 3-letter code such as UZS"));
+        }
+        Ok(())
+    }
+}
+
+pub async fn load(db: &Db) -> DomainResult<ShopSettings> {
+    Ok(parse(db.read(|c| q::get(c, KEY)).await?))
+}
+
+/// Settings from their stored form (defaults when never saved).
+pub fn parse(raw: Option<String>) -> ShopSettings {
+    raw.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+pub const SETTINGS_KEY: &str = KEY;
+
+pub async fn save(db: &Db, by: i64, s: ShopSettings) -> DomainResult<()> {
+    s.validate()?;
+    let json = serde_json::to_string(&s).expect("settings serialise");
+    db.write(move |c| {
+        let now = crate::db::now();
+        q::set(c, KEY, &json, now)?;
+        q::log_activity(c, Some(by), "update", "settings", None, &serde_json::json!({"key": KEY}), now)
+    })
+    .await?;
+    Ok(())
+}
