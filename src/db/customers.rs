@@ -29,7 +29,8 @@ pub struct CustomerFields<'a> {
     pub tags: &'a str,
 }
 
-const COLS: &str = "id, name, email, telegram, address, notes, tags, version, created_at, updated_at";
+const COLS: &str =
+    "id, name, email, telegram, address, notes, tags, version, created_at, updated_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<CustomerRow> {
     Ok(CustomerRow {
@@ -48,7 +49,8 @@ fn from_row(r: &Row) -> rusqlite::Result<CustomerRow> {
 }
 
 pub fn phones_of(c: &Connection, id: i64) -> DbResult<Vec<String>> {
-    let mut st = c.prepare_cached("SELECT e164 FROM customer_phones WHERE customer_id = ?1 ORDER BY rowid")?;
+    let mut st =
+        c.prepare_cached("SELECT e164 FROM customer_phones WHERE customer_id = ?1 ORDER BY rowid")?;
     let rows = st.query_map([id], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -123,7 +125,9 @@ pub fn update(
 
 fn set_phones(c: &Connection, id: i64, phones: &[String]) -> DbResult<()> {
     c.execute("DELETE FROM customer_phones WHERE customer_id = ?1", [id])?;
-    let mut st = c.prepare_cached("INSERT OR IGNORE INTO customer_phones (customer_id, e164) VALUES (?1, ?2)")?;
+    let mut st = c.prepare_cached(
+        "INSERT OR IGNORE INTO customer_phones (customer_id, e164) VALUES (?1, ?2)",
+    )?;
     for p in phones {
         st.execute(params![id, p])?;
     }
@@ -134,7 +138,9 @@ fn set_phones(c: &Connection, id: i64, phones: &[String]) -> DbResult<()> {
 pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
     c.prepare_cached("DELETE FROM search_index WHERE kind = 'c' AND ref = ?1")?
         .execute([id])?;
-    let Some(row) = get(c, id)? else { return Ok(()) };
+    let Some(row) = get(c, id)? else {
+        return Ok(());
+    };
     let mut body = row.name.clone();
     for p in &row.phones {
         body.push(' ');
@@ -151,7 +157,10 @@ pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
 
 /// Moves everything of `from` to `into` and retires `from`.
 pub fn merge(c: &Connection, into: i64, from: i64, now: i64) -> DbResult<usize> {
-    let moved = c.execute("UPDATE orders SET customer_id = ?1 WHERE customer_id = ?2", params![into, from])?;
+    let moved = c.execute(
+        "UPDATE orders SET customer_id = ?1 WHERE customer_id = ?2",
+        params![into, from],
+    )?;
     c.execute(
         "INSERT OR IGNORE INTO customer_phones (customer_id, e164) SELECT ?1, e164 FROM customer_phones WHERE customer_id = ?2",
         params![into, from],
@@ -165,7 +174,10 @@ pub fn merge(c: &Connection, into: i64, from: i64, now: i64) -> DbResult<usize> 
         "UPDATE customers SET updated_at = ?2, version = version + 1 WHERE id = ?1",
         params![into, now],
     )?;
-    c.execute("DELETE FROM search_index WHERE kind = 'c' AND ref = ?1", [from])?;
+    c.execute(
+        "DELETE FROM search_index WHERE kind = 'c' AND ref = ?1",
+        [from],
+    )?;
     reindex(c, into)?;
     Ok(moved)
 }
@@ -184,5 +196,9 @@ pub fn list(c: &Connection, limit: i64, offset: i64) -> DbResult<Vec<CustomerRow
 }
 
 pub fn count(c: &Connection) -> DbResult<i64> {
-    Ok(c.query_row("SELECT count(*) FROM customers WHERE merged_into IS NULL", [], |r| r.get(0))?)
+    Ok(c.query_row(
+        "SELECT count(*) FROM customers WHERE merged_into IS NULL",
+        [],
+        |r| r.get(0),
+    )?)
 }

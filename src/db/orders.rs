@@ -46,16 +46,19 @@ pub fn transitions(c: &Connection) -> DbResult<Vec<(i64, i64)>> {
 }
 
 pub fn transition_allowed(c: &Connection, from: i64, to: i64) -> DbResult<bool> {
-    Ok(c
-        .prepare_cached("SELECT 1 FROM status_transitions WHERE from_id = ?1 AND to_id = ?2")?
-        .query_row(params![from, to], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(
+        c.prepare_cached("SELECT 1 FROM status_transitions WHERE from_id = ?1 AND to_id = ?2")?
+            .query_row(params![from, to], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
 }
 
 pub fn set_transitions(c: &Connection, pairs: &[(i64, i64)]) -> DbResult<()> {
     c.execute("DELETE FROM status_transitions", [])?;
-    let mut st = c.prepare_cached("INSERT OR IGNORE INTO status_transitions (from_id, to_id) VALUES (?1, ?2)")?;
+    let mut st = c.prepare_cached(
+        "INSERT OR IGNORE INTO status_transitions (from_id, to_id) VALUES (?1, ?2)",
+    )?;
     for (f, t) in pairs {
         st.execute(params![f, t])?;
     }
@@ -194,17 +197,19 @@ fn order_from_row(r: &Row) -> rusqlite::Result<OrderRow> {
 }
 
 pub fn get(c: &Connection, id: i64) -> DbResult<Option<OrderRow>> {
-    Ok(c
-        .prepare_cached(&format!("{ORDER_SELECT} WHERE o.id = ?1"))?
-        .query_row([id], order_from_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("{ORDER_SELECT} WHERE o.id = ?1"))?
+            .query_row([id], order_from_row)
+            .optional()?,
+    )
 }
 
 pub fn by_number(c: &Connection, number: &str) -> DbResult<Option<OrderRow>> {
-    Ok(c
-        .prepare_cached(&format!("{ORDER_SELECT} WHERE o.number = ?1"))?
-        .query_row([number], order_from_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("{ORDER_SELECT} WHERE o.number = ?1"))?
+            .query_row([number], order_from_row)
+            .optional()?,
+    )
 }
 
 /// Filters for the order list; `None` = any.
@@ -276,7 +281,10 @@ fn filter_sql(f: &OrderFilter) -> (String, Vec<rusqlite::types::Value>) {
         let list = if ids.is_empty() {
             "NULL".to_string()
         } else {
-            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            ids.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         };
         w.push(format!("o.id IN ({list})"));
     }
@@ -305,7 +313,8 @@ pub fn list(c: &Connection, f: &OrderFilter) -> DbResult<Vec<OrderRow>> {
 
 pub fn count(c: &Connection, f: &OrderFilter) -> DbResult<i64> {
     let (wh, p) = filter_sql(f);
-    let sql = format!("SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE {wh}");
+    let sql =
+        format!("SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE {wh}");
     Ok(c.prepare_cached(&sql)?
         .query_row(rusqlite::params_from_iter(p), |r| r.get(0))?)
 }
@@ -325,7 +334,13 @@ pub struct OrderFields<'a> {
 }
 
 /// Saves the editable fields if `version` is current; false when stale.
-pub fn update_fields(c: &Connection, id: i64, version: i64, f: &OrderFields, now: i64) -> DbResult<bool> {
+pub fn update_fields(
+    c: &Connection,
+    id: i64,
+    version: i64,
+    f: &OrderFields,
+    now: i64,
+) -> DbResult<bool> {
     let n = c.execute(
         "UPDATE orders SET device_category = ?3, brand = ?4, model = ?5, serial = ?6, complaint = ?7,
             condition = ?8, accessories = ?9, urgent = ?10, promised_at = ?11, estimate = ?12, warranty_days = ?13,
@@ -340,7 +355,14 @@ pub fn update_fields(c: &Connection, id: i64, version: i64, f: &OrderFields, now
     Ok(n == 1)
 }
 
-pub fn set_status(c: &Connection, id: i64, version: i64, status_id: i64, closed: bool, now: i64) -> DbResult<bool> {
+pub fn set_status(
+    c: &Connection,
+    id: i64,
+    version: i64,
+    status_id: i64,
+    closed: bool,
+    now: i64,
+) -> DbResult<bool> {
     Ok(c.execute(
         "UPDATE orders SET status_id = ?3, status_since = ?4, updated_at = ?4, version = version + 1,
             closed_at = CASE WHEN ?5 THEN ?4 ELSE NULL END
@@ -393,6 +415,7 @@ pub fn lines(c: &Connection, order: i64) -> DbResult<Vec<LineRow>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+#[allow(clippy::too_many_arguments)] // one argument per column
 pub fn insert_line(
     c: &Connection,
     order: i64,
@@ -415,7 +438,10 @@ pub fn insert_line(
 pub fn delete_line(c: &Connection, order: i64, line: i64) -> DbResult<Option<LineRow>> {
     let found = lines(c, order)?.into_iter().find(|l| l.id == line);
     if found.is_some() {
-        c.execute("DELETE FROM order_lines WHERE id = ?1 AND order_id = ?2", params![line, order])?;
+        c.execute(
+            "DELETE FROM order_lines WHERE id = ?1 AND order_id = ?2",
+            params![line, order],
+        )?;
         recompute_total(c, order)?;
     }
     Ok(found)
@@ -443,7 +469,11 @@ pub struct PaymentRow {
     pub created_at: i64,
 }
 
-pub fn payments(c: &Connection, order: Option<i64>, customer: Option<i64>) -> DbResult<Vec<PaymentRow>> {
+pub fn payments(
+    c: &Connection,
+    order: Option<i64>,
+    customer: Option<i64>,
+) -> DbResult<Vec<PaymentRow>> {
     let mut st = c.prepare_cached(
         "SELECT p.id, p.order_id, o.number, p.kind, p.amount, p.method, p.note, u.display_name, p.created_at
          FROM payments p JOIN orders o ON o.id = p.order_id LEFT JOIN users u ON u.id = p.created_by
@@ -500,6 +530,7 @@ pub struct EventRow {
     pub detail: String,
 }
 
+#[allow(clippy::too_many_arguments)] // one argument per column
 pub fn insert_event(
     c: &Connection,
     order: i64,
@@ -567,9 +598,19 @@ pub fn masters(c: &Connection) -> DbResult<Vec<(i64, String)>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Open orders per master and the average repair time (creation to ready/closed) over
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct WorkloadRow {
+    pub master_id: i64,
+    pub name: String,
+    pub open: i64,
+    pub in_work: i64,
+    /// Average hours from intake to closing, over orders closed since the cut-off.
+    pub avg_repair_hours: Option<f64>,
+}
+
+/// Open orders per master and the average repair time (creation to closing) over
 /// orders closed since `since`.
-pub fn workload(c: &Connection, since: i64) -> DbResult<Vec<(i64, String, i64, i64, Option<f64>)>> {
+pub fn workload(c: &Connection, since: i64) -> DbResult<Vec<WorkloadRow>> {
     let mut st = c.prepare_cached(
         "SELECT u.id, u.display_name,
             (SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE o.master_id = u.id AND s.grp <> 'closed'),
@@ -577,14 +618,23 @@ pub fn workload(c: &Connection, since: i64) -> DbResult<Vec<(i64, String, i64, i
             (SELECT avg(o.closed_at - o.created_at) / 3600.0 FROM orders o WHERE o.master_id = u.id AND o.closed_at >= ?1)
          FROM users u WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE",
     )?;
-    let rows = st.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    let rows = st.query_map([since], |r| {
+        Ok(WorkloadRow {
+            master_id: r.get(0)?,
+            name: r.get(1)?,
+            open: r.get(2)?,
+            in_work: r.get(3)?,
+            avg_repair_hours: r.get(4)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn branch_exists(c: &Connection, id: i64) -> DbResult<bool> {
-    Ok(c
-        .prepare_cached("SELECT 1 FROM branches WHERE id = ?1 AND active = 1")?
-        .query_row([id], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(
+        c.prepare_cached("SELECT 1 FROM branches WHERE id = ?1 AND active = 1")?
+            .query_row([id], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
 }

@@ -67,7 +67,9 @@ fn clean(i: CustomerInput, country: crate::model::phone::Country) -> DomainResul
     let long = |s: &str, what: &str, max: usize| -> DomainResult<String> {
         let s = s.trim();
         if s.chars().count() > max {
-            Err(DomainError::invalid(format!("{what}: at most {max} characters")))
+            Err(DomainError::invalid(format!(
+                "{what}: at most {max} characters"
+            )))
         } else {
             Ok(s.to_string())
         }
@@ -96,7 +98,12 @@ impl Customers {
 
     /// Creates a customer. A phone that already belongs to someone is a conflict naming
     /// them (offer that customer, or merge), unless `allow_shared_phone`.
-    pub async fn create(&self, by: &Actor, input: CustomerInput, allow_shared_phone: bool) -> DomainResult<i64> {
+    pub async fn create(
+        &self,
+        by: &Actor,
+        input: CustomerInput,
+        allow_shared_phone: bool,
+    ) -> DomainResult<i64> {
         let shop = super::shop::load(&self.db).await?;
         let c = clean(input, shop.country())?;
         let by_id = by.user_id;
@@ -133,7 +140,13 @@ impl Customers {
         Ok(id)
     }
 
-    pub async fn update(&self, by: &Actor, id: i64, version: i64, input: CustomerInput) -> DomainResult<()> {
+    pub async fn update(
+        &self,
+        by: &Actor,
+        id: i64,
+        version: i64,
+        input: CustomerInput,
+    ) -> DomainResult<()> {
         let shop = super::shop::load(&self.db).await?;
         let c = clean(input, shop.country())?;
         let by_id = by.user_id;
@@ -165,7 +178,10 @@ impl Customers {
     }
 
     pub async fn get(&self, id: i64) -> DomainResult<CustomerRow> {
-        self.db.read(move |c| q::get(c, id)).await?.ok_or(DomainError::NotFound)
+        self.db
+            .read(move |c| q::get(c, id))
+            .await?
+            .ok_or(DomainError::NotFound)
     }
 
     /// Customers with this number, typed in any format.

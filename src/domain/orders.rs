@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{from_db, Action, Actor, DomainError, DomainResult};
 use crate::db::orders::{self as q, NewOrderRow, OrderFields};
 pub use crate::db::orders::{
-    EventRow, LineRow, OrderFilter, OrderRow, OrderSort, PaymentRow, StatusRow,
+    EventRow, LineRow, OrderFilter, OrderRow, OrderSort, PaymentRow, StatusRow, WorkloadRow,
 };
 use crate::db::{now, Db};
 use crate::events::{Audience, Event, EventBus};
@@ -17,7 +17,16 @@ use crate::model::{Language, Role};
 
 /// Device categories offered on the intake form.
 pub const DEVICE_CATEGORIES: &[&str] = &[
-    "phone", "tablet", "laptop", "desktop", "tv", "washer", "fridge", "ac", "microwave", "other",
+    "phone",
+    "tablet",
+    "laptop",
+    "desktop",
+    "tv",
+    "washer",
+    "fridge",
+    "ac",
+    "microwave",
+    "other",
 ];
 
 const STALE: &str =
@@ -92,7 +101,9 @@ fn text(s: &str, what: &str, max: usize, required: bool) -> DomainResult<String>
         return Err(DomainError::invalid(format!("{what} is required")));
     }
     if s.chars().count() > max {
-        return Err(DomainError::invalid(format!("{what}: at most {max} characters")));
+        return Err(DomainError::invalid(format!(
+            "{what}: at most {max} characters"
+        )));
     }
     Ok(s.to_string())
 }
@@ -161,7 +172,13 @@ impl Orders {
         Orders { db, events }
     }
 
-    fn publish(&self, kind: &str, o: &OrderRow, prev_master: Option<i64>, extra: serde_json::Value) {
+    fn publish(
+        &self,
+        kind: &str,
+        o: &OrderRow,
+        prev_master: Option<i64>,
+        extra: serde_json::Value,
+    ) {
         let mut data = serde_json::json!({
             "id": o.id, "number": o.number, "status": o.status_code,
             "master_id": o.master_id, "version": o.version,
@@ -169,8 +186,11 @@ impl Orders {
         if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
             d.extend(e);
         }
-        self.events
-            .publish(Event::new(kind, data, audience(&[o.master_id, prev_master])));
+        self.events.publish(Event::new(
+            kind,
+            data,
+            audience(&[o.master_id, prev_master]),
+        ));
     }
 
     pub async fn statuses(&self) -> DomainResult<Vec<StatusRow>> {
@@ -190,11 +210,22 @@ impl Orders {
         self.db
             .write(move |c| {
                 let known: Vec<i64> = q::statuses(c)?.iter().map(|s| s.id).collect();
-                if pairs.iter().any(|(f, t)| !known.contains(f) || !known.contains(t) || f == t) {
+                if pairs
+                    .iter()
+                    .any(|(f, t)| !known.contains(f) || !known.contains(t) || f == t)
+                {
                     return Err(DomainError::invalid("unknown status in a transition").into());
                 }
                 q::set_transitions(c, &pairs)?;
-                crate::db::settings::log_activity(c, Some(by_id), "update", "workflow", None, &serde_json::json!({"transitions": pairs.len()}), now())
+                crate::db::settings::log_activity(
+                    c,
+                    Some(by_id),
+                    "update",
+                    "workflow",
+                    None,
+                    &serde_json::json!({"transitions": pairs.len()}),
+                    now(),
+                )
             })
             .await
             .map_err(from_db)
@@ -228,7 +259,8 @@ impl Orders {
             .db
             .write(move |c| {
                 let now = now();
-                let shop = super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
+                let shop =
+                    super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
                 crate::db::customers::get(c, n.customer_id)?
                     .ok_or_else(|| DomainError::invalid("the customer does not exist"))?;
                 if let Some(m) = n.master_id {
@@ -266,17 +298,51 @@ impl Orders {
                         created_by: Some(by_id),
                     },
                     now,
-                )
-                ?;
-                q::insert_event(c, id, Some(by_id), "created", false, "", &serde_json::json!({"number": number}), now)?;
+                )?;
+                q::insert_event(
+                    c,
+                    id,
+                    Some(by_id),
+                    "created",
+                    false,
+                    "",
+                    &serde_json::json!({"number": number}),
+                    now,
+                )?;
                 if prepayment > 0 {
                     q::insert_payment(c, id, "prepayment", prepayment, "cash", "", by_id, now)?;
-                    q::insert_event(c, id, Some(by_id), "payment", false, "", &serde_json::json!({"kind": "prepayment", "amount": prepayment}), now)?;
+                    q::insert_event(
+                        c,
+                        id,
+                        Some(by_id),
+                        "payment",
+                        false,
+                        "",
+                        &serde_json::json!({"kind": "prepayment", "amount": prepayment}),
+                        now,
+                    )?;
                 }
                 if let Some(m) = n.master_id {
-                    q::insert_event(c, id, Some(by_id), "assigned", false, "", &serde_json::json!({"master_id": m}), now)?;
+                    q::insert_event(
+                        c,
+                        id,
+                        Some(by_id),
+                        "assigned",
+                        false,
+                        "",
+                        &serde_json::json!({"master_id": m}),
+                        now,
+                    )?;
                 }
-                crate::db::settings::log_activity(c, Some(by_id), "create", "order", Some(id), &serde_json::json!({"number": number}), now)?;
+                crate::db::settings::log_activity(
+                    c,
+                    Some(by_id),
+                    "create",
+                    "order",
+                    Some(id),
+                    &serde_json::json!({"number": number}),
+                    now,
+                )?;
                 Ok(q::get(c, id)?.expect("just inserted"))
             })
             .await
@@ -287,7 +353,11 @@ impl Orders {
 
     /// The order if the actor may see it; masters get NotFound for others' orders.
     pub async fn get(&self, by: &Actor, id: i64) -> DomainResult<OrderRow> {
-        let o = self.db.read(move |c| q::get(c, id)).await?.ok_or(DomainError::NotFound)?;
+        let o = self
+            .db
+            .read(move |c| q::get(c, id))
+            .await?
+            .ok_or(DomainError::NotFound)?;
         if !visible(by, &o) {
             return Err(DomainError::NotFound);
         }
@@ -299,7 +369,9 @@ impl Orders {
         let v = self
             .db
             .read(move |c| {
-                let o = q::get(c, id)?.ok_or(DomainError::NotFound).map_err(crate::db::DbError::from)?;
+                let o = q::get(c, id)?
+                    .ok_or(DomainError::NotFound)
+                    .map_err(crate::db::DbError::from)?;
                 if !visible(&by, &o) {
                     return Err(DomainError::NotFound.into());
                 }
@@ -331,10 +403,18 @@ impl Orders {
     }
 
     /// Runs `change` on an order the actor may edit, then records it and publishes.
-    async fn mutate<T, F>(&self, by: &Actor, id: i64, kind: &'static str, change: F) -> DomainResult<(OrderRow, T)>
+    async fn mutate<T, F>(
+        &self,
+        by: &Actor,
+        id: i64,
+        kind: &'static str,
+        change: F,
+    ) -> DomainResult<(OrderRow, T)>
     where
         T: Send + 'static,
-        F: FnOnce(&crate::db::Conn, &OrderRow, i64) -> Result<T, crate::db::DbError> + Send + 'static,
+        F: FnOnce(&crate::db::Conn, &OrderRow, i64) -> Result<T, crate::db::DbError>
+            + Send
+            + 'static,
     {
         let by2 = by.clone();
         let (before, after, out) = self
@@ -351,8 +431,17 @@ impl Orders {
             })
             .await
             .map_err(from_db)?;
-        let kind_event = if kind == "order.comment" { "order.comment" } else { "order.updated" };
-        self.publish(kind_event, &after, before.master_id, serde_json::json!({"change": kind}));
+        let kind_event = if kind == "order.comment" {
+            "order.comment"
+        } else {
+            "order.updated"
+        };
+        self.publish(
+            kind_event,
+            &after,
+            before.master_id,
+            serde_json::json!({"change": kind}),
+        );
         Ok((after, out))
     }
 
@@ -399,20 +488,44 @@ impl Orders {
                         changed.insert(k.into(), serde_json::json!([a, b]));
                     }
                 };
-                diff("device_category", before.device_category.clone(), dc.clone());
+                diff(
+                    "device_category",
+                    before.device_category.clone(),
+                    dc.clone(),
+                );
                 diff("brand", before.brand.clone(), f.0.clone());
                 diff("model", before.model.clone(), f.1.clone());
                 diff("serial", before.serial.clone(), f.2.clone());
                 diff("complaint", before.complaint.clone(), f.3.clone());
                 diff("condition", before.condition.clone(), f.4.clone());
                 diff("accessories", before.accessories.clone(), f.5.clone());
-                diff("estimate", before.estimate.to_string(), estimate.to_string());
-                diff("promised_at", format!("{:?}", before.promised_at), format!("{:?}", u.promised_at));
+                diff(
+                    "estimate",
+                    before.estimate.to_string(),
+                    estimate.to_string(),
+                );
+                diff(
+                    "promised_at",
+                    format!("{:?}", before.promised_at),
+                    format!("{:?}", u.promised_at),
+                );
                 diff("urgent", before.urgent.to_string(), u.urgent.to_string());
-                diff("warranty_days", before.warranty_days.to_string(), u.warranty_days.to_string());
+                diff(
+                    "warranty_days",
+                    before.warranty_days.to_string(),
+                    u.warranty_days.to_string(),
+                );
                 let detail = serde_json::Value::Object(changed);
                 q::insert_event(c, id, Some(by_id), "fields", false, "", &detail, now)?;
-                crate::db::settings::log_activity(c, Some(by_id), "update", "order", Some(id), &detail, now)?;
+                crate::db::settings::log_activity(
+                    c,
+                    Some(by_id),
+                    "update",
+                    "order",
+                    Some(id),
+                    &detail,
+                    now,
+                )?;
                 Ok(())
             })
             .await?;
@@ -492,14 +605,30 @@ impl Orders {
                 q::set_master(c, id, master, now)?;
                 let detail = serde_json::json!({"from": before.master_id, "to": master});
                 q::insert_event(c, id, Some(by_id), "assigned", false, "", &detail, now)?;
-                crate::db::settings::log_activity(c, Some(by_id), "assign", "order", Some(id), &detail, now)?;
+                crate::db::settings::log_activity(
+                    c,
+                    Some(by_id),
+                    "assign",
+                    "order",
+                    Some(id),
+                    &detail,
+                    now,
+                )?;
                 Ok(())
             })
             .await?;
         Ok(o)
     }
 
-    pub async fn add_line(&self, by: &Actor, id: i64, kind: &str, name: &str, qty: i64, unit_price: i64) -> DomainResult<OrderRow> {
+    pub async fn add_line(
+        &self,
+        by: &Actor,
+        id: i64,
+        kind: &str,
+        name: &str,
+        qty: i64,
+        unit_price: i64,
+    ) -> DomainResult<OrderRow> {
         if !by.can(Action::EditOrders) {
             return Err(DomainError::Forbidden);
         }
@@ -557,7 +686,13 @@ impl Orders {
         Ok(o)
     }
 
-    pub async fn comment(&self, by: &Actor, id: i64, body: &str, public: bool) -> DomainResult<OrderRow> {
+    pub async fn comment(
+        &self,
+        by: &Actor,
+        id: i64,
+        body: &str,
+        public: bool,
+    ) -> DomainResult<OrderRow> {
         if !by.can(Action::EditOrders) {
             return Err(DomainError::Forbidden);
         }
@@ -566,7 +701,16 @@ impl Orders {
         let (o, _) = self
             .mutate(by, id, "order.comment", move |c, _before, now| {
                 q::touch(c, id, now)?;
-                q::insert_event(c, id, Some(by_id), "comment", public, &body, &serde_json::json!({}), now)?;
+                q::insert_event(
+                    c,
+                    id,
+                    Some(by_id),
+                    "comment",
+                    public,
+                    &body,
+                    &serde_json::json!({}),
+                    now,
+                )?;
                 Ok(())
             })
             .await?;
@@ -575,22 +719,42 @@ impl Orders {
 
     /// Records money in (prepayment, payment) or out (refund, admins only, never more
     /// than was paid).
-    pub async fn pay(&self, by: &Actor, id: i64, kind: &str, amount_v: i64, method: &str, note: &str) -> DomainResult<OrderRow> {
-        let needed = if kind == "refund" { Action::RefundPayments } else { Action::TakePayments };
+    pub async fn pay(
+        &self,
+        by: &Actor,
+        id: i64,
+        kind: &str,
+        amount_v: i64,
+        method: &str,
+        note: &str,
+    ) -> DomainResult<OrderRow> {
+        let needed = if kind == "refund" {
+            Action::RefundPayments
+        } else {
+            Action::TakePayments
+        };
         if !by.can(needed) {
             return Err(DomainError::Forbidden);
         }
         if !matches!(kind, "prepayment" | "payment" | "refund") {
-            return Err(DomainError::invalid("payment kind must be prepayment, payment or refund"));
+            return Err(DomainError::invalid(
+                "payment kind must be prepayment, payment or refund",
+            ));
         }
         let v = amount(amount_v, "amount")?;
         if v == 0 {
             return Err(DomainError::invalid("the amount must be above zero"));
         }
         if !matches!(method, "cash" | "card" | "transfer") {
-            return Err(DomainError::invalid("method must be cash, card or transfer"));
+            return Err(DomainError::invalid(
+                "method must be cash, card or transfer",
+            ));
         }
-        let (kind, method, note) = (kind.to_string(), method.to_string(), text(note, "note", 300, false)?);
+        let (kind, method, note) = (
+            kind.to_string(),
+            method.to_string(),
+            text(note, "note", 300, false)?,
+        );
         let by_id = by.user_id;
         let (o, _) = self
             .mutate(by, id, "payment", move |c, before, now| {
@@ -612,11 +776,14 @@ impl Orders {
     }
 
     pub async fn payments_of_customer(&self, customer: i64) -> DomainResult<Vec<PaymentRow>> {
-        Ok(self.db.read(move |c| q::payments(c, None, Some(customer))).await?)
+        Ok(self
+            .db
+            .read(move |c| q::payments(c, None, Some(customer)))
+            .await?)
     }
 
     /// Open and in-work counts and average repair hours per master.
-    pub async fn workload(&self) -> DomainResult<Vec<(i64, String, i64, i64, Option<f64>)>> {
+    pub async fn workload(&self) -> DomainResult<Vec<WorkloadRow>> {
         let since = now() - 90 * 86_400;
         Ok(self.db.read(move |c| q::workload(c, since)).await?)
     }

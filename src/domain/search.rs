@@ -80,9 +80,18 @@ mod tests {
 
     #[test]
     fn expressions() {
-        assert_eq!(fts_expression("90 123 45 67", UZBEKISTAN).unwrap(), "\"998901234567\"*");
-        assert_eq!(fts_expression("1234567", UZBEKISTAN).unwrap(), "\"1234567\"*");
-        assert_eq!(fts_expression("iPhone 12", UZBEKISTAN).unwrap(), "\"iPhone\"* \"12\"*");
+        assert_eq!(
+            fts_expression("90 123 45 67", UZBEKISTAN).unwrap(),
+            "\"998901234567\"*"
+        );
+        assert_eq!(
+            fts_expression("1234567", UZBEKISTAN).unwrap(),
+            "\"1234567\"*"
+        );
+        assert_eq!(
+            fts_expression("iPhone 12", UZBEKISTAN).unwrap(),
+            "\"iPhone\"* \"12\"*"
+        );
         assert_eq!(
             fts_expression("x\" OR body:*", UZBEKISTAN).unwrap(),
             "\"x\"* \"OR\"* \"body:*\"*"

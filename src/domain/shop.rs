@@ -51,14 +51,20 @@ impl ShopSettings {
         if self.name.trim().is_empty() || self.name.chars().count() > 120 {
             return Err(DomainError::invalid("shop name: 1-120 characters"));
         }
-        if !self.order_prefix.chars().all(|c| c.is_ascii_alphanumeric()) || self.order_prefix.len() > 8 {
-            return Err(DomainError::invalid("order prefix: up to 8 latin letters or digits"));
+        if !self.order_prefix.chars().all(|c| c.is_ascii_alphanumeric())
+            || self.order_prefix.len() > 8
+        {
+            return Err(DomainError::invalid(
+                "order prefix: up to 8 latin letters or digits",
+            ));
         }
         if Country::from_calling_code(&self.default_country).is_none() {
             return Err(DomainError::invalid("unknown default country code"));
         }
         if self.currency.len() != 3 {
-            return Err(DomainError::invalid("currency: a 3-letter code such as UZS"));
+            return Err(DomainError::invalid(
+                "currency: a 3-letter code such as UZS",
+            ));
         }
         Ok(())
     }
@@ -82,7 +88,15 @@ pub async fn save(db: &Db, by: i64, s: ShopSettings) -> DomainResult<()> {
     db.write(move |c| {
         let now = crate::db::now();
         q::set(c, KEY, &json, now)?;
-        q::log_activity(c, Some(by), "update", "settings", None, &serde_json::json!({"key": KEY}), now)
+        q::log_activity(
+            c,
+            Some(by),
+            "update",
+            "settings",
+            None,
+            &serde_json::json!({"key": KEY}),
+            now,
+        )
     })
     .await?;
     Ok(())

@@ -49,7 +49,7 @@ pub fn group_thousands(v: i64) -> String {
         out.push('-');
     }
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(ch);
@@ -87,7 +87,10 @@ mod tests {
         assert_eq!(parse_amount("-5"), Err(MoneyError::Negative));
         assert_eq!(parse_amount("12.5"), Err(MoneyError::NotANumber));
         assert_eq!(parse_amount("abc"), Err(MoneyError::NotANumber));
-        assert_eq!(parse_amount("99999999999999999999"), Err(MoneyError::TooLarge));
+        assert_eq!(
+            parse_amount("99999999999999999999"),
+            Err(MoneyError::TooLarge)
+        );
         assert_eq!(parse_amount("2000000000000"), Err(MoneyError::TooLarge));
     }
 }

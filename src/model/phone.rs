@@ -21,12 +21,36 @@ pub const UZBEKISTAN: Country = Country {
 /// Countries the shops' customers commonly call from, for numbers typed with a `+`.
 const KNOWN: &[Country] = &[
     UZBEKISTAN,
-    Country { calling_code: "7", national_len: 10, trunk_prefix: "8" },   // Russia, Kazakhstan
-    Country { calling_code: "992", national_len: 9, trunk_prefix: "8" },  // Tajikistan
-    Country { calling_code: "996", national_len: 9, trunk_prefix: "0" },  // Kyrgyzstan
-    Country { calling_code: "993", national_len: 8, trunk_prefix: "8" },  // Turkmenistan
-    Country { calling_code: "90", national_len: 10, trunk_prefix: "0" },  // Turkey
-    Country { calling_code: "82", national_len: 10, trunk_prefix: "0" },  // Korea (mobile 10)
+    Country {
+        calling_code: "7",
+        national_len: 10,
+        trunk_prefix: "8",
+    }, // Russia, Kazakhstan
+    Country {
+        calling_code: "992",
+        national_len: 9,
+        trunk_prefix: "8",
+    }, // Tajikistan
+    Country {
+        calling_code: "996",
+        national_len: 9,
+        trunk_prefix: "0",
+    }, // Kyrgyzstan
+    Country {
+        calling_code: "993",
+        national_len: 8,
+        trunk_prefix: "8",
+    }, // Turkmenistan
+    Country {
+        calling_code: "90",
+        national_len: 10,
+        trunk_prefix: "0",
+    }, // Turkey
+    Country {
+        calling_code: "82",
+        national_len: 10,
+        trunk_prefix: "0",
+    }, // Korea (mobile 10)
 ];
 
 impl Country {
@@ -46,7 +70,9 @@ pub enum PhoneError {
 }
 
 /// A phone number in E.164 form, e.g. `+998901234567`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct PhoneNumber(String);
 
@@ -99,7 +125,11 @@ impl PhoneNumber {
             && digits.starts_with(default.trunk_prefix)
             && digits.len() == default.trunk_prefix.len() + default.national_len
         {
-            format!("{}{}", default.calling_code, &digits[default.trunk_prefix.len()..])
+            format!(
+                "{}{}",
+                default.calling_code,
+                &digits[default.trunk_prefix.len()..]
+            )
         } else {
             return Err(PhoneError::WrongLength);
         };
@@ -199,7 +229,9 @@ mod tests {
     #[test]
     fn foreign_numbers_with_plus() {
         assert_eq!(
-            PhoneNumber::parse("+7 916 123-45-67", UZBEKISTAN).unwrap().as_str(),
+            PhoneNumber::parse("+7 916 123-45-67", UZBEKISTAN)
+                .unwrap()
+                .as_str(),
             "+79161234567"
         );
     }

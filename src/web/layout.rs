@@ -12,6 +12,9 @@ use crate::model::Language;
 /// Navigation entries, shown to roles that may do the action.
 const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.dashboard", Action::ViewDashboard),
+    ("/orders", "nav.orders", Action::ViewOrders),
+    ("/customers", "nav.customers", Action::ViewCustomers),
+    ("/workload", "nav.workload", Action::ViewReports),
     ("/users", "nav.users", Action::ManageUsers),
     ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
     ("/audit/activity", "nav.activity", Action::ViewActivityLog),

@@ -66,6 +66,32 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/ws", Allowed(ViewDashboard), ws::connect);
     r.add(post(), "/notices", Allowed(ManageUsers), pages::dashboard::post_notice);
 
+    // Service center
+    r.add(get(), "/orders", Allowed(ViewOrders), pages::orders::list);
+    r.add(get(), "/orders/export.csv", Allowed(ViewOrders), pages::orders::export_csv);
+    r.add(get(), "/orders/new", Allowed(CreateOrders), pages::orders::new_form);
+    r.add(post(), "/orders", Allowed(CreateOrders), pages::orders::create);
+    r.add(get(), "/orders/{id}", Allowed(ViewOrders), pages::orders::show);
+    r.add(post(), "/orders/{id}", Allowed(EditOrders), pages::orders::update);
+    r.add(post(), "/orders/{id}/status", Allowed(EditOrders), pages::orders::change_status);
+    r.add(post(), "/orders/{id}/assign", Allowed(AssignOrders), pages::orders::assign);
+    r.add(post(), "/orders/{id}/lines", Allowed(EditOrders), pages::orders::add_line);
+    r.add(post(), "/orders/{id}/lines/{line}/delete", Allowed(EditOrders), pages::orders::remove_line);
+    r.add(post(), "/orders/{id}/payments", Allowed(TakePayments), pages::orders::pay);
+    r.add(post(), "/orders/{id}/comments", Allowed(EditOrders), pages::orders::comment);
+    r.add(get(), "/orders/{id}/receipt", Allowed(ViewOrders), pages::orders::receipt);
+    r.add(get(), "/orders/{id}/act", Allowed(ViewOrders), pages::orders::act);
+    r.add(get(), "/my", Allowed(ViewOrders), pages::orders::my_orders);
+    r.add(get(), "/workload", Allowed(ViewReports), pages::orders::workload);
+    r.add(get(), "/customers", Allowed(ViewCustomers), pages::customers::list);
+    r.add(get(), "/customers/export.csv", Allowed(ViewCustomers), pages::customers::export_csv);
+    r.add(get(), "/customers/new", Allowed(EditCustomers), pages::customers::new_form);
+    r.add(post(), "/customers", Allowed(EditCustomers), pages::customers::create);
+    r.add(get(), "/customers/{id}", Allowed(ViewCustomers), pages::customers::show);
+    r.add(post(), "/customers/{id}", Allowed(EditCustomers), pages::customers::update);
+    r.add(post(), "/customers/{id}/merge", Allowed(MergeCustomers), pages::customers::merge);
+    r.add(get(), "/search", Allowed(ViewOrders), pages::customers::search);
+
     // Administration
     r.add(get(), "/users", Allowed(ManageUsers), pages::users::list);
     r.add(get(), "/users/new", Allowed(ManageUsers), pages::users::new_form);
@@ -88,6 +114,22 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/login-audit", Allowed(ViewLoginAudit), api::users::login_audit);
     r.add(get(), "/api/v1/presence", Allowed(ViewDashboard), api::live::presence);
     r.add(post(), "/api/v1/notices", Allowed(ManageUsers), api::live::post_notice);
+    r.add(get(), "/api/v1/customers", Allowed(ViewCustomers), api::core::list_customers);
+    r.add(post(), "/api/v1/customers", Allowed(EditCustomers), api::core::create_customer);
+    r.add(get(), "/api/v1/customers/lookup", Allowed(ViewCustomers), api::core::lookup);
+    r.add(get(), "/api/v1/customers/{id}", Allowed(ViewCustomers), api::core::get_customer);
+    r.add(Method::PUT, "/api/v1/customers/{id}", Allowed(EditCustomers), api::core::update_customer);
+    r.add(get(), "/api/v1/orders", Allowed(ViewOrders), api::core::list_orders);
+    r.add(post(), "/api/v1/orders", Allowed(CreateOrders), api::core::create_order);
+    r.add(get(), "/api/v1/orders/{id}", Allowed(ViewOrders), api::core::get_order);
+    r.add(Method::PUT, "/api/v1/orders/{id}", Allowed(EditOrders), api::core::update_order);
+    r.add(post(), "/api/v1/orders/{id}/status", Allowed(EditOrders), api::core::change_status);
+    r.add(post(), "/api/v1/orders/{id}/assign", Allowed(AssignOrders), api::core::assign);
+    r.add(post(), "/api/v1/orders/{id}/lines", Allowed(EditOrders), api::core::add_line);
+    r.add(post(), "/api/v1/orders/{id}/payments", Allowed(TakePayments), api::core::pay);
+    r.add(post(), "/api/v1/orders/{id}/comments", Allowed(EditOrders), api::core::comment);
+    r.add(get(), "/api/v1/search", Allowed(ViewOrders), api::core::search);
+    r.add(get(), "/api/v1/statuses", Allowed(ViewOrders), api::core::statuses);
 }
 
 /// Collects the specs without registering anything.

@@ -1,6 +1,7 @@
 //! JSON API under /api/v1. Handlers carry `#[utoipa::path]` annotations, from which the
 //! OpenAPI document is generated; a test checks it lists exactly the API routes.
 
+pub mod core;
 pub mod live;
 pub mod users;
 
@@ -35,6 +36,9 @@ impl Modify for Security {
         users::me, users::list, users::create, users::get, users::update,
         users::list_tokens, users::revoke_token, users::login_audit,
         live::presence, live::post_notice,
+        core::list_customers, core::create_customer, core::lookup, core::get_customer, core::update_customer,
+        core::list_orders, core::create_order, core::get_order, core::update_order, core::change_status,
+        core::assign, core::add_line, core::pay, core::comment, core::search, core::statuses,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -2,7 +2,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod core_ui;
+pub mod customers;
 pub mod dashboard;
+pub mod orders;
 pub mod profile;
 pub mod users;
 

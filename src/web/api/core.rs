@@ -1,0 +1,398 @@
+//! Customers, orders and search over JSON, with the same rules as the pages.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::customers::{CustomerInput, CustomerRow};
+use crate::domain::orders::{
+    NewOrder, OrderFilter, OrderRow, OrderSort, OrderUpdate, OrderView, StatusRow,
+};
+use crate::domain::search::SearchResults;
+use crate::domain::{Actor, DomainError};
+use crate::web::error::{ApiError, ErrorBody};
+use crate::web::WebState;
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+#[derive(Deserialize, IntoParams)]
+pub struct Paging {
+    /// 1-500, default 50.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct CustomerPage {
+    pub items: Vec<CustomerRow>,
+    pub total: i64,
+}
+
+/// Customers, newest first.
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(Paging),
+    responses((status = 200, body = CustomerPage)))]
+pub async fn list_customers(state: web::Data<WebState>, q: web::Query<Paging>) -> ApiResult {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(DomainError::invalid("limit must be 1-500").into());
+    }
+    let (items, total) = state
+        .ctx
+        .customers
+        .list(limit, q.offset.unwrap_or(0).max(0))
+        .await?;
+    Ok(HttpResponse::Ok().json(CustomerPage { items, total }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateCustomer {
+    #[serde(flatten)]
+    pub customer: CustomerInput,
+}
+
+/// Creates a customer; a phone that belongs to someone else is 409 naming them.
+#[utoipa::path(post, path = "/api/v1/customers", tag = "customers", request_body = CustomerInput,
+    responses((status = 201, body = CustomerRow), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_customer(
+    state: web::Data<WebState>,
+    actor: Actor,
+    body: web::Json<CustomerInput>,
+) -> ApiResult {
+    let id = state
+        .ctx
+        .customers
+        .create(&actor, body.into_inner(), false)
+        .await?;
+    Ok(HttpResponse::Created().json(state.ctx.customers.get(id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct PhoneQuery {
+    /// In any typed form: `90 123 45 67`, `+998-90-...`, `8 90 ...`.
+    pub phone: String,
+}
+
+/// Customers with this phone number.
+#[utoipa::path(get, path = "/api/v1/customers/lookup", tag = "customers", params(PhoneQuery),
+    responses((status = 200, body = [CustomerRow]), (status = 422, body = ErrorBody)))]
+pub async fn lookup(state: web::Data<WebState>, q: web::Query<PhoneQuery>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.customers.find_by_phone(&q.phone).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path)),
+    responses((status = 200, body = CustomerRow), (status = 404, body = ErrorBody)))]
+pub async fn get_customer(state: web::Data<WebState>, id: web::Path<i64>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.customers.get(id.into_inner()).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CustomerUpdate {
+    /// The version read; a stale one is 409.
+    pub version: i64,
+    #[serde(flatten)]
+    pub customer: CustomerInput,
+}
+
+#[utoipa::path(put, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path)), request_body = CustomerUpdate,
+    responses((status = 200, body = CustomerRow), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_customer(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<CustomerUpdate>,
+) -> ApiResult {
+    let id = id.into_inner();
+    let b = body.into_inner();
+    state
+        .ctx
+        .customers
+        .update(&actor, id, b.version, b.customer)
+        .await?;
+    Ok(HttpResponse::Ok().json(state.ctx.customers.get(id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct OrderQuery {
+    /// new, in_work, waiting, ready, closed
+    pub group: Option<String>,
+    pub status_id: Option<i64>,
+    pub master_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    /// Unix seconds, created at or after.
+    pub from: Option<i64>,
+    /// Unix seconds, created before.
+    pub to: Option<i64>,
+    #[serde(default)]
+    pub overdue: bool,
+    /// newest (default), oldest, promised, updated
+    pub sort: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderRow>,
+    pub total: i64,
+}
+
+/// Orders; masters get only their own.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(OrderQuery),
+    responses((status = 200, body = OrderPage)))]
+pub async fn list_orders(
+    state: web::Data<WebState>,
+    actor: Actor,
+    q: web::Query<OrderQuery>,
+) -> ApiResult {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(DomainError::invalid("limit must be 1-500").into());
+    }
+    let f = OrderFilter {
+        group: q.group,
+        status_id: q.status_id,
+        master_id: q.master_id,
+        customer_id: q.customer_id,
+        from: q.from,
+        to: q.to,
+        overdue_at: q.overdue.then(crate::db::now),
+        sort: match q.sort.as_deref() {
+            Some("oldest") => OrderSort::Oldest,
+            Some("promised") => OrderSort::Promised,
+            Some("updated") => OrderSort::Updated,
+            None | Some("newest") => OrderSort::Newest,
+            Some(other) => {
+                return Err(DomainError::invalid(format!("unknown sort {other:?}")).into())
+            }
+        },
+        limit,
+        offset: q.offset.unwrap_or(0),
+        ..Default::default()
+    };
+    let (items, total) = state.ctx.orders.list(&actor, f).await?;
+    Ok(HttpResponse::Ok().json(OrderPage { items, total }))
+}
+
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = NewOrder,
+    responses((status = 201, body = OrderRow), (status = 422, body = ErrorBody)))]
+pub async fn create_order(
+    state: web::Data<WebState>,
+    actor: Actor,
+    body: web::Json<NewOrder>,
+) -> ApiResult {
+    Ok(HttpResponse::Created().json(state.ctx.orders.create(&actor, body.into_inner()).await?))
+}
+
+/// The order with lines, payments and timeline; 404 for another master's order.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = ErrorBody)))]
+pub async fn get_order(state: web::Data<WebState>, actor: Actor, id: web::Path<i64>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.orders.view(&actor, id.into_inner()).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = i64, Path)), request_body = OrderUpdate,
+    responses((status = 200, body = OrderRow), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_order(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<OrderUpdate>,
+) -> ApiResult {
+    Ok(HttpResponse::Ok().json(
+        state
+            .ctx
+            .orders
+            .update(&actor, id.into_inner(), body.into_inner())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    pub version: i64,
+    /// Status code, e.g. `diagnostics`, `ready`, `delivered`.
+    pub to: String,
+    /// Hand over although a balance is due.
+    #[serde(default)]
+    pub allow_debt: bool,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Moves the order along the workflow; a forbidden jump or a stale version is 409.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/status", tag = "orders", params(("id" = i64, Path)), request_body = StatusChange,
+    responses((status = 200, body = OrderRow), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn change_status(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<StatusChange>,
+) -> ApiResult {
+    let b = body.into_inner();
+    Ok(HttpResponse::Ok().json(
+        state
+            .ctx
+            .orders
+            .change_status(
+                &actor,
+                id.into_inner(),
+                b.version,
+                &b.to,
+                b.allow_debt,
+                &b.note,
+            )
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Assign {
+    pub master_id: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/assign", tag = "orders", params(("id" = i64, Path)), request_body = Assign,
+    responses((status = 200, body = OrderRow), (status = 422, body = ErrorBody)))]
+pub async fn assign(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<Assign>,
+) -> ApiResult {
+    Ok(HttpResponse::Ok().json(
+        state
+            .ctx
+            .orders
+            .assign(&actor, id.into_inner(), body.master_id)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLine {
+    /// part or labour
+    pub kind: String,
+    pub name: String,
+    pub qty: i64,
+    pub unit_price: i64,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/lines", tag = "orders", params(("id" = i64, Path)), request_body = NewLine,
+    responses((status = 200, body = OrderRow), (status = 422, body = ErrorBody)))]
+pub async fn add_line(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<NewLine>,
+) -> ApiResult {
+    let b = body.into_inner();
+    Ok(HttpResponse::Ok().json(
+        state
+            .ctx
+            .orders
+            .add_line(
+                &actor,
+                id.into_inner(),
+                &b.kind,
+                &b.name,
+                b.qty,
+                b.unit_price,
+            )
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPayment {
+    /// prepayment, payment or refund
+    pub kind: String,
+    pub amount: i64,
+    /// cash, card or transfer
+    #[serde(default = "cash")]
+    pub method: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+fn cash() -> String {
+    "cash".into()
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/payments", tag = "orders", params(("id" = i64, Path)), request_body = NewPayment,
+    responses((status = 200, body = OrderRow), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn pay(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<NewPayment>,
+) -> ApiResult {
+    let b = body.into_inner();
+    Ok(HttpResponse::Ok().json(
+        state
+            .ctx
+            .orders
+            .pay(
+                &actor,
+                id.into_inner(),
+                &b.kind,
+                b.amount,
+                &b.method,
+                &b.note,
+            )
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    pub text: String,
+    /// Visible to the customer.
+    #[serde(default)]
+    pub public: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/comments", tag = "orders", params(("id" = i64, Path)), request_body = NewComment,
+    responses((status = 200, body = OrderRow), (status = 422, body = ErrorBody)))]
+pub async fn comment(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<NewComment>,
+) -> ApiResult {
+    Ok(HttpResponse::Ok().json(
+        state
+            .ctx
+            .orders
+            .comment(&actor, id.into_inner(), &body.text, body.public)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct SearchQuery {
+    pub q: String,
+}
+
+/// One search over customers (name, any phone form) and orders (number, serial/IMEI, model, complaint).
+#[utoipa::path(get, path = "/api/v1/search", tag = "orders", params(SearchQuery),
+    responses((status = 200, body = SearchResults)))]
+pub async fn search(
+    state: web::Data<WebState>,
+    actor: Actor,
+    q: web::Query<SearchQuery>,
+) -> ApiResult {
+    Ok(HttpResponse::Ok()
+        .json(crate::domain::search::search(&state.ctx.db, &actor, &q.q, 50).await?))
+}
+
+/// The workflow's statuses.
+#[utoipa::path(get, path = "/api/v1/statuses", tag = "orders",
+    responses((status = 200, body = [StatusRow])))]
+pub async fn statuses(state: web::Data<WebState>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.orders.statuses().await?))
+}

@@ -1,0 +1,111 @@
+//! Shared bits of the service-center pages: money, status badges, dates, pagination.
+
+use maud::{html, Markup};
+
+use crate::domain::orders::{status_name, StatusRow};
+use crate::domain::shop::ShopSettings;
+use crate::web::auth::Ui;
+
+pub fn status_badge(ui: &Ui, statuses: &[StatusRow], id: i64) -> Markup {
+    match statuses.iter().find(|s| s.id == id) {
+        Some(s) => {
+            html! { span class=(format!("badge status status-{}", s.group)) { (status_name(s, ui.tr.lang)) } }
+        }
+        None => html! { span.badge { "?" } },
+    }
+}
+
+pub fn money(shop: &ShopSettings, v: i64) -> String {
+    shop.money(v)
+}
+
+pub fn date(ts: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ts)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(time::macros::offset!(+5));
+    let f = time::macros::format_description!("[day].[month].[year]");
+    t.format(&f).unwrap_or_default()
+}
+
+/// `YYYY-MM-DD` for a date input.
+pub fn date_input(ts: Option<i64>) -> String {
+    ts.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .map(|t| {
+            let f = time::macros::format_description!("[year]-[month]-[day]");
+            t.to_offset(time::macros::offset!(+5))
+                .format(&f)
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses a date input (`YYYY-MM-DD`, Tashkent time) to the end of that day.
+pub fn parse_date_input(s: &str) -> Result<Option<i64>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(s, &f).map_err(|_| format!("not a date: {s:?}"))?;
+    let t = d
+        .with_hms(23, 59, 0)
+        .expect("valid time")
+        .assume_offset(time::macros::offset!(+5));
+    Ok(Some(t.unix_timestamp()))
+}
+
+pub fn start_of_day_input(s: &str) -> Option<i64> {
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s.trim(), &f).ok().map(|d| {
+        d.with_hms(0, 0, 0)
+            .expect("valid")
+            .assume_offset(time::macros::offset!(+5))
+            .unix_timestamp()
+    })
+}
+
+pub fn pager(ui: &Ui, base: &str, page: i64, per: i64, total: i64) -> Markup {
+    let pages = (total + per - 1) / per;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    html! {
+        nav.pager {
+            @if page > 0 { a href=(format!("{base}{sep}page={}", page - 1)) { "← " (ui.t("common.prev")) } }
+            span.muted { (page + 1) " / " (pages.max(1)) " · " (total) }
+            @if page + 1 < pages { a href=(format!("{base}{sep}page={}", page + 1)) { (ui.t("common.next")) " →" } }
+        }
+    }
+}
+
+pub fn category_label(ui: &Ui, c: &str) -> &'static str {
+    match c {
+        "phone" => ui.t("device.phone"),
+        "tablet" => ui.t("device.tablet"),
+        "laptop" => ui.t("device.laptop"),
+        "desktop" => ui.t("device.desktop"),
+        "tv" => ui.t("device.tv"),
+        "washer" => ui.t("device.washer"),
+        "fridge" => ui.t("device.fridge"),
+        "ac" => ui.t("device.ac"),
+        "microwave" => ui.t("device.microwave"),
+        _ => ui.t("device.other"),
+    }
+}
+
+/// Writes rows as CSV (RFC 4180 quoting), with a BOM so spreadsheet programs read UTF-8.
+pub fn csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let q = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::from("\u{feff}");
+    out.push_str(&header.iter().map(|h| q(h)).collect::<Vec<_>>().join(","));
+    out.push_str("\r\n");
+    for r in rows {
+        out.push_str(&r.iter().map(|c| q(c)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}

@@ -1,0 +1,1099 @@
+//! Repair orders: list with filters, intake form, the order page with its actions, the
+//! master's queue, printable receipt and completion act, CSV export.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use maud::{html, Markup, PreEscaped};
+use serde::Deserialize;
+
+use super::core_ui::{
+    category_label, csv, date, date_input, money, pager, parse_date_input, start_of_day_input,
+    status_badge,
+};
+use super::{html, html_status, redirect};
+use crate::domain::customers::CustomerInput;
+use crate::domain::orders::{
+    is_overdue, status_name, NewOrder, OrderFilter, OrderRow, OrderSort, OrderUpdate, OrderView,
+    StatusRow, DEVICE_CATEGORIES,
+};
+use crate::domain::shop::ShopSettings;
+use crate::domain::{Action, Actor, DomainError};
+use crate::web::auth::Ui;
+use crate::web::error::PageError;
+use crate::web::layout::{csrf_field, datetime, flash, page};
+
+const PER_PAGE: i64 = 50;
+
+fn fail(ui: &Ui, err: DomainError) -> HttpResponse {
+    PageError { err, tr: ui.tr }.error_response()
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct ListQuery {
+    q: Option<String>,
+    group: Option<String>,
+    status: Option<i64>,
+    master: Option<i64>,
+    from: Option<String>,
+    to: Option<String>,
+    overdue: Option<u8>,
+    sort: Option<String>,
+    page: Option<i64>,
+}
+
+impl ListQuery {
+    fn filter(&self, ids: Option<Vec<i64>>) -> OrderFilter {
+        OrderFilter {
+            group: self.group.clone().filter(|g| !g.is_empty()),
+            status_id: self.status,
+            master_id: self.master,
+            from: self.from.as_deref().and_then(start_of_day_input),
+            to: self
+                .to
+                .as_deref()
+                .and_then(start_of_day_input)
+                .map(|t| t + 86_400),
+            overdue_at: (self.overdue == Some(1)).then(crate::db::now),
+            ids,
+            sort: match self.sort.as_deref() {
+                Some("oldest") => OrderSort::Oldest,
+                Some("promised") => OrderSort::Promised,
+                Some("updated") => OrderSort::Updated,
+                _ => OrderSort::Newest,
+            },
+            limit: PER_PAGE,
+            offset: self.page.unwrap_or(0).max(0) * PER_PAGE,
+            ..Default::default()
+        }
+    }
+
+    fn query_string(&self) -> String {
+        let mut v: Vec<(&str, String)> = Vec::new();
+        if let Some(q) = &self.q {
+            v.push(("q", q.clone()));
+        }
+        if let Some(g) = &self.group {
+            v.push(("group", g.clone()));
+        }
+        if let Some(s) = self.status {
+            v.push(("status", s.to_string()));
+        }
+        if let Some(m) = self.master {
+            v.push(("master", m.to_string()));
+        }
+        if let Some(f) = &self.from {
+            v.push(("from", f.clone()));
+        }
+        if let Some(t) = &self.to {
+            v.push(("to", t.clone()));
+        }
+        if self.overdue == Some(1) {
+            v.push(("overdue", "1".into()));
+        }
+        if let Some(s) = &self.sort {
+            v.push(("sort", s.clone()));
+        }
+        serde_urlencoded::to_string(v).unwrap_or_default()
+    }
+}
+
+async fn find(ui: &Ui, actor: &Actor, q: &ListQuery) -> Result<(Vec<OrderRow>, i64), DomainError> {
+    let ctx = &ui.state.ctx;
+    let ids = match q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(text) => {
+            let r = crate::domain::search::search(&ctx.db, actor, text, 100).await?;
+            let mut ids: Vec<i64> = r.orders.iter().map(|o| o.id).collect();
+            // A customer hit brings their orders.
+            for c in &r.customers {
+                let f = OrderFilter {
+                    customer_id: Some(c.id),
+                    limit: 100,
+                    ..Default::default()
+                };
+                ids.extend(ctx.orders.list(actor, f).await?.0.iter().map(|o| o.id));
+            }
+            Some(ids)
+        }
+        None => None,
+    };
+    ctx.orders.list(actor, q.filter(ids)).await
+}
+
+pub fn orders_table(
+    ui: &Ui,
+    shop: &ShopSettings,
+    statuses: &[StatusRow],
+    rows: &[OrderRow],
+) -> Markup {
+    let now = crate::db::now();
+    html! {
+        div.table-wrap { table.orders {
+            thead { tr {
+                th { "№" } th { (ui.t("orders.customer")) } th { (ui.t("orders.device")) } th { (ui.t("orders.status")) }
+                th { (ui.t("orders.master")) } th { (ui.t("orders.promised")) } th.num { (ui.t("orders.total")) } th.num { (ui.t("orders.balance")) }
+            } }
+            tbody {
+                @for o in rows {
+                    tr.overdue[is_overdue(o, now)] data-order-id=(o.id) {
+                        td { a href=(format!("/orders/{}", o.id)) { (o.number) } @if o.urgent { " " span.badge.badge-danger { "!" } } }
+                        td { (o.customer_name) br; small.muted { (o.customer_phone.clone().map(|p| crate::model::PhoneNumber::from_e164_unchecked(p).display()).unwrap_or_default()) } }
+                        td { (category_label(ui, &o.device_category)) " " (o.brand) " " (o.model) }
+                        td { (status_badge(ui, statuses, o.status_id)) @if is_overdue(o, now) { " " span.badge.badge-danger { (ui.t("orders.overdue")) } } }
+                        td { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
+                        td { (o.promised_at.map(date).unwrap_or_default()) }
+                        td.num { (money(shop, o.total)) }
+                        td.num { (money(shop, o.total - o.paid)) }
+                    }
+                }
+            }
+        } }
+    }
+}
+
+pub async fn list(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpResponse {
+    render_list(ui, actor, q.into_inner(), "/orders", "orders.title").await
+}
+
+/// A master's queue: their open orders, soonest promise first.
+pub async fn my_orders(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpResponse {
+    let mut q = q.into_inner();
+    q.master = Some(actor.user_id);
+    if q.sort.is_none() {
+        q.sort = Some("promised".into());
+    }
+    render_list(ui, actor, q, "/my", "orders.my_title").await
+}
+
+async fn render_list(
+    ui: Ui,
+    actor: Actor,
+    q: ListQuery,
+    base: &str,
+    title: &'static str,
+) -> HttpResponse {
+    let ctx = &ui.state.ctx;
+    let (rows, total) = match find(&ui, &actor, &q).await {
+        Ok(r) => r,
+        Err(e) => return fail(&ui, e),
+    };
+    let statuses = ctx.orders.statuses().await.unwrap_or_default();
+    let masters = ctx.orders.masters().await.unwrap_or_default();
+    let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
+    let page_no = q.page.unwrap_or(0).max(0);
+    let qs = q.query_string();
+    let groups = [
+        ("new", "group.new"),
+        ("in_work", "group.in_work"),
+        ("waiting", "group.waiting"),
+        ("ready", "group.ready"),
+        ("closed", "group.closed"),
+    ];
+    html(page(
+        &ui,
+        ui.t(title),
+        html! {
+            div.page-head {
+                h1 { (ui.t(title)) }
+                div {
+                    @if actor.can(Action::CreateOrders) { a.button.primary href="/orders/new" { (ui.t("orders.new")) } }
+                    " " a.button href=(format!("/orders/export.csv?{qs}")) { "CSV" }
+                }
+            }
+            form.filters method="get" action=(base) {
+                input name="q" type="search" value=(q.q.clone().unwrap_or_default()) placeholder=(ui.t("search.placeholder"));
+                select name="group" {
+                    option value="" { (ui.t("orders.all_groups")) }
+                    @for (g, key) in groups { option value=(g) selected[q.group.as_deref() == Some(g)] { (ui.t(key)) } }
+                }
+                select name="status" {
+                    option value="" { (ui.t("orders.all_statuses")) }
+                    @for s in &statuses { option value=(s.id) selected[q.status == Some(s.id)] { (status_name(s, ui.tr.lang)) } }
+                }
+                @if actor.role != crate::model::Role::Master {
+                    select name="master" {
+                        option value="" { (ui.t("orders.all_masters")) }
+                        @for (id, name) in &masters { option value=(id) selected[q.master == Some(*id)] { (name) } }
+                    }
+                }
+                input type="date" name="from" value=(q.from.clone().unwrap_or_default()) title=(ui.t("orders.from"));
+                input type="date" name="to" value=(q.to.clone().unwrap_or_default()) title=(ui.t("orders.to"));
+                label.check { input type="checkbox" name="overdue" value="1" checked[q.overdue == Some(1)]; " " (ui.t("orders.overdue")) }
+                select name="sort" {
+                    option value="newest" { (ui.t("orders.sort_newest")) }
+                    option value="oldest" selected[q.sort.as_deref() == Some("oldest")] { (ui.t("orders.sort_oldest")) }
+                    option value="promised" selected[q.sort.as_deref() == Some("promised")] { (ui.t("orders.sort_promised")) }
+                    option value="updated" selected[q.sort.as_deref() == Some("updated")] { (ui.t("orders.sort_updated")) }
+                }
+                button type="submit" { (ui.t("common.filter")) }
+            }
+            div #orders-region data-live-topics="order." {
+                (orders_table(&ui, &shop, &statuses, &rows))
+                (pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total))
+            }
+        },
+    ))
+}
+
+pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpResponse {
+    let mut q = q.into_inner();
+    let statuses = ui.state.ctx.orders.statuses().await.unwrap_or_default();
+    let mut all = Vec::new();
+    for page_no in 0..200 {
+        q.page = Some(page_no);
+        let (rows, _) = match find(&ui, &actor, &q).await {
+            Ok(r) => r,
+            Err(e) => return fail(&ui, e),
+        };
+        let n = rows.len() as i64;
+        all.extend(rows);
+        if n < PER_PAGE {
+            break;
+        }
+    }
+    let body = csv(
+        &[
+            "number", "created", "customer", "phone", "device", "brand", "model", "serial",
+            "status", "master", "promised", "total", "paid", "balance",
+        ],
+        all.iter().map(|o| {
+            vec![
+                o.number.clone(),
+                datetime(o.created_at),
+                o.customer_name.clone(),
+                o.customer_phone.clone().unwrap_or_default(),
+                o.device_category.clone(),
+                o.brand.clone(),
+                o.model.clone(),
+                o.serial.clone(),
+                statuses
+                    .iter()
+                    .find(|s| s.id == o.status_id)
+                    .map(|s| status_name(s, ui.tr.lang).to_string())
+                    .unwrap_or_default(),
+                o.master_name.clone().unwrap_or_default(),
+                o.promised_at.map(date).unwrap_or_default(),
+                o.total.to_string(),
+                o.paid.to_string(),
+                (o.total - o.paid).to_string(),
+            ]
+        }),
+    );
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", "attachment; filename=\"orders.csv\""))
+        .body(body)
+}
+
+#[derive(Deserialize, Default)]
+pub struct NewQuery {
+    phone: Option<String>,
+    customer: Option<i64>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+pub struct NewForm {
+    phone: String,
+    customer_name: String,
+    customer_id: Option<String>,
+    device_category: String,
+    brand: String,
+    model: String,
+    serial: String,
+    complaint: String,
+    condition: String,
+    accessories: String,
+    urgent: Option<String>,
+    promised: String,
+    estimate: String,
+    prepayment: String,
+    warranty_days: String,
+    master: Option<String>,
+}
+
+fn new_page(
+    ui: &Ui,
+    actor: &Actor,
+    f: &NewForm,
+    masters: &[(i64, String)],
+    known: Option<&crate::domain::customers::CustomerRow>,
+    error: Option<&str>,
+) -> Markup {
+    page(
+        ui,
+        ui.t("orders.new"),
+        html! {
+            h1 { (ui.t("orders.new")) }
+            (flash(error, "error"))
+            form.card.grid-form #new-order method="post" action="/orders" {
+                (csrf_field(ui))
+                fieldset {
+                    legend { (ui.t("orders.customer")) }
+                    label for="phone" { (ui.t("customers.phone")) }
+                    input #phone name="phone" type="tel" value=(f.phone) required autofocus placeholder="90 123 45 67";
+                    @if let Some(c) = known {
+                        input type="hidden" name="customer_id" value=(c.id);
+                        p.known-customer { "✓ " a href=(format!("/customers/{}", c.id)) { (c.name) } }
+                    } @else {
+                        label for="customer_name" { (ui.t("customers.name")) }
+                        input #customer_name name="customer_name" value=(f.customer_name);
+                    }
+                }
+                fieldset {
+                    legend { (ui.t("orders.device")) }
+                    label for="device_category" { (ui.t("orders.category")) }
+                    select #device_category name="device_category" {
+                        @for c in DEVICE_CATEGORIES { option value=(c) selected[f.device_category == *c] { (category_label(ui, c)) } }
+                    }
+                    label for="brand" { (ui.t("orders.brand")) }
+                    input #brand name="brand" value=(f.brand) maxlength="80";
+                    label for="model" { (ui.t("orders.model")) }
+                    input #model name="model" value=(f.model) maxlength="120";
+                    label for="serial" { (ui.t("orders.serial")) }
+                    input #serial name="serial" value=(f.serial) maxlength="80";
+                    label for="complaint" { (ui.t("orders.complaint")) }
+                    textarea #complaint name="complaint" required maxlength="2000" { (f.complaint) }
+                    label for="condition" { (ui.t("orders.condition")) }
+                    input #condition name="condition" value=(f.condition) maxlength="1000";
+                    label for="accessories" { (ui.t("orders.accessories")) }
+                    input #accessories name="accessories" value=(f.accessories) maxlength="500";
+                }
+                fieldset {
+                    legend { (ui.t("orders.terms")) }
+                    label.check { input type="checkbox" name="urgent" value="1" checked[f.urgent.is_some()]; " " (ui.t("orders.urgent")) }
+                    label for="promised" { (ui.t("orders.promised")) }
+                    input #promised name="promised" type="date" value=(f.promised);
+                    label for="estimate" { (ui.t("orders.estimate")) }
+                    input #estimate name="estimate" inputmode="numeric" value=(f.estimate) placeholder="0";
+                    label for="prepayment" { (ui.t("orders.prepayment")) }
+                    input #prepayment name="prepayment" inputmode="numeric" value=(f.prepayment) placeholder="0";
+                    label for="warranty_days" { (ui.t("orders.warranty_days")) }
+                    input #warranty_days name="warranty_days" inputmode="numeric" value=(f.warranty_days) placeholder="30";
+                    @if actor.can(Action::AssignOrders) {
+                        label for="master" { (ui.t("orders.master")) }
+                        select #master name="master" {
+                            option value="" { "—" }
+                            @for (id, name) in masters { option value=(id) selected[f.master.as_deref() == Some(&id.to_string())] { (name) } }
+                        }
+                    }
+                }
+                button.primary type="submit" { (ui.t("orders.create")) }
+            }
+        },
+    )
+}
+
+pub async fn new_form(ui: Ui, actor: Actor, q: web::Query<NewQuery>) -> HttpResponse {
+    let ctx = &ui.state.ctx;
+    let masters = ctx.orders.masters().await.unwrap_or_default();
+    let mut f = NewForm {
+        device_category: "phone".into(),
+        warranty_days: "30".into(),
+        ..Default::default()
+    };
+    let mut known = None;
+    if let Some(id) = q.customer {
+        known = ctx.customers.get(id).await.ok();
+    } else if let Some(p) = q.phone.as_deref().filter(|p| !p.trim().is_empty()) {
+        known = ctx
+            .customers
+            .find_by_phone(p)
+            .await
+            .ok()
+            .and_then(|v| v.into_iter().next());
+        f.phone = p.to_string();
+    }
+    if let Some(c) = &known {
+        f.phone = c.phones.first().cloned().unwrap_or_default();
+    }
+    html(new_page(&ui, &actor, &f, &masters, known.as_ref(), None))
+}
+
+fn num(s: &str, what: &str) -> Result<i64, DomainError> {
+    if s.trim().is_empty() {
+        return Ok(0);
+    }
+    crate::model::money::parse_amount(s).map_err(|e| DomainError::invalid(format!("{what}: {e}")))
+}
+
+pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpResponse {
+    let ctx = &ui.state.ctx;
+    let f = form.into_inner();
+    let result: Result<OrderRow, DomainError> = async {
+        let estimate = num(&f.estimate, ui.t("orders.estimate"))?;
+        let prepayment = num(&f.prepayment, ui.t("orders.prepayment"))?;
+        let warranty_days = if f.warranty_days.trim().is_empty() {
+            0
+        } else {
+            f.warranty_days
+                .trim()
+                .parse()
+                .map_err(|_| DomainError::invalid(ui.t("orders.warranty_days")))?
+        };
+        let promised_at = parse_date_input(&f.promised).map_err(DomainError::Invalid)?;
+        let master_id = match f.master.as_deref().filter(|m| !m.is_empty()) {
+            Some(m) => Some(m.parse().map_err(|_| DomainError::invalid("master"))?),
+            None => None,
+        };
+        // Validate the order before creating a customer, so a bad form leaves nothing behind.
+        if f.complaint.trim().is_empty() {
+            return Err(DomainError::invalid(format!(
+                "{}: {}",
+                ui.t("orders.complaint"),
+                ui.t("common.required")
+            )));
+        }
+        let customer_id = match f.customer_id.as_deref().and_then(|s| s.parse::<i64>().ok()) {
+            Some(id) => id,
+            None => {
+                let existing = ctx.customers.find_by_phone(&f.phone).await?;
+                match existing.first() {
+                    Some(c) => c.id,
+                    None => {
+                        ctx.customers
+                            .create(
+                                &actor,
+                                CustomerInput {
+                                    name: f.customer_name.clone(),
+                                    phones: vec![f.phone.clone()],
+                                    ..Default::default()
+                                },
+                                false,
+                            )
+                            .await?
+                    }
+                }
+            }
+        };
+        ctx.orders
+            .create(
+                &actor,
+                NewOrder {
+                    customer_id,
+                    branch_id: None,
+                    device_category: f.device_category.clone(),
+                    brand: f.brand.clone(),
+                    model: f.model.clone(),
+                    serial: f.serial.clone(),
+                    complaint: f.complaint.clone(),
+                    condition: f.condition.clone(),
+                    accessories: f.accessories.clone(),
+                    urgent: f.urgent.is_some(),
+                    promised_at,
+                    estimate,
+                    prepayment,
+                    warranty_days,
+                    master_id,
+                },
+            )
+            .await
+    }
+    .await;
+    match result {
+        Ok(o) => redirect(&format!("/orders/{}", o.id)),
+        Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
+            let masters = ctx.orders.masters().await.unwrap_or_default();
+            html_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                new_page(&ui, &actor, &f, &masters, None, Some(&m)),
+            )
+        }
+        Err(e) => fail(&ui, e),
+    }
+}
+
+fn event_text(
+    ui: &Ui,
+    shop: &ShopSettings,
+    statuses: &[StatusRow],
+    e: &crate::domain::orders::EventRow,
+) -> String {
+    let d: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+    let st = |code: &serde_json::Value| {
+        statuses
+            .iter()
+            .find(|s| Some(s.code.as_str()) == code.as_str())
+            .map(|s| status_name(s, ui.tr.lang).to_string())
+            .unwrap_or_default()
+    };
+    match e.kind.as_str() {
+        "created" => ui.t("timeline.created").to_string(),
+        "status" => format!(
+            "{}: {} → {}",
+            ui.t("orders.status"),
+            st(&d["from"]),
+            st(&d["to"])
+        ),
+        "assigned" => ui.t("timeline.assigned").to_string(),
+        "fields" => format!(
+            "{}: {}",
+            ui.t("timeline.fields"),
+            d.as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        ),
+        "line_added" => format!(
+            "+ {} ({} × {})",
+            d["name"].as_str().unwrap_or(""),
+            d["qty"],
+            money(shop, d["unit_price"].as_i64().unwrap_or(0))
+        ),
+        "line_removed" => format!("− {}", d["name"].as_str().unwrap_or("")),
+        "payment" => format!(
+            "{}: {} {}",
+            ui.t("orders.payment"),
+            d["kind"].as_str().unwrap_or(""),
+            money(shop, d["amount"].as_i64().unwrap_or(0))
+        ),
+        "comment" => e.text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// What the order page shows besides the order itself.
+struct OrderContext<'a> {
+    shop: &'a ShopSettings,
+    statuses: &'a [StatusRow],
+    transitions: &'a [(i64, i64)],
+    masters: &'a [(i64, String)],
+}
+
+fn order_page(
+    ui: &Ui,
+    actor: &Actor,
+    cx: &OrderContext,
+    v: &OrderView,
+    error: Option<&str>,
+) -> Markup {
+    let OrderContext {
+        shop,
+        statuses,
+        transitions,
+        masters,
+    } = *cx;
+    let o = &v.order;
+    let next: Vec<&StatusRow> = statuses
+        .iter()
+        .filter(|s| transitions.contains(&(o.status_id, s.id)))
+        .collect();
+    let editable = actor.can(Action::EditOrders) && o.status_group != "closed";
+    html! {
+        div.page-head {
+            h1 { (ui.t("orders.order")) " " span #order-number { (o.number) } }
+            div.no-print {
+                a.button href=(format!("/orders/{}/receipt", o.id)) target="_blank" { (ui.t("print.receipt")) }
+                " " a.button href=(format!("/orders/{}/act", o.id)) target="_blank" { (ui.t("print.act")) }
+            }
+        }
+        (flash(error, "error"))
+        div #order-region data-live-topics="order." data-order=(o.id) {
+            div.order-grid {
+                section.card {
+                    p { (status_badge(ui, statuses, o.status_id)) @if v.overdue { " " span.badge.badge-danger { (ui.t("orders.overdue")) } } @if o.urgent { " " span.badge.badge-danger { (ui.t("orders.urgent")) } } }
+                    dl.facts {
+                        dt { (ui.t("orders.customer")) } dd { a href=(format!("/customers/{}", o.customer_id)) { (o.customer_name) } " " (o.customer_phone.clone().map(|p| crate::model::PhoneNumber::from_e164_unchecked(p).display()).unwrap_or_default()) }
+                        dt { (ui.t("orders.device")) } dd { (category_label(ui, &o.device_category)) " " (o.brand) " " (o.model) }
+                        dt { (ui.t("orders.serial")) } dd { (o.serial) }
+                        dt { (ui.t("orders.complaint")) } dd { (o.complaint) }
+                        dt { (ui.t("orders.condition")) } dd { (o.condition) }
+                        dt { (ui.t("orders.accessories")) } dd { (o.accessories) }
+                        dt { (ui.t("orders.master")) } dd #order-master { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
+                        dt { (ui.t("orders.promised")) } dd { (o.promised_at.map(date).unwrap_or_else(|| "—".into())) }
+                        dt { (ui.t("orders.estimate")) } dd { (money(shop, o.estimate)) }
+                        dt { (ui.t("orders.total")) } dd #order-total { (money(shop, o.total)) }
+                        dt { (ui.t("orders.paid")) } dd { (money(shop, o.paid)) }
+                        dt { (ui.t("orders.balance")) } dd #order-balance { strong { (money(shop, v.balance)) } }
+                        dt { (ui.t("orders.created")) } dd { (datetime(o.created_at)) }
+                    }
+                }
+                section.card.actions {
+                    @if actor.can(Action::EditOrders) && !next.is_empty() {
+                        form #status-form method="post" action=(format!("/orders/{}/status", o.id)) {
+                            (csrf_field(ui))
+                            input type="hidden" name="version" value=(o.version);
+                            label for="to" { (ui.t("orders.change_status")) }
+                            select #to name="to" { @for s in &next { option value=(s.code) { (status_name(s, ui.tr.lang)) } } }
+                            input name="note" placeholder=(ui.t("orders.note")) maxlength="1000";
+                            @if v.balance > 0 { label.check { input type="checkbox" name="allow_debt" value="1"; " " (ui.t("orders.allow_debt")) } }
+                            button.primary type="submit" { (ui.t("common.save")) }
+                        }
+                    }
+                    @if actor.can(Action::AssignOrders) {
+                        form #assign-form method="post" action=(format!("/orders/{}/assign", o.id)) {
+                            (csrf_field(ui))
+                            label for="master" { (ui.t("orders.assign")) }
+                            select #master name="master" {
+                                option value="" { "—" }
+                                @for (id, name) in masters { option value=(id) selected[o.master_id == Some(*id)] { (name) } }
+                            }
+                            button type="submit" { (ui.t("common.save")) }
+                        }
+                    }
+                    @if actor.can(Action::TakePayments) {
+                        form #pay-form method="post" action=(format!("/orders/{}/payments", o.id)) {
+                            (csrf_field(ui))
+                            label for="amount" { (ui.t("orders.take_payment")) }
+                            input #amount name="amount" inputmode="numeric" required value=(if v.balance > 0 { v.balance.to_string() } else { String::new() });
+                            select name="kind" {
+                                option value="payment" { (ui.t("payment.payment")) }
+                                option value="prepayment" { (ui.t("payment.prepayment")) }
+                                @if actor.can(Action::RefundPayments) { option value="refund" { (ui.t("payment.refund")) } }
+                            }
+                            select name="method" { option value="cash" { (ui.t("payment.cash")) } option value="card" { (ui.t("payment.card")) } option value="transfer" { (ui.t("payment.transfer")) } }
+                            button type="submit" { (ui.t("common.save")) }
+                        }
+                    }
+                }
+            }
+            @if editable && actor.role != crate::model::Role::Master {
+                details.card {
+                    summary { (ui.t("orders.edit_intake")) }
+                    form #edit-form method="post" action=(format!("/orders/{}", o.id)) {
+                        (csrf_field(ui))
+                        input type="hidden" name="version" value=(o.version);
+                        label for="e-cat" { (ui.t("orders.category")) }
+                        select #e-cat name="device_category" { @for c in DEVICE_CATEGORIES { option value=(c) selected[o.device_category == *c] { (category_label(ui, c)) } } }
+                        label for="e-brand" { (ui.t("orders.brand")) } input #e-brand name="brand" value=(o.brand);
+                        label for="e-model" { (ui.t("orders.model")) } input #e-model name="model" value=(o.model);
+                        label for="e-serial" { (ui.t("orders.serial")) } input #e-serial name="serial" value=(o.serial);
+                        label for="e-complaint" { (ui.t("orders.complaint")) } textarea #e-complaint name="complaint" required { (o.complaint) }
+                        label for="e-condition" { (ui.t("orders.condition")) } input #e-condition name="condition" value=(o.condition);
+                        label for="e-acc" { (ui.t("orders.accessories")) } input #e-acc name="accessories" value=(o.accessories);
+                        label.check { input type="checkbox" name="urgent" value="1" checked[o.urgent]; " " (ui.t("orders.urgent")) }
+                        label for="e-promised" { (ui.t("orders.promised")) } input #e-promised type="date" name="promised" value=(date_input(o.promised_at));
+                        label for="e-estimate" { (ui.t("orders.estimate")) } input #e-estimate name="estimate" inputmode="numeric" value=(o.estimate);
+                        label for="e-warranty" { (ui.t("orders.warranty_days")) } input #e-warranty name="warranty_days" inputmode="numeric" value=(o.warranty_days);
+                        button.primary type="submit" { (ui.t("common.save")) }
+                    }
+                }
+            }
+            section.card {
+                h2 { (ui.t("orders.lines")) }
+                div.table-wrap { table #lines {
+                    thead { tr { th { (ui.t("orders.line_name")) } th { (ui.t("orders.line_kind")) } th.num { (ui.t("orders.qty")) } th.num { (ui.t("orders.price")) } th.num { (ui.t("orders.amount")) } th {} } }
+                    tbody {
+                        @for l in &v.lines {
+                            tr {
+                                td { (l.name) } td { (if l.kind == "part" { ui.t("orders.part") } else { ui.t("orders.labour") }) }
+                                td.num { (l.qty) } td.num { (money(shop, l.unit_price)) } td.num { (money(shop, l.amount)) }
+                                td { @if editable {
+                                    form.inline method="post" action=(format!("/orders/{}/lines/{}/delete", o.id, l.id)) { (csrf_field(ui)) button.link.danger type="submit" { "×" } }
+                                } }
+                            }
+                        }
+                    }
+                } }
+                @if editable {
+                    form.row.wrap #line-form method="post" action=(format!("/orders/{}/lines", o.id)) {
+                        (csrf_field(ui))
+                        select name="kind" { option value="labour" { (ui.t("orders.labour")) } option value="part" { (ui.t("orders.part")) } }
+                        input name="name" required maxlength="200" placeholder=(ui.t("orders.line_name"));
+                        input name="qty" inputmode="numeric" value="1" size="3";
+                        input name="price" inputmode="numeric" required placeholder=(ui.t("orders.price"));
+                        button type="submit" { "+" }
+                    }
+                }
+            }
+            section.card {
+                h2 { (ui.t("orders.timeline")) }
+                @if actor.can(Action::EditOrders) {
+                    form #comment-form method="post" action=(format!("/orders/{}/comments", o.id)) {
+                        (csrf_field(ui))
+                        textarea name="text" required maxlength="4000" placeholder=(ui.t("orders.comment")) {}
+                        label.check { input type="checkbox" name="public" value="1"; " " (ui.t("orders.comment_public")) }
+                        button type="submit" { (ui.t("orders.add_comment")) }
+                    }
+                }
+                ol.timeline #timeline {
+                    @for e in v.timeline.iter().rev() {
+                        li class=(format!("ev ev-{}", e.kind)) {
+                            time { (datetime(e.at)) } " · " strong { (e.actor.clone().unwrap_or_default()) } " · "
+                            (event_text(ui, shop, statuses, e))
+                            @if e.kind != "comment" && !e.text.is_empty() { " — " (e.text) }
+                            @if e.public { " " span.badge { (ui.t("orders.public")) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn show(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
+    render_order(&ui, &actor, path.into_inner(), None, StatusCode::OK).await
+}
+
+async fn render_order(
+    ui: &Ui,
+    actor: &Actor,
+    id: i64,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
+    let ctx = &ui.state.ctx;
+    let v = match ctx.orders.view(actor, id).await {
+        Ok(v) => v,
+        Err(e) => return fail(ui, e),
+    };
+    let statuses = ctx.orders.statuses().await.unwrap_or_default();
+    let transitions = ctx.orders.transitions().await.unwrap_or_default();
+    let masters = ctx.orders.masters().await.unwrap_or_default();
+    let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
+    let title = format!("{} {}", ui.t("orders.order"), v.order.number);
+    html_status(
+        status,
+        page(
+            ui,
+            &title,
+            order_page(
+                ui,
+                actor,
+                &OrderContext {
+                    shop: &shop,
+                    statuses: &statuses,
+                    transitions: &transitions,
+                    masters: &masters,
+                },
+                &v,
+                error,
+            ),
+        ),
+    )
+}
+
+/// After an action: back to the order, or the order page with the refusal.
+async fn after(ui: &Ui, actor: &Actor, id: i64, r: Result<OrderRow, DomainError>) -> HttpResponse {
+    match r {
+        Ok(_) => redirect(&format!("/orders/{id}")),
+        Err(DomainError::Invalid(m)) => {
+            render_order(ui, actor, id, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(DomainError::Conflict(m)) => {
+            render_order(ui, actor, id, Some(&m), StatusCode::CONFLICT).await
+        }
+        Err(e) => fail(ui, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StatusForm {
+    version: i64,
+    to: String,
+    note: Option<String>,
+    allow_debt: Option<String>,
+}
+
+pub async fn change_status(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<StatusForm>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let r = ui
+        .state
+        .ctx
+        .orders
+        .change_status(
+            &actor,
+            id,
+            f.version,
+            &f.to,
+            f.allow_debt.is_some(),
+            f.note.as_deref().unwrap_or(""),
+        )
+        .await;
+    after(&ui, &actor, id, r).await
+}
+
+#[derive(Deserialize)]
+pub struct AssignForm {
+    master: String,
+}
+
+pub async fn assign(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<AssignForm>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let master = match f.master.trim() {
+        "" => None,
+        m => match m.parse() {
+            Ok(v) => Some(v),
+            Err(_) => return after(&ui, &actor, id, Err(DomainError::invalid("master"))).await,
+        },
+    };
+    let r = ui.state.ctx.orders.assign(&actor, id, master).await;
+    after(&ui, &actor, id, r).await
+}
+
+#[derive(Deserialize)]
+pub struct LineForm {
+    kind: String,
+    name: String,
+    qty: String,
+    price: String,
+}
+
+pub async fn add_line(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<LineForm>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let r = async {
+        let qty: i64 = f
+            .qty
+            .trim()
+            .parse()
+            .map_err(|_| DomainError::invalid(ui.t("orders.qty")))?;
+        let price = crate::model::money::parse_amount(&f.price)
+            .map_err(|e| DomainError::invalid(format!("{}: {e}", ui.t("orders.price"))))?;
+        ui.state
+            .ctx
+            .orders
+            .add_line(&actor, id, &f.kind, &f.name, qty, price)
+            .await
+    }
+    .await;
+    after(&ui, &actor, id, r).await
+}
+
+pub async fn remove_line(ui: Ui, actor: Actor, path: web::Path<(i64, i64)>) -> HttpResponse {
+    let (id, line) = path.into_inner();
+    let r = ui.state.ctx.orders.remove_line(&actor, id, line).await;
+    after(&ui, &actor, id, r).await
+}
+
+#[derive(Deserialize)]
+pub struct PayForm {
+    amount: String,
+    kind: String,
+    method: String,
+    note: Option<String>,
+}
+
+pub async fn pay(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<PayForm>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let r = async {
+        let v = crate::model::money::parse_amount(&f.amount)
+            .map_err(|e| DomainError::invalid(e.to_string()))?;
+        ui.state
+            .ctx
+            .orders
+            .pay(
+                &actor,
+                id,
+                &f.kind,
+                v,
+                &f.method,
+                f.note.as_deref().unwrap_or(""),
+            )
+            .await
+    }
+    .await;
+    after(&ui, &actor, id, r).await
+}
+
+#[derive(Deserialize)]
+pub struct CommentForm {
+    text: String,
+    public: Option<String>,
+}
+
+pub async fn comment(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<CommentForm>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let r = ui
+        .state
+        .ctx
+        .orders
+        .comment(&actor, id, &f.text, f.public.is_some())
+        .await;
+    after(&ui, &actor, id, r).await
+}
+
+#[derive(Deserialize)]
+pub struct EditForm {
+    version: i64,
+    device_category: String,
+    brand: String,
+    model: String,
+    serial: String,
+    complaint: String,
+    condition: String,
+    accessories: String,
+    urgent: Option<String>,
+    promised: String,
+    estimate: String,
+    warranty_days: String,
+}
+
+pub async fn update(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<EditForm>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let r = async {
+        let u = OrderUpdate {
+            version: f.version,
+            device_category: f.device_category.clone(),
+            brand: f.brand.clone(),
+            model: f.model.clone(),
+            serial: f.serial.clone(),
+            complaint: f.complaint.clone(),
+            condition: f.condition.clone(),
+            accessories: f.accessories.clone(),
+            urgent: f.urgent.is_some(),
+            promised_at: parse_date_input(&f.promised).map_err(DomainError::Invalid)?,
+            estimate: num(&f.estimate, "estimate")?,
+            warranty_days: f.warranty_days.trim().parse().unwrap_or(0),
+        };
+        ui.state.ctx.orders.update(&actor, id, u).await
+    }
+    .await;
+    after(&ui, &actor, id, r).await
+}
+
+/// The intake receipt (`/receipt`) or completion act (`/act`), A4 or 80 mm thermal.
+#[derive(Deserialize)]
+pub struct PrintQuery {
+    width: Option<String>,
+}
+
+fn qr_svg(text: &str) -> String {
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color>()
+            .min_dimensions(120, 120)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::new(),
+    }
+}
+
+pub async fn receipt(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    q: web::Query<PrintQuery>,
+) -> HttpResponse {
+    print(
+        ui,
+        actor,
+        path.into_inner(),
+        q.width.as_deref() == Some("80mm"),
+        false,
+    )
+    .await
+}
+
+pub async fn act(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    q: web::Query<PrintQuery>,
+) -> HttpResponse {
+    print(
+        ui,
+        actor,
+        path.into_inner(),
+        q.width.as_deref() == Some("80mm"),
+        true,
+    )
+    .await
+}
+
+async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpResponse {
+    let ctx = &ui.state.ctx;
+    let v = match ctx.orders.view(&actor, id).await {
+        Ok(v) => v,
+        Err(e) => return fail(&ui, e),
+    };
+    let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
+    let o = &v.order;
+    let title = if act {
+        ui.t("print.act")
+    } else {
+        ui.t("print.receipt")
+    };
+    let url = ui.state.assets.url("css/print.css");
+    let body = html! {
+        (maud::DOCTYPE)
+        html lang=(ui.tr.lang.code()) {
+            head {
+                meta charset="utf-8";
+                title { (title) " " (o.number) }
+                link rel="stylesheet" href=(url);
+            }
+            body class=(if thermal { "print thermal" } else { "print a4" }) {
+                nav.no-print.print-tools {
+                    a href=(format!("?width=a4")) { "A4" } " · " a href=(format!("?width=80mm")) { "80 mm" }
+                    " · " a href=(format!("/orders/{}", o.id)) { "←" }
+                }
+                header.shop {
+                    h1 { (shop.name) }
+                    p { (shop.address) @if !shop.phone.is_empty() { " · " (shop.phone) } @if !shop.hours.is_empty() { " · " (shop.hours) } }
+                }
+                h2 { (title) " № " (o.number) }
+                div.qr #order-qr title=(o.number) { (PreEscaped(qr_svg(&o.number))) }
+                table.facts {
+                    tr { th { (ui.t("orders.created")) } td { (datetime(o.created_at)) } }
+                    tr { th { (ui.t("orders.customer")) } td { (o.customer_name) " " (o.customer_phone.clone().map(|p| crate::model::PhoneNumber::from_e164_unchecked(p).display()).unwrap_or_default()) } }
+                    tr { th { (ui.t("orders.device")) } td { (category_label(&ui, &o.device_category)) " " (o.brand) " " (o.model) } }
+                    tr { th { (ui.t("orders.serial")) } td { (o.serial) } }
+                    tr { th { (ui.t("orders.complaint")) } td { (o.complaint) } }
+                    tr { th { (ui.t("orders.condition")) } td { (o.condition) } }
+                    tr { th { (ui.t("orders.accessories")) } td { (o.accessories) } }
+                    @if !act {
+                        tr { th { (ui.t("orders.estimate")) } td { (money(&shop, o.estimate)) } }
+                        tr { th { (ui.t("orders.promised")) } td { (o.promised_at.map(date).unwrap_or_default()) } }
+                    }
+                    tr { th { (ui.t("orders.paid")) } td { (money(&shop, o.paid)) } }
+                }
+                @if act {
+                    table.lines {
+                        tr { th { (ui.t("orders.line_name")) } th { (ui.t("orders.qty")) } th { (ui.t("orders.amount")) } }
+                        @for l in &v.lines { tr { td { (l.name) } td { (l.qty) } td { (money(&shop, l.amount)) } } }
+                        tr.total { th { (ui.t("orders.total")) } td {} td { (money(&shop, o.total)) } }
+                        tr { th { (ui.t("orders.balance")) } td {} td { (money(&shop, v.balance)) } }
+                    }
+                    p { (ui.t("orders.warranty_days")) ": " (o.warranty_days) }
+                }
+                p.terms { (shop.terms) }
+                div.signatures { span { (ui.t("print.customer_signature")) " ____________" } span { (ui.t("print.staff_signature")) " ____________" } }
+            }
+        }
+    };
+    html(body)
+}
+
+pub async fn workload(ui: Ui) -> HttpResponse {
+    let rows = ui.state.ctx.orders.workload().await.unwrap_or_default();
+    html(page(
+        &ui,
+        ui.t("workload.title"),
+        html! {
+            h1 { (ui.t("workload.title")) }
+            div.table-wrap { table #workload {
+                thead { tr { th { (ui.t("orders.master")) } th.num { (ui.t("workload.open")) } th.num { (ui.t("workload.in_work")) } th.num { (ui.t("workload.avg_hours")) } } }
+                tbody { @for w in &rows {
+                    tr { td { a href=(format!("/orders?master={}", w.master_id)) { (w.name) } } td.num { (w.open) } td.num { (w.in_work) } td.num { (w.avg_repair_hours.map(|a| format!("{a:.1}")).unwrap_or_else(|| "—".into())) } }
+                } }
+            } }
+        },
+    ))
+}
