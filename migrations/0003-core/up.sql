@@ -28,12 +28,13 @@ CREATE TABLE customers (
 );
 CREATE INDEX customers_name ON customers(name COLLATE NOCASE);
 
--- Phones in E.164 ("+998901234567"); one customer may have several.
+-- Phones in E.164 ("+998901234567"); one customer may have several, the first (lowest
+-- rowid) being the main one.
 CREATE TABLE customer_phones (
     customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
     e164        TEXT NOT NULL,
-    PRIMARY KEY (e164, customer_id)
-) WITHOUT ROWID;
+    UNIQUE (e164, customer_id)
+);
 CREATE INDEX customer_phones_customer ON customer_phones(customer_id);
 
 -- The workflow: statuses grouped as new / in_work / waiting / ready / closed.
