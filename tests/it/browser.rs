@@ -322,3 +322,58 @@ async fn a_change_in_one_browser_shows_in_another_without_reload() {
     desk.close().await;
     admin.close().await;
 }
+
+#[tokio::test]
+async fn an_order_status_change_shows_on_another_screen_without_reload() {
+    let app = TestApp::spawn().await;
+    let (_admin, oper, ..) = crate::core::shop(&app).await;
+    let cust = crate::core::new_customer(&oper, "Malika", "90 555 66 77").await;
+    let order = crate::core::new_order(&oper, cust, serde_json::json!({})).await;
+    let id = order["id"].as_i64().unwrap();
+    let desk = Browser::start().await;
+    let boss = desk.another().await;
+    desk.sign_in(&app, "oper", "oper-pass-1").await;
+    boss.sign_in(&app, "admin", ADMIN_PASSWORD).await;
+    // The desk watches the order list; the boss opens the order.
+    desk.client.goto(&app.url("/orders")).await.unwrap();
+    assert!(desk.wait_text("#orders-region", "New").await);
+    desk.client
+        .execute("window.__noReload = true;", vec![])
+        .await
+        .unwrap();
+    boss.client
+        .goto(&app.url(&format!("/orders/{id}")))
+        .await
+        .unwrap();
+    let select = boss
+        .client
+        .wait()
+        .for_element(Locator::Css("#to"))
+        .await
+        .unwrap();
+    select.select_by_value("diagnostics").await.unwrap();
+    boss.click("#status-form button[type=submit]").await;
+    assert!(
+        desk.wait_text("#orders-region", "Diagnostics").await,
+        "the list updated in place"
+    );
+    let still: serde_json::Value = desk
+        .client
+        .execute("return window.__noReload === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(still, serde_json::Value::Bool(true));
+    // The print view of the same order carries its QR code.
+    boss.client
+        .goto(&app.url(&format!("/orders/{id}/receipt")))
+        .await
+        .unwrap();
+    let qr = boss
+        .client
+        .wait()
+        .for_element(Locator::Css("#order-qr svg"))
+        .await;
+    assert!(qr.is_ok(), "QR code on the receipt");
+    boss.close().await;
+    desk.close().await;
+}

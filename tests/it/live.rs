@@ -368,3 +368,79 @@ async fn a_client_that_never_reads_is_dropped_without_hurting_others() {
     );
     good.send(Message::Ping(vec![1].into())).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_real_order_change_reaches_the_desk_and_its_master_only() {
+    let app = TestApp::spawn().await;
+    let (_admin, oper, usta1, _usta2, m1, _m2) = crate::core::shop(&app).await;
+    let o = origin(&app);
+    let mut desk = open(
+        &app,
+        Some(&login_cookie(&app, "oper", "oper-pass-1").await),
+        Some(&o),
+        "",
+    )
+    .await
+    .unwrap();
+    let mut w1 = open(
+        &app,
+        Some(&login_cookie(&app, "usta1", "usta-pass-1").await),
+        Some(&o),
+        "",
+    )
+    .await
+    .unwrap();
+    let mut w2 = open(
+        &app,
+        Some(&login_cookie(&app, "usta2", "usta-pass-2").await),
+        Some(&o),
+        "",
+    )
+    .await
+    .unwrap();
+    for ws in [&mut desk, &mut w1, &mut w2] {
+        next_of(ws, "hello", Duration::from_secs(5)).await.unwrap();
+    }
+    let cust = crate::core::new_customer(&oper, "Olim", "90 321 00 11").await;
+    let order = crate::core::new_order(&oper, cust, serde_json::json!({"master_id": m1})).await;
+    let id = order["id"].as_i64().unwrap();
+    let created = next_of(&mut desk, "order.created", Duration::from_secs(5))
+        .await
+        .expect("desk sees the new order");
+    assert_eq!(created["data"]["id"], id);
+    next_of(&mut w1, "order.created", Duration::from_secs(5))
+        .await
+        .expect("its master sees it");
+    let (s, _) = usta1
+        .post(
+            &format!("/api/v1/orders/{id}/status"),
+            serde_json::json!({"version": order["version"], "to": "diagnostics"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let upd = next_of(&mut desk, "order.updated", Duration::from_secs(5))
+        .await
+        .expect("status change reaches the desk");
+    assert_eq!(upd["data"]["status"], "diagnostics");
+    // The other master saw none of it: a later broadcast arrives first.
+    app.running().ctx.events.publish(Event::new(
+        "notice",
+        serde_json::json!({"text": "marker"}),
+        Audience::Everyone,
+    ));
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), w2.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        assert!(
+            !v["type"].as_str().unwrap().starts_with("order."),
+            "leaked to another master: {v}"
+        );
+        if v["type"] == "notice" {
+            break;
+        }
+    }
+}
