@@ -577,3 +577,31 @@ pub fn urlencode(s: &str) -> String {
         .trim_start_matches('=')
         .to_string()
 }
+
+#[tokio::test]
+async fn the_dashboard_counts_orders_and_revenue_for_the_owner_only() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, ..) = shop(&app).await;
+    let cust = new_customer(&oper, "Rustam", "90 999 88 77").await;
+    new_order(&oper, cust, json!({"prepayment": 1250000})).await;
+    new_order(&oper, cust, json!({"promised_at": 1_000_000})).await;
+    let _ = admin;
+    let s = app.login_admin().await;
+    let page = s.get("/").await.text().await.unwrap();
+    assert!(page.contains("id=\"chart-intake\"") && page.contains("id=\"chart-revenue\""));
+    assert!(page.contains("1 250 000 so'm"), "revenue today shown");
+    assert!(
+        page.contains("<span class=\"stat-value\" id=\"overdue-count\">1</span>"),
+        "one overdue order"
+    );
+    // Operators see the order counts but not the money.
+    let so = app.login("oper", "oper-pass-1").await;
+    let page = so.get("/").await.text().await.unwrap();
+    assert!(
+        page.contains("id=\"chart-intake\"")
+            && !page.contains("chart-revenue")
+            && !page.contains("1 250 000")
+    );
+    // A bad range is ignored, not an error.
+    assert_eq!(s.get("/?from=garbage&to=2026-13-45").await.status(), 200);
+}

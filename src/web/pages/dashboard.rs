@@ -9,7 +9,33 @@ use crate::domain::{notices, Action, Actor, DomainError};
 use crate::web::auth::Ui;
 use crate::web::layout::{csrf_field, datetime, page};
 
-pub async fn show(ui: Ui, actor: Actor) -> HttpResponse {
+#[derive(Deserialize)]
+pub struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A small bar chart drawn on the server (no script, CSP-safe: attributes only).
+fn bar_chart(id: &str, points: &[(String, i64)], title: &str) -> maud::Markup {
+    let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
+    let (w, h, pad) = (600.0, 160.0, 18.0);
+    let bw = (w / points.len().max(1) as f64).max(4.0);
+    html! {
+        svg.chart id=(id) viewBox=(format!("0 0 {w} {}", h + pad)) role="img" aria-label=(title) {
+            title { (title) }
+            @for (i, (label, v)) in points.iter().enumerate() {
+                @let bh = (*v as f64 / max) * (h - 14.0);
+                rect.bar x=(format!("{:.1}", i as f64 * bw + 1.0)) y=(format!("{:.1}", h - bh)) width=(format!("{:.1}", bw - 2.0)) height=(format!("{:.1}", bh)) {
+                    title { (label) ": " (v) }
+                }
+                @if *v > 0 { text x=(format!("{:.1}", i as f64 * bw + bw / 2.0)) y=(format!("{:.1}", h - bh - 2.0)) text-anchor="middle" { (v) } }
+                @if points.len() <= 31 { text x=(format!("{:.1}", i as f64 * bw + bw / 2.0)) y=(format!("{:.1}", h + pad - 4.0)) text-anchor="middle" { (label) } }
+            }
+        }
+    }
+}
+
+pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpResponse {
     let role_key = match actor.role {
         crate::model::Role::Admin => "role.admin",
         crate::model::Role::Operator => "role.operator",
@@ -35,12 +61,90 @@ pub async fn show(ui: Ui, actor: Actor) -> HttpResponse {
     let recent = notices::recent(&ui.state.ctx.db, 5)
         .await
         .unwrap_or_default();
+    let now = crate::db::now();
+    let to = range
+        .to
+        .as_deref()
+        .and_then(super::core_ui::start_of_day_input)
+        .map(|t| t + 86_400)
+        .unwrap_or(now + 1);
+    let from = range
+        .from
+        .as_deref()
+        .and_then(super::core_ui::start_of_day_input)
+        .unwrap_or(to - 14 * 86_400)
+        .max(to - 366 * 86_400);
+    let reports = actor.can(Action::ViewReports);
+    let stats = if actor.can(Action::ViewCustomers) {
+        crate::domain::dashboard::load(&ui.state.ctx.db, from, to, reports)
+            .await
+            .ok()
+    } else {
+        None
+    };
+    let shop = crate::domain::shop::load(&ui.state.ctx.db)
+        .await
+        .unwrap_or_default();
+    let groups = [
+        ("new", "group.new"),
+        ("in_work", "group.in_work"),
+        ("waiting", "group.waiting"),
+        ("ready", "group.ready"),
+    ];
     html(page(
         &ui,
         ui.t("dashboard.title"),
         html! {
             h1 #dashboard-title { (ui.t("dashboard.title")) }
             p.lead { (ui.tr.f("dashboard.welcome", &[("name", &actor.display_name)])) " · " (ui.t(role_key)) }
+            @if let Some(st) = &stats {
+                section.cards #order-stats data-live-topics="order." {
+                    @for (g, key) in groups {
+                        a.card.stat href=(format!("/orders?group={g}")) {
+                            span.stat-value { (st.open_by_group.iter().find(|(x, _)| x == g).map(|(_, n)| *n).unwrap_or(0)) }
+                            span.stat-label { (ui.t(key)) }
+                        }
+                    }
+                    a.card.stat href="/orders?overdue=1" {
+                        span.stat-value #overdue-count { (st.overdue) }
+                        span.stat-label { (ui.t("orders.overdue")) }
+                    }
+                }
+                @if reports {
+                    section.cards {
+                        div.card.stat { span.stat-value { (shop.money(st.revenue_today)) } span.stat-label { (ui.t("dashboard.revenue_today")) } }
+                        div.card.stat { span.stat-value { (shop.money(st.revenue_week)) } span.stat-label { (ui.t("dashboard.revenue_week")) } }
+                        div.card.stat { span.stat-value { (shop.money(st.revenue_month)) } span.stat-label { (ui.t("dashboard.revenue_month")) } }
+                    }
+                }
+                form.filters method="get" action="/" {
+                    input type="date" name="from" value=(super::core_ui::date_input(Some(from)));
+                    input type="date" name="to" value=(super::core_ui::date_input(Some(to - 86_400)));
+                    button type="submit" { (ui.t("common.filter")) }
+                }
+                section.card {
+                    h2 { (ui.t("dashboard.intake")) }
+                    (bar_chart("chart-intake", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.intake)).collect::<Vec<_>>(), ui.t("dashboard.intake")))
+                    h2 { (ui.t("dashboard.completed")) }
+                    (bar_chart("chart-completed", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.completed)).collect::<Vec<_>>(), ui.t("dashboard.completed")))
+                    @if reports {
+                        h2 { (ui.t("dashboard.revenue")) }
+                        (bar_chart("chart-revenue", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.revenue)).collect::<Vec<_>>(), ui.t("dashboard.revenue")))
+                    }
+                }
+                @if reports && !st.masters.is_empty() {
+                    section.card {
+                        h2 { (ui.t("workload.title")) }
+                        div.table-wrap { table {
+                            thead { tr { th { (ui.t("orders.master")) } th.num { (ui.t("workload.open")) } th.num { (ui.t("workload.in_work")) } th.num { (ui.t("workload.avg_hours")) } } }
+                            tbody { @for w in &st.masters { tr { td { (w.name) } td.num { (w.open) } td.num { (w.in_work) } td.num { (w.avg_repair_hours.map(|a| format!("{a:.1}")).unwrap_or_else(|| "—".into())) } } } }
+                        } }
+                    }
+                }
+            }
+            @if actor.role == crate::model::Role::Master {
+                p { a.button.primary href="/my" { (ui.t("orders.my_title")) } }
+            }
             @if let Some((users, failures)) = admin_stats {
                 section.cards {
                     a.card.stat href="/users" {
