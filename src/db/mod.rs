@@ -10,6 +10,7 @@ pub mod customers;
 pub mod notices;
 pub mod orders;
 pub mod reports;
+pub mod seed;
 pub mod settings;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod notices;
 pub mod orders;
 pub mod search;
+pub mod seed;
 pub mod shop;
 
 pub use access::{Action, Actor};

@@ -605,3 +605,53 @@ async fn the_dashboard_counts_orders_and_revenue_for_the_owner_only() {
     // A bad range is ignored, not an error.
     assert_eq!(s.get("/?from=garbage&to=2026-13-45").await.status(), 200);
 }
+
+#[test]
+fn seed_makes_realistic_data_that_the_rules_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    std::fs::write(
+        &cfg,
+        "[login]\nargon2_memory_kib = 8192\nargon2_iterations = 1\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(crm_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["seed", "--customers", "300", "--orders", "1200"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = rusqlite::Connection::open(dir.path().join("crm.db")).unwrap();
+    let q = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(q("SELECT count(*) FROM customers"), 300);
+    assert_eq!(q("SELECT count(*) FROM orders"), 1200);
+    assert_eq!(
+        q("SELECT count(*) FROM customer_phones WHERE e164 NOT LIKE '+998_________'"),
+        0
+    );
+    assert_eq!(
+        q("SELECT count(DISTINCT number) FROM orders"),
+        1200,
+        "numbers unique"
+    );
+    assert!(
+        q("SELECT count(DISTINCT status_id) FROM orders") >= 6,
+        "spread over the workflow"
+    );
+    assert!(q("SELECT max(created_at) - min(created_at) FROM orders") > 2 * 365 * 86_400);
+    assert_eq!(q("SELECT count(*) FROM search_index"), 1500);
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
