@@ -655,3 +655,85 @@ fn seed_makes_realistic_data_that_the_rules_accept() {
         .unwrap();
     assert_eq!(ok, "ok");
 }
+
+#[tokio::test]
+async fn the_admin_configures_the_shop_and_the_workflow() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, ..) = shop(&app).await;
+    let s = app.login_admin().await;
+    let r = s
+        .post_form(
+            "/settings/shop",
+            &[
+                ("name", "Mobil Servis"),
+                ("address", "Toshkent, Chilonzor 5"),
+                ("phone", "+998 71 200 00 00"),
+                ("hours", "9-18"),
+                ("terms", "Kafolat 30 kun"),
+                ("order_prefix", "MS"),
+                ("currency", "UZS"),
+                ("default_country", "998"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let bad = s
+        .post_form(
+            "/settings/shop",
+            &[
+                ("name", ""),
+                ("address", ""),
+                ("phone", ""),
+                ("hours", ""),
+                ("terms", ""),
+                ("order_prefix", "M S!"),
+                ("currency", "UZS"),
+                ("default_country", "998"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    let cust = new_customer(&oper, "Zafar", "90 100 20 30").await;
+    let o = new_order(&oper, cust, json!({})).await;
+    assert!(o["number"].as_str().unwrap().starts_with("MS"), "{o}");
+    let receipt = s
+        .get(&format!("/orders/{}/receipt", o["id"]))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(receipt.contains("Mobil Servis") && receipt.contains("Kafolat 30 kun"));
+    // Allow New → Ready directly, and nothing else from New.
+    let r = s
+        .post_form("/settings/workflow", &[("t", "1-6"), ("t", "6-7")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let (st, _) = oper
+        .post(
+            &format!("/api/v1/orders/{}/status", o["id"]),
+            json!({"version": o["version"], "to": "diagnostics"}),
+        )
+        .await;
+    assert_eq!(st, 409);
+    let (st, _) = oper
+        .post(
+            &format!("/api/v1/orders/{}/status", o["id"]),
+            json!({"version": o["version"], "to": "ready"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    // Garbage is refused and changes nothing.
+    assert_eq!(
+        s.post_form("/settings/workflow", &[("t", "1-x")])
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        s.post_form("/settings/workflow", &[("t", "1-99")])
+            .await
+            .status(),
+        422
+    );
+    let _ = admin;
+}

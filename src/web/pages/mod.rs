@@ -7,6 +7,7 @@ pub mod customers;
 pub mod dashboard;
 pub mod orders;
 pub mod profile;
+pub mod settings;
 pub mod users;
 
 use actix_web::http::header;
