@@ -1,6 +1,7 @@
 //! Command-line interface. Commands are thin: they parse, call the same domain and ops
 //! functions the web layer uses, and print.
 
+mod seed;
 mod serve;
 mod users;
 
@@ -46,6 +47,8 @@ pub enum Command {
         #[command(subcommand)]
         command: users::TokenCommand,
     },
+    /// Fill the database with realistic demo customers and orders.
+    Seed(seed::SeedArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User { command } => users::run_user(&cli, command),
         Command::Token { command } => users::run_token(&cli, command),
+        Command::Seed(args) => seed::run_seed(&cli, args),
     }
 }
 

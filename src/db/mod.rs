@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod customers;
 pub mod notices;
 pub mod orders;
+pub mod seed;
 pub mod settings;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod notices;
 pub mod orders;
 pub mod search;
+pub mod seed;
 pub mod shop;
 
 pub use access::{Action, Actor};
