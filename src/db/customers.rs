@@ -208,10 +208,11 @@ pub fn list(c: &Connection, limit: i64, offset: i64) -> DbResult<Vec<CustomerRow
     Ok(rows)
 }
 
+/// Customers, up to `orders::COUNT_CAP + 1` (meaning "more than the cap").
 pub fn count(c: &Connection) -> DbResult<i64> {
     Ok(c.query_row(
-        "SELECT count(*) FROM customers WHERE merged_into IS NULL",
-        [],
+        "SELECT count(*) FROM (SELECT 1 FROM customers WHERE merged_into IS NULL LIMIT ?1)",
+        [super::orders::COUNT_CAP + 1],
         |r| r.get(0),
     )?)
 }

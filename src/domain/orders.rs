@@ -9,6 +9,7 @@ use super::{from_db, Action, Actor, DomainError, DomainResult};
 use crate::db::orders::{self as q, NewOrderRow, OrderFields};
 pub use crate::db::orders::{
     EventRow, LineRow, OrderFilter, OrderRow, OrderSort, PaymentRow, StatusRow, WorkloadRow,
+    COUNT_CAP,
 };
 use crate::db::{now, Db};
 use crate::events::{Audience, Event, EventBus};

@@ -224,8 +224,8 @@ pub struct SeedReport {
 const BATCH: usize = 20_000;
 const YEAR: i64 = 365 * 86_400;
 
-fn pick<'a, T>(rng: &mut StdRng, xs: &'a [T]) -> &'a T {
-    &xs[rng.gen_range(0..xs.len())]
+fn pick<T: Copy>(rng: &mut StdRng, xs: &[T]) -> T {
+    xs[rng.gen_range(0..xs.len())]
 }
 
 fn money(rng: &mut StdRng, lo: i64, hi: i64) -> i64 {
@@ -466,11 +466,11 @@ pub async fn run(
             let master_id = if code == "new" && rng.gen_bool(0.6) || masters.is_empty() {
                 None
             } else {
-                Some(*pick(&mut rng, &masters))
+                Some(pick(&mut rng, &masters))
             };
             let mut lines = Vec::new();
             if worked || code == "delivered" {
-                let (name, lo, hi) = *pick(&mut rng, LABOUR);
+                let (name, lo, hi) = pick(&mut rng, LABOUR);
                 lines.push(SeedLine {
                     kind: "labour",
                     name: name.into(),
@@ -478,7 +478,7 @@ pub async fn run(
                     unit_price: money(&mut rng, lo, hi),
                 });
                 if rng.gen_bool(0.6) {
-                    let (name, lo, hi) = *pick(&mut rng, PARTS);
+                    let (name, lo, hi) = pick(&mut rng, PARTS);
                     lines.push(SeedLine {
                         kind: "part",
                         name: name.into(),
@@ -508,7 +508,7 @@ pub async fn run(
                 });
             }
             if code == "delivered" && total > prepayment {
-                let method = *pick(&mut rng, &["cash", "cash", "card", "transfer"]);
+                let method = pick(&mut rng, &["cash", "cash", "card", "transfer"]);
                 payments.push(SeedPayment {
                     kind: "payment",
                     amount: total - prepayment,
@@ -542,7 +542,7 @@ pub async fn run(
                 promised_at: Some(created_at + rng.gen_range(2..8) * 86_400),
                 estimate,
                 warranty_days: if code == "delivered" {
-                    *pick(&mut rng, &[0, 14, 30, 90])
+                    pick(&mut rng, &[0, 14, 30, 90])
                 } else {
                     0
                 },
