@@ -7,6 +7,7 @@ mod writer;
 
 pub mod accounts;
 pub mod customers;
+pub mod dashboard;
 pub mod notices;
 pub mod orders;
 pub mod seed;

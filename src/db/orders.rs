@@ -621,27 +621,37 @@ pub struct WorkloadRow {
     pub name: String,
     pub open: i64,
     pub in_work: i64,
-    /// Average hours from intake to closing, over orders closed since the cut-off.
+    /// Orders the master's closed in the period.
+    pub closed: i64,
+    /// Average hours from intake to closing, over orders closed in the period.
     pub avg_repair_hours: Option<f64>,
 }
 
-/// Open orders per master and the average repair time (creation to closing) over
-/// orders closed since `since`.
-pub fn workload(c: &Connection, since: i64) -> DbResult<Vec<WorkloadRow>> {
+/// Open orders per master, and orders closed in [from, to) with their average repair
+/// time (intake to closing). Both sides read an index range (open statuses, closing
+/// dates), never a master's whole history.
+pub fn workload(c: &Connection, from: i64, to: i64) -> DbResult<Vec<WorkloadRow>> {
     let mut st = c.prepare_cached(
-        "SELECT u.id, u.display_name,
-            (SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE o.master_id = u.id AND s.grp <> 'closed'),
-            (SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE o.master_id = u.id AND s.grp IN ('in_work')),
-            (SELECT avg(o.closed_at - o.created_at) / 3600.0 FROM orders o WHERE o.master_id = u.id AND o.closed_at >= ?1)
-         FROM users u WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE",
+        "SELECT u.id, u.display_name, coalesce(op.open, 0), coalesce(op.in_work, 0),
+                coalesce(cl.closed, 0), cl.avg_h
+         FROM users u
+         LEFT JOIN (SELECT o.master_id, count(*) AS open, sum(s.grp = 'in_work') AS in_work
+                    FROM orders o JOIN statuses s ON s.id = o.status_id
+                    WHERE o.status_id IN (SELECT id FROM statuses WHERE grp <> 'closed')
+                    GROUP BY o.master_id) op ON op.master_id = u.id
+         LEFT JOIN (SELECT master_id, count(*) AS closed, avg(closed_at - created_at) / 3600.0 AS avg_h
+                    FROM orders WHERE closed_at >= ?1 AND closed_at < ?2
+                    GROUP BY master_id) cl ON cl.master_id = u.id
+         WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE",
     )?;
-    let rows = st.query_map([since], |r| {
+    let rows = st.query_map(params![from, to], |r| {
         Ok(WorkloadRow {
             master_id: r.get(0)?,
             name: r.get(1)?,
             open: r.get(2)?,
             in_work: r.get(3)?,
-            avg_repair_hours: r.get(4)?,
+            closed: r.get(4)?,
+            avg_repair_hours: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

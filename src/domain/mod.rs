@@ -4,6 +4,7 @@ pub mod access;
 pub mod accounts;
 pub mod activity;
 pub mod customers;
+pub mod dashboard;
 pub mod notices;
 pub mod orders;
 pub mod search;
