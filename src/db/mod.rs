@@ -7,9 +7,9 @@ mod writer;
 
 pub mod accounts;
 pub mod customers;
-pub mod dashboard;
 pub mod notices;
 pub mod orders;
+pub mod reports;
 pub mod seed;
 pub mod settings;
 

@@ -16,6 +16,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/customers", "nav.customers", Action::ViewCustomers),
     ("/workload", "nav.workload", Action::ViewReports),
     ("/users", "nav.users", Action::ManageUsers),
+    ("/settings", "nav.settings", Action::ManageSettings),
     ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
     ("/audit/activity", "nav.activity", Action::ViewActivityLog),
 ];

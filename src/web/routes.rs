@@ -99,6 +99,9 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/users/{id}", Allowed(ManageUsers), pages::users::edit_form);
     r.add(post(), "/users/{id}", Allowed(ManageUsers), pages::users::update);
     r.add(post(), "/users/{id}/password", Allowed(ManageUsers), pages::users::reset_password);
+    r.add(get(), "/settings", Allowed(ManageSettings), pages::settings::show);
+    r.add(post(), "/settings/shop", Allowed(ManageSettings), pages::settings::save_shop);
+    r.add(post(), "/settings/workflow", Allowed(ManageWorkflow), pages::settings::save_workflow);
     r.add(get(), "/audit/logins", Allowed(ViewLoginAudit), pages::audit::logins);
     r.add(get(), "/audit/activity", Allowed(ViewActivityLog), pages::audit::activity);
 

@@ -577,3 +577,163 @@ pub fn urlencode(s: &str) -> String {
         .trim_start_matches('=')
         .to_string()
 }
+
+#[tokio::test]
+async fn the_dashboard_counts_orders_and_revenue_for_the_owner_only() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, ..) = shop(&app).await;
+    let cust = new_customer(&oper, "Rustam", "90 999 88 77").await;
+    new_order(&oper, cust, json!({"prepayment": 1250000})).await;
+    new_order(&oper, cust, json!({"promised_at": 1_000_000})).await;
+    let _ = admin;
+    let s = app.login_admin().await;
+    let page = s.get("/").await.text().await.unwrap();
+    assert!(page.contains("id=\"chart-intake\"") && page.contains("id=\"chart-revenue\""));
+    assert!(page.contains("1 250 000 so'm"), "revenue today shown");
+    assert!(
+        page.contains("<span class=\"stat-value\" id=\"overdue-count\">1</span>"),
+        "one overdue order"
+    );
+    // Operators see the order counts but not the money.
+    let so = app.login("oper", "oper-pass-1").await;
+    let page = so.get("/").await.text().await.unwrap();
+    assert!(
+        page.contains("id=\"chart-intake\"")
+            && !page.contains("chart-revenue")
+            && !page.contains("1 250 000")
+    );
+    // A bad range is ignored, not an error.
+    assert_eq!(s.get("/?from=garbage&to=2026-13-45").await.status(), 200);
+}
+
+#[test]
+fn seed_makes_realistic_data_that_the_rules_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    std::fs::write(
+        &cfg,
+        "[login]\nargon2_memory_kib = 8192\nargon2_iterations = 1\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(crm_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["seed", "--customers", "300", "--orders", "1200"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = rusqlite::Connection::open(dir.path().join("crm.db")).unwrap();
+    let q = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(q("SELECT count(*) FROM customers"), 300);
+    assert_eq!(q("SELECT count(*) FROM orders"), 1200);
+    assert_eq!(
+        q("SELECT count(*) FROM customer_phones WHERE e164 NOT LIKE '+998_________'"),
+        0
+    );
+    assert_eq!(
+        q("SELECT count(DISTINCT number) FROM orders"),
+        1200,
+        "numbers unique"
+    );
+    assert!(
+        q("SELECT count(DISTINCT status_id) FROM orders") >= 6,
+        "spread over the workflow"
+    );
+    assert!(q("SELECT max(created_at) - min(created_at) FROM orders") > 2 * 365 * 86_400);
+    assert_eq!(q("SELECT count(*) FROM search_index"), 1500);
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
+
+#[tokio::test]
+async fn the_admin_configures_the_shop_and_the_workflow() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, ..) = shop(&app).await;
+    let s = app.login_admin().await;
+    let r = s
+        .post_form(
+            "/settings/shop",
+            &[
+                ("name", "Mobil Servis"),
+                ("address", "Toshkent, Chilonzor 5"),
+                ("phone", "+998 71 200 00 00"),
+                ("hours", "9-18"),
+                ("terms", "Kafolat 30 kun"),
+                ("order_prefix", "MS"),
+                ("currency", "UZS"),
+                ("default_country", "998"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let bad = s
+        .post_form(
+            "/settings/shop",
+            &[
+                ("name", ""),
+                ("address", ""),
+                ("phone", ""),
+                ("hours", ""),
+                ("terms", ""),
+                ("order_prefix", "M S!"),
+                ("currency", "UZS"),
+                ("default_country", "998"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    let cust = new_customer(&oper, "Zafar", "90 100 20 30").await;
+    let o = new_order(&oper, cust, json!({})).await;
+    assert!(o["number"].as_str().unwrap().starts_with("MS"), "{o}");
+    let receipt = s
+        .get(&format!("/orders/{}/receipt", o["id"]))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(receipt.contains("Mobil Servis") && receipt.contains("Kafolat 30 kun"));
+    // Allow New → Ready directly, and nothing else from New.
+    let r = s
+        .post_form("/settings/workflow", &[("t", "1-6"), ("t", "6-7")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let (st, _) = oper
+        .post(
+            &format!("/api/v1/orders/{}/status", o["id"]),
+            json!({"version": o["version"], "to": "diagnostics"}),
+        )
+        .await;
+    assert_eq!(st, 409);
+    let (st, _) = oper
+        .post(
+            &format!("/api/v1/orders/{}/status", o["id"]),
+            json!({"version": o["version"], "to": "ready"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    // Garbage is refused and changes nothing.
+    assert_eq!(
+        s.post_form("/settings/workflow", &[("t", "1-x")])
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        s.post_form("/settings/workflow", &[("t", "1-99")])
+            .await
+            .status(),
+        422
+    );
+    let _ = admin;
+}

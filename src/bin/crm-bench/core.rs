@@ -1,15 +1,14 @@
-//! `crm-bench core [--customers N] [--orders M] [--data DIR]`: the service-center core on
-//! a seeded shop (default 200 000 customers, 1 000 000 orders): seeding speed, order list
-//! page latency over HTTP, phone lookup in-process and over HTTP, search over HTTP, and
-//! order creation throughput over HTTP with every acknowledged write durable
-//! (synchronous=FULL, group commit).
+//! `core`: the service-center workload on a large database (default 200 000 customers,
+//! 1 000 000 orders, made with `crm seed`): order list page, phone lookup (in-process and
+//! over HTTP), search, and order creation throughput with every write durable.
 //!
-//! `--data DIR` keeps the seeded data dir for later runs (seeding is skipped when it
-//! already holds orders).
+//! `crm-bench core [--data-dir DIR] [--customers N] [--orders M]`: with --data-dir an
+//! already seeded directory is reused (it must have an admin `bench` / `bench-password-1`
+//! and some masters); without it one is seeded first.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,75 +18,69 @@ use crate::httpc::{csrf, request, urlencode};
 use crate::server::{add_user, crm, crm_binary, free_addr, serve, stop, wait_healthy};
 use crate::stats::{ms, percentile};
 
-struct Args {
-    customers: usize,
-    orders: usize,
-    data: Option<PathBuf>,
-    requests: usize,
-    create_secs: u64,
-    clients: usize,
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
-fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let mut a = Args {
-        customers: 200_000,
-        orders: 1_000_000,
-        data: None,
-        requests: 1000,
-        create_secs: 10,
-        clients: 16,
-    };
-    let mut it = args.iter();
-    while let Some(k) = it.next() {
-        let v = it
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{k} needs a value"))?;
-        match k.as_str() {
-            "--customers" => a.customers = v.parse()?,
-            "--orders" => a.orders = v.parse()?,
-            "--data" => a.data = Some(PathBuf::from(v)),
-            "--requests" => a.requests = v.parse()?,
-            "--create-secs" => a.create_secs = v.parse()?,
-            "--clients" => a.clients = v.parse()?,
-            other => anyhow::bail!("unknown argument {other}"),
-        }
+fn timed(
+    n: usize,
+    mut f: impl FnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        f(i)?;
+        v.push(t.elapsed());
     }
-    Ok(a)
+    v.sort();
+    Ok(v)
 }
 
-fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!("{name}_p50_ms={}", ms(percentile(&samples, 50.0)));
-    println!("{name}_p99_ms={}", ms(percentile(&samples, 99.0)));
+fn report(name: &str, v: &[Duration]) {
+    println!("{name}_p50_ms={}", ms(percentile(v, 50.0)));
+    println!("{name}_p99_ms={}", ms(percentile(v, 99.0)));
 }
 
-/// The same number as staff type it in different ways.
-fn typed_forms(e164: &str) -> Vec<String> {
-    let n = e164.trim_start_matches("+998");
-    vec![
-        format!("{} {} {} {}", &n[..2], &n[2..5], &n[5..7], &n[7..]),
-        format!("8 {} {}", &n[..2], &n[2..]),
-        format!("+998-{}-{}-{}-{}", &n[..2], &n[2..5], &n[5..7], &n[7..]),
-        format!("({}) {}-{}-{}", &n[..2], &n[2..5], &n[5..7], &n[7..]),
-    ]
-}
-
-/// A GET with one credential header (`Authorization` for the API, `Cookie` for pages).
-fn get(addr: SocketAddr, path: &str, cred: (&str, &str)) -> anyhow::Result<(Duration, String)> {
+fn prepare(args: &[String], bin: &Path) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if let Some(d) = arg(args, "--data-dir") {
+        return Ok((PathBuf::from(d), None));
+    }
+    let customers = arg(args, "--customers").unwrap_or("200000");
+    let orders = arg(args, "--orders").unwrap_or("1000000");
+    let tmp = tempfile::tempdir()?;
+    add_user(bin, tmp.path(), "bench", "admin", "bench-password-1")?;
+    for i in 0..6 {
+        add_user(
+            bin,
+            tmp.path(),
+            &format!("usta{i}"),
+            "master",
+            "master-pass-1",
+        )?;
+    }
     let t = Instant::now();
-    let r = request(addr, "GET", path, &[cred], "")?;
-    let d = t.elapsed();
-    anyhow::ensure!(r.status == 200, "GET {path}: {} {}", r.status, r.body);
-    Ok((d, r.body))
+    let out = crm(bin, tmp.path())?
+        .args(["seed", "--customers", customers, "--orders", orders])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "seed failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("seed_seconds={:.1}", t.elapsed().as_secs_f64());
+    Ok((tmp.path().to_path_buf(), Some(tmp)))
 }
 
-/// Signs in through the form and returns the session cookie, for the HTML pages.
-fn session(addr: SocketAddr, user: &str, password: &str) -> anyhow::Result<String> {
+fn login(addr: SocketAddr) -> anyhow::Result<String> {
     let page = request(addr, "GET", "/login", &[], "")?;
+    let pre = page.cookies();
     let token = csrf(&page.body).ok_or_else(|| anyhow::anyhow!("no CSRF field"))?;
     let body = urlencode(&[
-        ("username", user),
-        ("password", password),
+        ("username", "bench"),
+        ("password", "bench-password-1"),
         ("_csrf", &token),
     ]);
     let r = request(
@@ -95,7 +88,7 @@ fn session(addr: SocketAddr, user: &str, password: &str) -> anyhow::Result<Strin
         "POST",
         "/login",
         &[
-            ("Cookie", &page.cookies()),
+            ("Cookie", &pre),
             ("Content-Type", "application/x-www-form-urlencoded"),
         ],
         &body,
@@ -104,292 +97,175 @@ fn session(addr: SocketAddr, user: &str, password: &str) -> anyhow::Result<Strin
     Ok(r.cookies())
 }
 
-fn enc(s: &str) -> String {
-    serde_urlencoded::to_string([("", s)]).expect("encodable")[1..].to_string()
-}
-
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let a = parse(args)?;
     let bin = crm_binary()?;
-    let tmp;
-    let dir: &Path = match &a.data {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path()
-        }
-    };
-
-    // `crm()` writes the bench config the server and the in-process context both load.
-    let _ = crm(&bin, dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    // In-process context on the same data dir (the server opens it too: WAL lets both).
-    let load_ctx = || -> anyhow::Result<crm::app::AppContext> {
-        let cfg = crm::config::Config::load(
-            Some(&dir.join("bench.toml")),
-            &Default::default(),
-            &crm::config::Overrides {
-                data_dir: Some(dir.to_path_buf()),
-                ..Default::default()
-            },
-        )?;
-        crm::app::AppContext::open(cfg)
-    };
-
-    let existing = {
-        let ctx = load_ctx()?;
-        let admin = bench_actor();
-        let (_, n) = rt.block_on(ctx.orders.list(&admin, Default::default()))?;
-        n
-    };
-    if existing == 0 {
-        let t = Instant::now();
-        let out = crm(&bin, dir)?
-            .args([
-                "seed",
-                "--customers",
-                &a.customers.to_string(),
-                "--orders",
-                &a.orders.to_string(),
-            ])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "seed failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let secs = t.elapsed().as_secs_f64();
-        println!("seed_customers={}", a.customers);
-        println!("seed_orders={}", a.orders);
-        println!("seed_seconds={secs:.1}");
-        println!("seed_orders_per_s={:.0}", a.orders as f64 / secs);
-    } else {
-        println!("seed_reused_orders={existing}");
-    }
-    let db_size = std::fs::metadata(dir.join("crm.db"))?.len();
-    println!("db_size_mib={:.0}", db_size as f64 / 1_048_576.0);
-
-    let user = format!("bench{}", std::process::id());
-    add_user(&bin, dir, &user, "admin", "bench-password-1")?;
-    let out = crm(&bin, dir)?.args(["token", "create", &user]).output()?;
-    anyhow::ensure!(out.status.success(), "token create failed");
-    let auth = format!("Bearer {}", String::from_utf8(out.stdout)?.trim());
-
-    let ctx = load_ctx()?;
-    let admin = bench_actor();
+    let (dir, _keep) = prepare(args, &bin)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
 
-    // Samples: phones of random customers, masters, statuses.
-    let (_, customers_total) = rt.block_on(ctx.customers.list(1, 0))?;
-    let customers_total = customers_total.min(a.customers as i64).max(1);
-    let mut phones = Vec::new();
-    for _ in 0..50 {
-        let (rows, _) = rt.block_on(
-            ctx.customers
-                .list(20, rng.gen_range(0..customers_total.max(21) - 20)),
-        )?;
-        phones.extend(rows.into_iter().flat_map(|r| r.phones));
-    }
-    anyhow::ensure!(!phones.is_empty(), "no customers to look up");
-    let masters: Vec<i64> = rt
-        .block_on(ctx.orders.masters())?
-        .into_iter()
-        .map(|m| m.0)
+    // Sample real phones and names from the data, through the library's storage code.
+    let db = crm::db::Db::open(&dir.join("crm.db"), &crm::db::DbOptions::default())?;
+    let sample = db.read_blocking(|c| crm::db::customers::list(c, 2000, 0))?;
+    anyhow::ensure!(
+        !sample.is_empty(),
+        "the data dir has no customers: seed it first"
+    );
+    let phones: Vec<String> = sample
+        .iter()
+        .filter_map(|c| c.phones.first().cloned())
         .collect();
-    let statuses: Vec<i64> = rt
-        .block_on(ctx.orders.statuses())?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let totals = db.read_blocking(|c| {
+        Ok((
+            crm::db::customers::count(c)?,
+            crm::db::orders::count(c, &Default::default())?,
+        ))
+    })?;
+    println!("customers={} orders={}", totals.0, totals.1);
 
-    // Phone lookup in-process, through the domain (as the web handlers call it).
-    let mut samples = Vec::with_capacity(a.requests);
-    for i in 0..a.requests {
+    // In-process lookup by phone (normalise, then the indexed query).
+    let country = crm::model::phone::UZBEKISTAN;
+    let lookups = timed(5000, |i| {
         let p = &phones[i % phones.len()];
-        let typed = typed_forms(p)[i % 4].clone();
-        let t = Instant::now();
-        let found = rt.block_on(ctx.customers.find_by_phone(&typed))?;
-        samples.push(t.elapsed());
-        anyhow::ensure!(!found.is_empty(), "{typed} not found");
-    }
-    report("lookup_inprocess", samples);
-
-    let addr = free_addr()?;
-    let child = serve(&bin, dir, addr)?;
-    let result = (|| -> anyhow::Result<()> {
-        wait_healthy(addr, Duration::from_secs(60))?;
-
-        // Phone lookup over HTTP.
-        let mut samples = Vec::with_capacity(a.requests);
-        for i in 0..a.requests {
-            let typed = &typed_forms(&phones[(i * 7) % phones.len()])[i % 4];
-            let (d, body) = get(
-                addr,
-                &format!("/api/v1/customers/lookup?phone={}", enc(typed)),
-                ("Authorization", &auth),
-            )?;
-            anyhow::ensure!(body.len() > 2, "{typed}: nothing found");
-            samples.push(d);
-        }
-        report("lookup_http", samples);
-
-        // Order list page (HTML, 50 rows) with the filters staff use, as a signed-in user.
-        let cookie = session(addr, &user, "bench-password-1")?;
-        let mut samples = Vec::with_capacity(a.requests);
-        for i in 0..a.requests {
-            let path = match i % 8 {
-                0 => "/orders".to_string(),
-                1 => format!("/orders?group=in_work&page={}", i % 3),
-                2 => format!("/orders?group=closed&page={}", i % 50),
-                3 => format!("/orders?status={}", statuses[i % statuses.len()]),
-                4 => format!(
-                    "/orders?master={}&sort=promised",
-                    masters.get(i % masters.len().max(1)).copied().unwrap_or(0)
-                ),
-                5 => "/orders?overdue=1".to_string(),
-                6 => format!("/orders?group=ready&sort=oldest&page={}", i % 2),
-                _ => format!(
-                    "/orders?from=2025-{:02}-01&to=2025-{:02}-28",
-                    i % 12 + 1,
-                    i % 12 + 1
-                ),
-            };
-            let (d, body) = get(addr, &path, ("Cookie", &cookie))?;
-            anyhow::ensure!(body.contains("<table"), "{path}: no table");
-            samples.push(d);
-        }
-        report("order_list_http", samples);
-
-        // Search over HTTP: names, phone fragments, order numbers, IMEIs, models, complaints.
-        let words = [
-            "Karimov",
-            "Dilnoza Rahimova",
-            "Redmi Note",
-            "iPhone 13",
-            "Galaxy A52",
-            "Zaryad",
-            "Ekran singan",
-            "Artel",
-            "ThinkPad",
-            "suv tushgan",
-        ];
-        let mut samples = Vec::with_capacity(a.requests);
-        for i in 0..a.requests {
-            let q = match i % 5 {
-                0 | 1 => words[i % words.len()].to_string(),
-                2 => {
-                    let p = &phones[(i * 13) % phones.len()];
-                    typed_forms(p)[i % 4].clone()
-                }
-                3 => format!("RM25-{:05}", rng.gen_range(1..90_000)),
-                _ => format!("35{:04}", rng.gen_range(0..10_000)),
-            };
-            let (d, _) = get(
-                addr,
-                &format!("/api/v1/search?q={}", enc(&q)),
-                ("Authorization", &auth),
-            )?;
-            samples.push(d);
-        }
-        report("search_http", samples);
-
-        // Order creation over HTTP: concurrent clients for a fixed time.
-        let customer_ids: Vec<i64> = {
-            let mut v = Vec::new();
-            for p in phones.iter().take(200) {
-                v.extend(
-                    rt.block_on(ctx.customers.find_by_phone(p))?
-                        .into_iter()
-                        .map(|c| c.id),
-                );
-            }
-            v
-        };
-        let done = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let stop_flag = Arc::new(AtomicBool::new(false));
-        let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let started = Instant::now();
-        let mut threads = Vec::new();
-        for t in 0..a.clients {
-            let (done, failed, stop_flag, lat) =
-                (done.clone(), failed.clone(), stop_flag.clone(), lat.clone());
-            let auth = auth.clone();
-            let ids = customer_ids.clone();
-            threads.push(std::thread::spawn(move || {
-                let mut i = t;
-                let mut mine = Vec::new();
-                while !stop_flag.load(Ordering::Relaxed) {
-                    let body = serde_json::json!({
-                        "customer_id": ids[i % ids.len()],
-                        "device_category": "phone",
-                        "brand": "Samsung",
-                        "model": "Galaxy A32",
-                        "serial": format!("35{:013}", i),
-                        "complaint": "Ekran singan",
-                        "estimate": 450000,
-                        "prepayment": 100000,
-                    })
-                    .to_string();
-                    let t0 = Instant::now();
-                    match request(
-                        addr,
-                        "POST",
-                        "/api/v1/orders",
-                        &[
-                            ("Authorization", &auth),
-                            ("Content-Type", "application/json"),
-                        ],
-                        &body,
-                    ) {
-                        Ok(r) if r.status == 201 => {
-                            done.fetch_add(1, Ordering::Relaxed);
-                            mine.push(t0.elapsed());
-                        }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    i += 997;
-                }
-                lat.lock().expect("lock").extend(mine);
-            }));
-        }
-        std::thread::sleep(Duration::from_secs(a.create_secs));
-        stop_flag.store(true, Ordering::Relaxed);
-        for t in threads {
-            let _ = t.join();
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!("create_clients={}", a.clients);
-        println!(
-            "create_orders_per_s={:.0}",
-            done.load(Ordering::Relaxed) as f64 / secs
-        );
-        println!("create_failed={}", failed.load(Ordering::Relaxed));
-        let v = std::mem::take(&mut *lat.lock().expect("lock"));
-        report("create_http", v);
+        let typed = format!("{} {} {}", &p[4..6], &p[6..9], &p[9..]);
+        let n =
+            crm::model::PhoneNumber::parse(&typed, country).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let found = db.read_blocking(|c| crm::db::customers::by_phone(c, n.as_str()))?;
+        anyhow::ensure!(!found.is_empty(), "phone {typed} not found");
         Ok(())
-    })();
-    stop(child);
-    // The in-process context is dropped last: its writer thread was idle.
-    drop(ctx);
-    let _ = admin;
-    result
-}
+    })?;
+    report("lookup_in_process", &lookups);
+    drop(db);
 
-fn bench_actor() -> crm::domain::Actor {
-    crm::domain::Actor {
-        user_id: 0,
-        username: "bench".into(),
-        display_name: "bench".into(),
-        role: crm::model::Role::Admin,
-        language: crm::model::Language::En,
+    let token = String::from_utf8(
+        crm(&bin, &dir)?
+            .args(["token", "create", "bench"])
+            .output()?
+            .stdout,
+    )?
+    .trim()
+    .to_string();
+    let addr = free_addr()?;
+    let child = serve(&bin, &dir, addr)?;
+    wait_healthy(addr, Duration::from_secs(60))?;
+    let cookie = login(addr)?;
+    let bearer = format!("Bearer {token}");
+
+    // Order list page, 50 rows, filtered, through HTTP with a browser session.
+    let filters = [
+        "group=in_work",
+        "group=ready",
+        "status=2",
+        "group=closed&sort=oldest",
+        "overdue=1",
+        "master=2",
+        "",
+    ];
+    let list = timed(400, |i| {
+        let f = filters[i % filters.len()];
+        let page = i % 20;
+        let r = request(
+            addr,
+            "GET",
+            &format!("/orders?{f}&page={page}"),
+            &[("Cookie", &cookie)],
+            "",
+        )?;
+        anyhow::ensure!(r.status == 200, "list answered {}", r.status);
+        Ok(())
+    })?;
+    report("order_list_page", &list);
+
+    let http_lookup = timed(1000, |i| {
+        let p = &phones[(i * 7) % phones.len()];
+        let typed = format!("8 {} {}-{}-{}", &p[4..6], &p[6..9], &p[9..11], &p[11..]);
+        let r = request(
+            addr,
+            "GET",
+            &format!(
+                "/api/v1/customers/lookup?phone={}",
+                urlencode(&[("", &typed)]).trim_start_matches('=')
+            ),
+            &[("Authorization", &bearer)],
+            "",
+        )?;
+        anyhow::ensure!(
+            r.status == 200 && r.body.contains("\"id\""),
+            "lookup answered {}",
+            r.status
+        );
+        Ok(())
+    })?;
+    report("lookup_http", &http_lookup);
+
+    let words = [
+        "Karimova",
+        "Rustam",
+        "Redmi",
+        "iPhone 12",
+        "Zaryad",
+        "Artel",
+        "ThinkPad",
+        "Malika Yusupova",
+    ];
+    let search = timed(600, |i| {
+        let q = match i % 3 {
+            0 => words[i % words.len()].to_string(),
+            1 => phones[(i * 13) % phones.len()][6..].to_string(),
+            _ => format!("RM{:02}-{:05}", 24 + (i % 3), 1 + (i * 37) % 90_000),
+        };
+        let r = request(
+            addr,
+            "GET",
+            &format!(
+                "/api/v1/search?q={}",
+                urlencode(&[("", &q)]).trim_start_matches('=')
+            ),
+            &[("Authorization", &bearer)],
+            "",
+        )?;
+        anyhow::ensure!(r.status == 200, "search answered {}", r.status);
+        Ok(())
+    })?;
+    report("search", &search);
+
+    // Order creation: concurrent clients, each order acknowledged only after its commit
+    // (synchronous=FULL).
+    let customer_ids: Vec<i64> = sample.iter().map(|c| c.id).collect();
+    let threads = 16;
+    let per = 250;
+    let done = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let bearer = bearer.clone();
+            let ids = customer_ids.clone();
+            let done = done.clone();
+            let seed = rng.gen::<u64>();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut r = rand::rngs::StdRng::seed_from_u64(seed ^ t as u64);
+                for _ in 0..per {
+                    let body = format!(
+                        "{{\"customer_id\":{},\"device_category\":\"phone\",\"brand\":\"Samsung\",\"model\":\"Galaxy A52\",\"serial\":\"{}\",\"complaint\":\"Ekran yorilgan\",\"estimate\":350000}}",
+                        ids[r.gen_range(0..ids.len())],
+                        r.gen_range(100_000_000_000_000u64..999_999_999_999_999)
+                    );
+                    let resp = request(addr, "POST", "/api/v1/orders", &[("Authorization", &bearer), ("Content-Type", "application/json")], &body)?;
+                    anyhow::ensure!(resp.status == 201, "create answered {}: {}", resp.status, resp.body);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "order_create_per_s={:.0}",
+        done.load(Ordering::Relaxed) as f64 / secs
+    );
+    println!("order_create_clients={threads}");
+    stop(child);
+    Ok(())
 }

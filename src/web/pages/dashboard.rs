@@ -1,113 +1,41 @@
 //! The landing page after sign-in.
 
 use actix_web::{web, HttpResponse};
-use maud::{html, Markup};
+use maud::html;
 use serde::Deserialize;
 
-use super::charts::{bars, hbars, Bar};
 use super::{html, redirect};
-use crate::domain::dashboard::{self, Bucket, Dashboard};
-use crate::domain::orders::status_name;
 use crate::domain::{notices, Action, Actor, DomainError};
 use crate::web::auth::Ui;
-use crate::web::layout::{csrf_field, datetime, flash, page};
+use crate::web::layout::{csrf_field, datetime, page};
 
-/// The chosen period: `from`/`to` as `YYYY-MM-DD` (default: the last 30 days) and how
-/// revenue is grouped.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 pub struct RangeQuery {
     from: Option<String>,
     to: Option<String>,
-    bucket: Option<String>,
 }
 
-fn parse_day(s: Option<&str>) -> Option<time::Date> {
-    let f = time::macros::format_description!("[year]-[month]-[day]");
-    s.and_then(|s| time::Date::parse(s.trim(), &f).ok())
-}
-
-fn iso(d: time::Date) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day]");
-    d.format(&f).unwrap_or_default()
-}
-
-fn short(d: time::Date) -> String {
-    let f = time::macros::format_description!("[day].[month]");
-    d.format(&f).unwrap_or_default()
-}
-
-/// Figures and charts for admins (who may see reports), for the chosen period.
-fn reports(ui: &Ui, d: &Dashboard, shop: &crate::domain::shop::ShopSettings) -> Markup {
-    let bucket = d.revenue_bucket;
-    let status_bars = |rows: &[(i64, i64)]| -> Vec<Bar> {
-        d.statuses
-            .iter()
-            .filter_map(|s| {
-                rows.iter().find(|(id, _)| *id == s.id).map(|(_, n)| Bar {
-                    label: status_name(s, ui.tr.lang).to_string(),
-                    value: *n,
-                    text: n.to_string(),
-                })
-            })
-            .collect()
-    };
-    let day_bars = |pts: &[dashboard::Point], money: bool| -> Vec<Bar> {
-        pts.iter()
-            .map(|p| Bar {
-                label: short(p.day),
-                value: p.value,
-                text: if money {
-                    shop.money(p.value)
-                } else {
-                    p.value.to_string()
-                },
-            })
-            .collect()
-    };
-    let open_total: i64 = d.open_per_status.iter().map(|(_, n)| n).sum();
+/// A small bar chart drawn on the server (no script, CSP-safe: attributes only).
+fn bar_chart(id: &str, points: &[(String, i64)], title: &str) -> maud::Markup {
+    let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
+    let (w, h, pad) = (600.0, 160.0, 18.0);
+    let bw = (w / points.len().max(1) as f64).max(4.0);
     html! {
-        section.card #reports {
-            form.row.filters method="get" action="/" {
-                label { (ui.t("dash.from")) " " input type="date" name="from" value=(iso(d.from)); }
-                label { (ui.t("dash.to")) " " input type="date" name="to" value=(iso(d.to)); }
-                label { (ui.t("dash.revenue_by")) " "
-                    select name="bucket" {
-                        option value="day" selected[bucket == Bucket::Day] { (ui.t("dash.by_day")) }
-                        option value="week" selected[bucket == Bucket::Week] { (ui.t("dash.by_week")) }
-                        option value="month" selected[bucket == Bucket::Month] { (ui.t("dash.by_month")) }
-                    }
+        svg.chart id=(id) viewBox=(format!("0 0 {w} {}", h + pad)) role="img" aria-label=(title) {
+            title { (title) }
+            @for (i, (label, v)) in points.iter().enumerate() {
+                @let bh = (*v as f64 / max) * (h - 14.0);
+                rect.bar x=(format!("{:.1}", i as f64 * bw + 1.0)) y=(format!("{:.1}", h - bh)) width=(format!("{:.1}", bw - 2.0)) height=(format!("{:.1}", bh)) {
+                    title { (label) ": " (v) }
                 }
-                button type="submit" { (ui.t("dash.show")) }
-            }
-            div.cards {
-                a.card.stat href="/orders?group=" { span.stat-value #dash-open { (open_total) } span.stat-label { (ui.t("dash.open")) } }
-                a.card.stat href="/orders?overdue=1" { span.stat-value #dash-overdue { (d.overdue) } span.stat-label { (ui.t("dash.overdue")) } }
-                div.card.stat { span.stat-value #dash-intake { (d.intake.iter().map(|p| p.value).sum::<i64>()) } span.stat-label { (ui.t("dash.intake_total")) } }
-                div.card.stat { span.stat-value #dash-revenue { (shop.money(d.revenue_total)) } span.stat-label { (ui.t("dash.revenue_total")) } }
-            }
-            (hbars("chart-open", ui.t("dash.open_per_status"), &status_bars(&d.open_per_status)))
-            (hbars("chart-closed", ui.t("dash.closed_per_status"), &status_bars(&d.closed_per_status)))
-            (bars("chart-intake", ui.t("dash.intake_per_day"), &day_bars(&d.intake, false)))
-            (bars("chart-completed", ui.t("dash.completed_per_day"), &day_bars(&d.completed, false)))
-            (bars("chart-revenue", ui.t("dash.revenue"), &day_bars(&d.revenue, true)))
-            h2 { (ui.t("dash.masters")) }
-            table.list #dash-masters {
-                thead { tr { th { (ui.t("orders.master")) } th.num { (ui.t("workload.open")) } th.num { (ui.t("workload.in_work")) } th.num { (ui.t("dash.closed")) } th.num { (ui.t("workload.avg_hours")) } } }
-                tbody {
-                    @for w in &d.masters {
-                        tr {
-                            td { a href=(format!("/orders?master={}", w.master_id)) { (w.name) } }
-                            td.num { (w.open) } td.num { (w.in_work) } td.num { (w.closed) }
-                            td.num { (w.avg_repair_hours.map(|a| format!("{a:.1}")).unwrap_or_else(|| "—".into())) }
-                        }
-                    }
-                }
+                @if *v > 0 { text x=(format!("{:.1}", i as f64 * bw + bw / 2.0)) y=(format!("{:.1}", h - bh - 2.0)) text-anchor="middle" { (v) } }
+                @if points.len() <= 31 { text x=(format!("{:.1}", i as f64 * bw + bw / 2.0)) y=(format!("{:.1}", h + pad - 4.0)) text-anchor="middle" { (label) } }
             }
         }
     }
 }
 
-pub async fn show(ui: Ui, actor: Actor, q: web::Query<RangeQuery>) -> HttpResponse {
+pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpResponse {
     let role_key = match actor.role {
         crate::model::Role::Admin => "role.admin",
         crate::model::Role::Operator => "role.operator",
@@ -133,42 +61,90 @@ pub async fn show(ui: Ui, actor: Actor, q: web::Query<RangeQuery>) -> HttpRespon
     let recent = notices::recent(&ui.state.ctx.db, 5)
         .await
         .unwrap_or_default();
-    let mut range_error = None;
-    let report = if actor.can(Action::ViewReports) {
-        let to = parse_day(q.to.as_deref()).unwrap_or_else(dashboard::today);
-        let from = parse_day(q.from.as_deref()).unwrap_or(to - time::Duration::days(29));
-        let bucket = match q.bucket.as_deref() {
-            Some("week") => Bucket::Week,
-            Some("month") => Bucket::Month,
-            _ => Bucket::Day,
-        };
-        match dashboard::load(&ui.state.ctx.db, &actor, from, to, bucket).await {
-            Ok(d) => {
-                let shop = crate::domain::shop::load(&ui.state.ctx.db)
-                    .await
-                    .unwrap_or_default();
-                Some(reports(&ui, &d, &shop))
-            }
-            Err(DomainError::Invalid(m)) => {
-                range_error = Some(m);
-                None
-            }
-            Err(err) => {
-                return actix_web::ResponseError::error_response(&crate::web::error::PageError {
-                    err,
-                    tr: ui.tr,
-                })
-            }
-        }
+    let now = crate::db::now();
+    let to = range
+        .to
+        .as_deref()
+        .and_then(super::core_ui::start_of_day_input)
+        .map(|t| t + 86_400)
+        .unwrap_or(now + 1);
+    let from = range
+        .from
+        .as_deref()
+        .and_then(super::core_ui::start_of_day_input)
+        .unwrap_or(to - 14 * 86_400)
+        .max(to - 366 * 86_400);
+    let reports = actor.can(Action::ViewReports);
+    let stats = if actor.can(Action::ViewCustomers) {
+        crate::domain::dashboard::load(&ui.state.ctx.db, from, to, reports)
+            .await
+            .ok()
     } else {
         None
     };
+    let shop = crate::domain::shop::load(&ui.state.ctx.db)
+        .await
+        .unwrap_or_default();
+    let groups = [
+        ("new", "group.new"),
+        ("in_work", "group.in_work"),
+        ("waiting", "group.waiting"),
+        ("ready", "group.ready"),
+    ];
     html(page(
         &ui,
         ui.t("dashboard.title"),
         html! {
             h1 #dashboard-title { (ui.t("dashboard.title")) }
             p.lead { (ui.tr.f("dashboard.welcome", &[("name", &actor.display_name)])) " · " (ui.t(role_key)) }
+            @if let Some(st) = &stats {
+                section.cards #order-stats data-live-topics="order." {
+                    @for (g, key) in groups {
+                        a.card.stat href=(format!("/orders?group={g}")) {
+                            span.stat-value { (st.open_by_group.iter().find(|(x, _)| x == g).map(|(_, n)| *n).unwrap_or(0)) }
+                            span.stat-label { (ui.t(key)) }
+                        }
+                    }
+                    a.card.stat href="/orders?overdue=1" {
+                        span.stat-value #overdue-count { (st.overdue) }
+                        span.stat-label { (ui.t("orders.overdue")) }
+                    }
+                }
+                @if reports {
+                    section.cards {
+                        div.card.stat { span.stat-value { (shop.money(st.revenue_today)) } span.stat-label { (ui.t("dashboard.revenue_today")) } }
+                        div.card.stat { span.stat-value { (shop.money(st.revenue_week)) } span.stat-label { (ui.t("dashboard.revenue_week")) } }
+                        div.card.stat { span.stat-value { (shop.money(st.revenue_month)) } span.stat-label { (ui.t("dashboard.revenue_month")) } }
+                    }
+                }
+                form.filters method="get" action="/" {
+                    input type="date" name="from" value=(super::core_ui::date_input(Some(from)));
+                    input type="date" name="to" value=(super::core_ui::date_input(Some(to - 86_400)));
+                    button type="submit" { (ui.t("common.filter")) }
+                }
+                section.card {
+                    h2 { (ui.t("dashboard.intake")) }
+                    (bar_chart("chart-intake", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.intake)).collect::<Vec<_>>(), ui.t("dashboard.intake")))
+                    h2 { (ui.t("dashboard.completed")) }
+                    (bar_chart("chart-completed", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.completed)).collect::<Vec<_>>(), ui.t("dashboard.completed")))
+                    @if reports {
+                        h2 { (ui.t("dashboard.revenue")) }
+                        (bar_chart("chart-revenue", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.revenue)).collect::<Vec<_>>(), ui.t("dashboard.revenue")))
+                    }
+                }
+                @if reports && !st.masters.is_empty() {
+                    section.card {
+                        h2 { (ui.t("workload.title")) }
+                        div.table-wrap { table {
+                            thead { tr { th { (ui.t("orders.master")) } th.num { (ui.t("workload.open")) } th.num { (ui.t("workload.in_work")) } th.num { (ui.t("workload.avg_hours")) } } }
+                            tbody { @for w in &st.masters { tr { td { (w.name) } td.num { (w.open) } td.num { (w.in_work) } td.num { (w.avg_repair_hours.map(|a| format!("{a:.1}")).unwrap_or_else(|| "—".into())) } } } }
+                        } }
+                    }
+                }
+            }
+            @if actor.role == crate::model::Role::Master {
+                p { a.button.primary href="/my" { (ui.t("orders.my_title")) } }
+            }
             @if let Some((users, failures)) = admin_stats {
                 section.cards {
                     a.card.stat href="/users" {
@@ -181,8 +157,6 @@ pub async fn show(ui: Ui, actor: Actor, q: web::Query<RangeQuery>) -> HttpRespon
                     }
                 }
             }
-            (flash(range_error.as_deref(), "error"))
-            @if let Some(r) = &report { (r) }
             section.card #notices {
                 h2 { (ui.t("live.notices")) }
                 @if admin {

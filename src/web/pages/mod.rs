@@ -2,12 +2,12 @@
 
 pub mod audit;
 pub mod auth;
-pub mod charts;
 pub mod core_ui;
 pub mod customers;
 pub mod dashboard;
 pub mod orders;
 pub mod profile;
+pub mod settings;
 pub mod users;
 
 use actix_web::http::header;

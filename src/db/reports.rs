@@ -1,0 +1,92 @@
+//! Aggregates for the dashboard.
+
+use rusqlite::{params, Connection};
+
+use super::DbResult;
+
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct DayPoint {
+    /// Unix seconds at the start of the day (Tashkent time).
+    pub day: i64,
+    pub intake: i64,
+    pub completed: i64,
+    /// Payments minus refunds.
+    pub revenue: i64,
+}
+
+/// Open orders per status group.
+pub fn open_by_group(c: &Connection) -> DbResult<Vec<(String, i64)>> {
+    let mut st = c.prepare_cached(
+        "SELECT s.grp, count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE s.grp <> 'closed' GROUP BY s.grp",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn overdue_count(c: &Connection, now: i64) -> DbResult<i64> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id
+         WHERE s.grp <> 'closed' AND ((s.limit_hours IS NOT NULL AND o.status_since + s.limit_hours * 3600 < ?1)
+           OR (o.promised_at IS NOT NULL AND o.promised_at < ?1 AND s.grp NOT IN ('ready', 'closed')))",
+        [now],
+        |r| r.get(0),
+    )?)
+}
+
+/// Per-day intake, completions and revenue in [from, to), days offset by `tz_secs`.
+pub fn per_day(c: &Connection, from: i64, to: i64, tz_secs: i64) -> DbResult<Vec<DayPoint>> {
+    let day = |t: i64| (t + tz_secs).div_euclid(86_400) * 86_400 - tz_secs;
+    let mut out: Vec<DayPoint> = Vec::new();
+    let mut d = day(from);
+    while d < to && out.len() < 400 {
+        out.push(DayPoint {
+            day: d,
+            ..Default::default()
+        });
+        d += 86_400;
+    }
+    let (first, len) = (out.first().map(|p| p.day).unwrap_or(0), out.len());
+    let idx = |t: i64| -> Option<usize> {
+        let i = (day(t) - first) / 86_400;
+        (i >= 0 && (i as usize) < len).then_some(i as usize)
+    };
+    let bucket = |sql: &str| -> DbResult<Vec<(i64, i64)>> {
+        let mut st = c.prepare_cached(sql)?;
+        let rows = st.query_map(params![from, to, tz_secs], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    let intake = bucket(
+        "SELECT ((created_at + ?3) / 86400) * 86400 - ?3, count(*) FROM orders WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
+    )?;
+    let done = bucket(
+        "SELECT ((closed_at + ?3) / 86400) * 86400 - ?3, count(*) FROM orders WHERE closed_at >= ?1 AND closed_at < ?2 GROUP BY 1",
+    )?;
+    let money = bucket(
+        "SELECT ((created_at + ?3) / 86400) * 86400 - ?3, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
+         FROM payments WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
+    )?;
+    for (t, n) in intake {
+        if let Some(i) = idx(t) {
+            out[i].intake = n;
+        }
+    }
+    for (t, n) in done {
+        if let Some(i) = idx(t) {
+            out[i].completed = n;
+        }
+    }
+    for (t, n) in money {
+        if let Some(i) = idx(t) {
+            out[i].revenue = n;
+        }
+    }
+    Ok(out)
+}
+
+pub fn revenue_between(c: &Connection, from: i64, to: i64) -> DbResult<i64> {
+    Ok(c.query_row(
+        "SELECT coalesce(sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END), 0) FROM payments WHERE created_at >= ?1 AND created_at < ?2",
+        params![from, to],
+        |r| r.get(0),
+    )?)
+}

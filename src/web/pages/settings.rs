@@ -1,0 +1,130 @@
+//! Admin settings: the shop (receipts, numbering, currency, phone country) and the status
+//! workflow (which transitions are allowed).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use maud::html;
+
+use super::{html_status, redirect};
+use crate::domain::orders::status_name;
+use crate::domain::shop::ShopSettings;
+use crate::domain::{Actor, DomainError};
+use crate::web::auth::Ui;
+use crate::web::error::PageError;
+use crate::web::layout::{csrf_field, flash, page};
+
+async fn render(
+    ui: &Ui,
+    shop: &ShopSettings,
+    notice: Option<&str>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
+    let ctx = &ui.state.ctx;
+    let statuses = ctx.orders.statuses().await.unwrap_or_default();
+    let transitions = ctx.orders.transitions().await.unwrap_or_default();
+    html_status(
+        status,
+        page(
+            ui,
+            ui.t("settings.title"),
+            html! {
+                h1 { (ui.t("settings.title")) }
+                (flash(notice, "ok"))
+                (flash(error, "error"))
+                form.card #shop-form method="post" action="/settings/shop" {
+                    (csrf_field(ui))
+                    h2 { (ui.t("settings.shop")) }
+                    label for="name" { (ui.t("settings.name")) } input #name name="name" value=(shop.name) required;
+                    label for="address" { (ui.t("customers.address")) } input #address name="address" value=(shop.address);
+                    label for="phone" { (ui.t("customers.phone")) } input #phone name="phone" value=(shop.phone);
+                    label for="hours" { (ui.t("settings.hours")) } input #hours name="hours" value=(shop.hours);
+                    label for="terms" { (ui.t("settings.terms")) } textarea #terms name="terms" { (shop.terms) }
+                    label for="order_prefix" { (ui.t("settings.order_prefix")) } input #order_prefix name="order_prefix" value=(shop.order_prefix) maxlength="8";
+                    label for="currency" { (ui.t("settings.currency")) } input #currency name="currency" value=(shop.currency) maxlength="3";
+                    label for="default_country" { (ui.t("settings.default_country")) } input #default_country name="default_country" value=(shop.default_country) maxlength="4";
+                    button.primary type="submit" { (ui.t("common.save")) }
+                }
+                form.card #workflow-form method="post" action="/settings/workflow" {
+                    (csrf_field(ui))
+                    h2 { (ui.t("settings.workflow")) }
+                    p.muted { (ui.t("settings.workflow_help")) }
+                    div.table-wrap { table.matrix {
+                        thead { tr { th { "→" } @for s in &statuses { th { (status_name(s, ui.tr.lang)) } } } }
+                        tbody { @for from in &statuses {
+                            tr { th { (status_name(from, ui.tr.lang)) }
+                                @for to in &statuses {
+                                    td { @if from.id != to.id {
+                                        input type="checkbox" name="t" value=(format!("{}-{}", from.id, to.id)) checked[transitions.contains(&(from.id, to.id))] aria-label=(format!("{} → {}", status_name(from, ui.tr.lang), status_name(to, ui.tr.lang)));
+                                    } }
+                                }
+                            }
+                        } }
+                    } }
+                    button.primary type="submit" { (ui.t("common.save")) }
+                }
+            },
+        ),
+    )
+}
+
+pub async fn show(ui: Ui) -> HttpResponse {
+    let shop = crate::domain::shop::load(&ui.state.ctx.db)
+        .await
+        .unwrap_or_default();
+    render(&ui, &shop, None, None, StatusCode::OK).await
+}
+
+pub async fn save_shop(ui: Ui, actor: Actor, form: web::Form<ShopSettings>) -> HttpResponse {
+    let s = form.into_inner();
+    match crate::domain::shop::save(&ui.state.ctx.db, actor.user_id, s.clone()).await {
+        Ok(()) => redirect("/settings?saved=1"),
+        Err(DomainError::Invalid(m)) => {
+            render(&ui, &s, None, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(err) => PageError { err, tr: ui.tr }.error_response(),
+    }
+}
+
+/// The checked boxes, as `from-to` pairs (a form may repeat the field).
+pub async fn save_workflow(ui: Ui, actor: Actor, body: web::Bytes) -> HttpResponse {
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
+        Ok(p) => p,
+        Err(_) => {
+            return crate::web::error::error_page(
+                StatusCode::BAD_REQUEST,
+                ui.t("error.invalid_choice"),
+                ui.tr,
+            )
+        }
+    };
+    let mut t = Vec::new();
+    for (k, v) in pairs {
+        if k != "t" {
+            continue;
+        }
+        let parsed = v
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+        match parsed {
+            Some(p) => t.push(p),
+            None => {
+                return crate::web::error::error_page(
+                    StatusCode::BAD_REQUEST,
+                    ui.t("error.invalid_choice"),
+                    ui.tr,
+                )
+            }
+        }
+    }
+    match ui.state.ctx.orders.set_transitions(&actor, t).await {
+        Ok(()) => redirect("/settings?saved=1"),
+        Err(DomainError::Invalid(m)) => {
+            let shop = crate::domain::shop::load(&ui.state.ctx.db)
+                .await
+                .unwrap_or_default();
+            render(&ui, &shop, None, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(err) => PageError { err, tr: ui.tr }.error_response(),
+    }
+}
