@@ -134,24 +134,37 @@ fn set_phones(c: &Connection, id: i64, phones: &[String]) -> DbResult<()> {
     Ok(())
 }
 
-/// Rebuilds the customer's search row: name, phones in every searchable form.
-pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
-    c.prepare_cached("DELETE FROM search_index WHERE kind = 'c' AND ref = ?1")?
-        .execute([id])?;
-    let Some(row) = get(c, id)? else {
-        return Ok(());
-    };
-    let mut body = row.name.clone();
-    for p in &row.phones {
+/// The customer's row in `search_index`: customers take even rowids, orders odd ones, so
+/// a row is replaced by rowid (a lookup) instead of by its UNINDEXED columns (a scan of
+/// the whole index).
+pub fn fts_rowid(id: i64) -> i64 {
+    id * 2
+}
+
+/// The text a customer is found by: name, phones in every searchable form, Telegram.
+pub fn search_body(name: &str, phones: &[String], telegram: &str) -> String {
+    let mut body = name.to_string();
+    for p in phones {
         body.push(' ');
         body.push_str(&crate::model::PhoneNumber::from_e164_unchecked(p.clone()).search_tokens());
     }
-    if !row.telegram.is_empty() {
+    if !telegram.is_empty() {
         body.push(' ');
-        body.push_str(&row.telegram);
+        body.push_str(telegram);
     }
-    c.prepare_cached("INSERT INTO search_index (kind, ref, body) VALUES ('c', ?1, ?2)")?
-        .execute(params![id, body])?;
+    body
+}
+
+/// Rebuilds the customer's search row: name, phones in every searchable form.
+pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
+    c.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
+        .execute([fts_rowid(id)])?;
+    let Some(row) = get(c, id)? else {
+        return Ok(());
+    };
+    let body = search_body(&row.name, &row.phones, &row.telegram);
+    c.prepare_cached("INSERT INTO search_index (rowid, kind, ref, body) VALUES (?1, 'c', ?2, ?3)")?
+        .execute(params![fts_rowid(id), id, body])?;
     Ok(())
 }
 
@@ -175,8 +188,8 @@ pub fn merge(c: &Connection, into: i64, from: i64, now: i64) -> DbResult<usize> 
         params![into, now],
     )?;
     c.execute(
-        "DELETE FROM search_index WHERE kind = 'c' AND ref = ?1",
-        [from],
+        "DELETE FROM search_index WHERE rowid = ?1",
+        [fts_rowid(from)],
     )?;
     reindex(c, into)?;
     Ok(moved)
@@ -195,10 +208,11 @@ pub fn list(c: &Connection, limit: i64, offset: i64) -> DbResult<Vec<CustomerRow
     Ok(rows)
 }
 
+/// Customers, up to `orders::COUNT_CAP + 1` (meaning "more than the cap").
 pub fn count(c: &Connection) -> DbResult<i64> {
     Ok(c.query_row(
-        "SELECT count(*) FROM customers WHERE merged_into IS NULL",
-        [],
+        "SELECT count(*) FROM (SELECT 1 FROM customers WHERE merged_into IS NULL LIMIT ?1)",
+        [super::orders::COUNT_CAP + 1],
         |r| r.get(0),
     )?)
 }

@@ -311,10 +311,17 @@ pub fn list(c: &Connection, f: &OrderFilter) -> DbResult<Vec<OrderRow>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Lists count at most this many rows: past it a page says "10 000+", because counting
+/// a million matching orders exactly costs more than the page itself.
+pub const COUNT_CAP: i64 = 10_000;
+
+/// Matching orders, up to `COUNT_CAP + 1` (meaning "more than the cap").
 pub fn count(c: &Connection, f: &OrderFilter) -> DbResult<i64> {
     let (wh, p) = filter_sql(f);
-    let sql =
-        format!("SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE {wh}");
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM orders o JOIN statuses s ON s.id = o.status_id WHERE {wh} LIMIT {})",
+        COUNT_CAP + 1
+    );
     Ok(c.prepare_cached(&sql)?
         .query_row(rusqlite::params_from_iter(p), |r| r.get(0))?)
 }
@@ -567,23 +574,33 @@ pub fn events(c: &Connection, order: i64) -> DbResult<Vec<EventRow>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Rebuilds the order's search row: number, device, serial/IMEI, complaint.
+/// The order's row in `search_index` (odd rowids; customers take the even ones).
+pub fn fts_rowid(id: i64) -> i64 {
+    id * 2 + 1
+}
+
+/// Rebuilds the order's search row: number (with and without its dash), device,
+/// serial/IMEI, complaint.
 pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
-    c.prepare_cached("DELETE FROM search_index WHERE kind = 'o' AND ref = ?1")?
-        .execute([id])?;
-    c.prepare_cached(
-        "INSERT INTO search_index (kind, ref, body)
-         SELECT 'o', id, number || ' ' || replace(number, '-', '') || ' ' || device_category || ' ' || brand || ' ' || model || ' ' || serial || ' ' || complaint
-         FROM orders WHERE id = ?1",
-    )?
-    .execute([id])?;
+    c.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
+        .execute([fts_rowid(id)])?;
+    c.prepare_cached(&format!(
+        "INSERT INTO search_index (rowid, kind, ref, body)
+         SELECT ?2, 'o', id, {ORDER_SEARCH_BODY} FROM orders WHERE id = ?1"
+    ))?
+    .execute(params![id, fts_rowid(id)])?;
     Ok(())
 }
 
-/// (kind, id) hits for an FTS5 MATCH expression, best first.
+/// SQL expression (over `orders`) of the text an order is found by.
+pub const ORDER_SEARCH_BODY: &str = "number || ' ' || replace(number, '-', '') || ' ' || device_category || ' ' || brand || ' ' || model || ' ' || serial || ' ' || complaint";
+
+/// (kind, id) hits for an FTS5 MATCH expression, newest first. Every typed word must
+/// match, so recency is the useful order; unlike `ORDER BY rank` it lets FTS5 stop after
+/// `limit` hits instead of scoring every match (a brand name matches 100 000 orders).
 pub fn search(c: &Connection, expr: &str, limit: i64) -> DbResult<Vec<(String, i64)>> {
     let mut st = c.prepare_cached(
-        "SELECT kind, ref FROM search_index WHERE search_index MATCH ?1 ORDER BY rank LIMIT ?2",
+        "SELECT kind, ref FROM search_index WHERE search_index MATCH ?1 ORDER BY rowid DESC LIMIT ?2",
     )?;
     let rows = st.query_map(params![expr, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -604,27 +621,37 @@ pub struct WorkloadRow {
     pub name: String,
     pub open: i64,
     pub in_work: i64,
-    /// Average hours from intake to closing, over orders closed since the cut-off.
+    /// Orders the master's closed in the period.
+    pub closed: i64,
+    /// Average hours from intake to closing, over orders closed in the period.
     pub avg_repair_hours: Option<f64>,
 }
 
-/// Open orders per master and the average repair time (creation to closing) over
-/// orders closed since `since`.
-pub fn workload(c: &Connection, since: i64) -> DbResult<Vec<WorkloadRow>> {
+/// Open orders per master, and orders closed in [from, to) with their average repair
+/// time (intake to closing). Both sides read an index range (open statuses, closing
+/// dates), never a master's whole history.
+pub fn workload(c: &Connection, from: i64, to: i64) -> DbResult<Vec<WorkloadRow>> {
     let mut st = c.prepare_cached(
-        "SELECT u.id, u.display_name,
-            (SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE o.master_id = u.id AND s.grp <> 'closed'),
-            (SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE o.master_id = u.id AND s.grp IN ('in_work')),
-            (SELECT avg(o.closed_at - o.created_at) / 3600.0 FROM orders o WHERE o.master_id = u.id AND o.closed_at >= ?1)
-         FROM users u WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE",
+        "SELECT u.id, u.display_name, coalesce(op.open, 0), coalesce(op.in_work, 0),
+                coalesce(cl.closed, 0), cl.avg_h
+         FROM users u
+         LEFT JOIN (SELECT o.master_id, count(*) AS open, sum(s.grp = 'in_work') AS in_work
+                    FROM orders o JOIN statuses s ON s.id = o.status_id
+                    WHERE o.status_id IN (SELECT id FROM statuses WHERE grp <> 'closed')
+                    GROUP BY o.master_id) op ON op.master_id = u.id
+         LEFT JOIN (SELECT master_id, count(*) AS closed, avg(closed_at - created_at) / 3600.0 AS avg_h
+                    FROM orders WHERE closed_at >= ?1 AND closed_at < ?2
+                    GROUP BY master_id) cl ON cl.master_id = u.id
+         WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE",
     )?;
-    let rows = st.query_map([since], |r| {
+    let rows = st.query_map(params![from, to], |r| {
         Ok(WorkloadRow {
             master_id: r.get(0)?,
             name: r.get(1)?,
             open: r.get(2)?,
             in_work: r.get(3)?,
-            avg_repair_hours: r.get(4)?,
+            closed: r.get(4)?,
+            avg_repair_hours: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -39,14 +39,16 @@ pub fn customers(
     let mut ph = c.prepare_cached(
         "INSERT OR IGNORE INTO customer_phones (customer_id, e164) VALUES (?1, ?2)",
     )?;
-    let mut fts =
-        c.prepare_cached("INSERT INTO search_index (kind, ref, body) VALUES ('c', ?1, ?2)")?;
+    let mut fts = c.prepare_cached(
+        "INSERT INTO search_index (rowid, kind, ref, body) VALUES (?1, 'c', ?2, ?3)",
+    )?;
     let mut ids = Vec::with_capacity(rows.len());
     for r in rows {
         ins.execute(params![r.name, r.created_at])?;
         let id = c.last_insert_rowid();
         ph.execute(params![id, r.phone])?;
         fts.execute(params![
+            super::customers::fts_rowid(id),
             id,
             format!("{} {}", r.name, phone_tokens(&r.phone))
         ])?;
@@ -67,8 +69,14 @@ pub fn orders(
             serial, complaint, estimate, total, paid, created_at, updated_at, closed_at)
          VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15)",
     )?;
-    let mut fts =
-        c.prepare_cached("INSERT INTO search_index (kind, ref, body) VALUES ('o', ?1, ?2)")?;
+    let mut fts = c.prepare_cached(
+        "INSERT INTO search_index (rowid, kind, ref, body) VALUES (?1, 'o', ?2, ?3)",
+    )?;
+    // The total is carried by one labour line, so the order's lines add up to its total
+    // (a later line change recomputes the total from the lines).
+    let mut line = c.prepare_cached(
+        "INSERT INTO order_lines (order_id, kind, name, qty, unit_price, created_at) VALUES (?1, 'labour', 'Taʼmirlash ishi', 1, ?2, ?3)",
+    )?;
     for r in rows {
         let number = super::orders::next_number(c, prefix, year_of(r.created_at))?;
         let since = r.closed_at.unwrap_or(r.created_at);
@@ -90,7 +98,11 @@ pub fn orders(
             r.closed_at
         ])?;
         let id = c.last_insert_rowid();
+        if r.total > 0 {
+            line.execute(params![id, r.total, r.created_at])?;
+        }
         fts.execute(params![
+            super::orders::fts_rowid(id),
             id,
             format!(
                 "{number} {} {} {} {} {} {}",

@@ -41,7 +41,7 @@ pub async fn load(db: &Db, from: i64, to: i64, with_money: bool) -> DomainResult
                 } else {
                     0
                 },
-                masters: crate::db::orders::workload(c, now - 90 * 86_400)?,
+                masters: crate::db::orders::workload(c, now - 90 * 86_400, now + 1)?,
             })
         })
         .await?)

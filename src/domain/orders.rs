@@ -9,7 +9,7 @@ use super::{from_db, Action, Actor, DomainError, DomainResult};
 use crate::db::orders::{self as q, NewOrderRow, OrderFields};
 pub use crate::db::orders::{
     EventRow, LineRow, OrderFilter, OrderRow, OrderSort, PaymentRow, PhotoRow, StatusRow,
-    WorkloadRow,
+    WorkloadRow, COUNT_CAP,
 };
 use crate::db::{now, Db};
 use crate::events::{Audience, Event, EventBus};
@@ -882,9 +882,15 @@ impl Orders {
             .await?)
     }
 
-    /// Open and in-work counts and average repair hours per master.
+    /// Open and in-work counts per master, and closings with average repair hours over
+    /// the last 90 days.
     pub async fn workload(&self) -> DomainResult<Vec<WorkloadRow>> {
-        let since = now() - 90 * 86_400;
-        Ok(self.db.read(move |c| q::workload(c, since)).await?)
+        let now = now();
+        self.workload_between(now - 90 * 86_400, now + 1).await
+    }
+
+    /// Open orders per master now, closings and average repair hours in [from, to).
+    pub async fn workload_between(&self, from: i64, to: i64) -> DomainResult<Vec<WorkloadRow>> {
+        Ok(self.db.read(move |c| q::workload(c, from, to)).await?)
     }
 }

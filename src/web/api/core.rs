@@ -25,6 +25,7 @@ pub struct Paging {
 #[derive(serde::Serialize, ToSchema)]
 pub struct CustomerPage {
     pub items: Vec<CustomerRow>,
+    /// Customers, counted up to 10 001: 10 001 means "more than 10 000".
     pub total: i64,
 }
 
@@ -133,6 +134,7 @@ pub struct OrderQuery {
 #[derive(serde::Serialize, ToSchema)]
 pub struct OrderPage {
     pub items: Vec<OrderRow>,
+    /// Matching orders, counted up to 10 001: 10 001 means "more than 10 000".
     pub total: i64,
 }
 

@@ -70,7 +70,11 @@ pub fn pager(ui: &Ui, base: &str, page: i64, per: i64, total: i64) -> Markup {
     html! {
         nav.pager {
             @if page > 0 { a href=(format!("{base}{sep}page={}", page - 1)) { "← " (ui.t("common.prev")) } }
-            span.muted { (page + 1) " / " (pages.max(1)) " · " (total) }
+            @if total > crate::domain::orders::COUNT_CAP {
+                span.muted { (page + 1) " · " (crate::model::money::group_thousands(crate::domain::orders::COUNT_CAP)) "+" }
+            } @else {
+                span.muted { (page + 1) " / " (pages.max(1)) " · " (total) }
+            }
             @if page + 1 < pages { a href=(format!("{base}{sep}page={}", page + 1)) { (ui.t("common.next")) " →" } }
         }
     }
