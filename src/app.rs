@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::domain::accounts::Accounts;
+use crate::domain::notifications::Notifications;
 use crate::events::EventBus;
 
 /// Everything a request handler, a job or a CLI command needs, built once.
@@ -16,6 +17,8 @@ pub struct AppContext {
     pub accounts: Accounts,
     /// Committed changes, for live screens.
     pub events: EventBus,
+    /// Notification rules, settings and linking; the delivery worker runs in `server`.
+    pub notifications: Notifications,
 }
 
 impl AppContext {
@@ -39,11 +42,13 @@ impl AppContext {
             },
         )?;
         let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone());
+        let notifications = Notifications::new(db.clone());
         Ok(AppContext {
             config: Arc::new(config),
             db,
             accounts,
             events: EventBus::default(),
+            notifications,
         })
     }
 }

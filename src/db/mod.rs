@@ -7,7 +7,9 @@ mod writer;
 
 pub mod accounts;
 pub mod notices;
+pub mod outbox;
 pub mod settings;
+pub mod telegram;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod accounts;
 pub mod notices;
+pub mod notifications;
 
 pub use access::{Action, Actor};
 

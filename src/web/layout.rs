@@ -15,6 +15,16 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/users", "nav.users", Action::ManageUsers),
     ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
     ("/audit/activity", "nav.activity", Action::ViewActivityLog),
+    (
+        "/settings/notifications",
+        "notify.nav",
+        Action::ManageNotifications,
+    ),
+    (
+        "/profile/telegram",
+        "notify.profile.nav",
+        Action::ManageOwnAccount,
+    ),
 ];
 
 fn head(state: Option<&WebState>, title: &str) -> Markup {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod dashboard;
+pub mod notifications;
 pub mod profile;
 pub mod users;
 
