@@ -146,7 +146,7 @@ impl ChannelSender for EmailSender {
                     if let Outcome::Transient(e) | Outcome::Permanent(e) = &outcome {
                         tracing::debug!(outbox_id = m.id, error = %e, "e-mail not delivered");
                     }
-                    settle(db, m.id, outcome, policy).await;
+                    settle(db, &m, outcome, policy).await;
                 }
             })
             .buffer_unordered(PARALLEL)

@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::{outbox, Db};
-use crate::domain::notifications::{now_ms, DeliveryPolicy, Notifications, NotifySettings};
+use crate::domain::notifications::{
+    now_ms, DeliveryPolicy, EventKind, Notifications, NotifySettings,
+};
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +32,14 @@ pub enum Outcome {
 }
 
 /// Writes the outcome of one attempt. Returns true if the message was dead-lettered.
-async fn settle(db: &Db, id: i64, outcome: Outcome, policy: DeliveryPolicy) -> bool {
+async fn settle(db: &Db, m: &outbox::Claimed, outcome: Outcome, policy: DeliveryPolicy) -> bool {
+    let id = m.id;
+    let outcome = match outcome {
+        // A "send test" gets one attempt: the admin is watching the answer, and a test
+        // that succeeds an hour later surprises everyone.
+        Outcome::Transient(e) if m.event == EventKind::Test.as_str() => Outcome::Permanent(e),
+        o => o,
+    };
     let now = now_ms();
     let r = db
         .write(move |c| match outcome {

@@ -161,7 +161,7 @@ impl ChannelSender for TelegramSender {
             if let Outcome::Transient(e) | Outcome::Permanent(e) = &outcome {
                 tracing::debug!(outbox_id = m.id, error = %e, "Telegram message not delivered");
             }
-            settle(db, m.id, outcome, policy).await;
+            settle(db, &m, outcome, policy).await;
         }
         // Forget chats whose gap has passed so the map stays small.
         let now = Instant::now();

@@ -7,3 +7,5 @@ mod cli;
 mod foundation;
 mod live;
 mod matrix;
+mod notify;
+mod notify_peers;
