@@ -40,6 +40,8 @@ pub enum EventKind {
     OrderComment,
     /// An order passed its due date (to its master).
     OrderOverdue,
+    /// The evening summary to the admins' addresses.
+    DailySummary,
     /// "Send test" from the settings page.
     Test,
     /// The bot answering a command.
@@ -48,11 +50,12 @@ pub enum EventKind {
 
 impl EventKind {
     /// Events with editable templates, in the order the admin page lists them.
-    pub const TEMPLATED: [EventKind; 5] = [
+    pub const TEMPLATED: [EventKind; 6] = [
         EventKind::OrderAssigned,
         EventKind::OrderStatusChanged,
         EventKind::OrderComment,
         EventKind::OrderOverdue,
+        EventKind::DailySummary,
         EventKind::Test,
     ];
 
@@ -62,6 +65,7 @@ impl EventKind {
             EventKind::OrderStatusChanged => "order.status_changed",
             EventKind::OrderComment => "order.comment",
             EventKind::OrderOverdue => "order.overdue",
+            EventKind::DailySummary => "summary.daily",
             EventKind::Test => "test",
             EventKind::BotReply => "bot.reply",
         }
@@ -73,6 +77,7 @@ impl EventKind {
             EventKind::OrderStatusChanged,
             EventKind::OrderComment,
             EventKind::OrderOverdue,
+            EventKind::DailySummary,
             EventKind::Test,
             EventKind::BotReply,
         ]
@@ -99,6 +104,10 @@ impl EventKind {
                 "notify.tpl.order_overdue.subject",
                 "notify.tpl.order_overdue.body",
             ),
+            EventKind::DailySummary => (
+                "notify.tpl.summary_daily.subject",
+                "notify.tpl.summary_daily.body",
+            ),
             EventKind::Test => ("notify.tpl.test.subject", "notify.tpl.test.body"),
             EventKind::BotReply => ("notify.tpl.bot_reply.subject", "notify.tpl.bot_reply.body"),
         }
@@ -111,6 +120,7 @@ impl EventKind {
             EventKind::OrderStatusChanged => "notify.event.order_status_changed",
             EventKind::OrderComment => "notify.event.order_comment",
             EventKind::OrderOverdue => "notify.event.order_overdue",
+            EventKind::DailySummary => "notify.event.summary_daily",
             EventKind::Test => "notify.event.test",
             EventKind::BotReply => "notify.event.bot_reply",
         }
@@ -134,12 +144,13 @@ impl Channel {
 
 /// The switches the admin sees: (event, channel, on by default). Staff have no e-mail
 /// address in their account, so staff events go to Telegram only.
-pub const RULES: [(EventKind, Channel, bool); 5] = [
+pub const RULES: [(EventKind, Channel, bool); 6] = [
     (EventKind::OrderAssigned, Channel::Telegram, true),
     (EventKind::OrderComment, Channel::Telegram, true),
     (EventKind::OrderOverdue, Channel::Telegram, true),
     (EventKind::OrderStatusChanged, Channel::Telegram, true),
     (EventKind::OrderStatusChanged, Channel::Email, true),
+    (EventKind::DailySummary, Channel::Email, true),
 ];
 
 fn rule_key(event: EventKind, channel: Channel) -> String {
@@ -194,7 +205,7 @@ pub struct Notification {
 }
 
 /// The placeholders templates may use, shown in the editor.
-pub const PLACEHOLDERS: [&str; 11] = [
+pub const PLACEHOLDERS: [&str; 16] = [
     "customer_name",
     "order_number",
     "device",
@@ -206,6 +217,11 @@ pub const PLACEHOLDERS: [&str; 11] = [
     "shop_name",
     "shop_address",
     "shop_hours",
+    "date",
+    "new_orders",
+    "overdue_orders",
+    "ready_not_collected",
+    "missed_calls",
 ];
 
 /// Replaces `{name}` with the value from `data`; unknown placeholders stay visible so a
@@ -621,6 +637,13 @@ pub struct SmtpForm {
     pub ca_pem: String,
 }
 
+/// Who gets the daily summary and when (shop time).
+#[derive(Debug, Clone, Default)]
+pub struct SummaryForm {
+    pub emails: String,
+    pub hour: String,
+}
+
 /// The admin's Telegram form. An empty token keeps the stored one.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct TelegramForm {
@@ -660,6 +683,80 @@ pub trait OrderLookup: Send + Sync {
     fn open_for_staff(&self, c: &Connection, user_id: UserId) -> DbResult<Vec<OrderBrief>>;
     /// A customer's open orders (`/status`).
     fn open_for_customer(&self, c: &Connection, customer_id: i64) -> DbResult<Vec<OrderBrief>>;
+    /// Figures for the daily summary of the day starting at `since` (Unix seconds); None
+    /// while the modules that know them are not wired in (no summary is sent then).
+    fn daily_figures(&self, _c: &Connection, _since: i64) -> DbResult<Option<DailyFigures>> {
+        Ok(None)
+    }
+}
+
+/// What the evening summary tells the admins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DailyFigures {
+    pub new_orders: i64,
+    pub overdue_orders: i64,
+    pub ready_not_collected: i64,
+    pub missed_calls: i64,
+}
+
+/// Uzbekistan's time (UTC+5, no daylight saving): the summary goes out by the shop's clock.
+const SHOP_OFFSET_SECS: i64 = 5 * 3600;
+
+/// Queues today's summary once the configured hour has passed (`notify.summary_hour`,
+/// shop time, default 19) to the addresses in `notify.summary_emails`. The date is the
+/// dedupe key, so calling this often (and across restarts) sends one summary a day.
+/// Returns whether a summary was queued by this call.
+pub fn queue_daily_summary_if_due(
+    c: &Connection,
+    orders: &dyn OrderLookup,
+    now: i64,
+) -> DbResult<bool> {
+    let emails = settings::get(c, "notify.summary_emails")?.unwrap_or_default();
+    let emails: Vec<String> = emails
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|e| valid_email(e))
+        .map(str::to_string)
+        .collect();
+    if emails.is_empty() {
+        return Ok(false);
+    }
+    let hour: i64 = settings::get(c, "notify.summary_hour")?
+        .and_then(|h| h.trim().parse().ok())
+        .filter(|h| (0..24).contains(h))
+        .unwrap_or(19);
+    let local = now + SHOP_OFFSET_SECS;
+    let day_start_local = local - local.rem_euclid(86_400);
+    if local - day_start_local < hour * 3600 {
+        return Ok(false);
+    }
+    let since = day_start_local - SHOP_OFFSET_SECS;
+    let Some(f) = orders.daily_figures(c, since)? else {
+        return Ok(false);
+    };
+    let date = time::OffsetDateTime::from_unix_timestamp(day_start_local)
+        .map(|d| format!("{:02}.{:02}.{}", d.day(), d.month() as u8, d.year()))
+        .unwrap_or_default();
+    let data: TemplateData = [
+        ("date", date.clone()),
+        ("new_orders", f.new_orders.to_string()),
+        ("overdue_orders", f.overdue_orders.to_string()),
+        ("ready_not_collected", f.ready_not_collected.to_string()),
+        ("missed_calls", f.missed_calls.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let ids = enqueue(
+        c,
+        &Notification {
+            event: EventKind::DailySummary,
+            key: format!("summary:{date}"),
+            recipients: emails.into_iter().map(Recipient::Email).collect(),
+            data,
+        },
+    )?;
+    Ok(!ids.is_empty())
 }
 
 /// Until the orders module exists: finds nothing and says it is unavailable.
@@ -1002,6 +1099,7 @@ impl Notifications {
         on: &[(String, String)],
         customer_statuses: &str,
         default_language: &str,
+        summary: &SummaryForm,
     ) -> DomainResult<()> {
         let mut v = Vec::new();
         for (e, ch, _) in RULES {
@@ -1030,6 +1128,26 @@ impl Notifications {
         let lang = Language::from_code(default_language)
             .ok_or_else(|| DomainError::invalid("unknown language"))?;
         v.push(("notify.default_language".into(), lang.code().into()));
+        let emails: Vec<&str> = summary
+            .emails
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        if let Some(bad) = emails.iter().find(|e| !valid_email(e)) {
+            return Err(DomainError::Invalid(format!(
+                "summary recipients: {bad:?} is not an e-mail address"
+            )));
+        }
+        v.push(("notify.summary_emails".into(), emails.join(",")));
+        let hour: u8 = summary
+            .hour
+            .trim()
+            .parse()
+            .ok()
+            .filter(|h| *h < 24)
+            .ok_or_else(|| DomainError::invalid("summary hour: 0-23"))?;
+        v.push(("notify.summary_hour".into(), hour.to_string()));
         self.put(by, v, "settings.notify_rules").await
     }
 
@@ -1274,6 +1392,20 @@ impl Notifications {
 
     pub async fn unlink(&self, user_id: UserId) -> DomainResult<usize> {
         Ok(self.db.write(move |c| tg::unlink_user(c, user_id)).await?)
+    }
+
+    /// Queues today's summary if it is due (see [`queue_daily_summary_if_due`]).
+    pub async fn queue_daily_summary(&self) -> DomainResult<bool> {
+        let orders = self.order_lookup();
+        let now = crate::db::now();
+        let queued = self
+            .db
+            .write(move |c| queue_daily_summary_if_due(c, orders.as_ref(), now))
+            .await?;
+        if queued {
+            self.wake();
+        }
+        Ok(queued)
     }
 
     /// Acts on a batch of bot messages and stores the next update offset in the same

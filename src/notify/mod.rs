@@ -111,7 +111,8 @@ pub async fn start(n: Notifications) -> anyhow::Result<Notifier> {
             telegram::TelegramSender::default(),
             rx.clone(),
         )),
-        tokio::spawn(telegram::poll_updates(n, rx)),
+        tokio::spawn(telegram::poll_updates(n.clone(), rx.clone())),
+        tokio::spawn(housekeeping(n, rx)),
     ];
     Ok(Notifier { stop, tasks })
 }
@@ -122,6 +123,31 @@ impl Notifier {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Delivered messages are kept this long (for the admin's view), then deleted.
+const KEEP_SENT_SECS: i64 = 30 * 86_400;
+
+/// Once a minute: queue the daily summary when due; once an hour: forget old deliveries.
+async fn housekeeping(n: Notifications, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut minutes = 0u64;
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if let Err(e) = n.queue_daily_summary().await {
+            tracing::error!(error = %e, "queuing the daily summary failed");
+        }
+        if minutes.is_multiple_of(60) {
+            let before = crate::db::now() - KEEP_SENT_SECS;
+            if let Err(e) = n.db().write(move |c| outbox::purge_sent(c, before)).await {
+                tracing::error!(error = %e, "purging delivered notifications failed");
+            }
+        }
+        minutes += 1;
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crm::db::rusqlite::Connection;
 use crm::db::DbResult;
 use crm::domain::notifications::{
-    self, EventKind, Notification, OrderBrief, OrderLookup, Recipient, TemplateData,
+    self, DailyFigures, EventKind, Notification, OrderBrief, OrderLookup, Recipient, TemplateData,
 };
 use crm::model::Role;
 
@@ -663,7 +663,11 @@ async fn telegram_staff_link_assignment_templates_429_and_blocked() {
         "retry_after honoured: {:?}",
         mine[1].at.duration_since(mine[0].at)
     );
-    assert_eq!(row(&app, ids[0]).await.state, "sent");
+    eventually(WAIT, || async {
+        (row(&app, ids[0]).await.state == "sent").then_some(())
+    })
+    .await
+    .expect("recorded as sent");
 
     // 403 "bot was blocked": the message stops, the chat is marked, nothing more is sent.
     bot.block(555);
@@ -709,6 +713,77 @@ impl OrderLookup for StubOrders {
             .filter(|o| o.customer_id == customer_id)
             .collect())
     }
+    fn daily_figures(&self, _: &Connection, _since: i64) -> DbResult<Option<DailyFigures>> {
+        Ok(Some(DailyFigures {
+            new_orders: 12,
+            overdue_orders: 3,
+            ready_not_collected: 5,
+            missed_calls: 7,
+        }))
+    }
+}
+
+#[tokio::test]
+async fn daily_summary_goes_to_the_admins_once_a_day() {
+    let sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "plain",
+            certs: None,
+            auth: None,
+        },
+    );
+    let app = TestApp::spawn().await;
+    set(&app, FAST).await;
+    set(
+        &app,
+        &[
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &sink.port.to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.from", "shop@example.uz"),
+        ],
+    )
+    .await;
+    let admin = app.login_admin().await;
+    let rules = |emails: &'static str, hour: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .post_form(
+                    "/settings/notifications/rules",
+                    &[
+                        ("rule", "summary.daily|email"),
+                        ("default_language", "en"),
+                        ("summary_emails", emails),
+                        ("summary_hour", hour),
+                    ],
+                )
+                .await
+                .status()
+        }
+    };
+    assert_eq!(rules("owner@example.uz, not-an-address", "0").await, 422);
+    assert_eq!(rules("owner@example.uz", "24").await, 422);
+    assert_eq!(rules("owner@example.uz, boss@example.uz", "0").await, 200);
+    let n = &app.running().ctx.notifications;
+    // No orders module: no (empty, misleading) summary.
+    assert!(!n.queue_daily_summary().await.unwrap());
+    n.set_order_lookup(Arc::new(StubOrders));
+    assert!(n.queue_daily_summary().await.unwrap());
+    assert!(!n.queue_daily_summary().await.unwrap(), "once a day");
+    let mails = eventually(WAIT, || async {
+        let m = sink.mails();
+        (m.len() >= 2).then_some(m)
+    })
+    .await
+    .expect("summary delivered to both admins");
+    assert_eq!(mails.len(), 2);
+    let body = &mails[0].data;
+    assert!(
+        body.contains("New orders: 12") && body.contains("Missed calls: 7"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -822,8 +897,20 @@ async fn telegram_customer_links_by_order_code_and_hears_chosen_statuses() {
     .await
     .expect("status change reaches the customer in the chat's language");
     // Updates are handled once: the offset is saved with their effects.
-    let replies = bot.delivered_to(777).len();
-    assert_eq!(bot.pending_updates(), 0);
-    assert_eq!(bot.delivered_to(777).len(), replies);
+    // Once the stand-in saw the next offset (every update confirmed), each command was
+    // answered exactly once.
+    eventually(WAIT, || async {
+        (bot.pending_updates() == 0).then_some(())
+    })
+    .await
+    .expect("all updates confirmed");
+    let d = bot.delivered_to(777);
+    assert_eq!(d.iter().filter(|t| t.contains("не найден")).count(), 1);
+    assert_eq!(
+        d.iter()
+            .filter(|t| t.contains("Здесь вы будете получать"))
+            .count(),
+        1
+    );
     bot.stop().await;
 }

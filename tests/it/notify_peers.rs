@@ -216,7 +216,9 @@ impl SmtpSink {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Its log (e.g. the expected TLS failure when the CA is not trusted) goes to a
+            // file beside the mails instead of cluttering the test output.
+            .stderr(std::fs::File::create(dir.path().join("sink.log")).unwrap())
             .spawn()
             .expect("python3 with aiosmtpd");
         let mut line = String::new();

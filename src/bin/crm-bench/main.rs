@@ -3,6 +3,7 @@
 //! same run where the issue asks for one.
 
 mod httpc;
+mod notify;
 mod server;
 mod startup;
 mod stats;
@@ -10,7 +11,7 @@ mod ws;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup", "ws"];
+const SUITES: &[&str] = &["startup", "ws", "notify"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let result = match suite.as_str() {
         "startup" => startup::run(rest),
         "ws" => ws::run(rest),
+        "notify" => notify::run(rest),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")

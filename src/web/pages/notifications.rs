@@ -62,13 +62,15 @@ async fn settings_page(
     let rules = n.rules().await?;
     let stopped = n.stopped(100).await?;
     let counts = n.counts().await?;
-    let (statuses, default_lang) = n
+    let (statuses, default_lang, summary_emails, summary_hour) = n
         .db()
         .read(|c| {
             Ok((
                 crate::db::settings::get(c, "notify.customer_statuses")?.unwrap_or_default(),
                 crate::db::settings::get(c, "notify.default_language")?
                     .unwrap_or_else(|| "uz".into()),
+                crate::db::settings::get(c, "notify.summary_emails")?.unwrap_or_default(),
+                crate::db::settings::get(c, "notify.summary_hour")?.unwrap_or_else(|| "19".into()),
             ))
         })
         .await?;
@@ -171,6 +173,10 @@ async fn settings_page(
                     select #deflang name="default_language" {
                         @for l in Language::ALL { option value=(l.code()) selected[l.code() == default_lang] { (l.native_name()) } }
                     }
+                    label for="summary-emails" { (ui.t("notify.rules.summary_emails")) }
+                    input #summary-emails name="summary_emails" value=(summary_emails) placeholder="owner@example.uz";
+                    label for="summary-hour" { (ui.t("notify.rules.summary_hour")) }
+                    input #summary-hour name="summary_hour" type="number" min="0" max="23" value=(summary_hour);
                     button.primary type="submit" { (ui.t("common.save")) }
                 }
             }
@@ -316,6 +322,10 @@ pub async fn save_rules(
     let mut on = Vec::new();
     let mut statuses = String::new();
     let mut lang = String::from("uz");
+    let mut summary = crate::domain::notifications::SummaryForm {
+        emails: String::new(),
+        hour: "19".into(),
+    };
     for (k, v) in form.into_inner() {
         match k.as_str() {
             "rule" => {
@@ -325,6 +335,8 @@ pub async fn save_rules(
             }
             "customer_statuses" => statuses = v,
             "default_language" => lang = v,
+            "summary_emails" => summary.emails = v,
+            "summary_hour" => summary.hour = v,
             _ => {}
         }
     }
@@ -332,7 +344,7 @@ pub async fn save_rules(
         .state
         .ctx
         .notifications
-        .save_rules(&actor, &on, &statuses, &lang)
+        .save_rules(&actor, &on, &statuses, &lang, &summary)
         .await;
     respond(&ui, r.map(|_| ui.t("notify.saved").to_string())).await
 }
