@@ -1394,6 +1394,17 @@ impl Notifications {
         Ok(self.db.write(move |c| tg::unlink_user(c, user_id)).await?)
     }
 
+    /// The link for an intake receipt's QR code that links the customer's chat to the
+    /// order (`https://t.me/<bot>?start=o<code>`); None until the bot is set up.
+    pub async fn customer_link(&self, order_code: &str) -> DomainResult<Option<String>> {
+        let bot = self
+            .db
+            .read(|c| settings::get(c, "telegram.bot_username"))
+            .await?
+            .unwrap_or_default();
+        Ok(customer_deep_link(&bot, order_code))
+    }
+
     /// Queues today's summary if it is due (see [`queue_daily_summary_if_due`]).
     pub async fn queue_daily_summary(&self) -> DomainResult<bool> {
         let orders = self.order_lookup();

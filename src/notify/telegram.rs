@@ -16,6 +16,9 @@ use crate::domain::notifications::{
     IncomingMessage, Notifications, NotifySettings, TelegramSettings,
 };
 
+/// Telegram's limit on one message's text, in characters.
+const MAX_TEXT: usize = 4096;
+
 /// A bot client for the token and API URL.
 pub fn bot(s: &TelegramSettings) -> Result<Bot, String> {
     let url = s
@@ -141,10 +144,24 @@ impl ChannelSender for TelegramSender {
                 }
                 self.global_next = Some(Instant::now() + global_gap);
                 self.chat_next.insert(chat, Instant::now() + per_chat);
-                match bot.send_message(ChatId(chat), m.body.clone()).await {
+                // Telegram refuses texts over 4096 characters for good; send the start rather
+                // than nothing.
+                let text: String = m.body.chars().take(MAX_TEXT).collect();
+                match bot.send_message(ChatId(chat), text).await {
                     Ok(_) => Outcome::Sent,
                     Err(e) => {
                         let (outcome, blocked) = classify(e);
+                        // teloxide already redacts the token from URLs in errors; this
+                        // keeps it out of the stored error whatever the error's shape.
+                        let outcome = match outcome {
+                            Outcome::Transient(s) => {
+                                Outcome::Transient(s.replace(&t.token, "<token>"))
+                            }
+                            Outcome::Permanent(s) => {
+                                Outcome::Permanent(s.replace(&t.token, "<token>"))
+                            }
+                            other => other,
+                        };
                         if let Outcome::Deferred { after, .. } = &outcome {
                             self.paused_until = Some(Instant::now() + *after);
                         }

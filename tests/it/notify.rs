@@ -275,6 +275,54 @@ async fn smtp_starttls_with_auth_test_button_and_bad_input() {
         "{page}"
     );
     assert!(page.contains("550"));
+
+    // Implicit TLS (port 465 style), no login: the empty user name means no AUTH.
+    let tls_sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "tls",
+            certs: Some(&certs),
+            auth: None,
+        },
+    );
+    let tls_port = tls_sink.port.to_string();
+    let r = admin
+        .post_form(
+            "/settings/notifications/smtp",
+            &[
+                ("host", "localhost"),
+                ("port", &tls_port),
+                ("security", "tls"),
+                ("username", ""),
+                ("clear_password", "1"),
+                ("from", "shop@example.uz"),
+                ("ca_pem", &certs.ca_pem),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body = admin
+        .post_form(
+            "/settings/notifications/smtp/test",
+            &[("to", "owner@example.uz")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("Test message delivered."), "{body}");
+    assert_eq!(tls_sink.mails().len(), 1);
+    assert!(app
+        .running()
+        .ctx
+        .notifications
+        .settings()
+        .await
+        .unwrap()
+        .smtp
+        .password
+        .is_empty());
+
     // Another role cannot open the settings.
     app.add_user("op", Role::Operator, "operator-pass-1").await;
     let op = app.login("op", "operator-pass-1").await;
