@@ -637,6 +637,15 @@ pub struct SmtpForm {
     pub ca_pem: String,
 }
 
+/// The non-secret rule settings the admin page shows besides the switches.
+#[derive(Debug, Clone)]
+pub struct AudienceSettings {
+    pub customer_statuses: String,
+    pub default_language: String,
+    pub summary_emails: String,
+    pub summary_hour: String,
+}
+
 /// Who gets the daily summary and when (shop time).
 #[derive(Debug, Clone, Default)]
 pub struct SummaryForm {
@@ -1159,6 +1168,22 @@ impl Notifications {
                     .iter()
                     .map(|(e, ch, _)| Ok((*e, *ch, rule_enabled(c, *e, *ch)?)))
                     .collect()
+            })
+            .await?)
+    }
+
+    pub async fn audience_settings(&self) -> DomainResult<AudienceSettings> {
+        Ok(self
+            .db
+            .read(|c| {
+                Ok(AudienceSettings {
+                    customer_statuses: settings::get(c, "notify.customer_statuses")?
+                        .unwrap_or_default(),
+                    default_language: default_language(c)?.code().to_string(),
+                    summary_emails: settings::get(c, "notify.summary_emails")?.unwrap_or_default(),
+                    summary_hour: settings::get(c, "notify.summary_hour")?
+                        .unwrap_or_else(|| "19".into()),
+                })
             })
             .await?)
     }

@@ -62,18 +62,12 @@ async fn settings_page(
     let rules = n.rules().await?;
     let stopped = n.stopped(100).await?;
     let counts = n.counts().await?;
-    let (statuses, default_lang, summary_emails, summary_hour) = n
-        .db()
-        .read(|c| {
-            Ok((
-                crate::db::settings::get(c, "notify.customer_statuses")?.unwrap_or_default(),
-                crate::db::settings::get(c, "notify.default_language")?
-                    .unwrap_or_else(|| "uz".into()),
-                crate::db::settings::get(c, "notify.summary_emails")?.unwrap_or_default(),
-                crate::db::settings::get(c, "notify.summary_hour")?.unwrap_or_else(|| "19".into()),
-            ))
-        })
-        .await?;
+    let crate::domain::notifications::AudienceSettings {
+        customer_statuses: statuses,
+        default_language: default_lang,
+        summary_emails,
+        summary_hour,
+    } = n.audience_settings().await?;
     let smtp = &s.smtp;
     let t = &s.telegram;
     Ok(page(
