@@ -735,6 +735,11 @@ async fn telegram_staff_link_assignment_templates_429_and_blocked() {
     let page = master.get("/profile/telegram").await.text().await.unwrap();
     assert!(page.contains("bot blocked"));
     assert_eq!(bot.calls().iter().filter(|c| c.status == 403).count(), 1);
+    // Unlinking from the profile ends the link.
+    let r = master.post_form("/profile/telegram/unlink", &[]).await;
+    assert_eq!(r.status(), 303);
+    let page = master.get("/profile/telegram").await.text().await.unwrap();
+    assert!(!page.contains("data-chat=\"555\"") && page.contains("Not linked."));
     bot.stop().await;
 }
 
