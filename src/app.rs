@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::domain::accounts::Accounts;
 use crate::domain::customers::Customers;
+use crate::domain::notifications::Notifications;
 use crate::domain::orders::Orders;
 use crate::events::EventBus;
 
@@ -20,6 +21,8 @@ pub struct AppContext {
     pub orders: Orders,
     /// Committed changes, for live screens.
     pub events: EventBus,
+    /// Notification rules, settings and linking; the delivery worker runs in `server`.
+    pub notifications: Notifications,
 }
 
 impl AppContext {
@@ -44,6 +47,7 @@ impl AppContext {
         )?;
         let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone());
         let events = EventBus::default();
+        let notifications = Notifications::new(db.clone());
         Ok(AppContext {
             config: Arc::new(config),
             customers: Customers::new(db.clone(), events.clone()),
@@ -51,6 +55,7 @@ impl AppContext {
             db,
             accounts,
             events,
+            notifications,
         })
     }
 }

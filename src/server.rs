@@ -31,6 +31,7 @@ pub struct Running {
     pub hub: crate::web::hub::Hub,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
+    notifier: crate::notify::Notifier,
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
@@ -45,6 +46,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http_addr = bound.addr;
     let http = bound.server.handle();
     let http_task = tokio::spawn(bound.server);
+    let notifier = crate::notify::start(ctx.notifications.clone()).await?;
     let scheme = if ctx.config.tls() { "https" } else { "http" };
     tracing::info!(
         version = crate::VERSION,
@@ -65,6 +67,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hub: bound.hub,
         http,
         http_task,
+        notifier,
     })
 }
 
@@ -73,6 +76,8 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.http.stop(true).await;
         let _ = self.http_task.await;
+        // After HTTP: no new test sends; in-flight deliveries settle before the checkpoint.
+        self.notifier.stop().await;
         self.ctx.db.checkpoint().await?;
         tracing::info!("crm stopped");
         Ok(())

@@ -9,9 +9,11 @@ pub mod accounts;
 pub mod customers;
 pub mod notices;
 pub mod orders;
+pub mod outbox;
 pub mod reports;
 pub mod seed;
 pub mod settings;
+pub mod telegram;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

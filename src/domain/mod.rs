@@ -6,6 +6,7 @@ pub mod activity;
 pub mod customers;
 pub mod dashboard;
 pub mod notices;
+pub mod notifications;
 pub mod orders;
 pub mod search;
 pub mod seed;

@@ -19,6 +19,16 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/settings", "nav.settings", Action::ManageSettings),
     ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
     ("/audit/activity", "nav.activity", Action::ViewActivityLog),
+    (
+        "/settings/notifications",
+        "notify.nav",
+        Action::ManageNotifications,
+    ),
+    (
+        "/profile/telegram",
+        "notify.profile.nav",
+        Action::ManageOwnAccount,
+    ),
 ];
 
 fn head(state: Option<&WebState>, title: &str) -> Markup {

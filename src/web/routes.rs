@@ -107,6 +107,20 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/audit/logins", Allowed(ViewLoginAudit), pages::audit::logins);
     r.add(get(), "/audit/activity", Allowed(ViewActivityLog), pages::audit::activity);
 
+    // Notifications (issue 7)
+    r.add(get(), "/settings/notifications", Allowed(ManageNotifications), pages::notifications::show);
+    r.add(post(), "/settings/notifications/smtp", Allowed(ManageNotifications), pages::notifications::save_smtp);
+    r.add(post(), "/settings/notifications/smtp/test", Allowed(ManageNotifications), pages::notifications::test_smtp);
+    r.add(post(), "/settings/notifications/telegram", Allowed(ManageNotifications), pages::notifications::save_telegram);
+    r.add(post(), "/settings/notifications/telegram/test", Allowed(ManageNotifications), pages::notifications::test_telegram);
+    r.add(post(), "/settings/notifications/rules", Allowed(ManageNotifications), pages::notifications::save_rules);
+    r.add(get(), "/settings/notifications/templates/{event}/{lang}", Allowed(ManageNotifications), pages::notifications::edit_template);
+    r.add(post(), "/settings/notifications/templates/{event}/{lang}", Allowed(ManageNotifications), pages::notifications::save_template);
+    r.add(post(), "/settings/notifications/outbox/{id}/retry", Allowed(ManageNotifications), pages::notifications::retry);
+    r.add(get(), "/profile/telegram", Allowed(ManageOwnAccount), pages::notifications::profile_telegram);
+    r.add(post(), "/profile/telegram/link", Allowed(ManageOwnAccount), pages::notifications::profile_telegram_link);
+    r.add(post(), "/profile/telegram/unlink", Allowed(ManageOwnAccount), pages::notifications::profile_telegram_unlink);
+
     // JSON API
     r.add(get(), "/api/v1/openapi.json", Public, api::openapi_json);
     r.add(get(), "/api/v1/me", Allowed(ManageOwnAccount), api::users::me);

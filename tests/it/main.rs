@@ -10,3 +10,5 @@ mod foundation;
 mod layering;
 mod live;
 mod matrix;
+mod notify;
+mod notify_peers;

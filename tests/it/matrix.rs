@@ -111,9 +111,33 @@ pub const CORE: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/statuses", Staff),
 ];
 
+/// Notifications (issue 7).
+pub const NOTIFY: &[(&str, &str, Who)] = &[
+    ("GET", "/settings/notifications", ADMIN),
+    ("POST", "/settings/notifications/smtp", ADMIN),
+    ("POST", "/settings/notifications/smtp/test", ADMIN),
+    ("POST", "/settings/notifications/telegram", ADMIN),
+    ("POST", "/settings/notifications/telegram/test", ADMIN),
+    ("POST", "/settings/notifications/rules", ADMIN),
+    (
+        "GET",
+        "/settings/notifications/templates/{event}/{lang}",
+        ADMIN,
+    ),
+    (
+        "POST",
+        "/settings/notifications/templates/{event}/{lang}",
+        ADMIN,
+    ),
+    ("POST", "/settings/notifications/outbox/{id}/retry", ADMIN),
+    ("GET", "/profile/telegram", Staff),
+    ("POST", "/profile/telegram/link", Staff),
+    ("POST", "/profile/telegram/unlink", Staff),
+];
+
 /// Every area's rows.
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE];
+    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

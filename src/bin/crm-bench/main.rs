@@ -4,6 +4,7 @@
 
 mod core;
 mod httpc;
+mod notify;
 mod server;
 mod startup;
 mod stats;
@@ -11,7 +12,7 @@ mod ws;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup", "ws", "core"];
+const SUITES: &[&str] = &["startup", "ws", "core", "notify"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         "startup" => startup::run(rest),
         "ws" => ws::run(rest),
         "core" => core::run(rest),
+        "notify" => notify::run(rest),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")

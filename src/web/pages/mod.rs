@@ -5,6 +5,7 @@ pub mod auth;
 pub mod core_ui;
 pub mod customers;
 pub mod dashboard;
+pub mod notifications;
 pub mod orders;
 pub mod profile;
 pub mod settings;
