@@ -161,3 +161,15 @@ CREATE INDEX order_events_order ON order_events(order_id, at);
 CREATE VIRTUAL TABLE search_index USING fts5(
     kind UNINDEXED, ref UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 2'
 );
+
+-- Photos of the device, stored under the data dir's attachments/orders/<order>/.
+CREATE TABLE order_photos (
+    id         INTEGER PRIMARY KEY,
+    order_id   INTEGER NOT NULL REFERENCES orders(id) ON DELETE CASCADE,
+    file       TEXT NOT NULL,
+    mime       TEXT NOT NULL,
+    bytes      INTEGER NOT NULL,
+    created_by INTEGER REFERENCES users(id),
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX order_photos_order ON order_photos(order_id);

@@ -665,3 +665,47 @@ pub fn branch_exists(c: &Connection, id: i64) -> DbResult<bool> {
             .is_some(),
     )
 }
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PhotoRow {
+    pub id: i64,
+    pub order_id: i64,
+    /// File name under attachments/orders/<order>/.
+    pub file: String,
+    pub mime: String,
+    pub bytes: i64,
+    pub created_at: i64,
+}
+
+pub fn insert_photo(
+    c: &Connection,
+    order: i64,
+    file: &str,
+    mime: &str,
+    bytes: i64,
+    by: i64,
+    now: i64,
+) -> DbResult<i64> {
+    c.prepare_cached(
+        "INSERT INTO order_photos (order_id, file, mime, bytes, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![order, file, mime, bytes, by, now])?;
+    Ok(c.last_insert_rowid())
+}
+
+pub fn photos(c: &Connection, order: i64) -> DbResult<Vec<PhotoRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, order_id, file, mime, bytes, created_at FROM order_photos WHERE order_id = ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([order], |r| {
+        Ok(PhotoRow {
+            id: r.get(0)?,
+            order_id: r.get(1)?,
+            file: r.get(2)?,
+            mime: r.get(3)?,
+            bytes: r.get(4)?,
+            created_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::{from_db, Action, Actor, DomainError, DomainResult};
 use crate::db::orders::{self as q, NewOrderRow, OrderFields};
 pub use crate::db::orders::{
-    EventRow, LineRow, OrderFilter, OrderRow, OrderSort, PaymentRow, StatusRow, WorkloadRow,
-    COUNT_CAP,
+    EventRow, LineRow, OrderFilter, OrderRow, OrderSort, PaymentRow, PhotoRow, StatusRow,
+    WorkloadRow, COUNT_CAP,
 };
 use crate::db::{now, Db};
 use crate::events::{Audience, Event, EventBus};
@@ -29,6 +29,21 @@ pub const DEVICE_CATEGORIES: &[&str] = &[
     "microwave",
     "other",
 ];
+
+pub const MAX_PHOTO_BYTES: usize = 8_000_000;
+
+/// The image type by its first bytes.
+pub fn sniff_image(b: &[u8]) -> Option<(&'static str, &'static str)> {
+    if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(("image/jpeg", "jpg"))
+    } else if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(("image/png", "png"))
+    } else if b.len() > 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" {
+        Some(("image/webp", "webp"))
+    } else {
+        None
+    }
+}
 
 const STALE: &str =
     "someone else changed this order meanwhile: reload to see their change, then try again";
@@ -91,6 +106,7 @@ pub struct OrderView {
     pub order: OrderRow,
     pub lines: Vec<LineRow>,
     pub payments: Vec<PaymentRow>,
+    pub photos: Vec<PhotoRow>,
     pub timeline: Vec<EventRow>,
     pub balance: i64,
     pub overdue: bool,
@@ -379,6 +395,7 @@ impl Orders {
                 Ok(OrderView {
                     lines: q::lines(c, id)?,
                     payments: q::payments(c, Some(id), None)?,
+                    photos: q::photos(c, id)?,
                     timeline: q::events(c, id)?,
                     balance: o.total - o.paid,
                     overdue: is_overdue(&o, now()),
@@ -774,6 +791,88 @@ impl Orders {
             })
             .await?;
         Ok(o)
+    }
+
+    /// Stores a photo of the device: at most [`MAX_PHOTO_BYTES`], JPEG, PNG or WebP by
+    /// content (not by the name the browser sent). The file is written first, under a
+    /// random name; the row and timeline entry follow in one transaction, and the file is
+    /// removed again if that fails.
+    pub async fn add_photo(
+        &self,
+        by: &Actor,
+        id: i64,
+        dir: &std::path::Path,
+        data: Vec<u8>,
+    ) -> DomainResult<PhotoRow> {
+        if !by.can(Action::EditOrders) {
+            return Err(DomainError::Forbidden);
+        }
+        self.get(by, id).await?;
+        if data.len() > MAX_PHOTO_BYTES {
+            return Err(DomainError::invalid(format!(
+                "the photo is larger than {} MB",
+                MAX_PHOTO_BYTES / 1_000_000
+            )));
+        }
+        let (mime, ext) = sniff_image(&data)
+            .ok_or_else(|| DomainError::invalid("only JPEG, PNG or WebP photos"))?;
+        let folder = dir.join("orders").join(id.to_string());
+        let name = format!("{}.{ext}", super::accounts::random_token(12));
+        let path = folder.join(&name);
+        let bytes = data.len() as i64;
+        let p2 = path.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(p2.parent().expect("has a parent"))?;
+            std::fs::write(&p2, &data)?;
+            std::fs::File::open(&p2)?.sync_all()
+        })
+        .await
+        .map_err(|e| DomainError::Db(crate::db::DbError::Task(e.to_string())))?
+        .map_err(|e| DomainError::Db(crate::db::DbError::Task(format!("saving the photo: {e}"))))?;
+        let by_id = by.user_id;
+        let file = name.clone();
+        let r = self
+            .mutate(by, id, "photo", move |c, _before, now| {
+                let pid = q::insert_photo(c, id, &file, mime, bytes, by_id, now)?;
+                q::touch(c, id, now)?;
+                q::insert_event(
+                    c,
+                    id,
+                    Some(by_id),
+                    "photo",
+                    false,
+                    "",
+                    &serde_json::json!({"photo": pid, "bytes": bytes}),
+                    now,
+                )?;
+                Ok(pid)
+            })
+            .await;
+        match r {
+            Ok((_, pid)) => Ok(PhotoRow {
+                id: pid,
+                order_id: id,
+                file: name,
+                mime: mime.into(),
+                bytes,
+                created_at: now(),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// A photo of an order the actor may see.
+    pub async fn photo(&self, by: &Actor, id: i64, photo: i64) -> DomainResult<PhotoRow> {
+        self.get(by, id).await?;
+        self.db
+            .read(move |c| q::photos(c, id))
+            .await?
+            .into_iter()
+            .find(|p| p.id == photo)
+            .ok_or(DomainError::NotFound)
     }
 
     pub async fn payments_of_customer(&self, customer: i64) -> DomainResult<Vec<PaymentRow>> {

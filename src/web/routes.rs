@@ -79,6 +79,8 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/orders/{id}/lines/{line}/delete", Allowed(EditOrders), pages::orders::remove_line);
     r.add(post(), "/orders/{id}/payments", Allowed(TakePayments), pages::orders::pay);
     r.add(post(), "/orders/{id}/comments", Allowed(EditOrders), pages::orders::comment);
+    r.add(post(), "/orders/{id}/photos", Allowed(EditOrders), pages::orders::upload_photo);
+    r.add(get(), "/orders/{id}/photos/{photo}", Allowed(ViewOrders), pages::orders::photo);
     r.add(get(), "/orders/{id}/receipt", Allowed(ViewOrders), pages::orders::receipt);
     r.add(get(), "/orders/{id}/act", Allowed(ViewOrders), pages::orders::act);
     r.add(get(), "/my", Allowed(ViewOrders), pages::orders::my_orders);

@@ -737,3 +737,74 @@ async fn the_admin_configures_the_shop_and_the_workflow() {
     );
     let _ = admin;
 }
+
+#[tokio::test]
+async fn photos_are_type_checked_size_limited_and_scoped() {
+    let app = TestApp::spawn().await;
+    let (_admin, oper, _u1, _u2, m1, _) = shop(&app).await;
+    let cust = new_customer(&oper, "Farida", "90 444 55 66").await;
+    let o = new_order(&oper, cust, json!({"master_id": m1})).await;
+    let id = o["id"].as_i64().unwrap();
+    let s = app.login("usta1", "usta-pass-1").await;
+    let upload = |bytes: Vec<u8>, name: &'static str| {
+        let form = reqwest::multipart::Form::new().part(
+            "photo",
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        );
+        s.client
+            .post(s.url(&format!("/orders/{id}/photos?_csrf={}", s.csrf)))
+            .multipart(form)
+            .send()
+    };
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&[0u8; 64]);
+    assert_eq!(upload(png.clone(), "a.png").await.unwrap().status(), 303);
+    // A text file named .jpg, and an oversized image: refused, nothing stored.
+    assert_eq!(
+        upload(b"hello, not an image".to_vec(), "evil.jpg")
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    let mut big = vec![0xFFu8, 0xD8, 0xFF];
+    big.resize(8_000_001, 0);
+    assert_eq!(upload(big, "big.jpg").await.unwrap().status(), 413);
+    // Without the CSRF token: refused.
+    let form = reqwest::multipart::Form::new().part(
+        "photo",
+        reqwest::multipart::Part::bytes(png.clone()).file_name("a.png"),
+    );
+    assert_eq!(
+        s.client
+            .post(s.url(&format!("/orders/{id}/photos")))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let files: Vec<_> = std::fs::read_dir(
+        app.data_dir()
+            .join("attachments/orders")
+            .join(id.to_string()),
+    )
+    .unwrap()
+    .collect();
+    assert_eq!(files.len(), 1, "only the good photo is on disk");
+    let (_, v) = oper.get(&format!("/api/v1/orders/{id}")).await;
+    let photo = v["photos"][0]["id"].as_i64().unwrap();
+    let r = s.get(&format!("/orders/{id}/photos/{photo}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+    // Another master cannot see it.
+    let s2 = app.login("usta2", "usta-pass-2").await;
+    assert_eq!(
+        s2.get(&format!("/orders/{id}/photos/{photo}"))
+            .await
+            .status(),
+        404
+    );
+}

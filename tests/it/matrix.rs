@@ -76,6 +76,8 @@ pub const CORE: &[(&str, &str, Who)] = &[
     ("POST", "/orders/{id}/lines/{line}/delete", Staff),
     ("POST", "/orders/{id}/payments", DESK),
     ("POST", "/orders/{id}/comments", Staff),
+    ("POST", "/orders/{id}/photos", Staff),
+    ("GET", "/orders/{id}/photos/{photo}", Staff),
     ("GET", "/orders/{id}/receipt", Staff),
     ("GET", "/orders/{id}/act", Staff),
     ("GET", "/my", Staff),

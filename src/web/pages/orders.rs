@@ -697,6 +697,22 @@ fn order_page(
                     }
                 }
             }
+            section.card #photos {
+                h2 { (ui.t("orders.photos")) }
+                div.photo-grid {
+                    @for p in &v.photos {
+                        a href=(format!("/orders/{}/photos/{}", o.id, p.id)) target="_blank" {
+                            img src=(format!("/orders/{}/photos/{}", o.id, p.id)) alt=(ui.t("orders.photos")) loading="lazy";
+                        }
+                    }
+                }
+                @if actor.can(Action::EditOrders) {
+                    form.row #photo-form method="post" enctype="multipart/form-data" action=(format!("/orders/{}/photos?_csrf={}", o.id, ui.csrf)) {
+                        input type="file" name="photo" accept="image/jpeg,image/png,image/webp" capture="environment" required;
+                        button type="submit" { (ui.t("orders.add_photo")) }
+                    }
+                }
+            }
             section.card {
                 h2 { (ui.t("orders.timeline")) }
                 @if actor.can(Action::EditOrders) {
@@ -1100,4 +1116,94 @@ pub async fn workload(ui: Ui) -> HttpResponse {
             } }
         },
     ))
+}
+
+/// `multipart/form-data` upload of one photo (field `photo`); the CSRF token comes in the
+/// query because forms with files are not read by the middleware.
+pub async fn upload_photo(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    mut form: actix_multipart::Multipart,
+) -> HttpResponse {
+    use futures_util::StreamExt;
+    let id = path.into_inner();
+    let limit = crate::domain::orders::MAX_PHOTO_BYTES;
+    let mut data: Option<Vec<u8>> = None;
+    while let Some(field) = form.next().await {
+        let mut field = match field {
+            Ok(f) => f,
+            Err(_) => {
+                return after(
+                    &ui,
+                    &actor,
+                    id,
+                    Err(DomainError::invalid("the upload is malformed")),
+                )
+                .await
+            }
+        };
+        if field.name() != Some("photo") {
+            continue;
+        }
+        let mut buf = Vec::new();
+        while let Some(chunk) = field.next().await {
+            match chunk {
+                Ok(b) if buf.len() + b.len() <= limit => buf.extend_from_slice(&b),
+                Ok(_) => {
+                    return render_order(
+                        &ui,
+                        &actor,
+                        id,
+                        Some(&format!("max {} MB", limit / 1_000_000)),
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                    )
+                    .await
+                }
+                Err(_) => {
+                    return after(
+                        &ui,
+                        &actor,
+                        id,
+                        Err(DomainError::invalid("the upload is malformed")),
+                    )
+                    .await
+                }
+            }
+        }
+        data = Some(buf);
+        break;
+    }
+    let Some(data) = data else {
+        return after(&ui, &actor, id, Err(DomainError::invalid("choose a photo"))).await;
+    };
+    let dir = ui.state.ctx.config.attachments_dir();
+    let r = ui.state.ctx.orders.add_photo(&actor, id, &dir, data).await;
+    match r {
+        Ok(_) => redirect(&format!("/orders/{id}")),
+        Err(e) => after(&ui, &actor, id, Err(e)).await,
+    }
+}
+
+pub async fn photo(ui: Ui, actor: Actor, path: web::Path<(i64, i64)>) -> HttpResponse {
+    let (id, pid) = path.into_inner();
+    let p = match ui.state.ctx.orders.photo(&actor, id, pid).await {
+        Ok(p) => p,
+        Err(e) => return fail(&ui, e),
+    };
+    let file = ui
+        .state
+        .ctx
+        .config
+        .attachments_dir()
+        .join("orders")
+        .join(id.to_string())
+        .join(&p.file);
+    match web::block(move || std::fs::read(file)).await {
+        Ok(Ok(bytes)) => HttpResponse::Ok()
+            .content_type(p.mime)
+            .insert_header(("Cache-Control", "private, max-age=86400"))
+            .body(bytes),
+        _ => fail(&ui, DomainError::NotFound),
+    }
 }
