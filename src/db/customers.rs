@@ -216,3 +216,57 @@ pub fn count(c: &Connection) -> DbResult<i64> {
         |r| r.get(0),
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, DbOptions};
+
+    /// Reindexing replaces a row by its rowid: after edits and a merge each live
+    /// customer and order has exactly one search row, and the merged-away one none.
+    #[test]
+    fn search_rows_are_replaced_not_duplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), &DbOptions::default()).unwrap();
+        db.write_blocking(|c| {
+            let f = |name| CustomerFields {
+                name,
+                email: "",
+                telegram: "",
+                address: "",
+                notes: "",
+                tags: "",
+            };
+            let a = insert(c, &f("Aziz"), &["+998901112233".into()], 1)?;
+            let b = insert(c, &f("Aziz K"), &["+998901112244".into()], 1)?;
+            assert!(update(
+                c,
+                a,
+                1,
+                &f("Aziz Karimov"),
+                &["+998901112233".into()],
+                2
+            )?);
+            reindex(c, a)?;
+            merge(c, a, b, 3)?;
+            let rows = |kind: &str, id: i64| -> i64 {
+                c.query_row(
+                    "SELECT count(*) FROM search_index WHERE kind = ?1 AND ref = ?2",
+                    params![kind, id],
+                    |r| r.get(0),
+                )
+                .unwrap()
+            };
+            assert_eq!(rows("c", a), 1);
+            assert_eq!(rows("c", b), 0);
+            let hits = crate::db::orders::search(c, "\"998901112244\"*", 10)?;
+            assert_eq!(
+                hits,
+                vec![("c".to_string(), a)],
+                "the merged phone finds the kept customer"
+            );
+            Ok(())
+        })
+        .unwrap();
+    }
+}

@@ -5,6 +5,7 @@ mod support;
 mod browser;
 mod cli;
 mod core;
+mod core_browser;
 mod core_reports;
 mod foundation;
 mod layering;

@@ -290,7 +290,11 @@ pub struct NewQuery {
     customer: Option<i64>,
 }
 
+/// The intake form. Fields the page leaves out (the name when the customer is already
+/// known, the master list for those who cannot assign) default to empty; the domain
+/// checks what is required.
 #[derive(Deserialize, Default, Clone)]
+#[serde(default)]
 pub struct NewForm {
     phone: String,
     customer_name: String,
