@@ -48,6 +48,7 @@ impl AppContext {
         let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone());
         let events = EventBus::default();
         let notifications = Notifications::new(db.clone());
+        notifications.set_order_lookup(Arc::new(crate::domain::orders::CoreOrderLookup));
         Ok(AppContext {
             config: Arc::new(config),
             customers: Customers::new(db.clone(), events.clone()),

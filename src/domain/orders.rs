@@ -178,6 +178,137 @@ fn audience(masters: &[Option<i64>]) -> Audience {
     Audience::Staff { masters: m }
 }
 
+/// Template values for a notification about an order, read inside the transaction.
+fn order_data(
+    c: &crate::db::Conn,
+    id: i64,
+    extra: &[(&str, String)],
+) -> Result<super::notifications::TemplateData, crate::db::DbError> {
+    let o = q::get(c, id)?.ok_or(DomainError::NotFound)?;
+    let statuses = q::statuses(c)?;
+    let status = statuses.iter().find(|s| s.id == o.status_id);
+    let mut d = super::notifications::TemplateData::new();
+    d.insert("customer_name".into(), o.customer_name.clone());
+    d.insert("order_number".into(), o.number.clone());
+    d.insert(
+        "device".into(),
+        format!("{} {}", o.brand, o.model).trim().to_string(),
+    );
+    // Customers' language is not known yet: the shop's default language.
+    d.insert(
+        "status".into(),
+        status.map(|s| s.name_uz.clone()).unwrap_or_default(),
+    );
+    d.insert("status_code".into(), o.status_code.clone());
+    d.insert(
+        "amount_due".into(),
+        crate::model::money::group_thousands(o.total - o.paid),
+    );
+    d.insert(
+        "master_name".into(),
+        o.master_name.clone().unwrap_or_default(),
+    );
+    if let Some(p) = o.promised_at {
+        let day = time::OffsetDateTime::from_unix_timestamp(p).map(|t| t.date().to_string());
+        d.insert("due_date".into(), day.unwrap_or_default());
+    }
+    for (k, v) in extra {
+        d.insert((*k).into(), v.clone());
+    }
+    Ok(d)
+}
+
+/// Queues a notification in the caller's transaction (delivered after commit).
+fn notify(
+    c: &crate::db::Conn,
+    event: super::notifications::EventKind,
+    key: String,
+    to: super::notifications::Recipient,
+    data: super::notifications::TemplateData,
+) -> Result<(), crate::db::DbError> {
+    super::notifications::enqueue(
+        c,
+        &super::notifications::Notification {
+            event,
+            key,
+            recipients: vec![to],
+            data,
+        },
+    )?;
+    Ok(())
+}
+
+/// What the Telegram bot needs from the orders, over the same tables.
+pub struct CoreOrderLookup;
+
+fn brief(o: &OrderRow, statuses: &[StatusRow]) -> super::notifications::OrderBrief {
+    super::notifications::OrderBrief {
+        order_id: o.id,
+        customer_id: o.customer_id,
+        number: o.number.clone(),
+        device: format!("{} {}", o.brand, o.model).trim().to_string(),
+        status: statuses
+            .iter()
+            .find(|s| s.id == o.status_id)
+            .map(|s| s.name_uz.clone())
+            .unwrap_or_default(),
+    }
+}
+
+impl CoreOrderLookup {
+    fn open(
+        c: &crate::db::Conn,
+        f: OrderFilter,
+    ) -> crate::db::DbResult<Vec<super::notifications::OrderBrief>> {
+        let statuses = q::statuses(c)?;
+        Ok(q::list(c, &f)?
+            .iter()
+            .filter(|o| o.status_group != "closed")
+            .map(|o| brief(o, &statuses))
+            .collect())
+    }
+}
+
+impl super::notifications::OrderLookup for CoreOrderLookup {
+    fn by_code(
+        &self,
+        c: &crate::db::Conn,
+        code: &str,
+    ) -> crate::db::DbResult<Option<super::notifications::OrderBrief>> {
+        let statuses = q::statuses(c)?;
+        Ok(q::by_number(c, code.trim())?.map(|o| brief(&o, &statuses)))
+    }
+    fn open_for_staff(
+        &self,
+        c: &crate::db::Conn,
+        user: crate::model::UserId,
+    ) -> crate::db::DbResult<Vec<super::notifications::OrderBrief>> {
+        Self::open(
+            c,
+            OrderFilter {
+                master_id: Some(user),
+                limit: 30,
+                sort: OrderSort::Promised,
+                ..Default::default()
+            },
+        )
+    }
+    fn open_for_customer(
+        &self,
+        c: &crate::db::Conn,
+        customer: i64,
+    ) -> crate::db::DbResult<Vec<super::notifications::OrderBrief>> {
+        Self::open(
+            c,
+            OrderFilter {
+                customer_id: Some(customer),
+                limit: 30,
+                ..Default::default()
+            },
+        )
+    }
+}
+
 #[derive(Clone)]
 pub struct Orders {
     db: Db,
@@ -340,7 +471,7 @@ impl Orders {
                     )?;
                 }
                 if let Some(m) = n.master_id {
-                    q::insert_event(
+                    let eid = q::insert_event(
                         c,
                         id,
                         Some(by_id),
@@ -349,6 +480,13 @@ impl Orders {
                         "",
                         &serde_json::json!({"master_id": m}),
                         now,
+                    )?;
+                    notify(
+                        c,
+                        super::notifications::EventKind::OrderAssigned,
+                        format!("order:{id}:assigned:{eid}"),
+                        super::notifications::Recipient::Staff(m),
+                        order_data(c, id, &[])?,
                     )?;
                 }
                 crate::db::settings::log_activity(
@@ -600,7 +738,20 @@ impl Orders {
                     return Err(DomainError::Conflict(STALE.into()).into());
                 }
                 let detail = serde_json::json!({"from": from.code, "to": to.code, "debt_override": debt_override.then_some(balance)});
-                q::insert_event(c, id, Some(by_id), "status", false, &note, &detail, now)?;
+                let eid = q::insert_event(c, id, Some(by_id), "status", false, &note, &detail, now)?;
+                let cust = crate::db::customers::get(c, before.customer_id)?;
+                let email = cust.map(|c| c.email).filter(|e| !e.is_empty());
+                notify(
+                    c,
+                    super::notifications::EventKind::OrderStatusChanged,
+                    format!("order:{id}:status:{eid}"),
+                    super::notifications::Recipient::Customer {
+                        customer_id: before.customer_id,
+                        email,
+                        language: None,
+                    },
+                    order_data(c, id, &[])?,
+                )?;
                 crate::db::settings::log_activity(c, Some(by_id), "status", "order", Some(id), &detail, now)?;
                 Ok(())
             })
@@ -622,7 +773,16 @@ impl Orders {
                 }
                 q::set_master(c, id, master, now)?;
                 let detail = serde_json::json!({"from": before.master_id, "to": master});
-                q::insert_event(c, id, Some(by_id), "assigned", false, "", &detail, now)?;
+                let eid = q::insert_event(c, id, Some(by_id), "assigned", false, "", &detail, now)?;
+                if let Some(m) = master.filter(|m| Some(*m) != before.master_id) {
+                    notify(
+                        c,
+                        super::notifications::EventKind::OrderAssigned,
+                        format!("order:{id}:assigned:{eid}"),
+                        super::notifications::Recipient::Staff(m),
+                        order_data(c, id, &[])?,
+                    )?;
+                }
                 crate::db::settings::log_activity(
                     c,
                     Some(by_id),
@@ -719,7 +879,7 @@ impl Orders {
         let (o, _) = self
             .mutate(by, id, "order.comment", move |c, _before, now| {
                 q::touch(c, id, now)?;
-                q::insert_event(
+                let eid = q::insert_event(
                     c,
                     id,
                     Some(by_id),
@@ -729,6 +889,15 @@ impl Orders {
                     &serde_json::json!({}),
                     now,
                 )?;
+                if let Some(m) = _before.master_id.filter(|m| *m != by_id) {
+                    notify(
+                        c,
+                        super::notifications::EventKind::OrderComment,
+                        format!("order:{id}:comment:{eid}"),
+                        super::notifications::Recipient::Staff(m),
+                        order_data(c, id, &[("comment", body.clone())])?,
+                    )?;
+                }
                 Ok(())
             })
             .await?;

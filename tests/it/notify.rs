@@ -614,12 +614,12 @@ async fn telegram_staff_link_assignment_templates_429_and_blocked() {
     .expect("second use refused, in the client's language");
     let page = master.get("/profile/telegram").await.text().await.unwrap();
     assert!(page.contains("data-chat=\"555\""));
-    // /my answers honestly while no orders module is wired in.
+    // /my answers from the orders module: this master has none open yet.
     bot.user_says(555, "en", "/my");
     eventually(WAIT, || async {
         bot.delivered_to(555)
             .iter()
-            .any(|t| t.contains("not available"))
+            .any(|t| t.contains("No open orders"))
             .then_some(())
     })
     .await
