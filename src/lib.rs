@@ -9,6 +9,7 @@ pub mod domain;
 pub mod events;
 pub mod i18n;
 pub mod model;
+pub mod ops;
 pub mod server;
 pub mod web;
 

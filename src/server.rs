@@ -31,10 +31,13 @@ pub struct Running {
     pub hub: crate::web::hub::Hub,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
+    /// Held until stopped: `crm restore` refuses while it is held.
+    data_dir_lock: crate::ops::lock::DataDirLock,
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let started = Instant::now();
+    let data_dir_lock = crate::ops::lock::DataDirLock::acquire(&config.data_dir)?;
     let ctx = AppContext::open(config)?;
     let setup_token = if ctx.accounts.user_count().await? == 0 {
         Some(crate::domain::accounts::random_token(24))
@@ -65,6 +68,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hub: bound.hub,
         http,
         http_task,
+        data_dir_lock,
     })
 }
 
@@ -74,6 +78,7 @@ impl Running {
         self.http.stop(true).await;
         let _ = self.http_task.await;
         self.ctx.db.checkpoint().await?;
+        drop(self.data_dir_lock);
         tracing::info!("crm stopped");
         Ok(())
     }

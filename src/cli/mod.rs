@@ -1,6 +1,8 @@
 //! Command-line interface. Commands are thin: they parse, call the same domain and ops
 //! functions the web layer uses, and print.
 
+mod backup;
+mod restore;
 mod serve;
 mod users;
 
@@ -46,6 +48,10 @@ pub enum Command {
         #[command(subcommand)]
         command: users::TokenCommand,
     },
+    /// Take a verified backup (database + attachments) while the server runs.
+    Backup(backup::BackupArgs),
+    /// Replace the data with a backup (the server must be stopped).
+    Restore(restore::RestoreArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +113,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User { command } => users::run_user(&cli, command),
         Command::Token { command } => users::run_token(&cli, command),
+        Command::Backup(args) => backup::run(&cli, args),
+        Command::Restore(args) => restore::run(&cli, args),
     }
 }
 

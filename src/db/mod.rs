@@ -8,6 +8,7 @@ mod writer;
 pub mod accounts;
 pub mod notices;
 pub mod settings;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

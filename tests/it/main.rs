@@ -8,3 +8,4 @@ mod foundation;
 mod layering;
 mod live;
 mod matrix;
+mod ops;
