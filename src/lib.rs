@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod i18n;
+pub mod jobs;
 pub mod model;
 pub mod ops;
 pub mod server;

@@ -31,6 +31,7 @@ pub struct Running {
     pub hub: crate::web::hub::Hub,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
+    jobs: crate::jobs::Jobs,
     /// Held until stopped: `crm restore` refuses while it is held.
     data_dir_lock: crate::ops::lock::DataDirLock,
 }
@@ -56,6 +57,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         startup_ms = started.elapsed().as_millis() as u64,
         "crm started"
     );
+    let jobs = crate::jobs::start(&ctx);
+    // Type=notify: systemd counts the service as started only now that it serves.
+    crate::ops::systemd::notify_ready();
     let setup_path = setup_token.map(|t| format!("/setup?token={t}"));
     if let Some(p) = &setup_path {
         // The one place the setup token is printed: the operator needs it to finish setup.
@@ -68,6 +72,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hub: bound.hub,
         http,
         http_task,
+        jobs,
         data_dir_lock,
     })
 }
@@ -75,6 +80,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 impl Running {
     /// Stops accepting, lets in-flight requests finish, then checkpoints the WAL.
     pub async fn stop(self) -> anyhow::Result<()> {
+        crate::ops::systemd::notify_stopping();
+        self.jobs.stop().await;
         self.http.stop(true).await;
         let _ = self.http_task.await;
         self.ctx.db.checkpoint().await?;

@@ -2,6 +2,7 @@
 //! functions the web layer uses, and print.
 
 mod backup;
+mod install;
 mod restore;
 mod serve;
 mod users;
@@ -52,6 +53,10 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Replace the data with a backup (the server must be stopped).
     Restore(restore::RestoreArgs),
+    /// Install as a systemd service: user, /etc/crm/crm.toml, /var/lib/crm, binary, unit.
+    Install(install::InstallArgs),
+    /// Remove the service (keeps config and data unless --purge).
+    Uninstall(install::UninstallArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +120,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command } => users::run_token(&cli, command),
         Command::Backup(args) => backup::run(&cli, args),
         Command::Restore(args) => restore::run(&cli, args),
+        Command::Install(args) => install::run_install(args),
+        Command::Uninstall(args) => install::run_uninstall(args),
     }
 }
 

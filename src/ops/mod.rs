@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod install;
 pub mod lock;
 pub mod restore;
+pub mod systemd;
 pub mod upgrade;
 
 use std::path::{Path, PathBuf};

@@ -9,3 +9,4 @@ mod layering;
 mod live;
 mod matrix;
 mod ops;
+mod ops_install;
