@@ -2,6 +2,7 @@
 //! functions the web layer uses, and print.
 
 mod backup;
+mod doctor;
 mod install;
 mod restore;
 mod serve;
@@ -57,6 +58,8 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Remove the service (keeps config and data unless --purge).
     Uninstall(install::UninstallArgs),
+    /// Check config, ports, database, disk, backups and clock; say what to fix.
+    Doctor,
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => restore::run(&cli, args),
         Command::Install(args) => install::run_install(args),
         Command::Uninstall(args) => install::run_uninstall(args),
+        Command::Doctor => doctor::run(&cli),
     }
 }
 

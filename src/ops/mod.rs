@@ -7,6 +7,7 @@ pub mod backup;
 pub mod doctor;
 pub mod install;
 pub mod lock;
+pub mod probe;
 pub mod restore;
 pub mod systemd;
 pub mod upgrade;

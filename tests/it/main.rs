@@ -9,4 +9,5 @@ mod layering;
 mod live;
 mod matrix;
 mod ops;
+mod ops_doctor;
 mod ops_install;
