@@ -6,6 +6,7 @@ mod doctor;
 mod install;
 mod restore;
 mod serve;
+mod upgrade;
 mod users;
 
 use std::io::Read;
@@ -60,6 +61,8 @@ pub enum Command {
     Uninstall(install::UninstallArgs),
     /// Check config, ports, database, disk, backups and clock; say what to fix.
     Doctor,
+    /// Install a signed release (downloaded, or --from-file), with backup and rollback.
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Install(args) => install::run_install(args),
         Command::Uninstall(args) => install::run_uninstall(args),
         Command::Doctor => doctor::run(&cli),
+        Command::Upgrade(args) => upgrade::run(&cli, args),
     }
 }
 

@@ -11,3 +11,4 @@ mod matrix;
 mod ops;
 mod ops_doctor;
 mod ops_install;
+mod ops_upgrade;
