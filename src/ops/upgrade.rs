@@ -50,8 +50,13 @@ pub struct UpgradeOptions {
 
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    UpToDate { current: String },
-    Available { current: String, latest: String },
+    UpToDate {
+        current: String,
+    },
+    Available {
+        current: String,
+        latest: String,
+    },
     Upgraded {
         from: String,
         to: String,
@@ -170,7 +175,8 @@ pub fn upgrade(cfg: &Config, opts: &UpgradeOptions) -> OpsResult<Outcome> {
     }
     let new_bin = unpacked.join(BINARY);
     // 3. The new binary runs here and is the version it claims to be.
-    let reported = binary_version(&new_bin).map_err(|e| bad(format!("its crm does not run here: {e}")))?;
+    let reported =
+        binary_version(&new_bin).map_err(|e| bad(format!("its crm does not run here: {e}")))?;
     if reported != info.version {
         return Err(bad(format!(
             "its crm reports version {reported} but its release.json says {}",
@@ -198,7 +204,11 @@ pub fn upgrade(cfg: &Config, opts: &UpgradeOptions) -> OpsResult<Outcome> {
     let backup = if cfg.db_path().exists() {
         Some(
             super::backup::create(cfg, None)
-                .map_err(|e| OpsError::Refused(format!("the backup before upgrading failed, nothing was changed: {e}")))?
+                .map_err(|e| {
+                    OpsError::Refused(format!(
+                        "the backup before upgrading failed, nothing was changed: {e}"
+                    ))
+                })?
                 .path,
         )
     } else {
@@ -222,7 +232,8 @@ pub fn upgrade(cfg: &Config, opts: &UpgradeOptions) -> OpsResult<Outcome> {
                 info.version,
                 match back {
                     Ok(_) => " and it runs again".to_string(),
-                    Err(e) => format!(", but it does not answer either ({e}): see journalctl -u crm"),
+                    Err(e) =>
+                        format!(", but it does not answer either ({e}): see journalctl -u crm"),
                 }
             )));
         }
@@ -251,9 +262,8 @@ pub fn rollback(cfg: &Config, exe: &Path, health_timeout: Duration) -> OpsResult
     }
     let managed = systemd::service_active();
     swap_with_previous(exe)?;
-    let version = binary_version(exe).map_err(|e| {
-        OpsError::NeedsAttention(format!("the restored binary does not run: {e}"))
-    })?;
+    let version = binary_version(exe)
+        .map_err(|e| OpsError::NeedsAttention(format!("the restored binary does not run: {e}")))?;
     let service = restart_and_check(cfg, managed, &version, health_timeout).map_err(|e| {
         OpsError::NeedsAttention(format!(
             "went back to {version} but the service does not answer: {e}; run `crm upgrade --rollback` again to return to the other version"
@@ -275,13 +285,21 @@ fn latest_release(url: &str) -> OpsResult<(String, String, String)> {
         .map_err(|e| OpsError::Refused(format!("the release manifest {url} is not valid: {e}")))?;
     let newest = releases
         .iter()
-        .reduce(|a, b| if is_newer(a.version(), b.version()) { b } else { a })
+        .reduce(|a, b| {
+            if is_newer(a.version(), b.version()) {
+                b
+            } else {
+                a
+            }
+        })
         .ok_or_else(|| OpsError::Refused(format!("{url} lists no release")))?;
     let arch = std::env::consts::ARCH;
     let asset = newest
         .assets()
         .iter()
-        .find(|a| a.name().ends_with(".tar.gz") && a.name().contains(arch) && a.name().contains("linux"))
+        .find(|a| {
+            a.name().ends_with(".tar.gz") && a.name().contains(arch) && a.name().contains("linux")
+        })
         .ok_or_else(|| {
             OpsError::Refused(format!(
                 "release {} has no archive for {arch} Linux",
@@ -301,7 +319,11 @@ fn download(url: &str, dest: &Path) -> OpsResult<()> {
         .timeout(Duration::from_secs(600))
         .max_download_size(200 * 1024 * 1024)
         .download_to(&mut file)
-        .map_err(|e| OpsError::Refused(format!("download of {url} failed, nothing was changed: {e}")))
+        .map_err(|e| {
+            OpsError::Refused(format!(
+                "download of {url} failed, nothing was changed: {e}"
+            ))
+        })
 }
 
 /// Extracts exactly `crm` and `release.json`; anything else in the archive is an error.
@@ -313,7 +335,11 @@ fn unpack(archive: &Path, into: &Path) -> Result<ReleaseInfo, String> {
     let mut has_bin = false;
     for entry in tar.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| format!("unreadable: {e}"))?;
-        let name = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let name = entry
+            .path()
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .into_owned();
         let name = name.trim_start_matches("./").to_string();
         match name.as_str() {
             RELEASE_INFO => {
@@ -395,7 +421,8 @@ fn install_binary(new_bin: &Path, exe: &Path) -> OpsResult<()> {
     let link = sibling(exe, "previous-new");
     let _ = std::fs::remove_file(&link);
     std::fs::hard_link(exe, &link).map_err(io_ctx("cannot keep the old binary as", &link))?;
-    std::fs::rename(&link, &previous).map_err(io_ctx("cannot keep the old binary as", &previous))?;
+    std::fs::rename(&link, &previous)
+        .map_err(io_ctx("cannot keep the old binary as", &previous))?;
     std::fs::rename(&incoming, exe).map_err(io_ctx("cannot replace", exe))?;
     sync_dir(dir)
 }
@@ -445,5 +472,8 @@ fn restart_and_check(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    Err(format!("no healthy answer on {addr} within {} s: {last}", timeout.as_secs()))
+    Err(format!(
+        "no healthy answer on {addr} within {} s: {last}",
+        timeout.as_secs()
+    ))
 }

@@ -2,6 +2,7 @@
 //! Suites live in their own files; each compares against a reference measured in the
 //! same run where the issue asks for one.
 
+mod backup;
 mod httpc;
 mod server;
 mod startup;
@@ -10,7 +11,7 @@ mod ws;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup", "ws"];
+const SUITES: &[&str] = &["startup", "ws", "backup"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let result = match suite.as_str() {
         "startup" => startup::run(rest),
         "ws" => ws::run(rest),
+        "backup" => backup::run(rest),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")
