@@ -76,6 +76,11 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/audit/logins", Allowed(ViewLoginAudit), pages::audit::logins);
     r.add(get(), "/audit/activity", Allowed(ViewActivityLog), pages::audit::activity);
 
+    // Backups (ops)
+    r.add(get(), "/backups", Allowed(ManageBackups), pages::backups::list);
+    r.add(post(), "/backups", Allowed(ManageBackups), pages::backups::create);
+    r.add(get(), "/backups/{name}/download", Allowed(ManageBackups), pages::backups::download);
+
     // JSON API
     r.add(get(), "/api/v1/openapi.json", Public, api::openapi_json);
     r.add(get(), "/api/v1/me", Allowed(ManageOwnAccount), api::users::me);

@@ -63,8 +63,15 @@ pub const FOUNDATION: &[(&str, &str, Who)] = &[
 ];
 
 /// Every area's rows.
+/// Backups (ops).
+pub const OPS: &[(&str, &str, Who)] = &[
+    ("GET", "/backups", ADMIN),
+    ("POST", "/backups", ADMIN),
+    ("GET", "/backups/{name}/download", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION];
+    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, OPS];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

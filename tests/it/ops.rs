@@ -366,3 +366,66 @@ fn forge_manifest(src: &Path, dest: &Path) {
     }
     b.into_inner().unwrap().finish().unwrap();
 }
+
+#[tokio::test]
+async fn backups_page_creates_lists_and_downloads_for_admins_only() {
+    let app = TestApp::spawn().await;
+    app.add_user("oper", crm::model::Role::Operator, "oper-pass-1")
+        .await;
+    let admin = app.login_admin().await;
+    let page = admin.get("/backups").await;
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("id=\"backup-warning\""),
+        "no backup yet: a warning"
+    );
+
+    let resp = admin.post_form("/backups", &[]).await;
+    assert_eq!(resp.status(), 303);
+    let to = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with("/backups?done=crm-backup-"), "{to}");
+    let files = crm::ops::backup::list(&app.data_dir().join("backups"));
+    assert_eq!(files.len(), 1);
+    crm::ops::archive::verify(&files[0].path, None).expect("a valid archive");
+
+    let text = admin.get(&to).await.text().await.unwrap();
+    assert!(text.contains(&files[0].name));
+    assert!(
+        !text.contains("id=\"backup-warning\""),
+        "fresh backup: no warning"
+    );
+
+    let dl = admin
+        .get(&format!("/backups/{}/download", files[0].name))
+        .await;
+    assert_eq!(dl.status(), 200);
+    assert_eq!(
+        dl.headers()["content-type"].to_str().unwrap(),
+        "application/gzip"
+    );
+    assert_eq!(
+        dl.bytes().await.unwrap().to_vec(),
+        std::fs::read(&files[0].path).unwrap()
+    );
+    // Only plain names of finished backups: no paths, no other files.
+    std::fs::write(app.data_dir().join("crm-backup-x.tar.gz"), b"secret").unwrap();
+    for bad in [
+        "..%2Fcrm.db",
+        "crm.db",
+        "..%2Fcrm-backup-x.tar.gz",
+        "nope.tar.gz",
+    ] {
+        let r = admin.get(&format!("/backups/{bad}/download")).await;
+        assert_eq!(r.status(), 404, "{bad}");
+    }
+
+    let oper = app.login("oper", "oper-pass-1").await;
+    assert_eq!(oper.get("/backups").await.status(), 403);
+    assert_eq!(
+        oper.get(&format!("/backups/{}/download", files[0].name))
+            .await
+            .status(),
+        403
+    );
+}

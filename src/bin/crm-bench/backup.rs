@@ -148,10 +148,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     println!("speed_vs_cp={:.2}", cp_s / backup_total_s);
     println!("writes_before={}", before.len());
     println!("write_p50_ms_before={}", ms(percentile(&before, 50.0)));
-    println!("write_max_ms_before={}", ms(*before.last().unwrap_or(&Duration::ZERO)));
+    println!(
+        "write_max_ms_before={}",
+        ms(*before.last().unwrap_or(&Duration::ZERO))
+    );
     println!("writes_during={}", during.len());
     println!("write_p50_ms_during={}", ms(percentile(&during, 50.0)));
     println!("write_p99_ms_during={}", ms(percentile(&during, 99.0)));
-    println!("write_max_ms_during={}", ms(*during.last().unwrap_or(&Duration::ZERO)));
+    println!(
+        "write_max_ms_during={}",
+        ms(*during.last().unwrap_or(&Duration::ZERO))
+    );
     Ok(())
 }

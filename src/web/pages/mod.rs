@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod dashboard;
 pub mod profile;
 pub mod users;
