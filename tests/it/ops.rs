@@ -429,3 +429,53 @@ async fn backups_page_creates_lists_and_downloads_for_admins_only() {
         403
     );
 }
+
+/// A backup whose database fails to migrate: the restore puts the previous data back.
+#[tokio::test]
+async fn a_restore_that_fails_to_migrate_reverts_to_the_previous_data() {
+    let mut app = TestApp::spawn().await;
+    let data = app.data_dir();
+    put(&app, "mine".into(), "kept".into()).await;
+    std::fs::create_dir_all(data.join("attachments")).unwrap();
+    std::fs::write(data.join("attachments/a.txt"), b"current").unwrap();
+    app.stop().await;
+    let before = dump(&data.join("crm.db"));
+    let files_before = tree(&data.join("attachments"));
+
+    // A well-formed, correctly checksummed archive whose database claims an older schema
+    // than its tables have, so migrating it fails half-way (a table already exists).
+    let work = tempfile::tempdir().unwrap();
+    let db = work.path().join("old.db");
+    crm::db::migrate_file(&db).unwrap();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.pragma_update(None, "user_version", 4).unwrap();
+    c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    drop(c);
+    let archive = work.path().join("crm-backup-old.tar.gz");
+    crm::ops::archive::write(&archive, &db, &work.path().join("none"), 4).unwrap();
+
+    let out = run({
+        let mut c = crm_on(&data);
+        c.arg("restore").arg(&archive);
+        c
+    })
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("previous data was put back unchanged"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(dump(&data.join("crm.db")), before);
+    assert_eq!(tree(&data.join("attachments")), files_before);
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("before-restore")
+        })
+        .collect();
+    assert!(leftovers.is_empty());
+}
