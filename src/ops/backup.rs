@@ -92,6 +92,7 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
             )));
         }
         std::fs::rename(&partial, &dest).map_err(io_ctx("cannot rename", &partial))?;
+        super::match_owner(&dest, &parent);
         sync_dir(&parent)?;
         Ok(written)
     })();

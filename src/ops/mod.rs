@@ -62,6 +62,27 @@ pub(crate) fn sync_dir(dir: &Path) -> OpsResult<()> {
         .map_err(io_ctx("cannot sync directory", dir))
 }
 
+/// Gives `path` (recursively) the owner of `like`, so files made by `sudo crm ...` in the
+/// data directory stay usable by the service's `crm` user. Best effort: as a non-root
+/// user the files are already ours and this changes nothing.
+pub(crate) fn match_owner(path: &Path, like: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(like) else {
+        return;
+    };
+    fn walk(p: &Path, uid: u32, gid: u32) {
+        let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+        if p.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(p) {
+                for e in entries.flatten() {
+                    walk(&e.path(), uid, gid);
+                }
+            }
+        }
+    }
+    walk(path, meta.uid(), meta.gid());
+}
+
 /// A byte count for people: "512 B", "3.4 MB".
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];

@@ -75,6 +75,8 @@ pub fn restore(cfg: &Config, archive_path: &Path) -> OpsResult<RestoreDone> {
         } else {
             std::fs::create_dir_all(&att).map_err(io_ctx("cannot create", &att))?;
         }
+        super::match_owner(&db, &cfg.data_dir);
+        super::match_owner(&att, &cfg.data_dir);
         sync_dir(&cfg.data_dir)?;
         let versions = crate::db::migrate_file(&db)?;
         let after = crate::db::snapshot::check_file(&db)?;

@@ -454,10 +454,20 @@ fn restart_and_check(
         }
         return Ok("the service is not running; nothing restarted".into());
     }
+    // Type=notify: `systemctl restart` returns once the new process said READY=1 (it
+    // serves) or failed.
     match systemd::systemctl(&["restart", systemd::UNIT_NAME]) {
         Ok(true) => {}
         Ok(false) => return Err("systemctl restart crm failed".into()),
         Err(e) => return Err(format!("cannot run systemctl: {e}")),
+    }
+    if cfg.tls() {
+        // This probe speaks plain HTTP only; readiness comes from systemd instead.
+        return if systemd::service_active() {
+            Ok("service restarted and reports ready (HTTPS: /healthz not probed)".into())
+        } else {
+            Err("the service is not active after the restart".into())
+        };
     }
     let addr = probe::local_target(cfg.http);
     let deadline = Instant::now() + timeout;
