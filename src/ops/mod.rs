@@ -21,7 +21,7 @@ use crate::db::DbError;
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     /// Another crm (normally the server) holds the data directory.
-    #[error("the data directory {dir} is in use by a running crm (pid {pid}); stop it first (sudo systemctl stop crm), then run this again")]
+    #[error("the data directory {dir} is in use by a running crm (pid {pid}); stop it first (sudo systemctl stop crm, or add --stop-service to crm restore), then run this again")]
     Locked { dir: PathBuf, pid: String },
     /// The archive failed verification; nothing was changed.
     #[error("{path}: not a valid crm archive, nothing was changed: {reason}")]
