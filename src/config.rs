@@ -101,6 +101,79 @@ pub struct Config {
     pub metrics_token: Option<String>,
     pub session: SessionConfig,
     pub login: LoginConfig,
+    pub backup: BackupConfig,
+    pub upgrade: UpgradeConfig,
+}
+
+/// Automatic backups (`crm backup` and the backups page work without these).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Daily backup time "HH:MM" in the box's zone (`utc_offset`), or "off".
+    pub time: String,
+    /// The box's offset from UTC, "+05:00" for Uzbekistan (no daylight saving).
+    pub utc_offset: String,
+    /// How many automatic backups to keep in `dir`; older ones are deleted.
+    pub keep: usize,
+    /// Where backups go, e.g. a USB disk or a mounted share. Default: <data_dir>/backups.
+    pub dir: Option<PathBuf>,
+    /// `crm doctor` and the dashboard warn when the newest good backup is older than this.
+    pub warn_after_hours: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            time: "03:00".into(),
+            utc_offset: "+05:00".into(),
+            keep: 14,
+            dir: None,
+            warn_after_hours: 48,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The daily time as minutes after midnight, `None` when "off".
+    pub fn daily_minute(&self) -> Result<Option<u32>, String> {
+        if self.time.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let (h, m) = self
+            .time
+            .split_once(':')
+            .ok_or_else(|| "expected HH:MM or \"off\"".to_string())?;
+        match (h.parse::<u32>(), m.parse::<u32>()) {
+            (Ok(h), Ok(m)) if h < 24 && m < 60 => Ok(Some(h * 60 + m)),
+            _ => Err("expected HH:MM (00:00 to 23:59) or \"off\"".into()),
+        }
+    }
+
+    /// `utc_offset` in minutes east of UTC.
+    pub fn offset_minutes(&self) -> Result<i32, String> {
+        let s = self.utc_offset.trim();
+        let (sign, rest) = match s.as_bytes().first() {
+            Some(b'+') => (1, &s[1..]),
+            Some(b'-') => (-1, &s[1..]),
+            _ => return Err("expected +HH:MM or -HH:MM".into()),
+        };
+        let (h, m) = rest
+            .split_once(':')
+            .ok_or_else(|| "expected +HH:MM or -HH:MM".to_string())?;
+        match (h.parse::<i32>(), m.parse::<i32>()) {
+            (Ok(h), Ok(m)) if h <= 14 && (0..60).contains(&m) => Ok(sign * (h * 60 + m)),
+            _ => Err("expected +HH:MM or -HH:MM".into()),
+        }
+    }
+}
+
+/// Where `crm upgrade` looks for releases.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradeConfig {
+    /// URL of the release manifest (self_update's manifest schema, JSON). Unset: only
+    /// `crm upgrade --from-file` works.
+    pub url: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -138,6 +211,8 @@ impl Default for Config {
             metrics_token: None,
             session: SessionConfig::default(),
             login: LoginConfig::default(),
+            backup: BackupConfig::default(),
+            upgrade: UpgradeConfig::default(),
         }
     }
 }
@@ -228,6 +303,27 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.sip_listen()?;
+        self.backup
+            .daily_minute()
+            .map_err(|message| ConfigError::Invalid {
+                key: "backup.time",
+                value: self.backup.time.clone(),
+                message,
+            })?;
+        self.backup
+            .offset_minutes()
+            .map_err(|message| ConfigError::Invalid {
+                key: "backup.utc_offset",
+                value: self.backup.utc_offset.clone(),
+                message,
+            })?;
+        if self.backup.keep == 0 {
+            return Err(ConfigError::Invalid {
+                key: "backup.keep",
+                value: "0".into(),
+                message: "keep at least one backup".into(),
+            });
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 key: "tls_cert/tls_key",
@@ -278,6 +374,14 @@ impl Config {
 
     pub fn tmp_dir(&self) -> PathBuf {
         self.data_dir.join("tmp")
+    }
+
+    /// Where automatic and default backups are written: `[backup] dir` or <data_dir>/backups.
+    pub fn backup_target_dir(&self) -> PathBuf {
+        self.backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.backups_dir())
     }
 
     /// The effective config as TOML, with secrets replaced by a marker.

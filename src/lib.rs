@@ -8,8 +8,10 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod i18n;
+pub mod jobs;
 pub mod model;
 pub mod notify;
+pub mod ops;
 pub mod server;
 pub mod web;
 

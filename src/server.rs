@@ -32,10 +32,14 @@ pub struct Running {
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
     notifier: crate::notify::Notifier,
+    jobs: crate::jobs::Jobs,
+    /// Held until stopped: `crm restore` refuses while it is held.
+    data_dir_lock: crate::ops::lock::DataDirLock,
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let started = Instant::now();
+    let data_dir_lock = crate::ops::lock::DataDirLock::acquire(&config.data_dir)?;
     let ctx = AppContext::open(config)?;
     let setup_token = if ctx.accounts.user_count().await? == 0 {
         Some(crate::domain::accounts::random_token(24))
@@ -55,6 +59,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         startup_ms = started.elapsed().as_millis() as u64,
         "crm started"
     );
+    let jobs = crate::jobs::start(&ctx);
+    // Type=notify: systemd counts the service as started only now that it serves.
+    crate::ops::systemd::notify_ready();
     let setup_path = setup_token.map(|t| format!("/setup?token={t}"));
     if let Some(p) = &setup_path {
         // The one place the setup token is printed: the operator needs it to finish setup.
@@ -68,17 +75,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http,
         http_task,
         notifier,
+        jobs,
+        data_dir_lock,
     })
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish, then checkpoints the WAL.
     pub async fn stop(self) -> anyhow::Result<()> {
+        crate::ops::systemd::notify_stopping();
+        self.jobs.stop().await;
         self.http.stop(true).await;
         let _ = self.http_task.await;
         // After HTTP: no new test sends; in-flight deliveries settle before the checkpoint.
         self.notifier.stop().await;
         self.ctx.db.checkpoint().await?;
+        drop(self.data_dir_lock);
         tracing::info!("crm stopped");
         Ok(())
     }

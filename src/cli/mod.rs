@@ -1,7 +1,12 @@
 //! Command-line interface. Commands are thin: they parse, call the same domain and ops
 //! functions the web layer uses, and print.
 
+mod backup;
+mod doctor;
+mod install;
+mod restore;
 mod serve;
+mod upgrade;
 mod users;
 
 use std::io::Read;
@@ -57,6 +62,18 @@ pub enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Take a verified backup (database + attachments) while the server runs.
+    Backup(backup::BackupArgs),
+    /// Replace the data with a backup (the server must be stopped).
+    Restore(restore::RestoreArgs),
+    /// Install as a systemd service: user, /etc/crm/crm.toml, /var/lib/crm, binary, unit.
+    Install(install::InstallArgs),
+    /// Remove the service (keeps config and data unless --purge).
+    Uninstall(install::UninstallArgs),
+    /// Check config, ports, database, disk, backups and clock; say what to fix.
+    Doctor,
+    /// Install a signed release (downloaded, or --from-file), with backup and rollback.
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +153,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup(args) => backup::run(&cli, args),
+        Command::Restore(args) => restore::run(&cli, args),
+        Command::Install(args) => install::run_install(args),
+        Command::Uninstall(args) => install::run_uninstall(args),
+        Command::Doctor => doctor::run(&cli),
+        Command::Upgrade(args) => upgrade::run(&cli, args),
     }
 }
 

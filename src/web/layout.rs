@@ -29,6 +29,7 @@ const NAV: &[(&str, &str, Action)] = &[
         "notify.profile.nav",
         Action::ManageOwnAccount,
     ),
+    ("/backups", "backups.nav", Action::ManageBackups),
 ];
 
 fn head(state: Option<&WebState>, title: &str) -> Markup {

@@ -120,6 +120,10 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/profile/telegram", Allowed(ManageOwnAccount), pages::notifications::profile_telegram);
     r.add(post(), "/profile/telegram/link", Allowed(ManageOwnAccount), pages::notifications::profile_telegram_link);
     r.add(post(), "/profile/telegram/unlink", Allowed(ManageOwnAccount), pages::notifications::profile_telegram_unlink);
+    // Backups (ops)
+    r.add(get(), "/backups", Allowed(ManageBackups), pages::backups::list);
+    r.add(post(), "/backups", Allowed(ManageBackups), pages::backups::create);
+    r.add(get(), "/backups/{name}/download", Allowed(ManageBackups), pages::backups::download);
 
     // JSON API
     r.add(get(), "/api/v1/openapi.json", Public, api::openapi_json);

@@ -13,3 +13,7 @@ mod live;
 mod matrix;
 mod notify;
 mod notify_peers;
+mod ops;
+mod ops_doctor;
+mod ops_install;
+mod ops_upgrade;

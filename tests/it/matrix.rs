@@ -136,8 +136,15 @@ pub const NOTIFY: &[(&str, &str, Who)] = &[
 ];
 
 /// Every area's rows.
+/// Backups (ops).
+pub const OPS: &[(&str, &str, Who)] = &[
+    ("GET", "/backups", ADMIN),
+    ("POST", "/backups", ADMIN),
+    ("GET", "/backups/{name}/download", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY];
+    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

@@ -2,6 +2,7 @@
 //! Suites live in their own files; each compares against a reference measured in the
 //! same run where the issue asks for one.
 
+mod backup;
 mod core;
 mod httpc;
 mod notify;
@@ -12,7 +13,7 @@ mod ws;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup", "ws", "core", "notify"];
+const SUITES: &[&str] = &["startup", "ws", "core", "notify", "backup"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         "ws" => ws::run(rest),
         "core" => core::run(rest),
         "notify" => notify::run(rest),
+        "backup" => backup::run(rest),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")

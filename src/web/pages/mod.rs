@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod core_ui;
 pub mod customers;
 pub mod dashboard;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds a crm release into target/dist/:
+#   crm-VERSION-x86_64-unknown-linux-musl.tar.gz   static binary + release.json, signed
+#                                                  (zipsign, ed25519; what `crm upgrade` takes)
+#   manifest.json                                  the release source `[upgrade] url` points at
+#   crm_VERSION-1_amd64.deb                        Debian package (cargo-deb)
+#   SHA256SUMS
+# Needs: rustup, Debian's musl-tools (musl-gcc, for aws-lc-sys), zipsign and cargo-deb
+# (installed with `cargo install --locked` when missing), and the signing key:
+# $CRM_SIGNING_KEY (default ~/.config/crm/release-signing.key, 64 bytes: secret + public,
+# the format `zipsign gen-key` writes). Its public half is packaging/release-key.pub,
+# built into every crm; a new key means publishing a crm built with the new .pub first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=x86_64-unknown-linux-musl
+KEY=${CRM_SIGNING_KEY:-$HOME/.config/crm/release-signing.key}
+DIST=target/dist
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+NAME="crm-$VERSION-$TARGET.tar.gz"
+
+[ -r "$KEY" ] || { echo "no signing key at $KEY (set CRM_SIGNING_KEY)" >&2; exit 1; }
+command -v musl-gcc >/dev/null || { echo "musl-gcc missing: sudo apt install musl-tools" >&2; exit 1; }
+command -v zipsign >/dev/null || cargo install --locked zipsign
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+rustup target add "$TARGET"
+
+echo "== static build"
+cargo build --release --locked --target "$TARGET" --bin crm
+BIN="target/$TARGET/release/crm"
+if ldd "$BIN" >/dev/null 2>&1; then echo "$BIN is not static" >&2; exit 1; fi
+[ "$("$BIN" --version)" = "crm $VERSION" ] || { echo "version mismatch" >&2; exit 1; }
+
+rm -rf "$DIST" && mkdir -p "$DIST"
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+
+echo "== signed release archive"
+cp "$BIN" "$STAGE/crm"
+printf '{"version":"%s","target":"%s"}\n' "$VERSION" "$TARGET" > "$STAGE/release.json"
+tar -C "$STAGE" -czf "$STAGE/$NAME" crm release.json
+# The signature covers the archive AND its file name (the context `crm upgrade` checks).
+zipsign sign tar --context "$NAME" -o "$DIST/$NAME" "$STAGE/$NAME" "$KEY"
+zipsign verify tar --context "$NAME" "$DIST/$NAME" packaging/release-key.pub
+
+cat > "$DIST/manifest.json" <<JSON
+{
+  "schema": 1,
+  "releases": [
+    {
+      "version": "$VERSION",
+      "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+      "assets": [
+        { "name": "$NAME", "url": "$NAME", "digest": "sha256:$(sha256sum "$DIST/$NAME" | cut -d' ' -f1)" }
+      ]
+    }
+  ]
+}
+JSON
+
+echo "== Debian package"
+# The package's unit runs /usr/bin/crm; the default config is the one `crm install` writes.
+DEBSRC=target/dist-deb
+rm -rf "$DEBSRC" && mkdir -p "$DEBSRC"
+sed 's#/usr/local/bin/crm#/usr/bin/crm#' systemd/crm.service > "$DEBSRC/crm.service"
+"$BIN" install --root "$STAGE/root" >/dev/null
+cp "$STAGE/root/etc/crm/crm.toml" "$DEBSRC/crm.toml"
+cp "$STAGE/root/usr/lib/sysusers.d/crm.conf" "$DEBSRC/crm.sysusers"
+cargo deb --no-build --target "$TARGET" --output "$DIST/"
+
+(cd "$DIST" && sha256sum -- *.tar.gz *.deb manifest.json > SHA256SUMS)
+echo "== done"
+ls -l "$DIST"

@@ -1,0 +1,163 @@
+//! `backup [SIZE_MB]`: an online backup of a large database (default 1 GB) while a steady
+//! write load runs. Reports the backup's duration against `cp` of the same file in the
+//! same run, and the write latencies (longest stall) before and during the backup.
+//!
+//! Figures: `db_bytes`, `cp_s`, `snapshot_s` (the SQLite page copy alone),
+//! `backup_total_s` (snapshot + integrity_check + gzip archive + re-read verification),
+//! `speed_vs_cp` (cp_s / backup_total_s; goal >= 0.5), `snapshot_speed_vs_cp`,
+//! `write_max_ms_before`, `write_max_ms_during` (goal < 100), `write_p99_ms_during`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::stats::{ms, percentile};
+
+const ROW_BYTES: usize = 4000;
+const ROWS_PER_WRITE: usize = 500;
+/// The steady load: one small write every this often.
+const LOAD_PERIOD: Duration = Duration::from_millis(5);
+
+fn filler(seed: u64) -> String {
+    // Half random (incompressible), half repetitive, like real rows with notes.
+    use rand::{Rng, SeedableRng};
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut s = String::with_capacity(ROW_BYTES);
+    while s.len() < ROW_BYTES / 2 {
+        s.push(char::from(r.gen_range(b'a'..=b'z')));
+    }
+    while s.len() < ROW_BYTES {
+        s.push_str("telefon ekrani almashtirildi; ");
+    }
+    s.truncate(ROW_BYTES);
+    s
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let size_mb: u64 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(1024);
+    let dir = tempfile::tempdir()?;
+    let cfg = crm::config::Config {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let ctx = crm::app::AppContext::open(cfg.clone())?;
+    let db = ctx.db.clone();
+
+    // Fill.
+    let rows = (size_mb * 1_000_000) as usize / ROW_BYTES;
+    let fill_start = Instant::now();
+    let mut written = 0;
+    while written < rows {
+        let n = ROWS_PER_WRITE.min(rows - written);
+        let base = written;
+        db.write_blocking(move |c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO settings(key, value, updated_at) VALUES (?1, ?2, 0)",
+            )?;
+            for i in base..base + n {
+                stmt.execute([format!("fill-{i:09}"), filler(i as u64)])?;
+            }
+            Ok(())
+        })?;
+        written += n;
+    }
+    rt.block_on(db.checkpoint())?;
+    let db_bytes = std::fs::metadata(cfg.db_path())?.len();
+    eprintln!(
+        "filled {} rows in {:.1} s",
+        rows,
+        fill_start.elapsed().as_secs_f64()
+    );
+
+    // The reference: cp of the same file (page cache as warm as for the backup).
+    let copy = dir.path().join("cp.db");
+    let t = Instant::now();
+    let ok = std::process::Command::new("cp")
+        .arg(cfg.db_path())
+        .arg(&copy)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "cp failed");
+    let cp_s = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&copy)?;
+
+    // The steady write load, with every write's latency.
+    let stop = Arc::new(AtomicBool::new(false));
+    let phase = Arc::new(Mutex::new((Vec::new(), Vec::new(), false)));
+    let load = {
+        let (db, stop, phase) = (db.clone(), stop.clone(), phase.clone());
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut i = 0u64;
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                db.write_blocking(move |c| {
+                    c.execute(
+                        "INSERT INTO settings(key, value, updated_at) VALUES (?1, 'x', 0)",
+                        [format!("load-{i:09}")],
+                    )?;
+                    Ok(())
+                })?;
+                let took = t.elapsed();
+                let mut p = phase.lock().expect("not poisoned");
+                if p.2 {
+                    p.1.push(took);
+                } else {
+                    p.0.push(took);
+                }
+                drop(p);
+                i += 1;
+                next += LOAD_PERIOD;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                } else {
+                    next = Instant::now();
+                }
+            }
+            Ok(())
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Snapshot alone, then the whole backup, both under the load.
+    phase.lock().expect("not poisoned").2 = true;
+    let snap = dir.path().join("snap.db");
+    let t = Instant::now();
+    crm::db::snapshot::copy_live(&cfg.db_path(), &snap)?;
+    let snapshot_s = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&snap)?;
+    let out = dir.path().join("bench-backup.tar.gz");
+    let t = Instant::now();
+    let done = crm::ops::backup::create(&cfg, Some(&out))?;
+    let backup_total_s = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    load.join().expect("load thread")?;
+
+    let (mut before, mut during, _) = std::mem::take(&mut *phase.lock().expect("not poisoned"));
+    before.sort();
+    during.sort();
+    println!("db_bytes={db_bytes}");
+    println!("archive_bytes={}", done.size);
+    println!("cp_s={cp_s:.2}");
+    println!("snapshot_s={snapshot_s:.2}");
+    println!("backup_total_s={backup_total_s:.2}");
+    println!("snapshot_speed_vs_cp={:.2}", cp_s / snapshot_s);
+    println!("speed_vs_cp={:.2}", cp_s / backup_total_s);
+    println!("writes_before={}", before.len());
+    println!("write_p50_ms_before={}", ms(percentile(&before, 50.0)));
+    println!(
+        "write_max_ms_before={}",
+        ms(*before.last().unwrap_or(&Duration::ZERO))
+    );
+    println!("writes_during={}", during.len());
+    println!("write_p50_ms_during={}", ms(percentile(&during, 50.0)));
+    println!("write_p99_ms_during={}", ms(percentile(&during, 99.0)));
+    println!(
+        "write_max_ms_during={}",
+        ms(*during.last().unwrap_or(&Duration::ZERO))
+    );
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! `crm backup`, the backups page and the scheduled job: an online, consistent snapshot of
+//! the database plus the attachments, in one verified archive.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::archive::{self, Manifest};
+use super::{io_ctx, sync_dir, OpsError, OpsResult};
+use crate::config::Config;
+
+pub const PREFIX: &str = "crm-backup-";
+pub const SUFFIX: &str = ".tar.gz";
+
+/// A finished, verified backup.
+#[derive(Debug, Clone)]
+pub struct BackupDone {
+    pub path: PathBuf,
+    pub size: u64,
+    pub manifest: Manifest,
+    pub seconds: f64,
+}
+
+/// A backup archive found on disk.
+#[derive(Debug, Clone)]
+pub struct BackupFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub size: u64,
+    /// Unix time it was finished (file mtime).
+    pub finished_at: i64,
+}
+
+/// Takes a backup while the server may be running and writing. `out` is a file path or an
+/// existing directory; default: the configured backup folder. The archive only gets its
+/// final name after the database copy passed `PRAGMA integrity_check` and the written
+/// archive was re-read and matched its checksums, so a file with a final name is a good
+/// backup.
+pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
+    let started = Instant::now();
+    let db_path = cfg.db_path();
+    if !db_path.is_file() {
+        return Err(OpsError::Refused(format!(
+            "there is no database at {} (wrong --data-dir?); nothing to back up",
+            db_path.display()
+        )));
+    }
+    let dest = match out {
+        Some(p) if p.is_dir() => unique_name(p),
+        Some(p) => p.to_path_buf(),
+        None => {
+            let dir = cfg.backup_target_dir();
+            std::fs::create_dir_all(&dir).map_err(io_ctx("cannot create", &dir))?;
+            unique_name(&dir)
+        }
+    };
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(cfg.tmp_dir()).map_err(io_ctx("cannot create", &cfg.tmp_dir()))?;
+    let staging = tempfile::Builder::new()
+        .prefix("backup-")
+        .tempdir_in(cfg.tmp_dir())
+        .map_err(io_ctx("cannot create a folder in", &cfg.tmp_dir()))?;
+    let copy = staging.path().join(archive::DB_ENTRY);
+    crate::db::snapshot::copy_live(&db_path, &copy)?;
+    let check = crate::db::snapshot::check_file(&copy)?;
+    if !check.intact {
+        return Err(OpsError::NeedsAttention(format!(
+            "the database copy fails its integrity check ({}); the live database may be damaged: run `crm doctor`",
+            check.problems.join("; ")
+        )));
+    }
+    let partial = {
+        let mut s = dest.clone().into_os_string();
+        s.push(".partial");
+        PathBuf::from(s)
+    };
+    let result = (|| {
+        let written = archive::write(
+            &partial,
+            &copy,
+            &cfg.attachments_dir(),
+            check.schema_version,
+        )?;
+        let reread = archive::verify(&partial, None)?;
+        if reread != written {
+            return Err(OpsError::NeedsAttention(format!(
+                "{} does not read back as written",
+                partial.display()
+            )));
+        }
+        std::fs::rename(&partial, &dest).map_err(io_ctx("cannot rename", &partial))?;
+        super::match_owner(&dest, &parent);
+        sync_dir(&parent)?;
+        Ok(written)
+    })();
+    let manifest = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    let size = std::fs::metadata(&dest)
+        .map_err(io_ctx("cannot read", &dest))?
+        .len();
+    Ok(BackupDone {
+        path: dest,
+        size,
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `crm-backup-YYYYMMDD-HHMMSS.tar.gz` in `dir`, with a counter if taken.
+fn unique_name(dir: &Path) -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let mut path = dir.join(format!("{PREFIX}{stamp}{SUFFIX}"));
+    let mut n = 2;
+    while path.exists() {
+        path = dir.join(format!("{PREFIX}{stamp}-{n}{SUFFIX}"));
+        n += 1;
+    }
+    path
+}
+
+/// Finished backups in `dir`, newest first. Half-written ones (`.partial`) are not listed.
+pub fn list(dir: &Path) -> Vec<BackupFile> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(PREFIX) || !name.ends_with(SUFFIX) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let finished_at = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        out.push(BackupFile {
+            path: e.path(),
+            name,
+            size: meta.len(),
+            finished_at,
+        });
+    }
+    out.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then(b.name.cmp(&a.name)));
+    out
+}
+
+/// The newest good backup in the configured folder.
+pub fn newest(cfg: &Config) -> Option<BackupFile> {
+    list(&cfg.backup_target_dir()).into_iter().next()
+}
+
+/// How stale the backups are, for `crm doctor` and the dashboard: `None` when fine,
+/// else a sentence saying what is wrong.
+pub fn staleness_warning(cfg: &Config, now: i64) -> Option<String> {
+    let limit = cfg.backup.warn_after_hours as i64 * 3600;
+    match newest(cfg) {
+        None => Some(format!(
+            "no backup in {} yet: run `crm backup`",
+            cfg.backup_target_dir().display()
+        )),
+        Some(b) if now - b.finished_at > limit => Some(format!(
+            "the newest backup ({}) is {} old: run `crm backup` and check the [backup] settings",
+            b.name,
+            super::human_age(now - b.finished_at)
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Deletes the oldest backups in `dir` beyond `keep`. Returns what it deleted.
+pub fn prune(dir: &Path, keep: usize) -> OpsResult<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for old in list(dir).into_iter().skip(keep) {
+        std::fs::remove_file(&old.path).map_err(io_ctx("cannot delete", &old.path))?;
+        removed.push(old.path);
+    }
+    Ok(removed)
+}
+
+/// A backup by file name in the configured folder (for downloads): only plain names of
+/// finished backups, never a path.
+pub fn find(cfg: &Config, name: &str) -> Option<BackupFile> {
+    if name.contains('/') || name.contains("..") {
+        return None;
+    }
+    list(&cfg.backup_target_dir())
+        .into_iter()
+        .find(|b| b.name == name)
+}

@@ -1,0 +1,322 @@
+//! `crm doctor`: checks that the box can do its job and says what to do about each
+//! problem. Each check is a [`Check`]; the list is in [`checks`].
+//!
+//! Extension point: reachability of the SIP trunk and of the Telegram bot API do not
+//! exist yet (those features are not built). When they are, add a `Check` for each (in
+//! the module that owns the feature, e.g. `notify::doctor`) and append it in [`checks`].
+
+use std::net::{TcpListener, UdpSocket};
+use std::time::Duration;
+
+use super::lock::DataDirLock;
+use super::{backup, human_size, probe};
+use crate::config::{Config, SipListen};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub check: &'static str,
+    pub status: Status,
+    pub detail: String,
+    /// What to do, when not Ok.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn ok(check: &'static str, detail: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            status: Status::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+    fn warn(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            status: Status::Warn,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            status: Status::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// One health check of the box.
+pub trait Check {
+    fn run(&self, cfg: &Config) -> Vec<Finding>;
+}
+
+impl<F: Fn(&Config) -> Vec<Finding>> Check for F {
+    fn run(&self, cfg: &Config) -> Vec<Finding> {
+        self(cfg)
+    }
+}
+
+/// Every check, in the order printed. Append new ones here (trunk, Telegram: see above).
+pub fn checks() -> Vec<Box<dyn Check>> {
+    vec![
+        Box::new(config),
+        Box::new(ports),
+        Box::new(database),
+        Box::new(disk),
+        Box::new(backups),
+        Box::new(clock),
+    ]
+}
+
+pub fn run(cfg: &Config) -> Vec<Finding> {
+    checks().iter().flat_map(|c| c.run(cfg)).collect()
+}
+
+fn config(cfg: &Config) -> Vec<Finding> {
+    let mut out = vec![Finding::ok(
+        "config",
+        format!("valid; data in {}", cfg.data_dir.display()),
+    )];
+    for (key, path) in [("tls_cert", &cfg.tls_cert), ("tls_key", &cfg.tls_key)] {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::File::open(p) {
+                out.push(Finding::fail(
+                    "config",
+                    format!("{key} {}: {e}", p.display()),
+                    "fix the path in /etc/crm/crm.toml or give the crm user read access",
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// With a server running on this data dir: it must answer on its HTTP port. Without one:
+/// its ports must be free to bind.
+fn ports(cfg: &Config) -> Vec<Finding> {
+    let running = DataDirLock::is_held(&cfg.data_dir);
+    let mut out = Vec::new();
+    if running {
+        let addr = probe::local_target(cfg.http);
+        match probe::healthz_version(addr, Duration::from_secs(3)) {
+            Ok(v) => out.push(Finding::ok(
+                "ports",
+                format!("the server (crm {v}) answers on {addr}"),
+            )),
+            Err(e) if cfg.tls() => out.push(Finding::warn(
+                "ports",
+                format!("cannot probe {addr} over HTTPS from here ({e})"),
+                "open the web UI in a browser to check it",
+            )),
+            Err(e) => out.push(Finding::fail(
+                "ports",
+                format!("a crm runs on this data dir but {addr} does not answer: {e}"),
+                "sudo systemctl restart crm; then journalctl -u crm -n 50",
+            )),
+        }
+        return out;
+    }
+    match TcpListener::bind(cfg.http) {
+        Ok(_) => out.push(Finding::ok("ports", format!("HTTP {} is free", cfg.http))),
+        Err(e) => out.push(Finding::fail(
+            "ports",
+            format!("HTTP {} cannot be used: {e}", cfg.http),
+            "another program uses the port (sudo ss -ltnp), or change `http` in the config",
+        )),
+    }
+    if let Ok(SipListen::On(sip)) = cfg.sip_listen() {
+        match (UdpSocket::bind(sip), TcpListener::bind(sip)) {
+            (Ok(_), Ok(_)) => out.push(Finding::ok("ports", format!("SIP {sip} is free"))),
+            (u, t) => out.push(Finding::fail(
+                "ports",
+                format!(
+                    "SIP {sip} cannot be used: {}",
+                    u.err()
+                        .or(t.err())
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                ),
+                "another program uses the port (sudo ss -lunp), or change `sip` in the config",
+            )),
+        }
+    }
+    out
+}
+
+fn database(cfg: &Config) -> Vec<Finding> {
+    let path = cfg.db_path();
+    if !path.exists() {
+        return vec![Finding::warn(
+            "database",
+            format!("no database at {} yet", path.display()),
+            "start the server once (it creates it), or check --data-dir",
+        )];
+    }
+    match crate::db::snapshot::check_file(&path) {
+        Ok(c) if c.intact => {
+            let known = crate::db::binary_schema_version();
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if c.schema_version > known {
+                vec![Finding::fail(
+                    "database",
+                    format!("schema {} is newer than this crm knows ({known})", c.schema_version),
+                    "install the crm version that wrote it, or restore a backup",
+                )]
+            } else {
+                vec![Finding::ok(
+                    "database",
+                    format!("integrity ok, schema {}, {}", c.schema_version, human_size(size)),
+                )]
+            }
+        }
+        Ok(c) => vec![Finding::fail(
+            "database",
+            format!("integrity check failed: {}", c.problems.join("; ")),
+            "stop crm and restore the newest good backup: crm restore <archive>",
+        )],
+        Err(e) => vec![Finding::fail(
+            "database",
+            format!("cannot read {}: {e}", path.display()),
+            "check the file's owner (crm) and the disk; if it is damaged, stop crm and restore the newest good backup: crm restore <archive>",
+        )],
+    }
+}
+
+fn disk(cfg: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut dirs = vec![("data", cfg.data_dir.clone())];
+    if cfg.backup.dir.is_some() {
+        dirs.push(("backup", cfg.backup_target_dir()));
+    }
+    for (what, dir) in dirs {
+        let (Ok(avail), Ok(total)) = (fs4::available_space(&dir), fs4::total_space(&dir)) else {
+            out.push(Finding::fail(
+                "disk",
+                format!("{what} folder {} is not reachable", dir.display()),
+                "check that the disk is mounted",
+            ));
+            continue;
+        };
+        let db = std::fs::metadata(cfg.db_path())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let detail = format!(
+            "{what} folder {}: {} free of {}",
+            dir.display(),
+            human_size(avail),
+            human_size(total)
+        );
+        // A backup needs about the database's size again; keep a margin beyond that.
+        if avail < 200_000_000 || avail < db {
+            out.push(Finding::fail(
+                "disk",
+                detail,
+                "free space now: delete old backups or move them off the box",
+            ));
+        } else if avail < 1_000_000_000 || avail < total / 10 || avail < 2 * db {
+            out.push(Finding::warn(
+                "disk",
+                detail,
+                "free some space soon (old backups, logs: journalctl --vacuum-size=200M)",
+            ));
+        } else {
+            out.push(Finding::ok("disk", detail));
+        }
+    }
+    out
+}
+
+fn backups(cfg: &Config) -> Vec<Finding> {
+    let now = crate::db::now();
+    match backup::staleness_warning(cfg, now) {
+        Some(w) => vec![Finding::warn(
+            "backup",
+            w,
+            "crm backup; for automatic backups set [backup] time in the config",
+        )],
+        None => {
+            let b = backup::newest(cfg).expect("not stale means one exists");
+            vec![Finding::ok(
+                "backup",
+                format!(
+                    "newest {} is {} old ({})",
+                    b.name,
+                    super::human_age(now - b.finished_at),
+                    human_size(b.size)
+                ),
+            )]
+        }
+    }
+}
+
+/// The clock matters for sessions, call logs and backup ages. Without internet, NTP may
+/// never sync; a clock behind the data's own timestamps has certainly gone wrong.
+fn clock(cfg: &Config) -> Vec<Finding> {
+    let now = crate::db::now();
+    // 2026-01-01: earlier than any crm release.
+    if now < 1_767_225_600 {
+        return vec![Finding::fail(
+            "clock",
+            format!("the clock says {}", fmt_time(now)),
+            "set the date: sudo timedatectl set-time 'YYYY-MM-DD HH:MM:SS'",
+        )];
+    }
+    let newest_file = [cfg.db_path().with_extension("db-wal"), cfg.db_path()]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok()?.modified().ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .max();
+    if let Some(t) = newest_file {
+        if t > now + 300 {
+            return vec![Finding::fail(
+                "clock",
+                format!(
+                    "the clock ({}) is behind the database's last write ({})",
+                    fmt_time(now),
+                    fmt_time(t)
+                ),
+                "set the correct time: sudo timedatectl set-time 'YYYY-MM-DD HH:MM:SS'",
+            )];
+        }
+    }
+    let synced = std::process::Command::new("timedatectl")
+        .args(["show", "-p", "NTPSynchronized", "--value"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "yes");
+    match synced {
+        Some(false) => vec![Finding::warn(
+            "clock",
+            format!("{} UTC, not synchronised with NTP", fmt_time(now)),
+            "check the internet connection or set the time by hand (timedatectl)",
+        )],
+        _ => vec![Finding::ok("clock", format!("{} UTC", fmt_time(now)))],
+    }
+}
+
+fn fmt_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_else(|_| unix.to_string())
+}
