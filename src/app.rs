@@ -6,7 +6,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::domain::accounts::Accounts;
+use crate::domain::telephony::Telephony;
 use crate::events::EventBus;
+use crate::sip::CallEvent;
 
 /// Everything a request handler, a job or a CLI command needs, built once.
 #[derive(Clone)]
@@ -16,6 +18,10 @@ pub struct AppContext {
     pub accounts: Accounts,
     /// Committed changes, for live screens.
     pub events: EventBus,
+    /// Extensions and ring groups (and the SIP server's in-memory directory).
+    pub telephony: Telephony,
+    /// Call events from the SIP proxy: ringing, answered, ended.
+    pub call_events: tokio::sync::broadcast::Sender<CallEvent>,
 }
 
 impl AppContext {
@@ -39,11 +45,14 @@ impl AppContext {
             },
         )?;
         let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone());
+        let telephony = Telephony::new(db.clone());
         Ok(AppContext {
             config: Arc::new(config),
             db,
             accounts,
             events: EventBus::default(),
+            telephony,
+            call_events: tokio::sync::broadcast::channel(1024).0,
         })
     }
 }

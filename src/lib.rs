@@ -10,6 +10,7 @@ pub mod events;
 pub mod i18n;
 pub mod model;
 pub mod server;
+pub mod sip;
 pub mod web;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

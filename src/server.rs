@@ -27,8 +27,41 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Set on first run: the one-time URL (path and query) that creates the first admin.
     pub setup_path: Option<String>,
+    /// Where SIP listens (UDP and TCP), when it is on.
+    pub sip_addr: Option<SocketAddr>,
+    /// The running SIP server (registrations, bans), when it is on.
+    pub sip: Option<crate::sip::SipHandle>,
+    sip_store: Option<std::sync::Arc<crate::domain::telephony::DbBindingStore>>,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the SIP registrar/proxy with the directory, persisted bindings and call-event
+/// channel of `ctx`.
+async fn start_sip(
+    ctx: &AppContext,
+    listen: SocketAddr,
+) -> anyhow::Result<(
+    crate::sip::SipHandle,
+    std::sync::Arc<crate::domain::telephony::DbBindingStore>,
+)> {
+    ctx.telephony.reload().await?;
+    let (realm, domains) = ctx.telephony.sip_settings().await?;
+    let mut cfg = crate::sip::SipConfig::new(listen);
+    cfg.realm = realm;
+    cfg.domains = domains;
+    let restored = ctx.telephony.saved_bindings().await?;
+    let store = crate::domain::telephony::DbBindingStore::start(ctx.db.clone());
+    let handle = crate::sip::start(
+        cfg,
+        ctx.telephony.directory(),
+        store.clone(),
+        std::sync::Arc::new(ctx.call_events.clone()),
+        restored,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot listen for SIP on {listen}: {e}"))?;
+    Ok((handle, store))
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
@@ -42,6 +75,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (server, http_addr) = crate::web::bind(ctx.clone(), setup_token.clone())?;
     let http = server.handle();
     let http_task = tokio::spawn(server);
+    let (sip, sip_store) = match ctx.config.sip_listen()? {
+        crate::config::SipListen::Off => (None, None),
+        crate::config::SipListen::On(listen) => {
+            let (h, s) = start_sip(&ctx, listen).await?;
+            (Some(h), Some(s))
+        }
+    };
+    let sip_addr = sip.as_ref().map(|h| h.addr);
     let scheme = if ctx.config.tls() { "https" } else { "http" };
     tracing::info!(
         version = crate::VERSION,
@@ -59,6 +100,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ctx,
         http_addr,
         setup_path,
+        sip_addr,
+        sip,
+        sip_store,
         http,
         http_task,
     })
@@ -67,6 +111,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 impl Running {
     /// Stops accepting, lets in-flight requests finish, then checkpoints the WAL.
     pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some(sip) = self.sip {
+            sip.stop().await;
+        }
+        if let Some(store) = self.sip_store {
+            store.flush().await;
+        }
         self.http.stop(true).await;
         let _ = self.http_task.await;
         self.ctx.db.checkpoint().await?;

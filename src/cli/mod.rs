@@ -1,6 +1,7 @@
 //! Command-line interface. Commands are thin: they parse, call the same domain and ops
 //! functions the web layer uses, and print.
 
+mod extension;
 mod serve;
 mod users;
 
@@ -45,6 +46,11 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         command: users::TokenCommand,
+    },
+    /// Manage desk-phone extensions (SIP accounts).
+    Extension {
+        #[command(subcommand)]
+        command: extension::ExtensionCommand,
     },
 }
 
@@ -109,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User { command } => users::run_user(&cli, command),
         Command::Token { command } => users::run_token(&cli, command),
+        Command::Extension { command } => extension::run(&cli, command),
     }
 }
 

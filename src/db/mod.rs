@@ -7,6 +7,7 @@ mod writer;
 
 pub mod accounts;
 pub mod settings;
+pub mod sip;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod telephony;
 
 pub use access::{Action, Actor};
 
