@@ -46,10 +46,11 @@ async fn start_sip(
     std::sync::Arc<crate::domain::telephony::DbBindingStore>,
 )> {
     ctx.telephony.reload().await?;
-    let (realm, domains) = ctx.telephony.sip_settings().await?;
+    let settings = ctx.telephony.sip_settings().await?;
     let mut cfg = crate::sip::SipConfig::new(listen);
-    cfg.realm = realm;
-    cfg.domains = domains;
+    cfg.realm = settings.realm;
+    cfg.domains = settings.domains;
+    cfg.algorithms = settings.algorithms;
     let restored = ctx.telephony.saved_bindings().await?;
     let store = crate::domain::telephony::DbBindingStore::start(ctx.db.clone());
     let handle = crate::sip::start(

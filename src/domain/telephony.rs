@@ -60,6 +60,13 @@ fn validate_name(n: &str) -> DomainResult<String> {
     Ok(n.to_string())
 }
 
+#[derive(Debug, Clone)]
+pub struct SipSettings {
+    pub realm: String,
+    pub domains: Vec<String>,
+    pub algorithms: Vec<sip::digest::Algorithm>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct NewExtension {
     pub number: String,
@@ -411,15 +418,17 @@ impl Telephony {
         self.reload().await
     }
 
-    /// Realm and local domain names from the runtime settings (`sip.realm`,
-    /// `sip.domains`, comma-separated), with defaults.
-    pub async fn sip_settings(&self) -> DomainResult<(String, Vec<String>)> {
-        let (realm, domains) = self
+    /// SIP settings from the runtime settings table: `sip.realm`, `sip.domains`
+    /// (comma-separated local domain names) and `sip.digest` (offered algorithms in order,
+    /// e.g. "SHA-256,MD5"; default "MD5", which every phone supports).
+    pub async fn sip_settings(&self) -> DomainResult<SipSettings> {
+        let (realm, domains, digest) = self
             .db
             .read(|c| {
                 Ok((
                     crate::db::settings::get(c, "sip.realm")?,
                     crate::db::settings::get(c, "sip.domains")?,
+                    crate::db::settings::get(c, "sip.digest")?,
                 ))
             })
             .await?;
@@ -435,7 +444,25 @@ impl Telephony {
         if !domains.contains(&realm) {
             domains.push(realm.clone());
         }
-        Ok((realm, domains))
+        let mut algorithms = Vec::new();
+        for a in digest.unwrap_or_default().split(',') {
+            let alg = match a.trim().to_ascii_uppercase().as_str() {
+                "MD5" => sip::digest::Algorithm::Md5,
+                "SHA-256" => sip::digest::Algorithm::Sha256,
+                _ => continue,
+            };
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        if algorithms.is_empty() {
+            algorithms.push(sip::digest::Algorithm::Md5);
+        }
+        Ok(SipSettings {
+            realm,
+            domains,
+            algorithms,
+        })
     }
 
     /// Registrations saved before the last stop, for the SIP server to start with.
