@@ -2,11 +2,12 @@
 //! Suites live in their own files; each compares against a reference measured in the
 //! same run where the issue asks for one.
 
+mod sip;
 mod startup;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup"];
+const SUITES: &[&str] = &["startup", "sip"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     let result = match suite.as_str() {
         "startup" => startup::run(rest),
+        "sip" => sip::run(rest),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")
