@@ -1894,3 +1894,154 @@ fn route_target(contact: &str, source: Peer) -> Peer {
         _ => source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct Dir;
+    impl Directory for Dir {
+        fn lookup(&self, n: &str) -> Option<Entry> {
+            match n {
+                "1000" | "1001" => Some(Entry::Extension {
+                    secret: Arc::from(format!("secret-{n}").as_str()),
+                }),
+                _ => None,
+            }
+        }
+    }
+    struct NoStore;
+    impl BindingStore for NoStore {
+        fn upsert(&self, _: &StoredBinding) {}
+        fn remove(&self, _: &str, _: &str) {}
+    }
+    struct NoEvents;
+    impl EventSink for NoEvents {
+        fn emit(&self, _: CallEvent) {}
+    }
+
+    const ME: &str = "127.0.0.1:5060";
+
+    fn engine() -> Engine {
+        let cfg = SipConfig::new(ME.parse().unwrap());
+        let phone = Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:7000".parse().unwrap(),
+        };
+        Engine::new(
+            cfg,
+            Arc::new(Dir),
+            Arc::new(NoStore),
+            Arc::new(NoEvents),
+            vec![StoredBinding {
+                extension: "1001".into(),
+                contact: "sip:1001@127.0.0.1:7000".into(),
+                source: phone,
+                expires_at: wall_secs() + 3600,
+                call_id: "c".into(),
+                cseq: 1,
+                user_agent: String::new(),
+            }],
+        )
+    }
+
+    fn peer() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.9:5062".parse().unwrap(),
+        }
+    }
+
+    fn invite(uri: &str, extra: &str) -> String {
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5062;rport;branch=z9hG4bKabc1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1000@{ME}>;tag=a\r\nTo: <sip:1001@{ME}>{extra}\r\n\
+             Call-ID: t1\r\nCSeq: 1 INVITE\r\nContact: <sip:1000@192.0.2.9:5062>\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn run(e: &mut Engine, msg: &str) -> Vec<Out> {
+        let mut out = Vec::new();
+        e.on_packet(msg.as_bytes(), peer(), Instant::now(), &mut out);
+        out
+    }
+
+    fn first_line(o: &Out) -> String {
+        String::from_utf8_lossy(&o.data)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    #[test]
+    fn nothing_is_routed_for_an_unauthenticated_source() {
+        let mut e = engine();
+        // Out of dialog: challenged, nothing leaves towards the phone.
+        let out = run(&mut e, &invite(&format!("sip:1001@{ME}"), ""));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to, peer());
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 407"));
+        // Posing as in-dialog (To tag + Route to us) without a dialog we set up: 481.
+        let fake = invite(&format!("sip:1001@{ME}"), ";tag=x").replace(
+            "Call-ID: t1",
+            &format!("Route: <sip:{ME};lr>\r\nCall-ID: t1"),
+        );
+        let out = run(&mut e, &fake);
+        assert_eq!(out.len(), 1);
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 481"));
+        // Foreign domain: 403, never relayed.
+        let out = run(&mut e, &invite("sip:1001@example.com", ""));
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 403"));
+        // Max-Forwards 0 to a local user: 483.
+        let out = run(
+            &mut e,
+            &invite(&format!("sip:1001@{ME}"), "").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+        );
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 483"));
+    }
+
+    fn mutate(base: &[u8], edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+        let mut v = base.to_vec();
+        for (i, b) in edits {
+            if !v.is_empty() {
+                let i = i % v.len();
+                v[i] = *b;
+            }
+        }
+        v.truncate(cut.max(1).min(v.len()));
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Random and mutated messages never panic the parser or the engine, and the
+        /// engine's state stays bounded.
+        #[test]
+        fn random_and_mutated_messages_do_not_panic(
+            edits in proptest::collection::vec((0usize..600, any::<u8>()), 0..8),
+            cut in 1usize..700,
+            noise in proptest::collection::vec(any::<u8>(), 0..300),
+            which in 0usize..4,
+        ) {
+            let mut e = engine();
+            let bases = [
+                invite(&format!("sip:1001@{ME}"), ""),
+                invite(&format!("sip:1001@{ME}"), ";tag=x").replace("Call-ID", &format!("Route: <sip:{ME};lr>\r\nCall-ID")),
+                format!("REGISTER sip:{ME} SIP/2.0\r\nv: SIP/2.0/TCP h;branch=z9hG4bK1\r\nf: <sip:1000@{ME}>;tag=1\r\nt: <sip:1000@{ME}>\r\ni: x\r\nCSeq: 2 REGISTER\r\nm: <sip:1000@h>;expires=60, *\r\nl: 0\r\n\r\n"),
+                "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKcrm1\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".to_string(),
+            ];
+            let m = mutate(bases[which].as_bytes(), &edits, cut);
+            let mut out = Vec::new();
+            e.on_packet(&m, peer(), Instant::now(), &mut out);
+            e.on_packet(&noise, peer(), Instant::now(), &mut out);
+            let _ = message::frame(&m);
+            e.on_tick(Instant::now() + Duration::from_secs(40), &mut out);
+            let (t, d, r) = e.state_size();
+            prop_assert!(t <= 1 && d <= 1 && r <= 3);
+            prop_assert!(out.len() < 10);
+        }
+    }
+}

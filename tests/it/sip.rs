@@ -723,3 +723,89 @@ async fn sip_rfc4475_torture_over_udp_and_tcp() {
     );
     assert_eq!(code(&raw.send(&opt).await.unwrap()), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_sequential_ring_group_moves_on_after_member_timeout() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    let callers = import_users(&app, 1000..1002).await;
+    let callers = callers.to_str().unwrap();
+    import_users(&app, 1600..1603).await;
+    app.running()
+        .ctx
+        .telephony
+        .save_group(
+            None,
+            crm::domain::telephony::NewGroup {
+                number: "200".into(),
+                name: "Workshop".into(),
+                strategy: crm::sip::Strategy::Sequential,
+                member_timeout_secs: 1,
+                overall_timeout_secs: 20,
+                members: vec!["1601".into(), "1602".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = app.running().ctx.call_events.subscribe();
+    let (p1, p2) = (free_port(), free_port());
+    // 1601 only rings (then gets CANCEL when its turn ends), 1602 answers.
+    let ring = uas("uas_ring.xml", p1, 1);
+    let answer = uas("uas_answer.xml", p2, 1);
+    for (ext, port) in [("1601", p1), ("1602", p2)] {
+        let secret = format!("secret-{ext}");
+        let port = port.to_string();
+        let args = [
+            "-sf",
+            &scenario("register_callee.xml"),
+            "-s",
+            ext,
+            "-ap",
+            &secret,
+            "-key",
+            "cport",
+            &port,
+            "-key",
+            "expires",
+            "3600",
+            "-m",
+            "1",
+        ];
+        assert_ok(&sipp(sip, &args).await, 1, "register callee");
+    }
+    let args = [
+        "-sf",
+        &scenario("call_auth.xml"),
+        "-inf",
+        callers,
+        "-s",
+        "200",
+        "-d",
+        "100",
+        "-m",
+        "1",
+    ];
+    assert_ok(&sipp(sip, &args).await, 1, "call to the sequential group");
+    let r = wait_sipp(ring).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "first member: {}", r.out);
+    let a = wait_sipp(answer).await;
+    assert_eq!((a.ok, a.failed), (1, 0), "second member: {}", a.out);
+    let evs = drain(&mut events);
+    let rung: Vec<Vec<String>> = evs
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::Ringing { extensions, .. } => Some(extensions.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rung,
+        vec![vec!["1601".to_string()], vec!["1602".to_string()]]
+    );
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, CallEvent::Answered { extension, .. } if extension == "1602")));
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, CallEvent::Ended { cause, .. } if cause == "completed")));
+}

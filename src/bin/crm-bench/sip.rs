@@ -28,7 +28,10 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     anyhow::ensure!(crm_bin.exists(), "no crm binary at {}", crm_bin.display());
     let bench_env = [
         ("DURATION", env_or("DURATION", "5")),
-        ("REG_RATES", env_or("REG_RATES", "2000 4000 8000 12000 16000")),
+        (
+            "REG_RATES",
+            env_or("REG_RATES", "2000 4000 8000 12000 16000"),
+        ),
         ("CALL_RATES", env_or("CALL_RATES", "400 800 1600 2400 3200")),
         ("GRACE", env_or("GRACE", "5")),
     ];
@@ -199,7 +202,15 @@ impl Client {
         let uri = format!("sip:{s}");
         let secret = format!("secret-{user}");
         let r = digest::response(
-            Algorithm::Md5, user, &realm, &secret, "REGISTER", &uri, &nonce, "00000001", "c",
+            Algorithm::Md5,
+            user,
+            &realm,
+            &secret,
+            "REGISTER",
+            &uri,
+            &nonce,
+            "00000001",
+            "c",
             "auth",
         );
         let auth = format!("Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, cnonce=\"c\", nc=00000001, qop=auth\r\n");
@@ -240,7 +251,16 @@ fn invite_latency(server: SocketAddr, rate: u32, secs: u32) -> anyhow::Result<(u
     for n in 1..=total {
         let nc = format!("{n:08x}");
         let r = digest::response(
-            Algorithm::Md5, "1000", &realm, "secret-1000", "INVITE", &uri, &nonce, &nc, "c", "auth",
+            Algorithm::Md5,
+            "1000",
+            &realm,
+            "secret-1000",
+            "INVITE",
+            &uri,
+            &nonce,
+            &nc,
+            "c",
+            "auth",
         );
         let auth = format!("Proxy-Authorization: Digest username=\"1000\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, cnonce=\"c\", nc={nc}, qop=auth\r\n");
         let msg = inv(n, &auth);
@@ -296,7 +316,13 @@ fn memory_per_contact(server: SocketAddr, pid: u32) -> anyhow::Result<u64> {
     let mut n = 0u64;
     for user in 1000..1990u32 {
         let contacts: Vec<String> = (0..10)
-            .map(|i| format!("Contact: <sip:{user}@10.{}.{}.{i}:5060>", user / 256, user % 256))
+            .map(|i| {
+                format!(
+                    "Contact: <sip:{user}@10.{}.{}.{i}:5060>",
+                    user / 256,
+                    user % 256
+                )
+            })
             .collect();
         c.register(&user.to_string(), &contacts)?;
         n += 10;
