@@ -22,6 +22,15 @@ pub struct AppContext {
     pub telephony: Telephony,
     /// Call events from the SIP proxy: ringing, answered, ended.
     pub call_events: tokio::sync::broadcast::Sender<CallEvent>,
+    /// The running SIP server (set by `server::start` when SIP is on).
+    pub sip: Arc<std::sync::RwLock<Option<crate::sip::SipControl>>>,
+}
+
+impl AppContext {
+    /// The running SIP server, if any.
+    pub fn sip(&self) -> Option<crate::sip::SipControl> {
+        self.sip.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl AppContext {
@@ -53,6 +62,7 @@ impl AppContext {
             events: EventBus::default(),
             telephony,
             call_events: tokio::sync::broadcast::channel(1024).0,
+            sip: Arc::default(),
         })
     }
 }

@@ -84,6 +84,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     };
     let sip_addr = sip.as_ref().map(|h| h.addr);
+    *ctx.sip.write().unwrap_or_else(|e| e.into_inner()) = sip.as_ref().map(|h| h.control());
     let scheme = if ctx.config.tls() { "https" } else { "http" };
     tracing::info!(
         version = crate::VERSION,
@@ -112,6 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 impl Running {
     /// Stops accepting, lets in-flight requests finish, then checkpoints the WAL.
     pub async fn stop(self) -> anyhow::Result<()> {
+        *self.ctx.sip.write().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(sip) = self.sip {
             sip.stop().await;
         }

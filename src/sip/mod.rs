@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use engine::{BanInfo, Registration};
-pub use transport::{start, SipHandle};
+pub use transport::{start, SipControl, SipHandle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Transport {

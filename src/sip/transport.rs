@@ -183,7 +183,37 @@ pub struct SipHandle {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// A cheap, cloneable view of a running SIP server for admin screens and the API.
+#[derive(Clone)]
+pub struct SipControl {
+    shared: Arc<Shared>,
+}
+
+impl SipControl {
+    pub fn registrations(&self) -> Vec<Registration> {
+        self.shared.engine().registrations()
+    }
+
+    pub fn bans(&self) -> Vec<BanInfo> {
+        self.shared.engine().bans()
+    }
+
+    pub fn release_ban(&self, ip: IpAddr) -> bool {
+        self.shared.engine().release(ip)
+    }
+
+    pub fn unregister_all(&self, extension: &str) {
+        self.shared.engine().unregister_all(extension)
+    }
+}
+
 impl SipHandle {
+    pub fn control(&self) -> SipControl {
+        SipControl {
+            shared: self.shared.clone(),
+        }
+    }
+
     pub fn registrations(&self) -> Vec<Registration> {
         self.shared.engine().registrations()
     }

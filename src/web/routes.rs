@@ -171,6 +171,62 @@ pub fn define(r: &mut impl Registrar) {
         Allowed(ViewLoginAudit),
         api::users::login_audit,
     );
+
+    // Telephony (SIP) API
+    r.add(
+        get(),
+        "/api/v1/telephony/extensions",
+        Allowed(ManageTelephony),
+        api::telephony::list_extensions,
+    );
+    r.add(
+        post(),
+        "/api/v1/telephony/extensions",
+        Allowed(ManageTelephony),
+        api::telephony::create_extension,
+    );
+    r.add(
+        Method::DELETE,
+        "/api/v1/telephony/extensions/{number}",
+        Allowed(ManageTelephony),
+        api::telephony::delete_extension,
+    );
+    r.add(
+        get(),
+        "/api/v1/telephony/groups",
+        Allowed(ManageTelephony),
+        api::telephony::list_groups,
+    );
+    r.add(
+        Method::PUT,
+        "/api/v1/telephony/groups",
+        Allowed(ManageTelephony),
+        api::telephony::save_group,
+    );
+    r.add(
+        Method::DELETE,
+        "/api/v1/telephony/groups/{number}",
+        Allowed(ManageTelephony),
+        api::telephony::delete_group,
+    );
+    r.add(
+        get(),
+        "/api/v1/telephony/registrations",
+        Allowed(ManageTelephony),
+        api::telephony::registrations,
+    );
+    r.add(
+        get(),
+        "/api/v1/telephony/bans",
+        Allowed(ManageTelephony),
+        api::telephony::bans,
+    );
+    r.add(
+        post(),
+        "/api/v1/telephony/bans/{address}/release",
+        Allowed(ManageTelephony),
+        api::telephony::release_ban,
+    );
 }
 
 /// Collects the specs without registering anything.

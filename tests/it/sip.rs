@@ -809,3 +809,187 @@ async fn sip_sequential_ring_group_moves_on_after_member_timeout() {
         .iter()
         .any(|e| matches!(e, CallEvent::Ended { cause, .. } if cause == "completed")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telephony_api_extensions_groups_registrations_and_bans() {
+    let app = TestApp::spawn_with_sip().await;
+    app.add_user("op", crm::model::Role::Operator, "operator-pass-1")
+        .await;
+    let admin = app.api_token("admin").await;
+    let op = app.api_token("op").await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| app.url(p);
+
+    // Operators may not manage telephony.
+    let r = http
+        .get(url("/api/v1/telephony/extensions"))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Create with a generated secret: strong, shown once, never listed.
+    let r = http
+        .post(url("/api/v1/telephony/extensions"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"number": "301", "display_name": "Front desk", "username": "op"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 20);
+    assert_eq!(created["user"], "301");
+    let list: serde_json::Value = http
+        .get(url("/api/v1/telephony/extensions"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["number"], "301");
+    assert_eq!(list[0]["username"], "op");
+    assert!(!list.to_string().contains(&secret), "secret never listed");
+    // Bad input: clear errors, nothing written.
+    for (body, status) in [
+        (serde_json::json!({"number": "301"}), 409),
+        (serde_json::json!({"number": "1"}), 422),
+        (serde_json::json!({"number": "302", "secret": "short"}), 422),
+        (
+            serde_json::json!({"number": "303", "username": "nobody"}),
+            422,
+        ),
+    ] {
+        let r = http
+            .post(url("/api/v1/telephony/extensions"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{body}");
+    }
+    let r = http
+        .post(url("/api/v1/telephony/extensions"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    let n = app.running().ctx.telephony.list_extensions().await.unwrap();
+    assert_eq!(n.len(), 1);
+
+    // Ring groups: bad strategy refused; a good one listed.
+    let r = http
+        .put(url("/api/v1/telephony/groups"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"number": "100", "strategy": "loudly", "members": ["301"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = http
+        .put(url("/api/v1/telephony/groups"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"number": "100", "strategy": "sequential", "members": ["301"], "member_timeout_secs": 15}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let groups: serde_json::Value = http
+        .get(url("/api/v1/telephony/groups"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(groups[0]["members"], serde_json::json!(["301"]));
+    assert_eq!(groups[0]["strategy"], "sequential");
+
+    // The phone registers with the secret it was given; the API lists it live.
+    let raw = Raw::new(app.sip_addr()).await;
+    let server = app.sip_addr();
+    let chal = raw.send(&raw.register("301", 1, None)).await.unwrap();
+    let auth = authorization(&chal, "301", &secret, server, "00000001");
+    let ok = raw
+        .send(&raw.register("301", 2, Some(&auth)))
+        .await
+        .unwrap();
+    assert_eq!(code(&ok), 200, "{ok}");
+    let regs: serde_json::Value = http
+        .get(url("/api/v1/telephony/registrations"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(regs[0]["extension"], "301");
+    assert_eq!(regs[0]["transport"], "UDP");
+    assert_eq!(regs[0]["user_agent"], "raw-test");
+
+    // Ten wrong answers ban the address; the API lists and releases the ban.
+    for i in 0..10u32 {
+        let bad = authorization(
+            &chal,
+            "301",
+            "wrong-secret",
+            server,
+            &format!("{:08x}", i + 2),
+        );
+        raw.send(&raw.register("301", 10 + i, Some(&bad))).await;
+    }
+    let bans: serde_json::Value = http
+        .get(url("/api/v1/telephony/bans"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bans[0]["address"], "127.0.0.1");
+    let r = http
+        .post(url("/api/v1/telephony/bans/not-an-ip/release"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = http
+        .post(url("/api/v1/telephony/bans/127.0.0.1/release"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(raw.send(&raw.register("301", 40, None)).await.is_some());
+
+    // Deleting the extension drops its registrations.
+    let r = http
+        .delete(url("/api/v1/telephony/extensions/301"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let regs: serde_json::Value = http
+        .get(url("/api/v1/telephony/registrations"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(regs, serde_json::json!([]));
+}

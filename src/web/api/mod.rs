@@ -1,6 +1,7 @@
 //! JSON API under /api/v1. Handlers carry `#[utoipa::path]` annotations, from which the
 //! OpenAPI document is generated; a test checks it lists exactly the API routes.
 
+pub mod telephony;
 pub mod users;
 
 use actix_web::HttpResponse;
@@ -33,6 +34,9 @@ impl Modify for Security {
     paths(
         users::me, users::list, users::create, users::get, users::update,
         users::list_tokens, users::revoke_token, users::login_audit,
+        telephony::list_extensions, telephony::create_extension, telephony::delete_extension,
+        telephony::list_groups, telephony::save_group, telephony::delete_group,
+        telephony::registrations, telephony::bans, telephony::release_ban,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),
