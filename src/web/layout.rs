@@ -15,6 +15,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/users", "nav.users", Action::ManageUsers),
     ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
     ("/audit/activity", "nav.activity", Action::ViewActivityLog),
+    ("/telephony", "nav.telephony", Action::ManageTelephony),
 ];
 
 fn head(state: Option<&WebState>, title: &str) -> Markup {

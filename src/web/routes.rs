@@ -172,6 +172,50 @@ pub fn define(r: &mut impl Registrar) {
         api::users::login_audit,
     );
 
+    // Telephony (SIP) pages
+    r.add(
+        get(),
+        "/telephony",
+        Allowed(ManageTelephony),
+        pages::telephony::show,
+    );
+    r.add(
+        post(),
+        "/telephony/extensions",
+        Allowed(ManageTelephony),
+        pages::telephony::create_extension,
+    );
+    r.add(
+        post(),
+        "/telephony/extensions/{number}/secret",
+        Allowed(ManageTelephony),
+        pages::telephony::regenerate_secret,
+    );
+    r.add(
+        post(),
+        "/telephony/extensions/{number}/delete",
+        Allowed(ManageTelephony),
+        pages::telephony::delete_extension,
+    );
+    r.add(
+        post(),
+        "/telephony/groups",
+        Allowed(ManageTelephony),
+        pages::telephony::save_group,
+    );
+    r.add(
+        post(),
+        "/telephony/groups/{number}/delete",
+        Allowed(ManageTelephony),
+        pages::telephony::delete_group,
+    );
+    r.add(
+        post(),
+        "/telephony/bans/{address}/release",
+        Allowed(ManageTelephony),
+        pages::telephony::release_ban,
+    );
+
     // Telephony (SIP) API
     r.add(
         get(),

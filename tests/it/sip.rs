@@ -993,3 +993,73 @@ async fn telephony_api_extensions_groups_registrations_and_bans() {
         .unwrap();
     assert_eq!(regs, serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telephony_page_adds_extension_and_shows_phone_settings() {
+    let app = TestApp::spawn_with_sip().await;
+    app.add_user("op", crm::model::Role::Operator, "operator-pass-1")
+        .await;
+    let admin = app.login_admin().await;
+    let page = admin.get("/telephony").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("id=\"extensions-table\"") && html.contains("href=\"/telephony\""));
+
+    let r = admin
+        .post_form(
+            "/telephony/extensions",
+            &[("number", "305"), ("name", "Kassa <b>"), ("username", "")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"phone-settings\""), "settings shown");
+    let ext = app.running().ctx.telephony.extension("305").await.unwrap();
+    assert!(
+        html.contains(&ext.secret),
+        "the generated secret is shown once"
+    );
+    assert!(html.contains("Kassa &lt;b&gt;"), "names are escaped");
+    let again = admin.get("/telephony").await.text().await.unwrap();
+    assert!(!again.contains(&ext.secret), "and not again");
+
+    let bad = admin
+        .post_form("/telephony/extensions", &[("number", "9")])
+        .await;
+    assert_eq!(bad.status(), 422);
+    let r = admin
+        .post_form(
+            "/telephony/groups",
+            &[
+                ("number", "120"),
+                ("name", "Desk"),
+                ("strategy", "ring_all"),
+                ("members", "305"),
+                ("member_timeout", "20"),
+                ("overall_timeout", "60"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        app.running().ctx.telephony.list_groups().await.unwrap()[0].members,
+        vec!["305".to_string()]
+    );
+    // Without the CSRF token nothing is written.
+    let r = admin
+        .client
+        .post(admin.url("/telephony/extensions"))
+        .form(&[("number", "306")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    assert!(app.running().ctx.telephony.extension("306").await.is_err());
+
+    let op = app.login("op", "operator-pass-1").await;
+    assert_eq!(op.get("/telephony").await.status(), 403);
+    let r = op
+        .post_form("/telephony/extensions", &[("number", "307")])
+        .await;
+    assert_eq!(r.status(), 403);
+}

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod profile;
+pub mod telephony;
 pub mod users;
 
 use actix_web::http::header;
