@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use crm::sip::digest::{self, Algorithm};
 
-const CRM_SIP: &str = "127.0.0.1:5072";
+/// Not the kit's 5070 (Kamailio) and away from ports other checkouts commonly use.
+const CRM_SIP: &str = "127.0.0.1:5182";
 
 fn env_or(k: &str, d: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| d.to_string())
@@ -97,7 +98,7 @@ fn tempdir() -> anyhow::Result<PathBuf> {
 }
 
 fn start_crm(bin: &Path, data: &Path) -> anyhow::Result<Child> {
-    let child = Command::new(bin)
+    let mut child = Command::new(bin)
         .args(["--data-dir", data.to_str().unwrap_or(".")])
         .args(["serve", "--http", "127.0.0.1:0", "--sip", CRM_SIP])
         .env("CRM_LOG", "warn")
@@ -113,7 +114,12 @@ fn start_crm(bin: &Path, data: &Path) -> anyhow::Result<Child> {
         let m = format!("OPTIONS sip:{CRM_SIP} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bKready{}\r\nFrom: <sip:b@{CRM_SIP}>;tag=1\r\nTo: <sip:{CRM_SIP}>\r\nCall-ID: ready\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", Instant::now().elapsed().as_nanos());
         let _ = sock.send_to(m.as_bytes(), CRM_SIP);
         let mut buf = [0u8; 2048];
+        if let Some(st) = child.try_wait()? {
+            anyhow::bail!("crm exited at start ({st}); is {CRM_SIP} taken?");
+        }
         if sock.recv(&mut buf).is_ok() {
+            // Answered, and by our child: it is still running.
+            anyhow::ensure!(child.try_wait()?.is_none(), "crm exited");
             return Ok(child);
         }
     }
