@@ -9,7 +9,9 @@ use crate::domain::accounts::Accounts;
 use crate::domain::customers::Customers;
 use crate::domain::notifications::Notifications;
 use crate::domain::orders::Orders;
+use crate::domain::telephony::Telephony;
 use crate::events::EventBus;
+use crate::sip::CallEvent;
 
 /// Everything a request handler, a job or a CLI command needs, built once.
 #[derive(Clone)]
@@ -23,6 +25,19 @@ pub struct AppContext {
     pub events: EventBus,
     /// Notification rules, settings and linking; the delivery worker runs in `server`.
     pub notifications: Notifications,
+    /// Extensions and ring groups (and the SIP server's in-memory directory).
+    pub telephony: Telephony,
+    /// Call events from the SIP proxy: ringing, answered, ended.
+    pub call_events: tokio::sync::broadcast::Sender<CallEvent>,
+    /// The running SIP server (set by `server::start` when SIP is on).
+    pub sip: Arc<std::sync::RwLock<Option<crate::sip::SipControl>>>,
+}
+
+impl AppContext {
+    /// The running SIP server, if any.
+    pub fn sip(&self) -> Option<crate::sip::SipControl> {
+        self.sip.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl AppContext {
@@ -49,6 +64,7 @@ impl AppContext {
         let events = EventBus::default();
         let notifications = Notifications::new(db.clone());
         notifications.set_order_lookup(Arc::new(crate::domain::orders::CoreOrderLookup));
+        let telephony = Telephony::new(db.clone());
         Ok(AppContext {
             config: Arc::new(config),
             customers: Customers::new(db.clone(), events.clone()),
@@ -57,6 +73,9 @@ impl AppContext {
             accounts,
             events,
             notifications,
+            telephony,
+            call_events: tokio::sync::broadcast::channel(1024).0,
+            sip: Arc::default(),
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod model;
 pub mod notify;
 pub mod ops;
 pub mod server;
+pub mod sip;
 pub mod web;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -29,12 +29,46 @@ pub struct Running {
     pub setup_path: Option<String>,
     /// The live-update hub (for tests and benchmarks that watch it).
     pub hub: crate::web::hub::Hub,
+    /// Where SIP listens (UDP and TCP), when it is on.
+    pub sip_addr: Option<SocketAddr>,
+    /// The running SIP server (registrations, bans), when it is on.
+    pub sip: Option<crate::sip::SipHandle>,
+    sip_store: Option<std::sync::Arc<crate::domain::telephony::DbBindingStore>>,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
     notifier: crate::notify::Notifier,
     jobs: crate::jobs::Jobs,
     /// Held until stopped: `crm restore` refuses while it is held.
     data_dir_lock: crate::ops::lock::DataDirLock,
+}
+
+/// Starts the SIP registrar/proxy with the directory, persisted bindings and call-event
+/// channel of `ctx`.
+async fn start_sip(
+    ctx: &AppContext,
+    listen: SocketAddr,
+) -> anyhow::Result<(
+    crate::sip::SipHandle,
+    std::sync::Arc<crate::domain::telephony::DbBindingStore>,
+)> {
+    ctx.telephony.reload().await?;
+    let settings = ctx.telephony.sip_settings().await?;
+    let mut cfg = crate::sip::SipConfig::new(listen);
+    cfg.realm = settings.realm;
+    cfg.domains = settings.domains;
+    cfg.algorithms = settings.algorithms;
+    let restored = ctx.telephony.saved_bindings().await?;
+    let store = crate::domain::telephony::DbBindingStore::start(ctx.db.clone());
+    let handle = crate::sip::start(
+        cfg,
+        ctx.telephony.directory(),
+        store.clone(),
+        std::sync::Arc::new(ctx.call_events.clone()),
+        restored,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot listen for SIP on {listen}: {e}"))?;
+    Ok((handle, store))
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
@@ -51,6 +85,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http = bound.server.handle();
     let http_task = tokio::spawn(bound.server);
     let notifier = crate::notify::start(ctx.notifications.clone()).await?;
+    let (sip, sip_store) = match ctx.config.sip_listen()? {
+        crate::config::SipListen::Off => (None, None),
+        crate::config::SipListen::On(listen) => {
+            let (h, s) = start_sip(&ctx, listen).await?;
+            (Some(h), Some(s))
+        }
+    };
+    let sip_addr = sip.as_ref().map(|h| h.addr);
+    *ctx.sip.write().unwrap_or_else(|e| e.into_inner()) = sip.as_ref().map(|h| h.control());
     let scheme = if ctx.config.tls() { "https" } else { "http" };
     tracing::info!(
         version = crate::VERSION,
@@ -72,6 +115,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http_addr,
         setup_path,
         hub: bound.hub,
+        sip_addr,
+        sip,
+        sip_store,
         http,
         http_task,
         notifier,
@@ -85,6 +131,13 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         crate::ops::systemd::notify_stopping();
         self.jobs.stop().await;
+        *self.ctx.sip.write().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(sip) = self.sip {
+            sip.stop().await;
+        }
+        if let Some(store) = self.sip_store {
+            store.flush().await;
+        }
         self.http.stop(true).await;
         let _ = self.http_task.await;
         // After HTTP: no new test sends; in-flight deliveries settle before the checkpoint.

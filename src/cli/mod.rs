@@ -3,6 +3,7 @@
 
 mod backup;
 mod doctor;
+mod extension;
 mod install;
 mod restore;
 mod serve;
@@ -74,6 +75,11 @@ pub enum Command {
     Doctor,
     /// Install a signed release (downloaded, or --from-file), with backup and rollback.
     Upgrade(upgrade::UpgradeArgs),
+    /// Manage desk-phone extensions (SIP accounts).
+    Extension {
+        #[command(subcommand)]
+        command: extension::ExtensionCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Uninstall(args) => install::run_uninstall(args),
         Command::Doctor => doctor::run(&cli),
         Command::Upgrade(args) => upgrade::run(&cli, args),
+        Command::Extension { command } => extension::run(&cli, command),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod reports;
 pub mod seed;
 pub mod settings;
+pub mod sip;
 pub mod snapshot;
 pub mod telegram;
 

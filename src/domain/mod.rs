@@ -11,6 +11,7 @@ pub mod orders;
 pub mod search;
 pub mod seed;
 pub mod shop;
+pub mod telephony;
 
 pub use access::{Action, Actor};
 

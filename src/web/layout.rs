@@ -30,6 +30,7 @@ const NAV: &[(&str, &str, Action)] = &[
         Action::ManageOwnAccount,
     ),
     ("/backups", "backups.nav", Action::ManageBackups),
+    ("/telephony", "nav.telephony", Action::ManageTelephony),
 ];
 
 fn head(state: Option<&WebState>, title: &str) -> Markup {

@@ -153,6 +153,24 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/api/v1/orders/{id}/comments", Allowed(EditOrders), api::core::comment);
     r.add(get(), "/api/v1/search", Allowed(ViewOrders), api::core::search);
     r.add(get(), "/api/v1/statuses", Allowed(ViewOrders), api::core::statuses);
+
+    // Telephony
+    r.add(get(), "/telephony", Allowed(ManageTelephony), pages::telephony::show);
+    r.add(post(), "/telephony/extensions", Allowed(ManageTelephony), pages::telephony::create_extension);
+    r.add(post(), "/telephony/extensions/{number}/secret", Allowed(ManageTelephony), pages::telephony::regenerate_secret);
+    r.add(post(), "/telephony/extensions/{number}/delete", Allowed(ManageTelephony), pages::telephony::delete_extension);
+    r.add(post(), "/telephony/groups", Allowed(ManageTelephony), pages::telephony::save_group);
+    r.add(post(), "/telephony/groups/{number}/delete", Allowed(ManageTelephony), pages::telephony::delete_group);
+    r.add(post(), "/telephony/bans/{address}/release", Allowed(ManageTelephony), pages::telephony::release_ban);
+    r.add(get(), "/api/v1/telephony/extensions", Allowed(ManageTelephony), api::telephony::list_extensions);
+    r.add(post(), "/api/v1/telephony/extensions", Allowed(ManageTelephony), api::telephony::create_extension);
+    r.add(Method::DELETE, "/api/v1/telephony/extensions/{number}", Allowed(ManageTelephony), api::telephony::delete_extension);
+    r.add(get(), "/api/v1/telephony/groups", Allowed(ManageTelephony), api::telephony::list_groups);
+    r.add(Method::PUT, "/api/v1/telephony/groups", Allowed(ManageTelephony), api::telephony::save_group);
+    r.add(Method::DELETE, "/api/v1/telephony/groups/{number}", Allowed(ManageTelephony), api::telephony::delete_group);
+    r.add(get(), "/api/v1/telephony/registrations", Allowed(ManageTelephony), api::telephony::registrations);
+    r.add(get(), "/api/v1/telephony/bans", Allowed(ManageTelephony), api::telephony::bans);
+    r.add(post(), "/api/v1/telephony/bans/{address}/release", Allowed(ManageTelephony), api::telephony::release_ban);
 }
 
 /// Collects the specs without registering anything.

@@ -17,3 +17,4 @@ mod ops;
 mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
+mod sip;

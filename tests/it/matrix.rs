@@ -135,6 +135,26 @@ pub const NOTIFY: &[(&str, &str, Who)] = &[
     ("POST", "/profile/telegram/unlink", Staff),
 ];
 
+/// Telephony administration (issue 5): the admin's.
+pub const TELEPHONY: &[(&str, &str, Who)] = &[
+    ("GET", "/telephony", ADMIN),
+    ("POST", "/telephony/extensions", ADMIN),
+    ("POST", "/telephony/extensions/{number}/secret", ADMIN),
+    ("POST", "/telephony/extensions/{number}/delete", ADMIN),
+    ("POST", "/telephony/groups", ADMIN),
+    ("POST", "/telephony/groups/{number}/delete", ADMIN),
+    ("POST", "/telephony/bans/{address}/release", ADMIN),
+    ("GET", "/api/v1/telephony/extensions", ADMIN),
+    ("POST", "/api/v1/telephony/extensions", ADMIN),
+    ("DELETE", "/api/v1/telephony/extensions/{number}", ADMIN),
+    ("GET", "/api/v1/telephony/groups", ADMIN),
+    ("PUT", "/api/v1/telephony/groups", ADMIN),
+    ("DELETE", "/api/v1/telephony/groups/{number}", ADMIN),
+    ("GET", "/api/v1/telephony/registrations", ADMIN),
+    ("GET", "/api/v1/telephony/bans", ADMIN),
+    ("POST", "/api/v1/telephony/bans/{address}/release", ADMIN),
+];
+
 /// Every area's rows.
 /// Backups (ops).
 pub const OPS: &[(&str, &str, Who)] = &[
@@ -144,7 +164,7 @@ pub const OPS: &[(&str, &str, Who)] = &[
 ];
 
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS];
+    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

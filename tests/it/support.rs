@@ -56,6 +56,28 @@ impl TestApp {
         }
     }
 
+    /// A fresh server with SIP on 127.0.0.1 (a free port, UDP and TCP) and an admin.
+    pub async fn spawn_with_sip() -> TestApp {
+        let app = Self::spawn_with(|c| c.sip = "127.0.0.1:0".into()).await;
+        app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+        app
+    }
+
+    /// The SIP address of a server started with [`TestApp::spawn_with_sip`].
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        self.running().sip_addr.expect("SIP is on")
+    }
+
+    /// Stops the server and starts it again on the same data directory (new ports).
+    pub async fn restart(&mut self, tweak: impl FnOnce(&mut Config)) {
+        let mut cfg = test_config(self.dir.path());
+        tweak(&mut cfg);
+        self.stop().await;
+        let running = crm::server::start(cfg).await.expect("server restarts");
+        self.base = format!("http://{}", running.http_addr);
+        self.running = Some(running);
+    }
+
     /// A fresh server with an admin `admin` / ADMIN_PASSWORD.
     pub async fn spawn() -> TestApp {
         let app = Self::spawn_empty().await;

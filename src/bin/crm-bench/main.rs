@@ -7,13 +7,14 @@ mod core;
 mod httpc;
 mod notify;
 mod server;
+mod sip;
 mod startup;
 mod stats;
 mod ws;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup", "ws", "core", "notify", "backup"];
+const SUITES: &[&str] = &["startup", "ws", "core", "notify", "backup", "sip"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         "core" => core::run(rest),
         "notify" => notify::run(rest),
         "backup" => backup::run(rest),
+        "sip" => sip::run(rest),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")

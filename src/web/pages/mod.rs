@@ -10,6 +10,7 @@ pub mod notifications;
 pub mod orders;
 pub mod profile;
 pub mod settings;
+pub mod telephony;
 pub mod users;
 
 use actix_web::http::header;

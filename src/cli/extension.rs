@@ -1,0 +1,100 @@
+//! `crm extension …`: manage desk-phone extensions from the shell.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{load_config, read_password, runtime, Cli};
+use crate::app::AppContext;
+use crate::config::Overrides;
+use crate::domain::telephony::NewExtension;
+
+#[derive(Subcommand, Debug)]
+pub enum ExtensionCommand {
+    /// Create an extension. Without --password-stdin a strong secret is generated and
+    /// printed once, with the settings to enter in the phone.
+    Add {
+        /// 2 to 6 digits.
+        number: String,
+        /// Link to this staff user (their screen-pops).
+        #[arg(long)]
+        user: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the SIP secret from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List extensions.
+    List,
+    /// Delete an extension (its phones are unregistered).
+    Remove { number: String },
+    /// Bulk import `number;secret;` lines (all or nothing; existing numbers get the new
+    /// secret).
+    Import { file: PathBuf },
+}
+
+pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let ctx = AppContext::open(load_config(cli, Overrides::default())?)?;
+    rt.block_on(async {
+        let tel = &ctx.telephony;
+        match cmd {
+            ExtensionCommand::Add {
+                number,
+                user,
+                name,
+                password_stdin,
+            } => {
+                let secret = if *password_stdin {
+                    Some(read_password(true)?)
+                } else {
+                    None
+                };
+                let generated = secret.is_none();
+                let e = tel
+                    .add_extension(
+                        None,
+                        NewExtension {
+                            number: number.clone(),
+                            display_name: name.clone().unwrap_or_default(),
+                            username: user.clone(),
+                            secret,
+                        },
+                    )
+                    .await?;
+                println!("extension {} created", e.number);
+                let sip = ctx.config.sip.clone();
+                println!("  server:   {sip}");
+                println!("  user:     {}", e.number);
+                if generated {
+                    println!("  secret:   {}   (shown once)", e.secret);
+                }
+            }
+            ExtensionCommand::List => {
+                for e in tel.list_extensions().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        e.number,
+                        if e.enabled { "enabled" } else { "disabled" },
+                        e.username.as_deref().unwrap_or("-"),
+                        e.display_name
+                    );
+                }
+            }
+            ExtensionCommand::Remove { number } => {
+                tel.remove_extension(None, number).await?;
+                println!("extension {number} removed");
+            }
+            ExtensionCommand::Import { file } => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                let n = tel.import(None, &text).await?;
+                println!("imported {n} extensions");
+            }
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,269 @@
+//! SQL for SIP extensions, ring groups and persisted registrations.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::DbResult;
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ExtensionRow {
+    pub id: i64,
+    pub number: String,
+    pub display_name: String,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub enabled: bool,
+    #[serde(skip)]
+    pub secret: String,
+}
+
+const EXT_COLS: &str = "e.id, e.number, e.display_name, e.user_id, u.username, e.enabled, e.secret
+     FROM sip_extensions e LEFT JOIN users u ON u.id = e.user_id";
+
+fn ext_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtensionRow> {
+    Ok(ExtensionRow {
+        id: r.get(0)?,
+        number: r.get(1)?,
+        display_name: r.get(2)?,
+        user_id: r.get(3)?,
+        username: r.get(4)?,
+        enabled: r.get(5)?,
+        secret: r.get(6)?,
+    })
+}
+
+pub fn list_extensions(c: &Connection) -> DbResult<Vec<ExtensionRow>> {
+    let mut st = c.prepare_cached(&format!("SELECT {EXT_COLS} ORDER BY e.number"))?;
+    let rows = st.query_map([], ext_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn extension_by_number(c: &Connection, number: &str) -> DbResult<Option<ExtensionRow>> {
+    Ok(c.query_row(
+        &format!("SELECT {EXT_COLS} WHERE e.number = ?1"),
+        [number],
+        ext_row,
+    )
+    .optional()?)
+}
+
+pub fn insert_extension(
+    c: &Connection,
+    number: &str,
+    display_name: &str,
+    user_id: Option<i64>,
+    secret: &str,
+    now: i64,
+) -> DbResult<i64> {
+    c.execute(
+        "INSERT INTO sip_extensions (number, display_name, user_id, enabled, secret, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5)",
+        params![number, display_name, user_id, secret, now],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// Inserts or replaces the secret of an existing number (bulk import).
+pub fn upsert_extension_secret(
+    c: &Connection,
+    number: &str,
+    secret: &str,
+    now: i64,
+) -> DbResult<()> {
+    c.execute(
+        "INSERT INTO sip_extensions (number, display_name, enabled, secret, created_at, updated_at)
+         VALUES (?1, '', 1, ?2, ?3, ?3)
+         ON CONFLICT(number) DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
+        params![number, secret, now],
+    )?;
+    Ok(())
+}
+
+pub fn update_extension(
+    c: &Connection,
+    number: &str,
+    display_name: &str,
+    user_id: Option<i64>,
+    enabled: bool,
+    now: i64,
+) -> DbResult<usize> {
+    Ok(c.execute(
+        "UPDATE sip_extensions SET display_name = ?2, user_id = ?3, enabled = ?4, updated_at = ?5
+         WHERE number = ?1",
+        params![number, display_name, user_id, enabled, now],
+    )?)
+}
+
+pub fn set_extension_secret(
+    c: &Connection,
+    number: &str,
+    secret: &str,
+    now: i64,
+) -> DbResult<usize> {
+    Ok(c.execute(
+        "UPDATE sip_extensions SET secret = ?2, updated_at = ?3 WHERE number = ?1",
+        params![number, secret, now],
+    )?)
+}
+
+pub fn delete_extension(c: &Connection, number: &str) -> DbResult<usize> {
+    c.execute("DELETE FROM sip_bindings WHERE extension = ?1", [number])?;
+    Ok(c.execute("DELETE FROM sip_extensions WHERE number = ?1", [number])?)
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RingGroupRow {
+    pub id: i64,
+    pub number: String,
+    pub name: String,
+    /// "ring_all" or "sequential"
+    pub strategy: String,
+    pub member_timeout_secs: u32,
+    pub overall_timeout_secs: u32,
+    /// Extension numbers, in ringing order.
+    pub members: Vec<String>,
+}
+
+pub fn list_ring_groups(c: &Connection) -> DbResult<Vec<RingGroupRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, number, name, strategy, member_timeout_secs, overall_timeout_secs
+         FROM sip_ring_groups ORDER BY number",
+    )?;
+    let mut groups: Vec<RingGroupRow> = st
+        .query_map([], |r| {
+            Ok(RingGroupRow {
+                id: r.get(0)?,
+                number: r.get(1)?,
+                name: r.get(2)?,
+                strategy: r.get(3)?,
+                member_timeout_secs: r.get(4)?,
+                overall_timeout_secs: r.get(5)?,
+                members: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut m = c.prepare_cached(
+        "SELECT e.number FROM sip_ring_group_members m JOIN sip_extensions e ON e.id = m.extension_id
+         WHERE m.group_id = ?1 ORDER BY m.position",
+    )?;
+    for g in &mut groups {
+        g.members = m
+            .query_map([g.id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(groups)
+}
+
+pub fn number_taken(c: &Connection, number: &str) -> DbResult<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sip_extensions WHERE number = ?1)
+             OR EXISTS(SELECT 1 FROM sip_ring_groups WHERE number = ?1)",
+        [number],
+        |r| r.get(0),
+    )?)
+}
+
+/// Creates or replaces a ring group (by number) with its members; returns its id.
+#[allow(clippy::too_many_arguments)]
+pub fn save_ring_group(
+    c: &Connection,
+    number: &str,
+    name: &str,
+    strategy: &str,
+    member_timeout_secs: u32,
+    overall_timeout_secs: u32,
+    member_ids: &[i64],
+    now: i64,
+) -> DbResult<i64> {
+    c.execute(
+        "INSERT INTO sip_ring_groups (number, name, strategy, member_timeout_secs, overall_timeout_secs, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT(number) DO UPDATE SET name = excluded.name, strategy = excluded.strategy,
+           member_timeout_secs = excluded.member_timeout_secs,
+           overall_timeout_secs = excluded.overall_timeout_secs, updated_at = excluded.updated_at",
+        params![number, name, strategy, member_timeout_secs, overall_timeout_secs, now],
+    )?;
+    let id: i64 = c.query_row(
+        "SELECT id FROM sip_ring_groups WHERE number = ?1",
+        [number],
+        |r| r.get(0),
+    )?;
+    c.execute(
+        "DELETE FROM sip_ring_group_members WHERE group_id = ?1",
+        [id],
+    )?;
+    for (pos, ext) in member_ids.iter().enumerate() {
+        c.execute(
+            "INSERT INTO sip_ring_group_members (group_id, extension_id, position) VALUES (?1, ?2, ?3)",
+            params![id, ext, pos as i64],
+        )?;
+    }
+    Ok(id)
+}
+
+pub fn delete_ring_group(c: &Connection, number: &str) -> DbResult<usize> {
+    Ok(c.execute("DELETE FROM sip_ring_groups WHERE number = ?1", [number])?)
+}
+
+#[derive(Debug, Clone)]
+pub struct BindingRow {
+    pub extension: String,
+    pub contact: String,
+    pub transport: String,
+    pub source: String,
+    pub expires_at: i64,
+    pub call_id: String,
+    pub cseq: u32,
+    pub user_agent: String,
+}
+
+pub fn upsert_binding(c: &Connection, b: &BindingRow) -> DbResult<()> {
+    c.prepare_cached(
+        "INSERT INTO sip_bindings (extension, contact, transport, source, expires_at, call_id, cseq, user_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(extension, contact) DO UPDATE SET transport = excluded.transport,
+           source = excluded.source, expires_at = excluded.expires_at, call_id = excluded.call_id,
+           cseq = excluded.cseq, user_agent = excluded.user_agent",
+    )?
+    .execute(params![
+        b.extension,
+        b.contact,
+        b.transport,
+        b.source,
+        b.expires_at,
+        b.call_id,
+        b.cseq,
+        b.user_agent
+    ])?;
+    Ok(())
+}
+
+pub fn delete_binding(c: &Connection, extension: &str, contact: &str) -> DbResult<()> {
+    c.prepare_cached("DELETE FROM sip_bindings WHERE extension = ?1 AND contact = ?2")?
+        .execute(params![extension, contact])?;
+    Ok(())
+}
+
+/// Live bindings; expired ones are deleted on the way.
+pub fn load_bindings(c: &Connection, now: i64) -> DbResult<Vec<BindingRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT extension, contact, transport, source, expires_at, call_id, cseq, user_agent
+         FROM sip_bindings WHERE expires_at > ?1",
+    )?;
+    let rows = st.query_map([now], |r| {
+        Ok(BindingRow {
+            extension: r.get(0)?,
+            contact: r.get(1)?,
+            transport: r.get(2)?,
+            source: r.get(3)?,
+            expires_at: r.get(4)?,
+            call_id: r.get(5)?,
+            cseq: r.get(6)?,
+            user_agent: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn delete_expired_bindings(c: &Connection, now: i64) -> DbResult<usize> {
+    Ok(c.execute("DELETE FROM sip_bindings WHERE expires_at <= ?1", [now])?)
+}

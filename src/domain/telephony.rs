@@ -1,0 +1,660 @@
+//! Telephony: extensions (desk phones), ring groups, bulk import, and the adapters that
+//! give the SIP server its in-memory directory and persist its registrations.
+
+pub use crate::db::sip::{ExtensionRow, RingGroupRow};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{from_db, Actor, DomainError, DomainResult};
+use crate::db::sip::{self as q, BindingRow};
+use crate::db::{now, Db};
+use crate::sip::{self, Entry, Peer, RingGroup, StoredBinding, Strategy, Transport};
+
+pub use crate::db::sip::{ExtensionRow as Extension, RingGroupRow as Group};
+
+/// Characters of generated secrets: no look-alikes (0/O, 1/l/I), easy to type on a phone.
+const SECRET_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
+const SECRET_LEN: usize = 20;
+
+/// A strong random secret (20 chars of a 55-symbol alphabet, ~115 bits).
+pub fn generate_secret() -> String {
+    let mut rng = rand::thread_rng();
+    (0..SECRET_LEN)
+        .map(|_| SECRET_ALPHABET[rng.gen_range(0..SECRET_ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn validate_number(n: &str) -> DomainResult<()> {
+    if (2..=6).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "an extension or group number has 2 to 6 digits",
+        ))
+    }
+}
+
+pub fn validate_secret(s: &str) -> DomainResult<()> {
+    if s.len() < 8 || s.len() > 64 {
+        return Err(DomainError::invalid("a SIP secret has 8 to 64 characters"));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b'\\')
+    {
+        return Err(DomainError::invalid(
+            "a SIP secret uses printable ASCII without spaces, quotes, ';' or '\\'",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_name(n: &str) -> DomainResult<String> {
+    let n = n.trim();
+    if n.chars().count() > 80 || n.chars().any(char::is_control) {
+        return Err(DomainError::invalid("a name has at most 80 characters"));
+    }
+    Ok(n.to_string())
+}
+
+#[derive(Debug, Clone)]
+pub struct SipSettings {
+    pub realm: String,
+    pub domains: Vec<String>,
+    pub algorithms: Vec<sip::digest::Algorithm>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewExtension {
+    pub number: String,
+    pub display_name: String,
+    pub username: Option<String>,
+    /// None: generate a strong one.
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub number: String,
+    pub name: String,
+    pub strategy: Strategy,
+    pub member_timeout_secs: u32,
+    pub overall_timeout_secs: u32,
+    pub members: Vec<String>,
+}
+
+/// Extensions and ring groups; keeps the SIP directory in step with every change.
+#[derive(Clone)]
+pub struct Telephony {
+    db: Db,
+    directory: Arc<MemoryDirectory>,
+}
+
+impl Telephony {
+    pub fn new(db: Db) -> Telephony {
+        Telephony {
+            db,
+            directory: Arc::new(MemoryDirectory::default()),
+        }
+    }
+
+    /// The directory the SIP server reads (loaded by [`Telephony::reload`]).
+    pub fn directory(&self) -> Arc<MemoryDirectory> {
+        self.directory.clone()
+    }
+
+    /// Rebuilds the in-memory directory from the database.
+    pub async fn reload(&self) -> DomainResult<()> {
+        let (exts, groups) = self
+            .db
+            .read(|c| Ok((q::list_extensions(c)?, q::list_ring_groups(c)?)))
+            .await?;
+        self.directory.replace(&exts, &groups);
+        Ok(())
+    }
+
+    pub async fn list_extensions(&self) -> DomainResult<Vec<ExtensionRow>> {
+        Ok(self.db.read(q::list_extensions).await?)
+    }
+
+    pub async fn extension(&self, number: &str) -> DomainResult<ExtensionRow> {
+        let n = number.to_string();
+        self.db
+            .read(move |c| q::extension_by_number(c, &n))
+            .await?
+            .ok_or(DomainError::NotFound)
+    }
+
+    /// Creates an extension; returns it with its secret (shown once to copy into the phone).
+    pub async fn add_extension(
+        &self,
+        by: Option<&Actor>,
+        e: NewExtension,
+    ) -> DomainResult<ExtensionRow> {
+        validate_number(&e.number)?;
+        let name = validate_name(&e.display_name)?;
+        let secret = match e.secret {
+            Some(s) => {
+                validate_secret(&s)?;
+                s
+            }
+            None => generate_secret(),
+        };
+        let by_id = by.map(|a| a.user_id);
+        let number = e.number.clone();
+        let username = e.username.clone();
+        self.db
+            .write(move |c| {
+                if q::number_taken(c, &number)? {
+                    return Err(DomainError::Conflict(format!("number {number} is taken")).into());
+                }
+                let user_id = match &username {
+                    None => None,
+                    Some(u) => Some(
+                        crate::db::accounts::user_by_username(c, &u.to_lowercase())?
+                            .ok_or_else(|| DomainError::invalid(format!("no user {u:?}")))?
+                            .id,
+                    ),
+                };
+                let id = q::insert_extension(c, &number, &name, user_id, &secret, now())?;
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "create",
+                    "sip_extension",
+                    Some(id),
+                    &serde_json::json!({ "number": number }),
+                    now(),
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)?;
+        self.reload().await?;
+        self.extension(&e.number).await
+    }
+
+    pub async fn update_extension(
+        &self,
+        by: Option<&Actor>,
+        number: &str,
+        display_name: &str,
+        username: Option<String>,
+        enabled: bool,
+    ) -> DomainResult<()> {
+        let name = validate_name(display_name)?;
+        let number = number.to_string();
+        let by_id = by.map(|a| a.user_id);
+        self.db
+            .write(move |c| {
+                let user_id = match &username {
+                    None => None,
+                    Some(u) => Some(
+                        crate::db::accounts::user_by_username(c, &u.to_lowercase())?
+                            .ok_or_else(|| DomainError::invalid(format!("no user {u:?}")))?
+                            .id,
+                    ),
+                };
+                if q::update_extension(c, &number, &name, user_id, enabled, now())? == 0 {
+                    return Err(DomainError::NotFound.into());
+                }
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "update",
+                    "sip_extension",
+                    None,
+                    &serde_json::json!({ "number": number, "enabled": enabled }),
+                    now(),
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)?;
+        self.reload().await
+    }
+
+    /// Replaces the secret with a new strong one and returns it.
+    pub async fn regenerate_secret(
+        &self,
+        by: Option<&Actor>,
+        number: &str,
+    ) -> DomainResult<String> {
+        let secret = generate_secret();
+        let (n, s) = (number.to_string(), secret.clone());
+        let by_id = by.map(|a| a.user_id);
+        self.db
+            .write(move |c| {
+                if q::set_extension_secret(c, &n, &s, now())? == 0 {
+                    return Err(DomainError::NotFound.into());
+                }
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "update",
+                    "sip_extension_secret",
+                    None,
+                    &serde_json::json!({ "number": n }),
+                    now(),
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)?;
+        self.reload().await?;
+        Ok(secret)
+    }
+
+    pub async fn remove_extension(&self, by: Option<&Actor>, number: &str) -> DomainResult<()> {
+        let n = number.to_string();
+        let by_id = by.map(|a| a.user_id);
+        self.db
+            .write(move |c| {
+                if q::delete_extension(c, &n)? == 0 {
+                    return Err(DomainError::NotFound.into());
+                }
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "delete",
+                    "sip_extension",
+                    None,
+                    &serde_json::json!({ "number": n }),
+                    now(),
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)?;
+        self.reload().await
+    }
+
+    /// Imports `number;secret;` lines (as in the bench kit's users.csv): all or nothing.
+    /// A first line `SEQUENTIAL`/`RANDOM` (SIPp's header), blank lines and `#` comments
+    /// are skipped. Existing numbers get the new secret. Returns the number of lines
+    /// imported.
+    pub async fn import(&self, by: Option<&Actor>, text: &str) -> DomainResult<usize> {
+        let mut rows: Vec<(String, String)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty()
+                || line.starts_with('#')
+                || (i == 0 && matches!(line, "SEQUENTIAL" | "RANDOM" | "USER"))
+            {
+                continue;
+            }
+            let mut parts = line.split(';');
+            let number = parts.next().unwrap_or("").trim().to_string();
+            let secret = parts.next().unwrap_or("").trim().to_string();
+            let at = |e: DomainError| DomainError::invalid(format!("line {}: {e}", i + 1));
+            validate_number(&number).map_err(at)?;
+            validate_secret(&secret).map_err(at)?;
+            rows.push((number, secret));
+        }
+        let count = rows.len();
+        let by_id = by.map(|a| a.user_id);
+        self.db
+            .write(move |c| {
+                let t = now();
+                for (n, s) in &rows {
+                    if c.query_row(
+                        "SELECT EXISTS(SELECT 1 FROM sip_ring_groups WHERE number = ?1)",
+                        [n],
+                        |r| r.get::<_, bool>(0),
+                    )
+                    .map_err(crate::db::DbError::from)?
+                    {
+                        return Err(
+                            DomainError::Conflict(format!("number {n} is a ring group")).into()
+                        );
+                    }
+                    q::upsert_extension_secret(c, n, s, t)?;
+                }
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "import",
+                    "sip_extension",
+                    None,
+                    &serde_json::json!({ "count": rows.len() }),
+                    t,
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)?;
+        self.reload().await?;
+        Ok(count)
+    }
+
+    pub async fn list_groups(&self) -> DomainResult<Vec<RingGroupRow>> {
+        Ok(self.db.read(q::list_ring_groups).await?)
+    }
+
+    /// Creates or replaces a ring group.
+    pub async fn save_group(&self, by: Option<&Actor>, g: NewGroup) -> DomainResult<()> {
+        validate_number(&g.number)?;
+        let name = validate_name(&g.name)?;
+        if g.members.is_empty() || g.members.len() > 50 {
+            return Err(DomainError::invalid("a ring group has 1 to 50 members"));
+        }
+        if !(1..=600).contains(&g.member_timeout_secs)
+            || !(1..=600).contains(&g.overall_timeout_secs)
+        {
+            return Err(DomainError::invalid("timeouts are 1 to 600 seconds"));
+        }
+        let by_id = by.map(|a| a.user_id);
+        self.db
+            .write(move |c| {
+                let mut ids = Vec::new();
+                for m in &g.members {
+                    let e = q::extension_by_number(c, m)?
+                        .ok_or_else(|| DomainError::invalid(format!("no extension {m}")))?;
+                    if !ids.contains(&e.id) {
+                        ids.push(e.id);
+                    }
+                }
+                if q::extension_by_number(c, &g.number)?.is_some() {
+                    return Err(DomainError::Conflict(format!(
+                        "number {} is an extension",
+                        g.number
+                    ))
+                    .into());
+                }
+                let strategy = match g.strategy {
+                    Strategy::RingAll => "ring_all",
+                    Strategy::Sequential => "sequential",
+                };
+                let id = q::save_ring_group(
+                    c,
+                    &g.number,
+                    &name,
+                    strategy,
+                    g.member_timeout_secs,
+                    g.overall_timeout_secs,
+                    &ids,
+                    now(),
+                )?;
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "save",
+                    "sip_ring_group",
+                    Some(id),
+                    &serde_json::json!({ "number": g.number }),
+                    now(),
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)?;
+        self.reload().await
+    }
+
+    pub async fn remove_group(&self, by: Option<&Actor>, number: &str) -> DomainResult<()> {
+        let n = number.to_string();
+        let by_id = by.map(|a| a.user_id);
+        self.db
+            .write(move |c| {
+                if q::delete_ring_group(c, &n)? == 0 {
+                    return Err(DomainError::NotFound.into());
+                }
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "delete",
+                    "sip_ring_group",
+                    None,
+                    &serde_json::json!({ "number": n }),
+                    now(),
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)?;
+        self.reload().await
+    }
+
+    /// SIP settings from the runtime settings table: `sip.realm`, `sip.domains`
+    /// (comma-separated local domain names) and `sip.digest` (offered algorithms in order,
+    /// e.g. "SHA-256,MD5"; default "MD5", which every phone supports).
+    pub async fn sip_settings(&self) -> DomainResult<SipSettings> {
+        let (realm, domains, digest) = self
+            .db
+            .read(|c| {
+                Ok((
+                    crate::db::settings::get(c, "sip.realm")?,
+                    crate::db::settings::get(c, "sip.domains")?,
+                    crate::db::settings::get(c, "sip.digest")?,
+                ))
+            })
+            .await?;
+        let realm = realm
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "crm.local".into());
+        let mut domains: Vec<String> = domains
+            .unwrap_or_default()
+            .split(',')
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .collect();
+        if !domains.contains(&realm) {
+            domains.push(realm.clone());
+        }
+        let mut algorithms = Vec::new();
+        for a in digest.unwrap_or_default().split(',') {
+            let alg = match a.trim().to_ascii_uppercase().as_str() {
+                "MD5" => sip::digest::Algorithm::Md5,
+                "SHA-256" => sip::digest::Algorithm::Sha256,
+                _ => continue,
+            };
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        if algorithms.is_empty() {
+            algorithms.push(sip::digest::Algorithm::Md5);
+        }
+        Ok(SipSettings {
+            realm,
+            domains,
+            algorithms,
+        })
+    }
+
+    /// Registrations saved before the last stop, for the SIP server to start with.
+    pub async fn saved_bindings(&self) -> DomainResult<Vec<StoredBinding>> {
+        let t = now();
+        let rows = self
+            .db
+            .write(move |c| {
+                q::delete_expired_bindings(c, t)?;
+                q::load_bindings(c, t)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let addr: SocketAddr = r.source.parse().ok()?;
+                Some(StoredBinding {
+                    extension: r.extension,
+                    contact: r.contact,
+                    source: Peer {
+                        transport: if r.transport == "TCP" {
+                            Transport::Tcp
+                        } else {
+                            Transport::Udp
+                        },
+                        addr,
+                    },
+                    expires_at: r.expires_at.max(0) as u64,
+                    call_id: r.call_id,
+                    cseq: r.cseq,
+                    user_agent: r.user_agent,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The SIP directory in memory: looked up on every REGISTER/INVITE without touching
+/// SQLite; replaced wholesale after each change.
+#[derive(Default)]
+pub struct MemoryDirectory {
+    map: RwLock<HashMap<String, Entry>>,
+}
+
+impl MemoryDirectory {
+    fn replace(&self, exts: &[ExtensionRow], groups: &[RingGroupRow]) {
+        let mut m = HashMap::with_capacity(exts.len() + groups.len());
+        for e in exts.iter().filter(|e| e.enabled) {
+            m.insert(
+                e.number.clone(),
+                Entry::Extension {
+                    secret: Arc::from(e.secret.as_str()),
+                },
+            );
+        }
+        for g in groups {
+            m.insert(
+                g.number.clone(),
+                Entry::Group(RingGroup {
+                    members: g.members.clone(),
+                    strategy: if g.strategy == "sequential" {
+                        Strategy::Sequential
+                    } else {
+                        Strategy::RingAll
+                    },
+                    member_timeout_secs: g.member_timeout_secs,
+                    overall_timeout_secs: g.overall_timeout_secs,
+                }),
+            );
+        }
+        *self.map.write().unwrap_or_else(|e| e.into_inner()) = m;
+    }
+}
+
+impl sip::Directory for MemoryDirectory {
+    fn lookup(&self, number: &str) -> Option<Entry> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(number)
+            .cloned()
+    }
+}
+
+enum BindingOp {
+    Upsert(BindingRow),
+    Remove(String, String),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Persists registrations write-behind: the SIP engine enqueues without waiting; a task
+/// writes whatever has queued up in one transaction through the Db writer, so a burst of
+/// REGISTERs costs one commit, not one per packet.
+pub struct DbBindingStore {
+    tx: mpsc::Sender<BindingOp>,
+}
+
+impl DbBindingStore {
+    /// Starts the writer task (needs a Tokio runtime).
+    pub fn start(db: Db) -> Arc<DbBindingStore> {
+        let (tx, mut rx) = mpsc::channel::<BindingOp>(65_536);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 4096 {
+                    match rx.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                let mut waiters = Vec::new();
+                let mut ops = Vec::new();
+                for op in batch {
+                    match op {
+                        BindingOp::Flush(w) => waiters.push(w),
+                        other => ops.push(other),
+                    }
+                }
+                if !ops.is_empty() {
+                    let r = db
+                        .write(move |c| {
+                            for op in &ops {
+                                match op {
+                                    BindingOp::Upsert(b) => q::upsert_binding(c, b)?,
+                                    BindingOp::Remove(e, ct) => q::delete_binding(c, e, ct)?,
+                                    BindingOp::Flush(_) => {}
+                                }
+                            }
+                            Ok(())
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::error!("SIP: saving registrations failed: {e}");
+                    }
+                }
+                for w in waiters {
+                    let _ = w.send(());
+                }
+            }
+        });
+        Arc::new(DbBindingStore { tx })
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(BindingOp::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+impl sip::BindingStore for DbBindingStore {
+    fn upsert(&self, b: &StoredBinding) {
+        let row = BindingRow {
+            extension: b.extension.clone(),
+            contact: b.contact.clone(),
+            transport: b.source.transport.name().into(),
+            source: b.source.addr.to_string(),
+            expires_at: b.expires_at as i64,
+            call_id: b.call_id.clone(),
+            cseq: b.cseq,
+            user_agent: b.user_agent.clone(),
+        };
+        if self.tx.try_send(BindingOp::Upsert(row)).is_err() {
+            tracing::warn!("SIP: registration queue full; binding kept in memory only");
+        }
+    }
+
+    fn remove(&self, extension: &str, contact: &str) {
+        let _ = self
+            .tx
+            .try_send(BindingOp::Remove(extension.into(), contact.into()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_strong_and_validated() {
+        let a = generate_secret();
+        assert_eq!(a.len(), SECRET_LEN);
+        assert_ne!(a, generate_secret());
+        assert!(validate_secret(&a).is_ok());
+        assert!(validate_secret("short").is_err());
+        assert!(validate_secret("has space here").is_err());
+        assert!(validate_number("100").is_ok());
+        assert!(validate_number("1").is_err());
+        assert!(validate_number("1234567").is_err());
+        assert!(validate_number("12a").is_err());
+    }
+}

@@ -1,0 +1,2047 @@
+//! Registrar and transaction-stateful proxy as pure logic: [`Engine::on_packet`] and
+//! [`Engine::on_tick`] take input and push packets to send. No sockets, no clock reads
+//! except the `now` passed in, so tests drive it directly.
+//!
+//! Rules, in the order a request meets them: banned source -> dropped; parse error ->
+//! 400/505 (responses dropped); retransmission -> the stored reply; foreign domain -> 403;
+//! Max-Forwards 0 -> 483; in-dialog request -> loose-routed only inside a dialog this
+//! proxy set up; REGISTER -> 401 challenge, then bindings; anything else routed ->
+//! 407 challenge first (toll fraud: nothing is routed for an unauthenticated source).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::digest::{self, Credentials, NonceBook, Verdict};
+use super::message::{self, param, Message, Method, NameAddr, StartLine, Uri};
+use super::{
+    BindingStore, CallEvent, Directory, Entry, EventSink, Peer, SipConfig, StoredBinding, Strategy,
+    Transport,
+};
+
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const TIMER_B: Duration = Duration::from_secs(32);
+/// How long a finished transaction (and a cached stateless reply) is kept to absorb
+/// retransmissions and forward 2xx retransmissions.
+const LINGER: Duration = Duration::from_secs(16);
+const BRANCH_PREFIX: &str = "z9hG4bKcrm";
+const MAX_TXNS: usize = 200_000;
+const MAX_DIALOGS: usize = 100_000;
+const MAX_BAN_ENTRIES: usize = 50_000;
+
+/// A packet to send.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub to: Peer,
+    pub data: Vec<u8>,
+}
+
+/// A registered contact, for the admin view.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Registration {
+    pub extension: String,
+    pub contact: String,
+    pub user_agent: String,
+    pub source: String,
+    pub transport: &'static str,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BanInfo {
+    pub address: String,
+    pub failures: u32,
+    pub banned_for_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Binding {
+    contact: String,
+    source: Peer,
+    expires_at: u64,
+    call_id: String,
+    cseq: u32,
+    user_agent: String,
+}
+
+#[derive(Debug, Default)]
+struct SourceState {
+    failures: u32,
+    window_start: u64,
+    banned_until: u64,
+    calls: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnState {
+    /// Forwarding, no final answer sent upstream yet.
+    Proceeding,
+    /// A final non-2xx sent; waiting for the ACK (UDP: retransmitting).
+    Completed,
+    /// 2xx forwarded, or ACK received: only lingering.
+    Done,
+}
+
+struct Branch {
+    id: String,
+    extension: String,
+    to: Peer,
+    uri: String,
+    request: Vec<u8>,
+    /// The forwarded request's header set, to build CANCEL/ACK.
+    via: String,
+    provisional: bool,
+    final_code: Option<u16>,
+    cancel_pending: bool,
+    cancelled: bool,
+    started: bool,
+}
+
+struct ServerTxn {
+    source: Peer,
+    request: Message,
+    last_response: Option<Vec<u8>>,
+    state: TxnState,
+    branches: Vec<Branch>,
+    best: Option<Message>,
+    answered: bool,
+    cancelled: bool,
+    started: Instant,
+    caller: String,
+    callee: String,
+    /// Sequential ring group: index of the next member to start.
+    sequential: Option<(usize, Duration)>,
+    source_ip: IpAddr,
+    ended_reported: bool,
+}
+
+struct Dialog {
+    caller: Peer,
+    callee: Peer,
+    started: Instant,
+    answered: Instant,
+    extension: String,
+    ended: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Timer {
+    BranchRetransmit {
+        txn: String,
+        branch: String,
+        interval: Duration,
+    },
+    BranchTimeout {
+        txn: String,
+        branch: String,
+    },
+    RingTimeout {
+        txn: String,
+    },
+    MemberTimeout {
+        txn: String,
+        member: usize,
+    },
+    FinalRetransmit {
+        txn: String,
+        interval: Duration,
+    },
+    TxnExpire {
+        txn: String,
+    },
+    DialogExpire {
+        call_id: String,
+    },
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    timer: Timer,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+pub struct Engine {
+    cfg: SipConfig,
+    directory: Arc<dyn Directory>,
+    store: Arc<dyn BindingStore>,
+    events: Arc<dyn EventSink>,
+    nonces: NonceBook,
+    location: HashMap<String, Vec<Binding>>,
+    /// Server INVITE transactions by top-Via branch of the caller.
+    txns: HashMap<String, ServerTxn>,
+    /// Our client branch id -> server transaction key.
+    branches: HashMap<String, String>,
+    dialogs: HashMap<String, Dialog>,
+    /// Replies to non-INVITE requests, by branch+method, for retransmissions.
+    replies: HashMap<String, Vec<u8>>,
+    reply_order: VecDeque<(Instant, String)>,
+    sources: HashMap<IpAddr, SourceState>,
+    timers: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    /// Our own host for Via/Record-Route when the listen address is unspecified.
+    advertised: String,
+    last_sweep: u64,
+}
+
+fn wall_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Engine {
+    pub fn new(
+        cfg: SipConfig,
+        directory: Arc<dyn Directory>,
+        store: Arc<dyn BindingStore>,
+        events: Arc<dyn EventSink>,
+        restored: Vec<StoredBinding>,
+    ) -> Engine {
+        let mut key = [0u8; 32];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut key);
+        let advertised = match cfg.listen.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        };
+        let mut e = Engine {
+            nonces: NonceBook::new(key, cfg.nonce_ttl_secs, 1_000_000),
+            cfg,
+            directory,
+            store,
+            events,
+            location: HashMap::new(),
+            txns: HashMap::new(),
+            branches: HashMap::new(),
+            dialogs: HashMap::new(),
+            replies: HashMap::new(),
+            reply_order: VecDeque::new(),
+            sources: HashMap::new(),
+            timers: BinaryHeap::new(),
+            seq: 0,
+            advertised,
+            last_sweep: 0,
+        };
+        let now = wall_secs();
+        for b in restored {
+            if b.expires_at > now {
+                e.location.entry(b.extension).or_default().push(Binding {
+                    contact: b.contact,
+                    source: b.source,
+                    expires_at: b.expires_at,
+                    call_id: b.call_id,
+                    cseq: b.cseq,
+                    user_agent: b.user_agent,
+                });
+            }
+        }
+        e
+    }
+
+    pub fn config(&self) -> &SipConfig {
+        &self.cfg
+    }
+
+    // ----- admin views -------------------------------------------------------------
+
+    pub fn registrations(&self) -> Vec<Registration> {
+        let now = wall_secs();
+        let mut out: Vec<Registration> = self
+            .location
+            .iter()
+            .flat_map(|(ext, bs)| {
+                bs.iter()
+                    .filter(|b| b.expires_at > now)
+                    .map(|b| Registration {
+                        extension: ext.clone(),
+                        contact: b.contact.clone(),
+                        user_agent: b.user_agent.clone(),
+                        source: b.source.addr.to_string(),
+                        transport: b.source.transport.name(),
+                        expires_in: b.expires_at - now,
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            a.extension
+                .cmp(&b.extension)
+                .then(a.contact.cmp(&b.contact))
+        });
+        out
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.location.values().map(Vec::len).sum()
+    }
+
+    pub fn bans(&self) -> Vec<BanInfo> {
+        let now = wall_secs();
+        let mut v: Vec<BanInfo> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.banned_until > now)
+            .map(|(ip, s)| BanInfo {
+                address: ip.to_string(),
+                failures: s.failures,
+                banned_for_secs: s.banned_until - now,
+            })
+            .collect();
+        v.sort_by(|a, b| a.address.cmp(&b.address));
+        v
+    }
+
+    /// Lifts a ban; true when there was one.
+    pub fn release(&mut self, ip: IpAddr) -> bool {
+        match self.sources.get_mut(&ip) {
+            Some(s) if s.banned_until > 0 => {
+                s.banned_until = 0;
+                s.failures = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops every binding of an extension (e.g. it was removed or disabled).
+    pub fn unregister_all(&mut self, extension: &str) {
+        if let Some(bs) = self.location.remove(extension) {
+            for b in bs {
+                self.store.remove(extension, &b.contact);
+            }
+        }
+    }
+
+    /// Number of live transactions and dialogs (for tests of bounded state).
+    pub fn state_size(&self) -> (usize, usize, usize) {
+        (self.txns.len(), self.dialogs.len(), self.replies.len())
+    }
+
+    // ----- helpers ------------------------------------------------------------------
+
+    fn schedule(&mut self, at: Instant, timer: Timer) {
+        self.seq += 1;
+        self.timers.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            timer,
+        }));
+    }
+
+    fn new_branch(&mut self) -> String {
+        self.seq += 1;
+        format!("{BRANCH_PREFIX}{:x}{:x}", self.seq, rand::random::<u32>())
+    }
+
+    fn port(&self) -> u16 {
+        self.cfg.listen.port()
+    }
+
+    fn via(&self, transport: Transport, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {}:{};branch={branch}",
+            transport.name(),
+            self.advertised,
+            self.port()
+        )
+    }
+
+    fn record_route(&self) -> String {
+        format!("<sip:{}:{};lr>", self.advertised, self.port())
+    }
+
+    /// Is `host[:port]` this box?
+    fn is_local(&self, host: &str, port: Option<u16>) -> bool {
+        let port_ok = port.unwrap_or(5060) == self.port();
+        if self
+            .cfg
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(host))
+        {
+            return true;
+        }
+        let ip: Option<IpAddr> = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok();
+        match ip {
+            Some(ip) => {
+                port_ok
+                    && (ip == self.cfg.listen.ip()
+                        || (self.cfg.listen.ip().is_unspecified()
+                            && (ip.is_loopback() || !ip.is_multicast()))
+                        || ip.to_string() == self.advertised)
+            }
+            None => false,
+        }
+    }
+
+    /// Serialises a response to a request from `from`, adding received/rport to the top
+    /// Via (RFC 3581), and queues it to the source address.
+    fn send_response(&self, mut resp: Message, from: Peer, out: &mut Vec<Out>) -> Vec<u8> {
+        if let Some(h) = resp.headers.iter_mut().find(|h| h.key == "via") {
+            let values = message::split_commas(&h.value);
+            let top = values[0];
+            let mut v = String::with_capacity(h.value.len() + 40);
+            let mut rebuilt = String::new();
+            for (i, part) in top.split(';').enumerate() {
+                if i > 0 {
+                    rebuilt.push(';');
+                }
+                let k = part.split('=').next().unwrap_or("").trim();
+                if k.eq_ignore_ascii_case("rport") {
+                    rebuilt.push_str(&format!("rport={}", from.addr.port()));
+                } else if !k.eq_ignore_ascii_case("received") {
+                    rebuilt.push_str(part);
+                }
+            }
+            rebuilt.push_str(&format!(";received={}", from.addr.ip()));
+            v.push_str(&rebuilt);
+            for rest in &values[1..] {
+                v.push_str(", ");
+                v.push_str(rest);
+            }
+            h.value = v;
+        }
+        let data = resp.to_bytes();
+        out.push(Out {
+            to: from,
+            data: data.clone(),
+        });
+        data
+    }
+
+    /// Sends a stateless reply and remembers it for retransmissions of the request.
+    fn answer(&mut self, req: &Message, from: Peer, code: u16, reason: &str, out: &mut Vec<Out>) {
+        let r = reply(req, code, reason);
+        self.answer_with(req, from, r, out);
+    }
+
+    fn answer_with(&mut self, req: &Message, from: Peer, resp: Message, out: &mut Vec<Out>) {
+        let data = self.send_response(resp, from, out);
+        if req.method() != Some(Method::Ack) {
+            if let Some(key) = reply_key(req) {
+                if self.replies.len() < MAX_TXNS {
+                    self.reply_order
+                        .push_back((Instant::now() + LINGER, key.clone()));
+                    self.replies.insert(key, data);
+                }
+            }
+        }
+    }
+
+    fn source(&mut self, ip: IpAddr) -> Option<&mut SourceState> {
+        if !self.sources.contains_key(&ip) && self.sources.len() >= MAX_BAN_ENTRIES {
+            return None;
+        }
+        Some(self.sources.entry(ip).or_default())
+    }
+
+    fn auth_failed(&mut self, ip: IpAddr, now_secs: u64) {
+        let (limit, window, ban) = (
+            self.cfg.ban_after_failures,
+            self.cfg.ban_window_secs,
+            self.cfg.ban_secs,
+        );
+        if limit == 0 {
+            return;
+        }
+        if let Some(s) = self.source(ip) {
+            if now_secs > s.window_start + window {
+                s.window_start = now_secs;
+                s.failures = 0;
+            }
+            s.failures += 1;
+            if s.failures >= limit {
+                s.banned_until = now_secs + ban;
+                tracing::warn!(source = %ip, "SIP: too many authentication failures, banned");
+            }
+        }
+    }
+
+    fn is_banned(&self, ip: IpAddr, now_secs: u64) -> bool {
+        self.sources
+            .get(&ip)
+            .is_some_and(|s| s.banned_until > now_secs)
+    }
+
+    /// Checks credentials in `header` (Authorization or Proxy-Authorization). Returns the
+    /// authenticated user, or sends the challenge and returns None.
+    fn authenticate(
+        &mut self,
+        req: &Message,
+        from: Peer,
+        header: &str,
+        now_secs: u64,
+        out: &mut Vec<Out>,
+    ) -> Option<String> {
+        let (code, reason, chal_name, chal_key) = if header == "authorization" {
+            (401, "Unauthorized", "WWW-Authenticate", "www-authenticate")
+        } else {
+            (
+                407,
+                "Proxy Authentication Required",
+                "Proxy-Authenticate",
+                "proxy-authenticate",
+            )
+        };
+        let mut stale = false;
+        let realm = self.cfg.realm.clone();
+        let creds = req
+            .headers_of(header)
+            .filter_map(Credentials::parse)
+            .find(|c| c.realm == realm);
+        if let Some(c) = creds {
+            let method = match &req.start {
+                StartLine::Request { method_text, .. } => method_text.as_str(),
+                _ => "",
+            };
+            let verdict = match self.directory.lookup(&c.username) {
+                Some(Entry::Extension { secret }) => {
+                    self.nonces.verify(&c, &realm, method, &secret, now_secs)
+                }
+                _ => Verdict::Failed,
+            };
+            match verdict {
+                Verdict::Ok => return Some(c.username),
+                Verdict::Stale => stale = true,
+                Verdict::Failed => {
+                    self.auth_failed(from.addr.ip(), now_secs);
+                    tracing::info!(
+                        source = %from.addr,
+                        user = %message::log_safe(c.username.as_bytes(), 64),
+                        "SIP: authentication failed"
+                    );
+                }
+            }
+        }
+        let mut r = reply(req, code, reason);
+        for alg in self.cfg.algorithms.clone() {
+            let nonce = self.nonces.issue(now_secs);
+            r.push(
+                chal_key,
+                chal_name,
+                digest::challenge(alg, &realm, &nonce, stale),
+            );
+        }
+        self.answer_with(req, from, r, out);
+        None
+    }
+
+    // ----- entry points -------------------------------------------------------------
+
+    /// Handles one received message (one UDP datagram or one framed TCP message).
+    pub fn on_packet(&mut self, data: &[u8], from: Peer, now: Instant, out: &mut Vec<Out>) {
+        let now_secs = wall_secs();
+        if self.is_banned(from.addr.ip(), now_secs) {
+            return;
+        }
+        let msg = match message::parse(data, from.transport == Transport::Udp) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(source = %from.addr, reason = e.reason, "SIP: unparsable message");
+                if let Some(code) = e.status {
+                    self.reject_unparsable(data, code, from, out);
+                }
+                return;
+            }
+        };
+        match msg.start {
+            StartLine::Response { .. } => self.on_response(msg, now, out),
+            StartLine::Request { .. } => self.on_request(msg, from, now, now_secs, out),
+        }
+    }
+
+    /// Best-effort 400/505 for a request we could not parse: built from the raw header
+    /// lines we can still find, so the client can match it.
+    fn reject_unparsable(&mut self, data: &[u8], code: u16, from: Peer, out: &mut Vec<Out>) {
+        let text = String::from_utf8_lossy(&data[..data.len().min(message::MAX_MESSAGE)]);
+        let mut resp = format!(
+            "SIP/2.0 {code} {}\r\n",
+            if code == 505 {
+                "Version Not Supported"
+            } else {
+                "Bad Request"
+            }
+        );
+        let mut have = 0;
+        for line in text.split("\r\n").skip(1) {
+            if line.is_empty() {
+                break;
+            }
+            let name = line.split(':').next().unwrap_or("").trim();
+            let lname = name.to_ascii_lowercase();
+            if matches!(
+                lname.as_str(),
+                "via" | "v" | "from" | "f" | "to" | "t" | "call-id" | "i" | "cseq"
+            ) && line.len() < 1024
+                && line.is_ascii()
+                && !line.contains('\r')
+            {
+                resp.push_str(line);
+                resp.push_str("\r\n");
+                have += 1;
+            }
+        }
+        if have == 0 {
+            return;
+        }
+        resp.push_str("Content-Length: 0\r\n\r\n");
+        out.push(Out {
+            to: from,
+            data: resp.into_bytes(),
+        });
+    }
+
+    fn on_request(
+        &mut self,
+        msg: Message,
+        from: Peer,
+        now: Instant,
+        now_secs: u64,
+        out: &mut Vec<Out>,
+    ) {
+        let method = msg.method().unwrap_or(Method::Other);
+        // Retransmission of a request we already answered statelessly.
+        if method != Method::Ack && method != Method::Invite && method != Method::Cancel {
+            if let Some(key) = reply_key(&msg) {
+                if let Some(data) = self.replies.get(&key) {
+                    out.push(Out {
+                        to: from,
+                        data: data.clone(),
+                    });
+                    return;
+                }
+            }
+        }
+        if method == Method::Invite {
+            if let Some(key) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) {
+                if let Some(t) = self.txns.get(&key) {
+                    if let Some(r) = &t.last_response {
+                        out.push(Out {
+                            to: t.source,
+                            data: r.clone(),
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+        if method == Method::Ack && self.absorb_ack(&msg) {
+            return;
+        }
+        if method == Method::Cancel {
+            self.on_cancel(&msg, from, out);
+            return;
+        }
+        // In-dialog: To tag present (and a Route to us, normally).
+        let to_tag = msg
+            .header("to")
+            .and_then(NameAddr::parse)
+            .and_then(|n| n.tag().map(str::to_string));
+        if to_tag.is_some() && msg.header("route").is_some() {
+            self.in_dialog(msg, from, now, out);
+            return;
+        }
+        if to_tag.is_some() && method == Method::Ack {
+            return;
+        }
+        // Where is it for?
+        let ruri = msg.uri().to_string();
+        let Some(uri) = Uri::parse(&ruri) else {
+            self.answer(&msg, from, 416, "Unsupported URI Scheme", out);
+            return;
+        };
+        if !self.is_local(uri.host, uri.port) {
+            if method != Method::Ack {
+                self.answer(&msg, from, 403, "Forbidden", out);
+            }
+            return;
+        }
+        if let Some(req) = msg.header("proxy-require").or(msg.header("require")) {
+            if method != Method::Ack && method != Method::Cancel {
+                let mut r = reply(&msg, 420, "Bad Extension");
+                r.push("unsupported", "Unsupported", req.to_string());
+                self.answer_with(&msg, from, r, out);
+                return;
+            }
+        }
+        let user = uri.user_unescaped().filter(|u| !u.is_empty());
+        match method {
+            Method::Register => self.on_register(msg, from, now_secs, out),
+            Method::Options if user.is_none() => {
+                let mut r = reply(&msg, 200, "OK");
+                r.push(
+                    "allow",
+                    "Allow",
+                    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, REFER, NOTIFY, MESSAGE, PRACK".into(),
+                );
+                self.answer_with(&msg, from, r, out);
+            }
+            Method::Ack => {}
+            _ if user.is_none() => self.answer(&msg, from, 404, "Not Found", out),
+            Method::Other => self.answer(&msg, from, 501, "Not Implemented", out),
+            _ => {
+                if msg.max_forwards() == Some(0) {
+                    self.answer(&msg, from, 483, "Too Many Hops", out);
+                    return;
+                }
+                if self.is_loop(&msg) {
+                    self.answer(&msg, from, 482, "Loop Detected", out);
+                    return;
+                }
+                let Some(_who) =
+                    self.authenticate(&msg, from, "proxy-authorization", now_secs, out)
+                else {
+                    return;
+                };
+                let user = user.unwrap_or_default();
+                if method == Method::Invite {
+                    self.route_invite(msg, from, &user, now, out);
+                } else {
+                    self.route_other(msg, from, &user, out);
+                }
+            }
+        }
+    }
+
+    fn is_loop(&self, msg: &Message) -> bool {
+        let me = format!("{}:{}", self.advertised, self.port());
+        msg.values_of("via").iter().skip(1).any(|v| {
+            message::Via::parse(v).is_some_and(|v| {
+                v.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+                    && format!("{}:{}", v.host, v.port.unwrap_or(5060)) == me
+            })
+        }) || msg.values_of("via").first().is_some_and(|v| {
+            message::Via::parse(v).is_some_and(|v| {
+                v.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+                    && format!("{}:{}", v.host, v.port.unwrap_or(5060)) == me
+            })
+        })
+    }
+
+    // ----- registrar ----------------------------------------------------------------
+
+    fn on_register(&mut self, msg: Message, from: Peer, now_secs: u64, out: &mut Vec<Out>) {
+        let Some(aor) = msg
+            .header("to")
+            .and_then(NameAddr::parse)
+            .and_then(|n| Uri::parse(n.uri).map(|u| (u.user_unescaped(), u.host.to_string())))
+        else {
+            self.answer(&msg, from, 400, "Bad Request", out);
+            return;
+        };
+        let (Some(ext), host) = aor else {
+            self.answer(&msg, from, 404, "Not Found", out);
+            return;
+        };
+        if !self.is_local(&host, None) && !self.is_local(&host, Some(self.port())) {
+            self.answer(&msg, from, 403, "Forbidden", out);
+            return;
+        }
+        let Some(user) = self.authenticate(&msg, from, "authorization", now_secs, out) else {
+            return;
+        };
+        if user != ext {
+            self.answer(&msg, from, 403, "Forbidden", out);
+            return;
+        }
+        let header_expires: Option<u32> = msg.header("expires").and_then(|v| v.parse().ok());
+        let contacts = msg.values_of("contact");
+        let call_id = msg.call_id().to_string();
+        let (cseq, _) = msg.cseq();
+        if contacts.contains(&"*") {
+            if contacts.len() != 1 || header_expires != Some(0) {
+                self.answer(&msg, from, 400, "Bad Request", out);
+                return;
+            }
+            self.unregister_all(&ext);
+            let r = reply(&msg, 200, "OK");
+            self.answer_with(&msg, from, r, out);
+            return;
+        }
+        // Validate everything before changing anything.
+        let mut changes = Vec::with_capacity(contacts.len());
+        for c in &contacts {
+            let Some(na) = NameAddr::parse(c) else {
+                self.answer(&msg, from, 400, "Bad Request", out);
+                return;
+            };
+            if Uri::parse(na.uri).is_none() {
+                self.answer(&msg, from, 400, "Bad Request", out);
+                return;
+            }
+            let e = param(na.params, "expires")
+                .and_then(|v| v.parse::<u32>().ok())
+                .or(header_expires)
+                .unwrap_or(self.cfg.default_expires);
+            if e > 0 && e < self.cfg.min_expires {
+                let mut r = reply(&msg, 423, "Interval Too Brief");
+                r.push(
+                    "min-expires",
+                    "Min-Expires",
+                    self.cfg.min_expires.to_string(),
+                );
+                self.answer_with(&msg, from, r, out);
+                return;
+            }
+            changes.push((na.uri.to_string(), e.min(self.cfg.max_expires)));
+        }
+        let ua = msg
+            .header("user-agent")
+            .map(|s| message::log_safe(s.as_bytes(), 120))
+            .unwrap_or_default();
+        let max = self.cfg.max_contacts_per_extension;
+        let list = self.location.entry(ext.clone()).or_default();
+        list.retain(|b| b.expires_at > now_secs);
+        for (contact, _) in &changes {
+            if let Some(b) = list.iter().find(|b| &b.contact == contact) {
+                if b.call_id == call_id && cseq <= b.cseq {
+                    self.answer(&msg, from, 500, "Out of Order", out);
+                    return;
+                }
+            }
+        }
+        let mut stored = Vec::new();
+        let mut removed = Vec::new();
+        for (contact, e) in changes {
+            let pos = list.iter().position(|b| b.contact == contact);
+            if e == 0 {
+                if let Some(i) = pos {
+                    list.remove(i);
+                    removed.push(contact);
+                }
+                continue;
+            }
+            let b = Binding {
+                contact,
+                source: from,
+                expires_at: now_secs + e as u64,
+                call_id: call_id.clone(),
+                cseq,
+                user_agent: ua.clone(),
+            };
+            match pos {
+                Some(i) => list[i] = b.clone(),
+                None => {
+                    if list.len() >= max {
+                        // Bounded state: the oldest registration gives way.
+                        let old = list.remove(0);
+                        removed.push(old.contact);
+                    }
+                    list.push(b.clone());
+                }
+            }
+            stored.push(b);
+        }
+        let mut r = reply(&msg, 200, "OK");
+        for b in list.iter() {
+            r.push(
+                "contact",
+                "Contact",
+                format!("<{}>;expires={}", b.contact, b.expires_at - now_secs),
+            );
+        }
+        if list.is_empty() {
+            self.location.remove(&ext);
+        }
+        for b in stored {
+            self.store.upsert(&StoredBinding {
+                extension: ext.clone(),
+                contact: b.contact,
+                source: b.source,
+                expires_at: b.expires_at,
+                call_id: b.call_id,
+                cseq: b.cseq,
+                user_agent: b.user_agent,
+            });
+        }
+        for c in removed {
+            self.store.remove(&ext, &c);
+        }
+        self.answer_with(&msg, from, r, out);
+    }
+
+    fn contacts_of(&self, ext: &str, now_secs: u64) -> Vec<(String, Peer)> {
+        self.location
+            .get(ext)
+            .map(|bs| {
+                bs.iter()
+                    .filter(|b| b.expires_at > now_secs)
+                    .map(|b| (b.contact.clone(), route_target(&b.contact, b.source)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    // ----- proxy: INVITE ------------------------------------------------------------
+
+    fn route_invite(
+        &mut self,
+        msg: Message,
+        from: Peer,
+        user: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let now_secs = wall_secs();
+        let Some(key) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+            self.answer(&msg, from, 400, "Bad Request", out);
+            return;
+        };
+        if key.len() <= 7 {
+            // RFC 2543-style or bare magic cookie branch: we need RFC 3261 branches.
+            self.answer(&msg, from, 400, "Bad Request", out);
+            return;
+        }
+        // Which extensions, in which order.
+        let (members, sequential, overall) = match self.directory.lookup(user) {
+            None => {
+                self.answer(&msg, from, 404, "Not Found", out);
+                return;
+            }
+            Some(Entry::Extension { .. }) => {
+                (vec![user.to_string()], None, self.cfg.ring_timeout_secs)
+            }
+            Some(Entry::Group(g)) => {
+                let seq = match g.strategy {
+                    Strategy::RingAll => None,
+                    Strategy::Sequential => {
+                        Some(Duration::from_secs(g.member_timeout_secs.max(1) as u64))
+                    }
+                };
+                (g.members.clone(), seq, g.overall_timeout_secs.max(1))
+            }
+        };
+        let mut targets: Vec<(String, String, Peer)> = Vec::new();
+        for m in &members {
+            for (c, p) in self.contacts_of(m, now_secs) {
+                targets.push((m.clone(), c, p));
+            }
+        }
+        if targets.is_empty() {
+            self.answer(&msg, from, 480, "Temporarily Unavailable", out);
+            return;
+        }
+        let ip = from.addr.ip();
+        let limit = self.cfg.max_calls_per_source;
+        if self.txns.len() >= MAX_TXNS || self.sources.get(&ip).is_some_and(|s| s.calls >= limit) {
+            self.answer(&msg, from, 503, "Service Unavailable", out);
+            return;
+        }
+        if let Some(s) = self.source(ip) {
+            s.calls += 1;
+        }
+        let mut fwd = msg.clone();
+        fwd.remove("proxy-authorization");
+        let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1);
+        fwd.set("max-forwards", "Max-Forwards", mf.to_string());
+        fwd.prepend("record-route", "Record-Route", self.record_route());
+        let mut branches = Vec::with_capacity(targets.len());
+        for (ext, contact, peer) in targets {
+            let id = self.new_branch();
+            let via = self.via(peer.transport, &id);
+            let mut b = fwd.clone();
+            b.start = StartLine::Request {
+                method: Method::Invite,
+                method_text: "INVITE".into(),
+                uri: contact.clone(),
+            };
+            b.prepend("via", "Via", via.clone());
+            branches.push(Branch {
+                id,
+                extension: ext,
+                to: peer,
+                uri: contact,
+                request: b.to_bytes(),
+                via,
+                provisional: false,
+                final_code: None,
+                cancel_pending: false,
+                cancelled: false,
+                started: false,
+            });
+        }
+        let trying = reply(&msg, 100, "Trying");
+        let trying = self.send_response(trying, from, out);
+        let caller = msg
+            .header("from")
+            .and_then(NameAddr::parse)
+            .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
+            .unwrap_or_default();
+        let txn = ServerTxn {
+            source: from,
+            request: msg,
+            last_response: Some(trying),
+            state: TxnState::Proceeding,
+            branches,
+            best: None,
+            answered: false,
+            cancelled: false,
+            started: now,
+            caller: message::log_safe(caller.as_bytes(), 64),
+            callee: user.to_string(),
+            sequential: sequential.map(|d| (0, d)),
+            source_ip: ip,
+            ended_reported: false,
+        };
+        self.txns.insert(key.clone(), txn);
+        let ids: Vec<String> = self.txns[&key]
+            .branches
+            .iter()
+            .map(|b| b.id.clone())
+            .collect();
+        for id in &ids {
+            self.branches.insert(id.clone(), key.clone());
+        }
+        self.schedule(
+            now + Duration::from_secs(overall as u64),
+            Timer::RingTimeout { txn: key.clone() },
+        );
+        if sequential.is_some() {
+            self.start_next_member(&key, now, out);
+        } else {
+            let n = ids.len();
+            for i in 0..n {
+                self.start_branch(&key, i, now, out);
+            }
+            self.emit_ringing(&key);
+        }
+    }
+
+    fn emit_ringing(&mut self, key: &str) {
+        let Some(t) = self.txns.get(key) else { return };
+        let mut exts: Vec<String> = t
+            .branches
+            .iter()
+            .filter(|b| b.started && b.final_code.is_none())
+            .map(|b| b.extension.clone())
+            .collect();
+        exts.dedup();
+        self.events.emit(CallEvent::Ringing {
+            call_id: t.request.call_id().to_string(),
+            from: t.caller.clone(),
+            to: t.callee.clone(),
+            extensions: exts,
+        });
+    }
+
+    /// Sequential ring group: starts every branch of the next member.
+    fn start_next_member(&mut self, key: &str, now: Instant, out: &mut Vec<Out>) {
+        let Some(t) = self.txns.get_mut(key) else {
+            return;
+        };
+        let Some((next, per)) = t.sequential else {
+            return;
+        };
+        let mut members: Vec<String> = Vec::new();
+        for b in &t.branches {
+            if !members.contains(&b.extension) {
+                members.push(b.extension.clone());
+            }
+        }
+        let Some(member) = members.get(next).cloned() else {
+            return;
+        };
+        t.sequential = Some((next + 1, per));
+        let idx: Vec<usize> = t
+            .branches
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.extension == member)
+            .map(|(i, _)| i)
+            .collect();
+        for i in idx {
+            self.start_branch(key, i, now, out);
+        }
+        self.schedule(
+            now + per,
+            Timer::MemberTimeout {
+                txn: key.to_string(),
+                member: next,
+            },
+        );
+        self.emit_ringing(key);
+    }
+
+    fn start_branch(&mut self, key: &str, i: usize, now: Instant, out: &mut Vec<Out>) {
+        let Some(t) = self.txns.get_mut(key) else {
+            return;
+        };
+        let b = &mut t.branches[i];
+        b.started = true;
+        out.push(Out {
+            to: b.to,
+            data: b.request.clone(),
+        });
+        let (id, udp) = (b.id.clone(), b.to.transport == Transport::Udp);
+        if udp {
+            self.schedule(
+                now + T1,
+                Timer::BranchRetransmit {
+                    txn: key.to_string(),
+                    branch: id.clone(),
+                    interval: T1,
+                },
+            );
+        }
+        self.schedule(
+            now + TIMER_B,
+            Timer::BranchTimeout {
+                txn: key.to_string(),
+                branch: id,
+            },
+        );
+    }
+}
+
+/// CANCEL (or ACK) for one of our branches, built from the forwarded INVITE.
+fn branch_request(t: &ServerTxn, b: &Branch, method: &str, to: Option<&str>) -> Vec<u8> {
+    let r = &t.request;
+    let mut m = Message {
+        start: StartLine::Request {
+            method: Method::parse(method),
+            method_text: method.into(),
+            uri: b.uri.clone(),
+        },
+        headers: Vec::with_capacity(8),
+        body: Vec::new(),
+    };
+    m.push("via", "Via", b.via.clone());
+    m.push("max-forwards", "Max-Forwards", "70".into());
+    m.push("from", "From", r.header("from").unwrap_or("").into());
+    m.push(
+        "to",
+        "To",
+        to.unwrap_or(r.header("to").unwrap_or("")).into(),
+    );
+    m.push("call-id", "Call-ID", r.call_id().into());
+    m.push("cseq", "CSeq", format!("{} {method}", r.cseq().0));
+    m.to_bytes()
+}
+
+impl Engine {
+    fn cancel_branches(&mut self, key: &str, reason: Option<&str>, out: &mut Vec<Out>) {
+        let Some(t) = self.txns.get(key) else { return };
+        let mut sends = Vec::new();
+        let mut pending = Vec::new();
+        for (i, b) in t.branches.iter().enumerate() {
+            if !b.started || b.final_code.is_some() || b.cancelled {
+                continue;
+            }
+            if b.provisional {
+                let mut data = branch_request(t, b, "CANCEL", None);
+                if let Some(reason) = reason {
+                    // insert the Reason header before the blank line
+                    let end = data.len() - 2;
+                    let line = format!("Reason: {reason}\r\n");
+                    data.splice(end..end, line.into_bytes());
+                }
+                sends.push((i, Out { to: b.to, data }));
+            } else {
+                pending.push(i);
+            }
+        }
+        let Some(t) = self.txns.get_mut(key) else {
+            return;
+        };
+        for (i, o) in sends {
+            t.branches[i].cancelled = true;
+            out.push(o);
+        }
+        for i in pending {
+            t.branches[i].cancel_pending = true;
+        }
+    }
+
+    fn on_cancel(&mut self, msg: &Message, from: Peer, out: &mut Vec<Out>) {
+        let key = msg.top_via().and_then(|v| v.branch().map(str::to_string));
+        let found = key.as_ref().is_some_and(|k| self.txns.contains_key(k));
+        if !found {
+            self.answer(msg, from, 481, "Call/Transaction Does Not Exist", out);
+            return;
+        }
+        let key = key.unwrap_or_default();
+        let r = reply(msg, 200, "OK");
+        self.send_response(r, from, out);
+        let proceeding = self
+            .txns
+            .get(&key)
+            .is_some_and(|t| t.state == TxnState::Proceeding);
+        if proceeding {
+            if let Some(t) = self.txns.get_mut(&key) {
+                t.cancelled = true;
+                t.sequential = None;
+            }
+            let reason = msg.header("reason").map(str::to_string);
+            self.cancel_branches(&key, reason.as_deref(), out);
+            // If no branch can answer 487 (none had ringing), answer it ourselves.
+            let none_live = self.txns.get(&key).is_some_and(|t| {
+                t.branches
+                    .iter()
+                    .all(|b| !b.started || b.final_code.is_some() || b.cancel_pending)
+            });
+            if none_live {
+                self.finish_with(&key, 487, "Request Terminated", Instant::now(), out);
+            }
+        }
+    }
+
+    /// ACK for a non-2xx final response we sent: ends the transaction's retransmissions.
+    fn absorb_ack(&mut self, msg: &Message) -> bool {
+        let Some(key) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+            return false;
+        };
+        match self.txns.get_mut(&key) {
+            Some(t) => {
+                if t.state == TxnState::Completed {
+                    t.state = TxnState::Done;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends our own final response upstream (timeout, cancel with no ringing branch).
+    fn finish_with(
+        &mut self,
+        key: &str,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(t) = self.txns.get(key) else { return };
+        if t.state != TxnState::Proceeding {
+            return;
+        }
+        let resp = reply(&t.request, code, reason);
+        let from = t.source;
+        let data = self.send_response(resp, from, out);
+        self.complete(key, data, code, now);
+    }
+
+    /// Records the final non-2xx sent upstream and starts the completion timers.
+    fn complete(&mut self, key: &str, data: Vec<u8>, code: u16, now: Instant) {
+        let Some(t) = self.txns.get_mut(key) else {
+            return;
+        };
+        t.last_response = Some(data);
+        t.state = TxnState::Completed;
+        if let Some(s) = self.sources.get_mut(&t.source_ip) {
+            s.calls = s.calls.saturating_sub(1);
+        }
+        let udp = t.source.transport == Transport::Udp;
+        let cause = if t.cancelled {
+            "cancelled".to_string()
+        } else if code == 408 || code == 480 {
+            "no_answer".to_string()
+        } else {
+            format!("status_{code}")
+        };
+        self.report_end(key, cause, now);
+        if udp {
+            self.schedule(
+                now + T1,
+                Timer::FinalRetransmit {
+                    txn: key.to_string(),
+                    interval: T1,
+                },
+            );
+        }
+        self.schedule(
+            now + LINGER,
+            Timer::TxnExpire {
+                txn: key.to_string(),
+            },
+        );
+    }
+
+    fn report_end(&mut self, key: &str, cause: String, now: Instant) {
+        let Some(t) = self.txns.get_mut(key) else {
+            return;
+        };
+        if t.ended_reported {
+            return;
+        }
+        t.ended_reported = true;
+        let ev = CallEvent::Ended {
+            call_id: t.request.call_id().to_string(),
+            cause,
+            ring_ms: now.duration_since(t.started).as_millis() as u64,
+            talk_ms: 0,
+        };
+        self.events.emit(ev);
+    }
+
+    fn on_response(&mut self, mut msg: Message, now: Instant, out: &mut Vec<Out>) {
+        let Some(branch) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+            return;
+        };
+        if !branch.starts_with(BRANCH_PREFIX) {
+            return; // not ours: stray
+        }
+        pop_top_via(&mut msg);
+        if branch.starts_with(&format!("{BRANCH_PREFIX}S")) {
+            self.forward_stateless_response(msg, out);
+            return;
+        }
+        let Some(key) = self.branches.get(&branch).cloned() else {
+            return;
+        };
+        let code = msg.code();
+        let (cseq_n, cseq_m) = msg.cseq();
+        let _ = cseq_n;
+        if cseq_m == "CANCEL" {
+            return; // 200 for our CANCEL: nothing to do
+        }
+        let Some(t) = self.txns.get_mut(&key) else {
+            return;
+        };
+        let Some(bi) = t.branches.iter().position(|b| b.id == branch) else {
+            return;
+        };
+        if code < 200 {
+            let b = &mut t.branches[bi];
+            if b.final_code.is_some() {
+                return;
+            }
+            b.provisional = true;
+            let cancel_now = b.cancel_pending && !b.cancelled;
+            if code > 100 && t.state == TxnState::Proceeding && !t.cancelled {
+                let data = msg.to_bytes();
+                out.push(Out {
+                    to: t.source,
+                    data: data.clone(),
+                });
+                t.last_response = Some(data);
+            }
+            if cancel_now {
+                let reason = if t.answered {
+                    Some("SIP;cause=200;text=\"Call completed elsewhere\"")
+                } else {
+                    None
+                };
+                self.cancel_branches(&key, reason, out);
+            }
+            return;
+        }
+        if code < 300 {
+            // Every 2xx goes upstream at once (also retransmissions).
+            let data = msg.to_bytes();
+            out.push(Out { to: t.source, data });
+            let first = !t.answered;
+            t.branches[bi].final_code = Some(code);
+            if first {
+                t.answered = true;
+                t.state = TxnState::Done;
+                t.sequential = None;
+                let ext = t.branches[bi].extension.clone();
+                let call_id = t.request.call_id().to_string();
+                let dialog = Dialog {
+                    caller: t.source,
+                    callee: t.branches[bi].to,
+                    started: t.started,
+                    answered: now,
+                    extension: ext.clone(),
+                    ended: false,
+                };
+                t.ended_reported = true;
+                let ip = t.source_ip;
+                if let Some(s) = self.sources.get_mut(&ip) {
+                    s.calls = s.calls.saturating_sub(1);
+                }
+                if self.dialogs.len() < MAX_DIALOGS {
+                    self.dialogs.insert(call_id.clone(), dialog);
+                    // Dialogs nobody hangs up are forgotten after a day.
+                    self.schedule(
+                        now + Duration::from_secs(86_400),
+                        Timer::DialogExpire {
+                            call_id: call_id.clone(),
+                        },
+                    );
+                }
+                self.events.emit(CallEvent::Answered {
+                    call_id,
+                    extension: ext,
+                });
+                self.cancel_branches(
+                    &key,
+                    Some("SIP;cause=200;text=\"Call completed elsewhere\""),
+                    out,
+                );
+                self.schedule(now + LINGER, Timer::TxnExpire { txn: key.clone() });
+            }
+            return;
+        }
+        // Final non-2xx from a branch: ACK it (hop by hop), then maybe answer upstream.
+        let b = &t.branches[bi];
+        if b.final_code.is_some() {
+            // retransmitted final: ACK again
+            let to = msg.header("to").map(str::to_string);
+            let ack = branch_request(t, b, "ACK", to.as_deref());
+            out.push(Out {
+                to: b.to,
+                data: ack,
+            });
+            return;
+        }
+        let to = msg.header("to").map(str::to_string);
+        let ack = branch_request(t, b, "ACK", to.as_deref());
+        out.push(Out {
+            to: b.to,
+            data: ack,
+        });
+        let t = self.txns.get_mut(&key).expect("present above");
+        t.branches[bi].final_code = Some(code);
+        let better = match &t.best {
+            None => true,
+            Some(prev) => rank(code) < rank(prev.code()),
+        };
+        if better {
+            t.best = Some(msg);
+        }
+        if code >= 600 && !t.answered {
+            t.sequential = None;
+            self.cancel_branches(&key, None, out);
+        }
+        self.maybe_finish(&key, now, out);
+    }
+
+    /// When every started branch has a final answer and no more members are to come,
+    /// the best response goes upstream.
+    fn maybe_finish(&mut self, key: &str, now: Instant, out: &mut Vec<Out>) {
+        let Some(t) = self.txns.get(key) else { return };
+        if t.state != TxnState::Proceeding {
+            return;
+        }
+        let all_done = t
+            .branches
+            .iter()
+            .all(|b| !b.started || b.final_code.is_some());
+        if !all_done {
+            return;
+        }
+        let more_members = t.sequential.is_some_and(|(next, _)| {
+            let mut members: Vec<&str> = Vec::new();
+            for b in &t.branches {
+                if !members.contains(&b.extension.as_str()) {
+                    members.push(&b.extension);
+                }
+            }
+            next < members.len()
+        });
+        if more_members && !t.cancelled {
+            self.start_next_member(key, now, out);
+            return;
+        }
+        let (code, data) = match &t.best {
+            Some(best) => {
+                let code = if t.cancelled { 487 } else { best.code() };
+                let mut best = best.clone();
+                if t.cancelled && best.code() != 487 {
+                    best.start = StartLine::Response {
+                        code: 487,
+                        reason: "Request Terminated".into(),
+                    };
+                }
+                (code, best.to_bytes())
+            }
+            None => {
+                let r = reply(&t.request, 480, "Temporarily Unavailable");
+                (480, r.to_bytes())
+            }
+        };
+        let source = t.source;
+        out.push(Out {
+            to: source,
+            data: data.clone(),
+        });
+        self.complete(key, data, code, now);
+    }
+
+    // ----- proxy: other requests ----------------------------------------------------
+
+    /// Out-of-dialog non-INVITE requests (MESSAGE, SUBSCRIBE, OPTIONS to a phone...) go
+    /// statelessly to the most recent contact. Simplification: no forking for these.
+    fn route_other(&mut self, msg: Message, from: Peer, user: &str, out: &mut Vec<Out>) {
+        let now_secs = wall_secs();
+        let contact = match self.directory.lookup(user) {
+            None => {
+                self.answer(&msg, from, 404, "Not Found", out);
+                return;
+            }
+            Some(Entry::Group(_)) => {
+                self.answer(&msg, from, 405, "Method Not Allowed", out);
+                return;
+            }
+            Some(Entry::Extension { .. }) => self.contacts_of(user, now_secs).pop(),
+        };
+        let Some((uri, peer)) = contact else {
+            self.answer(&msg, from, 480, "Temporarily Unavailable", out);
+            return;
+        };
+        let mut fwd = msg;
+        fwd.remove("proxy-authorization");
+        if let StartLine::Request { uri: u, .. } = &mut fwd.start {
+            *u = uri;
+        }
+        self.forward_stateless(fwd, peer, out);
+    }
+
+    fn forward_stateless(&mut self, mut fwd: Message, to: Peer, out: &mut Vec<Out>) {
+        let mf = fwd.max_forwards().unwrap_or(70).saturating_sub(1);
+        fwd.set("max-forwards", "Max-Forwards", mf.to_string());
+        // Deterministic branch so retransmissions keep it (RFC 3261 §16.11).
+        let seed = format!(
+            "{}|{}|{}",
+            fwd.top_via()
+                .and_then(|v| v.branch().map(str::to_string))
+                .unwrap_or_default(),
+            fwd.cseq().1,
+            fwd.call_id()
+        );
+        let branch = format!("{BRANCH_PREFIX}S{:016x}", fnv(seed.as_bytes()));
+        let via = self.via(to.transport, &branch);
+        fwd.prepend("via", "Via", via);
+        out.push(Out {
+            to,
+            data: fwd.to_bytes(),
+        });
+    }
+
+    fn forward_stateless_response(&mut self, msg: Message, out: &mut Vec<Out>) {
+        let Some(via) = msg.top_via() else { return };
+        let transport = if via.transport.eq_ignore_ascii_case("TCP") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let host = param(via.params, "received").unwrap_or(via.host);
+        let port = param(via.params, "rport")
+            .and_then(|p| p.parse().ok())
+            .or(via.port)
+            .unwrap_or(5060);
+        let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
+            return;
+        };
+        out.push(Out {
+            to: Peer {
+                transport,
+                addr: SocketAddr::new(ip, port),
+            },
+            data: msg.to_bytes(),
+        });
+    }
+
+    /// ACK for 2xx, BYE, re-INVITE, UPDATE, INFO, REFER, NOTIFY inside a dialog this proxy
+    /// record-routed: pop our Route, forward to the other party.
+    fn in_dialog(&mut self, mut msg: Message, from: Peer, now: Instant, out: &mut Vec<Out>) {
+        let method = msg.method().unwrap_or(Method::Other);
+        let call_id = msg.call_id().to_string();
+        let Some(d) = self.dialogs.get(&call_id) else {
+            if method != Method::Ack {
+                self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out);
+            }
+            return;
+        };
+        if msg.max_forwards() == Some(0) {
+            if method != Method::Ack {
+                self.answer(&msg, from, 483, "Too Many Hops", out);
+            }
+            return;
+        }
+        let to = if from.addr == d.caller.addr {
+            d.callee
+        } else if from.addr == d.callee.addr {
+            d.caller
+        } else if from.addr.ip() == d.caller.addr.ip() {
+            d.callee
+        } else if from.addr.ip() == d.callee.addr.ip() {
+            d.caller
+        } else {
+            // Only the two parties may use the dialog (toll fraud).
+            if method != Method::Ack {
+                self.answer(&msg, from, 403, "Forbidden", out);
+            }
+            return;
+        };
+        // Pop the first Route when it is us.
+        let routes: Vec<String> = msg
+            .values_of("route")
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(first) = routes.first() {
+            let ours = NameAddr::parse(first)
+                .and_then(|n| Uri::parse(n.uri).map(|u| self.is_local(u.host, u.port)))
+                .unwrap_or(false);
+            if ours {
+                msg.remove("route");
+                for r in &routes[1..] {
+                    msg.push("route", "Route", r.clone());
+                }
+            }
+        }
+        if method == Method::Bye {
+            let ended = !d.ended;
+            let (started, answered, ext) = (d.started, d.answered, d.extension.clone());
+            if let Some(d) = self.dialogs.get_mut(&call_id) {
+                d.ended = true;
+            }
+            if ended {
+                let _ = ext;
+                self.events.emit(CallEvent::Ended {
+                    call_id: call_id.clone(),
+                    cause: "completed".into(),
+                    ring_ms: answered.duration_since(started).as_millis() as u64,
+                    talk_ms: now.duration_since(answered).as_millis() as u64,
+                });
+                self.schedule(now + LINGER, Timer::DialogExpire { call_id });
+            }
+        }
+        self.forward_stateless(msg, to, out);
+    }
+
+    // ----- timers -------------------------------------------------------------------
+
+    pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Out>) {
+        while let Some(Reverse(top)) = self.timers.peek() {
+            if top.at > now {
+                break;
+            }
+            let Some(Reverse(s)) = self.timers.pop() else {
+                break;
+            };
+            self.fire(s.timer, now, out);
+        }
+        while let Some((at, _)) = self.reply_order.front() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, k)) = self.reply_order.pop_front() {
+                self.replies.remove(&k);
+            }
+        }
+        let secs = wall_secs();
+        if secs >= self.last_sweep + 5 {
+            self.last_sweep = secs;
+            self.sweep(secs);
+        }
+    }
+
+    fn sweep(&mut self, now_secs: u64) {
+        self.nonces.sweep(now_secs);
+        let window = self.cfg.ban_window_secs;
+        self.sources.retain(|_, s| {
+            s.calls > 0 || s.banned_until > now_secs || s.window_start + window > now_secs
+        });
+        let mut expired = Vec::new();
+        self.location.retain(|ext, bs| {
+            bs.retain(|b| {
+                let keep = b.expires_at > now_secs;
+                if !keep {
+                    expired.push((ext.clone(), b.contact.clone()));
+                }
+                keep
+            });
+            !bs.is_empty()
+        });
+        for (e, c) in expired {
+            self.store.remove(&e, &c);
+        }
+    }
+
+    fn fire(&mut self, timer: Timer, now: Instant, out: &mut Vec<Out>) {
+        match timer {
+            Timer::BranchRetransmit {
+                txn,
+                branch,
+                interval,
+            } => {
+                let Some(t) = self.txns.get(&txn) else { return };
+                let Some(b) = t.branches.iter().find(|b| b.id == branch) else {
+                    return;
+                };
+                if b.provisional || b.final_code.is_some() || t.state == TxnState::Done {
+                    return;
+                }
+                out.push(Out {
+                    to: b.to,
+                    data: b.request.clone(),
+                });
+                let next = interval * 2;
+                self.schedule(
+                    now + next,
+                    Timer::BranchRetransmit {
+                        txn,
+                        branch,
+                        interval: next,
+                    },
+                );
+            }
+            Timer::BranchTimeout { txn, branch } => {
+                let Some(t) = self.txns.get_mut(&txn) else {
+                    return;
+                };
+                let Some(b) = t.branches.iter_mut().find(|b| b.id == branch) else {
+                    return;
+                };
+                if b.final_code.is_none() {
+                    b.final_code = Some(408);
+                    if t.best.is_none() {
+                        t.best = Some(t.request.response(408, "Request Timeout", "crm"));
+                    }
+                    self.maybe_finish(&txn, now, out);
+                }
+            }
+            Timer::RingTimeout { txn } => {
+                let proceeding = self
+                    .txns
+                    .get(&txn)
+                    .is_some_and(|t| t.state == TxnState::Proceeding);
+                if proceeding {
+                    if let Some(t) = self.txns.get_mut(&txn) {
+                        t.sequential = None;
+                    }
+                    self.cancel_branches(&txn, None, out);
+                    self.finish_with(&txn, 480, "Temporarily Unavailable", now, out);
+                }
+            }
+            Timer::MemberTimeout { txn, member } => {
+                let Some(t) = self.txns.get(&txn) else { return };
+                if t.state != TxnState::Proceeding || t.answered {
+                    return;
+                }
+                // Cancel this member's branches and move on.
+                if t.sequential.is_some_and(|(next, _)| next == member + 1) {
+                    let mut members: Vec<String> = Vec::new();
+                    for b in &t.branches {
+                        if !members.contains(&b.extension) {
+                            members.push(b.extension.clone());
+                        }
+                    }
+                    let ext = members.get(member).cloned().unwrap_or_default();
+                    let mut sends = Vec::new();
+                    for (i, b) in t.branches.iter().enumerate() {
+                        if b.extension == ext && b.started && b.final_code.is_none() {
+                            sends.push(i);
+                        }
+                    }
+                    let t = self.txns.get_mut(&txn).expect("present");
+                    for i in &sends {
+                        // Treat as finished for selection; its 487 is absorbed.
+                        t.branches[*i].final_code = Some(408);
+                    }
+                    let to_cancel: Vec<(Peer, Vec<u8>)> = {
+                        let t = &self.txns[&txn];
+                        sends
+                            .iter()
+                            .filter(|i| t.branches[**i].provisional)
+                            .map(|i| {
+                                let b = &t.branches[*i];
+                                (b.to, branch_request(t, b, "CANCEL", None))
+                            })
+                            .collect()
+                    };
+                    for (to, data) in to_cancel {
+                        out.push(Out { to, data });
+                    }
+                    self.maybe_finish(&txn, now, out);
+                }
+            }
+            Timer::FinalRetransmit { txn, interval } => {
+                let Some(t) = self.txns.get(&txn) else { return };
+                if t.state != TxnState::Completed {
+                    return;
+                }
+                if let Some(r) = &t.last_response {
+                    out.push(Out {
+                        to: t.source,
+                        data: r.clone(),
+                    });
+                }
+                let next = (interval * 2).min(T2);
+                self.schedule(
+                    now + next,
+                    Timer::FinalRetransmit {
+                        txn,
+                        interval: next,
+                    },
+                );
+            }
+            Timer::TxnExpire { txn } => {
+                if let Some(t) = self.txns.remove(&txn) {
+                    for b in &t.branches {
+                        self.branches.remove(&b.id);
+                    }
+                    if t.state == TxnState::Proceeding {
+                        if let Some(s) = self.sources.get_mut(&t.source_ip) {
+                            s.calls = s.calls.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            Timer::DialogExpire { call_id } => {
+                let remove = self.dialogs.get(&call_id).is_some_and(|d| {
+                    d.ended || now.duration_since(d.answered) >= Duration::from_secs(86_000)
+                });
+                if remove {
+                    self.dialogs.remove(&call_id);
+                }
+            }
+        }
+    }
+}
+
+/// Preference among final responses (lower is better), RFC 3261 §16.7 step 6 simplified:
+/// 6xx, then 4xx (with 401/407/415/420/484 first), 3xx, 5xx, 408 last.
+fn rank(code: u16) -> u16 {
+    match code {
+        600..=699 => code - 600,
+        408 => 2000,
+        400..=499 => 100 + code,
+        300..=399 => 700 + code,
+        500..=599 => 1000 + code,
+        _ => 3000,
+    }
+}
+
+fn reply_key(req: &Message) -> Option<String> {
+    let v = req.top_via()?;
+    let b = v.branch()?;
+    if b.len() <= 7 {
+        return None;
+    }
+    Some(format!("{b}|{}|{}", req.cseq().1, v.host))
+}
+
+fn pop_top_via(msg: &mut Message) {
+    let Some(i) = msg.headers.iter().position(|h| h.key == "via") else {
+        return;
+    };
+    let values = message::split_commas(&msg.headers[i].value);
+    if values.len() <= 1 {
+        msg.headers.remove(i);
+    } else {
+        let rest = values[1..].join(", ");
+        msg.headers[i].value = rest;
+    }
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn reply(req: &Message, code: u16, reason: &str) -> Message {
+    req.response(code, reason, "crm")
+}
+
+/// Where to send requests for a registered contact. Over TCP: the phone's own connection.
+/// Over UDP: the Contact's address when it names the same IP the REGISTER came from (no
+/// NAT in between; the phone may listen on another port than it sent from), else the
+/// REGISTER's source address (RFC 3581: the NAT binding the phone keeps open).
+fn route_target(contact: &str, source: Peer) -> Peer {
+    if source.transport == Transport::Tcp {
+        return source;
+    }
+    let Some(uri) = Uri::parse(contact) else {
+        return source;
+    };
+    let ip: Option<IpAddr> = uri
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok();
+    match ip {
+        Some(ip) if ip == source.addr.ip() => Peer {
+            transport: Transport::Udp,
+            addr: SocketAddr::new(ip, uri.port.unwrap_or(5060)),
+        },
+        _ => source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct Dir;
+    impl Directory for Dir {
+        fn lookup(&self, n: &str) -> Option<Entry> {
+            match n {
+                "1000" | "1001" => Some(Entry::Extension {
+                    secret: Arc::from(format!("secret-{n}").as_str()),
+                }),
+                _ => None,
+            }
+        }
+    }
+    struct NoStore;
+    impl BindingStore for NoStore {
+        fn upsert(&self, _: &StoredBinding) {}
+        fn remove(&self, _: &str, _: &str) {}
+    }
+    struct NoEvents;
+    impl EventSink for NoEvents {
+        fn emit(&self, _: CallEvent) {}
+    }
+
+    const ME: &str = "127.0.0.1:5060";
+
+    fn engine() -> Engine {
+        let cfg = SipConfig::new(ME.parse().unwrap());
+        let phone = Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:7000".parse().unwrap(),
+        };
+        Engine::new(
+            cfg,
+            Arc::new(Dir),
+            Arc::new(NoStore),
+            Arc::new(NoEvents),
+            vec![StoredBinding {
+                extension: "1001".into(),
+                contact: "sip:1001@127.0.0.1:7000".into(),
+                source: phone,
+                expires_at: wall_secs() + 3600,
+                call_id: "c".into(),
+                cseq: 1,
+                user_agent: String::new(),
+            }],
+        )
+    }
+
+    fn peer() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.9:5062".parse().unwrap(),
+        }
+    }
+
+    fn invite(uri: &str, extra: &str) -> String {
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5062;rport;branch=z9hG4bKabc1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1000@{ME}>;tag=a\r\nTo: <sip:1001@{ME}>{extra}\r\n\
+             Call-ID: t1\r\nCSeq: 1 INVITE\r\nContact: <sip:1000@192.0.2.9:5062>\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn run(e: &mut Engine, msg: &str) -> Vec<Out> {
+        let mut out = Vec::new();
+        e.on_packet(msg.as_bytes(), peer(), Instant::now(), &mut out);
+        out
+    }
+
+    fn first_line(o: &Out) -> String {
+        String::from_utf8_lossy(&o.data)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    #[test]
+    fn nothing_is_routed_for_an_unauthenticated_source() {
+        let mut e = engine();
+        // Out of dialog: challenged, nothing leaves towards the phone.
+        let out = run(&mut e, &invite(&format!("sip:1001@{ME}"), ""));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to, peer());
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 407"));
+        // Posing as in-dialog (To tag + Route to us) without a dialog we set up: 481.
+        let fake = invite(&format!("sip:1001@{ME}"), ";tag=x").replace(
+            "Call-ID: t1",
+            &format!("Route: <sip:{ME};lr>\r\nCall-ID: t1"),
+        );
+        let out = run(&mut e, &fake);
+        assert_eq!(out.len(), 1);
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 481"));
+        // Foreign domain: 403, never relayed.
+        let out = run(&mut e, &invite("sip:1001@example.com", ""));
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 403"));
+        // Max-Forwards 0 to a local user: 483.
+        let out = run(
+            &mut e,
+            &invite(&format!("sip:1001@{ME}"), "").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+        );
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 483"));
+    }
+
+    fn mutate(base: &[u8], edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+        let mut v = base.to_vec();
+        for (i, b) in edits {
+            if !v.is_empty() {
+                let i = i % v.len();
+                v[i] = *b;
+            }
+        }
+        v.truncate(cut.max(1).min(v.len()));
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Random and mutated messages never panic the parser or the engine, and the
+        /// engine's state stays bounded.
+        #[test]
+        fn random_and_mutated_messages_do_not_panic(
+            edits in proptest::collection::vec((0usize..600, any::<u8>()), 0..8),
+            cut in 1usize..700,
+            noise in proptest::collection::vec(any::<u8>(), 0..300),
+            which in 0usize..4,
+        ) {
+            let mut e = engine();
+            let bases = [
+                invite(&format!("sip:1001@{ME}"), ""),
+                invite(&format!("sip:1001@{ME}"), ";tag=x").replace("Call-ID", &format!("Route: <sip:{ME};lr>\r\nCall-ID")),
+                format!("REGISTER sip:{ME} SIP/2.0\r\nv: SIP/2.0/TCP h;branch=z9hG4bK1\r\nf: <sip:1000@{ME}>;tag=1\r\nt: <sip:1000@{ME}>\r\ni: x\r\nCSeq: 2 REGISTER\r\nm: <sip:1000@h>;expires=60, *\r\nl: 0\r\n\r\n"),
+                "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKcrm1\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n".to_string(),
+            ];
+            let m = mutate(bases[which].as_bytes(), &edits, cut);
+            let mut out = Vec::new();
+            e.on_packet(&m, peer(), Instant::now(), &mut out);
+            e.on_packet(&noise, peer(), Instant::now(), &mut out);
+            let _ = message::frame(&m);
+            e.on_tick(Instant::now() + Duration::from_secs(40), &mut out);
+            let (t, d, r) = e.state_size();
+            prop_assert!(t <= 1 && d <= 1 && r <= 3);
+            prop_assert!(out.len() < 10);
+        }
+    }
+}

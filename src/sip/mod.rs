@@ -1,0 +1,181 @@
+//! The built-in SIP registrar and proxy for the office's desk phones.
+//!
+//! Depends on nothing else in the crate: the app plugs in through the traits below
+//! ([`Directory`] for extensions and ring groups, [`BindingStore`] for persisting
+//! registrations, [`EventSink`] for call events). Layout:
+//! - `message`: bytes <-> [`message::Message`] (the only parser), framing for TCP;
+//! - `digest`: digest authentication and nonces;
+//! - `engine`: registrar + transaction-stateful proxy as pure logic (packet in, packets
+//!   out, timers), so it is unit- and property-testable without sockets;
+//! - `transport`: UDP and TCP sockets around the engine.
+
+pub mod digest;
+pub mod engine;
+pub mod message;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use engine::{BanInfo, Registration};
+pub use transport::{start, SipControl, SipHandle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// Where a packet came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// How a ring group alerts its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// All members at once.
+    RingAll,
+    /// One member after another, each for `member_timeout_secs`.
+    Sequential,
+}
+
+#[derive(Debug, Clone)]
+pub struct RingGroup {
+    pub members: Vec<String>,
+    pub strategy: Strategy,
+    pub member_timeout_secs: u32,
+    pub overall_timeout_secs: u32,
+}
+
+/// What a number dialled or authenticated against is.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// An enabled extension and its SIP secret.
+    Extension {
+        secret: Arc<str>,
+    },
+    Group(RingGroup),
+}
+
+/// The extension and ring-group table, kept in memory by the app (never a DB call per
+/// packet).
+pub trait Directory: Send + Sync {
+    fn lookup(&self, number: &str) -> Option<Entry>;
+}
+
+/// A registered contact, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBinding {
+    pub extension: String,
+    pub contact: String,
+    pub source: Peer,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub call_id: String,
+    pub cseq: u32,
+    pub user_agent: String,
+}
+
+/// Persists registrations off the hot path; calls must not block.
+pub trait BindingStore: Send + Sync {
+    fn upsert(&self, b: &StoredBinding);
+    fn remove(&self, extension: &str, contact: &str);
+}
+
+/// A call as seen by the proxy. `call_id` is the SIP Call-ID of the caller's INVITE,
+/// stable across all events of one call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CallEvent {
+    Ringing {
+        call_id: String,
+        from: String,
+        to: String,
+        /// The extensions being alerted.
+        extensions: Vec<String>,
+    },
+    Answered {
+        call_id: String,
+        extension: String,
+    },
+    Ended {
+        call_id: String,
+        /// "completed" (BYE after answer), "cancelled", "no_answer", or "status_NNN".
+        cause: String,
+        /// ms from the INVITE to answer or end.
+        ring_ms: u64,
+        /// ms from answer to BYE (0 when not answered).
+        talk_ms: u64,
+    },
+}
+
+pub trait EventSink: Send + Sync {
+    fn emit(&self, ev: CallEvent);
+}
+
+impl EventSink for tokio::sync::broadcast::Sender<CallEvent> {
+    fn emit(&self, ev: CallEvent) {
+        // No receiver is fine: nobody listening yet.
+        let _ = self.send(ev);
+    }
+}
+
+/// Tunables; defaults suit a small office.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    pub listen: SocketAddr,
+    pub realm: String,
+    /// Domain names that mean "this box" besides its addresses.
+    pub domains: Vec<String>,
+    /// Offered digest algorithms, in order of preference (one challenge header each).
+    pub algorithms: Vec<digest::Algorithm>,
+    pub nonce_ttl_secs: u64,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    pub max_contacts_per_extension: usize,
+    /// Authentication failures from one address within `ban_window_secs` that ban it.
+    pub ban_after_failures: u32,
+    pub ban_window_secs: u64,
+    pub ban_secs: u64,
+    /// Concurrent INVITE transactions one source address may hold.
+    pub max_calls_per_source: usize,
+    /// Seconds an INVITE rings before the proxy gives up (480).
+    pub ring_timeout_secs: u32,
+    pub max_tcp_connections: usize,
+}
+
+impl SipConfig {
+    pub fn new(listen: SocketAddr) -> SipConfig {
+        SipConfig {
+            listen,
+            realm: "crm.local".into(),
+            domains: vec!["crm.local".into()],
+            algorithms: vec![digest::Algorithm::Md5],
+            nonce_ttl_secs: 300,
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+            max_contacts_per_extension: 10,
+            ban_after_failures: 10,
+            ban_window_secs: 60,
+            ban_secs: 600,
+            max_calls_per_source: 500,
+            ring_timeout_secs: 120,
+            max_tcp_connections: 1024,
+        }
+    }
+}

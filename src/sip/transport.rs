@@ -1,0 +1,330 @@
+//! UDP and TCP on one port around the [`Engine`]. One task receives UDP, one accepts
+//! TCP (a reader and a writer task per connection), one drives the engine's timers.
+//! The engine sits behind a mutex held only for the pure processing of one message; all
+//! socket I/O happens outside it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::engine::{BanInfo, Engine, Out, Registration};
+use super::message::{self, Frame};
+use super::{BindingStore, Directory, EventSink, Peer, SipConfig, StoredBinding, Transport};
+
+/// Most TCP connections one address may hold.
+const MAX_CONNS_PER_IP: usize = 32;
+/// Outgoing messages queued per TCP connection before new ones are dropped.
+const CONN_QUEUE: usize = 512;
+
+struct Shared {
+    engine: Mutex<Engine>,
+    udp: UdpSocket,
+    conns: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    shutdown: watch::Receiver<bool>,
+    max_conns: usize,
+}
+
+impl Shared {
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        // A panic while holding the lock would poison it; the state is still usable.
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn dispatch(self: &Arc<Self>, outs: Vec<Out>) {
+        for o in outs {
+            match o.to.transport {
+                Transport::Udp => {
+                    // try_send_to avoids a wakeup when the socket is writable (always,
+                    // except under kernel buffer pressure).
+                    match self.udp.try_send_to(&o.data, o.to.addr) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            let _ = self.udp.send_to(&o.data, o.to.addr).await;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Transport::Tcp => {
+                    let tx = self.conns().get(&o.to.addr).cloned();
+                    match tx {
+                        Some(tx) => {
+                            let _ = tx.try_send(o.data);
+                        }
+                        None => {
+                            // The phone's connection is gone: open one (RFC 3261 §18.1.1).
+                            let me = self.clone();
+                            tokio::spawn(async move {
+                                if let Ok(Ok(s)) = tokio::time::timeout(
+                                    Duration::from_secs(3),
+                                    TcpStream::connect(o.to.addr),
+                                )
+                                .await
+                                {
+                                    let tx = me.clone().adopt(s, o.to.addr);
+                                    if let Some(tx) = tx {
+                                        let _ = tx.try_send(o.data);
+                                    }
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers a TCP connection and starts its reader and writer.
+    fn adopt(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<mpsc::Sender<Vec<u8>>> {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+        {
+            let mut conns = self.conns();
+            let same_ip = conns.keys().filter(|a| a.ip() == peer.ip()).count();
+            if conns.len() >= self.max_conns || same_ip >= MAX_CONNS_PER_IP {
+                return None;
+            }
+            conns.insert(peer, tx.clone());
+        }
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        tokio::spawn(write_loop(wr, rx, self.shutdown.clone()));
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.clone().read_loop(rd, peer).await;
+            me.conns().remove(&peer);
+        });
+        Some(tx)
+    }
+
+    async fn read_loop(self: Arc<Self>, mut rd: tokio::net::tcp::OwnedReadHalf, peer: SocketAddr) {
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut shutdown = self.shutdown.clone();
+        let from = Peer {
+            transport: Transport::Tcp,
+            addr: peer,
+        };
+        loop {
+            let n = tokio::select! {
+                r = rd.read(&mut chunk) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                },
+                _ = shutdown.changed() => return,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            loop {
+                match message::frame(&buf) {
+                    Frame::Incomplete => break,
+                    Frame::Error => {
+                        tracing::debug!(peer = %peer, "SIP/TCP: framing error, closing");
+                        return;
+                    }
+                    Frame::KeepAlive(k) => {
+                        // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
+                        if k >= 4 {
+                            if let Some(tx) = self.conns().get(&peer) {
+                                let _ = tx.try_send(b"\r\n".to_vec());
+                            }
+                        }
+                        buf.drain(..k);
+                    }
+                    Frame::Message(len) => {
+                        let mut outs = Vec::new();
+                        self.engine()
+                            .on_packet(&buf[..len], from, Instant::now(), &mut outs);
+                        buf.drain(..len);
+                        self.dispatch(outs).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(data) => {
+                    if wr.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A running SIP server.
+pub struct SipHandle {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable view of a running SIP server for admin screens and the API.
+#[derive(Clone)]
+pub struct SipControl {
+    shared: Arc<Shared>,
+}
+
+impl SipControl {
+    pub fn registrations(&self) -> Vec<Registration> {
+        self.shared.engine().registrations()
+    }
+
+    pub fn bans(&self) -> Vec<BanInfo> {
+        self.shared.engine().bans()
+    }
+
+    pub fn release_ban(&self, ip: IpAddr) -> bool {
+        self.shared.engine().release(ip)
+    }
+
+    pub fn unregister_all(&self, extension: &str) {
+        self.shared.engine().unregister_all(extension)
+    }
+}
+
+impl SipHandle {
+    pub fn control(&self) -> SipControl {
+        SipControl {
+            shared: self.shared.clone(),
+        }
+    }
+
+    pub fn registrations(&self) -> Vec<Registration> {
+        self.shared.engine().registrations()
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.shared.engine().contact_count()
+    }
+
+    pub fn bans(&self) -> Vec<BanInfo> {
+        self.shared.engine().bans()
+    }
+
+    pub fn release_ban(&self, ip: IpAddr) -> bool {
+        self.shared.engine().release(ip)
+    }
+
+    /// Forgets an extension's registrations (it was removed or disabled).
+    pub fn unregister_all(&self, extension: &str) {
+        self.shared.engine().unregister_all(extension)
+    }
+
+    /// (transactions, dialogs, cached replies) — for tests of bounded state.
+    pub fn state_size(&self) -> (usize, usize, usize) {
+        self.shared.engine().state_size()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds UDP and TCP on `cfg.listen` (port 0: the UDP port chosen, reused for TCP) and
+/// starts serving.
+pub async fn start(
+    mut cfg: SipConfig,
+    directory: Arc<dyn Directory>,
+    store: Arc<dyn BindingStore>,
+    events: Arc<dyn EventSink>,
+    restored: Vec<StoredBinding>,
+) -> std::io::Result<SipHandle> {
+    let udp = UdpSocket::bind(cfg.listen).await?;
+    let addr = udp.local_addr()?;
+    let tcp = TcpListener::bind(addr).await?;
+    cfg.listen = addr;
+    let max_conns = cfg.max_tcp_connections;
+    let engine = Engine::new(cfg, directory, store, events, restored);
+    let (stop, shutdown) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        engine: Mutex::new(engine),
+        udp,
+        conns: Mutex::new(HashMap::new()),
+        shutdown,
+        max_conns,
+    });
+    let mut tasks = Vec::new();
+    let s = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (n, src) = match s.udp.recv_from(&mut buf).await {
+                Ok(x) => x,
+                // ICMP port unreachable from an earlier send shows up here on some OSes.
+                Err(_) => continue,
+            };
+            if n == 0 || buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n') {
+                continue; // keep-alive
+            }
+            let mut outs = Vec::new();
+            s.engine().on_packet(
+                &buf[..n],
+                Peer {
+                    transport: Transport::Udp,
+                    addr: src,
+                },
+                Instant::now(),
+                &mut outs,
+            );
+            s.dispatch(outs).await;
+        }
+    }));
+    let s = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = tcp.accept().await else {
+                continue;
+            };
+            let _ = s.clone().adopt(stream, peer);
+        }
+    }));
+    let s = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let mut outs = Vec::new();
+            s.engine().on_tick(Instant::now(), &mut outs);
+            if !outs.is_empty() {
+                s.dispatch(outs).await;
+            }
+        }
+    }));
+    tracing::info!(sip = %addr, "SIP registrar/proxy listening (UDP+TCP)");
+    Ok(SipHandle {
+        addr,
+        shared,
+        stop,
+        tasks,
+    })
+}

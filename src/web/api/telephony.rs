@@ -1,0 +1,250 @@
+//! Telephony API (admin): extensions, ring groups, live registrations, bans.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::domain::telephony::{ExtensionRow, RingGroupRow};
+use crate::domain::telephony::{NewExtension, NewGroup};
+use crate::domain::{Actor, DomainError};
+use crate::web::error::{ApiError, ErrorBody};
+use crate::web::WebState;
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+/// Extensions (secrets are never listed).
+#[utoipa::path(get, path = "/api/v1/telephony/extensions", tag = "telephony",
+    responses((status = 200, body = [ExtensionRow]), (status = 403, body = ErrorBody)))]
+pub async fn list_extensions(state: web::Data<WebState>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.telephony.list_extensions().await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExtension {
+    /// 2 to 6 digits.
+    pub number: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// Staff username to link (screen-pops).
+    pub username: Option<String>,
+    /// Omit to have a strong secret generated.
+    pub secret: Option<String>,
+}
+
+/// What to enter in the phone; the secret is shown only here.
+#[derive(serde::Serialize, ToSchema)]
+pub struct PhoneSettings {
+    pub number: String,
+    pub display_name: String,
+    /// SIP server address (as configured; 0.0.0.0 means "this box's LAN address").
+    pub server: String,
+    pub user: String,
+    pub secret: String,
+}
+
+/// Creates an extension and returns the phone's settings, secret included (once).
+#[utoipa::path(post, path = "/api/v1/telephony/extensions", tag = "telephony",
+    request_body = CreateExtension,
+    responses((status = 201, body = PhoneSettings), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_extension(
+    state: web::Data<WebState>,
+    actor: Actor,
+    body: web::Json<CreateExtension>,
+) -> ApiResult {
+    let b = body.into_inner();
+    let e = state
+        .ctx
+        .telephony
+        .add_extension(
+            Some(&actor),
+            NewExtension {
+                number: b.number,
+                display_name: b.display_name,
+                username: b.username,
+                secret: b.secret,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(PhoneSettings {
+        server: state.ctx.config.sip.clone(),
+        user: e.number.clone(),
+        number: e.number,
+        display_name: e.display_name,
+        secret: e.secret,
+    }))
+}
+
+/// Deletes an extension and drops its registrations.
+#[utoipa::path(delete, path = "/api/v1/telephony/extensions/{number}", tag = "telephony",
+    params(("number" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_extension(
+    state: web::Data<WebState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> ApiResult {
+    let number = path.into_inner();
+    state
+        .ctx
+        .telephony
+        .remove_extension(Some(&actor), &number)
+        .await?;
+    if let Some(sip) = state.ctx.sip() {
+        sip.unregister_all(&number);
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Ring groups with their members in ringing order.
+#[utoipa::path(get, path = "/api/v1/telephony/groups", tag = "telephony",
+    responses((status = 200, body = [RingGroupRow]), (status = 403, body = ErrorBody)))]
+pub async fn list_groups(state: web::Data<WebState>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.telephony.list_groups().await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveGroup {
+    pub number: String,
+    #[serde(default)]
+    pub name: String,
+    /// "ring_all" or "sequential".
+    pub strategy: String,
+    #[serde(default = "default_member_timeout")]
+    pub member_timeout_secs: u32,
+    #[serde(default = "default_overall_timeout")]
+    pub overall_timeout_secs: u32,
+    pub members: Vec<String>,
+}
+
+fn default_member_timeout() -> u32 {
+    20
+}
+fn default_overall_timeout() -> u32 {
+    60
+}
+
+/// Creates or replaces a ring group.
+#[utoipa::path(put, path = "/api/v1/telephony/groups", tag = "telephony",
+    request_body = SaveGroup,
+    responses((status = 204), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn save_group(
+    state: web::Data<WebState>,
+    actor: Actor,
+    body: web::Json<SaveGroup>,
+) -> ApiResult {
+    let b = body.into_inner();
+    let strategy = match b.strategy.as_str() {
+        "ring_all" => crate::sip::Strategy::RingAll,
+        "sequential" => crate::sip::Strategy::Sequential,
+        _ => return Err(DomainError::invalid("strategy is \"ring_all\" or \"sequential\"").into()),
+    };
+    state
+        .ctx
+        .telephony
+        .save_group(
+            Some(&actor),
+            NewGroup {
+                number: b.number,
+                name: b.name,
+                strategy,
+                member_timeout_secs: b.member_timeout_secs,
+                overall_timeout_secs: b.overall_timeout_secs,
+                members: b.members,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a ring group.
+#[utoipa::path(delete, path = "/api/v1/telephony/groups/{number}", tag = "telephony",
+    params(("number" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_group(
+    state: web::Data<WebState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> ApiResult {
+    state
+        .ctx
+        .telephony
+        .remove_group(Some(&actor), &path.into_inner())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct RegistrationView {
+    pub extension: String,
+    pub contact: String,
+    pub user_agent: String,
+    pub source: String,
+    /// "UDP" or "TCP".
+    pub transport: String,
+    pub expires_in: u64,
+}
+
+/// Registered phones right now (empty when SIP is off).
+#[utoipa::path(get, path = "/api/v1/telephony/registrations", tag = "telephony",
+    responses((status = 200, body = [RegistrationView]), (status = 403, body = ErrorBody)))]
+pub async fn registrations(state: web::Data<WebState>) -> ApiResult {
+    let list: Vec<RegistrationView> = state
+        .ctx
+        .sip()
+        .map(|s| s.registrations())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| RegistrationView {
+            extension: r.extension,
+            contact: r.contact,
+            user_agent: r.user_agent,
+            source: r.source,
+            transport: r.transport.into(),
+            expires_in: r.expires_in,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct BanView {
+    pub address: String,
+    pub failures: u32,
+    pub banned_for_secs: u64,
+}
+
+/// Addresses banned after repeated authentication failures.
+#[utoipa::path(get, path = "/api/v1/telephony/bans", tag = "telephony",
+    responses((status = 200, body = [BanView]), (status = 403, body = ErrorBody)))]
+pub async fn bans(state: web::Data<WebState>) -> ApiResult {
+    let list: Vec<BanView> = state
+        .ctx
+        .sip()
+        .map(|s| s.bans())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| BanView {
+            address: b.address,
+            failures: b.failures,
+            banned_for_secs: b.banned_for_secs,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Lifts the ban of one address.
+#[utoipa::path(post, path = "/api/v1/telephony/bans/{address}/release", tag = "telephony",
+    params(("address" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn release_ban(state: web::Data<WebState>, path: web::Path<String>) -> ApiResult {
+    let ip: std::net::IpAddr = path
+        .into_inner()
+        .parse()
+        .map_err(|_| DomainError::invalid("not an IP address"))?;
+    match state.ctx.sip() {
+        Some(s) if s.release_ban(ip) => Ok(HttpResponse::NoContent().finish()),
+        _ => Err(DomainError::NotFound.into()),
+    }
+}
