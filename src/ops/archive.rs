@@ -233,6 +233,11 @@ pub fn verify(archive: &Path, extract_to: Option<&Path>) -> OpsResult<Manifest> 
         let (count, hash) = (reader.count, hex::encode(reader.hasher.finalize()));
         seen.insert(name, (count, hash));
     }
+    // The tar reader stops at the end-of-archive blocks; read the gzip stream to its end
+    // so its CRC and length are checked too. Without this a changed bit in tar padding
+    // would go unnoticed: harmless to the data, but the archive would not be the one made.
+    std::io::copy(&mut tar.into_inner(), &mut std::io::sink())
+        .map_err(|e| bad(format!("corrupt compressed stream: {e}")))?;
     let manifest = manifest.ok_or_else(|| bad("no manifest (truncated?)".into()))?;
     if manifest.format != FORMAT {
         return Err(bad(format!(
