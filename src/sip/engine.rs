@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use super::digest::{self, Credentials, NonceBook, Verdict};
 use super::message::{self, param, Message, Method, NameAddr, StartLine, Uri};
 use super::{
-    BindingStore, CallEvent, Directory, Entry, EventSink, Peer, SipConfig, StoredBinding, Strategy,
-    Transport,
+    BindingStore, CallDirection, CallEvent, Directory, Entry, EventSink, Peer, SipConfig,
+    StoredBinding, Strategy, Transport,
 };
 
 const T1: Duration = Duration::from_millis(500);
@@ -112,6 +112,8 @@ struct ServerTxn {
     started: Instant,
     caller: String,
     callee: String,
+    /// The ring group dialled, if any.
+    group: Option<String>,
     /// Sequential ring group: index of the next member to start.
     sequential: Option<(usize, Duration)>,
     source_ip: IpAddr,
@@ -917,6 +919,7 @@ impl Engine {
             return;
         }
         // Which extensions, in which order.
+        let mut group = None;
         let (members, sequential, overall) = match self.directory.lookup(user) {
             None => {
                 self.answer(&msg, from, 404, "Not Found", out);
@@ -926,6 +929,7 @@ impl Engine {
                 (vec![user.to_string()], None, self.cfg.ring_timeout_secs)
             }
             Some(Entry::Group(g)) => {
+                group = Some(user.to_string());
                 let seq = match g.strategy {
                     Strategy::RingAll => None,
                     Strategy::Sequential => {
@@ -1003,6 +1007,7 @@ impl Engine {
             started: now,
             caller: message::log_safe(caller.as_bytes(), 64),
             callee: user.to_string(),
+            group,
             sequential: sequential.map(|d| (0, d)),
             source_ip: ip,
             ended_reported: false,
@@ -1042,8 +1047,10 @@ impl Engine {
         exts.dedup();
         self.events.emit(CallEvent::Ringing {
             call_id: t.request.call_id().to_string(),
+            direction: CallDirection::Internal,
             from: t.caller.clone(),
             to: t.callee.clone(),
+            group: t.group.clone(),
             extensions: exts,
         });
     }

@@ -95,6 +95,18 @@ pub trait BindingStore: Send + Sync {
     fn remove(&self, extension: &str, contact: &str);
 }
 
+/// Which side of the box a call came from and goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallDirection {
+    /// Extension to extension (or ring group) inside the office.
+    Internal,
+    /// From the SIP trunk (the provider) to the office.
+    Inbound,
+    /// From an extension out through the trunk.
+    Outbound,
+}
+
 /// A call as seen by the proxy. `call_id` is the SIP Call-ID of the caller's INVITE,
 /// stable across all events of one call.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -102,8 +114,13 @@ pub trait BindingStore: Send + Sync {
 pub enum CallEvent {
     Ringing {
         call_id: String,
+        direction: CallDirection,
+        /// The caller's number (user part of From), as sent.
         from: String,
+        /// The number dialled (user part of the Request-URI).
         to: String,
+        /// The ring group dialled, when `to` is one.
+        group: Option<String>,
         /// The extensions being alerted.
         extensions: Vec<String>,
     },
