@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::domain::accounts::Accounts;
+use crate::domain::calls::Calls;
 use crate::domain::customers::Customers;
 use crate::domain::notifications::Notifications;
 use crate::domain::orders::Orders;
@@ -29,6 +30,8 @@ pub struct AppContext {
     pub telephony: Telephony,
     /// Call events from the SIP proxy: ringing, answered, ended.
     pub call_events: tokio::sync::broadcast::Sender<CallEvent>,
+    /// The call log, missed calls and who is on a call (fed from `call_events`).
+    pub calls: Calls,
     /// The running SIP server (set by `server::start` when SIP is on).
     pub sip: Arc<std::sync::RwLock<Option<crate::sip::SipControl>>>,
 }
@@ -69,6 +72,7 @@ impl AppContext {
             config: Arc::new(config),
             customers: Customers::new(db.clone(), events.clone()),
             orders: Orders::new(db.clone(), events.clone()),
+            calls: Calls::new(db.clone(), events.clone()),
             db,
             accounts,
             events,

@@ -38,6 +38,7 @@ pub struct Running {
     http_task: JoinHandle<std::io::Result<()>>,
     notifier: crate::notify::Notifier,
     jobs: crate::jobs::Jobs,
+    calls: crate::domain::calls::Consumer,
     /// Held until stopped: `crm restore` refuses while it is held.
     data_dir_lock: crate::ops::lock::DataDirLock,
 }
@@ -85,6 +86,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http = bound.server.handle();
     let http_task = tokio::spawn(bound.server);
     let notifier = crate::notify::start(ctx.notifications.clone()).await?;
+    // Subscribed before SIP starts, so no call event is missed.
+    let calls = ctx.calls.start(ctx.call_events.subscribe()).await;
     let (sip, sip_store) = match ctx.config.sip_listen()? {
         crate::config::SipListen::Off => (None, None),
         crate::config::SipListen::On(listen) => {
@@ -122,6 +125,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http_task,
         notifier,
         jobs,
+        calls,
         data_dir_lock,
     })
 }
@@ -135,6 +139,8 @@ impl Running {
         if let Some(sip) = self.sip {
             sip.stop().await;
         }
+        // After SIP: the last events it emitted are logged before the checkpoint.
+        self.calls.stop().await;
         if let Some(store) = self.sip_store {
             store.flush().await;
         }

@@ -1,0 +1,1095 @@
+//! Calls: turns the SIP proxy's call events into the call log, the screen-pop, the live
+//! call status and missed-call entries.
+//!
+//! Two tasks, in order of the events: the *pop* task builds the screen-pop from one read
+//! (phone lookup, open orders, balance, last call) and publishes `call.ringing` at once —
+//! no fsync on that path — then hands every event to the *log* task, which writes the rows
+//! through the single writer (batched) and publishes `call.answered`, `call.ended` and
+//! `call.live` after each commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::{Actor, DomainError, DomainResult};
+use crate::db::calls::{self as q, ExtUser, NewCall};
+pub use crate::db::calls::{CallFilter, CallRow, MissedRow, OpenOrder, OrderRef};
+use crate::db::Db;
+use crate::events::{Audience, Event, EventBus};
+use crate::model::phone::Country;
+use crate::model::{PhoneNumber, Role};
+use crate::sip::{CallDirection, CallEvent};
+
+/// How a call ended, as the log and the filters name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Answered,
+    /// Nobody picked up before the caller hung up (calls toward the office).
+    Missed,
+    Busy,
+    NoAnswer,
+    /// The caller gave up on an outbound call.
+    Cancelled,
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Answered,
+        Outcome::Missed,
+        Outcome::Busy,
+        Outcome::NoAnswer,
+        Outcome::Cancelled,
+        Outcome::Failed,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Missed => "missed",
+            Outcome::Busy => "busy",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.code() == s)
+    }
+
+    /// Unanswered in a way that leaves someone to call back.
+    pub fn is_missed(self) -> bool {
+        matches!(self, Outcome::Missed | Outcome::NoAnswer | Outcome::Busy)
+    }
+}
+
+pub fn direction_code(d: CallDirection) -> &'static str {
+    match d {
+        CallDirection::Internal => "internal",
+        CallDirection::Inbound => "inbound",
+        CallDirection::Outbound => "outbound",
+    }
+}
+
+pub fn parse_direction(s: &str) -> Option<CallDirection> {
+    match s {
+        "internal" => Some(CallDirection::Internal),
+        "inbound" => Some(CallDirection::Inbound),
+        "outbound" => Some(CallDirection::Outbound),
+        _ => None,
+    }
+}
+
+/// Maps the proxy's end cause to an outcome. `answered`: an Answered event was seen.
+/// A caller hanging up while it rings is a missed call when the call came to the office,
+/// but only a cancelled attempt when someone in the office was calling out.
+pub fn outcome_for(cause: &str, answered: bool, direction: CallDirection) -> Outcome {
+    if answered || cause == "completed" {
+        return Outcome::Answered;
+    }
+    let toward_office = direction != CallDirection::Outbound;
+    match cause {
+        "cancelled" | "status_487" if toward_office => Outcome::Missed,
+        "cancelled" | "status_487" => Outcome::Cancelled,
+        "no_answer" | "status_408" | "status_480" => Outcome::NoAnswer,
+        "status_486" | "status_600" => Outcome::Busy,
+        "status_603" if toward_office => Outcome::Missed,
+        "status_603" => Outcome::Busy,
+        _ => Outcome::Failed,
+    }
+}
+
+/// What a call does to the missed-call list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissedAction {
+    /// One more unanswered call from this number.
+    Record(String),
+    /// Close this number's open entry: the caller got through, or it was called back.
+    Resolve { number: String, how: &'static str },
+}
+
+/// The rules: an unanswered call toward the office opens (or bumps) the caller's entry;
+/// an answered call resolves the caller's entry (they got through) and, unless it came in
+/// from outside, the callee's (someone called that number back). Outbound calls that fail
+/// open nothing: the office was the caller.
+pub fn missed_actions(
+    direction: CallDirection,
+    caller: &str,
+    callee: &str,
+    outcome: Outcome,
+) -> Vec<MissedAction> {
+    let mut v = Vec::new();
+    match (outcome, direction) {
+        (Outcome::Answered, CallDirection::Inbound) => v.push(MissedAction::Resolve {
+            number: caller.into(),
+            how: "got_through",
+        }),
+        (Outcome::Answered, CallDirection::Outbound) => v.push(MissedAction::Resolve {
+            number: callee.into(),
+            how: "called_back",
+        }),
+        (Outcome::Answered, CallDirection::Internal) => {
+            v.push(MissedAction::Resolve {
+                number: caller.into(),
+                how: "got_through",
+            });
+            v.push(MissedAction::Resolve {
+                number: callee.into(),
+                how: "called_back",
+            });
+        }
+        (o, CallDirection::Inbound | CallDirection::Internal) if o.is_missed() => {
+            v.push(MissedAction::Record(caller.into()))
+        }
+        _ => {}
+    }
+    v
+}
+
+/// A number as the log keys it: E.164 when it parses as a phone number, else as sent
+/// (an extension, or something odd a provider sent).
+pub fn normalise(raw: &str, country: Country) -> String {
+    let raw = raw.trim();
+    if raw.len() <= 6 && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw.to_string();
+    }
+    PhoneNumber::parse(raw, country)
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|_| raw.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A call in progress, kept in memory for the header and the users list.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveCall {
+    pub call_id: String,
+    pub direction: &'static str,
+    /// The other party (normalised).
+    pub number: String,
+    pub customer_id: Option<i64>,
+    pub customer_name: Option<String>,
+    pub started_ms: i64,
+    pub answered_ms: Option<i64>,
+    pub answered_ext: Option<String>,
+    pub answered_user_id: Option<i64>,
+    pub answered_user_name: Option<String>,
+    /// Users whose phones ring(ed) for this call.
+    #[serde(skip)]
+    pub rung: Vec<ExtUser>,
+    #[serde(skip)]
+    caller: String,
+    #[serde(skip)]
+    callee: String,
+    #[serde(skip)]
+    dir: Option<CallDirection>,
+}
+
+/// The call log, missed calls and live status.
+#[derive(Clone)]
+pub struct Calls {
+    db: Db,
+    events: EventBus,
+    live: Arc<Mutex<HashMap<String, LiveCall>>>,
+    country: Arc<Mutex<Country>>,
+}
+
+/// The screen-pop's view of the caller, from one read.
+#[derive(Debug, Clone, Serialize)]
+pub struct PopCustomer {
+    pub id: i64,
+    pub name: String,
+    pub balance: i64,
+    pub balance_text: String,
+    pub orders: Vec<PopOrder>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PopOrder {
+    pub id: i64,
+    pub number: String,
+    /// Status name per language code.
+    pub status: HashMap<&'static str, String>,
+    pub status_group: String,
+    pub promised: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PopLastCall {
+    pub started_ms: i64,
+    pub outcome: String,
+    pub answered_by: Option<String>,
+}
+
+struct PopData {
+    users: Vec<ExtUser>,
+    customer: Option<PopCustomer>,
+    open_orders: Vec<OrderRef>,
+    last_call: Option<PopLastCall>,
+}
+
+enum LogOp {
+    Ringing {
+        call_id: String,
+        direction: CallDirection,
+        from: String,
+        to: String,
+        party: String,
+        group: Option<String>,
+        extensions: Vec<String>,
+        customer_id: Option<i64>,
+        open_orders: Vec<OrderRef>,
+        at_ms: i64,
+    },
+    Answered {
+        call_id: String,
+        extension: String,
+        at_ms: i64,
+    },
+    Ended {
+        call_id: String,
+        cause: String,
+        ring_ms: u64,
+        talk_ms: u64,
+        at_ms: i64,
+    },
+}
+
+/// The running consumer; [`Consumer::stop`] drains what is queued and ends it.
+pub struct Consumer {
+    stop: watch::Sender<bool>,
+    pop: JoinHandle<()>,
+    log: JoinHandle<()>,
+}
+
+impl Consumer {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.pop.await;
+        let _ = self.log.await;
+    }
+}
+
+impl Calls {
+    pub fn new(db: Db, events: EventBus) -> Calls {
+        Calls {
+            db,
+            events,
+            live: Arc::default(),
+            country: Arc::new(Mutex::new(crate::model::phone::UZBEKISTAN)),
+        }
+    }
+
+    fn country(&self) -> Country {
+        *self.country.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts turning `rx`'s call events into rows and live events.
+    pub async fn start(&self, rx: broadcast::Receiver<CallEvent>) -> Consumer {
+        if let Ok(shop) = super::shop::load(&self.db).await {
+            *self.country.lock().unwrap_or_else(|e| e.into_inner()) = shop.country();
+        }
+        let (stop, stopped) = watch::channel(false);
+        let (tx, log_rx) = mpsc::unbounded_channel();
+        let pop = tokio::spawn(self.clone().pop_task(rx, tx, stopped));
+        let log = tokio::spawn(self.clone().log_task(log_rx));
+        Consumer { stop, pop, log }
+    }
+
+    async fn pop_task(
+        self,
+        mut rx: broadcast::Receiver<CallEvent>,
+        tx: mpsc::UnboundedSender<LogOp>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = stopped.changed() => {
+                    // Whatever the proxy emitted before it stopped still gets logged.
+                    while let Ok(ev) = rx.try_recv() {
+                        self.on_event(ev, &tx).await;
+                    }
+                    return;
+                }
+            };
+            match ev {
+                Ok(ev) => self.on_event(ev, &tx).await,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "calls: fell behind the SIP call events");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn on_event(&self, ev: CallEvent, tx: &mpsc::UnboundedSender<LogOp>) {
+        let at_ms = now_ms();
+        let op = match ev {
+            CallEvent::Ringing {
+                call_id,
+                direction,
+                from,
+                to,
+                group,
+                extensions,
+            } => {
+                let country = self.country();
+                let party = match direction {
+                    CallDirection::Outbound => normalise(&to, country),
+                    _ => normalise(&from, country),
+                };
+                let pop = match self.pop_data(&party, &extensions, at_ms).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "calls: screen-pop lookup failed");
+                        PopData {
+                            users: Vec::new(),
+                            customer: None,
+                            open_orders: Vec::new(),
+                            last_call: None,
+                        }
+                    }
+                };
+                let started =
+                    self.remember_ringing(&call_id, direction, &from, &to, &party, &pop, at_ms);
+                self.publish_ringing(
+                    &call_id,
+                    direction,
+                    &party,
+                    &from,
+                    &to,
+                    &group,
+                    &extensions,
+                    &pop,
+                    started,
+                );
+                LogOp::Ringing {
+                    call_id,
+                    direction,
+                    from,
+                    to,
+                    party,
+                    group,
+                    extensions,
+                    customer_id: pop.customer.as_ref().map(|c| c.id),
+                    open_orders: pop.open_orders,
+                    at_ms,
+                }
+            }
+            CallEvent::Answered { call_id, extension } => LogOp::Answered {
+                call_id,
+                extension,
+                at_ms,
+            },
+            CallEvent::Ended {
+                call_id,
+                cause,
+                ring_ms,
+                talk_ms,
+            } => LogOp::Ended {
+                call_id,
+                cause,
+                ring_ms,
+                talk_ms,
+                at_ms,
+            },
+        };
+        let _ = tx.send(op);
+    }
+
+    async fn pop_data(&self, party: &str, exts: &[String], at_ms: i64) -> DomainResult<PopData> {
+        let party = party.to_string();
+        let exts = exts.to_vec();
+        let money_fmt = super::shop::load(&self.db).await.unwrap_or_default();
+        Ok(self
+            .db
+            .read(move |c| {
+                let users = q::users_of_extensions(c, &exts)?;
+                let found = if party.starts_with('+') {
+                    crate::db::customers::by_phone(c, &party)?
+                        .into_iter()
+                        .next()
+                } else {
+                    None
+                };
+                let (customer, open_orders) = match found {
+                    None => (None, Vec::new()),
+                    Some(cu) => {
+                        let (orders, balance) = q::open_orders_and_balance(c, cu.id)?;
+                        let statuses = crate::db::orders::statuses(c)?;
+                        let refs = orders
+                            .iter()
+                            .map(|o| OrderRef {
+                                id: o.id,
+                                number: o.number.clone(),
+                            })
+                            .collect();
+                        let orders = orders
+                            .into_iter()
+                            .map(|o| {
+                                let s = statuses.iter().find(|s| s.id == o.status_id);
+                                let mut names = HashMap::new();
+                                if let Some(s) = s {
+                                    names.insert("uz", s.name_uz.clone());
+                                    names.insert("uz-Cyrl", s.name_uz_cyrl.clone());
+                                    names.insert("ru", s.name_ru.clone());
+                                    names.insert("en", s.name_en.clone());
+                                }
+                                PopOrder {
+                                    id: o.id,
+                                    number: o.number,
+                                    status: names,
+                                    status_group: s.map(|s| s.group.clone()).unwrap_or_default(),
+                                    promised: o.promised_at.map(date_text),
+                                }
+                            })
+                            .collect();
+                        (
+                            Some(PopCustomer {
+                                id: cu.id,
+                                name: cu.name,
+                                balance,
+                                balance_text: money_fmt.money(balance),
+                                orders,
+                            }),
+                            refs,
+                        )
+                    }
+                };
+                let last_call = q::last_call_with(c, &party, at_ms)?.map(|k| PopLastCall {
+                    started_ms: k.started_ms,
+                    outcome: k.outcome,
+                    answered_by: k.answered_user_name,
+                });
+                Ok(PopData {
+                    users,
+                    customer,
+                    open_orders,
+                    last_call,
+                })
+            })
+            .await?)
+    }
+
+    /// Remembers the call; returns its start (the first Ringing's time).
+    #[allow(clippy::too_many_arguments)]
+    fn remember_ringing(
+        &self,
+        call_id: &str,
+        direction: CallDirection,
+        from: &str,
+        to: &str,
+        party: &str,
+        pop: &PopData,
+        at_ms: i64,
+    ) -> i64 {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = live.entry(call_id.to_string()).or_insert_with(|| LiveCall {
+            call_id: call_id.to_string(),
+            direction: direction_code(direction),
+            number: party.to_string(),
+            customer_id: pop.customer.as_ref().map(|c| c.id),
+            customer_name: pop.customer.as_ref().map(|c| c.name.clone()),
+            started_ms: at_ms,
+            answered_ms: None,
+            answered_ext: None,
+            answered_user_id: None,
+            answered_user_name: None,
+            rung: Vec::new(),
+            caller: from.to_string(),
+            callee: to.to_string(),
+            dir: Some(direction),
+        });
+        for u in &pop.users {
+            if !entry
+                .rung
+                .iter()
+                .any(|r| r.user_id == u.user_id && r.extension == u.extension)
+            {
+                entry.rung.push(u.clone());
+            }
+        }
+        entry.started_ms
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish_ringing(
+        &self,
+        call_id: &str,
+        direction: CallDirection,
+        party: &str,
+        from: &str,
+        to: &str,
+        group: &Option<String>,
+        extensions: &[String],
+        pop: &PopData,
+        started_ms: i64,
+    ) {
+        let (full, limited): (Vec<&ExtUser>, Vec<&ExtUser>) = pop.users.iter().partition(|u| {
+            u.role
+                .parse::<Role>()
+                .is_ok_and(|r| super::access::can(r, super::Action::ViewCustomers))
+        });
+        let ids = |v: &[&ExtUser]| {
+            let mut ids: Vec<i64> = v.iter().map(|u| u.user_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        let data = |customer: serde_json::Value| {
+            serde_json::json!({
+                "call_id": call_id,
+                "direction": direction_code(direction),
+                "number": party,
+                "from": from,
+                "to": to,
+                "group": group,
+                "extensions": extensions,
+                "customer": customer,
+                "last_call": pop.last_call,
+                "started_ms": started_ms,
+                "now_ms": now_ms(),
+            })
+        };
+        let full_ids = ids(&full);
+        if !full_ids.is_empty() {
+            self.events.publish(Event::new(
+                "call.ringing",
+                data(serde_json::to_value(&pop.customer).unwrap_or_default()),
+                Audience::Users(full_ids),
+            ));
+        }
+        // Masters see who calls on their own phone, not the customer's account.
+        let limited_ids = ids(&limited);
+        if !limited_ids.is_empty() {
+            let c = pop
+                .customer
+                .as_ref()
+                .map(|c| serde_json::json!({"id": c.id, "name": c.name, "limited": true}))
+                .unwrap_or(serde_json::Value::Null);
+            self.events.publish(Event::new(
+                "call.ringing",
+                data(c),
+                Audience::Users(limited_ids),
+            ));
+        }
+    }
+
+    async fn log_task(self, mut rx: mpsc::UnboundedReceiver<LogOp>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.write_batch(batch).await;
+        }
+    }
+
+    async fn write_batch(&self, batch: Vec<LogOp>) {
+        // Everything the closure needs about each call, taken from memory up front.
+        let live: HashMap<String, LiveCall> = {
+            let l = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            batch
+                .iter()
+                .filter_map(|op| {
+                    let id = match op {
+                        LogOp::Ringing { call_id, .. }
+                        | LogOp::Answered { call_id, .. }
+                        | LogOp::Ended { call_id, .. } => call_id,
+                    };
+                    l.get(id).map(|c| (id.clone(), c.clone()))
+                })
+                .collect()
+        };
+        let country = self.country();
+        let result = self
+            .db
+            .write(move |c| {
+                let mut done: Vec<Done> = Vec::new();
+                for op in &batch {
+                    apply(c, op, &live, country, &mut done)?;
+                }
+                Ok(done)
+            })
+            .await;
+        match result {
+            Ok(done) => self.after_commit(done),
+            Err(e) => tracing::error!(error = %e, "calls: writing the call log failed"),
+        }
+    }
+
+    fn after_commit(&self, done: Vec<Done>) {
+        let mut live_changed = false;
+        for d in done {
+            match d {
+                Done::Answered {
+                    call_id,
+                    ext,
+                    user_id,
+                    name,
+                    at_ms,
+                } => {
+                    let rung = {
+                        let mut l = self.live.lock().unwrap_or_else(|e| e.into_inner());
+                        match l.get_mut(&call_id) {
+                            Some(k) => {
+                                k.answered_ms = Some(at_ms);
+                                k.answered_ext = Some(ext.clone());
+                                k.answered_user_id = user_id;
+                                k.answered_user_name = Some(name.clone());
+                                k.rung.clone()
+                            }
+                            None => Vec::new(),
+                        }
+                    };
+                    let mut ids: Vec<i64> = rung.iter().map(|u| u.user_id).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    if !ids.is_empty() {
+                        self.events.publish(Event::new(
+                            "call.answered",
+                            serde_json::json!({"call_id": call_id, "extension": ext, "user_id": user_id, "by": name}),
+                            Audience::Users(ids),
+                        ));
+                    }
+                    live_changed = true;
+                }
+                Done::Ended { call_id, outcome } => {
+                    let gone = self
+                        .live
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&call_id);
+                    let mut ids: Vec<i64> = gone
+                        .map(|k| k.rung.iter().map(|u| u.user_id).collect())
+                        .unwrap_or_default();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    if !ids.is_empty() {
+                        self.events.publish(Event::new(
+                            "call.ended",
+                            serde_json::json!({"call_id": call_id, "outcome": outcome.code()}),
+                            Audience::Users(ids),
+                        ));
+                    }
+                    live_changed = true;
+                    if outcome.is_missed() {
+                        self.events.publish(Event::new(
+                            "call.missed",
+                            serde_json::json!({"call_id": call_id}),
+                            Audience::Staff { masters: vec![] },
+                        ));
+                    }
+                }
+                Done::Resolved => {
+                    self.events.publish(Event::new(
+                        "call.missed",
+                        serde_json::json!({"resolved": true}),
+                        Audience::Staff { masters: vec![] },
+                    ));
+                }
+            }
+        }
+        if live_changed {
+            self.publish_live();
+        }
+    }
+
+    /// Sends the whole live status (small: the calls being talked now).
+    fn publish_live(&self) {
+        let calls = self.on_calls();
+        let masters: Vec<i64> = calls.iter().filter_map(|k| k.answered_user_id).collect();
+        self.events.publish(Event::new(
+            "call.live",
+            serde_json::json!({"calls": calls, "now_ms": now_ms()}),
+            Audience::Staff { masters },
+        ));
+    }
+
+    /// Calls being talked now (answered, not ended), oldest first.
+    pub fn on_calls(&self) -> Vec<LiveCall> {
+        let l = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<LiveCall> = l
+            .values()
+            .filter(|k| k.answered_ms.is_some())
+            .cloned()
+            .collect();
+        v.sort_by_key(|k| k.answered_ms);
+        v
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    // ----- reads for pages and the API --------------------------------------------------
+
+    pub async fn list(&self, f: CallFilter) -> DomainResult<(Vec<CallRow>, i64)> {
+        if !(1..=1000).contains(&f.limit) {
+            return Err(DomainError::invalid("limit must be 1-1000"));
+        }
+        Ok(self
+            .db
+            .read(move |c| Ok((q::list(c, &f)?, q::count(c, &f, COUNT_CAP)?)))
+            .await?)
+    }
+
+    pub async fn get(&self, call_id: &str) -> DomainResult<CallRow> {
+        let id = call_id.to_string();
+        self.db
+            .read(move |c| q::by_call_id(c, &id))
+            .await?
+            .ok_or(DomainError::NotFound)
+    }
+
+    /// Calls with the customer of this order (the order page's section).
+    pub async fn for_order(
+        &self,
+        actor: &Actor,
+        order: i64,
+        limit: i64,
+    ) -> DomainResult<Vec<CallRow>> {
+        if !actor.can(super::Action::ViewCalls) {
+            return Err(DomainError::Forbidden);
+        }
+        Ok(self
+            .db
+            .read(move |c| {
+                let Some(o) = crate::db::orders::get(c, order)? else {
+                    return Ok(Vec::new());
+                };
+                q::list(
+                    c,
+                    &CallFilter {
+                        customer_id: Some(o.customer_id),
+                        limit,
+                        ..Default::default()
+                    },
+                )
+            })
+            .await?)
+    }
+
+    pub async fn missed(
+        &self,
+        include_resolved: bool,
+        limit: i64,
+        offset: i64,
+    ) -> DomainResult<(Vec<MissedRow>, i64)> {
+        if !(1..=1000).contains(&limit) {
+            return Err(DomainError::invalid("limit must be 1-1000"));
+        }
+        Ok(self
+            .db
+            .read(move |c| {
+                Ok((
+                    q::list_missed(c, include_resolved, limit, offset.max(0))?,
+                    q::count_open_missed(c)?,
+                ))
+            })
+            .await?)
+    }
+
+    /// The number typed in a filter, normalised like the log's numbers.
+    pub fn normalise_typed(&self, typed: &str) -> DomainResult<String> {
+        let t = typed.trim();
+        if t.is_empty() || t.chars().count() > 40 {
+            return Err(DomainError::invalid("number: 1-40 characters"));
+        }
+        if t.len() <= 6 && t.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(t.to_string());
+        }
+        PhoneNumber::parse(t, self.country())
+            .map(|p| p.as_str().to_string())
+            .map_err(|e| DomainError::invalid(format!("number {t:?}: {e}")))
+    }
+
+    /// Answered and missed calls by local hour and weekday, in [from, to).
+    pub async fn counts(&self, from_ms: i64, to_ms: i64) -> DomainResult<CallCounts> {
+        let (hours, weekdays) = self
+            .db
+            .read(move |c| {
+                q::counts_by_hour_and_weekday(c, from_ms, to_ms, super::dashboard::TZ_SECS)
+            })
+            .await?;
+        Ok(CallCounts { hours, weekdays })
+    }
+}
+
+/// Lists count at most this many calls (then "10 000+").
+pub const COUNT_CAP: i64 = 10_000;
+
+/// (answered, missed) per local hour 0-23 and per weekday (Monday first).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallCounts {
+    pub hours: [(i64, i64); 24],
+    pub weekdays: [(i64, i64); 7],
+}
+
+fn date_text(ts: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ts)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(time::macros::offset!(+5));
+    let f = time::macros::format_description!("[day].[month].[year]");
+    t.format(&f).unwrap_or_default()
+}
+
+enum Done {
+    Answered {
+        call_id: String,
+        ext: String,
+        user_id: Option<i64>,
+        name: String,
+        at_ms: i64,
+    },
+    Ended {
+        call_id: String,
+        outcome: Outcome,
+    },
+    Resolved,
+}
+
+fn apply_missed(
+    c: &crate::db::Conn,
+    actions: Vec<MissedAction>,
+    call: i64,
+    customer: Option<i64>,
+    at_ms: i64,
+    done: &mut Vec<Done>,
+) -> crate::db::DbResult<()> {
+    for a in actions {
+        match a {
+            MissedAction::Record(n) => q::record_missed(c, &n, customer, call, at_ms)?,
+            MissedAction::Resolve { number, how } => {
+                if q::resolve_missed(c, &number, call, how, at_ms)? {
+                    done.push(Done::Resolved);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply(
+    c: &crate::db::Conn,
+    op: &LogOp,
+    live: &HashMap<String, LiveCall>,
+    country: Country,
+    done: &mut Vec<Done>,
+) -> crate::db::DbResult<()> {
+    match op {
+        LogOp::Ringing {
+            call_id,
+            direction,
+            from,
+            to,
+            party,
+            group,
+            extensions,
+            customer_id,
+            open_orders,
+            at_ms,
+        } => {
+            q::upsert_ringing(
+                c,
+                &NewCall {
+                    call_id,
+                    direction: direction_code(*direction),
+                    from_number: from,
+                    to_number: to,
+                    party_number: party,
+                    ring_group: group.as_deref(),
+                    extensions,
+                    customer_id: *customer_id,
+                    open_orders,
+                    started_ms: *at_ms,
+                },
+            )?;
+        }
+        LogOp::Answered {
+            call_id,
+            extension,
+            at_ms,
+        } => {
+            let linked = q::users_of_extensions(c, std::slice::from_ref(extension))?
+                .into_iter()
+                .next();
+            let user_id = linked.as_ref().map(|u| u.user_id);
+            if q::set_answered(c, call_id, extension, user_id, *at_ms)? {
+                let name = linked
+                    .map(|u| u.display_name)
+                    .unwrap_or_else(|| extension.clone());
+                if let Some(k) = q::by_call_id(c, call_id)? {
+                    let dir = parse_direction(&k.direction).unwrap_or(CallDirection::Internal);
+                    let actions = missed_actions(
+                        dir,
+                        &normalise(&k.from_number, country),
+                        &normalise(&k.to_number, country),
+                        Outcome::Answered,
+                    );
+                    apply_missed(c, actions, k.id, k.customer_id, *at_ms, done)?;
+                }
+                done.push(Done::Answered {
+                    call_id: call_id.clone(),
+                    ext: extension.clone(),
+                    user_id,
+                    name,
+                    at_ms: *at_ms,
+                });
+            }
+        }
+        LogOp::Ended {
+            call_id,
+            cause,
+            ring_ms,
+            talk_ms,
+            at_ms,
+        } => {
+            let Some(k) = q::by_call_id(c, call_id)? else {
+                return Ok(());
+            };
+            let dir = live
+                .get(call_id)
+                .and_then(|l| l.dir)
+                .or_else(|| parse_direction(&k.direction))
+                .unwrap_or(CallDirection::Internal);
+            let outcome = outcome_for(cause, k.answered_ms.is_some(), dir);
+            if q::set_ended(
+                c,
+                call_id,
+                outcome.code(),
+                cause,
+                *ring_ms as i64,
+                *talk_ms as i64,
+                *at_ms,
+            )? {
+                if outcome != Outcome::Answered {
+                    let caller = live
+                        .get(call_id)
+                        .map(|l| l.caller.clone())
+                        .unwrap_or_else(|| k.from_number.clone());
+                    let callee = live
+                        .get(call_id)
+                        .map(|l| l.callee.clone())
+                        .unwrap_or_else(|| k.to_number.clone());
+                    let actions = missed_actions(
+                        dir,
+                        &normalise(&caller, country),
+                        &normalise(&callee, country),
+                        outcome,
+                    );
+                    apply_missed(c, actions, k.id, k.customer_id, *at_ms, done)?;
+                }
+                done.push(Done::Ended {
+                    call_id: call_id.clone(),
+                    outcome,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CallDirection::*;
+
+    #[test]
+    fn causes_map_to_outcomes() {
+        assert_eq!(outcome_for("completed", true, Inbound), Outcome::Answered);
+        assert_eq!(outcome_for("completed", false, Internal), Outcome::Answered);
+        assert_eq!(outcome_for("cancelled", false, Inbound), Outcome::Missed);
+        assert_eq!(outcome_for("cancelled", false, Internal), Outcome::Missed);
+        assert_eq!(
+            outcome_for("cancelled", false, Outbound),
+            Outcome::Cancelled
+        );
+        assert_eq!(outcome_for("no_answer", false, Inbound), Outcome::NoAnswer);
+        assert_eq!(
+            outcome_for("status_480", false, Outbound),
+            Outcome::NoAnswer
+        );
+        assert_eq!(outcome_for("status_408", false, Inbound), Outcome::NoAnswer);
+        assert_eq!(outcome_for("status_486", false, Inbound), Outcome::Busy);
+        assert_eq!(outcome_for("status_600", false, Outbound), Outcome::Busy);
+        assert_eq!(outcome_for("status_603", false, Outbound), Outcome::Busy);
+        assert_eq!(outcome_for("status_603", false, Inbound), Outcome::Missed);
+        assert_eq!(outcome_for("status_404", false, Internal), Outcome::Failed);
+        assert_eq!(outcome_for("status_503", false, Outbound), Outcome::Failed);
+        assert_eq!(outcome_for("weird", false, Outbound), Outcome::Failed);
+        // An answer wins over whatever the end says.
+        assert_eq!(outcome_for("status_500", true, Inbound), Outcome::Answered);
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.code()), Some(o));
+        }
+        assert_eq!(Outcome::parse("ringing"), None);
+    }
+
+    #[test]
+    fn missed_entries_open_and_resolve_by_the_rules() {
+        let rec = |n: &str| MissedAction::Record(n.into());
+        let res = |n: &str, how| MissedAction::Resolve {
+            number: n.into(),
+            how,
+        };
+        let a = "+998901234567";
+        assert_eq!(
+            missed_actions(Inbound, a, "100", Outcome::Missed),
+            vec![rec(a)]
+        );
+        assert_eq!(
+            missed_actions(Inbound, a, "100", Outcome::NoAnswer),
+            vec![rec(a)]
+        );
+        assert_eq!(
+            missed_actions(Inbound, a, "100", Outcome::Busy),
+            vec![rec(a)]
+        );
+        assert_eq!(
+            missed_actions(Internal, "1000", "100", Outcome::Missed),
+            vec![rec("1000")]
+        );
+        // Failed or cancelled outbound calls leave nobody to call back.
+        assert!(missed_actions(Outbound, "101", a, Outcome::NoAnswer).is_empty());
+        assert!(missed_actions(Outbound, "101", a, Outcome::Cancelled).is_empty());
+        assert!(missed_actions(Inbound, a, "100", Outcome::Failed).is_empty());
+        // The caller getting through, or someone calling them back, resolves the entry.
+        assert_eq!(
+            missed_actions(Inbound, a, "100", Outcome::Answered),
+            vec![res(a, "got_through")]
+        );
+        assert_eq!(
+            missed_actions(Outbound, "101", a, Outcome::Answered),
+            vec![res(a, "called_back")]
+        );
+        assert_eq!(
+            missed_actions(Internal, "1501", "1000", Outcome::Answered),
+            vec![res("1501", "got_through"), res("1000", "called_back")]
+        );
+    }
+
+    #[test]
+    fn numbers_normalise_but_extensions_stay() {
+        let uz = crate::model::phone::UZBEKISTAN;
+        assert_eq!(normalise("901234567", uz), "+998901234567");
+        assert_eq!(normalise("+998901234567", uz), "+998901234567");
+        assert_eq!(normalise("8 90 123 45 67", uz), "+998901234567");
+        assert_eq!(normalise("1000", uz), "1000");
+        assert_eq!(normalise("anonymous", uz), "anonymous");
+    }
+}
