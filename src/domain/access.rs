@@ -125,6 +125,9 @@ mod tests {
             assert!(!can(Role::Master, a), "{a:?}");
         }
         assert!(!can(Role::Master, Action::ViewCustomers));
+        // The call log is the front desk's: masters see only their own phone's pop.
+        assert!(can(Role::Operator, Action::ViewCalls));
+        assert!(!can(Role::Master, Action::ViewCalls));
         assert!(can(Role::Master, Action::ViewOrders));
     }
 }

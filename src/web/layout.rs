@@ -14,6 +14,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.dashboard", Action::ViewDashboard),
     ("/orders", "nav.orders", Action::ViewOrders),
     ("/customers", "nav.customers", Action::ViewCustomers),
+    ("/calls", "calls.nav", Action::ViewCalls),
     ("/workload", "nav.workload", Action::ViewReports),
     ("/users", "nav.users", Action::ManageUsers),
     ("/settings", "nav.settings", Action::ManageSettings),
@@ -42,10 +43,12 @@ fn head(state: Option<&WebState>, title: &str) -> Markup {
         title { (title) " · CRM" }
         link rel="icon" href=(url("icons/favicon.svg")) type="image/svg+xml";
         link rel="stylesheet" href=(url("css/app.css"));
+        link rel="stylesheet" href=(url("css/calls.css"));
         // Loaded first and blocking: applies the saved theme before the page paints.
         script src=(url("js/theme.js")) {}
         script src=(url("js/app.js")) defer {}
         script src=(url("js/live.js")) defer {}
+        script src=(url("js/calls.js")) defer {}
     }
 }
 
@@ -91,6 +94,7 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                         }
                     }
                     div.topbar-right {
+                        (super::pages::calls::header_status(ui))
                         span #conn-indicator.conn title=(ui.t("live.disconnected")) data-on=(ui.t("live.connected")) data-off=(ui.t("live.disconnected")) {}
                         span #presence-count.presence title=(ui.t("live.online")) {}
                         (language_switch(ui))

@@ -171,6 +171,15 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/telephony/registrations", Allowed(ManageTelephony), api::telephony::registrations);
     r.add(get(), "/api/v1/telephony/bans", Allowed(ManageTelephony), api::telephony::bans);
     r.add(post(), "/api/v1/telephony/bans/{address}/release", Allowed(ManageTelephony), api::telephony::release_ban);
+
+    // Calls (issue 6): the log, missed calls, live status
+    r.add(get(), "/calls", Allowed(ViewCalls), pages::calls::list);
+    r.add(get(), "/calls/export.csv", Allowed(ViewCalls), pages::calls::export_csv);
+    r.add(get(), "/calls/missed", Allowed(ViewCalls), pages::calls::missed);
+    r.add(get(), "/api/v1/calls", Allowed(ViewCalls), api::calls::list);
+    r.add(get(), "/api/v1/calls/missed", Allowed(ViewCalls), api::calls::missed);
+    r.add(get(), "/api/v1/calls/live", Allowed(ViewCalls), api::calls::live);
+    r.add(get(), "/api/v1/calls/{call_id}", Allowed(ViewCalls), api::calls::get);
 }
 
 /// Collects the specs without registering anything.

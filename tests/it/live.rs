@@ -10,10 +10,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
 
-type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn login_cookie(app: &TestApp, user: &str, pw: &str) -> String {
+pub async fn login_cookie(app: &TestApp, user: &str, pw: &str) -> String {
     let c = app.client();
     let page = c.get(app.url("/login")).send().await.unwrap();
     let pre_cookie = page
@@ -47,7 +47,7 @@ fn ws_url(app: &TestApp, query: &str) -> String {
     format!("ws://{}/ws{query}", app.running().http_addr)
 }
 
-async fn open(
+pub async fn open(
     app: &TestApp,
     cookie: Option<&str>,
     origin: Option<&str>,
@@ -68,7 +68,7 @@ async fn open(
 }
 
 /// The next frame of the given type, within the timeout.
-async fn next_of(ws: &mut Ws, kind: &str, timeout: Duration) -> Option<serde_json::Value> {
+pub async fn next_of(ws: &mut Ws, kind: &str, timeout: Duration) -> Option<serde_json::Value> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())

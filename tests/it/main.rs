@@ -3,6 +3,8 @@
 mod support;
 
 mod browser;
+mod calls;
+mod calls_browser;
 mod cli;
 mod core;
 mod core_browser;
@@ -18,3 +20,4 @@ mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
 mod sip;
+mod sipp;

@@ -155,6 +155,18 @@ pub const TELEPHONY: &[(&str, &str, Who)] = &[
     ("POST", "/api/v1/telephony/bans/{address}/release", ADMIN),
 ];
 
+/// Calls (issue 6): the front desk's and the admin's; masters see only the screen-pop
+/// of their own phone, never the call log.
+pub const CALLS: &[(&str, &str, Who)] = &[
+    ("GET", "/calls", DESK),
+    ("GET", "/calls/export.csv", DESK),
+    ("GET", "/calls/missed", DESK),
+    ("GET", "/api/v1/calls", DESK),
+    ("GET", "/api/v1/calls/missed", DESK),
+    ("GET", "/api/v1/calls/live", DESK),
+    ("GET", "/api/v1/calls/{call_id}", DESK),
+];
+
 /// Every area's rows.
 /// Backups (ops).
 pub const OPS: &[(&str, &str, Who)] = &[
@@ -164,7 +176,7 @@ pub const OPS: &[(&str, &str, Who)] = &[
 ];
 
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY];
+    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

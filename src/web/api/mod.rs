@@ -1,6 +1,7 @@
 //! JSON API under /api/v1. Handlers carry `#[utoipa::path]` annotations, from which the
 //! OpenAPI document is generated; a test checks it lists exactly the API routes.
 
+pub mod calls;
 pub mod core;
 pub mod live;
 pub mod telephony;
@@ -43,6 +44,7 @@ impl Modify for Security {
         telephony::list_extensions, telephony::create_extension, telephony::delete_extension,
         telephony::list_groups, telephony::save_group, telephony::delete_group,
         telephony::registrations, telephony::bans, telephony::release_ban,
+        calls::list, calls::missed, calls::live, calls::get,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -188,8 +188,18 @@ fn new_page(ui: &Ui, f: &CustomerForm, error: Option<&str>) -> Markup {
     )
 }
 
-pub async fn new_form(ui: Ui) -> HttpResponse {
-    html(new_page(&ui, &CustomerForm::default(), None))
+#[derive(Deserialize)]
+pub struct NewCustomerQuery {
+    /// Prefilled from a call's screen-pop.
+    phone: Option<String>,
+}
+
+pub async fn new_form(ui: Ui, q: web::Query<NewCustomerQuery>) -> HttpResponse {
+    let f = CustomerForm {
+        phone1: q.phone.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    html(new_page(&ui, &f, None))
 }
 
 pub async fn create(ui: Ui, actor: Actor, f: web::Form<CustomerForm>) -> HttpResponse {
@@ -247,6 +257,7 @@ async fn card(
         .map(|o| o.total - o.paid)
         .sum();
     let form = f.cloned().unwrap_or_else(|| CustomerForm::from_row(&c));
+    let calls = super::calls::customer_section(ui, actor, c.id).await;
     html_status(
         status,
         page(
@@ -285,6 +296,7 @@ async fn card(
                     h2 { (ui.t("orders.title")) }
                     (orders_table(ui, &shop, &statuses, &orders))
                 }
+                (calls)
                 section.card {
                     h2 { (ui.t("orders.payments")) }
                     div.table-wrap { table #customer-payments {

@@ -85,6 +85,7 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
     let shop = crate::domain::shop::load(&ui.state.ctx.db)
         .await
         .unwrap_or_default();
+    let calls = super::calls::dashboard_section(&ui, &actor).await;
     let groups = [
         ("new", "group.new"),
         ("in_work", "group.in_work"),
@@ -142,6 +143,7 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
                     }
                 }
             }
+            (calls)
             @if actor.role == crate::model::Role::Master {
                 p { a.button.primary href="/my" { (ui.t("orders.my_title")) } }
             }

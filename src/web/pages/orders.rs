@@ -759,12 +759,13 @@ async fn render_order(
     let masters = ctx.orders.masters().await.unwrap_or_default();
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
     let title = format!("{} {}", ui.t("orders.order"), v.order.number);
+    let calls = super::calls::order_section(ui, actor, id).await;
     html_status(
         status,
         page(
             ui,
             &title,
-            order_page(
+            maud::html! { (order_page(
                 ui,
                 actor,
                 &OrderContext {
@@ -775,7 +776,7 @@ async fn render_order(
                 },
                 &v,
                 error,
-            ),
+            )) (calls) },
         ),
     )
 }

@@ -52,6 +52,7 @@ pub async fn list(ui: Ui) -> HttpResponse {
                 thead { tr {
                     th { (ui.t("users.display_name")) } th { (ui.t("login.username")) }
                     th { (ui.t("users.role")) } th { (ui.t("users.status")) } th { (ui.t("users.created")) }
+                    th { (ui.t("calls.on_call")) }
                 } }
                 tbody {
                     @for u in &users {
@@ -64,6 +65,7 @@ pub async fn list(ui: Ui) -> HttpResponse {
                             td { (role_label(&ui, u.role)) }
                             td { @if u.active { (ui.t("users.active")) } @else { span.badge { (ui.t("users.disabled")) } } }
                             td { (datetime(u.created_at)) }
+                            td { (super::calls::user_cell(&ui, u.id)) }
                         }
                     }
                 }

@@ -1,0 +1,194 @@
+// Calls on screen: the screen-pop card when a phone of this user rings (call.ringing),
+// "answered by X" when someone else picks up (call.answered), gone when the call ends
+// (call.ended); keyboard shortcuts from the newest card; and the live call status with
+// running timers (call.live) in the header and the users list.
+(function () {
+  "use strict";
+  var pops = document.getElementById("call-pops");
+  var status = document.getElementById("call-status");
+  if (!pops) return;
+  var t = pops.dataset;
+  var me = status ? Number(status.dataset.me) : 0;
+  var lang = document.documentElement.lang || "en";
+  // Server clock minus ours, so timers agree with the server whatever the PC's clock says.
+  var skew = status && status.dataset.now ? Number(status.dataset.now) - Date.now() : 0;
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+  function pretty(n) {
+    var m = /^\+998(\d{2})(\d{3})(\d{2})(\d{2})$/.exec(n || "");
+    return m ? "+998 " + m[1] + " " + m[2] + " " + m[3] + " " + m[4] : n;
+  }
+  // The same markup as the server's phone links: tel: for the OS, data-dial for click-to-call.
+  function phoneLink(n) {
+    var a = el("a", "phone", pretty(n));
+    a.href = "tel:" + n;
+    a.dataset.dial = n;
+    return a;
+  }
+  function link(href, text, cls) {
+    var a = el("a", cls || "", text);
+    a.href = href;
+    return a;
+  }
+  function when(ms) {
+    try { return new Date(ms).toLocaleString(lang); } catch (e) { return new Date(ms).toISOString(); }
+  }
+  function clock(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    var h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, r = s % 60;
+    return (h ? h + ":" + (m < 10 ? "0" : "") : "") + m + ":" + (r < 10 ? "0" : "") + r;
+  }
+  function customerUrl(d) { return d.customer ? "/customers/" + d.customer.id : "/customers/new?phone=" + encodeURIComponent(d.number); }
+  function orderUrl(d) {
+    return d.customer ? "/orders/new?customer=" + d.customer.id : "/orders/new?phone=" + encodeURIComponent(d.number);
+  }
+
+  function card(d) {
+    var c = el("section", "call-pop card");
+    c.dataset.callId = d.call_id;
+    c.setAttribute("role", "alert");
+    var close = el("button", "pop-close", "×");
+    close.type = "button";
+    close.title = t.tClose;
+    close.addEventListener("click", function () { c.remove(); });
+    c.appendChild(close);
+    c.appendChild(el("h3", "", t.tTitle));
+    var num = el("div", "pop-number");
+    num.appendChild(phoneLink(d.number));
+    c.appendChild(num);
+    var body = el("div", "pop-body");
+    var actions = el("div", "pop-actions");
+    if (d.customer) {
+      var name = el("p", "pop-customer");
+      if (t.canCustomers === "1") name.appendChild(link(customerUrl(d), d.customer.name));
+      else name.textContent = d.customer.name;
+      body.appendChild(name);
+      if (!d.customer.limited) {
+        body.appendChild(el("p", "pop-balance", t.tBalance + ": " + d.customer.balance_text));
+        if (d.customer.orders && d.customer.orders.length) {
+          var ul = el("ul", "pop-orders");
+          d.customer.orders.forEach(function (o) {
+            var li = el("li");
+            li.appendChild(link("/orders/" + o.id, o.number));
+            li.appendChild(document.createTextNode(" · " + (o.status[lang] || o.status.en || "") +
+              (o.promised ? " · " + t.tPromised + " " + o.promised : "")));
+            ul.appendChild(li);
+          });
+          body.appendChild(ul);
+        } else {
+          body.appendChild(el("p", "muted", t.tNoOrders));
+        }
+      }
+      if (t.canCustomers === "1") actions.appendChild(link(customerUrl(d), t.tOpenCustomer, "button pop-open-customer"));
+    } else {
+      body.appendChild(el("p", "pop-unknown", t.tUnknown));
+      if (t.canEditCustomers === "1") actions.appendChild(link(customerUrl(d), t.tNewCustomer, "button pop-new-customer"));
+    }
+    if (t.canOrders === "1") actions.appendChild(link(orderUrl(d), t.tNewOrder, "button primary pop-new-order"));
+    if (d.last_call) {
+      body.appendChild(el("p", "pop-last muted", t.tLastCall + ": " + when(d.last_call.started_ms) +
+        (d.last_call.answered_by ? " · " + d.last_call.answered_by : "")));
+    }
+    c.appendChild(body);
+    c.appendChild(actions);
+    c.appendChild(el("p", "pop-keys", t.tKeys));
+    c._call = d;
+    return c;
+  }
+
+  function find(id) {
+    return Array.prototype.find.call(pops.querySelectorAll(".call-pop"), function (c) { return c.dataset.callId === id; });
+  }
+
+  function onRinging(d) {
+    var old = find(d.call_id);
+    var fresh = card(d);
+    if (old) pops.replaceChild(fresh, old); else pops.insertBefore(fresh, pops.firstChild);
+    document.dispatchEvent(new CustomEvent("crm:dial-links", { detail: fresh }));
+  }
+  function onAnswered(d) {
+    var c = find(d.call_id);
+    if (!c) return;
+    if (d.user_id === me) { c.classList.add("answered-here"); return; }
+    c.classList.add("answered-elsewhere");
+    var body = c.querySelector(".pop-body");
+    var note = el("p", "pop-answered-by", t.tAnsweredBy.replace("{name}", d.by));
+    body.insertBefore(note, body.firstChild);
+    var keys = c.querySelector(".pop-actions");
+    if (keys) keys.remove();
+  }
+  function onEnded(d) {
+    var c = find(d.call_id);
+    if (c) c.remove();
+  }
+
+  function chip(k) {
+    var s = el("span", "call-chip");
+    if (k.answered_user_id) s.dataset.callUser = k.answered_user_id;
+    s.dataset.since = k.answered_ms;
+    s.appendChild(document.createTextNode((k.answered_user_name || "") + " ↔ " + (k.customer_name || pretty(k.number)) + " "));
+    s.appendChild(el("span", "call-timer"));
+    return s;
+  }
+  function onLive(d) {
+    if (typeof d.now_ms === "number") skew = d.now_ms - Date.now();
+    if (status) {
+      var all = status.dataset.all === "1";
+      status.textContent = "";
+      d.calls.forEach(function (k) { if (all || k.answered_user_id === me) status.appendChild(chip(k)); });
+    }
+    document.querySelectorAll("[data-call-cell]").forEach(function (cell) {
+      var uid = Number(cell.dataset.callCell);
+      var k = d.calls.find(function (x) { return x.answered_user_id === uid; });
+      cell.textContent = "";
+      if (k) {
+        cell.dataset.since = k.answered_ms;
+        cell.appendChild(document.createTextNode((k.customer_name || pretty(k.number)) + " "));
+        cell.appendChild(el("span", "call-timer"));
+      } else {
+        delete cell.dataset.since;
+      }
+    });
+    tick();
+  }
+
+  function tick() {
+    var now = Date.now() + skew;
+    document.querySelectorAll("[data-since] .call-timer").forEach(function (tm) {
+      var since = Number(tm.parentNode.dataset.since);
+      if (since) tm.textContent = clock(now - since);
+    });
+  }
+  setInterval(tick, 1000);
+  tick();
+
+  document.addEventListener("crm:live", function (e) {
+    var m = e.detail;
+    if (!m || !m.data) return;
+    if (m.type === "call.ringing") onRinging(m.data);
+    else if (m.type === "call.answered") onAnswered(m.data);
+    else if (m.type === "call.ended") onEnded(m.data);
+    else if (m.type === "call.live") onLive(m.data);
+  });
+
+  // Alt+C: the caller's customer (or a new one with the number); Alt+O: a new order for
+  // them; Esc: hide the newest card. Only while a card is up.
+  document.addEventListener("keydown", function (e) {
+    var top = pops.querySelector(".call-pop:not(.answered-elsewhere)") || pops.querySelector(".call-pop");
+    if (!top || !top._call) return;
+    var d = top._call;
+    var k = (e.key || "").toLowerCase();
+    if (e.altKey && (k === "c" || e.code === "KeyC")) {
+      if (t.canCustomers === "1" || (!d.customer && t.canEditCustomers === "1")) { e.preventDefault(); location.href = customerUrl(d); }
+    } else if (e.altKey && (k === "o" || e.code === "KeyO")) {
+      if (t.canOrders === "1") { e.preventDefault(); location.href = orderUrl(d); }
+    } else if (k === "escape") {
+      top.remove();
+    }
+  });
+})();

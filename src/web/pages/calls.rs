@@ -1,0 +1,629 @@
+//! Calls: the call log with filters and CSV, the callback list of missed calls, the
+//! sections on the customer card and the order page, the dashboard's call counts, and
+//! the live call status in the header and the users list.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::core_ui::{csv, pager, start_of_day_input};
+use super::{html, html_status};
+use crate::domain::calls::{parse_direction, CallFilter, CallRow, LiveCall, MissedRow, Outcome};
+use crate::domain::{Action, Actor, DomainError};
+use crate::model::PhoneNumber;
+use crate::web::auth::Ui;
+use crate::web::error::PageError;
+use crate::web::layout::{flash, page};
+
+const PER_PAGE: i64 = 50;
+
+/// A number as a link that dials (`tel:`) and that the click-to-call script turns into a
+/// call button (`data-dial`).
+pub fn phone_link(number: &str) -> Markup {
+    let shown = if number.starts_with('+') {
+        PhoneNumber::from_e164_unchecked(number.to_string()).display()
+    } else {
+        number.to_string()
+    };
+    html! { a.phone href=(format!("tel:{number}")) data-dial=(number) { (shown) } }
+}
+
+/// Time of a call (ms) for display.
+pub fn call_time(ms: i64) -> String {
+    crate::web::layout::datetime(ms.div_euclid(1000))
+}
+
+/// `m:ss` or `h:mm:ss`.
+pub fn duration(ms: Option<i64>) -> String {
+    let Some(ms) = ms else {
+        return "—".into();
+    };
+    let s = ms.max(0) / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+pub fn outcome_label(ui: &Ui, o: &str) -> &'static str {
+    ui.tr.t(match o {
+        "answered" => "calls.result.answered",
+        "missed" => "calls.result.missed",
+        "busy" => "calls.result.busy",
+        "no_answer" => "calls.result.no_answer",
+        "cancelled" => "calls.result.cancelled",
+        "failed" => "calls.result.failed",
+        _ => "calls.result.ringing",
+    })
+}
+
+pub fn direction_label(ui: &Ui, d: &str) -> &'static str {
+    ui.tr.t(match d {
+        "inbound" => "calls.dir.inbound",
+        "outbound" => "calls.dir.outbound",
+        _ => "calls.dir.internal",
+    })
+}
+
+/// The call-log filters as typed (query string), checked by [`CallQuery::filter`].
+#[derive(Deserialize, Default, Clone)]
+pub struct CallQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub direction: Option<String>,
+    pub outcome: Option<String>,
+    pub operator: Option<String>,
+    pub number: Option<String>,
+    pub page: Option<String>,
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+}
+
+fn blank(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl CallQuery {
+    /// The filter, or a message naming the bad parameter (answered with 400).
+    pub fn filter(&self, calls: &crate::domain::calls::Calls) -> Result<CallFilter, String> {
+        let mut f = CallFilter {
+            limit: PER_PAGE,
+            ..Default::default()
+        };
+        let day = |name: &str, v: &str| {
+            start_of_day_input(v)
+                .ok_or_else(|| format!("{name}: expected a date as YYYY-MM-DD, got {v:?}"))
+        };
+        if let Some(v) = blank(&self.from) {
+            f.from_ms = Some(day("from", v)? * 1000);
+        }
+        if let Some(v) = blank(&self.to) {
+            // Inclusive: the whole "to" day.
+            f.to_ms = Some((day("to", v)? + 86_400) * 1000);
+        }
+        if let (Some(a), Some(b)) = (f.from_ms, f.to_ms) {
+            if a >= b {
+                return Err("from: must not be after to".into());
+            }
+        }
+        if let Some(v) = blank(&self.direction) {
+            parse_direction(v).ok_or_else(|| {
+                format!("direction: unknown {v:?} (internal, inbound or outbound)")
+            })?;
+            f.direction = Some(v.to_string());
+        }
+        if let Some(v) = blank(&self.outcome) {
+            let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.code()).collect();
+            Outcome::parse(v)
+                .ok_or_else(|| format!("outcome: unknown {v:?} (one of {})", known.join(", ")))?;
+            f.outcome = Some(v.to_string());
+        }
+        if let Some(v) = blank(&self.operator) {
+            f.user_id = Some(
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("operator: expected a user id, got {v:?}"))?,
+            );
+        }
+        if let Some(v) = blank(&self.number) {
+            f.number = Some(calls.normalise_typed(v).map_err(|e| e.to_string())?);
+        }
+        let int =
+            |name: &str, v: &Option<String>, lo: i64, hi: i64| -> Result<Option<i64>, String> {
+                match blank(v) {
+                    None => Ok(None),
+                    Some(s) => s
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (lo..=hi).contains(n))
+                        .map(Some)
+                        .ok_or_else(|| {
+                            format!("{name}: expected a whole number {lo}-{hi}, got {s:?}")
+                        }),
+                }
+            };
+        if let Some(l) = int("limit", &self.limit, 1, 1000)? {
+            f.limit = l;
+        }
+        if let Some(o) = int("offset", &self.offset, 0, i64::MAX / 2)? {
+            f.offset = o;
+        }
+        if let Some(p) = int("page", &self.page, 0, 1_000_000)? {
+            f.offset = p * f.limit;
+        }
+        Ok(f)
+    }
+
+    fn query_string(&self) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("direction", &self.direction),
+            ("outcome", &self.outcome),
+            ("operator", &self.operator),
+            ("number", &self.number),
+        ] {
+            if let Some(v) = blank(v) {
+                parts.push(format!("{k}={}", urlencoding(v)));
+            }
+        }
+        parts.join("&")
+    }
+}
+
+fn urlencoding(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn fail(ui: &Ui, err: DomainError) -> HttpResponse {
+    PageError { err, tr: ui.tr }.error_response()
+}
+
+fn bad_request(ui: &Ui, msg: &str) -> HttpResponse {
+    html_status(
+        StatusCode::BAD_REQUEST,
+        page(
+            ui,
+            ui.t("calls.title"),
+            html! {
+                h1 { (ui.t("calls.title")) }
+                (flash(Some(msg), "error"))
+                p { a href="/calls" { (ui.t("calls.reset_filters")) } }
+            },
+        ),
+    )
+}
+
+/// The call table, shared by the log, the customer card and the order page.
+pub fn calls_table(ui: &Ui, rows: &[CallRow], id: &str) -> Markup {
+    html! {
+        div.table-wrap { table.calls id=(id) {
+            thead { tr {
+                th { (ui.t("calls.time")) } th { (ui.t("calls.direction")) } th { (ui.t("calls.from")) } th { (ui.t("calls.to")) }
+                th { (ui.t("orders.customer")) } th { (ui.t("calls.answered_by")) } th { (ui.t("calls.outcome")) }
+                th.num { (ui.t("calls.ring")) } th.num { (ui.t("calls.talk")) }
+            } }
+            tbody { @for k in rows {
+                tr data-call-id=(k.call_id) class=(format!("outcome-{}", k.outcome)) {
+                    td { (call_time(k.started_ms)) }
+                    td { (direction_label(ui, &k.direction)) }
+                    td { (phone_link(if k.direction != "outbound" { &k.party_number } else { &k.from_number })) }
+                    td { (phone_link(if k.direction == "outbound" { &k.party_number } else { &k.to_number }))
+                         @if k.ring_group.is_some() || k.extensions.len() > 1 { " " span.muted { "(" (k.extensions.join(", ")) ")" } } }
+                    td { @if let (Some(id), Some(n)) = (k.customer_id, &k.customer_name) { a href=(format!("/customers/{id}")) { (n) } }
+                         @for o in &k.open_orders { " " a.badge href=(format!("/orders/{}", o.id)) { (o.number) } } }
+                    td { (k.answered_user_name.clone().or_else(|| k.answered_ext.clone()).unwrap_or_else(|| "—".into())) }
+                    td { span class=(format!("badge call-{}", k.outcome)) { (outcome_label(ui, &k.outcome)) } }
+                    td.num { (duration(k.ring_ms)) }
+                    td.num { (duration(k.talk_ms)) }
+                }
+            } }
+        } }
+    }
+}
+
+pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
+    let ctx = &ui.state.ctx;
+    let f = match q.filter(&ctx.calls) {
+        Ok(f) => f,
+        Err(m) => return bad_request(&ui, &m),
+    };
+    let pg = f.offset / f.limit.max(1);
+    let (rows, total) = match ctx.calls.list(f).await {
+        Ok(r) => r,
+        Err(e) => return fail(&ui, e),
+    };
+    let users = ctx.accounts.list_users().await.unwrap_or_default();
+    let qs = q.query_string();
+    let sel = |v: &Option<String>, x: &str| blank(v) == Some(x);
+    html(page(
+        &ui,
+        ui.t("calls.title"),
+        html! {
+            div.page-head {
+                h1 { (ui.t("calls.title")) }
+                div {
+                    a.button href="/calls/missed" { (ui.t("calls.missed_title")) }
+                    " " a.button href=(format!("/calls/export.csv?{qs}")) { "CSV" }
+                }
+            }
+            form.filters #call-filters method="get" action="/calls" {
+                label { (ui.t("calls.from_date")) " " input type="date" name="from" value=(blank(&q.from).unwrap_or("")); }
+                label { (ui.t("calls.to_date")) " " input type="date" name="to" value=(blank(&q.to).unwrap_or("")); }
+                select name="direction" aria-label=(ui.t("calls.direction")) {
+                    option value="" { (ui.t("calls.any_direction")) }
+                    @for d in ["internal", "inbound", "outbound"] { option value=(d) selected[sel(&q.direction, d)] { (direction_label(&ui, d)) } }
+                }
+                select name="outcome" aria-label=(ui.t("calls.outcome")) {
+                    option value="" { (ui.t("calls.any_outcome")) }
+                    @for o in Outcome::ALL { option value=(o.code()) selected[sel(&q.outcome, o.code())] { (outcome_label(&ui, o.code())) } }
+                }
+                select name="operator" aria-label=(ui.t("calls.answered_by")) {
+                    option value="" { (ui.t("calls.any_operator")) }
+                    @for u in users.iter().filter(|u| u.active) { option value=(u.id) selected[sel(&q.operator, &u.id.to_string())] { (u.display_name) } }
+                }
+                input type="search" name="number" value=(blank(&q.number).unwrap_or("")) placeholder=(ui.t("calls.number"));
+                button type="submit" { (ui.t("common.filter")) }
+            }
+            div #calls-region data-live-topics="call.ended call.answered" {
+                (calls_table(&ui, &rows, "calls-table"))
+                (pager(&ui, &if qs.is_empty() { "/calls".to_string() } else { format!("/calls?{qs}") }, pg, PER_PAGE, total))
+            }
+        },
+    ))
+}
+
+pub async fn export_csv(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
+    let ctx = &ui.state.ctx;
+    let mut f = match q.filter(&ctx.calls) {
+        Ok(f) => f,
+        Err(m) => return bad_request(&ui, &m),
+    };
+    let mut all = Vec::new();
+    f.limit = 1000;
+    f.offset = 0;
+    // At most 100 000 rows: a year of a busy shop.
+    for _ in 0..100 {
+        match ctx.calls.list(f.clone()).await {
+            Ok((rows, _)) => {
+                let n = rows.len() as i64;
+                all.extend(rows);
+                if n < f.limit {
+                    break;
+                }
+                f.offset += f.limit;
+            }
+            Err(e) => return fail(&ui, e),
+        }
+    }
+    let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let body = csv(
+        &[
+            "started",
+            "direction",
+            "from",
+            "to",
+            "party",
+            "ring_group",
+            "extensions",
+            "answered_ext",
+            "answered_by",
+            "customer_id",
+            "customer",
+            "open_orders",
+            "answered",
+            "ended",
+            "ring_ms",
+            "talk_ms",
+            "outcome",
+            "cause",
+            "call_id",
+        ],
+        all.iter().map(|k| {
+            vec![
+                call_time(k.started_ms),
+                k.direction.clone(),
+                k.from_number.clone(),
+                k.to_number.clone(),
+                k.party_number.clone(),
+                k.ring_group.clone().unwrap_or_default(),
+                k.extensions.join(" "),
+                k.answered_ext.clone().unwrap_or_default(),
+                k.answered_user_name.clone().unwrap_or_default(),
+                opt(k.customer_id),
+                k.customer_name.clone().unwrap_or_default(),
+                k.open_orders
+                    .iter()
+                    .map(|o| o.number.clone())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                k.answered_ms.map(call_time).unwrap_or_default(),
+                k.ended_ms.map(call_time).unwrap_or_default(),
+                opt(k.ring_ms),
+                opt(k.talk_ms),
+                k.outcome.clone(),
+                k.cause.clone().unwrap_or_default(),
+                k.call_id.clone(),
+            ]
+        }),
+    );
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", "attachment; filename=\"calls.csv\""))
+        .body(body)
+}
+
+#[derive(Deserialize)]
+pub struct MissedQuery {
+    all: Option<String>,
+    page: Option<String>,
+}
+
+pub fn missed_table(ui: &Ui, rows: &[MissedRow]) -> Markup {
+    html! {
+        div.table-wrap { table #missed-table {
+            thead { tr {
+                th { (ui.t("calls.number")) } th { (ui.t("orders.customer")) } th.num { (ui.t("calls.attempts")) }
+                th { (ui.t("calls.last_attempt")) } th { (ui.t("calls.state")) } th {}
+            } }
+            tbody { @for m in rows {
+                tr data-missed-number=(m.number) class=(if m.resolved_ms.is_some() { "resolved" } else { "open" }) {
+                    td { (phone_link(&m.number)) }
+                    td { @if let (Some(id), Some(n)) = (m.customer_id, &m.customer_name) { a href=(format!("/customers/{id}")) { (n) } } @else { "—" } }
+                    td.num { (m.attempts) }
+                    td { (call_time(m.last_ms)) }
+                    td { @match (&m.resolved_how, m.resolved_ms) {
+                        (Some(how), Some(at)) => {
+                            span.badge { (ui.t(if how == "called_back" { "calls.resolved_called_back" } else { "calls.resolved_got_through" })) }
+                            " " (call_time(at)) @if let Some(by) = &m.resolved_by { " · " (by) }
+                        }
+                        _ => { span.badge.badge-danger { (ui.t("calls.to_call_back")) } }
+                    } }
+                    td { a href=(format!("/calls?number={}", urlencoding(&m.number))) { (ui.t("calls.history")) } }
+                }
+            } }
+        } }
+    }
+}
+
+pub async fn missed(ui: Ui, q: web::Query<MissedQuery>) -> HttpResponse {
+    let all = q.all.as_deref() == Some("1");
+    let pg = match q.page.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(p) => match p.parse::<i64>() {
+            Ok(n) if (0..=1_000_000).contains(&n) => n,
+            _ => return bad_request(&ui, &format!("page: expected a whole number, got {p:?}")),
+        },
+    };
+    let (rows, open) = match ui
+        .state
+        .ctx
+        .calls
+        .missed(all, PER_PAGE, pg * PER_PAGE)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&ui, e),
+    };
+    html(page(
+        &ui,
+        ui.t("calls.missed_title"),
+        html! {
+            div.page-head {
+                h1 { (ui.t("calls.missed_title")) " " span.badge #missed-open { (open) } }
+                div {
+                    @if all { a.button href="/calls/missed" { (ui.t("calls.only_open")) } }
+                    @else { a.button href="/calls/missed?all=1" { (ui.t("calls.show_resolved")) } }
+                    " " a.button href="/calls" { (ui.t("calls.title")) }
+                }
+            }
+            p.muted { (ui.t("calls.missed_help")) }
+            div #missed-region data-live-topics="call.missed" {
+                (missed_table(&ui, &rows))
+                nav.pager {
+                    @if pg > 0 { a href=(format!("/calls/missed?page={}{}", pg - 1, if all { "&all=1" } else { "" })) { "← " (ui.t("common.prev")) } }
+                    @if rows.len() as i64 == PER_PAGE { a href=(format!("/calls/missed?page={}{}", pg + 1, if all { "&all=1" } else { "" })) { (ui.t("common.next")) " →" } }
+                }
+            }
+        },
+    ))
+}
+
+/// The calls section of a customer card (empty for those who may not see calls).
+pub async fn customer_section(ui: &Ui, actor: &Actor, customer: i64) -> Markup {
+    if !actor.can(Action::ViewCalls) {
+        return html! {};
+    }
+    let rows = ui
+        .state
+        .ctx
+        .calls
+        .list(CallFilter {
+            customer_id: Some(customer),
+            limit: 20,
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.0)
+        .unwrap_or_default();
+    html! {
+        section.card #customer-calls data-live-topics="call.ended" {
+            h2 { (ui.t("calls.title")) }
+            @if rows.is_empty() { p.muted { (ui.t("calls.none")) } } @else { (calls_table(ui, &rows, "customer-calls-table")) }
+        }
+    }
+}
+
+/// The calls section of an order page: calls with the order's customer.
+pub async fn order_section(ui: &Ui, actor: &Actor, order: i64) -> Markup {
+    if !actor.can(Action::ViewCalls) {
+        return html! {};
+    }
+    let rows = ui
+        .state
+        .ctx
+        .calls
+        .for_order(actor, order, 20)
+        .await
+        .unwrap_or_default();
+    html! {
+        section.card #order-calls data-live-topics="call.ended" {
+            h2 { (ui.t("calls.title")) }
+            @if rows.is_empty() { p.muted { (ui.t("calls.none")) } } @else { (calls_table(ui, &rows, "order-calls-table")) }
+        }
+    }
+}
+
+/// The header's live call status: who is on a call, with whom, since when (the script
+/// keeps the timers running and applies `call.live` updates).
+pub fn header_status(ui: &Ui) -> Markup {
+    let Some(actor) = &ui.actor else {
+        return html! {};
+    };
+    let ctx = &ui.state.ctx;
+    let all = ctx.calls.on_calls();
+    let mine_only = !actor.can(Action::ViewCalls);
+    let shown: Vec<&LiveCall> = all
+        .iter()
+        .filter(|k| !mine_only || k.answered_user_id == Some(actor.user_id))
+        .collect();
+    html! {
+        span #call-status.call-status data-me=(actor.user_id) data-all=(if mine_only { "0" } else { "1" }) data-now=(ctx.calls.now_ms())
+            data-t-with=(ui.t("calls.with")) title=(ui.t("calls.on_call")) {
+            @for k in &shown { (live_chip(k)) }
+        }
+        div #call-pops.call-pops aria-live="polite"
+            data-t-title=(ui.t("calls.incoming")) data-t-unknown=(ui.t("calls.unknown_number"))
+            data-t-new-customer=(ui.t("customers.new")) data-t-new-order=(ui.t("orders.new"))
+            data-t-open-customer=(ui.t("calls.open_customer")) data-t-answered-by=(ui.t("calls.answered_by_x"))
+            data-t-balance=(ui.t("orders.balance")) data-t-promised=(ui.t("orders.promised"))
+            data-t-last-call=(ui.t("calls.last_call")) data-t-no-orders=(ui.t("calls.no_open_orders"))
+            data-t-keys=(ui.t("calls.keys")) data-t-close=(ui.t("calls.close"))
+            data-can-customers=(if actor.can(Action::ViewCustomers) { "1" } else { "0" })
+            data-can-orders=(if actor.can(Action::CreateOrders) { "1" } else { "0" })
+            data-can-edit-customers=(if actor.can(Action::EditCustomers) { "1" } else { "0" }) {}
+    }
+}
+
+fn live_chip(k: &LiveCall) -> Markup {
+    html! {
+        span.call-chip data-call-user=[k.answered_user_id] data-since=[k.answered_ms] {
+            (k.answered_user_name.clone().unwrap_or_default()) " ↔ "
+            (k.customer_name.clone().unwrap_or_else(|| k.number.clone()))
+            " " span.call-timer {}
+        }
+    }
+}
+
+/// The users list's "on a call" cell for one user.
+pub fn user_cell(ui: &Ui, user: i64) -> Markup {
+    let calls = ui.state.ctx.calls.on_calls();
+    let k = calls.iter().find(|k| k.answered_user_id == Some(user));
+    html! {
+        span.user-call data-call-cell=(user) data-since=[k.and_then(|k| k.answered_ms)] {
+            @if let Some(k) = k {
+                (k.customer_name.clone().unwrap_or_else(|| k.number.clone())) " " span.call-timer {}
+            }
+        }
+    }
+}
+
+/// Dashboard: answered and missed calls by hour and by weekday, last 30 days.
+pub async fn dashboard_section(ui: &Ui, actor: &Actor) -> Markup {
+    if !actor.can(Action::ViewCalls) {
+        return html! {};
+    }
+    let to = ui.state.ctx.calls.now_ms() + 1;
+    let from = to - 30 * 86_400_000;
+    let counts = match ui.state.ctx.calls.counts(from, to).await {
+        Ok(c) => c,
+        Err(_) => return html! {},
+    };
+    let days = [
+        "calls.day.mon",
+        "calls.day.tue",
+        "calls.day.wed",
+        "calls.day.thu",
+        "calls.day.fri",
+        "calls.day.sat",
+        "calls.day.sun",
+    ];
+    let hours: Vec<(String, i64, i64)> = counts
+        .hours
+        .iter()
+        .enumerate()
+        .map(|(h, (a, m))| (format!("{h:02}"), *a, *m))
+        .collect();
+    let weekdays: Vec<(String, i64, i64)> = counts
+        .weekdays
+        .iter()
+        .zip(days)
+        .map(|((a, m), k)| (ui.t(k).to_string(), *a, *m))
+        .collect();
+    html! {
+        section.card #call-stats data-live-topics="call.ended" {
+            h2 { (ui.t("calls.by_hour")) }
+            (pair_chart("chart-calls-hour", &hours, ui.t("calls.by_hour"), ui))
+            h2 { (ui.t("calls.by_weekday")) }
+            (pair_chart("chart-calls-weekday", &weekdays, ui.t("calls.by_weekday"), ui))
+            p.legend { span.swatch.answered {} " " (ui.t("calls.result.answered")) "  " span.swatch.missed {} " " (ui.t("calls.result.missed")) }
+        }
+    }
+}
+
+/// Two bars (answered, missed) per label, drawn on the server (CSP-safe: no script).
+fn pair_chart(id: &str, points: &[(String, i64, i64)], title: &str, ui: &Ui) -> Markup {
+    let max = points
+        .iter()
+        .map(|p| p.1.max(p.2))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let (w, h, pad) = (600.0, 140.0, 18.0);
+    let gw = w / points.len().max(1) as f64;
+    let bw = (gw / 2.0 - 1.0).max(2.0);
+    let a_label = ui.t("calls.result.answered");
+    let m_label = ui.t("calls.result.missed");
+    html! {
+        svg.chart id=(id) viewBox=(format!("0 0 {w} {}", h + pad)) role="img" aria-label=(title) {
+            title { (title) }
+            @for (i, (label, a, m)) in points.iter().enumerate() {
+                @let x = i as f64 * gw;
+                @let ah = (*a as f64 / max) * (h - 14.0);
+                @let mh = (*m as f64 / max) * (h - 14.0);
+                rect.bar.answered x=(format!("{:.1}", x + 1.0)) y=(format!("{:.1}", h - ah)) width=(format!("{bw:.1}")) height=(format!("{ah:.1}")) data-value=(a) {
+                    title { (label) " · " (a_label) ": " (a) }
+                }
+                rect.bar.missed x=(format!("{:.1}", x + 1.0 + bw)) y=(format!("{:.1}", h - mh)) width=(format!("{bw:.1}")) height=(format!("{mh:.1}")) data-value=(m) {
+                    title { (label) " · " (m_label) ": " (m) }
+                }
+                text x=(format!("{:.1}", x + gw / 2.0)) y=(format!("{:.1}", h + pad - 4.0)) text-anchor="middle" { (label) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_clock() {
+        assert_eq!(duration(None), "—");
+        assert_eq!(duration(Some(0)), "0:00");
+        assert_eq!(duration(Some(65_400)), "1:05");
+        assert_eq!(duration(Some(3_723_000)), "1:02:03");
+    }
+}

@@ -1,0 +1,153 @@
+//! In a real browser (headless Chromium): the screen-pop card appears when the operator's
+//! phone rings and disappears when the call ends; an unknown number offers "new
+//! customer" and "new order" with the number filled in.
+
+use std::time::Duration;
+
+use crm::model::Role;
+use fantoccini::Locator;
+
+use crate::browser::Browser;
+use crate::core::{new_customer, Api};
+use crate::sipp::*;
+use crate::support::*;
+
+async fn gone(b: &Browser, css: &str) -> bool {
+    eventually(Duration::from_secs(15), || async {
+        b.client
+            .find(Locator::Css(css))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await
+    .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1000u32, 1501].into_iter()).await;
+    let oper = app.add_user("oper", Role::Operator, "oper-pass-1").await;
+    app.running()
+        .ctx
+        .telephony
+        .update_extension(None, "1501", "Desk", Some("oper".into()), true)
+        .await
+        .unwrap();
+    let api = Api::of(&app, "admin").await;
+    new_customer(&api, "Dilnoza Rahimova", "90 123 45 67").await;
+    let inf = app.data_dir().join("caller.csv");
+    std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
+    let inf = inf.to_str().unwrap().to_string();
+
+    let b = Browser::start().await;
+    b.sign_in(&app, "oper", "oper-pass-1").await;
+    b.client.goto(&app.url("/orders")).await.unwrap();
+    // The page's WebSocket is up before the phone rings.
+    let hub = app.running_hub();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            hub.online().await.contains(&oper).then_some(())
+        })
+        .await
+        .is_some(),
+        "the browser's live socket connects"
+    );
+
+    let port = free_port();
+    let phone = uas("uas_answer.xml", port, 2);
+    register_callee(sip, "1501", port).await;
+    let place = |from: &'static str, hold: &'static str| {
+        let inf = inf.clone();
+        tokio::spawn(async move {
+            sipp(
+                sip,
+                &[
+                    "-sf",
+                    &scenario("calls_call.xml"),
+                    "-inf",
+                    &inf,
+                    "-s",
+                    "1501",
+                    "-key",
+                    "caller",
+                    from,
+                    "-d",
+                    hold,
+                    "-m",
+                    "1",
+                ],
+            )
+            .await
+        })
+    };
+
+    // A known customer: the card names them and links to their card.
+    let c = place("+998901234567", "2500");
+    assert!(
+        b.wait_text(".call-pop", "+998 90 123 45 67").await,
+        "the card appears"
+    );
+    assert!(
+        b.wait_text(".call-pop .pop-customer", "Dilnoza Rahimova")
+            .await
+    );
+    let href = b
+        .client
+        .find(Locator::Css(".call-pop .pop-open-customer"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(href.starts_with("/customers/"), "{href}");
+    let dial = b
+        .client
+        .find(Locator::Css(".call-pop a[data-dial]"))
+        .await
+        .unwrap()
+        .attr("data-dial")
+        .await
+        .unwrap();
+    assert_eq!(dial.as_deref(), Some("+998901234567"));
+    assert!(
+        gone(&b, ".call-pop").await,
+        "the card closes when the call ends"
+    );
+    assert_ok(&c.await.unwrap(), 1, "first call");
+
+    // An unknown number: buttons to create the customer or the order with it.
+    let c = place("+998977654321", "2500");
+    assert!(
+        b.wait_text(".call-pop .pop-unknown", "").await,
+        "unknown caller card"
+    );
+    let href = b
+        .client
+        .find(Locator::Css(".call-pop .pop-new-order"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(href, "/orders/new?phone=%2B998977654321");
+    let href = b
+        .client
+        .find(Locator::Css(".call-pop .pop-new-customer"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(href, "/customers/new?phone=%2B998977654321");
+    assert!(gone(&b, ".call-pop").await, "the second card closes too");
+    assert_ok(&c.await.unwrap(), 1, "second call");
+    let r = wait_sipp(phone).await;
+    assert_eq!((r.ok, r.failed), (2, 0), "{}", r.out);
+    b.close().await;
+}
