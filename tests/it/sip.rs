@@ -3,138 +3,14 @@
 //! digest, RFC 4475 torture messages, bans).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crm::sip::digest::{self, Algorithm};
 use crm::sip::CallEvent;
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::process::{Child, Command};
 
+use crate::sipp::*;
 use crate::support::TestApp;
-
-fn scenario(name: &str) -> String {
-    format!("{}/tests/sip/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A local port free for both UDP and TCP (SIPp binds both with -t t1).
-fn free_port() -> u16 {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-#[derive(Debug)]
-struct SippResult {
-    rc: i32,
-    ok: u64,
-    failed: u64,
-    out: String,
-}
-
-fn counts(out: &str) -> (u64, u64) {
-    let field = |label: &str| {
-        out.lines()
-            .rfind(|l| l.contains(label))
-            .and_then(|l| l.split('|').nth(2))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("Successful call"), field("Failed call"))
-}
-
-fn sipp_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new("sipp");
-    c.args([
-        "-i",
-        "127.0.0.1",
-        "-nostdin",
-        "-timeout",
-        "30",
-        "-timeout_error",
-    ])
-    .args(args)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true);
-    c
-}
-
-/// Runs a SIPp client against `target` on its own local port; bounded in time.
-async fn sipp(target: SocketAddr, args: &[&str]) -> SippResult {
-    let port = free_port().to_string();
-    let mut all = vec![target.to_string()];
-    all.extend(args.iter().map(|s| s.to_string()));
-    all.push("-p".into());
-    all.push(port);
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let child = sipp_cmd(&refs)
-        .spawn()
-        .expect("sipp is installed (sip-tester)");
-    wait_sipp(child).await
-}
-
-async fn wait_sipp(child: Child) -> SippResult {
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("sipp finishes in time")
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let (ok, failed) = counts(&text);
-    SippResult {
-        rc: out.status.code().unwrap_or(-1),
-        ok,
-        failed,
-        out: text,
-    }
-}
-
-/// A SIPp UAS on `port` running `scen` for `calls` calls.
-fn uas(scen: &str, port: u16, calls: u32) -> Child {
-    let p = port.to_string();
-    let m = calls.to_string();
-    sipp_cmd(&["-sf", &scenario(scen), "-p", &p, "-m", &m])
-        .spawn()
-        .expect("sipp is installed")
-}
-
-#[track_caller]
-fn assert_ok(r: &SippResult, want: u64, what: &str) {
-    assert!(
-        r.rc == 0 && r.ok == want && r.failed == 0,
-        "{what}: rc={} ok={}/{want} failed={}\n{}",
-        r.rc,
-        r.ok,
-        r.failed,
-        &r.out[r.out.len().saturating_sub(3000)..]
-    );
-}
-
-/// Users as in the bench kit: NUMBER with secret `secret-NUMBER`.
-async fn import_users(app: &TestApp, numbers: impl Iterator<Item = u32>) -> PathBuf {
-    let mut text = String::from("SEQUENTIAL\n");
-    for n in numbers {
-        text.push_str(&format!("{n};secret-{n};\n"));
-    }
-    let tel = &app.running().ctx.telephony;
-    tel.import(None, &text).await.expect("import");
-    let path = app.data_dir().join("users.csv");
-    std::fs::write(&path, &text).unwrap();
-    path
-}
-
-fn drain(rx: &mut tokio::sync::broadcast::Receiver<CallEvent>) -> Vec<CallEvent> {
-    let mut v = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        v.push(e);
-    }
-    v
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_register_call_cancel_404_480_over_udp_and_tcp_with_call_events() {
