@@ -597,3 +597,51 @@ async fn trunk_malformed_settings_are_refused_with_clear_errors_and_nothing_save
     assert_eq!(list[0]["host"], "sip.example.uz");
     assert!(!list.to_string().contains("s3cret"));
 }
+
+/// dial.js in a real browser: a click on a customer's number posts to /calls/dial with
+/// the CSRF token and shows the server's answer beside the number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_dial_js_turns_numbers_into_click_to_call_buttons() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    let (_, oper, ..) = crate::core::shop(&app).await;
+    let customer = crate::core::new_customer(&oper, "Dilnoza Karimova", "90 123 45 67").await;
+    let tel = &app.running().ctx.telephony;
+    import_users(&app, [1002u32].into_iter()).await;
+    tel.update_extension(None, "1002", "Desk", Some("oper".into()), true)
+        .await
+        .unwrap();
+    register_contact(sip, "1002", free_port()).await;
+
+    let b = crate::browser::Browser::start().await;
+    b.sign_in(&app, "oper", "oper-pass-1").await;
+    b.client
+        .goto(&app.url(&format!("/customers/{customer}")))
+        .await
+        .unwrap();
+    b.click("#customer-phones a[data-dial='+998901234567']")
+        .await;
+    // 1002 may not call out (the default): the refusal comes back and is shown; the
+    // page did not navigate to the tel: link.
+    assert!(
+        b.wait_text(".dial-status", "not allowed").await,
+        "{}",
+        b.client.source().await.unwrap()
+    );
+    let url = b.client.current_url().await.unwrap();
+    assert!(url.path().starts_with("/customers/"), "{url}");
+    b.close().await;
+    // The order page marks the customer's number the same way.
+    let order = crate::core::new_order(&oper, customer, serde_json::json!({})).await;
+    let s = app.login("oper", "oper-pass-1").await;
+    let html = s
+        .get(&format!("/orders/{}", order["id"]))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"href="tel:+998901234567" data-dial="+998901234567""#),
+        "{html}"
+    );
+}
