@@ -1829,6 +1829,132 @@ mod tests {
         assert!(!authorization(&c, "u", "p", "INVITE", "sip:x").contains("qop"));
     }
 
+    struct NoDir;
+    impl super::super::super::Directory for NoDir {
+        fn lookup(&self, _: &str) -> Option<Entry> {
+            None
+        }
+    }
+    struct NoStore;
+    impl super::super::super::BindingStore for NoStore {
+        fn upsert(&self, _: &super::super::super::StoredBinding) {}
+        fn remove(&self, _: &str, _: &str) {}
+    }
+    struct NoEvents;
+    impl super::super::super::EventSink for NoEvents {
+        fn emit(&self, _: CallEvent) {}
+    }
+
+    fn engine_with_trunk(now: Instant) -> Engine {
+        let cfg = super::super::super::SipConfig::new("127.0.0.1:5060".parse().unwrap());
+        let mut e = Engine::new(
+            cfg,
+            std::sync::Arc::new(NoDir),
+            std::sync::Arc::new(NoStore),
+            std::sync::Arc::new(NoEvents),
+            Vec::new(),
+        );
+        let plan = Plan {
+            trunks: vec![Trunk {
+                id: 1,
+                name: "p".into(),
+                host: "192.0.2.10".into(),
+                port: 5060,
+                transport: Transport::Udp,
+                username: "u".into(),
+                secret: "s".into(),
+                auth_username: String::new(),
+                from_domain: String::new(),
+                register: true,
+                expires: 600,
+                caller_id: String::new(),
+                resolved: vec!["192.0.2.10:5060".parse().unwrap()],
+                allow: Vec::new(),
+            }],
+            retry_base_secs: 2,
+            retry_max_secs: 10,
+            ..Default::default()
+        };
+        e.set_plan(plan, now);
+        e
+    }
+
+    fn registers(out: &[Out]) -> Vec<String> {
+        out.iter()
+            .map(|o| String::from_utf8_lossy(&o.data).into_owned())
+            .filter(|m| m.starts_with("REGISTER "))
+            .collect()
+    }
+
+    #[test]
+    fn registration_retries_back_off_exponentially_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut e = engine_with_trunk(t0);
+        let mut out = Vec::new();
+        e.on_tick(t0, &mut out);
+        assert_eq!(registers(&out).len(), 1);
+        let mut t = t0;
+        for want in [2u64, 4, 8, 10, 10] {
+            // No answer within timer F: failed, next attempt after the backoff.
+            t += TIMER_B + Duration::from_millis(1);
+            out.clear();
+            e.on_tick(t, &mut out);
+            match &e.trunk_status(t)[0].state {
+                TrunkState::Failed { reason, retry_in } => {
+                    assert!(reason.contains("no answer"), "{reason}");
+                    assert!(
+                        *retry_in == want || *retry_in + 1 == want,
+                        "{retry_in} vs {want}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            t += Duration::from_secs(want);
+            out.clear();
+            e.on_tick(t, &mut out);
+            assert_eq!(registers(&out).len(), 1, "retried after {want} s");
+        }
+    }
+
+    #[test]
+    fn a_repeated_challenge_for_answered_credentials_is_a_failure() {
+        let t0 = Instant::now();
+        let mut e = engine_with_trunk(t0);
+        let mut out = Vec::new();
+        e.on_tick(t0, &mut out);
+        let provider = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.10:5060".parse().unwrap(),
+        };
+        let challenge = |req: &str| {
+            let m = message::parse(req.as_bytes(), true).unwrap();
+            let mut r = m.response(401, "Unauthorized", "prov");
+            r.push(
+                "www-authenticate",
+                "WWW-Authenticate",
+                "Digest realm=\"p\", nonce=\"n1\", qop=\"auth\", algorithm=SHA-256".into(),
+            );
+            r.to_bytes()
+        };
+        let first = registers(&out).remove(0);
+        out.clear();
+        e.on_packet(&challenge(&first), provider, t0, &mut out);
+        let second = registers(&out).remove(0);
+        assert!(second.contains("Authorization: Digest username=\"u\", realm=\"p\", nonce=\"n1\""));
+        assert!(second.contains("algorithm=SHA-256"));
+        assert!(second.contains("CSeq: 2 REGISTER"));
+        out.clear();
+        e.on_packet(&challenge(&second), provider, t0, &mut out);
+        assert!(
+            registers(&out).is_empty(),
+            "no third try with the same nonce"
+        );
+        match &e.trunk_status(t0)[0].state {
+            TrunkState::Failed { reason, .. } => assert!(reason.contains("rejected"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn reject_all_answers_every_stream_with_port_zero() {
         let sdp = b"v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\nm=video 4002 RTP/AVP 96\r\n";

@@ -645,3 +645,79 @@ async fn trunk_dial_js_turns_numbers_into_click_to_call_buttons() {
         "{html}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_click_to_call_out_through_the_trunk_passes_the_providers_challenge() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    let tel = &app.running().ctx.telephony;
+    app.add_user("aziza", Role::Operator, "operator-pass-1")
+        .await;
+    import_users(&app, [1002u32].into_iter()).await;
+    tel.update_extension(None, "1002", "Aziza", Some("aziza".into()), true)
+        .await
+        .unwrap();
+    tel.set_outbound(
+        None,
+        "1002",
+        OutboundSettings {
+            outbound_allowed: true,
+            outbound_prefixes: String::new(),
+            max_calls_per_hour: 5,
+            auto_answer: true,
+        },
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let prov = provider("trunk_provider_uas.xml", port, None);
+    let mut t = trunk(port, false);
+    t.dids.clear();
+    tel.save_trunk(None, t).await.unwrap();
+    let po = free_port();
+    let op = sipp_cmd(&[
+        "-sf",
+        &scenario("trunk_c2c_operator.xml"),
+        "-p",
+        &po.to_string(),
+        "-d",
+        "300",
+        "-m",
+        "1",
+    ])
+    .spawn()
+    .unwrap();
+    register_contact(sip, "1002", po).await;
+    let mut events = app.running().ctx.call_events.subscribe();
+    let token = app.api_token("aziza").await;
+    let resp = app
+        .client()
+        .post(app.url("/api/v1/calls/dial"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "number": "90 123 45 67" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let r = wait_sipp(op).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "operator phone: {}", r.out);
+    let r = wait_sipp(prov).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
+    let evs = one_call(&mut events).await;
+    match evs.as_slice() {
+        [CallEvent::Ringing {
+            direction,
+            from,
+            to,
+            extensions,
+            ..
+        }, CallEvent::Answered { extension, .. }, CallEvent::Ended { cause, .. }] => {
+            assert_eq!(*direction, CallDirection::Outbound);
+            assert_eq!((from.as_str(), to.as_str()), ("1002", "901234567"));
+            assert_eq!(extensions, &vec!["1002".to_string()]);
+            assert_eq!(extension, "1002");
+            assert_eq!(cause, "completed");
+        }
+        other => panic!("unexpected events {other:?}"),
+    }
+}
