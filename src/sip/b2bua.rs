@@ -946,7 +946,10 @@ impl Engine {
         let mut uas = uas;
         uas.last = Some(trying);
         let body = uas.request.body.clone();
-        let b = self.trunk_leg(idx, &number, body, now);
+        let Some(b) = self.trunk_leg(idx, &number, body) else {
+            self.answer(&uas.request, from, 503, "No trunk available", out);
+            return;
+        };
         self.outside.by_uas_branch.insert(key, call_key.clone());
         self.outside
             .by_call_id
@@ -965,6 +968,7 @@ impl Engine {
             },
         );
         self.start_leg(&call_key, Side::B, b, now, out);
+        self.forget_after_a_day(&call_key, now);
         self.events.emit(CallEvent::Ringing {
             call_id: call_key,
             direction: CallDirection::Outbound,
@@ -1000,9 +1004,11 @@ impl Engine {
         Ok(idx)
     }
 
-    fn trunk_leg(&mut self, idx: usize, number: &str, body: Vec<u8>, _now: Instant) -> Leg {
-        let t = self.outside.plan.trunks[idx].clone();
-        let addr = t.target().expect("checked by outbound_allowed");
+    /// A leg to `number` through trunk `idx`; None when the plan changed meanwhile and
+    /// the trunk is gone or unresolvable.
+    fn trunk_leg(&mut self, idx: usize, number: &str, body: Vec<u8>) -> Option<Leg> {
+        let t = self.outside.plan.trunks.get(idx)?.clone();
+        let addr = t.target()?;
         let me = self.me_for(addr.ip());
         let domain = t.domain().to_string();
         let host = if t.from_domain.is_empty() && t.port != 5060 {
@@ -1015,7 +1021,7 @@ impl Engine {
         } else {
             t.caller_id.clone()
         };
-        Leg {
+        Some(Leg {
             peer: Peer {
                 transport: t.transport,
                 addr,
@@ -1042,7 +1048,7 @@ impl Engine {
             final_code: None,
             answer: Vec::new(),
             acked: false,
-        }
+        })
     }
 
     /// Stores a new leg in the call and sends its INVITE.
@@ -1075,6 +1081,14 @@ impl Engine {
             .insert(branch.clone(), (key.to_string(), side));
         self.outside.by_call_id.insert(cid, (key.to_string(), side));
         self.leg_timers(key, side, branch, udp, now);
+    }
+
+    /// Bounded state: a call nobody ever hangs up is dropped after a day.
+    fn forget_after_a_day(&mut self, key: &str, now: Instant) {
+        self.schedule(
+            now + Duration::from_secs(86_400),
+            Timer::Outside(OTimer::Expire { key: key.into() }),
+        );
     }
 
     fn leg_timers(&mut self, key: &str, side: Side, branch: String, udp: bool, now: Instant) {
@@ -1292,7 +1306,13 @@ impl Engine {
         match (side, is_phone) {
             (Side::B, true) => {
                 let answer = c.b.as_ref().map(|l| l.answer.clone()).unwrap_or_default();
+                let cancelled = c.cancelled;
                 self.ack_leg(key, Side::B, &[], out);
+                if cancelled {
+                    // The caller gave up while the provider answered: hang up its side.
+                    self.bye_leg(key, Side::B, out);
+                    return;
+                }
                 c_answered(self, key, now);
                 self.final_to_phone(key, 200, "OK", &answer, now, out);
                 if self.outside.calls.get(key).is_some_and(|c| c.cancelled) {
@@ -1307,7 +1327,13 @@ impl Engine {
                 };
                 let Some(p) = c.pending.take() else { return };
                 let leg = match p {
-                    Pending::Trunk { idx, number } => self.trunk_leg(idx, &number, offer, now),
+                    Pending::Trunk { idx, number } => match self.trunk_leg(idx, &number, offer) {
+                        Some(l) => l,
+                        None => {
+                            self.leg_failed(key, Side::B, 503, "No trunk available", now, out);
+                            return;
+                        }
+                    },
                     Pending::Extension { number, uri, peer } => {
                         let me = self.me_for(peer.addr.ip());
                         let op = self.outside.calls[key].extension.clone();
@@ -1761,6 +1787,7 @@ impl Engine {
             },
         );
         self.launch(&call_id, Side::A, now, out);
+        self.forget_after_a_day(&call_id, now);
         self.events.emit(CallEvent::Ringing {
             call_id: call_id.clone(),
             direction,
