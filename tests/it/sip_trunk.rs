@@ -721,3 +721,95 @@ async fn trunk_click_to_call_out_through_the_trunk_passes_the_providers_challeng
         other => panic!("unexpected events {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_page_forms_save_trunks_rules_and_outbound_policy() {
+    let app = TestApp::spawn_with_sip().await;
+    import_users(&app, [1501u32].into_iter()).await;
+    let admin = app.login_admin().await;
+    let r = admin
+        .post_form(
+            "/telephony/trunks",
+            &[
+                ("name", "Uztelecom"),
+                ("host", "127.0.0.2"),
+                ("port", "5070"),
+                ("transport", "TCP"),
+                ("username", "712000000"),
+                ("secret", "trunk-secret"),
+                ("expires", "600"),
+                ("caller_id", "+998712000000"),
+                ("allow", "127.0.0.4"),
+                ("dids", "712000000 1501\n"),
+            ],
+        )
+        .await;
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let r = admin
+        .post_form(
+            "/telephony/extensions/1501/outbound",
+            &[
+                ("outbound_allowed", "on"),
+                ("outbound_prefixes", "+7"),
+                ("max_calls_per_hour", "3"),
+            ],
+        )
+        .await;
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let r = admin
+        .post_form(
+            "/telephony/rules",
+            &[
+                ("hours", "mon-fri 09:00-18:00"),
+                ("holidays", "2026-03-21"),
+                ("utc_offset", "+05:00"),
+                ("dial_min_digits", "7"),
+                ("dial_prefixes", ""),
+                ("trunk_retry_secs", "30"),
+            ],
+        )
+        .await;
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let page = admin.get("/telephony").await.text().await.unwrap();
+    assert!(page.contains("data-trunk=\"Uztelecom\""), "{page}");
+    assert!(page.contains("127.0.0.2:5070"));
+    assert!(!page.contains("trunk-secret"), "the secret is never shown");
+    assert!(page.contains("value=\"mon-fri 09:00-18:00\""));
+    assert!(page.contains("value=\"+7\""));
+    let t = &app.running().ctx.telephony;
+    let e = t.extension("1501").await.unwrap();
+    assert!(e.outbound_allowed && e.max_calls_per_hour == 3 && !e.auto_answer);
+    let trunks = t.list_trunks().await.unwrap();
+    assert_eq!(trunks[0].transport, "TCP");
+    assert_eq!(trunks[0].allow, "127.0.0.4");
+    // Saving again without a secret keeps the stored one.
+    admin
+        .post_form(
+            "/telephony/trunks",
+            &[
+                ("name", "Uztelecom"),
+                ("host", "127.0.0.2"),
+                ("username", "712000000"),
+            ],
+        )
+        .await;
+    assert_eq!(t.list_trunks().await.unwrap()[0].secret, "trunk-secret");
+    // Delete.
+    let id = trunks[0].id.to_string();
+    admin
+        .post_form(&format!("/telephony/trunks/{id}/delete"), &[])
+        .await;
+    assert!(t.list_trunks().await.unwrap().is_empty());
+}
