@@ -88,6 +88,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// SIP listen address (UDP and TCP), or "off".
     pub sip: String,
+    /// Host (name or IP) the box puts in Via/Contact/Record-Route; none: the listen
+    /// address, or with 0.0.0.0 the local address of the route to each peer.
+    pub sip_advertise: Option<String>,
     /// tracing filter, e.g. "info" or "crm=debug,info".
     pub log: String,
     /// PEM certificate chain and key; when both are set HTTP is served over TLS.
@@ -203,6 +206,7 @@ impl Default for Config {
             http: "0.0.0.0:8080".parse().expect("valid default"),
             data_dir: PathBuf::from("./crm-data"),
             sip: "0.0.0.0:5060".into(),
+            sip_advertise: None,
             log: "info".into(),
             tls_cert: None,
             tls_key: None,
@@ -303,6 +307,20 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.sip_listen()?;
+        if let Some(a) = &self.sip_advertise {
+            let ok = a.parse::<std::net::IpAddr>().is_ok()
+                || (!a.is_empty()
+                    && a.len() <= 253
+                    && a.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: "sip_advertise",
+                    value: a.clone(),
+                    message: "a host name or IP address (without port)".into(),
+                });
+            }
+        }
         self.backup
             .daily_minute()
             .map_err(|message| ConfigError::Invalid {

@@ -58,6 +58,10 @@ async fn start_sip(
     cfg.realm = settings.realm;
     cfg.domains = settings.domains;
     cfg.algorithms = settings.algorithms;
+    cfg.advertise = ctx.config.sip_advertise.as_ref().map(|a| match a.parse() {
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => a.clone(),
+    });
     let restored = ctx.telephony.saved_bindings().await?;
     let store = crate::domain::telephony::DbBindingStore::start(ctx.db.clone());
     let handle = crate::sip::start(
@@ -69,6 +73,7 @@ async fn start_sip(
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot listen for SIP on {listen}: {e}"))?;
+    ctx.telephony.attach(handle.control()).await?;
     Ok((handle, store))
 }
 

@@ -14,9 +14,17 @@ pub struct ExtensionRow {
     pub enabled: bool,
     #[serde(skip)]
     pub secret: String,
+    /// May call out through a trunk.
+    pub outbound_allowed: bool,
+    /// Comma-separated allowed prefixes; empty: national numbers only.
+    pub outbound_prefixes: String,
+    pub max_calls_per_hour: u32,
+    /// Click-to-call sends auto-answer headers to this phone.
+    pub auto_answer: bool,
 }
 
-const EXT_COLS: &str = "e.id, e.number, e.display_name, e.user_id, u.username, e.enabled, e.secret
+const EXT_COLS: &str = "e.id, e.number, e.display_name, e.user_id, u.username, e.enabled, e.secret,
+     e.outbound_allowed, e.outbound_prefixes, e.max_calls_per_hour, e.auto_answer
      FROM sip_extensions e LEFT JOIN users u ON u.id = e.user_id";
 
 fn ext_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtensionRow> {
@@ -28,6 +36,10 @@ fn ext_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtensionRow> {
         username: r.get(4)?,
         enabled: r.get(5)?,
         secret: r.get(6)?,
+        outbound_allowed: r.get(7)?,
+        outbound_prefixes: r.get(8)?,
+        max_calls_per_hour: r.get(9)?,
+        auto_answer: r.get(10)?,
     })
 }
 
@@ -266,4 +278,149 @@ pub fn load_bindings(c: &Connection, now: i64) -> DbResult<Vec<BindingRow>> {
 
 pub fn delete_expired_bindings(c: &Connection, now: i64) -> DbResult<usize> {
     Ok(c.execute("DELETE FROM sip_bindings WHERE expires_at <= ?1", [now])?)
+}
+
+pub fn set_extension_outbound(
+    c: &Connection,
+    number: &str,
+    allowed: bool,
+    prefixes: &str,
+    max_per_hour: u32,
+    auto_answer: bool,
+    now: i64,
+) -> DbResult<usize> {
+    Ok(c.execute(
+        "UPDATE sip_extensions SET outbound_allowed = ?2, outbound_prefixes = ?3,
+           max_calls_per_hour = ?4, auto_answer = ?5, updated_at = ?6 WHERE number = ?1",
+        params![number, allowed, prefixes, max_per_hour, auto_answer, now],
+    )?)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DidRow {
+    /// The dialled number as the provider delivers it.
+    pub did: String,
+    /// Extension or ring group in business hours.
+    pub destination: String,
+    /// Extension or ring group after hours (none: `destination` always).
+    pub after_hours: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TrunkRow {
+    pub id: i64,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// "UDP" or "TCP".
+    pub transport: String,
+    pub username: String,
+    #[serde(skip)]
+    pub secret: String,
+    pub auth_username: String,
+    pub from_domain: String,
+    pub register: bool,
+    pub expires: u32,
+    pub caller_id: String,
+    /// Further provider addresses (comma-separated IPs).
+    pub allow: String,
+    pub dids: Vec<DidRow>,
+}
+
+pub fn list_trunks(c: &Connection) -> DbResult<Vec<TrunkRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, name, host, port, transport, username, secret, auth_username, from_domain,
+                register, expires, caller_id, allow FROM sip_trunks ORDER BY name",
+    )?;
+    let mut trunks: Vec<TrunkRow> = st
+        .query_map([], |r| {
+            Ok(TrunkRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                host: r.get(2)?,
+                port: r.get(3)?,
+                transport: r.get(4)?,
+                username: r.get(5)?,
+                secret: r.get(6)?,
+                auth_username: r.get(7)?,
+                from_domain: r.get(8)?,
+                register: r.get(9)?,
+                expires: r.get(10)?,
+                caller_id: r.get(11)?,
+                allow: r.get(12)?,
+                dids: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut d = c.prepare_cached(
+        "SELECT did, destination, after_hours FROM sip_dids WHERE trunk_id = ?1 ORDER BY did",
+    )?;
+    for t in &mut trunks {
+        t.dids = d
+            .query_map([t.id], |r| {
+                Ok(DidRow {
+                    did: r.get(0)?,
+                    destination: r.get(1)?,
+                    after_hours: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(trunks)
+}
+
+/// Creates or replaces a trunk (by name) with its DIDs; an empty `secret` keeps the
+/// stored one. Returns the id.
+pub fn save_trunk(c: &Connection, t: &TrunkRow, now: i64) -> DbResult<i64> {
+    c.execute(
+        "INSERT INTO sip_trunks (name, host, port, transport, username, secret, auth_username,
+            from_domain, register, expires, caller_id, allow, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+         ON CONFLICT(name) DO UPDATE SET host = excluded.host, port = excluded.port,
+           transport = excluded.transport, username = excluded.username,
+           secret = CASE WHEN excluded.secret = '' THEN sip_trunks.secret ELSE excluded.secret END,
+           auth_username = excluded.auth_username, from_domain = excluded.from_domain,
+           register = excluded.register, expires = excluded.expires,
+           caller_id = excluded.caller_id, allow = excluded.allow, updated_at = excluded.updated_at",
+        params![
+            t.name,
+            t.host,
+            t.port,
+            t.transport,
+            t.username,
+            t.secret,
+            t.auth_username,
+            t.from_domain,
+            t.register,
+            t.expires,
+            t.caller_id,
+            t.allow,
+            now
+        ],
+    )?;
+    let id: i64 = c.query_row(
+        "SELECT id FROM sip_trunks WHERE name = ?1",
+        [&t.name],
+        |r| r.get(0),
+    )?;
+    c.execute("DELETE FROM sip_dids WHERE trunk_id = ?1", [id])?;
+    for d in &t.dids {
+        c.execute(
+            "INSERT INTO sip_dids (trunk_id, did, destination, after_hours) VALUES (?1, ?2, ?3, ?4)",
+            params![id, d.did, d.destination, d.after_hours],
+        )?;
+    }
+    Ok(id)
+}
+
+pub fn trunk_has_secret(c: &Connection, name: &str) -> DbResult<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sip_trunks WHERE name = ?1 AND secret <> '')",
+        [name],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn delete_trunk(c: &Connection, id: i64) -> DbResult<usize> {
+    Ok(c.execute("DELETE FROM sip_trunks WHERE id = ?1", [id])?)
 }

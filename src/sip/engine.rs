@@ -21,6 +21,10 @@ use super::{
     StoredBinding, Strategy, Transport,
 };
 
+#[path = "b2bua.rs"]
+mod b2bua;
+pub use b2bua::{authorization, parse_challenge, Challenge};
+
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 const TIMER_B: Duration = Duration::from_secs(32);
@@ -118,6 +122,7 @@ struct ServerTxn {
     sequential: Option<(usize, Duration)>,
     source_ip: IpAddr,
     ended_reported: bool,
+    direction: CallDirection,
 }
 
 struct Dialog {
@@ -157,6 +162,8 @@ enum Timer {
     DialogExpire {
         call_id: String,
     },
+    /// Trunk registration and B2BUA timers.
+    Outside(b2bua::OTimer),
 }
 
 struct Scheduled {
@@ -203,6 +210,8 @@ pub struct Engine {
     /// Our own host for Via/Record-Route when the listen address is unspecified.
     advertised: String,
     last_sweep: u64,
+    /// Trunks, their registrations and the calls through them.
+    outside: b2bua::Outside,
 }
 
 fn wall_secs() -> u64 {
@@ -223,7 +232,10 @@ impl Engine {
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::thread_rng(), &mut key);
         let advertised = match cfg.listen.ip() {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            _ if cfg.advertise.is_some() => cfg.advertise.clone().unwrap_or_default(),
+            // Listening everywhere: the address of the default route is what phones on
+            // the LAN reach (no packet is sent to find it).
+            ip if ip.is_unspecified() => b2bua::default_route_host(),
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
@@ -244,6 +256,7 @@ impl Engine {
             seq: 0,
             advertised,
             last_sweep: 0,
+            outside: b2bua::Outside::default(),
         };
         let now = wall_secs();
         for b in restored {
@@ -638,6 +651,10 @@ impl Engine {
                 }
             }
         }
+        if self.outside.claims(&msg) {
+            self.outside_request(msg, from, now, out);
+            return;
+        }
         if method == Method::Invite {
             if let Some(key) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) {
                 if let Some(t) = self.txns.get(&key) {
@@ -714,14 +731,31 @@ impl Engine {
                     self.answer(&msg, from, 482, "Loop Detected", out);
                     return;
                 }
-                let Some(_who) =
-                    self.authenticate(&msg, from, "proxy-authorization", now_secs, out)
+                let user = user.unwrap_or_default();
+                // The provider's addresses speak for the trunk without a challenge.
+                if self.outside.has_trunks() {
+                    if let Some(id) = self.outside.plan.trunk_from(from.addr.ip()).map(|t| t.id) {
+                        match method {
+                            Method::Invite => {
+                                self.inbound_from_trunk(msg, from, id, &user, now, out);
+                                return;
+                            }
+                            Method::Options => {
+                                let r = reply(&msg, 200, "OK");
+                                self.answer_with(&msg, from, r, out);
+                                return;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                let Some(who) = self.authenticate(&msg, from, "proxy-authorization", now_secs, out)
                 else {
                     return;
                 };
-                let user = user.unwrap_or_default();
                 if method == Method::Invite {
-                    self.route_invite(msg, from, &user, now, out);
+                    let direction = CallDirection::Internal;
+                    self.route_invite(msg, from, &user, Some(&who), direction, &user, now, out);
                 } else {
                     self.route_other(msg, from, &user, out);
                 }
@@ -900,11 +934,18 @@ impl Engine {
 
     // ----- proxy: INVITE ------------------------------------------------------------
 
+    /// Forks an INVITE to `user`'s contacts (an extension or ring group). `who` is the
+    /// authenticated extension (None for a call from a trunk), `dialled` the number the
+    /// events report.
+    #[allow(clippy::too_many_arguments)]
     fn route_invite(
         &mut self,
         msg: Message,
         from: Peer,
         user: &str,
+        who: Option<&str>,
+        direction: CallDirection,
+        dialled: &str,
         now: Instant,
         out: &mut Vec<Out>,
     ) {
@@ -921,6 +962,10 @@ impl Engine {
         // Which extensions, in which order.
         let mut group = None;
         let (members, sequential, overall) = match self.directory.lookup(user) {
+            None if direction == CallDirection::Internal => {
+                self.try_outbound(msg, from, user, who, now, out);
+                return;
+            }
             None => {
                 self.answer(&msg, from, 404, "Not Found", out);
                 return;
@@ -1006,11 +1051,12 @@ impl Engine {
             cancelled: false,
             started: now,
             caller: message::log_safe(caller.as_bytes(), 64),
-            callee: user.to_string(),
+            callee: dialled.to_string(),
             group,
             sequential: sequential.map(|d| (0, d)),
             source_ip: ip,
             ended_reported: false,
+            direction,
         };
         self.txns.insert(key.clone(), txn);
         let ids: Vec<String> = self.txns[&key]
@@ -1047,7 +1093,7 @@ impl Engine {
         exts.dedup();
         self.events.emit(CallEvent::Ringing {
             call_id: t.request.call_id().to_string(),
-            direction: CallDirection::Internal,
+            direction: t.direction,
             from: t.caller.clone(),
             to: t.callee.clone(),
             group: t.group.clone(),
@@ -1312,6 +1358,9 @@ impl Engine {
             return; // not ours: stray
         }
         pop_top_via(&mut msg);
+        let Some(msg) = self.outside_response(&branch, msg, now, out) else {
+            return;
+        };
         if branch.starts_with(&format!("{BRANCH_PREFIX}S")) {
             self.forward_stateless_response(msg, out);
             return;
@@ -1657,6 +1706,7 @@ impl Engine {
                 self.replies.remove(&k);
             }
         }
+        self.outside_tick(now, out);
         let secs = wall_secs();
         if secs >= self.last_sweep + 5 {
             self.last_sweep = secs;
@@ -1816,6 +1866,7 @@ impl Engine {
                     }
                 }
             }
+            Timer::Outside(t) => self.fire_outside(t, now, out),
             Timer::DialogExpire { call_id } => {
                 let remove = self.dialogs.get(&call_id).is_some_and(|d| {
                     d.ended || now.duration_since(d.answered) >= Duration::from_secs(86_000)

@@ -13,6 +13,7 @@ pub mod digest;
 pub mod engine;
 pub mod message;
 pub mod transport;
+pub mod trunk;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,6 +110,15 @@ pub enum CallDirection {
 
 /// A call as seen by the proxy. `call_id` is the SIP Call-ID of the caller's INVITE,
 /// stable across all events of one call.
+///
+/// Calls with the outside world: `Inbound` (from a trunk) report the DID in `to` and the
+/// ring group or extension it routes to in `group`/`extensions`. `Outbound` (an
+/// extension out through a trunk) reports the extension in `from`, the number in `to`,
+/// no `extensions` (no phone of ours rings), and `Answered.extension` is the calling
+/// extension once the far end answers. Click-to-call is one call id for both legs: the
+/// Call-ID of the box's INVITE to the operator's phone; `Ringing` lists the operator's
+/// extension, `Answered` comes when the target answers, and `direction` is `Internal`
+/// for an extension target and `Outbound` through a trunk.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CallEvent {
@@ -154,6 +164,10 @@ impl EventSink for tokio::sync::broadcast::Sender<CallEvent> {
 #[derive(Debug, Clone)]
 pub struct SipConfig {
     pub listen: SocketAddr,
+    /// The host (name or address) put in Via, Contact and Record-Route instead of the
+    /// listen address. None: the listen address, or when that is 0.0.0.0/[::], the local
+    /// address of the route to the peer.
+    pub advertise: Option<String>,
     pub realm: String,
     /// Domain names that mean "this box" besides its addresses.
     pub domains: Vec<String>,
@@ -179,6 +193,7 @@ impl SipConfig {
     pub fn new(listen: SocketAddr) -> SipConfig {
         SipConfig {
             listen,
+            advertise: None,
             realm: "crm.local".into(),
             domains: vec!["crm.local".into()],
             algorithms: vec![digest::Algorithm::Md5],

@@ -205,6 +205,28 @@ impl SipControl {
     pub fn unregister_all(&self, extension: &str) {
         self.shared.engine().unregister_all(extension)
     }
+
+    /// Replaces trunks, routes, dial rules and outbound policies; registrations of
+    /// unchanged trunks carry on.
+    pub fn set_plan(&self, plan: super::trunk::Plan) {
+        self.shared.engine().set_plan(plan, Instant::now())
+    }
+
+    pub fn trunk_status(&self) -> Vec<super::trunk::TrunkStatus> {
+        self.shared.engine().trunk_status(Instant::now())
+    }
+
+    /// Click-to-call: rings `operator`'s phone, then connects it to `target`. Returns
+    /// the call id of the events.
+    pub async fn click_to_call(&self, operator: &str, target: &str) -> Result<String, String> {
+        let mut outs = Vec::new();
+        let r = self
+            .shared
+            .engine()
+            .click_to_call(operator, target, Instant::now(), &mut outs);
+        self.shared.dispatch(outs).await;
+        r
+    }
 }
 
 impl SipHandle {

@@ -49,6 +49,7 @@ fn head(state: Option<&WebState>, title: &str) -> Markup {
         script src=(url("js/app.js")) defer {}
         script src=(url("js/live.js")) defer {}
         script src=(url("js/calls.js")) defer {}
+        script src=(url("js/dial.js")) defer {}
     }
 }
 

@@ -180,6 +180,19 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/calls/missed", Allowed(ViewCalls), api::calls::missed);
     r.add(get(), "/api/v1/calls/live", Allowed(ViewCalls), api::calls::live);
     r.add(get(), "/api/v1/calls/{call_id}", Allowed(ViewCalls), api::calls::get);
+    // SIP trunks, call rules, outbound policy; click-to-call (issue 6, trunk side)
+    r.add(post(), "/telephony/trunks", Allowed(ManageTelephony), pages::telephony::save_trunk);
+    r.add(post(), "/telephony/trunks/{id}/delete", Allowed(ManageTelephony), pages::telephony::delete_trunk);
+    r.add(post(), "/telephony/rules", Allowed(ManageTelephony), pages::telephony::save_rules);
+    r.add(post(), "/telephony/extensions/{number}/outbound", Allowed(ManageTelephony), pages::telephony::save_outbound);
+    r.add(post(), "/calls/dial", Allowed(PlaceCalls), pages::telephony::dial);
+    r.add(get(), "/api/v1/telephony/trunks", Allowed(ManageTelephony), api::telephony::list_trunks);
+    r.add(Method::PUT, "/api/v1/telephony/trunks", Allowed(ManageTelephony), api::telephony::save_trunk);
+    r.add(Method::DELETE, "/api/v1/telephony/trunks/{id}", Allowed(ManageTelephony), api::telephony::delete_trunk);
+    r.add(get(), "/api/v1/telephony/rules", Allowed(ManageTelephony), api::telephony::get_rules);
+    r.add(Method::PUT, "/api/v1/telephony/rules", Allowed(ManageTelephony), api::telephony::save_rules);
+    r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/outbound", Allowed(ManageTelephony), api::telephony::set_outbound);
+    r.add(post(), "/api/v1/calls/dial", Allowed(PlaceCalls), api::telephony::dial);
 }
 
 /// Collects the specs without registering anything.

@@ -140,8 +140,8 @@ async fn calls_ring_group_pops_on_both_operators_then_answered_by_and_a_complete
     let (p1, p2) = (free_port(), free_port());
     let k1 = uas("uas_answer.xml", p1, 1);
     let k2 = uas("uas_ring_elsewhere.xml", p2, 1);
-    register_callee(sip, "1501", p1).await;
-    register_callee(sip, "1502", p2).await;
+    register_contact(sip, "1501", p1).await;
+    register_contact(sip, "1502", p2).await;
 
     let caller = {
         let inf = caller_file(&app, "1000");
@@ -340,9 +340,9 @@ async fn calls_missed_entry_per_number_resolves_when_the_caller_gets_through_or_
     let ringing = uas("uas_ring.xml", pa, 3);
     let answering = uas("uas_answer.xml", pb, 1);
     let back = uas("uas_answer.xml", pc, 1);
-    register_callee(sip, "1501", pa).await;
-    register_callee(sip, "1502", pb).await;
-    register_callee(sip, "1000", pc).await;
+    register_contact(sip, "1501", pa).await;
+    register_contact(sip, "1502", pb).await;
+    register_contact(sip, "1000", pc).await;
     let a = "+998931112233";
 
     // Two unanswered calls from one number: one entry, two attempts.

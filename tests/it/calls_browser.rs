@@ -58,7 +58,7 @@ async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
 
     let port = free_port();
     let phone = uas("uas_answer.xml", port, 2);
-    register_callee(sip, "1501", port).await;
+    register_contact(sip, "1501", port).await;
     let place = |from: &'static str, hold: &'static str| {
         let inf = inf.clone();
         tokio::spawn(async move {

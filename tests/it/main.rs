@@ -20,4 +20,5 @@ mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
 mod sip;
+mod sip_trunk;
 mod sipp;

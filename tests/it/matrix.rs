@@ -167,6 +167,26 @@ pub const CALLS: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/calls/{call_id}", DESK),
 ];
 
+/// SIP trunks and call rules (admin); click-to-call for everyone who may place calls.
+pub const TRUNK: &[(&str, &str, Who)] = &[
+    ("POST", "/telephony/trunks", ADMIN),
+    ("POST", "/telephony/trunks/{id}/delete", ADMIN),
+    ("POST", "/telephony/rules", ADMIN),
+    ("POST", "/telephony/extensions/{number}/outbound", ADMIN),
+    ("POST", "/calls/dial", Staff),
+    ("GET", "/api/v1/telephony/trunks", ADMIN),
+    ("PUT", "/api/v1/telephony/trunks", ADMIN),
+    ("DELETE", "/api/v1/telephony/trunks/{id}", ADMIN),
+    ("GET", "/api/v1/telephony/rules", ADMIN),
+    ("PUT", "/api/v1/telephony/rules", ADMIN),
+    (
+        "PUT",
+        "/api/v1/telephony/extensions/{number}/outbound",
+        ADMIN,
+    ),
+    ("POST", "/api/v1/calls/dial", Staff),
+];
+
 /// Every area's rows.
 /// Backups (ops).
 pub const OPS: &[(&str, &str, Who)] = &[
@@ -176,7 +196,8 @@ pub const OPS: &[(&str, &str, Who)] = &[
 ];
 
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS];
+    let areas: &[&[(&str, &str, Who)]] =
+        &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

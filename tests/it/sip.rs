@@ -12,14 +12,6 @@ use tokio::net::{TcpStream, UdpSocket};
 use crate::sipp::*;
 use crate::support::TestApp;
 
-fn drain(rx: &mut tokio::sync::broadcast::Receiver<CallEvent>) -> Vec<CallEvent> {
-    let mut v = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        v.push(e);
-    }
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_register_call_cancel_404_480_over_udp_and_tcp_with_call_events() {
     let app = TestApp::spawn_with_sip().await;

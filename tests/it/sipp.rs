@@ -1,6 +1,5 @@
-//! Driving SIPp from the tests: scenarios in tests/sip/, clients bounded in time, UAS
-//! phones on their own ports, extensions imported as in the bench kit. Shared by the SIP
-//! and calls tests.
+//! Driving SIPp from the tests: scenarios in tests/sip/, free ports, running a client or
+//! a UAS with bounded time, reading its counts. Shared by the SIP and calls test files.
 
 #![allow(dead_code)]
 
@@ -8,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crm::sip::CallEvent;
 use tokio::process::{Child, Command};
 
 use crate::support::TestApp;
@@ -47,19 +47,17 @@ pub fn counts(out: &str) -> (u64, u64) {
 }
 
 pub fn sipp_cmd(args: &[&str]) -> Command {
+    sipp_cmd_at("127.0.0.1", args)
+}
+
+/// SIPp bound to `ip` (another loopback address plays a host that is not the phones').
+pub fn sipp_cmd_at(ip: &str, args: &[&str]) -> Command {
     let mut c = Command::new("sipp");
-    c.args([
-        "-i",
-        "127.0.0.1",
-        "-nostdin",
-        "-timeout",
-        "30",
-        "-timeout_error",
-    ])
-    .args(args)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true);
+    c.args(["-i", ip, "-nostdin", "-timeout", "30", "-timeout_error"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
     c
 }
 
@@ -127,8 +125,28 @@ pub async fn import_users(app: &TestApp, numbers: impl Iterator<Item = u32>) -> 
     path
 }
 
-/// Registers `ext` (secret `secret-EXT`) with its contact on a UAS at 127.0.0.1:`port`.
-pub async fn register_callee(sip: SocketAddr, ext: &str, port: u16) {
+pub fn drain(rx: &mut tokio::sync::broadcast::Receiver<CallEvent>) -> Vec<CallEvent> {
+    let mut v = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        v.push(e);
+    }
+    v
+}
+
+/// Runs a SIPp client bound to `ip` against `target`; bounded in time.
+pub async fn sipp_at(ip: &str, target: SocketAddr, args: &[&str]) -> SippResult {
+    let port = free_port().to_string();
+    let mut all = vec![target.to_string()];
+    all.extend(args.iter().map(|s| s.to_string()));
+    all.push("-p".into());
+    all.push(port);
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let child = sipp_cmd_at(ip, &refs).spawn().expect("sipp is installed");
+    wait_sipp(child).await
+}
+
+/// Registers `ext` (secret `secret-EXT`) with its contact at 127.0.0.1:`port`.
+pub async fn register_contact(sip: SocketAddr, ext: &str, port: u16) {
     let secret = format!("secret-{ext}");
     let port = port.to_string();
     let args = [

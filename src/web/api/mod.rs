@@ -45,6 +45,8 @@ impl Modify for Security {
         telephony::list_groups, telephony::save_group, telephony::delete_group,
         telephony::registrations, telephony::bans, telephony::release_ban,
         calls::list, calls::missed, calls::live, calls::get,
+        telephony::list_trunks, telephony::save_trunk, telephony::delete_trunk,
+        telephony::get_rules, telephony::save_rules, telephony::set_outbound, telephony::dial,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

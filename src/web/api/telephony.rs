@@ -248,3 +248,144 @@ pub async fn release_ban(state: web::Data<WebState>, path: web::Path<String>) ->
         _ => Err(DomainError::NotFound.into()),
     }
 }
+
+// ----- trunks, call rules, outbound policy, click-to-call ---------------------------
+
+use crate::domain::telephony::{CallRules, NewTrunk, OutboundSettings, TrunkRow};
+
+/// A trunk with its registration state right now.
+#[derive(serde::Serialize, ToSchema)]
+pub struct TrunkView {
+    #[serde(flatten)]
+    pub trunk: TrunkRow,
+    /// "registered" (with `expires_in`), "failed" (with `reason` and `retry_in`),
+    /// "registering", "not_registering", or "unknown" while SIP is off.
+    #[schema(value_type = Object)]
+    pub status: serde_json::Value,
+}
+
+/// Trunks (secrets are never listed) and their registration state.
+#[utoipa::path(get, path = "/api/v1/telephony/trunks", tag = "telephony",
+    responses((status = 200, body = [TrunkView]), (status = 403, body = ErrorBody)))]
+pub async fn list_trunks(state: web::Data<WebState>) -> ApiResult {
+    let tel = &state.ctx.telephony;
+    let status = tel.trunk_status();
+    let list: Vec<TrunkView> = tel
+        .list_trunks()
+        .await?
+        .into_iter()
+        .map(|t| {
+            let s = status
+                .iter()
+                .find(|s| s.id == t.id)
+                .map(|s| serde_json::to_value(&s.state).unwrap_or_default())
+                .unwrap_or_else(|| serde_json::json!({ "state": "unknown" }));
+            TrunkView {
+                trunk: t,
+                status: s,
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Creates or replaces a trunk (by name) with the DIDs it delivers.
+#[utoipa::path(put, path = "/api/v1/telephony/trunks", tag = "telephony",
+    request_body = NewTrunk,
+    responses((status = 204), (status = 422, body = ErrorBody)))]
+pub async fn save_trunk(
+    state: web::Data<WebState>,
+    actor: Actor,
+    body: web::Json<NewTrunk>,
+) -> ApiResult {
+    state
+        .ctx
+        .telephony
+        .save_trunk(Some(&actor), body.into_inner())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a trunk and its DIDs.
+#[utoipa::path(delete, path = "/api/v1/telephony/trunks/{id}", tag = "telephony",
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_trunk(
+    state: web::Data<WebState>,
+    actor: Actor,
+    path: web::Path<i64>,
+) -> ApiResult {
+    state
+        .ctx
+        .telephony
+        .remove_trunk(Some(&actor), path.into_inner())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Business hours, holidays, the shop's UTC offset and the dial rules.
+#[utoipa::path(get, path = "/api/v1/telephony/rules", tag = "telephony",
+    responses((status = 200, body = CallRules), (status = 403, body = ErrorBody)))]
+pub async fn get_rules(state: web::Data<WebState>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.telephony.call_rules().await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/telephony/rules", tag = "telephony",
+    request_body = CallRules,
+    responses((status = 204), (status = 422, body = ErrorBody)))]
+pub async fn save_rules(
+    state: web::Data<WebState>,
+    actor: Actor,
+    body: web::Json<CallRules>,
+) -> ApiResult {
+    state
+        .ctx
+        .telephony
+        .save_call_rules(Some(&actor), body.into_inner())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// What an extension may dial out, its hourly limit and auto-answer.
+#[utoipa::path(put, path = "/api/v1/telephony/extensions/{number}/outbound", tag = "telephony",
+    params(("number" = String, Path)), request_body = OutboundSettings,
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_outbound(
+    state: web::Data<WebState>,
+    actor: Actor,
+    path: web::Path<String>,
+    body: web::Json<OutboundSettings>,
+) -> ApiResult {
+    state
+        .ctx
+        .telephony
+        .set_outbound(Some(&actor), &path.into_inner(), body.into_inner())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dial {
+    /// An extension or an outside number (any common notation).
+    pub number: String,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct Dialling {
+    /// The call id the call events and the call log use.
+    pub call_id: String,
+}
+
+/// Click-to-call: rings the caller's own desk phone, then connects it to the number.
+#[utoipa::path(post, path = "/api/v1/calls/dial", tag = "calls",
+    request_body = Dial,
+    responses((status = 202, body = Dialling), (status = 422, body = ErrorBody)))]
+pub async fn dial(state: web::Data<WebState>, actor: Actor, body: web::Json<Dial>) -> ApiResult {
+    let call_id = state
+        .ctx
+        .telephony
+        .click_to_call(&actor, &body.into_inner().number)
+        .await?;
+    Ok(HttpResponse::Accepted().json(Dialling { call_id }))
+}

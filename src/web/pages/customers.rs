@@ -272,7 +272,12 @@ async fn card(
                 div.order-grid #customer-region data-live-topics="customer. order." {
                     section.card {
                         dl.facts {
-                            dt { (ui.t("customers.phone")) } dd #customer-phones { (phones(&c)) }
+                            dt { (ui.t("customers.phone")) } dd #customer-phones {
+                                @for (i, p) in c.phones.iter().enumerate() {
+                                    @if i > 0 { ", " }
+                                    a href=(format!("tel:{p}")) data-dial=(p) { (PhoneNumber::from_e164_unchecked(p.clone()).display()) }
+                                }
+                            }
                             dt { "Telegram" } dd { (c.telegram) }
                             dt { "E-mail" } dd { (c.email) }
                             dt { (ui.t("customers.address")) } dd { (c.address) }

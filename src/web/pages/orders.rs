@@ -594,7 +594,7 @@ fn order_page(
                 section.card {
                     p { (status_badge(ui, statuses, o.status_id)) @if v.overdue { " " span.badge.badge-danger { (ui.t("orders.overdue")) } } @if o.urgent { " " span.badge.badge-danger { (ui.t("orders.urgent")) } } }
                     dl.facts {
-                        dt { (ui.t("orders.customer")) } dd { a href=(format!("/customers/{}", o.customer_id)) { (o.customer_name) } " " (o.customer_phone.clone().map(|p| crate::model::PhoneNumber::from_e164_unchecked(p).display()).unwrap_or_default()) }
+                        dt { (ui.t("orders.customer")) } dd { a href=(format!("/customers/{}", o.customer_id)) { (o.customer_name) } " " @if let Some(p) = &o.customer_phone { a href=(format!("tel:{p}")) data-dial=(p) { (crate::model::PhoneNumber::from_e164_unchecked(p.clone()).display()) } } }
                         dt { (ui.t("orders.device")) } dd { (category_label(ui, &o.device_category)) " " (o.brand) " " (o.model) }
                         dt { (ui.t("orders.serial")) } dd { (o.serial) }
                         dt { (ui.t("orders.complaint")) } dd { (o.complaint) }

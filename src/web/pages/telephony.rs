@@ -33,6 +33,10 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
         Ok(x) => x,
         Err(e) => return err(ui, e),
     };
+    let (trunks, rules) = match tokio::try_join!(tel.list_trunks(), tel.call_rules()) {
+        Ok(x) => x,
+        Err(e) => return err(ui, e),
+    };
     let sip = ui.state.ctx.sip();
     let regs = sip.as_ref().map(|s| s.registrations()).unwrap_or_default();
     let bans = sip.as_ref().map(|s| s.bans()).unwrap_or_default();
@@ -151,6 +155,7 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                         }
                     } }
                 } }
+                (trunk_sections(ui, &trunks, &rules, &exts))
             },
         ),
     )
@@ -318,5 +323,321 @@ pub async fn release_ban(ui: Ui, path: web::Path<String>) -> HttpResponse {
     match ui.state.ctx.sip() {
         Some(s) if s.release_ban(ip) => redirect("/telephony"),
         _ => err(&ui, DomainError::NotFound),
+    }
+}
+
+// ----- trunks, call rules, outbound policy, click-to-call ----------------------------
+
+use crate::domain::telephony::{
+    parse_did_lines, CallRules, ExtensionRow, NewTrunk, OutboundSettings, TrunkRow,
+};
+use crate::sip::trunk::{TrunkState, TrunkStatus};
+
+fn trunk_state(ui: &Ui, s: Option<&TrunkStatus>) -> Markup {
+    match s.map(|s| &s.state) {
+        Some(TrunkState::Registered { expires_in }) => html! {
+            span.badge.ok data-trunk-state="registered" { (ui.t("trunk.registered")) } " " small.muted { (expires_in) " s" }
+        },
+        Some(TrunkState::Failed { reason, retry_in }) => html! {
+            span.badge.bad data-trunk-state="failed" { (ui.t("trunk.failed")) } " " (reason)
+            br; small.muted { (ui.t("trunk.next_attempt")) " " (retry_in) " s" }
+        },
+        Some(TrunkState::Registering) => html! {
+            span.badge data-trunk-state="registering" { (ui.t("trunk.registering")) }
+        },
+        Some(TrunkState::NotRegistering) => html! {
+            span.badge data-trunk-state="not_registering" { (ui.t("trunk.not_registering")) }
+        },
+        None => html! { span.muted { "—" } },
+    }
+}
+
+/// The trunk, call-rule and outbound-policy sections of the telephony page.
+fn trunk_sections(
+    ui: &Ui,
+    trunks: &[TrunkRow],
+    rules: &CallRules,
+    exts: &[ExtensionRow],
+) -> Markup {
+    let status = ui.state.ctx.telephony.trunk_status();
+    html! {
+        h2 #trunks { (ui.t("trunk.trunks")) }
+        div.table-wrap { table #trunks-table {
+            thead { tr {
+                th { (ui.t("telephony.name")) } th { (ui.t("trunk.host")) } th { (ui.t("trunk.username")) }
+                th { (ui.t("trunk.caller_id")) } th { (ui.t("trunk.dids")) } th { (ui.t("trunk.state")) } th {}
+            } }
+            tbody { @for t in trunks {
+                tr data-trunk=(t.name) {
+                    td { (t.name) }
+                    td { code { (t.host) ":" (t.port) } " " (t.transport) }
+                    td { code { (t.username) } }
+                    td { (t.caller_id) }
+                    td { @for d in &t.dids {
+                        code { (d.did) } " → " (d.destination)
+                        @if let Some(a) = &d.after_hours { " (" (ui.t("trunk.after_hours")) ": " (a) ")" }
+                        br;
+                    } }
+                    td { (trunk_state(ui, status.iter().find(|s| s.id == t.id))) }
+                    td { form.inline method="post" action=(format!("/telephony/trunks/{}/delete", t.id)) {
+                        (csrf_field(ui)) button.link type="submit" { (ui.t("telephony.delete")) }
+                    } }
+                }
+            } }
+        } }
+        form.card #trunk-form method="post" action="/telephony/trunks" {
+            (csrf_field(ui))
+            p.muted { (ui.t("trunk.form_help")) }
+            label for="t-name" { (ui.t("telephony.name")) }
+            input #t-name name="name" required maxlength="60";
+            label for="t-host" { (ui.t("trunk.host")) }
+            input #t-host name="host" required maxlength="253" autocapitalize="none";
+            label for="t-port" { (ui.t("telephony.port")) }
+            input #t-port name="port" type="number" min="1" max="65535" value="5060";
+            label for="t-transport" { (ui.t("telephony.transport")) }
+            select #t-transport name="transport" { option value="UDP" { "UDP" } option value="TCP" { "TCP" } }
+            label for="t-username" { (ui.t("trunk.username")) }
+            input #t-username name="username" required maxlength="64" autocapitalize="none";
+            label for="t-secret" { (ui.t("telephony.secret")) }
+            input #t-secret name="secret" type="password" maxlength="128" autocomplete="new-password";
+            label for="t-auth" { (ui.t("trunk.auth_username")) }
+            input #t-auth name="auth_username" maxlength="64" autocapitalize="none";
+            label for="t-domain" { (ui.t("trunk.from_domain")) }
+            input #t-domain name="from_domain" maxlength="253" autocapitalize="none";
+            label { input name="register" type="checkbox" value="on" checked; " " (ui.t("trunk.register")) }
+            label for="t-expires" { (ui.t("trunk.expires")) }
+            input #t-expires name="expires" type="number" min="60" max="86400" value="600";
+            label for="t-cid" { (ui.t("trunk.caller_id")) }
+            input #t-cid name="caller_id" type="tel" maxlength="24" placeholder="+998712000000";
+            label for="t-allow" { (ui.t("trunk.allow")) }
+            input #t-allow name="allow" maxlength="400" placeholder="203.0.113.10, 203.0.113.11";
+            label for="t-dids" { (ui.t("trunk.dids")) }
+            textarea #t-dids name="dids" rows="3" placeholder="712000000 100 199" {}
+            button.primary type="submit" { (ui.t("trunk.save")) }
+        }
+        h2 #call-rules { (ui.t("trunk.rules")) }
+        form.card #rules-form method="post" action="/telephony/rules" {
+            (csrf_field(ui))
+            label for="r-hours" { (ui.t("trunk.hours")) }
+            input #r-hours name="hours" value=(rules.hours) placeholder="mon-fri 09:00-18:00; sat 10:00-14:00";
+            label for="r-holidays" { (ui.t("trunk.holidays")) }
+            input #r-holidays name="holidays" value=(rules.holidays) placeholder="2026-01-01, 2026-03-21";
+            label for="r-offset" { (ui.t("trunk.utc_offset")) }
+            input #r-offset name="utc_offset" value=(rules.utc_offset) placeholder="+05:00";
+            label for="r-digits" { (ui.t("trunk.dial_min_digits")) }
+            input #r-digits name="dial_min_digits" type="number" min="0" max="20" value=(rules.dial_min_digits);
+            label for="r-prefixes" { (ui.t("trunk.dial_prefixes")) }
+            input #r-prefixes name="dial_prefixes" value=(rules.dial_prefixes);
+            label for="r-retry" { (ui.t("trunk.retry")) }
+            input #r-retry name="trunk_retry_secs" type="number" min="1" max="3600" value=(rules.trunk_retry_secs);
+            button.primary type="submit" { (ui.t("trunk.save_rules")) }
+        }
+        h2 #outbound { (ui.t("trunk.outbound")) }
+        p.muted { (ui.t("trunk.outbound_help")) }
+        div.table-wrap { table #outbound-table {
+            thead { tr {
+                th { (ui.t("telephony.number")) } th { (ui.t("trunk.outbound_allowed")) } th { (ui.t("trunk.prefixes")) }
+                th { (ui.t("trunk.per_hour")) } th { (ui.t("trunk.auto_answer")) } th {}
+            } }
+            tbody { @for e in exts {
+                tr { form method="post" action=(format!("/telephony/extensions/{}/outbound", e.number)) {
+                    td { code { (e.number) } (csrf_field(ui)) }
+                    td { input name="outbound_allowed" type="checkbox" value="on" checked[e.outbound_allowed] aria-label=(ui.t("trunk.outbound_allowed")); }
+                    td { input name="outbound_prefixes" value=(e.outbound_prefixes) placeholder=(ui.t("trunk.national_only")) aria-label=(ui.t("trunk.prefixes")); }
+                    td { input name="max_calls_per_hour" type="number" min="0" max="10000" value=(e.max_calls_per_hour) aria-label=(ui.t("trunk.per_hour")); }
+                    td { input name="auto_answer" type="checkbox" value="on" checked[e.auto_answer] aria-label=(ui.t("trunk.auto_answer")); }
+                    td { button.link type="submit" { (ui.t("trunk.save")) } }
+                } }
+            } }
+        } }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TrunkForm {
+    name: String,
+    host: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    transport: String,
+    username: String,
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    auth_username: String,
+    #[serde(default)]
+    from_domain: String,
+    register: Option<String>,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    caller_id: String,
+    #[serde(default)]
+    allow: String,
+    #[serde(default)]
+    dids: String,
+}
+
+fn number_field(v: &str, default: u32, what: &str) -> Result<u32, DomainError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(default);
+    }
+    v.parse()
+        .map_err(|_| DomainError::invalid(format!("{what}: a whole number")))
+}
+
+pub async fn save_trunk(ui: Ui, actor: Actor, form: web::Form<TrunkForm>) -> HttpResponse {
+    let f = form.into_inner();
+    let parsed = (|| {
+        Ok::<_, DomainError>(NewTrunk {
+            name: f.name,
+            host: f.host,
+            port: number_field(&f.port, 5060, "port")?,
+            transport: if f.transport.is_empty() {
+                "UDP".into()
+            } else {
+                f.transport
+            },
+            username: f.username,
+            secret: f.secret,
+            auth_username: f.auth_username,
+            from_domain: f.from_domain,
+            register: f.register.is_some(),
+            expires: number_field(&f.expires, 600, "registration expiry")?,
+            caller_id: f.caller_id,
+            allow: f.allow,
+            dids: parse_did_lines(&f.dids)?,
+        })
+    })();
+    let r = match parsed {
+        Ok(t) => ui.state.ctx.telephony.save_trunk(Some(&actor), t).await,
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(()) => redirect("/telephony#trunks"),
+        Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
+            overview(&ui, None, Some(&m)).await
+        }
+        Err(e) => err(&ui, e),
+    }
+}
+
+pub async fn delete_trunk(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
+    match ui
+        .state
+        .ctx
+        .telephony
+        .remove_trunk(Some(&actor), path.into_inner())
+        .await
+    {
+        Ok(()) => redirect("/telephony#trunks"),
+        Err(e) => err(&ui, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RulesForm {
+    #[serde(default)]
+    hours: String,
+    #[serde(default)]
+    holidays: String,
+    #[serde(default)]
+    utc_offset: String,
+    #[serde(default)]
+    dial_min_digits: String,
+    #[serde(default)]
+    dial_prefixes: String,
+    #[serde(default)]
+    trunk_retry_secs: String,
+}
+
+pub async fn save_rules(ui: Ui, actor: Actor, form: web::Form<RulesForm>) -> HttpResponse {
+    let f = form.into_inner();
+    let r = async {
+        let rules = CallRules {
+            hours: f.hours,
+            holidays: f.holidays,
+            utc_offset: f.utc_offset,
+            dial_min_digits: number_field(&f.dial_min_digits, 7, "digits")?,
+            dial_prefixes: f.dial_prefixes,
+            trunk_retry_secs: number_field(&f.trunk_retry_secs, 30, "retry")?,
+        };
+        ui.state
+            .ctx
+            .telephony
+            .save_call_rules(Some(&actor), rules)
+            .await
+    }
+    .await;
+    match r {
+        Ok(()) => redirect("/telephony#call-rules"),
+        Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&m)).await,
+        Err(e) => err(&ui, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OutboundForm {
+    outbound_allowed: Option<String>,
+    #[serde(default)]
+    outbound_prefixes: String,
+    #[serde(default)]
+    max_calls_per_hour: String,
+    auto_answer: Option<String>,
+}
+
+pub async fn save_outbound(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<String>,
+    form: web::Form<OutboundForm>,
+) -> HttpResponse {
+    let f = form.into_inner();
+    let number = path.into_inner();
+    let r = async {
+        let s = OutboundSettings {
+            outbound_allowed: f.outbound_allowed.is_some(),
+            outbound_prefixes: f.outbound_prefixes,
+            max_calls_per_hour: number_field(&f.max_calls_per_hour, 20, "calls per hour")?,
+            auto_answer: f.auto_answer.is_some(),
+        };
+        ui.state
+            .ctx
+            .telephony
+            .set_outbound(Some(&actor), &number, s)
+            .await
+    }
+    .await;
+    match r {
+        Ok(()) => redirect("/telephony#outbound"),
+        Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&m)).await,
+        Err(e) => err(&ui, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DialForm {
+    number: String,
+}
+
+/// Click-to-call from a page (assets/js/dial.js posts here): JSON either way, so the
+/// script can show the outcome next to the number.
+pub async fn dial(ui: Ui, actor: Actor, form: web::Form<DialForm>) -> HttpResponse {
+    match ui
+        .state
+        .ctx
+        .telephony
+        .click_to_call(&actor, &form.number)
+        .await
+    {
+        Ok(call_id) => HttpResponse::Accepted().json(serde_json::json!({
+            "call_id": call_id,
+            "message": ui.t("trunk.dialling"),
+        })),
+        Err(DomainError::Invalid(m)) => HttpResponse::UnprocessableEntity()
+            .json(serde_json::json!({ "error": { "code": "invalid", "message": m } })),
+        Err(e) => err(&ui, e),
     }
 }

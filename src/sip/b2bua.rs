@@ -1,0 +1,1993 @@
+//! The engine's dealings with the outside world (a child of `engine`, so it shares the
+//! engine's state and helpers):
+//! - the registration client that keeps each trunk registered at its provider (digest
+//!   auth, refresh before expiry, exponential backoff after failures);
+//! - a signalling-only back-to-back user agent for calls through a trunk: the provider
+//!   sees a dialog of our own (the trunk's caller ID in From, its credentials answering
+//!   401/407), the phone sees the box as its peer; SDP passes through untouched;
+//! - click-to-call (RFC 3725 flow I): INVITE the operator's phone without an offer, take
+//!   the offer of its 200, INVITE the target with it, ACK the operator with the answer.
+//!
+//! Both legs of a call share one call id in the events: the Call-ID of the first leg.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::super::digest::Algorithm;
+use super::super::trunk::{self, Plan, Refusal, Trunk, TrunkState, TrunkStatus};
+use super::{
+    message, param, reply, wall_secs, CallDirection, CallEvent, Engine, Entry, Message, Method,
+    NameAddr, Out, Peer, StartLine, Timer, Transport, Uri, BRANCH_PREFIX, LINGER, T1, T2, TIMER_B,
+};
+
+/// Branches of our own REGISTERs and of B2BUA requests (never hex digits after the
+/// common prefix, so they cannot collide with proxy branches).
+const REG_BRANCH: &str = "z9hG4bKcrmR";
+const LEG_BRANCH: &str = "z9hG4bKcrmB";
+const MAX_CALLS: usize = 10_000;
+const UA: &str = "crm";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Side {
+    A,
+    B,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum OTimer {
+    Retransmit {
+        key: String,
+        side: Side,
+        branch: String,
+        interval: Duration,
+    },
+    Timeout {
+        key: String,
+        side: Side,
+        branch: String,
+    },
+    FinalRetransmit {
+        key: String,
+        interval: Duration,
+        left: u8,
+    },
+    Expire {
+        key: String,
+    },
+}
+
+/// One dialog where the box is the UAC.
+struct Leg {
+    peer: Peer,
+    /// Our own `host:port` as this peer should see it.
+    me: String,
+    ruri: String,
+    target: String,
+    routes: Vec<String>,
+    call_id: String,
+    from: String,
+    to: String,
+    contact: String,
+    cseq: u32,
+    branch: String,
+    invite: Vec<u8>,
+    extra: Vec<(String, String)>,
+    body: Vec<u8>,
+    trunk: Option<usize>,
+    auth_tried: bool,
+    provisional: bool,
+    final_code: Option<u16>,
+    answer: Vec<u8>,
+    acked: bool,
+}
+
+/// The phone's side of a call it placed through the trunk: the box is its UAS.
+struct Uas {
+    source: Peer,
+    request: Message,
+    tag: String,
+    contact: String,
+    me: String,
+    cseq: u32,
+    last: Option<Vec<u8>>,
+    final_code: Option<u16>,
+    acked: bool,
+}
+
+enum ASide {
+    Phone(Uas),
+    Operator(Leg),
+}
+
+/// What click-to-call dials once the operator has picked up.
+enum Pending {
+    Extension {
+        number: String,
+        uri: String,
+        peer: Peer,
+    },
+    Trunk {
+        idx: usize,
+        number: String,
+    },
+}
+
+struct Call {
+    a: ASide,
+    b: Option<Leg>,
+    pending: Option<Pending>,
+    started: Instant,
+    answered: Option<Instant>,
+    ended: bool,
+    cancelled: bool,
+    extension: String,
+}
+
+#[derive(Debug)]
+enum RegState {
+    Off,
+    Registering,
+    Registered { until: Instant },
+    Failed { reason: String },
+}
+
+struct Inflight {
+    branch: String,
+    data: Vec<u8>,
+    next_retx: Instant,
+    interval: Duration,
+    deadline: Instant,
+}
+
+struct Reg {
+    trunk: Trunk,
+    call_id: String,
+    tag: String,
+    cseq: u32,
+    expires: u32,
+    inflight: Option<Inflight>,
+    next_at: Option<Instant>,
+    state: RegState,
+    failures: u32,
+    answered_nonce: Option<String>,
+}
+
+/// Trunks, their registrations, B2BUA calls and the outbound counters.
+#[derive(Default)]
+pub(super) struct Outside {
+    pub plan: Plan,
+    regs: Vec<Reg>,
+    calls: HashMap<String, Call>,
+    by_call_id: HashMap<String, (String, Side)>,
+    by_branch: HashMap<String, (String, Side)>,
+    by_uas_branch: HashMap<String, String>,
+    counts: HashMap<String, VecDeque<u64>>,
+    hosts: HashMap<IpAddr, String>,
+}
+
+impl Outside {
+    /// Does a request belong to a B2BUA call? Cheap when there are none.
+    pub fn claims(&self, msg: &Message) -> bool {
+        if self.calls.is_empty() {
+            return false;
+        }
+        if self.by_call_id.contains_key(msg.call_id()) {
+            return true;
+        }
+        msg.top_via()
+            .and_then(|v| v.branch())
+            .is_some_and(|b| self.by_uas_branch.contains_key(b))
+    }
+
+    pub fn has_trunks(&self) -> bool {
+        !self.plan.trunks.is_empty()
+    }
+}
+
+/// A `WWW-Authenticate` / `Proxy-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub nonce: String,
+    pub opaque: Option<String>,
+    pub algorithm: Algorithm,
+    pub qop_auth: bool,
+    pub stale: bool,
+}
+
+/// Parses a Digest challenge; None for other schemes and algorithms we cannot answer.
+pub fn parse_challenge(v: &str) -> Option<Challenge> {
+    let v = v.trim();
+    let (scheme, rest) = v.split_once(|c: char| c.is_whitespace())?;
+    if !scheme.eq_ignore_ascii_case("digest") {
+        return None;
+    }
+    let mut c = Challenge {
+        realm: String::new(),
+        nonce: String::new(),
+        opaque: None,
+        algorithm: Algorithm::Md5,
+        qop_auth: false,
+        stale: false,
+    };
+    for item in message::split_commas(rest) {
+        let Some((k, val)) = item.split_once('=') else {
+            continue;
+        };
+        let val = val.trim();
+        let val = val
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .unwrap_or(val)
+            .to_string();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "realm" => c.realm = val,
+            "nonce" => c.nonce = val,
+            "opaque" => c.opaque = Some(val),
+            "algorithm" => {
+                c.algorithm = if val.eq_ignore_ascii_case("MD5") {
+                    Algorithm::Md5
+                } else if val.eq_ignore_ascii_case("SHA-256") {
+                    Algorithm::Sha256
+                } else {
+                    return None;
+                }
+            }
+            "qop" => c.qop_auth = val.split(',').any(|q| q.trim() == "auth"),
+            "stale" => c.stale = val.eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+    }
+    if c.nonce.is_empty() {
+        return None;
+    }
+    Some(c)
+}
+
+/// The best challenge of a 401/407 (SHA-256 before MD5) and the header to answer in.
+fn best_challenge(msg: &Message) -> Option<(Challenge, &'static str, &'static str)> {
+    let (key, name) = if msg.code() == 401 {
+        ("www-authenticate", ("authorization", "Authorization"))
+    } else {
+        (
+            "proxy-authenticate",
+            ("proxy-authorization", "Proxy-Authorization"),
+        )
+    };
+    let mut all: Vec<Challenge> = msg.headers_of(key).filter_map(parse_challenge).collect();
+    all.sort_by_key(|c| c.algorithm != Algorithm::Sha256);
+    all.into_iter().next().map(|c| (c, name.0, name.1))
+}
+
+/// Our credentials for a challenge (RFC 7616; qop=auth when offered, else RFC 2069).
+pub fn authorization(c: &Challenge, user: &str, secret: &str, method: &str, uri: &str) -> String {
+    let alg = c.algorithm;
+    let mut s = format!(
+        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", algorithm={}",
+        c.realm,
+        c.nonce,
+        alg.name()
+    );
+    if c.qop_auth {
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let r = super::super::digest::response(
+            alg, user, &c.realm, secret, method, uri, &c.nonce, "00000001", &cnonce, "auth",
+        );
+        s.push_str(&format!(
+            ", response=\"{r}\", qop=auth, nc=00000001, cnonce=\"{cnonce}\""
+        ));
+    } else {
+        let ha1 = alg.hash(&[user, &c.realm, secret]);
+        let ha2 = alg.hash(&[method, uri]);
+        let r = alg.hash(&[&ha1, &c.nonce, &ha2]);
+        s.push_str(&format!(", response=\"{r}\""));
+    }
+    if let Some(o) = &c.opaque {
+        s.push_str(&format!(", opaque=\"{o}\""));
+    }
+    s
+}
+
+/// An SDP answer that rejects every stream of `offer` (port 0): used to complete an
+/// operator's dialog before hanging it up when the far end could not be reached.
+fn reject_all(offer: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(offer);
+    let mut s =
+        String::from("v=0\r\no=crm 0 0 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n");
+    for line in text.lines().filter(|l| l.starts_with("m=")) {
+        let mut parts: Vec<&str> = line.split(' ').collect();
+        if parts.len() >= 3 {
+            parts[1] = "0";
+            s.push_str(&parts.join(" "));
+            s.push_str("\r\n");
+        }
+    }
+    s.into_bytes()
+}
+
+fn token() -> String {
+    format!("{:x}", rand::random::<u64>())
+}
+
+fn uri_of(v: &str) -> Option<String> {
+    NameAddr::parse(v).map(|n| n.uri.to_string())
+}
+
+/// A request of ours, built from parts.
+#[allow(clippy::too_many_arguments)]
+fn build_request(
+    method: &str,
+    ruri: &str,
+    via: &str,
+    from: &str,
+    to: &str,
+    call_id: &str,
+    cseq: u32,
+    routes: &[String],
+    contact: Option<&str>,
+    extra: &[(String, String)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut m = Message {
+        start: StartLine::Request {
+            method: Method::parse(method),
+            method_text: method.into(),
+            uri: ruri.into(),
+        },
+        headers: Vec::with_capacity(12),
+        body: body.to_vec(),
+    };
+    m.push("via", "Via", via.to_string());
+    m.push("max-forwards", "Max-Forwards", "70".into());
+    for r in routes {
+        m.push("route", "Route", r.clone());
+    }
+    m.push("from", "From", from.into());
+    m.push("to", "To", to.into());
+    m.push("call-id", "Call-ID", call_id.into());
+    m.push("cseq", "CSeq", format!("{cseq} {method}"));
+    if let Some(c) = contact {
+        m.push("contact", "Contact", c.into());
+    }
+    for (k, v) in extra {
+        m.push(&k.to_ascii_lowercase(), k, v.clone());
+    }
+    m.push("user-agent", "User-Agent", UA.into());
+    if !body.is_empty() {
+        m.push("content-type", "Content-Type", "application/sdp".into());
+    }
+    m.to_bytes()
+}
+
+impl Leg {
+    fn via(&self, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};rport;branch={branch}",
+            self.peer.transport.name(),
+            self.me
+        )
+    }
+
+    fn build_invite(&mut self, auth: Option<(&str, String)>) -> Vec<u8> {
+        let mut extra = self.extra.clone();
+        if let Some((name, value)) = auth {
+            extra.push((name.to_string(), value));
+        }
+        extra.push(("Allow".into(), "INVITE, ACK, CANCEL, BYE, OPTIONS".into()));
+        let data = build_request(
+            "INVITE",
+            &self.ruri,
+            &self.via(&self.branch),
+            &self.from,
+            &self.to,
+            &self.call_id,
+            self.cseq,
+            &[],
+            Some(&self.contact),
+            &extra,
+            &self.body,
+        );
+        self.invite = data.clone();
+        data
+    }
+
+    /// ACK for a non-2xx final (same branch as the INVITE, RFC 3261 §17.1.1.3).
+    fn ack_failure(&self, to: &str) -> Vec<u8> {
+        build_request(
+            "ACK",
+            &self.ruri,
+            &self.via(&self.branch),
+            &self.from,
+            to,
+            &self.call_id,
+            self.cseq,
+            &[],
+            None,
+            &[],
+            &[],
+        )
+    }
+
+    fn cancel(&self) -> Vec<u8> {
+        build_request(
+            "CANCEL",
+            &self.ruri,
+            &self.via(&self.branch),
+            &self.from,
+            &self.to,
+            &self.call_id,
+            self.cseq,
+            &[],
+            None,
+            &[],
+            &[],
+        )
+    }
+
+    /// A request inside the dialog (ACK for 2xx keeps the INVITE's CSeq).
+    fn in_dialog(&mut self, method: &str, body: &[u8]) -> Vec<u8> {
+        let cseq = if method == "ACK" {
+            self.cseq
+        } else {
+            self.cseq += 1;
+            self.cseq
+        };
+        let branch = format!("{LEG_BRANCH}{}", token());
+        build_request(
+            method,
+            &self.target,
+            &self.via(&branch),
+            &self.from,
+            &self.to,
+            &self.call_id,
+            cseq,
+            &self.routes,
+            Some(&self.contact),
+            &[],
+            body,
+        )
+    }
+}
+
+impl Uas {
+    fn response(&self, code: u16, reason: &str, body: &[u8]) -> Message {
+        let mut r = self.request.response(code, reason, &self.tag);
+        if code > 100 {
+            r.push("contact", "Contact", format!("<sip:{}>", self.me));
+        }
+        if !body.is_empty() {
+            r.push("content-type", "Content-Type", "application/sdp".into());
+            r.body = body.to_vec();
+        }
+        r
+    }
+
+    fn bye(&mut self) -> Vec<u8> {
+        self.cseq += 1;
+        let r = &self.request;
+        let from = format!(
+            "{};tag={}",
+            strip_tag(r.header("to").unwrap_or("")),
+            self.tag
+        );
+        let via = format!(
+            "SIP/2.0/{} {};rport;branch={LEG_BRANCH}{}",
+            self.source.transport.name(),
+            self.me,
+            token()
+        );
+        build_request(
+            "BYE",
+            &self.contact,
+            &via,
+            &from,
+            r.header("from").unwrap_or(""),
+            r.call_id(),
+            self.cseq,
+            &[],
+            None,
+            &[],
+            &[],
+        )
+    }
+}
+
+fn strip_tag(v: &str) -> &str {
+    match v.find(";tag=") {
+        Some(i) => &v[..i],
+        None => v,
+    }
+}
+
+/// The local address of the route to `ip` (no packet is sent: connect() on UDP only
+/// picks the route).
+fn route_local(ip: IpAddr) -> Option<IpAddr> {
+    let bind = if ip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect((ip, 9)).ok()?;
+    Some(s.local_addr().ok()?.ip())
+}
+
+/// Our host for phones when listening on every address: the local address of the
+/// default route, else loopback.
+pub(super) fn default_route_host() -> String {
+    route_local(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)))
+        .map(host_text)
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+fn host_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+impl Engine {
+    /// Our `host:port` as a peer at `ip` should reach us: the configured advertised
+    /// address, else the listen address, else (listening on 0.0.0.0) the local address
+    /// of the route to the peer.
+    pub(super) fn me_for(&mut self, ip: IpAddr) -> String {
+        let port = self.port();
+        if let Some(a) = &self.cfg.advertise {
+            return format!("{a}:{port}");
+        }
+        let l = self.cfg.listen.ip();
+        if !l.is_unspecified() {
+            return format!("{}:{port}", host_text(l));
+        }
+        let adv = self.advertised.clone();
+        let h = self
+            .outside
+            .hosts
+            .entry(ip)
+            .or_insert_with(|| route_local(ip).map(host_text).unwrap_or(adv));
+        format!("{h}:{port}")
+    }
+
+    // ----- plan and status ----------------------------------------------------------
+
+    pub fn set_plan(&mut self, plan: Plan, now: Instant) {
+        let mut old: Vec<Reg> = std::mem::take(&mut self.outside.regs);
+        let mut regs = Vec::with_capacity(plan.trunks.len());
+        for t in &plan.trunks {
+            if let Some(i) = old.iter().position(|r| &r.trunk == t) {
+                regs.push(old.remove(i));
+                continue;
+            }
+            regs.push(Reg {
+                trunk: t.clone(),
+                call_id: format!("crm-reg-{}", token()),
+                tag: token(),
+                cseq: 0,
+                expires: t.expires.max(60),
+                inflight: None,
+                next_at: t.register.then_some(now),
+                state: if t.register {
+                    RegState::Registering
+                } else {
+                    RegState::Off
+                },
+                failures: 0,
+                answered_nonce: None,
+            });
+        }
+        self.outside.regs = regs;
+        self.outside.plan = plan;
+    }
+
+    pub fn trunk_status(&self, now: Instant) -> Vec<TrunkStatus> {
+        self.outside
+            .regs
+            .iter()
+            .map(|r| TrunkStatus {
+                id: r.trunk.id,
+                name: r.trunk.name.clone(),
+                state: match &r.state {
+                    RegState::Off => TrunkState::NotRegistering,
+                    RegState::Registering => TrunkState::Registering,
+                    RegState::Registered { until } => TrunkState::Registered {
+                        expires_in: until.saturating_duration_since(now).as_secs(),
+                    },
+                    RegState::Failed { reason } => TrunkState::Failed {
+                        reason: reason.clone(),
+                        retry_in: r
+                            .next_at
+                            .map(|n| n.saturating_duration_since(now).as_secs())
+                            .unwrap_or(0),
+                    },
+                },
+            })
+            .collect()
+    }
+
+    // ----- registration client ------------------------------------------------------
+
+    pub(super) fn outside_tick(&mut self, now: Instant, out: &mut Vec<Out>) {
+        for i in 0..self.outside.regs.len() {
+            let r = &mut self.outside.regs[i];
+            if !r.trunk.register {
+                continue;
+            }
+            if let Some(f) = &mut r.inflight {
+                if now >= f.deadline {
+                    self.reg_failed(i, "no answer from the registrar".into(), now);
+                } else if now >= f.next_retx && r.trunk.transport == Transport::Udp {
+                    f.interval = (f.interval * 2).min(T2);
+                    f.next_retx = now + f.interval;
+                    if let Some(to) = r.trunk.target() {
+                        out.push(Out {
+                            to: Peer {
+                                transport: r.trunk.transport,
+                                addr: to,
+                            },
+                            data: f.data.clone(),
+                        });
+                    }
+                }
+            } else if r.next_at.is_some_and(|n| now >= n) {
+                self.send_register(i, None, now, out);
+            }
+        }
+    }
+
+    fn reg_failed(&mut self, i: usize, reason: String, now: Instant) {
+        let (base, max) = (
+            self.outside.plan.retry_base_secs.max(1),
+            self.outside.plan.retry_max_secs.max(1),
+        );
+        let r = &mut self.outside.regs[i];
+        r.inflight = None;
+        r.failures = r.failures.saturating_add(1);
+        let delay = base
+            .saturating_mul(1u64 << (r.failures - 1).min(20))
+            .min(max.max(base));
+        r.next_at = Some(now + Duration::from_secs(delay));
+        tracing::warn!(
+            trunk = %message::log_safe(r.trunk.name.as_bytes(), 64),
+            reason = %reason,
+            retry_in_secs = delay,
+            "SIP trunk: registration failed"
+        );
+        r.state = RegState::Failed { reason };
+    }
+
+    fn send_register(
+        &mut self,
+        i: usize,
+        auth: Option<(&str, String)>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(to) = self.outside.regs[i].trunk.target() else {
+            self.reg_failed(i, "cannot resolve the trunk's host".into(), now);
+            return;
+        };
+        let me = self.me_for(to.ip());
+        let r = &mut self.outside.regs[i];
+        r.cseq += 1;
+        let t = &r.trunk;
+        let ruri = if t.from_domain.is_empty() {
+            format!("sip:{}:{}", t.host, t.port)
+        } else {
+            format!("sip:{}", t.from_domain)
+        };
+        let aor = format!("<sip:{}@{}>", t.username, t.domain());
+        let branch = format!("{REG_BRANCH}{i:x}x{}", token());
+        let via = format!("SIP/2.0/{} {me};rport;branch={branch}", t.transport.name());
+        let mut extra = vec![("Expires".to_string(), r.expires.to_string())];
+        if let Some((name, v)) = auth {
+            extra.push((name.to_string(), v));
+        }
+        let data = build_request(
+            "REGISTER",
+            &ruri,
+            &via,
+            &format!("{aor};tag={}", r.tag),
+            &aor,
+            &r.call_id,
+            r.cseq,
+            &[],
+            Some(&format!("<sip:{}@{me}>", t.username)),
+            &extra,
+            &[],
+        );
+        let peer = Peer {
+            transport: t.transport,
+            addr: to,
+        };
+        out.push(Out {
+            to: peer,
+            data: data.clone(),
+        });
+        r.inflight = Some(Inflight {
+            branch,
+            data,
+            next_retx: now + T1,
+            interval: T1,
+            deadline: now + TIMER_B,
+        });
+        r.next_at = None;
+        if !matches!(
+            r.state,
+            RegState::Registered { .. } | RegState::Failed { .. }
+        ) {
+            r.state = RegState::Registering;
+        }
+    }
+
+    fn on_register_response(
+        &mut self,
+        branch: &str,
+        msg: Message,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(i) = self
+            .outside
+            .regs
+            .iter()
+            .position(|r| r.inflight.as_ref().is_some_and(|f| f.branch == branch))
+        else {
+            return;
+        };
+        let code = msg.code();
+        if code < 200 {
+            if let Some(f) = &mut self.outside.regs[i].inflight {
+                f.next_retx = now + T2; // provisional: stop fast retransmissions
+            }
+            return;
+        }
+        let reason = match &msg.start {
+            StartLine::Response { reason, .. } => message::log_safe(reason.as_bytes(), 80),
+            _ => String::new(),
+        };
+        if code == 401 || code == 407 {
+            let Some((ch, key, name)) = best_challenge(&msg) else {
+                self.reg_failed(
+                    i,
+                    format!("{code} {reason} without a usable challenge"),
+                    now,
+                );
+                return;
+            };
+            let r = &mut self.outside.regs[i];
+            if r.answered_nonce.as_deref() == Some(ch.nonce.as_str()) && !ch.stale {
+                self.reg_failed(i, format!("{code} {reason}: credentials rejected"), now);
+                return;
+            }
+            r.answered_nonce = Some(ch.nonce.clone());
+            let t = &r.trunk;
+            let ruri = if t.from_domain.is_empty() {
+                format!("sip:{}:{}", t.host, t.port)
+            } else {
+                format!("sip:{}", t.from_domain)
+            };
+            let value = authorization(&ch, t.auth_user(), &t.secret, "REGISTER", &ruri);
+            let _ = key;
+            r.inflight = None;
+            self.send_register(i, Some((name, value)), now, out);
+            return;
+        }
+        if code == 423 {
+            let min: Option<u32> = msg
+                .header("min-expires")
+                .and_then(|v| v.trim().parse().ok());
+            match min {
+                Some(m) if m > self.outside.regs[i].expires && m <= 86_400 => {
+                    self.outside.regs[i].expires = m;
+                    self.outside.regs[i].inflight = None;
+                    self.send_register(i, None, now, out);
+                }
+                _ => self.reg_failed(i, format!("{code} {reason}"), now),
+            }
+            return;
+        }
+        if (200..300).contains(&code) {
+            let r = &mut self.outside.regs[i];
+            let granted = msg
+                .values_of("contact")
+                .iter()
+                .filter_map(|c| NameAddr::parse(c))
+                .find_map(|n| param(n.params, "expires").and_then(|e| e.parse::<u32>().ok()))
+                .or_else(|| msg.header("expires").and_then(|e| e.trim().parse().ok()))
+                .unwrap_or(r.expires);
+            if granted == 0 {
+                self.reg_failed(i, "the registrar granted no time".into(), now);
+                return;
+            }
+            // Refresh a minute early (or halfway through a short registration).
+            let refresh = if granted > 120 {
+                granted - 60
+            } else {
+                granted / 2
+            }
+            .max(1);
+            r.inflight = None;
+            r.failures = 0;
+            r.answered_nonce = None;
+            r.state = RegState::Registered {
+                until: now + Duration::from_secs(granted as u64),
+            };
+            r.next_at = Some(now + Duration::from_secs(refresh as u64));
+            tracing::info!(
+                trunk = %message::log_safe(r.trunk.name.as_bytes(), 64),
+                expires = granted,
+                "SIP trunk: registered"
+            );
+            return;
+        }
+        self.reg_failed(i, format!("{code} {reason}"), now);
+    }
+
+    // ----- routing hooks called by the engine ---------------------------------------
+
+    /// A response to one of our own requests (REGISTER or a B2BUA leg). True if handled.
+    pub(super) fn outside_response(
+        &mut self,
+        branch: &str,
+        msg: Message,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> Option<Message> {
+        if branch.starts_with(REG_BRANCH) {
+            self.on_register_response(branch, msg, now, out);
+            return None;
+        }
+        if branch.starts_with(LEG_BRANCH) {
+            self.on_leg_response(branch, msg, now, out);
+            return None;
+        }
+        Some(msg)
+    }
+
+    /// An INVITE from a trunk's address: to the DID's destination, no digest challenge
+    /// (the provider does not authenticate to us; its address does).
+    pub(super) fn inbound_from_trunk(
+        &mut self,
+        msg: Message,
+        from: Peer,
+        trunk_id: i64,
+        ruri_user: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let to_user = msg
+            .header("to")
+            .and_then(NameAddr::parse)
+            .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
+            .unwrap_or_default();
+        let plan = &self.outside.plan;
+        let did = if plan.is_did(trunk_id, ruri_user) {
+            ruri_user.to_string()
+        } else if plan.is_did(trunk_id, &to_user) {
+            to_user
+        } else {
+            self.answer(&msg, from, 404, "Not Found", out);
+            return;
+        };
+        let Some(dest) = plan
+            .inbound_destination(trunk_id, &did, wall_secs() as i64)
+            .map(str::to_string)
+        else {
+            self.answer(&msg, from, 404, "Not Found", out);
+            return;
+        };
+        self.route_invite(
+            msg,
+            from,
+            &dest,
+            None,
+            CallDirection::Inbound,
+            &did,
+            now,
+            out,
+        );
+    }
+
+    /// An authenticated extension dialled a number that is no extension: out through a
+    /// trunk if the dial rules say so and the extension's policy allows it.
+    pub(super) fn try_outbound(
+        &mut self,
+        msg: Message,
+        from: Peer,
+        dialled: &str,
+        who: Option<&str>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let number = match trunk::normalise_dialled(dialled) {
+            Some(n) if self.outside.plan.dial.matches(&n) => n,
+            _ => {
+                self.answer(&msg, from, 404, "Not Found", out);
+                return;
+            }
+        };
+        let Some(ext) = who.map(str::to_string) else {
+            self.answer(&msg, from, 403, Refusal::NotAllowed.reason(), out);
+            return;
+        };
+        let idx = match self.outbound_allowed(&ext, &number) {
+            Ok(i) => i,
+            Err((code, reason)) => {
+                tracing::info!(extension = %ext, code, reason, "SIP: outbound call refused");
+                self.answer(&msg, from, code, reason, out);
+                return;
+            }
+        };
+        let Some(key) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+            self.answer(&msg, from, 400, "Bad Request", out);
+            return;
+        };
+        let me = self.me_for(from.addr.ip());
+        let contact = msg
+            .header("contact")
+            .and_then(uri_of)
+            .unwrap_or_else(|| msg.uri().to_string());
+        let uas = Uas {
+            source: from,
+            request: msg,
+            tag: format!("b2b{}", token()),
+            contact,
+            me,
+            cseq: 0,
+            last: None,
+            final_code: None,
+            acked: false,
+        };
+        let call_key = uas.request.call_id().to_string();
+        if self.outside.calls.contains_key(&call_key) {
+            self.answer(&uas.request, from, 482, "Loop Detected", out);
+            return;
+        }
+        let trying = uas.response(100, "Trying", &[]);
+        let trying = self.send_response(trying, from, out);
+        let mut uas = uas;
+        uas.last = Some(trying);
+        let body = uas.request.body.clone();
+        let Some(b) = self.trunk_leg(idx, &number, body) else {
+            self.answer(&uas.request, from, 503, "No trunk available", out);
+            return;
+        };
+        self.outside.by_uas_branch.insert(key, call_key.clone());
+        self.outside
+            .by_call_id
+            .insert(call_key.clone(), (call_key.clone(), Side::A));
+        self.outside.calls.insert(
+            call_key.clone(),
+            Call {
+                a: ASide::Phone(uas),
+                b: None,
+                pending: None,
+                started: now,
+                answered: None,
+                ended: false,
+                cancelled: false,
+                extension: ext.clone(),
+            },
+        );
+        self.start_leg(&call_key, Side::B, b, now, out);
+        self.forget_after_a_day(&call_key, now);
+        self.events.emit(CallEvent::Ringing {
+            call_id: call_key,
+            direction: CallDirection::Outbound,
+            from: ext,
+            to: number,
+            group: None,
+            extensions: Vec::new(),
+        });
+    }
+
+    /// The policy, prefix and hourly checks; the trunk to use, or the refusal.
+    fn outbound_allowed(&mut self, ext: &str, number: &str) -> Result<usize, (u16, &'static str)> {
+        let plan = &self.outside.plan;
+        let policy = plan.policies.get(ext).cloned().unwrap_or_default();
+        policy.check(number).map_err(|r| (403, r.reason()))?;
+        let idx = plan
+            .trunks
+            .iter()
+            .position(|t| t.target().is_some())
+            .ok_or((503, "No trunk available"))?;
+        if self.outside.calls.len() >= MAX_CALLS {
+            return Err((503, "Service Unavailable"));
+        }
+        let now = wall_secs();
+        let q = self.outside.counts.entry(ext.to_string()).or_default();
+        while q.front().is_some_and(|t| *t + 3600 <= now) {
+            q.pop_front();
+        }
+        if q.len() as u32 >= policy.max_per_hour {
+            return Err((403, Refusal::HourlyLimit.reason()));
+        }
+        q.push_back(now);
+        Ok(idx)
+    }
+
+    /// A leg to `number` through trunk `idx`; None when the plan changed meanwhile and
+    /// the trunk is gone or unresolvable.
+    fn trunk_leg(&mut self, idx: usize, number: &str, body: Vec<u8>) -> Option<Leg> {
+        let t = self.outside.plan.trunks.get(idx)?.clone();
+        let addr = t.target()?;
+        let me = self.me_for(addr.ip());
+        let domain = t.domain().to_string();
+        let host = if t.from_domain.is_empty() && t.port != 5060 {
+            format!("{}:{}", t.host, t.port)
+        } else {
+            domain.clone()
+        };
+        let cid = if t.caller_id.is_empty() {
+            t.username.clone()
+        } else {
+            t.caller_id.clone()
+        };
+        Some(Leg {
+            peer: Peer {
+                transport: t.transport,
+                addr,
+            },
+            ruri: format!("sip:{number}@{host}"),
+            target: format!("sip:{number}@{host}"),
+            routes: Vec::new(),
+            call_id: format!("crm-{}@{}", token(), me),
+            from: format!("<sip:{cid}@{domain}>;tag={}", token()),
+            to: format!("<sip:{number}@{domain}>"),
+            contact: format!("<sip:{}@{me}>", t.username),
+            me,
+            cseq: 1,
+            branch: String::new(),
+            invite: Vec::new(),
+            extra: vec![(
+                "P-Asserted-Identity".into(),
+                format!("<sip:{cid}@{domain}>"),
+            )],
+            body,
+            trunk: Some(idx),
+            auth_tried: false,
+            provisional: false,
+            final_code: None,
+            answer: Vec::new(),
+            acked: false,
+        })
+    }
+
+    /// Stores a new leg in the call and sends its INVITE.
+    fn start_leg(&mut self, key: &str, side: Side, leg: Leg, now: Instant, out: &mut Vec<Out>) {
+        let Some(c) = self.outside.calls.get_mut(key) else {
+            return;
+        };
+        match side {
+            Side::B => c.b = Some(leg),
+            Side::A => c.a = ASide::Operator(leg),
+        }
+        self.launch(key, side, now, out);
+    }
+
+    /// Sends the first INVITE of a stored leg and indexes it.
+    fn launch(&mut self, key: &str, side: Side, now: Instant, out: &mut Vec<Out>) {
+        let Some(leg) = self.leg_mut(key, side) else {
+            return;
+        };
+        leg.branch = format!("{LEG_BRANCH}{}", token());
+        let data = leg.build_invite(None);
+        out.push(Out { to: leg.peer, data });
+        let (branch, udp, cid) = (
+            leg.branch.clone(),
+            leg.peer.transport == Transport::Udp,
+            leg.call_id.clone(),
+        );
+        self.outside
+            .by_branch
+            .insert(branch.clone(), (key.to_string(), side));
+        self.outside.by_call_id.insert(cid, (key.to_string(), side));
+        self.leg_timers(key, side, branch, udp, now);
+    }
+
+    /// Bounded state: a call nobody ever hangs up is dropped after a day.
+    fn forget_after_a_day(&mut self, key: &str, now: Instant) {
+        self.schedule(
+            now + Duration::from_secs(86_400),
+            Timer::Outside(OTimer::Expire { key: key.into() }),
+        );
+    }
+
+    fn leg_timers(&mut self, key: &str, side: Side, branch: String, udp: bool, now: Instant) {
+        if udp {
+            self.schedule(
+                now + T1,
+                Timer::Outside(OTimer::Retransmit {
+                    key: key.into(),
+                    side,
+                    branch: branch.clone(),
+                    interval: T1,
+                }),
+            );
+        }
+        self.schedule(
+            now + TIMER_B,
+            Timer::Outside(OTimer::Timeout {
+                key: key.into(),
+                side,
+                branch,
+            }),
+        );
+    }
+
+    fn leg_mut(&mut self, key: &str, side: Side) -> Option<&mut Leg> {
+        let c = self.outside.calls.get_mut(key)?;
+        match side {
+            Side::B => c.b.as_mut(),
+            Side::A => match &mut c.a {
+                ASide::Operator(l) => Some(l),
+                ASide::Phone(_) => None,
+            },
+        }
+    }
+
+    fn on_leg_response(&mut self, branch: &str, msg: Message, now: Instant, out: &mut Vec<Out>) {
+        let (_, method) = msg.cseq();
+        if method != "INVITE" {
+            return; // answers to our BYE/CANCEL: nothing more to do
+        }
+        let Some((key, side)) = self.outside.by_branch.get(branch).cloned() else {
+            return;
+        };
+        let code = msg.code();
+        let Some(leg) = self.leg_mut(&key, side) else {
+            return;
+        };
+        if leg.branch != branch {
+            return;
+        }
+        if code < 200 {
+            if leg.final_code.is_some() {
+                return;
+            }
+            leg.provisional = true;
+            let cancelled = self.outside.calls.get(&key).is_some_and(|c| c.cancelled);
+            if cancelled {
+                let data = self.leg_mut(&key, side).map(|l| (l.peer, l.cancel()));
+                if let Some((to, data)) = data {
+                    out.push(Out { to, data });
+                }
+                return;
+            }
+            if code > 100 && side == Side::B {
+                self.relay_provisional(&key, &msg, out);
+            }
+            return;
+        }
+        if code < 300 {
+            if let Some(done) = leg.final_code.filter(|c| (200..300).contains(c)) {
+                let _ = done;
+                // A retransmitted 2xx: our ACK was lost.
+                if leg.acked {
+                    let data = leg.in_dialog("ACK", &[]);
+                    out.push(Out { to: leg.peer, data });
+                }
+                return;
+            }
+            leg.final_code = Some(code);
+            if let Some(tag) = msg
+                .header("to")
+                .and_then(NameAddr::parse)
+                .and_then(|n| n.tag().map(str::to_string))
+            {
+                leg.to = format!("{};tag={tag}", strip_tag(&leg.to));
+            }
+            if let Some(c) = msg.header("contact").and_then(uri_of) {
+                leg.target = c;
+            }
+            leg.routes = msg
+                .values_of("record-route")
+                .iter()
+                .rev()
+                .map(|s| s.to_string())
+                .collect();
+            leg.answer = msg.body.clone();
+            self.leg_answered(&key, side, now, out);
+            return;
+        }
+        // A final failure: ACK it, maybe answer a challenge, else end the call.
+        let to = msg.header("to").unwrap_or("").to_string();
+        let ack = leg.ack_failure(&to);
+        out.push(Out {
+            to: leg.peer,
+            data: ack,
+        });
+        if leg.final_code.is_some() {
+            return;
+        }
+        let (auth_tried, trunk_idx) = (leg.auth_tried, leg.trunk);
+        if (code == 401 || code == 407) && !auth_tried {
+            if let Some(idx) = trunk_idx {
+                if let (Some((ch, _, name)), Some(t)) = (
+                    best_challenge(&msg),
+                    self.outside.plan.trunks.get(idx).cloned(),
+                ) {
+                    let leg = self.leg_mut(&key, side).expect("present above");
+                    leg.auth_tried = true;
+                    leg.cseq += 1;
+                    let value = authorization(&ch, t.auth_user(), &t.secret, "INVITE", &leg.ruri);
+                    let old = std::mem::take(&mut leg.branch);
+                    leg.branch = format!("{LEG_BRANCH}{}", token());
+                    leg.provisional = false;
+                    let data = leg.build_invite(Some((name, value)));
+                    let (peer, nb, udp) = (
+                        leg.peer,
+                        leg.branch.clone(),
+                        leg.peer.transport == Transport::Udp,
+                    );
+                    out.push(Out { to: peer, data });
+                    self.outside.by_branch.remove(&old);
+                    self.outside
+                        .by_branch
+                        .insert(nb.clone(), (key.clone(), side));
+                    self.leg_timers(&key, side, nb, udp, now);
+                    return;
+                }
+            }
+        }
+        if let Some(leg) = self.leg_mut(&key, side) {
+            leg.final_code = Some(code);
+        }
+        let reason = match &msg.start {
+            StartLine::Response { reason, .. } => reason.clone(),
+            _ => String::new(),
+        };
+        self.leg_failed(&key, side, code, &reason, now, out);
+    }
+
+    fn relay_provisional(&mut self, key: &str, msg: &Message, out: &mut Vec<Out>) {
+        let Some(c) = self.outside.calls.get_mut(key) else {
+            return;
+        };
+        let ASide::Phone(ua) = &mut c.a else {
+            return;
+        };
+        if ua.final_code.is_some() {
+            return;
+        }
+        let reason = match &msg.start {
+            StartLine::Response { reason, .. } => reason.clone(),
+            _ => String::new(),
+        };
+        let r = ua.response(msg.code(), &reason, &msg.body);
+        let source = ua.source;
+        let data = self.send_response(r, source, out);
+        if let Some(ASide::Phone(ua)) = self.outside.calls.get_mut(key).map(|c| &mut c.a) {
+            ua.last = Some(data);
+        }
+    }
+
+    /// Sends a final response to the phone side and keeps it until the ACK.
+    fn final_to_phone(
+        &mut self,
+        key: &str,
+        code: u16,
+        reason: &str,
+        body: &[u8],
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.outside.calls.get_mut(key) else {
+            return;
+        };
+        let ASide::Phone(ua) = &mut c.a else {
+            return;
+        };
+        if ua.final_code.is_some() {
+            return;
+        }
+        ua.final_code = Some(code);
+        let r = ua.response(code, reason, body);
+        let (source, udp) = (ua.source, ua.source.transport == Transport::Udp);
+        let data = self.send_response(r, source, out);
+        if let Some(ASide::Phone(ua)) = self.outside.calls.get_mut(key).map(|c| &mut c.a) {
+            ua.last = Some(data);
+        }
+        if udp {
+            self.schedule(
+                now + T1,
+                Timer::Outside(OTimer::FinalRetransmit {
+                    key: key.into(),
+                    interval: T1,
+                    left: 10,
+                }),
+            );
+        }
+    }
+
+    fn leg_answered(&mut self, key: &str, side: Side, now: Instant, out: &mut Vec<Out>) {
+        let Some(c) = self.outside.calls.get_mut(key) else {
+            return;
+        };
+        let is_phone = matches!(c.a, ASide::Phone(_));
+        match (side, is_phone) {
+            (Side::B, true) => {
+                let answer = c.b.as_ref().map(|l| l.answer.clone()).unwrap_or_default();
+                let cancelled = c.cancelled;
+                self.ack_leg(key, Side::B, &[], out);
+                if cancelled {
+                    // The caller gave up while the provider answered: hang up its side.
+                    self.bye_leg(key, Side::B, out);
+                    return;
+                }
+                c_answered(self, key, now);
+                self.final_to_phone(key, 200, "OK", &answer, now, out);
+                if self.outside.calls.get(key).is_some_and(|c| c.cancelled) {
+                    self.hang_up(key, Side::A, now, out);
+                }
+            }
+            (Side::A, false) => {
+                // The operator picked up: now call the target with the phone's offer.
+                let offer = match &c.a {
+                    ASide::Operator(l) => l.answer.clone(),
+                    ASide::Phone(_) => Vec::new(),
+                };
+                let Some(p) = c.pending.take() else { return };
+                let leg = match p {
+                    Pending::Trunk { idx, number } => match self.trunk_leg(idx, &number, offer) {
+                        Some(l) => l,
+                        None => {
+                            self.leg_failed(key, Side::B, 503, "No trunk available", now, out);
+                            return;
+                        }
+                    },
+                    Pending::Extension { number, uri, peer } => {
+                        let me = self.me_for(peer.addr.ip());
+                        let op = self.outside.calls[key].extension.clone();
+                        Leg {
+                            peer,
+                            ruri: uri.clone(),
+                            target: uri,
+                            routes: Vec::new(),
+                            call_id: format!("crm-{}@{me}", token()),
+                            from: format!("<sip:{op}@{me}>;tag={}", token()),
+                            to: format!("<sip:{number}@{me}>"),
+                            contact: format!("<sip:{op}@{me}>"),
+                            me,
+                            cseq: 1,
+                            branch: String::new(),
+                            invite: Vec::new(),
+                            extra: Vec::new(),
+                            body: offer,
+                            trunk: None,
+                            auth_tried: false,
+                            provisional: false,
+                            final_code: None,
+                            answer: Vec::new(),
+                            acked: false,
+                        }
+                    }
+                };
+                self.start_leg(key, Side::B, leg, now, out);
+            }
+            (Side::B, false) => {
+                let answer = c.b.as_ref().map(|l| l.answer.clone()).unwrap_or_default();
+                self.ack_leg(key, Side::B, &[], out);
+                self.ack_leg(key, Side::A, &answer, out);
+                c_answered(self, key, now);
+            }
+            (Side::A, true) => {}
+        }
+    }
+
+    fn ack_leg(&mut self, key: &str, side: Side, body: &[u8], out: &mut Vec<Out>) {
+        if let Some(l) = self.leg_mut(key, side) {
+            if l.acked {
+                return;
+            }
+            l.acked = true;
+            let data = l.in_dialog("ACK", body);
+            out.push(Out { to: l.peer, data });
+        }
+    }
+
+    fn leg_failed(
+        &mut self,
+        key: &str,
+        side: Side,
+        code: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.outside.calls.get(key) else {
+            return;
+        };
+        let cause = if c.cancelled {
+            "cancelled".to_string()
+        } else if code == 408 || code == 480 {
+            "no_answer".to_string()
+        } else {
+            format!("status_{code}")
+        };
+        let is_phone = matches!(c.a, ASide::Phone(_));
+        if side == Side::B {
+            if is_phone {
+                let (code, reason) = if c.cancelled {
+                    (487, "Request Terminated")
+                } else {
+                    (code, reason)
+                };
+                self.final_to_phone(key, code, reason, &[], now, out);
+            } else {
+                // The operator is waiting in a dialog we must complete, then end.
+                let offer = match &c.a {
+                    ASide::Operator(l) => l.answer.clone(),
+                    ASide::Phone(_) => Vec::new(),
+                };
+                self.ack_leg(key, Side::A, &reject_all(&offer), out);
+                self.bye_leg(key, Side::A, out);
+            }
+        }
+        self.end_call(key, cause, now);
+    }
+
+    fn bye_leg(&mut self, key: &str, side: Side, out: &mut Vec<Out>) {
+        if let Some(l) = self.leg_mut(key, side) {
+            let data = l.in_dialog("BYE", &[]);
+            out.push(Out { to: l.peer, data });
+        }
+    }
+
+    /// Ends the other side of `from_side` (BYE if answered, else CANCEL / 487).
+    fn hang_up(&mut self, key: &str, to_side: Side, now: Instant, out: &mut Vec<Out>) {
+        let Some(c) = self.outside.calls.get_mut(key) else {
+            return;
+        };
+        match to_side {
+            Side::B => {
+                if let Some(l) = &mut c.b {
+                    match l.final_code {
+                        Some(200..=299) => {
+                            let data = l.in_dialog("BYE", &[]);
+                            out.push(Out { to: l.peer, data });
+                        }
+                        None => {
+                            let data = l.cancel();
+                            out.push(Out { to: l.peer, data });
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            Side::A => match &mut c.a {
+                ASide::Phone(ua) => match ua.final_code {
+                    Some(200..=299) => {
+                        let data = ua.bye();
+                        out.push(Out {
+                            to: ua.source,
+                            data,
+                        });
+                    }
+                    None => self.final_to_phone(key, 487, "Request Terminated", &[], now, out),
+                    Some(_) => {}
+                },
+                ASide::Operator(l) => match l.final_code {
+                    Some(200..=299) => {
+                        let offer = l.answer.clone();
+                        if !l.acked {
+                            l.acked = true;
+                            let data = l.in_dialog("ACK", &reject_all(&offer));
+                            out.push(Out { to: l.peer, data });
+                        }
+                        let data = l.in_dialog("BYE", &[]);
+                        out.push(Out { to: l.peer, data });
+                    }
+                    None => {
+                        let data = l.cancel();
+                        out.push(Out { to: l.peer, data });
+                    }
+                    Some(_) => {}
+                },
+            },
+        }
+    }
+
+    fn end_call(&mut self, key: &str, cause: String, now: Instant) {
+        let Some(c) = self.outside.calls.get_mut(key) else {
+            return;
+        };
+        if c.ended {
+            return;
+        }
+        c.ended = true;
+        let (ring_ms, talk_ms) = match c.answered {
+            Some(a) => (
+                a.duration_since(c.started).as_millis() as u64,
+                now.duration_since(a).as_millis() as u64,
+            ),
+            None => (now.duration_since(c.started).as_millis() as u64, 0),
+        };
+        self.events.emit(CallEvent::Ended {
+            call_id: key.to_string(),
+            cause,
+            ring_ms,
+            talk_ms,
+        });
+        self.schedule(
+            now + LINGER,
+            Timer::Outside(OTimer::Expire { key: key.into() }),
+        );
+    }
+
+    /// A request for a B2BUA call (claimed by [`Outside::claims`]).
+    pub(super) fn outside_request(
+        &mut self,
+        msg: Message,
+        from: Peer,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let method = msg.method().unwrap_or(Method::Other);
+        let branch = msg
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        if let Some(key) = self.outside.by_uas_branch.get(&branch).cloned() {
+            match method {
+                Method::Invite => {
+                    if let Some(ASide::Phone(ua)) = self.outside.calls.get(&key).map(|c| &c.a) {
+                        if let Some(last) = &ua.last {
+                            out.push(Out {
+                                to: ua.source,
+                                data: last.clone(),
+                            });
+                        }
+                    }
+                    return;
+                }
+                Method::Cancel => {
+                    let r = reply(&msg, 200, "OK");
+                    self.send_response(r, from, out);
+                    let open = self.outside.calls.get(&key).is_some_and(
+                        |c| matches!(&c.a, ASide::Phone(ua) if ua.final_code.is_none()),
+                    );
+                    if open {
+                        if let Some(c) = self.outside.calls.get_mut(&key) {
+                            c.cancelled = true;
+                        }
+                        self.hang_up(&key, Side::B, now, out);
+                        self.final_to_phone(&key, 487, "Request Terminated", &[], now, out);
+                        self.end_call(&key, "cancelled".into(), now);
+                    }
+                    return;
+                }
+                Method::Ack => {
+                    if let Some(ASide::Phone(ua)) =
+                        self.outside.calls.get_mut(&key).map(|c| &mut c.a)
+                    {
+                        ua.acked = true;
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        let Some((key, side)) = self.outside.by_call_id.get(msg.call_id()).cloned() else {
+            return;
+        };
+        match method {
+            Method::Ack => {
+                if let Some(ASide::Phone(ua)) = self.outside.calls.get_mut(&key).map(|c| &mut c.a) {
+                    ua.acked = true;
+                }
+            }
+            Method::Bye => {
+                let r = reply(&msg, 200, "OK");
+                self.answer_with(&msg, from, r, out);
+                let other = if side == Side::A { Side::B } else { Side::A };
+                self.hang_up(&key, other, now, out);
+                let answered = self
+                    .outside
+                    .calls
+                    .get(&key)
+                    .is_some_and(|c| c.answered.is_some());
+                let cause = if answered { "completed" } else { "cancelled" };
+                self.end_call(&key, cause.into(), now);
+            }
+            Method::Options => {
+                let r = reply(&msg, 200, "OK");
+                self.answer_with(&msg, from, r, out);
+            }
+            Method::Cancel => self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out),
+            // Simplification: no re-INVITE (hold), UPDATE, INFO or REFER across the B2BUA.
+            _ => self.answer(&msg, from, 501, "Not Implemented", out),
+        }
+    }
+
+    pub(super) fn fire_outside(&mut self, t: OTimer, now: Instant, out: &mut Vec<Out>) {
+        match t {
+            OTimer::Retransmit {
+                key,
+                side,
+                branch,
+                interval,
+            } => {
+                let Some(l) = self.leg_mut(&key, side) else {
+                    return;
+                };
+                if l.branch != branch || l.provisional || l.final_code.is_some() {
+                    return;
+                }
+                out.push(Out {
+                    to: l.peer,
+                    data: l.invite.clone(),
+                });
+                let next = interval * 2;
+                self.schedule(
+                    now + next,
+                    Timer::Outside(OTimer::Retransmit {
+                        key,
+                        side,
+                        branch,
+                        interval: next,
+                    }),
+                );
+            }
+            OTimer::Timeout { key, side, branch } => {
+                let Some(l) = self.leg_mut(&key, side) else {
+                    return;
+                };
+                if l.branch != branch || l.final_code.is_some() || l.provisional {
+                    return;
+                }
+                l.final_code = Some(408);
+                self.leg_failed(&key, side, 408, "Request Timeout", now, out);
+            }
+            OTimer::FinalRetransmit {
+                key,
+                interval,
+                left,
+            } => {
+                let Some(ASide::Phone(ua)) = self.outside.calls.get(&key).map(|c| &c.a) else {
+                    return;
+                };
+                if ua.acked || left == 0 {
+                    return;
+                }
+                if let Some(last) = &ua.last {
+                    out.push(Out {
+                        to: ua.source,
+                        data: last.clone(),
+                    });
+                }
+                let next = (interval * 2).min(T2);
+                self.schedule(
+                    now + next,
+                    Timer::Outside(OTimer::FinalRetransmit {
+                        key,
+                        interval: next,
+                        left: left - 1,
+                    }),
+                );
+            }
+            OTimer::Expire { key } => {
+                if let Some(c) = self.outside.calls.remove(&key) {
+                    let o = &mut self.outside;
+                    o.by_call_id.retain(|_, (k, _)| *k != key);
+                    o.by_branch.retain(|_, (k, _)| *k != key);
+                    o.by_uas_branch.retain(|_, k| *k != key);
+                    drop(c);
+                }
+            }
+        }
+    }
+
+    // ----- click-to-call ------------------------------------------------------------
+
+    /// Calls `operator`'s phone, then connects it to `target` (an extension or a number
+    /// out through a trunk, under the operator's outbound policy). Returns the call id.
+    pub fn click_to_call(
+        &mut self,
+        operator: &str,
+        target: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> Result<String, String> {
+        let now_secs = wall_secs();
+        let Some((op_uri, op_peer)) = self.contacts_of(operator, now_secs).pop() else {
+            return Err(format!(
+                "extension {operator} (your desk phone) is not registered"
+            ));
+        };
+        let number = trunk::normalise_dialled(target).ok_or("not a phone number")?;
+        let (pending, direction) = match self.directory.lookup(&number) {
+            Some(Entry::Extension { .. }) => {
+                if number == operator {
+                    return Err("that is your own extension".into());
+                }
+                let (uri, peer) = self
+                    .contacts_of(&number, now_secs)
+                    .pop()
+                    .ok_or_else(|| format!("extension {number} is not registered"))?;
+                (
+                    Pending::Extension {
+                        number: number.clone(),
+                        uri,
+                        peer,
+                    },
+                    CallDirection::Internal,
+                )
+            }
+            Some(Entry::Group(_)) => {
+                return Err("a ring group cannot be dialled by click-to-call".into())
+            }
+            None if self.outside.plan.dial.matches(&number) => {
+                let idx = self
+                    .outbound_allowed(operator, &number)
+                    .map_err(|(_, r)| r.to_string())?;
+                (
+                    Pending::Trunk {
+                        idx,
+                        number: number.clone(),
+                    },
+                    CallDirection::Outbound,
+                )
+            }
+            None => return Err(format!("{number} is no extension and no outside number")),
+        };
+        if self.outside.calls.len() >= MAX_CALLS {
+            return Err("too many calls".into());
+        }
+        let me = self.me_for(op_peer.addr.ip());
+        let auto = self
+            .outside
+            .plan
+            .policies
+            .get(operator)
+            .is_some_and(|p| p.auto_answer);
+        let mut extra = Vec::new();
+        if auto {
+            let host = me
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(&me)
+                .to_string();
+            extra.push(("Call-Info".into(), format!("<sip:{host}>;answer-after=0")));
+            extra.push(("Alert-Info".into(), "info=alert-autoanswer".into()));
+            extra.push(("Answer-Mode".into(), "Auto".into()));
+        }
+        let call_id = format!("crm-c2c-{}@{me}", token());
+        let leg = Leg {
+            peer: op_peer,
+            ruri: op_uri.clone(),
+            target: op_uri,
+            routes: Vec::new(),
+            call_id: call_id.clone(),
+            from: format!("\"{number}\" <sip:{number}@{me}>;tag={}", token()),
+            to: format!("<sip:{operator}@{me}>"),
+            contact: format!("<sip:{number}@{me}>"),
+            me,
+            cseq: 1,
+            branch: String::new(),
+            invite: Vec::new(),
+            extra,
+            body: Vec::new(),
+            trunk: None,
+            auth_tried: false,
+            provisional: false,
+            final_code: None,
+            answer: Vec::new(),
+            acked: false,
+        };
+        self.outside.calls.insert(
+            call_id.clone(),
+            Call {
+                a: ASide::Operator(leg),
+                b: None,
+                pending: Some(pending),
+                started: now,
+                answered: None,
+                ended: false,
+                cancelled: false,
+                extension: operator.to_string(),
+            },
+        );
+        self.launch(&call_id, Side::A, now, out);
+        self.forget_after_a_day(&call_id, now);
+        self.events.emit(CallEvent::Ringing {
+            call_id: call_id.clone(),
+            direction,
+            from: operator.to_string(),
+            to: number,
+            group: None,
+            extensions: vec![operator.to_string()],
+        });
+        Ok(call_id)
+    }
+}
+
+/// Marks a call answered and tells the call log.
+fn c_answered(e: &mut Engine, key: &str, now: Instant) {
+    let Some(c) = e.outside.calls.get_mut(key) else {
+        return;
+    };
+    if c.answered.is_some() {
+        return;
+    }
+    c.answered = Some(now);
+    let ext = c.extension.clone();
+    e.events.emit(CallEvent::Answered {
+        call_id: key.to_string(),
+        extension: ext,
+    });
+}
+
+#[allow(dead_code)]
+const _: &str = BRANCH_PREFIX;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse_and_answer() {
+        let c = parse_challenge(
+            "Digest realm=\"prov\", nonce=\"abc\", qop=\"auth,auth-int\", algorithm=SHA-256, opaque=\"o1\"",
+        )
+        .unwrap();
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+        assert!(c.qop_auth);
+        assert_eq!(c.opaque.as_deref(), Some("o1"));
+        let a = authorization(&c, "u", "p", "REGISTER", "sip:prov");
+        let creds = super::super::super::digest::Credentials::parse(&a).unwrap();
+        let expect = super::super::super::digest::response(
+            Algorithm::Sha256,
+            "u",
+            "prov",
+            "p",
+            "REGISTER",
+            "sip:prov",
+            "abc",
+            &creds.nc,
+            &creds.cnonce,
+            "auth",
+        );
+        assert_eq!(creds.response, expect);
+        assert!(a.contains("opaque=\"o1\""));
+        assert!(parse_challenge("Basic realm=x").is_none());
+        assert!(parse_challenge("Digest realm=x, nonce=y, algorithm=MD5-sess").is_none());
+        // RFC 2617 without qop.
+        let c = parse_challenge("Digest realm=\"r\", nonce=\"n\"").unwrap();
+        assert_eq!(c.algorithm, Algorithm::Md5);
+        assert!(!authorization(&c, "u", "p", "INVITE", "sip:x").contains("qop"));
+    }
+
+    struct NoDir;
+    impl super::super::super::Directory for NoDir {
+        fn lookup(&self, _: &str) -> Option<Entry> {
+            None
+        }
+    }
+    struct NoStore;
+    impl super::super::super::BindingStore for NoStore {
+        fn upsert(&self, _: &super::super::super::StoredBinding) {}
+        fn remove(&self, _: &str, _: &str) {}
+    }
+    struct NoEvents;
+    impl super::super::super::EventSink for NoEvents {
+        fn emit(&self, _: CallEvent) {}
+    }
+
+    fn engine_with_trunk(now: Instant) -> Engine {
+        let cfg = super::super::super::SipConfig::new("127.0.0.1:5060".parse().unwrap());
+        let mut e = Engine::new(
+            cfg,
+            std::sync::Arc::new(NoDir),
+            std::sync::Arc::new(NoStore),
+            std::sync::Arc::new(NoEvents),
+            Vec::new(),
+        );
+        let plan = Plan {
+            trunks: vec![Trunk {
+                id: 1,
+                name: "p".into(),
+                host: "192.0.2.10".into(),
+                port: 5060,
+                transport: Transport::Udp,
+                username: "u".into(),
+                secret: "s".into(),
+                auth_username: String::new(),
+                from_domain: String::new(),
+                register: true,
+                expires: 600,
+                caller_id: String::new(),
+                resolved: vec!["192.0.2.10:5060".parse().unwrap()],
+                allow: Vec::new(),
+            }],
+            retry_base_secs: 2,
+            retry_max_secs: 10,
+            ..Default::default()
+        };
+        e.set_plan(plan, now);
+        e
+    }
+
+    fn registers(out: &[Out]) -> Vec<String> {
+        out.iter()
+            .map(|o| String::from_utf8_lossy(&o.data).into_owned())
+            .filter(|m| m.starts_with("REGISTER "))
+            .collect()
+    }
+
+    #[test]
+    fn registration_retries_back_off_exponentially_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut e = engine_with_trunk(t0);
+        let mut out = Vec::new();
+        e.on_tick(t0, &mut out);
+        assert_eq!(registers(&out).len(), 1);
+        let mut t = t0;
+        for want in [2u64, 4, 8, 10, 10] {
+            // No answer within timer F: failed, next attempt after the backoff.
+            t += TIMER_B + Duration::from_millis(1);
+            out.clear();
+            e.on_tick(t, &mut out);
+            match &e.trunk_status(t)[0].state {
+                TrunkState::Failed { reason, retry_in } => {
+                    assert!(reason.contains("no answer"), "{reason}");
+                    assert!(
+                        *retry_in == want || *retry_in + 1 == want,
+                        "{retry_in} vs {want}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            t += Duration::from_secs(want);
+            out.clear();
+            e.on_tick(t, &mut out);
+            assert_eq!(registers(&out).len(), 1, "retried after {want} s");
+        }
+    }
+
+    #[test]
+    fn a_repeated_challenge_for_answered_credentials_is_a_failure() {
+        let t0 = Instant::now();
+        let mut e = engine_with_trunk(t0);
+        let mut out = Vec::new();
+        e.on_tick(t0, &mut out);
+        let provider = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.10:5060".parse().unwrap(),
+        };
+        let challenge = |req: &str| {
+            let m = message::parse(req.as_bytes(), true).unwrap();
+            let mut r = m.response(401, "Unauthorized", "prov");
+            r.push(
+                "www-authenticate",
+                "WWW-Authenticate",
+                "Digest realm=\"p\", nonce=\"n1\", qop=\"auth\", algorithm=SHA-256".into(),
+            );
+            r.to_bytes()
+        };
+        let first = registers(&out).remove(0);
+        out.clear();
+        e.on_packet(&challenge(&first), provider, t0, &mut out);
+        let second = registers(&out).remove(0);
+        assert!(second.contains("Authorization: Digest username=\"u\", realm=\"p\", nonce=\"n1\""));
+        assert!(second.contains("algorithm=SHA-256"));
+        assert!(second.contains("CSeq: 2 REGISTER"));
+        out.clear();
+        e.on_packet(&challenge(&second), provider, t0, &mut out);
+        assert!(
+            registers(&out).is_empty(),
+            "no third try with the same nonce"
+        );
+        match &e.trunk_status(t0)[0].state {
+            TrunkState::Failed { reason, .. } => assert!(reason.contains("rejected"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reject_all_answers_every_stream_with_port_zero() {
+        let sdp = b"v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\nm=video 4002 RTP/AVP 96\r\n";
+        let a = String::from_utf8(reject_all(sdp)).unwrap();
+        assert!(a.contains("m=audio 0 RTP/AVP 0 8\r\n"));
+        assert!(a.contains("m=video 0 RTP/AVP 96\r\n"));
+        assert!(!a.contains("10.0.0.1"));
+    }
+}
