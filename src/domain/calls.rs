@@ -904,6 +904,14 @@ enum Done {
     Resolved,
 }
 
+/// The office extension whose user is on the call once it is answered.
+pub fn office_extension(direction: CallDirection, answered: &str, from: &str) -> String {
+    match direction {
+        CallDirection::Outbound => from.to_string(),
+        _ => answered.to_string(),
+    }
+}
+
 fn apply_missed(
     c: &crate::db::Conn,
     actions: Vec<MissedAction>,
@@ -966,24 +974,26 @@ fn apply(
             extension,
             at_ms,
         } => {
-            let linked = q::users_of_extensions(c, std::slice::from_ref(extension))?
+            let Some(k) = q::by_call_id(c, call_id)? else {
+                return Ok(());
+            };
+            let dir = parse_direction(&k.direction).unwrap_or(CallDirection::Internal);
+            // The staff member on the call: whoever picked up, or for a call out through
+            // the trunk (answered by the outside party) the extension that dialled.
+            let office_ext = office_extension(dir, extension, &k.from_number);
+            let linked = q::users_of_extensions(c, std::slice::from_ref(&office_ext))?
                 .into_iter()
                 .next();
             let user_id = linked.as_ref().map(|u| u.user_id);
             if q::set_answered(c, call_id, extension, user_id, *at_ms)? {
-                let name = linked
-                    .map(|u| u.display_name)
-                    .unwrap_or_else(|| extension.clone());
-                if let Some(k) = q::by_call_id(c, call_id)? {
-                    let dir = parse_direction(&k.direction).unwrap_or(CallDirection::Internal);
-                    let actions = missed_actions(
-                        dir,
-                        &normalise(&k.from_number, country),
-                        &normalise(&k.to_number, country),
-                        Outcome::Answered,
-                    );
-                    apply_missed(c, actions, k.id, k.customer_id, *at_ms, done)?;
-                }
+                let name = linked.map(|u| u.display_name).unwrap_or(office_ext);
+                let actions = missed_actions(
+                    dir,
+                    &normalise(&k.from_number, country),
+                    &normalise(&k.to_number, country),
+                    Outcome::Answered,
+                );
+                apply_missed(c, actions, k.id, k.customer_id, *at_ms, done)?;
                 done.push(Done::Answered {
                     call_id: call_id.clone(),
                     ext: extension.clone(),
@@ -1122,6 +1132,13 @@ mod tests {
             missed_actions(Internal, "1501", "1000", Outcome::Answered),
             vec![res("1501", "got_through"), res("1000", "called_back")]
         );
+    }
+
+    #[test]
+    fn the_office_side_of_an_answered_call() {
+        assert_eq!(office_extension(Inbound, "1501", "+998901234567"), "1501");
+        assert_eq!(office_extension(Internal, "1501", "1000"), "1501");
+        assert_eq!(office_extension(Outbound, "trunk", "1501"), "1501");
     }
 
     #[test]

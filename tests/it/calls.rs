@@ -440,6 +440,10 @@ async fn calls_filters_and_api_refuse_bad_input_with_a_clear_400() {
         ("direction=sideways", "direction"),
         ("operator=abc", "operator"),
         ("number=12ab!", "number"),
+        (
+            "number=99999999999999999999999999999999999999999999999999",
+            "number",
+        ),
         ("limit=0", "limit"),
         ("limit=5000", "limit"),
         ("offset=-1", "offset"),
