@@ -127,11 +127,17 @@
     if (c) c.remove();
   }
 
+  // Who is on the other end: the customer's name, or the number as a dial link.
+  function party(k) {
+    return k.customer_name ? document.createTextNode(k.customer_name) : phoneLink(k.number);
+  }
   function chip(k) {
     var s = el("span", "call-chip");
     if (k.answered_user_id) s.dataset.callUser = k.answered_user_id;
     s.dataset.since = k.answered_ms;
-    s.appendChild(document.createTextNode((k.answered_user_name || "") + " ↔ " + (k.customer_name || pretty(k.number)) + " "));
+    s.appendChild(document.createTextNode((k.answered_user_name || "") + " ↔ "));
+    s.appendChild(party(k));
+    s.appendChild(document.createTextNode(" "));
     s.appendChild(el("span", "call-timer"));
     return s;
   }
@@ -148,7 +154,8 @@
       cell.textContent = "";
       if (k) {
         cell.dataset.since = k.answered_ms;
-        cell.appendChild(document.createTextNode((k.customer_name || pretty(k.number)) + " "));
+        cell.appendChild(party(k));
+        cell.appendChild(document.createTextNode(" "));
         cell.appendChild(el("span", "call-timer"));
       } else {
         delete cell.dataset.since;

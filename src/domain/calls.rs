@@ -201,6 +201,8 @@ pub struct Calls {
     db: Db,
     events: EventBus,
     live: Arc<Mutex<HashMap<String, LiveCall>>>,
+    /// Masters on a call at the last `call.live`, so they also hear when it ends.
+    live_masters: Arc<Mutex<Vec<i64>>>,
     country: Arc<Mutex<Country>>,
 }
 
@@ -286,6 +288,7 @@ impl Calls {
             db,
             events,
             live: Arc::default(),
+            live_masters: Arc::default(),
             country: Arc::new(Mutex::new(crate::model::phone::UZBEKISTAN)),
         }
     }
@@ -411,10 +414,14 @@ impl Calls {
     async fn pop_data(&self, party: &str, exts: &[String], at_ms: i64) -> DomainResult<PopData> {
         let party = party.to_string();
         let exts = exts.to_vec();
-        let money_fmt = super::shop::load(&self.db).await.unwrap_or_default();
+        let country = self.country.clone();
         Ok(self
             .db
             .read(move |c| {
+                // Read here rather than awaited apart: one trip to the pool for the pop.
+                let money_fmt =
+                    super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
+                *country.lock().unwrap_or_else(|e| e.into_inner()) = money_fmt.country();
                 let users = q::users_of_extensions(c, &exts)?;
                 let found = if party.starts_with('+') {
                     crate::db::customers::by_phone(c, &party)?
@@ -495,6 +502,8 @@ impl Calls {
         at_ms: i64,
     ) -> i64 {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        // A call whose end never arrived (events lost while lagging) does not stay "live".
+        live.retain(|_, k| at_ms - k.started_ms < STALE_MS);
         let entry = live.entry(call_id.to_string()).or_insert_with(|| LiveCall {
             call_id: call_id.to_string(),
             direction: direction_code(direction),
@@ -709,15 +718,44 @@ impl Calls {
         }
     }
 
-    /// Sends the whole live status (small: the calls being talked now).
+    /// Sends the whole live status (small: the calls being talked now) to admins and
+    /// operators; a master gets only their own call (and the empty list once it ends).
     fn publish_live(&self) {
         let calls = self.on_calls();
-        let masters: Vec<i64> = calls.iter().filter_map(|k| k.answered_user_id).collect();
+        let now = now_ms();
         self.events.publish(Event::new(
             "call.live",
-            serde_json::json!({"calls": calls, "now_ms": now_ms()}),
-            Audience::Staff { masters },
+            serde_json::json!({"calls": calls, "now_ms": now}),
+            Audience::Staff { masters: vec![] },
         ));
+        let masters: Vec<i64> = calls
+            .iter()
+            .filter(|k| {
+                k.rung
+                    .iter()
+                    .any(|u| Some(u.user_id) == k.answered_user_id && u.role == "master")
+            })
+            .filter_map(|k| k.answered_user_id)
+            .collect();
+        let before = std::mem::replace(
+            &mut *self.live_masters.lock().unwrap_or_else(|e| e.into_inner()),
+            masters.clone(),
+        );
+        let mut all = before;
+        all.extend(masters);
+        all.sort_unstable();
+        all.dedup();
+        for m in all {
+            let own: Vec<&LiveCall> = calls
+                .iter()
+                .filter(|k| k.answered_user_id == Some(m))
+                .collect();
+            self.events.publish(Event::new(
+                "call.live",
+                serde_json::json!({"calls": own, "now_ms": now}),
+                Audience::Users(vec![m]),
+            ));
+        }
     }
 
     /// Calls being talked now (answered, not ended), oldest first.
@@ -830,6 +868,9 @@ impl Calls {
     }
 }
 
+/// A call older than this is no longer shown as in progress (12 h).
+const STALE_MS: i64 = 12 * 3600 * 1000;
+
 /// Lists count at most this many calls (then "10 000+").
 pub const COUNT_CAP: i64 = 10_000;
 
@@ -861,6 +902,14 @@ enum Done {
         outcome: Outcome,
     },
     Resolved,
+}
+
+/// The office extension whose user is on the call once it is answered.
+pub fn office_extension(direction: CallDirection, answered: &str, from: &str) -> String {
+    match direction {
+        CallDirection::Outbound => from.to_string(),
+        _ => answered.to_string(),
+    }
 }
 
 fn apply_missed(
@@ -925,24 +974,26 @@ fn apply(
             extension,
             at_ms,
         } => {
-            let linked = q::users_of_extensions(c, std::slice::from_ref(extension))?
+            let Some(k) = q::by_call_id(c, call_id)? else {
+                return Ok(());
+            };
+            let dir = parse_direction(&k.direction).unwrap_or(CallDirection::Internal);
+            // The staff member on the call: whoever picked up, or for a call out through
+            // the trunk (answered by the outside party) the extension that dialled.
+            let office_ext = office_extension(dir, extension, &k.from_number);
+            let linked = q::users_of_extensions(c, std::slice::from_ref(&office_ext))?
                 .into_iter()
                 .next();
             let user_id = linked.as_ref().map(|u| u.user_id);
             if q::set_answered(c, call_id, extension, user_id, *at_ms)? {
-                let name = linked
-                    .map(|u| u.display_name)
-                    .unwrap_or_else(|| extension.clone());
-                if let Some(k) = q::by_call_id(c, call_id)? {
-                    let dir = parse_direction(&k.direction).unwrap_or(CallDirection::Internal);
-                    let actions = missed_actions(
-                        dir,
-                        &normalise(&k.from_number, country),
-                        &normalise(&k.to_number, country),
-                        Outcome::Answered,
-                    );
-                    apply_missed(c, actions, k.id, k.customer_id, *at_ms, done)?;
-                }
+                let name = linked.map(|u| u.display_name).unwrap_or(office_ext);
+                let actions = missed_actions(
+                    dir,
+                    &normalise(&k.from_number, country),
+                    &normalise(&k.to_number, country),
+                    Outcome::Answered,
+                );
+                apply_missed(c, actions, k.id, k.customer_id, *at_ms, done)?;
                 done.push(Done::Answered {
                     call_id: call_id.clone(),
                     ext: extension.clone(),
@@ -1081,6 +1132,13 @@ mod tests {
             missed_actions(Internal, "1501", "1000", Outcome::Answered),
             vec![res("1501", "got_through"), res("1000", "called_back")]
         );
+    }
+
+    #[test]
+    fn the_office_side_of_an_answered_call() {
+        assert_eq!(office_extension(Inbound, "1501", "+998901234567"), "1501");
+        assert_eq!(office_extension(Internal, "1501", "1000"), "1501");
+        assert_eq!(office_extension(Outbound, "trunk", "1501"), "1501");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! In a real browser (headless Chromium): the screen-pop card appears when the operator's
 //! phone rings and disappears when the call ends; an unknown number offers "new
-//! customer" and "new order" with the number filled in.
+//! customer" and "new order" with the number filled in, and Alt+O opens the order form.
 
 use std::time::Duration;
 
@@ -145,7 +145,24 @@ async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
         .unwrap()
         .unwrap();
     assert_eq!(href, "/customers/new?phone=%2B998977654321");
-    assert!(gone(&b, ".call-pop").await, "the second card closes too");
+    // Alt+O starts an order from the call, the number filled in.
+    b.client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{E00A}o\u{E000}")
+        .await
+        .unwrap();
+    let phone_field = b
+        .client
+        .wait()
+        .for_element(Locator::Css("#new-order #phone"))
+        .await
+        .expect("Alt+O opens the intake form");
+    assert_eq!(
+        phone_field.prop("value").await.unwrap().as_deref(),
+        Some("+998977654321")
+    );
     assert_ok(&c.await.unwrap(), 1, "second call");
     let r = wait_sipp(phone).await;
     assert_eq!((r.ok, r.failed), (2, 0), "{}", r.out);

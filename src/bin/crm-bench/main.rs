@@ -3,6 +3,7 @@
 //! same run where the issue asks for one.
 
 mod backup;
+mod calls;
 mod core;
 mod httpc;
 mod notify;
@@ -14,7 +15,7 @@ mod ws;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup", "ws", "core", "notify", "backup", "sip"];
+const SUITES: &[&str] = &["startup", "ws", "core", "notify", "backup", "sip", "calls"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         "notify" => notify::run(rest),
         "backup" => backup::run(rest),
         "sip" => sip::run(rest),
+        "calls" => calls::run(rest),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")

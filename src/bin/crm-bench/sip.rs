@@ -144,7 +144,7 @@ fn bench(kit: &Path, target: &str, pid: &str, env: &[(&str, String)]) -> anyhow:
         .ok_or_else(|| anyhow::anyhow!("bench.sh gave no result line: {text}"))
 }
 
-fn param(resp: &str, header: &str, name: &str) -> String {
+pub(crate) fn param(resp: &str, header: &str, name: &str) -> String {
     let line = resp
         .lines()
         .find(|l| l.starts_with(header))
@@ -162,14 +162,14 @@ fn param(resp: &str, header: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
-struct Client {
+pub(crate) struct Client {
     sock: UdpSocket,
     server: SocketAddr,
     seq: u64,
 }
 
 impl Client {
-    fn new(server: SocketAddr) -> anyhow::Result<Client> {
+    pub(crate) fn new(server: SocketAddr) -> anyhow::Result<Client> {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         Ok(Client {
@@ -186,7 +186,7 @@ impl Client {
     }
 
     /// REGISTER with digest; `contacts` are full Contact header lines.
-    fn register(&mut self, user: &str, contacts: &[String]) -> anyhow::Result<()> {
+    pub(crate) fn register(&mut self, user: &str, contacts: &[String]) -> anyhow::Result<()> {
         let s = self.server;
         let l = self.sock.local_addr()?;
         let mk = |seq: u64, auth: &str| {

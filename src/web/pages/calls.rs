@@ -521,7 +521,7 @@ fn live_chip(k: &LiveCall) -> Markup {
     html! {
         span.call-chip data-call-user=[k.answered_user_id] data-since=[k.answered_ms] {
             (k.answered_user_name.clone().unwrap_or_default()) " ↔ "
-            (k.customer_name.clone().unwrap_or_else(|| k.number.clone()))
+            @if let Some(n) = &k.customer_name { (n) } @else { (phone_link(&k.number)) }
             " " span.call-timer {}
         }
     }
@@ -534,7 +534,8 @@ pub fn user_cell(ui: &Ui, user: i64) -> Markup {
     html! {
         span.user-call data-call-cell=(user) data-since=[k.and_then(|k| k.answered_ms)] {
             @if let Some(k) = k {
-                (k.customer_name.clone().unwrap_or_else(|| k.number.clone())) " " span.call-timer {}
+                @if let Some(n) = &k.customer_name { (n) } @else { (phone_link(&k.number)) }
+                " " span.call-timer {}
             }
         }
     }
