@@ -179,7 +179,6 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/calls", Allowed(ViewCalls), api::calls::list);
     r.add(get(), "/api/v1/calls/missed", Allowed(ViewCalls), api::calls::missed);
     r.add(get(), "/api/v1/calls/live", Allowed(ViewCalls), api::calls::live);
-    r.add(get(), "/api/v1/calls/{call_id}", Allowed(ViewCalls), api::calls::get);
     // SIP trunks, call rules, outbound policy; click-to-call (issue 6, trunk side)
     r.add(post(), "/telephony/trunks", Allowed(ManageTelephony), pages::telephony::save_trunk);
     r.add(post(), "/telephony/trunks/{id}/delete", Allowed(ManageTelephony), pages::telephony::delete_trunk);
@@ -193,6 +192,9 @@ pub fn define(r: &mut impl Registrar) {
     r.add(Method::PUT, "/api/v1/telephony/rules", Allowed(ManageTelephony), api::telephony::save_rules);
     r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/outbound", Allowed(ManageTelephony), api::telephony::set_outbound);
     r.add(post(), "/api/v1/calls/dial", Allowed(PlaceCalls), api::telephony::dial);
+    // After every fixed /api/v1/calls/… path: actix takes the first pattern that matches
+    // and answers 405 when its method does not.
+    r.add(get(), "/api/v1/calls/{call_id}", Allowed(ViewCalls), api::calls::get);
 }
 
 /// Collects the specs without registering anything.

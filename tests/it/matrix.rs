@@ -196,8 +196,7 @@ pub const OPS: &[(&str, &str, Who)] = &[
 ];
 
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] =
-        &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK];
+    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 
