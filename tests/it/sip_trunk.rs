@@ -227,6 +227,36 @@ async fn trunk_inbound_did_rings_the_group_after_hours_elsewhere_and_strangers_a
     }
     let one_id = call_id(&evs[0]).to_string();
     assert!(evs.iter().all(|e| call_id(e) == one_id));
+    // The call log keeps it as an inbound call from the customer's number, answered.
+    let token = app.api_token("admin").await;
+    let client = app.client();
+    let row = eventually(Duration::from_secs(10), || {
+        let (client, token, url) = (client.clone(), token.clone(), app.url("/api/v1/calls"));
+        let one_id = one_id.clone();
+        async move {
+            let v: serde_json::Value = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            v["items"]
+                .as_array()?
+                .iter()
+                .find(|c| c["call_id"] == one_id.as_str() && !c["ended_ms"].is_null())
+                .cloned()
+        }
+    })
+    .await
+    .expect("the inbound call reaches the call log");
+    assert_eq!(row["direction"], "inbound", "{row}");
+    assert_eq!(row["outcome"], "answered", "{row}");
+    assert_eq!(row["party_number"], "+998901112233", "{row}");
+    assert_eq!(row["ring_group"], "100", "{row}");
+    assert_eq!(row["answered_ext"], "1501", "{row}");
     for (k, what) in [(answer, "answering member"), (elsewhere, "other member")] {
         let r = wait_sipp(k).await;
         assert_eq!((r.ok, r.failed), (1, 0), "{what}: {}", r.out);
