@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod core;
 mod core_browser;
+mod core_lists;
 mod core_reports;
 mod foundation;
 mod layering;

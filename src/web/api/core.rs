@@ -127,8 +127,12 @@ pub struct OrderQuery {
     pub overdue: bool,
     /// newest (default), oldest, promised, updated
     pub sort: Option<String>,
+    pub branch_id: Option<i64>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+    /// Sorted by number (newest, oldest): the page after this order id; faster than
+    /// `offset` deep into a list.
+    pub after: Option<i64>,
 }
 
 #[derive(serde::Serialize, ToSchema)]
@@ -168,8 +172,10 @@ pub async fn list_orders(
                 return Err(DomainError::invalid(format!("unknown sort {other:?}")).into())
             }
         },
+        branch_id: q.branch_id,
         limit,
         offset: q.offset.unwrap_or(0),
+        after: q.after,
         ..Default::default()
     };
     let (items, total) = state.ctx.orders.list(&actor, f).await?;

@@ -7,8 +7,8 @@ use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
 use super::core_ui::{
-    category_label, csv, date, date_input, money, pager, parse_date_input, start_of_day_input,
-    status_badge,
+    category_label, csv, date, date_input, keyset_pager, money, parse_date_input,
+    start_of_day_input, status_badge, Cursor,
 };
 use super::{html, html_status, redirect};
 use crate::domain::customers::CustomerInput;
@@ -39,6 +39,9 @@ pub struct ListQuery {
     overdue: Option<u8>,
     sort: Option<String>,
     page: Option<i64>,
+    /// Keyset cursors of the pager links (see `core_ui::keyset_pager`).
+    after: Option<i64>,
+    before: Option<i64>,
 }
 
 impl ListQuery {
@@ -63,6 +66,8 @@ impl ListQuery {
             },
             limit: PER_PAGE,
             offset: self.page.unwrap_or(0).max(0) * PER_PAGE,
+            after: self.after,
+            before: self.before,
             ..Default::default()
         }
     }
@@ -228,7 +233,11 @@ async fn render_list(
             }
             div #orders-region data-live-topics="order." {
                 (orders_table(&ui, &shop, &statuses, &rows))
-                (pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total))
+                (keyset_pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total, rows.len() as i64,
+                    q.filter(None).sort.keyset().then(|| Cursor {
+                        first: rows.first().map(|o| o.id).unwrap_or(0),
+                        last: rows.last().map(|o| o.id).unwrap_or(0),
+                    }).filter(|_| !rows.is_empty())))
             }
         },
     ))
@@ -238,6 +247,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
     let mut q = q.into_inner();
     let statuses = ui.state.ctx.orders.statuses().await.unwrap_or_default();
     let mut all = Vec::new();
+    let keyset = q.filter(None).sort.keyset();
     for page_no in 0..200 {
         q.page = Some(page_no);
         let (rows, _) = match find(&ui, &actor, &q).await {
@@ -245,6 +255,10 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
             Err(e) => return fail(&ui, e),
         };
         let n = rows.len() as i64;
+        if keyset {
+            // The next page starts after this one's last row: no rows skipped again.
+            q.after = rows.last().map(|o| o.id);
+        }
         all.extend(rows);
         if n < PER_PAGE {
             break;
