@@ -6,6 +6,7 @@
 mod writer;
 
 pub mod accounts;
+pub mod branches;
 pub mod customers;
 pub mod notices;
 pub mod orders;

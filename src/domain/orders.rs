@@ -416,7 +416,11 @@ impl Orders {
                         return Err(DomainError::invalid("assign to an active master").into());
                     }
                 }
-                let branch_id = n.branch_id.unwrap_or(1);
+                let branch_id = match n.branch_id {
+                    Some(b) => b,
+                    None => crate::db::branches::default_id(c)?
+                        .ok_or_else(|| DomainError::invalid("no active branch"))?,
+                };
                 if !q::branch_exists(c, branch_id)? {
                     return Err(DomainError::invalid("unknown branch").into());
                 }

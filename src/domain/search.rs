@@ -92,7 +92,15 @@ pub async fn search(db: &Db, by: &Actor, q: &str, limit: i64) -> DomainResult<Se
                     return Ok(out);
                 }
             }
-            let hits = crate::db::orders::search(c, &expr, limit * 2)?;
+            // Whole words first: FTS5 reads an exact term's doclist lazily from the
+            // newest end, while a prefix term merges every matching doclist in full
+            // ("Artel"* is 300 000 orders). When whole words already fill the page the
+            // prefix query is not needed; a word still being typed falls through to it.
+            let exact = expr.replace("\"*", "\"");
+            let mut hits = crate::db::orders::search(c, &exact, limit * 2)?;
+            if (hits.len() as i64) < limit * 2 && exact != expr {
+                hits = crate::db::orders::search(c, &expr, limit * 2)?;
+            }
             let mut out = SearchResults::default();
             for (kind, id) in hits {
                 match kind.as_str() {

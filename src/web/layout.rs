@@ -14,6 +14,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.dashboard", Action::ViewDashboard),
     ("/orders", "nav.orders", Action::ViewOrders),
     ("/customers", "nav.customers", Action::ViewCustomers),
+    ("/map", "branches.map_nav", Action::ViewOrders),
     ("/workload", "nav.workload", Action::ViewReports),
     ("/users", "nav.users", Action::ManageUsers),
     ("/settings", "nav.settings", Action::ManageSettings),

@@ -34,6 +34,7 @@ pub struct ListQuery {
     group: Option<String>,
     status: Option<i64>,
     master: Option<i64>,
+    branch: Option<i64>,
     from: Option<String>,
     to: Option<String>,
     overdue: Option<u8>,
@@ -50,6 +51,7 @@ impl ListQuery {
             group: self.group.clone().filter(|g| !g.is_empty()),
             status_id: self.status,
             master_id: self.master,
+            branch_id: self.branch,
             from: self.from.as_deref().and_then(start_of_day_input),
             to: self
                 .to
@@ -85,6 +87,9 @@ impl ListQuery {
         }
         if let Some(m) = self.master {
             v.push(("master", m.to_string()));
+        }
+        if let Some(b) = self.branch {
+            v.push(("branch", b.to_string()));
         }
         if let Some(f) = &self.from {
             v.push(("from", f.clone()));
@@ -183,6 +188,9 @@ async fn render_list(
     };
     let statuses = ctx.orders.statuses().await.unwrap_or_default();
     let masters = ctx.orders.masters().await.unwrap_or_default();
+    let branches = crate::domain::branches::list(&ctx.db, false)
+        .await
+        .unwrap_or_default();
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
     let page_no = q.page.unwrap_or(0).max(0);
     let qs = q.query_string();
@@ -218,6 +226,12 @@ async fn render_list(
                     select name="master" {
                         option value="" { (ui.t("orders.all_masters")) }
                         @for (id, name) in &masters { option value=(id) selected[q.master == Some(*id)] { (name) } }
+                    }
+                }
+                @if branches.len() > 1 {
+                    select name="branch" {
+                        option value="" { (ui.t("branches.all")) }
+                        @for b in &branches { option value=(b.id) selected[q.branch == Some(b.id)] { (b.name) } }
                     }
                 }
                 input type="date" name="from" value=(q.from.clone().unwrap_or_default()) title=(ui.t("orders.from"));
@@ -326,6 +340,7 @@ pub struct NewForm {
     prepayment: String,
     warranty_days: String,
     master: Option<String>,
+    branch: Option<String>,
 }
 
 fn new_page(
@@ -333,6 +348,7 @@ fn new_page(
     actor: &Actor,
     f: &NewForm,
     masters: &[(i64, String)],
+    branches: &[crate::domain::branches::BranchRow],
     known: Option<&crate::domain::customers::CustomerRow>,
     error: Option<&str>,
 ) -> Markup {
@@ -386,6 +402,10 @@ fn new_page(
                     input #prepayment name="prepayment" inputmode="numeric" value=(f.prepayment) placeholder="0";
                     label for="warranty_days" { (ui.t("orders.warranty_days")) }
                     input #warranty_days name="warranty_days" inputmode="numeric" value=(f.warranty_days) placeholder="30";
+                    label for="branch" { (ui.t("branches.branch")) }
+                    select #branch name="branch" {
+                        @for b in branches { option value=(b.id) selected[f.branch.as_deref() == Some(&b.id.to_string())] { (b.name) } }
+                    }
                     @if actor.can(Action::AssignOrders) {
                         label for="master" { (ui.t("orders.master")) }
                         select #master name="master" {
@@ -423,7 +443,18 @@ pub async fn new_form(ui: Ui, actor: Actor, q: web::Query<NewQuery>) -> HttpResp
     if let Some(c) = &known {
         f.phone = c.phones.first().cloned().unwrap_or_default();
     }
-    html(new_page(&ui, &actor, &f, &masters, known.as_ref(), None))
+    let branches = crate::domain::branches::list(&ctx.db, true)
+        .await
+        .unwrap_or_default();
+    html(new_page(
+        &ui,
+        &actor,
+        &f,
+        &masters,
+        &branches,
+        known.as_ref(),
+        None,
+    ))
 }
 
 fn num(s: &str, what: &str) -> Result<i64, DomainError> {
@@ -452,7 +483,23 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
             Some(m) => Some(m.parse().map_err(|_| DomainError::invalid("master"))?),
             None => None,
         };
+        let branch_id = match f.branch.as_deref().filter(|b| !b.is_empty()) {
+            Some(b) => Some(
+                b.parse()
+                    .map_err(|_| DomainError::invalid("unknown branch"))?,
+            ),
+            None => None,
+        };
         // Validate the order before creating a customer, so a bad form leaves nothing behind.
+        if let Some(b) = branch_id {
+            match crate::domain::branches::get(&ctx.db, b).await {
+                Ok(row) if row.active => {}
+                Ok(_) | Err(DomainError::NotFound) => {
+                    return Err(DomainError::invalid("unknown branch"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if f.complaint.trim().is_empty() {
             return Err(DomainError::invalid(format!(
                 "{}: {}",
@@ -487,7 +534,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                 &actor,
                 NewOrder {
                     customer_id,
-                    branch_id: None,
+                    branch_id,
                     device_category: f.device_category.clone(),
                     brand: f.brand.clone(),
                     model: f.model.clone(),
@@ -510,9 +557,12 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
         Ok(o) => redirect(&format!("/orders/{}", o.id)),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
             let masters = ctx.orders.masters().await.unwrap_or_default();
+            let branches = crate::domain::branches::list(&ctx.db, true)
+                .await
+                .unwrap_or_default();
             html_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                new_page(&ui, &actor, &f, &masters, None, Some(&m)),
+                new_page(&ui, &actor, &f, &masters, &branches, None, Some(&m)),
             )
         }
         Err(e) => fail(&ui, e),
