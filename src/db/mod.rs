@@ -6,6 +6,7 @@
 mod writer;
 
 pub mod accounts;
+pub mod activity;
 pub mod branches;
 pub mod customers;
 pub mod notices;

@@ -5,6 +5,7 @@ mod support;
 mod browser;
 mod cli;
 mod core;
+mod core_activity;
 mod core_branches;
 mod core_browser;
 mod core_lists;
