@@ -8,6 +8,7 @@ mod core;
 mod core_activity;
 mod core_branches;
 mod core_browser;
+mod core_language;
 mod core_lists;
 mod core_reports;
 mod foundation;
