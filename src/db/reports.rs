@@ -90,3 +90,19 @@ pub fn revenue_between(c: &Connection, from: i64, to: i64) -> DbResult<i64> {
         |r| r.get(0),
     )?)
 }
+
+/// Payments minus refunds per day in [from, to): (start of the day, sum), days offset by
+/// `tz_secs`, only days with payments.
+pub fn revenue_by_day(
+    c: &Connection,
+    from: i64,
+    to: i64,
+    tz_secs: i64,
+) -> DbResult<Vec<(i64, i64)>> {
+    let mut st = c.prepare_cached(
+        "SELECT ((created_at + ?3) / 86400) * 86400 - ?3, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
+         FROM payments WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1 ORDER BY 1",
+    )?;
+    let rows = st.query_map(params![from, to, tz_secs], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
