@@ -15,6 +15,8 @@ pub struct CustomerRow {
     pub address: String,
     pub notes: String,
     pub tags: String,
+    /// Preferred language for messages (`uz`, `uz-Cyrl`, `ru`, `en`), when known.
+    pub language: Option<String>,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -27,10 +29,11 @@ pub struct CustomerFields<'a> {
     pub address: &'a str,
     pub notes: &'a str,
     pub tags: &'a str,
+    pub language: Option<&'a str>,
 }
 
 const COLS: &str =
-    "id, name, email, telegram, address, notes, tags, version, created_at, updated_at";
+    "id, name, email, telegram, address, notes, tags, version, created_at, updated_at, language";
 
 fn from_row(r: &Row) -> rusqlite::Result<CustomerRow> {
     Ok(CustomerRow {
@@ -45,6 +48,7 @@ fn from_row(r: &Row) -> rusqlite::Result<CustomerRow> {
         version: r.get(7)?,
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
+        language: r.get(10)?,
     })
 }
 
@@ -91,10 +95,10 @@ pub fn by_phone(c: &Connection, e164: &str) -> DbResult<Vec<CustomerRow>> {
 
 pub fn insert(c: &Connection, f: &CustomerFields, phones: &[String], now: i64) -> DbResult<i64> {
     c.prepare_cached(
-        "INSERT INTO customers (name, email, telegram, address, notes, tags, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        "INSERT INTO customers (name, email, telegram, address, notes, tags, created_at, updated_at, language)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
     )?
-    .execute(params![f.name, f.email, f.telegram, f.address, f.notes, f.tags, now])?;
+    .execute(params![f.name, f.email, f.telegram, f.address, f.notes, f.tags, now, f.language])?;
     let id = c.last_insert_rowid();
     set_phones(c, id, phones)?;
     reindex(c, id)?;
@@ -112,9 +116,9 @@ pub fn update(
 ) -> DbResult<bool> {
     let n = c.execute(
         "UPDATE customers SET name = ?3, email = ?4, telegram = ?5, address = ?6, notes = ?7, tags = ?8,
-                updated_at = ?9, version = version + 1
+                updated_at = ?9, language = ?10, version = version + 1
          WHERE id = ?1 AND version = ?2 AND merged_into IS NULL",
-        params![id, version, f.name, f.email, f.telegram, f.address, f.notes, f.tags, now],
+        params![id, version, f.name, f.email, f.telegram, f.address, f.notes, f.tags, now, f.language],
     )?;
     if n == 1 {
         set_phones(c, id, phones)?;
@@ -236,6 +240,7 @@ mod tests {
                 address: "",
                 notes: "",
                 tags: "",
+                language: None,
             };
             let a = insert(c, &f("Aziz"), &["+998901112233".into()], 1)?;
             let b = insert(c, &f("Aziz K"), &["+998901112244".into()], 1)?;

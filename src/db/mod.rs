@@ -6,6 +6,8 @@
 mod writer;
 
 pub mod accounts;
+pub mod activity;
+pub mod branches;
 pub mod calls;
 pub mod customers;
 pub mod notices;
@@ -91,6 +93,8 @@ struct Inner {
 }
 
 fn migrations() -> Migrations<'static> {
+    // Strict on purpose: numbers must be consecutive, so a step can never be skipped and
+    // recorded as done (branches developed in parallel hold reserved numbers until merged).
     Migrations::from_directory(&MIGRATIONS_DIR).expect("embedded migrations are well-formed")
 }
 

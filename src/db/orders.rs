@@ -229,6 +229,11 @@ pub struct OrderFilter {
     pub sort: OrderSort,
     pub limit: i64,
     pub offset: i64,
+    /// Keyset page: the rows after this order id in the list's order (number sorts only;
+    /// `offset` is then ignored).
+    pub after: Option<i64>,
+    /// Keyset page: the rows just before this order id in the list's order.
+    pub before: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +245,22 @@ pub enum OrderSort {
     Updated,
 }
 
-fn filter_sql(f: &OrderFilter) -> (String, Vec<rusqlite::types::Value>) {
+impl OrderSort {
+    /// Sorted by number (id), so a page can start from the last row of the one before.
+    pub fn keyset(self) -> bool {
+        matches!(self, OrderSort::Newest | OrderSort::Oldest)
+    }
+}
+
+/// The WHERE clause over `orders o` alone (no joins: statuses are resolved to ids here)
+/// and the index hint it reads best with.
+struct Plan {
+    from: &'static str,
+    wh: String,
+    params: Vec<rusqlite::types::Value>,
+}
+
+fn plan(c: &Connection, f: &OrderFilter) -> DbResult<Plan> {
     use rusqlite::types::Value;
     let mut w = vec!["1 = 1".to_string()];
     let mut p: Vec<Value> = Vec::new();
@@ -248,11 +268,47 @@ fn filter_sql(f: &OrderFilter) -> (String, Vec<rusqlite::types::Value>) {
         p.push(v);
         w.push(cond.replace('?', &format!("?{}", p.len())));
     };
-    if let Some(g) = &f.group {
-        add("s.grp = ?", Value::Text(g.clone()), &mut w);
-    }
-    if let Some(s) = f.status_id {
-        add("o.status_id = ?", Value::Integer(s), &mut w);
+    // The statuses the filters allow (None: all). Overdue orders are open ones.
+    let all: Vec<(i64, String)> = {
+        let mut st = c.prepare_cached("SELECT id, grp FROM statuses")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let wanted: Vec<&(i64, String)> = all
+        .iter()
+        .filter(|(id, grp)| {
+            f.group.as_deref().is_none_or(|g| g == grp)
+                && f.status_id.is_none_or(|s| s == *id)
+                && (f.overdue_at.is_none() || grp != "closed")
+        })
+        .collect();
+    let restricted = f.group.is_some() || f.status_id.is_some() || f.overdue_at.is_some();
+    let only_open = restricted && wanted.iter().all(|(_, g)| g != "closed");
+    // Open orders are few and `orders_open` holds them in id order with the filtered
+    // columns; a customer's or a search's orders are fewer still through their own index.
+    let mut from = "orders o";
+    if restricted {
+        match wanted.as_slice() {
+            [] => w.push("0".into()),
+            _ if only_open => {
+                w.push("o.closed_at IS NULL".into());
+                let ids: Vec<String> = wanted.iter().map(|(id, _)| id.to_string()).collect();
+                if wanted.len() < all.iter().filter(|(_, g)| g != "closed").count() {
+                    w.push(format!("o.status_id IN ({})", ids.join(",")));
+                }
+                if f.customer_id.is_none() && f.ids.is_none() {
+                    from = "orders o INDEXED BY orders_open";
+                }
+            }
+            // One status: its index range is already in id order.
+            [(id, _)] => add("o.status_id = ?", Value::Integer(*id), &mut w),
+            // Several statuses with closed ones: most of the table, so read it in list
+            // order (unary + keeps the planner from collecting and sorting them all).
+            many => {
+                let ids: Vec<String> = many.iter().map(|(id, _)| id.to_string()).collect();
+                w.push(format!("+o.status_id IN ({})", ids.join(",")));
+            }
+        }
     }
     if let Some(m) = f.master_id {
         add("o.master_id = ?", Value::Integer(m), &mut w);
@@ -270,12 +326,7 @@ fn filter_sql(f: &OrderFilter) -> (String, Vec<rusqlite::types::Value>) {
         add("o.created_at < ?", Value::Integer(to), &mut w);
     }
     if let Some(now) = f.overdue_at {
-        p.push(Value::Integer(now));
-        let n = p.len();
-        w.push(format!(
-            "s.grp <> 'closed' AND ((s.limit_hours IS NOT NULL AND o.status_since + s.limit_hours * 3600 < ?{n})
-              OR (o.promised_at IS NOT NULL AND o.promised_at < ?{n} AND s.grp NOT IN ('ready', 'closed')))"
-        ));
+        add("o.due_at < ?", Value::Integer(now), &mut w);
     }
     if let Some(ids) = &f.ids {
         let list = if ids.is_empty() {
@@ -288,27 +339,67 @@ fn filter_sql(f: &OrderFilter) -> (String, Vec<rusqlite::types::Value>) {
         };
         w.push(format!("o.id IN ({list})"));
     }
-    (w.join(" AND "), p)
+    Ok(Plan {
+        from,
+        wh: w.join(" AND "),
+        params: p,
+    })
 }
 
+/// One page of the list. Two steps: the ids from `orders` alone (an index range read
+/// in list order), then the page's rows with their joins.
 pub fn list(c: &Connection, f: &OrderFilter) -> DbResult<Vec<OrderRow>> {
-    let (wh, mut p) = filter_sql(f);
-    let order = match f.sort {
-        OrderSort::Newest => "o.id DESC",
-        OrderSort::Oldest => "o.id ASC",
-        OrderSort::Promised => "o.promised_at IS NULL, o.promised_at ASC, o.id DESC",
-        OrderSort::Updated => "o.updated_at DESC, o.id DESC",
+    let Plan {
+        from,
+        mut wh,
+        params: mut p,
+    } = plan(c, f)?;
+    let newest = f.sort == OrderSort::Newest;
+    // Paging backwards reads the list in reverse from the cursor, then turns it round.
+    let backwards = f.sort.keyset() && f.before.is_some() && f.after.is_none();
+    let keyset = f.sort.keyset() && (f.after.is_some() || f.before.is_some());
+    if let Some(after) = f.after.filter(|_| f.sort.keyset()) {
+        p.push(after.into());
+        wh.push_str(&format!(
+            " AND o.id {} ?{}",
+            if newest { "<" } else { ">" },
+            p.len()
+        ));
+    } else if let Some(before) = f.before.filter(|_| f.sort.keyset()) {
+        p.push(before.into());
+        wh.push_str(&format!(
+            " AND o.id {} ?{}",
+            if newest { ">" } else { "<" },
+            p.len()
+        ));
+    }
+    let order = match (f.sort, backwards) {
+        (OrderSort::Newest, false) | (OrderSort::Oldest, true) => "o.id DESC",
+        (OrderSort::Oldest, false) | (OrderSort::Newest, true) => "o.id ASC",
+        (OrderSort::Promised, _) => "o.promised_at IS NULL, o.promised_at ASC, o.id DESC",
+        (OrderSort::Updated, _) => "o.updated_at DESC, o.id DESC",
     };
     p.push(f.limit.into());
-    p.push(f.offset.into());
+    p.push(if keyset { 0 } else { f.offset }.into());
     let sql = format!(
-        "{ORDER_SELECT} WHERE {wh} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
+        "SELECT o.id FROM {from} WHERE {wh} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
         p.len() - 1,
         p.len()
     );
     let mut st = c.prepare_cached(&sql)?;
-    let rows = st.query_map(rusqlite::params_from_iter(p), order_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut ids: Vec<i64> = st
+        .query_map(rusqlite::params_from_iter(p), |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if backwards {
+        ids.reverse();
+    }
+    let mut rows = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = get(c, id)? {
+            rows.push(r);
+        }
+    }
+    Ok(rows)
 }
 
 /// Lists count at most this many rows: past it a page says "10 000+", because counting
@@ -317,13 +408,13 @@ pub const COUNT_CAP: i64 = 10_000;
 
 /// Matching orders, up to `COUNT_CAP + 1` (meaning "more than the cap").
 pub fn count(c: &Connection, f: &OrderFilter) -> DbResult<i64> {
-    let (wh, p) = filter_sql(f);
+    let Plan { from, wh, params } = plan(c, f)?;
     let sql = format!(
-        "SELECT count(*) FROM (SELECT 1 FROM orders o JOIN statuses s ON s.id = o.status_id WHERE {wh} LIMIT {})",
+        "SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {wh} LIMIT {})",
         COUNT_CAP + 1
     );
     Ok(c.prepare_cached(&sql)?
-        .query_row(rusqlite::params_from_iter(p), |r| r.get(0))?)
+        .query_row(rusqlite::params_from_iter(params), |r| r.get(0))?)
 }
 
 pub struct OrderFields<'a> {
@@ -636,8 +727,8 @@ pub fn workload(c: &Connection, from: i64, to: i64) -> DbResult<Vec<WorkloadRow>
                 coalesce(cl.closed, 0), cl.avg_h
          FROM users u
          LEFT JOIN (SELECT o.master_id, count(*) AS open, sum(s.grp = 'in_work') AS in_work
-                    FROM orders o JOIN statuses s ON s.id = o.status_id
-                    WHERE o.status_id IN (SELECT id FROM statuses WHERE grp <> 'closed')
+                    FROM orders o INDEXED BY orders_open JOIN statuses s ON s.id = o.status_id
+                    WHERE o.closed_at IS NULL
                     GROUP BY o.master_id) op ON op.master_id = u.id
          LEFT JOIN (SELECT master_id, count(*) AS closed, avg(closed_at - created_at) / 3600.0 AS avg_h
                     FROM orders WHERE closed_at >= ?1 AND closed_at < ?2

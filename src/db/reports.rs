@@ -14,20 +14,20 @@ pub struct DayPoint {
     pub revenue: i64,
 }
 
-/// Open orders per status group.
+/// Open orders per status group (from the small index of open orders).
 pub fn open_by_group(c: &Connection) -> DbResult<Vec<(String, i64)>> {
     let mut st = c.prepare_cached(
-        "SELECT s.grp, count(*) FROM orders o JOIN statuses s ON s.id = o.status_id WHERE s.grp <> 'closed' GROUP BY s.grp",
+        "SELECT s.grp, count(*) FROM orders o INDEXED BY orders_open JOIN statuses s ON s.id = o.status_id
+         WHERE o.closed_at IS NULL GROUP BY s.grp",
     )?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Open orders past their due time (see `orders.due_at`).
 pub fn overdue_count(c: &Connection, now: i64) -> DbResult<i64> {
     Ok(c.query_row(
-        "SELECT count(*) FROM orders o JOIN statuses s ON s.id = o.status_id
-         WHERE s.grp <> 'closed' AND ((s.limit_hours IS NOT NULL AND o.status_since + s.limit_hours * 3600 < ?1)
-           OR (o.promised_at IS NOT NULL AND o.promised_at < ?1 AND s.grp NOT IN ('ready', 'closed')))",
+        "SELECT count(*) FROM orders o INDEXED BY orders_open WHERE o.closed_at IS NULL AND o.due_at < ?1",
         [now],
         |r| r.get(0),
     )?)
@@ -89,4 +89,20 @@ pub fn revenue_between(c: &Connection, from: i64, to: i64) -> DbResult<i64> {
         params![from, to],
         |r| r.get(0),
     )?)
+}
+
+/// Payments minus refunds per day in [from, to): (start of the day, sum), days offset by
+/// `tz_secs`, only days with payments.
+pub fn revenue_by_day(
+    c: &Connection,
+    from: i64,
+    to: i64,
+    tz_secs: i64,
+) -> DbResult<Vec<(i64, i64)>> {
+    let mut st = c.prepare_cached(
+        "SELECT ((created_at + ?3) / 86400) * 86400 - ?3, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
+         FROM payments WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1 ORDER BY 1",
+    )?;
+    let rows = st.query_map(params![from, to, tz_secs], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -25,6 +25,10 @@ pub struct CustomerInput {
     pub notes: String,
     #[serde(default)]
     pub tags: String,
+    /// Preferred language for messages: `uz`, `uz-Cyrl`, `ru` or `en`; empty or absent
+    /// when not known (messages then use the shop's default).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 struct Clean {
@@ -35,6 +39,7 @@ struct Clean {
     address: String,
     notes: String,
     tags: String,
+    language: Option<&'static str>,
 }
 
 fn clean(i: CustomerInput, country: crate::model::phone::Country) -> DomainResult<Clean> {
@@ -74,7 +79,23 @@ fn clean(i: CustomerInput, country: crate::model::phone::Country) -> DomainResul
             Ok(s.to_string())
         }
     };
+    let language = match i
+        .language
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        None => None,
+        Some(l) => Some(
+            crate::model::Language::from_code(l)
+                .ok_or_else(|| {
+                    DomainError::invalid(format!("language {l:?}: one of uz, uz-Cyrl, ru, en"))
+                })?
+                .code(),
+        ),
+    };
     Ok(Clean {
+        language,
         address: long(&i.address, "address", 300)?,
         notes: long(&i.notes, "notes", 2000)?,
         tags: long(&i.tags, "tags", 200)?,
@@ -245,5 +266,6 @@ fn fields(c: &Clean) -> CustomerFields<'_> {
         address: &c.address,
         notes: &c.notes,
         tags: &c.tags,
+        language: c.language,
     }
 }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod accounts;
 pub mod activity;
+pub mod branches;
 pub mod calls;
 pub mod customers;
 pub mod dashboard;

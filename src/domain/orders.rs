@@ -416,7 +416,11 @@ impl Orders {
                         return Err(DomainError::invalid("assign to an active master").into());
                     }
                 }
-                let branch_id = n.branch_id.unwrap_or(1);
+                let branch_id = match n.branch_id {
+                    Some(b) => b,
+                    None => crate::db::branches::default_id(c)?
+                        .ok_or_else(|| DomainError::invalid("no active branch"))?,
+                };
                 if !q::branch_exists(c, branch_id)? {
                     return Err(DomainError::invalid("unknown branch").into());
                 }
@@ -740,6 +744,11 @@ impl Orders {
                 let detail = serde_json::json!({"from": from.code, "to": to.code, "debt_override": debt_override.then_some(balance)});
                 let eid = q::insert_event(c, id, Some(by_id), "status", false, &note, &detail, now)?;
                 let cust = crate::db::customers::get(c, before.customer_id)?;
+                // The customer's own language, when the desk recorded it.
+                let language = cust
+                    .as_ref()
+                    .and_then(|c| c.language.as_deref())
+                    .and_then(crate::model::Language::from_code);
                 let email = cust.map(|c| c.email).filter(|e| !e.is_empty());
                 notify(
                     c,
@@ -748,7 +757,7 @@ impl Orders {
                     super::notifications::Recipient::Customer {
                         customer_id: before.customer_id,
                         email,
-                        language: None,
+                        language,
                     },
                     order_data(c, id, &[])?,
                 )?;

@@ -35,9 +35,40 @@ pub fn fts_expression(q: &str, country: crate::model::phone::Country) -> Option<
         .split(|c: char| c.is_whitespace() || c == '-' || c == '"' || c == '\'')
         .filter(|w| !w.is_empty())
         .take(8)
-        .map(|w| format!("\"{}\"*", w.replace('"', "")))
+        .map(|w| {
+            let w = w.replace('"', "");
+            // A prefix term reads the doclist of every indexed word it begins: "12"*
+            // would merge thousands of serials and phone tails, so short numbers and
+            // single letters match whole words only ("iPhone 12").
+            let short =
+                w.chars().count() < 2 || (w.len() < 4 && w.chars().all(|c| c.is_ascii_digit()));
+            if short {
+                format!("\"{w}\"")
+            } else {
+                format!("\"{w}\"*")
+            }
+        })
         .collect();
     (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+/// What was typed as an order number ("rm24-123", "RM24-00123", "RM2400123"), in the
+/// form numbers are stored (`RM24-00123`): letters, the year's two digits, the sequence.
+pub fn order_number(q: &str) -> Option<String> {
+    let q = q.trim().to_uppercase();
+    let letters: String = q.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    let rest = &q[letters.len()..];
+    let (year, seq) = match rest.split_once('-') {
+        Some((y, n)) => (y, n),
+        None if rest.len() > 2 => rest.split_at(2),
+        None => return None,
+    };
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if letters.is_empty() || year.len() != 2 || !digits(year) || !digits(seq) || seq.len() > 6 {
+        return None;
+    }
+    let n: u32 = seq.parse().ok()?;
+    Some(format!("{letters}{year}-{n:05}"))
 }
 
 pub async fn search(db: &Db, by: &Actor, q: &str, limit: i64) -> DomainResult<SearchResults> {
@@ -47,9 +78,29 @@ pub async fn search(db: &Db, by: &Actor, q: &str, limit: i64) -> DomainResult<Se
     };
     let by = by.clone();
     let limit = limit.clamp(1, 100);
+    let number = order_number(q);
     Ok(db
         .read(move |c| {
-            let hits = crate::db::orders::search(c, &expr, limit * 2)?;
+            // An order number is found through its unique index; as a full-text prefix
+            // ("RM24"*) it would merge the doclists of a year's worth of numbers.
+            if let Some(n) = number {
+                if let Some(o) = crate::db::orders::by_number(c, &n)? {
+                    let mut out = SearchResults::default();
+                    if by.role != Role::Master || o.master_id == Some(by.user_id) {
+                        out.orders.push(o);
+                    }
+                    return Ok(out);
+                }
+            }
+            // Whole words first: FTS5 reads an exact term's doclist lazily from the
+            // newest end, while a prefix term merges every matching doclist in full
+            // ("Artel"* is 300 000 orders). When whole words already fill the page the
+            // prefix query is not needed; a word still being typed falls through to it.
+            let exact = expr.replace("\"*", "\"");
+            let mut hits = crate::db::orders::search(c, &exact, limit * 2)?;
+            if (hits.len() as i64) < limit * 2 && exact != expr {
+                hits = crate::db::orders::search(c, &expr, limit * 2)?;
+            }
             let mut out = SearchResults::default();
             for (kind, id) in hits {
                 match kind.as_str() {
@@ -90,12 +141,38 @@ mod tests {
         );
         assert_eq!(
             fts_expression("iPhone 12", UZBEKISTAN).unwrap(),
-            "\"iPhone\"* \"12\"*"
+            "\"iPhone\"* \"12\""
         );
         assert_eq!(
             fts_expression("x\" OR body:*", UZBEKISTAN).unwrap(),
-            "\"x\"* \"OR\"* \"body:*\"*"
+            "\"x\" \"OR\"* \"body:*\"*"
         );
         assert!(fts_expression("  ", UZBEKISTAN).is_none());
+        assert_eq!(
+            fts_expression("iPhone 12 a", UZBEKISTAN).unwrap(),
+            "\"iPhone\"* \"12\" \"a\"",
+            "short numbers and single letters are whole words"
+        );
+    }
+
+    #[test]
+    fn order_numbers_as_typed() {
+        for typed in ["RM24-00123", "rm24-123", " RM2400123 ", "Rm24-0123"] {
+            assert_eq!(
+                order_number(typed).as_deref(),
+                Some("RM24-00123"),
+                "{typed}"
+            );
+        }
+        for other in [
+            "Galaxy A52",
+            "A52",
+            "RM-12",
+            "123456789",
+            "RM24-",
+            "iPhone 12",
+        ] {
+            assert_eq!(order_number(other), None, "{other}");
+        }
     }
 }

@@ -7,7 +7,6 @@ use rand::{Rng, SeedableRng};
 use super::DomainResult;
 use crate::db::seed::{self as q, SeedCustomer, SeedOrder};
 use crate::db::{now, Db};
-use crate::model::PhoneNumber;
 
 const MALE: &[&str] = &[
     "Aziz",
@@ -127,10 +126,8 @@ pub struct SeedReport {
 }
 
 /// Adds `customers` customers and `orders` orders. Deterministic for a given `seed`.
+/// One transaction: the shop gets all of it or, on failure, none of it.
 pub async fn seed(db: &Db, customers: usize, orders: usize, seed: u64) -> DomainResult<SeedReport> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let now = now();
-    let three_years = 3 * 365 * 86_400;
     let masters: Vec<i64> = db
         .read(crate::db::orders::masters)
         .await?
@@ -138,119 +135,119 @@ pub async fn seed(db: &Db, customers: usize, orders: usize, seed: u64) -> Domain
         .map(|(id, _)| id)
         .collect();
     let prefix = super::shop::load(db).await?.order_prefix;
-    let mut ids: Vec<i64> = Vec::with_capacity(customers);
-    const BATCH: usize = 20_000;
-    let mut made = 0;
-    while made < customers {
-        let n = BATCH.min(customers - made);
-        let rows: Vec<SeedCustomer> = (0..n)
-            .map(|_| {
-                let female = rng.gen_bool(0.5);
-                let first = if female {
-                    FEMALE[rng.gen_range(0..FEMALE.len())]
-                } else {
-                    MALE[rng.gen_range(0..MALE.len())]
-                };
-                let sur = SURNAMES[rng.gen_range(0..SURNAMES.len())];
-                let sur = if female {
-                    format!("{sur}a")
-                } else {
-                    sur.to_string()
-                };
-                let phone = format!(
-                    "+998{}{:07}",
-                    PREFIXES[rng.gen_range(0..PREFIXES.len())],
-                    rng.gen_range(0..10_000_000)
-                );
-                SeedCustomer {
-                    name: format!("{first} {sur}"),
-                    phone,
-                    created_at: now - rng.gen_range(0..three_years),
-                }
-            })
-            .collect();
-        let batch_ids = db
-            .write(move |c| {
-                q::customers(c, &rows, |p| {
-                    PhoneNumber::from_e164_unchecked(p.to_string()).search_tokens()
-                })
-            })
-            .await?;
-        ids.extend(batch_ids);
-        made += n;
-    }
-    let mut made = 0;
-    while made < orders {
-        let n = BATCH.min(orders - made);
-        let mut rows: Vec<SeedOrder> = (0..n)
-            .map(|_| {
-                let created = now - rng.gen_range(0..three_years);
-                let age_days = (now - created) / 86_400;
-                // Old orders are closed; recent ones are spread over the workflow.
-                let status = if age_days > 30 {
-                    if rng.gen_bool(0.93) {
-                        7
-                    } else {
-                        8
-                    }
-                } else {
-                    rng.gen_range(1..=8)
-                };
-                let (cat, brand, models) = DEVICES[rng.gen_range(0..DEVICES.len())];
-                let estimate = rng.gen_range(5..200) * 10_000;
-                let total = if status >= 5 { estimate } else { 0 };
-                let closed = matches!(status, 7 | 8)
-                    .then(|| (created + rng.gen_range(1..10) * 86_400).min(now));
-                SeedOrder {
-                    customer_id: ids
-                        .get(rng.gen_range(0..ids.len().max(1)))
-                        .copied()
-                        .unwrap_or(1),
-                    status_id: status,
-                    master_id: (!masters.is_empty())
-                        .then(|| masters[rng.gen_range(0..masters.len())]),
-                    category: cat,
-                    brand,
-                    model: models[rng.gen_range(0..models.len())],
-                    serial: format!(
-                        "{:015}",
-                        rng.gen_range(100_000_000_000_000u64..999_999_999_999_999)
-                    ),
-                    complaint: COMPLAINTS[rng.gen_range(0..COMPLAINTS.len())],
-                    estimate,
-                    total,
-                    paid: if status == 7 { total } else { 0 },
-                    created_at: created,
-                    closed_at: closed,
-                }
-            })
-            .collect();
-        // Numbers follow creation order within a year.
-        rows.sort_by_key(|r| r.created_at);
-        let prefix = prefix.clone();
-        db.write(move |c| {
-            let first = q::max_order_id(c)? + 1;
-            q::orders(c, &rows, &prefix, |t| {
+    db.write(move |c| {
+        let load = q::BulkLoad::begin(c)?;
+        let mut gen = Generator {
+            rng: StdRng::seed_from_u64(seed),
+            now: now(),
+            masters,
+        };
+        let mut ids: Vec<i64> = Vec::with_capacity(customers);
+        let mut made = 0;
+        while made < customers {
+            let n = BATCH.min(customers - made);
+            let rows: Vec<SeedCustomer> = (0..n).map(|_| gen.customer()).collect();
+            ids.extend(load.customers(&rows)?);
+            made += n;
+        }
+        let mut made = 0;
+        while made < orders {
+            let n = BATCH.min(orders - made);
+            let mut rows: Vec<SeedOrder> = (0..n).map(|_| gen.order(&ids)).collect();
+            // Numbers follow creation order within a batch.
+            rows.sort_by_key(|r| r.created_at);
+            load.orders(&rows, &prefix, |t| {
                 time::OffsetDateTime::from_unix_timestamp(t)
                     .map(|d| d.year())
                     .unwrap_or(2026)
             })?;
-            for (i, r) in rows.iter().enumerate() {
-                if r.paid > 0 {
-                    q::payment(
-                        c,
-                        first + i as i64,
-                        r.paid,
-                        r.closed_at.unwrap_or(r.created_at),
-                    )?;
-                }
-            }
-            Ok(())
-        })
-        .await?;
-        made += n;
-    }
+            made += n;
+        }
+        load.finish()
+    })
+    .await?;
     // Statistics for the planner, then fold the WAL back into the file.
     db.checkpoint().await.ok();
     Ok(SeedReport { customers, orders })
+}
+
+/// Rows are generated in batches of this many (orders sorted by date within one).
+const BATCH: usize = 20_000;
+const THREE_YEARS: i64 = 3 * 365 * 86_400;
+
+struct Generator {
+    rng: StdRng,
+    now: i64,
+    masters: Vec<i64>,
+}
+
+impl Generator {
+    fn customer(&mut self) -> SeedCustomer {
+        let rng = &mut self.rng;
+        let female = rng.gen_bool(0.5);
+        let first = if female {
+            FEMALE[rng.gen_range(0..FEMALE.len())]
+        } else {
+            MALE[rng.gen_range(0..MALE.len())]
+        };
+        let sur = SURNAMES[rng.gen_range(0..SURNAMES.len())];
+        let sur = if female {
+            format!("{sur}a")
+        } else {
+            sur.to_string()
+        };
+        let phone = format!(
+            "+998{}{:07}",
+            PREFIXES[rng.gen_range(0..PREFIXES.len())],
+            rng.gen_range(0..10_000_000)
+        );
+        SeedCustomer {
+            name: format!("{first} {sur}"),
+            phone,
+            created_at: self.now - rng.gen_range(0..THREE_YEARS),
+        }
+    }
+
+    fn order(&mut self, customers: &[i64]) -> SeedOrder {
+        let (rng, now) = (&mut self.rng, self.now);
+        let created = now - rng.gen_range(0..THREE_YEARS);
+        let age_days = (now - created) / 86_400;
+        // Old orders are closed; recent ones are spread over the workflow.
+        let status = if age_days > 30 {
+            if rng.gen_bool(0.93) {
+                7
+            } else {
+                8
+            }
+        } else {
+            rng.gen_range(1..=8)
+        };
+        let (cat, brand, models) = DEVICES[rng.gen_range(0..DEVICES.len())];
+        let estimate = rng.gen_range(5..200) * 10_000;
+        let total = if status >= 5 { estimate } else { 0 };
+        let closed =
+            matches!(status, 7 | 8).then(|| (created + rng.gen_range(1..10) * 86_400).min(now));
+        SeedOrder {
+            customer_id: customers
+                .get(rng.gen_range(0..customers.len().max(1)))
+                .copied()
+                .unwrap_or(1),
+            status_id: status,
+            master_id: (!self.masters.is_empty())
+                .then(|| self.masters[rng.gen_range(0..self.masters.len())]),
+            category: cat,
+            brand,
+            model: models[rng.gen_range(0..models.len())],
+            serial: format!(
+                "{:015}",
+                rng.gen_range(100_000_000_000_000u64..999_999_999_999_999)
+            ),
+            complaint: COMPLAINTS[rng.gen_range(0..COMPLAINTS.len())],
+            estimate,
+            total,
+            paid: if status == 7 { total } else { 0 },
+            created_at: created,
+            closed_at: closed,
+        }
+    }
 }

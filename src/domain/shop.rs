@@ -19,6 +19,16 @@ pub struct ShopSettings {
     pub currency: String,
     /// Calling code used for numbers typed without one, e.g. "998".
     pub default_country: String,
+    /// Map tiles for the branches map: a URL with {z}, {x} and {y}.
+    #[serde(default = "default_map_tiles")]
+    pub map_tiles: String,
+}
+
+/// OpenStreetMap's tile server (needs the internet; a shop may run its own).
+pub const OSM_TILES: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+
+fn default_map_tiles() -> String {
+    OSM_TILES.into()
 }
 
 impl Default for ShopSettings {
@@ -32,6 +42,7 @@ impl Default for ShopSettings {
             order_prefix: "RM".into(),
             currency: "UZS".into(),
             default_country: "998".into(),
+            map_tiles: default_map_tiles(),
         }
     }
 }
@@ -41,6 +52,26 @@ const KEY: &str = "shop";
 impl ShopSettings {
     pub fn country(&self) -> Country {
         Country::from_calling_code(&self.default_country).unwrap_or(UZBEKISTAN)
+    }
+
+    /// The tile server's origin (`https://tile.example`), which the map page's
+    /// Content-Security-Policy lets images come from.
+    pub fn map_tile_origin(&self) -> DomainResult<String> {
+        let bad = || DomainError::invalid("map tiles: an http(s) URL with {z}, {x} and {y}");
+        let t = self.map_tiles.trim();
+        let rest = t
+            .strip_prefix("https://")
+            .or_else(|| t.strip_prefix("http://"))
+            .ok_or_else(bad)?;
+        let host = rest.split('/').next().unwrap_or("");
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]{}".contains(c));
+        if !host_ok || !["{z}", "{x}", "{y}"].iter().all(|p| t.contains(p)) || t.len() > 300 {
+            return Err(bad());
+        }
+        Ok(t[..t.len() - rest.len() + host.len()].to_string())
     }
 
     pub fn money(&self, v: i64) -> String {
@@ -66,6 +97,7 @@ impl ShopSettings {
                 "currency: a 3-letter code such as UZS",
             ));
         }
+        self.map_tile_origin()?;
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/orders", "nav.orders", Action::ViewOrders),
     ("/customers", "nav.customers", Action::ViewCustomers),
     ("/calls", "calls.nav", Action::ViewCalls),
+    ("/map", "branches.map_nav", Action::ViewOrders),
     ("/workload", "nav.workload", Action::ViewReports),
     ("/users", "nav.users", Action::ManageUsers),
     ("/settings", "nav.settings", Action::ManageSettings),

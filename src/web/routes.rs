@@ -93,6 +93,10 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/customers/{id}", Allowed(EditCustomers), pages::customers::update);
     r.add(post(), "/customers/{id}/merge", Allowed(MergeCustomers), pages::customers::merge);
     r.add(get(), "/search", Allowed(ViewOrders), pages::customers::search);
+    r.add(get(), "/branches", Allowed(ManageBranches), pages::branches::list);
+    r.add(post(), "/branches", Allowed(ManageBranches), pages::branches::create);
+    r.add(post(), "/branches/{id}", Allowed(ManageBranches), pages::branches::update);
+    r.add(get(), "/map", Allowed(ViewOrders), pages::branches::map);
 
     // Administration
     r.add(get(), "/users", Allowed(ManageUsers), pages::users::list);
@@ -153,6 +157,9 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/api/v1/orders/{id}/comments", Allowed(EditOrders), api::core::comment);
     r.add(get(), "/api/v1/search", Allowed(ViewOrders), api::core::search);
     r.add(get(), "/api/v1/statuses", Allowed(ViewOrders), api::core::statuses);
+    r.add(get(), "/api/v1/branches", Allowed(ViewOrders), api::core::list_branches);
+    r.add(post(), "/api/v1/branches", Allowed(ManageBranches), api::core::create_branch);
+    r.add(Method::PUT, "/api/v1/branches/{id}", Allowed(ManageBranches), api::core::update_branch);
 
     // Telephony
     r.add(get(), "/telephony", Allowed(ManageTelephony), pages::telephony::show);

@@ -625,15 +625,32 @@ fn seed_makes_realistic_data_that_the_rules_accept() {
             .output()
             .unwrap()
     };
+    let indexes = "SELECT count(*) FROM sqlite_schema WHERE type = 'index'";
+    assert!(run(&["migrate"]).status.success());
+    let index_count =
+        |db: &rusqlite::Connection| -> i64 { db.query_row(indexes, [], |r| r.get(0)).unwrap() };
+    let before = index_count(&rusqlite::Connection::open(dir.path().join("crm.db")).unwrap());
     let out = run(&["seed", "--customers", "300", "--orders", "1200"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Customers only: the bulk load has no orders to write.
+    let out = run(&["seed", "--customers", "20", "--orders", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let db = rusqlite::Connection::open(dir.path().join("crm.db")).unwrap();
+    assert_eq!(
+        index_count(&db),
+        before,
+        "the indexes dropped for the load are back"
+    );
     let q = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
-    assert_eq!(q("SELECT count(*) FROM customers"), 300);
+    assert_eq!(q("SELECT count(*) FROM customers"), 320);
     assert_eq!(q("SELECT count(*) FROM orders"), 1200);
     assert_eq!(
         q("SELECT count(*) FROM customer_phones WHERE e164 NOT LIKE '+998_________'"),
@@ -649,7 +666,18 @@ fn seed_makes_realistic_data_that_the_rules_accept() {
         "spread over the workflow"
     );
     assert!(q("SELECT max(created_at) - min(created_at) FROM orders") > 2 * 365 * 86_400);
-    assert_eq!(q("SELECT count(*) FROM search_index"), 1500);
+    assert_eq!(q("SELECT count(*) FROM search_index"), 1520);
+    assert_eq!(
+        q("SELECT count(*) FROM orders o JOIN search_index s ON s.rowid = o.id * 2 + 1 AND s.ref = o.id"),
+        1200,
+        "every order has its search row"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM orders o WHERE total <> (SELECT coalesce(sum(qty * unit_price), 0) FROM order_lines l WHERE l.order_id = o.id)
+             OR paid <> (SELECT coalesce(sum(amount), 0) FROM payments p WHERE p.order_id = o.id)"),
+        0,
+        "totals match the lines, paid matches the payments"
+    );
     let ok: String = db
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();

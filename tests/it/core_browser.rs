@@ -96,3 +96,71 @@ async fn desk_creates_a_customer_and_an_order_and_prints_the_receipt_with_a_qr_c
     assert!(body.contains("100 000"), "the prepayment is on the receipt");
     b.close().await;
 }
+
+/// The map page in a real browser while the tile server cannot be reached: Leaflet
+/// starts and places the markers, and the list of branches with their addresses and
+/// coordinates is there to read.
+#[tokio::test]
+async fn the_map_page_lists_the_branches_when_tiles_cannot_load() {
+    let app = TestApp::spawn().await;
+    let (admin, ..) = crate::core::shop(&app).await;
+    for (name, addr, lat, lon) in [
+        ("Chilonzor", "Toshkent, Chilonzor 9", 41.2756, 69.2034),
+        ("Yunusobod", "Toshkent, Yunusobod 4", 41.365, 69.289),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/branches",
+                serde_json::json!({"name": name, "address": addr, "lat": lat, "lon": lon}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    // A port nothing listens on: every tile request fails.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tiles = format!(
+        "http://{}/{{z}}/{{x}}/{{y}}.png",
+        dead.local_addr().unwrap()
+    );
+    drop(dead);
+    let s = app.login_admin().await;
+    let r = s
+        .post_form(
+            "/settings/shop",
+            &[
+                ("name", "Mobil Servis"),
+                ("address", ""),
+                ("phone", ""),
+                ("hours", "9-18"),
+                ("terms", "x"),
+                ("order_prefix", "RM"),
+                ("currency", "UZS"),
+                ("default_country", "998"),
+                ("map_tiles", &tiles),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+
+    let b = Browser::start().await;
+    b.sign_in(&app, "usta1", "usta-pass-1").await;
+    b.client.goto(&app.url("/map")).await.unwrap();
+    assert!(b.wait_text("#branch-list", "Toshkent, Chilonzor 9").await);
+    assert!(b.wait_text("#branch-list", "41.365000, 69.289000").await);
+    assert!(b.wait_text("#branch-list", "Yunusobod").await);
+    // Leaflet ran (vendored, same origin) and put a marker per branch.
+    let ready = eventually(std::time::Duration::from_secs(10), || async {
+        let el = b.client.find(Locator::Css("#branch-map")).await.ok()?;
+        let n = el.attr("data-ready").await.ok()??;
+        (n == "2").then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the map script placed both markers");
+    let markers = b
+        .client
+        .find_all(Locator::Css("#branch-map .leaflet-marker-icon"))
+        .await
+        .unwrap();
+    assert_eq!(markers.len(), 2);
+    b.close().await;
+}

@@ -140,3 +140,97 @@ async fn seeded_shop_is_consistent_and_usable() {
         .iter()
         .all(|o| o["master_id"] == me));
 }
+
+/// Revenue on the dashboard per day, week and month, against payments at known dates
+/// (refunds subtract; payments outside the range do not count).
+#[tokio::test]
+async fn revenue_is_grouped_per_day_week_and_month() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, ..) = crate::core::shop(&app).await;
+    let cu = crate::core::new_customer(&oper, "Aziz Karimov", "90 111 22 33").await;
+    let order = new_order(&admin, cu, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    // Tashkent noon of a date.
+    let at = |m: u8, d: u8| {
+        time::Date::from_calendar_date(2026, time::Month::try_from(m).unwrap(), d)
+            .unwrap()
+            .with_hms(12, 0, 0)
+            .unwrap()
+            .assume_offset(time::macros::offset!(+5))
+            .unix_timestamp()
+    };
+    let payments = [
+        ("payment", 100_000, at(1, 28)),
+        ("payment", 50_000, at(2, 1)), // Sunday: the week of Monday 26 January
+        ("payment", 7_000, at(2, 2)),  // Monday
+        ("refund", 20_000, at(3, 3)),
+        ("payment", 999_000, at(3, 20)), // after the range
+    ];
+    app.running()
+        .ctx
+        .db
+        .write(move |c| {
+            for (kind, amount, t) in payments {
+                c.execute(
+                    "INSERT INTO payments (order_id, kind, amount, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    crm::db::rusqlite::params![order, kind, amount, t],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let s = app.login_admin().await;
+    let bars = |html: &str| -> Vec<String> {
+        let chart = &html[html.find("id=\"chart-revenue\"").unwrap()..];
+        let chart = &chart[..chart.find("</svg>").unwrap()];
+        chart
+            .split("<rect")
+            .skip(1)
+            .map(|r| {
+                let t = &r[r.find("<title>").unwrap() + 7..];
+                t[..t.find("</title>").unwrap()].to_string()
+            })
+            .collect()
+    };
+    let page = |per: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .get(&format!("/?from=2026-01-28&to=2026-03-05&per={per}"))
+                .await;
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let weeks = page("week").await;
+    assert!(weeks.contains("data-period=\"week\""));
+    assert_eq!(
+        bars(&weeks),
+        vec![
+            "26.01: 150000",
+            "02.02: 7000",
+            "09.02: 0",
+            "16.02: 0",
+            "23.02: 0",
+            "02.03: -20000"
+        ]
+    );
+    assert!(
+        weeks.contains("<span id=\"revenue-total\">137 000 so'm</span>"),
+        "total"
+    );
+    let months = page("month").await;
+    assert_eq!(
+        bars(&months),
+        vec!["01.2026: 100000", "02.2026: 57000", "03.2026: -20000"]
+    );
+    let days = bars(&page("day").await);
+    assert_eq!(days.len(), 37);
+    assert_eq!(days[0], "28.01: 100000");
+    assert_eq!(days[4], "01.02: 50000");
+    assert_eq!(days[5], "02.02: 7000");
+    // An unknown period is the default (per day), not an error.
+    assert_eq!(bars(&page("year").await).len(), 37);
+}

@@ -90,6 +90,10 @@ pub const CORE: &[(&str, &str, Who)] = &[
     ("POST", "/customers/{id}", DESK),
     ("POST", "/customers/{id}/merge", ADMIN),
     ("GET", "/search", Staff),
+    ("GET", "/branches", ADMIN),
+    ("POST", "/branches", ADMIN),
+    ("POST", "/branches/{id}", ADMIN),
+    ("GET", "/map", Staff),
     ("GET", "/settings", ADMIN),
     ("POST", "/settings/shop", ADMIN),
     ("POST", "/settings/workflow", ADMIN),
@@ -109,6 +113,9 @@ pub const CORE: &[(&str, &str, Who)] = &[
     ("POST", "/api/v1/orders/{id}/comments", Staff),
     ("GET", "/api/v1/search", Staff),
     ("GET", "/api/v1/statuses", Staff),
+    ("GET", "/api/v1/branches", Staff),
+    ("POST", "/api/v1/branches", ADMIN),
+    ("PUT", "/api/v1/branches/{id}", ADMIN),
 ];
 
 /// Notifications (issue 7).

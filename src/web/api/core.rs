@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::domain::branches::{BranchInput, BranchRow};
 use crate::domain::customers::{CustomerInput, CustomerRow};
 use crate::domain::orders::{
     NewOrder, OrderFilter, OrderRow, OrderSort, OrderUpdate, OrderView, StatusRow,
@@ -127,8 +128,12 @@ pub struct OrderQuery {
     pub overdue: bool,
     /// newest (default), oldest, promised, updated
     pub sort: Option<String>,
+    pub branch_id: Option<i64>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+    /// Sorted by number (newest, oldest): the page after this order id; faster than
+    /// `offset` deep into a list.
+    pub after: Option<i64>,
 }
 
 #[derive(serde::Serialize, ToSchema)]
@@ -168,8 +173,10 @@ pub async fn list_orders(
                 return Err(DomainError::invalid(format!("unknown sort {other:?}")).into())
             }
         },
+        branch_id: q.branch_id,
         limit,
         offset: q.offset.unwrap_or(0),
+        after: q.after,
         ..Default::default()
     };
     let (items, total) = state.ctx.orders.list(&actor, f).await?;
@@ -397,4 +404,50 @@ pub async fn search(
     responses((status = 200, body = [StatusRow])))]
 pub async fn statuses(state: web::Data<WebState>) -> ApiResult {
     Ok(HttpResponse::Ok().json(state.ctx.orders.statuses().await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct BranchQuery {
+    /// Include closed (inactive) branches.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Branches (service-center locations), active ones unless `all=true`.
+#[utoipa::path(get, path = "/api/v1/branches", tag = "branches", params(BranchQuery),
+    responses((status = 200, body = [BranchRow])))]
+pub async fn list_branches(state: web::Data<WebState>, q: web::Query<BranchQuery>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(crate::domain::branches::list(&state.ctx.db, !q.all).await?))
+}
+
+/// A new branch (admins).
+#[utoipa::path(post, path = "/api/v1/branches", tag = "branches", request_body = BranchInput,
+    responses((status = 201, body = BranchRow), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_branch(
+    state: web::Data<WebState>,
+    actor: Actor,
+    body: web::Json<BranchInput>,
+) -> ApiResult {
+    let b =
+        crate::domain::branches::create(&state.ctx.db, actor.user_id, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(b))
+}
+
+/// Changes a branch (admins); `active: false` closes it for new orders.
+#[utoipa::path(put, path = "/api/v1/branches/{id}", tag = "branches", params(("id" = i64, Path)), request_body = BranchInput,
+    responses((status = 200, body = BranchRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_branch(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<BranchInput>,
+) -> ApiResult {
+    let b = crate::domain::branches::update(
+        &state.ctx.db,
+        actor.user_id,
+        id.into_inner(),
+        body.into_inner(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(b))
 }

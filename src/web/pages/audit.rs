@@ -78,26 +78,53 @@ pub async fn logins(ui: Ui, q: web::Query<LoginQuery>) -> HttpResponse {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct ActivityQuery {
-    entity: Option<String>,
+    actor: String,
+    entity: String,
+    action: String,
+    /// `YYYY-MM-DD`, Tashkent days, both inclusive.
+    from: String,
+    to: String,
     page: Option<u32>,
 }
 
+fn chosen(s: &str) -> Option<String> {
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
 pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
-    let entity = q.entity.clone().filter(|s| !s.trim().is_empty());
+    use super::core_ui::start_of_day_input;
     let pg = q.page.unwrap_or(0) as i64;
-    let rows =
-        crate::domain::activity::list(&ui.state.ctx.db, entity.clone(), PAGE + 1, pg * PAGE).await;
+    let filter = crate::domain::activity::ActivityFilter {
+        actor_id: q.actor.trim().parse().ok(),
+        entity: chosen(&q.entity),
+        action: chosen(&q.action),
+        from: start_of_day_input(&q.from),
+        to: start_of_day_input(&q.to).map(|t| t + 86_400),
+    };
+    let db = &ui.state.ctx.db;
+    let rows = crate::domain::activity::list(db, filter.clone(), PAGE + 1, pg * PAGE).await;
     let rows = match rows {
         Ok(r) => r,
         Err(e) => return PageError { err: e, tr: ui.tr }.error_response(),
     };
+    let (entities, actions) = crate::domain::activity::kinds(db).await.unwrap_or_default();
+    let users = ui.state.ctx.accounts.list_users().await.unwrap_or_default();
     let more = rows.len() as i64 > PAGE;
     let link = |p: i64| {
         let mut qs = vec![("page", p.to_string())];
-        if let Some(e) = &entity {
-            qs.push(("entity", e.clone()));
+        for (k, v) in [
+            ("actor", &q.actor),
+            ("entity", &q.entity),
+            ("action", &q.action),
+            ("from", &q.from),
+            ("to", &q.to),
+        ] {
+            if !v.trim().is_empty() {
+                qs.push((k, v.clone()));
+            }
         }
         format!(
             "/audit/activity?{}",
@@ -109,17 +136,30 @@ pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
         ui.t("audit.activity_title"),
         html! {
             h1 { (ui.t("audit.activity_title")) }
-            form.filters method="get" action="/audit/activity" {
-                input name="entity" value=(entity.clone().unwrap_or_default()) placeholder=(ui.t("audit.entity"));
+            form.filters #activity-filters method="get" action="/audit/activity" {
+                select name="actor" aria-label=(ui.t("activityf.actor")) {
+                    option value="" { (ui.t("activityf.anyone")) }
+                    @for u in &users { option value=(u.id) selected[filter.actor_id == Some(u.id)] { (u.username) } }
+                }
+                select name="entity" aria-label=(ui.t("activityf.entity")) {
+                    option value="" { (ui.t("activityf.entity")) ": " (ui.t("activityf.any")) }
+                    @for e in &entities { option value=(e) selected[filter.entity.as_deref() == Some(e.as_str())] { (e) } }
+                }
+                select name="action" aria-label=(ui.t("activityf.action")) {
+                    option value="" { (ui.t("activityf.action")) ": " (ui.t("activityf.any")) }
+                    @for a in &actions { option value=(a) selected[filter.action.as_deref() == Some(a.as_str())] { (a) } }
+                }
+                input type="date" name="from" value=(q.from) title=(ui.t("activityf.from")) aria-label=(ui.t("activityf.from"));
+                input type="date" name="to" value=(q.to) title=(ui.t("activityf.to")) aria-label=(ui.t("activityf.to"));
                 button type="submit" { (ui.t("common.filter")) }
             }
             div.table-wrap { table #activity-log {
                 thead { tr { th { (ui.t("audit.time")) } th { (ui.t("audit.actor")) } th { (ui.t("audit.action")) } th { (ui.t("audit.entity")) } th { (ui.t("audit.change")) } } }
                 tbody {
                     @for r in rows.iter().take(PAGE as usize) {
-                        tr {
+                        tr.activity-row data-entity=(r.entity) data-action=(r.action) {
                             td { (datetime(r.at)) }
-                            td { (r.actor.clone().unwrap_or_else(|| "system".into())) }
+                            td.actor { (r.actor.clone().unwrap_or_else(|| "system".into())) }
                             td { (r.action) }
                             td { (r.entity) @if let Some(id) = r.entity_id { " #" (id) } }
                             td { code.detail { (r.detail) } }

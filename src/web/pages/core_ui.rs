@@ -80,6 +80,47 @@ pub fn pager(ui: &Ui, base: &str, page: i64, per: i64, total: i64) -> Markup {
     }
 }
 
+/// Where the next and previous pages of a list sorted by number start: the first and
+/// last id of this page, carried in the links so the next page reads from the cursor
+/// instead of skipping rows (`page` stays in the links for the "3 / 120" label).
+pub struct Cursor {
+    pub first: i64,
+    pub last: i64,
+}
+
+pub fn keyset_pager(
+    ui: &Ui,
+    base: &str,
+    page: i64,
+    per: i64,
+    total: i64,
+    shown: i64,
+    cursor: Option<Cursor>,
+) -> Markup {
+    let Some(cur) = cursor else {
+        return pager(ui, base, page, per, total);
+    };
+    let pages = (total + per - 1) / per;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let prev = if page <= 1 {
+        format!("{base}{sep}page=0")
+    } else {
+        format!("{base}{sep}page={}&before={}", page - 1, cur.first)
+    };
+    let more = shown >= per && (page + 1 < pages || total > crate::domain::orders::COUNT_CAP);
+    html! {
+        nav.pager {
+            @if page > 0 { a href=(prev) { "← " (ui.t("common.prev")) } }
+            @if total > crate::domain::orders::COUNT_CAP {
+                span.muted { (page + 1) " · " (crate::model::money::group_thousands(crate::domain::orders::COUNT_CAP)) "+" }
+            } @else {
+                span.muted { (page + 1) " / " (pages.max(1)) " · " (total) }
+            }
+            @if more { a href=(format!("{base}{sep}page={}&after={}", page + 1, cur.last)) { (ui.t("common.next")) " →" } }
+        }
+    }
+}
+
 pub fn category_label(ui: &Ui, c: &str) -> &'static str {
     match c {
         "phone" => ui.t("device.phone"),

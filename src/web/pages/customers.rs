@@ -120,6 +120,8 @@ pub struct CustomerForm {
     notes: String,
     #[serde(default)]
     tags: String,
+    #[serde(default)]
+    language: String,
     version: Option<i64>,
 }
 
@@ -133,6 +135,7 @@ impl CustomerForm {
             address: self.address.clone(),
             notes: self.notes.clone(),
             tags: self.tags.clone(),
+            language: Some(self.language.clone()),
         }
     }
 
@@ -146,6 +149,7 @@ impl CustomerForm {
             address: c.address.clone(),
             notes: c.notes.clone(),
             tags: c.tags.clone(),
+            language: c.language.clone().unwrap_or_default(),
             version: Some(c.version),
         }
     }
@@ -169,6 +173,13 @@ fn form_fields(ui: &Ui, f: &CustomerForm) -> Markup {
         input #tags name="tags" value=(f.tags);
         label for="notes" { (ui.t("customers.notes")) }
         textarea #notes name="notes" { (f.notes) }
+        label for="language" { (ui.t("customer_lang.label")) }
+        select #language name="language" {
+            option value="" { (ui.t("customer_lang.unknown")) }
+            @for l in crate::model::Language::ALL {
+                option value=(l.code()) selected[f.language == l.code()] { (l.native_name()) }
+            }
+        }
     }
 }
 

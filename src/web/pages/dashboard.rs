@@ -13,6 +13,8 @@ use crate::web::layout::{csrf_field, datetime, page};
 pub struct RangeQuery {
     from: Option<String>,
     to: Option<String>,
+    /// Revenue per `day` (default), `week` or `month`.
+    per: Option<String>,
 }
 
 /// A small bar chart drawn on the server (no script, CSP-safe: attributes only).
@@ -75,8 +77,30 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
         .unwrap_or(to - 14 * 86_400)
         .max(to - 366 * 86_400);
     let reports = actor.can(Action::ViewReports);
+    let period = range
+        .per
+        .as_deref()
+        .and_then(crate::domain::dashboard::Period::parse)
+        .unwrap_or_default();
+    let per_link = |p: crate::domain::dashboard::Period| {
+        let mut qs = vec![("per", p.as_str().to_string())];
+        if let Some(f) = &range.from {
+            qs.push(("from", f.clone()));
+        }
+        if let Some(t) = &range.to {
+            qs.push(("to", t.clone()));
+        }
+        format!("/?{}", serde_urlencoded::to_string(qs).unwrap_or_default())
+    };
+    let per_label = |t: i64| -> String {
+        let d = super::core_ui::date(t);
+        match period {
+            crate::domain::dashboard::Period::Month => d[3..].to_string(),
+            _ => d[..5].to_string(),
+        }
+    };
     let stats = if actor.can(Action::ViewCustomers) {
-        crate::domain::dashboard::load(&ui.state.ctx.db, from, to, reports)
+        crate::domain::dashboard::load(&ui.state.ctx.db, from, to, reports, period)
             .await
             .ok()
     } else {
@@ -130,7 +154,16 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
                     (bar_chart("chart-completed", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.completed)).collect::<Vec<_>>(), ui.t("dashboard.completed")))
                     @if reports {
                         h2 { (ui.t("dashboard.revenue")) }
-                        (bar_chart("chart-revenue", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.revenue)).collect::<Vec<_>>(), ui.t("dashboard.revenue")))
+                        nav.tabs #revenue-periods {
+                            @for (p, key) in [(crate::domain::dashboard::Period::Day, "revenue.day"), (crate::domain::dashboard::Period::Week, "revenue.week"), (crate::domain::dashboard::Period::Month, "revenue.month")] {
+                                a href=(per_link(p)) aria-current=[(p == period).then_some("page")] { (ui.t(key)) }
+                                " "
+                            }
+                        }
+                        div data-period=(period.as_str()) {
+                            (bar_chart("chart-revenue", &st.revenue.iter().map(|(t, v)| (per_label(*t), *v)).collect::<Vec<_>>(), ui.t("dashboard.revenue")))
+                        }
+                        p.muted { (ui.t("revenue.total")) ": " span #revenue-total { (shop.money(st.revenue.iter().map(|r| r.1).sum())) } }
                     }
                 }
                 @if reports && !st.masters.is_empty() {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backups;
+pub mod branches;
 pub mod calls;
 pub mod core_ui;
 pub mod customers;

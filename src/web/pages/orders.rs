@@ -7,8 +7,8 @@ use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
 use super::core_ui::{
-    category_label, csv, date, date_input, money, pager, parse_date_input, start_of_day_input,
-    status_badge,
+    category_label, csv, date, date_input, keyset_pager, money, parse_date_input,
+    start_of_day_input, status_badge, Cursor,
 };
 use super::{html, html_status, redirect};
 use crate::domain::customers::CustomerInput;
@@ -34,11 +34,15 @@ pub struct ListQuery {
     group: Option<String>,
     status: Option<i64>,
     master: Option<i64>,
+    branch: Option<i64>,
     from: Option<String>,
     to: Option<String>,
     overdue: Option<u8>,
     sort: Option<String>,
     page: Option<i64>,
+    /// Keyset cursors of the pager links (see `core_ui::keyset_pager`).
+    after: Option<i64>,
+    before: Option<i64>,
 }
 
 impl ListQuery {
@@ -47,6 +51,7 @@ impl ListQuery {
             group: self.group.clone().filter(|g| !g.is_empty()),
             status_id: self.status,
             master_id: self.master,
+            branch_id: self.branch,
             from: self.from.as_deref().and_then(start_of_day_input),
             to: self
                 .to
@@ -63,6 +68,8 @@ impl ListQuery {
             },
             limit: PER_PAGE,
             offset: self.page.unwrap_or(0).max(0) * PER_PAGE,
+            after: self.after,
+            before: self.before,
             ..Default::default()
         }
     }
@@ -80,6 +87,9 @@ impl ListQuery {
         }
         if let Some(m) = self.master {
             v.push(("master", m.to_string()));
+        }
+        if let Some(b) = self.branch {
+            v.push(("branch", b.to_string()));
         }
         if let Some(f) = &self.from {
             v.push(("from", f.clone()));
@@ -178,6 +188,9 @@ async fn render_list(
     };
     let statuses = ctx.orders.statuses().await.unwrap_or_default();
     let masters = ctx.orders.masters().await.unwrap_or_default();
+    let branches = crate::domain::branches::list(&ctx.db, false)
+        .await
+        .unwrap_or_default();
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
     let page_no = q.page.unwrap_or(0).max(0);
     let qs = q.query_string();
@@ -215,6 +228,12 @@ async fn render_list(
                         @for (id, name) in &masters { option value=(id) selected[q.master == Some(*id)] { (name) } }
                     }
                 }
+                @if branches.len() > 1 {
+                    select name="branch" {
+                        option value="" { (ui.t("branches.all")) }
+                        @for b in &branches { option value=(b.id) selected[q.branch == Some(b.id)] { (b.name) } }
+                    }
+                }
                 input type="date" name="from" value=(q.from.clone().unwrap_or_default()) title=(ui.t("orders.from"));
                 input type="date" name="to" value=(q.to.clone().unwrap_or_default()) title=(ui.t("orders.to"));
                 label.check { input type="checkbox" name="overdue" value="1" checked[q.overdue == Some(1)]; " " (ui.t("orders.overdue")) }
@@ -228,7 +247,11 @@ async fn render_list(
             }
             div #orders-region data-live-topics="order." {
                 (orders_table(&ui, &shop, &statuses, &rows))
-                (pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total))
+                (keyset_pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total, rows.len() as i64,
+                    q.filter(None).sort.keyset().then(|| Cursor {
+                        first: rows.first().map(|o| o.id).unwrap_or(0),
+                        last: rows.last().map(|o| o.id).unwrap_or(0),
+                    }).filter(|_| !rows.is_empty())))
             }
         },
     ))
@@ -238,6 +261,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
     let mut q = q.into_inner();
     let statuses = ui.state.ctx.orders.statuses().await.unwrap_or_default();
     let mut all = Vec::new();
+    let keyset = q.filter(None).sort.keyset();
     for page_no in 0..200 {
         q.page = Some(page_no);
         let (rows, _) = match find(&ui, &actor, &q).await {
@@ -245,6 +269,10 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
             Err(e) => return fail(&ui, e),
         };
         let n = rows.len() as i64;
+        if keyset {
+            // The next page starts after this one's last row: no rows skipped again.
+            q.after = rows.last().map(|o| o.id);
+        }
         all.extend(rows);
         if n < PER_PAGE {
             break;
@@ -312,6 +340,7 @@ pub struct NewForm {
     prepayment: String,
     warranty_days: String,
     master: Option<String>,
+    branch: Option<String>,
 }
 
 fn new_page(
@@ -319,6 +348,7 @@ fn new_page(
     actor: &Actor,
     f: &NewForm,
     masters: &[(i64, String)],
+    branches: &[crate::domain::branches::BranchRow],
     known: Option<&crate::domain::customers::CustomerRow>,
     error: Option<&str>,
 ) -> Markup {
@@ -372,6 +402,10 @@ fn new_page(
                     input #prepayment name="prepayment" inputmode="numeric" value=(f.prepayment) placeholder="0";
                     label for="warranty_days" { (ui.t("orders.warranty_days")) }
                     input #warranty_days name="warranty_days" inputmode="numeric" value=(f.warranty_days) placeholder="30";
+                    label for="branch" { (ui.t("branches.branch")) }
+                    select #branch name="branch" {
+                        @for b in branches { option value=(b.id) selected[f.branch.as_deref() == Some(&b.id.to_string())] { (b.name) } }
+                    }
                     @if actor.can(Action::AssignOrders) {
                         label for="master" { (ui.t("orders.master")) }
                         select #master name="master" {
@@ -409,7 +443,18 @@ pub async fn new_form(ui: Ui, actor: Actor, q: web::Query<NewQuery>) -> HttpResp
     if let Some(c) = &known {
         f.phone = c.phones.first().cloned().unwrap_or_default();
     }
-    html(new_page(&ui, &actor, &f, &masters, known.as_ref(), None))
+    let branches = crate::domain::branches::list(&ctx.db, true)
+        .await
+        .unwrap_or_default();
+    html(new_page(
+        &ui,
+        &actor,
+        &f,
+        &masters,
+        &branches,
+        known.as_ref(),
+        None,
+    ))
 }
 
 fn num(s: &str, what: &str) -> Result<i64, DomainError> {
@@ -438,7 +483,23 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
             Some(m) => Some(m.parse().map_err(|_| DomainError::invalid("master"))?),
             None => None,
         };
+        let branch_id = match f.branch.as_deref().filter(|b| !b.is_empty()) {
+            Some(b) => Some(
+                b.parse()
+                    .map_err(|_| DomainError::invalid("unknown branch"))?,
+            ),
+            None => None,
+        };
         // Validate the order before creating a customer, so a bad form leaves nothing behind.
+        if let Some(b) = branch_id {
+            match crate::domain::branches::get(&ctx.db, b).await {
+                Ok(row) if row.active => {}
+                Ok(_) | Err(DomainError::NotFound) => {
+                    return Err(DomainError::invalid("unknown branch"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if f.complaint.trim().is_empty() {
             return Err(DomainError::invalid(format!(
                 "{}: {}",
@@ -473,7 +534,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                 &actor,
                 NewOrder {
                     customer_id,
-                    branch_id: None,
+                    branch_id,
                     device_category: f.device_category.clone(),
                     brand: f.brand.clone(),
                     model: f.model.clone(),
@@ -496,9 +557,12 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
         Ok(o) => redirect(&format!("/orders/{}", o.id)),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
             let masters = ctx.orders.masters().await.unwrap_or_default();
+            let branches = crate::domain::branches::list(&ctx.db, true)
+                .await
+                .unwrap_or_default();
             html_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                new_page(&ui, &actor, &f, &masters, None, Some(&m)),
+                new_page(&ui, &actor, &f, &masters, &branches, None, Some(&m)),
             )
         }
         Err(e) => fail(&ui, e),

@@ -29,7 +29,10 @@ async fn render(
             ui,
             ui.t("settings.title"),
             html! {
-                h1 { (ui.t("settings.title")) }
+                div.page-head {
+                    h1 { (ui.t("settings.title")) }
+                    a.button #branches-link href="/branches" { (ui.t("branches.title")) }
+                }
                 (flash(notice, "ok"))
                 (flash(error, "error"))
                 form.card #shop-form method="post" action="/settings/shop" {
@@ -43,6 +46,7 @@ async fn render(
                     label for="order_prefix" { (ui.t("settings.order_prefix")) } input #order_prefix name="order_prefix" value=(shop.order_prefix) maxlength="8";
                     label for="currency" { (ui.t("settings.currency")) } input #currency name="currency" value=(shop.currency) maxlength="3";
                     label for="default_country" { (ui.t("settings.default_country")) } input #default_country name="default_country" value=(shop.default_country) maxlength="4";
+                    label for="map_tiles" { (ui.t("branches.map_tiles")) } input #map_tiles name="map_tiles" value=(shop.map_tiles) maxlength="300";
                     button.primary type="submit" { (ui.t("common.save")) }
                 }
                 form.card #workflow-form method="post" action="/settings/workflow" {
