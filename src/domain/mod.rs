@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod activity;
 pub mod customers;
 pub mod dashboard;
+pub mod live_registrations;
 pub mod notices;
 pub mod notifications;
 pub mod orders;

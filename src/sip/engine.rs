@@ -27,6 +27,9 @@ const TIMER_B: Duration = Duration::from_secs(32);
 /// How long a finished transaction (and a cached stateless reply) is kept to absorb
 /// retransmissions and forward 2xx retransmissions.
 const LINGER: Duration = Duration::from_secs(16);
+/// How long a reply to a non-INVITE request is kept for its resends: Timer J (64*T1,
+/// RFC 3261 §17.2.2), the longest a client keeps resending over UDP.
+const REPLY_LINGER: Duration = Duration::from_secs(32);
 const BRANCH_PREFIX: &str = "z9hG4bKcrm";
 const MAX_TXNS: usize = 200_000;
 const MAX_DIALOGS: usize = 100_000;
@@ -445,11 +448,20 @@ impl Engine {
         let data = self.send_response(resp, from, out);
         if req.method() != Some(Method::Ack) {
             if let Some(key) = reply_key(req) {
-                if self.replies.len() < MAX_TXNS {
-                    self.reply_order
-                        .push_back((Instant::now() + LINGER, key.clone()));
-                    self.replies.insert(key, data);
+                // Full: the oldest reply gives way, not the newest. Resends come soonest
+                // after the original, and a resend that misses the cache is re-checked
+                // (and then refused as a Replay, which bans nobody).
+                while self.replies.len() >= MAX_TXNS {
+                    match self.reply_order.pop_front() {
+                        Some((_, old)) => {
+                            self.replies.remove(&old);
+                        }
+                        None => break,
+                    }
                 }
+                self.reply_order
+                    .push_back((Instant::now() + REPLY_LINGER, key.clone()));
+                self.replies.insert(key, data);
             }
         }
     }
@@ -529,6 +541,9 @@ impl Engine {
             match verdict {
                 Verdict::Ok => return Some(c.username),
                 Verdict::Stale => stale = true,
+                // A copy of a request already accepted (its reply cache entry is gone):
+                // a fresh nonce lets a real phone go on; no ban for a copy.
+                Verdict::Replay => stale = true,
                 Verdict::Failed => {
                     self.auth_failed(from.addr.ip(), now_secs);
                     tracing::info!(
@@ -1980,6 +1995,55 @@ mod tests {
             .next()
             .unwrap_or("")
             .to_string()
+    }
+
+    /// Records what the engine tells its binding store.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+    impl BindingStore for Recorder {
+        fn upsert(&self, b: &StoredBinding) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("upsert {}", b.extension));
+        }
+        fn remove(&self, e: &str, c: &str) {
+            self.0.lock().unwrap().push(format!("remove {e} {c}"));
+        }
+    }
+
+    #[test]
+    fn expired_bindings_are_swept_from_memory_and_the_store() {
+        let rec = Arc::new(Recorder::default());
+        let phone = Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:7000".parse().unwrap(),
+        };
+        let binding = |ext: &str, expires_at| StoredBinding {
+            extension: ext.into(),
+            contact: format!("sip:{ext}@127.0.0.1:7000"),
+            source: phone,
+            expires_at,
+            call_id: "c".into(),
+            cseq: 1,
+            user_agent: String::new(),
+        };
+        let now = wall_secs();
+        let mut e = Engine::new(
+            SipConfig::new(ME.parse().unwrap()),
+            Arc::new(Dir),
+            rec.clone(),
+            Arc::new(NoEvents),
+            vec![binding("1000", now + 100), binding("1001", now + 3600)],
+        );
+        assert_eq!(e.contact_count(), 2);
+        e.sweep(now + 101);
+        assert_eq!(e.contact_count(), 1);
+        assert_eq!(e.registrations()[0].extension, "1001");
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec!["remove 1000 sip:1000@127.0.0.1:7000".to_string()]
+        );
     }
 
     #[test]

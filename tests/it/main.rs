@@ -18,3 +18,4 @@ mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
 mod sip;
+mod sip_more;
