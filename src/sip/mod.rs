@@ -154,6 +154,10 @@ impl EventSink for tokio::sync::broadcast::Sender<CallEvent> {
 #[derive(Debug, Clone)]
 pub struct SipConfig {
     pub listen: SocketAddr,
+    /// The address put in Via and Record-Route when `listen` is unspecified (0.0.0.0):
+    /// phones must reach the box there for in-dialog requests. `start` fills it with the
+    /// address of the default route when unset.
+    pub advertise: Option<std::net::IpAddr>,
     pub realm: String,
     /// Domain names that mean "this box" besides its addresses.
     pub domains: Vec<String>,
@@ -179,6 +183,7 @@ impl SipConfig {
     pub fn new(listen: SocketAddr) -> SipConfig {
         SipConfig {
             listen,
+            advertise: None,
             realm: "crm.local".into(),
             domains: vec!["crm.local".into()],
             algorithms: vec![digest::Algorithm::Md5],

@@ -262,6 +262,18 @@ pub async fn start(
     let addr = udp.local_addr()?;
     let tcp = TcpListener::bind(addr).await?;
     cfg.listen = addr;
+    if addr.ip().is_unspecified() && cfg.advertise.is_none() {
+        cfg.advertise = default_route_address(addr.is_ipv6());
+        match cfg.advertise {
+            Some(ip) => {
+                tracing::info!(address = %ip, "SIP: Via and Record-Route name this address")
+            }
+            None => tracing::warn!(
+                "SIP: no default route, so Via and Record-Route name 127.0.0.1; phones on the \
+                 LAN cannot send in-dialog requests back: listen on the LAN address (--sip IP:PORT)"
+            ),
+        }
+    }
     let max_conns = cfg.max_tcp_connections;
     let engine = Engine::new(cfg, directory, store, events, restored);
     let (stop, shutdown) = watch::channel(false);
@@ -327,4 +339,19 @@ pub async fn start(
         stop,
         tasks,
     })
+}
+
+/// The address this host's default route leaves from: where phones on the LAN reach the
+/// box when it listens on 0.0.0.0. Connecting a UDP socket sends nothing; the kernel only
+/// picks the route (the probe addresses are documentation ranges).
+fn default_route_address(v6: bool) -> Option<IpAddr> {
+    let (bind, probe) = if v6 {
+        ("[::]:0", "[2001:db8::1]:9")
+    } else {
+        ("0.0.0.0:0", "192.0.2.1:9")
+    };
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect(probe).ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
