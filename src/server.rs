@@ -64,10 +64,14 @@ async fn start_sip(
     });
     let restored = ctx.telephony.saved_bindings().await?;
     let store = crate::domain::telephony::DbBindingStore::start(ctx.db.clone());
+    let live = crate::domain::live_registrations::LiveRegistrations::start(
+        store.clone(),
+        ctx.events.clone(),
+    );
     let handle = crate::sip::start(
         cfg,
         ctx.telephony.directory(),
-        store.clone(),
+        live,
         std::sync::Arc::new(ctx.call_events.clone()),
         restored,
     )

@@ -7,6 +7,7 @@ pub mod branches;
 pub mod calls;
 pub mod customers;
 pub mod dashboard;
+pub mod live_registrations;
 pub mod notices;
 pub mod notifications;
 pub mod orders;

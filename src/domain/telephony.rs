@@ -1376,7 +1376,7 @@ impl Telephony {
     }
 }
 
-fn read_rules(c: &rusqlite::Connection) -> crate::db::DbResult<CallRules> {
+fn read_rules(c: &crate::db::Conn) -> crate::db::DbResult<CallRules> {
     let get = |k: &str| crate::db::settings::get(c, k);
     let d = CallRules::default();
     Ok(CallRules {

@@ -130,7 +130,11 @@ pub enum Verdict {
     /// Well-formed answer to a nonce that has expired (or was forgotten): re-challenge
     /// with stale=true, not an authentication failure.
     Stale,
-    /// Wrong password, forged nonce, replayed nonce-count, wrong realm: a failure.
+    /// The right answer, but with a nonce-count already used: a copy of an accepted
+    /// request (a UDP resend whose reply was lost, or a captured packet). Refused, yet not
+    /// a password guess, so it must not count toward a ban.
+    Replay,
+    /// Wrong password, forged nonce, wrong realm: a failure.
     Failed,
 }
 
@@ -235,7 +239,7 @@ impl NonceBook {
         }
         let full = self.used.len() >= self.max_tracked;
         match self.used.get_mut(&seq) {
-            Some((last, _)) if nc <= *last => Verdict::Failed,
+            Some((last, _)) if nc <= *last => Verdict::Replay,
             Some((last, _)) => {
                 *last = nc;
                 Verdict::Ok
@@ -355,10 +359,10 @@ mod tests {
                 book.verify(&c, "crm.local", "REGISTER", "pw", 101),
                 Verdict::Ok
             );
-            // the same nonce-count again is a replay
+            // the same nonce-count again is a replay, told apart from a wrong password
             assert_eq!(
                 book.verify(&c, "crm.local", "REGISTER", "pw", 102),
-                Verdict::Failed
+                Verdict::Replay
             );
             let wrong = creds(&mut book, alg, "bad", "00000001", 100);
             assert_eq!(

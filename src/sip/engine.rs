@@ -31,6 +31,9 @@ const TIMER_B: Duration = Duration::from_secs(32);
 /// How long a finished transaction (and a cached stateless reply) is kept to absorb
 /// retransmissions and forward 2xx retransmissions.
 const LINGER: Duration = Duration::from_secs(16);
+/// How long a reply to a non-INVITE request is kept for its resends: Timer J (64*T1,
+/// RFC 3261 §17.2.2), the longest a client keeps resending over UDP.
+const REPLY_LINGER: Duration = Duration::from_secs(32);
 const BRANCH_PREFIX: &str = "z9hG4bKcrm";
 const MAX_TXNS: usize = 200_000;
 const MAX_DIALOGS: usize = 100_000;
@@ -457,12 +460,21 @@ impl Engine {
     fn answer_with(&mut self, req: &Message, from: Peer, resp: Message, out: &mut Vec<Out>) {
         let data = self.send_response(resp, from, out);
         if req.method() != Some(Method::Ack) {
-            if let Some(key) = reply_key(req) {
-                if self.replies.len() < MAX_TXNS {
-                    self.reply_order
-                        .push_back((Instant::now() + LINGER, key.clone()));
-                    self.replies.insert(key, data);
+            if let Some(key) = reply_key(req, from) {
+                // Full: the oldest reply gives way, not the newest. Resends come soonest
+                // after the original, and a resend that misses the cache is re-checked
+                // (and then refused as a Replay, which bans nobody).
+                while self.replies.len() >= MAX_TXNS {
+                    match self.reply_order.pop_front() {
+                        Some((_, old)) => {
+                            self.replies.remove(&old);
+                        }
+                        None => break,
+                    }
                 }
+                self.reply_order
+                    .push_back((Instant::now() + REPLY_LINGER, key.clone()));
+                self.replies.insert(key, data);
             }
         }
     }
@@ -542,6 +554,9 @@ impl Engine {
             match verdict {
                 Verdict::Ok => return Some(c.username),
                 Verdict::Stale => stale = true,
+                // A copy of a request already accepted (its reply cache entry is gone):
+                // a fresh nonce lets a real phone go on; no ban for a copy.
+                Verdict::Replay => stale = true,
                 Verdict::Failed => {
                     self.auth_failed(from.addr.ip(), now_secs);
                     tracing::info!(
@@ -641,7 +656,7 @@ impl Engine {
         let method = msg.method().unwrap_or(Method::Other);
         // Retransmission of a request we already answered statelessly.
         if method != Method::Ack && method != Method::Invite && method != Method::Cancel {
-            if let Some(key) = reply_key(&msg) {
+            if let Some(key) = reply_key(&msg, from) {
                 if let Some(data) = self.replies.get(&key) {
                     out.push(Out {
                         to: from,
@@ -1892,13 +1907,21 @@ fn rank(code: u16) -> u16 {
     }
 }
 
-fn reply_key(req: &Message) -> Option<String> {
+/// Which cached reply a resend gets: branch and method as RFC 3261 §17.2.3 matches, plus
+/// the address the request came from, so two phones (or an attacker) using the same
+/// branch never get each other's replies.
+fn reply_key(req: &Message, from: Peer) -> Option<String> {
     let v = req.top_via()?;
     let b = v.branch()?;
     if b.len() <= 7 {
         return None;
     }
-    Some(format!("{b}|{}|{}", req.cseq().1, v.host))
+    Some(format!(
+        "{b}|{}|{}|{}",
+        req.cseq().1,
+        from.transport.name(),
+        from.addr
+    ))
 }
 
 fn pop_top_via(msg: &mut Message) {
@@ -1981,26 +2004,31 @@ mod tests {
 
     const ME: &str = "127.0.0.1:5060";
 
-    fn engine() -> Engine {
-        let cfg = SipConfig::new(ME.parse().unwrap());
+    /// 1001 registered from 127.0.0.1:7000.
+    fn engine_bindings() -> Vec<StoredBinding> {
         let phone = Peer {
             transport: Transport::Udp,
             addr: "127.0.0.1:7000".parse().unwrap(),
         };
+        vec![StoredBinding {
+            extension: "1001".into(),
+            contact: "sip:1001@127.0.0.1:7000".into(),
+            source: phone,
+            expires_at: wall_secs() + 3600,
+            call_id: "c".into(),
+            cseq: 1,
+            user_agent: String::new(),
+        }]
+    }
+
+    fn engine() -> Engine {
+        let cfg = SipConfig::new(ME.parse().unwrap());
         Engine::new(
             cfg,
             Arc::new(Dir),
             Arc::new(NoStore),
             Arc::new(NoEvents),
-            vec![StoredBinding {
-                extension: "1001".into(),
-                contact: "sip:1001@127.0.0.1:7000".into(),
-                source: phone,
-                expires_at: wall_secs() + 3600,
-                call_id: "c".into(),
-                cseq: 1,
-                user_agent: String::new(),
-            }],
+            engine_bindings(),
         )
     }
 
@@ -2031,6 +2059,144 @@ mod tests {
             .next()
             .unwrap_or("")
             .to_string()
+    }
+
+    /// Records what the engine tells its binding store.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+    impl BindingStore for Recorder {
+        fn upsert(&self, b: &StoredBinding) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("upsert {}", b.extension));
+        }
+        fn remove(&self, e: &str, c: &str) {
+            self.0.lock().unwrap().push(format!("remove {e} {c}"));
+        }
+    }
+
+    #[test]
+    fn expired_bindings_are_swept_from_memory_and_the_store() {
+        let rec = Arc::new(Recorder::default());
+        let phone = Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:7000".parse().unwrap(),
+        };
+        let binding = |ext: &str, expires_at| StoredBinding {
+            extension: ext.into(),
+            contact: format!("sip:{ext}@127.0.0.1:7000"),
+            source: phone,
+            expires_at,
+            call_id: "c".into(),
+            cseq: 1,
+            user_agent: String::new(),
+        };
+        let now = wall_secs();
+        let mut e = Engine::new(
+            SipConfig::new(ME.parse().unwrap()),
+            Arc::new(Dir),
+            rec.clone(),
+            Arc::new(NoEvents),
+            vec![binding("1000", now + 100), binding("1001", now + 3600)],
+        );
+        assert_eq!(e.contact_count(), 2);
+        e.sweep(now + 101);
+        assert_eq!(e.contact_count(), 1);
+        assert_eq!(e.registrations()[0].extension, "1001");
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec!["remove 1000 sip:1000@127.0.0.1:7000".to_string()]
+        );
+    }
+
+    #[test]
+    fn on_an_unspecified_address_via_and_record_route_name_the_advertised_one() {
+        let mut cfg = SipConfig::new("0.0.0.0:5060".parse().unwrap());
+        cfg.advertise = Some("192.0.2.10".parse().unwrap());
+        let mut e = Engine::new(
+            cfg,
+            Arc::new(Dir),
+            Arc::new(NoStore),
+            Arc::new(NoEvents),
+            engine_bindings(),
+        );
+        let uri = "sip:1001@192.0.2.10:5060";
+        let chal = run(&mut e, &invite(uri, ""));
+        let text = String::from_utf8_lossy(&chal[0].data).into_owned();
+        assert!(text.starts_with("SIP/2.0 407"), "{text}");
+        let nonce = text
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_string();
+        let r = digest::response(
+            digest::Algorithm::Md5,
+            "1000",
+            "crm.local",
+            "secret-1000",
+            "INVITE",
+            uri,
+            &nonce,
+            "00000001",
+            "c",
+            "auth",
+        );
+        let auth = format!(
+            "\r\nProxy-Authorization: Digest username=\"1000\", realm=\"crm.local\", \
+             nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, cnonce=\"c\", \
+             nc=00000001, qop=auth"
+        );
+        let out = run(
+            &mut e,
+            &invite(uri, &auth).replace("branch=z9hG4bKabc1", "branch=z9hG4bKabc2"),
+        );
+        let fwd = out
+            .iter()
+            .map(|o| String::from_utf8_lossy(&o.data).into_owned())
+            .find(|t| t.starts_with("INVITE "))
+            .expect("forwarded to the phone");
+        assert!(
+            fwd.contains("Record-Route: <sip:192.0.2.10:5060;lr>"),
+            "{fwd}"
+        );
+        assert!(
+            fwd.contains("Via: SIP/2.0/UDP 192.0.2.10:5060;branch="),
+            "{fwd}"
+        );
+        assert!(!fwd.contains("127.0.0.1:5060;lr"), "{fwd}");
+    }
+
+    #[test]
+    fn a_resend_gets_its_own_cached_reply_never_another_sources() {
+        let mut e = engine();
+        let options = |to: &str| {
+            format!(
+                "OPTIONS sip:{ME} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5062;branch=z9hG4bKsame1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:1000@{ME}>;tag=a\r\nTo: <sip:{to}@{ME}>\r\n\
+                 Call-ID: {to}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let mut out = Vec::new();
+        let a = peer();
+        let b = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.9:5999".parse().unwrap(),
+        };
+        e.on_packet(options("first").as_bytes(), a, Instant::now(), &mut out);
+        e.on_packet(options("second").as_bytes(), b, Instant::now(), &mut out);
+        e.on_packet(options("first").as_bytes(), a, Instant::now(), &mut out);
+        let call_ids: Vec<(Peer, bool)> = out
+            .iter()
+            .map(|o| {
+                (
+                    o.to,
+                    String::from_utf8_lossy(&o.data).contains("Call-ID: second"),
+                )
+            })
+            .collect();
+        assert_eq!(call_ids, vec![(a, false), (b, true), (a, false)]);
     }
 
     #[test]

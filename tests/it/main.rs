@@ -24,5 +24,6 @@ mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
 mod sip;
+mod sip_more;
 mod sip_trunk;
 mod sipp;

@@ -56,26 +56,23 @@ fn prepare(dir: &Path, customers: u64) -> anyhow::Result<(String, String)> {
             let t = Instant::now();
             let mut rng = rand::rngs::StdRng::seed_from_u64(6);
             let base = crm::db::now() - 3 * 365 * 86_400;
-            let mut i = 0u64;
-            while i < customers {
-                let n = (customers - i).min(20_000);
-                let rows: Vec<crm::db::seed::SeedCustomer> = (i..i + n)
-                    .map(|k| crm::db::seed::SeedCustomer {
-                        name: format!("Mijoz {k}"),
-                        phone: phone(k),
-                        created_at: base + rng.gen_range(0..3 * 365 * 86_400),
-                    })
-                    .collect();
-                ctx.db
-                    .write(move |c| {
-                        crm::db::seed::customers(c, &rows, |p| {
-                            p.trim_start_matches('+').to_string()
-                        })
-                        .map(|_| ())
-                    })
-                    .await?;
-                i += n;
-            }
+            let rows: Vec<crm::db::seed::SeedCustomer> = (0..customers)
+                .map(|k| crm::db::seed::SeedCustomer {
+                    name: format!("Mijoz {k}"),
+                    phone: phone(k),
+                    created_at: base + rng.gen_range(0..3 * 365 * 86_400),
+                })
+                .collect();
+            // One bulk load (indexes rebuilt once at the end), as `crm seed` does.
+            ctx.db
+                .write(move |c| {
+                    let load = crm::db::seed::BulkLoad::begin(c)?;
+                    for chunk in rows.chunks(20_000) {
+                        load.customers(chunk)?;
+                    }
+                    load.finish()
+                })
+                .await?;
             println!("seed_customers={customers}");
             println!("seed_seconds={:.1}", t.elapsed().as_secs_f64());
             for (u, role) in [

@@ -9,13 +9,24 @@ mod httpc;
 mod notify;
 mod server;
 mod sip;
+#[cfg(feature = "rsip-compare")]
+mod sip_parse;
 mod startup;
 mod stats;
 mod ws;
 
 use std::process::ExitCode;
 
-const SUITES: &[&str] = &["startup", "ws", "core", "notify", "backup", "sip", "calls"];
+const SUITES: &[&str] = &[
+    "startup",
+    "ws",
+    "core",
+    "notify",
+    "backup",
+    "sip",
+    "sip-parse",
+    "calls",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +46,12 @@ fn main() -> ExitCode {
         "backup" => backup::run(rest),
         "sip" => sip::run(rest),
         "calls" => calls::run(rest),
+        #[cfg(feature = "rsip-compare")]
+        "sip-parse" => sip_parse::run(rest),
+        #[cfg(not(feature = "rsip-compare"))]
+        "sip-parse" => Err(anyhow::anyhow!(
+            "sip-parse compares with rsip: build with --features rsip-compare"
+        )),
         other => Err(anyhow::anyhow!(
             "unknown suite {other:?} (suites: {})",
             SUITES.join(", ")

@@ -126,7 +126,7 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                     button.primary type="submit" { (ui.t("telephony.save_group")) }
                 }
                 h2 { (ui.t("telephony.registrations")) }
-                div.table-wrap { table #registrations-table {
+                div.table-wrap #registrations-region data-live-topics=(crate::domain::live_registrations::EVENT) { table #registrations-table {
                     thead { tr {
                         th { (ui.t("telephony.number")) } th { (ui.t("telephony.contact")) }
                         th { (ui.t("telephony.user_agent")) } th { (ui.t("telephony.source")) }
