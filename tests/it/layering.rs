@@ -34,7 +34,11 @@ const RULES: &[(&str, &str, &[&str])] = &[
     (
         "src",
         "rsip",
-        &["src/sip/", "src/bin/crm-bench/sip_parse.rs"],
+        &[
+            "src/sip/",
+            "src/bin/crm-bench/sip_parse.rs",
+            "src/bin/crm-bench/main.rs",
+        ],
     ),
     ("src/db", "crate::domain", &[]),
     ("src/db", "crate::web", &[]),
