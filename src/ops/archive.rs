@@ -2,14 +2,21 @@
 //! `manifest.json` with the crm version, schema version, time and a sha256 for every file.
 //! The manifest goes last so every checksum is computed while the file is written (one
 //! pass over the data); readers hash every entry and compare at the end.
+//!
+//! The manifest only covers what the archive decompresses to, and gzip's CRC only covers
+//! the decompressed stream: bits the inflater ignores (the padding after a stored block's
+//! header, the rest of the last byte, the header's MTIME/XFL/OS fields) could change and
+//! the archive still read back identically. So the whole file is sealed too: the gzip
+//! header carries an extra field (`CR`, RFC 1952 FEXTRA) with the sha256 of every byte of
+//! the file, those 32 bytes counted as zeros. Any altered byte anywhere is refused, and
+//! gzip and tar still read the archive as usual (they skip the extra field).
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
 use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -19,6 +26,11 @@ pub const MANIFEST: &str = "manifest.json";
 pub const DB_ENTRY: &str = "crm.db";
 pub const ATTACHMENTS: &str = "attachments";
 const FORMAT: u32 = 1;
+/// The gzip header up to the seal: magic, deflate, FLG = FEXTRA, MTIME 0, XFL, OS; then
+/// XLEN 36 and the subfield `CR` of 32 bytes.
+const SEAL_ID: [u8; 4] = [b'C', b'R', 32, 0];
+const SEAL_AT: usize = 16;
+const SEAL_LEN: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
@@ -53,6 +65,56 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Hashes and counts what is written through it (the whole archive file, for the seal).
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads an archive file, hashing every byte with the seal counted as zeros, and keeps the
+/// seal it saw.
+struct SealReader<R> {
+    inner: R,
+    hasher: Sha256,
+    pos: usize,
+    seal: [u8; SEAL_LEN],
+    count: u64,
+}
+
+impl<R: Read> Read for SealReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let end = SEAL_AT + SEAL_LEN;
+        if self.pos < end {
+            let mut chunk = buf[..n].to_vec();
+            for (i, b) in chunk.iter_mut().enumerate().take(end - self.pos) {
+                let at = self.pos + i;
+                if at >= SEAL_AT {
+                    self.seal[at - SEAL_AT] = *b;
+                    *b = 0;
+                }
+            }
+            self.hasher.update(&chunk);
+        } else {
+            self.hasher.update(&buf[..n]);
+        }
+        self.pos += n;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
 /// Writes an archive at `dest` from a database copy and an attachments folder (which may
 /// be absent). Returns the manifest it wrote. `dest` is fsynced before returning.
 pub fn write(
@@ -62,10 +124,15 @@ pub fn write(
     schema_version: usize,
 ) -> OpsResult<Manifest> {
     let file = File::create(dest).map_err(io_ctx("cannot create", dest))?;
+    let mut extra = SEAL_ID.to_vec();
+    extra.extend_from_slice(&[0; SEAL_LEN]);
     // Fast compression: the database dominates and the goal is to be close to `cp` speed;
     // level 1 still shrinks a typical CRM database to about a third.
-    let gz = GzEncoder::new(
-        BufWriter::with_capacity(1 << 20, file),
+    let gz = flate2::GzBuilder::new().extra(extra).write(
+        HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+        },
         flate2::Compression::fast(),
     );
     let mut tar = tar::Builder::new(gz);
@@ -102,11 +169,15 @@ pub fn write(
     tar.append_data(&mut header, MANIFEST, json.as_slice())
         .map_err(io_ctx("cannot write", dest))?;
     let gz = tar.into_inner().map_err(io_ctx("cannot write", dest))?;
-    let buf = gz.finish().map_err(io_ctx("cannot write", dest))?;
-    let file = buf.into_inner().map_err(|e| OpsError::Io {
+    let hashed = gz.finish().map_err(io_ctx("cannot write", dest))?;
+    let seal = hashed.hasher.finalize();
+    let mut file = hashed.inner.into_inner().map_err(|e| OpsError::Io {
         what: format!("cannot write {}", dest.display()),
         source: e.into_error(),
     })?;
+    file.seek(SeekFrom::Start(SEAL_AT as u64))
+        .and_then(|_| file.write_all(&seal))
+        .map_err(io_ctx("cannot write", dest))?;
     file.sync_all().map_err(io_ctx("cannot sync", dest))?;
     Ok(manifest)
 }
@@ -174,8 +245,34 @@ pub fn verify(archive: &Path, extract_to: Option<&Path>) -> OpsResult<Manifest> 
         path: archive.to_path_buf(),
         reason,
     };
-    let file = File::open(archive).map_err(io_ctx("cannot open", archive))?;
-    let mut tar = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, file)));
+    let mut file = File::open(archive).map_err(io_ctx("cannot open", archive))?;
+    let file_len = file
+        .metadata()
+        .map_err(io_ctx("cannot read", archive))?
+        .len();
+    let mut head = [0u8; SEAL_AT];
+    let sealed = file.read_exact(&mut head).is_ok()
+        && head[..2] == [0x1f, 0x8b]
+        && head[3] & 0x04 != 0
+        && head[12..16] == SEAL_ID;
+    if !sealed {
+        return Err(bad(
+            "it is not a sealed crm backup (no checksum in its gzip header)".into(),
+        ));
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(io_ctx("cannot read", archive))?;
+    let sealed_reader = SealReader {
+        inner: file,
+        hasher: Sha256::new(),
+        pos: 0,
+        seal: [0; SEAL_LEN],
+        count: 0,
+    };
+    let mut tar = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(
+        1 << 20,
+        sealed_reader,
+    )));
     let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
     let entries = tar.entries().map_err(|e| bad(e.to_string()))?;
@@ -236,8 +333,20 @@ pub fn verify(archive: &Path, extract_to: Option<&Path>) -> OpsResult<Manifest> 
     // The tar reader stops at the end-of-archive blocks; read the gzip stream to its end
     // so its CRC and length are checked too. Without this a changed bit in tar padding
     // would go unnoticed: harmless to the data, but the archive would not be the one made.
-    std::io::copy(&mut tar.into_inner(), &mut std::io::sink())
+    let mut gz = tar.into_inner();
+    std::io::copy(&mut gz, &mut std::io::sink())
         .map_err(|e| bad(format!("corrupt compressed stream: {e}")))?;
+    // Bytes after the gzip member are never decompressed: read them into the seal too.
+    let mut rest = gz.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(io_ctx("cannot read", archive))?;
+    let sealed_reader = rest.into_inner();
+    if sealed_reader.count != file_len
+        || sealed_reader.hasher.finalize().as_slice() != sealed_reader.seal
+    {
+        return Err(bad(
+            "the archive's checksum does not match: it was altered or damaged".into(),
+        ));
+    }
     let manifest = manifest.ok_or_else(|| bad("no manifest (truncated?)".into()))?;
     if manifest.format != FORMAT {
         return Err(bad(format!(
@@ -266,6 +375,66 @@ pub fn verify(archive: &Path, extract_to: Option<&Path>) -> OpsResult<Manifest> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An archive like a real one: a database-sized file, half incompressible (so the
+    /// compressor emits stored blocks too), and attachments.
+    fn sample(dir: &Path) -> PathBuf {
+        use rand::{Rng, SeedableRng};
+        let mut r = rand::rngs::StdRng::seed_from_u64(7);
+        let mut db = Vec::new();
+        for i in 0..12_000u32 {
+            db.extend_from_slice(format!("row {i} ekran almashtirildi; ").as_bytes());
+        }
+        db.extend((0..60_000).map(|_| r.gen::<u8>()));
+        let db_path = dir.join("db");
+        std::fs::write(&db_path, &db).unwrap();
+        let att = dir.join("att");
+        std::fs::create_dir_all(att.join("2026")).unwrap();
+        std::fs::write(
+            att.join("2026/a.jpg"),
+            (0..5000).map(|_| r.gen::<u8>()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        std::fs::write(att.join("note.txt"), b"hello").unwrap();
+        let out = dir.join("a.tar.gz");
+        write(&out, &db_path, &att, 6).unwrap();
+        out
+    }
+
+    #[test]
+    fn any_flipped_bit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sample(dir.path());
+        verify(&good, None).expect("the archive as written verifies");
+        let bytes = std::fs::read(&good).unwrap();
+        let len = bytes.len();
+        // Every byte of the gzip header and seal, the last 64 bytes (end of the deflate
+        // stream, CRC, length), and 400 positions spread over the rest; a different bit
+        // each time. Bounded: about 530 verifications of a ~0.1 MB archive.
+        let mut positions: Vec<usize> = (0..64).chain(len - 64..len).collect();
+        positions.extend((0..400).map(|k| 64 + k * (len - 128) / 400));
+        let altered = dir.path().join("altered.tar.gz");
+        let mut accepted = Vec::new();
+        for (k, &at) in positions.iter().enumerate() {
+            let mut b = bytes.clone();
+            b[at] ^= 1 << (k % 8);
+            std::fs::write(&altered, &b).unwrap();
+            if verify(&altered, None).is_ok() {
+                accepted.push(at);
+            }
+        }
+        assert!(
+            accepted.is_empty(),
+            "altered archives accepted at {accepted:?} of {len}"
+        );
+        // Bytes appended after the gzip member, and a truncated copy, too.
+        let mut b = bytes.clone();
+        b.extend_from_slice(b"\0\0\0\0");
+        std::fs::write(&altered, &b).unwrap();
+        assert!(verify(&altered, None).is_err(), "trailing bytes accepted");
+        std::fs::write(&altered, &bytes[..len - 1]).unwrap();
+        assert!(verify(&altered, None).is_err(), "a truncated copy accepted");
+    }
 
     #[test]
     fn names_outside_the_layout_are_refused() {
