@@ -89,6 +89,14 @@ pub fn release_in_flight(c: &Connection, now_ms: i64) -> DbResult<usize> {
     )?)
 }
 
+/// Attempts made so far.
+pub fn attempts(c: &Connection, id: i64) -> DbResult<i64> {
+    Ok(
+        c.prepare_cached("SELECT attempts FROM notify_outbox WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?,
+    )
+}
+
 pub fn mark_sent(c: &Connection, id: i64, now_ms: i64) -> DbResult<()> {
     c.prepare_cached(
         "UPDATE notify_outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?2 / 1000,
