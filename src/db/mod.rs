@@ -89,13 +89,51 @@ struct Inner {
     writer: writer::Writer,
 }
 
-fn migrations() -> Migrations<'static> {
-    Migrations::from_directory(&MIGRATIONS_DIR).expect("embedded migrations are well-formed")
+/// The embedded migrations by folder number (`NNNN-name/up.sql`); the number is the schema
+/// version it brings the database to.
+fn migration_files() -> Vec<(usize, &'static str)> {
+    let mut files: Vec<(usize, &'static str)> = MIGRATIONS_DIR
+        .dirs()
+        .map(|d| {
+            let name = d.path().to_string_lossy();
+            let number = name
+                .split('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or_else(|| panic!("migration folder {name} must start with its number"));
+            let up = d
+                .files()
+                .find(|f| f.path().file_name().is_some_and(|n| n == "up.sql"))
+                .and_then(|f| f.contents_utf8())
+                .unwrap_or_else(|| panic!("migration folder {name} needs a UTF-8 up.sql"));
+            (number, up)
+        })
+        .collect();
+    files.sort_by_key(|f| f.0);
+    files
 }
 
-/// Number of migrations this binary knows.
+fn migrations() -> Migrations<'static> {
+    // Numbers are handed out to branches developed in parallel, so a branch may lack a
+    // number another branch holds: a missing number is an empty step, which keeps every
+    // folder at its own schema version whatever has been merged.
+    let files = migration_files();
+    let mut steps = Vec::new();
+    for n in 1..=binary_schema_version() {
+        let up = files.iter().find(|f| f.0 == n).map(|f| f.1).unwrap_or("");
+        assert!(
+            files.iter().filter(|f| f.0 == n).count() <= 1,
+            "two migration folders are numbered {n}"
+        );
+        steps.push(rusqlite_migration::M::up(up));
+    }
+    Migrations::new(steps)
+}
+
+/// The schema version this binary migrates to: its highest migration number.
 pub fn binary_schema_version() -> usize {
-    MIGRATIONS_DIR.dirs().count()
+    migration_files().last().map(|f| f.0).unwrap_or(0)
 }
 
 fn apply_pragmas(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {

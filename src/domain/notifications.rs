@@ -142,12 +142,15 @@ impl Channel {
     }
 }
 
-/// The switches the admin sees: (event, channel, on by default). Staff have no e-mail
-/// address in their account, so staff events go to Telegram only.
-pub const RULES: [(EventKind, Channel, bool); 6] = [
+/// The switches the admin sees: (event, channel, on by default). Staff events go to the
+/// staff member's linked Telegram chats and, when they gave one, their e-mail address.
+pub const RULES: [(EventKind, Channel, bool); 9] = [
     (EventKind::OrderAssigned, Channel::Telegram, true),
+    (EventKind::OrderAssigned, Channel::Email, true),
     (EventKind::OrderComment, Channel::Telegram, true),
+    (EventKind::OrderComment, Channel::Email, true),
     (EventKind::OrderOverdue, Channel::Telegram, true),
+    (EventKind::OrderOverdue, Channel::Email, true),
     (EventKind::OrderStatusChanged, Channel::Telegram, true),
     (EventKind::OrderStatusChanged, Channel::Email, true),
     (EventKind::DailySummary, Channel::Email, true),
@@ -174,7 +177,7 @@ pub fn rule_enabled(c: &Connection, event: EventKind, channel: Channel) -> DbRes
 /// Who should hear about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipient {
-    /// A staff member, on the Telegram chats they linked.
+    /// A staff member, on the Telegram chats they linked and their e-mail address.
     Staff(UserId),
     /// A customer: the Telegram chats linked to them and, when given, their e-mail.
     /// `language` is the customer's language when known.
@@ -336,17 +339,29 @@ fn resolve(
             let Some((lang, _, active)) = tg::user_brief(c, *user_id)? else {
                 return Ok(out);
             };
-            if !active || !tg_on {
+            if !active {
                 return Ok(out);
             }
             let language = Language::from_code(&lang).unwrap_or(fallback);
-            for chat in tg::chats_of_user(c, *user_id)? {
-                out.push(Target {
-                    channel: Channel::Telegram,
-                    address: chat.to_string(),
-                    language,
-                    user_id: Some(*user_id),
-                });
+            if tg_on {
+                for chat in tg::chats_of_user(c, *user_id)? {
+                    out.push(Target {
+                        channel: Channel::Telegram,
+                        address: chat.to_string(),
+                        language,
+                        user_id: Some(*user_id),
+                    });
+                }
+            }
+            if mail_on {
+                if let Some(address) = crate::db::accounts::active_user_email(c, *user_id)? {
+                    out.push(Target {
+                        channel: Channel::Email,
+                        address,
+                        language,
+                        user_id: Some(*user_id),
+                    });
+                }
             }
         }
         Recipient::Customer {
@@ -712,7 +727,8 @@ pub struct DailyFigures {
 const SHOP_OFFSET_SECS: i64 = 5 * 3600;
 
 /// Queues today's summary once the configured hour has passed (`notify.summary_hour`,
-/// shop time, default 19) to the addresses in `notify.summary_emails`. The date is the
+/// shop time, default 19) to every active admin with an e-mail address and the extra
+/// addresses in `notify.summary_emails`. The date is the
 /// dedupe key, so calling this often (and across restarts) sends one summary a day.
 /// Returns whether a summary was queued by this call.
 pub fn queue_daily_summary_if_due(
@@ -720,13 +736,13 @@ pub fn queue_daily_summary_if_due(
     orders: &dyn OrderLookup,
     now: i64,
 ) -> DbResult<bool> {
-    let emails = settings::get(c, "notify.summary_emails")?.unwrap_or_default();
-    let emails: Vec<String> = emails
-        .split([',', ' ', '\n'])
-        .map(str::trim)
-        .filter(|e| valid_email(e))
-        .map(str::to_string)
-        .collect();
+    let emails_setting = settings::get(c, "notify.summary_emails")?.unwrap_or_default();
+    let mut emails: Vec<String> = crate::db::accounts::active_admin_emails(c)?;
+    for e in emails_setting_list(&emails_setting) {
+        if !emails.iter().any(|have| have.eq_ignore_ascii_case(&e)) {
+            emails.push(e);
+        }
+    }
     if emails.is_empty() {
         return Ok(false);
     }
@@ -766,6 +782,14 @@ pub fn queue_daily_summary_if_due(
         },
     )?;
     Ok(!ids.is_empty())
+}
+
+fn emails_setting_list(s: &str) -> Vec<String> {
+    s.split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|e| valid_email(e))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Until the orders module exists: finds nothing and says it is unavailable.

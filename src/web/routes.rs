@@ -59,6 +59,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/", Allowed(ViewDashboard), pages::dashboard::show);
     r.add(get(), "/profile", Allowed(ManageOwnAccount), pages::profile::show);
     r.add(post(), "/profile/password", Allowed(ManageOwnAccount), pages::profile::change_password);
+    r.add(post(), "/profile/email", Allowed(ManageOwnAccount), pages::profile::change_email);
     r.add(post(), "/profile/tokens", Allowed(ManageOwnAccount), pages::profile::create_token);
     r.add(post(), "/tokens/{id}/revoke", Allowed(ManageOwnAccount), pages::profile::revoke_token);
 

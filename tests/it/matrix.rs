@@ -36,6 +36,7 @@ pub const FOUNDATION: &[(&str, &str, Who)] = &[
     ("GET", "/", Staff),
     ("GET", "/profile", Staff),
     ("POST", "/profile/password", Staff),
+    ("POST", "/profile/email", Staff),
     ("POST", "/profile/tokens", Staff),
     ("POST", "/tokens/{id}/revoke", Staff),
     ("GET", "/ws", Staff),

@@ -967,3 +967,166 @@ async fn telegram_customer_links_by_order_code_and_hears_chosen_statuses() {
     );
     bot.stop().await;
 }
+
+#[tokio::test]
+async fn staff_email_from_profile_and_admin_gets_staff_events_and_the_summary() {
+    let sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "plain",
+            certs: None,
+            auth: None,
+        },
+    );
+    let app = TestApp::spawn().await;
+    set(&app, FAST).await;
+    set(
+        &app,
+        &[
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &sink.port.to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.from", "shop@example.uz"),
+        ],
+    )
+    .await;
+    let acc = &app.running().ctx.accounts;
+    let master_id = app.add_user("usta", Role::Master, "usta-pass-1").await;
+    let master = app.login("usta", "usta-pass-1").await;
+
+    // The profile: a bad address is refused and nothing is stored; a good one is kept.
+    let r = master
+        .post_form("/profile/email", &[("email", "not an address")])
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(acc.user(master_id).await.unwrap().email, None);
+    let r = master
+        .post_form("/profile/email", &[("email", " usta@example.uz ")])
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("value=\"usta@example.uz\""));
+    assert_eq!(
+        acc.user(master_id).await.unwrap().email.as_deref(),
+        Some("usta@example.uz")
+    );
+
+    // The API: a bad address refuses the whole change; a good one is stored and shown.
+    let admin = app.login_admin().await;
+    let admin_id = acc.user_by_username("admin").await.unwrap().id;
+    let path = format!("/api/v1/users/{admin_id}");
+    let r = admin
+        .send_json(
+            reqwest::Method::PATCH,
+            &path,
+            &serde_json::json!({"display_name": "Boss", "email": "nope"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_ne!(acc.user(admin_id).await.unwrap().display_name, "Boss");
+    let r = admin
+        .send_json(
+            reqwest::Method::PATCH,
+            &path,
+            &serde_json::json!({"email": "boss@example.uz"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["email"], "boss@example.uz");
+    let r = admin
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            &serde_json::json!({"username": "kassa", "display_name": "Kassa", "role": "operator",
+                                "password": "kassa-pass-1", "email": "kassa@@x"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(
+        acc.user_by_username("kassa").await.is_err(),
+        "nothing created"
+    );
+
+    // The admin's user form: a bad address changes nothing, a good one is saved.
+    let form = |email: &'static str| {
+        vec![
+            ("name", "Usta Bek"),
+            ("role", "master"),
+            ("language", "en"),
+            ("active", "1"),
+            ("email", email),
+        ]
+    };
+    let r = admin
+        .post_form(&format!("/users/{master_id}"), &form("bad@"))
+        .await;
+    assert_eq!(r.status(), 422);
+    let u = acc.user(master_id).await.unwrap();
+    assert_eq!(
+        (u.display_name.as_str(), u.email.as_deref()),
+        ("usta name", Some("usta@example.uz"))
+    );
+    let page = admin
+        .get(&format!("/users/{master_id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"usta@example.uz\""), "{page}");
+
+    // A staff event reaches the master's address (no Telegram linked).
+    let assign = |key: &str| Notification {
+        event: EventKind::OrderAssigned,
+        key: key.into(),
+        recipients: vec![Recipient::Staff(master_id)],
+        data: data(&[("order_number", "A-5"), ("device", "iPhone 11")]),
+    };
+    let ids = change_and_notify(&app, vec![assign("order:5:assigned:1")]).await;
+    assert_eq!(ids.len(), 1);
+    let mail = eventually(WAIT, || async {
+        sink.mails()
+            .into_iter()
+            .find(|m| m.to.iter().any(|t| t == "usta@example.uz"))
+    })
+    .await
+    .expect("assignment mailed to the master");
+    assert!(mail.data.contains("A-5"), "{}", mail.data);
+
+    // With its e-mail switch off, the event queues nothing for e-mail.
+    let r = admin
+        .post_form(
+            "/settings/notifications/rules",
+            &[
+                ("rule", "order.assigned|telegram"),
+                ("rule", "summary.daily|email"),
+                ("default_language", "en"),
+                ("summary_emails", ""),
+                ("summary_hour", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let ids = change_and_notify(&app, vec![assign("order:5:assigned:2")]).await;
+    assert!(ids.is_empty(), "e-mail for assignments is switched off");
+
+    // The daily summary goes to the admin's own address (no extra addresses set).
+    let n = &app.running().ctx.notifications;
+    n.set_order_lookup(Arc::new(StubOrders));
+    assert!(n.queue_daily_summary().await.unwrap());
+    let mail = eventually(WAIT, || async {
+        sink.mails()
+            .into_iter()
+            .find(|m| m.to.iter().any(|t| t == "boss@example.uz"))
+    })
+    .await
+    .expect("summary mailed to the admin");
+    assert!(mail.data.contains("New orders: 12"), "{}", mail.data);
+    assert!(!sink
+        .mails()
+        .iter()
+        .any(|m| m.to.iter().any(|t| t == "usta@example.uz") && m.data.contains("New orders")));
+}
