@@ -1298,6 +1298,27 @@ impl Notifications {
             .await?)
     }
 
+    /// Messages in the given outbox states (all when empty), newest first.
+    pub async fn messages(&self, states: Vec<String>, limit: i64) -> DomainResult<Vec<OutboxRow>> {
+        const KNOWN: [&str; 5] = ["pending", "sending", "sent", "failed", "dead"];
+        if let Some(bad) = states.iter().find(|s| !KNOWN.contains(&s.as_str())) {
+            return Err(DomainError::invalid(format!(
+                "unknown state {bad:?} (one of {})",
+                KNOWN.join(", ")
+            )));
+        }
+        if !(1..=500).contains(&limit) {
+            return Err(DomainError::invalid("limit must be 1-500"));
+        }
+        Ok(self
+            .db
+            .read(move |c| {
+                let states: Vec<&str> = states.iter().map(String::as_str).collect();
+                outbox::list_in_states(c, &states, limit)
+            })
+            .await?)
+    }
+
     pub async fn counts(&self) -> DomainResult<Vec<(String, i64)>> {
         Ok(self.db.read(outbox::counts).await?)
     }

@@ -4,6 +4,7 @@
 //! and hands them to the domain. The only module with lettre and teloxide.
 
 mod email;
+pub mod probe;
 mod telegram;
 
 pub use email::PARALLEL as SMTP_PARALLEL;

@@ -122,7 +122,7 @@ pub fn write(
     attachments: &Path,
     schema_version: usize,
 ) -> OpsResult<Manifest> {
-    let file = File::create(dest).map_err(io_ctx("cannot create", dest))?;
+    let file = create_private(dest)?;
     let mut extra = SEAL_ID.to_vec();
     extra.extend_from_slice(&[0; SEAL_LEN]);
     // The verifier reads the compressed stream as it is written, on its own thread (the
@@ -219,6 +219,23 @@ pub fn write(
         .map_err(io_ctx("cannot write", dest))?;
     file.sync_all().map_err(io_ctx("cannot sync", dest))?;
     Ok(manifest)
+}
+
+/// Creates a file only its owner (and group) can read, whatever the caller's umask: the
+/// database holds the bot token and the SMTP password in plain text (see README).
+fn create_private(path: &Path) -> OpsResult<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(io_ctx("cannot create", path))?;
+    // An existing file keeps its old mode through open(); set it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o640))
+        .map_err(io_ctx("cannot set the mode of", path))?;
+    Ok(f)
 }
 
 /// Dirty data written before the server's next commit must reach the disk first on many
@@ -460,10 +477,7 @@ fn read_contents<R: std::io::BufRead>(
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).map_err(io_ctx("cannot create", parent))?;
                 }
-                let mut out = BufWriter::with_capacity(
-                    1 << 20,
-                    File::create(&target).map_err(io_ctx("cannot create", &target))?,
-                );
+                let mut out = BufWriter::with_capacity(1 << 20, create_private(&target)?);
                 std::io::copy(&mut reader, &mut out)
                     .map_err(|e| bad(format!("{name}: unreadable: {e}")))?;
                 let f = out.into_inner().map_err(|e| OpsError::Io {

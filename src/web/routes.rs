@@ -172,6 +172,10 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/telephony/registrations", Allowed(ManageTelephony), api::telephony::registrations);
     r.add(get(), "/api/v1/telephony/bans", Allowed(ManageTelephony), api::telephony::bans);
     r.add(post(), "/api/v1/telephony/bans/{address}/release", Allowed(ManageTelephony), api::telephony::release_ban);
+    r.add(get(), "/api/v1/notifications/outbox", Allowed(ManageNotifications), api::notifications::outbox);
+    r.add(get(), "/api/v1/notifications/outbox/{id}", Allowed(ManageNotifications), api::notifications::message);
+    r.add(post(), "/api/v1/notifications/outbox/{id}/retry", Allowed(ManageNotifications), api::notifications::retry);
+    r.add(get(), "/api/v1/notifications/settings", Allowed(ManageNotifications), api::notifications::settings);
 }
 
 /// Collects the specs without registering anything.

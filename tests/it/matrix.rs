@@ -154,6 +154,10 @@ pub const TELEPHONY: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/telephony/registrations", ADMIN),
     ("GET", "/api/v1/telephony/bans", ADMIN),
     ("POST", "/api/v1/telephony/bans/{address}/release", ADMIN),
+    ("GET", "/api/v1/notifications/outbox", ADMIN),
+    ("GET", "/api/v1/notifications/outbox/{id}", ADMIN),
+    ("POST", "/api/v1/notifications/outbox/{id}/retry", ADMIN),
+    ("GET", "/api/v1/notifications/settings", ADMIN),
 ];
 
 /// Every area's rows.

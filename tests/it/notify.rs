@@ -1130,3 +1130,133 @@ async fn staff_email_from_profile_and_admin_gets_staff_events_and_the_summary() 
         .iter()
         .any(|m| m.to.iter().any(|t| t == "usta@example.uz") && m.data.contains("New orders")));
 }
+
+#[tokio::test]
+async fn notifications_api_lists_stopped_messages_retries_and_masks_secrets() {
+    let app = TestApp::spawn().await;
+    set(&app, FAST).await;
+    let token = "987654321:AAFsecretTokenValueThatMustNotLeak";
+    set(
+        &app,
+        &[
+            ("notify.max_attempts", "2"),
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &free_port().to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.username", "shop"),
+            ("smtp.password", "s3cret-pass"),
+            ("smtp.from", "shop@example.uz"),
+            ("telegram.token", token),
+            ("telegram.api_url", "http://127.0.0.1:9"),
+        ],
+    )
+    .await;
+    let id = change_and_notify(
+        &app,
+        vec![mail_to("order:3:status:1", "nobody@example.uz", "C-3")],
+    )
+    .await[0];
+    eventually(WAIT, || async {
+        (row(&app, id).await.state == "dead").then_some(())
+    })
+    .await
+    .expect("dead-lettered");
+
+    let bearer = app.api_token("admin").await;
+    let client = app.client();
+    let call = |method: reqwest::Method, path: &str, bearer: &str| {
+        client
+            .request(method, app.url(path))
+            .bearer_auth(bearer)
+            .send()
+    };
+    let list: serde_json::Value = call(
+        reqwest::Method::GET,
+        "/api/v1/notifications/outbox",
+        &bearer,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let dead = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .expect("the dead letter is listed");
+    assert_eq!(dead["state"], "dead");
+    assert_eq!(dead["attempts"], 2);
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("SMTP")),
+        "{dead}"
+    );
+    for bad in ["?state=bogus", "?limit=0", "?limit=501"] {
+        let r = call(
+            reqwest::Method::GET,
+            &format!("/api/v1/notifications/outbox{bad}"),
+            &bearer,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+
+    // Settings: secrets are never returned in full.
+    let r = call(
+        reqwest::Method::GET,
+        "/api/v1/notifications/settings",
+        &bearer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("s3cret-pass") && !text.contains(token),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["smtp"]["password_set"], true);
+    assert_eq!(v["smtp"]["username"], "shop");
+    assert_eq!(v["telegram"]["token_masked"], "987654…eak");
+    assert!(v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["event"] == "order.assigned" && r["channel"] == "email"));
+
+    // Retry: the dead letter is queued again; a second retry is a conflict; unknown is 404.
+    // (Retries are slow from now on, so the requeued message stays pending meanwhile.)
+    set(&app, &[("notify.retry_base_ms", "60000")]).await;
+    let path = format!("/api/v1/notifications/outbox/{id}/retry");
+    let r = call(reqwest::Method::POST, &path, &bearer).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["state"] == "pending" || v["state"] == "sending",
+        "requeued: {v}"
+    );
+    assert!(v["attempts"].as_i64().unwrap() <= 1, "fresh count: {v}");
+    let again = call(reqwest::Method::POST, &path, &bearer).await.unwrap();
+    assert_eq!(again.status(), 409);
+    let r = call(
+        reqwest::Method::POST,
+        "/api/v1/notifications/outbox/999999/retry",
+        &bearer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Another role's token is refused.
+    app.add_user("kassa", Role::Operator, "kassa-pass-1").await;
+    let other = app.api_token("kassa").await;
+    let r = call(reqwest::Method::GET, "/api/v1/notifications/outbox", &other)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

@@ -268,6 +268,14 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
         .expect("backup in the default folder")
         .path
         .clone();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o640,
+            "a backup holds secrets: not readable by others"
+        );
+    }
     app.stop().await;
     let original = dump(&data.join("crm.db"));
     let original_files = tree(&data.join("attachments"));

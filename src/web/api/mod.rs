@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod live;
+pub mod notifications;
 pub mod telephony;
 pub mod users;
 
@@ -43,6 +44,7 @@ impl Modify for Security {
         telephony::list_extensions, telephony::create_extension, telephony::delete_extension,
         telephony::list_groups, telephony::save_group, telephony::delete_group,
         telephony::registrations, telephony::bans, telephony::release_ban,
+        notifications::outbox, notifications::message, notifications::retry, notifications::settings,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),
