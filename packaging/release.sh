@@ -10,16 +10,24 @@
 # $CRM_SIGNING_KEY (default ~/.config/crm/release-signing.key, 64 bytes: secret + public,
 # the format `zipsign gen-key` writes). Its public half is packaging/release-key.pub,
 # built into every crm; a new key means publishing a crm built with the new .pub first.
+# A trial run on a machine without the release key: CRM_SIGNING_KEY=/tmp/k
+# CRM_SIGNING_PUB=/tmp/k.pub (from `zipsign gen-key /tmp/k /tmp/k.pub`); the result is
+# marked as a trial, since no released crm accepts archives signed with that key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=x86_64-unknown-linux-musl
 KEY=${CRM_SIGNING_KEY:-$HOME/.config/crm/release-signing.key}
+PUB=${CRM_SIGNING_PUB:-packaging/release-key.pub}
 DIST=target/dist
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 NAME="crm-$VERSION-$TARGET.tar.gz"
 
 [ -r "$KEY" ] || { echo "no signing key at $KEY (set CRM_SIGNING_KEY)" >&2; exit 1; }
+[ -r "$PUB" ] || { echo "no public key at $PUB" >&2; exit 1; }
+if ! cmp -s "$PUB" packaging/release-key.pub; then
+    echo "TRIAL RUN: signing with a key crm does not trust; do not publish $DIST" >&2
+fi
 command -v musl-gcc >/dev/null || { echo "musl-gcc missing: sudo apt install musl-tools" >&2; exit 1; }
 command -v zipsign >/dev/null || cargo install --locked zipsign
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
@@ -41,7 +49,7 @@ printf '{"version":"%s","target":"%s"}\n' "$VERSION" "$TARGET" > "$STAGE/release
 tar -C "$STAGE" -czf "$STAGE/$NAME" crm release.json
 # The signature covers the archive AND its file name (the context `crm upgrade` checks).
 zipsign sign tar --context "$NAME" -o "$DIST/$NAME" "$STAGE/$NAME" "$KEY"
-zipsign verify tar --context "$NAME" "$DIST/$NAME" packaging/release-key.pub
+zipsign verify tar --context "$NAME" "$DIST/$NAME" "$PUB"
 
 cat > "$DIST/manifest.json" <<JSON
 {

@@ -712,6 +712,66 @@ pub trait OrderLookup: Send + Sync {
     fn daily_figures(&self, _c: &Connection, _since: i64) -> DbResult<Option<DailyFigures>> {
         Ok(None)
     }
+    /// Open orders with a master that are overdue at `now` (Unix seconds), with the master
+    /// and the date they were due (shown to the master).
+    fn overdue_assigned(&self, _c: &Connection, _now: i64) -> DbResult<Vec<OverdueOrder>> {
+        Ok(Vec::new())
+    }
+}
+
+/// An overdue order to remind its master of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverdueOrder {
+    pub order: OrderBrief,
+    pub master_id: UserId,
+    /// As shown in the reminder, e.g. `28.11.2026`; empty when only the status limit passed.
+    pub due_date: String,
+}
+
+/// Queues one reminder per overdue order to its master, once per shop day, from the
+/// configured hour on (`notify.overdue_hour`, shop time, default 9). The order and the date
+/// are the dedupe key, so calling this every minute (and across restarts) reminds once a
+/// day. Returns how many reminders this call queued.
+pub fn queue_overdue_reminders_if_due(
+    c: &Connection,
+    orders: &dyn OrderLookup,
+    now: i64,
+) -> DbResult<usize> {
+    let hour: i64 = settings::get(c, "notify.overdue_hour")?
+        .and_then(|h| h.trim().parse().ok())
+        .filter(|h| (0..24).contains(h))
+        .unwrap_or(9);
+    let local = now + SHOP_OFFSET_SECS;
+    let day_start_local = local - local.rem_euclid(86_400);
+    if local - day_start_local < hour * 3600 {
+        return Ok(0);
+    }
+    let today = time::OffsetDateTime::from_unix_timestamp(day_start_local)
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day()))
+        .unwrap_or_default();
+    let mut queued = 0;
+    for o in orders.overdue_assigned(c, now)? {
+        let data: TemplateData = [
+            ("order_number", o.order.number.clone()),
+            ("device", o.order.device.clone()),
+            ("status", o.order.status.clone()),
+            ("due_date", o.due_date.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        queued += enqueue(
+            c,
+            &Notification {
+                event: EventKind::OrderOverdue,
+                key: format!("order:{}:overdue:{today}", o.order.order_id),
+                recipients: vec![Recipient::Staff(o.master_id)],
+                data,
+            },
+        )?
+        .len();
+    }
+    Ok(queued)
 }
 
 /// What the evening summary tells the admins.
@@ -1476,6 +1536,20 @@ impl Notifications {
     }
 
     /// Queues today's summary if it is due (see [`queue_daily_summary_if_due`]).
+    /// Reminds masters of their overdue orders (once a day per order).
+    pub async fn queue_overdue_reminders(&self) -> DomainResult<usize> {
+        let orders = self.order_lookup();
+        let now = crate::db::now();
+        let queued = self
+            .db
+            .write(move |c| queue_overdue_reminders_if_due(c, orders.as_ref(), now))
+            .await?;
+        if queued > 0 {
+            self.wake();
+        }
+        Ok(queued)
+    }
+
     pub async fn queue_daily_summary(&self) -> DomainResult<bool> {
         let orders = self.order_lookup();
         let now = crate::db::now();

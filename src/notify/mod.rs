@@ -157,7 +157,8 @@ impl Notifier {
 /// Delivered messages are kept this long (for the admin's view), then deleted.
 const KEEP_SENT_SECS: i64 = 30 * 86_400;
 
-/// Once a minute: queue the daily summary when due; once an hour: forget old deliveries.
+/// Once a minute: queue the daily summary and the overdue reminders when due; once an
+/// hour: forget old deliveries.
 async fn housekeeping(n: Notifications, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut minutes = 0u64;
@@ -168,6 +169,9 @@ async fn housekeeping(n: Notifications, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = n.queue_daily_summary().await {
             tracing::error!(error = %e, "queuing the daily summary failed");
+        }
+        if let Err(e) = n.queue_overdue_reminders().await {
+            tracing::error!(error = %e, "queuing overdue reminders failed");
         }
         if minutes.is_multiple_of(60) {
             let before = crate::db::now() - KEEP_SENT_SECS;

@@ -1260,3 +1260,99 @@ async fn notifications_api_lists_stopped_messages_retries_and_masks_secrets() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// Orders where one is overdue for a given master.
+struct OverdueOrders {
+    master: i64,
+}
+
+impl OrderLookup for OverdueOrders {
+    fn by_code(&self, _: &Connection, _: &str) -> DbResult<Option<OrderBrief>> {
+        Ok(None)
+    }
+    fn open_for_staff(&self, _: &Connection, _: i64) -> DbResult<Vec<OrderBrief>> {
+        Ok(Vec::new())
+    }
+    fn open_for_customer(&self, _: &Connection, _: i64) -> DbResult<Vec<OrderBrief>> {
+        Ok(Vec::new())
+    }
+    fn overdue_assigned(
+        &self,
+        _: &Connection,
+        _now: i64,
+    ) -> DbResult<Vec<notifications::OverdueOrder>> {
+        Ok(vec![notifications::OverdueOrder {
+            order: OrderBrief {
+                order_id: 77,
+                customer_id: 1,
+                number: "A-77".into(),
+                device: "Artel washer".into(),
+                status: "Repair".into(),
+            },
+            master_id: self.master,
+            due_date: "28.11.2026".into(),
+        }])
+    }
+}
+
+#[tokio::test]
+async fn overdue_orders_remind_their_master_once_a_day() {
+    let sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "plain",
+            certs: None,
+            auth: None,
+        },
+    );
+    let app = TestApp::spawn().await;
+    set(&app, FAST).await;
+    set(
+        &app,
+        &[
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &sink.port.to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.from", "shop@example.uz"),
+            ("notify.overdue_hour", "0"),
+        ],
+    )
+    .await;
+    let master = app.add_user("usta", Role::Master, "usta-pass-1").await;
+    let acc = &app.running().ctx.accounts;
+    acc.set_email(None, master, "usta@example.uz")
+        .await
+        .unwrap();
+    let n = &app.running().ctx.notifications;
+    n.set_order_lookup(Arc::new(OverdueOrders { master }));
+    // The housekeeping task may have queued it already; either way exactly one per day.
+    let first = n.queue_overdue_reminders().await.unwrap();
+    let second = n.queue_overdue_reminders().await.unwrap();
+    assert!(first <= 1 && second == 0, "once a day: {first}, {second}");
+    let mail = eventually(WAIT, || async {
+        sink.mails()
+            .into_iter()
+            .find(|m| m.to.iter().any(|t| t == "usta@example.uz"))
+    })
+    .await
+    .expect("reminder mailed to the master");
+    assert!(
+        mail.data.contains("A-77") && mail.data.contains("28.11.2026"),
+        "{}",
+        mail.data
+    );
+    let overdue_rows = app
+        .running()
+        .ctx
+        .db
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM notify_outbox WHERE event = 'order.overdue'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(overdue_rows, 1);
+}
