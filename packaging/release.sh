@@ -36,7 +36,9 @@ rustup target add "$TARGET"
 echo "== static build"
 cargo build --release --locked --target "$TARGET" --bin crm
 BIN="target/$TARGET/release/crm"
-if ldd "$BIN" >/dev/null 2>&1; then echo "$BIN is not static" >&2; exit 1; fi
+# A static-pie binary makes glibc's ldd say "statically linked" and succeed: look for
+# shared-library dependencies in the dynamic section instead.
+if readelf -d "$BIN" | grep -q '(NEEDED)'; then echo "$BIN is not static" >&2; exit 1; fi
 [ "$("$BIN" --version)" = "crm $VERSION" ] || { echo "version mismatch" >&2; exit 1; }
 
 rm -rf "$DIST" && mkdir -p "$DIST"
@@ -48,7 +50,9 @@ cp "$BIN" "$STAGE/crm"
 printf '{"version":"%s","target":"%s"}\n' "$VERSION" "$TARGET" > "$STAGE/release.json"
 tar -C "$STAGE" -czf "$STAGE/$NAME" crm release.json
 # The signature covers the archive AND its file name (the context `crm upgrade` checks).
-zipsign sign tar --context "$NAME" -o "$DIST/$NAME" "$STAGE/$NAME" "$KEY"
+# zipsign 0.2 refuses to write a new -o file unless --force is given (DIST is emptied above).
+zipsign sign tar --force --context "$NAME" -o "$DIST/$NAME" "$STAGE/$NAME" "$KEY"
+chmod 0644 "$DIST/$NAME"
 zipsign verify tar --context "$NAME" "$DIST/$NAME" "$PUB"
 
 cat > "$DIST/manifest.json" <<JSON
@@ -73,6 +77,7 @@ rm -rf "$DEBSRC" && mkdir -p "$DEBSRC"
 sed 's#/usr/local/bin/crm#/usr/bin/crm#' systemd/crm.service > "$DEBSRC/crm.service"
 "$BIN" install --root "$STAGE/root" >/dev/null
 cp "$STAGE/root/etc/crm/crm.toml" "$DEBSRC/crm.toml"
+# cargo-deb installs crm.sysusers from the unit-scripts folder as usr/lib/sysusers.d/crm.conf.
 cp "$STAGE/root/usr/lib/sysusers.d/crm.conf" "$DEBSRC/crm.sysusers"
 cargo deb --no-build --target "$TARGET" --output "$DIST/"
 
