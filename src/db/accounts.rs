@@ -16,10 +16,12 @@ pub struct UserRow {
     #[serde(skip)]
     pub password_hash: String,
     pub created_at: i64,
+    /// Optional address for staff notifications and the daily summary.
+    pub email: Option<String>,
 }
 
 const USER_COLS: &str =
-    "id, username, display_name, role, active, language, password_hash, created_at";
+    "id, username, display_name, role, active, language, password_hash, created_at, email";
 
 fn user_from_row(r: &Row) -> rusqlite::Result<UserRow> {
     user_at(r, 0)
@@ -39,6 +41,7 @@ fn user_at(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
         language: Language::from_code(&lang).unwrap_or_default(),
         password_hash: r.get(at + 6)?,
         created_at: r.get(at + 7)?,
+        email: r.get(at + 8)?,
     })
 }
 
@@ -125,6 +128,33 @@ pub fn set_language(c: &Connection, id: UserId, lang: Language, now: i64) -> DbR
         params![id, lang.code(), now],
     )?;
     Ok(())
+}
+
+/// Sets or clears (None) a user's e-mail address. False when there is no such user.
+pub fn set_email(c: &Connection, id: UserId, email: Option<&str>, now: i64) -> DbResult<bool> {
+    Ok(c.execute(
+        "UPDATE users SET email = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, email, now],
+    )? == 1)
+}
+
+/// An active user's e-mail address, if they gave one.
+pub fn active_user_email(c: &Connection, id: UserId) -> DbResult<Option<String>> {
+    Ok(c.query_row(
+        "SELECT email FROM users WHERE id = ?1 AND active = 1 AND email IS NOT NULL AND email <> ''",
+        [id],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+/// The addresses of active admins who gave one (the daily summary goes to them).
+pub fn active_admin_emails(c: &Connection) -> DbResult<Vec<String>> {
+    let mut st = c.prepare_cached(
+        "SELECT email FROM users WHERE role = 'admin' AND active = 1 AND email IS NOT NULL AND email <> '' ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn count_active_admins(c: &Connection) -> DbResult<i64> {

@@ -89,6 +89,14 @@ pub fn release_in_flight(c: &Connection, now_ms: i64) -> DbResult<usize> {
     )?)
 }
 
+/// Attempts made so far.
+pub fn attempts(c: &Connection, id: i64) -> DbResult<i64> {
+    Ok(
+        c.prepare_cached("SELECT attempts FROM notify_outbox WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?,
+    )
+}
+
 pub fn mark_sent(c: &Connection, id: i64, now_ms: i64) -> DbResult<()> {
     c.prepare_cached(
         "UPDATE notify_outbox SET state = 'sent', attempts = attempts + 1, sent_at = ?2 / 1000,
@@ -193,6 +201,19 @@ pub fn list_stopped(c: &Connection, limit: i64) -> DbResult<Vec<OutboxRow>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Messages in the given states (all when empty), newest first.
+pub fn list_in_states(c: &Connection, states: &[&str], limit: i64) -> DbResult<Vec<OutboxRow>> {
+    let all = states.is_empty();
+    let wanted = states.join(",");
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM notify_outbox
+         WHERE ?1 OR instr(',' || ?2 || ',', ',' || state || ',') > 0
+         ORDER BY updated_at DESC, id DESC LIMIT ?3"
+    ))?;
+    let rows = st.query_map(params![all, wanted, limit], row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn get(c: &Connection, id: i64) -> DbResult<Option<OutboxRow>> {
     Ok(c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM notify_outbox WHERE id = ?1"
@@ -224,4 +245,15 @@ pub fn purge_sent(c: &Connection, before: i64) -> DbResult<usize> {
         "DELETE FROM notify_outbox WHERE state = 'sent' AND sent_at < ?1",
         [before],
     )?)
+}
+
+/// A read-only connection to a database file, for `crm doctor` (which reads the
+/// notification settings whether or not a server runs).
+pub fn open_read_only(path: &std::path::Path) -> DbResult<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(c)
 }

@@ -89,6 +89,21 @@ pub fn validate_username(u: &str) -> DomainResult<()> {
     }
 }
 
+/// A staff e-mail address as stored: trimmed, None when empty; refused when it is not
+/// one address.
+pub fn normalize_email(e: &str) -> DomainResult<Option<String>> {
+    let e = e.trim();
+    if e.is_empty() {
+        return Ok(None);
+    }
+    if e.len() > 254 || !super::notifications::valid_email(e) {
+        return Err(DomainError::invalid(format!(
+            "{e:?} is not an e-mail address"
+        )));
+    }
+    Ok(Some(e.to_string()))
+}
+
 pub fn validate_password(p: &str) -> DomainResult<()> {
     let n = p.chars().count();
     if n < MIN_PASSWORD_LEN {
@@ -302,6 +317,33 @@ impl Accounts {
                         "role": [before.role, role],
                         "active": [before.active, active],
                     }),
+                    now,
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)
+    }
+
+    /// Sets a user's e-mail address (empty clears it). Checked before anything is written.
+    pub async fn set_email(&self, by: Option<&Actor>, id: UserId, email: &str) -> DomainResult<()> {
+        let email = normalize_email(email)?;
+        let by_id = by.map(|a| a.user_id);
+        self.db
+            .write(move |c| {
+                let before = q::user_by_id(c, id)?.ok_or(DomainError::NotFound)?;
+                if before.email == email {
+                    return Ok(());
+                }
+                let now = now();
+                q::set_email(c, id, email.as_deref(), now)?;
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "update",
+                    "user",
+                    Some(id),
+                    &serde_json::json!({ "email": [before.email, email] }),
                     now,
                 )?;
                 Ok(())

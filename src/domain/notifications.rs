@@ -142,12 +142,15 @@ impl Channel {
     }
 }
 
-/// The switches the admin sees: (event, channel, on by default). Staff have no e-mail
-/// address in their account, so staff events go to Telegram only.
-pub const RULES: [(EventKind, Channel, bool); 6] = [
+/// The switches the admin sees: (event, channel, on by default). Staff events go to the
+/// staff member's linked Telegram chats and, when they gave one, their e-mail address.
+pub const RULES: [(EventKind, Channel, bool); 9] = [
     (EventKind::OrderAssigned, Channel::Telegram, true),
+    (EventKind::OrderAssigned, Channel::Email, true),
     (EventKind::OrderComment, Channel::Telegram, true),
+    (EventKind::OrderComment, Channel::Email, true),
     (EventKind::OrderOverdue, Channel::Telegram, true),
+    (EventKind::OrderOverdue, Channel::Email, true),
     (EventKind::OrderStatusChanged, Channel::Telegram, true),
     (EventKind::OrderStatusChanged, Channel::Email, true),
     (EventKind::DailySummary, Channel::Email, true),
@@ -174,7 +177,7 @@ pub fn rule_enabled(c: &Connection, event: EventKind, channel: Channel) -> DbRes
 /// Who should hear about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipient {
-    /// A staff member, on the Telegram chats they linked.
+    /// A staff member, on the Telegram chats they linked and their e-mail address.
     Staff(UserId),
     /// A customer: the Telegram chats linked to them and, when given, their e-mail.
     /// `language` is the customer's language when known.
@@ -336,17 +339,29 @@ fn resolve(
             let Some((lang, _, active)) = tg::user_brief(c, *user_id)? else {
                 return Ok(out);
             };
-            if !active || !tg_on {
+            if !active {
                 return Ok(out);
             }
             let language = Language::from_code(&lang).unwrap_or(fallback);
-            for chat in tg::chats_of_user(c, *user_id)? {
-                out.push(Target {
-                    channel: Channel::Telegram,
-                    address: chat.to_string(),
-                    language,
-                    user_id: Some(*user_id),
-                });
+            if tg_on {
+                for chat in tg::chats_of_user(c, *user_id)? {
+                    out.push(Target {
+                        channel: Channel::Telegram,
+                        address: chat.to_string(),
+                        language,
+                        user_id: Some(*user_id),
+                    });
+                }
+            }
+            if mail_on {
+                if let Some(address) = crate::db::accounts::active_user_email(c, *user_id)? {
+                    out.push(Target {
+                        channel: Channel::Email,
+                        address,
+                        language,
+                        user_id: Some(*user_id),
+                    });
+                }
             }
         }
         Recipient::Customer {
@@ -697,6 +712,66 @@ pub trait OrderLookup: Send + Sync {
     fn daily_figures(&self, _c: &Connection, _since: i64) -> DbResult<Option<DailyFigures>> {
         Ok(None)
     }
+    /// Open orders with a master that are overdue at `now` (Unix seconds), with the master
+    /// and the date they were due (shown to the master).
+    fn overdue_assigned(&self, _c: &Connection, _now: i64) -> DbResult<Vec<OverdueOrder>> {
+        Ok(Vec::new())
+    }
+}
+
+/// An overdue order to remind its master of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverdueOrder {
+    pub order: OrderBrief,
+    pub master_id: UserId,
+    /// As shown in the reminder, e.g. `28.11.2026`; empty when only the status limit passed.
+    pub due_date: String,
+}
+
+/// Queues one reminder per overdue order to its master, once per shop day, from the
+/// configured hour on (`notify.overdue_hour`, shop time, default 9). The order and the date
+/// are the dedupe key, so calling this every minute (and across restarts) reminds once a
+/// day. Returns how many reminders this call queued.
+pub fn queue_overdue_reminders_if_due(
+    c: &Connection,
+    orders: &dyn OrderLookup,
+    now: i64,
+) -> DbResult<usize> {
+    let hour: i64 = settings::get(c, "notify.overdue_hour")?
+        .and_then(|h| h.trim().parse().ok())
+        .filter(|h| (0..24).contains(h))
+        .unwrap_or(9);
+    let local = now + SHOP_OFFSET_SECS;
+    let day_start_local = local - local.rem_euclid(86_400);
+    if local - day_start_local < hour * 3600 {
+        return Ok(0);
+    }
+    let today = time::OffsetDateTime::from_unix_timestamp(day_start_local)
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day()))
+        .unwrap_or_default();
+    let mut queued = 0;
+    for o in orders.overdue_assigned(c, now)? {
+        let data: TemplateData = [
+            ("order_number", o.order.number.clone()),
+            ("device", o.order.device.clone()),
+            ("status", o.order.status.clone()),
+            ("due_date", o.due_date.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        queued += enqueue(
+            c,
+            &Notification {
+                event: EventKind::OrderOverdue,
+                key: format!("order:{}:overdue:{today}", o.order.order_id),
+                recipients: vec![Recipient::Staff(o.master_id)],
+                data,
+            },
+        )?
+        .len();
+    }
+    Ok(queued)
 }
 
 /// What the evening summary tells the admins.
@@ -712,7 +787,8 @@ pub struct DailyFigures {
 const SHOP_OFFSET_SECS: i64 = 5 * 3600;
 
 /// Queues today's summary once the configured hour has passed (`notify.summary_hour`,
-/// shop time, default 19) to the addresses in `notify.summary_emails`. The date is the
+/// shop time, default 19) to every active admin with an e-mail address and the extra
+/// addresses in `notify.summary_emails`. The date is the
 /// dedupe key, so calling this often (and across restarts) sends one summary a day.
 /// Returns whether a summary was queued by this call.
 pub fn queue_daily_summary_if_due(
@@ -720,13 +796,13 @@ pub fn queue_daily_summary_if_due(
     orders: &dyn OrderLookup,
     now: i64,
 ) -> DbResult<bool> {
-    let emails = settings::get(c, "notify.summary_emails")?.unwrap_or_default();
-    let emails: Vec<String> = emails
-        .split([',', ' ', '\n'])
-        .map(str::trim)
-        .filter(|e| valid_email(e))
-        .map(str::to_string)
-        .collect();
+    let emails_setting = settings::get(c, "notify.summary_emails")?.unwrap_or_default();
+    let mut emails: Vec<String> = crate::db::accounts::active_admin_emails(c)?;
+    for e in emails_setting_list(&emails_setting) {
+        if !emails.iter().any(|have| have.eq_ignore_ascii_case(&e)) {
+            emails.push(e);
+        }
+    }
     if emails.is_empty() {
         return Ok(false);
     }
@@ -766,6 +842,14 @@ pub fn queue_daily_summary_if_due(
         },
     )?;
     Ok(!ids.is_empty())
+}
+
+fn emails_setting_list(s: &str) -> Vec<String> {
+    s.split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|e| valid_email(e))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Until the orders module exists: finds nothing and says it is unavailable.
@@ -1274,6 +1358,27 @@ impl Notifications {
             .await?)
     }
 
+    /// Messages in the given outbox states (all when empty), newest first.
+    pub async fn messages(&self, states: Vec<String>, limit: i64) -> DomainResult<Vec<OutboxRow>> {
+        const KNOWN: [&str; 5] = ["pending", "sending", "sent", "failed", "dead"];
+        if let Some(bad) = states.iter().find(|s| !KNOWN.contains(&s.as_str())) {
+            return Err(DomainError::invalid(format!(
+                "unknown state {bad:?} (one of {})",
+                KNOWN.join(", ")
+            )));
+        }
+        if !(1..=500).contains(&limit) {
+            return Err(DomainError::invalid("limit must be 1-500"));
+        }
+        Ok(self
+            .db
+            .read(move |c| {
+                let states: Vec<&str> = states.iter().map(String::as_str).collect();
+                outbox::list_in_states(c, &states, limit)
+            })
+            .await?)
+    }
+
     pub async fn counts(&self) -> DomainResult<Vec<(String, i64)>> {
         Ok(self.db.read(outbox::counts).await?)
     }
@@ -1431,6 +1536,20 @@ impl Notifications {
     }
 
     /// Queues today's summary if it is due (see [`queue_daily_summary_if_due`]).
+    /// Reminds masters of their overdue orders (once a day per order).
+    pub async fn queue_overdue_reminders(&self) -> DomainResult<usize> {
+        let orders = self.order_lookup();
+        let now = crate::db::now();
+        let queued = self
+            .db
+            .write(move |c| queue_overdue_reminders_if_due(c, orders.as_ref(), now))
+            .await?;
+        if queued > 0 {
+            self.wake();
+        }
+        Ok(queued)
+    }
+
     pub async fn queue_daily_summary(&self) -> DomainResult<bool> {
         let orders = self.order_lookup();
         let now = crate::db::now();

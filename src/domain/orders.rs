@@ -307,6 +307,36 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
             },
         )
     }
+    fn overdue_assigned(
+        &self,
+        c: &crate::db::Conn,
+        now: i64,
+    ) -> crate::db::DbResult<Vec<super::notifications::OverdueOrder>> {
+        let statuses = q::statuses(c)?;
+        Ok(q::list(
+            c,
+            &OrderFilter {
+                overdue_at: Some(now),
+                limit: 500,
+                ..Default::default()
+            },
+        )?
+        .iter()
+        .filter_map(|o| {
+            let master_id = o.master_id?;
+            let due_date = o
+                .promised_at
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t + 5 * 3600).ok())
+                .map(|d| format!("{:02}.{:02}.{}", d.day(), d.month() as u8, d.year()))
+                .unwrap_or_default();
+            Some(super::notifications::OverdueOrder {
+                order: brief(o, &statuses),
+                master_id,
+                due_date,
+            })
+        })
+        .collect())
+    }
 }
 
 #[derive(Clone)]

@@ -10,12 +10,18 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::watch;
 
-use super::{settle, ChannelSender, Outcome};
+use super::{settle_all, ChannelSender, Outcome};
 use crate::db::{outbox, Db};
 use crate::domain::notifications::{bare_address, NotifySettings, SmtpSecurity, SmtpSettings};
 
-/// Concurrent SMTP sessions (and pooled connections).
-const PARALLEL: usize = 8;
+/// Concurrent SMTP sessions (and pooled connections). lettre does not pipeline, so one
+/// mail is five round trips (NOOP to check the pooled connection, MAIL, RCPT, DATA, the
+/// body), and it writes the body and the final "." in two writes without TCP_NODELAY:
+/// Nagle holds the "." until the server's delayed ACK (about 40 ms on Linux), so one
+/// connection carries only about 20 mails/s whatever the server's speed (measured: 8
+/// connections gave 169 mails/s to a sink that answers at once). Sixteen connections
+/// are within what relays allow one client (Postfix: 50).
+pub const PARALLEL: usize = 16;
 
 #[derive(Default)]
 pub(super) struct EmailSender {
@@ -132,25 +138,38 @@ impl ChannelSender for EmailSender {
             Err("SMTP is not configured (Settings → Notifications)".to_string())
         };
         let from = smtp.from.clone();
-        // Each message settles as soon as its own send ends; a whole batch is in flight
-        // at most PARALLEL at a time. A stop request lets the batch finish.
-        futures_util::stream::iter(batch)
-            .map(|m| {
-                let transport = transport.clone();
-                let from = from.clone();
-                async move {
-                    let outcome = match &transport {
-                        Ok(t) => send_one(t, &from, &m).await,
-                        Err(e) => Outcome::Transient(e.clone()),
-                    };
-                    if let Outcome::Transient(e) | Outcome::Permanent(e) = &outcome {
-                        tracing::debug!(outbox_id = m.id, error = %e, "e-mail not delivered");
+        // Up to PARALLEL sends are in flight; a send's slot is free as soon as the peer
+        // answered, and the outcomes are written by one settler in as few transactions as
+        // the writer can take (each commit covers everything finished meanwhile). A stop
+        // request lets the batch finish.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sending = async move {
+            let done_tx = &done_tx;
+            futures_util::stream::iter(batch)
+                .map(|m| {
+                    let transport = transport.clone();
+                    let from = from.clone();
+                    async move {
+                        let outcome = match &transport {
+                            Ok(t) => send_one(t, &from, &m).await,
+                            Err(e) => Outcome::Transient(e.clone()),
+                        };
+                        if let Outcome::Transient(e) | Outcome::Permanent(e) = &outcome {
+                            tracing::debug!(outbox_id = m.id, error = %e, "e-mail not delivered");
+                        }
+                        let _ = done_tx.send((m, outcome));
                     }
-                    settle(db, &m, outcome, policy).await;
-                }
-            })
-            .buffer_unordered(PARALLEL)
-            .collect::<()>()
-            .await;
+                })
+                .buffer_unordered(PARALLEL)
+                .collect::<()>()
+                .await;
+        };
+        let settling = async {
+            let mut done = Vec::new();
+            while done_rx.recv_many(&mut done, 256).await > 0 {
+                settle_all(db, std::mem::take(&mut done), policy).await;
+            }
+        };
+        tokio::join!(sending, settling);
     }
 }

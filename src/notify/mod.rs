@@ -4,7 +4,10 @@
 //! and hands them to the domain. The only module with lettre and teloxide.
 
 mod email;
+pub mod probe;
 mod telegram;
+
+pub use email::PARALLEL as SMTP_PARALLEL;
 
 use std::time::Duration;
 
@@ -33,46 +36,71 @@ pub enum Outcome {
 
 /// Writes the outcome of one attempt. Returns true if the message was dead-lettered.
 async fn settle(db: &Db, m: &outbox::Claimed, outcome: Outcome, policy: DeliveryPolicy) -> bool {
-    let id = m.id;
-    let outcome = match outcome {
-        // A "send test" gets one attempt: the admin is watching the answer, and a test
-        // that succeeds an hour later surprises everyone.
-        Outcome::Transient(e) if m.event == EventKind::Test.as_str() => Outcome::Permanent(e),
-        o => o,
-    };
+    settle_all(db, vec![(m.clone(), outcome)], policy).await > 0
+}
+
+/// Writes the outcomes of several attempts in one writer transaction (the worker's
+/// database cost per batch is then one commit, not one per message). Returns how many
+/// were dead-lettered.
+async fn settle_all(
+    db: &Db,
+    items: Vec<(outbox::Claimed, Outcome)>,
+    policy: DeliveryPolicy,
+) -> usize {
+    let items: Vec<(i64, Outcome)> = items
+        .into_iter()
+        .map(|(m, outcome)| {
+            let outcome = match outcome {
+                // A "send test" gets one attempt: the admin is watching the answer, and a
+                // test that succeeds an hour later surprises everyone.
+                Outcome::Transient(e) if m.event == EventKind::Test.as_str() => {
+                    Outcome::Permanent(e)
+                }
+                o => o,
+            };
+            (m.id, outcome)
+        })
+        .collect();
+    let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
     let now = now_ms();
     let r = db
-        .write(move |c| match outcome {
-            Outcome::Sent => outbox::mark_sent(c, id, now).map(|_| false),
-            Outcome::Permanent(e) => outbox::mark_failed(c, id, &e, now).map(|_| false),
-            Outcome::Deferred { after, note } => {
-                outbox::defer(c, id, &note, now + after.as_millis() as i64, now).map(|_| false)
+        .write(move |c| {
+            let mut dead = Vec::new();
+            for (id, outcome) in items {
+                let is_dead = match outcome {
+                    Outcome::Sent => outbox::mark_sent(c, id, now).map(|_| false),
+                    Outcome::Permanent(e) => outbox::mark_failed(c, id, &e, now).map(|_| false),
+                    Outcome::Deferred { after, note } => {
+                        outbox::defer(c, id, &note, now + after.as_millis() as i64, now)
+                            .map(|_| false)
+                    }
+                    Outcome::Transient(e) => {
+                        let attempts = outbox::attempts(c, id)?;
+                        let next = now + policy.backoff(attempts + 1).as_millis() as i64;
+                        outbox::mark_retry(c, id, &e, next, policy.max_attempts, now)
+                    }
+                }?;
+                if is_dead {
+                    dead.push(id);
+                }
             }
-            Outcome::Transient(e) => {
-                let attempts: i64 = c.query_row(
-                    "SELECT attempts FROM notify_outbox WHERE id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )?;
-                let next = now + policy.backoff(attempts + 1).as_millis() as i64;
-                outbox::mark_retry(c, id, &e, next, policy.max_attempts, now)
-            }
+            Ok(dead)
         })
         .await;
     match r {
         Ok(dead) => {
-            if dead {
+            for id in &dead {
                 tracing::warn!(
                     outbox_id = id,
                     "notification dead-lettered after the retry cap"
                 );
             }
-            dead
+            dead.len()
         }
         Err(e) => {
-            // The row stays 'sending' and is released at the next start.
-            tracing::error!(outbox_id = id, error = %e, "could not record a delivery outcome");
-            false
+            // The rows stay 'sending' and are released at the next start.
+            tracing::error!(outbox_ids = ?ids, error = %e, "could not record delivery outcomes");
+            0
         }
     }
 }
@@ -129,7 +157,8 @@ impl Notifier {
 /// Delivered messages are kept this long (for the admin's view), then deleted.
 const KEEP_SENT_SECS: i64 = 30 * 86_400;
 
-/// Once a minute: queue the daily summary when due; once an hour: forget old deliveries.
+/// Once a minute: queue the daily summary and the overdue reminders when due; once an
+/// hour: forget old deliveries.
 async fn housekeeping(n: Notifications, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut minutes = 0u64;
@@ -140,6 +169,9 @@ async fn housekeeping(n: Notifications, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = n.queue_daily_summary().await {
             tracing::error!(error = %e, "queuing the daily summary failed");
+        }
+        if let Err(e) = n.queue_overdue_reminders().await {
+            tracing::error!(error = %e, "queuing overdue reminders failed");
         }
         if minutes.is_multiple_of(60) {
             let before = crate::db::now() - KEEP_SENT_SECS;

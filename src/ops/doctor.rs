@@ -1,9 +1,9 @@
 //! `crm doctor`: checks that the box can do its job and says what to do about each
 //! problem. Each check is a [`Check`]; the list is in [`checks`].
 //!
-//! Extension point: reachability of the SIP trunk and of the Telegram bot API do not
-//! exist yet (those features are not built). When they are, add a `Check` for each (in
-//! the module that owns the feature, e.g. `notify::doctor`) and append it in [`checks`].
+//! The Telegram Bot API and the SMTP server are probed when they are configured (probes in
+//! `notify::probe`). Extension point: the SIP trunk is being built elsewhere; when it is,
+//! add a `Check` for its reachability and append it in [`checks`].
 
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
@@ -66,7 +66,7 @@ impl<F: Fn(&Config) -> Vec<Finding>> Check for F {
     }
 }
 
-/// Every check, in the order printed. Append new ones here (trunk, Telegram: see above).
+/// Every check, in the order printed. Append new ones here (the trunk: see above).
 pub fn checks() -> Vec<Box<dyn Check>> {
     vec![
         Box::new(config),
@@ -75,7 +75,120 @@ pub fn checks() -> Vec<Box<dyn Check>> {
         Box::new(disk),
         Box::new(backups),
         Box::new(clock),
+        Box::new(notifications),
+        Box::new(private_files),
     ]
+}
+
+/// The database and the backups hold the bot token and the SMTP password in plain text:
+/// nobody but crm (and its group) may read them.
+fn private_files(cfg: &Config) -> Vec<Finding> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files: Vec<std::path::PathBuf> = ["crm.db", "crm.db-wal", "crm.db-shm"]
+        .iter()
+        .map(|f| cfg.data_dir.join(f))
+        .filter(|p| p.exists())
+        .collect();
+    files.extend(
+        backup::list(&cfg.backup_target_dir())
+            .into_iter()
+            .map(|b| b.path),
+    );
+    let open: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o007 != 0)
+                .unwrap_or(false)
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    if open.is_empty() {
+        vec![Finding::ok(
+            "files",
+            "database and backups are not readable by other users",
+        )]
+    } else {
+        vec![Finding::warn(
+            "files",
+            format!(
+                "readable by every user on this box (they hold the bot token and SMTP password): {}",
+                open.join(", ")
+            ),
+            format!("chmod o-rwx {}", open.join(" ")),
+        )]
+    }
+}
+
+/// How long each reachability probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The bot and the mail server, as configured in the admin settings (read from the
+/// database; nothing is checked when a channel is not set up).
+fn notifications(cfg: &Config) -> Vec<Finding> {
+    let path = cfg.db_path();
+    if !path.exists() {
+        return Vec::new();
+    }
+    let settings = crate::db::outbox::open_read_only(&path)
+        .and_then(|c| crate::domain::notifications::load_settings(&c));
+    let s = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![Finding::warn(
+                "notify",
+                format!("cannot read the notification settings: {e}"),
+                "see the database finding above",
+            )]
+        }
+    };
+    let mut out = Vec::new();
+    if s.telegram.token.is_empty() {
+        out.push(Finding::ok(
+            "telegram",
+            "no bot token set (Telegram is off)",
+        ));
+    } else {
+        match crate::notify::probe::telegram(&s.telegram, PROBE_TIMEOUT) {
+            Ok(name) => out.push(Finding::ok(
+                "telegram",
+                format!("{} answers getMe as @{name}", s.telegram.api_url),
+            )),
+            Err(e) if e.contains("Unauthorized") || e.contains("Not Found") => {
+                out.push(Finding::fail(
+                    "telegram",
+                    format!("the Bot API refuses the token: {e}"),
+                    "paste the token from @BotFather again (Settings → Notifications)",
+                ))
+            }
+            Err(e) => out.push(Finding::fail(
+                "telegram",
+                format!("the Bot API is not reachable: {e}"),
+                "check the box's internet connection and DNS, or set a reachable Bot API URL (Settings → Notifications)",
+            )),
+        }
+    }
+    if !s.smtp.configured() {
+        out.push(Finding::ok("smtp", "no SMTP server set (e-mail is off)"));
+    } else {
+        match crate::notify::probe::smtp(&s.smtp, PROBE_TIMEOUT) {
+            Ok(()) => out.push(Finding::ok(
+                "smtp",
+                format!(
+                    "{}:{} accepts a session ({})",
+                    s.smtp.host,
+                    s.smtp.port,
+                    s.smtp.security.as_str()
+                ),
+            )),
+            Err(e) => out.push(Finding::fail(
+                "smtp",
+                format!("the mail server is not usable: {e}"),
+                "check host, port, security and login (Settings → Notifications → Send test)",
+            )),
+        }
+    }
+    out
 }
 
 pub fn run(cfg: &Config) -> Vec<Finding> {

@@ -59,6 +59,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/", Allowed(ViewDashboard), pages::dashboard::show);
     r.add(get(), "/profile", Allowed(ManageOwnAccount), pages::profile::show);
     r.add(post(), "/profile/password", Allowed(ManageOwnAccount), pages::profile::change_password);
+    r.add(post(), "/profile/email", Allowed(ManageOwnAccount), pages::profile::change_email);
     r.add(post(), "/profile/tokens", Allowed(ManageOwnAccount), pages::profile::create_token);
     r.add(post(), "/tokens/{id}/revoke", Allowed(ManageOwnAccount), pages::profile::revoke_token);
 
@@ -202,6 +203,10 @@ pub fn define(r: &mut impl Registrar) {
     // After every fixed /api/v1/calls/… path: actix takes the first pattern that matches
     // and answers 405 when its method does not.
     r.add(get(), "/api/v1/calls/{call_id}", Allowed(ViewCalls), api::calls::get);
+    r.add(get(), "/api/v1/notifications/outbox", Allowed(ManageNotifications), api::notifications::outbox);
+    r.add(get(), "/api/v1/notifications/outbox/{id}", Allowed(ManageNotifications), api::notifications::message);
+    r.add(post(), "/api/v1/notifications/outbox/{id}/retry", Allowed(ManageNotifications), api::notifications::retry);
+    r.add(get(), "/api/v1/notifications/settings", Allowed(ManageNotifications), api::notifications::settings);
 }
 
 /// Collects the specs without registering anything.

@@ -36,6 +36,7 @@ pub const FOUNDATION: &[(&str, &str, Who)] = &[
     ("GET", "/", Staff),
     ("GET", "/profile", Staff),
     ("POST", "/profile/password", Staff),
+    ("POST", "/profile/email", Staff),
     ("POST", "/profile/tokens", Staff),
     ("POST", "/tokens/{id}/revoke", Staff),
     ("GET", "/ws", Staff),
@@ -160,6 +161,10 @@ pub const TELEPHONY: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/telephony/registrations", ADMIN),
     ("GET", "/api/v1/telephony/bans", ADMIN),
     ("POST", "/api/v1/telephony/bans/{address}/release", ADMIN),
+    ("GET", "/api/v1/notifications/outbox", ADMIN),
+    ("GET", "/api/v1/notifications/outbox/{id}", ADMIN),
+    ("POST", "/api/v1/notifications/outbox/{id}/retry", ADMIN),
+    ("GET", "/api/v1/notifications/settings", ADMIN),
 ];
 
 /// Calls (issue 6): the front desk's and the admin's; masters see only the screen-pop

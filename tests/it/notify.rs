@@ -967,3 +967,392 @@ async fn telegram_customer_links_by_order_code_and_hears_chosen_statuses() {
     );
     bot.stop().await;
 }
+
+#[tokio::test]
+async fn staff_email_from_profile_and_admin_gets_staff_events_and_the_summary() {
+    let sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "plain",
+            certs: None,
+            auth: None,
+        },
+    );
+    let app = TestApp::spawn().await;
+    set(&app, FAST).await;
+    set(
+        &app,
+        &[
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &sink.port.to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.from", "shop@example.uz"),
+        ],
+    )
+    .await;
+    let acc = &app.running().ctx.accounts;
+    let master_id = app.add_user("usta", Role::Master, "usta-pass-1").await;
+    let master = app.login("usta", "usta-pass-1").await;
+
+    // The profile: a bad address is refused and nothing is stored; a good one is kept.
+    let r = master
+        .post_form("/profile/email", &[("email", "not an address")])
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(acc.user(master_id).await.unwrap().email, None);
+    let r = master
+        .post_form("/profile/email", &[("email", " usta@example.uz ")])
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("value=\"usta@example.uz\""));
+    assert_eq!(
+        acc.user(master_id).await.unwrap().email.as_deref(),
+        Some("usta@example.uz")
+    );
+
+    // The API: a bad address refuses the whole change; a good one is stored and shown.
+    let admin = app.login_admin().await;
+    let admin_id = acc.user_by_username("admin").await.unwrap().id;
+    let path = format!("/api/v1/users/{admin_id}");
+    let r = admin
+        .send_json(
+            reqwest::Method::PATCH,
+            &path,
+            &serde_json::json!({"display_name": "Boss", "email": "nope"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_ne!(acc.user(admin_id).await.unwrap().display_name, "Boss");
+    let r = admin
+        .send_json(
+            reqwest::Method::PATCH,
+            &path,
+            &serde_json::json!({"email": "boss@example.uz"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["email"], "boss@example.uz");
+    let r = admin
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            &serde_json::json!({"username": "kassa", "display_name": "Kassa", "role": "operator",
+                                "password": "kassa-pass-1", "email": "kassa@@x"}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(
+        acc.user_by_username("kassa").await.is_err(),
+        "nothing created"
+    );
+
+    // The admin's user form: a bad address changes nothing, a good one is saved.
+    let form = |email: &'static str| {
+        vec![
+            ("name", "Usta Bek"),
+            ("role", "master"),
+            ("language", "en"),
+            ("active", "1"),
+            ("email", email),
+        ]
+    };
+    let r = admin
+        .post_form(&format!("/users/{master_id}"), &form("bad@"))
+        .await;
+    assert_eq!(r.status(), 422);
+    let u = acc.user(master_id).await.unwrap();
+    assert_eq!(
+        (u.display_name.as_str(), u.email.as_deref()),
+        ("usta name", Some("usta@example.uz"))
+    );
+    let page = admin
+        .get(&format!("/users/{master_id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"usta@example.uz\""), "{page}");
+
+    // A staff event reaches the master's address (no Telegram linked).
+    let assign = |key: &str| Notification {
+        event: EventKind::OrderAssigned,
+        key: key.into(),
+        recipients: vec![Recipient::Staff(master_id)],
+        data: data(&[("order_number", "A-5"), ("device", "iPhone 11")]),
+    };
+    let ids = change_and_notify(&app, vec![assign("order:5:assigned:1")]).await;
+    assert_eq!(ids.len(), 1);
+    let mail = eventually(WAIT, || async {
+        sink.mails()
+            .into_iter()
+            .find(|m| m.to.iter().any(|t| t == "usta@example.uz"))
+    })
+    .await
+    .expect("assignment mailed to the master");
+    assert!(mail.data.contains("A-5"), "{}", mail.data);
+
+    // With its e-mail switch off, the event queues nothing for e-mail.
+    let r = admin
+        .post_form(
+            "/settings/notifications/rules",
+            &[
+                ("rule", "order.assigned|telegram"),
+                ("rule", "summary.daily|email"),
+                ("default_language", "en"),
+                ("summary_emails", ""),
+                ("summary_hour", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let ids = change_and_notify(&app, vec![assign("order:5:assigned:2")]).await;
+    assert!(ids.is_empty(), "e-mail for assignments is switched off");
+
+    // The daily summary goes to the admin's own address (no extra addresses set).
+    let n = &app.running().ctx.notifications;
+    n.set_order_lookup(Arc::new(StubOrders));
+    assert!(n.queue_daily_summary().await.unwrap());
+    let mail = eventually(WAIT, || async {
+        sink.mails()
+            .into_iter()
+            .find(|m| m.to.iter().any(|t| t == "boss@example.uz"))
+    })
+    .await
+    .expect("summary mailed to the admin");
+    assert!(mail.data.contains("New orders: 12"), "{}", mail.data);
+    assert!(!sink
+        .mails()
+        .iter()
+        .any(|m| m.to.iter().any(|t| t == "usta@example.uz") && m.data.contains("New orders")));
+}
+
+#[tokio::test]
+async fn notifications_api_lists_stopped_messages_retries_and_masks_secrets() {
+    let app = TestApp::spawn().await;
+    set(&app, FAST).await;
+    let token = "987654321:AAFsecretTokenValueThatMustNotLeak";
+    set(
+        &app,
+        &[
+            ("notify.max_attempts", "2"),
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &free_port().to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.username", "shop"),
+            ("smtp.password", "s3cret-pass"),
+            ("smtp.from", "shop@example.uz"),
+            ("telegram.token", token),
+            ("telegram.api_url", "http://127.0.0.1:9"),
+        ],
+    )
+    .await;
+    let id = change_and_notify(
+        &app,
+        vec![mail_to("order:3:status:1", "nobody@example.uz", "C-3")],
+    )
+    .await[0];
+    eventually(WAIT, || async {
+        (row(&app, id).await.state == "dead").then_some(())
+    })
+    .await
+    .expect("dead-lettered");
+
+    let bearer = app.api_token("admin").await;
+    let client = app.client();
+    let call = |method: reqwest::Method, path: &str, bearer: &str| {
+        client
+            .request(method, app.url(path))
+            .bearer_auth(bearer)
+            .send()
+    };
+    let list: serde_json::Value = call(
+        reqwest::Method::GET,
+        "/api/v1/notifications/outbox",
+        &bearer,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let dead = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .expect("the dead letter is listed");
+    assert_eq!(dead["state"], "dead");
+    assert_eq!(dead["attempts"], 2);
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("SMTP")),
+        "{dead}"
+    );
+    for bad in ["?state=bogus", "?limit=0", "?limit=501"] {
+        let r = call(
+            reqwest::Method::GET,
+            &format!("/api/v1/notifications/outbox{bad}"),
+            &bearer,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+
+    // Settings: secrets are never returned in full.
+    let r = call(
+        reqwest::Method::GET,
+        "/api/v1/notifications/settings",
+        &bearer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("s3cret-pass") && !text.contains(token),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["smtp"]["password_set"], true);
+    assert_eq!(v["smtp"]["username"], "shop");
+    assert_eq!(v["telegram"]["token_masked"], "987654…eak");
+    assert!(v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["event"] == "order.assigned" && r["channel"] == "email"));
+
+    // Retry: the dead letter is queued again; a second retry is a conflict; unknown is 404.
+    // (Retries are slow from now on, so the requeued message stays pending meanwhile.)
+    set(&app, &[("notify.retry_base_ms", "60000")]).await;
+    let path = format!("/api/v1/notifications/outbox/{id}/retry");
+    let r = call(reqwest::Method::POST, &path, &bearer).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["state"] == "pending" || v["state"] == "sending",
+        "requeued: {v}"
+    );
+    assert!(v["attempts"].as_i64().unwrap() <= 1, "fresh count: {v}");
+    let again = call(reqwest::Method::POST, &path, &bearer).await.unwrap();
+    assert_eq!(again.status(), 409);
+    let r = call(
+        reqwest::Method::POST,
+        "/api/v1/notifications/outbox/999999/retry",
+        &bearer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Another role's token is refused.
+    app.add_user("kassa", Role::Operator, "kassa-pass-1").await;
+    let other = app.api_token("kassa").await;
+    let r = call(reqwest::Method::GET, "/api/v1/notifications/outbox", &other)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+/// Orders where one is overdue for a given master.
+struct OverdueOrders {
+    master: i64,
+}
+
+impl OrderLookup for OverdueOrders {
+    fn by_code(&self, _: &Connection, _: &str) -> DbResult<Option<OrderBrief>> {
+        Ok(None)
+    }
+    fn open_for_staff(&self, _: &Connection, _: i64) -> DbResult<Vec<OrderBrief>> {
+        Ok(Vec::new())
+    }
+    fn open_for_customer(&self, _: &Connection, _: i64) -> DbResult<Vec<OrderBrief>> {
+        Ok(Vec::new())
+    }
+    fn overdue_assigned(
+        &self,
+        _: &Connection,
+        _now: i64,
+    ) -> DbResult<Vec<notifications::OverdueOrder>> {
+        Ok(vec![notifications::OverdueOrder {
+            order: OrderBrief {
+                order_id: 77,
+                customer_id: 1,
+                number: "A-77".into(),
+                device: "Artel washer".into(),
+                status: "Repair".into(),
+            },
+            master_id: self.master,
+            due_date: "28.11.2026".into(),
+        }])
+    }
+}
+
+#[tokio::test]
+async fn overdue_orders_remind_their_master_once_a_day() {
+    let sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "plain",
+            certs: None,
+            auth: None,
+        },
+    );
+    let app = TestApp::spawn().await;
+    set(&app, FAST).await;
+    set(
+        &app,
+        &[
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &sink.port.to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.from", "shop@example.uz"),
+            ("notify.overdue_hour", "0"),
+        ],
+    )
+    .await;
+    let master = app.add_user("usta", Role::Master, "usta-pass-1").await;
+    let acc = &app.running().ctx.accounts;
+    acc.set_email(None, master, "usta@example.uz")
+        .await
+        .unwrap();
+    let n = &app.running().ctx.notifications;
+    n.set_order_lookup(Arc::new(OverdueOrders { master }));
+    // The housekeeping task may have queued it already; either way exactly one per day.
+    let first = n.queue_overdue_reminders().await.unwrap();
+    let second = n.queue_overdue_reminders().await.unwrap();
+    assert!(first <= 1 && second == 0, "once a day: {first}, {second}");
+    let mail = eventually(WAIT, || async {
+        sink.mails()
+            .into_iter()
+            .find(|m| m.to.iter().any(|t| t == "usta@example.uz"))
+    })
+    .await
+    .expect("reminder mailed to the master");
+    assert!(
+        mail.data.contains("A-77") && mail.data.contains("28.11.2026"),
+        "{}",
+        mail.data
+    );
+    let overdue_rows = app
+        .running()
+        .ctx
+        .db
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM notify_outbox WHERE event = 'order.overdue'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(overdue_rows, 1);
+}

@@ -268,6 +268,14 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
         .expect("backup in the default folder")
         .path
         .clone();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o640,
+            "a backup holds secrets: not readable by others"
+        );
+    }
     app.stop().await;
     let original = dump(&data.join("crm.db"));
     let original_files = tree(&data.join("attachments"));
@@ -288,17 +296,33 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
     let bytes = std::fs::read(&archive).unwrap();
     let truncated = data.join("truncated.tar.gz");
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let altered = data.join("altered.tar.gz");
-    let mut flipped = bytes.clone();
-    let mid = flipped.len() / 2;
-    flipped[mid] ^= 0x40;
-    std::fs::write(&altered, &flipped).unwrap();
+    // Altered copies: one flipped bit each, in the gzip header, the middle and the last
+    // bytes through the real command; many more positions in-process (bounded: 300).
+    let len = bytes.len();
+    let flip = |at: usize, bit: usize| {
+        let mut b = bytes.clone();
+        b[at] ^= 1 << (bit % 8);
+        b
+    };
+    let mut altered = Vec::new();
+    for (k, at) in [5, len / 2, len - 20].into_iter().enumerate() {
+        let p = data.join(format!("altered-{k}.tar.gz"));
+        std::fs::write(&p, flip(at, k + 6)).unwrap();
+        altered.push(p);
+    }
+    let probe = data.join("probe.tar.gz");
+    for k in 0..300 {
+        let at = k * (len - 1) / 299;
+        std::fs::write(&probe, flip(at, k)).unwrap();
+        assert!(
+            crm::ops::archive::verify(&probe, None).is_err(),
+            "bit {} of byte {at} of {len} flipped and the archive was accepted",
+            k % 8
+        );
+    }
     let garbage = data.join("garbage.tar.gz");
     std::fs::write(&garbage, b"not an archive at all").unwrap();
-    // Known gap (issue 8 left open): a single flipped bit in the middle of the gzip stream
-    // was accepted in one run, so the altered copy is made but not yet asserted on.
-    let _ = &altered;
-    for bad in [&truncated, &garbage] {
+    for bad in altered.iter().chain([&truncated, &garbage]) {
         let out = run({
             let mut c = crm_on(&data);
             c.arg("restore").arg(bad);
@@ -343,15 +367,19 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
     assert_eq!(tree(&data.join("attachments")), original_files);
 }
 
-/// Rewrites an archive with one attachment's bytes changed but the manifest kept.
+/// Rewrites an archive with one attachment's bytes changed but the manifest kept, and
+/// seals it again the way crm does (sha256 of the file with the seal counted as zeros, in
+/// the gzip header's `CR` extra field), so only the manifest check can catch it.
 fn forge_manifest(src: &Path, dest: &Path) {
+    use sha2::Digest;
     let mut input = tar::Archive::new(flate2::read::GzDecoder::new(
         std::fs::File::open(src).unwrap(),
     ));
-    let out = flate2::write::GzEncoder::new(
-        std::fs::File::create(dest).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let mut extra = vec![b'C', b'R', 32, 0];
+    extra.extend_from_slice(&[0; 32]);
+    let out = flate2::GzBuilder::new()
+        .extra(extra)
+        .write(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(out);
     for e in input.entries().unwrap() {
         let mut e = e.unwrap();
@@ -367,7 +395,10 @@ fn forge_manifest(src: &Path, dest: &Path) {
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, &name, body.as_slice()).unwrap();
     }
-    b.into_inner().unwrap().finish().unwrap();
+    let mut bytes = b.into_inner().unwrap().finish().unwrap();
+    let seal = sha2::Sha256::digest(&bytes);
+    bytes[16..48].copy_from_slice(&seal);
+    std::fs::write(dest, bytes).unwrap();
 }
 
 #[tokio::test]

@@ -96,3 +96,114 @@ async fn doctor_reports_health_backup_age_ports_and_damage() {
     assert!(stdout(&out).starts_with("FAIL  config"), "{}", stdout(&out));
     assert!(stdout(&out).contains("backup.time"));
 }
+
+#[tokio::test]
+async fn doctor_probes_the_bot_api_and_the_smtp_server_when_configured() {
+    use crate::notify_peers::{free_port, BotStandIn, SmtpOptions, SmtpSink};
+    let token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+    let app = TestApp::spawn().await;
+    let data = app.data_dir();
+    let cfg = format!("http = \"{}\"\nsip = \"off\"\n", app.running().http_addr);
+    let run = || {
+        let (data, cfg) = (data.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || stdout(&doctor(&data, &cfg)))
+    };
+    let set = |pairs: Vec<(&'static str, String)>| {
+        app.running().ctx.db.write(move |c| {
+            for (k, v) in &pairs {
+                crm::db::settings::set(c, k, v, 0)?;
+            }
+            Ok(())
+        })
+    };
+
+    // Nothing configured: nothing to probe, and it says so.
+    let text = run().await.unwrap();
+    assert!(
+        line(&text, "telegram")[0].starts_with("ok") && text.contains("Telegram is off"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "smtp")[0].starts_with("ok") && text.contains("e-mail is off"),
+        "{text}"
+    );
+
+    // Both reachable.
+    let bot = BotStandIn::start().await;
+    let sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "plain",
+            certs: None,
+            auth: None,
+        },
+    );
+    set(vec![
+        ("telegram.token", token.into()),
+        ("telegram.api_url", bot.url.clone()),
+        ("smtp.host", "127.0.0.1".into()),
+        ("smtp.port", sink.port.to_string()),
+        ("smtp.security", "plain".into()),
+        ("smtp.from", "shop@example.uz".into()),
+    ])
+    .await
+    .unwrap();
+    let text = run().await.unwrap();
+    let tg = line(&text, "telegram")[0];
+    assert!(
+        tg.starts_with("ok") && tg.contains("answers getMe as @"),
+        "{text}"
+    );
+    let smtp = line(&text, "smtp")[0];
+    assert!(
+        smtp.starts_with("ok") && smtp.contains("accepts a session"),
+        "{text}"
+    );
+    assert!(!text.contains(token), "the token is never printed");
+
+    // Neither reachable: failures, each with what to do.
+    sink.stop();
+    let closed = free_port();
+    set(vec![(
+        "telegram.api_url",
+        format!("http://127.0.0.1:{closed}"),
+    )])
+    .await
+    .unwrap();
+    let text = run().await.unwrap();
+    let tg = line(&text, "telegram")[0];
+    assert!(
+        tg.starts_with("FAIL") && tg.contains("not reachable"),
+        "{text}"
+    );
+    let smtp = line(&text, "smtp")[0];
+    assert!(smtp.starts_with("FAIL"), "{text}");
+    assert!(
+        text.contains("-> check host, port, security and login"),
+        "{text}"
+    );
+    assert!(!text.contains(token), "the token is never printed");
+    bot.stop().await;
+
+    // The database holds those secrets: readable by others is a warning with the fix.
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |mode: u32| {
+        for f in ["crm.db", "crm.db-wal", "crm.db-shm"] {
+            let p = data.join(f);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+    };
+    chmod(0o644);
+    let text = run().await.unwrap();
+    let files = line(&text, "files")[0];
+    assert!(
+        files.starts_with("WARN") && files.contains("crm.db"),
+        "{text}"
+    );
+    assert!(text.contains("-> chmod o-rwx"), "{text}");
+    chmod(0o640);
+    let text = run().await.unwrap();
+    assert!(line(&text, "files")[0].starts_with("ok"), "{text}");
+}

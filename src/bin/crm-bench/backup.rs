@@ -3,9 +3,12 @@
 //! same run, and the write latencies (longest stall) before and during the backup.
 //!
 //! Figures: `db_bytes`, `cp_s`, `snapshot_s` (the SQLite page copy alone),
-//! `backup_total_s` (snapshot + integrity_check + gzip archive + re-read verification),
-//! `speed_vs_cp` (cp_s / backup_total_s; goal >= 0.5), `snapshot_speed_vs_cp`,
-//! `write_max_ms_before`, `write_max_ms_during` (goal < 100), `write_p99_ms_during`.
+//! `backup_total_s` (snapshot + integrity_check + archive with streaming verification +
+//! read-back against the seal), `phase_*_s` (the backup's own split), `speed_vs_cp`
+//! (cp_s / backup_total_s; goal >= 0.5), `snapshot_speed_vs_cp`, `write_max_ms_before`
+//! (the baseline under the same load without a backup), `write_max_ms_during` (goal <
+//! 100), `write_p99_ms_during`, and `write_max_ms_in_<phase>`: the longest write in each
+//! phase, to see which part of a backup stalls the writer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,7 +89,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     // The steady write load, with every write's latency.
     let stop = Arc::new(AtomicBool::new(false));
-    let phase = Arc::new(Mutex::new((Vec::new(), Vec::new(), false)));
+    // (before, during, in backup?, every write during as (finished at, took)).
+    type Phase = (Vec<Duration>, Vec<Duration>, bool, Vec<(Instant, Duration)>);
+    let phase: Arc<Mutex<Phase>> =
+        Arc::new(Mutex::new((Vec::new(), Vec::new(), false, Vec::new())));
     let load = {
         let (db, stop, phase) = (db.clone(), stop.clone(), phase.clone());
         std::thread::spawn(move || -> anyhow::Result<()> {
@@ -105,6 +111,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 let mut p = phase.lock().expect("not poisoned");
                 if p.2 {
                     p.1.push(took);
+                    p.3.push((Instant::now(), took));
                 } else {
                     p.0.push(took);
                 }
@@ -125,6 +132,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // Snapshot alone, then the whole backup, both under the load.
     phase.lock().expect("not poisoned").2 = true;
     let snap = dir.path().join("snap.db");
+    let snapshot_alone_start = Instant::now();
     let t = Instant::now();
     crm::db::snapshot::copy_live(&cfg.db_path(), &snap)?;
     let snapshot_s = t.elapsed().as_secs_f64();
@@ -136,9 +144,32 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     load.join().expect("load thread")?;
 
-    let (mut before, mut during, _) = std::mem::take(&mut *phase.lock().expect("not poisoned"));
+    let (mut before, mut during, _, timeline) =
+        std::mem::take(&mut *phase.lock().expect("not poisoned"));
+    // Phase windows: the snapshot alone, then each phase of the backup in order.
+    let mut windows = vec![("snapshot_alone", snapshot_alone_start, t)];
+    let mut at = t;
+    for (name, secs) in &done.phases {
+        let end = at + Duration::from_secs_f64(*secs);
+        windows.push((name, at, end));
+        at = end;
+    }
     before.sort();
     during.sort();
+    for (name, secs) in &done.phases {
+        println!("phase_{name}_s={secs:.2}");
+    }
+    for (name, from, to) in &windows {
+        // A write that finished in the window (or up to its own length after it) was
+        // delayed by it.
+        let worst = timeline
+            .iter()
+            .filter(|(end, took)| *end >= *from && end.checked_sub(*took).unwrap_or(*end) <= *to)
+            .map(|(_, took)| *took)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        println!("write_max_ms_in_{name}={}", ms(worst));
+    }
     println!("db_bytes={db_bytes}");
     println!("archive_bytes={}", done.size);
     println!("cp_s={cp_s:.2}");

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod core;
 pub mod live;
+pub mod notifications;
 pub mod telephony;
 pub mod users;
 
@@ -48,6 +49,7 @@ impl Modify for Security {
         calls::list, calls::missed, calls::live, calls::get,
         telephony::list_trunks, telephony::save_trunk, telephony::delete_trunk,
         telephony::get_rules, telephony::save_rules, telephony::set_outbound, telephony::dial,
+        notifications::outbox, notifications::message, notifications::retry, notifications::settings,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -48,6 +48,9 @@ pub struct CreateUser {
     #[serde(default)]
     pub language: Language,
     pub password: String,
+    /// Optional address for staff notifications (and the daily summary for admins).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Creates a staff account (admin).
@@ -59,6 +62,8 @@ pub async fn create(
     body: web::Json<CreateUser>,
 ) -> ApiResult {
     let b = body.into_inner();
+    let email = b.email.unwrap_or_default();
+    crate::domain::accounts::normalize_email(&email)?;
     let id = state
         .ctx
         .accounts
@@ -73,6 +78,11 @@ pub async fn create(
             },
             false,
         )
+        .await?;
+    state
+        .ctx
+        .accounts
+        .set_email(Some(&actor), id, &email)
         .await?;
     Ok(HttpResponse::Created().json(state.ctx.accounts.user(id).await?))
 }
@@ -93,6 +103,8 @@ pub struct UpdateUser {
     pub language: Option<Language>,
     /// Sets a new password and ends the user's sessions.
     pub password: Option<String>,
+    /// Sets the e-mail address; an empty string clears it.
+    pub email: Option<String>,
 }
 
 /// Changes a staff account (admin). Omitted fields stay as they are.
@@ -111,6 +123,9 @@ pub async fn update(
     if let Some(p) = &b.password {
         crate::domain::accounts::validate_password(p)?;
     }
+    if let Some(e) = &b.email {
+        crate::domain::accounts::normalize_email(e)?;
+    }
     acc.update_user(
         Some(&actor),
         id,
@@ -120,6 +135,9 @@ pub async fn update(
         b.language.unwrap_or(cur.language),
     )
     .await?;
+    if let Some(e) = &b.email {
+        acc.set_email(Some(&actor), id, e).await?;
+    }
     if let Some(p) = b.password {
         acc.set_password(Some(&actor), id, p).await?;
     }

@@ -1,4 +1,4 @@
-//! One's own account: language, password, API tokens.
+//! One's own account: language, e-mail address, password, API tokens.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -52,13 +52,17 @@ async fn profile_page(
     error: Option<&str>,
     new_token: Option<&str>,
 ) -> Result<Markup, PageError> {
-    let tokens = ui
-        .state
-        .ctx
-        .accounts
+    let accounts = &ui.state.ctx.accounts;
+    let tokens = accounts
         .list_tokens(Some(actor.user_id))
         .await
         .map_err(|err| PageError { err, tr: ui.tr })?;
+    let email = accounts
+        .user(actor.user_id)
+        .await
+        .map_err(|err| PageError { err, tr: ui.tr })?
+        .email
+        .unwrap_or_default();
     Ok(page(
         ui,
         ui.t("profile.title"),
@@ -69,6 +73,13 @@ async fn profile_page(
             section.card {
                 h2 { (actor.display_name) }
                 p { (ui.t("login.username")) ": " code { (actor.username) } }
+                form #email-form method="post" action="/profile/email" {
+                    (csrf_field(ui))
+                    label for="email" { (ui.t("notify.email.label")) }
+                    input #email name="email" type="email" value=(email) maxlength="254" autocomplete="email";
+                    p.muted { (ui.t("notify.email.hint")) }
+                    button type="submit" { (ui.t("common.save")) }
+                }
             }
             section.card {
                 h2 { (ui.t("profile.change_password")) }
@@ -190,6 +201,31 @@ pub async fn change_password(ui: Ui, actor: Actor, form: web::Form<PasswordForm>
     {
         // Every session of the user ended, this one included: sign in again.
         Ok(()) => redirect("/login"),
+        Err(DomainError::Invalid(m)) => page_or_error(
+            profile_page(&ui, &actor, None, Some(&m), None).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Err(err) => actix_web::ResponseError::error_response(&PageError { err, tr: ui.tr }),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    email: String,
+}
+
+pub async fn change_email(ui: Ui, actor: Actor, form: web::Form<EmailForm>) -> HttpResponse {
+    match ui
+        .state
+        .ctx
+        .accounts
+        .set_email(Some(&actor), actor.user_id, &form.email)
+        .await
+    {
+        Ok(()) => page_or_error(
+            profile_page(&ui, &actor, Some(ui.t("notify.email.saved")), None, None).await,
+            StatusCode::OK,
+        ),
         Err(DomainError::Invalid(m)) => page_or_error(
             profile_page(&ui, &actor, None, Some(&m), None).await,
             StatusCode::UNPROCESSABLE_ENTITY,

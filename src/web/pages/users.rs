@@ -79,6 +79,7 @@ struct UserFormValues<'a> {
     name: &'a str,
     role: Role,
     language: Language,
+    email: &'a str,
 }
 
 fn new_page(ui: &Ui, v: UserFormValues, error: Option<&str>) -> Markup {
@@ -98,6 +99,8 @@ fn new_page(ui: &Ui, v: UserFormValues, error: Option<&str>) -> Markup {
                 select #role name="role" { (role_options(ui, v.role)) }
                 label for="language" { (ui.t("shell.language")) }
                 select #language name="language" { (language_options(v.language)) }
+                label for="email" { (ui.t("notify.email.label")) }
+                input #email name="email" type="email" value=(v.email) maxlength="254";
                 label for="password" { (ui.t("login.password")) }
                 input #password name="password" type="password" autocomplete="new-password" minlength="8" required;
                 button.primary type="submit" { (ui.t("common.create")) }
@@ -114,6 +117,7 @@ pub async fn new_form(ui: Ui) -> HttpResponse {
             name: "",
             role: Role::Operator,
             language: ui.tr.lang,
+            email: "",
         },
         None,
     ))
@@ -126,6 +130,8 @@ pub struct CreateForm {
     role: String,
     language: String,
     password: String,
+    #[serde(default)]
+    email: String,
 }
 
 pub async fn create(ui: Ui, actor: Actor, form: web::Form<CreateForm>) -> HttpResponse {
@@ -141,27 +147,43 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<CreateForm>) -> HttpRe
                     name: &form.name,
                     role: Role::Operator,
                     language: ui.tr.lang,
+                    email: &form.email,
                 },
                 Some(ui.t("error.invalid_choice")),
             ),
         );
     };
-    let r = ui
-        .state
-        .ctx
-        .accounts
-        .create_user(
-            Some(&actor),
-            NewUser {
-                username: form.username.clone(),
-                display_name: form.name.clone(),
-                role,
-                language,
-                password: form.password.clone(),
-            },
-            false,
-        )
-        .await;
+    // The address is checked before the account is created, so a bad one creates nothing.
+    let r = match crate::domain::accounts::normalize_email(&form.email) {
+        Err(e) => Err(e),
+        Ok(_) => {
+            ui.state
+                .ctx
+                .accounts
+                .create_user(
+                    Some(&actor),
+                    NewUser {
+                        username: form.username.clone(),
+                        display_name: form.name.clone(),
+                        role,
+                        language,
+                        password: form.password.clone(),
+                    },
+                    false,
+                )
+                .await
+        }
+    };
+    let r = match r {
+        Ok(id) => ui
+            .state
+            .ctx
+            .accounts
+            .set_email(Some(&actor), id, &form.email)
+            .await
+            .map(|()| id),
+        Err(e) => Err(e),
+    };
     match r {
         Ok(id) => redirect(&format!("/users/{id}?created=1")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => html_status(
@@ -173,6 +195,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<CreateForm>) -> HttpRe
                     name: &form.name,
                     role,
                     language,
+                    email: &form.email,
                 },
                 Some(&m),
             ),
@@ -203,6 +226,8 @@ fn edit_page(
                 select #role name="role" { (role_options(ui, u.role)) }
                 label for="language" { (ui.t("shell.language")) }
                 select #language name="language" { (language_options(u.language)) }
+                label for="email" { (ui.t("notify.email.label")) }
+                input #email name="email" type="email" value=(u.email.as_deref().unwrap_or("")) maxlength="254";
                 label.check { input type="checkbox" name="active" value="1" checked[u.active]; " " (ui.t("users.active")) }
                 button.primary type="submit" { (ui.t("common.save")) }
             }
@@ -250,6 +275,8 @@ pub struct UpdateForm {
     role: String,
     language: String,
     active: Option<String>,
+    /// Absent from older forms: the address then stays as it is.
+    email: Option<String>,
 }
 
 pub async fn update(
@@ -270,7 +297,14 @@ pub async fn update(
             ui.tr,
         );
     };
-    match acc
+    if let Some(Err(DomainError::Invalid(m))) = form
+        .email
+        .as_deref()
+        .map(crate::domain::accounts::normalize_email)
+    {
+        return refused(&ui, id, &m).await;
+    }
+    let r = acc
         .update_user(
             Some(&actor),
             id,
@@ -279,8 +313,12 @@ pub async fn update(
             form.active.is_some(),
             language,
         )
-        .await
-    {
+        .await;
+    let r = match (r, form.email.as_deref()) {
+        (Ok(()), Some(email)) => acc.set_email(Some(&actor), id, email).await,
+        (r, _) => r,
+    };
+    match r {
         Ok(()) => redirect(&format!("/users/{id}?saved=1")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => refused(&ui, id, &m).await,
         Err(e) => err(&ui, e),
