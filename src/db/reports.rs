@@ -106,3 +106,26 @@ pub fn revenue_by_day(
     let rows = st.query_map(params![from, to, tz_secs], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// The admins' daily summary: orders taken in since `since`, open orders overdue at `now`,
+/// orders ready but not collected, and callers missed since `since` still waiting for a
+/// call back (one per number, as the callback list counts them).
+pub fn daily_figures(c: &Connection, since: i64, now: i64) -> DbResult<(i64, i64, i64, i64)> {
+    let new_orders: i64 = c.query_row(
+        "SELECT count(*) FROM orders WHERE created_at >= ?1",
+        [since],
+        |r| r.get(0),
+    )?;
+    let ready: i64 = c.query_row(
+        "SELECT count(*) FROM orders o INDEXED BY orders_open JOIN statuses s ON s.id = o.status_id
+         WHERE o.closed_at IS NULL AND s.grp = 'ready'",
+        [],
+        |r| r.get(0),
+    )?;
+    let missed: i64 = c.query_row(
+        "SELECT count(*) FROM missed_calls WHERE resolved_ms IS NULL AND last_ms >= ?1",
+        [since * 1000],
+        |r| r.get(0),
+    )?;
+    Ok((new_orders, overdue_count(c, now)?, ready, missed))
+}

@@ -307,6 +307,20 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
             },
         )
     }
+    fn daily_figures(
+        &self,
+        c: &crate::db::Conn,
+        since: i64,
+    ) -> crate::db::DbResult<Option<super::notifications::DailyFigures>> {
+        let (new_orders, overdue_orders, ready_not_collected, missed_calls) =
+            crate::db::reports::daily_figures(c, since, now())?;
+        Ok(Some(super::notifications::DailyFigures {
+            new_orders,
+            overdue_orders,
+            ready_not_collected,
+            missed_calls,
+        }))
+    }
     fn overdue_assigned(
         &self,
         c: &crate::db::Conn,

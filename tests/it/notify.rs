@@ -820,7 +820,8 @@ async fn daily_summary_goes_to_the_admins_once_a_day() {
     assert_eq!(rules("owner@example.uz", "24").await, 422);
     assert_eq!(rules("owner@example.uz, boss@example.uz", "0").await, 200);
     let n = &app.running().ctx.notifications;
-    // No orders module: no (empty, misleading) summary.
+    // Without an orders module: no (empty, misleading) summary.
+    n.set_order_lookup(Arc::new(notifications::NoOrders));
     assert!(!n.queue_daily_summary().await.unwrap());
     n.set_order_lookup(Arc::new(StubOrders));
     assert!(n.queue_daily_summary().await.unwrap());
@@ -837,6 +838,67 @@ async fn daily_summary_goes_to_the_admins_once_a_day() {
         body.contains("New orders: 12") && body.contains("Missed calls: 7"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn daily_summary_counts_the_real_orders_of_the_day() {
+    let sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "plain",
+            certs: None,
+            auth: None,
+        },
+    );
+    let app = TestApp::spawn().await;
+    set(&app, FAST).await;
+    set(
+        &app,
+        &[
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &sink.port.to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.from", "shop@example.uz"),
+        ],
+    )
+    .await;
+    let admin = app.login_admin().await;
+    let saved = admin
+        .post_form(
+            "/settings/notifications/rules",
+            &[
+                ("rule", "summary.daily|email"),
+                ("default_language", "en"),
+                ("summary_emails", "owner@example.uz"),
+                ("summary_hour", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), 200);
+    let (_, oper, ..) = crate::core::shop(&app).await;
+    let customer = crate::core::new_customer(&oper, "Aziza Karimova", "90 123 45 67").await;
+    for _ in 0..3 {
+        crate::core::new_order(&oper, customer, serde_json::json!({})).await;
+    }
+    // The app's own orders module answers (no stand-in).
+    assert!(app
+        .running()
+        .ctx
+        .notifications
+        .queue_daily_summary()
+        .await
+        .unwrap());
+    let mail = eventually(WAIT, || async { sink.mails().into_iter().next() })
+        .await
+        .expect("summary delivered");
+    for line in [
+        "New orders: 3",
+        "Overdue: 0",
+        "Ready, not collected: 0",
+        "Missed calls: 0",
+    ] {
+        assert!(mail.data.contains(line), "{line}: {}", mail.data);
+    }
 }
 
 #[tokio::test]
