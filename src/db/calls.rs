@@ -171,6 +171,18 @@ pub fn set_ended(
         == 1)
 }
 
+/// Closes the calls a previous run left open: the proxy's dialogs do not outlive the
+/// process, so no end event will ever come for them. Answered ones keep their outcome;
+/// ones still ringing failed. Their end is the restart (`at_ms`), cause `interrupted`.
+pub fn close_interrupted(c: &Connection, at_ms: i64) -> DbResult<usize> {
+    Ok(c.execute(
+        "UPDATE calls SET ended_ms = max(?1, coalesce(answered_ms, started_ms)), cause = 'interrupted',
+                outcome = CASE WHEN answered_ms IS NULL THEN 'failed' ELSE 'answered' END
+         WHERE ended_ms IS NULL",
+        [at_ms],
+    )?)
+}
+
 pub fn by_call_id(c: &Connection, call_id: &str) -> DbResult<Option<CallRow>> {
     Ok(
         c.prepare_cached(&format!("{CALL_SELECT} WHERE k.call_id = ?1"))?

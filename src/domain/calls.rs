@@ -302,6 +302,16 @@ impl Calls {
         if let Ok(shop) = super::shop::load(&self.db).await {
             *self.country.lock().unwrap_or_else(|e| e.into_inner()) = shop.country();
         }
+        let at_ms = now_ms();
+        match self
+            .db
+            .write(move |c| crate::db::calls::close_interrupted(c, at_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(calls = n, "calls: closed the calls the last run left open"),
+            Err(e) => tracing::warn!(error = %e, "calls: could not close interrupted calls"),
+        }
         let (stop, stopped) = watch::channel(false);
         let (tx, log_rx) = mpsc::unbounded_channel();
         let pop = tokio::spawn(self.clone().pop_task(rx, tx, stopped));

@@ -484,3 +484,46 @@ async fn calls_filters_and_api_refuse_bad_input_with_a_clear_400() {
         assert!(body.contains("flash-error"), "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn calls_left_open_by_a_restart_are_closed_as_interrupted() {
+    let mut app = TestApp::spawn().await;
+    let events = app.running().ctx.call_events.clone();
+    let ringing = |call_id: &str| crm::sip::CallEvent::Ringing {
+        call_id: call_id.into(),
+        direction: crm::sip::CallDirection::Inbound,
+        from: "+998901112233".into(),
+        to: "100".into(),
+        group: None,
+        extensions: vec!["1501".into()],
+    };
+    // One call still ringing and one being talked when the box goes down.
+    events.send(ringing("ring-1")).unwrap();
+    events.send(ringing("talk-1")).unwrap();
+    events
+        .send(crm::sip::CallEvent::Answered {
+            call_id: "talk-1".into(),
+            extension: "1501".into(),
+        })
+        .unwrap();
+    let api = Api::of(&app, "admin").await;
+    calls_when(&api, "", |rows| {
+        rows.len() == 2 && rows.iter().any(|r| r["outcome"] == "answered")
+    })
+    .await;
+    app.restart(|_| {}).await;
+    let api = Api::of(&app, "admin").await;
+    let rows = calls_when(&api, "", |rows| {
+        rows.len() == 2 && rows.iter().all(|r| !r["ended_ms"].is_null())
+    })
+    .await;
+    for r in &rows {
+        assert_eq!(r["cause"], "interrupted", "{r}");
+        let want = if r["call_id"] == "talk-1" {
+            "answered"
+        } else {
+            "failed"
+        };
+        assert_eq!(r["outcome"], want, "{r}");
+    }
+}
