@@ -776,8 +776,8 @@ impl OrderLookup for StubOrders {
     }
 }
 
-#[tokio::test]
-async fn daily_summary_goes_to_the_admins_once_a_day() {
+/// A server whose mail goes to a fresh plain-SMTP sink on loopback, retrying fast.
+async fn app_mailing_to_plain_smtp() -> (SmtpSink, TestApp) {
     let sink = SmtpSink::start(
         free_port(),
         SmtpOptions {
@@ -798,6 +798,12 @@ async fn daily_summary_goes_to_the_admins_once_a_day() {
         ],
     )
     .await;
+    (sink, app)
+}
+
+#[tokio::test]
+async fn daily_summary_goes_to_the_admins_once_a_day() {
+    let (sink, app) = app_mailing_to_plain_smtp().await;
     let admin = app.login_admin().await;
     let rules = |emails: &'static str, hour: &'static str| {
         let admin = &admin;
@@ -842,26 +848,7 @@ async fn daily_summary_goes_to_the_admins_once_a_day() {
 
 #[tokio::test]
 async fn daily_summary_counts_the_real_orders_of_the_day() {
-    let sink = SmtpSink::start(
-        free_port(),
-        SmtpOptions {
-            mode: "plain",
-            certs: None,
-            auth: None,
-        },
-    );
-    let app = TestApp::spawn().await;
-    set(&app, FAST).await;
-    set(
-        &app,
-        &[
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", &sink.port.to_string()),
-            ("smtp.security", "plain"),
-            ("smtp.from", "shop@example.uz"),
-        ],
-    )
-    .await;
+    let (sink, app) = app_mailing_to_plain_smtp().await;
     let admin = app.login_admin().await;
     let saved = admin
         .post_form(
@@ -1032,26 +1019,7 @@ async fn telegram_customer_links_by_order_code_and_hears_chosen_statuses() {
 
 #[tokio::test]
 async fn staff_email_from_profile_and_admin_gets_staff_events_and_the_summary() {
-    let sink = SmtpSink::start(
-        free_port(),
-        SmtpOptions {
-            mode: "plain",
-            certs: None,
-            auth: None,
-        },
-    );
-    let app = TestApp::spawn().await;
-    set(&app, FAST).await;
-    set(
-        &app,
-        &[
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", &sink.port.to_string()),
-            ("smtp.security", "plain"),
-            ("smtp.from", "shop@example.uz"),
-        ],
-    )
-    .await;
+    let (sink, app) = app_mailing_to_plain_smtp().await;
     let acc = &app.running().ctx.accounts;
     let master_id = app.add_user("usta", Role::Master, "usta-pass-1").await;
     let master = app.login("usta", "usta-pass-1").await;

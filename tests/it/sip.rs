@@ -80,25 +80,7 @@ async fn sip_register_call_cancel_404_480_over_udp_and_tcp_with_call_events() {
     let answer = uas("uas_answer.xml", pa, 3);
     let ring = uas("uas_ring.xml", pr, 1);
     for (ext, port) in [("1999", pa), ("1998", pr), ("1990", free_port())] {
-        let secret = format!("secret-{ext}");
-        let port = port.to_string();
-        let args = [
-            "-sf",
-            &scenario("register_callee.xml"),
-            "-s",
-            ext,
-            "-ap",
-            &secret,
-            "-key",
-            "cport",
-            &port,
-            "-key",
-            "expires",
-            "3600",
-            "-m",
-            "1",
-        ];
-        assert_ok(&sipp(sip, &args).await, 1, "register callee");
+        register_contact(sip, ext, port).await;
     }
     let call = |t: &'static str, m: &'static str| {
         let mut a = vec![
