@@ -2,8 +2,7 @@
 //! problem. Each check is a [`Check`]; the list is in [`checks`].
 //!
 //! The Telegram Bot API and the SMTP server are probed when they are configured (probes in
-//! `notify::probe`). Extension point: the SIP trunk is being built elsewhere; when it is,
-//! add a `Check` for its reachability and append it in [`checks`].
+//! `notify::probe`), and every SIP trunk's provider with an OPTIONS (`sip::probe`).
 
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
@@ -66,7 +65,7 @@ impl<F: Fn(&Config) -> Vec<Finding>> Check for F {
     }
 }
 
-/// Every check, in the order printed. Append new ones here (the trunk: see above).
+/// Every check, in the order printed. Append new ones here.
 pub fn checks() -> Vec<Box<dyn Check>> {
     vec![
         Box::new(config),
@@ -76,6 +75,7 @@ pub fn checks() -> Vec<Box<dyn Check>> {
         Box::new(backups),
         Box::new(clock),
         Box::new(notifications),
+        Box::new(trunks),
         Box::new(private_files),
     ]
 }
@@ -189,6 +189,54 @@ fn notifications(cfg: &Config) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// Each SIP trunk's provider: does it answer SIP on its host, port and transport?
+fn trunks(cfg: &Config) -> Vec<Finding> {
+    let path = cfg.db_path();
+    if !path.exists() {
+        return Vec::new();
+    }
+    let trunks = match crate::db::outbox::open_read_only(&path)
+        .and_then(|c| crate::db::sip::list_trunks(&c))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return vec![Finding::warn(
+                "trunk",
+                format!("cannot read the SIP trunks: {e}"),
+                "see the database finding above",
+            )]
+        }
+    };
+    if trunks.is_empty() {
+        return vec![Finding::ok(
+            "trunk",
+            "no SIP trunk set (no calls to or from outside)",
+        )];
+    }
+    trunks
+        .iter()
+        .map(|t| {
+            let transport = if t.transport.eq_ignore_ascii_case("tcp") {
+                crate::sip::Transport::Tcp
+            } else {
+                crate::sip::Transport::Udp
+            };
+            let at = format!("{}:{} ({})", t.host, t.port, transport.name());
+            match crate::sip::probe::options(&t.host, t.port, transport, PROBE_TIMEOUT) {
+                Ok(code) => Finding::ok(
+                    "trunk",
+                    format!("{}: {at} answers SIP ({code} to OPTIONS)", t.name),
+                ),
+                Err(e) => Finding::fail(
+                    "trunk",
+                    format!("{}: the provider does not answer at {at}: {e}", t.name),
+                    "check the trunk's host, port and transport (Telephony → Trunks) and that the box reaches the provider (internet, firewall)",
+                ),
+            }
+        })
+        .collect()
 }
 
 pub fn run(cfg: &Config) -> Vec<Finding> {

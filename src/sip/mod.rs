@@ -12,6 +12,7 @@
 pub mod digest;
 pub mod engine;
 pub mod message;
+pub mod probe;
 pub mod transport;
 pub mod trunk;
 

@@ -8,7 +8,8 @@ use crate::ops::{stderr, stdout};
 use crate::support::*;
 
 fn doctor(data: &Path, config: &str) -> Output {
-    let cfg = data.with_extension("doctor.toml");
+    // Inside the data dir, so it goes with the temp dir.
+    let cfg = data.join("doctor-test.toml");
     std::fs::write(&cfg, config).unwrap();
     Command::new(crm_bin())
         .arg("--data-dir")
@@ -206,4 +207,57 @@ async fn doctor_probes_the_bot_api_and_the_smtp_server_when_configured() {
     chmod(0o640);
     let text = run().await.unwrap();
     assert!(line(&text, "files")[0].starts_with("ok"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_probes_each_sip_trunk_with_options() {
+    use crm::domain::telephony::NewTrunk;
+    let app = TestApp::spawn_with_sip().await;
+    let data = app.data_dir();
+    let cfg = format!("http = \"{}\"\nsip = \"off\"\n", app.running().http_addr);
+    let run = || {
+        let (data, cfg) = (data.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || stdout(&doctor(&data, &cfg)))
+    };
+    let text = run().await.unwrap();
+    assert!(line(&text, "trunk")[0].starts_with("ok"), "{text}");
+    assert!(text.contains("no SIP trunk set"), "{text}");
+
+    let trunk = |name: &str, port: u16| NewTrunk {
+        name: name.into(),
+        host: "127.0.0.1".into(),
+        port: port as u32,
+        transport: "UDP".into(),
+        username: "trunkuser".into(),
+        secret: "trunk-secret".into(),
+        register: false,
+        expires: 600,
+        caller_id: "+998712000000".into(),
+        ..Default::default()
+    };
+    let tel = &app.running().ctx.telephony;
+    // A provider that answers SIP (the box's own SIP server answers OPTIONS) and one
+    // where nothing listens.
+    tel.save_trunk(None, trunk("Answers", app.sip_addr().port()))
+        .await
+        .unwrap();
+    let silent = crate::sipp::free_port();
+    tel.save_trunk(None, trunk("Silent", silent)).await.unwrap();
+    let text = run().await.unwrap();
+    let lines = line(&text, "trunk");
+    assert_eq!(lines.len(), 2, "{text}");
+    let answers = lines.iter().find(|l| l.contains("Answers")).unwrap();
+    assert!(
+        answers.starts_with("ok") && answers.contains("answers SIP (200 to OPTIONS)"),
+        "{text}"
+    );
+    let silent_line = lines.iter().find(|l| l.contains("Silent")).unwrap();
+    assert!(
+        silent_line.starts_with("FAIL") || silent_line.starts_with("fail"),
+        "{text}"
+    );
+    assert!(
+        silent_line.contains(&format!("127.0.0.1:{silent}")),
+        "{text}"
+    );
 }
