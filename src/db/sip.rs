@@ -424,3 +424,8 @@ pub fn trunk_has_secret(c: &Connection, name: &str) -> DbResult<bool> {
 pub fn delete_trunk(c: &Connection, id: i64) -> DbResult<usize> {
     Ok(c.execute("DELETE FROM sip_trunks WHERE id = ?1", [id])?)
 }
+
+/// The values of several runtime settings, in the order asked.
+pub fn settings_values(c: &Connection, keys: &[&str]) -> DbResult<Vec<Option<String>>> {
+    keys.iter().map(|k| super::settings::get(c, k)).collect()
+}

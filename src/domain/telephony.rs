@@ -1128,8 +1128,15 @@ impl Telephony {
     pub async fn plan(&self) -> DomainResult<Plan> {
         let (trunks, exts, rules) = self
             .db
-            .read(|c| Ok((q::list_trunks(c)?, q::list_extensions(c)?, read_rules(c)?)))
+            .read(|c| {
+                Ok((
+                    q::list_trunks(c)?,
+                    q::list_extensions(c)?,
+                    q::settings_values(c, &RULE_KEYS)?,
+                ))
+            })
             .await?;
+        let rules = rules_from(rules);
         let mut plan = Plan {
             hours: rules.business_hours().unwrap_or(None),
             dial: DialRules {
@@ -1268,7 +1275,8 @@ impl Telephony {
     }
 
     pub async fn call_rules(&self) -> DomainResult<CallRules> {
-        Ok(self.db.read(read_rules).await?)
+        let v = self.db.read(|c| q::settings_values(c, &RULE_KEYS)).await?;
+        Ok(rules_from(v))
     }
 
     pub async fn save_call_rules(&self, by: Option<&Actor>, r: CallRules) -> DomainResult<()> {
@@ -1376,21 +1384,23 @@ impl Telephony {
     }
 }
 
-fn read_rules(c: &crate::db::Conn) -> crate::db::DbResult<CallRules> {
-    let get = |k: &str| crate::db::settings::get(c, k);
+/// Call rules from their stored settings values (in `RULE_KEYS` order).
+fn rules_from(v: Vec<Option<String>>) -> CallRules {
     let d = CallRules::default();
-    Ok(CallRules {
-        hours: get(RULE_KEYS[0])?.unwrap_or(d.hours),
-        holidays: get(RULE_KEYS[1])?.unwrap_or(d.holidays),
-        utc_offset: get(RULE_KEYS[2])?.unwrap_or(d.utc_offset),
-        dial_min_digits: get(RULE_KEYS[3])?
+    let mut it = v.into_iter();
+    let mut next = || it.next().flatten();
+    CallRules {
+        hours: next().unwrap_or(d.hours),
+        holidays: next().unwrap_or(d.holidays),
+        utc_offset: next().unwrap_or(d.utc_offset),
+        dial_min_digits: next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(d.dial_min_digits),
-        dial_prefixes: get(RULE_KEYS[4])?.unwrap_or(d.dial_prefixes),
-        trunk_retry_secs: get(RULE_KEYS[5])?
+        dial_prefixes: next().unwrap_or(d.dial_prefixes),
+        trunk_retry_secs: next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(d.trunk_retry_secs),
-    })
+    }
 }
 
 #[cfg(test)]
