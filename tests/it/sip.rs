@@ -221,25 +221,7 @@ async fn sip_parallel_fork_and_ring_group_cancel_the_others() {
         ("1502", ports[3]),
         ("1503", ports[4]),
     ] {
-        let secret = format!("secret-{ext}");
-        let port = port.to_string();
-        let args = [
-            "-sf",
-            &scenario("register_callee.xml"),
-            "-s",
-            ext,
-            "-ap",
-            &secret,
-            "-key",
-            "cport",
-            &port,
-            "-key",
-            "expires",
-            "3600",
-            "-m",
-            "1",
-        ];
-        assert_ok(&sipp(sip, &args).await, 1, "register callee");
+        register_contact(sip, ext, port).await;
     }
     let regs = app.running().sip.as_ref().unwrap().registrations();
     assert_eq!(regs.iter().filter(|r| r.extension == "1500").count(), 2);

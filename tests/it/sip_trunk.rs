@@ -15,6 +15,23 @@ use crate::support::{eventually, TestApp};
 
 const PROVIDER_IP: &str = "127.0.0.2";
 
+/// Ring group 100, "Desk": 1501 and 1502 at once.
+async fn desk_group(tel: &crm::domain::telephony::Telephony) {
+    tel.save_group(
+        None,
+        crm::domain::telephony::NewGroup {
+            number: "100".into(),
+            name: "Desk".into(),
+            strategy: crm::sip::Strategy::RingAll,
+            member_timeout_secs: 20,
+            overall_timeout_secs: 30,
+            members: vec!["1501".into(), "1502".into()],
+        },
+    )
+    .await
+    .unwrap();
+}
+
 fn trunk(port: u16, register: bool) -> NewTrunk {
     NewTrunk {
         name: "Provider".into(),
@@ -107,19 +124,7 @@ async fn trunk_registers_with_digest_after_a_failure_and_backs_off() {
     .await
     .unwrap();
     import_users(&app, [1503u32, 1501, 1502].into_iter()).await;
-    tel.save_group(
-        None,
-        crm::domain::telephony::NewGroup {
-            number: "100".into(),
-            name: "Desk".into(),
-            strategy: crm::sip::Strategy::RingAll,
-            member_timeout_secs: 20,
-            overall_timeout_secs: 30,
-            members: vec!["1501".into(), "1502".into()],
-        },
-    )
-    .await
-    .unwrap();
+    desk_group(tel).await;
     let port = free_port();
     let prov = provider("trunk_provider_register.xml", port, None);
     tel.save_trunk(None, trunk(port, true)).await.unwrap();
@@ -169,19 +174,7 @@ async fn trunk_inbound_did_rings_the_group_after_hours_elsewhere_and_strangers_a
     let sip = app.sip_addr();
     let tel = &app.running().ctx.telephony;
     import_users(&app, [1501u32, 1502, 1503].into_iter()).await;
-    tel.save_group(
-        None,
-        crm::domain::telephony::NewGroup {
-            number: "100".into(),
-            name: "Desk".into(),
-            strategy: crm::sip::Strategy::RingAll,
-            member_timeout_secs: 20,
-            overall_timeout_secs: 30,
-            members: vec!["1501".into(), "1502".into()],
-        },
-    )
-    .await
-    .unwrap();
+    desk_group(tel).await;
     // The provider does not register here; its address is the trunk's host.
     tel.save_trunk(None, trunk(free_port(), false))
         .await
