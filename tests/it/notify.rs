@@ -1327,27 +1327,8 @@ impl OrderLookup for OverdueOrders {
 
 #[tokio::test]
 async fn overdue_orders_remind_their_master_once_a_day() {
-    let sink = SmtpSink::start(
-        free_port(),
-        SmtpOptions {
-            mode: "plain",
-            certs: None,
-            auth: None,
-        },
-    );
-    let app = TestApp::spawn().await;
-    set(&app, FAST).await;
-    set(
-        &app,
-        &[
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", &sink.port.to_string()),
-            ("smtp.security", "plain"),
-            ("smtp.from", "shop@example.uz"),
-            ("notify.overdue_hour", "0"),
-        ],
-    )
-    .await;
+    let (sink, app) = app_mailing_to_plain_smtp().await;
+    set(&app, &[("notify.overdue_hour", "0")]).await;
     let master = app.add_user("usta", Role::Master, "usta-pass-1").await;
     let acc = &app.running().ctx.accounts;
     acc.set_email(None, master, "usta@example.uz")

@@ -593,25 +593,7 @@ async fn sip_sequential_ring_group_moves_on_after_member_timeout() {
     let ring = uas("uas_ring.xml", p1, 1);
     let answer = uas("uas_answer.xml", p2, 1);
     for (ext, port) in [("1601", p1), ("1602", p2)] {
-        let secret = format!("secret-{ext}");
-        let port = port.to_string();
-        let args = [
-            "-sf",
-            &scenario("register_callee.xml"),
-            "-s",
-            ext,
-            "-ap",
-            &secret,
-            "-key",
-            "cport",
-            &port,
-            "-key",
-            "expires",
-            "3600",
-            "-m",
-            "1",
-        ];
-        assert_ok(&sipp(sip, &args).await, 1, "register callee");
+        register_contact(sip, ext, port).await;
     }
     let args = [
         "-sf",

@@ -16,7 +16,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crm::sip::digest::{self, Algorithm};
 use futures_util::StreamExt;
 use rand::{Rng, SeedableRng};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -24,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::httpc::request;
 use crate::server::{crm, crm_binary, free_addr, stop, wait_healthy};
-use crate::sip::{param, Client};
+use crate::sip::{invite_auth, param, Client};
 use crate::stats::{ms, percentile};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -375,20 +374,7 @@ fn measure(
         } else {
             phone(rng.gen_range(0..customers.max(1)))
         };
-        let nc = format!("{n:08x}");
-        let r = digest::response(
-            Algorithm::Md5,
-            "1000",
-            &realm,
-            "secret-1000",
-            "INVITE",
-            &uri,
-            &nonce,
-            &nc,
-            "c",
-            "auth",
-        );
-        let auth = format!("Proxy-Authorization: Digest username=\"1000\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, cnonce=\"c\", nc={nc}, qop=auth\r\n");
+        let auth = invite_auth(&realm, &uri, &nonce, n);
         let msg = inv(n, &from, &auth);
         sent.lock()
             .unwrap()

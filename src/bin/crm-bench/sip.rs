@@ -512,20 +512,7 @@ fn invite_latency(server: SocketAddr, rate: u32, secs: u32) -> anyhow::Result<La
         }
     };
     for n in 1..=total {
-        let nc = format!("{n:08x}");
-        let r = digest::response(
-            Algorithm::Md5,
-            "1000",
-            &realm,
-            "secret-1000",
-            "INVITE",
-            &uri,
-            &nonce,
-            &nc,
-            "c",
-            "auth",
-        );
-        let auth = format!("Proxy-Authorization: Digest username=\"1000\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, cnonce=\"c\", nc={nc}, qop=auth\r\n");
+        let auth = invite_auth(&realm, &uri, &nonce, n);
         let msg = inv(n, &auth);
         let due = start + gap * n as u32;
         if let Some(d) = due.checked_duration_since(Instant::now()) {
@@ -580,6 +567,25 @@ fn invite_latency(server: SocketAddr, rate: u32, secs: u32) -> anyhow::Result<La
         direct_p50: pct(&mut direct, 0.5),
         direct_p99: pct(&mut direct, 0.99),
     })
+}
+
+/// The Proxy-Authorization header extension 1000 (secret `secret-1000`) sends with its
+/// `n`-th INVITE under one nonce (nonce-count `n`, MD5, qop=auth).
+pub(crate) fn invite_auth(realm: &str, uri: &str, nonce: &str, n: u64) -> String {
+    let nc = format!("{n:08x}");
+    let r = digest::response(
+        Algorithm::Md5,
+        "1000",
+        realm,
+        "secret-1000",
+        "INVITE",
+        uri,
+        nonce,
+        &nc,
+        "c",
+        "auth",
+    );
+    format!("Proxy-Authorization: Digest username=\"1000\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, cnonce=\"c\", nc={nc}, qop=auth\r\n")
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
