@@ -1231,10 +1231,7 @@ impl Engine {
         if let Some(leg) = self.leg_mut(&key, side) {
             leg.final_code = Some(code);
         }
-        let reason = match &msg.start {
-            StartLine::Response { reason, .. } => reason.clone(),
-            _ => String::new(),
-        };
+        let reason = msg.reason().to_string();
         self.leg_failed(&key, side, code, &reason, now, out);
     }
 
@@ -1248,10 +1245,7 @@ impl Engine {
         if ua.final_code.is_some() {
             return;
         }
-        let reason = match &msg.start {
-            StartLine::Response { reason, .. } => reason.clone(),
-            _ => String::new(),
-        };
+        let reason = msg.reason().to_string();
         let r = ua.response(msg.code(), &reason, &msg.body);
         let source = ua.source;
         let data = self.send_response(r, source, out);

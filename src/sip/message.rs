@@ -453,6 +453,14 @@ impl Message {
         }
     }
 
+    /// The reason phrase of a response ("" for a request).
+    pub fn reason(&self) -> &str {
+        match &self.start {
+            StartLine::Response { reason, .. } => reason,
+            StartLine::Request { .. } => "",
+        }
+    }
+
     pub fn call_id(&self) -> &str {
         self.header("call-id").unwrap_or("")
     }
