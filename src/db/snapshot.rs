@@ -1,44 +1,132 @@
-//! Consistent copies of a live database and checks of a copied one, for `ops::backup`
-//! and `ops::restore` (the only SQLite code those need).
+//! A consistent stream of a live database's pages and checks of a copied one, for
+//! `ops::backup` and `ops::restore` (the only SQLite code those need).
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use super::{DbError, DbResult};
 
-/// Copies the database at `src` into a new file `dest` while other connections keep
-/// writing. The SQLite backup API copies every page in ONE step, i.e. inside one read
-/// transaction: the copy holds exactly the transactions committed when the step began
-/// (every acknowledged write up to then) and, in WAL mode, never blocks the writer.
-/// (A multi-step backup would restart whenever another connection writes, and could
-/// never finish under a steady write load.) The copy is switched to rollback-journal mode
-/// so it is one self-contained file.
-pub fn copy_live(src: &Path, dest: &Path) -> DbResult<()> {
-    let source = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    source.busy_timeout(Duration::from_secs(10))?;
-    let mut target = Connection::open(dest)?;
-    {
-        let backup = Backup::new(&source, &mut target)?;
-        loop {
-            match backup.step(-1)? {
-                StepResult::Done => break,
-                // Busy/locked: another connection holds a lock the step needs; try again.
-                StepResult::Busy | StepResult::Locked => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                StepResult::More => {}
-                _ => {}
+/// One read transaction on the live database: the exact state committed when it began
+/// (every acknowledged write up to then), held while its pages are streamed out and
+/// checked. In WAL mode the writer goes on meanwhile; the snapshot does not move.
+///
+/// The pages come from the `sqlite_dbpage` table (built in: `.cargo/config.toml`), i.e.
+/// through SQLite's own pager, never from the file underneath it. Streamed in page order
+/// they ARE the database file, so a backup needs no temporary copy on disk.
+pub struct LiveSnapshot {
+    conn: Connection,
+    page_size: usize,
+    page_count: u64,
+    schema_version: usize,
+}
+
+/// File header offsets 18 and 19: the write and read format versions, 2 in WAL mode. The
+/// stream sets them to 1 (rollback journal), as `PRAGMA journal_mode = DELETE` would, so the
+/// copy is one self-contained file that opens read-only without a `-wal` or `-shm`.
+const FORMAT_VERSION_AT: std::ops::Range<usize> = 18..20;
+
+/// Pages handed to the sink at once.
+const PAGES_PER_CHUNK: usize = 64;
+
+impl LiveSnapshot {
+    pub fn begin(src: &Path) -> DbResult<Self> {
+        let conn = Connection::open_with_flags(
+            src,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch("BEGIN")?;
+        // The first read starts the read transaction; everything after sees that snapshot.
+        let page_count = conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64;
+        let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as usize;
+        let schema_version = super::schema_version(&conn)?;
+        Ok(LiveSnapshot {
+            conn,
+            page_size,
+            page_count,
+            schema_version,
+        })
+    }
+
+    /// The size of the database file the stream makes.
+    pub fn size(&self) -> u64 {
+        self.page_count * self.page_size as u64
+    }
+
+    pub fn schema_version(&self) -> usize {
+        self.schema_version
+    }
+
+    /// Hands every page, in order, to `sink`, in chunks of a few hundred KB (owned, so a
+    /// sink can pass them to another thread without a copy). An error from the sink stops
+    /// the stream and is returned as is.
+    pub fn stream(
+        &self,
+        mut sink: impl FnMut(Vec<u8>) -> std::io::Result<()>,
+    ) -> Result<(), StreamError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")?;
+        let mut rows = stmt.query([])?;
+        let chunk_len = self.page_size * PAGES_PER_CHUNK;
+        let mut chunk = Vec::with_capacity(chunk_len);
+        let mut expected = 1u64;
+        while let Some(row) = rows.next()? {
+            let pgno = row.get::<_, i64>(0)? as u64;
+            let data = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            if pgno != expected || data.len() != self.page_size {
+                return Err(StreamError::Db(DbError::Task(format!(
+                    "sqlite_dbpage gave page {pgno} of {} bytes where page {expected} of {} was due",
+                    data.len(),
+                    self.page_size
+                ))));
+            }
+            let at = chunk.len();
+            chunk.extend_from_slice(data);
+            if pgno == 1 {
+                chunk[at + FORMAT_VERSION_AT.start..at + FORMAT_VERSION_AT.end]
+                    .copy_from_slice(&[1, 1]);
+            }
+            expected += 1;
+            if chunk.len() >= chunk_len {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_len));
+                sink(full).map_err(StreamError::Sink)?;
             }
         }
+        if !chunk.is_empty() {
+            sink(chunk).map_err(StreamError::Sink)?;
+        }
+        if expected - 1 != self.page_count {
+            return Err(StreamError::Db(DbError::Task(format!(
+                "sqlite_dbpage gave {} pages of {}",
+                expected - 1,
+                self.page_count
+            ))));
+        }
+        Ok(())
     }
-    target.pragma_update(None, "journal_mode", "DELETE")?;
-    Ok(())
+
+    /// `PRAGMA integrity_check` of the same snapshot the stream gives.
+    pub fn check(&self) -> DbResult<FileCheck> {
+        integrity(&self.conn)
+    }
+}
+
+/// Why [`LiveSnapshot::stream`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Sink(std::io::Error),
+}
+
+impl From<rusqlite::Error> for StreamError {
+    fn from(e: rusqlite::Error) -> Self {
+        StreamError::Db(e.into())
+    }
 }
 
 /// What a check of a database file found.
@@ -63,12 +151,16 @@ pub fn check_file(path: &Path) -> DbResult<FileCheck> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    integrity(&conn)
+}
+
+fn integrity(conn: &Connection) -> DbResult<FileCheck> {
     let mut stmt = conn.prepare("PRAGMA integrity_check(20)")?;
     let lines: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<_, _>>()?;
     let intact = lines.len() == 1 && lines[0] == "ok";
-    let schema_version = super::schema_version(&conn)?;
+    let schema_version = super::schema_version(conn)?;
     Ok(FileCheck {
         schema_version,
         intact,
@@ -81,28 +173,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_is_consistent_and_checks_ok() {
+    fn the_stream_is_the_snapshot_as_one_file_and_checks_ok() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("a.db");
         super::super::migrate_file(&src).unwrap();
         let c = Connection::open(&src).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
         c.execute_batch("INSERT INTO settings(key, value, updated_at) VALUES ('k', 'v', 1);")
             .unwrap();
+        let snap = LiveSnapshot::begin(&src).unwrap();
+        // Written after the snapshot began (into the WAL): not in the copy.
+        c.execute_batch("INSERT INTO settings(key, value, updated_at) VALUES ('later', 'x', 1);")
+            .unwrap();
+        let mut bytes = Vec::new();
+        snap.stream(|chunk| {
+            bytes.extend_from_slice(&chunk);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(bytes.len() as u64, snap.size());
+        assert_eq!(&bytes[18..20], &[1, 1], "a rollback-journal file");
+        let check = snap.check().unwrap();
+        assert!(check.intact, "{:?}", check.problems);
+        assert_eq!(snap.schema_version(), super::super::binary_schema_version());
+        drop(snap);
+
         let dest = dir.path().join("b.db");
-        copy_live(&src, &dest).unwrap();
+        std::fs::write(&dest, &bytes).unwrap();
         let check = check_file(&dest).unwrap();
         assert!(check.intact, "{:?}", check.problems);
-        assert_eq!(check.schema_version, super::super::binary_schema_version());
         let copy = Connection::open(&dest).unwrap();
-        let v: String = copy
-            .query_row("SELECT value FROM settings WHERE key = 'k'", [], |r| {
-                r.get(0)
-            })
+        let keys: Vec<String> = copy
+            .prepare("SELECT key FROM settings WHERE key IN ('k', 'later')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(v, "v");
+        assert_eq!(keys, ["k"]);
+        assert_eq!(
+            copy.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+                .unwrap(),
+            "delete"
+        );
 
         // A damaged file is reported, not accepted.
-        let mut bytes = std::fs::read(&dest).unwrap();
         let n = bytes.len();
         for b in &mut bytes[n / 2..n / 2 + 4096.min(n / 2)] {
             *b = 0xA5;

@@ -1,15 +1,17 @@
-//! The backup archive format: one `.tar.gz` holding `crm.db`, `attachments/...` and, last,
+//! The backup archive format: one `.tar.zst` holding `crm.db`, `attachments/...` and, last,
 //! `manifest.json` with the crm version, schema version, time and a sha256 for every file.
 //! The manifest goes last so every checksum is computed while the file is written (one
 //! pass over the data); readers hash every entry and compare at the end.
 //!
-//! The manifest only covers what the archive decompresses to, and gzip's CRC only covers
-//! the decompressed stream: bits the inflater ignores (the padding after a stored block's
-//! header, the rest of the last byte, the header's MTIME/XFL/OS fields) could change and
-//! the archive still read back identically. So the whole file is sealed too: the gzip
-//! header carries an extra field (`CR`, RFC 1952 FEXTRA) with the sha256 of every byte of
-//! the file, those 32 bytes counted as zeros. Any altered byte anywhere is refused, and
-//! gzip and tar still read the archive as usual (they skip the extra field).
+//! The manifest only covers what the archive decompresses to, and the compressor's own
+//! checksum only covers the decompressed stream: bits a decoder ignores could change and the
+//! archive still read back identically. So the whole file is sealed too: it starts with a
+//! zstd skippable frame (RFC 8878 §3.1.2) holding `CRMS` and the sha256 of every byte of the
+//! file, those 32 bytes counted as zeros. Any altered byte anywhere is refused, and `zstd`
+//! and `tar --zstd` still read the archive as usual (they skip that frame).
+//!
+//! Backups made before crm 0.2 are `.tar.gz` with the seal in the gzip header's extra field
+//! (`CR`, RFC 1952 FEXTRA); they are still read and restored, never written.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,12 +26,40 @@ use super::{io_ctx, OpsError, OpsResult};
 pub const MANIFEST: &str = "manifest.json";
 pub const DB_ENTRY: &str = "crm.db";
 pub const ATTACHMENTS: &str = "attachments";
+/// The manifest's layout (the same in both containers).
 const FORMAT: u32 = 1;
-/// The gzip header up to the seal: magic, deflate, FLG = FEXTRA, MTIME 0, XFL, OS; then
-/// XLEN 36 and the subfield `CR` of 32 bytes.
-const SEAL_ID: [u8; 4] = [b'C', b'R', 32, 0];
-const SEAL_AT: usize = 16;
 const SEAL_LEN: usize = 32;
+
+/// The sealing frame in front of a `.tar.zst`: skippable-frame magic `0x184D2A5E`, frame
+/// length 36, `CRMS`, then the seal.
+const ZSTD_SEAL_HEAD: [u8; 12] = [0x5E, 0x2A, 0x4D, 0x18, 36, 0, 0, 0, b'C', b'R', b'M', b'S'];
+/// The gzip header of a `.tar.gz` up to its seal: magic, deflate, FLG = FEXTRA, MTIME 0,
+/// XFL, OS; then XLEN 36 and the subfield `CR` of 32 bytes.
+const GZIP_SEAL_ID: [u8; 4] = [b'C', b'R', 32, 0];
+const GZIP_SEAL_AT: usize = 16;
+
+/// zstd level 1 on two worker threads: a database compresses at several hundred MB/s to
+/// about the size gzip -6 gives. Higher levels cost far more time than the disk space they
+/// save on a backup disk.
+const ZSTD_LEVEL: i32 = 1;
+const ZSTD_WORKERS: u32 = 2;
+
+/// How the archive's file is compressed and where its seal sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    Zstd,
+    /// Backups of crm 0.1: read, never written.
+    Gzip,
+}
+
+impl Container {
+    fn seal_at(self) -> usize {
+        match self {
+            Container::Zstd => ZSTD_SEAL_HEAD.len(),
+            Container::Gzip => GZIP_SEAL_AT,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
@@ -48,23 +78,42 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
-/// Hashes what passes through it.
+/// Counts what passes through it and, with a hasher, hashes it.
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     count: u64,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R, hash: bool) -> Self {
+        HashingReader {
+            inner,
+            hasher: hash.then(Sha256::new),
+            count: 0,
+        }
+    }
+
+    /// The hex sha256 of what passed (empty when not hashing).
+    fn digest(self) -> String {
+        self.hasher
+            .map(|h| hex::encode(h.finalize()))
+            .unwrap_or_default()
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }
 }
 
-/// Hashes and counts what is written through it (the whole archive file, for the seal).
+/// Hashes what is written through it (the whole archive file, for the seal).
 struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
@@ -86,6 +135,7 @@ impl<W: Write> Write for HashingWriter<W> {
 struct SealReader<R> {
     inner: R,
     hasher: Sha256,
+    seal_at: usize,
     pos: usize,
     seal: [u8; SEAL_LEN],
     count: u64,
@@ -94,13 +144,13 @@ struct SealReader<R> {
 impl<R: Read> Read for SealReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let end = SEAL_AT + SEAL_LEN;
+        let end = self.seal_at + SEAL_LEN;
         if self.pos < end {
             let mut chunk = buf[..n].to_vec();
             for (i, b) in chunk.iter_mut().enumerate().take(end - self.pos) {
                 let at = self.pos + i;
-                if at >= SEAL_AT {
-                    self.seal[at - SEAL_AT] = *b;
+                if at >= self.seal_at {
+                    self.seal[at - self.seal_at] = *b;
                     *b = 0;
                 }
             }
@@ -114,58 +164,58 @@ impl<R: Read> Read for SealReader<R> {
     }
 }
 
-/// Writes an archive at `dest` from a database copy and an attachments folder (which may
-/// be absent). Returns the manifest it wrote. `dest` is fsynced before returning.
-pub fn write(
+/// The database entry of an archive: `size` bytes read from `content`.
+pub struct DbContent<R> {
+    pub size: u64,
+    pub content: R,
+}
+
+/// Writes an archive at `dest` from a database file and an attachments folder (which may
+/// be absent). See [`write`].
+pub fn write_files(
     dest: &Path,
-    db_copy: &Path,
+    db_file: &Path,
+    attachments: &Path,
+    schema_version: usize,
+) -> OpsResult<Manifest> {
+    let f = File::open(db_file).map_err(io_ctx("cannot read", db_file))?;
+    let size = f.metadata().map_err(io_ctx("cannot read", db_file))?.len();
+    let db = DbContent {
+        size,
+        content: BufReader::with_capacity(1 << 20, f),
+    };
+    write(dest, db, attachments, schema_version)
+}
+
+/// Writes an archive at `dest` from the database's bytes and an attachments folder (which
+/// may be absent), in one pass: every byte is hashed for the manifest as it goes in and for
+/// the seal as it comes out of the compressor. Returns the manifest it wrote. `dest` is
+/// fsynced before returning; [`verify`] reads it back.
+pub fn write<R: Read>(
+    dest: &Path,
+    db: DbContent<R>,
     attachments: &Path,
     schema_version: usize,
 ) -> OpsResult<Manifest> {
     let file = create_private(dest)?;
-    let mut extra = SEAL_ID.to_vec();
-    extra.extend_from_slice(&[0; SEAL_LEN]);
-    // The verifier reads the compressed stream as it is written, on its own thread (the
-    // second core), exactly as a restore will: no second pass over the archive afterwards.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
-    let verifier = {
-        let path = dest.to_path_buf();
-        std::thread::spawn(move || {
-            let bad = |reason: String| OpsError::BadArchive {
-                path: path.clone(),
-                reason,
-            };
-            let input = BufReader::with_capacity(
-                1 << 20,
-                ChannelReader {
-                    rx,
-                    chunk: Vec::new(),
-                    at: 0,
-                },
-            );
-            read_contents(input, None, &bad).map(|(m, _)| m)
-        })
+    let mut out = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, FlushingFile { file, unsynced: 0 }),
+        hasher: Sha256::new(),
     };
-    // Fast compression: the database dominates and the goal is to be close to `cp` speed;
-    // level 1 still shrinks a typical CRM database to about a third.
-    let gz = flate2::GzBuilder::new().extra(extra).write(
-        HashingWriter {
-            inner: BufWriter::with_capacity(
-                1 << 20,
-                Tee {
-                    file,
-                    copy: Some(tx),
-                    unsynced: 0,
-                },
-            ),
-            hasher: Sha256::new(),
-        },
-        flate2::Compression::fast(),
-    );
-    let mut tar = tar::Builder::new(gz);
+    let failed = |source| OpsError::Io {
+        what: format!("cannot write {}", dest.display()),
+        source,
+    };
+    out.write_all(&ZSTD_SEAL_HEAD)
+        .and_then(|_| out.write_all(&[0; SEAL_LEN]))
+        .map_err(failed)?;
+    let mut zst = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(failed)?;
+    zst.include_checksum(true).map_err(failed)?;
+    zst.multithread(ZSTD_WORKERS).map_err(failed)?;
+    zst.set_pledged_src_size(None).map_err(failed)?;
+    let mut tar = tar::Builder::new(zst);
     tar.mode(tar::HeaderMode::Deterministic);
-    let mut files = Vec::new();
-    files.push(append_file(&mut tar, db_copy, DB_ENTRY)?);
+    let mut files = vec![append_entry(&mut tar, DB_ENTRY, db.size, db.content, dest)?];
     if attachments.is_dir() {
         let mut found = Vec::new();
         walk(attachments, &mut found)?;
@@ -175,7 +225,15 @@ pub fn write(
                 .strip_prefix(attachments)
                 .expect("walked under attachments");
             let name = format!("{ATTACHMENTS}/{}", rel.to_string_lossy());
-            files.push(append_file(&mut tar, &f, &name)?);
+            let file = File::open(&f).map_err(io_ctx("cannot read", &f))?;
+            let size = file.metadata().map_err(io_ctx("cannot read", &f))?.len();
+            files.push(append_entry(
+                &mut tar,
+                &name,
+                size,
+                BufReader::with_capacity(1 << 20, file),
+                &f,
+            )?);
         }
     }
     let manifest = Manifest {
@@ -194,29 +252,21 @@ pub fn write(
     header.set_mtime(0);
     header.set_entry_type(tar::EntryType::Regular);
     tar.append_data(&mut header, MANIFEST, json.as_slice())
-        .map_err(io_ctx("cannot write", dest))?;
-    let gz = tar.into_inner().map_err(io_ctx("cannot write", dest))?;
-    let hashed = gz.finish().map_err(io_ctx("cannot write", dest))?;
+        .map_err(failed)?;
+    let zst = tar.into_inner().map_err(failed)?;
+    let hashed = zst.finish().map_err(failed)?;
     let seal = hashed.hasher.finalize();
-    let mut tee = hashed.inner.into_inner().map_err(|e| OpsError::Io {
-        what: format!("cannot write {}", dest.display()),
-        source: e.into_error(),
-    })?;
-    tee.copy = None;
-    let read_back = verifier.join().map_err(|_| OpsError::Io {
-        what: format!("verifying {}", dest.display()),
-        source: std::io::Error::other("the verifier thread panicked"),
-    })??;
-    if read_back != manifest {
-        return Err(OpsError::NeedsAttention(format!(
-            "{} does not read back as written",
-            dest.display()
-        )));
-    }
-    let mut file = tee.file;
-    file.seek(SeekFrom::Start(SEAL_AT as u64))
+    let mut file = hashed
+        .inner
+        .into_inner()
+        .map_err(|e| OpsError::Io {
+            what: format!("cannot write {}", dest.display()),
+            source: e.into_error(),
+        })?
+        .file;
+    file.seek(SeekFrom::Start(ZSTD_SEAL_HEAD.len() as u64))
         .and_then(|_| file.write_all(&seal))
-        .map_err(io_ctx("cannot write", dest))?;
+        .map_err(failed)?;
     file.sync_all().map_err(io_ctx("cannot sync", dest))?;
     Ok(manifest)
 }
@@ -239,26 +289,19 @@ fn create_private(path: &Path) -> OpsResult<File> {
 }
 
 /// Dirty data written before the server's next commit must reach the disk first on many
-/// file systems (ext4 data=ordered), so a backup that leaves gigabytes to the page cache
-/// stalls the server's fsyncs. Flushing every few megabytes keeps that debt small.
+/// file systems (ext4 data=ordered), so a backup that leaves hundreds of megabytes to the
+/// page cache stalls the server's fsyncs. Flushing every few megabytes keeps that debt small.
 const SYNC_EVERY: u64 = 16 << 20;
 
-/// Writes to the archive file and hands a copy of every chunk to the verifier.
-struct Tee {
+/// The archive file, flushed to the disk every [`SYNC_EVERY`] bytes.
+struct FlushingFile {
     file: File,
-    /// None once the verifier is done (or gave up: its error is reported at the end).
-    copy: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     unsynced: u64,
 }
 
-impl Write for Tee {
+impl Write for FlushingFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.write_all(buf)?;
-        if let Some(tx) = &self.copy {
-            if tx.send(buf.to_vec()).is_err() {
-                self.copy = None;
-            }
-        }
         self.unsynced += buf.len() as u64;
         if self.unsynced >= SYNC_EVERY {
             self.file.sync_data()?;
@@ -271,61 +314,34 @@ impl Write for Tee {
     }
 }
 
-/// The verifier's end of the [`Tee`]: end of stream when the writer hangs up.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(c) => {
-                    self.chunk = c;
-                    self.at = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-fn append_file<W: Write>(
+/// Appends `size` bytes from `content` as entry `name`, hashing them. `from` names the
+/// source in errors.
+fn append_entry<W: Write, R: Read>(
     tar: &mut tar::Builder<W>,
-    path: &Path,
     name: &str,
+    size: u64,
+    content: R,
+    from: &Path,
 ) -> OpsResult<FileEntry> {
-    let f = File::open(path).map_err(io_ctx("cannot read", path))?;
-    let size = f.metadata().map_err(io_ctx("cannot read", path))?.len();
     let mut header = tar::Header::new_gnu();
     header.set_size(size);
     header.set_mode(0o640);
     header.set_mtime(0);
     header.set_entry_type(tar::EntryType::Regular);
-    let mut reader = HashingReader {
-        inner: BufReader::with_capacity(1 << 20, f),
-        hasher: Sha256::new(),
-        count: 0,
-    };
-    // The header promises `size` bytes; tar pads or errors when the file changes size.
+    let mut reader = HashingReader::new(content, true);
+    // The header promises `size` bytes; tar pads or errors when the source comes up short.
     tar.append_data(&mut header, name, (&mut reader).take(size))
-        .map_err(io_ctx("cannot archive", path))?;
+        .map_err(io_ctx("cannot archive", from))?;
     if reader.count != size {
         return Err(OpsError::Io {
-            what: format!("{} changed size while being archived", path.display()),
+            what: format!("{} changed size while being archived", from.display()),
             source: std::io::Error::other("size changed"),
         });
     }
     Ok(FileEntry {
         path: name.to_string(),
         size,
-        sha256: hex::encode(reader.hasher.finalize()),
+        sha256: reader.digest(),
     })
 }
 
@@ -351,65 +367,103 @@ fn allowed_name(name: &str) -> bool {
     name.starts_with("attachments/") && p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-/// Reads the whole archive, hashing every entry, and checks it against its manifest.
-/// With `extract_to`, the files are also written there (the directory must exist and
-/// be empty). Any mismatch, missing or extra file, or a truncated stream is an error.
+/// Reads the whole archive, hashing every entry, and checks it against its manifest and
+/// every byte of the file against its seal. With `extract_to`, the files are also written
+/// there (the directory must exist and be empty). Any mismatch, missing or extra file, or
+/// a truncated stream is an error.
 pub fn verify(archive: &Path, extract_to: Option<&Path>) -> OpsResult<Manifest> {
+    read_sealed(archive, Entries::Hash { extract_to })
+}
+
+/// Reads back an archive [`write`] just made: every byte against the seal, the whole zstd
+/// stream against its frame checksum (XXH64 of what went into the compressor), and the
+/// entries' names and sizes and the manifest against `written`. The entries are not hashed
+/// again: the frame checksum already shows they decompress to the bytes whose sha256 the
+/// manifest holds, and that saves a second sha256 of the database per backup. A restore
+/// uses [`verify`], which does hash them.
+pub fn verify_as_written(archive: &Path, written: &Manifest) -> OpsResult<()> {
+    let read = read_sealed(archive, Entries::SizesOnly)?;
+    if read != *written {
+        return Err(OpsError::BadArchive {
+            path: archive.to_path_buf(),
+            reason: "it does not read back as written".into(),
+        });
+    }
+    Ok(())
+}
+
+/// What [`read_contents`] does with each entry's bytes.
+#[derive(Clone, Copy)]
+enum Entries<'a> {
+    /// Hash each against the manifest, and write them below the folder when given.
+    Hash { extract_to: Option<&'a Path> },
+    /// Count them only.
+    SizesOnly,
+}
+
+fn read_sealed(archive: &Path, entries: Entries) -> OpsResult<Manifest> {
     let bad = |reason: String| OpsError::BadArchive {
         path: archive.to_path_buf(),
         reason,
     };
-    let (sealed_reader, file_len) = open_sealed(archive, &bad)?;
-    let (manifest, rest) = read_contents(
-        BufReader::with_capacity(1 << 20, sealed_reader),
-        extract_to,
-        &bad,
-    )?;
-    // Bytes after the gzip member are never decompressed: read them into the seal too.
-    let mut rest = rest;
+    let (container, sealed_reader, file_len) = open_sealed(archive, &bad)?;
+    let input = BufReader::with_capacity(1 << 20, sealed_reader);
+    let corrupt = |e: std::io::Error| bad(format!("corrupt compressed stream: {e}"));
+    let (manifest, mut rest) = match container {
+        Container::Zstd => {
+            let mut z = zstd::stream::read::Decoder::with_buffer(input).map_err(corrupt)?;
+            let manifest = read_contents(&mut z, entries, &bad)?;
+            // To the end of the file: the frame checksum is checked there, and anything
+            // after the frame is refused by the decoder.
+            std::io::copy(&mut z, &mut std::io::sink()).map_err(corrupt)?;
+            (manifest, z.finish())
+        }
+        Container::Gzip => {
+            let mut gz = flate2::bufread::GzDecoder::new(input);
+            let manifest = read_contents(&mut gz, entries, &bad)?;
+            // To the end of the member, so its CRC and length are checked too.
+            std::io::copy(&mut gz, &mut std::io::sink()).map_err(corrupt)?;
+            (manifest, gz.into_inner())
+        }
+    };
+    // Bytes after the compressed stream are never decompressed: read them into the seal.
     std::io::copy(&mut rest, &mut std::io::sink()).map_err(io_ctx("cannot read", archive))?;
     seal_matches(rest.into_inner(), file_len, &bad)?;
     Ok(manifest)
 }
 
-/// Reads the archive's bytes once and compares them with its seal (no decompression):
-/// after [`write`] verified the content as it streamed, this shows the file holds exactly
-/// the bytes written.
-pub fn check_seal(archive: &Path) -> OpsResult<()> {
-    let bad = |reason: String| OpsError::BadArchive {
-        path: archive.to_path_buf(),
-        reason,
-    };
-    let (mut r, file_len) = open_sealed(archive, &bad)?;
-    std::io::copy(&mut r, &mut std::io::sink()).map_err(io_ctx("cannot read", archive))?;
-    seal_matches(r, file_len, &bad)
-}
-
 fn open_sealed(
     archive: &Path,
     bad: &dyn Fn(String) -> OpsError,
-) -> OpsResult<(SealReader<File>, u64)> {
+) -> OpsResult<(Container, SealReader<File>, u64)> {
     let mut file = File::open(archive).map_err(io_ctx("cannot open", archive))?;
     let file_len = file
         .metadata()
         .map_err(io_ctx("cannot read", archive))?
         .len();
-    let mut head = [0u8; SEAL_AT];
-    let sealed = file.read_exact(&mut head).is_ok()
-        && head[..2] == [0x1f, 0x8b]
-        && head[3] & 0x04 != 0
-        && head[12..16] == SEAL_ID;
-    if !sealed {
+    let mut head = [0u8; GZIP_SEAL_AT];
+    let container = if file.read_exact(&mut head).is_err() {
+        None
+    } else if head[..ZSTD_SEAL_HEAD.len()] == ZSTD_SEAL_HEAD {
+        Some(Container::Zstd)
+    } else if head[..2] == [0x1f, 0x8b] && head[3] & 0x04 != 0 && head[12..16] == GZIP_SEAL_ID {
+        Some(Container::Gzip)
+    } else {
+        None
+    };
+    let Some(container) = container else {
         return Err(bad(
-            "it is not a sealed crm backup (no checksum in its gzip header)".into(),
+            "it is not a sealed crm backup (no checksum at its start)".into(),
         ));
-    }
+    };
     file.seek(SeekFrom::Start(0))
         .map_err(io_ctx("cannot read", archive))?;
     Ok((
+        container,
         SealReader {
             inner: file,
             hasher: Sha256::new(),
+            seal_at: container.seal_at(),
             pos: 0,
             seal: [0; SEAL_LEN],
             count: 0,
@@ -431,19 +485,21 @@ fn seal_matches<R>(
     Ok(())
 }
 
-/// Decompresses a gzip'd archive from `input`, hashing every entry (and writing it below
-/// `extract_to` when given), and checks the entries against the manifest. Returns the
-/// manifest and `input` positioned after the gzip member.
-fn read_contents<R: std::io::BufRead>(
-    input: R,
-    extract_to: Option<&Path>,
+/// Reads the tar stream from `decompressed`, handling every entry as `entries` says, and
+/// checks the entries against the manifest.
+fn read_contents<R: Read>(
+    decompressed: R,
+    entries: Entries,
     bad: &dyn Fn(String) -> OpsError,
-) -> OpsResult<(Manifest, R)> {
-    let mut tar = tar::Archive::new(flate2::bufread::GzDecoder::new(input));
+) -> OpsResult<Manifest> {
+    let (hash, extract_to) = match entries {
+        Entries::Hash { extract_to } => (true, extract_to),
+        Entries::SizesOnly => (false, None),
+    };
+    let mut tar = tar::Archive::new(decompressed);
     let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
-    let entries = tar.entries().map_err(|e| bad(e.to_string()))?;
-    for entry in entries {
+    for entry in tar.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(format!("unreadable: {e}")))?;
         let name = entry
             .path()
@@ -466,11 +522,7 @@ fn read_contents<R: std::io::BufRead>(
             manifest = Some(m);
             continue;
         }
-        let mut reader = HashingReader {
-            inner: &mut entry,
-            hasher: Sha256::new(),
-            count: 0,
-        };
+        let mut reader = HashingReader::new(&mut entry, hash);
         match extract_to {
             Some(root) => {
                 let target = root.join(&name);
@@ -491,16 +543,8 @@ fn read_contents<R: std::io::BufRead>(
                     .map_err(|e| bad(format!("{name}: unreadable: {e}")))?;
             }
         }
-        let (count, hash) = (reader.count, hex::encode(reader.hasher.finalize()));
-        seen.insert(name, (count, hash));
+        seen.insert(name, (reader.count, reader.digest()));
     }
-    // The tar reader stops at the end-of-archive blocks; read the gzip stream to its end
-    // so its CRC and length are checked too. Without this a changed bit in tar padding
-    // would go unnoticed: harmless to the data, but the archive would not be the one made.
-    let mut gz = tar.into_inner();
-    std::io::copy(&mut gz, &mut std::io::sink())
-        .map_err(|e| bad(format!("corrupt compressed stream: {e}")))?;
-    let rest = gz.into_inner();
     let manifest = manifest.ok_or_else(|| bad("no manifest (truncated?)".into()))?;
     if manifest.format != FORMAT {
         return Err(bad(format!(
@@ -514,7 +558,7 @@ fn read_contents<R: std::io::BufRead>(
     for f in &manifest.files {
         match seen.remove(&f.path) {
             None => return Err(bad(format!("{} is missing", f.path))),
-            Some((size, hash)) if size != f.size || hash != f.sha256 => {
+            Some((size, digest)) if size != f.size || (hash && digest != f.sha256) => {
                 return Err(bad(format!("{}: checksum does not match", f.path)))
             }
             Some(_) => {}
@@ -523,7 +567,7 @@ fn read_contents<R: std::io::BufRead>(
     if let Some(extra) = seen.keys().next() {
         return Err(bad(format!("{extra} is not in the manifest")));
     }
-    Ok((manifest, rest))
+    Ok(manifest)
 }
 
 #[cfg(test)]
@@ -550,8 +594,12 @@ mod tests {
         )
         .unwrap();
         std::fs::write(att.join("note.txt"), b"hello").unwrap();
-        let out = dir.join("a.tar.gz");
-        write(&out, &db_path, &att, 6).unwrap();
+        let out = dir.join("a.tar.zst");
+        let written = write_files(&out, &db_path, &att, 6).unwrap();
+        verify_as_written(&out, &written).expect("reads back as written");
+        let mut other = written.clone();
+        other.files[1].size += 1;
+        assert!(verify_as_written(&out, &other).is_err());
         out
     }
 
@@ -559,21 +607,21 @@ mod tests {
     fn any_flipped_bit_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let good = sample(dir.path());
-        verify(&good, None).expect("the archive as written verifies");
+        let written = verify(&good, None).expect("the archive as written verifies");
         let bytes = std::fs::read(&good).unwrap();
         let len = bytes.len();
-        // Every byte of the gzip header and seal, the last 64 bytes (end of the deflate
-        // stream, CRC, length), and 400 positions spread over the rest; a different bit
-        // each time. Bounded: about 530 verifications of a ~0.1 MB archive.
+        // Every byte of the sealing frame and the zstd frame header, the last 64 bytes (the
+        // last blocks and the frame checksum), and 400 positions spread over the rest; a
+        // different bit each time. Bounded: about 530 verifications of a ~0.1 MB archive.
         let mut positions: Vec<usize> = (0..64).chain(len - 64..len).collect();
         positions.extend((0..400).map(|k| 64 + k * (len - 128) / 400));
-        let altered = dir.path().join("altered.tar.gz");
+        let altered = dir.path().join("altered.tar.zst");
         let mut accepted = Vec::new();
         for (k, &at) in positions.iter().enumerate() {
             let mut b = bytes.clone();
             b[at] ^= 1 << (k % 8);
             std::fs::write(&altered, &b).unwrap();
-            if verify(&altered, None).is_ok() {
+            if verify(&altered, None).is_ok() || verify_as_written(&altered, &written).is_ok() {
                 accepted.push(at);
             }
         }
@@ -581,13 +629,55 @@ mod tests {
             accepted.is_empty(),
             "altered archives accepted at {accepted:?} of {len}"
         );
-        // Bytes appended after the gzip member, and a truncated copy, too.
+        // Bytes appended after the zstd frame, and a truncated copy, too.
         let mut b = bytes.clone();
         b.extend_from_slice(b"\0\0\0\0");
         std::fs::write(&altered, &b).unwrap();
         assert!(verify(&altered, None).is_err(), "trailing bytes accepted");
         std::fs::write(&altered, &bytes[..len - 1]).unwrap();
         assert!(verify(&altered, None).is_err(), "a truncated copy accepted");
+    }
+
+    #[test]
+    fn the_archive_is_plain_tar_zst_for_other_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sample(dir.path());
+        let bytes = std::fs::read(&good).unwrap();
+        let tar_bytes = zstd::stream::decode_all(bytes.as_slice()).expect("plain zstd");
+        let mut names = Vec::new();
+        for e in tar::Archive::new(tar_bytes.as_slice()).entries().unwrap() {
+            names.push(e.unwrap().path().unwrap().to_string_lossy().into_owned());
+        }
+        assert_eq!(
+            names,
+            [
+                "crm.db",
+                "attachments/2026/a.jpg",
+                "attachments/note.txt",
+                MANIFEST
+            ]
+        );
+    }
+
+    /// `tests/fixtures/format1-backup.tar.gz` was written by crm 0.1 (`crm backup`): such
+    /// backups on the owners' disks must still verify and be refused when altered.
+    #[test]
+    fn backups_of_crm_0_1_in_gzip_still_verify() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1-backup.tar.gz");
+        let dir = tempfile::tempdir().unwrap();
+        let m = verify(&fixture, Some(dir.path())).expect("the crm 0.1 backup verifies");
+        assert_eq!(m.schema_version, 11);
+        assert_eq!(
+            std::fs::read(dir.path().join("attachments/2026/screen.jpg")).unwrap(),
+            b"photo"
+        );
+        let mut bytes = std::fs::read(&fixture).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 4;
+        let altered = dir.path().join("altered.tar.gz");
+        std::fs::write(&altered, &bytes).unwrap();
+        assert!(verify(&altered, None).is_err());
     }
 
     #[test]

@@ -4,12 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::archive::{self, Manifest};
+use super::archive::{self, DbContent, Manifest};
 use super::{io_ctx, sync_dir, OpsError, OpsResult};
 use crate::config::Config;
+use crate::db::snapshot::{FileCheck, LiveSnapshot, StreamError};
 
 pub const PREFIX: &str = "crm-backup-";
-pub const SUFFIX: &str = ".tar.gz";
+pub const SUFFIX: &str = ".tar.zst";
+/// What backups of crm 0.1 are called: still listed, restored and pruned.
+pub const OLD_SUFFIX: &str = ".tar.gz";
 
 /// A finished, verified backup.
 #[derive(Debug, Clone)]
@@ -33,10 +36,13 @@ pub struct BackupFile {
 }
 
 /// Takes a backup while the server may be running and writing. `out` is a file path or an
-/// existing directory; default: the configured backup folder. The archive only gets its
-/// final name after the database copy passed `PRAGMA integrity_check` and the written
-/// archive was re-read and matched its checksums, so a file with a final name is a good
-/// backup.
+/// existing directory; default: the configured backup folder.
+///
+/// One read transaction on the database gives the snapshot: its pages stream from a
+/// second thread straight into the archive (no temporary copy), and the same snapshot
+/// then passes `PRAGMA integrity_check` while the written archive is read back against its
+/// manifest and seal. The archive only gets its final name after both, so a file with a
+/// final name is a good backup.
 pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
     let started = Instant::now();
     let db_path = cfg.db_path();
@@ -60,45 +66,68 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    std::fs::create_dir_all(cfg.tmp_dir()).map_err(io_ctx("cannot create", &cfg.tmp_dir()))?;
-    let staging = tempfile::Builder::new()
-        .prefix("backup-")
-        .tempdir_in(cfg.tmp_dir())
-        .map_err(io_ctx("cannot create a folder in", &cfg.tmp_dir()))?;
-    let copy = staging.path().join(archive::DB_ENTRY);
+    let partial = {
+        let mut s = dest.clone().into_os_string();
+        s.push(".partial");
+        PathBuf::from(s)
+    };
     let mut phases = Vec::new();
     let mut lap = Instant::now();
     let mut phase = |name: &'static str| {
         phases.push((name, lap.elapsed().as_secs_f64()));
         lap = Instant::now();
     };
-    crate::db::snapshot::copy_live(&db_path, &copy)?;
-    phase("snapshot");
-    let check = crate::db::snapshot::check_file(&copy)?;
-    phase("integrity_check");
-    if !check.intact {
-        return Err(OpsError::NeedsAttention(format!(
-            "the database copy fails its integrity check ({}); the live database may be damaged: run `crm doctor`",
-            check.problems.join("; ")
-        )));
-    }
-    let partial = {
-        let mut s = dest.clone().into_os_string();
-        s.push(".partial");
-        PathBuf::from(s)
-    };
     let result = (|| {
-        // `write` decompresses and checks the archive as it streams out; the file is then
-        // read once more against its seal.
-        let written = archive::write(
-            &partial,
-            &copy,
-            &cfg.attachments_dir(),
-            check.schema_version,
-        )?;
-        phase("archive_and_verify");
-        archive::check_seal(&partial)?;
-        phase("read_back");
+        let snapshot = LiveSnapshot::begin(&db_path)?;
+        let (size, schema_version) = (snapshot.size(), snapshot.schema_version());
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        // None: the stream stopped because the archive writer did (its error says why).
+        let pages = std::thread::spawn(move || -> OpsResult<Option<FileCheck>> {
+            {
+                let tx = tx;
+                let handed = |chunk| {
+                    tx.send(chunk)
+                        .map_err(|_| std::io::Error::other("the archive writer stopped"))
+                };
+                match snapshot.stream(handed) {
+                    Ok(()) => {}
+                    Err(StreamError::Sink(_)) => return Ok(None),
+                    Err(StreamError::Db(e)) => return Err(e.into()),
+                }
+            } // The writer sees the end of the database now, not after the check.
+            Ok(Some(snapshot.check()?))
+        });
+        let db = DbContent {
+            size,
+            content: ChannelReader {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+            },
+        };
+        let written = archive::write(&partial, db, &cfg.attachments_dir(), schema_version);
+        phase("snapshot_and_archive");
+        let read_back = written
+            .as_ref()
+            .ok()
+            .map(|m| archive::verify_as_written(&partial, m));
+        phase("verify");
+        let check = pages.join().map_err(|_| OpsError::Io {
+            what: format!("reading {}", db_path.display()),
+            source: std::io::Error::other("the snapshot thread panicked"),
+        });
+        phase("integrity_check_rest");
+        // The snapshot's error first: a writer cut short by it only reports a short entry.
+        let check = check??;
+        let written = written?;
+        let check = check.expect("the snapshot ran to its end when the writer did");
+        if !check.intact {
+            return Err(OpsError::NeedsAttention(format!(
+                "the database fails its integrity check ({}); the live database may be damaged: run `crm doctor`",
+                check.problems.join("; ")
+            )));
+        }
+        read_back.expect("read back after a good write")?;
         std::fs::rename(&partial, &dest).map_err(io_ctx("cannot rename", &partial))?;
         super::match_owner(&dest, &parent);
         sync_dir(&parent)?;
@@ -123,7 +152,33 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
     })
 }
 
-/// `crm-backup-YYYYMMDD-HHMMSS.tar.gz` in `dir`, with a counter if taken.
+/// The archive writer's end of the page stream: end of file when the snapshot thread
+/// hangs up.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// `crm-backup-YYYYMMDD-HHMMSS.tar.zst` in `dir`, with a counter if taken.
 fn unique_name(dir: &Path) -> PathBuf {
     let now = time::OffsetDateTime::now_utc();
     let stamp = format!(
@@ -152,7 +207,7 @@ pub fn list(dir: &Path) -> Vec<BackupFile> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(PREFIX) || !name.ends_with(SUFFIX) {
+        if !name.starts_with(PREFIX) || !(name.ends_with(SUFFIX) || name.ends_with(OLD_SUFFIX)) {
             continue;
         }
         let Ok(meta) = e.metadata() else { continue };

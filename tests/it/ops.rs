@@ -180,7 +180,7 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
         .await
         .unwrap()
     };
-    let archive = app.dir.path().join("online.tar.gz");
+    let archive = app.dir.path().join("online.tar.zst");
     let mut cmd = crm_on(&data);
     cmd.arg("backup").arg("--out").arg(&archive);
     let out = run(cmd).await;
@@ -294,9 +294,9 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
 
     // A truncated and an altered copy are refused, and nothing changes.
     let bytes = std::fs::read(&archive).unwrap();
-    let truncated = data.join("truncated.tar.gz");
+    let truncated = data.join("truncated.tar.zst");
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    // Altered copies: one flipped bit each, in the gzip header, the middle and the last
+    // Altered copies: one flipped bit each, in the sealing frame, the middle and the last
     // bytes through the real command; many more positions in-process (bounded: 300).
     let len = bytes.len();
     let flip = |at: usize, bit: usize| {
@@ -306,11 +306,11 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
     };
     let mut altered = Vec::new();
     for (k, at) in [5, len / 2, len - 20].into_iter().enumerate() {
-        let p = data.join(format!("altered-{k}.tar.gz"));
+        let p = data.join(format!("altered-{k}.tar.zst"));
         std::fs::write(&p, flip(at, k + 6)).unwrap();
         altered.push(p);
     }
-    let probe = data.join("probe.tar.gz");
+    let probe = data.join("probe.tar.zst");
     for k in 0..300 {
         let at = k * (len - 1) / 299;
         std::fs::write(&probe, flip(at, k)).unwrap();
@@ -320,7 +320,7 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
             k % 8
         );
     }
-    let garbage = data.join("garbage.tar.gz");
+    let garbage = data.join("garbage.tar.zst");
     std::fs::write(&garbage, b"not an archive at all").unwrap();
     for bad in altered.iter().chain([&truncated, &garbage]) {
         let out = run({
@@ -338,8 +338,8 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
         assert_eq!(dump(&data.join("crm.db")), changed);
         assert_eq!(tree(&data.join("attachments")), changed_files);
     }
-    // An archive whose manifest lies about a checksum (a well-formed tar.gz) is refused.
-    let forged = data.join("forged.tar.gz");
+    // An archive whose manifest lies about a checksum (a well-formed tar.zst) is refused.
+    let forged = data.join("forged.tar.zst");
     forge_manifest(&archive, &forged);
     let out = run({
         let mut c = crm_on(&data);
@@ -369,17 +369,16 @@ async fn restore_round_trip_is_identical_and_bad_archives_change_nothing() {
 
 /// Rewrites an archive with one attachment's bytes changed but the manifest kept, and
 /// seals it again the way crm does (sha256 of the file with the seal counted as zeros, in
-/// the gzip header's `CR` extra field), so only the manifest check can catch it.
+/// the skippable `CRMS` frame in front), so only the manifest check can catch it.
 fn forge_manifest(src: &Path, dest: &Path) {
     use sha2::Digest;
-    let mut input = tar::Archive::new(flate2::read::GzDecoder::new(
-        std::fs::File::open(src).unwrap(),
-    ));
-    let mut extra = vec![b'C', b'R', 32, 0];
-    extra.extend_from_slice(&[0; 32]);
-    let out = flate2::GzBuilder::new()
-        .extra(extra)
-        .write(Vec::new(), flate2::Compression::fast());
+    let bytes = std::fs::read(src).unwrap();
+    let (head, seal_at) = (&bytes[..12], 12);
+    assert_eq!(&head[8..], b"CRMS", "a crm .tar.zst");
+    let mut input = tar::Archive::new(zstd::stream::read::Decoder::new(&bytes[..]).unwrap());
+    let mut sealed = head.to_vec();
+    sealed.extend_from_slice(&[0; 32]);
+    let out = zstd::stream::write::Encoder::new(sealed, 1).unwrap();
     let mut b = tar::Builder::new(out);
     for e in input.entries().unwrap() {
         let mut e = e.unwrap();
@@ -397,7 +396,7 @@ fn forge_manifest(src: &Path, dest: &Path) {
     }
     let mut bytes = b.into_inner().unwrap().finish().unwrap();
     let seal = sha2::Sha256::digest(&bytes);
-    bytes[16..48].copy_from_slice(&seal);
+    bytes[seal_at..seal_at + 32].copy_from_slice(&seal);
     std::fs::write(dest, bytes).unwrap();
 }
 
@@ -436,7 +435,7 @@ async fn backups_page_creates_lists_and_downloads_for_admins_only() {
     assert_eq!(dl.status(), 200);
     assert_eq!(
         dl.headers()["content-type"].to_str().unwrap(),
-        "application/gzip"
+        "application/zstd"
     );
     assert_eq!(
         dl.bytes().await.unwrap().to_vec(),
@@ -485,8 +484,8 @@ async fn a_restore_that_fails_to_migrate_reverts_to_the_previous_data() {
     c.pragma_update(None, "user_version", 4).unwrap();
     c.pragma_update(None, "journal_mode", "DELETE").unwrap();
     drop(c);
-    let archive = work.path().join("crm-backup-old.tar.gz");
-    crm::ops::archive::write(&archive, &db, &work.path().join("none"), 4).unwrap();
+    let archive = work.path().join("crm-backup-old.tar.zst");
+    crm::ops::archive::write_files(&archive, &db, &work.path().join("none"), 4).unwrap();
 
     let out = run({
         let mut c = crm_on(&data);
@@ -512,4 +511,40 @@ async fn a_restore_that_fails_to_migrate_reverts_to_the_previous_data() {
         })
         .collect();
     assert!(leftovers.is_empty());
+}
+
+/// A backup made by crm 0.1 (`.tar.gz`, `tests/fixtures/format1-backup.tar.gz`) sitting in
+/// the backups folder is listed and restores through the real command.
+#[tokio::test]
+async fn a_crm_0_1_gzip_backup_is_listed_and_restores() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let backups = data.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let old = backups.join("crm-backup-20261101-020000.tar.gz");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1-backup.tar.gz"),
+        &old,
+    )
+    .unwrap();
+    let listed = crm::ops::backup::list(&backups);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "crm-backup-20261101-020000.tar.gz");
+
+    let out = run({
+        let mut c = crm_on(&data);
+        c.arg("restore").arg(&old);
+        c
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = rusqlite::Connection::open(data.join("crm.db")).unwrap();
+    let number: String = c
+        .query_row("SELECT number FROM sip_extensions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(number, "201");
+    assert_eq!(
+        std::fs::read(data.join("attachments/2026/screen.jpg")).unwrap(),
+        b"photo"
+    );
 }

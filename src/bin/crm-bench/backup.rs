@@ -2,10 +2,11 @@
 //! write load runs. Reports the backup's duration against `cp` of the same file in the
 //! same run, and the write latencies (longest stall) before and during the backup.
 //!
-//! Figures: `db_bytes`, `cp_s`, `snapshot_s` (the SQLite page copy alone),
-//! `backup_total_s` (snapshot + integrity_check + archive with streaming verification +
-//! read-back against the seal), `phase_*_s` (the backup's own split), `speed_vs_cp`
-//! (cp_s / backup_total_s; goal >= 0.5), `snapshot_speed_vs_cp`, `write_max_ms_before`
+//! Figures (durations are medians of `ROUNDS`, default 3): `db_bytes`, `cp_s`,
+//! `cp_and_sync_s` (cp, then `sync` of the copy), `snapshot_s` (the snapshot's pages
+//! streamed to nowhere, once), `backup_total_s` (the whole `crm backup`), `phase_*_s` (the
+//! backup's own split), `speed_vs_cp` (cp_s / backup_total_s; goal >= 0.5),
+//! `speed_vs_cp_and_sync`, `snapshot_speed_vs_cp`, `write_max_ms_before`
 //! (the baseline under the same load without a backup), `write_max_ms_during` (goal <
 //! 100), `write_p99_ms_during`, and `write_max_ms_in_<phase>`: the longest write in each
 //! phase, to see which part of a backup stalls the writer.
@@ -75,17 +76,35 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         fill_start.elapsed().as_secs_f64()
     );
 
-    // The reference: cp of the same file (page cache as warm as for the backup).
+    // The reference: cp of the same file (page cache as warm as for the backup), median of
+    // ROUNDS; and cp followed by `sync` of the copy, which is what a finished backup is
+    // (the archive is fsynced before it is reported).
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let copy = dir.path().join("cp.db");
-    let t = Instant::now();
-    let ok = std::process::Command::new("cp")
-        .arg(cfg.db_path())
-        .arg(&copy)
-        .status()?
-        .success();
-    anyhow::ensure!(ok, "cp failed");
-    let cp_s = t.elapsed().as_secs_f64();
-    std::fs::remove_file(&copy)?;
+    let (mut cp_runs, mut cp_sync_runs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let ok = std::process::Command::new("cp")
+            .arg(cfg.db_path())
+            .arg(&copy)
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "cp failed");
+        cp_runs.push(t.elapsed());
+        let ok = std::process::Command::new("sync")
+            .arg(&copy)
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "sync failed");
+        cp_sync_runs.push(t.elapsed());
+        std::fs::remove_file(&copy)?;
+    }
+    let cp_s = median_s(&mut cp_runs);
+    let cp_sync_s = median_s(&mut cp_sync_runs);
 
     // The steady write load, with every write's latency.
     let stop = Arc::new(AtomicBool::new(false));
@@ -129,54 +148,80 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     };
     std::thread::sleep(Duration::from_secs(3));
 
-    // Snapshot alone, then the whole backup, both under the load.
+    // The snapshot's pages streamed to nowhere, then whole backups, all under the load.
     phase.lock().expect("not poisoned").2 = true;
-    let snap = dir.path().join("snap.db");
     let snapshot_alone_start = Instant::now();
-    let t = Instant::now();
-    crm::db::snapshot::copy_live(&cfg.db_path(), &snap)?;
-    let snapshot_s = t.elapsed().as_secs_f64();
-    std::fs::remove_file(&snap)?;
-    let out = dir.path().join("bench-backup.tar.gz");
-    let t = Instant::now();
-    let done = crm::ops::backup::create(&cfg, Some(&out))?;
-    let backup_total_s = t.elapsed().as_secs_f64();
+    let snap = crm::db::snapshot::LiveSnapshot::begin(&cfg.db_path())?;
+    let mut streamed = 0u64;
+    snap.stream(|chunk| {
+        streamed += chunk.len() as u64;
+        Ok(())
+    })?;
+    anyhow::ensure!(streamed == snap.size(), "short snapshot stream");
+    drop(snap);
+    let snapshot_s = snapshot_alone_start.elapsed().as_secs_f64();
+    let mut windows = vec![("snapshot_alone", snapshot_alone_start, Instant::now())];
+    let (mut totals, mut phase_runs) = (Vec::new(), Vec::<Vec<(&str, f64)>>::new());
+    let mut archive_bytes = 0;
+    for round in 0..rounds {
+        let out = dir.path().join(format!("bench-backup-{round}.tar.zst"));
+        let t = Instant::now();
+        let done = crm::ops::backup::create(&cfg, Some(&out))?;
+        totals.push(t.elapsed());
+        // Phase windows: each phase of the backup in order.
+        let mut at = t;
+        for (name, secs) in &done.phases {
+            let end = at + Duration::from_secs_f64(*secs);
+            windows.push((name, at, end));
+            at = end;
+        }
+        phase_runs.push(done.phases.clone());
+        archive_bytes = done.size;
+        std::fs::remove_file(&out)?;
+    }
+    let backup_total_s = median_s(&mut totals);
     stop.store(true, Ordering::Relaxed);
     load.join().expect("load thread")?;
 
     let (mut before, mut during, _, timeline) =
         std::mem::take(&mut *phase.lock().expect("not poisoned"));
-    // Phase windows: the snapshot alone, then each phase of the backup in order.
-    let mut windows = vec![("snapshot_alone", snapshot_alone_start, t)];
-    let mut at = t;
-    for (name, secs) in &done.phases {
-        let end = at + Duration::from_secs_f64(*secs);
-        windows.push((name, at, end));
-        at = end;
-    }
     before.sort();
     during.sort();
-    for (name, secs) in &done.phases {
-        println!("phase_{name}_s={secs:.2}");
-    }
-    for (name, from, to) in &windows {
-        // A write that finished in the window (or up to its own length after it) was
-        // delayed by it.
-        let worst = timeline
+    for (i, (name, _)) in phase_runs[0].iter().enumerate() {
+        let mut runs: Vec<Duration> = phase_runs
             .iter()
-            .filter(|(end, took)| *end >= *from && end.checked_sub(*took).unwrap_or(*end) <= *to)
+            .map(|p| Duration::from_secs_f64(p[i].1))
+            .collect();
+        println!("phase_{name}_s={:.2}", median_s(&mut runs));
+    }
+    let mut names: Vec<&str> = windows.iter().map(|w| w.0).collect();
+    names.dedup();
+    for name in names {
+        // A write that finished in a window (or up to its own length after it) was delayed
+        // by it; the worst over every round.
+        let worst = windows
+            .iter()
+            .filter(|w| w.0 == name)
+            .flat_map(|(_, from, to)| {
+                timeline.iter().filter(move |(end, took)| {
+                    *end >= *from && end.checked_sub(*took).unwrap_or(*end) <= *to
+                })
+            })
             .map(|(_, took)| *took)
             .max()
             .unwrap_or(Duration::ZERO);
         println!("write_max_ms_in_{name}={}", ms(worst));
     }
     println!("db_bytes={db_bytes}");
-    println!("archive_bytes={}", done.size);
+    println!("archive_bytes={archive_bytes}");
+    println!("rounds={rounds}");
     println!("cp_s={cp_s:.2}");
+    println!("cp_and_sync_s={cp_sync_s:.2}");
     println!("snapshot_s={snapshot_s:.2}");
     println!("backup_total_s={backup_total_s:.2}");
     println!("snapshot_speed_vs_cp={:.2}", cp_s / snapshot_s);
     println!("speed_vs_cp={:.2}", cp_s / backup_total_s);
+    println!("speed_vs_cp_and_sync={:.2}", cp_sync_s / backup_total_s);
     println!("writes_before={}", before.len());
     println!("write_p50_ms_before={}", ms(percentile(&before, 50.0)));
     println!(
@@ -191,4 +236,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         ms(*during.last().unwrap_or(&Duration::ZERO))
     );
     Ok(())
+}
+
+fn median_s(runs: &mut [Duration]) -> f64 {
+    runs.sort();
+    runs[runs.len() / 2].as_secs_f64()
 }

@@ -115,8 +115,13 @@ pub async fn download(ui: Ui, name: web::Path<String>) -> HttpResponse {
             Err(e) => Some((Err(e), f)),
         }
     });
+    let kind = if b.name.ends_with(backup::SUFFIX) {
+        "application/zstd"
+    } else {
+        "application/gzip"
+    };
     HttpResponse::Ok()
-        .content_type("application/gzip")
+        .content_type(kind)
         .insert_header((header::CONTENT_LENGTH, b.size))
         .insert_header((
             header::CONTENT_DISPOSITION,
