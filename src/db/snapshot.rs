@@ -9,8 +9,10 @@ use rusqlite::{Connection, OpenFlags};
 use super::{DbError, DbResult};
 
 /// One read transaction on the live database: the exact state committed when it began
-/// (every acknowledged write up to then), held while its pages are streamed out and
-/// checked. In WAL mode the writer goes on meanwhile; the snapshot does not move.
+/// (every acknowledged write up to then), held while its pages are streamed out. A
+/// [`SnapshotCheck`] begun with it checks the very same state on another connection, so
+/// the slow `integrity_check` runs beside the stream instead of after it. In WAL mode the
+/// writer goes on meanwhile; the snapshots do not move.
 ///
 /// The pages come from the `sqlite_dbpage` table (built in: `.cargo/config.toml`), i.e.
 /// through SQLite's own pager, never from the file underneath it. Streamed in page order
@@ -30,24 +32,59 @@ const FORMAT_VERSION_AT: std::ops::Range<usize> = 18..20;
 /// Pages handed to the sink at once.
 const PAGES_PER_CHUNK: usize = 64;
 
+/// `PRAGMA integrity_check` of the state a [`LiveSnapshot`] streams.
+pub struct SnapshotCheck {
+    conn: Connection,
+}
+
+impl SnapshotCheck {
+    pub fn run(&self) -> DbResult<FileCheck> {
+        integrity(&self.conn)
+    }
+}
+
 impl LiveSnapshot {
-    pub fn begin(src: &Path) -> DbResult<Self> {
-        let conn = Connection::open_with_flags(
+    /// Begins the two read transactions on the same state: while a third connection holds
+    /// the write lock (`BEGIN IMMEDIATE`, for well under a millisecond) nobody can commit,
+    /// so both start from the same last commit. The server's writes wait that long at most.
+    pub fn begin(src: &Path) -> DbResult<(Self, SnapshotCheck)> {
+        let open_read_only = || -> DbResult<Connection> {
+            let c = Connection::open_with_flags(
+                src,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(Duration::from_secs(10))?;
+            Ok(c)
+        };
+        let (conn, checker) = (open_read_only()?, open_read_only()?);
+        let lock = Connection::open_with_flags(
             src,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.execute_batch("BEGIN")?;
-        // The first read starts the read transaction; everything after sees that snapshot.
-        let page_count = conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64;
-        let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as usize;
-        let schema_version = super::schema_version(&conn)?;
-        Ok(LiveSnapshot {
-            conn,
-            page_size,
-            page_count,
-            schema_version,
-        })
+        lock.busy_timeout(Duration::from_secs(10))?;
+        lock.execute_batch("BEGIN IMMEDIATE")?;
+        // The first read starts a read transaction; everything after sees that snapshot.
+        let started = (|| -> DbResult<(u64, usize, usize)> {
+            conn.execute_batch("BEGIN")?;
+            let page_count =
+                conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64;
+            checker.execute_batch("BEGIN")?;
+            checker.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))?;
+            let page_size =
+                conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as usize;
+            Ok((page_count, page_size, super::schema_version(&conn)?))
+        })();
+        lock.execute_batch("ROLLBACK")?;
+        let (page_count, page_size, schema_version) = started?;
+        Ok((
+            LiveSnapshot {
+                conn,
+                page_size,
+                page_count,
+                schema_version,
+            },
+            SnapshotCheck { conn: checker },
+        ))
     }
 
     /// The size of the database file the stream makes.
@@ -106,11 +143,6 @@ impl LiveSnapshot {
             ))));
         }
         Ok(())
-    }
-
-    /// `PRAGMA integrity_check` of the same snapshot the stream gives.
-    pub fn check(&self) -> DbResult<FileCheck> {
-        integrity(&self.conn)
     }
 }
 
@@ -181,7 +213,7 @@ mod tests {
         c.pragma_update(None, "journal_mode", "WAL").unwrap();
         c.execute_batch("INSERT INTO settings(key, value, updated_at) VALUES ('k', 'v', 1);")
             .unwrap();
-        let snap = LiveSnapshot::begin(&src).unwrap();
+        let (snap, checker) = LiveSnapshot::begin(&src).unwrap();
         // Written after the snapshot began (into the WAL): not in the copy.
         c.execute_batch("INSERT INTO settings(key, value, updated_at) VALUES ('later', 'x', 1);")
             .unwrap();
@@ -193,10 +225,20 @@ mod tests {
         .unwrap();
         assert_eq!(bytes.len() as u64, snap.size());
         assert_eq!(&bytes[18..20], &[1, 1], "a rollback-journal file");
-        let check = snap.check().unwrap();
+        let check = checker.run().unwrap();
         assert!(check.intact, "{:?}", check.problems);
         assert_eq!(snap.schema_version(), super::super::binary_schema_version());
-        drop(snap);
+        // The checker sees the snapshot too, not the later write.
+        let later: i64 = checker
+            .conn
+            .query_row(
+                "SELECT count(*) FROM settings WHERE key = 'later'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(later, 0);
+        drop((snap, checker));
 
         let dest = dir.path().join("b.db");
         std::fs::write(&dest, &bytes).unwrap();

@@ -113,23 +113,6 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Hashes what is written through it (the whole archive file, for the seal).
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Reads an archive file, hashing every byte with the seal counted as zeros, and keeps the
 /// seal it saw.
 struct SealReader<R> {
@@ -198,10 +181,7 @@ pub fn write<R: Read>(
     schema_version: usize,
 ) -> OpsResult<Manifest> {
     let file = create_private(dest)?;
-    let mut out = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, FlushingFile { file, unsynced: 0 }),
-        hasher: Sha256::new(),
-    };
+    let mut out = BufWriter::with_capacity(1 << 20, FileWriter::spawn(file));
     let failed = |source| OpsError::Io {
         what: format!("cannot write {}", dest.display()),
         source,
@@ -254,16 +234,12 @@ pub fn write<R: Read>(
     tar.append_data(&mut header, MANIFEST, json.as_slice())
         .map_err(failed)?;
     let zst = tar.into_inner().map_err(failed)?;
-    let hashed = zst.finish().map_err(failed)?;
-    let seal = hashed.hasher.finalize();
-    let mut file = hashed
-        .inner
+    let out = zst.finish().map_err(failed)?;
+    let (mut file, seal) = out
         .into_inner()
-        .map_err(|e| OpsError::Io {
-            what: format!("cannot write {}", dest.display()),
-            source: e.into_error(),
-        })?
-        .file;
+        .map_err(|e| failed(e.into_error()))?
+        .finish()
+        .map_err(failed)?;
     file.seek(SeekFrom::Start(ZSTD_SEAL_HEAD.len() as u64))
         .and_then(|_| file.write_all(&seal))
         .map_err(failed)?;
@@ -293,24 +269,68 @@ fn create_private(path: &Path) -> OpsResult<File> {
 /// page cache stalls the server's fsyncs. Flushing every few megabytes keeps that debt small.
 const SYNC_EVERY: u64 = 16 << 20;
 
-/// The archive file, flushed to the disk every [`SYNC_EVERY`] bytes.
-struct FlushingFile {
-    file: File,
-    unsynced: u64,
+/// Writes the archive file on a thread of its own, so the compressor never waits for the
+/// disk: it hashes every byte for the seal and flushes to the disk every [`SYNC_EVERY`]
+/// bytes. A few chunks are in flight at most.
+struct FileWriter {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<(File, Sha256)>>>,
 }
 
-impl Write for FlushingFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write_all(buf)?;
-        self.unsynced += buf.len() as u64;
-        if self.unsynced >= SYNC_EVERY {
-            self.file.sync_data()?;
-            self.unsynced = 0;
+impl FileWriter {
+    fn spawn(mut file: File) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let thread = std::thread::spawn(move || {
+            let (mut hasher, mut unsynced) = (Sha256::new(), 0u64);
+            for chunk in rx {
+                file.write_all(&chunk)?;
+                hasher.update(&chunk);
+                unsynced += chunk.len() as u64;
+                if unsynced >= SYNC_EVERY {
+                    file.sync_data()?;
+                    unsynced = 0;
+                }
+            }
+            Ok((file, hasher))
+        });
+        FileWriter {
+            tx: Some(tx),
+            thread: Some(thread),
         }
-        Ok(buf.len())
+    }
+
+    /// Waits for every byte to be written; gives the file and the sha256 of its bytes.
+    fn finish(mut self) -> std::io::Result<(File, [u8; SEAL_LEN])> {
+        self.tx = None;
+        let (file, hasher) = self.join()?;
+        Ok((file, hasher.finalize().into()))
+    }
+
+    fn join(&mut self) -> std::io::Result<(File, Sha256)> {
+        let stopped = || std::io::Error::other("the archive file writer stopped");
+        self.thread
+            .take()
+            .ok_or_else(stopped)?
+            .join()
+            .map_err(|_| std::io::Error::other("the archive file writer panicked"))?
+    }
+}
+
+impl Write for FileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let sent = self.tx.as_ref().map(|tx| tx.send(buf.to_vec()));
+        if let Some(Ok(())) = sent {
+            return Ok(buf.len());
+        }
+        // The thread stopped: its error is the one to report.
+        self.tx = None;
+        Err(match self.join() {
+            Err(e) => e,
+            Ok(_) => std::io::Error::other("the archive file writer stopped early"),
+        })
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::archive::{self, DbContent, Manifest};
 use super::{io_ctx, sync_dir, OpsError, OpsResult};
 use crate::config::Config;
-use crate::db::snapshot::{FileCheck, LiveSnapshot, StreamError};
+use crate::db::snapshot::{LiveSnapshot, StreamError};
 
 pub const PREFIX: &str = "crm-backup-";
 pub const SUFFIX: &str = ".tar.zst";
@@ -38,9 +38,9 @@ pub struct BackupFile {
 /// Takes a backup while the server may be running and writing. `out` is a file path or an
 /// existing directory; default: the configured backup folder.
 ///
-/// One read transaction on the database gives the snapshot: its pages stream from a
-/// second thread straight into the archive (no temporary copy), and the same snapshot
-/// then passes `PRAGMA integrity_check` while the written archive is read back against its
+/// Two read transactions on the same committed state give the snapshot: its pages stream
+/// from one thread straight into the archive (no temporary copy) while the other runs
+/// `PRAGMA integrity_check` on it; then the written archive is read back against its
 /// manifest and seal. The archive only gets its final name after both, so a file with a
 /// final name is a good backup.
 pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
@@ -78,24 +78,21 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
         lap = Instant::now();
     };
     let result = (|| {
-        let snapshot = LiveSnapshot::begin(&db_path)?;
+        let (snapshot, checker) = LiveSnapshot::begin(&db_path)?;
         let (size, schema_version) = (snapshot.size(), snapshot.schema_version());
+        let check = std::thread::spawn(move || checker.run());
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-        // None: the stream stopped because the archive writer did (its error says why).
-        let pages = std::thread::spawn(move || -> OpsResult<Option<FileCheck>> {
-            {
-                let tx = tx;
-                let handed = |chunk| {
-                    tx.send(chunk)
-                        .map_err(|_| std::io::Error::other("the archive writer stopped"))
-                };
-                match snapshot.stream(handed) {
-                    Ok(()) => {}
-                    Err(StreamError::Sink(_)) => return Ok(None),
-                    Err(StreamError::Db(e)) => return Err(e.into()),
-                }
-            } // The writer sees the end of the database now, not after the check.
-            Ok(Some(snapshot.check()?))
+        // Ok(false): the stream stopped because the archive writer did (its error says why).
+        let pages = std::thread::spawn(move || -> OpsResult<bool> {
+            let handed = |chunk| {
+                tx.send(chunk)
+                    .map_err(|_| std::io::Error::other("the archive writer stopped"))
+            };
+            match snapshot.stream(handed) {
+                Ok(()) => Ok(true),
+                Err(StreamError::Sink(_)) => Ok(false),
+                Err(StreamError::Db(e)) => Err(e.into()),
+            }
         });
         let db = DbContent {
             size,
@@ -112,15 +109,18 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
             .ok()
             .map(|m| archive::verify_as_written(&partial, m));
         phase("verify");
-        let check = pages.join().map_err(|_| OpsError::Io {
+        let panicked = |what: &str| OpsError::Io {
             what: format!("reading {}", db_path.display()),
-            source: std::io::Error::other("the snapshot thread panicked"),
-        });
+            source: std::io::Error::other(format!("the {what} thread panicked")),
+        };
+        let streamed = pages.join().map_err(|_| panicked("snapshot"));
+        let check = check.join().map_err(|_| panicked("integrity check"));
         phase("integrity_check_rest");
         // The snapshot's error first: a writer cut short by it only reports a short entry.
-        let check = check??;
+        let streamed = streamed??;
         let written = written?;
-        let check = check.expect("the snapshot ran to its end when the writer did");
+        debug_assert!(streamed, "the snapshot ran to its end when the writer did");
+        let check = check??;
         if !check.intact {
             return Err(OpsError::NeedsAttention(format!(
                 "the database fails its integrity check ({}); the live database may be damaged: run `crm doctor`",
