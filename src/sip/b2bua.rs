@@ -26,12 +26,34 @@ use super::{
 const REG_BRANCH: &str = "z9hG4bKcrmR";
 const LEG_BRANCH: &str = "z9hG4bKcrmB";
 const MAX_CALLS: usize = 10_000;
+/// In-dialog requests remembered at once (a call's are forgotten with it).
+const MAX_RELAYS: usize = 4 * MAX_CALLS;
 const UA: &str = "crm";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Side {
     A,
     B,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// An in-dialog request (a re-INVITE for hold, UPDATE, INFO for DTMF, ...) passed on to the
+/// other side of a call as our own request there: its answer goes back to the sender.
+struct Relay {
+    key: String,
+    request: Message,
+    from: Peer,
+    /// Our request on the other side, for the ACK of a failure.
+    sent: Message,
+    to: Peer,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +139,8 @@ struct Call {
     a: ASide,
     b: Option<Leg>,
     pending: Option<Pending>,
+    /// A relayed re-INVITE was answered 2xx on this side: the sender's ACK goes there.
+    ack_on: Option<Side>,
     started: Instant,
     answered: Option<Instant>,
     ended: bool,
@@ -162,6 +186,10 @@ pub(super) struct Outside {
     by_call_id: HashMap<String, (String, Side)>,
     by_branch: HashMap<String, (String, Side)>,
     by_uas_branch: HashMap<String, String>,
+    /// Relayed in-dialog requests by our branch; the senders' branches with the call and,
+    /// once answered, the final answer (resent to a retransmission).
+    relays: HashMap<String, Relay>,
+    relayed: HashMap<String, (String, Option<Vec<u8>>)>,
     counts: HashMap<String, VecDeque<u64>>,
     hosts: HashMap<IpAddr, String>,
 }
@@ -354,7 +382,7 @@ fn build_request(
         m.push(&k.to_ascii_lowercase(), k, v.clone());
     }
     m.push("user-agent", "User-Agent", UA.into());
-    if !body.is_empty() {
+    if !body.is_empty() && m.header("content-type").is_none() {
         m.push("content-type", "Content-Type", "application/sdp".into());
     }
     m.to_bytes()
@@ -427,6 +455,16 @@ impl Leg {
 
     /// A request inside the dialog (ACK for 2xx keeps the INVITE's CSeq).
     fn in_dialog(&mut self, method: &str, body: &[u8]) -> Vec<u8> {
+        self.in_dialog_request(method, body, &[]).1
+    }
+
+    /// [`Leg::in_dialog`] with extra headers; gives its branch too.
+    fn in_dialog_request(
+        &mut self,
+        method: &str,
+        body: &[u8],
+        extra: &[(String, String)],
+    ) -> (String, Vec<u8>) {
         let cseq = if method == "ACK" {
             self.cseq
         } else {
@@ -434,7 +472,7 @@ impl Leg {
             self.cseq
         };
         let branch = format!("{LEG_BRANCH}{}", token());
-        build_request(
+        let data = build_request(
             method,
             &self.target,
             &self.via(&branch),
@@ -444,9 +482,10 @@ impl Leg {
             cseq,
             &self.routes,
             Some(&self.contact),
-            &[],
+            extra,
             body,
-        )
+        );
+        (branch, data)
     }
 }
 
@@ -464,21 +503,35 @@ impl Uas {
     }
 
     fn bye(&mut self) -> Vec<u8> {
-        self.cseq += 1;
+        self.in_dialog_request("BYE", &[], &[]).1
+    }
+
+    /// A request of ours to the phone inside its dialog (ACK for 2xx keeps the CSeq); gives
+    /// its branch too.
+    fn in_dialog_request(
+        &mut self,
+        method: &str,
+        body: &[u8],
+        extra: &[(String, String)],
+    ) -> (String, Vec<u8>) {
+        if method != "ACK" {
+            self.cseq += 1;
+        }
         let r = &self.request;
         let from = format!(
             "{};tag={}",
             strip_tag(r.header("to").unwrap_or("")),
             self.tag
         );
+        let branch = format!("{LEG_BRANCH}{}", token());
         let via = format!(
-            "SIP/2.0/{} {};rport;branch={LEG_BRANCH}{}",
+            "SIP/2.0/{} {};rport;branch={branch}",
             self.source.transport.name(),
             self.me,
-            token()
         );
-        build_request(
-            "BYE",
+        let contact = format!("<sip:{}>", self.me);
+        let data = build_request(
+            method,
             &self.contact,
             &via,
             &from,
@@ -486,11 +539,64 @@ impl Uas {
             r.call_id(),
             self.cseq,
             &[],
-            None,
-            &[],
-            &[],
-        )
+            matches!(method, "INVITE" | "UPDATE").then_some(contact.as_str()),
+            extra,
+            body,
+        );
+        (branch, data)
     }
+}
+
+/// The top Via branch of a request (empty when missing).
+fn origin_branch(msg: &Message) -> String {
+    msg.top_via()
+        .and_then(|v| v.branch().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `Content-Type` of a message with a body, as an extra header for the relayed copy.
+fn content_type_of(msg: &Message) -> Vec<(String, String)> {
+    match msg.header("content-type") {
+        Some(v) if !msg.body.is_empty() => vec![("Content-Type".into(), v.to_string())],
+        _ => Vec::new(),
+    }
+}
+
+/// Our answer to a relayed request: the other side's code, reason and body.
+fn relayed_answer(request: &Message, answer: &Message, contact: Option<String>) -> Message {
+    let mut r = request.response(answer.code(), answer.reason(), "");
+    if let Some(c) = contact {
+        r.push("contact", "Contact", c);
+    }
+    if !answer.body.is_empty() {
+        let kind = answer.header("content-type").unwrap_or("application/sdp");
+        r.push("content-type", "Content-Type", kind.to_string());
+        r.body = answer.body.clone();
+    }
+    r
+}
+
+/// ACK for a failure answer to an INVITE we sent (`sent`): same branch, CSeq number and
+/// Route set, the answer's To (RFC 3261 §17.1.1.3).
+fn ack_failure_of(sent: &Message, answer: &Message) -> Vec<u8> {
+    let routes: Vec<String> = sent
+        .values_of("route")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    build_request(
+        "ACK",
+        sent.uri(),
+        sent.header("via").unwrap_or(""),
+        sent.header("from").unwrap_or(""),
+        answer.header("to").unwrap_or(""),
+        sent.call_id(),
+        sent.cseq().0,
+        &routes,
+        None,
+        &[],
+        &[],
+    )
 }
 
 fn strip_tag(v: &str) -> &str {
@@ -960,6 +1066,7 @@ impl Engine {
                 a: ASide::Phone(uas),
                 b: None,
                 pending: None,
+                ack_on: None,
                 started: now,
                 answered: None,
                 ended: false,
@@ -1125,6 +1232,10 @@ impl Engine {
     }
 
     fn on_leg_response(&mut self, branch: &str, msg: Message, now: Instant, out: &mut Vec<Out>) {
+        if self.outside.relays.contains_key(branch) {
+            self.on_relay_response(branch, msg, out);
+            return;
+        }
         let (_, method) = msg.cseq();
         if method != "INVITE" {
             return; // answers to our BYE/CANCEL: nothing more to do
@@ -1565,8 +1676,20 @@ impl Engine {
         };
         match method {
             Method::Ack => {
-                if let Some(ASide::Phone(ua)) = self.outside.calls.get_mut(&key).map(|c| &mut c.a) {
+                let Some(c) = self.outside.calls.get_mut(&key) else {
+                    return;
+                };
+                if let ASide::Phone(ua) = &mut c.a {
                     ua.acked = true;
+                }
+                // The ACK of a relayed re-INVITE's 2xx: ours on the other side.
+                if let Some(to) = c.ack_on.take().filter(|s| *s != side) {
+                    let extra = content_type_of(&msg);
+                    if let Some((peer, _, data)) =
+                        self.request_on(&key, to, "ACK", &msg.body, &extra)
+                    {
+                        out.push(Out { to: peer, data });
+                    }
                 }
             }
             Method::Bye => {
@@ -1587,8 +1710,159 @@ impl Engine {
                 self.answer_with(&msg, from, r, out);
             }
             Method::Cancel => self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out),
-            // Simplification: no re-INVITE (hold), UPDATE, INFO or REFER across the B2BUA.
+            Method::Invite | Method::Update | Method::Info | Method::Notify | Method::Message => {
+                self.relay_in_dialog(&key, side, msg, from, out)
+            }
+            // A transfer would need the box to place and bridge a new call itself.
             _ => self.answer(&msg, from, 501, "Not Implemented", out),
+        }
+    }
+
+    /// Passes an in-dialog request from `side` on to the other side of an answered call,
+    /// as our own request in that dialog (body and Content-Type kept): hold and resume,
+    /// codec changes, DTMF by INFO.
+    fn relay_in_dialog(
+        &mut self,
+        key: &str,
+        side: Side,
+        msg: Message,
+        from: Peer,
+        out: &mut Vec<Out>,
+    ) {
+        let origin = origin_branch(&msg);
+        if let Some((_, answered)) = self.outside.relayed.get(&origin) {
+            // A retransmission: answer it again, or wait for the answer on its way.
+            if let Some(data) = answered {
+                out.push(Out {
+                    to: from,
+                    data: data.clone(),
+                });
+            }
+            return;
+        }
+        let Some(c) = self.outside.calls.get(key) else {
+            return;
+        };
+        if c.ended {
+            self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out);
+            return;
+        }
+        if self.outside.relayed.len() >= MAX_RELAYS {
+            self.answer(&msg, from, 503, "Service Unavailable", out);
+            return;
+        }
+        if c.answered.is_none() {
+            // Early dialogs: ask to retry once answered.
+            self.answer(&msg, from, 491, "Request Pending", out);
+            return;
+        }
+        let method = match &msg.start {
+            StartLine::Request { method_text, .. } => method_text.clone(),
+            StartLine::Response { .. } => return,
+        };
+        let extra = content_type_of(&msg);
+        let Some((to, branch, data)) =
+            self.request_on(key, side.other(), &method, &msg.body, &extra)
+        else {
+            self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out);
+            return;
+        };
+        let Ok(sent) = message::parse(&data, true) else {
+            return;
+        };
+        out.push(Out { to, data });
+        if msg.method() == Some(Method::Invite) {
+            let r = reply(&msg, 100, "Trying");
+            self.send_response(r, from, out);
+        }
+        self.outside.relayed.insert(origin, (key.to_string(), None));
+        self.outside.relays.insert(
+            branch,
+            Relay {
+                key: key.to_string(),
+                request: msg,
+                from,
+                sent,
+                to,
+            },
+        );
+    }
+
+    /// Builds our request in the dialog on `side`: (peer, branch, bytes).
+    fn request_on(
+        &mut self,
+        key: &str,
+        side: Side,
+        method: &str,
+        body: &[u8],
+        extra: &[(String, String)],
+    ) -> Option<(Peer, String, Vec<u8>)> {
+        let c = self.outside.calls.get_mut(key)?;
+        let leg = match side {
+            Side::B => c.b.as_mut()?,
+            Side::A => match &mut c.a {
+                ASide::Operator(l) => l,
+                ASide::Phone(ua) => {
+                    let (branch, data) = ua.in_dialog_request(method, body, extra);
+                    return Some((ua.source, branch, data));
+                }
+            },
+        };
+        let (branch, data) = leg.in_dialog_request(method, body, extra);
+        Some((leg.peer, branch, data))
+    }
+
+    /// Our Contact in the dialog on `side`, for the answers we relay into it.
+    fn contact_on(&self, key: &str, side: Side) -> Option<String> {
+        let c = self.outside.calls.get(key)?;
+        match side {
+            Side::B => c.b.as_ref().map(|l| l.contact.clone()),
+            Side::A => match &c.a {
+                ASide::Operator(l) => Some(l.contact.clone()),
+                ASide::Phone(ua) => Some(format!("<sip:{}>", ua.me)),
+            },
+        }
+    }
+
+    /// The other side's answer to a relayed request: ACK a failed INVITE there, and answer
+    /// the sender with the same code, reason and body.
+    fn on_relay_response(&mut self, branch: &str, msg: Message, out: &mut Vec<Out>) {
+        let code = msg.code();
+        if code < 200 {
+            if code > 100 {
+                if let Some(r) = self.outside.relays.get(branch) {
+                    let (resp, from) = (relayed_answer(&r.request, &msg, None), r.from);
+                    self.send_response(resp, from, out);
+                }
+            }
+            return;
+        }
+        let Some(r) = self.outside.relays.remove(branch) else {
+            return;
+        };
+        let invite = r.request.method() == Some(Method::Invite);
+        let Some((_, sender_side)) = self.outside.by_call_id.get(r.request.call_id()).cloned()
+        else {
+            return;
+        };
+        if invite && code >= 300 {
+            out.push(Out {
+                to: r.to,
+                data: ack_failure_of(&r.sent, &msg),
+            });
+        }
+        if invite && code < 300 {
+            if let Some(c) = self.outside.calls.get_mut(&r.key) {
+                c.ack_on = Some(sender_side.other());
+            }
+        }
+        let contact = (code < 300)
+            .then(|| self.contact_on(&r.key, sender_side))
+            .flatten();
+        let resp = relayed_answer(&r.request, &msg, contact);
+        let data = self.send_response(resp, r.from, out);
+        if let Some(entry) = self.outside.relayed.get_mut(&origin_branch(&r.request)) {
+            entry.1 = Some(data);
         }
     }
 
@@ -1664,6 +1938,8 @@ impl Engine {
                     o.by_call_id.retain(|_, (k, _)| *k != key);
                     o.by_branch.retain(|_, (k, _)| *k != key);
                     o.by_uas_branch.retain(|_, k| *k != key);
+                    o.relays.retain(|_, r| r.key != key);
+                    o.relayed.retain(|_, (k, _)| *k != key);
                     drop(c);
                 }
             }
@@ -1773,6 +2049,7 @@ impl Engine {
                 a: ASide::Operator(leg),
                 b: None,
                 pending: Some(pending),
+                ack_on: None,
                 started: now,
                 answered: None,
                 ended: false,

@@ -430,6 +430,46 @@ async fn trunk_outbound_guards_refuse_before_the_provider_and_allowed_calls_pass
     }
 }
 
+/// Inside an answered call out through the trunk, the phone's hold and resume re-INVITEs
+/// and a DTMF INFO pass the B2BUA both ways: the provider gets them in its own dialog
+/// (CSeq, Content-Type and body kept) and its answers come back to the phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_outbound_call_holds_resumes_and_passes_dtmf_info_across_the_b2bua() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    let tel = &app.running().ctx.telephony;
+    import_users(&app, [1001u32].into_iter()).await;
+    tel.set_outbound(
+        None,
+        "1001",
+        OutboundSettings {
+            outbound_allowed: true,
+            outbound_prefixes: String::new(),
+            max_calls_per_hour: 10,
+            auto_answer: false,
+        },
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let prov = provider("trunk_provider_hold.xml", port, None);
+    let mut t = trunk(port, false);
+    t.dids.clear();
+    tel.save_trunk(None, t).await.unwrap();
+    let mut events = app.running().ctx.call_events.subscribe();
+    let users = inf(&app, "1001.csv", &["1001"]);
+    let scen = scenario("trunk_phone_hold.xml");
+    let args = ["-sf", &scen, "-inf", &users, "-s", "901234567", "-m", "1"];
+    assert_ok(&sipp(sip, &args).await, 1, "phone: hold, INFO, resume");
+    let r = wait_sipp(prov).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
+    let evs = one_call(&mut events).await;
+    assert!(
+        matches!(evs.last(), Some(CallEvent::Ended { cause, .. }) if cause == "completed"),
+        "{evs:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trunk_click_to_call_rings_the_operator_with_auto_answer_then_the_target() {
     let app = TestApp::spawn_with_sip().await;
