@@ -468,6 +468,14 @@ async fn trunk_outbound_call_holds_resumes_and_passes_dtmf_info_across_the_b2bua
         matches!(evs.last(), Some(CallEvent::Ended { cause, .. }) if cause == "completed"),
         "{evs:?}"
     );
+
+    // The other way: the provider holds the caller; the box asks the phone in its dialog.
+    let prov = provider("trunk_provider_holds.xml", port, None);
+    let scen = scenario("trunk_phone_held.xml");
+    let args = ["-sf", &scen, "-inf", &users, "-s", "901234567", "-m", "1"];
+    assert_ok(&sipp(sip, &args).await, 1, "phone: held by the far end");
+    let r = wait_sipp(prov).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
