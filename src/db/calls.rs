@@ -302,17 +302,18 @@ pub struct MissedRow {
     pub first_ms: i64,
     pub last_ms: i64,
     pub resolved_ms: Option<i64>,
-    /// called_back or got_through.
+    /// called_back, got_through or done.
     pub resolved_how: Option<String>,
     pub resolved_by: Option<String>,
 }
 
 const MISSED_SELECT: &str = "SELECT m.id, m.number, m.customer_id, cu.name, m.attempts, m.first_ms,
-    m.last_ms, m.resolved_ms, m.resolved_how, u.display_name
+    m.last_ms, m.resolved_ms, m.resolved_how, coalesce(d.display_name, u.display_name)
     FROM missed_calls m
     LEFT JOIN customers cu ON cu.id = m.customer_id
     LEFT JOIN calls k ON k.id = m.resolved_call
-    LEFT JOIN users u ON u.id = k.answered_user_id";
+    LEFT JOIN users u ON u.id = k.answered_user_id
+    LEFT JOIN users d ON d.id = m.resolved_user";
 
 fn missed_from_row(r: &Row) -> rusqlite::Result<MissedRow> {
     Ok(MissedRow {
@@ -368,6 +369,35 @@ pub fn resolve_missed(
     )?
     .execute(params![number, at_ms, call, how])?
         == 1)
+}
+
+/// What marking a missed-call entry done found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkDone {
+    Done,
+    AlreadyResolved,
+    NotFound,
+}
+
+/// Resolves entry `id` as done by `user_id`, unless it is resolved already.
+pub fn mark_missed_done(c: &Connection, id: i64, user_id: i64, at_ms: i64) -> DbResult<MarkDone> {
+    let n = c
+        .prepare_cached(
+            "UPDATE missed_calls SET resolved_ms = ?2, resolved_how = 'done', resolved_user = ?3
+             WHERE id = ?1 AND resolved_ms IS NULL",
+        )?
+        .execute(params![id, at_ms, user_id])?;
+    if n == 1 {
+        return Ok(MarkDone::Done);
+    }
+    let exists = c
+        .prepare_cached("SELECT 1 FROM missed_calls WHERE id = ?1")?
+        .exists([id])?;
+    Ok(if exists {
+        MarkDone::AlreadyResolved
+    } else {
+        MarkDone::NotFound
+    })
 }
 
 pub fn open_missed(c: &Connection, number: &str) -> DbResult<Option<MissedRow>> {

@@ -48,12 +48,14 @@ pub enum Action {
     ViewReports,
     ManageBranches,
     ViewCalls,
+    /// Mark a missed call done by hand.
+    HandleMissedCalls,
     PlaceCalls,
     ManageNotifications,
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -75,6 +77,7 @@ impl Action {
         Action::ViewReports,
         Action::ManageBranches,
         Action::ViewCalls,
+        Action::HandleMissedCalls,
         Action::PlaceCalls,
         Action::ManageNotifications,
     ];
@@ -97,6 +100,7 @@ pub fn can(role: Role, action: Action) -> bool {
                 | AssignOrders
                 | TakePayments
                 | ViewCalls
+                | HandleMissedCalls
                 | PlaceCalls
         ),
         Role::Master => matches!(

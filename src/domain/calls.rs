@@ -878,6 +878,47 @@ impl Calls {
             .await?)
     }
 
+    /// Marks a missed-call entry done by hand (the customer was reached another way); the
+    /// lists update live. A resolved entry stays as it was.
+    pub async fn mark_missed_done(&self, by: &super::Actor, id: i64) -> DomainResult<()> {
+        if !by.can(super::access::Action::HandleMissedCalls) {
+            return Err(DomainError::Forbidden);
+        }
+        let user = by.user_id;
+        let found = self
+            .db
+            .write(move |c| {
+                let found = q::mark_missed_done(c, id, user, now_ms())?;
+                if found == q::MarkDone::Done {
+                    crate::db::settings::log_activity(
+                        c,
+                        Some(user),
+                        "resolve",
+                        "missed_call",
+                        Some(id),
+                        &serde_json::json!({"how": "done"}),
+                        crate::db::now(),
+                    )?;
+                }
+                Ok(found)
+            })
+            .await?;
+        match found {
+            q::MarkDone::Done => {
+                self.events.publish(Event::new(
+                    "call.missed",
+                    serde_json::json!({"resolved": true}),
+                    Audience::Staff { masters: vec![] },
+                ));
+                Ok(())
+            }
+            q::MarkDone::AlreadyResolved => Err(DomainError::Conflict(
+                "this missed call is resolved already".into(),
+            )),
+            q::MarkDone::NotFound => Err(DomainError::NotFound),
+        }
+    }
+
     /// The number typed in a filter, normalised like the log's numbers.
     pub fn normalise_typed(&self, typed: &str) -> DomainResult<String> {
         let t = typed.trim();

@@ -184,8 +184,10 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/calls", Allowed(ViewCalls), pages::calls::list);
     r.add(get(), "/calls/export.csv", Allowed(ViewCalls), pages::calls::export_csv);
     r.add(get(), "/calls/missed", Allowed(ViewCalls), pages::calls::missed);
+    r.add(post(), "/calls/missed/{id}/done", Allowed(HandleMissedCalls), pages::calls::mark_missed_done);
     r.add(get(), "/api/v1/calls", Allowed(ViewCalls), api::calls::list);
     r.add(get(), "/api/v1/calls/missed", Allowed(ViewCalls), api::calls::missed);
+    r.add(post(), "/api/v1/calls/missed/{id}/done", Allowed(HandleMissedCalls), api::calls::mark_missed_done);
     r.add(get(), "/api/v1/calls/live", Allowed(ViewCalls), api::calls::live);
     // SIP trunks, call rules, outbound policy; click-to-call (issue 6, trunk side)
     r.add(post(), "/telephony/trunks", Allowed(ManageTelephony), pages::telephony::save_trunk);

@@ -425,6 +425,87 @@ async fn calls_missed_entry_per_number_resolves_when_the_caller_gets_through_or_
     }
 }
 
+/// An operator marks a missed call done by hand (the customer was reached another way):
+/// the entry resolves as `done` by them, the button goes, a second mark is a conflict, and
+/// the next missed call from that number opens a new entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_missed_entry_can_be_marked_done_by_hand_once() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1000u32, 1501].into_iter()).await;
+    app.add_user("oper", Role::Operator, "oper-pass-1").await;
+    app.add_user("usta", Role::Master, "usta-pass-1").await;
+    let api = Api::of(&app, "oper").await;
+    let port = free_port();
+    let ringing = uas("uas_ring.xml", port, 2);
+    register_contact(sip, "1501", port).await;
+    let a = "+998931112244";
+    assert_ok(
+        &call(&app, "calls_cancel.xml", "1000", a, "1501", 0).await,
+        1,
+        "cancel",
+    );
+    let v = missed_when(&api, |v| v["open"] == 1).await;
+    let id = v["items"][0]["id"].as_i64().unwrap();
+    let page = app.login("oper", "oper-pass-1").await;
+    let list = page.get("/calls/missed").await.text().await.unwrap();
+    assert!(
+        list.contains(&format!(r#"data-missed-done="{id}""#)),
+        "{list}"
+    );
+
+    // Masters may not; unknown and malformed ids are 404; nothing changes.
+    let master = Api::of(&app, "usta").await;
+    let (s, _) = master
+        .post(&format!("/api/v1/calls/missed/{id}/done"), json!({}))
+        .await;
+    assert_eq!(s, 403);
+    for bad in ["999999", "abc"] {
+        let (s, v) = api
+            .post(&format!("/api/v1/calls/missed/{bad}/done"), json!({}))
+            .await;
+        assert_eq!(s, 404, "{bad}: {v}");
+    }
+    assert_eq!(missed_when(&api, |_| true).await["open"], 1);
+
+    // The page's button (a form with the CSRF token) marks it.
+    let r = page
+        .post_form(&format!("/calls/missed/{id}/done"), &[])
+        .await;
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let v = missed_when(&api, |v| v["open"] == 0).await;
+    assert_eq!(v["items"][0]["resolved_how"], "done", "{v}");
+    assert_eq!(v["items"][0]["resolved_by"], "oper name", "{v}");
+    let list = page.get("/calls/missed?all=1").await.text().await.unwrap();
+    assert!(
+        !list.contains("data-missed-done="),
+        "no button on a resolved entry"
+    );
+    let (s, v) = api
+        .post(&format!("/api/v1/calls/missed/{id}/done"), json!({}))
+        .await;
+    assert_eq!(s, 409, "{v}");
+
+    // A new missed call from the number: a new open entry, the done one kept.
+    assert_ok(
+        &call(&app, "calls_cancel.xml", "1000", a, "1501", 0).await,
+        1,
+        "cancel again",
+    );
+    let v = missed_when(&api, |v| v["open"] == 1).await;
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{v}");
+    assert!(items
+        .iter()
+        .any(|m| m["id"] == id && m["resolved_how"] == "done"));
+    let r = wait_sipp(ringing).await;
+    assert_eq!(r.failed, 0, "{}", r.out);
+}
+
 #[tokio::test]
 async fn calls_filters_and_api_refuse_bad_input_with_a_clear_400() {
     let app = TestApp::spawn().await;

@@ -173,8 +173,10 @@ pub const CALLS: &[(&str, &str, Who)] = &[
     ("GET", "/calls", DESK),
     ("GET", "/calls/export.csv", DESK),
     ("GET", "/calls/missed", DESK),
+    ("POST", "/calls/missed/{id}/done", DESK),
     ("GET", "/api/v1/calls", DESK),
     ("GET", "/api/v1/calls/missed", DESK),
+    ("POST", "/api/v1/calls/missed/{id}/done", DESK),
     ("GET", "/api/v1/calls/live", DESK),
     ("GET", "/api/v1/calls/{call_id}", DESK),
 ];

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::calls::{CallRow, MissedRow};
+use crate::domain::{Actor, DomainError};
 use crate::web::error::{json_error, ApiError, ErrorBody};
 use crate::web::pages::calls::CallQuery;
 use crate::web::WebState;
@@ -74,6 +75,22 @@ pub struct MissedPage {
     pub items: Vec<MissedRow>,
     /// Open entries (numbers waiting for a callback).
     pub open: i64,
+}
+
+/// Marks a missed-call entry done by hand (the customer was reached another way).
+#[utoipa::path(post, path = "/api/v1/calls/missed/{id}/done", tag = "calls",
+    params(("id" = i64, Path, description = "the entry's id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn mark_missed_done(
+    state: web::Data<WebState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> ApiResult {
+    let Ok(id) = path.into_inner().parse::<i64>() else {
+        return Err(DomainError::NotFound.into());
+    };
+    state.ctx.calls.mark_missed_done(&actor, id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Missed calls, one entry per caller number: the callback list.

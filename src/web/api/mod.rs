@@ -46,7 +46,7 @@ impl Modify for Security {
         telephony::list_extensions, telephony::create_extension, telephony::delete_extension,
         telephony::list_groups, telephony::save_group, telephony::delete_group,
         telephony::registrations, telephony::bans, telephony::release_ban,
-        calls::list, calls::missed, calls::live, calls::get,
+        calls::list, calls::missed, calls::mark_missed_done, calls::live, calls::get,
         telephony::list_trunks, telephony::save_trunk, telephony::delete_trunk,
         telephony::get_rules, telephony::save_rules, telephony::set_outbound, telephony::dial,
         notifications::outbox, notifications::message, notifications::retry, notifications::settings,

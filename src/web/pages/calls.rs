@@ -8,13 +8,13 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::core_ui::{csv, pager, start_of_day_input};
-use super::{html, html_status};
+use super::{html, html_status, redirect};
 use crate::domain::calls::{parse_direction, CallFilter, CallRow, LiveCall, MissedRow, Outcome};
 use crate::domain::{Action, Actor, DomainError};
 use crate::model::PhoneNumber;
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
-use crate::web::layout::{flash, page};
+use crate::web::layout::{csrf_field, flash, page};
 
 const PER_PAGE: i64 = 50;
 
@@ -372,6 +372,10 @@ pub struct MissedQuery {
 }
 
 pub fn missed_table(ui: &Ui, rows: &[MissedRow]) -> Markup {
+    let can_mark = ui
+        .actor
+        .as_ref()
+        .is_some_and(|a| a.can(Action::HandleMissedCalls));
     html! {
         div.table-wrap { table #missed-table {
             thead { tr {
@@ -386,12 +390,23 @@ pub fn missed_table(ui: &Ui, rows: &[MissedRow]) -> Markup {
                     td { (call_time(m.last_ms)) }
                     td { @match (&m.resolved_how, m.resolved_ms) {
                         (Some(how), Some(at)) => {
-                            span.badge { (ui.t(if how == "called_back" { "calls.resolved_called_back" } else { "calls.resolved_got_through" })) }
+                            span.badge { (ui.t(match how.as_str() {
+                                "called_back" => "calls.resolved_called_back",
+                                "done" => "calls.resolved_done",
+                                _ => "calls.resolved_got_through",
+                            })) }
                             " " (call_time(at)) @if let Some(by) = &m.resolved_by { " · " (by) }
                         }
                         _ => { span.badge.badge-danger { (ui.t("calls.to_call_back")) } }
                     } }
-                    td { a href=(format!("/calls?number={}", urlencoding(&m.number))) { (ui.t("calls.history")) } }
+                    td {
+                        a href=(format!("/calls?number={}", urlencoding(&m.number))) { (ui.t("calls.history")) }
+                        @if m.resolved_ms.is_none() && can_mark {
+                            " " form.inline method="post" action=(format!("/calls/missed/{}/done", m.id)) {
+                                (csrf_field(ui)) button.link type="submit" data-missed-done=(m.id) { (ui.t("calls.mark_done")) }
+                            }
+                        }
+                    }
                 }
             } }
         } }
@@ -439,6 +454,18 @@ pub async fn missed(ui: Ui, q: web::Query<MissedQuery>) -> HttpResponse {
             }
         },
     ))
+}
+
+/// The "done" button of a missed-call entry: back to the list.
+pub async fn mark_missed_done(ui: Ui, actor: Actor, path: web::Path<String>) -> HttpResponse {
+    let Ok(id) = path.into_inner().parse::<i64>() else {
+        return fail(&ui, DomainError::NotFound);
+    };
+    match ui.state.ctx.calls.mark_missed_done(&actor, id).await {
+        // Resolved meanwhile by someone else: the list shows how.
+        Ok(()) | Err(DomainError::Conflict(_)) => redirect("/calls/missed"),
+        Err(e) => fail(&ui, e),
+    }
 }
 
 /// The calls section of a customer card (empty for those who may not see calls).
