@@ -56,8 +56,23 @@ struct Relay {
     to: Peer,
 }
 
+/// A request of ours that waits for an answer on UDP (BYE, relayed re-INVITE, UPDATE,
+/// INFO, ...): sent again at T1, 2·T1, ... up to T2 apart until any answer comes, for at
+/// most 64·T1 (RFC 3261 §17.1.2.2, timers E and F). A BYE lost on the way to the provider
+/// would otherwise leave the call up, and billed, on its side.
+struct Resend {
+    to: Peer,
+    data: Vec<u8>,
+    give_up: Instant,
+}
+
 #[derive(Debug, Clone)]
 pub(super) enum OTimer {
+    /// A BYE or relayed request of ours on UDP: resend until answered.
+    Resend {
+        branch: String,
+        interval: Duration,
+    },
     Retransmit {
         key: String,
         side: Side,
@@ -190,6 +205,8 @@ pub(super) struct Outside {
     /// once answered, the final answer (resent to a retransmission).
     relays: HashMap<String, Relay>,
     relayed: HashMap<String, (String, Option<Vec<u8>>)>,
+    /// Our requests waiting for an answer on UDP, by branch.
+    resends: HashMap<String, Resend>,
     counts: HashMap<String, VecDeque<u64>>,
     hosts: HashMap<IpAddr, String>,
 }
@@ -500,10 +517,6 @@ impl Uas {
             r.body = body.to_vec();
         }
         r
-    }
-
-    fn bye(&mut self) -> Vec<u8> {
-        self.in_dialog_request("BYE", &[], &[]).1
     }
 
     /// A request of ours to the phone inside its dialog (ACK for 2xx keeps the CSeq); gives
@@ -1232,6 +1245,7 @@ impl Engine {
     }
 
     fn on_leg_response(&mut self, branch: &str, msg: Message, now: Instant, out: &mut Vec<Out>) {
+        self.outside.resends.remove(branch);
         if self.outside.relays.contains_key(branch) {
             self.on_relay_response(branch, msg, out);
             return;
@@ -1415,7 +1429,7 @@ impl Engine {
                 self.ack_leg(key, Side::B, &[], out);
                 if cancelled {
                     // The caller gave up while the provider answered: hang up its side.
-                    self.bye_leg(key, Side::B, out);
+                    self.bye_leg(key, Side::B, now, out);
                     return;
                 }
                 c_answered(self, key, now);
@@ -1524,17 +1538,47 @@ impl Engine {
                     ASide::Phone(_) => Vec::new(),
                 };
                 self.ack_leg(key, Side::A, &reject_all(&offer), out);
-                self.bye_leg(key, Side::A, out);
+                self.bye_leg(key, Side::A, now, out);
             }
         }
         self.end_call(key, cause, now);
     }
 
-    fn bye_leg(&mut self, key: &str, side: Side, out: &mut Vec<Out>) {
+    fn bye_leg(&mut self, key: &str, side: Side, now: Instant, out: &mut Vec<Out>) {
         if let Some(l) = self.leg_mut(key, side) {
-            let data = l.in_dialog("BYE", &[]);
-            out.push(Out { to: l.peer, data });
+            let (branch, data) = l.in_dialog_request("BYE", &[], &[]);
+            let to = l.peer;
+            self.send_until_answered(to, branch, data, now, out);
         }
+    }
+
+    /// Sends a request that expects an answer; on UDP, again until one comes.
+    fn send_until_answered(
+        &mut self,
+        to: Peer,
+        branch: String,
+        data: Vec<u8>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        if to.transport == Transport::Udp {
+            self.outside.resends.insert(
+                branch.clone(),
+                Resend {
+                    to,
+                    data: data.clone(),
+                    give_up: now + TIMER_B,
+                },
+            );
+            self.schedule(
+                now + T1,
+                Timer::Outside(OTimer::Resend {
+                    branch,
+                    interval: T1,
+                }),
+            );
+        }
+        out.push(Out { to, data });
     }
 
     /// Ends the other side of `from_side` (BYE if answered, else CANCEL / 487).
@@ -1542,13 +1586,14 @@ impl Engine {
         let Some(c) = self.outside.calls.get_mut(key) else {
             return;
         };
+        let mut bye = None;
         match to_side {
             Side::B => {
                 if let Some(l) = &mut c.b {
                     match l.final_code {
                         Some(200..=299) => {
-                            let data = l.in_dialog("BYE", &[]);
-                            out.push(Out { to: l.peer, data });
+                            let (branch, data) = l.in_dialog_request("BYE", &[], &[]);
+                            bye = Some((l.peer, branch, data));
                         }
                         None => {
                             let data = l.cancel();
@@ -1561,11 +1606,8 @@ impl Engine {
             Side::A => match &mut c.a {
                 ASide::Phone(ua) => match ua.final_code {
                     Some(200..=299) => {
-                        let data = ua.bye();
-                        out.push(Out {
-                            to: ua.source,
-                            data,
-                        });
+                        let (branch, data) = ua.in_dialog_request("BYE", &[], &[]);
+                        bye = Some((ua.source, branch, data));
                     }
                     None => self.final_to_phone(key, 487, "Request Terminated", &[], now, out),
                     Some(_) => {}
@@ -1578,8 +1620,8 @@ impl Engine {
                             let data = l.in_dialog("ACK", &reject_all(&offer));
                             out.push(Out { to: l.peer, data });
                         }
-                        let data = l.in_dialog("BYE", &[]);
-                        out.push(Out { to: l.peer, data });
+                        let (branch, data) = l.in_dialog_request("BYE", &[], &[]);
+                        bye = Some((l.peer, branch, data));
                     }
                     None => {
                         let data = l.cancel();
@@ -1588,6 +1630,9 @@ impl Engine {
                     Some(_) => {}
                 },
             },
+        }
+        if let Some((to, branch, data)) = bye {
+            self.send_until_answered(to, branch, data, now, out);
         }
     }
 
@@ -1711,7 +1756,7 @@ impl Engine {
             }
             Method::Cancel => self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out),
             Method::Invite | Method::Update | Method::Info | Method::Notify | Method::Message => {
-                self.relay_in_dialog(&key, side, msg, from, out)
+                self.relay_in_dialog(&key, side, msg, from, now, out)
             }
             // A transfer would need the box to place and bridge a new call itself.
             _ => self.answer(&msg, from, 501, "Not Implemented", out),
@@ -1727,6 +1772,7 @@ impl Engine {
         side: Side,
         msg: Message,
         from: Peer,
+        now: Instant,
         out: &mut Vec<Out>,
     ) {
         let origin = origin_branch(&msg);
@@ -1770,7 +1816,7 @@ impl Engine {
         let Ok(sent) = message::parse(&data, true) else {
             return;
         };
-        out.push(Out { to, data });
+        self.send_until_answered(to, branch.clone(), data, now, out);
         if msg.method() == Some(Method::Invite) {
             let r = reply(&msg, 100, "Trying");
             self.send_response(r, from, out);
@@ -1868,6 +1914,27 @@ impl Engine {
 
     pub(super) fn fire_outside(&mut self, t: OTimer, now: Instant, out: &mut Vec<Out>) {
         match t {
+            OTimer::Resend { branch, interval } => {
+                let Some(r) = self.outside.resends.get(&branch) else {
+                    return; // answered
+                };
+                if now >= r.give_up {
+                    self.outside.resends.remove(&branch);
+                    return;
+                }
+                out.push(Out {
+                    to: r.to,
+                    data: r.data.clone(),
+                });
+                let next = (interval * 2).min(T2);
+                self.schedule(
+                    now + next,
+                    Timer::Outside(OTimer::Resend {
+                        branch,
+                        interval: next,
+                    }),
+                );
+            }
             OTimer::Retransmit {
                 key,
                 side,

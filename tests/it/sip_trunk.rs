@@ -430,6 +430,56 @@ async fn trunk_outbound_guards_refuse_before_the_provider_and_allowed_calls_pass
     }
 }
 
+/// The phone hangs up a call out; the provider answers the box's BYE only after 1.2 s, as
+/// if the first ones were lost on the way: the box sends it again meanwhile (UDP timer E)
+/// and stops once answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_bye_to_the_provider_is_sent_again_until_answered() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    let tel = &app.running().ctx.telephony;
+    import_users(&app, [1001u32].into_iter()).await;
+    tel.set_outbound(
+        None,
+        "1001",
+        OutboundSettings {
+            outbound_allowed: true,
+            outbound_prefixes: String::new(),
+            max_calls_per_hour: 10,
+            auto_answer: false,
+        },
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let log = app.data_dir().join("provider-messages.log");
+    let prov = provider("trunk_provider_slow_bye.xml", port, Some(&log));
+    let mut t = trunk(port, false);
+    t.dids.clear();
+    tel.save_trunk(None, t).await.unwrap();
+    let users = inf(&app, "1001.csv", &["1001"]);
+    let scen = scenario("call_auth.xml");
+    let args = [
+        "-sf",
+        &scen,
+        "-inf",
+        &users,
+        "-s",
+        "901234567",
+        "-d",
+        "100",
+        "-m",
+        "1",
+    ];
+    assert_ok(&sipp(sip, &args).await, 1, "phone call out");
+    let r = wait_sipp(prov).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let byes = text.lines().filter(|l| l.starts_with("BYE ")).count();
+    // At 0, 0.5 and 1.5 s after the first; the answer at 1.2 s stops the one at 1.5 s.
+    assert!((2..=3).contains(&byes), "{byes} BYEs:\n{text}");
+}
+
 /// Inside an answered call out through the trunk, the phone's hold and resume re-INVITEs
 /// and a DTMF INFO pass the B2BUA both ways: the provider gets them in its own dialog
 /// (CSeq, Content-Type and body kept) and its answers come back to the phone.
