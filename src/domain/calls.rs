@@ -193,6 +193,10 @@ pub struct LiveCall {
     callee: String,
     #[serde(skip)]
     dir: Option<CallDirection>,
+    /// The screen-pops sent while it rang, with the users each went to: a screen opened
+    /// meanwhile (the operator moved to another page) gets them again.
+    #[serde(skip)]
+    pops: Vec<(Vec<i64>, serde_json::Value)>,
 }
 
 /// The call log, missed calls and live status.
@@ -547,6 +551,7 @@ impl Calls {
             caller: from.to_string(),
             callee: to.to_string(),
             dir: Some(direction),
+            pops: Vec::new(),
         });
         for u in &pop.users {
             if !entry
@@ -599,13 +604,13 @@ impl Calls {
                 "now_ms": now_ms(),
             })
         };
+        let mut sent = Vec::new();
         let full_ids = ids(&full);
         if !full_ids.is_empty() {
-            self.events.publish(Event::new(
-                "call.ringing",
-                data(serde_json::to_value(&pop.customer).unwrap_or_default()),
-                Audience::Users(full_ids),
-            ));
+            let d = data(serde_json::to_value(&pop.customer).unwrap_or_default());
+            sent.push((full_ids.clone(), d.clone()));
+            self.events
+                .publish(Event::new("call.ringing", d, Audience::Users(full_ids)));
         }
         // Masters see who calls on their own phone, not the customer's account.
         let limited_ids = ids(&limited);
@@ -615,12 +620,39 @@ impl Calls {
                 .as_ref()
                 .map(|c| serde_json::json!({"id": c.id, "name": c.name, "limited": true}))
                 .unwrap_or(serde_json::Value::Null);
-            self.events.publish(Event::new(
-                "call.ringing",
-                data(c),
-                Audience::Users(limited_ids),
-            ));
+            let d = data(c);
+            sent.push((limited_ids.clone(), d.clone()));
+            self.events
+                .publish(Event::new("call.ringing", d, Audience::Users(limited_ids)));
         }
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = live.get_mut(call_id) {
+            k.pops = sent;
+        }
+    }
+
+    /// The screen-pops of calls ringing now on `user`'s phones (none once answered), as
+    /// `call.ringing` data: for a screen that opens while they ring.
+    pub fn ringing_for(&self, user: i64) -> Vec<serde_json::Value> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let mut out: Vec<(i64, serde_json::Value)> = live
+            .values()
+            .filter(|k| k.answered_ms.is_none())
+            .flat_map(|k| {
+                k.pops
+                    .iter()
+                    .filter(|(ids, _)| ids.contains(&user))
+                    .map(|(_, d)| (k.started_ms, d.clone()))
+            })
+            .collect();
+        out.sort_by_key(|(started, _)| *started);
+        out.into_iter()
+            .map(|(_, mut d)| {
+                d["now_ms"] = serde_json::json!(now);
+                d
+            })
+            .collect()
     }
 
     async fn live_task(self) {

@@ -105,6 +105,15 @@ async fn run(
         }
         ok = session.text(f).await.is_ok();
     }
+    // A phone of this user rings right now (the page was opened or reloaded meanwhile):
+    // its card again. Pages drop a card they already show (same call id).
+    for d in state.ctx.calls.ringing_for(actor.user_id) {
+        if !ok {
+            break;
+        }
+        let frame = serde_json::json!({"seq": seq, "type": "call.ringing", "data": d});
+        ok = session.text(frame.to_string()).await.is_ok();
+    }
     let mut last_heard = Instant::now();
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.tick().await;

@@ -10,7 +10,7 @@ use crm::model::Role;
 use serde_json::{json, Value};
 
 use crate::core::{new_customer, new_order, Api};
-use crate::live::{login_cookie, next_of, open};
+use crate::live::{login_cookie, next_any, next_of, open};
 use crate::sipp::*;
 use crate::support::*;
 
@@ -423,6 +423,86 @@ async fn calls_missed_entry_per_number_resolves_when_the_caller_gets_through_or_
         let r = wait_sipp(k).await;
         assert_eq!(r.failed, 0, "{}", r.out);
     }
+}
+
+/// An operator opens a page while their phone rings (moved to another page, reloaded): the
+/// new screen gets the ringing card at once; once the call is over a new screen gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_a_screen_opened_while_the_phone_rings_gets_the_card() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1000u32, 1501].into_iter()).await;
+    app.add_user("oper", Role::Operator, "oper-pass-1").await;
+    link(&app, "1501", "oper").await;
+    let cookie = login_cookie(&app, "oper", "oper-pass-1").await;
+    let mut first = open(&app, Some(&cookie), None, "").await.unwrap();
+    let port = free_port();
+    let ringing = uas("uas_ring.xml", port, 1);
+    register_contact(sip, "1501", port).await;
+    let caller = {
+        let app_inf = caller_file(&app, "1000");
+        tokio::spawn(async move {
+            sipp(
+                sip,
+                &[
+                    "-sf",
+                    &scenario("calls_cancel_after.xml"),
+                    "-inf",
+                    app_inf.to_str().unwrap(),
+                    "-s",
+                    "1501",
+                    "-key",
+                    "caller",
+                    "+998901112255",
+                    "-d",
+                    "3000",
+                    "-m",
+                    "1",
+                ],
+            )
+            .await
+        })
+    };
+    let pop = next_of(&mut first, "call.ringing", WAIT)
+        .await
+        .expect("call.ringing");
+    let call_id = pop["data"]["call_id"].clone();
+
+    // A new page's socket, without any last_seq: the card of the ringing call.
+    let mut second = open(&app, Some(&cookie), None, "").await.unwrap();
+    let again = next_of(&mut second, "call.ringing", WAIT)
+        .await
+        .expect("the ringing card on the new screen");
+    assert_eq!(again["data"]["call_id"], call_id);
+    assert_eq!(again["data"]["number"], "+998901112255");
+    assert!(again["data"]["now_ms"].as_i64().unwrap() >= pop["data"]["now_ms"].as_i64().unwrap());
+
+    // Over: a screen opened now gets no card. The notice posted after it opened marks
+    // where the frames sent on opening end.
+    assert_ok(&caller.await.unwrap(), 1, "rang, then cancelled");
+    next_of(&mut first, "call.ended", WAIT)
+        .await
+        .expect("call.ended");
+    let mut third = open(&app, Some(&cookie), None, "").await.unwrap();
+    let admin = Api::of(&app, "admin").await;
+    let (s, _) = admin
+        .post("/api/v1/notices", json!({"text": "marker"}))
+        .await;
+    assert_eq!(s, 201);
+    let mut kinds = Vec::new();
+    loop {
+        let m = next_any(&mut third, WAIT)
+            .await
+            .expect("frames up to the notice");
+        let kind = m["type"].as_str().unwrap_or("").to_string();
+        if kind == "notice" {
+            break;
+        }
+        kinds.push(kind);
+    }
+    assert!(!kinds.iter().any(|k| k == "call.ringing"), "{kinds:?}");
+    let r = wait_sipp(ringing).await;
+    assert_eq!(r.failed, 0, "{}", r.out);
 }
 
 /// An operator marks a missed call done by hand (the customer was reached another way):

@@ -71,15 +71,23 @@ pub async fn open(
 pub async fn next_of(ws: &mut Ws, kind: &str, timeout: Duration) -> Option<serde_json::Value> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
+        let v = next_any(ws, deadline - tokio::time::Instant::now()).await?;
+        if v["type"] == kind {
+            return Some(v);
+        }
+    }
+}
+
+/// The next text frame, parsed.
+pub async fn next_any(ws: &mut Ws, timeout: Duration) -> Option<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
             .ok()??
             .ok()?;
         if let Message::Text(t) = msg {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == kind {
-                return Some(v);
-            }
+            return Some(serde_json::from_str(&t).unwrap());
         }
     }
 }
