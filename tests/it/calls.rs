@@ -320,6 +320,28 @@ async fn calls_ring_group_pops_on_both_operators_then_answered_by_and_a_complete
     );
     let dash = s.get("/").await.text().await.unwrap();
     assert!(dash.contains("chart-calls-hour") && dash.contains("chart-calls-weekday"));
+    // The call charts follow the dashboard's date range: today's call counts in the
+    // default range, and not in a range of years ago.
+    let call_stats = |page: &str| -> String {
+        let at = page.find(r#"id="call-stats""#).expect("call stats section");
+        page[at..at + page[at..].find("</section>").unwrap()].to_string()
+    };
+    assert!(
+        call_stats(&dash).contains(r#"data-value="1""#),
+        "{}",
+        call_stats(&dash)
+    );
+    let old = s
+        .get("/?from=2020-01-01&to=2020-01-31")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !call_stats(&old).contains(r#"data-value="1""#),
+        "{}",
+        call_stats(&old)
+    );
     // A master sees none of it.
     app.add_user("usta", Role::Master, "usta-pass-1").await;
     let m = app.login("usta", "usta-pass-1").await;

@@ -568,14 +568,13 @@ pub fn user_cell(ui: &Ui, user: i64) -> Markup {
     }
 }
 
-/// Dashboard: answered and missed calls by hour and by weekday, last 30 days.
-pub async fn dashboard_section(ui: &Ui, actor: &Actor) -> Markup {
+/// Dashboard: answered and missed calls by hour and by weekday, over the dashboard's date
+/// range (unix seconds, [from, to)).
+pub async fn dashboard_section(ui: &Ui, actor: &Actor, from: i64, to: i64) -> Markup {
     if !actor.can(Action::ViewCalls) {
         return html! {};
     }
-    let to = ui.state.ctx.calls.now_ms() + 1;
-    let from = to - 30 * 86_400_000;
-    let counts = match ui.state.ctx.calls.counts(from, to).await {
+    let counts = match ui.state.ctx.calls.counts(from * 1000, to * 1000).await {
         Ok(c) => c,
         Err(_) => return html! {},
     };

@@ -109,7 +109,7 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
     let shop = crate::domain::shop::load(&ui.state.ctx.db)
         .await
         .unwrap_or_default();
-    let calls = super::calls::dashboard_section(&ui, &actor).await;
+    let calls = super::calls::dashboard_section(&ui, &actor, from, to).await;
     let groups = [
         ("new", "group.new"),
         ("in_work", "group.in_work"),
