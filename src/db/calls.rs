@@ -1,5 +1,7 @@
 //! SQL for the call log, missed calls and the numbers the screen-pop shows.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::DbResult;
@@ -369,6 +371,23 @@ pub fn resolve_missed(
     )?
     .execute(params![number, at_ms, call, how])?
         == 1)
+}
+
+/// Calls out through a trunk since `since_ms`, by the extension that placed them, as unix
+/// seconds (for the hourly limit after a restart).
+pub fn recent_outbound(c: &Connection, since_ms: i64) -> DbResult<HashMap<String, Vec<u64>>> {
+    let mut st = c.prepare_cached(
+        "SELECT from_number, started_ms FROM calls WHERE started_ms >= ?1 AND direction = 'outbound'",
+    )?;
+    let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+    let rows = st.query_map([since_ms], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (ext, ms) = row?;
+        out.entry(ext).or_default().push((ms / 1000) as u64);
+    }
+    Ok(out)
 }
 
 /// What marking a missed-call entry done found.

@@ -1126,13 +1126,15 @@ impl Telephony {
     }
 
     pub async fn plan(&self) -> DomainResult<Plan> {
-        let (trunks, exts, rules) = self
+        let since_ms = (now() - 3600) * 1000;
+        let (trunks, exts, rules, recent_outbound) = self
             .db
-            .read(|c| {
+            .read(move |c| {
                 Ok((
                     q::list_trunks(c)?,
                     q::list_extensions(c)?,
                     q::settings_values(c, &RULE_KEYS)?,
+                    crate::db::calls::recent_outbound(c, since_ms)?,
                 ))
             })
             .await?;
@@ -1145,6 +1147,7 @@ impl Telephony {
             },
             retry_base_secs: rules.trunk_retry_secs as u64,
             retry_max_secs: 600,
+            recent_outbound,
             ..Default::default()
         };
         for e in exts.iter().filter(|e| e.enabled) {

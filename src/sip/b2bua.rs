@@ -693,6 +693,16 @@ impl Engine {
             });
         }
         self.outside.regs = regs;
+        let mut plan = plan;
+        // After a restart the counters are empty: the call log's last hour fills them. A
+        // counter already running knows better (the log lags a call behind).
+        for (ext, mut times) in std::mem::take(&mut plan.recent_outbound) {
+            let q = self.outside.counts.entry(ext).or_default();
+            if q.is_empty() {
+                times.sort_unstable();
+                q.extend(times);
+            }
+        }
         self.outside.plan = plan;
     }
 

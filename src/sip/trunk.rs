@@ -247,6 +247,9 @@ pub struct Plan {
     pub dial: DialRules,
     /// By extension number; an extension missing here may not call out.
     pub policies: HashMap<String, OutboundPolicy>,
+    /// Calls out each extension placed in the last hour (unix seconds), from the call
+    /// log: the hourly limit counts them after a restart too. Taken once per extension.
+    pub recent_outbound: HashMap<String, Vec<u64>>,
     /// First retry delay after a failed registration; doubles up to `retry_max_secs`.
     pub retry_base_secs: u64,
     pub retry_max_secs: u64,

@@ -430,6 +430,79 @@ async fn trunk_outbound_guards_refuse_before_the_provider_and_allowed_calls_pass
     }
 }
 
+/// The hourly limit survives a restart: the call placed before it counts (from the call
+/// log), so the next one in the same hour is refused before the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_hourly_limit_counts_the_calls_made_before_a_restart() {
+    let mut app = TestApp::spawn_with_sip().await;
+    let outbound = OutboundSettings {
+        outbound_allowed: true,
+        outbound_prefixes: String::new(),
+        max_calls_per_hour: 1,
+        auto_answer: false,
+    };
+    import_users(&app, [1001u32].into_iter()).await;
+    let tel = &app.running().ctx.telephony;
+    tel.set_outbound(None, "1001", outbound.clone())
+        .await
+        .unwrap();
+    let port = free_port();
+    let prov = provider("trunk_provider_uas.xml", port, None);
+    let mut t = trunk(port, false);
+    t.dids.clear();
+    tel.save_trunk(None, t).await.unwrap();
+    let users = inf(&app, "1001.csv", &["1001"]);
+    let scen = scenario("call_auth.xml");
+    let args = [
+        "-sf",
+        &scen,
+        "-inf",
+        &users,
+        "-s",
+        "901234567",
+        "-d",
+        "100",
+        "-m",
+        "1",
+    ];
+    assert_ok(&sipp(app.sip_addr(), &args).await, 1, "the hour's one call");
+    let r = wait_sipp(prov).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
+    // In the call log before the restart.
+    let calls = &app.running().ctx.calls;
+    let logged = eventually(Duration::from_secs(10), || async {
+        let (rows, _) = calls
+            .list(crm::domain::calls::CallFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        rows.iter()
+            .any(|k| k.direction == "outbound" && k.ended_ms.is_some())
+            .then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "the call out is in the log");
+
+    app.restart(|c| c.sip = "127.0.0.1:0".into()).await;
+    let refused = [
+        "-sf",
+        &scenario("trunk_outbound_refused.xml"),
+        "-inf",
+        &users,
+        "-s",
+        "901234567",
+        "-m",
+        "1",
+    ];
+    assert_ok(
+        &sipp(app.sip_addr(), &refused).await,
+        1,
+        "hourly limit after the restart: 403",
+    );
+}
+
 /// The phone hangs up a call out; the provider answers the box's BYE only after 1.2 s, as
 /// if the first ones were lost on the way: the box sends it again meanwhile (UDP timer E)
 /// and stops once answered.
