@@ -2079,7 +2079,20 @@ mod tests {
     /// 1000 calls `uri`: challenged, then the INVITE with credentials (branch
     /// z9hG4bKabc2). Returns what the second INVITE sent.
     fn authenticated_invite(e: &mut Engine, uri: &str) -> Vec<Out> {
-        let chal = run(e, &invite(uri, ""));
+        authenticated_invite_as(e, uri, peer(), "abc")
+    }
+
+    /// The same from `from`, as call `id` (branches z9hG4bK{id}1 and 2, Call-ID `id`).
+    fn authenticated_invite_as(e: &mut Engine, uri: &str, from: Peer, id: &str) -> Vec<Out> {
+        let send = |e: &mut Engine, msg: String| {
+            let msg = msg
+                .replace("branch=z9hG4bKabc", &format!("branch=z9hG4bK{id}"))
+                .replace("Call-ID: t1", &format!("Call-ID: {id}"));
+            let mut out = Vec::new();
+            e.on_packet(msg.as_bytes(), from, Instant::now(), &mut out);
+            out
+        };
+        let chal = send(e, invite(uri, ""));
         let text = String::from_utf8_lossy(&chal[0].data).into_owned();
         assert!(text.starts_with("SIP/2.0 407"), "{text}");
         let nonce = text
@@ -2108,7 +2121,7 @@ mod tests {
         let second = invite(uri, &auth)
             .replace("branch=z9hG4bKabc1", "branch=z9hG4bKabc2")
             .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
-        run(e, &second)
+        send(e, second)
     }
 
     fn first_line(o: &Out) -> String {
@@ -2246,6 +2259,83 @@ mod tests {
         );
         assert!(first_line(&next[0]).starts_with("SIP/2.0 407"));
         assert_ne!(next[0].data, first[0].data);
+    }
+
+    #[test]
+    fn one_source_holds_at_most_max_calls_per_source_ringing_invites() {
+        let mut cfg = SipConfig::new(ME.parse().unwrap());
+        cfg.max_calls_per_source = 2;
+        let mut e = Engine::new(
+            cfg,
+            Arc::new(Dir),
+            Arc::new(NoStore),
+            Arc::new(NoEvents),
+            engine_bindings(),
+        );
+        let uri = format!("sip:1001@{ME}");
+        let forwarded = |out: &[Out]| out.iter().any(|o| first_line(o).starts_with("INVITE "));
+        assert!(forwarded(&authenticated_invite_as(
+            &mut e,
+            &uri,
+            peer(),
+            "c1"
+        )));
+        assert!(forwarded(&authenticated_invite_as(
+            &mut e,
+            &uri,
+            peer(),
+            "c2"
+        )));
+        let third = authenticated_invite_as(&mut e, &uri, peer(), "c3");
+        let lines: Vec<String> = third.iter().map(first_line).collect();
+        assert_eq!(lines, vec!["SIP/2.0 503 Service Unavailable"]);
+        // Another address is not held back by the first one's calls.
+        let other = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.77:5062".parse().unwrap(),
+        };
+        assert!(forwarded(&authenticated_invite_as(
+            &mut e, &uri, other, "c4"
+        )));
+        // An answered call frees its place.
+        let fwd = String::from_utf8_lossy(
+            &authenticated_invite_as(&mut e, &uri, other, "c5")
+                .into_iter()
+                .find(|o| first_line(o).starts_with("INVITE "))
+                .unwrap()
+                .data,
+        )
+        .into_owned();
+        let ours = fwd
+            .lines()
+            .find(|l| l.starts_with("Via: SIP/2.0/UDP 127.0.0.1:5060"))
+            .unwrap()
+            .to_string();
+        let vias: Vec<&str> = fwd.lines().filter(|l| l.starts_with("Via:")).collect();
+        assert_eq!(vias[0], ours);
+        let ok = format!(
+            "SIP/2.0 200 OK\r\n{}\r\n{}\r\nFrom: <sip:1000@{ME}>;tag=a\r\n\
+             To: <sip:1001@{ME}>;tag=b\r\nCall-ID: c5\r\nCSeq: 2 INVITE\r\n\
+             Contact: <sip:1001@127.0.0.1:7000>\r\nContent-Length: 0\r\n\r\n",
+            vias[0], vias[1]
+        );
+        let phone = Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:7000".parse().unwrap(),
+        };
+        let mut out = Vec::new();
+        e.on_packet(ok.as_bytes(), phone, Instant::now(), &mut out);
+        assert!(out
+            .iter()
+            .any(|o| first_line(o) == "SIP/2.0 200 OK" && o.to == other));
+        assert!(forwarded(&authenticated_invite_as(
+            &mut e, &uri, other, "c6"
+        )));
+        let lines: Vec<String> = authenticated_invite_as(&mut e, &uri, other, "c7")
+            .iter()
+            .map(first_line)
+            .collect();
+        assert_eq!(lines, vec!["SIP/2.0 503 Service Unavailable"]);
     }
 
     #[test]
