@@ -199,7 +199,7 @@ pub struct Engine {
     events: Arc<dyn EventSink>,
     nonces: NonceBook,
     location: HashMap<String, Vec<Binding>>,
-    /// Server INVITE transactions by top-Via branch of the caller.
+    /// Server INVITE transactions by [`txn_key`].
     txns: HashMap<String, ServerTxn>,
     /// Our client branch id -> server transaction key.
     branches: HashMap<String, String>,
@@ -654,8 +654,10 @@ impl Engine {
         out: &mut Vec<Out>,
     ) {
         let method = msg.method().unwrap_or(Method::Other);
-        // Retransmission of a request we already answered statelessly.
-        if method != Method::Ack && method != Method::Invite && method != Method::Cancel {
+        // Retransmission of a request we already answered statelessly. INVITE too: its
+        // challenge (or 404, 480...) ends the transaction, and a resend must get the same
+        // bytes back (RFC 3261 §17.2.1), not a second challenge with another nonce.
+        if method != Method::Ack && method != Method::Cancel {
             if let Some(key) = reply_key(&msg, from) {
                 if let Some(data) = self.replies.get(&key) {
                     out.push(Out {
@@ -671,7 +673,7 @@ impl Engine {
             return;
         }
         if method == Method::Invite {
-            if let Some(key) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) {
+            if let Some(key) = txn_key(&msg, from) {
                 if let Some(t) = self.txns.get(&key) {
                     if let Some(r) = &t.last_response {
                         out.push(Out {
@@ -683,7 +685,7 @@ impl Engine {
                 }
             }
         }
-        if method == Method::Ack && self.absorb_ack(&msg) {
+        if method == Method::Ack && self.absorb_ack(&msg, from) {
             return;
         }
         if method == Method::Cancel {
@@ -965,11 +967,15 @@ impl Engine {
         out: &mut Vec<Out>,
     ) {
         let now_secs = wall_secs();
-        let Some(key) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+        let branch_len = msg
+            .top_via()
+            .and_then(|v| v.branch().map(str::len))
+            .unwrap_or(0);
+        let Some(key) = txn_key(&msg, from) else {
             self.answer(&msg, from, 400, "Bad Request", out);
             return;
         };
-        if key.len() <= 7 {
+        if branch_len <= 7 {
             // RFC 2543-style or bare magic cookie branch: we need RFC 3261 branches.
             self.answer(&msg, from, 400, "Bad Request", out);
             return;
@@ -1245,7 +1251,7 @@ impl Engine {
     }
 
     fn on_cancel(&mut self, msg: &Message, from: Peer, out: &mut Vec<Out>) {
-        let key = msg.top_via().and_then(|v| v.branch().map(str::to_string));
+        let key = txn_key(msg, from);
         let found = key.as_ref().is_some_and(|k| self.txns.contains_key(k));
         if !found {
             self.answer(msg, from, 481, "Call/Transaction Does Not Exist", out);
@@ -1278,8 +1284,8 @@ impl Engine {
     }
 
     /// ACK for a non-2xx final response we sent: ends the transaction's retransmissions.
-    fn absorb_ack(&mut self, msg: &Message) -> bool {
-        let Some(key) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+    fn absorb_ack(&mut self, msg: &Message, from: Peer) -> bool {
+        let Some(key) = txn_key(msg, from) else {
             return false;
         };
         match self.txns.get_mut(&key) {
@@ -1910,17 +1916,34 @@ fn rank(code: u16) -> u16 {
 /// Which cached reply a resend gets: branch and method as RFC 3261 §17.2.3 matches, plus
 /// the address the request came from, so two phones (or an attacker) using the same
 /// branch never get each other's replies.
+/// The CSeq number is in the key too: a phone that wrongly reuses a branch for its next
+/// request (the INVITE with credentials after a 407) is served, not sent the old reply.
 fn reply_key(req: &Message, from: Peer) -> Option<String> {
     let v = req.top_via()?;
     let b = v.branch()?;
     if b.len() <= 7 {
         return None;
     }
+    let (n, method) = req.cseq();
     Some(format!(
-        "{b}|{}|{}|{}",
-        req.cseq().1,
+        "{b}|{n} {method}|{}|{}",
         from.transport.name(),
         from.addr
+    ))
+}
+
+/// Which server INVITE transaction a request (INVITE resend, CANCEL, ACK of a final
+/// answer) belongs to: the top Via's branch and sent-by, as RFC 3261 §17.2.3 matches, plus
+/// the source IP, so nobody else can CANCEL (or take over) a call by copying its branch.
+/// Not the source port: a phone whose TCP connection broke may CANCEL over a new one.
+fn txn_key(req: &Message, from: Peer) -> Option<String> {
+    let v = req.top_via()?;
+    let b = v.branch()?;
+    Some(format!(
+        "{b}|{}:{}|{}",
+        v.host,
+        v.port.unwrap_or(0),
+        from.addr.ip()
     ))
 }
 
@@ -2053,6 +2076,54 @@ mod tests {
         out
     }
 
+    /// 1000 calls `uri`: challenged, then the INVITE with credentials (branch
+    /// z9hG4bKabc2). Returns what the second INVITE sent.
+    fn authenticated_invite(e: &mut Engine, uri: &str) -> Vec<Out> {
+        authenticated_invite_as(e, uri, peer(), "abc")
+    }
+
+    /// The same from `from`, as call `id` (branches z9hG4bK{id}1 and 2, Call-ID `id`).
+    fn authenticated_invite_as(e: &mut Engine, uri: &str, from: Peer, id: &str) -> Vec<Out> {
+        let send = |e: &mut Engine, msg: String| {
+            let msg = msg
+                .replace("branch=z9hG4bKabc", &format!("branch=z9hG4bK{id}"))
+                .replace("Call-ID: t1", &format!("Call-ID: {id}"));
+            let mut out = Vec::new();
+            e.on_packet(msg.as_bytes(), from, Instant::now(), &mut out);
+            out
+        };
+        let chal = send(e, invite(uri, ""));
+        let text = String::from_utf8_lossy(&chal[0].data).into_owned();
+        assert!(text.starts_with("SIP/2.0 407"), "{text}");
+        let nonce = text
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_string();
+        let r = digest::response(
+            digest::Algorithm::Md5,
+            "1000",
+            "crm.local",
+            "secret-1000",
+            "INVITE",
+            uri,
+            &nonce,
+            "00000001",
+            "c",
+            "auth",
+        );
+        let auth = format!(
+            "\r\nProxy-Authorization: Digest username=\"1000\", realm=\"crm.local\", \
+             nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, cnonce=\"c\", \
+             nc=00000001, qop=auth"
+        );
+        let second = invite(uri, &auth)
+            .replace("branch=z9hG4bKabc1", "branch=z9hG4bKabc2")
+            .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+        send(e, second)
+    }
+
     fn first_line(o: &Out) -> String {
         String::from_utf8_lossy(&o.data)
             .lines()
@@ -2122,36 +2193,7 @@ mod tests {
             engine_bindings(),
         );
         let uri = "sip:1001@192.0.2.10:5060";
-        let chal = run(&mut e, &invite(uri, ""));
-        let text = String::from_utf8_lossy(&chal[0].data).into_owned();
-        assert!(text.starts_with("SIP/2.0 407"), "{text}");
-        let nonce = text
-            .split("nonce=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap()
-            .to_string();
-        let r = digest::response(
-            digest::Algorithm::Md5,
-            "1000",
-            "crm.local",
-            "secret-1000",
-            "INVITE",
-            uri,
-            &nonce,
-            "00000001",
-            "c",
-            "auth",
-        );
-        let auth = format!(
-            "\r\nProxy-Authorization: Digest username=\"1000\", realm=\"crm.local\", \
-             nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, cnonce=\"c\", \
-             nc=00000001, qop=auth"
-        );
-        let out = run(
-            &mut e,
-            &invite(uri, &auth).replace("branch=z9hG4bKabc1", "branch=z9hG4bKabc2"),
-        );
+        let out = authenticated_invite(&mut e, uri);
         let fwd = out
             .iter()
             .map(|o| String::from_utf8_lossy(&o.data).into_owned())
@@ -2200,8 +2242,140 @@ mod tests {
     }
 
     #[test]
+    fn a_resent_invite_gets_the_same_challenge_back() {
+        let mut e = engine();
+        let uri = format!("sip:1001@{ME}");
+        let first = run(&mut e, &invite(&uri, ""));
+        let again = run(&mut e, &invite(&uri, ""));
+        assert_eq!(first.len(), 1);
+        assert!(first_line(&first[0]).starts_with("SIP/2.0 407"));
+        // The same bytes (same nonce): the caller's stack sees a retransmission.
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].data, first[0].data);
+        // A phone that reuses the branch for its next INVITE is challenged afresh.
+        let next = run(
+            &mut e,
+            &invite(&uri, "").replace("CSeq: 1 INVITE", "CSeq: 2 INVITE"),
+        );
+        assert!(first_line(&next[0]).starts_with("SIP/2.0 407"));
+        assert_ne!(next[0].data, first[0].data);
+    }
+
+    #[test]
+    fn one_source_holds_at_most_max_calls_per_source_ringing_invites() {
+        let mut cfg = SipConfig::new(ME.parse().unwrap());
+        cfg.max_calls_per_source = 2;
+        let mut e = Engine::new(
+            cfg,
+            Arc::new(Dir),
+            Arc::new(NoStore),
+            Arc::new(NoEvents),
+            engine_bindings(),
+        );
+        let uri = format!("sip:1001@{ME}");
+        let forwarded = |out: &[Out]| out.iter().any(|o| first_line(o).starts_with("INVITE "));
+        assert!(forwarded(&authenticated_invite_as(
+            &mut e,
+            &uri,
+            peer(),
+            "c1"
+        )));
+        assert!(forwarded(&authenticated_invite_as(
+            &mut e,
+            &uri,
+            peer(),
+            "c2"
+        )));
+        let third = authenticated_invite_as(&mut e, &uri, peer(), "c3");
+        let lines: Vec<String> = third.iter().map(first_line).collect();
+        assert_eq!(lines, vec!["SIP/2.0 503 Service Unavailable"]);
+        // Another address is not held back by the first one's calls.
+        let other = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.77:5062".parse().unwrap(),
+        };
+        assert!(forwarded(&authenticated_invite_as(
+            &mut e, &uri, other, "c4"
+        )));
+        // An answered call frees its place.
+        let fwd = String::from_utf8_lossy(
+            &authenticated_invite_as(&mut e, &uri, other, "c5")
+                .into_iter()
+                .find(|o| first_line(o).starts_with("INVITE "))
+                .unwrap()
+                .data,
+        )
+        .into_owned();
+        let ours = fwd
+            .lines()
+            .find(|l| l.starts_with("Via: SIP/2.0/UDP 127.0.0.1:5060"))
+            .unwrap()
+            .to_string();
+        let vias: Vec<&str> = fwd.lines().filter(|l| l.starts_with("Via:")).collect();
+        assert_eq!(vias[0], ours);
+        let ok = format!(
+            "SIP/2.0 200 OK\r\n{}\r\n{}\r\nFrom: <sip:1000@{ME}>;tag=a\r\n\
+             To: <sip:1001@{ME}>;tag=b\r\nCall-ID: c5\r\nCSeq: 2 INVITE\r\n\
+             Contact: <sip:1001@127.0.0.1:7000>\r\nContent-Length: 0\r\n\r\n",
+            vias[0], vias[1]
+        );
+        let phone = Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:7000".parse().unwrap(),
+        };
+        let mut out = Vec::new();
+        e.on_packet(ok.as_bytes(), phone, Instant::now(), &mut out);
+        assert!(out
+            .iter()
+            .any(|o| first_line(o) == "SIP/2.0 200 OK" && o.to == other));
+        assert!(forwarded(&authenticated_invite_as(
+            &mut e, &uri, other, "c6"
+        )));
+        let lines: Vec<String> = authenticated_invite_as(&mut e, &uri, other, "c7")
+            .iter()
+            .map(first_line)
+            .collect();
+        assert_eq!(lines, vec!["SIP/2.0 503 Service Unavailable"]);
+    }
+
+    #[test]
+    fn only_the_caller_can_cancel_its_invite() {
+        let mut e = engine();
+        let uri = format!("sip:1001@{ME}");
+        let out = authenticated_invite(&mut e, &uri);
+        assert!(out.iter().any(|o| first_line(o).starts_with("INVITE ")));
+        let cancel = format!(
+            "CANCEL {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5062;rport;branch=z9hG4bKabc2\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1000@{ME}>;tag=a\r\nTo: <sip:1001@{ME}>\r\n\
+             Call-ID: t1\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
+        );
+        // Another address copying the branch (and the Via) does not match the call.
+        let stranger = Peer {
+            transport: Transport::Udp,
+            addr: "198.51.100.7:5062".parse().unwrap(),
+        };
+        let mut out = Vec::new();
+        e.on_packet(cancel.as_bytes(), stranger, Instant::now(), &mut out);
+        let lines: Vec<String> = out.iter().map(first_line).collect();
+        assert_eq!(lines, vec!["SIP/2.0 481 Call/Transaction Does Not Exist"]);
+        assert_eq!(out[0].to, stranger);
+        // The caller's own CANCEL ends it: 200 for the CANCEL, 487 for the INVITE.
+        let out = run(&mut e, &cancel);
+        let lines: Vec<String> = out.iter().map(first_line).collect();
+        assert_eq!(
+            lines,
+            vec!["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"],
+            "{lines:?}"
+        );
+    }
+
+    #[test]
     fn nothing_is_routed_for_an_unauthenticated_source() {
         let mut e = engine();
+        // Each probe is a new transaction (its own branch), as an attacker's would be.
+        let probe = |e: &mut Engine, msg: String, branch: &str| {
+            run(e, &msg.replace("branch=z9hG4bKabc1", branch))
+        };
         // Out of dialog: challenged, nothing leaves towards the phone.
         let out = run(&mut e, &invite(&format!("sip:1001@{ME}"), ""));
         assert_eq!(out.len(), 1);
@@ -2212,16 +2386,21 @@ mod tests {
             "Call-ID: t1",
             &format!("Route: <sip:{ME};lr>\r\nCall-ID: t1"),
         );
-        let out = run(&mut e, &fake);
+        let out = probe(&mut e, fake, "branch=z9hG4bKfake1");
         assert_eq!(out.len(), 1);
         assert!(first_line(&out[0]).starts_with("SIP/2.0 481"));
         // Foreign domain: 403, never relayed.
-        let out = run(&mut e, &invite("sip:1001@example.com", ""));
+        let out = probe(
+            &mut e,
+            invite("sip:1001@example.com", ""),
+            "branch=z9hG4bKfake2",
+        );
         assert!(first_line(&out[0]).starts_with("SIP/2.0 403"));
         // Max-Forwards 0 to a local user: 483.
-        let out = run(
+        let out = probe(
             &mut e,
-            &invite(&format!("sip:1001@{ME}"), "").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+            invite(&format!("sip:1001@{ME}"), "").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+            "branch=z9hG4bKfake3",
         );
         assert!(first_line(&out[0]).starts_with("SIP/2.0 483"));
     }

@@ -183,7 +183,10 @@ pub struct SipConfig {
     pub ban_after_failures: u32,
     pub ban_window_secs: u64,
     pub ban_secs: u64,
-    /// Concurrent INVITE transactions one source address may hold.
+    /// Concurrent INVITE transactions (not yet answered) one source address may hold;
+    /// more get 503. A flood guard: one address can take at most 1 % of the engine's
+    /// transaction table (200 000). Not a call limit: a desk phone holds one or two, a
+    /// trunk as many as its channels.
     pub max_calls_per_source: usize,
     /// Seconds an INVITE rings before the proxy gives up (480).
     pub ring_timeout_secs: u32,
@@ -206,7 +209,7 @@ impl SipConfig {
             ban_after_failures: 10,
             ban_window_secs: 60,
             ban_secs: 600,
-            max_calls_per_source: 500,
+            max_calls_per_source: 2000,
             ring_timeout_secs: 120,
             max_tcp_connections: 1024,
         }

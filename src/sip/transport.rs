@@ -21,6 +21,15 @@ use super::{BindingStore, Directory, EventSink, Peer, SipConfig, StoredBinding, 
 const MAX_CONNS_PER_IP: usize = 32;
 /// Outgoing messages queued per TCP connection before new ones are dropped.
 const CONN_QUEUE: usize = 512;
+/// Kernel receive buffer asked for on the UDP socket. The default (208 KiB on Linux) holds
+/// ~150 datagrams, a few milliseconds of traffic at thousands of calls a second: one
+/// scheduling pause of the receiving task on a busy box and the kernel drops requests and
+/// replies, each a 500 ms retransmission and sometimes a lost call. 4 MiB rides out
+/// ~100 ms. Linux caps it at `net.core.rmem_max`.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+/// Kernel send buffer asked for on the UDP socket, so a burst of replies and timer
+/// retransmissions never makes the receiving task wait for room (`net.core.wmem_max`).
+const UDP_SEND_BUFFER: usize = 1 << 20;
 
 struct Shared {
     engine: Mutex<Engine>,
@@ -271,6 +280,27 @@ impl SipHandle {
     }
 }
 
+/// The UDP socket with larger kernel buffers (best effort: the kernel may cap them).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = s.set_recv_buffer_size(UDP_RECV_BUFFER);
+    let _ = s.set_send_buffer_size(UDP_SEND_BUFFER);
+    // Linux reports double the size set (its bookkeeping overhead included).
+    let got = s.recv_buffer_size().unwrap_or(0) / 2;
+    if got < UDP_RECV_BUFFER {
+        tracing::info!(
+            asked = UDP_RECV_BUFFER,
+            got,
+            "SIP: the kernel capped the UDP receive buffer (sysctl net.core.rmem_max); \
+             bursts of calls may lose datagrams"
+        );
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
 /// Binds UDP and TCP on `cfg.listen` (port 0: the UDP port chosen, reused for TCP) and
 /// starts serving.
 pub async fn start(
@@ -280,7 +310,7 @@ pub async fn start(
     events: Arc<dyn EventSink>,
     restored: Vec<StoredBinding>,
 ) -> std::io::Result<SipHandle> {
-    let udp = UdpSocket::bind(cfg.listen).await?;
+    let udp = bind_udp(cfg.listen)?;
     let addr = udp.local_addr()?;
     let tcp = TcpListener::bind(addr).await?;
     cfg.listen = addr;

@@ -34,15 +34,19 @@ struct Phone {
 
 impl Phone {
     async fn new(server: SocketAddr) -> Phone {
+        Phone::on("127.0.0.1", server).await
+    }
+
+    /// A phone on another loopback address (another host, as the server sees it).
+    async fn on(ip: &str, server: SocketAddr) -> Phone {
         Phone {
-            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            sock: UdpSocket::bind((ip, 0)).await.unwrap(),
             server,
         }
     }
 
-    /// Sends `msg`; the reply within 1.5 s, or None (dropped, or banned: silence).
-    async fn send(&self, msg: &[u8]) -> Option<Vec<u8>> {
-        self.sock.send_to(msg, self.server).await.unwrap();
+    /// The next datagram within 1.5 s.
+    async fn recv(&self) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 65536];
         let n = tokio::time::timeout(Duration::from_millis(1500), self.sock.recv(&mut buf))
             .await
@@ -50,6 +54,17 @@ impl Phone {
             .ok()?;
         buf.truncate(n);
         Some(buf)
+    }
+
+    /// Sends a reply (or any datagram) without waiting for an answer.
+    async fn push(&self, msg: &[u8]) {
+        self.sock.send_to(msg, self.server).await.unwrap();
+    }
+
+    /// Sends `msg`; the reply within 1.5 s, or None (dropped, or banned: silence).
+    async fn send(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        self.push(msg).await;
+        self.recv().await
     }
 
     fn register(&self, user: &str, branch: &str, cseq: u32, auth: Option<&str>) -> Vec<u8> {
@@ -83,7 +98,7 @@ fn challenge(resp: &[u8], name: &str) -> String {
     let t = text(resp);
     let line = t
         .lines()
-        .find(|l| l.starts_with("WWW-Authenticate:"))
+        .find(|l| l.starts_with("WWW-Authenticate:") || l.starts_with("Proxy-Authenticate:"))
         .expect("a challenge")
         .to_string();
     let key = format!("{name}=");
@@ -97,16 +112,19 @@ fn challenge(resp: &[u8], name: &str) -> String {
 }
 
 fn authorization(chal: &[u8], user: &str, server: SocketAddr, nc: &str) -> String {
+    digest_answer(chal, user, "REGISTER", &format!("sip:{server}"), nc)
+}
+
+fn digest_answer(chal: &[u8], user: &str, method: &str, uri: &str, nc: &str) -> String {
     let (realm, nonce) = (challenge(chal, "realm"), challenge(chal, "nonce"));
-    let uri = format!("sip:{server}");
     let secret = format!("secret-{user}");
     let r = digest::response(
         Algorithm::Md5,
         user,
         &realm,
         &secret,
-        "REGISTER",
-        &uri,
+        method,
+        uri,
         &nonce,
         nc,
         "lossy",
@@ -201,6 +219,99 @@ async fn sip_udp_resends_of_an_accepted_register_get_the_same_200_and_no_ban() {
         "banned after 10 wrong answers"
     );
     assert_eq!(sip.bans().len(), 1);
+}
+
+/// A call on a lossy link, over raw UDP: the caller's INVITE is resent because the
+/// challenge got lost, and gets the very same 407 back (same nonce: the caller's stack
+/// sees a retransmission, not a second challenge). Then, while the callee rings, a
+/// stranger on another address copies the call's branch and Via into a CANCEL: 481, and
+/// the call rings on (a resend of the INVITE still gets the 180). The caller's own
+/// CANCEL ends it: CANCEL to the callee, its 487 to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_udp_resent_invite_gets_the_same_407_and_only_the_caller_can_cancel() {
+    let app = TestApp::spawn_with_sip().await;
+    add_users(&app, &[2110, 2111]).await;
+    let server = app.sip_addr();
+    let caller = Phone::new(server).await;
+    let callee = Phone::new(server).await;
+    let chal = callee
+        .send(&callee.register("2111", "r1", 1, None))
+        .await
+        .unwrap();
+    let auth = authorization(&chal, "2111", server, "00000001");
+    let ok = callee
+        .send(&callee.register("2111", "r2", 2, Some(&auth)))
+        .await
+        .unwrap();
+    assert_eq!(status(&ok), 200, "{}", text(&ok));
+
+    let l = caller.sock.local_addr().unwrap();
+    let uri = format!("sip:2111@{server}");
+    let invite = |branch: &str, cseq: u32, auth: &str| {
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {l};rport;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:2110@{server}>;tag=lossy\r\nTo: <{uri}>\r\n\
+             Call-ID: lossy-call-{l}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:2110@{l}>\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let first = caller.send(&invite("i1", 1, "")).await.unwrap();
+    assert_eq!(status(&first), 407, "{}", text(&first));
+    for i in 0..3 {
+        let again = caller.send(&invite("i1", 1, "")).await.expect("answered");
+        assert_eq!(text(&again), text(&first), "resend {i}: the same 407");
+    }
+
+    let creds = format!(
+        "Proxy-Authorization: {}\r\n",
+        digest_answer(&first, "2110", "INVITE", &uri, "00000001")
+    );
+    let authed = invite("i2", 2, &creds);
+    let trying = caller.send(&authed).await.unwrap();
+    assert_eq!(status(&trying), 100, "{}", text(&trying));
+    let fwd = text(&callee.recv().await.expect("the INVITE reaches the callee"));
+    assert!(fwd.starts_with("INVITE "), "{fwd}");
+    let header = |name: &str| {
+        fwd.lines()
+            .filter(|h| h.starts_with(name))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let ringing = format!(
+        "SIP/2.0 180 Ringing\r\n{}\r\n{}\r\n{}\r\n{};tag=callee\r\n{}\r\n{}\r\n\
+         Content-Length: 0\r\n\r\n",
+        header("Via:"),
+        header("Record-Route:"),
+        header("From:"),
+        header("To:"),
+        header("Call-ID:"),
+        header("CSeq:")
+    );
+    callee.push(ringing.as_bytes()).await;
+    let r = caller.recv().await.expect("the 180 reaches the caller");
+    assert_eq!(status(&r), 180, "{}", text(&r));
+
+    let cancel = format!(
+        "CANCEL {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {l};rport;branch=z9hG4bKi2\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:2110@{server}>;tag=lossy\r\nTo: <{uri}>\r\n\
+         Call-ID: lossy-call-{l}\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes();
+    let stranger = Phone::on("127.0.0.2", server).await;
+    let r = stranger.send(&cancel).await.expect("answered");
+    assert_eq!(status(&r), 481, "{}", text(&r));
+    let r = caller.send(&authed).await.expect("the call rings on");
+    assert_eq!(status(&r), 180, "{}", text(&r));
+
+    let r = caller.send(&cancel).await.expect("answered");
+    assert_eq!(status(&r), 200, "{}", text(&r));
+    let c = text(&callee.recv().await.expect("the CANCEL reaches the callee"));
+    assert!(c.starts_with("CANCEL "), "{c}");
+    let terminated = ringing.replace("180 Ringing", "487 Request Terminated");
+    callee.push(terminated.as_bytes()).await;
+    let r = caller.recv().await.expect("the 487 reaches the caller");
+    assert_eq!(status(&r), 487, "{}", text(&r));
 }
 
 fn scenario(name: &str) -> String {
