@@ -79,6 +79,8 @@ sed 's#/usr/local/bin/crm#/usr/bin/crm#' systemd/crm.service > "$DEBSRC/crm.serv
 cp "$STAGE/root/etc/crm/crm.toml" "$DEBSRC/crm.toml"
 # cargo-deb installs crm.sysusers from the unit-scripts folder as usr/lib/sysusers.d/crm.conf.
 cp "$STAGE/root/usr/lib/sysusers.d/crm.conf" "$DEBSRC/crm.sysusers"
+# The UDP buffer limits for the SIP server (the same file `crm install` writes).
+cp "$STAGE/root/usr/lib/sysctl.d/60-crm.conf" "$DEBSRC/60-crm.conf"
 cargo deb --no-build --target "$TARGET" --output "$DIST/"
 
 (cd "$DIST" && sha256sum -- *.tar.gz *.deb manifest.json > SHA256SUMS)

@@ -16,6 +16,19 @@ pub const SYSUSERS_PATH: &str = "usr/lib/sysusers.d/crm.conf";
 /// Declares the `crm` system user; systemd-sysusers creates it (at boot in an image).
 pub const SYSUSERS: &str = "u crm - \"crm service\" /var/lib/crm /usr/sbin/nologin\n";
 
+pub const SYSCTL_PATH: &str = "usr/lib/sysctl.d/60-crm.conf";
+
+/// Lets the SIP server have the UDP buffers it asks for: a stock kernel caps them at
+/// 208 KiB, which drops datagrams in a burst of desk-phone traffic (see sip::transport).
+pub fn sysctl_text() -> String {
+    use crate::sip::transport::{UDP_RECV_BUFFER, UDP_SEND_BUFFER};
+    format!(
+        "# Written by crm: room for the UDP buffers its SIP server asks for (the kernel\n\
+         # default of 208 KiB drops datagrams when many phones talk at once).\n\
+         net.core.rmem_max = {UDP_RECV_BUFFER}\nnet.core.wmem_max = {UDP_SEND_BUFFER}\n"
+    )
+}
+
 /// One line of what was done, for the report.
 pub type Steps = Vec<String>;
 
@@ -142,6 +155,29 @@ pub fn install(root: &Path, exe: &Path) -> OpsResult<Steps> {
     }
     steps.push(format!("binary {}", bin.display()));
 
+    // The kernel's UDP buffer limits, applied now on a live system (a container may refuse:
+    // crm still runs, with smaller buffers, and says so in its log).
+    let sysctl = under(root, SYSCTL_PATH);
+    write_file(&sysctl, sysctl_text().as_bytes(), 0o644)?;
+    if live(root) {
+        let applied = std::process::Command::new("sysctl")
+            .arg("-q")
+            .arg("-p")
+            .arg(&sysctl)
+            .status()
+            .is_ok_and(|s| s.success());
+        steps.push(if applied {
+            format!("UDP buffer limits {} (applied)", sysctl.display())
+        } else {
+            format!(
+                "UDP buffer limits {} (not applied here: applies at boot)",
+                sysctl.display()
+            )
+        });
+    } else {
+        steps.push(format!("UDP buffer limits {}", sysctl.display()));
+    }
+
     // The unit, plus a capability drop-in only when the config asks for a low port.
     let unit = under(root, UNIT_PATH);
     write_file(&unit, systemd::UNIT.as_bytes(), 0o644)?;
@@ -191,7 +227,13 @@ pub fn uninstall(root: &Path, purge: bool) -> OpsResult<Steps> {
         let _ = systemd::systemctl(&["disable", "--now", systemd::UNIT_NAME]);
         steps.push("service stopped and disabled".into());
     }
-    for rel in [UNIT_PATH, PORTS_DROPIN_PATH, BIN_PATH, SYSUSERS_PATH] {
+    for rel in [
+        UNIT_PATH,
+        PORTS_DROPIN_PATH,
+        BIN_PATH,
+        SYSUSERS_PATH,
+        SYSCTL_PATH,
+    ] {
         let p = under(root, rel);
         if p.exists() {
             std::fs::remove_file(&p).map_err(io_ctx("cannot remove", &p))?;

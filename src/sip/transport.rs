@@ -26,10 +26,10 @@ const CONN_QUEUE: usize = 512;
 /// scheduling pause of the receiving task on a busy box and the kernel drops requests and
 /// replies, each a 500 ms retransmission and sometimes a lost call. 4 MiB rides out
 /// ~100 ms. Linux caps it at `net.core.rmem_max`.
-const UDP_RECV_BUFFER: usize = 4 << 20;
+pub const UDP_RECV_BUFFER: usize = 4 << 20;
 /// Kernel send buffer asked for on the UDP socket, so a burst of replies and timer
 /// retransmissions never makes the receiving task wait for room (`net.core.wmem_max`).
-const UDP_SEND_BUFFER: usize = 1 << 20;
+pub const UDP_SEND_BUFFER: usize = 1 << 20;
 
 struct Shared {
     engine: Mutex<Engine>,

@@ -99,6 +99,12 @@ fn install_root_writes_the_tree_and_a_unit_that_verifies() {
     assert!(root.join("var/lib/crm").is_dir());
     let sysusers = std::fs::read_to_string(root.join("usr/lib/sysusers.d/crm.conf")).unwrap();
     assert!(sysusers.starts_with("u crm "));
+    let sysctl = std::fs::read_to_string(root.join("usr/lib/sysctl.d/60-crm.conf")).unwrap();
+    assert!(
+        sysctl.contains("\nnet.core.rmem_max = 4194304\n")
+            && sysctl.contains("\nnet.core.wmem_max = 1048576\n"),
+        "{sysctl}"
+    );
 
     // The config: commented defaults that the real binary accepts as they are.
     let cfg = root.join("etc/crm/crm.toml");
@@ -144,6 +150,7 @@ fn install_root_writes_the_tree_and_a_unit_that_verifies() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!bin.exists());
     assert!(!root.join("etc/systemd/system/crm.service").exists());
+    assert!(!root.join("usr/lib/sysctl.d/60-crm.conf").exists());
     assert!(root.join("var/lib/crm/crm.db").exists());
     assert!(cfg.exists());
     let out = crm_plain()
