@@ -105,6 +105,17 @@ impl Browser {
         .is_some()
     }
 
+    /// The attribute `name` of the first element matching `css` (which must exist).
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .attr(name)
+            .await
+            .unwrap()
+    }
+
     pub async fn fill(&self, css: &str, value: &str) {
         let el = self
             .client

@@ -95,23 +95,11 @@ async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
             .await
     );
     let href = b
-        .client
-        .find(Locator::Css(".call-pop .pop-open-customer"))
+        .attr(".call-pop .pop-open-customer", "href")
         .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
         .unwrap();
     assert!(href.starts_with("/customers/"), "{href}");
-    let dial = b
-        .client
-        .find(Locator::Css(".call-pop a[data-dial]"))
-        .await
-        .unwrap()
-        .attr("data-dial")
-        .await
-        .unwrap();
+    let dial = b.attr(".call-pop a[data-dial]", "data-dial").await;
     assert_eq!(dial.as_deref(), Some("+998901234567"));
     assert!(
         gone(&b, ".call-pop").await,
@@ -125,25 +113,9 @@ async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
         b.wait_text(".call-pop .pop-unknown", "").await,
         "unknown caller card"
     );
-    let href = b
-        .client
-        .find(Locator::Css(".call-pop .pop-new-order"))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap();
+    let href = b.attr(".call-pop .pop-new-order", "href").await.unwrap();
     assert_eq!(href, "/orders/new?phone=%2B998977654321");
-    let href = b
-        .client
-        .find(Locator::Css(".call-pop .pop-new-customer"))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap();
+    let href = b.attr(".call-pop .pop-new-customer", "href").await.unwrap();
     assert_eq!(href, "/customers/new?phone=%2B998977654321");
     // Alt+O starts an order from the call, the number filled in.
     b.client

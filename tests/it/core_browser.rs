@@ -57,15 +57,7 @@ async fn desk_creates_a_customer_and_an_order_and_prints_the_receipt_with_a_qr_c
     assert!(number.starts_with("RM"), "{number}");
 
     // The receipt: shop header, the order, and a QR code drawn as SVG.
-    let receipt = b
-        .client
-        .find(Locator::Css("a[href$='/receipt']"))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap();
+    let receipt = b.attr("a[href$='/receipt']", "href").await.unwrap();
     b.client.goto(&app.url(&receipt)).await.unwrap();
     let qr = b
         .client

@@ -75,6 +75,56 @@ fn provider(scen: &str, port: u16, log: Option<&std::path::Path>) -> tokio::proc
         .expect("sipp is installed")
 }
 
+/// Extension 1001 may call out (up to `max_per_hour`) through a trunk to SIPp playing
+/// the provider's `scen` on a free port (messages logged to `log`, when given). Returns
+/// the provider, the phone's injection file and the trunk's port.
+async fn calling_out(
+    app: &TestApp,
+    max_per_hour: u32,
+    scen: &str,
+    log: Option<&std::path::Path>,
+) -> (tokio::process::Child, String, u16) {
+    let tel = &app.running().ctx.telephony;
+    import_users(app, [1001u32].into_iter()).await;
+    tel.set_outbound(
+        None,
+        "1001",
+        OutboundSettings {
+            outbound_allowed: true,
+            outbound_prefixes: String::new(),
+            max_calls_per_hour: max_per_hour,
+            auto_answer: false,
+        },
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let prov = provider(scen, port, log);
+    let mut t = trunk(port, false);
+    t.dids.clear();
+    tel.save_trunk(None, t).await.unwrap();
+    (prov, inf(app, "1001.csv", &["1001"]), port)
+}
+
+/// Extension 1001 (credentials in `users`) runs the phone's `scen` once, calling the
+/// national number 901234567 out through the trunk (holding 100 ms where it pauses).
+async fn phone_calls_out(sip: std::net::SocketAddr, users: &str, scen: &str) -> SippResult {
+    let scen = scenario(scen);
+    let args = [
+        "-sf",
+        &scen,
+        "-inf",
+        users,
+        "-s",
+        "901234567",
+        "-d",
+        "100",
+        "-m",
+        "1",
+    ];
+    sipp(sip, &args).await
+}
+
 fn call_id(e: &CallEvent) -> &str {
     match e {
         CallEvent::Ringing { call_id, .. }
@@ -435,37 +485,12 @@ async fn trunk_outbound_guards_refuse_before_the_provider_and_allowed_calls_pass
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trunk_hourly_limit_counts_the_calls_made_before_a_restart() {
     let mut app = TestApp::spawn_with_sip().await;
-    let outbound = OutboundSettings {
-        outbound_allowed: true,
-        outbound_prefixes: String::new(),
-        max_calls_per_hour: 1,
-        auto_answer: false,
-    };
-    import_users(&app, [1001u32].into_iter()).await;
-    let tel = &app.running().ctx.telephony;
-    tel.set_outbound(None, "1001", outbound.clone())
-        .await
-        .unwrap();
-    let port = free_port();
-    let prov = provider("trunk_provider_uas.xml", port, None);
-    let mut t = trunk(port, false);
-    t.dids.clear();
-    tel.save_trunk(None, t).await.unwrap();
-    let users = inf(&app, "1001.csv", &["1001"]);
-    let scen = scenario("call_auth.xml");
-    let args = [
-        "-sf",
-        &scen,
-        "-inf",
-        &users,
-        "-s",
-        "901234567",
-        "-d",
-        "100",
-        "-m",
-        "1",
-    ];
-    assert_ok(&sipp(app.sip_addr(), &args).await, 1, "the hour's one call");
+    let (prov, users, _) = calling_out(&app, 1, "trunk_provider_uas.xml", None).await;
+    assert_ok(
+        &phone_calls_out(app.sip_addr(), &users, "call_auth.xml").await,
+        1,
+        "the hour's one call",
+    );
     let r = wait_sipp(prov).await;
     assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
     // In the call log before the restart.
@@ -510,41 +535,13 @@ async fn trunk_hourly_limit_counts_the_calls_made_before_a_restart() {
 async fn trunk_bye_to_the_provider_is_sent_again_until_answered() {
     let app = TestApp::spawn_with_sip().await;
     let sip = app.sip_addr();
-    let tel = &app.running().ctx.telephony;
-    import_users(&app, [1001u32].into_iter()).await;
-    tel.set_outbound(
-        None,
-        "1001",
-        OutboundSettings {
-            outbound_allowed: true,
-            outbound_prefixes: String::new(),
-            max_calls_per_hour: 10,
-            auto_answer: false,
-        },
-    )
-    .await
-    .unwrap();
-    let port = free_port();
     let log = app.data_dir().join("provider-messages.log");
-    let prov = provider("trunk_provider_slow_bye.xml", port, Some(&log));
-    let mut t = trunk(port, false);
-    t.dids.clear();
-    tel.save_trunk(None, t).await.unwrap();
-    let users = inf(&app, "1001.csv", &["1001"]);
-    let scen = scenario("call_auth.xml");
-    let args = [
-        "-sf",
-        &scen,
-        "-inf",
-        &users,
-        "-s",
-        "901234567",
-        "-d",
-        "100",
-        "-m",
-        "1",
-    ];
-    assert_ok(&sipp(sip, &args).await, 1, "phone call out");
+    let (prov, users, _) = calling_out(&app, 10, "trunk_provider_slow_bye.xml", Some(&log)).await;
+    assert_ok(
+        &phone_calls_out(sip, &users, "call_auth.xml").await,
+        1,
+        "phone call out",
+    );
     let r = wait_sipp(prov).await;
     assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -560,30 +557,13 @@ async fn trunk_bye_to_the_provider_is_sent_again_until_answered() {
 async fn trunk_outbound_call_holds_resumes_and_passes_dtmf_info_across_the_b2bua() {
     let app = TestApp::spawn_with_sip().await;
     let sip = app.sip_addr();
-    let tel = &app.running().ctx.telephony;
-    import_users(&app, [1001u32].into_iter()).await;
-    tel.set_outbound(
-        None,
-        "1001",
-        OutboundSettings {
-            outbound_allowed: true,
-            outbound_prefixes: String::new(),
-            max_calls_per_hour: 10,
-            auto_answer: false,
-        },
-    )
-    .await
-    .unwrap();
-    let port = free_port();
-    let prov = provider("trunk_provider_hold.xml", port, None);
-    let mut t = trunk(port, false);
-    t.dids.clear();
-    tel.save_trunk(None, t).await.unwrap();
     let mut events = app.running().ctx.call_events.subscribe();
-    let users = inf(&app, "1001.csv", &["1001"]);
-    let scen = scenario("trunk_phone_hold.xml");
-    let args = ["-sf", &scen, "-inf", &users, "-s", "901234567", "-m", "1"];
-    assert_ok(&sipp(sip, &args).await, 1, "phone: hold, INFO, resume");
+    let (prov, users, port) = calling_out(&app, 10, "trunk_provider_hold.xml", None).await;
+    assert_ok(
+        &phone_calls_out(sip, &users, "trunk_phone_hold.xml").await,
+        1,
+        "phone: hold, INFO, resume",
+    );
     let r = wait_sipp(prov).await;
     assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
     let evs = one_call(&mut events).await;
@@ -594,9 +574,11 @@ async fn trunk_outbound_call_holds_resumes_and_passes_dtmf_info_across_the_b2bua
 
     // The other way: the provider holds the caller; the box asks the phone in its dialog.
     let prov = provider("trunk_provider_holds.xml", port, None);
-    let scen = scenario("trunk_phone_held.xml");
-    let args = ["-sf", &scen, "-inf", &users, "-s", "901234567", "-m", "1"];
-    assert_ok(&sipp(sip, &args).await, 1, "phone: held by the far end");
+    assert_ok(
+        &phone_calls_out(sip, &users, "trunk_phone_held.xml").await,
+        1,
+        "phone: held by the far end",
+    );
     let r = wait_sipp(prov).await;
     assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
 }
