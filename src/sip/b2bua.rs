@@ -1370,21 +1370,28 @@ impl Engine {
         self.leg_failed(&key, side, code, &reason, now, out);
     }
 
-    fn relay_provisional(&mut self, key: &str, msg: &Message, out: &mut Vec<Out>) {
-        let Some(c) = self.outside.calls.get_mut(key) else {
-            return;
-        };
-        let ASide::Phone(ua) = &mut c.a else {
-            return;
-        };
-        if ua.final_code.is_some() {
-            return;
+    /// The phone's side of call `key`, when a phone placed it (not click-to-call).
+    fn phone_mut(&mut self, key: &str) -> Option<&mut Uas> {
+        match &mut self.outside.calls.get_mut(key)?.a {
+            ASide::Phone(ua) => Some(ua),
+            ASide::Operator(_) => None,
         }
+    }
+
+    /// [`Self::phone_mut`] while the phone has no final answer yet.
+    fn unanswered_phone(&mut self, key: &str) -> Option<&mut Uas> {
+        self.phone_mut(key).filter(|ua| ua.final_code.is_none())
+    }
+
+    fn relay_provisional(&mut self, key: &str, msg: &Message, out: &mut Vec<Out>) {
+        let Some(ua) = self.unanswered_phone(key) else {
+            return;
+        };
         let reason = msg.reason().to_string();
         let r = ua.response(msg.code(), &reason, &msg.body);
         let source = ua.source;
         let data = self.send_response(r, source, out);
-        if let Some(ASide::Phone(ua)) = self.outside.calls.get_mut(key).map(|c| &mut c.a) {
+        if let Some(ua) = self.phone_mut(key) {
             ua.last = Some(data);
         }
     }
@@ -1399,20 +1406,14 @@ impl Engine {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
-        let Some(c) = self.outside.calls.get_mut(key) else {
+        let Some(ua) = self.unanswered_phone(key) else {
             return;
         };
-        let ASide::Phone(ua) = &mut c.a else {
-            return;
-        };
-        if ua.final_code.is_some() {
-            return;
-        }
         ua.final_code = Some(code);
         let r = ua.response(code, reason, body);
         let (source, udp) = (ua.source, ua.source.transport == Transport::Udp);
         let data = self.send_response(r, source, out);
-        if let Some(ASide::Phone(ua)) = self.outside.calls.get_mut(key).map(|c| &mut c.a) {
+        if let Some(ua) = self.phone_mut(key) {
             ua.last = Some(data);
         }
         if udp {
@@ -1716,9 +1717,7 @@ impl Engine {
                     return;
                 }
                 Method::Ack => {
-                    if let Some(ASide::Phone(ua)) =
-                        self.outside.calls.get_mut(&key).map(|c| &mut c.a)
-                    {
+                    if let Some(ua) = self.phone_mut(&key) {
                         ua.acked = true;
                     }
                     return;
@@ -1853,19 +1852,13 @@ impl Engine {
         body: &[u8],
         extra: &[(String, String)],
     ) -> Option<(Peer, String, Vec<u8>)> {
-        let c = self.outside.calls.get_mut(key)?;
-        let leg = match side {
-            Side::B => c.b.as_mut()?,
-            Side::A => match &mut c.a {
-                ASide::Operator(l) => l,
-                ASide::Phone(ua) => {
-                    let (branch, data) = ua.in_dialog_request(method, body, extra);
-                    return Some((ua.source, branch, data));
-                }
-            },
-        };
-        let (branch, data) = leg.in_dialog_request(method, body, extra);
-        Some((leg.peer, branch, data))
+        if let Some(leg) = self.leg_mut(key, side) {
+            let (branch, data) = leg.in_dialog_request(method, body, extra);
+            return Some((leg.peer, branch, data));
+        }
+        let ua = self.phone_mut(key).filter(|_| side == Side::A)?;
+        let (branch, data) = ua.in_dialog_request(method, body, extra);
+        Some((ua.source, branch, data))
     }
 
     /// Our Contact in the dialog on `side`, for the answers we relay into it.
