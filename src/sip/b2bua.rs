@@ -51,8 +51,8 @@ struct Relay {
     key: String,
     request: Message,
     from: Peer,
-    /// Our request on the other side, for the ACK of a failure.
-    sent: Message,
+    /// Our request on the other side (bytes), for the ACK of a failure.
+    sent: Vec<u8>,
     to: Peer,
 }
 
@@ -1822,9 +1822,7 @@ impl Engine {
             self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out);
             return;
         };
-        let Ok(sent) = message::parse(&data, true) else {
-            return;
-        };
+        let sent = data.clone();
         self.send_until_answered(to, branch.clone(), data, now, out);
         if msg.method() == Some(Method::Invite) {
             let r = reply(&msg, 100, "Trying");
@@ -1895,10 +1893,13 @@ impl Engine {
             return;
         };
         if invite && code >= 300 {
-            out.push(Out {
-                to: r.to,
-                data: ack_failure_of(&r.sent, &msg),
-            });
+            // Parsed only here: a failed re-INVITE is rare, a relayed request is not.
+            if let Ok(sent) = message::parse(&r.sent, true) {
+                out.push(Out {
+                    to: r.to,
+                    data: ack_failure_of(&sent, &msg),
+                });
+            }
         }
         if invite && code < 300 {
             if let Some(c) = self.outside.calls.get_mut(&r.key) {
