@@ -11,6 +11,7 @@ use crate::domain::customers::Customers;
 use crate::domain::notifications::Notifications;
 use crate::domain::orders::Orders;
 use crate::domain::telephony::Telephony;
+use crate::domain::work::Store;
 use crate::events::EventBus;
 use crate::sip::CallEvent;
 
@@ -19,6 +20,9 @@ use crate::sip::CallEvent;
 pub struct AppContext {
     pub config: Arc<Config>,
     pub db: Db,
+    /// The database with the event bus: every change runs through it as one unit of work
+    /// (`domain::work`).
+    pub store: Store,
     pub accounts: Accounts,
     pub customers: Customers,
     pub orders: Orders,
@@ -63,17 +67,19 @@ impl AppContext {
                 ..Default::default()
             },
         )?;
-        let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone());
         let events = EventBus::default();
-        let notifications = Notifications::new(db.clone());
+        let store = Store::new(db.clone(), events.clone());
+        let accounts = Accounts::new(store.clone(), config.login.clone(), config.session.clone());
+        let notifications = Notifications::new(store.clone());
         notifications.set_order_lookup(Arc::new(crate::domain::orders::CoreOrderLookup));
-        let telephony = Telephony::new(db.clone());
+        let telephony = Telephony::new(store.clone());
         Ok(AppContext {
             config: Arc::new(config),
             customers: Customers::new(db.clone(), events.clone()),
             orders: Orders::new(db.clone(), events.clone()),
             calls: Calls::new(db.clone(), events.clone()),
             db,
+            store,
             accounts,
             events,
             notifications,

@@ -1,9 +1,51 @@
-//! The activity log, filtered for the admin's page.
+//! The activity log: one row per change, written by the unit of work
+//! (`domain::work`) with the change it describes, filtered for the admin's page.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Row};
 
-use super::settings::ActivityRow;
 use super::DbResult;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActivityRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: Option<String>,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: Option<i64>,
+    pub detail: String,
+}
+
+impl ActivityRow {
+    fn from_row(r: &Row) -> rusqlite::Result<ActivityRow> {
+        Ok(ActivityRow {
+            id: r.get("id")?,
+            at: r.get("at")?,
+            actor: r.get("username")?,
+            action: r.get("action")?,
+            entity: r.get("entity")?,
+            entity_id: r.get("entity_id")?,
+            detail: r.get("detail")?,
+        })
+    }
+}
+
+/// Records a change in the caller's transaction.
+pub fn insert(
+    c: &Connection,
+    actor_id: Option<i64>,
+    action: &str,
+    entity: &str,
+    entity_id: Option<i64>,
+    detail: &serde_json::Value,
+    now: i64,
+) -> DbResult<()> {
+    c.prepare_cached(
+        "INSERT INTO activity_log (at, actor_id, action, entity, entity_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![now, actor_id, action, entity, entity_id, detail.to_string()])?;
+    Ok(())
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct ActivityFilter {
@@ -32,17 +74,7 @@ pub fn list(
     )?;
     let rows = st.query_map(
         params![f.actor_id, f.entity, f.action, f.from, f.to, limit, offset],
-        |r| {
-            Ok(ActivityRow {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                entity: r.get(4)?,
-                entity_id: r.get(5)?,
-                detail: r.get(6)?,
-            })
-        },
+        ActivityRow::from_row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -245,11 +245,23 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
     {
+        self.write_as(f).await
+    }
+
+    /// [`Db::write`] with the caller's own error type: an `Err(E)` from `f` rolls back
+    /// `f`'s changes and reaches the caller as it was raised (typed, not a string);
+    /// storage failures arrive as `E::from(DbError)`.
+    pub async fn write_as<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
         self.inner
             .writer
             .submit(f)?
             .await
-            .map_err(|_| DbError::WriterGone)?
+            .map_err(|_| E::from(DbError::WriterGone))?
     }
 
     /// Same as [`Db::write`], for code already running on a blocking thread.
@@ -258,11 +270,21 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
     {
+        self.write_blocking_as(f)
+    }
+
+    /// [`Db::write_as`] for code already running on a blocking thread.
+    pub fn write_blocking_as<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
         self.inner
             .writer
             .submit(f)?
             .blocking_recv()
-            .map_err(|_| DbError::WriterGone)?
+            .map_err(|_| E::from(DbError::WriterGone))?
     }
 
     /// Read-pool gauges for /metrics: (connections, idle connections).

@@ -4,7 +4,7 @@ use rusqlite::{params, Connection};
 
 use super::DbResult;
 
-pub fn insert(c: &Connection, author: i64, text: &str, at: i64) -> DbResult<i64> {
+pub fn insert(c: &Connection, author: Option<i64>, text: &str, at: i64) -> DbResult<i64> {
     c.execute(
         "INSERT INTO notices (at, author_id, text) VALUES (?1, ?2, ?3)",
         params![at, author, text],

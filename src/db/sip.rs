@@ -165,6 +165,14 @@ pub fn list_ring_groups(c: &Connection) -> DbResult<Vec<RingGroupRow>> {
     Ok(groups)
 }
 
+pub fn is_ring_group(c: &Connection, number: &str) -> DbResult<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sip_ring_groups WHERE number = ?1)",
+        [number],
+        |r| r.get(0),
+    )?)
+}
+
 pub fn number_taken(c: &Connection, number: &str) -> DbResult<bool> {
     Ok(c.query_row(
         "SELECT EXISTS(SELECT 1 FROM sip_extensions WHERE number = ?1)

@@ -57,17 +57,20 @@ impl Writer {
         }
     }
 
-    pub(super) fn submit<T, F>(&self, f: F) -> DbResult<oneshot::Receiver<DbResult<T>>>
+    /// Queues `f`; its own error type `E` comes back unchanged (a domain rule's error is
+    /// not flattened on the way), and storage failures arrive as `E::from(DbError)`.
+    pub(super) fn submit<T, E, F>(&self, f: F) -> DbResult<oneshot::Receiver<Result<T, E>>>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job = Job::InTransaction(Box::new(move |conn: &Connection| {
             let result = in_savepoint(conn, f);
             Box::new(move |commit_error: Option<&DbError>| {
                 let result = match (result, commit_error) {
-                    (Ok(_), Some(e)) => Err(DbError::Task(format!("commit failed: {e}"))),
+                    (Ok(_), Some(e)) => Err(E::from(DbError::Task(format!("commit failed: {e}")))),
                     (r, _) => r,
                 };
                 let _ = tx.send(result);
@@ -94,13 +97,18 @@ impl Writer {
     }
 }
 
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> DbResult<T>) -> DbResult<T> {
-    conn.execute_batch("SAVEPOINT w")?;
+fn in_savepoint<T, E: From<DbError>>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch("SAVEPOINT w").map_err(DbError::from)?;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
-        .unwrap_or_else(|_| Err(DbError::Task("write panicked".into())));
+        .unwrap_or_else(|_| Err(E::from(DbError::Task("write panicked".into()))));
     match &result {
-        Ok(_) => conn.execute_batch("RELEASE w")?,
-        Err(_) => conn.execute_batch("ROLLBACK TO w; RELEASE w")?,
+        Ok(_) => conn.execute_batch("RELEASE w").map_err(DbError::from)?,
+        Err(_) => conn
+            .execute_batch("ROLLBACK TO w; RELEASE w")
+            .map_err(DbError::from)?,
     }
     result
 }

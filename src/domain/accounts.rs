@@ -8,7 +8,8 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{from_db, Actor, DomainError, DomainResult};
+use super::work::Store;
+use super::{Actor, DomainError, DomainResult, Msg};
 use crate::config::{LoginConfig, SessionConfig};
 use crate::db::accounts::{self as q, AuditEntry, NewUserRow, UserUpdate};
 pub use crate::db::accounts::{LoginAuditRow, TokenRow, UserRow};
@@ -83,9 +84,7 @@ pub fn validate_username(u: &str) -> DomainResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(DomainError::invalid(
-            "username: 2-32 characters, latin letters, digits, '.', '_' or '-', starting with a letter or digit",
-        ))
+        Err(DomainError::invalid("err.user.username"))
     }
 }
 
@@ -97,9 +96,9 @@ pub fn normalize_email(e: &str) -> DomainResult<Option<String>> {
         return Ok(None);
     }
     if e.len() > 254 || !super::notifications::valid_email(e) {
-        return Err(DomainError::invalid(format!(
-            "{e:?} is not an e-mail address"
-        )));
+        return Err(DomainError::invalid(
+            Msg::new("err.email.not_an_address").with("value", e),
+        ));
     }
     Ok(Some(e.to_string()))
 }
@@ -107,14 +106,14 @@ pub fn normalize_email(e: &str) -> DomainResult<Option<String>> {
 pub fn validate_password(p: &str) -> DomainResult<()> {
     let n = p.chars().count();
     if n < MIN_PASSWORD_LEN {
-        return Err(DomainError::invalid(format!(
-            "password must be at least {MIN_PASSWORD_LEN} characters"
-        )));
+        return Err(DomainError::invalid(
+            Msg::new("err.user.password_short").with("min", MIN_PASSWORD_LEN),
+        ));
     }
     if p.len() > MAX_PASSWORD_LEN {
-        return Err(DomainError::invalid(format!(
-            "password must be at most {MAX_PASSWORD_LEN} bytes"
-        )));
+        return Err(DomainError::invalid(
+            Msg::new("err.user.password_long").with("max", MAX_PASSWORD_LEN),
+        ));
     }
     Ok(())
 }
@@ -122,7 +121,11 @@ pub fn validate_password(p: &str) -> DomainResult<()> {
 fn validate_display_name(n: &str) -> DomainResult<String> {
     let n = n.trim();
     if n.is_empty() || n.chars().count() > 100 {
-        return Err(DomainError::invalid("name: 1-100 characters"));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.length")
+                .term("field", "field.name")
+                .with("max", 100),
+        ));
     }
     Ok(n.to_string())
 }
@@ -141,6 +144,7 @@ pub fn actor_of(u: &UserRow) -> Actor {
 #[derive(Clone)]
 pub struct Accounts {
     db: Db,
+    store: Store,
     hasher: PasswordHasherCfg,
     login: LoginConfig,
     session: SessionConfig,
@@ -173,10 +177,11 @@ pub struct SessionInfo {
 }
 
 impl Accounts {
-    pub fn new(db: Db, login: LoginConfig, session: SessionConfig) -> Accounts {
+    pub fn new(store: Store, login: LoginConfig, session: SessionConfig) -> Accounts {
         Accounts {
             hasher: PasswordHasherCfg::new(&login),
-            db,
+            db: store.db().clone(),
+            store,
             login,
             session,
         }
@@ -208,16 +213,14 @@ impl Accounts {
         validate_password(&u.password)?;
         let display_name = validate_display_name(&u.display_name)?;
         let hash = self.hash(u.password).await?;
-        let by_id = by.map(|a| a.user_id);
         let username = u.username.to_lowercase();
-        self.db
-            .write(move |c| {
-                if only_if_none && q::user_count(c)? > 0 {
-                    return Err(DomainError::Conflict("setup is already done".into()).into());
+        self.store
+            .write(by, move |tx| {
+                if only_if_none && q::user_count(tx)? > 0 {
+                    return Err(DomainError::conflict("err.user.setup_done"));
                 }
-                let now = now();
                 let id = q::insert_user(
-                    c,
+                    tx,
                     &NewUserRow {
                         username: &username,
                         display_name: &display_name,
@@ -225,28 +228,27 @@ impl Accounts {
                         language: u.language,
                         password_hash: &hash,
                     },
-                    now,
+                    tx.now(),
                 )
                 .map_err(|e| {
                     if e.is_unique_violation() {
-                        DomainError::Conflict(format!("username {username:?} is taken")).into()
+                        DomainError::conflict(
+                            Msg::new("err.user.username_taken").with("username", &username),
+                        )
                     } else {
-                        e
+                        e.into()
                     }
                 })?;
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "create",
                     "user",
-                    Some(id),
-                    &serde_json::json!({"username": username, "role": u.role}),
-                    now,
-                )?;
+                    id,
+                    serde_json::json!({"username": username, "role": u.role}),
+                );
+                tx.emit(user_event(id));
                 Ok(id)
             })
             .await
-            .map_err(from_db)
     }
 
     pub async fn list_users(&self) -> DomainResult<Vec<UserRow>> {
@@ -279,21 +281,16 @@ impl Accounts {
         language: Language,
     ) -> DomainResult<()> {
         let display_name = validate_display_name(display_name)?;
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
-                let before = q::user_by_id(c, id)?.ok_or(DomainError::NotFound)?;
+        self.store
+            .write(by, move |tx| {
+                let before = q::user_by_id(tx, id)?.ok_or(DomainError::NotFound)?;
                 let was_admin = before.role == Role::Admin && before.active;
                 let stays_admin = role == Role::Admin && active;
-                if was_admin && !stays_admin && q::count_active_admins(c)? <= 1 {
-                    return Err(DomainError::Conflict(
-                        "this is the last active admin: make someone else admin first".into(),
-                    )
-                    .into());
+                if was_admin && !stays_admin && q::count_active_admins(tx)? <= 1 {
+                    return Err(DomainError::conflict("err.user.last_admin"));
                 }
-                let now = now();
                 q::update_user(
-                    c,
+                    tx,
                     id,
                     &UserUpdate {
                         display_name: &display_name,
@@ -301,55 +298,47 @@ impl Accounts {
                         active,
                         language,
                     },
-                    now,
+                    tx.now(),
                 )?;
                 if !active {
-                    q::delete_user_sessions(c, id)?;
+                    q::delete_user_sessions(tx, id)?;
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "update",
                     "user",
-                    Some(id),
-                    &serde_json::json!({
+                    id,
+                    serde_json::json!({
                         "display_name": [before.display_name, display_name],
                         "role": [before.role, role],
                         "active": [before.active, active],
                     }),
-                    now,
-                )?;
+                );
+                tx.emit(user_event(id));
                 Ok(())
             })
             .await
-            .map_err(from_db)
     }
 
     /// Sets a user's e-mail address (empty clears it). Checked before anything is written.
     pub async fn set_email(&self, by: Option<&Actor>, id: UserId, email: &str) -> DomainResult<()> {
         let email = normalize_email(email)?;
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
-                let before = q::user_by_id(c, id)?.ok_or(DomainError::NotFound)?;
+        self.store
+            .write(by, move |tx| {
+                let before = q::user_by_id(tx, id)?.ok_or(DomainError::NotFound)?;
                 if before.email == email {
                     return Ok(());
                 }
-                let now = now();
-                q::set_email(c, id, email.as_deref(), now)?;
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                q::set_email(tx, id, email.as_deref(), tx.now())?;
+                tx.log(
                     "update",
                     "user",
-                    Some(id),
-                    &serde_json::json!({ "email": [before.email, email] }),
-                    now,
-                )?;
+                    id,
+                    serde_json::json!({ "email": [before.email, email] }),
+                );
+                tx.emit(user_event(id));
                 Ok(())
             })
             .await
-            .map_err(from_db)
     }
 
     pub async fn disable_user(&self, by: Option<&Actor>, username: &str) -> DomainResult<()> {
@@ -367,27 +356,17 @@ impl Accounts {
     ) -> DomainResult<()> {
         validate_password(&password)?;
         let hash = self.hash(password).await?;
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
-                let now = now();
-                if !q::set_password_hash(c, id, &hash, now)? {
-                    return Err(DomainError::NotFound.into());
+        self.store
+            .write(by, move |tx| {
+                if !q::set_password_hash(tx, id, &hash, tx.now())? {
+                    return Err(DomainError::NotFound);
                 }
-                q::delete_user_sessions(c, id)?;
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
-                    "password",
-                    "user",
-                    Some(id),
-                    &serde_json::json!({}),
-                    now,
-                )?;
+                q::delete_user_sessions(tx, id)?;
+                tx.log("password", "user", id, serde_json::json!({}));
+                tx.emit(user_event(id));
                 Ok(())
             })
             .await
-            .map_err(from_db)
     }
 
     pub async fn set_language(&self, id: UserId, lang: Language) -> DomainResult<()> {
@@ -467,15 +446,11 @@ impl Accounts {
             (true, Some(u)) if u.active => u,
             (true, Some(u)) => {
                 audit(false, "disabled", Some(u.id)).await?;
-                return Err(DomainError::Unauthenticated(
-                    "wrong username or password".into(),
-                ));
+                return Err(DomainError::Unauthenticated(Msg::new("login.failed")));
             }
             (_, u) => {
                 audit(false, "bad_credentials", u.map(|u| u.id)).await?;
-                return Err(DomainError::Unauthenticated(
-                    "wrong username or password".into(),
-                ));
+                return Err(DomainError::Unauthenticated(Msg::new("login.failed")));
             }
         };
         let token = random_token(32);
@@ -574,7 +549,11 @@ impl Accounts {
     ) -> DomainResult<String> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 80 {
-            return Err(DomainError::invalid("token name: 1-80 characters"));
+            return Err(DomainError::invalid(
+                Msg::new("err.field.length")
+                    .term("field", "field.token_name")
+                    .with("max", 80),
+            ));
         }
         if let Some(a) = by {
             if a.user_id != user_id && !a.can(super::Action::ManageUsers) {
@@ -585,28 +564,23 @@ impl Accounts {
         let hash = token_hash(&token);
         let prefix: String = token.chars().take(10).collect();
         let name = name.to_string();
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
-                let now = now();
-                let u = q::user_by_id(c, user_id)?.ok_or(DomainError::NotFound)?;
+        self.store
+            .write(by, move |tx| {
+                let u = q::user_by_id(tx, user_id)?.ok_or(DomainError::NotFound)?;
                 if !u.active {
-                    return Err(DomainError::invalid("the user is disabled").into());
+                    return Err(DomainError::invalid("err.user.disabled"));
                 }
-                let id = q::insert_token(c, user_id, &name, &hash, &prefix, now)?;
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                let id = q::insert_token(tx, user_id, &name, &hash, &prefix, tx.now())?;
+                tx.log(
                     "create",
                     "api_token",
-                    Some(id),
-                    &serde_json::json!({"user": u.username, "name": name}),
-                    now,
-                )?;
+                    id,
+                    serde_json::json!({"user": u.username, "name": name}),
+                );
+                tx.emit(user_event(user_id));
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         Ok(token)
     }
 
@@ -632,29 +606,29 @@ impl Accounts {
     }
 
     pub async fn revoke_token(&self, by: &Actor, id: i64) -> DomainResult<()> {
-        let by = by.clone();
-        self.db
-            .write(move |c| {
-                let owner = q::token_owner(c, id)?.ok_or(DomainError::NotFound)?;
-                if owner != by.user_id && !by.can(super::Action::ManageUsers) {
-                    return Err(DomainError::NotFound.into());
+        let actor = by.clone();
+        self.store
+            .write(by, move |tx| {
+                let owner = q::token_owner(tx, id)?.ok_or(DomainError::NotFound)?;
+                if owner != actor.user_id && !actor.can(super::Action::ManageUsers) {
+                    return Err(DomainError::NotFound);
                 }
-                let now = now();
-                q::revoke_token(c, id, now)?;
-                crate::db::settings::log_activity(
-                    c,
-                    Some(by.user_id),
-                    "revoke",
-                    "api_token",
-                    Some(id),
-                    &serde_json::json!({}),
-                    now,
-                )?;
+                q::revoke_token(tx, id, tx.now())?;
+                tx.log("revoke", "api_token", id, serde_json::json!({}));
+                tx.emit(user_event(owner));
                 Ok(())
             })
             .await
-            .map_err(from_db)
     }
+}
+
+/// Admin screens listing staff and tokens refresh on it.
+fn user_event(id: UserId) -> crate::events::Event {
+    crate::events::Event::new(
+        "user.updated",
+        serde_json::json!({"id": id}),
+        crate::events::Audience::Admins,
+    )
 }
 
 #[cfg(test)]

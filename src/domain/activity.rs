@@ -1,10 +1,10 @@
 //! The activity log: who created, changed or removed what. Rows are written by each
-//! domain change in its own transaction (`db::settings::log_activity`); admins browse
+//! domain change in its unit of work (`domain::work`); admins browse
 //! them by actor, entity type, action and date range.
 
 use super::DomainResult;
 pub use crate::db::activity::ActivityFilter;
-pub use crate::db::settings::ActivityRow;
+pub use crate::db::activity::ActivityRow;
 use crate::db::Db;
 
 pub async fn list(

@@ -1,10 +1,12 @@
 //! Branches (service-center locations): the admin keeps the list; every order belongs
 //! to one; the map page shows them.
 
-use super::{DomainError, DomainResult};
+use super::work::Store;
+use super::{Actor, DomainError, DomainResult, Msg};
 pub use crate::db::branches::BranchRow;
 use crate::db::branches::{self as q, BranchFields};
-use crate::db::{now, Db};
+use crate::db::Db;
+use crate::events::{Audience, Event};
 use crate::model::PhoneNumber;
 
 /// A branch as typed into the form or the API.
@@ -42,16 +44,30 @@ struct Clean {
 fn clean(b: BranchInput, country: crate::model::phone::Country) -> DomainResult<Clean> {
     let name = b.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(DomainError::invalid("branch name: 1-100 characters"));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.length")
+                .term("field", "field.branch_name")
+                .with("max", 100),
+        ));
     }
     let address = b.address.trim().to_string();
     if address.chars().count() > 300 {
-        return Err(DomainError::invalid("address: up to 300 characters"));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.too_long")
+                .term("field", "field.address")
+                .with("max", 300),
+        ));
     }
     let phone = match b.phone.trim() {
         "" => String::new(),
         p => PhoneNumber::parse(p, country)
-            .map_err(|e| DomainError::invalid(format!("phone: {e}")))?
+            .map_err(|e| {
+                DomainError::invalid(
+                    Msg::new("err.phone.refused")
+                        .with("phone", p)
+                        .nested("why", e.into()),
+                )
+            })?
             .as_str()
             .to_string(),
     };
@@ -59,19 +75,13 @@ fn clean(b: BranchInput, country: crate::model::phone::Country) -> DomainResult<
         (None, None) => {}
         (Some(lat), Some(lon)) => {
             if !(-90.0..=90.0).contains(&lat) || !lat.is_finite() {
-                return Err(DomainError::invalid("latitude must be between -90 and 90"));
+                return Err(DomainError::invalid("err.branch.latitude"));
             }
             if !(-180.0..=180.0).contains(&lon) || !lon.is_finite() {
-                return Err(DomainError::invalid(
-                    "longitude must be between -180 and 180",
-                ));
+                return Err(DomainError::invalid("err.branch.longitude"));
             }
         }
-        _ => {
-            return Err(DomainError::invalid(
-                "give both latitude and longitude, or neither",
-            ))
-        }
+        _ => return Err(DomainError::invalid("err.branch.coordinates_pair")),
     }
     Ok(Clean {
         name,
@@ -99,12 +109,21 @@ fn detail(c: &Clean) -> serde_json::Value {
         "lat": c.lat, "lon": c.lon, "active": c.active})
 }
 
+/// A clash on the unique name reads as a conflict that names the branch.
 fn taken(e: crate::db::DbError, name: &str) -> DomainError {
     if e.is_unique_violation() {
-        DomainError::Conflict(format!("a branch named {name:?} already exists"))
+        DomainError::conflict(Msg::new("err.branch.name_taken").with("name", name))
     } else {
-        super::from_db(e)
+        e.into()
     }
+}
+
+fn changed_event(id: i64) -> Event {
+    Event::new(
+        "branch.updated",
+        serde_json::json!({"id": id}),
+        Audience::Everyone,
+    )
 }
 
 pub async fn list(db: &Db, only_active: bool) -> DomainResult<Vec<BranchRow>> {
@@ -117,56 +136,46 @@ pub async fn get(db: &Db, id: i64) -> DomainResult<BranchRow> {
         .ok_or(DomainError::NotFound)
 }
 
-pub async fn create(db: &Db, by: i64, input: BranchInput) -> DomainResult<BranchRow> {
-    let country = super::shop::load(db).await?.country();
+pub async fn create(store: &Store, by: &Actor, input: BranchInput) -> DomainResult<BranchRow> {
+    let country = super::shop::load(store.db()).await?.country();
     let b = clean(input, country)?;
-    let name = b.name.clone();
-    let id = db
-        .write(move |c| {
-            let id = q::insert(c, &fields(&b))?;
-            crate::db::settings::log_activity(
-                c,
-                Some(by),
-                "create",
-                "branch",
-                Some(id),
-                &detail(&b),
-                now(),
-            )?;
+    let id = store
+        .write(by, move |tx| {
+            let id = q::insert(tx, &fields(&b)).map_err(|e| taken(e, &b.name))?;
+            tx.log("create", "branch", id, detail(&b));
+            tx.emit(changed_event(id));
             Ok(id)
         })
-        .await
-        .map_err(|e| taken(e, &name))?;
-    get(db, id).await
+        .await?;
+    get(store.db(), id).await
 }
 
-pub async fn update(db: &Db, by: i64, id: i64, input: BranchInput) -> DomainResult<BranchRow> {
-    let country = super::shop::load(db).await?.country();
+pub async fn update(
+    store: &Store,
+    by: &Actor,
+    id: i64,
+    input: BranchInput,
+) -> DomainResult<BranchRow> {
+    let country = super::shop::load(store.db()).await?.country();
     let b = clean(input, country)?;
-    let name = b.name.clone();
-    db.write(move |c| {
-        let before = q::get(c, id)?.ok_or(DomainError::NotFound)?;
-        if before.active && !b.active && q::active_count(c)? <= 1 {
-            return Err(DomainError::Conflict(
-                "the last active branch cannot be closed: orders need one".into(),
-            )
-            .into());
-        }
-        q::update(c, id, &fields(&b))?;
-        crate::db::settings::log_activity(
-            c,
-            Some(by),
-            "update",
-            "branch",
-            Some(id),
-            &serde_json::json!({"before": {"name": before.name, "address": before.address,
-                "phone": before.phone, "lat": before.lat, "lon": before.lon, "active": before.active},
-                "after": detail(&b)}),
-            now(),
-        )?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| taken(e, &name))?;
-    get(db, id).await
+    store
+        .write(by, move |tx| {
+            let before = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+            if before.active && !b.active && q::active_count(tx)? <= 1 {
+                return Err(DomainError::conflict("err.branch.last_active"));
+            }
+            q::update(tx, id, &fields(&b)).map_err(|e| taken(e, &b.name))?;
+            tx.log(
+                "update",
+                "branch",
+                id,
+                serde_json::json!({"before": {"name": before.name, "address": before.address,
+                    "phone": before.phone, "lat": before.lat, "lon": before.lon, "active": before.active},
+                    "after": detail(&b)}),
+            );
+            tx.emit(changed_event(id));
+            Ok(())
+        })
+        .await?;
+    get(store.db(), id).await
 }

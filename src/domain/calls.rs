@@ -14,7 +14,8 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{Actor, DomainError, DomainResult};
+use super::work::Store;
+use super::{Actor, DomainError, DomainResult, Msg};
 use crate::db::calls::{self as q, ExtUser, NewCall};
 pub use crate::db::calls::{CallFilter, CallRow, MissedRow, OpenOrder, OrderRef};
 use crate::db::Db;
@@ -846,7 +847,9 @@ impl Calls {
 
     pub async fn list(&self, f: CallFilter) -> DomainResult<(Vec<CallRow>, i64)> {
         if !(1..=1000).contains(&f.limit) {
-            return Err(DomainError::invalid("limit must be 1-1000"));
+            return Err(DomainError::invalid(
+                Msg::new("err.paging.limit").with("max", 1000),
+            ));
         }
         Ok(self
             .db
@@ -897,7 +900,9 @@ impl Calls {
         offset: i64,
     ) -> DomainResult<(Vec<MissedRow>, i64)> {
         if !(1..=1000).contains(&limit) {
-            return Err(DomainError::invalid("limit must be 1-1000"));
+            return Err(DomainError::invalid(
+                Msg::new("err.paging.limit").with("max", 1000),
+            ));
         }
         Ok(self
             .db
@@ -917,52 +922,54 @@ impl Calls {
             return Err(DomainError::Forbidden);
         }
         let user = by.user_id;
-        let found = self
-            .db
-            .write(move |c| {
-                let found = q::mark_missed_done(c, id, user, now_ms())?;
-                if found == q::MarkDone::Done {
-                    crate::db::settings::log_activity(
-                        c,
-                        Some(user),
-                        "resolve",
-                        "missed_call",
-                        Some(id),
-                        &serde_json::json!({"how": "done"}),
-                        crate::db::now(),
-                    )?;
+        Store::new(self.db.clone(), self.events.clone())
+            .write(by, move |tx| {
+                match q::mark_missed_done(tx, id, user, now_ms())? {
+                    q::MarkDone::Done => {
+                        tx.log(
+                            "resolve",
+                            "missed_call",
+                            id,
+                            serde_json::json!({"how": "done"}),
+                        );
+                        tx.emit(Event::new(
+                            "call.missed",
+                            serde_json::json!({"resolved": true}),
+                            Audience::Staff { masters: vec![] },
+                        ));
+                        Ok(())
+                    }
+                    q::MarkDone::AlreadyResolved => {
+                        Err(DomainError::conflict("err.call.missed_resolved"))
+                    }
+                    q::MarkDone::NotFound => Err(DomainError::NotFound),
                 }
-                Ok(found)
             })
-            .await?;
-        match found {
-            q::MarkDone::Done => {
-                self.events.publish(Event::new(
-                    "call.missed",
-                    serde_json::json!({"resolved": true}),
-                    Audience::Staff { masters: vec![] },
-                ));
-                Ok(())
-            }
-            q::MarkDone::AlreadyResolved => Err(DomainError::Conflict(
-                "this missed call is resolved already".into(),
-            )),
-            q::MarkDone::NotFound => Err(DomainError::NotFound),
-        }
+            .await
     }
 
     /// The number typed in a filter, normalised like the log's numbers.
     pub fn normalise_typed(&self, typed: &str) -> DomainResult<String> {
         let t = typed.trim();
         if t.is_empty() || t.chars().count() > 40 {
-            return Err(DomainError::invalid("number: 1-40 characters"));
+            return Err(DomainError::invalid(
+                Msg::new("err.field.length")
+                    .term("field", "field.number")
+                    .with("max", 40),
+            ));
         }
         if t.len() <= 6 && t.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(t.to_string());
         }
         PhoneNumber::parse(t, self.country())
             .map(|p| p.as_str().to_string())
-            .map_err(|e| DomainError::invalid(format!("number {t:?}: {e}")))
+            .map_err(|e| {
+                DomainError::invalid(
+                    Msg::new("err.phone.refused")
+                        .with("phone", t)
+                        .nested("why", e.into()),
+                )
+            })
     }
 
     /// Answered and missed calls by local hour and weekday, in [from, to).

@@ -2,10 +2,11 @@
 
 use serde::Deserialize;
 
-use super::{from_db, Actor, DomainError, DomainResult};
+use super::work::{Store, Tx};
+use super::{Actor, DomainError, DomainResult, Msg};
 pub use crate::db::customers::CustomerRow;
 use crate::db::customers::{self as q, CustomerFields};
-use crate::db::{now, Db};
+use crate::db::Db;
 use crate::events::{Audience, Event, EventBus};
 use crate::model::PhoneNumber;
 
@@ -31,9 +32,9 @@ pub struct CustomerInput {
     pub language: Option<String>,
 }
 
-struct Clean {
+pub(super) struct Clean {
     name: String,
-    phones: Vec<String>,
+    pub(super) phones: Vec<String>,
     email: String,
     telegram: String,
     address: String,
@@ -42,39 +43,55 @@ struct Clean {
     language: Option<&'static str>,
 }
 
-fn clean(i: CustomerInput, country: crate::model::phone::Country) -> DomainResult<Clean> {
+pub(super) fn clean(
+    i: CustomerInput,
+    country: crate::model::phone::Country,
+) -> DomainResult<Clean> {
     let name = i.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 120 {
-        return Err(DomainError::invalid("name: 1-120 characters"));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.length")
+                .term("field", "field.name")
+                .with("max", 120),
+        ));
     }
     let mut phones = Vec::new();
     for p in i.phones.iter().filter(|p| !p.trim().is_empty()) {
-        let n = PhoneNumber::parse(p, country)
-            .map_err(|e| DomainError::invalid(format!("phone {p:?}: {e}")))?;
+        let n = PhoneNumber::parse(p, country).map_err(|e| {
+            DomainError::invalid(
+                Msg::new("err.phone.refused")
+                    .with("phone", p.trim())
+                    .nested("why", e.into()),
+            )
+        })?;
         if !phones.contains(&n.as_str().to_string()) {
             phones.push(n.as_str().to_string());
         }
     }
     if phones.is_empty() {
-        return Err(DomainError::invalid("at least one phone number is needed"));
+        return Err(DomainError::invalid("err.customer.phone_needed"));
     }
     if phones.len() > 5 {
-        return Err(DomainError::invalid("at most 5 phone numbers"));
+        return Err(DomainError::invalid(
+            Msg::new("err.customer.too_many_phones").with("max", 5),
+        ));
     }
     let email = i.email.trim().to_string();
     if !email.is_empty() && (!email.contains('@') || email.len() > 200 || email.contains(' ')) {
-        return Err(DomainError::invalid("e-mail address is not valid"));
+        return Err(DomainError::invalid("err.email.invalid"));
     }
     let telegram = i.telegram.trim().trim_start_matches('@').to_string();
     if telegram.len() > 64 {
-        return Err(DomainError::invalid("Telegram username is too long"));
+        return Err(DomainError::invalid("err.customer.telegram_too_long"));
     }
-    let long = |s: &str, what: &str, max: usize| -> DomainResult<String> {
+    let long = |s: &str, field: &'static str, max: usize| -> DomainResult<String> {
         let s = s.trim();
         if s.chars().count() > max {
-            Err(DomainError::invalid(format!(
-                "{what}: at most {max} characters"
-            )))
+            Err(DomainError::invalid(
+                Msg::new("err.field.too_long")
+                    .term("field", field)
+                    .with("max", max),
+            ))
         } else {
             Ok(s.to_string())
         }
@@ -89,16 +106,16 @@ fn clean(i: CustomerInput, country: crate::model::phone::Country) -> DomainResul
         Some(l) => Some(
             crate::model::Language::from_code(l)
                 .ok_or_else(|| {
-                    DomainError::invalid(format!("language {l:?}: one of uz, uz-Cyrl, ru, en"))
+                    DomainError::invalid(Msg::new("err.language.unknown").with("value", l))
                 })?
                 .code(),
         ),
     };
     Ok(Clean {
         language,
-        address: long(&i.address, "address", 300)?,
-        notes: long(&i.notes, "notes", 2000)?,
-        tags: long(&i.tags, "tags", 200)?,
+        address: long(&i.address, "field.address", 300)?,
+        notes: long(&i.notes, "field.notes", 2000)?,
+        tags: long(&i.tags, "field.tags", 200)?,
         name,
         phones,
         email,
@@ -108,13 +125,50 @@ fn clean(i: CustomerInput, country: crate::model::phone::Country) -> DomainResul
 
 #[derive(Clone)]
 pub struct Customers {
-    db: Db,
-    events: EventBus,
+    store: Store,
+}
+
+/// The event every change of a customer sends: staff screens showing them refresh.
+pub(super) fn updated_event(id: i64) -> Event {
+    Event::new(
+        "customer.updated",
+        serde_json::json!({"id": id}),
+        Audience::Staff { masters: vec![] },
+    )
+}
+
+/// Creates a customer inside the caller's unit of work (also used by order intake). A
+/// phone that already belongs to someone is a conflict naming them (offer that customer,
+/// or merge), unless `allow_shared_phone`.
+pub(super) fn create_in(tx: &mut Tx, c: &Clean, allow_shared_phone: bool) -> DomainResult<i64> {
+    if !allow_shared_phone {
+        for p in &c.phones {
+            if let Some(existing) = q::by_phone(tx, p)?.into_iter().next() {
+                return Err(DomainError::conflict(
+                    Msg::new("err.customer.phone_taken")
+                        .with("phone", p)
+                        .with("id", existing.id)
+                        .with("name", existing.name),
+                ));
+            }
+        }
+    }
+    let id = q::insert(tx, &fields(c), &c.phones, tx.now())?;
+    tx.log(
+        "create",
+        "customer",
+        id,
+        serde_json::json!({"name": c.name, "phones": c.phones}),
+    );
+    tx.emit(updated_event(id));
+    Ok(id)
 }
 
 impl Customers {
     pub fn new(db: Db, events: EventBus) -> Customers {
-        Customers { db, events }
+        Customers {
+            store: Store::new(db, events),
+        }
     }
 
     /// Creates a customer. A phone that already belongs to someone is a conflict naming
@@ -125,40 +179,11 @@ impl Customers {
         input: CustomerInput,
         allow_shared_phone: bool,
     ) -> DomainResult<i64> {
-        let shop = super::shop::load(&self.db).await?;
+        let shop = super::shop::load(self.store.db()).await?;
         let c = clean(input, shop.country())?;
-        let by_id = by.user_id;
-        let id = self
-            .db
-            .write(move |conn| {
-                if !allow_shared_phone {
-                    for p in &c.phones {
-                        if let Some(existing) = q::by_phone(conn, p)?.into_iter().next() {
-                            return Err(DomainError::Conflict(format!(
-                                "phone {p} already belongs to customer #{} ({})",
-                                existing.id, existing.name
-                            ))
-                            .into());
-                        }
-                    }
-                }
-                let now = now();
-                let id = q::insert(conn, &fields(&c), &c.phones, now)?;
-                crate::db::settings::log_activity(
-                    conn,
-                    Some(by_id),
-                    "create",
-                    "customer",
-                    Some(id),
-                    &serde_json::json!({"name": c.name, "phones": c.phones}),
-                    now,
-                )?;
-                Ok(id)
-            })
+        self.store
+            .write(by, move |tx| create_in(tx, &c, allow_shared_phone))
             .await
-            .map_err(from_db)?;
-        self.publish(id);
-        Ok(id)
     }
 
     pub async fn update(
@@ -168,38 +193,28 @@ impl Customers {
         version: i64,
         input: CustomerInput,
     ) -> DomainResult<()> {
-        let shop = super::shop::load(&self.db).await?;
+        let shop = super::shop::load(self.store.db()).await?;
         let c = clean(input, shop.country())?;
-        let by_id = by.user_id;
-        self.db
-            .write(move |conn| {
-                let before = q::get(conn, id)?.ok_or(DomainError::NotFound)?;
-                let now = now();
-                if !q::update(conn, id, version, &fields(&c), &c.phones, now)? {
-                    return Err(DomainError::Conflict(
-                        "someone else changed this customer meanwhile: reload to see their change, then save again".into(),
-                    )
-                    .into());
+        self.store
+            .write(by, move |tx| {
+                let before = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+                if !q::update(tx, id, version, &fields(&c), &c.phones, tx.now())? {
+                    return Err(DomainError::conflict("err.customer.stale"));
                 }
-                crate::db::settings::log_activity(
-                    conn,
-                    Some(by_id),
+                tx.log(
                     "update",
                     "customer",
-                    Some(id),
-                    &serde_json::json!({"name": [before.name, c.name], "phones": [before.phones, c.phones]}),
-                    now,
-                )?;
+                    id,
+                    serde_json::json!({"name": [before.name, c.name], "phones": [before.phones, c.phones]}),
+                );
+                tx.emit(updated_event(id));
                 Ok(())
             })
             .await
-            .map_err(from_db)?;
-        self.publish(id);
-        Ok(())
     }
 
     pub async fn get(&self, id: i64) -> DomainResult<CustomerRow> {
-        self.db
+        self.store
             .read(move |c| q::get(c, id))
             .await?
             .ok_or(DomainError::NotFound)
@@ -207,54 +222,43 @@ impl Customers {
 
     /// Customers with this number, typed in any format.
     pub async fn find_by_phone(&self, typed: &str) -> DomainResult<Vec<CustomerRow>> {
-        let shop = super::shop::load(&self.db).await?;
-        let p = PhoneNumber::parse(typed, shop.country())
-            .map_err(|e| DomainError::invalid(format!("phone: {e}")))?;
-        Ok(self.db.read(move |c| q::by_phone(c, p.as_str())).await?)
+        let shop = super::shop::load(self.store.db()).await?;
+        let p = PhoneNumber::parse(typed, shop.country()).map_err(|e| {
+            DomainError::invalid(
+                Msg::new("err.phone.refused")
+                    .with("phone", typed.trim())
+                    .nested("why", e.into()),
+            )
+        })?;
+        self.store.read(move |c| q::by_phone(c, p.as_str())).await
     }
 
     pub async fn list(&self, limit: i64, offset: i64) -> DomainResult<(Vec<CustomerRow>, i64)> {
-        Ok(self
-            .db
+        self.store
             .read(move |c| Ok((q::list(c, limit, offset)?, q::count(c)?)))
-            .await?)
+            .await
     }
 
     /// Moves `from`'s orders and phones to `into` and retires `from`.
     pub async fn merge(&self, by: &Actor, into: i64, from: i64) -> DomainResult<()> {
         if into == from {
-            return Err(DomainError::invalid("choose two different customers"));
+            return Err(DomainError::invalid("err.customer.merge_same"));
         }
-        let by_id = by.user_id;
-        self.db
-            .write(move |c| {
-                let a = q::get(c, into)?.ok_or(DomainError::NotFound)?;
-                let b = q::get(c, from)?.ok_or(DomainError::NotFound)?;
-                let now = now();
-                let moved = q::merge(c, into, from, now)?;
-                crate::db::settings::log_activity(
-                    c,
-                    Some(by_id),
+        self.store
+            .write(by, move |tx| {
+                let a = q::get(tx, into)?.ok_or(DomainError::NotFound)?;
+                let b = q::get(tx, from)?.ok_or(DomainError::NotFound)?;
+                let moved = q::merge(tx, into, from, tx.now())?;
+                tx.log(
                     "merge",
                     "customer",
-                    Some(into),
-                    &serde_json::json!({"kept": a.name, "merged": b.name, "merged_id": from, "orders_moved": moved}),
-                    now,
-                )?;
+                    into,
+                    serde_json::json!({"kept": a.name, "merged": b.name, "merged_id": from, "orders_moved": moved}),
+                );
+                tx.emit(updated_event(into));
                 Ok(())
             })
             .await
-            .map_err(from_db)?;
-        self.publish(into);
-        Ok(())
-    }
-
-    fn publish(&self, id: i64) {
-        self.events.publish(Event::new(
-            "customer.updated",
-            serde_json::json!({"id": id}),
-            Audience::Staff { masters: vec![] },
-        ));
     }
 }
 

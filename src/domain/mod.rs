@@ -7,6 +7,7 @@ pub mod branches;
 pub mod calls;
 pub mod customers;
 pub mod dashboard;
+pub mod filters;
 pub mod live_registrations;
 pub mod notices;
 pub mod notifications;
@@ -15,26 +16,29 @@ pub mod search;
 pub mod seed;
 pub mod shop;
 pub mod telephony;
+pub mod work;
 
 pub use access::{Action, Actor};
 
 use crate::db::DbError;
+pub use crate::i18n::Msg;
 
-/// Errors of the domain layer; the web layer maps each kind to a status code.
+/// Errors of the domain layer; the web layer maps each kind to a status code and renders
+/// its message in the reader's language.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
-    /// Input that fails a rule; the message is shown to the user.
+    /// Input that fails a rule; the message says which and why.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Msg),
     #[error("not found")]
     NotFound,
     #[error("forbidden")]
     Forbidden,
     /// A stale edit or a uniqueness clash; the message says what to do.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Msg),
     #[error("{0}")]
-    Unauthenticated(String),
+    Unauthenticated(Msg),
     /// Too many attempts; retry after the given number of seconds.
     #[error("too many attempts; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
@@ -43,50 +47,64 @@ pub enum DomainError {
 }
 
 impl DomainError {
-    pub fn invalid(msg: impl Into<String>) -> Self {
+    pub fn invalid(msg: impl Into<Msg>) -> Self {
         DomainError::Invalid(msg.into())
     }
-}
 
-/// Lets a rule checked inside a write transaction abort it and reach the caller as the
-/// same domain error.
-impl From<DomainError> for DbError {
-    fn from(e: DomainError) -> Self {
-        match e {
-            DomainError::Db(d) => d,
-            other => DbError::Rejected(encode_rejection(&other)),
+    pub fn conflict(msg: impl Into<Msg>) -> Self {
+        DomainError::Conflict(msg.into())
+    }
+
+    /// What to tell a person, as a catalogue message (storage errors say only that
+    /// something failed inside; the detail goes to the log).
+    pub fn message(&self) -> Msg {
+        match self {
+            DomainError::Invalid(m)
+            | DomainError::Conflict(m)
+            | DomainError::Unauthenticated(m) => m.clone(),
+            DomainError::NotFound => Msg::new("error.not_found"),
+            DomainError::Forbidden => Msg::new("error.forbidden"),
+            DomainError::RateLimited { retry_after_secs } => {
+                Msg::new("error.rate_limited").with("secs", retry_after_secs)
+            }
+            DomainError::Db(_) => Msg::new("error.internal"),
+        }
+    }
+
+    /// The stable machine code of the API's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::Invalid(_) => "invalid",
+            DomainError::NotFound => "not_found",
+            DomainError::Forbidden => "forbidden",
+            DomainError::Conflict(_) => "conflict",
+            DomainError::Unauthenticated(_) => "unauthenticated",
+            DomainError::RateLimited { .. } => "rate_limited",
+            DomainError::Db(_) => "internal",
         }
     }
 }
 
-fn encode_rejection(e: &DomainError) -> String {
-    let kind = match e {
-        DomainError::Invalid(_) => "invalid",
-        DomainError::NotFound => "not_found",
-        DomainError::Forbidden => "forbidden",
-        DomainError::Conflict(_) => "conflict",
-        DomainError::Unauthenticated(_) => "unauthenticated",
-        DomainError::RateLimited { .. } => "rate_limited",
-        DomainError::Db(_) => "db",
-    };
-    format!("{kind}\u{1f}{e}")
+impl From<crate::model::PhoneError> for Msg {
+    fn from(e: crate::model::PhoneError) -> Msg {
+        use crate::model::PhoneError as P;
+        Msg::new(match e {
+            P::Empty => "err.phone.empty",
+            P::BadCharacter => "err.phone.bad_character",
+            P::WrongLength => "err.phone.wrong_length",
+        })
+    }
 }
 
-/// Turns a storage error back into the domain error a rule raised inside a write.
-pub fn from_db(e: DbError) -> DomainError {
-    if let DbError::Rejected(s) = &e {
-        if let Some((kind, msg)) = s.split_once('\u{1f}') {
-            return match kind {
-                "invalid" => DomainError::Invalid(msg.into()),
-                "not_found" => DomainError::NotFound,
-                "forbidden" => DomainError::Forbidden,
-                "conflict" => DomainError::Conflict(msg.into()),
-                "unauthenticated" => DomainError::Unauthenticated(msg.into()),
-                _ => DomainError::Invalid(msg.into()),
-            };
-        }
+impl From<crate::model::money::MoneyError> for Msg {
+    fn from(e: crate::model::money::MoneyError) -> Msg {
+        use crate::model::money::MoneyError as M;
+        Msg::new(match e {
+            M::NotANumber => "err.money.not_a_number",
+            M::Negative => "err.money.negative",
+            M::TooLarge => "err.money.too_large",
+        })
     }
-    DomainError::Db(e)
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;

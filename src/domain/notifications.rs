@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::{from_db, Actor, DomainError, DomainResult};
+use super::work::Store;
+use super::{Actor, DomainError, DomainResult, Msg};
 use crate::db::Conn as Connection;
 use crate::db::{outbox, settings, telegram as tg, Db, DbResult};
 use crate::i18n::Tr;
@@ -1012,6 +1013,7 @@ pub fn handle_message(
 #[derive(Clone)]
 pub struct Notifications {
     db: Db,
+    store: Store,
     orders: Arc<RwLock<Arc<dyn OrderLookup>>>,
     wake: Arc<tokio::sync::Notify>,
 }
@@ -1031,9 +1033,10 @@ pub struct LinkCode {
 pub const LINK_CODE_TTL_SECS: i64 = 15 * 60;
 
 impl Notifications {
-    pub fn new(db: Db) -> Notifications {
+    pub fn new(store: Store) -> Notifications {
         Notifications {
-            db,
+            db: store.db().clone(),
+            store,
             orders: Arc::new(RwLock::new(Arc::new(NoOrders))),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
@@ -1076,23 +1079,15 @@ impl Notifications {
         values: Vec<(String, String)>,
         what: &'static str,
     ) -> DomainResult<()> {
-        let actor = by.user_id;
-        let now = crate::db::now();
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
                 let keys: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
                 for (k, v) in &values {
-                    settings::set(c, k, v, now)?;
+                    settings::set(tx, k, v, tx.now())?;
                 }
-                settings::log_activity(
-                    c,
-                    Some(actor),
-                    "update",
-                    what,
-                    None,
-                    &serde_json::json!({ "keys": keys }),
-                    now,
-                )
+                tx.log("update", what, None, serde_json::json!({ "keys": keys }));
+                tx.emit(settings_event(what));
+                Ok(())
             })
             .await?;
         self.wake();
@@ -1107,23 +1102,19 @@ impl Notifications {
             .parse()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| DomainError::invalid("SMTP port: 1-65535"))?;
+            .ok_or_else(|| DomainError::invalid("err.notify.smtp_port"))?;
         let security = SmtpSecurity::parse(f.security.trim())
-            .ok_or_else(|| DomainError::invalid("SMTP security: starttls, tls or plain"))?;
+            .ok_or_else(|| DomainError::invalid("err.notify.smtp_security"))?;
         let from = f.from.trim().to_string();
         if !host.is_empty() && !valid_email(bare_address(&from)) {
-            return Err(DomainError::invalid(
-                "From: an e-mail address, e.g. shop@example.uz",
-            ));
+            return Err(DomainError::invalid("err.notify.smtp_from"));
         }
         if host.len() > 253 || host.contains(char::is_whitespace) {
-            return Err(DomainError::invalid("SMTP host: a name or address"));
+            return Err(DomainError::invalid("err.notify.smtp_host"));
         }
         let ca = f.ca_pem.trim().to_string();
         if !ca.is_empty() && !ca.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(DomainError::invalid(
-                "CA certificate: PEM text starting with -----BEGIN CERTIFICATE-----",
-            ));
+            return Err(DomainError::invalid("err.notify.smtp_ca"));
         }
         let mut v = vec![
             ("smtp.host".to_string(), host),
@@ -1147,14 +1138,14 @@ impl Notifications {
         } else if !f.password.is_empty() {
             v.push(("smtp.password".into(), f.password));
         }
-        self.put(by, v, "settings.smtp").await
+        self.put(by, v, "settings_smtp").await
     }
 
     pub async fn save_telegram(&self, by: &Actor, f: TelegramForm) -> DomainResult<()> {
         let mut v = Vec::new();
         let url = f.api_url.trim().trim_end_matches('/').to_string();
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(DomainError::invalid("Bot API URL: http(s)://…"));
+            return Err(DomainError::invalid("err.notify.bot_url"));
         }
         v.push(("telegram.api_url".to_string(), url));
         let token = f.token.trim().to_string();
@@ -1172,16 +1163,14 @@ impl Notifications {
                         .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
             });
             if !ok {
-                return Err(DomainError::invalid(
-                    "Bot token: the 123456789:AA… text from @BotFather",
-                ));
+                return Err(DomainError::invalid("err.notify.bot_token"));
             }
             v.push(("telegram.token".into(), token));
             // A new bot: its name and update offset are learned afresh.
             v.push(("telegram.bot_username".into(), String::new()));
             v.push(("telegram.offset".into(), "0".into()));
         }
-        self.put(by, v, "settings.telegram").await
+        self.put(by, v, "settings_telegram").await
     }
 
     /// Saves the per-event switches: `on` lists the (event, channel) pairs switched on;
@@ -1213,13 +1202,12 @@ impl Notifications {
                     .chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
         }) {
-            return Err(DomainError::invalid(
-                "status codes: letters, digits, _ and -, separated by commas",
-            ));
+            return Err(DomainError::invalid("err.notify.status_codes"));
         }
         v.push(("notify.customer_statuses".into(), statuses.join(",")));
-        let lang = Language::from_code(default_language)
-            .ok_or_else(|| DomainError::invalid("unknown language"))?;
+        let lang = Language::from_code(default_language).ok_or_else(|| {
+            DomainError::invalid(Msg::new("err.language.unknown").with("value", default_language))
+        })?;
         v.push(("notify.default_language".into(), lang.code().into()));
         let emails: Vec<&str> = summary
             .emails
@@ -1228,9 +1216,9 @@ impl Notifications {
             .filter(|e| !e.is_empty())
             .collect();
         if let Some(bad) = emails.iter().find(|e| !valid_email(e)) {
-            return Err(DomainError::Invalid(format!(
-                "summary recipients: {bad:?} is not an e-mail address"
-            )));
+            return Err(DomainError::invalid(
+                Msg::new("err.notify.summary_recipient").with("value", bad),
+            ));
         }
         v.push(("notify.summary_emails".into(), emails.join(",")));
         let hour: u8 = summary
@@ -1239,9 +1227,9 @@ impl Notifications {
             .parse()
             .ok()
             .filter(|h| *h < 24)
-            .ok_or_else(|| DomainError::invalid("summary hour: 0-23"))?;
+            .ok_or_else(|| DomainError::invalid("err.notify.summary_hour"))?;
         v.push(("notify.summary_hour".into(), hour.to_string()));
-        self.put(by, v, "settings.notify_rules").await
+        self.put(by, v, "settings_notify_rules").await
     }
 
     pub async fn rules(&self) -> DomainResult<Vec<(EventKind, Channel, bool)>> {
@@ -1303,34 +1291,43 @@ impl Notifications {
         let subject = subject.trim().to_string();
         let body = body.trim().to_string();
         if body.is_empty() || body.chars().count() > 4000 || subject.chars().count() > 200 {
-            return Err(DomainError::invalid(
-                "template: a body of 1-4000 characters and a subject up to 200",
-            ));
+            return Err(DomainError::invalid("err.notify.template"));
         }
-        let now = crate::db::now();
-        let actor = by.user_id;
-        self.db
-            .write(move |c| {
-                tg::set_template(c, event.as_str(), lang.code(), &subject, &body, now)?;
-                settings::log_activity(
-                    c,
-                    Some(actor),
+        self.store
+            .write(by, move |tx| {
+                tg::set_template(tx, event.as_str(), lang.code(), &subject, &body, tx.now())?;
+                tx.log(
                     "update",
                     "notify_template",
                     None,
-                    &serde_json::json!({"event": event.as_str(), "language": lang.code()}),
-                    now,
-                )
+                    serde_json::json!({"event": event.as_str(), "language": lang.code()}),
+                );
+                tx.emit(settings_event("notify_template"));
+                Ok(())
             })
-            .await?;
-        Ok(())
+            .await
     }
 
-    pub async fn reset_template(&self, event: EventKind, lang: Language) -> DomainResult<()> {
-        self.db
-            .write(move |c| tg::delete_template(c, event.as_str(), lang.code()))
-            .await?;
-        Ok(())
+    /// Goes back to the built-in template.
+    pub async fn reset_template(
+        &self,
+        by: &Actor,
+        event: EventKind,
+        lang: Language,
+    ) -> DomainResult<()> {
+        self.store
+            .write(by, move |tx| {
+                tg::delete_template(tx, event.as_str(), lang.code())?;
+                tx.log(
+                    "reset",
+                    "notify_template",
+                    None,
+                    serde_json::json!({"event": event.as_str(), "language": lang.code()}),
+                );
+                tx.emit(settings_event("notify_template"));
+                Ok(())
+            })
+            .await
     }
 
     /// The template rendered with sample data and the shop's real details.
@@ -1362,13 +1359,16 @@ impl Notifications {
     pub async fn messages(&self, states: Vec<String>, limit: i64) -> DomainResult<Vec<OutboxRow>> {
         const KNOWN: [&str; 5] = ["pending", "sending", "sent", "failed", "dead"];
         if let Some(bad) = states.iter().find(|s| !KNOWN.contains(&s.as_str())) {
-            return Err(DomainError::invalid(format!(
-                "unknown state {bad:?} (one of {})",
-                KNOWN.join(", ")
-            )));
+            return Err(DomainError::invalid(
+                Msg::new("err.notify.state")
+                    .with("value", bad)
+                    .with("known", KNOWN.join(", ")),
+            ));
         }
         if !(1..=500).contains(&limit) {
-            return Err(DomainError::invalid("limit must be 1-500"));
+            return Err(DomainError::invalid(
+                Msg::new("err.paging.limit").with("max", 500),
+            ));
         }
         Ok(self
             .db
@@ -1392,31 +1392,23 @@ impl Notifications {
 
     /// Puts a failed or dead message back in the queue.
     pub async fn retry(&self, by: &Actor, id: i64) -> DomainResult<()> {
-        let now = now_ms();
-        let actor = by.user_id;
-        self.db
-            .write(move |c| {
-                if outbox::get(c, id)?.is_none() {
-                    return Err(DomainError::NotFound.into());
+        self.store
+            .write(by, move |tx| {
+                if outbox::get(tx, id)?.is_none() {
+                    return Err(DomainError::NotFound);
                 }
-                if !outbox::requeue(c, id, now)? {
-                    return Err(DomainError::Conflict(
-                        "only failed or dead messages can be retried".into(),
-                    )
-                    .into());
+                if !outbox::requeue(tx, id, now_ms())? {
+                    return Err(DomainError::conflict("err.notify.retry_state"));
                 }
-                settings::log_activity(
-                    c,
-                    Some(actor),
-                    "retry",
-                    "notify_outbox",
-                    Some(id),
-                    &serde_json::json!({}),
-                    now / 1000,
-                )
+                tx.log("retry", "notify_outbox", id, serde_json::json!({}));
+                tx.emit(crate::events::Event::new(
+                    "outbox.updated",
+                    serde_json::json!({"id": id}),
+                    crate::events::Audience::Admins,
+                ));
+                Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.wake();
         Ok(())
     }
@@ -1434,9 +1426,7 @@ impl Notifications {
         let recipient = match channel {
             Channel::Email => {
                 if !valid_email(&to) {
-                    return Err(DomainError::invalid(
-                        "an e-mail address, e.g. someone@example.uz",
-                    ));
+                    return Err(DomainError::invalid("err.notify.test_email"));
                 }
                 Recipient::Email(to)
             }
@@ -1446,15 +1436,13 @@ impl Notifications {
                     let uid = by.user_id;
                     let chats = self.db.read(move |c| tg::chats_of_user(c, uid)).await?;
                     let Some(chat) = chats.first() else {
-                        return Err(DomainError::invalid(
-                            "link your Telegram on the profile page first, or enter a chat id",
-                        ));
+                        return Err(DomainError::invalid("err.notify.test_no_chat"));
                     };
                     Recipient::TelegramChat(*chat)
                 } else {
                     Recipient::TelegramChat(
                         to.parse()
-                            .map_err(|_| DomainError::invalid("chat id: a number"))?,
+                            .map_err(|_| DomainError::invalid("err.notify.chat_id"))?,
                     )
                 }
             }
@@ -1467,9 +1455,27 @@ impl Notifications {
             recipients: vec![recipient],
             data,
         };
-        let ids = self.db.write(move |c| enqueue(c, &n)).await?;
+        // A test message is queued as the admin's own change, so it is in the log too.
+        let ids = self
+            .store
+            .write(by, move |tx| {
+                let ids = enqueue(tx, &n)?;
+                tx.log(
+                    "test",
+                    "notify_outbox",
+                    ids.first().copied(),
+                    serde_json::json!({}),
+                );
+                tx.emit(crate::events::Event::new(
+                    "outbox.updated",
+                    serde_json::json!({"ids": ids}),
+                    crate::events::Audience::Admins,
+                ));
+                Ok(ids)
+            })
+            .await?;
         let Some(id) = ids.first().copied() else {
-            return Err(DomainError::invalid("the chat has blocked the bot"));
+            return Err(DomainError::invalid("err.notify.blocked"));
         };
         self.wake();
         let deadline = tokio::time::Instant::now() + wait;
@@ -1487,7 +1493,8 @@ impl Notifications {
     }
 
     /// A fresh one-time code for linking the user's Telegram.
-    pub async fn create_link_code(&self, user_id: UserId) -> DomainResult<LinkCode> {
+    pub async fn create_link_code(&self, by: &Actor) -> DomainResult<LinkCode> {
+        let user_id = by.user_id;
         let code = super::accounts::random_token(20)
             .chars()
             .filter(|ch| ch.is_ascii_alphanumeric())
@@ -1497,10 +1504,12 @@ impl Notifications {
         let expires_at = now + LINK_CODE_TTL_SECS;
         let c2 = code.clone();
         let bot = self
-            .db
-            .write(move |c| {
-                tg::insert_link_code(c, &c2, user_id, expires_at)?;
-                settings::get(c, "telegram.bot_username")
+            .store
+            .write(by, move |tx| {
+                tg::insert_link_code(tx, &c2, user_id, expires_at)?;
+                tx.log("create", "telegram_link_code", None, serde_json::json!({}));
+                tx.emit(settings_event("telegram_link_code"));
+                Ok(settings::get(tx, "telegram.bot_username")?)
             })
             .await?
             .unwrap_or_default();
@@ -1520,8 +1529,20 @@ impl Notifications {
             .await?)
     }
 
-    pub async fn unlink(&self, user_id: UserId) -> DomainResult<usize> {
-        Ok(self.db.write(move |c| tg::unlink_user(c, user_id)).await?)
+    pub async fn unlink(&self, by: &Actor, user_id: UserId) -> DomainResult<usize> {
+        self.store
+            .write(by, move |tx| {
+                let n = tg::unlink_user(tx, user_id)?;
+                tx.log(
+                    "unlink",
+                    "telegram_chat",
+                    user_id,
+                    serde_json::json!({"chats": n}),
+                );
+                tx.emit(settings_event("telegram_chat"));
+                Ok(n)
+            })
+            .await
     }
 
     /// The link for an intake receipt's QR code that links the customer's chat to the
@@ -1583,6 +1604,15 @@ impl Notifications {
         self.wake();
         Ok(())
     }
+}
+
+/// Settings screens refresh on it (admins only).
+fn settings_event(what: &str) -> crate::events::Event {
+    crate::events::Event::new(
+        "settings.updated",
+        serde_json::json!({"key": what}),
+        crate::events::Audience::Admins,
+    )
 }
 
 /// Sample values for previews and tests, in the viewer's language.

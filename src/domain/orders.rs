@@ -5,7 +5,8 @@
 
 use serde::Deserialize;
 
-use super::{from_db, Action, Actor, DomainError, DomainResult};
+use super::work::{Store, Tx};
+use super::{Action, Actor, DomainError, DomainResult, Msg};
 use crate::db::orders::{self as q, NewOrderRow, OrderFields};
 pub use crate::db::orders::{
     EventRow, LineRow, OrderFilter, OrderRow, OrderSort, PaymentRow, PhotoRow, StatusRow,
@@ -45,13 +46,27 @@ pub fn sniff_image(b: &[u8]) -> Option<(&'static str, &'static str)> {
     }
 }
 
-const STALE: &str =
-    "someone else changed this order meanwhile: reload to see their change, then try again";
+const STALE: &str = "err.order.stale";
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+/// The customer of a new order when the desk has no customer id: found by the phone
+/// number, or created with this name when nobody has it (in the same transaction as the
+/// order, so a refused order leaves no customer behind).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeCustomer {
+    pub name: String,
+    pub phone: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
-    pub customer_id: i64,
+    /// An existing customer; or give `customer` instead.
+    #[serde(default)]
+    pub customer_id: Option<i64>,
+    /// Found by phone or created with the order, when `customer_id` is absent.
+    #[serde(default)]
+    pub customer: Option<IntakeCustomer>,
     #[serde(default)]
     pub branch_id: Option<i64>,
     pub device_category: String,
@@ -82,22 +97,41 @@ pub struct NewOrder {
     pub master_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A change of an order's intake details. Only `version` is required: a field left out
+/// keeps its value (so a client written before a field existed does not clear it), and
+/// unknown fields are ignored for the same reason.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct OrderUpdate {
     /// The version the editor saw; a stale one is refused.
     pub version: i64,
-    pub device_category: String,
-    pub brand: String,
-    pub model: String,
-    pub serial: String,
-    pub complaint: String,
-    pub condition: String,
-    pub accessories: String,
-    pub urgent: bool,
-    pub promised_at: Option<i64>,
-    pub estimate: i64,
-    pub warranty_days: i64,
+    #[serde(default)]
+    pub device_category: Option<String>,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub complaint: Option<String>,
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub accessories: Option<String>,
+    #[serde(default)]
+    pub urgent: Option<bool>,
+    /// Unix seconds; `null` clears the promised date, absent keeps it.
+    #[serde(default, deserialize_with = "present")]
+    pub promised_at: Option<Option<i64>>,
+    #[serde(default)]
+    pub estimate: Option<i64>,
+    #[serde(default)]
+    pub warranty_days: Option<i64>,
+}
+
+/// Tells a field given as `null` (Some(None)) from one left out (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// Everything the order page shows.
@@ -112,25 +146,35 @@ pub struct OrderView {
     pub overdue: bool,
 }
 
-fn text(s: &str, what: &str, max: usize, required: bool) -> DomainResult<String> {
+/// `field` is the catalogue key of the field's name, so the message names it in the
+/// reader's language.
+fn text(s: &str, field: &'static str, max: usize, required: bool) -> DomainResult<String> {
     let s = s.trim();
     if required && s.is_empty() {
-        return Err(DomainError::invalid(format!("{what} is required")));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.required").term("field", field),
+        ));
     }
     if s.chars().count() > max {
-        return Err(DomainError::invalid(format!(
-            "{what}: at most {max} characters"
-        )));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.too_long")
+                .term("field", field)
+                .with("max", max),
+        ));
     }
     Ok(s.to_string())
 }
 
-pub fn amount(v: i64, what: &str) -> DomainResult<i64> {
+pub fn amount(v: i64, field: &'static str) -> DomainResult<i64> {
     if v < 0 {
-        return Err(DomainError::invalid(format!("{what} cannot be negative")));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.negative").term("field", field),
+        ));
     }
     if v > MAX_AMOUNT {
-        return Err(DomainError::invalid(format!("{what} is too large")));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.too_large").term("field", field),
+        ));
     }
     Ok(v)
 }
@@ -140,10 +184,19 @@ fn category(c: &str) -> DomainResult<String> {
     if DEVICE_CATEGORIES.contains(&c.as_str()) {
         Ok(c)
     } else {
-        Err(DomainError::invalid(format!(
-            "unknown device category {c:?} (one of {})",
-            DEVICE_CATEGORIES.join(", ")
-        )))
+        Err(DomainError::invalid(
+            Msg::new("err.order.category")
+                .with("value", c)
+                .with("known", DEVICE_CATEGORIES.join(", ")),
+        ))
+    }
+}
+
+fn warranty(days: i64) -> DomainResult<i64> {
+    if (0..=3650).contains(&days) {
+        Ok(days)
+    } else {
+        Err(DomainError::invalid("err.order.warranty"))
     }
 }
 
@@ -156,6 +209,16 @@ pub fn is_overdue(o: &OrderRow, now: i64) -> bool {
         .is_some_and(|h| o.status_since + h * 3600 < now);
     let past_promise = o.promised_at.is_some_and(|p| p < now) && o.status_group != "ready";
     past_limit || past_promise
+}
+
+/// A status's names in every language, for a message that names it.
+fn status_names(s: &StatusRow) -> [String; 4] {
+    [
+        s.name_uz.clone(),
+        s.name_uz_cyrl.clone(),
+        s.name_ru.clone(),
+        s.name_en.clone(),
+    ]
 }
 
 pub fn status_name(s: &StatusRow, lang: Language) -> &str {
@@ -183,7 +246,7 @@ fn order_data(
     c: &crate::db::Conn,
     id: i64,
     extra: &[(&str, String)],
-) -> Result<super::notifications::TemplateData, crate::db::DbError> {
+) -> DomainResult<super::notifications::TemplateData> {
     let o = q::get(c, id)?.ok_or(DomainError::NotFound)?;
     let statuses = q::statuses(c)?;
     let status = statuses.iter().find(|s| s.id == o.status_id);
@@ -218,24 +281,38 @@ fn order_data(
     Ok(d)
 }
 
-/// Queues a notification in the caller's transaction (delivered after commit).
+/// Declares a notification in the change's unit of work (queued with it, delivered
+/// after commit).
 fn notify(
-    c: &crate::db::Conn,
+    tx: &mut Tx,
     event: super::notifications::EventKind,
     key: String,
     to: super::notifications::Recipient,
     data: super::notifications::TemplateData,
-) -> Result<(), crate::db::DbError> {
-    super::notifications::enqueue(
-        c,
-        &super::notifications::Notification {
-            event,
-            key,
-            recipients: vec![to],
-            data,
-        },
-    )?;
-    Ok(())
+) {
+    tx.notify(super::notifications::Notification {
+        event,
+        key,
+        recipients: vec![to],
+        data,
+    });
+}
+
+/// The live event of an order change, for the staff and the masters it concerns.
+fn order_event(
+    kind: &str,
+    o: &OrderRow,
+    prev_master: Option<i64>,
+    extra: serde_json::Value,
+) -> Event {
+    let mut data = serde_json::json!({
+        "id": o.id, "number": o.number, "status": o.status_code,
+        "master_id": o.master_id, "version": o.version,
+    });
+    if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
+        d.extend(e);
+    }
+    Event::new(kind, data, audience(&[o.master_id, prev_master]))
 }
 
 /// What the Telegram bot needs from the orders, over the same tables.
@@ -356,33 +433,181 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
 #[derive(Clone)]
 pub struct Orders {
     db: Db,
-    events: EventBus,
+    store: Store,
+}
+
+/// A new order's fields, checked before anything is written.
+struct Draft {
+    n: NewOrder,
+    dc: String,
+    brand: String,
+    model: String,
+    serial: String,
+    complaint: String,
+    condition: String,
+    accessories: String,
+    estimate: i64,
+    prepayment: i64,
+}
+
+fn draft(by: &Actor, n: NewOrder) -> DomainResult<Draft> {
+    if !by.can(Action::CreateOrders) {
+        return Err(DomainError::Forbidden);
+    }
+    warranty(n.warranty_days)?;
+    if n.master_id.is_some() && !by.can(Action::AssignOrders) {
+        return Err(DomainError::Forbidden);
+    }
+    Ok(Draft {
+        dc: category(&n.device_category)?,
+        brand: text(&n.brand, "field.brand", 80, false)?,
+        model: text(&n.model, "field.model", 120, false)?,
+        serial: text(&n.serial, "field.serial", 80, false)?,
+        complaint: text(&n.complaint, "field.complaint", 2000, true)?,
+        condition: text(&n.condition, "field.condition", 1000, false)?,
+        accessories: text(&n.accessories, "field.accessories", 500, false)?,
+        estimate: amount(n.estimate, "field.estimate")?,
+        prepayment: amount(n.prepayment, "field.prepayment")?,
+        n,
+    })
+}
+
+/// Order intake as one unit of work: the customer (given, found by phone or created),
+/// the order with its number, the prepayment and the assignment. Any refusal leaves
+/// none of them behind.
+fn intake_in(
+    tx: &mut Tx,
+    d: Draft,
+    new_customer: Option<super::customers::Clean>,
+) -> DomainResult<OrderRow> {
+    let now = tx.now();
+    let by_id = tx.actor_id();
+    let n = &d.n;
+    let shop = super::shop::parse(crate::db::settings::get(tx, super::shop::SETTINGS_KEY)?);
+    if let Some(m) = n.master_id {
+        if !q::masters(tx)?.iter().any(|(id, _)| *id == m) {
+            return Err(DomainError::invalid("err.order.master_inactive"));
+        }
+    }
+    let branch_id = match n.branch_id {
+        Some(b) => b,
+        None => crate::db::branches::default_id(tx)?
+            .ok_or_else(|| DomainError::invalid("err.order.no_branch"))?,
+    };
+    if !q::branch_exists(tx, branch_id)? {
+        return Err(DomainError::invalid("err.order.unknown_branch"));
+    }
+    let customer_id = match (n.customer_id, new_customer) {
+        (Some(id), _) => {
+            crate::db::customers::get(tx, id)?
+                .ok_or_else(|| DomainError::invalid("err.order.no_customer"))?;
+            id
+        }
+        (None, Some(c)) => {
+            match crate::db::customers::by_phone(tx, c.phones.first().map_or("", |p| p))?
+                .into_iter()
+                .next()
+            {
+                Some(found) => found.id,
+                None => super::customers::create_in(tx, &c, false)?,
+            }
+        }
+        (None, None) => return Err(DomainError::invalid("err.order.no_customer")),
+    };
+    let year = time::OffsetDateTime::from_unix_timestamp(now)
+        .map(|t| t.year())
+        .unwrap_or(2026);
+    let number = q::next_number(tx, &shop.order_prefix, year)?;
+    let id = q::insert(
+        tx,
+        &NewOrderRow {
+            number: &number,
+            branch_id,
+            customer_id,
+            status_id: 1,
+            master_id: n.master_id,
+            device_category: &d.dc,
+            brand: &d.brand,
+            model: &d.model,
+            serial: &d.serial,
+            complaint: &d.complaint,
+            condition: &d.condition,
+            accessories: &d.accessories,
+            urgent: n.urgent,
+            promised_at: n.promised_at,
+            estimate: d.estimate,
+            warranty_days: n.warranty_days,
+            created_by: by_id,
+        },
+        now,
+    )?;
+    q::insert_event(
+        tx,
+        id,
+        by_id,
+        "created",
+        false,
+        "",
+        &serde_json::json!({"number": number}),
+        now,
+    )?;
+    if d.prepayment > 0 {
+        // Money is always taken by a person; the box itself never records a payment.
+        let taker = by_id.ok_or(DomainError::Forbidden)?;
+        q::insert_payment(tx, id, "prepayment", d.prepayment, "cash", "", taker, now)?;
+        q::insert_event(
+            tx,
+            id,
+            by_id,
+            "payment",
+            false,
+            "",
+            &serde_json::json!({"kind": "prepayment", "amount": d.prepayment}),
+            now,
+        )?;
+    }
+    if let Some(m) = n.master_id {
+        let eid = q::insert_event(
+            tx,
+            id,
+            by_id,
+            "assigned",
+            false,
+            "",
+            &serde_json::json!({"master_id": m}),
+            now,
+        )?;
+        let data = order_data(tx, id, &[])?;
+        notify(
+            tx,
+            super::notifications::EventKind::OrderAssigned,
+            format!("order:{id}:assigned:{eid}"),
+            super::notifications::Recipient::Staff(m),
+            data,
+        );
+    }
+    tx.log(
+        "create",
+        "order",
+        id,
+        serde_json::json!({"number": number, "prepayment": d.prepayment}),
+    );
+    let o = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+    tx.emit(order_event(
+        "order.created",
+        &o,
+        None,
+        serde_json::json!({}),
+    ));
+    Ok(o)
 }
 
 impl Orders {
     pub fn new(db: Db, events: EventBus) -> Orders {
-        Orders { db, events }
-    }
-
-    fn publish(
-        &self,
-        kind: &str,
-        o: &OrderRow,
-        prev_master: Option<i64>,
-        extra: serde_json::Value,
-    ) {
-        let mut data = serde_json::json!({
-            "id": o.id, "number": o.number, "status": o.status_code,
-            "master_id": o.master_id, "version": o.version,
-        });
-        if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
-            d.extend(e);
+        Orders {
+            store: Store::new(db.clone(), events),
+            db,
         }
-        self.events.publish(Event::new(
-            kind,
-            data,
-            audience(&[o.master_id, prev_master]),
-        ));
     }
 
     pub async fn statuses(&self) -> DomainResult<Vec<StatusRow>> {
@@ -398,160 +623,57 @@ impl Orders {
         if !by.can(Action::ManageWorkflow) {
             return Err(DomainError::Forbidden);
         }
-        let by_id = by.user_id;
-        self.db
-            .write(move |c| {
-                let known: Vec<i64> = q::statuses(c)?.iter().map(|s| s.id).collect();
+        self.store
+            .write(by, move |tx| {
+                let known: Vec<i64> = q::statuses(tx)?.iter().map(|s| s.id).collect();
                 if pairs
                     .iter()
                     .any(|(f, t)| !known.contains(f) || !known.contains(t) || f == t)
                 {
-                    return Err(DomainError::invalid("unknown status in a transition").into());
+                    return Err(DomainError::invalid("err.order.unknown_transition"));
                 }
-                q::set_transitions(c, &pairs)?;
-                crate::db::settings::log_activity(
-                    c,
-                    Some(by_id),
+                q::set_transitions(tx, &pairs)?;
+                tx.log(
                     "update",
                     "workflow",
                     None,
-                    &serde_json::json!({"transitions": pairs.len()}),
-                    now(),
-                )
+                    serde_json::json!({"transitions": pairs.len()}),
+                );
+                tx.emit(Event::new(
+                    "workflow.updated",
+                    serde_json::json!({"transitions": pairs.len()}),
+                    Audience::Everyone,
+                ));
+                Ok(())
             })
             .await
-            .map_err(from_db)
     }
 
     pub async fn masters(&self) -> DomainResult<Vec<(i64, String)>> {
         Ok(self.db.read(q::masters).await?)
     }
 
+    /// Order intake: one unit of work (see [`intake_in`]). The customer is `customer_id`,
+    /// or the one found by `customer.phone`, or a new one created with the order.
     pub async fn create(&self, by: &Actor, n: NewOrder) -> DomainResult<OrderRow> {
-        if !by.can(Action::CreateOrders) {
-            return Err(DomainError::Forbidden);
-        }
-        let dc = category(&n.device_category)?;
-        let brand = text(&n.brand, "brand", 80, false)?;
-        let model = text(&n.model, "model", 120, false)?;
-        let serial = text(&n.serial, "serial/IMEI", 80, false)?;
-        let complaint = text(&n.complaint, "complaint", 2000, true)?;
-        let condition = text(&n.condition, "condition", 1000, false)?;
-        let accessories = text(&n.accessories, "accessories", 500, false)?;
-        let estimate = amount(n.estimate, "estimate")?;
-        let prepayment = amount(n.prepayment, "prepayment")?;
-        if !(0..=3650).contains(&n.warranty_days) {
-            return Err(DomainError::invalid("warranty: 0-3650 days"));
-        }
-        if n.master_id.is_some() && !by.can(Action::AssignOrders) {
-            return Err(DomainError::Forbidden);
-        }
-        let by_id = by.user_id;
-        let o = self
-            .db
-            .write(move |c| {
-                let now = now();
-                let shop =
-                    super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
-                crate::db::customers::get(c, n.customer_id)?
-                    .ok_or_else(|| DomainError::invalid("the customer does not exist"))?;
-                if let Some(m) = n.master_id {
-                    if !q::masters(c)?.iter().any(|(id, _)| *id == m) {
-                        return Err(DomainError::invalid("assign to an active master").into());
-                    }
-                }
-                let branch_id = match n.branch_id {
-                    Some(b) => b,
-                    None => crate::db::branches::default_id(c)?
-                        .ok_or_else(|| DomainError::invalid("no active branch"))?,
-                };
-                if !q::branch_exists(c, branch_id)? {
-                    return Err(DomainError::invalid("unknown branch").into());
-                }
-                let year = time::OffsetDateTime::from_unix_timestamp(now)
-                    .map(|t| t.year())
-                    .unwrap_or(2026);
-                let number = q::next_number(c, &shop.order_prefix, year)?;
-                let id = q::insert(
-                    c,
-                    &NewOrderRow {
-                        number: &number,
-                        branch_id,
-                        customer_id: n.customer_id,
-                        status_id: 1,
-                        master_id: n.master_id,
-                        device_category: &dc,
-                        brand: &brand,
-                        model: &model,
-                        serial: &serial,
-                        complaint: &complaint,
-                        condition: &condition,
-                        accessories: &accessories,
-                        urgent: n.urgent,
-                        promised_at: n.promised_at,
-                        estimate,
-                        warranty_days: n.warranty_days,
-                        created_by: Some(by_id),
+        let new_customer = match (&n.customer_id, &n.customer) {
+            (None, Some(c)) => {
+                let shop = super::shop::load(&self.db).await?;
+                Some(super::customers::clean(
+                    super::customers::CustomerInput {
+                        name: c.name.clone(),
+                        phones: vec![c.phone.clone()],
+                        ..Default::default()
                     },
-                    now,
-                )?;
-                q::insert_event(
-                    c,
-                    id,
-                    Some(by_id),
-                    "created",
-                    false,
-                    "",
-                    &serde_json::json!({"number": number}),
-                    now,
-                )?;
-                if prepayment > 0 {
-                    q::insert_payment(c, id, "prepayment", prepayment, "cash", "", by_id, now)?;
-                    q::insert_event(
-                        c,
-                        id,
-                        Some(by_id),
-                        "payment",
-                        false,
-                        "",
-                        &serde_json::json!({"kind": "prepayment", "amount": prepayment}),
-                        now,
-                    )?;
-                }
-                if let Some(m) = n.master_id {
-                    let eid = q::insert_event(
-                        c,
-                        id,
-                        Some(by_id),
-                        "assigned",
-                        false,
-                        "",
-                        &serde_json::json!({"master_id": m}),
-                        now,
-                    )?;
-                    notify(
-                        c,
-                        super::notifications::EventKind::OrderAssigned,
-                        format!("order:{id}:assigned:{eid}"),
-                        super::notifications::Recipient::Staff(m),
-                        order_data(c, id, &[])?,
-                    )?;
-                }
-                crate::db::settings::log_activity(
-                    c,
-                    Some(by_id),
-                    "create",
-                    "order",
-                    Some(id),
-                    &serde_json::json!({"number": number}),
-                    now,
-                )?;
-                Ok(q::get(c, id)?.expect("just inserted"))
-            })
+                    shop.country(),
+                )?)
+            }
+            _ => None,
+        };
+        let d = draft(by, n)?;
+        self.store
+            .write(by, move |tx| intake_in(tx, d, new_customer))
             .await
-            .map_err(from_db)?;
-        self.publish("order.created", &o, None, serde_json::json!({}));
-        Ok(o)
     }
 
     /// The order if the actor may see it; masters get NotFound for others' orders.
@@ -572,13 +694,13 @@ impl Orders {
         let v = self
             .db
             .read(move |c| {
-                let o = q::get(c, id)?
-                    .ok_or(DomainError::NotFound)
-                    .map_err(crate::db::DbError::from)?;
+                let Some(o) = q::get(c, id)? else {
+                    return Ok(None);
+                };
                 if !visible(&by, &o) {
-                    return Err(DomainError::NotFound.into());
+                    return Ok(None);
                 }
-                Ok(OrderView {
+                Ok(Some(OrderView {
                     lines: q::lines(c, id)?,
                     payments: q::payments(c, Some(id), None)?,
                     photos: q::photos(c, id)?,
@@ -586,11 +708,10 @@ impl Orders {
                     balance: o.total - o.paid,
                     overdue: is_overdue(&o, now()),
                     order: o,
-                })
+                }))
             })
-            .await
-            .map_err(from_db)?;
-        Ok(v)
+            .await?;
+        v.ok_or(DomainError::NotFound)
     }
 
     /// A page of orders; masters see only theirs whatever the filter says.
@@ -606,7 +727,8 @@ impl Orders {
             .await?)
     }
 
-    /// Runs `change` on an order the actor may edit, then records it and publishes.
+    /// Runs `change` on an order the actor may edit, in one unit of work that also
+    /// declares the order's live event.
     async fn mutate<T, F>(
         &self,
         by: &Actor,
@@ -616,37 +738,31 @@ impl Orders {
     ) -> DomainResult<(OrderRow, T)>
     where
         T: Send + 'static,
-        F: FnOnce(&crate::db::Conn, &OrderRow, i64) -> Result<T, crate::db::DbError>
-            + Send
-            + 'static,
+        F: for<'c> FnOnce(&mut Tx<'c>, &OrderRow) -> DomainResult<T> + Send + 'static,
     {
-        let by2 = by.clone();
-        let (before, after, out) = self
-            .db
-            .write(move |c| {
-                let o = q::get(c, id)?.ok_or(DomainError::NotFound)?;
-                if !visible(&by2, &o) {
-                    return Err(DomainError::NotFound.into());
+        let actor = by.clone();
+        self.store
+            .write(by, move |tx| {
+                let o = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+                if !visible(&actor, &o) {
+                    return Err(DomainError::NotFound);
                 }
-                let now = now();
-                let out = change(c, &o, now)?;
-                let after = q::get(c, id)?.expect("still there");
-                Ok((o, after, out))
+                let out = change(tx, &o)?;
+                let after = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+                let kind_event = if kind == "order.comment" {
+                    "order.comment"
+                } else {
+                    "order.updated"
+                };
+                tx.emit(order_event(
+                    kind_event,
+                    &after,
+                    o.master_id,
+                    serde_json::json!({"change": kind}),
+                ));
+                Ok((after, out))
             })
             .await
-            .map_err(from_db)?;
-        let kind_event = if kind == "order.comment" {
-            "order.comment"
-        } else {
-            "order.updated"
-        };
-        self.publish(
-            kind_event,
-            &after,
-            before.master_id,
-            serde_json::json!({"change": kind}),
-        );
-        Ok((after, out))
     }
 
     pub async fn update(&self, by: &Actor, id: i64, u: OrderUpdate) -> DomainResult<OrderRow> {
@@ -654,37 +770,54 @@ impl Orders {
             // Intake details belong to the front desk; masters record work as lines and comments.
             return Err(DomainError::Forbidden);
         }
-        let dc = category(&u.device_category)?;
+        let opt = |v: &Option<String>, field, max, required| {
+            v.as_deref()
+                .map(|s| text(s, field, max, required))
+                .transpose()
+        };
+        let dc = u.device_category.as_deref().map(category).transpose()?;
         let f = (
-            text(&u.brand, "brand", 80, false)?,
-            text(&u.model, "model", 120, false)?,
-            text(&u.serial, "serial/IMEI", 80, false)?,
-            text(&u.complaint, "complaint", 2000, true)?,
-            text(&u.condition, "condition", 1000, false)?,
-            text(&u.accessories, "accessories", 500, false)?,
+            opt(&u.brand, "field.brand", 80, false)?,
+            opt(&u.model, "field.model", 120, false)?,
+            opt(&u.serial, "field.serial", 80, false)?,
+            opt(&u.complaint, "field.complaint", 2000, true)?,
+            opt(&u.condition, "field.condition", 1000, false)?,
+            opt(&u.accessories, "field.accessories", 500, false)?,
         );
-        let estimate = amount(u.estimate, "estimate")?;
-        if !(0..=3650).contains(&u.warranty_days) {
-            return Err(DomainError::invalid("warranty: 0-3650 days"));
-        }
-        let by_id = by.user_id;
+        let estimate = u
+            .estimate
+            .map(|v| amount(v, "field.estimate"))
+            .transpose()?;
+        let warranty_days = u.warranty_days.map(warranty).transpose()?;
         let (o, _) = self
-            .mutate(by, id, "fields", move |c, before, now| {
+            .mutate(by, id, "fields", move |tx, before| {
+                let dc = dc.unwrap_or_else(|| before.device_category.clone());
+                let pick = |v: Option<String>, old: &String| v.unwrap_or_else(|| old.clone());
+                let brand = pick(f.0, &before.brand);
+                let model = pick(f.1, &before.model);
+                let serial = pick(f.2, &before.serial);
+                let complaint = pick(f.3, &before.complaint);
+                let condition = pick(f.4, &before.condition);
+                let accessories = pick(f.5, &before.accessories);
+                let urgent = u.urgent.unwrap_or(before.urgent);
+                let promised_at = u.promised_at.unwrap_or(before.promised_at);
+                let estimate = estimate.unwrap_or(before.estimate);
+                let warranty_days = warranty_days.unwrap_or(before.warranty_days);
                 let fields = OrderFields {
                     device_category: &dc,
-                    brand: &f.0,
-                    model: &f.1,
-                    serial: &f.2,
-                    complaint: &f.3,
-                    condition: &f.4,
-                    accessories: &f.5,
-                    urgent: u.urgent,
-                    promised_at: u.promised_at,
+                    brand: &brand,
+                    model: &model,
+                    serial: &serial,
+                    complaint: &complaint,
+                    condition: &condition,
+                    accessories: &accessories,
+                    urgent,
+                    promised_at,
                     estimate,
-                    warranty_days: u.warranty_days,
+                    warranty_days,
                 };
-                if !q::update_fields(c, id, u.version, &fields, now)? {
-                    return Err(DomainError::Conflict(STALE.into()).into());
+                if !q::update_fields(tx, id, u.version, &fields, tx.now())? {
+                    return Err(DomainError::conflict(STALE));
                 }
                 let mut changed = serde_json::Map::new();
                 let mut diff = |k: &str, a: String, b: String| {
@@ -697,12 +830,16 @@ impl Orders {
                     before.device_category.clone(),
                     dc.clone(),
                 );
-                diff("brand", before.brand.clone(), f.0.clone());
-                diff("model", before.model.clone(), f.1.clone());
-                diff("serial", before.serial.clone(), f.2.clone());
-                diff("complaint", before.complaint.clone(), f.3.clone());
-                diff("condition", before.condition.clone(), f.4.clone());
-                diff("accessories", before.accessories.clone(), f.5.clone());
+                diff("brand", before.brand.clone(), brand.clone());
+                diff("model", before.model.clone(), model.clone());
+                diff("serial", before.serial.clone(), serial.clone());
+                diff("complaint", before.complaint.clone(), complaint.clone());
+                diff("condition", before.condition.clone(), condition.clone());
+                diff(
+                    "accessories",
+                    before.accessories.clone(),
+                    accessories.clone(),
+                );
                 diff(
                     "estimate",
                     before.estimate.to_string(),
@@ -711,25 +848,26 @@ impl Orders {
                 diff(
                     "promised_at",
                     format!("{:?}", before.promised_at),
-                    format!("{:?}", u.promised_at),
+                    format!("{promised_at:?}"),
                 );
-                diff("urgent", before.urgent.to_string(), u.urgent.to_string());
+                diff("urgent", before.urgent.to_string(), urgent.to_string());
                 diff(
                     "warranty_days",
                     before.warranty_days.to_string(),
-                    u.warranty_days.to_string(),
+                    warranty_days.to_string(),
                 );
                 let detail = serde_json::Value::Object(changed);
-                q::insert_event(c, id, Some(by_id), "fields", false, "", &detail, now)?;
-                crate::db::settings::log_activity(
-                    c,
-                    Some(by_id),
-                    "update",
-                    "order",
-                    Some(id),
+                q::insert_event(
+                    tx,
+                    id,
+                    tx.actor_id(),
+                    "fields",
+                    false,
+                    "",
                     &detail,
-                    now,
+                    tx.now(),
                 )?;
+                tx.log("update", "order", id, detail);
                 Ok(())
             })
             .await?;
@@ -751,51 +889,57 @@ impl Orders {
             return Err(DomainError::Forbidden);
         }
         let to_code = to_code.to_string();
-        let note = text(note, "note", 1000, false)?;
-        let by_id = by.user_id;
+        let note = text(note, "field.note", 1000, false)?;
         let (o, _) = self
-            .mutate(by, id, "status", move |c, before, now| {
-                let statuses = q::statuses(c)?;
-                let to = statuses
+            .mutate(by, id, "status", move |tx, before| {
+                let now = tx.now();
+                let statuses = q::statuses(tx)?;
+                let to = statuses.iter().find(|s| s.code == to_code).ok_or_else(|| {
+                    DomainError::invalid(Msg::new("err.order.unknown_status").with("value", &to_code))
+                })?;
+                let from = statuses
                     .iter()
-                    .find(|s| s.code == to_code)
-                    .ok_or_else(|| DomainError::invalid(format!("unknown status {to_code:?}")))?;
-                let from = statuses.iter().find(|s| s.id == before.status_id).expect("status exists");
+                    .find(|s| s.id == before.status_id)
+                    .ok_or(DomainError::NotFound)?;
                 if before.version != version {
-                    return Err(DomainError::Conflict(STALE.into()).into());
+                    return Err(DomainError::conflict(STALE));
                 }
+                // A status's name is the shop's own text in four languages, so it travels
+                // as a term the reader's language picks from.
                 if from.id == to.id {
-                    return Err(DomainError::invalid(format!("the order is already {}", from.name_en)).into());
+                    return Err(DomainError::invalid(
+                        Msg::new("err.order.already").names("status", status_names(from)),
+                    ));
                 }
-                if !q::transition_allowed(c, from.id, to.id)? {
-                    return Err(DomainError::Conflict(format!(
-                        "the workflow does not allow {} → {}",
-                        from.name_en, to.name_en
-                    ))
-                    .into());
+                if !q::transition_allowed(tx, from.id, to.id)? {
+                    return Err(DomainError::conflict(
+                        Msg::new("err.order.transition")
+                            .names("from", status_names(from))
+                            .names("to", status_names(to)),
+                    ));
                 }
                 let balance = before.total - before.paid;
                 let debt_override = to.code == "delivered" && balance > 0;
                 if debt_override && !allow_debt {
-                    return Err(DomainError::Conflict(format!(
-                        "the customer still owes {balance}: take the payment first, or confirm handing over with a debt"
-                    ))
-                    .into());
+                    return Err(DomainError::conflict(
+                        Msg::new("err.order.balance_due").money("amount", balance),
+                    ));
                 }
-                if !q::set_status(c, id, version, to.id, to.group == "closed", now)? {
-                    return Err(DomainError::Conflict(STALE.into()).into());
+                if !q::set_status(tx, id, version, to.id, to.group == "closed", now)? {
+                    return Err(DomainError::conflict(STALE));
                 }
                 let detail = serde_json::json!({"from": from.code, "to": to.code, "debt_override": debt_override.then_some(balance)});
-                let eid = q::insert_event(c, id, Some(by_id), "status", false, &note, &detail, now)?;
-                let cust = crate::db::customers::get(c, before.customer_id)?;
+                let eid = q::insert_event(tx, id, tx.actor_id(), "status", false, &note, &detail, now)?;
+                let cust = crate::db::customers::get(tx, before.customer_id)?;
                 // The customer's own language, when the desk recorded it.
                 let language = cust
                     .as_ref()
                     .and_then(|c| c.language.as_deref())
                     .and_then(crate::model::Language::from_code);
                 let email = cust.map(|c| c.email).filter(|e| !e.is_empty());
+                let data = order_data(tx, id, &[])?;
                 notify(
-                    c,
+                    tx,
                     super::notifications::EventKind::OrderStatusChanged,
                     format!("order:{id}:status:{eid}"),
                     super::notifications::Recipient::Customer {
@@ -803,9 +947,9 @@ impl Orders {
                         email,
                         language,
                     },
-                    order_data(c, id, &[])?,
-                )?;
-                crate::db::settings::log_activity(c, Some(by_id), "status", "order", Some(id), &detail, now)?;
+                    data,
+                );
+                tx.log("status", "order", id, detail);
                 Ok(())
             })
             .await?;
@@ -816,35 +960,36 @@ impl Orders {
         if !by.can(Action::AssignOrders) {
             return Err(DomainError::Forbidden);
         }
-        let by_id = by.user_id;
         let (o, _) = self
-            .mutate(by, id, "assigned", move |c, before, now| {
+            .mutate(by, id, "assigned", move |tx, before| {
                 if let Some(m) = master {
-                    if !q::masters(c)?.iter().any(|(mid, _)| *mid == m) {
-                        return Err(DomainError::invalid("assign to an active master").into());
+                    if !q::masters(tx)?.iter().any(|(mid, _)| *mid == m) {
+                        return Err(DomainError::invalid("err.order.master_inactive"));
                     }
                 }
-                q::set_master(c, id, master, now)?;
+                q::set_master(tx, id, master, tx.now())?;
                 let detail = serde_json::json!({"from": before.master_id, "to": master});
-                let eid = q::insert_event(c, id, Some(by_id), "assigned", false, "", &detail, now)?;
+                let eid = q::insert_event(
+                    tx,
+                    id,
+                    tx.actor_id(),
+                    "assigned",
+                    false,
+                    "",
+                    &detail,
+                    tx.now(),
+                )?;
                 if let Some(m) = master.filter(|m| Some(*m) != before.master_id) {
+                    let data = order_data(tx, id, &[])?;
                     notify(
-                        c,
+                        tx,
                         super::notifications::EventKind::OrderAssigned,
                         format!("order:{id}:assigned:{eid}"),
                         super::notifications::Recipient::Staff(m),
-                        order_data(c, id, &[])?,
-                    )?;
+                        data,
+                    );
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    Some(by_id),
-                    "assign",
-                    "order",
-                    Some(id),
-                    &detail,
-                    now,
-                )?;
+                tx.log("assign", "order", id, detail);
                 Ok(())
             })
             .await?;
@@ -864,32 +1009,33 @@ impl Orders {
             return Err(DomainError::Forbidden);
         }
         if kind != "part" && kind != "labour" {
-            return Err(DomainError::invalid("line kind must be part or labour"));
+            return Err(DomainError::invalid("err.order.line_kind"));
         }
-        let name = text(name, "line name", 200, true)?;
+        let name = text(name, "field.line_name", 200, true)?;
         if !(1..=10_000).contains(&qty) {
-            return Err(DomainError::invalid("quantity: 1-10000"));
+            return Err(DomainError::invalid("err.order.quantity"));
         }
-        let unit_price = amount(unit_price, "price")?;
+        let unit_price = amount(unit_price, "field.price")?;
         if qty.checked_mul(unit_price).is_none_or(|v| v > MAX_AMOUNT) {
-            return Err(DomainError::invalid("the line amount is too large"));
+            return Err(DomainError::invalid("err.order.line_too_large"));
         }
         let kind = kind.to_string();
         let by_id = by.user_id;
         let (o, _) = self
-            .mutate(by, id, "line_added", move |c, before, now| {
+            .mutate(by, id, "line_added", move |tx, before| {
+                let now = tx.now();
                 if before.status_group == "closed" {
-                    return Err(DomainError::Conflict("the order is closed".into()).into());
+                    return Err(DomainError::conflict("err.order.closed"));
                 }
-                let line = q::insert_line(c, id, &kind, &name, qty, unit_price, by_id, now)?;
-                let total: i64 = q::get(c, id)?.map(|o| o.total).unwrap_or(0);
+                let line = q::insert_line(tx, id, &kind, &name, qty, unit_price, by_id, now)?;
+                let total: i64 = q::get(tx, id)?.map(|o| o.total).unwrap_or(0);
                 if total > MAX_AMOUNT {
-                    return Err(DomainError::invalid("the order total is too large").into());
+                    return Err(DomainError::invalid("err.order.total_too_large"));
                 }
-                q::touch(c, id, now)?;
+                q::touch(tx, id, now)?;
                 let detail = serde_json::json!({"line": line, "kind": kind, "name": name, "qty": qty, "unit_price": unit_price});
-                q::insert_event(c, id, Some(by_id), "line_added", false, "", &detail, now)?;
-                crate::db::settings::log_activity(c, Some(by_id), "update", "order", Some(id), &detail, now)?;
+                q::insert_event(tx, id, Some(by_id), "line_added", false, "", &detail, now)?;
+                tx.log("update", "order", id, detail);
                 Ok(())
             })
             .await?;
@@ -900,17 +1046,17 @@ impl Orders {
         if !by.can(Action::EditOrders) {
             return Err(DomainError::Forbidden);
         }
-        let by_id = by.user_id;
         let (o, _) = self
-            .mutate(by, id, "line_removed", move |c, before, now| {
+            .mutate(by, id, "line_removed", move |tx, before| {
+                let now = tx.now();
                 if before.status_group == "closed" {
-                    return Err(DomainError::Conflict("the order is closed".into()).into());
+                    return Err(DomainError::conflict("err.order.closed"));
                 }
-                let removed = q::delete_line(c, id, line)?.ok_or(DomainError::NotFound)?;
-                q::touch(c, id, now)?;
+                let removed = q::delete_line(tx, id, line)?.ok_or(DomainError::NotFound)?;
+                q::touch(tx, id, now)?;
                 let detail = serde_json::json!({"line": line, "name": removed.name, "amount": removed.amount});
-                q::insert_event(c, id, Some(by_id), "line_removed", false, "", &detail, now)?;
-                crate::db::settings::log_activity(c, Some(by_id), "update", "order", Some(id), &detail, now)?;
+                q::insert_event(tx, id, tx.actor_id(), "line_removed", false, "", &detail, now)?;
+                tx.log("update", "order", id, detail);
                 Ok(())
             })
             .await?;
@@ -927,13 +1073,14 @@ impl Orders {
         if !by.can(Action::EditOrders) {
             return Err(DomainError::Forbidden);
         }
-        let body = text(body, "comment", 4000, true)?;
+        let body = text(body, "field.comment", 4000, true)?;
         let by_id = by.user_id;
         let (o, _) = self
-            .mutate(by, id, "order.comment", move |c, _before, now| {
-                q::touch(c, id, now)?;
+            .mutate(by, id, "order.comment", move |tx, before| {
+                let now = tx.now();
+                q::touch(tx, id, now)?;
                 let eid = q::insert_event(
-                    c,
+                    tx,
                     id,
                     Some(by_id),
                     "comment",
@@ -942,15 +1089,22 @@ impl Orders {
                     &serde_json::json!({}),
                     now,
                 )?;
-                if let Some(m) = _before.master_id.filter(|m| *m != by_id) {
+                if let Some(m) = before.master_id.filter(|m| *m != by_id) {
+                    let data = order_data(tx, id, &[("comment", body.clone())])?;
                     notify(
-                        c,
+                        tx,
                         super::notifications::EventKind::OrderComment,
                         format!("order:{id}:comment:{eid}"),
                         super::notifications::Recipient::Staff(m),
-                        order_data(c, id, &[("comment", body.clone())])?,
-                    )?;
+                        data,
+                    );
                 }
+                tx.log(
+                    "comment",
+                    "order",
+                    id,
+                    serde_json::json!({"event": eid, "public": public}),
+                );
                 Ok(())
             })
             .await?;
@@ -977,38 +1131,39 @@ impl Orders {
             return Err(DomainError::Forbidden);
         }
         if !matches!(kind, "prepayment" | "payment" | "refund") {
-            return Err(DomainError::invalid(
-                "payment kind must be prepayment, payment or refund",
-            ));
+            return Err(DomainError::invalid("err.payment.kind"));
         }
-        let v = amount(amount_v, "amount")?;
+        let v = amount(amount_v, "field.amount")?;
         if v == 0 {
-            return Err(DomainError::invalid("the amount must be above zero"));
+            return Err(DomainError::invalid("err.payment.zero"));
         }
         if !matches!(method, "cash" | "card" | "transfer") {
-            return Err(DomainError::invalid(
-                "method must be cash, card or transfer",
-            ));
+            return Err(DomainError::invalid("err.payment.method"));
         }
         let (kind, method, note) = (
             kind.to_string(),
             method.to_string(),
-            text(note, "note", 300, false)?,
+            text(note, "field.note", 300, false)?,
         );
         let by_id = by.user_id;
         let (o, _) = self
-            .mutate(by, id, "payment", move |c, before, now| {
+            .mutate(by, id, "payment", move |tx, before| {
+                let now = tx.now();
                 if kind == "refund" && v > before.paid {
-                    return Err(DomainError::invalid(format!("a refund cannot exceed what was paid ({})", before.paid)).into());
+                    return Err(DomainError::invalid(
+                        Msg::new("err.payment.refund_exceeds").money("paid", before.paid),
+                    ));
                 }
                 if kind != "refund" && before.paid.checked_add(v).is_none_or(|p| p > MAX_AMOUNT) {
-                    return Err(DomainError::invalid("the amount is too large").into());
+                    return Err(DomainError::invalid(
+                        Msg::new("err.field.too_large").term("field", "field.amount"),
+                    ));
                 }
-                let pid = q::insert_payment(c, id, &kind, v, &method, &note, by_id, now)?;
-                q::touch(c, id, now)?;
+                let pid = q::insert_payment(tx, id, &kind, v, &method, &note, by_id, now)?;
+                q::touch(tx, id, now)?;
                 let detail = serde_json::json!({"payment": pid, "kind": kind, "amount": v, "method": method});
-                q::insert_event(c, id, Some(by_id), "payment", false, &note, &detail, now)?;
-                crate::db::settings::log_activity(c, Some(by_id), "payment", "order", Some(id), &detail, now)?;
+                q::insert_event(tx, id, Some(by_id), "payment", false, &note, &detail, now)?;
+                tx.log("payment", "order", id, detail);
                 Ok(())
             })
             .await?;
@@ -1031,13 +1186,12 @@ impl Orders {
         }
         self.get(by, id).await?;
         if data.len() > MAX_PHOTO_BYTES {
-            return Err(DomainError::invalid(format!(
-                "the photo is larger than {} MB",
-                MAX_PHOTO_BYTES / 1_000_000
-            )));
+            return Err(DomainError::invalid(
+                Msg::new("err.photo.too_large").with("mb", MAX_PHOTO_BYTES / 1_000_000),
+            ));
         }
-        let (mime, ext) = sniff_image(&data)
-            .ok_or_else(|| DomainError::invalid("only JPEG, PNG or WebP photos"))?;
+        let (mime, ext) =
+            sniff_image(&data).ok_or_else(|| DomainError::invalid("err.photo.kind"))?;
         let folder = dir.join("orders").join(id.to_string());
         let name = format!("{}.{ext}", super::accounts::random_token(12));
         let path = folder.join(&name);
@@ -1054,19 +1208,13 @@ impl Orders {
         let by_id = by.user_id;
         let file = name.clone();
         let r = self
-            .mutate(by, id, "photo", move |c, _before, now| {
-                let pid = q::insert_photo(c, id, &file, mime, bytes, by_id, now)?;
-                q::touch(c, id, now)?;
-                q::insert_event(
-                    c,
-                    id,
-                    Some(by_id),
-                    "photo",
-                    false,
-                    "",
-                    &serde_json::json!({"photo": pid, "bytes": bytes}),
-                    now,
-                )?;
+            .mutate(by, id, "photo", move |tx, _before| {
+                let now = tx.now();
+                let pid = q::insert_photo(tx, id, &file, mime, bytes, by_id, now)?;
+                q::touch(tx, id, now)?;
+                let detail = serde_json::json!({"photo": pid, "bytes": bytes});
+                q::insert_event(tx, id, Some(by_id), "photo", false, "", &detail, now)?;
+                tx.log("photo", "order", id, detail);
                 Ok(pid)
             })
             .await;

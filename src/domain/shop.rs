@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DomainError, DomainResult};
+use super::work::Store;
+use super::{Actor, DomainError, DomainResult, Msg};
 use crate::db::{settings as q, Db};
 use crate::model::phone::{Country, UZBEKISTAN};
 
@@ -57,7 +58,7 @@ impl ShopSettings {
     /// The tile server's origin (`https://tile.example`), which the map page's
     /// Content-Security-Policy lets images come from.
     pub fn map_tile_origin(&self) -> DomainResult<String> {
-        let bad = || DomainError::invalid("map tiles: an http(s) URL with {z}, {x} and {y}");
+        let bad = || DomainError::invalid("err.shop.map_tiles");
         let t = self.map_tiles.trim();
         let rest = t
             .strip_prefix("https://")
@@ -80,22 +81,22 @@ impl ShopSettings {
 
     fn validate(&self) -> DomainResult<()> {
         if self.name.trim().is_empty() || self.name.chars().count() > 120 {
-            return Err(DomainError::invalid("shop name: 1-120 characters"));
+            return Err(DomainError::invalid(
+                Msg::new("err.field.length")
+                    .term("field", "field.shop_name")
+                    .with("max", 120),
+            ));
         }
         if !self.order_prefix.chars().all(|c| c.is_ascii_alphanumeric())
             || self.order_prefix.len() > 8
         {
-            return Err(DomainError::invalid(
-                "order prefix: up to 8 latin letters or digits",
-            ));
+            return Err(DomainError::invalid("err.shop.order_prefix"));
         }
         if Country::from_calling_code(&self.default_country).is_none() {
-            return Err(DomainError::invalid("unknown default country code"));
+            return Err(DomainError::invalid("err.shop.country"));
         }
         if self.currency.len() != 3 {
-            return Err(DomainError::invalid(
-                "currency: a 3-letter code such as UZS",
-            ));
+            return Err(DomainError::invalid("err.shop.currency"));
         }
         self.map_tile_origin()?;
         Ok(())
@@ -114,22 +115,19 @@ pub fn parse(raw: Option<String>) -> ShopSettings {
 
 pub const SETTINGS_KEY: &str = KEY;
 
-pub async fn save(db: &Db, by: i64, s: ShopSettings) -> DomainResult<()> {
+pub async fn save(store: &Store, by: &Actor, s: ShopSettings) -> DomainResult<()> {
     s.validate()?;
     let json = serde_json::to_string(&s).expect("settings serialise");
-    db.write(move |c| {
-        let now = crate::db::now();
-        q::set(c, KEY, &json, now)?;
-        q::log_activity(
-            c,
-            Some(by),
-            "update",
-            "settings",
-            None,
-            &serde_json::json!({"key": KEY}),
-            now,
-        )
-    })
-    .await?;
-    Ok(())
+    store
+        .write(by, move |tx| {
+            q::set(tx, KEY, &json, tx.now())?;
+            tx.log("update", "settings", None, serde_json::json!({"key": KEY}));
+            tx.emit(crate::events::Event::new(
+                "settings.updated",
+                serde_json::json!({"key": KEY}),
+                crate::events::Audience::Everyone,
+            ));
+            Ok(())
+        })
+        .await
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{from_db, Actor, DomainError, DomainResult};
+use super::work::Store;
+use super::{Actor, DomainError, DomainResult, Msg};
 use crate::db::sip::{self as q, BindingRow};
 use crate::db::{now, Db};
 use crate::sip::{self, Entry, Peer, RingGroup, StoredBinding, Strategy, Transport};
@@ -32,23 +33,19 @@ pub fn validate_number(n: &str) -> DomainResult<()> {
     if (2..=6).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(DomainError::invalid(
-            "an extension or group number has 2 to 6 digits",
-        ))
+        Err(DomainError::invalid("err.ext.number"))
     }
 }
 
 pub fn validate_secret(s: &str) -> DomainResult<()> {
     if s.len() < 8 || s.len() > 64 {
-        return Err(DomainError::invalid("a SIP secret has 8 to 64 characters"));
+        return Err(DomainError::invalid("err.ext.secret_length"));
     }
     if !s
         .bytes()
         .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b'\\')
     {
-        return Err(DomainError::invalid(
-            "a SIP secret uses printable ASCII without spaces, quotes, ';' or '\\'",
-        ));
+        return Err(DomainError::invalid("err.ext.secret_chars"));
     }
     Ok(())
 }
@@ -56,7 +53,11 @@ pub fn validate_secret(s: &str) -> DomainResult<()> {
 fn validate_name(n: &str) -> DomainResult<String> {
     let n = n.trim();
     if n.chars().count() > 80 || n.chars().any(char::is_control) {
-        return Err(DomainError::invalid("a name has at most 80 characters"));
+        return Err(DomainError::invalid(
+            Msg::new("err.field.too_long")
+                .term("field", "field.name")
+                .with("max", 80),
+        ));
     }
     Ok(n.to_string())
 }
@@ -91,15 +92,17 @@ pub struct NewGroup {
 #[derive(Clone)]
 pub struct Telephony {
     db: Db,
+    store: Store,
     directory: Arc<MemoryDirectory>,
     /// The running SIP server, to push trunk and policy changes to.
     sip: Arc<RwLock<Option<sip::SipControl>>>,
 }
 
 impl Telephony {
-    pub fn new(db: Db) -> Telephony {
+    pub fn new(store: Store) -> Telephony {
         Telephony {
-            db,
+            db: store.db().clone(),
+            store,
             directory: Arc::new(MemoryDirectory::default()),
             sip: Arc::default(),
         }
@@ -147,36 +150,39 @@ impl Telephony {
             }
             None => generate_secret(),
         };
-        let by_id = by.map(|a| a.user_id);
         let number = e.number.clone();
         let username = e.username.clone();
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 if q::number_taken(c, &number)? {
-                    return Err(DomainError::Conflict(format!("number {number} is taken")).into());
+                    return Err(DomainError::conflict(
+                        Msg::new("err.ext.number_taken").with("number", &number),
+                    ));
                 }
                 let user_id = match &username {
                     None => None,
                     Some(u) => Some(
                         crate::db::accounts::user_by_username(c, &u.to_lowercase())?
-                            .ok_or_else(|| DomainError::invalid(format!("no user {u:?}")))?
+                            .ok_or_else(|| {
+                                DomainError::invalid(
+                                    Msg::new("err.ext.no_user").with("username", u),
+                                )
+                            })?
                             .id,
                     ),
                 };
                 let id = q::insert_extension(c, &number, &name, user_id, &secret, now())?;
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "create",
                     "sip_extension",
-                    Some(id),
-                    &serde_json::json!({ "number": number }),
-                    now(),
-                )?;
+                    id,
+                    serde_json::json!({ "number": number }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.reload().await?;
         self.extension(&e.number).await
     }
@@ -191,33 +197,34 @@ impl Telephony {
     ) -> DomainResult<()> {
         let name = validate_name(display_name)?;
         let number = number.to_string();
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 let user_id = match &username {
                     None => None,
                     Some(u) => Some(
                         crate::db::accounts::user_by_username(c, &u.to_lowercase())?
-                            .ok_or_else(|| DomainError::invalid(format!("no user {u:?}")))?
+                            .ok_or_else(|| {
+                                DomainError::invalid(
+                                    Msg::new("err.ext.no_user").with("username", u),
+                                )
+                            })?
                             .id,
                     ),
                 };
                 if q::update_extension(c, &number, &name, user_id, enabled, now())? == 0 {
                     return Err(DomainError::NotFound.into());
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "update",
                     "sip_extension",
                     None,
-                    &serde_json::json!({ "number": number, "enabled": enabled }),
-                    now(),
-                )?;
+                    serde_json::json!({ "number": number, "enabled": enabled }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.reload().await
     }
 
@@ -229,50 +236,44 @@ impl Telephony {
     ) -> DomainResult<String> {
         let secret = generate_secret();
         let (n, s) = (number.to_string(), secret.clone());
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 if q::set_extension_secret(c, &n, &s, now())? == 0 {
                     return Err(DomainError::NotFound.into());
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "update",
                     "sip_extension_secret",
                     None,
-                    &serde_json::json!({ "number": n }),
-                    now(),
-                )?;
+                    serde_json::json!({ "number": n }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.reload().await?;
         Ok(secret)
     }
 
     pub async fn remove_extension(&self, by: Option<&Actor>, number: &str) -> DomainResult<()> {
         let n = number.to_string();
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 if q::delete_extension(c, &n)? == 0 {
                     return Err(DomainError::NotFound.into());
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "delete",
                     "sip_extension",
                     None,
-                    &serde_json::json!({ "number": n }),
-                    now(),
-                )?;
+                    serde_json::json!({ "number": n }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.reload().await
     }
 
@@ -293,43 +294,40 @@ impl Telephony {
             let mut parts = line.split(';');
             let number = parts.next().unwrap_or("").trim().to_string();
             let secret = parts.next().unwrap_or("").trim().to_string();
-            let at = |e: DomainError| DomainError::invalid(format!("line {}: {e}", i + 1));
+            let at = |e: DomainError| {
+                DomainError::invalid(
+                    Msg::new("err.import.line")
+                        .with("line", i + 1)
+                        .nested("why", e.message()),
+                )
+            };
             validate_number(&number).map_err(at)?;
             validate_secret(&secret).map_err(at)?;
             rows.push((number, secret));
         }
         let count = rows.len();
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 let t = now();
                 for (n, s) in &rows {
-                    if c.query_row(
-                        "SELECT EXISTS(SELECT 1 FROM sip_ring_groups WHERE number = ?1)",
-                        [n],
-                        |r| r.get::<_, bool>(0),
-                    )
-                    .map_err(crate::db::DbError::from)?
-                    {
-                        return Err(
-                            DomainError::Conflict(format!("number {n} is a ring group")).into()
-                        );
+                    if q::is_ring_group(c, n)? {
+                        return Err(DomainError::conflict(
+                            Msg::new("err.ext.is_group").with("number", n),
+                        ));
                     }
                     q::upsert_extension_secret(c, n, s, t)?;
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "import",
                     "sip_extension",
                     None,
-                    &serde_json::json!({ "count": rows.len() }),
-                    t,
-                )?;
+                    serde_json::json!({ "count": rows.len() }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.reload().await?;
         Ok(count)
     }
@@ -343,30 +341,29 @@ impl Telephony {
         validate_number(&g.number)?;
         let name = validate_name(&g.name)?;
         if g.members.is_empty() || g.members.len() > 50 {
-            return Err(DomainError::invalid("a ring group has 1 to 50 members"));
+            return Err(DomainError::invalid("err.group.members"));
         }
         if !(1..=600).contains(&g.member_timeout_secs)
             || !(1..=600).contains(&g.overall_timeout_secs)
         {
-            return Err(DomainError::invalid("timeouts are 1 to 600 seconds"));
+            return Err(DomainError::invalid("err.group.timeouts"));
         }
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 let mut ids = Vec::new();
                 for m in &g.members {
-                    let e = q::extension_by_number(c, m)?
-                        .ok_or_else(|| DomainError::invalid(format!("no extension {m}")))?;
+                    let e = q::extension_by_number(c, m)?.ok_or_else(|| {
+                        DomainError::invalid(Msg::new("err.group.no_extension").with("number", m))
+                    })?;
                     if !ids.contains(&e.id) {
                         ids.push(e.id);
                     }
                 }
                 if q::extension_by_number(c, &g.number)?.is_some() {
-                    return Err(DomainError::Conflict(format!(
-                        "number {} is an extension",
-                        g.number
-                    ))
-                    .into());
+                    return Err(DomainError::conflict(
+                        Msg::new("err.group.is_extension").with("number", &g.number),
+                    ));
                 }
                 let strategy = match g.strategy {
                     Strategy::RingAll => "ring_all",
@@ -382,43 +379,37 @@ impl Telephony {
                     &ids,
                     now(),
                 )?;
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "save",
                     "sip_ring_group",
-                    Some(id),
-                    &serde_json::json!({ "number": g.number }),
-                    now(),
-                )?;
+                    id,
+                    serde_json::json!({ "number": g.number }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.reload().await
     }
 
     pub async fn remove_group(&self, by: Option<&Actor>, number: &str) -> DomainResult<()> {
         let n = number.to_string();
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 if q::delete_ring_group(c, &n)? == 0 {
                     return Err(DomainError::NotFound.into());
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "delete",
                     "sip_ring_group",
                     None,
-                    &serde_json::json!({ "number": n }),
-                    now(),
-                )?;
+                    serde_json::json!({ "number": n }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.reload().await
     }
 
@@ -737,34 +728,28 @@ fn is_sip_user(u: &str) -> bool {
 pub fn validate_trunk(t: &NewTrunk, creating: bool) -> DomainResult<TrunkRow> {
     let name = t.name.trim();
     if name.is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control) {
-        return Err(DomainError::invalid("trunk name: 1 to 60 characters"));
+        return Err(DomainError::invalid("err.trunk.name"));
     }
     let host = t.host.trim();
     if !is_host(host) {
-        return Err(DomainError::invalid(
-            "host: a domain name or IP address of the provider's registrar/proxy",
-        ));
+        return Err(DomainError::invalid("err.trunk.host"));
     }
     if !(1..=65535).contains(&t.port) {
-        return Err(DomainError::invalid("port: 1 to 65535"));
+        return Err(DomainError::invalid("err.trunk.port"));
     }
     let transport = t.transport.trim().to_ascii_uppercase();
     if transport != "UDP" && transport != "TCP" {
-        return Err(DomainError::invalid("transport: UDP or TCP"));
+        return Err(DomainError::invalid("err.trunk.transport"));
     }
     if !is_sip_user(t.username.trim()) {
-        return Err(DomainError::invalid(
-            "username: 1 to 64 letters, digits or . _ + -",
-        ));
+        return Err(DomainError::invalid("err.trunk.username"));
     }
     let auth_username = t.auth_username.trim();
     if !auth_username.is_empty() && !is_sip_user(auth_username) {
-        return Err(DomainError::invalid(
-            "auth username: letters, digits or . _ + -",
-        ));
+        return Err(DomainError::invalid("err.trunk.auth_username"));
     }
     if t.secret.is_empty() && creating {
-        return Err(DomainError::invalid("secret: required for a new trunk"));
+        return Err(DomainError::invalid("err.trunk.secret_required"));
     }
     if t.secret.len() > 128
         || !t
@@ -772,22 +757,18 @@ pub fn validate_trunk(t: &NewTrunk, creating: bool) -> DomainResult<TrunkRow> {
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
     {
-        return Err(DomainError::invalid(
-            "secret: up to 128 printable characters without spaces, quotes or '\\'",
-        ));
+        return Err(DomainError::invalid("err.trunk.secret_chars"));
     }
     let from_domain = t.from_domain.trim();
     if !from_domain.is_empty() && !is_host(from_domain) {
-        return Err(DomainError::invalid("from-domain: a domain name"));
+        return Err(DomainError::invalid("err.trunk.from_domain"));
     }
     if !(60..=86_400).contains(&t.expires) {
-        return Err(DomainError::invalid(
-            "registration expiry: 60 to 86400 seconds",
-        ));
+        return Err(DomainError::invalid("err.trunk.expiry"));
     }
     let caller_id = t.caller_id.trim();
     if !caller_id.is_empty() && tk::normalise_dialled(caller_id).is_none() {
-        return Err(DomainError::invalid("caller ID: a phone number"));
+        return Err(DomainError::invalid("err.trunk.caller_id"));
     }
     let mut allow = Vec::new();
     for a in t
@@ -796,26 +777,26 @@ pub fn validate_trunk(t: &NewTrunk, creating: bool) -> DomainResult<TrunkRow> {
         .map(str::trim)
         .filter(|a| !a.is_empty())
     {
-        let ip: std::net::IpAddr = a.parse().map_err(|_| {
-            DomainError::invalid(format!("allowed address {a:?} is not an IP address"))
-        })?;
+        let ip: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| DomainError::invalid(Msg::new("err.trunk.allow").with("value", a)))?;
         allow.push(ip.to_string());
     }
     let mut dids: Vec<DidRow> = Vec::new();
     for d in &t.dids {
         let did = d.did.trim();
         if tk::normalise_dialled(did).as_deref() != Some(did) {
-            return Err(DomainError::invalid(format!(
-                "DID {did:?}: digits, optionally after '+'"
-            )));
+            return Err(DomainError::invalid(
+                Msg::new("err.trunk.did").with("did", did),
+            ));
         }
         if dids.iter().any(|x| x.did == did) {
-            return Err(DomainError::invalid(format!("DID {did} is listed twice")));
+            return Err(DomainError::invalid(
+                Msg::new("err.trunk.did_twice").with("did", did),
+            ));
         }
         validate_number(d.destination.trim()).map_err(|_| {
-            DomainError::invalid(format!(
-                "DID {did}: destination is an extension or ring group number"
-            ))
+            DomainError::invalid(Msg::new("err.trunk.did_destination").with("did", did))
         })?;
         let after = d
             .after_hours
@@ -824,9 +805,7 @@ pub fn validate_trunk(t: &NewTrunk, creating: bool) -> DomainResult<TrunkRow> {
             .filter(|a| !a.is_empty());
         if let Some(a) = after {
             validate_number(a).map_err(|_| {
-                DomainError::invalid(format!(
-                    "DID {did}: after-hours destination is an extension or ring group number"
-                ))
+                DomainError::invalid(Msg::new("err.trunk.did_after_hours").with("did", did))
             })?;
         }
         dids.push(DidRow {
@@ -863,10 +842,9 @@ pub fn parse_did_lines(text: &str) -> DomainResult<Vec<DidRow>> {
         }
         let parts: Vec<&str> = line.split_whitespace().collect();
         if !(2..=3).contains(&parts.len()) {
-            return Err(DomainError::invalid(format!(
-                "DIDs line {}: \"DID destination [after-hours destination]\"",
-                i + 1
-            )));
+            return Err(DomainError::invalid(
+                Msg::new("err.trunk.did_line").with("line", i + 1),
+            ));
         }
         out.push(DidRow {
             did: parts[0].into(),
@@ -939,7 +917,7 @@ pub fn parse_offset(s: &str) -> DomainResult<i32> {
     if s.is_empty() || s.eq_ignore_ascii_case("utc") || s == "Z" {
         return Ok(0);
     }
-    let bad = || DomainError::invalid(format!("UTC offset {s:?}: like +05:00"));
+    let bad = || DomainError::invalid(Msg::new("err.rules.offset").with("value", s));
     let (sign, rest) = match s.as_bytes()[0] {
         b'+' => (1, &s[1..]),
         b'-' => (-1, &s[1..]),
@@ -961,11 +939,7 @@ pub fn parse_week(text: &str) -> DomainResult<[Vec<(u16, u16)>; 7]> {
         .map(str::trim)
         .filter(|e| !e.is_empty())
     {
-        let bad = || {
-            DomainError::invalid(format!(
-                "business hours {entry:?}: like \"mon-fri 09:00-18:00\""
-            ))
-        };
+        let bad = || DomainError::invalid(Msg::new("err.rules.hours").with("value", entry));
         let (days, times) = entry.split_once(char::is_whitespace).ok_or_else(bad)?;
         let day = |d: &str| DAYS.iter().position(|x| x.eq_ignore_ascii_case(d.trim()));
         let mut which = Vec::new();
@@ -1005,7 +979,7 @@ pub fn parse_holidays(text: &str) -> DomainResult<Vec<(i32, u8, u8)>> {
         .map(str::trim)
         .filter(|d| !d.is_empty())
     {
-        let bad = || DomainError::invalid(format!("holiday {d:?}: a date like 2026-03-21"));
+        let bad = || DomainError::invalid(Msg::new("err.rules.holiday").with("value", d));
         let mut it = d.split('-');
         let (y, m, dd) = (it.next(), it.next(), it.next());
         if it.next().is_some() {
@@ -1052,17 +1026,17 @@ impl CallRules {
     pub fn validate(&self) -> DomainResult<()> {
         self.business_hours()?;
         if self.dial_min_digits > 20 {
-            return Err(DomainError::invalid("dial rule: at most 20 digits"));
+            return Err(DomainError::invalid("err.rules.dial_digits"));
         }
         for p in split_list(&self.dial_prefixes) {
             if tk::normalise_dialled(&p).as_deref() != Some(p.as_str()) {
-                return Err(DomainError::invalid(format!(
-                    "dial prefix {p:?}: digits, optionally after '+'"
-                )));
+                return Err(DomainError::invalid(
+                    Msg::new("err.rules.prefix").with("value", &p),
+                ));
             }
         }
         if !(1..=3600).contains(&self.trunk_retry_secs) {
-            return Err(DomainError::invalid("trunk retry: 1 to 3600 seconds"));
+            return Err(DomainError::invalid("err.rules.retry"));
         }
         Ok(())
     }
@@ -1223,57 +1197,46 @@ impl Telephony {
             self.db.read(move |c| q::trunk_has_secret(c, &n)).await?
         };
         let row = validate_trunk(&t, !exists)?;
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 for d in &row.dids {
                     for n in std::iter::once(&d.destination).chain(d.after_hours.as_ref()) {
                         if !q::number_taken(c, n)? {
-                            return Err(DomainError::invalid(format!(
-                                "DID {}: no extension or ring group {n}",
-                                d.did
-                            ))
-                            .into());
+                            return Err(DomainError::invalid(
+                                Msg::new("err.trunk.did_unknown_destination")
+                                    .with("did", &d.did)
+                                    .with("number", n),
+                            ));
                         }
                     }
                 }
                 let id = q::save_trunk(c, &row, now())?;
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "save",
                     "sip_trunk",
-                    Some(id),
-                    &serde_json::json!({ "name": row.name, "host": row.host }),
-                    now(),
-                )?;
+                    id,
+                    serde_json::json!({ "name": row.name, "host": row.host }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.push_plan().await
     }
 
     pub async fn remove_trunk(&self, by: Option<&Actor>, id: i64) -> DomainResult<()> {
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 if q::delete_trunk(c, id)? == 0 {
                     return Err(DomainError::NotFound.into());
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
-                    "delete",
-                    "sip_trunk",
-                    Some(id),
-                    &serde_json::json!({}),
-                    now(),
-                )?;
+                tx.log("delete", "sip_trunk", id, serde_json::json!({}));
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.push_plan().await
     }
 
@@ -1284,9 +1247,9 @@ impl Telephony {
 
     pub async fn save_call_rules(&self, by: Option<&Actor>, r: CallRules) -> DomainResult<()> {
         r.validate()?;
-        let by_id = by.map(|a| a.user_id);
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 let t = now();
                 let values = [
                     r.hours.trim().to_string(),
@@ -1299,19 +1262,11 @@ impl Telephony {
                 for (k, v) in RULE_KEYS.iter().zip(values.iter()) {
                     crate::db::settings::set(c, k, v, t)?;
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
-                    "update",
-                    "sip_call_rules",
-                    None,
-                    &serde_json::json!({}),
-                    t,
-                )?;
+                tx.log("update", "sip_call_rules", None, serde_json::json!({}));
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.push_plan().await
     }
 
@@ -1324,19 +1279,19 @@ impl Telephony {
         let prefixes = split_list(&s.outbound_prefixes);
         for p in &prefixes {
             if tk::normalise_dialled(p).as_deref() != Some(p.as_str()) {
-                return Err(DomainError::invalid(format!(
-                    "prefix {p:?}: digits, optionally after '+'"
-                )));
+                return Err(DomainError::invalid(
+                    Msg::new("err.rules.prefix").with("value", p),
+                ));
             }
         }
         if s.max_calls_per_hour > 10_000 {
-            return Err(DomainError::invalid("at most 10000 calls per hour"));
+            return Err(DomainError::invalid("err.ext.calls_per_hour"));
         }
         let n = number.to_string();
-        let by_id = by.map(|a| a.user_id);
         let joined = prefixes.join(", ");
-        self.db
-            .write(move |c| {
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
                 let t = now();
                 let changed = q::set_extension_outbound(
                     c,
@@ -1350,40 +1305,35 @@ impl Telephony {
                 if changed == 0 {
                     return Err(DomainError::NotFound.into());
                 }
-                crate::db::settings::log_activity(
-                    c,
-                    by_id,
+                tx.log(
                     "update",
                     "sip_extension_outbound",
                     None,
-                    &serde_json::json!({ "number": n, "allowed": s.outbound_allowed }),
-                    t,
-                )?;
+                    serde_json::json!({ "number": n, "allowed": s.outbound_allowed }),
+                );
+                tx.emit(telephony_event());
                 Ok(())
             })
-            .await
-            .map_err(from_db)?;
+            .await?;
         self.push_plan().await
     }
 
     /// Click-to-call for `actor`: their linked extension rings first, then `number`.
     pub async fn click_to_call(&self, actor: &Actor, number: &str) -> DomainResult<String> {
         let number = tk::normalise_dialled(number)
-            .ok_or_else(|| DomainError::invalid("not a phone number"))?;
+            .ok_or_else(|| DomainError::invalid("err.call.not_a_number"))?;
         let uid = actor.user_id;
         let exts = self.db.read(q::list_extensions).await?;
         let ext = exts
             .iter()
             .find(|e| e.enabled && e.user_id == Some(uid))
-            .ok_or_else(|| {
-                DomainError::invalid("no desk phone (extension) is linked to your account")
-            })?;
+            .ok_or_else(|| DomainError::invalid("err.call.no_desk_phone"))?;
         let sip = self
             .sip()
-            .ok_or_else(|| DomainError::invalid("the SIP server is off"))?;
+            .ok_or_else(|| DomainError::invalid("err.call.sip_off"))?;
         sip.click_to_call(&ext.number, &number)
             .await
-            .map_err(DomainError::Invalid)
+            .map_err(|why| DomainError::invalid(Msg::new("err.call.dial_failed").with("why", why)))
     }
 }
 
@@ -1458,7 +1408,10 @@ mod trunk_tests {
             let mut t = ok.clone();
             f(&mut t);
             match validate_trunk(&t, true) {
-                Err(DomainError::Invalid(m)) => assert!(m.contains(want), "{m} / {want}"),
+                Err(DomainError::Invalid(m)) => {
+                    let m = m.to_string();
+                    assert!(m.contains(want), "{m} / {want}")
+                }
                 other => panic!("{want}: {other:?}"),
             }
         };
@@ -1483,4 +1436,13 @@ mod trunk_tests {
         );
         assert!(parse_did_lines("712000000").is_err());
     }
+}
+
+/// The telephony page refreshes on it (admins only).
+fn telephony_event() -> crate::events::Event {
+    crate::events::Event::new(
+        "telephony.updated",
+        serde_json::json!({}),
+        crate::events::Audience::Admins,
+    )
 }

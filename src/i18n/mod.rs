@@ -94,6 +94,160 @@ impl Tr {
     }
 }
 
+/// A sentence for a person, not yet in any language: a catalogue key and named arguments.
+/// Domain errors carry one, so the same refusal reads in the reader's language on a page,
+/// in the API (by `Accept-Language`) and in the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    key: &'static str,
+    args: Vec<(&'static str, Arg)>,
+}
+
+/// One argument of a [`Msg`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    /// Shown as it is (a name, a number as typed).
+    Text(String),
+    /// A whole amount of so'm, grouped by thousands with the currency word of the language.
+    Money(i64),
+    /// Another catalogue key, translated too (a status, a field's name, a payment kind).
+    Term(String),
+    /// A whole sentence inside this one (e.g. why a phone number was refused).
+    Msg(Box<Msg>),
+    /// A name the shop keeps in each language (a status of its workflow), in the order of
+    /// [`Language::ALL`].
+    Names(Box<[String; 4]>),
+}
+
+impl Msg {
+    pub fn new(key: &'static str) -> Msg {
+        Msg {
+            key,
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds `{name}`, shown as it is.
+    pub fn with(mut self, name: &'static str, value: impl ToString) -> Msg {
+        self.args.push((name, Arg::Text(value.to_string())));
+        self
+    }
+
+    /// Adds `{name}` as an amount of money.
+    pub fn money(mut self, name: &'static str, amount: i64) -> Msg {
+        self.args.push((name, Arg::Money(amount)));
+        self
+    }
+
+    /// Adds `{name}` as the translation of another catalogue key.
+    pub fn term(mut self, name: &'static str, key: impl Into<String>) -> Msg {
+        self.args.push((name, Arg::Term(key.into())));
+        self
+    }
+
+    /// Adds `{name}` as a whole translated sentence.
+    pub fn nested(mut self, name: &'static str, m: Msg) -> Msg {
+        self.args.push((name, Arg::Msg(Box::new(m))));
+        self
+    }
+
+    /// Adds `{name}` as a name the shop keeps in every language ([`Language::ALL`] order).
+    pub fn names(mut self, name: &'static str, names: [String; 4]) -> Msg {
+        self.args.push((name, Arg::Names(Box::new(names))));
+        self
+    }
+
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The text argument `name`, if given (for tests and logs).
+    pub fn text_arg(&self, name: &str) -> Option<&str> {
+        self.args.iter().find_map(|(n, a)| match a {
+            Arg::Text(t) if *n == name => Some(t.as_str()),
+            _ => None,
+        })
+    }
+}
+
+impl From<&'static str> for Msg {
+    fn from(key: &'static str) -> Msg {
+        Msg::new(key)
+    }
+}
+
+/// English, for logs and for callers with no reader (the CLI renders in the user's
+/// language through [`Tr::msg`]).
+impl std::fmt::Display for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&Tr::new(Language::En).msg(self))
+    }
+}
+
+impl Tr {
+    /// The message in this language, its arguments filled in.
+    pub fn msg(&self, m: &Msg) -> String {
+        let mut s = self.t(m.key).to_string();
+        for (name, arg) in &m.args {
+            let value = match arg {
+                Arg::Text(t) => t.clone(),
+                Arg::Money(v) => self.money(*v),
+                Arg::Term(k) => self.term(k),
+                Arg::Msg(inner) => self.msg(inner),
+                Arg::Names(n) => {
+                    let i = Language::ALL
+                        .iter()
+                        .position(|l| *l == self.lang)
+                        .unwrap_or(0);
+                    n[i].clone()
+                }
+            };
+            s = s.replace(&format!("{{{name}}}"), &value);
+        }
+        s
+    }
+
+    /// `1 250 000 so'm` in this language's words.
+    pub fn money(&self, v: i64) -> String {
+        format!(
+            "{} {}",
+            crate::model::money::group_thousands(v),
+            self.t("money.som")
+        )
+    }
+
+    /// The translation of a key built at run time (a stored code such as a payment kind);
+    /// the key itself when the catalogue lacks it.
+    pub fn term(&self, key: &str) -> String {
+        let tables = &*TABLES;
+        tables
+            .get(&self.lang)
+            .and_then(|c| c.get(key))
+            .or_else(|| tables.get(&Language::En).and_then(|c| c.get(key)))
+            .cloned()
+            .unwrap_or_else(|| key.to_string())
+    }
+
+    /// A stored code shown to a person (a payment kind, an activity action, an entity
+    /// type): `term.<group>.<code>` from the catalogue, the code itself when unknown (a
+    /// code written by a newer version, say).
+    pub fn code(&self, group: &str, code: &str) -> String {
+        let key = format!("term.{group}.{code}");
+        let tables = &*TABLES;
+        tables
+            .get(&self.lang)
+            .and_then(|c| c.get(&key))
+            .or_else(|| tables.get(&Language::En).and_then(|c| c.get(&key)))
+            .cloned()
+            .unwrap_or_else(|| code.to_string())
+    }
+
+    /// Whether the catalogue knows `key`.
+    pub fn has(key: &str) -> bool {
+        TABLES[&Language::En].contains_key(key)
+    }
+}
+
 /// Every key of the English catalogue (the reference).
 pub fn keys() -> Vec<&'static str> {
     let mut k: Vec<&'static str> = TABLES[&Language::En].keys().map(|s| s.as_str()).collect();

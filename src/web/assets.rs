@@ -71,7 +71,7 @@ pub async fn serve(
             &req,
             actix_web::http::StatusCode::BAD_REQUEST,
             "bad_path",
-            "invalid asset path",
+            crate::i18n::Msg::new("error.bad_asset"),
         );
     }
     let Some(f) = Files::get(&file) else {
@@ -79,7 +79,7 @@ pub async fn serve(
             &req,
             actix_web::http::StatusCode::NOT_FOUND,
             "not_found",
-            "no such asset",
+            crate::i18n::Msg::new("error.not_found"),
         );
     };
     let current = state.assets.hashes.get(&file).map(String::as_str);

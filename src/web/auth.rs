@@ -13,7 +13,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use super::routes::Access;
 use super::WebState;
 use crate::domain::Actor;
-use crate::i18n::Tr;
+use crate::i18n::{Msg, Tr};
 use crate::model::Language;
 
 pub const SESSION_COOKIE: &str = "crm_session";
@@ -59,7 +59,7 @@ fn unauthorized(req: ServiceRequest, api: bool, tr: Tr) -> ServiceResponse<BoxBo
         super::error::json_error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "sign in or send Authorization: Bearer <token>",
+            super::error::api_tr(req.request()).t("error.api_signin"),
         )
     } else if req.method() == Method::GET {
         let next = req
@@ -86,9 +86,9 @@ fn refuse(
     req: ServiceRequest,
     status: StatusCode,
     code: &str,
-    msg: &str,
+    msg: &'static str,
 ) -> ServiceResponse<BoxBody> {
-    let resp = super::error::for_request(req.request(), status, code, msg);
+    let resp = super::error::for_request(req.request(), status, code, Msg::new(msg));
     req.into_response(resp)
 }
 
@@ -129,10 +129,10 @@ pub async fn authorize(
                         req,
                         StatusCode::UNAUTHORIZED,
                         "unauthenticated",
-                        "invalid or revoked API token",
+                        "error.bad_token",
                     ))
                 }
-                Err(e) => return Err(super::error::ApiError(e).into()),
+                Err(e) => return Err(super::error::ApiError::from(e).into()),
             }
         }
     }
@@ -147,7 +147,7 @@ pub async fn authorize(
                     })
                 }
                 Ok(None) => {}
-                Err(e) => return Err(super::error::ApiError(e).into()),
+                Err(e) => return Err(super::error::ApiError::from(e).into()),
             }
         }
     }
@@ -166,7 +166,7 @@ pub async fn authorize(
                     req,
                     StatusCode::FORBIDDEN,
                     "forbidden",
-                    tr.t("error.forbidden"),
+                    "error.forbidden",
                 ))
             }
             Some(_) => {}
@@ -183,12 +183,7 @@ pub async fn authorize(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|origin| host_of(origin) != Some(req.connection_info().host()));
         if foreign_origin {
-            return Ok(refuse(
-                req,
-                StatusCode::FORBIDDEN,
-                "csrf",
-                tr.t("error.csrf"),
-            ));
+            return Ok(refuse(req, StatusCode::FORBIDDEN, "csrf", "error.csrf"));
         }
         let expected = match &identity {
             Some(i) => Some(i.csrf.clone()),
@@ -201,12 +196,7 @@ pub async fn authorize(
         req = checked;
         let ok = matches!((&expected, &provided), (Some(e), Some(p)) if !e.is_empty() && constant_eq(e, p));
         if !ok {
-            return Ok(refuse(
-                req,
-                StatusCode::FORBIDDEN,
-                "csrf",
-                tr.t("error.csrf"),
-            ));
+            return Ok(refuse(req, StatusCode::FORBIDDEN, "csrf", "error.csrf"));
         }
     }
 
@@ -260,7 +250,7 @@ async fn csrf_token_of(
                 &hreq,
                 e.as_response_error().status_code(),
                 "bad_body",
-                &e.to_string(),
+                Msg::new("error.bad_request").with("detail", &e),
             );
             return Err(ServiceResponse::new(hreq, resp));
         }
@@ -304,7 +294,7 @@ impl FromRequest for Actor {
                     req,
                     StatusCode::UNAUTHORIZED,
                     "unauthenticated",
-                    "sign in first",
+                    Msg::new("error.signin_required"),
                 ),
             )
             .into()
@@ -326,6 +316,11 @@ pub struct Ui {
 impl Ui {
     pub fn t(&self, key: &'static str) -> &'static str {
         self.tr.t(key)
+    }
+
+    /// A domain message in this user's language.
+    pub fn msg(&self, m: &crate::i18n::Msg) -> String {
+        self.tr.msg(m)
     }
 }
 

@@ -23,6 +23,7 @@ use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::app::AppContext;
+use crate::i18n::Msg;
 
 pub use metrics::Metrics;
 
@@ -72,21 +73,33 @@ async fn log_and_measure(
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    let tr = auth::request_tr(&req);
     error::for_request(
         &req,
         StatusCode::NOT_FOUND,
         "not_found",
-        tr.t("error.not_found"),
+        Msg::new("error.not_found"),
     )
 }
 
+/// A body, path or query the extractors could not read. The parser's own words (which
+/// field, where) stay as the detail inside a translated sentence.
 fn bad_request(
     req: &HttpRequest,
     err: impl std::fmt::Display,
     status: StatusCode,
 ) -> actix_web::Error {
-    let resp = error::for_request(req, status, "bad_request", &err.to_string());
+    let key = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "error.too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "error.media_type",
+        StatusCode::NOT_FOUND => "error.not_found",
+        _ => "error.bad_request",
+    };
+    let resp = error::for_request(
+        req,
+        status,
+        "bad_request",
+        Msg::new(key).with("detail", &err),
+    );
     actix_web::error::InternalError::from_response(err.to_string(), resp).into()
 }
 
@@ -169,6 +182,7 @@ pub fn bind(ctx: AppContext, setup_token: Option<String>) -> anyhow::Result<Boun
         let state = state.clone();
         move || {
             App::new()
+                .wrap(from_fn(error::translate_api_errors))
                 .wrap(from_fn(auth::authorize))
                 .wrap(
                     DefaultHeaders::new()

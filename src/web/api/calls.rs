@@ -45,10 +45,8 @@ pub struct CallPage {
 #[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(CallParams),
     responses((status = 200, body = CallPage), (status = 400, body = ErrorBody)))]
 pub async fn list(state: web::Data<WebState>, q: web::Query<CallQuery>) -> ApiResult {
-    let f = match q.filter(&state.ctx.calls) {
-        Ok(f) => f,
-        Err(m) => return Ok(json_error(StatusCode::BAD_REQUEST, "bad_request", m)),
-    };
+    let f =
+        crate::web::pages::calls::call_filter(&state.ctx.calls, &q).map_err(ApiError::bad_query)?;
     let (items, total) = state.ctx.calls.list(f).await?;
     Ok(HttpResponse::Ok().json(CallPage { items, total }))
 }

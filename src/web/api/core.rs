@@ -6,22 +6,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::branches::{BranchInput, BranchRow};
 use crate::domain::customers::{CustomerInput, CustomerRow};
-use crate::domain::orders::{
-    NewOrder, OrderFilter, OrderRow, OrderSort, OrderUpdate, OrderView, StatusRow,
-};
+use crate::domain::filters::{OrderQuery, Paging};
+use crate::domain::orders::{NewOrder, OrderRow, OrderUpdate, OrderView, StatusRow};
 use crate::domain::search::SearchResults;
-use crate::domain::{Actor, DomainError};
+use crate::domain::Actor;
 use crate::web::error::{ApiError, ErrorBody};
 use crate::web::WebState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
-
-#[derive(Deserialize, IntoParams)]
-pub struct Paging {
-    /// 1-500, default 50.
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
-}
 
 #[derive(serde::Serialize, ToSchema)]
 pub struct CustomerPage {
@@ -34,15 +26,8 @@ pub struct CustomerPage {
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(Paging),
     responses((status = 200, body = CustomerPage)))]
 pub async fn list_customers(state: web::Data<WebState>, q: web::Query<Paging>) -> ApiResult {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(DomainError::invalid("limit must be 1-500").into());
-    }
-    let (items, total) = state
-        .ctx
-        .customers
-        .list(limit, q.offset.unwrap_or(0).max(0))
-        .await?;
+    let (limit, offset) = q.parse(50)?;
+    let (items, total) = state.ctx.customers.list(limit, offset).await?;
     Ok(HttpResponse::Ok().json(CustomerPage { items, total }))
 }
 
@@ -113,29 +98,6 @@ pub async fn update_customer(
     Ok(HttpResponse::Ok().json(state.ctx.customers.get(id).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
-pub struct OrderQuery {
-    /// new, in_work, waiting, ready, closed
-    pub group: Option<String>,
-    pub status_id: Option<i64>,
-    pub master_id: Option<i64>,
-    pub customer_id: Option<i64>,
-    /// Unix seconds, created at or after.
-    pub from: Option<i64>,
-    /// Unix seconds, created before.
-    pub to: Option<i64>,
-    #[serde(default)]
-    pub overdue: bool,
-    /// newest (default), oldest, promised, updated
-    pub sort: Option<String>,
-    pub branch_id: Option<i64>,
-    pub limit: Option<i64>,
-    pub offset: Option<i64>,
-    /// Sorted by number (newest, oldest): the page after this order id; faster than
-    /// `offset` deep into a list.
-    pub after: Option<i64>,
-}
-
 #[derive(serde::Serialize, ToSchema)]
 pub struct OrderPage {
     pub items: Vec<OrderRow>,
@@ -151,34 +113,11 @@ pub async fn list_orders(
     actor: Actor,
     q: web::Query<OrderQuery>,
 ) -> ApiResult {
-    let q = q.into_inner();
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(DomainError::invalid("limit must be 1-500").into());
-    }
-    let f = OrderFilter {
-        group: q.group,
-        status_id: q.status_id,
-        master_id: q.master_id,
-        customer_id: q.customer_id,
-        from: q.from,
-        to: q.to,
-        overdue_at: q.overdue.then(crate::db::now),
-        sort: match q.sort.as_deref() {
-            Some("oldest") => OrderSort::Oldest,
-            Some("promised") => OrderSort::Promised,
-            Some("updated") => OrderSort::Updated,
-            None | Some("newest") => OrderSort::Newest,
-            Some(other) => {
-                return Err(DomainError::invalid(format!("unknown sort {other:?}")).into())
-            }
-        },
-        branch_id: q.branch_id,
-        limit,
-        offset: q.offset.unwrap_or(0),
-        after: q.after,
-        ..Default::default()
-    };
+    let f = q.filter(
+        50,
+        crate::db::now(),
+        &crate::web::pages::core_ui::start_of_day_input,
+    )?;
     let (items, total) = state.ctx.orders.list(&actor, f).await?;
     Ok(HttpResponse::Ok().json(OrderPage { items, total }))
 }
@@ -428,8 +367,7 @@ pub async fn create_branch(
     actor: Actor,
     body: web::Json<BranchInput>,
 ) -> ApiResult {
-    let b =
-        crate::domain::branches::create(&state.ctx.db, actor.user_id, body.into_inner()).await?;
+    let b = crate::domain::branches::create(&state.ctx.store, &actor, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(b))
 }
 
@@ -443,8 +381,8 @@ pub async fn update_branch(
     body: web::Json<BranchInput>,
 ) -> ApiResult {
     let b = crate::domain::branches::update(
-        &state.ctx.db,
-        actor.user_id,
+        &state.ctx.store,
+        &actor,
         id.into_inner(),
         body.into_inner(),
     )

@@ -37,6 +37,6 @@ pub async fn post_notice(
     actor: Actor,
     body: web::Json<NewNotice>,
 ) -> Result<HttpResponse, ApiError> {
-    let n = notices::post(&state.ctx.db, &state.ctx.events, &actor, &body.text).await?;
+    let n = notices::post(&state.ctx.store, &actor, &body.text).await?;
     Ok(HttpResponse::Created().json(n))
 }

@@ -63,7 +63,7 @@ pub async fn logins(ui: Ui, q: web::Query<LoginQuery>) -> HttpResponse {
                         tr.failure[!r.success] {
                             td { (datetime(r.at)) }
                             td { (r.username) }
-                            td { @if r.success { (ui.t("audit.success")) } @else { span.badge.badge-danger { (ui.t("audit.failure")) " (" (r.reason) ")" } } }
+                            td { @if r.success { (ui.t("audit.success")) } @else { span.badge.badge-danger { (ui.t("audit.failure")) " (" (ui.tr.code("signin_reason", &r.reason)) ")" } } }
                             td { (r.ip) }
                             td.ua { (r.user_agent) }
                         }
@@ -143,11 +143,11 @@ pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
                 }
                 select name="entity" aria-label=(ui.t("activityf.entity")) {
                     option value="" { (ui.t("activityf.entity")) ": " (ui.t("activityf.any")) }
-                    @for e in &entities { option value=(e) selected[filter.entity.as_deref() == Some(e.as_str())] { (e) } }
+                    @for e in &entities { option value=(e) selected[filter.entity.as_deref() == Some(e.as_str())] { (ui.tr.code("entity", e)) } }
                 }
                 select name="action" aria-label=(ui.t("activityf.action")) {
                     option value="" { (ui.t("activityf.action")) ": " (ui.t("activityf.any")) }
-                    @for a in &actions { option value=(a) selected[filter.action.as_deref() == Some(a.as_str())] { (a) } }
+                    @for a in &actions { option value=(a) selected[filter.action.as_deref() == Some(a.as_str())] { (ui.tr.code("action", a)) } }
                 }
                 input type="date" name="from" value=(q.from) title=(ui.t("activityf.from")) aria-label=(ui.t("activityf.from"));
                 input type="date" name="to" value=(q.to) title=(ui.t("activityf.to")) aria-label=(ui.t("activityf.to"));
@@ -159,9 +159,9 @@ pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
                     @for r in rows.iter().take(PAGE as usize) {
                         tr.activity-row data-entity=(r.entity) data-action=(r.action) {
                             td { (datetime(r.at)) }
-                            td.actor { (r.actor.clone().unwrap_or_else(|| "system".into())) }
-                            td { (r.action) }
-                            td { (r.entity) @if let Some(id) = r.entity_id { " #" (id) } }
+                            td.actor { (r.actor.clone().unwrap_or_else(|| ui.t("audit.system").to_string())) }
+                            td { (ui.tr.code("action", &r.action)) }
+                            td { (ui.tr.code("entity", &r.entity)) @if let Some(id) = r.entity_id { " #" (id) } }
                             td { code.detail { (r.detail) } }
                         }
                     }

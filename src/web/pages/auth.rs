@@ -294,7 +294,7 @@ pub async fn setup(ui: Ui, req: HttpRequest, form: web::Form<SetupForm>) -> Http
         Err(DomainError::Invalid(m)) => {
             return html_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                setup_page(&ui, &form.token, values, Some(&m)),
+                setup_page(&ui, &form.token, values, Some(&ui.msg(&m))),
             )
         }
         Err(e) => {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{html_status, redirect};
 use crate::domain::branches::{BranchInput, BranchRow};
-use crate::domain::{Actor, DomainError};
+use crate::domain::{Actor, DomainError, Msg};
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
 use crate::web::layout::{csrf_field, flash, page};
@@ -27,21 +27,24 @@ pub struct BranchForm {
     active: Option<String>,
 }
 
-fn coordinate(s: &str, what: &str) -> Result<Option<f64>, DomainError> {
+fn coordinate(s: &str, field: &'static str) -> Result<Option<f64>, DomainError> {
     match s.trim().replace(',', ".").as_str() {
         "" => Ok(None),
-        v => v
-            .parse::<f64>()
-            .map(Some)
-            .map_err(|_| DomainError::invalid(format!("{what}: not a number: {v:?}"))),
+        v => v.parse::<f64>().map(Some).map_err(|_| {
+            DomainError::invalid(
+                Msg::new("err.field.not_a_number")
+                    .term("field", field)
+                    .with("value", v),
+            )
+        }),
     }
 }
 
 impl BranchForm {
     fn input(self) -> Result<BranchInput, DomainError> {
         Ok(BranchInput {
-            lat: coordinate(&self.lat, "latitude")?,
-            lon: coordinate(&self.lon, "longitude")?,
+            lat: coordinate(&self.lat, "field.latitude")?,
+            lon: coordinate(&self.lon, "field.longitude")?,
             name: self.name,
             address: self.address,
             phone: self.phone,
@@ -123,16 +126,16 @@ async fn answer(ui: &Ui, r: Result<BranchRow, DomainError>) -> HttpResponse {
     match r {
         Ok(_) => redirect("/branches"),
         Err(DomainError::Invalid(m)) => {
-            render(ui, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+            render(ui, Some(&ui.msg(&m)), StatusCode::UNPROCESSABLE_ENTITY).await
         }
-        Err(DomainError::Conflict(m)) => render(ui, Some(&m), StatusCode::CONFLICT).await,
+        Err(DomainError::Conflict(m)) => render(ui, Some(&ui.msg(&m)), StatusCode::CONFLICT).await,
         Err(err) => PageError { err, tr: ui.tr }.error_response(),
     }
 }
 
 pub async fn create(ui: Ui, actor: Actor, form: web::Form<BranchForm>) -> HttpResponse {
     let r = match form.into_inner().input() {
-        Ok(input) => crate::domain::branches::create(&ui.state.ctx.db, actor.user_id, input).await,
+        Ok(input) => crate::domain::branches::create(&ui.state.ctx.store, &actor, input).await,
         Err(e) => Err(e),
     };
     answer(&ui, r).await
@@ -145,9 +148,7 @@ pub async fn update(
     form: web::Form<BranchForm>,
 ) -> HttpResponse {
     let r = match form.into_inner().input() {
-        Ok(input) => {
-            crate::domain::branches::update(&ui.state.ctx.db, actor.user_id, *id, input).await
-        }
+        Ok(input) => crate::domain::branches::update(&ui.state.ctx.store, &actor, *id, input).await,
         Err(e) => Err(e),
     };
     answer(&ui, r).await

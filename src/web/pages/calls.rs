@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::core_ui::{csv, pager, start_of_day_input};
 use super::{html, html_status, redirect};
-use crate::domain::calls::{parse_direction, CallFilter, CallRow, LiveCall, MissedRow, Outcome};
+use crate::domain::calls::{CallFilter, CallRow, LiveCall, MissedRow, Outcome};
 use crate::domain::{Action, Actor, DomainError};
 use crate::model::PhoneNumber;
 use crate::web::auth::Ui;
@@ -67,112 +67,32 @@ pub fn direction_label(ui: &Ui, d: &str) -> &'static str {
     })
 }
 
-/// The call-log filters as typed (query string), checked by [`CallQuery::filter`].
-#[derive(Deserialize, Default, Clone)]
-pub struct CallQuery {
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub direction: Option<String>,
-    pub outcome: Option<String>,
-    pub operator: Option<String>,
-    pub number: Option<String>,
-    pub page: Option<String>,
-    pub limit: Option<String>,
-    pub offset: Option<String>,
+use crate::domain::filters::blank;
+pub use crate::domain::filters::CallQuery;
+
+/// The filter in the shop's calendar and the log's number form (parsed in the domain).
+pub fn call_filter(
+    calls: &crate::domain::calls::Calls,
+    q: &CallQuery,
+) -> Result<CallFilter, DomainError> {
+    q.filter(PER_PAGE, &|v| calls.normalise_typed(v), &start_of_day_input)
 }
 
-fn blank(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-impl CallQuery {
-    /// The filter, or a message naming the bad parameter (answered with 400).
-    pub fn filter(&self, calls: &crate::domain::calls::Calls) -> Result<CallFilter, String> {
-        let mut f = CallFilter {
-            limit: PER_PAGE,
-            ..Default::default()
-        };
-        let day = |name: &str, v: &str| {
-            start_of_day_input(v)
-                .ok_or_else(|| format!("{name}: expected a date as YYYY-MM-DD, got {v:?}"))
-        };
-        if let Some(v) = blank(&self.from) {
-            f.from_ms = Some(day("from", v)? * 1000);
+fn query_string(q: &CallQuery) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("from", &q.from),
+        ("to", &q.to),
+        ("direction", &q.direction),
+        ("outcome", &q.outcome),
+        ("operator", &q.operator),
+        ("number", &q.number),
+    ] {
+        if let Some(v) = blank(v) {
+            parts.push(format!("{k}={}", urlencoding(v)));
         }
-        if let Some(v) = blank(&self.to) {
-            // Inclusive: the whole "to" day.
-            f.to_ms = Some((day("to", v)? + 86_400) * 1000);
-        }
-        if let (Some(a), Some(b)) = (f.from_ms, f.to_ms) {
-            if a >= b {
-                return Err("from: must not be after to".into());
-            }
-        }
-        if let Some(v) = blank(&self.direction) {
-            parse_direction(v).ok_or_else(|| {
-                format!("direction: unknown {v:?} (internal, inbound or outbound)")
-            })?;
-            f.direction = Some(v.to_string());
-        }
-        if let Some(v) = blank(&self.outcome) {
-            let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.code()).collect();
-            Outcome::parse(v)
-                .ok_or_else(|| format!("outcome: unknown {v:?} (one of {})", known.join(", ")))?;
-            f.outcome = Some(v.to_string());
-        }
-        if let Some(v) = blank(&self.operator) {
-            f.user_id = Some(
-                v.parse::<i64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("operator: expected a user id, got {v:?}"))?,
-            );
-        }
-        if let Some(v) = blank(&self.number) {
-            f.number = Some(calls.normalise_typed(v).map_err(|e| e.to_string())?);
-        }
-        let int =
-            |name: &str, v: &Option<String>, lo: i64, hi: i64| -> Result<Option<i64>, String> {
-                match blank(v) {
-                    None => Ok(None),
-                    Some(s) => s
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (lo..=hi).contains(n))
-                        .map(Some)
-                        .ok_or_else(|| {
-                            format!("{name}: expected a whole number {lo}-{hi}, got {s:?}")
-                        }),
-                }
-            };
-        if let Some(l) = int("limit", &self.limit, 1, 1000)? {
-            f.limit = l;
-        }
-        if let Some(o) = int("offset", &self.offset, 0, i64::MAX / 2)? {
-            f.offset = o;
-        }
-        if let Some(p) = int("page", &self.page, 0, 1_000_000)? {
-            f.offset = p * f.limit;
-        }
-        Ok(f)
     }
-
-    fn query_string(&self) -> String {
-        let mut parts = Vec::new();
-        for (k, v) in [
-            ("from", &self.from),
-            ("to", &self.to),
-            ("direction", &self.direction),
-            ("outcome", &self.outcome),
-            ("operator", &self.operator),
-            ("number", &self.number),
-        ] {
-            if let Some(v) = blank(v) {
-                parts.push(format!("{k}={}", urlencoding(v)));
-            }
-        }
-        parts.join("&")
-    }
+    parts.join("&")
 }
 
 fn urlencoding(s: &str) -> String {
@@ -236,9 +156,10 @@ pub fn calls_table(ui: &Ui, rows: &[CallRow], id: &str) -> Markup {
 
 pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
     let ctx = &ui.state.ctx;
-    let f = match q.filter(&ctx.calls) {
+    let f = match call_filter(&ctx.calls, &q) {
         Ok(f) => f,
-        Err(m) => return bad_request(&ui, &m),
+        Err(DomainError::Invalid(m)) => return bad_request(&ui, &ui.msg(&m)),
+        Err(e) => return fail(&ui, e),
     };
     let pg = f.offset / f.limit.max(1);
     let (rows, total) = match ctx.calls.list(f).await {
@@ -246,7 +167,7 @@ pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
         Err(e) => return fail(&ui, e),
     };
     let users = ctx.accounts.list_users().await.unwrap_or_default();
-    let qs = q.query_string();
+    let qs = query_string(&q);
     let sel = |v: &Option<String>, x: &str| blank(v) == Some(x);
     html(page(
         &ui,
@@ -287,9 +208,10 @@ pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
 
 pub async fn export_csv(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
     let ctx = &ui.state.ctx;
-    let mut f = match q.filter(&ctx.calls) {
+    let mut f = match call_filter(&ctx.calls, &q) {
         Ok(f) => f,
-        Err(m) => return bad_request(&ui, &m),
+        Err(DomainError::Invalid(m)) => return bad_request(&ui, &ui.msg(&m)),
+        Err(e) => return fail(&ui, e),
     };
     let mut all = Vec::new();
     f.limit = 1000;

@@ -224,7 +224,7 @@ pub async fn create(ui: Ui, actor: Actor, f: web::Form<CustomerForm>) -> HttpRes
         Ok(id) => redirect(&format!("/customers/{id}")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => html_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            new_page(&ui, &f, Some(&m)),
+            new_page(&ui, &f, Some(&ui.msg(&m))),
         ),
         Err(e) => fail(&ui, e),
     }
@@ -318,7 +318,7 @@ async fn card(
                     div.table-wrap { table #customer-payments {
                         thead { tr { th { (ui.t("audit.time")) } th { "№" } th { (ui.t("orders.payment")) } th.num { (ui.t("orders.amount")) } } }
                         tbody { @for p in &payments {
-                            tr { td { (datetime(p.created_at)) } td { a href=(format!("/orders/{}", p.order_id)) { (p.order_number) } } td { (p.kind) " · " (p.method) } td.num { (money(&shop, if p.kind == "refund" { -p.amount } else { p.amount })) } }
+                            tr { td { (datetime(p.created_at)) } td { a href=(format!("/orders/{}", p.order_id)) { (p.order_number) } } td { (ui.tr.code("payment_kind", &p.kind)) " · " (ui.tr.code("payment_method", &p.method)) } td.num { (money(&shop, if p.kind == "refund" { -p.amount } else { p.amount })) } }
                         } }
                     } }
                 }
@@ -371,13 +371,21 @@ pub async fn update(
                 &actor,
                 id,
                 Some(&f),
-                Some(&m),
+                Some(&ui.msg(&m)),
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await
         }
         Err(DomainError::Conflict(m)) => {
-            card(&ui, &actor, id, Some(&f), Some(&m), StatusCode::CONFLICT).await
+            card(
+                &ui,
+                &actor,
+                id,
+                Some(&f),
+                Some(&ui.msg(&m)),
+                StatusCode::CONFLICT,
+            )
+            .await
         }
         Err(e) => fail(&ui, e),
     }
@@ -414,7 +422,7 @@ pub async fn merge(
                 &actor,
                 id,
                 None,
-                Some(&m),
+                Some(&ui.msg(&m)),
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await

@@ -217,11 +217,11 @@ pub struct NoticeForm {
 }
 
 pub async fn post_notice(ui: Ui, actor: Actor, form: web::Form<NoticeForm>) -> HttpResponse {
-    match notices::post(&ui.state.ctx.db, &ui.state.ctx.events, &actor, &form.text).await {
+    match notices::post(&ui.state.ctx.store, &actor, &form.text).await {
         Ok(_) => redirect("/"),
         Err(DomainError::Invalid(m)) => crate::web::error::error_page(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            &m,
+            &ui.msg(&m),
             ui.tr,
         ),
         Err(err) => actix_web::ResponseError::error_response(&crate::web::error::PageError {

@@ -32,7 +32,7 @@ async fn respond(ui: &Ui, result: Result<String, DomainError>) -> HttpResponse {
     let (status, notice, error) = match result {
         Ok(m) => (StatusCode::OK, Some(m), None),
         Err(DomainError::Invalid(m)) | Err(DomainError::Conflict(m)) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, None, Some(m))
+            (StatusCode::UNPROCESSABLE_ENTITY, None, Some(ui.msg(&m)))
         }
         Err(e) => return err(ui, e),
     };
@@ -266,11 +266,10 @@ fn test_outcome(ui: &Ui, row: OutboxRow) -> Result<String, DomainError> {
     match row.state.as_str() {
         "sent" => Ok(ui.t("notify.test_sent").to_string()),
         "pending" | "sending" if row.attempts == 0 => Ok(ui.t("notify.test_queued").to_string()),
-        _ => Err(DomainError::Invalid(format!(
-            "{}: {}",
-            ui.t("notify.test_failed"),
-            row.last_error.unwrap_or_default()
-        ))),
+        _ => Err(DomainError::invalid(
+            crate::domain::Msg::new("err.notify.test_failed")
+                .with("why", row.last_error.unwrap_or_default()),
+        )),
     }
 }
 
@@ -484,14 +483,14 @@ pub async fn save_template(
             .await
             .map(|_| Some(ui.t("notify.saved"))),
         "reset" => n
-            .reset_template(event, lang)
+            .reset_template(&actor, event, lang)
             .await
             .map(|_| Some(ui.t("notify.templates.reset_done"))),
-        _ => Err(DomainError::invalid("unknown operation")),
+        _ => Err(DomainError::invalid("err.form.unknown_operation")),
     };
     let (status, notice, error) = match result {
         Ok(m) => (StatusCode::OK, m, None),
-        Err(DomainError::Invalid(m)) => (StatusCode::UNPROCESSABLE_ENTITY, None, Some(m)),
+        Err(DomainError::Invalid(m)) => (StatusCode::UNPROCESSABLE_ENTITY, None, Some(ui.msg(&m))),
         Err(e) => return err(&ui, e),
     };
     // After save/reset show what is stored; after preview (or a refused save) the draft.
@@ -590,13 +589,7 @@ pub async fn profile_telegram(ui: Ui, actor: Actor) -> HttpResponse {
 }
 
 pub async fn profile_telegram_link(ui: Ui, actor: Actor) -> HttpResponse {
-    let link = match ui
-        .state
-        .ctx
-        .notifications
-        .create_link_code(actor.user_id)
-        .await
-    {
+    let link = match ui.state.ctx.notifications.create_link_code(&actor).await {
         Ok(l) => l,
         Err(e) => return err(&ui, e),
     };
@@ -607,7 +600,13 @@ pub async fn profile_telegram_link(ui: Ui, actor: Actor) -> HttpResponse {
 }
 
 pub async fn profile_telegram_unlink(ui: Ui, actor: Actor) -> HttpResponse {
-    match ui.state.ctx.notifications.unlink(actor.user_id).await {
+    match ui
+        .state
+        .ctx
+        .notifications
+        .unlink(&actor, actor.user_id)
+        .await
+    {
         Ok(_) => redirect("/profile/telegram"),
         Err(e) => err(&ui, e),
     }

@@ -11,13 +11,13 @@ use super::core_ui::{
     start_of_day_input, status_badge, Cursor,
 };
 use super::{html, html_status, redirect};
-use crate::domain::customers::CustomerInput;
+use crate::domain::filters::OrderQuery;
 use crate::domain::orders::{
-    is_overdue, status_name, NewOrder, OrderFilter, OrderRow, OrderSort, OrderUpdate, OrderView,
-    StatusRow, DEVICE_CATEGORIES,
+    is_overdue, status_name, IntakeCustomer, NewOrder, OrderFilter, OrderRow, OrderUpdate,
+    OrderView, StatusRow, DEVICE_CATEGORIES,
 };
 use crate::domain::shop::ShopSettings;
-use crate::domain::{Action, Actor, DomainError};
+use crate::domain::{Action, Actor, DomainError, Msg};
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
 use crate::web::layout::{csrf_field, datetime, flash, page};
@@ -28,88 +28,23 @@ fn fail(ui: &Ui, err: DomainError) -> HttpResponse {
     PageError { err, tr: ui.tr }.error_response()
 }
 
-#[derive(Deserialize, Default, Clone)]
-pub struct ListQuery {
-    q: Option<String>,
-    group: Option<String>,
-    status: Option<i64>,
-    master: Option<i64>,
-    branch: Option<i64>,
-    from: Option<String>,
-    to: Option<String>,
-    overdue: Option<u8>,
-    sort: Option<String>,
-    page: Option<i64>,
-    /// Keyset cursors of the pager links (see `core_ui::keyset_pager`).
-    after: Option<i64>,
-    before: Option<i64>,
+/// The list's filter; parsed in the domain (`domain::filters`), shared with the API.
+pub type ListQuery = OrderQuery;
+
+/// The filter as a query string, without the page position (for pager and sort links).
+fn query_string(q: &ListQuery) -> String {
+    serde_urlencoded::to_string(q.without_paging()).unwrap_or_default()
 }
 
-impl ListQuery {
-    fn filter(&self, ids: Option<Vec<i64>>) -> OrderFilter {
-        OrderFilter {
-            group: self.group.clone().filter(|g| !g.is_empty()),
-            status_id: self.status,
-            master_id: self.master,
-            branch_id: self.branch,
-            from: self.from.as_deref().and_then(start_of_day_input),
-            to: self
-                .to
-                .as_deref()
-                .and_then(start_of_day_input)
-                .map(|t| t + 86_400),
-            overdue_at: (self.overdue == Some(1)).then(crate::db::now),
-            ids,
-            sort: match self.sort.as_deref() {
-                Some("oldest") => OrderSort::Oldest,
-                Some("promised") => OrderSort::Promised,
-                Some("updated") => OrderSort::Updated,
-                _ => OrderSort::Newest,
-            },
-            limit: PER_PAGE,
-            offset: self.page.unwrap_or(0).max(0) * PER_PAGE,
-            after: self.after,
-            before: self.before,
-            ..Default::default()
-        }
-    }
-
-    fn query_string(&self) -> String {
-        let mut v: Vec<(&str, String)> = Vec::new();
-        if let Some(q) = &self.q {
-            v.push(("q", q.clone()));
-        }
-        if let Some(g) = &self.group {
-            v.push(("group", g.clone()));
-        }
-        if let Some(s) = self.status {
-            v.push(("status", s.to_string()));
-        }
-        if let Some(m) = self.master {
-            v.push(("master", m.to_string()));
-        }
-        if let Some(b) = self.branch {
-            v.push(("branch", b.to_string()));
-        }
-        if let Some(f) = &self.from {
-            v.push(("from", f.clone()));
-        }
-        if let Some(t) = &self.to {
-            v.push(("to", t.clone()));
-        }
-        if self.overdue == Some(1) {
-            v.push(("overdue", "1".into()));
-        }
-        if let Some(s) = &self.sort {
-            v.push(("sort", s.clone()));
-        }
-        serde_urlencoded::to_string(v).unwrap_or_default()
-    }
-}
-
-async fn find(ui: &Ui, actor: &Actor, q: &ListQuery) -> Result<(Vec<OrderRow>, i64), DomainError> {
+/// The page of orders the filter asks for, and whether it pages by cursor (id order).
+async fn find(
+    ui: &Ui,
+    actor: &Actor,
+    q: &ListQuery,
+) -> Result<(Vec<OrderRow>, i64, bool), DomainError> {
     let ctx = &ui.state.ctx;
-    let ids = match q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let mut filter = q.filter(PER_PAGE, crate::db::now(), &start_of_day_input)?;
+    let ids = match q.text() {
         Some(text) => {
             let r = crate::domain::search::search(&ctx.db, actor, text, 100).await?;
             let mut ids: Vec<i64> = r.orders.iter().map(|o| o.id).collect();
@@ -126,7 +61,10 @@ async fn find(ui: &Ui, actor: &Actor, q: &ListQuery) -> Result<(Vec<OrderRow>, i
         }
         None => None,
     };
-    ctx.orders.list(actor, q.filter(ids)).await
+    filter.ids = ids;
+    let keyset = filter.sort.keyset();
+    let (rows, total) = ctx.orders.list(actor, filter).await?;
+    Ok((rows, total, keyset))
 }
 
 pub fn orders_table(
@@ -167,7 +105,7 @@ pub async fn list(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpRespons
 /// A master's queue: their open orders, soonest promise first.
 pub async fn my_orders(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpResponse {
     let mut q = q.into_inner();
-    q.master = Some(actor.user_id);
+    q.master_id = Some(actor.user_id.to_string());
     if q.sort.is_none() {
         q.sort = Some("promised".into());
     }
@@ -182,7 +120,7 @@ async fn render_list(
     title: &'static str,
 ) -> HttpResponse {
     let ctx = &ui.state.ctx;
-    let (rows, total) = match find(&ui, &actor, &q).await {
+    let (rows, total, keyset) = match find(&ui, &actor, &q).await {
         Ok(r) => r,
         Err(e) => return fail(&ui, e),
     };
@@ -192,8 +130,15 @@ async fn render_list(
         .await
         .unwrap_or_default();
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
-    let page_no = q.page.unwrap_or(0).max(0);
-    let qs = q.query_string();
+    let page_no = q
+        .page
+        .as_deref()
+        .and_then(|p| p.trim().parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let qs = query_string(&q);
+    let picked =
+        |v: &Option<String>, id: i64| v.as_deref().map(str::trim) == Some(id.to_string().as_str());
     let groups = [
         ("new", "group.new"),
         ("in_work", "group.in_work"),
@@ -220,23 +165,23 @@ async fn render_list(
                 }
                 select name="status" {
                     option value="" { (ui.t("orders.all_statuses")) }
-                    @for s in &statuses { option value=(s.id) selected[q.status == Some(s.id)] { (status_name(s, ui.tr.lang)) } }
+                    @for s in &statuses { option value=(s.id) selected[picked(&q.status_id, s.id)] { (status_name(s, ui.tr.lang)) } }
                 }
                 @if actor.role != crate::model::Role::Master {
                     select name="master" {
                         option value="" { (ui.t("orders.all_masters")) }
-                        @for (id, name) in &masters { option value=(id) selected[q.master == Some(*id)] { (name) } }
+                        @for (id, name) in &masters { option value=(id) selected[picked(&q.master_id, *id)] { (name) } }
                     }
                 }
                 @if branches.len() > 1 {
                     select name="branch" {
                         option value="" { (ui.t("branches.all")) }
-                        @for b in &branches { option value=(b.id) selected[q.branch == Some(b.id)] { (b.name) } }
+                        @for b in &branches { option value=(b.id) selected[picked(&q.branch_id, b.id)] { (b.name) } }
                     }
                 }
                 input type="date" name="from" value=(q.from.clone().unwrap_or_default()) title=(ui.t("orders.from"));
                 input type="date" name="to" value=(q.to.clone().unwrap_or_default()) title=(ui.t("orders.to"));
-                label.check { input type="checkbox" name="overdue" value="1" checked[q.overdue == Some(1)]; " " (ui.t("orders.overdue")) }
+                label.check { input type="checkbox" name="overdue" value="1" checked[q.overdue.as_deref() == Some("1")]; " " (ui.t("orders.overdue")) }
                 select name="sort" {
                     option value="newest" { (ui.t("orders.sort_newest")) }
                     option value="oldest" selected[q.sort.as_deref() == Some("oldest")] { (ui.t("orders.sort_oldest")) }
@@ -248,7 +193,7 @@ async fn render_list(
             div #orders-region data-live-topics="order." {
                 (orders_table(&ui, &shop, &statuses, &rows))
                 (keyset_pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total, rows.len() as i64,
-                    q.filter(None).sort.keyset().then(|| Cursor {
+                    keyset.then(|| Cursor {
                         first: rows.first().map(|o| o.id).unwrap_or(0),
                         last: rows.last().map(|o| o.id).unwrap_or(0),
                     }).filter(|_| !rows.is_empty())))
@@ -261,17 +206,16 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
     let mut q = q.into_inner();
     let statuses = ui.state.ctx.orders.statuses().await.unwrap_or_default();
     let mut all = Vec::new();
-    let keyset = q.filter(None).sort.keyset();
     for page_no in 0..200 {
-        q.page = Some(page_no);
-        let (rows, _) = match find(&ui, &actor, &q).await {
+        q.page = Some(page_no.to_string());
+        let (rows, _, keyset) = match find(&ui, &actor, &q).await {
             Ok(r) => r,
             Err(e) => return fail(&ui, e),
         };
         let n = rows.len() as i64;
         if keyset {
             // The next page starts after this one's last row: no rows skipped again.
-            q.after = rows.last().map(|o| o.id);
+            q.after = rows.last().map(|o| o.id.to_string());
         }
         all.extend(rows);
         if n < PER_PAGE {
@@ -457,83 +401,65 @@ pub async fn new_form(ui: Ui, actor: Actor, q: web::Query<NewQuery>) -> HttpResp
     ))
 }
 
-fn num(s: &str, what: &str) -> Result<i64, DomainError> {
+fn num(s: &str, field: &'static str) -> Result<i64, DomainError> {
     if s.trim().is_empty() {
         return Ok(0);
     }
-    crate::model::money::parse_amount(s).map_err(|e| DomainError::invalid(format!("{what}: {e}")))
+    crate::model::money::parse_amount(s).map_err(|e| field_error(field, e.into()))
+}
+
+/// "{field}: {why}", both in the reader's language.
+fn field_error(field: &'static str, why: Msg) -> DomainError {
+    DomainError::invalid(
+        Msg::new("err.field.refused")
+            .term("field", field)
+            .nested("why", why),
+    )
 }
 
 pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let f = form.into_inner();
     let result: Result<OrderRow, DomainError> = async {
-        let estimate = num(&f.estimate, ui.t("orders.estimate"))?;
-        let prepayment = num(&f.prepayment, ui.t("orders.prepayment"))?;
+        let estimate = num(&f.estimate, "field.estimate")?;
+        let prepayment = num(&f.prepayment, "field.prepayment")?;
         let warranty_days = if f.warranty_days.trim().is_empty() {
             0
         } else {
             f.warranty_days
                 .trim()
                 .parse()
-                .map_err(|_| DomainError::invalid(ui.t("orders.warranty_days")))?
+                .map_err(|_| DomainError::invalid("err.order.warranty"))?
         };
-        let promised_at = parse_date_input(&f.promised).map_err(DomainError::Invalid)?;
-        let master_id = match f.master.as_deref().filter(|m| !m.is_empty()) {
-            Some(m) => Some(m.parse().map_err(|_| DomainError::invalid("master"))?),
-            None => None,
-        };
-        let branch_id = match f.branch.as_deref().filter(|b| !b.is_empty()) {
-            Some(b) => Some(
-                b.parse()
-                    .map_err(|_| DomainError::invalid("unknown branch"))?,
-            ),
-            None => None,
-        };
-        // Validate the order before creating a customer, so a bad form leaves nothing behind.
-        if let Some(b) = branch_id {
-            match crate::domain::branches::get(&ctx.db, b).await {
-                Ok(row) if row.active => {}
-                Ok(_) | Err(DomainError::NotFound) => {
-                    return Err(DomainError::invalid("unknown branch"))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if f.complaint.trim().is_empty() {
-            return Err(DomainError::invalid(format!(
-                "{}: {}",
-                ui.t("orders.complaint"),
-                ui.t("common.required")
-            )));
-        }
-        let customer_id = match f.customer_id.as_deref().and_then(|s| s.parse::<i64>().ok()) {
-            Some(id) => id,
-            None => {
-                let existing = ctx.customers.find_by_phone(&f.phone).await?;
-                match existing.first() {
-                    Some(c) => c.id,
-                    None => {
-                        ctx.customers
-                            .create(
-                                &actor,
-                                CustomerInput {
-                                    name: f.customer_name.clone(),
-                                    phones: vec![f.phone.clone()],
-                                    ..Default::default()
-                                },
-                                false,
-                            )
-                            .await?
-                    }
-                }
+        let promised_at = parse_date_input(&f.promised).map_err(|_| {
+            DomainError::invalid(Msg::new("err.date.invalid").with("value", f.promised.trim()))
+        })?;
+        let id = |s: &Option<String>, field: &'static str| -> Result<Option<i64>, DomainError> {
+            match s.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => v.parse().map(Some).map_err(|_| {
+                    DomainError::invalid(
+                        Msg::new("err.field.not_a_number")
+                            .term("field", field)
+                            .with("value", v),
+                    )
+                }),
             }
         };
+        let master_id = id(&f.master, "field.master")?;
+        let branch_id = id(&f.branch, "field.branch")?;
+        let customer_id = id(&f.customer_id, "field.customer")?;
+        // Intake is one unit of work in the domain: the customer (found by phone or
+        // created), the order and the prepayment commit together or not at all.
         ctx.orders
             .create(
                 &actor,
                 NewOrder {
                     customer_id,
+                    customer: customer_id.is_none().then(|| IntakeCustomer {
+                        name: f.customer_name.clone(),
+                        phone: f.phone.clone(),
+                    }),
                     branch_id,
                     device_category: f.device_category.clone(),
                     brand: f.brand.clone(),
@@ -562,7 +488,15 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                 .unwrap_or_default();
             html_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                new_page(&ui, &actor, &f, &masters, &branches, None, Some(&m)),
+                new_page(
+                    &ui,
+                    &actor,
+                    &f,
+                    &masters,
+                    &branches,
+                    None,
+                    Some(&ui.msg(&m)),
+                ),
             )
         }
         Err(e) => fail(&ui, e),
@@ -596,7 +530,12 @@ fn event_text(
             "{}: {}",
             ui.t("timeline.fields"),
             d.as_object()
-                .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+                .map(|m| {
+                    m.keys()
+                        .map(|k| ui.tr.code("order_field", k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default()
         ),
         "line_added" => format!(
@@ -609,7 +548,7 @@ fn event_text(
         "payment" => format!(
             "{}: {} {}",
             ui.t("orders.payment"),
-            d["kind"].as_str().unwrap_or(""),
+            ui.tr.code("payment_kind", d["kind"].as_str().unwrap_or("")),
             money(shop, d["amount"].as_i64().unwrap_or(0))
         ),
         "comment" => e.text.clone(),
@@ -850,10 +789,17 @@ async fn after(ui: &Ui, actor: &Actor, id: i64, r: Result<OrderRow, DomainError>
     match r {
         Ok(_) => redirect(&format!("/orders/{id}")),
         Err(DomainError::Invalid(m)) => {
-            render_order(ui, actor, id, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+            render_order(
+                ui,
+                actor,
+                id,
+                Some(&ui.msg(&m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
         Err(DomainError::Conflict(m)) => {
-            render_order(ui, actor, id, Some(&m), StatusCode::CONFLICT).await
+            render_order(ui, actor, id, Some(&ui.msg(&m)), StatusCode::CONFLICT).await
         }
         Err(e) => fail(ui, e),
     }
@@ -933,9 +879,9 @@ pub async fn add_line(
             .qty
             .trim()
             .parse()
-            .map_err(|_| DomainError::invalid(ui.t("orders.qty")))?;
+            .map_err(|_| DomainError::invalid("err.order.quantity"))?;
         let price = crate::model::money::parse_amount(&f.price)
-            .map_err(|e| DomainError::invalid(format!("{}: {e}", ui.t("orders.price"))))?;
+            .map_err(|e| field_error("field.price", e.into()))?;
         ui.state
             .ctx
             .orders
@@ -969,7 +915,7 @@ pub async fn pay(
     let id = path.into_inner();
     let r = async {
         let v = crate::model::money::parse_amount(&f.amount)
-            .map_err(|e| DomainError::invalid(e.to_string()))?;
+            .map_err(|e| field_error("field.amount", e.into()))?;
         ui.state
             .ctx
             .orders
@@ -1035,17 +981,24 @@ pub async fn update(
     let r = async {
         let u = OrderUpdate {
             version: f.version,
-            device_category: f.device_category.clone(),
-            brand: f.brand.clone(),
-            model: f.model.clone(),
-            serial: f.serial.clone(),
-            complaint: f.complaint.clone(),
-            condition: f.condition.clone(),
-            accessories: f.accessories.clone(),
-            urgent: f.urgent.is_some(),
-            promised_at: parse_date_input(&f.promised).map_err(DomainError::Invalid)?,
-            estimate: num(&f.estimate, "estimate")?,
-            warranty_days: f.warranty_days.trim().parse().unwrap_or(0),
+            device_category: Some(f.device_category.clone()),
+            brand: Some(f.brand.clone()),
+            model: Some(f.model.clone()),
+            serial: Some(f.serial.clone()),
+            complaint: Some(f.complaint.clone()),
+            condition: Some(f.condition.clone()),
+            accessories: Some(f.accessories.clone()),
+            urgent: Some(f.urgent.is_some()),
+            promised_at: Some(parse_date_input(&f.promised).map_err(|_| {
+                DomainError::invalid(Msg::new("err.date.invalid").with("value", f.promised.trim()))
+            })?),
+            estimate: Some(num(&f.estimate, "field.estimate")?),
+            warranty_days: Some(
+                f.warranty_days
+                    .trim()
+                    .parse()
+                    .map_err(|_| DomainError::invalid("err.order.warranty"))?,
+            ),
         };
         ui.state.ctx.orders.update(&actor, id, u).await
     }

@@ -31,7 +31,7 @@ pub async fn switch_language(
             &req,
             StatusCode::BAD_REQUEST,
             "invalid",
-            "unknown language",
+            crate::i18n::Msg::new("err.language.unknown").with("value", &form.lang),
         );
     };
     let user = req.extensions().get::<Identity>().map(|i| i.actor.user_id);
@@ -202,7 +202,7 @@ pub async fn change_password(ui: Ui, actor: Actor, form: web::Form<PasswordForm>
         // Every session of the user ended, this one included: sign in again.
         Ok(()) => redirect("/login"),
         Err(DomainError::Invalid(m)) => page_or_error(
-            profile_page(&ui, &actor, None, Some(&m), None).await,
+            profile_page(&ui, &actor, None, Some(&ui.msg(&m)), None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         Err(err) => actix_web::ResponseError::error_response(&PageError { err, tr: ui.tr }),
@@ -227,7 +227,7 @@ pub async fn change_email(ui: Ui, actor: Actor, form: web::Form<EmailForm>) -> H
             StatusCode::OK,
         ),
         Err(DomainError::Invalid(m)) => page_or_error(
-            profile_page(&ui, &actor, None, Some(&m), None).await,
+            profile_page(&ui, &actor, None, Some(&ui.msg(&m)), None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         Err(err) => actix_web::ResponseError::error_response(&PageError { err, tr: ui.tr }),
@@ -259,7 +259,7 @@ pub async fn create_token(ui: Ui, actor: Actor, form: web::Form<TokenForm>) -> H
             StatusCode::OK,
         ),
         Err(DomainError::Invalid(m)) => page_or_error(
-            profile_page(&ui, &actor, None, Some(&m), None).await,
+            profile_page(&ui, &actor, None, Some(&ui.msg(&m)), None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         Err(err) => actix_web::ResponseError::error_response(&PageError { err, tr: ui.tr }),

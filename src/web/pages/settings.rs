@@ -81,10 +81,17 @@ pub async fn show(ui: Ui) -> HttpResponse {
 
 pub async fn save_shop(ui: Ui, actor: Actor, form: web::Form<ShopSettings>) -> HttpResponse {
     let s = form.into_inner();
-    match crate::domain::shop::save(&ui.state.ctx.db, actor.user_id, s.clone()).await {
+    match crate::domain::shop::save(&ui.state.ctx.store, &actor, s.clone()).await {
         Ok(()) => redirect("/settings?saved=1"),
         Err(DomainError::Invalid(m)) => {
-            render(&ui, &s, None, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+            render(
+                &ui,
+                &s,
+                None,
+                Some(&ui.msg(&m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
         Err(err) => PageError { err, tr: ui.tr }.error_response(),
     }
@@ -127,7 +134,14 @@ pub async fn save_workflow(ui: Ui, actor: Actor, body: web::Bytes) -> HttpRespon
             let shop = crate::domain::shop::load(&ui.state.ctx.db)
                 .await
                 .unwrap_or_default();
-            render(&ui, &shop, None, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+            render(
+                &ui,
+                &shop,
+                None,
+                Some(&ui.msg(&m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
         Err(err) => PageError { err, tr: ui.tr }.error_response(),
     }

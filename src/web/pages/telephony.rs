@@ -214,7 +214,7 @@ pub async fn create_extension(
     match r {
         Ok(e) => overview(&ui, Some(settings_notice(&ui, &e.number, &e.secret)), None).await,
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            overview(&ui, None, Some(&m)).await
+            overview(&ui, None, Some(&ui.msg(&m))).await
         }
         Err(e) => err(&ui, e),
     }
@@ -297,7 +297,7 @@ pub async fn save_group(ui: Ui, actor: Actor, form: web::Form<GroupForm>) -> Htt
     match r {
         Ok(()) => redirect("/telephony"),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            overview(&ui, None, Some(&m)).await
+            overview(&ui, None, Some(&ui.msg(&m))).await
         }
         Err(e) => err(&ui, e),
     }
@@ -479,13 +479,18 @@ pub struct TrunkForm {
     dids: String,
 }
 
-fn number_field(v: &str, default: u32, what: &str) -> Result<u32, DomainError> {
+fn number_field(v: &str, default: u32, field: &'static str) -> Result<u32, DomainError> {
     let v = v.trim();
     if v.is_empty() {
         return Ok(default);
     }
-    v.parse()
-        .map_err(|_| DomainError::invalid(format!("{what}: a whole number")))
+    v.parse().map_err(|_| {
+        DomainError::invalid(
+            crate::domain::Msg::new("err.field.not_a_number")
+                .term("field", field)
+                .with("value", v),
+        )
+    })
 }
 
 pub async fn save_trunk(ui: Ui, actor: Actor, form: web::Form<TrunkForm>) -> HttpResponse {
@@ -494,7 +499,7 @@ pub async fn save_trunk(ui: Ui, actor: Actor, form: web::Form<TrunkForm>) -> Htt
         Ok::<_, DomainError>(NewTrunk {
             name: f.name,
             host: f.host,
-            port: number_field(&f.port, 5060, "port")?,
+            port: number_field(&f.port, 5060, "field.port")?,
             transport: if f.transport.is_empty() {
                 "UDP".into()
             } else {
@@ -505,7 +510,7 @@ pub async fn save_trunk(ui: Ui, actor: Actor, form: web::Form<TrunkForm>) -> Htt
             auth_username: f.auth_username,
             from_domain: f.from_domain,
             register: f.register.is_some(),
-            expires: number_field(&f.expires, 600, "registration expiry")?,
+            expires: number_field(&f.expires, 600, "field.expiry")?,
             caller_id: f.caller_id,
             allow: f.allow,
             dids: parse_did_lines(&f.dids)?,
@@ -518,7 +523,7 @@ pub async fn save_trunk(ui: Ui, actor: Actor, form: web::Form<TrunkForm>) -> Htt
     match r {
         Ok(()) => redirect("/telephony#trunks"),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            overview(&ui, None, Some(&m)).await
+            overview(&ui, None, Some(&ui.msg(&m))).await
         }
         Err(e) => err(&ui, e),
     }
@@ -560,9 +565,9 @@ pub async fn save_rules(ui: Ui, actor: Actor, form: web::Form<RulesForm>) -> Htt
             hours: f.hours,
             holidays: f.holidays,
             utc_offset: f.utc_offset,
-            dial_min_digits: number_field(&f.dial_min_digits, 7, "digits")?,
+            dial_min_digits: number_field(&f.dial_min_digits, 7, "field.digits")?,
             dial_prefixes: f.dial_prefixes,
-            trunk_retry_secs: number_field(&f.trunk_retry_secs, 30, "retry")?,
+            trunk_retry_secs: number_field(&f.trunk_retry_secs, 30, "field.retry")?,
         };
         ui.state
             .ctx
@@ -573,7 +578,7 @@ pub async fn save_rules(ui: Ui, actor: Actor, form: web::Form<RulesForm>) -> Htt
     .await;
     match r {
         Ok(()) => redirect("/telephony#call-rules"),
-        Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&m)).await,
+        Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&ui.msg(&m))).await,
         Err(e) => err(&ui, e),
     }
 }
@@ -600,7 +605,7 @@ pub async fn save_outbound(
         let s = OutboundSettings {
             outbound_allowed: f.outbound_allowed.is_some(),
             outbound_prefixes: f.outbound_prefixes,
-            max_calls_per_hour: number_field(&f.max_calls_per_hour, 20, "calls per hour")?,
+            max_calls_per_hour: number_field(&f.max_calls_per_hour, 20, "field.calls_per_hour")?,
             auto_answer: f.auto_answer.is_some(),
         };
         ui.state
@@ -612,7 +617,7 @@ pub async fn save_outbound(
     .await;
     match r {
         Ok(()) => redirect("/telephony#outbound"),
-        Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&m)).await,
+        Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&ui.msg(&m))).await,
         Err(e) => err(&ui, e),
     }
 }
@@ -637,7 +642,7 @@ pub async fn dial(ui: Ui, actor: Actor, form: web::Form<DialForm>) -> HttpRespon
             "message": ui.t("trunk.dialling"),
         })),
         Err(DomainError::Invalid(m)) => HttpResponse::UnprocessableEntity()
-            .json(serde_json::json!({ "error": { "code": "invalid", "message": m } })),
+            .json(serde_json::json!({ "error": { "code": "invalid", "message": ui.msg(&m) } })),
         Err(e) => err(&ui, e),
     }
 }

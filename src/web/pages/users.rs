@@ -197,7 +197,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<CreateForm>) -> HttpRe
                     language,
                     email: &form.email,
                 },
-                Some(&m),
+                Some(&ui.msg(&m)),
             ),
         ),
         Err(e) => err(&ui, e),
@@ -302,7 +302,7 @@ pub async fn update(
         .as_deref()
         .map(crate::domain::accounts::normalize_email)
     {
-        return refused(&ui, id, &m).await;
+        return refused(&ui, id, &ui.msg(&m)).await;
     }
     let r = acc
         .update_user(
@@ -320,7 +320,9 @@ pub async fn update(
     };
     match r {
         Ok(()) => redirect(&format!("/users/{id}?saved=1")),
-        Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => refused(&ui, id, &m).await,
+        Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
+            refused(&ui, id, &ui.msg(&m)).await
+        }
         Err(e) => err(&ui, e),
     }
 }
@@ -355,7 +357,7 @@ pub async fn reset_password(
         .await
     {
         Ok(()) => redirect(&format!("/users/{id}?saved=1")),
-        Err(DomainError::Invalid(m)) => refused(&ui, id, &m).await,
+        Err(DomainError::Invalid(m)) => refused(&ui, id, &ui.msg(&m)).await,
         Err(e) => err(&ui, e),
     }
 }

@@ -1,0 +1,397 @@
+//! List filters (orders, calls, customers) as a person types them into a page or a client
+//! sends them to the API, parsed once, here. Every field arrives as text, so no input —
+//! a letter where a number goes, a date in another shape, any Unicode — is refused by a
+//! framework with its own English message: each problem is a domain error naming the
+//! field, in the reader's language.
+
+use serde::{Deserialize, Serialize};
+
+use super::calls::{parse_direction, Outcome};
+use super::{DomainError, DomainResult, Msg};
+use crate::db::calls::CallFilter;
+use crate::db::orders::{OrderFilter, OrderSort};
+
+/// The trimmed value, or None when absent or blank.
+pub fn blank(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A whole number in `lo..=hi`, or an error naming `field`.
+pub fn int(field: &'static str, v: &Option<String>, lo: i64, hi: i64) -> DomainResult<Option<i64>> {
+    match blank(v) {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (lo..=hi).contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    Msg::new("err.filter.int")
+                        .with("field", field)
+                        .with("lo", lo)
+                        .with("hi", hi)
+                        .with("value", s),
+                )
+            }),
+    }
+}
+
+/// An id (a whole number above zero).
+pub fn id(field: &'static str, v: &Option<String>) -> DomainResult<Option<i64>> {
+    int(field, v, 1, i64::MAX)
+}
+
+/// The first instant of a day typed as `YYYY-MM-DD` (in the shop's time), or a Unix time
+/// in seconds as API clients send it.
+pub fn day(
+    field: &'static str,
+    v: &str,
+    day_start: &dyn Fn(&str) -> Option<i64>,
+) -> DomainResult<i64> {
+    if !v.is_empty() && v.len() <= 12 && v.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(t) = v.parse() {
+            return Ok(t);
+        }
+    }
+    day_start(v).ok_or_else(|| {
+        DomainError::invalid(
+            Msg::new("err.filter.date")
+                .with("field", field)
+                .with("value", v),
+        )
+    })
+}
+
+fn is_date(v: &str) -> bool {
+    !v.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The order list's filter, with the names of the page (`status`, `master`, `branch`,
+/// `page`, `q`) and of the API (`status_id`, `master_id`, ...).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    /// Search text (numbers, names, phones, devices); pages only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// new, in_work, waiting, ready, closed
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, alias = "status", skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<String>,
+    #[serde(default, alias = "master", skip_serializing_if = "Option::is_none")]
+    pub master_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(default, alias = "branch", skip_serializing_if = "Option::is_none")]
+    pub branch_id: Option<String>,
+    /// Created on or after: a day `YYYY-MM-DD` (the shop's time) or Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Created before: a day `YYYY-MM-DD`, the whole day included, or Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `1` or `true`: only orders past their status limit or promised date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overdue: Option<String>,
+    /// newest (default), oldest, promised, updated
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// 1-500 (API; pages show a fixed number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
+    /// Page number from 0 (pages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// Sorted by number: the rows after this order id (faster than `offset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Sorted by number: the rows just before this order id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+}
+
+impl OrderQuery {
+    /// The filter; `per_page` is the page size when no `limit` is given. `day_start` turns
+    /// a typed day into its first instant on the shop clock; `now` is for `overdue`.
+    pub fn filter(
+        &self,
+        per_page: i64,
+        now: i64,
+        day_start: &dyn Fn(&str) -> Option<i64>,
+    ) -> DomainResult<OrderFilter> {
+        const GROUPS: [&str; 5] = ["new", "in_work", "waiting", "ready", "closed"];
+        let group = match blank(&self.group) {
+            None => None,
+            Some(g) if GROUPS.contains(&g) => Some(g.to_string()),
+            Some(g) => {
+                return Err(DomainError::invalid(
+                    Msg::new("err.filter.choice")
+                        .with("field", "group")
+                        .with("value", g)
+                        .with("known", GROUPS.join(", ")),
+                ))
+            }
+        };
+        let sort = match blank(&self.sort) {
+            None | Some("newest") => OrderSort::Newest,
+            Some("oldest") => OrderSort::Oldest,
+            Some("promised") => OrderSort::Promised,
+            Some("updated") => OrderSort::Updated,
+            Some(other) => {
+                return Err(DomainError::invalid(
+                    Msg::new("err.filter.choice")
+                        .with("field", "sort")
+                        .with("value", other)
+                        .with("known", "newest, oldest, promised, updated"),
+                ))
+            }
+        };
+        let overdue = match blank(&self.overdue) {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") | Some("on") => true,
+            Some(other) => {
+                return Err(DomainError::invalid(
+                    Msg::new("err.filter.choice")
+                        .with("field", "overdue")
+                        .with("value", other)
+                        .with("known", "1, 0"),
+                ))
+            }
+        };
+        let from = blank(&self.from)
+            .map(|v| day("from", v, day_start))
+            .transpose()?;
+        let to = match blank(&self.to) {
+            None => None,
+            // A typed day includes all of it; a Unix time is the exact bound.
+            Some(v) => Some(day("to", v, day_start)? + if is_date(v) { 86_400 } else { 0 }),
+        };
+        let limit = int("limit", &self.limit, 1, 500)?.unwrap_or(per_page);
+        let mut offset = int("offset", &self.offset, 0, i64::MAX / 2)?.unwrap_or(0);
+        if let Some(p) = int("page", &self.page, 0, 1_000_000)? {
+            offset = p * limit;
+        }
+        Ok(OrderFilter {
+            group,
+            status_id: id("status", &self.status_id)?,
+            master_id: id("master", &self.master_id)?,
+            customer_id: id("customer_id", &self.customer_id)?,
+            branch_id: id("branch", &self.branch_id)?,
+            from,
+            to,
+            overdue_at: overdue.then_some(now),
+            ids: None,
+            sort,
+            limit,
+            offset,
+            after: id("after", &self.after)?,
+            before: id("before", &self.before)?,
+        })
+    }
+
+    /// The search text, trimmed; None when blank.
+    pub fn text(&self) -> Option<&str> {
+        blank(&self.q)
+    }
+
+    /// The same filter without its position in the list (for pager and sort links).
+    pub fn without_paging(&self) -> OrderQuery {
+        OrderQuery {
+            page: None,
+            offset: None,
+            after: None,
+            before: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// The call log's filter, for the page and the API alike.
+#[derive(Debug, Deserialize, Default, Clone)]
+pub struct CallQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub direction: Option<String>,
+    pub outcome: Option<String>,
+    pub operator: Option<String>,
+    pub number: Option<String>,
+    pub page: Option<String>,
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+}
+
+impl CallQuery {
+    /// The filter, or an error naming the bad parameter. `normalise` turns a typed number
+    /// into the log's form; `day_start` a typed day into its first instant.
+    pub fn filter(
+        &self,
+        per_page: i64,
+        normalise: &dyn Fn(&str) -> DomainResult<String>,
+        day_start: &dyn Fn(&str) -> Option<i64>,
+    ) -> DomainResult<CallFilter> {
+        let mut f = CallFilter {
+            limit: per_page,
+            ..Default::default()
+        };
+        let typed_day = |field: &'static str, v: &str| {
+            day_start(v).ok_or_else(|| {
+                DomainError::invalid(
+                    Msg::new("err.filter.date")
+                        .with("field", field)
+                        .with("value", v),
+                )
+            })
+        };
+        if let Some(v) = blank(&self.from) {
+            f.from_ms = Some(typed_day("from", v)? * 1000);
+        }
+        if let Some(v) = blank(&self.to) {
+            // Inclusive: the whole "to" day.
+            f.to_ms = Some((typed_day("to", v)? + 86_400) * 1000);
+        }
+        if let (Some(a), Some(b)) = (f.from_ms, f.to_ms) {
+            if a >= b {
+                return Err(DomainError::invalid("err.filter.from_after_to"));
+            }
+        }
+        if let Some(v) = blank(&self.direction) {
+            parse_direction(v).ok_or_else(|| {
+                DomainError::invalid(
+                    Msg::new("err.filter.choice")
+                        .with("field", "direction")
+                        .with("value", v)
+                        .with("known", "internal, inbound, outbound"),
+                )
+            })?;
+            f.direction = Some(v.to_string());
+        }
+        if let Some(v) = blank(&self.outcome) {
+            let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.code()).collect();
+            Outcome::parse(v).ok_or_else(|| {
+                DomainError::invalid(
+                    Msg::new("err.filter.choice")
+                        .with("field", "outcome")
+                        .with("value", v)
+                        .with("known", known.join(", ")),
+                )
+            })?;
+            f.outcome = Some(v.to_string());
+        }
+        f.user_id = id("operator", &self.operator)?;
+        if let Some(v) = blank(&self.number) {
+            f.number = Some(normalise(v)?);
+        }
+        if let Some(l) = int("limit", &self.limit, 1, 1000)? {
+            f.limit = l;
+        }
+        if let Some(o) = int("offset", &self.offset, 0, i64::MAX / 2)? {
+            f.offset = o;
+        }
+        if let Some(p) = int("page", &self.page, 0, 1_000_000)? {
+            f.offset = p * f.limit;
+        }
+        Ok(f)
+    }
+}
+
+/// Plain paging (the customers list).
+#[derive(Debug, Deserialize, Default, Clone, utoipa::IntoParams)]
+pub struct Paging {
+    /// 1-500, default 50.
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+}
+
+impl Paging {
+    /// (limit, offset).
+    pub fn parse(&self, default_limit: i64) -> DomainResult<(i64, i64)> {
+        Ok((
+            int("limit", &self.limit, 1, 500)?.unwrap_or(default_limit),
+            int("offset", &self.offset, 0, i64::MAX / 2)?.unwrap_or(0),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn no_day(_: &str) -> Option<i64> {
+        None
+    }
+
+    fn some_day(s: &str) -> Option<i64> {
+        (s == "2026-01-01").then_some(1_767_207_600)
+    }
+
+    #[test]
+    fn order_filters_read_page_and_api_names_and_name_bad_fields() {
+        let q: OrderQuery = serde_urlencoded::from_str(
+            "status=3&master=7&branch=2&sort=oldest&page=2&from=2026-01-01&to=2026-01-01&overdue=1",
+        )
+        .unwrap();
+        let f = q.filter(50, 99, &some_day).unwrap();
+        assert_eq!(
+            (f.status_id, f.master_id, f.branch_id),
+            (Some(3), Some(7), Some(2))
+        );
+        assert_eq!(f.sort, OrderSort::Oldest);
+        assert_eq!((f.limit, f.offset), (50, 100));
+        assert_eq!(f.from, Some(1_767_207_600));
+        assert_eq!(f.to, Some(1_767_207_600 + 86_400));
+        assert_eq!(f.overdue_at, Some(99));
+        let api: OrderQuery =
+            serde_urlencoded::from_str("status_id=3&from=1700000000&to=1700000100&limit=10")
+                .unwrap();
+        let f = api.filter(50, 0, &no_day).unwrap();
+        assert_eq!(
+            (f.status_id, f.from, f.to, f.limit),
+            (Some(3), Some(1_700_000_000), Some(1_700_000_100), 10)
+        );
+        for bad in [
+            "status=x",
+            "sort=sideways",
+            "limit=0",
+            "limit=501",
+            "from=yesterday",
+            "group=lost",
+            "overdue=maybe",
+            "after=-1",
+        ] {
+            let q: OrderQuery = serde_urlencoded::from_str(bad).unwrap();
+            match q.filter(50, 0, &no_day) {
+                Err(DomainError::Invalid(m)) => {
+                    assert!(m.key().starts_with("err.filter."), "{bad}: {m:?}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn no_text_makes_a_filter_panic(a in any::<String>(), b in "\\PC{0,12}", c in "[0-9]{0,25}") {
+            let q = OrderQuery {
+                q: Some(a.clone()), group: Some(b.clone()), status_id: Some(c.clone()),
+                master_id: Some(a.clone()), customer_id: Some(b.clone()), branch_id: Some(c.clone()),
+                from: Some(a.clone()), to: Some(c.clone()), overdue: Some(b.clone()), sort: Some(a.clone()),
+                limit: Some(c.clone()), offset: Some(c.clone()), page: Some(c.clone()),
+                after: Some(b.clone()), before: Some(a.clone()),
+            };
+            let _ = q.filter(50, 0, &some_day);
+            let _ = q.text();
+            let cq = CallQuery {
+                from: Some(a.clone()), to: Some(b.clone()), direction: Some(a.clone()), outcome: Some(b.clone()),
+                operator: Some(c.clone()), number: Some(a.clone()), page: Some(c.clone()),
+                limit: Some(b.clone()), offset: Some(c.clone()),
+            };
+            let _ = cq.filter(50, &|s| Ok(s.to_string()), &some_day);
+            let _ = Paging { limit: Some(a), offset: Some(c) }.parse(50);
+        }
+    }
+}
