@@ -34,7 +34,7 @@ pub struct CustomerInput {
 
 pub(super) struct Clean {
     name: String,
-    pub(super) phones: Vec<String>,
+    phones: Vec<String>,
     email: String,
     telegram: String,
     address: String,

@@ -478,7 +478,7 @@ fn draft(by: &Actor, n: NewOrder) -> DomainResult<Draft> {
 fn intake_in(
     tx: &mut Tx,
     d: Draft,
-    new_customer: Option<super::customers::Clean>,
+    country: crate::model::phone::Country,
 ) -> DomainResult<OrderRow> {
     let now = tx.now();
     let by_id = tx.actor_id();
@@ -497,19 +497,35 @@ fn intake_in(
     if !q::branch_exists(tx, branch_id)? {
         return Err(DomainError::invalid("err.order.unknown_branch"));
     }
-    let customer_id = match (n.customer_id, new_customer) {
+    let customer_id = match (n.customer_id, &n.customer) {
         (Some(id), _) => {
             crate::db::customers::get(tx, id)?
                 .ok_or_else(|| DomainError::invalid("err.order.no_customer"))?;
             id
         }
         (None, Some(c)) => {
-            match crate::db::customers::by_phone(tx, c.phones.first().map_or("", |p| p))?
+            // The number as typed finds the customer; only a new one needs a name.
+            let typed = super::customers::CustomerInput {
+                name: c.name.clone(),
+                phones: vec![c.phone.clone()],
+                ..Default::default()
+            };
+            let phone = crate::model::PhoneNumber::parse(&c.phone, country).map_err(|e| {
+                DomainError::invalid(
+                    Msg::new("err.phone.refused")
+                        .with("phone", c.phone.trim())
+                        .nested("why", e.into()),
+                )
+            })?;
+            match crate::db::customers::by_phone(tx, phone.as_str())?
                 .into_iter()
                 .next()
             {
                 Some(found) => found.id,
-                None => super::customers::create_in(tx, &c, false)?,
+                None => {
+                    let clean = super::customers::clean(typed, country)?;
+                    super::customers::create_in(tx, &clean, false)?
+                }
             }
         }
         (None, None) => return Err(DomainError::invalid("err.order.no_customer")),
@@ -656,23 +672,10 @@ impl Orders {
     /// Order intake: one unit of work (see [`intake_in`]). The customer is `customer_id`,
     /// or the one found by `customer.phone`, or a new one created with the order.
     pub async fn create(&self, by: &Actor, n: NewOrder) -> DomainResult<OrderRow> {
-        let new_customer = match (&n.customer_id, &n.customer) {
-            (None, Some(c)) => {
-                let shop = super::shop::load(&self.db).await?;
-                Some(super::customers::clean(
-                    super::customers::CustomerInput {
-                        name: c.name.clone(),
-                        phones: vec![c.phone.clone()],
-                        ..Default::default()
-                    },
-                    shop.country(),
-                )?)
-            }
-            _ => None,
-        };
+        let country = super::shop::load(&self.db).await?.country();
         let d = draft(by, n)?;
         self.store
-            .write(by, move |tx| intake_in(tx, d, new_customer))
+            .write(by, move |tx| intake_in(tx, d, country))
             .await
     }
 

@@ -286,6 +286,85 @@ mod tests {
         }
     }
 
+    /// Every message key the code names (a refusal, a field, a term) is in the catalogue,
+    /// and no refusal is written as a sentence instead of a key: a message a person sees
+    /// is always translated.
+    #[test]
+    fn every_message_key_in_the_code_is_in_the_catalogue() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    files(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut all,
+        );
+        let known = keys();
+        let mut problems = Vec::new();
+        for f in &all {
+            let text = std::fs::read_to_string(f).unwrap();
+            for (at, _) in text.match_indices('"') {
+                let rest = &text[at + 1..];
+                let Some(end) = rest.find('"') else { continue };
+                let lit = &rest[..end];
+                let looks_like_key = ["err.", "field.", "error."]
+                    .iter()
+                    .any(|p| lit.starts_with(p))
+                    && !lit.ends_with('.')
+                    && lit.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._".contains(&b)
+                    });
+                if looks_like_key && !known.contains(&lit) {
+                    problems.push(format!("{}: unknown key {lit}", f.display()));
+                }
+            }
+            for call in [
+                "DomainError::invalid(\"",
+                "DomainError::conflict(\"",
+                "Msg::new(\"",
+            ] {
+                for (at, _) in text.match_indices(call) {
+                    let rest = &text[at + call.len()..];
+                    let lit = &rest[..rest.find('"').unwrap_or(0)];
+                    if !known.contains(&lit) {
+                        problems.push(format!(
+                            "{}: {call}{lit}\" is not a catalogue key",
+                            f.display()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn messages_render_with_their_arguments_in_each_language() {
+        let m = Msg::new("err.order.balance_due").money("amount", 300_000);
+        assert!(Tr::new(Language::En)
+            .msg(&m)
+            .starts_with("the customer still owes 300 000 so'm"));
+        for lang in Language::ALL {
+            let s = Tr::new(lang).msg(&m);
+            assert!(s.contains("300 000"), "{lang:?}: {s}");
+            assert!(!s.contains('{'), "{lang:?}: {s}");
+        }
+        let nested = Msg::new("err.phone.refused")
+            .with("phone", "12345")
+            .nested("why", Msg::new("err.phone.wrong_length"));
+        assert_eq!(
+            nested.to_string(),
+            "phone \"12345\": the phone number has the wrong number of digits"
+        );
+    }
+
     #[test]
     fn placeholders_survive_translation() {
         for key in keys() {

@@ -268,7 +268,11 @@ async fn orders_are_numbered_totalled_paid_and_moved_through_the_workflow() {
         .await;
     assert_eq!(s, 409);
     assert!(
-        e["error"]["message"].as_str().unwrap().contains("250000"),
+        // The amount reads as money (issue 13): grouped thousands and the currency.
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("250 000 so'm"),
         "{e}"
     );
     let (s, _) = oper

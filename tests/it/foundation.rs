@@ -173,7 +173,11 @@ async fn login_success_failure_and_audit() {
     // Admins browse it.
     let page = s.get("/audit/logins?failures=1").await;
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("bad_credentials"));
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("wrong username or password"));
 
     // Logout ends the session server-side.
     let r = s.post_form("/logout", &[]).await;

@@ -138,7 +138,7 @@ pub async fn save_group(
     let strategy = match b.strategy.as_str() {
         "ring_all" => crate::sip::Strategy::RingAll,
         "sequential" => crate::sip::Strategy::Sequential,
-        _ => return Err(DomainError::invalid("strategy is \"ring_all\" or \"sequential\"").into()),
+        _ => return Err(DomainError::invalid("err.group.strategy").into()),
     };
     state
         .ctx
@@ -242,7 +242,7 @@ pub async fn release_ban(state: web::Data<WebState>, path: web::Path<String>) ->
     let ip: std::net::IpAddr = path
         .into_inner()
         .parse()
-        .map_err(|_| DomainError::invalid("not an IP address"))?;
+        .map_err(|_| DomainError::invalid("err.ban.address"))?;
     match state.ctx.sip() {
         Some(s) if s.release_ban(ip) => Ok(HttpResponse::NoContent().finish()),
         _ => Err(DomainError::NotFound.into()),

@@ -191,7 +191,7 @@ pub async fn login_audit(state: web::Data<WebState>, q: web::Query<AuditQuery>) 
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) || q.offset.unwrap_or(0) < 0 {
-        return Err(DomainError::invalid("limit must be 1-500 and offset >= 0").into());
+        return Err(DomainError::invalid("err.paging.limit_offset").into());
     }
     Ok(HttpResponse::Ok().json(
         state

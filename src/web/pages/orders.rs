@@ -852,7 +852,15 @@ pub async fn assign(
         "" => None,
         m => match m.parse() {
             Ok(v) => Some(v),
-            Err(_) => return after(&ui, &actor, id, Err(DomainError::invalid("master"))).await,
+            Err(_) => {
+                return after(
+                    &ui,
+                    &actor,
+                    id,
+                    Err(DomainError::invalid("err.order.master_inactive")),
+                )
+                .await
+            }
         },
     };
     let r = ui.state.ctx.orders.assign(&actor, id, master).await;
@@ -1156,7 +1164,7 @@ pub async fn upload_photo(
                     &ui,
                     &actor,
                     id,
-                    Err(DomainError::invalid("the upload is malformed")),
+                    Err(DomainError::invalid("err.photo.malformed")),
                 )
                 .await
             }
@@ -1183,7 +1191,7 @@ pub async fn upload_photo(
                         &ui,
                         &actor,
                         id,
-                        Err(DomainError::invalid("the upload is malformed")),
+                        Err(DomainError::invalid("err.photo.malformed")),
                     )
                     .await
                 }
@@ -1193,7 +1201,13 @@ pub async fn upload_photo(
         break;
     }
     let Some(data) = data else {
-        return after(&ui, &actor, id, Err(DomainError::invalid("choose a photo"))).await;
+        return after(
+            &ui,
+            &actor,
+            id,
+            Err(DomainError::invalid("err.photo.missing")),
+        )
+        .await;
     };
     let dir = ui.state.ctx.config.attachments_dir();
     let r = ui.state.ctx.orders.add_photo(&actor, id, &dir, data).await;

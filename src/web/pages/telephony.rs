@@ -485,11 +485,7 @@ fn number_field(v: &str, default: u32, field: &'static str) -> Result<u32, Domai
         return Ok(default);
     }
     v.parse().map_err(|_| {
-        DomainError::invalid(
-            crate::domain::Msg::new("err.field.not_a_number")
-                .term("field", field)
-                .with("value", v),
-        )
+        DomainError::invalid(crate::domain::Msg::new("err.field.whole_number").term("field", field))
     })
 }
 

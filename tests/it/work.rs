@@ -1,0 +1,1455 @@
+//! The unit of work, route by route: every state-changing route of the server (every
+//! non-GET row of the permission matrix in `matrix.rs`) is run against the real server
+//! with a request that must succeed and one that must be refused. A success must leave
+//! at least one activity-log row and publish at least one live event (events go out
+//! after the commit and before the handler answers, so a `try_recv` right after the
+//! response sees them); a refusal must leave neither. A route added to the matrix
+//! without a case here fails the test; the few routes that are not domain changes are
+//! exempt, each with its reason.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crm::domain::notifications::{self, EventKind, Notification, Recipient};
+use crm::model::Role;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::TryRecvError;
+
+use crate::core::{new_customer, new_order, Api};
+use crate::matrix::{CALLS, CORE, FOUNDATION, NOTIFY, OPS, TELEPHONY, TRUNK};
+use crate::notify_peers::*;
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+const BOT_TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+
+/// Routes that change no domain row, with the reason.
+const EXEMPT: &[(&str, &str, &str)] = &[
+    (
+        "POST",
+        "/login",
+        "a session and the login audit, not a domain change",
+    ),
+    ("POST", "/logout", "ends a session only"),
+    (
+        "POST",
+        "/setup",
+        "first run only (an empty server); covered by foundation.rs",
+    ),
+    (
+        "POST",
+        "/lang",
+        "a personal display preference (cookie and account language)",
+    ),
+    ("POST", "/backups", "writes a backup file, not a row"),
+    (
+        "POST",
+        "/calls/dial",
+        "places a call; its rows come from the SIP call events",
+    ),
+    (
+        "POST",
+        "/api/v1/calls/dial",
+        "places a call; its rows come from the SIP call events",
+    ),
+    (
+        "POST",
+        "/telephony/bans/{address}/release",
+        "the ban list is in memory (SIP server)",
+    ),
+    (
+        "POST",
+        "/api/v1/telephony/bans/{address}/release",
+        "the ban list is in memory (SIP server)",
+    ),
+];
+
+#[derive(Clone)]
+enum Body {
+    Empty,
+    Form(Vec<(String, String)>),
+    Json(Value),
+    /// A multipart upload of one `photo` file.
+    Photo(Vec<u8>, &'static str),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum As {
+    Admin,
+    /// A second, ordinary user (for changes to one's own account).
+    Oper,
+    /// A user who changes their own password (which ends their sessions).
+    SelfPw,
+}
+
+struct Step {
+    method: Method,
+    path: String,
+    body: Body,
+    who: As,
+    /// Must succeed (true) or be refused (false).
+    ok: bool,
+}
+
+enum Case {
+    Steps(Vec<Step>),
+    /// Success and refusal run, except the refusal is impossible (the route takes no
+    /// input that could be wrong): the reason.
+    NoRefusal(Vec<Step>, &'static str),
+}
+
+fn form(pairs: &[(&str, &str)]) -> Body {
+    Body::Form(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn step(method: Method, path: impl Into<String>, body: Body, ok: bool) -> Step {
+    Step {
+        method,
+        path: path.into(),
+        body,
+        who: As::Admin,
+        ok,
+    }
+}
+
+fn post(path: impl Into<String>, body: Body, ok: bool) -> Step {
+    step(Method::POST, path, body, ok)
+}
+
+fn good(path: impl Into<String>, body: Body) -> Step {
+    post(path, body, true)
+}
+
+fn bad(path: impl Into<String>, body: Body) -> Step {
+    post(path, body, false)
+}
+
+struct Fx {
+    app: TestApp,
+    admin: Session,
+    oper: Session,
+    selfpw: Session,
+    api: Api,
+    master_id: i64,
+    admin_id: i64,
+    sink: SmtpSink,
+    bot: BotStandIn,
+    n: AtomicU32,
+}
+
+impl Fx {
+    fn next(&self) -> u32 {
+        self.n.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// A fresh, valid mobile number.
+    fn phone(&self) -> String {
+        format!("90{:07}", 1_000_000 + self.next())
+    }
+
+    async fn customer(&self) -> i64 {
+        let p = self.phone();
+        new_customer(&self.api, &format!("Mijoz {p}"), &p).await
+    }
+
+    async fn order(&self) -> Value {
+        let c = self.customer().await;
+        new_order(&self.api, c, json!({})).await
+    }
+
+    async fn order_id(&self) -> i64 {
+        self.order().await["id"].as_i64().unwrap()
+    }
+
+    async fn extension(&self) -> String {
+        let number = format!("{}", 400 + self.next());
+        let (s, v) = self
+            .api
+            .post(
+                "/api/v1/telephony/extensions",
+                json!({"number": number, "display_name": "Desk"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        number
+    }
+
+    async fn group(&self) -> String {
+        let ext = self.extension().await;
+        let number = format!("{}", 600 + self.next());
+        let (s, v) = self
+            .api
+            .send(
+                Method::PUT,
+                "/api/v1/telephony/groups",
+                json!({"number": number, "strategy": "ring_all", "members": [ext]}),
+            )
+            .await;
+        assert_eq!(s, 204, "{v}");
+        number
+    }
+
+    async fn trunk(&self) -> i64 {
+        let name = format!("trunk{}", self.next());
+        let (s, v) = self
+            .api
+            .send(Method::PUT, "/api/v1/telephony/trunks", trunk_json(&name))
+            .await;
+        assert_eq!(s, 204, "{v}");
+        let (_, list) = self.api.get("/api/v1/telephony/trunks").await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("trunk {name} listed: {list}"))["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    async fn token(&self) -> i64 {
+        let name = format!("tok{}", self.next());
+        let acc = &self.app.running().ctx.accounts;
+        acc.create_token(None, self.admin_id, &name).await.unwrap();
+        let (_, list) = self.api.get("/api/v1/tokens").await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("token {name} listed: {list}"))["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// An open missed-call entry, stored as the call log stores one.
+    async fn missed(&self) -> i64 {
+        let number = format!("+99893{:07}", 1_000_000 + self.next());
+        let call_id = format!("work-test-{}", self.next());
+        self.app
+            .running()
+            .ctx
+            .db
+            .write(move |c| {
+                let now = crm::db::now() * 1000;
+                let exts = vec!["1501".to_string()];
+                let call = crm::db::calls::upsert_ringing(
+                    c,
+                    &crm::db::calls::NewCall {
+                        call_id: &call_id,
+                        direction: "inbound",
+                        from_number: &number,
+                        to_number: "1501",
+                        party_number: &number,
+                        ring_group: None,
+                        extensions: &exts,
+                        customer_id: None,
+                        open_orders: &[],
+                        started_ms: now,
+                    },
+                )?;
+                crm::db::calls::record_missed(c, &number, None, call, now)?;
+                Ok(c.query_row(
+                    "SELECT id FROM missed_calls WHERE number = ?1 AND resolved_ms IS NULL",
+                    [&number],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A dead-lettered outbox message (a test e-mail), as the worker leaves one.
+    async fn dead_message(&self) -> i64 {
+        let key = format!("work-test:{}", self.next());
+        self.app
+            .running()
+            .ctx
+            .db
+            .write(move |c| {
+                let n = Notification {
+                    event: EventKind::Test,
+                    key,
+                    recipients: vec![Recipient::Email("dead@example.uz".into())],
+                    data: Default::default(),
+                };
+                let id = notifications::enqueue(c, &n)?[0];
+                c.execute(
+                    "UPDATE notify_outbox SET state = 'dead', attempts = 3 WHERE id = ?1",
+                    [id],
+                )?;
+                Ok(id)
+            })
+            .await
+            .unwrap()
+    }
+}
+
+fn trunk_json(name: &str) -> Value {
+    json!({"name": name, "host": "127.0.0.1", "port": 5070, "transport": "UDP",
+           "username": "shop", "secret": "trunk-secret-1", "register": false})
+}
+
+async fn set_settings(app: &TestApp, pairs: &[(&str, String)]) {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    app.running()
+        .ctx
+        .db
+        .write(move |c| {
+            for (k, v) in &pairs {
+                crm::db::settings::set(c, k, v, 0)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    app.running().ctx.notifications.wake();
+}
+
+async fn fixture() -> Fx {
+    let sink = SmtpSink::start(
+        free_port(),
+        SmtpOptions {
+            mode: "plain",
+            certs: None,
+            auth: None,
+        },
+    );
+    let bot = BotStandIn::start().await;
+    let app = TestApp::spawn().await;
+    set_settings(
+        &app,
+        &[
+            ("notify.poll_ms", "50".into()),
+            ("notify.retry_base_ms", "100".into()),
+            ("notify.retry_max_ms", "300".into()),
+            ("telegram.poll_timeout_secs", "1".into()),
+            ("telegram.per_chat_gap_ms", "0".into()),
+            ("smtp.host", "127.0.0.1".into()),
+            ("smtp.port", sink.port.to_string()),
+            ("smtp.security", "plain".into()),
+            ("smtp.from", "shop@example.uz".into()),
+        ],
+    )
+    .await;
+    let master_id = app.add_user("usta", Role::Master, "usta-pass-1").await;
+    app.add_user("oper", Role::Operator, "oper-pass-1").await;
+    let admin_id = app
+        .running()
+        .ctx
+        .accounts
+        .user_by_username("admin")
+        .await
+        .unwrap()
+        .id;
+    let admin = app.login_admin().await;
+    let oper = app.login("oper", "oper-pass-1").await;
+    app.add_user("selfpw", Role::Operator, "selfpw-pass-1")
+        .await;
+    let selfpw = app.login("selfpw", "selfpw-pass-1").await;
+    let api = Api::of(&app, "admin").await;
+    // The bot, so that its settings, the test message and linking work.
+    let r = admin
+        .post_form(
+            "/settings/notifications/telegram",
+            &[("token", BOT_TOKEN), ("api_url", &bot.url)],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    eventually(WAIT, || async {
+        let s = app.running().ctx.notifications.settings().await.unwrap();
+        (s.telegram.bot_username == BOT_USERNAME).then_some(())
+    })
+    .await
+    .expect("getMe answered");
+    Fx {
+        app,
+        admin,
+        oper,
+        selfpw,
+        api,
+        master_id,
+        admin_id,
+        sink,
+        bot,
+        n: AtomicU32::new(0),
+    }
+}
+
+/// The requests for one route; `None` when the test has no case for it.
+async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
+    use Body::*;
+    let m = |s: &str| Method::from_bytes(s.as_bytes()).unwrap();
+    let json_step = |meth: &str, path: String, body: Value, ok: bool| Step {
+        method: m(meth),
+        path,
+        body: Json(body),
+        who: As::Admin,
+        ok,
+    };
+    let steps = match (method, pattern) {
+        // ---- Foundation: one's own account, users, tokens, notices
+        ("POST", "/profile/password") => {
+            let mut g = good(
+                "/profile/password",
+                form(&[
+                    ("current", "selfpw-pass-1"),
+                    ("password", "selfpw-pass-2-new"),
+                    ("password2", "selfpw-pass-2-new"),
+                ]),
+            );
+            let mut b = bad(
+                "/profile/password",
+                form(&[
+                    ("current", "wrong-password"),
+                    ("password", "oper-pass-3-new"),
+                    ("password2", "oper-pass-3-new"),
+                ]),
+            );
+            // Changing one's password ends one's sessions: a user of its own.
+            g.who = As::SelfPw;
+            b.who = As::SelfPw;
+            vec![b, g]
+        }
+        ("POST", "/profile/email") => {
+            let mut b = bad("/profile/email", form(&[("email", "not an address")]));
+            let mut g = good("/profile/email", form(&[("email", "oper@example.uz")]));
+            b.who = As::Oper;
+            g.who = As::Oper;
+            vec![b, g]
+        }
+        ("POST", "/profile/tokens") => {
+            let mut b = bad("/profile/tokens", form(&[("name", "")]));
+            let mut g = good("/profile/tokens", form(&[("name", "script")]));
+            b.who = As::Oper;
+            g.who = As::Oper;
+            vec![b, g]
+        }
+        ("POST", "/tokens/{id}/revoke") => {
+            let t = fx.token().await;
+            vec![
+                bad("/tokens/999999/revoke", Empty),
+                good(format!("/tokens/{t}/revoke"), Empty),
+            ]
+        }
+        ("DELETE", "/api/v1/tokens/{id}") => {
+            let t = fx.token().await;
+            vec![
+                json_step("DELETE", "/api/v1/tokens/999999".into(), json!({}), false),
+                json_step("DELETE", format!("/api/v1/tokens/{t}"), json!({}), true),
+            ]
+        }
+        ("POST", "/notices") => vec![
+            bad("/notices", form(&[("text", "  ")])),
+            good("/notices", form(&[("text", "Yangi eʼlon")])),
+        ],
+        ("POST", "/api/v1/notices") => vec![
+            json_step("POST", pattern.into(), json!({"text": ""}), false),
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"text": "Ҳаммага салом"}),
+                true,
+            ),
+        ],
+        ("POST", "/users") => {
+            let user = |name: &str, pw: &str| {
+                form(&[
+                    ("username", name),
+                    ("name", "Yangi xodim"),
+                    ("role", "operator"),
+                    ("language", "uz"),
+                    ("password", pw),
+                ])
+            };
+            vec![
+                bad("/users", user("oper", "long-enough-pass-1")),
+                good("/users", user("newdesk", "long-enough-pass-1")),
+            ]
+        }
+        ("POST", "/users/{id}") => {
+            let id = fx
+                .app
+                .add_user(&format!("u{}", fx.next()), Role::Operator, "pass-pass-1")
+                .await;
+            let f = |name: &str| {
+                form(&[
+                    ("name", name),
+                    ("role", "operator"),
+                    ("language", "ru"),
+                    ("active", "1"),
+                    ("email", ""),
+                ])
+            };
+            vec![
+                bad(format!("/users/{id}"), f("  ")),
+                good(format!("/users/{id}"), f("Новое имя")),
+            ]
+        }
+        ("POST", "/users/{id}/password") => {
+            let id = fx
+                .app
+                .add_user(&format!("u{}", fx.next()), Role::Operator, "pass-pass-1")
+                .await;
+            vec![
+                bad(format!("/users/{id}/password"), form(&[("password", "x")])),
+                good(
+                    format!("/users/{id}/password"),
+                    form(&[("password", "new-pass-123456")]),
+                ),
+            ]
+        }
+        ("POST", "/api/v1/users") => {
+            let u = |name: &str| {
+                json!({"username": name, "display_name": "API user", "role": "operator",
+                       "password": "long-enough-pass-1"})
+            };
+            vec![
+                json_step("POST", pattern.into(), u("oper"), false),
+                json_step("POST", pattern.into(), u("apiuser"), true),
+            ]
+        }
+        ("PATCH", "/api/v1/users/{id}") => {
+            let id = fx
+                .app
+                .add_user(&format!("u{}", fx.next()), Role::Operator, "pass-pass-1")
+                .await;
+            let p = format!("/api/v1/users/{id}");
+            vec![
+                json_step("PATCH", p.clone(), json!({"display_name": " "}), false),
+                json_step("PATCH", p, json!({"display_name": "Renamed"}), true),
+            ]
+        }
+
+        // ---- Core: orders
+        ("POST", "/orders") => {
+            let phone = fx.phone();
+            let f = |complaint: &str, phone: &str| {
+                form(&[
+                    ("phone", phone),
+                    ("customer_name", "Sardor"),
+                    ("device_category", "phone"),
+                    ("brand", "Samsung"),
+                    ("model", "A52"),
+                    ("complaint", complaint),
+                ])
+            };
+            vec![
+                bad("/orders", f("Ekran", "12345")),
+                good("/orders", f("Ekran", &phone)),
+            ]
+        }
+        ("POST", "/orders/{id}") => {
+            let o = fx.order().await;
+            let id = o["id"].as_i64().unwrap();
+            let v = o["version"].as_i64().unwrap();
+            let f = |version: i64| {
+                let version = version.to_string();
+                form(&[
+                    ("version", &version),
+                    ("device_category", "phone"),
+                    ("brand", "Apple"),
+                    ("model", "iPhone 12"),
+                    ("serial", "356789104512345"),
+                    ("complaint", "Batareya"),
+                    ("condition", ""),
+                    ("accessories", ""),
+                    ("promised", ""),
+                    ("estimate", ""),
+                    ("warranty_days", "30"),
+                ])
+            };
+            vec![
+                bad(format!("/orders/{id}"), f(v + 100)),
+                good(format!("/orders/{id}"), f(v)),
+            ]
+        }
+        ("POST", "/orders/{id}/status") => {
+            let o = fx.order().await;
+            let id = o["id"].as_i64().unwrap();
+            let v = o["version"].as_i64().unwrap().to_string();
+            vec![
+                bad(
+                    format!("/orders/{id}/status"),
+                    form(&[("version", &v), ("to", "delivered")]),
+                ),
+                good(
+                    format!("/orders/{id}/status"),
+                    form(&[("version", &v), ("to", "diagnostics")]),
+                ),
+            ]
+        }
+        ("POST", "/orders/{id}/assign") => {
+            let id = fx.order_id().await;
+            vec![
+                bad(
+                    format!("/orders/{id}/assign"),
+                    form(&[("master", "999999")]),
+                ),
+                good(
+                    format!("/orders/{id}/assign"),
+                    form(&[("master", &fx.master_id.to_string())]),
+                ),
+            ]
+        }
+        ("POST", "/orders/{id}/lines") => {
+            let id = fx.order_id().await;
+            let l = |qty: &str| {
+                form(&[
+                    ("kind", "part"),
+                    ("name", "Ekran"),
+                    ("qty", qty),
+                    ("price", "150000"),
+                ])
+            };
+            vec![
+                bad(format!("/orders/{id}/lines"), l("0")),
+                good(format!("/orders/{id}/lines"), l("1")),
+            ]
+        }
+        ("POST", "/orders/{id}/lines/{line}/delete") => {
+            let id = fx.order_id().await;
+            let (s, v) = fx
+                .api
+                .post(
+                    &format!("/api/v1/orders/{id}/lines"),
+                    json!({"kind": "labour", "name": "Ish", "qty": 1, "unit_price": 50000}),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            let (_, view) = fx.api.get(&format!("/api/v1/orders/{id}")).await;
+            let line = view["lines"][0]["id"].as_i64().expect("a line id");
+            vec![
+                bad(format!("/orders/{id}/lines/999999/delete"), Empty),
+                good(format!("/orders/{id}/lines/{line}/delete"), Empty),
+            ]
+        }
+        ("POST", "/orders/{id}/payments") => {
+            let id = fx.order_id().await;
+            let p = |kind: &str| {
+                form(&[
+                    ("amount", "50000"),
+                    ("kind", kind),
+                    ("method", "cash"),
+                    ("note", ""),
+                ])
+            };
+            vec![
+                bad(format!("/orders/{id}/payments"), p("refund")),
+                good(format!("/orders/{id}/payments"), p("prepayment")),
+            ]
+        }
+        ("POST", "/orders/{id}/comments") => {
+            let id = fx.order_id().await;
+            vec![
+                bad(format!("/orders/{id}/comments"), form(&[("text", " ")])),
+                good(
+                    format!("/orders/{id}/comments"),
+                    form(&[("text", "Mijozga qoʻngʻiroq qilindi")]),
+                ),
+            ]
+        }
+        ("POST", "/orders/{id}/photos") => {
+            let id = fx.order_id().await;
+            let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+            png.extend_from_slice(&[0u8; 64]);
+            vec![
+                bad(
+                    format!("/orders/{id}/photos"),
+                    Photo(b"hello, not an image".to_vec(), "evil.jpg"),
+                ),
+                good(format!("/orders/{id}/photos"), Photo(png, "a.png")),
+            ]
+        }
+
+        // ---- Core: customers, branches, settings
+        ("POST", "/customers") => {
+            let phone = fx.phone();
+            vec![
+                bad(
+                    "/customers",
+                    form(&[("name", "Dilnoza"), ("phone1", "12345")]),
+                ),
+                good(
+                    "/customers",
+                    form(&[("name", "Dilnoza"), ("phone1", &phone)]),
+                ),
+            ]
+        }
+        ("POST", "/customers/{id}") => {
+            let id = fx.customer().await;
+            let (_, c) = fx.api.get(&format!("/api/v1/customers/{id}")).await;
+            let v = c["version"].as_i64().expect("customer version");
+            let phone = fx.phone();
+            let f = |version: i64| {
+                let version = version.to_string();
+                form(&[
+                    ("name", "Dilnoza Karimova"),
+                    ("phone1", &phone),
+                    ("version", &version),
+                ])
+            };
+            vec![
+                bad(format!("/customers/{id}"), f(v + 100)),
+                good(format!("/customers/{id}"), f(v)),
+            ]
+        }
+        ("POST", "/customers/{id}/merge") => {
+            let a = fx.customer().await;
+            let b = fx.customer().await;
+            vec![
+                bad(
+                    format!("/customers/{a}/merge"),
+                    form(&[("other", &a.to_string())]),
+                ),
+                good(
+                    format!("/customers/{a}/merge"),
+                    form(&[("other", &b.to_string())]),
+                ),
+            ]
+        }
+        ("POST", "/branches") => {
+            let name = format!("Filial {}", fx.next());
+            vec![
+                bad("/branches", form(&[("name", "  ")])),
+                good("/branches", form(&[("name", &name), ("active", "1")])),
+            ]
+        }
+        ("POST", "/branches/{id}") => {
+            let (s, b) = fx
+                .api
+                .post(
+                    "/api/v1/branches",
+                    json!({"name": format!("Filial {}", fx.next())}),
+                )
+                .await;
+            assert_eq!(s, 201, "{b}");
+            let id = b["id"].as_i64().unwrap();
+            vec![
+                bad(format!("/branches/{id}"), form(&[("name", " ")])),
+                good(
+                    format!("/branches/{id}"),
+                    form(&[("name", "Yunusobod"), ("active", "1")]),
+                ),
+            ]
+        }
+        ("POST", "/settings/shop") => {
+            let f = |prefix: &str| {
+                form(&[
+                    ("name", "Mobil Servis"),
+                    ("address", "Toshkent"),
+                    ("phone", "+998 71 200 00 00"),
+                    ("hours", "9-18"),
+                    ("terms", "Kafolat 30 kun"),
+                    ("order_prefix", prefix),
+                    ("currency", "UZS"),
+                    ("default_country", "998"),
+                ])
+            };
+            vec![
+                bad("/settings/shop", f("M S!")),
+                good("/settings/shop", f("MS")),
+            ]
+        }
+        ("POST", "/settings/workflow") => {
+            // The default transitions plus New → Ready.
+            let all = [
+                "1-2", "1-8", "1-6", "2-3", "2-5", "2-6", "2-8", "3-4", "3-5", "3-6", "3-8", "4-5",
+                "4-8", "5-3", "5-4", "5-6", "5-8", "6-5", "6-7", "6-8", "8-1",
+            ];
+            let ok: Vec<(&str, &str)> = all.iter().map(|t| ("t", *t)).collect();
+            vec![
+                bad("/settings/workflow", form(&[("t", "1-99")])),
+                good("/settings/workflow", form(&ok)),
+            ]
+        }
+        ("POST", "/api/v1/customers") => {
+            let taken = fx.phone();
+            new_customer(&fx.api, "Band", &taken).await;
+            let free = fx.phone();
+            vec![
+                json_step(
+                    "POST",
+                    pattern.into(),
+                    json!({"name": "Aziza", "phones": [taken]}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    pattern.into(),
+                    json!({"name": "Aziza", "phones": [free]}),
+                    true,
+                ),
+            ]
+        }
+        ("PUT", "/api/v1/customers/{id}") => {
+            let id = fx.customer().await;
+            let (_, c) = fx.api.get(&format!("/api/v1/customers/{id}")).await;
+            let v = c["version"].as_i64().expect("customer version");
+            let phone = fx.phone();
+            let p = format!("/api/v1/customers/{id}");
+            vec![
+                json_step(
+                    "PUT",
+                    p.clone(),
+                    json!({"version": v + 100, "name": "Aziza", "phones": [phone]}),
+                    false,
+                ),
+                json_step(
+                    "PUT",
+                    p,
+                    json!({"version": v, "name": "Aziza", "phones": [phone]}),
+                    true,
+                ),
+            ]
+        }
+        ("POST", "/api/v1/orders") => {
+            let c = fx.customer().await;
+            let o = |complaint: &str| {
+                json!({"customer_id": c, "device_category": "phone", "brand": "Xiaomi",
+                       "complaint": complaint})
+            };
+            vec![
+                json_step("POST", pattern.into(), o(" "), false),
+                json_step("POST", pattern.into(), o("Zaryad olmaydi"), true),
+            ]
+        }
+        ("PUT", "/api/v1/orders/{id}") => {
+            let o = fx.order().await;
+            let v = o["version"].as_i64().unwrap();
+            let p = format!("/api/v1/orders/{}", o["id"]);
+            vec![
+                json_step(
+                    "PUT",
+                    p.clone(),
+                    json!({"version": v + 100, "brand": "Apple"}),
+                    false,
+                ),
+                json_step("PUT", p, json!({"version": v, "brand": "Apple"}), true),
+            ]
+        }
+        ("POST", "/api/v1/orders/{id}/status") => {
+            let o = fx.order().await;
+            let v = o["version"].as_i64().unwrap();
+            let p = format!("/api/v1/orders/{}/status", o["id"]);
+            vec![
+                json_step(
+                    "POST",
+                    p.clone(),
+                    json!({"version": v, "to": "delivered"}),
+                    false,
+                ),
+                json_step("POST", p, json!({"version": v, "to": "diagnostics"}), true),
+            ]
+        }
+        ("POST", "/api/v1/orders/{id}/assign") => {
+            let p = format!("/api/v1/orders/{}/assign", fx.order_id().await);
+            vec![
+                json_step("POST", p.clone(), json!({"master_id": 999999}), false),
+                json_step("POST", p, json!({"master_id": fx.master_id}), true),
+            ]
+        }
+        ("POST", "/api/v1/orders/{id}/lines") => {
+            let p = format!("/api/v1/orders/{}/lines", fx.order_id().await);
+            let l =
+                |qty: i64| json!({"kind": "part", "name": "Ekran", "qty": qty, "unit_price": 1000});
+            vec![
+                json_step("POST", p.clone(), l(0), false),
+                json_step("POST", p, l(1), true),
+            ]
+        }
+        ("POST", "/api/v1/orders/{id}/payments") => {
+            let p = format!("/api/v1/orders/{}/payments", fx.order_id().await);
+            vec![
+                json_step(
+                    "POST",
+                    p.clone(),
+                    json!({"kind": "refund", "amount": 1000}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    p,
+                    json!({"kind": "prepayment", "amount": 1000}),
+                    true,
+                ),
+            ]
+        }
+        ("POST", "/api/v1/orders/{id}/comments") => {
+            let p = format!("/api/v1/orders/{}/comments", fx.order_id().await);
+            vec![
+                json_step("POST", p.clone(), json!({"text": ""}), false),
+                json_step("POST", p, json!({"text": "Qism buyurtma qilindi"}), true),
+            ]
+        }
+        ("POST", "/api/v1/branches") => {
+            let name = format!("Filial {}", fx.next());
+            let (s, v) = fx.api.post("/api/v1/branches", json!({"name": name})).await;
+            assert_eq!(s, 201, "{v}");
+            let fresh = format!("Filial {}", fx.next());
+            vec![
+                json_step("POST", pattern.into(), json!({"name": name}), false),
+                json_step("POST", pattern.into(), json!({"name": fresh}), true),
+            ]
+        }
+        ("PUT", "/api/v1/branches/{id}") => {
+            let (s, b) = fx
+                .api
+                .post(
+                    "/api/v1/branches",
+                    json!({"name": format!("Filial {}", fx.next())}),
+                )
+                .await;
+            assert_eq!(s, 201, "{b}");
+            let p = format!("/api/v1/branches/{}", b["id"]);
+            vec![
+                json_step(
+                    "PUT",
+                    p.clone(),
+                    json!({"name": "A", "lat": 91.0, "lon": 69.0}),
+                    false,
+                ),
+                json_step(
+                    "PUT",
+                    p,
+                    json!({"name": format!("Filial {}", fx.next())}),
+                    true,
+                ),
+            ]
+        }
+
+        // ---- Notifications
+        ("POST", "/settings/notifications/smtp") => {
+            let port = fx.sink.port.to_string();
+            let f = |port: &str| {
+                form(&[
+                    ("host", "127.0.0.1"),
+                    ("port", port),
+                    ("security", "plain"),
+                    ("username", ""),
+                    ("from", "shop@example.uz"),
+                ])
+            };
+            vec![
+                bad("/settings/notifications/smtp", f("http")),
+                good("/settings/notifications/smtp", f(&port)),
+            ]
+        }
+        ("POST", "/settings/notifications/smtp/test") => vec![
+            bad(
+                "/settings/notifications/smtp/test",
+                form(&[("to", "not an address")]),
+            ),
+            good(
+                "/settings/notifications/smtp/test",
+                form(&[("to", "owner@example.uz")]),
+            ),
+        ],
+        ("POST", "/settings/notifications/telegram") => {
+            let url = fx.bot.url.clone();
+            vec![
+                bad(
+                    "/settings/notifications/telegram",
+                    form(&[("token", "nonsense"), ("api_url", &url)]),
+                ),
+                good(
+                    "/settings/notifications/telegram",
+                    form(&[("token", BOT_TOKEN), ("api_url", &url)]),
+                ),
+            ]
+        }
+        ("POST", "/settings/notifications/telegram/test") => vec![
+            bad(
+                "/settings/notifications/telegram/test",
+                form(&[("chat", "not-a-chat")]),
+            ),
+            good(
+                "/settings/notifications/telegram/test",
+                form(&[("chat", "555")]),
+            ),
+        ],
+        ("POST", "/settings/notifications/rules") => {
+            let f = |hour: &str| {
+                form(&[
+                    ("rule", "order.status_changed|email"),
+                    ("rule", "order.status_changed|telegram"),
+                    ("rule", "summary.daily|email"),
+                    ("default_language", "uz"),
+                    ("summary_emails", "owner@example.uz"),
+                    ("summary_hour", hour),
+                ])
+            };
+            vec![
+                bad("/settings/notifications/rules", f("24")),
+                good("/settings/notifications/rules", f("19")),
+            ]
+        }
+        ("POST", "/settings/notifications/templates/{event}/{lang}") => {
+            let p = "/settings/notifications/templates/order.assigned/en";
+            vec![
+                bad(p, form(&[("subject", "x"), ("body", " "), ("op", "save")])),
+                good(
+                    p,
+                    form(&[
+                        ("subject", "Job {order_number}"),
+                        ("body", "Job {order_number}: {device}"),
+                        ("op", "save"),
+                    ]),
+                ),
+            ]
+        }
+        ("POST", "/settings/notifications/outbox/{id}/retry") => {
+            let id = fx.dead_message().await;
+            let p = format!("/settings/notifications/outbox/{id}/retry");
+            // The second retry finds it queued again: a conflict.
+            vec![good(p.clone(), Empty), bad(p, Empty)]
+        }
+        ("POST", "/api/v1/notifications/outbox/{id}/retry") => {
+            let id = fx.dead_message().await;
+            let p = format!("/api/v1/notifications/outbox/{id}/retry");
+            vec![
+                json_step("POST", p.clone(), json!({}), true),
+                json_step("POST", p, json!({}), false),
+            ]
+        }
+        ("POST", "/profile/telegram/link") => {
+            return Some(Case::NoRefusal(
+                vec![good("/profile/telegram/link", Empty)],
+                "takes no input",
+            ))
+        }
+        ("POST", "/profile/telegram/unlink") => {
+            return Some(Case::NoRefusal(
+                vec![good("/profile/telegram/unlink", Empty)],
+                "takes no input; unlinking when nothing is linked is allowed",
+            ))
+        }
+
+        // ---- Telephony
+        ("POST", "/telephony/extensions") => {
+            let n = format!("{}", 400 + fx.next());
+            vec![
+                bad("/telephony/extensions", form(&[("number", "9")])),
+                good(
+                    "/telephony/extensions",
+                    form(&[("number", &n), ("name", "Kassa"), ("username", "")]),
+                ),
+            ]
+        }
+        ("POST", "/telephony/extensions/{number}/secret") => {
+            let n = fx.extension().await;
+            vec![
+                bad("/telephony/extensions/999999/secret", Empty),
+                good(format!("/telephony/extensions/{n}/secret"), Empty),
+            ]
+        }
+        ("POST", "/telephony/extensions/{number}/delete") => {
+            let n = fx.extension().await;
+            vec![
+                bad("/telephony/extensions/999999/delete", Empty),
+                good(format!("/telephony/extensions/{n}/delete"), Empty),
+            ]
+        }
+        ("POST", "/telephony/groups") => {
+            let ext = fx.extension().await;
+            let n = format!("{}", 600 + fx.next());
+            let g = |strategy: &str| {
+                form(&[
+                    ("number", &n),
+                    ("name", "Desk"),
+                    ("strategy", strategy),
+                    ("members", &ext),
+                    ("member_timeout", "20"),
+                    ("overall_timeout", "60"),
+                ])
+            };
+            vec![
+                bad("/telephony/groups", g("loudly")),
+                good("/telephony/groups", g("ring_all")),
+            ]
+        }
+        ("POST", "/telephony/groups/{number}/delete") => {
+            let g = fx.group().await;
+            vec![
+                bad("/telephony/groups/999999/delete", Empty),
+                good(format!("/telephony/groups/{g}/delete"), Empty),
+            ]
+        }
+        ("POST", "/api/v1/telephony/extensions") => {
+            let n = format!("{}", 400 + fx.next());
+            vec![
+                json_step("POST", pattern.into(), json!({"number": "1"}), false),
+                json_step("POST", pattern.into(), json!({"number": n}), true),
+            ]
+        }
+        ("DELETE", "/api/v1/telephony/extensions/{number}") => {
+            let n = fx.extension().await;
+            vec![
+                json_step(
+                    "DELETE",
+                    "/api/v1/telephony/extensions/999999".into(),
+                    json!({}),
+                    false,
+                ),
+                json_step(
+                    "DELETE",
+                    format!("/api/v1/telephony/extensions/{n}"),
+                    json!({}),
+                    true,
+                ),
+            ]
+        }
+        ("PUT", "/api/v1/telephony/groups") => {
+            let ext = fx.extension().await;
+            let n = format!("{}", 600 + fx.next());
+            vec![
+                json_step(
+                    "PUT",
+                    pattern.into(),
+                    json!({"number": n, "strategy": "loudly", "members": [ext]}),
+                    false,
+                ),
+                json_step(
+                    "PUT",
+                    pattern.into(),
+                    json!({"number": n, "strategy": "sequential", "members": [ext]}),
+                    true,
+                ),
+            ]
+        }
+        ("DELETE", "/api/v1/telephony/groups/{number}") => {
+            let g = fx.group().await;
+            vec![
+                json_step(
+                    "DELETE",
+                    "/api/v1/telephony/groups/999999".into(),
+                    json!({}),
+                    false,
+                ),
+                json_step(
+                    "DELETE",
+                    format!("/api/v1/telephony/groups/{g}"),
+                    json!({}),
+                    true,
+                ),
+            ]
+        }
+
+        // ---- Calls
+        ("POST", "/calls/missed/{id}/done") => {
+            let id = fx.missed().await;
+            // A second mark is a conflict the page deliberately answers with the list
+            // (303: "resolved meanwhile"), so the refusal here is an unknown entry.
+            vec![
+                bad("/calls/missed/999999/done", Empty),
+                good(format!("/calls/missed/{id}/done"), Empty),
+            ]
+        }
+        ("POST", "/api/v1/calls/missed/{id}/done") => {
+            let id = fx.missed().await;
+            let p = format!("/api/v1/calls/missed/{id}/done");
+            vec![
+                json_step("POST", p.clone(), json!({}), true),
+                json_step("POST", p, json!({}), false),
+            ]
+        }
+
+        // ---- Trunks, call rules, outbound policy
+        ("POST", "/telephony/trunks") => {
+            let name = format!("trunk{}", fx.next());
+            let t = |port: &str| {
+                form(&[
+                    ("name", &name),
+                    ("host", "127.0.0.1"),
+                    ("port", port),
+                    ("transport", "UDP"),
+                    ("username", "shop"),
+                    ("secret", "trunk-secret-1"),
+                ])
+            };
+            vec![
+                bad("/telephony/trunks", t("0")),
+                good("/telephony/trunks", t("5070")),
+            ]
+        }
+        ("POST", "/telephony/trunks/{id}/delete") => {
+            let id = fx.trunk().await;
+            vec![
+                bad("/telephony/trunks/999999/delete", Empty),
+                good(format!("/telephony/trunks/{id}/delete"), Empty),
+            ]
+        }
+        ("POST", "/telephony/rules") => {
+            let r = |offset: &str| {
+                form(&[
+                    ("hours", "mon-fri 09:00-18:00"),
+                    ("holidays", ""),
+                    ("utc_offset", offset),
+                    ("dial_min_digits", "7"),
+                    ("dial_prefixes", ""),
+                    ("trunk_retry_secs", "30"),
+                ])
+            };
+            vec![
+                bad("/telephony/rules", r("nonsense")),
+                good("/telephony/rules", r("+05:00")),
+            ]
+        }
+        ("POST", "/telephony/extensions/{number}/outbound") => {
+            let n = fx.extension().await;
+            let p = format!("/telephony/extensions/{n}/outbound");
+            vec![
+                bad(
+                    p.clone(),
+                    form(&[("outbound_allowed", "1"), ("max_calls_per_hour", "many")]),
+                ),
+                good(
+                    p,
+                    form(&[("outbound_allowed", "1"), ("max_calls_per_hour", "10")]),
+                ),
+            ]
+        }
+        ("PUT", "/api/v1/telephony/trunks") => {
+            let name = format!("trunk{}", fx.next());
+            let mut bad_t = trunk_json(&name);
+            bad_t["port"] = json!(0);
+            vec![
+                json_step("PUT", pattern.into(), bad_t, false),
+                json_step("PUT", pattern.into(), trunk_json(&name), true),
+            ]
+        }
+        ("DELETE", "/api/v1/telephony/trunks/{id}") => {
+            let id = fx.trunk().await;
+            vec![
+                json_step(
+                    "DELETE",
+                    "/api/v1/telephony/trunks/999999".into(),
+                    json!({}),
+                    false,
+                ),
+                json_step(
+                    "DELETE",
+                    format!("/api/v1/telephony/trunks/{id}"),
+                    json!({}),
+                    true,
+                ),
+            ]
+        }
+        ("PUT", "/api/v1/telephony/rules") => {
+            let r = |offset: &str| json!({"hours": "mon-sat 09:00-19:00", "utc_offset": offset, "dial_min_digits": 7});
+            vec![
+                json_step("PUT", pattern.into(), r("nonsense"), false),
+                json_step("PUT", pattern.into(), r("+05:00"), true),
+            ]
+        }
+        ("PUT", "/api/v1/telephony/extensions/{number}/outbound") => {
+            let n = fx.extension().await;
+            let p = format!("/api/v1/telephony/extensions/{n}/outbound");
+            vec![
+                json_step(
+                    "PUT",
+                    p.clone(),
+                    json!({"outbound_allowed": true, "outbound_prefixes": "abc!"}),
+                    false,
+                ),
+                json_step(
+                    "PUT",
+                    p,
+                    json!({"outbound_allowed": true, "max_calls_per_hour": 10}),
+                    true,
+                ),
+            ]
+        }
+        _ => return None,
+    };
+    Some(Case::Steps(steps))
+}
+
+async fn send(fx: &Fx, s: &Step) -> (u16, String) {
+    let sess = match s.who {
+        As::Admin => &fx.admin,
+        As::Oper => &fx.oper,
+        As::SelfPw => &fx.selfpw,
+    };
+    let resp = if s.path.starts_with("/api/") {
+        let Body::Json(body) = &s.body else {
+            panic!("API steps send JSON")
+        };
+        let req = reqwest::Client::new()
+            .request(s.method.clone(), fx.app.url(&s.path))
+            .bearer_auth(&fx.api.token);
+        let req = if s.method == Method::DELETE {
+            req
+        } else {
+            req.json(body)
+        };
+        req.send().await.unwrap()
+    } else {
+        match &s.body {
+            Body::Empty => sess.post_form(&s.path, &[]).await,
+            Body::Form(f) => {
+                let f: Vec<(&str, &str)> =
+                    f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                sess.post_form(&s.path, &f).await
+            }
+            Body::Json(v) => sess.send_json(s.method.clone(), &s.path, v).await,
+            Body::Photo(bytes, name) => {
+                let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(*name);
+                sess.client
+                    .post(sess.url(&format!("{}?_csrf={}", s.path, sess.csrf)))
+                    .multipart(reqwest::multipart::Form::new().part("photo", part))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        }
+    };
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, text)
+}
+
+async fn last_activity(app: &TestApp) -> i64 {
+    app.running()
+        .ctx
+        .db
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT coalesce(max(id), 0) FROM activity_log", [], |r| {
+                    r.get::<_, i64>(0)
+                })?,
+            )
+        })
+        .await
+        .unwrap()
+}
+
+async fn activity_after(app: &TestApp, after: i64) -> Vec<String> {
+    app.running()
+        .ctx
+        .db
+        .read(move |c| {
+            let mut st =
+                c.prepare("SELECT action, entity FROM activity_log WHERE id > ?1 ORDER BY id")?;
+            let rows = st.query_map([after], |r| {
+                Ok(format!(
+                    "{}:{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?
+                ))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .unwrap()
+}
+
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<Arc<crm::events::Event>>) -> Vec<String> {
+    let mut kinds = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(e) => kinds.push(e.kind.clone()),
+            Err(TryRecvError::Lagged(_)) => continue,
+            Err(_) => return kinds,
+        }
+    }
+}
+
+fn short(text: &str) -> String {
+    let t: String = text.chars().take(160).collect();
+    t.replace('\n', " ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
+    let fx = fixture().await;
+    let mut rx = fx.app.running().ctx.events.subscribe();
+    let areas: &[&[(&str, &str, crate::matrix::Who)]] =
+        &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK];
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (method, pattern, _) in areas.iter().flat_map(|a| a.iter()) {
+        if *method == "GET" {
+            continue;
+        }
+        if let Some((_, _, why)) = EXEMPT.iter().find(|(m, p, _)| m == method && p == pattern) {
+            eprintln!("exempt {method} {pattern}: {why}");
+            continue;
+        }
+        let Some(c) = case(&fx, method, pattern).await else {
+            failures.push(format!(
+                "{method} {pattern}: no case in tests/it/work.rs (add one or exempt it)"
+            ));
+            continue;
+        };
+        let (steps, no_refusal) = match c {
+            Case::Steps(s) => (s, None),
+            Case::NoRefusal(s, why) => (s, Some(why)),
+        };
+        if no_refusal.is_none() {
+            assert!(
+                steps.iter().any(|s| s.ok) && steps.iter().any(|s| !s.ok),
+                "{method} {pattern}: a case needs a success and a refusal"
+            );
+        }
+        if let Some(why) = no_refusal {
+            eprintln!("no refusal for {method} {pattern}: {why}");
+        }
+        checked += 1;
+        for s in &steps {
+            // Whatever the setup did is done: start from here.
+            drain(&mut rx);
+            let before = last_activity(&fx.app).await;
+            let (status, text) = send(&fx, s).await;
+            let events = drain(&mut rx);
+            let rows = activity_after(&fx.app, before).await;
+            let what = if s.ok { "success" } else { "refusal" };
+            let label = format!("{method} {pattern} ({what}, {} {})", s.method, s.path);
+            eprintln!("{label}: {status}, activity {rows:?}, events {events:?}");
+            if s.ok {
+                if !(200..400).contains(&status) {
+                    failures.push(format!(
+                        "{label}: expected success, got {status}: {}",
+                        short(&text)
+                    ));
+                    continue;
+                }
+                if rows.is_empty() {
+                    failures.push(format!("{label}: NO ACTIVITY ROW (events: {events:?})"));
+                }
+                if events.is_empty() {
+                    failures.push(format!("{label}: NO EVENT (activity: {rows:?})"));
+                }
+            } else {
+                if !(400..500).contains(&status) {
+                    failures.push(format!(
+                        "{label}: expected a 4xx refusal, got {status}: {}",
+                        short(&text)
+                    ));
+                }
+                if !rows.is_empty() {
+                    failures.push(format!("{label}: ACTIVITY ROW ON REFUSAL: {rows:?}"));
+                }
+                if !events.is_empty() {
+                    failures.push(format!("{label}: EVENT ON REFUSAL: {events:?}"));
+                }
+            }
+        }
+    }
+    eprintln!("checked {checked} state-changing routes");
+    assert!(checked > 50, "only {checked} routes checked");
+    assert!(
+        failures.is_empty(),
+        "{} unit-of-work failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
