@@ -210,6 +210,7 @@ pub struct Calls {
     /// Wakes the live-status publisher: many commits in a burst become one `call.live`.
     live_changed: Arc<tokio::sync::Notify>,
     country: Arc<Mutex<Country>>,
+    clock: super::clock::Clock,
 }
 
 /// The screen-pop's view of the caller, from one read.
@@ -298,15 +299,21 @@ impl Consumer {
 const LIVE_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Calls {
-    pub fn new(db: Db, events: EventBus) -> Calls {
+    pub fn new(db: Db, events: EventBus, clock: super::clock::Clock) -> Calls {
         Calls {
             db,
             events,
+            clock,
             live: Arc::default(),
             live_masters: Arc::default(),
             live_changed: Arc::default(),
             country: Arc::new(Mutex::new(crate::model::phone::UZBEKISTAN)),
         }
+    }
+
+    /// The shop clock (call lists filter by shop days).
+    pub fn clock(&self) -> super::clock::ShopClock {
+        self.clock.get()
     }
 
     fn country(&self) -> Country {
@@ -444,12 +451,14 @@ impl Calls {
     }
 
     async fn pop_data(&self, party: &str, exts: &[String], at_ms: i64) -> DomainResult<PopData> {
+        let clock = self.clock.get();
         let party = party.to_string();
         let exts = exts.to_vec();
         let country = self.country.clone();
         Ok(self
             .db
             .read(move |c| {
+                let date_text = |t: i64| clock.format_date(t);
                 // Read here rather than awaited apart: one trip to the pool for the pop.
                 let money_fmt =
                     super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
@@ -490,7 +499,7 @@ impl Calls {
                                     number: o.number,
                                     status: names,
                                     status_group: s.map(|s| s.group.clone()).unwrap_or_default(),
-                                    promised: o.promised_at.map(date_text),
+                                    promised: o.promised_at.map(&date_text),
                                 }
                             })
                             .collect();
@@ -966,11 +975,35 @@ impl Calls {
     }
 
     /// Answered and missed calls by local hour and weekday, in [from, to).
+    /// The range is cut where the shop zone's offset changes, each stretch bucketed by
+    /// its own offset.
     pub async fn counts(&self, from_ms: i64, to_ms: i64) -> DomainResult<CallCounts> {
+        let spans = self
+            .clock
+            .get()
+            .offset_spans(from_ms.div_euclid(1000), to_ms.div_euclid(1000) + 1);
         let (hours, weekdays) = self
             .db
             .read(move |c| {
-                q::counts_by_hour_and_weekday(c, from_ms, to_ms, super::dashboard::TZ_SECS)
+                let mut hours = [(0i64, 0i64); 24];
+                let mut days = [(0i64, 0i64); 7];
+                for (a, b, off) in spans {
+                    let (h, d) = q::counts_by_hour_and_weekday(
+                        c,
+                        (a * 1000).max(from_ms),
+                        (b * 1000).min(to_ms),
+                        off as i64,
+                    )?;
+                    for (x, y) in hours.iter_mut().zip(h) {
+                        x.0 += y.0;
+                        x.1 += y.1;
+                    }
+                    for (x, y) in days.iter_mut().zip(d) {
+                        x.0 += y.0;
+                        x.1 += y.1;
+                    }
+                }
+                Ok((hours, days))
             })
             .await?;
         Ok(CallCounts { hours, weekdays })
@@ -988,14 +1021,6 @@ pub const COUNT_CAP: i64 = 10_000;
 pub struct CallCounts {
     pub hours: [(i64, i64); 24],
     pub weekdays: [(i64, i64); 7],
-}
-
-fn date_text(ts: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ts)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(time::macros::offset!(+5));
-    let f = time::macros::format_description!("[day].[month].[year]");
-    t.format(&f).unwrap_or_default()
 }
 
 enum Done {

@@ -209,8 +209,9 @@ fn order_data(
         o.master_name.clone().unwrap_or_default(),
     );
     if let Some(p) = o.promised_at {
-        let day = time::OffsetDateTime::from_unix_timestamp(p).map(|t| t.date().to_string());
-        d.insert("due_date".into(), day.unwrap_or_default());
+        // The shop's date, as reminders show it.
+        let clock = super::shop::clock_of(c)?;
+        d.insert("due_date".into(), clock.format_date(p));
     }
     for (k, v) in extra {
         d.insert((*k).into(), v.clone());
@@ -239,7 +240,10 @@ fn notify(
 }
 
 /// What the Telegram bot needs from the orders, over the same tables.
-pub struct CoreOrderLookup;
+pub struct CoreOrderLookup {
+    /// Due dates in reminders are shop dates.
+    pub clock: super::clock::Clock,
+}
 
 fn brief(o: &OrderRow, statuses: &[StatusRow]) -> super::notifications::OrderBrief {
     super::notifications::OrderBrief {
@@ -313,7 +317,7 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
         since: i64,
     ) -> crate::db::DbResult<Option<super::notifications::DailyFigures>> {
         let (new_orders, overdue_orders, ready_not_collected, missed_calls) =
-            crate::db::reports::daily_figures(c, since, now())?;
+            crate::db::reports::daily_figures(c, since, self.clock.get().now())?;
         Ok(Some(super::notifications::DailyFigures {
             new_orders,
             overdue_orders,
@@ -327,6 +331,7 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
         now: i64,
     ) -> crate::db::DbResult<Vec<super::notifications::OverdueOrder>> {
         let statuses = q::statuses(c)?;
+        let clock = self.clock.get();
         Ok(q::list(
             c,
             &OrderFilter {
@@ -340,8 +345,7 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
             let master_id = o.master_id?;
             let due_date = o
                 .promised_at
-                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t + 5 * 3600).ok())
-                .map(|d| format!("{:02}.{:02}.{}", d.day(), d.month() as u8, d.year()))
+                .map(|t| clock.format_date(t))
                 .unwrap_or_default();
             Some(super::notifications::OverdueOrder {
                 order: brief(o, &statuses),
@@ -357,11 +361,12 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
 pub struct Orders {
     db: Db,
     events: EventBus,
+    clock: super::clock::Clock,
 }
 
 impl Orders {
-    pub fn new(db: Db, events: EventBus) -> Orders {
-        Orders { db, events }
+    pub fn new(db: Db, events: EventBus, clock: super::clock::Clock) -> Orders {
+        Orders { db, events, clock }
     }
 
     fn publish(
@@ -447,10 +452,12 @@ impl Orders {
             return Err(DomainError::Forbidden);
         }
         let by_id = by.user_id;
+        let clock = self.clock.get();
         let o = self
             .db
             .write(move |c| {
-                let now = now();
+                // The shop clock's now: the order number counts per shop year.
+                let now = clock.now();
                 let shop =
                     super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
                 crate::db::customers::get(c, n.customer_id)?
@@ -468,9 +475,7 @@ impl Orders {
                 if !q::branch_exists(c, branch_id)? {
                     return Err(DomainError::invalid("unknown branch").into());
                 }
-                let year = time::OffsetDateTime::from_unix_timestamp(now)
-                    .map(|t| t.year())
-                    .unwrap_or(2026);
+                let year = clock.year_of(now);
                 let number = q::next_number(c, &shop.order_prefix, year)?;
                 let id = q::insert(
                     c,

@@ -327,6 +327,16 @@ impl Ui {
     pub fn t(&self, key: &'static str) -> &'static str {
         self.tr.t(key)
     }
+
+    /// The shop clock (time zone setting) as it is now.
+    pub fn clock(&self) -> crate::domain::clock::ShopClock {
+        self.state.ctx.clock.get()
+    }
+
+    /// `dd.mm.yyyy HH:MM` in shop time.
+    pub fn datetime(&self, ts: i64) -> String {
+        self.clock().format_datetime(ts)
+    }
 }
 
 impl FromRequest for Ui {

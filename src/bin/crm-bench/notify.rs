@@ -255,7 +255,7 @@ async fn drain(db: &Db, port: u16, offset: usize) -> anyhow::Result<(usize, Dura
             Ok(before)
         })
         .await?;
-    let notifications = n::Notifications::new(db.clone());
+    let notifications = n::Notifications::new(db.clone(), Default::default());
     let started = Instant::now();
     let notifier = crm::notify::start(notifications).await?;
     let sent = loop {

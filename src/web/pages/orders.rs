@@ -7,10 +7,11 @@ use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
 use super::core_ui::{
-    category_label, csv, date, date_input, keyset_pager, money, parse_date_input,
+    category_label, csv, date, date_input, end_of_day_input, keyset_pager, money, parse_date_input,
     start_of_day_input, status_badge, Cursor,
 };
 use super::{html, html_status, redirect};
+use crate::domain::clock::ShopClock;
 use crate::domain::customers::CustomerInput;
 use crate::domain::orders::{
     is_overdue, status_name, NewOrder, OrderFilter, OrderRow, OrderSort, OrderUpdate, OrderView,
@@ -20,7 +21,7 @@ use crate::domain::shop::ShopSettings;
 use crate::domain::{Action, Actor, DomainError};
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
-use crate::web::layout::{csrf_field, datetime, flash, page};
+use crate::web::layout::{csrf_field, flash, page};
 
 const PER_PAGE: i64 = 50;
 
@@ -46,18 +47,17 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(&self, ids: Option<Vec<i64>>) -> OrderFilter {
+    fn filter(&self, clock: &ShopClock, ids: Option<Vec<i64>>) -> OrderFilter {
         OrderFilter {
             group: self.group.clone().filter(|g| !g.is_empty()),
             status_id: self.status,
             master_id: self.master,
             branch_id: self.branch,
-            from: self.from.as_deref().and_then(start_of_day_input),
-            to: self
-                .to
+            from: self
+                .from
                 .as_deref()
-                .and_then(start_of_day_input)
-                .map(|t| t + 86_400),
+                .and_then(|s| start_of_day_input(clock, s)),
+            to: self.to.as_deref().and_then(|s| end_of_day_input(clock, s)),
             overdue_at: (self.overdue == Some(1)).then(crate::db::now),
             ids,
             sort: match self.sort.as_deref() {
@@ -126,7 +126,7 @@ async fn find(ui: &Ui, actor: &Actor, q: &ListQuery) -> Result<(Vec<OrderRow>, i
         }
         None => None,
     };
-    ctx.orders.list(actor, q.filter(ids)).await
+    ctx.orders.list(actor, q.filter(&ui.clock(), ids)).await
 }
 
 pub fn orders_table(
@@ -150,7 +150,7 @@ pub fn orders_table(
                         td { (category_label(ui, &o.device_category)) " " (o.brand) " " (o.model) }
                         td { (status_badge(ui, statuses, o.status_id)) @if is_overdue(o, now) { " " span.badge.badge-danger { (ui.t("orders.overdue")) } } }
                         td { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
-                        td { (o.promised_at.map(date).unwrap_or_default()) }
+                        td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) }
                         td.num { (money(shop, o.total)) }
                         td.num { (money(shop, o.total - o.paid)) }
                     }
@@ -248,7 +248,7 @@ async fn render_list(
             div #orders-region data-live-topics="order." {
                 (orders_table(&ui, &shop, &statuses, &rows))
                 (keyset_pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total, rows.len() as i64,
-                    q.filter(None).sort.keyset().then(|| Cursor {
+                    q.filter(&ui.clock(), None).sort.keyset().then(|| Cursor {
                         first: rows.first().map(|o| o.id).unwrap_or(0),
                         last: rows.last().map(|o| o.id).unwrap_or(0),
                     }).filter(|_| !rows.is_empty())))
@@ -261,7 +261,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
     let mut q = q.into_inner();
     let statuses = ui.state.ctx.orders.statuses().await.unwrap_or_default();
     let mut all = Vec::new();
-    let keyset = q.filter(None).sort.keyset();
+    let keyset = q.filter(&ui.clock(), None).sort.keyset();
     for page_no in 0..200 {
         q.page = Some(page_no);
         let (rows, _) = match find(&ui, &actor, &q).await {
@@ -278,6 +278,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
             break;
         }
     }
+    let clock = ui.clock();
     let body = csv(
         &[
             "number", "created", "customer", "phone", "device", "brand", "model", "serial",
@@ -286,7 +287,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
         all.iter().map(|o| {
             vec![
                 o.number.clone(),
-                datetime(o.created_at),
+                clock.format_datetime(o.created_at),
                 o.customer_name.clone(),
                 o.customer_phone.clone().unwrap_or_default(),
                 o.device_category.clone(),
@@ -299,7 +300,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
                     .map(|s| status_name(s, ui.tr.lang).to_string())
                     .unwrap_or_default(),
                 o.master_name.clone().unwrap_or_default(),
-                o.promised_at.map(date).unwrap_or_default(),
+                o.promised_at.map(|t| date(&clock, t)).unwrap_or_default(),
                 o.total.to_string(),
                 o.paid.to_string(),
                 (o.total - o.paid).to_string(),
@@ -478,7 +479,8 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                 .parse()
                 .map_err(|_| DomainError::invalid(ui.t("orders.warranty_days")))?
         };
-        let promised_at = parse_date_input(&f.promised).map_err(DomainError::Invalid)?;
+        let promised_at =
+            parse_date_input(&ui.clock(), &f.promised).map_err(DomainError::Invalid)?;
         let master_id = match f.master.as_deref().filter(|m| !m.is_empty()) {
             Some(m) => Some(m.parse().map_err(|_| DomainError::invalid("master"))?),
             None => None,
@@ -665,12 +667,12 @@ fn order_page(
                         dt { (ui.t("orders.condition")) } dd { (o.condition) }
                         dt { (ui.t("orders.accessories")) } dd { (o.accessories) }
                         dt { (ui.t("orders.master")) } dd #order-master { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
-                        dt { (ui.t("orders.promised")) } dd { (o.promised_at.map(date).unwrap_or_else(|| "—".into())) }
+                        dt { (ui.t("orders.promised")) } dd { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_else(|| "—".into())) }
                         dt { (ui.t("orders.estimate")) } dd { (money(shop, o.estimate)) }
                         dt { (ui.t("orders.total")) } dd #order-total { (money(shop, o.total)) }
                         dt { (ui.t("orders.paid")) } dd { (money(shop, o.paid)) }
                         dt { (ui.t("orders.balance")) } dd #order-balance { strong { (money(shop, v.balance)) } }
-                        dt { (ui.t("orders.created")) } dd { (datetime(o.created_at)) }
+                        dt { (ui.t("orders.created")) } dd { (ui.datetime(o.created_at)) }
                     }
                 }
                 section.card.actions {
@@ -727,7 +729,7 @@ fn order_page(
                         label for="e-condition" { (ui.t("orders.condition")) } input #e-condition name="condition" value=(o.condition);
                         label for="e-acc" { (ui.t("orders.accessories")) } input #e-acc name="accessories" value=(o.accessories);
                         label.check { input type="checkbox" name="urgent" value="1" checked[o.urgent]; " " (ui.t("orders.urgent")) }
-                        label for="e-promised" { (ui.t("orders.promised")) } input #e-promised type="date" name="promised" value=(date_input(o.promised_at));
+                        label for="e-promised" { (ui.t("orders.promised")) } input #e-promised type="date" name="promised" value=(date_input(&ui.clock(), o.promised_at));
                         label for="e-estimate" { (ui.t("orders.estimate")) } input #e-estimate name="estimate" inputmode="numeric" value=(o.estimate);
                         label for="e-warranty" { (ui.t("orders.warranty_days")) } input #e-warranty name="warranty_days" inputmode="numeric" value=(o.warranty_days);
                         button.primary type="submit" { (ui.t("common.save")) }
@@ -790,7 +792,7 @@ fn order_page(
                 ol.timeline #timeline {
                     @for e in v.timeline.iter().rev() {
                         li class=(format!("ev ev-{}", e.kind)) {
-                            time { (datetime(e.at)) } " · " strong { (e.actor.clone().unwrap_or_default()) } " · "
+                            time { (ui.datetime(e.at)) } " · " strong { (e.actor.clone().unwrap_or_default()) } " · "
                             (event_text(ui, shop, statuses, e))
                             @if e.kind != "comment" && !e.text.is_empty() { " — " (e.text) }
                             @if e.public { " " span.badge { (ui.t("orders.public")) } }
@@ -1043,7 +1045,8 @@ pub async fn update(
             condition: f.condition.clone(),
             accessories: f.accessories.clone(),
             urgent: f.urgent.is_some(),
-            promised_at: parse_date_input(&f.promised).map_err(DomainError::Invalid)?,
+            promised_at: parse_date_input(&ui.clock(), &f.promised)
+                .map_err(DomainError::Invalid)?,
             estimate: num(&f.estimate, "estimate")?,
             warranty_days: f.warranty_days.trim().parse().unwrap_or(0),
         };
@@ -1136,7 +1139,7 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                 h2 { (title) " № " (o.number) }
                 div.qr #order-qr title=(o.number) { (PreEscaped(qr_svg(&o.number))) }
                 table.facts {
-                    tr { th { (ui.t("orders.created")) } td { (datetime(o.created_at)) } }
+                    tr { th { (ui.t("orders.created")) } td { (ui.datetime(o.created_at)) } }
                     tr { th { (ui.t("orders.customer")) } td { (o.customer_name) " " (o.customer_phone.clone().map(|p| crate::model::PhoneNumber::from_e164_unchecked(p).display()).unwrap_or_default()) } }
                     tr { th { (ui.t("orders.device")) } td { (category_label(&ui, &o.device_category)) " " (o.brand) " " (o.model) } }
                     tr { th { (ui.t("orders.serial")) } td { (o.serial) } }
@@ -1145,7 +1148,7 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                     tr { th { (ui.t("orders.accessories")) } td { (o.accessories) } }
                     @if !act {
                         tr { th { (ui.t("orders.estimate")) } td { (money(&shop, o.estimate)) } }
-                        tr { th { (ui.t("orders.promised")) } td { (o.promised_at.map(date).unwrap_or_default()) } }
+                        tr { th { (ui.t("orders.promised")) } td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) } }
                     }
                     tr { th { (ui.t("orders.paid")) } td { (money(&shop, o.paid)) } }
                 }

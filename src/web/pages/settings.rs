@@ -47,6 +47,10 @@ async fn render(
                     label for="currency" { (ui.t("settings.currency")) } input #currency name="currency" value=(shop.currency) maxlength="3";
                     label for="default_country" { (ui.t("settings.default_country")) } input #default_country name="default_country" value=(shop.default_country) maxlength="4";
                     label for="map_tiles" { (ui.t("branches.map_tiles")) } input #map_tiles name="map_tiles" value=(shop.map_tiles) maxlength="300";
+                    label for="time_zone" { (ui.t("clock.time_zone")) }
+                    input #time_zone name="time_zone" value=(shop.time_zone) maxlength="64" list="time-zones" autocapitalize="none" spellcheck="false" required;
+                    datalist #time-zones { @for z in crate::domain::clock::zone_names() { option value=(z) {} } }
+                    p.muted { (ui.tr.f("clock.time_zone_help", &[("now", &ui.datetime(ui.clock().now()))])) }
                     button.primary type="submit" { (ui.t("common.save")) }
                 }
                 form.card #workflow-form method="post" action="/settings/workflow" {
@@ -81,13 +85,24 @@ pub async fn show(ui: Ui) -> HttpResponse {
 
 pub async fn save_shop(ui: Ui, actor: Actor, form: web::Form<ShopSettings>) -> HttpResponse {
     let s = form.into_inner();
-    match crate::domain::shop::save(&ui.state.ctx.db, actor.user_id, s.clone()).await {
+    if crate::domain::clock::check_zone(&s.time_zone).is_err() {
+        let m = unknown_zone(ui.tr, &s.time_zone);
+        return render(&ui, &s, None, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let ctx = &ui.state.ctx;
+    match crate::domain::shop::save(&ctx.db, &ctx.clock, actor.user_id, s.clone()).await {
         Ok(()) => redirect("/settings?saved=1"),
         Err(DomainError::Invalid(m)) => {
             render(&ui, &s, None, Some(&m), StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(err) => PageError { err, tr: ui.tr }.error_response(),
     }
+}
+
+/// The message for a time zone the clock does not know, in the user's language.
+pub fn unknown_zone(tr: crate::i18n::Tr, zone: &str) -> String {
+    let shown: String = zone.trim().chars().take(64).collect();
+    tr.f("clock.unknown_zone", &[("zone", &shown)])
 }
 
 /// The checked boxes, as `from-to` pairs (a form may repeat the field).
