@@ -6,6 +6,7 @@ mod browser;
 mod calls;
 mod calls_browser;
 mod cli;
+mod clock;
 mod core;
 mod core_activity;
 mod core_branches;
