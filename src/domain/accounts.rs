@@ -631,19 +631,22 @@ impl Accounts {
         Ok(self.db.read(move |c| q::list_tokens(c, user_id)).await?)
     }
 
-    pub async fn revoke_token(&self, by: &Actor, id: i64) -> DomainResult<()> {
-        let by = by.clone();
+    /// Revokes a token: its owner or an admin; `None` is the shell (`crm token revoke`).
+    pub async fn revoke_token(&self, by: Option<&Actor>, id: i64) -> DomainResult<()> {
+        let by = by.cloned();
         self.db
             .write(move |c| {
                 let owner = q::token_owner(c, id)?.ok_or(DomainError::NotFound)?;
-                if owner != by.user_id && !by.can(super::Action::ManageUsers) {
-                    return Err(DomainError::NotFound.into());
+                if let Some(by) = &by {
+                    if owner != by.user_id && !by.can(super::Action::ManageUsers) {
+                        return Err(DomainError::NotFound.into());
+                    }
                 }
                 let now = now();
                 q::revoke_token(c, id, now)?;
                 crate::db::settings::log_activity(
                     c,
-                    Some(by.user_id),
+                    by.as_ref().map(|b| b.user_id),
                     "revoke",
                     "api_token",
                     Some(id),

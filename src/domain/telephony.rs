@@ -282,6 +282,37 @@ impl Telephony {
         Ok(secret)
     }
 
+    /// Sets a given secret (e.g. typed into `crm extension passwd --password-stdin`).
+    pub async fn set_secret(
+        &self,
+        by: Option<&Actor>,
+        number: &str,
+        secret: &str,
+    ) -> DomainResult<()> {
+        validate_secret(secret)?;
+        let (n, s) = (number.to_string(), secret.to_string());
+        let by_id = by.map(|a| a.user_id);
+        self.db
+            .write(move |c| {
+                if q::set_extension_secret(c, &n, &s, now())? == 0 {
+                    return Err(DomainError::NotFound.into());
+                }
+                crate::db::settings::log_activity(
+                    c,
+                    by_id,
+                    "update",
+                    "sip_extension_secret",
+                    None,
+                    &serde_json::json!({ "number": n }),
+                    now(),
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(from_db)?;
+        self.reload().await
+    }
+
     pub async fn remove_extension(&self, by: Option<&Actor>, number: &str) -> DomainResult<()> {
         let n = number.to_string();
         let by_id = by.map(|a| a.user_id);

@@ -5,6 +5,7 @@ mod support;
 mod browser;
 mod calls;
 mod calls_browser;
+mod changes;
 mod cli;
 mod clock;
 mod core;

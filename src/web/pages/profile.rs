@@ -276,7 +276,7 @@ pub async fn revoke_token(
         .state
         .ctx
         .accounts
-        .revoke_token(&actor, path.into_inner())
+        .revoke_token(Some(&actor), path.into_inner())
         .await
     {
         Ok(()) => {
