@@ -236,6 +236,8 @@ pub struct PopOrder {
 #[derive(Debug, Clone, Serialize)]
 pub struct PopLastCall {
     pub started_ms: i64,
+    /// `dd.mm.yyyy HH:MM` in shop time, as the pages show times.
+    pub started_text: String,
     pub outcome: String,
     pub answered_by: Option<String>,
 }
@@ -517,6 +519,7 @@ impl Calls {
                 };
                 let last_call = q::last_call_with(c, &party, at_ms)?.map(|k| PopLastCall {
                     started_ms: k.started_ms,
+                    started_text: clock.format_datetime(k.started_ms.div_euclid(1000)),
                     outcome: k.outcome,
                     answered_by: k.answered_user_name,
                 });
