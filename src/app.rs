@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::db::{Db, DbOptions};
 use crate::domain::accounts::Accounts;
 use crate::domain::calls::Calls;
+use crate::domain::clock::Clock;
 use crate::domain::customers::Customers;
 use crate::domain::notifications::Notifications;
 use crate::domain::orders::Orders;
@@ -38,6 +39,8 @@ pub struct AppContext {
     pub calls: Calls,
     /// The running SIP server (set by `server::start` when SIP is on).
     pub sip: Arc<std::sync::RwLock<Option<crate::sip::SipControl>>>,
+    /// The shop clock (time zone setting): every "today", local hour and year.
+    pub clock: Clock,
 }
 
 impl AppContext {
@@ -67,17 +70,20 @@ impl AppContext {
                 ..Default::default()
             },
         )?;
+        let clock = Clock::new(db.read_blocking(crate::domain::shop::clock_of)?);
         let events = EventBus::default();
-        let store = Store::new(db.clone(), events.clone());
+        let store = Store::with_clock(db.clone(), events.clone(), clock.clone());
         let accounts = Accounts::new(store.clone(), config.login.clone(), config.session.clone());
-        let notifications = Notifications::new(store.clone());
-        notifications.set_order_lookup(Arc::new(crate::domain::orders::CoreOrderLookup));
-        let telephony = Telephony::new(store.clone());
+        let notifications = Notifications::new(store.clone(), clock.clone());
+        notifications.set_order_lookup(Arc::new(crate::domain::orders::CoreOrderLookup {
+            clock: clock.clone(),
+        }));
+        let telephony = Telephony::new(store.clone(), clock.clone());
         Ok(AppContext {
             config: Arc::new(config),
-            customers: Customers::new(db.clone(), events.clone()),
-            orders: Orders::new(db.clone(), events.clone()),
-            calls: Calls::new(db.clone(), events.clone()),
+            customers: Customers::new(store.clone()),
+            orders: Orders::new(store.clone()),
+            calls: Calls::new(db.clone(), events.clone(), clock.clone()),
             db,
             store,
             accounts,
@@ -86,6 +92,7 @@ impl AppContext {
             telephony,
             call_events: tokio::sync::broadcast::channel(1024).0,
             sip: Arc::default(),
+            clock,
         })
     }
 }

@@ -112,10 +112,12 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
-    /// Daily backup time "HH:MM" in the box's zone (`utc_offset`), or "off".
+    /// Daily backup time "HH:MM" in the shop's time zone (the shop setting), or "off".
     pub time: String,
-    /// The box's offset from UTC, "+05:00" for Uzbekistan (no daylight saving).
-    pub utc_offset: String,
+    /// No longer used: the backup time follows the shop's time zone setting. Still
+    /// accepted so an older crm.toml that sets it keeps loading (a warning is logged).
+    #[serde(skip_serializing)]
+    pub utc_offset: Option<String>,
     /// How many automatic backups to keep in `dir`; older ones are deleted.
     pub keep: usize,
     /// Where backups go, e.g. a USB disk or a mounted share. Default: <data_dir>/backups.
@@ -128,7 +130,7 @@ impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
             time: "03:00".into(),
-            utc_offset: "+05:00".into(),
+            utc_offset: None,
             keep: 14,
             dir: None,
             warn_after_hours: 48,
@@ -149,23 +151,6 @@ impl BackupConfig {
         match (h.parse::<u32>(), m.parse::<u32>()) {
             (Ok(h), Ok(m)) if h < 24 && m < 60 => Ok(Some(h * 60 + m)),
             _ => Err("expected HH:MM (00:00 to 23:59) or \"off\"".into()),
-        }
-    }
-
-    /// `utc_offset` in minutes east of UTC.
-    pub fn offset_minutes(&self) -> Result<i32, String> {
-        let s = self.utc_offset.trim();
-        let (sign, rest) = match s.as_bytes().first() {
-            Some(b'+') => (1, &s[1..]),
-            Some(b'-') => (-1, &s[1..]),
-            _ => return Err("expected +HH:MM or -HH:MM".into()),
-        };
-        let (h, m) = rest
-            .split_once(':')
-            .ok_or_else(|| "expected +HH:MM or -HH:MM".to_string())?;
-        match (h.parse::<i32>(), m.parse::<i32>()) {
-            (Ok(h), Ok(m)) if h <= 14 && (0..60).contains(&m) => Ok(sign * (h * 60 + m)),
-            _ => Err("expected +HH:MM or -HH:MM".into()),
         }
     }
 }
@@ -326,13 +311,6 @@ impl Config {
             .map_err(|message| ConfigError::Invalid {
                 key: "backup.time",
                 value: self.backup.time.clone(),
-                message,
-            })?;
-        self.backup
-            .offset_minutes()
-            .map_err(|message| ConfigError::Invalid {
-                key: "backup.utc_offset",
-                value: self.backup.utc_offset.clone(),
                 message,
             })?;
         if self.backup.keep == 0 {

@@ -1,5 +1,5 @@
 //! Periodic work beside the server: WAL checkpoint + `PRAGMA optimize`, expired-session
-//! cleanup, the daily automatic backup (with pruning), and the systemd watchdog ping.
+//! and change-journal cleanup, the daily automatic backup (with pruning), and the systemd watchdog ping.
 //! Started by `server::start`, stopped (and awaited) by `Running::stop`.
 
 use std::time::Duration;
@@ -40,6 +40,14 @@ pub fn start(ctx: &AppContext) -> Jobs {
                 Ok(n) if n > 0 => tracing::debug!(sessions = n, "expired sessions removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
+            }
+            // The change journal is read within a second; an hour is plenty.
+            let before = crate::db::now() - 3600;
+            if let Err(e) =
+                c.db.write(move |x| crate::db::changes::prune(x, before))
+                    .await
+            {
+                tracing::warn!(error = %e, "change journal cleanup failed");
             }
         }
     }));
@@ -96,12 +104,21 @@ where
 }
 
 async fn daily_backups(ctx: AppContext, minute: u32, mut stopped: watch::Receiver<bool>) {
-    let offset = ctx.config.backup.offset_minutes().unwrap_or(0);
+    if ctx.config.backup.utc_offset.is_some() {
+        tracing::warn!("backup.utc_offset in the config is ignored: the backup time follows the shop's time zone setting");
+    }
     loop {
-        let wait = seconds_until(crate::db::now(), offset, minute);
+        // Read each time: the admin may change the shop's zone meanwhile.
+        let clock = ctx.clock.get();
+        let wait = clock.seconds_until_minute(clock.now(), minute);
+        // At most an hour at a time, so a changed zone moves the next run.
+        let nap = wait.min(3600);
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(nap)) => {}
             _ = stopped.changed() => return,
+        }
+        if nap < wait {
+            continue;
         }
         let cfg = ctx.config.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -121,36 +138,5 @@ async fn daily_backups(ctx: AppContext, minute: u32, mut stopped: watch::Receive
             Ok(Err(e)) => tracing::error!(error = %e, "automatic backup FAILED"),
             Err(e) => tracing::error!(error = %e, "automatic backup task failed"),
         }
-    }
-}
-
-/// Seconds from `now` (unix) until the next `minute` after local midnight, in a zone
-/// `offset` minutes east of UTC; a full day when it is exactly now.
-pub fn seconds_until(now: i64, offset_minutes: i32, minute: u32) -> u64 {
-    let local = (now + offset_minutes as i64 * 60).rem_euclid(86_400);
-    let target = minute as i64 * 60;
-    let d = (target - local).rem_euclid(86_400);
-    if d == 0 {
-        86_400
-    } else {
-        d as u64
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_daily_run_in_the_box_zone() {
-        // 2026-11-24 21:00 UTC = 02:00 in Tashkent (+05:00); 03:00 local is one hour away.
-        let now = 1_795_554_000;
-        assert_eq!(now % 86_400, 21 * 3600);
-        assert_eq!(seconds_until(now, 300, 3 * 60), 3600);
-        // Just after 03:00 local: tomorrow.
-        assert_eq!(seconds_until(now + 3600 + 60, 300, 3 * 60), 86_400 - 60);
-        assert_eq!(seconds_until(now + 3600, 300, 3 * 60), 86_400);
-        // UTC box.
-        assert_eq!(seconds_until(now, 0, 22 * 60), 3600);
     }
 }

@@ -39,6 +39,8 @@ pub struct Running {
     notifier: crate::notify::Notifier,
     jobs: crate::jobs::Jobs,
     calls: crate::domain::calls::Consumer,
+    /// Applies changes committed by `crm` commands (see `domain::changes`).
+    changes: crate::domain::changes::Watcher,
     /// Held until stopped: `crm restore` refuses while it is held.
     data_dir_lock: crate::ops::lock::DataDirLock,
 }
@@ -95,6 +97,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http = bound.server.handle();
     let http_task = tokio::spawn(bound.server);
     let notifier = crate::notify::start(ctx.notifications.clone()).await?;
+    // Before SIP loads its directory: journal rows after this are applied by the watcher.
+    let journal_mark = crate::domain::changes::mark(&ctx.db).await?;
     // Subscribed before SIP starts, so no call event is missed.
     let calls = ctx.calls.start(ctx.call_events.subscribe()).await;
     let (sip, sip_store) = match ctx.config.sip_listen()? {
@@ -106,6 +110,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let sip_addr = sip.as_ref().map(|h| h.addr);
     *ctx.sip.write().unwrap_or_else(|e| e.into_inner()) = sip.as_ref().map(|h| h.control());
+    let changes = crate::domain::changes::start(
+        &ctx.config.db_path(),
+        journal_mark,
+        crate::domain::changes::Targets {
+            db: ctx.db.clone(),
+            telephony: ctx.telephony.clone(),
+            clock: ctx.clock.clone(),
+            events: ctx.events.clone(),
+        },
+    )?;
     let scheme = if ctx.config.tls() { "https" } else { "http" };
     tracing::info!(
         version = crate::VERSION,
@@ -135,6 +149,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         notifier,
         jobs,
         calls,
+        changes,
         data_dir_lock,
     })
 }
@@ -144,6 +159,7 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         crate::ops::systemd::notify_stopping();
         self.jobs.stop().await;
+        self.changes.stop().await;
         *self.ctx.sip.write().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(sip) = self.sip {
             sip.stop().await;

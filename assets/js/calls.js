@@ -91,7 +91,7 @@
     }
     if (t.canOrders === "1") actions.appendChild(link(orderUrl(d), t.tNewOrder, "button primary pop-new-order"));
     if (d.last_call) {
-      body.appendChild(el("p", "pop-last muted", t.tLastCall + ": " + when(d.last_call.started_ms) +
+      body.appendChild(el("p", "pop-last muted", t.tLastCall + ": " + (d.last_call.started_text || when(d.last_call.started_ms)) +
         (d.last_call.answered_by ? " · " + d.last_call.answered_by : "")));
     }
     c.appendChild(body);

@@ -31,6 +31,13 @@ pub enum ExtensionCommand {
     List,
     /// Delete an extension (its phones are unregistered).
     Remove { number: String },
+    /// Give an extension a new secret: generated and printed once, or read from standard
+    /// input. A running server asks its phone for the new one from then on.
+    Passwd {
+        number: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Bulk import `number;secret;` lines (all or nothing; existing numbers get the new
     /// secret).
     Import { file: PathBuf },
@@ -87,6 +94,19 @@ pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
             ExtensionCommand::Remove { number } => {
                 tel.remove_extension(None, number).await?;
                 println!("extension {number} removed");
+            }
+            ExtensionCommand::Passwd {
+                number,
+                password_stdin,
+            } => {
+                if *password_stdin {
+                    tel.set_secret(None, number, &read_password(true)?).await?;
+                    println!("extension {number}: secret changed");
+                } else {
+                    let secret = tel.regenerate_secret(None, number).await?;
+                    println!("extension {number}: new secret");
+                    println!("  secret:   {secret}   (shown once)");
+                }
             }
             ExtensionCommand::Import { file } => {
                 let text = std::fs::read_to_string(file)

@@ -46,6 +46,11 @@ pub enum TokenCommand {
         #[arg(long, default_value = "cli")]
         name: String,
     },
+    /// List API tokens (of one user, or all): id, user, name, prefix, state.
+    List { username: Option<String> },
+    /// Revoke an API token by its id (see `crm token list`); a running server refuses it
+    /// from its next request on.
+    Revoke { id: i64 },
 }
 
 fn open(cli: &Cli) -> anyhow::Result<AppContext> {
@@ -137,6 +142,30 @@ pub fn run_token(cli: &Cli, cmd: &TokenCommand) -> anyhow::Result<ExitCode> {
                 let u = ctx.accounts.user_by_username(username).await?;
                 let token = ctx.accounts.create_token(None, u.id, name).await?;
                 println!("{token}");
+            }
+            TokenCommand::List { username } => {
+                let user = match username {
+                    Some(u) => Some(ctx.accounts.user_by_username(u).await?.id),
+                    None => None,
+                };
+                for t in ctx.accounts.list_tokens(user).await? {
+                    println!(
+                        "{:<6} {:<20} {:<16} {}…  {}",
+                        t.id,
+                        t.username,
+                        t.name,
+                        t.prefix,
+                        if t.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+            }
+            TokenCommand::Revoke { id } => {
+                ctx.accounts.revoke_token(None, *id).await?;
+                println!("token {id} revoked");
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod activity;
 pub mod branches;
 pub mod calls;
+pub mod changes;
 pub mod customers;
 pub mod notices;
 pub mod orders;
@@ -55,10 +56,6 @@ pub enum DbError {
     WriterGone,
     #[error("database task failed: {0}")]
     Task(String),
-    /// A rule of the caller refused the write; nothing was written. Carried through the
-    /// writer so the domain layer can turn it back into its own error.
-    #[error("{0}")]
-    Rejected(String),
 }
 
 impl DbError {
@@ -347,7 +344,7 @@ mod tests {
                         [format!("k{i}")],
                     )?;
                     if i % 10 == 0 {
-                        return Err(DbError::Rejected("no".into()));
+                        return Err(DbError::Task("refused".into()));
                     }
                     Ok(i)
                 })

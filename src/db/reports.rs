@@ -6,7 +6,7 @@ use super::DbResult;
 
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct DayPoint {
-    /// Unix seconds at the start of the day (Tashkent time).
+    /// Unix seconds at the start of the shop's day.
     pub day: i64,
     pub intake: i64,
     pub completed: i64,
@@ -33,54 +33,38 @@ pub fn overdue_count(c: &Connection, now: i64) -> DbResult<i64> {
     )?)
 }
 
-/// Per-day intake, completions and revenue in [from, to), days offset by `tz_secs`.
-pub fn per_day(c: &Connection, from: i64, to: i64, tz_secs: i64) -> DbResult<Vec<DayPoint>> {
-    let day = |t: i64| (t + tz_secs).div_euclid(86_400) * 86_400 - tz_secs;
-    let mut out: Vec<DayPoint> = Vec::new();
-    let mut d = day(from);
-    while d < to && out.len() < 400 {
-        out.push(DayPoint {
-            day: d,
-            ..Default::default()
-        });
-        d += 86_400;
-    }
-    let (first, len) = (out.first().map(|p| p.day).unwrap_or(0), out.len());
-    let idx = |t: i64| -> Option<usize> {
-        let i = (day(t) - first) / 86_400;
-        (i >= 0 && (i as usize) < len).then_some(i as usize)
-    };
+/// Counts per local day, keyed by days since 1970-01-01 of the local date.
+#[derive(Debug, Default)]
+pub struct DayBuckets {
+    pub intake: Vec<(i64, i64)>,
+    pub completed: Vec<(i64, i64)>,
+    /// Payments minus refunds.
+    pub revenue: Vec<(i64, i64)>,
+}
+
+/// Intake, completions and revenue in [from, to) per local day, for a stretch of time in
+/// which the shop's zone is `offset_secs` east of UTC (the caller cuts the range where
+/// the offset changes).
+pub fn day_buckets(c: &Connection, from: i64, to: i64, offset_secs: i64) -> DbResult<DayBuckets> {
     let bucket = |sql: &str| -> DbResult<Vec<(i64, i64)>> {
         let mut st = c.prepare_cached(sql)?;
-        let rows = st.query_map(params![from, to, tz_secs], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = st.query_map(params![from, to, offset_secs], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     };
-    let intake = bucket(
-        "SELECT ((created_at + ?3) / 86400) * 86400 - ?3, count(*) FROM orders WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
-    )?;
-    let done = bucket(
-        "SELECT ((closed_at + ?3) / 86400) * 86400 - ?3, count(*) FROM orders WHERE closed_at >= ?1 AND closed_at < ?2 GROUP BY 1",
-    )?;
-    let money = bucket(
-        "SELECT ((created_at + ?3) / 86400) * 86400 - ?3, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
-         FROM payments WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
-    )?;
-    for (t, n) in intake {
-        if let Some(i) = idx(t) {
-            out[i].intake = n;
-        }
-    }
-    for (t, n) in done {
-        if let Some(i) = idx(t) {
-            out[i].completed = n;
-        }
-    }
-    for (t, n) in money {
-        if let Some(i) = idx(t) {
-            out[i].revenue = n;
-        }
-    }
-    Ok(out)
+    Ok(DayBuckets {
+        intake: bucket(
+            "SELECT (created_at + ?3) / 86400, count(*) FROM orders WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
+        )?,
+        completed: bucket(
+            "SELECT (closed_at + ?3) / 86400, count(*) FROM orders WHERE closed_at >= ?1 AND closed_at < ?2 GROUP BY 1",
+        )?,
+        revenue: bucket(
+            "SELECT (created_at + ?3) / 86400, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
+             FROM payments WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
+        )?,
+    })
 }
 
 pub fn revenue_between(c: &Connection, from: i64, to: i64) -> DbResult<i64> {
@@ -91,19 +75,22 @@ pub fn revenue_between(c: &Connection, from: i64, to: i64) -> DbResult<i64> {
     )?)
 }
 
-/// Payments minus refunds per day in [from, to): (start of the day, sum), days offset by
-/// `tz_secs`, only days with payments.
+/// Payments minus refunds per local day in [from, to): (days since 1970-01-01 of the
+/// local date, sum), only days with payments, for a stretch in which the shop's zone is
+/// `offset_secs` east of UTC.
 pub fn revenue_by_day(
     c: &Connection,
     from: i64,
     to: i64,
-    tz_secs: i64,
+    offset_secs: i64,
 ) -> DbResult<Vec<(i64, i64)>> {
     let mut st = c.prepare_cached(
-        "SELECT ((created_at + ?3) / 86400) * 86400 - ?3, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
+        "SELECT (created_at + ?3) / 86400, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
          FROM payments WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1 ORDER BY 1",
     )?;
-    let rows = st.query_map(params![from, to, tz_secs], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = st.query_map(params![from, to, offset_secs], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -605,13 +605,16 @@ impl Accounts {
         Ok(self.db.read(move |c| q::list_tokens(c, user_id)).await?)
     }
 
-    pub async fn revoke_token(&self, by: &Actor, id: i64) -> DomainResult<()> {
-        let actor = by.clone();
+    /// Revokes a token: its owner or an admin; `None` is the shell (`crm token revoke`).
+    pub async fn revoke_token(&self, by: Option<&Actor>, id: i64) -> DomainResult<()> {
+        let actor = by.cloned();
         self.store
             .write(by, move |tx| {
                 let owner = q::token_owner(tx, id)?.ok_or(DomainError::NotFound)?;
-                if owner != actor.user_id && !actor.can(super::Action::ManageUsers) {
-                    return Err(DomainError::NotFound);
+                if let Some(a) = &actor {
+                    if owner != a.user_id && !a.can(super::Action::ManageUsers) {
+                        return Err(DomainError::NotFound);
+                    }
                 }
                 q::revoke_token(tx, id, tx.now())?;
                 tx.log("revoke", "api_token", id, serde_json::json!({}));

@@ -211,6 +211,7 @@ pub struct Calls {
     /// Wakes the live-status publisher: many commits in a burst become one `call.live`.
     live_changed: Arc<tokio::sync::Notify>,
     country: Arc<Mutex<Country>>,
+    clock: super::clock::Clock,
 }
 
 /// The screen-pop's view of the caller, from one read.
@@ -236,6 +237,8 @@ pub struct PopOrder {
 #[derive(Debug, Clone, Serialize)]
 pub struct PopLastCall {
     pub started_ms: i64,
+    /// `dd.mm.yyyy HH:MM` in shop time, as the pages show times.
+    pub started_text: String,
     pub outcome: String,
     pub answered_by: Option<String>,
 }
@@ -299,15 +302,21 @@ impl Consumer {
 const LIVE_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Calls {
-    pub fn new(db: Db, events: EventBus) -> Calls {
+    pub fn new(db: Db, events: EventBus, clock: super::clock::Clock) -> Calls {
         Calls {
             db,
             events,
+            clock,
             live: Arc::default(),
             live_masters: Arc::default(),
             live_changed: Arc::default(),
             country: Arc::new(Mutex::new(crate::model::phone::UZBEKISTAN)),
         }
+    }
+
+    /// The shop clock (call lists filter by shop days).
+    pub fn clock(&self) -> super::clock::ShopClock {
+        self.clock.get()
     }
 
     fn country(&self) -> Country {
@@ -445,12 +454,14 @@ impl Calls {
     }
 
     async fn pop_data(&self, party: &str, exts: &[String], at_ms: i64) -> DomainResult<PopData> {
+        let clock = self.clock.get();
         let party = party.to_string();
         let exts = exts.to_vec();
         let country = self.country.clone();
         Ok(self
             .db
             .read(move |c| {
+                let date_text = |t: i64| clock.format_date(t);
                 // Read here rather than awaited apart: one trip to the pool for the pop.
                 let money_fmt =
                     super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
@@ -491,7 +502,7 @@ impl Calls {
                                     number: o.number,
                                     status: names,
                                     status_group: s.map(|s| s.group.clone()).unwrap_or_default(),
-                                    promised: o.promised_at.map(date_text),
+                                    promised: o.promised_at.map(&date_text),
                                 }
                             })
                             .collect();
@@ -509,6 +520,7 @@ impl Calls {
                 };
                 let last_call = q::last_call_with(c, &party, at_ms)?.map(|k| PopLastCall {
                     started_ms: k.started_ms,
+                    started_text: clock.format_datetime(k.started_ms.div_euclid(1000)),
                     outcome: k.outcome,
                     answered_by: k.answered_user_name,
                 });
@@ -973,11 +985,35 @@ impl Calls {
     }
 
     /// Answered and missed calls by local hour and weekday, in [from, to).
+    /// The range is cut where the shop zone's offset changes, each stretch bucketed by
+    /// its own offset.
     pub async fn counts(&self, from_ms: i64, to_ms: i64) -> DomainResult<CallCounts> {
+        let spans = self
+            .clock
+            .get()
+            .offset_spans(from_ms.div_euclid(1000), to_ms.div_euclid(1000) + 1);
         let (hours, weekdays) = self
             .db
             .read(move |c| {
-                q::counts_by_hour_and_weekday(c, from_ms, to_ms, super::dashboard::TZ_SECS)
+                let mut hours = [(0i64, 0i64); 24];
+                let mut days = [(0i64, 0i64); 7];
+                for (a, b, off) in spans {
+                    let (h, d) = q::counts_by_hour_and_weekday(
+                        c,
+                        (a * 1000).max(from_ms),
+                        (b * 1000).min(to_ms),
+                        off as i64,
+                    )?;
+                    for (x, y) in hours.iter_mut().zip(h) {
+                        x.0 += y.0;
+                        x.1 += y.1;
+                    }
+                    for (x, y) in days.iter_mut().zip(d) {
+                        x.0 += y.0;
+                        x.1 += y.1;
+                    }
+                }
+                Ok((hours, days))
             })
             .await?;
         Ok(CallCounts { hours, weekdays })
@@ -995,14 +1031,6 @@ pub const COUNT_CAP: i64 = 10_000;
 pub struct CallCounts {
     pub hours: [(i64, i64); 24],
     pub weekdays: [(i64, i64); 7],
-}
-
-fn date_text(ts: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ts)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(time::macros::offset!(+5));
-    let f = time::macros::format_description!("[day].[month].[year]");
-    t.format(&f).unwrap_or_default()
 }
 
 enum Done {

@@ -6,8 +6,7 @@ use super::work::{Store, Tx};
 use super::{Actor, DomainError, DomainResult, Msg};
 pub use crate::db::customers::CustomerRow;
 use crate::db::customers::{self as q, CustomerFields};
-use crate::db::Db;
-use crate::events::{Audience, Event, EventBus};
+use crate::events::{Audience, Event};
 use crate::model::PhoneNumber;
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -165,10 +164,8 @@ pub(super) fn create_in(tx: &mut Tx, c: &Clean, allow_shared_phone: bool) -> Dom
 }
 
 impl Customers {
-    pub fn new(db: Db, events: EventBus) -> Customers {
-        Customers {
-            store: Store::new(db, events),
-        }
+    pub fn new(store: Store) -> Customers {
+        Customers { store }
     }
 
     /// Creates a customer. A phone that already belongs to someone is a conflict naming

@@ -1,13 +1,11 @@
 //! The owner's numbers: open orders by stage, overdue, intake and completions per day,
 //! revenue, masters' load.
 
+use super::clock::{add_days, from_epoch_day, ShopClock};
 use super::DomainResult;
 use crate::db::orders::WorkloadRow;
 pub use crate::db::reports::DayPoint;
-use crate::db::{now, Db};
-
-/// Uzbekistan is UTC+5 all year.
-pub const TZ_SECS: i64 = 5 * 3600;
+use crate::db::Db;
 
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Dashboard {
@@ -51,44 +49,44 @@ impl Period {
         }
     }
 
-    /// The start (Tashkent midnight) of the period holding `t`.
-    pub fn start(self, t: i64) -> i64 {
-        let off = time::UtcOffset::from_whole_seconds(TZ_SECS as i32).expect("valid offset");
-        let date = time::OffsetDateTime::from_unix_timestamp(t)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-            .to_offset(off)
-            .date();
+    /// The start (shop midnight) of the period holding `t`.
+    pub fn start(self, clock: &ShopClock, t: i64) -> i64 {
+        let date = clock.date_of(t);
         let first = match self {
             Period::Day => date,
-            Period::Week => {
-                date - time::Duration::days(date.weekday().number_days_from_monday() as i64)
-            }
-            Period::Month => date.replace_day(1).expect("day 1 exists"),
+            Period::Week => add_days(date, -(date.weekday().to_monday_zero_offset() as i64)),
+            Period::Month => date.first_of_month(),
         };
-        first.midnight().assume_offset(off).unix_timestamp()
+        clock.day_start(first)
     }
 
-    fn next(self, start: i64) -> i64 {
-        match self {
-            Period::Day => start + 86_400,
-            Period::Week => start + 7 * 86_400,
-            // A month later: the start of the period 32 days on.
-            Period::Month => Period::Month.start(start + 32 * 86_400),
-        }
+    fn next(self, clock: &ShopClock, start: i64) -> i64 {
+        let date = clock.date_of(start);
+        clock.day_start(match self {
+            Period::Day => add_days(date, 1),
+            Period::Week => add_days(date, 7),
+            Period::Month => date.last_of_month().tomorrow().unwrap_or(date),
+        })
     }
 }
 
 /// Sums per-day revenue into periods covering [from, to), every period listed (zero when
 /// nothing was paid), oldest first.
-pub fn group_revenue(days: &[(i64, i64)], from: i64, to: i64, period: Period) -> Vec<(i64, i64)> {
+pub fn group_revenue(
+    clock: &ShopClock,
+    days: &[(i64, i64)],
+    from: i64,
+    to: i64,
+    period: Period,
+) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::new();
-    let mut p = period.start(from);
+    let mut p = period.start(clock, from);
     while p < to && out.len() < 400 {
         out.push((p, 0));
-        p = period.next(p);
+        p = period.next(clock, p);
     }
     for &(day, sum) in days {
-        let start = period.start(day);
+        let start = period.start(clock, day);
         if let Some(slot) = out.iter_mut().find(|(s, _)| *s == start) {
             slot.1 += sum;
         }
@@ -96,36 +94,97 @@ pub fn group_revenue(days: &[(i64, i64)], from: i64, to: i64, period: Period) ->
     out
 }
 
+/// Intake, completions and revenue per shop day in [from, to) (day boundaries of the
+/// shop clock; the queries bucket by a fixed offset inside each stretch of the range
+/// where the zone's offset does not change).
+fn per_day(
+    c: &crate::db::Conn,
+    clock: &ShopClock,
+    from: i64,
+    to: i64,
+) -> crate::db::DbResult<Vec<DayPoint>> {
+    let mut out: Vec<DayPoint> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let mut d = clock.date_of(from);
+    loop {
+        let start = clock.day_start(d);
+        if start >= to || out.len() >= 400 {
+            break;
+        }
+        index.insert(super::clock::epoch_day(d), out.len());
+        out.push(DayPoint {
+            day: start,
+            ..Default::default()
+        });
+        d = add_days(d, 1);
+    }
+    for (a, b, off) in clock.offset_spans(from, to) {
+        let f = crate::db::reports::day_buckets(c, a, b, off as i64)?;
+        for (day, n) in f.intake {
+            if let Some(&i) = index.get(&day) {
+                out[i].intake += n;
+            }
+        }
+        for (day, n) in f.completed {
+            if let Some(&i) = index.get(&day) {
+                out[i].completed += n;
+            }
+        }
+        for (day, n) in f.revenue {
+            if let Some(&i) = index.get(&day) {
+                out[i].revenue += n;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Payments minus refunds per shop day in [from, to): (start of the day, sum), only days
+/// with payments.
+fn revenue_by_day(
+    c: &crate::db::Conn,
+    clock: &ShopClock,
+    from: i64,
+    to: i64,
+) -> crate::db::DbResult<Vec<(i64, i64)>> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (a, b, off) in clock.offset_spans(from, to) {
+        for (day, sum) in crate::db::reports::revenue_by_day(c, a, b, off as i64)? {
+            let start = clock.day_start(from_epoch_day(day));
+            match out.last_mut() {
+                Some(last) if last.0 == start => last.1 += sum,
+                _ => out.push((start, sum)),
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub async fn load(
     db: &Db,
+    clock: &ShopClock,
     from: i64,
     to: i64,
     with_money: bool,
     period: Period,
 ) -> DomainResult<Dashboard> {
+    let clock = clock.clone();
     Ok(db
         .read(move |c| {
-            let now = now();
-            let today = (now + TZ_SECS).div_euclid(86_400) * 86_400 - TZ_SECS;
+            let now = clock.now();
+            let today = clock.today();
+            let since = |days_back: i64| clock.day_start(add_days(today, -days_back));
             let rev = |from| crate::db::reports::revenue_between(c, from, now + 1);
             Ok(Dashboard {
                 open_by_group: crate::db::reports::open_by_group(c)?,
                 overdue: crate::db::reports::overdue_count(c, now)?,
-                days: crate::db::reports::per_day(c, from, to, TZ_SECS)?,
-                revenue_today: if with_money { rev(today)? } else { 0 },
-                revenue_week: if with_money {
-                    rev(today - 6 * 86_400)?
-                } else {
-                    0
-                },
-                revenue_month: if with_money {
-                    rev(today - 29 * 86_400)?
-                } else {
-                    0
-                },
+                days: per_day(c, &clock, from, to)?,
+                revenue_today: if with_money { rev(since(0))? } else { 0 },
+                revenue_week: if with_money { rev(since(6))? } else { 0 },
+                revenue_month: if with_money { rev(since(29))? } else { 0 },
                 revenue: if with_money {
-                    let days = crate::db::reports::revenue_by_day(c, from, to, TZ_SECS)?;
-                    group_revenue(&days, from, to, period)
+                    let days = revenue_by_day(c, &clock, from, to)?;
+                    group_revenue(&clock, &days, from, to, period)
                 } else {
                     Vec::new()
                 },
@@ -139,11 +198,8 @@ pub async fn load(
 mod tests {
     use super::*;
 
-    fn at(y: i32, m: u8, d: u8) -> i64 {
-        let date = time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap();
-        date.midnight()
-            .assume_offset(time::UtcOffset::from_whole_seconds(TZ_SECS as i32).unwrap())
-            .unix_timestamp()
+    fn at(y: i16, m: i8, d: i8) -> i64 {
+        ShopClock::default().day_start(jiff::civil::date(y, m, d))
     }
 
     #[test]
@@ -156,12 +212,13 @@ mod tests {
             (at(2026, 2, 2), 7),   // Monday
             (at(2026, 3, 3), -20), // a refund day
         ];
-        let weeks = group_revenue(&days, from, to, Period::Week);
+        let clock = ShopClock::default();
+        let weeks = group_revenue(&clock, &days, from, to, Period::Week);
         assert_eq!(weeks[0], (at(2026, 1, 26), 150));
         assert_eq!(weeks[1], (at(2026, 2, 2), 7));
         assert_eq!(weeks.last().unwrap(), &(at(2026, 3, 2), -20));
         assert_eq!(weeks.len(), 6);
-        let months = group_revenue(&days, from, to, Period::Month);
+        let months = group_revenue(&clock, &days, from, to, Period::Month);
         assert_eq!(
             months,
             vec![
@@ -170,7 +227,7 @@ mod tests {
                 (at(2026, 3, 1), -20)
             ]
         );
-        let by_day = group_revenue(&days, from, to, Period::Day);
+        let by_day = group_revenue(&clock, &days, from, to, Period::Day);
         assert_eq!(by_day.len(), 35);
         assert_eq!(by_day.iter().map(|d| d.1).sum::<i64>(), 137);
     }

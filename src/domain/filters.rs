@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::calls::{parse_direction, Outcome};
+use super::clock::{parse_date, ShopClock};
 use super::{DomainError, DomainResult, Msg};
 use crate::db::calls::CallFilter;
 use crate::db::orders::{OrderFilter, OrderSort};
@@ -42,29 +43,29 @@ pub fn id(field: &'static str, v: &Option<String>) -> DomainResult<Option<i64>> 
     int(field, v, 1, i64::MAX)
 }
 
-/// The first instant of a day typed as `YYYY-MM-DD` (in the shop's time), or a Unix time
-/// in seconds as API clients send it.
-pub fn day(
-    field: &'static str,
-    v: &str,
-    day_start: &dyn Fn(&str) -> Option<i64>,
-) -> DomainResult<i64> {
+/// A bound typed as a day `YYYY-MM-DD` (the shop's day: its first instant, or with `end`
+/// the first instant after it), or a Unix time in seconds as API clients send it.
+pub fn day(field: &'static str, v: &str, clock: &ShopClock, end: bool) -> DomainResult<i64> {
     if !v.is_empty() && v.len() <= 12 && v.bytes().all(|b| b.is_ascii_digit()) {
         if let Ok(t) = v.parse() {
             return Ok(t);
         }
     }
-    day_start(v).ok_or_else(|| {
-        DomainError::invalid(
-            Msg::new("err.filter.date")
-                .with("field", field)
-                .with("value", v),
-        )
-    })
-}
-
-fn is_date(v: &str) -> bool {
-    !v.bytes().all(|b| b.is_ascii_digit())
+    parse_date(v)
+        .map(|d| {
+            if end {
+                clock.day_end(d)
+            } else {
+                clock.day_start(d)
+            }
+        })
+        .ok_or_else(|| {
+            DomainError::invalid(
+                Msg::new("err.filter.date")
+                    .with("field", field)
+                    .with("value", v),
+            )
+        })
 }
 
 /// The order list's filter, with the names of the page (`status`, `master`, `branch`,
@@ -115,14 +116,10 @@ pub struct OrderQuery {
 }
 
 impl OrderQuery {
-    /// The filter; `per_page` is the page size when no `limit` is given. `day_start` turns
-    /// a typed day into its first instant on the shop clock; `now` is for `overdue`.
-    pub fn filter(
-        &self,
-        per_page: i64,
-        now: i64,
-        day_start: &dyn Fn(&str) -> Option<i64>,
-    ) -> DomainResult<OrderFilter> {
+    /// The filter; `per_page` is the page size when no `limit` is given. Days are the
+    /// shop clock's, and "overdue" is measured at its now.
+    pub fn filter(&self, per_page: i64, clock: &ShopClock) -> DomainResult<OrderFilter> {
+        let now = clock.now();
         // A group the workflow does not have lists nothing (as a status id that does not
         // exist does); groups are the admin's, so no fixed list refuses it here.
         let group = blank(&self.group).map(str::to_string);
@@ -153,13 +150,12 @@ impl OrderQuery {
             }
         };
         let from = blank(&self.from)
-            .map(|v| day("from", v, day_start))
+            .map(|v| day("from", v, clock, false))
             .transpose()?;
-        let to = match blank(&self.to) {
-            None => None,
-            // A typed day includes all of it; a Unix time is the exact bound.
-            Some(v) => Some(day("to", v, day_start)? + if is_date(v) { 86_400 } else { 0 }),
-        };
+        // A typed "to" day includes all of it; a Unix time is the exact bound.
+        let to = blank(&self.to)
+            .map(|v| day("to", v, clock, true))
+            .transpose()?;
         let limit = int("limit", &self.limit, 1, 500)?.unwrap_or(per_page);
         let mut offset = int("offset", &self.offset, 0, i64::MAX / 2)?.unwrap_or(0);
         if let Some(p) = int("page", &self.page, 0, 1_000_000)? {
@@ -216,32 +212,40 @@ pub struct CallQuery {
 
 impl CallQuery {
     /// The filter, or an error naming the bad parameter. `normalise` turns a typed number
-    /// into the log's form; `day_start` a typed day into its first instant.
+    /// into the log's form; days are the shop clock's.
     pub fn filter(
         &self,
         per_page: i64,
         normalise: &dyn Fn(&str) -> DomainResult<String>,
-        day_start: &dyn Fn(&str) -> Option<i64>,
+        clock: &ShopClock,
     ) -> DomainResult<CallFilter> {
         let mut f = CallFilter {
             limit: per_page,
             ..Default::default()
         };
-        let typed_day = |field: &'static str, v: &str| {
-            day_start(v).ok_or_else(|| {
-                DomainError::invalid(
-                    Msg::new("err.filter.date")
-                        .with("field", field)
-                        .with("value", v),
-                )
-            })
+        let typed_day = |field: &'static str, v: &str, end: bool| {
+            parse_date(v)
+                .map(|d| {
+                    if end {
+                        clock.day_end(d)
+                    } else {
+                        clock.day_start(d)
+                    }
+                })
+                .ok_or_else(|| {
+                    DomainError::invalid(
+                        Msg::new("err.filter.date")
+                            .with("field", field)
+                            .with("value", v),
+                    )
+                })
         };
         if let Some(v) = blank(&self.from) {
-            f.from_ms = Some(typed_day("from", v)? * 1000);
+            f.from_ms = Some(typed_day("from", v, false)? * 1000);
         }
         if let Some(v) = blank(&self.to) {
             // Inclusive: the whole "to" day.
-            f.to_ms = Some((typed_day("to", v)? + 86_400) * 1000);
+            f.to_ms = Some(typed_day("to", v, true)? * 1000);
         }
         if let (Some(a), Some(b)) = (f.from_ms, f.to_ms) {
             if a >= b {
@@ -317,12 +321,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn no_day(_: &str) -> Option<i64> {
-        None
-    }
-
-    fn some_day(s: &str) -> Option<i64> {
-        (s == "2026-01-01").then_some(1_767_207_600)
+    fn tashkent() -> ShopClock {
+        ShopClock::new("Asia/Tashkent").unwrap()
     }
 
     #[test]
@@ -331,20 +331,21 @@ mod tests {
             "status=3&master=7&branch=2&sort=oldest&page=2&from=2026-01-01&to=2026-01-01&overdue=1",
         )
         .unwrap();
-        let f = q.filter(50, 99, &some_day).unwrap();
+        let f = q.filter(50, &tashkent()).unwrap();
         assert_eq!(
             (f.status_id, f.master_id, f.branch_id),
             (Some(3), Some(7), Some(2))
         );
         assert_eq!(f.sort, OrderSort::Oldest);
         assert_eq!((f.limit, f.offset), (50, 100));
+        // 2026-01-01 00:00 in Tashkent (UTC+5) is 2025-12-31 19:00 UTC.
         assert_eq!(f.from, Some(1_767_207_600));
         assert_eq!(f.to, Some(1_767_207_600 + 86_400));
-        assert_eq!(f.overdue_at, Some(99));
+        assert!(f.overdue_at.is_some());
         let api: OrderQuery =
             serde_urlencoded::from_str("status_id=3&from=1700000000&to=1700000100&limit=10")
                 .unwrap();
-        let f = api.filter(50, 0, &no_day).unwrap();
+        let f = api.filter(50, &tashkent()).unwrap();
         assert_eq!(
             (f.status_id, f.from, f.to, f.limit),
             (Some(3), Some(1_700_000_000), Some(1_700_000_100), 10)
@@ -359,7 +360,7 @@ mod tests {
             "after=-1",
         ] {
             let q: OrderQuery = serde_urlencoded::from_str(bad).unwrap();
-            match q.filter(50, 0, &no_day) {
+            match q.filter(50, &tashkent()) {
                 Err(DomainError::Invalid(m)) => {
                     assert!(m.key().starts_with("err.filter."), "{bad}: {m:?}")
                 }
@@ -378,14 +379,14 @@ mod tests {
                 limit: Some(c.clone()), offset: Some(c.clone()), page: Some(c.clone()),
                 after: Some(b.clone()), before: Some(a.clone()),
             };
-            let _ = q.filter(50, 0, &some_day);
+            let _ = q.filter(50, &tashkent());
             let _ = q.text();
             let cq = CallQuery {
                 from: Some(a.clone()), to: Some(b.clone()), direction: Some(a.clone()), outcome: Some(b.clone()),
                 operator: Some(c.clone()), number: Some(a.clone()), page: Some(c.clone()),
                 limit: Some(b.clone()), offset: Some(c.clone()),
             };
-            let _ = cq.filter(50, &|s| Ok(s.to_string()), &some_day);
+            let _ = cq.filter(50, &|s| Ok(s.to_string()), &tashkent());
             let _ = Paging { limit: Some(a), offset: Some(c) }.parse(50);
         }
     }

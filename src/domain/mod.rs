@@ -5,6 +5,8 @@ pub mod accounts;
 pub mod activity;
 pub mod branches;
 pub mod calls;
+pub mod changes;
+pub mod clock;
 pub mod customers;
 pub mod dashboard;
 pub mod filters;

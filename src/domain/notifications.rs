@@ -736,20 +736,17 @@ pub struct OverdueOrder {
 pub fn queue_overdue_reminders_if_due(
     c: &Connection,
     orders: &dyn OrderLookup,
-    now: i64,
+    clock: &super::clock::ShopClock,
 ) -> DbResult<usize> {
+    let now = clock.now();
     let hour: i64 = settings::get(c, "notify.overdue_hour")?
         .and_then(|h| h.trim().parse().ok())
         .filter(|h| (0..24).contains(h))
         .unwrap_or(9);
-    let local = now + SHOP_OFFSET_SECS;
-    let day_start_local = local - local.rem_euclid(86_400);
-    if local - day_start_local < hour * 3600 {
+    if (clock.local(now).hour as i64) < hour {
         return Ok(0);
     }
-    let today = time::OffsetDateTime::from_unix_timestamp(day_start_local)
-        .map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day()))
-        .unwrap_or_default();
+    let today = super::clock::iso_date(clock.date_of(now));
     let mut queued = 0;
     for o in orders.overdue_assigned(c, now)? {
         let data: TemplateData = [
@@ -784,9 +781,6 @@ pub struct DailyFigures {
     pub missed_calls: i64,
 }
 
-/// Uzbekistan's time (UTC+5, no daylight saving): the summary goes out by the shop's clock.
-const SHOP_OFFSET_SECS: i64 = 5 * 3600;
-
 /// Queues today's summary once the configured hour has passed (`notify.summary_hour`,
 /// shop time, default 19) to every active admin with an e-mail address and the extra
 /// addresses in `notify.summary_emails`. The date is the
@@ -795,8 +789,9 @@ const SHOP_OFFSET_SECS: i64 = 5 * 3600;
 pub fn queue_daily_summary_if_due(
     c: &Connection,
     orders: &dyn OrderLookup,
-    now: i64,
+    clock: &super::clock::ShopClock,
 ) -> DbResult<bool> {
+    let now = clock.now();
     let emails_setting = settings::get(c, "notify.summary_emails")?.unwrap_or_default();
     let mut emails: Vec<String> = crate::db::accounts::active_admin_emails(c)?;
     for e in emails_setting_list(&emails_setting) {
@@ -811,18 +806,14 @@ pub fn queue_daily_summary_if_due(
         .and_then(|h| h.trim().parse().ok())
         .filter(|h| (0..24).contains(h))
         .unwrap_or(19);
-    let local = now + SHOP_OFFSET_SECS;
-    let day_start_local = local - local.rem_euclid(86_400);
-    if local - day_start_local < hour * 3600 {
+    if (clock.local(now).hour as i64) < hour {
         return Ok(false);
     }
-    let since = day_start_local - SHOP_OFFSET_SECS;
+    let since = clock.start_of_day_of(now);
     let Some(f) = orders.daily_figures(c, since)? else {
         return Ok(false);
     };
-    let date = time::OffsetDateTime::from_unix_timestamp(day_start_local)
-        .map(|d| format!("{:02}.{:02}.{}", d.day(), d.month() as u8, d.year()))
-        .unwrap_or_default();
+    let date = clock.format_date(now);
     let data: TemplateData = [
         ("date", date.clone()),
         ("new_orders", f.new_orders.to_string()),
@@ -1014,6 +1005,7 @@ pub fn handle_message(
 pub struct Notifications {
     db: Db,
     store: Store,
+    clock: super::clock::Clock,
     orders: Arc<RwLock<Arc<dyn OrderLookup>>>,
     wake: Arc<tokio::sync::Notify>,
 }
@@ -1033,10 +1025,11 @@ pub struct LinkCode {
 pub const LINK_CODE_TTL_SECS: i64 = 15 * 60;
 
 impl Notifications {
-    pub fn new(store: Store) -> Notifications {
+    pub fn new(store: Store, clock: super::clock::Clock) -> Notifications {
         Notifications {
             db: store.db().clone(),
             store,
+            clock,
             orders: Arc::new(RwLock::new(Arc::new(NoOrders))),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
@@ -1560,10 +1553,10 @@ impl Notifications {
     /// Reminds masters of their overdue orders (once a day per order).
     pub async fn queue_overdue_reminders(&self) -> DomainResult<usize> {
         let orders = self.order_lookup();
-        let now = crate::db::now();
+        let clock = self.clock.get();
         let queued = self
             .db
-            .write(move |c| queue_overdue_reminders_if_due(c, orders.as_ref(), now))
+            .write(move |c| queue_overdue_reminders_if_due(c, orders.as_ref(), &clock))
             .await?;
         if queued > 0 {
             self.wake();
@@ -1573,10 +1566,10 @@ impl Notifications {
 
     pub async fn queue_daily_summary(&self) -> DomainResult<bool> {
         let orders = self.order_lookup();
-        let now = crate::db::now();
+        let clock = self.clock.get();
         let queued = self
             .db
-            .write(move |c| queue_daily_summary_if_due(c, orders.as_ref(), now))
+            .write(move |c| queue_daily_summary_if_due(c, orders.as_ref(), &clock))
             .await?;
         if queued {
             self.wake();
@@ -1745,7 +1738,7 @@ mod tests {
         let r = db
             .write(move |c| {
                 enqueue(c, &n3)?;
-                Err::<(), _>(crate::db::DbError::Rejected("no".into()))
+                Err::<(), _>(crate::db::DbError::Task("refused".into()))
             })
             .await;
         assert!(r.is_err());

@@ -13,7 +13,7 @@ pub use crate::db::orders::{
     WorkloadRow, COUNT_CAP,
 };
 use crate::db::{now, Db};
-use crate::events::{Audience, Event, EventBus};
+use crate::events::{Audience, Event};
 use crate::model::money::MAX_AMOUNT;
 use crate::model::{Language, Role};
 
@@ -272,8 +272,9 @@ fn order_data(
         o.master_name.clone().unwrap_or_default(),
     );
     if let Some(p) = o.promised_at {
-        let day = time::OffsetDateTime::from_unix_timestamp(p).map(|t| t.date().to_string());
-        d.insert("due_date".into(), day.unwrap_or_default());
+        // The shop's date, as reminders show it.
+        let clock = super::shop::clock_of(c)?;
+        d.insert("due_date".into(), clock.format_date(p));
     }
     for (k, v) in extra {
         d.insert((*k).into(), v.clone());
@@ -316,7 +317,10 @@ fn order_event(
 }
 
 /// What the Telegram bot needs from the orders, over the same tables.
-pub struct CoreOrderLookup;
+pub struct CoreOrderLookup {
+    /// Due dates in reminders are shop dates.
+    pub clock: super::clock::Clock,
+}
 
 fn brief(o: &OrderRow, statuses: &[StatusRow]) -> super::notifications::OrderBrief {
     super::notifications::OrderBrief {
@@ -390,7 +394,7 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
         since: i64,
     ) -> crate::db::DbResult<Option<super::notifications::DailyFigures>> {
         let (new_orders, overdue_orders, ready_not_collected, missed_calls) =
-            crate::db::reports::daily_figures(c, since, now())?;
+            crate::db::reports::daily_figures(c, since, self.clock.get().now())?;
         Ok(Some(super::notifications::DailyFigures {
             new_orders,
             overdue_orders,
@@ -404,6 +408,7 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
         now: i64,
     ) -> crate::db::DbResult<Vec<super::notifications::OverdueOrder>> {
         let statuses = q::statuses(c)?;
+        let clock = self.clock.get();
         Ok(q::list(
             c,
             &OrderFilter {
@@ -417,8 +422,7 @@ impl super::notifications::OrderLookup for CoreOrderLookup {
             let master_id = o.master_id?;
             let due_date = o
                 .promised_at
-                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t + 5 * 3600).ok())
-                .map(|d| format!("{:02}.{:02}.{}", d.day(), d.month() as u8, d.year()))
+                .map(|t| clock.format_date(t))
                 .unwrap_or_default();
             Some(super::notifications::OverdueOrder {
                 order: brief(o, &statuses),
@@ -530,9 +534,8 @@ fn intake_in(
         }
         (None, None) => return Err(DomainError::invalid("err.order.no_customer")),
     };
-    let year = time::OffsetDateTime::from_unix_timestamp(now)
-        .map(|t| t.year())
-        .unwrap_or(2026);
+    // The order number counts per shop year (the shop clock's, not UTC's).
+    let year = tx.clock().year_of(now);
     let number = q::next_number(tx, &shop.order_prefix, year)?;
     let id = q::insert(
         tx,
@@ -619,10 +622,10 @@ fn intake_in(
 }
 
 impl Orders {
-    pub fn new(db: Db, events: EventBus) -> Orders {
+    pub fn new(store: Store) -> Orders {
         Orders {
-            store: Store::new(db.clone(), events),
-            db,
+            db: store.db().clone(),
+            store,
         }
     }
 

@@ -134,7 +134,9 @@ pub async fn seed(db: &Db, customers: usize, orders: usize, seed: u64) -> Domain
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    let prefix = super::shop::load(db).await?.order_prefix;
+    let shop = super::shop::load(db).await?;
+    let prefix = shop.order_prefix;
+    let clock = super::clock::ShopClock::new(&shop.time_zone).unwrap_or_default();
     db.write(move |c| {
         let load = q::BulkLoad::begin(c)?;
         let mut gen = Generator {
@@ -156,11 +158,7 @@ pub async fn seed(db: &Db, customers: usize, orders: usize, seed: u64) -> Domain
             let mut rows: Vec<SeedOrder> = (0..n).map(|_| gen.order(&ids)).collect();
             // Numbers follow creation order within a batch.
             rows.sort_by_key(|r| r.created_at);
-            load.orders(&rows, &prefix, |t| {
-                time::OffsetDateTime::from_unix_timestamp(t)
-                    .map(|d| d.year())
-                    .unwrap_or(2026)
-            })?;
+            load.orders(&rows, &prefix, |t| clock.year_of(t))?;
             made += n;
         }
         load.finish()

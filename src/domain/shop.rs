@@ -1,5 +1,5 @@
 //! The shop's own settings, edited by admins: name, address, terms on receipts, order
-//! number prefix, currency, default phone country.
+//! number prefix, currency, default phone country, time zone (the shop clock).
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,14 @@ pub struct ShopSettings {
     /// Map tiles for the branches map: a URL with {z}, {x} and {y}.
     #[serde(default = "default_map_tiles")]
     pub map_tiles: String,
+    /// The shop's IANA time zone (`Asia/Tashkent`): every day, hour and year the
+    /// product computes is the shop's (see `domain::clock`).
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    super::clock::DEFAULT_ZONE.into()
 }
 
 /// OpenStreetMap's tile server (needs the internet; a shop may run its own).
@@ -44,6 +52,7 @@ impl Default for ShopSettings {
             currency: "UZS".into(),
             default_country: "998".into(),
             map_tiles: default_map_tiles(),
+            time_zone: default_time_zone(),
         }
     }
 }
@@ -79,7 +88,7 @@ impl ShopSettings {
         crate::model::money::format(v, &self.currency)
     }
 
-    fn validate(&self) -> DomainResult<()> {
+    pub fn validate(&self) -> DomainResult<()> {
         if self.name.trim().is_empty() || self.name.chars().count() > 120 {
             return Err(DomainError::invalid(
                 Msg::new("err.field.length")
@@ -99,6 +108,7 @@ impl ShopSettings {
             return Err(DomainError::invalid("err.shop.currency"));
         }
         self.map_tile_origin()?;
+        super::clock::check_zone(&self.time_zone)?;
         Ok(())
     }
 }
@@ -107,16 +117,32 @@ pub async fn load(db: &Db) -> DomainResult<ShopSettings> {
     Ok(parse(db.read(|c| q::get(c, KEY)).await?))
 }
 
-/// Settings from their stored form (defaults when never saved).
+/// Settings from their stored form: stored fields over the defaults (so a row that a
+/// migration wrote with only some fields keeps them; defaults when never saved).
 pub fn parse(raw: Option<String>) -> ShopSettings {
-    raw.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default()
+    let Some(stored) = raw.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()) else {
+        return ShopSettings::default();
+    };
+    let mut merged = serde_json::to_value(ShopSettings::default()).expect("settings serialise");
+    if let (Some(m), serde_json::Value::Object(st)) = (merged.as_object_mut(), stored) {
+        m.extend(st);
+    }
+    serde_json::from_value(merged).unwrap_or_default()
 }
 
 pub const SETTINGS_KEY: &str = KEY;
 
-pub async fn save(store: &Store, by: &Actor, s: ShopSettings) -> DomainResult<()> {
+/// The shop clock of the stored settings (the default zone when never saved or unknown).
+pub fn clock_of(c: &crate::db::Conn) -> crate::db::DbResult<super::clock::ShopClock> {
+    let s = parse(q::get(c, KEY)?);
+    Ok(super::clock::ShopClock::new(&s.time_zone).unwrap_or_default())
+}
+
+/// Saves the settings and switches the running shop clock (the store's) to their zone.
+pub async fn save(store: &Store, by: &Actor, mut s: ShopSettings) -> DomainResult<()> {
+    s.time_zone = s.time_zone.trim().to_string();
     s.validate()?;
+    let zone = s.time_zone.clone();
     let json = serde_json::to_string(&s).expect("settings serialise");
     store
         .write(by, move |tx| {
@@ -129,5 +155,7 @@ pub async fn save(store: &Store, by: &Actor, s: ShopSettings) -> DomainResult<()
             ));
             Ok(())
         })
-        .await
+        .await?;
+    store.clock().set_zone(&zone)?;
+    Ok(())
 }

@@ -93,16 +93,18 @@ pub struct NewGroup {
 pub struct Telephony {
     db: Db,
     store: Store,
+    clock: super::clock::Clock,
     directory: Arc<MemoryDirectory>,
     /// The running SIP server, to push trunk and policy changes to.
     sip: Arc<RwLock<Option<sip::SipControl>>>,
 }
 
 impl Telephony {
-    pub fn new(store: Store) -> Telephony {
+    pub fn new(store: Store, clock: super::clock::Clock) -> Telephony {
         Telephony {
             db: store.db().clone(),
             store,
+            clock,
             directory: Arc::new(MemoryDirectory::default()),
             sip: Arc::default(),
         }
@@ -121,6 +123,34 @@ impl Telephony {
             .await?;
         self.directory.replace(&exts, &groups);
         self.push_plan().await
+    }
+
+    /// After a change made elsewhere (another process, see `domain::changes`): reloads
+    /// the directory and the plan, and drops the registrations of extensions that are no
+    /// longer in the directory (removed or disabled), so their phones are refused from
+    /// now on. Returns how many extensions lost their registrations.
+    pub async fn reload_and_prune(&self) -> DomainResult<usize> {
+        self.reload().await?;
+        let Some(sip) = self.sip() else {
+            return Ok(0);
+        };
+        let mut gone: Vec<String> = sip
+            .registrations()
+            .into_iter()
+            .map(|r| r.extension)
+            .filter(|e| {
+                !matches!(
+                    sip::Directory::lookup(&*self.directory, e),
+                    Some(Entry::Extension { .. })
+                )
+            })
+            .collect();
+        gone.sort();
+        gone.dedup();
+        for e in &gone {
+            sip.unregister_all(e);
+        }
+        Ok(gone.len())
     }
 
     pub async fn list_extensions(&self) -> DomainResult<Vec<ExtensionRow>> {
@@ -254,6 +284,34 @@ impl Telephony {
             .await?;
         self.reload().await?;
         Ok(secret)
+    }
+
+    /// Sets a given secret (e.g. typed into `crm extension passwd --password-stdin`).
+    pub async fn set_secret(
+        &self,
+        by: Option<&Actor>,
+        number: &str,
+        secret: &str,
+    ) -> DomainResult<()> {
+        validate_secret(secret)?;
+        let (n, s) = (number.to_string(), secret.to_string());
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
+                if q::set_extension_secret(c, &n, &s, now())? == 0 {
+                    return Err(DomainError::NotFound.into());
+                }
+                tx.log(
+                    "update",
+                    "sip_extension_secret",
+                    None,
+                    serde_json::json!({ "number": n }),
+                );
+                tx.emit(telephony_event());
+                Ok(())
+            })
+            .await?;
+        self.reload().await
     }
 
     pub async fn remove_extension(&self, by: Option<&Actor>, number: &str) -> DomainResult<()> {
@@ -856,7 +914,8 @@ pub fn parse_did_lines(text: &str) -> DomainResult<Vec<DidRow>> {
 }
 
 /// Business hours and dial rules, as stored in settings (`sip.hours`, `sip.holidays`,
-/// `sip.utc_offset`, `sip.dial_min_digits`, `sip.dial_prefixes`, `sip.trunk_retry_secs`).
+/// `sip.dial_min_digits`, `sip.dial_prefixes`, `sip.trunk_retry_secs`). The hours are
+/// read in the shop's time zone (the shop clock).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallRules {
@@ -866,9 +925,6 @@ pub struct CallRules {
     /// e.g. "2026-01-01, 2026-03-21".
     #[serde(default)]
     pub holidays: String,
-    /// e.g. "+05:00".
-    #[serde(default = "default_offset")]
-    pub utc_offset: String,
     /// Numbers with at least this many digits go out through the trunk (0: never).
     #[serde(default = "default_min_digits")]
     pub dial_min_digits: u32,
@@ -880,9 +936,6 @@ pub struct CallRules {
     pub trunk_retry_secs: u32,
 }
 
-fn default_offset() -> String {
-    "+05:00".into()
-}
 fn default_min_digits() -> u32 {
     7
 }
@@ -895,7 +948,6 @@ impl Default for CallRules {
         CallRules {
             hours: String::new(),
             holidays: String::new(),
-            utc_offset: default_offset(),
             dial_min_digits: default_min_digits(),
             dial_prefixes: String::new(),
             trunk_retry_secs: default_retry(),
@@ -909,25 +961,6 @@ fn hhmm(s: &str) -> Option<u16> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
     (h <= 24 && m < 60 && h * 60 + m <= 1440).then_some(h * 60 + m)
-}
-
-/// "+05:00" / "-03:30" / "UTC" to seconds.
-pub fn parse_offset(s: &str) -> DomainResult<i32> {
-    let s = s.trim();
-    if s.is_empty() || s.eq_ignore_ascii_case("utc") || s == "Z" {
-        return Ok(0);
-    }
-    let bad = || DomainError::invalid(Msg::new("err.rules.offset").with("value", s));
-    let (sign, rest) = match s.as_bytes()[0] {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
-        _ => return Err(bad()),
-    };
-    let m = hhmm(rest).ok_or_else(bad)? as i32;
-    if m > 14 * 60 {
-        return Err(bad());
-    }
-    Ok(sign * m * 60)
 }
 
 /// Parses the weekly schedule: entries `DAYS HH:MM-HH:MM[, HH:MM-HH:MM]` separated by
@@ -997,13 +1030,19 @@ pub fn parse_holidays(text: &str) -> DomainResult<Vec<(i32, u8, u8)>> {
 }
 
 impl CallRules {
-    pub fn business_hours(&self) -> DomainResult<Option<BusinessHours>> {
-        let offset = parse_offset(&self.utc_offset)?;
+    /// The opening hours for the SIP side, which has no zone database: the shop clock's
+    /// offsets are precomputed for ten years from a day before `now`.
+    pub fn business_hours(
+        &self,
+        clock: &super::clock::ShopClock,
+        now: i64,
+    ) -> DomainResult<Option<BusinessHours>> {
         let week = parse_week(&self.hours)?;
         let holidays = parse_holidays(&self.holidays)?;
         if self.hours.trim().is_empty() && holidays.is_empty() {
             return Ok(None);
         }
+        let offsets = clock.offset_table(now - 86_400, now + 10 * 366 * 86_400);
         if self.hours.trim().is_empty() {
             // Holidays only: open all day otherwise.
             let mut all: [Vec<(u16, u16)>; 7] = Default::default();
@@ -1011,20 +1050,21 @@ impl CallRules {
                 d.push((0, 1440));
             }
             return Ok(Some(BusinessHours {
-                utc_offset_secs: offset,
+                offsets,
                 week: all,
                 holidays,
             }));
         }
         Ok(Some(BusinessHours {
-            utc_offset_secs: offset,
+            offsets,
             week,
             holidays,
         }))
     }
 
     pub fn validate(&self) -> DomainResult<()> {
-        self.business_hours()?;
+        parse_week(&self.hours)?;
+        parse_holidays(&self.holidays)?;
         if self.dial_min_digits > 20 {
             return Err(DomainError::invalid("err.rules.dial_digits"));
         }
@@ -1068,10 +1108,9 @@ fn default_per_hour() -> u32 {
     20
 }
 
-const RULE_KEYS: [&str; 6] = [
+const RULE_KEYS: [&str; 5] = [
     "sip.hours",
     "sip.holidays",
-    "sip.utc_offset",
     "sip.dial_min_digits",
     "sip.dial_prefixes",
     "sip.trunk_retry_secs",
@@ -1113,8 +1152,9 @@ impl Telephony {
             })
             .await?;
         let rules = rules_from(rules);
+        let clock = self.clock.get();
         let mut plan = Plan {
-            hours: rules.business_hours().unwrap_or(None),
+            hours: rules.business_hours(&clock, clock.now()).unwrap_or(None),
             dial: DialRules {
                 min_digits: rules.dial_min_digits as usize,
                 prefixes: split_list(&rules.dial_prefixes),
@@ -1254,7 +1294,6 @@ impl Telephony {
                 let values = [
                     r.hours.trim().to_string(),
                     r.holidays.trim().to_string(),
-                    r.utc_offset.trim().to_string(),
                     r.dial_min_digits.to_string(),
                     r.dial_prefixes.trim().to_string(),
                     r.trunk_retry_secs.to_string(),
@@ -1345,7 +1384,6 @@ fn rules_from(v: Vec<Option<String>>) -> CallRules {
     CallRules {
         hours: next().unwrap_or(d.hours),
         holidays: next().unwrap_or(d.holidays),
-        utc_offset: next().unwrap_or(d.utc_offset),
         dial_min_digits: next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(d.dial_min_digits),
@@ -1370,10 +1408,6 @@ mod trunk_tests {
         assert!(parse_week("mon 18:00-09:00").is_err());
         assert!(parse_week("mon 25:00-26:00").is_err());
         assert!(parse_week("someday 09:00-10:00").is_err());
-        assert_eq!(parse_offset("+05:00").unwrap(), 18_000);
-        assert_eq!(parse_offset("-03:30").unwrap(), -12_600);
-        assert!(parse_offset("5").is_err());
-        assert!(parse_offset("+15:00").is_err());
         assert_eq!(
             parse_holidays("2026-01-01, 2026-03-21").unwrap(),
             vec![(2026, 1, 1), (2026, 3, 21)]

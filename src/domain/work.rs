@@ -10,6 +10,7 @@
 
 use std::ops::Deref;
 
+use super::clock::{Clock, ShopClock};
 use super::notifications::Notification;
 use super::{Actor, DomainError, DomainResult};
 use crate::db::{Conn, Db, DbError};
@@ -60,6 +61,7 @@ struct Entry {
 pub struct Tx<'c> {
     conn: &'c Conn,
     who: Who,
+    clock: ShopClock,
     now: i64,
     activity: Vec<Entry>,
     events: Vec<Event>,
@@ -74,11 +76,12 @@ impl Deref for Tx<'_> {
 }
 
 impl<'c> Tx<'c> {
-    fn new(conn: &'c Conn, who: Who) -> Tx<'c> {
+    fn new(conn: &'c Conn, who: Who, clock: ShopClock) -> Tx<'c> {
         Tx {
             conn,
             who,
-            now: crate::db::now(),
+            now: clock.now(),
+            clock,
             activity: Vec::new(),
             events: Vec::new(),
             outbox: Vec::new(),
@@ -98,9 +101,15 @@ impl<'c> Tx<'c> {
         self.who.user_id()
     }
 
-    /// The instant of this change (Unix seconds, UTC): one value for every row it writes.
+    /// The instant of this change (Unix seconds, UTC) by the shop clock: one value for
+    /// every row it writes.
     pub fn now(&self) -> i64 {
         self.now
+    }
+
+    /// The shop clock: days, hours and years of this change are the shop's.
+    pub fn clock(&self) -> &ShopClock {
+        &self.clock
     }
 
     /// Declares the change's activity-log entry, stored with the change.
@@ -156,11 +165,21 @@ impl<'c> Tx<'c> {
 pub struct Store {
     db: Db,
     events: EventBus,
+    clock: Clock,
 }
 
 impl Store {
+    /// A store on the default shop clock (Asia/Tashkent, the real time).
     pub fn new(db: Db, events: EventBus) -> Store {
-        Store { db, events }
+        Store::with_clock(db, events, Clock::default())
+    }
+
+    pub fn with_clock(db: Db, events: EventBus, clock: Clock) -> Store {
+        Store { db, events, clock }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn db(&self) -> &Db {
@@ -179,7 +198,8 @@ impl Store {
         F: for<'c> FnOnce(&mut Tx<'c>) -> DomainResult<T> + Send + 'static,
     {
         let who = who.into();
-        let (value, events) = self.db.write_as(move |c| run(c, who, f)).await?;
+        let clock = self.clock.get();
+        let (value, events) = self.db.write_as(move |c| run(c, who, clock, f)).await?;
         self.publish(events);
         Ok(value)
     }
@@ -191,7 +211,8 @@ impl Store {
         F: for<'c> FnOnce(&mut Tx<'c>) -> DomainResult<T> + Send + 'static,
     {
         let who = who.into();
-        let (value, events) = self.db.write_blocking_as(move |c| run(c, who, f))?;
+        let clock = self.clock.get();
+        let (value, events) = self.db.write_blocking_as(move |c| run(c, who, clock, f))?;
         self.publish(events);
         Ok(value)
     }
@@ -223,9 +244,10 @@ impl Store {
 fn run<T>(
     c: &Conn,
     who: Who,
+    clock: ShopClock,
     f: impl for<'c> FnOnce(&mut Tx<'c>) -> DomainResult<T>,
 ) -> Result<(T, Vec<Event>), DomainError> {
-    let mut tx = Tx::new(c, who);
+    let mut tx = Tx::new(c, who, clock);
     let value = f(&mut tx)?;
     let events = tx.finish()?;
     Ok((value, events))

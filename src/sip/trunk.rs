@@ -75,10 +75,14 @@ pub struct InboundRoute {
     pub after_hours: Option<String>,
 }
 
-/// Opening hours of the shop: a weekly schedule and closed dates, in the shop's offset.
+/// Opening hours of the shop: a weekly schedule and closed dates, in the shop's time.
+/// The app precomputes the shop zone's offsets (`offsets`), so this module needs no
+/// zone database.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BusinessHours {
-    pub utc_offset_secs: i32,
+    /// (from this Unix second on, offset east of UTC in seconds), ascending; the first
+    /// entry also applies before its instant. Empty: UTC.
+    pub offsets: Vec<(i64, i32)>,
     /// Monday first; each day a list of open intervals in minutes since midnight
     /// (start inclusive, end exclusive).
     pub week: [Vec<(u16, u16)>; 7],
@@ -101,9 +105,18 @@ fn civil_from_days(z: i64) -> (i32, u8, u8) {
 }
 
 impl BusinessHours {
+    /// The shop's offset from UTC at `unix_secs`.
+    pub fn offset_at(&self, unix_secs: i64) -> i32 {
+        let i = self.offsets.partition_point(|(at, _)| *at <= unix_secs);
+        self.offsets
+            .get(i.saturating_sub(1))
+            .map(|(_, o)| *o)
+            .unwrap_or(0)
+    }
+
     /// Is the shop open at `unix_secs`?
     pub fn is_open(&self, unix_secs: i64) -> bool {
-        let local = unix_secs + self.utc_offset_secs as i64;
+        let local = unix_secs + self.offset_at(unix_secs) as i64;
         let days = local.div_euclid(86_400);
         if self.holidays.contains(&civil_from_days(days)) {
             return false;
@@ -314,7 +327,7 @@ mod tests {
 
     fn hours() -> BusinessHours {
         let mut h = BusinessHours {
-            utc_offset_secs: 5 * 3600,
+            offsets: vec![(0, 5 * 3600)],
             ..Default::default()
         };
         for d in 0..5 {
@@ -354,7 +367,7 @@ mod tests {
         let five_utc = at(2026, 3, 16, 5, 0, 0);
         assert!(h.is_open(five_utc));
         let utc = BusinessHours {
-            utc_offset_secs: 0,
+            offsets: Vec::new(),
             ..hours()
         };
         assert!(!utc.is_open(five_utc));
@@ -367,7 +380,7 @@ mod tests {
         // The holiday is a local date: 16 March 20:00 UTC is already 17 March in
         // Tashkent, 18:00 UTC is still the 16th.
         let mut always = BusinessHours {
-            utc_offset_secs: 5 * 3600,
+            offsets: vec![(0, 5 * 3600)],
             holidays: vec![(2026, 3, 17)],
             ..Default::default()
         };
@@ -376,6 +389,24 @@ mod tests {
         }
         assert!(!always.is_open(at(2026, 3, 16, 20, 0, 0)));
         assert!(always.is_open(at(2026, 3, 16, 18, 0, 0)));
+    }
+
+    #[test]
+    fn the_offset_follows_the_precomputed_changes() {
+        // Berlin-like: +1 until 2026-03-29 01:00 UTC, then +2.
+        let change = at(2026, 3, 29, 1, 0, 0);
+        let mut h = BusinessHours {
+            offsets: vec![(change - 86_400 * 30, 3600), (change, 7200)],
+            ..Default::default()
+        };
+        h.week[6] = vec![(9 * 60, 18 * 60)]; // Sunday 09-18
+        assert_eq!(h.offset_at(change - 1), 3600);
+        assert_eq!(h.offset_at(change), 7200);
+        assert_eq!(h.offset_at(0), 3600, "before the table: its first offset");
+        // Sunday 29 March 07:30 UTC is 09:30 local (after the change): open.
+        assert!(h.is_open(at(2026, 3, 29, 7, 30, 0)));
+        // 06:30 UTC is 08:30 local: closed.
+        assert!(!h.is_open(at(2026, 3, 29, 6, 30, 0)));
     }
 
     #[test]

@@ -322,6 +322,16 @@ impl Ui {
     pub fn msg(&self, m: &crate::i18n::Msg) -> String {
         self.tr.msg(m)
     }
+
+    /// The shop clock (time zone setting) as it is now.
+    pub fn clock(&self) -> crate::domain::clock::ShopClock {
+        self.state.ctx.clock.get()
+    }
+
+    /// `dd.mm.yyyy HH:MM` in shop time.
+    pub fn datetime(&self, ts: i64) -> String {
+        self.clock().format_datetime(ts)
+    }
 }
 
 impl FromRequest for Ui {

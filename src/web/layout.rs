@@ -149,13 +149,9 @@ pub fn bare_ui(ui: &Ui, title: &str, content: Markup) -> Markup {
     }
 }
 
-/// Formats a Unix time for display (UTC+5, Uzbekistan has no DST).
-pub fn datetime(ts: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ts)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(time::macros::offset!(+5));
-    let f = time::macros::format_description!("[day].[month].[year] [hour]:[minute]");
-    t.format(&f).unwrap_or_default()
+/// Formats a Unix time for display (`dd.mm.yyyy HH:MM`, shop time).
+pub fn datetime(clock: &crate::domain::clock::ShopClock, ts: i64) -> String {
+    clock.format_datetime(ts)
 }
 
 pub fn flash(msg: Option<&str>, kind: &str) -> Markup {

@@ -108,6 +108,8 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/users/{id}/password", Allowed(ManageUsers), pages::users::reset_password);
     r.add(get(), "/settings", Allowed(ManageSettings), pages::settings::show);
     r.add(post(), "/settings/shop", Allowed(ManageSettings), pages::settings::save_shop);
+    r.add(get(), "/api/v1/settings/shop", Allowed(ManageSettings), api::settings::get_shop);
+    r.add(Method::PUT, "/api/v1/settings/shop", Allowed(ManageSettings), api::settings::save_shop);
     r.add(post(), "/settings/workflow", Allowed(ManageWorkflow), pages::settings::save_workflow);
     r.add(get(), "/audit/logins", Allowed(ViewLoginAudit), pages::audit::logins);
     r.add(get(), "/audit/activity", Allowed(ViewActivityLog), pages::audit::activity);

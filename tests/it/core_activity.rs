@@ -24,11 +24,10 @@ fn rows(html: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// A shop date (the default zone) `offset_days` from today, as a date input has it.
 fn day(offset_days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+5))
-        + time::Duration::days(offset_days);
-    let f = time::macros::format_description!("[year]-[month]-[day]");
-    t.format(&f).unwrap()
+    use crm::domain::clock::{add_days, iso_date, ShopClock};
+    iso_date(add_days(ShopClock::default().today(), offset_days))
 }
 
 #[tokio::test]

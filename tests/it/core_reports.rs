@@ -151,15 +151,9 @@ async fn revenue_is_grouped_per_day_week_and_month() {
     let order = new_order(&admin, cu, json!({})).await["id"]
         .as_i64()
         .unwrap();
-    // Tashkent noon of a date.
-    let at = |m: u8, d: u8| {
-        time::Date::from_calendar_date(2026, time::Month::try_from(m).unwrap(), d)
-            .unwrap()
-            .with_hms(12, 0, 0)
-            .unwrap()
-            .assume_offset(time::macros::offset!(+5))
-            .unix_timestamp()
-    };
+    // Noon of a date by the shop clock (the default zone, Asia/Tashkent).
+    let clock = crm::domain::clock::ShopClock::default();
+    let at = |m: i8, d: i8| clock.at_local(jiff::civil::date(2026, m, d), 12 * 60);
     let payments = [
         ("payment", 100_000, at(1, 28)),
         ("payment", 50_000, at(2, 1)), // Sunday: the week of Monday 26 January

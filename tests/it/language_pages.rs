@@ -21,7 +21,8 @@ use crate::support::*;
 /// protocols and formats, the currency code, the product's name, test usernames.
 const ALLOWED: &[&str] = &[
     "CRM", "SIP", "UDP", "TCP", "TLS", "SMTP", "STARTTLS", "API", "CSV", "QR", "IMEI", "Telegram",
-    "UZS", "Samsung", "Galaxy", "Xiaomi", "Redmi", "Note", "ruadmin", "cyradmin",
+    "UZS", "URL", "PEM", "DID", "IANA", "Samsung", "Galaxy", "Xiaomi", "Redmi", "Note", "ruadmin",
+    "cyradmin",
 ];
 
 /// Whole phrases taken out before looking: the language switch names each language in
@@ -39,6 +40,7 @@ fn latin_words(text: &str) -> Vec<String> {
         // URLs, addresses, paths and codes (anything with a digit) are not words.
         if token.contains("://")
             || token.contains('@')
+            || is_time_zone(token)
             || token.starts_with('/')
             || token.starts_with("www.")
             || token.chars().any(|c| c.is_ascii_digit())
@@ -60,6 +62,35 @@ fn latin_words(text: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// An IANA time-zone name (`Asia/Tashkent`): a code, not a word.
+fn is_time_zone(token: &str) -> bool {
+    let t = token.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let mut parts = t.split('/');
+    let (Some(a), Some(b)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    parts.next().is_none()
+        && [a, b]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphabetic() || c == '_'))
+}
+
+/// Each word with the first line of `text` it is on (shortened), to find it by.
+fn in_context(text: &str, words: &[String]) -> Vec<String> {
+    words
+        .iter()
+        .map(|w| {
+            let line = text
+                .lines()
+                .find(|l| latin_words(l).contains(w))
+                .unwrap_or("")
+                .trim();
+            let line: String = line.chars().take(90).collect();
+            format!("{w} «{line}»")
+        })
+        .collect()
 }
 
 async fn add_user(app: &TestApp, username: &str, name: &str, language: Language) {
@@ -292,9 +323,10 @@ async fn pages_in_russian_and_uzbek_cyrillic_show_no_english() {
         let per = found.entry(lang).or_default();
         for p in &pages {
             b.client.goto(&app.url(p)).await.unwrap();
-            let words = latin_words(&visible_text(b).await);
+            let text = visible_text(b).await;
+            let words = latin_words(&text);
             if !words.is_empty() {
-                per.insert(p.clone(), words);
+                per.insert(p.clone(), in_context(&text, &words));
             }
         }
         // Bad forms: the refusals are shown in the user's language too.
@@ -354,16 +386,29 @@ async fn pages_in_russian_and_uzbek_cyrillic_show_no_english() {
             let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
             submit(b, &action, &fields).await;
             let text = visible_text(b).await;
+            let shown = b
+                .client
+                .execute(
+                    "return document.title + ' :: ' + Array.from(document.querySelectorAll(\
+                     '.flash-error, [role=alert], .error, .field-error')).map(e => e.innerText).join(' | ');",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            eprintln!("[{lang}] {what}: {}", shown.as_str().unwrap_or_default());
             let words = latin_words(&text);
             if !words.is_empty() {
-                per.insert(format!("POST {action} ({what})"), words);
+                per.insert(format!("POST {action} ({what})"), in_context(&text, &words));
             }
         }
     }
     let mut report = String::new();
     for (lang, pages) in &found {
         for (page, words) in pages {
-            report.push_str(&format!("[{lang}] {page}: {}\n", words.join(", ")));
+            report.push_str(&format!("[{lang}] {page}:\n"));
+            for w in words {
+                report.push_str(&format!("    {w}\n"));
+            }
         }
     }
     eprintln!("{report}");

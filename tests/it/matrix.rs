@@ -98,6 +98,8 @@ pub const CORE: &[(&str, &str, Who)] = &[
     ("GET", "/settings", ADMIN),
     ("POST", "/settings/shop", ADMIN),
     ("POST", "/settings/workflow", ADMIN),
+    ("GET", "/api/v1/settings/shop", ADMIN),
+    ("PUT", "/api/v1/settings/shop", ADMIN),
     ("GET", "/api/v1/customers", DESK),
     ("POST", "/api/v1/customers", DESK),
     ("GET", "/api/v1/customers/lookup", DESK),

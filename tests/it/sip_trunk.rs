@@ -318,7 +318,6 @@ async fn trunk_inbound_did_rings_the_group_after_hours_elsewhere_and_strangers_a
         CallRules {
             hours: "mon-sun 00:00-24:00".into(),
             holidays: days.join(", "),
-            utc_offset: "+05:00".into(),
             ..Default::default()
         },
     )
@@ -946,7 +945,6 @@ async fn trunk_page_forms_save_trunks_rules_and_outbound_policy() {
             &[
                 ("hours", "mon-fri 09:00-18:00"),
                 ("holidays", "2026-03-21"),
-                ("utc_offset", "+05:00"),
                 ("dial_min_digits", "7"),
                 ("dial_prefixes", ""),
                 ("trunk_retry_secs", "30"),

@@ -255,10 +255,10 @@ async fn drain(db: &Db, port: u16, offset: usize) -> anyhow::Result<(usize, Dura
             Ok(before)
         })
         .await?;
-    let notifications = n::Notifications::new(crm::domain::work::Store::new(
-        db.clone(),
-        crm::events::EventBus::default(),
-    ));
+    let notifications = n::Notifications::new(
+        crm::domain::work::Store::new(db.clone(), crm::events::EventBus::default()),
+        Default::default(),
+    );
     let started = Instant::now();
     let notifier = crm::notify::start(notifications).await?;
     let sent = loop {

@@ -17,7 +17,7 @@ type ApiResult = Result<HttpResponse, ApiError>;
 #[derive(Deserialize, IntoParams)]
 #[allow(dead_code)] // documents the query for OpenAPI; parsing is CallQuery's
 pub struct CallParams {
-    /// First day, `YYYY-MM-DD` (Tashkent time).
+    /// First day, `YYYY-MM-DD` (shop time).
     pub from: Option<String>,
     /// Last day, inclusive, `YYYY-MM-DD`.
     pub to: Option<String>,

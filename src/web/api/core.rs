@@ -113,11 +113,7 @@ pub async fn list_orders(
     actor: Actor,
     q: web::Query<OrderQuery>,
 ) -> ApiResult {
-    let f = q.filter(
-        50,
-        crate::db::now(),
-        &crate::web::pages::core_ui::start_of_day_input,
-    )?;
+    let f = q.filter(50, &state.ctx.clock.get())?;
     let (items, total) = state.ctx.orders.list(&actor, f).await?;
     Ok(HttpResponse::Ok().json(OrderPage { items, total }))
 }

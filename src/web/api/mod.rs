@@ -5,6 +5,7 @@ pub mod calls;
 pub mod core;
 pub mod live;
 pub mod notifications;
+pub mod settings;
 pub mod telephony;
 pub mod users;
 
@@ -50,6 +51,7 @@ impl Modify for Security {
         telephony::list_trunks, telephony::save_trunk, telephony::delete_trunk,
         telephony::get_rules, telephony::save_rules, telephony::set_outbound, telephony::dial,
         notifications::outbox, notifications::message, notifications::retry, notifications::settings,
+        settings::get_shop, settings::save_shop,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -167,7 +167,7 @@ pub async fn revoke_token(
     state
         .ctx
         .accounts
-        .revoke_token(&actor, id.into_inner())
+        .revoke_token(Some(&actor), id.into_inner())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::html;
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
-use crate::web::layout::{datetime, page};
+use crate::web::layout::page;
 
 const PAGE: i64 = 100;
 
@@ -61,7 +61,7 @@ pub async fn logins(ui: Ui, q: web::Query<LoginQuery>) -> HttpResponse {
                 tbody {
                     @for r in rows.iter().take(PAGE as usize) {
                         tr.failure[!r.success] {
-                            td { (datetime(r.at)) }
+                            td { (ui.datetime(r.at)) }
                             td { (r.username) }
                             td { @if r.success { (ui.t("audit.success")) } @else { span.badge.badge-danger { (ui.t("audit.failure")) " (" (ui.tr.code("signin_reason", &r.reason)) ")" } } }
                             td { (r.ip) }
@@ -84,7 +84,7 @@ pub struct ActivityQuery {
     actor: String,
     entity: String,
     action: String,
-    /// `YYYY-MM-DD`, Tashkent days, both inclusive.
+    /// `YYYY-MM-DD`, shop days, both inclusive.
     from: String,
     to: String,
     page: Option<u32>,
@@ -95,14 +95,15 @@ fn chosen(s: &str) -> Option<String> {
 }
 
 pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
-    use super::core_ui::start_of_day_input;
+    use super::core_ui::{end_of_day_input, start_of_day_input};
+    let clock = ui.clock();
     let pg = q.page.unwrap_or(0) as i64;
     let filter = crate::domain::activity::ActivityFilter {
         actor_id: q.actor.trim().parse().ok(),
         entity: chosen(&q.entity),
         action: chosen(&q.action),
-        from: start_of_day_input(&q.from),
-        to: start_of_day_input(&q.to).map(|t| t + 86_400),
+        from: start_of_day_input(&clock, &q.from),
+        to: end_of_day_input(&clock, &q.to),
     };
     let db = &ui.state.ctx.db;
     let rows = crate::domain::activity::list(db, filter.clone(), PAGE + 1, pg * PAGE).await;
@@ -158,7 +159,7 @@ pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
                 tbody {
                     @for r in rows.iter().take(PAGE as usize) {
                         tr.activity-row data-entity=(r.entity) data-action=(r.action) {
-                            td { (datetime(r.at)) }
+                            td { (ui.datetime(r.at)) }
                             td.actor { (r.actor.clone().unwrap_or_else(|| ui.t("audit.system").to_string())) }
                             td { (ui.tr.code("action", &r.action)) }
                             td { (ui.tr.code("entity", &r.entity)) @if let Some(id) = r.entity_id { " #" (id) } }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{html, redirect};
 use crate::ops::{backup, human_age, human_size};
 use crate::web::auth::Ui;
-use crate::web::layout::{csrf_field, datetime, flash, page};
+use crate::web::layout::{csrf_field, flash, page};
 
 #[derive(Deserialize)]
 pub struct Shown {
@@ -50,7 +50,7 @@ pub async fn list(ui: Ui, q: web::Query<Shown>) -> HttpResponse {
                     @for b in &files {
                         tr {
                             td { (b.name) }
-                            td { (datetime(b.finished_at)) }
+                            td { (ui.datetime(b.finished_at)) }
                             td { (human_age(now - b.finished_at)) }
                             td { (human_size(b.size)) }
                             td { a href=(format!("/backups/{}/download", b.name)) download { (ui.t("backups.download")) } }

@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::core_ui::{csv, pager, start_of_day_input};
+use super::core_ui::{csv, pager};
 use super::{html, html_status, redirect};
 use crate::domain::calls::{CallFilter, CallRow, LiveCall, MissedRow, Outcome};
 use crate::domain::{Action, Actor, DomainError};
@@ -30,8 +30,8 @@ pub fn phone_link(number: &str) -> Markup {
 }
 
 /// Time of a call (ms) for display.
-pub fn call_time(ms: i64) -> String {
-    crate::web::layout::datetime(ms.div_euclid(1000))
+pub fn call_time(clock: &crate::domain::clock::ShopClock, ms: i64) -> String {
+    clock.format_datetime(ms.div_euclid(1000))
 }
 
 /// `m:ss` or `h:mm:ss`.
@@ -75,7 +75,7 @@ pub fn call_filter(
     calls: &crate::domain::calls::Calls,
     q: &CallQuery,
 ) -> Result<CallFilter, DomainError> {
-    q.filter(PER_PAGE, &|v| calls.normalise_typed(v), &start_of_day_input)
+    q.filter(PER_PAGE, &|v| calls.normalise_typed(v), &calls.clock())
 }
 
 fn query_string(q: &CallQuery) -> String {
@@ -137,7 +137,7 @@ pub fn calls_table(ui: &Ui, rows: &[CallRow], id: &str) -> Markup {
             } }
             tbody { @for k in rows {
                 tr data-call-id=(k.call_id) class=(format!("outcome-{}", k.outcome)) {
-                    td { (call_time(k.started_ms)) }
+                    td { (call_time(&ui.clock(), k.started_ms)) }
                     td { (direction_label(ui, &k.direction)) }
                     td { (phone_link(if k.direction != "outbound" { &k.party_number } else { &k.from_number })) }
                     td { (phone_link(if k.direction == "outbound" { &k.party_number } else { &k.to_number }))
@@ -231,6 +231,7 @@ pub async fn export_csv(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
         }
     }
     let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let clock = ui.clock();
     let body = csv(
         &[
             "started",
@@ -255,7 +256,7 @@ pub async fn export_csv(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
         ],
         all.iter().map(|k| {
             vec![
-                call_time(k.started_ms),
+                call_time(&clock, k.started_ms),
                 k.direction.clone(),
                 k.from_number.clone(),
                 k.to_number.clone(),
@@ -271,8 +272,10 @@ pub async fn export_csv(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
                     .map(|o| o.number.clone())
                     .collect::<Vec<_>>()
                     .join(" "),
-                k.answered_ms.map(call_time).unwrap_or_default(),
-                k.ended_ms.map(call_time).unwrap_or_default(),
+                k.answered_ms
+                    .map(|t| call_time(&clock, t))
+                    .unwrap_or_default(),
+                k.ended_ms.map(|t| call_time(&clock, t)).unwrap_or_default(),
                 opt(k.ring_ms),
                 opt(k.talk_ms),
                 k.outcome.clone(),
@@ -309,7 +312,7 @@ pub fn missed_table(ui: &Ui, rows: &[MissedRow]) -> Markup {
                     td { (phone_link(&m.number)) }
                     td { @if let (Some(id), Some(n)) = (m.customer_id, &m.customer_name) { a href=(format!("/customers/{id}")) { (n) } } @else { "—" } }
                     td.num { (m.attempts) }
-                    td { (call_time(m.last_ms)) }
+                    td { (call_time(&ui.clock(), m.last_ms)) }
                     td { @match (&m.resolved_how, m.resolved_ms) {
                         (Some(how), Some(at)) => {
                             span.badge { (ui.t(match how.as_str() {
@@ -317,7 +320,7 @@ pub fn missed_table(ui: &Ui, rows: &[MissedRow]) -> Markup {
                                 "done" => "calls.resolved_done",
                                 _ => "calls.resolved_got_through",
                             })) }
-                            " " (call_time(at)) @if let Some(by) = &m.resolved_by { " · " (by) }
+                            " " (call_time(&ui.clock(), at)) @if let Some(by) = &m.resolved_by { " · " (by) }
                         }
                         _ => { span.badge.badge-danger { (ui.t("calls.to_call_back")) } }
                     } }

@@ -2,6 +2,7 @@
 
 use maud::{html, Markup};
 
+use crate::domain::clock::ShopClock;
 use crate::domain::orders::{status_name, StatusRow};
 use crate::domain::shop::ShopSettings;
 use crate::web::auth::Ui;
@@ -19,49 +20,34 @@ pub fn money(shop: &ShopSettings, v: i64) -> String {
     shop.money(v)
 }
 
-pub fn date(ts: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ts)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(time::macros::offset!(+5));
-    let f = time::macros::format_description!("[day].[month].[year]");
-    t.format(&f).unwrap_or_default()
+/// `dd.mm.yyyy`, shop time.
+pub fn date(clock: &ShopClock, ts: i64) -> String {
+    clock.format_date(ts)
 }
 
-/// `YYYY-MM-DD` for a date input.
-pub fn date_input(ts: Option<i64>) -> String {
-    ts.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .map(|t| {
-            let f = time::macros::format_description!("[year]-[month]-[day]");
-            t.to_offset(time::macros::offset!(+5))
-                .format(&f)
-                .unwrap_or_default()
-        })
-        .unwrap_or_default()
+/// `YYYY-MM-DD` (shop time) for a date input.
+pub fn date_input(clock: &ShopClock, ts: Option<i64>) -> String {
+    ts.map(|t| clock.format_iso_date(t)).unwrap_or_default()
 }
 
-/// Parses a date input (`YYYY-MM-DD`, Tashkent time) to the end of that day.
-pub fn parse_date_input(s: &str) -> Result<Option<i64>, String> {
+/// Parses a date input (`YYYY-MM-DD`, shop time) to 23:59 of that day.
+pub fn parse_date_input(clock: &ShopClock, s: &str) -> Result<Option<i64>, String> {
     let s = s.trim();
     if s.is_empty() {
         return Ok(None);
     }
-    let f = time::macros::format_description!("[year]-[month]-[day]");
-    let d = time::Date::parse(s, &f).map_err(|_| format!("not a date: {s:?}"))?;
-    let t = d
-        .with_hms(23, 59, 0)
-        .expect("valid time")
-        .assume_offset(time::macros::offset!(+5));
-    Ok(Some(t.unix_timestamp()))
+    let d = crate::domain::clock::parse_date(s).ok_or_else(|| format!("not a date: {s:?}"))?;
+    Ok(Some(clock.at_local(d, 23 * 60 + 59)))
 }
 
-pub fn start_of_day_input(s: &str) -> Option<i64> {
-    let f = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s.trim(), &f).ok().map(|d| {
-        d.with_hms(0, 0, 0)
-            .expect("valid")
-            .assume_offset(time::macros::offset!(+5))
-            .unix_timestamp()
-    })
+/// The first instant of a date input's shop day.
+pub fn start_of_day_input(clock: &ShopClock, s: &str) -> Option<i64> {
+    crate::domain::clock::parse_date(s).map(|d| clock.day_start(d))
+}
+
+/// The first instant after a date input's shop day (an inclusive "to" date).
+pub fn end_of_day_input(clock: &ShopClock, s: &str) -> Option<i64> {
+    crate::domain::clock::parse_date(s).map(|d| clock.day_end(d))
 }
 
 pub fn pager(ui: &Ui, base: &str, page: i64, per: i64, total: i64) -> Markup {

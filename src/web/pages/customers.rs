@@ -14,7 +14,7 @@ use crate::domain::{Action, Actor, DomainError};
 use crate::model::PhoneNumber;
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
-use crate::web::layout::{csrf_field, datetime, flash, page};
+use crate::web::layout::{csrf_field, flash, page};
 
 const PER_PAGE: i64 = 50;
 
@@ -56,7 +56,7 @@ pub async fn list(ui: Ui, q: web::Query<ListQuery>) -> HttpResponse {
             div.table-wrap #customers-region data-live-topics="customer." { table #customers {
                 thead { tr { th { (ui.t("customers.name")) } th { (ui.t("customers.phone")) } th { "Telegram" } th { (ui.t("users.created")) } } }
                 tbody { @for c in &rows {
-                    tr { td { a href=(format!("/customers/{}", c.id)) { (c.name) } } td { (phones(c)) } td { (c.telegram) } td { (datetime(c.created_at)) } }
+                    tr { td { a href=(format!("/customers/{}", c.id)) { (c.name) } } td { (phones(c)) } td { (c.telegram) } td { (ui.datetime(c.created_at)) } }
                 } }
             } }
             (pager(&ui, "/customers", pg, PER_PAGE, total))
@@ -78,6 +78,7 @@ pub async fn export_csv(ui: Ui) -> HttpResponse {
             Err(e) => return fail(&ui, e),
         }
     }
+    let clock = ui.clock();
     let body = csv(
         &[
             "id", "name", "phones", "email", "telegram", "address", "tags", "created",
@@ -91,7 +92,7 @@ pub async fn export_csv(ui: Ui) -> HttpResponse {
                 c.telegram.clone(),
                 c.address.clone(),
                 c.tags.clone(),
-                datetime(c.created_at),
+                clock.format_datetime(c.created_at),
             ]
         }),
     );
@@ -318,7 +319,7 @@ async fn card(
                     div.table-wrap { table #customer-payments {
                         thead { tr { th { (ui.t("audit.time")) } th { "№" } th { (ui.t("orders.payment")) } th.num { (ui.t("orders.amount")) } } }
                         tbody { @for p in &payments {
-                            tr { td { (datetime(p.created_at)) } td { a href=(format!("/orders/{}", p.order_id)) { (p.order_number) } } td { (ui.tr.code("payment_kind", &p.kind)) " · " (ui.tr.code("payment_method", &p.method)) } td.num { (money(&shop, if p.kind == "refund" { -p.amount } else { p.amount })) } }
+                            tr { td { (ui.datetime(p.created_at)) } td { a href=(format!("/orders/{}", p.order_id)) { (p.order_number) } } td { (ui.tr.code("payment_kind", &p.kind)) " · " (ui.tr.code("payment_method", &p.method)) } td.num { (money(&shop, if p.kind == "refund" { -p.amount } else { p.amount })) } }
                         } }
                     } }
                 }

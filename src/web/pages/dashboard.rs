@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{html, redirect};
 use crate::domain::{notices, Action, Actor, DomainError};
 use crate::web::auth::Ui;
-use crate::web::layout::{csrf_field, datetime, page};
+use crate::web::layout::{csrf_field, page};
 
 #[derive(Deserialize)]
 pub struct RangeQuery {
@@ -54,7 +54,7 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
             .await
             .unwrap_or_default()
             .into_iter()
-            .filter(|r| r.at >= crate::db::now() - 86_400)
+            .filter(|r| r.at >= ui.clock().now() - 86_400)
             .count();
         Some((users.iter().filter(|u| u.active).count(), failures))
     } else {
@@ -63,19 +63,11 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
     let recent = notices::recent(&ui.state.ctx.db, 5)
         .await
         .unwrap_or_default();
-    let now = crate::db::now();
-    let to = range
-        .to
-        .as_deref()
-        .and_then(super::core_ui::start_of_day_input)
-        .map(|t| t + 86_400)
-        .unwrap_or(now + 1);
-    let from = range
-        .from
-        .as_deref()
-        .and_then(super::core_ui::start_of_day_input)
-        .unwrap_or(to - 14 * 86_400)
-        .max(to - 366 * 86_400);
+    // Shop days, both ends inclusive: by default the last 14 days up to and including
+    // today, so the filled-in form, submitted as it is, shows the same range.
+    let clock = ui.clock();
+    let (from_day, to_day) = dashboard_range(&clock, range.from.as_deref(), range.to.as_deref());
+    let (from, to) = (clock.day_start(from_day), clock.day_end(to_day));
     let reports = actor.can(Action::ViewReports);
     let period = range
         .per
@@ -93,14 +85,14 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
         format!("/?{}", serde_urlencoded::to_string(qs).unwrap_or_default())
     };
     let per_label = |t: i64| -> String {
-        let d = super::core_ui::date(t);
+        let d = clock.format_date(t);
         match period {
             crate::domain::dashboard::Period::Month => d[3..].to_string(),
             _ => d[..5].to_string(),
         }
     };
     let stats = if actor.can(Action::ViewCustomers) {
-        crate::domain::dashboard::load(&ui.state.ctx.db, from, to, reports, period)
+        crate::domain::dashboard::load(&ui.state.ctx.db, &clock, from, to, reports, period)
             .await
             .ok()
     } else {
@@ -143,15 +135,15 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
                     }
                 }
                 form.filters method="get" action="/" {
-                    input type="date" name="from" value=(super::core_ui::date_input(Some(from)));
-                    input type="date" name="to" value=(super::core_ui::date_input(Some(to - 86_400)));
+                    input type="date" name="from" value=(crate::domain::clock::iso_date(from_day));
+                    input type="date" name="to" value=(crate::domain::clock::iso_date(to_day));
                     button type="submit" { (ui.t("common.filter")) }
                 }
                 section.card {
                     h2 { (ui.t("dashboard.intake")) }
-                    (bar_chart("chart-intake", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.intake)).collect::<Vec<_>>(), ui.t("dashboard.intake")))
+                    (bar_chart("chart-intake", &st.days.iter().map(|d| (clock.format_date(d.day)[..5].to_string(), d.intake)).collect::<Vec<_>>(), ui.t("dashboard.intake")))
                     h2 { (ui.t("dashboard.completed")) }
-                    (bar_chart("chart-completed", &st.days.iter().map(|d| (super::core_ui::date(d.day)[..5].to_string(), d.completed)).collect::<Vec<_>>(), ui.t("dashboard.completed")))
+                    (bar_chart("chart-completed", &st.days.iter().map(|d| (clock.format_date(d.day)[..5].to_string(), d.completed)).collect::<Vec<_>>(), ui.t("dashboard.completed")))
                     @if reports {
                         h2 { (ui.t("dashboard.revenue")) }
                         nav.tabs #revenue-periods {
@@ -203,12 +195,30 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
                 }
                 ul #notice-list.notice-list {
                     @for n in &recent {
-                        li { time { (datetime(n.at)) } " " strong { (n.author.clone().unwrap_or_default()) } ": " (n.text) }
+                        li { time { (ui.datetime(n.at)) } " " strong { (n.author.clone().unwrap_or_default()) } ": " (n.text) }
                     }
                 }
             }
         },
     ))
+}
+
+/// The dashboard's shop days (first, last; both inclusive) from the form's `from` and
+/// `to`: by default the 14 days ending today; at most 366 days.
+pub fn dashboard_range(
+    clock: &crate::domain::clock::ShopClock,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> (jiff::civil::Date, jiff::civil::Date) {
+    use crate::domain::clock::{add_days, parse_date};
+    let to = to.and_then(parse_date).unwrap_or_else(|| clock.today());
+    let earliest = add_days(to, -365);
+    let from = from
+        .and_then(parse_date)
+        .unwrap_or_else(|| add_days(to, -13))
+        .max(earliest)
+        .min(to);
+    (from, to)
 }
 
 #[derive(Deserialize)]

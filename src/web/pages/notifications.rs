@@ -16,7 +16,7 @@ use crate::domain::{Actor, DomainError};
 use crate::model::Language;
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
-use crate::web::layout::{csrf_field, datetime, flash, page};
+use crate::web::layout::{csrf_field, flash, page};
 
 const BASE: &str = "/settings/notifications";
 /// How long "send test" waits for the first attempt's outcome before answering.
@@ -213,7 +213,7 @@ fn stopped_table(ui: &Ui, rows: &[OutboxRow]) -> Markup {
                 tbody {
                     @for r in rows {
                         tr data-outbox-id=(r.id) data-state=(r.state) {
-                            td { (datetime(r.updated_at)) }
+                            td { (ui.datetime(r.updated_at)) }
                             td { (r.event) }
                             td { (r.channel) }
                             td { (r.recipient) }
@@ -553,7 +553,7 @@ async fn telegram_profile(
                     ul #tg-chats {
                         @for c in &chats {
                             li data-chat=(c.chat_id) {
-                                (ui.t("notify.profile.linked_since")) " " (datetime(c.linked_at))
+                                (ui.t("notify.profile.linked_since")) " " (ui.datetime(c.linked_at))
                                 @if c.blocked_at.is_some() { " " span.badge.badge-danger { (ui.t("notify.profile.blocked")) } }
                             }
                         }
@@ -569,7 +569,7 @@ async fn telegram_profile(
                             p { a.button.primary href=(url) target="_blank" rel="noopener" { (ui.t("notify.profile.open_bot")) } }
                         }
                         p { (ui.t("notify.profile.or_send")) " " code #tg-command { (l.command) } }
-                        p.muted { (ui.t("notify.profile.expires")) " " (datetime(l.expires_at)) }
+                        p.muted { (ui.t("notify.profile.expires")) " " (ui.datetime(l.expires_at)) }
                     }
                 }
                 form.inline method="post" action="/profile/telegram/link" {

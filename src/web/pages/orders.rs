@@ -7,8 +7,8 @@ use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
 use super::core_ui::{
-    category_label, csv, date, date_input, keyset_pager, money, parse_date_input,
-    start_of_day_input, status_badge, Cursor,
+    category_label, csv, date, date_input, keyset_pager, money, parse_date_input, status_badge,
+    Cursor,
 };
 use super::{html, html_status, redirect};
 use crate::domain::filters::OrderQuery;
@@ -20,7 +20,7 @@ use crate::domain::shop::ShopSettings;
 use crate::domain::{Action, Actor, DomainError, Msg};
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
-use crate::web::layout::{csrf_field, datetime, flash, page};
+use crate::web::layout::{csrf_field, flash, page};
 
 const PER_PAGE: i64 = 50;
 
@@ -43,7 +43,7 @@ async fn find(
     q: &ListQuery,
 ) -> Result<(Vec<OrderRow>, i64, bool), DomainError> {
     let ctx = &ui.state.ctx;
-    let mut filter = q.filter(PER_PAGE, crate::db::now(), &start_of_day_input)?;
+    let mut filter = q.filter(PER_PAGE, &ui.clock())?;
     let ids = match q.text() {
         Some(text) => {
             let r = crate::domain::search::search(&ctx.db, actor, text, 100).await?;
@@ -88,7 +88,7 @@ pub fn orders_table(
                         td { (category_label(ui, &o.device_category)) " " (o.brand) " " (o.model) }
                         td { (status_badge(ui, statuses, o.status_id)) @if is_overdue(o, now) { " " span.badge.badge-danger { (ui.t("orders.overdue")) } } }
                         td { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
-                        td { (o.promised_at.map(date).unwrap_or_default()) }
+                        td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) }
                         td.num { (money(shop, o.total)) }
                         td.num { (money(shop, o.total - o.paid)) }
                     }
@@ -222,6 +222,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
             break;
         }
     }
+    let clock = ui.clock();
     let body = csv(
         &[
             "number", "created", "customer", "phone", "device", "brand", "model", "serial",
@@ -230,7 +231,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
         all.iter().map(|o| {
             vec![
                 o.number.clone(),
-                datetime(o.created_at),
+                clock.format_datetime(o.created_at),
                 o.customer_name.clone(),
                 o.customer_phone.clone().unwrap_or_default(),
                 o.device_category.clone(),
@@ -243,7 +244,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
                     .map(|s| status_name(s, ui.tr.lang).to_string())
                     .unwrap_or_default(),
                 o.master_name.clone().unwrap_or_default(),
-                o.promised_at.map(date).unwrap_or_default(),
+                o.promised_at.map(|t| date(&clock, t)).unwrap_or_default(),
                 o.total.to_string(),
                 o.paid.to_string(),
                 (o.total - o.paid).to_string(),
@@ -431,7 +432,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                 .parse()
                 .map_err(|_| DomainError::invalid("err.order.warranty"))?
         };
-        let promised_at = parse_date_input(&f.promised).map_err(|_| {
+        let promised_at = parse_date_input(&ui.clock(), &f.promised).map_err(|_| {
             DomainError::invalid(Msg::new("err.date.invalid").with("value", f.promised.trim()))
         })?;
         let id = |s: &Option<String>, field: &'static str| -> Result<Option<i64>, DomainError> {
@@ -604,12 +605,12 @@ fn order_page(
                         dt { (ui.t("orders.condition")) } dd { (o.condition) }
                         dt { (ui.t("orders.accessories")) } dd { (o.accessories) }
                         dt { (ui.t("orders.master")) } dd #order-master { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
-                        dt { (ui.t("orders.promised")) } dd { (o.promised_at.map(date).unwrap_or_else(|| "—".into())) }
+                        dt { (ui.t("orders.promised")) } dd { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_else(|| "—".into())) }
                         dt { (ui.t("orders.estimate")) } dd { (money(shop, o.estimate)) }
                         dt { (ui.t("orders.total")) } dd #order-total { (money(shop, o.total)) }
                         dt { (ui.t("orders.paid")) } dd { (money(shop, o.paid)) }
                         dt { (ui.t("orders.balance")) } dd #order-balance { strong { (money(shop, v.balance)) } }
-                        dt { (ui.t("orders.created")) } dd { (datetime(o.created_at)) }
+                        dt { (ui.t("orders.created")) } dd { (ui.datetime(o.created_at)) }
                     }
                 }
                 section.card.actions {
@@ -666,7 +667,7 @@ fn order_page(
                         label for="e-condition" { (ui.t("orders.condition")) } input #e-condition name="condition" value=(o.condition);
                         label for="e-acc" { (ui.t("orders.accessories")) } input #e-acc name="accessories" value=(o.accessories);
                         label.check { input type="checkbox" name="urgent" value="1" checked[o.urgent]; " " (ui.t("orders.urgent")) }
-                        label for="e-promised" { (ui.t("orders.promised")) } input #e-promised type="date" name="promised" value=(date_input(o.promised_at));
+                        label for="e-promised" { (ui.t("orders.promised")) } input #e-promised type="date" name="promised" value=(date_input(&ui.clock(), o.promised_at));
                         label for="e-estimate" { (ui.t("orders.estimate")) } input #e-estimate name="estimate" inputmode="numeric" value=(o.estimate);
                         label for="e-warranty" { (ui.t("orders.warranty_days")) } input #e-warranty name="warranty_days" inputmode="numeric" value=(o.warranty_days);
                         button.primary type="submit" { (ui.t("common.save")) }
@@ -729,7 +730,7 @@ fn order_page(
                 ol.timeline #timeline {
                     @for e in v.timeline.iter().rev() {
                         li class=(format!("ev ev-{}", e.kind)) {
-                            time { (datetime(e.at)) } " · " strong { (e.actor.clone().unwrap_or_default()) } " · "
+                            time { (ui.datetime(e.at)) } " · " strong { (e.actor.clone().unwrap_or_default()) } " · "
                             (event_text(ui, shop, statuses, e))
                             @if e.kind != "comment" && !e.text.is_empty() { " — " (e.text) }
                             @if e.public { " " span.badge { (ui.t("orders.public")) } }
@@ -997,7 +998,7 @@ pub async fn update(
             condition: Some(f.condition.clone()),
             accessories: Some(f.accessories.clone()),
             urgent: Some(f.urgent.is_some()),
-            promised_at: Some(parse_date_input(&f.promised).map_err(|_| {
+            promised_at: Some(parse_date_input(&ui.clock(), &f.promised).map_err(|_| {
                 DomainError::invalid(Msg::new("err.date.invalid").with("value", f.promised.trim()))
             })?),
             estimate: Some(num(&f.estimate, "field.estimate")?),
@@ -1097,7 +1098,7 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                 h2 { (title) " № " (o.number) }
                 div.qr #order-qr title=(o.number) { (PreEscaped(qr_svg(&o.number))) }
                 table.facts {
-                    tr { th { (ui.t("orders.created")) } td { (datetime(o.created_at)) } }
+                    tr { th { (ui.t("orders.created")) } td { (ui.datetime(o.created_at)) } }
                     tr { th { (ui.t("orders.customer")) } td { (o.customer_name) " " (o.customer_phone.clone().map(|p| crate::model::PhoneNumber::from_e164_unchecked(p).display()).unwrap_or_default()) } }
                     tr { th { (ui.t("orders.device")) } td { (category_label(&ui, &o.device_category)) " " (o.brand) " " (o.model) } }
                     tr { th { (ui.t("orders.serial")) } td { (o.serial) } }
@@ -1106,7 +1107,7 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                     tr { th { (ui.t("orders.accessories")) } td { (o.accessories) } }
                     @if !act {
                         tr { th { (ui.t("orders.estimate")) } td { (money(&shop, o.estimate)) } }
-                        tr { th { (ui.t("orders.promised")) } td { (o.promised_at.map(date).unwrap_or_default()) } }
+                        tr { th { (ui.t("orders.promised")) } td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) } }
                     }
                     tr { th { (ui.t("orders.paid")) } td { (money(&shop, o.paid)) } }
                 }

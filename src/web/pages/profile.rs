@@ -10,7 +10,7 @@ use crate::domain::{Actor, DomainError};
 use crate::model::Language;
 use crate::web::auth::{self as wa, Identity, Ui};
 use crate::web::error::PageError;
-use crate::web::layout::{csrf_field, datetime, flash, page};
+use crate::web::layout::{csrf_field, flash, page};
 use crate::web::WebState;
 use actix_web::HttpMessage;
 
@@ -124,8 +124,8 @@ pub fn token_table(ui: &Ui, tokens: &[crate::domain::accounts::TokenRow]) -> Mar
                         tr {
                             td { (t.name) }
                             td { code { (t.prefix) "…" } }
-                            td { (datetime(t.created_at)) }
-                            td { (t.last_used_at.map(datetime).unwrap_or_else(|| "—".into())) }
+                            td { (ui.datetime(t.created_at)) }
+                            td { (t.last_used_at.map(|t| ui.datetime(t)).unwrap_or_else(|| "—".into())) }
                             td {
                                 @if t.revoked_at.is_some() {
                                     span.badge { (ui.t("tokens.revoked")) }
@@ -276,7 +276,7 @@ pub async fn revoke_token(
         .state
         .ctx
         .accounts
-        .revoke_token(&actor, path.into_inner())
+        .revoke_token(Some(&actor), path.into_inner())
         .await
     {
         Ok(()) => {

@@ -47,6 +47,10 @@ async fn render(
                     label for="currency" { (ui.t("settings.currency")) } input #currency name="currency" value=(shop.currency) maxlength="3";
                     label for="default_country" { (ui.t("settings.default_country")) } input #default_country name="default_country" value=(shop.default_country) maxlength="4";
                     label for="map_tiles" { (ui.t("branches.map_tiles")) } input #map_tiles name="map_tiles" value=(shop.map_tiles) maxlength="300";
+                    label for="time_zone" { (ui.t("clock.time_zone")) }
+                    input #time_zone name="time_zone" value=(shop.time_zone) maxlength="64" list="time-zones" autocapitalize="none" spellcheck="false" required;
+                    datalist #time-zones { @for z in crate::domain::clock::zone_names() { option value=(z) {} } }
+                    p.muted { (ui.tr.f("clock.time_zone_help", &[("now", &ui.datetime(ui.clock().now()))])) }
                     button.primary type="submit" { (ui.t("common.save")) }
                 }
                 form.card #workflow-form method="post" action="/settings/workflow" {

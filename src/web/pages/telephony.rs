@@ -422,8 +422,7 @@ fn trunk_sections(
             input #r-hours name="hours" value=(rules.hours) placeholder="mon-fri 09:00-18:00; sat 10:00-14:00";
             label for="r-holidays" { (ui.t("trunk.holidays")) }
             input #r-holidays name="holidays" value=(rules.holidays) placeholder="2026-01-01, 2026-03-21";
-            label for="r-offset" { (ui.t("trunk.utc_offset")) }
-            input #r-offset name="utc_offset" value=(rules.utc_offset) placeholder="+05:00";
+            p.muted #r-zone { a href="/settings" { (ui.tr.f("trunk.hours_zone", &[("zone", ui.state.ctx.clock.get().zone_name())])) } }
             label for="r-digits" { (ui.t("trunk.dial_min_digits")) }
             input #r-digits name="dial_min_digits" type="number" min="0" max="20" value=(rules.dial_min_digits);
             label for="r-prefixes" { (ui.t("trunk.dial_prefixes")) }
@@ -545,8 +544,6 @@ pub struct RulesForm {
     #[serde(default)]
     holidays: String,
     #[serde(default)]
-    utc_offset: String,
-    #[serde(default)]
     dial_min_digits: String,
     #[serde(default)]
     dial_prefixes: String,
@@ -560,7 +557,6 @@ pub async fn save_rules(ui: Ui, actor: Actor, form: web::Form<RulesForm>) -> Htt
         let rules = CallRules {
             hours: f.hours,
             holidays: f.holidays,
-            utc_offset: f.utc_offset,
             dial_min_digits: number_field(&f.dial_min_digits, 7, "field.digits")?,
             dial_prefixes: f.dial_prefixes,
             trunk_retry_secs: number_field(&f.trunk_retry_secs, 30, "field.retry")?,

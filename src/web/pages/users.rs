@@ -12,7 +12,7 @@ use crate::domain::{Actor, DomainError};
 use crate::model::{Language, Role};
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
-use crate::web::layout::{csrf_field, datetime, flash, page};
+use crate::web::layout::{csrf_field, flash, page};
 
 pub fn role_label(ui: &Ui, r: Role) -> &'static str {
     ui.tr.t(match r {
@@ -64,7 +64,7 @@ pub async fn list(ui: Ui) -> HttpResponse {
                             td { code { (u.username) } }
                             td { (role_label(&ui, u.role)) }
                             td { @if u.active { (ui.t("users.active")) } @else { span.badge { (ui.t("users.disabled")) } } }
-                            td { (datetime(u.created_at)) }
+                            td { (ui.datetime(u.created_at)) }
                             td { (super::calls::user_cell(&ui, u.id)) }
                         }
                     }
