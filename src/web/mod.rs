@@ -10,6 +10,10 @@ pub mod hub;
 pub mod layout;
 mod metrics;
 mod pages;
+pub mod paging;
+#[cfg(test)]
+mod parser_props;
+pub mod redirect;
 pub mod routes;
 mod ws;
 

@@ -14,6 +14,7 @@ mod core_language;
 mod core_lists;
 mod core_reports;
 mod foundation;
+mod harden;
 mod layering;
 mod live;
 mod matrix;

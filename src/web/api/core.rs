@@ -41,7 +41,7 @@ pub async fn list_customers(state: web::Data<WebState>, q: web::Query<Paging>) -
     let (items, total) = state
         .ctx
         .customers
-        .list(limit, q.offset.unwrap_or(0).max(0))
+        .list(limit, crate::web::paging::offset(q.offset))
         .await?;
     Ok(HttpResponse::Ok().json(CustomerPage { items, total }))
 }
@@ -175,7 +175,7 @@ pub async fn list_orders(
         },
         branch_id: q.branch_id,
         limit,
-        offset: q.offset.unwrap_or(0),
+        offset: crate::web::paging::offset(q.offset),
         after: q.after,
         ..Default::default()
     };

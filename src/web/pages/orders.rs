@@ -67,7 +67,7 @@ impl ListQuery {
                 _ => OrderSort::Newest,
             },
             limit: PER_PAGE,
-            offset: self.page.unwrap_or(0).max(0) * PER_PAGE,
+            offset: crate::web::paging::page_offset(self.page, PER_PAGE),
             after: self.after,
             before: self.before,
             ..Default::default()
@@ -192,7 +192,7 @@ async fn render_list(
         .await
         .unwrap_or_default();
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
-    let page_no = q.page.unwrap_or(0).max(0);
+    let page_no = crate::web::paging::page_index(q.page);
     let qs = q.query_string();
     let groups = [
         ("new", "group.new"),
