@@ -307,3 +307,192 @@ async fn raw_get(app: &TestApp, path: &str, raw: &[u8]) -> Option<u16> {
 
 #[allow(dead_code)]
 fn _uses(_: Role, _: StatusCode) {}
+
+// ---------------------------------------------------------------------------------------
+// 1. Sign-in floods
+
+/// The real binary (so its memory is its own) with the shipped argon2 cost.
+pub struct Child {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Child {
+    pub fn spawn(extra_config: &str, users: &[(&str, &str, &str)]) -> Child {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("test.toml");
+        std::fs::write(&cfg, format!("log = \"warn\"\n{extra_config}\n")).unwrap();
+        let cmd = || {
+            let mut c = Command::new(crm_bin());
+            c.arg("--data-dir")
+                .arg(dir.path())
+                .arg("--config")
+                .arg(&cfg)
+                .env_remove("CRM_HTTP")
+                .env_remove("CRM_DATA_DIR")
+                .env_remove("CRM_SIP");
+            c
+        };
+        for (name, role, pw) in users {
+            let mut add = cmd()
+                .args(["user", "add", name, "--role", role, "--password-stdin"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            add.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{pw}\n").as_bytes())
+                .unwrap();
+            assert!(add.wait().unwrap().success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = cmd()
+            .args(["serve", "--http", &addr, "--sip", "off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let c = Child { child, addr, dir };
+        let start = std::time::Instant::now();
+        loop {
+            if std::net::TcpStream::connect(&c.addr).is_ok() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "server starts");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Peak resident memory of the server so far, in MiB (VmHWM).
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib / 1024
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` sign-ins at once (each client fetched its form first); the status codes.
+pub async fn sign_in_flood(base: &str, n: usize, user: impl Fn(usize) -> String) -> Vec<u16> {
+    let mut ready = Vec::new();
+    for i in 0..n {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = client.get(format!("{base}/login")).send().await.unwrap();
+        let pre = csrf_from_html(&page.text().await.unwrap()).unwrap();
+        ready.push((client, pre, user(i)));
+    }
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = ready
+        .into_iter()
+        .map(|(client, pre, name)| {
+            let (gate, base) = (gate.clone(), base.to_string());
+            tokio::spawn(async move {
+                gate.wait().await;
+                client
+                    .post(format!("{base}/login"))
+                    .form(&[
+                        ("username", name.as_str()),
+                        ("password", "wrong-password-1"),
+                        ("_csrf", &pre),
+                    ])
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sign_in_flood_is_counted_before_verifying_and_bounded_in_memory() {
+    // The shipped argon2 cost (32 MiB a hash); no address limit, so that every attempt of
+    // the first flood is a real verification and only the bound on parallel hashing keeps
+    // memory in check.
+    let srv = Child::spawn(
+        "[login]\nmax_failures_per_ip = 100000\n",
+        &[("owner", "admin", "owner-password-1")],
+    );
+    let base = format!("http://{}", srv.addr);
+    let codes = sign_in_flood(&base, 200, |i| format!("nobody{i}")).await;
+    let peak = srv.peak_rss_mib();
+    let verified = codes.iter().filter(|c| **c == 401).count();
+    let busy = codes.iter().filter(|c| **c == 429).count();
+    eprintln!("sign-in flood, 200 unknown users: peak RSS {peak} MiB, {verified} verified, {busy} answered 429");
+    assert_eq!(verified + busy, 200, "only 401 or 429: {codes:?}");
+    assert!(peak < 300, "peak RSS {peak} MiB");
+
+    drop(srv);
+    // 200 at once for one account, with time enough for every verification: no more than
+    // the limit (5) get one.
+    let srv = Child::spawn(
+        "[login]\nhash_wait_ms = 120000\n",
+        &[("owner", "admin", "owner-password-1")],
+    );
+    let base = format!("http://{}", srv.addr);
+    let codes = sign_in_flood(&base, 200, |_| "owner".into()).await;
+    let verified = codes.iter().filter(|c| **c == 401).count();
+    let locked = codes.iter().filter(|c| **c == 429).count();
+    eprintln!("sign-in flood, 200 for one user: {verified} verified, {locked} answered 429, peak RSS {} MiB", srv.peak_rss_mib());
+    assert!(
+        (1..=5).contains(&verified),
+        "{verified} attempts verified: {codes:?}"
+    );
+    assert_eq!(verified + locked, 200, "{codes:?}");
+    // And the right password is refused now too.
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(srv.url("/login")).send().await.unwrap();
+    let pre = csrf_from_html(&page.text().await.unwrap()).unwrap();
+    let r = client
+        .post(srv.url("/login"))
+        .form(&[
+            ("username", "owner"),
+            ("password", "owner-password-1"),
+            ("_csrf", &pre),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(srv.peak_rss_mib() < 300);
+}
