@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod activity;
 pub mod branches;
 pub mod calls;
+pub mod customer_links;
 pub mod customers;
 pub mod notices;
 pub mod orders;

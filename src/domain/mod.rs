@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod activity;
 pub mod branches;
 pub mod calls;
+pub mod customer_links;
 pub mod customers;
 pub mod dashboard;
 pub mod live_registrations;

@@ -583,3 +583,98 @@ async fn exports_write_formulas_as_text_and_phone_numbers_as_numbers() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. Telegram links for customers
+
+#[tokio::test]
+async fn only_the_receipts_one_time_code_links_a_customers_telegram() {
+    use crate::notify_peers::{BotStandIn, BOT_USERNAME};
+    let bot = BotStandIn::start().await;
+    let app = crate::notify::telegram_app(&bot).await;
+    let api = Api::of(&app, "admin").await;
+    let cid = new_customer(&api, "Dilnoza Rahimova", "90 777 66 55").await;
+    let order = new_order(&api, cid, json!({})).await;
+    let (id, number) = (
+        order["id"].as_i64().unwrap(),
+        order["number"].as_str().unwrap().to_string(),
+    );
+    let wait = Duration::from_secs(20);
+    let said = |chat: i64, needle: &'static str| {
+        let bot = &bot;
+        async move {
+            eventually(wait, || async {
+                bot.delivered_to(chat)
+                    .iter()
+                    .any(|t| t.contains(needle))
+                    .then_some(())
+            })
+            .await
+            .is_some()
+        }
+    };
+    // A stranger who guesses the order number (in any of its forms) is not linked.
+    for guess in [number.clone(), number.to_lowercase(), id.to_string()] {
+        bot.user_says(901, "en", &format!("/start o{guess}"));
+    }
+    assert!(said(901, "No order with this code").await);
+    bot.user_says(901, "en", "/status");
+    assert!(said(901, "not linked to an order").await);
+    assert!(
+        !bot.delivered_to(901).iter().any(|t| t.contains(&number)),
+        "the stranger learns nothing: {:?}",
+        bot.delivered_to(901)
+    );
+    // The receipt carries the code: in its QR code (as the deep link) and beside it.
+    let web = app.login_admin().await;
+    let receipt = web
+        .get(&format!("/orders/{id}/receipt"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("https://t.me/{BOT_USERNAME}?start=o");
+    let at = receipt
+        .find(&format!("data-link=\"{prefix}"))
+        .expect("QR holds the deep link");
+    let url: String = receipt[at + 11..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    let code = url.strip_prefix(&prefix).unwrap().to_string();
+    assert!(code.len() >= 16, "{code}: at least 80 bits");
+    assert!(
+        receipt.contains(&format!("<span class=\"tg-url\">{url}</span>")),
+        "printed beside it"
+    );
+    assert!(!code.contains(&number) && !number.contains(&code));
+    // A second print has a different code.
+    let again = web
+        .get(&format!("/orders/{id}/receipt"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!again.contains(&url));
+    // The customer's chat links with it...
+    bot.user_says(902, "en", &format!("/start o{code}"));
+    assert!(said(902, "You will get updates about order").await);
+    // ... once: the same code from another chat links nothing.
+    bot.user_says(903, "en", &format!("/start o{code}"));
+    assert!(said(903, "No order with this code").await);
+    let linked = |chat: i64| {
+        let app = &app;
+        async move {
+            app.running()
+                .ctx
+                .db
+                .read(move |c| crm::db::telegram::chat(c, chat))
+                .await
+                .unwrap()
+                .and_then(|ch| ch.customer_id)
+        }
+    };
+    assert_eq!(linked(902).await, Some(cid));
+    assert_eq!(linked(901).await, None);
+    assert_eq!(linked(903).await, None);
+}
