@@ -63,8 +63,9 @@ impl AppContext {
                 ..Default::default()
             },
         )?;
-        let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone());
         let events = EventBus::default();
+        let accounts = Accounts::new(db.clone(), config.login.clone(), config.session.clone())
+            .with_events(events.clone());
         let notifications = Notifications::new(db.clone());
         notifications.set_order_lookup(Arc::new(crate::domain::orders::CoreOrderLookup));
         let telephony = Telephony::new(db.clone());

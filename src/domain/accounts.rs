@@ -15,6 +15,7 @@ use crate::config::{LoginConfig, SessionConfig};
 use crate::db::accounts::{self as q, AuditEntry, NewUserRow, UserUpdate};
 pub use crate::db::accounts::{LoginAuditRow, TokenRow, UserRow};
 use crate::db::{now, Db};
+use crate::events::{Event, EventBus};
 use crate::model::{Language, Role, UserId};
 
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -149,6 +150,16 @@ pub struct Accounts {
     /// Bounds the argon2 computations running at once: each holds `argon2_memory_kib`,
     /// and a flood of sign-ins must not take the box's memory.
     gate: Arc<tokio::sync::Semaphore>,
+    /// Where access changes are announced (open sockets are re-checked on them).
+    events: Option<EventBus>,
+}
+
+/// How a connection proved who it is: the hash of its session cookie or of its API
+/// token. Re-checked when the user's access changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session(Vec<u8>),
+    Token(Vec<u8>),
 }
 
 pub struct NewUser {
@@ -182,10 +193,45 @@ impl Accounts {
         Accounts {
             hasher: PasswordHasherCfg::new(&login),
             gate: Arc::new(tokio::sync::Semaphore::new(login.parallel_hashes())),
+            events: None,
             db,
             login,
             session,
         }
+    }
+
+    /// Announces access changes on `bus` (after each change's commit).
+    pub fn with_events(mut self, bus: EventBus) -> Accounts {
+        self.events = Some(bus);
+        self
+    }
+
+    fn access_changed(&self, user: UserId) {
+        if let Some(bus) = &self.events {
+            bus.publish(Event::access_changed(user));
+        }
+    }
+
+    /// Whom `cred` still signs in, without touching anything: None when the session is
+    /// gone or expired, the token revoked, or the user disabled.
+    pub async fn credential_actor(&self, cred: &Credential) -> DomainResult<Option<Actor>> {
+        let idle = (self.session.idle_minutes * 60) as i64;
+        let absolute = (self.session.absolute_hours * 3600) as i64;
+        let cred = cred.clone();
+        let user = self
+            .db
+            .read(move |c| {
+                Ok(match &cred {
+                    Credential::Session(h) => q::session_by_hash(c, h)?.and_then(|row| {
+                        let now = now();
+                        (now - row.last_seen_at <= idle && now - row.created_at <= absolute)
+                            .then_some(row.user)
+                    }),
+                    Credential::Token(h) => q::user_by_token_hash(c, h)?.map(|(_, u)| u),
+                })
+            })
+            .await?;
+        Ok(user.filter(|u| u.active).map(|u| actor_of(&u)))
     }
 
     /// Runs an argon2 computation on the blocking pool once a slot is free; with `wait`,
@@ -319,7 +365,8 @@ impl Accounts {
     ) -> DomainResult<()> {
         let display_name = validate_display_name(display_name)?;
         let by_id = by.map(|a| a.user_id);
-        self.db
+        let changed = self
+            .db
             .write(move |c| {
                 let before = q::user_by_id(c, id)?.ok_or(DomainError::NotFound)?;
                 let was_admin = before.role == Role::Admin && before.active;
@@ -358,10 +405,14 @@ impl Accounts {
                     }),
                     now,
                 )?;
-                Ok(())
+                Ok(before.role != role || before.active != active)
             })
             .await
-            .map_err(from_db)
+            .map_err(from_db)?;
+        if changed {
+            self.access_changed(id);
+        }
+        Ok(())
     }
 
     /// Sets a user's e-mail address (empty clears it). Checked before anything is written.
@@ -426,7 +477,10 @@ impl Accounts {
                 Ok(())
             })
             .await
-            .map_err(from_db)
+            .map_err(from_db)?;
+        // Every session ended: their sockets close.
+        self.access_changed(id);
+        Ok(())
     }
 
     pub async fn set_language(&self, id: UserId, lang: Language) -> DomainResult<()> {
@@ -572,7 +626,17 @@ impl Accounts {
 
     pub async fn sign_out(&self, token: &str) -> DomainResult<()> {
         let hash = token_hash(token);
-        Ok(self.db.write(move |c| q::delete_session(c, &hash)).await?)
+        let h2 = hash.clone();
+        let user = self
+            .db
+            .read(move |c| Ok(q::session_by_hash(c, &h2)?.map(|r| r.user.id)))
+            .await?;
+        self.db.write(move |c| q::delete_session(c, &hash)).await?;
+        // The session's sockets close at once rather than at their next check.
+        if let Some(u) = user {
+            self.access_changed(u);
+        }
+        Ok(())
     }
 
     pub async fn purge_expired_sessions(&self) -> DomainResult<usize> {
@@ -670,7 +734,8 @@ impl Accounts {
 
     pub async fn revoke_token(&self, by: &Actor, id: i64) -> DomainResult<()> {
         let by = by.clone();
-        self.db
+        let owner = self
+            .db
             .write(move |c| {
                 let owner = q::token_owner(c, id)?.ok_or(DomainError::NotFound)?;
                 if owner != by.user_id && !by.can(super::Action::ManageUsers) {
@@ -687,10 +752,12 @@ impl Accounts {
                     &serde_json::json!({}),
                     now,
                 )?;
-                Ok(())
+                Ok(owner)
             })
             .await
-            .map_err(from_db)
+            .map_err(from_db)?;
+        self.access_changed(owner);
+        Ok(())
     }
 }
 

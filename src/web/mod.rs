@@ -147,7 +147,7 @@ pub fn configure(state: web::Data<WebState>) -> impl Fn(&mut web::ServiceConfig)
 
 pub fn state(ctx: AppContext, setup_token: Option<String>) -> web::Data<WebState> {
     let metrics = Metrics::new(ctx.db.clone());
-    let hub = hub::Hub::start(&ctx.events);
+    let hub = hub::Hub::start_with(&ctx.events, Some(ctx.accounts.clone()));
     web::Data::new(WebState {
         ctx,
         setup_token,

@@ -678,3 +678,143 @@ async fn only_the_receipts_one_time_code_links_a_customers_telegram() {
     assert_eq!(linked(901).await, None);
     assert_eq!(linked(903).await, None);
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. Open sockets follow access changes
+
+pub async fn open_with_token(app: &TestApp, token: &str) -> crate::live::Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws", app.running().http_addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Frames up to (and including) the first of type `until`; panics if it does not come.
+async fn frames_until(ws: &mut crate::live::Ws, until: &str) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    loop {
+        let v = crate::live::next_any(ws, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no {until} frame; got {seen:?}"));
+        let done = v["type"] == until;
+        seen.push(v);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Waits for the socket to be closed by the server; the close code.
+async fn closed_with(ws: &mut crate::live::Ws) -> Option<u16> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("socket still open after 5 s"),
+            Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(Some(Ok(Message::Close(f)))) => return f.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_sockets_are_rescoped_or_closed_when_access_changes() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let bek = app.add_user("bek", Role::Admin, "bek-password-1").await;
+    let token = app.api_token("bek").await;
+    let cookie = crate::live::login_cookie(&app, "bek", "bek-password-1").await;
+    let mut by_token = open_with_token(&app, &token).await;
+    let mut by_cookie = crate::live::open(&app, Some(&cookie), None, "")
+        .await
+        .unwrap();
+    // As an admin, both sockets see customer changes.
+    new_customer(&admin, "Birinchi", "90 100 00 01").await;
+    for ws in [&mut by_token, &mut by_cookie] {
+        frames_until(ws, "customer.updated").await;
+    }
+    // Made a master: the sockets stay open, and from now on see what a master sees.
+    let patch = |body: serde_json::Value| {
+        let admin = &admin;
+        async move {
+            let (s, v) = admin
+                .send(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/users/{bek}"),
+                    body,
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    patch(json!({"role": "master"})).await;
+    new_customer(&admin, "Ikkinchi", "90 100 00 02").await;
+    let (s, _) = admin
+        .post("/api/v1/notices", json!({"text": "after"}))
+        .await;
+    assert_eq!(s, 201);
+    for ws in [&mut by_token, &mut by_cookie] {
+        let seen = frames_until(ws, "notice").await;
+        assert!(
+            seen.iter()
+                .all(|f| f["type"] != "customer.updated" && f["type"] != "user.access_changed"),
+            "a master's socket got {seen:?}"
+        );
+    }
+    // The token revoked: its socket closes at once; the session's stays.
+    let (_, tokens) = admin.get("/api/v1/tokens").await;
+    let tid = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["user_id"] == bek)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (s, _) = admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{tid}"),
+            json!({}),
+        )
+        .await;
+    assert!(s.is_success(), "{s}");
+    assert_eq!(closed_with(&mut by_token).await, Some(1008));
+    let (s, _) = admin
+        .post("/api/v1/notices", json!({"text": "still here"}))
+        .await;
+    assert_eq!(s, 201);
+    frames_until(&mut by_cookie, "notice").await;
+    // Disabled: the session's socket closes too.
+    patch(json!({"active": false})).await;
+    assert_eq!(closed_with(&mut by_cookie).await, Some(1008));
+
+    // A new password ends the user's other sessions, and their sockets.
+    app.add_user("olim", Role::Operator, "olim-password-1")
+        .await;
+    let olim = app
+        .running()
+        .ctx
+        .accounts
+        .user_by_username("olim")
+        .await
+        .unwrap()
+        .id;
+    let c1 = crate::live::login_cookie(&app, "olim", "olim-password-1").await;
+    let mut ws1 = crate::live::open(&app, Some(&c1), None, "").await.unwrap();
+    frames_until(&mut ws1, "hello").await;
+    let (s, v) = admin
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{olim}"),
+            json!({"password": "olim-password-2"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(closed_with(&mut ws1).await, Some(1008));
+}
