@@ -77,6 +77,25 @@ pub struct LoginConfig {
     /// small box (see docs/PERFORMANCE.md).
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
+    /// Password hashes computed at once (each takes `argon2_memory_kib`); 0 = as many as
+    /// cores, at most what fits in 128 MiB.
+    pub max_parallel_hashes: u32,
+    /// How long a sign-in waits for a free hashing slot before it is answered 429.
+    pub hash_wait_ms: u64,
+}
+
+impl LoginConfig {
+    /// The number of password hashes allowed to run at once.
+    pub fn parallel_hashes(&self) -> usize {
+        if self.max_parallel_hashes > 0 {
+            return self.max_parallel_hashes as usize;
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let fit = (128 * 1024 / self.argon2_memory_kib.max(1)) as usize;
+        cores.min(fit).max(1)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +200,8 @@ impl Default for LoginConfig {
             window_minutes: 15,
             argon2_memory_kib: 32 * 1024,
             argon2_iterations: 3,
+            max_parallel_hashes: 0,
+            hash_wait_ms: 3000,
         }
     }
 }

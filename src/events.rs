@@ -54,6 +54,24 @@ impl Event {
     }
 }
 
+/// Internal event (never sent as a frame): a user's access changed — role, disabled,
+/// sessions ended, a token revoked. Data `{"user_id": N}`. The live hub re-checks that
+/// user's open sockets on it: closes those whose session or token is no longer valid (or
+/// whose user is disabled) and re-scopes the others to the current role. Published after
+/// the change's commit, by the domain and by the CLI.
+pub const USER_ACCESS_CHANGED: &str = "user.access_changed";
+
+impl Event {
+    /// A [`USER_ACCESS_CHANGED`] event for `user`.
+    pub fn access_changed(user: UserId) -> Event {
+        Event::new(
+            USER_ACCESS_CHANGED,
+            serde_json::json!({ "user_id": user }),
+            Audience::Users(vec![]),
+        )
+    }
+}
+
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,

@@ -244,7 +244,7 @@ pub struct AuditEntry<'a> {
     pub user_agent: &'a str,
 }
 
-pub fn insert_login_audit(c: &Connection, e: &AuditEntry, now: i64) -> DbResult<()> {
+pub fn insert_login_audit(c: &Connection, e: &AuditEntry, now: i64) -> DbResult<i64> {
     c.execute(
         "INSERT INTO login_audit (at, username, user_id, success, reason, ip, user_agent)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -257,6 +257,22 @@ pub fn insert_login_audit(c: &Connection, e: &AuditEntry, now: i64) -> DbResult<
             e.ip,
             e.user_agent
         ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// Settles a sign-in attempt recorded (as a failure, reason `pending`) before its password
+/// was checked.
+pub fn settle_login_attempt(
+    c: &Connection,
+    id: i64,
+    success: bool,
+    reason: &str,
+    user_id: Option<UserId>,
+) -> DbResult<()> {
+    c.execute(
+        "UPDATE login_audit SET success = ?2, reason = ?3, user_id = coalesce(?4, user_id) WHERE id = ?1",
+        params![id, success, reason, user_id],
     )?;
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod activity;
 pub mod branches;
 pub mod calls;
 pub mod changes;
+pub mod customer_links;
 pub mod customers;
 pub mod notices;
 pub mod orders;

@@ -1,6 +1,8 @@
 //! Accounts: users, passwords (argon2id), sign-in with rate limiting and audit, sessions
 //! and API tokens.
 
+use std::sync::Arc;
+
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +16,7 @@ use crate::config::{LoginConfig, SessionConfig};
 use crate::db::accounts::{self as q, AuditEntry, NewUserRow, UserUpdate};
 pub use crate::db::accounts::{LoginAuditRow, TokenRow, UserRow};
 use crate::db::{now, Db};
+use crate::events::Event;
 use crate::model::{Language, Role, UserId};
 
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -148,6 +151,17 @@ pub struct Accounts {
     hasher: PasswordHasherCfg,
     login: LoginConfig,
     session: SessionConfig,
+    /// Bounds the argon2 computations running at once: each holds `argon2_memory_kib`,
+    /// and a flood of sign-ins must not take the box's memory.
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+/// How a connection proved who it is: the hash of its session cookie or of its API
+/// token. Re-checked when the user's access changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session(Vec<u8>),
+    Token(Vec<u8>),
 }
 
 pub struct NewUser {
@@ -180,6 +194,7 @@ impl Accounts {
     pub fn new(store: Store, login: LoginConfig, session: SessionConfig) -> Accounts {
         Accounts {
             hasher: PasswordHasherCfg::new(&login),
+            gate: Arc::new(tokio::sync::Semaphore::new(login.parallel_hashes())),
             db: store.db().clone(),
             store,
             login,
@@ -187,15 +202,76 @@ impl Accounts {
         }
     }
 
+    /// Tells open screens that `user`'s access changed (after a commit that is not a
+    /// unit of work, e.g. a session ended).
+    fn access_changed(&self, user: UserId) {
+        self.store.events().publish(Event::access_changed(user));
+    }
+
+    /// Whom `cred` still signs in, without touching anything: None when the session is
+    /// gone or expired, the token revoked, or the user disabled.
+    pub async fn credential_actor(&self, cred: &Credential) -> DomainResult<Option<Actor>> {
+        let idle = (self.session.idle_minutes * 60) as i64;
+        let absolute = (self.session.absolute_hours * 3600) as i64;
+        let cred = cred.clone();
+        let user = self
+            .db
+            .read(move |c| {
+                Ok(match &cred {
+                    Credential::Session(h) => q::session_by_hash(c, h)?.and_then(|row| {
+                        let now = now();
+                        (now - row.last_seen_at <= idle && now - row.created_at <= absolute)
+                            .then_some(row.user)
+                    }),
+                    Credential::Token(h) => q::user_by_token_hash(c, h)?.map(|(_, u)| u),
+                })
+            })
+            .await?;
+        Ok(user.filter(|u| u.active).map(|u| actor_of(&u)))
+    }
+
+    /// Runs an argon2 computation on the blocking pool once a slot is free; with `wait`,
+    /// gives up (429, retry in a second) when none frees up in time.
+    async fn argon<T: Send + 'static>(
+        &self,
+        wait: Option<std::time::Duration>,
+        f: impl FnOnce(&PasswordHasherCfg) -> T + Send + 'static,
+    ) -> DomainResult<T> {
+        let permit = match wait {
+            Some(w) => tokio::time::timeout(w, self.gate.clone().acquire_owned())
+                .await
+                .map_err(|_| DomainError::RateLimited {
+                    retry_after_secs: 1,
+                })?,
+            None => self.gate.clone().acquire_owned().await,
+        }
+        .map_err(|e| DomainError::Db(crate::db::DbError::Task(e.to_string())))?;
+        let h = self.hasher.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = f(&h);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| DomainError::Db(crate::db::DbError::Task(e.to_string())))
+    }
+
+    /// Checks `password` against the user's (for re-authentication, e.g. before a
+    /// password change), within the same bound on parallel hashing as sign-in.
+    pub async fn verify_password(&self, id: UserId, password: &str) -> DomainResult<bool> {
+        let stored = self.user(id).await?.password_hash;
+        let password = password.to_string();
+        let wait = std::time::Duration::from_millis(self.login.hash_wait_ms);
+        self.argon(Some(wait), move |h| h.verify(&stored, &password))
+            .await
+    }
+
     pub fn hasher(&self) -> &PasswordHasherCfg {
         &self.hasher
     }
 
     async fn hash(&self, password: String) -> DomainResult<String> {
-        let h = self.hasher.clone();
-        tokio::task::spawn_blocking(move || h.hash(&password))
-            .await
-            .map_err(|e| DomainError::Db(crate::db::DbError::Task(e.to_string())))
+        self.argon(None, move |h| h.hash(&password)).await
     }
 
     pub async fn user_count(&self) -> DomainResult<i64> {
@@ -284,6 +360,10 @@ impl Accounts {
         self.store
             .write(by, move |tx| {
                 let before = q::user_by_id(tx, id)?.ok_or(DomainError::NotFound)?;
+                // Open screens of this user re-check what they may see.
+                if before.role != role || before.active != active {
+                    tx.emit(Event::access_changed(id));
+                }
                 let was_admin = before.role == Role::Admin && before.active;
                 let stays_admin = role == Role::Admin && active;
                 if was_admin && !stays_admin && q::count_active_admins(tx)? <= 1 {
@@ -364,6 +444,8 @@ impl Accounts {
                 q::delete_user_sessions(tx, id)?;
                 tx.log("password", "user", id, serde_json::json!({}));
                 tx.emit(user_event(id));
+                // Every session ended: their sockets close.
+                tx.emit(Event::access_changed(id));
                 Ok(())
             })
             .await
@@ -376,20 +458,25 @@ impl Accounts {
             .await?)
     }
 
-    /// Checks the rate limits, then the password; records the attempt either way.
+    /// Counts the attempt against the rate limits first (atomically, in the writer: no
+    /// number of parallel attempts gets past the limit), then checks the password within
+    /// the bound on parallel hashing, then settles the attempt's audit row.
     pub async fn sign_in(&self, s: SignIn<'_>) -> DomainResult<NewSession> {
         let username = s.username.trim().to_lowercase();
         let ip = s.ip.to_string();
+        let ua = s.user_agent.to_string();
         let window = (self.login.window_minutes * 60) as i64;
         let (max_user, max_ip) = (
             self.login.max_failures_per_user as i64,
             self.login.max_failures_per_ip as i64,
         );
-        let (u2, ip2) = (username.clone(), ip.clone());
-        let (user, limited) = self
+        let (u2, ip2, ua2) = (username.clone(), ip.clone(), ua.clone());
+        // The attempt is recorded as a failure ("pending") before anything is verified.
+        let begun = self
             .db
-            .read(move |c| {
-                let since = now() - window;
+            .write(move |c| {
+                let now = now();
+                let since = now - window;
                 let (uf, u_oldest) = q::recent_failures_for_user(c, &u2, since)?;
                 let (ipf, ip_oldest) = q::recent_failures_for_ip(c, &ip2, since)?;
                 let limited = if uf >= max_user {
@@ -399,81 +486,74 @@ impl Accounts {
                 } else {
                     None
                 };
-                Ok((q::user_by_username(c, &u2)?, limited))
+                let user = q::user_by_username(c, &u2)?;
+                let entry = |reason| AuditEntry {
+                    username: &u2,
+                    user_id: user.as_ref().map(|u| u.id),
+                    success: false,
+                    reason,
+                    ip: &ip2,
+                    user_agent: &ua2,
+                };
+                if let Some(oldest) = limited {
+                    q::insert_login_audit(c, &entry("locked"), now)?;
+                    return Ok(Err((oldest + window - now).max(1) as u64));
+                }
+                let id = q::insert_login_audit(c, &entry("pending"), now)?;
+                Ok(Ok((id, user)))
             })
             .await?;
-        let audit = |success: bool, reason: &'static str, user_id: Option<UserId>| {
-            let (username, ip, ua) = (username.clone(), ip.clone(), s.user_agent.to_string());
+        let (attempt, user) = match begun {
+            Ok(v) => v,
+            Err(retry_after_secs) => return Err(DomainError::RateLimited { retry_after_secs }),
+        };
+        let settle = |success: bool, reason: &'static str| {
+            let db = self.db.clone();
             async move {
-                self.db
-                    .write(move |c| {
-                        q::insert_login_audit(
-                            c,
-                            &AuditEntry {
-                                username: &username,
-                                user_id,
-                                success,
-                                reason,
-                                ip: &ip,
-                                user_agent: &ua,
-                            },
-                            now(),
-                        )
-                    })
+                db.write(move |c| q::settle_login_attempt(c, attempt, success, reason, None))
                     .await
             }
         };
-        if let Some(oldest) = limited {
-            audit(false, "locked", user.as_ref().map(|u| u.id)).await?;
-            let retry = (oldest + window - now()).max(1) as u64;
-            return Err(DomainError::RateLimited {
-                retry_after_secs: retry,
-            });
-        }
-        let hasher = self.hasher.clone();
         let password = s.password.to_string();
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || match stored {
-            Some(h) => hasher.verify(&h, &password),
-            None => {
-                hasher.verify(&hasher.dummy_hash, &password);
-                false
+        let wait = std::time::Duration::from_millis(self.login.hash_wait_ms);
+        let verified = self
+            .argon(Some(wait), move |h| match stored {
+                Some(stored) => h.verify(&stored, &password),
+                None => {
+                    // The same work for an unknown name, so timing tells nothing.
+                    h.verify(&h.dummy_hash, &password);
+                    false
+                }
+            })
+            .await;
+        let ok = match verified {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Busy: the attempt stays counted (a flood gains nothing by it).
+                settle(false, "busy").await?;
+                return Err(e);
             }
-        })
-        .await
-        .map_err(|e| DomainError::Db(crate::db::DbError::Task(e.to_string())))?;
+        };
         let user = match (ok, user) {
             (true, Some(u)) if u.active => u,
-            (true, Some(u)) => {
-                audit(false, "disabled", Some(u.id)).await?;
+            (true, Some(_)) => {
+                settle(false, "disabled").await?;
                 return Err(DomainError::Unauthenticated(Msg::new("login.failed")));
             }
-            (_, u) => {
-                audit(false, "bad_credentials", u.map(|u| u.id)).await?;
+            _ => {
+                settle(false, "bad_credentials").await?;
                 return Err(DomainError::Unauthenticated(Msg::new("login.failed")));
             }
         };
         let token = random_token(32);
         let csrf = random_token(24);
         let hash = token_hash(&token);
-        let (uid, csrf2, ua, ip2) = (user.id, csrf.clone(), s.user_agent.to_string(), ip.clone());
-        let uname = username.clone();
+        let (uid, csrf2) = (user.id, csrf.clone());
         self.db
             .write(move |c| {
-                let now = now();
-                q::insert_session(c, &hash, uid, &csrf2, &ip2, &ua, now)?;
-                q::insert_login_audit(
-                    c,
-                    &AuditEntry {
-                        username: &uname,
-                        user_id: Some(uid),
-                        success: true,
-                        reason: "ok",
-                        ip: &ip2,
-                        user_agent: &ua,
-                    },
-                    now,
-                )
+                q::insert_session(c, &hash, uid, &csrf2, &ip, &ua, now())?;
+                q::settle_login_attempt(c, attempt, true, "ok", Some(uid))
             })
             .await?;
         Ok(NewSession {
@@ -510,7 +590,17 @@ impl Accounts {
 
     pub async fn sign_out(&self, token: &str) -> DomainResult<()> {
         let hash = token_hash(token);
-        Ok(self.db.write(move |c| q::delete_session(c, &hash)).await?)
+        let h2 = hash.clone();
+        let user = self
+            .db
+            .read(move |c| Ok(q::session_by_hash(c, &h2)?.map(|r| r.user.id)))
+            .await?;
+        self.db.write(move |c| q::delete_session(c, &hash)).await?;
+        // The session's sockets close at once rather than at their next check.
+        if let Some(u) = user {
+            self.access_changed(u);
+        }
+        Ok(())
     }
 
     pub async fn purge_expired_sessions(&self) -> DomainResult<usize> {
@@ -619,6 +709,8 @@ impl Accounts {
                 q::revoke_token(tx, id, tx.now())?;
                 tx.log("revoke", "api_token", id, serde_json::json!({}));
                 tx.emit(user_event(owner));
+                // Sockets opened with the token close.
+                tx.emit(Event::access_changed(owner));
                 Ok(())
             })
             .await

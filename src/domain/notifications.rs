@@ -702,7 +702,7 @@ pub trait OrderLookup: Send + Sync {
     fn available(&self) -> bool {
         true
     }
-    /// The order whose public code (printed on the receipt, in its QR link) is `code`.
+    /// The order numbered `code` (a customer link code resolves to it).
     fn by_code(&self, c: &Connection, code: &str) -> DbResult<Option<OrderBrief>>;
     /// Open orders assigned to a staff member (`/my`).
     fn open_for_staff(&self, c: &Connection, user_id: UserId) -> DbResult<Vec<OrderBrief>>;
@@ -880,8 +880,9 @@ pub struct IncomingMessage {
 pub const STAFF_LINK_PREFIX: char = 's';
 pub const ORDER_LINK_PREFIX: char = 'o';
 
-/// `https://t.me/<bot>?start=o<code>`: for the intake receipt's QR code. None until the
-/// bot's name is known (a token was saved and getMe answered).
+/// `https://t.me/<bot>?start=o<code>` for a one-time customer link code
+/// (`domain::customer_links`): for the intake receipt's QR code. None until the bot's name
+/// is known (a token was saved and getMe answered).
 pub fn customer_deep_link(bot_username: &str, order_code: &str) -> Option<String> {
     (!bot_username.is_empty())
         .then(|| format!("https://t.me/{bot_username}?start={ORDER_LINK_PREFIX}{order_code}"))
@@ -969,7 +970,13 @@ pub fn handle_message(
             if !orders.available() {
                 tr.t("notify.bot.orders_unavailable").to_string()
             } else {
-                match orders.by_code(c, &arg[1..])? {
+                // Only a live one-time code from a receipt links (issue 14): an order
+                // number alone is refused like any wrong code.
+                let order = match super::customer_links::consume(c, &arg[1..], now)? {
+                    Some(number) => orders.by_code(c, &number)?,
+                    None => None,
+                };
+                match order {
                     Some(o) => {
                         tg::link_customer(c, m.chat_id, o.customer_id, now)?;
                         tr.f(
@@ -1538,15 +1545,13 @@ impl Notifications {
             .await
     }
 
-    /// The link for an intake receipt's QR code that links the customer's chat to the
-    /// order (`https://t.me/<bot>?start=o<code>`); None until the bot is set up.
-    pub async fn customer_link(&self, order_code: &str) -> DomainResult<Option<String>> {
-        let bot = self
-            .db
-            .read(|c| settings::get(c, "telegram.bot_username"))
-            .await?
-            .unwrap_or_default();
-        Ok(customer_deep_link(&bot, order_code))
+    /// A one-time link for an intake receipt's QR code that links the customer's chat to
+    /// the order (`https://t.me/<bot>?start=o<code>`); None until the bot is set up.
+    pub async fn customer_link(
+        &self,
+        order_number: &str,
+    ) -> DomainResult<Option<super::customer_links::CustomerLink>> {
+        super::customer_links::issue(&self.db, order_number).await
     }
 
     /// Queues today's summary if it is due (see [`queue_daily_summary_if_due`]).

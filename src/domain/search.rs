@@ -60,7 +60,8 @@ pub fn order_number(q: &str) -> Option<String> {
     let rest = &q[letters.len()..];
     let (year, seq) = match rest.split_once('-') {
         Some((y, n)) => (y, n),
-        None if rest.len() > 2 => rest.split_at(2),
+        // Byte 2 may fall inside a letter ("O‘lmas"): only split on a character boundary.
+        None if rest.len() > 2 && rest.is_char_boundary(2) => rest.split_at(2),
         None => return None,
     };
     let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());

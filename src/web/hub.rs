@@ -4,14 +4,18 @@
 //! full (a slow or stuck client) is dropped instead of slowing everyone else.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::events::{Audience, Event, EventBus};
+use crate::domain::accounts::{Accounts, Credential};
+use crate::events::{Audience, Event, EventBus, USER_ACCESS_CHANGED};
 use crate::model::{Role, UserId};
+
+/// How long re-checking one user's sockets may take before they are closed to be safe.
+const RECHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Frames queued per connection before it counts as stuck.
 pub const CLIENT_QUEUE: usize = 256;
@@ -33,6 +37,10 @@ struct Conn {
     user: UserId,
     role: Role,
     tx: mpsc::Sender<Frame>,
+    /// What the socket signed in with; re-checked when the user's access changes.
+    cred: Option<Credential>,
+    /// Set when the hub closes the socket because its access ended.
+    revoked: Arc<AtomicBool>,
 }
 
 /// What a new connection gets back.
@@ -45,12 +53,16 @@ pub struct Joined {
     pub replay: Vec<Frame>,
     /// The gap was older than the buffer: the client must refetch.
     pub resync: bool,
+    /// True once the hub closed the queue because the socket's access ended (its
+    /// session or token is no longer valid, or its user was disabled).
+    pub revoked: Arc<AtomicBool>,
 }
 
 enum Cmd {
     Join {
         user: UserId,
         role: Role,
+        cred: Option<Credential>,
         last_seq: Option<u64>,
         reply: oneshot::Sender<Joined>,
     },
@@ -84,12 +96,18 @@ struct Envelope<'a> {
 }
 
 impl Hub {
-    /// Starts the hub task, fed by `bus`.
+    /// Starts the hub task, fed by `bus`, without access re-checks (tests, benchmarks).
     pub fn start(bus: &EventBus) -> Hub {
+        Self::start_with(bus, None)
+    }
+
+    /// Starts the hub task, fed by `bus`; on [`USER_ACCESS_CHANGED`] it re-checks that
+    /// user's sockets with `accounts`.
+    pub fn start_with(bus: &EventBus, accounts: Option<Accounts>) -> Hub {
         let (cmd, rx) = mpsc::unbounded_channel();
         let events = bus.subscribe();
         let seq = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(rx, events, bus.clone(), seq.clone()));
+        tokio::spawn(run(rx, events, bus.clone(), seq.clone(), accounts));
         Hub { cmd, seq }
     }
 
@@ -98,11 +116,23 @@ impl Hub {
     }
 
     pub async fn join(&self, user: UserId, role: Role, last_seq: Option<u64>) -> Option<Joined> {
+        self.join_with(user, role, None, last_seq).await
+    }
+
+    /// Joins a socket that signed in with `cred` (re-checked on access changes).
+    pub async fn join_with(
+        &self,
+        user: UserId,
+        role: Role,
+        cred: Option<Credential>,
+        last_seq: Option<u64>,
+    ) -> Option<Joined> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Join {
                 user,
                 role,
+                cred,
                 last_seq,
                 reply,
             })
@@ -199,7 +229,70 @@ impl State {
         ));
     }
 
-    fn join(&mut self, user: UserId, role: Role, last_seq: Option<u64>) -> Joined {
+    /// A user's access changed: each of their sockets is closed when what it signed in
+    /// with no longer signs anyone in (or the check fails), else re-scoped to the user's
+    /// current role. Runs inside the hub loop, so no event after the change is offered
+    /// under the old role.
+    async fn access_changed(&mut self, e: &Event, accounts: Option<&Accounts>) {
+        let (Some(user), Some(accounts)) = (e.data["user_id"].as_i64(), accounts) else {
+            return;
+        };
+        let mine: Vec<(ConnId, Option<Credential>)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.user == user)
+            .map(|(id, c)| (*id, c.cred.clone()))
+            .collect();
+        let mut verdicts: Vec<(Credential, Option<Role>)> = Vec::new();
+        for (id, cred) in mine {
+            let Some(cred) = cred else { continue };
+            let role = match verdicts.iter().find(|(c, _)| *c == cred) {
+                Some((_, r)) => *r,
+                None => {
+                    let r = match tokio::time::timeout(
+                        RECHECK_TIMEOUT,
+                        accounts.credential_actor(&cred),
+                    )
+                    .await
+                    {
+                        Ok(Ok(Some(a))) if a.user_id == user => Some(a.role),
+                        Ok(Ok(_)) => None,
+                        Ok(Err(err)) => {
+                            tracing::warn!(error = %err, user, "live socket re-check failed: closing");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::warn!(user, "live socket re-check timed out: closing");
+                            None
+                        }
+                    };
+                    verdicts.push((cred, r));
+                    r
+                }
+            };
+            match role {
+                Some(role) => {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.role = role;
+                    }
+                }
+                None => {
+                    if let Some(c) = self.conns.get(&id) {
+                        c.revoked.store(true, Ordering::Release);
+                    }
+                    self.remove(id);
+                }
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        user: UserId,
+        role: Role,
+        cred: Option<Credential>,
+        last_seq: Option<u64>,
+    ) -> Joined {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let id = self.next_id;
         self.next_id += 1;
@@ -222,7 +315,17 @@ impl State {
             }
         };
         let first = self.per_user(user) == 0;
-        self.conns.insert(id, Conn { user, role, tx });
+        let revoked = Arc::new(AtomicBool::new(false));
+        self.conns.insert(
+            id,
+            Conn {
+                user,
+                role,
+                tx,
+                cred,
+                revoked: revoked.clone(),
+            },
+        );
         if first {
             self.presence(user, true);
         }
@@ -232,6 +335,7 @@ impl State {
             seq: self.seq,
             replay,
             resync,
+            revoked,
         }
     }
 }
@@ -241,6 +345,7 @@ async fn run(
     mut events: broadcast::Receiver<Arc<Event>>,
     bus: EventBus,
     shared_seq: Arc<AtomicU64>,
+    accounts: Option<Accounts>,
 ) {
     let mut st = State {
         seq: 0,
@@ -255,8 +360,8 @@ async fn run(
         tokio::select! {
             cmd = cmds.recv() => match cmd {
                 None => return,
-                Some(Cmd::Join { user, role, last_seq, reply }) => {
-                    let _ = reply.send(st.join(user, role, last_seq));
+                Some(Cmd::Join { user, role, cred, last_seq, reply }) => {
+                    let _ = reply.send(st.join(user, role, cred, last_seq));
                 }
                 Some(Cmd::Leave(id)) => st.remove(id),
                 Some(Cmd::Presence(reply)) => {
@@ -278,6 +383,10 @@ async fn run(
                 }
             },
             ev = events.recv() => match ev {
+                // Internal: never numbered nor sent.
+                Ok(e) if e.kind == USER_ACCESS_CHANGED => {
+                    st.access_changed(&e, accounts.as_ref()).await
+                }
                 Ok(e) => st.publish(&e),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // The hub itself fell behind the bus: everyone must refetch.

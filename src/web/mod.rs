@@ -4,12 +4,17 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod csv;
 pub mod error;
 mod health;
 pub mod hub;
 pub mod layout;
 mod metrics;
 mod pages;
+pub mod paging;
+#[cfg(test)]
+mod parser_props;
+pub mod redirect;
 pub mod routes;
 mod ws;
 
@@ -155,7 +160,7 @@ pub fn configure(state: web::Data<WebState>) -> impl Fn(&mut web::ServiceConfig)
 
 pub fn state(ctx: AppContext, setup_token: Option<String>) -> web::Data<WebState> {
     let metrics = Metrics::new(ctx.db.clone());
-    let hub = hub::Hub::start(&ctx.events);
+    let hub = hub::Hub::start_with(&ctx.events, Some(ctx.accounts.clone()));
     web::Data::new(WebState {
         ctx,
         setup_token,

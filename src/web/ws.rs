@@ -11,10 +11,12 @@ use actix_ws::{CloseCode, CloseReason};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::auth::SESSION_COOKIE;
+use super::auth::{Identity, Via, SESSION_COOKIE};
 use super::hub::{Hub, Joined};
 use super::WebState;
+use crate::domain::accounts::{token_hash, Credential};
 use crate::domain::Actor;
+use actix_web::HttpMessage;
 
 const HEARTBEAT: Duration = Duration::from_secs(20);
 /// A client silent for this long (no pong, no message) is closed.
@@ -53,14 +55,34 @@ pub async fn connect(
         ));
     }
     let (resp, session, stream) = actix_ws::handle(&req, body)?;
-    let Some(joined) = state.hub.join(actor.user_id, actor.role, q.last_seq).await else {
+    // What the socket signed in with, re-checked when its user's access changes.
+    let via = req.extensions().get::<Identity>().map(|i| i.via);
+    let cred = match via {
+        Some(Via::Token) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, t)| Credential::Token(token_hash(t.trim()))),
+        _ => req
+            .cookie(SESSION_COOKIE)
+            .map(|c| Credential::Session(token_hash(c.value()))),
+    };
+    let Some(joined) = state
+        .hub
+        .join_with(actor.user_id, actor.role, cred.clone(), q.last_seq)
+        .await
+    else {
         return Ok(super::error::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "live updates are shutting down",
         ));
     };
-    let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let cookie = match via {
+        Some(Via::Token) => None,
+        _ => req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()),
+    };
     let stream = stream
         .max_frame_size(MAX_FRAME)
         .aggregate_continuations()
@@ -72,6 +94,7 @@ pub async fn connect(
         state.hub.clone(),
         state.clone(),
         cookie,
+        cred,
         actor,
     ));
     Ok(resp)
@@ -84,6 +107,7 @@ async fn run(
     hub: Hub,
     state: web::Data<WebState>,
     cookie: Option<String>,
+    cred: Option<Credential>,
     actor: Actor,
 ) {
     let Joined {
@@ -92,6 +116,7 @@ async fn run(
         seq,
         replay,
         resync,
+        revoked,
     } = joined;
     let hello = serde_json::json!({
         "seq": seq,
@@ -122,6 +147,13 @@ async fn run(
         tokio::select! {
             frame = rx.recv() => match frame {
                 Some(f) => ok = session.text(f).await.is_ok(),
+                None if revoked.load(std::sync::atomic::Ordering::Acquire) => {
+                    close = Some(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some("access changed".into()),
+                    });
+                    break;
+                }
                 None => {
                     close = Some(CloseReason {
                         code: CloseCode::Again,
@@ -148,11 +180,16 @@ async fn run(
                     break;
                 }
                 // A socket outlives neither its session nor its user's access.
-                if let Some(c) = &cookie {
-                    if !matches!(state.ctx.accounts.session(c).await, Ok(Some(_))) {
-                        close = Some(CloseReason { code: CloseCode::Policy, description: Some("signed out".into()) });
-                        break;
-                    }
+                // (The session check also keeps an open page's session alive; a token is
+                // only checked.)
+                let valid = match (&cookie, &cred) {
+                    (Some(c), _) => matches!(state.ctx.accounts.session(c).await, Ok(Some(_))),
+                    (None, Some(cred)) => matches!(state.ctx.accounts.credential_actor(cred).await, Ok(Some(_))),
+                    (None, None) => true,
+                };
+                if !valid {
+                    close = Some(CloseReason { code: CloseCode::Policy, description: Some("signed out".into()) });
+                    break;
                 }
                 ok = session.ping(b"").await.is_ok();
             }

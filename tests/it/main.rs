@@ -16,6 +16,7 @@ mod core_language;
 mod core_lists;
 mod core_reports;
 mod foundation;
+mod harden;
 mod language_pages;
 mod layering;
 mod live;

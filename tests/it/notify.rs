@@ -521,7 +521,7 @@ async fn dead_letter_after_the_cap_then_retry_from_the_ui() {
     assert_eq!(sink.mails().len(), 1);
 }
 
-async fn telegram_app(bot: &BotStandIn) -> TestApp {
+pub(crate) async fn telegram_app(bot: &BotStandIn) -> TestApp {
     let app = TestApp::spawn().await;
     set(&app, FAST).await;
     let admin = app.login_admin().await;
@@ -909,7 +909,20 @@ async fn telegram_customer_links_by_order_code_and_hears_chosen_statuses() {
     })
     .await
     .expect("wrong code and unlinked /status answered");
-    bot.user_says(777, "ru", "/start oK7Q2");
+    // The order number alone links nothing (issue 14): only the receipt's one-time code.
+    let link = app
+        .running()
+        .ctx
+        .notifications
+        .customer_link("K7Q2")
+        .await
+        .unwrap()
+        .expect("the bot is set up");
+    assert_eq!(
+        link.url,
+        format!("https://t.me/{BOT_USERNAME}?start=o{}", link.code)
+    );
+    bot.user_says(777, "ru", &format!("/start o{}", link.code));
     eventually(WAIT, || async {
         bot.delivered_to(777)
             .iter()

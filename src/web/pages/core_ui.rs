@@ -122,21 +122,5 @@ pub fn category_label(ui: &Ui, c: &str) -> &'static str {
     }
 }
 
-/// Writes rows as CSV (RFC 4180 quoting), with a BOM so spreadsheet programs read UTF-8.
-pub fn csv(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
-    let q = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
-    let mut out = String::from("\u{feff}");
-    out.push_str(&header.iter().map(|h| q(h)).collect::<Vec<_>>().join(","));
-    out.push_str("\r\n");
-    for r in rows {
-        out.push_str(&r.iter().map(|c| q(c)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
-    }
-    out
-}
+/// Every export goes through the one CSV writer, [`crate::web::csv`].
+pub use crate::web::csv::write as csv;

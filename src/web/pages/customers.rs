@@ -36,7 +36,7 @@ pub struct ListQuery {
 }
 
 pub async fn list(ui: Ui, q: web::Query<ListQuery>) -> HttpResponse {
-    let pg = q.page.unwrap_or(0).max(0);
+    let pg = crate::web::paging::page_index(q.page);
     let (rows, total) = match ui.state.ctx.customers.list(PER_PAGE, pg * PER_PAGE).await {
         Ok(r) => r,
         Err(e) => return fail(&ui, e),

@@ -39,10 +39,7 @@ pub fn redirect(to: &str) -> HttpResponse {
         .finish()
 }
 
-/// Only same-site paths are followed after sign-in (no open redirect).
+/// Only same-site paths are followed (no open redirect): see [`crate::web::redirect`].
 pub fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/",
-    }
+    crate::web::redirect::safe_target(next)
 }

@@ -135,7 +135,7 @@ async fn render_list(
         .as_deref()
         .and_then(|p| p.trim().parse::<i64>().ok())
         .unwrap_or(0)
-        .max(0);
+        .clamp(0, 1_000_000);
     let qs = query_string(&q);
     let picked =
         |v: &Option<String>, id: i64| v.as_deref().map(str::trim) == Some(id.to_string().as_str());
@@ -1072,6 +1072,16 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
     };
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
     let o = &v.order;
+    // The intake receipt links the customer's Telegram with a one-time code; the order
+    // number alone links nothing (issue 14).
+    let tg_link = if act {
+        None
+    } else {
+        match ctx.notifications.customer_link(&o.number).await {
+            Ok(l) => l,
+            Err(e) => return fail(&ui, e),
+        }
+    };
     let title = if act {
         ui.t("print.act")
     } else {
@@ -1096,7 +1106,12 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                     p { (shop.address) @if !shop.phone.is_empty() { " · " (shop.phone) } @if !shop.hours.is_empty() { " · " (shop.hours) } }
                 }
                 h2 { (title) " № " (o.number) }
-                div.qr #order-qr title=(o.number) { (PreEscaped(qr_svg(&o.number))) }
+                @if let Some(l) = &tg_link {
+                    div.qr #order-qr title=(l.url) data-link=(l.url) { (PreEscaped(qr_svg(&l.url))) }
+                    p.tg-link #order-tg-link { (ui.t("harden.receipt_telegram")) " " span.tg-url { (l.url) } }
+                } @else {
+                    div.qr #order-qr title=(o.number) { (PreEscaped(qr_svg(&o.number))) }
+                }
                 table.facts {
                     tr { th { (ui.t("orders.created")) } td { (ui.datetime(o.created_at)) } }
                     tr { th { (ui.t("orders.customer")) } td { (o.customer_name) " " (o.customer_phone.clone().map(|p| crate::model::PhoneNumber::from_e164_unchecked(p).display()).unwrap_or_default()) } }

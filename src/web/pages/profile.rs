@@ -180,15 +180,10 @@ pub async fn change_password(ui: Ui, actor: Actor, form: web::Form<PasswordForm>
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     }
-    let stored = match accounts.user(actor.user_id).await {
-        Ok(u) => u.password_hash,
+    let ok = match accounts.verify_password(actor.user_id, &form.current).await {
+        Ok(ok) => ok,
         Err(err) => return actix_web::ResponseError::error_response(&PageError { err, tr: ui.tr }),
     };
-    let hasher = accounts.hasher().clone();
-    let current = form.current.clone();
-    let ok = web::block(move || hasher.verify(&stored, &current))
-        .await
-        .unwrap_or(false);
     if !ok {
         return page_or_error(
             profile_page(&ui, &actor, None, Some(ui.t("profile.wrong_current")), None).await,

