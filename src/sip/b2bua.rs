@@ -510,7 +510,11 @@ impl Uas {
     fn response(&self, code: u16, reason: &str, body: &[u8]) -> Message {
         let mut r = self.request.response(code, reason, &self.tag);
         if code > 100 {
-            r.push("contact", "Contact", format!("<sip:{}>", self.me));
+            r.push(
+                "contact",
+                "Contact",
+                contact_at(None, &self.me, self.source.transport),
+            );
         }
         if !body.is_empty() {
             r.push("content-type", "Content-Type", "application/sdp".into());
@@ -542,7 +546,7 @@ impl Uas {
             self.source.transport.name(),
             self.me,
         );
-        let contact = format!("<sip:{}>", self.me);
+        let contact = contact_at(None, &self.me, self.source.transport);
         let data = build_request(
             method,
             &self.contact,
@@ -612,6 +616,16 @@ fn ack_failure_of(sent: &Message, answer: &Message) -> Vec<u8> {
     )
 }
 
+/// Our Contact as a peer on `transport` reaches us: the transport named for TCP, so the
+/// peer's requests in the dialog come over TCP too (RFC 3263 picks UDP for `sip:`).
+fn contact_at(user: Option<&str>, me: &str, transport: Transport) -> String {
+    let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+    match transport {
+        Transport::Udp => format!("<sip:{user}{me}>"),
+        Transport::Tcp => format!("<sip:{user}{me};transport=tcp>"),
+    }
+}
+
 fn strip_tag(v: &str) -> &str {
     match v.find(";tag=") {
         Some(i) => &v[..i],
@@ -650,7 +664,7 @@ impl Engine {
     pub(super) fn me_for(&mut self, ip: IpAddr) -> String {
         let port = self.port();
         if let Some(a) = &self.cfg.advertise {
-            return format!("{a}:{port}");
+            return format!("{}:{port}", trunk::uri_host(a));
         }
         let l = self.cfg.listen.ip();
         if !l.is_unspecified() {
@@ -797,11 +811,7 @@ impl Engine {
         let r = &mut self.outside.regs[i];
         r.cseq += 1;
         let t = &r.trunk;
-        let ruri = if t.from_domain.is_empty() {
-            format!("sip:{}:{}", t.host, t.port)
-        } else {
-            format!("sip:{}", t.from_domain)
-        };
+        let ruri = t.registrar_uri();
         let aor = format!("<sip:{}@{}>", t.username, t.domain());
         let branch = format!("{REG_BRANCH}{i:x}x{}", token());
         let via = format!("SIP/2.0/{} {me};rport;branch={branch}", t.transport.name());
@@ -818,7 +828,7 @@ impl Engine {
             &r.call_id,
             r.cseq,
             &[],
-            Some(&format!("<sip:{}@{me}>", t.username)),
+            Some(&contact_at(Some(&t.username), &me, t.transport)),
             &extra,
             &[],
         );
@@ -888,11 +898,7 @@ impl Engine {
             }
             r.answered_nonce = Some(ch.nonce.clone());
             let t = &r.trunk;
-            let ruri = if t.from_domain.is_empty() {
-                format!("sip:{}:{}", t.host, t.port)
-            } else {
-                format!("sip:{}", t.from_domain)
-            };
+            let ruri = t.registrar_uri();
             let value = authorization(&ch, t.auth_user(), &t.secret, "REGISTER", &ruri);
             let _ = key;
             r.inflight = None;
@@ -994,6 +1000,7 @@ impl Engine {
             to_user
         } else {
             self.answer(&msg, from, 404, "Not Found", out);
+            self.attempt_refused(&msg, CallDirection::Inbound, ruri_user, None, 404);
             return;
         };
         let Some(dest) = plan
@@ -1001,6 +1008,7 @@ impl Engine {
             .map(str::to_string)
         else {
             self.answer(&msg, from, 404, "Not Found", out);
+            self.attempt_refused(&msg, CallDirection::Inbound, &did, None, 404);
             return;
         };
         self.route_invite(
@@ -1030,6 +1038,7 @@ impl Engine {
             Some(n) if self.outside.plan.dial.matches(&n) => n,
             _ => {
                 self.answer(&msg, from, 404, "Not Found", out);
+                self.attempt_refused(&msg, CallDirection::Internal, dialled, None, 404);
                 return;
             }
         };
@@ -1042,6 +1051,7 @@ impl Engine {
             Err((code, reason)) => {
                 tracing::info!(extension = %ext, code, reason, "SIP: outbound call refused");
                 self.answer(&msg, from, code, reason, out);
+                self.attempt_refused(&msg, CallDirection::Outbound, &number, None, code);
                 return;
             }
         };
@@ -1140,12 +1150,8 @@ impl Engine {
         let t = self.outside.plan.trunks.get(idx)?.clone();
         let addr = t.target()?;
         let me = self.me_for(addr.ip());
-        let domain = t.domain().to_string();
-        let host = if t.from_domain.is_empty() && t.port != 5060 {
-            format!("{}:{}", t.host, t.port)
-        } else {
-            domain.clone()
-        };
+        let domain = t.domain();
+        let host = t.uri_hostport();
         let cid = if t.caller_id.is_empty() {
             t.username.clone()
         } else {
@@ -1162,7 +1168,7 @@ impl Engine {
             call_id: format!("crm-{}@{}", token(), me),
             from: format!("<sip:{cid}@{domain}>;tag={}", token()),
             to: format!("<sip:{number}@{domain}>"),
-            contact: format!("<sip:{}@{me}>", t.username),
+            contact: contact_at(Some(&t.username), &me, t.transport),
             me,
             cseq: 1,
             branch: String::new(),
@@ -1475,7 +1481,7 @@ impl Engine {
                             call_id: format!("crm-{}@{me}", token()),
                             from: format!("<sip:{op}@{me}>;tag={}", token()),
                             to: format!("<sip:{number}@{me}>"),
-                            contact: format!("<sip:{op}@{me}>"),
+                            contact: contact_at(Some(&op), &me, peer.transport),
                             me,
                             cseq: 1,
                             branch: String::new(),
@@ -1866,7 +1872,7 @@ impl Engine {
             Side::B => c.b.as_ref().map(|l| l.contact.clone()),
             Side::A => match &c.a {
                 ASide::Operator(l) => Some(l.contact.clone()),
-                ASide::Phone(ua) => Some(format!("<sip:{}>", ua.me)),
+                ASide::Phone(ua) => Some(contact_at(None, &ua.me, ua.source.transport)),
             },
         }
     }
@@ -2100,7 +2106,7 @@ impl Engine {
             call_id: call_id.clone(),
             from: format!("\"{number}\" <sip:{number}@{me}>;tag={}", token()),
             to: format!("<sip:{operator}@{me}>"),
-            contact: format!("<sip:{number}@{me}>"),
+            contact: contact_at(Some(number.as_str()), &me, op_peer.transport),
             me,
             cseq: 1,
             branch: String::new(),
