@@ -2262,6 +2262,37 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_trunk_is_bracketed_in_every_uri_and_via() {
+        let t0 = Instant::now();
+        let mut e = engine_with_trunk(t0);
+        let mut plan = e.outside.plan.clone();
+        plan.trunks[0].host = "::1".into();
+        plan.trunks[0].port = 35989;
+        plan.trunks[0].resolved = vec!["[::1]:35989".parse().unwrap()];
+        e.cfg.listen = "[::1]:5060".parse().unwrap();
+        e.set_plan(plan, t0);
+        let mut out = Vec::new();
+        e.on_tick(t0, &mut out);
+        let reg = registers(&out).pop().expect("a REGISTER");
+        assert!(
+            reg.starts_with("REGISTER sip:[::1]:35989 SIP/2.0\r\n"),
+            "{reg}"
+        );
+        assert!(reg.contains("To: <sip:u@[::1]>"), "{reg}");
+        assert!(reg.contains("Via: SIP/2.0/UDP [::1]:5060;"), "{reg}");
+        assert!(reg.contains("Contact: <sip:u@[::1]:5060>"), "{reg}");
+        let leg = e.trunk_leg(0, "998901234567", Vec::new()).expect("a leg");
+        assert_eq!(leg.ruri, "sip:998901234567@[::1]:35989");
+        assert_eq!(leg.to, "<sip:998901234567@[::1]>");
+        assert!(leg.from.starts_with("<sip:u@[::1]>;tag="), "{}", leg.from);
+        assert_eq!(leg.extra[0].1, "<sip:u@[::1]>");
+        assert!(leg.via("z9hG4bKx").contains(" [::1]:5060;"));
+        // An advertised IPv6 address given bare is bracketed too.
+        e.cfg.advertise = Some("2001:db8::5".into());
+        assert_eq!(e.me_for("::1".parse().unwrap()), "[2001:db8::5]:5060");
+    }
+
+    #[test]
     fn registration_retries_back_off_exponentially_up_to_the_cap() {
         let t0 = Instant::now();
         let mut e = engine_with_trunk(t0);

@@ -663,10 +663,22 @@ impl Engine {
             .headers_of(header)
             .filter_map(Credentials::parse)
             .find(|c| c.realm == realm);
-        if let Some(c) = creds {
-            if self.user_banned(from.addr.ip(), &c.username, now_secs) {
-                return None; // dropped, as a banned address is
+        if !self.user_bans.is_empty() {
+            // An extension banned from this address: silence, as for a banned address,
+            // with or without credentials.
+            let claimed = match &creds {
+                Some(c) => c.username.clone(),
+                None => req
+                    .header("from")
+                    .and_then(NameAddr::parse)
+                    .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
+                    .unwrap_or_default(),
+            };
+            if self.user_banned(from.addr.ip(), &claimed, now_secs) {
+                return None;
             }
+        }
+        if let Some(c) = creds {
             let method = match &req.start {
                 StartLine::Request { method_text, .. } => method_text.as_str(),
                 _ => "",
@@ -701,7 +713,32 @@ impl Engine {
             }
         }
         let mut r = reply(req, code, reason);
-        for alg in self.cfg.algorithms.clone() {
+        // The algorithms of the extension the request speaks for (its credentials' user,
+        // else the From user), else the box's.
+        let user_algs = {
+            let user = req
+                .headers_of(header)
+                .filter_map(Credentials::parse)
+                .map(|c| c.username)
+                .next()
+                .or_else(|| {
+                    req.header("from")
+                        .and_then(NameAddr::parse)
+                        .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
+                });
+            match user.and_then(|u| self.directory.lookup(&u)) {
+                Some(Entry::Extension {
+                    algorithms: Some(a),
+                    ..
+                }) => Some(a),
+                _ => None,
+            }
+        };
+        let algs: Vec<digest::Algorithm> = match &user_algs {
+            Some(a) => a.to_vec(),
+            None => self.cfg.algorithms.clone(),
+        };
+        for alg in algs {
             let nonce = self.nonces.issue(now_secs);
             r.push(
                 chal_key,
@@ -2229,6 +2266,11 @@ mod tests {
             match n {
                 "1000" | "1001" => Some(Entry::Extension {
                     secret: Arc::from(format!("secret-{n}").as_str()),
+                    algorithms: None,
+                }),
+                "1002" => Some(Entry::Extension {
+                    secret: Arc::from("secret-1002"),
+                    algorithms: Some(Arc::from([digest::Algorithm::Md5])),
                 }),
                 _ => None,
             }
@@ -2925,6 +2967,32 @@ mod tests {
         }
         assert!(e.release(office.addr.ip()));
         assert!(e.bans().is_empty());
+    }
+
+    #[test]
+    fn an_extension_can_be_offered_its_own_digest_algorithms() {
+        let mut e = engine();
+        e.cfg.algorithms = vec![digest::Algorithm::Sha256, digest::Algorithm::Md5];
+        let challenges = |e: &mut Engine, user: &str| -> Vec<String> {
+            let reg = format!(
+                "REGISTER sip:{ME} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKalg{user}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{user}@{ME}>;tag=r\r\nTo: <sip:{user}@{ME}>\r\n\
+                 Call-ID: alg-{user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@198.51.100.9>\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            let out = send(e, &reg, udp("198.51.100.9:5060"));
+            text(&out[0])
+                .lines()
+                .filter(|l| l.starts_with("WWW-Authenticate:"))
+                .map(|l| l.split("algorithm=").nth(1).unwrap_or("").to_string())
+                .collect()
+        };
+        // 1002 is set to MD5 only (a baresip phone); 1000 gets the box's choice.
+        assert_eq!(challenges(&mut e, "1002"), vec!["MD5".to_string()]);
+        assert_eq!(
+            challenges(&mut e, "1000"),
+            vec!["SHA-256".to_string(), "MD5".to_string()]
+        );
     }
 
     #[test]

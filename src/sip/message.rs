@@ -1010,4 +1010,48 @@ mod tests {
         assert!(Uri::parse("tel:+1234").is_none());
         assert_eq!(log_safe(b"a\r\n\x1b[31m", 100), "a\\x0d\\x0a\\x1b[31m");
     }
+
+    #[test]
+    fn framing_costs_linear_time_in_the_bytes_received() {
+        // A 60 KB header arriving one byte per read, then its body of 5 bytes.
+        let mut msg = b"OPTIONS sip:x SIP/2.0\r\n".to_vec();
+        while msg.len() < 60_000 {
+            msg.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        msg.extend_from_slice(b"Content-Length: 5\r\n\r\nhello");
+        let mut f = Framer::default();
+        let mut got = None;
+        for (i, b) in msg.iter().enumerate() {
+            f.push(std::slice::from_ref(b));
+            match f.next_frame() {
+                Frame::Incomplete => {}
+                Frame::Message(n) => {
+                    got = Some((i, n));
+                    break;
+                }
+                other => panic!("{other:?} at {i}"),
+            }
+        }
+        assert_eq!(got, Some((msg.len() - 1, msg.len())));
+        assert!(
+            f.examined < 8 * msg.len() as u64,
+            "examined {} bytes for {}",
+            f.examined,
+            msg.len()
+        );
+        // Messages back to back and a keep-alive in between split as before.
+        let one = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+        f.consume(msg.len());
+        f.push(one);
+        f.push(b"\r\n\r\n");
+        f.push(one);
+        assert_eq!(f.next_frame(), Frame::Message(one.len()));
+        f.consume(one.len());
+        assert_eq!(f.next_frame(), Frame::KeepAlive(4));
+        f.consume(4);
+        assert_eq!(f.next_frame(), Frame::Message(one.len()));
+        assert_eq!(f.data(), one);
+        f.consume(one.len());
+        assert_eq!(f.pending(), 0);
+    }
 }

@@ -68,6 +68,10 @@ pub enum Entry {
     /// An enabled extension and its SIP secret.
     Extension {
         secret: Arc<str>,
+        /// The digest algorithms offered to this extension's phone, in order; None: the
+        /// box's (`SipConfig::algorithms`). Some phones fail on an algorithm they do not
+        /// know instead of skipping its challenge (baresip on SHA-256).
+        algorithms: Option<Arc<[digest::Algorithm]>>,
     },
     Group(RingGroup),
 }

@@ -25,5 +25,6 @@ mod ops_install;
 mod ops_upgrade;
 mod sip;
 mod sip_more;
+mod sip_office;
 mod sip_trunk;
 mod sipp;
