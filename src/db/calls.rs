@@ -40,7 +40,8 @@ pub struct CallRow {
     pub talk_ms: Option<i64>,
     /// ringing, answered, missed, busy, no_answer, cancelled or failed.
     pub outcome: String,
-    /// The proxy's end cause: completed, cancelled, no_answer, status_NNN.
+    /// The proxy's end cause: completed, cancelled, no_answer, status_NNN, refused (a
+    /// call out the box's policy stopped).
     pub cause: Option<String>,
 }
 
@@ -377,7 +378,8 @@ pub fn resolve_missed(
 /// seconds (for the hourly limit after a restart).
 pub fn recent_outbound(c: &Connection, since_ms: i64) -> DbResult<HashMap<String, Vec<u64>>> {
     let mut st = c.prepare_cached(
-        "SELECT from_number, started_ms FROM calls WHERE started_ms >= ?1 AND direction = 'outbound'",
+        "SELECT from_number, started_ms FROM calls WHERE started_ms >= ?1 AND direction = 'outbound'
+           AND COALESCE(cause, '') <> 'refused'",
     )?;
     let mut out: HashMap<String, Vec<u64>> = HashMap::new();
     let rows = st.query_map([since_ms], |r| {

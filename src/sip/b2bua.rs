@@ -1051,7 +1051,7 @@ impl Engine {
             Err((code, reason)) => {
                 tracing::info!(extension = %ext, code, reason, "SIP: outbound call refused");
                 self.answer(&msg, from, code, reason, out);
-                self.attempt_refused(&msg, CallDirection::Outbound, &number, None, code);
+                self.attempt_refused(&msg, CallDirection::Outbound, &number, None, 0);
                 return;
             }
         };

@@ -1286,7 +1286,8 @@ impl Engine {
 
     /// A call attempt answered at once with a failure (no phone registered, unknown
     /// number, refused): nobody rang, but the call log gets its row — `Ringing` with no
-    /// extension alerted, then `Ended` with the code.
+    /// extension alerted, then `Ended` with the code ("status_NNN"), or "refused" for a
+    /// call out the box's policy stopped (`code` 0).
     pub(super) fn attempt_refused(
         &mut self,
         msg: &Message,
@@ -1311,7 +1312,11 @@ impl Engine {
         });
         self.events.emit(CallEvent::Ended {
             call_id,
-            cause: format!("status_{code}"),
+            cause: if code == 0 {
+                "refused".into()
+            } else {
+                format!("status_{code}")
+            },
             ring_ms: 0,
             talk_ms: 0,
         });

@@ -23,6 +23,7 @@ mod ops;
 mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
+mod phones;
 mod sip;
 mod sip_more;
 mod sip_office;
