@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::super::digest::Algorithm;
+use super::super::digest::{authorization, best_challenge};
 use super::super::trunk::{self, Plan, Refusal, Trunk, TrunkState, TrunkStatus};
 use super::{
     message, param, reply, wall_secs, CallDirection, CallEvent, Engine, Entry, Message, Method,
@@ -228,110 +228,6 @@ impl Outside {
     pub fn has_trunks(&self) -> bool {
         !self.plan.trunks.is_empty()
     }
-}
-
-/// A `WWW-Authenticate` / `Proxy-Authenticate` challenge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
-    pub realm: String,
-    pub nonce: String,
-    pub opaque: Option<String>,
-    pub algorithm: Algorithm,
-    pub qop_auth: bool,
-    pub stale: bool,
-}
-
-/// Parses a Digest challenge; None for other schemes and algorithms we cannot answer.
-pub fn parse_challenge(v: &str) -> Option<Challenge> {
-    let v = v.trim();
-    let (scheme, rest) = v.split_once(|c: char| c.is_whitespace())?;
-    if !scheme.eq_ignore_ascii_case("digest") {
-        return None;
-    }
-    let mut c = Challenge {
-        realm: String::new(),
-        nonce: String::new(),
-        opaque: None,
-        algorithm: Algorithm::Md5,
-        qop_auth: false,
-        stale: false,
-    };
-    for item in message::split_commas(rest) {
-        let Some((k, val)) = item.split_once('=') else {
-            continue;
-        };
-        let val = val.trim();
-        let val = val
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .unwrap_or(val)
-            .to_string();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "realm" => c.realm = val,
-            "nonce" => c.nonce = val,
-            "opaque" => c.opaque = Some(val),
-            "algorithm" => {
-                c.algorithm = if val.eq_ignore_ascii_case("MD5") {
-                    Algorithm::Md5
-                } else if val.eq_ignore_ascii_case("SHA-256") {
-                    Algorithm::Sha256
-                } else {
-                    return None;
-                }
-            }
-            "qop" => c.qop_auth = val.split(',').any(|q| q.trim() == "auth"),
-            "stale" => c.stale = val.eq_ignore_ascii_case("true"),
-            _ => {}
-        }
-    }
-    if c.nonce.is_empty() {
-        return None;
-    }
-    Some(c)
-}
-
-/// The best challenge of a 401/407 (SHA-256 before MD5) and the header to answer in.
-fn best_challenge(msg: &Message) -> Option<(Challenge, &'static str, &'static str)> {
-    let (key, name) = if msg.code() == 401 {
-        ("www-authenticate", ("authorization", "Authorization"))
-    } else {
-        (
-            "proxy-authenticate",
-            ("proxy-authorization", "Proxy-Authorization"),
-        )
-    };
-    let mut all: Vec<Challenge> = msg.headers_of(key).filter_map(parse_challenge).collect();
-    all.sort_by_key(|c| c.algorithm != Algorithm::Sha256);
-    all.into_iter().next().map(|c| (c, name.0, name.1))
-}
-
-/// Our credentials for a challenge (RFC 7616; qop=auth when offered, else RFC 2069).
-pub fn authorization(c: &Challenge, user: &str, secret: &str, method: &str, uri: &str) -> String {
-    let alg = c.algorithm;
-    let mut s = format!(
-        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", algorithm={}",
-        c.realm,
-        c.nonce,
-        alg.name()
-    );
-    if c.qop_auth {
-        let cnonce = format!("{:016x}", rand::random::<u64>());
-        let r = super::super::digest::response(
-            alg, user, &c.realm, secret, method, uri, &c.nonce, "00000001", &cnonce, "auth",
-        );
-        s.push_str(&format!(
-            ", response=\"{r}\", qop=auth, nc=00000001, cnonce=\"{cnonce}\""
-        ));
-    } else {
-        let ha1 = alg.hash(&[user, &c.realm, secret]);
-        let ha2 = alg.hash(&[method, uri]);
-        let r = alg.hash(&[&ha1, &c.nonce, &ha2]);
-        s.push_str(&format!(", response=\"{r}\""));
-    }
-    if let Some(o) = &c.opaque {
-        s.push_str(&format!(", opaque=\"{o}\""));
-    }
-    s
 }
 
 /// An SDP answer that rejects every stream of `offer` (port 0): used to complete an
@@ -2170,39 +2066,6 @@ const _: &str = BRANCH_PREFIX;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn challenges_parse_and_answer() {
-        let c = parse_challenge(
-            "Digest realm=\"prov\", nonce=\"abc\", qop=\"auth,auth-int\", algorithm=SHA-256, opaque=\"o1\"",
-        )
-        .unwrap();
-        assert_eq!(c.algorithm, Algorithm::Sha256);
-        assert!(c.qop_auth);
-        assert_eq!(c.opaque.as_deref(), Some("o1"));
-        let a = authorization(&c, "u", "p", "REGISTER", "sip:prov");
-        let creds = super::super::super::digest::Credentials::parse(&a).unwrap();
-        let expect = super::super::super::digest::response(
-            Algorithm::Sha256,
-            "u",
-            "prov",
-            "p",
-            "REGISTER",
-            "sip:prov",
-            "abc",
-            &creds.nc,
-            &creds.cnonce,
-            "auth",
-        );
-        assert_eq!(creds.response, expect);
-        assert!(a.contains("opaque=\"o1\""));
-        assert!(parse_challenge("Basic realm=x").is_none());
-        assert!(parse_challenge("Digest realm=x, nonce=y, algorithm=MD5-sess").is_none());
-        // RFC 2617 without qop.
-        let c = parse_challenge("Digest realm=\"r\", nonce=\"n\"").unwrap();
-        assert_eq!(c.algorithm, Algorithm::Md5);
-        assert!(!authorization(&c, "u", "p", "INVITE", "sip:x").contains("qop"));
-    }
 
     struct NoDir;
     impl super::super::super::Directory for NoDir {

@@ -23,7 +23,7 @@ use super::{
 
 #[path = "b2bua.rs"]
 mod b2bua;
-pub use b2bua::{authorization, parse_challenge, Challenge};
+pub use super::digest::{authorization, parse_challenge, Challenge};
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
