@@ -15,15 +15,16 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::super::digest::{authorization, best_challenge};
-use super::super::trunk::{self, Plan, Refusal, Trunk, TrunkState, TrunkStatus};
+use super::super::trunk::{self, Plan, Refusal};
+use super::registration::REG_BRANCH;
+use super::route::contact_at;
 use super::{
-    message, param, reply, wall_secs, CallDirection, CallEvent, Engine, Entry, Message, Method,
-    NameAddr, Out, Peer, StartLine, Timer, Transport, Uri, BRANCH_PREFIX, LINGER, T1, T2, TIMER_B,
+    message, reply, wall_secs, CallDirection, CallEvent, Engine, Entry, Message, Method, NameAddr,
+    Out, Peer, StartLine, Timer, Transport, Uri, BRANCH_PREFIX, LINGER, T1, T2, TIMER_B,
 };
 
-/// Branches of our own REGISTERs and of B2BUA requests (never hex digits after the
-/// common prefix, so they cannot collide with proxy branches).
-const REG_BRANCH: &str = "z9hG4bKcrmR";
+/// Branches of B2BUA requests (never hex digits after the common prefix, so they cannot
+/// collide with proxy branches).
 const LEG_BRANCH: &str = "z9hG4bKcrmB";
 const MAX_CALLS: usize = 10_000;
 /// In-dialog requests remembered at once (a call's are forgotten with it).
@@ -163,40 +164,11 @@ struct Call {
     extension: String,
 }
 
-#[derive(Debug)]
-enum RegState {
-    Off,
-    Registering,
-    Registered { until: Instant },
-    Failed { reason: String },
-}
-
-struct Inflight {
-    branch: String,
-    data: Vec<u8>,
-    next_retx: Instant,
-    interval: Duration,
-    deadline: Instant,
-}
-
-struct Reg {
-    trunk: Trunk,
-    call_id: String,
-    tag: String,
-    cseq: u32,
-    expires: u32,
-    inflight: Option<Inflight>,
-    next_at: Option<Instant>,
-    state: RegState,
-    failures: u32,
-    answered_nonce: Option<String>,
-}
-
 /// Trunks, their registrations, B2BUA calls and the outbound counters.
 #[derive(Default)]
 pub(super) struct Outside {
     pub plan: Plan,
-    regs: Vec<Reg>,
+    pub(super) regs: Vec<super::registration::Reg>,
     calls: HashMap<String, Call>,
     by_call_id: HashMap<String, (String, Side)>,
     by_branch: HashMap<String, (String, Side)>,
@@ -208,7 +180,7 @@ pub(super) struct Outside {
     /// Our requests waiting for an answer on UDP, by branch.
     resends: HashMap<String, Resend>,
     counts: HashMap<String, VecDeque<u64>>,
-    hosts: HashMap<IpAddr, String>,
+    pub(super) hosts: HashMap<IpAddr, String>,
 }
 
 impl Outside {
@@ -247,7 +219,7 @@ fn reject_all(offer: &[u8]) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn token() -> String {
+pub(super) fn token() -> String {
     format!("{:x}", rand::random::<u64>())
 }
 
@@ -257,7 +229,7 @@ fn uri_of(v: &str) -> Option<String> {
 
 /// A request of ours, built from parts.
 #[allow(clippy::too_many_arguments)]
-fn build_request(
+pub(super) fn build_request(
     method: &str,
     ruri: &str,
     via: &str,
@@ -512,16 +484,6 @@ fn ack_failure_of(sent: &Message, answer: &Message) -> Vec<u8> {
     )
 }
 
-/// Our Contact as a peer on `transport` reaches us: the transport named for TCP, so the
-/// peer's requests in the dialog come over TCP too (RFC 3263 picks UDP for `sip:`).
-fn contact_at(user: Option<&str>, me: &str, transport: Transport) -> String {
-    let user = user.map(|u| format!("{u}@")).unwrap_or_default();
-    match transport {
-        Transport::Udp => format!("<sip:{user}{me}>"),
-        Transport::Tcp => format!("<sip:{user}{me};transport=tcp>"),
-    }
-}
-
 fn strip_tag(v: &str) -> &str {
     match v.find(";tag=") {
         Some(i) => &v[..i],
@@ -529,80 +491,11 @@ fn strip_tag(v: &str) -> &str {
     }
 }
 
-/// The local address of the route to `ip` (no packet is sent: connect() on UDP only
-/// picks the route).
-fn route_local(ip: IpAddr) -> Option<IpAddr> {
-    let bind = if ip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
-    let s = std::net::UdpSocket::bind(bind).ok()?;
-    s.connect((ip, 9)).ok()?;
-    Some(s.local_addr().ok()?.ip())
-}
-
-/// Our host for phones when listening on every address: the local address of the
-/// default route, else loopback.
-pub(super) fn default_route_host() -> String {
-    route_local(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)))
-        .map(host_text)
-        .unwrap_or_else(|| "127.0.0.1".into())
-}
-
-fn host_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) => format!("[{v6}]"),
-        IpAddr::V4(v4) => v4.to_string(),
-    }
-}
-
 impl Engine {
-    /// Our `host:port` as a peer at `ip` should reach us: the configured advertised
-    /// address, else the listen address, else (listening on 0.0.0.0) the local address
-    /// of the route to the peer.
-    pub(super) fn me_for(&mut self, ip: IpAddr) -> String {
-        let port = self.port();
-        if let Some(a) = &self.cfg.advertise {
-            return format!("{}:{port}", trunk::uri_host(a));
-        }
-        let l = self.cfg.listen.ip();
-        if !l.is_unspecified() {
-            return format!("{}:{port}", host_text(l));
-        }
-        let adv = self.advertised.clone();
-        let h = self
-            .outside
-            .hosts
-            .entry(ip)
-            .or_insert_with(|| route_local(ip).map(host_text).unwrap_or(adv));
-        format!("{h}:{port}")
-    }
-
     // ----- plan and status ----------------------------------------------------------
 
     pub fn set_plan(&mut self, plan: Plan, now: Instant) {
-        let mut old: Vec<Reg> = std::mem::take(&mut self.outside.regs);
-        let mut regs = Vec::with_capacity(plan.trunks.len());
-        for t in &plan.trunks {
-            if let Some(i) = old.iter().position(|r| &r.trunk == t) {
-                regs.push(old.remove(i));
-                continue;
-            }
-            regs.push(Reg {
-                trunk: t.clone(),
-                call_id: format!("crm-reg-{}", token()),
-                tag: token(),
-                cseq: 0,
-                expires: t.expires.max(60),
-                inflight: None,
-                next_at: t.register.then_some(now),
-                state: if t.register {
-                    RegState::Registering
-                } else {
-                    RegState::Off
-                },
-                failures: 0,
-                answered_nonce: None,
-            });
-        }
-        self.outside.regs = regs;
+        self.registrations_for(&plan, now);
         let mut plan = plan;
         // After a restart the counters are empty: the call log's last hour fills them. A
         // counter already running knows better (the log lags a call behind).
@@ -614,242 +507,6 @@ impl Engine {
             }
         }
         self.outside.plan = plan;
-    }
-
-    pub fn trunk_status(&self, now: Instant) -> Vec<TrunkStatus> {
-        self.outside
-            .regs
-            .iter()
-            .map(|r| TrunkStatus {
-                id: r.trunk.id,
-                name: r.trunk.name.clone(),
-                state: match &r.state {
-                    RegState::Off => TrunkState::NotRegistering,
-                    RegState::Registering => TrunkState::Registering,
-                    RegState::Registered { until } => TrunkState::Registered {
-                        expires_in: until.saturating_duration_since(now).as_secs(),
-                    },
-                    RegState::Failed { reason } => TrunkState::Failed {
-                        reason: reason.clone(),
-                        retry_in: r
-                            .next_at
-                            .map(|n| n.saturating_duration_since(now).as_secs())
-                            .unwrap_or(0),
-                    },
-                },
-            })
-            .collect()
-    }
-
-    // ----- registration client ------------------------------------------------------
-
-    pub(super) fn outside_tick(&mut self, now: Instant, out: &mut Vec<Out>) {
-        for i in 0..self.outside.regs.len() {
-            let r = &mut self.outside.regs[i];
-            if !r.trunk.register {
-                continue;
-            }
-            if let Some(f) = &mut r.inflight {
-                if now >= f.deadline {
-                    self.reg_failed(i, "no answer from the registrar".into(), now);
-                } else if now >= f.next_retx && r.trunk.transport == Transport::Udp {
-                    f.interval = (f.interval * 2).min(T2);
-                    f.next_retx = now + f.interval;
-                    if let Some(to) = r.trunk.target() {
-                        out.push(Out {
-                            to: Peer {
-                                transport: r.trunk.transport,
-                                addr: to,
-                            },
-                            data: f.data.clone(),
-                        });
-                    }
-                }
-            } else if r.next_at.is_some_and(|n| now >= n) {
-                self.send_register(i, None, now, out);
-            }
-        }
-    }
-
-    fn reg_failed(&mut self, i: usize, reason: String, now: Instant) {
-        let (base, max) = (
-            self.outside.plan.retry_base_secs.max(1),
-            self.outside.plan.retry_max_secs.max(1),
-        );
-        let r = &mut self.outside.regs[i];
-        r.inflight = None;
-        r.failures = r.failures.saturating_add(1);
-        let delay = base
-            .saturating_mul(1u64 << (r.failures - 1).min(20))
-            .min(max.max(base));
-        r.next_at = Some(now + Duration::from_secs(delay));
-        tracing::warn!(
-            trunk = %message::log_safe(r.trunk.name.as_bytes(), 64),
-            reason = %reason,
-            retry_in_secs = delay,
-            "SIP trunk: registration failed"
-        );
-        r.state = RegState::Failed { reason };
-    }
-
-    fn send_register(
-        &mut self,
-        i: usize,
-        auth: Option<(&str, String)>,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        let Some(to) = self.outside.regs[i].trunk.target() else {
-            self.reg_failed(i, "cannot resolve the trunk's host".into(), now);
-            return;
-        };
-        let me = self.me_for(to.ip());
-        let r = &mut self.outside.regs[i];
-        r.cseq += 1;
-        let t = &r.trunk;
-        let ruri = t.registrar_uri();
-        let aor = format!("<sip:{}@{}>", t.username, t.domain());
-        let branch = format!("{REG_BRANCH}{i:x}x{}", token());
-        let via = format!("SIP/2.0/{} {me};rport;branch={branch}", t.transport.name());
-        let mut extra = vec![("Expires".to_string(), r.expires.to_string())];
-        if let Some((name, v)) = auth {
-            extra.push((name.to_string(), v));
-        }
-        let data = build_request(
-            "REGISTER",
-            &ruri,
-            &via,
-            &format!("{aor};tag={}", r.tag),
-            &aor,
-            &r.call_id,
-            r.cseq,
-            &[],
-            Some(&contact_at(Some(&t.username), &me, t.transport)),
-            &extra,
-            &[],
-        );
-        let peer = Peer {
-            transport: t.transport,
-            addr: to,
-        };
-        out.push(Out {
-            to: peer,
-            data: data.clone(),
-        });
-        r.inflight = Some(Inflight {
-            branch,
-            data,
-            next_retx: now + T1,
-            interval: T1,
-            deadline: now + TIMER_B,
-        });
-        r.next_at = None;
-        if !matches!(
-            r.state,
-            RegState::Registered { .. } | RegState::Failed { .. }
-        ) {
-            r.state = RegState::Registering;
-        }
-    }
-
-    fn on_register_response(
-        &mut self,
-        branch: &str,
-        msg: Message,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        let Some(i) = self
-            .outside
-            .regs
-            .iter()
-            .position(|r| r.inflight.as_ref().is_some_and(|f| f.branch == branch))
-        else {
-            return;
-        };
-        let code = msg.code();
-        if code < 200 {
-            if let Some(f) = &mut self.outside.regs[i].inflight {
-                f.next_retx = now + T2; // provisional: stop fast retransmissions
-            }
-            return;
-        }
-        let reason = match &msg.start {
-            StartLine::Response { reason, .. } => message::log_safe(reason.as_bytes(), 80),
-            _ => String::new(),
-        };
-        if code == 401 || code == 407 {
-            let Some((ch, key, name)) = best_challenge(&msg) else {
-                self.reg_failed(
-                    i,
-                    format!("{code} {reason} without a usable challenge"),
-                    now,
-                );
-                return;
-            };
-            let r = &mut self.outside.regs[i];
-            if r.answered_nonce.as_deref() == Some(ch.nonce.as_str()) && !ch.stale {
-                self.reg_failed(i, format!("{code} {reason}: credentials rejected"), now);
-                return;
-            }
-            r.answered_nonce = Some(ch.nonce.clone());
-            let t = &r.trunk;
-            let ruri = t.registrar_uri();
-            let value = authorization(&ch, t.auth_user(), &t.secret, "REGISTER", &ruri);
-            let _ = key;
-            r.inflight = None;
-            self.send_register(i, Some((name, value)), now, out);
-            return;
-        }
-        if code == 423 {
-            let min: Option<u32> = msg
-                .header("min-expires")
-                .and_then(|v| v.trim().parse().ok());
-            match min {
-                Some(m) if m > self.outside.regs[i].expires && m <= 86_400 => {
-                    self.outside.regs[i].expires = m;
-                    self.outside.regs[i].inflight = None;
-                    self.send_register(i, None, now, out);
-                }
-                _ => self.reg_failed(i, format!("{code} {reason}"), now),
-            }
-            return;
-        }
-        if (200..300).contains(&code) {
-            let r = &mut self.outside.regs[i];
-            let granted = msg
-                .values_of("contact")
-                .iter()
-                .filter_map(|c| NameAddr::parse(c))
-                .find_map(|n| param(n.params, "expires").and_then(|e| e.parse::<u32>().ok()))
-                .or_else(|| msg.header("expires").and_then(|e| e.trim().parse().ok()))
-                .unwrap_or(r.expires);
-            if granted == 0 {
-                self.reg_failed(i, "the registrar granted no time".into(), now);
-                return;
-            }
-            // Refresh a minute early (or halfway through a short registration).
-            let refresh = if granted > 120 {
-                granted - 60
-            } else {
-                granted / 2
-            }
-            .max(1);
-            r.inflight = None;
-            r.failures = 0;
-            r.answered_nonce = None;
-            r.state = RegState::Registered {
-                until: now + Duration::from_secs(granted as u64),
-            };
-            r.next_at = Some(now + Duration::from_secs(refresh as u64));
-            tracing::info!(
-                trunk = %message::log_safe(r.trunk.name.as_bytes(), 64),
-                expires = granted,
-                "SIP trunk: registered"
-            );
-            return;
-        }
-        self.reg_failed(i, format!("{code} {reason}"), now);
     }
 
     // ----- routing hooks called by the engine ---------------------------------------
@@ -2065,6 +1722,7 @@ const _: &str = BRANCH_PREFIX;
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::trunk::{Trunk, TrunkState};
     use super::*;
 
     struct NoDir;

@@ -23,6 +23,10 @@ use super::{
 
 #[path = "b2bua.rs"]
 mod b2bua;
+#[path = "registration.rs"]
+mod registration;
+#[path = "route.rs"]
+mod route;
 pub use super::digest::{authorization, parse_challenge, Challenge};
 
 const T1: Duration = Duration::from_millis(500);
@@ -267,7 +271,7 @@ impl Engine {
             }
             // Listening everywhere: the address of the default route is what phones on
             // the LAN reach (no packet is sent to find it).
-            ip if ip.is_unspecified() => b2bua::default_route_host(),
+            ip if ip.is_unspecified() => route::default_route_host(),
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
