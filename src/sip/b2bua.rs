@@ -669,6 +669,8 @@ impl Engine {
             to: number,
             group: None,
             extensions: Vec::new(),
+            transferred_by: None,
+            transferred_from: None,
         });
     }
 
@@ -1696,6 +1698,8 @@ impl Engine {
             to: number,
             group: None,
             extensions: vec![operator.to_string()],
+            transferred_by: None,
+            transferred_from: None,
         });
         Ok(call_id)
     }

@@ -148,6 +148,8 @@ struct ServerTxn {
     source_ip: IpAddr,
     ended_reported: bool,
     direction: CallDirection,
+    /// (transferred by, the call it continues) when this call is a transfer.
+    transfer: Option<(String, String)>,
 }
 
 /// A dialog this proxy record-routed. The parties are told apart by their dialog tags,
@@ -159,11 +161,25 @@ struct Dialog {
     /// From tag of the INVITE (the caller's) and To tag of its 2xx (the callee's).
     caller_tag: String,
     callee_tag: String,
+    /// The caller's user (an extension, or the outside number of a call from a trunk).
+    caller_user: String,
     started: Instant,
     answered: Instant,
     extension: String,
     ended: bool,
 }
+
+/// A REFER seen in a dialog: who asked, in which call, for which target.
+struct Referral {
+    by: String,
+    call_id: String,
+    target: String,
+    at: Instant,
+}
+
+/// How long after its REFER the transferee's call counts as the transfer.
+const REFERRAL_TTL: Duration = Duration::from_secs(64);
+const MAX_REFERRALS: usize = 10_000;
 
 #[derive(Debug, Clone)]
 enum Timer {
@@ -239,6 +255,9 @@ pub struct Engine {
     user_bans: HashMap<(IpAddr, String), UserBan>,
     /// TCP connections on which a request passed authentication.
     proven_tcp: std::collections::HashSet<SocketAddr>,
+    /// Transfers asked for (a REFER passed in a dialog), by the transferee's user: the
+    /// transferee's next call to the target is the transferred call.
+    referrals: HashMap<String, Referral>,
     timers: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     /// Our own host for Via/Record-Route when the listen address is unspecified.
@@ -290,6 +309,7 @@ impl Engine {
             sources: HashMap::new(),
             user_bans: HashMap::new(),
             proven_tcp: Default::default(),
+            referrals: HashMap::new(),
             timers: BinaryHeap::new(),
             seq: 0,
             advertised,
@@ -1246,6 +1266,7 @@ impl Engine {
             .and_then(NameAddr::parse)
             .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
             .unwrap_or_default();
+        let transfer = self.take_referral(&caller, who, user, &msg, now);
         let txn = ServerTxn {
             source: from,
             request: msg,
@@ -1263,6 +1284,7 @@ impl Engine {
             source_ip: ip,
             ended_reported: false,
             direction,
+            transfer,
         };
         self.txns.insert(key.clone(), txn);
         let ids: Vec<String> = self.txns[&key]
@@ -1286,6 +1308,33 @@ impl Engine {
             }
             self.emit_ringing(&key);
         }
+    }
+
+    /// Is this new call the transfer some REFER asked for? The caller (`who` when
+    /// authenticated, else the From user) is the transferee of a recent REFER whose
+    /// target it dials (or its INVITE replaces a dialog, RFC 3891). Takes the referral.
+    fn take_referral(
+        &mut self,
+        caller: &str,
+        who: Option<&str>,
+        dialled: &str,
+        msg: &Message,
+        now: Instant,
+    ) -> Option<(String, String)> {
+        if self.referrals.is_empty() {
+            return None;
+        }
+        let key = who.unwrap_or(caller);
+        let r = self.referrals.get(key)?;
+        let fresh = now.duration_since(r.at) < REFERRAL_TTL;
+        let aimed = r.target == dialled || msg.header("replaces").is_some();
+        if !fresh || !aimed {
+            if !fresh {
+                self.referrals.remove(key);
+            }
+            return None;
+        }
+        self.referrals.remove(key).map(|r| (r.by, r.call_id))
     }
 
     /// A call attempt answered at once with a failure (no phone registered, unknown
@@ -1313,6 +1362,8 @@ impl Engine {
             to: message::log_safe(dialled.as_bytes(), 64),
             group,
             extensions: Vec::new(),
+            transferred_by: None,
+            transferred_from: None,
         });
         self.events.emit(CallEvent::Ended {
             call_id,
@@ -1342,6 +1393,8 @@ impl Engine {
             to: t.callee.clone(),
             group: t.group.clone(),
             extensions: exts,
+            transferred_by: t.transfer.as_ref().map(|x| x.0.clone()),
+            transferred_from: t.transfer.as_ref().map(|x| x.1.clone()),
         });
     }
 
@@ -1672,6 +1725,7 @@ impl Engine {
                     callee: t.branches[bi].to,
                     caller_tag: tag_of(&t.request, "from"),
                     callee_tag: tag_of(&msg, "to"),
+                    caller_user: t.caller.clone(),
                     started: t.started,
                     answered: now,
                     extension: ext.clone(),
@@ -1935,6 +1989,32 @@ impl Engine {
                 msg.push("route", "Route", r.clone());
             }
         }
+        // A transfer asked for: remembered, so the transferee's next call to the target
+        // is logged (and popped) as this call passed on.
+        let referral = (method == Method::Refer)
+            .then(|| {
+                let (referrer, transferee) = if from_tag == d.caller_tag {
+                    (d.caller_user.clone(), d.extension.clone())
+                } else {
+                    (d.extension.clone(), d.caller_user.clone())
+                };
+                let target = msg
+                    .header("refer-to")
+                    .and_then(NameAddr::parse)
+                    .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))?;
+                (!target.is_empty() && !transferee.is_empty()).then(|| {
+                    (
+                        transferee,
+                        Referral {
+                            by: message::log_safe(referrer.as_bytes(), 64),
+                            call_id: call_id.clone(),
+                            target,
+                            at: now,
+                        },
+                    )
+                })
+            })
+            .flatten();
         if method == Method::Bye {
             let ended = !d.ended;
             let (started, answered, ext) = (d.started, d.answered, d.extension.clone());
@@ -1950,6 +2030,15 @@ impl Engine {
                     talk_ms: now.duration_since(answered).as_millis() as u64,
                 });
                 self.schedule(now + LINGER, Timer::DialogExpire { call_id });
+            }
+        }
+        if let Some((transferee, r)) = referral {
+            if self.referrals.len() >= MAX_REFERRALS {
+                self.referrals
+                    .retain(|_, r| now.duration_since(r.at) < REFERRAL_TTL);
+            }
+            if self.referrals.len() < MAX_REFERRALS {
+                self.referrals.insert(transferee, r);
             }
         }
         self.forward_stateless(msg, to, out);
@@ -2883,6 +2972,8 @@ mod tests {
                     to: to.into(),
                     group: None,
                     extensions: Vec::new(),
+                    transferred_by: None,
+                    transferred_from: None,
                 },
                 CallEvent::Ended {
                     call_id: id.into(),

@@ -138,6 +138,12 @@ pub enum CallEvent {
         group: Option<String>,
         /// The extensions being alerted.
         extensions: Vec<String>,
+        /// A transfer: the extension that passed the call on (its REFER), and the call id
+        /// of the call it continues.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transferred_by: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transferred_from: Option<String>,
     },
     Answered {
         call_id: String,

@@ -723,6 +723,8 @@ async fn calls_left_open_by_a_restart_are_closed_as_interrupted() {
         to: "100".into(),
         group: None,
         extensions: vec!["1501".into()],
+        transferred_by: None,
+        transferred_from: None,
     };
     // One call still ringing and one being talked when the box goes down.
     events.send(ringing("ring-1")).unwrap();

@@ -546,3 +546,93 @@ async fn phones_baresip_registers_with_md5_chosen_for_its_extension() {
         "baresip answered SHA-256 after all: update the docs"
     );
 }
+
+/// Blind transfer between extensions (the front desk passes a caller to a master): 1401
+/// calls the front desk 1402, which transfers it to the master 1403 (REFER through the
+/// box); 1401 calls 1403, the master answers. The master's screen-pop says who passed the
+/// call on, and the call log shows the chain (the new call names the transferring
+/// extension and the call it continues).
+async fn baresip_blind_transfer(transport: &str) {
+    use crm::model::Role;
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1401u32, 1402, 1403].into_iter()).await;
+    app.add_user("front", Role::Operator, "front-pass-1").await;
+    let master = app.add_user("master", Role::Master, "master-pass-1").await;
+    let tel = &app.running().ctx.telephony;
+    tel.update_extension(None, "1402", "Front desk", Some("front".into()), true)
+        .await
+        .unwrap();
+    tel.update_extension(None, "1403", "Master", Some("master".into()), true)
+        .await
+        .unwrap();
+    let dir = app.data_dir();
+    let mut a = Baresip::start(&dir, "1401", sip, transport).await;
+    let mut b = Baresip::start(&dir, "1402", sip, transport).await;
+    let mut c = Baresip::start(&dir, "1403", sip, transport).await;
+    for e in ["1401", "1402", "1403"] {
+        registered(&app, e, transport).await;
+    }
+    a.cmd("dial", &format!("sip:1402@{sip}")).await;
+    b.wait("CALL_INCOMING").await;
+    b.cmd("accept", "").await;
+    a.wait("CALL_ESTABLISHED").await;
+    b.wait("CALL_ESTABLISHED").await;
+    // The front desk transfers: 1401 gets the REFER and calls 1403.
+    b.cmd("transfer", &format!("sip:1403@{sip}")).await;
+    a.wait("TRANSFER").await;
+    c.wait("CALL_INCOMING").await;
+    // While it rings, the master's pop names who passed the call on.
+    let calls = &app.running().ctx.calls;
+    let pop = eventually(WAIT, || async {
+        calls.ringing_for(master).into_iter().next()
+    })
+    .await
+    .expect("the master's screen-pop");
+    assert_eq!(pop["transferred_by"]["extension"], "1402", "{pop}");
+    assert_eq!(pop["transferred_by"]["name"], "front name", "{pop}");
+    c.cmd("accept", "").await;
+    c.wait("CALL_ESTABLISHED").await;
+    b.wait("CALL_CLOSED").await;
+    c.cmd("hangup", "").await;
+    a.wait("CALL_CLOSED").await;
+
+    let mut rows = ended_calls(&app, 2).await;
+    rows.sort_by_key(|r| r.started_ms);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (first, second) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (first.from_number.as_str(), first.to_number.as_str()),
+        ("1401", "1402")
+    );
+    assert_eq!(first.outcome, "answered");
+    assert_eq!(first.transferred_by, None);
+    assert_eq!(
+        (second.from_number.as_str(), second.to_number.as_str()),
+        ("1401", "1403")
+    );
+    assert_eq!(second.outcome, "answered", "{second:?}");
+    assert_eq!(second.answered_ext.as_deref(), Some("1403"));
+    assert_eq!(second.transferred_by.as_deref(), Some("1402"), "{second:?}");
+    assert_eq!(
+        second.transferred_from.as_deref(),
+        Some(first.call_id.as_str())
+    );
+    // The log page shows it.
+    let page = app.login_admin().await;
+    let html = page.get("/calls").await.text().await.unwrap();
+    assert!(
+        html.contains("Transferred by 1402"),
+        "calls page shows the chain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_baresip_blind_transfer_over_udp_logs_the_chain_and_pops_who_passed_it() {
+    baresip_blind_transfer("udp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_baresip_blind_transfer_over_tcp_logs_the_chain_and_pops_who_passed_it() {
+    baresip_blind_transfer("tcp").await;
+}
