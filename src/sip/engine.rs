@@ -514,11 +514,16 @@ impl Engine {
             .ok();
         match ip {
             Some(ip) => {
-                port_ok
-                    && (ip == self.cfg.listen.ip()
-                        || (self.cfg.listen.ip().is_unspecified()
-                            && (ip.is_loopback() || !ip.is_multicast()))
-                        || super::trunk::uri_host(&ip.to_string()) == self.advertised)
+                let exactly_ours = ip == self.cfg.listen.ip()
+                    || super::trunk::uri_host(&ip.to_string()) == self.advertised;
+                // A URI with our own address and no port is ours too: phones drop the
+                // port in some URIs they build (linphone's Refer-To), which would
+                // otherwise mean 5060 when the box listens elsewhere.
+                (port.is_none() && exactly_ours)
+                    || (port_ok
+                        && (exactly_ours
+                            || (self.cfg.listen.ip().is_unspecified()
+                                && (ip.is_loopback() || !ip.is_multicast()))))
             }
             None => false,
         }
@@ -910,7 +915,15 @@ impl Engine {
             }
             return;
         }
-        if let Some(req) = msg.header("proxy-require").or(msg.header("require")) {
+        let user = uri.user_unescaped().filter(|u| !u.is_empty());
+        // Proxy-Require is for us. Require is for the request's UAS: us only when the
+        // request is for the box itself (REGISTER, a request to no user); a call to a
+        // phone goes on with its Require (e.g. `replaces`, RFC 3891, for the phone).
+        let for_us = method == Method::Register || user.is_none();
+        let required = msg
+            .header("proxy-require")
+            .or_else(|| for_us.then(|| msg.header("require")).flatten());
+        if let Some(req) = required {
             if method != Method::Ack && method != Method::Cancel {
                 let mut r = reply(&msg, 420, "Bad Extension");
                 r.push("unsupported", "Unsupported", req.to_string());
@@ -918,7 +931,6 @@ impl Engine {
                 return;
             }
         }
-        let user = uri.user_unescaped().filter(|u| !u.is_empty());
         match method {
             Method::Register => self.on_register(msg, from, now_secs, out),
             Method::Options if user.is_none() => {
@@ -3093,6 +3105,33 @@ mod tests {
             challenges(&mut e, "1000"),
             vec!["SHA-256".to_string(), "MD5".to_string()]
         );
+    }
+
+    #[test]
+    fn require_is_for_the_uas_and_proxy_require_for_us() {
+        let mut e = engine();
+        // A call with Require: replaces (RFC 3891) goes on to the phone: challenged as
+        // any call, not refused.
+        let with = |h: &str, b: &str| {
+            invite(&format!("sip:1001@{ME}"), "")
+                .replace("Call-ID: t1", &format!("{h}\r\nCall-ID: t1"))
+                .replace("branch=z9hG4bKabc1", b)
+        };
+        let out = run(&mut e, &with("Require: replaces", "branch=z9hG4bKreq1"));
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 407"), "{out:?}");
+        let out = run(&mut e, &with("Proxy-Require: foo", "branch=z9hG4bKreq2"));
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 420"), "{out:?}");
+        // A REGISTER is for us: its Require is ours to refuse.
+        let reg = format!(
+            "REGISTER sip:{ME} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5062;branch=z9hG4bKreq3\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1000@{ME}>;tag=r\r\nTo: <sip:1000@{ME}>\r\n\
+             Call-ID: rq\r\nCSeq: 1 REGISTER\r\nRequire: foo\r\nContent-Length: 0\r\n\r\n"
+        );
+        let out = run(&mut e, &reg);
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 420"), "{out:?}");
+        // Our address without a port is us (linphone's Refer-To), another's is not.
+        assert!(e.is_local("127.0.0.1", None));
+        assert!(!e.is_local("127.0.0.2", None));
     }
 
     #[test]

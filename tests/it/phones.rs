@@ -371,12 +371,26 @@ impl Linphone {
             if let Some(i) = self.events[from.min(self.events.len())..].find(needle) {
                 return from + i + needle.len();
             }
-            assert!(
-                Instant::now() < deadline,
-                "{}: no {needle:?} within {WAIT:?}; events:\n{}",
-                self.name,
-                self.events
-            );
+            if Instant::now() >= deadline {
+                let log =
+                    std::fs::read_to_string(self._home.join("linphone.log")).unwrap_or_default();
+                let sip: Vec<&str> = log
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("SIP/2.0 ")
+                            || l.starts_with("INVITE ")
+                            || l.starts_with("REFER ")
+                            || l.starts_with("Replaces")
+                            || l.starts_with("Require")
+                    })
+                    .collect();
+                panic!(
+                    "{}: no {needle:?} within {WAIT:?}; events:\n{}\nSIP:\n{}",
+                    self.name,
+                    self.events,
+                    sip.join("\n")
+                );
+            }
             let e = self.cmd("pop-event").await;
             if e.contains("Event") {
                 self.events.push_str(&e);
@@ -635,4 +649,91 @@ async fn phones_baresip_blind_transfer_over_udp_logs_the_chain_and_pops_who_pass
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phones_baresip_blind_transfer_over_tcp_logs_the_chain_and_pops_who_passed_it() {
     baresip_blind_transfer("tcp").await;
+}
+
+/// Attended transfer (REFER with Replaces, RFC 3891) between extensions, with linphone
+/// on all three phones: 1501 calls 1502; 1502 puts it on hold and consults 1503; 1502
+/// transfers 1501 to 1503, replacing the consultation; 1501 and 1503 talk. The call log
+/// shows the three calls, the last one transferred by 1502 from the first.
+async fn linphone_attended_transfer(transport: &str) {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1501u32, 1502, 1503].into_iter()).await;
+    let dir = app.data_dir();
+    let mut y = Linphone::start(&dir, "1501", sip, transport).await;
+    let mut x = Linphone::start(&dir, "1502", sip, transport).await;
+    let mut z = Linphone::start(&dir, "1503", sip, transport).await;
+    y.registered().await;
+    x.registered().await;
+    z.registered().await;
+    let id_of = |r: &str| {
+        r.split("Id: ")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or("")
+            .to_string()
+    };
+    // 1501 calls 1502, which answers.
+    let r = y.cmd(&format!("call sip:1502@{sip}")).await;
+    assert!(r.contains("Status: Ok"), "{r}");
+    let xa = x.wait("LinphoneCallIncomingReceived", 0).await;
+    let first = x.last_call_id();
+    assert!(x
+        .cmd(&format!("answer {first}"))
+        .await
+        .contains("Status: Ok"));
+    let xa = x.wait("LinphoneCallStreamsRunning", xa).await;
+    let ya = y.wait("LinphoneCallStreamsRunning", 0).await;
+    // 1502 consults 1503 (linphone holds the first call), 1503 answers.
+    let r = x.cmd(&format!("call sip:1503@{sip}")).await;
+    assert!(r.contains("Status: Ok"), "{r}");
+    let consult = id_of(&r);
+    let za = z.wait("LinphoneCallIncomingReceived", 0).await;
+    let zc = z.last_call_id();
+    assert!(z.cmd(&format!("answer {zc}")).await.contains("Status: Ok"));
+    let za = z.wait("LinphoneCallStreamsRunning", za).await;
+    let xa = x.wait("LinphoneCallStreamsRunning", xa).await;
+    // Transfer 1501 to 1503 in place of the consultation.
+    let r = x.cmd(&format!("call-transfer {first} {consult}")).await;
+    assert!(r.contains("Status: Ok"), "transfer: {r}");
+    // 1501 calls 1503 with Replaces; 1503 takes it in place of the consultation.
+    let ya = y.wait("LinphoneCallOutgoingInit", ya).await;
+    y.wait("LinphoneCallStreamsRunning", ya).await;
+    z.wait("LinphoneCallStreamsRunning", za).await;
+    x.wait("LinphoneCallEnd", xa).await;
+    let calls = &app.running().ctx.calls;
+    // Hang up: 1503 ends the transferred call.
+    z.cmd("terminate").await;
+    y.wait("LinphoneCallEnd", ya).await;
+
+    let rows = ended_calls(&app, 3).await;
+    let mut rows: Vec<_> = rows.into_iter().filter(|r| r.ended_ms.is_some()).collect();
+    rows.sort_by_key(|r| r.started_ms);
+    let pairs: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.from_number.as_str(), r.to_number.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![("1501", "1502"), ("1502", "1503"), ("1501", "1503")],
+        "{rows:?}"
+    );
+    let t = &rows[2];
+    assert_eq!(t.transferred_by.as_deref(), Some("1502"), "{t:?}");
+    assert_eq!(
+        t.transferred_from.as_deref(),
+        Some(rows[0].call_id.as_str())
+    );
+    assert_eq!(t.outcome, "answered", "{t:?}");
+    let _ = calls;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_linphone_attended_transfer_over_udp() {
+    linphone_attended_transfer("udp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_linphone_attended_transfer_over_tcp() {
+    linphone_attended_transfer("tcp").await;
 }
