@@ -110,6 +110,10 @@ pub struct Config {
     /// Host (name or IP) the box puts in Via/Contact/Record-Route; none: the listen
     /// address, or with 0.0.0.0 the local address of the route to each peer.
     pub sip_advertise: Option<String>,
+    /// The office's own networks (CIDR, e.g. ["192.168.1.0/24"]): an address there is
+    /// never banned as a whole (a phone with a wrong secret is banned alone), and desk
+    /// phones there may fetch their provisioning files. Empty: none trusted.
+    pub sip_trusted_networks: Vec<String>,
     /// tracing filter, e.g. "info" or "crm=debug,info".
     pub log: String,
     /// PEM certificate chain and key; when both are set HTTP is served over TLS.
@@ -213,6 +217,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./crm-data"),
             sip: "0.0.0.0:5060".into(),
             sip_advertise: None,
+            sip_trusted_networks: Vec::new(),
             log: "info".into(),
             tls_cert: None,
             tls_key: None,
@@ -326,6 +331,14 @@ impl Config {
                     message: "a host name or IP address (without port)".into(),
                 });
             }
+        }
+        for n in &self.sip_trusted_networks {
+            n.parse::<crate::sip::Net>()
+                .map_err(|message| ConfigError::Invalid {
+                    key: "sip_trusted_networks",
+                    value: n.clone(),
+                    message,
+                })?;
         }
         self.backup
             .daily_minute()

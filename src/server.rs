@@ -64,6 +64,12 @@ async fn start_sip(
         Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
         _ => a.clone(),
     });
+    cfg.trusted = ctx
+        .config
+        .sip_trusted_networks
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
     let restored = ctx.telephony.saved_bindings().await?;
     let store = crate::domain::telephony::DbBindingStore::start(ctx.db.clone());
     let live = crate::domain::live_registrations::LiveRegistrations::start(

@@ -63,6 +63,10 @@
     c.appendChild(num);
     var body = el("div", "pop-body");
     var actions = el("div", "pop-actions");
+    if (d.transferred_by && t.tTransferredBy) {
+      var by = d.transferred_by.name ? d.transferred_by.name + " (" + d.transferred_by.extension + ")" : d.transferred_by.extension;
+      body.appendChild(el("p", "pop-transferred", t.tTransferredBy.replace("{name}", by)));
+    }
     if (d.customer) {
       var name = el("p", "pop-customer");
       if (t.canCustomers === "1") name.appendChild(link(customerUrl(d), d.customer.name));

@@ -38,6 +38,9 @@ pub enum ExtensionCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Choose the digest algorithms offered to this extension's phone: default (the
+    /// box's `sip.digest`), MD5 (baresip needs it), SHA-256,MD5, SHA-256 or MD5,SHA-256.
+    Digest { number: String, algorithms: String },
     /// Bulk import `number;secret;` lines (all or nothing; existing numbers get the new
     /// secret).
     Import { file: PathBuf },
@@ -83,10 +86,15 @@ pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
             ExtensionCommand::List => {
                 for e in tel.list_extensions().await? {
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}",
                         e.number,
                         if e.enabled { "enabled" } else { "disabled" },
                         e.username.as_deref().unwrap_or("-"),
+                        if e.digest.is_empty() {
+                            "default"
+                        } else {
+                            &e.digest
+                        },
                         e.display_name
                     );
                 }
@@ -107,6 +115,16 @@ pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
                     println!("extension {number}: new secret");
                     println!("  secret:   {secret}   (shown once)");
                 }
+            }
+            ExtensionCommand::Digest { number, algorithms } => {
+                tel.set_extension_digest(None, number, algorithms).await?;
+                let e = tel.extension(number).await?;
+                let shown = if e.digest.is_empty() {
+                    "default"
+                } else {
+                    &e.digest
+                };
+                println!("extension {number}: digest {shown}");
             }
             ExtensionCommand::Import { file } => {
                 let text = std::fs::read_to_string(file)

@@ -40,14 +40,19 @@ pub struct CallRow {
     pub talk_ms: Option<i64>,
     /// ringing, answered, missed, busy, no_answer, cancelled or failed.
     pub outcome: String,
-    /// The proxy's end cause: completed, cancelled, no_answer, status_NNN.
+    /// The proxy's end cause: completed, cancelled, no_answer, status_NNN, refused (a
+    /// call out the box's policy stopped).
     pub cause: Option<String>,
+    /// A transfer: the extension that passed the call on, and the call id of the call it
+    /// continues (the chain in the log).
+    pub transferred_by: Option<String>,
+    pub transferred_from: Option<String>,
 }
 
 const CALL_SELECT: &str = "SELECT k.id, k.call_id, k.direction, k.from_number, k.to_number,
     k.party_number, k.ring_group, k.extensions, k.answered_ext, k.answered_user_id, u.display_name,
     k.customer_id, cu.name, k.open_orders, k.started_ms, k.answered_ms, k.ended_ms, k.ring_ms,
-    k.talk_ms, k.outcome, k.cause
+    k.talk_ms, k.outcome, k.cause, k.transferred_by, k.transferred_from
     FROM calls k
     LEFT JOIN users u ON u.id = k.answered_user_id
     LEFT JOIN customers cu ON cu.id = k.customer_id";
@@ -84,6 +89,8 @@ fn call_from_row(r: &Row) -> rusqlite::Result<CallRow> {
         talk_ms: r.get(18)?,
         outcome: r.get(19)?,
         cause: r.get(20)?,
+        transferred_by: r.get(21)?,
+        transferred_from: r.get(22)?,
     })
 }
 
@@ -97,6 +104,8 @@ pub struct NewCall<'a> {
     pub extensions: &'a [String],
     pub customer_id: Option<i64>,
     pub open_orders: &'a [OrderRef],
+    pub transferred_by: Option<&'a str>,
+    pub transferred_from: Option<&'a str>,
     pub started_ms: i64,
 }
 
@@ -122,8 +131,8 @@ pub fn upsert_ringing(c: &Connection, n: &NewCall) -> DbResult<i64> {
     }
     c.prepare_cached(
         "INSERT INTO calls (call_id, direction, from_number, to_number, party_number, ring_group,
-            extensions, customer_id, open_orders, started_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            extensions, customer_id, open_orders, started_ms, transferred_by, transferred_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         n.call_id,
@@ -135,7 +144,9 @@ pub fn upsert_ringing(c: &Connection, n: &NewCall) -> DbResult<i64> {
         n.extensions.join(","),
         n.customer_id,
         serde_json::to_string(n.open_orders).unwrap_or_else(|_| "[]".into()),
-        n.started_ms
+        n.started_ms,
+        n.transferred_by,
+        n.transferred_from
     ])?;
     Ok(c.last_insert_rowid())
 }
@@ -377,7 +388,8 @@ pub fn resolve_missed(
 /// seconds (for the hourly limit after a restart).
 pub fn recent_outbound(c: &Connection, since_ms: i64) -> DbResult<HashMap<String, Vec<u64>>> {
     let mut st = c.prepare_cached(
-        "SELECT from_number, started_ms FROM calls WHERE started_ms >= ?1 AND direction = 'outbound'",
+        "SELECT from_number, started_ms FROM calls WHERE started_ms >= ?1 AND direction = 'outbound'
+           AND COALESCE(cause, '') <> 'refused'",
     )?;
     let mut out: HashMap<String, Vec<u64>> = HashMap::new();
     let rows = st.query_map([since_ms], |r| {

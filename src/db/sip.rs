@@ -21,11 +21,16 @@ pub struct ExtensionRow {
     pub max_calls_per_hour: u32,
     /// Click-to-call sends auto-answer headers to this phone.
     pub auto_answer: bool,
+    /// Digest algorithms offered to this phone, e.g. "MD5" or "SHA-256,MD5"; empty: the
+    /// box-wide setting.
+    pub digest: String,
 }
 
 const EXT_COLS: &str = "e.id, e.number, e.display_name, e.user_id, u.username, e.enabled, e.secret,
-     e.outbound_allowed, e.outbound_prefixes, e.max_calls_per_hour, e.auto_answer
-     FROM sip_extensions e LEFT JOIN users u ON u.id = e.user_id";
+     e.outbound_allowed, e.outbound_prefixes, e.max_calls_per_hour, e.auto_answer,
+     COALESCE(d.value, '')
+     FROM sip_extensions e LEFT JOIN users u ON u.id = e.user_id
+     LEFT JOIN settings d ON d.key = 'sip.digest.ext.' || e.number";
 
 fn ext_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtensionRow> {
     Ok(ExtensionRow {
@@ -40,6 +45,7 @@ fn ext_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtensionRow> {
         outbound_prefixes: r.get(8)?,
         max_calls_per_hour: r.get(9)?,
         auto_answer: r.get(10)?,
+        digest: r.get(11)?,
     })
 }
 
@@ -119,6 +125,10 @@ pub fn set_extension_secret(
 
 pub fn delete_extension(c: &Connection, number: &str) -> DbResult<usize> {
     c.execute("DELETE FROM sip_bindings WHERE extension = ?1", [number])?;
+    c.execute(
+        "DELETE FROM settings WHERE key = ?1",
+        [format!("sip.digest.ext.{number}")],
+    )?;
     Ok(c.execute("DELETE FROM sip_extensions WHERE number = ?1", [number])?)
 }
 
@@ -302,6 +312,30 @@ pub fn set_extension_outbound(
            max_calls_per_hour = ?4, auto_answer = ?5, updated_at = ?6 WHERE number = ?1",
         params![number, allowed, prefixes, max_per_hour, auto_answer, now],
     )?)
+}
+
+/// The digest choice of an extension lives in `settings` (key `sip.digest.ext.NUMBER`;
+/// none: the box-wide `sip.digest`), so it needs no schema change. 0: no such extension.
+pub fn set_extension_digest(
+    c: &Connection,
+    number: &str,
+    digest: &str,
+    now: i64,
+) -> DbResult<usize> {
+    let n = c.execute(
+        "UPDATE sip_extensions SET updated_at = ?2 WHERE number = ?1",
+        params![number, now],
+    )?;
+    if n == 0 {
+        return Ok(0);
+    }
+    let key = format!("sip.digest.ext.{number}");
+    if digest.is_empty() {
+        c.execute("DELETE FROM settings WHERE key = ?1", [&key])?;
+    } else {
+        super::settings::set(c, &key, digest, now)?;
+    }
+    Ok(n)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

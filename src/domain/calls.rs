@@ -248,6 +248,8 @@ struct PopData {
     customer: Option<PopCustomer>,
     open_orders: Vec<OrderRef>,
     last_call: Option<PopLastCall>,
+    /// A transferred call: the extension that passed it on and its user's name.
+    transferred_by: Option<serde_json::Value>,
 }
 
 enum LogOp {
@@ -261,6 +263,8 @@ enum LogOp {
         extensions: Vec<String>,
         customer_id: Option<i64>,
         open_orders: Vec<OrderRef>,
+        transferred_by: Option<String>,
+        transferred_from: Option<String>,
         at_ms: i64,
     },
     Answered {
@@ -388,13 +392,18 @@ impl Calls {
                 to,
                 group,
                 extensions,
+                transferred_by,
+                transferred_from,
             } => {
                 let country = self.country();
                 let party = match direction {
                     CallDirection::Outbound => normalise(&to, country),
                     _ => normalise(&from, country),
                 };
-                let pop = match self.pop_data(&party, &extensions, at_ms).await {
+                let pop = match self
+                    .pop_data(&party, &extensions, transferred_by.as_deref(), at_ms)
+                    .await
+                {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "calls: screen-pop lookup failed");
@@ -403,6 +412,7 @@ impl Calls {
                             customer: None,
                             open_orders: Vec::new(),
                             last_call: None,
+                            transferred_by: None,
                         }
                     }
                 };
@@ -429,6 +439,8 @@ impl Calls {
                     extensions,
                     customer_id: pop.customer.as_ref().map(|c| c.id),
                     open_orders: pop.open_orders,
+                    transferred_by,
+                    transferred_from,
                     at_ms,
                 }
             }
@@ -453,10 +465,17 @@ impl Calls {
         let _ = tx.send(op);
     }
 
-    async fn pop_data(&self, party: &str, exts: &[String], at_ms: i64) -> DomainResult<PopData> {
+    async fn pop_data(
+        &self,
+        party: &str,
+        exts: &[String],
+        transferred_by: Option<&str>,
+        at_ms: i64,
+    ) -> DomainResult<PopData> {
         let clock = self.clock.get();
         let party = party.to_string();
         let exts = exts.to_vec();
+        let by = transferred_by.map(str::to_string);
         let country = self.country.clone();
         Ok(self
             .db
@@ -524,11 +543,23 @@ impl Calls {
                     outcome: k.outcome,
                     answered_by: k.answered_user_name,
                 });
+                // Who passed the call on: their extension and, when linked, their name.
+                let transferred_by = match by {
+                    Some(ext) => {
+                        let name = q::users_of_extensions(c, std::slice::from_ref(&ext))?
+                            .into_iter()
+                            .next()
+                            .map(|u| u.display_name);
+                        Some(serde_json::json!({ "extension": ext, "name": name }))
+                    }
+                    None => None,
+                };
                 Ok(PopData {
                     users,
                     customer,
                     open_orders,
                     last_call,
+                    transferred_by,
                 })
             })
             .await?)
@@ -613,6 +644,7 @@ impl Calls {
                 "extensions": extensions,
                 "customer": customer,
                 "last_call": pop.last_call,
+                "transferred_by": pop.transferred_by,
                 "started_ms": started_ms,
                 "now_ms": now_ms(),
             })
@@ -1095,6 +1127,8 @@ fn apply(
             extensions,
             customer_id,
             open_orders,
+            transferred_by,
+            transferred_from,
             at_ms,
         } => {
             q::upsert_ringing(
@@ -1109,6 +1143,8 @@ fn apply(
                     extensions,
                     customer_id: *customer_id,
                     open_orders,
+                    transferred_by: transferred_by.as_deref(),
+                    transferred_from: transferred_from.as_deref(),
                     started_ms: *at_ms,
                 },
             )?;

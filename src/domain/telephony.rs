@@ -258,6 +258,36 @@ impl Telephony {
         self.reload().await
     }
 
+    /// Chooses the digest algorithms offered to one extension's phone: one of
+    /// [`DIGEST_CHOICES`] ("" = the box-wide setting). Takes effect on the phone's next
+    /// request.
+    pub async fn set_extension_digest(
+        &self,
+        by: Option<&Actor>,
+        number: &str,
+        digest: &str,
+    ) -> DomainResult<()> {
+        let digest = normalise_digest(digest)?;
+        let n = number.to_string();
+        self.store
+            .write(by, move |tx| {
+                let c = tx.conn();
+                if q::set_extension_digest(c, &n, &digest, now())? == 0 {
+                    return Err(DomainError::NotFound.into());
+                }
+                tx.log(
+                    "update",
+                    "sip_extension_digest",
+                    None,
+                    serde_json::json!({ "number": n, "digest": digest }),
+                );
+                tx.emit(telephony_event());
+                Ok(())
+            })
+            .await?;
+        self.reload().await
+    }
+
     /// Replaces the secret with a new strong one and returns it.
     pub async fn regenerate_secret(
         &self,
@@ -553,6 +583,42 @@ impl Telephony {
     }
 }
 
+/// The per-extension digest choices ("" = the box-wide `sip.digest` setting). Phones
+/// known to need one: baresip (its SIP library fails on a SHA-256 challenge) "MD5";
+/// SHA-256 only for phones that answer it (linphone, recent Yealink/Grandstream firmware).
+pub const DIGEST_CHOICES: [&str; 5] = ["", "MD5", "SHA-256,MD5", "SHA-256", "MD5,SHA-256"];
+
+/// A digest choice as stored: upper case, no spaces; "default" means "".
+pub fn normalise_digest(v: &str) -> DomainResult<String> {
+    let v: String = v
+        .split(',')
+        .map(|a| a.trim().to_ascii_uppercase())
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
+    let v = if v == "DEFAULT" { String::new() } else { v };
+    if DIGEST_CHOICES.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(DomainError::invalid(
+            "digest: one of default, MD5, SHA-256,MD5, SHA-256, MD5,SHA-256",
+        ))
+    }
+}
+
+/// The algorithms of a stored choice; None for "" (the box-wide setting).
+pub fn parse_digest(v: &str) -> Option<Vec<sip::digest::Algorithm>> {
+    let algs: Vec<sip::digest::Algorithm> = v
+        .split(',')
+        .filter_map(|a| match a.trim() {
+            "MD5" => Some(sip::digest::Algorithm::Md5),
+            "SHA-256" => Some(sip::digest::Algorithm::Sha256),
+            _ => None,
+        })
+        .collect();
+    (!algs.is_empty()).then_some(algs)
+}
+
 /// The SIP directory in memory: looked up on every REGISTER/INVITE without touching
 /// SQLite; replaced wholesale after each change.
 #[derive(Default)]
@@ -568,6 +634,7 @@ impl MemoryDirectory {
                 e.number.clone(),
                 Entry::Extension {
                     secret: Arc::from(e.secret.as_str()),
+                    algorithms: parse_digest(&e.digest).map(Arc::from),
                 },
             );
         }
@@ -695,6 +762,19 @@ impl sip::BindingStore for DbBindingStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_choices_normalise_and_parse() {
+        use sip::digest::Algorithm::*;
+        assert_eq!(normalise_digest("md5").unwrap(), "MD5");
+        assert_eq!(normalise_digest(" sha-256 , md5 ").unwrap(), "SHA-256,MD5");
+        assert_eq!(normalise_digest("default").unwrap(), "");
+        assert_eq!(normalise_digest("").unwrap(), "");
+        assert!(normalise_digest("SHA-512").is_err());
+        assert!(normalise_digest("MD5,MD5").is_err());
+        assert_eq!(parse_digest(""), None);
+        assert_eq!(parse_digest("SHA-256,MD5"), Some(vec![Sha256, Md5]));
+    }
 
     #[test]
     fn secrets_are_strong_and_validated() {

@@ -14,16 +14,17 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::super::digest::Algorithm;
-use super::super::trunk::{self, Plan, Refusal, Trunk, TrunkState, TrunkStatus};
+use super::super::digest::{authorization, best_challenge};
+use super::super::trunk::{self, Plan, Refusal};
+use super::registration::REG_BRANCH;
+use super::route::contact_at;
 use super::{
-    message, param, reply, wall_secs, CallDirection, CallEvent, Engine, Entry, Message, Method,
-    NameAddr, Out, Peer, StartLine, Timer, Transport, Uri, BRANCH_PREFIX, LINGER, T1, T2, TIMER_B,
+    message, reply, wall_secs, CallDirection, CallEvent, Engine, Entry, Message, Method, NameAddr,
+    Out, Peer, StartLine, Timer, Transport, Uri, BRANCH_PREFIX, LINGER, T1, T2, TIMER_B,
 };
 
-/// Branches of our own REGISTERs and of B2BUA requests (never hex digits after the
-/// common prefix, so they cannot collide with proxy branches).
-const REG_BRANCH: &str = "z9hG4bKcrmR";
+/// Branches of B2BUA requests (never hex digits after the common prefix, so they cannot
+/// collide with proxy branches).
 const LEG_BRANCH: &str = "z9hG4bKcrmB";
 const MAX_CALLS: usize = 10_000;
 /// In-dialog requests remembered at once (a call's are forgotten with it).
@@ -163,40 +164,11 @@ struct Call {
     extension: String,
 }
 
-#[derive(Debug)]
-enum RegState {
-    Off,
-    Registering,
-    Registered { until: Instant },
-    Failed { reason: String },
-}
-
-struct Inflight {
-    branch: String,
-    data: Vec<u8>,
-    next_retx: Instant,
-    interval: Duration,
-    deadline: Instant,
-}
-
-struct Reg {
-    trunk: Trunk,
-    call_id: String,
-    tag: String,
-    cseq: u32,
-    expires: u32,
-    inflight: Option<Inflight>,
-    next_at: Option<Instant>,
-    state: RegState,
-    failures: u32,
-    answered_nonce: Option<String>,
-}
-
 /// Trunks, their registrations, B2BUA calls and the outbound counters.
 #[derive(Default)]
 pub(super) struct Outside {
     pub plan: Plan,
-    regs: Vec<Reg>,
+    pub(super) regs: Vec<super::registration::Reg>,
     calls: HashMap<String, Call>,
     by_call_id: HashMap<String, (String, Side)>,
     by_branch: HashMap<String, (String, Side)>,
@@ -208,7 +180,7 @@ pub(super) struct Outside {
     /// Our requests waiting for an answer on UDP, by branch.
     resends: HashMap<String, Resend>,
     counts: HashMap<String, VecDeque<u64>>,
-    hosts: HashMap<IpAddr, String>,
+    pub(super) hosts: HashMap<IpAddr, String>,
 }
 
 impl Outside {
@@ -230,110 +202,6 @@ impl Outside {
     }
 }
 
-/// A `WWW-Authenticate` / `Proxy-Authenticate` challenge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
-    pub realm: String,
-    pub nonce: String,
-    pub opaque: Option<String>,
-    pub algorithm: Algorithm,
-    pub qop_auth: bool,
-    pub stale: bool,
-}
-
-/// Parses a Digest challenge; None for other schemes and algorithms we cannot answer.
-pub fn parse_challenge(v: &str) -> Option<Challenge> {
-    let v = v.trim();
-    let (scheme, rest) = v.split_once(|c: char| c.is_whitespace())?;
-    if !scheme.eq_ignore_ascii_case("digest") {
-        return None;
-    }
-    let mut c = Challenge {
-        realm: String::new(),
-        nonce: String::new(),
-        opaque: None,
-        algorithm: Algorithm::Md5,
-        qop_auth: false,
-        stale: false,
-    };
-    for item in message::split_commas(rest) {
-        let Some((k, val)) = item.split_once('=') else {
-            continue;
-        };
-        let val = val.trim();
-        let val = val
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .unwrap_or(val)
-            .to_string();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "realm" => c.realm = val,
-            "nonce" => c.nonce = val,
-            "opaque" => c.opaque = Some(val),
-            "algorithm" => {
-                c.algorithm = if val.eq_ignore_ascii_case("MD5") {
-                    Algorithm::Md5
-                } else if val.eq_ignore_ascii_case("SHA-256") {
-                    Algorithm::Sha256
-                } else {
-                    return None;
-                }
-            }
-            "qop" => c.qop_auth = val.split(',').any(|q| q.trim() == "auth"),
-            "stale" => c.stale = val.eq_ignore_ascii_case("true"),
-            _ => {}
-        }
-    }
-    if c.nonce.is_empty() {
-        return None;
-    }
-    Some(c)
-}
-
-/// The best challenge of a 401/407 (SHA-256 before MD5) and the header to answer in.
-fn best_challenge(msg: &Message) -> Option<(Challenge, &'static str, &'static str)> {
-    let (key, name) = if msg.code() == 401 {
-        ("www-authenticate", ("authorization", "Authorization"))
-    } else {
-        (
-            "proxy-authenticate",
-            ("proxy-authorization", "Proxy-Authorization"),
-        )
-    };
-    let mut all: Vec<Challenge> = msg.headers_of(key).filter_map(parse_challenge).collect();
-    all.sort_by_key(|c| c.algorithm != Algorithm::Sha256);
-    all.into_iter().next().map(|c| (c, name.0, name.1))
-}
-
-/// Our credentials for a challenge (RFC 7616; qop=auth when offered, else RFC 2069).
-pub fn authorization(c: &Challenge, user: &str, secret: &str, method: &str, uri: &str) -> String {
-    let alg = c.algorithm;
-    let mut s = format!(
-        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", algorithm={}",
-        c.realm,
-        c.nonce,
-        alg.name()
-    );
-    if c.qop_auth {
-        let cnonce = format!("{:016x}", rand::random::<u64>());
-        let r = super::super::digest::response(
-            alg, user, &c.realm, secret, method, uri, &c.nonce, "00000001", &cnonce, "auth",
-        );
-        s.push_str(&format!(
-            ", response=\"{r}\", qop=auth, nc=00000001, cnonce=\"{cnonce}\""
-        ));
-    } else {
-        let ha1 = alg.hash(&[user, &c.realm, secret]);
-        let ha2 = alg.hash(&[method, uri]);
-        let r = alg.hash(&[&ha1, &c.nonce, &ha2]);
-        s.push_str(&format!(", response=\"{r}\""));
-    }
-    if let Some(o) = &c.opaque {
-        s.push_str(&format!(", opaque=\"{o}\""));
-    }
-    s
-}
-
 /// An SDP answer that rejects every stream of `offer` (port 0): used to complete an
 /// operator's dialog before hanging it up when the far end could not be reached.
 fn reject_all(offer: &[u8]) -> Vec<u8> {
@@ -351,7 +219,7 @@ fn reject_all(offer: &[u8]) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn token() -> String {
+pub(super) fn token() -> String {
     format!("{:x}", rand::random::<u64>())
 }
 
@@ -361,7 +229,7 @@ fn uri_of(v: &str) -> Option<String> {
 
 /// A request of ours, built from parts.
 #[allow(clippy::too_many_arguments)]
-fn build_request(
+pub(super) fn build_request(
     method: &str,
     ruri: &str,
     via: &str,
@@ -510,7 +378,11 @@ impl Uas {
     fn response(&self, code: u16, reason: &str, body: &[u8]) -> Message {
         let mut r = self.request.response(code, reason, &self.tag);
         if code > 100 {
-            r.push("contact", "Contact", format!("<sip:{}>", self.me));
+            r.push(
+                "contact",
+                "Contact",
+                contact_at(None, &self.me, self.source.transport),
+            );
         }
         if !body.is_empty() {
             r.push("content-type", "Content-Type", "application/sdp".into());
@@ -542,7 +414,7 @@ impl Uas {
             self.source.transport.name(),
             self.me,
         );
-        let contact = format!("<sip:{}>", self.me);
+        let contact = contact_at(None, &self.me, self.source.transport);
         let data = build_request(
             method,
             &self.contact,
@@ -619,80 +491,11 @@ fn strip_tag(v: &str) -> &str {
     }
 }
 
-/// The local address of the route to `ip` (no packet is sent: connect() on UDP only
-/// picks the route).
-fn route_local(ip: IpAddr) -> Option<IpAddr> {
-    let bind = if ip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
-    let s = std::net::UdpSocket::bind(bind).ok()?;
-    s.connect((ip, 9)).ok()?;
-    Some(s.local_addr().ok()?.ip())
-}
-
-/// Our host for phones when listening on every address: the local address of the
-/// default route, else loopback.
-pub(super) fn default_route_host() -> String {
-    route_local(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)))
-        .map(host_text)
-        .unwrap_or_else(|| "127.0.0.1".into())
-}
-
-fn host_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) => format!("[{v6}]"),
-        IpAddr::V4(v4) => v4.to_string(),
-    }
-}
-
 impl Engine {
-    /// Our `host:port` as a peer at `ip` should reach us: the configured advertised
-    /// address, else the listen address, else (listening on 0.0.0.0) the local address
-    /// of the route to the peer.
-    pub(super) fn me_for(&mut self, ip: IpAddr) -> String {
-        let port = self.port();
-        if let Some(a) = &self.cfg.advertise {
-            return format!("{a}:{port}");
-        }
-        let l = self.cfg.listen.ip();
-        if !l.is_unspecified() {
-            return format!("{}:{port}", host_text(l));
-        }
-        let adv = self.advertised.clone();
-        let h = self
-            .outside
-            .hosts
-            .entry(ip)
-            .or_insert_with(|| route_local(ip).map(host_text).unwrap_or(adv));
-        format!("{h}:{port}")
-    }
-
     // ----- plan and status ----------------------------------------------------------
 
     pub fn set_plan(&mut self, plan: Plan, now: Instant) {
-        let mut old: Vec<Reg> = std::mem::take(&mut self.outside.regs);
-        let mut regs = Vec::with_capacity(plan.trunks.len());
-        for t in &plan.trunks {
-            if let Some(i) = old.iter().position(|r| &r.trunk == t) {
-                regs.push(old.remove(i));
-                continue;
-            }
-            regs.push(Reg {
-                trunk: t.clone(),
-                call_id: format!("crm-reg-{}", token()),
-                tag: token(),
-                cseq: 0,
-                expires: t.expires.max(60),
-                inflight: None,
-                next_at: t.register.then_some(now),
-                state: if t.register {
-                    RegState::Registering
-                } else {
-                    RegState::Off
-                },
-                failures: 0,
-                answered_nonce: None,
-            });
-        }
-        self.outside.regs = regs;
+        self.registrations_for(&plan, now);
         let mut plan = plan;
         // After a restart the counters are empty: the call log's last hour fills them. A
         // counter already running knows better (the log lags a call behind).
@@ -704,250 +507,6 @@ impl Engine {
             }
         }
         self.outside.plan = plan;
-    }
-
-    pub fn trunk_status(&self, now: Instant) -> Vec<TrunkStatus> {
-        self.outside
-            .regs
-            .iter()
-            .map(|r| TrunkStatus {
-                id: r.trunk.id,
-                name: r.trunk.name.clone(),
-                state: match &r.state {
-                    RegState::Off => TrunkState::NotRegistering,
-                    RegState::Registering => TrunkState::Registering,
-                    RegState::Registered { until } => TrunkState::Registered {
-                        expires_in: until.saturating_duration_since(now).as_secs(),
-                    },
-                    RegState::Failed { reason } => TrunkState::Failed {
-                        reason: reason.clone(),
-                        retry_in: r
-                            .next_at
-                            .map(|n| n.saturating_duration_since(now).as_secs())
-                            .unwrap_or(0),
-                    },
-                },
-            })
-            .collect()
-    }
-
-    // ----- registration client ------------------------------------------------------
-
-    pub(super) fn outside_tick(&mut self, now: Instant, out: &mut Vec<Out>) {
-        for i in 0..self.outside.regs.len() {
-            let r = &mut self.outside.regs[i];
-            if !r.trunk.register {
-                continue;
-            }
-            if let Some(f) = &mut r.inflight {
-                if now >= f.deadline {
-                    self.reg_failed(i, "no answer from the registrar".into(), now);
-                } else if now >= f.next_retx && r.trunk.transport == Transport::Udp {
-                    f.interval = (f.interval * 2).min(T2);
-                    f.next_retx = now + f.interval;
-                    if let Some(to) = r.trunk.target() {
-                        out.push(Out {
-                            to: Peer {
-                                transport: r.trunk.transport,
-                                addr: to,
-                            },
-                            data: f.data.clone(),
-                        });
-                    }
-                }
-            } else if r.next_at.is_some_and(|n| now >= n) {
-                self.send_register(i, None, now, out);
-            }
-        }
-    }
-
-    fn reg_failed(&mut self, i: usize, reason: String, now: Instant) {
-        let (base, max) = (
-            self.outside.plan.retry_base_secs.max(1),
-            self.outside.plan.retry_max_secs.max(1),
-        );
-        let r = &mut self.outside.regs[i];
-        r.inflight = None;
-        r.failures = r.failures.saturating_add(1);
-        let delay = base
-            .saturating_mul(1u64 << (r.failures - 1).min(20))
-            .min(max.max(base));
-        r.next_at = Some(now + Duration::from_secs(delay));
-        tracing::warn!(
-            trunk = %message::log_safe(r.trunk.name.as_bytes(), 64),
-            reason = %reason,
-            retry_in_secs = delay,
-            "SIP trunk: registration failed"
-        );
-        r.state = RegState::Failed { reason };
-    }
-
-    fn send_register(
-        &mut self,
-        i: usize,
-        auth: Option<(&str, String)>,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        let Some(to) = self.outside.regs[i].trunk.target() else {
-            self.reg_failed(i, "cannot resolve the trunk's host".into(), now);
-            return;
-        };
-        let me = self.me_for(to.ip());
-        let r = &mut self.outside.regs[i];
-        r.cseq += 1;
-        let t = &r.trunk;
-        let ruri = if t.from_domain.is_empty() {
-            format!("sip:{}:{}", t.host, t.port)
-        } else {
-            format!("sip:{}", t.from_domain)
-        };
-        let aor = format!("<sip:{}@{}>", t.username, t.domain());
-        let branch = format!("{REG_BRANCH}{i:x}x{}", token());
-        let via = format!("SIP/2.0/{} {me};rport;branch={branch}", t.transport.name());
-        let mut extra = vec![("Expires".to_string(), r.expires.to_string())];
-        if let Some((name, v)) = auth {
-            extra.push((name.to_string(), v));
-        }
-        let data = build_request(
-            "REGISTER",
-            &ruri,
-            &via,
-            &format!("{aor};tag={}", r.tag),
-            &aor,
-            &r.call_id,
-            r.cseq,
-            &[],
-            Some(&format!("<sip:{}@{me}>", t.username)),
-            &extra,
-            &[],
-        );
-        let peer = Peer {
-            transport: t.transport,
-            addr: to,
-        };
-        out.push(Out {
-            to: peer,
-            data: data.clone(),
-        });
-        r.inflight = Some(Inflight {
-            branch,
-            data,
-            next_retx: now + T1,
-            interval: T1,
-            deadline: now + TIMER_B,
-        });
-        r.next_at = None;
-        if !matches!(
-            r.state,
-            RegState::Registered { .. } | RegState::Failed { .. }
-        ) {
-            r.state = RegState::Registering;
-        }
-    }
-
-    fn on_register_response(
-        &mut self,
-        branch: &str,
-        msg: Message,
-        now: Instant,
-        out: &mut Vec<Out>,
-    ) {
-        let Some(i) = self
-            .outside
-            .regs
-            .iter()
-            .position(|r| r.inflight.as_ref().is_some_and(|f| f.branch == branch))
-        else {
-            return;
-        };
-        let code = msg.code();
-        if code < 200 {
-            if let Some(f) = &mut self.outside.regs[i].inflight {
-                f.next_retx = now + T2; // provisional: stop fast retransmissions
-            }
-            return;
-        }
-        let reason = match &msg.start {
-            StartLine::Response { reason, .. } => message::log_safe(reason.as_bytes(), 80),
-            _ => String::new(),
-        };
-        if code == 401 || code == 407 {
-            let Some((ch, key, name)) = best_challenge(&msg) else {
-                self.reg_failed(
-                    i,
-                    format!("{code} {reason} without a usable challenge"),
-                    now,
-                );
-                return;
-            };
-            let r = &mut self.outside.regs[i];
-            if r.answered_nonce.as_deref() == Some(ch.nonce.as_str()) && !ch.stale {
-                self.reg_failed(i, format!("{code} {reason}: credentials rejected"), now);
-                return;
-            }
-            r.answered_nonce = Some(ch.nonce.clone());
-            let t = &r.trunk;
-            let ruri = if t.from_domain.is_empty() {
-                format!("sip:{}:{}", t.host, t.port)
-            } else {
-                format!("sip:{}", t.from_domain)
-            };
-            let value = authorization(&ch, t.auth_user(), &t.secret, "REGISTER", &ruri);
-            let _ = key;
-            r.inflight = None;
-            self.send_register(i, Some((name, value)), now, out);
-            return;
-        }
-        if code == 423 {
-            let min: Option<u32> = msg
-                .header("min-expires")
-                .and_then(|v| v.trim().parse().ok());
-            match min {
-                Some(m) if m > self.outside.regs[i].expires && m <= 86_400 => {
-                    self.outside.regs[i].expires = m;
-                    self.outside.regs[i].inflight = None;
-                    self.send_register(i, None, now, out);
-                }
-                _ => self.reg_failed(i, format!("{code} {reason}"), now),
-            }
-            return;
-        }
-        if (200..300).contains(&code) {
-            let r = &mut self.outside.regs[i];
-            let granted = msg
-                .values_of("contact")
-                .iter()
-                .filter_map(|c| NameAddr::parse(c))
-                .find_map(|n| param(n.params, "expires").and_then(|e| e.parse::<u32>().ok()))
-                .or_else(|| msg.header("expires").and_then(|e| e.trim().parse().ok()))
-                .unwrap_or(r.expires);
-            if granted == 0 {
-                self.reg_failed(i, "the registrar granted no time".into(), now);
-                return;
-            }
-            // Refresh a minute early (or halfway through a short registration).
-            let refresh = if granted > 120 {
-                granted - 60
-            } else {
-                granted / 2
-            }
-            .max(1);
-            r.inflight = None;
-            r.failures = 0;
-            r.answered_nonce = None;
-            r.state = RegState::Registered {
-                until: now + Duration::from_secs(granted as u64),
-            };
-            r.next_at = Some(now + Duration::from_secs(refresh as u64));
-            tracing::info!(
-                trunk = %message::log_safe(r.trunk.name.as_bytes(), 64),
-                expires = granted,
-                "SIP trunk: registered"
-            );
-            return;
-        }
-        self.reg_failed(i, format!("{code} {reason}"), now);
     }
 
     // ----- routing hooks called by the engine ---------------------------------------
@@ -994,6 +553,7 @@ impl Engine {
             to_user
         } else {
             self.answer(&msg, from, 404, "Not Found", out);
+            self.attempt_refused(&msg, CallDirection::Inbound, ruri_user, None, 404);
             return;
         };
         let Some(dest) = plan
@@ -1001,6 +561,7 @@ impl Engine {
             .map(str::to_string)
         else {
             self.answer(&msg, from, 404, "Not Found", out);
+            self.attempt_refused(&msg, CallDirection::Inbound, &did, None, 404);
             return;
         };
         self.route_invite(
@@ -1030,6 +591,7 @@ impl Engine {
             Some(n) if self.outside.plan.dial.matches(&n) => n,
             _ => {
                 self.answer(&msg, from, 404, "Not Found", out);
+                self.attempt_refused(&msg, CallDirection::Internal, dialled, None, 404);
                 return;
             }
         };
@@ -1042,6 +604,7 @@ impl Engine {
             Err((code, reason)) => {
                 tracing::info!(extension = %ext, code, reason, "SIP: outbound call refused");
                 self.answer(&msg, from, code, reason, out);
+                self.attempt_refused(&msg, CallDirection::Outbound, &number, None, 0);
                 return;
             }
         };
@@ -1106,6 +669,8 @@ impl Engine {
             to: number,
             group: None,
             extensions: Vec::new(),
+            transferred_by: None,
+            transferred_from: None,
         });
     }
 
@@ -1140,12 +705,8 @@ impl Engine {
         let t = self.outside.plan.trunks.get(idx)?.clone();
         let addr = t.target()?;
         let me = self.me_for(addr.ip());
-        let domain = t.domain().to_string();
-        let host = if t.from_domain.is_empty() && t.port != 5060 {
-            format!("{}:{}", t.host, t.port)
-        } else {
-            domain.clone()
-        };
+        let domain = t.domain();
+        let host = t.uri_hostport();
         let cid = if t.caller_id.is_empty() {
             t.username.clone()
         } else {
@@ -1162,7 +723,7 @@ impl Engine {
             call_id: format!("crm-{}@{}", token(), me),
             from: format!("<sip:{cid}@{domain}>;tag={}", token()),
             to: format!("<sip:{number}@{domain}>"),
-            contact: format!("<sip:{}@{me}>", t.username),
+            contact: contact_at(Some(&t.username), &me, t.transport),
             me,
             cseq: 1,
             branch: String::new(),
@@ -1475,7 +1036,7 @@ impl Engine {
                             call_id: format!("crm-{}@{me}", token()),
                             from: format!("<sip:{op}@{me}>;tag={}", token()),
                             to: format!("<sip:{number}@{me}>"),
-                            contact: format!("<sip:{op}@{me}>"),
+                            contact: contact_at(Some(&op), &me, peer.transport),
                             me,
                             cseq: 1,
                             branch: String::new(),
@@ -1866,7 +1427,7 @@ impl Engine {
             Side::B => c.b.as_ref().map(|l| l.contact.clone()),
             Side::A => match &c.a {
                 ASide::Operator(l) => Some(l.contact.clone()),
-                ASide::Phone(ua) => Some(format!("<sip:{}>", ua.me)),
+                ASide::Phone(ua) => Some(contact_at(None, &ua.me, ua.source.transport)),
             },
         }
     }
@@ -2100,7 +1661,7 @@ impl Engine {
             call_id: call_id.clone(),
             from: format!("\"{number}\" <sip:{number}@{me}>;tag={}", token()),
             to: format!("<sip:{operator}@{me}>"),
-            contact: format!("<sip:{number}@{me}>"),
+            contact: contact_at(Some(number.as_str()), &me, op_peer.transport),
             me,
             cseq: 1,
             branch: String::new(),
@@ -2137,6 +1698,8 @@ impl Engine {
             to: number,
             group: None,
             extensions: vec![operator.to_string()],
+            transferred_by: None,
+            transferred_from: None,
         });
         Ok(call_id)
     }
@@ -2163,40 +1726,8 @@ const _: &str = BRANCH_PREFIX;
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::trunk::{Trunk, TrunkState};
     use super::*;
-
-    #[test]
-    fn challenges_parse_and_answer() {
-        let c = parse_challenge(
-            "Digest realm=\"prov\", nonce=\"abc\", qop=\"auth,auth-int\", algorithm=SHA-256, opaque=\"o1\"",
-        )
-        .unwrap();
-        assert_eq!(c.algorithm, Algorithm::Sha256);
-        assert!(c.qop_auth);
-        assert_eq!(c.opaque.as_deref(), Some("o1"));
-        let a = authorization(&c, "u", "p", "REGISTER", "sip:prov");
-        let creds = super::super::super::digest::Credentials::parse(&a).unwrap();
-        let expect = super::super::super::digest::response(
-            Algorithm::Sha256,
-            "u",
-            "prov",
-            "p",
-            "REGISTER",
-            "sip:prov",
-            "abc",
-            &creds.nc,
-            &creds.cnonce,
-            "auth",
-        );
-        assert_eq!(creds.response, expect);
-        assert!(a.contains("opaque=\"o1\""));
-        assert!(parse_challenge("Basic realm=x").is_none());
-        assert!(parse_challenge("Digest realm=x, nonce=y, algorithm=MD5-sess").is_none());
-        // RFC 2617 without qop.
-        let c = parse_challenge("Digest realm=\"r\", nonce=\"n\"").unwrap();
-        assert_eq!(c.algorithm, Algorithm::Md5);
-        assert!(!authorization(&c, "u", "p", "INVITE", "sip:x").contains("qop"));
-    }
 
     struct NoDir;
     impl super::super::super::Directory for NoDir {
@@ -2253,6 +1784,37 @@ mod tests {
             .map(|o| String::from_utf8_lossy(&o.data).into_owned())
             .filter(|m| m.starts_with("REGISTER "))
             .collect()
+    }
+
+    #[test]
+    fn an_ipv6_trunk_is_bracketed_in_every_uri_and_via() {
+        let t0 = Instant::now();
+        let mut e = engine_with_trunk(t0);
+        let mut plan = e.outside.plan.clone();
+        plan.trunks[0].host = "::1".into();
+        plan.trunks[0].port = 35989;
+        plan.trunks[0].resolved = vec!["[::1]:35989".parse().unwrap()];
+        e.cfg.listen = "[::1]:5060".parse().unwrap();
+        e.set_plan(plan, t0);
+        let mut out = Vec::new();
+        e.on_tick(t0, &mut out);
+        let reg = registers(&out).pop().expect("a REGISTER");
+        assert!(
+            reg.starts_with("REGISTER sip:[::1]:35989 SIP/2.0\r\n"),
+            "{reg}"
+        );
+        assert!(reg.contains("To: <sip:u@[::1]>"), "{reg}");
+        assert!(reg.contains("Via: SIP/2.0/UDP [::1]:5060;"), "{reg}");
+        assert!(reg.contains("Contact: <sip:u@[::1]:5060>"), "{reg}");
+        let leg = e.trunk_leg(0, "998901234567", Vec::new()).expect("a leg");
+        assert_eq!(leg.ruri, "sip:998901234567@[::1]:35989");
+        assert_eq!(leg.to, "<sip:998901234567@[::1]>");
+        assert!(leg.from.starts_with("<sip:u@[::1]>;tag="), "{}", leg.from);
+        assert_eq!(leg.extra[0].1, "<sip:u@[::1]>");
+        assert!(leg.via("z9hG4bKx").contains(" [::1]:5060;"));
+        // An advertised IPv6 address given bare is bracketed too.
+        e.cfg.advertise = Some("2001:db8::5".into());
+        assert_eq!(e.me_for("::1".parse().unwrap()), "[2001:db8::5]:5060");
     }
 
     #[test]

@@ -90,21 +90,11 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn parse(v: &str) -> Option<Credentials> {
-        let v = v.trim();
-        let (scheme, rest) = v.split_once(|c: char| c.is_whitespace())?;
-        if !scheme.eq_ignore_ascii_case("digest") {
-            return None;
-        }
         let mut c = Credentials::default();
-        for item in super::message::split_commas(rest) {
-            let (k, val) = item.split_once('=')?;
-            let val = val.trim();
-            let val = val
-                .strip_prefix('"')
-                .and_then(|x| x.strip_suffix('"'))
-                .unwrap_or(val)
-                .to_string();
-            match k.trim().to_ascii_lowercase().as_str() {
+        for item in digest_params(v)? {
+            // An item without '=' makes the whole header unreadable.
+            let (k, val) = item?;
+            match k.as_str() {
                 "username" => c.username = val,
                 "realm" => c.realm = val,
                 "nonce" => c.nonce = val,
@@ -279,6 +269,125 @@ pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> Strin
     s
 }
 
+/// The parameters of a `Digest ...` header (credentials or a challenge): None for another
+/// scheme; per comma-separated item, the lower-case name and the unquoted value, or None
+/// for an item without '='. The one parser of both directions.
+fn digest_params(v: &str) -> Option<Vec<Option<(String, String)>>> {
+    let v = v.trim();
+    let (scheme, rest) = v.split_once(|c: char| c.is_whitespace())?;
+    if !scheme.eq_ignore_ascii_case("digest") {
+        return None;
+    }
+    Some(
+        super::message::split_commas(rest)
+            .into_iter()
+            .map(|item| {
+                let (k, val) = item.split_once('=')?;
+                let val = val.trim();
+                let val = val
+                    .strip_prefix('"')
+                    .and_then(|x| x.strip_suffix('"'))
+                    .unwrap_or(val);
+                Some((k.trim().to_ascii_lowercase(), val.to_string()))
+            })
+            .collect(),
+    )
+}
+
+// ----- the client side: answering a provider's challenge (trunks, B2BUA legs) --------
+
+/// A `WWW-Authenticate` / `Proxy-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub nonce: String,
+    pub opaque: Option<String>,
+    pub algorithm: Algorithm,
+    pub qop_auth: bool,
+    pub stale: bool,
+}
+
+/// Parses a Digest challenge; None for other schemes and algorithms we cannot answer.
+pub fn parse_challenge(v: &str) -> Option<Challenge> {
+    let mut c = Challenge {
+        realm: String::new(),
+        nonce: String::new(),
+        opaque: None,
+        algorithm: Algorithm::Md5,
+        qop_auth: false,
+        stale: false,
+    };
+    for (k, val) in digest_params(v)?.into_iter().flatten() {
+        match k.as_str() {
+            "realm" => c.realm = val,
+            "nonce" => c.nonce = val,
+            "opaque" => c.opaque = Some(val),
+            "algorithm" => {
+                c.algorithm = if val.eq_ignore_ascii_case("MD5") {
+                    Algorithm::Md5
+                } else if val.eq_ignore_ascii_case("SHA-256") {
+                    Algorithm::Sha256
+                } else {
+                    return None;
+                }
+            }
+            "qop" => c.qop_auth = val.split(',').any(|q| q.trim() == "auth"),
+            "stale" => c.stale = val.eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+    }
+    if c.nonce.is_empty() {
+        return None;
+    }
+    Some(c)
+}
+
+/// The best challenge of a 401/407 (SHA-256 before MD5) and the header to answer in.
+pub(crate) fn best_challenge(
+    msg: &super::message::Message,
+) -> Option<(Challenge, &'static str, &'static str)> {
+    let (key, name) = if msg.code() == 401 {
+        ("www-authenticate", ("authorization", "Authorization"))
+    } else {
+        (
+            "proxy-authenticate",
+            ("proxy-authorization", "Proxy-Authorization"),
+        )
+    };
+    let mut all: Vec<Challenge> = msg.headers_of(key).filter_map(parse_challenge).collect();
+    all.sort_by_key(|c| c.algorithm != Algorithm::Sha256);
+    all.into_iter().next().map(|c| (c, name.0, name.1))
+}
+
+/// Our credentials for a challenge (RFC 7616; qop=auth when offered, else RFC 2069).
+pub fn authorization(c: &Challenge, user: &str, secret: &str, method: &str, uri: &str) -> String {
+    let alg = c.algorithm;
+    let mut s = format!(
+        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", algorithm={}",
+        c.realm,
+        c.nonce,
+        alg.name()
+    );
+    if c.qop_auth {
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let r = response(
+            alg, user, &c.realm, secret, method, uri, &c.nonce, "00000001", &cnonce, "auth",
+        );
+        s.push_str(&format!(
+            ", response=\"{r}\", qop=auth, nc=00000001, cnonce=\"{cnonce}\""
+        ));
+    } else {
+        let ha1 = alg.hash(&[user, &c.realm, secret]);
+        let ha2 = alg.hash(&[method, uri]);
+        let r = alg.hash(&[&ha1, &c.nonce, &ha2]);
+        s.push_str(&format!(", response=\"{r}\""));
+    }
+    if let Some(o) = &c.opaque {
+        s.push_str(&format!(", opaque=\"{o}\""));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +502,38 @@ mod tests {
         assert_eq!(c.nc, "00000001");
         assert_eq!(c.uri, "sip:127.0.0.1:5060");
         assert!(Credentials::parse("Basic abc").is_none());
+    }
+
+    #[test]
+    fn challenges_parse_and_answer() {
+        let c = parse_challenge(
+            "Digest realm=\"prov\", nonce=\"abc\", qop=\"auth,auth-int\", algorithm=SHA-256, opaque=\"o1\"",
+        )
+        .unwrap();
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+        assert!(c.qop_auth);
+        assert_eq!(c.opaque.as_deref(), Some("o1"));
+        let a = authorization(&c, "u", "p", "REGISTER", "sip:prov");
+        let creds = Credentials::parse(&a).unwrap();
+        let expect = response(
+            Algorithm::Sha256,
+            "u",
+            "prov",
+            "p",
+            "REGISTER",
+            "sip:prov",
+            "abc",
+            &creds.nc,
+            &creds.cnonce,
+            "auth",
+        );
+        assert_eq!(creds.response, expect);
+        assert!(a.contains("opaque=\"o1\""));
+        assert!(parse_challenge("Basic realm=x").is_none());
+        assert!(parse_challenge("Digest realm=x, nonce=y, algorithm=MD5-sess").is_none());
+        // RFC 2617 without qop.
+        let c = parse_challenge("Digest realm=\"r\", nonce=\"n\"").unwrap();
+        assert_eq!(c.algorithm, Algorithm::Md5);
+        assert!(!authorization(&c, "u", "p", "INVITE", "sip:x").contains("qop"));
     }
 }

@@ -23,7 +23,11 @@ use super::{
 
 #[path = "b2bua.rs"]
 mod b2bua;
-pub use b2bua::{authorization, parse_challenge, Challenge};
+#[path = "registration.rs"]
+mod registration;
+#[path = "route.rs"]
+mod route;
+pub use super::digest::{authorization, parse_challenge, Challenge};
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
@@ -60,6 +64,8 @@ pub struct Registration {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BanInfo {
     pub address: String,
+    /// The extension banned from this address; None: the whole address (scanning).
+    pub extension: Option<String>,
     pub failures: u32,
     pub banned_for_secs: u64,
 }
@@ -80,7 +86,23 @@ struct SourceState {
     window_start: u64,
     banned_until: u64,
     calls: usize,
+    /// Distinct user names that failed from this address in the window, and how many of
+    /// them are no extension at all: the evidence of scanning (capped).
+    users: Vec<String>,
+    unknown_users: u32,
 }
+
+/// Authentication failures of one extension from one address: a mistyped phone behind an
+/// office's NAT is banned alone, its neighbours go on.
+#[derive(Debug, Default)]
+struct UserBan {
+    failures: u32,
+    window_start: u64,
+    banned_until: u64,
+}
+
+/// Distinct user names remembered per address (enough to see scanning).
+const MAX_USERS_PER_SOURCE: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TxnState {
@@ -126,16 +148,38 @@ struct ServerTxn {
     source_ip: IpAddr,
     ended_reported: bool,
     direction: CallDirection,
+    /// (transferred by, the call it continues) when this call is a transfer.
+    transfer: Option<(String, String)>,
 }
 
+/// A dialog this proxy record-routed. The parties are told apart by their dialog tags,
+/// not by address: two phones behind one NAT address (or two softphones on one PC) share
+/// an IP, and a phone on TCP may open a new connection for a mid-dialog request.
 struct Dialog {
     caller: Peer,
     callee: Peer,
+    /// From tag of the INVITE (the caller's) and To tag of its 2xx (the callee's).
+    caller_tag: String,
+    callee_tag: String,
+    /// The caller's user (an extension, or the outside number of a call from a trunk).
+    caller_user: String,
     started: Instant,
     answered: Instant,
     extension: String,
     ended: bool,
 }
+
+/// A REFER seen in a dialog: who asked, in which call, for which target.
+struct Referral {
+    by: String,
+    call_id: String,
+    target: String,
+    at: Instant,
+}
+
+/// How long after its REFER the transferee's call counts as the transfer.
+const REFERRAL_TTL: Duration = Duration::from_secs(64);
+const MAX_REFERRALS: usize = 10_000;
 
 #[derive(Debug, Clone)]
 enum Timer {
@@ -208,6 +252,12 @@ pub struct Engine {
     replies: HashMap<String, Vec<u8>>,
     reply_order: VecDeque<(Instant, String)>,
     sources: HashMap<IpAddr, SourceState>,
+    user_bans: HashMap<(IpAddr, String), UserBan>,
+    /// TCP connections on which a request passed authentication.
+    proven_tcp: std::collections::HashSet<SocketAddr>,
+    /// Transfers asked for (a REFER passed in a dialog), by the transferee's user: the
+    /// transferee's next call to the target is the transferred call.
+    referrals: HashMap<String, Referral>,
     timers: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     /// Our own host for Via/Record-Route when the listen address is unspecified.
@@ -235,10 +285,12 @@ impl Engine {
         let mut key = [0u8; 32];
         rand::Rng::fill(&mut rand::thread_rng(), &mut key);
         let advertised = match cfg.listen.ip() {
-            _ if cfg.advertise.is_some() => cfg.advertise.clone().unwrap_or_default(),
+            _ if cfg.advertise.is_some() => {
+                super::trunk::uri_host(cfg.advertise.as_deref().unwrap_or_default())
+            }
             // Listening everywhere: the address of the default route is what phones on
             // the LAN reach (no packet is sent to find it).
-            ip if ip.is_unspecified() => b2bua::default_route_host(),
+            ip if ip.is_unspecified() => route::default_route_host(),
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
@@ -255,6 +307,9 @@ impl Engine {
             replies: HashMap::new(),
             reply_order: VecDeque::new(),
             sources: HashMap::new(),
+            user_bans: HashMap::new(),
+            proven_tcp: Default::default(),
+            referrals: HashMap::new(),
             timers: BinaryHeap::new(),
             seq: 0,
             advertised,
@@ -321,24 +376,47 @@ impl Engine {
             .filter(|(_, s)| s.banned_until > now)
             .map(|(ip, s)| BanInfo {
                 address: ip.to_string(),
+                extension: None,
                 failures: s.failures,
                 banned_for_secs: s.banned_until - now,
             })
+            .chain(
+                self.user_bans
+                    .iter()
+                    .filter(|(_, b)| b.banned_until > now)
+                    .map(|((ip, user), b)| BanInfo {
+                        address: ip.to_string(),
+                        extension: Some(user.clone()),
+                        failures: b.failures,
+                        banned_for_secs: b.banned_until - now,
+                    }),
+            )
             .collect();
-        v.sort_by(|a, b| a.address.cmp(&b.address));
+        v.sort_by(|a, b| {
+            a.address
+                .cmp(&b.address)
+                .then(a.extension.cmp(&b.extension))
+        });
         v
     }
 
-    /// Lifts a ban; true when there was one.
+    /// Lifts the bans of an address (the whole address and each extension from it); true
+    /// when there was one.
     pub fn release(&mut self, ip: IpAddr) -> bool {
-        match self.sources.get_mut(&ip) {
-            Some(s) if s.banned_until > 0 => {
-                s.banned_until = 0;
-                s.failures = 0;
-                true
+        let mut found = false;
+        if let Some(s) = self.sources.get_mut(&ip) {
+            if s.banned_until > 0 {
+                found = true;
             }
-            _ => false,
+            s.banned_until = 0;
+            s.failures = 0;
+            s.users.clear();
+            s.unknown_users = 0;
         }
+        let before = self.user_bans.len();
+        self.user_bans
+            .retain(|(a, _), b| *a != ip || b.banned_until == 0);
+        found || self.user_bans.len() != before
     }
 
     /// Drops every binding of an extension (e.g. it was removed or disabled).
@@ -348,6 +426,15 @@ impl Engine {
                 self.store.remove(extension, &b.contact);
             }
         }
+    }
+
+    /// Has a request on this TCP connection passed authentication?
+    pub fn tcp_proven(&self, peer: SocketAddr) -> bool {
+        self.proven_tcp.contains(&peer)
+    }
+
+    pub fn tcp_closed(&mut self, peer: SocketAddr) {
+        self.proven_tcp.remove(&peer);
     }
 
     /// Number of live transactions and dialogs (for tests of bounded state).
@@ -384,8 +471,29 @@ impl Engine {
         )
     }
 
-    fn record_route(&self) -> String {
-        format!("<sip:{}:{};lr>", self.advertised, self.port())
+    /// Our Record-Route entry as a peer on `transport` should reach us: with the
+    /// transport named for TCP, so a phone registered over TCP sends its mid-dialog
+    /// requests over TCP too (RFC 3263 would pick UDP for a bare `sip:` URI).
+    fn record_route(&self, transport: Transport) -> String {
+        match transport {
+            Transport::Udp => format!("<sip:{}:{};lr>", self.advertised, self.port()),
+            Transport::Tcp => format!("<sip:{}:{};transport=tcp;lr>", self.advertised, self.port()),
+        }
+    }
+
+    /// Record-Route for a request that came in on `inbound` and goes out on `outbound`:
+    /// one entry when both legs use one transport, else two (RFC 5658), the top one for
+    /// the callee's side. Given top first, to prepend in reverse.
+    fn record_routes(&self, inbound: Transport, outbound: Transport) -> Vec<String> {
+        if inbound == outbound {
+            vec![self.record_route(inbound)]
+        } else {
+            let r2 = |t: Transport| {
+                let rr = self.record_route(t);
+                rr.replacen(";lr>", ";lr;r2=on>", 1)
+            };
+            vec![r2(outbound), r2(inbound)]
+        }
     }
 
     /// Is `host[:port]` this box?
@@ -406,11 +514,16 @@ impl Engine {
             .ok();
         match ip {
             Some(ip) => {
-                port_ok
-                    && (ip == self.cfg.listen.ip()
-                        || (self.cfg.listen.ip().is_unspecified()
-                            && (ip.is_loopback() || !ip.is_multicast()))
-                        || ip.to_string() == self.advertised)
+                let exactly_ours = ip == self.cfg.listen.ip()
+                    || super::trunk::uri_host(&ip.to_string()) == self.advertised;
+                // A URI with our own address and no port is ours too: phones drop the
+                // port in some URIs they build (linphone's Refer-To), which would
+                // otherwise mean 5060 when the box listens elsewhere.
+                (port.is_none() && exactly_ours)
+                    || (port_ok
+                        && (exactly_ours
+                            || (self.cfg.listen.ip().is_unspecified()
+                                && (ip.is_loopback() || !ip.is_multicast()))))
             }
             None => false,
         }
@@ -486,24 +599,55 @@ impl Engine {
         Some(self.sources.entry(ip).or_default())
     }
 
-    fn auth_failed(&mut self, ip: IpAddr, now_secs: u64) {
+    /// Counts a failed authentication of `user` from `ip`. The extension is banned from
+    /// that address after `ban_after_failures`; the whole address only on evidence of
+    /// scanning (many user names, or names that are no extension), and never when it is
+    /// in a trusted range or a trunk provider's.
+    fn auth_failed(&mut self, ip: IpAddr, user: &str, known: bool, now_secs: u64) {
         let (limit, window, ban) = (
             self.cfg.ban_after_failures,
             self.cfg.ban_window_secs,
             self.cfg.ban_secs,
         );
-        if limit == 0 {
+        if limit == 0 || self.outside.plan.trunk_from(ip).is_some() {
             return;
         }
+        let user = message::log_safe(user.as_bytes(), 64);
+        let key = (ip, user.clone());
+        if self.user_bans.contains_key(&key) || self.user_bans.len() < MAX_BAN_ENTRIES {
+            let b = self.user_bans.entry(key).or_default();
+            if now_secs > b.window_start + window {
+                b.window_start = now_secs;
+                b.failures = 0;
+            }
+            b.failures += 1;
+            if b.failures >= limit && b.banned_until <= now_secs {
+                b.banned_until = now_secs + ban;
+                tracing::warn!(source = %ip, user = %user,
+                    "SIP: too many authentication failures, extension banned from this address");
+            }
+        }
+        let trusted = self.cfg.trusted.iter().any(|n| n.contains(ip));
+        let (scan_users, scan_unknown) = (self.cfg.scan_users, self.cfg.scan_unknown_users);
         if let Some(s) = self.source(ip) {
             if now_secs > s.window_start + window {
                 s.window_start = now_secs;
                 s.failures = 0;
+                s.users.clear();
+                s.unknown_users = 0;
             }
             s.failures += 1;
-            if s.failures >= limit {
+            if !s.users.contains(&user) && s.users.len() < MAX_USERS_PER_SOURCE {
+                s.users.push(user);
+                if !known {
+                    s.unknown_users += 1;
+                }
+            }
+            let scanning = s.users.len() as u32 >= scan_users || s.unknown_users >= scan_unknown;
+            if scanning && !trusted && s.banned_until <= now_secs {
                 s.banned_until = now_secs + ban;
-                tracing::warn!(source = %ip, "SIP: too many authentication failures, banned");
+                tracing::warn!(source = %ip, users = s.users.len(),
+                    "SIP: authentication failures for many user names (scanning), address banned");
             }
         }
     }
@@ -512,6 +656,14 @@ impl Engine {
         self.sources
             .get(&ip)
             .is_some_and(|s| s.banned_until > now_secs)
+    }
+
+    fn user_banned(&self, ip: IpAddr, user: &str, now_secs: u64) -> bool {
+        !self.user_bans.is_empty()
+            && self
+                .user_bans
+                .get(&(ip, user.to_string()))
+                .is_some_and(|b| b.banned_until > now_secs)
     }
 
     /// Checks credentials in `header` (Authorization or Proxy-Authorization). Returns the
@@ -540,25 +692,47 @@ impl Engine {
             .headers_of(header)
             .filter_map(Credentials::parse)
             .find(|c| c.realm == realm);
+        if !self.user_bans.is_empty() {
+            // An extension banned from this address: silence, as for a banned address,
+            // with or without credentials.
+            let claimed = match &creds {
+                Some(c) => c.username.clone(),
+                None => req
+                    .header("from")
+                    .and_then(NameAddr::parse)
+                    .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
+                    .unwrap_or_default(),
+            };
+            if self.user_banned(from.addr.ip(), &claimed, now_secs) {
+                return None;
+            }
+        }
         if let Some(c) = creds {
             let method = match &req.start {
                 StartLine::Request { method_text, .. } => method_text.as_str(),
                 _ => "",
             };
+            let mut known = false;
             let verdict = match self.directory.lookup(&c.username) {
-                Some(Entry::Extension { secret }) => {
+                Some(Entry::Extension { secret, .. }) => {
+                    known = true;
                     self.nonces.verify(&c, &realm, method, &secret, now_secs)
                 }
                 _ => Verdict::Failed,
             };
             match verdict {
-                Verdict::Ok => return Some(c.username),
+                Verdict::Ok => {
+                    if from.transport == Transport::Tcp {
+                        self.proven_tcp.insert(from.addr);
+                    }
+                    return Some(c.username);
+                }
                 Verdict::Stale => stale = true,
                 // A copy of a request already accepted (its reply cache entry is gone):
                 // a fresh nonce lets a real phone go on; no ban for a copy.
                 Verdict::Replay => stale = true,
                 Verdict::Failed => {
-                    self.auth_failed(from.addr.ip(), now_secs);
+                    self.auth_failed(from.addr.ip(), &c.username, known, now_secs);
                     tracing::info!(
                         source = %from.addr,
                         user = %message::log_safe(c.username.as_bytes(), 64),
@@ -568,7 +742,32 @@ impl Engine {
             }
         }
         let mut r = reply(req, code, reason);
-        for alg in self.cfg.algorithms.clone() {
+        // The algorithms of the extension the request speaks for (its credentials' user,
+        // else the From user), else the box's.
+        let user_algs = {
+            let user = req
+                .headers_of(header)
+                .filter_map(Credentials::parse)
+                .map(|c| c.username)
+                .next()
+                .or_else(|| {
+                    req.header("from")
+                        .and_then(NameAddr::parse)
+                        .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
+                });
+            match user.and_then(|u| self.directory.lookup(&u)) {
+                Some(Entry::Extension {
+                    algorithms: Some(a),
+                    ..
+                }) => Some(a),
+                _ => None,
+            }
+        };
+        let algs: Vec<digest::Algorithm> = match &user_algs {
+            Some(a) => a.to_vec(),
+            None => self.cfg.algorithms.clone(),
+        };
+        for alg in algs {
             let nonce = self.nonces.issue(now_secs);
             r.push(
                 chal_key,
@@ -716,7 +915,15 @@ impl Engine {
             }
             return;
         }
-        if let Some(req) = msg.header("proxy-require").or(msg.header("require")) {
+        let user = uri.user_unescaped().filter(|u| !u.is_empty());
+        // Proxy-Require is for us. Require is for the request's UAS: us only when the
+        // request is for the box itself (REGISTER, a request to no user); a call to a
+        // phone goes on with its Require (e.g. `replaces`, RFC 3891, for the phone).
+        let for_us = method == Method::Register || user.is_none();
+        let required = msg
+            .header("proxy-require")
+            .or_else(|| for_us.then(|| msg.header("require")).flatten());
+        if let Some(req) = required {
             if method != Method::Ack && method != Method::Cancel {
                 let mut r = reply(&msg, 420, "Bad Extension");
                 r.push("unsupported", "Unsupported", req.to_string());
@@ -724,7 +931,6 @@ impl Engine {
                 return;
             }
         }
-        let user = uri.user_unescaped().filter(|u| !u.is_empty());
         match method {
             Method::Register => self.on_register(msg, from, now_secs, out),
             Method::Options if user.is_none() => {
@@ -752,6 +958,9 @@ impl Engine {
                 // The provider's addresses speak for the trunk without a challenge.
                 if self.outside.has_trunks() {
                     if let Some(id) = self.outside.plan.trunk_from(from.addr.ip()).map(|t| t.id) {
+                        if from.transport == Transport::Tcp {
+                            self.proven_tcp.insert(from.addr);
+                        }
                         match method {
                             Method::Invite => {
                                 self.inbound_from_trunk(msg, from, id, &user, now, out);
@@ -989,6 +1198,7 @@ impl Engine {
             }
             None => {
                 self.answer(&msg, from, 404, "Not Found", out);
+                self.attempt_refused(&msg, direction, dialled, None, 404);
                 return;
             }
             Some(Entry::Extension { .. }) => {
@@ -1013,6 +1223,7 @@ impl Engine {
         }
         if targets.is_empty() {
             self.answer(&msg, from, 480, "Temporarily Unavailable", out);
+            self.attempt_refused(&msg, direction, dialled, group, 480);
             return;
         }
         let ip = from.addr.ip();
@@ -1028,12 +1239,18 @@ impl Engine {
         fwd.remove("proxy-authorization");
         let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1);
         fwd.set("max-forwards", "Max-Forwards", mf.to_string());
-        fwd.prepend("record-route", "Record-Route", self.record_route());
         let mut branches = Vec::with_capacity(targets.len());
         for (ext, contact, peer) in targets {
             let id = self.new_branch();
             let via = self.via(peer.transport, &id);
             let mut b = fwd.clone();
+            for rr in self
+                .record_routes(from.transport, peer.transport)
+                .iter()
+                .rev()
+            {
+                b.prepend("record-route", "Record-Route", rr.clone());
+            }
             b.start = StartLine::Request {
                 method: Method::Invite,
                 method_text: "INVITE".into(),
@@ -1061,6 +1278,7 @@ impl Engine {
             .and_then(NameAddr::parse)
             .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
             .unwrap_or_default();
+        let transfer = self.take_referral(&caller, who, user, &msg, now);
         let txn = ServerTxn {
             source: from,
             request: msg,
@@ -1078,6 +1296,7 @@ impl Engine {
             source_ip: ip,
             ended_reported: false,
             direction,
+            transfer,
         };
         self.txns.insert(key.clone(), txn);
         let ids: Vec<String> = self.txns[&key]
@@ -1103,6 +1322,73 @@ impl Engine {
         }
     }
 
+    /// Is this new call the transfer some REFER asked for? The caller (`who` when
+    /// authenticated, else the From user) is the transferee of a recent REFER whose
+    /// target it dials (or its INVITE replaces a dialog, RFC 3891). Takes the referral.
+    fn take_referral(
+        &mut self,
+        caller: &str,
+        who: Option<&str>,
+        dialled: &str,
+        msg: &Message,
+        now: Instant,
+    ) -> Option<(String, String)> {
+        if self.referrals.is_empty() {
+            return None;
+        }
+        let key = who.unwrap_or(caller);
+        let r = self.referrals.get(key)?;
+        let fresh = now.duration_since(r.at) < REFERRAL_TTL;
+        let aimed = r.target == dialled || msg.header("replaces").is_some();
+        if !fresh || !aimed {
+            if !fresh {
+                self.referrals.remove(key);
+            }
+            return None;
+        }
+        self.referrals.remove(key).map(|r| (r.by, r.call_id))
+    }
+
+    /// A call attempt answered at once with a failure (no phone registered, unknown
+    /// number, refused): nobody rang, but the call log gets its row — `Ringing` with no
+    /// extension alerted, then `Ended` with the code ("status_NNN"), or "refused" for a
+    /// call out the box's policy stopped (`code` 0).
+    pub(super) fn attempt_refused(
+        &mut self,
+        msg: &Message,
+        direction: CallDirection,
+        dialled: &str,
+        group: Option<String>,
+        code: u16,
+    ) {
+        let from = msg
+            .header("from")
+            .and_then(NameAddr::parse)
+            .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))
+            .unwrap_or_default();
+        let call_id = msg.call_id().to_string();
+        self.events.emit(CallEvent::Ringing {
+            call_id: call_id.clone(),
+            direction,
+            from: message::log_safe(from.as_bytes(), 64),
+            to: message::log_safe(dialled.as_bytes(), 64),
+            group,
+            extensions: Vec::new(),
+            transferred_by: None,
+            transferred_from: None,
+        });
+        self.events.emit(CallEvent::Ended {
+            call_id,
+            cause: if code == 0 {
+                "refused".into()
+            } else {
+                format!("status_{code}")
+            },
+            ring_ms: 0,
+            talk_ms: 0,
+        });
+    }
+
     fn emit_ringing(&mut self, key: &str) {
         let Some(t) = self.txns.get(key) else { return };
         let mut exts: Vec<String> = t
@@ -1119,6 +1405,8 @@ impl Engine {
             to: t.callee.clone(),
             group: t.group.clone(),
             extensions: exts,
+            transferred_by: t.transfer.as_ref().map(|x| x.0.clone()),
+            transferred_from: t.transfer.as_ref().map(|x| x.1.clone()),
         });
     }
 
@@ -1438,9 +1726,18 @@ impl Engine {
                 t.sequential = None;
                 let ext = t.branches[bi].extension.clone();
                 let call_id = t.request.call_id().to_string();
+                let tag_of = |m: &Message, h: &str| {
+                    m.header(h)
+                        .and_then(NameAddr::parse)
+                        .and_then(|n| n.tag().map(str::to_string))
+                        .unwrap_or_default()
+                };
                 let dialog = Dialog {
                     caller: t.source,
                     callee: t.branches[bi].to,
+                    caller_tag: tag_of(&t.request, "from"),
+                    callee_tag: tag_of(&msg, "to"),
+                    caller_user: t.caller.clone(),
                     started: t.started,
                     answered: now,
                     extension: ext.clone(),
@@ -1655,38 +1952,81 @@ impl Engine {
             }
             return;
         }
-        let to = if from.addr == d.caller.addr {
-            d.callee
-        } else if from.addr == d.callee.addr {
-            d.caller
-        } else if from.addr.ip() == d.caller.addr.ip() {
-            d.callee
-        } else if from.addr.ip() == d.callee.addr.ip() {
-            d.caller
+        // Which party speaks: by the dialog's tags (From tag of the request), then the
+        // sender must come from that party's address (IP: a TCP phone may reconnect from
+        // another port). Only the two parties may use the dialog (toll fraud).
+        let from_tag = msg
+            .header("from")
+            .and_then(NameAddr::parse)
+            .and_then(|n| n.tag().map(str::to_string))
+            .unwrap_or_default();
+        let (speaker, to) = if !from_tag.is_empty() && from_tag == d.caller_tag {
+            (d.caller, d.callee)
+        } else if !from_tag.is_empty() && from_tag == d.callee_tag {
+            (d.callee, d.caller)
         } else {
-            // Only the two parties may use the dialog (toll fraud).
+            if method != Method::Ack {
+                self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out);
+            }
+            return;
+        };
+        if speaker.addr.ip() != from.addr.ip() {
             if method != Method::Ack {
                 self.answer(&msg, from, 403, "Forbidden", out);
             }
             return;
-        };
+        }
+        // Credentials for this proxy go no further (RFC 3261 §22.3: they are ours).
+        let realm = self.cfg.realm.clone();
+        strip_credentials(&mut msg, &realm);
         // Pop the first Route when it is us.
         let routes: Vec<String> = msg
             .values_of("route")
             .iter()
             .map(|s| s.to_string())
             .collect();
-        if let Some(first) = routes.first() {
-            let ours = NameAddr::parse(first)
-                .and_then(|n| Uri::parse(n.uri).map(|u| self.is_local(u.host, u.port)))
-                .unwrap_or(false);
-            if ours {
-                msg.remove("route");
-                for r in &routes[1..] {
-                    msg.push("route", "Route", r.clone());
-                }
+        // Ours: one entry, or two where the legs' transports differ (RFC 5658).
+        let ours = routes
+            .iter()
+            .take(2)
+            .take_while(|r| {
+                NameAddr::parse(r)
+                    .and_then(|n| Uri::parse(n.uri).map(|u| self.is_local(u.host, u.port)))
+                    .unwrap_or(false)
+            })
+            .count();
+        if ours > 0 {
+            msg.remove("route");
+            for r in &routes[ours..] {
+                msg.push("route", "Route", r.clone());
             }
         }
+        // A transfer asked for: remembered, so the transferee's next call to the target
+        // is logged (and popped) as this call passed on.
+        let referral = (method == Method::Refer)
+            .then(|| {
+                let (referrer, transferee) = if from_tag == d.caller_tag {
+                    (d.caller_user.clone(), d.extension.clone())
+                } else {
+                    (d.extension.clone(), d.caller_user.clone())
+                };
+                let target = msg
+                    .header("refer-to")
+                    .and_then(NameAddr::parse)
+                    .and_then(|n| Uri::parse(n.uri).and_then(|u| u.user_unescaped()))?;
+                (!target.is_empty() && !transferee.is_empty()).then(|| {
+                    (
+                        transferee,
+                        Referral {
+                            by: message::log_safe(referrer.as_bytes(), 64),
+                            call_id: call_id.clone(),
+                            target,
+                            at: now,
+                        },
+                    )
+                })
+            })
+            .flatten();
         if method == Method::Bye {
             let ended = !d.ended;
             let (started, answered, ext) = (d.started, d.answered, d.extension.clone());
@@ -1702,6 +2042,15 @@ impl Engine {
                     talk_ms: now.duration_since(answered).as_millis() as u64,
                 });
                 self.schedule(now + LINGER, Timer::DialogExpire { call_id });
+            }
+        }
+        if let Some((transferee, r)) = referral {
+            if self.referrals.len() >= MAX_REFERRALS {
+                self.referrals
+                    .retain(|_, r| now.duration_since(r.at) < REFERRAL_TTL);
+            }
+            if self.referrals.len() < MAX_REFERRALS {
+                self.referrals.insert(transferee, r);
             }
         }
         self.forward_stateless(msg, to, out);
@@ -1741,6 +2090,8 @@ impl Engine {
         self.sources.retain(|_, s| {
             s.calls > 0 || s.banned_until > now_secs || s.window_start + window > now_secs
         });
+        self.user_bans
+            .retain(|_, b| b.banned_until > now_secs || b.window_start + window > now_secs);
         let mut expired = Vec::new();
         self.location.retain(|ext, bs| {
             bs.retain(|b| {
@@ -1947,6 +2298,21 @@ fn txn_key(req: &Message, from: Peer) -> Option<String> {
     ))
 }
 
+/// Removes the Proxy-Authorization (and Authorization) credentials meant for this proxy
+/// — those for `realm`, or with no readable realm — before a request goes on. Credentials
+/// for another realm are someone else's and stay.
+fn strip_credentials(msg: &mut Message, realm: &str) {
+    msg.headers.retain(|h| {
+        if h.key != "proxy-authorization" && h.key != "authorization" {
+            return true;
+        }
+        match Credentials::parse(&h.value) {
+            Some(c) => c.realm != realm,
+            None => true,
+        }
+    });
+}
+
 fn pop_top_via(msg: &mut Message) {
     let Some(i) = msg.headers.iter().position(|h| h.key == "via") else {
         return;
@@ -2010,6 +2376,11 @@ mod tests {
             match n {
                 "1000" | "1001" => Some(Entry::Extension {
                     secret: Arc::from(format!("secret-{n}").as_str()),
+                    algorithms: None,
+                }),
+                "1002" => Some(Entry::Extension {
+                    secret: Arc::from("secret-1002"),
+                    algorithms: Some(Arc::from([digest::Algorithm::Md5])),
                 }),
                 _ => None,
             }
@@ -2403,6 +2774,400 @@ mod tests {
             "branch=z9hG4bKfake3",
         );
         assert!(first_line(&out[0]).starts_with("SIP/2.0 483"));
+    }
+
+    /// Call events, as the engine emits them.
+    #[derive(Default)]
+    struct Events(std::sync::Mutex<Vec<CallEvent>>);
+    impl EventSink for Events {
+        fn emit(&self, ev: CallEvent) {
+            self.0.lock().unwrap().push(ev);
+        }
+    }
+
+    fn tcp(addr: &str) -> Peer {
+        Peer {
+            transport: Transport::Tcp,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn udp(addr: &str) -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    /// 1001 registered from `callee`; the engine's events go to the returned sink.
+    fn engine_with_callee(callee: Peer) -> (Engine, Arc<Events>) {
+        let ev = Arc::new(Events::default());
+        let mut b = engine_bindings();
+        b[0].source = callee;
+        b[0].contact = format!("sip:1001@{}", callee.addr);
+        let e = Engine::new(
+            SipConfig::new(ME.parse().unwrap()),
+            Arc::new(Dir),
+            Arc::new(NoStore),
+            ev.clone(),
+            b,
+        );
+        (e, ev)
+    }
+
+    fn send(e: &mut Engine, msg: &str, from: Peer) -> Vec<Out> {
+        let mut out = Vec::new();
+        e.on_packet(msg.as_bytes(), from, Instant::now(), &mut out);
+        out
+    }
+
+    fn text(o: &Out) -> String {
+        String::from_utf8_lossy(&o.data).into_owned()
+    }
+
+    /// 1000 at `caller` calls 1001 at `callee` and 1001 answers (To tag "b").
+    /// Returns the INVITE as the callee got it.
+    fn answered_call(e: &mut Engine, caller: Peer, callee: Peer, id: &str) -> String {
+        let out = authenticated_invite_as(e, &format!("sip:1001@{ME}"), caller, id);
+        let fwd = out
+            .iter()
+            .find(|o| o.to == callee)
+            .map(text)
+            .expect("INVITE forwarded to the callee");
+        assert!(fwd.starts_with("INVITE sip:1001@"), "{fwd}");
+        let req = message::parse(fwd.as_bytes(), true).unwrap();
+        let ok = req.response(200, "OK", "b").to_bytes();
+        let mut out = Vec::new();
+        e.on_packet(&ok, callee, Instant::now(), &mut out);
+        assert!(
+            out.iter()
+                .any(|o| o.to == caller && first_line(o) == "SIP/2.0 200 OK"),
+            "200 relayed to the caller"
+        );
+        fwd
+    }
+
+    /// An in-dialog request of `who` ("caller": From tag a, or "callee": From tag b).
+    fn in_dialog_req(method: &str, id: &str, who: &str, routes: &str, extra: &str) -> String {
+        let (from, to) = if who == "caller" {
+            (
+                format!("<sip:1000@{ME}>;tag=a"),
+                format!("<sip:1001@{ME}>;tag=b"),
+            )
+        } else {
+            (
+                format!("<sip:1001@{ME}>;tag=b"),
+                format!("<sip:1000@{ME}>;tag=a"),
+            )
+        };
+        format!(
+            "{method} sip:peer@127.0.0.1:9 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{who}{method}\r\n\
+             Max-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {id}\r\nCSeq: 9 {method}\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn two_phones_on_one_address_over_tcp_are_told_apart_by_their_dialog_tags() {
+        // Both phones on 127.0.0.1, both over TCP (two softphones on one PC).
+        let (caller, callee) = (tcp("127.0.0.1:7002"), tcp("127.0.0.1:7000"));
+        let (mut e, _) = engine_with_callee(callee);
+        let fwd = answered_call(&mut e, caller, callee, "d1");
+        // The transport is in Record-Route, so the phones stay on TCP in the dialog.
+        assert!(
+            fwd.contains(&format!("Record-Route: <sip:{ME};transport=tcp;lr>\r\n")),
+            "{fwd}"
+        );
+        let route = format!("Route: <sip:{ME};transport=tcp;lr>\r\n");
+        // The callee hangs up from a new connection (another port of the same address):
+        // the BYE goes to the caller, not back to the callee.
+        let bye = in_dialog_req("BYE", "d1", "callee", &route, "");
+        let out = send(&mut e, &bye, tcp("127.0.0.1:7050"));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].to, caller);
+        assert!(text(&out[0]).starts_with("BYE "));
+        assert!(!text(&out[0]).contains("\r\nRoute:"), "our Route popped");
+        // Same for the caller's request, which goes to the callee.
+        let info = in_dialog_req("INFO", "d1", "caller", &route, "");
+        let out = send(&mut e, &info, udp("127.0.0.1:7051"));
+        assert_eq!(out[0].to, callee);
+        // A tag that is neither party's: no such dialog. The right tag from another
+        // address: refused.
+        let stray = in_dialog_req("BYE", "d1", "caller", &route, "").replace("tag=a", "tag=z");
+        let out = send(&mut e, &stray, caller);
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 481"), "{out:?}");
+        let out = send(&mut e, &info.replace("caller", "x"), udp("192.0.2.77:5060"));
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 403"), "{out:?}");
+    }
+
+    #[test]
+    fn two_phones_on_one_address_over_udp_too() {
+        let (caller, callee) = (udp("127.0.0.1:7002"), udp("127.0.0.1:7000"));
+        let (mut e, _) = engine_with_callee(callee);
+        let fwd = answered_call(&mut e, caller, callee, "d2");
+        assert!(
+            fwd.contains(&format!("Record-Route: <sip:{ME};lr>\r\n")),
+            "{fwd}"
+        );
+        let route = format!("Route: <sip:{ME};lr>\r\n");
+        // A re-INVITE (hold) of the callee sent from another port reaches the caller.
+        let hold = in_dialog_req("INVITE", "d2", "callee", &route, "");
+        let out = send(&mut e, &hold, udp("127.0.0.1:7009"));
+        assert_eq!(out[0].to, caller, "{out:?}");
+    }
+
+    #[test]
+    fn where_the_legs_transports_differ_both_are_record_routed() {
+        // RFC 5658: the caller on UDP, the callee on TCP.
+        let (caller, callee) = (udp("192.0.2.9:5062"), tcp("127.0.0.1:7000"));
+        let (mut e, _) = engine_with_callee(callee);
+        let fwd = answered_call(&mut e, caller, callee, "d3");
+        let rr: Vec<&str> = fwd
+            .lines()
+            .filter(|l| l.starts_with("Record-Route:"))
+            .collect();
+        assert_eq!(
+            rr,
+            vec![
+                format!("Record-Route: <sip:{ME};transport=tcp;lr;r2=on>").as_str(),
+                format!("Record-Route: <sip:{ME};lr;r2=on>").as_str(),
+            ]
+        );
+        // The callee's route set is the Record-Route as is; the caller's reversed.
+        let callee_routes =
+            format!("Route: <sip:{ME};transport=tcp;lr;r2=on>\r\nRoute: <sip:{ME};lr;r2=on>\r\n");
+        let out = send(
+            &mut e,
+            &in_dialog_req("BYE", "d3", "callee", &callee_routes, ""),
+            callee,
+        );
+        assert_eq!(out[0].to, caller);
+        assert!(
+            !text(&out[0]).contains("\r\nRoute:"),
+            "both of our Routes popped"
+        );
+    }
+
+    #[test]
+    fn credentials_for_this_proxy_are_not_forwarded_in_a_dialog() {
+        let (caller, callee) = (udp("192.0.2.9:5062"), udp("127.0.0.1:7000"));
+        let (mut e, _) = engine_with_callee(callee);
+        answered_call(&mut e, caller, callee, "d4");
+        let route = format!("Route: <sip:{ME};lr>\r\n");
+        let creds = "Proxy-Authorization: Digest username=\"1000\", realm=\"crm.local\", \
+                     nonce=\"n\", uri=\"sip:x\", response=\"r\"\r\n\
+                     Proxy-Authorization: Digest username=\"u\", realm=\"other\", \
+                     nonce=\"n\", uri=\"sip:x\", response=\"r\"\r\n";
+        let reinvite = in_dialog_req("INVITE", "d4", "caller", &route, creds);
+        let out = send(&mut e, &reinvite, caller);
+        assert_eq!(out[0].to, callee);
+        let t = text(&out[0]);
+        assert!(!t.contains("realm=\"crm.local\""), "ours stripped: {t}");
+        assert!(t.contains("realm=\"other\""), "someone else's kept: {t}");
+    }
+
+    #[test]
+    fn a_call_to_no_registered_phone_or_an_unknown_number_is_logged() {
+        let (mut e, ev) = engine_with_callee(udp("127.0.0.1:7000"));
+        e.unregister_all("1001");
+        let out = authenticated_invite_as(&mut e, &format!("sip:1001@{ME}"), peer(), "n1");
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 480"));
+        let out = authenticated_invite_as(&mut e, &format!("sip:5555@{ME}"), peer(), "n2");
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 404"));
+        let evs = ev.0.lock().unwrap().clone();
+        let want = |id: &str, to: &str, cause: &str| {
+            vec![
+                CallEvent::Ringing {
+                    call_id: id.into(),
+                    direction: CallDirection::Internal,
+                    from: "1000".into(),
+                    to: to.into(),
+                    group: None,
+                    extensions: Vec::new(),
+                    transferred_by: None,
+                    transferred_from: None,
+                },
+                CallEvent::Ended {
+                    call_id: id.into(),
+                    cause: cause.into(),
+                    ring_ms: 0,
+                    talk_ms: 0,
+                },
+            ]
+        };
+        let mut all = want("n1", "1001", "status_480");
+        all.extend(want("n2", "5555", "status_404"));
+        assert_eq!(evs, all);
+    }
+
+    /// A REGISTER of `user` from `from` with a wrong response (nonce from a challenge).
+    fn bad_register(e: &mut Engine, user: &str, from: Peer, n: u32) -> Vec<Out> {
+        let reg = |auth: &str, branch: u32| {
+            format!(
+                "REGISTER sip:{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKr{user}x{branch}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{user}@{ME}>;tag=r\r\nTo: <sip:{user}@{ME}>\r\n\
+                 Call-ID: reg-{user}@x\r\nCSeq: {branch} REGISTER\r\nContact: <sip:{user}@{}>\r\n\
+                 {auth}Content-Length: 0\r\n\r\n",
+                from.addr, from.addr
+            )
+        };
+        let chal = send(e, &reg("", n * 2), from);
+        let Some(t) = chal.first().map(text) else {
+            return chal;
+        };
+        let nonce = t
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        let auth = format!(
+            "Authorization: Digest username=\"{user}\", realm=\"crm.local\", nonce=\"{nonce}\", \
+             uri=\"sip:{ME}\", response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5\r\n"
+        );
+        send(e, &reg(&auth, n * 2 + 1), from)
+    }
+
+    #[test]
+    fn a_mistyped_phone_is_banned_alone_and_scanning_bans_the_address() {
+        let mut e = engine();
+        let office = udp("198.51.100.7:5060");
+        let neighbour = udp("198.51.100.7:5070");
+        // 1000's phone has a wrong secret: after ban_after_failures it is dropped...
+        for i in 0..e.cfg.ban_after_failures {
+            assert!(!bad_register(&mut e, "1000", office, i).is_empty());
+        }
+        assert!(
+            bad_register(&mut e, "1000", office, 99).is_empty(),
+            "1000 banned"
+        );
+        let bans = e.bans();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].extension.as_deref(), Some("1000"));
+        // ...while its neighbour behind the same address is still challenged and served.
+        let out = bad_register(&mut e, "1001", neighbour, 0);
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 401"));
+        // Scanning: failures for several user names that are no extension ban the
+        // whole address.
+        let scanner = udp("203.0.113.5:5060");
+        for (i, u) in ["100", "101", "admin"].iter().enumerate() {
+            bad_register(&mut e, u, scanner, i as u32);
+        }
+        let mut out = Vec::new();
+        e.on_packet(
+            invite(&format!("sip:1001@{ME}"), "").as_bytes(),
+            scanner,
+            Instant::now(),
+            &mut out,
+        );
+        assert!(out.is_empty(), "scanner dropped");
+        assert!(e
+            .bans()
+            .iter()
+            .any(|b| b.address == "203.0.113.5" && b.extension.is_none()));
+        // A trusted range is never banned as a whole address.
+        let mut e = engine();
+        e.cfg.trusted = vec!["203.0.113.0/24".parse().unwrap()];
+        for (i, u) in ["100", "101", "admin", "root"].iter().enumerate() {
+            bad_register(&mut e, u, scanner, i as u32);
+        }
+        assert!(e.bans().iter().all(|b| b.extension.is_some()));
+        // Release lifts every ban of an address.
+        let mut e = engine();
+        for i in 0..=e.cfg.ban_after_failures {
+            bad_register(&mut e, "1000", office, i);
+        }
+        assert!(e.release(office.addr.ip()));
+        assert!(e.bans().is_empty());
+    }
+
+    #[test]
+    fn an_extension_can_be_offered_its_own_digest_algorithms() {
+        let mut e = engine();
+        e.cfg.algorithms = vec![digest::Algorithm::Sha256, digest::Algorithm::Md5];
+        let challenges = |e: &mut Engine, user: &str| -> Vec<String> {
+            let reg = format!(
+                "REGISTER sip:{ME} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKalg{user}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{user}@{ME}>;tag=r\r\nTo: <sip:{user}@{ME}>\r\n\
+                 Call-ID: alg-{user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@198.51.100.9>\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            let out = send(e, &reg, udp("198.51.100.9:5060"));
+            text(&out[0])
+                .lines()
+                .filter(|l| l.starts_with("WWW-Authenticate:"))
+                .map(|l| l.split("algorithm=").nth(1).unwrap_or("").to_string())
+                .collect()
+        };
+        // 1002 is set to MD5 only (a baresip phone); 1000 gets the box's choice.
+        assert_eq!(challenges(&mut e, "1002"), vec!["MD5".to_string()]);
+        assert_eq!(
+            challenges(&mut e, "1000"),
+            vec!["SHA-256".to_string(), "MD5".to_string()]
+        );
+    }
+
+    #[test]
+    fn require_is_for_the_uas_and_proxy_require_for_us() {
+        let mut e = engine();
+        // A call with Require: replaces (RFC 3891) goes on to the phone: challenged as
+        // any call, not refused.
+        let with = |h: &str, b: &str| {
+            invite(&format!("sip:1001@{ME}"), "")
+                .replace("Call-ID: t1", &format!("{h}\r\nCall-ID: t1"))
+                .replace("branch=z9hG4bKabc1", b)
+        };
+        let out = run(&mut e, &with("Require: replaces", "branch=z9hG4bKreq1"));
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 407"), "{out:?}");
+        let out = run(&mut e, &with("Proxy-Require: foo", "branch=z9hG4bKreq2"));
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 420"), "{out:?}");
+        // A REGISTER is for us: its Require is ours to refuse.
+        let reg = format!(
+            "REGISTER sip:{ME} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5062;branch=z9hG4bKreq3\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1000@{ME}>;tag=r\r\nTo: <sip:1000@{ME}>\r\n\
+             Call-ID: rq\r\nCSeq: 1 REGISTER\r\nRequire: foo\r\nContent-Length: 0\r\n\r\n"
+        );
+        let out = run(&mut e, &reg);
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 420"), "{out:?}");
+        // Our address without a port is us (linphone's Refer-To), another's is not.
+        assert!(e.is_local("127.0.0.1", None));
+        assert!(!e.is_local("127.0.0.2", None));
+    }
+
+    #[test]
+    fn a_trunk_providers_address_is_never_banned() {
+        let mut e = engine();
+        let provider = udp("192.0.2.10:5060");
+        let plan = super::super::trunk::Plan {
+            trunks: vec![super::super::trunk::Trunk {
+                id: 1,
+                name: "p".into(),
+                host: "192.0.2.10".into(),
+                port: 5060,
+                transport: Transport::Udp,
+                username: "u".into(),
+                secret: "s".into(),
+                auth_username: String::new(),
+                from_domain: String::new(),
+                register: false,
+                expires: 600,
+                caller_id: String::new(),
+                resolved: vec![provider.addr],
+                allow: Vec::new(),
+            }],
+            ..Default::default()
+        };
+        e.set_plan(plan, Instant::now());
+        for (i, u) in ["100", "101", "admin", "1000", "1000", "1000"]
+            .iter()
+            .enumerate()
+        {
+            bad_register(&mut e, u, provider, i as u32 + 10);
+        }
+        for i in 0..20 {
+            bad_register(&mut e, "1000", provider, i + 100);
+        }
+        assert!(e.bans().is_empty(), "{:?}", e.bans());
     }
 
     fn mutate(base: &[u8], edits: &[(usize, u8)], cut: usize) -> Vec<u8> {

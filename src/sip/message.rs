@@ -127,7 +127,13 @@ pub enum Frame {
 
 /// Finds the end of the header block: index just past the blank line.
 fn header_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
+    header_end_from(buf, 0)
+}
+
+/// [`header_end`], searching from `from` (bytes before it are known to hold no blank
+/// line that ends before `from + 3`).
+fn header_end_from(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
     while i + 1 < buf.len() {
         if buf[i] == b'\n' {
             if buf[i + 1] == b'\n' {
@@ -158,7 +164,18 @@ pub fn frame(buf: &[u8]) -> Frame {
             Frame::Incomplete
         };
     };
-    let head = String::from_utf8_lossy(&buf[..end]);
+    match message_length(&buf[..end]) {
+        None => Frame::Error,
+        Some(total) if buf.len() < total => Frame::Incomplete,
+        Some(total) => Frame::Message(total),
+    }
+}
+
+/// The length of a message from its complete header block (`head`, blank line
+/// included): header plus Content-Length. None: a framing error.
+fn message_length(head: &[u8]) -> Option<usize> {
+    let end = head.len();
+    let head = String::from_utf8_lossy(head);
     let mut len: Option<usize> = None;
     for line in head.split('\n') {
         let Some((n, v)) = line.split_once(':') else {
@@ -169,17 +186,101 @@ pub fn frame(buf: &[u8]) -> Frame {
             let v = v.trim();
             match v.parse::<usize>() {
                 Ok(x) if len.is_none() || len == Some(x) => len = Some(x),
-                _ => return Frame::Error,
+                _ => return None,
             }
         }
     }
     let total = end + len.unwrap_or(0);
-    if total > MAX_MESSAGE {
-        Frame::Error
-    } else if buf.len() < total {
-        Frame::Incomplete
-    } else {
-        Frame::Message(total)
+    (total <= MAX_MESSAGE).then_some(total)
+}
+
+/// Splits messages off a TCP byte stream at a cost linear in the bytes received: the
+/// search for the end of a header resumes where the last one stopped, the header is read
+/// for its Content-Length once, and consumed bytes are dropped in bulk. (Searching the
+/// whole buffer again on every read costs quadratic time: a 64 KB header sent a byte per
+/// segment took seconds of CPU.)
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    /// Start of the unconsumed bytes in `buf`.
+    start: usize,
+    /// Bytes of the current message already searched for the end of its header.
+    searched: usize,
+    /// The current message's length, once its header is complete.
+    total: Option<usize>,
+    /// Bytes looked at so far (for tests of the cost).
+    pub examined: u64,
+}
+
+impl Framer {
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The unconsumed bytes; a frame returned by [`Framer::next`] starts here.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Unconsumed bytes (a partial message when > 0 after `next` said Incomplete).
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Drops `n` bytes of the front (a frame just handled).
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        self.searched = 0;
+        self.total = None;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start >= MAX_MESSAGE {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// The next frame of the unconsumed bytes (call `consume` after a frame).
+    pub fn next_frame(&mut self) -> Frame {
+        let buf = &self.buf[self.start..];
+        if self.searched == 0 && self.total.is_none() {
+            let ws = buf
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
+            if ws > 0 {
+                return Frame::KeepAlive(ws);
+            }
+        }
+        let total = match self.total {
+            Some(t) => t,
+            None => {
+                let from = self.searched.saturating_sub(3);
+                self.examined += (buf.len() - from) as u64;
+                let Some(end) = header_end_from(buf, from) else {
+                    self.searched = buf.len();
+                    return if buf.len() > MAX_MESSAGE {
+                        Frame::Error
+                    } else {
+                        Frame::Incomplete
+                    };
+                };
+                self.examined += end as u64;
+                match message_length(&buf[..end]) {
+                    Some(t) => {
+                        self.total = Some(t);
+                        t
+                    }
+                    None => return Frame::Error,
+                }
+            }
+        };
+        if buf.len() < total {
+            Frame::Incomplete
+        } else {
+            Frame::Message(total)
+        }
     }
 }
 
@@ -908,5 +1009,49 @@ mod tests {
         assert_eq!(u.transport(), Some("tcp"));
         assert!(Uri::parse("tel:+1234").is_none());
         assert_eq!(log_safe(b"a\r\n\x1b[31m", 100), "a\\x0d\\x0a\\x1b[31m");
+    }
+
+    #[test]
+    fn framing_costs_linear_time_in_the_bytes_received() {
+        // A 60 KB header arriving one byte per read, then its body of 5 bytes.
+        let mut msg = b"OPTIONS sip:x SIP/2.0\r\n".to_vec();
+        while msg.len() < 60_000 {
+            msg.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        msg.extend_from_slice(b"Content-Length: 5\r\n\r\nhello");
+        let mut f = Framer::default();
+        let mut got = None;
+        for (i, b) in msg.iter().enumerate() {
+            f.push(std::slice::from_ref(b));
+            match f.next_frame() {
+                Frame::Incomplete => {}
+                Frame::Message(n) => {
+                    got = Some((i, n));
+                    break;
+                }
+                other => panic!("{other:?} at {i}"),
+            }
+        }
+        assert_eq!(got, Some((msg.len() - 1, msg.len())));
+        assert!(
+            f.examined < 8 * msg.len() as u64,
+            "examined {} bytes for {}",
+            f.examined,
+            msg.len()
+        );
+        // Messages back to back and a keep-alive in between split as before.
+        let one = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+        f.consume(msg.len());
+        f.push(one);
+        f.push(b"\r\n\r\n");
+        f.push(one);
+        assert_eq!(f.next_frame(), Frame::Message(one.len()));
+        f.consume(one.len());
+        assert_eq!(f.next_frame(), Frame::KeepAlive(4));
+        f.consume(4);
+        assert_eq!(f.next_frame(), Frame::Message(one.len()));
+        assert_eq!(f.data(), one);
+        f.consume(one.len());
+        assert_eq!(f.pending(), 0);
     }
 }

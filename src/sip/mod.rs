@@ -68,6 +68,10 @@ pub enum Entry {
     /// An enabled extension and its SIP secret.
     Extension {
         secret: Arc<str>,
+        /// The digest algorithms offered to this extension's phone, in order; None: the
+        /// box's (`SipConfig::algorithms`). Some phones fail on an algorithm they do not
+        /// know instead of skipping its challenge (baresip on SHA-256).
+        algorithms: Option<Arc<[digest::Algorithm]>>,
     },
     Group(RingGroup),
 }
@@ -134,6 +138,12 @@ pub enum CallEvent {
         group: Option<String>,
         /// The extensions being alerted.
         extensions: Vec<String>,
+        /// A transfer: the extension that passed the call on (its REFER), and the call id
+        /// of the call it continues.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transferred_by: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transferred_from: Option<String>,
     },
     Answered {
         call_id: String,
@@ -179,10 +189,18 @@ pub struct SipConfig {
     pub max_expires: u32,
     pub default_expires: u32,
     pub max_contacts_per_extension: usize,
-    /// Authentication failures from one address within `ban_window_secs` that ban it.
+    /// Authentication failures of one extension from one address within
+    /// `ban_window_secs` that ban that extension from that address.
     pub ban_after_failures: u32,
     pub ban_window_secs: u64,
     pub ban_secs: u64,
+    /// Scanning evidence that bans a whole address: failures within the window for this
+    /// many distinct user names, or for this many names that are no extension.
+    pub scan_users: u32,
+    pub scan_unknown_users: u32,
+    /// The office's own networks: never banned as a whole address (a phone there is
+    /// banned alone); desk-phone provisioning answers only these.
+    pub trusted: Vec<Net>,
     /// Concurrent INVITE transactions (not yet answered) one source address may hold;
     /// more get 503. A flood guard: one address can take at most 1 % of the engine's
     /// transaction table (200 000). Not a call limit: a desk phone holds one or two, a
@@ -191,6 +209,12 @@ pub struct SipConfig {
     /// Seconds an INVITE rings before the proxy gives up (480).
     pub ring_timeout_secs: u32,
     pub max_tcp_connections: usize,
+    /// A TCP message must be complete this long after its first byte (slow senders).
+    pub tcp_message_timeout_secs: u64,
+    /// A TCP connection that has authenticated nothing is closed after this long
+    /// without a complete message (a registered phone's lasts until its registration
+    /// would have expired).
+    pub tcp_unproven_idle_secs: u64,
 }
 
 impl SipConfig {
@@ -209,9 +233,77 @@ impl SipConfig {
             ban_after_failures: 10,
             ban_window_secs: 60,
             ban_secs: 600,
+            scan_users: 10,
+            scan_unknown_users: 3,
+            trusted: Vec::new(),
             max_calls_per_source: 2000,
             ring_timeout_secs: 120,
             max_tcp_connections: 1024,
+            tcp_message_timeout_secs: 20,
+            tcp_unproven_idle_secs: 60,
         }
+    }
+}
+
+/// An address range (CIDR), e.g. `192.168.1.0/24` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Net {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let p = self.prefix.min(32) as u32;
+                let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let p = self.prefix.min(128) as u32;
+                let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Net {
+    type Err = String;
+
+    /// `a.b.c.d/n`, `x::y/n`, or a bare address (one host).
+    fn from_str(s: &str) -> Result<Net, String> {
+        let s = s.trim();
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?}: not an address range like 192.168.1.0/24"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length is 0 to {max}"))?,
+            None => max,
+        };
+        Ok(Net { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }

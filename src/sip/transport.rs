@@ -17,8 +17,11 @@ use super::engine::{BanInfo, Engine, Out, Registration};
 use super::message::{self, Frame};
 use super::{BindingStore, Directory, EventSink, Peer, SipConfig, StoredBinding, Transport};
 
-/// Most TCP connections one address may hold.
-const MAX_CONNS_PER_IP: usize = 32;
+/// Most TCP connections one address may hold: an office behind one NAT address has a
+/// connection per phone. At the limit (and at the global one) a new connection takes the
+/// place of the oldest one that has not authenticated anything yet; phones that did keep
+/// theirs, so idle or slow connections from one address cannot lock its phones out.
+const MAX_CONNS_PER_IP: usize = 256;
 /// Outgoing messages queued per TCP connection before new ones are dropped.
 const CONN_QUEUE: usize = 512;
 /// Kernel receive buffer asked for on the UDP socket. The default (208 KiB on Linux) holds
@@ -31,12 +34,27 @@ pub const UDP_RECV_BUFFER: usize = 4 << 20;
 /// retransmissions never makes the receiving task wait for room (`net.core.wmem_max`).
 pub const UDP_SEND_BUFFER: usize = 1 << 20;
 
+/// One TCP connection: its send queue, when it opened, whether a request on it passed
+/// authentication (or the box opened it), and how to close it from outside.
+struct Conn {
+    tx: mpsc::Sender<Vec<u8>>,
+    opened: Instant,
+    proven: bool,
+    close: Arc<tokio::sync::Notify>,
+}
+
 struct Shared {
     engine: Mutex<Engine>,
     udp: UdpSocket,
-    conns: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    conns: Mutex<HashMap<SocketAddr, Conn>>,
     shutdown: watch::Receiver<bool>,
     max_conns: usize,
+    /// A message must be complete this long after its first byte arrived (slow senders).
+    message_timeout: Duration,
+    /// A connection that has not authenticated anything is closed after this long
+    /// without a complete message; one that has, after `idle_timeout`.
+    unproven_idle: Duration,
+    idle_timeout: Duration,
 }
 
 impl Shared {
@@ -45,7 +63,7 @@ impl Shared {
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn conns(&self) -> MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+    fn conns(&self) -> MutexGuard<'_, HashMap<SocketAddr, Conn>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -64,7 +82,7 @@ impl Shared {
                     }
                 }
                 Transport::Tcp => {
-                    let tx = self.conns().get(&o.to.addr).cloned();
+                    let tx = self.conns().get(&o.to.addr).map(|c| c.tx.clone());
                     match tx {
                         Some(tx) => {
                             let _ = tx.try_send(o.data);
@@ -79,7 +97,7 @@ impl Shared {
                                 )
                                 .await
                                 {
-                                    let tx = me.clone().adopt(s, o.to.addr);
+                                    let tx = me.clone().adopt(s, o.to.addr, true);
                                     if let Some(tx) = tx {
                                         let _ = tx.try_send(o.data);
                                     }
@@ -92,51 +110,106 @@ impl Shared {
         }
     }
 
-    /// Registers a TCP connection and starts its reader and writer.
+    /// Registers a TCP connection and starts its reader and writer. `proven`: the box
+    /// opened it (to a phone or a provider).
     fn adopt(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        proven: bool,
     ) -> Option<mpsc::Sender<Vec<u8>>> {
         let (tx, rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+        let close = Arc::new(tokio::sync::Notify::new());
         {
             let mut conns = self.conns();
             let same_ip = conns.keys().filter(|a| a.ip() == peer.ip()).count();
-            if conns.len() >= self.max_conns || same_ip >= MAX_CONNS_PER_IP {
-                return None;
+            if same_ip >= MAX_CONNS_PER_IP || conns.len() >= self.max_conns {
+                // Make room: the oldest connection that proved nothing (from this address
+                // when it is the address that is full).
+                let victim = conns
+                    .iter()
+                    .filter(|(a, c)| {
+                        !c.proven && (same_ip < MAX_CONNS_PER_IP || a.ip() == peer.ip())
+                    })
+                    .min_by_key(|(_, c)| c.opened)
+                    .map(|(a, _)| *a);
+                match victim {
+                    Some(a) => {
+                        if let Some(c) = conns.remove(&a) {
+                            c.close.notify_one();
+                        }
+                    }
+                    None => return None,
+                }
             }
-            conns.insert(peer, tx.clone());
+            conns.insert(
+                peer,
+                Conn {
+                    tx: tx.clone(),
+                    opened: Instant::now(),
+                    proven,
+                    close: close.clone(),
+                },
+            );
         }
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         tokio::spawn(write_loop(wr, rx, self.shutdown.clone()));
         let me = self.clone();
         tokio::spawn(async move {
-            me.clone().read_loop(rd, peer).await;
-            me.conns().remove(&peer);
+            me.clone().read_loop(rd, peer, proven, close.clone()).await;
+            let mut conns = me.conns();
+            // Only our own entry: an evicted connection's address may be reused.
+            if conns
+                .get(&peer)
+                .is_some_and(|c| Arc::ptr_eq(&c.close, &close))
+            {
+                conns.remove(&peer);
+            }
+            drop(conns);
+            me.engine().tcp_closed(peer);
         });
         Some(tx)
     }
 
-    async fn read_loop(self: Arc<Self>, mut rd: tokio::net::tcp::OwnedReadHalf, peer: SocketAddr) {
-        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    async fn read_loop(
+        self: Arc<Self>,
+        mut rd: tokio::net::tcp::OwnedReadHalf,
+        peer: SocketAddr,
+        mut proven: bool,
+        close: Arc<tokio::sync::Notify>,
+    ) {
+        let mut framer = message::Framer::default();
         let mut chunk = vec![0u8; 16 * 1024];
         let mut shutdown = self.shutdown.clone();
         let from = Peer {
             transport: Transport::Tcp,
             addr: peer,
         };
+        let mut last_message = tokio::time::Instant::now();
+        // When the partial message in the buffer began.
+        let mut partial_since: Option<tokio::time::Instant> = None;
         loop {
+            let deadline = match partial_since {
+                Some(t) => t + self.message_timeout,
+                None if proven => last_message + self.idle_timeout,
+                None => last_message + self.unproven_idle,
+            };
             let n = tokio::select! {
                 r = rd.read(&mut chunk) => match r {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 },
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(peer = %peer, "SIP/TCP: read or idle timeout, closing");
+                    return;
+                }
+                _ = close.notified() => return,
                 _ = shutdown.changed() => return,
             };
-            buf.extend_from_slice(&chunk[..n]);
+            framer.push(&chunk[..n]);
             loop {
-                match message::frame(&buf) {
+                match framer.next_frame() {
                     Frame::Incomplete => break,
                     Frame::Error => {
                         tracing::debug!(peer = %peer, "SIP/TCP: framing error, closing");
@@ -145,21 +218,36 @@ impl Shared {
                     Frame::KeepAlive(k) => {
                         // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
                         if k >= 4 {
-                            if let Some(tx) = self.conns().get(&peer) {
-                                let _ = tx.try_send(b"\r\n".to_vec());
+                            if let Some(c) = self.conns().get(&peer) {
+                                let _ = c.tx.try_send(b"\r\n".to_vec());
                             }
                         }
-                        buf.drain(..k);
+                        framer.consume(k);
                     }
                     Frame::Message(len) => {
                         let mut outs = Vec::new();
-                        self.engine()
-                            .on_packet(&buf[..len], from, Instant::now(), &mut outs);
-                        buf.drain(..len);
+                        let now_proven = {
+                            let mut e = self.engine();
+                            e.on_packet(&framer.data()[..len], from, Instant::now(), &mut outs);
+                            !proven && e.tcp_proven(peer)
+                        };
+                        if now_proven {
+                            proven = true;
+                            if let Some(c) = self.conns().get_mut(&peer) {
+                                c.proven = true;
+                            }
+                        }
+                        framer.consume(len);
+                        last_message = tokio::time::Instant::now();
                         self.dispatch(outs).await;
                     }
                 }
             }
+            partial_since = match (framer.pending(), partial_since) {
+                (0, _) => None,
+                (_, Some(t)) => Some(t),
+                (_, None) => Some(tokio::time::Instant::now()),
+            };
         }
     }
 }
@@ -315,6 +403,12 @@ pub async fn start(
     let tcp = TcpListener::bind(addr).await?;
     cfg.listen = addr;
     let max_conns = cfg.max_tcp_connections;
+    let (message_timeout, unproven_idle, idle_timeout) = (
+        Duration::from_secs(cfg.tcp_message_timeout_secs.max(1)),
+        Duration::from_secs(cfg.tcp_unproven_idle_secs.max(1)),
+        // A registered phone may say nothing until its next REGISTER.
+        Duration::from_secs(cfg.max_expires as u64 + 120),
+    );
     let engine = Engine::new(cfg, directory, store, events, restored);
     let (stop, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -323,6 +417,9 @@ pub async fn start(
         conns: Mutex::new(HashMap::new()),
         shutdown,
         max_conns,
+        message_timeout,
+        unproven_idle,
+        idle_timeout,
     });
     let mut tasks = Vec::new();
     let s = shared.clone();
@@ -356,7 +453,7 @@ pub async fn start(
             let Ok((stream, peer)) = tcp.accept().await else {
                 continue;
             };
-            let _ = s.clone().adopt(stream, peer);
+            let _ = s.clone().adopt(stream, peer, false);
         }
     }));
     let s = shared.clone();

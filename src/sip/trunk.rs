@@ -44,11 +44,31 @@ impl Trunk {
         }
     }
 
-    pub fn domain(&self) -> &str {
-        if self.from_domain.is_empty() {
+    /// The domain of our From/To, as it goes in a URI (an IPv6 address in brackets).
+    pub fn domain(&self) -> String {
+        let d = if self.from_domain.is_empty() {
             &self.host
         } else {
             &self.from_domain
+        };
+        uri_host(d)
+    }
+
+    /// The Request-URI of our REGISTER: the registrar's `host:port`, or the domain.
+    pub fn registrar_uri(&self) -> String {
+        if self.from_domain.is_empty() {
+            format!("sip:{}:{}", uri_host(&self.host), self.port)
+        } else {
+            format!("sip:{}", uri_host(&self.from_domain))
+        }
+    }
+
+    /// The host part of a Request-URI to a number at this provider.
+    pub fn uri_hostport(&self) -> String {
+        if self.from_domain.is_empty() && self.port != 5060 {
+            format!("{}:{}", uri_host(&self.host), self.port)
+        } else {
+            self.domain()
         }
     }
 
@@ -60,6 +80,16 @@ impl Trunk {
     /// May a request from `ip` speak as this trunk?
     pub fn admits(&self, ip: IpAddr) -> bool {
         self.resolved.iter().any(|a| a.ip() == ip) || self.allow.contains(&ip)
+    }
+}
+
+/// A host as it goes in a SIP URI or Via: an IPv6 address in brackets (RFC 3261 §25.1),
+/// anything else as it is.
+pub fn uri_host(h: &str) -> String {
+    let bare = h.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{bare}]"),
+        Err(_) => h.to_string(),
     }
 }
 

@@ -203,6 +203,8 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/telephony/rules", Allowed(ManageTelephony), api::telephony::get_rules);
     r.add(Method::PUT, "/api/v1/telephony/rules", Allowed(ManageTelephony), api::telephony::save_rules);
     r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/outbound", Allowed(ManageTelephony), api::telephony::set_outbound);
+    r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/digest", Allowed(ManageTelephony), api::telephony::set_digest);
+    r.add(post(), "/telephony/extensions/{number}/digest", Allowed(ManageTelephony), pages::telephony::save_digest);
     r.add(post(), "/api/v1/calls/dial", Allowed(PlaceCalls), api::telephony::dial);
     // After every fixed /api/v1/calls/… path: actix takes the first pattern that matches
     // and answers 405 when its method does not.

@@ -527,6 +527,50 @@ async fn calls_a_screen_opened_while_the_phone_rings_gets_the_card() {
     assert_eq!(r.failed, 0, "{}", r.out);
 }
 
+/// A call that reaches no phone still leaves its row (issue 15): a customer calling an
+/// extension whose phone is offline (480) is a missed call to ring back; a number that is
+/// nobody's (404) is a failed attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_an_offline_phone_or_an_unknown_number_are_logged_and_missed() {
+    let app = TestApp::spawn_with_sip().await;
+    import_users(&app, [1000u32, 1601].into_iter()).await;
+    app.add_user("oper", Role::Operator, "oper-pass-1").await;
+    let api = Api::of(&app, "oper").await;
+    let a = "+998931112299";
+    assert_ok(
+        &call(&app, "calls_480.xml", "1000", a, "1601", 0).await,
+        1,
+        "480",
+    );
+    let rows = calls_when(&api, "outcome=no_answer", |r| r.len() == 1).await;
+    assert_eq!(rows[0]["cause"], "status_480", "{rows:?}");
+    assert_eq!(rows[0]["to_number"], "1601");
+    assert!(rows[0]["answered_ms"].is_null());
+    let v = missed_when(&api, |v| v["open"] == 1).await;
+    assert_eq!(v["items"][0]["number"], a, "{v}");
+    let inf = caller_file(&app, "1000");
+    let r = sipp(
+        app.sip_addr(),
+        &[
+            "-sf",
+            &scenario("invite_404.xml"),
+            "-inf",
+            inf.to_str().unwrap(),
+            "-s",
+            "7777",
+            "-m",
+            "1",
+        ],
+    )
+    .await;
+    assert_ok(&r, 1, "404");
+    let rows = calls_when(&api, "outcome=failed", |r| r.len() == 1).await;
+    assert_eq!(rows[0]["cause"], "status_404", "{rows:?}");
+    assert_eq!(rows[0]["to_number"], "7777");
+    // The unknown number opened no missed entry.
+    assert_eq!(missed_when(&api, |_| true).await["open"], 1);
+}
+
 /// An operator marks a missed call done by hand (the customer was reached another way):
 /// the entry resolves as `done` by them, the button goes, a second mark is a conflict, and
 /// the next missed call from that number opens a new entry.
@@ -679,6 +723,8 @@ async fn calls_left_open_by_a_restart_are_closed_as_interrupted() {
         to: "100".into(),
         group: None,
         extensions: vec!["1501".into()],
+        transferred_by: None,
+        transferred_from: None,
     };
     // One call still ringing and one being talked when the box goes down.
     events.send(ringing("ring-1")).unwrap();

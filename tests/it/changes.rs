@@ -93,7 +93,7 @@ async fn register(app: &TestApp, ext: &str, secret: &str) -> SippResult {
 
 fn secret_of(app: &TestApp, ext: &str) -> Option<String> {
     match app.running().ctx.telephony.directory().lookup(ext) {
-        Some(Entry::Extension { secret }) => Some(secret.to_string()),
+        Some(Entry::Extension { secret, .. }) => Some(secret.to_string()),
         _ => None,
     }
 }

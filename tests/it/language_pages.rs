@@ -213,6 +213,8 @@ async fn seed(app: &TestApp, api: &Api) -> Data {
             let call = crm::db::calls::upsert_ringing(
                 c,
                 &crm::db::calls::NewCall {
+                    transferred_by: None,
+                    transferred_from: None,
                     call_id: "lang-call-1",
                     direction: "inbound",
                     from_number: number,

@@ -200,6 +200,8 @@ pub const TRUNK: &[(&str, &str, Who)] = &[
         "/api/v1/telephony/extensions/{number}/outbound",
         ADMIN,
     ),
+    ("PUT", "/api/v1/telephony/extensions/{number}/digest", ADMIN),
+    ("POST", "/telephony/extensions/{number}/digest", ADMIN),
     ("POST", "/api/v1/calls/dial", Staff),
 ];
 

@@ -140,6 +140,7 @@ async fn sip_register_call_cancel_404_480_over_udp_and_tcp_with_call_events() {
     assert_eq!((r.ok, r.failed), (1, 0), "ringing callee: {}", r.out);
 
     // Call events: 3 answered and completed calls to 1999, one cancelled call to 1998,
+    // the 480 to 1990 and the 404 to 9999 (no phone rang, but each attempt is logged),
     // each call's events under one call id, in order.
     let evs = drain(&mut events);
     let mut by_call: std::collections::BTreeMap<String, Vec<CallEvent>> = Default::default();
@@ -153,6 +154,7 @@ async fn sip_register_call_cancel_404_480_over_udp_and_tcp_with_call_events() {
     }
     let mut completed = 0;
     let mut cancelled = 0;
+    let mut refused = 0;
     for (id, evs) in &by_call {
         match evs.as_slice() {
             [CallEvent::Ringing {
@@ -169,6 +171,19 @@ async fn sip_register_call_cancel_404_480_over_udp_and_tcp_with_call_events() {
                 assert!(*talk_ms >= 100, "talk time {talk_ms} ms");
                 completed += 1;
             }
+            [CallEvent::Ringing { extensions, to, .. }, CallEvent::Ended { cause, talk_ms, .. }]
+                if extensions.is_empty() =>
+            {
+                let want = if to == "1990" {
+                    "status_480"
+                } else {
+                    "status_404"
+                };
+                assert!(to == "1990" || to == "9999", "{to}");
+                assert_eq!(cause, want);
+                assert_eq!(*talk_ms, 0);
+                refused += 1;
+            }
             [CallEvent::Ringing { extensions, .. }, CallEvent::Ended { cause, talk_ms, .. }] => {
                 assert_eq!(extensions, &vec!["1998".to_string()]);
                 assert_eq!(cause, "cancelled");
@@ -178,7 +193,7 @@ async fn sip_register_call_cancel_404_480_over_udp_and_tcp_with_call_events() {
             other => panic!("unexpected events for {id}: {other:?}"),
         }
     }
-    assert_eq!((completed, cancelled), (3, 1), "{by_call:?}");
+    assert_eq!((completed, cancelled, refused), (3, 1, 2), "{by_call:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,6 +443,22 @@ async fn sip_sha256_digest_replay_restart_and_ban() {
         .unwrap();
     assert_eq!(code(&ok2), 200, "{ok2}");
 
+    // One extension set to MD5 only (a baresip phone, which fails on SHA-256) is offered
+    // MD5 alone while the box offers SHA-256 first.
+    app.running()
+        .ctx
+        .telephony
+        .set_extension_digest(None, "2000", "MD5")
+        .await
+        .unwrap();
+    let r = raw.send(&raw.register("2000", 50, None)).await.unwrap();
+    let chals: Vec<&str> = r
+        .lines()
+        .filter(|l| l.starts_with("WWW-Authenticate:"))
+        .collect();
+    assert_eq!(chals.len(), 1, "{r}");
+    assert!(chals[0].contains("algorithm=MD5"), "{r}");
+
     // Expires below the minimum: 423 with Min-Expires.
     let brief = raw
         .register(
@@ -461,9 +492,15 @@ async fn sip_sha256_digest_replay_restart_and_ban() {
         raw.send(&raw.register("2002", 30, None)).await.is_none(),
         "banned"
     );
+    // Only that extension from that address: its neighbour there is still served.
+    assert_eq!(
+        code(&raw.send(&raw.register("2001", 40, None)).await.unwrap()),
+        401
+    );
     let bans = handle.bans();
     assert_eq!(bans.len(), 1);
     assert_eq!(bans[0].address, "127.0.0.1");
+    assert_eq!(bans[0].extension.as_deref(), Some("2002"));
     assert!(handle.release_ban("127.0.0.1".parse().unwrap()));
     let r = raw.send(&raw.register("2002", 31, None)).await.unwrap();
     assert_eq!(code(&r), 401, "answered again after release");
@@ -675,7 +712,50 @@ async fn telephony_api_extensions_groups_registrations_and_bans() {
         .unwrap();
     assert_eq!(list[0]["number"], "301");
     assert_eq!(list[0]["username"], "op");
+    assert_eq!(
+        list[0]["digest"], "",
+        "the box-wide digest setting by default"
+    );
     assert!(!list.to_string().contains(&secret), "secret never listed");
+    // The digest algorithms offered to one extension's phone (issue 15): a choice from
+    // the list, on an extension that exists; "default" goes back to the box's.
+    for (number, digest, status) in [
+        ("301", "SHA-512", 422),
+        ("301", "MD5,MD5", 422),
+        ("399", "MD5", 404),
+        ("301", "sha-256, md5", 204),
+        ("301", "default", 204),
+        ("301", "MD5", 204),
+    ] {
+        let r = http
+            .put(url(&format!(
+                "/api/v1/telephony/extensions/{number}/digest"
+            )))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({ "digest": digest }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{number} {digest}");
+    }
+    let r = http
+        .put(url("/api/v1/telephony/extensions/301/digest"))
+        .bearer_auth(&op)
+        .json(&serde_json::json!({ "digest": "MD5" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "operators may not");
+    let list: serde_json::Value = http
+        .get(url("/api/v1/telephony/extensions"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["digest"], "MD5");
     // Bad input: clear errors, nothing written.
     for (body, status) in [
         (serde_json::json!({"number": "301"}), 409),
@@ -759,7 +839,8 @@ async fn telephony_api_extensions_groups_registrations_and_bans() {
     assert_eq!(regs[0]["transport"], "UDP");
     assert_eq!(regs[0]["user_agent"], "raw-test");
 
-    // Ten wrong answers ban the address; the API lists and releases the ban.
+    // Ten wrong answers ban the extension from the address; the API lists (with the
+    // extension) and releases the ban.
     for i in 0..10u32 {
         let bad = authorization(
             &chal,
@@ -780,6 +861,7 @@ async fn telephony_api_extensions_groups_registrations_and_bans() {
         .await
         .unwrap();
     assert_eq!(bans[0]["address"], "127.0.0.1");
+    assert_eq!(bans[0]["extension"], "301");
     let r = http
         .post(url("/api/v1/telephony/bans/not-an-ip/release"))
         .bearer_auth(&admin)

@@ -198,7 +198,8 @@ async fn sip_udp_resends_of_an_accepted_register_get_the_same_200_and_no_ban() {
         .unwrap();
     assert_eq!(status(&ok), 200, "{}", text(&ok));
 
-    // Wrong secrets still ban: 10 failures, then silence.
+    // Wrong secrets still ban (that extension from that address): 10 failures, then
+    // silence.
     let other = Phone::new(server).await;
     for i in 0..10u32 {
         let bad = authorization(&chal, "2101", server, "00000001").replace(

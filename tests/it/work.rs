@@ -241,6 +241,8 @@ impl Fx {
                 let call = crm::db::calls::upsert_ringing(
                     c,
                     &crm::db::calls::NewCall {
+                        transferred_by: None,
+                        transferred_from: None,
                         call_id: &call_id,
                         direction: "inbound",
                         from_number: &number,

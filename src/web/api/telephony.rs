@@ -211,11 +211,14 @@ pub async fn registrations(state: web::Data<WebState>) -> ApiResult {
 #[derive(serde::Serialize, ToSchema)]
 pub struct BanView {
     pub address: String,
+    /// The extension banned from this address; null: the whole address (scanning).
+    pub extension: Option<String>,
     pub failures: u32,
     pub banned_for_secs: u64,
 }
 
-/// Addresses banned after repeated authentication failures.
+/// Bans after repeated authentication failures: an extension from an address, or a
+/// whole address that was scanning.
 #[utoipa::path(get, path = "/api/v1/telephony/bans", tag = "telephony",
     responses((status = 200, body = [BanView]), (status = 403, body = ErrorBody)))]
 pub async fn bans(state: web::Data<WebState>) -> ApiResult {
@@ -227,6 +230,7 @@ pub async fn bans(state: web::Data<WebState>) -> ApiResult {
         .into_iter()
         .map(|b| BanView {
             address: b.address,
+            extension: b.extension,
             failures: b.failures,
             banned_for_secs: b.banned_for_secs,
         })
@@ -234,7 +238,7 @@ pub async fn bans(state: web::Data<WebState>) -> ApiResult {
     Ok(HttpResponse::Ok().json(list))
 }
 
-/// Lifts the ban of one address.
+/// Lifts the bans of one address (the whole address and each extension from it).
 #[utoipa::path(post, path = "/api/v1/telephony/bans/{address}/release", tag = "telephony",
     params(("address" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -360,6 +364,31 @@ pub async fn set_outbound(
         .ctx
         .telephony
         .set_outbound(Some(&actor), &path.into_inner(), body.into_inner())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DigestChoice {
+    /// "default" (the box-wide setting), "MD5", "SHA-256,MD5", "SHA-256" or "MD5,SHA-256".
+    pub digest: String,
+}
+
+/// The digest algorithms offered to one extension's phone.
+#[utoipa::path(put, path = "/api/v1/telephony/extensions/{number}/digest", tag = "telephony",
+    params(("number" = String, Path)), request_body = DigestChoice,
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_digest(
+    state: web::Data<WebState>,
+    actor: Actor,
+    path: web::Path<String>,
+    body: web::Json<DigestChoice>,
+) -> ApiResult {
+    state
+        .ctx
+        .telephony
+        .set_extension_digest(Some(&actor), &path.into_inner(), &body.digest)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

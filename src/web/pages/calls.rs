@@ -144,7 +144,12 @@ pub fn calls_table(ui: &Ui, rows: &[CallRow], id: &str) -> Markup {
                          @if k.ring_group.is_some() || k.extensions.len() > 1 { " " span.muted { "(" (k.extensions.join(", ")) ")" } } }
                     td { @if let (Some(id), Some(n)) = (k.customer_id, &k.customer_name) { a href=(format!("/customers/{id}")) { (n) } }
                          @for o in &k.open_orders { " " a.badge href=(format!("/orders/{}", o.id)) { (o.number) } } }
-                    td { (k.answered_user_name.clone().or_else(|| k.answered_ext.clone()).unwrap_or_else(|| "—".into())) }
+                    td { (k.answered_user_name.clone().or_else(|| k.answered_ext.clone()).unwrap_or_else(|| "—".into()))
+                         @if let Some(by) = &k.transferred_by {
+                             " " span.muted.call-transferred data-transferred-from=(k.transferred_from.as_deref().unwrap_or("")) {
+                                 (ui.t("calls.transferred_by_x").replace("{name}", by))
+                             }
+                         } }
                     td { span class=(format!("badge call-{}", k.outcome)) { (outcome_label(ui, &k.outcome)) } }
                     td.num { (duration(k.ring_ms)) }
                     td.num { (duration(k.talk_ms)) }
@@ -460,6 +465,7 @@ pub fn header_status(ui: &Ui) -> Markup {
             data-t-title=(ui.t("calls.incoming")) data-t-unknown=(ui.t("calls.unknown_number"))
             data-t-new-customer=(ui.t("customers.new")) data-t-new-order=(ui.t("orders.new"))
             data-t-open-customer=(ui.t("calls.open_customer")) data-t-answered-by=(ui.t("calls.answered_by_x"))
+            data-t-transferred-by=(ui.t("calls.transferred_by_x"))
             data-t-balance=(ui.t("orders.balance")) data-t-promised=(ui.t("orders.promised"))
             data-t-last-call=(ui.t("calls.last_call")) data-t-no-orders=(ui.t("calls.no_open_orders"))
             data-t-keys=(ui.t("calls.keys")) data-t-close=(ui.t("calls.close"))

@@ -61,13 +61,24 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                     thead { tr {
                         th { (ui.t("telephony.number")) } th { (ui.t("telephony.name")) }
                         th { (ui.t("telephony.user")) } th { (ui.t("telephony.server")) }
-                        th { (ui.t("telephony.port")) } th {}
+                        th { (ui.t("telephony.port")) } th { (ui.t("telephony.digest")) } th {}
                     } }
                     tbody { @for e in &exts {
                         tr.inactive[!e.enabled] {
                             td { code { (e.number) } } td { (e.display_name) }
                             td { (e.username.as_deref().unwrap_or("—")) }
                             td { code { (server) } } td { code { (port) } }
+                            td { form.inline method="post" action=(format!("/telephony/extensions/{}/digest", e.number)) {
+                                (csrf_field(ui))
+                                select name="digest" data-digest-of=(e.number) {
+                                    @for c in crate::domain::telephony::DIGEST_CHOICES {
+                                        option value=(if c.is_empty() { "default" } else { c }) selected[e.digest == c] {
+                                            @if c.is_empty() { (ui.t("telephony.digest_default")) } @else { (c) }
+                                        }
+                                    }
+                                }
+                                " " button.link type="submit" { (ui.t("telephony.digest_save")) }
+                            } }
                             td {
                                 form.inline method="post" action=(format!("/telephony/extensions/{}/secret", e.number)) {
                                     (csrf_field(ui)) button.link type="submit" { (ui.t("telephony.new_secret")) }
@@ -143,12 +154,18 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                 h2 { (ui.t("telephony.bans")) }
                 div.table-wrap { table #bans-table {
                     thead { tr {
-                        th { (ui.t("telephony.source")) } th { (ui.t("telephony.failures")) }
+                        th { (ui.t("telephony.source")) } th { (ui.t("telephony.ban_extension")) }
+                        th { (ui.t("telephony.failures")) }
                         th { (ui.t("telephony.expires")) } th {}
                     } }
                     tbody { @for b in &bans {
                         tr {
-                            td { code { (b.address) } } td { (b.failures) } td { (b.banned_for_secs) " s" }
+                            td { code { (b.address) } }
+                            td { @match &b.extension {
+                                Some(e) => code { (e) },
+                                None => (ui.t("telephony.ban_whole_address")),
+                            } }
+                            td { (b.failures) } td { (b.banned_for_secs) " s" }
                             td { form.inline method="post" action=(format!("/telephony/bans/{}/release", b.address)) {
                                 (csrf_field(ui)) button.link type="submit" { (ui.t("telephony.release")) }
                             } }
@@ -609,6 +626,31 @@ pub async fn save_outbound(
     .await;
     match r {
         Ok(()) => redirect("/telephony#outbound"),
+        Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&ui.msg(&m))).await,
+        Err(e) => err(&ui, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DigestForm {
+    digest: String,
+}
+
+pub async fn save_digest(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<String>,
+    form: web::Form<DigestForm>,
+) -> HttpResponse {
+    let number = path.into_inner();
+    match ui
+        .state
+        .ctx
+        .telephony
+        .set_extension_digest(Some(&actor), &number, &form.digest)
+        .await
+    {
+        Ok(()) => redirect("/telephony#extensions-table"),
         Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&ui.msg(&m))).await,
         Err(e) => err(&ui, e),
     }
