@@ -1,0 +1,142 @@
+//! The bot's conversation: deep links that link a chat to a staff member or a customer,
+//! commands (`/start`, `/status`, `/my`) and the replies queued for them.
+
+use super::*;
+
+/// A text message a chat sent to the bot.
+#[derive(Debug, Clone)]
+pub struct IncomingMessage {
+    pub update_id: i64,
+    pub chat_id: i64,
+    /// The Telegram client's language (`ru`, `en`, `uz`), when it said.
+    pub language_code: Option<String>,
+    pub text: String,
+}
+
+/// Deep-link payload prefixes: `/start s<code>` links staff, `/start o<order code>` a
+/// customer's chat to an order.
+pub const STAFF_LINK_PREFIX: char = 's';
+pub const ORDER_LINK_PREFIX: char = 'o';
+
+/// `https://t.me/<bot>?start=o<code>` for a one-time customer link code
+/// (`domain::customer_links`): for the intake receipt's QR code. None until the bot's name
+/// is known (a token was saved and getMe answered).
+pub fn customer_deep_link(bot_username: &str, order_code: &str) -> Option<String> {
+    (!bot_username.is_empty())
+        .then(|| format!("https://t.me/{bot_username}?start={ORDER_LINK_PREFIX}{order_code}"))
+}
+
+pub(super) fn reply(c: &Connection, m: &IncomingMessage, text: String) -> DbResult<()> {
+    enqueue(
+        c,
+        &Notification {
+            event: EventKind::BotReply,
+            key: format!("tg-update:{}", m.update_id),
+            recipients: vec![Recipient::TelegramChat(m.chat_id)],
+            data: TemplateData::from([("text".to_string(), text)]),
+        },
+    )?;
+    Ok(())
+}
+
+pub(super) fn order_lines(tr: Tr, orders: &[OrderBrief]) -> String {
+    if orders.is_empty() {
+        return tr.t("notify.bot.no_open_orders").to_string();
+    }
+    orders
+        .iter()
+        .map(|o| {
+            let mut line = format!("№{} · {}", o.number, o.status);
+            if !o.device.is_empty() {
+                line = format!("№{} · {} · {}", o.number, o.device, o.status);
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Handles one message inside the poller's write transaction (with the saved offset, so
+/// an update is acted on once): links chats, answers commands by queuing a reply.
+pub fn handle_message(
+    c: &Connection,
+    orders: &dyn OrderLookup,
+    m: &IncomingMessage,
+    now: i64,
+) -> DbResult<()> {
+    let client_lang = m
+        .language_code
+        .as_deref()
+        .and_then(Language::from_accept_language);
+    tg::touch(c, m.chat_id, client_lang.map(|l| l.code()), now)?;
+    let chat = tg::chat(c, m.chat_id)?;
+    let staff = match chat.as_ref().and_then(|ch| ch.user_id) {
+        Some(u) => tg::user_brief(c, u)?.map(|b| (u, b)),
+        None => None,
+    };
+    let lang = staff
+        .as_ref()
+        .and_then(|(_, (l, _, _))| Language::from_code(l))
+        .or_else(|| {
+            chat.as_ref()
+                .and_then(|ch| ch.language.as_deref())
+                .and_then(Language::from_code)
+        })
+        .or(client_lang)
+        .unwrap_or(default_language(c)?);
+    let tr = Tr::new(lang);
+    let text = m.text.trim();
+    let (command, arg) = match text.split_once(char::is_whitespace) {
+        Some((cmd, a)) => (cmd, a.trim()),
+        None => (text, ""),
+    };
+    // "/my@shop_bot" in groups: drop the mention.
+    let command = command.split('@').next().unwrap_or(command);
+    let answer = match command {
+        "/start" if arg.starts_with(STAFF_LINK_PREFIX) => {
+            match tg::consume_link_code(c, &arg[1..], now)? {
+                Some(user_id) => {
+                    tg::link_user(c, m.chat_id, user_id, now)?;
+                    let (ulang, name, _) = tg::user_brief(c, user_id)?.unwrap_or_default();
+                    let utr = Tr::new(Language::from_code(&ulang).unwrap_or(lang));
+                    utr.f("notify.bot.linked_staff", &[("name", &name)])
+                }
+                None => tr.t("notify.bot.link_invalid").to_string(),
+            }
+        }
+        "/start" if arg.starts_with(ORDER_LINK_PREFIX) => {
+            if !orders.available() {
+                tr.t("notify.bot.orders_unavailable").to_string()
+            } else {
+                // Only a live one-time code from a receipt links (issue 14): an order
+                // number alone is refused like any wrong code.
+                let order = match crate::domain::customer_links::consume(c, &arg[1..], now)? {
+                    Some(number) => orders.by_code(c, &number)?,
+                    None => None,
+                };
+                match order {
+                    Some(o) => {
+                        tg::link_customer(c, m.chat_id, o.customer_id, now)?;
+                        tr.f(
+                            "notify.bot.linked_customer",
+                            &[("order_number", &o.number), ("status", &o.status)],
+                        )
+                    }
+                    None => tr.t("notify.bot.order_not_found").to_string(),
+                }
+            }
+        }
+        "/my" => match &staff {
+            None => tr.t("notify.bot.not_staff").to_string(),
+            Some(_) if !orders.available() => tr.t("notify.bot.orders_unavailable").to_string(),
+            Some((u, _)) => order_lines(tr, &orders.open_for_staff(c, *u)?),
+        },
+        "/status" => match chat.as_ref().and_then(|ch| ch.customer_id) {
+            None => tr.t("notify.bot.not_customer").to_string(),
+            Some(_) if !orders.available() => tr.t("notify.bot.orders_unavailable").to_string(),
+            Some(cid) => order_lines(tr, &orders.open_for_customer(c, cid)?),
+        },
+        _ => tr.t("notify.bot.help").to_string(),
+    };
+    reply(c, m, answer)
+}
