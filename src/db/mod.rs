@@ -161,6 +161,17 @@ pub fn open_raw(path: &Path) -> DbResult<Connection> {
     Ok(conn)
 }
 
+/// A read-only connection to a database file, for tools that look without changing
+/// anything whether or not a server runs (`crm doctor` reads settings and trunks).
+pub fn open_read_only(path: &std::path::Path) -> DbResult<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(c)
+}
+
 #[derive(Debug, Clone)]
 pub struct DbOptions {
     pub durability: Durability,

@@ -246,14 +246,3 @@ pub fn purge_sent(c: &Connection, before: i64) -> DbResult<usize> {
         [before],
     )?)
 }
-
-/// A read-only connection to a database file, for `crm doctor` (which reads the
-/// notification settings whether or not a server runs).
-pub fn open_read_only(path: &std::path::Path) -> DbResult<Connection> {
-    let c = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(c)
-}

@@ -243,7 +243,7 @@ impl Telephony {
                     ),
                 };
                 if q::update_extension(c, &number, &name, user_id, enabled, now())? == 0 {
-                    return Err(DomainError::NotFound.into());
+                    return Err(DomainError::NotFound);
                 }
                 tx.log(
                     "update",
@@ -273,7 +273,7 @@ impl Telephony {
             .write(by, move |tx| {
                 let c = tx.conn();
                 if q::set_extension_digest(c, &n, &digest, now())? == 0 {
-                    return Err(DomainError::NotFound.into());
+                    return Err(DomainError::NotFound);
                 }
                 tx.log(
                     "update",
@@ -300,7 +300,7 @@ impl Telephony {
             .write(by, move |tx| {
                 let c = tx.conn();
                 if q::set_extension_secret(c, &n, &s, now())? == 0 {
-                    return Err(DomainError::NotFound.into());
+                    return Err(DomainError::NotFound);
                 }
                 tx.log(
                     "update",
@@ -329,7 +329,7 @@ impl Telephony {
             .write(by, move |tx| {
                 let c = tx.conn();
                 if q::set_extension_secret(c, &n, &s, now())? == 0 {
-                    return Err(DomainError::NotFound.into());
+                    return Err(DomainError::NotFound);
                 }
                 tx.log(
                     "update",
@@ -350,7 +350,7 @@ impl Telephony {
             .write(by, move |tx| {
                 let c = tx.conn();
                 if q::delete_extension(c, &n)? == 0 {
-                    return Err(DomainError::NotFound.into());
+                    return Err(DomainError::NotFound);
                 }
                 tx.log(
                     "delete",
@@ -486,7 +486,7 @@ impl Telephony {
             .write(by, move |tx| {
                 let c = tx.conn();
                 if q::delete_ring_group(c, &n)? == 0 {
-                    return Err(DomainError::NotFound.into());
+                    return Err(DomainError::NotFound);
                 }
                 tx.log(
                     "delete",
@@ -600,9 +600,7 @@ pub fn normalise_digest(v: &str) -> DomainResult<String> {
     if DIGEST_CHOICES.contains(&v.as_str()) {
         Ok(v)
     } else {
-        Err(DomainError::invalid(
-            "digest: one of default, MD5, SHA-256,MD5, SHA-256, MD5,SHA-256",
-        ))
+        Err(DomainError::invalid("err.ext.digest"))
     }
 }
 
@@ -1350,7 +1348,7 @@ impl Telephony {
             .write(by, move |tx| {
                 let c = tx.conn();
                 if q::delete_trunk(c, id)? == 0 {
-                    return Err(DomainError::NotFound.into());
+                    return Err(DomainError::NotFound);
                 }
                 tx.log("delete", "sip_trunk", id, serde_json::json!({}));
                 tx.emit(telephony_event());
@@ -1422,7 +1420,7 @@ impl Telephony {
                     t,
                 )?;
                 if changed == 0 {
-                    return Err(DomainError::NotFound.into());
+                    return Err(DomainError::NotFound);
                 }
                 tx.log(
                     "update",

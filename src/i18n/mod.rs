@@ -325,17 +325,28 @@ mod tests {
                     problems.push(format!("{}: unknown key {lit}", f.display()));
                 }
             }
-            for call in [
-                "DomainError::invalid(\"",
-                "DomainError::conflict(\"",
-                "Msg::new(\"",
-            ] {
+            // This file names the calls in its own test.
+            let calls: &[&str] = if f.ends_with("i18n/mod.rs") {
+                &[]
+            } else {
+                &[
+                    "DomainError::invalid(",
+                    "DomainError::conflict(",
+                    "Msg::new(",
+                ]
+            };
+            for call in calls {
                 for (at, _) in text.match_indices(call) {
-                    let rest = &text[at + call.len()..];
+                    // The argument may start on the next line (rustfmt): a literal there
+                    // is checked too.
+                    let rest = text[at + call.len()..].trim_start();
+                    let Some(rest) = rest.strip_prefix('"') else {
+                        continue;
+                    };
                     let lit = &rest[..rest.find('"').unwrap_or(0)];
                     if !known.contains(&lit) {
                         problems.push(format!(
-                            "{}: {call}{lit}\" is not a catalogue key",
+                            "{}: {call}\"{lit}\" is not a catalogue key",
                             f.display()
                         ));
                     }

@@ -130,7 +130,7 @@ fn notifications(cfg: &Config) -> Vec<Finding> {
     if !path.exists() {
         return Vec::new();
     }
-    let settings = crate::db::outbox::open_read_only(&path)
+    let settings = crate::db::open_read_only(&path)
         .and_then(|c| crate::domain::notifications::load_settings(&c));
     let s = match settings {
         Ok(s) => s,
@@ -197,18 +197,17 @@ fn trunks(cfg: &Config) -> Vec<Finding> {
     if !path.exists() {
         return Vec::new();
     }
-    let trunks = match crate::db::outbox::open_read_only(&path)
-        .and_then(|c| crate::db::sip::list_trunks(&c))
-    {
-        Ok(t) => t,
-        Err(e) => {
-            return vec![Finding::warn(
-                "trunk",
-                format!("cannot read the SIP trunks: {e}"),
-                "see the database finding above",
-            )]
-        }
-    };
+    let trunks =
+        match crate::db::open_read_only(&path).and_then(|c| crate::db::sip::list_trunks(&c)) {
+            Ok(t) => t,
+            Err(e) => {
+                return vec![Finding::warn(
+                    "trunk",
+                    format!("cannot read the SIP trunks: {e}"),
+                    "see the database finding above",
+                )]
+            }
+        };
     if trunks.is_empty() {
         return vec![Finding::ok(
             "trunk",

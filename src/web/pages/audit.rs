@@ -113,6 +113,7 @@ pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
     };
     let (entities, actions) = crate::domain::activity::kinds(db).await.unwrap_or_default();
     let users = ui.state.ctx.accounts.list_users().await.unwrap_or_default();
+    let statuses = ui.state.ctx.orders.statuses().await.unwrap_or_default();
     let more = rows.len() as i64 > PAGE;
     let link = |p: i64| {
         let mut qs = vec![("page", p.to_string())];
@@ -163,7 +164,7 @@ pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
                             td.actor { (r.actor.clone().unwrap_or_else(|| ui.t("audit.system").to_string())) }
                             td { (ui.tr.code("action", &r.action)) }
                             td { (ui.tr.code("entity", &r.entity)) @if let Some(id) = r.entity_id { " #" (id) } }
-                            td { code.detail { (r.detail) } }
+                            td.detail { (detail_text(&ui, &statuses, &r.detail)) }
                         }
                     }
                 }
@@ -174,4 +175,61 @@ pub async fn activity(ui: Ui, q: web::Query<ActivityQuery>) -> HttpResponse {
             }
         },
     ))
+}
+
+/// An activity row's detail for a person: each field's name and value in the reader's
+/// language (stored codes such as statuses, roles and payment kinds translated; what staff
+/// typed shown as typed), `before → after` for a change.
+fn detail_text(ui: &Ui, statuses: &[crate::domain::orders::StatusRow], raw: &str) -> String {
+    use serde_json::Value;
+    fn value(
+        ui: &Ui,
+        statuses: &[crate::domain::orders::StatusRow],
+        key: &str,
+        v: &Value,
+    ) -> String {
+        match v {
+            Value::Null => "—".to_string(),
+            Value::Bool(b) => ui.tr.code("detail_value", if *b { "yes" } else { "no" }),
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => match key {
+                "from" | "to" | "status" => statuses
+                    .iter()
+                    .find(|st| st.code == *s)
+                    .map(|st| crate::domain::orders::status_name(st, ui.tr.lang).to_string())
+                    .unwrap_or_else(|| s.clone()),
+                "role" => ui.tr.term(&format!("role.{s}")),
+                "kind" => ui.tr.code("payment_kind", s),
+                "method" => ui.tr.code("payment_method", s),
+                _ => s.clone(),
+            },
+            Value::Array(a) if a.len() == 2 && !a.iter().any(Value::is_array) => format!(
+                "{} → {}",
+                value(ui, statuses, key, &a[0]),
+                value(ui, statuses, key, &a[1])
+            ),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| value(ui, statuses, key, x))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Value::Object(m) => fields(ui, statuses, m),
+        }
+    }
+    fn fields(
+        ui: &Ui,
+        statuses: &[crate::domain::orders::StatusRow],
+        m: &serde_json::Map<String, Value>,
+    ) -> String {
+        m.iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("{}: {}", ui.tr.code("detail", k), value(ui, statuses, k, v)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(m)) => fields(ui, statuses, &m),
+        Ok(other) => value(ui, statuses, "", &other),
+        Err(_) => raw.to_string(),
+    }
 }

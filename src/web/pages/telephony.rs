@@ -21,6 +21,9 @@ fn err(ui: &Ui, e: DomainError) -> HttpResponse {
 /// out (0.0.0.0 = "this box's LAN address", which the admin fills in).
 fn server_and_port(ui: &Ui) -> (String, String) {
     let sip = ui.state.ctx.config.sip.clone();
+    if sip.trim().eq_ignore_ascii_case("off") {
+        return ("—".into(), "—".into());
+    }
     match sip.rsplit_once(':') {
         Some((h, p)) => (h.to_string(), p.to_string()),
         None => (sip, "5060".into()),
