@@ -601,7 +601,9 @@ pub fn normalise_digest(v: &str) -> DomainResult<String> {
     if DIGEST_CHOICES.contains(&v.as_str()) {
         Ok(v)
     } else {
-        Err(DomainError::invalid("err.ext.digest"))
+        Err(DomainError::invalid(
+            Msg::new("err.ext.digest").term("default", "telephony.digest_default"),
+        ))
     }
 }
 

@@ -199,6 +199,8 @@ fn detail_text(ui: &Ui, statuses: &[crate::domain::orders::StatusRow], raw: &str
                     .map(|st| crate::domain::orders::status_name(st, ui.tr.lang).to_string())
                     .unwrap_or_else(|| s.clone()),
                 "role" => ui.tr.term(&format!("role.{s}")),
+                // A line's kind (part or labour) or a payment's.
+                "kind" if s == "part" || s == "labour" => ui.tr.code("line_kind", s),
                 "kind" => ui.tr.code("payment_kind", s),
                 "method" => ui.tr.code("payment_method", s),
                 _ => s.clone(),
