@@ -214,8 +214,8 @@ fn stopped_table(ui: &Ui, rows: &[OutboxRow]) -> Markup {
                     @for r in rows {
                         tr data-outbox-id=(r.id) data-state=(r.state) {
                             td { (ui.datetime(r.updated_at)) }
-                            td { (r.event) }
-                            td { (r.channel) }
+                            td { (crate::domain::notifications::EventKind::parse(&r.event).map_or(r.event.as_str(), |e| ui.t(e.label_key()))) }
+                            td { (ui.tr.term(&format!("notify.channel.{}", r.channel))) }
                             td { (r.recipient) }
                             td { span.badge.badge-danger { (state_label(ui, &r.state)) } }
                             td { (r.attempts) }
