@@ -818,3 +818,97 @@ async fn open_sockets_are_rescoped_or_closed_when_access_changes() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(closed_with(&mut ws1).await, Some(1008));
 }
+
+// ---------------------------------------------------------------------------------------
+// 8. What a master's call card shows
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_masters_call_card_never_names_who_answered_or_the_last_call() {
+    use crate::calls::{caller_file, calls_when, group, link};
+    use crate::live::{login_cookie, next_of, open};
+    use crate::sipp::*;
+    let wait = Duration::from_secs(15);
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1000u32, 1501, 1502].into_iter()).await;
+    group(&app, "100", &["1501", "1502"]).await;
+    app.add_user("oper1", Role::Operator, "oper-pass-1").await;
+    app.add_user("usta", Role::Master, "usta-pass-1").await;
+    link(&app, "1501", "oper1").await;
+    link(&app, "1502", "usta").await;
+    let admin = Api::of(&app, "admin").await;
+    new_customer(&admin, "Aziza Karimova", "90 123 45 67").await;
+    let co = login_cookie(&app, "oper1", "oper-pass-1").await;
+    let cm = login_cookie(&app, "usta", "usta-pass-1").await;
+    let mut oper = open(&app, Some(&co), None, "").await.unwrap();
+    let mut master = open(&app, Some(&cm), None, "").await.unwrap();
+    for round in 0..2 {
+        let (p1, p2) = (free_port(), free_port());
+        let k1 = uas("uas_answer.xml", p1, 1);
+        let k2 = uas("uas_ring_elsewhere.xml", p2, 1);
+        register_contact(sip, "1501", p1).await;
+        register_contact(sip, "1502", p2).await;
+        let caller = {
+            let inf = caller_file(&app, "1000");
+            tokio::spawn(async move {
+                sipp(
+                    sip,
+                    &[
+                        "-sf",
+                        &scenario("calls_call.xml"),
+                        "-inf",
+                        inf.to_str().unwrap(),
+                        "-s",
+                        "100",
+                        "-key",
+                        "caller",
+                        "+998901234567",
+                        "-d",
+                        "500",
+                        "-m",
+                        "1",
+                    ],
+                )
+                .await
+            })
+        };
+        let po = next_of(&mut oper, "call.ringing", wait)
+            .await
+            .expect("oper's pop");
+        let pm = next_of(&mut master, "call.ringing", wait)
+            .await
+            .expect("master's pop");
+        assert_eq!(pm["data"]["customer"]["limited"], true, "{pm}");
+        assert!(
+            pm["data"]["last_call"].is_null(),
+            "master sees no last call: {pm}"
+        );
+        if round == 1 {
+            // The operator (who may see calls) still gets it, with who answered.
+            assert_eq!(po["data"]["last_call"]["answered_by"], "oper1 name", "{po}");
+        }
+        let am = next_of(&mut master, "call.answered", wait)
+            .await
+            .expect("answered");
+        assert!(
+            am["data"]["by"].is_null() && am["data"]["user_id"].is_null(),
+            "{am}"
+        );
+        let ao = next_of(&mut oper, "call.answered", wait)
+            .await
+            .expect("answered");
+        assert_eq!(ao["data"]["by"], "oper1 name");
+        next_of(&mut master, "call.ended", wait)
+            .await
+            .expect("ended");
+        assert_ok(&caller.await.unwrap(), 1, "caller");
+        for k in [k1, k2] {
+            let r = wait_sipp(k).await;
+            assert_eq!((r.ok, r.failed), (1, 0), "{}", r.out);
+        }
+        calls_when(&admin, "number=901234567", |r| {
+            r.len() == round + 1 && r.iter().all(|k| k["ended_ms"].is_i64())
+        })
+        .await;
+    }
+}
