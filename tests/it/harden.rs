@@ -912,3 +912,186 @@ async fn a_masters_call_card_never_names_who_answered_or_the_last_call() {
         .await;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. Scripts render data as text
+
+const MARKUP: &str = "<img src=x class=planted onerror=\"window.__pwned=1\"><b class=planted>B</b>";
+
+/// No script of ours hands data to an HTML parser.
+#[test]
+fn no_script_uses_an_html_sink() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/js");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let src = std::fs::read_to_string(&p).unwrap();
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "createContextualFragment",
+            ".html(",
+            "bindTooltip(",
+            "setContent(",
+        ] {
+            assert!(!src.contains(sink), "{} uses {sink}", p.display());
+        }
+        // Leaflet popups get an element, never a string (which Leaflet reads as HTML).
+        for (i, _) in src.match_indices("bindPopup(") {
+            assert!(
+                src[i..].starts_with("bindPopup(popup)"),
+                "{}: {}",
+                p.display(),
+                &src[i..i + 40]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_planted_in_every_field_scripts_render_stays_text() {
+    use crm::events::{Audience, Event};
+    use fantoccini::Locator;
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (s, v) = admin
+        .post(
+            "/api/v1/branches",
+            json!({"name": MARKUP, "address": MARKUP, "lat": 41.3, "lon": 69.2}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let b = crate::browser::Browser::start().await;
+    b.sign_in(&app, "admin", ADMIN_PASSWORD).await;
+    let planted = |scope: &'static str| {
+        let b = &b;
+        async move {
+            let v = b
+                .client
+                .execute(
+                    &format!("return [document.querySelectorAll('{scope} .planted').length, window.__pwned === undefined];"),
+                    vec![],
+                )
+                .await
+                .unwrap();
+            (v[0].as_u64().unwrap(), v[1].as_bool().unwrap())
+        }
+    };
+    // The map's popup.
+    b.client.goto(&app.url("/map")).await.unwrap();
+    let ready = eventually(Duration::from_secs(10), || async {
+        let el = b.client.find(Locator::Css("#branch-map")).await.ok()?;
+        (el.attr("data-ready").await.ok()?? == "1").then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the marker is placed");
+    b.client
+        .execute(
+            "document.querySelector('#branch-map .leaflet-marker-icon').click(); return 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        b.wait_text(".leaflet-popup-content", "<img src=x").await,
+        "the name shows as text"
+    );
+    assert_eq!(planted("#branch-map").await, (0, true));
+
+    // The live pieces of every page: the screen-pop, "answered by", the call status, a
+    // notice and its toast — every field they show carries markup.
+    b.client.goto(&app.url("/")).await.unwrap();
+    let online = eventually(Duration::from_secs(10), || async {
+        let el = b
+            .client
+            .find(Locator::Css("#conn-indicator.online"))
+            .await
+            .ok()?;
+        Some(el)
+    })
+    .await;
+    assert!(online.is_some(), "the page's socket is up");
+    let me = app
+        .running()
+        .ctx
+        .accounts
+        .user_by_username("admin")
+        .await
+        .unwrap()
+        .id;
+    let bus = &app.running().ctx.events;
+    let status = json!({"uz": MARKUP, "uz-Cyrl": MARKUP, "ru": MARKUP, "en": MARKUP});
+    bus.publish(Event::new(
+        "call.ringing",
+        json!({
+            "call_id": "c1", "direction": "inbound", "number": MARKUP, "from": MARKUP, "to": "100",
+            "group": MARKUP, "extensions": [MARKUP],
+            "customer": {"id": 1, "name": MARKUP, "balance": 0, "balance_text": MARKUP,
+                "orders": [{"id": 1, "number": MARKUP, "status": status, "status_group": "new", "promised": MARKUP}]},
+            "last_call": {"started_ms": 1, "outcome": MARKUP, "answered_by": MARKUP},
+            "started_ms": 1, "now_ms": 1,
+        }),
+        Audience::Users(vec![me]),
+    ));
+    bus.publish(Event::new(
+        "call.ringing",
+        json!({"call_id": "c2", "direction": "inbound", "number": MARKUP, "customer": null,
+            "last_call": null, "started_ms": 1, "now_ms": 1}),
+        Audience::Users(vec![me]),
+    ));
+    bus.publish(Event::new(
+        "call.answered",
+        json!({"call_id": "c2", "extension": MARKUP, "user_id": me + 1, "by": MARKUP}),
+        Audience::Users(vec![me]),
+    ));
+    bus.publish(Event::new(
+        "call.live",
+        json!({"now_ms": 1, "calls": [{"call_id": "c3", "number": MARKUP, "customer_name": MARKUP,
+            "answered_user_id": me, "answered_user_name": MARKUP, "answered_ms": 1}]}),
+        Audience::Everyone,
+    ));
+    let (s, _) = admin.post("/api/v1/notices", json!({"text": MARKUP})).await;
+    assert_eq!(s, 201);
+    // textContent (visible or not): each place holds the markup as text.
+    let holds_text = |css: &'static str| {
+        let b = &b;
+        async move {
+            eventually(Duration::from_secs(10), || async {
+                let v = b
+                    .client
+                    .execute(
+                        &format!("var e = document.querySelector('{css}'); return e ? e.textContent : '';"),
+                        vec![],
+                    )
+                    .await
+                    .ok()?;
+                v.as_str()?.contains("<b class=planted>").then_some(())
+            })
+            .await
+            .is_some()
+        }
+    };
+    for css in [
+        "#call-pops .pop-customer",
+        "#call-pops .pop-balance",
+        "#call-pops .pop-orders",
+        "#call-pops .pop-last",
+        "#call-pops .pop-number",
+        ".pop-answered-by",
+        "#call-status",
+        "#notice-list",
+        ".toast",
+    ] {
+        if css == "#notice-list" && b.client.find(Locator::Css(css)).await.is_err() {
+            continue;
+        }
+        assert!(holds_text(css).await, "{css} shows the markup as text");
+    }
+    assert_eq!(
+        planted("body").await,
+        (0, true),
+        "no planted element anywhere"
+    );
+    b.close().await;
+}
