@@ -20,6 +20,8 @@ pub mod telephony;
 pub use access::{Action, Actor};
 
 use crate::db::DbError;
+/// What is wrong with the disk when a write is refused (see [`DomainError::storage_problem`]).
+pub use crate::db::StorageProblem;
 
 /// Errors of the domain layer; the web layer maps each kind to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,14 @@ pub enum DomainError {
 impl DomainError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         DomainError::Invalid(msg.into())
+    }
+
+    /// The disk refused the write (full, read-only, failing), if that is what happened.
+    pub fn storage_problem(&self) -> Option<StorageProblem> {
+        match self {
+            DomainError::Db(d) => d.storage_problem(),
+            _ => None,
+        }
     }
 }
 

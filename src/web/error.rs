@@ -4,8 +4,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::domain::DomainError;
+use crate::domain::{DomainError, StorageProblem};
 use crate::i18n::Tr;
+use crate::model::Language;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -29,7 +30,33 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
     })
 }
 
+/// A write the disk refused (full, read-only, failing): the status, the stable code and
+/// the catalogue key of what to tell the person. Nothing of the write was saved, and what
+/// was saved before is safe.
+pub fn storage_failure(e: &DomainError) -> Option<(StatusCode, &'static str, &'static str)> {
+    Some(match e.storage_problem()? {
+        StorageProblem::DiskFull => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "disk_full",
+            "harden.storage.disk_full",
+        ),
+        StorageProblem::ReadOnly => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read_only",
+            "harden.storage.read_only",
+        ),
+        StorageProblem::IoError => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "io_error",
+            "harden.storage.io_error",
+        ),
+    })
+}
+
 fn domain_status(e: &DomainError) -> (StatusCode, &'static str) {
+    if let Some((status, code, _)) = storage_failure(e) {
+        return (status, code);
+    }
     match e {
         DomainError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         DomainError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
@@ -64,6 +91,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (status, code) = domain_status(&self.0);
         let message = match &self.0 {
+            e if storage_failure(e).is_some() => {
+                tracing::error!(error = %e, "write refused by the disk");
+                let key = storage_failure(e).map(|f| f.2).unwrap_or("error.internal");
+                Tr::new(Language::En).t(key).to_string()
+            }
             DomainError::Db(e) => {
                 tracing::error!(error = %e, "storage error");
                 "internal error".to_string()
@@ -101,6 +133,11 @@ impl ResponseError for PageError {
     fn error_response(&self) -> HttpResponse {
         let (status, _) = domain_status(&self.err);
         let message = match &self.err {
+            e if storage_failure(e).is_some() => {
+                tracing::error!(error = %e, "write refused by the disk");
+                let key = storage_failure(e).map(|f| f.2).unwrap_or("error.internal");
+                self.tr.t(key).to_string()
+            }
             DomainError::Db(e) => {
                 tracing::error!(error = %e, "storage error");
                 self.tr.t("error.internal").to_string()

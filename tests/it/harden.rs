@@ -1095,3 +1095,197 @@ async fn markup_planted_in_every_field_scripts_render_stays_text() {
     );
     b.close().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// 9. A full, read-only or failing disk
+
+async fn healthz(app: &TestApp) -> (u16, serde_json::Value) {
+    let r = reqwest::get(app.url("/healthz")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn doctor_says(app: &TestApp) -> String {
+    use std::process::Command;
+    // Not in the data dir: that disk may be full.
+    let cfg = std::env::temp_dir().join(format!(
+        "doctor-harden-{}.toml",
+        app.running().http_addr.port()
+    ));
+    std::fs::write(
+        &cfg,
+        format!("http = \"{}\"\nsip = \"off\"\n", app.running().http_addr),
+    )
+    .unwrap();
+    let out = Command::new(crm_bin())
+        .arg("--data-dir")
+        .arg(app.data_dir())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("doctor")
+        .env_remove("CRM_HTTP")
+        .env_remove("CRM_DATA_DIR")
+        .env_remove("CRM_SIP")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A small tmpfs mounted over a temp dir: a real disk that fills up. Unmounted on drop.
+struct TinyDisk {
+    dir: Option<tempfile::TempDir>,
+    path: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    fn mount(mib: u32) -> TinyDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "mounting a tmpfs needs root (scripts/test runs as root)"
+        );
+        TinyDisk {
+            path: dir.path().to_path_buf(),
+            dir: Some(dir),
+        }
+    }
+
+    /// Writes a filler file until the disk is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path.join("filler")).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path.join("filler")).unwrap();
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+        drop(self.dir.take());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_disk_is_named_and_nothing_acknowledged_is_lost() {
+    let disk = TinyDisk::mount(16);
+    let data = tempfile::TempDir::new_in(&disk.path).unwrap();
+    let mut cfg = crate::support::test_config(data.path());
+    cfg.log = "error".into();
+    let mut app = TestApp::spawn_config(cfg, data).await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    let api = Api::of(&app, "admin").await;
+    let db = app.running().ctx.db.clone();
+    // A person who reads Russian, on the web pages.
+    let web = app.login_admin().await;
+    let r = web
+        .post_form("/lang", &[("lang", "ru"), ("back", "/")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let mut saved = vec![new_customer(&api, "Oldin", "90 111 22 33").await];
+    disk.fill();
+    let mut refused = None;
+    for i in 0..400 {
+        let (s, v) = api
+            .post(
+                "/api/v1/customers",
+                json!({"name": format!("Mijoz {i} {}", "x".repeat(100)), "address": "y".repeat(290), "phones": [format!("90 2{:02} {:02} {:02}", i / 10000, (i / 100) % 100, i % 100)]}),
+            )
+            .await;
+        if s == 201 {
+            saved.push(v["id"].as_i64().unwrap());
+        } else {
+            refused = Some((s, v));
+            break;
+        }
+    }
+    let (s, v) = refused.expect("the full disk refuses a write");
+    assert_eq!(s, 507, "{v}");
+    assert_eq!(v["error"]["code"], "disk_full", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("The disk is full"),
+        "{v}"
+    );
+    // The page says it in the person's language.
+    let r = web
+        .post_form(
+            "/customers",
+            &[("name", "Yangi mijoz"), ("phone1", "90 333 22 11")],
+        )
+        .await;
+    assert_eq!(r.status(), 507);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Диск заполнен"), "{page}");
+    // /healthz and crm doctor name it.
+    let (s, h) = healthz(&app).await;
+    assert_eq!(
+        (s, h["status"].as_str(), h["problem"].as_str()),
+        (503, Some("degraded"), Some("disk_full")),
+        "{h}"
+    );
+    assert_eq!(h["reason"], "the disk is full");
+    let said = doctor_says(&app);
+    assert!(
+        said.lines()
+            .any(|l| l.contains("storage") && l.contains("the disk is full")),
+        "{said}"
+    );
+    // Space comes back: without a restart, writes work again and everything that was
+    // acknowledged is there.
+    disk.free();
+    let (s, h) = healthz(&app).await;
+    assert_eq!((s, h["status"].as_str()), (200, Some("ok")), "{h}");
+    new_customer(&api, "Qaytdi", "90 444 55 66").await;
+    for id in &saved {
+        let (s, _) = api.get(&format!("/api/v1/customers/{id}")).await;
+        assert_eq!(s, 200, "acknowledged customer {id} is kept");
+    }
+
+    // A file system gone read-only (as SQLite reports it).
+    db.maintenance(|c| Ok(c.pragma_update(None, "query_only", true)?))
+        .await
+        .unwrap();
+    let (s, v) = api
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Yozilmaydi", "phones": ["90 555 44 33"]}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (503, Some("read_only")),
+        "{v}"
+    );
+    let (s, h) = healthz(&app).await;
+    assert_eq!((s, h["problem"].as_str()), (503, Some("read_only")), "{h}");
+    assert!(doctor_says(&app).contains("read-only"));
+    db.maintenance(|c| Ok(c.pragma_update(None, "query_only", false)?))
+        .await
+        .unwrap();
+    let (s, h) = healthz(&app).await;
+    assert_eq!((s, h["status"].as_str()), (200, Some("ok")), "{h}");
+    new_customer(&api, "Yana qaytdi", "90 555 44 33").await;
+    app.stop().await;
+}
