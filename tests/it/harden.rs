@@ -1289,3 +1289,85 @@ async fn a_full_or_read_only_disk_is_named_and_nothing_acknowledged_is_lost() {
     new_customer(&api, "Yana qaytdi", "90 555 44 33").await;
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// 10. API request limits
+
+#[tokio::test]
+async fn the_api_limits_each_token_and_each_address_with_retry_after() {
+    let app = TestApp::spawn_with(|c| {
+        c.api_limits.per_token = 2;
+        c.api_limits.per_token_burst = 10;
+        c.api_limits.per_address = 4;
+        c.api_limits.per_address_burst = 25;
+    })
+    .await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    let t1 = app.api_token("admin").await;
+    let t2 = app.api_token("admin").await;
+    let client = reqwest::Client::new();
+    let get = |token: Option<&str>| {
+        let mut r = client
+            .get(app.url("/api/v1/me"))
+            .header("accept-language", "en");
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    // One token: its burst, then 429 with Retry-After and the API's error shape.
+    let mut ok = 0;
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = get(Some(&t1)).await;
+        if r.status() == 200 {
+            ok += 1;
+        } else {
+            limited = Some(r);
+            break;
+        }
+    }
+    assert_eq!(ok, 10, "the token's burst");
+    let r = limited.expect("the token is limited");
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Too many requests"));
+    // Another token from the same address still gets through...
+    assert_eq!(get(Some(&t2)).await.status(), 200);
+    // ... until the address's own limit: anonymous or wrong tokens count too.
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let tok = format!("crm_wrong{i}");
+        statuses.push(get(Some(&tok)).await.status().as_u16());
+    }
+    assert!(
+        statuses.contains(&401) && statuses.last() == Some(&429),
+        "{statuses:?}"
+    );
+    let r = get(Some(&t2)).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // Pages and /healthz are not the API: not limited.
+    assert_eq!(
+        reqwest::get(app.url("/healthz")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(reqwest::get(app.url("/login")).await.unwrap().status(), 200);
+    // The budget refills: after Retry-After, the token works again.
+    tokio::time::sleep(Duration::from_secs(retry.max(1) + 1)).await;
+    let back = eventually(Duration::from_secs(10), || async {
+        (get(Some(&t1)).await.status() == 200).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "the token gets through again");
+}

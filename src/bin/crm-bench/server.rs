@@ -26,7 +26,11 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 pub fn crm(bin: &Path, dir: &Path) -> anyhow::Result<Command> {
     let cfg = dir.join("bench.toml");
     if !cfg.exists() {
-        std::fs::write(&cfg, "log = \"warn\"\n")?;
+        // Benchmarks drive the API far beyond the shop's request limits.
+        std::fs::write(
+            &cfg,
+            "log = \"warn\"\n[api_limits]\nper_token = 0\nper_address = 0\n",
+        )?;
     }
     let mut c = Command::new(bin);
     c.arg("--config").arg(cfg).arg("--data-dir").arg(dir);
