@@ -129,6 +129,31 @@ pub struct Config {
     pub login: LoginConfig,
     pub backup: BackupConfig,
     pub upgrade: UpgradeConfig,
+    pub api_limits: ApiLimitsConfig,
+}
+
+/// Request limits of the HTTP API (`/api/*`), each a token bucket: a sustained rate a
+/// second and a burst. 0 turns a limit off. The SIP engine never passes through them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiLimitsConfig {
+    /// Requests a second per API token.
+    pub per_token: u32,
+    pub per_token_burst: u32,
+    /// Requests a second per client address (any credential, or none).
+    pub per_address: u32,
+    pub per_address_burst: u32,
+}
+
+impl Default for ApiLimitsConfig {
+    fn default() -> Self {
+        ApiLimitsConfig {
+            per_token: 20,
+            per_token_burst: 200,
+            per_address: 50,
+            per_address_burst: 500,
+        }
+    }
 }
 
 /// Automatic backups (`crm backup` and the backups page work without these).
@@ -226,6 +251,7 @@ impl Default for Config {
             metrics_token: None,
             session: SessionConfig::default(),
             login: LoginConfig::default(),
+            api_limits: ApiLimitsConfig::default(),
             backup: BackupConfig::default(),
             upgrade: UpgradeConfig::default(),
         }

@@ -121,7 +121,8 @@
     if (d.user_id === me) { c.classList.add("answered-here"); return; }
     c.classList.add("answered-elsewhere");
     var body = c.querySelector(".pop-body");
-    var note = el("p", "pop-answered-by", t.tAnsweredBy.replace("{name}", d.by));
+    // Who answered is only told to those who may see calls.
+    var note = el("p", "pop-answered-by", d.by ? t.tAnsweredBy.replace("{name}", d.by) : t.tAnsweredElsewhere);
     body.insertBefore(note, body.firstChild);
     var keys = c.querySelector(".pop-actions");
     if (keys) keys.remove();

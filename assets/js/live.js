@@ -48,7 +48,10 @@
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById(region.id);
         if (fresh) {
-          region.innerHTML = fresh.innerHTML;
+          // Nodes, not an HTML string: the server's escaped page is never re-parsed.
+          region.replaceChildren.apply(region, Array.prototype.map.call(fresh.childNodes, function (n) {
+            return document.importNode(n, true);
+          }));
           region.dispatchEvent(new CustomEvent("crm:refreshed", { bubbles: true }));
         }
       })

@@ -14,7 +14,11 @@
   document.querySelectorAll("#branch-list .branch[data-lat]").forEach(function (li) {
     var lat = parseFloat(li.dataset.lat), lon = parseFloat(li.dataset.lon);
     if (isNaN(lat) || isNaN(lon)) return;
-    L.marker([lat, lon], { title: li.dataset.name }).addTo(map).bindPopup(li.dataset.name);
+    // Leaflet reads a string popup as HTML: hand it an element holding the name as text.
+    var popup = document.createElement("span");
+    popup.className = "branch-popup";
+    popup.textContent = li.dataset.name;
+    L.marker([lat, lon], { title: li.dataset.name }).addTo(map).bindPopup(popup);
     points.push([lat, lon]);
   });
   if (points.length) {

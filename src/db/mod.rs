@@ -57,9 +57,111 @@ pub enum DbError {
     WriterGone,
     #[error("database task failed: {0}")]
     Task(String),
+    /// The disk under the database refused the write (full, read-only, failing); nothing
+    /// of it was written.
+    #[error("{1}")]
+    Storage(StorageProblem, String),
+}
+
+/// What is wrong with the disk under the database, as SQLite (or the OS) reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageProblem {
+    DiskFull,
+    ReadOnly,
+    IoError,
+}
+
+impl StorageProblem {
+    /// Stable code: `disk_full`, `read_only`, `io_error`.
+    pub fn code(self) -> &'static str {
+        match self {
+            StorageProblem::DiskFull => "disk_full",
+            StorageProblem::ReadOnly => "read_only",
+            StorageProblem::IoError => "io_error",
+        }
+    }
+
+    /// For logs, `/healthz` and `crm doctor` (the web UI uses the catalogue).
+    pub fn describe(self) -> &'static str {
+        match self {
+            StorageProblem::DiskFull => "the disk is full",
+            StorageProblem::ReadOnly => "the file system is read-only",
+            StorageProblem::IoError => "the disk reports input/output errors",
+        }
+    }
+
+    fn of_sqlite(code: rusqlite::ErrorCode) -> Option<StorageProblem> {
+        match code {
+            rusqlite::ErrorCode::DiskFull => Some(StorageProblem::DiskFull),
+            rusqlite::ErrorCode::ReadOnly => Some(StorageProblem::ReadOnly),
+            rusqlite::ErrorCode::SystemIoFailure => Some(StorageProblem::IoError),
+            _ => None,
+        }
+    }
+
+    /// The problem behind an OS error writing a file (attachments, backups), if it is one.
+    pub fn of_io(e: &std::io::Error) -> Option<StorageProblem> {
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Some(StorageProblem::DiskFull)
+            }
+            std::io::ErrorKind::ReadOnlyFilesystem => Some(StorageProblem::ReadOnly),
+            _ if e.raw_os_error() == Some(5) => Some(StorageProblem::IoError),
+            _ => None,
+        }
+    }
+}
+
+/// The last storage problem a write met, until a write commits again.
+#[derive(Default)]
+pub(crate) struct StorageHealth {
+    problem: std::sync::Mutex<Option<(StorageProblem, i64)>>,
+    /// Bumped on every problem noted: a batch that saw one does not clear it.
+    noted: std::sync::atomic::AtomicU64,
+}
+
+impl StorageHealth {
+    pub(crate) fn note(&self, p: StorageProblem) {
+        self.noted.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut g = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        match *g {
+            Some((old, _)) if old == p => {}
+            _ => {
+                tracing::error!(problem = p.code(), "storage: {}", p.describe());
+                *g = Some((p, now()));
+            }
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.noted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut g = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, _)) = g.take() {
+            tracing::warn!(problem = p.code(), "storage: writes succeed again");
+        }
+    }
+
+    pub(crate) fn current(&self) -> Option<(StorageProblem, i64)> {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl DbError {
+    /// The storage problem behind this error, if it is one.
+    pub fn storage_problem(&self) -> Option<StorageProblem> {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                StorageProblem::of_sqlite(e.code)
+            }
+            DbError::Storage(p, _) => Some(*p),
+            _ => None,
+        }
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
             if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
@@ -68,6 +170,19 @@ impl DbError {
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+/// An error type a write closure may return through the writer (`Db::write_as`): it
+/// takes storage errors in, and tells whether it is one where the disk refused the write
+/// (so the box's health shows it).
+pub trait WriteError: From<DbError> + Send + 'static {
+    fn storage_problem(&self) -> Option<StorageProblem>;
+}
+
+impl WriteError for DbError {
+    fn storage_problem(&self) -> Option<StorageProblem> {
+        DbError::storage_problem(self)
+    }
+}
 
 /// How hard a commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -88,6 +203,7 @@ struct Inner {
     path: PathBuf,
     read: r2d2::Pool<SqliteConnectionManager>,
     writer: writer::Writer,
+    health: Arc<StorageHealth>,
 }
 
 fn migrations() -> Migrations<'static> {
@@ -211,12 +327,14 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let writer = writer::Writer::start(conn);
+        let health = Arc::new(StorageHealth::default());
+        let writer = writer::Writer::start(conn, health.clone());
         Ok(Db {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 read,
                 writer,
+                health,
             }),
         })
     }
@@ -263,7 +381,7 @@ impl Db {
     pub async fn write_as<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<DbError> + Send + 'static,
+        E: WriteError,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         self.inner
@@ -286,7 +404,7 @@ impl Db {
     pub fn write_blocking_as<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<DbError> + Send + 'static,
+        E: WriteError,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         self.inner
@@ -310,6 +428,20 @@ impl Db {
         self.read_blocking(|c| Ok(schema_version(c)?))
     }
 
+    /// Runs `f` on the writer's connection outside any transaction, between batches:
+    /// connection settings (pragmas) and maintenance.
+    pub async fn maintenance<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
+    {
+        self.inner
+            .writer
+            .run_outside_transaction(f)?
+            .await
+            .map_err(|_| DbError::WriterGone)?
+    }
+
     /// Moves the WAL's content into the main file and truncates the WAL.
     pub async fn checkpoint(&self) -> DbResult<()> {
         self.inner
@@ -325,6 +457,29 @@ impl Db {
             })?
             .await
             .map_err(|_| DbError::WriterGone)?
+    }
+
+    /// The storage problem the last writes met (and since when, Unix seconds), until a
+    /// write commits again.
+    pub fn storage_problem(&self) -> Option<(StorageProblem, i64)> {
+        self.inner.health.current()
+    }
+
+    /// While writes fail for a storage reason: one small real write (a settings row),
+    /// which clears the problem when it commits. Returns the problem that remains.
+    pub async fn probe_storage(&self) -> Option<(StorageProblem, i64)> {
+        self.storage_problem()?;
+        let _ = self
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO settings (key, value, updated_at) VALUES ('health.write_probe', ?1, ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    [now()],
+                )?;
+                Ok(())
+            })
+            .await;
+        self.storage_problem()
     }
 
     /// A cheap liveness probe of both paths.

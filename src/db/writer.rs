@@ -10,14 +10,18 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::{DbError, DbResult};
+use super::{DbError, DbResult, StorageHealth};
 
 const MAX_BATCH: usize = 256;
 
 type Completion = Box<dyn FnOnce(Option<&DbError>) + Send>;
 
+/// A write: given the transaction's connection (or why none could be begun), runs and
+/// returns what to do once the commit's outcome is known.
+type InTx = Box<dyn FnOnce(Result<&Connection, &DbError>) -> Completion + Send>;
+
 enum Job {
-    InTransaction(Box<dyn FnOnce(&Connection) -> Completion + Send>),
+    InTransaction(InTx),
     Outside(Box<dyn FnOnce(&mut Connection) + Send>),
 }
 
@@ -36,18 +40,23 @@ struct Counters {
 pub(super) struct Writer {
     tx: mpsc::Sender<Job>,
     counters: Arc<Counters>,
+    health: Arc<StorageHealth>,
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection) -> Writer {
+    pub(super) fn start(conn: Connection, health: Arc<StorageHealth>) -> Writer {
         let (tx, rx) = mpsc::channel::<Job>();
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
+        let (c, h) = (counters.clone(), health.clone());
         std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run(conn, rx, &c))
+            .spawn(move || run(conn, rx, &c, &h))
             .expect("spawn db writer thread");
-        Writer { tx, counters }
+        Writer {
+            tx,
+            counters,
+            health,
+        }
     }
 
     pub(super) fn stats(&self) -> WriteStats {
@@ -62,15 +71,22 @@ impl Writer {
     pub(super) fn submit<T, E, F>(&self, f: F) -> DbResult<oneshot::Receiver<Result<T, E>>>
     where
         T: Send + 'static,
-        E: From<DbError> + Send + 'static,
+        E: super::WriteError,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job = Job::InTransaction(Box::new(move |conn: &Connection| {
-            let result = in_savepoint(conn, f);
+        let health = self.health.clone();
+        let job = Job::InTransaction(Box::new(move |conn: Result<&Connection, &DbError>| {
+            let result = match conn {
+                Ok(conn) => in_savepoint(conn, f),
+                Err(e) => Err(E::from(failed("could not begin a write", e))),
+            };
+            if let Some(p) = result.as_ref().err().and_then(E::storage_problem) {
+                health.note(p);
+            }
             Box::new(move |commit_error: Option<&DbError>| {
                 let result = match (result, commit_error) {
-                    (Ok(_), Some(e)) => Err(E::from(DbError::Task(format!("commit failed: {e}")))),
+                    (Ok(_), Some(e)) => Err(E::from(failed("commit failed", e))),
                     (r, _) => r,
                 };
                 let _ = tx.send(result);
@@ -97,6 +113,15 @@ impl Writer {
     }
 }
 
+/// The error a caller gets when the transaction around its write failed: a storage
+/// problem keeps its kind, so the user is told what is wrong.
+fn failed(what: &str, e: &DbError) -> DbError {
+    match e.storage_problem() {
+        Some(p) => DbError::Storage(p, format!("{what}: {e}")),
+        None => DbError::Task(format!("{what}: {e}")),
+    }
+}
+
 fn in_savepoint<T, E: From<DbError>>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
@@ -106,6 +131,9 @@ fn in_savepoint<T, E: From<DbError>>(
         .unwrap_or_else(|_| Err(E::from(DbError::Task("write panicked".into()))));
     match &result {
         Ok(_) => conn.execute_batch("RELEASE w").map_err(DbError::from)?,
+        // On a full disk or an I/O error SQLite may roll the whole transaction back
+        // itself: then there is no savepoint left, and the caller gets the real reason.
+        Err(_) if conn.is_autocommit() => {}
         Err(_) => conn
             .execute_batch("ROLLBACK TO w; RELEASE w")
             .map_err(DbError::from)?,
@@ -113,7 +141,7 @@ fn in_savepoint<T, E: From<DbError>>(
     result
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, counters: &Counters) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, counters: &Counters, health: &StorageHealth) {
     let mut pending: Option<Job> = None;
     loop {
         let first = match pending.take() {
@@ -132,16 +160,27 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, counters: &Counters) {
         };
         let mut completions: Vec<Completion> = Vec::new();
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Nothing runs; dropping the job closes its channel, so the caller sees
-            // WriterGone rather than a write that happened outside a transaction.
+            // Nothing runs: the caller is told why, and no write happens outside a
+            // transaction.
             tracing::error!(error = %e, "could not begin a write transaction");
-            drop(first);
+            let e = DbError::from(e);
+            if let Some(p) = e.storage_problem() {
+                health.note(p);
+            }
+            first(Err(&e))(None);
             continue;
         }
-        completions.push(first(&conn));
-        while completions.len() < MAX_BATCH {
+        let generation = health.generation();
+        completions.push(first(Ok(&conn)));
+        // SQLite rolled the transaction back (full disk, I/O error): nothing more runs in
+        // this batch, which would otherwise run outside any transaction.
+        let mut lost = conn.is_autocommit();
+        while !lost && completions.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Job::InTransaction(f)) => completions.push(f(&conn)),
+                Ok(Job::InTransaction(f)) => {
+                    completions.push(f(Ok(&conn)));
+                    lost = conn.is_autocommit();
+                }
                 Ok(outside) => {
                     pending = Some(outside);
                     break;
@@ -149,9 +188,28 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, counters: &Counters) {
                 Err(_) => break,
             }
         }
-        let commit = conn.execute_batch("COMMIT").map_err(DbError::from);
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+        let commit = if lost {
+            let why = "SQLite rolled the transaction back";
+            Err(match health.current() {
+                Some((p, _)) => DbError::Storage(p, format!("{why}: {}", p.describe())),
+                None => DbError::Task(why.into()),
+            })
+        } else {
+            conn.execute_batch("COMMIT").map_err(DbError::from)
+        };
+        match &commit {
+            Err(e) => {
+                if let Some(p) = e.storage_problem() {
+                    health.note(p);
+                }
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
+            // A whole batch committed without meeting a storage problem: the disk takes
+            // writes again.
+            Ok(()) if health.generation() == generation => health.clear(),
+            Ok(()) => {}
         }
         counters.transactions.fetch_add(1, Ordering::Relaxed);
         counters

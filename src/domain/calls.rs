@@ -622,18 +622,13 @@ impl Calls {
         pop: &PopData,
         started_ms: i64,
     ) {
-        let (full, limited): (Vec<&ExtUser>, Vec<&ExtUser>) = pop.users.iter().partition(|u| {
-            u.role
-                .parse::<Role>()
-                .is_ok_and(|r| super::access::can(r, super::Action::ViewCustomers))
-        });
         let ids = |v: &[&ExtUser]| {
             let mut ids: Vec<i64> = v.iter().map(|u| u.user_id).collect();
             ids.sort_unstable();
             ids.dedup();
             ids
         };
-        let data = |customer: serde_json::Value| {
+        let data = |customer: serde_json::Value, last_call: Option<&PopLastCall>| {
             serde_json::json!({
                 "call_id": call_id,
                 "direction": direction_code(direction),
@@ -643,32 +638,41 @@ impl Calls {
                 "group": group,
                 "extensions": extensions,
                 "customer": customer,
-                "last_call": pop.last_call,
+                "last_call": last_call,
                 "transferred_by": pop.transferred_by,
                 "started_ms": started_ms,
                 "now_ms": now_ms(),
             })
         };
+        // What each user's card holds follows the permission table: the customer's
+        // account with ViewCustomers (else who calls, on their own phone), the last call
+        // (when, who answered) with ViewCalls.
         let mut sent = Vec::new();
-        let full_ids = ids(&full);
-        if !full_ids.is_empty() {
-            let d = data(serde_json::to_value(&pop.customer).unwrap_or_default());
-            sent.push((full_ids.clone(), d.clone()));
+        for (customers, calls) in [(true, true), (true, false), (false, true), (false, false)] {
+            let group: Vec<&ExtUser> = pop
+                .users
+                .iter()
+                .filter(|u| {
+                    may(&u.role, super::Action::ViewCustomers) == customers
+                        && may(&u.role, super::Action::ViewCalls) == calls
+                })
+                .collect();
+            let group_ids = ids(&group);
+            if group_ids.is_empty() {
+                continue;
+            }
+            let c = if customers {
+                serde_json::to_value(&pop.customer).unwrap_or_default()
+            } else {
+                pop.customer
+                    .as_ref()
+                    .map(|c| serde_json::json!({"id": c.id, "name": c.name, "limited": true}))
+                    .unwrap_or(serde_json::Value::Null)
+            };
+            let d = data(c, pop.last_call.as_ref().filter(|_| calls));
+            sent.push((group_ids.clone(), d.clone()));
             self.events
-                .publish(Event::new("call.ringing", d, Audience::Users(full_ids)));
-        }
-        // Masters see who calls on their own phone, not the customer's account.
-        let limited_ids = ids(&limited);
-        if !limited_ids.is_empty() {
-            let c = pop
-                .customer
-                .as_ref()
-                .map(|c| serde_json::json!({"id": c.id, "name": c.name, "limited": true}))
-                .unwrap_or(serde_json::Value::Null);
-            let d = data(c);
-            sent.push((limited_ids.clone(), d.clone()));
-            self.events
-                .publish(Event::new("call.ringing", d, Audience::Users(limited_ids)));
+                .publish(Event::new("call.ringing", d, Audience::Users(group_ids)));
         }
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = live.get_mut(call_id) {
@@ -778,14 +782,33 @@ impl Calls {
                             None => Vec::new(),
                         }
                     };
-                    let mut ids: Vec<i64> = rung.iter().map(|u| u.user_id).collect();
-                    ids.sort_unstable();
-                    ids.dedup();
+                    // Who answered is call-log information: those who may see calls get
+                    // the name; the others (masters) only whether it was them.
+                    let (mut ids, mut others): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+                    for u in &rung {
+                        if may(&u.role, super::Action::ViewCalls) {
+                            ids.push(u.user_id);
+                        } else {
+                            others.push(u.user_id);
+                        }
+                    }
+                    for v in [&mut ids, &mut others] {
+                        v.sort_unstable();
+                        v.dedup();
+                    }
                     if !ids.is_empty() {
                         self.events.publish(Event::new(
                             "call.answered",
                             serde_json::json!({"call_id": call_id, "extension": ext, "user_id": user_id, "by": name}),
                             Audience::Users(ids),
+                        ));
+                    }
+                    for other in others {
+                        let me = (user_id == Some(other)).then_some(other);
+                        self.events.publish(Event::new(
+                            "call.answered",
+                            serde_json::json!({"call_id": call_id, "extension": null, "user_id": me, "by": null}),
+                            Audience::Users(vec![other]),
                         ));
                     }
                     live_changed = true;
@@ -1233,6 +1256,12 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// Whether a user with this role (as stored) may do `action`.
+fn may(role: &str, action: super::Action) -> bool {
+    role.parse::<Role>()
+        .is_ok_and(|r| super::access::can(r, action))
 }
 
 #[cfg(test)]

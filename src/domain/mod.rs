@@ -24,6 +24,8 @@ pub mod work;
 pub use access::{Action, Actor};
 
 use crate::db::DbError;
+/// What is wrong with the disk when a write is refused (see [`DomainError::storage_problem`]).
+pub use crate::db::StorageProblem;
 pub use crate::i18n::Msg;
 
 /// Errors of the domain layer; the web layer maps each kind to a status code and renders
@@ -54,6 +56,14 @@ impl DomainError {
         DomainError::Invalid(msg.into())
     }
 
+    /// The disk refused the write (full, read-only, failing), if that is what happened.
+    pub fn storage_problem(&self) -> Option<StorageProblem> {
+        match self {
+            DomainError::Db(d) => d.storage_problem(),
+            _ => None,
+        }
+    }
+
     pub fn conflict(msg: impl Into<Msg>) -> Self {
         DomainError::Conflict(msg.into())
     }
@@ -70,7 +80,12 @@ impl DomainError {
             DomainError::RateLimited { retry_after_secs } => {
                 Msg::new("error.rate_limited").with("secs", retry_after_secs)
             }
-            DomainError::Db(_) => Msg::new("error.internal"),
+            DomainError::Db(d) => Msg::new(match d.storage_problem() {
+                Some(StorageProblem::DiskFull) => "harden.storage.disk_full",
+                Some(StorageProblem::ReadOnly) => "harden.storage.read_only",
+                Some(StorageProblem::IoError) => "harden.storage.io_error",
+                None => "error.internal",
+            }),
         }
     }
 
@@ -83,7 +98,7 @@ impl DomainError {
             DomainError::Conflict(_) => "conflict",
             DomainError::Unauthenticated(_) => "unauthenticated",
             DomainError::RateLimited { .. } => "rate_limited",
-            DomainError::Db(_) => "internal",
+            DomainError::Db(d) => d.storage_problem().map_or("internal", StorageProblem::code),
         }
     }
 }
@@ -107,6 +122,12 @@ impl From<crate::model::money::MoneyError> for Msg {
             M::Negative => "err.money.negative",
             M::TooLarge => "err.money.too_large",
         })
+    }
+}
+
+impl crate::db::WriteError for DomainError {
+    fn storage_problem(&self) -> Option<StorageProblem> {
+        DomainError::storage_problem(self)
     }
 }
 

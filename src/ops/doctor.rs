@@ -268,6 +268,29 @@ fn ports(cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     if running {
         let addr = probe::local_target(cfg.http);
+        // A server that answers but cannot write (disk full, read-only, I/O errors)
+        // says so in /healthz: name it.
+        if let Ok((_, v)) = probe::healthz(addr, Duration::from_secs(3)) {
+            if v["status"] == "degraded" {
+                out.push(Finding::ok(
+                    "ports",
+                    format!(
+                        "the server (crm {}) answers on {addr}",
+                        v["version"].as_str().unwrap_or("?")
+                    ),
+                ));
+                let since = v["since"].as_i64().map(fmt_time).unwrap_or_default();
+                out.push(Finding::fail(
+                    "storage",
+                    format!(
+                        "the server cannot save: {} (since {since})",
+                        v["reason"].as_str().unwrap_or("storage error")
+                    ),
+                    storage_fix(v["problem"].as_str().unwrap_or("")),
+                ));
+                return out;
+            }
+        }
         match probe::healthz_version(addr, Duration::from_secs(3)) {
             Ok(v) => out.push(Finding::ok(
                 "ports",
@@ -352,8 +375,41 @@ fn database(cfg: &Config) -> Vec<Finding> {
     }
 }
 
+/// What to do about a storage problem, by its code.
+fn storage_fix(code: &str) -> &'static str {
+    match code {
+        "disk_full" => "free space now: delete old backups or move them off the box (see `disk` below); the server takes writes again by itself",
+        "read_only" => "the file system went read-only (usually after disk errors): check `dmesg`, run fsck, then restart crm",
+        _ => "the disk reports I/O errors: check `dmesg` and the disk's health (smartctl -a); make a backup elsewhere and replace the disk",
+    }
+}
+
+/// Writes and removes a small file in the data folder: names a full, read-only or
+/// failing disk even when no server runs.
+fn write_probe(cfg: &Config) -> Option<Finding> {
+    let path = cfg.tmp_dir().join(".doctor-write-probe");
+    let r = std::fs::create_dir_all(cfg.tmp_dir())
+        .and_then(|_| std::fs::write(&path, b"crm doctor write probe\n"))
+        .and_then(|_| std::fs::File::open(&path)?.sync_all());
+    let _ = std::fs::remove_file(&path);
+    let e = r.err()?;
+    let p = crate::db::StorageProblem::of_io(&e)?;
+    Some(Finding::fail(
+        "storage",
+        format!(
+            "cannot write in {}: {} ({e})",
+            cfg.data_dir.display(),
+            p.describe()
+        ),
+        storage_fix(p.code()),
+    ))
+}
+
 fn disk(cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
+    if let Some(f) = write_probe(cfg) {
+        out.push(f);
+    }
     let mut dirs = vec![("data", cfg.data_dir.clone())];
     if cfg.backup.dir.is_some() {
         dirs.push(("backup", cfg.backup_target_dir()));

@@ -42,8 +42,8 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(
     Ok((status, body))
 }
 
-/// The version a healthy crm reports at `addr`, or why it is not healthy.
-pub fn healthz_version(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+/// `/healthz` at `addr`: its status code and JSON body.
+pub fn healthz(addr: SocketAddr, timeout: Duration) -> Result<(u16, serde_json::Value), String> {
     let (status, body) = get(addr, "/healthz", timeout).map_err(|e| e.to_string())?;
     // Chunked or not, the JSON object is in the body text.
     let json = body
@@ -51,7 +51,13 @@ pub fn healthz_version(addr: SocketAddr, timeout: Duration) -> Result<String, St
         .zip(body.rfind('}'))
         .map(|(a, b)| &body[a..=b])
         .unwrap_or("");
-    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    Ok((status, serde_json::from_str(json).unwrap_or_default()))
+}
+
+/// The version a healthy crm reports at `addr`, or why it is not healthy.
+pub fn healthz_version(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let (status, v) = healthz(addr, timeout)?;
+    let json = v.to_string();
     if status != 200 || v["status"] != "ok" {
         return Err(format!("/healthz answered {status}: {}", json));
     }

@@ -82,6 +82,20 @@ fn unauthorized(req: ServiceRequest, api: bool, tr: Tr) -> ServiceResponse<BoxBo
     req.into_response(resp)
 }
 
+/// 429 with Retry-After, in the API's error shape.
+fn too_many(req: ServiceRequest, secs: u64) -> ServiceResponse<BoxBody> {
+    let tr = Tr::new(anonymous_language(req.request()));
+    let secs_text = secs.to_string();
+    let mut resp = super::error::json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        tr.f("harden.rate_limited", &[("seconds", &secs_text)]),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    req.into_response(resp)
+}
+
 fn refuse(
     req: ServiceRequest,
     status: StatusCode,
@@ -111,11 +125,29 @@ pub async fn authorize(
     // Machine endpoints answer 401 rather than redirecting to the sign-in page, and take
     // API tokens.
     let api = req.path().starts_with("/api/") || req.path() == "/ws";
+    let limited_api = req.path().starts_with("/api/");
+
+    // The API's limit per client address comes first: it also bounds guessing tokens.
+    if limited_api {
+        let ip = req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        if let Err(secs) = state.api_limits.per_address.take(ip.as_bytes()) {
+            return Ok(too_many(req, secs));
+        }
+    }
 
     // Identity: an API token on machine endpoints, otherwise the session cookie.
     let mut identity = None;
     if api {
         if let Some(tok) = bearer(&req) {
+            if limited_api {
+                let key = crate::domain::accounts::token_hash(&tok);
+                if let Err(secs) = state.api_limits.per_token.take(&key) {
+                    return Ok(too_many(req, secs));
+                }
+            }
             match state.ctx.accounts.actor_for_token(&tok).await {
                 Ok(Some(actor)) => {
                     identity = Some(Identity {

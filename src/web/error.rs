@@ -7,7 +7,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::domain::DomainError;
+use crate::domain::{DomainError, StorageProblem};
 use crate::i18n::{Msg, Tr};
 use crate::model::Language;
 
@@ -34,6 +34,15 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
 }
 
 fn domain_status(e: &DomainError) -> StatusCode {
+    // A write the disk refused (full, read-only, failing): nothing of it was saved, and
+    // what was saved before is safe; the message says which (DomainError::message).
+    match e.storage_problem() {
+        Some(StorageProblem::DiskFull) => return StatusCode::INSUFFICIENT_STORAGE,
+        Some(StorageProblem::ReadOnly | StorageProblem::IoError) => {
+            return StatusCode::SERVICE_UNAVAILABLE
+        }
+        None => {}
+    }
     match e {
         DomainError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DomainError::NotFound => StatusCode::NOT_FOUND,

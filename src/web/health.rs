@@ -3,14 +3,27 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::WebState;
 
-/// 200 with a small JSON body when the database answers, 503 otherwise.
+/// 200 with a small JSON body when the database answers and takes writes; 503 with
+/// `"status": "degraded"` and the reason while writes fail for a storage reason (disk
+/// full, read-only, I/O errors: reads still work), 503 `"unavailable"` when it does not
+/// answer.
 pub async fn healthz(state: web::Data<WebState>) -> HttpResponse {
     match state.ctx.db.ping().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({
-            "status": "ok",
-            "version": crate::VERSION,
-            "schema": crate::db::binary_schema_version(),
-        })),
+        Ok(()) => match state.ctx.db.probe_storage().await {
+            None => HttpResponse::Ok().json(serde_json::json!({
+                "status": "ok",
+                "version": crate::VERSION,
+                "schema": crate::db::binary_schema_version(),
+            })),
+            Some((problem, since)) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "status": "degraded",
+                "problem": problem.code(),
+                "reason": problem.describe(),
+                "since": since,
+                "version": crate::VERSION,
+                "schema": crate::db::binary_schema_version(),
+            })),
+        },
         Err(e) => {
             tracing::error!(error = %e, "health check: database does not answer");
             HttpResponse::ServiceUnavailable().json(serde_json::json!({

@@ -14,6 +14,7 @@ mod pages;
 pub mod paging;
 #[cfg(test)]
 mod parser_props;
+pub mod ratelimit;
 pub mod redirect;
 pub mod routes;
 mod ws;
@@ -41,6 +42,8 @@ pub struct WebState {
     pub metrics: Metrics,
     pub assets: assets::AssetIndex,
     pub hub: hub::Hub,
+    /// Request limits of `/api/*`.
+    pub api_limits: ratelimit::ApiLimits,
 }
 
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
@@ -161,12 +164,14 @@ pub fn configure(state: web::Data<WebState>) -> impl Fn(&mut web::ServiceConfig)
 pub fn state(ctx: AppContext, setup_token: Option<String>) -> web::Data<WebState> {
     let metrics = Metrics::new(ctx.db.clone());
     let hub = hub::Hub::start_with(&ctx.events, Some(ctx.accounts.clone()));
+    let api_limits = ratelimit::ApiLimits::new(&ctx.config.api_limits);
     web::Data::new(WebState {
         ctx,
         setup_token,
         routes: routes::RouteTable::build(),
         metrics,
         assets: assets::AssetIndex::build(),
+        api_limits,
         hub,
     })
 }

@@ -17,7 +17,7 @@ use crate::support::*;
 const WAIT: Duration = Duration::from_secs(15);
 
 /// An injection file with one caller extension (its digest credentials).
-fn caller_file(app: &TestApp, ext: &str) -> PathBuf {
+pub(crate) fn caller_file(app: &TestApp, ext: &str) -> PathBuf {
     let path = app.data_dir().join(format!("caller-{ext}.csv"));
     std::fs::write(&path, format!("SEQUENTIAL\n{ext};secret-{ext};\n")).unwrap();
     path
@@ -55,7 +55,7 @@ async fn call(
     .await
 }
 
-async fn group(app: &TestApp, number: &str, members: &[&str]) {
+pub(crate) async fn group(app: &TestApp, number: &str, members: &[&str]) {
     app.running()
         .ctx
         .telephony
@@ -74,7 +74,7 @@ async fn group(app: &TestApp, number: &str, members: &[&str]) {
         .unwrap();
 }
 
-async fn link(app: &TestApp, ext: &str, user: &str) {
+pub(crate) async fn link(app: &TestApp, ext: &str, user: &str) {
     app.running()
         .ctx
         .telephony
@@ -84,7 +84,11 @@ async fn link(app: &TestApp, ext: &str, user: &str) {
 }
 
 /// The call-log rows matching `query`, once `pred` holds for them.
-async fn calls_when(api: &Api, query: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) async fn calls_when(
+    api: &Api,
+    query: &str,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let last = std::cell::RefCell::new(Value::Null);
     let (lastr, pred) = (&last, &pred);
     let got = eventually(WAIT, move || async move {

@@ -819,3 +819,556 @@ async fn open_sockets_are_rescoped_or_closed_when_access_changes() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(closed_with(&mut ws1).await, Some(1008));
 }
+
+// ---------------------------------------------------------------------------------------
+// 8. What a master's call card shows
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_masters_call_card_never_names_who_answered_or_the_last_call() {
+    use crate::calls::{caller_file, calls_when, group, link};
+    use crate::live::{login_cookie, next_of, open};
+    use crate::sipp::*;
+    let wait = Duration::from_secs(15);
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1000u32, 1501, 1502].into_iter()).await;
+    group(&app, "100", &["1501", "1502"]).await;
+    app.add_user("oper1", Role::Operator, "oper-pass-1").await;
+    app.add_user("usta", Role::Master, "usta-pass-1").await;
+    link(&app, "1501", "oper1").await;
+    link(&app, "1502", "usta").await;
+    let admin = Api::of(&app, "admin").await;
+    new_customer(&admin, "Aziza Karimova", "90 123 45 67").await;
+    let co = login_cookie(&app, "oper1", "oper-pass-1").await;
+    let cm = login_cookie(&app, "usta", "usta-pass-1").await;
+    let mut oper = open(&app, Some(&co), None, "").await.unwrap();
+    let mut master = open(&app, Some(&cm), None, "").await.unwrap();
+    for round in 0..2 {
+        let (p1, p2) = (free_port(), free_port());
+        let k1 = uas("uas_answer.xml", p1, 1);
+        let k2 = uas("uas_ring_elsewhere.xml", p2, 1);
+        register_contact(sip, "1501", p1).await;
+        register_contact(sip, "1502", p2).await;
+        let caller = {
+            let inf = caller_file(&app, "1000");
+            tokio::spawn(async move {
+                sipp(
+                    sip,
+                    &[
+                        "-sf",
+                        &scenario("calls_call.xml"),
+                        "-inf",
+                        inf.to_str().unwrap(),
+                        "-s",
+                        "100",
+                        "-key",
+                        "caller",
+                        "+998901234567",
+                        "-d",
+                        "500",
+                        "-m",
+                        "1",
+                    ],
+                )
+                .await
+            })
+        };
+        let po = next_of(&mut oper, "call.ringing", wait)
+            .await
+            .expect("oper's pop");
+        let pm = next_of(&mut master, "call.ringing", wait)
+            .await
+            .expect("master's pop");
+        assert_eq!(pm["data"]["customer"]["limited"], true, "{pm}");
+        assert!(
+            pm["data"]["last_call"].is_null(),
+            "master sees no last call: {pm}"
+        );
+        if round == 1 {
+            // The operator (who may see calls) still gets it, with who answered.
+            assert_eq!(po["data"]["last_call"]["answered_by"], "oper1 name", "{po}");
+        }
+        let am = next_of(&mut master, "call.answered", wait)
+            .await
+            .expect("answered");
+        assert!(
+            am["data"]["by"].is_null() && am["data"]["user_id"].is_null(),
+            "{am}"
+        );
+        let ao = next_of(&mut oper, "call.answered", wait)
+            .await
+            .expect("answered");
+        assert_eq!(ao["data"]["by"], "oper1 name");
+        next_of(&mut master, "call.ended", wait)
+            .await
+            .expect("ended");
+        assert_ok(&caller.await.unwrap(), 1, "caller");
+        for k in [k1, k2] {
+            let r = wait_sipp(k).await;
+            assert_eq!((r.ok, r.failed), (1, 0), "{}", r.out);
+        }
+        calls_when(&admin, "number=901234567", |r| {
+            r.len() == round + 1 && r.iter().all(|k| k["ended_ms"].is_i64())
+        })
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Scripts render data as text
+
+const MARKUP: &str = "<img src=x class=planted onerror=\"window.__pwned=1\"><b class=planted>B</b>";
+
+/// No script of ours hands data to an HTML parser.
+#[test]
+fn no_script_uses_an_html_sink() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/js");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let src = std::fs::read_to_string(&p).unwrap();
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "createContextualFragment",
+            ".html(",
+            "bindTooltip(",
+            "setContent(",
+        ] {
+            assert!(!src.contains(sink), "{} uses {sink}", p.display());
+        }
+        // Leaflet popups get an element, never a string (which Leaflet reads as HTML).
+        for (i, _) in src.match_indices("bindPopup(") {
+            assert!(
+                src[i..].starts_with("bindPopup(popup)"),
+                "{}: {}",
+                p.display(),
+                &src[i..i + 40]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_planted_in_every_field_scripts_render_stays_text() {
+    use crm::events::{Audience, Event};
+    use fantoccini::Locator;
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (s, v) = admin
+        .post(
+            "/api/v1/branches",
+            json!({"name": MARKUP, "address": MARKUP, "lat": 41.3, "lon": 69.2}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let b = crate::browser::Browser::start().await;
+    b.sign_in(&app, "admin", ADMIN_PASSWORD).await;
+    let planted = |scope: &'static str| {
+        let b = &b;
+        async move {
+            let v = b
+                .client
+                .execute(
+                    &format!("return [document.querySelectorAll('{scope} .planted').length, window.__pwned === undefined];"),
+                    vec![],
+                )
+                .await
+                .unwrap();
+            (v[0].as_u64().unwrap(), v[1].as_bool().unwrap())
+        }
+    };
+    // The map's popup.
+    b.client.goto(&app.url("/map")).await.unwrap();
+    let ready = eventually(Duration::from_secs(10), || async {
+        let el = b.client.find(Locator::Css("#branch-map")).await.ok()?;
+        (el.attr("data-ready").await.ok()?? == "1").then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the marker is placed");
+    b.client
+        .execute(
+            "document.querySelector('#branch-map .leaflet-marker-icon').click(); return 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        b.wait_text(".leaflet-popup-content", "<img src=x").await,
+        "the name shows as text"
+    );
+    assert_eq!(planted("#branch-map").await, (0, true));
+
+    // The live pieces of every page: the screen-pop, "answered by", the call status, a
+    // notice and its toast — every field they show carries markup.
+    b.client.goto(&app.url("/")).await.unwrap();
+    let online = eventually(Duration::from_secs(10), || async {
+        let el = b
+            .client
+            .find(Locator::Css("#conn-indicator.online"))
+            .await
+            .ok()?;
+        Some(el)
+    })
+    .await;
+    assert!(online.is_some(), "the page's socket is up");
+    let me = app
+        .running()
+        .ctx
+        .accounts
+        .user_by_username("admin")
+        .await
+        .unwrap()
+        .id;
+    let bus = &app.running().ctx.events;
+    let status = json!({"uz": MARKUP, "uz-Cyrl": MARKUP, "ru": MARKUP, "en": MARKUP});
+    bus.publish(Event::new(
+        "call.ringing",
+        json!({
+            "call_id": "c1", "direction": "inbound", "number": MARKUP, "from": MARKUP, "to": "100",
+            "group": MARKUP, "extensions": [MARKUP],
+            "customer": {"id": 1, "name": MARKUP, "balance": 0, "balance_text": MARKUP,
+                "orders": [{"id": 1, "number": MARKUP, "status": status, "status_group": "new", "promised": MARKUP}]},
+            "last_call": {"started_ms": 1, "outcome": MARKUP, "answered_by": MARKUP},
+            "started_ms": 1, "now_ms": 1,
+        }),
+        Audience::Users(vec![me]),
+    ));
+    bus.publish(Event::new(
+        "call.ringing",
+        json!({"call_id": "c2", "direction": "inbound", "number": MARKUP, "customer": null,
+            "last_call": null, "started_ms": 1, "now_ms": 1}),
+        Audience::Users(vec![me]),
+    ));
+    bus.publish(Event::new(
+        "call.answered",
+        json!({"call_id": "c2", "extension": MARKUP, "user_id": me + 1, "by": MARKUP}),
+        Audience::Users(vec![me]),
+    ));
+    bus.publish(Event::new(
+        "call.live",
+        json!({"now_ms": 1, "calls": [{"call_id": "c3", "number": MARKUP, "customer_name": MARKUP,
+            "answered_user_id": me, "answered_user_name": MARKUP, "answered_ms": 1}]}),
+        Audience::Everyone,
+    ));
+    let (s, _) = admin.post("/api/v1/notices", json!({"text": MARKUP})).await;
+    assert_eq!(s, 201);
+    // textContent (visible or not): each place holds the markup as text.
+    let holds_text = |css: &'static str| {
+        let b = &b;
+        async move {
+            eventually(Duration::from_secs(10), || async {
+                let v = b
+                    .client
+                    .execute(
+                        &format!("var e = document.querySelector('{css}'); return e ? e.textContent : '';"),
+                        vec![],
+                    )
+                    .await
+                    .ok()?;
+                v.as_str()?.contains("<b class=planted>").then_some(())
+            })
+            .await
+            .is_some()
+        }
+    };
+    for css in [
+        "#call-pops .pop-customer",
+        "#call-pops .pop-balance",
+        "#call-pops .pop-orders",
+        "#call-pops .pop-last",
+        "#call-pops .pop-number",
+        ".pop-answered-by",
+        "#call-status",
+        "#notice-list",
+        ".toast",
+    ] {
+        if css == "#notice-list" && b.client.find(Locator::Css(css)).await.is_err() {
+            continue;
+        }
+        assert!(holds_text(css).await, "{css} shows the markup as text");
+    }
+    assert_eq!(
+        planted("body").await,
+        (0, true),
+        "no planted element anywhere"
+    );
+    b.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. A full, read-only or failing disk
+
+async fn healthz(app: &TestApp) -> (u16, serde_json::Value) {
+    let r = reqwest::get(app.url("/healthz")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn doctor_says(app: &TestApp) -> String {
+    use std::process::Command;
+    // Not in the data dir: that disk may be full.
+    let cfg = std::env::temp_dir().join(format!(
+        "doctor-harden-{}.toml",
+        app.running().http_addr.port()
+    ));
+    std::fs::write(
+        &cfg,
+        format!("http = \"{}\"\nsip = \"off\"\n", app.running().http_addr),
+    )
+    .unwrap();
+    let out = Command::new(crm_bin())
+        .arg("--data-dir")
+        .arg(app.data_dir())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("doctor")
+        .env_remove("CRM_HTTP")
+        .env_remove("CRM_DATA_DIR")
+        .env_remove("CRM_SIP")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A small tmpfs mounted over a temp dir: a real disk that fills up. Unmounted on drop.
+struct TinyDisk {
+    dir: Option<tempfile::TempDir>,
+    path: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    fn mount(mib: u32) -> TinyDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "mounting a tmpfs needs root (scripts/test runs as root)"
+        );
+        TinyDisk {
+            path: dir.path().to_path_buf(),
+            dir: Some(dir),
+        }
+    }
+
+    /// Writes a filler file until the disk is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path.join("filler")).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path.join("filler")).unwrap();
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+        drop(self.dir.take());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_disk_is_named_and_nothing_acknowledged_is_lost() {
+    let disk = TinyDisk::mount(16);
+    let data = tempfile::TempDir::new_in(&disk.path).unwrap();
+    let mut cfg = crate::support::test_config(data.path());
+    cfg.log = "error".into();
+    let mut app = TestApp::spawn_config(cfg, data).await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    let api = Api::of(&app, "admin").await;
+    let db = app.running().ctx.db.clone();
+    // A person who reads Russian, on the web pages.
+    let web = app.login_admin().await;
+    let r = web
+        .post_form("/lang", &[("lang", "ru"), ("back", "/")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let mut saved = vec![new_customer(&api, "Oldin", "90 111 22 33").await];
+    disk.fill();
+    let mut refused = None;
+    for i in 0..400 {
+        let (s, v) = api
+            .post(
+                "/api/v1/customers",
+                json!({"name": format!("Mijoz {i} {}", "x".repeat(100)), "address": "y".repeat(290), "phones": [format!("90 2{:02} {:02} {:02}", i / 10000, (i / 100) % 100, i % 100)]}),
+            )
+            .await;
+        if s == 201 {
+            saved.push(v["id"].as_i64().unwrap());
+        } else {
+            refused = Some((s, v));
+            break;
+        }
+    }
+    let (s, v) = refused.expect("the full disk refuses a write");
+    assert_eq!(s, 507, "{v}");
+    assert_eq!(v["error"]["code"], "disk_full", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("The disk is full"),
+        "{v}"
+    );
+    // The page says it in the person's language.
+    let r = web
+        .post_form(
+            "/customers",
+            &[("name", "Yangi mijoz"), ("phone1", "90 333 22 11")],
+        )
+        .await;
+    assert_eq!(r.status(), 507);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Диск заполнен"), "{page}");
+    // /healthz and crm doctor name it.
+    let (s, h) = healthz(&app).await;
+    assert_eq!(
+        (s, h["status"].as_str(), h["problem"].as_str()),
+        (503, Some("degraded"), Some("disk_full")),
+        "{h}"
+    );
+    assert_eq!(h["reason"], "the disk is full");
+    let said = doctor_says(&app);
+    assert!(
+        said.lines()
+            .any(|l| l.contains("storage") && l.contains("the disk is full")),
+        "{said}"
+    );
+    // Space comes back: without a restart, writes work again and everything that was
+    // acknowledged is there.
+    disk.free();
+    let (s, h) = healthz(&app).await;
+    assert_eq!((s, h["status"].as_str()), (200, Some("ok")), "{h}");
+    new_customer(&api, "Qaytdi", "90 444 55 66").await;
+    for id in &saved {
+        let (s, _) = api.get(&format!("/api/v1/customers/{id}")).await;
+        assert_eq!(s, 200, "acknowledged customer {id} is kept");
+    }
+
+    // A file system gone read-only (as SQLite reports it).
+    db.maintenance(|c| Ok(c.pragma_update(None, "query_only", true)?))
+        .await
+        .unwrap();
+    let (s, v) = api
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Yozilmaydi", "phones": ["90 555 44 33"]}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (503, Some("read_only")),
+        "{v}"
+    );
+    let (s, h) = healthz(&app).await;
+    assert_eq!((s, h["problem"].as_str()), (503, Some("read_only")), "{h}");
+    assert!(doctor_says(&app).contains("read-only"));
+    db.maintenance(|c| Ok(c.pragma_update(None, "query_only", false)?))
+        .await
+        .unwrap();
+    let (s, h) = healthz(&app).await;
+    assert_eq!((s, h["status"].as_str()), (200, Some("ok")), "{h}");
+    new_customer(&api, "Yana qaytdi", "90 555 44 33").await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. API request limits
+
+#[tokio::test]
+async fn the_api_limits_each_token_and_each_address_with_retry_after() {
+    let app = TestApp::spawn_with(|c| {
+        c.api_limits.per_token = 2;
+        c.api_limits.per_token_burst = 10;
+        c.api_limits.per_address = 4;
+        c.api_limits.per_address_burst = 25;
+    })
+    .await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    let t1 = app.api_token("admin").await;
+    let t2 = app.api_token("admin").await;
+    let client = reqwest::Client::new();
+    let get = |token: Option<&str>| {
+        let mut r = client
+            .get(app.url("/api/v1/me"))
+            .header("accept-language", "en");
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    // One token: its burst, then 429 with Retry-After and the API's error shape.
+    let mut ok = 0;
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = get(Some(&t1)).await;
+        if r.status() == 200 {
+            ok += 1;
+        } else {
+            limited = Some(r);
+            break;
+        }
+    }
+    assert_eq!(ok, 10, "the token's burst");
+    let r = limited.expect("the token is limited");
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Too many requests"));
+    // Another token from the same address still gets through...
+    assert_eq!(get(Some(&t2)).await.status(), 200);
+    // ... until the address's own limit: anonymous or wrong tokens count too.
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let tok = format!("crm_wrong{i}");
+        statuses.push(get(Some(&tok)).await.status().as_u16());
+    }
+    assert!(
+        statuses.contains(&401) && statuses.last() == Some(&429),
+        "{statuses:?}"
+    );
+    let r = get(Some(&t2)).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // Pages and /healthz are not the API: not limited.
+    assert_eq!(
+        reqwest::get(app.url("/healthz")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(reqwest::get(app.url("/login")).await.unwrap().status(), 200);
+    // The budget refills: after Retry-After, the token works again.
+    tokio::time::sleep(Duration::from_secs(retry.max(1) + 1)).await;
+    let back = eventually(Duration::from_secs(10), || async {
+        (get(Some(&t1)).await.status() == 200).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "the token gets through again");
+}

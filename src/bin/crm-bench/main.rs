@@ -8,6 +8,7 @@ mod core;
 mod httpc;
 mod notify;
 mod server;
+mod signin;
 mod sip;
 #[cfg(feature = "rsip-compare")]
 mod sip_parse;
@@ -26,6 +27,7 @@ const SUITES: &[&str] = &[
     "sip",
     "sip-parse",
     "calls",
+    "signin",
 ];
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         "backup" => backup::run(rest),
         "sip" => sip::run(rest),
         "calls" => calls::run(rest),
+        "signin" => signin::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]

@@ -24,9 +24,18 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 
 /// `crm` with a bench config (warnings-only log, SIP off) on a data dir.
 pub fn crm(bin: &Path, dir: &Path) -> anyhow::Result<Command> {
+    crm_with(bin, dir, "")
+}
+
+/// Same, with `extra` TOML appended to the bench config (when the data dir is new).
+pub fn crm_with(bin: &Path, dir: &Path, extra: &str) -> anyhow::Result<Command> {
     let cfg = dir.join("bench.toml");
     if !cfg.exists() {
-        std::fs::write(&cfg, "log = \"warn\"\n")?;
+        // Benchmarks drive the API far beyond the shop's request limits.
+        std::fs::write(
+            &cfg,
+            format!("log = \"warn\"\n{extra}\n[api_limits]\nper_token = 0\nper_address = 0\n"),
+        )?;
     }
     let mut c = Command::new(bin);
     c.arg("--config").arg(cfg).arg("--data-dir").arg(dir);
@@ -114,8 +123,14 @@ pub struct BenchServer {
 
 impl BenchServer {
     pub fn start_with_admin() -> anyhow::Result<BenchServer> {
+        Self::start_with_admin_config("")
+    }
+
+    /// Same, with `extra` TOML in the server's config (top-level keys, then sections).
+    pub fn start_with_admin_config(extra: &str) -> anyhow::Result<BenchServer> {
         let bin = crm_binary()?;
         let dir = tempfile::tempdir()?;
+        crm_with(&bin, dir.path(), extra)?;
         add_user(&bin, dir.path(), "bench", "admin", "bench-password-1")?;
         let out = crm(&bin, dir.path())?
             .args(["token", "create", "bench"])

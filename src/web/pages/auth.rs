@@ -141,14 +141,14 @@ pub async fn login(ui: Ui, req: HttpRequest, form: web::Form<LoginForm>) -> Http
             StatusCode::UNAUTHORIZED,
             login_page(&ui, &next, &form.username, Some(ui.t("login.failed"))),
         ),
-        Err(e) => crate::web::error::error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &{
-                tracing::error!(error = %e, "sign-in failed");
-                ui.t("error.internal").to_string()
-            },
-            ui.tr,
-        ),
+        Err(err) => {
+            tracing::error!(error = %err, "sign-in failed");
+            // A refused write names the disk's problem; anything else is internal.
+            actix_web::ResponseError::error_response(&crate::web::error::PageError {
+                err,
+                tr: ui.tr,
+            })
+        }
     }
 }
 
@@ -297,13 +297,12 @@ pub async fn setup(ui: Ui, req: HttpRequest, form: web::Form<SetupForm>) -> Http
                 setup_page(&ui, &form.token, values, Some(&ui.msg(&m))),
             )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "setup failed");
-            return crate::web::error::error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ui.t("error.internal"),
-                ui.tr,
-            );
+        Err(err) => {
+            tracing::error!(error = %err, "setup failed");
+            return actix_web::ResponseError::error_response(&crate::web::error::PageError {
+                err,
+                tr: ui.tr,
+            });
         }
     }
     tracing::info!(username = %form.username.escape_debug(), "first admin created");

@@ -464,7 +464,7 @@ pub fn header_status(ui: &Ui) -> Markup {
         div #call-pops.call-pops aria-live="polite"
             data-t-title=(ui.t("calls.incoming")) data-t-unknown=(ui.t("calls.unknown_number"))
             data-t-new-customer=(ui.t("customers.new")) data-t-new-order=(ui.t("orders.new"))
-            data-t-open-customer=(ui.t("calls.open_customer")) data-t-answered-by=(ui.t("calls.answered_by_x"))
+            data-t-open-customer=(ui.t("calls.open_customer")) data-t-answered-by=(ui.t("calls.answered_by_x")) data-t-answered-elsewhere=(ui.t("harden.call_answered_elsewhere"))
             data-t-transferred-by=(ui.t("calls.transferred_by_x"))
             data-t-balance=(ui.t("orders.balance")) data-t-promised=(ui.t("orders.promised"))
             data-t-last-call=(ui.t("calls.last_call")) data-t-no-orders=(ui.t("calls.no_open_orders"))
