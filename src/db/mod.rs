@@ -15,6 +15,7 @@ pub mod customers;
 pub mod notices;
 pub mod orders;
 pub mod outbox;
+pub mod provisioning;
 pub mod reports;
 pub mod seed;
 pub mod settings;

@@ -15,6 +15,7 @@ pub mod live_registrations;
 pub mod notices;
 pub mod notifications;
 pub mod orders;
+pub mod provisioning;
 pub mod search;
 pub mod seed;
 pub mod shop;

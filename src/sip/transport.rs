@@ -287,6 +287,11 @@ pub struct SipControl {
 }
 
 impl SipControl {
+    /// The port the server listens on (UDP and TCP).
+    pub fn port(&self) -> u16 {
+        self.shared.engine().config().listen.port()
+    }
+
     pub fn registrations(&self) -> Vec<Registration> {
         self.shared.engine().registrations()
     }

@@ -205,6 +205,12 @@ pub fn define(r: &mut impl Registrar) {
     r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/outbound", Allowed(ManageTelephony), api::telephony::set_outbound);
     r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/digest", Allowed(ManageTelephony), api::telephony::set_digest);
     r.add(post(), "/telephony/extensions/{number}/digest", Allowed(ManageTelephony), pages::telephony::save_digest);
+    // Desk-phone provisioning (issue 15): the admin's list; the phones' own fetches
+    // (no session: trusted LAN ranges and the phone's credentials, checked in the domain)
+    r.add(get(), "/telephony/phones", Allowed(ManageTelephony), pages::provisioning::show);
+    r.add(post(), "/telephony/phones", Allowed(ManageTelephony), pages::provisioning::add);
+    r.add(post(), "/telephony/phones/{mac}/delete", Allowed(ManageTelephony), pages::provisioning::remove);
+    r.add(get(), "/provision/{file}", Public, pages::provisioning::fetch);
     r.add(post(), "/api/v1/calls/dial", Allowed(PlaceCalls), api::telephony::dial);
     // After every fixed /api/v1/calls/… path: actix takes the first pattern that matches
     // and answers 405 when its method does not.

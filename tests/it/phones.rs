@@ -737,3 +737,176 @@ async fn phones_linphone_attended_transfer_over_udp() {
 async fn phones_linphone_attended_transfer_over_tcp() {
     linphone_attended_transfer("tcp").await;
 }
+
+/// Desk-phone provisioning: the admin adds phones (MAC, model, extension); a phone
+/// fetches its file over HTTP — only from a trusted range, only with its own credentials
+/// — and every fetch is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_serves_each_phone_its_file_from_trusted_ranges_with_its_credentials() {
+    let mut app = TestApp::spawn_with_sip().await;
+    import_users(&app, [1601u32, 1602].into_iter()).await;
+    let admin = app.login_admin().await;
+    // Bad input: a clear error, nothing saved.
+    for (mac, model, ext) in [
+        ("00:15:65:aa:bb", "yealink", "1601"),
+        ("00:15:65:aa:bb:cc", "nokia", "1601"),
+        ("00:15:65:aa:bb:cc", "yealink", "9999"),
+    ] {
+        let r = admin
+            .post_form(
+                "/telephony/phones",
+                &[("mac", mac), ("model", model), ("extension", ext)],
+            )
+            .await;
+        assert_eq!(r.status(), 422, "{mac} {model} {ext}");
+    }
+    for (mac, model, ext) in [
+        ("00:15:65:AA:BB:CC", "yealink", "1601"),
+        ("00-0B-82-11-22-33", "grandstream", "1602"),
+    ] {
+        let r = admin
+            .post_form(
+                "/telephony/phones",
+                &[("mac", mac), ("model", model), ("extension", ext)],
+            )
+            .await;
+        assert!(
+            r.status().is_success() || r.status().is_redirection(),
+            "{}",
+            r.status()
+        );
+    }
+    let list = crm::domain::provisioning::list(&app.running().ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 2);
+    let pw = |mac: &str| list.iter().find(|p| p.mac == mac).unwrap().password.clone();
+    let html = admin.get("/telephony/phones").await.text().await.unwrap();
+    assert!(html.contains("/provision/") && html.contains("001565aabbcc"));
+    assert!(
+        html.contains("id=\"no-trusted\""),
+        "warns that no range is trusted"
+    );
+
+    // No trusted range configured: refused (403), however good the credentials.
+    let http = reqwest::Client::new();
+    let get = |file: &str, auth: Option<(&str, String)>| {
+        let mut r = http.get(app.url(&format!("/provision/{file}")));
+        if let Some((u, p)) = auth {
+            r = r.basic_auth(u, Some(p));
+        }
+        r.send()
+    };
+    let r = get(
+        "001565aabbcc.cfg",
+        Some(("001565aabbcc", pw("001565aabbcc"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The office's range trusted (loopback here).
+    app.restart(|c| {
+        c.sip = "127.0.0.1:0".into();
+        c.sip_trusted_networks = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let sip_port = app.sip_addr().port();
+    let http = reqwest::Client::new();
+    let get = |file: &str, auth: Option<(&str, String)>| {
+        let mut r = http.get(app.url(&format!("/provision/{file}")));
+        if let Some((u, p)) = auth {
+            r = r.basic_auth(u, Some(p));
+        }
+        r.send()
+    };
+    let r = get("001565aabbcc.cfg", None).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = get("001565aabbcc.cfg", Some(("001565aabbcc", "wrong".into())))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Another phone's credentials do not open this one's file.
+    let r = get(
+        "001565aabbcc.cfg",
+        Some(("000b82112233", pw("000b82112233"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = get(
+        "001565aabbcc.cfg",
+        Some(("001565aabbcc", pw("001565aabbcc"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let yealink = r.text().await.unwrap();
+    assert!(yealink.starts_with("#!version:1.0.0.1\n"), "{yealink}");
+    assert!(yealink.contains("account.1.user_name = 1601\n"));
+    assert!(yealink.contains("account.1.password = secret-1601\n"));
+    assert!(
+        yealink.contains("account.1.sip_server.1.address = 127.0.0.1\n"),
+        "{yealink}"
+    );
+    assert!(yealink.contains(&format!("account.1.sip_server.1.port = {sip_port}\n")));
+    assert!(yealink.contains("local_time.time_zone = +5\n"));
+    let r = get(
+        "cfg000b82112233.xml",
+        Some(("000b82112233", pw("000b82112233"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let gs = r.text().await.unwrap();
+    assert!(
+        gs.contains("<P35>1602</P35>") && gs.contains("<P34>secret-1602</P34>"),
+        "{gs}"
+    );
+    assert!(
+        gs.contains(&format!("<P47>127.0.0.1:{sip_port}</P47>")),
+        "{gs}"
+    );
+    // Unknown phones and odd names: 404, nothing else read.
+    for f in [
+        "0011223344aa.cfg",
+        "..%2F..%2Fetc%2Fpasswd",
+        "y000000000000.boot",
+    ] {
+        let r = get(f, Some(("001565aabbcc", pw("001565aabbcc"))))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{f}");
+    }
+    // Every fetch is in the activity log (served or not).
+    let fetches: i64 = app
+        .running()
+        .ctx
+        .db
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM activity_log WHERE entity = 'sip_phone' AND action = 'fetch'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(fetches, 9, "every fetch logged");
+    let admin = app.login_admin().await;
+    let html = admin.get("/telephony/phones").await.text().await.unwrap();
+    assert!(!html.contains("id=\"no-trusted\""));
+    // Removing the phone stops its file.
+    let r = admin
+        .post_form("/telephony/phones/001565aabbcc/delete", &[])
+        .await;
+    assert!(r.status().is_success() || r.status().is_redirection());
+    let r = get(
+        "001565aabbcc.cfg",
+        Some(("001565aabbcc", pw("001565aabbcc"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod notifications;
 pub mod orders;
 pub mod profile;
+pub mod provisioning;
 pub mod settings;
 pub mod telephony;
 pub mod users;

@@ -59,6 +59,7 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                 @if let Some(n) = notice { (n) }
                 (flash(error, "error"))
                 @if sip.is_none() { p.muted { (ui.t("telephony.sip_off")) } }
+                p { a #phones-link href="/telephony/phones" { (ui.t("telephony.phones_title")) } }
                 h2 { (ui.t("telephony.extensions")) }
                 div.table-wrap { table #extensions-table {
                     thead { tr {
