@@ -1221,6 +1221,40 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 json_step("PUT", p, json!({"digest": "MD5"}), true),
             ]
         }
+        ("POST", "/telephony/phones") => {
+            let n = fx.extension().await;
+            let mac = format!("00:15:65:aa:bb:{:02x}", fx.next() % 256);
+            vec![
+                bad(
+                    "/telephony/phones",
+                    form(&[
+                        ("mac", "not-a-mac"),
+                        ("model", "yealink"),
+                        ("extension", &n),
+                    ]),
+                ),
+                good(
+                    "/telephony/phones",
+                    form(&[("mac", &mac), ("model", "yealink"), ("extension", &n)]),
+                ),
+            ]
+        }
+        ("POST", "/telephony/phones/{mac}/delete") => {
+            let n = fx.extension().await;
+            let mac = format!("001565aacc{:02x}", fx.next() % 256);
+            let added = fx
+                .admin
+                .post_form(
+                    "/telephony/phones",
+                    &[("mac", &mac), ("model", "snom"), ("extension", &n)],
+                )
+                .await;
+            assert!(added.status().is_success() || added.status().is_redirection());
+            vec![
+                bad("/telephony/phones/0000000000ff/delete", form(&[])),
+                good(format!("/telephony/phones/{mac}/delete"), form(&[])),
+            ]
+        }
         ("PUT", "/api/v1/settings/shop") => {
             let shop = |zone: &str| {
                 json!({"name": "Mobil Servis", "address": "Toshkent", "phone": "+998 71 200 00 00",
