@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::work::Store;
 use super::{Actor, DomainError, DomainResult, Msg};
 use crate::db::sip::{self as q, BindingRow};
-use crate::db::{now, Db};
+use crate::db::{now, Conn, Db, DbResult};
 use crate::sip::{self, Entry, Peer, RingGroup, StoredBinding, Strategy, Transport};
 
 pub use crate::db::sip::{ExtensionRow as Extension, RingGroupRow as Group};
@@ -269,24 +269,16 @@ impl Telephony {
         digest: &str,
     ) -> DomainResult<()> {
         let digest = normalise_digest(digest)?;
-        let n = number.to_string();
-        self.store
-            .write(by, move |tx| {
-                let c = tx.conn();
-                if q::set_extension_digest(c, &n, &digest, now())? == 0 {
-                    return Err(DomainError::NotFound);
-                }
-                tx.log(
-                    "update",
-                    "sip_extension_digest",
-                    None,
-                    serde_json::json!({ "number": n, "digest": digest }),
-                );
-                tx.emit(telephony_event());
-                Ok(())
-            })
-            .await?;
-        self.reload().await
+        let d = digest.clone();
+        self.change_by_number(
+            by,
+            "update",
+            "sip_extension_digest",
+            number,
+            serde_json::json!({ "digest": digest }),
+            move |c, n, now| q::set_extension_digest(c, n, &d, now),
+        )
+        .await
     }
 
     /// Replaces the secret with a new strong one and returns it.
@@ -296,24 +288,16 @@ impl Telephony {
         number: &str,
     ) -> DomainResult<String> {
         let secret = generate_secret();
-        let (n, s) = (number.to_string(), secret.clone());
-        self.store
-            .write(by, move |tx| {
-                let c = tx.conn();
-                if q::set_extension_secret(c, &n, &s, now())? == 0 {
-                    return Err(DomainError::NotFound);
-                }
-                tx.log(
-                    "update",
-                    "sip_extension_secret",
-                    None,
-                    serde_json::json!({ "number": n }),
-                );
-                tx.emit(telephony_event());
-                Ok(())
-            })
-            .await?;
-        self.reload().await?;
+        let s = secret.clone();
+        self.change_by_number(
+            by,
+            "update",
+            "sip_extension_secret",
+            number,
+            serde_json::json!({}),
+            move |c, n, now| q::set_extension_secret(c, n, &s, now),
+        )
+        .await?;
         Ok(secret)
     }
 
@@ -325,19 +309,39 @@ impl Telephony {
         secret: &str,
     ) -> DomainResult<()> {
         validate_secret(secret)?;
-        let (n, s) = (number.to_string(), secret.to_string());
+        let s = secret.to_string();
+        self.change_by_number(
+            by,
+            "update",
+            "sip_extension_secret",
+            number,
+            serde_json::json!({}),
+            move |c, n, now| q::set_extension_secret(c, n, &s, now),
+        )
+        .await
+    }
+
+    /// One change of the directory by number, as a unit of work: `change` touches the
+    /// number's row (none touched: not found), the activity row names the number, and the
+    /// SIP directory is reloaded after the commit.
+    async fn change_by_number(
+        &self,
+        by: Option<&Actor>,
+        action: &'static str,
+        entity: &'static str,
+        number: &str,
+        detail: serde_json::Value,
+        change: impl FnOnce(&Conn, &str, i64) -> DbResult<usize> + Send + 'static,
+    ) -> DomainResult<()> {
+        let n = number.to_string();
         self.store
             .write(by, move |tx| {
-                let c = tx.conn();
-                if q::set_extension_secret(c, &n, &s, now())? == 0 {
+                if change(tx, &n, tx.now())? == 0 {
                     return Err(DomainError::NotFound);
                 }
-                tx.log(
-                    "update",
-                    "sip_extension_secret",
-                    None,
-                    serde_json::json!({ "number": n }),
-                );
+                let mut detail = detail;
+                detail["number"] = serde_json::json!(n);
+                tx.log(action, entity, None, detail);
                 tx.emit(telephony_event());
                 Ok(())
             })
@@ -346,24 +350,15 @@ impl Telephony {
     }
 
     pub async fn remove_extension(&self, by: Option<&Actor>, number: &str) -> DomainResult<()> {
-        let n = number.to_string();
-        self.store
-            .write(by, move |tx| {
-                let c = tx.conn();
-                if q::delete_extension(c, &n)? == 0 {
-                    return Err(DomainError::NotFound);
-                }
-                tx.log(
-                    "delete",
-                    "sip_extension",
-                    None,
-                    serde_json::json!({ "number": n }),
-                );
-                tx.emit(telephony_event());
-                Ok(())
-            })
-            .await?;
-        self.reload().await
+        self.change_by_number(
+            by,
+            "delete",
+            "sip_extension",
+            number,
+            serde_json::json!({}),
+            |c, n, _| q::delete_extension(c, n),
+        )
+        .await
     }
 
     /// Imports `number;secret;` lines (as in the bench kit's users.csv): all or nothing.
@@ -482,24 +477,15 @@ impl Telephony {
     }
 
     pub async fn remove_group(&self, by: Option<&Actor>, number: &str) -> DomainResult<()> {
-        let n = number.to_string();
-        self.store
-            .write(by, move |tx| {
-                let c = tx.conn();
-                if q::delete_ring_group(c, &n)? == 0 {
-                    return Err(DomainError::NotFound);
-                }
-                tx.log(
-                    "delete",
-                    "sip_ring_group",
-                    None,
-                    serde_json::json!({ "number": n }),
-                );
-                tx.emit(telephony_event());
-                Ok(())
-            })
-            .await?;
-        self.reload().await
+        self.change_by_number(
+            by,
+            "delete",
+            "sip_ring_group",
+            number,
+            serde_json::json!({}),
+            |c, n, _| q::delete_ring_group(c, n),
+        )
+        .await
     }
 
     /// SIP settings from the runtime settings table: `sip.realm`, `sip.domains`
