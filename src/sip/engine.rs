@@ -177,6 +177,9 @@ struct Referral {
     at: Instant,
 }
 
+/// The feature code that picks up a call ringing in one of the dialler's ring groups.
+pub const PICKUP_CODE: &str = "*8";
+
 /// How long after its REFER the transferee's call counts as the transfer.
 const REFERRAL_TTL: Duration = Duration::from_secs(64);
 const MAX_REFERRALS: usize = 10_000;
@@ -979,6 +982,10 @@ impl Engine {
                 else {
                     return;
                 };
+                if method == Method::Invite && user == PICKUP_CODE {
+                    self.pickup(&msg, from, &who, now, out);
+                    return;
+                }
                 if method == Method::Invite {
                     let direction = CallDirection::Internal;
                     self.route_invite(msg, from, &user, Some(&who), direction, &user, now, out);
@@ -1320,6 +1327,92 @@ impl Engine {
             }
             self.emit_ringing(&key);
         }
+    }
+
+    /// Call pickup (`*8`): a call ringing in a ring group `who` belongs to goes to `who`'s
+    /// phone instead. The other branches are cancelled ("picked up"), the call is offered
+    /// to `who`'s contacts with auto-answer headers (phones that honour them connect at
+    /// once, others ring and are answered), and the `*8` call itself ends with 480 and a
+    /// reason that says so. Nothing ringing for `who`: 404.
+    fn pickup(&mut self, msg: &Message, from: Peer, who: &str, now: Instant, out: &mut Vec<Out>) {
+        let now_secs = wall_secs();
+        let mut found: Option<(Instant, String)> = None;
+        for (key, t) in &self.txns {
+            if t.state != TxnState::Proceeding || t.answered || t.cancelled {
+                continue;
+            }
+            let in_group = t.group.as_deref().is_some_and(|g| {
+                matches!(self.directory.lookup(g), Some(Entry::Group(rg)) if rg.members.iter().any(|m| m == who))
+            });
+            if in_group && found.as_ref().is_none_or(|(at, _)| t.started < *at) {
+                found = Some((t.started, key.clone()));
+            }
+        }
+        let Some((_, key)) = found else {
+            self.answer(msg, from, 404, "No call to pick up", out);
+            return;
+        };
+        let contacts = self.contacts_of(who, now_secs);
+        if contacts.is_empty() {
+            self.answer(msg, from, 480, "Temporarily Unavailable", out);
+            return;
+        }
+        if let Some(t) = self.txns.get_mut(&key) {
+            t.sequential = None;
+        }
+        self.cancel_branches(&key, Some("SIP;cause=200;text=\"Call picked up\""), out);
+        let Some(t) = self.txns.get(&key) else { return };
+        let mut fwd = t.request.clone();
+        fwd.remove("proxy-authorization");
+        let mf = fwd.max_forwards().unwrap_or(70).saturating_sub(1);
+        fwd.set("max-forwards", "Max-Forwards", mf.to_string());
+        let source = t.source.transport;
+        let first = t.branches.len();
+        let mut new = Vec::new();
+        for (contact, peer) in contacts {
+            let id = self.new_branch();
+            let via = self.via(peer.transport, &id);
+            let mut b = fwd.clone();
+            for rr in self.record_routes(source, peer.transport).iter().rev() {
+                b.prepend("record-route", "Record-Route", rr.clone());
+            }
+            b.start = StartLine::Request {
+                method: Method::Invite,
+                method_text: "INVITE".into(),
+                uri: contact.clone(),
+            };
+            b.prepend("via", "Via", via.clone());
+            b.push(
+                "call-info",
+                "Call-Info",
+                format!("<sip:{}>;answer-after=0", self.advertised),
+            );
+            b.push("alert-info", "Alert-Info", "info=alert-autoanswer".into());
+            new.push(Branch {
+                id,
+                extension: who.to_string(),
+                to: peer,
+                uri: contact,
+                request: b.to_bytes(),
+                via,
+                provisional: false,
+                final_code: None,
+                cancel_pending: false,
+                cancelled: false,
+                started: false,
+            });
+        }
+        let ids: Vec<String> = new.iter().map(|b| b.id.clone()).collect();
+        if let Some(t) = self.txns.get_mut(&key) {
+            t.branches.extend(new);
+        }
+        // The `*8` call ends first, so a one-line phone is free for the call it picks up.
+        self.answer(msg, from, 480, "Picked up: answer the incoming call", out);
+        for (i, id) in ids.iter().enumerate() {
+            self.branches.insert(id.clone(), key.clone());
+            self.start_branch(&key, first + i, now, out);
+        }
+        self.emit_ringing(&key);
     }
 
     /// Is this new call the transfer some REFER asked for? The caller (`who` when
@@ -3132,6 +3225,14 @@ mod tests {
         // Our address without a port is us (linphone's Refer-To), another's is not.
         assert!(e.is_local("127.0.0.1", None));
         assert!(!e.is_local("127.0.0.2", None));
+    }
+
+    #[test]
+    fn star_8_with_nothing_ringing_in_the_dialler_s_groups_is_404() {
+        let mut e = engine();
+        let out = authenticated_invite(&mut e, &format!("sip:*8@{ME}"));
+        assert!(first_line(&out[0]).starts_with("SIP/2.0 404"), "{out:?}");
+        assert_eq!(e.state_size().0, 0, "no transaction started");
     }
 
     #[test]

@@ -403,9 +403,18 @@ pub async fn start(
     events: Arc<dyn EventSink>,
     restored: Vec<StoredBinding>,
 ) -> std::io::Result<SipHandle> {
-    let udp = bind_udp(cfg.listen)?;
-    let addr = udp.local_addr()?;
-    let tcp = TcpListener::bind(addr).await?;
+    // Port 0: the UDP port the kernel picks must be free on TCP too; another program
+    // may hold it there, so pick again a few times.
+    let mut tries = if cfg.listen.port() == 0 { 20 } else { 1 };
+    let (udp, addr, tcp) = loop {
+        let udp = bind_udp(cfg.listen)?;
+        let addr = udp.local_addr()?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, addr, tcp),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 1 => tries -= 1,
+            Err(e) => return Err(e),
+        }
+    };
     cfg.listen = addr;
     let max_conns = cfg.max_tcp_connections;
     let (message_timeout, unproven_idle, idle_timeout) = (

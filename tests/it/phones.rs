@@ -134,6 +134,30 @@ impl Baresip {
         }
     }
 
+    /// Waits for every event of `kinds`, in any order.
+    async fn wait_all(&mut self, kinds: &[&str]) {
+        let deadline = Instant::now() + WAIT;
+        let mut left: Vec<&str> = kinds.to_vec();
+        while !left.is_empty() {
+            while let Some(v) = self.take() {
+                left.retain(|k| v["type"] != *k);
+            }
+            if left.is_empty() {
+                break;
+            }
+            let mut chunk = [0u8; 8192];
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait, self.ctrl.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                _ => panic!(
+                    "{}: no {left:?} within {WAIT:?}\n{}",
+                    self.name,
+                    self.trace()
+                ),
+            }
+        }
+    }
+
     fn trace(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
@@ -909,4 +933,55 @@ async fn provisioning_serves_each_phone_its_file_from_trusted_ranges_with_its_cr
     .await
     .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// Call pickup (`*8`): a call ringing the front desk's sequential group (its first
+/// member, 1702) is picked up from another member's phone (1703): 1702 stops ringing,
+/// 1703 gets the call and answers, the caller is connected to 1703.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_baresip_picks_up_a_call_ringing_in_its_group_with_star_8() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1701u32, 1702, 1703].into_iter()).await;
+    app.running()
+        .ctx
+        .telephony
+        .save_group(
+            None,
+            crm::domain::telephony::NewGroup {
+                number: "1700".into(),
+                name: "Front desk".into(),
+                strategy: crm::sip::Strategy::Sequential,
+                member_timeout_secs: 60,
+                overall_timeout_secs: 90,
+                members: vec!["1702".into(), "1703".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let dir = app.data_dir();
+    let mut a = Baresip::start(&dir, "1701", sip, "udp").await;
+    let mut b = Baresip::start(&dir, "1702", sip, "udp").await;
+    let mut c = Baresip::start(&dir, "1703", sip, "udp").await;
+    for e in ["1701", "1702", "1703"] {
+        registered(&app, e, "udp").await;
+    }
+    a.cmd("dial", &format!("sip:1700@{sip}")).await;
+    b.wait("CALL_INCOMING").await;
+    // 1703 dials *8: its own call ends (480), and the ringing call comes to it.
+    c.cmd("dial", &format!("sip:*8@{sip}")).await;
+    c.wait_all(&["CALL_CLOSED", "CALL_INCOMING"]).await;
+    b.wait("CALL_CLOSED").await;
+    c.cmd("accept", "").await;
+    c.wait("CALL_ESTABLISHED").await;
+    a.wait("CALL_ESTABLISHED").await;
+    a.cmd("hangup", "").await;
+    c.wait("CALL_CLOSED").await;
+    let rows = ended_calls(&app, 1).await;
+    let r = rows
+        .iter()
+        .find(|r| r.to_number == "1700")
+        .expect("the group call's row");
+    assert_eq!(r.outcome, "answered", "{r:?}");
+    assert_eq!(r.answered_ext.as_deref(), Some("1703"), "{r:?}");
 }
