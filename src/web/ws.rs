@@ -146,7 +146,17 @@ async fn run(
     while ok {
         tokio::select! {
             frame = rx.recv() => match frame {
-                Some(f) => ok = session.text(f).await.is_ok(),
+                Some(f) => {
+                    ok = session.text(f).await.is_ok();
+                    // Frames that queued up meanwhile go with it, without a round through
+                    // the select: the connection's writer then sends them in one write.
+                    while ok {
+                        match rx.try_recv() {
+                            Ok(f) => ok = session.text(f).await.is_ok(),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 None if revoked.load(std::sync::atomic::Ordering::Acquire) => {
                     close = Some(CloseReason {
                         code: CloseCode::Policy,
