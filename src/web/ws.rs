@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::auth::{Identity, Via, SESSION_COOKIE};
-use super::hub::{Hub, Joined};
+use super::hub::Joined;
 use super::WebState;
 use crate::domain::accounts::{token_hash, Credential};
 use crate::domain::Actor;
@@ -91,7 +91,6 @@ pub async fn connect(
         session,
         stream,
         joined,
-        state.hub.clone(),
         state.clone(),
         cookie,
         cred,
@@ -104,7 +103,6 @@ async fn run(
     mut session: actix_ws::Session,
     mut stream: actix_ws::AggregatedMessageStream,
     joined: Joined,
-    hub: Hub,
     state: web::Data<WebState>,
     cookie: Option<String>,
     cred: Option<Credential>,
@@ -205,6 +203,6 @@ async fn run(
             }
         }
     }
-    hub.leave(id);
+    state.hub.leave(id);
     let _ = session.close(close).await;
 }

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use crm::model::Role;
-use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::core::{new_customer, new_order, Api};
@@ -305,9 +304,6 @@ async fn raw_get(app: &TestApp, path: &str, raw: &[u8]) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[allow(dead_code)]
-fn _uses(_: Role, _: StatusCode) {}
-
 // ---------------------------------------------------------------------------------------
 // 1. Sign-in floods
 
@@ -315,7 +311,8 @@ fn _uses(_: Role, _: StatusCode) {}
 pub struct Child {
     pub child: std::process::Child,
     pub addr: String,
-    pub dir: tempfile::TempDir,
+    /// Kept for the server's lifetime (removed on drop).
+    _dir: tempfile::TempDir,
 }
 
 impl Child {
@@ -362,7 +359,11 @@ impl Child {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let c = Child { child, addr, dir };
+        let c = Child {
+            child,
+            addr,
+            _dir: dir,
+        };
         let start = std::time::Instant::now();
         loop {
             if std::net::TcpStream::connect(&c.addr).is_ok() {
