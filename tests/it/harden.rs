@@ -678,6 +678,38 @@ async fn only_the_receipts_one_time_code_links_a_customers_telegram() {
     assert_eq!(linked(902).await, Some(cid));
     assert_eq!(linked(901).await, None);
     assert_eq!(linked(903).await, None);
+    // A code expires: past its time it links nothing.
+    let ctx = &app.running().ctx;
+    let late = ctx
+        .notifications
+        .customer_link(&number)
+        .await
+        .unwrap()
+        .unwrap();
+    let (code, at) = (late.code.clone(), late.expires_at);
+    let used = ctx
+        .db
+        .write(move |c| crm::domain::customer_links::consume(c, &code, at + 1))
+        .await
+        .unwrap();
+    assert_eq!(used, None, "an expired code links nothing");
+    let fresh = ctx
+        .notifications
+        .customer_link(&number)
+        .await
+        .unwrap()
+        .unwrap();
+    let code = fresh.code.to_uppercase();
+    let used = ctx
+        .db
+        .write(move |c| crm::domain::customer_links::consume(c, &code, crm::db::now()))
+        .await
+        .unwrap();
+    assert_eq!(
+        used.as_deref(),
+        Some(number.as_str()),
+        "a live code, typed in capitals"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
