@@ -84,12 +84,12 @@ fn unauthorized(req: ServiceRequest, api: bool, tr: Tr) -> ServiceResponse<BoxBo
 
 /// 429 with Retry-After, in the API's error shape.
 fn too_many(req: ServiceRequest, secs: u64) -> ServiceResponse<BoxBody> {
-    let tr = Tr::new(anonymous_language(req.request()));
-    let secs_text = secs.to_string();
+    // The API's language: Accept-Language, English without one.
+    let tr = super::error::api_tr(req.request());
     let mut resp = super::error::json_error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        tr.f("harden.rate_limited", &[("seconds", &secs_text)]),
+        tr.msg(&Msg::new("harden.rate_limited").with("seconds", secs)),
     );
     resp.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));

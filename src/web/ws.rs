@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::auth::{Identity, Via, SESSION_COOKIE};
-use super::hub::{Hub, Joined};
+use super::hub::Joined;
 use super::WebState;
 use crate::domain::accounts::{token_hash, Credential};
 use crate::domain::Actor;
@@ -91,7 +91,6 @@ pub async fn connect(
         session,
         stream,
         joined,
-        state.hub.clone(),
         state.clone(),
         cookie,
         cred,
@@ -104,7 +103,6 @@ async fn run(
     mut session: actix_ws::Session,
     mut stream: actix_ws::AggregatedMessageStream,
     joined: Joined,
-    hub: Hub,
     state: web::Data<WebState>,
     cookie: Option<String>,
     cred: Option<Credential>,
@@ -146,7 +144,17 @@ async fn run(
     while ok {
         tokio::select! {
             frame = rx.recv() => match frame {
-                Some(f) => ok = session.text(f).await.is_ok(),
+                Some(f) => {
+                    ok = session.text(f).await.is_ok();
+                    // Frames that queued up meanwhile go with it, without a round through
+                    // the select: the connection's writer then sends them in one write.
+                    while ok {
+                        match rx.try_recv() {
+                            Ok(f) => ok = session.text(f).await.is_ok(),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 None if revoked.load(std::sync::atomic::Ordering::Acquire) => {
                     close = Some(CloseReason {
                         code: CloseCode::Policy,
@@ -195,6 +203,6 @@ async fn run(
             }
         }
     }
-    hub.leave(id);
+    state.hub.leave(id);
     let _ = session.close(close).await;
 }

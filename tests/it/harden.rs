@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use crm::model::Role;
-use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::core::{new_customer, new_order, Api};
@@ -305,9 +304,6 @@ async fn raw_get(app: &TestApp, path: &str, raw: &[u8]) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[allow(dead_code)]
-fn _uses(_: Role, _: StatusCode) {}
-
 // ---------------------------------------------------------------------------------------
 // 1. Sign-in floods
 
@@ -315,8 +311,8 @@ fn _uses(_: Role, _: StatusCode) {}
 pub struct Child {
     pub child: std::process::Child,
     pub addr: String,
-    #[allow(dead_code)] // held so the data directory lives as long as the process
-    pub dir: tempfile::TempDir,
+    /// Kept for the server's lifetime (removed on drop).
+    _dir: tempfile::TempDir,
 }
 
 impl Child {
@@ -363,7 +359,11 @@ impl Child {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let c = Child { child, addr, dir };
+        let c = Child {
+            child,
+            addr,
+            _dir: dir,
+        };
         let start = std::time::Instant::now();
         loop {
             if std::net::TcpStream::connect(&c.addr).is_ok() {
@@ -678,6 +678,38 @@ async fn only_the_receipts_one_time_code_links_a_customers_telegram() {
     assert_eq!(linked(902).await, Some(cid));
     assert_eq!(linked(901).await, None);
     assert_eq!(linked(903).await, None);
+    // A code expires: past its time it links nothing.
+    let ctx = &app.running().ctx;
+    let late = ctx
+        .notifications
+        .customer_link(&number)
+        .await
+        .unwrap()
+        .unwrap();
+    let (code, at) = (late.code.clone(), late.expires_at);
+    let used = ctx
+        .db
+        .write(move |c| crm::domain::customer_links::consume(c, &code, at + 1))
+        .await
+        .unwrap();
+    assert_eq!(used, None, "an expired code links nothing");
+    let fresh = ctx
+        .notifications
+        .customer_link(&number)
+        .await
+        .unwrap()
+        .unwrap();
+    let code = fresh.code.to_uppercase();
+    let used = ctx
+        .db
+        .write(move |c| crm::domain::customer_links::consume(c, &code, crm::db::now()))
+        .await
+        .unwrap();
+    assert_eq!(
+        used.as_deref(),
+        Some(number.as_str()),
+        "a live code, typed in capitals"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

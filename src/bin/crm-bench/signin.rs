@@ -3,7 +3,8 @@
 //! real password verification (401) rather than 429. Three floods, each on a fresh server:
 //! unknown names from one address with the shipped limits; the same with the address limit
 //! off (only the bound on parallel hashing holds memory); one account with time enough
-//! for every verification (only the attempt counting holds).
+//! for every verification (only the attempt counting holds). `--with-reference` adds the
+//! same flood without the bound, for comparison (needs ~32 MiB × attempts of memory).
 
 use std::sync::{Arc, Barrier};
 
@@ -97,5 +98,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         n,
         |_| "bench".to_string(),
     )?;
+    if args.iter().any(|a| a == "--with-reference") {
+        // What the bound prevents: every attempt hashing at once (~32 MiB each).
+        flood(
+            "reference-unbounded-hashing",
+            "[login]\nmax_failures_per_ip = 100000\nmax_parallel_hashes = 100000\nhash_wait_ms = 120000\n",
+            n,
+            |i| format!("nobody{i}"),
+        )?;
+    }
     Ok(())
 }

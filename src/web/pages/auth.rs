@@ -126,7 +126,12 @@ pub async fn login(ui: Ui, req: HttpRequest, form: web::Form<LoginForm>) -> Http
         Ok(s) => signed_in(&state, &s, &next),
         Err(DomainError::RateLimited { retry_after_secs }) => {
             let minutes = retry_after_secs.div_ceil(60).to_string();
-            let msg = ui.tr.f("login.locked", &[("minutes", &minutes)]);
+            // A few seconds: no free hashing slot (a flood), not a lockout.
+            let msg = if retry_after_secs <= 2 {
+                ui.t("harden.signin_busy").to_string()
+            } else {
+                ui.tr.f("login.locked", &[("minutes", &minutes)])
+            };
             let mut resp = html_status(
                 StatusCode::TOO_MANY_REQUESTS,
                 login_page(&ui, &next, &form.username, Some(&msg)),
