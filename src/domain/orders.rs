@@ -479,15 +479,13 @@ fn draft(by: &Actor, n: NewOrder) -> DomainResult<Draft> {
 /// Order intake as one unit of work: the customer (given, found by phone or created),
 /// the order with its number, the prepayment and the assignment. Any refusal leaves
 /// none of them behind.
-fn intake_in(
-    tx: &mut Tx,
-    d: Draft,
-    country: crate::model::phone::Country,
-) -> DomainResult<OrderRow> {
+fn intake_in(tx: &mut Tx, d: Draft) -> DomainResult<OrderRow> {
     let now = tx.now();
     let by_id = tx.actor_id();
     let n = &d.n;
+    // Read once, in the transaction: the number's prefix and the phones' country.
     let shop = super::shop::parse(crate::db::settings::get(tx, super::shop::SETTINGS_KEY)?);
+    let country = shop.country();
     if let Some(m) = n.master_id {
         if !q::masters(tx)?.iter().any(|(id, _)| *id == m) {
             return Err(DomainError::invalid("err.order.master_inactive"));
@@ -675,11 +673,8 @@ impl Orders {
     /// Order intake: one unit of work (see [`intake_in`]). The customer is `customer_id`,
     /// or the one found by `customer.phone`, or a new one created with the order.
     pub async fn create(&self, by: &Actor, n: NewOrder) -> DomainResult<OrderRow> {
-        let country = super::shop::load(&self.db).await?.country();
         let d = draft(by, n)?;
-        self.store
-            .write(by, move |tx| intake_in(tx, d, country))
-            .await
+        self.store.write(by, move |tx| intake_in(tx, d)).await
     }
 
     /// The order if the actor may see it; masters get NotFound for others' orders.
