@@ -72,46 +72,47 @@ pub fn day(field: &'static str, v: &str, clock: &ShopClock, end: bool) -> Domain
 /// `page`, `q`) and of the API (`status_id`, `master_id`, ...).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(default)]
 pub struct OrderQuery {
     /// Search text (numbers, names, phones, devices); pages only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
     /// new, in_work, waiting, ready, closed
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(default, alias = "status", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "status", skip_serializing_if = "Option::is_none")]
     pub status_id: Option<String>,
-    #[serde(default, alias = "master", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "master", skip_serializing_if = "Option::is_none")]
     pub master_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
-    #[serde(default, alias = "branch", skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "branch", skip_serializing_if = "Option::is_none")]
     pub branch_id: Option<String>,
     /// Created on or after: a day `YYYY-MM-DD` (the shop's time) or Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Created before: a day `YYYY-MM-DD`, the whole day included, or Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// `1` or `true`: only orders past their status limit or promised date.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub overdue: Option<String>,
     /// newest (default), oldest, promised, updated
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sort: Option<String>,
     /// 1-500 (API; pages show a fixed number).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<String>,
     /// Page number from 0 (pages).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<String>,
     /// Sorted by number: the rows after this order id (faster than `offset`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
     /// Sorted by number: the rows just before this order id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
 }
 
