@@ -52,10 +52,20 @@ pub enum Action {
     HandleMissedCalls,
     PlaceCalls,
     ManageNotifications,
+    /// The inbox: conversations with customers (masters: only their customers' threads,
+    /// when the admin allows it).
+    ViewConversations,
+    /// Answer, take, transfer, close and link conversations.
+    ReplyConversations,
+    /// Export a conversation as a PDF.
+    ExportConversations,
+    DeleteConversations,
+    /// Quick replies, procedures and inbox settings.
+    ManageInbox,
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 29] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -80,6 +90,11 @@ impl Action {
         Action::HandleMissedCalls,
         Action::PlaceCalls,
         Action::ManageNotifications,
+        Action::ViewConversations,
+        Action::ReplyConversations,
+        Action::ExportConversations,
+        Action::DeleteConversations,
+        Action::ManageInbox,
     ];
 }
 
@@ -102,10 +117,19 @@ pub fn can(role: Role, action: Action) -> bool {
                 | ViewCalls
                 | HandleMissedCalls
                 | PlaceCalls
+                | ViewConversations
+                | ReplyConversations
+                | ExportConversations
         ),
         Role::Master => matches!(
             action,
-            ViewDashboard | ManageOwnAccount | ViewOrders | EditOrders | PlaceCalls
+            ViewDashboard
+                | ManageOwnAccount
+                | ViewOrders
+                | EditOrders
+                | PlaceCalls
+                | ViewConversations
+                | ReplyConversations
         ),
     }
 }
