@@ -864,7 +864,12 @@ impl Conversations {
                         "to": to, "to_name": to_name, "note": note,
                     }),
                 )?;
-                tx.log(kind, "conversation", id, serde_json::json!({"to": to, "note": note}));
+                let action = match kind {
+                    "assigned" => "assign",
+                    "transferred" => "transfer",
+                    _ => "unassign",
+                };
+                tx.log(action, "conversation", id, serde_json::json!({"to": to, "note": note}));
                 if let Some(u) = to.filter(|u| *u != a.user_id) {
                     // The new agent hears of it wherever they are in the app.
                     tx.emit(Event::new(
@@ -904,7 +909,7 @@ impl Conversations {
                 }
                 let kind = if open { "reopened" } else { "closed" };
                 history(tx, id, kind, serde_json::json!({"by_name": a.display_name}))?;
-                tx.log(kind, "conversation", id, serde_json::json!({}));
+                tx.log(if open { "reopen" } else { "close" }, "conversation", id, serde_json::json!({}));
                 changed(tx, id)
             })
             .await
@@ -1081,6 +1086,7 @@ impl Conversations {
                 let now = tx.now();
                 r.id = q::save_quick_reply(tx, &r, now)?;
                 tx.log("save", "quick_reply", r.id, serde_json::json!({"shortcut": r.shortcut}));
+                tx.emit(inbox_changed());
                 Ok(r)
             })
             .await
@@ -1094,6 +1100,7 @@ impl Conversations {
                     return Err(DomainError::NotFound);
                 }
                 tx.log("delete", "quick_reply", id, serde_json::json!({}));
+                tx.emit(inbox_changed());
                 Ok(())
             })
             .await
@@ -1162,6 +1169,7 @@ impl Conversations {
                 let id = q::save_sop(tx, id, &title, &body, Some(by), now)?
                     .ok_or(DomainError::NotFound)?;
                 tx.log("save", "procedure", id, serde_json::json!({"title": title}));
+                tx.emit(inbox_changed());
                 Ok(id)
             })
             .await
@@ -1175,6 +1183,7 @@ impl Conversations {
                     return Err(DomainError::NotFound);
                 }
                 tx.log("delete", "procedure", id, serde_json::json!({}));
+                tx.emit(inbox_changed());
                 Ok(())
             })
             .await
@@ -1196,10 +1205,11 @@ impl Conversations {
                 kv::set(tx, AUTO_ASSIGN, if auto { "1" } else { "0" }, now)?;
                 tx.log(
                     "update",
-                    "setting",
+                    "settings_inbox",
                     None,
                     serde_json::json!({"inbox": {"masters_see_own": masters, "auto_assign": auto}}),
                 );
+                tx.emit(inbox_changed());
                 Ok(())
             })
             .await
@@ -1261,6 +1271,15 @@ impl Conversations {
             })
             .await
     }
+}
+
+/// Quick replies, procedures or inbox settings changed: open inbox screens refresh them.
+fn inbox_changed() -> Event {
+    Event::new(
+        "inbox.settings_updated",
+        serde_json::json!({}),
+        Audience::Staff { masters: Vec::new() },
+    )
 }
 
 /// Template values for a thread: the customer, their latest open order, the shop's hours.

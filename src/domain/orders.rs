@@ -1100,6 +1100,17 @@ impl Orders {
                         data,
                     );
                 }
+                // "The customer may see it": it goes to their Telegram conversation,
+                // with this change.
+                if public {
+                    super::conversations::order_comment_to_customer(
+                        tx,
+                        id,
+                        before.customer_id,
+                        &body,
+                        eid,
+                    )?;
+                }
                 tx.log(
                     "comment",
                     "order",
