@@ -180,14 +180,18 @@ fn order_for(c: &Conn, conv: i64, customer: Option<i64>, reply_to: Option<i64>) 
     Ok((open.len() == 1).then(|| open[0].0))
 }
 
+/// Who a thread can be assigned to: those who answer customers for the shop (masters
+/// only read their own customers' threads, when allowed).
+fn is_agent(role: crate::model::Role) -> bool {
+    role != crate::model::Role::Master && super::access::can(role, Action::ReplyConversations)
+}
+
 /// The least busy online agent (admin or operator) for a new unassigned thread.
 fn pick_agent(c: &Conn, online: &[UserId]) -> DomainResult<Option<UserId>> {
     let mut agents = Vec::new();
     for u in online {
         if let Some(row) = crate::db::accounts::user_by_id(c, *u)? {
-            if row.active && super::access::can(row.role, Action::ReplyConversations)
-                && row.role != crate::model::Role::Master
-            {
+            if row.active && is_agent(row.role) {
                 agents.push(*u);
             }
         }
@@ -829,7 +833,7 @@ impl Conversations {
                 let to_name = match to {
                     Some(u) => {
                         let row = crate::db::accounts::user_by_id(tx, u)?
-                            .filter(|r| r.active && super::access::can(r.role, Action::ReplyConversations))
+                            .filter(|r| r.active && is_agent(r.role))
                             .ok_or_else(|| DomainError::invalid("err.inbox.not_an_agent"))?;
                         Some(row.display_name)
                     }

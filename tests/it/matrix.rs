@@ -217,8 +217,43 @@ pub const OPS: &[(&str, &str, Who)] = &[
     ("GET", "/backups/{name}/download", ADMIN),
 ];
 
+/// The inbox (issue 17). Masters may open it; they see only their customers' threads,
+/// and only when the admin allows it (decided in the domain).
+const AGENTS: Who = Only(&[Admin, Operator, Master]);
+pub const INBOX: &[(&str, &str, Who)] = &[
+    ("GET", "/inbox", AGENTS),
+    ("GET", "/inbox/settings", ADMIN),
+    ("POST", "/inbox/settings", ADMIN),
+    ("POST", "/inbox/quick-replies", ADMIN),
+    ("POST", "/inbox/quick-replies/{id}/delete", ADMIN),
+    ("GET", "/inbox/files/{message}", AGENTS),
+    ("GET", "/inbox/{id}", AGENTS),
+    ("POST", "/inbox/{id}/reply", AGENTS),
+    ("POST", "/inbox/{id}/assign", AGENTS),
+    ("POST", "/inbox/{id}/close", AGENTS),
+    ("POST", "/inbox/{id}/reopen", AGENTS),
+    ("POST", "/inbox/{id}/link", AGENTS),
+    ("POST", "/inbox/{id}/typing", AGENTS),
+    ("POST", "/inbox/{id}/delete", ADMIN),
+    ("GET", "/inbox/{id}/quick-replies/{reply}", AGENTS),
+    ("GET", "/procedures", AGENTS),
+    ("POST", "/procedures", ADMIN),
+    ("POST", "/procedures/{id}/delete", ADMIN),
+    ("GET", "/api/v1/conversations", AGENTS),
+    ("GET", "/api/v1/conversations/unread", AGENTS),
+    ("GET", "/api/v1/conversations/{id}", AGENTS),
+    ("GET", "/api/v1/conversations/{id}/messages", AGENTS),
+    ("POST", "/api/v1/conversations/{id}/messages", AGENTS),
+    ("POST", "/api/v1/conversations/{id}/assign", AGENTS),
+    ("POST", "/api/v1/conversations/{id}/close", AGENTS),
+    ("GET", "/api/v1/quick-replies", AGENTS),
+    ("POST", "/api/v1/quick-replies", ADMIN),
+    ("DELETE", "/api/v1/quick-replies/{id}", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK];
+    let areas: &[&[(&str, &str, Who)]] =
+        &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, INBOX];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

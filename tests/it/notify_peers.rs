@@ -271,14 +271,56 @@ impl Drop for SmtpSink {
 // ---------------------------------------------------------------------------------------
 // Telegram Bot API stand-in
 
-/// One sendMessage call as the stand-in saw it.
+/// One send call (sendMessage, sendPhoto, sendDocument) as the stand-in saw it.
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub chat_id: i64,
+    /// The text, or a file's caption.
     pub text: String,
     pub at: Instant,
     /// The HTTP status the stand-in answered.
     pub status: u16,
+    /// `sendmessage`, `sendphoto` or `senddocument`.
+    pub method: String,
+    /// The reply keyboard or inline markup, if any.
+    pub markup: Value,
+    /// The uploaded file: (file name, bytes).
+    pub file: Option<(String, Vec<u8>)>,
+}
+
+/// Splits a multipart/form-data body into (name, file name, content) parts.
+fn multipart_parts(content_type: &str, body: &[u8]) -> Vec<(String, Option<String>, Vec<u8>)> {
+    let Some(boundary) = content_type.split("boundary=").nth(1) else {
+        return Vec::new();
+    };
+    let boundary = boundary.trim_matches('"');
+    let delim = format!("--{boundary}");
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(start) = find(rest, delim.as_bytes()) {
+        rest = &rest[start + delim.len()..];
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let Some(head_end) = find(rest, b"\r\n\r\n") else { break };
+        let head = String::from_utf8_lossy(&rest[..head_end]).to_string();
+        let content_start = head_end + 4;
+        let Some(end) = find(&rest[content_start..], delim.as_bytes()) else { break };
+        let content = rest[content_start..content_start + end - 2].to_vec();
+        let attr = |k: &str| {
+            head.split(';')
+                .map(str::trim)
+                .find_map(|p| p.strip_prefix(&format!("{k}=\"")))
+                .map(|v| v.trim_end_matches(|c| c == '"' || c == '\r' || c == '\n').split('"').next().unwrap_or("").to_string())
+        };
+        out.push((attr("name").unwrap_or_default(), attr("filename"), content));
+        rest = &rest[content_start + end..];
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[derive(Default)]
@@ -290,6 +332,10 @@ struct BotState {
     throttle: VecDeque<u32>,
     blocked: HashSet<i64>,
     get_updates_calls: u64,
+    /// Files customers "sent", by file id: (bytes).
+    files: std::collections::HashMap<String, Vec<u8>>,
+    /// sendChatAction calls: (chat, action).
+    actions: Vec<(i64, String)>,
 }
 
 #[derive(Clone)]
@@ -306,8 +352,21 @@ fn ok(result: Value) -> HttpResponse {
     HttpResponse::Ok().json(json!({"ok": true, "result": result}))
 }
 
+async fn bot_file(
+    path: web::Path<(String, String)>,
+    data: web::Data<BotStandIn>,
+) -> HttpResponse {
+    let (_bot, file) = path.into_inner();
+    let id = file.trim_start_matches("files/");
+    match data.state.lock().unwrap().files.get(id) {
+        Some(b) => HttpResponse::Ok().body(b.clone()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
 async fn bot_api(
     path: web::Path<(String, String)>,
+    http: actix_web::HttpRequest,
     body: web::Bytes,
     data: web::Data<BotStandIn>,
 ) -> HttpResponse {
@@ -315,7 +374,29 @@ async fn bot_api(
     if !bot.starts_with("bot") {
         return HttpResponse::NotFound().finish();
     }
-    let req: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let ctype = http
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut upload: Option<(String, Vec<u8>)> = None;
+    let req: Value = if ctype.starts_with("multipart/form-data") {
+        let mut m = serde_json::Map::new();
+        for (name, file_name, content) in multipart_parts(&ctype, &body) {
+            match file_name {
+                Some(f) => upload = Some((f, content)),
+                None => {
+                    let v = String::from_utf8_lossy(&content).to_string();
+                    let v = v.parse::<i64>().map(Value::from).unwrap_or(Value::String(v));
+                    m.insert(name, v);
+                }
+            }
+        }
+        Value::Object(m)
+    } else {
+        serde_json::from_slice(&body).unwrap_or(json!({}))
+    };
     // Telegram's method names are case-insensitive (teloxide sends "GetMe").
     match method.to_ascii_lowercase().as_str() {
         "getme" => ok(
@@ -345,9 +426,33 @@ async fn bot_api(
                 }
             }
         }
-        "sendmessage" => {
+        "sendchataction" => {
             let chat_id = req["chat_id"].as_i64().unwrap_or(0);
-            let text = req["text"].as_str().unwrap_or("").to_string();
+            let action = req["action"].as_str().unwrap_or("").to_string();
+            data.state.lock().unwrap().actions.push((chat_id, action));
+            ok(json!(true))
+        }
+        "getfile" => {
+            let id = req["file_id"].as_str().unwrap_or("").to_string();
+            let s = data.state.lock().unwrap();
+            match s.files.get(&id) {
+                Some(b) => ok(json!({"file_id": id, "file_unique_id": format!("u{id}"),
+                    "file_size": b.len(), "file_path": format!("files/{id}")})),
+                None => HttpResponse::BadRequest().json(json!({"ok": false, "error_code": 400,
+                    "description": "Bad Request: invalid file_id"})),
+            }
+        }
+        "sendmessage" | "sendphoto" | "senddocument" => {
+            let chat_id = req["chat_id"].as_i64().unwrap_or(0);
+            let text = req["text"]
+                .as_str()
+                .or(req["caption"].as_str())
+                .unwrap_or("")
+                .to_string();
+            let markup = match &req["reply_markup"] {
+                Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+                v => v.clone(),
+            };
             let mut s = data.state.lock().unwrap();
             let (status, resp) = if s.blocked.contains(&chat_id) {
                 (
@@ -364,19 +469,31 @@ async fn bot_api(
                 )
             } else {
                 let id = s.calls.len() as i64 + 1;
-                (
-                    200,
-                    ok(
-                        json!({"message_id": id, "date": 1_700_000_000, "text": text.clone(),
-                    "chat": {"id": chat_id, "type": "private", "first_name": "User"}}),
-                    ),
-                )
+                let mut msg = json!({"message_id": id, "date": 1_700_000_000,
+                    "chat": {"id": chat_id, "type": "private", "first_name": "User"}});
+                match method.to_ascii_lowercase().as_str() {
+                    "sendphoto" => {
+                        msg["photo"] = json!([{"file_id": format!("p{id}"), "file_unique_id": format!("up{id}"),
+                            "width": 10, "height": 10, "file_size": 10}]);
+                        msg["caption"] = json!(text.clone());
+                    }
+                    "senddocument" => {
+                        msg["document"] = json!({"file_id": format!("d{id}"), "file_unique_id": format!("ud{id}"),
+                            "file_size": 10});
+                        msg["caption"] = json!(text.clone());
+                    }
+                    _ => msg["text"] = json!(text.clone()),
+                }
+                (200, ok(msg))
             };
             s.calls.push(Sent {
                 chat_id,
                 text,
                 at: Instant::now(),
                 status,
+                method: method.to_ascii_lowercase(),
+                markup,
+                file: upload,
             });
             resp
         }
@@ -402,6 +519,7 @@ impl BotStandIn {
             let me = c2.lock().unwrap().clone().expect("stand-in ready");
             App::new()
                 .app_data(web::Data::new(me))
+                .route("/file/{bot}/{path:.*}", web::get().to(bot_file))
                 .route("/{bot}/{method}", web::post().to(bot_api))
         })
         .workers(1)
@@ -432,6 +550,55 @@ impl BotStandIn {
             "from": {"id": chat_id, "is_bot": false, "first_name": "User", "language_code": language}
         }}));
         drop(s);
+        self.new_update.notify_waiters();
+    }
+
+    /// Queues a message with any content (photo, document, contact, location, a reply):
+    /// `fields` are merged into the message object.
+    pub fn user_sends(&self, chat_id: i64, language: &str, fields: Value) -> i64 {
+        let mut s = self.state.lock().unwrap();
+        s.next_update_id += 1;
+        let id = s.next_update_id;
+        let mut message = json!({
+            "message_id": id, "date": 1_700_000_000,
+            "chat": {"id": chat_id, "type": "private", "first_name": "User"},
+            "from": {"id": chat_id, "is_bot": false, "first_name": "Dilnoza", "last_name": "Karimova", "language_code": language}
+        });
+        if let (Some(m), Value::Object(f)) = (message.as_object_mut(), fields) {
+            m.extend(f);
+        }
+        s.updates.push(json!({"update_id": id, "message": message}));
+        drop(s);
+        self.new_update.notify_waiters();
+        id
+    }
+
+    /// Queues a raw update (of a kind the bot may not know).
+    pub fn raw_update(&self, update: Value) -> i64 {
+        let mut s = self.state.lock().unwrap();
+        s.next_update_id += 1;
+        let id = s.next_update_id;
+        let mut u = update;
+        u["update_id"] = json!(id);
+        s.updates.push(u);
+        drop(s);
+        self.new_update.notify_waiters();
+        id
+    }
+
+    /// A file a customer "uploaded", served by getFile and the download URL.
+    pub fn add_file(&self, file_id: &str, bytes: Vec<u8>) {
+        self.state.lock().unwrap().files.insert(file_id.into(), bytes);
+    }
+
+    /// sendChatAction calls: (chat, action).
+    pub fn actions(&self) -> Vec<(i64, String)> {
+        self.state.lock().unwrap().actions.clone()
+    }
+
+    /// Repeats updates already confirmed (as Telegram does after a lost offset).
+    pub fn redeliver(&self, updates: Vec<Value>) {
+        self.state.lock().unwrap().updates.extend(updates);
         self.new_update.notify_waiters();
     }
 

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::core::{new_customer, new_order, Api};
-use crate::matrix::{CALLS, CORE, FOUNDATION, NOTIFY, OPS, TELEPHONY, TRUNK};
+use crate::matrix::{CALLS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, TELEPHONY, TRUNK};
 use crate::notify_peers::*;
 use crate::support::*;
 
@@ -45,6 +45,11 @@ const EXEMPT: &[(&str, &str, &str)] = &[
         "a personal display preference (cookie and account language)",
     ),
     ("POST", "/backups", "writes a backup file, not a row"),
+    (
+        "POST",
+        "/inbox/{id}/typing",
+        "a passing indicator: an event and a Telegram chat action, no row",
+    ),
     (
         "POST",
         "/calls/dial",
@@ -74,6 +79,8 @@ enum Body {
     Json(Value),
     /// A multipart upload of one `photo` file.
     Photo(Vec<u8>, &'static str),
+    /// A multipart form of text fields.
+    Multipart(Vec<(String, String)>),
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -267,6 +274,43 @@ impl Fx {
             .unwrap()
     }
 
+    /// A conversation: a customer wrote to the bot from a chat of their own.
+    async fn conversation(&self) -> i64 {
+        let chat = 90_000 + i64::from(self.next());
+        self.bot.user_sends(chat, "uz", json!({"text": "Salom"}));
+        eventually(WAIT, || async {
+            let (_, v) = self.api.get("/api/v1/conversations?tab=all").await;
+            v.as_array()?
+                .iter()
+                .find(|c| c["address"] == chat.to_string())
+                .and_then(|c| c["id"].as_i64())
+        })
+        .await
+        .expect("the bot files the message")
+    }
+
+    async fn quick_reply(&self) -> i64 {
+        let (s, v) = self
+            .api
+            .send(
+                Method::POST,
+                "/api/v1/quick-replies",
+                json!({"shortcut": format!("q{}", self.next()), "title": "Tayyor", "body_uz": "Tayyor"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    async fn procedure(&self) -> i64 {
+        let r = self
+            .admin
+            .post_form("/procedures", &[("title", "Qabul"), ("body", "# Qabul\n1. Telefon")])
+            .await;
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        loc.rsplit('=').next().unwrap().parse().unwrap()
+    }
+
     /// A dead-lettered outbox message (a test e-mail), as the worker leaves one.
     async fn dead_message(&self) -> i64 {
         let key = format!("work-test:{}", self.next());
@@ -448,6 +492,103 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
             vec![
                 json_step("DELETE", "/api/v1/tokens/999999".into(), json!({}), false),
                 json_step("DELETE", format!("/api/v1/tokens/{t}"), json!({}), true),
+            ]
+        }
+        // ---- Inbox (issue 17)
+        ("POST", "/inbox/settings") => {
+            return Some(Case::NoRefusal(
+                vec![good("/inbox/settings", form(&[("auto_assign", "1")]))],
+                "two checkboxes: every form is a valid setting",
+            ))
+        }
+        ("POST", "/inbox/quick-replies") => vec![
+            bad("/inbox/quick-replies", form(&[("shortcut", "no spaces!"), ("title", "x"), ("body_uz", "x")])),
+            good("/inbox/quick-replies", form(&[("shortcut", "salom"), ("title", "Salom"), ("body_ru", "Здравствуйте, {customer_name}!")])),
+        ],
+        ("POST", "/inbox/quick-replies/{id}/delete") => {
+            let q = fx.quick_reply().await;
+            vec![
+                bad("/inbox/quick-replies/999999/delete", Empty),
+                good(format!("/inbox/quick-replies/{q}/delete"), Empty),
+            ]
+        }
+        ("POST", "/inbox/{id}/reply") => {
+            let c = fx.conversation().await;
+            let text = |t: &str| Multipart(vec![("text".into(), t.into())]);
+            vec![
+                bad(format!("/inbox/{c}/reply"), text("   ")),
+                good(format!("/inbox/{c}/reply"), text("Assalomu alaykum! Чем помочь?")),
+            ]
+        }
+        ("POST", "/inbox/{id}/assign") => {
+            let c = fx.conversation().await;
+            vec![
+                bad(format!("/inbox/{c}/assign"), form(&[("user_id", &fx.master_id.to_string())])),
+                good(format!("/inbox/{c}/assign"), form(&[("user_id", &fx.admin_id.to_string()), ("note", "Men olaman")])),
+            ]
+        }
+        ("POST", "/inbox/{id}/close") => {
+            let c = fx.conversation().await;
+            vec![bad("/inbox/999999/close", Empty), good(format!("/inbox/{c}/close"), Empty)]
+        }
+        ("POST", "/inbox/{id}/reopen") => {
+            let c = fx.conversation().await;
+            let r = fx.admin.post_form(&format!("/inbox/{c}/close"), &[]).await;
+            assert!(r.status().is_redirection());
+            vec![bad("/inbox/999999/reopen", Empty), good(format!("/inbox/{c}/reopen"), Empty)]
+        }
+        ("POST", "/inbox/{id}/link") => {
+            let c = fx.conversation().await;
+            let cu = fx.customer().await;
+            vec![
+                bad(format!("/inbox/{c}/link"), form(&[("customer", "+998 90 000 00 01")])),
+                good(format!("/inbox/{c}/link"), form(&[("customer", &format!("#{cu}"))])),
+            ]
+        }
+        ("POST", "/inbox/{id}/delete") => {
+            let c = fx.conversation().await;
+            vec![bad("/inbox/999999/delete", Empty), good(format!("/inbox/{c}/delete"), Empty)]
+        }
+        ("POST", "/procedures") => vec![
+            bad("/procedures", form(&[("title", " "), ("body", "x")])),
+            good("/procedures", form(&[("title", "Qaytarish tartibi"), ("body", "Порядок возврата")])),
+        ],
+        ("POST", "/procedures/{id}/delete") => {
+            let d = fx.procedure().await;
+            vec![bad("/procedures/999999/delete", Empty), good(format!("/procedures/{d}/delete"), Empty)]
+        }
+        ("POST", "/api/v1/conversations/{id}/messages") => {
+            let c = fx.conversation().await;
+            let p = format!("/api/v1/conversations/{c}/messages");
+            vec![
+                json_step("POST", p.clone(), json!({"text": ""}), false),
+                json_step("POST", p, json!({"text": "Ertaga tayyor bo‘ladi"}), true),
+            ]
+        }
+        ("POST", "/api/v1/conversations/{id}/assign") => {
+            let c = fx.conversation().await;
+            let p = format!("/api/v1/conversations/{c}/assign");
+            vec![
+                json_step("POST", p.clone(), json!({"user_id": fx.master_id}), false),
+                json_step("POST", p, json!({"user_id": fx.admin_id, "note": "olaman"}), true),
+            ]
+        }
+        ("POST", "/api/v1/conversations/{id}/close") => {
+            let c = fx.conversation().await;
+            vec![
+                json_step("POST", "/api/v1/conversations/999999/close".into(), json!({}), false),
+                json_step("POST", format!("/api/v1/conversations/{c}/close"), json!({}), true),
+            ]
+        }
+        ("POST", "/api/v1/quick-replies") => vec![
+            json_step("POST", pattern.into(), json!({"shortcut": "", "title": "x", "body_en": "x"}), false),
+            json_step("POST", pattern.into(), json!({"shortcut": "hours", "title": "Soatlar", "body_uz": "{shop_hours}"}), true),
+        ],
+        ("DELETE", "/api/v1/quick-replies/{id}") => {
+            let q = fx.quick_reply().await;
+            vec![
+                json_step("DELETE", "/api/v1/quick-replies/999999".into(), json!({}), false),
+                json_step("DELETE", format!("/api/v1/quick-replies/{q}"), json!({}), true),
             ]
         }
         ("POST", "/notices") => vec![
@@ -1364,6 +1505,18 @@ async fn send(fx: &Fx, s: &Step) -> (u16, String) {
                 sess.post_form(&s.path, &f).await
             }
             Body::Json(v) => sess.send_json(s.method.clone(), &s.path, v).await,
+            Body::Multipart(fields) => {
+                let mut form = reqwest::multipart::Form::new();
+                for (k, v) in fields {
+                    form = form.text(k.clone(), v.clone());
+                }
+                sess.client
+                    .post(sess.url(&format!("{}?_csrf={}", s.path, sess.csrf)))
+                    .multipart(form)
+                    .send()
+                    .await
+                    .unwrap()
+            }
             Body::Photo(bytes, name) => {
                 let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(*name);
                 sess.client
@@ -1441,7 +1594,7 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
     let fx = fixture().await;
     let mut rx = fx.app.running().ctx.events.subscribe();
     let areas: &[&[(&str, &str, crate::matrix::Who)]] =
-        &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK];
+        &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, INBOX];
     let mut failures = Vec::new();
     let mut checked = 0;
     for (method, pattern, _) in areas.iter().flat_map(|a| a.iter()) {
