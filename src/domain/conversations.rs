@@ -614,8 +614,14 @@ impl Conversations {
         Ok(conv)
     }
 
-    /// A thread; opening it marks it read.
-    pub async fn thread(&self, actor: &Actor, id: i64, before: Option<i64>) -> DomainResult<Thread> {
+    /// A thread; opening it (`mark_read`) marks it read.
+    pub async fn thread(
+        &self,
+        actor: &Actor,
+        id: i64,
+        before: Option<i64>,
+        mark_read: bool,
+    ) -> DomainResult<Thread> {
         Self::can(actor, Action::ViewConversations)?;
         let a = actor.clone();
         let t = self
@@ -634,7 +640,7 @@ impl Conversations {
                 })
             })
             .await?;
-        if t.conversation.unread > 0 {
+        if mark_read && t.conversation.unread > 0 {
             self.mark_read(actor, id).await?;
         }
         Ok(t)

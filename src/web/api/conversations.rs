@@ -98,7 +98,7 @@ pub async fn get(
     let t = state
         .ctx
         .conversations
-        .thread(&actor, id.into_inner(), q.before)
+        .thread(&actor, id.into_inner(), q.before, true)
         .await?;
     Ok(HttpResponse::Ok().json(t))
 }
@@ -115,7 +115,7 @@ pub async fn messages(
     let t = state
         .ctx
         .conversations
-        .thread(&actor, id.into_inner(), q.before)
+        .thread(&actor, id.into_inner(), q.before, true)
         .await?;
     Ok(HttpResponse::Ok().json(t.messages))
 }

@@ -489,7 +489,9 @@ async fn render(
         Err(e) => return fail(ui, e),
     };
     let thread = match open {
-        Some(id) => match ctx.conversations.thread(actor, id, q.older).await {
+        // A page shown after a refused change reads the thread without marking it read:
+        // the refusal changes nothing.
+        Some(id) => match ctx.conversations.thread(actor, id, q.older, status.is_success()).await {
             Ok(t) => Some(t),
             Err(e) => return fail(ui, e),
         },
