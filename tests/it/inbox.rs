@@ -534,3 +534,108 @@ async fn transfers_order_comments_and_permissions() {
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     bot.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_arrives_live_the_agent_answers_with_a_quick_reply_and_transfers_it() {
+    use crate::browser::Browser;
+    use fantoccini::Locator;
+    let bot = BotStandIn::start().await;
+    let app = telegram_app(&bot).await;
+    let oper = app.add_user("desk", Role::Operator, "desk-pass-11").await;
+    let admin_api = Api::of(&app, "admin").await;
+    let (s, v) = admin_api
+        .send(
+            Method::POST,
+            "/api/v1/quick-replies",
+            json!({"shortcut": "tayyor", "title": "Tayyor",
+                   "body_ru": "{customer_name}, ваш телефон готов. Ждём вас: {shop_hours}",
+                   "body_uz": "{customer_name}, telefoningiz tayyor."}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let b = Browser::start().await;
+    b.sign_in(&app, "desk", "desk-pass-11").await;
+    b.client.goto(&app.url("/inbox")).await.unwrap();
+    let hub = app.running_hub();
+    eventually(WAIT, || async { hub.online().await.contains(&oper).then_some(()) })
+        .await
+        .expect("the inbox's live socket connects");
+
+    // A customer writes: the thread appears in the open list, with the unread badge.
+    let chat = 8001;
+    bot.user_sends(chat, "ru", json!({"text": "Добрый день! Мой телефон готов?"}));
+    assert!(b.wait_text("#inbox-list-region", "Мой телефон готов").await, "live in the list");
+    assert!(b.wait_text("#inbox-badge", "1").await, "the header badge counts it");
+
+    // The agent opens it and answers with a quick reply typed as "/tay" + Enter.
+    b.click(".conv-item a").await;
+    b.client.wait().for_element(Locator::Css("#reply-text")).await.unwrap();
+    b.fill("#reply-text", "/tay").await;
+    let list_shown = eventually(WAIT, || async {
+        let el = b.client.find(Locator::Css("#quick-list")).await.ok()?;
+        el.is_displayed().await.ok()?.then_some(())
+    })
+    .await;
+    assert!(list_shown.is_some(), "typing / lists the quick replies");
+    b.client
+        .find(Locator::Css("#reply-text"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    let filled = eventually(WAIT, || async {
+        let v = b
+            .client
+            .find(Locator::Css("#reply-text"))
+            .await
+            .ok()?
+            .prop("value")
+            .await
+            .ok()??;
+        v.contains("ваш телефон готов").then_some(v)
+    })
+    .await
+    .expect("the quick reply is inserted in the customer's language");
+    assert!(filled.starts_with("Dilnoza Karimova,"), "{filled}");
+    b.click("#reply-form button.primary").await;
+    let sent = eventually(WAIT, || async {
+        bot.delivered_to(chat)
+            .into_iter()
+            .find(|t| t.contains("ваш телефон готов"))
+    })
+    .await;
+    assert!(sent.is_some(), "the reply reaches Telegram: {:?}", bot.calls());
+    assert!(b.wait_text("#thread-region", "ваш телефон готов").await);
+
+    // The admin watches their own queue in another browser; the agent transfers the
+    // thread to them with a note, and it shows up there live.
+    let b2 = b.another().await;
+    b2.sign_in(&app, "admin", ADMIN_PASSWORD).await;
+    b2.client.goto(&app.url("/inbox?tab=mine")).await.unwrap();
+    let admin_id = admin_api.get("/api/v1/me").await.1["id"].as_i64().unwrap();
+    eventually(WAIT, || async { hub.online().await.contains(&admin_id).then_some(()) })
+        .await
+        .unwrap();
+    b.click("details.transfer summary").await;
+    b.client
+        .find(Locator::Css("#transfer-form select"))
+        .await
+        .unwrap()
+        .select_by_value(&admin_id.to_string())
+        .await
+        .unwrap();
+    b.fill("#transfer-form textarea", "Narxini siz aytasiz").await;
+    b.click("#transfer-form button").await;
+    assert!(b.wait_text("#thread-region", "Narxini siz aytasiz").await, "the note is in the history");
+    assert!(
+        b2.wait_text("#inbox-list-region", "Dilnoza Karimova").await,
+        "the thread appears in the admin's queue live"
+    );
+    b2.click(".conv-item a").await;
+    assert!(b2.wait_text("#thread-region", "Narxini siz aytasiz").await);
+    b2.close().await;
+    b.close().await;
+    bot.stop().await;
+}
