@@ -82,8 +82,11 @@ impl AppContext {
             clock: clock.clone(),
         }));
         let telephony = Telephony::new(store.clone(), clock.clone());
-        let conversations =
-            Conversations::new(store.clone(), notifications.clone(), &config.attachments_dir());
+        let conversations = Conversations::new(
+            store.clone(),
+            notifications.clone(),
+            &config.attachments_dir(),
+        );
         Ok(AppContext {
             conversations,
             config: Arc::new(config),

@@ -17,7 +17,9 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// A real JPEG header: enough for the type sniffing.
-const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 1, 1, 0, 0, 1];
+const JPEG: &[u8] = &[
+    0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 1, 1, 0, 0, 1,
+];
 
 async fn conversations(api: &Api, query: &str) -> Vec<Value> {
     let (s, v) = api.get(&format!("/api/v1/conversations?{query}")).await;
@@ -30,14 +32,16 @@ async fn conversation_of(api: &Api, chat: i64) -> Value {
         conversations(api, "tab=all")
             .await
             .into_iter()
-            .find(|c| c["address"] == chat.to_string())
+            .find(|c| c["address"].as_str() == Some(chat.to_string().as_str()))
     })
     .await
     .unwrap_or_else(|| panic!("a conversation for chat {chat}"))
 }
 
 async fn thread(api: &Api, id: i64) -> Vec<Value> {
-    let (s, v) = api.get(&format!("/api/v1/conversations/{id}/messages")).await;
+    let (s, v) = api
+        .get(&format!("/api/v1/conversations/{id}/messages"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v.as_array().cloned().unwrap_or_default()
 }
@@ -94,7 +98,11 @@ async fn customer_messages_of_every_kind_land_once_and_link_by_shared_phone() {
         "{:?}",
         ask.markup
     );
-    assert!(ask.text.contains("telefon"), "in the client's language: {}", ask.text);
+    assert!(
+        ask.text.contains("telefon"),
+        "in the client's language: {}",
+        ask.text
+    );
 
     // The customer shares their own number: the thread (and the chat) link to them.
     bot.user_sends(
@@ -109,7 +117,10 @@ async fn customer_messages_of_every_kind_land_once_and_link_by_shared_phone() {
     .await
     .expect("linked by the shared number");
     assert_eq!(linked["customer_name"], "Dilnoza Karimova");
-    message_where(&api, id, |m| m["direction"] == "event" && m["kind"] == "linked").await;
+    message_where(&api, id, |m| {
+        m["direction"] == "event" && m["kind"] == "linked"
+    })
+    .await;
     // A forwarded card (someone else's contact) links nobody.
     bot.user_sends(
         5002,
@@ -190,15 +201,19 @@ async fn customer_messages_of_every_kind_land_once_and_link_by_shared_phone() {
         json!({"poll": {"id": "p1", "question": "?", "options": [], "total_voter_count": 0,
             "is_closed": false, "is_anonymous": true, "type": "regular", "allows_multiple_answers": false}}),
     );
-    bot.raw_update(json!({"edited_message": {"message_id": 1, "date": 1, "edit_date": 2,
+    bot.raw_update(
+        json!({"edited_message": {"message_id": 1, "date": 1, "edit_date": 2,
         "chat": {"id": chat, "type": "private", "first_name": "D"},
-        "from": {"id": chat, "is_bot": false, "first_name": "D"}, "text": "edited"}}));
+        "from": {"id": chat, "is_bot": false, "first_name": "D"}, "text": "edited"}}),
+    );
     let loc = message_where(&api, id, |m| m["kind"] == "location").await;
     assert_eq!(loc["body"], "41.311081, 69.240562");
     message_where(&api, id, |m| m["kind"] == "other").await;
-    eventually(WAIT, || async { (bot.pending_updates() == 0).then_some(()) })
-        .await
-        .expect("every update confirmed");
+    eventually(WAIT, || async {
+        (bot.pending_updates() == 0).then_some(())
+    })
+    .await
+    .expect("every update confirmed");
 
     // Telegram repeats an update (a lost offset): stored once.
     let before = thread(&api, id).await.len();
@@ -206,9 +221,11 @@ async fn customer_messages_of_every_kind_land_once_and_link_by_shared_phone() {
         "message_id": first, "date": 1_700_000_000, "text": "Salom, telefonim tayyormi?",
         "chat": {"id": chat, "type": "private", "first_name": "User"},
         "from": {"id": chat, "is_bot": false, "first_name": "Dilnoza", "language_code": "uz"}}})]);
-    eventually(WAIT, || async { (bot.pending_updates() == 0).then_some(()) })
-        .await
-        .unwrap();
+    eventually(WAIT, || async {
+        (bot.pending_updates() == 0).then_some(())
+    })
+    .await
+    .unwrap();
     // One more message after it proves the poller went past the repeat.
     bot.user_sends(chat, "uz", json!({"text": "Oxirgi"}));
     message_where(&api, id, |m| m["body"] == "Oxirgi").await;
@@ -261,7 +278,10 @@ async fn replies_with_files_typing_429_and_a_blocked_bot_are_visible_in_the_thre
     let c = conversation_of(&api, chat).await;
     assert!(c["waiting_since"].is_null(), "{c}");
     assert_eq!(c["unread"], 0);
-    assert!(c["assignee_id"].is_i64(), "the first replier takes the thread: {c}");
+    assert!(
+        c["assignee_id"].is_i64(),
+        "the first replier takes the thread: {c}"
+    );
 
     // A file from the agent's form (multipart): sent as a photo with its caption.
     let admin = app.login_admin().await;
@@ -278,7 +298,11 @@ async fn replies_with_files_typing_429_and_a_blocked_bot_are_visible_in_the_thre
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success() || r.status().is_redirection(), "{}", r.status());
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
     let photo = eventually(WAIT, || async {
         bot.calls()
             .into_iter()
@@ -343,9 +367,15 @@ async fn replies_with_files_typing_429_and_a_blocked_bot_are_visible_in_the_thre
             json!({"text": "Salom?"}),
         )
         .await;
-    let failed = message_where(&api, id, |x| x["id"] == m["id"] && x["delivery"] == "failed").await;
+    let failed = message_where(&api, id, |x| {
+        x["id"] == m["id"] && x["delivery"] == "failed"
+    })
+    .await;
     assert!(
-        failed["delivery_error"].as_str().unwrap().contains("blocked"),
+        failed["delivery_error"]
+            .as_str()
+            .unwrap()
+            .contains("blocked"),
         "{failed}"
     );
     let (s, v) = api
@@ -359,7 +389,11 @@ async fn replies_with_files_typing_429_and_a_blocked_bot_are_visible_in_the_thre
 
     // Close; a new customer message reopens it (and clears the block).
     let (s, v) = api
-        .send(Method::POST, &format!("/api/v1/conversations/{id}/close"), json!({}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/close"),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "closed");
@@ -400,16 +434,28 @@ async fn transfers_order_comments_and_permissions() {
     let me1 = d1.get("/api/v1/me").await.1["id"].as_i64().unwrap();
     let me2 = d2.get("/api/v1/me").await.1["id"].as_i64().unwrap();
     let (s, v) = d1
-        .send(Method::POST, &format!("/api/v1/conversations/{id}/assign"), json!({"user_id": me1}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/assign"),
+            json!({"user_id": me1}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = d2
-        .send(Method::POST, &format!("/api/v1/conversations/{id}/assign"), json!({"user_id": me2}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/assign"),
+            json!({"user_id": me2}),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     // An agent must be an active operator or admin, not a master.
     let (s, _) = d1
-        .send(Method::POST, &format!("/api/v1/conversations/{id}/assign"), json!({"user_id": master_id}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/assign"),
+            json!({"user_id": master_id}),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, v) = d1
@@ -437,14 +483,17 @@ async fn transfers_order_comments_and_permissions() {
     let r = desk
         .post_form(
             &format!("/orders/{oid}/comments"),
-            &[("text", "Ekran almashtirildi, olib ketishingiz mumkin"), ("public", "1")],
+            &[
+                ("text", "Ekran almashtirildi, olib ketishingiz mumkin"),
+                ("public", "1"),
+            ],
         )
         .await;
     assert!(r.status().is_success() || r.status().is_redirection());
     let delivered = eventually(WAIT, || async {
-        bot.calls()
-            .into_iter()
-            .find(|s| s.chat_id == chat && s.text.contains("Ekran almashtirildi") && s.status == 200)
+        bot.calls().into_iter().find(|s| {
+            s.chat_id == chat && s.text.contains("Ekran almashtirildi") && s.status == 200
+        })
     })
     .await
     .expect("the public comment reaches the customer");
@@ -452,10 +501,16 @@ async fn transfers_order_comments_and_permissions() {
         m["direction"] == "out" && m["order_id"] == oid && m["delivery"] == "sent"
     })
     .await;
-    assert!(out["body"].as_str().unwrap().contains(order["number"].as_str().unwrap()));
+    assert!(out["body"]
+        .as_str()
+        .unwrap()
+        .contains(order["number"].as_str().unwrap()));
     // A staff-only comment does not.
     let r = desk
-        .post_form(&format!("/orders/{oid}/comments"), &[("text", "ichki izoh")])
+        .post_form(
+            &format!("/orders/{oid}/comments"),
+            &[("text", "ichki izoh")],
+        )
         .await;
     assert!(r.status().is_success() || r.status().is_redirection());
     let tg_id = bot
@@ -472,6 +527,16 @@ async fn transfers_order_comments_and_permissions() {
     );
     let answer = message_where(&admin, id, |m| m["body"] == "Rahmat, ertaga kelaman").await;
     assert_eq!(answer["order_id"], oid);
+    let page = desk
+        .get(&format!("/orders/{oid}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Rahmat, ertaga kelaman"),
+        "the order page shows the customer's answer"
+    );
     assert!(!bot.calls().iter().any(|s| s.text.contains("ichki izoh")));
 
     // Masters see nothing until the admin opens the inbox to them; then only the threads
@@ -484,9 +549,16 @@ async fn transfers_order_comments_and_permissions() {
         .post_form("/inbox/settings", &[("masters_see_own", "1")])
         .await;
     assert!(r.status().is_redirection(), "{}", r.status());
-    assert!(conversations(&usta, "tab=all").await.is_empty(), "no order of theirs yet");
+    assert!(
+        conversations(&usta, "tab=all").await.is_empty(),
+        "no order of theirs yet"
+    );
     let (s, v) = admin
-        .send(Method::POST, &format!("/api/v1/orders/{oid}/assign"), json!({"master_id": master_id}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/orders/{oid}/assign"),
+            json!({"master_id": master_id}),
+        )
         .await;
     assert!(s.is_success(), "{v}");
     assert_eq!(conversations(&usta, "tab=all").await.len(), 1);
@@ -495,11 +567,19 @@ async fn transfers_order_comments_and_permissions() {
     let r = desk.post_form(&format!("/inbox/{id}/delete"), &[]).await;
     assert_eq!(r.status(), 403);
     let (s, _) = d1
-        .send(Method::POST, "/api/v1/quick-replies", json!({"shortcut": "x", "title": "x", "body_uz": "x"}))
+        .send(
+            Method::POST,
+            "/api/v1/quick-replies",
+            json!({"shortcut": "x", "title": "x", "body_uz": "x"}),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, v) = d1
-        .send(Method::POST, &format!("/api/v1/conversations/{id}/messages"), json!({"text": "   "}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"text": "   "}),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let (s, _) = d1
@@ -511,7 +591,11 @@ async fn transfers_order_comments_and_permissions() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, _) = d1
-        .send(Method::POST, &format!("/api/v1/conversations/{id}/messages"), json!({"txt": "typo"}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"txt": "typo"}),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = d1.get("/api/v1/conversations?tab=nonsense").await;
@@ -519,20 +603,85 @@ async fn transfers_order_comments_and_permissions() {
     let (s, _) = d1.get("/api/v1/conversations/999999").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, v) = admin
-        .send(Method::POST, "/api/v1/quick-replies", json!({"shortcut": "bad shortcut!", "title": "x", "body_uz": "x"}))
+        .send(
+            Method::POST,
+            "/api/v1/quick-replies",
+            json!({"shortcut": "bad shortcut!", "title": "x", "body_uz": "x"}),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let (s, v) = admin
-        .send(Method::POST, "/api/v1/quick-replies", json!({"shortcut": "tayyor", "title": "Tayyor",
+        .send(
+            Method::POST,
+            "/api/v1/quick-replies",
+            json!({"shortcut": "tayyor", "title": "Tayyor",
             "body_uz": "{customer_name}, №{order_number} tayyor. To‘lov: {balance_due}",
-            "body_ru": "{customer_name}, заказ №{order_number} готов. К оплате: {balance_due}"}))
+            "body_ru": "{customer_name}, заказ №{order_number} готов. К оплате: {balance_due}"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = admin
-        .send(Method::POST, "/api/v1/quick-replies", json!({"shortcut": "TAYYOR", "title": "x", "body_en": "x"}))
+        .send(
+            Method::POST,
+            "/api/v1/quick-replies",
+            json!({"shortcut": "TAYYOR", "title": "x", "body_en": "x"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
+
+    // First-response and resolution times per agent (desk1 answered nothing; the admin
+    // replied nowhere either, but desk2 holds the thread).
+    let r = admin_page.get("/inbox/settings").await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains("agent-times"), "the agents' times table");
     bot.stop().await;
+}
+
+#[tokio::test]
+async fn procedures_are_searchable_in_any_script_and_render_no_markup() {
+    let app = TestApp::spawn().await;
+    let admin = app.login_admin().await;
+    app.add_user("desk", Role::Operator, "desk-pass-11").await;
+    let desk = app.login("desk", "desk-pass-11").await;
+    let r = admin
+        .post_form(
+            "/procedures",
+            &[
+                ("title", "Порядок возврата"),
+                ("body", "## Qaytarish\n1. Chekni tekshiring\n2. Деньги возвращаются в течение 3 дней\n<script>alert(1)</script>\n[x](javascript:alert(1))"),
+            ],
+        )
+        .await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    for q in ["возврат", "Chekni", "tekshir", "деньги"] {
+        let html = desk
+            .get(&format!("/procedures?q={}", urlencode(q)))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("Порядок возврата"), "search {q}");
+    }
+    let html = desk.get("/procedures?q=zzzz").await.text().await.unwrap();
+    assert!(!html.contains("Порядок возврата"));
+    let html = desk.get(&loc).await.text().await.unwrap();
+    assert!(html.contains("<h2>Qaytarish</h2>"), "Markdown rendered");
+    assert!(!html.contains("<script>alert"), "raw HTML is shown as text");
+    assert!(!html.contains("javascript:"), "no script links");
+    // Operators read procedures but do not edit them; a blank title is refused.
+    let r = desk
+        .post_form("/procedures", &[("title", "x"), ("body", "y")])
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = admin
+        .post_form("/procedures", &[("title", " "), ("body", "y")])
+        .await;
+    assert_eq!(r.status(), 422);
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[tokio::test]
@@ -558,19 +707,35 @@ async fn a_message_arrives_live_the_agent_answers_with_a_quick_reply_and_transfe
     b.sign_in(&app, "desk", "desk-pass-11").await;
     b.client.goto(&app.url("/inbox")).await.unwrap();
     let hub = app.running_hub();
-    eventually(WAIT, || async { hub.online().await.contains(&oper).then_some(()) })
-        .await
-        .expect("the inbox's live socket connects");
+    eventually(WAIT, || async {
+        hub.online().await.contains(&oper).then_some(())
+    })
+    .await
+    .expect("the inbox's live socket connects");
 
     // A customer writes: the thread appears in the open list, with the unread badge.
     let chat = 8001;
-    bot.user_sends(chat, "ru", json!({"text": "Добрый день! Мой телефон готов?"}));
-    assert!(b.wait_text("#inbox-list-region", "Мой телефон готов").await, "live in the list");
-    assert!(b.wait_text("#inbox-badge", "1").await, "the header badge counts it");
+    bot.user_sends(
+        chat,
+        "ru",
+        json!({"text": "Добрый день! Мой телефон готов?"}),
+    );
+    assert!(
+        b.wait_text("#inbox-list-region", "Мой телефон готов").await,
+        "live in the list"
+    );
+    assert!(
+        b.wait_text("#inbox-badge", "1").await,
+        "the header badge counts it"
+    );
 
     // The agent opens it and answers with a quick reply typed as "/tay" + Enter.
     b.click(".conv-item a").await;
-    b.client.wait().for_element(Locator::Css("#reply-text")).await.unwrap();
+    b.client
+        .wait()
+        .for_element(Locator::Css("#reply-text"))
+        .await
+        .unwrap();
     b.fill("#reply-text", "/tay").await;
     let list_shown = eventually(WAIT, || async {
         let el = b.client.find(Locator::Css("#quick-list")).await.ok()?;
@@ -606,7 +771,11 @@ async fn a_message_arrives_live_the_agent_answers_with_a_quick_reply_and_transfe
             .find(|t| t.contains("ваш телефон готов"))
     })
     .await;
-    assert!(sent.is_some(), "the reply reaches Telegram: {:?}", bot.calls());
+    assert!(
+        sent.is_some(),
+        "the reply reaches Telegram: {:?}",
+        bot.calls()
+    );
     assert!(b.wait_text("#thread-region", "ваш телефон готов").await);
 
     // The admin watches their own queue in another browser; the agent transfers the
@@ -615,9 +784,11 @@ async fn a_message_arrives_live_the_agent_answers_with_a_quick_reply_and_transfe
     b2.sign_in(&app, "admin", ADMIN_PASSWORD).await;
     b2.client.goto(&app.url("/inbox?tab=mine")).await.unwrap();
     let admin_id = admin_api.get("/api/v1/me").await.1["id"].as_i64().unwrap();
-    eventually(WAIT, || async { hub.online().await.contains(&admin_id).then_some(()) })
-        .await
-        .unwrap();
+    eventually(WAIT, || async {
+        hub.online().await.contains(&admin_id).then_some(())
+    })
+    .await
+    .unwrap();
     b.click("details.transfer summary").await;
     b.client
         .find(Locator::Css("#transfer-form select"))
@@ -626,9 +797,13 @@ async fn a_message_arrives_live_the_agent_answers_with_a_quick_reply_and_transfe
         .select_by_value(&admin_id.to_string())
         .await
         .unwrap();
-    b.fill("#transfer-form textarea", "Narxini siz aytasiz").await;
+    b.fill("#transfer-form textarea", "Narxini siz aytasiz")
+        .await;
     b.click("#transfer-form button").await;
-    assert!(b.wait_text("#thread-region", "Narxini siz aytasiz").await, "the note is in the history");
+    assert!(
+        b.wait_text("#thread-region", "Narxini siz aytasiz").await,
+        "the note is in the history"
+    );
     assert!(
         b2.wait_text("#inbox-list-region", "Dilnoza Karimova").await,
         "the thread appears in the admin's queue live"

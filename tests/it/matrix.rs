@@ -252,8 +252,9 @@ pub const INBOX: &[(&str, &str, Who)] = &[
 ];
 
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] =
-        &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, INBOX];
+    let areas: &[&[(&str, &str, Who)]] = &[
+        FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, INBOX,
+    ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

@@ -302,16 +302,26 @@ fn multipart_parts(content_type: &str, body: &[u8]) -> Vec<(String, Option<Strin
         if rest.starts_with(b"--") {
             break;
         }
-        let Some(head_end) = find(rest, b"\r\n\r\n") else { break };
+        let Some(head_end) = find(rest, b"\r\n\r\n") else {
+            break;
+        };
         let head = String::from_utf8_lossy(&rest[..head_end]).to_string();
         let content_start = head_end + 4;
-        let Some(end) = find(&rest[content_start..], delim.as_bytes()) else { break };
+        let Some(end) = find(&rest[content_start..], delim.as_bytes()) else {
+            break;
+        };
         let content = rest[content_start..content_start + end - 2].to_vec();
         let attr = |k: &str| {
             head.split(';')
                 .map(str::trim)
                 .find_map(|p| p.strip_prefix(&format!("{k}=\"")))
-                .map(|v| v.trim_end_matches(|c| c == '"' || c == '\r' || c == '\n').split('"').next().unwrap_or("").to_string())
+                .map(|v| {
+                    v.trim_end_matches(['"', '\r', '\n'])
+                        .split('"')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
         };
         out.push((attr("name").unwrap_or_default(), attr("filename"), content));
         rest = &rest[content_start + end..];
@@ -352,10 +362,7 @@ fn ok(result: Value) -> HttpResponse {
     HttpResponse::Ok().json(json!({"ok": true, "result": result}))
 }
 
-async fn bot_file(
-    path: web::Path<(String, String)>,
-    data: web::Data<BotStandIn>,
-) -> HttpResponse {
+async fn bot_file(path: web::Path<(String, String)>, data: web::Data<BotStandIn>) -> HttpResponse {
     let (_bot, file) = path.into_inner();
     let id = file.trim_start_matches("files/");
     match data.state.lock().unwrap().files.get(id) {
@@ -388,7 +395,10 @@ async fn bot_api(
                 Some(f) => upload = Some((f, content)),
                 None => {
                     let v = String::from_utf8_lossy(&content).to_string();
-                    let v = v.parse::<i64>().map(Value::from).unwrap_or(Value::String(v));
+                    let v = v
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or(Value::String(v));
                     m.insert(name, v);
                 }
             }
@@ -588,7 +598,11 @@ impl BotStandIn {
 
     /// A file a customer "uploaded", served by getFile and the download URL.
     pub fn add_file(&self, file_id: &str, bytes: Vec<u8>) {
-        self.state.lock().unwrap().files.insert(file_id.into(), bytes);
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(file_id.into(), bytes);
     }
 
     /// sendChatAction calls: (chat, action).

@@ -282,7 +282,7 @@ impl Fx {
             let (_, v) = self.api.get("/api/v1/conversations?tab=all").await;
             v.as_array()?
                 .iter()
-                .find(|c| c["address"] == chat.to_string())
+                .find(|c| c["address"].as_str() == Some(chat.to_string().as_str()))
                 .and_then(|c| c["id"].as_i64())
         })
         .await
@@ -305,7 +305,10 @@ impl Fx {
     async fn procedure(&self) -> i64 {
         let r = self
             .admin
-            .post_form("/procedures", &[("title", "Qabul"), ("body", "# Qabul\n1. Telefon")])
+            .post_form(
+                "/procedures",
+                &[("title", "Qabul"), ("body", "# Qabul\n1. Telefon")],
+            )
             .await;
         let loc = r.headers()["location"].to_str().unwrap().to_string();
         loc.rsplit('=').next().unwrap().parse().unwrap()
@@ -502,8 +505,18 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
             ))
         }
         ("POST", "/inbox/quick-replies") => vec![
-            bad("/inbox/quick-replies", form(&[("shortcut", "no spaces!"), ("title", "x"), ("body_uz", "x")])),
-            good("/inbox/quick-replies", form(&[("shortcut", "salom"), ("title", "Salom"), ("body_ru", "Здравствуйте, {customer_name}!")])),
+            bad(
+                "/inbox/quick-replies",
+                form(&[("shortcut", "no spaces!"), ("title", "x"), ("body_uz", "x")]),
+            ),
+            good(
+                "/inbox/quick-replies",
+                form(&[
+                    ("shortcut", "salom"),
+                    ("title", "Salom"),
+                    ("body_ru", "Здравствуйте, {customer_name}!"),
+                ]),
+            ),
         ],
         ("POST", "/inbox/quick-replies/{id}/delete") => {
             let q = fx.quick_reply().await;
@@ -517,45 +530,78 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
             let text = |t: &str| Multipart(vec![("text".into(), t.into())]);
             vec![
                 bad(format!("/inbox/{c}/reply"), text("   ")),
-                good(format!("/inbox/{c}/reply"), text("Assalomu alaykum! Чем помочь?")),
+                good(
+                    format!("/inbox/{c}/reply"),
+                    text("Assalomu alaykum! Чем помочь?"),
+                ),
             ]
         }
         ("POST", "/inbox/{id}/assign") => {
             let c = fx.conversation().await;
             vec![
-                bad(format!("/inbox/{c}/assign"), form(&[("user_id", &fx.master_id.to_string())])),
-                good(format!("/inbox/{c}/assign"), form(&[("user_id", &fx.admin_id.to_string()), ("note", "Men olaman")])),
+                bad(
+                    format!("/inbox/{c}/assign"),
+                    form(&[("user_id", &fx.master_id.to_string())]),
+                ),
+                good(
+                    format!("/inbox/{c}/assign"),
+                    form(&[
+                        ("user_id", &fx.admin_id.to_string()),
+                        ("note", "Men olaman"),
+                    ]),
+                ),
             ]
         }
         ("POST", "/inbox/{id}/close") => {
             let c = fx.conversation().await;
-            vec![bad("/inbox/999999/close", Empty), good(format!("/inbox/{c}/close"), Empty)]
+            vec![
+                bad("/inbox/999999/close", Empty),
+                good(format!("/inbox/{c}/close"), Empty),
+            ]
         }
         ("POST", "/inbox/{id}/reopen") => {
             let c = fx.conversation().await;
             let r = fx.admin.post_form(&format!("/inbox/{c}/close"), &[]).await;
             assert!(r.status().is_redirection());
-            vec![bad("/inbox/999999/reopen", Empty), good(format!("/inbox/{c}/reopen"), Empty)]
+            vec![
+                bad("/inbox/999999/reopen", Empty),
+                good(format!("/inbox/{c}/reopen"), Empty),
+            ]
         }
         ("POST", "/inbox/{id}/link") => {
             let c = fx.conversation().await;
             let cu = fx.customer().await;
             vec![
-                bad(format!("/inbox/{c}/link"), form(&[("customer", "+998 90 000 00 01")])),
-                good(format!("/inbox/{c}/link"), form(&[("customer", &format!("#{cu}"))])),
+                bad(
+                    format!("/inbox/{c}/link"),
+                    form(&[("customer", "+998 90 000 00 01")]),
+                ),
+                good(
+                    format!("/inbox/{c}/link"),
+                    form(&[("customer", &format!("#{cu}"))]),
+                ),
             ]
         }
         ("POST", "/inbox/{id}/delete") => {
             let c = fx.conversation().await;
-            vec![bad("/inbox/999999/delete", Empty), good(format!("/inbox/{c}/delete"), Empty)]
+            vec![
+                bad("/inbox/999999/delete", Empty),
+                good(format!("/inbox/{c}/delete"), Empty),
+            ]
         }
         ("POST", "/procedures") => vec![
             bad("/procedures", form(&[("title", " "), ("body", "x")])),
-            good("/procedures", form(&[("title", "Qaytarish tartibi"), ("body", "Порядок возврата")])),
+            good(
+                "/procedures",
+                form(&[("title", "Qaytarish tartibi"), ("body", "Порядок возврата")]),
+            ),
         ],
         ("POST", "/procedures/{id}/delete") => {
             let d = fx.procedure().await;
-            vec![bad("/procedures/999999/delete", Empty), good(format!("/procedures/{d}/delete"), Empty)]
+            vec![
+                bad("/procedures/999999/delete", Empty),
+                good(format!("/procedures/{d}/delete"), Empty),
+            ]
         }
         ("POST", "/api/v1/conversations/{id}/messages") => {
             let c = fx.conversation().await;
@@ -570,25 +616,60 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
             let p = format!("/api/v1/conversations/{c}/assign");
             vec![
                 json_step("POST", p.clone(), json!({"user_id": fx.master_id}), false),
-                json_step("POST", p, json!({"user_id": fx.admin_id, "note": "olaman"}), true),
+                json_step(
+                    "POST",
+                    p,
+                    json!({"user_id": fx.admin_id, "note": "olaman"}),
+                    true,
+                ),
             ]
         }
         ("POST", "/api/v1/conversations/{id}/close") => {
             let c = fx.conversation().await;
             vec![
-                json_step("POST", "/api/v1/conversations/999999/close".into(), json!({}), false),
-                json_step("POST", format!("/api/v1/conversations/{c}/close"), json!({}), true),
+                json_step(
+                    "POST",
+                    "/api/v1/conversations/999999/close".into(),
+                    json!({}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    format!("/api/v1/conversations/{c}/close"),
+                    json!({}),
+                    true,
+                ),
             ]
         }
         ("POST", "/api/v1/quick-replies") => vec![
-            json_step("POST", pattern.into(), json!({"shortcut": "", "title": "x", "body_en": "x"}), false),
-            json_step("POST", pattern.into(), json!({"shortcut": "hours", "title": "Soatlar", "body_uz": "{shop_hours}"}), true),
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"shortcut": "", "title": "x", "body_en": "x"}),
+                false,
+            ),
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"shortcut": "hours", "title": "Soatlar", "body_uz": "{shop_hours}"}),
+                true,
+            ),
         ],
         ("DELETE", "/api/v1/quick-replies/{id}") => {
             let q = fx.quick_reply().await;
             vec![
-                json_step("DELETE", "/api/v1/quick-replies/999999".into(), json!({}), false),
-                json_step("DELETE", format!("/api/v1/quick-replies/{q}"), json!({}), true),
+                json_step(
+                    "DELETE",
+                    "/api/v1/quick-replies/999999".into(),
+                    json!({}),
+                    false,
+                ),
+                json_step(
+                    "DELETE",
+                    format!("/api/v1/quick-replies/{q}"),
+                    json!({}),
+                    true,
+                ),
             ]
         }
         ("POST", "/notices") => vec![
@@ -1593,8 +1674,9 @@ fn short(text: &str) -> String {
 async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
     let fx = fixture().await;
     let mut rx = fx.app.running().ctx.events.subscribe();
-    let areas: &[&[(&str, &str, crate::matrix::Who)]] =
-        &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, INBOX];
+    let areas: &[&[(&str, &str, crate::matrix::Who)]] = &[
+        FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, INBOX,
+    ];
     let mut failures = Vec::new();
     let mut checked = 0;
     for (method, pattern, _) in areas.iter().flat_map(|a| a.iter()) {

@@ -764,6 +764,7 @@ async fn render_order(
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
     let title = format!("{} {}", ui.t("orders.order"), v.order.number);
     let calls = super::calls::order_section(ui, actor, id).await;
+    let chat = super::inbox::order_section(ui, actor, id).await;
     html_status(
         status,
         page(
@@ -780,7 +781,7 @@ async fn render_order(
                 },
                 &v,
                 error,
-            )) (calls) },
+            )) (calls) (chat) },
         ),
     )
 }
