@@ -14,11 +14,12 @@ use crate::sip_trunk::{inf, PROVIDER_IP};
 use crate::sipp::*;
 use crate::support::{TestApp, ADMIN_PASSWORD};
 
-fn provider_parked() -> tokio::process::Child {
+fn provider_parked(sip: std::net::SocketAddr) -> tokio::process::Child {
     let scen = scenario("park_provider.xml");
     sipp_cmd_at(
         PROVIDER_IP,
         &[
+            &sip.to_string(),
             "-sf",
             &scen,
             "-s",
@@ -80,7 +81,7 @@ async fn sip_park_holds_the_caller_names_the_orbit_and_one_phone_retrieves_it() 
     let op = operator_parks(sip, p_op);
     register_contact(sip, "1501", p_op).await;
     let mut events = app.running().ctx.call_events.subscribe();
-    let provider = provider_parked();
+    let provider = provider_parked(sip);
     let before = parked(&mut events).await;
     let first_call = match before.last() {
         Some(CallEvent::Parked {
@@ -197,7 +198,7 @@ async fn sip_park_nobody_retrieves_rings_the_parker_back() {
     let op = operator_parks(sip, p_op);
     register_contact(sip, "1501", p_op).await;
     let mut events = app.running().ctx.call_events.subscribe();
-    let provider = provider_parked();
+    let provider = provider_parked(sip);
     let before = parked(&mut events).await;
     let Some(CallEvent::Parked { call_id: first, .. }) = before.last().cloned() else {
         panic!("{before:?}");
