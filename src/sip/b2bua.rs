@@ -218,6 +218,11 @@ impl Outside {
         if self.calls.is_empty() {
             return false;
         }
+        // A leg the box placed through its own proxy: the phone's requests there go
+        // through the proxy (its dialog, its call log), which hands them on.
+        if msg.call_id().starts_with(transfer::LOOP_CALL_PREFIX) {
+            return false;
+        }
         if self.by_call_id.contains_key(msg.call_id()) {
             return true;
         }

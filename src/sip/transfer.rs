@@ -85,6 +85,9 @@ struct ReferTo {
     replaces: Option<String>,
 }
 
+/// Call-IDs of the legs the box places through its own proxy.
+pub(in super::super) const LOOP_CALL_PREFIX: &str = "crm-x-";
+
 /// The most a Refer-To user part may be (an extension, a code, a phone number).
 const MAX_TARGET: usize = 32;
 
@@ -591,7 +594,7 @@ impl Engine {
         let Some(x) = c.xfer.as_ref() else { return };
         let party = uri_user(&c.party);
         let outside = c.b.as_ref().is_some_and(|b| b.trunk.is_some());
-        let call_id = format!("crm-x-{}@{me}", token());
+        let call_id = format!("{LOOP_CALL_PREFIX}{}@{me}", token());
         let origin = LoopOrigin {
             direction: if outside {
                 CallDirection::Inbound

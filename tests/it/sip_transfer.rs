@@ -242,3 +242,79 @@ async fn sip_transfer_refuses_malformed_unknown_foreign_and_toll_fraud_refer_to(
         .any(|e| matches!(e, CallEvent::Answered { extension, .. } if extension == "1501")));
     let _ = inf;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_transfer_of_a_call_out_moves_the_far_end_to_the_extension() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    let mut events = app.running().ctx.call_events.subscribe();
+    let (prov, users, _) =
+        crate::sip_trunk::calling_out(&app, 10, "xfer_provider_uas.xml", None).await;
+    import_users(&app, [1502u32].into_iter()).await;
+    let p_master = free_port();
+    let master = sipp_cmd(&[
+        "-sf",
+        &scenario("uas_answer_bye.xml"),
+        "-p",
+        &p_master.to_string(),
+        "-d",
+        "500",
+        "-m",
+        "1",
+    ])
+    .spawn()
+    .unwrap();
+    register_contact(sip, "1502", p_master).await;
+    let box_addr = sip.to_string();
+    let scen = scenario("xfer_phone_out.xml");
+    let args = [
+        "-sf",
+        &scen,
+        "-inf",
+        &users,
+        "-s",
+        "901234567",
+        "-key",
+        "box",
+        &box_addr,
+        "-key",
+        "target",
+        "1502",
+        "-m",
+        "1",
+    ];
+    assert_ok(
+        &sipp(sip, &args).await,
+        1,
+        "phone: call out, REFER, 202, NOTIFY 100 and 200, BYE",
+    );
+    assert_ok(&wait_sipp(master).await, 1, "the extension answers, then hangs up");
+    let r = wait_sipp(prov).await;
+    assert_eq!(
+        (r.ok, r.failed),
+        (1, 0),
+        "provider: re-INVITEd with the extension's offer, then BYE: {}",
+        r.out
+    );
+    let calls = calls_ended(&mut events, 2).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        matches!(calls[0].1.first(), Some(CallEvent::Ringing { direction: CallDirection::Outbound, from, .. }) if from == "1001"),
+        "{calls:?}"
+    );
+    match calls[1].1.as_slice() {
+        [CallEvent::Ringing {
+            to,
+            transferred_by,
+            transferred_from,
+            ..
+        }, CallEvent::Answered { extension, .. }, CallEvent::Ended { cause, .. }] => {
+            assert_eq!(to, "1502");
+            assert_eq!(transferred_by.as_deref(), Some("1001"));
+            assert_eq!(transferred_from.as_deref(), Some(calls[0].0.as_str()));
+            assert_eq!(extension, "1502");
+            assert_eq!(cause, "completed");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -78,7 +78,7 @@ fn provider(scen: &str, port: u16, log: Option<&std::path::Path>) -> tokio::proc
 /// Extension 1001 may call out (up to `max_per_hour`) through a trunk to SIPp playing
 /// the provider's `scen` on a free port (messages logged to `log`, when given). Returns
 /// the provider, the phone's injection file and the trunk's port.
-async fn calling_out(
+pub(crate) async fn calling_out(
     app: &TestApp,
     max_per_hour: u32,
     scen: &str,
