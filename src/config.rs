@@ -420,7 +420,9 @@ impl Config {
         let code = self.sip_park_code.trim();
         let code_ok = !code.is_empty()
             && code.len() <= 8
-            && code.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
         if !code_ok {
             return Err(ConfigError::Invalid {
                 key: "sip_park_code",

@@ -956,7 +956,11 @@ impl Calls {
 
     /// Calls held on park orbits now, by orbit.
     pub fn parked_calls(&self) -> Vec<ParkedCall> {
-        let mut v = self.parked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut v = self
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         v.sort_by(|a, b| a.orbit.cmp(&b.orbit));
         v
     }

@@ -1035,7 +1035,13 @@ impl Engine {
     }
 
     fn leg_answered(&mut self, key: &str, side: Side, now: Instant, out: &mut Vec<Out>) {
-        if side == Side::A && self.outside.calls.get(key).is_some_and(|c| c.xfer.is_some()) {
+        if side == Side::A
+            && self
+                .outside
+                .calls
+                .get(key)
+                .is_some_and(|c| c.xfer.is_some())
+        {
             self.xfer_answered(key, now, out);
             return;
         }

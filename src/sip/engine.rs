@@ -862,7 +862,11 @@ impl Engine {
                 out.retain(|o| !is_loop(o.to));
                 return;
             }
-            let from = if o.to == LOOP_PROXY { LOOP_UA } else { LOOP_PROXY };
+            let from = if o.to == LOOP_PROXY {
+                LOOP_UA
+            } else {
+                LOOP_PROXY
+            };
             self.packet(&o.data, from, now, out);
         }
     }
@@ -2128,7 +2132,10 @@ impl Engine {
     fn forward_stateless_response(&mut self, msg: Message, out: &mut Vec<Out>) {
         let Some(via) = msg.top_via() else { return };
         // An answer to a request of the B2BUA's that the proxy passed on: back inside.
-        if via.branch().is_some_and(|b| b.starts_with(b2bua::LEG_BRANCH)) {
+        if via
+            .branch()
+            .is_some_and(|b| b.starts_with(b2bua::LEG_BRANCH))
+        {
             out.push(Out {
                 to: LOOP_UA,
                 data: msg.to_bytes(),

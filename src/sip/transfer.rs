@@ -777,7 +777,10 @@ impl Engine {
         let (base, host) = match self.outside.calls.get(key).and_then(|c| c.b.as_ref()) {
             Some(b) => (
                 b.body.clone(),
-                b.me.rsplit_once(':').map(|(h, _)| h).unwrap_or(&b.me).to_string(),
+                b.me.rsplit_once(':')
+                    .map(|(h, _)| h)
+                    .unwrap_or(&b.me)
+                    .to_string(),
             ),
             None => return,
         };
@@ -1284,7 +1287,10 @@ mod tests {
         assert_eq!(h.matches("a=inactive").count(), 2, "{h}");
         assert!(!h.contains("sendrecv") && !h.contains("sendonly"), "{h}");
         let none = String::from_utf8(hold_sdp(b"", "[::1]")).unwrap();
-        assert!(none.contains("c=IN IP6 ::1\r\n") && none.contains("a=inactive"), "{none}");
+        assert!(
+            none.contains("c=IN IP6 ::1\r\n") && none.contains("a=inactive"),
+            "{none}"
+        );
     }
 
     #[test]

@@ -104,11 +104,21 @@ async fn sip_park_holds_the_caller_names_the_orbit_and_one_phone_retrieves_it() 
     let calls = app.running().ctx.calls.clone();
     crate::support::eventually(Duration::from_secs(5), || {
         let calls = calls.clone();
-        async move { calls.parked_calls().iter().any(|p| p.orbit == "701").then_some(()) }
+        async move {
+            calls
+                .parked_calls()
+                .iter()
+                .any(|p| p.orbit == "701")
+                .then_some(())
+        }
     })
     .await
     .expect("the parked call in the live view");
-    assert_ok(&wait_sipp(op).await, 1, "operator: 202, NOTIFY 100, NOTIFY 200 Parked on 701, BYE");
+    assert_ok(
+        &wait_sipp(op).await,
+        1,
+        "operator: 202, NOTIFY 100, NOTIFY 200 Parked on 701, BYE",
+    );
 
     // An empty orbit: 404, logged.
     let users = inf(&app, "1502.csv", &["1502"]);
@@ -130,7 +140,9 @@ async fn sip_park_holds_the_caller_names_the_orbit_and_one_phone_retrieves_it() 
         let sip = sip;
         async move {
             let scen = scenario("park_retrieve_race.xml");
-            let args = ["-sf", &scen, "-inf", &users, "-s", "701", "-d", "500", "-m", "1"];
+            let args = [
+                "-sf", &scen, "-inf", &users, "-s", "701", "-d", "500", "-m", "1",
+            ];
             sipp(sip, &args).await
         }
     };
@@ -147,12 +159,19 @@ async fn sip_park_holds_the_caller_names_the_orbit_and_one_phone_retrieves_it() 
         .iter()
         .filter(|(_, evs)| evs.iter().any(|e| matches!(e, CallEvent::Answered { .. })))
         .collect();
-    assert_eq!(retrieved.len(), 1, "exactly one phone got the call: {calls:?}");
+    assert_eq!(
+        retrieved.len(),
+        1,
+        "exactly one phone got the call: {calls:?}"
+    );
     let lost = calls
         .iter()
         .filter(|(_, evs)| {
-            evs.iter().any(|e| matches!(e, CallEvent::Ringing { to, .. } if to == "701"))
-                && evs.iter().any(|e| matches!(e, CallEvent::Ended { cause, .. } if cause == "status_404"))
+            evs.iter()
+                .any(|e| matches!(e, CallEvent::Ringing { to, .. } if to == "701"))
+                && evs
+                    .iter()
+                    .any(|e| matches!(e, CallEvent::Ended { cause, .. } if cause == "status_404"))
         })
         .count();
     assert_eq!(lost, 1, "the other got 404: {calls:?}");
@@ -218,7 +237,11 @@ async fn sip_park_nobody_retrieves_rings_the_parker_back() {
     .spawn()
     .unwrap();
     assert_ok(&wait_sipp(back).await, 1, "the parker's phone rings again");
-    assert_ok(&wait_sipp(provider).await, 1, "provider: held, then the parker's offer");
+    assert_ok(
+        &wait_sipp(provider).await,
+        1,
+        "provider: held, then the parker's offer",
+    );
     let calls = calls_ended(&mut events, 1).await;
     let all: Vec<&CallEvent> = calls.iter().flat_map(|(_, v)| v.iter()).collect();
     assert!(all.iter().any(

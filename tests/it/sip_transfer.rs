@@ -116,9 +116,21 @@ async fn sip_transfer_of_a_trunk_call_rings_the_master_from_the_box_and_logs_the
         "1",
     ];
     let provider = sipp_at(PROVIDER_IP, sip, &call).await;
-    assert_ok(&provider, 1, "provider: answered, re-INVITEd with the master's offer");
-    assert_ok(&wait_sipp(op).await, 1, "operator: 202, NOTIFY 100 and 200, BYE");
-    assert_ok(&wait_sipp(master).await, 1, "master: rung by the box, then BYE");
+    assert_ok(
+        &provider,
+        1,
+        "provider: answered, re-INVITEd with the master's offer",
+    );
+    assert_ok(
+        &wait_sipp(op).await,
+        1,
+        "operator: 202, NOTIFY 100 and 200, BYE",
+    );
+    assert_ok(
+        &wait_sipp(master).await,
+        1,
+        "master: rung by the box, then BYE",
+    );
 
     let calls = calls_ended(&mut events, 2).await;
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -288,7 +300,11 @@ async fn sip_transfer_of_a_call_out_moves_the_far_end_to_the_extension() {
         1,
         "phone: call out, REFER, 202, NOTIFY 100 and 200, BYE",
     );
-    assert_ok(&wait_sipp(master).await, 1, "the extension answers, then hangs up");
+    assert_ok(
+        &wait_sipp(master).await,
+        1,
+        "the extension answers, then hangs up",
+    );
     let r = wait_sipp(prov).await;
     assert_eq!(
         (r.ok, r.failed),
