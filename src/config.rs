@@ -114,6 +114,13 @@ pub struct Config {
     /// never banned as a whole (a phone with a wrong secret is banned alone), and desk
     /// phones there may fetch their provisioning files. Empty: none trusted.
     pub sip_trusted_networks: Vec<String>,
+    /// The feature code a phone transfers a call to for a park on the first free orbit.
+    pub sip_park_code: String,
+    /// The park orbits, a range of numbers like "701-720" (dialling one retrieves its
+    /// call); "" turns park off.
+    pub sip_park_orbits: String,
+    /// Seconds a parked call waits before the parker's phone rings with it.
+    pub sip_park_timeout_secs: u64,
     /// tracing filter, e.g. "info" or "crm=debug,info".
     pub log: String,
     /// PEM certificate chain and key; when both are set HTTP is served over TLS.
@@ -243,6 +250,9 @@ impl Default for Config {
             sip: "0.0.0.0:5060".into(),
             sip_advertise: None,
             sip_trusted_networks: Vec::new(),
+            sip_park_code: crate::sip::PARK_CODE.into(),
+            sip_park_orbits: "701-720".into(),
+            sip_park_timeout_secs: 120,
             log: "info".into(),
             tls_cert: None,
             tls_key: None,
@@ -358,6 +368,7 @@ impl Config {
                 });
             }
         }
+        self.sip_park()?;
         for n in &self.sip_trusted_networks {
             n.parse::<crate::sip::Net>()
                 .map_err(|message| ConfigError::Invalid {
@@ -402,6 +413,46 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The park code and orbits as (code, (first orbit, how many)); no orbits: park off.
+    pub fn sip_park(&self) -> Result<(String, (u32, u32)), ConfigError> {
+        let code = self.sip_park_code.trim();
+        let code_ok = !code.is_empty()
+            && code.len() <= 8
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
+        if !code_ok {
+            return Err(ConfigError::Invalid {
+                key: "sip_park_code",
+                value: self.sip_park_code.clone(),
+                message: "a feature code of digits, * and # (up to 8), e.g. *70".into(),
+            });
+        }
+        let orbits = self.sip_park_orbits.trim();
+        if orbits.is_empty() {
+            return Ok((code.into(), (0, 0)));
+        }
+        let bad = || ConfigError::Invalid {
+            key: "sip_park_orbits",
+            value: self.sip_park_orbits.clone(),
+            message: "a range of numbers like 701-720 (at most 100), or \"\" for no park".into(),
+        };
+        let (a, b) = orbits.split_once('-').unwrap_or((orbits, orbits));
+        let num = |s: &str| {
+            let s = s.trim();
+            (!s.is_empty() && s.len() <= 6 && !s.starts_with('0'))
+                .then(|| s.parse::<u32>().ok())
+                .flatten()
+        };
+        let (Some(a), Some(b)) = (num(a), num(b)) else {
+            return Err(bad());
+        };
+        if b < a || b - a >= 100 {
+            return Err(bad());
+        }
+        Ok((code.into(), (a, b - a + 1)))
     }
 
     pub fn sip_listen(&self) -> Result<SipListen, ConfigError> {

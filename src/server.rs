@@ -70,6 +70,10 @@ async fn start_sip(
         .iter()
         .filter_map(|n| n.parse().ok())
         .collect();
+    let (park_code, park_orbits) = ctx.config.sip_park()?;
+    cfg.park_code = park_code;
+    cfg.park_orbits = park_orbits;
+    cfg.park_timeout_secs = ctx.config.sip_park_timeout_secs.max(1);
     let restored = ctx.telephony.saved_bindings().await?;
     let store = crate::domain::telephony::DbBindingStore::start(ctx.db.clone());
     let live = crate::domain::live_registrations::LiveRegistrations::start(

@@ -200,12 +200,26 @@ pub struct LiveCall {
     pops: Vec<(Vec<i64>, serde_json::Value)>,
 }
 
+/// A call the box holds on a park orbit, for the operators' live view.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParkedCall {
+    /// The call that was parked (its row ends with cause `parked_<orbit>`).
+    pub call_id: String,
+    pub orbit: String,
+    /// The extension that parked it.
+    pub by: String,
+    /// Who waits (normalised, as the log keys numbers).
+    pub number: String,
+    pub since_ms: i64,
+}
+
 /// The call log, missed calls and live status.
 #[derive(Clone)]
 pub struct Calls {
     db: Db,
     events: EventBus,
     live: Arc<Mutex<HashMap<String, LiveCall>>>,
+    parked: Arc<Mutex<Vec<ParkedCall>>>,
     /// Masters on a call at the last `call.live`, so they also hear when it ends.
     live_masters: Arc<Mutex<Vec<i64>>>,
     /// Wakes the live-status publisher: many commits in a burst become one `call.live`.
@@ -312,6 +326,7 @@ impl Calls {
             events,
             clock,
             live: Arc::default(),
+            parked: Arc::default(),
             live_masters: Arc::default(),
             live_changed: Arc::default(),
             country: Arc::new(Mutex::new(crate::model::phone::UZBEKISTAN)),
@@ -443,6 +458,50 @@ impl Calls {
                     transferred_from,
                     at_ms,
                 }
+            }
+            CallEvent::Parked {
+                call_id,
+                orbit,
+                by,
+                party,
+            } => {
+                let p = ParkedCall {
+                    call_id,
+                    orbit,
+                    by,
+                    number: normalise(&party, self.country()),
+                    since_ms: at_ms,
+                };
+                {
+                    let mut v = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+                    v.retain(|x| x.orbit != p.orbit);
+                    v.push(p.clone());
+                }
+                self.events.publish(Event::new(
+                    "call.parked",
+                    serde_json::to_value(&p).unwrap_or_default(),
+                    Audience::Staff { masters: vec![] },
+                ));
+                self.live_changed.notify_one();
+                return;
+            }
+            CallEvent::Unparked {
+                call_id,
+                orbit,
+                cause,
+                by,
+            } => {
+                self.parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|x| x.orbit != orbit);
+                self.events.publish(Event::new(
+                    "call.unparked",
+                    serde_json::json!({"call_id": call_id, "orbit": orbit, "cause": cause, "by": by}),
+                    Audience::Staff { masters: vec![] },
+                ));
+                self.live_changed.notify_one();
+                return;
             }
             CallEvent::Answered { call_id, extension } => LogOp::Answered {
                 call_id,
@@ -859,9 +918,10 @@ impl Calls {
     fn publish_live(&self) {
         let calls = self.on_calls();
         let now = now_ms();
+        let parked = self.parked_calls();
         self.events.publish(Event::new(
             "call.live",
-            serde_json::json!({"calls": calls, "now_ms": now}),
+            serde_json::json!({"calls": calls, "parked": parked, "now_ms": now}),
             Audience::Staff { masters: vec![] },
         ));
         let masters: Vec<i64> = calls
@@ -892,6 +952,17 @@ impl Calls {
                 Audience::Users(vec![m]),
             ));
         }
+    }
+
+    /// Calls held on park orbits now, by orbit.
+    pub fn parked_calls(&self) -> Vec<ParkedCall> {
+        let mut v = self
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        v.sort_by(|a, b| a.orbit.cmp(&b.orbit));
+        v
     }
 
     /// Calls being talked now (answered, not ended), oldest first.

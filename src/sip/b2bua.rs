@@ -23,9 +23,13 @@ use super::{
     Out, Peer, StartLine, Timer, Transport, Uri, BRANCH_PREFIX, LINGER, T1, T2, TIMER_B,
 };
 
+#[path = "transfer.rs"]
+mod transfer;
+use transfer::{Park, Reoffer, Xfer};
+
 /// Branches of B2BUA requests (never hex digits after the common prefix, so they cannot
 /// collide with proxy branches).
-const LEG_BRANCH: &str = "z9hG4bKcrmB";
+pub(super) const LEG_BRANCH: &str = "z9hG4bKcrmB";
 const MAX_CALLS: usize = 10_000;
 /// In-dialog requests remembered at once (a call's are forgotten with it).
 const MAX_RELAYS: usize = 4 * MAX_CALLS;
@@ -93,6 +97,11 @@ pub(super) enum OTimer {
     Expire {
         key: String,
     },
+    /// A parked call nobody retrieved: ring the parker back.
+    ParkTimeout {
+        key: String,
+        orbit: String,
+    },
 }
 
 /// One dialog where the box is the UAC.
@@ -136,6 +145,8 @@ struct Uas {
 enum ASide {
     Phone(Uas),
     Operator(Leg),
+    /// Nobody: the call is parked, or a transfer's new leg is not placed yet.
+    Empty,
 }
 
 /// What click-to-call dials once the operator has picked up.
@@ -162,6 +173,19 @@ struct Call {
     ended: bool,
     cancelled: bool,
     extension: String,
+    /// The call id the B2BUA logs this call under, while it does: None once a leg
+    /// through the box's own proxy carries it (the proxy logs that one).
+    log: Option<String>,
+    direction: CallDirection,
+    /// The number of the party on side B (the outside number, or an extension).
+    party: String,
+    xfer: Option<Box<Xfer>>,
+    park: Option<Park>,
+    /// Who asked for the transfer or park (its dialog, with the box in the other
+    /// party's place), until it hangs up: its requests are told apart by their tag.
+    transferor: Option<Box<Leg>>,
+    /// The transferor was sent its final NOTIFY (and BYE): nothing more goes to it.
+    transferor_done: bool,
 }
 
 /// Trunks, their registrations, B2BUA calls and the outbound counters.
@@ -181,12 +205,22 @@ pub(super) struct Outside {
     resends: HashMap<String, Resend>,
     counts: HashMap<String, VecDeque<u64>>,
     pub(super) hosts: HashMap<IpAddr, String>,
+    /// Our re-INVITEs to side B that move its media (to a transfer's target, to hold, to
+    /// the phone retrieving a park), by branch.
+    reoffers: HashMap<String, Reoffer>,
+    /// Parked calls by orbit.
+    parks: HashMap<String, String>,
 }
 
 impl Outside {
     /// Does a request belong to a B2BUA call? Cheap when there are none.
     pub fn claims(&self, msg: &Message) -> bool {
         if self.calls.is_empty() {
+            return false;
+        }
+        // A leg the box placed through its own proxy: the phone's requests there go
+        // through the proxy (its dialog, its call log), which hands them on.
+        if msg.call_id().starts_with(transfer::LOOP_CALL_PREFIX) {
             return false;
         }
         if self.by_call_id.contains_key(msg.call_id()) {
@@ -658,6 +692,13 @@ impl Engine {
                 ended: false,
                 cancelled: false,
                 extension: ext.clone(),
+                log: Some(call_key.clone()),
+                direction: CallDirection::Outbound,
+                party: number.clone(),
+                xfer: None,
+                park: None,
+                transferor: None,
+                transferor_done: false,
             },
         );
         self.start_leg(&call_key, Side::B, b, now, out);
@@ -810,7 +851,7 @@ impl Engine {
             Side::B => c.b.as_mut(),
             Side::A => match &mut c.a {
                 ASide::Operator(l) => Some(l),
-                ASide::Phone(_) => None,
+                ASide::Phone(_) | ASide::Empty => None,
             },
         }
     }
@@ -819,6 +860,10 @@ impl Engine {
         self.outside.resends.remove(branch);
         if self.outside.relays.contains_key(branch) {
             self.on_relay_response(branch, msg, out);
+            return;
+        }
+        if self.outside.reoffers.contains_key(branch) {
+            self.on_reoffer_response(branch, msg, now, out);
             return;
         }
         let (_, method) = msg.cseq();
@@ -935,7 +980,7 @@ impl Engine {
     fn phone_mut(&mut self, key: &str) -> Option<&mut Uas> {
         match &mut self.outside.calls.get_mut(key)?.a {
             ASide::Phone(ua) => Some(ua),
-            ASide::Operator(_) => None,
+            ASide::Operator(_) | ASide::Empty => None,
         }
     }
 
@@ -990,6 +1035,16 @@ impl Engine {
     }
 
     fn leg_answered(&mut self, key: &str, side: Side, now: Instant, out: &mut Vec<Out>) {
+        if side == Side::A
+            && self
+                .outside
+                .calls
+                .get(key)
+                .is_some_and(|c| c.xfer.is_some())
+        {
+            self.xfer_answered(key, now, out);
+            return;
+        }
         let Some(c) = self.outside.calls.get_mut(key) else {
             return;
         };
@@ -1014,7 +1069,7 @@ impl Engine {
                 // The operator picked up: now call the target with the phone's offer.
                 let offer = match &c.a {
                     ASide::Operator(l) => l.answer.clone(),
-                    ASide::Phone(_) => Vec::new(),
+                    ASide::Phone(_) | ASide::Empty => Vec::new(),
                 };
                 let Some(p) = c.pending.take() else { return };
                 let leg = match p {
@@ -1087,6 +1142,10 @@ impl Engine {
         let Some(c) = self.outside.calls.get(key) else {
             return;
         };
+        if side == Side::A && c.xfer.is_some() {
+            self.xfer_failed(key, code, reason, now, out);
+            return;
+        }
         let cause = if c.cancelled {
             "cancelled".to_string()
         } else if code == 408 || code == 480 {
@@ -1107,7 +1166,7 @@ impl Engine {
                 // The operator is waiting in a dialog we must complete, then end.
                 let offer = match &c.a {
                     ASide::Operator(l) => l.answer.clone(),
-                    ASide::Phone(_) => Vec::new(),
+                    ASide::Phone(_) | ASide::Empty => Vec::new(),
                 };
                 self.ack_leg(key, Side::A, &reject_all(&offer), out);
                 self.bye_leg(key, Side::A, now, out);
@@ -1201,6 +1260,7 @@ impl Engine {
                     }
                     Some(_) => {}
                 },
+                ASide::Empty => {}
             },
         }
         if let Some((to, branch, data)) = bye {
@@ -1216,19 +1276,16 @@ impl Engine {
             return;
         }
         c.ended = true;
-        let (ring_ms, talk_ms) = match c.answered {
-            Some(a) => (
-                a.duration_since(c.started).as_millis() as u64,
-                now.duration_since(a).as_millis() as u64,
-            ),
-            None => (now.duration_since(c.started).as_millis() as u64, 0),
-        };
-        self.events.emit(CallEvent::Ended {
-            call_id: key.to_string(),
-            cause,
-            ring_ms,
-            talk_ms,
-        });
+        if let Some(p) = c.park.take() {
+            self.outside.parks.remove(&p.orbit);
+            self.events.emit(CallEvent::Unparked {
+                call_id: p.from_call,
+                orbit: p.orbit,
+                cause: "hung_up".into(),
+                by: None,
+            });
+        }
+        self.close_log(key, &cause, now);
         self.schedule(
             now + LINGER,
             Timer::Outside(OTimer::Expire { key: key.into() }),
@@ -1289,6 +1346,14 @@ impl Engine {
         let Some((key, side)) = self.outside.by_call_id.get(msg.call_id()).cloned() else {
             return;
         };
+        let side = match self.who_speaks(&key, &msg) {
+            Some(transfer::Speaker::Transferor) => {
+                self.transferor_request(&key, msg, from, now, out);
+                return;
+            }
+            Some(transfer::Speaker::A) => Side::A,
+            None => side,
+        };
         match method {
             Method::Ack => {
                 let Some(c) = self.outside.calls.get_mut(&key) else {
@@ -1318,6 +1383,7 @@ impl Engine {
                     .get(&key)
                     .is_some_and(|c| c.answered.is_some());
                 let cause = if answered { "completed" } else { "cancelled" };
+                self.release_transferor(&key, now, out);
                 self.end_call(&key, cause.into(), now);
             }
             Method::Options => {
@@ -1328,7 +1394,9 @@ impl Engine {
             Method::Invite | Method::Update | Method::Info | Method::Notify | Method::Message => {
                 self.relay_in_dialog(&key, side, msg, from, now, out)
             }
-            // A transfer would need the box to place and bridge a new call itself.
+            Method::Refer if side == Side::A => self.refer_in_b2bua(&key, msg, from, now, out),
+            // The provider does not transfer the office's calls.
+            Method::Refer => self.answer(&msg, from, 403, "Forbidden", out),
             _ => self.answer(&msg, from, 501, "Not Implemented", out),
         }
     }
@@ -1377,6 +1445,12 @@ impl Engine {
             StartLine::Response { .. } => return,
         };
         let extra = content_type_of(&msg);
+        if side == Side::A && transfer::is_sdp(&msg) {
+            // What side B last got from us: the base of a hold offer when it is parked.
+            if let Some(b) = self.outside.calls.get_mut(key).and_then(|c| c.b.as_mut()) {
+                b.body = msg.body.clone();
+            }
+        }
         let Some((to, branch, data)) =
             self.request_on(key, side.other(), &method, &msg.body, &extra)
         else {
@@ -1428,6 +1502,7 @@ impl Engine {
             Side::A => match &c.a {
                 ASide::Operator(l) => Some(l.contact.clone()),
                 ASide::Phone(ua) => Some(contact_at(None, &ua.me, ua.source.transport)),
+                ASide::Empty => None,
             },
         }
     }
@@ -1564,6 +1639,7 @@ impl Engine {
                     }),
                 );
             }
+            OTimer::ParkTimeout { key, orbit } => self.park_timeout(&key, &orbit, now, out),
             OTimer::Expire { key } => {
                 if let Some(c) = self.outside.calls.remove(&key) {
                     let o = &mut self.outside;
@@ -1572,6 +1648,8 @@ impl Engine {
                     o.by_uas_branch.retain(|_, k| *k != key);
                     o.relays.retain(|_, r| r.key != key);
                     o.relayed.retain(|_, (k, _)| *k != key);
+                    o.reoffers.retain(|_, r| r.key != key);
+                    o.parks.retain(|_, k| *k != key);
                     drop(c);
                 }
             }
@@ -1687,10 +1765,18 @@ impl Engine {
                 ended: false,
                 cancelled: false,
                 extension: operator.to_string(),
+                log: Some(call_id.clone()),
+                direction,
+                party: number.clone(),
+                xfer: None,
+                park: None,
+                transferor: None,
+                transferor_done: false,
             },
         );
         self.launch(&call_id, Side::A, now, out);
         self.forget_after_a_day(&call_id, now);
+        self.run_loop(now, out);
         self.events.emit(CallEvent::Ringing {
             call_id: call_id.clone(),
             direction,
@@ -1715,10 +1801,12 @@ fn c_answered(e: &mut Engine, key: &str, now: Instant) {
     }
     c.answered = Some(now);
     let ext = c.extension.clone();
-    e.events.emit(CallEvent::Answered {
-        call_id: key.to_string(),
-        extension: ext,
-    });
+    if let Some(id) = c.log.clone() {
+        e.events.emit(CallEvent::Answered {
+            call_id: id,
+            extension: ext,
+        });
+    }
 }
 
 #[allow(dead_code)]

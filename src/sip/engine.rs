@@ -10,7 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -150,6 +150,8 @@ struct ServerTxn {
     direction: CallDirection,
     /// (transferred by, the call it continues) when this call is a transfer.
     transfer: Option<(String, String)>,
+    /// The extension that authenticated the INVITE (None: from a trunk or the box).
+    who: Option<String>,
 }
 
 /// A dialog this proxy record-routed. The parties are told apart by their dialog tags,
@@ -167,6 +169,54 @@ struct Dialog {
     answered: Instant,
     extension: String,
     ended: bool,
+    direction: CallDirection,
+    /// What the box needs to step into this dialog in place of a party (a transfer of
+    /// a trunk call, a park): kept for every dialog, as a transfer can come at any time.
+    info: Box<DialogInfo>,
+}
+
+/// A proxied dialog as each party sees it.
+struct DialogInfo {
+    /// The INVITE's From (with the caller's tag) and To (without a tag).
+    from: String,
+    to: String,
+    caller_contact: String,
+    /// The INVITE's Record-Route set (the caller's proxies; ours is not in it).
+    caller_routes: Vec<String>,
+    callee_contact: String,
+    /// The last SDP each party sent (INVITE, 2xx, and later requests with a body).
+    caller_sdp: Vec<u8>,
+    callee_sdp: Vec<u8>,
+    /// The highest CSeq each party used in the dialog.
+    caller_cseq: u32,
+    callee_cseq: u32,
+    /// The caller's authenticated extension (None for a call from a trunk).
+    caller_ext: Option<String>,
+}
+
+/// The B2BUA as the proxy sees it, and the proxy as the B2BUA sees it. A leg the box
+/// places to an extension itself (a transfer's target, a park's ring-back) goes through
+/// its own proxy (forking, ring groups, record-routing, the call events) without the
+/// network. No packet from the network comes from 0.0.0.0, so neither can be forged.
+pub(crate) const LOOP_UA: Peer = Peer {
+    transport: Transport::Udp,
+    addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1)),
+};
+pub(crate) const LOOP_PROXY: Peer = Peer {
+    transport: Transport::Udp,
+    addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 2)),
+};
+
+fn is_loop(p: Peer) -> bool {
+    p == LOOP_UA || p == LOOP_PROXY
+}
+
+/// Why the box itself sends an INVITE into its proxy: the direction and the transfer the
+/// call log shows. Keyed by the INVITE's Call-ID; taken when the proxy sees it.
+pub(super) struct LoopOrigin {
+    direction: CallDirection,
+    by: String,
+    from_call: String,
 }
 
 /// A REFER seen in a dialog: who asked, in which call, for which target.
@@ -261,6 +311,11 @@ pub struct Engine {
     /// Transfers asked for (a REFER passed in a dialog), by the transferee's user: the
     /// transferee's next call to the target is the transferred call.
     referrals: HashMap<String, Referral>,
+    /// INVITEs the B2BUA sends into the proxy, by Call-ID (see [`LoopOrigin`]).
+    loop_origins: HashMap<String, LoopOrigin>,
+    /// (transferred by, the call it continues) of the INVITE the proxy is routing for
+    /// the B2BUA right now.
+    loop_transfer: Option<(String, String)>,
     timers: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     /// Our own host for Via/Record-Route when the listen address is unspecified.
@@ -313,6 +368,8 @@ impl Engine {
             user_bans: HashMap::new(),
             proven_tcp: Default::default(),
             referrals: HashMap::new(),
+            loop_origins: HashMap::new(),
+            loop_transfer: None,
             timers: BinaryHeap::new(),
             seq: 0,
             advertised,
@@ -786,6 +843,35 @@ impl Engine {
 
     /// Handles one received message (one UDP datagram or one framed TCP message).
     pub fn on_packet(&mut self, data: &[u8], from: Peer, now: Instant, out: &mut Vec<Out>) {
+        if is_loop(from) {
+            return; // only the engine itself speaks as these
+        }
+        self.packet(data, from, now, out);
+        self.run_loop(now, out);
+    }
+
+    /// Delivers the messages the B2BUA and the proxy sent each other (see [`LOOP_UA`]),
+    /// and what they answer, until none is left; only packets for the network stay.
+    pub(super) fn run_loop(&mut self, now: Instant, out: &mut Vec<Out>) {
+        let mut rounds = 0;
+        while let Some(i) = out.iter().position(|o| is_loop(o.to)) {
+            let o = out.remove(i);
+            rounds += 1;
+            if rounds > 1000 {
+                tracing::warn!("SIP: the box's own legs loop; dropped");
+                out.retain(|o| !is_loop(o.to));
+                return;
+            }
+            let from = if o.to == LOOP_PROXY {
+                LOOP_UA
+            } else {
+                LOOP_PROXY
+            };
+            self.packet(&o.data, from, now, out);
+        }
+    }
+
+    fn packet(&mut self, data: &[u8], from: Peer, now: Instant, out: &mut Vec<Out>) {
         let now_secs = wall_secs();
         if self.is_banned(from.addr.ip(), now_secs) {
             return;
@@ -870,7 +956,9 @@ impl Engine {
                 }
             }
         }
-        if self.outside.claims(&msg) {
+        // The proxy passing a party's request to a leg of the B2BUA; the B2BUA's own
+        // requests (from LOOP_UA) are for the proxy, whatever their Call-ID.
+        if from == LOOP_PROXY || (from != LOOP_UA && self.outside.claims(&msg)) {
             self.outside_request(msg, from, now, out);
             return;
         }
@@ -899,11 +987,19 @@ impl Engine {
             .header("to")
             .and_then(NameAddr::parse)
             .and_then(|n| n.tag().map(str::to_string));
-        if to_tag.is_some() && msg.header("route").is_some() {
+        if to_tag.is_some() && (msg.header("route").is_some() || from == LOOP_UA) {
             self.in_dialog(msg, from, now, out);
             return;
         }
         if to_tag.is_some() && method == Method::Ack {
+            return;
+        }
+        if from == LOOP_UA {
+            if method == Method::Invite && to_tag.is_none() {
+                self.loop_invite(msg, now, out);
+            } else if method != Method::Ack {
+                self.answer(&msg, from, 481, "Call/Transaction Does Not Exist", out);
+            }
             return;
         }
         // Where is it for?
@@ -984,6 +1080,10 @@ impl Engine {
                 };
                 if method == Method::Invite && user == PICKUP_CODE {
                     self.pickup(&msg, from, &who, now, out);
+                    return;
+                }
+                if method == Method::Invite && self.is_orbit(&user) {
+                    self.retrieve(msg, from, &who, &user, now, out);
                     return;
                 }
                 if method == Method::Invite {
@@ -1304,6 +1404,7 @@ impl Engine {
             ended_reported: false,
             direction,
             transfer,
+            who: who.map(str::to_string),
         };
         self.txns.insert(key.clone(), txn);
         let ids: Vec<String> = self.txns[&key]
@@ -1426,6 +1527,9 @@ impl Engine {
         msg: &Message,
         now: Instant,
     ) -> Option<(String, String)> {
+        if let Some(t) = self.loop_transfer.take() {
+            return Some(t);
+        }
         if self.referrals.is_empty() {
             return None;
         }
@@ -1825,6 +1929,29 @@ impl Engine {
                         .and_then(|n| n.tag().map(str::to_string))
                         .unwrap_or_default()
                 };
+                let r = &t.request;
+                let contact_of = |m: &Message| {
+                    m.header("contact")
+                        .and_then(NameAddr::parse)
+                        .map(|n| n.uri.to_string())
+                        .unwrap_or_default()
+                };
+                let info = DialogInfo {
+                    from: r.header("from").unwrap_or("").to_string(),
+                    to: r.header("to").unwrap_or("").to_string(),
+                    caller_contact: contact_of(r),
+                    caller_routes: r
+                        .values_of("record-route")
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                    callee_contact: contact_of(&msg),
+                    caller_sdp: r.body.clone(),
+                    callee_sdp: msg.body.clone(),
+                    caller_cseq: r.cseq().0,
+                    callee_cseq: 0,
+                    caller_ext: t.who.clone(),
+                };
                 let dialog = Dialog {
                     caller: t.source,
                     callee: t.branches[bi].to,
@@ -1835,6 +1962,8 @@ impl Engine {
                     answered: now,
                     extension: ext.clone(),
                     ended: false,
+                    direction: t.direction,
+                    info: Box::new(info),
                 };
                 t.ended_reported = true;
                 let ip = t.source_ip;
@@ -2002,6 +2131,17 @@ impl Engine {
 
     fn forward_stateless_response(&mut self, msg: Message, out: &mut Vec<Out>) {
         let Some(via) = msg.top_via() else { return };
+        // An answer to a request of the B2BUA's that the proxy passed on: back inside.
+        if via
+            .branch()
+            .is_some_and(|b| b.starts_with(b2bua::LEG_BRANCH))
+        {
+            out.push(Out {
+                to: LOOP_UA,
+                data: msg.to_bytes(),
+            });
+            return;
+        }
         let transport = if via.transport.eq_ignore_ascii_case("TCP") {
             Transport::Tcp
         } else {
@@ -2069,6 +2209,36 @@ impl Engine {
             }
             return;
         }
+        let by_caller = from_tag == d.caller_tag;
+        // A transfer of a call with the provider, or a park: the box steps into the
+        // dialog in place of the one who asked (the provider is never asked to follow a
+        // REFER, and only the box can hold a parked call).
+        let speaker = if by_caller { d.caller } else { d.callee };
+        if method == Method::Refer && self.refer_is_ours(&msg, speaker, to) {
+            self.refer_in_proxied(msg, from, by_caller, now, out);
+            return;
+        }
+        if method != Method::Ack && method != Method::Cancel {
+            let n = msg.cseq().0;
+            let sdp = !msg.body.is_empty()
+                && msg
+                    .header("content-type")
+                    .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp"));
+            if let Some(d) = self.dialogs.get_mut(&call_id) {
+                let (cseq, body) = if by_caller {
+                    (&mut d.info.caller_cseq, &mut d.info.caller_sdp)
+                } else {
+                    (&mut d.info.callee_cseq, &mut d.info.callee_sdp)
+                };
+                *cseq = (*cseq).max(n);
+                if sdp {
+                    *body = msg.body.clone();
+                }
+            }
+        }
+        let Some(d) = self.dialogs.get(&call_id) else {
+            return;
+        };
         // Credentials for this proxy go no further (RFC 3261 §22.3: they are ours).
         let realm = self.cfg.realm.clone();
         strip_credentials(&mut msg, &realm);
@@ -2170,6 +2340,7 @@ impl Engine {
             }
         }
         self.outside_tick(now, out);
+        self.run_loop(now, out);
         let secs = wall_secs();
         if secs >= self.last_sweep + 5 {
             self.last_sweep = secs;

@@ -16,6 +16,10 @@ pub mod probe;
 pub mod transport;
 pub mod trunk;
 
+/// The park feature code by default: a blind transfer to it parks the call on the first
+/// free orbit.
+pub const PARK_CODE: &str = "*70";
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -158,6 +162,23 @@ pub enum CallEvent {
         /// ms from answer to BYE (0 when not answered).
         talk_ms: u64,
     },
+    /// The call `call_id` (its row has ended) is held by the box on `orbit`: `by` parked
+    /// it, `party` is who waits.
+    Parked {
+        call_id: String,
+        orbit: String,
+        by: String,
+        party: String,
+    },
+    /// The call parked on `orbit` left it: "retrieved" (by that extension; the call goes
+    /// on as a new call transferred by the parker), "timed_out" (the parker's phone is
+    /// rung), or "hung_up" (the party gave up).
+    Unparked {
+        call_id: String,
+        orbit: String,
+        cause: String,
+        by: Option<String>,
+    },
 }
 
 pub trait EventSink: Send + Sync {
@@ -215,6 +236,12 @@ pub struct SipConfig {
     /// without a complete message (a registered phone's lasts until its registration
     /// would have expired).
     pub tcp_unproven_idle_secs: u64,
+    /// The feature code a blind transfer is sent to for a park on the first free orbit.
+    pub park_code: String,
+    /// The park orbits: (first number, how many); 0 turns park off.
+    pub park_orbits: (u32, u32),
+    /// Seconds a parked call waits before the parker's phone rings with it.
+    pub park_timeout_secs: u64,
 }
 
 impl SipConfig {
@@ -241,6 +268,9 @@ impl SipConfig {
             max_tcp_connections: 1024,
             tcp_message_timeout_secs: 20,
             tcp_unproven_idle_secs: 60,
+            park_code: PARK_CODE.into(),
+            park_orbits: (701, 20),
+            park_timeout_secs: 120,
         }
     }
 }

@@ -33,6 +33,8 @@ mod phones;
 mod sip;
 mod sip_more;
 mod sip_office;
+mod sip_park;
+mod sip_transfer;
 mod sip_trunk;
 mod sipp;
 mod work;

@@ -148,7 +148,9 @@ async fn sip_register_call_cancel_404_480_over_udp_and_tcp_with_call_events() {
         let id = match &e {
             CallEvent::Ringing { call_id, .. }
             | CallEvent::Answered { call_id, .. }
-            | CallEvent::Ended { call_id, .. } => call_id.clone(),
+            | CallEvent::Ended { call_id, .. }
+            | CallEvent::Parked { call_id, .. }
+            | CallEvent::Unparked { call_id, .. } => call_id.clone(),
         };
         by_call.entry(id).or_default().push(e);
     }

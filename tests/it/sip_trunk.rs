@@ -13,7 +13,7 @@ use crm::sip::{CallDirection, CallEvent};
 use crate::sipp::*;
 use crate::support::{eventually, TestApp};
 
-const PROVIDER_IP: &str = "127.0.0.2";
+pub(crate) const PROVIDER_IP: &str = "127.0.0.2";
 
 /// Ring group 100, "Desk": 1501 and 1502 at once.
 async fn desk_group(tel: &crm::domain::telephony::Telephony) {
@@ -32,7 +32,7 @@ async fn desk_group(tel: &crm::domain::telephony::Telephony) {
     .unwrap();
 }
 
-fn trunk(port: u16, register: bool) -> NewTrunk {
+pub(crate) fn trunk(port: u16, register: bool) -> NewTrunk {
     NewTrunk {
         name: "Provider".into(),
         host: PROVIDER_IP.into(),
@@ -78,7 +78,7 @@ fn provider(scen: &str, port: u16, log: Option<&std::path::Path>) -> tokio::proc
 /// Extension 1001 may call out (up to `max_per_hour`) through a trunk to SIPp playing
 /// the provider's `scen` on a free port (messages logged to `log`, when given). Returns
 /// the provider, the phone's injection file and the trunk's port.
-async fn calling_out(
+pub(crate) async fn calling_out(
     app: &TestApp,
     max_per_hour: u32,
     scen: &str,
@@ -125,11 +125,13 @@ async fn phone_calls_out(sip: std::net::SocketAddr, users: &str, scen: &str) -> 
     sipp(sip, &args).await
 }
 
-fn call_id(e: &CallEvent) -> &str {
+pub(crate) fn call_id(e: &CallEvent) -> &str {
     match e {
         CallEvent::Ringing { call_id, .. }
         | CallEvent::Answered { call_id, .. }
-        | CallEvent::Ended { call_id, .. } => call_id,
+        | CallEvent::Ended { call_id, .. }
+        | CallEvent::Parked { call_id, .. }
+        | CallEvent::Unparked { call_id, .. } => call_id,
     }
 }
 
@@ -150,7 +152,7 @@ async fn one_call(rx: &mut tokio::sync::broadcast::Receiver<CallEvent>) -> Vec<C
     }
 }
 
-fn inf(app: &TestApp, name: &str, users: &[&str]) -> String {
+pub(crate) fn inf(app: &TestApp, name: &str, users: &[&str]) -> String {
     let mut text = String::from("SEQUENTIAL\n");
     for u in users {
         text.push_str(&format!("{u};secret-{u};\n"));
