@@ -217,8 +217,30 @@ pub const OPS: &[(&str, &str, Who)] = &[
     ("GET", "/backups/{name}/download", ADMIN),
 ];
 
+/// Conversations (issue 17), the helper's part: the PDF export (admins and operators);
+/// the web chat widget (public, off by default, checked in its handlers) and its
+/// settings (admin).
+pub const CHAT_EXTRAS: &[(&str, &str, Who)] = &[
+    ("GET", "/inbox/{id}/export.pdf", DESK),
+    ("GET", "/widget/widget.js", Public),
+    ("GET", "/widget/frame", Public),
+    ("GET", "/widget/messages", Public),
+    ("POST", "/widget/messages", Public),
+    ("GET", "/settings/widget", ADMIN),
+    ("POST", "/settings/widget", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK];
+    let areas: &[&[(&str, &str, Who)]] = &[
+        FOUNDATION,
+        CORE,
+        NOTIFY,
+        OPS,
+        TELEPHONY,
+        CALLS,
+        TRUNK,
+        CHAT_EXTRAS,
+    ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

@@ -6,6 +6,7 @@ pub mod backups;
 pub mod branches;
 pub mod calls;
 pub mod core_ui;
+pub mod conversation_export;
 pub mod customers;
 pub mod dashboard;
 pub mod notifications;
@@ -15,6 +16,7 @@ pub mod provisioning;
 pub mod settings;
 pub mod telephony;
 pub mod users;
+pub mod widget;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
