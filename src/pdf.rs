@@ -48,7 +48,12 @@ impl FontFile {
             ascent: face.ascender() as f32,
             descent: face.descender() as f32,
             cap_height: face.capital_height().unwrap_or(face.ascender()) as f32,
-            bbox: [b.x_min as f32, b.y_min as f32, b.x_max as f32, b.y_max as f32],
+            bbox: [
+                b.x_min as f32,
+                b.y_min as f32,
+                b.x_max as f32,
+                b.y_max as f32,
+            ],
             advances,
         }
     }
@@ -282,7 +287,8 @@ impl Document {
             let descriptor = next();
             let cmap_ref = next();
             let file_ref = next();
-            let subset = subsetter::subset(font.data, 0, &remap).unwrap_or_else(|_| font.data.to_vec());
+            let subset =
+                subsetter::subset(font.data, 0, &remap).unwrap_or_else(|_| font.data.to_vec());
             // The six-letter tag a subset's name must carry (PDF 9.6.4); any letters do.
             let base = format!("CRMAA{}+{}", (b'A' + i as u8) as char, font.name);
             let info = SystemInfo {
@@ -297,7 +303,11 @@ impl Document {
                 .to_unicode(cmap_ref);
             let mut widths: Vec<(u16, f32)> = self.used[i]
                 .keys()
-                .filter_map(|g| remap.get(*g).map(|n| (n, font.pdf_units(font.advances[*g as usize] as f32))))
+                .filter_map(|g| {
+                    remap
+                        .get(*g)
+                        .map(|n| (n, font.pdf_units(font.advances[*g as usize] as f32)))
+                })
                 .collect();
             widths.sort_by_key(|(n, _)| *n);
             {
@@ -306,7 +316,9 @@ impl Document {
                     .base_font(Name(base.as_bytes()))
                     .system_info(info)
                     .font_descriptor(descriptor)
-                    .default_width(font.pdf_units(font.advances.first().copied().unwrap_or(0) as f32))
+                    .default_width(
+                        font.pdf_units(font.advances.first().copied().unwrap_or(0) as f32),
+                    )
                     .cid_to_gid_map_predefined(Name(b"Identity"));
                 let mut w = c.widths();
                 for (g, wd) in &widths {
@@ -409,7 +421,9 @@ impl Document {
                 }
             }
         }
-        pdf.pages(tree).kids(kids.iter().copied()).count(kids.len() as i32);
+        pdf.pages(tree)
+            .kids(kids.iter().copied())
+            .count(kids.len() as i32);
         pdf.finish()
     }
 }
@@ -482,7 +496,10 @@ mod tests {
         let w = 200.0;
         let text = format!("{} short words here", "x".repeat(300));
         for l in wrap(&text, Style::Regular, 10.0, w) {
-            assert!(Document::measure(Style::Regular, 10.0, &l) <= w + 0.01, "{l}");
+            assert!(
+                Document::measure(Style::Regular, 10.0, &l) <= w + 0.01,
+                "{l}"
+            );
         }
         assert_eq!(wrap("", Style::Regular, 10.0, w), vec![String::new()]);
     }

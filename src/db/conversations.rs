@@ -803,12 +803,11 @@ pub fn delete_sop(c: &Connection, id: i64) -> DbResult<bool> {
 
 /// Customer messages in a thread (a widget visitor's messages are bounded per session).
 pub fn inbound_count(c: &Connection, conversation: i64) -> DbResult<i64> {
-    Ok(c
-        .prepare_cached(
-            "SELECT count(*) FROM conversation_messages
+    Ok(c.prepare_cached(
+        "SELECT count(*) FROM conversation_messages
              WHERE conversation_id = ?1 AND direction = 'in'",
-        )?
-        .query_row([conversation], |r| r.get(0))?)
+    )?
+    .query_row([conversation], |r| r.get(0))?)
 }
 
 /// A message as a widget visitor sees it: theirs or the shop's reply (never staff notes

@@ -1348,8 +1348,7 @@ pub const MAX_WEB_NAME: usize = 80;
 /// A widget visitor's id: random, made by the widget, 16 to 64 URL-safe characters.
 pub fn valid_visitor(v: &str) -> bool {
     (16..=64).contains(&v.len())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -1420,7 +1419,12 @@ pub use crate::db::conversations::VisitorMessage;
 impl Conversations {
     /// A widget visitor's message (the web layer checked the widget is on, the site and
     /// the rate limits). `name` is optional; text is trimmed and bounded.
-    pub async fn web_post(&self, visitor: &str, name: &str, text: &str) -> DomainResult<VisitorMessage> {
+    pub async fn web_post(
+        &self,
+        visitor: &str,
+        name: &str,
+        text: &str,
+    ) -> DomainResult<VisitorMessage> {
         if !valid_visitor(visitor) {
             return Err(DomainError::invalid("err.widget.visitor"));
         }

@@ -82,10 +82,7 @@ pub fn render_conversation(
         }
         None => tr.t("pdf.not_linked").to_string(),
     };
-    d.text(
-        &format!("{}: {customer}", tr.t("pdf.customer")),
-        Run::BODY,
-    );
+    d.text(&format!("{}: {customer}", tr.t("pdf.customer")), Run::BODY);
     let channel = match conv.channel.as_str() {
         "web" => tr.f("pdf.channel_web", &[("address", &conv.address)]),
         _ => tr.f("pdf.channel_telegram", &[("address", &conv.address)]),
@@ -143,7 +140,10 @@ pub fn render_conversation(
         if !body.trim().is_empty() {
             d.text(&body, Run::BODY.indent(12.0));
         } else if m.file_name.is_none() && m.kind != "text" {
-            d.text(&format!("[{}]", kind_name(tr, &m.kind)), Run::BODY.indent(12.0));
+            d.text(
+                &format!("[{}]", kind_name(tr, &m.kind)),
+                Run::BODY.indent(12.0),
+            );
         }
         if m.file_name.is_some() || m.file_state.is_some() {
             let name = m
@@ -234,11 +234,15 @@ pub fn render_receipt(shop: &ShopSettings, v: &OrderView, tr: Tr, clock: &ShopCl
     let title = format!("{} № {}", tr.t("print.receipt"), o.number);
     let mut d = Document::new(&title, &format!("{} · {title}", shop.name));
     d.text(&shop.name, Run::BODY.bold().size(16.0));
-    let contact = [shop.address.as_str(), shop.phone.as_str(), shop.hours.as_str()]
-        .into_iter()
-        .filter(|s| !s.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(" · ");
+    let contact = [
+        shop.address.as_str(),
+        shop.phone.as_str(),
+        shop.hours.as_str(),
+    ]
+    .into_iter()
+    .filter(|s| !s.trim().is_empty())
+    .collect::<Vec<_>>()
+    .join(" · ");
     if !contact.is_empty() {
         d.text(&contact, Run::BODY.gray(0.3));
     }
@@ -267,7 +271,9 @@ pub fn render_receipt(shop: &ShopSettings, v: &OrderView, tr: Tr, clock: &ShopCl
         ("orders.estimate", shop.money(o.estimate)),
         (
             "orders.promised",
-            o.promised_at.map(|t| clock.format_date(t)).unwrap_or_default(),
+            o.promised_at
+                .map(|t| clock.format_date(t))
+                .unwrap_or_default(),
         ),
         ("orders.paid", shop.money(o.paid)),
     ];

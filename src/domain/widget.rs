@@ -99,7 +99,12 @@ pub async fn load(store: &Store) -> DomainResult<WidgetSettings> {
 
 /// Saves the settings; `origins` as typed, one per line (or separated by spaces or
 /// commas). A line that is not an origin is refused with its text.
-pub async fn save(store: &Store, actor: &Actor, enabled: bool, origins: &str) -> DomainResult<WidgetSettings> {
+pub async fn save(
+    store: &Store,
+    actor: &Actor,
+    enabled: bool,
+    origins: &str,
+) -> DomainResult<WidgetSettings> {
     if !actor.can(Action::ManageInbox) {
         return Err(DomainError::Forbidden);
     }
@@ -110,7 +115,8 @@ pub async fn save(store: &Store, actor: &Actor, enabled: bool, origins: &str) ->
     {
         let n = normalize_origin(o).ok_or_else(|| {
             DomainError::invalid(
-                Msg::new("err.widget.bad_origin").with("origin", o.chars().take(80).collect::<String>()),
+                Msg::new("err.widget.bad_origin")
+                    .with("origin", o.chars().take(80).collect::<String>()),
             )
         })?;
         if !list.contains(&n) {
@@ -155,9 +161,18 @@ mod tests {
 
     #[test]
     fn origins_are_normalised_and_anything_else_refused() {
-        assert_eq!(normalize_origin("https://Shop.UZ/").as_deref(), Some("https://shop.uz"));
-        assert_eq!(normalize_origin("http://127.0.0.1:8080").as_deref(), Some("http://127.0.0.1:8080"));
-        assert_eq!(normalize_origin("http://[::1]:81").as_deref(), Some("http://[::1]:81"));
+        assert_eq!(
+            normalize_origin("https://Shop.UZ/").as_deref(),
+            Some("https://shop.uz")
+        );
+        assert_eq!(
+            normalize_origin("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            normalize_origin("http://[::1]:81").as_deref(),
+            Some("http://[::1]:81")
+        );
         for bad in [
             "shop.uz",
             "ftp://shop.uz",

@@ -35,7 +35,11 @@ pub fn pdf_text(pdf: &[u8]) -> String {
         .arg("-")
         .output()
         .expect("pdftotext runs (apt-get install poppler-utils)");
-    assert!(out.status.success(), "pdftotext: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -134,8 +138,21 @@ async fn a_conversation_exports_as_a_pdf_with_cyrillic_and_uzbek_latin_text() {
     // The font is subset, not embedded whole (DejaVu Sans is ~740 KB).
     assert!(pdf.len() < 200_000, "{} bytes", pdf.len());
     let text = pdf_text(&pdf);
-    for s in [RU, UZ_CYRL, UZ_LATN, REPLY, "singan-ekran.jpg", "Ўлмас Қодиров", "filler 0", "filler 249"] {
-        assert!(text.contains(s), "the PDF lacks {s:?}:\n{}", &text[..text.len().min(2000)]);
+    for s in [
+        RU,
+        UZ_CYRL,
+        UZ_LATN,
+        REPLY,
+        "singan-ekran.jpg",
+        "Ўлмас Қодиров",
+        "filler 0",
+        "filler 249",
+    ] {
+        assert!(
+            text.contains(s),
+            "the PDF lacks {s:?}:\n{}",
+            &text[..text.len().min(2000)]
+        );
     }
     // Author and direction, time on the shop clock (Asia/Tashkent, UTC+5: 1764662460 is
     // 02.12.2025 13:01 there).

@@ -18,7 +18,10 @@ const VISITOR: &str = "visitor-abcdefghijklmnop";
 async fn enable(app: &TestApp, origins: &str) {
     let admin = app.login_admin().await;
     let r = admin
-        .post_form("/settings/widget", &[("enabled", "1"), ("origins", origins)])
+        .post_form(
+            "/settings/widget",
+            &[("enabled", "1"), ("origins", origins)],
+        )
         .await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
 }
@@ -83,7 +86,10 @@ async fn the_widget_is_off_by_default_then_checks_sites_sizes_counts_and_floods(
     let r = admin
         .post_form(
             "/settings/widget",
-            &[("enabled", "1"), ("origins", "https://shop.uz; script-src *")],
+            &[
+                ("enabled", "1"),
+                ("origins", "https://shop.uz; script-src *"),
+            ],
         )
         .await;
     assert_eq!(r.status(), 422);
@@ -92,16 +98,32 @@ async fn the_widget_is_off_by_default_then_checks_sites_sizes_counts_and_floods(
     let page = admin.get("/settings/widget").await.text().await.unwrap();
     assert!(page.contains("/widget/widget.js"), "the snippet is shown");
 
-    let r = app.client().get(app.url("/widget/frame")).send().await.unwrap();
+    let r = app
+        .client()
+        .get(app.url("/widget/frame"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(
         csp.contains("frame-ancestors 'self' https://shop.uz http://127.0.0.1:9"),
         "{csp}"
     );
-    let r = app.client().get(app.url("/widget/widget.js")).send().await.unwrap();
+    let r = app
+        .client()
+        .get(app.url("/widget/widget.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
 
     // Another site's page cannot post in a visitor's name.
     let (s, body, _) = post(
@@ -134,24 +156,39 @@ async fn the_widget_is_off_by_default_then_checks_sites_sizes_counts_and_floods(
     // the server's limit.
     let (s, body, _) = post(&app, None, json!({"visitor": "short", "text": "x"})).await;
     assert_eq!(s, 400);
-    assert_eq!(message(&body), "The chat session is not valid: reload the page.");
+    assert_eq!(
+        message(&body),
+        "The chat session is not valid: reload the page."
+    );
     let (s, body, _) = post(&app, None, json!({"visitor": VISITOR, "text": "   "})).await;
     assert_eq!(s, 422);
     assert_eq!(message(&body), "Write a message first.");
-    let (s, body, _) = post(&app, None, json!({"visitor": VISITOR, "text": "я".repeat(2001)})).await;
+    let (s, body, _) = post(
+        &app,
+        None,
+        json!({"visitor": VISITOR, "text": "я".repeat(2001)}),
+    )
+    .await;
     assert_eq!(s, 422);
     assert_eq!(
         message(&body),
         "The message is too long: at most 2000 characters."
     );
-    let (s, _, _) = post(&app, None, json!({"visitor": VISITOR, "text": "x".repeat(300_000)})).await;
+    let (s, _, _) = post(
+        &app,
+        None,
+        json!({"visitor": VISITOR, "text": "x".repeat(300_000)}),
+    )
+    .await;
     assert_eq!(s, 413);
 
     // The agent answers; the visitor's long-poll returns with the answer, not after its
     // wait. A staff note never reaches the visitor.
     let last = body_last_id(&app, VISITOR).await;
     let poll = {
-        let url = app.url(&format!("/widget/messages?visitor={VISITOR}&after={last}&wait=20"));
+        let url = app.url(&format!(
+            "/widget/messages?visitor={VISITOR}&after={last}&wait=20"
+        ));
         tokio::spawn(async move {
             let t = Instant::now();
             let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
@@ -191,9 +228,17 @@ async fn the_widget_is_off_by_default_then_checks_sites_sizes_counts_and_floods(
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["mine"].as_bool().unwrap(), m["text"].as_str().unwrap().to_string()))
+        .map(|m| {
+            (
+                m["mine"].as_bool().unwrap(),
+                m["text"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert_eq!(got, vec![(false, "Ha, tayyor — заходите после 15:00".to_string())]);
+    assert_eq!(
+        got,
+        vec![(false, "Ha, tayyor — заходите после 15:00".to_string())]
+    );
 
     // A visitor's thread holds a bounded number of messages.
     let other = "visitor-count-limit-0001";
@@ -228,7 +273,12 @@ async fn the_widget_is_off_by_default_then_checks_sites_sizes_counts_and_floods(
     let flood = "visitor-flood-000000001";
     let mut refused = None;
     for i in 0..12 {
-        let (s, body, retry) = post(&app, None, json!({"visitor": flood, "text": format!("flood {i}")})).await;
+        let (s, body, retry) = post(
+            &app,
+            None,
+            json!({"visitor": flood, "text": format!("flood {i}")}),
+        )
+        .await;
         if s == 429 {
             refused = Some((i, body, retry));
             break;
@@ -237,7 +287,10 @@ async fn the_widget_is_off_by_default_then_checks_sites_sizes_counts_and_floods(
     }
     let (i, body, retry) = refused.expect("a flood is refused");
     assert!(i <= 6, "refused only after {i} messages");
-    assert!(message(&body).starts_with("Too many messages: try again in"), "{body}");
+    assert!(
+        message(&body).starts_with("Too many messages: try again in"),
+        "{body}"
+    );
     assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
     let stored = ctx
         .db
@@ -254,7 +307,9 @@ async fn the_widget_is_off_by_default_then_checks_sites_sizes_counts_and_floods(
     assert_eq!(stored, i as i64, "nothing past the limit is stored");
 
     // Turned off again: the widget's routes are gone at once.
-    let r = admin.post_form("/settings/widget", &[("origins", "")]).await;
+    let r = admin
+        .post_form("/settings/widget", &[("origins", "")])
+        .await;
     assert_eq!(r.status(), 303);
     let (s, _, _) = post(&app, None, json!({"visitor": VISITOR, "text": "hi"})).await;
     assert_eq!(s, 404);
@@ -288,7 +343,11 @@ async fn site(app_base: String) -> (u16, actix_web::dev::ServerHandle) {
         let html = html.clone();
         App::new().default_service(web::to(move || {
             let html = html.clone();
-            async move { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html) }
+            async move {
+                HttpResponse::Ok()
+                    .content_type("text/html; charset=utf-8")
+                    .body(html)
+            }
         }))
     })
     .workers(1)
@@ -326,7 +385,10 @@ async fn a_visitor_on_an_allowed_site_chats_with_the_shop_and_other_sites_cannot
     let text = "Assalomu alaykum! Telefonim tayyormi? Экран поменяли?";
     b.fill("#w-text", text).await;
     b.click("#w-send").await;
-    assert!(b.wait_text("li.w-mine", text).await, "the visitor sees their message");
+    assert!(
+        b.wait_text("li.w-mine", text).await,
+        "the visitor sees their message"
+    );
 
     // It is in the inbox, as a web conversation.
     let conv = eventually(Duration::from_secs(10), || async {
@@ -356,7 +418,10 @@ async fn a_visitor_on_an_allowed_site_chats_with_the_shop_and_other_sites_cannot
         )
         .await
         .unwrap();
-    assert!(b.wait_text("li.w-shop", reply).await, "the reply reaches the widget");
+    assert!(
+        b.wait_text("li.w-shop", reply).await,
+        "the reply reaches the widget"
+    );
 
     // An oversized message is refused with a message the visitor can read.
     b.fill("#w-text", &"x".repeat(2100)).await;
@@ -395,7 +460,10 @@ async fn a_visitor_on_an_allowed_site_chats_with_the_shop_and_other_sites_cannot
         c.find(Locator::Css("#w-open")).await.ok()
     })
     .await;
-    assert!(shown.is_none(), "a site not in the list must not show the chat");
+    assert!(
+        shown.is_none(),
+        "a site not in the list must not show the chat"
+    );
     c.enter_parent_frame().await.unwrap();
     b.close().await;
     site_handle.stop(false).await;

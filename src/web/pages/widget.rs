@@ -304,7 +304,14 @@ pub async fn messages(
 
 // ---- the admin's settings ----
 
-fn render(ui: &Ui, req: &HttpRequest, s: &WidgetSettings, origins: &str, msg: Option<(&str, &str)>, status: StatusCode) -> HttpResponse {
+fn render(
+    ui: &Ui,
+    req: &HttpRequest,
+    s: &WidgetSettings,
+    origins: &str,
+    msg: Option<(&str, &str)>,
+    status: StatusCode,
+) -> HttpResponse {
     let info = req.connection_info();
     let base = format!("{}://{}", info.scheme(), info.host());
     let snippet = format!("<script src=\"{base}/widget/widget.js\" async></script>");
@@ -349,7 +356,10 @@ pub struct SavedQuery {
 pub async fn settings(ui: Ui, req: HttpRequest, q: web::Query<SavedQuery>) -> HttpResponse {
     match widget::load(&ui.state.ctx.store).await {
         Ok(s) => {
-            let saved = q.saved.is_some().then(|| (ui.t("widget.settings.saved"), "ok"));
+            let saved = q
+                .saved
+                .is_some()
+                .then(|| (ui.t("widget.settings.saved"), "ok"));
             render(&ui, &req, &s, &s.origins.join("\n"), saved, StatusCode::OK)
         }
         Err(err) => PageError { err, tr: ui.tr }.error_response(),
