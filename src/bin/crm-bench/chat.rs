@@ -12,7 +12,8 @@
 //! p99 < 20 ms), with the order list's first page on the same database as the same-run
 //! reference.
 //!
-//! `crm-bench chat [inbound|list] [--rate R] [--seconds S] [--conversations N] [--messages M]`
+//! `crm-bench chat [inbound|list] [--rate R] [--seconds S] [--conversations N]
+//! [--messages M] [--data-dir DIR]`
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -314,26 +315,21 @@ impl Drop for Guard {
 
 // ---- (b) the inbox list on a large database ----
 
-fn timed<F, Fut>(
-    n: usize,
-    mut f: F,
-) -> impl std::future::Future<Output = anyhow::Result<Vec<Duration>>>
+async fn timed<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Vec<Duration>>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<usize>>,
 {
-    async move {
-        let mut v = Vec::with_capacity(n);
-        let mut rows = 0;
-        for i in 0..n {
-            let t = Instant::now();
-            rows += f(i).await?;
-            v.push(t.elapsed());
-        }
-        anyhow::ensure!(rows > 0, "the query returned nothing");
-        v.sort();
-        Ok(v)
+    let mut v = Vec::with_capacity(n);
+    let mut rows = 0;
+    for i in 0..n {
+        let t = Instant::now();
+        rows += f(i).await?;
+        v.push(t.elapsed());
     }
+    anyhow::ensure!(rows > 0, "the query returned nothing");
+    v.sort();
+    Ok(v)
 }
 
 fn report(name: &str, v: &[Duration]) {
@@ -345,19 +341,41 @@ async fn list(args: &[String]) -> anyhow::Result<()> {
     use crm::domain::conversations::{InboxQuery, Tab};
     let convs = arg(args, "--conversations", 100_000) as i64;
     let msgs = arg(args, "--messages", 2_000_000) as i64;
-    let dir = tempfile::tempdir()?;
+    // `--data-dir DIR` keeps the seeded database (for EXPLAIN in sqlite3, or a rerun,
+    // which then skips seeding).
+    let tmp = tempfile::tempdir()?;
+    let dir = args
+        .iter()
+        .position(|a| a == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let config = crm::config::Config {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: dir.clone(),
         ..Default::default()
     };
     let ctx = crm::app::AppContext::open(config)?;
+    let have: i64 = ctx
+        .db
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))?))
+        .await?;
     let t = Instant::now();
-    crm::domain::seed::seed(&ctx.db, 50_000, 100_000, 17).await?;
+    if have == 0 {
+        crm::domain::seed::seed(&ctx.db, 50_000, 100_000, 17).await?;
+    }
     let seeded_core = t.elapsed();
     let t = Instant::now();
     let (admin, agent) = ctx
         .db
         .write(move |c| {
+            if have > 0 {
+                let admin: i64 = c.query_row(
+                    "SELECT id FROM users WHERE username = 'agent0'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                return Ok((admin, admin + 1));
+            }
             let mut sql = String::from("BEGIN;");
             for (i, role) in ["admin", "operator", "operator", "operator", "operator", "operator"]
                 .iter()
