@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod model;
 pub mod notify;
 pub mod ops;
+pub mod pdf;
 pub mod server;
 pub mod sip;
 pub mod web;

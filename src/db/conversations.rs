@@ -828,3 +828,48 @@ pub fn save_sop(
 pub fn delete_sop(c: &Connection, id: i64) -> DbResult<bool> {
     Ok(c.execute("DELETE FROM sop_documents WHERE id = ?1", [id])? == 1)
 }
+
+// ---- the web chat widget (issue 17) ----
+
+/// Customer messages in a thread (a widget visitor's messages are bounded per session).
+pub fn inbound_count(c: &Connection, conversation: i64) -> DbResult<i64> {
+    Ok(c.prepare_cached(
+        "SELECT count(*) FROM conversation_messages
+             WHERE conversation_id = ?1 AND direction = 'in'",
+    )?
+    .query_row([conversation], |r| r.get(0))?)
+}
+
+/// A message as a widget visitor sees it: theirs or the shop's reply (never staff notes
+/// or the thread's history).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VisitorMessage {
+    pub id: i64,
+    /// True for the visitor's own message, false for the shop's reply.
+    pub mine: bool,
+    pub text: String,
+    pub created_at: i64,
+}
+
+/// The visitor-visible messages of a thread after message id `after`, oldest first.
+pub fn visitor_messages(
+    c: &Connection,
+    conversation: i64,
+    after: i64,
+    limit: i64,
+) -> DbResult<Vec<VisitorMessage>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, direction = 'in', body, created_at FROM conversation_messages
+         WHERE conversation_id = ?1 AND id > ?2 AND direction IN ('in', 'out')
+         ORDER BY id LIMIT ?3",
+    )?;
+    let rows = st.query_map(params![conversation, after, limit], |r| {
+        Ok(VisitorMessage {
+            id: r.get(0)?,
+            mine: r.get(1)?,
+            text: r.get(2)?,
+            created_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

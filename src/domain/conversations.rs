@@ -1457,3 +1457,185 @@ pub async fn write_file(path: &Path, data: Vec<u8>) -> DomainResult<()> {
     .map_err(|e| DomainError::Db(crate::db::DbError::Task(e.to_string())))?
     .map_err(|e| DomainError::Db(crate::db::DbError::Task(format!("saving the file: {e}"))))
 }
+
+// ---- the web chat widget (issue 17): anonymous visitors write into the same inbox ----
+
+/// Longest widget message (characters).
+pub const MAX_WEB_TEXT: usize = 2000;
+/// Messages one widget visitor may send in their thread (a session): beyond it they are
+/// asked to call.
+pub const MAX_WEB_MESSAGES: i64 = 200;
+/// Longest visitor name.
+pub const MAX_WEB_NAME: usize = 80;
+
+/// A widget visitor's id: random, made by the widget, 16 to 64 URL-safe characters.
+pub fn valid_visitor(v: &str) -> bool {
+    (16..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Stores what a widget visitor wrote, in a thread with channel `web` and the visitor's
+/// id as its address (created on the first message); reopens a closed thread and
+/// assigns it automatically like a Telegram message. Returns the message id.
+pub fn ingest_web(
+    tx: &mut Tx<'_>,
+    visitor: &str,
+    name: &str,
+    text: &str,
+    online: &[UserId],
+) -> DomainResult<i64> {
+    let now = tx.now();
+    let (conv, created) = q::open_for(tx, "web", visitor, name, None, now)?;
+    if !created && !name.is_empty() {
+        q::set_title(tx, conv, name)?;
+    }
+    if q::inbound_count(tx, conv)? >= MAX_WEB_MESSAGES {
+        return Err(DomainError::conflict(
+            Msg::new("err.widget.too_many").with("max", MAX_WEB_MESSAGES),
+        ));
+    }
+    let mid = q::insert_message(
+        tx,
+        &NewMessage {
+            conversation_id: conv,
+            direction: "in",
+            kind: "text",
+            body: text,
+            ..Default::default()
+        },
+        now,
+    )?
+    .expect("widget messages carry no update id");
+    if q::on_inbound(tx, conv, &preview("text", text), now)? {
+        history(tx, conv, "reopened", serde_json::json!({"by": "customer"}))?;
+    }
+    let row = q::get(tx, conv)?.ok_or(DomainError::NotFound)?;
+    if row.assignee_id.is_none() && flag(tx, AUTO_ASSIGN)? {
+        if let Some(agent) = pick_agent(tx, online)? {
+            q::set_assignee(tx, conv, Some(agent))?;
+            let name = crate::db::accounts::user_by_id(tx, agent)?
+                .map(|u| u.display_name)
+                .unwrap_or_default();
+            history(
+                tx,
+                conv,
+                "assigned",
+                serde_json::json!({"to": agent, "to_name": name, "auto": true}),
+            )?;
+        }
+    }
+    let row = q::get(tx, conv)?.ok_or(DomainError::NotFound)?;
+    message_event(tx, &row, mid)?;
+    // An anonymous visitor's only trace besides the thread: who wrote when, from the web.
+    tx.log(
+        "message",
+        "conversation",
+        conv,
+        serde_json::json!({"channel": "web", "message": mid, "created": created}),
+    );
+    Ok(mid)
+}
+
+pub use crate::db::conversations::VisitorMessage;
+
+impl Conversations {
+    /// A widget visitor's message (the web layer checked the widget is on, the site and
+    /// the rate limits). `name` is optional; text is trimmed and bounded.
+    pub async fn web_post(
+        &self,
+        visitor: &str,
+        name: &str,
+        text: &str,
+    ) -> DomainResult<VisitorMessage> {
+        if !valid_visitor(visitor) {
+            return Err(DomainError::invalid("err.widget.visitor"));
+        }
+        let text = text.trim().to_string();
+        if text.is_empty() {
+            return Err(DomainError::invalid("err.widget.empty"));
+        }
+        if text.chars().count() > MAX_WEB_TEXT {
+            return Err(DomainError::invalid(
+                Msg::new("err.widget.too_long").with("max", MAX_WEB_TEXT),
+            ));
+        }
+        let name: String = name.trim().chars().filter(|c| !c.is_control()).collect();
+        if name.chars().count() > MAX_WEB_NAME {
+            return Err(DomainError::invalid(
+                Msg::new("err.widget.name_too_long").with("max", MAX_WEB_NAME),
+            ));
+        }
+        let visitor = visitor.to_string();
+        let online = self.online.users();
+        let t = text.clone();
+        let (id, created_at) = self
+            .store
+            .write(super::work::Who::System, move |tx| {
+                let id = ingest_web(tx, &visitor, &name, &t, &online)?;
+                Ok((id, tx.now()))
+            })
+            .await?;
+        Ok(VisitorMessage {
+            id,
+            mine: true,
+            text,
+            created_at,
+        })
+    }
+
+    /// What a widget visitor sees after message `after`: their messages and the shop's
+    /// replies. With `wait`, waits up to that long for something new (long-poll) and
+    /// returns at once when a message of the thread is committed.
+    pub async fn web_messages(
+        &self,
+        visitor: &str,
+        after: i64,
+        wait: std::time::Duration,
+    ) -> DomainResult<Vec<VisitorMessage>> {
+        if !valid_visitor(visitor) {
+            return Err(DomainError::invalid("err.widget.visitor"));
+        }
+        // Subscribed before reading, so a reply committed in between is not missed.
+        let mut rx = self.store.events().subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let v = visitor.to_string();
+            let (conv, rows) = self
+                .store
+                .view(move |c| {
+                    let Some(conv) = q::by_address(c, "web", &v)? else {
+                        return Ok((None, Vec::new()));
+                    };
+                    Ok((Some(conv), q::visitor_messages(c, conv, after, 200)?))
+                })
+                .await?;
+            if !rows.is_empty() {
+                return Ok(rows);
+            }
+            // Wait for a message of this thread (or, before the first message, of any
+            // web thread: the visitor's own first message creates it).
+            let ours = |e: &crate::events::Event| {
+                e.kind == "conversation.message"
+                    && match conv {
+                        Some(id) => e.data["conversation"]["id"].as_i64() == Some(id),
+                        None => e.data["conversation"]["channel"] == "web",
+                    }
+            };
+            let got = tokio::time::timeout_at(deadline, async {
+                loop {
+                    match rx.recv().await {
+                        Ok(e) if ours(&e) => return true,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                    }
+                }
+            })
+            .await;
+            if !matches!(got, Ok(true)) {
+                return Ok(Vec::new());
+            }
+        }
+    }
+}

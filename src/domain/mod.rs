@@ -11,6 +11,7 @@ pub mod conversations;
 pub mod customer_links;
 pub mod customers;
 pub mod dashboard;
+pub mod documents;
 pub mod filters;
 pub mod live_registrations;
 pub mod notices;
@@ -21,6 +22,7 @@ pub mod search;
 pub mod seed;
 pub mod shop;
 pub mod telephony;
+pub mod widget;
 pub mod work;
 
 pub use access::{Action, Actor};

@@ -13,6 +13,8 @@ use super::WebState;
 #[derive(RustEmbed)]
 #[folder = "assets/"]
 #[exclude = "*.md"]
+// The PDF fonts are compiled in by `crate::pdf`; pages do not use them.
+#[exclude = "fonts/*"]
 struct Files;
 
 /// Content hash of every embedded file, computed once at start.

@@ -33,7 +33,7 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
     })
 }
 
-fn domain_status(e: &DomainError) -> StatusCode {
+pub(crate) fn domain_status(e: &DomainError) -> StatusCode {
     // A write the disk refused (full, read-only, failing): nothing of it was saved, and
     // what was saved before is safe; the message says which (DomainError::message).
     match e.storage_problem() {

@@ -44,6 +44,8 @@ pub struct WebState {
     pub hub: hub::Hub,
     /// Request limits of `/api/*`.
     pub api_limits: ratelimit::ApiLimits,
+    /// Request limits of the chat widget's visitors.
+    pub widget: pages::widget::Limits,
 }
 
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
@@ -173,6 +175,7 @@ pub fn state(ctx: AppContext, setup_token: Option<String>) -> web::Data<WebState
         assets: assets::AssetIndex::build(),
         api_limits,
         hub,
+        widget: pages::widget::Limits::new(),
     })
 }
 

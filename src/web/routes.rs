@@ -251,6 +251,16 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/quick-replies", Allowed(ViewConversations), api::conversations::quick_replies);
     r.add(post(), "/api/v1/quick-replies", Allowed(ManageInbox), api::conversations::save_quick_reply);
     r.add(Method::DELETE, "/api/v1/quick-replies/{id}", Allowed(ManageInbox), api::conversations::delete_quick_reply);
+
+    // Conversations (issue 17): the PDF export
+    r.add(get(), "/inbox/{id}/export.pdf", Allowed(ExportConversations), pages::conversation_export::export_pdf);
+    // The web chat widget: anonymous visitors (off by default; checks in pages::widget)
+    r.add(get(), "/widget/widget.js", Public, pages::widget::script);
+    r.add(get(), "/widget/frame", Public, pages::widget::frame);
+    r.add(get(), "/widget/messages", Public, pages::widget::messages);
+    r.add(post(), "/widget/messages", Public, pages::widget::post_message);
+    r.add(get(), "/settings/widget", Allowed(ManageInbox), pages::widget::settings);
+    r.add(post(), "/settings/widget", Allowed(ManageInbox), pages::widget::save_settings);
 }
 
 /// Collects the specs without registering anything.

@@ -6,6 +6,8 @@ mod browser;
 mod calls;
 mod calls_browser;
 mod changes;
+mod chat_export;
+mod chat_widget;
 mod cli;
 mod clock;
 mod core;

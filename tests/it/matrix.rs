@@ -251,9 +251,30 @@ pub const INBOX: &[(&str, &str, Who)] = &[
     ("DELETE", "/api/v1/quick-replies/{id}", ADMIN),
 ];
 
+/// Conversations (issue 17), the helper's part: the PDF export (admins and operators);
+/// the web chat widget (public, off by default, checked in its handlers) and its
+/// settings (admin).
+pub const CHAT_EXTRAS: &[(&str, &str, Who)] = &[
+    ("GET", "/inbox/{id}/export.pdf", DESK),
+    ("GET", "/widget/widget.js", Public),
+    ("GET", "/widget/frame", Public),
+    ("GET", "/widget/messages", Public),
+    ("POST", "/widget/messages", Public),
+    ("GET", "/settings/widget", ADMIN),
+    ("POST", "/settings/widget", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
-        FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, INBOX,
+        FOUNDATION,
+        CORE,
+        NOTIFY,
+        OPS,
+        TELEPHONY,
+        CALLS,
+        TRUNK,
+        INBOX,
+        CHAT_EXTRAS,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::core::{new_customer, new_order, Api};
-use crate::matrix::{CALLS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, TELEPHONY, TRUNK};
+use crate::matrix::{CALLS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, TELEPHONY, TRUNK};
 use crate::notify_peers::*;
 use crate::support::*;
 
@@ -1553,6 +1553,46 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 ),
             ]
         }
+        // ---- Conversations: the web chat widget and its settings
+        ("POST", "/settings/widget") => vec![
+            bad(
+                "/settings/widget",
+                form(&[("enabled", "1"), ("origins", "not a site")]),
+            ),
+            good(
+                "/settings/widget",
+                form(&[("enabled", "1"), ("origins", "https://shop.uz")]),
+            ),
+        ],
+        ("POST", "/widget/messages") => {
+            let admin = crm::domain::accounts::actor_of(
+                &fx.app
+                    .running()
+                    .ctx
+                    .accounts
+                    .user_by_username("admin")
+                    .await
+                    .unwrap(),
+            );
+            crm::domain::widget::save(&fx.app.running().ctx.store, &admin, true, "")
+                .await
+                .unwrap();
+            let visitor = format!("work-visitor-{:08}", fx.next());
+            vec![
+                json_step(
+                    "POST",
+                    "/widget/messages".into(),
+                    json!({"visitor": visitor, "text": ""}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    "/widget/messages".into(),
+                    json!({"visitor": visitor, "text": "Salom, telefonim tayyormi?"}),
+                    true,
+                ),
+            ]
+        }
         _ => return None,
     };
     Some(Case::Steps(steps))
@@ -1675,7 +1715,15 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
     let fx = fixture().await;
     let mut rx = fx.app.running().ctx.events.subscribe();
     let areas: &[&[(&str, &str, crate::matrix::Who)]] = &[
-        FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, INBOX,
+        FOUNDATION,
+        CORE,
+        NOTIFY,
+        OPS,
+        TELEPHONY,
+        CALLS,
+        TRUNK,
+        INBOX,
+        CHAT_EXTRAS,
     ];
     let mut failures = Vec::new();
     let mut checked = 0;

@@ -4,6 +4,7 @@
 
 mod backup;
 mod calls;
+mod chat;
 mod core;
 mod httpc;
 mod notify;
@@ -28,6 +29,7 @@ const SUITES: &[&str] = &[
     "sip-parse",
     "calls",
     "signin",
+    "chat",
 ];
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         "sip" => sip::run(rest),
         "calls" => calls::run(rest),
         "signin" => signin::run(rest),
+        "chat" => chat::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]

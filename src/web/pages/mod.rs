@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backups;
 pub mod branches;
 pub mod calls;
+pub mod conversation_export;
 pub mod core_ui;
 pub mod customers;
 pub mod dashboard;
@@ -16,6 +17,7 @@ pub mod provisioning;
 pub mod settings;
 pub mod telephony;
 pub mod users;
+pub mod widget;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
