@@ -17,6 +17,7 @@ pub mod orders;
 pub mod outbox;
 pub mod provisioning;
 pub mod reports;
+pub mod search;
 pub mod seed;
 pub mod settings;
 pub mod sip;
@@ -259,6 +260,7 @@ pub fn migrate_connection(conn: &mut Connection, path: &Path) -> DbResult<(usize
         },
         other => DbError::Migration(other.to_string()),
     })?;
+    search::ensure_keys(conn)?;
     Ok((before, schema_version(conn)?))
 }
 

@@ -27,6 +27,13 @@ pub struct ShopSettings {
     /// product computes is the shop's (see `domain::clock`).
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// Days from intake to the promised date the intake form suggests (0: none).
+    #[serde(default = "default_promise_days")]
+    pub promise_days: i64,
+}
+
+fn default_promise_days() -> i64 {
+    3
 }
 
 fn default_time_zone() -> String {
@@ -53,6 +60,7 @@ impl Default for ShopSettings {
             default_country: "998".into(),
             map_tiles: default_map_tiles(),
             time_zone: default_time_zone(),
+            promise_days: default_promise_days(),
         }
     }
 }
@@ -106,6 +114,9 @@ impl ShopSettings {
         }
         if self.currency.len() != 3 {
             return Err(DomainError::invalid("err.shop.currency"));
+        }
+        if !(0..=90).contains(&self.promise_days) {
+            return Err(DomainError::invalid("desk.err_promise_days"));
         }
         self.map_tile_origin()?;
         super::clock::check_zone(&self.time_zone)?;

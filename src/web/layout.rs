@@ -9,7 +9,8 @@ use crate::domain::Action;
 use crate::i18n::Tr;
 use crate::model::Language;
 
-/// Navigation entries, shown to roles that may do the action.
+/// The daily work: always in the header row, shown to roles that may do the action.
+/// (The conversations inbox, with its unread badge, belongs here after "Calls".)
 const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.dashboard", Action::ViewDashboard),
     ("/orders", "nav.orders", Action::ViewOrders),
@@ -17,26 +18,38 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/calls", "calls.nav", Action::ViewCalls),
     ("/map", "branches.map_nav", Action::ViewOrders),
     ("/workload", "nav.workload", Action::ViewReports),
+];
+
+/// Administration, grouped under one "Settings" menu so the header stays one row.
+const SETTINGS_NAV: &[(&str, &str, Action)] = &[
+    ("/settings", "desk.shop_settings", Action::ManageSettings),
     ("/users", "nav.users", Action::ManageUsers),
-    ("/settings", "nav.settings", Action::ManageSettings),
-    ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
-    ("/audit/activity", "nav.activity", Action::ViewActivityLog),
+    ("/telephony", "nav.telephony", Action::ManageTelephony),
     (
         "/settings/notifications",
         "notify.nav",
         Action::ManageNotifications,
     ),
+    ("/backups", "backups.nav", Action::ManageBackups),
+    ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
+    ("/audit/activity", "nav.activity", Action::ViewActivityLog),
+];
+
+/// The signed-in user's own pages, under their name.
+const USER_NAV: &[(&str, &str, Action)] = &[
+    ("/profile", "desk.profile", Action::ManageOwnAccount),
     (
         "/profile/telegram",
         "notify.profile.nav",
         Action::ManageOwnAccount,
     ),
-    ("/backups", "backups.nav", Action::ManageBackups),
-    ("/telephony", "nav.telephony", Action::ManageTelephony),
 ];
 
 fn head(state: Option<&WebState>, title: &str) -> Markup {
-    let url = |p: &str| state.map(|s| s.assets.url(p)).unwrap_or_default();
+    let url = |p: &str| match state {
+        Some(s) => s.assets.url(p),
+        None => super::assets::global().url(p),
+    };
     html! {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
@@ -51,6 +64,7 @@ fn head(state: Option<&WebState>, title: &str) -> Markup {
         script src=(url("js/live.js")) defer {}
         script src=(url("js/calls.js")) defer {}
         script src=(url("js/dial.js")) defer {}
+        script src=(url("js/desk.js")) defer {}
     }
 }
 
@@ -93,7 +107,22 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                                     a href=(href) aria-current=[(is_current(&ui.path, href)).then_some("page")] { (ui.tr.t(key)) }
                                 }
                             }
+                            @let admin: Vec<_> = SETTINGS_NAV.iter().filter(|(_, _, a)| actor.can(*a)).collect();
+                            @if !admin.is_empty() {
+                                @let here = admin.iter().any(|(h, _, _)| is_current(&ui.path, h));
+                                details.menu #settings-menu {
+                                    summary aria-current=[here.then_some("page")] { (ui.t("nav.settings")) }
+                                    div.menu-list {
+                                        @for (href, key, _) in admin {
+                                            a href=(href) aria-current=[(ui.path == *href).then_some("page")] { (ui.tr.t(key)) }
+                                        }
+                                    }
+                                }
+                            }
                         }
+                    }
+                    @if ui.actor.as_ref().is_some_and(|a| a.can(Action::ViewOrders)) {
+                        (search_box(ui))
                     }
                     div.topbar-right {
                         (super::pages::calls::header_status(ui))
@@ -102,16 +131,38 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                         (language_switch(ui))
                         button #theme-toggle.icon-btn type="button" title=(ui.t("shell.theme")) { "◐" }
                         @if let Some(actor) = &ui.actor {
-                            a.user-link href="/profile" { (actor.display_name) }
-                            form.inline method="post" action="/logout" {
-                                (csrf_field(ui))
-                                button.link type="submit" { (ui.t("shell.logout")) }
+                            details.menu.menu-end #user-menu {
+                                summary.user-link { (actor.display_name) }
+                                div.menu-list {
+                                    @for (href, key, action) in USER_NAV {
+                                        @if actor.can(*action) { a href=(href) { (ui.tr.t(key)) } }
+                                    }
+                                    form method="post" action="/logout" {
+                                        (csrf_field(ui))
+                                        button.link type="submit" { (ui.t("shell.logout")) }
+                                    }
+                                }
                             }
                         }
                     }
                 }
                 main #content { (content) }
             }
+        }
+    }
+}
+
+/// The one search box: a plain GET form to `/search` that works without script;
+/// `desk.js` shows results as you type (`/search/suggest`) and focuses it on `/` or
+/// Ctrl+K.
+fn search_box(ui: &Ui) -> Markup {
+    html! {
+        form.global-search #global-search-form method="get" action="/search" role="search" {
+            label.visually-hidden for="global-search" { (ui.t("search.title")) }
+            input #global-search name="q" type="search" autocomplete="off" maxlength="100"
+                placeholder=(ui.t("desk.search_hint")) aria-controls="search-suggest" aria-expanded="false"
+                data-suggest="/search/suggest";
+            div #search-suggest.suggest role="listbox" hidden {}
         }
     }
 }

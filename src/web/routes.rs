@@ -71,6 +71,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/orders", Allowed(ViewOrders), pages::orders::list);
     r.add(get(), "/orders/export.csv", Allowed(ViewOrders), pages::orders::export_csv);
     r.add(get(), "/orders/new", Allowed(CreateOrders), pages::orders::new_form);
+    r.add(get(), "/orders/new/customer", Allowed(CreateOrders), pages::desk::intake_customer);
     r.add(post(), "/orders", Allowed(CreateOrders), pages::orders::create);
     r.add(get(), "/orders/{id}", Allowed(ViewOrders), pages::orders::show);
     r.add(post(), "/orders/{id}", Allowed(EditOrders), pages::orders::update);
@@ -94,6 +95,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/customers/{id}", Allowed(EditCustomers), pages::customers::update);
     r.add(post(), "/customers/{id}/merge", Allowed(MergeCustomers), pages::customers::merge);
     r.add(get(), "/search", Allowed(ViewOrders), pages::customers::search);
+    r.add(get(), "/search/suggest", Allowed(ViewOrders), pages::desk::suggest);
     r.add(get(), "/branches", Allowed(ManageBranches), pages::branches::list);
     r.add(post(), "/branches", Allowed(ManageBranches), pages::branches::create);
     r.add(post(), "/branches/{id}", Allowed(ManageBranches), pages::branches::update);

@@ -466,7 +466,7 @@ pub fn header_status(ui: &Ui) -> Markup {
             data-t-new-customer=(ui.t("customers.new")) data-t-new-order=(ui.t("orders.new"))
             data-t-open-customer=(ui.t("calls.open_customer")) data-t-answered-by=(ui.t("calls.answered_by_x")) data-t-answered-elsewhere=(ui.t("harden.call_answered_elsewhere"))
             data-t-transferred-by=(ui.t("calls.transferred_by_x"))
-            data-t-balance=(ui.t("orders.balance")) data-t-promised=(ui.t("orders.promised"))
+            data-t-balance=(ui.t("desk.to_pay")) data-t-overpaid=(ui.t("desk.overpayment")) data-t-promised=(ui.t("orders.promised"))
             data-t-last-call=(ui.t("calls.last_call")) data-t-no-orders=(ui.t("calls.no_open_orders"))
             data-t-keys=(ui.t("calls.keys")) data-t-close=(ui.t("calls.close"))
             data-can-customers=(if actor.can(Action::ViewCustomers) { "1" } else { "0" })

@@ -46,6 +46,8 @@ async fn render(
                     label for="order_prefix" { (ui.t("settings.order_prefix")) } input #order_prefix name="order_prefix" value=(shop.order_prefix) maxlength="8";
                     label for="currency" { (ui.t("settings.currency")) } input #currency name="currency" value=(shop.currency) maxlength="3";
                     label for="default_country" { (ui.t("settings.default_country")) } input #default_country name="default_country" value=(shop.default_country) maxlength="4";
+                    label for="promise_days" { (ui.t("desk.promise_days")) }
+                    input #promise_days name="promise_days" type="number" min="0" max="90" value=(shop.promise_days);
                     label for="map_tiles" { (ui.t("branches.map_tiles")) } input #map_tiles name="map_tiles" value=(shop.map_tiles) maxlength="300";
                     label for="time_zone" { (ui.t("clock.time_zone")) }
                     input #time_zone name="time_zone" value=(shop.time_zone) maxlength="64" list="time-zones" autocapitalize="none" spellcheck="false" required;
