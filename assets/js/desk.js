@@ -129,7 +129,37 @@
     apply();
   }
 
+  // Buttons that copy a value (the phone's settings) and forms that ask first.
+  function setupCopyAndConfirm() {
+    document.addEventListener("click", function (e) {
+      var b = e.target.closest && e.target.closest("button[data-copy]");
+      if (!b) return;
+      var text = b.dataset.copy;
+      var done = function () {
+        var was = b.textContent;
+        b.textContent = b.dataset.done || was;
+        b.classList.add("copied");
+        setTimeout(function () { b.textContent = was; b.classList.remove("copied"); }, 1500);
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done, function () { fallback(text); done(); });
+      } else { fallback(text); done(); }
+    });
+    function fallback(text) {
+      var t = document.createElement("textarea");
+      t.value = text; t.setAttribute("readonly", ""); t.style.position = "fixed"; t.style.opacity = "0";
+      document.body.appendChild(t); t.select();
+      try { document.execCommand("copy"); } catch (err) { /* the value stays visible to copy by hand */ }
+      document.body.removeChild(t);
+    }
+    document.addEventListener("submit", function (e) {
+      var f = e.target;
+      if (f.dataset && f.dataset.confirm && !window.confirm(f.dataset.confirm)) e.preventDefault();
+    });
+  }
+
   onReady(function () {
+    setupCopyAndConfirm();
     setupSearch();
     setupMenus();
     setupIntake();
