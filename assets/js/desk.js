@@ -10,6 +10,14 @@
     var t = null;
     return function () { clearTimeout(t); t = setTimeout(fn, ms); };
   }
+  // Data from the server goes on the page as text only (see harden.rs: no HTML sinks).
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = text;
+    return e;
+  }
+  function txt(s) { return document.createTextNode(s); }
   function typing(el) {
     if (!el) return false;
     var tag = el.tagName;
@@ -34,24 +42,48 @@
       all[i].classList.add("active");
       all[i].scrollIntoView({ block: "nearest" });
     }
+    function render(d) {
+      box.textContent = "";
+      d.hits.forEach(function (h) {
+        var a = el("a", "sg " + (h.status ? "sg-order" : "sg-customer"));
+        a.href = h.href;
+        a.setAttribute("role", "option");
+        a.appendChild(el("span", "sg-main", h.main));
+        if (h.status) {
+          a.appendChild(txt(" "));
+          a.appendChild(el("span", "badge status status-" + h.status[1], h.status[0]));
+        }
+        if (h.sub) {
+          a.appendChild(txt(" "));
+          a.appendChild(el("span", "sg-sub", h.sub));
+        }
+        box.appendChild(a);
+      });
+      if (d.empty) box.appendChild(el("p", "sg-empty", d.empty));
+      var all = el("a", "sg sg-all", d.all.label);
+      all.href = d.all.href;
+      all.setAttribute("role", "option");
+      box.appendChild(all);
+    }
     var ask = debounce(function () {
       var q = input.value.trim();
-      if (!q) { box.innerHTML = ""; shown = ""; hide(); return; }
+      if (!q) { box.textContent = ""; shown = ""; hide(); return; }
       if (q === shown) { show(); return; }
       var mine = ++seq;
-      fetch(input.dataset.suggest + "?q=" + encodeURIComponent(q), { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (r) { return r.ok ? r.text() : ""; })
-        .then(function (html) {
+      fetch(input.dataset.suggest + "?q=" + encodeURIComponent(q), { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (d) {
           // An answer to an older query than what is typed now is dropped.
-          if (mine !== seq) return;
+          if (!d || mine !== seq) return;
           shown = q;
-          box.innerHTML = html;
-          if (html.trim()) { show(); box.dataset.query = q; } else hide();
+          render(d);
+          show();
+          box.dataset.query = q;
         })
         .catch(function () { /* the form still submits to /search */ });
     }, 120);
     input.addEventListener("input", ask);
-    input.addEventListener("focus", function () { if (box.innerHTML.trim() && input.value.trim()) show(); });
+    input.addEventListener("focus", function () { if (box.firstChild && input.value.trim()) show(); });
     input.addEventListener("keydown", function (e) {
       if (e.key === "ArrowDown") { e.preventDefault(); show(); move(1); }
       else if (e.key === "ArrowUp") { e.preventDefault(); move(-1); }
@@ -96,6 +128,38 @@
     if (!phone || !box) return;
     var seq = 0;
     var asked = null;
+    // The same box the server draws (pages::desk::customer_block).
+    function renderBox(d, chosen) {
+      box.textContent = "";
+      if (!d.customer) return;
+      var c = d.customer;
+      var k = el("div", "known-customer");
+      k.dataset.customerId = c.id;
+      k.dataset.name = c.name;
+      k.dataset.phone = c.phone || "";
+      k.appendChild(txt("✓ " + d.t.known + ": "));
+      var a = el("a", null, c.name);
+      a.href = c.href;
+      a.target = "_blank";
+      k.appendChild(a);
+      k.appendChild(txt(" "));
+      k.appendChild(el("span", "muted", c.phones));
+      box.appendChild(k);
+      if (!d.differs) return;
+      var f = el("fieldset", "choice");
+      f.id = "customer-choice";
+      f.appendChild(el("legend", null, d.t.legend));
+      [["existing", d.t.existing], ["new", d.t["new"]]].forEach(function (o) {
+        var l = el("label", "check");
+        var r = el("input");
+        r.type = "radio"; r.name = "customer_choice"; r.value = o[0]; r.required = true;
+        r.checked = chosen === o[0];
+        l.appendChild(r);
+        l.appendChild(txt(" " + o[1]));
+        f.appendChild(l);
+      });
+      box.appendChild(f);
+    }
     function apply() {
       var known = box.querySelector(".known-customer");
       if (name) name.placeholder = known ? known.dataset.name || "" : "";
@@ -105,17 +169,13 @@
       if (q === asked) return;
       asked = q;
       var mine = ++seq;
-      fetch(phone.dataset.lookup + "?" + q, { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.text() : null; })
-        .then(function (html) {
-          if (html === null || mine !== seq) return;
+      fetch(phone.dataset.lookup + "?" + q, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (d) {
+          if (!d || mine !== seq) return;
           // Keep a radio already chosen when the same choice comes back.
           var was = box.querySelector("input[name=customer_choice]:checked");
-          box.innerHTML = html;
-          if (was) {
-            var again = box.querySelector("input[name=customer_choice][value=" + was.value + "]");
-            if (again) again.checked = true;
-          }
+          renderBox(d, was ? was.value : null);
           apply();
         })
         .catch(function () { /* the server checks again on submit */ });

@@ -529,7 +529,13 @@ mod tests {
         }
         assert_eq!(ok, 45);
         let n: i64 = db
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM settings", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM settings WHERE key GLOB 'k[0-9]*'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
             .await
             .unwrap();
         assert_eq!(n, 45, "rejected writes must leave nothing behind");

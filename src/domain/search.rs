@@ -44,7 +44,10 @@ pub fn fts_expression(q: &str, country: crate::model::phone::Country) -> Option<
             format!("\"{w}\"*")
         }
     };
-    let mut terms: Vec<String> = Vec::new();
+    // Words as typed, each either its terms or, when it may be spelled in another
+    // script, a group `(typed OR "skeleton"*)`.
+    let mut words: Vec<(Vec<String>, Option<String>)> = Vec::new();
+    let mut count = 0;
     for word in q.split_whitespace() {
         let parts: Vec<String> = word
             .split(|c: char| c == '-' || c == '"' || c == '\'')
@@ -54,25 +57,51 @@ pub fn fts_expression(q: &str, country: crate::model::phone::Country) -> Option<
         if parts.is_empty() {
             continue;
         }
-        if terms.len() + parts.len() > 8 {
+        count += parts.len();
+        if count > 8 {
             break;
         }
-        let typed = parts.join(" ");
         // The word in any script: customers' rows also carry their name's Latin
         // skeleton (`db::search`), so `Dilnoza` finds `Дилноза` and back.
         let key = crate::model::translit::fold_word(word);
+        // The word as the index splits it (`O'lmas` is "o" and "lmas" there).
         let plain: String = word
             .to_lowercase()
             .chars()
-            .filter(|c| c.is_alphanumeric())
+            .filter(|c| c.is_alphanumeric() || matches!(c, '\'' | '`' | 'ʻ' | 'ʼ' | '‘' | '’'))
             .collect();
-        if key.chars().count() >= 2 && key != plain && !key.contains('"') {
-            terms.push(format!("({typed} OR \"{key}\"*)"));
-        } else {
-            terms.push(typed);
-        }
+        // Short words are not folded: `C` would become a prefix search for "ts".
+        let alt = (plain.chars().count() >= 3
+            && key.chars().count() >= 2
+            && key != plain
+            && !key.contains('"'))
+        .then_some(key);
+        words.push((parts, alt));
     }
-    (!terms.is_empty()).then(|| terms.join(" "))
+    if words.is_empty() {
+        return None;
+    }
+    // FTS5 joins bare phrases by juxtaposition but a parenthesised group only by an
+    // explicit AND, so a query with a group spells every AND out.
+    if words.iter().all(|(_, alt)| alt.is_none()) {
+        let all: Vec<String> = words.into_iter().flat_map(|(p, _)| p).collect();
+        return Some(all.join(" "));
+    }
+    let terms: Vec<String> = words
+        .into_iter()
+        .map(|(parts, alt)| {
+            let typed = if parts.len() > 1 {
+                format!("({})", parts.join(" AND "))
+            } else {
+                parts.join("")
+            };
+            match alt {
+                Some(k) => format!("({typed} OR \"{k}\"*)"),
+                None => typed,
+            }
+        })
+        .collect();
+    Some(terms.join(" AND "))
 }
 
 /// What was typed as an order number ("rm24-123", "RM24-00123", "RM2400123"), in the
@@ -217,8 +246,8 @@ mod tests {
             "(\"Дилноза\"* OR \"dilnoza\"*)"
         );
         assert_eq!(
-            fts_expression("O'lmas Xurshid", UZBEKISTAN).unwrap(),
-            "(\"O\" \"lmas\"* OR \"olmas\"*) (\"Xurshid\"* OR \"hurshid\"*)"
+            fts_expression("O'lmas Xurshid 12", UZBEKISTAN).unwrap(),
+            "((\"O\" AND \"lmas\"*) OR \"olmas\"*) AND (\"Xurshid\"* OR \"hurshid\"*) AND \"12\""
         );
         assert_eq!(
             fts_expression("iPhone 12 a", UZBEKISTAN).unwrap(),

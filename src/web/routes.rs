@@ -85,6 +85,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/orders/{id}/photos/{photo}", Allowed(ViewOrders), pages::orders::photo);
     r.add(get(), "/orders/{id}/receipt", Allowed(ViewOrders), pages::orders::receipt);
     r.add(get(), "/orders/{id}/act", Allowed(ViewOrders), pages::orders::act);
+    r.add(get(), "/orders/{id}/label", Allowed(ViewOrders), pages::orders::label);
     r.add(get(), "/my", Allowed(ViewOrders), pages::orders::my_orders);
     r.add(get(), "/workload", Allowed(ViewReports), pages::orders::workload);
     r.add(get(), "/customers", Allowed(ViewCustomers), pages::customers::list);

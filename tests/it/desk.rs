@@ -145,12 +145,12 @@ async fn header_search_finds_names_across_scripts_phone_tails_and_order_numbers(
     for q in ["Dilnoza", "Дилноза", "дильноза", "DILNOZA"] {
         let html = ask(q).await;
         assert!(
-            html.contains(&format!("/customers/{a}")) && html.contains(&format!("/customers/{b}")),
+            html.contains(&format!("/customers/{a}\"")) && html.contains(&format!("/customers/{b}\"")),
             "{q} finds both spellings: {html}"
         );
     }
     for q in ["Хуршид", "Khurshid", "Қодиров", "kodirov"] {
-        assert!(ask(q).await.contains(&format!("/customers/{c}")), "{q}");
+        assert!(ask(q).await.contains(&format!("/customers/{c}\"")), "{q}");
     }
     // The last four digits a caller reads out.
     let html = ask("4567").await;
@@ -163,14 +163,17 @@ async fn header_search_finds_names_across_scripts_phone_tails_and_order_numbers(
     // An order by its number, whole or as the bare sequence of this year.
     let seq: u32 = number.rsplit('-').next().unwrap().parse().unwrap();
     for q in [number.clone(), number.to_lowercase(), seq.to_string()] {
-        assert!(ask(&q).await.contains(&format!("/orders/{}", o["id"])), "{q}");
+        assert!(ask(&q).await.contains(&format!("/orders/{}\"", o["id"])), "{q}");
     }
     // Nothing found says so; odd input is not an error.
-    assert!(ask("Zzyzx").await.contains("sg-empty"));
-    for q in ["\"*(", "x OR y NOT", "'", &"я".repeat(5000)] {
+    let none: serde_json::Value = serde_json::from_str(&ask("Zzyzx").await).unwrap();
+    assert_eq!(none["hits"], json!([]));
+    assert!(none["empty"].is_string(), "nothing found says so: {none}");
+    for q in ["\"*(", "x OR y NOT", "'", "Samsung экран", "O'lmas (", &"я".repeat(5000)] {
         ask(q).await;
     }
-    assert!(ask("   ").await.trim().is_empty());
+    let blank: serde_json::Value = serde_json::from_str(&ask("   ").await).unwrap();
+    assert_eq!(blank["hits"], json!([]));
     // A master sees no customers and only their own orders.
     let _ = usta1;
     let m = app.login("usta1", "usta-pass-1").await;
@@ -233,15 +236,25 @@ async fn intake_shows_the_phones_customer_and_asks_when_the_typed_name_is_someon
             urlencode(name)
         )
     };
-    let html = s.get(&box_for("8 (90) 123-45-67", "")).await.text().await.unwrap();
-    assert!(html.contains("Дилноза Каримова") && html.contains("data-phone=\"+998 90 123 45 67\""), "{html}");
-    assert!(!html.contains("customer-choice"));
+    let get = |path: String| {
+        let s = &s;
+        async move {
+            let r = s.get(&path).await;
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let v = get(box_for("8 (90) 123-45-67", "")).await;
+    assert_eq!(v["customer"]["name"], "Дилноза Каримова", "{v}");
+    assert_eq!(v["customer"]["phone"], "+998 90 123 45 67", "shown formatted");
+    assert_eq!(v["differs"], false);
     // The same name in Latin letters is the same person: nothing to choose.
-    let html = s.get(&box_for("901234567", "Dilnoza Karimova")).await.text().await.unwrap();
-    assert!(!html.contains("customer-choice"), "{html}");
-    let html = s.get(&box_for("901234567", "Akmal")).await.text().await.unwrap();
-    assert!(html.contains("id=\"customer-choice\"") && html.contains("Akmal"), "{html}");
-    assert!(s.get(&box_for("90", "")).await.text().await.unwrap().trim().is_empty());
+    assert_eq!(get(box_for("901234567", "Dilnoza Karimova")).await["differs"], false);
+    let v = get(box_for("901234567", "Akmal")).await;
+    assert_eq!(v["differs"], true);
+    assert!(v["t"]["new"].as_str().unwrap().contains("Akmal"), "{v}");
+    assert_eq!(get(box_for("90", "")).await["customer"], serde_json::Value::Null);
+    assert_eq!(get(box_for("<b>", "<i>")).await["customer"], serde_json::Value::Null);
 
     // The form: the shop's usual promise (3 days) filled in, the checklist.
     let form = s.get("/orders/new").await.text().await.unwrap();
@@ -349,4 +362,61 @@ async fn unknown_pages_and_a_used_setup_link_are_styled_pages() {
         assert_eq!(r.status(), 200, "the stylesheet loads");
         assert!(html.contains("error-page") && html.contains("href=\"/\""));
     }
+}
+
+#[tokio::test]
+async fn receipts_show_what_is_left_to_pay_in_terms_of_the_language_on_three_papers_and_a_device_label() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, ..) = shop(&app).await;
+    add_user_in(&app, "rudesk", Role::Operator, Language::Ru).await;
+    let (s, mut settings) = admin.get("/api/v1/settings/shop").await;
+    assert_eq!(s, 200);
+    settings["terms_ru"] = json!("Устройство хранится 30 дней.");
+    settings["promise_days"] = json!(5);
+    let (s, v) = admin
+        .send(reqwest::Method::PUT, "/api/v1/settings/shop", settings.clone())
+        .await;
+    assert_eq!(s, 204, "{v}");
+    settings["promise_days"] = json!(400);
+    let (s, _) = admin
+        .send(reqwest::Method::PUT, "/api/v1/settings/shop", settings)
+        .await;
+    assert_eq!(s, 422, "a promise of 400 days is refused");
+
+    let cu = new_customer(&oper, "Rustam", "90 999 88 77").await;
+    let o = new_order(&oper, cu, json!({"estimate": 350000, "prepayment": 100000})).await;
+    let id = o["id"].as_i64().unwrap();
+    let ru = app.login("rudesk", "desk-pass-123").await;
+    let form = ru.get("/orders/new").await.text().await.unwrap();
+    let clock = app.running().ctx.clock.get();
+    let due = crm::domain::clock::iso_date(crm::domain::clock::add_days(clock.today(), 5));
+    assert!(form.contains(&format!("value=\"{due}\"")), "the shop's 5 days");
+
+    for (width, class) in [("a4", "print a4"), ("80mm", "print thermal"), ("58mm", "print thermal w58")] {
+        let page = ru
+            .get(&format!("/orders/{id}/receipt?width={width}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(&format!("<body class=\"{class}\">")), "{width}");
+        assert!(page.contains("id=\"print-button\""), "{width}: a print button");
+        let due = &page[page.find("id=\"receipt-due\"").expect("to-pay row")..];
+        let due = &due[..due.find("</tr>").unwrap()];
+        assert!(due.contains("К оплате") && due.contains("250 000 сум"), "{due}");
+        assert!(page.contains("Устройство хранится 30 дней."), "Russian terms");
+    }
+    // Another language without its own terms falls back to the main text.
+    let s = app.login("oper", "oper-pass-1").await;
+    let page = s.get(&format!("/orders/{id}/receipt")).await.text().await.unwrap();
+    assert!(page.contains("Qurilma 30 kun"), "main terms");
+
+    let label = ru.get(&format!("/orders/{id}/label")).await;
+    assert_eq!(label.status(), 200);
+    let label = label.text().await.unwrap();
+    assert!(label.contains("id=\"label-qr\"") && label.contains("<svg") && label.contains(o["number"].as_str().unwrap()));
+    assert!(label.contains("Rustam"));
+    assert_eq!(ru.get("/orders/999999/label").await.status(), 404);
+    let page = ru.get(&format!("/orders/{id}")).await.text().await.unwrap();
+    assert!(page.contains(&format!("href=\"/orders/{id}/label\"")));
 }

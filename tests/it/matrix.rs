@@ -82,6 +82,7 @@ pub const CORE: &[(&str, &str, Who)] = &[
     ("GET", "/orders/{id}/photos/{photo}", Staff),
     ("GET", "/orders/{id}/receipt", Staff),
     ("GET", "/orders/{id}/act", Staff),
+    ("GET", "/orders/{id}/label", Staff),
     ("GET", "/my", Staff),
     ("GET", "/workload", ADMIN),
     ("GET", "/customers", DESK),

@@ -5,8 +5,6 @@ use actix_web::{web, HttpResponse};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::core_ui::status_badge;
-use super::html;
 use crate::domain::customers::CustomerRow;
 use crate::domain::Actor;
 use crate::model::translit::{fold_word, words};
@@ -21,41 +19,72 @@ pub struct SuggestQuery {
 /// Results shown per kind while typing; the full list is one Enter away (`/search`).
 const SUGGEST: i64 = 6;
 
-/// `GET /search/suggest?q=`: an HTML fragment of links for the header box. Empty or
-/// unusable input gives an empty fragment, not an error: it is asked for on every key.
+/// One line of the header box's results.
+#[derive(serde::Serialize)]
+struct Hit {
+    href: String,
+    main: String,
+    sub: String,
+    /// The order's status name and group (for its colour); none for a customer.
+    status: Option<(String, String)>,
+}
+
+/// `GET /search/suggest?q=`: what the header box lists while typing, as JSON that the
+/// script puts on the page as text. Empty or unusable input gives no hits, not an error:
+/// it is asked for on every key.
 pub async fn suggest(ui: Ui, actor: Actor, q: web::Query<SuggestQuery>) -> HttpResponse {
     let text: String = q.q.clone().unwrap_or_default().chars().take(100).collect();
-    if text.trim().is_empty() {
-        return html(html! {});
-    }
     let ctx = &ui.state.ctx;
-    let r = crate::domain::search::suggest(&ctx.db, &ui.clock(), &actor, &text, SUGGEST)
-        .await
-        .unwrap_or_default();
+    let r = if text.trim().is_empty() {
+        Default::default()
+    } else {
+        crate::domain::search::suggest(&ctx.db, &ui.clock(), &actor, &text, SUGGEST)
+            .await
+            .unwrap_or_default()
+    };
     let statuses = ctx.orders.statuses().await.unwrap_or_default();
+    let mut hits: Vec<Hit> = Vec::new();
+    for o in &r.orders {
+        let st = statuses.iter().find(|s| s.id == o.status_id);
+        hits.push(Hit {
+            href: format!("/orders/{}", o.id),
+            main: o.number.clone(),
+            sub: format!("{} · {} {}", o.customer_name, o.brand, o.model)
+                .trim()
+                .to_string(),
+            status: st.map(|s| {
+                (
+                    crate::domain::orders::status_name(s, ui.tr.lang).to_string(),
+                    s.group.clone(),
+                )
+            }),
+        });
+    }
+    for c in &r.customers {
+        hits.push(Hit {
+            href: format!("/customers/{}", c.id),
+            main: c.name.clone(),
+            sub: phones(c),
+            status: None,
+        });
+    }
     let all = format!(
         "/search?{}",
         serde_urlencoded::to_string([("q", text.trim())]).unwrap_or_default()
     );
-    html(html! {
-        @for o in &r.orders {
-            a.sg.sg-order role="option" href=(format!("/orders/{}", o.id)) {
-                span.sg-main { (o.number) }
-                " " (status_badge(&ui, &statuses, o.status_id))
-                " " span.sg-sub { (o.customer_name) " · " (o.brand) " " (o.model) }
-            }
-        }
-        @for c in &r.customers {
-            a.sg.sg-customer role="option" href=(format!("/customers/{}", c.id)) {
-                span.sg-main { (c.name) }
-                " " span.sg-sub { (phones(c)) }
-            }
-        }
-        @if r.orders.is_empty() && r.customers.is_empty() {
-            p.sg-empty { (ui.t("search.nothing")) }
-        }
-        a.sg.sg-all role="option" href=(all) { (ui.t("desk.all_results")) " →" }
-    })
+    json(serde_json::json!({
+        "query": text.trim(),
+        "hits": hits,
+        "empty": hits.is_empty().then(|| ui.t("search.nothing")),
+        "all": {"href": all, "label": format!("{} →", ui.t("desk.all_results"))},
+    }))
+}
+
+fn json(v: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(v.to_string())
 }
 
 fn phones(c: &CustomerRow) -> String {
@@ -135,8 +164,9 @@ pub struct LookupQuery {
     name: Option<String>,
 }
 
-/// `GET /orders/new/customer?phone=&name=`: the customer box for the number being
-/// typed; empty while the number is incomplete or unknown.
+/// `GET /orders/new/customer?phone=&name=`: the customer the number being typed
+/// belongs to (none while it is incomplete or unknown), whether the typed name is
+/// someone else's, and the box's words, as JSON the script shows as text.
 pub async fn intake_customer(ui: Ui, q: web::Query<LookupQuery>) -> HttpResponse {
     let phone: String = q.phone.clone().unwrap_or_default().chars().take(40).collect();
     let name: String = q.name.clone().unwrap_or_default().chars().take(200).collect();
@@ -151,5 +181,25 @@ pub async fn intake_customer(ui: Ui, q: web::Query<LookupQuery>) -> HttpResponse
     } else {
         None
     };
-    html(customer_block(&ui, known.as_ref(), &name, Choice::None))
+    let Some(c) = known else {
+        return json(serde_json::json!({"customer": null}));
+    };
+    let typed = name.trim();
+    let differs = !typed.is_empty() && !same_name(typed, &c.name);
+    json(serde_json::json!({
+        "customer": {
+            "id": c.id,
+            "name": c.name,
+            "href": format!("/customers/{}", c.id),
+            "phones": phones(&c),
+            "phone": c.phones.first().map(|p| PhoneNumber::from_e164_unchecked(p.clone()).display()),
+        },
+        "differs": differs,
+        "t": {
+            "known": ui.t("desk.known_customer"),
+            "legend": ui.t("desk.name_differs"),
+            "existing": ui.tr.f("desk.choice_existing", &[("name", &c.name)]),
+            "new": ui.tr.f("desk.choice_new", &[("name", typed)]),
+        },
+    }))
 }

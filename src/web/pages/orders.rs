@@ -720,6 +720,7 @@ fn order_page(
             div.no-print {
                 a.button href=(format!("/orders/{}/receipt", o.id)) target="_blank" { (ui.t("print.receipt")) }
                 " " a.button href=(format!("/orders/{}/act", o.id)) target="_blank" { (ui.t("print.act")) }
+                " " a.button #label-link href=(format!("/orders/{}/label", o.id)) target="_blank" { (ui.t("desk.label")) }
             }
         }
         (flash(error, "error"))
@@ -1190,10 +1191,37 @@ pub async fn update(
     after(&ui, &actor, id, r).await
 }
 
-/// The intake receipt (`/receipt`) or completion act (`/act`), A4 or 80 mm thermal.
+/// The intake receipt (`/receipt`) or completion act (`/act`), A4, 80 mm or 58 mm
+/// thermal.
 #[derive(Deserialize)]
 pub struct PrintQuery {
     width: Option<String>,
+}
+
+/// The paper a print page is laid out for (`?width=`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Paper {
+    A4,
+    Thermal80,
+    Thermal58,
+}
+
+impl Paper {
+    fn parse(w: Option<&str>) -> Paper {
+        match w {
+            Some("80mm") => Paper::Thermal80,
+            Some("58mm") => Paper::Thermal58,
+            _ => Paper::A4,
+        }
+    }
+
+    fn class(self) -> &'static str {
+        match self {
+            Paper::A4 => "print a4",
+            Paper::Thermal80 => "print thermal",
+            Paper::Thermal58 => "print thermal w58",
+        }
+    }
 }
 
 fn qr_svg(text: &str) -> String {
@@ -1217,7 +1245,7 @@ pub async fn receipt(
         ui,
         actor,
         path.into_inner(),
-        q.width.as_deref() == Some("80mm"),
+        Paper::parse(q.width.as_deref()),
         false,
     )
     .await
@@ -1233,13 +1261,13 @@ pub async fn act(
         ui,
         actor,
         path.into_inner(),
-        q.width.as_deref() == Some("80mm"),
+        Paper::parse(q.width.as_deref()),
         true,
     )
     .await
 }
 
-async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpResponse {
+async fn print(ui: Ui, actor: Actor, id: i64, paper: Paper, act: bool) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let v = match ctx.orders.view(&actor, id).await {
         Ok(v) => v,
@@ -1268,14 +1296,13 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
         html lang=(ui.tr.lang.code()) {
             head {
                 meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " " (o.number) }
                 link rel="stylesheet" href=(url);
+                script src=(ui.state.assets.url("js/print.js")) defer {}
             }
-            body class=(if thermal { "print thermal" } else { "print a4" }) {
-                nav.no-print.print-tools {
-                    a href=(format!("?width=a4")) { "A4" } " · " a href=(format!("?width=80mm")) { "80 mm" }
-                    " · " a href=(format!("/orders/{}", o.id)) { "←" }
-                }
+            body class=(paper.class()) {
+                (print_tools(&ui, o.id, paper))
                 header.shop {
                     h1 { (shop.name) }
                     p { (shop.address) @if !shop.phone.is_empty() { " · " (shop.phone) } @if !shop.hours.is_empty() { " · " (shop.hours) } }
@@ -1299,7 +1326,15 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                         tr { th { (ui.t("orders.estimate")) } td { (money(&shop, o.estimate)) } }
                         tr { th { (ui.t("orders.promised")) } td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) } }
                     }
-                    tr { th { (ui.t("orders.paid")) } td { (money(&shop, o.paid)) } }
+                    tr { th { (ui.t("orders.paid")) } td { (super::core_ui::money_text(&ui, &shop, o.paid)) } }
+                    @if !act {
+                        // What is still to pay (against the estimate until there are work
+                        // lines), or the overpayment named as one.
+                        tr #receipt-due {
+                            th { (ui.t(if v.balance < 0 { "desk.overpayment" } else { "desk.to_pay" })) }
+                            td { strong { (super::core_ui::money_text(&ui, &shop, v.balance.abs())) } }
+                        }
+                    }
                 }
                 @if act {
                     table.lines {
@@ -1310,12 +1345,63 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                     }
                     p { (ui.t("orders.warranty_days")) ": " (o.warranty_days) }
                 }
-                p.terms { (shop.terms) }
+                p.terms { (shop.terms_for(ui.tr.lang)) }
                 div.signatures { span { (ui.t("print.customer_signature")) " ____________" } span { (ui.t("print.staff_signature")) " ____________" } }
             }
         }
     };
     html(body)
+}
+
+/// The paper choice and a print button, on every printable page (not printed).
+fn print_tools(ui: &Ui, id: i64, paper: Paper) -> Markup {
+    html! {
+        nav.no-print.print-tools {
+            button #print-button type="button" data-print { (ui.t("desk.print")) }
+            @for (p, w, label) in [(Paper::A4, "a4", "A4"), (Paper::Thermal80, "80mm", "80 mm"), (Paper::Thermal58, "58mm", "58 mm")] {
+                " · "
+                @if p == paper { strong { (label) } } @else { a href=(format!("?width={w}")) { (label) } }
+            }
+            " · " a href=(format!("/orders/{id}")) { "← " (ui.t("orders.order")) }
+        }
+    }
+}
+
+/// A label for the device on the shelf (40×30 mm): the order number as a QR code and in
+/// large type, the customer and the device.
+pub async fn label(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
+    let id = path.into_inner();
+    let o = match ui.state.ctx.orders.view(&actor, id).await {
+        Ok(v) => v.order,
+        Err(e) => return fail(&ui, e),
+    };
+    let url = ui.state.assets.url("css/print.css");
+    html(html! {
+        (maud::DOCTYPE)
+        html lang=(ui.tr.lang.code()) {
+            head {
+                meta charset="utf-8";
+                title { (ui.t("desk.label")) " " (o.number) }
+                link rel="stylesheet" href=(url);
+                script src=(ui.state.assets.url("js/print.js")) defer {}
+            }
+            body.print.label {
+                nav.no-print.print-tools {
+                    button #print-button type="button" data-print { (ui.t("desk.print")) }
+                    " · " a href=(format!("/orders/{}", o.id)) { "← " (ui.t("orders.order")) }
+                }
+                div.device-label #device-label {
+                    div.qr #label-qr { (PreEscaped(qr_svg(&o.number))) }
+                    div.label-text {
+                        strong.label-number { (o.number) }
+                        span { (o.customer_name) }
+                        span { (o.brand) " " (o.model) }
+                        @if let Some(p) = o.promised_at { span { (date(&ui.clock(), p)) } }
+                    }
+                }
+            }
+        }
+    })
 }
 
 pub async fn workload(ui: Ui) -> HttpResponse {
