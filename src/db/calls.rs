@@ -514,8 +514,8 @@ pub struct OpenOrder {
 /// The customer's orders that are not closed (newest first) and what they owe overall
 /// (as on the customer card: open orders plus closed ones not fully paid).
 pub fn open_orders_and_balance(c: &Connection, customer: i64) -> DbResult<(Vec<OpenOrder>, i64)> {
-    let mut st = c.prepare_cached(
-        &format!("SELECT o.id, o.number, o.status_id, s.code, o.promised_at, {due}
+    let mut st = c.prepare_cached(&format!(
+        "SELECT o.id, o.number, o.status_id, s.code, o.promised_at, {due}
          FROM orders o JOIN statuses s ON s.id = o.status_id
          WHERE o.customer_id = ?1 AND s.grp <> 'closed' ORDER BY o.id DESC LIMIT 20",
         due = crate::model::money::DUE_SQL

@@ -36,8 +36,7 @@ pub fn fts_expression(q: &str, country: crate::model::phone::Country) -> Option<
         // A prefix term reads the doclist of every indexed word it begins: "12"*
         // would merge thousands of serials and phone tails, so short numbers and
         // single letters match whole words only ("iPhone 12").
-        let short =
-            w.chars().count() < 2 || (w.len() < 4 && w.chars().all(|c| c.is_ascii_digit()));
+        let short = w.chars().count() < 2 || (w.len() < 4 && w.chars().all(|c| c.is_ascii_digit()));
         if short {
             format!("\"{w}\"")
         } else {
@@ -50,7 +49,7 @@ pub fn fts_expression(q: &str, country: crate::model::phone::Country) -> Option<
     let mut count = 0;
     for word in q.split_whitespace() {
         let parts: Vec<String> = word
-            .split(|c: char| c == '-' || c == '"' || c == '\'')
+            .split(['-', '"', '\''])
             .filter(|w| !w.is_empty())
             .map(term)
             .collect();
@@ -204,10 +203,12 @@ pub async fn suggest(
     }
     let by = by.clone();
     let found = db
-        .read(move |c| match crate::db::search::order_by_number(c, &number)? {
-            Some(id) => crate::db::orders::get(c, id),
-            None => Ok(None),
-        })
+        .read(
+            move |c| match crate::db::search::order_by_number(c, &number)? {
+                Some(id) => crate::db::orders::get(c, id),
+                None => Ok(None),
+            },
+        )
         .await?;
     if let Some(o) = found {
         if by.role != Role::Master || o.master_id == Some(by.user_id) {

@@ -94,7 +94,11 @@ mod tests {
     fn due_counts_the_estimate_until_there_are_lines() {
         assert_eq!(due(0, 350_000, 100_000), 250_000, "prepaid new order");
         assert_eq!(due(0, 0, 100_000), -100_000, "prepaid without an estimate");
-        assert_eq!(due(200_000, 350_000, 300_000), -100_000, "lines replace the estimate");
+        assert_eq!(
+            due(200_000, 350_000, 300_000),
+            -100_000,
+            "lines replace the estimate"
+        );
         assert_eq!(due(200_000, 0, 200_000), 0);
     }
 

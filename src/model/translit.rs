@@ -62,7 +62,10 @@ pub fn fold_word(word: &str) -> String {
         .replace('q', "k")
         .replace('w', "v");
     // `c` outside `ch` is `ts` (Latin spellings of Ц).
-    let s = s.replace("ch", "\u{1}").replace('c', "ts").replace('\u{1}', "ch");
+    let s = s
+        .replace("ch", "\u{1}")
+        .replace('c', "ts")
+        .replace('\u{1}', "ch");
     let s = match s.strip_prefix("ye") {
         Some(rest) => format!("e{rest}"),
         None => s,
@@ -83,10 +86,8 @@ pub fn fold_word(word: &str) -> String {
 /// The words of a text split as the search index splits them (letters and digits;
 /// apostrophes inside Uzbek words kept, they are folded away).
 pub fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| {
-        !(c.is_alphanumeric() || matches!(c, '\'' | '`' | 'ʻ' | 'ʼ' | '‘' | '’'))
-    })
-    .filter(|w| !w.is_empty())
+    text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '`' | 'ʻ' | 'ʼ' | '‘' | '’')))
+        .filter(|w| !w.is_empty())
 }
 
 /// The skeletons of a name's words that differ from how the word is indexed anyway

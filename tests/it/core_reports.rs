@@ -219,7 +219,11 @@ async fn revenue_is_grouped_per_day_week_and_month() {
     let months = page("month").await;
     assert_eq!(
         bars(&months),
-        vec!["01.2026: 100 000 so'm", "02.2026: 57 000 so'm", "03.2026: -20 000 so'm"]
+        vec![
+            "01.2026: 100 000 so'm",
+            "02.2026: 57 000 so'm",
+            "03.2026: -20 000 so'm"
+        ]
     );
     let days = bars(&page("day").await);
     assert_eq!(days.len(), 37);

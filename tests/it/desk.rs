@@ -58,11 +58,17 @@ async fn a_prepaid_new_order_owes_the_rest_of_its_estimate_and_an_overpayment_is
     let page = ru.get(&format!("/orders/{e}")).await.text().await.unwrap();
     let bal = inner(&page, "order-balance");
     assert!(bal.contains("data-due=\"250000\""), "{bal}");
-    assert!(bal.contains("250 000 сум"), "the rest of the estimate, in rubles' words: {bal}");
+    assert!(
+        bal.contains("250 000 сум"),
+        "the rest of the estimate, in rubles' words: {bal}"
+    );
     assert!(page.contains("К оплате"), "labelled as what is to pay");
     let page = ru.get(&format!("/orders/{p}")).await.text().await.unwrap();
     let bal = inner(&page, "order-balance");
-    assert!(bal.contains("overpaid") && bal.contains("100 000 сум"), "{bal}");
+    assert!(
+        bal.contains("overpaid") && bal.contains("100 000 сум"),
+        "{bal}"
+    );
     assert!(!bal.contains("-100 000") && !bal.contains("−100"), "{bal}");
     assert!(page.contains("Переплата"), "named an overpayment");
 
@@ -71,10 +77,16 @@ async fn a_prepaid_new_order_owes_the_rest_of_its_estimate_and_an_overpayment_is
     assert!(list.contains("переплата 100 000 сум"), "overpaid row");
     assert!(list.contains("data-due=\"250000\""), "estimate row");
     assert!(!list.contains(">-100 000"), "no negative balance due");
-    assert!(list.contains("class=\"order-no\""), "order numbers kept on one line");
+    assert!(
+        list.contains("class=\"order-no\""),
+        "order numbers kept on one line"
+    );
     let cyr = app.login("cyrdesk", "desk-pass-123").await;
     let list = cyr.get("/orders").await.text().await.unwrap();
-    assert!(list.contains("ортиқча тўланган 100 000 сўм"), "Uzbek Cyrillic words");
+    assert!(
+        list.contains("ортиқча тўланган 100 000 сўм"),
+        "Uzbek Cyrillic words"
+    );
 
     // The call card and customer card count the same way: 250 000 owed, 100 000 over.
     let (_, owed) = app
@@ -84,8 +96,16 @@ async fn a_prepaid_new_order_owes_the_rest_of_its_estimate_and_an_overpayment_is
         .read(move |c| crm::db::calls::open_orders_and_balance(c, cu))
         .await
         .unwrap();
-    assert_eq!(owed, 150_000, "250 000 owed on one, 100 000 over on the other");
-    let card = ru.get(&format!("/customers/{cu}")).await.text().await.unwrap();
+    assert_eq!(
+        owed, 150_000,
+        "250 000 owed on one, 100 000 over on the other"
+    );
+    let card = ru
+        .get(&format!("/customers/{cu}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(inner(&card, "customer-balance").contains("data-due=\"150000\""));
 
     // Once work lines exist they are what is owed, not the estimate.
@@ -120,7 +140,10 @@ async fn dashboard_money_is_formatted_in_the_readers_words_and_an_empty_range_sa
     );
     assert!(!page.contains(">33850000<"), "no raw amount on a bar");
     assert!(page.contains("33,9 млн"), "bar label in short money words");
-    assert!(page.contains("33 850 000 сум</title>"), "the bar's tooltip in full");
+    assert!(
+        page.contains("33 850 000 сум</title>"),
+        "the bar's tooltip in full"
+    );
 }
 
 #[tokio::test]
@@ -145,7 +168,8 @@ async fn header_search_finds_names_across_scripts_phone_tails_and_order_numbers(
     for q in ["Dilnoza", "Дилноза", "дильноза", "DILNOZA"] {
         let html = ask(q).await;
         assert!(
-            html.contains(&format!("/customers/{a}\"")) && html.contains(&format!("/customers/{b}\"")),
+            html.contains(&format!("/customers/{a}\""))
+                && html.contains(&format!("/customers/{b}\"")),
             "{q} finds both spellings: {html}"
         );
     }
@@ -155,21 +179,30 @@ async fn header_search_finds_names_across_scripts_phone_tails_and_order_numbers(
     // The last four digits a caller reads out.
     let html = ask("4567").await;
     assert!(
-        html.contains(&format!("/customers/{a}\""))
-            && !html.contains(&format!("/customers/{b}\"")),
+        html.contains(&format!("/customers/{a}\"")) && !html.contains(&format!("/customers/{b}\"")),
         "{html}"
     );
     assert!(ask("1234").await.contains(&format!("/customers/{b}\"")));
     // An order by its number, whole or as the bare sequence of this year.
     let seq: u32 = number.rsplit('-').next().unwrap().parse().unwrap();
     for q in [number.clone(), number.to_lowercase(), seq.to_string()] {
-        assert!(ask(&q).await.contains(&format!("/orders/{}\"", o["id"])), "{q}");
+        assert!(
+            ask(&q).await.contains(&format!("/orders/{}\"", o["id"])),
+            "{q}"
+        );
     }
     // Nothing found says so; odd input is not an error.
     let none: serde_json::Value = serde_json::from_str(&ask("Zzyzx").await).unwrap();
     assert_eq!(none["hits"], json!([]));
     assert!(none["empty"].is_string(), "nothing found says so: {none}");
-    for q in ["\"*(", "x OR y NOT", "'", "Samsung экран", "O'lmas (", &"я".repeat(5000)] {
+    for q in [
+        "\"*(",
+        "x OR y NOT",
+        "'",
+        "Samsung экран",
+        "O'lmas (",
+        &"я".repeat(5000),
+    ] {
         ask(q).await;
     }
     let blank: serde_json::Value = serde_json::from_str(&ask("   ").await).unwrap();
@@ -246,15 +279,27 @@ async fn intake_shows_the_phones_customer_and_asks_when_the_typed_name_is_someon
     };
     let v = get(box_for("8 (90) 123-45-67", "")).await;
     assert_eq!(v["customer"]["name"], "Дилноза Каримова", "{v}");
-    assert_eq!(v["customer"]["phone"], "+998 90 123 45 67", "shown formatted");
+    assert_eq!(
+        v["customer"]["phone"], "+998 90 123 45 67",
+        "shown formatted"
+    );
     assert_eq!(v["differs"], false);
     // The same name in Latin letters is the same person: nothing to choose.
-    assert_eq!(get(box_for("901234567", "Dilnoza Karimova")).await["differs"], false);
+    assert_eq!(
+        get(box_for("901234567", "Dilnoza Karimova")).await["differs"],
+        false
+    );
     let v = get(box_for("901234567", "Akmal")).await;
     assert_eq!(v["differs"], true);
     assert!(v["t"]["new"].as_str().unwrap().contains("Akmal"), "{v}");
-    assert_eq!(get(box_for("90", "")).await["customer"], serde_json::Value::Null);
-    assert_eq!(get(box_for("<b>", "<i>")).await["customer"], serde_json::Value::Null);
+    assert_eq!(
+        get(box_for("90", "")).await["customer"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        get(box_for("<b>", "<i>")).await["customer"],
+        serde_json::Value::Null
+    );
 
     // The form: the shop's usual promise (3 days) filled in, the checklist.
     let form = s.get("/orders/new").await.text().await.unwrap();
@@ -285,9 +330,7 @@ async fn intake_shows_the_phones_customer_and_asks_when_the_typed_name_is_someon
     assert_eq!(r.status(), 422);
     let html = r.text().await.unwrap();
     assert!(html.contains("id=\"customer-choice\"") && html.contains("value=\"Akmal Toshev\""));
-    let count = || async {
-        app.running().ctx.customers.list(100, 0).await.unwrap().1
-    };
+    let count = || async { app.running().ctx.customers.list(100, 0).await.unwrap().1 };
     assert_eq!(count().await, 1, "nothing created yet");
     // Chosen: the phone's customer.
     let r = order("Akmal Toshev", Some("existing")).await;
@@ -305,7 +348,11 @@ async fn intake_shows_the_phones_customer_and_asks_when_the_typed_name_is_someon
     assert_eq!(r.status(), 303);
     assert_eq!(count().await, 2);
     let (_, v) = oper.get("/api/v1/orders?per_page=10").await;
-    assert_eq!(v["items"][0]["customer_name"].as_str(), Some("Akmal Toshev"), "{v}");
+    assert_eq!(
+        v["items"][0]["customer_name"].as_str(),
+        Some("Akmal Toshev"),
+        "{v}"
+    );
     // The known name, or none: straight to the known customer.
     assert_eq!(order("", None).await.status(), 303);
     assert_eq!(order("Dilnoza Karimova", None).await.status(), 303);
@@ -330,7 +377,11 @@ async fn a_refused_status_change_keeps_the_choice_and_the_note() {
     let r = s
         .post_form(
             &format!("/orders/{id}/status"),
-            &[("version", "999"), ("to", code), ("note", "Mijoz qo‘ng‘iroq qildi")],
+            &[
+                ("version", "999"),
+                ("to", code),
+                ("note", "Mijoz qo‘ng‘iroq qildi"),
+            ],
         )
         .await;
     assert_eq!(r.status(), 409);
@@ -357,7 +408,10 @@ async fn unknown_pages_and_a_used_setup_link_are_styled_pages() {
             .nth(1)
             .map(|s| s[..s.find('"').unwrap()].to_string())
             .unwrap_or_default();
-        assert!(css.starts_with("/assets/") && css.ends_with("app.css"), "{path}: {html}");
+        assert!(
+            css.starts_with("/assets/") && css.ends_with("app.css"),
+            "{path}: {html}"
+        );
         let r = c.get(app.url(&css)).send().await.unwrap();
         assert_eq!(r.status(), 200, "the stylesheet loads");
         assert!(html.contains("error-page") && html.contains("href=\"/\""));
@@ -365,7 +419,8 @@ async fn unknown_pages_and_a_used_setup_link_are_styled_pages() {
 }
 
 #[tokio::test]
-async fn receipts_show_what_is_left_to_pay_in_terms_of_the_language_on_three_papers_and_a_device_label() {
+async fn receipts_show_what_is_left_to_pay_in_terms_of_the_language_on_three_papers_and_a_device_label(
+) {
     let app = TestApp::spawn().await;
     let (admin, oper, ..) = shop(&app).await;
     add_user_in(&app, "rudesk", Role::Operator, Language::Ru).await;
@@ -374,7 +429,11 @@ async fn receipts_show_what_is_left_to_pay_in_terms_of_the_language_on_three_pap
     settings["terms_ru"] = json!("Устройство хранится 30 дней.");
     settings["promise_days"] = json!(5);
     let (s, v) = admin
-        .send(reqwest::Method::PUT, "/api/v1/settings/shop", settings.clone())
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/settings/shop",
+            settings.clone(),
+        )
         .await;
     assert_eq!(s, 204, "{v}");
     settings["promise_days"] = json!(400);
@@ -390,31 +449,59 @@ async fn receipts_show_what_is_left_to_pay_in_terms_of_the_language_on_three_pap
     let form = ru.get("/orders/new").await.text().await.unwrap();
     let clock = app.running().ctx.clock.get();
     let due = crm::domain::clock::iso_date(crm::domain::clock::add_days(clock.today(), 5));
-    assert!(form.contains(&format!("value=\"{due}\"")), "the shop's 5 days");
+    assert!(
+        form.contains(&format!("value=\"{due}\"")),
+        "the shop's 5 days"
+    );
 
-    for (width, class) in [("a4", "print a4"), ("80mm", "print thermal"), ("58mm", "print thermal w58")] {
+    for (width, class) in [
+        ("a4", "print a4"),
+        ("80mm", "print thermal"),
+        ("58mm", "print thermal w58"),
+    ] {
         let page = ru
             .get(&format!("/orders/{id}/receipt?width={width}"))
             .await
             .text()
             .await
             .unwrap();
-        assert!(page.contains(&format!("<body class=\"{class}\">")), "{width}");
-        assert!(page.contains("id=\"print-button\""), "{width}: a print button");
+        assert!(
+            page.contains(&format!("<body class=\"{class}\">")),
+            "{width}"
+        );
+        assert!(
+            page.contains("id=\"print-button\""),
+            "{width}: a print button"
+        );
         let due = &page[page.find("id=\"receipt-due\"").expect("to-pay row")..];
         let due = &due[..due.find("</tr>").unwrap()];
-        assert!(due.contains("К оплате") && due.contains("250 000 сум"), "{due}");
-        assert!(page.contains("Устройство хранится 30 дней."), "Russian terms");
+        assert!(
+            due.contains("К оплате") && due.contains("250 000 сум"),
+            "{due}"
+        );
+        assert!(
+            page.contains("Устройство хранится 30 дней."),
+            "Russian terms"
+        );
     }
     // Another language without its own terms falls back to the main text.
     let s = app.login("oper", "oper-pass-1").await;
-    let page = s.get(&format!("/orders/{id}/receipt")).await.text().await.unwrap();
+    let page = s
+        .get(&format!("/orders/{id}/receipt"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("Qurilma 30 kun"), "main terms");
 
     let label = ru.get(&format!("/orders/{id}/label")).await;
     assert_eq!(label.status(), 200);
     let label = label.text().await.unwrap();
-    assert!(label.contains("id=\"label-qr\"") && label.contains("<svg") && label.contains(o["number"].as_str().unwrap()));
+    assert!(
+        label.contains("id=\"label-qr\"")
+            && label.contains("<svg")
+            && label.contains(o["number"].as_str().unwrap())
+    );
     assert!(label.contains("Rustam"));
     assert_eq!(ru.get("/orders/999999/label").await.status(), 404);
     let page = ru.get(&format!("/orders/{id}")).await.text().await.unwrap();

@@ -55,18 +55,30 @@ pub fn short_money(ui: &Ui, v: i64) -> String {
     let sign = if v < 0 { "-" } else { "" };
     let one_decimal = |x: u64, unit: u64| {
         let tenths = (x * 10 + unit / 2) / unit;
-        if tenths % 10 == 0 || tenths >= 1000 {
+        if tenths.is_multiple_of(10) || tenths >= 1000 {
             format!("{}", tenths / 10)
         } else {
             format!("{},{}", tenths / 10, tenths % 10)
         }
     };
     if a >= 1_000_000_000 {
-        format!("{sign}{} {}", one_decimal(a, 1_000_000_000), ui.t("desk.money_billion"))
+        format!(
+            "{sign}{} {}",
+            one_decimal(a, 1_000_000_000),
+            ui.t("desk.money_billion")
+        )
     } else if a >= 1_000_000 {
-        format!("{sign}{} {}", one_decimal(a, 1_000_000), ui.t("desk.money_million"))
+        format!(
+            "{sign}{} {}",
+            one_decimal(a, 1_000_000),
+            ui.t("desk.money_million")
+        )
     } else if a >= 1_000 {
-        format!("{sign}{} {}", one_decimal(a, 1_000), ui.t("desk.money_thousand"))
+        format!(
+            "{sign}{} {}",
+            one_decimal(a, 1_000),
+            ui.t("desk.money_thousand")
+        )
     } else {
         format!("{sign}{a}")
     }

@@ -168,8 +168,20 @@ pub struct LookupQuery {
 /// belongs to (none while it is incomplete or unknown), whether the typed name is
 /// someone else's, and the box's words, as JSON the script shows as text.
 pub async fn intake_customer(ui: Ui, q: web::Query<LookupQuery>) -> HttpResponse {
-    let phone: String = q.phone.clone().unwrap_or_default().chars().take(40).collect();
-    let name: String = q.name.clone().unwrap_or_default().chars().take(200).collect();
+    let phone: String = q
+        .phone
+        .clone()
+        .unwrap_or_default()
+        .chars()
+        .take(40)
+        .collect();
+    let name: String = q
+        .name
+        .clone()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
     let known = if phone.chars().filter(char::is_ascii_digit).count() >= 7 {
         ui.state
             .ctx

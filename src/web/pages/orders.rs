@@ -137,6 +137,13 @@ async fn render_list(
         .unwrap_or(0)
         .clamp(0, 1_000_000);
     let qs = query_string(&q);
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    // The master's own queue is not a filter the user set.
+    let filtered = [&q.q, &q.group, &q.status_id, &q.branch_id, &q.from, &q.to]
+        .into_iter()
+        .any(set)
+        || q.overdue.as_deref() == Some("1")
+        || (base != "/my" && set(&q.master_id));
     let picked =
         |v: &Option<String>, id: i64| v.as_deref().map(str::trim) == Some(id.to_string().as_str());
     let groups = [
@@ -198,6 +205,18 @@ async fn render_list(
                 button type="submit" { (ui.t("common.filter")) }
             }
             div #orders-region data-live-topics="order." {
+                @if rows.is_empty() {
+                    // An empty list says why and what to do next.
+                    div.card.empty-state #orders-empty {
+                        @if !filtered {
+                            p { strong { (ui.t("desk.no_orders")) } }
+                            @if actor.can(Action::CreateOrders) { a.button.primary href="/orders/new" { (ui.t("orders.new")) } }
+                        } @else {
+                            p { strong { (ui.t("desk.no_matches")) } }
+                            a.button href=(base) { (ui.t("desk.clear_filters")) }
+                        }
+                    }
+                }
                 (orders_table(&ui, &shop, &statuses, &rows))
                 (keyset_pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total, rows.len() as i64,
                     keyset.then(|| Cursor {
@@ -1006,8 +1025,15 @@ pub async fn change_status(
             .await
         }
         Err(DomainError::Conflict(m)) => {
-            render_order_keeping(&ui, &actor, id, Some(&ui.msg(&m)), StatusCode::CONFLICT, kept)
-                .await
+            render_order_keeping(
+                &ui,
+                &actor,
+                id,
+                Some(&ui.msg(&m)),
+                StatusCode::CONFLICT,
+                kept,
+            )
+            .await
         }
         Err(e) => fail(&ui, e),
     }
