@@ -507,3 +507,72 @@ async fn receipts_show_what_is_left_to_pay_in_terms_of_the_language_on_three_pap
     let page = ru.get(&format!("/orders/{id}")).await.text().await.unwrap();
     assert!(page.contains(&format!("href=\"/orders/{id}/label\"")));
 }
+
+#[tokio::test]
+async fn the_masters_queue_is_sorted_by_promised_date_and_pages() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, _, _, m1, _) = shop(&app).await;
+    let cu = new_customer(&oper, "Rustam", "90 999 88 77").await;
+    let now = app.running().ctx.clock.get().now();
+    let mut numbers = Vec::new();
+    // 51 orders for usta1, promised in shuffled order; one has no promise (last).
+    for i in 0..51i64 {
+        let promised = if i == 0 {
+            json!(null)
+        } else {
+            json!(now + ((i * 37) % 51) * 86_400)
+        };
+        let o = new_order(
+            &admin,
+            cu,
+            json!({"master_id": m1, "promised_at": promised}),
+        )
+        .await;
+        numbers.push((i, o["number"].as_str().unwrap().to_string()));
+    }
+    let s = app.login("usta1", "usta-pass-1").await;
+    let first = s.get("/my").await.text().await.unwrap();
+    let pos = |html: &str, n: &str| html.find(&format!(">{n}<"));
+    // The soonest promise first; the order without one is not on the first page.
+    let soonest = &numbers.iter().find(|(i, _)| (i * 37) % 51 == 1).unwrap().1;
+    let later = &numbers.iter().find(|(i, _)| (i * 37) % 51 == 2).unwrap().1;
+    assert!(pos(&first, soonest).unwrap() < pos(&first, later).unwrap());
+    assert!(pos(&first, &numbers[0].1).is_none(), "no promise: last, on page 2");
+    assert!(first.contains("1 / 2"), "paged");
+    let second = s.get("/my?page=1").await.text().await.unwrap();
+    assert!(pos(&second, &numbers[0].1).is_some());
+}
+
+#[tokio::test]
+async fn telephony_picks_staff_from_a_list_and_the_phone_settings_can_be_copied() {
+    let app = TestApp::spawn().await;
+    shop(&app).await;
+    let admin = app.login_admin().await;
+    let html = admin.get("/telephony").await.text().await.unwrap();
+    let select = &html[html.find("<select id=\"username\"").expect("staff list")..];
+    let select = &select[..select.find("</select>").unwrap()];
+    assert!(select.contains("value=\"oper\"") && select.contains("value=\"usta1\""), "{select}");
+    let r = admin
+        .post_form(
+            "/telephony/extensions",
+            &[("number", "305"), ("name", "Kassa"), ("username", "oper")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let ext = app.running().ctx.telephony.extension("305").await.unwrap();
+    assert_eq!(ext.username.as_deref(), Some("oper"));
+    assert!(html.contains(&format!("data-copy=\"{}\"", ext.secret)), "the secret has a copy button");
+    assert!(html.contains("id=\"copy-all\""));
+    // "New password" and "Delete" are two different-looking buttons; delete asks first.
+    assert!(html.contains("class=\"small secret-button\"") && html.contains("class=\"small danger-button\""));
+    assert!(html.contains("data-confirm=\""));
+    // A staff user that does not exist is refused, not silently dropped.
+    let r = admin
+        .post_form(
+            "/telephony/extensions",
+            &[("number", "306"), ("name", "X"), ("username", "nobody")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+}
