@@ -10,14 +10,20 @@ use crate::i18n::Tr;
 use crate::model::Language;
 
 /// The daily work: always in the header row, shown to roles that may do the action.
-/// (The conversations inbox, with its unread badge, belongs here after "Calls".)
+/// The conversations inbox belongs here after "Calls"; its unread count is a
+/// `span.nav-badge` inside the link (styled in app.css). The row has room for it in
+/// Russian at 1366 px (tests/it/desk_browser.rs measures the header).
 const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.dashboard", Action::ViewDashboard),
     ("/orders", "nav.orders", Action::ViewOrders),
     ("/customers", "nav.customers", Action::ViewCustomers),
     ("/calls", "calls.nav", Action::ViewCalls),
-    ("/map", "branches.map_nav", Action::ViewOrders),
+];
+
+/// Pages looked at now and then, under one "More" menu.
+const MORE_NAV: &[(&str, &str, Action)] = &[
     ("/workload", "nav.workload", Action::ViewReports),
+    ("/map", "branches.map_nav", Action::ViewOrders),
 ];
 
 /// Administration, grouped under one "Settings" menu so the header stays one row.
@@ -107,18 +113,8 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                                     a href=(href) aria-current=[(is_current(&ui.path, href)).then_some("page")] { (ui.tr.t(key)) }
                                 }
                             }
-                            @let admin: Vec<_> = SETTINGS_NAV.iter().filter(|(_, _, a)| actor.can(*a)).collect();
-                            @if !admin.is_empty() {
-                                @let here = admin.iter().any(|(h, _, _)| is_current(&ui.path, h));
-                                details.menu #settings-menu {
-                                    summary aria-current=[here.then_some("page")] { (ui.t("nav.settings")) }
-                                    div.menu-list {
-                                        @for (href, key, _) in admin {
-                                            a href=(href) aria-current=[(ui.path == *href).then_some("page")] { (ui.tr.t(key)) }
-                                        }
-                                    }
-                                }
-                            }
+                            (nav_menu(ui, actor, "more-menu", "desk.more_nav", MORE_NAV))
+                            (nav_menu(ui, actor, "settings-menu", "nav.settings", SETTINGS_NAV))
                         }
                     }
                     @if ui.actor.as_ref().is_some_and(|a| a.can(Action::ViewOrders)) {
@@ -147,6 +143,30 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                     }
                 }
                 main #content { (content) }
+            }
+        }
+    }
+}
+
+/// A header menu of the items the actor may use; nothing when there are none.
+fn nav_menu(
+    ui: &Ui,
+    actor: &crate::domain::Actor,
+    id: &str,
+    label: &'static str,
+    items: &[(&str, &str, Action)],
+) -> Markup {
+    let mine: Vec<_> = items.iter().filter(|(_, _, a)| actor.can(*a)).collect();
+    let here = mine.iter().any(|(h, _, _)| is_current(&ui.path, h));
+    html! {
+        @if !mine.is_empty() {
+            details.menu id=(id) {
+                summary aria-current=[here.then_some("page")] { (ui.t(label)) }
+                div.menu-list {
+                    @for (href, key, _) in mine {
+                        a href=(href) aria-current=[(ui.path == *href).then_some("page")] { (ui.tr.t(key)) }
+                    }
+                }
             }
         }
     }

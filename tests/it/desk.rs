@@ -537,7 +537,10 @@ async fn the_masters_queue_is_sorted_by_promised_date_and_pages() {
     let soonest = &numbers.iter().find(|(i, _)| (i * 37) % 51 == 1).unwrap().1;
     let later = &numbers.iter().find(|(i, _)| (i * 37) % 51 == 2).unwrap().1;
     assert!(pos(&first, soonest).unwrap() < pos(&first, later).unwrap());
-    assert!(pos(&first, &numbers[0].1).is_none(), "no promise: last, on page 2");
+    assert!(
+        pos(&first, &numbers[0].1).is_none(),
+        "no promise: last, on page 2"
+    );
     assert!(first.contains("1 / 2"), "paged");
     let second = s.get("/my?page=1").await.text().await.unwrap();
     assert!(pos(&second, &numbers[0].1).is_some());
@@ -551,7 +554,10 @@ async fn telephony_picks_staff_from_a_list_and_the_phone_settings_can_be_copied(
     let html = admin.get("/telephony").await.text().await.unwrap();
     let select = &html[html.find("<select id=\"username\"").expect("staff list")..];
     let select = &select[..select.find("</select>").unwrap()];
-    assert!(select.contains("value=\"oper\"") && select.contains("value=\"usta1\""), "{select}");
+    assert!(
+        select.contains("value=\"oper\"") && select.contains("value=\"usta1\""),
+        "{select}"
+    );
     let r = admin
         .post_form(
             "/telephony/extensions",
@@ -562,10 +568,16 @@ async fn telephony_picks_staff_from_a_list_and_the_phone_settings_can_be_copied(
     let html = r.text().await.unwrap();
     let ext = app.running().ctx.telephony.extension("305").await.unwrap();
     assert_eq!(ext.username.as_deref(), Some("oper"));
-    assert!(html.contains(&format!("data-copy=\"{}\"", ext.secret)), "the secret has a copy button");
+    assert!(
+        html.contains(&format!("data-copy=\"{}\"", ext.secret)),
+        "the secret has a copy button"
+    );
     assert!(html.contains("id=\"copy-all\""));
     // "New password" and "Delete" are two different-looking buttons; delete asks first.
-    assert!(html.contains("class=\"small secret-button\"") && html.contains("class=\"small danger-button\""));
+    assert!(
+        html.contains("class=\"small secret-button\"")
+            && html.contains("class=\"small danger-button\"")
+    );
     assert!(html.contains("data-confirm=\""));
     // A staff user that does not exist is refused, not silently dropped.
     let r = admin

@@ -77,6 +77,20 @@ async fn desk_screens_fit_and_answer_in_russian_and_uzbek_cyrillic_at_desktop_an
             bar < link * 1.9,
             "{user}: header {bar}px for links of {link}px"
         );
+        let over = num(
+            &b,
+            "const t = document.querySelector('.topbar'); return t.scrollWidth - t.clientWidth",
+        )
+        .await;
+        assert!(over <= 0.0, "{user}: header overflows by {over}px");
+        // Room to spare for one more item (the conversations inbox): the search box
+        // gives way first and is still wider than its minimum.
+        let search = num(
+            &b,
+            "return document.getElementById('global-search').getBoundingClientRect().width",
+        )
+        .await;
+        assert!(search >= 200.0, "{user}: search box {search}px");
         let admin_links = num(
             &b,
             "return document.querySelectorAll('#settings-menu .menu-list a').length",
@@ -134,6 +148,21 @@ async fn desk_screens_fit_and_answer_in_russian_and_uzbek_cyrillic_at_desktop_an
             "{user}: {body}"
         );
         assert!(!body.contains("-100 000"), "{user}");
+
+        // The order page: the parts-and-labour row is one line.
+        let first_order = b.attr("td.order-no a", "href").await.unwrap();
+        b.client.goto(&app.url(&first_order)).await.unwrap();
+        b.client
+            .wait()
+            .for_element(Locator::Css("#line-form"))
+            .await
+            .unwrap();
+        let row = num(
+            &b,
+            "return document.getElementById('line-form').getBoundingClientRect().height",
+        )
+        .await;
+        assert!(row < 60.0, "{user}: parts-and-labour row {row}px");
 
         // Calls: the same compact bar.
         b.client.goto(&app.url("/calls")).await.unwrap();
