@@ -73,7 +73,9 @@
       else name.textContent = d.customer.name;
       body.appendChild(name);
       if (!d.customer.limited) {
-        body.appendChild(el("p", "pop-balance", t.tBalance + ": " + d.customer.balance_text));
+        // balance_text is the amount without its sign; an overpayment is named as one.
+        var over = d.customer.balance < 0 && t.tOverpaid;
+        body.appendChild(el("p", "pop-balance" + (over ? " overpaid" : ""), (over ? t.tOverpaid : t.tBalance) + ": " + d.customer.balance_text));
         if (d.customer.orders && d.customer.orders.length) {
           var ul = el("ul", "pop-orders");
           d.customer.orders.forEach(function (o) {

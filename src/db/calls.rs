@@ -514,11 +514,12 @@ pub struct OpenOrder {
 /// The customer's orders that are not closed (newest first) and what they owe overall
 /// (as on the customer card: open orders plus closed ones not fully paid).
 pub fn open_orders_and_balance(c: &Connection, customer: i64) -> DbResult<(Vec<OpenOrder>, i64)> {
-    let mut st = c.prepare_cached(
-        "SELECT o.id, o.number, o.status_id, s.code, o.promised_at, o.total - o.paid
+    let mut st = c.prepare_cached(&format!(
+        "SELECT o.id, o.number, o.status_id, s.code, o.promised_at, {due}
          FROM orders o JOIN statuses s ON s.id = o.status_id
          WHERE o.customer_id = ?1 AND s.grp <> 'closed' ORDER BY o.id DESC LIMIT 20",
-    )?;
+        due = crate::model::money::DUE_SQL
+    ))?;
     let rows = st.query_map([customer], |r| {
         Ok(OpenOrder {
             id: r.get(0)?,
@@ -532,8 +533,14 @@ pub fn open_orders_and_balance(c: &Connection, customer: i64) -> DbResult<(Vec<O
     let orders: Vec<OpenOrder> = rows.collect::<Result<_, _>>()?;
     let balance: i64 = c
         .prepare_cached(
-            "SELECT coalesce(sum(o.total - o.paid), 0) FROM orders o JOIN statuses s ON s.id = o.status_id
-             WHERE o.customer_id = ?1 AND (s.grp <> 'closed' OR o.total > o.paid)",
+            // Open orders owe against their estimate until work lines exist (as on the
+            // order page); a closed order owes only what its lines came to.
+            &format!(
+                "SELECT coalesce(sum(CASE WHEN s.grp <> 'closed' THEN {due} ELSE o.total - o.paid END), 0)
+                 FROM orders o JOIN statuses s ON s.id = o.status_id
+                 WHERE o.customer_id = ?1 AND (s.grp <> 'closed' OR o.total > o.paid)",
+                due = crate::model::money::DUE_SQL
+            ),
         )?
         .query_row([customer], |r| r.get(0))?;
     Ok((orders, balance))

@@ -148,6 +148,7 @@ pub fn fts_rowid(id: i64) -> i64 {
 /// The text a customer is found by: name, phones in every searchable form, Telegram.
 pub fn search_body(name: &str, phones: &[String], telegram: &str) -> String {
     let mut body = name.to_string();
+    super::search::push_customer_keys(&mut body, name, phones);
     for p in phones {
         body.push(' ');
         body.push_str(&crate::model::PhoneNumber::from_e164_unchecked(p.clone()).search_tokens());

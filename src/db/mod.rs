@@ -18,6 +18,7 @@ pub mod orders;
 pub mod outbox;
 pub mod provisioning;
 pub mod reports;
+pub mod search;
 pub mod seed;
 pub mod settings;
 pub mod sip;
@@ -260,6 +261,7 @@ pub fn migrate_connection(conn: &mut Connection, path: &Path) -> DbResult<(usize
         },
         other => DbError::Migration(other.to_string()),
     })?;
+    search::ensure_keys(conn)?;
     Ok((before, schema_version(conn)?))
 }
 
@@ -545,7 +547,13 @@ mod tests {
         }
         assert_eq!(ok, 45);
         let n: i64 = db
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM settings", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM settings WHERE key GLOB 'k[0-9]*'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
             .await
             .unwrap();
         assert_eq!(n, 45, "rejected writes must leave nothing behind");

@@ -589,7 +589,8 @@ impl Calls {
                                 id: cu.id,
                                 name: cu.name,
                                 balance,
-                                balance_text: money_fmt.money(balance),
+                                // Unsigned: the card names an overpayment as one.
+                                balance_text: money_fmt.money(balance.abs()),
                                 orders,
                             }),
                             refs,

@@ -56,6 +56,10 @@ const STALE: &str = "err.order.stale";
 pub struct IntakeCustomer {
     pub name: String,
     pub phone: String,
+    /// A new customer although the phone already belongs to someone (a relative's
+    /// phone): the desk chose this over the customer the phone finds.
+    #[serde(default)]
+    pub shared_phone: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -524,11 +528,19 @@ fn intake_in(tx: &mut Tx, d: Draft) -> DomainResult<OrderRow> {
                         .nested("why", e.into()),
                 )
             })?;
-            match crate::db::customers::by_phone(tx, phone.as_str())?
-                .into_iter()
-                .next()
-            {
+            let found = if c.shared_phone {
+                None
+            } else {
+                crate::db::customers::by_phone(tx, phone.as_str())?
+                    .into_iter()
+                    .next()
+            };
+            match found {
                 Some(found) => found.id,
+                None if c.shared_phone => {
+                    let clean = super::customers::clean(typed, country)?;
+                    super::customers::create_in(tx, &clean, true)?
+                }
                 None => {
                     let clean = super::customers::clean(typed, country)?;
                     super::customers::create_in(tx, &clean, false)?
@@ -711,7 +723,7 @@ impl Orders {
                     payments: q::payments(c, Some(id), None)?,
                     photos: q::photos(c, id)?,
                     timeline: q::events(c, id)?,
-                    balance: o.total - o.paid,
+                    balance: crate::model::money::due(o.total, o.estimate, o.paid),
                     overdue: is_overdue(&o, now()),
                     order: o,
                 }))

@@ -31,25 +31,76 @@ pub fn fts_expression(q: &str, country: crate::model::phone::Country) -> Option<
             .unwrap_or(digits);
         return Some(format!("\"{token}\"*"));
     }
-    let terms: Vec<String> = q
-        .split(|c: char| c.is_whitespace() || c == '-' || c == '"' || c == '\'')
-        .filter(|w| !w.is_empty())
-        .take(8)
-        .map(|w| {
-            let w = w.replace('"', "");
-            // A prefix term reads the doclist of every indexed word it begins: "12"*
-            // would merge thousands of serials and phone tails, so short numbers and
-            // single letters match whole words only ("iPhone 12").
-            let short =
-                w.chars().count() < 2 || (w.len() < 4 && w.chars().all(|c| c.is_ascii_digit()));
-            if short {
-                format!("\"{w}\"")
+    let term = |w: &str| {
+        let w = w.replace('"', "");
+        // A prefix term reads the doclist of every indexed word it begins: "12"*
+        // would merge thousands of serials and phone tails, so short numbers and
+        // single letters match whole words only ("iPhone 12").
+        let short = w.chars().count() < 2 || (w.len() < 4 && w.chars().all(|c| c.is_ascii_digit()));
+        if short {
+            format!("\"{w}\"")
+        } else {
+            format!("\"{w}\"*")
+        }
+    };
+    // Words as typed, each either its terms or, when it may be spelled in another
+    // script, a group `(typed OR "skeleton"*)`.
+    let mut words: Vec<(Vec<String>, Option<String>)> = Vec::new();
+    let mut count = 0;
+    for word in q.split_whitespace() {
+        let parts: Vec<String> = word
+            .split(['-', '"', '\''])
+            .filter(|w| !w.is_empty())
+            .map(term)
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        count += parts.len();
+        if count > 8 {
+            break;
+        }
+        // The word in any script: customers' rows also carry their name's Latin
+        // skeleton (`db::search`), so `Dilnoza` finds `Дилноза` and back.
+        let key = crate::model::translit::fold_word(word);
+        // The word as the index splits it (`O'lmas` is "o" and "lmas" there).
+        let plain: String = word
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '\'' | '`' | 'ʻ' | 'ʼ' | '‘' | '’'))
+            .collect();
+        // Short words are not folded: `C` would become a prefix search for "ts".
+        let alt = (plain.chars().count() >= 3
+            && key.chars().count() >= 2
+            && key != plain
+            && !key.contains('"'))
+        .then_some(key);
+        words.push((parts, alt));
+    }
+    if words.is_empty() {
+        return None;
+    }
+    // FTS5 joins bare phrases by juxtaposition but a parenthesised group only by an
+    // explicit AND, so a query with a group spells every AND out.
+    if words.iter().all(|(_, alt)| alt.is_none()) {
+        let all: Vec<String> = words.into_iter().flat_map(|(p, _)| p).collect();
+        return Some(all.join(" "));
+    }
+    let terms: Vec<String> = words
+        .into_iter()
+        .map(|(parts, alt)| {
+            let typed = if parts.len() > 1 {
+                format!("({})", parts.join(" AND "))
             } else {
-                format!("\"{w}\"*")
+                parts.join("")
+            };
+            match alt {
+                Some(k) => format!("({typed} OR \"{k}\"*)"),
+                None => typed,
             }
         })
         .collect();
-    (!terms.is_empty()).then(|| terms.join(" "))
+    Some(terms.join(" AND "))
 }
 
 /// What was typed as an order number ("rm24-123", "RM24-00123", "RM2400123"), in the
@@ -125,6 +176,48 @@ pub async fn search(db: &Db, by: &Actor, q: &str, limit: i64) -> DomainResult<Se
         .await?)
 }
 
+/// The header box's results as they are typed: [`search`], and a bare number (`123`)
+/// also as this year's order of that number (`RM26-00123`), which the desk reads off a
+/// receipt or hears on the phone.
+pub async fn suggest(
+    db: &Db,
+    clock: &super::clock::ShopClock,
+    by: &Actor,
+    q: &str,
+    limit: i64,
+) -> DomainResult<SearchResults> {
+    let q: String = q.chars().take(100).collect();
+    let mut out = search(db, by, &q, limit).await?;
+    let t = q.trim();
+    let Ok(n) = t.parse::<u32>() else {
+        return Ok(out);
+    };
+    if t.len() > 6 || n == 0 {
+        return Ok(out);
+    }
+    let shop = super::shop::load(db).await?;
+    let year = clock.year_of(clock.now());
+    let number = format!("{}{:02}-{n:05}", shop.order_prefix, year % 100);
+    if out.orders.iter().any(|o| o.number == number) {
+        return Ok(out);
+    }
+    let by = by.clone();
+    let found = db
+        .read(
+            move |c| match crate::db::search::order_by_number(c, &number)? {
+                Some(id) => crate::db::orders::get(c, id),
+                None => Ok(None),
+            },
+        )
+        .await?;
+    if let Some(o) = found {
+        if by.role != Role::Master || o.master_id == Some(by.user_id) {
+            out.orders.insert(0, o);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +242,14 @@ mod tests {
             "\"x\" \"OR\"* \"body:*\"*"
         );
         assert!(fts_expression("  ", UZBEKISTAN).is_none());
+        assert_eq!(
+            fts_expression("Дилноза", UZBEKISTAN).unwrap(),
+            "(\"Дилноза\"* OR \"dilnoza\"*)"
+        );
+        assert_eq!(
+            fts_expression("O'lmas Xurshid 12", UZBEKISTAN).unwrap(),
+            "((\"O\" AND \"lmas\"*) OR \"olmas\"*) AND (\"Xurshid\"* OR \"hurshid\"*) AND \"12\""
+        );
         assert_eq!(
             fts_expression("iPhone 12 a", UZBEKISTAN).unwrap(),
             "\"iPhone\"* \"12\" \"a\"",

@@ -27,6 +27,21 @@ pub struct ShopSettings {
     /// product computes is the shop's (see `domain::clock`).
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// The receipt's terms in other languages (`ru`, `uz-Cyrl`, `en`); `terms` is the
+    /// Uzbek (Latin) text and stands in for any left empty.
+    #[serde(default)]
+    pub terms_ru: String,
+    #[serde(default)]
+    pub terms_uz_cyrl: String,
+    #[serde(default)]
+    pub terms_en: String,
+    /// Days from intake to the promised date the intake form suggests (0: none).
+    #[serde(default = "default_promise_days")]
+    pub promise_days: i64,
+}
+
+fn default_promise_days() -> i64 {
+    3
 }
 
 fn default_time_zone() -> String {
@@ -53,6 +68,10 @@ impl Default for ShopSettings {
             default_country: "998".into(),
             map_tiles: default_map_tiles(),
             time_zone: default_time_zone(),
+            promise_days: default_promise_days(),
+            terms_ru: String::new(),
+            terms_uz_cyrl: String::new(),
+            terms_en: String::new(),
         }
     }
 }
@@ -84,6 +103,21 @@ impl ShopSettings {
         Ok(t[..t.len() - rest.len() + host.len()].to_string())
     }
 
+    /// The receipt's terms in this language, or the main text when none is set.
+    pub fn terms_for(&self, lang: crate::model::Language) -> &str {
+        let t = match lang {
+            crate::model::Language::Ru => &self.terms_ru,
+            crate::model::Language::UzCyrl => &self.terms_uz_cyrl,
+            crate::model::Language::En => &self.terms_en,
+            crate::model::Language::UzLatn => &self.terms,
+        };
+        if t.trim().is_empty() {
+            &self.terms
+        } else {
+            t
+        }
+    }
+
     pub fn money(&self, v: i64) -> String {
         crate::model::money::format(v, &self.currency)
     }
@@ -106,6 +140,9 @@ impl ShopSettings {
         }
         if self.currency.len() != 3 {
             return Err(DomainError::invalid("err.shop.currency"));
+        }
+        if !(0..=90).contains(&self.promise_days) {
+            return Err(DomainError::invalid("desk.err_promise_days"));
         }
         self.map_tile_origin()?;
         super::clock::check_zone(&self.time_zone)?;

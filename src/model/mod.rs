@@ -2,6 +2,7 @@
 
 pub mod money;
 pub mod phone;
+pub mod translit;
 pub mod user;
 
 pub use phone::{PhoneError, PhoneNumber};

@@ -57,6 +57,17 @@ pub fn group_thousands(v: i64) -> String {
     out
 }
 
+/// What the customer still owes on an order: against the total of its work lines once
+/// there are any, against the estimate agreed at intake until then (a prepaid new order
+/// owes the rest of the estimate, not "minus the prepayment"). Negative is an overpayment.
+pub fn due(total: i64, estimate: i64, paid: i64) -> i64 {
+    let base = if total > 0 { total } else { estimate };
+    base - paid
+}
+
+/// SQL for [`due`] over an `orders` row aliased `o`, so lists and cards count the same way.
+pub const DUE_SQL: &str = "(CASE WHEN o.total > 0 THEN o.total ELSE o.estimate END - o.paid)";
+
 /// `1 250 000 so'm` with the currency's sign.
 pub fn format(v: i64, currency: &str) -> String {
     let sign = match currency {
@@ -77,6 +88,18 @@ mod tests {
         assert_eq!(group_thousands(999), "999");
         assert_eq!(group_thousands(1000), "1 000");
         assert_eq!(group_thousands(-45_000), "-45 000");
+    }
+
+    #[test]
+    fn due_counts_the_estimate_until_there_are_lines() {
+        assert_eq!(due(0, 350_000, 100_000), 250_000, "prepaid new order");
+        assert_eq!(due(0, 0, 100_000), -100_000, "prepaid without an estimate");
+        assert_eq!(
+            due(200_000, 350_000, 300_000),
+            -100_000,
+            "lines replace the estimate"
+        );
+        assert_eq!(due(200_000, 0, 200_000), 0);
     }
 
     #[test]

@@ -41,6 +41,13 @@ impl AssetIndex {
     }
 }
 
+/// The same index for pages drawn without the server's state (error pages, a used setup
+/// link): they are styled like every other page. Built once, from the same embedded files.
+pub fn global() -> &'static AssetIndex {
+    static INDEX: std::sync::OnceLock<AssetIndex> = std::sync::OnceLock::new();
+    INDEX.get_or_init(AssetIndex::build)
+}
+
 fn content_type(path: &str) -> String {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
     match mime.type_() {

@@ -192,10 +192,11 @@ pub fn error_page(status: StatusCode, message: &str, tr: Tr) -> HttpResponse {
         tr,
         tr.t("error.title"),
         maud::html! {
-            main.narrow {
-                h1 { (status.as_u16()) " · " (tr.t("error.title")) }
+            main.narrow.card.error-page {
+                p.error-code { (status.as_u16()) }
+                h1 { (tr.t("error.title")) }
                 p.error-message { (message) }
-                p { a href="/" { (tr.t("error.back_home")) } }
+                p { a.button.primary href="/" { (tr.t("error.back_home")) } }
             }
         },
     );

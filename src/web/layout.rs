@@ -9,35 +9,64 @@ use crate::domain::Action;
 use crate::i18n::Tr;
 use crate::model::Language;
 
-/// Navigation entries, shown to roles that may do the action.
+/// The daily work: always in the header row, shown to roles that may do the action.
+/// The conversations inbox belongs here after "Calls"; its unread count is a
+/// `span.nav-badge` inside the link (styled in app.css). The row has room for it in
+/// Russian at 1366 px (tests/it/desk_browser.rs measures the header).
 const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.dashboard", Action::ViewDashboard),
     ("/orders", "nav.orders", Action::ViewOrders),
     ("/customers", "nav.customers", Action::ViewCustomers),
     ("/inbox", "nav.inbox", Action::ViewConversations),
     ("/calls", "calls.nav", Action::ViewCalls),
-    ("/map", "branches.map_nav", Action::ViewOrders),
+];
+
+/// Pages looked at now and then, under one "More" menu.
+const MORE_NAV: &[(&str, &str, Action)] = &[
     ("/workload", "nav.workload", Action::ViewReports),
+    ("/map", "branches.map_nav", Action::ViewOrders),
+];
+
+/// Administration, grouped under one "Settings" menu so the header stays one row.
+const SETTINGS_NAV: &[(&str, &str, Action)] = &[
+    ("/settings", "desk.shop_settings", Action::ManageSettings),
     ("/users", "nav.users", Action::ManageUsers),
-    ("/settings", "nav.settings", Action::ManageSettings),
-    ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
-    ("/audit/activity", "nav.activity", Action::ViewActivityLog),
+    ("/telephony", "nav.telephony", Action::ManageTelephony),
+    (
+        "/inbox/settings",
+        "inbox.settings.title",
+        Action::ManageInbox,
+    ),
+    (
+        "/settings/widget",
+        "widget.settings.title",
+        Action::ManageInbox,
+    ),
     (
         "/settings/notifications",
         "notify.nav",
         Action::ManageNotifications,
     ),
+    ("/backups", "backups.nav", Action::ManageBackups),
+    ("/audit/logins", "nav.login_audit", Action::ViewLoginAudit),
+    ("/audit/activity", "nav.activity", Action::ViewActivityLog),
+];
+
+/// The signed-in user's own pages, under their name.
+const USER_NAV: &[(&str, &str, Action)] = &[
+    ("/profile", "desk.profile", Action::ManageOwnAccount),
     (
         "/profile/telegram",
         "notify.profile.nav",
         Action::ManageOwnAccount,
     ),
-    ("/backups", "backups.nav", Action::ManageBackups),
-    ("/telephony", "nav.telephony", Action::ManageTelephony),
 ];
 
 fn head(state: Option<&WebState>, title: &str) -> Markup {
-    let url = |p: &str| state.map(|s| s.assets.url(p)).unwrap_or_default();
+    let url = |p: &str| match state {
+        Some(s) => s.assets.url(p),
+        None => super::assets::global().url(p),
+    };
     html! {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
@@ -54,6 +83,7 @@ fn head(state: Option<&WebState>, title: &str) -> Markup {
         script src=(url("js/calls.js")) defer {}
         script src=(url("js/dial.js")) defer {}
         script src=(url("js/inbox.js")) defer {}
+        script src=(url("js/desk.js")) defer {}
     }
 }
 
@@ -100,7 +130,12 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                                     }
                                 }
                             }
+                            (nav_menu(ui, actor, "more-menu", "desk.more_nav", MORE_NAV))
+                            (nav_menu(ui, actor, "settings-menu", "nav.settings", SETTINGS_NAV))
                         }
+                    }
+                    @if ui.actor.as_ref().is_some_and(|a| a.can(Action::ViewOrders)) {
+                        (search_box(ui))
                     }
                     div.topbar-right {
                         (super::pages::calls::header_status(ui))
@@ -109,16 +144,62 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                         (language_switch(ui))
                         button #theme-toggle.icon-btn type="button" title=(ui.t("shell.theme")) { "◐" }
                         @if let Some(actor) = &ui.actor {
-                            a.user-link href="/profile" { (actor.display_name) }
-                            form.inline method="post" action="/logout" {
-                                (csrf_field(ui))
-                                button.link type="submit" { (ui.t("shell.logout")) }
+                            details.menu.menu-end #user-menu {
+                                summary.user-link { (actor.display_name) }
+                                div.menu-list {
+                                    @for (href, key, action) in USER_NAV {
+                                        @if actor.can(*action) { a href=(href) { (ui.tr.t(key)) } }
+                                    }
+                                    form method="post" action="/logout" {
+                                        (csrf_field(ui))
+                                        button.link type="submit" { (ui.t("shell.logout")) }
+                                    }
+                                }
                             }
                         }
                     }
                 }
                 main #content { (content) }
             }
+        }
+    }
+}
+
+/// A header menu of the items the actor may use; nothing when there are none.
+fn nav_menu(
+    ui: &Ui,
+    actor: &crate::domain::Actor,
+    id: &str,
+    label: &'static str,
+    items: &[(&str, &str, Action)],
+) -> Markup {
+    let mine: Vec<_> = items.iter().filter(|(_, _, a)| actor.can(*a)).collect();
+    let here = mine.iter().any(|(h, _, _)| is_current(&ui.path, h));
+    html! {
+        @if !mine.is_empty() {
+            details.menu id=(id) {
+                summary aria-current=[here.then_some("page")] { (ui.t(label)) }
+                div.menu-list {
+                    @for (href, key, _) in mine {
+                        a href=(href) aria-current=[(ui.path == *href).then_some("page")] { (ui.tr.t(key)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The one search box: a plain GET form to `/search` that works without script;
+/// `desk.js` shows results as you type (`/search/suggest`) and focuses it on `/` or
+/// Ctrl+K.
+fn search_box(ui: &Ui) -> Markup {
+    html! {
+        form.global-search #global-search-form method="get" action="/search" role="search" {
+            label.visually-hidden for="global-search" { (ui.t("search.title")) }
+            input #global-search name="q" type="search" autocomplete="off" maxlength="100"
+                placeholder=(ui.t("desk.search_hint")) aria-controls="search-suggest" aria-expanded="false"
+                data-suggest="/search/suggest";
+            div #search-suggest.suggest role="listbox" hidden {}
         }
     }
 }

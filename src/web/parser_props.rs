@@ -34,6 +34,11 @@ proptest! {
         if let Some(e) = search::fts_expression(&q, UZBEKISTAN) {
             // Every term is one quoted string: no input is read as FTS syntax.
             for term in e.split(' ') {
+                // Spellings in other scripts are alternatives: `("Дилноза"* OR "dilnoza"*)`.
+                if term == "OR" || term == "AND" {
+                    continue;
+                }
+                let term = term.trim_start_matches('(').trim_end_matches(')');
                 let t = term.strip_suffix('*').unwrap_or(term);
                 prop_assert!(t.len() >= 2 && t.starts_with('"') && t.ends_with('"'), "{e}");
                 prop_assert!(!t[1..t.len() - 1].contains('"'), "{e}");

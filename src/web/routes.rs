@@ -71,6 +71,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/orders", Allowed(ViewOrders), pages::orders::list);
     r.add(get(), "/orders/export.csv", Allowed(ViewOrders), pages::orders::export_csv);
     r.add(get(), "/orders/new", Allowed(CreateOrders), pages::orders::new_form);
+    r.add(get(), "/orders/new/customer", Allowed(CreateOrders), pages::desk::intake_customer);
     r.add(post(), "/orders", Allowed(CreateOrders), pages::orders::create);
     r.add(get(), "/orders/{id}", Allowed(ViewOrders), pages::orders::show);
     r.add(post(), "/orders/{id}", Allowed(EditOrders), pages::orders::update);
@@ -84,6 +85,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/orders/{id}/photos/{photo}", Allowed(ViewOrders), pages::orders::photo);
     r.add(get(), "/orders/{id}/receipt", Allowed(ViewOrders), pages::orders::receipt);
     r.add(get(), "/orders/{id}/act", Allowed(ViewOrders), pages::orders::act);
+    r.add(get(), "/orders/{id}/label", Allowed(ViewOrders), pages::orders::label);
     r.add(get(), "/my", Allowed(ViewOrders), pages::orders::my_orders);
     r.add(get(), "/workload", Allowed(ViewReports), pages::orders::workload);
     r.add(get(), "/customers", Allowed(ViewCustomers), pages::customers::list);
@@ -94,6 +96,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/customers/{id}", Allowed(EditCustomers), pages::customers::update);
     r.add(post(), "/customers/{id}/merge", Allowed(MergeCustomers), pages::customers::merge);
     r.add(get(), "/search", Allowed(ViewOrders), pages::customers::search);
+    r.add(get(), "/search/suggest", Allowed(ViewOrders), pages::desk::suggest);
     r.add(get(), "/branches", Allowed(ManageBranches), pages::branches::list);
     r.add(post(), "/branches", Allowed(ManageBranches), pages::branches::create);
     r.add(post(), "/branches/{id}", Allowed(ManageBranches), pages::branches::update);

@@ -235,7 +235,8 @@ async fn first_run_login_and_language_switch_in_chromium() {
         panic!("dashboard after setup; at {url}:\n{src}");
     }
 
-    // Sign out, then sign in through the form.
+    // Sign out (in the menu under the user's name), then sign in through the form.
+    b.click("#user-menu summary").await;
     b.click("form[action='/logout'] button").await;
     b.client
         .wait()
@@ -255,6 +256,8 @@ async fn first_run_login_and_language_switch_in_chromium() {
         b.wait_text("#dashboard-title", "Сводка").await,
         "dashboard in Russian"
     );
+    // Administration is grouped under the Settings menu.
+    b.click("#settings-menu summary").await;
     assert!(b.wait_text("#main-nav", "Сотрудники").await);
     // Remembered on the account: a new sign-in stays Russian.
     let u = app

@@ -198,17 +198,18 @@ async fn revenue_is_grouped_per_day_week_and_month() {
             r.text().await.unwrap()
         }
     };
+    // Bars carry the amount as money in their tooltip (issue 20).
     let weeks = page("week").await;
     assert!(weeks.contains("data-period=\"week\""));
     assert_eq!(
         bars(&weeks),
         vec![
-            "26.01: 150000",
-            "02.02: 7000",
-            "09.02: 0",
-            "16.02: 0",
-            "23.02: 0",
-            "02.03: -20000"
+            "26.01: 150 000 so'm",
+            "02.02: 7 000 so'm",
+            "09.02: 0 so'm",
+            "16.02: 0 so'm",
+            "23.02: 0 so'm",
+            "02.03: -20 000 so'm"
         ]
     );
     assert!(
@@ -218,13 +219,17 @@ async fn revenue_is_grouped_per_day_week_and_month() {
     let months = page("month").await;
     assert_eq!(
         bars(&months),
-        vec!["01.2026: 100000", "02.2026: 57000", "03.2026: -20000"]
+        vec![
+            "01.2026: 100 000 so'm",
+            "02.2026: 57 000 so'm",
+            "03.2026: -20 000 so'm"
+        ]
     );
     let days = bars(&page("day").await);
     assert_eq!(days.len(), 37);
-    assert_eq!(days[0], "28.01: 100000");
-    assert_eq!(days[4], "01.02: 50000");
-    assert_eq!(days[5], "02.02: 7000");
+    assert_eq!(days[0], "28.01: 100 000 so'm");
+    assert_eq!(days[4], "01.02: 50 000 so'm");
+    assert_eq!(days[5], "02.02: 7 000 so'm");
     // An unknown period is the default (per day), not an error.
     assert_eq!(bars(&page("year").await).len(), 37);
 }

@@ -17,6 +17,8 @@ mod core_browser;
 mod core_language;
 mod core_lists;
 mod core_reports;
+mod desk;
+mod desk_browser;
 mod foundation;
 mod harden;
 mod inbox;

@@ -186,8 +186,7 @@ pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
                 }
             }
             form.filters #call-filters method="get" action="/calls" {
-                label { (ui.t("calls.from_date")) " " input type="date" name="from" value=(blank(&q.from).unwrap_or("")); }
-                label { (ui.t("calls.to_date")) " " input type="date" name="to" value=(blank(&q.to).unwrap_or("")); }
+                input type="search" name="number" value=(blank(&q.number).unwrap_or("")) placeholder=(ui.t("calls.number")) aria-label=(ui.t("calls.number"));
                 select name="direction" aria-label=(ui.t("calls.direction")) {
                     option value="" { (ui.t("calls.any_direction")) }
                     @for d in ["internal", "inbound", "outbound"] { option value=(d) selected[sel(&q.direction, d)] { (direction_label(&ui, d)) } }
@@ -200,7 +199,14 @@ pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
                     option value="" { (ui.t("calls.any_operator")) }
                     @for u in users.iter().filter(|u| u.active) { option value=(u.id) selected[sel(&q.operator, &u.id.to_string())] { (u.display_name) } }
                 }
-                input type="search" name="number" value=(blank(&q.number).unwrap_or("")) placeholder=(ui.t("calls.number"));
+                // The dates fold away like the orders list's; open when one is set.
+                details.more-filters open[blank(&q.from).is_some() || blank(&q.to).is_some()] {
+                    summary { (ui.t("desk.more_filters")) }
+                    div.more-filters-body {
+                        label { (ui.t("calls.from_date")) " " input type="date" name="from" value=(blank(&q.from).unwrap_or("")); }
+                        label { (ui.t("calls.to_date")) " " input type="date" name="to" value=(blank(&q.to).unwrap_or("")); }
+                    }
+                }
                 button type="submit" { (ui.t("common.filter")) }
             }
             div #calls-region data-live-topics="call.ended call.answered" {
@@ -466,7 +472,7 @@ pub fn header_status(ui: &Ui) -> Markup {
             data-t-new-customer=(ui.t("customers.new")) data-t-new-order=(ui.t("orders.new"))
             data-t-open-customer=(ui.t("calls.open_customer")) data-t-answered-by=(ui.t("calls.answered_by_x")) data-t-answered-elsewhere=(ui.t("harden.call_answered_elsewhere"))
             data-t-transferred-by=(ui.t("calls.transferred_by_x"))
-            data-t-balance=(ui.t("orders.balance")) data-t-promised=(ui.t("orders.promised"))
+            data-t-balance=(ui.t("desk.to_pay")) data-t-overpaid=(ui.t("desk.overpayment")) data-t-promised=(ui.t("orders.promised"))
             data-t-last-call=(ui.t("calls.last_call")) data-t-no-orders=(ui.t("calls.no_open_orders"))
             data-t-keys=(ui.t("calls.keys")) data-t-close=(ui.t("calls.close"))
             data-can-customers=(if actor.can(Action::ViewCustomers) { "1" } else { "0" })

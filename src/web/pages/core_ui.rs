@@ -20,6 +20,70 @@ pub fn money(shop: &ShopSettings, v: i64) -> String {
     shop.money(v)
 }
 
+/// An amount as the reader's language writes the currency (`1 250 000 сум` in Russian,
+/// `сўм` in Uzbek Cyrillic); other currencies by their code.
+pub fn money_text(ui: &Ui, shop: &ShopSettings, v: i64) -> String {
+    if shop.currency == "UZS" {
+        ui.tr.money(v)
+    } else {
+        shop.money(v)
+    }
+}
+
+/// [`money_text`] in a span that never breaks across lines.
+pub fn cash(ui: &Ui, shop: &ShopSettings, v: i64) -> Markup {
+    html! { span.money { (money_text(ui, shop, v)) } }
+}
+
+/// What the customer owes ([`crate::model::money::due`]): the amount, or an overpayment
+/// named as one with the amount to give back.
+pub fn due_cell(ui: &Ui, shop: &ShopSettings, due: i64) -> Markup {
+    html! {
+        @if due < 0 {
+            span.money.overpaid data-due=(due) { (ui.t("desk.overpaid")) " " (money_text(ui, shop, -due)) }
+        } @else if due == 0 {
+            span.money.settled data-due="0" { (money_text(ui, shop, 0)) }
+        } @else {
+            span.money.owed data-due=(due) { (money_text(ui, shop, due)) }
+        }
+    }
+}
+
+/// A compact amount for chart labels (`33,9 mln`, `850 ming`), in the reader's words.
+pub fn short_money(ui: &Ui, v: i64) -> String {
+    let a = v.unsigned_abs();
+    let sign = if v < 0 { "-" } else { "" };
+    let one_decimal = |x: u64, unit: u64| {
+        let tenths = (x * 10 + unit / 2) / unit;
+        if tenths.is_multiple_of(10) || tenths >= 1000 {
+            format!("{}", tenths / 10)
+        } else {
+            format!("{},{}", tenths / 10, tenths % 10)
+        }
+    };
+    if a >= 1_000_000_000 {
+        format!(
+            "{sign}{} {}",
+            one_decimal(a, 1_000_000_000),
+            ui.t("desk.money_billion")
+        )
+    } else if a >= 1_000_000 {
+        format!(
+            "{sign}{} {}",
+            one_decimal(a, 1_000_000),
+            ui.t("desk.money_million")
+        )
+    } else if a >= 1_000 {
+        format!(
+            "{sign}{} {}",
+            one_decimal(a, 1_000),
+            ui.t("desk.money_thousand")
+        )
+    } else {
+        format!("{sign}{a}")
+    }
+}
+
 /// `dd.mm.yyyy`, shop time.
 pub fn date(clock: &ShopClock, ts: i64) -> String {
     clock.format_date(ts)

@@ -266,7 +266,13 @@ async fn card(
     let balance: i64 = orders
         .iter()
         .filter(|o| o.status_group != "closed" || o.total > o.paid)
-        .map(|o| o.total - o.paid)
+        .map(|o| {
+            if o.status_group == "closed" {
+                o.total - o.paid
+            } else {
+                crate::model::money::due(o.total, o.estimate, o.paid)
+            }
+        })
         .sum();
     let form = f.cloned().unwrap_or_else(|| CustomerForm::from_row(&c));
     let calls = super::calls::customer_section(ui, actor, c.id).await;
@@ -294,7 +300,7 @@ async fn card(
                             dt { "E-mail" } dd { (c.email) }
                             dt { (ui.t("customers.address")) } dd { (c.address) }
                             dt { (ui.t("customers.notes")) } dd { (c.notes) }
-                            dt { (ui.t("orders.balance")) } dd #customer-balance { strong { (money(&shop, balance)) } }
+                            dt { (ui.t("orders.balance")) } dd #customer-balance { strong { (super::core_ui::due_cell(ui, &shop, balance)) } }
                         }
                     }
                     @if actor.can(Action::EditCustomers) {

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use maud::html;
 use serde::Deserialize;
 
+use super::core_ui::{cash, money_text, short_money};
 use super::{html, redirect};
 use crate::domain::{notices, Action, Actor, DomainError};
 use crate::web::auth::Ui;
@@ -18,7 +19,14 @@ pub struct RangeQuery {
 }
 
 /// A small bar chart drawn on the server (no script, CSP-safe: attributes only).
-fn bar_chart(id: &str, points: &[(String, i64)], title: &str) -> maud::Markup {
+/// `short` writes the label over a bar, `full` the value in its tooltip.
+fn bar_chart(
+    id: &str,
+    points: &[(String, i64)],
+    title: &str,
+    short: &dyn Fn(i64) -> String,
+    full: &dyn Fn(i64) -> String,
+) -> maud::Markup {
     let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
     let (w, h, pad) = (600.0, 160.0, 18.0);
     let bw = (w / points.len().max(1) as f64).max(4.0);
@@ -28,9 +36,9 @@ fn bar_chart(id: &str, points: &[(String, i64)], title: &str) -> maud::Markup {
             @for (i, (label, v)) in points.iter().enumerate() {
                 @let bh = (*v as f64 / max) * (h - 14.0);
                 rect.bar x=(format!("{:.1}", i as f64 * bw + 1.0)) y=(format!("{:.1}", h - bh)) width=(format!("{:.1}", bw - 2.0)) height=(format!("{:.1}", bh)) {
-                    title { (label) ": " (v) }
+                    title { (label) ": " (full(*v)) }
                 }
-                @if *v > 0 { text x=(format!("{:.1}", i as f64 * bw + bw / 2.0)) y=(format!("{:.1}", h - bh - 2.0)) text-anchor="middle" { (v) } }
+                @if *v > 0 { text.value x=(format!("{:.1}", i as f64 * bw + bw / 2.0)) y=(format!("{:.1}", h - bh - 2.0)) text-anchor="middle" { (short(*v)) } }
                 @if points.len() <= 31 { text x=(format!("{:.1}", i as f64 * bw + bw / 2.0)) y=(format!("{:.1}", h + pad - 4.0)) text-anchor="middle" { (label) } }
             }
         }
@@ -102,6 +110,14 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
         .await
         .unwrap_or_default();
     let calls = super::calls::dashboard_section(&ui, &actor, from, to).await;
+    let count = |v: i64| v.to_string();
+    let short = |v: i64| short_money(&ui, v);
+    let full = |v: i64| money_text(&ui, &shop, v);
+    // Blank charts say nothing: an empty range says so and what to do instead.
+    let empty = stats.as_ref().is_some_and(|st| {
+        st.days.iter().all(|d| d.intake == 0 && d.completed == 0)
+            && st.revenue.iter().all(|r| r.1 == 0)
+    });
     let groups = [
         ("new", "group.new"),
         ("in_work", "group.in_work"),
@@ -129,9 +145,9 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
                 }
                 @if reports {
                     section.cards {
-                        div.card.stat { span.stat-value { (shop.money(st.revenue_today)) } span.stat-label { (ui.t("dashboard.revenue_today")) } }
-                        div.card.stat { span.stat-value { (shop.money(st.revenue_week)) } span.stat-label { (ui.t("dashboard.revenue_week")) } }
-                        div.card.stat { span.stat-value { (shop.money(st.revenue_month)) } span.stat-label { (ui.t("dashboard.revenue_month")) } }
+                        div.card.stat.stat-money { span.stat-value #revenue-today { (cash(&ui, &shop, st.revenue_today)) } span.stat-label { (ui.t("dashboard.revenue_today")) } }
+                        div.card.stat.stat-money { span.stat-value { (cash(&ui, &shop, st.revenue_week)) } span.stat-label { (ui.t("dashboard.revenue_week")) } }
+                        div.card.stat.stat-money { span.stat-value { (cash(&ui, &shop, st.revenue_month)) } span.stat-label { (ui.t("dashboard.revenue_month")) } }
                     }
                 }
                 form.filters method="get" action="/" {
@@ -139,11 +155,21 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
                     input type="date" name="to" value=(crate::domain::clock::iso_date(to_day));
                     button type="submit" { (ui.t("common.filter")) }
                 }
+                @if empty {
+                    section.card.empty-state #dashboard-empty {
+                        p { strong { (ui.t("desk.empty_dashboard")) } }
+                        p.muted { (ui.t("desk.empty_dashboard_hint")) }
+                        @if actor.can(Action::CreateOrders) { a.button.primary href="/orders/new" { (ui.t("orders.new")) } }
+                        @if reports {
+                            p.muted { (ui.t("revenue.total")) ": " span #revenue-total { (money_text(&ui, &shop, 0)) } }
+                        }
+                    }
+                } @else {
                 section.card {
                     h2 { (ui.t("dashboard.intake")) }
-                    (bar_chart("chart-intake", &st.days.iter().map(|d| (clock.format_date(d.day)[..5].to_string(), d.intake)).collect::<Vec<_>>(), ui.t("dashboard.intake")))
+                    (bar_chart("chart-intake", &st.days.iter().map(|d| (clock.format_date(d.day)[..5].to_string(), d.intake)).collect::<Vec<_>>(), ui.t("dashboard.intake"), &count, &count))
                     h2 { (ui.t("dashboard.completed")) }
-                    (bar_chart("chart-completed", &st.days.iter().map(|d| (clock.format_date(d.day)[..5].to_string(), d.completed)).collect::<Vec<_>>(), ui.t("dashboard.completed")))
+                    (bar_chart("chart-completed", &st.days.iter().map(|d| (clock.format_date(d.day)[..5].to_string(), d.completed)).collect::<Vec<_>>(), ui.t("dashboard.completed"), &count, &count))
                     @if reports {
                         h2 { (ui.t("dashboard.revenue")) }
                         nav.tabs #revenue-periods {
@@ -153,10 +179,11 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
                             }
                         }
                         div data-period=(period.as_str()) {
-                            (bar_chart("chart-revenue", &st.revenue.iter().map(|(t, v)| (per_label(*t), *v)).collect::<Vec<_>>(), ui.t("dashboard.revenue")))
+                            (bar_chart("chart-revenue", &st.revenue.iter().map(|(t, v)| (per_label(*t), *v)).collect::<Vec<_>>(), ui.t("dashboard.revenue"), &short, &full))
                         }
-                        p.muted { (ui.t("revenue.total")) ": " span #revenue-total { (shop.money(st.revenue.iter().map(|r| r.1).sum())) } }
+                        p.muted { (ui.t("revenue.total")) ": " span #revenue-total { (money_text(&ui, &shop, st.revenue.iter().map(|r| r.1).sum())) } }
                     }
+                }
                 }
                 @if reports && !st.masters.is_empty() {
                     section.card {

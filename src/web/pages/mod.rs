@@ -9,6 +9,7 @@ pub mod conversation_export;
 pub mod core_ui;
 pub mod customers;
 pub mod dashboard;
+pub mod desk;
 pub mod inbox;
 pub mod notifications;
 pub mod orders;

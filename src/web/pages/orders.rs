@@ -7,8 +7,8 @@ use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
 use super::core_ui::{
-    category_label, csv, date, date_input, keyset_pager, money, parse_date_input, status_badge,
-    Cursor,
+    cash, category_label, csv, date, date_input, due_cell, keyset_pager, money, parse_date_input,
+    status_badge, Cursor,
 };
 use super::{html, html_status, redirect};
 use crate::domain::filters::OrderQuery;
@@ -78,19 +78,19 @@ pub fn orders_table(
         div.table-wrap { table.orders {
             thead { tr {
                 th { "№" } th { (ui.t("orders.customer")) } th { (ui.t("orders.device")) } th { (ui.t("orders.status")) }
-                th { (ui.t("orders.master")) } th { (ui.t("orders.promised")) } th.num { (ui.t("orders.total")) } th.num { (ui.t("orders.balance")) }
+                th { (ui.t("orders.master")) } th { (ui.t("orders.promised")) } th.num { (ui.t("orders.total")) } th.num { (ui.t("desk.to_pay")) }
             } }
             tbody {
                 @for o in rows {
                     tr.overdue[is_overdue(o, now)] data-order-id=(o.id) {
-                        td { a href=(format!("/orders/{}", o.id)) { (o.number) } @if o.urgent { " " span.badge.badge-danger { "!" } } }
+                        td.order-no { a href=(format!("/orders/{}", o.id)) { (o.number) } @if o.urgent { " " span.badge.badge-danger { "!" } } }
                         td { (o.customer_name) br; small.muted { (o.customer_phone.clone().map(|p| crate::model::PhoneNumber::from_e164_unchecked(p).display()).unwrap_or_default()) } }
                         td { (category_label(ui, &o.device_category)) " " (o.brand) " " (o.model) }
                         td { (status_badge(ui, statuses, o.status_id)) @if is_overdue(o, now) { " " span.badge.badge-danger { (ui.t("orders.overdue")) } } }
                         td { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
                         td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) }
-                        td.num { (money(shop, o.total)) }
-                        td.num { (money(shop, o.total - o.paid)) }
+                        td.num { (cash(ui, shop, o.total)) }
+                        td.num { (due_cell(ui, shop, crate::model::money::due(o.total, o.estimate, o.paid))) }
                     }
                 }
             }
@@ -137,6 +137,13 @@ async fn render_list(
         .unwrap_or(0)
         .clamp(0, 1_000_000);
     let qs = query_string(&q);
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    // The master's own queue is not a filter the user set.
+    let filtered = [&q.q, &q.group, &q.status_id, &q.branch_id, &q.from, &q.to]
+        .into_iter()
+        .any(set)
+        || q.overdue.as_deref() == Some("1")
+        || (base != "/my" && set(&q.master_id));
     let picked =
         |v: &Option<String>, id: i64| v.as_deref().map(str::trim) == Some(id.to_string().as_str());
     let groups = [
@@ -157,32 +164,39 @@ async fn render_list(
                     " " a.button href=(format!("/orders/export.csv?{qs}")) { "CSV" }
                 }
             }
-            form.filters method="get" action=(base) {
-                input name="q" type="search" value=(q.q.clone().unwrap_or_default()) placeholder=(ui.t("search.placeholder"));
-                select name="group" {
+            form.filters #order-filters method="get" action=(base) {
+                input name="q" type="search" value=(q.q.clone().unwrap_or_default()) placeholder=(ui.t("search.placeholder")) aria-label=(ui.t("search.title"));
+                select name="group" aria-label=(ui.t("orders.status")) data-autosubmit {
                     option value="" { (ui.t("orders.all_groups")) }
                     @for (g, key) in groups { option value=(g) selected[q.group.as_deref() == Some(g)] { (ui.t(key)) } }
                 }
-                select name="status" {
+                select name="status" aria-label=(ui.t("orders.status")) data-autosubmit {
                     option value="" { (ui.t("orders.all_statuses")) }
                     @for s in &statuses { option value=(s.id) selected[picked(&q.status_id, s.id)] { (status_name(s, ui.tr.lang)) } }
                 }
                 @if actor.role != crate::model::Role::Master {
-                    select name="master" {
+                    select name="master" aria-label=(ui.t("orders.master")) data-autosubmit {
                         option value="" { (ui.t("orders.all_masters")) }
                         @for (id, name) in &masters { option value=(id) selected[picked(&q.master_id, *id)] { (name) } }
                     }
                 }
-                @if branches.len() > 1 {
-                    select name="branch" {
-                        option value="" { (ui.t("branches.all")) }
-                        @for b in &branches { option value=(b.id) selected[picked(&q.branch_id, b.id)] { (b.name) } }
+                // Less used filters fold away; open when one of them is set.
+                @let more_set = [&q.from, &q.to, &q.branch_id].iter().any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty())) || q.overdue.as_deref() == Some("1");
+                details.more-filters open[more_set] {
+                    summary { (ui.t("desk.more_filters")) }
+                    div.more-filters-body {
+                        @if branches.len() > 1 {
+                            select name="branch" aria-label=(ui.t("branches.branch")) {
+                                option value="" { (ui.t("branches.all")) }
+                                @for b in &branches { option value=(b.id) selected[picked(&q.branch_id, b.id)] { (b.name) } }
+                            }
+                        }
+                        label { (ui.t("orders.from")) " " input type="date" name="from" value=(q.from.clone().unwrap_or_default()); }
+                        label { (ui.t("orders.to")) " " input type="date" name="to" value=(q.to.clone().unwrap_or_default()); }
+                        label.check { input type="checkbox" name="overdue" value="1" checked[q.overdue.as_deref() == Some("1")]; " " (ui.t("orders.overdue")) }
                     }
                 }
-                input type="date" name="from" value=(q.from.clone().unwrap_or_default()) title=(ui.t("orders.from"));
-                input type="date" name="to" value=(q.to.clone().unwrap_or_default()) title=(ui.t("orders.to"));
-                label.check { input type="checkbox" name="overdue" value="1" checked[q.overdue.as_deref() == Some("1")]; " " (ui.t("orders.overdue")) }
-                select name="sort" {
+                select name="sort" aria-label=(ui.t("desk.sort")) data-autosubmit {
                     option value="newest" { (ui.t("orders.sort_newest")) }
                     option value="oldest" selected[q.sort.as_deref() == Some("oldest")] { (ui.t("orders.sort_oldest")) }
                     option value="promised" selected[q.sort.as_deref() == Some("promised")] { (ui.t("orders.sort_promised")) }
@@ -191,6 +205,18 @@ async fn render_list(
                 button type="submit" { (ui.t("common.filter")) }
             }
             div #orders-region data-live-topics="order." {
+                @if rows.is_empty() {
+                    // An empty list says why and what to do next.
+                    div.card.empty-state #orders-empty {
+                        @if !filtered {
+                            p { strong { (ui.t("desk.no_orders")) } }
+                            @if actor.can(Action::CreateOrders) { a.button.primary href="/orders/new" { (ui.t("orders.new")) } }
+                        } @else {
+                            p { strong { (ui.t("desk.no_matches")) } }
+                            a.button href=(base) { (ui.t("desk.clear_filters")) }
+                        }
+                    }
+                }
                 (orders_table(&ui, &shop, &statuses, &rows))
                 (keyset_pager(&ui, &format!("{base}?{qs}"), page_no, PER_PAGE, total, rows.len() as i64,
                     keyset.then(|| Cursor {
@@ -247,7 +273,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
                 o.promised_at.map(|t| date(&clock, t)).unwrap_or_default(),
                 o.total.to_string(),
                 o.paid.to_string(),
-                (o.total - o.paid).to_string(),
+                crate::model::money::due(o.total, o.estimate, o.paid).to_string(),
             ]
         }),
     );
@@ -286,6 +312,50 @@ pub struct NewForm {
     warranty_days: String,
     master: Option<String>,
     branch: Option<String>,
+    /// `existing` or `new` when the phone's customer has another name than the typed one.
+    customer_choice: Option<String>,
+    cond_screen: Option<String>,
+    cond_scratches: Option<String>,
+    cond_dents: Option<String>,
+    cond_power: Option<String>,
+    cond_water: Option<String>,
+}
+
+/// The condition checklist: (form field, catalogue key). Ticked items go into the
+/// order's condition text, in the desk's language, before what was typed.
+const CONDITIONS: &[(&str, &str)] = &[
+    ("cond_screen", "desk.cond_screen"),
+    ("cond_scratches", "desk.cond_scratches"),
+    ("cond_dents", "desk.cond_dents"),
+    ("cond_power", "desk.cond_power"),
+    ("cond_water", "desk.cond_water"),
+];
+
+impl NewForm {
+    fn ticked(&self, field: &str) -> bool {
+        match field {
+            "cond_screen" => self.cond_screen.is_some(),
+            "cond_scratches" => self.cond_scratches.is_some(),
+            "cond_dents" => self.cond_dents.is_some(),
+            "cond_power" => self.cond_power.is_some(),
+            "cond_water" => self.cond_water.is_some(),
+            _ => false,
+        }
+    }
+
+    /// The checklist's ticked items and the typed condition, as one text.
+    fn condition_text(&self, ui: &Ui) -> String {
+        let mut parts: Vec<&str> = CONDITIONS
+            .iter()
+            .filter(|(f, _)| self.ticked(f))
+            .map(|(_, k)| ui.t(k))
+            .collect();
+        let typed = self.condition.trim();
+        if !typed.is_empty() {
+            parts.push(typed);
+        }
+        parts.join(", ")
+    }
 }
 
 fn new_page(
@@ -308,13 +378,17 @@ fn new_page(
                 fieldset {
                     legend { (ui.t("orders.customer")) }
                     label for="phone" { (ui.t("customers.phone")) }
-                    input #phone name="phone" type="tel" value=(f.phone) required autofocus placeholder="90 123 45 67";
-                    @if let Some(c) = known {
-                        input type="hidden" name="customer_id" value=(c.id);
-                        p.known-customer { "✓ " a href=(format!("/customers/{}", c.id)) { (c.name) } }
-                    } @else {
-                        label for="customer_name" { (ui.t("customers.name")) }
-                        input #customer_name name="customer_name" value=(f.customer_name);
+                    input #phone name="phone" type="tel" value=(f.phone) required autofocus placeholder="90 123 45 67"
+                        autocomplete="off" data-lookup="/orders/new/customer";
+                    label for="customer_name" { (ui.t("customers.name")) }
+                    input #customer_name name="customer_name" value=(f.customer_name) maxlength="200"
+                        placeholder=(known.map(|c| c.name.as_str()).unwrap_or(""));
+                    div #intake-customer aria-live="polite" {
+                        // Chosen on the customer's page: kept while the phone is not changed.
+                        @if let (Some(c), Some(_)) = (known, f.customer_id.as_deref().filter(|v| !v.is_empty())) {
+                            input type="hidden" name="customer_id" value=(c.id);
+                        }
+                        (super::desk::customer_block(ui, known, &f.customer_name, super::desk::Choice::parse(f.customer_choice.as_deref())))
                     }
                 }
                 fieldset {
@@ -331,7 +405,13 @@ fn new_page(
                     input #serial name="serial" value=(f.serial) maxlength="80";
                     label for="complaint" { (ui.t("orders.complaint")) }
                     textarea #complaint name="complaint" required maxlength="2000" { (f.complaint) }
-                    label for="condition" { (ui.t("orders.condition")) }
+                    fieldset.checklist #condition-checklist {
+                        legend { (ui.t("orders.condition")) }
+                        @for (field, key) in CONDITIONS {
+                            label.check { input type="checkbox" name=(field) value="1" checked[f.ticked(field)]; " " (ui.t(key)) }
+                        }
+                    }
+                    label for="condition" { (ui.t("desk.condition_other")) }
                     input #condition name="condition" value=(f.condition) maxlength="1000";
                     label for="accessories" { (ui.t("orders.accessories")) }
                     input #accessories name="accessories" value=(f.accessories) maxlength="500";
@@ -386,7 +466,23 @@ pub async fn new_form(ui: Ui, actor: Actor, q: web::Query<NewQuery>) -> HttpResp
         f.phone = p.to_string();
     }
     if let Some(c) = &known {
-        f.phone = c.phones.first().cloned().unwrap_or_default();
+        f.phone = c
+            .phones
+            .first()
+            .map(|p| crate::model::PhoneNumber::from_e164_unchecked(p.clone()).display())
+            .unwrap_or_default();
+        if q.customer.is_some() {
+            f.customer_id = Some(c.id.to_string());
+        }
+    }
+    // The promised date the shop usually gives (settings), changeable on the form.
+    let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
+    if shop.promise_days > 0 {
+        let clock = ui.clock();
+        f.promised = crate::domain::clock::iso_date(crate::domain::clock::add_days(
+            clock.today(),
+            shop.promise_days,
+        ));
     }
     let branches = crate::domain::branches::list(&ctx.db, true)
         .await
@@ -421,6 +517,55 @@ fn field_error(field: &'static str, why: Msg) -> DomainError {
 pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let f = form.into_inner();
+    // The customer the typed phone finds. When the typed name is someone else's, the
+    // desk chooses: the order is not silently given to the phone's customer.
+    let chosen_id = f
+        .customer_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let known = if chosen_id.is_none() && !f.phone.trim().is_empty() {
+        ctx.customers
+            .find_by_phone(&f.phone)
+            .await
+            .ok()
+            .and_then(|v| v.into_iter().next())
+    } else if let Some(id) = chosen_id.and_then(|v| v.parse().ok()) {
+        ctx.customers.get(id).await.ok()
+    } else {
+        None
+    };
+    let choice = super::desk::Choice::parse(f.customer_choice.as_deref());
+    let mut phone_customer = None;
+    let mut shared_phone = false;
+    if chosen_id.is_none() {
+        if let Some(k) = &known {
+            let differs = !f.customer_name.trim().is_empty()
+                && !super::desk::same_name(&f.customer_name, &k.name);
+            match (differs, choice) {
+                (false, _) | (true, super::desk::Choice::Existing) => phone_customer = Some(k.id),
+                (true, super::desk::Choice::New) => shared_phone = true,
+                (true, super::desk::Choice::None) => {
+                    let masters = ctx.orders.masters().await.unwrap_or_default();
+                    let branches = crate::domain::branches::list(&ctx.db, true)
+                        .await
+                        .unwrap_or_default();
+                    return html_status(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        new_page(
+                            &ui,
+                            &actor,
+                            &f,
+                            &masters,
+                            &branches,
+                            known.as_ref(),
+                            Some(ui.t("desk.choose_customer")),
+                        ),
+                    );
+                }
+            }
+        }
+    }
     let result: Result<OrderRow, DomainError> = async {
         let estimate = num(&f.estimate, "field.estimate")?;
         let prepayment = num(&f.prepayment, "field.prepayment")?;
@@ -449,7 +594,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
         };
         let master_id = id(&f.master, "field.master")?;
         let branch_id = id(&f.branch, "field.branch")?;
-        let customer_id = id(&f.customer_id, "field.customer")?;
+        let customer_id = id(&f.customer_id, "field.customer")?.or(phone_customer);
         // Intake is one unit of work in the domain: the customer (found by phone or
         // created), the order and the prepayment commit together or not at all.
         ctx.orders
@@ -460,6 +605,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                     customer: customer_id.is_none().then(|| IntakeCustomer {
                         name: f.customer_name.clone(),
                         phone: f.phone.clone(),
+                        shared_phone,
                     }),
                     branch_id,
                     device_category: f.device_category.clone(),
@@ -467,7 +613,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                     model: f.model.clone(),
                     serial: f.serial.clone(),
                     complaint: f.complaint.clone(),
-                    condition: f.condition.clone(),
+                    condition: f.condition_text(&ui),
                     accessories: f.accessories.clone(),
                     urgent: f.urgent.is_some(),
                     promised_at,
@@ -495,7 +641,7 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                     &f,
                     &masters,
                     &branches,
-                    None,
+                    known.as_ref(),
                     Some(&ui.msg(&m)),
                 ),
             )
@@ -563,6 +709,8 @@ struct OrderContext<'a> {
     statuses: &'a [StatusRow],
     transitions: &'a [(i64, i64)],
     masters: &'a [(i64, String)],
+    /// A refused status change's choice and note, shown again as they were.
+    kept: Option<(&'a str, &'a str)>,
 }
 
 fn order_page(
@@ -577,6 +725,7 @@ fn order_page(
         statuses,
         transitions,
         masters,
+        kept,
     } = *cx;
     let o = &v.order;
     let next: Vec<&StatusRow> = statuses
@@ -590,6 +739,7 @@ fn order_page(
             div.no-print {
                 a.button href=(format!("/orders/{}/receipt", o.id)) target="_blank" { (ui.t("print.receipt")) }
                 " " a.button href=(format!("/orders/{}/act", o.id)) target="_blank" { (ui.t("print.act")) }
+                " " a.button #label-link href=(format!("/orders/{}/label", o.id)) target="_blank" { (ui.t("desk.label")) }
             }
         }
         (flash(error, "error"))
@@ -606,10 +756,19 @@ fn order_page(
                         dt { (ui.t("orders.accessories")) } dd { (o.accessories) }
                         dt { (ui.t("orders.master")) } dd #order-master { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
                         dt { (ui.t("orders.promised")) } dd { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_else(|| "—".into())) }
-                        dt { (ui.t("orders.estimate")) } dd { (money(shop, o.estimate)) }
-                        dt { (ui.t("orders.total")) } dd #order-total { (money(shop, o.total)) }
-                        dt { (ui.t("orders.paid")) } dd { (money(shop, o.paid)) }
-                        dt { (ui.t("orders.balance")) } dd #order-balance { strong { (money(shop, v.balance)) } }
+                        dt { (ui.t("orders.estimate")) } dd { (cash(ui, shop, o.estimate)) }
+                        dt { (ui.t("orders.total")) } dd #order-total { (cash(ui, shop, o.total)) }
+                        dt { (ui.t("orders.paid")) } dd { (cash(ui, shop, o.paid)) }
+                        dt { (ui.t(if v.balance < 0 { "desk.overpayment" } else { "desk.to_pay" })) }
+                        dd #order-balance {
+                            @if v.balance < 0 {
+                                strong { span.money.overpaid data-due=(v.balance) { (super::core_ui::money_text(ui, shop, -v.balance)) } }
+                                " " small.muted { (ui.t("desk.overpaid_hint")) }
+                            } @else {
+                                strong { (due_cell(ui, shop, v.balance)) }
+                                @if o.total == 0 && o.estimate > 0 { " " small.muted { (ui.t("desk.by_estimate")) } }
+                            }
+                        }
                         dt { (ui.t("orders.created")) } dd { (ui.datetime(o.created_at)) }
                     }
                 }
@@ -619,9 +778,13 @@ fn order_page(
                             (csrf_field(ui))
                             input type="hidden" name="version" value=(o.version);
                             label for="to" { (ui.t("orders.change_status")) }
-                            select #to name="to" { @for s in &next { option value=(s.code) { (status_name(s, ui.tr.lang)) } } }
-                            input name="note" placeholder=(ui.t("orders.note")) maxlength="1000";
-                            @if v.balance > 0 { label.check { input type="checkbox" name="allow_debt" value="1"; " " (ui.t("orders.allow_debt")) } }
+                            select #to name="to" { @for s in &next { option value=(s.code) selected[kept.map(|k| k.0) == Some(s.code.as_str())] { (status_name(s, ui.tr.lang)) } } }
+                            input name="note" placeholder=(ui.t("orders.note")) maxlength="1000" value=(kept.map(|k| k.1).unwrap_or(""));
+                            // The hand-over override is offered only where it can apply: a
+                            // debt on the work lines and "delivered" among the next statuses.
+                            @if o.total > o.paid && next.iter().any(|s| s.code == "delivered") {
+                                label.check { input type="checkbox" name="allow_debt" value="1"; " " (ui.t("orders.allow_debt")) }
+                            }
                             button.primary type="submit" { (ui.t("common.save")) }
                         }
                     }
@@ -753,6 +916,17 @@ async fn render_order(
     error: Option<&str>,
     status: StatusCode,
 ) -> HttpResponse {
+    render_order_keeping(ui, actor, id, error, status, None).await
+}
+
+async fn render_order_keeping(
+    ui: &Ui,
+    actor: &Actor,
+    id: i64,
+    error: Option<&str>,
+    status: StatusCode,
+    kept: Option<(&str, &str)>,
+) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let v = match ctx.orders.view(actor, id).await {
         Ok(v) => v,
@@ -778,6 +952,7 @@ async fn render_order(
                     statuses: &statuses,
                     transitions: &transitions,
                     masters: &masters,
+                    kept,
                 },
                 &v,
                 error,
@@ -835,7 +1010,34 @@ pub async fn change_status(
             f.note.as_deref().unwrap_or(""),
         )
         .await;
-    after(&ui, &actor, id, r).await
+    // Refused: the page comes back with the choice and the note as they were.
+    let kept = Some((f.to.as_str(), f.note.as_deref().unwrap_or("")));
+    match r {
+        Ok(_) => redirect(&format!("/orders/{id}")),
+        Err(DomainError::Invalid(m)) => {
+            render_order_keeping(
+                &ui,
+                &actor,
+                id,
+                Some(&ui.msg(&m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                kept,
+            )
+            .await
+        }
+        Err(DomainError::Conflict(m)) => {
+            render_order_keeping(
+                &ui,
+                &actor,
+                id,
+                Some(&ui.msg(&m)),
+                StatusCode::CONFLICT,
+                kept,
+            )
+            .await
+        }
+        Err(e) => fail(&ui, e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1016,10 +1218,37 @@ pub async fn update(
     after(&ui, &actor, id, r).await
 }
 
-/// The intake receipt (`/receipt`) or completion act (`/act`), A4 or 80 mm thermal.
+/// The intake receipt (`/receipt`) or completion act (`/act`), A4, 80 mm or 58 mm
+/// thermal.
 #[derive(Deserialize)]
 pub struct PrintQuery {
     width: Option<String>,
+}
+
+/// The paper a print page is laid out for (`?width=`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Paper {
+    A4,
+    Thermal80,
+    Thermal58,
+}
+
+impl Paper {
+    fn parse(w: Option<&str>) -> Paper {
+        match w {
+            Some("80mm") => Paper::Thermal80,
+            Some("58mm") => Paper::Thermal58,
+            _ => Paper::A4,
+        }
+    }
+
+    fn class(self) -> &'static str {
+        match self {
+            Paper::A4 => "print a4",
+            Paper::Thermal80 => "print thermal",
+            Paper::Thermal58 => "print thermal w58",
+        }
+    }
 }
 
 fn qr_svg(text: &str) -> String {
@@ -1043,7 +1272,7 @@ pub async fn receipt(
         ui,
         actor,
         path.into_inner(),
-        q.width.as_deref() == Some("80mm"),
+        Paper::parse(q.width.as_deref()),
         false,
     )
     .await
@@ -1059,13 +1288,13 @@ pub async fn act(
         ui,
         actor,
         path.into_inner(),
-        q.width.as_deref() == Some("80mm"),
+        Paper::parse(q.width.as_deref()),
         true,
     )
     .await
 }
 
-async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpResponse {
+async fn print(ui: Ui, actor: Actor, id: i64, paper: Paper, act: bool) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let v = match ctx.orders.view(&actor, id).await {
         Ok(v) => v,
@@ -1094,14 +1323,13 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
         html lang=(ui.tr.lang.code()) {
             head {
                 meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " " (o.number) }
                 link rel="stylesheet" href=(url);
+                script src=(ui.state.assets.url("js/print.js")) defer {}
             }
-            body class=(if thermal { "print thermal" } else { "print a4" }) {
-                nav.no-print.print-tools {
-                    a href=(format!("?width=a4")) { "A4" } " · " a href=(format!("?width=80mm")) { "80 mm" }
-                    " · " a href=(format!("/orders/{}", o.id)) { "←" }
-                }
+            body class=(paper.class()) {
+                (print_tools(&ui, o.id, paper))
                 header.shop {
                     h1 { (shop.name) }
                     p { (shop.address) @if !shop.phone.is_empty() { " · " (shop.phone) } @if !shop.hours.is_empty() { " · " (shop.hours) } }
@@ -1125,7 +1353,15 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                         tr { th { (ui.t("orders.estimate")) } td { (money(&shop, o.estimate)) } }
                         tr { th { (ui.t("orders.promised")) } td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) } }
                     }
-                    tr { th { (ui.t("orders.paid")) } td { (money(&shop, o.paid)) } }
+                    tr { th { (ui.t("orders.paid")) } td { (super::core_ui::money_text(&ui, &shop, o.paid)) } }
+                    @if !act {
+                        // What is still to pay (against the estimate until there are work
+                        // lines), or the overpayment named as one.
+                        tr #receipt-due {
+                            th { (ui.t(if v.balance < 0 { "desk.overpayment" } else { "desk.to_pay" })) }
+                            td { strong { (super::core_ui::money_text(&ui, &shop, v.balance.abs())) } }
+                        }
+                    }
                 }
                 @if act {
                     table.lines {
@@ -1136,12 +1372,63 @@ async fn print(ui: Ui, actor: Actor, id: i64, thermal: bool, act: bool) -> HttpR
                     }
                     p { (ui.t("orders.warranty_days")) ": " (o.warranty_days) }
                 }
-                p.terms { (shop.terms) }
+                p.terms { (shop.terms_for(ui.tr.lang)) }
                 div.signatures { span { (ui.t("print.customer_signature")) " ____________" } span { (ui.t("print.staff_signature")) " ____________" } }
             }
         }
     };
     html(body)
+}
+
+/// The paper choice and a print button, on every printable page (not printed).
+fn print_tools(ui: &Ui, id: i64, paper: Paper) -> Markup {
+    html! {
+        nav.no-print.print-tools {
+            button #print-button type="button" data-print { (ui.t("desk.print")) }
+            @for (p, w, label) in [(Paper::A4, "a4", "A4"), (Paper::Thermal80, "80mm", "80 mm"), (Paper::Thermal58, "58mm", "58 mm")] {
+                " · "
+                @if p == paper { strong { (label) } } @else { a href=(format!("?width={w}")) { (label) } }
+            }
+            " · " a href=(format!("/orders/{id}")) { "← " (ui.t("orders.order")) }
+        }
+    }
+}
+
+/// A label for the device on the shelf (40×30 mm): the order number as a QR code and in
+/// large type, the customer and the device.
+pub async fn label(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
+    let id = path.into_inner();
+    let o = match ui.state.ctx.orders.view(&actor, id).await {
+        Ok(v) => v.order,
+        Err(e) => return fail(&ui, e),
+    };
+    let url = ui.state.assets.url("css/print.css");
+    html(html! {
+        (maud::DOCTYPE)
+        html lang=(ui.tr.lang.code()) {
+            head {
+                meta charset="utf-8";
+                title { (ui.t("desk.label")) " " (o.number) }
+                link rel="stylesheet" href=(url);
+                script src=(ui.state.assets.url("js/print.js")) defer {}
+            }
+            body.print.label {
+                nav.no-print.print-tools {
+                    button #print-button type="button" data-print { (ui.t("desk.print")) }
+                    " · " a href=(format!("/orders/{}", o.id)) { "← " (ui.t("orders.order")) }
+                }
+                div.device-label #device-label {
+                    div.qr #label-qr { (PreEscaped(qr_svg(&o.number))) }
+                    div.label-text {
+                        strong.label-number { (o.number) }
+                        span { (o.customer_name) }
+                        span { (o.brand) " " (o.model) }
+                        @if let Some(p) = o.promised_at { span { (date(&ui.clock(), p)) } }
+                    }
+                }
+            }
+        }
+    })
 }
 
 pub async fn workload(ui: Ui) -> HttpResponse {

@@ -43,9 +43,17 @@ async fn render(
                     label for="phone" { (ui.t("customers.phone")) } input #phone name="phone" value=(shop.phone);
                     label for="hours" { (ui.t("settings.hours")) } input #hours name="hours" value=(shop.hours);
                     label for="terms" { (ui.t("settings.terms")) } textarea #terms name="terms" { (shop.terms) }
+                    details #terms-languages open[!(shop.terms_ru.is_empty() && shop.terms_uz_cyrl.is_empty() && shop.terms_en.is_empty())] {
+                        summary { (ui.t("desk.terms_languages")) }
+                        label for="terms_uz_cyrl" { (ui.t("desk.terms_uz_cyrl")) } textarea #terms_uz_cyrl name="terms_uz_cyrl" { (shop.terms_uz_cyrl) }
+                        label for="terms_ru" { (ui.t("desk.terms_ru")) } textarea #terms_ru name="terms_ru" { (shop.terms_ru) }
+                        label for="terms_en" { (ui.t("desk.terms_en")) } textarea #terms_en name="terms_en" { (shop.terms_en) }
+                    }
                     label for="order_prefix" { (ui.t("settings.order_prefix")) } input #order_prefix name="order_prefix" value=(shop.order_prefix) maxlength="8";
                     label for="currency" { (ui.t("settings.currency")) } input #currency name="currency" value=(shop.currency) maxlength="3";
                     label for="default_country" { (ui.t("settings.default_country")) } input #default_country name="default_country" value=(shop.default_country) maxlength="4";
+                    label for="promise_days" { (ui.t("desk.promise_days")) }
+                    input #promise_days name="promise_days" type="number" min="0" max="90" value=(shop.promise_days);
                     label for="map_tiles" { (ui.t("branches.map_tiles")) } input #map_tiles name="map_tiles" value=(shop.map_tiles) maxlength="300";
                     label for="time_zone" { (ui.t("clock.time_zone")) }
                     input #time_zone name="time_zone" value=(shop.time_zone) maxlength="64" list="time-zones" autocapitalize="none" spellcheck="false" required;

@@ -44,6 +44,17 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
     let regs = sip.as_ref().map(|s| s.registrations()).unwrap_or_default();
     let bans = sip.as_ref().map(|s| s.bans()).unwrap_or_default();
     let (server, port) = server_and_port(ui);
+    // Staff to tie an extension to, picked from a list rather than typed.
+    let staff: Vec<_> = ui
+        .state
+        .ctx
+        .accounts
+        .list_users()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|u| u.active)
+        .collect();
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -83,12 +94,13 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                                 }
                                 " " button.link type="submit" { (ui.t("telephony.digest_save")) }
                             } }
-                            td {
+                            td.row-actions {
                                 form.inline method="post" action=(format!("/telephony/extensions/{}/secret", e.number)) {
-                                    (csrf_field(ui)) button.link type="submit" { (ui.t("telephony.new_secret")) }
+                                    (csrf_field(ui)) button.small.secret-button type="submit" { (ui.t("telephony.new_secret")) }
                                 }
-                                form.inline method="post" action=(format!("/telephony/extensions/{}/delete", e.number)) {
-                                    (csrf_field(ui)) button.link type="submit" { (ui.t("telephony.delete")) }
+                                form.inline method="post" action=(format!("/telephony/extensions/{}/delete", e.number))
+                                    data-confirm=(ui.tr.f("desk.confirm_delete_extension", &[("number", &e.number)])) {
+                                    (csrf_field(ui)) button.small.danger-button type="submit" { (ui.t("telephony.delete")) }
                                 }
                             }
                         }
@@ -101,7 +113,10 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                     label for="name" { (ui.t("telephony.name")) }
                     input #name name="name" maxlength="80";
                     label for="username" { (ui.t("telephony.staff_user")) }
-                    input #username name="username" autocapitalize="none" maxlength="32";
+                    select #username name="username" {
+                        option value="" { "—" }
+                        @for u in &staff { option value=(u.username) { (u.display_name) } }
+                    }
                     button.primary type="submit" { (ui.t("telephony.add_extension")) }
                 }
                 h2 { (ui.t("telephony.groups")) }
@@ -192,11 +207,24 @@ fn settings_notice(ui: &Ui, number: &str, secret: &str) -> Markup {
     html! {
         div.flash.flash-ok #phone-settings role="status" {
             p { (ui.t("telephony.copy_settings")) }
-            dl {
-                dt { (ui.t("telephony.server")) } dd { code { (server) } }
-                dt { (ui.t("telephony.port")) } dd { code { (port) } }
-                dt { (ui.t("telephony.user")) } dd { code { (number) } }
-                dt { (ui.t("telephony.secret")) } dd { code.secret { (secret) } }
+            dl.copy-list {
+                @for (key, value, class) in [
+                    ("telephony.server", server.as_str(), ""),
+                    ("telephony.port", port.as_str(), ""),
+                    ("telephony.user", number, ""),
+                    ("telephony.secret", secret, "secret"),
+                ] {
+                    dt { (ui.t(key)) }
+                    dd {
+                        code class=(class) { (value) }
+                        " " button.small.copy type="button" data-copy=(value) data-done=(ui.t("desk.copied")) { (ui.t("desk.copy")) }
+                    }
+                }
+            }
+            button.small.copy #copy-all type="button" data-done=(ui.t("desk.copied"))
+                data-copy=(format!("{}: {server}\n{}: {port}\n{}: {number}\n{}: {secret}",
+                    ui.t("telephony.server"), ui.t("telephony.port"), ui.t("telephony.user"), ui.t("telephony.secret"))) {
+                (ui.t("desk.copy_all"))
             }
         }
     }
