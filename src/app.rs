@@ -26,6 +26,8 @@ pub struct AppContext {
     pub store: Store,
     pub accounts: Accounts,
     pub customers: Customers,
+    /// Customer imports from CSV and Excel files (issue 18).
+    pub imports: crate::domain::imports::Imports,
     pub orders: Orders,
     /// Committed changes, for live screens.
     pub events: EventBus,
@@ -82,6 +84,7 @@ impl AppContext {
         Ok(AppContext {
             config: Arc::new(config),
             customers: Customers::new(store.clone()),
+            imports: crate::domain::imports::Imports::new(store.clone()),
             orders: Orders::new(store.clone()),
             calls: Calls::new(db.clone(), events.clone(), clock.clone()),
             db,

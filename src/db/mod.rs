@@ -12,6 +12,7 @@ pub mod calls;
 pub mod changes;
 pub mod customer_links;
 pub mod customers;
+pub mod imports;
 pub mod notices;
 pub mod orders;
 pub mod outbox;

@@ -52,10 +52,12 @@ pub enum Action {
     HandleMissedCalls,
     PlaceCalls,
     ManageNotifications,
+    /// Import customers from files, undo an import (issue 18).
+    ImportCustomers,
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -80,6 +82,7 @@ impl Action {
         Action::HandleMissedCalls,
         Action::PlaceCalls,
         Action::ManageNotifications,
+        Action::ImportCustomers,
     ];
 }
 

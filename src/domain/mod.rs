@@ -11,6 +11,7 @@ pub mod customer_links;
 pub mod customers;
 pub mod dashboard;
 pub mod filters;
+pub mod imports;
 pub mod live_registrations;
 pub mod notices;
 pub mod notifications;

@@ -219,6 +219,23 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/notifications/outbox/{id}", Allowed(ManageNotifications), api::notifications::message);
     r.add(post(), "/api/v1/notifications/outbox/{id}/retry", Allowed(ManageNotifications), api::notifications::retry);
     r.add(get(), "/api/v1/notifications/settings", Allowed(ManageNotifications), api::notifications::settings);
+
+    // Outbound (issue 18): customer imports, the archive
+    r.add(get(), "/imports", Allowed(ImportCustomers), pages::imports::list);
+    r.add(post(), "/imports", Allowed(ImportCustomers), pages::imports::upload);
+    r.add(get(), "/imports/{id}", Allowed(ImportCustomers), pages::imports::show);
+    r.add(post(), "/imports/{id}/mapping", Allowed(ImportCustomers), pages::imports::save_mapping);
+    r.add(post(), "/imports/{id}/run", Allowed(ImportCustomers), pages::imports::run);
+    r.add(post(), "/imports/{id}/cancel", Allowed(ImportCustomers), pages::imports::cancel);
+    r.add(post(), "/imports/{id}/undo", Allowed(ImportCustomers), pages::imports::undo);
+    r.add(post(), "/api/v1/imports/customers", Allowed(ImportCustomers), api::imports::import_customers);
+    r.add(get(), "/api/v1/imports", Allowed(ImportCustomers), api::imports::list);
+    r.add(get(), "/api/v1/imports/{id}", Allowed(ImportCustomers), api::imports::get);
+    r.add(post(), "/api/v1/imports/{id}/undo", Allowed(ImportCustomers), api::imports::undo);
+    r.add(post(), "/customers/{id}/archive", Allowed(EditCustomers), pages::customers::archive);
+    r.add(post(), "/customers/{id}/restore", Allowed(EditCustomers), pages::customers::restore);
+    r.add(post(), "/api/v1/customers/{id}/archive", Allowed(EditCustomers), api::core::archive_customer);
+    r.add(post(), "/api/v1/customers/{id}/restore", Allowed(EditCustomers), api::core::restore_customer);
 }
 
 /// Collects the specs without registering anything.

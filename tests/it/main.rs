@@ -17,6 +17,7 @@ mod core_lists;
 mod core_reports;
 mod foundation;
 mod harden;
+mod imports;
 mod intake;
 mod language_pages;
 mod layering;

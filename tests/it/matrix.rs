@@ -217,8 +217,30 @@ pub const OPS: &[(&str, &str, Who)] = &[
     ("GET", "/backups/{name}/download", ADMIN),
 ];
 
+/// Outbound work (issue 18): imports are the admin's (they create and remove customers
+/// in bulk); archiving a customer is the front desk's, like editing one.
+pub const OUTBOUND: &[(&str, &str, Who)] = &[
+    ("GET", "/imports", ADMIN),
+    ("POST", "/imports", ADMIN),
+    ("GET", "/imports/{id}", ADMIN),
+    ("POST", "/imports/{id}/mapping", ADMIN),
+    ("POST", "/imports/{id}/run", ADMIN),
+    ("POST", "/imports/{id}/cancel", ADMIN),
+    ("POST", "/imports/{id}/undo", ADMIN),
+    ("POST", "/api/v1/imports/customers", ADMIN),
+    ("GET", "/api/v1/imports", ADMIN),
+    ("GET", "/api/v1/imports/{id}", ADMIN),
+    ("POST", "/api/v1/imports/{id}/undo", ADMIN),
+    ("POST", "/customers/{id}/archive", DESK),
+    ("POST", "/customers/{id}/restore", DESK),
+    ("POST", "/api/v1/customers/{id}/archive", DESK),
+    ("POST", "/api/v1/customers/{id}/restore", DESK),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
-    let areas: &[&[(&str, &str, Who)]] = &[FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK];
+    let areas: &[&[(&str, &str, Who)]] = &[
+        FOUNDATION, CORE, NOTIFY, OPS, TELEPHONY, CALLS, TRUNK, OUTBOUND,
+    ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
 

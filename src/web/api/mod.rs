@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod core;
+pub mod imports;
 pub mod live;
 pub mod notifications;
 pub mod settings;
@@ -52,6 +53,8 @@ impl Modify for Security {
         telephony::get_rules, telephony::save_rules, telephony::set_outbound, telephony::set_digest, telephony::dial,
         notifications::outbox, notifications::message, notifications::retry, notifications::settings,
         settings::get_shop, settings::save_shop,
+        imports::import_customers, imports::list, imports::get, imports::undo,
+        core::archive_customer, core::restore_customer,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

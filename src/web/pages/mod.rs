@@ -8,6 +8,7 @@ pub mod calls;
 pub mod core_ui;
 pub mod customers;
 pub mod dashboard;
+pub mod imports;
 pub mod notifications;
 pub mod orders;
 pub mod profile;
