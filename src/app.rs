@@ -8,6 +8,7 @@ use crate::db::{Db, DbOptions};
 use crate::domain::accounts::Accounts;
 use crate::domain::calls::Calls;
 use crate::domain::clock::Clock;
+use crate::domain::conversations::Conversations;
 use crate::domain::customers::Customers;
 use crate::domain::notifications::Notifications;
 use crate::domain::orders::Orders;
@@ -33,6 +34,8 @@ pub struct AppContext {
     pub events: EventBus,
     /// Notification rules, settings and linking; the delivery worker runs in `server`.
     pub notifications: Notifications,
+    /// The inbox: conversations with customers over Telegram and the web widget.
+    pub conversations: Conversations,
     /// Extensions and ring groups (and the SIP server's in-memory directory).
     pub telephony: Telephony,
     /// Call events from the SIP proxy: ringing, answered, ended.
@@ -81,7 +84,10 @@ impl AppContext {
             clock: clock.clone(),
         }));
         let telephony = Telephony::new(store.clone(), clock.clone());
+        let conversations =
+            Conversations::new(store.clone(), notifications.clone(), &config.attachments_dir());
         Ok(AppContext {
+            conversations,
             config: Arc::new(config),
             customers: Customers::new(store.clone()),
             imports: crate::domain::imports::Imports::new(store.clone()),

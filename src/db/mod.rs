@@ -11,6 +11,7 @@ pub mod branches;
 pub mod calls;
 pub mod changes;
 pub mod customer_links;
+pub mod conversations;
 pub mod customers;
 pub mod imports;
 pub mod notices;
@@ -354,6 +355,23 @@ impl Db {
         let pool = self.inner.read.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// [`Db::read`] with the caller's own error type (a read that may refuse: not found,
+    /// not allowed).
+    pub async fn read_as<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let pool = self.inner.read.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get().map_err(DbError::from)?;
             f(&conn)
         })
         .await

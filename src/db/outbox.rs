@@ -42,6 +42,28 @@ pub fn insert(c: &Connection, m: &NewMessage<'_>, now_ms: i64) -> DbResult<Optio
     Ok((n == 1).then(|| c.last_insert_rowid()))
 }
 
+/// [`insert`] with what a Telegram message carries besides its text (a file, a reply
+/// keyboard), as JSON.
+pub fn insert_with(
+    c: &Connection,
+    m: &NewMessage<'_>,
+    extra: Option<&str>,
+    now_ms: i64,
+) -> DbResult<Option<i64>> {
+    let id = insert(c, m, now_ms)?;
+    if let (Some(id), Some(extra)) = (id, extra) {
+        c.prepare_cached("UPDATE notify_outbox SET extra = ?2 WHERE id = ?1")?
+            .execute(params![id, extra])?;
+    }
+    Ok(id)
+}
+
+pub fn set_event(c: &Connection, id: i64, event: &str) -> DbResult<()> {
+    c.prepare_cached("UPDATE notify_outbox SET event = ?2 WHERE id = ?1")?
+        .execute(params![id, event])?;
+    Ok(())
+}
+
 /// A message handed to a sender.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Claimed {
@@ -52,6 +74,9 @@ pub struct Claimed {
     pub subject: String,
     pub body: String,
     pub attempts: i64,
+    /// JSON: a file to send (`photo`/`document` with `name`) or a reply keyboard
+    /// (`request_contact`).
+    pub extra: Option<String>,
 }
 
 /// Marks up to `limit` due messages of a channel as being sent and returns them.
@@ -61,7 +86,7 @@ pub fn claim_due(c: &Connection, channel: &str, now_ms: i64, limit: i64) -> DbRe
          WHERE id IN (SELECT id FROM notify_outbox
                       WHERE channel = ?1 AND state = 'pending' AND next_attempt_at <= ?3
                       ORDER BY next_attempt_at, id LIMIT ?2)
-         RETURNING id, event, channel, recipient, subject, body, attempts",
+         RETURNING id, event, channel, recipient, subject, body, attempts, extra",
     )?;
     let rows = st.query_map(params![channel, limit, now_ms], |r| {
         Ok(Claimed {
@@ -72,6 +97,7 @@ pub fn claim_due(c: &Connection, channel: &str, now_ms: i64, limit: i64) -> DbRe
             subject: r.get(4)?,
             body: r.get(5)?,
             attempts: r.get(6)?,
+            extra: r.get(7)?,
         })
     })?;
     let mut v: Vec<Claimed> = rows.collect::<Result<_, _>>()?;

@@ -87,6 +87,14 @@ pub fn link_customer(c: &Connection, chat_id: i64, customer_id: i64, now: i64) -
     Ok(())
 }
 
+pub fn unlink_customer(c: &Connection, chat_id: i64) -> DbResult<()> {
+    c.execute(
+        "UPDATE telegram_chats SET customer_id = NULL WHERE chat_id = ?1",
+        [chat_id],
+    )?;
+    Ok(())
+}
+
 pub fn unlink_user(c: &Connection, user_id: i64) -> DbResult<usize> {
     Ok(c.execute(
         "UPDATE telegram_chats SET user_id = NULL WHERE user_id = ?1",

@@ -52,12 +52,22 @@ pub enum Action {
     HandleMissedCalls,
     PlaceCalls,
     ManageNotifications,
+    /// The inbox: conversations with customers (masters: only their customers' threads,
+    /// when the admin allows it).
+    ViewConversations,
+    /// Answer, take, transfer, close and link conversations.
+    ReplyConversations,
+    /// Export a conversation as a PDF.
+    ExportConversations,
+    DeleteConversations,
+    /// Quick replies, procedures and inbox settings.
+    ManageInbox,
     /// Import customers from files, undo an import (issue 18).
     ImportCustomers,
 }
 
 impl Action {
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 30] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -82,6 +92,11 @@ impl Action {
         Action::HandleMissedCalls,
         Action::PlaceCalls,
         Action::ManageNotifications,
+        Action::ViewConversations,
+        Action::ReplyConversations,
+        Action::ExportConversations,
+        Action::DeleteConversations,
+        Action::ManageInbox,
         Action::ImportCustomers,
     ];
 }
@@ -105,10 +120,19 @@ pub fn can(role: Role, action: Action) -> bool {
                 | ViewCalls
                 | HandleMissedCalls
                 | PlaceCalls
+                | ViewConversations
+                | ReplyConversations
+                | ExportConversations
         ),
         Role::Master => matches!(
             action,
-            ViewDashboard | ManageOwnAccount | ViewOrders | EditOrders | PlaceCalls
+            ViewDashboard
+                | ManageOwnAccount
+                | ViewOrders
+                | EditOrders
+                | PlaceCalls
+                | ViewConversations
+                | ReplyConversations
         ),
     }
 }

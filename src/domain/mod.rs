@@ -7,6 +7,7 @@ pub mod branches;
 pub mod calls;
 pub mod changes;
 pub mod clock;
+pub mod conversations;
 pub mod customer_links;
 pub mod customers;
 pub mod dashboard;

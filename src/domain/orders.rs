@@ -148,7 +148,7 @@ pub struct OrderView {
 
 /// `field` is the catalogue key of the field's name, so the message names it in the
 /// reader's language.
-fn text(s: &str, field: &'static str, max: usize, required: bool) -> DomainResult<String> {
+pub(super) fn text(s: &str, field: &'static str, max: usize, required: bool) -> DomainResult<String> {
     let s = s.trim();
     if required && s.is_empty() {
         return Err(DomainError::invalid(
@@ -1099,6 +1099,17 @@ impl Orders {
                         super::notifications::Recipient::Staff(m),
                         data,
                     );
+                }
+                // "The customer may see it": it goes to their Telegram conversation,
+                // with this change.
+                if public {
+                    super::conversations::order_comment_to_customer(
+                        tx,
+                        id,
+                        before.customer_id,
+                        &body,
+                        eid,
+                    )?;
                 }
                 tx.log(
                     "comment",

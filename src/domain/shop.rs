@@ -138,6 +138,11 @@ pub fn clock_of(c: &crate::db::Conn) -> crate::db::DbResult<super::clock::ShopCl
     Ok(super::clock::ShopClock::new(&s.time_zone).unwrap_or_default())
 }
 
+/// The country of phone numbers typed without a country code, from the stored settings.
+pub fn country_of(c: &crate::db::Conn) -> crate::db::DbResult<crate::model::phone::Country> {
+    Ok(parse(q::get(c, KEY)?).country())
+}
+
 /// Saves the settings and switches the running shop clock (the store's) to their zone.
 pub async fn save(store: &Store, by: &Actor, mut s: ShopSettings) -> DomainResult<()> {
     s.time_zone = s.time_zone.trim().to_string();

@@ -226,6 +226,15 @@ impl Store {
         Ok(self.db.read(f).await?)
     }
 
+    /// Reads through the pool; the closure may refuse with a domain error.
+    pub async fn view<T, F>(&self, f: F) -> DomainResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> DomainResult<T> + Send + 'static,
+    {
+        self.db.read_as(f).await
+    }
+
     fn publish(&self, events: Vec<Event>) {
         for mut e in events {
             // Fan-out latency is measured from the commit (crm-bench ws), so an event that

@@ -8,6 +8,9 @@ pub mod probe;
 mod telegram;
 
 pub use email::PARALLEL as SMTP_PARALLEL;
+pub use telegram::send_typing;
+
+use crate::domain::conversations::Conversations;
 
 use std::time::Duration;
 
@@ -116,7 +119,7 @@ const BATCH: i64 = 64;
 
 /// Starts the e-mail and Telegram workers and the Telegram poller (which idles until a
 /// bot token is set). Messages left mid-send by a crash are queued again first.
-pub async fn start(n: Notifications) -> anyhow::Result<Notifier> {
+pub async fn start(n: Notifications, conversations: Conversations) -> anyhow::Result<Notifier> {
     let released = n
         .db()
         .write(|c| outbox::release_in_flight(c, now_ms()))
@@ -136,10 +139,11 @@ pub async fn start(n: Notifications) -> anyhow::Result<Notifier> {
         )),
         tokio::spawn(run_channel(
             n.clone(),
-            telegram::TelegramSender::default(),
+            telegram::TelegramSender::for_inbox(conversations.clone()),
             rx.clone(),
         )),
         tokio::spawn(telegram::poll_updates(n.clone(), rx.clone())),
+        tokio::spawn(telegram::fetch_files(n.clone(), conversations, rx.clone())),
         tokio::spawn(housekeeping(n, rx)),
     ];
     Ok(Notifier { stop, tasks })

@@ -14,6 +14,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.dashboard", Action::ViewDashboard),
     ("/orders", "nav.orders", Action::ViewOrders),
     ("/customers", "nav.customers", Action::ViewCustomers),
+    ("/inbox", "nav.inbox", Action::ViewConversations),
     ("/calls", "calls.nav", Action::ViewCalls),
     ("/map", "branches.map_nav", Action::ViewOrders),
     ("/workload", "nav.workload", Action::ViewReports),
@@ -45,12 +46,14 @@ fn head(state: Option<&WebState>, title: &str) -> Markup {
         link rel="icon" href=(url("icons/favicon.svg")) type="image/svg+xml";
         link rel="stylesheet" href=(url("css/app.css"));
         link rel="stylesheet" href=(url("css/calls.css"));
+        link rel="stylesheet" href=(url("css/inbox.css"));
         // Loaded first and blocking: applies the saved theme before the page paints.
         script src=(url("js/theme.js")) {}
         script src=(url("js/app.js")) defer {}
         script src=(url("js/live.js")) defer {}
         script src=(url("js/calls.js")) defer {}
         script src=(url("js/dial.js")) defer {}
+        script src=(url("js/inbox.js")) defer {}
     }
 }
 
@@ -90,7 +93,11 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                         @if let Some(actor) = &ui.actor {
                             @for (href, key, action) in NAV {
                                 @if actor.can(*action) {
-                                    a href=(href) aria-current=[(is_current(&ui.path, href)).then_some("page")] { (ui.tr.t(key)) }
+                                    a href=(href) aria-current=[(is_current(&ui.path, href)).then_some("page")] {
+                                        (ui.tr.t(key))
+                                        // The unread count, kept by inbox.js from the live events.
+                                        @if *href == "/inbox" { " " span #inbox-badge.badge.nav-badge hidden {} }
+                                    }
                                 }
                             }
                         }

@@ -132,6 +132,27 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/backups", Allowed(ManageBackups), pages::backups::create);
     r.add(get(), "/backups/{name}/download", Allowed(ManageBackups), pages::backups::download);
 
+    // Inbox (issue 17): conversations with customers, quick replies, procedures.
+    // Fixed paths before /inbox/{id}: actix takes the first pattern that matches.
+    r.add(get(), "/inbox", Allowed(ViewConversations), pages::inbox::list);
+    r.add(get(), "/inbox/settings", Allowed(ManageInbox), pages::inbox::settings);
+    r.add(post(), "/inbox/settings", Allowed(ManageInbox), pages::inbox::save_settings);
+    r.add(post(), "/inbox/quick-replies", Allowed(ManageInbox), pages::inbox::save_quick_reply);
+    r.add(post(), "/inbox/quick-replies/{id}/delete", Allowed(ManageInbox), pages::inbox::delete_quick_reply);
+    r.add(get(), "/inbox/files/{message}", Allowed(ViewConversations), pages::inbox::file);
+    r.add(get(), "/inbox/{id}", Allowed(ViewConversations), pages::inbox::show);
+    r.add(post(), "/inbox/{id}/reply", Allowed(ReplyConversations), pages::inbox::reply);
+    r.add(post(), "/inbox/{id}/assign", Allowed(ReplyConversations), pages::inbox::assign);
+    r.add(post(), "/inbox/{id}/close", Allowed(ReplyConversations), pages::inbox::close);
+    r.add(post(), "/inbox/{id}/reopen", Allowed(ReplyConversations), pages::inbox::reopen);
+    r.add(post(), "/inbox/{id}/link", Allowed(ReplyConversations), pages::inbox::link);
+    r.add(post(), "/inbox/{id}/typing", Allowed(ReplyConversations), pages::inbox::typing);
+    r.add(post(), "/inbox/{id}/delete", Allowed(DeleteConversations), pages::inbox::delete);
+    r.add(get(), "/inbox/{id}/quick-replies/{reply}", Allowed(ViewConversations), pages::inbox::quick_reply);
+    r.add(get(), "/procedures", Allowed(ViewConversations), pages::inbox::procedures);
+    r.add(post(), "/procedures", Allowed(ManageInbox), pages::inbox::save_procedure);
+    r.add(post(), "/procedures/{id}/delete", Allowed(ManageInbox), pages::inbox::delete_procedure);
+
     // JSON API
     r.add(get(), "/api/v1/openapi.json", Public, api::openapi_json);
     r.add(get(), "/api/v1/me", Allowed(ManageOwnAccount), api::users::me);
@@ -219,6 +240,17 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/notifications/outbox/{id}", Allowed(ManageNotifications), api::notifications::message);
     r.add(post(), "/api/v1/notifications/outbox/{id}/retry", Allowed(ManageNotifications), api::notifications::retry);
     r.add(get(), "/api/v1/notifications/settings", Allowed(ManageNotifications), api::notifications::settings);
+    // Conversations (issue 17)
+    r.add(get(), "/api/v1/conversations", Allowed(ViewConversations), api::conversations::list);
+    r.add(get(), "/api/v1/conversations/unread", Allowed(ViewConversations), api::conversations::unread);
+    r.add(get(), "/api/v1/conversations/{id}", Allowed(ViewConversations), api::conversations::get);
+    r.add(get(), "/api/v1/conversations/{id}/messages", Allowed(ViewConversations), api::conversations::messages);
+    r.add(post(), "/api/v1/conversations/{id}/messages", Allowed(ReplyConversations), api::conversations::reply);
+    r.add(post(), "/api/v1/conversations/{id}/assign", Allowed(ReplyConversations), api::conversations::assign);
+    r.add(post(), "/api/v1/conversations/{id}/close", Allowed(ReplyConversations), api::conversations::close);
+    r.add(get(), "/api/v1/quick-replies", Allowed(ViewConversations), api::conversations::quick_replies);
+    r.add(post(), "/api/v1/quick-replies", Allowed(ManageInbox), api::conversations::save_quick_reply);
+    r.add(Method::DELETE, "/api/v1/quick-replies/{id}", Allowed(ManageInbox), api::conversations::delete_quick_reply);
 
     // Outbound (issue 18): customer imports, the archive
     r.add(get(), "/imports", Allowed(ImportCustomers), pages::imports::list);

@@ -255,12 +255,15 @@ async fn drain(db: &Db, port: u16, offset: usize) -> anyhow::Result<(usize, Dura
             Ok(before)
         })
         .await?;
-    let notifications = n::Notifications::new(
-        crm::domain::work::Store::new(db.clone(), crm::events::EventBus::default()),
-        Default::default(),
+    let store = crm::domain::work::Store::new(db.clone(), crm::events::EventBus::default());
+    let notifications = n::Notifications::new(store.clone(), Default::default());
+    let inbox = crm::domain::conversations::Conversations::new(
+        store,
+        notifications.clone(),
+        &std::env::temp_dir(),
     );
     let started = Instant::now();
-    let notifier = crm::notify::start(notifications).await?;
+    let notifier = crm::notify::start(notifications, inbox).await?;
     let sent = loop {
         let sent: i64 = db
             .read(move |c| {

@@ -3,14 +3,73 @@
 
 use super::*;
 
-/// A text message a chat sent to the bot.
-#[derive(Debug, Clone)]
+/// A message a chat sent to the bot.
+#[derive(Debug, Clone, Default)]
 pub struct IncomingMessage {
     pub update_id: i64,
     pub chat_id: i64,
+    /// Telegram's id of the message in its chat.
+    pub message_id: i64,
     /// The Telegram client's language (`ru`, `en`, `uz`), when it said.
     pub language_code: Option<String>,
+    /// The text, or a file's caption.
     pub text: String,
+    /// The sender's name as their Telegram profile gives it.
+    pub from_name: String,
+    /// The message of ours this one answers, if any.
+    pub reply_to: Option<i64>,
+    pub content: IncomingContent,
+}
+
+/// What a message carries besides its text.
+#[derive(Debug, Clone, Default)]
+pub enum IncomingContent {
+    #[default]
+    Text,
+    File(IncomingFile),
+    Location {
+        latitude: f64,
+        longitude: f64,
+    },
+    /// A contact card; `own` when it is the sender's own number (the "share my phone
+    /// number" button), which alone links the chat to a customer.
+    Contact {
+        phone: String,
+        name: String,
+        own: bool,
+    },
+    /// A kind the inbox does not show (a poll, a dice, a game): named, so staff see that
+    /// something came.
+    Other(String),
+}
+
+/// A file Telegram holds for us until we fetch it.
+#[derive(Debug, Clone, Default)]
+pub struct IncomingFile {
+    /// photo, document, voice, audio, video, video_note, animation, sticker.
+    pub kind: &'static str,
+    pub file_id: String,
+    pub name: Option<String>,
+    pub mime: Option<String>,
+    pub size: Option<i64>,
+}
+
+impl IncomingContent {
+    /// (kind, text to store, file to fetch).
+    pub fn stored(&self, text: &str) -> (&str, String, Option<&IncomingFile>) {
+        match self {
+            IncomingContent::Text => ("text", text.to_string(), None),
+            IncomingContent::File(f) => (f.kind, text.to_string(), Some(f)),
+            IncomingContent::Location {
+                latitude,
+                longitude,
+            } => ("location", format!("{latitude:.6}, {longitude:.6}"), None),
+            IncomingContent::Contact { phone, name, .. } => {
+                ("contact", format!("{name} {phone}").trim().to_string(), None)
+            }
+            IncomingContent::Other(kind) => ("other", format!("[{kind}]"), None),
+        }
+    }
 }
 
 /// Deep-link payload prefixes: `/start s<code>` links staff, `/start o<order code>` a
@@ -57,13 +116,16 @@ pub(super) fn order_lines(tr: Tr, orders: &[OrderBrief]) -> String {
 }
 
 /// Handles one message inside the poller's write transaction (with the saved offset, so
-/// an update is acted on once): links chats, answers commands by queuing a reply.
+/// an update is acted on once): links chats, answers commands by queuing a reply, and
+/// files everything else a customer writes in their conversation.
 pub fn handle_message(
-    c: &Connection,
+    tx: &mut crate::domain::work::Tx<'_>,
     orders: &dyn OrderLookup,
     m: &IncomingMessage,
-    now: i64,
-) -> DbResult<()> {
+    online: &[crate::model::UserId],
+) -> crate::domain::DomainResult<()> {
+    let now = tx.now();
+    let c: &Connection = tx;
     let client_lang = m
         .language_code
         .as_deref()
@@ -86,6 +148,10 @@ pub fn handle_message(
         .unwrap_or(default_language(c)?);
     let tr = Tr::new(lang);
     let text = m.text.trim();
+    let command = matches!(m.content, IncomingContent::Text) && text.starts_with('/');
+    if !command && staff.is_none() {
+        return crate::domain::conversations::ingest_telegram(tx, m, lang, online);
+    }
     let (command, arg) = match text.split_once(char::is_whitespace) {
         Some((cmd, a)) => (cmd, a.trim()),
         None => (text, ""),
@@ -138,5 +204,5 @@ pub fn handle_message(
         },
         _ => tr.t("notify.bot.help").to_string(),
     };
-    reply(c, m, answer)
+    Ok(reply(c, m, answer)?)
 }

@@ -15,6 +15,9 @@ pub struct Notifications {
     clock: crate::domain::clock::Clock,
     orders: Arc<RwLock<Arc<dyn OrderLookup>>>,
     wake: Arc<tokio::sync::Notify>,
+    /// Staff with the web app open (kept by the live hub): automatic assignment of new
+    /// conversations picks among them.
+    online: crate::domain::conversations::OnlineStaff,
 }
 
 /// A staff link code and the deep link that carries it.
@@ -39,6 +42,7 @@ impl Notifications {
             clock,
             orders: Arc::new(RwLock::new(Arc::new(NoOrders))),
             wake: Arc::new(tokio::sync::Notify::new()),
+            online: Default::default(),
         }
     }
 
@@ -61,6 +65,10 @@ impl Notifications {
     }
 
     /// What the worker waits on between polls.
+    pub fn online(&self) -> &crate::domain::conversations::OnlineStaff {
+        &self.online
+    }
+
     pub fn wake_signal(&self) -> Arc<tokio::sync::Notify> {
         self.wake.clone()
     }
@@ -590,13 +598,14 @@ impl Notifications {
         next_offset: i64,
     ) -> DomainResult<()> {
         let orders = self.order_lookup();
-        let now = crate::db::now();
-        self.db
-            .write(move |c| {
+        let online = self.online.users();
+        self.store
+            .write(crate::domain::work::Who::System, move |tx| {
                 for m in &messages {
-                    handle_message(c, orders.as_ref(), m, now)?;
+                    handle_message(tx, orders.as_ref(), m, &online)?;
                 }
-                settings::set(c, "telegram.offset", &next_offset.to_string(), now)
+                let now = tx.now();
+                Ok(settings::set(tx, "telegram.offset", &next_offset.to_string(), now)?)
             })
             .await?;
         self.wake();

@@ -2,6 +2,7 @@
 //! OpenAPI document is generated; a test checks it lists exactly the API routes.
 
 pub mod calls;
+pub mod conversations;
 pub mod core;
 pub mod imports;
 pub mod live;
@@ -53,6 +54,9 @@ impl Modify for Security {
         telephony::get_rules, telephony::save_rules, telephony::set_outbound, telephony::set_digest, telephony::dial,
         notifications::outbox, notifications::message, notifications::retry, notifications::settings,
         settings::get_shop, settings::save_shop,
+        conversations::list, conversations::unread, conversations::get, conversations::messages,
+        conversations::reply, conversations::assign, conversations::close,
+        conversations::quick_replies, conversations::save_quick_reply, conversations::delete_quick_reply,
         imports::import_customers, imports::list, imports::get, imports::undo,
         core::archive_customer, core::restore_customer,
     ),

@@ -9,6 +9,7 @@ pub mod core_ui;
 pub mod customers;
 pub mod dashboard;
 pub mod imports;
+pub mod inbox;
 pub mod notifications;
 pub mod orders;
 pub mod profile;
