@@ -29,6 +29,8 @@ pub struct AppContext {
     pub customers: Customers,
     /// Customer imports from CSV and Excel files (issue 18).
     pub imports: crate::domain::imports::Imports,
+    /// Saved customer filters with live counts (issue 18).
+    pub segments: crate::domain::segments::Segments,
     pub orders: Orders,
     /// Committed changes, for live screens.
     pub events: EventBus,
@@ -84,13 +86,17 @@ impl AppContext {
             clock: clock.clone(),
         }));
         let telephony = Telephony::new(store.clone(), clock.clone());
-        let conversations =
-            Conversations::new(store.clone(), notifications.clone(), &config.attachments_dir());
+        let conversations = Conversations::new(
+            store.clone(),
+            notifications.clone(),
+            &config.attachments_dir(),
+        );
         Ok(AppContext {
             conversations,
             config: Arc::new(config),
             customers: Customers::new(store.clone()),
             imports: crate::domain::imports::Imports::new(store.clone()),
+            segments: crate::domain::segments::Segments::new(store.clone()),
             orders: Orders::new(store.clone()),
             calls: Calls::new(db.clone(), events.clone(), clock.clone()),
             db,

@@ -104,7 +104,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let http_addr = bound.addr;
     let http = bound.server.handle();
     let http_task = tokio::spawn(bound.server);
-    let notifier = crate::notify::start(ctx.notifications.clone(), ctx.conversations.clone()).await?;
+    let notifier =
+        crate::notify::start(ctx.notifications.clone(), ctx.conversations.clone()).await?;
     // Before SIP loads its directory: journal rows after this are applied by the watcher.
     let journal_mark = crate::domain::changes::mark(&ctx.db).await?;
     // Subscribed before SIP starts, so no call event is missed.

@@ -54,3 +54,14 @@ CREATE TABLE import_effects (
     version_after INTEGER NOT NULL,
     PRIMARY KEY (batch_id, customer_id)
 ) WITHOUT ROWID;
+
+-- Segments: saved filters over customers and their orders (JSON, `domain::segments`),
+-- counted live whenever they are shown.
+CREATE TABLE segments (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    filter     TEXT NOT NULL,
+    created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);

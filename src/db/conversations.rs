@@ -63,17 +63,19 @@ fn conv_row(r: &Row) -> rusqlite::Result<ConversationRow> {
 }
 
 pub fn get(c: &Connection, id: i64) -> DbResult<Option<ConversationRow>> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {CONV_COLS} FROM {CONV_FROM} WHERE v.id = ?1"))?
-        .query_row([id], conv_row)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "SELECT {CONV_COLS} FROM {CONV_FROM} WHERE v.id = ?1"
+    ))?
+    .query_row([id], conv_row)
+    .optional()?)
 }
 
 pub fn by_address(c: &Connection, channel: &str, address: &str) -> DbResult<Option<i64>> {
-    Ok(c
-        .prepare_cached("SELECT id FROM conversations WHERE channel = ?1 AND address = ?2")?
-        .query_row(params![channel, address], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT id FROM conversations WHERE channel = ?1 AND address = ?2")?
+            .query_row(params![channel, address], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 /// The conversation of a chat, created on its first message. Returns (id, created).
@@ -128,10 +130,11 @@ pub fn on_reply(c: &Connection, id: i64, preview: &str, now: i64) -> DbResult<()
 }
 
 pub fn mark_read(c: &Connection, id: i64) -> DbResult<bool> {
-    Ok(c
-        .prepare_cached("UPDATE conversations SET unread = 0 WHERE id = ?1 AND unread > 0")?
-        .execute([id])?
-        == 1)
+    Ok(
+        c.prepare_cached("UPDATE conversations SET unread = 0 WHERE id = ?1 AND unread > 0")?
+            .execute([id])?
+            == 1,
+    )
 }
 
 pub fn set_assignee(c: &Connection, id: i64, user: Option<i64>) -> DbResult<()> {
@@ -371,10 +374,11 @@ pub fn thread(
 }
 
 pub fn message(c: &Connection, id: i64) -> DbResult<Option<MessageRow>> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {MSG_COLS} FROM {MSG_FROM} WHERE m.id = ?1"))?
-        .query_row([id], msg_row)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "SELECT {MSG_COLS} FROM {MSG_FROM} WHERE m.id = ?1"
+    ))?
+    .query_row([id], msg_row)
+    .optional()?)
 }
 
 /// The customer's messages about an order and the replies to them (the order page).
@@ -443,33 +447,42 @@ pub fn insert_message(c: &Connection, m: &NewMessage<'_>, now: i64) -> DbResult<
 }
 
 /// The order a Telegram message of ours was about (a customer's reply to it is, too).
-pub fn order_of_sent(c: &Connection, conversation: i64, tg_message_id: i64) -> DbResult<Option<i64>> {
-    Ok(c
-        .prepare_cached(
-            "SELECT order_id FROM conversation_messages
+pub fn order_of_sent(
+    c: &Connection,
+    conversation: i64,
+    tg_message_id: i64,
+) -> DbResult<Option<i64>> {
+    Ok(c.prepare_cached(
+        "SELECT order_id FROM conversation_messages
              WHERE conversation_id = ?1 AND tg_message_id = ?2 AND order_id IS NOT NULL",
-        )?
-        .query_row(params![conversation, tg_message_id], |r| r.get(0))
-        .optional()?)
+    )?
+    .query_row(params![conversation, tg_message_id], |r| r.get(0))
+    .optional()?)
 }
 
 /// Records Telegram's id for a delivered reply (so a customer's reply to it finds its order).
-pub fn set_sent_message_id(c: &Connection, outbox_id: i64, tg_message_id: i64) -> DbResult<Option<(i64, i64)>> {
-    Ok(c
-        .prepare_cached(
-            "UPDATE conversation_messages SET tg_message_id = ?2 WHERE outbox_id = ?1
+pub fn set_sent_message_id(
+    c: &Connection,
+    outbox_id: i64,
+    tg_message_id: i64,
+) -> DbResult<Option<(i64, i64)>> {
+    Ok(c.prepare_cached(
+        "UPDATE conversation_messages SET tg_message_id = ?2 WHERE outbox_id = ?1
              RETURNING id, conversation_id",
-        )?
-        .query_row(params![outbox_id, tg_message_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+    )?
+    .query_row(params![outbox_id, tg_message_id], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()?)
 }
 
 /// The message (id, conversation) a reply's outbox row belongs to.
 pub fn by_outbox(c: &Connection, outbox_id: i64) -> DbResult<Option<(i64, i64)>> {
-    Ok(c
-        .prepare_cached("SELECT id, conversation_id FROM conversation_messages WHERE outbox_id = ?1")?
-        .query_row([outbox_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+    Ok(c.prepare_cached(
+        "SELECT id, conversation_id FROM conversation_messages WHERE outbox_id = ?1",
+    )?
+    .query_row([outbox_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()?)
 }
 
 /// A file waiting to be fetched from Telegram.
@@ -529,14 +542,15 @@ pub fn file_problem(c: &Connection, message: i64, state: &str, error: &str) -> D
 
 /// A stored file: (relative path, mime, name, conversation).
 pub fn file_of(c: &Connection, message: i64) -> DbResult<Option<(String, String, String, i64)>> {
-    Ok(c
-        .prepare_cached(
-            "SELECT file_path, coalesce(file_mime, 'application/octet-stream'),
+    Ok(c.prepare_cached(
+        "SELECT file_path, coalesce(file_mime, 'application/octet-stream'),
                     coalesce(file_name, ''), conversation_id
              FROM conversation_messages WHERE id = ?1 AND file_state = 'stored'",
-        )?
-        .query_row([message], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .optional()?)
+    )?
+    .query_row([message], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .optional()?)
 }
 
 /// Customers with an order assigned to `master` that is not closed (a master's scope).
@@ -646,11 +660,17 @@ impl QuickReply {
             "ru" => &self.body_ru,
             _ => &self.body_en,
         };
-        [own, &self.body_uz, &self.body_ru, &self.body_uz_cyrl, &self.body_en]
-            .into_iter()
-            .find(|b| !b.trim().is_empty())
-            .map(String::as_str)
-            .unwrap_or("")
+        [
+            own,
+            &self.body_uz,
+            &self.body_ru,
+            &self.body_uz_cyrl,
+            &self.body_en,
+        ]
+        .into_iter()
+        .find(|b| !b.trim().is_empty())
+        .map(String::as_str)
+        .unwrap_or("")
     }
 }
 
@@ -677,17 +697,19 @@ pub fn quick_replies(c: &Connection) -> DbResult<Vec<QuickReply>> {
 }
 
 pub fn quick_reply(c: &Connection, id: i64) -> DbResult<Option<QuickReply>> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {QR_COLS} FROM quick_replies WHERE id = ?1"))?
-        .query_row([id], qr_row)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "SELECT {QR_COLS} FROM quick_replies WHERE id = ?1"
+    ))?
+    .query_row([id], qr_row)
+    .optional()?)
 }
 
 pub fn quick_reply_by_shortcut(c: &Connection, shortcut: &str) -> DbResult<Option<i64>> {
-    Ok(c
-        .prepare_cached("SELECT id FROM quick_replies WHERE shortcut = ?1")?
-        .query_row([shortcut], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT id FROM quick_replies WHERE shortcut = ?1")?
+            .query_row([shortcut], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 /// Inserts (id 0) or updates a quick reply; returns its id.
@@ -704,7 +726,16 @@ pub fn save_quick_reply(c: &Connection, q: &QuickReply, now: i64) -> DbResult<i6
             "UPDATE quick_replies SET shortcut = ?2, title = ?3, body_uz = ?4, body_uz_cyrl = ?5,
                     body_ru = ?6, body_en = ?7, updated_at = ?8 WHERE id = ?1",
         )?
-        .execute(params![q.id, q.shortcut, q.title, q.body_uz, q.body_uz_cyrl, q.body_ru, q.body_en, now])?;
+        .execute(params![
+            q.id,
+            q.shortcut,
+            q.title,
+            q.body_uz,
+            q.body_uz_cyrl,
+            q.body_ru,
+            q.body_en,
+            now
+        ])?;
         Ok(q.id)
     }
 }
@@ -759,12 +790,11 @@ pub fn sop_documents(c: &Connection, q: Option<&str>, limit: i64) -> DbResult<Ve
 }
 
 pub fn sop_document(c: &Connection, id: i64) -> DbResult<Option<SopDocument>> {
-    Ok(c
-        .prepare_cached(
-            "SELECT id, title, body, updated_by, updated_at FROM sop_documents WHERE id = ?1",
-        )?
-        .query_row([id], sop_row)
-        .optional()?)
+    Ok(c.prepare_cached(
+        "SELECT id, title, body, updated_by, updated_at FROM sop_documents WHERE id = ?1",
+    )?
+    .query_row([id], sop_row)
+    .optional()?)
 }
 
 pub fn save_sop(

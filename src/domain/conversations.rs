@@ -11,10 +11,10 @@ use serde::Deserialize;
 use super::notifications::{IncomingContent, IncomingMessage, Notifications, TemplateData};
 use super::work::{Store, Tx};
 use super::{Action, Actor, DomainError, DomainResult, Msg};
+use crate::db::conversations::{self as q, NewMessage};
 pub use crate::db::conversations::{
     AgentTimes, ConversationRow, ListFilter, MessageRow, QuickReply, SopDocument,
 };
-use crate::db::conversations::{self as q, NewMessage};
 use crate::db::{outbox, settings as kv, telegram as tg, Conn};
 use crate::events::{Audience, Event};
 use crate::model::{Language, PhoneNumber, UserId};
@@ -142,12 +142,7 @@ fn message_event(tx: &mut Tx<'_>, conv: &ConversationRow, message: i64) -> Domai
 }
 
 /// A thread's history entry (assigned, transferred, closed, reopened, linked).
-fn history(
-    tx: &mut Tx<'_>,
-    conv: i64,
-    kind: &str,
-    detail: serde_json::Value,
-) -> DomainResult<i64> {
+fn history(tx: &mut Tx<'_>, conv: i64, kind: &str, detail: serde_json::Value) -> DomainResult<i64> {
     let now = tx.now();
     let author = tx.actor_id();
     Ok(q::insert_message(
@@ -167,7 +162,12 @@ fn history(
 
 /// The order a customer's message is about: the one our message they answer was about,
 /// else their only open order.
-fn order_for(c: &Conn, conv: i64, customer: Option<i64>, reply_to: Option<i64>) -> DomainResult<Option<i64>> {
+fn order_for(
+    c: &Conn,
+    conv: i64,
+    customer: Option<i64>,
+    reply_to: Option<i64>,
+) -> DomainResult<Option<i64>> {
     if let Some(r) = reply_to {
         if let Some(o) = q::order_of_sent(c, conv, r)? {
             return Ok(Some(o));
@@ -185,7 +185,8 @@ fn pick_agent(c: &Conn, online: &[UserId]) -> DomainResult<Option<UserId>> {
     let mut agents = Vec::new();
     for u in online {
         if let Some(row) = crate::db::accounts::user_by_id(c, *u)? {
-            if row.active && super::access::can(row.role, Action::ReplyConversations)
+            if row.active
+                && super::access::can(row.role, Action::ReplyConversations)
                 && row.role != crate::model::Role::Master
             {
                 agents.push(*u);
@@ -193,7 +194,10 @@ fn pick_agent(c: &Conn, online: &[UserId]) -> DomainResult<Option<UserId>> {
         }
     }
     let load = q::open_load(c, &agents)?;
-    Ok(load.into_iter().min_by_key(|(u, n)| (*n, *u)).map(|(u, _)| u))
+    Ok(load
+        .into_iter()
+        .min_by_key(|(u, n)| (*n, *u))
+        .map(|(u, _)| u))
 }
 
 /// Stores what a customer sent the bot, inside the poller's transaction (with the saved
@@ -283,13 +287,38 @@ pub fn ingest_telegram(
         history(tx, conv, "reopened", serde_json::json!({"by": "customer"}))?;
     }
     if let Some(cid) = linked_now {
-        history(tx, conv, "linked", serde_json::json!({"customer_id": cid, "by": "phone"}))?;
-        tx.log("link", "conversation", conv, serde_json::json!({"customer": cid, "by": "contact"}));
+        history(
+            tx,
+            conv,
+            "linked",
+            serde_json::json!({"customer_id": cid, "by": "phone"}),
+        )?;
+        tx.log(
+            "link",
+            "conversation",
+            conv,
+            serde_json::json!({"customer": cid, "by": "contact"}),
+        );
         let text = Tr::new(lang).t("inbox.bot.contact_linked").to_string();
-        bot_says(tx, m.chat_id, lang, &format!("conv:{conv}:linked"), &text, None)?;
-    } else if matches!(m.content, IncomingContent::Contact { own: true, .. }) && customer.is_none() {
+        bot_says(
+            tx,
+            m.chat_id,
+            lang,
+            &format!("conv:{conv}:linked"),
+            &text,
+            None,
+        )?;
+    } else if matches!(m.content, IncomingContent::Contact { own: true, .. }) && customer.is_none()
+    {
         let text = Tr::new(lang).t("inbox.bot.contact_unknown").to_string();
-        bot_says(tx, m.chat_id, lang, &format!("tg-update:{}:contact", m.update_id), &text, None)?;
+        bot_says(
+            tx,
+            m.chat_id,
+            lang,
+            &format!("tg-update:{}:contact", m.update_id),
+            &text,
+            None,
+        )?;
     }
     let row = q::get(tx, conv)?.ok_or(DomainError::NotFound)?;
     if row.customer_id.is_none() && row.asked_contact_at.is_none() {
@@ -374,7 +403,10 @@ pub fn order_comment_to_customer(
         let number = crate::db::orders::get(tx, order)?
             .map(|o| o.number)
             .unwrap_or_default();
-        let text = Tr::new(lang).f("inbox.order_comment", &[("order_number", &number), ("text", body)]);
+        let text = Tr::new(lang).f(
+            "inbox.order_comment",
+            &[("order_number", &number), ("text", body)],
+        );
         let Some(mid) = q::insert_message(
             tx,
             &NewMessage {
@@ -551,7 +583,11 @@ impl Conversations {
         }
     }
 
-    pub async fn list(&self, actor: &Actor, query: InboxQuery) -> DomainResult<Vec<ConversationRow>> {
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        query: InboxQuery,
+    ) -> DomainResult<Vec<ConversationRow>> {
         Self::can(actor, Action::ViewConversations)?;
         let actor = actor.clone();
         self.store
@@ -611,7 +647,12 @@ impl Conversations {
     }
 
     /// A thread; opening it marks it read.
-    pub async fn thread(&self, actor: &Actor, id: i64, before: Option<i64>) -> DomainResult<Thread> {
+    pub async fn thread(
+        &self,
+        actor: &Actor,
+        id: i64,
+        before: Option<i64>,
+    ) -> DomainResult<Thread> {
         Self::can(actor, Action::ViewConversations)?;
         let a = actor.clone();
         let t = self
@@ -674,7 +715,9 @@ impl Conversations {
             ));
         }
         if file.is_some() && text.chars().count() > 1024 {
-            return Err(DomainError::invalid(Msg::new("err.inbox.caption_too_long").with("max", 1024)));
+            return Err(DomainError::invalid(
+                Msg::new("err.inbox.caption_too_long").with("max", 1024),
+            ));
         }
         if input.note && file.is_some() {
             return Err(DomainError::invalid("err.inbox.note_file"));
@@ -710,7 +753,11 @@ impl Conversations {
                     Some(_) => "document",
                     None => "text",
                 };
-                let (direction, kind) = if input.note { ("note", "text") } else { ("out", kind) };
+                let (direction, kind) = if input.note {
+                    ("note", "text")
+                } else {
+                    ("out", kind)
+                };
                 let mid = q::insert_message(
                     tx,
                     &NewMessage {
@@ -909,7 +956,12 @@ impl Conversations {
                 }
                 let kind = if open { "reopened" } else { "closed" };
                 history(tx, id, kind, serde_json::json!({"by_name": a.display_name}))?;
-                tx.log(if open { "reopen" } else { "close" }, "conversation", id, serde_json::json!({}));
+                tx.log(
+                    if open { "reopen" } else { "close" },
+                    "conversation",
+                    id,
+                    serde_json::json!({}),
+                );
                 changed(tx, id)
             })
             .await
@@ -951,7 +1003,12 @@ impl Conversations {
                     "linked",
                     serde_json::json!({"customer_id": customer, "by_name": a.display_name}),
                 )?;
-                tx.log("link", "conversation", id, serde_json::json!({"customer": customer}));
+                tx.log(
+                    "link",
+                    "conversation",
+                    id,
+                    serde_json::json!({"customer": customer}),
+                );
                 changed(tx, id)
             })
             .await
@@ -974,7 +1031,9 @@ impl Conversations {
                 tx.emit(Event::new(
                     "conversation.deleted",
                     serde_json::json!({"conversation_id": id}),
-                    Audience::Staff { masters: Vec::new() },
+                    Audience::Staff {
+                        masters: Vec::new(),
+                    },
                 ));
                 Ok(())
             })
@@ -1008,7 +1067,11 @@ impl Conversations {
     }
 
     /// A stored file of a message the actor may see: (absolute path, mime, name).
-    pub async fn file(&self, actor: &Actor, message: i64) -> DomainResult<(PathBuf, String, String)> {
+    pub async fn file(
+        &self,
+        actor: &Actor,
+        message: i64,
+    ) -> DomainResult<(PathBuf, String, String)> {
         Self::can(actor, Action::ViewConversations)?;
         let a = actor.clone();
         let (rel, mime, name) = self
@@ -1050,17 +1113,29 @@ impl Conversations {
         Ok(self.store.view(|c| Ok(q::quick_replies(c)?)).await?)
     }
 
-    pub async fn save_quick_reply(&self, actor: &Actor, mut r: QuickReply) -> DomainResult<QuickReply> {
+    pub async fn save_quick_reply(
+        &self,
+        actor: &Actor,
+        mut r: QuickReply,
+    ) -> DomainResult<QuickReply> {
         Self::can(actor, Action::ManageInbox)?;
         r.shortcut = r.shortcut.trim().trim_start_matches('/').to_lowercase();
         if r.shortcut.is_empty()
             || r.shortcut.chars().count() > 32
-            || !r.shortcut.chars().all(|ch| ch.is_alphanumeric() || ch == '-' || ch == '_')
+            || !r
+                .shortcut
+                .chars()
+                .all(|ch| ch.is_alphanumeric() || ch == '-' || ch == '_')
         {
             return Err(DomainError::invalid("err.inbox.shortcut"));
         }
         r.title = super::orders::text(&r.title, "field.title", 120, true)?;
-        for b in [&mut r.body_uz, &mut r.body_uz_cyrl, &mut r.body_ru, &mut r.body_en] {
+        for b in [
+            &mut r.body_uz,
+            &mut r.body_uz_cyrl,
+            &mut r.body_ru,
+            &mut r.body_en,
+        ] {
             *b = super::orders::text(b, "field.message", MAX_TEXT, false)?;
         }
         if [&r.body_uz, &r.body_uz_cyrl, &r.body_ru, &r.body_en]
@@ -1076,7 +1151,8 @@ impl Conversations {
                 if let Some(other) = q::quick_reply_by_shortcut(tx, &r.shortcut)? {
                     if other != r.id {
                         return Err(DomainError::conflict(
-                            Msg::new("err.inbox.shortcut_taken").with("shortcut", r.shortcut.clone()),
+                            Msg::new("err.inbox.shortcut_taken")
+                                .with("shortcut", r.shortcut.clone()),
                         ));
                     }
                 }
@@ -1085,7 +1161,12 @@ impl Conversations {
                 }
                 let now = tx.now();
                 r.id = q::save_quick_reply(tx, &r, now)?;
-                tx.log("save", "quick_reply", r.id, serde_json::json!({"shortcut": r.shortcut}));
+                tx.log(
+                    "save",
+                    "quick_reply",
+                    r.id,
+                    serde_json::json!({"shortcut": r.shortcut}),
+                );
                 tx.emit(inbox_changed());
                 Ok(r)
             })
@@ -1137,7 +1218,11 @@ impl Conversations {
 
     // ---- procedures ----
 
-    pub async fn procedures(&self, actor: &Actor, search: Option<String>) -> DomainResult<Vec<SopDocument>> {
+    pub async fn procedures(
+        &self,
+        actor: &Actor,
+        search: Option<String>,
+    ) -> DomainResult<Vec<SopDocument>> {
         Self::can(actor, Action::ViewConversations)?;
         Ok(self
             .store
@@ -1196,7 +1281,12 @@ impl Conversations {
             .await
     }
 
-    pub async fn save_settings(&self, actor: &Actor, masters: bool, auto: bool) -> DomainResult<()> {
+    pub async fn save_settings(
+        &self,
+        actor: &Actor,
+        masters: bool,
+        auto: bool,
+    ) -> DomainResult<()> {
         Self::can(actor, Action::ManageInbox)?;
         self.store
             .write(actor, move |tx| {
@@ -1217,7 +1307,10 @@ impl Conversations {
 
     /// Files the bot still has to fetch from Telegram.
     pub async fn pending_files(&self, limit: i64) -> DomainResult<Vec<q::PendingFile>> {
-        Ok(self.store.view(move |c| Ok(q::pending_files(c, limit)?)).await?)
+        Ok(self
+            .store
+            .view(move |c| Ok(q::pending_files(c, limit)?))
+            .await?)
     }
 
     /// Records the outcome of fetching a file: stored (bytes written already) or a problem.
@@ -1249,7 +1342,11 @@ impl Conversations {
     /// A reply's outbox row was settled: the thread shows its new state; a delivered
     /// message keeps Telegram's id (a customer's answer to it is then filed under its
     /// order).
-    pub async fn delivery_settled(&self, outbox_id: i64, tg_message_id: Option<i64>) -> DomainResult<()> {
+    pub async fn delivery_settled(
+        &self,
+        outbox_id: i64,
+        tg_message_id: Option<i64>,
+    ) -> DomainResult<()> {
         self.store
             .write(super::work::Who::System, move |tx| {
                 let found = match tg_message_id {
@@ -1278,7 +1375,9 @@ fn inbox_changed() -> Event {
     Event::new(
         "inbox.settings_updated",
         serde_json::json!({}),
-        Audience::Staff { masters: Vec::new() },
+        Audience::Staff {
+            masters: Vec::new(),
+        },
     )
 }
 
@@ -1287,13 +1386,18 @@ fn thread_data(c: &Conn, conv: &ConversationRow, lang: Language) -> DomainResult
     let mut d = TemplateData::new();
     d.insert(
         "customer_name".into(),
-        conv.customer_name.clone().unwrap_or_else(|| conv.title.clone()),
+        conv.customer_name
+            .clone()
+            .unwrap_or_else(|| conv.title.clone()),
     );
     d.insert(
         "shop_hours".into(),
         kv::get(c, "shop.hours")?.unwrap_or_default(),
     );
-    d.insert("shop_name".into(), kv::get(c, "shop.name")?.unwrap_or_default());
+    d.insert(
+        "shop_name".into(),
+        kv::get(c, "shop.name")?.unwrap_or_default(),
+    );
     if let Some(cid) = conv.customer_id {
         if let Some((oid, _)) = q::open_orders_of(c, cid)?.first() {
             if let Some(o) = crate::db::orders::get(c, *oid)? {

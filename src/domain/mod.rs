@@ -20,6 +20,7 @@ pub mod orders;
 pub mod provisioning;
 pub mod search;
 pub mod seed;
+pub mod segments;
 pub mod shop;
 pub mod telephony;
 pub mod work;

@@ -148,7 +148,12 @@ pub struct OrderView {
 
 /// `field` is the catalogue key of the field's name, so the message names it in the
 /// reader's language.
-pub(super) fn text(s: &str, field: &'static str, max: usize, required: bool) -> DomainResult<String> {
+pub(super) fn text(
+    s: &str,
+    field: &'static str,
+    max: usize,
+    required: bool,
+) -> DomainResult<String> {
     let s = s.trim();
     if required && s.is_empty() {
         return Err(DomainError::invalid(

@@ -12,11 +12,10 @@ use tokio::time::Instant;
 
 use super::{settle, ChannelSender, Outcome};
 use crate::db::{outbox, settings as kv, telegram as tg, Db};
-use crate::domain::notifications::{
-    IncomingContent, IncomingFile, IncomingMessage, Notifications, NotifySettings,
-    TelegramSettings,
-};
 use crate::domain::conversations::Conversations;
+use crate::domain::notifications::{
+    IncomingContent, IncomingFile, IncomingMessage, Notifications, NotifySettings, TelegramSettings,
+};
 use teloxide::types::{
     ButtonRequest, ChatAction, FileMeta, InputFile, KeyboardButton, KeyboardMarkup, Message,
 };
@@ -162,7 +161,10 @@ impl ChannelSender for TelegramSender {
                 self.chat_next.insert(chat, Instant::now() + per_chat);
                 // Telegram refuses texts over 4096 characters for good; send the start rather
                 // than nothing.
-                let files = self.conversations.as_ref().map(|c| c.attachments().to_path_buf());
+                let files = self
+                    .conversations
+                    .as_ref()
+                    .map(|c| c.attachments().to_path_buf());
                 match send(bot, chat, &m, files.as_deref()).await {
                     Ok(sent) => {
                         sent_ids.push((m.id, Some(i64::from(sent.id.0))));
@@ -202,7 +204,10 @@ impl ChannelSender for TelegramSender {
             settle(db, &m, outcome, policy).await;
             if reply {
                 if let Some(c) = &self.conversations {
-                    let tg_id = sent_ids.iter().find(|(o, _)| *o == id).and_then(|(_, t)| *t);
+                    let tg_id = sent_ids
+                        .iter()
+                        .find(|(o, _)| *o == id)
+                        .and_then(|(_, t)| *t);
                     if let Err(e) = c.delivery_settled(id, tg_id).await {
                         tracing::error!(error = %e, "recording a reply's delivery failed");
                     }
@@ -262,11 +267,10 @@ async fn send(
     // nothing.
     let text: String = m.body.chars().take(MAX_TEXT).collect();
     if let Some(label) = extra.get("request_contact").and_then(|l| l.as_str()) {
-        let keyboard = KeyboardMarkup::new([[
-            KeyboardButton::new(label).request(ButtonRequest::Contact)
-        ]])
-        .resize_keyboard()
-        .one_time_keyboard();
+        let keyboard =
+            KeyboardMarkup::new([[KeyboardButton::new(label).request(ButtonRequest::Contact)]])
+                .resize_keyboard()
+                .one_time_keyboard();
         return bot
             .send_message(ChatId(chat), text)
             .reply_markup(keyboard)
@@ -290,7 +294,11 @@ pub async fn send_typing(n: &Notifications, chat: i64) {
 
 /// Fetches the files customers sent (photos, documents, voice notes) into the
 /// attachments folder, outside any transaction, then records each outcome.
-pub(super) async fn fetch_files(n: Notifications, c: Conversations, mut stop: watch::Receiver<bool>) {
+pub(super) async fn fetch_files(
+    n: Notifications,
+    c: Conversations,
+    mut stop: watch::Receiver<bool>,
+) {
     let wake = n.wake_signal();
     let mut pause = Duration::from_secs(1);
     while !*stop.borrow() {
@@ -357,7 +365,8 @@ async fn fetch_one(
     let mut stream = bot.download_file_stream(&file.path);
     let mut data = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| retry(e.to_string().replace(&s.telegram.token, "<token>")))?;
+        let chunk =
+            chunk.map_err(|e| retry(e.to_string().replace(&s.telegram.token, "<token>")))?;
         if data.len() + chunk.len() > limit {
             return Err(("refused", "too_large".into()));
         }
@@ -464,31 +473,57 @@ fn incoming(update_id: i64, msg: &Message) -> Option<IncomingMessage> {
     if from.is_bot {
         return None;
     }
-    let file = |kind: &'static str, meta: &FileMeta, name: Option<&String>, mime: Option<String>| {
-        IncomingContent::File(IncomingFile {
-            kind,
-            file_id: meta.id.0.clone(),
-            name: name.cloned(),
-            mime,
-            size: Some(i64::from(meta.size)),
-        })
-    };
+    let file =
+        |kind: &'static str, meta: &FileMeta, name: Option<&String>, mime: Option<String>| {
+            IncomingContent::File(IncomingFile {
+                kind,
+                file_id: meta.id.0.clone(),
+                name: name.cloned(),
+                mime,
+                size: Some(i64::from(meta.size)),
+            })
+        };
     let content = if let Some(p) = msg.photo() {
         // The sizes come smallest first; the largest is the photo itself.
         let big = p.iter().max_by_key(|s| s.width * s.height)?;
         file("photo", &big.file, None, Some("image/jpeg".into()))
     } else if let Some(d) = msg.document() {
-        file("document", &d.file, d.file_name.as_ref(), d.mime_type.as_ref().map(|m| m.to_string()))
+        file(
+            "document",
+            &d.file,
+            d.file_name.as_ref(),
+            d.mime_type.as_ref().map(|m| m.to_string()),
+        )
     } else if let Some(v) = msg.voice() {
-        file("voice", &v.file, None, v.mime_type.as_ref().map(|m| m.to_string()))
+        file(
+            "voice",
+            &v.file,
+            None,
+            v.mime_type.as_ref().map(|m| m.to_string()),
+        )
     } else if let Some(a) = msg.audio() {
-        file("audio", &a.file, a.file_name.as_ref(), a.mime_type.as_ref().map(|m| m.to_string()))
+        file(
+            "audio",
+            &a.file,
+            a.file_name.as_ref(),
+            a.mime_type.as_ref().map(|m| m.to_string()),
+        )
     } else if let Some(v) = msg.video() {
-        file("video", &v.file, v.file_name.as_ref(), v.mime_type.as_ref().map(|m| m.to_string()))
+        file(
+            "video",
+            &v.file,
+            v.file_name.as_ref(),
+            v.mime_type.as_ref().map(|m| m.to_string()),
+        )
     } else if let Some(v) = msg.video_note() {
         file("video_note", &v.file, None, Some("video/mp4".into()))
     } else if let Some(a) = msg.animation() {
-        file("animation", &a.file, a.file_name.as_ref(), a.mime_type.as_ref().map(|m| m.to_string()))
+        file(
+            "animation",
+            &a.file,
+            a.file_name.as_ref(),
+            a.mime_type.as_ref().map(|m| m.to_string()),
+        )
     } else if let Some(st) = msg.sticker() {
         file("sticker", &st.file, None, None)
     } else if let Some(l) = msg.location() {

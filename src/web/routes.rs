@@ -268,6 +268,19 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/customers/{id}/restore", Allowed(EditCustomers), pages::customers::restore);
     r.add(post(), "/api/v1/customers/{id}/archive", Allowed(EditCustomers), api::core::archive_customer);
     r.add(post(), "/api/v1/customers/{id}/restore", Allowed(EditCustomers), api::core::restore_customer);
+    r.add(get(), "/segments", Allowed(ViewCustomers), pages::segments::list);
+    r.add(post(), "/segments", Allowed(EditCustomers), pages::segments::create);
+    r.add(get(), "/segments/{id}", Allowed(ViewCustomers), pages::segments::show);
+    r.add(post(), "/segments/{id}", Allowed(EditCustomers), pages::segments::update);
+    r.add(post(), "/segments/{id}/delete", Allowed(EditCustomers), pages::segments::delete);
+    r.add(get(), "/api/v1/segments", Allowed(ViewCustomers), api::segments::list);
+    r.add(post(), "/api/v1/segments", Allowed(EditCustomers), api::segments::create);
+    // Before /api/v1/segments/{id}: actix takes the first pattern that matches.
+    r.add(get(), "/api/v1/segments/count", Allowed(ViewCustomers), api::segments::count);
+    r.add(get(), "/api/v1/segments/{id}", Allowed(ViewCustomers), api::segments::get);
+    r.add(Method::PUT, "/api/v1/segments/{id}", Allowed(EditCustomers), api::segments::update);
+    r.add(Method::DELETE, "/api/v1/segments/{id}", Allowed(EditCustomers), api::segments::delete);
+    r.add(get(), "/api/v1/segments/{id}/customers", Allowed(ViewCustomers), api::segments::customers);
 }
 
 /// Collects the specs without registering anything.

@@ -30,6 +30,7 @@ mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
 mod phones;
+mod segments;
 mod sip;
 mod sip_more;
 mod sip_office;

@@ -235,6 +235,18 @@ pub const OUTBOUND: &[(&str, &str, Who)] = &[
     ("POST", "/customers/{id}/restore", DESK),
     ("POST", "/api/v1/customers/{id}/archive", DESK),
     ("POST", "/api/v1/customers/{id}/restore", DESK),
+    ("GET", "/segments", DESK),
+    ("POST", "/segments", DESK),
+    ("GET", "/segments/{id}", DESK),
+    ("POST", "/segments/{id}", DESK),
+    ("POST", "/segments/{id}/delete", DESK),
+    ("GET", "/api/v1/segments", DESK),
+    ("POST", "/api/v1/segments", DESK),
+    ("GET", "/api/v1/segments/count", DESK),
+    ("GET", "/api/v1/segments/{id}", DESK),
+    ("PUT", "/api/v1/segments/{id}", DESK),
+    ("DELETE", "/api/v1/segments/{id}", DESK),
+    ("GET", "/api/v1/segments/{id}/customers", DESK),
 ];
 
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {

@@ -207,6 +207,18 @@ impl Fx {
         v["outcome"]["batch_id"].as_i64().unwrap()
     }
 
+    async fn segment(&self) -> i64 {
+        let (s, v) = self
+            .api
+            .post(
+                "/api/v1/segments",
+                json!({"name": format!("Segment {}", self.next()), "filter": {"opted_in": true}}),
+            )
+            .await;
+        assert_eq!(s.as_u16(), 201, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
     async fn customer(&self) -> i64 {
         let p = self.phone();
         new_customer(&self.api, &format!("Mijoz {p}"), &p).await
@@ -1473,6 +1485,71 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                     true,
                 ),
                 json_step("POST", p, json!({}), true),
+            ]
+        }
+        ("POST", "/segments") => vec![
+            bad(
+                "/segments",
+                form(&[("name", "Eski"), ("ready_days", "ko'p")]),
+            ),
+            good(
+                "/segments",
+                form(&[
+                    ("name", &format!("Tayyor {}", fx.next())),
+                    ("ready_days", "7"),
+                ]),
+            ),
+        ],
+        ("POST", "/segments/{id}") => {
+            let id = fx.segment().await;
+            let p = format!("/segments/{id}");
+            vec![
+                bad(p.clone(), form(&[("name", "X"), ("kind", "robot")])),
+                good(
+                    p,
+                    form(&[("name", &format!("VIP {}", fx.next())), ("tags", "vip")]),
+                ),
+            ]
+        }
+        ("POST", "/segments/{id}/delete") => {
+            let id = fx.segment().await;
+            vec![
+                bad("/segments/999999/delete", Empty),
+                good(format!("/segments/{id}/delete"), Empty),
+            ]
+        }
+        ("POST", "/api/v1/segments") => vec![
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"name": "X", "filter": {"warranty_ending_days": -1}}),
+                false,
+            ),
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"name": format!("Kafolat {}", fx.next()), "filter": {"warranty_ending_days": 30}}),
+                true,
+            ),
+        ],
+        ("PUT", "/api/v1/segments/{id}") => {
+            let id = fx.segment().await;
+            let p = format!("/api/v1/segments/{id}");
+            vec![
+                json_step("PUT", p.clone(), json!({"name": " ", "filter": {}}), false),
+                json_step(
+                    "PUT",
+                    p,
+                    json!({"name": format!("Hammasi {}", fx.next()), "filter": {}}),
+                    true,
+                ),
+            ]
+        }
+        ("DELETE", "/api/v1/segments/{id}") => {
+            let id = fx.segment().await;
+            vec![
+                json_step("DELETE", "/api/v1/segments/999999".into(), json!({}), false),
+                json_step("DELETE", format!("/api/v1/segments/{id}"), json!({}), true),
             ]
         }
         ("PUT", "/api/v1/telephony/extensions/{number}/outbound") => {

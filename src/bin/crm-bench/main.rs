@@ -6,6 +6,7 @@ mod backup;
 mod calls;
 mod core;
 mod httpc;
+mod import;
 mod notify;
 mod server;
 mod signin;
@@ -28,6 +29,7 @@ const SUITES: &[&str] = &[
     "sip-parse",
     "calls",
     "signin",
+    "import",
 ];
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         "sip" => sip::run(rest),
         "calls" => calls::run(rest),
         "signin" => signin::run(rest),
+        "import" => import::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]

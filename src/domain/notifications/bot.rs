@@ -64,9 +64,11 @@ impl IncomingContent {
                 latitude,
                 longitude,
             } => ("location", format!("{latitude:.6}, {longitude:.6}"), None),
-            IncomingContent::Contact { phone, name, .. } => {
-                ("contact", format!("{name} {phone}").trim().to_string(), None)
-            }
+            IncomingContent::Contact { phone, name, .. } => (
+                "contact",
+                format!("{name} {phone}").trim().to_string(),
+                None,
+            ),
             IncomingContent::Other(kind) => ("other", format!("[{kind}]"), None),
         }
     }

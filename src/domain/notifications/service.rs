@@ -605,7 +605,12 @@ impl Notifications {
                     handle_message(tx, orders.as_ref(), m, &online)?;
                 }
                 let now = tx.now();
-                Ok(settings::set(tx, "telegram.offset", &next_offset.to_string(), now)?)
+                Ok(settings::set(
+                    tx,
+                    "telegram.offset",
+                    &next_offset.to_string(),
+                    now,
+                )?)
             })
             .await?;
         self.wake();

@@ -33,7 +33,11 @@ pub struct ListParams {
 /// Conversations, newest activity first.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", params(ListParams),
     responses((status = 200, body = [ConversationRow]), (status = 400, body = ErrorBody)))]
-pub async fn list(state: web::Data<WebState>, actor: Actor, q: web::Query<ListParams>) -> ApiResult {
+pub async fn list(
+    state: web::Data<WebState>,
+    actor: Actor,
+    q: web::Query<ListParams>,
+) -> ApiResult {
     let q = q.into_inner();
     let bad = || ApiError::bad_query(DomainError::invalid("err.inbox.bad_query"));
     let tab = match q.tab.as_deref() {
@@ -44,7 +48,10 @@ pub async fn list(state: web::Data<WebState>, actor: Actor, q: web::Query<ListPa
         None | Some("") => None,
         Some(b) => {
             let (at, id) = b.split_once('.').ok_or_else(bad)?;
-            Some((at.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
+            Some((
+                at.parse().map_err(|_| bad())?,
+                id.parse().map_err(|_| bad())?,
+            ))
         }
     };
     let rows = state
@@ -176,7 +183,11 @@ pub async fn assign(
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/close", tag = "conversations", params(("id" = i64, Path)),
     responses((status = 200, body = ConversationRow), (status = 404, body = ErrorBody)))]
 pub async fn close(state: web::Data<WebState>, actor: Actor, id: web::Path<i64>) -> ApiResult {
-    let c = state.ctx.conversations.close(&actor, id.into_inner()).await?;
+    let c = state
+        .ctx
+        .conversations
+        .close(&actor, id.into_inner())
+        .await?;
     Ok(HttpResponse::Ok().json(c))
 }
 

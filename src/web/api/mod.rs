@@ -7,6 +7,7 @@ pub mod core;
 pub mod imports;
 pub mod live;
 pub mod notifications;
+pub mod segments;
 pub mod settings;
 pub mod telephony;
 pub mod users;
@@ -59,6 +60,8 @@ impl Modify for Security {
         conversations::quick_replies, conversations::save_quick_reply, conversations::delete_quick_reply,
         imports::import_customers, imports::list, imports::get, imports::undo,
         core::archive_customer, core::restore_customer,
+        segments::list, segments::create, segments::count, segments::get, segments::update,
+        segments::delete, segments::customers,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -93,6 +93,7 @@ pub async fn list(ui: Ui, q: web::Query<ListQuery>) -> HttpResponse {
                 div {
                     a.button.primary href="/customers/new" { (ui.t("customers.new")) } " " a.button href="/customers/export.csv" { "CSV" }
                     @if ui.actor.as_ref().is_some_and(|a| a.can(Action::ImportCustomers)) { " " a.button #customers-import href="/imports" { (ui.t("outbound.import.title")) } }
+                    " " a.button #customers-segments href="/segments" { (ui.t("outbound.segment.title")) }
                 }
             }
             form.filters method="get" action="/search" {

@@ -158,12 +158,17 @@ fn event_text(ui: &Ui, m: &MessageRow) -> String {
         "assigned" if d["auto"].as_bool() == Some(true) => ui
             .tr
             .f("inbox.history.auto_assigned", &[("to", &s("to_name"))]),
-        "assigned" => ui
-            .tr
-            .f("inbox.history.assigned", &[("by", &by), ("to", &s("to_name"))]),
+        "assigned" => ui.tr.f(
+            "inbox.history.assigned",
+            &[("by", &by), ("to", &s("to_name"))],
+        ),
         "transferred" => ui.tr.f(
             "inbox.history.transferred",
-            &[("by", &by), ("from", &s("from_name")), ("to", &s("to_name"))],
+            &[
+                ("by", &by),
+                ("from", &s("from_name")),
+                ("to", &s("to_name")),
+            ],
         ),
         "unassigned" => ui.tr.f("inbox.history.unassigned", &[("by", &by)]),
         "closed" => ui.tr.f("inbox.history.closed", &[("by", &by)]),
@@ -238,8 +243,11 @@ fn message_item(ui: &Ui, m: &MessageRow) -> Markup {
     }
     let location = (m.kind == "location").then(|| {
         let q = m.body.replace(' ', "");
-        format!("https://www.openstreetmap.org/?mlat={}&mlon={}&zoom=16",
-            q.split(',').next().unwrap_or(""), q.split(',').nth(1).unwrap_or(""))
+        format!(
+            "https://www.openstreetmap.org/?mlat={}&mlon={}&zoom=16",
+            q.split(',').next().unwrap_or(""),
+            q.split(',').nth(1).unwrap_or("")
+        )
     });
     html! {
         li class=(format!("msg msg-{}", m.direction)) data-message=(m.id) {
@@ -324,7 +332,13 @@ async fn customer_panel(ui: &Ui, actor: &Actor, c: &ConversationRow) -> Markup {
 
 /// The shop's procedures beside a thread: a search and the documents' titles.
 async fn procedures_aside(ui: &Ui, actor: &Actor) -> Markup {
-    let docs = ui.state.ctx.conversations.procedures(actor, None).await.unwrap_or_default();
+    let docs = ui
+        .state
+        .ctx
+        .conversations
+        .procedures(actor, None)
+        .await
+        .unwrap_or_default();
     html! {
         details.procedures-aside {
             summary { (ui.t("procedures.title")) }
@@ -366,10 +380,20 @@ async fn agents(ui: &Ui) -> Vec<(i64, String)> {
         .collect()
 }
 
-async fn thread_column(ui: &Ui, actor: &Actor, t: &Thread, quick: &[QuickReply], notice: Option<(&str, &str)>) -> Markup {
+async fn thread_column(
+    ui: &Ui,
+    actor: &Actor,
+    t: &Thread,
+    quick: &[QuickReply],
+    notice: Option<(&str, &str)>,
+) -> Markup {
     let c = &t.conversation;
     let can_reply = actor.can(Action::ReplyConversations);
-    let agents = if can_reply { agents(ui).await } else { Vec::new() };
+    let agents = if can_reply {
+        agents(ui).await
+    } else {
+        Vec::new()
+    };
     let open_orders: Vec<(i64, String)> = match c.customer_id {
         Some(cid) => ui
             .state
@@ -384,7 +408,12 @@ async fn thread_column(ui: &Ui, actor: &Actor, t: &Thread, quick: &[QuickReply],
                 },
             )
             .await
-            .map(|(rows, _)| rows.into_iter().filter(|o| o.status_group != "closed").map(|o| (o.id, o.number)).collect())
+            .map(|(rows, _)| {
+                rows.into_iter()
+                    .filter(|o| o.status_group != "closed")
+                    .map(|o| (o.id, o.number))
+                    .collect()
+            })
             .unwrap_or_default(),
         None => Vec::new(),
     };
@@ -495,7 +524,11 @@ async fn render(
         },
         None => None,
     };
-    let quick = ctx.conversations.quick_replies(actor).await.unwrap_or_default();
+    let quick = ctx
+        .conversations
+        .quick_replies(actor)
+        .await
+        .unwrap_or_default();
     let (masters_allowed, _) = ctx.conversations.settings().await.unwrap_or_default();
     let middle = match &thread {
         Some(t) => thread_column(ui, actor, t, &quick, notice).await,
@@ -542,8 +575,21 @@ pub async fn list(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpRespons
     render(&ui, &actor, &q, None, None, StatusCode::OK).await
 }
 
-pub async fn show(ui: Ui, actor: Actor, path: web::Path<i64>, q: web::Query<ListQuery>) -> HttpResponse {
-    render(&ui, &actor, &q, Some(path.into_inner()), None, StatusCode::OK).await
+pub async fn show(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    q: web::Query<ListQuery>,
+) -> HttpResponse {
+    render(
+        &ui,
+        &actor,
+        &q,
+        Some(path.into_inner()),
+        None,
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// After a change: back to the thread, or the thread with the error.
@@ -551,10 +597,26 @@ async fn after<T>(ui: &Ui, actor: &Actor, id: i64, r: Result<T, DomainError>) ->
     match r {
         Ok(_) => redirect(&format!("/inbox/{id}")),
         Err(DomainError::Invalid(m)) => {
-            render(ui, actor, &ListQuery::default(), Some(id), Some(("error", &ui.msg(&m))), StatusCode::UNPROCESSABLE_ENTITY).await
+            render(
+                ui,
+                actor,
+                &ListQuery::default(),
+                Some(id),
+                Some(("error", &ui.msg(&m))),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
         Err(DomainError::Conflict(m)) => {
-            render(ui, actor, &ListQuery::default(), Some(id), Some(("error", &ui.msg(&m))), StatusCode::CONFLICT).await
+            render(
+                ui,
+                actor,
+                &ListQuery::default(),
+                Some(id),
+                Some(("error", &ui.msg(&m))),
+                StatusCode::CONFLICT,
+            )
+            .await
         }
         Err(e) => fail(ui, e),
     }
@@ -588,8 +650,17 @@ pub async fn reply(
             match chunk {
                 Ok(b) if buf.len() + b.len() <= cap => buf.extend_from_slice(&b),
                 Ok(_) => {
-                    let m = crate::i18n::Msg::new("err.inbox.file_too_large").with("mb", limit / 1024 / 1024);
-                    return render(&ui, &actor, &ListQuery::default(), Some(id), Some(("error", &ui.msg(&m))), StatusCode::PAYLOAD_TOO_LARGE).await;
+                    let m = crate::i18n::Msg::new("err.inbox.file_too_large")
+                        .with("mb", limit / 1024 / 1024);
+                    return render(
+                        &ui,
+                        &actor,
+                        &ListQuery::default(),
+                        Some(id),
+                        Some(("error", &ui.msg(&m))),
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                    )
+                    .await;
                 }
                 Err(_) => return after(&ui, &actor, id, Err::<(), _>(malformed())).await,
             }
@@ -611,7 +682,12 @@ pub async fn reply(
             _ => {}
         }
     }
-    let r = ui.state.ctx.conversations.reply(&actor, id, input, file).await;
+    let r = ui
+        .state
+        .ctx
+        .conversations
+        .reply(&actor, id, input, file)
+        .await;
     after(&ui, &actor, id, r).await
 }
 
@@ -623,16 +699,34 @@ pub struct AssignForm {
     note: String,
 }
 
-pub async fn assign(ui: Ui, actor: Actor, path: web::Path<i64>, f: web::Form<AssignForm>) -> HttpResponse {
+pub async fn assign(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<AssignForm>,
+) -> HttpResponse {
     let id = path.into_inner();
     let to = match f.user_id.trim() {
         "" => None,
         s => match s.parse() {
             Ok(u) => Some(u),
-            Err(_) => return after(&ui, &actor, id, Err::<(), _>(DomainError::invalid("err.inbox.not_an_agent"))).await,
+            Err(_) => {
+                return after(
+                    &ui,
+                    &actor,
+                    id,
+                    Err::<(), _>(DomainError::invalid("err.inbox.not_an_agent")),
+                )
+                .await
+            }
         },
     };
-    let r = ui.state.ctx.conversations.assign(&actor, id, to, &f.note).await;
+    let r = ui
+        .state
+        .ctx
+        .conversations
+        .assign(&actor, id, to, &f.note)
+        .await;
     after(&ui, &actor, id, r).await
 }
 
@@ -655,7 +749,12 @@ pub struct LinkForm {
 }
 
 /// Links by a phone number (or `#id`); an empty field unlinks.
-pub async fn link(ui: Ui, actor: Actor, path: web::Path<i64>, f: web::Form<LinkForm>) -> HttpResponse {
+pub async fn link(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<LinkForm>,
+) -> HttpResponse {
     let id = path.into_inner();
     let ctx = &ui.state.ctx;
     let typed = f.customer.trim();
@@ -672,7 +771,15 @@ pub async fn link(ui: Ui, actor: Actor, path: web::Path<i64>, f: web::Form<LinkF
             .and_then(|v| v.first().map(|c| c.id));
         match found {
             Some(c) => Some(c),
-            None => return after(&ui, &actor, id, Err::<(), _>(DomainError::invalid("err.inbox.no_customer"))).await,
+            None => {
+                return after(
+                    &ui,
+                    &actor,
+                    id,
+                    Err::<(), _>(DomainError::invalid("err.inbox.no_customer")),
+                )
+                .await
+            }
         }
     };
     let r = ctx.conversations.link_customer(&actor, id, customer).await;
@@ -681,7 +788,13 @@ pub async fn link(ui: Ui, actor: Actor, path: web::Path<i64>, f: web::Form<LinkF
 
 /// The agent is typing: others see it; the customer sees "typing…" in Telegram.
 pub async fn typing(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
-    match ui.state.ctx.conversations.typing(&actor, path.into_inner()).await {
+    match ui
+        .state
+        .ctx
+        .conversations
+        .typing(&actor, path.into_inner())
+        .await
+    {
         Ok(chat) => {
             if let Some(chat) = chat {
                 let n = ui.state.ctx.notifications.clone();
@@ -695,7 +808,13 @@ pub async fn typing(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse 
 }
 
 pub async fn delete(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
-    match ui.state.ctx.conversations.delete(&actor, path.into_inner()).await {
+    match ui
+        .state
+        .ctx
+        .conversations
+        .delete(&actor, path.into_inner())
+        .await
+    {
         Ok(()) => redirect("/inbox"),
         Err(e) => fail(&ui, e),
     }
@@ -707,8 +826,19 @@ pub struct FileQuery {
 }
 
 /// A stored file: its sniffed type, never HTML, never run as a page.
-pub async fn file(ui: Ui, actor: Actor, path: web::Path<i64>, q: web::Query<FileQuery>) -> HttpResponse {
-    let (p, mime, name) = match ui.state.ctx.conversations.file(&actor, path.into_inner()).await {
+pub async fn file(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    q: web::Query<FileQuery>,
+) -> HttpResponse {
+    let (p, mime, name) = match ui
+        .state
+        .ctx
+        .conversations
+        .file(&actor, path.into_inner())
+        .await
+    {
         Ok(f) => f,
         Err(e) => return fail(&ui, e),
     };
@@ -717,7 +847,10 @@ pub async fn file(ui: Ui, actor: Actor, path: web::Path<i64>, q: web::Query<File
     };
     let inline = q.download.is_none()
         && (mime.starts_with("image/") || mime.starts_with("audio/") || mime.starts_with("video/"));
-    let name = crate::domain::conversations::clean_file_name(&name, name.rsplit('.').next().unwrap_or("bin"));
+    let name = crate::domain::conversations::clean_file_name(
+        &name,
+        name.rsplit('.').next().unwrap_or("bin"),
+    );
     HttpResponse::Ok()
         .content_type(mime)
         .insert_header(("X-Content-Type-Options", "nosniff"))
@@ -737,7 +870,13 @@ pub async fn file(ui: Ui, actor: Actor, path: web::Path<i64>, q: web::Query<File
 /// A quick reply filled in for the thread (text/plain), inserted by the reply box.
 pub async fn quick_reply(ui: Ui, actor: Actor, path: web::Path<(i64, i64)>) -> HttpResponse {
     let (id, qr) = path.into_inner();
-    match ui.state.ctx.conversations.render_quick_reply(&actor, id, qr).await {
+    match ui
+        .state
+        .ctx
+        .conversations
+        .render_quick_reply(&actor, id, qr)
+        .await
+    {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .insert_header(("Cache-Control", "no-store"))
@@ -748,12 +887,28 @@ pub async fn quick_reply(ui: Ui, actor: Actor, path: web::Path<(i64, i64)>) -> H
 
 // ---- settings: quick replies, automatic assignment, masters, agents' times ----
 
-async fn settings_page(ui: &Ui, actor: &Actor, notice: Option<(&str, String)>, status: StatusCode) -> HttpResponse {
+async fn settings_page(
+    ui: &Ui,
+    actor: &Actor,
+    notice: Option<(&str, String)>,
+    status: StatusCode,
+) -> HttpResponse {
     let ctx = &ui.state.ctx;
-    let quick = ctx.conversations.quick_replies(actor).await.unwrap_or_default();
+    let quick = ctx
+        .conversations
+        .quick_replies(actor)
+        .await
+        .unwrap_or_default();
     let (masters, auto) = ctx.conversations.settings().await.unwrap_or_default();
-    let times = ctx.conversations.agent_times(actor, 30).await.unwrap_or_default();
-    let mins = |s: Option<i64>| s.map(|s| format!("{} {}", (s + 30) / 60, ui.t("inbox.minutes"))).unwrap_or_else(|| "—".into());
+    let times = ctx
+        .conversations
+        .agent_times(actor, 30)
+        .await
+        .unwrap_or_default();
+    let mins = |s: Option<i64>| {
+        s.map(|s| format!("{} {}", (s + 30) / 60, ui.t("inbox.minutes")))
+            .unwrap_or_else(|| "—".into())
+    };
     let qr_form = |r: Option<&QuickReply>| {
         let id = r.map(|r| r.id).unwrap_or(0);
         html! {
@@ -866,14 +1021,36 @@ pub async fn save_quick_reply(ui: Ui, actor: Actor, f: web::Form<QuickForm>) -> 
     };
     match ui.state.ctx.conversations.save_quick_reply(&actor, r).await {
         Ok(_) => redirect("/inbox/settings"),
-        Err(DomainError::Invalid(m)) => settings_page(&ui, &actor, Some(("error", ui.msg(&m))), StatusCode::UNPROCESSABLE_ENTITY).await,
-        Err(DomainError::Conflict(m)) => settings_page(&ui, &actor, Some(("error", ui.msg(&m))), StatusCode::CONFLICT).await,
+        Err(DomainError::Invalid(m)) => {
+            settings_page(
+                &ui,
+                &actor,
+                Some(("error", ui.msg(&m))),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(DomainError::Conflict(m)) => {
+            settings_page(
+                &ui,
+                &actor,
+                Some(("error", ui.msg(&m))),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
         Err(e) => fail(&ui, e),
     }
 }
 
 pub async fn delete_quick_reply(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
-    match ui.state.ctx.conversations.delete_quick_reply(&actor, path.into_inner()).await {
+    match ui
+        .state
+        .ctx
+        .conversations
+        .delete_quick_reply(&actor, path.into_inner())
+        .await
+    {
         Ok(()) => redirect("/inbox/settings"),
         Err(e) => fail(&ui, e),
     }
@@ -892,21 +1069,34 @@ pub struct ProcQuery {
 /// page must never run what someone pasted).
 pub fn markdown(src: &str) -> String {
     use pulldown_cmark::{html as md, Event, Options, Parser};
-    let parser = Parser::new_ext(src, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH)
-        .map(|e| match e {
+    let parser = Parser::new_ext(src, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).map(
+        |e| match e {
             Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
-            Event::Start(pulldown_cmark::Tag::Link { link_type, dest_url, title, id })
-                if !is_safe_url(&dest_url) =>
-            {
-                Event::Start(pulldown_cmark::Tag::Link { link_type, dest_url: "#".into(), title, id })
-            }
-            Event::Start(pulldown_cmark::Tag::Image { link_type, dest_url, title, id })
-                if !is_safe_url(&dest_url) =>
-            {
-                Event::Start(pulldown_cmark::Tag::Image { link_type, dest_url: "#".into(), title, id })
-            }
+            Event::Start(pulldown_cmark::Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) if !is_safe_url(&dest_url) => Event::Start(pulldown_cmark::Tag::Link {
+                link_type,
+                dest_url: "#".into(),
+                title,
+                id,
+            }),
+            Event::Start(pulldown_cmark::Tag::Image {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) if !is_safe_url(&dest_url) => Event::Start(pulldown_cmark::Tag::Image {
+                link_type,
+                dest_url: "#".into(),
+                title,
+                id,
+            }),
             other => other,
-        });
+        },
+    );
     let mut out = String::new();
     md::push_html(&mut out, parser);
     out
@@ -914,10 +1104,20 @@ pub fn markdown(src: &str) -> String {
 
 fn is_safe_url(u: &str) -> bool {
     let l = u.trim().to_ascii_lowercase();
-    l.starts_with("https://") || l.starts_with("http://") || l.starts_with('/') || l.starts_with('#') || l.starts_with("mailto:")
+    l.starts_with("https://")
+        || l.starts_with("http://")
+        || l.starts_with('/')
+        || l.starts_with('#')
+        || l.starts_with("mailto:")
 }
 
-async fn procedures_page(ui: &Ui, actor: &Actor, q: &ProcQuery, notice: Option<String>, status: StatusCode) -> HttpResponse {
+async fn procedures_page(
+    ui: &Ui,
+    actor: &Actor,
+    q: &ProcQuery,
+    notice: Option<String>,
+    status: StatusCode,
+) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let docs = match ctx.conversations.procedures(actor, q.q.clone()).await {
         Ok(d) => d,
@@ -990,20 +1190,42 @@ pub struct ProcForm {
 
 pub async fn save_procedure(ui: Ui, actor: Actor, f: web::Form<ProcForm>) -> HttpResponse {
     let id = (f.id != 0).then_some(f.id);
-    match ui.state.ctx.conversations.save_procedure(&actor, id, &f.title, &f.body).await {
+    match ui
+        .state
+        .ctx
+        .conversations
+        .save_procedure(&actor, id, &f.title, &f.body)
+        .await
+    {
         Ok(id) => redirect(&format!("/procedures?id={id}")),
         Err(DomainError::Invalid(m)) => {
-            let q = ProcQuery { q: None, id, edit: Some("1".into()) };
-            procedures_page(&ui, &actor, &q, Some(ui.msg(&m)), StatusCode::UNPROCESSABLE_ENTITY).await
+            let q = ProcQuery {
+                q: None,
+                id,
+                edit: Some("1".into()),
+            };
+            procedures_page(
+                &ui,
+                &actor,
+                &q,
+                Some(ui.msg(&m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
         Err(e) => fail(&ui, e),
     }
 }
 
 pub async fn delete_procedure(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
-    match ui.state.ctx.conversations.delete_procedure(&actor, path.into_inner()).await {
+    match ui
+        .state
+        .ctx
+        .conversations
+        .delete_procedure(&actor, path.into_inner())
+        .await
+    {
         Ok(()) => redirect("/procedures"),
         Err(e) => fail(&ui, e),
     }
 }
-

@@ -14,6 +14,7 @@ pub mod notifications;
 pub mod orders;
 pub mod profile;
 pub mod provisioning;
+pub mod segments;
 pub mod settings;
 pub mod telephony;
 pub mod users;
