@@ -296,8 +296,11 @@ impl CustomerFilter {
             "archived_at IS NULL".into()
         });
         if let Some(t) = &self.tag {
-            args.push(Value::Text(format!("%,{t},%")));
-            w.push(format!("(',' || tags || ',') LIKE ?{}", args.len()));
+            args.push(Value::Text(format!("%,{},%", like_escape(t))));
+            w.push(format!(
+                "(',' || tags || ',') LIKE ?{} ESCAPE '\\'",
+                args.len()
+            ));
         }
         if let Some(k) = &self.kind {
             args.push(Value::Text(k.clone()));
@@ -309,6 +312,13 @@ impl CustomerFilter {
         }
         (w.join(" AND "), args)
     }
+}
+
+/// `%`, `_` and `\` of a tag taken literally in a `LIKE ... ESCAPE '\'`.
+pub fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// Customers matching `f`, newest first, and their count (capped like [`count`]).

@@ -281,14 +281,15 @@ pub fn effects(c: &Connection, batch: i64) -> DbResult<Vec<Effect>> {
 }
 
 /// Whether a customer has anything beyond their card: orders, calls, missed calls, a
-/// linked Telegram chat, or customers merged into them.
+/// linked Telegram chat, a conversation, or customers merged into them.
 pub fn has_history(c: &Connection, id: i64) -> DbResult<bool> {
     Ok(c.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM orders WHERE customer_id = ?1)
                  OR EXISTS (SELECT 1 FROM calls WHERE customer_id = ?1)
                  OR EXISTS (SELECT 1 FROM missed_calls WHERE customer_id = ?1)
                  OR EXISTS (SELECT 1 FROM telegram_chats WHERE customer_id = ?1)
-                 OR EXISTS (SELECT 1 FROM customers WHERE merged_into = ?1)",
+                 OR EXISTS (SELECT 1 FROM customers WHERE merged_into = ?1)
+                 OR EXISTS (SELECT 1 FROM conversations WHERE customer_id = ?1)",
     )?
     .query_row([id], |r| r.get(0))?)
 }

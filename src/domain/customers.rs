@@ -59,13 +59,14 @@ pub(super) struct Clean {
     pub(super) marketing_opt_in: bool,
 }
 
-/// Tags as one lower-case, comma-separated list without repeats: `VIP; Optom` and
-/// `vip, optom` are the same list, and a filter on one tag is a `LIKE` on it.
+/// Tags as one comma-separated list without repeats (`VIP; Optom, vip` is `VIP,Optom`),
+/// spelled as first typed: a filter on one tag is a `LIKE` on `,tag,`, which ignores the
+/// case of Latin letters (not of Cyrillic ones: SQLite folds ASCII only).
 pub fn normalise_tags(typed: &str) -> String {
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<&str> = Vec::new();
     for t in typed.split([',', ';', '\n']) {
-        let t = t.trim().to_lowercase();
-        if !t.is_empty() && !out.contains(&t) {
+        let t = t.trim();
+        if !t.is_empty() && !out.iter().any(|o| o.to_lowercase() == t.to_lowercase()) {
             out.push(t);
         }
     }

@@ -47,7 +47,7 @@ pub struct SegmentFilter {
 }
 
 impl SegmentFilter {
-    /// Checks the values and puts them in their one form (tags lower-case).
+    /// Checks the values and puts them in their one form.
     pub fn clean(mut self) -> DomainResult<SegmentFilter> {
         self.tags = super::customers::normalise_tags(&self.tags.join(","))
             .split(',')
@@ -118,8 +118,11 @@ impl SegmentFilter {
                 .tags
                 .iter()
                 .map(|t| {
-                    let a = arg(Value::Text(format!("%,{t},%")), &mut args);
-                    format!("(',' || c.tags || ',') LIKE {a}")
+                    let a = arg(
+                        Value::Text(format!("%,{},%", crate::db::customers::like_escape(t))),
+                        &mut args,
+                    );
+                    format!("(',' || c.tags || ',') LIKE {a} ESCAPE '\\'")
                 })
                 .collect();
             w.push(format!("({})", any.join(" OR ")));

@@ -173,7 +173,7 @@ async fn csv_upload_previews_imports_merges_and_undoes() {
     assert_eq!(b[0]["id"], bobur);
     assert_eq!(b[0]["name"], "Bobur Aliyev", "a merge keeps the name");
     assert_eq!(b[0]["company"], "Artel");
-    assert_eq!(b[0]["tags"], "vip");
+    assert_eq!(b[0]["tags"], "VIP");
     assert_eq!(b[0]["notes"], "Doimiy mijoz");
     assert!(
         lookup(&api, "930000001").await.is_empty(),
@@ -637,12 +637,12 @@ async fn customers_have_kind_company_tags_opt_in_and_an_archive() {
         .post(
             "/api/v1/customers",
             json!({"name": "Artel Servis", "phones": ["90 600 00 01"], "kind": "company",
-                   "company": "Artel MChJ", "tags": "VIP; Optom", "marketing_opt_in": true,
+                   "company": "Artel MChJ", "tags": "VIP; Optom; vip", "marketing_opt_in": true,
                    "birthday": "01.02.2003"}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
-    assert_eq!(c["tags"], "vip,optom");
+    assert_eq!(c["tags"], "VIP,Optom", "as typed, without repeats");
     assert_eq!(c["kind"], "company");
     assert_eq!(c["birthday"], "2003-02-01");
     let id = c["id"].as_i64().unwrap();
@@ -660,6 +660,10 @@ async fn customers_have_kind_company_tags_opt_in_and_an_archive() {
     assert!(
         ids(&api.get("/api/v1/customers?tag=vi").await.1).is_empty(),
         "whole tags only"
+    );
+    assert!(
+        ids(&api.get("/api/v1/customers?tag=V_P").await.1).is_empty(),
+        "LIKE wildcards in a tag are taken literally"
     );
     assert_eq!(
         ids(&api.get("/api/v1/customers?kind=company").await.1),
