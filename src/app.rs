@@ -27,6 +27,10 @@ pub struct AppContext {
     pub store: Store,
     pub accounts: Accounts,
     pub customers: Customers,
+    /// Customer imports from CSV and Excel files (issue 18).
+    pub imports: crate::domain::imports::Imports,
+    /// Saved customer filters with live counts (issue 18).
+    pub segments: crate::domain::segments::Segments,
     pub orders: Orders,
     /// Committed changes, for live screens.
     pub events: EventBus,
@@ -91,6 +95,8 @@ impl AppContext {
             conversations,
             config: Arc::new(config),
             customers: Customers::new(store.clone()),
+            imports: crate::domain::imports::Imports::new(store.clone()),
+            segments: crate::domain::segments::Segments::new(store.clone()),
             orders: Orders::new(store.clone()),
             calls: Calls::new(db.clone(), events.clone(), clock.clone()),
             db,

@@ -4,6 +4,7 @@
 mod backup;
 mod doctor;
 mod extension;
+mod import;
 mod install;
 mod restore;
 mod serve;
@@ -79,6 +80,11 @@ pub enum Command {
     Extension {
         #[command(subcommand)]
         command: extension::ExtensionCommand,
+    },
+    /// Import customers from CSV or Excel files; undo an import.
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
     },
 }
 
@@ -166,6 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor => doctor::run(&cli),
         Command::Upgrade(args) => upgrade::run(&cli, args),
         Command::Extension { command } => extension::run(&cli, command),
+        Command::Import { command } => import::run(&cli, command),
     }
 }
 

@@ -17,6 +17,15 @@ pub struct CustomerRow {
     pub tags: String,
     /// Preferred language for messages (`uz`, `uz-Cyrl`, `ru`, `en`), when known.
     pub language: Option<String>,
+    /// `person` or `company`.
+    pub kind: String,
+    pub company: String,
+    /// ISO date, when known.
+    pub birthday: Option<String>,
+    /// Said yes to promotions and broadcasts.
+    pub marketing_opt_in: bool,
+    /// When archived: out of lists and search, kept with its history.
+    pub archived_at: Option<i64>,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -30,10 +39,15 @@ pub struct CustomerFields<'a> {
     pub notes: &'a str,
     pub tags: &'a str,
     pub language: Option<&'a str>,
+    pub kind: &'a str,
+    pub company: &'a str,
+    pub birthday: Option<&'a str>,
+    pub marketing_opt_in: bool,
 }
 
 const COLS: &str =
-    "id, name, email, telegram, address, notes, tags, version, created_at, updated_at, language";
+    "id, name, email, telegram, address, notes, tags, version, created_at, updated_at, language,
+     kind, company, birthday, marketing_opt_in, archived_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<CustomerRow> {
     Ok(CustomerRow {
@@ -49,6 +63,11 @@ fn from_row(r: &Row) -> rusqlite::Result<CustomerRow> {
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
         language: r.get(10)?,
+        kind: r.get(11)?,
+        company: r.get(12)?,
+        birthday: r.get(13)?,
+        marketing_opt_in: r.get(14)?,
+        archived_at: r.get(15)?,
     })
 }
 
@@ -95,10 +114,24 @@ pub fn by_phone(c: &Connection, e164: &str) -> DbResult<Vec<CustomerRow>> {
 
 pub fn insert(c: &Connection, f: &CustomerFields, phones: &[String], now: i64) -> DbResult<i64> {
     c.prepare_cached(
-        "INSERT INTO customers (name, email, telegram, address, notes, tags, created_at, updated_at, language)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+        "INSERT INTO customers (name, email, telegram, address, notes, tags, created_at, updated_at, language,
+                                kind, company, birthday, marketing_opt_in)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
-    .execute(params![f.name, f.email, f.telegram, f.address, f.notes, f.tags, now, f.language])?;
+    .execute(params![
+        f.name,
+        f.email,
+        f.telegram,
+        f.address,
+        f.notes,
+        f.tags,
+        now,
+        f.language,
+        f.kind,
+        f.company,
+        f.birthday,
+        f.marketing_opt_in
+    ])?;
     let id = c.last_insert_rowid();
     set_phones(c, id, phones)?;
     reindex(c, id)?;
@@ -116,9 +149,25 @@ pub fn update(
 ) -> DbResult<bool> {
     let n = c.execute(
         "UPDATE customers SET name = ?3, email = ?4, telegram = ?5, address = ?6, notes = ?7, tags = ?8,
-                updated_at = ?9, language = ?10, version = version + 1
+                updated_at = ?9, language = ?10, kind = ?11, company = ?12, birthday = ?13,
+                marketing_opt_in = ?14, version = version + 1
          WHERE id = ?1 AND version = ?2 AND merged_into IS NULL",
-        params![id, version, f.name, f.email, f.telegram, f.address, f.notes, f.tags, now, f.language],
+        params![
+            id,
+            version,
+            f.name,
+            f.email,
+            f.telegram,
+            f.address,
+            f.notes,
+            f.tags,
+            now,
+            f.language,
+            f.kind,
+            f.company,
+            f.birthday,
+            f.marketing_opt_in
+        ],
     )?;
     if n == 1 {
         set_phones(c, id, phones)?;
@@ -127,7 +176,7 @@ pub fn update(
     Ok(n == 1)
 }
 
-fn set_phones(c: &Connection, id: i64, phones: &[String]) -> DbResult<()> {
+pub(crate) fn set_phones(c: &Connection, id: i64, phones: &[String]) -> DbResult<()> {
     c.execute("DELETE FROM customer_phones WHERE customer_id = ?1", [id])?;
     let mut st = c.prepare_cached(
         "INSERT OR IGNORE INTO customer_phones (customer_id, e164) VALUES (?1, ?2)",
@@ -167,6 +216,9 @@ pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
     let Some(row) = get(c, id)? else {
         return Ok(());
     };
+    if row.archived_at.is_some() {
+        return Ok(());
+    }
     let body = search_body(&row.name, &row.phones, &row.telegram);
     c.prepare_cached("INSERT INTO search_index (rowid, kind, ref, body) VALUES (?1, 'c', ?2, ?3)")?
         .execute(params![fts_rowid(id), id, body])?;
@@ -222,6 +274,105 @@ pub fn count(c: &Connection) -> DbResult<i64> {
     )?)
 }
 
+/// What a customer list shows (issue 18): archived customers only when asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerFilter {
+    /// One tag (lower-case): customers whose tag list has it.
+    pub tag: Option<String>,
+    /// `person` or `company`.
+    pub kind: Option<String>,
+    pub opted_in: Option<bool>,
+    /// true: only archived customers; false: only live ones.
+    pub archived: bool,
+}
+
+impl CustomerFilter {
+    fn sql(&self) -> (String, Vec<rusqlite::types::Value>) {
+        use rusqlite::types::Value;
+        let mut w = vec!["merged_into IS NULL".to_string()];
+        let mut args: Vec<Value> = Vec::new();
+        w.push(if self.archived {
+            "archived_at IS NOT NULL".into()
+        } else {
+            "archived_at IS NULL".into()
+        });
+        if let Some(t) = &self.tag {
+            args.push(Value::Text(format!("%,{},%", like_escape(t))));
+            w.push(format!(
+                "(',' || tags || ',') LIKE ?{} ESCAPE '\\'",
+                args.len()
+            ));
+        }
+        if let Some(k) = &self.kind {
+            args.push(Value::Text(k.clone()));
+            w.push(format!("kind = ?{}", args.len()));
+        }
+        if let Some(o) = self.opted_in {
+            args.push(Value::Integer(o as i64));
+            w.push(format!("marketing_opt_in = ?{}", args.len()));
+        }
+        (w.join(" AND "), args)
+    }
+}
+
+/// `%`, `_` and `\` of a tag taken literally in a `LIKE ... ESCAPE '\'`.
+pub fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Customers matching `f`, newest first, and their count (capped like [`count`]).
+pub fn list_filtered(
+    c: &Connection,
+    f: &CustomerFilter,
+    limit: i64,
+    offset: i64,
+) -> DbResult<(Vec<CustomerRow>, i64)> {
+    let (w, mut args) = f.sql();
+    let total: i64 = c.query_row(
+        &format!(
+            "SELECT count(*) FROM (SELECT 1 FROM customers WHERE {w} LIMIT {})",
+            super::orders::COUNT_CAP + 1
+        ),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    args.push(limit.into());
+    args.push(offset.into());
+    let n = args.len();
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLS} FROM customers WHERE {w} ORDER BY id DESC LIMIT ?{} OFFSET ?{n}",
+        n - 1
+    ))?;
+    let mut rows: Vec<CustomerRow> = st
+        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
+        .collect::<Result<_, _>>()?;
+    for r in &mut rows {
+        r.phones = phones_of(c, r.id)?;
+    }
+    Ok((rows, total))
+}
+
+/// Archives (`Some(now)`) or restores (`None`) a customer; false when it is not there.
+/// An archived customer leaves the search index and comes back on restore.
+pub fn set_archived(c: &Connection, id: i64, at: Option<i64>, now: i64) -> DbResult<bool> {
+    let n = c.execute(
+        "UPDATE customers SET archived_at = ?2, updated_at = ?3, version = version + 1
+         WHERE id = ?1 AND merged_into IS NULL AND (archived_at IS NULL) = (?2 IS NOT NULL)",
+        params![id, at, now],
+    )?;
+    if n == 1 {
+        if at.is_some() {
+            c.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
+                .execute([fts_rowid(id)])?;
+        } else {
+            reindex(c, id)?;
+        }
+    }
+    Ok(n == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +393,10 @@ mod tests {
                 notes: "",
                 tags: "",
                 language: None,
+                kind: "person",
+                company: "",
+                birthday: None,
+                marketing_opt_in: false,
             };
             let a = insert(c, &f("Aziz"), &["+998901112233".into()], 1)?;
             let b = insert(c, &f("Aziz K"), &["+998901112244".into()], 1)?;

@@ -62,10 +62,12 @@ pub enum Action {
     DeleteConversations,
     /// Quick replies, procedures and inbox settings.
     ManageInbox,
+    /// Import customers from files, undo an import (issue 18).
+    ImportCustomers,
 }
 
 impl Action {
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 30] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -95,6 +97,7 @@ impl Action {
         Action::ExportConversations,
         Action::DeleteConversations,
         Action::ManageInbox,
+        Action::ImportCustomers,
     ];
 }
 

@@ -29,17 +29,75 @@ pub struct CustomerInput {
     /// when not known (messages then use the shop's default).
     #[serde(default)]
     pub language: Option<String>,
+    /// `person` (default) or `company`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The company's name (for a company, or a person's employer).
+    #[serde(default)]
+    pub company: String,
+    /// `YYYY-MM-DD` or `DD.MM.YYYY`; empty when not known.
+    #[serde(default)]
+    pub birthday: Option<String>,
+    /// Agreed to receive promotions and broadcasts.
+    #[serde(default)]
+    pub marketing_opt_in: bool,
 }
 
+#[derive(Debug)]
 pub(super) struct Clean {
-    name: String,
-    phones: Vec<String>,
-    email: String,
-    telegram: String,
-    address: String,
-    notes: String,
-    tags: String,
-    language: Option<&'static str>,
+    pub(super) name: String,
+    pub(super) phones: Vec<String>,
+    pub(super) email: String,
+    pub(super) telegram: String,
+    pub(super) address: String,
+    pub(super) notes: String,
+    pub(super) tags: String,
+    pub(super) language: Option<&'static str>,
+    pub(super) kind: &'static str,
+    pub(super) company: String,
+    pub(super) birthday: Option<String>,
+    pub(super) marketing_opt_in: bool,
+}
+
+/// Tags as one comma-separated list without repeats (`VIP; Optom, vip` is `VIP,Optom`),
+/// spelled as first typed: a filter on one tag is a `LIKE` on `,tag,`, which ignores the
+/// case of Latin letters (not of Cyrillic ones: SQLite folds ASCII only).
+pub fn normalise_tags(typed: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for t in typed.split([',', ';', '\n']) {
+        let t = t.trim();
+        if !t.is_empty() && !out.iter().any(|o| o.to_lowercase() == t.to_lowercase()) {
+            out.push(t);
+        }
+    }
+    out.join(",")
+}
+
+/// A birthday as typed (`1990-05-17`, `17.05.1990`, `17/05/1990`) as an ISO date.
+pub fn parse_birthday(typed: &str) -> Option<String> {
+    let t = typed.trim();
+    let nums: Vec<&str> = t.split(['-', '.', '/']).collect();
+    if nums.len() != 3
+        || nums
+            .iter()
+            .any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let (y, m, d) = if nums[0].len() == 4 {
+        (nums[0], nums[1], nums[2])
+    } else if nums[2].len() == 4 {
+        (nums[2], nums[1], nums[0])
+    } else {
+        return None;
+    };
+    let (y, m, d): (i32, u8, u8) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let month = time::Month::try_from(m).ok()?;
+    let date = time::Date::from_calendar_date(y, month, d).ok()?;
+    if !(1900..=2100).contains(&y) {
+        return None;
+    }
+    Some(format!("{:04}-{:02}-{:02}", date.year(), m, date.day()))
 }
 
 pub(super) fn clean(
@@ -110,11 +168,36 @@ pub(super) fn clean(
                 .code(),
         ),
     };
+    let kind = match i.kind.as_deref().map(str::trim).unwrap_or("") {
+        "" | "person" => "person",
+        "company" => "company",
+        other => {
+            return Err(DomainError::invalid(
+                Msg::new("err.customer.kind").with("value", other),
+            ))
+        }
+    };
+    let birthday = match i
+        .birthday
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        None => None,
+        Some(b) => Some(parse_birthday(b).ok_or_else(|| {
+            DomainError::invalid(Msg::new("err.customer.birthday").with("value", b))
+        })?),
+    };
+    let tags = normalise_tags(&i.tags);
     Ok(Clean {
+        kind,
+        company: long(&i.company, "field.company", 200)?,
+        birthday,
+        marketing_opt_in: i.marketing_opt_in,
         language,
         address: long(&i.address, "field.address", 300)?,
         notes: long(&i.notes, "field.notes", 2000)?,
-        tags: long(&i.tags, "field.tags", 200)?,
+        tags: long(&tags, "field.tags", 200)?,
         name,
         phones,
         email,
@@ -236,6 +319,44 @@ impl Customers {
             .await
     }
 
+    /// Customers matching a filter (tag, kind, opt-in; live or archived), newest first.
+    pub async fn list_filtered(
+        &self,
+        f: q::CustomerFilter,
+        limit: i64,
+        offset: i64,
+    ) -> DomainResult<(Vec<CustomerRow>, i64)> {
+        self.store
+            .read(move |c| q::list_filtered(c, &f, limit, offset))
+            .await
+    }
+
+    /// Archives a customer (out of lists and search, kept with the history), or restores
+    /// one. Archiving an archived customer (or restoring a live one) is a conflict.
+    pub async fn set_archived(&self, by: &Actor, id: i64, archived: bool) -> DomainResult<()> {
+        self.store
+            .write(by, move |tx| {
+                let row = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+                let at = archived.then(|| tx.now());
+                if !q::set_archived(tx, id, at, tx.now())? {
+                    return Err(DomainError::conflict(if archived {
+                        "err.customer.already_archived"
+                    } else {
+                        "err.customer.not_archived"
+                    }));
+                }
+                tx.log(
+                    if archived { "archive" } else { "restore" },
+                    "customer",
+                    id,
+                    serde_json::json!({"name": row.name}),
+                );
+                tx.emit(updated_event(id));
+                Ok(())
+            })
+            .await
+    }
+
     /// Moves `from`'s orders and phones to `into` and retires `from`.
     pub async fn merge(&self, by: &Actor, into: i64, from: i64) -> DomainResult<()> {
         if into == from {
@@ -259,7 +380,7 @@ impl Customers {
     }
 }
 
-fn fields(c: &Clean) -> CustomerFields<'_> {
+pub(super) fn fields(c: &Clean) -> CustomerFields<'_> {
     CustomerFields {
         name: &c.name,
         email: &c.email,
@@ -268,5 +389,9 @@ fn fields(c: &Clean) -> CustomerFields<'_> {
         notes: &c.notes,
         tags: &c.tags,
         language: c.language,
+        kind: c.kind,
+        company: &c.company,
+        birthday: c.birthday.as_deref(),
+        marketing_opt_in: c.marketing_opt_in,
     }
 }

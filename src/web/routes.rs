@@ -264,6 +264,35 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/widget/messages", Public, pages::widget::post_message);
     r.add(get(), "/settings/widget", Allowed(ManageInbox), pages::widget::settings);
     r.add(post(), "/settings/widget", Allowed(ManageInbox), pages::widget::save_settings);
+    // Outbound (issue 18): customer imports, the archive
+    r.add(get(), "/imports", Allowed(ImportCustomers), pages::imports::list);
+    r.add(post(), "/imports", Allowed(ImportCustomers), pages::imports::upload);
+    r.add(get(), "/imports/{id}", Allowed(ImportCustomers), pages::imports::show);
+    r.add(post(), "/imports/{id}/mapping", Allowed(ImportCustomers), pages::imports::save_mapping);
+    r.add(post(), "/imports/{id}/run", Allowed(ImportCustomers), pages::imports::run);
+    r.add(post(), "/imports/{id}/cancel", Allowed(ImportCustomers), pages::imports::cancel);
+    r.add(post(), "/imports/{id}/undo", Allowed(ImportCustomers), pages::imports::undo);
+    r.add(post(), "/api/v1/imports/customers", Allowed(ImportCustomers), api::imports::import_customers);
+    r.add(get(), "/api/v1/imports", Allowed(ImportCustomers), api::imports::list);
+    r.add(get(), "/api/v1/imports/{id}", Allowed(ImportCustomers), api::imports::get);
+    r.add(post(), "/api/v1/imports/{id}/undo", Allowed(ImportCustomers), api::imports::undo);
+    r.add(post(), "/customers/{id}/archive", Allowed(EditCustomers), pages::customers::archive);
+    r.add(post(), "/customers/{id}/restore", Allowed(EditCustomers), pages::customers::restore);
+    r.add(post(), "/api/v1/customers/{id}/archive", Allowed(EditCustomers), api::core::archive_customer);
+    r.add(post(), "/api/v1/customers/{id}/restore", Allowed(EditCustomers), api::core::restore_customer);
+    r.add(get(), "/segments", Allowed(ViewCustomers), pages::segments::list);
+    r.add(post(), "/segments", Allowed(EditCustomers), pages::segments::create);
+    r.add(get(), "/segments/{id}", Allowed(ViewCustomers), pages::segments::show);
+    r.add(post(), "/segments/{id}", Allowed(EditCustomers), pages::segments::update);
+    r.add(post(), "/segments/{id}/delete", Allowed(EditCustomers), pages::segments::delete);
+    r.add(get(), "/api/v1/segments", Allowed(ViewCustomers), api::segments::list);
+    r.add(post(), "/api/v1/segments", Allowed(EditCustomers), api::segments::create);
+    // Before /api/v1/segments/{id}: actix takes the first pattern that matches.
+    r.add(get(), "/api/v1/segments/count", Allowed(ViewCustomers), api::segments::count);
+    r.add(get(), "/api/v1/segments/{id}", Allowed(ViewCustomers), api::segments::get);
+    r.add(Method::PUT, "/api/v1/segments/{id}", Allowed(EditCustomers), api::segments::update);
+    r.add(Method::DELETE, "/api/v1/segments/{id}", Allowed(EditCustomers), api::segments::delete);
+    r.add(get(), "/api/v1/segments/{id}/customers", Allowed(ViewCustomers), api::segments::customers);
 }
 
 /// Collects the specs without registering anything.

@@ -267,6 +267,38 @@ pub const CHAT_EXTRAS: &[(&str, &str, Who)] = &[
     ("POST", "/settings/widget", ADMIN),
 ];
 
+/// Outbound work (issue 18): imports are the admin's (they create and remove customers
+/// in bulk); archiving a customer is the front desk's, like editing one.
+pub const OUTBOUND: &[(&str, &str, Who)] = &[
+    ("GET", "/imports", ADMIN),
+    ("POST", "/imports", ADMIN),
+    ("GET", "/imports/{id}", ADMIN),
+    ("POST", "/imports/{id}/mapping", ADMIN),
+    ("POST", "/imports/{id}/run", ADMIN),
+    ("POST", "/imports/{id}/cancel", ADMIN),
+    ("POST", "/imports/{id}/undo", ADMIN),
+    ("POST", "/api/v1/imports/customers", ADMIN),
+    ("GET", "/api/v1/imports", ADMIN),
+    ("GET", "/api/v1/imports/{id}", ADMIN),
+    ("POST", "/api/v1/imports/{id}/undo", ADMIN),
+    ("POST", "/customers/{id}/archive", DESK),
+    ("POST", "/customers/{id}/restore", DESK),
+    ("POST", "/api/v1/customers/{id}/archive", DESK),
+    ("POST", "/api/v1/customers/{id}/restore", DESK),
+    ("GET", "/segments", DESK),
+    ("POST", "/segments", DESK),
+    ("GET", "/segments/{id}", DESK),
+    ("POST", "/segments/{id}", DESK),
+    ("POST", "/segments/{id}/delete", DESK),
+    ("GET", "/api/v1/segments", DESK),
+    ("POST", "/api/v1/segments", DESK),
+    ("GET", "/api/v1/segments/count", DESK),
+    ("GET", "/api/v1/segments/{id}", DESK),
+    ("PUT", "/api/v1/segments/{id}", DESK),
+    ("DELETE", "/api/v1/segments/{id}", DESK),
+    ("GET", "/api/v1/segments/{id}/customers", DESK),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
         FOUNDATION,
@@ -278,6 +310,7 @@ fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
         TRUNK,
         INBOX,
         CHAT_EXTRAS,
+        OUTBOUND,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }

@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::core::{new_customer, new_order, Api};
-use crate::matrix::{CALLS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, TELEPHONY, TRUNK};
+use crate::matrix::{
+    CALLS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND, TELEPHONY, TRUNK,
+};
 use crate::notify_peers::*;
 use crate::support::*;
 
@@ -81,6 +83,10 @@ enum Body {
     Photo(Vec<u8>, &'static str),
     /// A multipart form of text fields.
     Multipart(Vec<(String, String)>),
+    /// A multipart upload of one `file` (customer imports).
+    File(Vec<u8>, &'static str),
+    /// The request body as it is (an API file upload).
+    Raw(Vec<u8>),
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -160,6 +166,66 @@ impl Fx {
     /// A fresh, valid mobile number.
     fn phone(&self) -> String {
         format!("90{:07}", 1_000_000 + self.next())
+    }
+
+    /// A small CSV of two new customers.
+    fn import_csv(&self) -> Vec<u8> {
+        format!(
+            "Ism;Telefon\nAziz Karimov;{}\nЎткир Қодиров;{}\n",
+            self.phone(),
+            self.phone()
+        )
+        .into_bytes()
+    }
+
+    /// A draft import batch (uploaded, not imported).
+    async fn import_draft(&self) -> i64 {
+        let part = reqwest::multipart::Part::bytes(self.import_csv()).file_name("c.csv");
+        let r = self
+            .admin
+            .client
+            .post(
+                self.admin
+                    .url(&format!("/imports?_csrf={}", self.admin.csrf)),
+            )
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303, "upload");
+        self.app
+            .running()
+            .ctx
+            .db
+            .read(|c| Ok(c.query_row("SELECT max(id) FROM import_batches", [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    /// An imported batch.
+    async fn import_done(&self) -> i64 {
+        let r = reqwest::Client::new()
+            .post(self.app.url("/api/v1/imports/customers"))
+            .bearer_auth(&self.api.token)
+            .body(self.import_csv())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let v: Value = r.json().await.unwrap();
+        v["outcome"]["batch_id"].as_i64().unwrap()
+    }
+
+    async fn segment(&self) -> i64 {
+        let (s, v) = self
+            .api
+            .post(
+                "/api/v1/segments",
+                json!({"name": format!("Segment {}", self.next()), "filter": {"opted_in": true}}),
+            )
+            .await;
+        assert_eq!(s.as_u16(), 201, "{v}");
+        v["id"].as_i64().unwrap()
     }
 
     async fn customer(&self) -> i64 {
@@ -1535,6 +1601,181 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 json_step("PUT", pattern.into(), r("mon-sat 09:00-19:00"), true),
             ]
         }
+        // ---- Outbound (issue 18): imports, the archive
+        ("POST", "/imports") => vec![
+            bad(
+                "/imports",
+                File(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(), "x.csv"),
+            ),
+            good("/imports", File(fx.import_csv(), "customers.csv")),
+        ],
+        ("POST", "/imports/{id}/mapping") => {
+            let id = fx.import_draft().await;
+            let p = format!("/imports/{id}/mapping");
+            vec![
+                bad(
+                    p.clone(),
+                    form(&[("header", "1"), ("col0", "name"), ("col1", "")]),
+                ),
+                good(
+                    p,
+                    form(&[("header", "1"), ("col0", "name"), ("col1", "phone")]),
+                ),
+            ]
+        }
+        ("POST", "/imports/{id}/run") => {
+            let id = fx.import_draft().await;
+            vec![
+                bad(format!("/imports/{}/run", fx.import_done().await), Empty),
+                good(format!("/imports/{id}/run"), Empty),
+            ]
+        }
+        ("POST", "/imports/{id}/cancel") => {
+            let id = fx.import_draft().await;
+            vec![
+                bad(format!("/imports/{}/cancel", fx.import_done().await), Empty),
+                good(format!("/imports/{id}/cancel"), Empty),
+            ]
+        }
+        ("POST", "/imports/{id}/undo") => {
+            let draft = fx.import_draft().await;
+            let id = fx.import_done().await;
+            vec![
+                bad(format!("/imports/{draft}/undo"), Empty),
+                good(format!("/imports/{id}/undo"), Empty),
+            ]
+        }
+        ("POST", "/api/v1/imports/customers") => vec![
+            step(
+                Method::POST,
+                pattern,
+                Raw(b"Ism,Telefon\n\"Aziz,90\n".to_vec()),
+                false,
+            ),
+            step(Method::POST, pattern, Raw(fx.import_csv()), true),
+        ],
+        ("POST", "/api/v1/imports/{id}/undo") => {
+            let draft = fx.import_draft().await;
+            let id = fx.import_done().await;
+            vec![
+                json_step(
+                    "POST",
+                    format!("/api/v1/imports/{draft}/undo"),
+                    json!({}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    format!("/api/v1/imports/{id}/undo"),
+                    json!({}),
+                    true,
+                ),
+            ]
+        }
+        ("POST", "/customers/{id}/archive") => {
+            let id = fx.customer().await;
+            vec![
+                good(format!("/customers/{id}/archive"), Empty),
+                bad(format!("/customers/{id}/archive"), Empty),
+            ]
+        }
+        ("POST", "/customers/{id}/restore") => {
+            let id = fx.customer().await;
+            fx.api
+                .post(&format!("/api/v1/customers/{id}/archive"), json!({}))
+                .await;
+            vec![
+                good(format!("/customers/{id}/restore"), Empty),
+                bad(format!("/customers/{id}/restore"), Empty),
+            ]
+        }
+        ("POST", "/api/v1/customers/{id}/archive") => {
+            let id = fx.customer().await;
+            let p = format!("/api/v1/customers/{id}/archive");
+            vec![
+                json_step("POST", p.clone(), json!({}), true),
+                json_step("POST", p, json!({}), false),
+            ]
+        }
+        ("POST", "/api/v1/customers/{id}/restore") => {
+            let id = fx.customer().await;
+            let p = format!("/api/v1/customers/{id}/restore");
+            vec![
+                json_step("POST", p.clone(), json!({}), false),
+                json_step(
+                    "POST",
+                    format!("/api/v1/customers/{id}/archive"),
+                    json!({}),
+                    true,
+                ),
+                json_step("POST", p, json!({}), true),
+            ]
+        }
+        ("POST", "/segments") => vec![
+            bad(
+                "/segments",
+                form(&[("name", "Eski"), ("ready_days", "ko'p")]),
+            ),
+            good(
+                "/segments",
+                form(&[
+                    ("name", &format!("Tayyor {}", fx.next())),
+                    ("ready_days", "7"),
+                ]),
+            ),
+        ],
+        ("POST", "/segments/{id}") => {
+            let id = fx.segment().await;
+            let p = format!("/segments/{id}");
+            vec![
+                bad(p.clone(), form(&[("name", "X"), ("kind", "robot")])),
+                good(
+                    p,
+                    form(&[("name", &format!("VIP {}", fx.next())), ("tags", "vip")]),
+                ),
+            ]
+        }
+        ("POST", "/segments/{id}/delete") => {
+            let id = fx.segment().await;
+            vec![
+                bad("/segments/999999/delete", Empty),
+                good(format!("/segments/{id}/delete"), Empty),
+            ]
+        }
+        ("POST", "/api/v1/segments") => vec![
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"name": "X", "filter": {"warranty_ending_days": -1}}),
+                false,
+            ),
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"name": format!("Kafolat {}", fx.next()), "filter": {"warranty_ending_days": 30}}),
+                true,
+            ),
+        ],
+        ("PUT", "/api/v1/segments/{id}") => {
+            let id = fx.segment().await;
+            let p = format!("/api/v1/segments/{id}");
+            vec![
+                json_step("PUT", p.clone(), json!({"name": " ", "filter": {}}), false),
+                json_step(
+                    "PUT",
+                    p,
+                    json!({"name": format!("Hammasi {}", fx.next()), "filter": {}}),
+                    true,
+                ),
+            ]
+        }
+        ("DELETE", "/api/v1/segments/{id}") => {
+            let id = fx.segment().await;
+            vec![
+                json_step("DELETE", "/api/v1/segments/999999".into(), json!({}), false),
+                json_step("DELETE", format!("/api/v1/segments/{id}"), json!({}), true),
+            ]
+        }
         ("PUT", "/api/v1/telephony/extensions/{number}/outbound") => {
             let n = fx.extension().await;
             let p = format!("/api/v1/telephony/extensions/{n}/outbound");
@@ -1604,7 +1845,16 @@ async fn send(fx: &Fx, s: &Step) -> (u16, String) {
         As::Oper => &fx.oper,
         As::SelfPw => &fx.selfpw,
     };
-    let resp = if s.path.starts_with("/api/") {
+    let resp = if let (true, Body::Raw(bytes)) = (s.path.starts_with("/api/"), &s.body) {
+        reqwest::Client::new()
+            .request(s.method.clone(), fx.app.url(&s.path))
+            .bearer_auth(&fx.api.token)
+            .header("content-type", "text/csv")
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap()
+    } else if s.path.starts_with("/api/") {
         let Body::Json(body) = &s.body else {
             panic!("API steps send JSON")
         };
@@ -1634,6 +1884,16 @@ async fn send(fx: &Fx, s: &Step) -> (u16, String) {
                 sess.client
                     .post(sess.url(&format!("{}?_csrf={}", s.path, sess.csrf)))
                     .multipart(form)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+            Body::Raw(_) => panic!("raw bodies go to the API"),
+            Body::File(bytes, name) => {
+                let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(*name);
+                sess.client
+                    .post(sess.url(&format!("{}?_csrf={}", s.path, sess.csrf)))
+                    .multipart(reqwest::multipart::Form::new().part("file", part))
                     .send()
                     .await
                     .unwrap()
@@ -1724,6 +1984,7 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
         TRUNK,
         INBOX,
         CHAT_EXTRAS,
+        OUTBOUND,
     ];
     let mut failures = Vec::new();
     let mut checked = 0;

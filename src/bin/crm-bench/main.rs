@@ -7,6 +7,7 @@ mod calls;
 mod chat;
 mod core;
 mod httpc;
+mod import;
 mod notify;
 mod server;
 mod signin;
@@ -30,6 +31,7 @@ const SUITES: &[&str] = &[
     "calls",
     "signin",
     "chat",
+    "import",
 ];
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         "calls" => calls::run(rest),
         "signin" => signin::run(rest),
         "chat" => chat::run(rest),
+        "import" => import::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]

@@ -22,13 +22,90 @@ pub struct CustomerPage {
     pub total: i64,
 }
 
-/// Customers, newest first.
-#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(Paging),
+#[derive(Deserialize, IntoParams)]
+pub struct CustomerListQuery {
+    /// 1-500, default 50.
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+    /// Customers with this tag.
+    pub tag: Option<String>,
+    /// `person` or `company`.
+    pub kind: Option<String>,
+    /// `true`: only customers who agreed to marketing.
+    pub opted_in: Option<String>,
+    /// `true`: the archive instead of the live customers.
+    pub archived: Option<String>,
+}
+
+/// Customers, newest first; archived ones only with `archived=true`.
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(CustomerListQuery),
     responses((status = 200, body = CustomerPage)))]
-pub async fn list_customers(state: web::Data<WebState>, q: web::Query<Paging>) -> ApiResult {
-    let (limit, offset) = q.parse(50)?;
-    let (items, total) = state.ctx.customers.list(limit, offset).await?;
+pub async fn list_customers(
+    state: web::Data<WebState>,
+    q: web::Query<CustomerListQuery>,
+) -> ApiResult {
+    let (limit, offset) = Paging {
+        limit: q.limit.clone(),
+        offset: q.offset.clone(),
+    }
+    .parse(50)?;
+    let flag = |v: &Option<String>| -> Result<Option<bool>, ApiError> {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some("true" | "1") => Ok(Some(true)),
+            Some("false" | "0") => Ok(Some(false)),
+            Some(other) => Err(ApiError::bad_query(crate::domain::DomainError::invalid(
+                crate::domain::Msg::new("err.import.opt_in").with("value", other),
+            ))),
+        }
+    };
+    let kind = match q.kind.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(k @ ("person" | "company")) => Some(k.to_string()),
+        Some(other) => {
+            return Err(ApiError::bad_query(crate::domain::DomainError::invalid(
+                crate::domain::Msg::new("err.customer.kind").with("value", other),
+            )))
+        }
+    };
+    let f = crate::db::customers::CustomerFilter {
+        tag: q
+            .tag
+            .as_deref()
+            .map(|t| t.trim().to_lowercase())
+            .filter(|t| !t.is_empty()),
+        kind,
+        opted_in: flag(&q.opted_in)?,
+        archived: flag(&q.archived)?.unwrap_or(false),
+    };
+    let (items, total) = state.ctx.customers.list_filtered(f, limit, offset).await?;
     Ok(HttpResponse::Ok().json(CustomerPage { items, total }))
+}
+
+/// Archives a customer: out of lists and search, kept with the history.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/archive", tag = "customers", params(("id" = i64, Path)),
+    responses((status = 200, body = CustomerRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn archive_customer(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> ApiResult {
+    let id = id.into_inner();
+    state.ctx.customers.set_archived(&actor, id, true).await?;
+    Ok(HttpResponse::Ok().json(state.ctx.customers.get(id).await?))
+}
+
+/// Brings an archived customer back.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/restore", tag = "customers", params(("id" = i64, Path)),
+    responses((status = 200, body = CustomerRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn restore_customer(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> ApiResult {
+    let id = id.into_inner();
+    state.ctx.customers.set_archived(&actor, id, false).await?;
+    Ok(HttpResponse::Ok().json(state.ctx.customers.get(id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]

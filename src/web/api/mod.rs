@@ -4,8 +4,10 @@
 pub mod calls;
 pub mod conversations;
 pub mod core;
+pub mod imports;
 pub mod live;
 pub mod notifications;
+pub mod segments;
 pub mod settings;
 pub mod telephony;
 pub mod users;
@@ -56,6 +58,10 @@ impl Modify for Security {
         conversations::list, conversations::unread, conversations::get, conversations::messages,
         conversations::reply, conversations::assign, conversations::close,
         conversations::quick_replies, conversations::save_quick_reply, conversations::delete_quick_reply,
+        imports::import_customers, imports::list, imports::get, imports::undo,
+        core::archive_customer, core::restore_customer,
+        segments::list, segments::create, segments::count, segments::get, segments::update,
+        segments::delete, segments::customers,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -33,11 +33,54 @@ fn phones(c: &CustomerRow) -> String {
 #[derive(Deserialize)]
 pub struct ListQuery {
     page: Option<i64>,
+    /// Filters (issue 18): one tag, a kind, opted in, the archive.
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    opted_in: String,
+    #[serde(default)]
+    archived: String,
+}
+
+impl ListQuery {
+    fn filter(&self) -> crate::db::customers::CustomerFilter {
+        crate::db::customers::CustomerFilter {
+            tag: Some(self.tag.trim().to_lowercase()).filter(|t| !t.is_empty()),
+            kind: Some(self.kind.clone()).filter(|k| k == "person" || k == "company"),
+            opted_in: (self.opted_in == "1").then_some(true),
+            archived: self.archived == "1",
+        }
+    }
+
+    fn query_string(&self) -> String {
+        serde_urlencoded::to_string([
+            ("tag", self.tag.as_str()),
+            ("kind", self.kind.as_str()),
+            ("opted_in", self.opted_in.as_str()),
+            ("archived", self.archived.as_str()),
+        ])
+        .unwrap_or_default()
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .unwrap_or_default()
+        .trim_start_matches('=')
+        .to_string()
 }
 
 pub async fn list(ui: Ui, q: web::Query<ListQuery>) -> HttpResponse {
     let pg = crate::web::paging::page_index(q.page);
-    let (rows, total) = match ui.state.ctx.customers.list(PER_PAGE, pg * PER_PAGE).await {
+    let (rows, total) = match ui
+        .state
+        .ctx
+        .customers
+        .list_filtered(q.filter(), PER_PAGE, pg * PER_PAGE)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return fail(&ui, e),
     };
@@ -47,10 +90,25 @@ pub async fn list(ui: Ui, q: web::Query<ListQuery>) -> HttpResponse {
         html! {
             div.page-head {
                 h1 { (ui.t("customers.title")) }
-                div { a.button.primary href="/customers/new" { (ui.t("customers.new")) } " " a.button href="/customers/export.csv" { "CSV" } }
+                div {
+                    a.button.primary href="/customers/new" { (ui.t("customers.new")) } " " a.button href="/customers/export.csv" { "CSV" }
+                    @if ui.actor.as_ref().is_some_and(|a| a.can(Action::ImportCustomers)) { " " a.button #customers-import href="/imports" { (ui.t("outbound.import.title")) } }
+                    " " a.button #customers-segments href="/segments" { (ui.t("outbound.segment.title")) }
+                }
             }
             form.filters method="get" action="/search" {
                 input name="q" type="search" placeholder=(ui.t("search.placeholder"));
+                button type="submit" { (ui.t("search.go")) }
+            }
+            form.filters #customer-filters method="get" action="/customers" {
+                input name="tag" value=(q.tag) placeholder=(ui.t("customers.tags"));
+                select name="kind" {
+                    option value="" { (ui.t("outbound.kind.any")) }
+                    option value="person" selected[q.kind == "person"] { (ui.t("outbound.kind.person")) }
+                    option value="company" selected[q.kind == "company"] { (ui.t("outbound.kind.company")) }
+                }
+                label.check { input type="checkbox" name="opted_in" value="1" checked[q.opted_in == "1"]; " " (ui.t("outbound.customer.opt_in")) }
+                label.check { input type="checkbox" name="archived" value="1" checked[q.archived == "1"]; " " (ui.t("outbound.customer.archived")) }
                 button type="submit" { (ui.t("search.go")) }
             }
             div.table-wrap #customers-region data-live-topics="customer." { table #customers {
@@ -59,7 +117,7 @@ pub async fn list(ui: Ui, q: web::Query<ListQuery>) -> HttpResponse {
                     tr { td { a href=(format!("/customers/{}", c.id)) { (c.name) } } td { (phones(c)) } td { (c.telegram) } td { (ui.datetime(c.created_at)) } }
                 } }
             } }
-            (pager(&ui, "/customers", pg, PER_PAGE, total))
+            (pager(&ui, &format!("/customers?{}", q.query_string()), pg, PER_PAGE, total))
         },
     ))
 }
@@ -123,6 +181,15 @@ pub struct CustomerForm {
     tags: String,
     #[serde(default)]
     language: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    company: String,
+    #[serde(default)]
+    birthday: String,
+    /// A checkbox: present ("1") when ticked.
+    #[serde(default)]
+    marketing_opt_in: Option<String>,
     version: Option<i64>,
 }
 
@@ -137,6 +204,10 @@ impl CustomerForm {
             notes: self.notes.clone(),
             tags: self.tags.clone(),
             language: Some(self.language.clone()),
+            kind: Some(self.kind.clone()),
+            company: self.company.clone(),
+            birthday: Some(self.birthday.clone()),
+            marketing_opt_in: self.marketing_opt_in.is_some(),
         }
     }
 
@@ -151,6 +222,10 @@ impl CustomerForm {
             notes: c.notes.clone(),
             tags: c.tags.clone(),
             language: c.language.clone().unwrap_or_default(),
+            kind: c.kind.clone(),
+            company: c.company.clone(),
+            birthday: c.birthday.clone().unwrap_or_default(),
+            marketing_opt_in: c.marketing_opt_in.then(|| "1".to_string()),
             version: Some(c.version),
         }
     }
@@ -181,6 +256,16 @@ fn form_fields(ui: &Ui, f: &CustomerForm) -> Markup {
                 option value=(l.code()) selected[f.language == l.code()] { (l.native_name()) }
             }
         }
+        label for="kind" { (ui.t("outbound.customer.kind")) }
+        select #kind name="kind" {
+            option value="person" selected[f.kind != "company"] { (ui.t("outbound.kind.person")) }
+            option value="company" selected[f.kind == "company"] { (ui.t("outbound.kind.company")) }
+        }
+        label for="company" { (ui.t("outbound.customer.company")) }
+        input #company name="company" value=(f.company) maxlength="200";
+        label for="birthday" { (ui.t("outbound.customer.birthday")) }
+        input #birthday name="birthday" type="date" value=(f.birthday);
+        label.check { input #marketing_opt_in name="marketing_opt_in" type="checkbox" value="1" checked[f.marketing_opt_in.is_some()]; " " (ui.t("outbound.customer.opt_in")) }
     }
 }
 
@@ -300,6 +385,12 @@ async fn card(
                             dt { "E-mail" } dd { (c.email) }
                             dt { (ui.t("customers.address")) } dd { (c.address) }
                             dt { (ui.t("customers.notes")) } dd { (c.notes) }
+                            dt { (ui.t("outbound.customer.kind")) } dd #customer-kind { (ui.t(if c.kind == "company" { "outbound.kind.company" } else { "outbound.kind.person" })) }
+                            @if !c.company.is_empty() { dt { (ui.t("outbound.customer.company")) } dd #customer-company { (c.company) } }
+                            @if !c.tags.is_empty() { dt { (ui.t("customers.tags")) } dd #customer-tags { @for t in c.tags.split(',') { a.tag href=(format!("/customers?tag={}", urlencode(t))) { (t) } " " } } }
+                            @if let Some(b) = &c.birthday { dt { (ui.t("outbound.customer.birthday")) } dd { (b) } }
+                            dt { (ui.t("outbound.customer.opt_in")) } dd #customer-opt-in { (ui.t(if c.marketing_opt_in { "outbound.yes" } else { "outbound.no" })) }
+                            @if let Some(at) = c.archived_at { dt { (ui.t("outbound.customer.archived")) } dd #customer-archived { (ui.datetime(at)) } }
                             dt { (ui.t("orders.balance")) } dd #customer-balance { strong { (super::core_ui::due_cell(ui, &shop, balance)) } }
                         }
                     }
@@ -328,6 +419,12 @@ async fn card(
                             tr { td { (ui.datetime(p.created_at)) } td { a href=(format!("/orders/{}", p.order_id)) { (p.order_number) } } td { (ui.tr.code("payment_kind", &p.kind)) " · " (ui.tr.code("payment_method", &p.method)) } td.num { (money(&shop, if p.kind == "refund" { -p.amount } else { p.amount })) } }
                         } }
                     } }
+                }
+                @if actor.can(Action::EditCustomers) {
+                    form.card.row method="post" action=(format!("/customers/{}/{}", c.id, if c.archived_at.is_some() { "restore" } else { "archive" })) {
+                        (csrf_field(ui))
+                        button #archive-toggle type="submit" { (ui.t(if c.archived_at.is_some() { "outbound.customer.restore" } else { "outbound.customer.archive" })) }
+                    }
                 }
                 @if actor.can(Action::MergeCustomers) {
                     form.card.row method="post" action=(format!("/customers/{}/merge", c.id)) {
@@ -486,4 +583,38 @@ pub async fn search(ui: Ui, actor: Actor, q: web::Query<SearchQuery>) -> HttpRes
             }
         },
     ))
+}
+
+/// Archives a customer (issue 18): out of lists and search, kept with its history.
+pub async fn archive(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
+    set_archived(ui, actor, path.into_inner(), true).await
+}
+
+/// Brings an archived customer back into lists and search.
+pub async fn restore(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
+    set_archived(ui, actor, path.into_inner(), false).await
+}
+
+async fn set_archived(ui: Ui, actor: Actor, id: i64, archived: bool) -> HttpResponse {
+    match ui
+        .state
+        .ctx
+        .customers
+        .set_archived(&actor, id, archived)
+        .await
+    {
+        Ok(()) => redirect(&format!("/customers/{id}")),
+        Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
+            card(
+                &ui,
+                &actor,
+                id,
+                None,
+                Some(&ui.msg(&m)),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(e) => fail(&ui, e),
+    }
 }

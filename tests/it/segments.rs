@@ -1,0 +1,161 @@
+//! Segments (issue 18): saved filters over customers and their orders, counted live.
+
+use crm::model::Role;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::core::{new_customer, new_order, Api};
+use crate::support::*;
+
+async fn count(api: &Api, filter: Value) -> i64 {
+    let q = serde_urlencoded::to_string([("filter", filter.to_string())]).unwrap();
+    let (s, v) = api.get(&format!("/api/v1/segments/count?{q}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["count"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn segments_filter_customers_by_their_orders_and_count_live() {
+    let app = TestApp::spawn().await;
+    let api = Api::of(&app, "admin").await;
+    let make = |name: &'static str, phone: &'static str, extra: Value| {
+        let api = &api;
+        async move {
+            let mut body = json!({"name": name, "phones": [phone]});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let (s, v) = api.post("/api/v1/customers", body).await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            v["id"].as_i64().unwrap()
+        }
+    };
+    let vip = make(
+        "Aziz VIP",
+        "90 700 00 01",
+        json!({"tags": "VIP", "marketing_opt_in": true, "language": "ru"}),
+    )
+    .await;
+    let company = make(
+        "Artel",
+        "90 700 00 02",
+        json!({"kind": "company", "tags": "optom"}),
+    )
+    .await;
+    let ready = new_customer(&api, "Tayyor Bek", "90 700 00 03").await;
+    let warranty = new_customer(&api, "Kafolat Gulnora", "90 700 00 04").await;
+    let _idle = new_customer(&api, "Jim Jasur", "90 700 00 05").await;
+    let ready_order = new_order(&api, ready, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let w_order = new_order(&api, warranty, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    new_order(&api, vip, json!({})).await;
+    // The ready order has waited ten days; the other one closed 80 days ago with a
+    // 90-day warranty (so it ends in ten days).
+    let now = app.running().ctx.clock.get().now();
+    app.running()
+        .ctx
+        .db
+        .write(move |c| {
+            c.execute(
+                "UPDATE orders SET status_id = 6, status_since = ?2 WHERE id = ?1",
+                [ready_order, now - 10 * 86400],
+            )?;
+            c.execute(
+                "UPDATE orders SET status_id = (SELECT id FROM statuses WHERE grp = 'closed' LIMIT 1),
+                        closed_at = ?2, warranty_days = 90, created_at = ?2 WHERE id = ?1",
+                [w_order, now - 80 * 86400],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(count(&api, json!({})).await, 5);
+    assert_eq!(count(&api, json!({"tags": ["vip", "optom"]})).await, 2);
+    assert_eq!(count(&api, json!({"kind": "company"})).await, 1);
+    assert_eq!(count(&api, json!({"language": "ru"})).await, 1);
+    assert_eq!(count(&api, json!({"opted_in": true})).await, 1);
+    assert_eq!(count(&api, json!({"ready_days": 7})).await, 1);
+    assert_eq!(count(&api, json!({"ready_days": 14})).await, 0);
+    assert_eq!(count(&api, json!({"warranty_ending_days": 14})).await, 1);
+    assert_eq!(count(&api, json!({"warranty_ending_days": 5})).await, 0);
+    assert_eq!(count(&api, json!({"has_open_order": true})).await, 2);
+    assert_eq!(count(&api, json!({"has_open_order": false})).await, 3);
+    assert_eq!(count(&api, json!({"visited_within_days": 30})).await, 2);
+    assert_eq!(count(&api, json!({"not_visited_days": 30})).await, 1);
+    assert_eq!(count(&api, json!({"branch_id": 1})).await, 3);
+    let _ = company;
+
+    // A saved segment counts live: a new matching customer and an archived one.
+    let (s, seg) = api
+        .post(
+            "/api/v1/segments",
+            json!({"name": "VIP mijozlar", "filter": {"tags": ["VIP"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{seg}");
+    assert_eq!(seg["count"], 1);
+    let id = seg["id"].as_i64().unwrap();
+    make("Yana VIP", "90 700 00 06", json!({"tags": "vip"})).await;
+    assert_eq!(
+        api.get(&format!("/api/v1/segments/{id}")).await.1["count"],
+        2
+    );
+    api.post(&format!("/api/v1/customers/{vip}/archive"), json!({}))
+        .await;
+    assert_eq!(
+        api.get(&format!("/api/v1/segments/{id}")).await.1["count"],
+        1
+    );
+    let (_, members) = api.get(&format!("/api/v1/segments/{id}/customers")).await;
+    assert_eq!(members[0]["name"], "Yana VIP");
+    // Same name again: refused. Bad values: refused.
+    let (s, _) = api
+        .post(
+            "/api/v1/segments",
+            json!({"name": "VIP mijozlar", "filter": {}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = api
+        .post(
+            "/api/v1/segments",
+            json!({"name": "X", "filter": {"ready_days": 99999}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = api
+        .post(
+            "/api/v1/segments",
+            json!({"name": "X", "filter": {"colour": "red"}}),
+        )
+        .await;
+    assert_eq!(s.as_u16() / 100, 4);
+    let q = serde_urlencoded::to_string([("filter", "{not json")]).unwrap();
+    assert_eq!(
+        api.get(&format!("/api/v1/segments/count?{q}")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // The page shows the live count; a master may not see segments.
+    let admin = app.login_admin().await;
+    let page = admin
+        .get(&format!("/segments/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"segment-count\">1<"), "{page}");
+    let r = admin
+        .post_form("/segments", &[("name", "Tayyor 7"), ("ready_days", "7")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let list = admin.get("/segments").await.text().await.unwrap();
+    assert!(list.contains("Tayyor 7"));
+    app.add_user("usta", Role::Master, "usta-pass-1").await;
+    let m = app.login("usta", "usta-pass-1").await;
+    assert_eq!(m.get("/segments").await.status(), 403);
+}
