@@ -57,12 +57,13 @@ const LAST: &[&str] = &[
 fn rows(n: usize) -> Vec<[String; 4]> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let num = 1_000_000 + i as u64;
-        let national = if i % 25 == 7 && i > 0 {
-            // Repeats an earlier row's number (a duplicate in the file).
-            format!("90{:07}", 1_000_000 + (i as u64 / 2))
+        let national =
+            |j: usize| format!("9{}{:07}", (j % 9) + 1, (1_000_000 + j as u64) % 10_000_000);
+        // Every 25th row repeats an earlier row's number (a duplicate in the file).
+        let national = if i % 25 == 7 {
+            national(i / 2)
         } else {
-            format!("9{}{:07}", (i % 9) + 1, num % 10_000_000)
+            national(i)
         };
         let typed = match i % 6 {
             0 => national.clone(),
