@@ -140,7 +140,9 @@ pub fn close_draft(c: &Connection, id: i64, now: i64) -> DbResult<bool> {
 pub fn finish_import(
     c: &Connection,
     id: i64,
-    o: &crate::domain::imports::Outcome,
+    created: i64,
+    merged: i64,
+    invalid: i64,
     now: i64,
 ) -> DbResult<()> {
     c.execute(
@@ -150,9 +152,9 @@ pub fn finish_import(
         params![
             id,
             now,
-            o.created as i64,
-            (o.merged + o.duplicates) as i64,
-            o.invalid as i64
+            created,
+            merged,
+            invalid
         ],
     )?;
     Ok(())

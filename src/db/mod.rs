@@ -37,6 +37,8 @@ use rusqlite::Connection;
 use rusqlite_migration::{MigrationDefinitionError, Migrations};
 
 pub use rusqlite;
+/// A value bound to a statement, for filters whose SQL is assembled from parts.
+pub use rusqlite::types::Value as SqlValue;
 /// The connection type domain closures receive inside `Db::read`/`Db::write`.
 pub type Conn = rusqlite::Connection;
 pub use writer::WriteStats;

@@ -16,6 +16,7 @@
 //! read by their stored cell values: a formula is never evaluated, a CSV cell that looks
 //! like one (`=HYPERLINK(...)`) makes its row invalid.
 
+pub use crate::db::imports::BatchRow;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::customers::{self as cust, Clean, CustomerInput};
 use super::work::{Store, Tx};
 use super::{Actor, DomainError, DomainResult, Msg};
-use crate::db::imports::{self as q, BatchRow};
+use crate::db::imports as q;
 use crate::db::Conn;
 use crate::events::{Audience, Event};
 use crate::model::phone::Country;
@@ -1382,7 +1383,14 @@ impl Imports {
                 }
                 let p = plan(tx, &sheet, &mapping, country)?;
                 let o = apply(tx, id, &p)?;
-                q::finish_import(tx, id, &o, tx.now())?;
+                q::finish_import(
+                    tx,
+                    id,
+                    o.created as i64,
+                    (o.merged + o.duplicates) as i64,
+                    o.invalid as i64,
+                    tx.now(),
+                )?;
                 log_import(tx, &o, &now_b.file_name);
                 Ok(o)
             })
@@ -1427,7 +1435,14 @@ impl Imports {
                 )?;
                 let p = plan(tx, &sheet, &mapping, country)?;
                 let o = apply(tx, id, &p)?;
-                q::finish_import(tx, id, &o, tx.now())?;
+                q::finish_import(
+                    tx,
+                    id,
+                    o.created as i64,
+                    (o.merged + o.duplicates) as i64,
+                    o.invalid as i64,
+                    tx.now(),
+                )?;
                 log_import(tx, &o, &file_name);
                 Ok((
                     o,

@@ -103,7 +103,7 @@ impl SegmentFilter {
 
     /// The SQL over `customers c`, as of `now` on the shop clock.
     pub fn to_where(&self, clock: &ShopClock, now: i64) -> Where {
-        use rusqlite::types::Value;
+        use crate::db::SqlValue as Value;
         let mut w: Vec<String> = vec!["c.merged_into IS NULL".into()];
         let mut args: Vec<Value> = Vec::new();
         let arg = |v: Value, args: &mut Vec<Value>| -> String {

@@ -90,7 +90,8 @@ async fn desk_screens_fit_and_answer_in_russian_and_uzbek_cyrillic_at_desktop_an
             "return document.getElementById('global-search').getBoundingClientRect().width",
         )
         .await;
-        assert!(search >= 200.0, "{user}: search box {search}px");
+        // The inbox item now takes the room that was kept for it; the box stays usable.
+        assert!(search >= 170.0, "{user}: search box {search}px");
         let admin_links = num(
             &b,
             "return document.querySelectorAll('#settings-menu .menu-list a').length",

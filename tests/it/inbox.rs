@@ -814,3 +814,51 @@ async fn a_message_arrives_live_the_agent_answers_with_a_quick_reply_and_transfe
     b.close().await;
     bot.stop().await;
 }
+
+#[tokio::test]
+async fn new_threads_go_to_the_least_busy_agent_online_when_the_admin_turns_it_on() {
+    let bot = BotStandIn::start().await;
+    let app = telegram_app(&bot).await;
+    let busy = app.add_user("busy", Role::Operator, "busy-pass-11").await;
+    let free = app.add_user("free", Role::Operator, "free-pass-11").await;
+    let away = app.add_user("away", Role::Operator, "away-pass-11").await;
+    let admin = Api::of(&app, "admin").await;
+    let page = app.login_admin().await;
+
+    // Off by default: a new thread waits unassigned.
+    bot.user_sends(9001, "uz", json!({"text": "Salom"}));
+    let c = conversation_of(&admin, 9001).await;
+    assert!(c["assignee_id"].is_null(), "{c}");
+
+    // "busy" already holds that thread; "away" is not online.
+    let (s, v) = admin
+        .send(Method::POST, &format!("/api/v1/conversations/{}/assign", c["id"]), json!({"user_id": busy}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let r = page.post_form("/inbox/settings", &[("auto_assign", "1")]).await;
+    assert!(r.status().is_redirection());
+    // Presence as the live hub announces it when a user's screen connects or leaves.
+    let events = &app.running().ctx.events;
+    for (u, on) in [(busy, true), (free, true), (away, false)] {
+        events.publish(crm::events::Event::new(
+            "user.presence",
+            json!({"user_id": u, "online": on}),
+            crm::events::Audience::Everyone,
+        ));
+    }
+    let online = app.running().ctx.notifications.online().clone();
+    eventually(WAIT, || async {
+        let u = online.users();
+        (u.contains(&busy) && u.contains(&free)).then_some(())
+    })
+    .await
+    .expect("presence followed");
+
+    bot.user_sends(9002, "ru", json!({"text": "Здравствуйте"}));
+    let c2 = conversation_of(&admin, 9002).await;
+    assert_eq!(c2["assignee_id"], free, "the least busy online agent: {c2}");
+    let auto = message_where(&admin, c2["id"].as_i64().unwrap(), |m| m["kind"] == "assigned").await;
+    assert!(auto["body"].as_str().unwrap().contains("\"auto\":true"), "{auto}");
+    assert_ne!(c2["assignee_id"], away);
+    bot.stop().await;
+}

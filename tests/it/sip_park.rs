@@ -137,7 +137,7 @@ async fn sip_park_holds_the_caller_names_the_orbit_and_one_phone_retrieves_it() 
     // Two phones dial 701 at once: one gets the call, the other 404.
     let users3 = inf(&app, "1503.csv", &["1503"]);
     let race = |users: String| {
-        let sip = sip;
+
         async move {
             let scen = scenario("park_retrieve_race.xml");
             let args = [

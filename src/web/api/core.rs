@@ -68,7 +68,7 @@ pub async fn list_customers(
             )))
         }
     };
-    let f = crate::db::customers::CustomerFilter {
+    let f = crate::domain::customers::CustomerFilter {
         tag: q
             .tag
             .as_deref()

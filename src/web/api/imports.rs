@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::imports::BatchRow;
+use crate::domain::imports::BatchRow;
 use crate::domain::imports::{Counts, Encoding, Mapping, Outcome, Undone, Upload, MAX_BYTES};
 use crate::domain::{Actor, DomainError, Msg};
 use actix_web::http::StatusCode;

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::customers::CustomerRow;
+use crate::domain::customers::CustomerRow;
 use crate::domain::filters::Paging;
 use crate::domain::segments::{Segment, SegmentFilter};
 use crate::domain::Actor;

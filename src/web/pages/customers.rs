@@ -45,8 +45,8 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(&self) -> crate::db::customers::CustomerFilter {
-        crate::db::customers::CustomerFilter {
+    fn filter(&self) -> crate::domain::customers::CustomerFilter {
+        crate::domain::customers::CustomerFilter {
             tag: Some(self.tag.trim().to_lowercase()).filter(|t| !t.is_empty()),
             kind: Some(self.kind.clone()).filter(|k| k == "person" || k == "company"),
             opted_in: (self.opted_in == "1").then_some(true),

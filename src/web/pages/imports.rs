@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use maud::{html, Markup};
 
 use super::{html, html_status, redirect};
-use crate::db::imports::BatchRow;
+use crate::domain::imports::BatchRow;
 use crate::domain::imports::{Encoding, Field, Mapping, Preview, Upload, Verdict, MAX_BYTES};
 use crate::domain::{Actor, DomainError};
 use crate::model::PhoneNumber;
