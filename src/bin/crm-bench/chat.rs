@@ -335,8 +335,14 @@ async fn inbound(args: &[String]) -> anyhow::Result<()> {
     let mut r = ref_lat.lock().unwrap().clone();
     r.sort();
     println!("chat_ref_notice_messages={}", r.len());
-    println!("chat_ref_notice_latency_ms_p50={}", ms(percentile(&r, 50.0)));
-    println!("chat_ref_notice_latency_ms_p99={}", ms(percentile(&r, 99.0)));
+    println!(
+        "chat_ref_notice_latency_ms_p50={}",
+        ms(percentile(&r, 50.0))
+    );
+    println!(
+        "chat_ref_notice_latency_ms_p99={}",
+        ms(percentile(&r, 99.0))
+    );
     let mut v = lat.lock().unwrap().clone();
     v.sort();
     println!("chat_inbound_messages={} (sent {total})", v.len());
