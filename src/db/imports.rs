@@ -149,13 +149,7 @@ pub fn finish_import(
         "UPDATE import_batches SET state = 'imported', content = NULL, imported_at = ?2,
                 created_n = ?3, merged_n = ?4, invalid_n = ?5
          WHERE id = ?1",
-        params![
-            id,
-            now,
-            created,
-            merged,
-            invalid
-        ],
+        params![id, now, created, merged, invalid],
     )?;
     Ok(())
 }

@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use super::work::{Store, Tx};
 use super::{Actor, DomainError, DomainResult, Msg};
-pub use crate::db::customers::{CustomerFilter, CustomerRow};
 use crate::db::customers::{self as q, CustomerFields};
+pub use crate::db::customers::{CustomerFilter, CustomerRow};
 use crate::events::{Audience, Event};
 use crate::model::PhoneNumber;
 

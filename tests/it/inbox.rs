@@ -832,10 +832,16 @@ async fn new_threads_go_to_the_least_busy_agent_online_when_the_admin_turns_it_o
 
     // "busy" already holds that thread; "away" is not online.
     let (s, v) = admin
-        .send(Method::POST, &format!("/api/v1/conversations/{}/assign", c["id"]), json!({"user_id": busy}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/conversations/{}/assign", c["id"]),
+            json!({"user_id": busy}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let r = page.post_form("/inbox/settings", &[("auto_assign", "1")]).await;
+    let r = page
+        .post_form("/inbox/settings", &[("auto_assign", "1")])
+        .await;
     assert!(r.status().is_redirection());
     // Presence as the live hub announces it when a user's screen connects or leaves.
     let events = &app.running().ctx.events;
@@ -857,8 +863,14 @@ async fn new_threads_go_to_the_least_busy_agent_online_when_the_admin_turns_it_o
     bot.user_sends(9002, "ru", json!({"text": "Здравствуйте"}));
     let c2 = conversation_of(&admin, 9002).await;
     assert_eq!(c2["assignee_id"], free, "the least busy online agent: {c2}");
-    let auto = message_where(&admin, c2["id"].as_i64().unwrap(), |m| m["kind"] == "assigned").await;
-    assert!(auto["body"].as_str().unwrap().contains("\"auto\":true"), "{auto}");
+    let auto = message_where(&admin, c2["id"].as_i64().unwrap(), |m| {
+        m["kind"] == "assigned"
+    })
+    .await;
+    assert!(
+        auto["body"].as_str().unwrap().contains("\"auto\":true"),
+        "{auto}"
+    );
     assert_ne!(c2["assignee_id"], away);
     bot.stop().await;
 }

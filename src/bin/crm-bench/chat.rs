@@ -231,15 +231,29 @@ async fn inbound(args: &[String]) -> anyhow::Result<()> {
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
     let lat: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // The same-run reference: an admin notice posted through the API at the same rate,
+    // timed from the request to its frame on the same socket (the write → live-event
+    // path without Telegram).
+    let refs: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let ref_lat: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let reader = {
         let (lat, seen, bot) = (lat.clone(), seen.clone(), bot.clone());
+        let (refs, ref_lat) = (refs.clone(), ref_lat.clone());
         tokio::spawn(async move {
             while let Some(Ok(m)) = ws.next().await {
                 let Message::Text(t) = m else { continue };
+                let at = Instant::now();
+                if let Some(i) = t.find("refnotice-") {
+                    let key: String = t[i..].chars().take_while(|c| *c != '"').collect();
+                    let sent = refs.lock().unwrap().remove(&key);
+                    if let Some(q) = sent {
+                        ref_lat.lock().unwrap().push(at - q);
+                    }
+                    continue;
+                }
                 if !t.contains("\"conversation.message\"") {
                     continue;
                 }
-                let at = Instant::now();
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else {
                     continue;
                 };
@@ -286,7 +300,49 @@ async fn inbound(args: &[String]) -> anyhow::Result<()> {
     while lat.lock().unwrap().len() < total as usize && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // Reference: notices through the API at the same rate.
+    let t0 = Instant::now();
+    let (refs2, token2) = (refs.clone(), token.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        for i in 0..total {
+            let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let key = format!("refnotice-{i}");
+            refs2.lock().unwrap().insert(key.clone(), Instant::now());
+            let r = crate::httpc::request(
+                addr,
+                "POST",
+                "/api/v1/notices",
+                &[
+                    ("Authorization", &format!("Bearer {token2}")),
+                    ("Content-Type", "application/json"),
+                ],
+                &format!("{{\"text\":\"{key}\"}}"),
+            )?;
+            anyhow::ensure!(r.status == 201, "notice answered {}", r.status);
+        }
+        Ok(())
+    })
+    .await??;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ref_lat.lock().unwrap().len() < total as usize && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     reader.abort();
+    let mut r = ref_lat.lock().unwrap().clone();
+    r.sort();
+    println!("chat_ref_notice_messages={}", r.len());
+    println!(
+        "chat_ref_notice_latency_ms_p50={}",
+        ms(percentile(&r, 50.0))
+    );
+    println!(
+        "chat_ref_notice_latency_ms_p99={}",
+        ms(percentile(&r, 99.0))
+    );
     let mut v = lat.lock().unwrap().clone();
     v.sort();
     println!("chat_inbound_messages={} (sent {total})", v.len());
@@ -376,7 +432,8 @@ async fn list(args: &[String]) -> anyhow::Result<()> {
                 )?;
                 return Ok((admin, admin + 1));
             }
-            let mut sql = String::from("BEGIN;");
+            // One transaction: the writer opened it.
+            let mut sql = String::new();
             for (i, role) in ["admin", "operator", "operator", "operator", "operator", "operator"]
                 .iter()
                 .enumerate()
@@ -428,8 +485,7 @@ async fn list(args: &[String]) -> anyhow::Result<()> {
                           WHEN 4 THEN 'Батарея быстро садится ' || i
                           ELSE 'Rahmat, kelaman ' || i END,
                         1700000000 + (i / {convs}) * 60
-                 FROM n;
-                 COMMIT;"
+                 FROM n;"
             );
             c.execute_batch(&sql)?;
             Ok((first_user, agents))

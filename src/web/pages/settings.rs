@@ -32,6 +32,7 @@ async fn render(
                 div.page-head {
                     h1 { (ui.t("settings.title")) }
                     a.button #branches-link href="/branches" { (ui.t("branches.title")) }
+                    a.button #widget-link href="/settings/widget" { (ui.t("widget.settings.title")) }
                 }
                 (flash(notice, "ok"))
                 (flash(error, "error"))
