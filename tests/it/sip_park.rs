@@ -136,15 +136,12 @@ async fn sip_park_holds_the_caller_names_the_orbit_and_one_phone_retrieves_it() 
 
     // Two phones dial 701 at once: one gets the call, the other 404.
     let users3 = inf(&app, "1503.csv", &["1503"]);
-    let race = |users: String| {
-        let sip = sip;
-        async move {
-            let scen = scenario("park_retrieve_race.xml");
-            let args = [
-                "-sf", &scen, "-inf", &users, "-s", "701", "-d", "500", "-m", "1",
-            ];
-            sipp(sip, &args).await
-        }
+    let race = |users: String| async move {
+        let scen = scenario("park_retrieve_race.xml");
+        let args = [
+            "-sf", &scen, "-inf", &users, "-s", "701", "-d", "500", "-m", "1",
+        ];
+        sipp(sip, &args).await
     };
     let (a, b) = tokio::join!(race(users.clone()), race(users3));
     assert_ok(&a, 1, "1502 dials 701");
