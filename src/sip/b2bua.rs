@@ -209,7 +209,7 @@ pub(super) struct Outside {
     /// the phone retrieving a park), by branch.
     reoffers: HashMap<String, Reoffer>,
     /// Parked calls by orbit.
-    parks: HashMap<String, String>,
+    pub(super) parks: HashMap<String, String>,
 }
 
 impl Outside {

@@ -1082,7 +1082,12 @@ impl Engine {
                     self.pickup(&msg, from, &who, now, out);
                     return;
                 }
-                if method == Method::Invite && self.is_orbit(&user) {
+                // An orbit that is also an extension rings the extension while empty.
+                if method == Method::Invite
+                    && self.is_orbit(&user)
+                    && (self.outside.parks.contains_key(&user)
+                        || self.directory.lookup(&user).is_none())
+                {
                     self.retrieve(msg, from, &who, &user, now, out);
                     return;
                 }

@@ -177,9 +177,6 @@ fn refer_to(e: &Engine, msg: &Message) -> Result<ReferTo, (u16, &'static str)> {
         .filter(|u| !u.is_empty() && u.len() <= MAX_TARGET)
         .filter(|u| uri_user(u) == *u)
         .ok_or((400, "Bad Refer-To"))?;
-    if !e.is_local(uri.host, uri.port) && !e.is_local(uri.host, None) {
-        return Err((403, "Transfer target not on this box"));
-    }
     let replaces = n.uri.split_once('?').and_then(|(_, headers)| {
         headers.split('&').find_map(|h| {
             let (k, v) = h.split_once('=')?;
@@ -187,6 +184,11 @@ fn refer_to(e: &Engine, msg: &Message) -> Result<ReferTo, (u16, &'static str)> {
                 .then(|| message::unescape(v))
         })
     });
+    // An attended transfer names the consultation's far end, often by its Contact (the
+    // phone's own address); the replaced dialog identifies the target then.
+    if replaces.is_none() && !e.is_local(uri.host, uri.port) && !e.is_local(uri.host, None) {
+        return Err((403, "Transfer target not on this box"));
+    }
     Ok(ReferTo { user, replaces })
 }
 
@@ -250,14 +252,22 @@ impl Engine {
             return Ok(Target::Park(r.user.clone()));
         }
         if let Some(rep) = &r.replaces {
+            // The consultation: a live call between `by` and another extension, which
+            // is the target whatever the Refer-To's user part says.
             let cid = rep.split(';').next().unwrap_or("").trim();
-            let ok = self.dialogs.get(cid).is_some_and(|d| {
-                let parties = [Some(d.extension.as_str()), d.info.caller_ext.as_deref()];
-                !d.ended && parties.contains(&Some(by)) && parties.contains(&Some(&r.user))
+            let other = self.dialogs.get(cid).and_then(|d| {
+                let callee = Some(d.extension.as_str());
+                let caller = d.info.caller_ext.as_deref();
+                match (d.ended, callee == Some(by), caller == Some(by)) {
+                    (false, true, false) => caller,
+                    (false, false, true) => callee,
+                    _ => None,
+                }
             });
-            if !ok {
-                return Err((404, "No such call to replace"));
-            }
+            return match other {
+                Some(o) => Ok(Target::Inside(o.to_string())),
+                None => Err((404, "No such call to replace")),
+            };
         }
         if self.directory.lookup(&r.user).is_some() {
             return Ok(Target::Inside(r.user.clone()));

@@ -295,7 +295,7 @@ async fn phones_baresip_over_tcp_register_call_hold_dtmf_hang_up_and_log() {
 /// linphone (Debian `linphone-cli`) as `linphone-daemon`: commands over its Unix socket,
 /// events popped with `pop-event`. It needs a writable HOME (its database), and it runs
 /// the SIP stack only while a client is connected, so the socket stays open.
-struct Linphone {
+pub(crate) struct Linphone {
     name: String,
     _child: Child,
     sock: tokio::net::UnixStream,
@@ -305,7 +305,12 @@ struct Linphone {
 }
 
 impl Linphone {
-    async fn start(dir: &Path, user: &str, server: SocketAddr, transport: &str) -> Linphone {
+    pub(crate) async fn start(
+        dir: &Path,
+        user: &str,
+        server: SocketAddr,
+        transport: &str,
+    ) -> Linphone {
         let home = dir.join(format!("linphone-{user}-{transport}"));
         std::fs::create_dir_all(home.join(".local/share/linphone")).unwrap();
         let rtp = free_port();
@@ -365,7 +370,7 @@ impl Linphone {
     }
 
     /// Sends a command; its answer (the text until the daemon goes quiet).
-    async fn cmd(&mut self, c: &str) -> String {
+    pub(crate) async fn cmd(&mut self, c: &str) -> String {
         self.sock
             .write_all(format!("{c}\n").as_bytes())
             .await
@@ -389,7 +394,7 @@ impl Linphone {
 
     /// Pops events until one holds `needle` (after `from` bytes of the events seen);
     /// the position after it.
-    async fn wait(&mut self, needle: &str, from: usize) -> usize {
+    pub(crate) async fn wait(&mut self, needle: &str, from: usize) -> usize {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(i) = self.events[from.min(self.events.len())..].find(needle) {
@@ -424,7 +429,7 @@ impl Linphone {
         }
     }
 
-    async fn registered(&mut self) {
+    pub(crate) async fn registered(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
             let r = self.cmd("register-status ALL").await;
@@ -441,7 +446,7 @@ impl Linphone {
     }
 
     /// The id of the newest call the events mention.
-    fn last_call_id(&self) -> String {
+    pub(crate) fn last_call_id(&self) -> String {
         self.events
             .rsplit("Id: ")
             .next()

@@ -334,3 +334,96 @@ async fn sip_transfer_of_a_call_out_moves_the_far_end_to_the_extension() {
         other => panic!("{other:?}"),
     }
 }
+
+/// linphone answers a customer's call from the trunk, consults a colleague (holding the
+/// customer), and transfers the customer in place of the consultation (REFER with
+/// Replaces): the box calls the colleague's phone with Replaces itself and moves the
+/// provider's media to it.
+async fn linphone_attended_transfer_of_a_trunk_call(transport: &str) {
+    use crate::phones::Linphone;
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1502u32, 1503].into_iter()).await;
+    let tel = &app.running().ctx.telephony;
+    let mut t = crate::sip_trunk::trunk(free_port(), false);
+    t.dids[0].destination = "1502".into();
+    t.dids[0].after_hours = None;
+    tel.save_trunk(None, t).await.unwrap();
+    let dir = app.data_dir();
+    let mut x = Linphone::start(&dir, "1502", sip, transport).await;
+    let mut z = Linphone::start(&dir, "1503", sip, transport).await;
+    x.registered().await;
+    z.registered().await;
+    let id_of = |r: &str| {
+        r.split("Id: ")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut events = app.running().ctx.call_events.subscribe();
+    let scen = scenario("xfer_provider_held.xml");
+    let call = ["-sf", &scen, "-s", "712000000", "-d", "1000", "-m", "1"];
+    let provider = {
+        let mut all = vec![sip.to_string()];
+        all.extend(call.iter().map(|s| s.to_string()));
+        all.extend(["-p".to_string(), free_port().to_string()]);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        sipp_cmd_at(PROVIDER_IP, &refs).spawn().unwrap()
+    };
+    let xa = x.wait("LinphoneCallIncomingReceived", 0).await;
+    let first = x.last_call_id();
+    assert!(x
+        .cmd(&format!("answer {first}"))
+        .await
+        .contains("Status: Ok"));
+    let xa = x.wait("LinphoneCallStreamsRunning", xa).await;
+    // 1502 consults 1503 (linphone holds the customer), 1503 answers.
+    let r = x.cmd(&format!("call sip:1503@{sip}")).await;
+    assert!(r.contains("Status: Ok"), "{r}");
+    let consult = id_of(&r);
+    let za = z.wait("LinphoneCallIncomingReceived", 0).await;
+    let zc = z.last_call_id();
+    assert!(z.cmd(&format!("answer {zc}")).await.contains("Status: Ok"));
+    let za = z.wait("LinphoneCallStreamsRunning", za).await;
+    let xa = x.wait("LinphoneCallStreamsRunning", xa).await;
+    let r = x.cmd(&format!("call-transfer {first} {consult}")).await;
+    assert!(r.contains("Status: Ok"), "transfer: {r}");
+    // 1503 takes the box's call in place of the consultation; 1502 is out.
+    z.wait("LinphoneCallStreamsRunning", za).await;
+    x.wait("LinphoneCallEnd", xa).await;
+    let r = wait_sipp(provider).await;
+    assert_eq!(
+        (r.ok, r.failed),
+        (1, 0),
+        "provider: held, re-INVITEd with 1503's offer, hangs up: {}",
+        r.out
+    );
+    let calls = calls_ended(&mut events, 3).await;
+    let transferred = calls
+        .iter()
+        .find_map(|(id, evs)| match evs.first() {
+            Some(CallEvent::Ringing {
+                from,
+                to,
+                transferred_by: Some(by),
+                ..
+            }) if to == "1503" && from == "+998901112233" => Some((id.clone(), by.clone(), evs)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the customer's call to 1503: {calls:?}"));
+    assert_eq!(transferred.1, "1502");
+    assert!(transferred
+        .2
+        .iter()
+        .any(|e| matches!(e, CallEvent::Answered { extension, .. } if extension == "1503")));
+    assert!(transferred
+        .2
+        .iter()
+        .any(|e| matches!(e, CallEvent::Ended { cause, .. } if cause == "completed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_transfer_linphone_attended_transfer_of_a_trunk_call_over_udp() {
+    linphone_attended_transfer_of_a_trunk_call("udp").await;
+}
