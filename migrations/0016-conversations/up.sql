@@ -29,6 +29,8 @@ CREATE TABLE conversations (
 CREATE INDEX conversations_inbox ON conversations(state, last_message_at DESC, id DESC);
 CREATE INDEX conversations_assignee ON conversations(assignee_id, state, last_message_at DESC);
 CREATE INDEX conversations_customer ON conversations(customer_id);
+-- The sender's own name, searched by prefix (LIKE 'q%' uses a NOCASE index).
+CREATE INDEX conversations_title ON conversations(title COLLATE NOCASE);
 CREATE INDEX conversations_unread ON conversations(state, assignee_id) WHERE unread > 0;
 
 CREATE TABLE conversation_messages (

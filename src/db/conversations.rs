@@ -198,14 +198,22 @@ pub struct ListFilter {
     pub assignee: Option<Option<i64>>,
     /// Only these customers' threads (a master's scope); None: no limit.
     pub customers: Option<Vec<i64>>,
-    /// Matches the customer's name or phone, the sender's name, or any message's text.
+    /// Matches the sender's name (by prefix), the customer's phone tail, or the text of
+    /// the newest matching messages.
     pub search: Option<String>,
+    /// The customers' search-index expression for the same words (names in every
+    /// script, phones), built by `domain::search::fts_expression`.
+    pub customer_match: Option<String>,
     pub customer_id: Option<i64>,
     pub unread_only: bool,
     /// Keyset paging: rows strictly older than (last_message_at, id).
     pub before: Option<(i64, i64)>,
     pub limit: i64,
 }
+
+/// A word is looked for in this many newest matching messages (an older thread is found
+/// by its customer, or from the customer's card).
+const MESSAGE_HITS: i64 = 2000;
 
 fn fts_query(q: &str) -> String {
     // Each word as a quoted prefix term, so punctuation cannot be read as FTS syntax.
@@ -249,17 +257,29 @@ pub fn list(c: &Connection, f: &ListFilter) -> DbResult<Vec<ConversationRow>> {
     if f.unread_only {
         sql += " AND v.unread > 0";
     }
+    let mut with = String::new();
     if let Some(q) = f.search.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        let like = format!("%{}%", q.replace(['%', '_'], ""));
-        let digits: String = q.chars().filter(|c| c.is_ascii_digit()).collect();
-        let pl = arg(like.into(), &mut args);
+        // Each term reaches its rows through an index (MULTI-INDEX OR): the newest
+        // matching messages, customers through the core's search index (names in every
+        // script, phones), phone tails, and the sender's own name by prefix.
         let pf = arg(fts_query(q).into(), &mut args);
-        let mut cond = format!(
-            "cu.name LIKE {pl} OR v.title LIKE {pl}
-             OR v.id IN (SELECT m.conversation_id FROM conversation_messages_fts
-                          JOIN conversation_messages m ON m.id = conversation_messages_fts.rowid
-                          WHERE conversation_messages_fts MATCH {pf})"
+        with = format!(
+            "WITH hits AS (SELECT m.conversation_id AS id FROM conversation_messages_fts f
+                           JOIN conversation_messages m ON m.id = f.rowid
+                           WHERE conversation_messages_fts MATCH {pf}
+                           ORDER BY f.rowid DESC LIMIT {MESSAGE_HITS}) "
         );
+        let prefix = format!("{}%", q.replace(['%', '_'], ""));
+        let pt = arg(prefix.into(), &mut args);
+        let mut cond = format!("v.id IN (SELECT id FROM hits) OR v.title LIKE {pt}");
+        if let Some(expr) = &f.customer_match {
+            let pc = arg(expr.clone().into(), &mut args);
+            cond += &format!(
+                " OR v.customer_id IN (SELECT CAST(ref AS INTEGER) FROM search_index
+                                       WHERE search_index MATCH {pc} AND kind = 'c')"
+            );
+        }
+        let digits: String = q.chars().filter(|c| c.is_ascii_digit()).collect();
         if digits.len() >= 4 {
             let pd = arg(format!("%{digits}").into(), &mut args);
             cond += &format!(
@@ -275,6 +295,7 @@ pub fn list(c: &Connection, f: &ListFilter) -> DbResult<Vec<ConversationRow>> {
     }
     let pl = arg(f.limit.into(), &mut args);
     sql += &format!(" ORDER BY v.last_message_at DESC, v.id DESC LIMIT {pl}");
+    let sql = with + &sql;
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(args), conv_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

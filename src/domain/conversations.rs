@@ -606,6 +606,10 @@ impl Conversations {
                     Tab::Closed => (Some("closed"), None),
                 };
                 let search = query.search.filter(|s| !s.trim().is_empty());
+                let customer_match = match &search {
+                    Some(q) => super::search::fts_expression(q, super::shop::country_of(c)?),
+                    None => None,
+                };
                 Ok(q::list(
                     c,
                     &ListFilter {
@@ -614,6 +618,7 @@ impl Conversations {
                         assignee: if search.is_some() { None } else { assignee },
                         customers,
                         search,
+                        customer_match,
                         customer_id: query.customer_id,
                         unread_only: query.unread_only,
                         before: query.before,
