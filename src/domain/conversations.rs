@@ -1223,6 +1223,26 @@ impl Conversations {
             .await
     }
 
+    /// The language a thread's customer reads (their chat's, else the actor's).
+    pub async fn customer_language(&self, actor: &Actor, conv: i64) -> DomainResult<Language> {
+        Self::can(actor, Action::ViewConversations)?;
+        let a = actor.clone();
+        self.store
+            .view(move |c| {
+                let conv = Self::visible_conv(c, &a, conv)?;
+                let lang = match conv.channel.as_str() {
+                    "telegram" => tg::chat(c, conv.address.parse().unwrap_or_default())?
+                        .and_then(|ch| ch.language),
+                    _ => None,
+                };
+                Ok(lang
+                    .as_deref()
+                    .and_then(Language::from_code)
+                    .unwrap_or(a.language))
+            })
+            .await
+    }
+
     // ---- procedures ----
 
     pub async fn procedures(

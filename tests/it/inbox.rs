@@ -539,6 +539,40 @@ async fn transfers_order_comments_and_permissions() {
     );
     assert!(!bot.calls().iter().any(|s| s.text.contains("ichki izoh")));
 
+    // The order's receipt goes out as a PDF document from the reply box.
+    let form = reqwest::multipart::Form::new()
+        .text("text", "Kvitansiyangiz")
+        .text("order_id", oid.to_string())
+        .text("receipt", "1");
+    let r = desk
+        .client
+        .post(desk.url(&format!("/inbox/{id}/reply?_csrf={}", desk.csrf)))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let doc = eventually(WAIT, || async {
+        bot.calls()
+            .into_iter()
+            .find(|s| s.method == "senddocument" && s.chat_id == chat && s.status == 200)
+    })
+    .await
+    .expect("the receipt is sent as a document");
+    let (name, bytes) = doc.file.unwrap();
+    assert!(bytes.starts_with(b"%PDF-"), "a PDF");
+    assert!(name.contains(order["number"].as_str().unwrap()), "{name}");
+    // Without an order there is no receipt to attach.
+    let form = reqwest::multipart::Form::new().text("receipt", "1");
+    let r = desk
+        .client
+        .post(desk.url(&format!("/inbox/{id}/reply?_csrf={}", desk.csrf)))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
     // Masters see nothing until the admin opens the inbox to them; then only the threads
     // of customers whose open orders they work on.
     assert!(conversations(&usta, "tab=all").await.is_empty());

@@ -493,6 +493,9 @@ async fn thread_column(
                                 @for (id, n) in &open_orders { option value=(id) { "№" (n) } }
                             }
                         }
+                        @if !open_orders.is_empty() {
+                            label.inline { input type="checkbox" name="receipt" value="1"; " " (ui.t("inbox.attach_receipt")) }
+                        }
                         label.inline { input type="checkbox" name="note" value="1"; " " (ui.t("inbox.as_note")) }
                         button.primary type="submit" { (ui.t("inbox.send")) }
                     }
@@ -640,6 +643,7 @@ pub async fn reply(
     let limit = crate::domain::conversations::MAX_FILE_BYTES;
     let mut input = ReplyInput::default();
     let mut file: Option<Upload> = None;
+    let mut receipt = false;
     let malformed = || DomainError::invalid("err.inbox.malformed");
     while let Some(field) = form.next().await {
         let Ok(mut field) = field else {
@@ -679,6 +683,7 @@ pub async fn reply(
             },
             "order_id" => input.order_id = text().ok().and_then(|t| t.trim().parse().ok()),
             "note" => input.note = text().is_ok_and(|t| t == "1" || t == "on"),
+            "receipt" => receipt = text().is_ok_and(|t| t == "1" || t == "on"),
             "file" if !buf.is_empty() => {
                 file = Some(Upload {
                     name: file_name.unwrap_or_default(),
@@ -686,6 +691,37 @@ pub async fn reply(
                 })
             }
             _ => {}
+        }
+    }
+    // "Attach the receipt": the chosen order's intake receipt as a PDF, in the
+    // customer's language, sent like any document.
+    if receipt && file.is_none() {
+        let ctx = &ui.state.ctx;
+        let Some(order) = input.order_id else {
+            let e = DomainError::invalid("err.inbox.receipt_order");
+            return after(&ui, &actor, id, Err::<(), _>(e)).await;
+        };
+        let made = async {
+            let lang = ctx.conversations.customer_language(&actor, id).await?;
+            let number = ctx.orders.get(&actor, order).await?.number;
+            let pdf = crate::domain::documents::receipt_pdf(
+                &ctx.orders,
+                &ctx.db,
+                ui.clock(),
+                &actor,
+                order,
+                lang,
+            )
+            .await?;
+            Ok::<_, DomainError>(Upload {
+                name: format!("{number}.pdf"),
+                data: pdf,
+            })
+        }
+        .await;
+        match made {
+            Ok(u) => file = Some(u),
+            Err(e) => return after(&ui, &actor, id, Err::<(), _>(e)).await,
         }
     }
     let r = ui
