@@ -215,6 +215,14 @@ pub struct ListFilter {
 /// by its customer, or from the customer's card).
 const MESSAGE_HITS: i64 = 2000;
 
+/// Ids as an SQL list (integers only, so nothing typed reaches the statement).
+fn id_list(ids: &[i64]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn fts_query(q: &str) -> String {
     // Each word as a quoted prefix term, so punctuation cannot be read as FTS syntax.
     q.split_whitespace()
@@ -243,12 +251,7 @@ pub fn list(c: &Connection, f: &ListFilter) -> DbResult<Vec<ConversationRow>> {
         None => {}
     }
     if let Some(ids) = &f.customers {
-        let list = ids
-            .iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        sql += &format!(" AND v.customer_id IN ({list})");
+        sql += &format!(" AND v.customer_id IN ({})", id_list(ids));
     }
     if let Some(cid) = f.customer_id {
         let p = arg(cid.into(), &mut args);
@@ -308,12 +311,7 @@ pub fn unread_count(c: &Connection, user: i64, customers: Option<&[i64]>) -> DbR
                    AND (v.assignee_id IS NULL OR v.assignee_id = ?1)"
         .to_string();
     if let Some(ids) = customers {
-        let list = ids
-            .iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        sql += &format!(" AND v.customer_id IN ({list})");
+        sql += &format!(" AND v.customer_id IN ({})", id_list(ids));
     }
     Ok(c.prepare_cached(&sql)?.query_row([user], |r| r.get(0))?)
 }

@@ -1208,11 +1208,7 @@ impl Conversations {
             .view(move |c| {
                 let conv = Self::visible_conv(c, &a, conv)?;
                 let r = q::quick_reply(c, reply)?.ok_or(DomainError::NotFound)?;
-                let lang = match conv.channel.as_str() {
-                    "telegram" => tg::chat(c, conv.address.parse().unwrap_or_default())?
-                        .and_then(|ch| ch.language),
-                    _ => None,
-                };
+                let lang = chat_language(c, &conv)?;
                 let lang = lang
                     .as_deref()
                     .and_then(Language::from_code)
@@ -1230,11 +1226,7 @@ impl Conversations {
         self.store
             .view(move |c| {
                 let conv = Self::visible_conv(c, &a, conv)?;
-                let lang = match conv.channel.as_str() {
-                    "telegram" => tg::chat(c, conv.address.parse().unwrap_or_default())?
-                        .and_then(|ch| ch.language),
-                    _ => None,
-                };
+                let lang = chat_language(c, &conv)?;
                 Ok(lang
                     .as_deref()
                     .and_then(Language::from_code)
@@ -1393,6 +1385,14 @@ impl Conversations {
             })
             .await
     }
+}
+
+/// The language the customer chose in their Telegram chat, if they did.
+fn chat_language(c: &Conn, conv: &ConversationRow) -> DomainResult<Option<String>> {
+    if conv.channel != "telegram" {
+        return Ok(None);
+    }
+    Ok(tg::chat(c, conv.address.parse().unwrap_or_default())?.and_then(|ch| ch.language))
 }
 
 /// Quick replies, procedures or inbox settings changed: open inbox screens refresh them.
