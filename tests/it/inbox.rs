@@ -562,6 +562,21 @@ async fn transfers_order_comments_and_permissions() {
     let (name, bytes) = doc.file.unwrap();
     assert!(bytes.starts_with(b"%PDF-"), "a PDF");
     assert!(name.contains(order["number"].as_str().unwrap()), "{name}");
+    // Invalid UTF-8 in the text is refused with a reason, and nothing is queued.
+    let before = bot.calls().len();
+    let form = reqwest::multipart::Form::new().part(
+        "text",
+        reqwest::multipart::Part::bytes(vec![0xC3, 0x28, 0xFF, 0xFE]),
+    );
+    let r = desk
+        .client
+        .post(desk.url(&format!("/inbox/{id}/reply?_csrf={}", desk.csrf)))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(bot.calls().len(), before);
     // Without an order there is no receipt to attach.
     let form = reqwest::multipart::Form::new().text("receipt", "1");
     let r = desk
