@@ -218,7 +218,41 @@
     });
   }
 
+  // The unlock pattern pad: tapping dots writes them in order ("1-5-9-6"); a dot is
+  // used once, as on the phone. The typed field stays the source of truth.
+  function setupPatternPads() {
+    document.querySelectorAll(".pattern-field").forEach(function (field) {
+      var input = field.querySelector("input");
+      var pad = field.querySelector(".pattern-pad");
+      var clear = field.querySelector(".pattern-clear");
+      if (!input || !pad) return;
+      pad.hidden = false;
+      if (clear) clear.hidden = false;
+      function dots() { return (input.value.match(/[1-9]/g) || []); }
+      function paint() {
+        var on = dots();
+        pad.querySelectorAll("button").forEach(function (b) {
+          var i = on.indexOf(b.dataset.dot);
+          b.classList.toggle("on", i >= 0);
+          b.firstChild.textContent = i >= 0 ? String(i + 1) : "";
+        });
+      }
+      pad.addEventListener("click", function (e) {
+        var b = e.target.closest("button[data-dot]");
+        if (!b) return;
+        var d = dots();
+        if (d.indexOf(b.dataset.dot) < 0) d.push(b.dataset.dot);
+        input.value = d.join("-");
+        paint();
+      });
+      if (clear) clear.addEventListener("click", function () { input.value = ""; paint(); input.focus(); });
+      input.addEventListener("input", paint);
+      paint();
+    });
+  }
+
   onReady(function () {
+    setupPatternPads();
     setupCopyAndConfirm();
     setupSearch();
     setupMenus();

@@ -800,3 +800,37 @@ pub fn photos(c: &Connection, order: i64) -> DbResult<Vec<PhotoRow>> {
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// The device's unlock code and pattern (`order_unlock`), read only for those allowed.
+pub fn unlock(c: &Connection, order: i64) -> DbResult<Option<(String, String)>> {
+    Ok(
+        c.prepare_cached("SELECT code, pattern FROM order_unlock WHERE order_id = ?1")?
+            .query_row([order], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    )
+}
+
+/// Sets the unlock code and pattern; both empty removes the row.
+pub fn set_unlock(
+    c: &Connection,
+    order: i64,
+    code: &str,
+    pattern: &str,
+    by: Option<i64>,
+    now: i64,
+) -> DbResult<()> {
+    if code.is_empty() && pattern.is_empty() {
+        c.prepare_cached("DELETE FROM order_unlock WHERE order_id = ?1")?
+            .execute([order])?;
+    } else {
+        c.prepare_cached(
+            "INSERT INTO order_unlock (order_id, code, pattern, updated_at, updated_by)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (order_id) DO UPDATE SET code = excluded.code,
+               pattern = excluded.pattern, updated_at = excluded.updated_at,
+               updated_by = excluded.updated_by",
+        )?
+        .execute(params![order, code, pattern, now, by])?;
+    }
+    Ok(())
+}

@@ -64,10 +64,13 @@ pub enum Action {
     ManageInbox,
     /// Import customers from files, undo an import (issue 18).
     ImportCustomers,
+    /// See a device's unlock code or pattern (the master who repairs it, the admin); the
+    /// front desk enters it at intake without seeing it afterwards.
+    ViewUnlockCode,
 }
 
 impl Action {
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 31] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -98,6 +101,7 @@ impl Action {
         Action::DeleteConversations,
         Action::ManageInbox,
         Action::ImportCustomers,
+        Action::ViewUnlockCode,
     ];
 }
 
@@ -133,6 +137,7 @@ pub fn can(role: Role, action: Action) -> bool {
                 | PlaceCalls
                 | ViewConversations
                 | ReplyConversations
+                | ViewUnlockCode
         ),
     }
 }

@@ -99,6 +99,52 @@ pub struct NewOrder {
     pub warranty_days: i64,
     #[serde(default)]
     pub master_id: Option<i64>,
+    /// The device's PIN or password, for the master to test it; never shown back to the
+    /// front desk, never in lists, events or receipts.
+    #[serde(default)]
+    pub unlock_code: String,
+    /// An Android pattern: the dots in the order drawn, 1-9 row by row ("14789").
+    #[serde(default)]
+    pub unlock_pattern: String,
+}
+
+/// A device's unlock code and pattern, given only to those allowed to see them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct Unlock {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub pattern: String,
+}
+
+impl Unlock {
+    pub fn is_empty(&self) -> bool {
+        self.code.is_empty() && self.pattern.is_empty()
+    }
+
+    /// Trims the code and normalises the pattern to its digits ("1-4-7" and "1 4 7" are
+    /// "147"); a pattern must join 4 to 9 different dots.
+    pub fn clean(code: &str, pattern: &str) -> DomainResult<Unlock> {
+        let code = text(code, "field.unlock_code", 64, false)?;
+        let digits: String = pattern
+            .chars()
+            .filter(|c| !matches!(c, '-' | ' ' | ',' | '>' | '→'))
+            .collect();
+        let mut seen = [false; 10];
+        let valid = digits.is_empty()
+            || ((4..=9).contains(&digits.chars().count())
+                && digits.chars().all(|c| match c.to_digit(10) {
+                    Some(d @ 1..=9) => !std::mem::replace(&mut seen[d as usize], true),
+                    _ => false,
+                }));
+        if !valid {
+            return Err(DomainError::invalid("err.order.unlock_pattern"));
+        }
+        Ok(Unlock {
+            code,
+            pattern: digits,
+        })
+    }
 }
 
 /// A change of an order's intake details. Only `version` is required: a field left out
@@ -148,6 +194,9 @@ pub struct OrderView {
     pub timeline: Vec<EventRow>,
     pub balance: i64,
     pub overdue: bool,
+    /// Present only for those allowed to see it, and only when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlock: Option<Unlock>,
 }
 
 /// `field` is the catalogue key of the field's name, so the message names it in the
@@ -461,6 +510,7 @@ struct Draft {
     accessories: String,
     estimate: i64,
     prepayment: i64,
+    unlock: Unlock,
 }
 
 fn draft(by: &Actor, n: NewOrder) -> DomainResult<Draft> {
@@ -481,6 +531,7 @@ fn draft(by: &Actor, n: NewOrder) -> DomainResult<Draft> {
         accessories: text(&n.accessories, "field.accessories", 500, false)?,
         estimate: amount(n.estimate, "field.estimate")?,
         prepayment: amount(n.prepayment, "field.prepayment")?,
+        unlock: Unlock::clean(&n.unlock_code, &n.unlock_pattern)?,
         n,
     })
 }
@@ -620,11 +671,15 @@ fn intake_in(tx: &mut Tx, d: Draft) -> DomainResult<OrderRow> {
             data,
         );
     }
+    if !d.unlock.is_empty() {
+        q::set_unlock(tx, id, &d.unlock.code, &d.unlock.pattern, by_id, now)?;
+    }
+    // Whether an unlock code was given, never the code itself.
     tx.log(
         "create",
         "order",
         id,
-        serde_json::json!({"number": number, "prepayment": d.prepayment}),
+        serde_json::json!({"number": number, "prepayment": d.prepayment, "unlock": !d.unlock.is_empty()}),
     );
     let o = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
     tx.emit(order_event(
@@ -718,7 +773,13 @@ impl Orders {
                 if !visible(&by, &o) {
                     return Ok(None);
                 }
+                let unlock = if by.can(Action::ViewUnlockCode) {
+                    q::unlock(c, id)?.map(|(code, pattern)| Unlock { code, pattern })
+                } else {
+                    None
+                };
                 Ok(Some(OrderView {
+                    unlock,
                     lines: q::lines(c, id)?,
                     payments: q::payments(c, Some(id), None)?,
                     photos: q::photos(c, id)?,
@@ -880,6 +941,39 @@ impl Orders {
                     id,
                     tx.actor_id(),
                     "fields",
+                    false,
+                    "",
+                    &detail,
+                    tx.now(),
+                )?;
+                tx.log("update", "order", id, detail);
+                Ok(())
+            })
+            .await?;
+        Ok(o)
+    }
+
+    /// Changes the device's unlock code and pattern (both empty removes them). Whoever
+    /// may edit the order may set it, seeing it or not; the timeline and the activity log
+    /// say that it changed, never what it is.
+    pub async fn set_unlock(&self, by: &Actor, id: i64, u: Unlock) -> DomainResult<OrderRow> {
+        if !by.can(Action::EditOrders) {
+            return Err(DomainError::Forbidden);
+        }
+        let u = Unlock::clean(&u.code, &u.pattern)?;
+        let (o, _) = self
+            .mutate(by, id, "unlock", move |tx, _| {
+                let before = q::unlock(tx, id)?.unwrap_or_default();
+                if before == (u.code.clone(), u.pattern.clone()) {
+                    return Ok(());
+                }
+                q::set_unlock(tx, id, &u.code, &u.pattern, tx.actor_id(), tx.now())?;
+                let detail = serde_json::json!({"unlock": !u.is_empty()});
+                q::insert_event(
+                    tx,
+                    id,
+                    tx.actor_id(),
+                    "unlock",
                     false,
                     "",
                     &detail,

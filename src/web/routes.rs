@@ -77,6 +77,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/orders/{id}", Allowed(EditOrders), pages::orders::update);
     r.add(post(), "/orders/{id}/status", Allowed(EditOrders), pages::orders::change_status);
     r.add(post(), "/orders/{id}/assign", Allowed(AssignOrders), pages::orders::assign);
+    r.add(post(), "/orders/{id}/unlock", Allowed(EditOrders), pages::orders::set_unlock);
     r.add(post(), "/orders/{id}/lines", Allowed(EditOrders), pages::orders::add_line);
     r.add(post(), "/orders/{id}/lines/{line}/delete", Allowed(EditOrders), pages::orders::remove_line);
     r.add(post(), "/orders/{id}/payments", Allowed(TakePayments), pages::orders::pay);
@@ -179,6 +180,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(Method::PUT, "/api/v1/orders/{id}", Allowed(EditOrders), api::core::update_order);
     r.add(post(), "/api/v1/orders/{id}/status", Allowed(EditOrders), api::core::change_status);
     r.add(post(), "/api/v1/orders/{id}/assign", Allowed(AssignOrders), api::core::assign);
+    r.add(Method::PUT, "/api/v1/orders/{id}/unlock", Allowed(EditOrders), api::core::set_unlock);
     r.add(post(), "/api/v1/orders/{id}/lines", Allowed(EditOrders), api::core::add_line);
     r.add(post(), "/api/v1/orders/{id}/payments", Allowed(TakePayments), api::core::pay);
     r.add(post(), "/api/v1/orders/{id}/comments", Allowed(EditOrders), api::core::comment);

@@ -588,3 +588,138 @@ async fn telephony_picks_staff_from_a_list_and_the_phone_settings_can_be_copied(
         .await;
     assert_eq!(r.status(), 422);
 }
+
+/// The device's unlock code: taken at intake, shown to the assigned master and the
+/// admin only, never in lists, events, the activity log, search or receipts.
+#[tokio::test]
+async fn an_unlock_code_reaches_the_master_and_no_one_else() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, usta1, usta2, m1, _) = shop(&app).await;
+    let code = "Ёж-7781-qz";
+    let mut events = app.running().ctx.events.subscribe();
+    let s = app.login("oper", "oper-pass-1").await;
+    let intake = |pattern: &'static str| {
+        let s = &s;
+        let m1 = m1.to_string();
+        async move {
+            s.post_form(
+                "/orders",
+                &[
+                    ("phone", "90 765 43 21"),
+                    ("customer_name", "Jasur Aliyev"),
+                    ("device_category", "phone"),
+                    ("complaint", "Zaryad olmaydi"),
+                    ("master", &m1),
+                    ("unlock_code", code),
+                    ("unlock_pattern", pattern),
+                ],
+            )
+            .await
+        }
+    };
+    // A pattern that reuses a dot is refused with a reason, and nothing is written.
+    let r = intake("1-1-2-3").await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("4 to 9 different dots"),
+        "the reason is given"
+    );
+    assert!(
+        html.contains(&format!("value=\"{code}\"")),
+        "the form keeps what was typed"
+    );
+    let (_, v) = oper.get("/api/v1/orders?per_page=10").await;
+    assert_eq!(v["total"].as_i64(), Some(0), "{v}");
+
+    let r = intake("1-5-9-6").await;
+    assert_eq!(r.status(), 303);
+    let (_, v) = oper.get("/api/v1/orders?per_page=10").await;
+    let id = v["items"][0]["id"].as_i64().unwrap();
+    assert!(!v.to_string().contains(code), "not in the list: {v}");
+
+    // The desk that took it in does not see it back, on the page or over the API.
+    let page = s.get(&format!("/orders/{id}")).await.text().await.unwrap();
+    assert!(!page.contains(code) && !page.contains("unlock-box"));
+    assert!(page.contains("id=\"unlock-form\""), "but may change it");
+    let (st, v) = oper.get(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(st, 200);
+    assert!(v.get("unlock").is_none(), "{v}");
+    // Another master does not even see the order; the assigned one sees the code.
+    assert_eq!(usta2.get(&format!("/api/v1/orders/{id}")).await.0, 404);
+    let (_, v) = usta1.get(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(v["unlock"], json!({"code": code, "pattern": "1596"}));
+    let (_, v) = admin.get(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(v["unlock"]["pattern"], "1596");
+    let master = app.login("usta1", "usta-pass-1").await;
+    let page = master
+        .get(&format!("/orders/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"unlock-box\"") && page.contains(code));
+    assert!(
+        page.contains("1-5-9-6") && page.contains("<polyline"),
+        "the pattern is drawn"
+    );
+
+    // Nowhere else: live events, the activity log, search, the receipt.
+    let mut seen = String::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push_str(&serde_json::to_string(&e.data).unwrap());
+    }
+    assert!(!seen.is_empty(), "events were published");
+    assert!(!seen.contains(code) && !seen.contains("1596"), "{seen}");
+    let audit = app.login_admin().await;
+    let log = audit.get("/audit/activity").await.text().await.unwrap();
+    assert!(!log.contains(code));
+    let (_, found) = admin.get("/api/v1/search?q=7781").await;
+    assert!(!found.to_string().contains(code), "{found}");
+    let receipt = audit
+        .get(&format!("/orders/{id}/receipt"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!receipt.contains(code) && !receipt.contains("unlock"));
+
+    // The master changes it (the customer gave a new one); the timeline says so, not what.
+    let (st, v) = usta1
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/orders/{id}/unlock"),
+            json!({"code": "0000", "pattern": ""}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = usta1.get(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(v["unlock"], json!({"code": "0000", "pattern": ""}));
+    let changed = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "unlock")
+        .expect("a timeline entry");
+    assert!(!changed.to_string().contains("0000"), "{changed}");
+    // Bad input over the API: a too long code, dots outside 1-9, too few dots.
+    let put = |body: serde_json::Value| {
+        let usta1 = &usta1;
+        async move {
+            usta1
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/orders/{id}/unlock"),
+                    body,
+                )
+                .await
+        }
+    };
+    assert_eq!(put(json!({"code": "x".repeat(65)})).await.0, 422);
+    assert_eq!(put(json!({"pattern": "0123"})).await.0, 422);
+    assert_eq!(put(json!({"pattern": "12"})).await.0, 422);
+    // Both empty removes it: the master then sees no unlock block.
+    assert_eq!(put(json!({"code": "", "pattern": ""})).await.0, 200);
+    let (_, v) = usta1.get(&format!("/api/v1/orders/{id}")).await;
+    assert!(v.get("unlock").is_none(), "{v}");
+}

@@ -283,6 +283,25 @@ async fn desk_screens_fit_and_answer_in_russian_and_uzbek_cyrillic_at_desktop_an
             json!("+998 90 123 45 67"),
             "{user}: phone shown formatted"
         );
+        // The unlock pattern is tapped on a 3×3 pad, each dot once, as on the phone.
+        for dot in ["1", "5", "9", "5", "6"] {
+            b.click(&format!(".pattern-pad button[data-dot='{dot}']"))
+                .await;
+        }
+        let drawn = b
+            .client
+            .execute(
+                "return document.getElementById('unlock_pattern').value",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            drawn,
+            json!("1-5-9-6"),
+            "{user}: the pad writes the pattern"
+        );
+        b.click(".pattern-clear").await;
 
         // Phone size: the search box stays, on its own row, and the menu folds away.
         b.client.set_window_size(390, 844).await.unwrap();

@@ -343,7 +343,21 @@ impl Fx {
     /// A conversation: a customer wrote to the bot from a chat of their own.
     async fn conversation(&self) -> i64 {
         let chat = 90_000 + i64::from(self.next());
+        // The thread is readable once committed, and its event is published just after:
+        // wait for the event too, or it lands in the next step's drain.
+        let mut rx = self.app.running().ctx.events.subscribe();
         self.bot.user_sends(chat, "uz", json!({"text": "Salom"}));
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.kind == "conversation.message" => break,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("event bus closed: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("the new thread's event is published");
         eventually(WAIT, || async {
             let (_, v) = self.api.get("/api/v1/conversations?tab=all").await;
             v.as_array()?
@@ -891,6 +905,19 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 ),
             ]
         }
+        ("POST", "/orders/{id}/unlock") => {
+            let id = fx.order_id().await;
+            vec![
+                bad(
+                    format!("/orders/{id}/unlock"),
+                    form(&[("unlock_code", "1234"), ("unlock_pattern", "1-1-2-3")]),
+                ),
+                good(
+                    format!("/orders/{id}/unlock"),
+                    form(&[("unlock_code", "1234"), ("unlock_pattern", "1-5-9-6")]),
+                ),
+            ]
+        }
         ("POST", "/orders/{id}/lines") => {
             let id = fx.order_id().await;
             let l = |qty: &str| {
@@ -1146,6 +1173,18 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
             vec![
                 json_step("POST", p.clone(), json!({"master_id": 999999}), false),
                 json_step("POST", p, json!({"master_id": fx.master_id}), true),
+            ]
+        }
+        ("PUT", "/api/v1/orders/{id}/unlock") => {
+            let p = format!("/api/v1/orders/{}/unlock", fx.order_id().await);
+            vec![
+                json_step("PUT", p.clone(), json!({"pattern": "12"}), false),
+                json_step(
+                    "PUT",
+                    p,
+                    json!({"code": "2580", "pattern": "2-5-8-6"}),
+                    true,
+                ),
             ]
         }
         ("POST", "/api/v1/orders/{id}/lines") => {

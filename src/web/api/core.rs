@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::branches::{BranchInput, BranchRow};
 use crate::domain::customers::{CustomerInput, CustomerRow};
 use crate::domain::filters::{OrderQuery, Paging};
-use crate::domain::orders::{NewOrder, OrderRow, OrderUpdate, OrderView, StatusRow};
+use crate::domain::orders::{NewOrder, OrderRow, OrderUpdate, OrderView, StatusRow, Unlock};
 use crate::domain::search::SearchResults;
 use crate::domain::Actor;
 use crate::web::error::{ApiError, ErrorBody};
@@ -287,6 +287,24 @@ pub async fn assign(
             .ctx
             .orders
             .assign(&actor, id.into_inner(), body.master_id)
+            .await?,
+    ))
+}
+
+#[utoipa::path(put, path = "/api/v1/orders/{id}/unlock", tag = "orders", params(("id" = i64, Path)),
+    request_body = Unlock,
+    responses((status = 200, body = OrderRow), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_unlock(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+    body: web::Json<Unlock>,
+) -> ApiResult {
+    Ok(HttpResponse::Ok().json(
+        state
+            .ctx
+            .orders
+            .set_unlock(&actor, id.into_inner(), body.into_inner())
             .await?,
     ))
 }

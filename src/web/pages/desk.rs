@@ -215,3 +215,74 @@ pub async fn intake_customer(ui: Ui, q: web::Query<LookupQuery>) -> HttpResponse
         },
     }))
 }
+
+/// The intake's unlock fields: the PIN or password, and the pattern as digits with a
+/// 3×3 pad that writes them (desk.js); without script the digits are typed.
+pub fn unlock_fields(ui: &Ui, code: &str, pattern: &str) -> Markup {
+    html! {
+        label for="unlock_code" { (ui.t("desk.unlock_code")) }
+        input #unlock_code name="unlock_code" value=(code) maxlength="64" autocomplete="off"
+            spellcheck="false";
+        label for="unlock_pattern" { (ui.t("desk.unlock_pattern")) }
+        div.pattern-field {
+            input #unlock_pattern name="unlock_pattern" value=(pattern) maxlength="20"
+                inputmode="numeric" autocomplete="off" placeholder="1-5-9-6"
+                title=(ui.t("desk.unlock_pattern_hint"));
+            div.pattern-pad role="group" aria-label=(ui.t("desk.unlock_pattern")) hidden {
+                @for d in 1..=9 {
+                    button type="button" data-dot=(d) aria-label=(d) { span {} }
+                }
+            }
+            button.link.pattern-clear type="button" hidden { (ui.t("desk.unlock_clear")) }
+        }
+    }
+}
+
+/// The dot at `d` (1-9, row by row) in a 3×3 grid 90 units wide.
+fn dot_xy(d: u32) -> (u32, u32) {
+    (15 + (d - 1) % 3 * 30, 15 + (d - 1) / 3 * 30)
+}
+
+/// A device's unlock code and pattern for the master, folded away so it is not on the
+/// screen unasked; the pattern is drawn, starting at the ringed dot.
+pub fn unlock_view(ui: &Ui, u: &crate::domain::orders::Unlock) -> Markup {
+    let dots: Vec<u32> = u.pattern.chars().filter_map(|c| c.to_digit(10)).collect();
+    let line = dots
+        .iter()
+        .map(|d| {
+            let (x, y) = dot_xy(*d);
+            format!("{x},{y}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let spelled = dots
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join("-");
+    html! {
+        details #unlock-box {
+            summary { (ui.t("desk.unlock_show")) }
+            dl.facts {
+                @if !u.code.is_empty() {
+                    dt { (ui.t("desk.unlock_code")) } dd { code #unlock-code-value { (u.code) } }
+                }
+                @if let Some(first) = dots.first() {
+                    dt { (ui.t("desk.unlock_pattern")) }
+                    dd {
+                        @let (sx, sy) = dot_xy(*first);
+                        svg.pattern-view viewBox="0 0 90 90" width="90" height="90" role="img" aria-label=(spelled) {
+                            @for d in 1..=9u32 {
+                                @let (x, y) = dot_xy(d);
+                                circle cx=(x) cy=(y) r="4" {}
+                            }
+                            circle.start cx=(sx) cy=(sy) r="9" fill="none" {}
+                            polyline points=(line) fill="none" {}
+                        }
+                        " " code #unlock-pattern-value { (spelled) }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -319,6 +319,8 @@ pub struct NewForm {
     cond_dents: Option<String>,
     cond_power: Option<String>,
     cond_water: Option<String>,
+    unlock_code: String,
+    unlock_pattern: String,
 }
 
 /// The condition checklist: (form field, catalogue key). Ticked items go into the
@@ -415,6 +417,7 @@ fn new_page(
                     input #condition name="condition" value=(f.condition) maxlength="1000";
                     label for="accessories" { (ui.t("orders.accessories")) }
                     input #accessories name="accessories" value=(f.accessories) maxlength="500";
+                    (super::desk::unlock_fields(ui, &f.unlock_code, &f.unlock_pattern))
                 }
                 fieldset {
                     legend { (ui.t("orders.terms")) }
@@ -621,6 +624,8 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
                     prepayment,
                     warranty_days,
                     master_id,
+                    unlock_code: f.unlock_code.clone(),
+                    unlock_pattern: f.unlock_pattern.clone(),
                 },
             )
             .await
@@ -699,6 +704,13 @@ fn event_text(
             money(shop, d["amount"].as_i64().unwrap_or(0))
         ),
         "comment" => e.text.clone(),
+        "unlock" => ui
+            .t(if d["unlock"].as_bool() == Some(true) {
+                "timeline.unlock_set"
+            } else {
+                "timeline.unlock_removed"
+            })
+            .to_string(),
         other => other.to_string(),
     }
 }
@@ -771,6 +783,7 @@ fn order_page(
                         }
                         dt { (ui.t("orders.created")) } dd { (ui.datetime(o.created_at)) }
                     }
+                    @if let Some(u) = &v.unlock { (super::desk::unlock_view(ui, u)) }
                 }
                 section.card.actions {
                     @if actor.can(Action::EditOrders) && !next.is_empty() {
@@ -786,6 +799,17 @@ fn order_page(
                                 label.check { input type="checkbox" name="allow_debt" value="1"; " " (ui.t("orders.allow_debt")) }
                             }
                             button.primary type="submit" { (ui.t("common.save")) }
+                        }
+                    }
+                    @if editable {
+                        details #unlock-edit {
+                            summary { (ui.t("desk.unlock_change")) }
+                            form #unlock-form method="post" action=(format!("/orders/{}/unlock", o.id)) {
+                                (csrf_field(ui))
+                                @let u = v.unlock.clone().unwrap_or_default();
+                                (super::desk::unlock_fields(ui, &u.code, &u.pattern))
+                                button type="submit" { (ui.t("common.save")) }
+                            }
                         }
                     }
                     @if actor.can(Action::AssignOrders) {
@@ -1068,6 +1092,30 @@ pub async fn assign(
         },
     };
     let r = ui.state.ctx.orders.assign(&actor, id, master).await;
+    after(&ui, &actor, id, r).await
+}
+
+#[derive(Deserialize)]
+pub struct UnlockForm {
+    #[serde(default)]
+    unlock_code: String,
+    #[serde(default)]
+    unlock_pattern: String,
+}
+
+pub async fn set_unlock(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<UnlockForm>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let f = f.into_inner();
+    let u = crate::domain::orders::Unlock {
+        code: f.unlock_code,
+        pattern: f.unlock_pattern,
+    };
+    let r = ui.state.ctx.orders.set_unlock(&actor, id, u).await;
     after(&ui, &actor, id, r).await
 }
 
