@@ -10,6 +10,7 @@ mod health;
 pub mod hub;
 pub mod layout;
 mod metrics;
+pub mod multipart;
 mod pages;
 pub mod paging;
 #[cfg(test)]

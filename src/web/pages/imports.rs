@@ -92,59 +92,39 @@ async fn list_with_error(ui: &Ui, status: StatusCode, err: &str) -> HttpResponse
 
 /// Reads the multipart upload: the `file` part (up to [`MAX_BYTES`]) and `encoding`.
 async fn read_upload(
-    mut form: actix_multipart::Multipart,
+    form: actix_multipart::Multipart,
 ) -> Result<Upload, (StatusCode, DomainError)> {
-    use futures_util::StreamExt;
-    let malformed = || {
-        (
-            StatusCode::BAD_REQUEST,
-            DomainError::invalid("err.import.malformed_upload"),
-        )
-    };
+    use crate::web::multipart::{self, UploadError};
+    let parts = multipart::read(form, |name| if name == "file" { MAX_BYTES } else { 1024 })
+        .await
+        .map_err(|e| match e {
+            UploadError::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                DomainError::invalid(
+                    crate::domain::Msg::new("err.import.too_large")
+                        .with("max", multipart::megabytes(MAX_BYTES)),
+                ),
+            ),
+            UploadError::Malformed => (
+                StatusCode::BAD_REQUEST,
+                DomainError::invalid("err.import.malformed_upload"),
+            ),
+        })?;
     let mut up = Upload {
         file_name: String::new(),
         bytes: Vec::new(),
         encoding: None,
     };
     let mut got_file = false;
-    while let Some(field) = form.next().await {
-        let mut field = field.map_err(|_| malformed())?;
-        let name = field.name().unwrap_or("").to_string();
-        let mut buf = Vec::new();
-        while let Some(chunk) = field.next().await {
-            let b = chunk.map_err(|_| malformed())?;
-            if buf.len() + b.len() > MAX_BYTES {
-                // Read on (without keeping it, up to a bound) so that the browser, still
-                // sending, gets the answer rather than a reset connection.
-                let mut seen = buf.len() + b.len();
-                while let Some(Ok(more)) = field.next().await {
-                    seen += more.len();
-                    if seen > 2 * MAX_BYTES {
-                        break;
-                    }
-                }
-                return Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    DomainError::invalid(
-                        crate::domain::Msg::new("err.import.too_large")
-                            .with("max", MAX_BYTES / (1024 * 1024)),
-                    ),
-                ));
-            }
-            buf.extend_from_slice(&b);
-        }
-        match name.as_str() {
+    for part in parts {
+        match part.name.as_str() {
             "file" => {
-                up.file_name = field
-                    .content_disposition()
-                    .and_then(|d| d.get_filename())
-                    .unwrap_or("")
-                    .to_string();
-                up.bytes = buf;
+                up.file_name = part.file_name.unwrap_or_default();
+                up.bytes = part.bytes;
                 got_file = true;
             }
             "encoding" => {
-                let typed = String::from_utf8_lossy(&buf).to_string();
+                let typed = String::from_utf8_lossy(&part.bytes).to_string();
                 up.encoding =
                     Encoding::parse(&typed).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e))?;
             }

@@ -636,58 +636,48 @@ pub async fn reply(
     ui: Ui,
     actor: Actor,
     path: web::Path<i64>,
-    mut form: actix_multipart::Multipart,
+    form: actix_multipart::Multipart,
 ) -> HttpResponse {
-    use futures_util::StreamExt;
+    use crate::web::multipart::{self, UploadError};
     let id = path.into_inner();
     let limit = crate::domain::conversations::MAX_FILE_BYTES;
+    let malformed = || DomainError::invalid("err.inbox.malformed");
+    let cap = |name: &str| if name == "file" { limit } else { 64 * 1024 };
+    let parts = match multipart::read(form, cap).await {
+        Ok(p) => p,
+        Err(UploadError::TooLarge { .. }) => {
+            let m = crate::i18n::Msg::new("err.inbox.file_too_large")
+                .with("mb", multipart::megabytes(limit));
+            return render(
+                &ui,
+                &actor,
+                &ListQuery::default(),
+                Some(id),
+                Some(("error", &ui.msg(&m))),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+            .await;
+        }
+        Err(UploadError::Malformed) => {
+            return after(&ui, &actor, id, Err::<(), _>(malformed())).await
+        }
+    };
     let mut input = ReplyInput::default();
     let mut file: Option<Upload> = None;
     let mut receipt = false;
-    let malformed = || DomainError::invalid("err.inbox.malformed");
-    while let Some(field) = form.next().await {
-        let Ok(mut field) = field else {
-            return after(&ui, &actor, id, Err::<(), _>(malformed())).await;
-        };
-        let name = field.name().unwrap_or("").to_string();
-        let file_name = field
-            .content_disposition()
-            .and_then(|d| d.get_filename())
-            .map(str::to_string);
-        let cap = if name == "file" { limit } else { 64 * 1024 };
-        let mut buf = Vec::new();
-        while let Some(chunk) = field.next().await {
-            match chunk {
-                Ok(b) if buf.len() + b.len() <= cap => buf.extend_from_slice(&b),
-                Ok(_) => {
-                    let m = crate::i18n::Msg::new("err.inbox.file_too_large")
-                        .with("mb", limit / 1024 / 1024);
-                    return render(
-                        &ui,
-                        &actor,
-                        &ListQuery::default(),
-                        Some(id),
-                        Some(("error", &ui.msg(&m))),
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                    )
-                    .await;
-                }
-                Err(_) => return after(&ui, &actor, id, Err::<(), _>(malformed())).await,
-            }
-        }
-        let text = || String::from_utf8(buf.clone()).map_err(|_| malformed());
-        match name.as_str() {
-            "text" => match text() {
-                Ok(t) => input.text = t,
-                Err(e) => return after(&ui, &actor, id, Err::<(), _>(e)).await,
+    for part in parts {
+        match part.name.as_str() {
+            "text" => match part.text() {
+                Some(t) => input.text = t.to_string(),
+                None => return after(&ui, &actor, id, Err::<(), _>(malformed())).await,
             },
-            "order_id" => input.order_id = text().ok().and_then(|t| t.trim().parse().ok()),
-            "note" => input.note = text().is_ok_and(|t| t == "1" || t == "on"),
-            "receipt" => receipt = text().is_ok_and(|t| t == "1" || t == "on"),
-            "file" if !buf.is_empty() => {
+            "order_id" => input.order_id = part.text().and_then(|t| t.trim().parse().ok()),
+            "note" => input.note = part.ticked(),
+            "receipt" => receipt = part.ticked(),
+            "file" if !part.bytes.is_empty() => {
                 file = Some(Upload {
-                    name: file_name.unwrap_or_default(),
-                    data: buf,
+                    name: part.file_name.unwrap_or_default(),
+                    data: part.bytes,
                 })
             }
             _ => {}

@@ -1502,57 +1502,40 @@ pub async fn upload_photo(
     ui: Ui,
     actor: Actor,
     path: web::Path<i64>,
-    mut form: actix_multipart::Multipart,
+    form: actix_multipart::Multipart,
 ) -> HttpResponse {
-    use futures_util::StreamExt;
+    use crate::web::multipart::{self, UploadError};
     let id = path.into_inner();
     let limit = crate::domain::orders::MAX_PHOTO_BYTES;
-    let mut data: Option<Vec<u8>> = None;
-    while let Some(field) = form.next().await {
-        let mut field = match field {
-            Ok(f) => f,
-            Err(_) => {
-                return after(
-                    &ui,
-                    &actor,
-                    id,
-                    Err(DomainError::invalid("err.photo.malformed")),
-                )
-                .await
-            }
-        };
-        if field.name() != Some("photo") {
-            continue;
+    let parts = match multipart::read(form, |name| if name == "photo" { limit } else { 1024 }).await
+    {
+        Ok(p) => p,
+        Err(UploadError::TooLarge { .. }) => {
+            let m = crate::i18n::Msg::new("err.photo.too_large").with("mb", limit / 1_000_000);
+            return render_order(
+                &ui,
+                &actor,
+                id,
+                Some(&ui.msg(&m)),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+            .await;
         }
-        let mut buf = Vec::new();
-        while let Some(chunk) = field.next().await {
-            match chunk {
-                Ok(b) if buf.len() + b.len() <= limit => buf.extend_from_slice(&b),
-                Ok(_) => {
-                    return render_order(
-                        &ui,
-                        &actor,
-                        id,
-                        Some(&format!("max {} MB", limit / 1_000_000)),
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                    )
-                    .await
-                }
-                Err(_) => {
-                    return after(
-                        &ui,
-                        &actor,
-                        id,
-                        Err(DomainError::invalid("err.photo.malformed")),
-                    )
-                    .await
-                }
-            }
+        Err(UploadError::Malformed) => {
+            return after(
+                &ui,
+                &actor,
+                id,
+                Err(DomainError::invalid("err.photo.malformed")),
+            )
+            .await
         }
-        data = Some(buf);
-        break;
-    }
-    let Some(data) = data else {
+    };
+    let Some(data) = parts
+        .into_iter()
+        .find(|p| p.name == "photo")
+        .map(|p| p.bytes)
+    else {
         return after(
             &ui,
             &actor,
