@@ -104,6 +104,85 @@ enum Op {
     Rule {
         y: f32,
     },
+    Image {
+        index: usize,
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+    },
+}
+
+/// A picture ready for the PDF: JPEG bytes as they are (DCTDecode), or decoded pixels
+/// with an optional alpha mask.
+enum Picture {
+    Jpeg {
+        data: Vec<u8>,
+        components: u8,
+    },
+    Pixels {
+        rgb: Vec<u8>,
+        alpha: Option<Vec<u8>>,
+    },
+}
+
+struct Image {
+    width: u32,
+    height: u32,
+    picture: Picture,
+}
+
+/// Width, height and colour components of a baseline or progressive JPEG (its SOF marker).
+fn jpeg_info(b: &[u8]) -> Option<(u32, u32, u8)> {
+    let mut i = 2;
+    while i + 9 < b.len() {
+        if b[i] != 0xFF {
+            return None;
+        }
+        let marker = b[i + 1];
+        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        if matches!(marker, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF) {
+            let h = u16::from_be_bytes([b[i + 5], b[i + 6]]) as u32;
+            let w = u16::from_be_bytes([b[i + 7], b[i + 8]]) as u32;
+            return Some((w, h, b[i + 9]));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// Decodes a PNG to 8-bit RGB plus alpha (when it has one).
+fn png_pixels(b: &[u8]) -> Option<(u32, u32, Picture)> {
+    let mut d = png::Decoder::new(std::io::Cursor::new(b));
+    d.set_transformations(png::Transformations::normalize_to_color8());
+    let mut r = d.read_info().ok()?;
+    let mut buf = vec![0; r.output_buffer_size()];
+    let info = r.next_frame(&mut buf).ok()?;
+    let px = &buf[..info.buffer_size()];
+    let (mut rgb, mut alpha) = (Vec::new(), Vec::new());
+    for chunk in match info.color_type {
+        png::ColorType::Rgb => px.chunks(3),
+        png::ColorType::Rgba => px.chunks(4),
+        png::ColorType::Grayscale => px.chunks(1),
+        png::ColorType::GrayscaleAlpha => px.chunks(2),
+        png::ColorType::Indexed => return None,
+    } {
+        match chunk {
+            [r, g, b] => rgb.extend([*r, *g, *b]),
+            [r, g, b, a] => {
+                rgb.extend([*r, *g, *b]);
+                alpha.push(*a);
+            }
+            [v] => rgb.extend([*v, *v, *v]),
+            [v, a] => {
+                rgb.extend([*v, *v, *v]);
+                alpha.push(*a);
+            }
+            _ => return None,
+        }
+    }
+    let alpha = (!alpha.is_empty()).then_some(alpha);
+    Some((info.width, info.height, Picture::Pixels { rgb, alpha }))
 }
 
 /// A document being laid out, top to bottom; pages break by themselves.
@@ -114,6 +193,7 @@ pub struct Document {
     y: f32,
     /// Per font, the characters behind each glyph used (for the ToUnicode map).
     used: [BTreeMap<u16, char>; 2],
+    images: Vec<Image>,
 }
 
 /// Options of a run of text.
@@ -166,7 +246,50 @@ impl Document {
             pages: vec![Vec::new()],
             y: PAGE_H - MARGIN,
             used: [BTreeMap::new(), BTreeMap::new()],
+            images: Vec::new(),
         }
+    }
+
+    /// Places a PNG or JPEG picture at the left margin, at most `max_w` × `max_h` points
+    /// with its proportions kept. Returns false (and places nothing) for bytes that are
+    /// neither, so a bad logo never stops a document.
+    pub fn image(&mut self, bytes: &[u8], max_w: f32, max_h: f32) -> bool {
+        let decoded = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            jpeg_info(bytes).map(|(w, h, components)| {
+                (
+                    w,
+                    h,
+                    Picture::Jpeg {
+                        data: bytes.to_vec(),
+                        components,
+                    },
+                )
+            })
+        } else {
+            png_pixels(bytes)
+        };
+        let Some((width, height, picture)) = decoded.filter(|(w, h, _)| *w > 0 && *h > 0) else {
+            return false;
+        };
+        let scale = (max_w / width as f32).min(max_h / height as f32);
+        let (w, h) = (width as f32 * scale, height as f32 * scale);
+        self.room(h);
+        self.y -= h;
+        let index = self.images.len();
+        self.images.push(Image {
+            width,
+            height,
+            picture,
+        });
+        let y = self.y;
+        self.pages.last_mut().expect("a page").push(Op::Image {
+            index,
+            x: MARGIN,
+            y,
+            w,
+            h,
+        });
+        true
     }
 
     fn new_page(&mut self) {
@@ -357,6 +480,50 @@ impl Document {
             font_refs.push(Some(type0));
         }
 
+        // Pictures: one XObject each (and a soft mask for a PNG's alpha).
+        let mut image_refs = Vec::with_capacity(self.images.len());
+        for img in std::mem::take(&mut self.images) {
+            let id = next();
+            image_refs.push(id);
+            match img.picture {
+                Picture::Jpeg { data, components } => {
+                    let mut x = pdf.image_xobject(id, &data);
+                    x.filter(Filter::DctDecode);
+                    x.width(img.width as i32)
+                        .height(img.height as i32)
+                        .bits_per_component(8);
+                    match components {
+                        1 => x.color_space().device_gray(),
+                        4 => x.color_space().device_cmyk(),
+                        _ => x.color_space().device_rgb(),
+                    };
+                }
+                Picture::Pixels { rgb, alpha } => {
+                    let mask = alpha.map(|a| {
+                        let m = next();
+                        let packed = deflate(&a);
+                        let mut x = pdf.image_xobject(m, &packed);
+                        x.filter(Filter::FlateDecode);
+                        x.width(img.width as i32)
+                            .height(img.height as i32)
+                            .bits_per_component(8);
+                        x.color_space().device_gray();
+                        m
+                    });
+                    let packed = deflate(&rgb);
+                    let mut x = pdf.image_xobject(id, &packed);
+                    x.filter(Filter::FlateDecode);
+                    x.width(img.width as i32)
+                        .height(img.height as i32)
+                        .bits_per_component(8);
+                    x.color_space().device_rgb();
+                    if let Some(m) = mask {
+                        x.s_mask(m);
+                    }
+                }
+            }
+        }
+
         let mut kids = Vec::with_capacity(n);
         let encode = |remap: &subsetter::GlyphRemapper, glyphs: &[u16]| -> Vec<u8> {
             let mut b = Vec::with_capacity(glyphs.len() * 2);
@@ -397,6 +564,12 @@ impl Document {
                         c.line_to(PAGE_W - MARGIN, *y);
                         c.stroke();
                     }
+                    Op::Image { index, x, y, w, h } => {
+                        c.save_state();
+                        c.transform([*w, 0.0, 0.0, *h, *x, *y]);
+                        c.x_object(Name(format!("Im{index}").as_bytes()));
+                        c.restore_state();
+                    }
                 }
             }
             let bytes = encode(&remaps[0], &footers[i]);
@@ -414,6 +587,12 @@ impl Document {
                 .parent(tree)
                 .contents(contents);
             let mut res = p.resources();
+            if !image_refs.is_empty() {
+                let mut xs = res.x_objects();
+                for (i, r) in image_refs.iter().enumerate() {
+                    xs.pair(Name(format!("Im{i}").as_bytes()), *r);
+                }
+            }
             let mut fonts = res.fonts();
             for (s, r) in [Style::Regular, Style::Bold].iter().zip(&font_refs) {
                 if let Some(r) = r {
@@ -490,6 +669,54 @@ fn wrap(text: &str, style: Style, size: f32, width: f32) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn png(w: u32, h: u32, color: png::ColorType) -> Vec<u8> {
+        let mut out = Vec::new();
+        let channels = match color {
+            png::ColorType::Rgba => 4,
+            png::ColorType::Grayscale => 1,
+            _ => 3,
+        };
+        {
+            let mut e = png::Encoder::new(&mut out, w, h);
+            e.set_color(color);
+            e.set_depth(png::BitDepth::Eight);
+            let mut wr = e.write_header().unwrap();
+            wr.write_image_data(&vec![128u8; (w * h * channels) as usize])
+                .unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn pictures_are_placed_with_their_proportions_and_bad_bytes_are_skipped() {
+        let mut d = Document::new("t", "f");
+        assert!(d.image(&png(40, 20, png::ColorType::Rgba), 100.0, 100.0));
+        assert!(d.image(&png(10, 30, png::ColorType::Grayscale), 100.0, 30.0));
+        // A JPEG is passed through: only its SOF header is read.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0];
+        jpeg.extend([0xFF, 0xC0, 0, 11, 8, 0, 50, 0, 100, 3, 0, 0, 0, 0]);
+        assert_eq!(jpeg_info(&jpeg), Some((100, 50, 3)));
+        assert!(d.image(&jpeg, 50.0, 50.0));
+        assert!(!d.image(b"not a picture", 50.0, 50.0));
+        assert!(!d.image(&[0xFF, 0xD8, 0xFF, 0x00], 50.0, 50.0));
+        let sizes: Vec<(f32, f32)> = d.pages[0]
+            .iter()
+            .filter_map(|op| match op {
+                Op::Image { w, h, .. } => Some((*w, *h)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes, vec![(100.0, 50.0), (10.0, 30.0), (50.0, 25.0)]);
+        let pdf = d.finish();
+        let text = String::from_utf8_lossy(&pdf);
+        assert_eq!(
+            text.matches("/Subtype /Image").count(),
+            4,
+            "3 pictures and 1 mask"
+        );
+        assert!(text.contains("/SMask") && text.contains("/DCTDecode"));
+    }
 
     #[test]
     fn long_words_and_lines_wrap_within_the_width() {

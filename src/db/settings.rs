@@ -27,3 +27,8 @@ pub fn all(c: &Connection) -> DbResult<Vec<(String, String)>> {
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+pub fn delete(c: &Connection, key: &str) -> DbResult<()> {
+    c.execute("DELETE FROM settings WHERE key = ?1", [key])?;
+    Ok(())
+}

@@ -223,16 +223,30 @@ pub async fn receipt_pdf(
 ) -> DomainResult<Vec<u8>> {
     let v = orders.view(actor, order).await?;
     let shop = super::shop::load(db).await?;
-    tokio::task::spawn_blocking(move || render_receipt(&shop, &v, Tr::new(lang), &clock))
-        .await
-        .map_err(|e| DomainError::Db(crate::db::DbError::Task(e.to_string())))
+    let logo = super::shop::logo(db).await?;
+    tokio::task::spawn_blocking(move || {
+        render_receipt(&shop, logo.as_ref(), &v, Tr::new(lang), &clock)
+    })
+    .await
+    .map_err(|e| DomainError::Db(crate::db::DbError::Task(e.to_string())))
 }
 
 /// Lays out the intake receipt: the shop, the order's facts, the terms, the signatures.
-pub fn render_receipt(shop: &ShopSettings, v: &OrderView, tr: Tr, clock: &ShopClock) -> Vec<u8> {
+pub fn render_receipt(
+    shop: &ShopSettings,
+    logo: Option<&super::shop::Logo>,
+    v: &OrderView,
+    tr: Tr,
+    clock: &ShopClock,
+) -> Vec<u8> {
     let o = &v.order;
     let title = format!("{} № {}", tr.t("print.receipt"), o.number);
     let mut d = Document::new(&title, &format!("{} · {title}", shop.name));
+    if let Some(l) = logo {
+        if d.image(&l.bytes, 170.0, 56.0) {
+            d.gap(6.0);
+        }
+    }
     d.text(&shop.name, Run::BODY.bold().size(16.0));
     let contact = [
         shop.address.as_str(),
@@ -260,7 +274,7 @@ pub fn render_receipt(shop: &ShopSettings, v: &OrderView, tr: Tr, clock: &ShopCl
         o.brand,
         o.model
     );
-    let facts: [(&str, String); 10] = [
+    let facts: [(&str, String); 11] = [
         ("orders.created", clock.format_datetime(o.created_at)),
         ("orders.customer", format!("{} {phone}", o.customer_name)),
         ("orders.device", device.trim().to_string()),
@@ -276,6 +290,14 @@ pub fn render_receipt(shop: &ShopSettings, v: &OrderView, tr: Tr, clock: &ShopCl
                 .unwrap_or_default(),
         ),
         ("orders.paid", shop.money(o.paid)),
+        (
+            if v.balance < 0 {
+                "desk.overpayment"
+            } else {
+                "desk.to_pay"
+            },
+            shop.money(v.balance.abs()),
+        ),
     ];
     for (k, value) in facts {
         if value.trim().is_empty() {
@@ -283,9 +305,10 @@ pub fn render_receipt(shop: &ShopSettings, v: &OrderView, tr: Tr, clock: &ShopCl
         }
         d.text(&format!("{}: {value}", tr.t(k)), Run::BODY);
     }
-    if !shop.terms.trim().is_empty() {
+    let terms = shop.terms_for(tr.lang);
+    if !terms.trim().is_empty() {
         d.gap(10.0);
-        d.text(&shop.terms, Run::BODY.size(9.0).gray(0.2));
+        d.text(terms, Run::BODY.size(9.0).gray(0.2));
     }
     d.gap(24.0);
     d.text(

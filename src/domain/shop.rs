@@ -201,3 +201,106 @@ pub async fn save(store: &Store, by: &Actor, mut s: ShopSettings) -> DomainResul
     store.clock().set_zone(&zone)?;
     Ok(())
 }
+
+/// The shop's logo, for receipts and labels: PNG or JPEG (what every printer path and
+/// the PDF receipt can carry), judged by its bytes.
+#[derive(Debug, Clone)]
+pub struct Logo {
+    pub mime: &'static str,
+    pub bytes: Vec<u8>,
+    /// A short hash of the bytes: the logo's URL carries it, so browsers may cache it.
+    pub version: String,
+}
+
+/// A logo is printed a few centimetres wide; more than this is a photo, not a logo.
+pub const MAX_LOGO_BYTES: usize = 512 * 1024;
+const LOGO_KEY: &str = "shop.logo";
+
+#[derive(Serialize, Deserialize)]
+struct StoredLogo {
+    mime: String,
+    version: String,
+    /// Base64: the settings table holds text, and the logo then travels with the database
+    /// (backups, replication) like every other setting.
+    data: String,
+}
+
+fn logo_mime(b: &[u8]) -> Option<&'static str> {
+    match super::orders::sniff_image(b) {
+        Some((m @ ("image/png" | "image/jpeg"), _)) => Some(m),
+        _ => None,
+    }
+}
+
+/// The stored logo, if one was uploaded.
+pub fn logo_in(c: &crate::db::Conn) -> crate::db::DbResult<Option<Logo>> {
+    use base64::Engine;
+    let Some(raw) = q::get(c, LOGO_KEY)? else {
+        return Ok(None);
+    };
+    let Ok(s) = serde_json::from_str::<StoredLogo>(&raw) else {
+        return Ok(None);
+    };
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s.data) else {
+        return Ok(None);
+    };
+    Ok(logo_mime(&bytes).map(|mime| Logo {
+        mime,
+        bytes,
+        version: s.version,
+    }))
+}
+
+pub async fn logo(db: &Db) -> DomainResult<Option<Logo>> {
+    Ok(db.read(logo_in).await?)
+}
+
+/// Replaces the logo (`None` removes it).
+pub async fn set_logo(store: &Store, by: &Actor, bytes: Option<Vec<u8>>) -> DomainResult<()> {
+    use base64::Engine;
+    use sha2::Digest;
+    if !by.can(super::Action::ManageSettings) {
+        return Err(DomainError::Forbidden);
+    }
+    let stored = match bytes {
+        None => None,
+        Some(b) if b.len() > MAX_LOGO_BYTES => {
+            return Err(DomainError::invalid(
+                Msg::new("err.shop.logo_too_large").with("kb", MAX_LOGO_BYTES / 1024),
+            ))
+        }
+        Some(b) => {
+            let mime = logo_mime(&b).ok_or_else(|| DomainError::invalid("err.shop.logo_kind"))?;
+            let version = hex::encode(&sha2::Sha256::digest(&b)[..6]);
+            let s = StoredLogo {
+                mime: mime.into(),
+                version,
+                data: base64::engine::general_purpose::STANDARD.encode(&b),
+            };
+            Some(serde_json::to_string(&s).expect("logo serialises"))
+        }
+    };
+    store
+        .write(by, move |tx| {
+            match &stored {
+                Some(json) => q::set(tx, LOGO_KEY, json, tx.now())?,
+                None if q::get(tx, LOGO_KEY)?.is_none() => {
+                    return Err(DomainError::invalid("err.shop.no_logo"))
+                }
+                None => q::delete(tx, LOGO_KEY)?,
+            }
+            tx.log(
+                if stored.is_some() { "update" } else { "delete" },
+                "settings",
+                None,
+                serde_json::json!({"key": LOGO_KEY}),
+            );
+            tx.emit(crate::events::Event::new(
+                "settings.updated",
+                serde_json::json!({"key": LOGO_KEY}),
+                crate::events::Audience::Everyone,
+            ));
+            Ok(())
+        })
+        .await
+}

@@ -112,6 +112,9 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/users/{id}/password", Allowed(ManageUsers), pages::users::reset_password);
     r.add(get(), "/settings", Allowed(ManageSettings), pages::settings::show);
     r.add(post(), "/settings/shop", Allowed(ManageSettings), pages::settings::save_shop);
+    r.add(post(), "/settings/logo", Allowed(ManageSettings), pages::settings::upload_logo);
+    r.add(post(), "/settings/logo/remove", Allowed(ManageSettings), pages::settings::remove_logo);
+    r.add(get(), "/shop/logo", Allowed(ViewDashboard), pages::settings::logo);
     r.add(get(), "/api/v1/settings/shop", Allowed(ManageSettings), api::settings::get_shop);
     r.add(Method::PUT, "/api/v1/settings/shop", Allowed(ManageSettings), api::settings::save_shop);
     r.add(post(), "/settings/workflow", Allowed(ManageWorkflow), pages::settings::save_workflow);

@@ -804,7 +804,10 @@ async fn photos_are_type_checked_size_limited_and_scoped() {
     let r = upload(big, "big.jpg").await.unwrap();
     assert_eq!(r.status(), 413);
     let page = r.text().await.unwrap();
-    assert!(page.contains("8 MB"), "the limit is named, in the reader's words");
+    assert!(
+        page.contains("8 MB"),
+        "the limit is named, in the reader's words"
+    );
     // Without the CSRF token: refused.
     let form = reqwest::multipart::Form::new().part(
         "photo",

@@ -723,3 +723,127 @@ async fn an_unlock_code_reaches_the_master_and_no_one_else() {
     let (_, v) = usta1.get(&format!("/api/v1/orders/{id}")).await;
     assert!(v.get("unlock").is_none(), "{v}");
 }
+
+fn png_logo(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut e = png::Encoder::new(&mut out, w, h);
+        e.set_color(png::ColorType::Rgba);
+        e.set_depth(png::BitDepth::Eight);
+        let mut wr = e.write_header().unwrap();
+        wr.write_image_data(&vec![200u8; (w * h * 4) as usize])
+            .unwrap();
+    }
+    out
+}
+
+/// The shop's logo: uploaded by the admin (PNG or JPEG by its bytes, at most 512 KB),
+/// printed at the top of every receipt paper and in the PDF receipt.
+#[tokio::test]
+async fn the_shop_logo_is_checked_and_printed_on_receipts() {
+    let app = TestApp::spawn().await;
+    let (_, oper, ..) = shop(&app).await;
+    let cu = new_customer(&oper, "Dilnoza", "90 123 45 67").await;
+    let id = new_order(&oper, cu, json!({"estimate": 100000})).await["id"]
+        .as_i64()
+        .unwrap();
+    let admin = app.login_admin().await;
+    let upload = |s: &Session, bytes: Vec<u8>, name: &'static str| {
+        let form = reqwest::multipart::Form::new().part(
+            "logo",
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        );
+        s.client
+            .post(s.url(&format!("/settings/logo?_csrf={}", s.csrf)))
+            .multipart(form)
+            .send()
+    };
+    // Refused: text named .png, a WebP, an oversized file, an operator.
+    let r = upload(&admin, b"<svg onload=alert(1)>".to_vec(), "logo.png")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("PNG or JPEG"));
+    let mut webp = b"RIFF\0\0\0\0WEBPVP8 ".to_vec();
+    webp.resize(64, 0);
+    assert_eq!(
+        upload(&admin, webp, "logo.webp").await.unwrap().status(),
+        422
+    );
+    let mut big = png_logo(4, 4);
+    big.resize(600 * 1024, 0);
+    let r = upload(&admin, big, "big.png").await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("512 KB"));
+    let desk = app.login("oper", "oper-pass-1").await;
+    assert_eq!(
+        upload(&desk, png_logo(4, 4), "l.png")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        admin.get("/shop/logo").await.status(),
+        404,
+        "nothing stored"
+    );
+
+    let logo = png_logo(120, 40);
+    assert_eq!(
+        upload(&admin, logo.clone(), "logo.png")
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    let page = admin.get("/settings").await.text().await.unwrap();
+    assert!(page.contains("id=\"logo-preview\""));
+    let r = desk.get("/shop/logo").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), logo);
+    for width in ["a4", "80mm", "58mm"] {
+        let receipt = desk
+            .get(&format!("/orders/{id}/receipt?width={width}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(receipt.contains("id=\"shop-logo\""), "{width}");
+    }
+    // The PDF receipt (what the inbox attaches) carries it too, with its transparency.
+    let ctx = &app.running().ctx;
+    let actor = crm::domain::Actor {
+        user_id: 1,
+        username: "admin".into(),
+        display_name: "admin".into(),
+        role: Role::Admin,
+        language: Language::Ru,
+    };
+    let pdf = crm::domain::documents::receipt_pdf(
+        &ctx.orders,
+        &ctx.db,
+        ctx.clock.get(),
+        &actor,
+        id,
+        Language::Ru,
+    )
+    .await
+    .unwrap();
+    let raw = String::from_utf8_lossy(&pdf);
+    assert!(raw.contains("/Subtype /Image") && raw.contains("/SMask"));
+
+    // Removed: gone from the receipts.
+    let r = admin.post_form("/settings/logo/remove", &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(desk.get("/shop/logo").await.status(), 404);
+    let receipt = desk
+        .get(&format!("/orders/{id}/receipt"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!receipt.contains("shop-logo"));
+}

@@ -81,6 +81,8 @@ enum Body {
     Json(Value),
     /// A multipart upload of one `photo` file.
     Photo(Vec<u8>, &'static str),
+    /// A file in the named multipart field: (field, bytes, file name).
+    Upload(&'static str, Vec<u8>, &'static str),
     /// A multipart form of text fields.
     Multipart(Vec<(String, String)>),
     /// A multipart upload of one `file` (customer imports).
@@ -1059,6 +1061,27 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 ),
             ]
         }
+        ("POST", "/settings/logo") => {
+            let mut png = Vec::new();
+            {
+                let mut e = png::Encoder::new(&mut png, 2, 2);
+                e.set_color(png::ColorType::Rgb);
+                let mut w = e.write_header().unwrap();
+                w.write_image_data(&[0u8; 12]).unwrap();
+            }
+            vec![
+                bad(
+                    "/settings/logo",
+                    Upload("logo", b"GIF89a not ours".to_vec(), "l.gif"),
+                ),
+                good("/settings/logo", Upload("logo", png, "logo.png")),
+            ]
+        }
+        // The upload's case (just before) left a logo: removed once, then nothing to remove.
+        ("POST", "/settings/logo/remove") => vec![
+            good("/settings/logo/remove", Empty),
+            bad("/settings/logo/remove", Empty),
+        ],
         ("POST", "/settings/shop") => {
             let f = |prefix: &str| {
                 form(&[
@@ -1942,6 +1965,15 @@ async fn send(fx: &Fx, s: &Step) -> (u16, String) {
                 sess.client
                     .post(sess.url(&format!("{}?_csrf={}", s.path, sess.csrf)))
                     .multipart(reqwest::multipart::Form::new().part("photo", part))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+            Body::Upload(field, bytes, name) => {
+                let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(*name);
+                sess.client
+                    .post(sess.url(&format!("{}?_csrf={}", s.path, sess.csrf)))
+                    .multipart(reqwest::multipart::Form::new().part(*field, part))
                     .send()
                     .await
                     .unwrap()

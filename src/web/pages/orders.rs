@@ -1349,6 +1349,7 @@ async fn print(ui: Ui, actor: Actor, id: i64, paper: Paper, act: bool) -> HttpRe
         Err(e) => return fail(&ui, e),
     };
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
+    let logo = crate::domain::shop::logo(&ctx.db).await.ok().flatten();
     let o = &v.order;
     // The intake receipt links the customer's Telegram with a one-time code; the order
     // number alone links nothing (issue 14).
@@ -1379,6 +1380,7 @@ async fn print(ui: Ui, actor: Actor, id: i64, paper: Paper, act: bool) -> HttpRe
             body class=(paper.class()) {
                 (print_tools(&ui, o.id, paper))
                 header.shop {
+                    @if let Some(l) = &logo { img.shop-logo #shop-logo src=(format!("/shop/logo?v={}", l.version)) alt=""; }
                     h1 { (shop.name) }
                     p { (shop.address) @if !shop.phone.is_empty() { " · " (shop.phone) } @if !shop.hours.is_empty() { " · " (shop.hours) } }
                 }

@@ -23,6 +23,7 @@ async fn render(
     let ctx = &ui.state.ctx;
     let statuses = ctx.orders.statuses().await.unwrap_or_default();
     let transitions = ctx.orders.transitions().await.unwrap_or_default();
+    let logo = crate::domain::shop::logo(&ctx.db).await.ok().flatten();
     html_status(
         status,
         page(
@@ -61,6 +62,24 @@ async fn render(
                     datalist #time-zones { @for z in crate::domain::clock::zone_names() { option value=(z) {} } }
                     p.muted { (ui.tr.f("clock.time_zone_help", &[("now", &ui.datetime(ui.clock().now()))])) }
                     button.primary type="submit" { (ui.t("common.save")) }
+                }
+                section.card #logo-card {
+                    h2 { (ui.t("desk.logo")) }
+                    @if let Some(l) = &logo {
+                        img #logo-preview src=(format!("/shop/logo?v={}", l.version)) alt=(ui.t("desk.logo")) height="60";
+                    }
+                    form #logo-form method="post" action="/settings/logo" enctype="multipart/form-data" {
+                        (csrf_field(ui))
+                        label for="logo" { (ui.t("desk.logo_hint")) }
+                        input #logo name="logo" type="file" accept="image/png,image/jpeg" required;
+                        button type="submit" { (ui.t("desk.logo_upload")) }
+                    }
+                    @if logo.is_some() {
+                        form #logo-remove method="post" action="/settings/logo/remove" {
+                            (csrf_field(ui))
+                            button.danger type="submit" { (ui.t("desk.logo_remove")) }
+                        }
+                    }
                 }
                 form.card #workflow-form method="post" action="/settings/workflow" {
                     (csrf_field(ui))
@@ -156,6 +175,75 @@ pub async fn save_workflow(ui: Ui, actor: Actor, body: web::Bytes) -> HttpRespon
             )
             .await
         }
+        Err(err) => PageError { err, tr: ui.tr }.error_response(),
+    }
+}
+
+async fn logo_refused(ui: &Ui, message: &str, status: StatusCode) -> HttpResponse {
+    let shop = crate::domain::shop::load(&ui.state.ctx.db)
+        .await
+        .unwrap_or_default();
+    render(ui, &shop, None, Some(message), status).await
+}
+
+/// Uploads the shop's logo (multipart `logo`), printed on receipts and labels.
+pub async fn upload_logo(ui: Ui, actor: Actor, form: actix_multipart::Multipart) -> HttpResponse {
+    use crate::domain::shop::MAX_LOGO_BYTES;
+    use crate::web::multipart::{self, UploadError};
+    let parts =
+        match multipart::read(form, |n| if n == "logo" { MAX_LOGO_BYTES } else { 1024 }).await {
+            Ok(p) => p,
+            Err(UploadError::TooLarge { .. }) => {
+                let m = crate::i18n::Msg::new("err.shop.logo_too_large")
+                    .with("kb", MAX_LOGO_BYTES / 1024);
+                return logo_refused(&ui, &ui.msg(&m), StatusCode::PAYLOAD_TOO_LARGE).await;
+            }
+            Err(UploadError::Malformed) => {
+                let m = crate::i18n::Msg::new("err.shop.logo_malformed");
+                return logo_refused(&ui, &ui.msg(&m), StatusCode::BAD_REQUEST).await;
+            }
+        };
+    let bytes = parts
+        .into_iter()
+        .find(|p| p.name == "logo" && !p.bytes.is_empty())
+        .map(|p| p.bytes);
+    let Some(bytes) = bytes else {
+        let m = crate::i18n::Msg::new("err.shop.logo_kind");
+        return logo_refused(&ui, &ui.msg(&m), StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    match crate::domain::shop::set_logo(&ui.state.ctx.store, &actor, Some(bytes)).await {
+        Ok(()) => redirect("/settings?saved=1"),
+        Err(DomainError::Invalid(m)) => {
+            logo_refused(&ui, &ui.msg(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(err) => PageError { err, tr: ui.tr }.error_response(),
+    }
+}
+
+pub async fn remove_logo(ui: Ui, actor: Actor) -> HttpResponse {
+    match crate::domain::shop::set_logo(&ui.state.ctx.store, &actor, None).await {
+        Ok(()) => redirect("/settings?saved=1"),
+        Err(DomainError::Invalid(m)) => {
+            logo_refused(&ui, &ui.msg(&m), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(err) => PageError { err, tr: ui.tr }.error_response(),
+    }
+}
+
+/// The logo's bytes. Its URL carries the version, so it may be cached for long; the type
+/// is the one judged from the bytes at upload.
+pub async fn logo(ui: Ui) -> HttpResponse {
+    match crate::domain::shop::logo(&ui.state.ctx.db).await {
+        Ok(Some(l)) => HttpResponse::Ok()
+            .content_type(l.mime)
+            .insert_header(("Cache-Control", "private, max-age=86400"))
+            .insert_header(("X-Content-Type-Options", "nosniff"))
+            .body(l.bytes),
+        Ok(None) => PageError {
+            err: DomainError::NotFound,
+            tr: ui.tr,
+        }
+        .error_response(),
         Err(err) => PageError { err, tr: ui.tr }.error_response(),
     }
 }
