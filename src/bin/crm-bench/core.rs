@@ -44,7 +44,10 @@ fn report(name: &str, v: &[Duration]) {
     println!("{name}_p99_ms={}", ms(percentile(v, 99.0)));
 }
 
-fn prepare(args: &[String], bin: &Path) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+pub(crate) fn prepare(
+    args: &[String],
+    bin: &Path,
+) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
     if let Some(d) = arg(args, "--data-dir") {
         return Ok((PathBuf::from(d), None));
     }
@@ -74,7 +77,7 @@ fn prepare(args: &[String], bin: &Path) -> anyhow::Result<(PathBuf, Option<tempf
     Ok((tmp.path().to_path_buf(), Some(tmp)))
 }
 
-fn login(addr: SocketAddr) -> anyhow::Result<String> {
+pub(crate) fn login(addr: SocketAddr) -> anyhow::Result<String> {
     let page = request(addr, "GET", "/login", &[], "")?;
     let pre = page.cookies();
     let token = csrf(&page.body).ok_or_else(|| anyhow::anyhow!("no CSRF field"))?;
