@@ -64,10 +64,19 @@ pub enum Action {
     ManageInbox,
     /// Import customers from files, undo an import (issue 18).
     ImportCustomers,
+    /// Work call lists from one's queue: take items, call them, record outcomes; see
+    /// one's own daily progress (issue 18).
+    WorkCallLists,
+    /// Build and change call lists, the outcome codes and the daily targets.
+    ManageCallLists,
+    /// The team's daily progress.
+    ViewTeamProgress,
+    /// An outcome and a note on a call one took or placed (the wrap-up).
+    WrapUpCalls,
 }
 
 impl Action {
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 34] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -98,6 +107,10 @@ impl Action {
         Action::DeleteConversations,
         Action::ManageInbox,
         Action::ImportCustomers,
+        Action::WorkCallLists,
+        Action::ManageCallLists,
+        Action::ViewTeamProgress,
+        Action::WrapUpCalls,
     ];
 }
 
@@ -123,6 +136,8 @@ pub fn can(role: Role, action: Action) -> bool {
                 | ViewConversations
                 | ReplyConversations
                 | ExportConversations
+                | WorkCallLists
+                | WrapUpCalls
         ),
         Role::Master => matches!(
             action,
@@ -133,6 +148,7 @@ pub fn can(role: Role, action: Action) -> bool {
                 | PlaceCalls
                 | ViewConversations
                 | ReplyConversations
+                | WrapUpCalls
         ),
     }
 }
