@@ -3,6 +3,7 @@
 mod support;
 
 mod browser;
+mod call_lists;
 mod calls;
 mod calls_browser;
 mod changes;
