@@ -99,10 +99,7 @@ impl AppContext {
             customers: Customers::new(store.clone()),
             imports: crate::domain::imports::Imports::new(store.clone()),
             segments: crate::domain::segments::Segments::new(store.clone()),
-            call_lists: crate::domain::call_lists::CallLists::new(
-                store.clone(),
-                telephony.clone(),
-            ),
+            call_lists: crate::domain::call_lists::CallLists::new(store.clone(), telephony.clone()),
             orders: Orders::new(store.clone()),
             calls: Calls::new(db.clone(), events.clone(), clock.clone()),
             db,

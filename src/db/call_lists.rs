@@ -62,9 +62,11 @@ pub fn outcomes(c: &Connection) -> DbResult<Vec<OutcomeRow>> {
 }
 
 pub fn outcome(c: &Connection, code: &str) -> DbResult<Option<OutcomeRow>> {
-    Ok(c.prepare_cached(&format!("{OUTCOME_SELECT} WHERE code = ?1"))?
-        .query_row([code], outcome_from)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("{OUTCOME_SELECT} WHERE code = ?1"))?
+            .query_row([code], outcome_from)
+            .optional()?,
+    )
 }
 
 /// Adds or changes (by code) an outcome. Returns its id.
@@ -509,9 +511,11 @@ pub fn items(
 }
 
 pub fn item_by_call(c: &Connection, call_id: &str) -> DbResult<Option<ItemRow>> {
-    Ok(c.prepare_cached(&format!("{ITEM_SELECT} WHERE i.call_id = ?1"))?
-        .query_row([call_id], item_from)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("{ITEM_SELECT} WHERE i.call_id = ?1"))?
+            .query_row([call_id], item_from)
+            .optional()?,
+    )
 }
 
 /// The item `user` holds now, if any.
@@ -697,7 +701,9 @@ pub fn day_counts(c: &Connection, user: i64, from: i64, to: i64) -> DbResult<Day
              WHERE k.direction <> 'inbound' AND k.started_ms >= ?2 AND k.started_ms < ?3
                AND k.from_number IN (SELECT number FROM sip_extensions WHERE user_id = ?1)",
         )?
-        .query_row(params![user, from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(params![user, from_ms, to_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let talk_ms: i64 = c
         .prepare_cached(
             "SELECT coalesce(sum(k.talk_ms), 0) FROM calls k
@@ -745,7 +751,9 @@ pub fn reached_outcomes(c: &Connection, user: i64, from: i64, to: i64) -> DbResu
     .query_row(params![user, from, to], |r| r.get(0))?)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct Targets {
     pub calls: i64,
@@ -780,7 +788,14 @@ pub fn set_targets(c: &Connection, user: i64, t: &Targets) -> DbResult<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (user_id) DO UPDATE SET calls = ?2, reached = ?3, talk_minutes = ?4,
             orders = ?5, payments = ?6",
-        params![user, t.calls, t.reached, t.talk_minutes, t.orders, t.payments],
+        params![
+            user,
+            t.calls,
+            t.reached,
+            t.talk_minutes,
+            t.orders,
+            t.payments
+        ],
     )?;
     Ok(())
 }

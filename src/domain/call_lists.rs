@@ -25,7 +25,9 @@ pub const MAX_ITEMS: usize = 200_000;
 const MAX_TEXT: usize = 4000;
 const DAY: i64 = 86_400;
 
-pub const SOURCES: [&str; 6] = ["segment", "missed", "ready", "overdue", "warranty", "import"];
+pub const SOURCES: [&str; 6] = [
+    "segment", "missed", "ready", "overdue", "warranty", "import",
+];
 pub const ASSIGNMENTS: [&str; 4] = ["pool", "round_robin", "branch", "language"];
 pub const EFFECTS: [&str; 5] = ["done", "retry_no_answer", "retry_busy", "callback", "wrong"];
 
@@ -283,12 +285,7 @@ fn source_rows(tx: &Tx, n: &NewList) -> DomainResult<Vec<SourceRow>> {
         }
     };
     let days = |default: i64| -> DomainResult<i64> {
-        range(
-            n.source_ref.unwrap_or(default),
-            "call_lists.days",
-            0,
-            3650,
-        )
+        range(n.source_ref.unwrap_or(default), "call_lists.days", 0, 3650)
     };
     Ok(match n.source.as_str() {
         "segment" => {
@@ -801,8 +798,7 @@ impl CallLists {
                         Some(o) => Some(o),
                         None => q::latest_order(c, cid)?,
                     };
-                    if let Some((n, d)) = oid.map(|o| q::order_facts(c, o)).transpose()?.flatten()
-                    {
+                    if let Some((n, d)) = oid.map(|o| q::order_facts(c, o)).transpose()?.flatten() {
                         order = n;
                         device = d;
                     }
@@ -938,7 +934,12 @@ impl CallLists {
 
     /// The wrap-up of any call: an outcome, a note and a follow-up date on the call (and
     /// on the call-list item it was placed for, when `by` holds it).
-    pub async fn wrap_up(&self, by: &Actor, call_id: &str, input: OutcomeInput) -> DomainResult<()> {
+    pub async fn wrap_up(
+        &self,
+        by: &Actor,
+        call_id: &str,
+        input: OutcomeInput,
+    ) -> DomainResult<()> {
         let uid = by.user_id;
         let admin = by.role == crate::model::Role::Admin;
         let note = text(&input.note, "call_lists.note", MAX_TEXT)?;
@@ -958,7 +959,9 @@ impl CallLists {
                     None | Some("") => callback_of(tx, &o, &input)?,
                     Some(d) => {
                         let date = super::clock::parse_date(d).ok_or_else(|| {
-                            DomainError::invalid(Msg::new("err.call_list.follow_up").with("value", d))
+                            DomainError::invalid(
+                                Msg::new("err.call_list.follow_up").with("value", d),
+                            )
                         })?;
                         if date < tx.clock().today() {
                             return Err(DomainError::invalid(
@@ -971,7 +974,11 @@ impl CallLists {
                 if let Some(it) = q::item_by_call(tx, &call_id)?
                     .filter(|i| i.state == "active" && i.taken_by == Some(uid))
                 {
-                    let cb = if o.effect == "callback" { follow_up } else { None };
+                    let cb = if o.effect == "callback" {
+                        follow_up
+                    } else {
+                        None
+                    };
                     if o.effect == "callback" && cb.is_none() {
                         return Err(DomainError::invalid("err.call_list.callback_needed"));
                     }
@@ -1134,11 +1141,8 @@ impl CallLists {
     }
 
     async fn on_ended(&self, call_id: String, cause: String, talk_ms: u64) {
-        let outcome = super::calls::outcome_for(
-            &cause,
-            talk_ms > 0,
-            crate::sip::CallDirection::Outbound,
-        );
+        let outcome =
+            super::calls::outcome_for(&cause, talk_ms > 0, crate::sip::CallDirection::Outbound);
         let r = self
             .store
             .write(Who::System, move |tx| {
@@ -1166,7 +1170,9 @@ impl CallLists {
             })
             .await;
         match r {
-            Ok(Some(r)) => tracing::debug!(item = r.item, list = r.list, user = ?r.user, "call lists: unanswered call recorded"),
+            Ok(Some(r)) => {
+                tracing::debug!(item = r.item, list = r.list, user = ?r.user, "call lists: unanswered call recorded")
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "call lists: recording a call's end failed"),
         }
@@ -1227,7 +1233,13 @@ mod tests {
     #[test]
     fn scripts_fill_their_variables() {
         assert_eq!(
-            fill_script("Salom, {name}! {device} ({order}) tayyor. Qarz: {balance}", "Aziz", "Telefon Samsung A52", "A-2026-00012", "150 000 so'm"),
+            fill_script(
+                "Salom, {name}! {device} ({order}) tayyor. Qarz: {balance}",
+                "Aziz",
+                "Telefon Samsung A52",
+                "A-2026-00012",
+                "150 000 so'm"
+            ),
             "Salom, Aziz! Telefon Samsung A52 (A-2026-00012) tayyor. Qarz: 150 000 so'm"
         );
     }
@@ -1252,10 +1264,22 @@ mod tests {
             position: 0,
             active: true,
         };
-        assert_eq!(next_state(&o("retry_no_answer"), &l, 0, 1000, None), ("pending", 1000 + 3600));
-        assert_eq!(next_state(&o("retry_busy"), &l, 0, 1000, None), ("pending", 1300));
-        assert_eq!(next_state(&o("retry_busy"), &l, 1, 1000, None), ("failed", 1000));
-        assert_eq!(next_state(&o("callback"), &l, 5, 1000, Some(9000)), ("pending", 9000));
+        assert_eq!(
+            next_state(&o("retry_no_answer"), &l, 0, 1000, None),
+            ("pending", 1000 + 3600)
+        );
+        assert_eq!(
+            next_state(&o("retry_busy"), &l, 0, 1000, None),
+            ("pending", 1300)
+        );
+        assert_eq!(
+            next_state(&o("retry_busy"), &l, 1, 1000, None),
+            ("failed", 1000)
+        );
+        assert_eq!(
+            next_state(&o("callback"), &l, 5, 1000, Some(9000)),
+            ("pending", 9000)
+        );
         assert_eq!(next_state(&o("wrong"), &l, 0, 1000, None), ("failed", 1000));
         assert_eq!(next_state(&o("done"), &l, 0, 1000, None), ("done", 1000));
     }

@@ -35,7 +35,11 @@ const SETTINGS_NAV: &[(&str, &str, Action)] = &[
     ("/settings", "desk.shop_settings", Action::ManageSettings),
     ("/users", "nav.users", Action::ManageUsers),
     ("/telephony", "nav.telephony", Action::ManageTelephony),
-    ("/call-outcomes", "call_lists.outcomes", Action::ManageCallLists),
+    (
+        "/call-outcomes",
+        "call_lists.outcomes",
+        Action::ManageCallLists,
+    ),
     (
         "/inbox/settings",
         "inbox.settings.title",

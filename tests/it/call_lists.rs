@@ -106,7 +106,9 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
     let app = TestApp::spawn_with_sip().await;
     let sip = app.sip_addr();
     let tel = &app.running().ctx.telephony;
-    let aziza = app.add_user("aziza", Role::Operator, "operator-pass-1").await;
+    let aziza = app
+        .add_user("aziza", Role::Operator, "operator-pass-1")
+        .await;
     import_users(&app, [1002u32].into_iter()).await;
     tel.update_extension(None, "1002", "Aziza", Some("aziza".into()), true)
         .await
@@ -159,12 +161,12 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
     let lid = list["id"].as_i64().unwrap();
     assert_eq!(list["pending"], 3, "the segment's three customers: {list}");
     assert_eq!(list["agents"][0]["user_id"], aziza);
-    let (_, items) = oper
-        .get(&format!("/api/v1/call-lists/{lid}/items"))
-        .await;
+    let (_, items) = oper.get(&format!("/api/v1/call-lists/{lid}/items")).await;
     let items = items.as_array().unwrap().clone();
     assert_eq!(items.len(), 3);
-    assert!(items.iter().all(|i| i["assigned_to"] == aziza && i["state"] == "pending"));
+    assert!(items
+        .iter()
+        .all(|i| i["assigned_to"] == aziza && i["state"] == "pending"));
 
     // 1. Answered: the customer is reached, the operator records "will come in".
     let (s, q) = next(&oper).await;
@@ -179,14 +181,21 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
         "{script}"
     );
     let (s, again) = next(&oper).await;
-    assert_eq!((s, again["item"]["id"].as_i64()), (StatusCode::OK, Some(first)), "the held item comes back");
+    assert_eq!(
+        (s, again["item"]["id"].as_i64()),
+        (StatusCode::OK, Some(first)),
+        "the held item comes back"
+    );
 
     let po = free_port();
     let op = operator_phone("trunk_c2c_operator.xml", po);
     let prov = provider("trunk_provider_uas.xml", port);
     register_contact(sip, "1002", po).await;
     let (s, d) = oper
-        .post(&format!("/api/v1/call-lists/{lid}/items/{first}/dial"), json!({}))
+        .post(
+            &format!("/api/v1/call-lists/{lid}/items/{first}/dial"),
+            json!({}),
+        )
         .await;
     assert_eq!(s, 202, "{d}");
     let call_id = d["call_id"].as_str().unwrap().to_string();
@@ -195,12 +204,18 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
     let r = wait_sipp(prov).await;
     assert_eq!((r.ok, r.failed), (1, 0), "customer (provider): {}", r.out);
     let logged = eventually(Duration::from_secs(10), || async {
-        let (s, v) = admin.get(&format!("/api/v1/calls/{}", call_id.replace('@', "%40"))).await;
+        let (s, v) = admin
+            .get(&format!("/api/v1/calls/{}", call_id.replace('@', "%40")))
+            .await;
         (s == 200 && v["outcome"] == "answered").then_some(v)
     })
     .await;
     assert!(logged.is_some(), "the call is in the log, answered");
-    assert_eq!(item(&oper, lid, first).await["state"], "active", "answered: waits for the operator");
+    assert_eq!(
+        item(&oper, lid, first).await["state"],
+        "active",
+        "answered: waits for the operator"
+    );
     let (s, v) = oper
         .post(
             &format!("/api/v1/call-lists/{lid}/items/{first}/outcome"),
@@ -210,7 +225,11 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
     assert_eq!(s, 204, "{v}");
     let done = item(&oper, lid, first).await;
     assert_eq!(
-        (done["state"].as_str(), done["outcome"].as_str(), done["attempts"].as_i64()),
+        (
+            done["state"].as_str(),
+            done["outcome"].as_str(),
+            done["attempts"].as_i64()
+        ),
         (Some("done"), Some("will_come_in"), Some(1))
     );
     assert_eq!(done["note"], "Ертага соат 10 да келади");
@@ -226,13 +245,26 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
     register_contact(sip, "1002", po).await;
     let before = crm::db::now();
     let (s, d) = oper
-        .post(&format!("/api/v1/call-lists/{lid}/items/{second}/dial"), json!({}))
+        .post(
+            &format!("/api/v1/call-lists/{lid}/items/{second}/dial"),
+            json!({}),
+        )
         .await;
     assert_eq!(s, 202, "{d}");
     let r = wait_sipp(prov).await;
-    assert_eq!((r.ok, r.failed), (1, 0), "customer busy (provider): {}", r.out);
+    assert_eq!(
+        (r.ok, r.failed),
+        (1, 0),
+        "customer busy (provider): {}",
+        r.out
+    );
     let r = wait_sipp(op).await;
-    assert_eq!((r.ok, r.failed), (1, 0), "operator phone hung up: {}", r.out);
+    assert_eq!(
+        (r.ok, r.failed),
+        (1, 0),
+        "operator phone hung up: {}",
+        r.out
+    );
     let busy = eventually(Duration::from_secs(10), || async {
         let i = item(&oper, lid, second).await;
         (i["state"] == "pending").then_some(i)
@@ -251,7 +283,10 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
     let (s, q) = next(&oper).await;
     assert_eq!(s, 200, "{q}");
     let third = q["item"]["id"].as_i64().unwrap();
-    assert_eq!(q["item"]["customer_id"], ids[2], "the busy one is not due yet");
+    assert_eq!(
+        q["item"]["customer_id"], ids[2],
+        "the busy one is not due yet"
+    );
     let (s, v) = oper
         .post(
             &format!("/api/v1/call-lists/{lid}/items/{third}/outcome"),
@@ -286,14 +321,20 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
     // The outcome is on the call log row and in the customer's timeline.
     let admin_page = app.login_admin().await;
     let calls = admin_page.get("/calls").await.text().await.unwrap();
-    assert!(calls.contains("call-wrap"), "the call log shows the outcome");
+    assert!(
+        calls.contains("call-wrap"),
+        "the call log shows the outcome"
+    );
     let card = admin_page
         .get(&format!("/customers/{}", ids[0]))
         .await
         .text()
         .await
         .unwrap();
-    assert!(card.contains("customer-outcomes") && card.contains("Ертага соат 10 да келади"), "timeline");
+    assert!(
+        card.contains("customer-outcomes") && card.contains("Ертага соат 10 да келади"),
+        "timeline"
+    );
 
     // Progress today: two calls placed, one reached, the outcomes.
     let (s, p) = oper.get("/api/v1/progress").await;
@@ -311,7 +352,9 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
 }
 
 async fn pool_list(admin: &Api, tag: &str, n: usize, extra: Value) -> i64 {
-    let phones: Vec<String> = (0..n).map(|i| format!("97 {:03} {:02} {:02}", 100 + i, i % 100, (i * 7) % 100)).collect();
+    let phones: Vec<String> = (0..n)
+        .map(|i| format!("97 {:03} {:02} {:02}", 100 + i, i % 100, (i * 7) % 100))
+        .collect();
     let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
     tagged_customers(admin, tag, &refs).await;
     let seg = segment(admin, &format!("Seg {tag}"), tag).await;
@@ -333,7 +376,12 @@ async fn two_operators_taking_the_same_item_at_once_exactly_one_gets_it() {
     let (a, b) = (Api::of(&app, "oper1").await, Api::of(&app, "oper2").await);
     let lid = pool_list(&admin, "birga", 6, json!({})).await;
     let (_, items) = admin.get(&format!("/api/v1/call-lists/{lid}/items")).await;
-    let ids: Vec<i64> = items.as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
     let target = ids[0];
     let path = format!("/api/v1/call-lists/{lid}/items/{target}/take");
     let (ra, rb) = tokio::join!(a.post(&path, json!({})), b.post(&path, json!({})));
@@ -341,25 +389,40 @@ async fn two_operators_taking_the_same_item_at_once_exactly_one_gets_it() {
     statuses.sort();
     assert_eq!(statuses, [200, 409], "{ra:?} {rb:?}");
     let loser = if ra.0 == 409 { &ra.1 } else { &rb.1 };
-    assert!(loser["error"]["message"].as_str().unwrap().contains("another operator"), "{loser}");
+    assert!(
+        loser["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another operator"),
+        "{loser}"
+    );
 
     // "Next" from both at once, many times: never the same item twice.
     let mut got = vec![target];
     let winner = if ra.0 == 200 { &a } else { &b };
     let other = if ra.0 == 200 { &b } else { &a };
     let (s, _) = winner
-        .post(&format!("/api/v1/call-lists/{lid}/items/{target}/outcome"), json!({"outcome": "reached"}))
+        .post(
+            &format!("/api/v1/call-lists/{lid}/items/{target}/outcome"),
+            json!({"outcome": "reached"}),
+        )
         .await;
     assert_eq!(s, 204);
     for _ in 0..2 {
         let ((sa, va), (sb, vb)) = tokio::join!(next(winner), next(other));
         assert_eq!((sa, sb), (StatusCode::OK, StatusCode::OK), "{va} {vb}");
-        let (x, y) = (va["item"]["id"].as_i64().unwrap(), vb["item"]["id"].as_i64().unwrap());
+        let (x, y) = (
+            va["item"]["id"].as_i64().unwrap(),
+            vb["item"]["id"].as_i64().unwrap(),
+        );
         assert_ne!(x, y, "one item, one operator");
         got.extend([x, y]);
         for (api, id) in [(winner, x), (other, y)] {
             let (s, v) = api
-                .post(&format!("/api/v1/call-lists/{lid}/items/{id}/outcome"), json!({"outcome": "not_interested"}))
+                .post(
+                    &format!("/api/v1/call-lists/{lid}/items/{id}/outcome"),
+                    json!({"outcome": "not_interested"}),
+                )
                 .await;
             assert_eq!(s, 204, "{v}");
         }
@@ -372,7 +435,10 @@ async fn two_operators_taking_the_same_item_at_once_exactly_one_gets_it() {
     assert_eq!(s, 200);
     let held = q["item"]["id"].as_i64().unwrap();
     let (s, v) = other
-        .post(&format!("/api/v1/call-lists/{lid}/items/{held}/outcome"), json!({"outcome": "reached"}))
+        .post(
+            &format!("/api/v1/call-lists/{lid}/items/{held}/outcome"),
+            json!({"outcome": "reached"}),
+        )
         .await;
     assert_eq!(s, 409, "{v}");
 }
@@ -393,12 +459,18 @@ async fn progress_and_the_daily_cap_start_again_at_the_shops_midnight() {
         .await;
     assert_eq!(s, 204, "{v}");
     // 23:50 on 1 March in Tashkent (18:50 UTC).
-    app.running().ctx.clock.freeze_at(Some(utc(2027, 3, 1, 18, 50)));
+    app.running()
+        .ctx
+        .clock
+        .freeze_at(Some(utc(2027, 3, 1, 18, 50)));
     let (s, q) = next(&oper).await;
     assert_eq!(s, 200, "{q}");
     let id = q["item"]["id"].as_i64().unwrap();
     let (s, _) = oper
-        .post(&format!("/api/v1/call-lists/{lid}/items/{id}/outcome"), json!({"outcome": "reached"}))
+        .post(
+            &format!("/api/v1/call-lists/{lid}/items/{id}/outcome"),
+            json!({"outcome": "reached"}),
+        )
         .await;
     assert_eq!(s, 204);
     let cu = new_customer(&oper, "Kechki mijoz", "99 765 43 21").await;
@@ -412,19 +484,36 @@ async fn progress_and_the_daily_cap_start_again_at_the_shops_midnight() {
     assert_eq!(s, 204, "the daily cap of one is reached");
 
     // 00:10 on 2 March: a new shop day.
-    app.running().ctx.clock.freeze_at(Some(utc(2027, 3, 1, 19, 10)));
+    app.running()
+        .ctx
+        .clock
+        .freeze_at(Some(utc(2027, 3, 1, 19, 10)));
     let (_, p) = oper.get("/api/v1/progress").await;
     assert_eq!(p[0]["day"], "2027-03-02");
     assert_eq!(p[0]["outcomes"], json!({}), "{p}");
-    assert_eq!((p[0]["orders"].as_i64(), p[0]["calls"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        (p[0]["orders"].as_i64(), p[0]["calls"].as_i64()),
+        (Some(0), Some(0))
+    );
     let (_, y) = oper.get("/api/v1/progress?day=2027-03-01").await;
     assert_eq!(y[0]["outcomes"]["reached"], 1, "yesterday keeps its count");
     let (s, q) = next(&oper).await;
     assert_eq!(s, 200, "the cap starts again: {q}");
     assert_eq!(q["item"]["list_id"], lid);
     // The team view shows the operator, live topics on the page.
-    let page = app.login_admin().await.get("/progress").await.text().await.unwrap();
-    assert!(page.contains(&format!("data-user=\"{oid}\"")) && page.contains("data-live-topics=\"progress."), "{page}");
+    let page = app
+        .login_admin()
+        .await
+        .get("/progress")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("data-user=\"{oid}\""))
+            && page.contains("data-live-topics=\"progress."),
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +524,10 @@ async fn a_wrap_up_puts_an_outcome_on_any_call_inbound_too() {
     let admin = Api::of(&app, "admin").await;
     let cu = new_customer(&admin, "Zarina Yusupova", "90 555 44 33").await;
     let ctx = &app.running().ctx;
-    ctx.telephony.import(None, "SEQUENTIAL\n1501;secret-1501;\n").await.unwrap();
+    ctx.telephony
+        .import(None, "SEQUENTIAL\n1501;secret-1501;\n")
+        .await
+        .unwrap();
     ctx.telephony
         .update_extension(None, "1501", "Desk", Some("oper".into()), true)
         .await
@@ -469,16 +561,31 @@ async fn a_wrap_up_puts_an_outcome_on_any_call_inbound_too() {
         .unwrap();
     let other = Api::of(&app, "other").await;
     let (s, v) = other
-        .post("/api/v1/calls/wrap-up", json!({"call_id": "inbound-wrap-1", "outcome": "reached"}))
+        .post(
+            "/api/v1/calls/wrap-up",
+            json!({"call_id": "inbound-wrap-1", "outcome": "reached"}),
+        )
         .await;
     assert_eq!(s, 403, "not their call: {v}");
     let oper = Api::of(&app, "oper").await;
     for (body, want) in [
         (json!({"call_id": "nope", "outcome": "reached"}), 404),
-        (json!({"call_id": "inbound-wrap-1", "outcome": "teleported"}), 422),
-        (json!({"call_id": "inbound-wrap-1", "outcome": "reached", "follow_up": "31.02.2027"}), 422),
-        (json!({"call_id": "inbound-wrap-1", "outcome": "reached", "note": "x".repeat(4001)}), 422),
-        (json!({"call_id": "inbound-wrap-1", "outcome": "reached", "surprise": 1}), 400),
+        (
+            json!({"call_id": "inbound-wrap-1", "outcome": "teleported"}),
+            422,
+        ),
+        (
+            json!({"call_id": "inbound-wrap-1", "outcome": "reached", "follow_up": "31.02.2027"}),
+            422,
+        ),
+        (
+            json!({"call_id": "inbound-wrap-1", "outcome": "reached", "note": "x".repeat(4001)}),
+            422,
+        ),
+        (
+            json!({"call_id": "inbound-wrap-1", "outcome": "reached", "surprise": 1}),
+            400,
+        ),
     ] {
         let (s, v) = oper.post("/api/v1/calls/wrap-up", body.clone()).await;
         assert_eq!(s.as_u16(), want, "{body}: {v}");
@@ -492,9 +599,20 @@ async fn a_wrap_up_puts_an_outcome_on_any_call_inbound_too() {
     assert_eq!(s, 204, "{v}");
     let s = app.login("oper", "oper-pass-1").await;
     let calls = s.get("/calls").await.text().await.unwrap();
-    assert!(calls.contains("Экран алмаштириш нархини сўради"), "the note on the call-log row");
-    let card = s.get(&format!("/customers/{cu}")).await.text().await.unwrap();
-    assert!(card.contains("customer-outcomes") && card.contains("Экран алмаштириш"), "timeline");
+    assert!(
+        calls.contains("Экран алмаштириш нархини сўради"),
+        "the note on the call-log row"
+    );
+    let card = s
+        .get(&format!("/customers/{cu}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        card.contains("customer-outcomes") && card.contains("Экран алмаштириш"),
+        "timeline"
+    );
     let (_, p) = oper.get("/api/v1/progress").await;
     assert_eq!(p[0]["outcomes"]["will_come_in"], 1, "{p}");
 }
@@ -510,16 +628,52 @@ async fn bad_input_is_refused_with_a_clear_answer_and_nothing_half_made() {
     let cases: Vec<(Value, u16, &str)> = vec![
         (json!({"name": "X", "source": "moon"}), 422, "not a source"),
         (json!({"name": "X", "source": "segment"}), 422, "segment"),
-        (json!({"name": "X", "source": "segment", "source_ref": 999}), 422, "segment"),
-        (json!({"name": "X", "source": "import", "source_ref": 999}), 422, "import"),
-        (json!({"name": "X", "source": "missed", "assignment": "round_robin"}), 422, "operators"),
-        (json!({"name": "X", "source": "missed", "assignment": "random"}), 422, "assign"),
-        (json!({"name": "X", "source": "missed", "agents": [{"user_id": 999}]}), 422, "999"),
-        (json!({"name": "X", "source": "missed", "settings": {"daily_cap": -1}}), 422, "0"),
-        (json!({"name": "X", "source": "missed", "settings": {"max_attempts": 0}}), 422, "1"),
+        (
+            json!({"name": "X", "source": "segment", "source_ref": 999}),
+            422,
+            "segment",
+        ),
+        (
+            json!({"name": "X", "source": "import", "source_ref": 999}),
+            422,
+            "import",
+        ),
+        (
+            json!({"name": "X", "source": "missed", "assignment": "round_robin"}),
+            422,
+            "operators",
+        ),
+        (
+            json!({"name": "X", "source": "missed", "assignment": "random"}),
+            422,
+            "assign",
+        ),
+        (
+            json!({"name": "X", "source": "missed", "agents": [{"user_id": 999}]}),
+            422,
+            "999",
+        ),
+        (
+            json!({"name": "X", "source": "missed", "settings": {"daily_cap": -1}}),
+            422,
+            "0",
+        ),
+        (
+            json!({"name": "X", "source": "missed", "settings": {"max_attempts": 0}}),
+            422,
+            "1",
+        ),
         (json!({"name": " ", "source": "missed"}), 422, ""),
-        (json!({"name": "X", "source": "ready", "source_ref": 99999}), 422, "3650"),
-        (json!({"name": "X", "source": "missed", "colour": "red"}), 400, ""),
+        (
+            json!({"name": "X", "source": "ready", "source_ref": 99999}),
+            422,
+            "3650",
+        ),
+        (
+            json!({"name": "X", "source": "missed", "colour": "red"}),
+            400,
+            "",
+        ),
     ];
     for (body, want, says) in cases {
         let (s, v) = admin.post("/api/v1/call-lists", body.clone()).await;
@@ -540,7 +694,12 @@ async fn bad_input_is_refused_with_a_clear_answer_and_nothing_half_made() {
         .unwrap();
     assert_eq!(r.status(), 400);
     // Operators work lists but do not build them; masters do neither.
-    let (s, _) = oper.post("/api/v1/call-lists", json!({"name": "X", "source": "missed"})).await;
+    let (s, _) = oper
+        .post(
+            "/api/v1/call-lists",
+            json!({"name": "X", "source": "missed"}),
+        )
+        .await;
     assert_eq!(s, 403);
     let (s, _) = usta.get("/api/v1/call-lists").await;
     assert_eq!(s, 403);
@@ -553,12 +712,16 @@ async fn bad_input_is_refused_with_a_clear_answer_and_nothing_half_made() {
     assert_eq!(s, 400);
     // Outcome codes: a bad code or effect is refused; a new one in four languages works.
     let bad = json!({"id": 0, "code": "Bad Code!", "name_en": "x", "name_ru": "x", "name_uz": "x", "name_uz_cyrl": "x", "effect": "done", "reached": false, "position": 9, "active": true});
-    let (s, _) = admin.send(Method::PUT, "/api/v1/call-outcomes", bad.clone()).await;
+    let (s, _) = admin
+        .send(Method::PUT, "/api/v1/call-outcomes", bad.clone())
+        .await;
     assert_eq!(s, 422);
     let mut good = bad.clone();
     good["code"] = json!("paid_debt");
     good["effect"] = json!("explode");
-    let (s, _) = admin.send(Method::PUT, "/api/v1/call-outcomes", good.clone()).await;
+    let (s, _) = admin
+        .send(Method::PUT, "/api/v1/call-outcomes", good.clone())
+        .await;
     assert_eq!(s, 422);
     good["effect"] = json!("done");
     good["name_uz_cyrl"] = json!("Қарзини тўлади");
@@ -569,10 +732,16 @@ async fn bad_input_is_refused_with_a_clear_answer_and_nothing_half_made() {
     // Page forms: a bad number is shown on the page in the user's language.
     let page = app.login_admin().await;
     let r = page
-        .post_form("/call-lists", &[("name", "X"), ("source", "missed"), ("daily_cap", "many")])
+        .post_form(
+            "/call-lists",
+            &[("name", "X"), ("source", "missed"), ("daily_cap", "many")],
+        )
         .await;
     assert_eq!(r.status(), 422);
-    assert!(r.text().await.unwrap().contains("many"), "the typed value is named");
+    assert!(
+        r.text().await.unwrap().contains("many"),
+        "the typed value is named"
+    );
     let (_, lists) = admin.get("/api/v1/call-lists").await;
     assert_eq!(lists, json!([]));
 }

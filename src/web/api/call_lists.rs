@@ -225,7 +225,8 @@ pub async fn wrap_up(
             !["call_id", "outcome", "note", "callback_at", "follow_up"].contains(&k.as_str())
         }) {
             return Err(ApiError::bad_query(DomainError::invalid(
-                crate::domain::Msg::new("error.bad_request").with("detail", format!("unknown field `{k}`")),
+                crate::domain::Msg::new("error.bad_request")
+                    .with("detail", format!("unknown field `{k}`")),
             )));
         }
     }

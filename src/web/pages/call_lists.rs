@@ -390,7 +390,14 @@ fn items_table(ui: &Ui, items: &[ItemRow], outcomes: &[OutcomeRow]) -> Markup {
     }
 }
 
-async fn card(ui: &Ui, actor: &Actor, id: i64, form: Option<&ListForm>, error: Option<&str>, status: StatusCode) -> HttpResponse {
+async fn card(
+    ui: &Ui,
+    actor: &Actor,
+    id: i64,
+    form: Option<&ListForm>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
     let cl = &ui.state.ctx.call_lists;
     let l = match cl.get(id).await {
         Ok(l) => l,
@@ -399,7 +406,9 @@ async fn card(ui: &Ui, actor: &Actor, id: i64, form: Option<&ListForm>, error: O
     let items = cl.items(id, None, 500, 0).await.unwrap_or_default();
     let outcomes = cl.outcomes().await.unwrap_or_default();
     let users = workers(ui).await;
-    let f = form.cloned().unwrap_or_else(|| ListForm::of(&l.list, &l.agents));
+    let f = form
+        .cloned()
+        .unwrap_or_else(|| ListForm::of(&l.list, &l.agents));
     let row = &l.list;
     html_status(
         status,
@@ -452,7 +461,15 @@ pub async fn update(ui: Ui, actor: Actor, path: web::Path<i64>, body: web::Bytes
     match r {
         Ok(()) => redirect(&format!("/call-lists/{id}")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            card(&ui, &actor, id, Some(&f), Some(&ui.msg(&m)), StatusCode::UNPROCESSABLE_ENTITY).await
+            card(
+                &ui,
+                &actor,
+                id,
+                Some(&f),
+                Some(&ui.msg(&m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
         Err(e) => fail(&ui, e),
     }
@@ -576,13 +593,20 @@ fn render_item(ui: &Ui, q: &QueueItem) -> serde_json::Value {
 pub async fn next(ui: Ui, actor: Actor) -> HttpResponse {
     match ui.state.ctx.call_lists.next(&actor).await {
         Ok(Some(q)) => HttpResponse::Ok().json(render_item(&ui, &q)),
-        Ok(None) => HttpResponse::Ok().json(serde_json::json!({"item": null, "message": ui.t("call_lists.empty")})),
+        Ok(None) => HttpResponse::Ok()
+            .json(serde_json::json!({"item": null, "message": ui.t("call_lists.empty")})),
         Err(e) => json_fail(&ui, e),
     }
 }
 
 pub async fn dial(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
-    match ui.state.ctx.call_lists.dial(&actor, path.into_inner()).await {
+    match ui
+        .state
+        .ctx
+        .call_lists
+        .dial(&actor, path.into_inner())
+        .await
+    {
         Ok(call_id) => HttpResponse::Accepted().json(serde_json::json!({
             "call_id": call_id,
             "message": ui.t("trunk.dialling"),
@@ -612,15 +636,32 @@ impl OutcomeForm {
     }
 }
 
-pub async fn outcome(ui: Ui, actor: Actor, path: web::Path<i64>, f: web::Form<OutcomeForm>) -> HttpResponse {
-    match ui.state.ctx.call_lists.record(&actor, path.into_inner(), f.input()).await {
+pub async fn outcome(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    f: web::Form<OutcomeForm>,
+) -> HttpResponse {
+    match ui
+        .state
+        .ctx
+        .call_lists
+        .record(&actor, path.into_inner(), f.input())
+        .await
+    {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({"message": ui.t("call_lists.saved")})),
         Err(e) => json_fail(&ui, e),
     }
 }
 
 pub async fn release(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
-    match ui.state.ctx.call_lists.release(&actor, path.into_inner()).await {
+    match ui
+        .state
+        .ctx
+        .call_lists
+        .release(&actor, path.into_inner())
+        .await
+    {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({"message": ui.t("call_lists.saved")})),
         Err(e) => json_fail(&ui, e),
     }
@@ -631,7 +672,13 @@ pub async fn wrap_up(ui: Ui, actor: Actor, f: web::Form<OutcomeForm>) -> HttpRes
     if f.call_id.trim().is_empty() {
         return json_fail(&ui, DomainError::NotFound);
     }
-    match ui.state.ctx.call_lists.wrap_up(&actor, f.call_id.trim(), f.input()).await {
+    match ui
+        .state
+        .ctx
+        .call_lists
+        .wrap_up(&actor, f.call_id.trim(), f.input())
+        .await
+    {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({"message": ui.t("call_lists.saved")})),
         Err(e) => json_fail(&ui, e),
     }
@@ -729,7 +776,10 @@ pub async fn save_outcome(ui: Ui, actor: Actor, f: web::Form<OutcomeCodeForm>) -
         Ok(_) => redirect("/call-outcomes"),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
             let all = ui.state.ctx.call_lists.outcomes().await.unwrap_or_default();
-            html_status(StatusCode::UNPROCESSABLE_ENTITY, outcomes_page(&ui, &all, Some(&ui.msg(&m))))
+            html_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                outcomes_page(&ui, &all, Some(&ui.msg(&m))),
+            )
         }
         Err(e) => fail(&ui, e),
     }
@@ -741,7 +791,15 @@ pub struct DayQuery {
     day: String,
 }
 
-fn progress_page(ui: &Ui, actor: &Actor, day: &str, rows: &[Progress], outcomes: &[OutcomeRow], users: &[(i64, String)], error: Option<&str>) -> Markup {
+fn progress_page(
+    ui: &Ui,
+    actor: &Actor,
+    day: &str,
+    rows: &[Progress],
+    outcomes: &[OutcomeRow],
+    users: &[(i64, String)],
+    error: Option<&str>,
+) -> Markup {
     page(
         ui,
         ui.t("progress.title"),
@@ -790,7 +848,13 @@ fn progress_page(ui: &Ui, actor: &Actor, day: &str, rows: &[Progress], outcomes:
     )
 }
 
-async fn progress_view(ui: &Ui, actor: &Actor, day: &str, error: Option<&str>, status: StatusCode) -> HttpResponse {
+async fn progress_view(
+    ui: &Ui,
+    actor: &Actor,
+    day: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
     let cl = &ui.state.ctx.call_lists;
     let rows = match cl.progress(Some(day), None).await {
         Ok(r) => r,
@@ -801,13 +865,22 @@ async fn progress_view(ui: &Ui, actor: &Actor, day: &str, error: Option<&str>, s
     };
     let outcomes = cl.outcomes().await.unwrap_or_default();
     let users = workers(ui).await;
-    let day = rows.first().map(|p| p.day.clone()).unwrap_or_else(|| day.to_string());
-    html_status(status, progress_page(ui, actor, &day, &rows, &outcomes, &users, error))
+    let day = rows
+        .first()
+        .map(|p| p.day.clone())
+        .unwrap_or_else(|| day.to_string());
+    html_status(
+        status,
+        progress_page(ui, actor, &day, &rows, &outcomes, &users, error),
+    )
 }
 
 async fn progress_view_err(ui: &Ui, actor: &Actor, msg: &str) -> HttpResponse {
     let users = workers(ui).await;
-    html_status(StatusCode::BAD_REQUEST, progress_page(ui, actor, "", &[], &[], &users, Some(msg)))
+    html_status(
+        StatusCode::BAD_REQUEST,
+        progress_page(ui, actor, "", &[], &[], &users, Some(msg)),
+    )
 }
 
 pub async fn progress(ui: Ui, actor: Actor, q: web::Query<DayQuery>) -> HttpResponse {
@@ -845,7 +918,16 @@ pub async fn save_targets(ui: Ui, actor: Actor, f: web::Form<TargetsForm>) -> Ht
     };
     match r {
         Ok(()) => redirect("/progress"),
-        Err(DomainError::Invalid(m)) => progress_view(&ui, &actor, "", Some(&ui.msg(&m)), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(DomainError::Invalid(m)) => {
+            progress_view(
+                &ui,
+                &actor,
+                "",
+                Some(&ui.msg(&m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
         Err(e) => fail(&ui, e),
     }
 }
