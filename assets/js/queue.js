@@ -54,7 +54,8 @@
   function toggleCallback() {
     var opt = form.outcome.options[form.outcome.selectedIndex];
     var cb = document.getElementById("queue-callback-label");
-    if (cb) cb.hidden = !(opt && opt.dataset.effect === "callback");
+    // Not `hidden`: the stylesheet gives every label display: block.
+    if (cb) cb.style.display = opt && opt.dataset.effect === "callback" ? "" : "none";
   }
   function render(html) {
     var doc = new DOMParser().parseFromString("<div>" + html + "</div>", "text/html");
