@@ -94,7 +94,9 @@ CREATE TABLE call_list_items (
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 );
-CREATE INDEX call_list_items_queue ON call_list_items(state, next_at, list_id);
+-- The queue: an operator's own due items, then the shared ones (assigned_to NULL), oldest
+-- due first (the rowid after next_at orders equal times by id without a sort).
+CREATE INDEX call_list_items_queue ON call_list_items(assigned_to, state, next_at);
 CREATE INDEX call_list_items_list ON call_list_items(list_id, state);
 CREATE INDEX call_list_items_taken ON call_list_items(taken_by, state);
 CREATE INDEX call_list_items_call ON call_list_items(call_id) WHERE call_id IS NOT NULL;

@@ -527,21 +527,36 @@ pub fn held_by(c: &Connection, user: i64) -> DbResult<Option<i64>> {
     .optional()?)
 }
 
-/// The next item `user` may take at `now`: due, pending, on an active list they work (or
-/// one nobody is named on), given to them or to nobody, within the list's daily cap
-/// (outcomes they recorded on it since `day_start`). Oldest due first.
+/// The next item `user` may take at `now`: due and pending on an active list, within
+/// the list's daily cap (outcomes they recorded on it since `day_start`); first the ones
+/// given to them, then the shared ones of lists they work (or lists nobody is named
+/// on). Oldest due first. Each step walks the queue index in order and stops at the
+/// first that fits.
 pub fn next_for(c: &Connection, user: i64, now: i64, day_start: i64) -> DbResult<Option<i64>> {
-    Ok(c.prepare_cached(
+    const CAP: &str = "(l.daily_cap = 0 OR (SELECT count(*) FROM call_outcome_log g
+        WHERE g.list_id = l.id AND g.user_id = ?1 AND g.at >= ?3) < l.daily_cap)";
+    let mine = c
+        .prepare_cached(&format!(
+            "SELECT i.id FROM call_list_items i INDEXED BY call_list_items_queue
+             JOIN call_lists l ON l.id = i.list_id
+             WHERE i.assigned_to = ?1 AND i.state = 'pending' AND i.next_at <= ?2
+               AND l.state = 'active' AND {CAP}
+             ORDER BY i.next_at, i.id LIMIT 1"
+        ))?
+        .query_row(params![user, now, day_start], |r| r.get(0))
+        .optional()?;
+    if mine.is_some() {
+        return Ok(mine);
+    }
+    Ok(c.prepare_cached(&format!(
         "SELECT i.id FROM call_list_items i INDEXED BY call_list_items_queue
          JOIN call_lists l ON l.id = i.list_id
-         WHERE i.state = 'pending' AND i.next_at <= ?2 AND l.state = 'active'
-           AND (i.assigned_to IS NULL OR i.assigned_to = ?1)
+         WHERE i.assigned_to IS NULL AND i.state = 'pending' AND i.next_at <= ?2
+           AND l.state = 'active' AND {CAP}
            AND (EXISTS (SELECT 1 FROM call_list_agents a WHERE a.list_id = l.id AND a.user_id = ?1)
                 OR NOT EXISTS (SELECT 1 FROM call_list_agents a WHERE a.list_id = l.id))
-           AND (l.daily_cap = 0 OR (SELECT count(*) FROM call_outcome_log g
-                WHERE g.list_id = l.id AND g.user_id = ?1 AND g.at >= ?3) < l.daily_cap)
-         ORDER BY i.next_at, i.id LIMIT 1",
-    )?
+         ORDER BY i.next_at, i.id LIMIT 1"
+    ))?
     .query_row(params![user, now, day_start], |r| r.get(0))
     .optional()?)
 }

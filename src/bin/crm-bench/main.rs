@@ -9,6 +9,7 @@ mod core;
 mod httpc;
 mod import;
 mod notify;
+mod outbound;
 mod server;
 mod signin;
 mod sip;
@@ -32,6 +33,7 @@ const SUITES: &[&str] = &[
     "signin",
     "chat",
     "import",
+    "outbound",
 ];
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         "signin" => signin::run(rest),
         "chat" => chat::run(rest),
         "import" => import::run(rest),
+        "outbound" => outbound::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]
