@@ -31,6 +31,8 @@ pub struct AppContext {
     pub imports: crate::domain::imports::Imports,
     /// Saved customer filters with live counts (issue 18).
     pub segments: crate::domain::segments::Segments,
+    /// Call lists, the operator's queue, outcomes and daily progress (issue 18).
+    pub call_lists: crate::domain::call_lists::CallLists,
     pub orders: Orders,
     /// Committed changes, for live screens.
     pub events: EventBus,
@@ -97,6 +99,7 @@ impl AppContext {
             customers: Customers::new(store.clone()),
             imports: crate::domain::imports::Imports::new(store.clone()),
             segments: crate::domain::segments::Segments::new(store.clone()),
+            call_lists: crate::domain::call_lists::CallLists::new(store.clone(), telephony.clone()),
             orders: Orders::new(store.clone()),
             calls: Calls::new(db.clone(), events.clone(), clock.clone()),
             db,

@@ -39,6 +39,7 @@ pub struct Running {
     notifier: crate::notify::Notifier,
     jobs: crate::jobs::Jobs,
     calls: crate::domain::calls::Consumer,
+    call_lists: tokio::task::JoinHandle<()>,
     /// Applies changes committed by `crm` commands (see `domain::changes`).
     changes: crate::domain::changes::Watcher,
     /// Held until stopped: `crm restore` refuses while it is held.
@@ -114,6 +115,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let journal_mark = crate::domain::changes::mark(&ctx.db).await?;
     // Subscribed before SIP starts, so no call event is missed.
     let calls = ctx.calls.start(ctx.call_events.subscribe()).await;
+    // Unanswered calls placed for call-list items get their outcome and retry.
+    let call_lists = ctx.call_lists.start(ctx.call_events.subscribe());
     let (sip, sip_store) = match ctx.config.sip_listen()? {
         crate::config::SipListen::Off => (None, None),
         crate::config::SipListen::On(listen) => {
@@ -162,6 +165,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         notifier,
         jobs,
         calls,
+        call_lists,
         changes,
         data_dir_lock,
     })
@@ -179,6 +183,7 @@ impl Running {
         }
         // After SIP: the last events it emitted are logged before the checkpoint.
         self.calls.stop().await;
+        self.call_lists.abort();
         if let Some(store) = self.sip_store {
             store.flush().await;
         }

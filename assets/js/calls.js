@@ -131,7 +131,97 @@
   }
   function onEnded(d) {
     var c = find(d.call_id);
-    if (c) c.remove();
+    if (!c) return;
+    var queue = document.getElementById("queue");
+    // A call the queue placed is wrapped up in the queue's own form.
+    if (queue && queue.dataset.callId === d.call_id) { c.remove(); return; }
+    if (t.canWrap === "1" && c.classList.contains("answered-here")) wrapUp(c, d);
+    else c.remove();
+  }
+
+  // The wrap-up: the card of a call this user took turns into a short form (outcome,
+  // note, follow-up date) once the call ends.
+  var outcomes = null;
+  function loadOutcomes() {
+    if (outcomes) return Promise.resolve(outcomes);
+    return fetch("/api/v1/call-outcomes", { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (all) { outcomes = all.filter(function (o) { return o.active; }); return outcomes; }, function () { return []; });
+  }
+  function outcomeName(o) {
+    return { ru: o.name_ru, en: o.name_en, "uz-Cyrl": o.name_uz_cyrl }[lang] || o.name_uz;
+  }
+  function wrapUp(c, d) {
+    c.classList.add("wrap-up");
+    c.removeAttribute("role");
+    var keep = c.querySelector(".pop-close");
+    var title = el("h3", "", t.tWrapTitle);
+    var who = c.querySelector(".pop-customer") || c.querySelector(".pop-number");
+    var form = el("form", "wrap-form");
+    form.dataset.callId = d.call_id;
+    var sel = el("select");
+    sel.name = "outcome";
+    sel.required = true;
+    var l1 = el("label", "", t.tOutcome + " ");
+    l1.appendChild(sel);
+    var note = el("textarea");
+    note.name = "note";
+    note.rows = 2;
+    note.maxLength = 4000;
+    var l2 = el("label", "", t.tNote + " ");
+    l2.appendChild(note);
+    var date = el("input");
+    date.type = "date";
+    date.name = "follow_up";
+    var l3 = el("label", "", t.tFollowUp + " ");
+    l3.appendChild(date);
+    var save = el("button", "primary", t.tSave);
+    save.type = "submit";
+    var msg = el("p", "wrap-status muted");
+    msg.setAttribute("role", "status");
+    [l1, l2, l3, save, msg].forEach(function (x) { form.appendChild(x); });
+    var nodes = [keep, title];
+    if (who) nodes.push(who.cloneNode(true));
+    nodes.push(form);
+    c.replaceChildren.apply(c, nodes.filter(Boolean));
+    loadOutcomes().then(function (all) {
+      all.forEach(function (o) {
+        var opt = el("option", "", outcomeName(o));
+        opt.value = o.code;
+        sel.appendChild(opt);
+      });
+    });
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var body = new URLSearchParams();
+      body.set("call_id", d.call_id);
+      body.set("outcome", sel.value);
+      body.set("note", note.value);
+      body.set("follow_up", date.value);
+      save.disabled = true;
+      fetch("/calls/wrap-up", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "x-csrf-token": document.body.dataset.csrf || "",
+          "content-type": "application/x-www-form-urlencoded",
+          "accept": "application/json"
+        },
+        body: body.toString()
+      }).then(function (r) {
+        return r.json().then(function (j) { return { ok: r.ok, j: j }; }, function () { return { ok: r.ok, j: {} }; });
+      }).then(function (res) {
+        save.disabled = false;
+        if (res.ok) {
+          msg.textContent = (res.j && res.j.message) || t.tSaved;
+          c.classList.add("wrapped");
+          setTimeout(function () { c.remove(); }, 1500);
+        } else {
+          msg.textContent = (res.j.error && res.j.error.message) || "error";
+          msg.classList.add("flash-error");
+        }
+      }, function () { save.disabled = false; msg.textContent = "network error"; });
+    });
   }
 
   // Who is on the other end: the customer's name, or the number as a dial link.

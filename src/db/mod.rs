@@ -8,6 +8,7 @@ mod writer;
 pub mod accounts;
 pub mod activity;
 pub mod branches;
+pub mod call_lists;
 pub mod calls;
 pub mod changes;
 pub mod conversations;

@@ -67,10 +67,19 @@ pub enum Action {
     /// See a device's unlock code or pattern (the master who repairs it, the admin); the
     /// front desk enters it at intake without seeing it afterwards.
     ViewUnlockCode,
+    /// Work call lists from one's queue: take items, call them, record outcomes; see
+    /// one's own daily progress (issue 18).
+    WorkCallLists,
+    /// Build and change call lists, the outcome codes and the daily targets.
+    ManageCallLists,
+    /// The team's daily progress.
+    ViewTeamProgress,
+    /// An outcome and a note on a call one took or placed (the wrap-up).
+    WrapUpCalls,
 }
 
 impl Action {
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 35] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -102,6 +111,10 @@ impl Action {
         Action::ManageInbox,
         Action::ImportCustomers,
         Action::ViewUnlockCode,
+        Action::WorkCallLists,
+        Action::ManageCallLists,
+        Action::ViewTeamProgress,
+        Action::WrapUpCalls,
     ];
 }
 
@@ -127,6 +140,8 @@ pub fn can(role: Role, action: Action) -> bool {
                 | ViewConversations
                 | ReplyConversations
                 | ExportConversations
+                | WorkCallLists
+                | WrapUpCalls
         ),
         Role::Master => matches!(
             action,
@@ -138,6 +153,7 @@ pub fn can(role: Role, action: Action) -> bool {
                 | ViewConversations
                 | ReplyConversations
                 | ViewUnlockCode
+                | WrapUpCalls
         ),
     }
 }

@@ -4,6 +4,7 @@ pub mod access;
 pub mod accounts;
 pub mod activity;
 pub mod branches;
+pub mod call_lists;
 pub mod calls;
 pub mod changes;
 pub mod clock;

@@ -142,7 +142,7 @@ impl SegmentFilter {
         if let Some(b) = self.branch_id {
             let a = arg(Value::Integer(b), &mut args);
             w.push(format!(
-                "EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.branch_id = {a})"
+                "c.id IN (SELECT o.customer_id FROM orders o WHERE o.branch_id = {a})"
             ));
         }
         // "Within N days": from the shop's midnight N days before today.
@@ -150,43 +150,45 @@ impl SegmentFilter {
         if let Some(d) = self.visited_within_days {
             let a = arg(Value::Integer(since(d)), &mut args);
             w.push(format!(
-                "EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.created_at >= {a})"
+                "c.id IN (SELECT o.customer_id FROM orders o WHERE o.created_at >= {a})"
             ));
         }
         if let Some(d) = self.not_visited_days {
             let a = arg(Value::Integer(since(d)), &mut args);
             w.push(format!(
-                "EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id)
-                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.created_at >= {a})"
+                "c.id IN (SELECT o.customer_id FROM orders o GROUP BY o.customer_id
+                          HAVING max(o.created_at) < {a})"
             ));
         }
         if let Some(m) = self.min_spent {
             let a = arg(Value::Integer(m), &mut args);
+            // Nothing paid counts as 0: every customer when the minimum is 0.
             w.push(format!(
-                "(SELECT coalesce(sum(o.paid), 0) FROM orders o WHERE o.customer_id = c.id) >= {a}"
+                "({a} <= 0 OR c.id IN (SELECT o.customer_id FROM orders o GROUP BY o.customer_id
+                                      HAVING sum(o.paid) >= {a}))"
             ));
         }
         if let Some(open) = self.has_open_order {
             w.push(format!(
-                "{}EXISTS (SELECT 1 FROM orders o JOIN statuses s ON s.id = o.status_id
-                          WHERE o.customer_id = c.id AND s.grp <> 'closed')",
+                "c.id {}IN (SELECT o.customer_id FROM orders o JOIN statuses s ON s.id = o.status_id
+                           WHERE s.grp <> 'closed')",
                 if open { "" } else { "NOT " }
             ));
         }
         if let Some(d) = self.ready_days {
             let a = arg(Value::Integer(now - d * DAY), &mut args);
             w.push(format!(
-                "EXISTS (SELECT 1 FROM orders o JOIN statuses s ON s.id = o.status_id
-                         WHERE o.customer_id = c.id AND s.grp = 'ready' AND o.status_since <= {a})"
+                "c.id IN (SELECT o.customer_id FROM orders o JOIN statuses s ON s.id = o.status_id
+                          WHERE s.grp = 'ready' AND o.status_since <= {a})"
             ));
         }
         if let Some(d) = self.warranty_ending_days {
             let from = arg(Value::Integer(now), &mut args);
             let to = arg(Value::Integer(now + d * DAY), &mut args);
             w.push(format!(
-                "EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.closed_at IS NOT NULL
-                         AND o.warranty_days > 0
-                         AND o.closed_at + o.warranty_days * 86400 BETWEEN {from} AND {to})"
+                "c.id IN (SELECT o.customer_id FROM orders o WHERE o.closed_at IS NOT NULL
+                          AND o.warranty_days > 0
+                          AND o.closed_at + o.warranty_days * 86400 BETWEEN {from} AND {to})"
             ));
         }
         Where {

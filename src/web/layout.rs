@@ -25,6 +25,9 @@ const NAV: &[(&str, &str, Action)] = &[
 const MORE_NAV: &[(&str, &str, Action)] = &[
     ("/workload", "nav.workload", Action::ViewReports),
     ("/map", "branches.map_nav", Action::ViewOrders),
+    ("/queue", "call_lists.queue", Action::WorkCallLists),
+    ("/call-lists", "call_lists.title", Action::WorkCallLists),
+    ("/progress", "progress.title", Action::ViewTeamProgress),
 ];
 
 /// Administration, grouped under one "Settings" menu so the header stays one row.
@@ -32,6 +35,11 @@ const SETTINGS_NAV: &[(&str, &str, Action)] = &[
     ("/settings", "desk.shop_settings", Action::ManageSettings),
     ("/users", "nav.users", Action::ManageUsers),
     ("/telephony", "nav.telephony", Action::ManageTelephony),
+    (
+        "/call-outcomes",
+        "call_lists.outcomes",
+        Action::ManageCallLists,
+    ),
     (
         "/inbox/settings",
         "inbox.settings.title",
@@ -84,6 +92,7 @@ fn head(state: Option<&WebState>, title: &str) -> Markup {
         script src=(url("js/dial.js")) defer {}
         script src=(url("js/inbox.js")) defer {}
         script src=(url("js/desk.js")) defer {}
+        script src=(url("js/queue.js")) defer {}
     }
 }
 

@@ -243,6 +243,8 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/api/v1/calls/dial", Allowed(PlaceCalls), api::telephony::dial);
     // After every fixed /api/v1/calls/… path: actix takes the first pattern that matches
     // and answers 405 when its method does not.
+    // Call lists (issue 18): the wrap-up of a call, before /api/v1/calls/{call_id}.
+    r.add(post(), "/api/v1/calls/wrap-up", Allowed(WrapUpCalls), api::call_lists::wrap_up);
     r.add(get(), "/api/v1/calls/{call_id}", Allowed(ViewCalls), api::calls::get);
     r.add(get(), "/api/v1/notifications/outbox", Allowed(ManageNotifications), api::notifications::outbox);
     r.add(get(), "/api/v1/notifications/outbox/{id}", Allowed(ManageNotifications), api::notifications::message);
@@ -298,6 +300,35 @@ pub fn define(r: &mut impl Registrar) {
     r.add(Method::PUT, "/api/v1/segments/{id}", Allowed(EditCustomers), api::segments::update);
     r.add(Method::DELETE, "/api/v1/segments/{id}", Allowed(EditCustomers), api::segments::delete);
     r.add(get(), "/api/v1/segments/{id}/customers", Allowed(ViewCustomers), api::segments::customers);
+    // Call lists, the operator's queue, outcomes, wrap-ups and daily progress (issue 18)
+    r.add(get(), "/call-lists", Allowed(WorkCallLists), pages::call_lists::list);
+    r.add(post(), "/call-lists", Allowed(ManageCallLists), pages::call_lists::create);
+    r.add(get(), "/call-lists/{id}", Allowed(WorkCallLists), pages::call_lists::show);
+    r.add(post(), "/call-lists/{id}", Allowed(ManageCallLists), pages::call_lists::update);
+    r.add(get(), "/queue", Allowed(WorkCallLists), pages::call_lists::queue);
+    r.add(post(), "/queue/next", Allowed(WorkCallLists), pages::call_lists::next);
+    r.add(post(), "/queue/items/{item}/dial", Allowed(WorkCallLists), pages::call_lists::dial);
+    r.add(post(), "/queue/items/{item}/outcome", Allowed(WorkCallLists), pages::call_lists::outcome);
+    r.add(post(), "/queue/items/{item}/release", Allowed(WorkCallLists), pages::call_lists::release);
+    r.add(get(), "/call-outcomes", Allowed(ManageCallLists), pages::call_lists::outcomes);
+    r.add(post(), "/call-outcomes", Allowed(ManageCallLists), pages::call_lists::save_outcome);
+    r.add(post(), "/calls/wrap-up", Allowed(WrapUpCalls), pages::call_lists::wrap_up);
+    r.add(get(), "/progress", Allowed(ViewTeamProgress), pages::call_lists::progress);
+    r.add(post(), "/progress/targets", Allowed(ManageCallLists), pages::call_lists::save_targets);
+    r.add(get(), "/api/v1/call-lists", Allowed(WorkCallLists), api::call_lists::list);
+    r.add(post(), "/api/v1/call-lists", Allowed(ManageCallLists), api::call_lists::create);
+    r.add(get(), "/api/v1/call-lists/{id}", Allowed(WorkCallLists), api::call_lists::get);
+    r.add(Method::PUT, "/api/v1/call-lists/{id}", Allowed(ManageCallLists), api::call_lists::update);
+    r.add(get(), "/api/v1/call-lists/{id}/items", Allowed(WorkCallLists), api::call_lists::items);
+    r.add(post(), "/api/v1/call-lists/{id}/items/{item}/take", Allowed(WorkCallLists), api::call_lists::take);
+    r.add(post(), "/api/v1/call-lists/{id}/items/{item}/release", Allowed(WorkCallLists), api::call_lists::release);
+    r.add(post(), "/api/v1/call-lists/{id}/items/{item}/dial", Allowed(WorkCallLists), api::call_lists::dial);
+    r.add(post(), "/api/v1/call-lists/{id}/items/{item}/outcome", Allowed(WorkCallLists), api::call_lists::outcome);
+    r.add(post(), "/api/v1/queue/next", Allowed(WorkCallLists), api::call_lists::next);
+    r.add(get(), "/api/v1/call-outcomes", Allowed(WrapUpCalls), api::call_lists::outcomes);
+    r.add(Method::PUT, "/api/v1/call-outcomes", Allowed(ManageCallLists), api::call_lists::save_outcome);
+    r.add(get(), "/api/v1/progress", Allowed(WorkCallLists), api::call_lists::progress);
+    r.add(Method::PUT, "/api/v1/progress/targets", Allowed(ManageCallLists), api::call_lists::set_targets);
 }
 
 /// Collects the specs without registering anything.

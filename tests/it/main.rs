@@ -3,6 +3,8 @@
 mod support;
 
 mod browser;
+mod call_lists;
+mod call_lists_browser;
 mod calls;
 mod calls_browser;
 mod changes;

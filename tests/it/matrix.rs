@@ -304,6 +304,41 @@ pub const OUTBOUND: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/segments/{id}/customers", DESK),
 ];
 
+/// Call lists, the operator's queue, outcome codes, wrap-ups and daily progress (issue
+/// 18): operators work lists; admins build them, set the outcome codes and targets and
+/// see the team; anyone wraps up their own calls.
+pub const CALL_LISTS: &[(&str, &str, Who)] = &[
+    ("GET", "/call-lists", DESK),
+    ("POST", "/call-lists", ADMIN),
+    ("GET", "/call-lists/{id}", DESK),
+    ("POST", "/call-lists/{id}", ADMIN),
+    ("GET", "/queue", DESK),
+    ("POST", "/queue/next", DESK),
+    ("POST", "/queue/items/{item}/dial", DESK),
+    ("POST", "/queue/items/{item}/outcome", DESK),
+    ("POST", "/queue/items/{item}/release", DESK),
+    ("GET", "/call-outcomes", ADMIN),
+    ("POST", "/call-outcomes", ADMIN),
+    ("POST", "/calls/wrap-up", Staff),
+    ("GET", "/progress", ADMIN),
+    ("POST", "/progress/targets", ADMIN),
+    ("POST", "/api/v1/calls/wrap-up", Staff),
+    ("GET", "/api/v1/call-lists", DESK),
+    ("POST", "/api/v1/call-lists", ADMIN),
+    ("GET", "/api/v1/call-lists/{id}", DESK),
+    ("PUT", "/api/v1/call-lists/{id}", ADMIN),
+    ("GET", "/api/v1/call-lists/{id}/items", DESK),
+    ("POST", "/api/v1/call-lists/{id}/items/{item}/take", DESK),
+    ("POST", "/api/v1/call-lists/{id}/items/{item}/release", DESK),
+    ("POST", "/api/v1/call-lists/{id}/items/{item}/dial", DESK),
+    ("POST", "/api/v1/call-lists/{id}/items/{item}/outcome", DESK),
+    ("POST", "/api/v1/queue/next", DESK),
+    ("GET", "/api/v1/call-outcomes", Staff),
+    ("PUT", "/api/v1/call-outcomes", ADMIN),
+    ("GET", "/api/v1/progress", DESK),
+    ("PUT", "/api/v1/progress/targets", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
         FOUNDATION,
@@ -316,6 +351,7 @@ fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
         INBOX,
         CHAT_EXTRAS,
         OUTBOUND,
+        CALL_LISTS,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }

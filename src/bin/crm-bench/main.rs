@@ -10,6 +10,7 @@ mod httpc;
 mod import;
 mod notify;
 mod pages;
+mod outbound;
 mod server;
 mod signin;
 mod sip;
@@ -34,6 +35,7 @@ const SUITES: &[&str] = &[
     "chat",
     "import",
     "pages",
+    "outbound",
 ];
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         "chat" => chat::run(rest),
         "import" => import::run(rest),
         "pages" => pages::run(rest),
+        "outbound" => outbound::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]

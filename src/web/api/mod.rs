@@ -1,6 +1,7 @@
 //! JSON API under /api/v1. Handlers carry `#[utoipa::path]` annotations, from which the
 //! OpenAPI document is generated; a test checks it lists exactly the API routes.
 
+pub mod call_lists;
 pub mod calls;
 pub mod conversations;
 pub mod core;
@@ -62,6 +63,10 @@ impl Modify for Security {
         core::archive_customer, core::restore_customer,
         segments::list, segments::create, segments::count, segments::get, segments::update,
         segments::delete, segments::customers,
+        call_lists::list, call_lists::create, call_lists::get, call_lists::update, call_lists::items,
+        call_lists::take, call_lists::release, call_lists::dial, call_lists::outcome, call_lists::next,
+        call_lists::outcomes, call_lists::save_outcome, call_lists::wrap_up, call_lists::progress,
+        call_lists::set_targets,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -128,6 +128,16 @@ fn bad_request(ui: &Ui, msg: &str) -> HttpResponse {
 
 /// The call table, shared by the log, the customer card and the order page.
 pub fn calls_table(ui: &Ui, rows: &[CallRow], id: &str) -> Markup {
+    calls_table_with(ui, rows, id, &Default::default())
+}
+
+/// The call table with each call's wrap-up (outcome name, note) under its outcome.
+pub fn calls_table_with(
+    ui: &Ui,
+    rows: &[CallRow],
+    id: &str,
+    wraps: &std::collections::HashMap<String, (String, String)>,
+) -> Markup {
     html! {
         div.table-wrap { table.calls id=(id) {
             thead { tr {
@@ -150,7 +160,10 @@ pub fn calls_table(ui: &Ui, rows: &[CallRow], id: &str) -> Markup {
                                  (ui.t("calls.transferred_by_x").replace("{name}", by))
                              }
                          } }
-                    td { span class=(format!("badge call-{}", k.outcome)) { (outcome_label(ui, &k.outcome)) } }
+                    td { span class=(format!("badge call-{}", k.outcome)) { (outcome_label(ui, &k.outcome)) }
+                         @if let Some((name, note)) = wraps.get(&k.call_id) {
+                             " " span.call-wrap data-wrap=(name) { (name) } @if !note.is_empty() { br; span.muted.call-wrap-note { (note) } }
+                         } }
                     td.num { (duration(k.ring_ms)) }
                     td.num { (duration(k.talk_ms)) }
                 }
@@ -172,6 +185,7 @@ pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
         Err(e) => return fail(&ui, e),
     };
     let users = ctx.accounts.list_users().await.unwrap_or_default();
+    let wraps = super::call_lists::wraps_for(&ui, &rows).await;
     let qs = query_string(&q);
     let sel = |v: &Option<String>, x: &str| blank(v) == Some(x);
     html(page(
@@ -209,8 +223,8 @@ pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
                 }
                 button type="submit" { (ui.t("common.filter")) }
             }
-            div #calls-region data-live-topics="call.ended call.answered" {
-                (calls_table(&ui, &rows, "calls-table"))
+            div #calls-region data-live-topics="call.ended call.answered call.wrapped" {
+                (calls_table_with(&ui, &rows, "calls-table", &wraps))
                 (pager(&ui, &if qs.is_empty() { "/calls".to_string() } else { format!("/calls?{qs}") }, pg, PER_PAGE, total))
             }
         },
@@ -421,10 +435,11 @@ pub async fn customer_section(ui: &Ui, actor: &Actor, customer: i64) -> Markup {
         .await
         .map(|r| r.0)
         .unwrap_or_default();
+    let wraps = super::call_lists::wraps_for(ui, &rows).await;
     html! {
-        section.card #customer-calls data-live-topics="call.ended" {
+        section.card #customer-calls data-live-topics="call.ended call.wrapped" {
             h2 { (ui.t("calls.title")) }
-            @if rows.is_empty() { p.muted { (ui.t("calls.none")) } } @else { (calls_table(ui, &rows, "customer-calls-table")) }
+            @if rows.is_empty() { p.muted { (ui.t("calls.none")) } } @else { (calls_table_with(ui, &rows, "customer-calls-table", &wraps)) }
         }
     }
 }
@@ -477,7 +492,11 @@ pub fn header_status(ui: &Ui) -> Markup {
             data-t-keys=(ui.t("calls.keys")) data-t-close=(ui.t("calls.close"))
             data-can-customers=(if actor.can(Action::ViewCustomers) { "1" } else { "0" })
             data-can-orders=(if actor.can(Action::CreateOrders) { "1" } else { "0" })
-            data-can-edit-customers=(if actor.can(Action::EditCustomers) { "1" } else { "0" }) {}
+            data-can-edit-customers=(if actor.can(Action::EditCustomers) { "1" } else { "0" })
+            data-can-wrap=(if actor.can(Action::WrapUpCalls) { "1" } else { "0" })
+            data-t-wrap-title=(ui.t("call_lists.wrap_title")) data-t-outcome=(ui.t("calls.outcome"))
+            data-t-note=(ui.t("call_lists.note")) data-t-follow-up=(ui.t("call_lists.follow_up"))
+            data-t-save=(ui.t("call_lists.save_outcome")) data-t-saved=(ui.t("call_lists.saved")) {}
     }
 }
 

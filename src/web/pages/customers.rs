@@ -361,6 +361,7 @@ async fn card(
         .sum();
     let form = f.cloned().unwrap_or_else(|| CustomerForm::from_row(&c));
     let calls = super::calls::customer_section(ui, actor, c.id).await;
+    let outcomes = super::call_lists::customer_section(ui, actor, c.id).await;
     html_status(
         status,
         page(
@@ -411,6 +412,7 @@ async fn card(
                     (orders_table(ui, &shop, &statuses, &orders))
                 }
                 (calls)
+                (outcomes)
                 section.card {
                     h2 { (ui.t("orders.payments")) }
                     div.table-wrap { table #customer-payments {

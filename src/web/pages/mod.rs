@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod backups;
 pub mod branches;
+pub mod call_lists;
 pub mod calls;
 pub mod conversation_export;
 pub mod core_ui;

@@ -1,0 +1,307 @@
+//! `outbound`: call lists and segments (issue 18), in process, every commit durable (the
+//! default `Full` fsync).
+//!
+//! `crm-bench outbound [--customers N] [--orders M] [--queue-customers Q]
+//!  [--operators K] [--per-operator P] [--rounds R]` prints:
+//! - `seed_s`: the `crm seed` load of N customers and M orders (setup, for scale);
+//! - `count_<filter>_ms`: a segment's live count over the N customers, median and max
+//!   over R rounds, for each kind of condition a segment has;
+//! - `list_build_s`: a call list of Q customers built from a segment and shared out
+//!   round-robin to K operators;
+//! - `next_p50_ms` / `next_p99_ms`: the queue's "next item" (take the next due item in
+//!   one unit of work, then read its card and script) with K operators working at once,
+//!   each taking P items and recording an outcome for each;
+//! - `reference_write_p50_ms` / `_p99_ms`: the same-run reference, a bare unit of work
+//!   (one activity row) at the same concurrency: what a durable commit costs here.
+
+use std::time::{Duration, Instant};
+
+use crm::db::{Db, DbOptions};
+use crm::domain::call_lists::{AgentInput, CallLists, ListSettings, NewList, OutcomeInput};
+use crm::domain::clock::Clock;
+use crm::domain::segments::{SegmentFilter, Segments};
+use crm::domain::telephony::Telephony;
+use crm::domain::work::Store;
+use crm::domain::Actor;
+use crm::events::EventBus;
+use crm::model::{Language, Role};
+
+use crate::stats::{median, ms, percentile};
+
+fn arg(args: &[String], name: &str) -> Option<usize> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn filters() -> Vec<(&'static str, SegmentFilter)> {
+    let f = SegmentFilter::default;
+    vec![
+        ("all", f()),
+        (
+            "opted_in",
+            SegmentFilter {
+                opted_in: Some(true),
+                ..f()
+            },
+        ),
+        (
+            "tags",
+            SegmentFilter {
+                tags: vec!["vip".into(), "optom".into()],
+                ..f()
+            },
+        ),
+        (
+            "kind_language",
+            SegmentFilter {
+                kind: Some("person".into()),
+                language: Some("ru".into()),
+                ..f()
+            },
+        ),
+        (
+            "branch",
+            SegmentFilter {
+                branch_id: Some(1),
+                ..f()
+            },
+        ),
+        (
+            "has_open_order",
+            SegmentFilter {
+                has_open_order: Some(true),
+                ..f()
+            },
+        ),
+        (
+            "visited_within_365",
+            SegmentFilter {
+                visited_within_days: Some(365),
+                ..f()
+            },
+        ),
+        (
+            "not_visited_365",
+            SegmentFilter {
+                not_visited_days: Some(365),
+                ..f()
+            },
+        ),
+        (
+            "min_spent",
+            SegmentFilter {
+                min_spent: Some(1_000_000),
+                ..f()
+            },
+        ),
+        (
+            "ready_7_days",
+            SegmentFilter {
+                ready_days: Some(7),
+                ..f()
+            },
+        ),
+        (
+            "warranty_30_days",
+            SegmentFilter {
+                warranty_ending_days: Some(30),
+                ..f()
+            },
+        ),
+    ]
+}
+
+fn open() -> anyhow::Result<(tempfile::TempDir, Db, Store)> {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(&dir.path().join("crm.db"), &DbOptions::default())?;
+    let store = Store::with_clock(db.clone(), EventBus::default(), Clock::default());
+    Ok((dir, db, store))
+}
+
+fn actor(id: i64, role: Role) -> Actor {
+    Actor {
+        user_id: id,
+        username: format!("u{id}"),
+        display_name: format!("Operator {id}"),
+        role,
+        language: Language::UzLatn,
+    }
+}
+
+async fn users(db: &Db, n: usize) -> anyhow::Result<(Actor, Vec<Actor>)> {
+    let ids = db
+        .write(move |c| {
+            let now = crm::db::now();
+            let mut ids = Vec::new();
+            for i in 0..=n {
+                let name = format!("bench{i}");
+                ids.push(crm::db::accounts::insert_user(
+                    c,
+                    &crm::db::accounts::NewUserRow {
+                        username: &name,
+                        display_name: &name,
+                        role: if i == 0 { Role::Admin } else { Role::Operator },
+                        language: Language::UzLatn,
+                        password_hash: "-",
+                    },
+                    now,
+                )?);
+            }
+            Ok(ids)
+        })
+        .await?;
+    Ok((
+        actor(ids[0], Role::Admin),
+        ids[1..].iter().map(|i| actor(*i, Role::Operator)).collect(),
+    ))
+}
+
+fn p(v: &mut [Duration]) -> (Duration, Duration) {
+    v.sort();
+    (percentile(v, 50.0), percentile(v, 99.0))
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let customers = arg(args, "--customers").unwrap_or(1_000_000);
+    let orders = arg(args, "--orders").unwrap_or(customers);
+    let queue_customers = arg(args, "--queue-customers").unwrap_or(100_000);
+    let operators = arg(args, "--operators").unwrap_or(20);
+    let per_op = arg(args, "--per-operator").unwrap_or(100);
+    let rounds = arg(args, "--rounds").unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "customers={customers} orders={orders} queue_customers={queue_customers} operators={operators} per_operator={per_op} rounds={rounds}"
+    );
+    rt.block_on(async {
+        // Segment counts over the big shop.
+        let (_dir, db, store) = open()?;
+        let t = Instant::now();
+        crm::domain::seed::seed(&db, customers, orders, 18).await?;
+        println!("seed_s={:.1}", t.elapsed().as_secs_f64());
+        let segs = Segments::new(store.clone());
+        for (name, f) in filters() {
+            let mut times = Vec::new();
+            let mut count = 0;
+            for _ in 0..rounds {
+                let t = Instant::now();
+                count = segs.count(f.clone()).await?;
+                times.push(t.elapsed());
+            }
+            let max = times.iter().max().copied().unwrap_or_default();
+            println!(
+                "count_{name}_ms={} max={} customers={count}",
+                ms(median(times)),
+                ms(max)
+            );
+        }
+        drop(segs);
+        drop(store);
+        drop(db);
+
+        // The queue, on a shop of its own.
+        let (_dir, db, store) = open()?;
+        crm::domain::seed::seed(&db, queue_customers, 0, 19).await?;
+        let (admin, ops) = users(&db, operators).await?;
+        let tel = Telephony::new(store.clone(), Clock::default());
+        let lists = CallLists::new(store.clone(), tel);
+        let t = Instant::now();
+        let seg = Segments::new(store.clone())
+            .save(&admin, None, "Hammasi", SegmentFilter::default())
+            .await?;
+        let id = lists
+            .create(
+                &admin,
+                NewList {
+                    name: "Bench".into(),
+                    source: "segment".into(),
+                    source_ref: Some(seg),
+                    branch_id: None,
+                    assignment: Some("round_robin".into()),
+                    agents: ops
+                        .iter()
+                        .map(|a| AgentInput {
+                            user_id: a.user_id,
+                            branch_id: None,
+                        })
+                        .collect(),
+                    settings: ListSettings::default(),
+                },
+            )
+            .await?;
+        println!(
+            "list_build_s={:.2} items={}",
+            t.elapsed().as_secs_f64(),
+            lists.get(id).await?.list.pending
+        );
+        let mut tasks = Vec::new();
+        for a in ops.clone() {
+            let lists = lists.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per_op);
+                for i in 0..per_op {
+                    let t = Instant::now();
+                    let q = lists.next(&a).await?;
+                    lat.push(t.elapsed());
+                    let Some(q) = q else { break };
+                    let outcome = if i % 3 == 0 { "no_answer" } else { "reached" };
+                    lists
+                        .record(
+                            &a,
+                            q.item.id,
+                            OutcomeInput {
+                                outcome: outcome.into(),
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                }
+                anyhow::Ok(lat)
+            }));
+        }
+        let mut next = Vec::new();
+        for t in tasks {
+            next.extend(t.await??);
+        }
+        let (p50, p99) = p(&mut next);
+        println!(
+            "next_p50_ms={} next_p99_ms={} samples={}",
+            ms(p50),
+            ms(p99),
+            next.len()
+        );
+        // The reference: a bare unit of work at the same concurrency.
+        let mut tasks = Vec::new();
+        for a in ops.clone() {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per_op);
+                for _ in 0..per_op {
+                    let t = Instant::now();
+                    store
+                        .write(&a, |tx| {
+                            tx.log("bench", "bench", None, serde_json::json!({}));
+                            Ok(())
+                        })
+                        .await?;
+                    lat.push(t.elapsed());
+                }
+                anyhow::Ok(lat)
+            }));
+        }
+        let mut refs = Vec::new();
+        for t in tasks {
+            refs.extend(t.await??);
+        }
+        let (r50, r99) = p(&mut refs);
+        println!(
+            "reference_write_p50_ms={} reference_write_p99_ms={}",
+            ms(r50),
+            ms(r99)
+        );
+        anyhow::Ok(())
+    })
+}
