@@ -31,6 +31,8 @@ pub struct AppContext {
     pub imports: crate::domain::imports::Imports,
     /// Saved customer filters with live counts (issue 18).
     pub segments: crate::domain::segments::Segments,
+    pub promotions: crate::domain::promotions::Promotions,
+    pub broadcasts: crate::domain::broadcasts::Broadcasts,
     pub orders: Orders,
     /// Committed changes, for live screens.
     pub events: EventBus,
@@ -97,6 +99,11 @@ impl AppContext {
             customers: Customers::new(store.clone()),
             imports: crate::domain::imports::Imports::new(store.clone()),
             segments: crate::domain::segments::Segments::new(store.clone()),
+            promotions: crate::domain::promotions::Promotions::new(store.clone()),
+            broadcasts: crate::domain::broadcasts::Broadcasts::new(
+                store.clone(),
+                notifications.clone(),
+            ),
             orders: Orders::new(store.clone()),
             calls: Calls::new(db.clone(), events.clone(), clock.clone()),
             db,

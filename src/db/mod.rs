@@ -17,6 +17,7 @@ pub mod imports;
 pub mod notices;
 pub mod orders;
 pub mod outbox;
+pub mod promos;
 pub mod provisioning;
 pub mod reports;
 pub mod search;

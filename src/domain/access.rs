@@ -64,10 +64,18 @@ pub enum Action {
     ManageInbox,
     /// Import customers from files, undo an import (issue 18).
     ImportCustomers,
+    /// Create and change promotions (issue 18).
+    ManagePromotions,
+    /// Apply a promotion's code to an order, or take it off (the front desk).
+    ApplyPromotions,
+    /// Send broadcasts to segments and see their results.
+    SendBroadcasts,
+    /// Archive orders (one, or by a rule) and restore them.
+    ArchiveOrders,
 }
 
 impl Action {
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 34] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -98,6 +106,10 @@ impl Action {
         Action::DeleteConversations,
         Action::ManageInbox,
         Action::ImportCustomers,
+        Action::ManagePromotions,
+        Action::ApplyPromotions,
+        Action::SendBroadcasts,
+        Action::ArchiveOrders,
     ];
 }
 
@@ -123,6 +135,7 @@ pub fn can(role: Role, action: Action) -> bool {
                 | ViewConversations
                 | ReplyConversations
                 | ExportConversations
+                | ApplyPromotions
         ),
         Role::Master => matches!(
             action,

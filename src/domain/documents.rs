@@ -260,7 +260,7 @@ pub fn render_receipt(shop: &ShopSettings, v: &OrderView, tr: Tr, clock: &ShopCl
         o.brand,
         o.model
     );
-    let facts: [(&str, String); 10] = [
+    let facts: [(&str, String); 11] = [
         ("orders.created", clock.format_datetime(o.created_at)),
         ("orders.customer", format!("{} {phone}", o.customer_name)),
         ("orders.device", device.trim().to_string()),
@@ -274,6 +274,14 @@ pub fn render_receipt(shop: &ShopSettings, v: &OrderView, tr: Tr, clock: &ShopCl
             o.promised_at
                 .map(|t| clock.format_date(t))
                 .unwrap_or_default(),
+        ),
+        (
+            "promos.order.discount",
+            if o.discount > 0 {
+                format!("−{}", shop.money(o.discount))
+            } else {
+                String::new()
+            },
         ),
         ("orders.paid", shop.money(o.paid)),
     ];

@@ -25,6 +25,13 @@ const NAV: &[(&str, &str, Action)] = &[
 const MORE_NAV: &[(&str, &str, Action)] = &[
     ("/workload", "nav.workload", Action::ViewReports),
     ("/map", "branches.map_nav", Action::ViewOrders),
+    ("/promotions", "promos.nav", Action::ApplyPromotions),
+    (
+        "/broadcasts",
+        "promos.broadcast.nav",
+        Action::SendBroadcasts,
+    ),
+    ("/archive", "promos.archive.nav", Action::ArchiveOrders),
 ];
 
 /// Administration, grouped under one "Settings" menu so the header stays one row.

@@ -7,6 +7,7 @@ pub mod core;
 pub mod imports;
 pub mod live;
 pub mod notifications;
+pub mod promos;
 pub mod segments;
 pub mod settings;
 pub mod telephony;
@@ -62,6 +63,10 @@ impl Modify for Security {
         core::archive_customer, core::restore_customer,
         segments::list, segments::create, segments::count, segments::get, segments::update,
         segments::delete, segments::customers,
+        promos::list, promos::create, promos::get, promos::update, promos::apply, promos::remove,
+        promos::broadcasts, promos::send_broadcast, promos::broadcast,
+        promos::archive_order, promos::restore_order, promos::archive_rule,
+        promos::sms_settings, promos::save_sms,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),
