@@ -1,18 +1,57 @@
 -- Outbound work (issue 18), part three: SMS as a channel (gateway ids, delivery reports,
 -- cost), promotions applied to orders, broadcasts to segments, and archived orders.
 
--- What the SMS gateway said about a message: its own id (to match delivery reports), the
--- report ('delivered', 'undelivered', 'expired', 'rejected'), when, how many parts and what
--- it cost (so'm, when the gateway reports a price). `broadcast_id` ties a message to the
--- broadcast that queued it.
-ALTER TABLE notify_outbox ADD COLUMN provider TEXT;
-ALTER TABLE notify_outbox ADD COLUMN provider_id TEXT;
-ALTER TABLE notify_outbox ADD COLUMN delivery TEXT;
-ALTER TABLE notify_outbox ADD COLUMN delivered_at INTEGER;
-ALTER TABLE notify_outbox ADD COLUMN parts INTEGER;
-ALTER TABLE notify_outbox ADD COLUMN cost INTEGER;
-ALTER TABLE notify_outbox ADD COLUMN broadcast_id INTEGER;
-ALTER TABLE notify_outbox ADD COLUMN customer_id INTEGER;
+-- The outbox takes a third channel, 'sms'. SQLite cannot change a CHECK in place, so the
+-- table is rebuilt with its rows and ids; the conversation replies that point at their
+-- outbox row (ON DELETE SET NULL, which the drop would trigger) get their links back.
+-- New columns: what the SMS gateway said about a message — its own id (to match delivery
+-- reports), the report ('delivered', 'undelivered', 'expired', 'rejected'), when, how many
+-- parts and what it cost (so'm, where the gateway reports a price) — and the broadcast and
+-- customer a broadcast message was for.
+CREATE TABLE notify_outbox_new (
+    id              INTEGER PRIMARY KEY,
+    event           TEXT NOT NULL,
+    dedupe_key      TEXT NOT NULL,
+    channel         TEXT NOT NULL CHECK (channel IN ('email', 'telegram', 'sms')),
+    recipient       TEXT NOT NULL,
+    user_id         INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    language        TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    sent_at         INTEGER,
+    extra           TEXT,
+    provider        TEXT,
+    provider_id     TEXT,
+    delivery        TEXT,
+    delivered_at    INTEGER,
+    parts           INTEGER,
+    cost            INTEGER,
+    broadcast_id    INTEGER,
+    customer_id     INTEGER,
+    UNIQUE (dedupe_key, channel, recipient)
+);
+INSERT INTO notify_outbox_new (id, event, dedupe_key, channel, recipient, user_id, language,
+    subject, body, state, attempts, next_attempt_at, last_error, created_at, updated_at, sent_at, extra)
+SELECT id, event, dedupe_key, channel, recipient, user_id, language,
+    subject, body, state, attempts, next_attempt_at, last_error, created_at, updated_at, sent_at, extra
+FROM notify_outbox;
+CREATE TEMP TABLE outbox_links AS
+    SELECT id, outbox_id FROM conversation_messages WHERE outbox_id IS NOT NULL;
+DROP TABLE notify_outbox;
+ALTER TABLE notify_outbox_new RENAME TO notify_outbox;
+UPDATE conversation_messages
+   SET outbox_id = (SELECT l.outbox_id FROM outbox_links l WHERE l.id = conversation_messages.id)
+ WHERE id IN (SELECT id FROM outbox_links);
+DROP TABLE outbox_links;
+CREATE INDEX notify_outbox_due ON notify_outbox(channel, state, next_attempt_at);
+CREATE INDEX notify_outbox_state ON notify_outbox(state, updated_at);
 CREATE INDEX notify_outbox_provider ON notify_outbox(provider_id) WHERE provider_id IS NOT NULL;
 CREATE INDEX notify_outbox_broadcast ON notify_outbox(broadcast_id, state) WHERE broadcast_id IS NOT NULL;
 CREATE INDEX notify_outbox_sms_to ON notify_outbox(recipient) WHERE channel = 'sms';

@@ -345,9 +345,14 @@ impl Promotions {
     }
 
     /// Archives one order (out of lists and search, kept with its history).
-    pub async fn archive_order(&self, by: &Actor, id: i64, archive: bool) -> DomainResult<()> {
+    pub async fn archive_order(
+        &self,
+        by: Option<&Actor>,
+        id: i64,
+        archive: bool,
+    ) -> DomainResult<()> {
         self.store
-            .write(by, move |tx| {
+            .write(super::work::Who::from(by), move |tx| {
                 let o = crate::db::orders::get(tx, id)?.ok_or(DomainError::NotFound)?;
                 if archive && o.closed_at.is_none() {
                     return Err(DomainError::Conflict(Msg::new("err.archive.open_order")));
@@ -381,6 +386,17 @@ impl Promotions {
                 Ok(())
             })
             .await
+    }
+
+    /// An order's id by its number, archived or not (for `crm archive restore`).
+    pub async fn order_id(&self, number: &str) -> DomainResult<i64> {
+        let number = number.trim().to_string();
+        self.store
+            .db()
+            .read(move |c| crate::db::orders::by_number(c, &number))
+            .await?
+            .map(|o| o.id)
+            .ok_or(DomainError::NotFound)
     }
 
     /// Archives the orders closed more than `years` years ago (by the shop's calendar), up

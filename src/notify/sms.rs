@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{settle, ChannelSender, Outcome};
+use super::{ChannelSender, Outcome};
 use crate::db::{outbox, promos as pq, settings as kv, Db};
 use crate::domain::notifications::sms::{SmsProvider, SmsSettings};
 use crate::domain::notifications::NotifySettings;
@@ -22,6 +22,9 @@ const MAX_TEXT: usize = 900;
 
 pub(super) struct SmsSender {
     client: reqwest::Client,
+    /// Eskiz's token for (url, login, password): the stored one may be older than the
+    /// settings this batch was read with.
+    token: Option<((String, String, String), String)>,
     next: Option<Instant>,
     paused_until: Option<Instant>,
     /// Checked after every batch (Eskiz reports the balance, not a price per message).
@@ -36,6 +39,7 @@ impl Default for SmsSender {
                 .connect_timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
+            token: None,
             next: None,
             paused_until: None,
             balance_checked: None,
@@ -46,7 +50,6 @@ impl Default for SmsSender {
 /// What an accepted send returned.
 struct Accepted {
     provider_id: String,
-    parts: Option<i64>,
 }
 
 /// Keeps secrets out of error texts, whatever the peer echoed.
@@ -83,10 +86,24 @@ fn digits(e164: &str) -> String {
 }
 
 impl SmsSender {
-    /// Eskiz's bearer token: the stored one, or a fresh login (stored for the next send).
-    async fn eskiz_token(&self, db: &Db, s: &SmsSettings, fresh: bool) -> Result<String, Outcome> {
-        if !fresh && !s.token.is_empty() {
-            return Ok(s.token.clone());
+    /// Eskiz's bearer token: the one in hand, the stored one, or a fresh login (kept and
+    /// stored for the next send).
+    async fn eskiz_token(
+        &mut self,
+        db: &Db,
+        s: &SmsSettings,
+        fresh: bool,
+    ) -> Result<String, Outcome> {
+        let key = (s.url.clone(), s.login.clone(), s.password.clone());
+        if !fresh {
+            if let Some((k, t)) = &self.token {
+                if *k == key {
+                    return Ok(t.clone());
+                }
+            }
+            if !s.token.is_empty() {
+                return Ok(s.token.clone());
+            }
         }
         let r = self
             .client
@@ -108,6 +125,7 @@ impl SmsSender {
             .and_then(|v| v["data"]["token"].as_str().map(str::to_string))
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Outcome::Transient("Eskiz login: no token in the answer".into()))?;
+        self.token = Some((key, token.clone()));
         let t = token.clone();
         let now = crate::db::now();
         if let Err(e) = db.write(move |c| kv::set(c, "sms.token", &t, now)).await {
@@ -117,7 +135,7 @@ impl SmsSender {
     }
 
     async fn eskiz_send(
-        &self,
+        &mut self,
         db: &Db,
         s: &SmsSettings,
         m: &outbox::Claimed,
@@ -164,10 +182,7 @@ impl SmsSender {
                     short(&body)
                 )));
             }
-            return Ok(Accepted {
-                provider_id: id,
-                parts: None,
-            });
+            return Ok(Accepted { provider_id: id });
         }
         Err(Outcome::Transient("Eskiz: refused the new token".into()))
     }
@@ -198,10 +213,7 @@ impl SmsSender {
         if !status.is_success() {
             return Err(by_status(status, &text, "Playmobile"));
         }
-        Ok(Accepted {
-            provider_id: id,
-            parts: None,
-        })
+        Ok(Accepted { provider_id: id })
     }
 
     /// Eskiz's balance (`/api/user/get-limit`), kept for the settings page.
@@ -247,67 +259,111 @@ impl ChannelSender for SmsSender {
         let policy = settings.policy;
         let s = &settings.sms;
         let gap = Duration::from_secs(1) / s.per_second.max(1);
-        let secrets = [s.password.as_str(), s.token.as_str(), s.hook_key.as_str()];
+        let secrets = [s.password.clone(), s.token.clone(), s.hook_key.clone()];
         let mut sent_any = false;
-        for m in batch {
-            let now = Instant::now();
-            let outcome = 'attempt: {
-                if *stop.borrow() {
-                    break 'attempt Outcome::Deferred {
-                        after: Duration::ZERO,
-                        note: "shutting down".into(),
-                    };
-                }
-                let Some(provider) = s.provider.filter(|_| s.configured()) else {
-                    break 'attempt Outcome::Transient(
-                        "the SMS gateway is not set up (Settings → Notifications)".into(),
-                    );
-                };
-                if let Some(p) = self.paused_until.filter(|p| *p > now) {
-                    break 'attempt Outcome::Deferred {
-                        after: p - now,
-                        note: "the gateway asked to wait (429)".into(),
-                    };
-                }
-                if let Some(n) = self.next.filter(|n| *n > now) {
-                    tokio::time::sleep_until(n).await;
-                }
-                self.next = Some(Instant::now() + gap);
-                let text: String = m.body.chars().take(MAX_TEXT).collect();
-                let r = match provider {
-                    SmsProvider::Eskiz => self.eskiz_send(db, s, &m, &text).await,
-                    SmsProvider::Playmobile => self.playmobile_send(s, &m, &text).await,
-                };
-                match r {
-                    Ok(a) => {
-                        let (id, p, pid) = (m.id, provider.as_str(), a.provider_id);
-                        let parts = a.parts;
-                        if let Err(e) = db
-                            .write(move |c| pq::sms_accepted(c, id, p, &pid, parts, None))
-                            .await
-                        {
-                            tracing::error!(outbox_id = id, error = %e, "could not keep the gateway's message id");
-                        }
-                        sent_any = true;
-                        Outcome::Sent
-                    }
-                    Err(o) => {
-                        if let Outcome::Deferred { after, .. } = &o {
-                            self.paused_until = Some(Instant::now() + *after);
-                        }
-                        match o {
-                            Outcome::Transient(e) => Outcome::Transient(scrub(e, &secrets)),
-                            Outcome::Permanent(e) => Outcome::Permanent(scrub(e, &secrets)),
-                            other => other,
-                        }
+        // Outcomes are written by a settler beside the sending loop, as many at once as
+        // finished meanwhile (one commit for several messages), so the pace is the
+        // gateway's and the admin's, not one fsync per message. The gateway's id is
+        // written in the same transaction as the row's state.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(
+            outbox::Claimed,
+            Outcome,
+            Option<(String, String)>,
+        )>();
+        let settling = async {
+            let mut done = Vec::new();
+            while done_rx.recv_many(&mut done, 256).await > 0 {
+                let items = std::mem::take(&mut done);
+                let accepted: Vec<(i64, String, String)> = items
+                    .iter()
+                    .filter_map(|(m, _, a)| a.clone().map(|(p, id)| (m.id, p, id)))
+                    .collect();
+                if !accepted.is_empty() {
+                    let r = db
+                        .write(move |c| {
+                            for (id, p, pid) in &accepted {
+                                pq::sms_accepted(c, *id, p, pid, None, None)?;
+                            }
+                            Ok(())
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "could not keep the gateway's message ids");
                     }
                 }
-            };
-            if let Outcome::Transient(e) | Outcome::Permanent(e) = &outcome {
-                tracing::debug!(outbox_id = m.id, error = %e, "SMS not delivered");
+                super::settle_all(
+                    db,
+                    items.into_iter().map(|(m, o, _)| (m, o)).collect(),
+                    policy,
+                )
+                .await;
             }
-            settle(db, &m, outcome, policy).await;
-        }
+        };
+        let sending = async {
+            let done_tx = done_tx;
+            for m in batch {
+                let now = Instant::now();
+                let mut accepted = None;
+                let outcome = 'attempt: {
+                    if *stop.borrow() {
+                        break 'attempt Outcome::Deferred {
+                            after: Duration::ZERO,
+                            note: "shutting down".into(),
+                        };
+                    }
+                    let Some(provider) = s.provider.filter(|_| s.configured()) else {
+                        break 'attempt Outcome::Transient(
+                            "the SMS gateway is not set up (Settings → Notifications)".into(),
+                        );
+                    };
+                    if let Some(p) = self.paused_until.filter(|p| *p > now) {
+                        break 'attempt Outcome::Deferred {
+                            after: p - now,
+                            note: "the gateway asked to wait (429)".into(),
+                        };
+                    }
+                    if let Some(n) = self.next.filter(|n| *n > now) {
+                        tokio::time::sleep_until(n).await;
+                    }
+                    self.next = Some(Instant::now() + gap);
+                    let text: String = m.body.chars().take(MAX_TEXT).collect();
+                    let r = match provider {
+                        SmsProvider::Eskiz => self.eskiz_send(db, s, &m, &text).await,
+                        SmsProvider::Playmobile => self.playmobile_send(s, &m, &text).await,
+                    };
+                    match r {
+                        Ok(a) => {
+                            accepted = Some((provider.as_str().to_string(), a.provider_id));
+                            sent_any = true;
+                            Outcome::Sent
+                        }
+                        Err(o) => {
+                            if let Outcome::Deferred { after, .. } = &o {
+                                self.paused_until = Some(Instant::now() + *after);
+                            }
+                            let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                            let current = self
+                                .token
+                                .as_ref()
+                                .map(|(_, t)| t.clone())
+                                .unwrap_or_default();
+                            let scrubbed =
+                                |e: String| scrub(scrub(e, &secrets), &[current.as_str()]);
+                            match o {
+                                Outcome::Transient(e) => Outcome::Transient(scrubbed(e)),
+                                Outcome::Permanent(e) => Outcome::Permanent(scrubbed(e)),
+                                other => other,
+                            }
+                        }
+                    }
+                };
+                if let Outcome::Transient(e) | Outcome::Permanent(e) = &outcome {
+                    tracing::debug!(outbox_id = m.id, error = %e, "SMS not delivered");
+                }
+                let _ = done_tx.send((m, outcome, accepted));
+            }
+        };
+        tokio::join!(sending, settling);
         if sent_any && s.provider == Some(SmsProvider::Eskiz) {
             self.eskiz_balance(db, s).await;
         }

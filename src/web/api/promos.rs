@@ -125,7 +125,7 @@ pub async fn archive_order(
     state
         .ctx
         .promotions
-        .archive_order(&actor, id.into_inner(), true)
+        .archive_order(Some(&actor), id.into_inner(), true)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -140,7 +140,7 @@ pub async fn restore_order(
     state
         .ctx
         .promotions
-        .archive_order(&actor, id.into_inner(), false)
+        .archive_order(Some(&actor), id.into_inner(), false)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

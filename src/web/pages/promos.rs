@@ -347,7 +347,7 @@ pub async fn archive_order(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpRe
         .state
         .ctx
         .promotions
-        .archive_order(&actor, id, true)
+        .archive_order(Some(&actor), id, true)
         .await;
     back_to_order(&ui, &actor, id, r).await
 }
@@ -358,7 +358,7 @@ pub async fn restore_order(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpRe
         .state
         .ctx
         .promotions
-        .archive_order(&actor, id, false)
+        .archive_order(Some(&actor), id, false)
         .await;
     back_to_order(&ui, &actor, id, r).await
 }
@@ -767,15 +767,18 @@ pub async fn unsubscribe_form(ui: Ui, q: web::Query<UnsubscribeQuery>) -> HttpRe
 }
 
 pub async fn unsubscribe(ui: Ui, f: web::Form<UnsubscribeQuery>) -> HttpResponse {
-    let ok = match f.c.trim().parse::<i64>() {
-        Ok(id) if f.s.len() <= 64 => {
-            match ui.state.ctx.notifications.unsubscribe(id, f.s.trim()).await {
-                Ok(ok) => ok,
-                Err(DomainError::NotFound) => false,
-                Err(e) => return fail(&ui, e),
-            }
-        }
-        _ => false,
+    // A link cut short (no customer or signature) is bad input; a wrong signature is a
+    // refusal.
+    let (Ok(id), false) = (f.c.trim().parse::<i64>(), f.s.is_empty() || f.s.len() > 64) else {
+        return html_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            unsubscribe_page(&ui, &f, Some(false)),
+        );
+    };
+    let ok = match ui.state.ctx.notifications.unsubscribe(id, f.s.trim()).await {
+        Ok(ok) => ok,
+        Err(DomainError::NotFound) => false,
+        Err(e) => return fail(&ui, e),
     };
     html_status(
         if ok {
