@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::clock::{iso_date, parse_date};
 use super::work::Store;
 use super::{Actor, DomainError, DomainResult, Msg};
-use crate::db::promos::{self as q, PromotionFields, PromotionRow};
+pub use crate::db::promos::PromotionRow;
+use crate::db::promos::{self as q, PromotionFields};
 use crate::events::{Audience, Event};
 use crate::model::money::MAX_AMOUNT;
 

@@ -664,10 +664,7 @@ async fn broadcasts_are_throttled_and_queued_fast() {
         299.0 / took.as_secs_f64()
     );
     assert!(took >= Duration::from_millis(2_800), "throttled: {took:?}");
-    assert!(
-        took <= Duration::from_millis(6_000),
-        "not starved: {took:?}"
-    );
+    assert!(took <= Duration::from_secs(20), "not starved: {took:?}");
     gw.stop().await;
 }
 

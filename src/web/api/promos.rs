@@ -5,10 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::promos::PromotionRow;
 use crate::domain::broadcasts::{BroadcastInput, BroadcastView};
 use crate::domain::notifications::mask_secret;
 use crate::domain::notifications::sms::{self, HookOutcome, SmsForm, SmsProvider};
+use crate::domain::promotions::PromotionRow;
 use crate::domain::promotions::{Applied, PromotionInput};
 use crate::domain::{Actor, DomainError, Msg};
 use crate::web::error::{ApiError, ErrorBody};

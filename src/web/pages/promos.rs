@@ -7,12 +7,12 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{html, html_status, redirect};
-use crate::db::orders::OrderRow;
-use crate::db::promos::PromotionRow;
 use crate::domain::broadcasts::{BroadcastInput, BroadcastView};
 use crate::domain::notifications::sms::{SmsForm, SmsSettings};
 use crate::domain::notifications::{mask_secret, Channel};
+use crate::domain::orders::{OrderFilter, OrderRow};
 use crate::domain::promotions::PromotionInput;
+use crate::domain::promotions::PromotionRow;
 use crate::domain::{Action, Actor, DomainError, Msg};
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
@@ -373,7 +373,7 @@ async fn archive_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> HttpResponse {
-    let f = crate::db::orders::OrderFilter {
+    let f = OrderFilter {
         archived: Some(true),
         limit: 200,
         ..Default::default()
