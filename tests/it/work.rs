@@ -1960,7 +1960,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 .running()
                 .ctx
                 .db
-                .write(|c| crm::domain::notifications::sms::box_secret(c, 0).map_err(Into::into))
+                .write(|c| crm::domain::notifications::sms::box_secret(c, 0))
                 .await
                 .unwrap();
             let sig = crm::domain::notifications::sms::unsubscribe_sig(&secret, c);
@@ -1980,7 +1980,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 .running()
                 .ctx
                 .db
-                .write(|c| crm::domain::notifications::sms::box_secret(c, 0).map_err(Into::into))
+                .write(|c| crm::domain::notifications::sms::box_secret(c, 0))
                 .await
                 .unwrap();
             vec![

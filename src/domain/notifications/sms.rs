@@ -278,7 +278,7 @@ pub fn delivery_word(status: &str) -> &'static str {
     }
 }
 
-fn field<'a>(m: &'a serde_json::Map<String, serde_json::Value>, names: &[&str]) -> Option<String> {
+fn field(m: &serde_json::Map<String, serde_json::Value>, names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| match m.get(*n)? {
         serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
