@@ -33,6 +33,8 @@ pub struct AppContext {
     pub segments: crate::domain::segments::Segments,
     /// Call lists, the operator's queue, outcomes and daily progress (issue 18).
     pub call_lists: crate::domain::call_lists::CallLists,
+    pub promotions: crate::domain::promotions::Promotions,
+    pub broadcasts: crate::domain::broadcasts::Broadcasts,
     pub orders: Orders,
     /// Committed changes, for live screens.
     pub events: EventBus,
@@ -100,6 +102,11 @@ impl AppContext {
             imports: crate::domain::imports::Imports::new(store.clone()),
             segments: crate::domain::segments::Segments::new(store.clone()),
             call_lists: crate::domain::call_lists::CallLists::new(store.clone(), telephony.clone()),
+            promotions: crate::domain::promotions::Promotions::new(store.clone()),
+            broadcasts: crate::domain::broadcasts::Broadcasts::new(
+                store.clone(),
+                notifications.clone(),
+            ),
             orders: Orders::new(store.clone()),
             calls: Calls::new(db.clone(), events.clone(), clock.clone()),
             db,

@@ -1,6 +1,7 @@
 //! Command-line interface. Commands are thin: they parse, call the same domain and ops
 //! functions the web layer uses, and print.
 
+mod archive;
 mod backup;
 mod doctor;
 mod extension;
@@ -85,6 +86,11 @@ pub enum Command {
     Import {
         #[command(subcommand)]
         command: import::ImportCommand,
+    },
+    /// Archive closed orders by a rule, or restore one.
+    Archive {
+        #[command(subcommand)]
+        command: archive::ArchiveCommand,
     },
 }
 
@@ -173,6 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upgrade(args) => upgrade::run(&cli, args),
         Command::Extension { command } => extension::run(&cli, command),
         Command::Import { command } => import::run(&cli, command),
+        Command::Archive { command } => archive::run(&cli, command),
     }
 }
 

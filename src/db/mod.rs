@@ -18,6 +18,7 @@ pub mod imports;
 pub mod notices;
 pub mod orders;
 pub mod outbox;
+pub mod promos;
 pub mod provisioning;
 pub mod reports;
 pub mod search;
@@ -522,6 +523,72 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Migration 0019 rebuilds the outbox for the 'sms' channel: rows keep their ids and
+    /// the conversation replies keep their links to them.
+    #[test]
+    fn outbox_rebuild_keeps_rows_and_reply_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("m.db")).unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        migrations().to_version(&mut c, 18).unwrap();
+        c.execute_batch(
+            "INSERT INTO notify_outbox (id, event, dedupe_key, channel, recipient, language, subject, body, next_attempt_at, created_at, updated_at, extra)
+               VALUES (41, 'conversation.reply', 'k', 'telegram', '77', 'uz', '', 'Salom', 0, 0, 0, '{}');
+             INSERT INTO conversations (id, channel, address, last_message_at, opened_at, created_at) VALUES (1, 'telegram', '77', 0, 0, 0);
+             INSERT INTO conversation_messages (id, conversation_id, direction, kind, body, outbox_id, created_at)
+               VALUES (5, 1, 'out', 'text', 'Salom', 41, 0);",
+        )
+        .unwrap();
+        migrations().to_latest(&mut c).unwrap();
+        let link: Option<i64> = c
+            .query_row(
+                "SELECT outbox_id FROM conversation_messages WHERE id = 5",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(link, Some(41));
+        let (body, extra): (String, String) = c
+            .query_row(
+                "SELECT body, extra FROM notify_outbox WHERE id = 41",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((body.as_str(), extra.as_str()), ("Salom", "{}"));
+        c.execute(
+            "INSERT INTO notify_outbox (event, dedupe_key, channel, recipient, language, subject, body, next_attempt_at, created_at, updated_at)
+             VALUES ('test', 'k2', 'sms', '+998901234567', 'uz', '', 'x', 0, 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert!(c
+            .execute(
+                "INSERT INTO notify_outbox (event, dedupe_key, channel, recipient, language, subject, body, next_attempt_at, created_at, updated_at)
+                 VALUES ('test', 'k3', 'fax', 'x', 'uz', '', 'x', 0, 0, 0)",
+                [],
+            )
+            .is_err());
+        // Deleting the outbox row still clears the reply's link (the reference followed
+        // the rebuilt table).
+        c.execute("DELETE FROM notify_outbox WHERE id = 41", [])
+            .unwrap();
+        let link: Option<i64> = c
+            .query_row(
+                "SELECT outbox_id FROM conversation_messages WHERE id = 5",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(link, None);
+        let fk: i64 = c
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fk, 0);
+    }
 
     #[tokio::test]
     async fn group_commit_isolates_failures() {

@@ -147,13 +147,18 @@ pub struct OrderRow {
     pub updated_at: i64,
     pub closed_at: Option<i64>,
     pub version: i64,
+    /// What the order's promotion takes off (`model::money::due`).
+    pub discount: i64,
+    pub promotion_id: Option<i64>,
+    pub archived_at: Option<i64>,
 }
 
 const ORDER_SELECT: &str = "SELECT o.id, o.number, o.branch_id, b.name, o.customer_id, cu.name,
     (SELECT e164 FROM customer_phones p WHERE p.customer_id = o.customer_id ORDER BY rowid LIMIT 1),
     o.status_id, s.code, s.grp, o.status_since, s.limit_hours, o.master_id, u.display_name,
     o.device_category, o.brand, o.model, o.serial, o.complaint, o.condition, o.accessories, o.urgent,
-    o.promised_at, o.estimate, o.warranty_days, o.total, o.paid, o.created_at, o.updated_at, o.closed_at, o.version
+    o.promised_at, o.estimate, o.warranty_days, o.total, o.paid, o.created_at, o.updated_at, o.closed_at, o.version,
+    o.discount, o.promotion_id, o.archived_at
     FROM orders o
     JOIN statuses s ON s.id = o.status_id
     JOIN customers cu ON cu.id = o.customer_id
@@ -193,6 +198,9 @@ fn order_from_row(r: &Row) -> rusqlite::Result<OrderRow> {
         updated_at: r.get(28)?,
         closed_at: r.get(29)?,
         version: r.get(30)?,
+        discount: r.get(31)?,
+        promotion_id: r.get(32)?,
+        archived_at: r.get(33)?,
     })
 }
 
@@ -234,6 +242,9 @@ pub struct OrderFilter {
     pub after: Option<i64>,
     /// Keyset page: the rows just before this order id in the list's order.
     pub before: Option<i64>,
+    /// Archived orders: `Some(true)` only those; otherwise lists leave them out, except a
+    /// customer's own list (their history).
+    pub archived: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +326,11 @@ fn plan(c: &Connection, f: &OrderFilter) -> DbResult<Plan> {
     }
     if let Some(cu) = f.customer_id {
         add("o.customer_id = ?", Value::Integer(cu), &mut w);
+    }
+    match f.archived {
+        Some(true) => w.push("o.archived_at IS NOT NULL".into()),
+        _ if f.customer_id.is_none() => w.push("o.archived_at IS NULL".into()),
+        _ => {}
     }
     if let Some(b) = f.branch_id {
         add("o.branch_id = ?", Value::Integer(b), &mut w);
@@ -449,6 +465,7 @@ pub fn update_fields(
     )?;
     if n == 1 {
         reindex(c, id)?;
+        super::promos::recompute_discount(c, id)?;
     }
     Ok(n == 1)
 }
@@ -550,6 +567,8 @@ fn recompute_total(c: &Connection, order: i64) -> DbResult<()> {
         "UPDATE orders SET total = (SELECT coalesce(sum(qty * unit_price), 0) FROM order_lines WHERE order_id = ?1) WHERE id = ?1",
     )?
     .execute([order])?;
+    // A promotion's discount follows the lines it applies to.
+    super::promos::recompute_discount(c, order)?;
     Ok(())
 }
 
@@ -677,7 +696,7 @@ pub fn reindex(c: &Connection, id: i64) -> DbResult<()> {
         .execute([fts_rowid(id)])?;
     c.prepare_cached(&format!(
         "INSERT INTO search_index (rowid, kind, ref, body)
-         SELECT ?2, 'o', id, {ORDER_SEARCH_BODY} FROM orders WHERE id = ?1"
+         SELECT ?2, 'o', id, {ORDER_SEARCH_BODY} FROM orders WHERE id = ?1 AND archived_at IS NULL"
     ))?
     .execute(params![id, fts_rowid(id)])?;
     Ok(())

@@ -67,7 +67,9 @@ pub fn ensure_keys(c: &Connection) -> DbResult<()> {
 /// An order's id by its exact number (`RM26-00123`).
 pub fn order_by_number(c: &Connection, number: &str) -> DbResult<Option<i64>> {
     use rusqlite::OptionalExtension;
-    Ok(c.prepare_cached("SELECT id FROM orders WHERE number = ?1")?
-        .query_row([number], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT id FROM orders WHERE number = ?1 AND archived_at IS NULL")?
+            .query_row([number], |r| r.get(0))
+            .optional()?,
+    )
 }

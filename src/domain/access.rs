@@ -76,10 +76,18 @@ pub enum Action {
     ViewTeamProgress,
     /// An outcome and a note on a call one took or placed (the wrap-up).
     WrapUpCalls,
+    /// Create and change promotions (issue 18).
+    ManagePromotions,
+    /// Apply a promotion's code to an order, or take it off (the front desk).
+    ApplyPromotions,
+    /// Send broadcasts to segments and see their results.
+    SendBroadcasts,
+    /// Archive orders (one, or by a rule) and restore them.
+    ArchiveOrders,
 }
 
 impl Action {
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 39] = [
         Action::ViewDashboard,
         Action::ManageOwnAccount,
         Action::ManageUsers,
@@ -115,6 +123,10 @@ impl Action {
         Action::ManageCallLists,
         Action::ViewTeamProgress,
         Action::WrapUpCalls,
+        Action::ManagePromotions,
+        Action::ApplyPromotions,
+        Action::SendBroadcasts,
+        Action::ArchiveOrders,
     ];
 }
 
@@ -142,6 +154,7 @@ pub fn can(role: Role, action: Action) -> bool {
                 | ExportConversations
                 | WorkCallLists
                 | WrapUpCalls
+                | ApplyPromotions
         ),
         Role::Master => matches!(
             action,

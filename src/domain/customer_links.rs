@@ -72,6 +72,25 @@ pub async fn issue(db: &Db, order_number: &str) -> DomainResult<Option<CustomerL
     )
 }
 
+/// [`issue`] inside a write already under way (the invitation in a customer's first
+/// SMS).
+pub fn issue_in(c: &Connection, order_number: &str, now: i64) -> DbResult<Option<CustomerLink>> {
+    let bot = settings::get(c, "telegram.bot_username")?.unwrap_or_default();
+    if bot.is_empty() {
+        return Ok(None);
+    }
+    let code = new_code();
+    let expires_at = now + TTL_SECS;
+    q::insert(c, &hash(&code), order_number, expires_at, now)?;
+    Ok(
+        super::notifications::customer_deep_link(&bot, &code).map(|url| CustomerLink {
+            code,
+            url,
+            expires_at,
+        }),
+    )
+}
+
 /// Uses up a code (inside the bot's write): the order number it links, when it is a live
 /// code.
 pub fn consume(c: &Connection, code: &str, now: i64) -> DbResult<Option<String>> {

@@ -274,7 +274,7 @@ pub fn render_receipt(
         o.brand,
         o.model
     );
-    let facts: [(&str, String); 11] = [
+    let facts: [(&str, String); 12] = [
         ("orders.created", clock.format_datetime(o.created_at)),
         ("orders.customer", format!("{} {phone}", o.customer_name)),
         ("orders.device", device.trim().to_string()),
@@ -288,6 +288,14 @@ pub fn render_receipt(
             o.promised_at
                 .map(|t| clock.format_date(t))
                 .unwrap_or_default(),
+        ),
+        (
+            "promos.order.discount",
+            if o.discount > 0 {
+                format!("−{}", shop.money(o.discount))
+            } else {
+                String::new()
+            },
         ),
         ("orders.paid", shop.money(o.paid)),
         (

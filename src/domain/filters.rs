@@ -114,6 +114,9 @@ pub struct OrderQuery {
     /// Sorted by number: the rows just before this order id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
+    /// `1` or `true`: only archived orders (lists leave them out otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
 }
 
 impl OrderQuery {
@@ -177,6 +180,18 @@ impl OrderQuery {
             offset,
             after: id("after", &self.after)?,
             before: id("before", &self.before)?,
+            archived: blank(&self.archived)
+                .map(|v| match v {
+                    "1" | "true" => Ok(true),
+                    "0" | "false" => Ok(false),
+                    _ => Err(DomainError::invalid(
+                        Msg::new("err.filter.choice")
+                            .with("field", "archived")
+                            .with("value", v)
+                            .with("known", "1, 0"),
+                    )),
+                })
+                .transpose()?,
         })
     }
 
@@ -378,7 +393,7 @@ mod tests {
                 master_id: Some(a.clone()), customer_id: Some(b.clone()), branch_id: Some(c.clone()),
                 from: Some(a.clone()), to: Some(c.clone()), overdue: Some(b.clone()), sort: Some(a.clone()),
                 limit: Some(c.clone()), offset: Some(c.clone()), page: Some(c.clone()),
-                after: Some(b.clone()), before: Some(a.clone()),
+                after: Some(b.clone()), before: Some(a.clone()), archived: Some(b.clone()),
             };
             let _ = q.filter(50, &tashkent());
             let _ = q.text();

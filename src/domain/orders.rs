@@ -358,7 +358,7 @@ fn notify(
 }
 
 /// The live event of an order change, for the staff and the masters it concerns.
-fn order_event(
+pub(super) fn order_event(
     kind: &str,
     o: &OrderRow,
     prev_master: Option<i64>,
@@ -784,7 +784,7 @@ impl Orders {
                     payments: q::payments(c, Some(id), None)?,
                     photos: q::photos(c, id)?,
                     timeline: q::events(c, id)?,
-                    balance: crate::model::money::due(o.total, o.estimate, o.paid),
+                    balance: crate::model::money::due(o.total, o.estimate, o.discount, o.paid),
                     overdue: is_overdue(&o, now()),
                     order: o,
                 }))
@@ -1030,7 +1030,7 @@ impl Orders {
                             .names("to", status_names(to)),
                     ));
                 }
-                let balance = before.total - before.paid;
+                let balance = before.total - before.discount - before.paid;
                 let debt_override = to.code == "delivered" && balance > 0;
                 if debt_override && !allow_debt {
                     return Err(DomainError::conflict(

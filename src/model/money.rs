@@ -60,13 +60,45 @@ pub fn group_thousands(v: i64) -> String {
 /// What the customer still owes on an order: against the total of its work lines once
 /// there are any, against the estimate agreed at intake until then (a prepaid new order
 /// owes the rest of the estimate, not "minus the prepayment"). Negative is an overpayment.
-pub fn due(total: i64, estimate: i64, paid: i64) -> i64 {
+/// A promotion's discount (`discount`) comes off either.
+pub fn due(total: i64, estimate: i64, discount: i64, paid: i64) -> i64 {
     let base = if total > 0 { total } else { estimate };
-    base - paid
+    base - discount - paid
 }
 
 /// SQL for [`due`] over an `orders` row aliased `o`, so lists and cards count the same way.
-pub const DUE_SQL: &str = "(CASE WHEN o.total > 0 THEN o.total ELSE o.estimate END - o.paid)";
+pub const DUE_SQL: &str =
+    "(CASE WHEN o.total > 0 THEN o.total ELSE o.estimate END - o.discount - o.paid)";
+
+/// What a promotion takes off an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscountRule {
+    /// `value` is a percent (1..=100); otherwise an amount in so'm.
+    pub percent: bool,
+    pub value: i64,
+    pub on_labour: bool,
+    pub on_parts: bool,
+}
+
+/// The discount of `rule` on an order with these line sums: a percent of (or an amount up
+/// to) the labour lines, the part lines or both. Before there are lines, a promotion on
+/// both applies to the estimate agreed at intake. Never more than what it applies to;
+/// percents round down to whole so'm.
+pub fn discount(rule: DiscountRule, labour: i64, parts: i64, estimate: i64) -> i64 {
+    let base = if labour + parts > 0 {
+        (if rule.on_labour { labour } else { 0 }) + (if rule.on_parts { parts } else { 0 })
+    } else if rule.on_labour && rule.on_parts {
+        estimate
+    } else {
+        0
+    };
+    let d = if rule.percent {
+        ((base as i128 * rule.value.clamp(0, 100) as i128) / 100) as i64
+    } else {
+        rule.value
+    };
+    d.clamp(0, base.max(0))
+}
 
 /// `1 250 000 so'm` with the currency's sign.
 pub fn format(v: i64, currency: &str) -> String {
@@ -82,6 +114,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn discounts_by_kind_percent_and_amount() {
+        let pct = |v, l, p| DiscountRule {
+            percent: true,
+            value: v,
+            on_labour: l,
+            on_parts: p,
+        };
+        let amt = |v, l, p| DiscountRule {
+            percent: false,
+            value: v,
+            on_labour: l,
+            on_parts: p,
+        };
+        assert_eq!(discount(pct(10, true, false), 100_000, 300_000, 0), 10_000);
+        assert_eq!(discount(pct(10, false, true), 100_000, 300_000, 0), 30_000);
+        assert_eq!(discount(pct(10, true, true), 100_000, 300_000, 0), 40_000);
+        assert_eq!(discount(pct(33, true, true), 10, 0, 0), 3, "rounds down");
+        assert_eq!(
+            discount(amt(50_000, true, false), 20_000, 300_000, 0),
+            20_000,
+            "capped"
+        );
+        assert_eq!(
+            discount(amt(50_000, true, true), 0, 0, 200_000),
+            50_000,
+            "estimate"
+        );
+        assert_eq!(discount(amt(50_000, true, false), 0, 0, 200_000), 0);
+        assert_eq!(due(400_000, 0, 40_000, 100_000), 260_000);
+        assert_eq!(due(0, 200_000, 50_000, 0), 150_000);
+    }
+
+    #[test]
     fn formatting() {
         assert_eq!(format(1_250_000, "UZS"), "1 250 000 so'm");
         assert_eq!(group_thousands(0), "0");
@@ -92,14 +157,18 @@ mod tests {
 
     #[test]
     fn due_counts_the_estimate_until_there_are_lines() {
-        assert_eq!(due(0, 350_000, 100_000), 250_000, "prepaid new order");
-        assert_eq!(due(0, 0, 100_000), -100_000, "prepaid without an estimate");
+        assert_eq!(due(0, 350_000, 0, 100_000), 250_000, "prepaid new order");
         assert_eq!(
-            due(200_000, 350_000, 300_000),
+            due(0, 0, 0, 100_000),
+            -100_000,
+            "prepaid without an estimate"
+        );
+        assert_eq!(
+            due(200_000, 350_000, 0, 300_000),
             -100_000,
             "lines replace the estimate"
         );
-        assert_eq!(due(200_000, 0, 200_000), 0);
+        assert_eq!(due(200_000, 0, 0, 200_000), 0);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Delivery of queued notifications: one worker per channel takes due messages from the
 //! outbox, sends them, and settles each row (sent, retry later, failed, dead). The
 //! Telegram poller reads the bot's updates by long polling (no public address needed)
-//! and hands them to the domain. The only module with lettre and teloxide.
+//! and hands them to the domain. The only module with lettre and teloxide, and the only
+//! one that talks to an SMS gateway (reqwest).
 
 mod email;
 pub mod probe;
+mod sms;
 mod telegram;
 
 pub use email::PARALLEL as SMTP_PARALLEL;
@@ -140,6 +142,11 @@ pub async fn start(n: Notifications, conversations: Conversations) -> anyhow::Re
         tokio::spawn(run_channel(
             n.clone(),
             telegram::TelegramSender::for_inbox(conversations.clone()),
+            rx.clone(),
+        )),
+        tokio::spawn(run_channel(
+            n.clone(),
+            sms::SmsSender::default(),
             rx.clone(),
         )),
         tokio::spawn(telegram::poll_updates(n.clone(), rx.clone())),

@@ -209,6 +209,12 @@ pub async fn authorize(
     // The chat widget's visitors have no session to forge a request in; its routes check
     // the Origin against the sites the admin allowed (web/pages/widget.rs).
     let widget = access == Access::Public && req.path().starts_with("/widget/");
+    // SMS gateways calling back (delivery reports, replies) and the e-mail unsubscribe
+    // link have no session either: a secret key or a signature in the URL is their
+    // credential, checked by the domain; a forged request would need it.
+    let signed = access == Access::Public
+        && (req.path().starts_with("/hooks/") || req.path() == "/unsubscribe");
+    let widget = widget || signed;
     if is_unsafe(req.method()) && identity.as_ref().map(|i| i.via) != Some(Via::Token) && !widget {
         // A browser request: the Origin (when sent) must be this host, and the CSRF token
         // must match the session's (or, before sign-in, the pre-session cookie).

@@ -28,6 +28,13 @@ const MORE_NAV: &[(&str, &str, Action)] = &[
     ("/queue", "call_lists.queue", Action::WorkCallLists),
     ("/call-lists", "call_lists.title", Action::WorkCallLists),
     ("/progress", "progress.title", Action::ViewTeamProgress),
+    ("/promotions", "promos.nav", Action::ApplyPromotions),
+    (
+        "/broadcasts",
+        "promos.broadcast.nav",
+        Action::SendBroadcasts,
+    ),
+    ("/archive", "promos.archive.nav", Action::ArchiveOrders),
 ];
 
 /// Administration, grouped under one "Settings" menu so the header stays one row.

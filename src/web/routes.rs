@@ -329,6 +329,42 @@ pub fn define(r: &mut impl Registrar) {
     r.add(Method::PUT, "/api/v1/call-outcomes", Allowed(ManageCallLists), api::call_lists::save_outcome);
     r.add(get(), "/api/v1/progress", Allowed(WorkCallLists), api::call_lists::progress);
     r.add(Method::PUT, "/api/v1/progress/targets", Allowed(ManageCallLists), api::call_lists::set_targets);
+
+    // Promotions, broadcasts, SMS, archived orders (issue 18, part three)
+    r.add(get(), "/promotions", Allowed(ApplyPromotions), pages::promos::list);
+    r.add(post(), "/promotions", Allowed(ManagePromotions), pages::promos::create);
+    r.add(get(), "/promotions/{id}", Allowed(ApplyPromotions), pages::promos::show);
+    r.add(post(), "/promotions/{id}", Allowed(ManagePromotions), pages::promos::update);
+    r.add(post(), "/orders/{id}/promotion", Allowed(ApplyPromotions), pages::promos::apply);
+    r.add(post(), "/orders/{id}/promotion/remove", Allowed(ApplyPromotions), pages::promos::remove);
+    r.add(get(), "/broadcasts", Allowed(SendBroadcasts), pages::promos::broadcasts);
+    r.add(post(), "/broadcasts", Allowed(SendBroadcasts), pages::promos::send_broadcast);
+    r.add(get(), "/broadcasts/{id}", Allowed(SendBroadcasts), pages::promos::broadcast);
+    r.add(get(), "/archive", Allowed(ArchiveOrders), pages::promos::archive);
+    r.add(post(), "/archive/rule", Allowed(ArchiveOrders), pages::promos::archive_rule);
+    r.add(post(), "/orders/{id}/archive", Allowed(ArchiveOrders), pages::promos::archive_order);
+    r.add(post(), "/orders/{id}/restore", Allowed(ArchiveOrders), pages::promos::restore_order);
+    r.add(post(), "/settings/notifications/sms", Allowed(ManageNotifications), pages::promos::save_sms);
+    r.add(post(), "/settings/notifications/sms/test", Allowed(ManageNotifications), pages::promos::test_sms);
+    r.add(get(), "/unsubscribe", Public, pages::promos::unsubscribe_form);
+    r.add(post(), "/unsubscribe", Public, pages::promos::unsubscribe);
+    r.add(post(), "/hooks/sms/{provider}/report", Public, api::promos::report);
+    r.add(get(), "/hooks/sms/{provider}/report", Public, api::promos::report);
+    r.add(post(), "/hooks/sms/{provider}/incoming", Public, api::promos::incoming);
+    r.add(get(), "/api/v1/promotions", Allowed(ApplyPromotions), api::promos::list);
+    r.add(post(), "/api/v1/promotions", Allowed(ManagePromotions), api::promos::create);
+    r.add(get(), "/api/v1/promotions/{id}", Allowed(ApplyPromotions), api::promos::get);
+    r.add(Method::PUT, "/api/v1/promotions/{id}", Allowed(ManagePromotions), api::promos::update);
+    r.add(post(), "/api/v1/orders/{id}/promotion", Allowed(ApplyPromotions), api::promos::apply);
+    r.add(Method::DELETE, "/api/v1/orders/{id}/promotion", Allowed(ApplyPromotions), api::promos::remove);
+    r.add(get(), "/api/v1/broadcasts", Allowed(SendBroadcasts), api::promos::broadcasts);
+    r.add(post(), "/api/v1/broadcasts", Allowed(SendBroadcasts), api::promos::send_broadcast);
+    r.add(get(), "/api/v1/broadcasts/{id}", Allowed(SendBroadcasts), api::promos::broadcast);
+    r.add(post(), "/api/v1/archive/orders", Allowed(ArchiveOrders), api::promos::archive_rule);
+    r.add(post(), "/api/v1/orders/{id}/archive", Allowed(ArchiveOrders), api::promos::archive_order);
+    r.add(post(), "/api/v1/orders/{id}/restore", Allowed(ArchiveOrders), api::promos::restore_order);
+    r.add(get(), "/api/v1/notifications/sms", Allowed(ManageNotifications), api::promos::sms_settings);
+    r.add(Method::PUT, "/api/v1/notifications/sms", Allowed(ManageNotifications), api::promos::save_sms);
 }
 
 /// Collects the specs without registering anything.

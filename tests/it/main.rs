@@ -37,6 +37,8 @@ mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
 mod phones;
+mod promos;
+mod promos_peers;
 mod segments;
 mod sip;
 mod sip_more;

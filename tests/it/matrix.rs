@@ -339,6 +339,46 @@ pub const CALL_LISTS: &[(&str, &str, Who)] = &[
     ("PUT", "/api/v1/progress/targets", ADMIN),
 ];
 
+/// Promotions, broadcasts, SMS and archived orders (issue 18, part three): the front desk
+/// applies promotions; creating them, broadcasts and the archive are the admin's; the
+/// SMS gateways and the e-mail unsubscribe link call in without a session.
+pub const PROMOTIONS: &[(&str, &str, Who)] = &[
+    ("GET", "/promotions", DESK),
+    ("POST", "/promotions", ADMIN),
+    ("GET", "/promotions/{id}", DESK),
+    ("POST", "/promotions/{id}", ADMIN),
+    ("POST", "/orders/{id}/promotion", DESK),
+    ("POST", "/orders/{id}/promotion/remove", DESK),
+    ("GET", "/broadcasts", ADMIN),
+    ("POST", "/broadcasts", ADMIN),
+    ("GET", "/broadcasts/{id}", ADMIN),
+    ("GET", "/archive", ADMIN),
+    ("POST", "/archive/rule", ADMIN),
+    ("POST", "/orders/{id}/archive", ADMIN),
+    ("POST", "/orders/{id}/restore", ADMIN),
+    ("POST", "/settings/notifications/sms", ADMIN),
+    ("POST", "/settings/notifications/sms/test", ADMIN),
+    ("GET", "/unsubscribe", Public),
+    ("POST", "/unsubscribe", Public),
+    ("POST", "/hooks/sms/{provider}/report", Public),
+    ("GET", "/hooks/sms/{provider}/report", Public),
+    ("POST", "/hooks/sms/{provider}/incoming", Public),
+    ("GET", "/api/v1/promotions", DESK),
+    ("POST", "/api/v1/promotions", ADMIN),
+    ("GET", "/api/v1/promotions/{id}", DESK),
+    ("PUT", "/api/v1/promotions/{id}", ADMIN),
+    ("POST", "/api/v1/orders/{id}/promotion", DESK),
+    ("DELETE", "/api/v1/orders/{id}/promotion", DESK),
+    ("GET", "/api/v1/broadcasts", ADMIN),
+    ("POST", "/api/v1/broadcasts", ADMIN),
+    ("GET", "/api/v1/broadcasts/{id}", ADMIN),
+    ("POST", "/api/v1/archive/orders", ADMIN),
+    ("POST", "/api/v1/orders/{id}/archive", ADMIN),
+    ("POST", "/api/v1/orders/{id}/restore", ADMIN),
+    ("GET", "/api/v1/notifications/sms", ADMIN),
+    ("PUT", "/api/v1/notifications/sms", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
         FOUNDATION,
@@ -352,6 +392,7 @@ fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
         CHAT_EXTRAS,
         OUTBOUND,
         CALL_LISTS,
+        PROMOTIONS,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }

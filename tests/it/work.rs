@@ -20,8 +20,8 @@ use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::core::{new_customer, new_order, Api};
 use crate::matrix::{
-    CALLS, CALL_LISTS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND, TELEPHONY,
-    TRUNK,
+    CALLS, CALL_LISTS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND, PROMOTIONS,
+    TELEPHONY, TRUNK,
 };
 use crate::notify_peers::*;
 use crate::support::*;
@@ -62,6 +62,12 @@ const EXEMPT: &[(&str, &str, &str)] = &[
         "POST",
         "/api/v1/calls/dial",
         "places a call; its rows come from the SIP call events",
+    ),
+    (
+        "POST",
+        "/hooks/sms/{provider}/report",
+        "an SMS gateway's delivery report: the outbox worker's bookkeeping, like its own \
+         outcomes (no activity row per message); tests/it/promos.rs checks it",
     ),
     (
         "POST",
@@ -1911,9 +1917,350 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 ),
             ]
         }
+        // ---- Promotions, broadcasts, SMS, archived orders (issue 18, part three)
+        ("POST", "/promotions") => vec![
+            bad("/promotions", form(&promo_form("ВЕСНА"))),
+            good(
+                "/promotions",
+                form(&promo_form(&format!("SPRING{}", fx.next()))),
+            ),
+        ],
+        ("POST", "/promotions/{id}") => {
+            let (id, code) = work_promotion(fx).await;
+            let p = format!("/promotions/{id}");
+            let mut wrong = promo_form(&code);
+            wrong.retain(|(k, _)| *k != "value");
+            wrong.push(("value", "250"));
+            vec![
+                bad(p.clone(), form(&wrong)),
+                good(p, form(&promo_form(&code))),
+            ]
+        }
+        ("POST", "/orders/{id}/promotion") => {
+            let (_, code) = work_promotion(fx).await;
+            let o = fx.order_id().await;
+            let p = format!("/orders/{o}/promotion");
+            vec![
+                bad(p.clone(), form(&[("code", "NOSUCH")])),
+                good(p, form(&[("code", &code.to_lowercase())])),
+            ]
+        }
+        ("POST", "/orders/{id}/promotion/remove") => {
+            let (_, code) = work_promotion(fx).await;
+            let o = fx.order_id().await;
+            vec![
+                bad(format!("/orders/{o}/promotion/remove"), Empty),
+                good(format!("/orders/{o}/promotion"), form(&[("code", &code)])),
+                good(format!("/orders/{o}/promotion/remove"), Empty),
+            ]
+        }
+        ("POST", "/broadcasts") => {
+            let seg = fx.segment().await;
+            vec![
+                bad(
+                    "/broadcasts",
+                    form(&[
+                        ("name", ""),
+                        ("segment_id", &seg.to_string()),
+                        ("body", "x"),
+                        ("telegram", "1"),
+                    ]),
+                ),
+                good(
+                    "/broadcasts",
+                    form(&[
+                        ("name", "Bahor"),
+                        ("segment_id", &seg.to_string()),
+                        ("body", "Salom {name}!"),
+                        ("telegram", "1"),
+                        ("sms", "1"),
+                        ("email", "1"),
+                    ]),
+                ),
+            ]
+        }
+        ("POST", "/archive/rule") => {
+            closed_order(fx, 3 * 366).await;
+            vec![
+                bad("/archive/rule", form(&[("closed_years", "nol")])),
+                good("/archive/rule", form(&[("closed_years", "2")])),
+            ]
+        }
+        ("POST", "/orders/{id}/archive") => {
+            let open = fx.order_id().await;
+            let closed = closed_order(fx, 10).await;
+            vec![
+                bad(format!("/orders/{open}/archive"), Empty),
+                good(format!("/orders/{closed}/archive"), Empty),
+            ]
+        }
+        ("POST", "/orders/{id}/restore") => {
+            let closed = closed_order(fx, 10).await;
+            vec![
+                bad(format!("/orders/{closed}/restore"), Empty),
+                good(format!("/orders/{closed}/archive"), Empty),
+                good(format!("/orders/{closed}/restore"), Empty),
+            ]
+        }
+        ("POST", "/settings/notifications/sms") => vec![
+            bad("/settings/notifications/sms", form(&[("provider", "smsc")])),
+            good(
+                "/settings/notifications/sms",
+                form(&[("provider", ""), ("per_second", "5")]),
+            ),
+        ],
+        ("POST", "/settings/notifications/sms/test") => {
+            let gw = crate::promos_peers::SmsStandIn::start().await;
+            set_settings(
+                &fx.app,
+                &[
+                    ("sms.provider", "eskiz".into()),
+                    ("sms.url", gw.url.clone()),
+                    ("sms.login", crate::promos_peers::ESKIZ_EMAIL.into()),
+                    ("sms.password", crate::promos_peers::ESKIZ_PASSWORD.into()),
+                ],
+            )
+            .await;
+            vec![
+                bad("/settings/notifications/sms/test", form(&[("to", "12")])),
+                good(
+                    "/settings/notifications/sms/test",
+                    form(&[("to", "90 111 22 33")]),
+                ),
+            ]
+        }
+        ("POST", "/unsubscribe") => {
+            let c = fx.customer().await;
+            let secret = fx
+                .app
+                .running()
+                .ctx
+                .db
+                .write(|c| crm::domain::notifications::sms::box_secret(c, 0))
+                .await
+                .unwrap();
+            let sig = crm::domain::notifications::sms::unsubscribe_sig(&secret, c);
+            vec![
+                bad(
+                    "/unsubscribe",
+                    form(&[("c", &c.to_string()), ("s", "00ff")]),
+                ),
+                good("/unsubscribe", form(&[("c", &c.to_string()), ("s", &sig)])),
+            ]
+        }
+        ("POST", "/hooks/sms/{provider}/incoming") => {
+            let phone = fx.phone();
+            new_customer(&fx.api, &format!("Mijoz {phone}"), &phone).await;
+            let key = fx
+                .app
+                .running()
+                .ctx
+                .db
+                .write(|c| crm::domain::notifications::sms::box_secret(c, 0))
+                .await
+                .unwrap();
+            vec![
+                json_step(
+                    "POST",
+                    "/hooks/sms/eskiz/incoming?key=wrong".into(),
+                    json!({"from": phone, "text": "STOP"}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    format!("/hooks/sms/eskiz/incoming?key={key}"),
+                    json!({"from": phone, "text": "TO'XTATISH"}),
+                    true,
+                ),
+            ]
+        }
+        ("POST", "/api/v1/promotions") => vec![
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"code": "x", "name": "n", "kind": "percent",
+                "value": 5, "starts_on": "2026-01-01", "ends_on": "2026-12-31"}),
+                false,
+            ),
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"code": format!("API{}", fx.next()), "name": "n",
+                "kind": "amount", "value": 20000, "starts_on": "2026-01-01", "ends_on": "2099-12-31"}),
+                true,
+            ),
+        ],
+        ("PUT", "/api/v1/promotions/{id}") => {
+            let (id, code) = work_promotion(fx).await;
+            let p = format!("/api/v1/promotions/{id}");
+            vec![
+                json_step(
+                    "PUT",
+                    p.clone(),
+                    json!({"code": code, "name": "n", "kind": "percent",
+                    "value": 101, "starts_on": "2026-01-01", "ends_on": "2099-12-31"}),
+                    false,
+                ),
+                json_step(
+                    "PUT",
+                    p,
+                    json!({"code": code, "name": "Yangi nom", "kind": "percent",
+                    "value": 15, "starts_on": "2026-01-01", "ends_on": "2099-12-31"}),
+                    true,
+                ),
+            ]
+        }
+        ("POST", "/api/v1/orders/{id}/promotion") => {
+            let (_, code) = work_promotion(fx).await;
+            let o = fx.order_id().await;
+            let p = format!("/api/v1/orders/{o}/promotion");
+            vec![
+                json_step("POST", p.clone(), json!({"code": "Ж"}), false),
+                json_step("POST", p, json!({"code": code}), true),
+            ]
+        }
+        ("DELETE", "/api/v1/orders/{id}/promotion") => {
+            let (_, code) = work_promotion(fx).await;
+            let o = fx.order_id().await;
+            let p = format!("/api/v1/orders/{o}/promotion");
+            vec![
+                json_step("DELETE", p.clone(), json!({}), false),
+                json_step("POST", p.clone(), json!({"code": code}), true),
+                json_step("DELETE", p, json!({}), true),
+            ]
+        }
+        ("POST", "/api/v1/broadcasts") => {
+            let seg = fx.segment().await;
+            vec![
+                json_step(
+                    "POST",
+                    pattern.into(),
+                    json!({"name": "x", "segment_id": seg, "body": "hi", "channels": ["pigeon"]}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    pattern.into(),
+                    json!({"name": "x", "segment_id": seg, "body": "hi {name}"}),
+                    true,
+                ),
+            ]
+        }
+        ("POST", "/api/v1/archive/orders") => {
+            closed_order(fx, 3 * 366).await;
+            vec![
+                json_step("POST", pattern.into(), json!({"closed_years": 99}), false),
+                json_step("POST", pattern.into(), json!({"closed_years": 2}), true),
+            ]
+        }
+        ("POST", "/api/v1/orders/{id}/archive") => {
+            let open = fx.order_id().await;
+            let closed = closed_order(fx, 10).await;
+            vec![
+                json_step(
+                    "POST",
+                    format!("/api/v1/orders/{open}/archive"),
+                    json!({}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    format!("/api/v1/orders/{closed}/archive"),
+                    json!({}),
+                    true,
+                ),
+            ]
+        }
+        ("POST", "/api/v1/orders/{id}/restore") => {
+            let closed = closed_order(fx, 10).await;
+            vec![
+                json_step(
+                    "POST",
+                    format!("/api/v1/orders/{closed}/restore"),
+                    json!({}),
+                    false,
+                ),
+                json_step(
+                    "POST",
+                    format!("/api/v1/orders/{closed}/archive"),
+                    json!({}),
+                    true,
+                ),
+                json_step(
+                    "POST",
+                    format!("/api/v1/orders/{closed}/restore"),
+                    json!({}),
+                    true,
+                ),
+            ]
+        }
+        ("PUT", "/api/v1/notifications/sms") => vec![
+            json_step(
+                "PUT",
+                pattern.into(),
+                json!({"provider": "eskiz", "url": "ftp://x"}),
+                false,
+            ),
+            json_step(
+                "PUT",
+                pattern.into(),
+                json!({"provider": "", "per_second": "10"}),
+                true,
+            ),
+        ],
         _ => return call_list_case(fx, method, pattern).await,
     };
     Some(Case::Steps(steps))
+}
+
+/// A promotion's form fields with this code, valid now.
+fn promo_form(code: &str) -> Vec<(&'static str, &str)> {
+    let code: &'static str = Box::leak(code.to_string().into_boxed_str());
+    vec![
+        ("code", code),
+        ("name", "Bahor"),
+        ("kind", "percent"),
+        ("value", "10"),
+        ("applies_to", "both"),
+        ("starts_on", "2020-01-01"),
+        ("ends_on", "2099-12-31"),
+        ("active", "1"),
+    ]
+}
+
+/// A fresh promotion (id, code).
+async fn work_promotion(fx: &Fx) -> (i64, String) {
+    let code = format!("WORK{}", fx.next());
+    let (s, v) = fx
+        .api
+        .post(
+            "/api/v1/promotions",
+            json!({"code": code, "name": "Ish", "kind": "percent", "value": 10,
+                   "starts_on": "2020-01-01", "ends_on": "2099-12-31"}),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 201, "{v}");
+    (v["id"].as_i64().unwrap(), code)
+}
+
+/// An order closed this many days ago.
+async fn closed_order(fx: &Fx, days_ago: i64) -> i64 {
+    let id = fx.order_id().await;
+    let at = crm::db::now() - days_ago * 86_400;
+    fx.app
+        .running()
+        .ctx
+        .db
+        .write(move |c| {
+            c.execute(
+                "UPDATE orders SET status_id = 7, closed_at = ?2 WHERE id = ?1",
+                [id, at],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    id
 }
 
 async fn send(fx: &Fx, s: &Step) -> (u16, String) {
@@ -2075,6 +2422,7 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
         CHAT_EXTRAS,
         OUTBOUND,
         CALL_LISTS,
+        PROMOTIONS,
     ];
     let mut failures = Vec::new();
     let mut checked = 0;

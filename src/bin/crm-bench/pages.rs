@@ -271,8 +271,8 @@ fn measure(addr: SocketAddr, rounds: usize) -> anyhow::Result<()> {
         for p in &pages {
             let url = format!("http://{addr}{p}");
             let (mut ttfb, mut usable, mut load) = (Vec::new(), Vec::new(), Vec::new());
-            let mut cold = 0.0;
-            let mut jscss = 0.0;
+            let mut cold: f64 = 0.0;
+            let mut jscss: f64 = 0.0;
             let mut overflow = false;
             for i in 0..6 {
                 d.goto(&url)?;

@@ -127,7 +127,7 @@ pub fn handle_message(
     online: &[crate::model::UserId],
 ) -> crate::domain::DomainResult<()> {
     let now = tx.now();
-    let c: &Connection = tx;
+    let c: &Connection = tx.conn();
     let client_lang = m
         .language_code
         .as_deref()
@@ -198,6 +198,21 @@ pub fn handle_message(
             None => tr.t("notify.bot.not_staff").to_string(),
             Some(_) if !orders.available() => tr.t("notify.bot.orders_unavailable").to_string(),
             Some((u, _)) => order_lines(tr, &orders.open_for_staff(c, *u)?),
+        },
+        // A customer's "no more promotions": off marketing, logged as their change.
+        "/stop" => match chat.as_ref().and_then(|ch| ch.customer_id) {
+            None => tr.t("notify.bot.not_customer").to_string(),
+            Some(cid) => {
+                crate::db::promos::stop_marketing(c, cid, "telegram", now)?;
+                tx.log(
+                    "unsubscribe",
+                    "customer",
+                    cid,
+                    serde_json::json!({"via": "telegram"}),
+                );
+                tx.emit(super::sms::customer_event(cid));
+                tr.t("promos.bot.stopped").to_string()
+            }
         },
         "/status" => match chat.as_ref().and_then(|ch| ch.customer_id) {
             None => tr.t("notify.bot.not_customer").to_string(),

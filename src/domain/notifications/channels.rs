@@ -26,7 +26,7 @@ pub trait ChannelKind: Sync {
 }
 
 /// Every channel, in the order a recipient's deliveries are queued.
-pub const CHANNELS: &[&dyn ChannelKind] = &[&TelegramChannel, &EmailChannel];
+pub const CHANNELS: &[&dyn ChannelKind] = &[&TelegramChannel, &EmailChannel, &SmsChannel];
 
 /// A staff member's language when they are active; None for a disabled or unknown user.
 fn staff_language(c: &Connection, user: UserId, fallback: Language) -> DbResult<Option<Language>> {
@@ -85,7 +85,7 @@ impl ChannelKind for TelegramChannel {
                     .unwrap_or(fallback);
                 vec![target(*chat, language, None)]
             }
-            Recipient::TelegramChat(_) | Recipient::Email(_) => Vec::new(),
+            Recipient::TelegramChat(_) | Recipient::Email(_) | Recipient::Phone(_) => Vec::new(),
         })
     }
 }
@@ -129,7 +129,53 @@ impl ChannelKind for EmailChannel {
                 .into_iter()
                 .collect(),
             Recipient::Email(e) => vec![target(e, fallback, None)],
-            Recipient::TelegramChat(_) => Vec::new(),
+            Recipient::TelegramChat(_) | Recipient::Phone(_) => Vec::new(),
+        })
+    }
+}
+
+/// Customers on their main phone when no Telegram chat of theirs is linked (Telegram when
+/// linked, else SMS), and single numbers ("send test"). Nothing while no gateway is set up.
+pub struct SmsChannel;
+
+impl ChannelKind for SmsChannel {
+    fn channel(&self) -> Channel {
+        Channel::Sms
+    }
+
+    fn addresses(
+        &self,
+        c: &Connection,
+        r: &Recipient,
+        fallback: Language,
+    ) -> DbResult<Vec<Target>> {
+        if !sms::configured(c)? {
+            return Ok(Vec::new());
+        }
+        let target = |address: String, language| Target {
+            channel: Channel::Sms,
+            address,
+            language,
+            user_id: None,
+        };
+        Ok(match r {
+            Recipient::Customer {
+                customer_id,
+                language,
+                ..
+            } => {
+                if !tg::chats_of_customer(c, *customer_id)?.is_empty() {
+                    return Ok(Vec::new());
+                }
+                crate::db::customers::phones_of(c, *customer_id)?
+                    .into_iter()
+                    .next()
+                    .map(|p| target(p, language.unwrap_or(fallback)))
+                    .into_iter()
+                    .collect()
+            }
+            Recipient::Phone(p) => vec![target(p.clone(), fallback)],
+            Recipient::Staff(_) | Recipient::TelegramChat(_) | Recipient::Email(_) => Vec::new(),
         })
     }
 }

@@ -47,6 +47,8 @@ pub enum EventKind {
     Test,
     /// The bot answering a command.
     BotReply,
+    /// A broadcast to a segment (issue 18); its text is the broadcast's own.
+    Broadcast,
 }
 
 impl EventKind {
@@ -69,6 +71,7 @@ impl EventKind {
             EventKind::DailySummary => "summary.daily",
             EventKind::Test => "test",
             EventKind::BotReply => "bot.reply",
+            EventKind::Broadcast => "broadcast",
         }
     }
 
@@ -81,6 +84,7 @@ impl EventKind {
             EventKind::DailySummary,
             EventKind::Test,
             EventKind::BotReply,
+            EventKind::Broadcast,
         ]
         .into_iter()
         .find(|e| e.as_str() == s)
@@ -110,7 +114,9 @@ impl EventKind {
                 "notify.tpl.summary_daily.body",
             ),
             EventKind::Test => ("notify.tpl.test.subject", "notify.tpl.test.body"),
-            EventKind::BotReply => ("notify.tpl.bot_reply.subject", "notify.tpl.bot_reply.body"),
+            EventKind::BotReply | EventKind::Broadcast => {
+                ("notify.tpl.bot_reply.subject", "notify.tpl.bot_reply.body")
+            }
         }
     }
 
@@ -124,6 +130,7 @@ impl EventKind {
             EventKind::DailySummary => "notify.event.summary_daily",
             EventKind::Test => "notify.event.test",
             EventKind::BotReply => "notify.event.bot_reply",
+            EventKind::Broadcast => "promos.event.broadcast",
         }
     }
 }
@@ -132,6 +139,9 @@ impl EventKind {
 pub enum Channel {
     Email,
     Telegram,
+    /// Text messages through the shop's SMS gateway (Eskiz or Playmobile), for customers
+    /// without a linked Telegram chat.
+    Sms,
 }
 
 impl Channel {
@@ -139,13 +149,29 @@ impl Channel {
         match self {
             Channel::Email => "email",
             Channel::Telegram => "telegram",
+            Channel::Sms => "sms",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        [Channel::Email, Channel::Telegram, Channel::Sms]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+
+    /// i18n key of its name.
+    pub fn label_key(self) -> &'static str {
+        match self {
+            Channel::Email => "notify.channel.email",
+            Channel::Telegram => "notify.channel.telegram",
+            Channel::Sms => "promos.channel.sms",
         }
     }
 }
 
 /// The switches the admin sees: (event, channel, on by default). Staff events go to the
 /// staff member's linked Telegram chats and, when they gave one, their e-mail address.
-pub const RULES: [(EventKind, Channel, bool); 9] = [
+pub const RULES: [(EventKind, Channel, bool); 10] = [
     (EventKind::OrderAssigned, Channel::Telegram, true),
     (EventKind::OrderAssigned, Channel::Email, true),
     (EventKind::OrderComment, Channel::Telegram, true),
@@ -154,6 +180,8 @@ pub const RULES: [(EventKind, Channel, bool); 9] = [
     (EventKind::OrderOverdue, Channel::Email, true),
     (EventKind::OrderStatusChanged, Channel::Telegram, true),
     (EventKind::OrderStatusChanged, Channel::Email, true),
+    // Only for customers without a linked chat, and only once a gateway is set up.
+    (EventKind::OrderStatusChanged, Channel::Sms, true),
     (EventKind::DailySummary, Channel::Email, true),
 ];
 
@@ -167,7 +195,10 @@ pub fn rule_enabled(c: &Connection, event: EventKind, channel: Channel) -> DbRes
         .iter()
         .find(|(e, ch, _)| *e == event && *ch == channel)
     else {
-        return Ok(matches!(event, EventKind::Test | EventKind::BotReply));
+        return Ok(matches!(
+            event,
+            EventKind::Test | EventKind::BotReply | EventKind::Broadcast
+        ));
     };
     Ok(match settings::get(c, &rule_key(event, channel))? {
         Some(v) => v == "1",
@@ -191,6 +222,8 @@ pub enum Recipient {
     TelegramChat(i64),
     /// One e-mail address ("send test", summaries).
     Email(String),
+    /// One phone number, E.164 ("send test" of the SMS gateway).
+    Phone(String),
 }
 
 /// Values for the template placeholders, e.g. `order_number` → `A-1042`. Shop name, address
@@ -266,12 +299,15 @@ pub fn enqueue(c: &Connection, n: &Notification) -> DbResult<Vec<i64>> {
     let mut ids = Vec::new();
     for r in &n.recipients {
         for t in resolve(c, n.event, r, fallback)? {
-            let (subject, body) = if n.event == EventKind::BotReply {
+            let (subject, mut body) = if n.event == EventKind::BotReply {
                 (String::new(), data.get("text").cloned().unwrap_or_default())
             } else {
                 let (s, b) = template(c, n.event, t.language)?;
                 (render(&s, &data), render(&b, &data))
             };
+            if t.channel == Channel::Sms && n.event != EventKind::Test {
+                body = sms::with_invitation(c, r, &t.address, t.language, body)?;
+            }
             let id = outbox::insert(
                 c,
                 &outbox::NewMessage {
@@ -301,6 +337,7 @@ mod channels;
 mod schedules;
 mod service;
 mod settings_forms;
+pub mod sms;
 mod templates;
 
 pub use bot::*;

@@ -11,7 +11,7 @@ use super::*;
 #[derive(Clone)]
 pub struct Notifications {
     db: Db,
-    store: Store,
+    pub(super) store: Store,
     clock: crate::domain::clock::Clock,
     orders: Arc<RwLock<Arc<dyn OrderLookup>>>,
     wake: Arc<tokio::sync::Notify>,
@@ -81,7 +81,7 @@ impl Notifications {
         Ok(self.db.read(load_settings).await?)
     }
 
-    async fn put(
+    pub(super) async fn put(
         &self,
         by: &Actor,
         values: Vec<(String, String)>,
@@ -438,6 +438,12 @@ impl Notifications {
                 }
                 Recipient::Email(to)
             }
+            Channel::Sms => Recipient::Phone(
+                crate::model::phone::PhoneNumber::parse(&to, crate::model::phone::UZBEKISTAN)
+                    .map_err(|_| DomainError::invalid("err.sms.test_phone"))?
+                    .as_str()
+                    .to_string(),
+            ),
             Channel::Telegram => {
                 if to.is_empty() {
                     // The admin's own linked chat.

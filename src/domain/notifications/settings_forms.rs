@@ -106,6 +106,7 @@ pub struct NotifySettings {
     pub smtp: SmtpSettings,
     pub telegram: TelegramSettings,
     pub policy: DeliveryPolicy,
+    pub sms: super::sms::SmsSettings,
 }
 
 pub(super) fn parse_or<T: std::str::FromStr>(
@@ -153,6 +154,7 @@ pub fn load_settings(c: &Connection) -> DbResult<NotifySettings> {
             retry_max_ms: parse_or(&m, "notify.retry_max_ms", 3_600_000),
             poll_ms: parse_or(&m, "notify.poll_ms", 1_000u64).max(10),
         },
+        sms: super::sms::load(&m),
     })
 }
 

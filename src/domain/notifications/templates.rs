@@ -74,7 +74,7 @@ pub fn default_template(event: EventKind, lang: Language) -> (String, String) {
 }
 
 /// Shop details every template may use.
-pub(super) fn add_shop_data(c: &Connection, data: &mut TemplateData) -> DbResult<()> {
+pub fn add_shop_data(c: &Connection, data: &mut TemplateData) -> DbResult<()> {
     for (placeholder, key) in [
         ("shop_name", "shop.name"),
         ("shop_address", "shop.address"),

@@ -8,6 +8,7 @@ pub mod core;
 pub mod imports;
 pub mod live;
 pub mod notifications;
+pub mod promos;
 pub mod segments;
 pub mod settings;
 pub mod telephony;
@@ -67,6 +68,10 @@ impl Modify for Security {
         call_lists::take, call_lists::release, call_lists::dial, call_lists::outcome, call_lists::next,
         call_lists::outcomes, call_lists::save_outcome, call_lists::wrap_up, call_lists::progress,
         call_lists::set_targets,
+        promos::list, promos::create, promos::get, promos::update, promos::apply, promos::remove,
+        promos::broadcasts, promos::send_broadcast, promos::broadcast,
+        promos::archive_order, promos::restore_order, promos::archive_rule,
+        promos::sms_settings, promos::save_sms,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -350,12 +350,12 @@ async fn card(
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
     let balance: i64 = orders
         .iter()
-        .filter(|o| o.status_group != "closed" || o.total > o.paid)
+        .filter(|o| o.status_group != "closed" || o.total - o.discount > o.paid)
         .map(|o| {
             if o.status_group == "closed" {
-                o.total - o.paid
+                o.total - o.discount - o.paid
             } else {
-                crate::model::money::due(o.total, o.estimate, o.paid)
+                crate::model::money::due(o.total, o.estimate, o.discount, o.paid)
             }
         })
         .sum();

@@ -299,8 +299,8 @@ async fn customer_panel(ui: &Ui, actor: &Actor, c: &ConversationRow) -> Markup {
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
     let balance: i64 = orders
         .iter()
-        .filter(|o| o.status_group != "closed" || o.total > o.paid)
-        .map(|o| o.total - o.paid)
+        .filter(|o| o.status_group != "closed" || o.total - o.discount > o.paid)
+        .map(|o| o.total - o.discount - o.paid)
         .sum();
     let calls = super::calls::customer_section(ui, actor, cid).await;
     html! {

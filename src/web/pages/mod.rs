@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod notifications;
 pub mod orders;
 pub mod profile;
+pub mod promos;
 pub mod provisioning;
 pub mod segments;
 pub mod settings;

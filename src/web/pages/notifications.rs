@@ -28,7 +28,7 @@ fn err(ui: &Ui, e: DomainError) -> HttpResponse {
 
 /// Renders the settings page with an optional message; a domain error in `result` is
 /// shown in the page with 422 (bad input) or as an error page (anything else).
-async fn respond(ui: &Ui, result: Result<String, DomainError>) -> HttpResponse {
+pub(super) async fn respond(ui: &Ui, result: Result<String, DomainError>) -> HttpResponse {
     let (status, notice, error) = match result {
         Ok(m) => (StatusCode::OK, Some(m), None),
         Err(DomainError::Invalid(m)) | Err(DomainError::Conflict(m)) => {
@@ -145,6 +145,7 @@ async fn settings_page(
                     button type="submit" { (ui.t("notify.send_test")) }
                 }
             }
+            (super::promos::sms_section(ui, &s.sms))
             section.card #rules {
                 h2 { (ui.t("notify.rules.title")) }
                 form method="post" action=(format!("{BASE}/rules")) {
@@ -155,7 +156,7 @@ async fn settings_page(
                             @for (e, ch, on) in &rules {
                                 tr {
                                     td { (ui.tr.t(e.label_key())) }
-                                    td { (ui.t(if *ch == Channel::Email { "notify.channel.email" } else { "notify.channel.telegram" })) }
+                                    td { (ui.t(ch.label_key())) }
                                     td { input type="checkbox" name="rule" value=(format!("{}|{}", e.as_str(), ch.as_str())) checked[*on] aria-label=(ui.tr.t(e.label_key())); }
                                 }
                             }
@@ -215,7 +216,7 @@ fn stopped_table(ui: &Ui, rows: &[OutboxRow]) -> Markup {
                         tr data-outbox-id=(r.id) data-state=(r.state) {
                             td { (ui.datetime(r.updated_at)) }
                             td { (crate::domain::notifications::EventKind::parse(&r.event).map_or(r.event.as_str(), |e| ui.t(e.label_key()))) }
-                            td { (ui.tr.term(&format!("notify.channel.{}", r.channel))) }
+                            td { (Channel::parse(&r.channel).map_or(r.channel.as_str(), |c| ui.t(c.label_key()))) }
                             td { (r.recipient) }
                             td { span.badge.badge-danger { (state_label(ui, &r.state)) } }
                             td { (r.attempts) }

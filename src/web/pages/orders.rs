@@ -90,7 +90,7 @@ pub fn orders_table(
                         td { (o.master_name.clone().unwrap_or_else(|| "—".into())) }
                         td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) }
                         td.num { (cash(ui, shop, o.total)) }
-                        td.num { (due_cell(ui, shop, crate::model::money::due(o.total, o.estimate, o.paid))) }
+                        td.num { (due_cell(ui, shop, crate::model::money::due(o.total, o.estimate, o.discount, o.paid))) }
                     }
                 }
             }
@@ -273,7 +273,7 @@ pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpR
                 o.promised_at.map(|t| date(&clock, t)).unwrap_or_default(),
                 o.total.to_string(),
                 o.paid.to_string(),
-                crate::model::money::due(o.total, o.estimate, o.paid).to_string(),
+                crate::model::money::due(o.total, o.estimate, o.discount, o.paid).to_string(),
             ]
         }),
     );
@@ -711,6 +711,13 @@ fn event_text(
                 "timeline.unlock_removed"
             })
             .to_string(),
+        "promotion" => format!(
+            "{}: {} (−{})",
+            ui.t("promos.order.applied"),
+            d["code"].as_str().unwrap_or(""),
+            money(shop, d["discount"].as_i64().unwrap_or(0))
+        ),
+        "promotion_removed" => ui.t("promos.order.removed").to_string(),
         other => other.to_string(),
     }
 }
@@ -723,6 +730,20 @@ struct OrderContext<'a> {
     masters: &'a [(i64, String)],
     /// A refused status change's choice and note, shown again as they were.
     kept: Option<(&'a str, &'a str)>,
+}
+
+/// The code of the promotion on the order, from its timeline.
+fn promotion_code(v: &OrderView) -> String {
+    if v.order.promotion_id.is_none() {
+        return String::new();
+    }
+    v.timeline
+        .iter()
+        .rev()
+        .find(|e| e.kind == "promotion")
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.detail).ok())
+        .and_then(|d| d["code"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn order_page(
@@ -770,6 +791,9 @@ fn order_page(
                         dt { (ui.t("orders.promised")) } dd { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_else(|| "—".into())) }
                         dt { (ui.t("orders.estimate")) } dd { (cash(ui, shop, o.estimate)) }
                         dt { (ui.t("orders.total")) } dd #order-total { (cash(ui, shop, o.total)) }
+                        @if o.promotion_id.is_some() {
+                            dt { (ui.t("promos.order.discount")) } dd #order-discount { "−" (cash(ui, shop, o.discount)) " " small.muted { (promotion_code(v)) } }
+                        }
                         dt { (ui.t("orders.paid")) } dd { (cash(ui, shop, o.paid)) }
                         dt { (ui.t(if v.balance < 0 { "desk.overpayment" } else { "desk.to_pay" })) }
                         dd #order-balance {
@@ -795,7 +819,7 @@ fn order_page(
                             input name="note" placeholder=(ui.t("orders.note")) maxlength="1000" value=(kept.map(|k| k.1).unwrap_or(""));
                             // The hand-over override is offered only where it can apply: a
                             // debt on the work lines and "delivered" among the next statuses.
-                            @if o.total > o.paid && next.iter().any(|s| s.code == "delivered") {
+                            @if o.total - o.discount > o.paid && next.iter().any(|s| s.code == "delivered") {
                                 label.check { input type="checkbox" name="allow_debt" value="1"; " " (ui.t("orders.allow_debt")) }
                             }
                             button.primary type="submit" { (ui.t("common.save")) }
@@ -823,6 +847,7 @@ fn order_page(
                             button type="submit" { (ui.t("common.save")) }
                         }
                     }
+                    (super::promos::order_actions(ui, actor, o, &promotion_code(v)))
                     @if actor.can(Action::TakePayments) {
                         form #pay-form method="post" action=(format!("/orders/{}/payments", o.id)) {
                             (csrf_field(ui))
@@ -933,7 +958,7 @@ pub async fn show(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
     render_order(&ui, &actor, path.into_inner(), None, StatusCode::OK).await
 }
 
-async fn render_order(
+pub(super) async fn render_order(
     ui: &Ui,
     actor: &Actor,
     id: i64,
@@ -1402,6 +1427,9 @@ async fn print(ui: Ui, actor: Actor, id: i64, paper: Paper, act: bool) -> HttpRe
                     @if !act {
                         tr { th { (ui.t("orders.estimate")) } td { (money(&shop, o.estimate)) } }
                         tr { th { (ui.t("orders.promised")) } td { (o.promised_at.map(|t| date(&ui.clock(), t)).unwrap_or_default()) } }
+                    }
+                    @if o.discount > 0 {
+                        tr #receipt-discount { th { (ui.t("promos.order.discount")) } td { "−" (super::core_ui::money_text(&ui, &shop, o.discount)) } }
                     }
                     tr { th { (ui.t("orders.paid")) } td { (super::core_ui::money_text(&ui, &shop, o.paid)) } }
                     @if !act {
