@@ -19,6 +19,7 @@ pub mod orders;
 pub mod outbox;
 pub mod provisioning;
 pub mod reports;
+pub mod roles;
 pub mod search;
 pub mod seed;
 pub mod segments;

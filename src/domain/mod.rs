@@ -19,6 +19,7 @@ pub mod notices;
 pub mod notifications;
 pub mod orders;
 pub mod provisioning;
+pub mod roles;
 pub mod search;
 pub mod seed;
 pub mod segments;

@@ -7,6 +7,7 @@ pub mod core;
 pub mod imports;
 pub mod live;
 pub mod notifications;
+pub mod roles;
 pub mod segments;
 pub mod settings;
 pub mod telephony;
@@ -62,6 +63,7 @@ impl Modify for Security {
         core::archive_customer, core::restore_customer,
         segments::list, segments::create, segments::count, segments::get, segments::update,
         segments::delete, segments::customers,
+        roles::list, roles::create, roles::update,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -16,6 +16,7 @@ pub mod notifications;
 pub mod orders;
 pub mod profile;
 pub mod provisioning;
+pub mod roles;
 pub mod segments;
 pub mod settings;
 pub mod telephony;

@@ -1431,8 +1431,14 @@ pub async fn label(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
     })
 }
 
-pub async fn workload(ui: Ui) -> HttpResponse {
-    let rows = ui.state.ctx.orders.workload().await.unwrap_or_default();
+pub async fn workload(ui: Ui, actor: Actor) -> HttpResponse {
+    let rows = ui
+        .state
+        .ctx
+        .orders
+        .workload(&actor)
+        .await
+        .unwrap_or_default();
     html(page(
         &ui,
         ui.t("workload.title"),
