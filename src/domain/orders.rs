@@ -556,7 +556,12 @@ fn intake_in(tx: &mut Tx, d: Draft) -> DomainResult<OrderRow> {
     };
     // The order number counts per shop year (the shop clock's, not UTC's).
     let year = tx.clock().year_of(now);
-    let number = q::next_number(tx, &shop.order_prefix, year)?;
+    // The branch's own prefix, when it has one.
+    let prefix = match crate::db::branches::get(tx, branch_id)? {
+        Some(b) if !b.order_prefix.is_empty() => b.order_prefix,
+        _ => shop.order_prefix.clone(),
+    };
+    let number = q::next_number(tx, &prefix, year)?;
     let id = q::insert(
         tx,
         &NewOrderRow {

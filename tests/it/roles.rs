@@ -31,7 +31,11 @@ async fn chain() -> Chain {
     assert_eq!(s, 200);
     let a = branches[0]["id"].as_i64().unwrap();
     let (s, v) = admin
-        .post("/api/v1/branches", json!({"name": "Chilonzor filiali"}))
+        .post(
+            "/api/v1/branches",
+            json!({"name": "Chilonzor filiali", "address": "Chilonzor 5-mavze, 12",
+                "phone": "71 200 00 05", "order_prefix": "ch", "hours": "Du–Sh 9:00–19:00"}),
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     let b = v["id"].as_i64().unwrap();
@@ -585,4 +589,36 @@ async fn presence(ws: &mut crate::live::Ws, user: i64, online: bool) {
             return;
         }
     }
+}
+
+#[tokio::test]
+async fn a_branch_numbers_its_orders_and_heads_its_receipts() {
+    let ch = chain().await;
+    let nb = ch.order_b["number"].as_str().unwrap();
+    let na = ch.order_a["number"].as_str().unwrap();
+    assert!(nb.starts_with("CH"), "branch B's own prefix: {nb}");
+    assert!(na.starts_with("RM"), "branch A keeps the shop's: {na}");
+    let admin = ch.app.login_admin().await;
+    let idb = ch.order_b["id"].as_i64().unwrap();
+    let receipt = admin
+        .get(&format!("/orders/{idb}/receipt"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(receipt.contains("Chilonzor 5-mavze, 12"), "branch address");
+    assert!(receipt.contains("Du–Sh 9:00–19:00"), "branch hours");
+    // The number as typed finds the order.
+    let (_, found) = ch.admin.get(&format!("/api/v1/search?q={nb}")).await;
+    assert_eq!(found["orders"][0]["id"], idb, "{found}");
+    // A prefix that is not Latin letters and digits is refused.
+    let (s, _) = ch
+        .admin
+        .send(
+            Method::PUT,
+            &format!("/api/v1/branches/{}", ch.b),
+            json!({"name": "Chilonzor filiali", "order_prefix": "ЧЛ"}),
+        )
+        .await;
+    assert_eq!(s, 422);
 }
