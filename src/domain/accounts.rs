@@ -419,6 +419,7 @@ impl Accounts {
         self.store
             .write(by, move |tx| {
                 let before = q::user_by_id(tx, id)?.ok_or(DomainError::NotFound)?;
+                let managers = super::roles::user_managers(tx)?;
                 let (role, role_id, branches) = match &change.access {
                     Some(a) => {
                         let (role, role_id) = super::roles::resolve(tx, &a.role)?;
@@ -439,7 +440,7 @@ impl Accounts {
                     tx.now(),
                 )?;
                 q::set_user_branches(tx, id, &branches)?;
-                super::roles::ensure_a_user_manager(tx)?;
+                super::roles::ensure_a_user_manager(tx, managers)?;
                 let after = q::user_by_id(tx, id)?.ok_or(DomainError::NotFound)?;
                 // Open screens of this user re-check what they may see.
                 if before.role_key != after.role_key

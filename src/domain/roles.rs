@@ -229,9 +229,10 @@ pub async fn update(
     store
         .write(by, move |tx| {
             let before = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+            let managers = user_managers(tx)?;
             let stored = c.perms.to_keys().join(" ");
             q::update(tx, id, &fields(&c, &stored), tx.now()).map_err(|e| taken(e, &c.key))?;
-            ensure_a_user_manager(tx)?;
+            ensure_a_user_manager(tx, managers)?;
             tx.log(
                 "update",
                 "role",
@@ -277,16 +278,23 @@ pub fn resolve(tx: &Tx, key: &str) -> DomainResult<(Role, Option<i64>)> {
     }
 }
 
-/// The last admin rule: after the change, at least one active user can still manage
-/// users (and so roles). Checked inside the change, which it refuses otherwise.
-pub fn ensure_a_user_manager(tx: &Tx) -> DomainResult<()> {
-    let any = crate::db::accounts::list_users(tx)?
+/// Active users who can manage users (and so roles).
+pub fn user_managers(tx: &Tx) -> DomainResult<usize> {
+    Ok(crate::db::accounts::list_users(tx)?
         .iter()
-        .any(|u| u.active && perms_of(u).has(Action::ManageUsers));
-    if any {
-        Ok(())
-    } else {
+        .filter(|u| u.active && perms_of(u).has(Action::ManageUsers))
+        .count())
+}
+
+/// The last admin rule: when some active user could manage users before the change
+/// (`before`, from [`user_managers`]), one still can after it. Checked inside the
+/// change, which it refuses otherwise. (A box with no such user — set up from the shell
+/// — is not made worse by an unrelated change.)
+pub fn ensure_a_user_manager(tx: &Tx, before: usize) -> DomainResult<()> {
+    if before > 0 && user_managers(tx)? == 0 {
         Err(DomainError::conflict("err.user.last_admin"))
+    } else {
+        Ok(())
     }
 }
 

@@ -220,6 +220,17 @@ pub async fn new_form(ui: Ui) -> HttpResponse {
 
 pub async fn create(ui: Ui, actor: Actor, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
     let form = Posted(form.into_inner());
+    // A form without its fields is not one of ours: 400, as for any unreadable request.
+    if let Some(missing) = ["username", "name", "role", "language", "password"]
+        .into_iter()
+        .find(|f| form.get(f).is_none())
+    {
+        return crate::web::error::error_page(
+            StatusCode::BAD_REQUEST,
+            &ui.msg(&crate::i18n::Msg::new("error.bad_request").with("detail", missing)),
+            ui.tr,
+        );
+    }
     let ch = match choices(&ui).await {
         Ok(c) => c,
         Err(e) => return err(&ui, e),
@@ -386,6 +397,16 @@ pub async fn update(
     let id = path.into_inner();
     let form = Posted(form.into_inner());
     let acc = &ui.state.ctx.accounts;
+    if let Some(missing) = ["name", "role", "language"]
+        .into_iter()
+        .find(|f| form.get(f).is_none())
+    {
+        return crate::web::error::error_page(
+            StatusCode::BAD_REQUEST,
+            &ui.msg(&crate::i18n::Msg::new("error.bad_request").with("detail", missing)),
+            ui.tr,
+        );
+    }
     let (Some(role), Some(branches), Some(language)) = (
         form.get("role"),
         form.branches(),
