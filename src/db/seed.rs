@@ -202,9 +202,15 @@ pub fn spread_over_branches(c: &Connection, n: i64) -> DbResult<Vec<i64>> {
         let rows = st.query_map([n], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
+    let cases: String = ids
+        .iter()
+        .enumerate()
+        .map(|(k, b)| format!(" WHEN {k} THEN {b}"))
+        .collect();
     c.execute_batch(&format!(
-        "UPDATE orders SET branch_id = (SELECT id FROM branches ORDER BY id LIMIT 1 OFFSET (orders.id % {n}));
-         ANALYZE;"
+        "UPDATE orders SET branch_id = CASE id % {} {cases} END;
+         ANALYZE;",
+        ids.len()
     ))?;
     Ok(ids)
 }
