@@ -7,7 +7,41 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::domain::access::{Action, Actor, Branches, Permissions};
 use crate::model::{Role, UserId};
+
+/// Whom an event is offered to: a user with their role, permissions and branches (the
+/// scope on their [`Actor`]). The hub keeps one per socket.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub user: UserId,
+    pub role: Role,
+    pub perms: Permissions,
+    pub branches: Branches,
+}
+
+impl Viewer {
+    /// A built-in role's viewer in every branch (tests, benchmarks).
+    pub fn builtin(user: UserId, role: Role) -> Viewer {
+        Viewer {
+            user,
+            role,
+            perms: Permissions::defaults(role),
+            branches: Branches::All,
+        }
+    }
+}
+
+impl From<&Actor> for Viewer {
+    fn from(a: &Actor) -> Viewer {
+        Viewer {
+            user: a.user_id,
+            role: a.role,
+            perms: a.perms,
+            branches: a.branches.clone(),
+        }
+    }
+}
 
 /// Who may receive an event.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +55,13 @@ pub enum Audience {
     Staff { masters: Vec<UserId> },
     /// Exactly these users.
     Users(Vec<UserId>),
+    /// Users whose role has this permission (e.g. the users list: those who manage users).
+    #[serde(serialize_with = "action_key")]
+    Can(Action),
+}
+
+fn action_key<S: serde::Serializer>(a: &Action, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(a.key())
 }
 
 impl Audience {
@@ -30,6 +71,15 @@ impl Audience {
             Audience::Admins => role == Role::Admin,
             Audience::Staff { masters } => role != Role::Master || masters.contains(&user),
             Audience::Users(ids) => ids.contains(&user),
+            Audience::Can(_) => false,
+        }
+    }
+
+    /// Whether `v` may receive it, by audience alone (see [`Event::visible_to`]).
+    pub fn admits(&self, v: &Viewer) -> bool {
+        match self {
+            Audience::Can(a) => v.perms.has(*a),
+            other => other.includes(v.user, v.role),
         }
     }
 }
@@ -42,6 +92,10 @@ pub struct Event {
     pub data: serde_json::Value,
     #[serde(skip)]
     pub audience: Audience,
+    /// The branch of the record it is about (an order's branch): only users of that
+    /// branch receive it. None for events that belong to no branch.
+    #[serde(skip)]
+    pub branch: Option<i64>,
 }
 
 impl Event {
@@ -50,7 +104,20 @@ impl Event {
             kind: kind.into(),
             data,
             audience,
+            branch: None,
         }
+    }
+
+    /// The event is about a record of `branch`: users of other branches never get it.
+    pub fn in_branch(mut self, branch: i64) -> Event {
+        self.branch = Some(branch);
+        self
+    }
+
+    /// The one check of who receives an event, live and on replay: the audience, then
+    /// the branch scope.
+    pub fn visible_to(&self, v: &Viewer) -> bool {
+        self.audience.admits(v) && self.branch.is_none_or(|b| v.branches.contains(b))
     }
 }
 

@@ -10,7 +10,20 @@ pub struct UserRow {
     pub id: UserId,
     pub username: String,
     pub display_name: String,
+    /// The built-in role whose record scope the user follows (their custom role's base).
+    #[serde(rename = "base_role")]
     pub role: Role,
+    /// The role's key: `admin`, `operator`, `master` or a custom role's key.
+    #[serde(rename = "role")]
+    pub role_key: String,
+    /// The custom role, when the user has one.
+    #[serde(skip)]
+    pub role_id: Option<i64>,
+    /// The custom role's permission keys as stored (None for a built-in role).
+    #[serde(skip)]
+    pub role_permissions: Option<String>,
+    /// The branches the user works in; empty for every branch.
+    pub branch_ids: Vec<i64>,
     pub active: bool,
     pub language: Language,
     #[serde(skip)]
@@ -20,23 +33,37 @@ pub struct UserRow {
     pub email: Option<String>,
 }
 
-const USER_COLS: &str =
-    "id, username, display_name, role, active, language, password_hash, created_at, email";
+/// The user columns (and their custom role and branches) of the row aliased `u`.
+const USER_COLS_U: &str = "u.id, u.username, u.display_name, u.role, u.active, u.language, u.password_hash, u.created_at, u.email, u.role_id, \
+     (SELECT r.key FROM roles r WHERE r.id = u.role_id), \
+     (SELECT r.permissions FROM roles r WHERE r.id = u.role_id), \
+     (SELECT group_concat(b.branch_id, ' ') FROM user_branches b WHERE b.user_id = u.id)";
 
 fn user_from_row(r: &Row) -> rusqlite::Result<UserRow> {
     user_at(r, 0)
 }
 
-/// A user whose USER_COLS start at column `at` (joins put other columns first).
+/// A user whose USER_COLS_U start at column `at` (joins put other columns first).
 fn user_at(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
     let role: String = r.get(at + 3)?;
     let lang: String = r.get(at + 5)?;
+    // The CHECK constraint admits only known roles.
+    let role: Role = role.parse().unwrap_or(Role::Master);
+    let custom_key: Option<String> = r.get(at + 10)?;
+    let branches: Option<String> = r.get(at + 12)?;
     Ok(UserRow {
         id: r.get(at)?,
         username: r.get(at + 1)?,
         display_name: r.get(at + 2)?,
-        // The CHECK constraint admits only known roles.
-        role: role.parse().unwrap_or(Role::Master),
+        role,
+        role_key: custom_key.unwrap_or_else(|| role.as_str().to_string()),
+        role_id: r.get(at + 9)?,
+        role_permissions: r.get(at + 11)?,
+        branch_ids: branches
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|b| b.parse().ok())
+            .collect(),
         active: r.get(at + 4)?,
         language: Language::from_code(&lang).unwrap_or_default(),
         password_hash: r.get(at + 6)?,
@@ -45,28 +72,26 @@ fn user_at(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
     })
 }
 
-/// USER_COLS qualified with the `u.` alias.
-fn user_cols_u() -> String {
-    USER_COLS
-        .split(", ")
-        .map(|c| format!("u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// USER_COLS_U (kept as a function for the joins that build their SQL).
+fn user_cols_u() -> &'static str {
+    USER_COLS_U
 }
 
 pub struct NewUserRow<'a> {
     pub username: &'a str,
     pub display_name: &'a str,
     pub role: Role,
+    /// A custom role (whose base is `role`), or None for the built-in one.
+    pub role_id: Option<i64>,
     pub language: Language,
     pub password_hash: &'a str,
 }
 
 pub fn insert_user(c: &Connection, u: &NewUserRow, now: i64) -> DbResult<UserId> {
     c.execute(
-        "INSERT INTO users (username, display_name, role, active, language, password_hash, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?6)",
-        params![u.username, u.display_name, u.role.as_str(), u.language.code(), u.password_hash, now],
+        "INSERT INTO users (username, display_name, role, active, language, password_hash, created_at, updated_at, role_id)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?6, ?7)",
+        params![u.username, u.display_name, u.role.as_str(), u.language.code(), u.password_hash, now, u.role_id],
     )?;
     Ok(c.last_insert_rowid())
 }
@@ -77,7 +102,7 @@ pub fn user_count(c: &Connection) -> DbResult<i64> {
 
 pub fn user_by_username(c: &Connection, username: &str) -> DbResult<Option<UserRow>> {
     Ok(c.query_row(
-        &format!("SELECT {USER_COLS} FROM users WHERE username = ?1"),
+        &format!("SELECT {USER_COLS_U} FROM users u WHERE u.username = ?1"),
         [username],
         user_from_row,
     )
@@ -86,7 +111,7 @@ pub fn user_by_username(c: &Connection, username: &str) -> DbResult<Option<UserR
 
 pub fn user_by_id(c: &Connection, id: UserId) -> DbResult<Option<UserRow>> {
     Ok(c.query_row(
-        &format!("SELECT {USER_COLS} FROM users WHERE id = ?1"),
+        &format!("SELECT {USER_COLS_U} FROM users u WHERE u.id = ?1"),
         [id],
         user_from_row,
     )
@@ -95,7 +120,7 @@ pub fn user_by_id(c: &Connection, id: UserId) -> DbResult<Option<UserRow>> {
 
 pub fn list_users(c: &Connection) -> DbResult<Vec<UserRow>> {
     let mut st = c.prepare_cached(&format!(
-        "SELECT {USER_COLS} FROM users ORDER BY active DESC, display_name COLLATE NOCASE"
+        "SELECT {USER_COLS_U} FROM users u ORDER BY u.active DESC, u.display_name COLLATE NOCASE"
     ))?;
     let rows = st.query_map([], user_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -104,15 +129,29 @@ pub fn list_users(c: &Connection) -> DbResult<Vec<UserRow>> {
 pub struct UserUpdate<'a> {
     pub display_name: &'a str,
     pub role: Role,
+    pub role_id: Option<i64>,
     pub active: bool,
     pub language: Language,
 }
 
 pub fn update_user(c: &Connection, id: UserId, u: &UserUpdate, now: i64) -> DbResult<bool> {
     Ok(c.execute(
-        "UPDATE users SET display_name = ?2, role = ?3, active = ?4, language = ?5, updated_at = ?6 WHERE id = ?1",
-        params![id, u.display_name, u.role.as_str(), u.active, u.language.code(), now],
+        "UPDATE users SET display_name = ?2, role = ?3, active = ?4, language = ?5, updated_at = ?6, role_id = ?7 WHERE id = ?1",
+        params![id, u.display_name, u.role.as_str(), u.active, u.language.code(), now, u.role_id],
     )? == 1)
+}
+
+/// Replaces the branches a user works in (empty: every branch).
+pub fn set_user_branches(c: &Connection, id: UserId, branches: &[i64]) -> DbResult<()> {
+    c.prepare_cached("DELETE FROM user_branches WHERE user_id = ?1")?
+        .execute([id])?;
+    let mut st = c.prepare_cached(
+        "INSERT OR IGNORE INTO user_branches (user_id, branch_id) VALUES (?1, ?2)",
+    )?;
+    for b in branches {
+        st.execute([id, *b])?;
+    }
+    Ok(())
 }
 
 pub fn set_password_hash(c: &Connection, id: UserId, hash: &str, now: i64) -> DbResult<bool> {

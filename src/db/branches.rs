@@ -14,6 +14,10 @@ pub struct BranchRow {
     pub lat: Option<f64>,
     pub lon: Option<f64>,
     pub active: bool,
+    /// The branch's own order-number prefix; empty: the shop's.
+    pub order_prefix: String,
+    /// Opening hours as printed on the branch's receipts; empty: the shop's.
+    pub hours: String,
 }
 
 pub struct BranchFields<'a> {
@@ -23,6 +27,8 @@ pub struct BranchFields<'a> {
     pub lat: Option<f64>,
     pub lon: Option<f64>,
     pub active: bool,
+    pub order_prefix: &'a str,
+    pub hours: &'a str,
 }
 
 fn from_row(r: &Row) -> rusqlite::Result<BranchRow> {
@@ -34,10 +40,12 @@ fn from_row(r: &Row) -> rusqlite::Result<BranchRow> {
         lat: r.get(4)?,
         lon: r.get(5)?,
         active: r.get(6)?,
+        order_prefix: r.get(7)?,
+        hours: r.get(8)?,
     })
 }
 
-const COLS: &str = "id, name, address, phone, lat, lon, active";
+const COLS: &str = "id, name, address, phone, lat, lon, active, order_prefix, hours";
 
 /// All branches (active first, then by name), or only the active ones.
 pub fn list(c: &Connection, only_active: bool) -> DbResult<Vec<BranchRow>> {
@@ -58,19 +66,39 @@ pub fn get(c: &Connection, id: i64) -> DbResult<Option<BranchRow>> {
 
 pub fn insert(c: &Connection, f: &BranchFields) -> DbResult<i64> {
     c.prepare_cached(
-        "INSERT INTO branches (name, address, phone, lat, lon, active) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO branches (name, address, phone, lat, lon, active, order_prefix, hours)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![f.name, f.address, f.phone, f.lat, f.lon, f.active])?;
+    .execute(params![
+        f.name,
+        f.address,
+        f.phone,
+        f.lat,
+        f.lon,
+        f.active,
+        f.order_prefix,
+        f.hours
+    ])?;
     Ok(c.last_insert_rowid())
 }
 
 /// False when there is no such branch.
 pub fn update(c: &Connection, id: i64, f: &BranchFields) -> DbResult<bool> {
     Ok(c.prepare_cached(
-        "UPDATE branches SET name = ?2, address = ?3, phone = ?4, lat = ?5, lon = ?6, active = ?7 WHERE id = ?1",
+        "UPDATE branches SET name = ?2, address = ?3, phone = ?4, lat = ?5, lon = ?6, active = ?7,
+             order_prefix = ?8, hours = ?9 WHERE id = ?1",
     )?
-    .execute(params![id, f.name, f.address, f.phone, f.lat, f.lon, f.active])?
-        == 1)
+    .execute(params![
+        id,
+        f.name,
+        f.address,
+        f.phone,
+        f.lat,
+        f.lon,
+        f.active,
+        f.order_prefix,
+        f.hours
+    ])? == 1)
 }
 
 pub fn active_count(c: &Connection) -> DbResult<i64> {

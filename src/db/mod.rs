@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod promos;
 pub mod provisioning;
 pub mod reports;
+pub mod roles;
 pub mod search;
 pub mod seed;
 pub mod segments;

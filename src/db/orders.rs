@@ -228,6 +228,8 @@ pub struct OrderFilter {
     pub master_id: Option<i64>,
     pub customer_id: Option<i64>,
     pub branch_id: Option<i64>,
+    /// Only these branches (a branch-scoped user's); None for every branch.
+    pub branch_ids: Option<Vec<i64>>,
     pub from: Option<i64>,
     pub to: Option<i64>,
     /// Only orders past their status limit or promised date.
@@ -334,6 +336,15 @@ fn plan(c: &Connection, f: &OrderFilter) -> DbResult<Plan> {
     }
     if let Some(b) = f.branch_id {
         add("o.branch_id = ?", Value::Integer(b), &mut w);
+    }
+    match f.branch_ids.as_deref() {
+        None => {}
+        Some([]) => w.push("0".into()),
+        Some([b]) => add("o.branch_id = ?", Value::Integer(*b), &mut w),
+        Some(many) => {
+            let ids: Vec<String> = many.iter().map(i64::to_string).collect();
+            w.push(format!("o.branch_id IN ({})", ids.join(",")));
+        }
     }
     if let Some(from) = f.from {
         add("o.created_at >= ?", Value::Integer(from), &mut w);
@@ -740,20 +751,26 @@ pub struct WorkloadRow {
 /// Open orders per master, and orders closed in [from, to) with their average repair
 /// time (intake to closing). Both sides read an index range (open statuses, closing
 /// dates), never a master's whole history.
-pub fn workload(c: &Connection, from: i64, to: i64) -> DbResult<Vec<WorkloadRow>> {
-    let mut st = c.prepare_cached(
+pub fn workload(
+    c: &Connection,
+    from: i64,
+    to: i64,
+    branches: Option<&[i64]>,
+) -> DbResult<Vec<WorkloadRow>> {
+    let scope = super::reports::in_branches(branches);
+    let mut st = c.prepare_cached(&format!(
         "SELECT u.id, u.display_name, coalesce(op.open, 0), coalesce(op.in_work, 0),
                 coalesce(cl.closed, 0), cl.avg_h
          FROM users u
          LEFT JOIN (SELECT o.master_id, count(*) AS open, sum(s.grp = 'in_work') AS in_work
                     FROM orders o INDEXED BY orders_open JOIN statuses s ON s.id = o.status_id
-                    WHERE o.closed_at IS NULL
+                    WHERE o.closed_at IS NULL{scope}
                     GROUP BY o.master_id) op ON op.master_id = u.id
-         LEFT JOIN (SELECT master_id, count(*) AS closed, avg(closed_at - created_at) / 3600.0 AS avg_h
-                    FROM orders WHERE closed_at >= ?1 AND closed_at < ?2
-                    GROUP BY master_id) cl ON cl.master_id = u.id
-         WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE",
-    )?;
+         LEFT JOIN (SELECT o.master_id, count(*) AS closed, avg(o.closed_at - o.created_at) / 3600.0 AS avg_h
+                    FROM orders o WHERE o.closed_at >= ?1 AND o.closed_at < ?2{scope}
+                    GROUP BY o.master_id) cl ON cl.master_id = u.id
+         WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE"
+    ))?;
     let rows = st.query_map(params![from, to], |r| {
         Ok(WorkloadRow {
             master_id: r.get(0)?,

@@ -14,20 +14,40 @@ pub struct DayPoint {
     pub revenue: i64,
 }
 
+/// The condition limiting `o` (orders) to a branch-scoped user's branches: empty for
+/// every branch. The ids are integers, written into the SQL as they are.
+pub fn in_branches(branches: Option<&[i64]>) -> String {
+    match branches {
+        None => String::new(),
+        Some(ids) => format!(
+            " AND o.branch_id IN ({})",
+            if ids.is_empty() {
+                "NULL".to_string()
+            } else {
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            }
+        ),
+    }
+}
+
 /// Open orders per status group (from the small index of open orders).
-pub fn open_by_group(c: &Connection) -> DbResult<Vec<(String, i64)>> {
-    let mut st = c.prepare_cached(
+pub fn open_by_group(c: &Connection, branches: Option<&[i64]>) -> DbResult<Vec<(String, i64)>> {
+    let mut st = c.prepare_cached(&format!(
         "SELECT s.grp, count(*) FROM orders o INDEXED BY orders_open JOIN statuses s ON s.id = o.status_id
-         WHERE o.closed_at IS NULL GROUP BY s.grp",
-    )?;
+         WHERE o.closed_at IS NULL{} GROUP BY s.grp",
+        in_branches(branches)
+    ))?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Open orders past their due time (see `orders.due_at`).
-pub fn overdue_count(c: &Connection, now: i64) -> DbResult<i64> {
+pub fn overdue_count(c: &Connection, now: i64, branches: Option<&[i64]>) -> DbResult<i64> {
     Ok(c.query_row(
-        "SELECT count(*) FROM orders o INDEXED BY orders_open WHERE o.closed_at IS NULL AND o.due_at < ?1",
+        &format!(
+            "SELECT count(*) FROM orders o INDEXED BY orders_open WHERE o.closed_at IS NULL AND o.due_at < ?1{}",
+            in_branches(branches)
+        ),
         [now],
         |r| r.get(0),
     )?)
@@ -45,9 +65,17 @@ pub struct DayBuckets {
 /// Intake, completions and revenue in [from, to) per local day, for a stretch of time in
 /// which the shop's zone is `offset_secs` east of UTC (the caller cuts the range where
 /// the offset changes).
-pub fn day_buckets(c: &Connection, from: i64, to: i64, offset_secs: i64) -> DbResult<DayBuckets> {
+pub fn day_buckets(
+    c: &Connection,
+    from: i64,
+    to: i64,
+    offset_secs: i64,
+    branches: Option<&[i64]>,
+) -> DbResult<DayBuckets> {
+    let scope = in_branches(branches);
     let bucket = |sql: &str| -> DbResult<Vec<(i64, i64)>> {
-        let mut st = c.prepare_cached(sql)?;
+        let sql = sql.replace("{scope}", &scope);
+        let mut st = c.prepare_cached(&sql)?;
         let rows = st.query_map(params![from, to, offset_secs], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
@@ -55,21 +83,32 @@ pub fn day_buckets(c: &Connection, from: i64, to: i64, offset_secs: i64) -> DbRe
     };
     Ok(DayBuckets {
         intake: bucket(
-            "SELECT (created_at + ?3) / 86400, count(*) FROM orders WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
+            "SELECT (o.created_at + ?3) / 86400, count(*) FROM orders o WHERE o.created_at >= ?1 AND o.created_at < ?2{scope} GROUP BY 1",
         )?,
         completed: bucket(
-            "SELECT (closed_at + ?3) / 86400, count(*) FROM orders WHERE closed_at >= ?1 AND closed_at < ?2 GROUP BY 1",
+            "SELECT (o.closed_at + ?3) / 86400, count(*) FROM orders o WHERE o.closed_at >= ?1 AND o.closed_at < ?2{scope} GROUP BY 1",
         )?,
         revenue: bucket(
-            "SELECT (created_at + ?3) / 86400, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
-             FROM payments WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
+            "SELECT (p.created_at + ?3) / 86400, sum(CASE WHEN p.kind = 'refund' THEN -p.amount ELSE p.amount END)
+             FROM payments p JOIN orders o ON o.id = p.order_id
+             WHERE p.created_at >= ?1 AND p.created_at < ?2{scope} GROUP BY 1",
         )?,
     })
 }
 
-pub fn revenue_between(c: &Connection, from: i64, to: i64) -> DbResult<i64> {
+pub fn revenue_between(
+    c: &Connection,
+    from: i64,
+    to: i64,
+    branches: Option<&[i64]>,
+) -> DbResult<i64> {
     Ok(c.query_row(
-        "SELECT coalesce(sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END), 0) FROM payments WHERE created_at >= ?1 AND created_at < ?2",
+        &format!(
+            "SELECT coalesce(sum(CASE WHEN p.kind = 'refund' THEN -p.amount ELSE p.amount END), 0)
+         FROM payments p JOIN orders o ON o.id = p.order_id
+         WHERE p.created_at >= ?1 AND p.created_at < ?2{}",
+            in_branches(branches)
+        ),
         params![from, to],
         |r| r.get(0),
     )?)
@@ -83,11 +122,14 @@ pub fn revenue_by_day(
     from: i64,
     to: i64,
     offset_secs: i64,
+    branches: Option<&[i64]>,
 ) -> DbResult<Vec<(i64, i64)>> {
-    let mut st = c.prepare_cached(
-        "SELECT (created_at + ?3) / 86400, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END)
-         FROM payments WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1 ORDER BY 1",
-    )?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT (p.created_at + ?3) / 86400, sum(CASE WHEN p.kind = 'refund' THEN -p.amount ELSE p.amount END)
+         FROM payments p JOIN orders o ON o.id = p.order_id
+         WHERE p.created_at >= ?1 AND p.created_at < ?2{} GROUP BY 1 ORDER BY 1",
+        in_branches(branches)
+    ))?;
     let rows = st.query_map(params![from, to, offset_secs], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;
@@ -114,5 +156,5 @@ pub fn daily_figures(c: &Connection, since: i64, now: i64) -> DbResult<(i64, i64
         [since * 1000],
         |r| r.get(0),
     )?;
-    Ok((new_orders, overdue_count(c, now)?, ready, missed))
+    Ok((new_orders, overdue_count(c, now, None)?, ready, missed))
 }

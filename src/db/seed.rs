@@ -185,3 +185,32 @@ impl Drop for BulkLoad<'_> {
 fn max_order_id(c: &Connection) -> DbResult<i64> {
     Ok(c.query_row("SELECT coalesce(max(id), 0) FROM orders", [], |r| r.get(0))?)
 }
+
+/// For benchmarks (`crm-bench core --branches N`): makes `n` branches in all (adding
+/// "Filial 2" … "Filial N") and spreads the orders over them by id, round robin. Returns
+/// the branch ids.
+pub fn spread_over_branches(c: &Connection, n: i64) -> DbResult<Vec<i64>> {
+    let have: i64 = c.query_row("SELECT count(*) FROM branches", [], |r| r.get(0))?;
+    for k in have + 1..=n {
+        c.execute(
+            "INSERT INTO branches (name, address) VALUES (?1, '')",
+            [format!("Filial {k}")],
+        )?;
+    }
+    let ids: Vec<i64> = {
+        let mut st = c.prepare("SELECT id FROM branches ORDER BY id LIMIT ?1")?;
+        let rows = st.query_map([n], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let cases: String = ids
+        .iter()
+        .enumerate()
+        .map(|(k, b)| format!(" WHEN {k} THEN {b}"))
+        .collect();
+    c.execute_batch(&format!(
+        "UPDATE orders SET branch_id = CASE id % {} {cases} END;
+         ANALYZE;",
+        ids.len()
+    ))?;
+    Ok(ids)
+}

@@ -10,6 +10,7 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::access::Branches;
 use super::work::Store;
 use super::{Actor, DomainError, DomainResult, Msg};
 use crate::config::{LoginConfig, SessionConfig};
@@ -133,6 +134,7 @@ fn validate_display_name(n: &str) -> DomainResult<String> {
     Ok(n.to_string())
 }
 
+/// The signed-in user with their scope: their role's permissions and their branches.
 pub fn actor_of(u: &UserRow) -> Actor {
     Actor {
         user_id: u.id,
@@ -140,7 +142,45 @@ pub fn actor_of(u: &UserRow) -> Actor {
         display_name: u.display_name.clone(),
         role: u.role,
         language: u.language,
+        perms: super::roles::perms_of(u),
+        branches: Branches::from_ids(u.branch_ids.clone()),
     }
+}
+
+/// A user's role and branches as given on the form or in the API.
+#[derive(Debug, Clone, Default)]
+pub struct UserAccess {
+    /// `admin`, `operator`, `master` or a custom role's key.
+    pub role: String,
+    /// Empty: every branch.
+    pub branches: Vec<i64>,
+}
+
+/// What an edit of a user changes; `access: None` keeps their role and branches.
+#[derive(Debug, Clone)]
+pub struct UserChange {
+    pub display_name: String,
+    pub access: Option<UserAccess>,
+    pub active: bool,
+    pub language: Language,
+}
+
+/// Refuses branch ids that name no branch (or too many of them).
+fn check_branches(tx: &super::work::Tx, ids: &[i64]) -> DomainResult<Vec<i64>> {
+    if ids.len() > 1000 {
+        return Err(DomainError::invalid("err.user.branch_unknown"));
+    }
+    let mut out = ids.to_vec();
+    out.sort_unstable();
+    out.dedup();
+    for b in &out {
+        if crate::db::branches::get(tx, *b)?.is_none() {
+            return Err(DomainError::invalid(
+                Msg::new("err.user.branch_unknown").with("id", b),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Account operations over the database.
@@ -285,6 +325,21 @@ impl Accounts {
         u: NewUser,
         only_if_none: bool,
     ) -> DomainResult<UserId> {
+        let access = UserAccess {
+            role: u.role.as_str().to_string(),
+            branches: Vec::new(),
+        };
+        self.create_user_with(by, u, access, only_if_none).await
+    }
+
+    /// Creates a user with a role (built-in or custom; `u.role` is ignored) and branches.
+    pub async fn create_user_with(
+        &self,
+        by: Option<&Actor>,
+        u: NewUser,
+        access: UserAccess,
+        only_if_none: bool,
+    ) -> DomainResult<UserId> {
         validate_username(&u.username)?;
         validate_password(&u.password)?;
         let display_name = validate_display_name(&u.display_name)?;
@@ -295,12 +350,15 @@ impl Accounts {
                 if only_if_none && q::user_count(tx)? > 0 {
                     return Err(DomainError::conflict("err.user.setup_done"));
                 }
+                let (role, role_id) = super::roles::resolve(tx, &access.role)?;
+                let branches = check_branches(tx, &access.branches)?;
                 let id = q::insert_user(
                     tx,
                     &NewUserRow {
                         username: &username,
                         display_name: &display_name,
-                        role: u.role,
+                        role,
+                        role_id,
                         language: u.language,
                         password_hash: &hash,
                     },
@@ -315,13 +373,15 @@ impl Accounts {
                         e.into()
                     }
                 })?;
+                q::set_user_branches(tx, id, &branches)?;
                 tx.log(
                     "create",
                     "user",
                     id,
-                    serde_json::json!({"username": username, "role": u.role}),
+                    serde_json::json!({"username": username, "role": access.role.trim(),
+                        "branch_ids": branches}),
                 );
-                tx.emit(user_event(id));
+                tx.emit(user_event("user.created", id));
                 Ok(id)
             })
             .await
@@ -346,40 +406,49 @@ impl Accounts {
             .ok_or(DomainError::NotFound)
     }
 
-    /// Changes name, role, active flag and language. Keeps at least one active admin.
+    /// Changes name, role and branches, active flag and language. Keeps at least one
+    /// active user who can manage users.
     pub async fn update_user(
         &self,
         by: Option<&Actor>,
         id: UserId,
-        display_name: &str,
-        role: Role,
-        active: bool,
-        language: Language,
+        change: UserChange,
     ) -> DomainResult<()> {
-        let display_name = validate_display_name(display_name)?;
+        let display_name = validate_display_name(&change.display_name)?;
+        let (active, language) = (change.active, change.language);
         self.store
             .write(by, move |tx| {
                 let before = q::user_by_id(tx, id)?.ok_or(DomainError::NotFound)?;
-                // Open screens of this user re-check what they may see.
-                if before.role != role || before.active != active {
-                    tx.emit(Event::access_changed(id));
-                }
-                let was_admin = before.role == Role::Admin && before.active;
-                let stays_admin = role == Role::Admin && active;
-                if was_admin && !stays_admin && q::count_active_admins(tx)? <= 1 {
-                    return Err(DomainError::conflict("err.user.last_admin"));
-                }
+                let managers = super::roles::user_managers(tx)?;
+                let (role, role_id, branches) = match &change.access {
+                    Some(a) => {
+                        let (role, role_id) = super::roles::resolve(tx, &a.role)?;
+                        (role, role_id, check_branches(tx, &a.branches)?)
+                    }
+                    None => (before.role, before.role_id, before.branch_ids.clone()),
+                };
                 q::update_user(
                     tx,
                     id,
                     &UserUpdate {
                         display_name: &display_name,
                         role,
+                        role_id,
                         active,
                         language,
                     },
                     tx.now(),
                 )?;
+                q::set_user_branches(tx, id, &branches)?;
+                super::roles::ensure_a_user_manager(tx, managers)?;
+                let after = q::user_by_id(tx, id)?.ok_or(DomainError::NotFound)?;
+                // Open screens of this user re-check what they may see.
+                if before.role_key != after.role_key
+                    || before.active != active
+                    || before.branch_ids != after.branch_ids
+                {
+                    tx.emit(Event::access_changed(id));
+                }
                 if !active {
                     q::delete_user_sessions(tx, id)?;
                 }
@@ -389,11 +458,12 @@ impl Accounts {
                     id,
                     serde_json::json!({
                         "display_name": [before.display_name, display_name],
-                        "role": [before.role, role],
+                        "role": [before.role_key, after.role_key],
+                        "branch_ids": [before.branch_ids, after.branch_ids],
                         "active": [before.active, active],
                     }),
                 );
-                tx.emit(user_event(id));
+                tx.emit(user_event("user.updated", id));
                 Ok(())
             })
             .await
@@ -415,7 +485,7 @@ impl Accounts {
                     id,
                     serde_json::json!({ "email": [before.email, email] }),
                 );
-                tx.emit(user_event(id));
+                tx.emit(user_event("user.updated", id));
                 Ok(())
             })
             .await
@@ -423,8 +493,13 @@ impl Accounts {
 
     pub async fn disable_user(&self, by: Option<&Actor>, username: &str) -> DomainResult<()> {
         let u = self.user_by_username(username).await?;
-        self.update_user(by, u.id, &u.display_name, u.role, false, u.language)
-            .await
+        let change = UserChange {
+            display_name: u.display_name,
+            access: None,
+            active: false,
+            language: u.language,
+        };
+        self.update_user(by, u.id, change).await
     }
 
     /// Sets a new password and ends the user's other sessions.
@@ -443,7 +518,7 @@ impl Accounts {
                 }
                 q::delete_user_sessions(tx, id)?;
                 tx.log("password", "user", id, serde_json::json!({}));
-                tx.emit(user_event(id));
+                tx.emit(user_event("user.updated", id));
                 // Every session ended: their sockets close.
                 tx.emit(Event::access_changed(id));
                 Ok(())
@@ -667,7 +742,7 @@ impl Accounts {
                     id,
                     serde_json::json!({"user": u.username, "name": name}),
                 );
-                tx.emit(user_event(user_id));
+                tx.emit(user_event("user.updated", user_id));
                 Ok(())
             })
             .await?;
@@ -708,7 +783,7 @@ impl Accounts {
                 }
                 q::revoke_token(tx, id, tx.now())?;
                 tx.log("revoke", "api_token", id, serde_json::json!({}));
-                tx.emit(user_event(owner));
+                tx.emit(user_event("user.updated", owner));
                 // Sockets opened with the token close.
                 tx.emit(Event::access_changed(owner));
                 Ok(())
@@ -717,12 +792,13 @@ impl Accounts {
     }
 }
 
-/// Admin screens listing staff and tokens refresh on it.
-fn user_event(id: UserId) -> crate::events::Event {
+/// Screens listing staff and tokens (and presence) refresh on it: `user.created` or
+/// `user.updated`, to those who manage users.
+pub(crate) fn user_event(kind: &'static str, id: UserId) -> crate::events::Event {
     crate::events::Event::new(
-        "user.updated",
+        kind,
         serde_json::json!({"id": id}),
-        crate::events::Audience::Admins,
+        crate::events::Audience::Can(super::Action::ManageUsers),
     )
 }
 

@@ -26,6 +26,13 @@ pub struct BranchInput {
     pub lon: Option<f64>,
     #[serde(default = "yes")]
     pub active: bool,
+    /// The branch's own order-number prefix (Latin letters and digits, up to 8); empty
+    /// for the shop's.
+    #[serde(default)]
+    pub order_prefix: String,
+    /// Opening hours printed on the branch's receipts; empty for the shop's.
+    #[serde(default)]
+    pub hours: String,
 }
 
 fn yes() -> bool {
@@ -39,6 +46,8 @@ struct Clean {
     lat: Option<f64>,
     lon: Option<f64>,
     active: bool,
+    order_prefix: String,
+    hours: String,
 }
 
 fn clean(b: BranchInput, country: crate::model::phone::Country) -> DomainResult<Clean> {
@@ -83,7 +92,21 @@ fn clean(b: BranchInput, country: crate::model::phone::Country) -> DomainResult<
         }
         _ => return Err(DomainError::invalid("err.branch.coordinates_pair")),
     }
+    let order_prefix = b.order_prefix.trim().to_uppercase();
+    if !order_prefix.chars().all(|c| c.is_ascii_alphanumeric()) || order_prefix.len() > 8 {
+        return Err(DomainError::invalid("err.shop.order_prefix"));
+    }
+    let hours = b.hours.trim().to_string();
+    if hours.chars().count() > 100 {
+        return Err(DomainError::invalid(
+            Msg::new("err.field.too_long")
+                .term("field", "field.hours")
+                .with("max", 100),
+        ));
+    }
     Ok(Clean {
+        order_prefix,
+        hours,
         name,
         address,
         phone,
@@ -101,12 +124,15 @@ fn fields(c: &Clean) -> BranchFields<'_> {
         lat: c.lat,
         lon: c.lon,
         active: c.active,
+        order_prefix: &c.order_prefix,
+        hours: &c.hours,
     }
 }
 
 fn detail(c: &Clean) -> serde_json::Value {
     serde_json::json!({"name": c.name, "address": c.address, "phone": c.phone,
-        "lat": c.lat, "lon": c.lon, "active": c.active})
+        "lat": c.lat, "lon": c.lon, "active": c.active, "order_prefix": c.order_prefix,
+        "hours": c.hours})
 }
 
 /// A clash on the unique name reads as a conflict that names the branch.
@@ -170,7 +196,8 @@ pub async fn update(
                 "branch",
                 id,
                 serde_json::json!({"before": {"name": before.name, "address": before.address,
-                    "phone": before.phone, "lat": before.lat, "lon": before.lon, "active": before.active},
+                    "phone": before.phone, "lat": before.lat, "lon": before.lon, "active": before.active,
+                    "order_prefix": before.order_prefix, "hours": before.hours},
                     "after": detail(&b)}),
             );
             tx.emit(changed_event(id));
@@ -178,4 +205,25 @@ pub async fn update(
         })
         .await?;
     get(store.db(), id).await
+}
+
+/// The shop's settings as a branch presents them: its own address, phone, hours and
+/// order-number prefix where it has them (receipts, intake).
+pub fn shop_of_branch(
+    mut shop: super::shop::ShopSettings,
+    b: &BranchRow,
+) -> super::shop::ShopSettings {
+    if !b.address.is_empty() {
+        shop.address = b.address.clone();
+    }
+    if !b.phone.is_empty() {
+        shop.phone = crate::model::PhoneNumber::from_e164_unchecked(b.phone.clone()).display();
+    }
+    if !b.hours.is_empty() {
+        shop.hours = b.hours.clone();
+    }
+    if !b.order_prefix.is_empty() {
+        shop.order_prefix = b.order_prefix.clone();
+    }
+    shop
 }

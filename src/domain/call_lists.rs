@@ -837,7 +837,9 @@ impl CallLists {
                 if l.state != "active" {
                     return Err(DomainError::conflict("err.call_list.not_active"));
                 }
-                if it.assigned_to.is_some_and(|a| a != uid) && !is_admin(tx.who()) {
+                if it.assigned_to.is_some_and(|a| a != uid)
+                    && !tx.who().can(Action::ManageCallLists)
+                {
                     return Err(DomainError::conflict("err.call_list.taken"));
                 }
                 if !q::take(tx, id, uid, tx.now())? {
@@ -1177,16 +1179,6 @@ impl CallLists {
             Err(e) => tracing::warn!(error = %e, "call lists: recording a call's end failed"),
         }
     }
-}
-
-fn is_admin(w: Who) -> bool {
-    matches!(
-        w,
-        Who::User {
-            role: crate::model::Role::Admin,
-            ..
-        }
-    )
 }
 
 #[cfg(test)]

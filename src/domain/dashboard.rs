@@ -102,6 +102,7 @@ fn per_day(
     clock: &ShopClock,
     from: i64,
     to: i64,
+    branches: Option<&[i64]>,
 ) -> crate::db::DbResult<Vec<DayPoint>> {
     let mut out: Vec<DayPoint> = Vec::new();
     let mut index = std::collections::HashMap::new();
@@ -119,7 +120,7 @@ fn per_day(
         d = add_days(d, 1);
     }
     for (a, b, off) in clock.offset_spans(from, to) {
-        let f = crate::db::reports::day_buckets(c, a, b, off as i64)?;
+        let f = crate::db::reports::day_buckets(c, a, b, off as i64, branches)?;
         for (day, n) in f.intake {
             if let Some(&i) = index.get(&day) {
                 out[i].intake += n;
@@ -146,10 +147,11 @@ fn revenue_by_day(
     clock: &ShopClock,
     from: i64,
     to: i64,
+    branches: Option<&[i64]>,
 ) -> crate::db::DbResult<Vec<(i64, i64)>> {
     let mut out: Vec<(i64, i64)> = Vec::new();
     for (a, b, off) in clock.offset_spans(from, to) {
-        for (day, sum) in crate::db::reports::revenue_by_day(c, a, b, off as i64)? {
+        for (day, sum) in crate::db::reports::revenue_by_day(c, a, b, off as i64, branches)? {
             let start = clock.day_start(from_epoch_day(day));
             match out.last_mut() {
                 Some(last) if last.0 == start => last.1 += sum,
@@ -160,35 +162,39 @@ fn revenue_by_day(
     Ok(out)
 }
 
+/// The dashboard of `by`: counts and money of their branches only.
 pub async fn load(
     db: &Db,
     clock: &ShopClock,
+    by: &super::Actor,
     from: i64,
     to: i64,
     with_money: bool,
     period: Period,
 ) -> DomainResult<Dashboard> {
     let clock = clock.clone();
+    let scope = by.branch_filter().map(<[i64]>::to_vec);
     Ok(db
         .read(move |c| {
             let now = clock.now();
             let today = clock.today();
             let since = |days_back: i64| clock.day_start(add_days(today, -days_back));
-            let rev = |from| crate::db::reports::revenue_between(c, from, now + 1);
+            let b = scope.as_deref();
+            let rev = |from| crate::db::reports::revenue_between(c, from, now + 1, b);
             Ok(Dashboard {
-                open_by_group: crate::db::reports::open_by_group(c)?,
-                overdue: crate::db::reports::overdue_count(c, now)?,
-                days: per_day(c, &clock, from, to)?,
+                open_by_group: crate::db::reports::open_by_group(c, b)?,
+                overdue: crate::db::reports::overdue_count(c, now, b)?,
+                days: per_day(c, &clock, from, to, b)?,
                 revenue_today: if with_money { rev(since(0))? } else { 0 },
                 revenue_week: if with_money { rev(since(6))? } else { 0 },
                 revenue_month: if with_money { rev(since(29))? } else { 0 },
                 revenue: if with_money {
-                    let days = revenue_by_day(c, &clock, from, to)?;
+                    let days = revenue_by_day(c, &clock, from, to, b)?;
                     group_revenue(&clock, &days, from, to, period)
                 } else {
                     Vec::new()
                 },
-                masters: crate::db::orders::workload(c, now - 90 * 86_400, now + 1)?,
+                masters: crate::db::orders::workload(c, now - 90 * 86_400, now + 1, b)?,
             })
         })
         .await?)

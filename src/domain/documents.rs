@@ -223,6 +223,11 @@ pub async fn receipt_pdf(
 ) -> DomainResult<Vec<u8>> {
     let v = orders.view(actor, order).await?;
     let shop = super::shop::load(db).await?;
+    // The branch's own address, phone and hours head its receipts.
+    let shop = match super::branches::get(db, v.order.branch_id).await {
+        Ok(b) => super::branches::shop_of_branch(shop, &b),
+        Err(_) => shop,
+    };
     let logo = super::shop::logo(db).await?;
     tokio::task::spawn_blocking(move || {
         render_receipt(&shop, logo.as_ref(), &v, Tr::new(lang), &clock)

@@ -171,6 +171,7 @@ impl OrderQuery {
             master_id: id("master", &self.master_id)?,
             customer_id: id("customer_id", &self.customer_id)?,
             branch_id: id("branch", &self.branch_id)?,
+            branch_ids: None,
             from,
             to,
             overdue_at: overdue.then_some(now),

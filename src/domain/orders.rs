@@ -288,9 +288,12 @@ pub fn status_name(s: &StatusRow, lang: Language) -> &str {
     }
 }
 
-/// Masters may act only on orders assigned to them; to them other orders do not exist.
-fn visible(actor: &Actor, o: &OrderRow) -> bool {
-    actor.role != Role::Master || o.master_id == Some(actor.user_id)
+/// Masters may act only on orders assigned to them, and everyone only on their branches'
+/// orders; to them other orders do not exist. The one record check for orders (search,
+/// pages, API, documents and changes all go through it).
+pub fn visible(actor: &Actor, o: &OrderRow) -> bool {
+    (actor.role != Role::Master || o.master_id == Some(actor.user_id))
+        && actor.sees_branch(o.branch_id)
 }
 
 fn audience(masters: &[Option<i64>]) -> Audience {
@@ -371,7 +374,7 @@ pub(super) fn order_event(
     if let (Some(d), serde_json::Value::Object(e)) = (data.as_object_mut(), extra) {
         d.extend(e);
     }
-    Event::new(kind, data, audience(&[o.master_id, prev_master]))
+    Event::new(kind, data, audience(&[o.master_id, prev_master])).in_branch(o.branch_id)
 }
 
 /// What the Telegram bot needs from the orders, over the same tables.
@@ -551,12 +554,14 @@ fn intake_in(tx: &mut Tx, d: Draft) -> DomainResult<OrderRow> {
             return Err(DomainError::invalid("err.order.master_inactive"));
         }
     }
-    let branch_id = match n.branch_id {
-        Some(b) => b,
-        None => crate::db::branches::default_id(tx)?
+    // A branch-scoped user takes orders in their own branches (the first by default).
+    let branch_id = match (n.branch_id, tx.who().branches()) {
+        (Some(b), _) => b,
+        (None, Some(mine)) => mine[0],
+        (None, None) => crate::db::branches::default_id(tx)?
             .ok_or_else(|| DomainError::invalid("err.order.no_branch"))?,
     };
-    if !q::branch_exists(tx, branch_id)? {
+    if !q::branch_exists(tx, branch_id)? || !tx.who().sees_branch(branch_id) {
         return Err(DomainError::invalid("err.order.unknown_branch"));
     }
     let customer_id = match (n.customer_id, &n.customer) {
@@ -602,7 +607,12 @@ fn intake_in(tx: &mut Tx, d: Draft) -> DomainResult<OrderRow> {
     };
     // The order number counts per shop year (the shop clock's, not UTC's).
     let year = tx.clock().year_of(now);
-    let number = q::next_number(tx, &shop.order_prefix, year)?;
+    // The branch's own prefix, when it has one.
+    let prefix = match crate::db::branches::get(tx, branch_id)? {
+        Some(b) if !b.order_prefix.is_empty() => b.order_prefix,
+        _ => shop.order_prefix.clone(),
+    };
+    let number = q::next_number(tx, &prefix, year)?;
     let id = q::insert(
         tx,
         &NewOrderRow {
@@ -798,6 +808,8 @@ impl Orders {
         if by.role == Role::Master {
             f.master_id = Some(by.user_id);
         }
+        // Only the actor's branches, whatever the filter says.
+        f.branch_ids = by.branch_filter().map(<[i64]>::to_vec);
         f.limit = f.limit.clamp(1, 500);
         f.offset = f.offset.max(0);
         Ok(self
@@ -1377,13 +1389,24 @@ impl Orders {
 
     /// Open and in-work counts per master, and closings with average repair hours over
     /// the last 90 days.
-    pub async fn workload(&self) -> DomainResult<Vec<WorkloadRow>> {
+    /// (In `by`'s branches.)
+    pub async fn workload(&self, by: &Actor) -> DomainResult<Vec<WorkloadRow>> {
         let now = now();
-        self.workload_between(now - 90 * 86_400, now + 1).await
+        self.workload_between(by, now - 90 * 86_400, now + 1).await
     }
 
-    /// Open orders per master now, closings and average repair hours in [from, to).
-    pub async fn workload_between(&self, from: i64, to: i64) -> DomainResult<Vec<WorkloadRow>> {
-        Ok(self.db.read(move |c| q::workload(c, from, to)).await?)
+    /// Open orders per master now, closings and average repair hours in [from, to), in
+    /// `by`'s branches.
+    pub async fn workload_between(
+        &self,
+        by: &Actor,
+        from: i64,
+        to: i64,
+    ) -> DomainResult<Vec<WorkloadRow>> {
+        let scope = by.branch_filter().map(<[i64]>::to_vec);
+        Ok(self
+            .db
+            .read(move |c| q::workload(c, from, to, scope.as_deref()))
+            .await?)
     }
 }

@@ -138,7 +138,7 @@ pub async fn search(db: &Db, by: &Actor, q: &str, limit: i64) -> DomainResult<Se
             if let Some(n) = number {
                 if let Some(o) = crate::db::orders::by_number(c, &n)? {
                     let mut out = SearchResults::default();
-                    if by.role != Role::Master || o.master_id == Some(by.user_id) {
+                    if super::orders::visible(&by, &o) {
                         out.orders.push(o);
                     }
                     return Ok(out);
@@ -163,7 +163,7 @@ pub async fn search(db: &Db, by: &Actor, q: &str, limit: i64) -> DomainResult<Se
                     }
                     "o" if (out.orders.len() as i64) < limit => {
                         if let Some(o) = crate::db::orders::get(c, id)? {
-                            if by.role != Role::Master || o.master_id == Some(by.user_id) {
+                            if super::orders::visible(&by, &o) {
                                 out.orders.push(o);
                             }
                         }
@@ -211,7 +211,7 @@ pub async fn suggest(
         )
         .await?;
     if let Some(o) = found {
-        if by.role != Role::Master || o.master_id == Some(by.user_id) {
+        if super::orders::visible(&by, &o) {
             out.orders.insert(0, o);
         }
     }

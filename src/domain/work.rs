@@ -10,18 +10,25 @@
 
 use std::ops::Deref;
 
+use super::access::{Branches, Permissions};
 use super::clock::{Clock, ShopClock};
 use super::notifications::Notification;
-use super::{Actor, DomainError, DomainResult};
+use super::{Action, Actor, DomainError, DomainResult};
 use crate::db::{Conn, Db, DbError};
 use crate::events::{Event, EventBus};
 use crate::model::{Role, UserId};
 
-/// Who makes a change: a signed-in user (with the role their scope comes from) or the
-/// box itself (a periodic job, the SIP server's call log, a message from a customer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who makes a change: a signed-in user (with their scope: the role their record scope
+/// comes from, their permissions and their branches) or the box itself (a periodic job,
+/// the SIP server's call log, a message from a customer), which is unscoped.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Who {
-    User { id: UserId, role: Role },
+    User {
+        id: UserId,
+        role: Role,
+        perms: Permissions,
+        branches: Branches,
+    },
     System,
 }
 
@@ -30,6 +37,31 @@ impl Who {
         match self {
             Who::User { id, .. } => Some(*id),
             Who::System => None,
+        }
+    }
+
+    /// Whether the change may touch a record of `branch`: the box always may, a user
+    /// only within their branches. The one place the unit of work decides branch scope.
+    pub fn sees_branch(&self, branch: i64) -> bool {
+        match self {
+            Who::User { branches, .. } => branches.contains(branch),
+            Who::System => true,
+        }
+    }
+
+    /// The acting user's branches; None for every branch (or the box).
+    pub fn branches(&self) -> Option<&[i64]> {
+        match self {
+            Who::User { branches, .. } => branches.only(),
+            Who::System => None,
+        }
+    }
+
+    /// Whether the change's author may do `action` (the box may do anything).
+    pub fn can(&self, action: Action) -> bool {
+        match self {
+            Who::User { perms, .. } => perms.has(action),
+            Who::System => true,
         }
     }
 }
@@ -45,6 +77,8 @@ impl From<&Actor> for Who {
         Who::User {
             id: a.user_id,
             role: a.role,
+            perms: a.perms,
+            branches: a.branches.clone(),
         }
     }
 }
@@ -92,8 +126,18 @@ impl<'c> Tx<'c> {
         self.conn
     }
 
-    pub fn who(&self) -> Who {
-        self.who
+    pub fn who(&self) -> &Who {
+        &self.who
+    }
+
+    /// Refuses (as not found: a record out of scope does not exist for the user) when
+    /// `branch` is outside the acting user's branches.
+    pub fn check_branch(&self, branch: i64) -> DomainResult<()> {
+        if self.who.sees_branch(branch) {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound)
+        }
     }
 
     /// The acting user's id; `None` for the box's own changes.

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::domain::accounts::{Accounts, Credential};
-use crate::events::{Audience, Event, EventBus, USER_ACCESS_CHANGED};
+use crate::events::{Audience, Event, EventBus, Viewer, USER_ACCESS_CHANGED};
 use crate::model::{Role, UserId};
 
 /// How long re-checking one user's sockets may take before they are closed to be safe.
@@ -30,12 +30,14 @@ pub type Frame = bytestring::ByteString;
 struct Stored {
     seq: u64,
     frame: Frame,
-    audience: Audience,
+    /// The event (its audience and branch decide who may replay it).
+    event: Arc<Event>,
 }
 
 struct Conn {
     user: UserId,
-    role: Role,
+    /// Whom the socket belongs to: role, permissions and branches.
+    viewer: Viewer,
     tx: mpsc::Sender<Frame>,
     /// What the socket signed in with; re-checked when the user's access changes.
     cred: Option<Credential>,
@@ -60,8 +62,7 @@ pub struct Joined {
 
 enum Cmd {
     Join {
-        user: UserId,
-        role: Role,
+        viewer: Viewer,
         cred: Option<Credential>,
         last_seq: Option<u64>,
         reply: oneshot::Sender<Joined>,
@@ -115,23 +116,24 @@ impl Hub {
         self.seq.load(Ordering::Acquire)
     }
 
+    /// Joins a socket of a built-in role in every branch (tests, benchmarks).
     pub async fn join(&self, user: UserId, role: Role, last_seq: Option<u64>) -> Option<Joined> {
-        self.join_with(user, role, None, last_seq).await
+        self.join_with(Viewer::builtin(user, role), None, last_seq)
+            .await
     }
 
-    /// Joins a socket that signed in with `cred` (re-checked on access changes).
+    /// Joins a socket of `viewer` that signed in with `cred` (re-checked on access
+    /// changes).
     pub async fn join_with(
         &self,
-        user: UserId,
-        role: Role,
+        viewer: Viewer,
         cred: Option<Credential>,
         last_seq: Option<u64>,
     ) -> Option<Joined> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Join {
-                user,
-                role,
+                viewer,
                 cred,
                 last_seq,
                 reply,
@@ -177,7 +179,7 @@ impl State {
         self.conns.values().filter(|c| c.user == user).count()
     }
 
-    fn publish(&mut self, e: &Event) {
+    fn publish(&mut self, e: Arc<Event>) {
         self.seq += 1;
         let json = serde_json::to_string(&Envelope {
             seq: self.seq,
@@ -188,7 +190,7 @@ impl State {
         let frame: Frame = Frame::from(json);
         let mut slow = Vec::new();
         for (id, c) in &self.conns {
-            if e.audience.includes(c.user, c.role) {
+            if e.visible_to(&c.viewer) {
                 match c.tx.try_send(frame.clone()) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
@@ -203,7 +205,7 @@ impl State {
         self.buffer.push_back(Stored {
             seq: self.seq,
             frame,
-            audience: e.audience.clone(),
+            event: e,
         });
         for id in slow {
             // Dropping the sender ends the connection's queue: it closes itself.
@@ -231,8 +233,8 @@ impl State {
 
     /// A user's access changed: each of their sockets is closed when what it signed in
     /// with no longer signs anyone in (or the check fails), else re-scoped to the user's
-    /// current role. Runs inside the hub loop, so no event after the change is offered
-    /// under the old role.
+    /// current role, permissions and branches. Runs inside the hub loop, so no event after
+    /// the change is offered under the old scope.
     async fn access_changed(&mut self, e: &Event, accounts: Option<&Accounts>) {
         let (Some(user), Some(accounts)) = (e.data["user_id"].as_i64(), accounts) else {
             return;
@@ -243,11 +245,11 @@ impl State {
             .filter(|(_, c)| c.user == user)
             .map(|(id, c)| (*id, c.cred.clone()))
             .collect();
-        let mut verdicts: Vec<(Credential, Option<Role>)> = Vec::new();
+        let mut verdicts: Vec<(Credential, Option<Viewer>)> = Vec::new();
         for (id, cred) in mine {
             let Some(cred) = cred else { continue };
             let role = match verdicts.iter().find(|(c, _)| *c == cred) {
-                Some((_, r)) => *r,
+                Some((_, r)) => r.clone(),
                 None => {
                     let r = match tokio::time::timeout(
                         RECHECK_TIMEOUT,
@@ -255,7 +257,7 @@ impl State {
                     )
                     .await
                     {
-                        Ok(Ok(Some(a))) if a.user_id == user => Some(a.role),
+                        Ok(Ok(Some(a))) if a.user_id == user => Some(Viewer::from(&a)),
                         Ok(Ok(_)) => None,
                         Ok(Err(err)) => {
                             tracing::warn!(error = %err, user, "live socket re-check failed: closing");
@@ -266,14 +268,14 @@ impl State {
                             None
                         }
                     };
-                    verdicts.push((cred, r));
+                    verdicts.push((cred, r.clone()));
                     r
                 }
             };
             match role {
-                Some(role) => {
+                Some(viewer) => {
                     if let Some(c) = self.conns.get_mut(&id) {
-                        c.role = role;
+                        c.viewer = viewer;
                     }
                 }
                 None => {
@@ -286,13 +288,8 @@ impl State {
         }
     }
 
-    fn join(
-        &mut self,
-        user: UserId,
-        role: Role,
-        cred: Option<Credential>,
-        last_seq: Option<u64>,
-    ) -> Joined {
+    fn join(&mut self, viewer: Viewer, cred: Option<Credential>, last_seq: Option<u64>) -> Joined {
+        let user = viewer.user;
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let id = self.next_id;
         self.next_id += 1;
@@ -307,7 +304,7 @@ impl State {
                     let frames = self
                         .buffer
                         .iter()
-                        .filter(|s| s.seq > last && s.audience.includes(user, role))
+                        .filter(|s| s.seq > last && s.event.visible_to(&viewer))
                         .map(|s| s.frame.clone())
                         .collect();
                     (frames, false)
@@ -320,7 +317,7 @@ impl State {
             id,
             Conn {
                 user,
-                role,
+                viewer,
                 tx,
                 cred,
                 revoked: revoked.clone(),
@@ -360,8 +357,8 @@ async fn run(
         tokio::select! {
             cmd = cmds.recv() => match cmd {
                 None => return,
-                Some(Cmd::Join { user, role, cred, last_seq, reply }) => {
-                    let _ = reply.send(st.join(user, role, cred, last_seq));
+                Some(Cmd::Join { viewer, cred, last_seq, reply }) => {
+                    let _ = reply.send(st.join(viewer, cred, last_seq));
                 }
                 Some(Cmd::Leave(id)) => st.remove(id),
                 Some(Cmd::Presence(reply)) => {
@@ -387,11 +384,11 @@ async fn run(
                 Ok(e) if e.kind == USER_ACCESS_CHANGED => {
                     st.access_changed(&e, accounts.as_ref()).await
                 }
-                Ok(e) => st.publish(&e),
+                Ok(e) => st.publish(e),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // The hub itself fell behind the bus: everyone must refetch.
                     tracing::warn!(missed = n, "live hub lagged behind the event bus");
-                    st.publish(&Event::new("resync", serde_json::json!({}), Audience::Everyone));
+                    st.publish(Arc::new(Event::new("resync", serde_json::json!({}), Audience::Everyone)));
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },

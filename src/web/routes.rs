@@ -78,8 +78,8 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/orders/{id}/status", Allowed(EditOrders), pages::orders::change_status);
     r.add(post(), "/orders/{id}/assign", Allowed(AssignOrders), pages::orders::assign);
     r.add(post(), "/orders/{id}/unlock", Allowed(EditOrders), pages::orders::set_unlock);
-    r.add(post(), "/orders/{id}/lines", Allowed(EditOrders), pages::orders::add_line);
-    r.add(post(), "/orders/{id}/lines/{line}/delete", Allowed(EditOrders), pages::orders::remove_line);
+    r.add(post(), "/orders/{id}/lines", Allowed(ChangePrices), pages::orders::add_line);
+    r.add(post(), "/orders/{id}/lines/{line}/delete", Allowed(ChangePrices), pages::orders::remove_line);
     r.add(post(), "/orders/{id}/payments", Allowed(TakePayments), pages::orders::pay);
     r.add(post(), "/orders/{id}/comments", Allowed(EditOrders), pages::orders::comment);
     r.add(post(), "/orders/{id}/photos", Allowed(EditOrders), pages::orders::upload_photo);
@@ -90,7 +90,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/my", Allowed(ViewOrders), pages::orders::my_orders);
     r.add(get(), "/workload", Allowed(ViewReports), pages::orders::workload);
     r.add(get(), "/customers", Allowed(ViewCustomers), pages::customers::list);
-    r.add(get(), "/customers/export.csv", Allowed(ViewCustomers), pages::customers::export_csv);
+    r.add(get(), "/customers/export.csv", Allowed(ExportCustomers), pages::customers::export_csv);
     r.add(get(), "/customers/new", Allowed(EditCustomers), pages::customers::new_form);
     r.add(post(), "/customers", Allowed(EditCustomers), pages::customers::create);
     r.add(get(), "/customers/{id}", Allowed(ViewCustomers), pages::customers::show);
@@ -184,7 +184,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/api/v1/orders/{id}/status", Allowed(EditOrders), api::core::change_status);
     r.add(post(), "/api/v1/orders/{id}/assign", Allowed(AssignOrders), api::core::assign);
     r.add(Method::PUT, "/api/v1/orders/{id}/unlock", Allowed(EditOrders), api::core::set_unlock);
-    r.add(post(), "/api/v1/orders/{id}/lines", Allowed(EditOrders), api::core::add_line);
+    r.add(post(), "/api/v1/orders/{id}/lines", Allowed(ChangePrices), api::core::add_line);
     r.add(post(), "/api/v1/orders/{id}/payments", Allowed(TakePayments), api::core::pay);
     r.add(post(), "/api/v1/orders/{id}/comments", Allowed(EditOrders), api::core::comment);
     r.add(get(), "/api/v1/search", Allowed(ViewOrders), api::core::search);
@@ -283,10 +283,10 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/imports", Allowed(ImportCustomers), api::imports::list);
     r.add(get(), "/api/v1/imports/{id}", Allowed(ImportCustomers), api::imports::get);
     r.add(post(), "/api/v1/imports/{id}/undo", Allowed(ImportCustomers), api::imports::undo);
-    r.add(post(), "/customers/{id}/archive", Allowed(EditCustomers), pages::customers::archive);
-    r.add(post(), "/customers/{id}/restore", Allowed(EditCustomers), pages::customers::restore);
-    r.add(post(), "/api/v1/customers/{id}/archive", Allowed(EditCustomers), api::core::archive_customer);
-    r.add(post(), "/api/v1/customers/{id}/restore", Allowed(EditCustomers), api::core::restore_customer);
+    r.add(post(), "/customers/{id}/archive", Allowed(ArchiveCustomers), pages::customers::archive);
+    r.add(post(), "/customers/{id}/restore", Allowed(ArchiveCustomers), pages::customers::restore);
+    r.add(post(), "/api/v1/customers/{id}/archive", Allowed(ArchiveCustomers), api::core::archive_customer);
+    r.add(post(), "/api/v1/customers/{id}/restore", Allowed(ArchiveCustomers), api::core::restore_customer);
     r.add(get(), "/segments", Allowed(ViewCustomers), pages::segments::list);
     r.add(post(), "/segments", Allowed(EditCustomers), pages::segments::create);
     r.add(get(), "/segments/{id}", Allowed(ViewCustomers), pages::segments::show);
@@ -365,6 +365,14 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/api/v1/orders/{id}/restore", Allowed(ArchiveOrders), api::promos::restore_order);
     r.add(get(), "/api/v1/notifications/sms", Allowed(ManageNotifications), api::promos::sms_settings);
     r.add(Method::PUT, "/api/v1/notifications/sms", Allowed(ManageNotifications), api::promos::save_sms);
+    // Roles (issue 19): the owner's own roles from the permission catalogue
+    r.add(get(), "/roles", Allowed(ManageUsers), pages::roles::list);
+    r.add(post(), "/roles", Allowed(ManageUsers), pages::roles::create);
+    r.add(get(), "/roles/{id}", Allowed(ManageUsers), pages::roles::edit_form);
+    r.add(post(), "/roles/{id}", Allowed(ManageUsers), pages::roles::update);
+    r.add(get(), "/api/v1/roles", Allowed(ManageUsers), api::roles::list);
+    r.add(post(), "/api/v1/roles", Allowed(ManageUsers), api::roles::create);
+    r.add(Method::PUT, "/api/v1/roles/{id}", Allowed(ManageUsers), api::roles::update);
 }
 
 /// Collects the specs without registering anything.

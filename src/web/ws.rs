@@ -70,7 +70,7 @@ pub async fn connect(
     };
     let Some(joined) = state
         .hub
-        .join_with(actor.user_id, actor.role, cred.clone(), q.last_seq)
+        .join_with((&actor).into(), cred.clone(), q.last_seq)
         .await
     else {
         return Ok(super::error::json_error(

@@ -815,13 +815,7 @@ async fn the_shop_logo_is_checked_and_printed_on_receipts() {
     }
     // The PDF receipt (what the inbox attaches) carries it too, with its transparency.
     let ctx = &app.running().ctx;
-    let actor = crm::domain::Actor {
-        user_id: 1,
-        username: "admin".into(),
-        display_name: "admin".into(),
-        role: Role::Admin,
-        language: Language::Ru,
-    };
+    let actor = crm::domain::Actor::builtin(1, "admin", Role::Admin, Language::Ru);
     let pdf = crm::domain::documents::receipt_pdf(
         &ctx.orders,
         &ctx.db,

@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::TryRecvError;
 use crate::core::{new_customer, new_order, Api};
 use crate::matrix::{
     CALLS, CALL_LISTS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND, PROMOTIONS,
-    TELEPHONY, TRUNK,
+    ROLES, TELEPHONY, TRUNK,
 };
 use crate::notify_peers::*;
 use crate::support::*;
@@ -249,6 +249,40 @@ impl Fx {
             .await;
         assert_eq!(s.as_u16(), 201, "{v}");
         v["id"].as_i64().unwrap()
+    }
+
+    /// A fresh custom role (key `rol<id>`).
+    async fn role(&self) -> i64 {
+        let admin = crm::domain::Actor::builtin(1, "admin", Role::Admin, Default::default());
+        let key = format!("tmp{}", self.next());
+        let r = crm::domain::roles::create(
+            &self.app.running().ctx.store,
+            &admin,
+            crm::domain::roles::RoleInput {
+                key,
+                name: "Tmp".into(),
+                base: Role::Operator,
+                permissions: vec!["orders.view".into()],
+            },
+        )
+        .await
+        .unwrap();
+        let id = r.id.unwrap();
+        // Renamed to the key the cases use.
+        crm::domain::roles::update(
+            &self.app.running().ctx.store,
+            &admin,
+            id,
+            crm::domain::roles::RoleInput {
+                key: format!("rol{id}"),
+                name: "Tmp".into(),
+                base: Role::Operator,
+                permissions: vec!["orders.view".into()],
+            },
+        )
+        .await
+        .unwrap();
+        id
     }
 
     async fn customer(&self) -> i64 {
@@ -2208,6 +2242,72 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 true,
             ),
         ],
+        // ---- Roles (issue 19)
+        ("POST", "/roles") => {
+            let key = format!("kassir{}", fx.next());
+            let f = |key: &str, perm: &str| {
+                form(&[
+                    ("key", key),
+                    ("name", "Kassir"),
+                    ("base", "operator"),
+                    ("perm", "orders.view"),
+                    ("perm", perm),
+                ])
+            };
+            vec![
+                bad("/roles", f(&key, "orders.fly")),
+                bad("/roles", f("admin", "orders.payments")),
+                good("/roles", f(&key, "orders.payments")),
+            ]
+        }
+        ("POST", "/roles/{id}") => {
+            let id = fx.role().await;
+            let p = format!("/roles/{id}");
+            let f = |name: &str| {
+                form(&[
+                    ("key", &format!("rol{id}")),
+                    ("name", name),
+                    ("base", "master"),
+                    ("perm", "orders.view"),
+                ])
+            };
+            vec![bad(p.clone(), f("")), good(p, f("Katta usta"))]
+        }
+        ("POST", "/api/v1/roles") => vec![
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"key": "x", "name": "X", "base": "operator", "permissions": []}),
+                false,
+            ),
+            json_step(
+                "POST",
+                pattern.into(),
+                json!({"key": format!("menejer{}", fx.next()), "name": "Menejer",
+                    "base": "admin", "permissions": ["orders.view", "reports.view"]}),
+                true,
+            ),
+        ],
+        ("PUT", "/api/v1/roles/{id}") => {
+            let id = fx.role().await;
+            let p = format!("/api/v1/roles/{id}");
+            vec![
+                json_step(
+                    "PUT",
+                    p.clone(),
+                    json!({"key": format!("rol{id}"), "name": "Y", "base": "operator",
+                        "permissions": ["users.fly"]}),
+                    false,
+                ),
+                json_step(
+                    "PUT",
+                    p,
+                    json!({"key": format!("rol{id}"), "name": "Y", "base": "operator",
+                        "permissions": ["calls.view"]}),
+                    true,
+                ),
+            ]
+        }
         _ => return call_list_case(fx, method, pattern).await,
     };
     Some(Case::Steps(steps))
@@ -2423,6 +2523,7 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
         OUTBOUND,
         CALL_LISTS,
         PROMOTIONS,
+        ROLES,
     ];
     let mut failures = Vec::new();
     let mut checked = 0;

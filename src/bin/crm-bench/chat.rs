@@ -504,11 +504,13 @@ async fn list(args: &[String]) -> anyhow::Result<()> {
         .await?;
 
     let actor = |id: i64, role: crm::model::Role| crm::domain::Actor {
-        user_id: id,
-        username: format!("agent{id}"),
         display_name: format!("Agent {id}"),
-        role,
-        language: crm::model::Language::UzLatn,
+        ..crm::domain::Actor::builtin(
+            id,
+            &format!("agent{id}"),
+            role,
+            crm::model::Language::UzLatn,
+        )
     };
     let admin = actor(admin, crm::model::Role::Admin);
     let agent = actor(agent, crm::model::Role::Operator);

@@ -2,9 +2,12 @@
 //! 1 000 000 orders, made with `crm seed`): order list page, phone lookup (in-process and
 //! over HTTP), search, and order creation throughput with every write durable.
 //!
-//! `crm-bench core [--data-dir DIR] [--customers N] [--orders M]`: with --data-dir an
-//! already seeded directory is reused (it must have an admin `bench` / `bench-password-1`
-//! and some masters); without it one is seeded first.
+//! `crm-bench core [--data-dir DIR] [--customers N] [--orders M] [--branches B]`: with
+//! --data-dir an already seeded directory is reused (it must have an admin `bench` /
+//! `bench-password-1` and some masters); without it one is seeded first. With
+//! `--branches B` (issue 19) the orders are spread over B branches and the order list is
+//! measured twice in the same run: as the admin (every branch) and as an operator who
+//! works in one branch.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,12 +81,16 @@ pub(crate) fn prepare(
 }
 
 pub(crate) fn login(addr: SocketAddr) -> anyhow::Result<String> {
+    login_as(addr, "bench", "bench-password-1")
+}
+
+fn login_as(addr: SocketAddr, user: &str, password: &str) -> anyhow::Result<String> {
     let page = request(addr, "GET", "/login", &[], "")?;
     let pre = page.cookies();
     let token = csrf(&page.body).ok_or_else(|| anyhow::anyhow!("no CSRF field"))?;
     let body = urlencode(&[
-        ("username", "bench"),
-        ("password", "bench-password-1"),
+        ("username", user),
+        ("password", password),
         ("_csrf", &token),
     ]);
     let r = request(
@@ -113,6 +120,30 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let bin = crm_binary()?;
     let (dir, _keep) = prepare(args, &bin)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // Branch scope: orders over N branches and an operator of one of them.
+    let branches: i64 = arg(args, "--branches").unwrap_or("1").parse()?;
+    let scoped = if branches > 1 {
+        let t = Instant::now();
+        let db = crm::db::Db::open(&dir.join("crm.db"), &crm::db::DbOptions::default())?;
+        let ids = db.write_blocking(move |c| crm::db::seed::spread_over_branches(c, branches))?;
+        drop(db);
+        let user = "bench-branch";
+        if add_user(&bin, &dir, user, "operator", "bench-password-1").is_ok() {
+            let db = crm::db::Db::open(&dir.join("crm.db"), &crm::db::DbOptions::default())?;
+            let one = ids[ids.len() / 2];
+            db.write_blocking(move |c| {
+                let u = crm::db::accounts::user_by_username(c, user)?.expect("just added");
+                crm::db::accounts::set_user_branches(c, u.id, &[one])
+            })?;
+        }
+        println!(
+            "branches={branches} spread_seconds={:.1}",
+            t.elapsed().as_secs_f64()
+        );
+        Some(user)
+    } else {
+        None
+    };
 
     // Sample real phones and names from the data, through the library's storage code.
     let db = crm::db::Db::open(&dir.join("crm.db"), &crm::db::DbOptions::default())?;
@@ -164,6 +195,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let child = serve(&bin, &dir, addr)?;
     wait_healthy(addr, Duration::from_secs(60))?;
     let cookie = login(addr)?;
+    let scoped_cookie = match scoped {
+        Some(user) => Some(login_as(addr, user, "bench-password-1")?),
+        None => None,
+    };
     let bearer = format!("Bearer {token}");
 
     // Order list page, 50 rows, filtered, through HTTP with a browser session.
@@ -178,19 +213,29 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     ];
     // As a user pages: the first page of a filter, then its "next" link (a keyset
     // cursor) 19 times, filter after filter.
-    let mut next: Option<String> = None;
-    let list = timed(420, |i| {
-        let f = filters[(i / 20) % filters.len()];
-        let url = match next.take() {
-            Some(u) if i % 20 != 0 => u,
-            _ => format!("/orders?{f}"),
-        };
-        let r = request(addr, "GET", &url, &[("Cookie", &cookie)], "")?;
-        anyhow::ensure!(r.status == 200, "list answered {}", r.status);
-        next = next_link(&r.body);
-        Ok(())
-    })?;
+    let paged = |cookie: &str| {
+        let mut next: Option<String> = None;
+        timed(420, |i| {
+            let f = filters[(i / 20) % filters.len()];
+            let url = match next.take() {
+                Some(u) if i % 20 != 0 => u,
+                _ => format!("/orders?{f}"),
+            };
+            let r = request(addr, "GET", &url, &[("Cookie", cookie)], "")?;
+            anyhow::ensure!(r.status == 200, "list answered {}", r.status);
+            next = next_link(&r.body);
+            Ok(())
+        })
+    };
+    let list = paged(&cookie)?;
     report("order_list_page", &list);
+    if let Some(c) = &scoped_cookie {
+        // The same pages as a user of one branch of many, right after the unscoped run.
+        let list = paged(c)?;
+        report("order_list_page_one_branch", &list);
+        let list = paged(&cookie)?;
+        report("order_list_page_again", &list);
+    }
     // Old-style links straight to page N (OFFSET), as the previous measurement did.
     let offset_list = timed(420, |i| {
         let f = filters[i % filters.len()];

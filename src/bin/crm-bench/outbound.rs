@@ -121,13 +121,7 @@ fn open() -> anyhow::Result<(tempfile::TempDir, Db, Store)> {
 }
 
 fn actor(id: i64, role: Role) -> Actor {
-    Actor {
-        user_id: id,
-        username: format!("u{id}"),
-        display_name: format!("Operator {id}"),
-        role,
-        language: Language::UzLatn,
-    }
+    Actor::builtin(id, &format!("u{id}"), role, Language::UzLatn)
 }
 
 async fn users(db: &Db, n: usize) -> anyhow::Result<(Actor, Vec<Actor>)> {
@@ -143,6 +137,7 @@ async fn users(db: &Db, n: usize) -> anyhow::Result<(Actor, Vec<Actor>)> {
                         username: &name,
                         display_name: &name,
                         role: if i == 0 { Role::Admin } else { Role::Operator },
+                        role_id: None,
                         language: Language::UzLatn,
                         password_hash: "-",
                     },

@@ -9,6 +9,7 @@ pub mod imports;
 pub mod live;
 pub mod notifications;
 pub mod promos;
+pub mod roles;
 pub mod segments;
 pub mod settings;
 pub mod telephony;
@@ -72,6 +73,7 @@ impl Modify for Security {
         promos::broadcasts, promos::send_broadcast, promos::broadcast,
         promos::archive_order, promos::restore_order, promos::archive_rule,
         promos::sms_settings, promos::save_sms,
+        roles::list, roles::create, roles::update,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),

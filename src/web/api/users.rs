@@ -2,7 +2,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::accounts::{LoginAuditRow, NewUser, TokenRow, UserRow};
+use crate::domain::accounts::{LoginAuditRow, NewUser, TokenRow, UserAccess, UserChange, UserRow};
 use crate::domain::{Actor, DomainError};
 use crate::model::{Language, Role};
 use crate::web::error::{ApiError, ErrorBody};
@@ -15,8 +15,13 @@ pub struct Me {
     pub id: i64,
     pub username: String,
     pub display_name: String,
+    /// The built-in role the user's record scope follows.
     pub role: Role,
     pub language: Language,
+    /// What the user may do (permission keys).
+    pub permissions: Vec<&'static str>,
+    /// The branches the user works in; empty for every branch.
+    pub branch_ids: Vec<i64>,
 }
 
 /// The authenticated user.
@@ -29,6 +34,8 @@ pub async fn me(actor: Actor) -> ApiResult {
         display_name: actor.display_name,
         role: actor.role,
         language: actor.language,
+        permissions: actor.perms.to_keys(),
+        branch_ids: actor.branches.ids(),
     }))
 }
 
@@ -44,7 +51,11 @@ pub async fn list(state: web::Data<WebState>) -> ApiResult {
 pub struct CreateUser {
     pub username: String,
     pub display_name: String,
-    pub role: Role,
+    /// `admin`, `operator`, `master` or a custom role's key (see `/api/v1/roles`).
+    pub role: String,
+    /// The branches the user works in; empty or absent for every branch.
+    #[serde(default)]
+    pub branch_ids: Vec<i64>,
     #[serde(default)]
     pub language: Language,
     pub password: String,
@@ -67,14 +78,18 @@ pub async fn create(
     let id = state
         .ctx
         .accounts
-        .create_user(
+        .create_user_with(
             Some(&actor),
             NewUser {
                 username: b.username,
                 display_name: b.display_name,
-                role: b.role,
+                role: Role::Operator,
                 language: b.language,
                 password: b.password,
+            },
+            UserAccess {
+                role: b.role,
+                branches: b.branch_ids,
             },
             false,
         )
@@ -98,7 +113,10 @@ pub async fn get(state: web::Data<WebState>, id: web::Path<i64>) -> ApiResult {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     pub display_name: Option<String>,
-    pub role: Option<Role>,
+    /// `admin`, `operator`, `master` or a custom role's key.
+    pub role: Option<String>,
+    /// The branches the user works in; empty for every branch.
+    pub branch_ids: Option<Vec<i64>>,
     pub active: Option<bool>,
     pub language: Option<Language>,
     /// Sets a new password and ends the user's sessions.
@@ -126,15 +144,20 @@ pub async fn update(
     if let Some(e) = &b.email {
         crate::domain::accounts::normalize_email(e)?;
     }
-    acc.update_user(
-        Some(&actor),
-        id,
-        b.display_name.as_deref().unwrap_or(&cur.display_name),
-        b.role.unwrap_or(cur.role),
-        b.active.unwrap_or(cur.active),
-        b.language.unwrap_or(cur.language),
-    )
-    .await?;
+    let access = (b.role.is_some() || b.branch_ids.is_some()).then(|| UserAccess {
+        role: b.role.clone().unwrap_or_else(|| cur.role_key.clone()),
+        branches: b
+            .branch_ids
+            .clone()
+            .unwrap_or_else(|| cur.branch_ids.clone()),
+    });
+    let change = UserChange {
+        display_name: b.display_name.clone().unwrap_or(cur.display_name),
+        access,
+        active: b.active.unwrap_or(cur.active),
+        language: b.language.unwrap_or(cur.language),
+    };
+    acc.update_user(Some(&actor), id, change).await?;
     if let Some(e) = &b.email {
         acc.set_email(Some(&actor), id, e).await?;
     }

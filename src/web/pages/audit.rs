@@ -198,7 +198,8 @@ fn detail_text(ui: &Ui, statuses: &[crate::domain::orders::StatusRow], raw: &str
                     .find(|st| st.code == *s)
                     .map(|st| crate::domain::orders::status_name(st, ui.tr.lang).to_string())
                     .unwrap_or_else(|| s.clone()),
-                "role" => ui.tr.term(&format!("role.{s}")),
+                "role" | "base" => ui.tr.term(&format!("role.{s}")),
+                "permissions" => ui.tr.term(&format!("perm.{s}")),
                 // A line's kind (part or labour) or a payment's.
                 "kind" if s == "part" || s == "labour" => ui.tr.code("line_kind", s),
                 "kind" => ui.tr.code("payment_kind", s),

@@ -25,6 +25,10 @@ pub struct BranchForm {
     #[serde(default)]
     lon: String,
     active: Option<String>,
+    #[serde(default)]
+    order_prefix: String,
+    #[serde(default)]
+    hours: String,
 }
 
 fn coordinate(s: &str, field: &'static str) -> Result<Option<f64>, DomainError> {
@@ -49,6 +53,8 @@ impl BranchForm {
             address: self.address,
             phone: self.phone,
             active: self.active.is_some(),
+            order_prefix: self.order_prefix,
+            hours: self.hours,
         })
     }
 }
@@ -77,6 +83,8 @@ async fn render(ui: &Ui, error: Option<&str>, status: StatusCode) -> HttpRespons
             input name="phone" value=(b.map(phone).unwrap_or_default()) placeholder=(ui.t("branches.phone")) aria-label=(ui.t("branches.phone"));
             input name="lat" value=(b.and_then(|b| b.lat).map(|v| v.to_string()).unwrap_or_default()) placeholder=(ui.t("branches.lat")) aria-label=(ui.t("branches.lat")) inputmode="decimal";
             input name="lon" value=(b.and_then(|b| b.lon).map(|v| v.to_string()).unwrap_or_default()) placeholder=(ui.t("branches.lon")) aria-label=(ui.t("branches.lon")) inputmode="decimal";
+            input name="order_prefix" value=(b.map(|b| b.order_prefix.clone()).unwrap_or_default()) placeholder=(ui.t("roles.branch_prefix")) aria-label=(ui.t("roles.branch_prefix")) maxlength="8" size="6";
+            input name="hours" value=(b.map(|b| b.hours.clone()).unwrap_or_default()) placeholder=(ui.t("roles.branch_hours")) aria-label=(ui.t("roles.branch_hours")) maxlength="100";
             label.check { input type="checkbox" name="active" value="1" checked[b.is_none_or(|b| b.active)]; " " (ui.t("branches.active")) }
         }
     };

@@ -100,7 +100,7 @@ pub async fn show(ui: Ui, actor: Actor, range: web::Query<RangeQuery>) -> HttpRe
         }
     };
     let stats = if actor.can(Action::ViewCustomers) {
-        crate::domain::dashboard::load(&ui.state.ctx.db, &clock, from, to, reports, period)
+        crate::domain::dashboard::load(&ui.state.ctx.db, &clock, &actor, from, to, reports, period)
             .await
             .ok()
     } else {

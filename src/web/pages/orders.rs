@@ -1376,6 +1376,11 @@ async fn print(ui: Ui, actor: Actor, id: i64, paper: Paper, act: bool) -> HttpRe
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
     let logo = crate::domain::shop::logo(&ctx.db).await.ok().flatten();
     let o = &v.order;
+    // The branch's own address, phone and hours head its receipts (issue 19).
+    let shop = match crate::domain::branches::get(&ctx.db, o.branch_id).await {
+        Ok(b) => crate::domain::branches::shop_of_branch(shop, &b),
+        Err(_) => shop,
+    };
     // The intake receipt links the customer's Telegram with a one-time code; the order
     // number alone links nothing (issue 14).
     let tg_link = if act {
@@ -1509,8 +1514,14 @@ pub async fn label(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
     })
 }
 
-pub async fn workload(ui: Ui) -> HttpResponse {
-    let rows = ui.state.ctx.orders.workload().await.unwrap_or_default();
+pub async fn workload(ui: Ui, actor: Actor) -> HttpResponse {
+    let rows = ui
+        .state
+        .ctx
+        .orders
+        .workload(&actor)
+        .await
+        .unwrap_or_default();
     html(page(
         &ui,
         ui.t("workload.title"),
