@@ -1114,3 +1114,40 @@ async fn operator_cannot_send_broadcasts_and_bad_broadcasts_are_refused() {
     assert_eq!(n, 0, "nothing is half-queued");
     let _ = Role::Admin;
 }
+
+/// Not part of the suite: screenshots of the new pages for a person to look at
+/// (`cargo test --test it promos::screenshots -- --ignored`; files in /tmp/promos-*.png).
+#[tokio::test]
+#[ignore]
+async fn screenshots() {
+    let app = TestApp::spawn().await;
+    let (admin, oper, ..) = crate::core::shop(&app).await;
+    let cust = crate::core::new_customer(&oper, "Aziza Karimova", "90 123 45 67").await;
+    promotion(&admin, "BAHOR10", json!({"usage_limit": 50})).await;
+    let o = new_order(&oper, cust, json!({"estimate": 300000})).await;
+    let oid = o["id"].as_i64().unwrap();
+    oper.post(
+        &format!("/api/v1/orders/{oid}/lines"),
+        json!({"kind": "labour", "name": "Ekran almashtirish", "qty": 1, "unit_price": 150000}),
+    )
+    .await;
+    oper.post(
+        &format!("/api/v1/orders/{oid}/promotion"),
+        json!({"code": "BAHOR10"}),
+    )
+    .await;
+    segment(&admin, "Hammasi", json!({})).await;
+    let b = crate::browser::Browser::start().await;
+    b.sign_in(&app, "admin", ADMIN_PASSWORD).await;
+    for (path, name) in [
+        (format!("/orders/{oid}"), "order"),
+        ("/promotions".into(), "promotions"),
+        ("/broadcasts".into(), "broadcasts"),
+        ("/settings/notifications".into(), "settings"),
+    ] {
+        b.client.goto(&app.url(&path)).await.unwrap();
+        let png = b.client.screenshot().await.unwrap();
+        std::fs::write(format!("/tmp/promos-{name}.png"), png).unwrap();
+    }
+    b.close().await;
+}
