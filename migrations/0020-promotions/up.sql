@@ -55,6 +55,17 @@ CREATE INDEX notify_outbox_state ON notify_outbox(state, updated_at);
 CREATE INDEX notify_outbox_provider ON notify_outbox(provider_id) WHERE provider_id IS NOT NULL;
 CREATE INDEX notify_outbox_broadcast ON notify_outbox(broadcast_id, state) WHERE broadcast_id IS NOT NULL;
 CREATE INDEX notify_outbox_sms_to ON notify_outbox(recipient) WHERE channel = 'sms';
+-- A delivery report that came before the gateway's id was written on its row (the sender
+-- writes ids in batches): kept here and applied when the id is written; a day at most.
+CREATE TABLE sms_early_reports (
+    provider    TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    delivery    TEXT NOT NULL,
+    parts       INTEGER,
+    cost        INTEGER,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (provider, provider_id)
+) WITHOUT ROWID;
 
 -- A promotion: a code the desk types on an order. `value` is a percent (1..100) or an
 -- amount in so'm; it applies to labour lines, part lines or both. Valid from `starts_on`

@@ -520,7 +520,8 @@ pub fn sms_sent_before(c: &Connection, e164: &str) -> DbResult<bool> {
     .is_some())
 }
 
-/// The gateway accepted a message: its id (for the delivery report), parts and cost.
+/// The gateway accepted a message: its id (for the delivery report), parts and cost. A
+/// report that came before this is applied now.
 pub fn sms_accepted(
     c: &Connection,
     outbox_id: i64,
@@ -534,11 +535,28 @@ pub fn sms_accepted(
          WHERE id = ?1",
     )?
     .execute(params![outbox_id, provider, provider_id, parts, cost])?;
+    let early: Option<(String, Option<i64>, Option<i64>, i64)> = c
+        .prepare_cached(
+            "DELETE FROM sms_early_reports WHERE provider = ?1 AND provider_id = ?2
+             RETURNING delivery, parts, cost, at",
+        )?
+        .query_row(params![provider, provider_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    if let Some((delivery, parts, cost, at)) = early {
+        c.prepare_cached(
+            "UPDATE notify_outbox SET delivery = ?2, delivered_at = ?3, parts = coalesce(?4, parts),
+                    cost = coalesce(?5, cost) WHERE id = ?1",
+        )?
+        .execute(params![outbox_id, delivery, at, parts, cost])?;
+    }
     Ok(())
 }
 
 /// A delivery report: the message's final word from the gateway. Returns the outbox row
-/// and its broadcast, or None for an id we never sent (or of another gateway).
+/// and its broadcast, or None for an id not (yet) on any row: that report is kept a day
+/// in case the sender has not written the id yet.
 pub fn sms_report(
     c: &Connection,
     provider: &str,
@@ -548,16 +566,26 @@ pub fn sms_report(
     cost: Option<i64>,
     now: i64,
 ) -> DbResult<Option<(i64, Option<i64>)>> {
-    Ok(c.prepare_cached(
-        "UPDATE notify_outbox SET delivery = ?3, delivered_at = ?4, parts = coalesce(?5, parts),
+    let hit = c
+        .prepare_cached(
+            "UPDATE notify_outbox SET delivery = ?3, delivered_at = ?4, parts = coalesce(?5, parts),
                     cost = coalesce(?6, cost), updated_at = ?4
              WHERE provider_id = ?2 AND provider = ?1 RETURNING id, broadcast_id",
-    )?
-    .query_row(
-        params![provider, provider_id, delivery, now, parts, cost],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()?)
+        )?
+        .query_row(params![provider, provider_id, delivery, now, parts, cost], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if hit.is_none() {
+        c.prepare_cached("DELETE FROM sms_early_reports WHERE at < ?1")?
+            .execute([now - 86_400])?;
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO sms_early_reports (provider, provider_id, delivery, parts, cost, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![provider, provider_id, delivery, parts, cost, now])?;
+    }
+    Ok(hit)
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -631,4 +659,37 @@ pub fn latest_order_number(c: &Connection, customer: i64) -> DbResult<Option<Str
     )?
     .query_row([customer], |r| r.get(0))
     .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_report_before_the_id_is_applied_when_the_id_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("t.db"), &Default::default()).unwrap();
+        db.write(|c| {
+            c.execute(
+                "INSERT INTO notify_outbox (id, event, dedupe_key, channel, recipient, language, subject, body, next_attempt_at, created_at, updated_at, state)
+                 VALUES (9, 'test', 'k', 'sms', '+998901234567', 'uz', '', 'x', 0, 0, 0, 'sent')",
+                [],
+            )?;
+            assert!(sms_report(c, "eskiz", "abc", "delivered", Some(1), Some(50), 1000)?.is_none());
+            sms_accepted(c, 9, "eskiz", "abc", None, None)?;
+            let (d, cost): (String, i64) = c.query_row(
+                "SELECT delivery, cost FROM notify_outbox WHERE id = 9",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            assert_eq!((d.as_str(), cost), ("delivered", 50));
+            let left: i64 = c.query_row("SELECT count(*) FROM sms_early_reports", [], |r| r.get(0))?;
+            assert_eq!(left, 0);
+            // A later report updates the row directly.
+            assert_eq!(sms_report(c, "eskiz", "abc", "undelivered", None, None, 1001)?, Some((9, None)));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
 }
