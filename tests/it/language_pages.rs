@@ -52,6 +52,9 @@ const ALLOWED: &[&str] = &[
     "SMS",
     "Eskiz",
     "Playmobile",
+    // Picture formats, written so in every language (the logo upload, issue 20).
+    "PNG",
+    "JPEG",
 ];
 
 /// Whole phrases taken out before looking: the language switch names each language in

@@ -603,6 +603,13 @@ pub async fn show(
 
 /// After a change: back to the thread, or the thread with the error.
 async fn after<T>(ui: &Ui, actor: &Actor, id: i64, r: Result<T, DomainError>) -> HttpResponse {
+    // A role may answer threads without the right to browse the inbox: its refusals are
+    // told on a page of their own, not on the inbox it may not see.
+    if !actor.can(Action::ViewConversations) {
+        if let Err(e) = r {
+            return fail(ui, e);
+        }
+    }
     match r {
         Ok(_) => redirect(&format!("/inbox/{id}")),
         Err(DomainError::Invalid(m)) => {
