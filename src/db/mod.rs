@@ -24,6 +24,7 @@ pub mod seed;
 pub mod segments;
 pub mod settings;
 pub mod sip;
+pub mod replica;
 pub mod snapshot;
 pub mod telegram;
 
@@ -463,6 +464,18 @@ impl Db {
         self.inner
             .writer
             .run_outside_transaction(f)?
+            .await
+            .map_err(|_| DbError::WriterGone)?
+    }
+
+    /// `PRAGMA optimize` alone (when the replicator owns the checkpoints).
+    pub async fn optimize(&self) -> DbResult<()> {
+        self.inner
+            .writer
+            .run_outside_transaction(|c| {
+                c.execute_batch("PRAGMA optimize")?;
+                Ok(())
+            })?
             .await
             .map_err(|_| DbError::WriterGone)?
     }
