@@ -35,6 +35,7 @@ mod ops_doctor;
 mod ops_install;
 mod ops_upgrade;
 mod phones;
+mod replication;
 mod segments;
 mod sip;
 mod sip_more;
