@@ -279,7 +279,10 @@ impl RemoteTarget {
     fn validate(&self) -> Result<(), String> {
         let need = |v: &Option<String>, k: &str| {
             if v.as_deref().is_none_or(str::is_empty) {
-                Err(format!("target {:?} ({:?}) needs {k}", self.name, self.kind))
+                Err(format!(
+                    "target {:?} ({:?}) needs {k}",
+                    self.name, self.kind
+                ))
             } else {
                 Ok(())
             }
@@ -309,10 +312,7 @@ impl RemoteTarget {
                 need(&self.path, "path")?;
                 need(&self.host_key, "host_key")?;
                 if self.password.is_none() && self.key_file.is_none() {
-                    return Err(format!(
-                        "target {:?} needs password or key_file",
-                        self.name
-                    ));
+                    return Err(format!("target {:?} needs password or key_file", self.name));
                 }
                 Ok(())
             }
@@ -825,8 +825,11 @@ mod tests {
             assert!(!shown.contains("hunter2"), "{shown}");
             assert!(!shown.contains("hunter3"), "{shown}");
         }
-        let err = Config::from_toml("[replication]
-enabeld = true").unwrap_err();
+        let err = Config::from_toml(
+            "[replication]
+enabeld = true",
+        )
+        .unwrap_err();
         assert!(err.contains("enabeld"), "{err}");
     }
 }

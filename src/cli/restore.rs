@@ -23,7 +23,12 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "TIME", requires = "from_remote")]
     pub at: Option<String>,
     /// With --from-remote: restore this sealed backup (its file name), or "latest".
-    #[arg(long, value_name = "NAME", requires = "from_remote", conflicts_with = "at")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "from_remote",
+        conflicts_with = "at"
+    )]
     pub backup: Option<String>,
     /// The private key file (`crm backup keygen`): the box never keeps it.
     #[arg(long, value_name = "FILE")]
@@ -51,13 +56,8 @@ fn run_remote(cli: &Cli, args: &RestoreArgs, target: &str) -> anyhow::Result<Exi
             .prefix("remote-backup-")
             .tempdir_in(cfg.tmp_dir())?;
         let name = (b != "latest").then_some(b.as_str());
-        let archive = crate::ops::remote::restore::fetch_backup(
-            &cfg,
-            target,
-            identity,
-            name,
-            dir.path(),
-        )?;
+        let archive =
+            crate::ops::remote::restore::fetch_backup(&cfg, target, identity, name, dir.path())?;
         println!("fetched and decrypted {}", archive.display());
         let done = restore::restore(&cfg, &archive)?;
         println!(
@@ -70,12 +70,15 @@ fn run_remote(cli: &Cli, args: &RestoreArgs, target: &str) -> anyhow::Result<Exi
         return Ok(ExitCode::SUCCESS);
     }
     let at = args.at.as_deref().map(parse_time).transpose()?;
-    let done =
-        crate::ops::remote::restore::restore_from_remote(&cfg, target, identity, at)?;
-    let when = time::OffsetDateTime::from_unix_timestamp_nanos(done.state_at_ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default();
+    let done = crate::ops::remote::restore::restore_from_remote(&cfg, target, identity, at)?;
+    let when =
+        time::OffsetDateTime::from_unix_timestamp_nanos(done.state_at_ms as i128 * 1_000_000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
     println!(
         "rebuilt the database from target {target}: generation {:016x}, snapshot {} + {} segment(s), state as of {when}; {} bytes in {:.1} s into {}",
         done.generation,

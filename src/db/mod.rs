@@ -18,13 +18,13 @@ pub mod notices;
 pub mod orders;
 pub mod outbox;
 pub mod provisioning;
+pub mod replica;
 pub mod reports;
 pub mod search;
 pub mod seed;
 pub mod segments;
 pub mod settings;
 pub mod sip;
-pub mod replica;
 pub mod snapshot;
 pub mod telegram;
 

@@ -369,7 +369,6 @@ impl WalReader {
     }
 }
 
-
 fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {

@@ -43,7 +43,14 @@ impl Drop for Killed {
 fn moto() -> (Killed, u16) {
     let port = free_port();
     let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -71,12 +78,22 @@ struct Sftp {
 fn sshd(dir: &Path) -> Sftp {
     let run = |args: &[&str]| {
         let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     let root_user = run(&["id", "-u"]) == "0";
     let user = if root_user {
-        if Command::new("id").arg("crmsftp").output().unwrap().status.success() {
+        if Command::new("id")
+            .arg("crmsftp")
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
         } else {
             run(&["useradd", "--create-home", "--shell", "/bin/sh", "crmsftp"]);
         }
@@ -89,10 +106,23 @@ fn sshd(dir: &Path) -> Sftp {
     let host = dir.join("host_ed25519");
     let key = dir.join("client_ed25519");
     for k in [&host, &key] {
-        run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k.to_str().unwrap()]);
+        run(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            k.to_str().unwrap(),
+        ]);
     }
     let host_key = std::fs::read_to_string(host.with_extension("pub")).unwrap();
-    let host_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let host_key = host_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     std::fs::copy(key.with_extension("pub"), dir.join("authorized_keys")).unwrap();
     let root = dir.join("sftp-root");
     std::fs::create_dir_all(&root).unwrap();
@@ -144,13 +174,16 @@ impl Relay {
         let up2 = up.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut inc, _)) = l.accept().await else { return };
+                let Ok((mut inc, _)) = l.accept().await else {
+                    return;
+                };
                 let up = up2.clone();
                 tokio::spawn(async move {
                     if !up.load(std::sync::atomic::Ordering::SeqCst) {
                         return;
                     }
-                    let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                    else {
                         return;
                     };
                     let (mut ri, mut wi) = inc.split();
@@ -187,6 +220,7 @@ per_address = 0
 enabled = true
 interval_ms = 500
 snapshot_every_secs = 15
+warn_lag_secs = 5
 [backup.remote]
 public_key = "{public}"
 [[backup.remote.targets]]
@@ -308,7 +342,9 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
     let data = dir.path().join("data");
     let cfg = dir.path().join("crm.toml");
     std::fs::write(&cfg, "").unwrap();
-    let (ok, text) = out(crm(&data, &cfg).args(["backup", "keygen", "--out"]).arg(&keyfile));
+    let (ok, text) = out(crm(&data, &cfg)
+        .args(["backup", "keygen", "--out"])
+        .arg(&keyfile));
     assert!(ok, "{text}");
     let public = text
         .lines()
@@ -326,13 +362,24 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
     assert!(!shown.contains("testing-secret"), "{shown}");
 
     let mut add = crm(&data, &cfg)
-        .args(["user", "add", "admin", "--role", "admin", "--password-stdin"])
+        .args([
+            "user",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     use std::io::Write;
-    add.stdin.take().unwrap().write_all(b"admin-pass-1\n").unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"admin-pass-1\n")
+        .unwrap();
     add.wait().unwrap();
     let (ok, token) = out(crm(&data, &cfg).args(["token", "create", "admin"]));
     assert!(ok, "{token}");
@@ -361,7 +408,14 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
 
     // Phase A, a quiet moment, phase B with the S3 target cut off for a while.
     let acked: Acked = Arc::default();
-    load(&base, &token, customer, Instant::now() + Duration::from_secs(5), acked.clone()).await;
+    load(
+        &base,
+        &token,
+        customer,
+        Instant::now() + Duration::from_secs(5),
+        acked.clone(),
+    )
+    .await;
     let phase_a: HashSet<i64> = acked.lock().unwrap().iter().map(|a| a.0).collect();
     assert!(phase_a.len() > 50, "orders were taken: {}", phase_a.len());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -369,27 +423,66 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     relay.set(false);
-    load(&base, &token, customer, Instant::now() + Duration::from_secs(12), acked.clone()).await;
+    load(
+        &base,
+        &token,
+        customer,
+        Instant::now() + Duration::from_secs(12),
+        acked.clone(),
+    )
+    .await;
     let during_outage = acked.lock().unwrap().len() - phase_a.len();
-    assert!(during_outage > 50, "the server kept taking orders while S3 was away");
+    assert!(
+        during_outage > 50,
+        "the server kept taking orders while S3 was away"
+    );
     let status: Value =
-        serde_json::from_slice(&std::fs::read(data.join("replication/status.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(data.join("replication/status.json")).unwrap())
+            .unwrap();
     let s3 = &status["targets"][0];
     assert!(s3["pending"].as_u64().unwrap() > 0, "{status}");
     assert!(s3["last_error"].is_string(), "{status}");
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lag: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("crm_replication_lag_seconds{target=\"s3\"} "))
+        .expect("lag in /metrics")
+        .parse()
+        .unwrap();
+    assert!(lag > 5.0, "{metrics}");
+    let (_, doctor) = out(crm(&data, &cfg).arg("doctor"));
+    assert!(
+        doctor.contains("target s3") && doctor.contains("behind"),
+        "{doctor}"
+    );
     relay.set(true);
     // Catches up.
     eventually(Duration::from_secs(60), || {
         let p = data.join("replication/status.json");
         async move {
             let v: Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
-            (v["targets"][0]["pending"].as_u64()? <= 2 && v["targets"][0]["last_error"].is_null()).then_some(())
+            (v["targets"][0]["pending"].as_u64()? <= 2 && v["targets"][0]["last_error"].is_null())
+                .then_some(())
         }
     })
     .await
     .expect("the S3 target catches up when it comes back");
 
-    load(&base, &token, customer, Instant::now() + Duration::from_secs(12), acked.clone()).await;
+    load(
+        &base,
+        &token,
+        customer,
+        Instant::now() + Duration::from_secs(12),
+        acked.clone(),
+    )
+    .await;
     let _ = server.0.kill(); // SIGKILL
     let killed = Instant::now();
     server.0.wait().unwrap();
@@ -403,15 +496,17 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
 
     for target in ["s3", "nas", "usb"] {
         let fresh = dir.path().join(format!("fresh-{target}"));
-        let (ok, text) = out(
-            crm(&fresh, &cfg)
-                .args(["restore", "--from-remote", target, "--identity"])
-                .arg(&keyfile),
-        );
+        let (ok, text) = out(crm(&fresh, &cfg)
+            .args(["restore", "--from-remote", target, "--identity"])
+            .arg(&keyfile));
         assert!(ok, "{target}: {text}");
         let present = orders_in(&fresh.join("crm.db"));
         let lost: Vec<_> = must.difference(&present).collect();
-        assert!(lost.is_empty(), "{target}: lost {} acknowledged orders", lost.len());
+        assert!(
+            lost.is_empty(),
+            "{target}: lost {} acknowledged orders",
+            lost.len()
+        );
     }
 
     // To a moment: exactly the orders acknowledged before it.
@@ -419,22 +514,20 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
     let at = moment
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let (ok, text) = out(
-        crm(&fresh, &cfg)
-            .args(["restore", "--from-remote", "s3", "--at", &at, "--identity"])
-            .arg(&keyfile),
-    );
+    let (ok, text) = out(crm(&fresh, &cfg)
+        .args(["restore", "--from-remote", "s3", "--at", &at, "--identity"])
+        .arg(&keyfile));
     assert!(ok, "{text}");
     assert_eq!(orders_in(&fresh.join("crm.db")), phase_a);
 
     // Without the private key there is no restore.
     let other = dir.path().join("other.key");
-    out(crm(&data, &cfg).args(["backup", "keygen", "--out"]).arg(&other));
-    let (ok, text) = out(
-        crm(&dir.path().join("fresh-x"), &cfg)
-            .args(["restore", "--from-remote", "usb", "--identity"])
-            .arg(&other),
-    );
+    out(crm(&data, &cfg)
+        .args(["backup", "keygen", "--out"])
+        .arg(&other));
+    let (ok, text) = out(crm(&dir.path().join("fresh-x"), &cfg)
+        .args(["restore", "--from-remote", "usb", "--identity"])
+        .arg(&other));
     assert!(!ok && text.contains("damaged or was tampered"), "{text}");
 
     // A changed byte, or a cut object, is refused and nothing is written.
@@ -448,14 +541,15 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
     let mut bad = good.clone();
     let mid = bad.len() / 2;
     bad[mid] ^= 1;
-    for (what, bytes) in [("flipped", bad), ("truncated", good[..good.len() - 20].to_vec())] {
+    for (what, bytes) in [
+        ("flipped", bad),
+        ("truncated", good[..good.len() - 20].to_vec()),
+    ] {
         std::fs::write(&victim, &bytes).unwrap();
         let fresh = dir.path().join(format!("fresh-{what}"));
-        let (ok, text) = out(
-            crm(&fresh, &cfg)
-                .args(["restore", "--from-remote", "usb", "--identity"])
-                .arg(&keyfile),
-        );
+        let (ok, text) = out(crm(&fresh, &cfg)
+            .args(["restore", "--from-remote", "usb", "--identity"])
+            .arg(&keyfile));
         assert!(!ok, "{what}: {text}");
         assert!(text.contains("damaged or was tampered"), "{what}: {text}");
         assert!(!fresh.join("crm.db").exists(), "{what}: nothing written");
@@ -473,11 +567,9 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
     let gap = after[after.len() / 2 - 1].clone();
     std::fs::remove_file(&gap).unwrap();
     let fresh = dir.path().join("fresh-gap");
-    let (ok, text) = out(
-        crm(&fresh, &cfg)
-            .args(["restore", "--from-remote", "usb", "--identity"])
-            .arg(&keyfile),
-    );
+    let (ok, text) = out(crm(&fresh, &cfg)
+        .args(["restore", "--from-remote", "usb", "--identity"])
+        .arg(&keyfile));
     assert!(!ok && text.contains("missing"), "{text}");
 }
 

@@ -330,7 +330,10 @@ fn replicator(cfg: &Config, outbox: Outbox, status: &Shared, stop: &AtomicBool) 
     let recipient = match super::recipient(cfg) {
         Ok(r) => r,
         Err(e) => {
-            status.lock().unwrap_or_else(|e| e.into_inner()).replicator_error = Some(e.to_string());
+            status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .replicator_error = Some(e.to_string());
             return;
         }
     };
@@ -386,7 +389,10 @@ fn replicator(cfg: &Config, outbox: Outbox, status: &Shared, stop: &AtomicBool) 
                     }
                 }
                 *last_snap = Instant::now();
-                status.lock().unwrap_or_else(|e| e.into_inner()).last_snapshot_ms = now_ms();
+                status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last_snapshot_ms = now_ms();
             }
             let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
             s.generation = chain.generation;
@@ -397,7 +403,10 @@ fn replicator(cfg: &Config, outbox: Outbox, status: &Shared, stop: &AtomicBool) 
         })();
         if let Err(e) = step {
             tracing::error!(error = %e, "replication step failed; starting over");
-            status.lock().unwrap_or_else(|e| e.into_inner()).replicator_error = Some(e.to_string());
+            status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .replicator_error = Some(e.to_string());
             state = None;
         }
         write_status(cfg, status);
@@ -416,7 +425,9 @@ fn new_generation(
     reader.reset();
     // What the log holds now is in the snapshot; reading goes on after it.
     if let Poll::Broken(why) = reader.begin_snapshot()? {
-        return Err(OpsError::Refused(format!("cannot start replication: {why}")));
+        return Err(OpsError::Refused(format!(
+            "cannot start replication: {why}"
+        )));
     }
     let mut chain = Chain {
         generation: now_ms() as u64,
@@ -442,7 +453,11 @@ fn snapshot(
         time_ms: now_ms(),
         page_size: chain.page_size,
         db_pages: reader.pinned_page_count()?,
-        prev: if initial { String::new() } else { chain.chain.clone() },
+        prev: if initial {
+            String::new()
+        } else {
+            chain.chain.clone()
+        },
         name: String::new(),
     };
     let scratch = outbox.scratch()?;

@@ -89,7 +89,9 @@ pub fn restore_from_remote(
         .ok_or_else(|| {
             OpsError::Refused(format!(
                 "target {target_name} has no snapshot{}; nothing was changed",
-                at_ms.map(|_| " from before that moment").unwrap_or_default()
+                at_ms
+                    .map(|_| " from before that moment")
+                    .unwrap_or_default()
             ))
         })?;
     let (snap_key, (gen, snap_seq, snap_time, _)) = snap;
@@ -139,14 +141,17 @@ pub fn restore_from_remote(
             meta.db_pages
         )));
     }
-    let mut chain = if meta.prev.is_empty() { digest } else { meta.prev };
+    let mut chain = if meta.prev.is_empty() {
+        digest
+    } else {
+        meta.prev
+    };
     let mut state_at = snap_time;
     let mut pages = meta.db_pages;
 
     // The segments after it, each continuing the chain.
-    let mut expected = snap_seq + 1;
     let mut applied = 0u64;
-    for (key, (_, seq, time, _)) in &segments {
+    for (expected, (key, (_, seq, time, _))) in (snap_seq + 1..).zip(segments.iter()) {
         if *seq != expected {
             return Err(OpsError::Refused(format!(
                 "segment {expected} of generation {gen:016x} is missing on target {target_name} (next found: {seq}); nothing was changed. Restore to an earlier moment with --at"
@@ -193,7 +198,6 @@ pub fn restore_from_remote(
         db.set_len(pages as u64 * page_size)
             .map_err(io_ctx("cannot write", &staged))?;
         state_at = *time;
-        expected += 1;
         applied += 1;
     }
     db.set_len(pages as u64 * page_size)
@@ -245,9 +249,10 @@ pub fn fetch_backup(
         .map_err(|e| OpsError::Refused(format!("target {target_name}: {e}")))?;
     let key = match name {
         Some(n) => format!("backups/{n}.age"),
-        None => keys.last().cloned().ok_or_else(|| {
-            OpsError::Refused(format!("target {target_name} holds no backup"))
-        })?,
+        None => keys
+            .last()
+            .cloned()
+            .ok_or_else(|| OpsError::Refused(format!("target {target_name} holds no backup")))?,
     };
     if !keys.contains(&key) {
         return Err(OpsError::Refused(format!(
@@ -258,7 +263,9 @@ pub fn fetch_backup(
     let mut opened = open(&identities, &key, sealed)?;
     let n = opened.meta.name.clone();
     if n.is_empty() || n.contains('/') || n.contains("..") {
-        return Err(OpsError::Refused(format!("remote object {key}: a bad name in it")));
+        return Err(OpsError::Refused(format!(
+            "remote object {key}: a bad name in it"
+        )));
     }
     let out = dir.join(n);
     let mut f = std::fs::File::create(&out).map_err(io_ctx("cannot create", &out))?;

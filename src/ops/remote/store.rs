@@ -168,7 +168,8 @@ impl Store {
         let len = std::fs::metadata(file)
             .map_err(|err| format!("{}: {err}", file.display()))?
             .len();
-        let mut src = std::fs::File::open(file).map_err(|err| format!("{}: {err}", file.display()))?;
+        let mut src =
+            std::fs::File::open(file).map_err(|err| format!("{}: {err}", file.display()))?;
         match &mut self.kind {
             Kind::Path(root) => {
                 let dest = root.join(key);
@@ -182,7 +183,8 @@ impl Store {
                     .map_err(|err| format!("{}: {err}", partial.display()))?;
                 let have = out.metadata().map(|m| m.len()).unwrap_or(0).min(len);
                 out.set_len(have).map_err(|err| err.to_string())?;
-                src.seek(SeekFrom::Start(have)).map_err(|err| err.to_string())?;
+                src.seek(SeekFrom::Start(have))
+                    .map_err(|err| err.to_string())?;
                 copy_paced(&mut src, pacer, |chunk| {
                     out.write_all(chunk).map_err(|err| err.to_string())
                 })?;
@@ -224,7 +226,8 @@ impl Store {
                     let at = idx * PART;
                     let n = PART.min(len as usize - at);
                     let mut buf = vec![0u8; n];
-                    src.seek(SeekFrom::Start(at as u64)).map_err(|err| err.to_string())?;
+                    src.seek(SeekFrom::Start(at as u64))
+                        .map_err(|err| err.to_string())?;
                     src.read_exact(&mut buf).map_err(|err| err.to_string())?;
                     pacer.pace(n);
                     let put = self
@@ -275,7 +278,8 @@ impl Store {
                     out.seek(SeekFrom::Start(have))
                         .await
                         .map_err(|err| format!("sftp seek: {err}"))?;
-                    src.seek(SeekFrom::Start(have)).map_err(|err| err.to_string())?;
+                    src.seek(SeekFrom::Start(have))
+                        .map_err(|err| err.to_string())?;
                     let mut buf = vec![0u8; CHUNK];
                     loop {
                         let n = src.read(&mut buf).map_err(|err| err.to_string())?;
@@ -304,7 +308,8 @@ impl Store {
     pub fn get_to(&mut self, key: &str, out: &mut dyn Write) -> StoreResult<()> {
         match &mut self.kind {
             Kind::Path(root) => {
-                let mut f = std::fs::File::open(root.join(key)).map_err(|err| format!("{key}: {err}"))?;
+                let mut f =
+                    std::fs::File::open(root.join(key)).map_err(|err| format!("{key}: {err}"))?;
                 std::io::copy(&mut f, out).map_err(|err| format!("{key}: {err}"))?;
                 Ok(())
             }
@@ -354,7 +359,9 @@ impl Store {
         match &mut self.kind {
             Kind::Path(root) => {
                 fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) {
-                    let Ok(rd) = std::fs::read_dir(dir) else { return };
+                    let Ok(rd) = std::fs::read_dir(dir) else {
+                        return;
+                    };
                     for entry in rd.flatten() {
                         let p = entry.path();
                         if p.is_dir() {
@@ -368,7 +375,11 @@ impl Store {
             }
             Kind::S3 { store, prefix: p } => {
                 let full = Self::s3_path(p, prefix.trim_end_matches('/'));
-                let strip = if p.is_empty() { String::new() } else { format!("{p}/") };
+                let strip = if p.is_empty() {
+                    String::new()
+                } else {
+                    format!("{p}/")
+                };
                 self.rt.block_on(async {
                     let mut s = store.list(Some(&full));
                     while let Some(m) = s.next().await {
@@ -473,7 +484,9 @@ async fn connect_sftp(t: &RemoteTarget) -> StoreResult<Kind> {
     let mut session = tokio::time::timeout(Duration::from_secs(10), connect)
         .await
         .map_err(|_| format!("sftp {host}:{port}: no answer in 10 s"))?
-        .map_err(|err| format!("sftp {host}:{port}: {err} (or its host key is not the configured host_key)"))?;
+        .map_err(|err| {
+            format!("sftp {host}:{port}: {err} (or its host key is not the configured host_key)")
+        })?;
     let user = t.user.clone().unwrap_or_default();
     let ok = if let Some(key_file) = &t.key_file {
         let key = russh::keys::load_secret_key(key_file, None)
@@ -500,7 +513,9 @@ async fn connect_sftp(t: &RemoteTarget) -> StoreResult<Kind> {
             .success()
     };
     if !ok {
-        return Err(format!("sftp {host}: the server refused {user}'s key or password"));
+        return Err(format!(
+            "sftp {host}: the server refused {user}'s key or password"
+        ));
     }
     let channel = session
         .channel_open_session()
@@ -513,7 +528,12 @@ async fn connect_sftp(t: &RemoteTarget) -> StoreResult<Kind> {
     let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
         .await
         .map_err(|err| format!("sftp session: {err}"))?;
-    let root = t.path.clone().unwrap_or_default().trim_end_matches('/').to_string();
+    let root = t
+        .path
+        .clone()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
     Ok(Kind::Sftp {
         sftp,
         root,
