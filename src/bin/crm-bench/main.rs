@@ -3,6 +3,7 @@
 //! same run where the issue asks for one.
 
 mod backup;
+mod replication;
 mod calls;
 mod chat;
 mod core;
@@ -32,6 +33,7 @@ const SUITES: &[&str] = &[
     "signin",
     "chat",
     "import",
+    "replication",
 ];
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         "signin" => signin::run(rest),
         "chat" => chat::run(rest),
         "import" => import::run(rest),
+        "replication" => replication::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]
