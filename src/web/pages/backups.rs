@@ -67,7 +67,14 @@ pub async fn list(ui: Ui, q: web::Query<Shown>) -> HttpResponse {
 
 pub async fn create(ui: Ui) -> HttpResponse {
     let cfg = ui.state.ctx.config.clone();
-    match web::block(move || backup::create(&cfg, None)).await {
+    match web::block(move || {
+        let done = backup::create(&cfg, None)?;
+        // Verified: sealed and queued for the off-box targets (the uploaders send it).
+        crate::ops::remote::replicate::queue_backup(&cfg, &done.path)?;
+        Ok::<_, crate::ops::OpsError>(done)
+    })
+    .await
+    {
         Ok(Ok(done)) => {
             tracing::info!(path = %done.path.display(), bytes = done.size, "backup taken from the web UI");
             let name = done
