@@ -135,6 +135,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub login: LoginConfig,
     pub backup: BackupConfig,
+    pub replication: ReplicationConfig,
     pub upgrade: UpgradeConfig,
     pub api_limits: ApiLimitsConfig,
 }
@@ -179,6 +180,194 @@ pub struct BackupConfig {
     pub dir: Option<PathBuf>,
     /// `crm doctor` and the dashboard warn when the newest good backup is older than this.
     pub warn_after_hours: u64,
+    /// Copies off the box: S3, SFTP, a mounted path (issue 21).
+    pub remote: RemoteConfig,
+}
+
+/// Off-box copies: every verified scheduled backup, and the replication stream, go to
+/// each target, encrypted to `public_key` (age, X25519) before they leave the box.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// The owner's public key, "age1..." (`crm backup keygen` makes the pair; the box
+    /// never keeps the private half).
+    pub public_key: Option<String>,
+    /// Upload speed limit per target, in KB/s; 0 = none.
+    pub bandwidth_kbps: u64,
+    pub targets: Vec<RemoteTarget>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    S3,
+    Sftp,
+    Path,
+}
+
+/// One place copies go. `kind` says which of the other keys apply.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteTarget {
+    /// What `crm restore --from-remote NAME` and the backups page call it.
+    pub name: String,
+    pub kind: TargetKind,
+    /// Scheduled backups kept there; older ones are deleted after each upload.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+    /// path: the folder (a USB disk, a mounted share); sftp: the folder on the server.
+    pub path: Option<String>,
+    /// s3: e.g. "https://s3.eu-central-1.amazonaws.com" or a self-hosted server's URL.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    /// s3: the folder in the bucket ("" for its top).
+    pub prefix: Option<String>,
+    pub access_key_id: Option<String>,
+    /// s3 (secret).
+    pub secret_access_key: Option<String>,
+    /// sftp
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    /// sftp: a password (secret), or better `key_file`, an OpenSSH private key file.
+    pub password: Option<String>,
+    pub key_file: Option<PathBuf>,
+    /// sftp: the server's host key as in known_hosts ("ssh-ed25519 AAAA..."); required,
+    /// so a copy never goes to an impostor.
+    pub host_key: Option<String>,
+}
+
+fn default_keep() -> usize {
+    14
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl RemoteTarget {
+    fn redacted(&self) -> RemoteTarget {
+        let mut t = self.clone();
+        if t.secret_access_key.is_some() {
+            t.secret_access_key = Some(REDACTED.into());
+        }
+        if t.password.is_some() {
+            t.password = Some(REDACTED.into());
+        }
+        t
+    }
+
+    /// Where it is, for people and logs (never a secret).
+    pub fn describe(&self) -> String {
+        match self.kind {
+            TargetKind::S3 => format!(
+                "s3 {}/{}/{}",
+                self.endpoint.as_deref().unwrap_or("aws"),
+                self.bucket.as_deref().unwrap_or(""),
+                self.prefix.as_deref().unwrap_or("")
+            ),
+            TargetKind::Sftp => format!(
+                "sftp {}@{}:{}{}",
+                self.user.as_deref().unwrap_or(""),
+                self.host.as_deref().unwrap_or(""),
+                self.port.unwrap_or(22),
+                self.path.as_deref().unwrap_or("")
+            ),
+            TargetKind::Path => format!("folder {}", self.path.as_deref().unwrap_or("")),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let need = |v: &Option<String>, k: &str| {
+            if v.as_deref().is_none_or(str::is_empty) {
+                Err(format!(
+                    "target {:?} ({:?}) needs {k}",
+                    self.name, self.kind
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let ok_name = !self.name.is_empty()
+            && self.name.len() <= 40
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok_name {
+            return Err("a target name is letters, digits, - and _ (up to 40)".into());
+        }
+        if self.keep == 0 {
+            return Err(format!("target {:?}: keep at least one backup", self.name));
+        }
+        match self.kind {
+            TargetKind::Path => need(&self.path, "path"),
+            TargetKind::S3 => {
+                need(&self.bucket, "bucket")?;
+                need(&self.access_key_id, "access_key_id")?;
+                need(&self.secret_access_key, "secret_access_key")
+            }
+            TargetKind::Sftp => {
+                need(&self.host, "host")?;
+                need(&self.user, "user")?;
+                need(&self.path, "path")?;
+                need(&self.host_key, "host_key")?;
+                if self.password.is_none() && self.key_file.is_none() {
+                    return Err(format!("target {:?} needs password or key_file", self.name));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+// Debug never shows a secret: configs end up in logs.
+impl std::fmt::Debug for RemoteTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.redacted();
+        f.debug_struct("RemoteTarget")
+            .field("name", &t.name)
+            .field("where", &t.describe())
+            .field("secret_access_key", &t.secret_access_key)
+            .field("password", &t.password)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("public_key", &self.public_key)
+            .field("bandwidth_kbps", &self.bandwidth_kbps)
+            .field("targets", &self.targets)
+            .finish()
+    }
+}
+
+/// Continuous replication of the database to every `[backup.remote]` target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    pub enabled: bool,
+    /// How often committed transactions are read from the WAL and queued, in ms.
+    pub interval_ms: u64,
+    /// A full snapshot this often (restores start from the newest one before the moment).
+    pub snapshot_every_secs: u64,
+    /// How far back a point-in-time restore can go; older objects are deleted.
+    pub retention_hours: u64,
+    /// `crm doctor`, the backups page and /metrics warn when a target is further behind.
+    pub warn_lag_secs: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            enabled: false,
+            interval_ms: 1000,
+            snapshot_every_secs: 6 * 3600,
+            retention_hours: 72,
+            warn_lag_secs: 60,
+        }
+    }
 }
 
 impl Default for BackupConfig {
@@ -189,6 +378,7 @@ impl Default for BackupConfig {
             keep: 14,
             dir: None,
             warn_after_hours: 48,
+            remote: RemoteConfig::default(),
         }
     }
 }
@@ -263,6 +453,7 @@ impl Default for Config {
             login: LoginConfig::default(),
             api_limits: ApiLimitsConfig::default(),
             backup: BackupConfig::default(),
+            replication: ReplicationConfig::default(),
             upgrade: UpgradeConfig::default(),
         }
     }
@@ -391,6 +582,7 @@ impl Config {
                 message: "keep at least one backup".into(),
             });
         }
+        self.validate_remote()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 key: "tls_cert/tls_key",
@@ -411,6 +603,59 @@ impl Config {
                 value: self.login.argon2_memory_kib.to_string(),
                 message: "at least 8192 KiB and 1 iteration".into(),
             });
+        }
+        Ok(())
+    }
+
+    fn validate_remote(&self) -> Result<(), ConfigError> {
+        let r = &self.backup.remote;
+        let invalid = |key: &'static str, value: String, message: String| ConfigError::Invalid {
+            key,
+            value,
+            message,
+        };
+        if let Some(k) = &r.public_key {
+            k.parse::<age::x25519::Recipient>().map_err(|e| {
+                invalid(
+                    "backup.remote.public_key",
+                    k.clone(),
+                    format!("not an age public key (age1...): {e}"),
+                )
+            })?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &r.targets {
+            t.validate()
+                .map_err(|m| invalid("backup.remote.targets", t.name.clone(), m))?;
+            if !names.insert(t.name.as_str()) {
+                return Err(invalid(
+                    "backup.remote.targets",
+                    t.name.clone(),
+                    "two targets have this name".into(),
+                ));
+            }
+        }
+        if !r.targets.is_empty() && r.public_key.is_none() {
+            return Err(invalid(
+                "backup.remote.public_key",
+                String::new(),
+                "remote targets need the owner's public key: run `crm backup keygen`".into(),
+            ));
+        }
+        let rep = &self.replication;
+        if rep.enabled && r.targets.is_empty() {
+            return Err(invalid(
+                "replication.enabled",
+                "true".into(),
+                "replication needs at least one [[backup.remote.targets]]".into(),
+            ));
+        }
+        if rep.interval_ms < 100 || rep.interval_ms > 60_000 || rep.snapshot_every_secs < 10 {
+            return Err(invalid(
+                "replication",
+                String::new(),
+                "interval_ms is 100 to 60000 and snapshot_every_secs at least 10".into(),
+            ));
         }
         Ok(())
     }
@@ -497,6 +742,13 @@ impl Config {
         if c.metrics_token.is_some() {
             c.metrics_token = Some("<redacted>".into());
         }
+        c.backup.remote.targets = c
+            .backup
+            .remote
+            .targets
+            .iter()
+            .map(RemoteTarget::redacted)
+            .collect();
         toml::to_string_pretty(&c).expect("config serialises")
     }
 }
@@ -547,5 +799,37 @@ mod tests {
         let t = c.to_redacted_toml();
         assert!(!t.contains("s3cr3t"));
         assert!(t.contains("<redacted>"));
+        let c = Config::from_toml(
+            r#"
+            [backup.remote]
+            public_key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+            [[backup.remote.targets]]
+            name = "s3"
+            kind = "s3"
+            bucket = "b"
+            access_key_id = "AK"
+            secret_access_key = "hunter2-key"
+            [[backup.remote.targets]]
+            name = "nas"
+            kind = "sftp"
+            host = "h"
+            user = "u"
+            path = "/p"
+            host_key = "ssh-ed25519 AAAA"
+            password = "hunter3-pw"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        for shown in [c.to_redacted_toml(), format!("{c:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("hunter3"), "{shown}");
+        }
+        let err = Config::from_toml(
+            "[replication]
+enabeld = true",
+        )
+        .unwrap_err();
+        assert!(err.contains("enabeld"), "{err}");
     }
 }

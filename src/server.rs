@@ -38,6 +38,8 @@ pub struct Running {
     http_task: JoinHandle<std::io::Result<()>>,
     notifier: crate::notify::Notifier,
     jobs: crate::jobs::Jobs,
+    /// Uploaders to the `[backup.remote]` targets and the replicator (issue 21).
+    replication: Option<crate::ops::remote::replicate::Replication>,
     calls: crate::domain::calls::Consumer,
     call_lists: tokio::task::JoinHandle<()>,
     /// Applies changes committed by `crm` commands (see `domain::changes`).
@@ -145,6 +147,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         "crm started"
     );
     let jobs = crate::jobs::start(&ctx);
+    let replication = if ctx.config.backup.remote.targets.is_empty() {
+        None
+    } else {
+        Some(crate::ops::remote::replicate::start(&ctx.config)?)
+    };
     // Type=notify: systemd counts the service as started only now that it serves.
     crate::ops::systemd::notify_ready();
     let setup_path = setup_token.map(|t| format!("/setup?token={t}"));
@@ -164,6 +171,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http_task,
         notifier,
         jobs,
+        replication,
         calls,
         call_lists,
         changes,
@@ -191,6 +199,11 @@ impl Running {
         let _ = self.http_task.await;
         // After HTTP: no new test sends; in-flight deliveries settle before the checkpoint.
         self.notifier.stop().await;
+        // Its last read of the WAL, and its read transaction released, before the
+        // checkpoint (which waits for readers).
+        if let Some(r) = self.replication {
+            let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+        }
         self.ctx.db.checkpoint().await?;
         drop(self.data_dir_lock);
         tracing::info!("crm stopped");

@@ -20,6 +20,7 @@ pub mod orders;
 pub mod outbox;
 pub mod promos;
 pub mod provisioning;
+pub mod replica;
 pub mod reports;
 pub mod roles;
 pub mod search;
@@ -466,6 +467,18 @@ impl Db {
         self.inner
             .writer
             .run_outside_transaction(f)?
+            .await
+            .map_err(|_| DbError::WriterGone)?
+    }
+
+    /// `PRAGMA optimize` alone (when the replicator owns the checkpoints).
+    pub async fn optimize(&self) -> DbResult<()> {
+        self.inner
+            .writer
+            .run_outside_transaction(|c| {
+                c.execute_batch("PRAGMA optimize")?;
+                Ok(())
+            })?
             .await
             .map_err(|_| DbError::WriterGone)?
     }

@@ -73,6 +73,7 @@ pub fn checks() -> Vec<Box<dyn Check>> {
         Box::new(database),
         Box::new(disk),
         Box::new(backups),
+        Box::new(remote),
         Box::new(clock),
         Box::new(notifications),
         Box::new(trunks),
@@ -473,6 +474,49 @@ fn backups(cfg: &Config) -> Vec<Finding> {
             )]
         }
     }
+}
+
+/// Off-box copies and replication (issue 21): each target's lag and last upload.
+fn remote(cfg: &Config) -> Vec<Finding> {
+    use super::remote::replicate;
+    if cfg.backup.remote.targets.is_empty() {
+        return Vec::new();
+    }
+    let now = super::remote::now_ms();
+    let status = replicate::read_status(cfg);
+    let warnings = replicate::warnings(cfg, status.as_ref(), now);
+    if !warnings.is_empty() {
+        return warnings
+            .into_iter()
+            .map(|w| {
+                Finding::warn(
+                    "remote",
+                    w,
+                    "check the target (network, credentials, disk) and the [backup.remote] settings; the server keeps the copies queued meanwhile",
+                )
+            })
+            .collect();
+    }
+    let Some(s) = status else {
+        return vec![Finding::ok("remote", "targets configured; no upload yet")];
+    };
+    s.targets
+        .iter()
+        .map(|t| {
+            Finding::ok(
+                "remote",
+                format!(
+                    "{} ({}): {:.0} s behind, last upload {}",
+                    t.name,
+                    t.place,
+                    t.lag_secs(now),
+                    t.last_ok_ms
+                        .map(|ms| format!("{} ago", super::human_age((now - ms) / 1000)))
+                        .unwrap_or_else(|| "never".into())
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The clock matters for sessions, call logs and backup ages. Without internet, NTP may

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod install;
 pub mod lock;
 pub mod probe;
+pub mod remote;
 pub mod restore;
 pub mod systemd;
 pub mod upgrade;

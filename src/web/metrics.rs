@@ -30,9 +30,41 @@ pub struct Metrics {
     db_transactions: Gauge,
     db_writes: Gauge,
     db: Db,
+    /// Off-box targets (issue 21): read from the replication status at each scrape.
+    remote_lag: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    remote_last_ok: Family<TargetLabel, Gauge>,
+    remote_pending: Family<TargetLabel, Gauge>,
+    config: Option<crate::config::Config>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
 }
 
 impl Metrics {
+    /// With the config: the remote targets' gauges too.
+    pub fn with_config(db: Db, config: &crate::config::Config) -> Metrics {
+        let mut m = Metrics::new(db);
+        m.registry.register(
+            "replication_lag_seconds",
+            "age of the oldest copy a target has not received yet",
+            m.remote_lag.clone(),
+        );
+        m.registry.register(
+            "replication_last_upload_timestamp_seconds",
+            "when a target last took an upload (Unix seconds)",
+            m.remote_last_ok.clone(),
+        );
+        m.registry.register(
+            "replication_pending_objects",
+            "copies queued for a target",
+            m.remote_pending.clone(),
+        );
+        m.config = Some(config.clone());
+        m
+    }
+
     pub fn new(db: Db) -> Metrics {
         let mut registry = Registry::with_prefix("crm");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -76,6 +108,10 @@ impl Metrics {
             db_transactions,
             db_writes,
             db,
+            remote_lag: Family::default(),
+            remote_last_ok: Family::default(),
+            remote_pending: Family::default(),
+            config: None,
         }
     }
 
@@ -101,6 +137,21 @@ impl Metrics {
         let ws = self.db.write_stats();
         self.db_transactions.set(ws.transactions as i64);
         self.db_writes.set(ws.writes as i64);
+        if let Some(cfg) = &self.config {
+            if let Some(st) = crate::ops::remote::replicate::read_status(cfg) {
+                let now = crate::ops::remote::now_ms();
+                for t in &st.targets {
+                    let l = TargetLabel {
+                        target: t.name.clone(),
+                    };
+                    self.remote_lag.get_or_create(&l).set(t.lag_secs(now));
+                    self.remote_last_ok
+                        .get_or_create(&l)
+                        .set(t.last_ok_ms.unwrap_or(0) / 1000);
+                    self.remote_pending.get_or_create(&l).set(t.pending as i64);
+                }
+            }
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

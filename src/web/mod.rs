@@ -165,7 +165,7 @@ pub fn configure(state: web::Data<WebState>) -> impl Fn(&mut web::ServiceConfig)
 }
 
 pub fn state(ctx: AppContext, setup_token: Option<String>) -> web::Data<WebState> {
-    let metrics = Metrics::new(ctx.db.clone());
+    let metrics = Metrics::with_config(ctx.db.clone(), &ctx.config);
     let hub = hub::Hub::start_with(&ctx.events, Some(ctx.accounts.clone()));
     let api_limits = ratelimit::ApiLimits::new(&ctx.config.api_limits);
     web::Data::new(WebState {

@@ -39,6 +39,7 @@ mod ops_upgrade;
 mod phones;
 mod promos;
 mod promos_peers;
+mod replication;
 mod roles;
 mod segments;
 mod sip;

@@ -250,7 +250,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// `rows` rows of [`ROW_BYTES`] in the settings table.
-fn fill_rows(db: &crm::db::Db, rows: usize) -> anyhow::Result<()> {
+pub fn fill_rows(db: &crm::db::Db, rows: usize) -> anyhow::Result<()> {
     let mut written = 0;
     while written < rows {
         let n = ROWS_PER_WRITE.min(rows - written);

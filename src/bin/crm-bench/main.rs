@@ -11,6 +11,7 @@ mod import;
 mod notify;
 mod outbound;
 mod pages;
+mod replication;
 mod server;
 mod signin;
 mod sip;
@@ -36,6 +37,7 @@ const SUITES: &[&str] = &[
     "import",
     "pages",
     "outbound",
+    "replication",
 ];
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         "import" => import::run(rest),
         "pages" => pages::run(rest),
         "outbound" => outbound::run(rest),
+        "replication" => replication::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]

@@ -31,6 +31,7 @@ pub async fn list(ui: Ui, q: web::Query<Shown>) -> HttpResponse {
     .unwrap_or_default();
     let now = crate::db::now();
     let folder = ui.state.ctx.config.backup_target_dir();
+    let remote = remote_section(&ui);
     html(page(
         &ui,
         ui.t("backups.title"),
@@ -59,13 +60,21 @@ pub async fn list(ui: Ui, q: web::Query<Shown>) -> HttpResponse {
                     @if files.is_empty() { tr { td colspan="5" { (ui.t("backups.none")) } } }
                 }
             } }
+            (remote)
         },
     ))
 }
 
 pub async fn create(ui: Ui) -> HttpResponse {
     let cfg = ui.state.ctx.config.clone();
-    match web::block(move || backup::create(&cfg, None)).await {
+    match web::block(move || {
+        let done = backup::create(&cfg, None)?;
+        // Verified: sealed and queued for the off-box targets (the uploaders send it).
+        crate::ops::remote::replicate::queue_backup(&cfg, &done.path)?;
+        Ok::<_, crate::ops::OpsError>(done)
+    })
+    .await
+    {
         Ok(Ok(done)) => {
             tracing::info!(path = %done.path.display(), bytes = done.size, "backup taken from the web UI");
             let name = done
@@ -129,4 +138,69 @@ pub async fn download(ui: Ui, name: web::Path<String>) -> HttpResponse {
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .streaming(body)
+}
+
+/// The off-box targets (issue 21): where copies go, how far behind each is, its last
+/// upload and error, from the replicator's status file. No secret is shown.
+fn remote_section(ui: &Ui) -> maud::Markup {
+    use crate::ops::remote::{now_ms, replicate};
+    let cfg = &ui.state.ctx.config;
+    let now = now_ms();
+    let status = replicate::read_status(cfg);
+    let warnings = replicate::warnings(cfg, status.as_ref(), now);
+    let rows: Vec<_> = cfg
+        .backup
+        .remote
+        .targets
+        .iter()
+        .map(|t| {
+            let st = status
+                .as_ref()
+                .and_then(|s| s.targets.iter().find(|x| x.name == t.name).cloned());
+            (t.name.clone(), t.describe(), st)
+        })
+        .collect();
+    html! {
+        h2 #remote { (ui.t("remote.title")) }
+        @if !warnings.is_empty() {
+            div.flash.flash-warn #remote-warning role="status" {
+                (ui.t("remote.behind")) ": " (warnings.join("; "))
+            }
+        }
+        @if cfg.backup.remote.targets.is_empty() {
+            p { (ui.t("remote.none")) }
+        } @else {
+            p #replication-state {
+                @if cfg.replication.enabled {
+                    (ui.t("remote.replication_on").replace("{secs}", &format!("{:.1}", cfg.replication.interval_ms as f64 / 1000.0)))
+                } @else {
+                    (ui.t("remote.replication_off"))
+                }
+            }
+            div.table-wrap { table #remote-targets {
+                thead { tr {
+                    th { (ui.t("remote.target")) } th { (ui.t("remote.place")) }
+                    th { (ui.t("remote.last_upload")) } th { (ui.t("remote.lag")) }
+                    th { (ui.t("remote.pending")) } th { (ui.t("remote.error")) }
+                } }
+                tbody {
+                    @for (name, place, st) in &rows {
+                        tr {
+                            td { (name) }
+                            td { code { (place) } }
+                            @match st {
+                                Some(st) => {
+                                    td { @match st.last_ok_ms { Some(ms) => (ui.datetime(ms / 1000)), None => (ui.t("remote.never")) } }
+                                    td.lag { (format!("{:.0} s", st.lag_secs(now))) }
+                                    td { (st.pending) " (" (human_size(st.pending_bytes)) ")" }
+                                    td { (st.last_error.clone().unwrap_or_default()) }
+                                }
+                                None => { td { (ui.t("remote.never")) } td {} td {} td {} }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    }
 }

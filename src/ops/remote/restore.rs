@@ -1,0 +1,280 @@
+//! `crm restore --from-remote TARGET [--at TIME] --identity KEYFILE`: rebuilds the
+//! database onto a fresh data directory from a target's replication objects: the newest
+//! snapshot at or before the moment, then every segment of its generation up to the
+//! moment, each decrypted with the owner's key and checked (authenticated encryption,
+//! header against name, hash chain) before a byte of it is used. Also fetches a sealed
+//! backup archive (`--backup NAME`) for the ordinary `crm restore`.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::store::Store;
+use super::{open, parse_repl_key};
+use crate::config::Config;
+use crate::ops::lock::DataDirLock;
+use crate::ops::{io_ctx, OpsError, OpsResult};
+
+#[derive(Debug, Clone)]
+pub struct RemoteRestoreDone {
+    pub generation: u64,
+    pub snapshot_seq: u64,
+    pub segments: u64,
+    /// Unix ms of the last segment (or the snapshot) applied.
+    pub state_at_ms: i64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+fn target<'a>(cfg: &'a Config, name: &str) -> OpsResult<&'a crate::config::RemoteTarget> {
+    cfg.backup
+        .remote
+        .targets
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| {
+            OpsError::Refused(format!(
+                "no target {name:?} in [[backup.remote.targets]] of the config"
+            ))
+        })
+}
+
+fn connect(cfg: &Config, name: &str) -> OpsResult<Store> {
+    Store::connect(target(cfg, name)?)
+        .map_err(|e| OpsError::Refused(format!("target {name}: {e}; nothing was changed")))
+}
+
+/// Downloads `key` into a temporary file (objects can be large).
+fn fetch(store: &mut Store, key: &str, dir: &Path) -> OpsResult<std::fs::File> {
+    let mut f = tempfile::tempfile_in(dir).map_err(io_ctx("cannot create a file in", dir))?;
+    store
+        .get_to(key, &mut f)
+        .map_err(|e| OpsError::Refused(format!("download {key}: {e}; nothing was changed")))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(io_ctx("cannot read", dir))?;
+    Ok(f)
+}
+
+/// Rebuilds the database at the newest state, or the state at `at_ms`, into the (empty)
+/// data directory.
+pub fn restore_from_remote(
+    cfg: &Config,
+    target_name: &str,
+    identity: &Path,
+    at_ms: Option<i64>,
+) -> OpsResult<RemoteRestoreDone> {
+    let started = std::time::Instant::now();
+    let identities = super::read_identity(identity)?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(io_ctx("cannot create", &cfg.data_dir))?;
+    let _lock = DataDirLock::acquire(&cfg.data_dir)?;
+    if cfg.db_path().exists() {
+        return Err(OpsError::Refused(format!(
+            "{} already has a database: restore from a remote target goes onto an empty data directory (move the old one away first). Nothing was changed",
+            cfg.data_dir.display()
+        )));
+    }
+    let mut store = connect(cfg, target_name)?;
+    let keys = store
+        .list("repl/")
+        .map_err(|e| OpsError::Refused(format!("target {target_name}: {e}")))?;
+    let objects: Vec<_> = keys
+        .iter()
+        .filter_map(|k| parse_repl_key(k).map(|p| (k.clone(), p)))
+        .collect();
+    let at = at_ms.unwrap_or(i64::MAX);
+    let snap = objects
+        .iter()
+        .filter(|(_, (_, _, time, kind))| kind == "snap" && *time <= at)
+        .max_by_key(|(_, (gen, seq, time, _))| (*time, *gen, *seq))
+        .cloned()
+        .ok_or_else(|| {
+            OpsError::Refused(format!(
+                "target {target_name} has no snapshot{}; nothing was changed",
+                at_ms
+                    .map(|_| " from before that moment")
+                    .unwrap_or_default()
+            ))
+        })?;
+    let (snap_key, (gen, snap_seq, snap_time, _)) = snap;
+    let mut segments: Vec<_> = objects
+        .iter()
+        .filter(|(_, (g, seq, time, kind))| {
+            kind == "seg" && *g == gen && *seq > snap_seq && *time <= at
+        })
+        .cloned()
+        .collect();
+    segments.sort_by_key(|(_, (_, seq, _, _))| *seq);
+
+    let tmp = cfg.tmp_dir();
+    std::fs::create_dir_all(&tmp).map_err(io_ctx("cannot create", &tmp))?;
+    let staging = tempfile::Builder::new()
+        .prefix("remote-restore-")
+        .tempdir_in(&tmp)
+        .map_err(io_ctx("cannot create a folder in", &tmp))?;
+    let staged = staging.path().join("crm.db");
+    let mut db = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&staged)
+        .map_err(io_ctx("cannot create", &staged))?;
+
+    // The snapshot.
+    let sealed = fetch(&mut store, &snap_key, staging.path())?;
+    let mut opened = open(&identities, &snap_key, sealed)?;
+    let meta = opened.meta.clone();
+    if meta.kind != "snap" || meta.generation != gen || meta.seq != snap_seq {
+        return Err(OpsError::Refused(format!(
+            "remote object {snap_key} is damaged or was tampered with: its header does not match"
+        )));
+    }
+    let page_size = meta.page_size as u64;
+    let copied = std::io::copy(opened.body(), &mut db).map_err(|e| {
+        OpsError::Refused(format!(
+            "remote object {snap_key} is damaged or was tampered with, refusing it: {e}"
+        ))
+    })?;
+    let digest = opened.finish(&snap_key)?;
+    if copied != meta.db_pages as u64 * page_size {
+        return Err(OpsError::Refused(format!(
+            "remote object {snap_key} is damaged: {copied} bytes where {} pages were announced",
+            meta.db_pages
+        )));
+    }
+    let mut chain = if meta.prev.is_empty() {
+        digest
+    } else {
+        meta.prev
+    };
+    let mut state_at = snap_time;
+    let mut pages = meta.db_pages;
+
+    // The segments after it, each continuing the chain.
+    let mut applied = 0u64;
+    for (expected, (key, (_, seq, time, _))) in (snap_seq + 1..).zip(segments.iter()) {
+        if *seq != expected {
+            return Err(OpsError::Refused(format!(
+                "segment {expected} of generation {gen:016x} is missing on target {target_name} (next found: {seq}); nothing was changed. Restore to an earlier moment with --at"
+            )));
+        }
+        let sealed = fetch(&mut store, key, staging.path())?;
+        let mut opened = open(&identities, key, sealed)?;
+        let meta = opened.meta.clone();
+        if meta.prev != chain {
+            return Err(OpsError::Refused(format!(
+                "remote object {key} does not follow the one before it (hash chain broken): refused; nothing was changed"
+            )));
+        }
+        if meta.page_size as u64 != page_size {
+            return Err(OpsError::Refused(format!(
+                "remote object {key}: the page size changed"
+            )));
+        }
+        let body = opened.body();
+        let mut no = [0u8; 4];
+        let mut page = vec![0u8; page_size as usize];
+        loop {
+            match body.read_exact(&mut no) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => {
+                    return Err(OpsError::Refused(format!(
+                        "remote object {key} is damaged or was tampered with, refusing it: {e}"
+                    )))
+                }
+            }
+            body.read_exact(&mut page).map_err(|e| {
+                OpsError::Refused(format!(
+                    "remote object {key} is damaged or was tampered with, refusing it: {e}"
+                ))
+            })?;
+            let pgno = u32::from_be_bytes(no) as u64;
+            db.seek(SeekFrom::Start((pgno - 1) * page_size))
+                .and_then(|_| db.write_all(&page))
+                .map_err(io_ctx("cannot write", &staged))?;
+        }
+        chain = opened.finish(key)?;
+        pages = meta.db_pages;
+        db.set_len(pages as u64 * page_size)
+            .map_err(io_ctx("cannot write", &staged))?;
+        state_at = *time;
+        applied += 1;
+    }
+    db.set_len(pages as u64 * page_size)
+        .map_err(io_ctx("cannot write", &staged))?;
+    // A self-contained file (rollback journal); the server switches it to WAL again.
+    db.seek(SeekFrom::Start(18))
+        .and_then(|_| db.write_all(&[1, 1]))
+        .and_then(|_| db.sync_all())
+        .map_err(io_ctx("cannot write", &staged))?;
+    drop(db);
+    let check = crate::db::snapshot::check_file(&staged)?;
+    if !check.intact {
+        return Err(OpsError::Refused(format!(
+            "the rebuilt database fails its integrity check ({}); nothing was changed",
+            check.problems.join("; ")
+        )));
+    }
+    let bytes = std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
+    let dest = cfg.db_path();
+    std::fs::rename(&staged, &dest).map_err(io_ctx("cannot move into place", &dest))?;
+    std::fs::create_dir_all(cfg.attachments_dir())
+        .map_err(io_ctx("cannot create", &cfg.attachments_dir()))?;
+    crate::ops::match_owner(&dest, &cfg.data_dir);
+    crate::ops::sync_dir(&cfg.data_dir)?;
+    crate::db::migrate_file(&dest)?;
+    Ok(RemoteRestoreDone {
+        generation: gen,
+        snapshot_seq: snap_seq,
+        segments: applied,
+        state_at_ms: state_at,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Fetches and decrypts the sealed backup `name` (or the newest) from a target into
+/// `dir`, for `ops::restore::restore`. Returns the archive's path.
+pub fn fetch_backup(
+    cfg: &Config,
+    target_name: &str,
+    identity: &Path,
+    name: Option<&str>,
+    dir: &Path,
+) -> OpsResult<PathBuf> {
+    let identities = super::read_identity(identity)?;
+    let mut store = connect(cfg, target_name)?;
+    let keys = store
+        .list("backups/")
+        .map_err(|e| OpsError::Refused(format!("target {target_name}: {e}")))?;
+    let key = match name {
+        Some(n) => format!("backups/{n}.age"),
+        None => keys
+            .last()
+            .cloned()
+            .ok_or_else(|| OpsError::Refused(format!("target {target_name} holds no backup")))?,
+    };
+    if !keys.contains(&key) {
+        return Err(OpsError::Refused(format!(
+            "target {target_name} has no {key}"
+        )));
+    }
+    let sealed = fetch(&mut store, &key, dir)?;
+    let mut opened = open(&identities, &key, sealed)?;
+    let n = opened.meta.name.clone();
+    if n.is_empty() || n.contains('/') || n.contains("..") {
+        return Err(OpsError::Refused(format!(
+            "remote object {key}: a bad name in it"
+        )));
+    }
+    let out = dir.join(n);
+    let mut f = std::fs::File::create(&out).map_err(io_ctx("cannot create", &out))?;
+    std::io::copy(opened.body(), &mut f).map_err(|e| {
+        OpsError::Refused(format!(
+            "remote object {key} is damaged or was tampered with, refusing it: {e}"
+        ))
+    })?;
+    opened.finish(&key)?;
+    f.sync_all().map_err(io_ctx("cannot write", &out))?;
+    Ok(out)
+}
