@@ -238,10 +238,19 @@ impl MediaSettings {
             .split_once('-')
             .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
             .filter(|(a, b)| *a >= 1024 && b > a && b - a >= 3)
-            .ok_or_else(|| bad("media.ports", self.ports.clone(), "a range like 10000-20000 (1024 and up, at least 4 ports)"))?;
+            .ok_or_else(|| {
+                bad(
+                    "media.ports",
+                    self.ports.clone(),
+                    "a range like 10000-20000 (1024 and up, at least 4 ports)",
+                )
+            })?;
         let advertise = match &self.advertise {
             None => None,
-            Some(a) => Some(a.parse().map_err(|_| bad("media.advertise", a.clone(), "an IP address"))?),
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| bad("media.advertise", a.clone(), "an IP address"))?,
+            ),
         };
         if self.timeout_secs == 0 || self.hold_timeout_secs == 0 {
             return Err(bad(

@@ -11,8 +11,8 @@
 //! No transcoding: every payload passes unchanged, so G.711, G.722, Opus and
 //! telephone-event all work as the two parties agreed.
 
-pub mod sdp;
 mod relay;
+pub mod sdp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -101,6 +101,12 @@ impl Media {
     /// (packets relayed, packets dropped) of an anchored call.
     pub fn counts(&self, call: &str) -> Option<(u64, u64)> {
         self.relay.counts(call)
+    }
+
+    /// The relay's RTP port of each stream of an anchored call: [the one the caller
+    /// sends to, the one the callee sends to].
+    pub fn ports(&self, call: &str) -> Option<Vec<[u16; 2]>> {
+        self.relay.ports(call)
     }
 
     pub fn timeout(&self) -> Duration {

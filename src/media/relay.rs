@@ -150,13 +150,15 @@ impl Relay {
 
     pub(super) fn open(&self, call: &str) {
         let now = self.now_ms();
-        self.calls().entry(call.to_string()).or_insert_with(|| Call {
-            ends: Vec::new(),
-            streams: Vec::new(),
-            activity: Arc::new(Activity::default()),
-            last_sdp_ms: now,
-            held: [false; 2],
-        });
+        self.calls()
+            .entry(call.to_string())
+            .or_insert_with(|| Call {
+                ends: Vec::new(),
+                streams: Vec::new(),
+                activity: Arc::new(Activity::default()),
+                last_sdp_ms: now,
+                held: [false; 2],
+            });
     }
 
     pub(super) fn is_open(&self, call: &str) -> bool {
@@ -300,7 +302,11 @@ impl Relay {
                 if c.streams.is_empty() {
                     return None;
                 }
-                let last = c.activity.last_ms.load(Ordering::Relaxed).max(c.last_sdp_ms);
+                let last = c
+                    .activity
+                    .last_ms
+                    .load(Ordering::Relaxed)
+                    .max(c.last_sdp_ms);
                 let idle = now.saturating_sub(last);
                 let limit = if c.held.iter().any(|h| *h) { h } else { t };
                 (idle >= limit).then(|| (k.clone(), idle))
@@ -316,6 +322,13 @@ impl Relay {
                 c.activity.dropped.load(Ordering::Relaxed),
             )
         })
+    }
+
+    /// The relay's RTP ports of each stream of a call: [facing the caller, the callee].
+    pub(super) fn ports(&self, call: &str) -> Option<Vec<[u16; 2]>> {
+        self.calls()
+            .get(call)
+            .map(|c| c.streams.iter().map(|s| s.ports).collect())
     }
 
     pub(super) fn idle_for(&self) -> Duration {

@@ -192,8 +192,8 @@ mod tests {
     #[test]
     fn the_rewrite_names_the_box_and_keeps_the_codecs() {
         let o = parse(PHONE.as_bytes()).unwrap();
-        let out = String::from_utf8(rewrite(&o, "192.0.2.7".parse().unwrap(), &[30000, 0]))
-            .unwrap();
+        let out =
+            String::from_utf8(rewrite(&o, "192.0.2.7".parse().unwrap(), &[30000, 0])).unwrap();
         assert!(out.contains("c=IN IP4 192.0.2.7\r\n"), "{out}");
         assert!(out.contains("m=audio 30000 RTP/AVP 0 8 101\r\n"), "{out}");
         assert!(out.contains("m=video 0 RTP/AVP 96\r\n"), "{out}");
@@ -201,7 +201,10 @@ mod tests {
         assert!(out.contains("a=fmtp:101 0-15"), "{out}");
         assert!(!out.contains("10.0.0.5"), "{out}");
         let again = parse(out.as_bytes()).unwrap();
-        assert_eq!(again.streams[0].rtp, Some("192.0.2.7:30000".parse().unwrap()));
+        assert_eq!(
+            again.streams[0].rtp,
+            Some("192.0.2.7:30000".parse().unwrap())
+        );
     }
 
     #[test]
@@ -212,16 +215,16 @@ mod tests {
         let o = parse(held.as_bytes()).unwrap();
         assert!(o.on_hold());
         assert_eq!(o.streams[0].rtcp, Some("10.0.0.6:4005".parse().unwrap()));
-        let out = String::from_utf8(rewrite(&o, "192.0.2.7".parse().unwrap(), &[30000, 30002]))
-            .unwrap();
+        let out =
+            String::from_utf8(rewrite(&o, "192.0.2.7".parse().unwrap(), &[30000, 30002])).unwrap();
         assert!(out.contains("a=rtcp:30001\r\n"), "{out}");
         assert!(out.contains("m=video 30002"), "{out}");
         let old = PHONE.replace("c=IN IP4 10.0.0.5", "c=IN IP4 0.0.0.0");
         let o = parse(old.as_bytes()).unwrap();
         assert!(o.on_hold());
         assert_eq!(o.streams[0].rtp, None);
-        let out = String::from_utf8(rewrite(&o, "192.0.2.7".parse().unwrap(), &[30000, 0]))
-            .unwrap();
+        let out =
+            String::from_utf8(rewrite(&o, "192.0.2.7".parse().unwrap(), &[30000, 0])).unwrap();
         assert!(out.contains("c=IN IP4 0.0.0.0"), "{out}");
     }
 

@@ -234,7 +234,10 @@ impl Outside {
 
     /// When B2BUA call `key` was answered, while it is up.
     pub fn answered_at(&self, key: &str) -> Option<Instant> {
-        self.calls.get(key).filter(|c| !c.ended).and_then(|c| c.answered)
+        self.calls
+            .get(key)
+            .filter(|c| !c.ended)
+            .and_then(|c| c.answered)
     }
 
     pub fn has_trunks(&self) -> bool {

@@ -471,10 +471,10 @@ impl Engine {
                 continue;
             }
             let callee = msg.method() == Some(Method::Invite)
-                && !msg
+                && msg
                     .header("to")
                     .and_then(NameAddr::parse)
-                    .is_some_and(|n| n.tag().is_some());
+                    .is_none_or(|n| n.tag().is_none());
             let host = self.media_host(o.to.addr.ip());
             if let Some(body) = m.rewrite(&key, o.to.addr, callee, host, &msg.body) {
                 msg.body = body;
