@@ -265,9 +265,13 @@ impl Relay {
             }
         }
         let other = 1 - end;
-        let ours = |a: SocketAddr| {
-            a.ip() == host && (self.cfg.ports.0..=self.cfg.ports.1).contains(&a.port())
-        };
+        // The box's own address in a body (one the box wrote, coming round again).
+        let mine: Vec<u16> = c
+            .streams
+            .iter()
+            .flat_map(|s| [s.ports[0], s.ports[0] + 1, s.ports[1], s.ports[1] + 1])
+            .collect();
+        let ours = |a: SocketAddr| a.ip() == host && mine.contains(&a.port());
         for (i, s) in offer.streams.iter().enumerate() {
             let mut p = c.streams[i].shared.parties();
             for (kind, addr) in [(0, s.rtp), (1, s.rtcp)] {

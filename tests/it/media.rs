@@ -244,3 +244,102 @@ async fn media_relay_latches_follows_hold_and_hangs_up_dead_calls() {
     assert!(media.ports(&call_id).is_none(), "the ports went back");
     assert_eq!(media.calls(), 0);
 }
+
+/// A call from the provider to an extension passes the proxy (not the B2BUA): its SDP
+/// is anchored there too, RTP flows both ways through the relay, and the call's ports
+/// go back when it is hung up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_relay_anchors_an_inbound_call_through_the_proxy() {
+    let app = TestApp::spawn_with(|c| {
+        c.sip = "127.0.0.1:0".into();
+        c.media.relay = "trunk".into();
+        c.media.ports = "43000-43999".into();
+    })
+    .await;
+    app.add_user(
+        "admin",
+        crm::model::Role::Admin,
+        crate::support::ADMIN_PASSWORD,
+    )
+    .await;
+    let sip = app.sip_addr();
+    let media = app.running().media.clone().expect("the relay runs");
+    let tel = &app.running().ctx.telephony;
+    import_users(&app, [1501u32].into_iter()).await;
+    let mut t = trunk(free_port(), false);
+    t.dids[0].destination = "1501".into();
+    t.dids[0].after_hours = None;
+    tel.save_trunk(None, t).await.unwrap();
+    let phone_port = free_port();
+    let phone = uas("uas_answer.xml", phone_port, 1);
+    register_contact(sip, "1501", phone_port).await;
+    let mut events = app.running().ctx.call_events.subscribe();
+    let scen = scenario("trunk_inbound_call.xml");
+    let target = sip.to_string();
+    let provider = sipp_cmd_at(
+        PROVIDER_IP,
+        &[
+            &target,
+            "-sf",
+            &scen,
+            "-s",
+            "712000000",
+            "-d",
+            "2500",
+            "-m",
+            "1",
+            "-p",
+            &free_port().to_string(),
+        ],
+    )
+    .spawn()
+    .expect("sipp is installed");
+    let call_id = loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the call rings")
+            .unwrap();
+        if let CallEvent::Answered { call_id, .. } = e {
+            break call_id;
+        }
+    };
+    let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
+    let (prov_sock, _) = bind(PROVIDER_IP).await;
+    let (phone_sock, _) = bind("127.0.0.1").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let relay = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    talk(
+        prov_sock.clone(),
+        relay(to_caller_end),
+        PROVIDER_SSRC,
+        stop.clone(),
+    );
+    talk(
+        phone_sock.clone(),
+        relay(to_callee_end),
+        PHONE_SSRC,
+        stop.clone(),
+    );
+    let secs = Duration::from_secs(5);
+    assert_eq!(
+        hear(&phone_sock, PROVIDER_SSRC, 25, secs).await,
+        25,
+        "provider -> phone"
+    );
+    assert_eq!(
+        hear(&prov_sock, PHONE_SSRC, 25, secs).await,
+        25,
+        "phone -> provider"
+    );
+    let r = wait_sipp(provider).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
+    let r = wait_sipp(phone).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "phone: {}", r.out);
+    stop.store(true, Ordering::Relaxed);
+    let gone = crate::support::eventually(Duration::from_secs(5), || {
+        let m = media.clone();
+        async move { (m.calls() == 0).then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some(), "the call's ports went back after its BYE");
+}

@@ -8,6 +8,7 @@ mod chat;
 mod core;
 mod httpc;
 mod import;
+mod media;
 mod notify;
 mod server;
 mod signin;
@@ -32,6 +33,7 @@ const SUITES: &[&str] = &[
     "signin",
     "chat",
     "import",
+    "media",
 ];
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         "signin" => signin::run(rest),
         "chat" => chat::run(rest),
         "import" => import::run(rest),
+        "media" => media::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]
