@@ -32,12 +32,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut secs = 8u64;
     let mut rtpengine = true;
     let mut levels: Option<Vec<usize>> = None;
+    let mut threads = 2usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--max" => max = it.next().and_then(|v| v.parse().ok()).unwrap_or(max),
             "--secs" => secs = it.next().and_then(|v| v.parse().ok()).unwrap_or(secs),
             "--no-rtpengine" => rtpengine = false,
+            "--threads" => threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(threads),
             "--levels" => {
                 levels = it
                     .next()
@@ -52,6 +54,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .filter(|n| *n <= max)
             .collect()
     });
+    println!("media.threads={threads}");
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -60,34 +63,46 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "media.note=generator and relay on the same machine; the box is shared with other builds"
     );
 
-    let mut ours_best = 0;
+    // Every level runs (a loaded box may fail the jitter bound at one level and pass at
+    // the next); the run stops once loss passes 1 %.
+    let mut ours_best = (0, 0);
     for &n in &levels {
-        let r = run_ours(n, secs)?;
+        let r = run_ours(n, secs, threads)?;
         r.print("crm", n);
-        if r.passes() {
-            ours_best = n;
-        } else {
+        ours_best = r.best(n, ours_best);
+        if r.loss() >= 0.01 {
             break;
         }
     }
-    println!("media.crm.max_calls={ours_best}");
+    println!(
+        "media.crm.max_calls={} media.crm.max_calls_loss_only={}",
+        ours_best.0, ours_best.1
+    );
 
     if rtpengine {
-        match Rtpengine::start() {
+        match Rtpengine::start(threads) {
             Ok(mut eng) => {
-                let mut best = 0;
+                let mut best = (0, 0);
                 for &n in &levels {
                     let r = eng.run(n, secs)?;
                     r.print("rtpengine", n);
-                    if r.passes() {
-                        best = n;
-                    } else {
+                    best = r.best(n, best);
+                    if r.loss() >= 0.01 {
                         break;
                     }
                 }
-                println!("media.rtpengine.max_calls={best}");
-                if best > 0 {
-                    println!("media.ratio={:.2}", ours_best as f64 / best as f64);
+                println!(
+                    "media.rtpengine.max_calls={} media.rtpengine.max_calls_loss_only={}",
+                    best.0, best.1
+                );
+                if best.0 > 0 {
+                    println!("media.ratio={:.2}", ours_best.0 as f64 / best.0 as f64);
+                }
+                if best.1 > 0 {
+                    println!(
+                        "media.ratio_loss_only={:.2}",
+                        ours_best.1 as f64 / best.1 as f64
+                    );
                 }
                 eng.stop();
             }
@@ -117,6 +132,14 @@ impl LevelResult {
 
     fn passes(&self) -> bool {
         self.loss() < 0.001 && self.jitter_p99_us < 1000
+    }
+
+    /// (most calls passing both bounds, most calls under the loss bound) so far.
+    fn best(&self, n: usize, (both, loss): (usize, usize)) -> (usize, usize) {
+        (
+            if self.passes() { n } else { both },
+            if self.loss() < 0.001 { n } else { loss },
+        )
     }
 
     fn print(&self, who: &str, n: usize) {
@@ -376,11 +399,12 @@ fn stat_ticks(path: &std::path::Path) -> u64 {
     u + st
 }
 
-fn run_ours(n: usize, secs: u64) -> anyhow::Result<LevelResult> {
+fn run_ours(n: usize, secs: u64, threads: usize) -> anyhow::Result<LevelResult> {
     let media = crm::media::Media::start(crm::media::MediaConfig {
         ports: (10_000, 19_999),
         bind: "127.0.0.1".parse()?,
         timeout: Duration::from_secs(600),
+        threads,
         ..Default::default()
     })?;
     let generator = Generator::new()?;
@@ -447,7 +471,7 @@ fn bvalue<'a>(msg: &'a [u8], key: &str) -> Option<&'a [u8]> {
 }
 
 impl Rtpengine {
-    fn start() -> anyhow::Result<Rtpengine> {
+    fn start(threads: usize) -> anyhow::Result<Rtpengine> {
         let ng_port = 22_223;
         let child = std::process::Command::new("rtpengine")
             .args([
@@ -459,7 +483,7 @@ impl Rtpengine {
                 &format!("--listen-ng=127.0.0.1:{ng_port}"),
                 "--port-min=20000",
                 "--port-max=32000",
-                "--num-threads=2",
+                &format!("--num-threads={}", threads),
                 "--timeout=600",
             ])
             .stdout(std::process::Stdio::null())
