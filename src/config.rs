@@ -136,6 +136,8 @@ pub struct Config {
     pub login: LoginConfig,
     pub backup: BackupConfig,
     pub replication: ReplicationConfig,
+    /// The media plane (RTP relay): `[media]`.
+    pub media: MediaSettings,
     pub upgrade: UpgradeConfig,
     pub api_limits: ApiLimitsConfig,
 }
@@ -370,6 +372,93 @@ impl Default for ReplicationConfig {
     }
 }
 
+/// `[media]`: which calls the box relays and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// "off", "trunk" (calls through a trunk) or "all" (also between extensions).
+    pub relay: String,
+    /// The UDP port range of the relay, "10000-20000" (four ports per call).
+    pub ports: String,
+    /// The address written into SDP; none: the one SIP uses towards each party.
+    pub advertise: Option<String>,
+    /// A call whose media stopped this long is hung up (both legs get a BYE).
+    pub timeout_secs: u64,
+    /// The same while the call is held.
+    pub hold_timeout_secs: u64,
+    /// Threads of the relay.
+    pub threads: usize,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            relay: "trunk".into(),
+            ports: "10000-20000".into(),
+            advertise: None,
+            timeout_secs: 60,
+            hold_timeout_secs: 7200,
+            threads: 2,
+        }
+    }
+}
+
+impl MediaSettings {
+    pub fn anchor(&self) -> Result<crate::media::Anchor, ConfigError> {
+        self.relay.parse().map_err(|message| ConfigError::Invalid {
+            key: "media.relay",
+            value: self.relay.clone(),
+            message,
+        })
+    }
+
+    /// The relay's settings, or None when it is off.
+    pub fn relay_config(&self) -> Result<Option<crate::media::MediaConfig>, ConfigError> {
+        if self.anchor()? == crate::media::Anchor::Off {
+            return Ok(None);
+        }
+        let bad = |key: &'static str, value: String, message: &str| ConfigError::Invalid {
+            key,
+            value,
+            message: message.into(),
+        };
+        let ports = self
+            .ports
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+            .filter(|(a, b)| *a >= 1024 && b > a && b - a >= 3)
+            .ok_or_else(|| {
+                bad(
+                    "media.ports",
+                    self.ports.clone(),
+                    "a range like 10000-20000 (1024 and up, at least 4 ports)",
+                )
+            })?;
+        let advertise = match &self.advertise {
+            None => None,
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| bad("media.advertise", a.clone(), "an IP address"))?,
+            ),
+        };
+        if self.timeout_secs == 0 || self.hold_timeout_secs == 0 {
+            return Err(bad(
+                "media.timeout_secs",
+                self.timeout_secs.to_string(),
+                "seconds, at least 1",
+            ));
+        }
+        Ok(Some(crate::media::MediaConfig {
+            bind: std::net::IpAddr::from([0, 0, 0, 0]),
+            advertise,
+            ports,
+            timeout: std::time::Duration::from_secs(self.timeout_secs),
+            hold_timeout: std::time::Duration::from_secs(self.hold_timeout_secs),
+            threads: self.threads.clamp(1, 16),
+        }))
+    }
+}
+
 impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
@@ -454,6 +543,7 @@ impl Default for Config {
             api_limits: ApiLimitsConfig::default(),
             backup: BackupConfig::default(),
             replication: ReplicationConfig::default(),
+            media: MediaSettings::default(),
             upgrade: UpgradeConfig::default(),
         }
     }
@@ -560,6 +650,7 @@ impl Config {
             }
         }
         self.sip_park()?;
+        self.media.relay_config()?;
         for n in &self.sip_trusted_networks {
             n.parse::<crate::sip::Net>()
                 .map_err(|message| ConfigError::Invalid {

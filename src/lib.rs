@@ -9,6 +9,7 @@ pub mod domain;
 pub mod events;
 pub mod i18n;
 pub mod jobs;
+pub mod media;
 pub mod model;
 pub mod notify;
 pub mod ops;

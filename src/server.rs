@@ -33,6 +33,8 @@ pub struct Running {
     pub sip_addr: Option<SocketAddr>,
     /// The running SIP server (registrations, bans), when it is on.
     pub sip: Option<crate::sip::SipHandle>,
+    /// The RTP relay, when SIP is on and `[media] relay` is not "off".
+    pub media: Option<crate::media::Media>,
     sip_store: Option<std::sync::Arc<crate::domain::telephony::DbBindingStore>>,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
@@ -56,6 +58,7 @@ async fn start_sip(
 ) -> anyhow::Result<(
     crate::sip::SipHandle,
     std::sync::Arc<crate::domain::telephony::DbBindingStore>,
+    Option<crate::media::Media>,
 )> {
     ctx.telephony.reload().await?;
     let settings = ctx.telephony.sip_settings().await?;
@@ -83,17 +86,28 @@ async fn start_sip(
         store.clone(),
         ctx.events.clone(),
     );
-    let handle = crate::sip::start(
+    let anchor = ctx.config.media.anchor()?;
+    cfg.anchor_trunk = anchor != crate::media::Anchor::Off;
+    cfg.anchor_internal = anchor == crate::media::Anchor::All;
+    let media = match ctx.config.media.relay_config()? {
+        Some(m) => Some(crate::media::Media::start(m)?),
+        None => None,
+    };
+    let plane = media
+        .clone()
+        .map(|m| std::sync::Arc::new(m) as std::sync::Arc<dyn crate::sip::MediaPlane>);
+    let handle = crate::sip::start_with_media(
         cfg,
         ctx.telephony.directory(),
         live,
         std::sync::Arc::new(ctx.call_events.clone()),
         restored,
+        plane,
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot listen for SIP on {listen}: {e}"))?;
     ctx.telephony.attach(handle.control()).await?;
-    Ok((handle, store))
+    Ok((handle, store, media))
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
@@ -119,11 +133,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let calls = ctx.calls.start(ctx.call_events.subscribe()).await;
     // Unanswered calls placed for call-list items get their outcome and retry.
     let call_lists = ctx.call_lists.start(ctx.call_events.subscribe());
-    let (sip, sip_store) = match ctx.config.sip_listen()? {
-        crate::config::SipListen::Off => (None, None),
+    let (sip, sip_store, media) = match ctx.config.sip_listen()? {
+        crate::config::SipListen::Off => (None, None, None),
         crate::config::SipListen::On(listen) => {
-            let (h, s) = start_sip(&ctx, listen).await?;
-            (Some(h), Some(s))
+            let (h, s, m) = start_sip(&ctx, listen).await?;
+            (Some(h), Some(s), m)
         }
     };
     let sip_addr = sip.as_ref().map(|h| h.addr);
@@ -166,6 +180,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hub: bound.hub,
         sip_addr,
         sip,
+        media,
         sip_store,
         http,
         http_task,
@@ -188,6 +203,9 @@ impl Running {
         *self.ctx.sip.write().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(sip) = self.sip {
             sip.stop().await;
+        }
+        if let Some(m) = self.media {
+            m.stop();
         }
         // After SIP: the last events it emitted are logged before the checkpoint.
         self.calls.stop().await;

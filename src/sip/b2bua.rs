@@ -25,6 +25,7 @@ use super::{
 
 #[path = "transfer.rs"]
 mod transfer;
+pub(super) use transfer::is_sdp;
 use transfer::{Park, Reoffer, Xfer};
 
 /// Branches of B2BUA requests (never hex digits after the common prefix, so they cannot
@@ -194,7 +195,7 @@ pub(super) struct Outside {
     pub plan: Plan,
     pub(super) regs: Vec<super::registration::Reg>,
     calls: HashMap<String, Call>,
-    by_call_id: HashMap<String, (String, Side)>,
+    pub(super) by_call_id: HashMap<String, (String, Side)>,
     by_branch: HashMap<String, (String, Side)>,
     by_uas_branch: HashMap<String, String>,
     /// Relayed in-dialog requests by our branch; the senders' branches with the call and,
@@ -229,6 +230,14 @@ impl Outside {
         msg.top_via()
             .and_then(|v| v.branch())
             .is_some_and(|b| self.by_uas_branch.contains_key(b))
+    }
+
+    /// When B2BUA call `key` was answered, while it is up.
+    pub fn answered_at(&self, key: &str) -> Option<Instant> {
+        self.calls
+            .get(key)
+            .filter(|c| !c.ended)
+            .and_then(|c| c.answered)
     }
 
     pub fn has_trunks(&self) -> bool {
@@ -701,6 +710,7 @@ impl Engine {
                 transferor_done: false,
             },
         );
+        self.anchor(&call_key, CallDirection::Outbound);
         self.start_leg(&call_key, Side::B, b, now, out);
         self.forget_after_a_day(&call_key, now);
         self.events.emit(CallEvent::Ringing {
@@ -1774,9 +1784,10 @@ impl Engine {
                 transferor_done: false,
             },
         );
+        self.anchor(&call_id, direction);
         self.launch(&call_id, Side::A, now, out);
         self.forget_after_a_day(&call_id, now);
-        self.run_loop(now, out);
+        self.finish(now, out);
         self.events.emit(CallEvent::Ringing {
             call_id: call_id.clone(),
             direction,

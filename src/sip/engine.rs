@@ -323,6 +323,30 @@ pub struct Engine {
     last_sweep: u64,
     /// Trunks, their registrations and the calls through them.
     outside: b2bua::Outside,
+    /// The media plane, when the box anchors media, and when it next asks it for
+    /// silent calls.
+    media: Option<Arc<dyn super::MediaPlane>>,
+    media_check: Instant,
+}
+
+/// Passes call events on and releases an anchored call's media when it ends.
+struct EndMedia {
+    inner: Arc<dyn EventSink>,
+    media: Arc<dyn super::MediaPlane>,
+}
+
+impl EventSink for EndMedia {
+    fn emit(&self, ev: CallEvent) {
+        if let CallEvent::Ended { call_id, .. } = &ev {
+            self.media.end(call_id);
+        }
+        self.inner.emit(ev);
+    }
+}
+
+/// Does a message end in an SDP body (cheap look before parsing)?
+fn carries_sdp(data: &[u8]) -> bool {
+    data.windows(7).any(|w| w == b"\r\n\r\nv=0")
 }
 
 fn wall_secs() -> u64 {
@@ -375,6 +399,8 @@ impl Engine {
             advertised,
             last_sweep: 0,
             outside: b2bua::Outside::default(),
+            media: None,
+            media_check: Instant::now(),
         };
         let now = wall_secs();
         for b in restored {
@@ -390,6 +416,107 @@ impl Engine {
             }
         }
         e
+    }
+
+    /// Anchors media through `media` (by `anchor_trunk` / `anchor_internal`).
+    pub fn set_media(&mut self, media: Arc<dyn super::MediaPlane>) {
+        self.events = Arc::new(EndMedia {
+            inner: self.events.clone(),
+            media: media.clone(),
+        });
+        self.media = Some(media);
+    }
+
+    /// Anchors call `key` when the policy says so.
+    pub(super) fn anchor(&self, key: &str, direction: CallDirection) {
+        let Some(m) = &self.media else { return };
+        let on = match direction {
+            CallDirection::Internal => self.cfg.anchor_internal,
+            CallDirection::Inbound | CallDirection::Outbound => self.cfg.anchor_trunk,
+        };
+        if on {
+            m.open(key);
+        }
+    }
+
+    /// The call no longer goes through the relay (a transfer or park hands its media to
+    /// the parties).
+    pub(super) fn unanchor(&self, key: &str) {
+        if let Some(m) = &self.media {
+            m.end(key);
+        }
+    }
+
+    /// Points the SDP of every message for the network that belongs to an anchored call
+    /// at the relay. Runs once per entry point over what it sends, so the engine keeps
+    /// the parties' own bodies (retransmissions are rewritten the same way again).
+    fn anchor_out(&mut self, out: &mut [Out]) {
+        let Some(m) = self.media.clone() else { return };
+        for o in out.iter_mut() {
+            if is_loop(o.to) || !carries_sdp(&o.data) {
+                continue;
+            }
+            let Ok(mut msg) = message::parse(&o.data, true) else {
+                continue;
+            };
+            if !b2bua::is_sdp(&msg) {
+                continue;
+            }
+            let cid = msg.call_id();
+            let key = match self.outside.by_call_id.get(cid) {
+                Some((k, _)) => k.clone(),
+                None => cid.to_string(),
+            };
+            if !m.is_open(&key) {
+                continue;
+            }
+            let callee = msg.method() == Some(Method::Invite)
+                && msg
+                    .header("to")
+                    .and_then(NameAddr::parse)
+                    .is_none_or(|n| n.tag().is_none());
+            let host = self.media_host(o.to.addr.ip());
+            if let Some(body) = m.rewrite(&key, o.to.addr, callee, host, &msg.body) {
+                msg.body = body;
+                o.data = msg.to_bytes();
+            }
+        }
+    }
+
+    /// The box's address for media as a party at `ip` sees it (the SIP one).
+    fn media_host(&mut self, ip: IpAddr) -> IpAddr {
+        let me = self.me_for(ip);
+        let host = me.rsplit_once(':').map(|(h, _)| h).unwrap_or(&me);
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+            .or_else(|| route::route_local(ip))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// Once a second: hangs up answered calls the media plane reports silent.
+    fn media_tick(&mut self, now: Instant, out: &mut Vec<Out>) {
+        let Some(m) = self.media.clone() else { return };
+        if now < self.media_check {
+            return;
+        }
+        self.media_check = now + Duration::from_secs(1);
+        for (key, idle) in m.silent() {
+            if let Some(d) = self.dialogs.get(&key) {
+                if !d.ended && now.duration_since(d.answered) >= idle {
+                    tracing::info!(call = %key, idle_ms = idle.as_millis() as u64, "SIP: media stopped; hanging up");
+                    self.media_stopped(&key, true, now, out);
+                }
+            } else if let Some(answered) = self.outside.answered_at(&key) {
+                if now.duration_since(answered) >= idle {
+                    tracing::info!(call = %key, idle_ms = idle.as_millis() as u64, "SIP: media stopped; hanging up");
+                    self.media_stopped(&key, false, now, out);
+                }
+            } else if idle > Duration::from_secs(86_400) {
+                m.end(&key);
+            }
+        }
     }
 
     pub fn config(&self) -> &SipConfig {
@@ -847,7 +974,13 @@ impl Engine {
             return; // only the engine itself speaks as these
         }
         self.packet(data, from, now, out);
+        self.finish(now, out);
+    }
+
+    /// What an entry point sends: the box's own legs delivered, SDP anchored.
+    pub(super) fn finish(&mut self, now: Instant, out: &mut Vec<Out>) {
         self.run_loop(now, out);
+        self.anchor_out(out);
     }
 
     /// Delivers the messages the B2BUA and the proxy sent each other (see [`LOOP_UA`]),
@@ -1411,6 +1544,10 @@ impl Engine {
             transfer,
             who: who.map(str::to_string),
         };
+        if !is_loop(from) {
+            let cid = self.txns_call_id(&txn);
+            self.anchor(&cid, direction);
+        }
         self.txns.insert(key.clone(), txn);
         let ids: Vec<String> = self.txns[&key]
             .branches
@@ -1433,6 +1570,10 @@ impl Engine {
             }
             self.emit_ringing(&key);
         }
+    }
+
+    fn txns_call_id(&self, t: &ServerTxn) -> String {
+        t.request.call_id().to_string()
     }
 
     /// Call pickup (`*8`): a call ringing in a ring group `who` belongs to goes to `who`'s
@@ -2345,7 +2486,8 @@ impl Engine {
             }
         }
         self.outside_tick(now, out);
-        self.run_loop(now, out);
+        self.media_tick(now, out);
+        self.finish(now, out);
         let secs = wall_secs();
         if secs >= self.last_sweep + 5 {
             self.last_sweep = secs;

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use engine::{BanInfo, Registration};
-pub use transport::{start, SipControl, SipHandle};
+pub use transport::{start, start_with_media, SipControl, SipHandle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Transport {
@@ -192,6 +192,33 @@ impl EventSink for tokio::sync::broadcast::Sender<CallEvent> {
     }
 }
 
+/// The media plane as the SIP side sees it (the app plugs in `media::Media`): the engine
+/// anchors a call (`open`) by [`SipConfig::anchor_trunk`] / [`SipConfig::anchor_internal`],
+/// passes every SDP body going to a party of an anchored call through `rewrite` (the
+/// engine keeps the bodies as the parties sent them; only the copy on the wire points at
+/// the box), ends it with the call, and hangs up calls that `silent` reports.
+pub trait MediaPlane: Send + Sync {
+    /// Anchor call `call` (the call id of the events).
+    fn open(&self, call: &str);
+    fn is_open(&self, call: &str) -> bool;
+    /// `sdp` goes to the party whose signalling address is `to`; `callee`: in the
+    /// call's first INVITE to that party. `host`: the box's address as that party sees
+    /// it. None: send the body as it is (not anchored, not SDP, no port free).
+    fn rewrite(
+        &self,
+        call: &str,
+        to: SocketAddr,
+        callee: bool,
+        host: std::net::IpAddr,
+        sdp: &[u8],
+    ) -> Option<Vec<u8>>;
+    /// The call is over (or no longer anchored): its ports go back.
+    fn end(&self, call: &str);
+    /// Anchored calls with no packet either way for longer than allowed, and for how
+    /// long.
+    fn silent(&self) -> Vec<(String, std::time::Duration)>;
+}
+
 /// Tunables; defaults suit a small office.
 #[derive(Debug, Clone)]
 pub struct SipConfig {
@@ -242,6 +269,9 @@ pub struct SipConfig {
     pub park_orbits: (u32, u32),
     /// Seconds a parked call waits before the parker's phone rings with it.
     pub park_timeout_secs: u64,
+    /// With a media plane: anchor calls through a trunk, and calls between extensions.
+    pub anchor_trunk: bool,
+    pub anchor_internal: bool,
 }
 
 impl SipConfig {
@@ -271,6 +301,8 @@ impl SipConfig {
             park_code: PARK_CODE.into(),
             park_orbits: (701, 20),
             park_timeout_secs: 120,
+            anchor_trunk: true,
+            anchor_internal: false,
         }
     }
 }

@@ -354,6 +354,28 @@ impl Engine {
         self.begin(&cid, by, target, replaces, &msg, from, now, out);
     }
 
+    /// The media of call `key` stopped: BYE to both parties, and the call log says why
+    /// (`media_timeout`). A proxied dialog (`proxied`) is taken over first, so the box
+    /// can speak in it to each party.
+    pub(in super::super) fn media_stopped(
+        &mut self,
+        key: &str,
+        proxied: bool,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        if proxied {
+            if self.outside.calls.contains_key(key) {
+                return;
+            }
+            self.take_over(key, true);
+        }
+        self.hang_up(key, Side::A, now, out);
+        self.hang_up(key, Side::B, now, out);
+        self.release_transferor(key, now, out);
+        self.end_call(key, "media_timeout".into(), now);
+    }
+
     /// Turns proxied dialog `cid` into a B2BUA call (key `cid`) with the other party on
     /// side B and the transferor (`by_caller`: the caller) aside, each a dialog of ours
     /// with the box in the other one's place: same Call-ID, tags and CSeq series.
@@ -544,6 +566,8 @@ impl Engine {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
+        // The new legs carry the parties' own SDP: the relay steps out.
+        self.unanchor(key);
         let mut r = reply(refer, 202, "Accepted");
         if let Some(c) = self
             .outside
@@ -781,6 +805,7 @@ impl Engine {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
+        self.unanchor(key);
         self.notify_transferor(key, "SIP/2.0 100 Trying", false, now, out);
         let frag = format!("SIP/2.0 200 Parked on {orbit}");
         self.notify_transferor(key, &frag, true, now, out);

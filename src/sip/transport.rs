@@ -397,11 +397,23 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 /// Binds UDP and TCP on `cfg.listen` (port 0: the UDP port chosen, reused for TCP) and
 /// starts serving.
 pub async fn start(
+    cfg: SipConfig,
+    directory: Arc<dyn Directory>,
+    store: Arc<dyn BindingStore>,
+    events: Arc<dyn EventSink>,
+    restored: Vec<StoredBinding>,
+) -> std::io::Result<SipHandle> {
+    start_with_media(cfg, directory, store, events, restored, None).await
+}
+
+/// [`start`], anchoring media through `media` when given.
+pub async fn start_with_media(
     mut cfg: SipConfig,
     directory: Arc<dyn Directory>,
     store: Arc<dyn BindingStore>,
     events: Arc<dyn EventSink>,
     restored: Vec<StoredBinding>,
+    media: Option<Arc<dyn super::MediaPlane>>,
 ) -> std::io::Result<SipHandle> {
     // Port 0: the UDP port the kernel picks must be free on TCP too; another program
     // may hold it there, so pick again a few times.
@@ -423,7 +435,10 @@ pub async fn start(
         // A registered phone may say nothing until its next REGISTER.
         Duration::from_secs(cfg.max_expires as u64 + 120),
     );
-    let engine = Engine::new(cfg, directory, store, events, restored);
+    let mut engine = Engine::new(cfg, directory, store, events, restored);
+    if let Some(m) = media {
+        engine.set_media(m);
+    }
     let (stop, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {
         engine: Mutex::new(engine),

@@ -51,6 +51,11 @@ const RULES: &[(&str, &str, &[&str])] = &[
     ("src/sip", "crate::db", &[]),
     ("src/sip", "crate::domain", &[]),
     ("src/sip", "crate::web", &[]),
+    // The media plane meets SIP only through `sip::MediaPlane`.
+    ("src/sip", "crate::media", &[]),
+    ("src/media", "crate::db", &[]),
+    ("src/media", "crate::domain", &[]),
+    ("src/media", "crate::web", &[]),
 ];
 
 #[test]

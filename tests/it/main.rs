@@ -30,6 +30,7 @@ mod language_pages;
 mod layering;
 mod live;
 mod matrix;
+mod media;
 mod notify;
 mod notify_peers;
 mod ops;

@@ -33,6 +33,8 @@ pub fn test_config(dir: &Path) -> Config {
     // Tests drive the API faster than any shop; the limits have their own tests.
     c.api_limits.per_token = 0;
     c.api_limits.per_address = 0;
+    // Signalling tests see the parties' own SDP; tests/it/media.rs turns the relay on.
+    c.media.relay = "off".into();
     c
 }
 

@@ -8,6 +8,7 @@ mod chat;
 mod core;
 mod httpc;
 mod import;
+mod media;
 mod notify;
 mod outbound;
 mod pages;
@@ -38,6 +39,7 @@ const SUITES: &[&str] = &[
     "pages",
     "outbound",
     "replication",
+    "media",
 ];
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         "pages" => pages::run(rest),
         "outbound" => outbound::run(rest),
         "replication" => replication::run(rest),
+        "media" => media::run(rest),
         #[cfg(feature = "rsip-compare")]
         "sip-parse" => sip_parse::run(rest),
         #[cfg(not(feature = "rsip-compare"))]

@@ -1,0 +1,149 @@
+//! The media plane: the only module with RTP sockets. The SIP side (`sip`) knows it
+//! through one small trait, [`crate::sip::MediaPlane`]: the engine asks it to anchor a
+//! call (`open`), hands it every SDP body on its way to a party of an anchored call
+//! (`rewrite`: the body comes back pointing at the box), tells it when the call is over
+//! (`end`) and asks it which calls went silent (`silent`, for the dead-media hang-up).
+//! Layout:
+//! - `sdp`: reading and rewriting SDP bodies (with the `sdp` crate);
+//! - `relay`: the port pairs, latching and the per-socket tasks on the relay's own
+//!   runtime (`media_threads` threads, apart from the web and SIP work).
+//!
+//! No transcoding: every payload passes unchanged, so G.711, G.722, Opus and
+//! telephone-event all work as the two parties agreed.
+
+mod relay;
+pub mod sdp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which calls the box anchors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// None: media goes straight between the parties.
+    Off,
+    /// Calls through a trunk (in, out, click-to-call to an outside number).
+    Trunk,
+    /// Trunk calls and calls between extensions.
+    All,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Anchor, String> {
+        match s.trim() {
+            "off" => Ok(Anchor::Off),
+            "trunk" => Ok(Anchor::Trunk),
+            "all" => Ok(Anchor::All),
+            other => Err(format!("{other:?}: one of off, trunk, all")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The address the relay's sockets bind (0.0.0.0: all).
+    pub bind: IpAddr,
+    /// The address written into SDP; None: the box's address as each party sees it
+    /// (the one SIP uses towards it).
+    pub advertise: Option<IpAddr>,
+    /// The port range (inclusive): two even/odd pairs per stream and call.
+    pub ports: (u16, u16),
+    /// A call whose media has stopped this long (no packet either way) is hung up.
+    pub timeout: Duration,
+    /// The same while a party holds the call (a held phone may send nothing).
+    pub hold_timeout: Duration,
+    /// Threads of the relay's runtime.
+    pub threads: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            advertise: None,
+            ports: (10_000, 20_000),
+            timeout: Duration::from_secs(60),
+            hold_timeout: Duration::from_secs(7200),
+            threads: 2,
+        }
+    }
+}
+
+/// The running relay.
+#[derive(Clone)]
+pub struct Media {
+    relay: Arc<relay::Relay>,
+    advertise: Option<IpAddr>,
+}
+
+impl Media {
+    pub fn start(cfg: MediaConfig) -> std::io::Result<Media> {
+        let advertise = cfg.advertise;
+        Ok(Media {
+            relay: Arc::new(relay::Relay::start(cfg)?),
+            advertise,
+        })
+    }
+
+    /// Closes every stream and stops the relay's threads.
+    pub fn stop(&self) {
+        self.relay.stop();
+    }
+
+    /// Anchored calls right now.
+    pub fn calls(&self) -> usize {
+        self.relay.calls_open()
+    }
+
+    /// (packets relayed, packets dropped) of an anchored call.
+    pub fn counts(&self, call: &str) -> Option<(u64, u64)> {
+        self.relay.counts(call)
+    }
+
+    /// The relay's RTP port of each stream of an anchored call: [the one the caller
+    /// sends to, the one the callee sends to].
+    pub fn ports(&self, call: &str) -> Option<Vec<[u16; 2]>> {
+        self.relay.ports(call)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.relay.idle_for()
+    }
+}
+
+impl crate::sip::MediaPlane for Media {
+    fn open(&self, call: &str) {
+        self.relay.open(call);
+    }
+
+    fn is_open(&self, call: &str) -> bool {
+        self.relay.is_open(call)
+    }
+
+    fn rewrite(
+        &self,
+        call: &str,
+        to: SocketAddr,
+        callee: bool,
+        host: IpAddr,
+        sdp: &[u8],
+    ) -> Option<Vec<u8>> {
+        let host = self.advertise.unwrap_or(host);
+        self.relay.rewrite(call, to, callee, host, sdp)
+    }
+
+    fn end(&self, call: &str) {
+        self.relay.end(call);
+    }
+
+    fn silent(&self) -> Vec<(String, Duration)> {
+        self.relay
+            .silent()
+            .into_iter()
+            .map(|(k, ms)| (k, Duration::from_millis(ms)))
+            .collect()
+    }
+}

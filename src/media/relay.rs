@@ -1,0 +1,400 @@
+//! The RTP/RTCP relay: per call, per media line, one socket pair (RTP, RTCP) facing each
+//! party. A party sends to the pair facing it; the relay passes each datagram, unchanged,
+//! out of the other pair to the other party. Where a party is comes first from its SDP,
+//! then from the source of its first packet (latching, symmetric RTP: a phone behind NAT
+//! advertises an address nobody can reach, but sends from the one that works); a new
+//! address in its SDP (re-INVITE) unlatches it. Packets from any other source are dropped
+//! (nobody can inject audio into a latched stream).
+//!
+//! The hot path is one task per socket on the relay's own runtime: `recv_from`, a
+//! short lock of the stream's four addresses, `try_send_to` (never waits: a full socket
+//! buffer drops the datagram, as a network would).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use super::sdp;
+use super::MediaConfig;
+
+/// End 0 faces the caller (side A), end 1 the callee (side B).
+const CALLER: usize = 0;
+const CALLEE: usize = 1;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Where {
+    /// From the party's SDP.
+    sdp: Option<SocketAddr>,
+    /// The source of its packets.
+    latched: Option<SocketAddr>,
+}
+
+impl Where {
+    fn dest(&self) -> Option<SocketAddr> {
+        self.latched.or(self.sdp)
+    }
+}
+
+/// One media line: the sockets facing each party, where each party is, and the four
+/// tasks that pump it.
+struct Stream {
+    shared: Arc<Shared>,
+    /// The RTP port of each end (RTCP is the next one).
+    ports: [u16; 2],
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the signalling side and the four tasks of a stream share: `socks[end][kind]`
+/// (kind 0 RTP, 1 RTCP) and `parties[end][kind]`, where the party of that end is.
+struct Shared {
+    socks: [[Arc<UdpSocket>; 2]; 2],
+    parties: Mutex<[[Where; 2]; 2]>,
+    activity: Arc<Activity>,
+    epoch: Instant,
+}
+
+impl Shared {
+    fn parties(&self) -> MutexGuard<'_, [[Where; 2]; 2]> {
+        self.parties.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Counters of one call, shared with its sockets' tasks.
+#[derive(Default)]
+pub(super) struct Activity {
+    /// ms since the relay's epoch of the last packet relayed.
+    last_ms: AtomicU64,
+    pub(super) packets: AtomicU64,
+    pub(super) dropped: AtomicU64,
+}
+
+struct Call {
+    /// Signalling address of each party seen -> its end.
+    ends: Vec<(SocketAddr, usize)>,
+    streams: Vec<Stream>,
+    activity: Arc<Activity>,
+    /// ms since the epoch of the last SDP through the box.
+    last_sdp_ms: u64,
+    /// The latest SDP of either party holds the call.
+    held: [bool; 2],
+}
+
+pub(super) struct Relay {
+    cfg: MediaConfig,
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    calls: Mutex<HashMap<String, Call>>,
+    /// The next even port to try.
+    cursor: Mutex<u16>,
+    epoch: Instant,
+}
+
+fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr = SocketAddr::new(ip, port);
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Room for a scheduling pause of the relay thread (~50 ms at 50 packets/s is 3).
+    let _ = s.set_recv_buffer_size(64 * 1024);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+impl Relay {
+    pub(super) fn start(cfg: MediaConfig) -> std::io::Result<Relay> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.threads.max(1))
+            .thread_name("crm-media")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let handle = rt.handle().clone();
+        let first = cfg.ports.0 + (cfg.ports.0 & 1);
+        Ok(Relay {
+            cfg,
+            rt: Mutex::new(Some(rt)),
+            handle,
+            calls: Mutex::new(HashMap::new()),
+            cursor: Mutex::new(first),
+            epoch: Instant::now(),
+        })
+    }
+
+    pub(super) fn stop(&self) {
+        self.calls().clear();
+        if let Some(rt) = self.rt.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            rt.shutdown_background();
+        }
+    }
+
+    fn calls(&self) -> MutexGuard<'_, HashMap<String, Call>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub(super) fn open(&self, call: &str) {
+        let now = self.now_ms();
+        self.calls()
+            .entry(call.to_string())
+            .or_insert_with(|| Call {
+                ends: Vec::new(),
+                streams: Vec::new(),
+                activity: Arc::new(Activity::default()),
+                last_sdp_ms: now,
+                held: [false; 2],
+            });
+    }
+
+    pub(super) fn is_open(&self, call: &str) -> bool {
+        self.calls().contains_key(call)
+    }
+
+    pub(super) fn end(&self, call: &str) {
+        let gone = self.calls().remove(call);
+        drop(gone); // aborts the tasks, closes the sockets
+    }
+
+    pub(super) fn calls_open(&self) -> usize {
+        self.calls().len()
+    }
+
+    /// An even RTP port and the RTCP port after it, both bound.
+    fn pair(&self) -> Option<([std::net::UdpSocket; 2], u16)> {
+        let (lo, hi) = self.cfg.ports;
+        let lo = lo + (lo & 1);
+        if hi <= lo {
+            return None;
+        }
+        let span = ((hi - lo) / 2) as usize;
+        let mut cur = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..span {
+            let p = *cur;
+            *cur = if p + 3 > hi { lo } else { p + 2 };
+            let Ok(rtp) = bind_udp(self.cfg.bind, p) else {
+                continue;
+            };
+            let Ok(rtcp) = bind_udp(self.cfg.bind, p + 1) else {
+                continue;
+            };
+            return Some(([rtp, rtcp], p));
+        }
+        None
+    }
+
+    fn new_stream(&self, activity: &Arc<Activity>) -> Option<Stream> {
+        let ([a0, a1], pa) = self.pair()?;
+        let ([b0, b1], pb) = self.pair()?;
+        let _g = self.handle.enter();
+        let wrap = |s: std::net::UdpSocket| UdpSocket::from_std(s).ok().map(Arc::new);
+        let shared = Arc::new(Shared {
+            socks: [[wrap(a0)?, wrap(a1)?], [wrap(b0)?, wrap(b1)?]],
+            parties: Mutex::new([[Where::default(); 2]; 2]),
+            activity: activity.clone(),
+            epoch: self.epoch,
+        });
+        let mut tasks = Vec::with_capacity(4);
+        for end in 0..2 {
+            for kind in 0..2 {
+                let sh = shared.clone();
+                tasks.push(self.handle.spawn(pump(sh, end, kind)));
+            }
+        }
+        Some(Stream {
+            shared,
+            ports: [pa, pb],
+            tasks,
+        })
+    }
+
+    /// Points `body`, on its way to the party at `to`, at the box (see
+    /// `sip::MediaPlane::rewrite`).
+    pub(super) fn rewrite(
+        &self,
+        call: &str,
+        to: SocketAddr,
+        callee: bool,
+        host: IpAddr,
+        body: &[u8],
+    ) -> Option<Vec<u8>> {
+        let offer = sdp::parse(body)?;
+        let now = self.now_ms();
+        let mut calls = self.calls();
+        let c = calls.get_mut(call)?;
+        let end = match c.ends.iter().find(|(a, _)| *a == to) {
+            Some((_, e)) => *e,
+            None => {
+                // A party not seen yet: the callee when this is its call's first
+                // INVITE; else (by IP, for a TCP phone on a new connection) the end of a
+                // party at the same address, else the caller.
+                let e = if callee {
+                    CALLEE
+                } else {
+                    c.ends
+                        .iter()
+                        .find(|(a, _)| a.ip() == to.ip())
+                        .map(|(_, e)| *e)
+                        .unwrap_or(CALLER)
+                };
+                c.ends.push((to, e));
+                e
+            }
+        };
+        while c.streams.len() < offer.streams.len() {
+            match self.new_stream(&c.activity) {
+                Some(s) => c.streams.push(s),
+                None => {
+                    tracing::warn!(call, "media: no free port pair in the relay's range");
+                    return None;
+                }
+            }
+        }
+        let other = 1 - end;
+        // The box's own address in a body (one the box wrote, coming round again).
+        let mine: Vec<u16> = c
+            .streams
+            .iter()
+            .flat_map(|s| [s.ports[0], s.ports[0] + 1, s.ports[1], s.ports[1] + 1])
+            .collect();
+        let ours = |a: SocketAddr| a.ip() == host && mine.contains(&a.port());
+        for (i, s) in offer.streams.iter().enumerate() {
+            let mut p = c.streams[i].shared.parties();
+            for (kind, addr) in [(0, s.rtp), (1, s.rtcp)] {
+                let Some(addr) = addr else { continue };
+                if ours(addr) {
+                    continue;
+                }
+                let w = &mut p[other][kind];
+                if w.sdp != Some(addr) {
+                    // A new address: latch again on its first packet.
+                    w.sdp = Some(addr);
+                    w.latched = None;
+                }
+            }
+        }
+        c.held[other] = offer.on_hold();
+        c.last_sdp_ms = now;
+        let ports: Vec<u16> = c.streams.iter().map(|s| s.ports[end]).collect();
+        Some(sdp::rewrite(&offer, host, &ports))
+    }
+
+    /// Calls silent for longer than allowed: (call, ms since the last packet or SDP).
+    pub(super) fn silent(&self) -> Vec<(String, u64)> {
+        let now = self.now_ms();
+        let (t, h) = (
+            self.cfg.timeout.as_millis() as u64,
+            self.cfg.hold_timeout.as_millis() as u64,
+        );
+        self.calls()
+            .iter()
+            .filter_map(|(k, c)| {
+                if c.streams.is_empty() {
+                    return None;
+                }
+                let last = c
+                    .activity
+                    .last_ms
+                    .load(Ordering::Relaxed)
+                    .max(c.last_sdp_ms);
+                let idle = now.saturating_sub(last);
+                let limit = if c.held.iter().any(|h| *h) { h } else { t };
+                (idle >= limit).then(|| (k.clone(), idle))
+            })
+            .collect()
+    }
+
+    /// (packets relayed, dropped) of a call, for tests and the admin page.
+    pub(super) fn counts(&self, call: &str) -> Option<(u64, u64)> {
+        self.calls().get(call).map(|c| {
+            (
+                c.activity.packets.load(Ordering::Relaxed),
+                c.activity.dropped.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// The relay's RTP ports of each stream of a call: [facing the caller, the callee].
+    pub(super) fn ports(&self, call: &str) -> Option<Vec<[u16; 2]>> {
+        self.calls()
+            .get(call)
+            .map(|c| c.streams.iter().map(|s| s.ports).collect())
+    }
+
+    pub(super) fn idle_for(&self) -> Duration {
+        self.cfg.timeout
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Never block in drop (it may run on an async thread).
+        self.stop();
+    }
+}
+
+/// One socket's task: what arrives from the party of `end` goes out of the other end's
+/// socket of the same kind to the other party.
+async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
+    let mut buf = vec![0u8; 2048];
+    let other = 1 - end;
+    let sock = sh.socks[end][kind].clone();
+    let out = sh.socks[other][kind].clone();
+    loop {
+        let (n, src) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP port unreachable from an earlier send shows up here on Linux.
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    continue;
+                }
+                tracing::debug!(error = %e, "media: receive failed");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let dest = {
+            let mut p = sh.parties();
+            let me = &mut p[end][kind];
+            match me.latched {
+                None => me.latched = Some(src),
+                Some(l) if l != src => {
+                    drop(p);
+                    sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(_) => {}
+            }
+            p[other][kind].dest()
+        };
+        let Some(dest) = dest else {
+            sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        sh.activity
+            .last_ms
+            .store(sh.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        match out.try_send_to(&buf[..n], dest) {
+            Ok(_) => {
+                sh.activity.packets.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
