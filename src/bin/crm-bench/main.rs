@@ -3,13 +3,13 @@
 //! same run where the issue asks for one.
 
 mod backup;
-mod replication;
 mod calls;
 mod chat;
 mod core;
 mod httpc;
 mod import;
 mod notify;
+mod replication;
 mod server;
 mod signin;
 mod sip;

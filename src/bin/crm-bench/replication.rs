@@ -28,14 +28,23 @@ impl Drop for Proc {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn moto() -> anyhow::Result<(Proc, u16)> {
     let port = free_port()?;
     let p = Proc(
         std::process::Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?,
@@ -147,7 +156,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let data = work.path().join("data");
     let mut token = None;
     let mut customer = 0;
-    let mut results: Vec<(&str, Vec<f64>)> = vec![("off", vec![]), ("crm", vec![]), ("litestream", vec![])];
+    let mut results: Vec<(&str, Vec<f64>)> =
+        vec![("off", vec![]), ("crm", vec![]), ("litestream", vec![])];
     let mut lags: Vec<f64> = Vec::new();
     for round in 0..3 {
         for (mode, out) in results.iter_mut() {
@@ -156,7 +166,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let addr = running.http_addr;
             if token.is_none() {
                 let acc = running.ctx.accounts.clone();
-                let (t, c) = rt.block_on(async {
+                let t = rt.block_on(async {
                     let id = acc
                         .create_user(
                             None,
@@ -171,15 +181,23 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                         )
                         .await?;
                     let t = acc.create_token(None, id, "bench").await?;
-                    anyhow::Ok((t, ()))
+                    anyhow::Ok(t)
                 })?;
                 let bearer = format!("Bearer {t}");
-                let r = request(addr, "POST", "/api/v1/customers", &[("Authorization", &bearer), ("Content-Type", "application/json")], "{\"name\":\"Aziza Karimova\",\"phones\":[\"+998901234567\"]}")?;
+                let r = request(
+                    addr,
+                    "POST",
+                    "/api/v1/customers",
+                    &[
+                        ("Authorization", &bearer),
+                        ("Content-Type", "application/json"),
+                    ],
+                    "{\"name\":\"Aziza Karimova\",\"phones\":[\"+998901234567\"]}",
+                )?;
                 anyhow::ensure!(r.status == 201, "customer: {} {}", r.status, r.body);
                 customer = serde_json::from_str::<serde_json::Value>(&r.body)?["id"]
                     .as_i64()
                     .unwrap_or(1);
-                let _ = c;
                 token = Some(bearer);
             }
             let bearer = token.clone().expect("token");
@@ -206,7 +224,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                         if let Some(st) = crm::ops::remote::replicate::read_status(&cfg) {
                             let now = crm::ops::remote::now_ms();
                             if let Some(t) = st.targets.first() {
-                                v.push(t.lag_secs(now) + cfg.replication.interval_ms as f64 / 1000.0);
+                                v.push(
+                                    t.lag_secs(now) + cfg.replication.interval_ms as f64 / 1000.0,
+                                );
                             }
                         }
                         std::thread::sleep(Duration::from_millis(200));
@@ -261,12 +281,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     loop {
         let st = crm::ops::remote::replicate::read_status(&bcfg);
         let done = st.as_ref().is_some_and(|s| {
-            s.generation != 0 && s.targets.first().is_some_and(|t| t.pending == 0 && t.last_ok_ms.is_some())
+            s.generation != 0
+                && s.targets
+                    .first()
+                    .is_some_and(|t| t.pending == 0 && t.last_ok_ms.is_some())
         });
         if done {
             break;
         }
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(900), "snapshot upload took too long");
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(900),
+            "snapshot upload took too long"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("snapshot_upload_s={:.1}", t.elapsed().as_secs_f64());
@@ -304,13 +330,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             if ok {
                 break;
             }
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(900), "litestream never finished its snapshot");
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(900),
+                "litestream never finished its snapshot"
+            );
         }
     }
     let _ = std::process::Command::new("sync").status();
     let t = Instant::now();
     let copy = work.path().join("copy.db");
-    anyhow::ensure!(std::process::Command::new("cp").arg(cfg.db_path()).arg(&copy).status()?.success());
+    anyhow::ensure!(std::process::Command::new("cp")
+        .arg(cfg.db_path())
+        .arg(&copy)
+        .status()?
+        .success());
     let cp_s = t.elapsed().as_secs_f64();
     let fresh = work.path().join("fresh");
     let fcfg = config(&fresh, s3, true, &public);
