@@ -166,7 +166,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let addr = running.http_addr;
             if token.is_none() {
                 let acc = running.ctx.accounts.clone();
-                let (t, c) = rt.block_on(async {
+                let t = rt.block_on(async {
                     let id = acc
                         .create_user(
                             None,
@@ -181,7 +181,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                         )
                         .await?;
                     let t = acc.create_token(None, id, "bench").await?;
-                    anyhow::Ok((t, ()))
+                    anyhow::Ok(t)
                 })?;
                 let bearer = format!("Bearer {t}");
                 let r = request(
@@ -198,7 +198,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 customer = serde_json::from_str::<serde_json::Value>(&r.body)?["id"]
                     .as_i64()
                     .unwrap_or(1);
-                let _ = c;
                 token = Some(bearer);
             }
             let bearer = token.clone().expect("token");
