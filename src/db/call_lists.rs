@@ -599,6 +599,15 @@ pub fn finish_attempt(
     Ok(())
 }
 
+/// Gives an item to one operator.
+pub fn assign_to(c: &Connection, id: i64, user: i64) -> DbResult<()> {
+    c.execute(
+        "UPDATE call_list_items SET assigned_to = ?2 WHERE id = ?1",
+        params![id, user],
+    )?;
+    Ok(())
+}
+
 /// Puts a held item back (skipped), unchanged otherwise.
 pub fn release(c: &Connection, id: i64, user: i64, now: i64) -> DbResult<bool> {
     Ok(c.execute(

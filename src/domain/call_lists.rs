@@ -16,7 +16,10 @@ use super::telephony::Telephony;
 use super::work::{Store, Tx, Who};
 use super::{Action, Actor, DomainError, DomainResult, Msg};
 use crate::db::call_lists::{self as q, ItemRow, ListRow, OutcomeRow, SourceRow};
-pub use crate::db::call_lists::{AgentRow, DayCounts, LoggedOutcome, Targets};
+pub use crate::db::call_lists::{
+    AgentRow, DayCounts, ItemRow as Item, ListRow as List, LoggedOutcome,
+    OutcomeRow as OutcomeCode, Targets,
+};
 use crate::events::{Audience, Event};
 use crate::sip::CallEvent;
 
@@ -451,11 +454,7 @@ fn record_on_item(
     if o.effect == "callback" {
         // The one who promised the call makes it.
         if let Some(u) = user {
-            tx.execute(
-                "UPDATE call_list_items SET assigned_to = ?2 WHERE id = ?1",
-                crate::db::rusqlite::params![it.id, u],
-            )
-            .map_err(crate::db::DbError::from)?;
+            q::assign_to(tx, it.id, u)?;
         }
     }
     q::log_outcome(
@@ -758,6 +757,11 @@ impl CallLists {
             Some(id) => Ok(Some(self.queue_item(id, lang).await?)),
             None => Ok(None),
         }
+    }
+
+    /// The item `user` holds now, if any.
+    pub async fn held(&self, user: i64) -> DomainResult<Option<i64>> {
+        self.store.read(move |c| q::held_by(c, user)).await
     }
 
     /// The item with its card and script, for `lang`.
