@@ -447,7 +447,7 @@ fn record_on_item(
     callback: Option<i64>,
     user: Option<i64>,
 ) -> DomainResult<Recorded> {
-    let l = q::list(tx, it.list_id)?.ok_or(DomainError::NotFound)?;
+    let l = q::list_settings(tx, it.list_id)?.ok_or(DomainError::NotFound)?;
     let now = tx.now();
     let (state, next_at) = next_state(o, &l, it.attempts, now, callback);
     q::finish_attempt(tx, it.id, state, next_at, &o.code, note, now)?;
@@ -665,7 +665,7 @@ impl CallLists {
         }
         self.store
             .write(by, move |tx| {
-                let mut l = q::list(tx, id)?.ok_or(DomainError::NotFound)?;
+                let mut l = q::list_settings(tx, id)?.ok_or(DomainError::NotFound)?;
                 l.name = name;
                 l.state = u.state.clone();
                 settings.apply(&mut l);
@@ -718,7 +718,7 @@ impl CallLists {
         }
         self.store
             .view(move |c| {
-                q::list(c, list)?.ok_or(DomainError::NotFound)?;
+                q::list_settings(c, list)?.ok_or(DomainError::NotFound)?;
                 Ok(q::items(c, list, state.as_deref(), limit, offset)?)
             })
             .await
@@ -769,7 +769,7 @@ impl CallLists {
         self.store
             .view(move |c| {
                 let item = q::item(c, id)?.ok_or(DomainError::NotFound)?;
-                let list = q::list(c, item.list_id)?.ok_or(DomainError::NotFound)?;
+                let list = q::list_settings(c, item.list_id)?.ok_or(DomainError::NotFound)?;
                 let money =
                     super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
                 let (mut card, mut device, mut order) = (
@@ -837,7 +837,7 @@ impl CallLists {
                         return Err(DomainError::conflict("err.call_list.holding"));
                     }
                 }
-                let l = q::list(tx, list)?.ok_or(DomainError::NotFound)?;
+                let l = q::list_settings(tx, list)?.ok_or(DomainError::NotFound)?;
                 if l.state != "active" {
                     return Err(DomainError::conflict("err.call_list.not_active"));
                 }
