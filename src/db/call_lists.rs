@@ -190,6 +190,20 @@ pub fn lists(c: &Connection) -> DbResult<Vec<ListRow>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A list's settings without its item counts (the counts walk every item: not for the
+/// queue's hot path).
+pub fn list_settings(c: &Connection, id: i64) -> DbResult<Option<ListRow>> {
+    Ok(c.prepare_cached(
+        "SELECT l.id, l.name, l.source, l.source_ref, l.branch_id, l.state,
+            l.assignment, l.daily_cap, l.retry_no_answer_minutes, l.retry_busy_minutes, l.max_attempts,
+            l.script_en, l.script_ru, l.script_uz, l.script_uz_cyrl, l.created_at, l.updated_at,
+            0, 0, 0, 0
+         FROM call_lists l WHERE l.id = ?1",
+    )?
+    .query_row([id], list_from)
+    .optional()?)
+}
+
 pub fn list(c: &Connection, id: i64) -> DbResult<Option<ListRow>> {
     Ok(c.prepare_cached(&format!("{LIST_SELECT} WHERE l.id = ?1"))?
         .query_row([id], list_from)
@@ -595,6 +609,15 @@ pub fn finish_attempt(
             attempts = attempts + 1, taken_by = NULL, taken_at = NULL, updated_at = ?6
          WHERE id = ?1",
         params![id, state, next_at, outcome, note, now],
+    )?;
+    Ok(())
+}
+
+/// Gives an item to one operator.
+pub fn assign_to(c: &Connection, id: i64, user: i64) -> DbResult<()> {
+    c.execute(
+        "UPDATE call_list_items SET assigned_to = ?2 WHERE id = ?1",
+        params![id, user],
     )?;
     Ok(())
 }

@@ -16,7 +16,10 @@ use super::telephony::Telephony;
 use super::work::{Store, Tx, Who};
 use super::{Action, Actor, DomainError, DomainResult, Msg};
 use crate::db::call_lists::{self as q, ItemRow, ListRow, OutcomeRow, SourceRow};
-pub use crate::db::call_lists::{AgentRow, DayCounts, LoggedOutcome, Targets};
+pub use crate::db::call_lists::{
+    AgentRow, DayCounts, ItemRow as Item, ListRow as List, LoggedOutcome,
+    OutcomeRow as OutcomeCode, Targets,
+};
 use crate::events::{Audience, Event};
 use crate::sip::CallEvent;
 
@@ -444,18 +447,14 @@ fn record_on_item(
     callback: Option<i64>,
     user: Option<i64>,
 ) -> DomainResult<Recorded> {
-    let l = q::list(tx, it.list_id)?.ok_or(DomainError::NotFound)?;
+    let l = q::list_settings(tx, it.list_id)?.ok_or(DomainError::NotFound)?;
     let now = tx.now();
     let (state, next_at) = next_state(o, &l, it.attempts, now, callback);
     q::finish_attempt(tx, it.id, state, next_at, &o.code, note, now)?;
     if o.effect == "callback" {
         // The one who promised the call makes it.
         if let Some(u) = user {
-            tx.execute(
-                "UPDATE call_list_items SET assigned_to = ?2 WHERE id = ?1",
-                crate::db::rusqlite::params![it.id, u],
-            )
-            .map_err(crate::db::DbError::from)?;
+            q::assign_to(tx, it.id, u)?;
         }
     }
     q::log_outcome(
@@ -666,7 +665,7 @@ impl CallLists {
         }
         self.store
             .write(by, move |tx| {
-                let mut l = q::list(tx, id)?.ok_or(DomainError::NotFound)?;
+                let mut l = q::list_settings(tx, id)?.ok_or(DomainError::NotFound)?;
                 l.name = name;
                 l.state = u.state.clone();
                 settings.apply(&mut l);
@@ -719,7 +718,7 @@ impl CallLists {
         }
         self.store
             .view(move |c| {
-                q::list(c, list)?.ok_or(DomainError::NotFound)?;
+                q::list_settings(c, list)?.ok_or(DomainError::NotFound)?;
                 Ok(q::items(c, list, state.as_deref(), limit, offset)?)
             })
             .await
@@ -760,12 +759,17 @@ impl CallLists {
         }
     }
 
+    /// The item `user` holds now, if any.
+    pub async fn held(&self, user: i64) -> DomainResult<Option<i64>> {
+        self.store.read(move |c| q::held_by(c, user)).await
+    }
+
     /// The item with its card and script, for `lang`.
     pub async fn queue_item(&self, id: i64, lang: String) -> DomainResult<QueueItem> {
         self.store
             .view(move |c| {
                 let item = q::item(c, id)?.ok_or(DomainError::NotFound)?;
-                let list = q::list(c, item.list_id)?.ok_or(DomainError::NotFound)?;
+                let list = q::list_settings(c, item.list_id)?.ok_or(DomainError::NotFound)?;
                 let money =
                     super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
                 let (mut card, mut device, mut order) = (
@@ -833,7 +837,7 @@ impl CallLists {
                         return Err(DomainError::conflict("err.call_list.holding"));
                     }
                 }
-                let l = q::list(tx, list)?.ok_or(DomainError::NotFound)?;
+                let l = q::list_settings(tx, list)?.ok_or(DomainError::NotFound)?;
                 if l.state != "active" {
                     return Err(DomainError::conflict("err.call_list.not_active"));
                 }

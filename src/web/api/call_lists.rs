@@ -5,9 +5,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::call_lists::{ItemRow, ListRow, OutcomeRow};
 use crate::domain::call_lists::{
-    CallList, ListUpdate, NewList, OutcomeInput, Progress, QueueItem, Targets,
+    CallList, Item as ItemRow, List as ListRow, ListUpdate, NewList, OutcomeCode as OutcomeRow,
+    OutcomeInput, Progress, QueueItem, Targets,
 };
 use crate::domain::{Action, Actor, DomainError};
 use crate::web::error::{ApiError, ErrorBody};

@@ -7,10 +7,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{html, html_status, redirect};
-use crate::db::call_lists::{ItemRow, ListRow, OutcomeRow};
 use crate::domain::call_lists::{
-    AgentInput, ListSettings, ListUpdate, NewList, OutcomeInput, Progress, QueueItem, Scripts,
-    Targets,
+    AgentInput, Item as ItemRow, List as ListRow, ListSettings, ListUpdate, NewList,
+    OutcomeCode as OutcomeRow, OutcomeInput, Progress, QueueItem, Scripts, Targets,
 };
 use crate::domain::{Action, Actor, DomainError, Msg};
 use crate::model::PhoneNumber;
@@ -137,7 +136,7 @@ impl ListForm {
         f
     }
 
-    fn of(l: &ListRow, agents: &[crate::db::call_lists::AgentRow]) -> ListForm {
+    fn of(l: &ListRow, agents: &[crate::domain::call_lists::AgentRow]) -> ListForm {
         ListForm {
             name: l.name.clone(),
             state: l.state.clone(),
@@ -500,17 +499,7 @@ fn progress_line(ui: &Ui, p: &Progress) -> Markup {
 pub async fn queue(ui: Ui, actor: Actor) -> HttpResponse {
     let cl = &ui.state.ctx.call_lists;
     let outcomes = cl.outcomes().await.unwrap_or_default();
-    let held = ui
-        .state
-        .ctx
-        .store
-        .view({
-            let uid = actor.user_id;
-            move |c| Ok(crate::db::call_lists::held_by(c, uid)?)
-        })
-        .await
-        .ok()
-        .flatten();
+    let held = cl.held(actor.user_id).await.ok().flatten();
     let item = match held {
         Some(id) => cl
             .queue_item(id, actor.language.code().to_string())
@@ -963,7 +952,7 @@ pub async fn customer_section(ui: &Ui, actor: &Actor, customer: i64) -> Markup {
 /// The wrap-ups of these calls, as the call log shows them: (outcome name, note).
 pub async fn wraps_for(
     ui: &Ui,
-    rows: &[crate::db::calls::CallRow],
+    rows: &[crate::domain::calls::CallRow],
 ) -> std::collections::HashMap<String, (String, String)> {
     let cl = &ui.state.ctx.call_lists;
     let ids = rows.iter().map(|k| k.call_id.clone()).collect();
