@@ -101,10 +101,14 @@ async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
     assert!(href.starts_with("/customers/"), "{href}");
     let dial = b.attr(".call-pop a[data-dial]", "data-dial").await;
     assert_eq!(dial.as_deref(), Some("+998901234567"));
+    // The call this user answered ends: the card turns into the wrap-up form (issue 18),
+    // and closes when dismissed.
     assert!(
-        gone(&b, ".call-pop").await,
-        "the card closes when the call ends"
+        b.wait_text(".call-pop.wrap-up .wrap-form", "").await,
+        "the card turns into the wrap-up form when the call ends"
     );
+    b.click(".call-pop.wrap-up .pop-close").await;
+    assert!(gone(&b, ".call-pop").await, "the card closes when dismissed");
     assert_ok(&c.await.unwrap(), 1, "first call");
 
     // An unknown number: buttons to create the customer or the order with it.
