@@ -30,5 +30,9 @@ CREATE TABLE user_branches (
 ALTER TABLE branches ADD COLUMN order_prefix TEXT NOT NULL DEFAULT '';
 ALTER TABLE branches ADD COLUMN hours TEXT NOT NULL DEFAULT '';
 
--- Orders by branch, newest first: the list of a branch-scoped user.
+-- Orders by branch in id order (the list of a branch-scoped user reads one range, newest
+-- first); by branch and master (a master's queue within a branch) and by branch and
+-- status (the capped count of a branch's closed orders reads the index alone).
 CREATE INDEX orders_branch_scope ON orders(branch_id);
+CREATE INDEX orders_branch_master ON orders(branch_id, master_id);
+CREATE INDEX orders_branch_status ON orders(branch_id, status_id);

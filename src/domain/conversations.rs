@@ -744,9 +744,12 @@ impl Conversations {
                 let conv = Self::visible_conv(tx, &a, id)?;
                 let now = tx.now();
                 if let Some(o) = input.order_id {
+                    // The customer's order, in one of the user's branches.
                     let ok = conv.customer_id.is_some()
-                        && crate::db::orders::get(tx, o)?
-                            .is_some_and(|row| Some(row.customer_id) == conv.customer_id);
+                        && crate::db::orders::get(tx, o)?.is_some_and(|row| {
+                            Some(row.customer_id) == conv.customer_id
+                                && a.sees_branch(row.branch_id)
+                        });
                     if !ok {
                         return Err(DomainError::invalid("err.inbox.order_not_customers"));
                     }

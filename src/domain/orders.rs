@@ -1380,10 +1380,33 @@ impl Orders {
             .ok_or(DomainError::NotFound)
     }
 
-    pub async fn payments_of_customer(&self, customer: i64) -> DomainResult<Vec<PaymentRow>> {
+    /// A customer's payments on the orders `by` may see (their branches; a master's own).
+    pub async fn payments_of_customer(
+        &self,
+        by: &Actor,
+        customer: i64,
+    ) -> DomainResult<Vec<PaymentRow>> {
+        let by = by.clone();
         Ok(self
             .db
-            .read(move |c| q::payments(c, None, Some(customer)))
+            .read(move |c| {
+                let mut seen: std::collections::HashMap<i64, bool> = Default::default();
+                let mut out = Vec::new();
+                for p in q::payments(c, None, Some(customer))? {
+                    let ok = match seen.get(&p.order_id) {
+                        Some(ok) => *ok,
+                        None => {
+                            let ok = q::get(c, p.order_id)?.is_some_and(|o| visible(&by, &o));
+                            seen.insert(p.order_id, ok);
+                            ok
+                        }
+                    };
+                    if ok {
+                        out.push(p);
+                    }
+                }
+                Ok(out)
+            })
             .await?)
     }
 

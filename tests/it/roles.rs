@@ -196,6 +196,40 @@ async fn nothing_of_branch_b_reaches_branch_a() {
     assert_eq!(b_now["order"]["total"], ch.order_b["total"]);
     assert_eq!(b_now["timeline"].as_array().unwrap().len(), 1, "{b_now}");
 
+    // Customers are shared across branches, their orders and payments are not: B's
+    // customer's card shows A's user neither B's order nor its payment.
+    let (s, v) = ch
+        .admin
+        .post(
+            &format!("/api/v1/orders/{idb}/payments"),
+            json!({"kind": "payment", "amount": 777_000, "note": "filial-b-tolov"}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let cb = ch.order_b["customer_id"].as_i64().unwrap();
+    let card = sa.get(&format!("/customers/{cb}")).await;
+    assert_eq!(card.status(), 200);
+    let card = card.text().await.unwrap();
+    assert!(card.contains("Botir Qodirov"), "the shared customer shows");
+    assert!(
+        !card.contains(&link) && !card.contains(&nb),
+        "B's order on the card"
+    );
+    assert!(!card.contains("filial-b-tolov"), "B's payment on the card");
+    let admin_card = ch
+        .app
+        .login_admin()
+        .await
+        .get(&format!("/customers/{cb}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        admin_card.contains("filial-b-tolov") || admin_card.contains("777"),
+        "the admin sees it"
+    );
+
     // Intake in B by A's user is refused; by default it lands in A's branch.
     let cust = ch.order_a["customer_id"].as_i64().unwrap();
     let (s, v) = opa

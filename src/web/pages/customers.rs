@@ -343,7 +343,7 @@ async fn card(
         .unwrap_or_default();
     let payments = ctx
         .orders
-        .payments_of_customer(id)
+        .payments_of_customer(actor, id)
         .await
         .unwrap_or_default();
     let statuses = ctx.orders.statuses().await.unwrap_or_default();
