@@ -108,7 +108,10 @@ async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
         "the card turns into the wrap-up form when the call ends"
     );
     b.click(".call-pop.wrap-up .pop-close").await;
-    assert!(gone(&b, ".call-pop").await, "the card closes when dismissed");
+    assert!(
+        gone(&b, ".call-pop").await,
+        "the card closes when dismissed"
+    );
     assert_ok(&c.await.unwrap(), 1, "first call");
 
     // An unknown number: buttons to create the customer or the order with it.
