@@ -61,6 +61,48 @@ fn first_byte(
     Ok((first, all, status))
 }
 
+/// One WebDriver request. chromedriver keeps connections open whatever the request says,
+/// so the answer is read by its Content-Length, not to the end of the stream.
+fn wd(addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = s.read(&mut buf)?;
+        anyhow::ensure!(n > 0, "webdriver closed the connection");
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                })
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + len {
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                return Ok((
+                    status,
+                    String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).to_string(),
+                ));
+            }
+        }
+    }
+}
+
 /// A WebDriver session on a chromedriver of our own.
 struct Driver {
     child: Child,
@@ -121,15 +163,14 @@ impl Driver {
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> anyhow::Result<Value> {
-        let r = request(
+        let (status, text) = wd(
             self.addr,
             method,
             &format!("/session/{}{path}", self.session),
-            &[("Content-Type", "application/json")],
             &body.to_string(),
         )?;
-        let v: Value = serde_json::from_str(&r.body)?;
-        anyhow::ensure!(r.status == 200, "webdriver {path}: {}", r.body);
+        let v: Value = serde_json::from_str(&text)?;
+        anyhow::ensure!(status == 200, "webdriver {path}: {text}");
         Ok(v["value"].clone())
     }
 
@@ -203,7 +244,7 @@ fn measure(addr: SocketAddr, rounds: usize) -> anyhow::Result<()> {
     let pages: Vec<String> = [
         "/",
         "/orders",
-        "/orders?status=in_work",
+        "/orders?overdue=1",
         &format!("/orders/{order}"),
         "/orders/new",
         "/my",
