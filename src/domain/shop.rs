@@ -255,6 +255,20 @@ pub async fn logo(db: &Db) -> DomainResult<Option<Logo>> {
     Ok(db.read(logo_in).await?)
 }
 
+/// The stored logo's version only, for the pages that link to it: they need its URL, not
+/// its bytes, so the picture is neither decoded nor copied while a page is rendered.
+pub async fn logo_version(db: &Db) -> DomainResult<Option<String>> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: String,
+    }
+    Ok(db
+        .read(|c| q::get(c, LOGO_KEY))
+        .await?
+        .and_then(|raw| serde_json::from_str::<Version>(&raw).ok())
+        .map(|v| v.version))
+}
+
 /// Replaces the logo (`None` removes it).
 pub async fn set_logo(store: &Store, by: &Actor, bytes: Option<Vec<u8>>) -> DomainResult<()> {
     use base64::Engine;

@@ -1374,7 +1374,10 @@ async fn print(ui: Ui, actor: Actor, id: i64, paper: Paper, act: bool) -> HttpRe
         Err(e) => return fail(&ui, e),
     };
     let shop = crate::domain::shop::load(&ctx.db).await.unwrap_or_default();
-    let logo = crate::domain::shop::logo(&ctx.db).await.ok().flatten();
+    let logo = crate::domain::shop::logo_version(&ctx.db)
+        .await
+        .ok()
+        .flatten();
     let o = &v.order;
     // The branch's own address, phone and hours head its receipts (issue 19).
     let shop = match crate::domain::branches::get(&ctx.db, o.branch_id).await {
@@ -1410,7 +1413,7 @@ async fn print(ui: Ui, actor: Actor, id: i64, paper: Paper, act: bool) -> HttpRe
             body class=(paper.class()) {
                 (print_tools(&ui, o.id, paper))
                 header.shop {
-                    @if let Some(l) = &logo { img.shop-logo #shop-logo src=(format!("/shop/logo?v={}", l.version)) alt=""; }
+                    @if let Some(v) = &logo { img.shop-logo #shop-logo src=(format!("/shop/logo?v={v}")) alt=""; }
                     h1 { (shop.name) }
                     p { (shop.address) @if !shop.phone.is_empty() { " · " (shop.phone) } @if !shop.hours.is_empty() { " · " (shop.hours) } }
                 }

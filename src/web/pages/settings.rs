@@ -23,7 +23,10 @@ async fn render(
     let ctx = &ui.state.ctx;
     let statuses = ctx.orders.statuses().await.unwrap_or_default();
     let transitions = ctx.orders.transitions().await.unwrap_or_default();
-    let logo = crate::domain::shop::logo(&ctx.db).await.ok().flatten();
+    let logo = crate::domain::shop::logo_version(&ctx.db)
+        .await
+        .ok()
+        .flatten();
     html_status(
         status,
         page(
@@ -65,8 +68,8 @@ async fn render(
                 }
                 section.card #logo-card {
                     h2 { (ui.t("desk.logo")) }
-                    @if let Some(l) = &logo {
-                        img #logo-preview src=(format!("/shop/logo?v={}", l.version)) alt=(ui.t("desk.logo")) height="60";
+                    @if let Some(v) = &logo {
+                        img #logo-preview src=(format!("/shop/logo?v={v}")) alt=(ui.t("desk.logo")) height="60";
                     }
                     form #logo-form method="post" action="/settings/logo" enctype="multipart/form-data" {
                         (csrf_field(ui))
