@@ -52,6 +52,8 @@ pub struct AppContext {
     pub sip: Arc<std::sync::RwLock<Option<crate::sip::SipControl>>>,
     /// The shop clock (time zone setting): every "today", local hour and year.
     pub clock: Clock,
+    /// Call recording: policies, the recordings made, retention (issue 16).
+    pub recordings: crate::domain::recordings::Recordings,
 }
 
 impl AppContext {
@@ -95,6 +97,10 @@ impl AppContext {
             notifications.clone(),
             &config.attachments_dir(),
         );
+        let recordings = crate::domain::recordings::Recordings::new(
+            store.clone(),
+            config.data_dir.join("recordings"),
+        );
         Ok(AppContext {
             conversations,
             config: Arc::new(config),
@@ -117,6 +123,7 @@ impl AppContext {
             telephony,
             call_events: tokio::sync::broadcast::channel(1024).0,
             sip: Arc::default(),
+            recordings,
             clock,
         })
     }

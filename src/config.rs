@@ -413,10 +413,10 @@ impl MediaSettings {
     }
 
     /// The relay's settings, or None when it is off.
+    /// The relay's settings. It runs whenever SIP does, also with `relay = "off"`: a
+    /// recorded call is anchored whatever `relay` says (no sockets are bound until then).
     pub fn relay_config(&self) -> Result<Option<crate::media::MediaConfig>, ConfigError> {
-        if self.anchor()? == crate::media::Anchor::Off {
-            return Ok(None);
-        }
+        self.anchor()?;
         let bad = |key: &'static str, value: String, message: &str| ConfigError::Invalid {
             key,
             value,

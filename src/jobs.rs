@@ -12,6 +12,8 @@ use crate::app::AppContext;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(30 * 60);
 const SESSION_PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
 
+const RECORDING_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 /// The running jobs; [`Jobs::stop`] ends them.
 pub struct Jobs {
     stop: watch::Sender<bool>,
@@ -55,6 +57,20 @@ pub fn start(ctx: &AppContext) -> Jobs {
                     .await
             {
                 tracing::warn!(error = %e, "change journal cleanup failed");
+            }
+        }
+    }));
+
+    // Call recordings past their retention (issue 16): checked every hour, so a day's
+    // recordings go within an hour of their last day.
+    let c = ctx.clone();
+    tasks.push(every(RECORDING_SWEEP_EVERY, stopped.clone(), move || {
+        let c = c.clone();
+        async move {
+            match c.recordings.sweep().await {
+                Ok(n) if n > 0 => tracing::info!(recordings = n, "old call recordings deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "recording retention sweep failed"),
             }
         }
     }));

@@ -93,6 +93,14 @@ async fn start_sip(
         Some(m) => Some(crate::media::Media::start(m)?),
         None => None,
     };
+    if let Some(m) = &media {
+        ctx.recordings.reload().await?;
+        m.set_recording(
+            recorder_config(ctx),
+            std::sync::Arc::new(ctx.recordings.policy_map()),
+        )?;
+        ctx.recordings.attach(m.clone());
+    }
     let plane = media
         .clone()
         .map(|m| std::sync::Arc::new(m) as std::sync::Arc<dyn crate::sip::MediaPlane>);
@@ -108,6 +116,32 @@ async fn start_sip(
     .map_err(|e| anyhow::anyhow!("cannot listen for SIP on {listen}: {e}"))?;
     ctx.telephony.attach(handle.control()).await?;
     Ok((handle, store, media))
+}
+
+/// Where the media plane's recorder files recordings and whom it tells (the call log,
+/// through the unit of work, on the app's runtime: the writer thread never waits).
+fn recorder_config(ctx: &AppContext) -> crate::media::record::RecorderConfig {
+    let clock = ctx.clock.clone();
+    let recordings = ctx.recordings.clone();
+    let rt = tokio::runtime::Handle::current();
+    crate::media::record::RecorderConfig {
+        dir: ctx.recordings.dir().to_path_buf(),
+        subdir: std::sync::Arc::new(move || {
+            let c = clock.get();
+            let d = c.date_of(c.now());
+            format!("{:04}/{:02}", d.year(), d.month())
+        }),
+        done: std::sync::Arc::new(move |f| {
+            let r = recordings.clone();
+            rt.spawn(async move {
+                let call = f.call.clone();
+                if let Err(e) = r.finished(f).await {
+                    tracing::warn!(call, error = %e, "recording: cannot file the recording");
+                }
+            });
+        }),
+        feature: crate::media::record::FEATURE_CODE.into(),
+    }
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {

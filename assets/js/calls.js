@@ -120,7 +120,7 @@
   function onAnswered(d) {
     var c = find(d.call_id);
     if (!c) return;
-    if (d.user_id === me) { c.classList.add("answered-here"); return; }
+    if (d.user_id === me) { c.classList.add("answered-here"); recordButton(c, d); return; }
     c.classList.add("answered-elsewhere");
     var body = c.querySelector(".pop-body");
     // Who answered is only told to those who may see calls.
@@ -128,6 +128,41 @@
     body.insertBefore(note, body.firstChild);
     var keys = c.querySelector(".pop-actions");
     if (keys) keys.remove();
+  }
+  // Call recording (issue 16): "Record" on the card of a call this user took, for those
+  // allowed to listen; the server refuses a call whose recording policy is off.
+  function recordButton(c, d) {
+    if (t.canRecord !== "1" || c.querySelector(".pop-record")) return;
+    var b = el("button", "pop-record", t.tRecord);
+    b.type = "button";
+    var msg = el("span", "pop-record-status muted");
+    msg.setAttribute("role", "status");
+    b.addEventListener("click", function () {
+      b.disabled = true;
+      var body = new URLSearchParams();
+      body.set("call_id", d.call_id);
+      fetch("/calls/record", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "x-csrf-token": document.body.dataset.csrf || "",
+          "content-type": "application/x-www-form-urlencoded",
+          "accept": "application/json"
+        },
+        body: body.toString()
+      }).then(function (r) {
+        return r.json().then(function (j) { return { ok: r.ok, j: j }; }, function () { return { ok: r.ok, j: {} }; });
+      }).then(function (res) {
+        msg.textContent = res.ok ? (res.j.message || "") : ((res.j.error && res.j.error.message) || "error");
+        if (!res.ok) b.disabled = false;
+      }, function () { b.disabled = false; msg.textContent = "network error"; });
+    });
+    var where = c.querySelector(".pop-body") || c;
+    var p = el("p", "pop-record-row");
+    p.appendChild(b);
+    p.appendChild(document.createTextNode(" "));
+    p.appendChild(msg);
+    where.appendChild(p);
   }
   function onEnded(d) {
     var c = find(d.call_id);

@@ -47,12 +47,15 @@ pub struct CallRow {
     /// continues (the chain in the log).
     pub transferred_by: Option<String>,
     pub transferred_from: Option<String>,
+    /// A recording of the call exists (`GET /calls/{id}/recording`).
+    pub recorded: bool,
 }
 
 const CALL_SELECT: &str = "SELECT k.id, k.call_id, k.direction, k.from_number, k.to_number,
     k.party_number, k.ring_group, k.extensions, k.answered_ext, k.answered_user_id, u.display_name,
     k.customer_id, cu.name, k.open_orders, k.started_ms, k.answered_ms, k.ended_ms, k.ring_ms,
-    k.talk_ms, k.outcome, k.cause, k.transferred_by, k.transferred_from
+    k.talk_ms, k.outcome, k.cause, k.transferred_by, k.transferred_from,
+    EXISTS (SELECT 1 FROM recordings rec WHERE rec.call_id = k.call_id)
     FROM calls k
     LEFT JOIN users u ON u.id = k.answered_user_id
     LEFT JOIN customers cu ON cu.id = k.customer_id";
@@ -91,6 +94,7 @@ fn call_from_row(r: &Row) -> rusqlite::Result<CallRow> {
         cause: r.get(20)?,
         transferred_by: r.get(21)?,
         transferred_from: r.get(22)?,
+        recorded: r.get(23)?,
     })
 }
 

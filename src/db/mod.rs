@@ -20,6 +20,7 @@ pub mod orders;
 pub mod outbox;
 pub mod promos;
 pub mod provisioning;
+pub mod recordings;
 pub mod replica;
 pub mod reports;
 pub mod roles;

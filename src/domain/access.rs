@@ -231,6 +231,8 @@ actions! {
     PlaceCalls = "calls.dial", Calls, [Admin Operator Master];
     /// An outcome and a note on a call one took or placed (the wrap-up).
     WrapUpCalls = "calls.wrap_up", Calls, [Admin Operator Master];
+    /// Play and download call recordings; start recording a call from its card.
+    ListenRecordings = "calls.listen", Calls, [Admin];
 
     // Call lists
     /// Work call lists from one's queue: take items, call them, record outcomes; see

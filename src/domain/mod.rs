@@ -22,6 +22,7 @@ pub mod notifications;
 pub mod orders;
 pub mod promotions;
 pub mod provisioning;
+pub mod recordings;
 pub mod roles;
 pub mod search;
 pub mod seed;

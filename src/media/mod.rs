@@ -11,6 +11,7 @@
 //! No transcoding: every payload passes unchanged, so G.711, G.722, Opus and
 //! telephone-event all work as the two parties agreed.
 
+pub mod record;
 mod relay;
 pub mod sdp;
 
@@ -72,11 +73,18 @@ impl Default for MediaConfig {
     }
 }
 
+/// The app's answer to "how is a call between these parties recorded?" (kept in
+/// memory by the app, as the SIP directory is).
+pub trait RecordingPolicy: Send + Sync {
+    fn recording(&self, parties: &[&str], trunk: Option<i64>) -> crate::sip::Recording;
+}
+
 /// The running relay.
 #[derive(Clone)]
 pub struct Media {
     relay: Arc<relay::Relay>,
     advertise: Option<IpAddr>,
+    policy: Arc<std::sync::OnceLock<Arc<dyn RecordingPolicy>>>,
 }
 
 impl Media {
@@ -85,7 +93,35 @@ impl Media {
         Ok(Media {
             relay: Arc::new(relay::Relay::start(cfg)?),
             advertise,
+            policy: Default::default(),
         })
+    }
+
+    /// Records calls as `policy` says, into files by `cfg` (once, before calls come).
+    pub fn set_recording(
+        &self,
+        cfg: record::RecorderConfig,
+        policy: Arc<dyn RecordingPolicy>,
+    ) -> std::io::Result<()> {
+        self.relay.set_recorder(record::Recorder::start(cfg)?);
+        let _ = self.policy.set(policy);
+        Ok(())
+    }
+
+    /// Starts recording call `call` now (the call-card button); false when the call is
+    /// not anchored for recording (its policy is off, or it is over).
+    pub fn record_now(&self, call: &str) -> bool {
+        self.relay.record_now(call)
+    }
+
+    /// Is call `call` anchored with a recording tap?
+    pub fn is_recorded(&self, call: &str) -> bool {
+        self.relay.is_recorded(call)
+    }
+
+    /// Packet copies the recorder dropped because it was behind.
+    pub fn recorder_dropped(&self) -> u64 {
+        self.relay.recorder().map(|r| r.dropped()).unwrap_or(0)
     }
 
     /// Closes every stream and stops the relay's threads.
@@ -137,6 +173,17 @@ impl crate::sip::MediaPlane for Media {
 
     fn end(&self, call: &str) {
         self.relay.end(call);
+    }
+
+    fn recording(&self, parties: &[&str], trunk: Option<i64>) -> crate::sip::Recording {
+        match self.policy.get() {
+            Some(p) if self.relay.recorder().is_some() => p.recording(parties, trunk),
+            _ => crate::sip::Recording::Off,
+        }
+    }
+
+    fn record(&self, call: &str, how: crate::sip::Recording) {
+        self.relay.record(call, how);
     }
 
     fn silent(&self) -> Vec<(String, Duration)> {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
+use super::record::{Msg, Recorder};
 use super::sdp;
 use super::MediaConfig;
 
@@ -56,6 +57,8 @@ struct Shared {
     parties: Mutex<[[Where; 2]; 2]>,
     activity: Arc<Activity>,
     epoch: Instant,
+    /// A recorded call: its id and the writer (RTP copies go there).
+    tap: std::sync::OnceLock<(Arc<str>, Recorder)>,
 }
 
 impl Shared {
@@ -90,6 +93,8 @@ struct Call {
     last_sdp_ms: u64,
     /// The latest SDP of either party holds the call.
     held: [bool; 2],
+    /// Recorded (the policy is not off): its id for the writer.
+    rec: Option<Arc<str>>,
 }
 
 pub(super) struct Relay {
@@ -100,6 +105,7 @@ pub(super) struct Relay {
     /// The next even port to try.
     cursor: Mutex<u16>,
     epoch: Instant,
+    recorder: std::sync::OnceLock<Recorder>,
 }
 
 fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<std::net::UdpSocket> {
@@ -130,6 +136,7 @@ impl Relay {
             calls: Mutex::new(HashMap::new()),
             cursor: Mutex::new(first),
             epoch: Instant::now(),
+            recorder: std::sync::OnceLock::new(),
         })
     }
 
@@ -158,7 +165,48 @@ impl Relay {
                 activity: Arc::new(Activity::default()),
                 last_sdp_ms: now,
                 held: [false; 2],
+                rec: None,
             });
+    }
+
+    pub(super) fn set_recorder(&self, r: Recorder) {
+        let _ = self.recorder.set(r);
+    }
+
+    pub(super) fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.get()
+    }
+
+    /// Taps call `call` for the recorder (`how`: from the start or on demand).
+    pub(super) fn record(&self, call: &str, how: crate::sip::Recording) {
+        let Some(r) = self.recorder.get() else { return };
+        let mut calls = self.calls();
+        let Some(c) = calls.get_mut(call) else { return };
+        let id = c.rec.get_or_insert_with(|| Arc::from(call)).clone();
+        r.send(Msg::Start(id.clone(), how));
+        for s in &c.streams {
+            let _ = s.shared.tap.set((id.clone(), r.clone()));
+        }
+    }
+
+    /// Starts recording a tapped call now (the call-card button). False: the call is
+    /// not tapped.
+    pub(super) fn record_now(&self, call: &str) -> bool {
+        let Some(r) = self.recorder.get() else {
+            return false;
+        };
+        let calls = self.calls();
+        match calls.get(call).and_then(|c| c.rec.clone()) {
+            Some(id) => {
+                r.send(Msg::Now(id));
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn is_recorded(&self, call: &str) -> bool {
+        self.calls().get(call).is_some_and(|c| c.rec.is_some())
     }
 
     pub(super) fn is_open(&self, call: &str) -> bool {
@@ -167,6 +215,12 @@ impl Relay {
 
     pub(super) fn end(&self, call: &str) {
         let gone = self.calls().remove(call);
+        if let (Some(id), Some(r)) = (
+            gone.as_ref().and_then(|c| c.rec.clone()),
+            self.recorder.get(),
+        ) {
+            r.send(Msg::End(id));
+        }
         drop(gone); // aborts the tasks, closes the sockets
     }
 
@@ -197,7 +251,7 @@ impl Relay {
         None
     }
 
-    fn new_stream(&self, activity: &Arc<Activity>) -> Option<Stream> {
+    fn new_stream(&self, activity: &Arc<Activity>, rec: Option<&Arc<str>>) -> Option<Stream> {
         let ([a0, a1], pa) = self.pair()?;
         let ([b0, b1], pb) = self.pair()?;
         let _g = self.handle.enter();
@@ -207,7 +261,11 @@ impl Relay {
             parties: Mutex::new([[Where::default(); 2]; 2]),
             activity: activity.clone(),
             epoch: self.epoch,
+            tap: std::sync::OnceLock::new(),
         });
+        if let (Some(id), Some(r)) = (rec, self.recorder.get()) {
+            let _ = shared.tap.set((id.clone(), r.clone()));
+        }
         let mut tasks = Vec::with_capacity(4);
         for end in 0..2 {
             for kind in 0..2 {
@@ -240,10 +298,14 @@ impl Relay {
             Some((_, e)) => *e,
             None => {
                 // A party not seen yet: the callee when this is its call's first
-                // INVITE; else (by IP, for a TCP phone on a new connection) the end of a
-                // party at the same address, else the caller.
+                // INVITE; else the caller when no body went to the caller yet (two
+                // phones behind one address must not share an end); else (by IP, for a
+                // TCP phone on a new connection) the end of a party at the same
+                // address, else the caller.
                 let e = if callee {
                     CALLEE
+                } else if !c.ends.iter().any(|(_, e)| *e == CALLER) {
+                    CALLER
                 } else {
                     c.ends
                         .iter()
@@ -256,7 +318,7 @@ impl Relay {
             }
         };
         while c.streams.len() < offer.streams.len() {
-            match self.new_stream(&c.activity) {
+            match self.new_stream(&c.activity, c.rec.as_ref()) {
                 Some(s) => c.streams.push(s),
                 None => {
                     tracing::warn!(call, "media: no free port pair in the relay's range");
@@ -288,6 +350,14 @@ impl Relay {
             }
         }
         c.held[other] = offer.on_hold();
+        if let (Some(id), Some(r)) = (&c.rec, self.recorder.get()) {
+            let f = offer
+                .streams
+                .iter()
+                .flat_map(|s| s.formats.clone())
+                .collect();
+            r.send(Msg::Formats(id.clone(), f));
+        }
         c.last_sdp_ms = now;
         let ports: Vec<u16> = c.streams.iter().map(|s| s.ports[end]).collect();
         Some(sdp::rewrite(&offer, host, &ports))
@@ -394,6 +464,11 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
             }
             Err(_) => {
                 sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if kind == 0 {
+            if let Some((id, r)) = sh.tap.get() {
+                r.packet(id, end, &buf[..n]);
             }
         }
     }

@@ -21,6 +21,9 @@ pub struct Stream {
     pub direction: Direction,
     /// Port 0: the stream is refused or removed.
     pub rejected: bool,
+    /// Its payload types and their encoding names (lower case, from `a=rtpmap`, or the
+    /// static ones: 0 pcmu, 8 pcma, 9 g722), for the recorder.
+    pub formats: Vec<(u8, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,9 +96,34 @@ pub fn parse(body: &[u8]) -> Option<Offer> {
                     })
                     .unwrap_or_else(|| SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1)))
             });
+            let formats = m
+                .media_name
+                .formats
+                .iter()
+                .filter_map(|f| f.parse::<u8>().ok())
+                .map(|pt| {
+                    let mapped = m.attributes.iter().find_map(|a| {
+                        let v = a.value.as_deref().filter(|_| a.key == "rtpmap")?;
+                        let (p, enc) = v.split_once(' ')?;
+                        (p.trim().parse::<u8>().ok()? == pt)
+                            .then(|| enc.split('/').next().unwrap_or("").to_ascii_lowercase())
+                    });
+                    let name = mapped.unwrap_or_else(|| {
+                        match pt {
+                            0 => "pcmu",
+                            8 => "pcma",
+                            9 => "g722",
+                            _ => "",
+                        }
+                        .to_string()
+                    });
+                    (pt, name)
+                })
+                .collect();
             Stream {
                 rtp,
                 rtcp,
+                formats,
                 direction: Direction::of(&m.attributes)
                     .or(session_dir)
                     .unwrap_or(Direction::SendRecv),

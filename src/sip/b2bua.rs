@@ -710,7 +710,8 @@ impl Engine {
                 transferor_done: false,
             },
         );
-        self.anchor(&call_key, CallDirection::Outbound);
+        let trunk = self.outside.plan.trunks.get(idx).map(|t| t.id);
+        self.anchor(&call_key, CallDirection::Outbound, &[ext.as_str()], trunk);
         self.start_leg(&call_key, Side::B, b, now, out);
         self.forget_after_a_day(&call_key, now);
         self.events.emit(CallEvent::Ringing {
@@ -1740,6 +1741,10 @@ impl Engine {
             extra.push(("Alert-Info".into(), "info=alert-autoanswer".into()));
             extra.push(("Answer-Mode".into(), "Auto".into()));
         }
+        let trunk = match &pending {
+            Pending::Trunk { idx, .. } => self.outside.plan.trunks.get(*idx).map(|t| t.id),
+            Pending::Extension { .. } => None,
+        };
         let call_id = format!("crm-c2c-{}@{me}", token());
         let leg = Leg {
             peer: op_peer,
@@ -1784,7 +1789,7 @@ impl Engine {
                 transferor_done: false,
             },
         );
-        self.anchor(&call_id, direction);
+        self.anchor(&call_id, direction, &[operator, number.as_str()], trunk);
         self.launch(&call_id, Side::A, now, out);
         self.forget_after_a_day(&call_id, now);
         self.finish(now, out);

@@ -427,15 +427,26 @@ impl Engine {
         self.media = Some(media);
     }
 
-    /// Anchors call `key` when the policy says so.
-    pub(super) fn anchor(&self, key: &str, direction: CallDirection) {
+    /// Anchors call `key` when the anchoring settings say so, or when it is to be
+    /// recorded (the recording policy of `parties` or of `trunk` is not off).
+    pub(super) fn anchor(
+        &self,
+        key: &str,
+        direction: CallDirection,
+        parties: &[&str],
+        trunk: Option<i64>,
+    ) {
         let Some(m) = &self.media else { return };
         let on = match direction {
             CallDirection::Internal => self.cfg.anchor_internal,
             CallDirection::Inbound | CallDirection::Outbound => self.cfg.anchor_trunk,
         };
-        if on {
+        let record = m.recording(parties, trunk);
+        if on || record != super::Recording::Off {
             m.open(key);
+        }
+        if record != super::Recording::Off {
+            m.record(key, record);
         }
     }
 
@@ -1546,7 +1557,13 @@ impl Engine {
         };
         if !is_loop(from) {
             let cid = self.txns_call_id(&txn);
-            self.anchor(&cid, direction);
+            let trunk = match direction {
+                CallDirection::Inbound => self.outside.plan.trunk_from(ip).map(|t| t.id),
+                _ => None,
+            };
+            let mut parties = vec![user];
+            parties.extend(who);
+            self.anchor(&cid, direction, &parties, trunk);
         }
         self.txns.insert(key.clone(), txn);
         let ids: Vec<String> = self.txns[&key]

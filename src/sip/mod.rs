@@ -217,6 +217,58 @@ pub trait MediaPlane: Send + Sync {
     /// Anchored calls with no packet either way for longer than allowed, and for how
     /// long.
     fn silent(&self) -> Vec<(String, std::time::Duration)>;
+    /// How a call between `parties` (extension and ring-group numbers, as dialled or
+    /// calling) through trunk `trunk` (its id) is recorded. Anything but `Off` anchors
+    /// the call whatever the anchoring settings say.
+    fn recording(&self, _parties: &[&str], _trunk: Option<i64>) -> Recording {
+        Recording::Off
+    }
+    /// Record anchored call `call` as `how` says (after `open`).
+    fn record(&self, _call: &str, _how: Recording) {}
+}
+
+/// A recording policy (of an extension, ring group or trunk); for a call, the strongest
+/// of its parties' wins.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Recording {
+    /// Not recorded.
+    #[default]
+    Off,
+    /// Recorded from the moment a party dials the feature code (*1) during the call, or
+    /// someone presses the button on the call card.
+    OnDemand,
+    /// Every call recorded from the start.
+    All,
+}
+
+impl Recording {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recording::Off => "off",
+            Recording::OnDemand => "on_demand",
+            Recording::All => "all",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Recording> {
+        match s.trim() {
+            "off" => Some(Recording::Off),
+            "on_demand" => Some(Recording::OnDemand),
+            "all" => Some(Recording::All),
+            _ => None,
+        }
+    }
 }
 
 /// Tunables; defaults suit a small office.

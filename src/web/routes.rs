@@ -220,6 +220,13 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/calls/missed", Allowed(ViewCalls), api::calls::missed);
     r.add(post(), "/api/v1/calls/missed/{id}/done", Allowed(HandleMissedCalls), api::calls::mark_missed_done);
     r.add(get(), "/api/v1/calls/live", Allowed(ViewCalls), api::calls::live);
+    // Call recording (issue 16): the player's file, its download, the call-card button
+    // and the settings
+    r.add(get(), "/calls/{id}/recording", Allowed(ListenRecordings), pages::recordings::play);
+    r.add(get(), "/calls/{id}/recording/download", Allowed(ListenRecordings), pages::recordings::download);
+    r.add(post(), "/calls/record", Allowed(ListenRecordings), pages::recordings::record);
+    r.add(get(), "/telephony/recording", Allowed(ManageTelephony), pages::recordings::settings);
+    r.add(post(), "/telephony/recording", Allowed(ManageTelephony), pages::recordings::save);
     // SIP trunks, call rules, outbound policy; click-to-call (issue 6, trunk side)
     r.add(post(), "/telephony/trunks", Allowed(ManageTelephony), pages::telephony::save_trunk);
     r.add(post(), "/telephony/trunks/{id}/delete", Allowed(ManageTelephony), pages::telephony::delete_trunk);

@@ -40,6 +40,7 @@ mod ops_upgrade;
 mod phones;
 mod promos;
 mod promos_peers;
+mod recording;
 mod replication;
 mod roles;
 mod segments;

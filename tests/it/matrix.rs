@@ -390,6 +390,16 @@ pub const ROLES: &[(&str, &str, Who)] = &[
     ("PUT", "/api/v1/roles/{id}", ADMIN),
 ];
 
+/// Call recording (issue 16): the player's file and download, the call-card button
+/// (ListenRecordings: admin by default) and the settings (ManageTelephony).
+pub const RECORDINGS: &[(&str, &str, Who)] = &[
+    ("GET", "/calls/{id}/recording", ADMIN),
+    ("GET", "/calls/{id}/recording/download", ADMIN),
+    ("POST", "/calls/record", ADMIN),
+    ("GET", "/telephony/recording", ADMIN),
+    ("POST", "/telephony/recording", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
         FOUNDATION,
@@ -405,6 +415,7 @@ fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
         CALL_LISTS,
         PROMOTIONS,
         ROLES,
+        RECORDINGS,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }

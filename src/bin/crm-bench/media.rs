@@ -34,6 +34,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut levels: Option<Vec<usize>> = None;
     let mut threads = 2usize;
     let mut skip_ours = false;
+    let mut record = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -41,6 +42,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "--secs" => secs = it.next().and_then(|v| v.parse().ok()).unwrap_or(secs),
             "--no-rtpengine" => rtpengine = false,
             "--skip-ours" => skip_ours = true,
+            // Every call recorded (issue 16): the relay's threads also copy each RTP
+            // packet to the recorder's writer thread, which writes the WAV files.
+            "--record" => record = true,
             "--threads" => threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(threads),
             "--levels" => {
                 levels = it
@@ -69,8 +73,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // the next); the run stops once loss passes 1 %.
     let mut ours_best = (0, 0);
     for &n in levels.iter().filter(|_| !skip_ours) {
-        let r = run_ours(n, secs, threads)?;
-        r.print("crm", n);
+        let r = run_ours(n, secs, threads, record)?;
+        r.print(if record { "crm_recording" } else { "crm" }, n);
         ours_best = r.best(n, ours_best);
         if r.loss() >= 0.01 {
             break;
@@ -401,7 +405,29 @@ fn stat_ticks(path: &std::path::Path) -> u64 {
     u + st
 }
 
-fn run_ours(n: usize, secs: u64, threads: usize) -> anyhow::Result<LevelResult> {
+struct RecordAll;
+
+impl crm::media::RecordingPolicy for RecordAll {
+    fn recording(&self, _: &[&str], _: Option<i64>) -> crm::sip::Recording {
+        crm::sip::Recording::All
+    }
+}
+
+fn threads_cpu(prefix: &str) -> f64 {
+    let mut total = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            let p = e.path();
+            let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+            if name.starts_with(prefix) {
+                total += stat_ticks(&p.join("stat"));
+            }
+        }
+    }
+    total as f64 / 100.0
+}
+
+fn run_ours(n: usize, secs: u64, threads: usize, record: bool) -> anyhow::Result<LevelResult> {
     let media = crm::media::Media::start(crm::media::MediaConfig {
         ports: (10_000, 19_999),
         bind: "127.0.0.1".parse()?,
@@ -409,6 +435,23 @@ fn run_ours(n: usize, secs: u64, threads: usize) -> anyhow::Result<LevelResult> 
         threads,
         ..Default::default()
     })?;
+    let rec_dir = tempfile::tempdir()?;
+    if record {
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let w = written.clone();
+        media.set_recording(
+            crm::media::record::RecorderConfig {
+                dir: rec_dir.path().to_path_buf(),
+                subdir: Arc::new(|| "bench".to_string()),
+                done: Arc::new(move |f| {
+                    w.fetch_add(f.bytes as u64, Ordering::Relaxed);
+                }),
+                feature: "*1".into(),
+            },
+            Arc::new(RecordAll),
+        )?;
+    }
+    let rec_cpu0 = threads_cpu("crm-recorder");
     let generator = Generator::new()?;
     let host = "127.0.0.1".parse()?;
     let (sig_a, sig_b): (SocketAddr, SocketAddr) =
@@ -417,6 +460,9 @@ fn run_ours(n: usize, secs: u64, threads: usize) -> anyhow::Result<LevelResult> 
     for i in 0..n {
         let id = format!("bench-{i}");
         media.open(&id);
+        if record {
+            media.record(&id, crm::sip::Recording::All);
+        }
         let to_b = media
             .rewrite(
                 &id,
@@ -441,6 +487,17 @@ fn run_ours(n: usize, secs: u64, threads: usize) -> anyhow::Result<LevelResult> 
         ));
     }
     let r = generator.drive(&plan, secs, &relay_threads_cpu);
+    if record {
+        let cpu = threads_cpu("crm-recorder") - rec_cpu0;
+        println!(
+            "media.crm_recording.calls={n} writer_cpu_per_call_pct={:.4} copies_dropped={}",
+            100.0 * cpu / secs as f64 / n as f64,
+            media.recorder_dropped()
+        );
+        for i in 0..n {
+            media.end(&format!("bench-{i}"));
+        }
+    }
     media.stop();
     r
 }

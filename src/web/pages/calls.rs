@@ -138,12 +138,19 @@ pub fn calls_table_with(
     id: &str,
     wraps: &std::collections::HashMap<String, (String, String)>,
 ) -> Markup {
+    // Recordings (issue 16): a player where the reader may listen and the call has one.
+    let listen = ui
+        .actor
+        .as_ref()
+        .is_some_and(|a| a.can(Action::ListenRecordings))
+        && rows.iter().any(|k| k.recorded);
     html! {
         div.table-wrap { table.calls id=(id) {
             thead { tr {
                 th { (ui.t("calls.time")) } th { (ui.t("calls.direction")) } th { (ui.t("calls.from")) } th { (ui.t("calls.to")) }
                 th { (ui.t("orders.customer")) } th { (ui.t("calls.answered_by")) } th { (ui.t("calls.outcome")) }
                 th.num { (ui.t("calls.ring")) } th.num { (ui.t("calls.talk")) }
+                @if listen { th { (ui.t("recording.column")) } }
             } }
             tbody { @for k in rows {
                 tr data-call-id=(k.call_id) class=(format!("outcome-{}", k.outcome)) {
@@ -166,6 +173,9 @@ pub fn calls_table_with(
                          } }
                     td.num { (duration(k.ring_ms)) }
                     td.num { (duration(k.talk_ms)) }
+                    @if listen { td.recording { @if k.recorded {
+                        (super::recordings::player(ui, k.id))
+                    } } }
                 }
             } }
         } }
@@ -494,6 +504,7 @@ pub fn header_status(ui: &Ui) -> Markup {
             data-can-orders=(if actor.can(Action::CreateOrders) { "1" } else { "0" })
             data-can-edit-customers=(if actor.can(Action::EditCustomers) { "1" } else { "0" })
             data-can-wrap=(if actor.can(Action::WrapUpCalls) { "1" } else { "0" })
+            data-can-record=(if actor.can(Action::ListenRecordings) { "1" } else { "0" }) data-t-record=(ui.t("recording.record"))
             data-t-wrap-title=(ui.t("call_lists.wrap_title")) data-t-outcome=(ui.t("calls.outcome"))
             data-t-note=(ui.t("call_lists.note")) data-t-follow-up=(ui.t("call_lists.follow_up"))
             data-t-save=(ui.t("call_lists.save_outcome")) data-t-saved=(ui.t("call_lists.saved")) {}

@@ -18,6 +18,7 @@ pub mod orders;
 pub mod profile;
 pub mod promos;
 pub mod provisioning;
+pub mod recordings;
 pub mod roles;
 pub mod segments;
 pub mod settings;

@@ -71,6 +71,7 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                 (flash(error, "error"))
                 @if sip.is_none() { p.muted { (ui.t("telephony.sip_off")) } }
                 p { a #phones-link href="/telephony/phones" { (ui.t("telephony.phones_title")) } }
+                p { a #recording-link href="/telephony/recording" { (ui.t("recording.title")) } }
                 h2 { (ui.t("telephony.extensions")) }
                 div.table-wrap { table #extensions-table {
                     thead { tr {

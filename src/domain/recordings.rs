@@ -1,0 +1,339 @@
+//! Call recording (issue 16, part 2): the policy of each extension, ring group and trunk
+//! (off, all calls, on demand), kept in memory for the SIP engine's question "is this
+//! call recorded?"; the recordings the media plane finished (filed through the unit of
+//! work); the files for the player; retention in days with a sweep that deletes old
+//! recordings and logs each deletion.
+//!
+//! The files live under `<data dir>/recordings/YYYY/MM/` (the shop clock's month when
+//! recording started). They are not part of backups (a backup holds the database and
+//! the attachments); the database rows are, so a restored box lists recordings whose
+//! files may be gone (the player then answers 404).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use crate::db::recordings as q;
+use crate::db::recordings::RecordingRow;
+use crate::db::settings;
+use crate::events::{Audience, Event};
+use crate::media::record::{safe_relative, Finished};
+use crate::sip::Recording;
+
+use super::work::{Store, Who};
+use super::{Action, Actor, DomainError, DomainResult, Msg};
+
+pub const RETENTION_KEY: &str = "recording.retention_days";
+/// Longest retention accepted (ten years).
+pub const MAX_RETENTION_DAYS: i64 = 3650;
+/// Recordings deleted per sweep transaction.
+const SWEEP_BATCH: i64 = 200;
+
+/// The three kinds of things with a policy.
+pub const KINDS: [&str; 3] = ["extension", "group", "trunk"];
+
+#[derive(Default)]
+struct Policies {
+    /// By kind, then extension/group number or trunk id.
+    by: HashMap<(String, String), Recording>,
+}
+
+/// The policies in memory: the SIP engine asks on every new call (no database call).
+#[derive(Clone, Default)]
+pub struct PolicyMap {
+    inner: Arc<RwLock<Policies>>,
+}
+
+impl PolicyMap {
+    fn replace(&self, rows: Vec<(String, String, String)>) {
+        let by = rows
+            .into_iter()
+            .filter_map(|(k, r, m)| Some(((k, r), Recording::parse(&m)?)))
+            .collect();
+        *self.inner.write().unwrap_or_else(|e| e.into_inner()) = Policies { by };
+    }
+
+    pub fn get(&self, kind: &str, r: &str) -> Recording {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by
+            .get(&(kind.to_string(), r.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+impl crate::media::RecordingPolicy for PolicyMap {
+    fn recording(&self, parties: &[&str], trunk: Option<i64>) -> Recording {
+        let p = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut best = Recording::Off;
+        let mut see = |k: &str, r: String| {
+            if let Some(m) = p.by.get(&(k.to_string(), r)) {
+                best = best.max(*m);
+            }
+        };
+        for n in parties {
+            see("extension", n.to_string());
+            see("group", n.to_string());
+        }
+        if let Some(t) = trunk {
+            see("trunk", t.to_string());
+        }
+        best
+    }
+}
+
+/// The settings form: every policy and the retention.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct RecordingSettings {
+    /// (kind, ref) -> mode.
+    pub policies: Vec<(String, String, Recording)>,
+    /// 0: keep for ever.
+    pub retention_days: i64,
+}
+
+#[derive(Clone)]
+pub struct Recordings {
+    store: Store,
+    dir: PathBuf,
+    policies: PolicyMap,
+    /// The media plane, once SIP runs (the call-card button asks it).
+    media: Arc<std::sync::OnceLock<crate::media::Media>>,
+}
+
+impl Recordings {
+    pub fn new(store: Store, dir: PathBuf) -> Recordings {
+        Recordings {
+            store,
+            dir,
+            policies: PolicyMap::default(),
+            media: Default::default(),
+        }
+    }
+
+    /// The running media plane (set once by the server).
+    pub fn attach(&self, media: crate::media::Media) {
+        let _ = self.media.set(media);
+    }
+
+    /// The call-card button: records call `call_id` (a live call's id) from now on.
+    /// NotFound: no such call in the relay, or its policy is off (not tapped).
+    pub async fn record_now(&self, by: &Actor, call_id: &str) -> DomainResult<()> {
+        if call_id.is_empty() || call_id.len() > 256 {
+            return Err(DomainError::NotFound);
+        }
+        let media = self.media.get().cloned().ok_or(DomainError::NotFound)?;
+        if !media.is_recorded(call_id) {
+            return Err(DomainError::NotFound);
+        }
+        let id = call_id.to_string();
+        self.store
+            .write(by, move |tx| {
+                if !tx.who().can(Action::ListenRecordings) {
+                    return Err(DomainError::Forbidden);
+                }
+                let call = q::call_row_id(tx, &id)?;
+                tx.log(
+                    "recording.started",
+                    "call",
+                    call,
+                    serde_json::json!({"by": "button"}),
+                );
+                tx.emit(Event::new(
+                    "recording.started",
+                    serde_json::json!({"call_id": id}),
+                    Audience::Can(Action::ListenRecordings),
+                ));
+                Ok(())
+            })
+            .await?;
+        // After the commit (nothing to undo if the write is refused).
+        media.record_now(call_id);
+        Ok(())
+    }
+
+    /// The recordings directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn policy_map(&self) -> PolicyMap {
+        self.policies.clone()
+    }
+
+    /// Loads the policies into memory (at start and after each change).
+    pub async fn reload(&self) -> DomainResult<()> {
+        let rows = self.store.view(|c| Ok(q::policies(c)?)).await?;
+        self.policies.replace(rows);
+        Ok(())
+    }
+
+    pub async fn retention_days(&self) -> DomainResult<i64> {
+        self.store
+            .view(|c| {
+                Ok(settings::get(c, RETENTION_KEY)?
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0))
+            })
+            .await
+    }
+
+    /// Saves the policies and the retention (one unit of work, logged).
+    pub async fn save(&self, by: &Actor, s: RecordingSettings) -> DomainResult<()> {
+        if !(0..=MAX_RETENTION_DAYS).contains(&s.retention_days) {
+            return Err(DomainError::invalid(
+                Msg::new("recording.err.retention").with("max", MAX_RETENTION_DAYS),
+            ));
+        }
+        for (k, r, _) in &s.policies {
+            if !KINDS.contains(&k.as_str()) || r.is_empty() || r.len() > 32 {
+                return Err(DomainError::invalid(Msg::new("recording.err.policy")));
+            }
+        }
+        self.store
+            .write(by, move |tx| {
+                if !tx.who().can(Action::ManageTelephony) {
+                    return Err(DomainError::Forbidden);
+                }
+                let now = tx.now();
+                let mut changed = Vec::new();
+                for (k, r, m) in &s.policies {
+                    if q::set_policy(tx, k, r, m.as_str(), now)? {
+                        changed.push(serde_json::json!({"kind": k, "ref": r, "mode": m}));
+                    }
+                }
+                let old = settings::get(tx, RETENTION_KEY)?;
+                let days = s.retention_days.to_string();
+                if old.as_deref().unwrap_or("0") != days {
+                    settings::set(tx, RETENTION_KEY, &days, now)?;
+                }
+                tx.log(
+                    "recording.settings",
+                    "settings",
+                    None,
+                    serde_json::json!({"policies": changed, "retention_days": s.retention_days}),
+                );
+                tx.emit(Event::new(
+                    "recording.settings",
+                    serde_json::json!({}),
+                    Audience::Can(Action::ManageTelephony),
+                ));
+                Ok(())
+            })
+            .await?;
+        self.reload().await
+    }
+
+    /// Files a finished recording (called by the app for the media plane's writer).
+    pub async fn finished(&self, f: Finished) -> DomainResult<i64> {
+        if !safe_relative(&f.path) {
+            return Err(DomainError::invalid(Msg::new("recording.err.policy")));
+        }
+        self.store
+            .write(Who::System, move |tx| {
+                let row = RecordingRow {
+                    id: 0,
+                    call_id: f.call.clone(),
+                    path: f.path.clone(),
+                    started_ms: f.started_ms,
+                    duration_ms: f.duration_ms,
+                    bytes: f.bytes,
+                };
+                let id = q::insert(tx, &row, tx.now())?;
+                let call = q::call_row_id(tx, &f.call)?;
+                tx.log(
+                    "recording.saved",
+                    "call",
+                    call,
+                    serde_json::json!({"recording": id, "duration_ms": f.duration_ms, "bytes": f.bytes}),
+                );
+                tx.emit(Event::new(
+                    "recording.saved",
+                    serde_json::json!({"call": call, "recording": id}),
+                    Audience::Can(Action::ListenRecordings),
+                ));
+                Ok(id)
+            })
+            .await
+    }
+
+    /// The recording of call-log row `call` and its file (NotFound: no recording, or
+    /// its file is gone).
+    pub async fn file(&self, call: i64) -> DomainResult<(RecordingRow, PathBuf)> {
+        let row = self
+            .store
+            .view(move |c| Ok(q::of_call(c, call)?))
+            .await?
+            .ok_or(DomainError::NotFound)?;
+        if !safe_relative(&row.path) {
+            return Err(DomainError::NotFound);
+        }
+        let full = self.dir.join(&row.path);
+        if !full.is_file() {
+            return Err(DomainError::NotFound);
+        }
+        Ok((row, full))
+    }
+
+    /// Deletes the recordings older than the retention (by the shop clock), each one
+    /// logged; returns how many went. Retention 0 keeps everything.
+    pub async fn sweep(&self) -> DomainResult<usize> {
+        let days = self.retention_days().await?;
+        if days <= 0 {
+            return Ok(0);
+        }
+        let before_ms = (self.store.clock().get().now() - days * 86_400) * 1000;
+        let mut total = 0;
+        loop {
+            let rows = self
+                .store
+                .view(move |c| Ok(q::older_than(c, before_ms, SWEEP_BATCH)?))
+                .await?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            let n = rows.len();
+            let gone = rows.clone();
+            self.store
+                .write(Who::System, move |tx| {
+                    for r in &gone {
+                        q::delete(tx, r.id)?;
+                        let call = q::call_row_id(tx, &r.call_id)?;
+                        tx.log(
+                            "recording.deleted",
+                            "call",
+                            call,
+                            serde_json::json!({
+                                "recording": r.id,
+                                "path": r.path,
+                                "started_ms": r.started_ms,
+                                "retention_days": days,
+                            }),
+                        );
+                    }
+                    tx.emit(Event::new(
+                        "recording.deleted",
+                        serde_json::json!({"count": gone.len()}),
+                        Audience::Can(Action::ListenRecordings),
+                    ));
+                    Ok(())
+                })
+                .await?;
+            // After the commit: a failed delete leaves a file nobody lists, never a row
+            // without its file by our doing.
+            for r in rows.iter().filter(|r| safe_relative(&r.path)) {
+                let p = self.dir.join(&r.path);
+                if let Err(e) = std::fs::remove_file(&p) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %p.display(), error = %e, "recording: cannot delete the file");
+                    }
+                }
+            }
+            total += n;
+            if (n as i64) < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,605 @@
+//! Call recording (issue 16, part 2). Two baresip phones (Debian `baresip-core`) call
+//! each other through the box; each plays its own tone from a WAV file (`ausrc aufile`):
+//! 440 Hz from the caller, 1000 Hz from the callee. The recording must be a stereo 8 kHz
+//! WAV with the caller's tone on the left and the callee's on the right, as long as the
+//! call's talk time. Then the player's route: Range, download, who may fetch it, bad ids.
+//! On demand: the feature code *1 (RFC 4733 from baresip) and the call-card button.
+//! Retention: the sweep deletes old recordings by the shop clock and logs each one.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crm::model::Role;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::process::{Child, Command};
+
+use crate::sipp::{free_port, import_users};
+use crate::support::{eventually, Session, TestApp, ADMIN_PASSWORD};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An 8 kHz mono PCM16 WAV of a sine tone.
+fn tone_wav(path: &Path, hz: f64, secs: u32) {
+    let n = 8000 * secs;
+    let mut b = Vec::with_capacity(44 + n as usize * 2);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + n * 2).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&8000u32.to_le_bytes());
+    b.extend_from_slice(&16000u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(n * 2).to_le_bytes());
+    for i in 0..n {
+        let v = (f64::sin(2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0) * 12_000.0) as i16;
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+struct Phone {
+    name: String,
+    _child: Child,
+    ctrl: TcpStream,
+    buf: Vec<u8>,
+    cons: SocketAddr,
+}
+
+impl Phone {
+    /// baresip for extension `user` (secret `secret-USER`), sending a `hz` tone from a
+    /// WAV file, G.711 only, telephone-event for DTMF.
+    async fn start(dir: &Path, user: &str, server: SocketAddr, hz: f64) -> Phone {
+        let home = dir.join(format!("baresip-rec-{user}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let wav = home.join("tone.wav");
+        tone_wav(&wav, hz, 60);
+        let (ctrl_port, cons_port) = (free_port(), free_port());
+        std::fs::write(
+            home.join("config"),
+            format!(
+                "poll_method epoll\nsip_listen 127.0.0.1:0\n\
+                 audio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n\
+                 audio_source aufile,{}\nausrc_srate 8000\nauplay_srate 8000\n\
+                 ausrc_channels 1\nauplay_channels 1\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\n\
+                 module aufile.so\nmodule_app account.so\nmodule_app menu.so\n\
+                 module_app ctrl_tcp.so\nmodule_app cons.so\n\
+                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\ncons_listen 127.0.0.1:{cons_port}\n",
+                wav.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            home.join("accounts"),
+            format!(
+                "<sip:{user}@{server};transport=udp>;auth_pass=secret-{user};\
+                 regint=600;answermode=manual;audio_codecs=PCMU\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&home)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(home.join("out.log")).unwrap())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baresip (Debian baresip-core) installed");
+        let ctrl = eventually(WAIT, || async move {
+            TcpStream::connect(("127.0.0.1", ctrl_port)).await.ok()
+        })
+        .await
+        .expect("baresip's ctrl_tcp listening");
+        Phone {
+            name: user.to_string(),
+            _child: child,
+            ctrl,
+            buf: Vec::new(),
+            cons: ([127, 0, 0, 1], cons_port).into(),
+        }
+    }
+
+    async fn cmd(&mut self, command: &str, params: &str) {
+        let d = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
+        let frame = format!("{}:{d},", d.len());
+        self.ctrl.write_all(frame.as_bytes()).await.unwrap();
+    }
+
+    /// A console key: a DTMF digit during a call.
+    async fn key(&self, k: &str) {
+        let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        u.send_to(k.as_bytes(), self.cons).await.unwrap();
+    }
+
+    fn take(&mut self) -> Option<Value> {
+        let colon = self.buf.iter().position(|b| *b == b':')?;
+        let n: usize = std::str::from_utf8(&self.buf[..colon]).ok()?.parse().ok()?;
+        if self.buf.len() < colon + 1 + n + 1 {
+            return None;
+        }
+        let v = serde_json::from_slice(&self.buf[colon + 1..colon + 1 + n]).ok();
+        self.buf.drain(..colon + 1 + n + 1);
+        v
+    }
+
+    async fn wait(&mut self, kind: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            while let Some(v) = self.take() {
+                if v["type"] == kind {
+                    return v;
+                }
+                seen.push(v["type"].to_string());
+            }
+            let mut chunk = [0u8; 8192];
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.ctrl.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                _ => panic!("{}: no {kind} within {WAIT:?}; saw {seen:?}", self.name),
+            }
+        }
+    }
+}
+
+async fn registered(app: &TestApp, ext: &str) {
+    let sip = app.running().sip.as_ref().unwrap();
+    let ok = eventually(WAIT, || async {
+        sip.registrations()
+            .iter()
+            .any(|r| r.extension == ext && r.user_agent.contains("baresip"))
+            .then_some(())
+    })
+    .await;
+    assert!(ok.is_some(), "{ext} registered");
+}
+
+/// The call id of the call now answered between the phones (from the call log).
+async fn answered_call(app: &TestApp, from: &str) -> crm::db::calls::CallRow {
+    let calls = &app.running().ctx.calls;
+    eventually(WAIT, || async {
+        let (rows, _) = calls
+            .list(crm::db::calls::CallFilter {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        rows.into_iter()
+            .find(|r| r.from_number == from && r.answered_ms.is_some() && r.ended_ms.is_none())
+    })
+    .await
+    .expect("the answered call in the log")
+}
+
+/// Waits until the relay has passed `n` more packets of call `id` than `from`.
+async fn relayed(app: &TestApp, id: &str, n: u64) -> u64 {
+    let media = app.running().media.clone().expect("the relay runs");
+    eventually(WAIT, || async {
+        media.counts(id).map(|c| c.0).filter(|p| *p >= n)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{n} packets relayed for {id}: {:?}", media.counts(id)))
+}
+
+/// The call-log row once it is ended and (when `recorded`) its recording filed.
+async fn ended(app: &TestApp, call_id: &str, recorded: bool) -> crm::db::calls::CallRow {
+    let calls = &app.running().ctx.calls;
+    eventually(WAIT, || async {
+        let r = calls.get(call_id).await.ok()?;
+        (r.ended_ms.is_some() && r.recorded == recorded).then_some(r)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{call_id} ended (recorded: {recorded})"))
+}
+
+struct Wav {
+    channels: u16,
+    rate: u32,
+    /// Interleaved frames.
+    left: Vec<i16>,
+    right: Vec<i16>,
+}
+
+fn parse_wav(b: &[u8]) -> Wav {
+    assert_eq!(&b[0..4], b"RIFF");
+    assert_eq!(&b[8..16], b"WAVEfmt ");
+    let channels = u16::from_le_bytes([b[22], b[23]]);
+    let rate = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+    assert_eq!(u16::from_le_bytes([b[34], b[35]]), 16, "16-bit");
+    assert_eq!(&b[36..40], b"data");
+    let size = u32::from_le_bytes([b[40], b[41], b[42], b[43]]) as usize;
+    assert_eq!(
+        size,
+        b.len() - 44,
+        "the data size in the header is the file's"
+    );
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    for f in b[44..].chunks_exact(4) {
+        left.push(i16::from_le_bytes([f[0], f[1]]));
+        right.push(i16::from_le_bytes([f[2], f[3]]));
+    }
+    Wav {
+        channels,
+        rate,
+        left,
+        right,
+    }
+}
+
+fn rms(s: &[i16]) -> f64 {
+    (s.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
+}
+
+/// The tone's frequency from its zero crossings.
+fn hz(s: &[i16]) -> f64 {
+    let crossings = s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    crossings as f64 / 2.0 / (s.len() as f64 / 8000.0)
+}
+
+async fn set_policy(admin: &Session, pairs: &[(&str, &str)]) {
+    let r = admin.post_form("/telephony/recording", pairs).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_two_baresip_phones_make_a_stereo_wav_for_the_player() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1201u32, 1202].into_iter()).await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    // Everything the caller's extension does is recorded (the relay is off in tests:
+    // the recorded call is anchored anyway).
+    set_policy(
+        &admin,
+        &[("extension:1201", "all"), ("retention_days", "30")],
+    )
+    .await;
+    let page = admin
+        .get("/telephony/recording")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"all\" selected"), "{page}");
+
+    let dir = app.data_dir();
+    let mut a = Phone::start(&dir, "1201", sip, 440.0).await;
+    let mut b = Phone::start(&dir, "1202", sip, 1000.0).await;
+    registered(&app, "1201").await;
+    registered(&app, "1202").await;
+    a.cmd("dial", &format!("sip:1202@{sip}")).await;
+    b.wait("CALL_INCOMING").await;
+    b.cmd("accept", "").await;
+    a.wait("CALL_ESTABLISHED").await;
+    b.wait("CALL_ESTABLISHED").await;
+    let call = answered_call(&app, "1201").await;
+    // About three seconds of audio both ways (50 packets a second each way).
+    relayed(&app, &call.call_id, 300).await;
+    a.cmd("hangup", "").await;
+    b.wait("CALL_CLOSED").await;
+    let row = ended(&app, &call.call_id, true).await;
+    let talk = row.talk_ms.unwrap();
+
+    // The file: stereo, 8 kHz, the talk time long, caller left (440 Hz), callee right
+    // (1000 Hz), neither silent.
+    let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert_eq!(r.headers()["accept-ranges"], "bytes");
+    let body = r.bytes().await.unwrap().to_vec();
+    let w = parse_wav(&body);
+    assert_eq!((w.channels, w.rate), (2, 8000));
+    let secs = w.left.len() as f64 / 8000.0;
+    assert!(
+        (secs * 1000.0 - talk as f64).abs() < 1500.0 && secs > 2.5,
+        "recording {secs:.2} s, talk {talk} ms"
+    );
+    let mid = w.left.len() / 2;
+    let (l, rr) = (
+        &w.left[mid - 4000..mid + 4000],
+        &w.right[mid - 4000..mid + 4000],
+    );
+    assert!(
+        rms(l) > 2000.0 && rms(rr) > 2000.0,
+        "rms {} {}",
+        rms(l),
+        rms(rr)
+    );
+    let (hl, hr) = (hz(l), hz(rr));
+    assert!((hl - 440.0).abs() < 40.0, "left {hl:.0} Hz");
+    assert!((hr - 1000.0).abs() < 80.0, "right {hr:.0} Hz");
+    // Recorded under recordings/YYYY/MM/ by the shop clock.
+    let rec = app.running().ctx.recordings.file(row.id).await.unwrap();
+    let year = app.running().ctx.clock.get().today().year().to_string();
+    assert!(
+        rec.0.path.starts_with(&format!("{year}/")),
+        "{}",
+        rec.0.path
+    );
+    assert_eq!(rec.1.metadata().unwrap().len(), body.len() as u64);
+
+    // Range: a part, the tail, garbage (the whole file), past the end (416).
+    let url = admin.url(&format!("/calls/{}/recording", row.id));
+    let part = admin
+        .client
+        .get(&url)
+        .header("range", "bytes=0-43")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 0-43/{}", body.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &body[..44]);
+    let tail = admin
+        .client
+        .get(&url)
+        .header("range", "bytes=-100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(
+        tail.bytes().await.unwrap().as_ref(),
+        &body[body.len() - 100..]
+    );
+    for junk in [
+        "bytes=abc-def",
+        "lines=1-2",
+        "bytes=5-1",
+        "bytes=0-1,4-5",
+        "bytes=--1",
+        "чепуха",
+    ] {
+        let r = admin
+            .client
+            .get(&url)
+            .header("range", junk)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{junk}");
+        assert_eq!(r.bytes().await.unwrap().len(), body.len(), "{junk}");
+    }
+    let past = admin
+        .client
+        .get(&url)
+        .header("range", format!("bytes={}-", body.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
+    // Download.
+    let d = admin
+        .get(&format!("/calls/{}/recording/download", row.id))
+        .await;
+    assert_eq!(d.status(), 200);
+    assert!(d.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
+    assert_eq!(d.bytes().await.unwrap().len(), body.len());
+
+    // Bad ids: never a path, never another call's file.
+    for bad in [
+        "abc",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2E%2E",
+        "1%2F..%2F..",
+        "999999",
+        "-1",
+        "99999999999999999999999",
+    ] {
+        let r = admin.get(&format!("/calls/{bad}/recording")).await;
+        assert_eq!(r.status(), 404, "{bad}");
+    }
+    let r = admin.get("/calls/../../etc/passwd/recording").await;
+    assert_eq!(r.status(), 404);
+
+    // The call log (page and API) shows it to the admin; others get 403.
+    let log = admin.get("/calls").await.text().await.unwrap();
+    assert!(
+        log.contains(&format!("src=\"/calls/{}/recording\"", row.id)),
+        "player on the call log"
+    );
+    let api: Value = admin.get("/api/v1/calls").await.json().await.unwrap();
+    let item = api["items"]
+        .as_array()
+        .or(api.as_array())
+        .and_then(|a| a.iter().find(|c| c["call_id"] == call.call_id.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("{api}"));
+    assert_eq!(item["recorded"], true);
+    app.add_user("oper", Role::Operator, "oper-pass-1").await;
+    app.add_user("usta", Role::Master, "usta-pass-1").await;
+    let oper = app.login("oper", "oper-pass-1").await;
+    let usta = app.login("usta", "usta-pass-1").await;
+    for s in [&oper, &usta] {
+        for p in ["recording", "recording/download"] {
+            let r = s.get(&format!("/calls/{}/{p}", row.id)).await;
+            assert_eq!(r.status(), 403);
+        }
+    }
+    let log = oper.get("/calls").await.text().await.unwrap();
+    assert!(!log.contains("<audio"), "no player for the operator");
+    let r = oper
+        .post_form("/calls/record", &[("call_id", &call.call_id)])
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = app
+        .client()
+        .get(app.url(&format!("/calls/{}/recording", row.id)))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 401 || r.status() == 303, "{}", r.status());
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_on_demand_starts_by_feature_code_or_button() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1301u32, 1302].into_iter()).await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    set_policy(&admin, &[("extension:1302", "on_demand")]).await;
+    let dir = app.data_dir();
+    let mut a = Phone::start(&dir, "1301", sip, 440.0).await;
+    let mut b = Phone::start(&dir, "1302", sip, 1000.0).await;
+    registered(&app, "1301").await;
+    registered(&app, "1302").await;
+
+    async fn call(a: &mut Phone, b: &mut Phone, app: &TestApp, sip: SocketAddr) -> String {
+        a.cmd("dial", &format!("sip:1302@{sip}")).await;
+        b.wait("CALL_INCOMING").await;
+        b.cmd("accept", "").await;
+        a.wait("CALL_ESTABLISHED").await;
+        b.wait("CALL_ESTABLISHED").await;
+        answered_call(app, "1301").await.call_id
+    }
+
+    // 1. No code, no button: no recording.
+    let id = call(&mut a, &mut b, &app, sip).await;
+    relayed(&app, &id, 150).await;
+    a.cmd("hangup", "").await;
+    b.wait("CALL_CLOSED").await;
+    let row = ended(&app, &id, false).await;
+    let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
+    assert_eq!(r.status(), 404);
+
+    // 2. The caller dials *1 a while into the call: recorded from then on only.
+    let id = call(&mut a, &mut b, &app, sip).await;
+    let before = relayed(&app, &id, 150).await;
+    a.key("*").await;
+    a.key("1").await;
+    relayed(&app, &id, before + 250).await;
+    a.cmd("hangup", "").await;
+    b.wait("CALL_CLOSED").await;
+    let row = ended(&app, &id, true).await;
+    let (rec, _) = app.running().ctx.recordings.file(row.id).await.unwrap();
+    let talk = row.talk_ms.unwrap();
+    assert!(
+        rec.duration_ms >= 1500 && rec.duration_ms + 1000 < talk,
+        "recorded {} ms of {talk} ms",
+        rec.duration_ms
+    );
+
+    // 3. The call-card button (admin): refused for a call that is not live, then works.
+    let id = call(&mut a, &mut b, &app, sip).await;
+    let r = admin
+        .post_form("/calls/record", &[("call_id", "no-such-call")])
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = admin.post_form("/calls/record", &[("call_id", "")]).await;
+    assert_eq!(r.status(), 404);
+    let before = relayed(&app, &id, 100).await;
+    let r = admin.post_form("/calls/record", &[("call_id", &id)]).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    relayed(&app, &id, before + 200).await;
+    b.cmd("hangup", "").await;
+    a.wait("CALL_CLOSED").await;
+    let row = ended(&app, &id, true).await;
+    let n: i64 = app
+        .running()
+        .ctx
+        .db
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM activity_log WHERE action = 'recording.started' AND entity_id = ?1",
+                [row.id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the button press is in the activity log");
+}
+
+#[tokio::test]
+async fn recording_retention_sweep_deletes_old_files_by_the_shop_clock_and_logs_each() {
+    use crm::media::record::Finished;
+    let app = TestApp::spawn().await;
+    let ctx = &app.running().ctx;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    // Bad settings are refused and change nothing.
+    for (k, v) in [
+        ("retention_days", "-1"),
+        ("retention_days", "abc"),
+        ("retention_days", "99999"),
+        ("extension:101", "sometimes"),
+        ("moon:101", "all"),
+    ] {
+        let r = admin.post_form("/telephony/recording", &[(k, v)]).await;
+        assert_eq!(r.status(), 400, "{k}={v}");
+    }
+    assert_eq!(ctx.recordings.retention_days().await.unwrap(), 0);
+
+    let now = ctx.clock.get().now();
+    let dir: PathBuf = ctx.recordings.dir().to_path_buf();
+    let mut ids = Vec::new();
+    for (name, days_ago) in [("old", 10i64), ("new", 0)] {
+        let rel = format!("2026/01/{name}.wav");
+        std::fs::create_dir_all(dir.join("2026/01")).unwrap();
+        std::fs::write(dir.join(&rel), b"RIFF").unwrap();
+        let id = ctx
+            .recordings
+            .finished(Finished {
+                call: format!("{name}-call"),
+                path: rel,
+                started_ms: (now - days_ago * 86_400) * 1000,
+                duration_ms: 1000,
+                bytes: 4,
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    // A path that climbs out is never filed.
+    let bad = ctx
+        .recordings
+        .finished(Finished {
+            call: "evil".into(),
+            path: "../../etc/passwd.wav".into(),
+            started_ms: 0,
+            duration_ms: 1,
+            bytes: 1,
+        })
+        .await;
+    assert!(bad.is_err());
+    // Retention 0 keeps everything.
+    assert_eq!(ctx.recordings.sweep().await.unwrap(), 0);
+    set_policy(&admin, &[("retention_days", "30")]).await;
+    // 25 days on, by the shop clock: "old" is 35 days old, "new" 25.
+    ctx.clock.freeze_at(Some(now + 25 * 86_400));
+    assert_eq!(ctx.recordings.sweep().await.unwrap(), 1);
+    assert!(!dir.join("2026/01/old.wav").exists());
+    assert!(dir.join("2026/01/new.wav").exists());
+    let logged: Vec<String> = ctx
+        .db
+        .read(|c| {
+            let mut st = c.prepare(
+                "SELECT detail FROM activity_log WHERE action = 'recording.deleted' ORDER BY id",
+            )?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].contains("2026/01/old.wav"), "{logged:?}");
+    // Again: nothing more to do.
+    assert_eq!(ctx.recordings.sweep().await.unwrap(), 0);
+    ctx.clock.freeze_at(None);
+}
