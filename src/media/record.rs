@@ -376,8 +376,10 @@ impl Writer {
                 _ => "",
             });
         if codec == "telephone-event" {
-            // Event, E|R|volume, duration; the end packet comes up to three times.
-            if p.payload.len() >= 4 && p.payload[1] & 0x80 != 0 && r.events[ch] != Some(p.ts) {
+            // Event, E|R|volume, duration. All packets of one event share its
+            // timestamp: a new timestamp is a new digit (counted at its start, as a
+            // phone may hold a key down until the next one).
+            if p.payload.len() >= 4 && r.events[ch] != Some(p.ts) {
                 r.events[ch] = Some(p.ts);
                 if let Some(c) = dtmf_char(p.payload[0]) {
                     r.digits.push(c);
@@ -582,6 +584,101 @@ pub fn safe_relative(rel: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pkt(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// On demand: audio before the code is not recorded; `*1` (RFC 4733, each event's
+    /// end packet sent three times) starts it; the file holds both channels from then on.
+    #[test]
+    fn feature_code_starts_an_on_demand_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = Arc::new(std::sync::Mutex::new(Vec::<Finished>::new()));
+        let d = done.clone();
+        let mut w = Writer::new(RecorderConfig {
+            dir: dir.path().to_path_buf(),
+            subdir: Arc::new(|| "2026/12".into()),
+            done: Arc::new(move |f| d.lock().unwrap().push(f)),
+            feature: FEATURE_CODE.into(),
+        });
+        let call: Arc<str> = Arc::from("c1");
+        w.handle(Msg::Start(call.clone(), Recording::OnDemand));
+        w.handle(Msg::Formats(
+            call.clone(),
+            vec![(0, "pcmu".into()), (101, "telephone-event".into())],
+        ));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let send = |w: &mut Writer, ch: u8, ms: u64, data: Vec<u8>| {
+            w.handle(Msg::Packet {
+                call: call.clone(),
+                ch,
+                at: at(ms),
+                data,
+            })
+        };
+        // 1 s of audio both ways before the code: nothing recorded.
+        for i in 0..50u32 {
+            send(
+                &mut w,
+                0,
+                i as u64 * 20,
+                pkt(0, i as u16, i * 160, 1, &[0x80; 160]),
+            );
+            send(
+                &mut w,
+                1,
+                i as u64 * 20,
+                pkt(0, i as u16, i * 160, 2, &[0x00; 160]),
+            );
+        }
+        for (k, ev) in [(0u32, 10u8), (1, 1)] {
+            for _ in 0..3 {
+                send(
+                    &mut w,
+                    0,
+                    1000 + k as u64 * 200,
+                    pkt(101, 0, 9000 + k * 1000, 1, &[ev, 0x80, 0, 160]),
+                );
+            }
+        }
+        for i in 60..110u32 {
+            send(
+                &mut w,
+                0,
+                i as u64 * 20,
+                pkt(0, i as u16, i * 160, 1, &[0x80; 160]),
+            );
+            send(
+                &mut w,
+                1,
+                i as u64 * 20,
+                pkt(0, i as u16, i * 160, 2, &[0x00; 160]),
+            );
+        }
+        w.handle(Msg::End(call.clone()));
+        let got = done.lock().unwrap().clone();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].path, "2026/12/c1.wav");
+        let ms = got[0].duration_ms;
+        assert!((950..=1050).contains(&ms), "{ms} ms");
+        let b = std::fs::read(dir.path().join("2026/12/c1.wav")).unwrap();
+        assert_eq!(b.len() as i64, got[0].bytes);
+        assert_eq!(
+            u32::from_le_bytes([b[40], b[41], b[42], b[43]]) as usize,
+            b.len() - 44
+        );
+        // Left 0x80 µ-law = 32124, right 0x00 = -32124.
+        let mid = 44 + (b.len() - 44) / 2 / 4 * 4;
+        assert_eq!(i16::from_le_bytes([b[mid], b[mid + 1]]), 32124);
+        assert_eq!(i16::from_le_bytes([b[mid + 2], b[mid + 3]]), -32124);
+    }
 
     #[test]
     fn g711_tables_match_the_reference_points() {

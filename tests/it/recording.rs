@@ -481,17 +481,22 @@ async fn recording_on_demand_starts_by_feature_code_or_button() {
 
     // 2. The caller dials *1 a while into the call: recorded from then on only.
     let id = call(&mut a, &mut b, &app, sip).await;
-    let before = relayed(&app, &id, 150).await;
+    relayed(&app, &id, 150).await;
     a.key("*").await;
+    assert_eq!(b.wait("CALL_DTMF_START").await["param"], "*");
     a.key("1").await;
-    relayed(&app, &id, before + 250).await;
+    assert_eq!(b.wait("CALL_DTMF_START").await["param"], "1");
+    // About two more seconds after the code (while the key is down the caller sends
+    // telephone-event as well as audio: 150 packets a second).
+    let now = relayed(&app, &id, 0).await;
+    relayed(&app, &id, now + 320).await;
     a.cmd("hangup", "").await;
     b.wait("CALL_CLOSED").await;
     let row = ended(&app, &id, true).await;
     let (rec, _) = app.running().ctx.recordings.file(row.id).await.unwrap();
     let talk = row.talk_ms.unwrap();
     assert!(
-        rec.duration_ms >= 1500 && rec.duration_ms + 1000 < talk,
+        rec.duration_ms >= 1500 && rec.duration_ms + 1000 <= talk,
         "recorded {} ms of {talk} ms",
         rec.duration_ms
     );
