@@ -608,3 +608,117 @@ async fn recording_retention_sweep_deletes_old_files_by_the_shop_clock_and_logs_
     assert_eq!(ctx.recordings.sweep().await.unwrap(), 0);
     ctx.clock.freeze_at(None);
 }
+
+/// A call from the provider to an extension with the trunk's policy "all calls" and the
+/// relay off (`[media] relay = "off"`): the recording anchors the call anyway. SIPp plays
+/// both sides' signalling, the test's sockets their RTP (G.711 µ-law, a different level
+/// each); the WAV has the provider (the caller) left and the phone right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_relay_off() {
+    use crate::sip_trunk::{trunk, PROVIDER_IP};
+    use crate::sipp::{register_contact, scenario, sipp_cmd_at, uas, wait_sipp};
+    use crm::sip::CallEvent;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let app = TestApp::spawn_with(|c| {
+        c.sip = "127.0.0.1:0".into();
+        c.media.relay = "off".into();
+        c.media.ports = "44000-44999".into();
+    })
+    .await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    let sip = app.sip_addr();
+    let media = app.running().media.clone().expect("the relay runs");
+    let tel = &app.running().ctx.telephony;
+    import_users(&app, [1601u32].into_iter()).await;
+    let mut t = trunk(free_port(), false);
+    t.dids[0].destination = "1601".into();
+    t.dids[0].after_hours = None;
+    tel.save_trunk(None, t).await.unwrap();
+    let id = tel.list_trunks().await.unwrap()[0].id;
+    set_policy(&admin, &[(&format!("trunk:{id}"), "all")]).await;
+
+    let phone_port = free_port();
+    let phone = uas("uas_answer.xml", phone_port, 1);
+    register_contact(sip, "1601", phone_port).await;
+    let mut events = app.running().ctx.call_events.subscribe();
+    let scen = scenario("trunk_inbound_call.xml");
+    let target = sip.to_string();
+    let provider = sipp_cmd_at(
+        PROVIDER_IP,
+        &[
+            &target,
+            "-sf",
+            &scen,
+            "-s",
+            "712000000",
+            "-d",
+            "2500",
+            "-m",
+            "1",
+            "-p",
+            &free_port().to_string(),
+        ],
+    )
+    .spawn()
+    .expect("sipp is installed");
+    let call_id = loop {
+        let e = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("the call rings")
+            .unwrap();
+        if let CallEvent::Answered { call_id, .. } = e {
+            break call_id;
+        }
+    };
+    let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    for (ip, port, ssrc, level) in [
+        (PROVIDER_IP, to_caller_end, 0x2222_2222u32, 0x90u8),
+        ("127.0.0.1", to_callee_end, 0x1111_1111, 0x10),
+    ] {
+        let sock = UdpSocket::bind((ip, 0)).await.unwrap();
+        let to = SocketAddr::from(([127, 0, 0, 1], port));
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seq = 0u16;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let mut p = vec![0x80, 0x00];
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
+                p.extend_from_slice(&ssrc.to_be_bytes());
+                p.extend(std::iter::repeat_n(level, 160));
+                let _ = sock.send_to(&p, to).await;
+                // Drain what the relay sends back.
+                while let Ok(Ok(_)) =
+                    tokio::time::timeout(Duration::ZERO, sock.recv_from(&mut buf)).await
+                {
+                }
+                seq = seq.wrapping_add(1);
+            }
+        });
+    }
+    let r = wait_sipp(provider).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
+    let r = wait_sipp(phone).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "phone: {}", r.out);
+    stop.store(true, Ordering::Relaxed);
+    let row = ended(&app, &call_id, true).await;
+    let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
+    assert_eq!(r.status(), 200);
+    let w = parse_wav(&r.bytes().await.unwrap());
+    assert_eq!((w.channels, w.rate), (2, 8000));
+    let secs = w.left.len() as f64 / 8000.0;
+    assert!((1.0..4.0).contains(&secs), "{secs:.2} s");
+    let mid = w.left.len() / 2;
+    // µ-law 0x90 and 0x10 are opposite levels: each channel holds its own party's.
+    let (l, rr) = (w.left[mid], w.right[mid]);
+    assert_eq!(l, crm::media::record::ULAW[0x90], "left: the provider");
+    assert_eq!(rr, crm::media::record::ULAW[0x10], "right: the phone");
+    assert!(l != 0 && rr != 0 && l == -rr);
+}
