@@ -639,6 +639,12 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
     tel.save_trunk(None, t).await.unwrap();
     let id = tel.list_trunks().await.unwrap()[0].id;
     set_policy(&admin, &[(&format!("trunk:{id}"), "all")]).await;
+    // The caller is a customer with an order: the card and the order page list the call.
+    let api = crate::core::Api::of(&app, "admin").await;
+    let customer = crate::core::new_customer(&api, "Азиз Каримов", "+998901112233").await;
+    let order = crate::core::new_order(&api, customer, serde_json::json!({})).await["id"]
+        .as_i64()
+        .unwrap();
 
     let phone_port = free_port();
     let phone = uas("uas_answer.xml", phone_port, 1);
@@ -721,4 +727,10 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
     assert_eq!(l, crm::media::record::ULAW[0x90], "left: the provider");
     assert_eq!(rr, crm::media::record::ULAW[0x10], "right: the phone");
     assert!(l != 0 && rr != 0 && l == -rr);
+    // The player on the customer card and on the order page.
+    let src = format!("src=\"/calls/{}/recording\"", row.id);
+    for page in [format!("/customers/{customer}"), format!("/orders/{order}")] {
+        let html = admin.get(&page).await.text().await.unwrap();
+        assert!(html.contains(&src), "player on {page}");
+    }
 }
