@@ -517,8 +517,12 @@ pub fn items(
     offset: i64,
 ) -> DbResult<Vec<ItemRow>> {
     let mut st = c.prepare_cached(&format!(
-        "{ITEM_SELECT} WHERE i.list_id = ?1 AND (?2 IS NULL OR i.state = ?2)
-         ORDER BY i.id LIMIT ?3 OFFSET ?4"
+        "{ITEM_SELECT} WHERE i.list_id = ?1 AND {} ORDER BY i.id LIMIT ?3 OFFSET ?4",
+        if state.is_some() {
+            "i.state = ?2"
+        } else {
+            "?2 IS NULL"
+        }
     ))?;
     let rows = st.query_map(params![list, state, limit, offset], item_from)?;
     Ok(rows.collect::<Result<_, _>>()?)

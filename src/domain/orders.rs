@@ -791,7 +791,7 @@ impl Orders {
                 Ok(Some(OrderView {
                     unlock,
                     lines: q::lines(c, id)?,
-                    payments: q::payments(c, Some(id), None)?,
+                    payments: q::payments(c, id)?,
                     photos: q::photos(c, id)?,
                     timeline: q::events(c, id)?,
                     balance: crate::model::money::due(o.total, o.estimate, o.discount, o.paid),
@@ -1392,7 +1392,7 @@ impl Orders {
             .read(move |c| {
                 let mut seen: std::collections::HashMap<i64, bool> = Default::default();
                 let mut out = Vec::new();
-                for p in q::payments(c, None, Some(customer))? {
+                for p in q::payments_of_customer(c, customer)? {
                     let ok = match seen.get(&p.order_id) {
                         Some(ok) => *ok,
                         None => {
