@@ -840,6 +840,10 @@ impl Orders {
                 }
                 let out = change(tx, &o)?;
                 let after = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+                if !tx.has_logged() {
+                    // Nothing changed (the same unlock code saved again, say): no event.
+                    return Ok((after, out));
+                }
                 let kind_event = if kind == "order.comment" {
                     "order.comment"
                 } else {
