@@ -373,6 +373,7 @@ impl Fx {
                     c,
                     &crm::db::calls::NewCall {
                         transferred_by: None,
+                        branch_id: None,
                         transferred_from: None,
                         call_id: &call_id,
                         direction: "inbound",
@@ -386,7 +387,7 @@ impl Fx {
                         started_ms: now,
                     },
                 )?;
-                crm::db::calls::record_missed(c, &number, None, call, now)?;
+                crm::db::calls::record_missed(c, &number, None, call, now, None)?;
                 Ok(c.query_row(
                     "SELECT id FROM missed_calls WHERE number = ?1 AND resolved_ms IS NULL",
                     [&number],
@@ -2690,6 +2691,7 @@ impl Fx {
                     c,
                     &crm::db::calls::NewCall {
                         transferred_by: None,
+                        branch_id: None,
                         transferred_from: None,
                         call_id: &id,
                         direction: "inbound",

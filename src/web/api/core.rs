@@ -459,6 +459,8 @@ pub async fn create_branch(
     body: web::Json<BranchInput>,
 ) -> ApiResult {
     let b = crate::domain::branches::create(&state.ctx.store, &actor, body.into_inner()).await?;
+    // A branch's business hours route its calls.
+    state.ctx.telephony.push_plan().await?;
     Ok(HttpResponse::Created().json(b))
 }
 
@@ -478,5 +480,6 @@ pub async fn update_branch(
         body.into_inner(),
     )
     .await?;
+    state.ctx.telephony.push_plan().await?;
     Ok(HttpResponse::Ok().json(b))
 }
