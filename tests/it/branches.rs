@@ -704,3 +704,152 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
         "replay leaked B's: {replay:?}"
     );
 }
+
+/// Customers are shared by default; with "keep customers per branch" on, a user of
+/// branch A neither sees, finds, exports nor changes a customer of branch B (one with an
+/// order there, or one created there).
+#[tokio::test]
+async fn customers_kept_per_branch_stay_in_their_branch() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (_, branches) = admin.get("/api/v1/branches").await;
+    let a = branches[0]["id"].as_i64().unwrap();
+    let (_, v) = admin
+        .post("/api/v1/branches", json!({"name": "Chilonzor filiali"}))
+        .await;
+    let b = v["id"].as_i64().unwrap();
+    for (user, branch) in [("opa", a), ("opb", b)] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/users",
+                json!({"username": user, "display_name": user, "role": "operator",
+                    "branch_ids": [branch], "password": "branch-pass-1"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let opa = Api::of(&app, "opa").await;
+    let opb = Api::of(&app, "opb").await;
+    let mut ids = Vec::new();
+    for (name, phone, branch) in [
+        ("Aziza Alieva", "+998907650011", a),
+        ("Bobur Botirov", "+998907650022", b),
+    ] {
+        let (s, o) = admin
+            .post(
+                "/api/v1/orders",
+                json!({"customer": {"name": name, "phone": phone}, "branch_id": branch,
+                    "device_category": "phone", "brand": "Samsung", "complaint": "Ekran"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{o}");
+        ids.push(o["customer_id"].as_i64().unwrap());
+    }
+    // B's operator adds a customer with no order yet: created in B.
+    let (s, v) = opb
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Baxtiyor Bekov", "phones": ["+998907650033"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (ca, cb, cn) = (ids[0], ids[1], v["id"].as_i64().unwrap());
+    // Shared (the default): A's operator opens B's customer.
+    let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(s, 200);
+    // Only an admin turns it on; bad input changes nothing.
+    let (s, _) = opa
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": "ha"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(s, 200, "still shared");
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["per_branch"], true);
+
+    for (api, mine, theirs) in [
+        (&opa, vec![ca], vec![cb, cn]),
+        (&opb, vec![cb, cn], vec![ca]),
+    ] {
+        let (s, v) = api.get("/api/v1/customers?limit=100").await;
+        assert_eq!(s, 200, "{v}");
+        let got: Vec<i64> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect();
+        assert!(mine.iter().all(|i| got.contains(i)), "{got:?}");
+        assert!(theirs.iter().all(|i| !got.contains(i)), "leak: {got:?}");
+        for id in &theirs {
+            let (s, _) = api.get(&format!("/api/v1/customers/{id}")).await;
+            assert_eq!(s, StatusCode::NOT_FOUND);
+            let (s, _) = api
+                .send(
+                    Method::PUT,
+                    &format!("/api/v1/customers/{id}"),
+                    json!({"version": 1, "name": "Boshqa", "phones": ["+998907659999"]}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::NOT_FOUND);
+        }
+        for id in &mine {
+            let (s, _) = api.get(&format!("/api/v1/customers/{id}")).await;
+            assert_eq!(s, 200);
+        }
+    }
+    let (_, v) = opa.get("/api/v1/customers/lookup?phone=907650022").await;
+    assert_eq!(v, json!([]), "lookup finds B's customer");
+    let (_, v) = opa.get("/api/v1/search?q=Botirov").await;
+    assert!(
+        !v.to_string().contains("Botirov"),
+        "search finds B's customer: {v}"
+    );
+    let (_, v) = opb.get("/api/v1/search?q=Botirov").await;
+    assert!(v.to_string().contains("Botirov"), "B's search: {v}");
+    let sa = app.login("opa", "branch-pass-1").await;
+    for path in ["/customers", "/customers/export.csv"] {
+        let text = sa.get(path).await.text().await.unwrap();
+        assert!(text.contains("Aziza Alieva"), "{path}");
+        assert!(
+            !text.contains("Botirov") && !text.contains("Bekov"),
+            "{path} leaks"
+        );
+    }
+    assert_eq!(sa.get(&format!("/customers/{cb}")).await.status(), 404);
+    // Unchanged by A's refused writes.
+    let (_, v) = admin.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(v["name"], "Bobur Botirov");
+    // Off again: shared.
+    let r = app
+        .login_admin()
+        .await
+        .post_form("/branches/customer-scope", &[])
+        .await;
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(s, 200);
+}

@@ -20,8 +20,8 @@ use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::core::{new_customer, new_order, Api};
 use crate::matrix::{
-    CALLS, CALL_LISTS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND, PROMOTIONS,
-    ROLES, TELEPHONY, TRUNK,
+    BRANCHES, CALLS, CALL_LISTS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND,
+    PROMOTIONS, ROLES, TELEPHONY, TRUNK,
 };
 use crate::notify_peers::*;
 use crate::support::*;
@@ -2309,6 +2309,15 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 ),
             ]
         }
+        // Issue 19: customers shared or kept per branch.
+        ("POST", "/branches/customer-scope") => vec![
+            bad(pattern, form(&[("per_branch", "maybe")])),
+            good(pattern, form(&[("per_branch", "1")])),
+        ],
+        ("PUT", "/api/v1/customer-scope") => vec![
+            json_step("PUT", pattern.into(), json!({"per_branch": "yes"}), false),
+            json_step("PUT", pattern.into(), json!({"per_branch": false}), true),
+        ],
         _ => return call_list_case(fx, method, pattern).await,
     };
     Some(Case::Steps(steps))
@@ -2525,6 +2534,7 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
         CALL_LISTS,
         PROMOTIONS,
         ROLES,
+        BRANCHES,
     ];
     let mut failures = Vec::new();
     let mut checked = 0;

@@ -96,6 +96,7 @@ async fn render(ui: &Ui, error: Option<&str>, status: StatusCode) -> HttpRespons
             label.check { input type="checkbox" name="active" value="1" checked[b.is_none_or(|b| b.active)]; " " (ui.t("branches.active")) }
         }
     };
+    let per_branch = ui.state.ctx.customers.per_branch().await.unwrap_or(false);
     html_status(
         status,
         page(
@@ -123,6 +124,12 @@ async fn render(ui: &Ui, error: Option<&str>, status: StatusCode) -> HttpRespons
                         }
                     }
                 } }
+                form.card #customer-scope method="post" action="/branches/customer-scope" {
+                    (csrf_field(ui))
+                    label.check { input type="checkbox" name="per_branch" value="1" checked[per_branch]; " " (ui.t("branch_scope.customers_per_branch")) }
+                    p.muted { (ui.t("branch_scope.customers_per_branch_hint")) }
+                    button type="submit" { (ui.t("branches.save")) }
+                }
                 form.card #new-branch method="post" action="/branches" {
                     (csrf_field(ui))
                     h2 { (ui.t("branches.add")) }
@@ -227,4 +234,30 @@ pub async fn map(ui: Ui) -> HttpResponse {
             .insert(actix_web::http::header::CONTENT_SECURITY_POLICY, v);
     }
     r
+}
+
+#[derive(Deserialize)]
+pub struct CustomerScopeForm {
+    per_branch: Option<String>,
+}
+
+/// Keeps customers per branch (box ticked) or shares them.
+pub async fn customer_scope(
+    ui: Ui,
+    actor: Actor,
+    form: web::Form<CustomerScopeForm>,
+) -> HttpResponse {
+    let on = match form.into_inner().per_branch.as_deref() {
+        None => false,
+        Some("1" | "on") => true,
+        Some(_) => {
+            let msg = ui.t("error.invalid_choice");
+            return render(&ui, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let r = ui.state.ctx.customers.set_per_branch(&actor, on).await;
+    match r {
+        Ok(()) => redirect("/branches"),
+        Err(err) => PageError { err, tr: ui.tr }.error_response(),
+    }
 }
