@@ -330,7 +330,24 @@ async fn intake_shows_the_phones_customer_and_asks_when_the_typed_name_is_someon
     assert_eq!(r.status(), 422);
     let html = r.text().await.unwrap();
     assert!(html.contains("id=\"customer-choice\"") && html.contains("value=\"Akmal Toshev\""));
-    let count = || async { app.running().ctx.customers.list(100, 0).await.unwrap().1 };
+    let count = || async {
+        app.running()
+            .ctx
+            .customers
+            .list(
+                &crm::domain::Actor::builtin(
+                    1,
+                    "admin",
+                    crm::model::Role::Admin,
+                    crm::model::Language::En,
+                ),
+                100,
+                0,
+            )
+            .await
+            .unwrap()
+            .1
+    };
     assert_eq!(count().await, 1, "nothing created yet");
     // Chosen: the phone's customer.
     let r = order("Akmal Toshev", Some("existing")).await;

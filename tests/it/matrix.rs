@@ -390,6 +390,12 @@ pub const ROLES: &[(&str, &str, Who)] = &[
     ("PUT", "/api/v1/roles/{id}", ADMIN),
 ];
 
+/// Branch scope beyond orders (issue 19): customers shared or kept per branch.
+pub const BRANCHES: &[(&str, &str, Who)] = &[
+    ("POST", "/branches/customer-scope", ADMIN),
+    ("PUT", "/api/v1/customer-scope", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
         FOUNDATION,
@@ -405,6 +411,7 @@ fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
         CALL_LISTS,
         PROMOTIONS,
         ROLES,
+        BRANCHES,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }

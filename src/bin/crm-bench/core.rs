@@ -147,7 +147,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     // Sample real phones and names from the data, through the library's storage code.
     let db = crm::db::Db::open(&dir.join("crm.db"), &crm::db::DbOptions::default())?;
-    let sample = db.read_blocking(|c| crm::db::customers::list(c, 2000, 0))?;
+    let sample = db.read_blocking(|c| crm::db::customers::list(c, 2000, 0, None))?;
     anyhow::ensure!(
         !sample.is_empty(),
         "the data dir has no customers: seed it first"
@@ -158,7 +158,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .collect();
     let totals = db.read_blocking(|c| {
         Ok((
-            crm::db::customers::count(c)?,
+            crm::db::customers::count(c, None)?,
             crm::db::orders::count(c, &Default::default())?,
         ))
     })?;

@@ -231,7 +231,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         println!(
             "list_build_s={:.2} items={}",
             t.elapsed().as_secs_f64(),
-            lists.get(id).await?.list.pending
+            lists.get(&actor(1, Role::Admin), id).await?.list.pending
         );
         let mut tasks = Vec::new();
         for a in ops.clone() {
