@@ -229,11 +229,12 @@ async fn segment_counts_stay_exact_through_every_kind_of_write() {
     assert_eq!(count(&api, json!({"min_spent": 250000})).await, 1);
 
     // An edit of the order and of the customer's tags.
+    let version = api.get(&format!("/api/v1/orders/{o1}")).await.1["order"]["version"].clone();
     let (s, v) = api
         .send(
             reqwest::Method::PUT,
             &format!("/api/v1/orders/{o1}"),
-            json!({"version": 1, "device_category": "phone", "brand": "Apple", "model": "iPhone 12",
+            json!({"version": version, "device_category": "phone", "brand": "Apple", "model": "iPhone 12",
                    "serial": "", "complaint": "Ekran", "condition": "", "accessories": "",
                    "urgent": false, "promised_at": null, "estimate": 500000, "warranty_days": 0}),
         )
