@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use super::segments::Where;
+use super::segments::Conditions;
 use super::DbResult;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -370,7 +370,8 @@ fn source_rows(
 }
 
 /// The members of a segment (its WHERE over `customers c`), with their last branch.
-pub fn from_segment(c: &Connection, w: &Where) -> DbResult<Vec<SourceRow>> {
+pub fn from_segment(c: &Connection, q: &Conditions) -> DbResult<Vec<SourceRow>> {
+    let w = q.to_where();
     source_rows(
         c,
         &format!(

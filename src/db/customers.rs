@@ -134,6 +134,7 @@ pub fn insert(c: &Connection, f: &CustomerFields, phones: &[String], now: i64) -
     ])?;
     let id = c.last_insert_rowid();
     set_phones(c, id, phones)?;
+    super::segments::set_tags(c, id, f.tags)?;
     reindex(c, id)?;
     Ok(id)
 }
@@ -171,6 +172,7 @@ pub fn update(
     )?;
     if n == 1 {
         set_phones(c, id, phones)?;
+        super::segments::set_tags(c, id, f.tags)?;
         reindex(c, id)?;
     }
     Ok(n == 1)

@@ -316,7 +316,7 @@ fn source_rows(tx: &Tx, n: &NewList) -> DomainResult<Vec<SourceRow>> {
                 .ok_or_else(|| DomainError::invalid("err.call_list.no_segment"))?;
             let f: super::segments::SegmentFilter =
                 serde_json::from_str(&seg.filter).unwrap_or_default();
-            q::from_segment(tx, &f.to_where(tx.clock(), now))?
+            q::from_segment(tx, &f.conditions(tx.clock(), now))?
         }
         "import" => {
             let id = n
