@@ -96,6 +96,10 @@ pub struct Event {
     /// branch receive it. None for events that belong to no branch.
     #[serde(skip)]
     pub branch: Option<i64>,
+    /// Only viewers whose branch scope is exactly this get it: a snapshot cut to one
+    /// scope (e.g. `call.live` for users of branches 1 and 2). None: any scope.
+    #[serde(skip)]
+    pub scope: Option<Branches>,
 }
 
 impl Event {
@@ -105,7 +109,22 @@ impl Event {
             data,
             audience,
             branch: None,
+            scope: None,
         }
+    }
+
+    /// The event is about a record of `branch`, or (None) of no branch: shop-wide.
+    pub fn in_branch_opt(self, branch: Option<i64>) -> Event {
+        match branch {
+            Some(b) => self.in_branch(b),
+            None => self,
+        }
+    }
+
+    /// Only viewers whose branches are exactly `scope` receive it.
+    pub fn for_scope(mut self, scope: Branches) -> Event {
+        self.scope = Some(scope);
+        self
     }
 
     /// The event is about a record of `branch`: users of other branches never get it.
@@ -117,7 +136,9 @@ impl Event {
     /// The one check of who receives an event, live and on replay: the audience, then
     /// the branch scope.
     pub fn visible_to(&self, v: &Viewer) -> bool {
-        self.audience.admits(v) && self.branch.is_none_or(|b| v.branches.contains(b))
+        self.audience.admits(v)
+            && self.branch.is_none_or(|b| v.branches.contains(b))
+            && self.scope.as_ref().is_none_or(|s| *s == v.branches)
     }
 }
 

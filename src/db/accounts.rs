@@ -362,12 +362,20 @@ pub fn list_login_audit(
     limit: i64,
     offset: i64,
 ) -> DbResult<Vec<LoginAuditRow>> {
-    let mut st = c.prepare_cached(
+    // Only the filters given become conditions (see `activity::list`).
+    let mut cond = vec!["1"];
+    if username.is_some() {
+        cond.push("username = ?1");
+    }
+    if only_failures {
+        cond.push("success = 0");
+    }
+    let mut st = c.prepare_cached(&format!(
         "SELECT id, at, username, success, reason, ip, user_agent FROM login_audit
-         WHERE (?1 IS NULL OR username = ?1) AND (?2 = 0 OR success = 0)
-         ORDER BY at DESC, id DESC LIMIT ?3 OFFSET ?4",
-    )?;
-    let rows = st.query_map(params![username, only_failures, limit, offset], |r| {
+         WHERE {} ORDER BY at DESC, id DESC LIMIT ?2 OFFSET ?3",
+        cond.join(" AND ")
+    ))?;
+    let rows = st.query_map(params![username, limit, offset], |r| {
         Ok(LoginAuditRow {
             id: r.get(0)?,
             at: r.get(1)?,
@@ -433,11 +441,12 @@ pub fn touch_token(c: &Connection, id: i64, now: i64) -> DbResult<()> {
 }
 
 pub fn list_tokens(c: &Connection, user_id: Option<UserId>) -> DbResult<Vec<TokenRow>> {
-    let mut st = c.prepare_cached(
+    let mut st = c.prepare_cached(&format!(
         "SELECT t.id, t.user_id, u.username, t.name, t.prefix, t.created_at, t.last_used_at, t.revoked_at
          FROM api_tokens t JOIN users u ON u.id = t.user_id
-         WHERE (?1 IS NULL OR t.user_id = ?1) ORDER BY t.revoked_at IS NOT NULL, t.created_at DESC",
-    )?;
+         WHERE {} ORDER BY t.revoked_at IS NOT NULL, t.created_at DESC",
+        if user_id.is_some() { "t.user_id = ?1" } else { "?1 IS NULL" }
+    ))?;
     let rows = st.query_map([user_id], |r| {
         Ok(TokenRow {
             id: r.get(0)?,

@@ -18,6 +18,11 @@ pub struct BranchRow {
     pub order_prefix: String,
     /// Opening hours as printed on the branch's receipts; empty: the shop's.
     pub hours: String,
+    /// Business hours for calls on the branch's DIDs (the `sip.hours` format); empty
+    /// with no holidays: the shop's.
+    pub sip_hours: String,
+    /// Closed dates for calls (`sip.holidays` format).
+    pub sip_holidays: String,
 }
 
 pub struct BranchFields<'a> {
@@ -29,6 +34,8 @@ pub struct BranchFields<'a> {
     pub active: bool,
     pub order_prefix: &'a str,
     pub hours: &'a str,
+    pub sip_hours: &'a str,
+    pub sip_holidays: &'a str,
 }
 
 fn from_row(r: &Row) -> rusqlite::Result<BranchRow> {
@@ -42,10 +49,13 @@ fn from_row(r: &Row) -> rusqlite::Result<BranchRow> {
         active: r.get(6)?,
         order_prefix: r.get(7)?,
         hours: r.get(8)?,
+        sip_hours: r.get(9)?,
+        sip_holidays: r.get(10)?,
     })
 }
 
-const COLS: &str = "id, name, address, phone, lat, lon, active, order_prefix, hours";
+const COLS: &str =
+    "id, name, address, phone, lat, lon, active, order_prefix, hours, sip_hours, sip_holidays";
 
 /// All branches (active first, then by name), or only the active ones.
 pub fn list(c: &Connection, only_active: bool) -> DbResult<Vec<BranchRow>> {
@@ -66,8 +76,9 @@ pub fn get(c: &Connection, id: i64) -> DbResult<Option<BranchRow>> {
 
 pub fn insert(c: &Connection, f: &BranchFields) -> DbResult<i64> {
     c.prepare_cached(
-        "INSERT INTO branches (name, address, phone, lat, lon, active, order_prefix, hours)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO branches (name, address, phone, lat, lon, active, order_prefix, hours,
+            sip_hours, sip_holidays)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         f.name,
@@ -77,7 +88,9 @@ pub fn insert(c: &Connection, f: &BranchFields) -> DbResult<i64> {
         f.lon,
         f.active,
         f.order_prefix,
-        f.hours
+        f.hours,
+        f.sip_hours,
+        f.sip_holidays
     ])?;
     Ok(c.last_insert_rowid())
 }
@@ -86,7 +99,7 @@ pub fn insert(c: &Connection, f: &BranchFields) -> DbResult<i64> {
 pub fn update(c: &Connection, id: i64, f: &BranchFields) -> DbResult<bool> {
     Ok(c.prepare_cached(
         "UPDATE branches SET name = ?2, address = ?3, phone = ?4, lat = ?5, lon = ?6, active = ?7,
-             order_prefix = ?8, hours = ?9 WHERE id = ?1",
+             order_prefix = ?8, hours = ?9, sip_hours = ?10, sip_holidays = ?11 WHERE id = ?1",
     )?
     .execute(params![
         id,
@@ -97,7 +110,9 @@ pub fn update(c: &Connection, id: i64, f: &BranchFields) -> DbResult<bool> {
         f.lon,
         f.active,
         f.order_prefix,
-        f.hours
+        f.hours,
+        f.sip_hours,
+        f.sip_holidays
     ])? == 1)
 }
 

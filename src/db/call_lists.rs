@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use super::segments::Where;
+use super::segments::Conditions;
 use super::DbResult;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -149,14 +149,28 @@ impl ListRow {
     }
 }
 
-const LIST_SELECT: &str = "SELECT l.id, l.name, l.source, l.source_ref, l.branch_id, l.state,
+/// The lists with their item counts; `scope` (from [`shared_or_in`]) limits the lists
+/// and the items counted to a branch-scoped user's branches.
+fn list_select(branches: Option<&[i64]>) -> String {
+    let items = shared_or_in("i", branches);
+    let mut sql = String::from(
+        "SELECT l.id, l.name, l.source, l.source_ref, l.branch_id, l.state,
     l.assignment, l.daily_cap, l.retry_no_answer_minutes, l.retry_busy_minutes, l.max_attempts,
-    l.script_en, l.script_ru, l.script_uz, l.script_uz_cyrl, l.created_at, l.updated_at,
-    (SELECT count(*) FROM call_list_items i WHERE i.list_id = l.id AND i.state = 'pending'),
-    (SELECT count(*) FROM call_list_items i WHERE i.list_id = l.id AND i.state = 'active'),
-    (SELECT count(*) FROM call_list_items i WHERE i.list_id = l.id AND i.state = 'done'),
-    (SELECT count(*) FROM call_list_items i WHERE i.list_id = l.id AND i.state = 'failed')
-    FROM call_lists l";
+    l.script_en, l.script_ru, l.script_uz, l.script_uz_cyrl, l.created_at, l.updated_at",
+    );
+    for state in ["pending", "active", "done", "failed"] {
+        sql.push_str(&format!(
+            ",\n    (SELECT count(*) FROM call_list_items i WHERE i.list_id = l.id AND i.state = '{state}'{items})"
+        ));
+    }
+    sql.push_str(&format!(
+        "\n    FROM call_lists l WHERE 1 = 1{}",
+        shared_or_in("l", branches)
+    ));
+    sql
+}
+
+use super::calls::shared_or_in;
 
 fn list_from(r: &Row) -> rusqlite::Result<ListRow> {
     Ok(ListRow {
@@ -184,8 +198,10 @@ fn list_from(r: &Row) -> rusqlite::Result<ListRow> {
     })
 }
 
-pub fn lists(c: &Connection) -> DbResult<Vec<ListRow>> {
-    let mut st = c.prepare_cached(&format!("{LIST_SELECT} ORDER BY l.id DESC"))?;
+/// The lists a user of `branches` (None: every branch) sees: their branches' and the
+/// shop-wide ones, counting only the items of their branches (and those of none).
+pub fn lists(c: &Connection, branches: Option<&[i64]>) -> DbResult<Vec<ListRow>> {
+    let mut st = c.prepare_cached(&format!("{} ORDER BY l.id DESC", list_select(branches)))?;
     let rows = st.query_map([], list_from)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -204,10 +220,12 @@ pub fn list_settings(c: &Connection, id: i64) -> DbResult<Option<ListRow>> {
     .optional()?)
 }
 
-pub fn list(c: &Connection, id: i64) -> DbResult<Option<ListRow>> {
-    Ok(c.prepare_cached(&format!("{LIST_SELECT} WHERE l.id = ?1"))?
-        .query_row([id], list_from)
-        .optional()?)
+pub fn list(c: &Connection, id: i64, branches: Option<&[i64]>) -> DbResult<Option<ListRow>> {
+    Ok(
+        c.prepare_cached(&format!("{} AND l.id = ?1", list_select(branches)))?
+            .query_row([id], list_from)
+            .optional()?,
+    )
 }
 
 pub fn insert_list(c: &Connection, l: &ListRow, by: Option<i64>, now: i64) -> DbResult<i64> {
@@ -352,7 +370,8 @@ fn source_rows(
 }
 
 /// The members of a segment (its WHERE over `customers c`), with their last branch.
-pub fn from_segment(c: &Connection, w: &Where) -> DbResult<Vec<SourceRow>> {
+pub fn from_segment(c: &Connection, q: &Conditions) -> DbResult<Vec<SourceRow>> {
+    let w = q.to_where();
     source_rows(
         c,
         &format!(
@@ -381,19 +400,22 @@ pub fn from_import(c: &Connection, batch: i64) -> DbResult<Vec<SourceRow>> {
 }
 
 /// Open missed calls: the number called from, with its customer when known.
-pub fn from_missed(c: &Connection) -> DbResult<Vec<SourceRow>> {
-    let mut st = c.prepare(
-        "SELECT m.customer_id, m.number, cu.language FROM missed_calls m
+/// Open missed-call entries; of a branch's list, that branch's and the shop-wide ones.
+pub fn from_missed(c: &Connection, branch: Option<i64>) -> DbResult<Vec<SourceRow>> {
+    let only = branch.map(|b| vec![b]);
+    let mut st = c.prepare(&format!(
+        "SELECT m.customer_id, m.number, cu.language, m.branch_id FROM missed_calls m
          LEFT JOIN customers cu ON cu.id = m.customer_id
-         WHERE m.resolved_ms IS NULL AND m.number LIKE '+%' ORDER BY m.last_ms",
-    )?;
+         WHERE m.resolved_ms IS NULL AND m.number LIKE '+%'{} ORDER BY m.last_ms",
+        shared_or_in("m", only.as_deref())
+    ))?;
     let rows = st.query_map([], |r| {
         Ok(SourceRow {
             customer_id: r.get(0)?,
             phone: r.get(1)?,
             language: r.get(2)?,
             order_id: None,
-            branch_id: None,
+            branch_id: r.get(3)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -515,10 +537,16 @@ pub fn items(
     state: Option<&str>,
     limit: i64,
     offset: i64,
+    branches: Option<&[i64]>,
 ) -> DbResult<Vec<ItemRow>> {
     let mut st = c.prepare_cached(&format!(
-        "{ITEM_SELECT} WHERE i.list_id = ?1 AND (?2 IS NULL OR i.state = ?2)
-         ORDER BY i.id LIMIT ?3 OFFSET ?4"
+        "{ITEM_SELECT} WHERE i.list_id = ?1 AND {}{} ORDER BY i.id LIMIT ?3 OFFSET ?4",
+        if state.is_some() {
+            "i.state = ?2"
+        } else {
+            "?2 IS NULL"
+        },
+        shared_or_in("i", branches)
     ))?;
     let rows = st.query_map(params![list, state, limit, offset], item_from)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -546,7 +574,19 @@ pub fn held_by(c: &Connection, user: i64) -> DbResult<Option<i64>> {
 /// given to them, then the shared ones of lists they work (or lists nobody is named
 /// on). Oldest due first. Each step walks the queue index in order and stops at the
 /// first that fits.
-pub fn next_for(c: &Connection, user: i64, now: i64, day_start: i64) -> DbResult<Option<i64>> {
+pub fn next_for(
+    c: &Connection,
+    user: i64,
+    now: i64,
+    day_start: i64,
+    branches: Option<&[i64]>,
+) -> DbResult<Option<i64>> {
+    // A branch-scoped operator's queue keeps to their branches' lists and items.
+    let scope = format!(
+        "{}{}",
+        shared_or_in("i", branches),
+        shared_or_in("l", branches)
+    );
     const CAP: &str = "(l.daily_cap = 0 OR (SELECT count(*) FROM call_outcome_log g
         WHERE g.list_id = l.id AND g.user_id = ?1 AND g.at >= ?3) < l.daily_cap)";
     let mine = c
@@ -554,7 +594,7 @@ pub fn next_for(c: &Connection, user: i64, now: i64, day_start: i64) -> DbResult
             "SELECT i.id FROM call_list_items i INDEXED BY call_list_items_queue
              JOIN call_lists l ON l.id = i.list_id
              WHERE i.assigned_to = ?1 AND i.state = 'pending' AND i.next_at <= ?2
-               AND l.state = 'active' AND {CAP}
+               AND l.state = 'active' AND {CAP}{scope}
              ORDER BY i.next_at, i.id LIMIT 1"
         ))?
         .query_row(params![user, now, day_start], |r| r.get(0))
@@ -568,7 +608,7 @@ pub fn next_for(c: &Connection, user: i64, now: i64, day_start: i64) -> DbResult
          WHERE i.assigned_to IS NULL AND i.state = 'pending' AND i.next_at <= ?2
            AND l.state = 'active' AND {CAP}
            AND (EXISTS (SELECT 1 FROM call_list_agents a WHERE a.list_id = l.id AND a.user_id = ?1)
-                OR NOT EXISTS (SELECT 1 FROM call_list_agents a WHERE a.list_id = l.id))
+                OR NOT EXISTS (SELECT 1 FROM call_list_agents a WHERE a.list_id = l.id)){scope}
          ORDER BY i.next_at, i.id LIMIT 1"
     ))?
     .query_row(params![user, now, day_start], |r| r.get(0))
@@ -839,11 +879,24 @@ pub fn set_targets(c: &Connection, user: i64, t: &Targets) -> DbResult<()> {
 }
 
 /// Active users of these roles (the team the progress view shows), by name.
-pub fn team(c: &Connection) -> DbResult<Vec<(i64, String, String)>> {
-    let mut st = c.prepare_cached(
-        "SELECT id, display_name, role FROM users WHERE active = 1 AND role IN ('admin', 'operator')
-         ORDER BY display_name COLLATE NOCASE",
-    )?;
+/// For a viewer limited to `branches`: only users who work in one of them (users of every
+/// branch are not theirs to watch).
+pub fn team(c: &Connection, branches: Option<&[i64]>) -> DbResult<Vec<(i64, String, String)>> {
+    let scope = match branches {
+        None => String::new(),
+        Some(ids) => format!(
+            " AND id IN (SELECT user_id FROM user_branches WHERE branch_id IN ({}))",
+            if ids.is_empty() {
+                "NULL".to_string()
+            } else {
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            }
+        ),
+    };
+    let mut st = c.prepare_cached(&format!(
+        "SELECT id, display_name, role FROM users WHERE active = 1 AND role IN ('admin', 'operator'){scope}
+         ORDER BY display_name COLLATE NOCASE"
+    ))?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -854,11 +907,12 @@ pub struct CallParties {
     pub answered_user_id: Option<i64>,
     pub from_number: String,
     pub extensions: String,
+    pub branch_id: Option<i64>,
 }
 
 pub fn call_parties(c: &Connection, call_id: &str) -> DbResult<Option<CallParties>> {
     Ok(c.prepare_cached(
-        "SELECT customer_id, answered_user_id, from_number, extensions FROM calls WHERE call_id = ?1",
+        "SELECT customer_id, answered_user_id, from_number, extensions, branch_id FROM calls WHERE call_id = ?1",
     )?
     .query_row([call_id], |r| {
         Ok(CallParties {
@@ -866,6 +920,7 @@ pub fn call_parties(c: &Connection, call_id: &str) -> DbResult<Option<CallPartie
             answered_user_id: r.get(1)?,
             from_number: r.get(2)?,
             extensions: r.get(3)?,
+            branch_id: r.get(4)?,
         })
     })
     .optional()?)

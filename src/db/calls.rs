@@ -49,12 +49,31 @@ pub struct CallRow {
     pub transferred_from: Option<String>,
     /// A recording of the call exists (`GET /calls/{id}/recording`).
     pub recorded: bool,
+    /// The branch the call belongs to (its DID's, ring group's or extension's); None: a
+    /// shop-wide call, seen in every branch.
+    pub branch_id: Option<i64>,
+}
+
+/// The condition keeping `alias`'s rows (a `branch_id` column, NULL = shop-wide) to a
+/// branch-scoped user's branches: empty for every branch. Ids are integers, written in.
+pub fn shared_or_in(alias: &str, branches: Option<&[i64]>) -> String {
+    match branches {
+        None => String::new(),
+        Some(ids) => format!(
+            " AND ({alias}.branch_id IS NULL OR {alias}.branch_id IN ({}))",
+            if ids.is_empty() {
+                "NULL".to_string()
+            } else {
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            }
+        ),
+    }
 }
 
 const CALL_SELECT: &str = "SELECT k.id, k.call_id, k.direction, k.from_number, k.to_number,
     k.party_number, k.ring_group, k.extensions, k.answered_ext, k.answered_user_id, u.display_name,
     k.customer_id, cu.name, k.open_orders, k.started_ms, k.answered_ms, k.ended_ms, k.ring_ms,
-    k.talk_ms, k.outcome, k.cause, k.transferred_by, k.transferred_from,
+    k.talk_ms, k.outcome, k.cause, k.transferred_by, k.transferred_from, k.branch_id,
     EXISTS (SELECT 1 FROM recordings rec WHERE rec.call_id = k.call_id)
     FROM calls k
     LEFT JOIN users u ON u.id = k.answered_user_id
@@ -94,7 +113,8 @@ fn call_from_row(r: &Row) -> rusqlite::Result<CallRow> {
         cause: r.get(20)?,
         transferred_by: r.get(21)?,
         transferred_from: r.get(22)?,
-        recorded: r.get(23)?,
+        branch_id: r.get(23)?,
+        recorded: r.get(24)?,
     })
 }
 
@@ -111,6 +131,7 @@ pub struct NewCall<'a> {
     pub transferred_by: Option<&'a str>,
     pub transferred_from: Option<&'a str>,
     pub started_ms: i64,
+    pub branch_id: Option<i64>,
 }
 
 /// Records a ringing call. A second Ringing for the same call (a sequential ring group
@@ -135,8 +156,9 @@ pub fn upsert_ringing(c: &Connection, n: &NewCall) -> DbResult<i64> {
     }
     c.prepare_cached(
         "INSERT INTO calls (call_id, direction, from_number, to_number, party_number, ring_group,
-            extensions, customer_id, open_orders, started_ms, transferred_by, transferred_from)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            extensions, customer_id, open_orders, started_ms, transferred_by, transferred_from,
+            branch_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         n.call_id,
@@ -150,7 +172,8 @@ pub fn upsert_ringing(c: &Connection, n: &NewCall) -> DbResult<i64> {
         serde_json::to_string(n.open_orders).unwrap_or_else(|_| "[]".into()),
         n.started_ms,
         n.transferred_by,
-        n.transferred_from
+        n.transferred_from,
+        n.branch_id
     ])?;
     Ok(c.last_insert_rowid())
 }
@@ -230,6 +253,8 @@ pub struct CallFilter {
     /// The other party's number (normalised), or an extension on either end.
     pub number: Option<String>,
     pub customer_id: Option<i64>,
+    /// A branch-scoped user's branches: their calls and the shop-wide ones.
+    pub branch_ids: Option<Vec<i64>>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -268,6 +293,10 @@ fn filter_sql(f: &CallFilter) -> (String, Vec<rusqlite::types::Value>) {
     if let Some(v) = f.customer_id {
         add("k.customer_id = ?", Value::Integer(v), &mut w);
     }
+    let scope = shared_or_in("k", f.branch_ids.as_deref());
+    if let Some(cond) = scope.strip_prefix(" AND ") {
+        w.push(cond.to_string());
+    }
     (w.join(" AND "), p)
 }
 
@@ -297,13 +326,84 @@ pub fn count(c: &Connection, f: &CallFilter, cap: i64) -> DbResult<i64> {
 }
 
 /// The last call with this party before `before_ms` (for the screen-pop).
-pub fn last_call_with(c: &Connection, party: &str, before_ms: i64) -> DbResult<Option<CallRow>> {
+/// Of a branch's call, only that branch's and shop-wide calls.
+pub fn last_call_with(
+    c: &Connection,
+    party: &str,
+    before_ms: i64,
+    branch: Option<i64>,
+) -> DbResult<Option<CallRow>> {
+    let branches = branch.map(|b| vec![b]);
     Ok(c
         .prepare_cached(&format!(
-            "{CALL_SELECT} WHERE k.party_number = ?1 AND k.started_ms < ?2 ORDER BY k.started_ms DESC LIMIT 1"
+            "{CALL_SELECT} WHERE k.party_number = ?1 AND k.started_ms < ?2{} ORDER BY k.started_ms DESC LIMIT 1",
+            shared_or_in("k", branches.as_deref())
         ))?
         .query_row(params![party, before_ms], call_from_row)
         .optional()?)
+}
+
+/// The branch a new call belongs to, by the first rule that gives one: a transferred
+/// call keeps the branch of the call it continues; an inbound call takes its DID's; a
+/// call to a ring group the group's; else the calling extension's (internal and
+/// outbound), then the first alerted extension's — an extension's branch being its
+/// user's when the user works in exactly one. None: a shop-wide call.
+pub fn branch_of_call(
+    c: &Connection,
+    inbound: bool,
+    from: &str,
+    to: &str,
+    group: Option<&str>,
+    extensions: &[String],
+    transferred_from: Option<&str>,
+) -> DbResult<Option<i64>> {
+    if let Some(prev) = transferred_from {
+        if let Some(b) = c
+            .prepare_cached("SELECT branch_id FROM calls WHERE call_id = ?1")?
+            .query_row([prev], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten()
+        {
+            return Ok(Some(b));
+        }
+    }
+    if inbound {
+        if let Some(b) = c
+            .prepare_cached(
+                "SELECT branch_id FROM sip_dids WHERE did = ?1 AND branch_id IS NOT NULL LIMIT 1",
+            )?
+            .query_row([to], |r| r.get::<_, i64>(0))
+            .optional()?
+        {
+            return Ok(Some(b));
+        }
+    }
+    if let Some(g) = group {
+        if let Some(b) = c
+            .prepare_cached("SELECT branch_id FROM sip_ring_groups WHERE number = ?1")?
+            .query_row([g], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten()
+        {
+            return Ok(Some(b));
+        }
+    }
+    // An extension's branch: that of its user, when the user works in exactly one.
+    let mut st = c.prepare_cached(
+        "SELECT min(ub.branch_id), count(*) FROM sip_extensions e
+         JOIN user_branches ub ON ub.user_id = e.user_id WHERE e.number = ?1",
+    )?;
+    let caller = (!inbound).then_some(from);
+    for e in caller
+        .into_iter()
+        .chain(extensions.iter().map(String::as_str))
+    {
+        let (b, n): (Option<i64>, i64) = st.query_row([e], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if n == 1 {
+            return Ok(b);
+        }
+    }
+    Ok(None)
 }
 
 // ----- missed calls ---------------------------------------------------------------------
@@ -322,10 +422,12 @@ pub struct MissedRow {
     /// called_back, got_through or done.
     pub resolved_how: Option<String>,
     pub resolved_by: Option<String>,
+    /// The branch whose calls were missed (None: shop-wide calls).
+    pub branch_id: Option<i64>,
 }
 
 const MISSED_SELECT: &str = "SELECT m.id, m.number, m.customer_id, cu.name, m.attempts, m.first_ms,
-    m.last_ms, m.resolved_ms, m.resolved_how, coalesce(d.display_name, u.display_name)
+    m.last_ms, m.resolved_ms, m.resolved_how, coalesce(d.display_name, u.display_name), m.branch_id
     FROM missed_calls m
     LEFT JOIN customers cu ON cu.id = m.customer_id
     LEFT JOIN calls k ON k.id = m.resolved_call
@@ -344,48 +446,69 @@ fn missed_from_row(r: &Row) -> rusqlite::Result<MissedRow> {
         resolved_ms: r.get(7)?,
         resolved_how: r.get(8)?,
         resolved_by: r.get(9)?,
+        branch_id: r.get(10)?,
     })
 }
 
-/// Counts one more unanswered call from `number`: opens its entry or bumps it.
+/// Counts one more unanswered call from `number` to `branch` (None: shop-wide): opens
+/// its entry or bumps it.
 pub fn record_missed(
     c: &Connection,
     number: &str,
     customer_id: Option<i64>,
     call: i64,
     at_ms: i64,
+    branch: Option<i64>,
 ) -> DbResult<()> {
     let n = c
         .prepare_cached(
             "UPDATE missed_calls SET attempts = attempts + 1, last_ms = ?2, last_call = ?3,
                 customer_id = coalesce(?4, customer_id)
-             WHERE number = ?1 AND resolved_ms IS NULL",
+             WHERE number = ?1 AND resolved_ms IS NULL AND branch_id IS ?5",
         )?
-        .execute(params![number, at_ms, call, customer_id])?;
+        .execute(params![number, at_ms, call, customer_id, branch])?;
     if n == 0 {
         c.prepare_cached(
-            "INSERT INTO missed_calls (number, customer_id, attempts, first_ms, last_ms, last_call)
-             VALUES (?1, ?2, 1, ?3, ?3, ?4)",
+            "INSERT INTO missed_calls (number, customer_id, attempts, first_ms, last_ms, last_call, branch_id)
+             VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5)",
         )?
-        .execute(params![number, customer_id, at_ms, call])?;
+        .execute(params![number, customer_id, at_ms, call, branch])?;
     }
     Ok(())
 }
 
-/// Closes the open entry of `number`, if any. Returns whether one was closed.
+/// Closes the open entries of `number` that a call of `branch` answers: that branch's and
+/// the shop-wide one (a shop-wide call closes every branch's). Returns whether any was
+/// closed.
 pub fn resolve_missed(
     c: &Connection,
     number: &str,
     call: i64,
     how: &str,
     at_ms: i64,
+    branch: Option<i64>,
 ) -> DbResult<bool> {
-    Ok(c.prepare_cached(
+    Ok(c.prepare_cached(&format!(
         "UPDATE missed_calls SET resolved_ms = ?2, resolved_call = ?3, resolved_how = ?4
-         WHERE number = ?1 AND resolved_ms IS NULL",
-    )?
-    .execute(params![number, at_ms, call, how])?
-        == 1)
+         WHERE number = ?1 AND resolved_ms IS NULL AND {}",
+        if branch.is_some() {
+            "(branch_id IS NULL OR branch_id = ?5)"
+        } else {
+            "?5 IS NULL"
+        }
+    ))?
+    .execute(params![number, at_ms, call, how, branch])?
+        >= 1)
+}
+
+/// The branch of missed-call entry `id`: None when there is no such entry, Some(None) for
+/// a shop-wide one.
+pub fn missed_branch(c: &Connection, id: i64) -> DbResult<Option<Option<i64>>> {
+    Ok(
+        c.prepare_cached("SELECT branch_id FROM missed_calls WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 /// Calls out through a trunk since `since_ms`, by the extension that placed them, as unix
@@ -437,7 +560,7 @@ pub fn mark_missed_done(c: &Connection, id: i64, user_id: i64, at_ms: i64) -> Db
 
 pub fn open_missed(c: &Connection, number: &str) -> DbResult<Option<MissedRow>> {
     Ok(c.prepare_cached(&format!(
-        "{MISSED_SELECT} WHERE m.number = ?1 AND m.resolved_ms IS NULL"
+        "{MISSED_SELECT} WHERE m.number = ?1 AND m.resolved_ms IS NULL ORDER BY m.id LIMIT 1"
     ))?
     .query_row([number], missed_from_row)
     .optional()?)
@@ -449,22 +572,27 @@ pub fn list_missed(
     include_resolved: bool,
     limit: i64,
     offset: i64,
+    branches: Option<&[i64]>,
 ) -> DbResult<Vec<MissedRow>> {
     let wh = if include_resolved {
         "1 = 1"
     } else {
         "m.resolved_ms IS NULL"
     };
+    let scope = shared_or_in("m", branches);
     let mut st = c.prepare_cached(&format!(
-        "{MISSED_SELECT} WHERE {wh} ORDER BY m.last_ms DESC, m.id DESC LIMIT ?1 OFFSET ?2"
+        "{MISSED_SELECT} WHERE {wh}{scope} ORDER BY m.last_ms DESC, m.id DESC LIMIT ?1 OFFSET ?2"
     ))?;
     let rows = st.query_map(params![limit, offset], missed_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn count_open_missed(c: &Connection) -> DbResult<i64> {
+pub fn count_open_missed(c: &Connection, branches: Option<&[i64]>) -> DbResult<i64> {
     Ok(c.query_row(
-        "SELECT count(*) FROM missed_calls WHERE resolved_ms IS NULL",
+        &format!(
+            "SELECT count(*) FROM missed_calls m WHERE m.resolved_ms IS NULL{}",
+            shared_or_in("m", branches)
+        ),
         [],
         |r| r.get(0),
     )?)
@@ -518,10 +646,20 @@ pub struct OpenOrder {
 /// The customer's orders that are not closed (newest first) and what they owe overall
 /// (as on the customer card: open orders plus closed ones not fully paid).
 pub fn open_orders_and_balance(c: &Connection, customer: i64) -> DbResult<(Vec<OpenOrder>, i64)> {
+    open_orders_and_balance_in(c, customer, None)
+}
+
+/// [`open_orders_and_balance`] within `branches` (None: every branch).
+pub fn open_orders_and_balance_in(
+    c: &Connection,
+    customer: i64,
+    branches: Option<&[i64]>,
+) -> DbResult<(Vec<OpenOrder>, i64)> {
+    let scope = super::reports::in_branches(branches);
     let mut st = c.prepare_cached(&format!(
         "SELECT o.id, o.number, o.status_id, s.code, o.promised_at, {due}
          FROM orders o JOIN statuses s ON s.id = o.status_id
-         WHERE o.customer_id = ?1 AND s.grp <> 'closed' ORDER BY o.id DESC LIMIT 20",
+         WHERE o.customer_id = ?1 AND s.grp <> 'closed'{scope} ORDER BY o.id DESC LIMIT 20",
         due = crate::model::money::DUE_SQL
     ))?;
     let rows = st.query_map([customer], |r| {
@@ -542,7 +680,7 @@ pub fn open_orders_and_balance(c: &Connection, customer: i64) -> DbResult<(Vec<O
             &format!(
                 "SELECT coalesce(sum(CASE WHEN s.grp <> 'closed' THEN {due} ELSE o.total - o.paid END), 0)
                  FROM orders o JOIN statuses s ON s.id = o.status_id
-                 WHERE o.customer_id = ?1 AND (s.grp <> 'closed' OR o.total > o.paid)",
+                 WHERE o.customer_id = ?1 AND (s.grp <> 'closed' OR o.total > o.paid){scope}",
                 due = crate::model::money::DUE_SQL
             ),
         )?
@@ -562,17 +700,19 @@ pub fn counts_by_hour_and_weekday(
     from_ms: i64,
     to_ms: i64,
     tz_secs: i64,
+    branches: Option<&[i64]>,
 ) -> DbResult<(ByHour, ByWeekday)> {
     let mut hours = [(0i64, 0i64); 24];
     let mut days = [(0i64, 0i64); 7];
-    let mut st = c.prepare_cached(
+    let mut st = c.prepare_cached(&format!(
         "SELECT ((started_ms / 1000 + ?3) / 3600) % 24,
                 ((started_ms / 1000 + ?3) / 86400 + 3) % 7,
                 outcome = 'answered', count(*)
-         FROM calls WHERE started_ms >= ?1 AND started_ms < ?2 AND direction <> 'outbound'
-           AND outcome IN ('answered', 'missed', 'no_answer', 'busy')
+         FROM calls k WHERE started_ms >= ?1 AND started_ms < ?2 AND direction <> 'outbound'
+           AND outcome IN ('answered', 'missed', 'no_answer', 'busy'){}
          GROUP BY 1, 2, 3",
-    )?;
+        shared_or_in("k", branches)
+    ))?;
     let rows = st.query_map(params![from_ms, to_ms, tz_secs], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -593,4 +733,23 @@ pub fn counts_by_hour_and_weekday(
         }
     }
     Ok((hours, days))
+}
+
+/// Every distinct set of branches a user is limited to (users of every branch list none).
+pub fn branch_scopes(c: &Connection) -> DbResult<Vec<Vec<i64>>> {
+    let mut st = c.prepare_cached(
+        "SELECT DISTINCT ids FROM (SELECT group_concat(branch_id) AS ids FROM
+            (SELECT user_id, branch_id FROM user_branches ORDER BY user_id, branch_id)
+         GROUP BY user_id)",
+    )?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let mut ids: Vec<i64> = r?.split(',').filter_map(|x| x.parse().ok()).collect();
+        ids.sort_unstable();
+        if !out.contains(&ids) {
+            out.push(ids);
+        }
+    }
+    Ok(out)
 }

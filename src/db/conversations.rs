@@ -198,6 +198,8 @@ pub struct ListFilter {
     pub assignee: Option<Option<i64>>,
     /// Only these customers' threads (a master's scope); None: no limit.
     pub customers: Option<Vec<i64>>,
+    /// A branch-scoped user's branches: threads of those branches and shop-wide ones.
+    pub branches: Option<Vec<i64>>,
     /// Matches the sender's name (by prefix), the customer's phone tail, or the text of
     /// the newest matching messages.
     pub search: Option<String>,
@@ -214,6 +216,32 @@ pub struct ListFilter {
 /// A word is looked for in this many newest matching messages (an older thread is found
 /// by its customer, or from the customer's card).
 const MESSAGE_HITS: i64 = 2000;
+
+/// A thread's branch: the branch of its customer's latest order (none for a thread with
+/// no customer, or a customer with no order: shop-wide). As SQL over `v`.
+const CONV_BRANCH: &str = "(SELECT o.branch_id FROM orders o WHERE o.customer_id = v.customer_id
+    ORDER BY o.id DESC LIMIT 1)";
+
+/// The condition keeping threads to a branch-scoped user's branches (and the shop-wide
+/// ones); empty for every branch.
+fn in_branches(branches: Option<&[i64]>) -> String {
+    match branches {
+        None => String::new(),
+        Some(ids) => format!(" AND coalesce({CONV_BRANCH} IN ({}), 1)", id_list(ids)),
+    }
+}
+
+/// The branch of thread `conv` (see [`CONV_BRANCH`]).
+pub fn branch_of(c: &Connection, conv: &ConversationRow) -> DbResult<Option<i64>> {
+    let Some(cid) = conv.customer_id else {
+        return Ok(None);
+    };
+    Ok(c.prepare_cached(
+        "SELECT o.branch_id FROM orders o WHERE o.customer_id = ?1 ORDER BY o.id DESC LIMIT 1",
+    )?
+    .query_row([cid], |r| r.get(0))
+    .optional()?)
+}
 
 /// Ids as an SQL list (integers only, so nothing typed reaches the statement).
 fn id_list(ids: &[i64]) -> String {
@@ -253,6 +281,7 @@ pub fn list(c: &Connection, f: &ListFilter) -> DbResult<Vec<ConversationRow>> {
     if let Some(ids) = &f.customers {
         sql += &format!(" AND v.customer_id IN ({})", id_list(ids));
     }
+    sql += &in_branches(f.branches.as_deref());
     if let Some(cid) = f.customer_id {
         let p = arg(cid.into(), &mut args);
         sql += &format!(" AND v.customer_id = {p}");
@@ -306,13 +335,19 @@ pub fn list(c: &Connection, f: &ListFilter) -> DbResult<Vec<ConversationRow>> {
 
 /// Open threads with unread customer messages: unassigned ones and those of `user`
 /// (the header badge), limited to `customers` when given.
-pub fn unread_count(c: &Connection, user: i64, customers: Option<&[i64]>) -> DbResult<i64> {
+pub fn unread_count(
+    c: &Connection,
+    user: i64,
+    customers: Option<&[i64]>,
+    branches: Option<&[i64]>,
+) -> DbResult<i64> {
     let mut sql = "SELECT count(*) FROM conversations v WHERE v.state = 'open' AND v.unread > 0
                    AND (v.assignee_id IS NULL OR v.assignee_id = ?1)"
         .to_string();
     if let Some(ids) = customers {
         sql += &format!(" AND v.customer_id IN ({})", id_list(ids));
     }
+    sql += &in_branches(branches);
     Ok(c.prepare_cached(&sql)?.query_row([user], |r| r.get(0))?)
 }
 

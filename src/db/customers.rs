@@ -134,6 +134,7 @@ pub fn insert(c: &Connection, f: &CustomerFields, phones: &[String], now: i64) -
     ])?;
     let id = c.last_insert_rowid();
     set_phones(c, id, phones)?;
+    super::segments::set_tags(c, id, f.tags)?;
     reindex(c, id)?;
     Ok(id)
 }
@@ -171,6 +172,7 @@ pub fn update(
     )?;
     if n == 1 {
         set_phones(c, id, phones)?;
+        super::segments::set_tags(c, id, f.tags)?;
         reindex(c, id)?;
     }
     Ok(n == 1)
@@ -252,9 +254,64 @@ pub fn merge(c: &Connection, into: i64, from: i64, now: i64) -> DbResult<usize> 
     Ok(moved)
 }
 
-pub fn list(c: &Connection, limit: i64, offset: i64) -> DbResult<Vec<CustomerRow>> {
+/// The setting that keeps customers per branch ("1": on); off, one customer base.
+pub const PER_BRANCH_KEY: &str = "customers.per_branch";
+
+/// Whether customers are kept per branch.
+pub fn per_branch(c: &Connection) -> DbResult<bool> {
+    Ok(super::settings::get(c, PER_BRANCH_KEY)?.is_some_and(|v| v == "1"))
+}
+
+/// The condition keeping `customers` (unaliased) to those "of" `branches`: created in one
+/// of them, or with an order in one; a customer created outside any branch scope with no
+/// order belongs to none and is everyone's. Empty for every branch.
+pub fn of_branches(branches: Option<&[i64]>) -> String {
+    match branches {
+        None => String::new(),
+        Some(ids) => {
+            let list = if ids.is_empty() {
+                "NULL".to_string()
+            } else {
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            };
+            format!(
+                " AND (customers.branch_id IN ({list})
+                   OR EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = customers.id AND o.branch_id IN ({list}))
+                   OR (customers.branch_id IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = customers.id)))"
+            )
+        }
+    }
+}
+
+/// Whether customer `id` is of `branches` (see [`of_branches`]).
+pub fn in_branches(c: &Connection, id: i64, branches: Option<&[i64]>) -> DbResult<bool> {
+    if branches.is_none() {
+        return Ok(true);
+    }
+    Ok(c.prepare_cached(&format!(
+        "SELECT EXISTS (SELECT 1 FROM customers WHERE id = ?1{})",
+        of_branches(branches)
+    ))?
+    .query_row([id], |r| r.get(0))?)
+}
+
+/// Records the branch a customer was created in.
+pub fn set_branch(c: &Connection, id: i64, branch: i64) -> DbResult<()> {
+    c.prepare_cached("UPDATE customers SET branch_id = ?2 WHERE id = ?1")?
+        .execute(params![id, branch])?;
+    Ok(())
+}
+
+pub fn list(
+    c: &Connection,
+    limit: i64,
+    offset: i64,
+    branches: Option<&[i64]>,
+) -> DbResult<Vec<CustomerRow>> {
     let mut st = c.prepare_cached(&format!(
-        "SELECT {COLS} FROM customers WHERE merged_into IS NULL ORDER BY id DESC LIMIT ?1 OFFSET ?2"
+        "SELECT {COLS} FROM customers WHERE merged_into IS NULL{} ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+        of_branches(branches)
     ))?;
     let mut rows: Vec<CustomerRow> = st
         .query_map(params![limit, offset], from_row)?
@@ -266,9 +323,12 @@ pub fn list(c: &Connection, limit: i64, offset: i64) -> DbResult<Vec<CustomerRow
 }
 
 /// Customers, up to `orders::COUNT_CAP + 1` (meaning "more than the cap").
-pub fn count(c: &Connection) -> DbResult<i64> {
+pub fn count(c: &Connection, branches: Option<&[i64]>) -> DbResult<i64> {
     Ok(c.query_row(
-        "SELECT count(*) FROM (SELECT 1 FROM customers WHERE merged_into IS NULL LIMIT ?1)",
+        &format!(
+            "SELECT count(*) FROM (SELECT 1 FROM customers WHERE merged_into IS NULL{} LIMIT ?1)",
+            of_branches(branches)
+        ),
         [super::orders::COUNT_CAP + 1],
         |r| r.get(0),
     )?)
@@ -328,8 +388,10 @@ pub fn list_filtered(
     f: &CustomerFilter,
     limit: i64,
     offset: i64,
+    branches: Option<&[i64]>,
 ) -> DbResult<(Vec<CustomerRow>, i64)> {
-    let (w, mut args) = f.sql();
+    let (mut w, mut args) = f.sql();
+    w.push_str(&of_branches(branches));
     let total: i64 = c.query_row(
         &format!(
             "SELECT count(*) FROM (SELECT 1 FROM customers WHERE {w} LIMIT {})",

@@ -220,6 +220,7 @@ pub fn insert_customer(
     for p in phones {
         st.execute(params![id, p])?;
     }
+    super::segments::set_tags(c, id, f.tags)?;
     c.prepare_cached("INSERT INTO search_index (rowid, kind, ref, body) VALUES (?1, 'c', ?2, ?3)")?
         .execute(params![
             fts_rowid(id),
@@ -295,6 +296,8 @@ pub fn delete_customer(c: &Connection, id: i64) -> DbResult<()> {
     c.prepare_cached("DELETE FROM search_index WHERE rowid = ?1")?
         .execute([fts_rowid(id)])?;
     c.prepare_cached("DELETE FROM customer_phones WHERE customer_id = ?1")?
+        .execute([id])?;
+    c.prepare_cached("DELETE FROM customer_tags WHERE customer_id = ?1")?
         .execute([id])?;
     c.prepare_cached("DELETE FROM customers WHERE id = ?1")?
         .execute([id])?;

@@ -30,6 +30,16 @@ pub fn in_branches(branches: Option<&[i64]>) -> String {
     }
 }
 
+/// The join and condition limiting `p` (payments) to a branch-scoped user's branches:
+/// nothing at all for every branch, so that sums over payments read the payments index
+/// alone.
+fn payments_in_branches(branches: Option<&[i64]>) -> (&'static str, String) {
+    match branches {
+        None => ("", String::new()),
+        Some(_) => (" JOIN orders o ON o.id = p.order_id", in_branches(branches)),
+    }
+}
+
 /// Open orders per status group (from the small index of open orders).
 pub fn open_by_group(c: &Connection, branches: Option<&[i64]>) -> DbResult<Vec<(String, i64)>> {
     let mut st = c.prepare_cached(&format!(
@@ -88,30 +98,8 @@ pub fn day_buckets(
         completed: bucket(
             "SELECT (o.closed_at + ?3) / 86400, count(*) FROM orders o WHERE o.closed_at >= ?1 AND o.closed_at < ?2{scope} GROUP BY 1",
         )?,
-        revenue: bucket(
-            "SELECT (p.created_at + ?3) / 86400, sum(CASE WHEN p.kind = 'refund' THEN -p.amount ELSE p.amount END)
-             FROM payments p JOIN orders o ON o.id = p.order_id
-             WHERE p.created_at >= ?1 AND p.created_at < ?2{scope} GROUP BY 1",
-        )?,
+        revenue: revenue_by_day(c, from, to, offset_secs, branches)?,
     })
-}
-
-pub fn revenue_between(
-    c: &Connection,
-    from: i64,
-    to: i64,
-    branches: Option<&[i64]>,
-) -> DbResult<i64> {
-    Ok(c.query_row(
-        &format!(
-            "SELECT coalesce(sum(CASE WHEN p.kind = 'refund' THEN -p.amount ELSE p.amount END), 0)
-         FROM payments p JOIN orders o ON o.id = p.order_id
-         WHERE p.created_at >= ?1 AND p.created_at < ?2{}",
-            in_branches(branches)
-        ),
-        params![from, to],
-        |r| r.get(0),
-    )?)
 }
 
 /// Payments minus refunds per local day in [from, to): (days since 1970-01-01 of the
@@ -124,11 +112,10 @@ pub fn revenue_by_day(
     offset_secs: i64,
     branches: Option<&[i64]>,
 ) -> DbResult<Vec<(i64, i64)>> {
+    let (join, scope) = payments_in_branches(branches);
     let mut st = c.prepare_cached(&format!(
         "SELECT (p.created_at + ?3) / 86400, sum(CASE WHEN p.kind = 'refund' THEN -p.amount ELSE p.amount END)
-         FROM payments p JOIN orders o ON o.id = p.order_id
-         WHERE p.created_at >= ?1 AND p.created_at < ?2{} GROUP BY 1 ORDER BY 1",
-        in_branches(branches)
+         FROM payments p{join} WHERE p.created_at >= ?1 AND p.created_at < ?2{scope} GROUP BY 1 ORDER BY 1"
     ))?;
     let rows = st.query_map(params![from, to, offset_secs], |r| {
         Ok((r.get(0)?, r.get(1)?))

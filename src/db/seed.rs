@@ -12,6 +12,11 @@ pub struct SeedCustomer {
     pub name: String,
     pub phone: String,
     pub created_at: i64,
+    /// Comma separated, as typed.
+    pub tags: &'static str,
+    pub language: &'static str,
+    pub kind: &'static str,
+    pub marketing_opt_in: bool,
 }
 
 pub struct SeedOrder {
@@ -80,7 +85,8 @@ impl<'c> BulkLoad<'c> {
     pub fn customers(&self, rows: &[SeedCustomer]) -> DbResult<Vec<i64>> {
         let c = self.c;
         let mut ins = c.prepare_cached(
-            "INSERT INTO customers (name, created_at, updated_at) VALUES (?1, ?2, ?2)",
+            "INSERT INTO customers (name, created_at, updated_at, tags, language, kind, marketing_opt_in)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let mut ph = c.prepare_cached(
             "INSERT OR IGNORE INTO customer_phones (customer_id, e164) VALUES (?1, ?2)",
@@ -90,8 +96,16 @@ impl<'c> BulkLoad<'c> {
         )?;
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
-            ins.execute(params![r.name, r.created_at])?;
+            ins.execute(params![
+                r.name,
+                r.created_at,
+                r.tags,
+                r.language,
+                r.kind,
+                r.marketing_opt_in
+            ])?;
             let id = c.last_insert_rowid();
+            super::segments::set_tags(c, id, r.tags)?;
             ph.execute(params![id, r.phone])?;
             let body = super::customers::search_body(&r.name, std::slice::from_ref(&r.phone), "");
             fts.execute(params![super::customers::fts_rowid(id), id, body])?;

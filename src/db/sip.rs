@@ -143,11 +143,13 @@ pub struct RingGroupRow {
     pub overall_timeout_secs: u32,
     /// Extension numbers, in ringing order.
     pub members: Vec<String>,
+    /// The branch the group answers for (none: the whole shop).
+    pub branch_id: Option<i64>,
 }
 
 pub fn list_ring_groups(c: &Connection) -> DbResult<Vec<RingGroupRow>> {
     let mut st = c.prepare_cached(
-        "SELECT id, number, name, strategy, member_timeout_secs, overall_timeout_secs
+        "SELECT id, number, name, strategy, member_timeout_secs, overall_timeout_secs, branch_id
          FROM sip_ring_groups ORDER BY number",
     )?;
     let mut groups: Vec<RingGroupRow> = st
@@ -160,6 +162,7 @@ pub fn list_ring_groups(c: &Connection) -> DbResult<Vec<RingGroupRow>> {
                 member_timeout_secs: r.get(4)?,
                 overall_timeout_secs: r.get(5)?,
                 members: Vec::new(),
+                branch_id: r.get(6)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -202,15 +205,18 @@ pub fn save_ring_group(
     member_timeout_secs: u32,
     overall_timeout_secs: u32,
     member_ids: &[i64],
+    branch_id: Option<i64>,
     now: i64,
 ) -> DbResult<i64> {
     c.execute(
-        "INSERT INTO sip_ring_groups (number, name, strategy, member_timeout_secs, overall_timeout_secs, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+        "INSERT INTO sip_ring_groups (number, name, strategy, member_timeout_secs, overall_timeout_secs,
+            branch_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6)
          ON CONFLICT(number) DO UPDATE SET name = excluded.name, strategy = excluded.strategy,
            member_timeout_secs = excluded.member_timeout_secs,
-           overall_timeout_secs = excluded.overall_timeout_secs, updated_at = excluded.updated_at",
-        params![number, name, strategy, member_timeout_secs, overall_timeout_secs, now],
+           overall_timeout_secs = excluded.overall_timeout_secs, branch_id = excluded.branch_id,
+           updated_at = excluded.updated_at",
+        params![number, name, strategy, member_timeout_secs, overall_timeout_secs, now, branch_id],
     )?;
     let id: i64 = c.query_row(
         "SELECT id FROM sip_ring_groups WHERE number = ?1",
@@ -346,6 +352,10 @@ pub struct DidRow {
     pub destination: String,
     /// Extension or ring group after hours (none: `destination` always).
     pub after_hours: Option<String>,
+    /// The branch the number belongs to (none: the whole shop): its calls are the
+    /// branch's, and its business hours (when it has its own) decide after hours.
+    #[serde(default)]
+    pub branch_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -395,7 +405,7 @@ pub fn list_trunks(c: &Connection) -> DbResult<Vec<TrunkRow>> {
         })?
         .collect::<Result<_, _>>()?;
     let mut d = c.prepare_cached(
-        "SELECT did, destination, after_hours FROM sip_dids WHERE trunk_id = ?1 ORDER BY did",
+        "SELECT did, destination, after_hours, branch_id FROM sip_dids WHERE trunk_id = ?1 ORDER BY did",
     )?;
     for t in &mut trunks {
         t.dids = d
@@ -404,6 +414,7 @@ pub fn list_trunks(c: &Connection) -> DbResult<Vec<TrunkRow>> {
                     did: r.get(0)?,
                     destination: r.get(1)?,
                     after_hours: r.get(2)?,
+                    branch_id: r.get(3)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -448,8 +459,9 @@ pub fn save_trunk(c: &Connection, t: &TrunkRow, now: i64) -> DbResult<i64> {
     c.execute("DELETE FROM sip_dids WHERE trunk_id = ?1", [id])?;
     for d in &t.dids {
         c.execute(
-            "INSERT INTO sip_dids (trunk_id, did, destination, after_hours) VALUES (?1, ?2, ?3, ?4)",
-            params![id, d.did, d.destination, d.after_hours],
+            "INSERT INTO sip_dids (trunk_id, did, destination, after_hours, branch_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, d.did, d.destination, d.after_hours, d.branch_id],
         )?;
     }
     Ok(id)

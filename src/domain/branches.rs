@@ -33,6 +33,13 @@ pub struct BranchInput {
     /// Opening hours printed on the branch's receipts; empty for the shop's.
     #[serde(default)]
     pub hours: String,
+    /// Business hours for calls on the branch's DIDs, e.g. "mon-fri 09:00-18:00; sat
+    /// 10:00-14:00"; with `sip_holidays` empty too: the shop's hours.
+    #[serde(default)]
+    pub sip_hours: String,
+    /// Dates the branch is closed for calls (YYYY-MM-DD, comma-separated).
+    #[serde(default)]
+    pub sip_holidays: String,
 }
 
 fn yes() -> bool {
@@ -48,6 +55,8 @@ struct Clean {
     active: bool,
     order_prefix: String,
     hours: String,
+    sip_hours: String,
+    sip_holidays: String,
 }
 
 fn clean(b: BranchInput, country: crate::model::phone::Country) -> DomainResult<Clean> {
@@ -104,9 +113,27 @@ fn clean(b: BranchInput, country: crate::model::phone::Country) -> DomainResult<
                 .with("max", 100),
         ));
     }
+    let sip_hours = b.sip_hours.trim().to_string();
+    let sip_holidays = b.sip_holidays.trim().to_string();
+    if sip_hours.chars().count() > 300 || sip_holidays.chars().count() > 4000 {
+        return Err(DomainError::invalid(
+            Msg::new("err.field.too_long")
+                .term("field", "field.hours")
+                .with("max", 300),
+        ));
+    }
+    // The same formats as the shop's call rules, checked by the same parser.
+    super::telephony::CallRules {
+        hours: sip_hours.clone(),
+        holidays: sip_holidays.clone(),
+        ..Default::default()
+    }
+    .validate()?;
     Ok(Clean {
         order_prefix,
         hours,
+        sip_hours,
+        sip_holidays,
         name,
         address,
         phone,
@@ -126,13 +153,15 @@ fn fields(c: &Clean) -> BranchFields<'_> {
         active: c.active,
         order_prefix: &c.order_prefix,
         hours: &c.hours,
+        sip_hours: &c.sip_hours,
+        sip_holidays: &c.sip_holidays,
     }
 }
 
 fn detail(c: &Clean) -> serde_json::Value {
     serde_json::json!({"name": c.name, "address": c.address, "phone": c.phone,
         "lat": c.lat, "lon": c.lon, "active": c.active, "order_prefix": c.order_prefix,
-        "hours": c.hours})
+        "hours": c.hours, "sip_hours": c.sip_hours, "sip_holidays": c.sip_holidays})
 }
 
 /// A clash on the unique name reads as a conflict that names the branch.

@@ -171,7 +171,7 @@ impl Broadcasts {
                 // Only customers who said yes, never archived ones.
                 filter.opted_in = Some(true);
                 filter.include_archived = false;
-                let w = filter.to_where(tx.clock(), tx.now());
+                let w = filter.conditions(tx.clock(), tx.now());
                 let ids = crate::db::segments::ids(tx, &w, MAX_RECIPIENTS, 0)?;
                 let members = q::members(tx, &ids)?;
                 let set = n::load_settings(tx)?;

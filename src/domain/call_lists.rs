@@ -176,20 +176,37 @@ pub struct CallLists {
     telephony: Telephony,
 }
 
-fn list_event(id: i64) -> Event {
+/// About list `id` of `branch` (None: a shop-wide list).
+fn list_event(id: i64, branch: Option<i64>) -> Event {
     Event::new(
         "call_list.updated",
         serde_json::json!({"id": id}),
         Audience::Staff { masters: vec![] },
     )
+    .in_branch_opt(branch)
 }
 
-fn progress_event(user: Option<i64>) -> Event {
+/// Progress moved for `user`; `branch`: the branch of the work that moved it.
+fn progress_event(user: Option<i64>, branch: Option<i64>) -> Event {
     Event::new(
         "progress.changed",
         serde_json::json!({"user_id": user}),
         Audience::Staff { masters: vec![] },
     )
+    .in_branch_opt(branch)
+}
+
+/// Refuses (as not found) a list or item outside the acting user's branches; shop-wide
+/// ones (no branch) are everyone's.
+fn check_scope(tx: &super::work::Tx<'_>, branch: Option<i64>) -> DomainResult<()> {
+    match branch {
+        Some(b) => tx.check_branch(b),
+        None => Ok(()),
+    }
+}
+
+fn sees(actor: &Actor, branch: Option<i64>) -> bool {
+    branch.is_none_or(|b| actor.branches.contains(b))
 }
 
 fn text(v: &str, field: &'static str, max: usize) -> DomainResult<String> {
@@ -299,7 +316,7 @@ fn source_rows(tx: &Tx, n: &NewList) -> DomainResult<Vec<SourceRow>> {
                 .ok_or_else(|| DomainError::invalid("err.call_list.no_segment"))?;
             let f: super::segments::SegmentFilter =
                 serde_json::from_str(&seg.filter).unwrap_or_default();
-            q::from_segment(tx, &f.to_where(tx.clock(), now))?
+            q::from_segment(tx, &f.conditions(tx.clock(), now))?
         }
         "import" => {
             let id = n
@@ -310,7 +327,7 @@ fn source_rows(tx: &Tx, n: &NewList) -> DomainResult<Vec<SourceRow>> {
             }
             q::from_import(tx, id)?
         }
-        "missed" => q::from_missed(tx)?,
+        "missed" => q::from_missed(tx, n.branch_id)?,
         "ready" => {
             let (c, a) = branch(
                 "s.grp = 'ready' AND o.status_since <= ?1".into(),
@@ -478,13 +495,16 @@ fn record_on_item(
         it.id,
         serde_json::json!({"list_id": it.list_id, "outcome": o.code, "state": state, "next_at": next_at}),
     );
-    tx.emit(list_event(it.list_id));
-    tx.emit(Event::new(
-        "call_list.item",
-        serde_json::json!({"id": it.id, "list_id": it.list_id, "state": state, "outcome": o.code}),
-        Audience::Staff { masters: vec![] },
-    ));
-    tx.emit(progress_event(user));
+    tx.emit(list_event(it.list_id, it.branch_id));
+    tx.emit(
+        Event::new(
+            "call_list.item",
+            serde_json::json!({"id": it.id, "list_id": it.list_id, "state": state, "outcome": o.code}),
+            Audience::Staff { masters: vec![] },
+        )
+        .in_branch_opt(it.branch_id),
+    );
+    tx.emit(progress_event(user, it.branch_id));
     if let Some(c) = it.customer_id {
         tx.emit(Event::new(
             "customer.updated",
@@ -597,10 +617,15 @@ impl CallLists {
         if assignment != "pool" && n.agents.is_empty() {
             return Err(DomainError::invalid("err.call_list.no_agents"));
         }
+        let mut n = n;
+        if let (None, Some(ids)) = (n.branch_id, by.branches.only()) {
+            // A branch-scoped user's lists are of their branch.
+            n.branch_id = ids.first().copied();
+        }
         self.store
             .write(by, move |tx| {
                 if let Some(b) = n.branch_id {
-                    if crate::db::branches::get(tx, b)?.is_none() {
+                    if crate::db::branches::get(tx, b)?.is_none() || !tx.who().sees_branch(b) {
                         return Err(DomainError::invalid(
                             Msg::new("err.call_list.branch").with("id", b),
                         ));
@@ -649,7 +674,7 @@ impl CallLists {
                     serde_json::json!({"name": name, "source": n.source, "source_ref": n.source_ref,
                         "assignment": assignment, "items": rows.len()}),
                 );
-                tx.emit(list_event(id));
+                tx.emit(list_event(id, n.branch_id));
                 Ok(id)
             })
             .await
@@ -666,6 +691,7 @@ impl CallLists {
         self.store
             .write(by, move |tx| {
                 let mut l = q::list_settings(tx, id)?.ok_or(DomainError::NotFound)?;
+                check_scope(tx, l.branch_id)?;
                 l.name = name;
                 l.state = u.state.clone();
                 settings.apply(&mut l);
@@ -680,20 +706,24 @@ impl CallLists {
                     id,
                     serde_json::json!({"name": l.name, "state": l.state, "daily_cap": l.daily_cap}),
                 );
-                tx.emit(list_event(id));
+                tx.emit(list_event(id, l.branch_id));
                 Ok(())
             })
             .await
     }
 
-    pub async fn lists(&self) -> DomainResult<Vec<ListRow>> {
-        self.store.read(q::lists).await
+    /// The lists `actor` sees: their branches' and the shop-wide ones (counting the
+    /// items of their branches).
+    pub async fn lists(&self, actor: &Actor) -> DomainResult<Vec<ListRow>> {
+        let only = actor.branches.only().map(<[i64]>::to_vec);
+        self.store.read(move |c| q::lists(c, only.as_deref())).await
     }
 
-    pub async fn get(&self, id: i64) -> DomainResult<CallList> {
+    pub async fn get(&self, actor: &Actor, id: i64) -> DomainResult<CallList> {
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
             .view(move |c| {
-                let list = q::list(c, id)?.ok_or(DomainError::NotFound)?;
+                let list = q::list(c, id, only.as_deref())?.ok_or(DomainError::NotFound)?;
                 Ok(CallList {
                     agents: q::agents(c, id)?,
                     list,
@@ -704,6 +734,7 @@ impl CallLists {
 
     pub async fn items(
         &self,
+        actor: &Actor,
         list: i64,
         state: Option<String>,
         limit: i64,
@@ -716,10 +747,22 @@ impl CallLists {
                 ));
             }
         }
+        let only = actor.branches.only().map(<[i64]>::to_vec);
+        let who = actor.clone();
         self.store
             .view(move |c| {
-                q::list_settings(c, list)?.ok_or(DomainError::NotFound)?;
-                Ok(q::items(c, list, state.as_deref(), limit, offset)?)
+                let l = q::list_settings(c, list)?.ok_or(DomainError::NotFound)?;
+                if !sees(&who, l.branch_id) {
+                    return Err(DomainError::NotFound);
+                }
+                Ok(q::items(
+                    c,
+                    list,
+                    state.as_deref(),
+                    limit,
+                    offset,
+                    only.as_deref(),
+                )?)
             })
             .await
     }
@@ -729,6 +772,7 @@ impl CallLists {
     pub async fn next(&self, by: &Actor) -> DomainResult<Option<QueueItem>> {
         let uid = by.user_id;
         let lang = by.language.code().to_string();
+        let only = by.branches.only().map(<[i64]>::to_vec);
         let id = self
             .store
             .write(by, move |tx| {
@@ -736,25 +780,26 @@ impl CallLists {
                     return Ok(Some(id));
                 }
                 let day = tx.clock().start_of_day_of(tx.now());
-                let Some(id) = q::next_for(tx, uid, tx.now(), day)? else {
+                let Some(id) = q::next_for(tx, uid, tx.now(), day, only.as_deref())? else {
                     return Ok(None);
                 };
                 if !q::take(tx, id, uid, tx.now())? {
                     return Ok(None);
                 }
-                let list: i64 = q::item(tx, id)?.map(|i| i.list_id).unwrap_or_default();
+                let it = q::item(tx, id)?.ok_or(DomainError::NotFound)?;
+                let list = it.list_id;
                 tx.log(
                     "take",
                     "call_list_item",
                     id,
                     serde_json::json!({"list_id": list}),
                 );
-                tx.emit(list_event(list));
+                tx.emit(list_event(list, it.branch_id));
                 Ok(Some(id))
             })
             .await?;
         match id {
-            Some(id) => Ok(Some(self.queue_item(id, lang).await?)),
+            Some(id) => Ok(Some(self.queue_item(by, id, lang).await?)),
             None => Ok(None),
         }
     }
@@ -765,11 +810,20 @@ impl CallLists {
     }
 
     /// The item with its card and script, for `lang`.
-    pub async fn queue_item(&self, id: i64, lang: String) -> DomainResult<QueueItem> {
+    pub async fn queue_item(
+        &self,
+        actor: &Actor,
+        id: i64,
+        lang: String,
+    ) -> DomainResult<QueueItem> {
+        let who = actor.clone();
         self.store
             .view(move |c| {
                 let item = q::item(c, id)?.ok_or(DomainError::NotFound)?;
                 let list = q::list_settings(c, item.list_id)?.ok_or(DomainError::NotFound)?;
+                if !sees(&who, item.branch_id) || !sees(&who, list.branch_id) {
+                    return Err(DomainError::NotFound);
+                }
                 let money =
                     super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
                 let (mut card, mut device, mut order) = (
@@ -788,7 +842,8 @@ impl CallLists {
                     if let Some(cu) = crate::db::customers::get(c, cid)? {
                         card.phones = cu.phones;
                     }
-                    let (orders, balance) = crate::db::calls::open_orders_and_balance(c, cid)?;
+                    let (orders, balance) =
+                        crate::db::calls::open_orders_and_balance_in(c, cid, who.branches.only())?;
                     card.balance = balance;
                     card.balance_text = money.money(balance.abs());
                     card.orders = orders
@@ -832,12 +887,14 @@ impl CallLists {
                 let it = q::item(tx, id)?
                     .filter(|i| i.list_id == list)
                     .ok_or(DomainError::NotFound)?;
+                check_scope(tx, it.branch_id)?;
                 if let Some(held) = q::held_by(tx, uid)? {
                     if held != id {
                         return Err(DomainError::conflict("err.call_list.holding"));
                     }
                 }
                 let l = q::list_settings(tx, list)?.ok_or(DomainError::NotFound)?;
+                check_scope(tx, l.branch_id)?;
                 if l.state != "active" {
                     return Err(DomainError::conflict("err.call_list.not_active"));
                 }
@@ -855,7 +912,7 @@ impl CallLists {
                     id,
                     serde_json::json!({"list_id": list}),
                 );
-                tx.emit(list_event(list));
+                tx.emit(list_event(list, it.branch_id));
                 Ok(())
             })
             .await
@@ -867,6 +924,7 @@ impl CallLists {
         self.store
             .write(by, move |tx| {
                 let it = q::item(tx, id)?.ok_or(DomainError::NotFound)?;
+                check_scope(tx, it.branch_id)?;
                 if !q::release(tx, id, uid, tx.now())? {
                     return Err(DomainError::conflict("err.call_list.not_held"));
                 }
@@ -876,7 +934,7 @@ impl CallLists {
                     id,
                     serde_json::json!({"list_id": it.list_id}),
                 );
-                tx.emit(list_event(it.list_id));
+                tx.emit(list_event(it.list_id, it.branch_id));
                 Ok(())
             })
             .await
@@ -893,6 +951,7 @@ impl CallLists {
             .store
             .view(move |c| Ok(q::item(c, id)?))
             .await?
+            .filter(|i| sees(by, i.branch_id))
             .ok_or(DomainError::NotFound)?;
         if it.state != "active" || it.taken_by != Some(uid) {
             return Err(DomainError::conflict("err.call_list.not_held"));
@@ -909,11 +968,14 @@ impl CallLists {
                     id,
                     serde_json::json!({"list_id": it.list_id, "call_id": cid}),
                 );
-                tx.emit(Event::new(
-                    "call_list.item",
-                    serde_json::json!({"id": id, "list_id": it.list_id, "state": "active", "call_id": cid}),
-                    Audience::Users(vec![uid]),
-                ));
+                tx.emit(
+                    Event::new(
+                        "call_list.item",
+                        serde_json::json!({"id": id, "list_id": it.list_id, "state": "active", "call_id": cid}),
+                        Audience::Users(vec![uid]),
+                    )
+                    .in_branch_opt(it.branch_id),
+                );
                 Ok(())
             })
             .await?;
@@ -927,6 +989,7 @@ impl CallLists {
         self.store
             .write(by, move |tx| {
                 let it = q::item(tx, id)?.ok_or(DomainError::NotFound)?;
+                check_scope(tx, it.branch_id)?;
                 if it.state != "active" || it.taken_by != Some(uid) {
                     return Err(DomainError::conflict("err.call_list.not_held"));
                 }
@@ -953,6 +1016,7 @@ impl CallLists {
         self.store
             .write(by, move |tx| {
                 let k = q::call_parties(tx, &call_id)?.ok_or(DomainError::NotFound)?;
+                check_scope(tx, k.branch_id)?;
                 if !admin {
                     let mine = q::extensions_of(tx, uid)?;
                     let rung = k.extensions.split(',').any(|e| mine.iter().any(|m| m == e));
@@ -1011,7 +1075,7 @@ impl CallLists {
                         None,
                         serde_json::json!({"call_id": call_id, "outcome": o.code}),
                     );
-                    tx.emit(progress_event(Some(uid)));
+                    tx.emit(progress_event(Some(uid), k.branch_id));
                     if let Some(c) = k.customer_id {
                         tx.emit(Event::new(
                             "customer.updated",
@@ -1020,11 +1084,14 @@ impl CallLists {
                         ));
                     }
                 }
-                tx.emit(Event::new(
-                    "call.wrapped",
-                    serde_json::json!({"call_id": call_id, "outcome": o.code}),
-                    Audience::Staff { masters: vec![] },
-                ));
+                tx.emit(
+                    Event::new(
+                        "call.wrapped",
+                        serde_json::json!({"call_id": call_id, "outcome": o.code}),
+                        Audience::Staff { masters: vec![] },
+                    )
+                    .in_branch_opt(k.branch_id),
+                );
                 Ok(())
             })
             .await
@@ -1053,6 +1120,7 @@ impl CallLists {
     /// Progress of one shop day (today by default): one user, or the whole team.
     pub async fn progress(
         &self,
+        actor: &Actor,
         day: Option<&str>,
         user: Option<i64>,
     ) -> DomainResult<Vec<Progress>> {
@@ -1065,10 +1133,16 @@ impl CallLists {
         };
         let (from, to) = (clock.day_start(date), clock.day_end(date));
         let iso = super::clock::iso_date(date);
+        let only = actor.branches.only().map(<[i64]>::to_vec);
+        let me = actor.user_id;
         self.store
             .view(move |c| {
-                let team = q::team(c)?;
+                let team = q::team(c, only.as_deref())?;
                 let users: Vec<(i64, String)> = match user {
+                    // Outside the viewer's branches a user does not exist for them.
+                    Some(u) if only.is_some() && !team.iter().any(|t| t.0 == u) && u != me => {
+                        return Err(DomainError::NotFound)
+                    }
                     Some(u) => {
                         let name = crate::db::accounts::user_by_id(c, u)?
                             .map(|x| x.display_name)
@@ -1116,7 +1190,7 @@ impl CallLists {
                     user,
                     serde_json::to_value(&t).unwrap_or_default(),
                 );
-                tx.emit(progress_event(Some(user)));
+                tx.emit(progress_event(Some(user), None));
                 Ok(())
             })
             .await
@@ -1154,12 +1228,14 @@ impl CallLists {
             .write(Who::System, move |tx| {
                 let it = q::item_by_call(tx, &call_id)?.filter(|i| i.state == "active");
                 let Some(it) = it else {
-                    tx.emit(progress_event(None));
+                    let branch =
+                        crate::db::calls::by_call_id(tx, &call_id)?.and_then(|k| k.branch_id);
+                    tx.emit(progress_event(None, branch));
                     return Ok(None);
                 };
                 if outcome == super::calls::Outcome::Answered {
                     // The operator records what came of it (the wrap-up).
-                    tx.emit(progress_event(it.taken_by));
+                    tx.emit(progress_event(it.taken_by, it.branch_id));
                     return Ok(None);
                 }
                 let code = if outcome == super::calls::Outcome::Busy {

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::access::Branches;
 use super::work::Store;
 use super::{Actor, DomainError, DomainResult, Msg};
 use crate::db::calls::{self as q, ExtUser, NewCall};
@@ -194,6 +195,9 @@ pub struct LiveCall {
     callee: String,
     #[serde(skip)]
     dir: Option<CallDirection>,
+    /// The branch the call belongs to (None: shop-wide).
+    #[serde(skip)]
+    pub branch: Option<i64>,
     /// The screen-pops sent while it rang, with the users each went to: a screen opened
     /// meanwhile (the operator moved to another page) gets them again.
     #[serde(skip)]
@@ -211,6 +215,9 @@ pub struct ParkedCall {
     /// Who waits (normalised, as the log keys numbers).
     pub number: String,
     pub since_ms: i64,
+    /// The branch of the parked call (None: shop-wide).
+    #[serde(skip)]
+    pub branch: Option<i64>,
 }
 
 /// The call log, missed calls and live status.
@@ -264,6 +271,8 @@ struct PopData {
     last_call: Option<PopLastCall>,
     /// A transferred call: the extension that passed it on and its user's name.
     transferred_by: Option<serde_json::Value>,
+    /// The branch the call belongs to ([`q::branch_of_call`]).
+    branch: Option<i64>,
 }
 
 enum LogOp {
@@ -279,6 +288,7 @@ enum LogOp {
         open_orders: Vec<OrderRef>,
         transferred_by: Option<String>,
         transferred_from: Option<String>,
+        branch: Option<i64>,
         at_ms: i64,
     },
     Answered {
@@ -415,8 +425,15 @@ impl Calls {
                     CallDirection::Outbound => normalise(&to, country),
                     _ => normalise(&from, country),
                 };
+                let how = CallPath {
+                    inbound: direction == CallDirection::Inbound,
+                    from: &from,
+                    to: &to,
+                    group: group.as_deref(),
+                    transferred_from: transferred_from.as_deref(),
+                };
                 let pop = match self
-                    .pop_data(&party, &extensions, transferred_by.as_deref(), at_ms)
+                    .pop_data(&party, &extensions, transferred_by.as_deref(), at_ms, how)
                     .await
                 {
                     Ok(p) => p,
@@ -428,6 +445,7 @@ impl Calls {
                             open_orders: Vec::new(),
                             last_call: None,
                             transferred_by: None,
+                            branch: None,
                         }
                     }
                 };
@@ -456,6 +474,7 @@ impl Calls {
                     open_orders: pop.open_orders,
                     transferred_by,
                     transferred_from,
+                    branch: pop.branch,
                     at_ms,
                 }
             }
@@ -465,23 +484,28 @@ impl Calls {
                 by,
                 party,
             } => {
+                let branch = self.branch_of(&call_id).await;
                 let p = ParkedCall {
                     call_id,
                     orbit,
                     by,
                     number: normalise(&party, self.country()),
                     since_ms: at_ms,
+                    branch,
                 };
                 {
                     let mut v = self.parked.lock().unwrap_or_else(|e| e.into_inner());
                     v.retain(|x| x.orbit != p.orbit);
                     v.push(p.clone());
                 }
-                self.events.publish(Event::new(
-                    "call.parked",
-                    serde_json::to_value(&p).unwrap_or_default(),
-                    Audience::Staff { masters: vec![] },
-                ));
+                self.events.publish(
+                    Event::new(
+                        "call.parked",
+                        serde_json::to_value(&p).unwrap_or_default(),
+                        Audience::Staff { masters: vec![] },
+                    )
+                    .in_branch_opt(branch),
+                );
                 self.live_changed.notify_one();
                 return;
             }
@@ -491,15 +515,20 @@ impl Calls {
                 cause,
                 by,
             } => {
-                self.parked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|x| x.orbit != orbit);
-                self.events.publish(Event::new(
-                    "call.unparked",
-                    serde_json::json!({"call_id": call_id, "orbit": orbit, "cause": cause, "by": by}),
-                    Audience::Staff { masters: vec![] },
-                ));
+                let branch = {
+                    let mut v = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+                    let b = v.iter().find(|x| x.orbit == orbit).and_then(|x| x.branch);
+                    v.retain(|x| x.orbit != orbit);
+                    b
+                };
+                self.events.publish(
+                    Event::new(
+                        "call.unparked",
+                        serde_json::json!({"call_id": call_id, "orbit": orbit, "cause": cause, "by": by}),
+                        Audience::Staff { masters: vec![] },
+                    )
+                    .in_branch_opt(branch),
+                );
                 self.live_changed.notify_one();
                 return;
             }
@@ -530,8 +559,12 @@ impl Calls {
         exts: &[String],
         transferred_by: Option<&str>,
         at_ms: i64,
+        how: CallPath<'_>,
     ) -> DomainResult<PopData> {
         let clock = self.clock.get();
+        let (inbound, from, to) = (how.inbound, how.from.to_string(), how.to.to_string());
+        let group = how.group.map(str::to_string);
+        let prev = how.transferred_from.map(str::to_string);
         let party = party.to_string();
         let exts = exts.to_vec();
         let by = transferred_by.map(str::to_string);
@@ -544,6 +577,15 @@ impl Calls {
                 let money_fmt =
                     super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
                 *country.lock().unwrap_or_else(|e| e.into_inner()) = money_fmt.country();
+                let branch = q::branch_of_call(
+                    c,
+                    inbound,
+                    &from,
+                    &to,
+                    group.as_deref(),
+                    &exts,
+                    prev.as_deref(),
+                )?;
                 let users = q::users_of_extensions(c, &exts)?;
                 let found = if party.starts_with('+') {
                     crate::db::customers::by_phone(c, &party)?
@@ -555,7 +597,10 @@ impl Calls {
                 let (customer, open_orders) = match found {
                     None => (None, Vec::new()),
                     Some(cu) => {
-                        let (orders, balance) = q::open_orders_and_balance(c, cu.id)?;
+                        // A branch's call shows that branch's orders only.
+                        let only = branch.map(|b| vec![b]);
+                        let (orders, balance) =
+                            q::open_orders_and_balance_in(c, cu.id, only.as_deref())?;
                         let statuses = crate::db::orders::statuses(c)?;
                         let refs = orders
                             .iter()
@@ -597,7 +642,7 @@ impl Calls {
                         )
                     }
                 };
-                let last_call = q::last_call_with(c, &party, at_ms)?.map(|k| PopLastCall {
+                let last_call = q::last_call_with(c, &party, at_ms, branch)?.map(|k| PopLastCall {
                     started_ms: k.started_ms,
                     started_text: clock.format_datetime(k.started_ms.div_euclid(1000)),
                     outcome: k.outcome,
@@ -620,9 +665,19 @@ impl Calls {
                     open_orders,
                     last_call,
                     transferred_by,
+                    branch,
                 })
             })
             .await?)
+    }
+
+    /// The branch of a logged call (None: shop-wide or unknown).
+    async fn branch_of(&self, call_id: &str) -> Option<i64> {
+        let id = call_id.to_string();
+        self.db
+            .read(move |c| Ok(q::by_call_id(c, &id)?.and_then(|k| k.branch_id)))
+            .await
+            .unwrap_or(None)
     }
 
     /// Remembers the call; returns its start (the first Ringing's time).
@@ -656,6 +711,7 @@ impl Calls {
             callee: to.to_string(),
             dir: Some(direction),
             pops: Vec::new(),
+            branch: pop.branch,
         });
         for u in &pop.users {
             if !entry
@@ -731,8 +787,9 @@ impl Calls {
             };
             let d = data(c, pop.last_call.as_ref().filter(|_| calls));
             sent.push((group_ids.clone(), d.clone()));
-            self.events
-                .publish(Event::new("call.ringing", d, Audience::Users(group_ids)));
+            self.events.publish(
+                Event::new("call.ringing", d, Audience::Users(group_ids)).in_branch_opt(pop.branch),
+            );
         }
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = live.get_mut(call_id) {
@@ -742,12 +799,14 @@ impl Calls {
 
     /// The screen-pops of calls ringing now on `user`'s phones (none once answered), as
     /// `call.ringing` data: for a screen that opens while they ring.
-    pub fn ringing_for(&self, user: i64) -> Vec<serde_json::Value> {
+    pub fn ringing_for(&self, actor: &Actor) -> Vec<serde_json::Value> {
+        let user = actor.user_id;
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let now = now_ms();
         let mut out: Vec<(i64, serde_json::Value)> = live
             .values()
             .filter(|k| k.answered_ms.is_none())
+            .filter(|k| k.branch.is_none_or(|b| actor.branches.contains(b)))
             .flat_map(|k| {
                 k.pops
                     .iter()
@@ -767,7 +826,11 @@ impl Calls {
     async fn live_task(self) {
         loop {
             self.live_changed.notified().await;
-            self.publish_live();
+            let scopes = self.db.read(q::branch_scopes).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "calls: could not read the users' branches");
+                Vec::new()
+            });
+            self.publish_live(&scopes);
             tokio::time::sleep(LIVE_MIN_INTERVAL).await;
         }
     }
@@ -828,6 +891,7 @@ impl Calls {
                     user_id,
                     name,
                     at_ms,
+                    branch,
                 } => {
                     let rung = {
                         let mut l = self.live.lock().unwrap_or_else(|e| e.into_inner());
@@ -857,23 +921,33 @@ impl Calls {
                         v.dedup();
                     }
                     if !ids.is_empty() {
-                        self.events.publish(Event::new(
-                            "call.answered",
-                            serde_json::json!({"call_id": call_id, "extension": ext, "user_id": user_id, "by": name}),
-                            Audience::Users(ids),
-                        ));
+                        self.events.publish(
+                            Event::new(
+                                "call.answered",
+                                serde_json::json!({"call_id": call_id, "extension": ext, "user_id": user_id, "by": name}),
+                                Audience::Users(ids),
+                            )
+                            .in_branch_opt(branch),
+                        );
                     }
                     for other in others {
                         let me = (user_id == Some(other)).then_some(other);
-                        self.events.publish(Event::new(
-                            "call.answered",
-                            serde_json::json!({"call_id": call_id, "extension": null, "user_id": me, "by": null}),
-                            Audience::Users(vec![other]),
-                        ));
+                        self.events.publish(
+                            Event::new(
+                                "call.answered",
+                                serde_json::json!({"call_id": call_id, "extension": null, "user_id": me, "by": null}),
+                                Audience::Users(vec![other]),
+                            )
+                            .in_branch_opt(branch),
+                        );
                     }
                     live_changed = true;
                 }
-                Done::Ended { call_id, outcome } => {
+                Done::Ended {
+                    call_id,
+                    outcome,
+                    branch,
+                } => {
                     let gone = self
                         .live
                         .lock()
@@ -885,27 +959,36 @@ impl Calls {
                     ids.sort_unstable();
                     ids.dedup();
                     if !ids.is_empty() {
-                        self.events.publish(Event::new(
-                            "call.ended",
-                            serde_json::json!({"call_id": call_id, "outcome": outcome.code()}),
-                            Audience::Users(ids),
-                        ));
+                        self.events.publish(
+                            Event::new(
+                                "call.ended",
+                                serde_json::json!({"call_id": call_id, "outcome": outcome.code()}),
+                                Audience::Users(ids),
+                            )
+                            .in_branch_opt(branch),
+                        );
                     }
                     live_changed = true;
                     if outcome.is_missed() {
-                        self.events.publish(Event::new(
-                            "call.missed",
-                            serde_json::json!({"call_id": call_id}),
-                            Audience::Staff { masters: vec![] },
-                        ));
+                        self.events.publish(
+                            Event::new(
+                                "call.missed",
+                                serde_json::json!({"call_id": call_id}),
+                                Audience::Staff { masters: vec![] },
+                            )
+                            .in_branch_opt(branch),
+                        );
                     }
                 }
-                Done::Resolved => {
-                    self.events.publish(Event::new(
-                        "call.missed",
-                        serde_json::json!({"resolved": true}),
-                        Audience::Staff { masters: vec![] },
-                    ));
+                Done::Resolved { branch } => {
+                    self.events.publish(
+                        Event::new(
+                            "call.missed",
+                            serde_json::json!({"resolved": true}),
+                            Audience::Staff { masters: vec![] },
+                        )
+                        .in_branch_opt(branch),
+                    );
                 }
             }
         }
@@ -916,15 +999,36 @@ impl Calls {
 
     /// Sends the whole live status (small: the calls being talked now) to admins and
     /// operators; a master gets only their own call (and the empty list once it ends).
-    fn publish_live(&self) {
+    ///
+    /// Branch scope: one snapshot for the users of every branch, and one cut to each
+    /// distinct set of branches users are limited to (`scopes`), each delivered only to
+    /// the sockets of exactly that scope.
+    fn publish_live(&self, scopes: &[Vec<i64>]) {
         let calls = self.on_calls();
         let now = now_ms();
         let parked = self.parked_calls();
-        self.events.publish(Event::new(
-            "call.live",
-            serde_json::json!({"calls": calls, "parked": parked, "now_ms": now}),
-            Audience::Staff { masters: vec![] },
-        ));
+        self.events.publish(
+            Event::new(
+                "call.live",
+                serde_json::json!({"calls": calls, "parked": parked, "now_ms": now}),
+                Audience::Staff { masters: vec![] },
+            )
+            .for_scope(Branches::All),
+        );
+        for ids in scopes {
+            let scope = Branches::from_ids(ids.clone());
+            let sees = |b: Option<i64>| b.is_none_or(|b| scope.contains(b));
+            let mine: Vec<&LiveCall> = calls.iter().filter(|k| sees(k.branch)).collect();
+            let parked: Vec<&ParkedCall> = parked.iter().filter(|p| sees(p.branch)).collect();
+            self.events.publish(
+                Event::new(
+                    "call.live",
+                    serde_json::json!({"calls": mine, "parked": parked, "now_ms": now}),
+                    Audience::Staff { masters: vec![] },
+                )
+                .for_scope(scope.clone()),
+            );
+        }
         let masters: Vec<i64> = calls
             .iter()
             .filter(|k| {
@@ -984,7 +1088,14 @@ impl Calls {
 
     // ----- reads for pages and the API --------------------------------------------------
 
-    pub async fn list(&self, f: CallFilter) -> DomainResult<(Vec<CallRow>, i64)> {
+    /// The call log as `actor` may see it: a branch-scoped user gets their branches'
+    /// calls and the shop-wide ones.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        mut f: CallFilter,
+    ) -> DomainResult<(Vec<CallRow>, i64)> {
+        f.branch_ids = actor.branches.only().map(<[i64]>::to_vec);
         if !(1..=1000).contains(&f.limit) {
             return Err(DomainError::invalid(
                 Msg::new("err.paging.limit").with("max", 1000),
@@ -996,12 +1107,28 @@ impl Calls {
             .await?)
     }
 
-    pub async fn get(&self, call_id: &str) -> DomainResult<CallRow> {
+    /// One call; another branch's is not found.
+    pub async fn get(&self, actor: &Actor, call_id: &str) -> DomainResult<CallRow> {
         let id = call_id.to_string();
         self.db
             .read(move |c| q::by_call_id(c, &id))
             .await?
+            .filter(|k| k.branch_id.is_none_or(|b| actor.branches.contains(b)))
             .ok_or(DomainError::NotFound)
+    }
+
+    /// Calls in progress that `actor` may see (the live status a page renders).
+    pub fn on_calls_for(&self, actor: &Actor) -> Vec<LiveCall> {
+        let mut v = self.on_calls();
+        v.retain(|k| k.branch.is_none_or(|b| actor.branches.contains(b)));
+        v
+    }
+
+    /// Parked calls that `actor` may see.
+    pub fn parked_calls_for(&self, actor: &Actor) -> Vec<ParkedCall> {
+        let mut v = self.parked_calls();
+        v.retain(|k| k.branch.is_none_or(|b| actor.branches.contains(b)));
+        v
     }
 
     /// Calls with the customer of this order (the order page's section).
@@ -1014,6 +1141,7 @@ impl Calls {
         if !actor.can(super::Action::ViewCalls) {
             return Err(DomainError::Forbidden);
         }
+        let branch_ids = actor.branches.only().map(<[i64]>::to_vec);
         Ok(self
             .db
             .read(move |c| {
@@ -1024,6 +1152,7 @@ impl Calls {
                     c,
                     &CallFilter {
                         customer_id: Some(o.customer_id),
+                        branch_ids,
                         limit,
                         ..Default::default()
                     },
@@ -1034,6 +1163,7 @@ impl Calls {
 
     pub async fn missed(
         &self,
+        actor: &Actor,
         include_resolved: bool,
         limit: i64,
         offset: i64,
@@ -1043,12 +1173,13 @@ impl Calls {
                 Msg::new("err.paging.limit").with("max", 1000),
             ));
         }
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         Ok(self
             .db
             .read(move |c| {
                 Ok((
-                    q::list_missed(c, include_resolved, limit, offset.max(0))?,
-                    q::count_open_missed(c)?,
+                    q::list_missed(c, include_resolved, limit, offset.max(0), only.as_deref())?,
+                    q::count_open_missed(c, only.as_deref())?,
                 ))
             })
             .await?)
@@ -1063,6 +1194,14 @@ impl Calls {
         let user = by.user_id;
         Store::new(self.db.clone(), self.events.clone())
             .write(by, move |tx| {
+                // Another branch's entry does not exist for the user.
+                let branch = match q::missed_branch(tx, id)? {
+                    None => return Err(DomainError::NotFound),
+                    Some(b) => b,
+                };
+                if let Some(b) = branch {
+                    tx.check_branch(b)?;
+                }
                 match q::mark_missed_done(tx, id, user, now_ms())? {
                     q::MarkDone::Done => {
                         tx.log(
@@ -1071,11 +1210,14 @@ impl Calls {
                             id,
                             serde_json::json!({"how": "done"}),
                         );
-                        tx.emit(Event::new(
-                            "call.missed",
-                            serde_json::json!({"resolved": true}),
-                            Audience::Staff { masters: vec![] },
-                        ));
+                        tx.emit(
+                            Event::new(
+                                "call.missed",
+                                serde_json::json!({"resolved": true}),
+                                Audience::Staff { masters: vec![] },
+                            )
+                            .in_branch_opt(branch),
+                        );
                         Ok(())
                     }
                     q::MarkDone::AlreadyResolved => {
@@ -1114,7 +1256,13 @@ impl Calls {
     /// Answered and missed calls by local hour and weekday, in [from, to).
     /// The range is cut where the shop zone's offset changes, each stretch bucketed by
     /// its own offset.
-    pub async fn counts(&self, from_ms: i64, to_ms: i64) -> DomainResult<CallCounts> {
+    pub async fn counts(
+        &self,
+        actor: &Actor,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> DomainResult<CallCounts> {
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         let spans = self
             .clock
             .get()
@@ -1130,6 +1278,7 @@ impl Calls {
                         (a * 1000).max(from_ms),
                         (b * 1000).min(to_ms),
                         off as i64,
+                        only.as_deref(),
                     )?;
                     for (x, y) in hours.iter_mut().zip(h) {
                         x.0 += y.0;
@@ -1167,12 +1316,26 @@ enum Done {
         user_id: Option<i64>,
         name: String,
         at_ms: i64,
+        branch: Option<i64>,
     },
     Ended {
         call_id: String,
         outcome: Outcome,
+        branch: Option<i64>,
     },
-    Resolved,
+    Resolved {
+        branch: Option<i64>,
+    },
+}
+
+/// How a call reached the box, for its branch ([`q::branch_of_call`]).
+#[derive(Clone, Copy)]
+struct CallPath<'a> {
+    inbound: bool,
+    from: &'a str,
+    to: &'a str,
+    group: Option<&'a str>,
+    transferred_from: Option<&'a str>,
 }
 
 /// The office extension whose user is on the call once it is answered.
@@ -1189,14 +1352,15 @@ fn apply_missed(
     call: i64,
     customer: Option<i64>,
     at_ms: i64,
+    branch: Option<i64>,
     done: &mut Vec<Done>,
 ) -> crate::db::DbResult<()> {
     for a in actions {
         match a {
-            MissedAction::Record(n) => q::record_missed(c, &n, customer, call, at_ms)?,
+            MissedAction::Record(n) => q::record_missed(c, &n, customer, call, at_ms, branch)?,
             MissedAction::Resolve { number, how } => {
-                if q::resolve_missed(c, &number, call, how, at_ms)? {
-                    done.push(Done::Resolved);
+                if q::resolve_missed(c, &number, call, how, at_ms, branch)? {
+                    done.push(Done::Resolved { branch });
                 }
             }
         }
@@ -1224,6 +1388,7 @@ fn apply(
             open_orders,
             transferred_by,
             transferred_from,
+            branch,
             at_ms,
         } => {
             q::upsert_ringing(
@@ -1241,6 +1406,7 @@ fn apply(
                     transferred_by: transferred_by.as_deref(),
                     transferred_from: transferred_from.as_deref(),
                     started_ms: *at_ms,
+                    branch_id: *branch,
                 },
             )?;
         }
@@ -1268,13 +1434,14 @@ fn apply(
                     &normalise(&k.to_number, country),
                     Outcome::Answered,
                 );
-                apply_missed(c, actions, k.id, k.customer_id, *at_ms, done)?;
+                apply_missed(c, actions, k.id, k.customer_id, *at_ms, k.branch_id, done)?;
                 done.push(Done::Answered {
                     call_id: call_id.clone(),
                     ext: extension.clone(),
                     user_id,
                     name,
                     at_ms: *at_ms,
+                    branch: k.branch_id,
                 });
             }
         }
@@ -1318,11 +1485,12 @@ fn apply(
                         &normalise(&callee, country),
                         outcome,
                     );
-                    apply_missed(c, actions, k.id, k.customer_id, *at_ms, done)?;
+                    apply_missed(c, actions, k.id, k.customer_id, *at_ms, k.branch_id, done)?;
                 }
                 done.push(Done::Ended {
                     call_id: call_id.clone(),
                     outcome,
+                    branch: k.branch_id,
                 });
             }
         }

@@ -103,10 +103,15 @@ fn scope(c: &Conn, actor: &Actor) -> DomainResult<Option<Vec<i64>>> {
 }
 
 fn visible(c: &Conn, actor: &Actor, conv: &ConversationRow) -> DomainResult<bool> {
-    Ok(match scope(c, actor)? {
+    let in_branch = match actor.branches.only() {
         None => true,
-        Some(ids) => conv.customer_id.is_some_and(|cid| ids.contains(&cid)),
-    })
+        Some(_) => q::branch_of(c, conv)?.is_none_or(|b| actor.branches.contains(b)),
+    };
+    Ok(in_branch
+        && match scope(c, actor)? {
+            None => true,
+            Some(ids) => conv.customer_id.is_some_and(|cid| ids.contains(&cid)),
+        })
 }
 
 /// Who hears a thread's live events: admins and operators, and the masters of the
@@ -119,25 +124,41 @@ fn audience(c: &Conn, conv: &ConversationRow) -> DomainResult<Audience> {
     Ok(Audience::Staff { masters })
 }
 
+/// A live event about thread `conv`: its audience, and only the users of its branch
+/// (the branch of the customer's latest order; none: every branch).
+fn conv_event(
+    c: &Conn,
+    conv: &ConversationRow,
+    kind: &str,
+    data: serde_json::Value,
+) -> DomainResult<Event> {
+    Ok(
+        Event::new(kind.to_string(), data, audience(c, conv)?)
+            .in_branch_opt(q::branch_of(c, conv)?),
+    )
+}
+
 fn changed(tx: &mut Tx<'_>, id: i64) -> DomainResult<ConversationRow> {
     let conv = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
-    let audience = audience(tx, &conv)?;
-    tx.emit(Event::new(
+    let e = conv_event(
+        tx,
+        &conv,
         "conversation.updated",
         serde_json::json!({ "conversation": conv }),
-        audience,
-    ));
+    )?;
+    tx.emit(e);
     Ok(conv)
 }
 
 fn message_event(tx: &mut Tx<'_>, conv: &ConversationRow, message: i64) -> DomainResult<()> {
     let m = q::message(tx, message)?.ok_or(DomainError::NotFound)?;
-    let audience = audience(tx, conv)?;
-    tx.emit(Event::new(
+    let e = conv_event(
+        tx,
+        conv,
         "conversation.message",
         serde_json::json!({ "conversation": conv, "message": m }),
-        audience,
-    ));
+    )?;
+    tx.emit(e);
     Ok(())
 }
 
@@ -613,6 +634,7 @@ impl Conversations {
                 Ok(q::list(
                     c,
                     &ListFilter {
+                        branches: actor.branches.only().map(<[i64]>::to_vec),
                         state: state.map(str::to_string),
                         // A search looks through every thread, assigned or not.
                         assignee: if search.is_some() { None } else { assignee },
@@ -641,7 +663,12 @@ impl Conversations {
                 if customers.as_ref().is_some_and(|v| v.is_empty()) {
                     return Ok(0);
                 }
-                Ok(q::unread_count(c, actor.user_id, customers.as_deref())?)
+                Ok(q::unread_count(
+                    c,
+                    actor.user_id,
+                    customers.as_deref(),
+                    actor.branches.only(),
+                )?)
             })
             .await
     }
@@ -931,11 +958,15 @@ impl Conversations {
                 tx.log(action, "conversation", id, serde_json::json!({"to": to, "note": note}));
                 if let Some(u) = to.filter(|u| *u != a.user_id) {
                     // The new agent hears of it wherever they are in the app.
-                    tx.emit(Event::new(
-                        "conversation.transferred",
-                        serde_json::json!({"conversation_id": id, "by": a.display_name, "note": note}),
-                        Audience::Users(vec![u]),
-                    ));
+                    let branch = q::branch_of(tx, &conv)?;
+                    tx.emit(
+                        Event::new(
+                            "conversation.transferred",
+                            serde_json::json!({"conversation_id": id, "by": a.display_name, "note": note}),
+                            Audience::Users(vec![u]),
+                        )
+                        .in_branch_opt(branch),
+                    );
                 }
                 let row = changed(tx, id)?;
                 Ok(row)
@@ -1040,13 +1071,17 @@ impl Conversations {
                     id,
                     serde_json::json!({"customer": conv.customer_id, "title": conv.title}),
                 );
-                tx.emit(Event::new(
-                    "conversation.deleted",
-                    serde_json::json!({"conversation_id": id}),
-                    Audience::Staff {
-                        masters: Vec::new(),
-                    },
-                ));
+                let branch = q::branch_of(tx, &conv)?;
+                tx.emit(
+                    Event::new(
+                        "conversation.deleted",
+                        serde_json::json!({"conversation_id": id}),
+                        Audience::Staff {
+                            masters: Vec::new(),
+                        },
+                    )
+                    .in_branch_opt(branch),
+                );
                 Ok(())
             })
             .await?;
@@ -1060,19 +1095,16 @@ impl Conversations {
     pub async fn typing(&self, actor: &Actor, id: i64) -> DomainResult<Option<i64>> {
         Self::can(actor, Action::ReplyConversations)?;
         let a = actor.clone();
-        let (conv, audience) = self
+        let data = serde_json::json!({"conversation_id": id, "user_id": actor.user_id, "name": actor.display_name});
+        let (conv, event) = self
             .store
             .view(move |c| {
                 let conv = Self::visible_conv(c, &a, id)?;
-                let aud = audience(c, &conv)?;
-                Ok((conv, aud))
+                let e = conv_event(c, &conv, "conversation.typing", data)?;
+                Ok((conv, e))
             })
             .await?;
-        self.store.events().publish(Event::new(
-            "conversation.typing",
-            serde_json::json!({"conversation_id": id, "user_id": actor.user_id, "name": actor.display_name}),
-            audience,
-        ));
+        self.store.events().publish(event);
         Ok((conv.channel == "telegram")
             .then(|| conv.address.parse().ok())
             .flatten())
@@ -1348,12 +1380,13 @@ impl Conversations {
                 }
                 let row = q::get(tx, conv)?.ok_or(DomainError::NotFound)?;
                 let m = q::message(tx, mid)?.ok_or(DomainError::NotFound)?;
-                let audience = audience(tx, &row)?;
-                tx.emit(Event::new(
+                let e = conv_event(
+                    tx,
+                    &row,
                     "conversation.message_updated",
                     serde_json::json!({"conversation_id": conv, "message": m}),
-                    audience,
-                ));
+                )?;
+                tx.emit(e);
                 Ok(())
             })
             .await
@@ -1378,12 +1411,13 @@ impl Conversations {
                 };
                 let row = q::get(tx, conv)?.ok_or(DomainError::NotFound)?;
                 let m = q::message(tx, mid)?.ok_or(DomainError::NotFound)?;
-                let audience = audience(tx, &row)?;
-                tx.emit(Event::new(
+                let e = conv_event(
+                    tx,
+                    &row,
                     "conversation.message_updated",
                     serde_json::json!({"conversation_id": conv, "message": m}),
-                    audience,
-                ));
+                )?;
+                tx.emit(e);
                 Ok(())
             })
             .await

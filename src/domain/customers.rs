@@ -236,6 +236,10 @@ pub(super) fn create_in(tx: &mut Tx, c: &Clean, allow_shared_phone: bool) -> Dom
         }
     }
     let id = q::insert(tx, &fields(c), &c.phones, tx.now())?;
+    // A branch-scoped user's customer is of their (first) branch.
+    if let Some(b) = tx.who().branches().and_then(|ids| ids.first().copied()) {
+        q::set_branch(tx, id, b)?;
+    }
     tx.log(
         "create",
         "customer",
@@ -277,6 +281,7 @@ impl Customers {
         let c = clean(input, shop.country())?;
         self.store
             .write(by, move |tx| {
+                check_scope(tx, id)?;
                 let before = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
                 if !q::update(tx, id, version, &fields(&c), &c.phones, tx.now())? {
                     return Err(DomainError::conflict("err.customer.stale"));
@@ -293,15 +298,56 @@ impl Customers {
             .await
     }
 
-    pub async fn get(&self, id: i64) -> DomainResult<CustomerRow> {
+    pub async fn get(&self, actor: &Actor, id: i64) -> DomainResult<CustomerRow> {
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
-            .read(move |c| q::get(c, id))
+            .read(move |c| {
+                if !q::in_branches(c, id, scope(c, only.as_deref())?)? {
+                    return Ok(None);
+                }
+                q::get(c, id)
+            })
             .await?
             .ok_or(DomainError::NotFound)
     }
 
+    /// Whether customers are kept per branch.
+    pub async fn per_branch(&self) -> DomainResult<bool> {
+        self.store.read(q::per_branch).await
+    }
+
+    /// Keeps customers per branch (or shares them across the shop).
+    pub async fn set_per_branch(&self, by: &Actor, on: bool) -> DomainResult<()> {
+        self.store
+            .write(by, move |tx| {
+                crate::db::settings::set(
+                    tx,
+                    q::PER_BRANCH_KEY,
+                    if on { "1" } else { "0" },
+                    tx.now(),
+                )?;
+                tx.log(
+                    "settings",
+                    "customers",
+                    None,
+                    serde_json::json!({"per_branch": on}),
+                );
+                tx.emit(crate::events::Event::new(
+                    "settings.updated",
+                    serde_json::json!({"what": "customers.per_branch"}),
+                    crate::events::Audience::Everyone,
+                ));
+                Ok(())
+            })
+            .await
+    }
+
     /// Customers with this number, typed in any format.
-    pub async fn find_by_phone(&self, typed: &str) -> DomainResult<Vec<CustomerRow>> {
+    pub async fn find_by_phone(
+        &self,
+        actor: &Actor,
+        typed: &str,
+    ) -> DomainResult<Vec<CustomerRow>> {
         let shop = super::shop::load(self.store.db()).await?;
         let p = PhoneNumber::parse(typed, shop.country()).map_err(|e| {
             DomainError::invalid(
@@ -310,24 +356,51 @@ impl Customers {
                     .nested("why", e.into()),
             )
         })?;
-        self.store.read(move |c| q::by_phone(c, p.as_str())).await
+        let only = actor.branches.only().map(<[i64]>::to_vec);
+        self.store
+            .read(move |c| {
+                let scope = scope(c, only.as_deref())?;
+                let mut v = q::by_phone(c, p.as_str())?;
+                let mut keep = Vec::with_capacity(v.len());
+                for r in v.drain(..) {
+                    if q::in_branches(c, r.id, scope)? {
+                        keep.push(r);
+                    }
+                }
+                Ok(keep)
+            })
+            .await
     }
 
-    pub async fn list(&self, limit: i64, offset: i64) -> DomainResult<(Vec<CustomerRow>, i64)> {
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        limit: i64,
+        offset: i64,
+    ) -> DomainResult<(Vec<CustomerRow>, i64)> {
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
-            .read(move |c| Ok((q::list(c, limit, offset)?, q::count(c)?)))
+            .read(move |c| {
+                let s = scope(c, only.as_deref())?;
+                Ok((q::list(c, limit, offset, s)?, q::count(c, s)?))
+            })
             .await
     }
 
     /// Customers matching a filter (tag, kind, opt-in; live or archived), newest first.
     pub async fn list_filtered(
         &self,
+        actor: &Actor,
         f: q::CustomerFilter,
         limit: i64,
         offset: i64,
     ) -> DomainResult<(Vec<CustomerRow>, i64)> {
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
-            .read(move |c| q::list_filtered(c, &f, limit, offset))
+            .read(move |c| {
+                let s = scope(c, only.as_deref())?;
+                q::list_filtered(c, &f, limit, offset, s)
+            })
             .await
     }
 
@@ -336,6 +409,7 @@ impl Customers {
     pub async fn set_archived(&self, by: &Actor, id: i64, archived: bool) -> DomainResult<()> {
         self.store
             .write(by, move |tx| {
+                check_scope(tx, id)?;
                 let row = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
                 let at = archived.then(|| tx.now());
                 if !q::set_archived(tx, id, at, tx.now())? {
@@ -364,6 +438,8 @@ impl Customers {
         }
         self.store
             .write(by, move |tx| {
+                check_scope(tx, into)?;
+                check_scope(tx, from)?;
                 let a = q::get(tx, into)?.ok_or(DomainError::NotFound)?;
                 let b = q::get(tx, from)?.ok_or(DomainError::NotFound)?;
                 let moved = q::merge(tx, into, from, tx.now())?;
@@ -378,6 +454,28 @@ impl Customers {
             })
             .await
     }
+}
+
+/// The branches whose customers a user of `only` sees: theirs when customers are kept
+/// per branch, else every customer (None).
+pub(crate) fn scope<'a>(
+    c: &crate::db::Conn,
+    only: Option<&'a [i64]>,
+) -> crate::db::DbResult<Option<&'a [i64]>> {
+    match only {
+        Some(ids) if q::per_branch(c)? => Ok(Some(ids)),
+        _ => Ok(None),
+    }
+}
+
+/// Refuses (as not found) a customer outside the acting user's branches, when customers
+/// are kept per branch.
+fn check_scope(tx: &Tx<'_>, id: i64) -> DomainResult<()> {
+    let only = tx.who().branches().map(<[i64]>::to_vec);
+    if !q::in_branches(tx, id, scope(tx, only.as_deref())?)? {
+        return Err(DomainError::NotFound);
+    }
+    Ok(())
 }
 
 pub(super) fn fields(c: &Clean) -> CustomerFields<'_> {

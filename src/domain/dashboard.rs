@@ -180,14 +180,27 @@ pub async fn load(
             let today = clock.today();
             let since = |days_back: i64| clock.day_start(add_days(today, -days_back));
             let b = scope.as_deref();
-            let rev = |from| crate::db::reports::revenue_between(c, from, now + 1, b);
+            // Today, the week and the month from one pass over the month's payments,
+            // by shop day.
+            let month = if with_money {
+                revenue_by_day(c, &clock, since(29), now + 1, b)?
+            } else {
+                Vec::new()
+            };
+            let rev = |from: i64| -> i64 {
+                month
+                    .iter()
+                    .filter(|(day, _)| *day >= from)
+                    .map(|(_, sum)| sum)
+                    .sum()
+            };
             Ok(Dashboard {
                 open_by_group: crate::db::reports::open_by_group(c, b)?,
                 overdue: crate::db::reports::overdue_count(c, now, b)?,
                 days: per_day(c, &clock, from, to, b)?,
-                revenue_today: if with_money { rev(since(0))? } else { 0 },
-                revenue_week: if with_money { rev(since(6))? } else { 0 },
-                revenue_month: if with_money { rev(since(29))? } else { 0 },
+                revenue_today: rev(since(0)),
+                revenue_week: rev(since(6)),
+                revenue_month: rev(since(29)),
                 revenue: if with_money {
                     let days = revenue_by_day(c, &clock, from, to, b)?;
                     group_revenue(&clock, &days, from, to, period)

@@ -791,7 +791,7 @@ impl Orders {
                 Ok(Some(OrderView {
                     unlock,
                     lines: q::lines(c, id)?,
-                    payments: q::payments(c, Some(id), None)?,
+                    payments: q::payments(c, id)?,
                     photos: q::photos(c, id)?,
                     timeline: q::events(c, id)?,
                     balance: crate::model::money::due(o.total, o.estimate, o.discount, o.paid),
@@ -840,6 +840,10 @@ impl Orders {
                 }
                 let out = change(tx, &o)?;
                 let after = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+                if !tx.has_logged() {
+                    // Nothing changed (the same unlock code saved again, say): no event.
+                    return Ok((after, out));
+                }
                 let kind_event = if kind == "order.comment" {
                     "order.comment"
                 } else {
@@ -1392,7 +1396,7 @@ impl Orders {
             .read(move |c| {
                 let mut seen: std::collections::HashMap<i64, bool> = Default::default();
                 let mut out = Vec::new();
-                for p in q::payments(c, None, Some(customer))? {
+                for p in q::payments_of_customer(c, customer)? {
                     let ok = match seen.get(&p.order_id) {
                         Some(ok) => *ok,
                         None => {

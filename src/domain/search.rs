@@ -157,6 +157,10 @@ pub async fn search(db: &Db, by: &Actor, q: &str, limit: i64) -> DomainResult<Se
             for (kind, id) in hits {
                 match kind.as_str() {
                     "c" if by.role != Role::Master && (out.customers.len() as i64) < limit => {
+                        let scope = super::customers::scope(c, by.branches.only())?;
+                        if !crate::db::customers::in_branches(c, id, scope)? {
+                            continue;
+                        }
                         if let Some(r) = crate::db::customers::get(c, id)? {
                             out.customers.push(r);
                         }

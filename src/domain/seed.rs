@@ -143,6 +143,7 @@ pub async fn seed(db: &Db, customers: usize, orders: usize, seed: u64) -> Domain
             rng: StdRng::seed_from_u64(seed),
             now: now(),
             masters,
+            made: 0,
         };
         let mut ids: Vec<i64> = Vec::with_capacity(customers);
         let mut made = 0;
@@ -177,6 +178,9 @@ struct Generator {
     rng: StdRng,
     now: i64,
     masters: Vec<i64>,
+    /// Customers made so far: their tags, language, kind and opt-in follow from it (not
+    /// from the random stream, which stays the data it was before these existed).
+    made: u64,
 }
 
 impl Generator {
@@ -199,10 +203,29 @@ impl Generator {
             PREFIXES[rng.gen_range(0..PREFIXES.len())],
             rng.gen_range(0..10_000_000)
         );
+        let created_at = self.now - rng.gen_range(0..THREE_YEARS);
+        self.made += 1;
+        let k = self.made;
+        // About 5 % "vip", 3 % "optom" (some both), a shop's language mix, one in twelve a
+        // company, two in three agreed to marketing.
+        let tags = match (k.is_multiple_of(20), k.is_multiple_of(33)) {
+            (true, true) => "vip,optom",
+            (true, false) => "vip",
+            (false, true) => "optom",
+            (false, false) => "",
+        };
         SeedCustomer {
             name: format!("{first} {sur}"),
             phone,
-            created_at: self.now - rng.gen_range(0..THREE_YEARS),
+            created_at,
+            tags,
+            language: ["uz", "ru", "uz-Cyrl", "uz", "ru", "en"][(k % 6) as usize],
+            kind: if k.is_multiple_of(12) {
+                "company"
+            } else {
+                "person"
+            },
+            marketing_opt_in: !k.is_multiple_of(3),
         }
     }
 

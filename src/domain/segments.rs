@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::ShopClock;
 use super::work::Store;
 use super::{Actor, DomainError, DomainResult, Msg};
-use crate::db::segments::{self as q, SegmentRow, Where};
+use crate::db::segments::{self as q, Conditions, SegmentRow};
 use crate::events::{Audience, Event};
 
 const MAX_DAYS: i64 = 3650;
@@ -101,99 +101,24 @@ impl SegmentFilter {
         Ok(self)
     }
 
-    /// The SQL over `customers c`, as of `now` on the shop clock.
-    pub fn to_where(&self, clock: &ShopClock, now: i64) -> Where {
-        use crate::db::SqlValue as Value;
-        let mut w: Vec<String> = vec!["c.merged_into IS NULL".into()];
-        let mut args: Vec<Value> = Vec::new();
-        let arg = |v: Value, args: &mut Vec<Value>| -> String {
-            args.push(v);
-            format!("?{}", args.len())
-        };
-        if !self.include_archived {
-            w.push("c.archived_at IS NULL".into());
-        }
-        if !self.tags.is_empty() {
-            let any: Vec<String> = self
-                .tags
-                .iter()
-                .map(|t| {
-                    let a = arg(
-                        Value::Text(format!("%,{},%", crate::db::customers::like_escape(t))),
-                        &mut args,
-                    );
-                    format!("(',' || c.tags || ',') LIKE {a} ESCAPE '\\'")
-                })
-                .collect();
-            w.push(format!("({})", any.join(" OR ")));
-        }
-        if let Some(k) = &self.kind {
-            let a = arg(Value::Text(k.clone()), &mut args);
-            w.push(format!("c.kind = {a}"));
-        }
-        if let Some(l) = &self.language {
-            let a = arg(Value::Text(l.clone()), &mut args);
-            w.push(format!("c.language = {a}"));
-        }
-        if let Some(o) = self.opted_in {
-            let a = arg(Value::Integer(o as i64), &mut args);
-            w.push(format!("c.marketing_opt_in = {a}"));
-        }
-        if let Some(b) = self.branch_id {
-            let a = arg(Value::Integer(b), &mut args);
-            w.push(format!(
-                "c.id IN (SELECT o.customer_id FROM orders o WHERE o.branch_id = {a})"
-            ));
-        }
+    /// The conditions in the database's terms, as of `now` on the shop clock (the SQL is
+    /// `db::segments`').
+    pub fn conditions(&self, clock: &ShopClock, now: i64) -> Conditions {
         // "Within N days": from the shop's midnight N days before today.
         let since = |days: i64| clock.day_start(super::clock::add_days(clock.today(), -days));
-        if let Some(d) = self.visited_within_days {
-            let a = arg(Value::Integer(since(d)), &mut args);
-            w.push(format!(
-                "c.id IN (SELECT o.customer_id FROM orders o WHERE o.created_at >= {a})"
-            ));
-        }
-        if let Some(d) = self.not_visited_days {
-            let a = arg(Value::Integer(since(d)), &mut args);
-            w.push(format!(
-                "c.id IN (SELECT o.customer_id FROM orders o GROUP BY o.customer_id
-                          HAVING max(o.created_at) < {a})"
-            ));
-        }
-        if let Some(m) = self.min_spent {
-            let a = arg(Value::Integer(m), &mut args);
-            // Nothing paid counts as 0: every customer when the minimum is 0.
-            w.push(format!(
-                "({a} <= 0 OR c.id IN (SELECT o.customer_id FROM orders o GROUP BY o.customer_id
-                                      HAVING sum(o.paid) >= {a}))"
-            ));
-        }
-        if let Some(open) = self.has_open_order {
-            w.push(format!(
-                "c.id {}IN (SELECT o.customer_id FROM orders o JOIN statuses s ON s.id = o.status_id
-                           WHERE s.grp <> 'closed')",
-                if open { "" } else { "NOT " }
-            ));
-        }
-        if let Some(d) = self.ready_days {
-            let a = arg(Value::Integer(now - d * DAY), &mut args);
-            w.push(format!(
-                "c.id IN (SELECT o.customer_id FROM orders o JOIN statuses s ON s.id = o.status_id
-                          WHERE s.grp = 'ready' AND o.status_since <= {a})"
-            ));
-        }
-        if let Some(d) = self.warranty_ending_days {
-            let from = arg(Value::Integer(now), &mut args);
-            let to = arg(Value::Integer(now + d * DAY), &mut args);
-            w.push(format!(
-                "c.id IN (SELECT o.customer_id FROM orders o WHERE o.closed_at IS NOT NULL
-                          AND o.warranty_days > 0
-                          AND o.closed_at + o.warranty_days * 86400 BETWEEN {from} AND {to})"
-            ));
-        }
-        Where {
-            sql: w.join(" AND "),
-            args,
+        Conditions {
+            tags: self.tags.clone(),
+            kind: self.kind.clone(),
+            language: self.language.clone(),
+            branch_id: self.branch_id,
+            visited_since: self.visited_within_days.map(since),
+            not_visited_since: self.not_visited_days.map(since),
+            min_spent: self.min_spent,
+            has_open_order: self.has_open_order,
+            ready_since_before: self.ready_days.map(|d| now - d * DAY),
+            warranty_ends_within: self.warranty_ending_days.map(|d| (now, now + d * DAY)),
+            opted_in: self.opted_in,
+            include_archived: self.include_archived,
         }
     }
 }
@@ -249,7 +174,7 @@ impl Segments {
         let clock = self.store.clock().get();
         let now = clock.now();
         self.store
-            .read(move |c| q::count(c, &f.to_where(&clock, now)))
+            .read(move |c| q::count(c, &f.conditions(&clock, now)))
             .await
     }
 
@@ -263,7 +188,7 @@ impl Segments {
                 for r in q::list(c)? {
                     let f = decode(&r);
                     out.push(Segment {
-                        count: q::count(c, &f.to_where(&clock, now))?,
+                        count: q::count(c, &f.conditions(&clock, now))?,
                         id: r.id,
                         name: r.name,
                         filter: f,
@@ -285,7 +210,7 @@ impl Segments {
                 };
                 let f = decode(&r);
                 Ok(Some(Segment {
-                    count: q::count(c, &f.to_where(&clock, now))?,
+                    count: q::count(c, &f.conditions(&clock, now))?,
                     id: r.id,
                     name: r.name,
                     filter: f,
@@ -308,7 +233,7 @@ impl Segments {
         let now = clock.now();
         self.store
             .read(move |c| {
-                let ids = q::ids(c, &s.filter.to_where(&clock, now), limit, offset)?;
+                let ids = q::ids(c, &s.filter.conditions(&clock, now), limit, offset)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(r) = crate::db::customers::get(c, id)? {

@@ -172,6 +172,12 @@ impl<'c> Tx<'c> {
         });
     }
 
+    /// Whether this change has declared an activity entry so far: every change that
+    /// changes something does, so a write that found nothing to do can say nothing either.
+    pub fn has_logged(&self) -> bool {
+        !self.activity.is_empty()
+    }
+
     /// Declares a live event, published after the commit.
     pub fn emit(&mut self, e: Event) {
         self.events.push(e);

@@ -103,6 +103,9 @@ pub struct InboundRoute {
     pub destination: String,
     /// Where it goes outside business hours (None: `destination` always).
     pub after_hours: Option<String>,
+    /// The branch the number belongs to: its business hours, when it has its own,
+    /// decide instead of the shop's.
+    pub branch: Option<i64>,
 }
 
 /// Opening hours of the shop: a weekly schedule and closed dates, in the shop's time.
@@ -287,6 +290,8 @@ pub struct Plan {
     pub trunks: Vec<Trunk>,
     pub routes: Vec<InboundRoute>,
     pub hours: Option<BusinessHours>,
+    /// Branches with business hours of their own, for their DIDs.
+    pub branch_hours: HashMap<i64, BusinessHours>,
     pub dial: DialRules,
     /// By extension number; an extension missing here may not call out.
     pub policies: HashMap<String, OutboundPolicy>,
@@ -310,7 +315,11 @@ impl Plan {
             .routes
             .iter()
             .find(|r| r.trunk_id == trunk_id && r.did == did)?;
-        let open = self.hours.as_ref().is_none_or(|h| h.is_open(unix_secs));
+        let hours = r
+            .branch
+            .and_then(|b| self.branch_hours.get(&b))
+            .or(self.hours.as_ref());
+        let open = hours.is_none_or(|h| h.is_open(unix_secs));
         Some(match (&r.after_hours, open) {
             (Some(after), false) => after.as_str(),
             _ => r.destination.as_str(),
@@ -499,6 +508,7 @@ mod tests {
                 did: "712000000".into(),
                 destination: "100".into(),
                 after_hours: Some("199".into()),
+                branch: None,
             }],
             hours: Some(hours()),
             ..Default::default()
@@ -512,5 +522,37 @@ mod tests {
         );
         assert_eq!(plan.inbound_destination(2, "712000000", open), None);
         assert_eq!(plan.inbound_destination(1, "7", open), None);
+    }
+
+    #[test]
+    fn a_branch_did_follows_the_branch_hours() {
+        let mut late = hours();
+        late.week = Default::default();
+        for d in &mut late.week {
+            d.push((12 * 60, 22 * 60));
+        }
+        let route = |did: &str, branch| InboundRoute {
+            trunk_id: 1,
+            did: did.into(),
+            destination: "100".into(),
+            after_hours: Some("199".into()),
+            branch,
+        };
+        let plan = Plan {
+            routes: vec![route("1", Some(7)), route("2", Some(8)), route("3", None)],
+            hours: Some(hours()),
+            branch_hours: [(7, late)].into_iter().collect(),
+            ..Default::default()
+        };
+        // 10:00: the shop is open, branch 7 not yet; 20:00: the other way round.
+        let ten = at(2026, 3, 16, 10, 0, 5);
+        let eight_pm = at(2026, 3, 16, 20, 0, 5);
+        assert_eq!(plan.inbound_destination(1, "1", ten), Some("199"));
+        assert_eq!(plan.inbound_destination(1, "1", eight_pm), Some("100"));
+        // Branch 8 has no hours of its own: the shop's.
+        for did in ["2", "3"] {
+            assert_eq!(plan.inbound_destination(1, did, ten), Some("100"));
+            assert_eq!(plan.inbound_destination(1, did, eight_pm), Some("199"));
+        }
     }
 }

@@ -18,6 +18,7 @@ mod parser_props;
 pub mod ratelimit;
 pub mod redirect;
 pub mod routes;
+mod text_input;
 mod ws;
 
 use std::net::SocketAddr;
@@ -196,6 +197,8 @@ pub fn bind(ctx: AppContext, setup_token: Option<String>) -> anyhow::Result<Boun
         let state = state.clone();
         move || {
             App::new()
+                // Innermost: a request is signed in and allowed before its text is read.
+                .wrap(from_fn(text_input::require_utf8))
                 .wrap(from_fn(error::translate_api_errors))
                 .wrap(from_fn(auth::authorize))
                 .wrap(

@@ -100,6 +100,8 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/search/suggest", Allowed(ViewOrders), pages::desk::suggest);
     r.add(get(), "/branches", Allowed(ManageBranches), pages::branches::list);
     r.add(post(), "/branches", Allowed(ManageBranches), pages::branches::create);
+    // Issue 19: customers shared or kept per branch (before /branches/{id}).
+    r.add(post(), "/branches/customer-scope", Allowed(ManageBranches), pages::branches::customer_scope);
     r.add(post(), "/branches/{id}", Allowed(ManageBranches), pages::branches::update);
     r.add(get(), "/map", Allowed(ViewOrders), pages::branches::map);
 
@@ -192,6 +194,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/api/v1/branches", Allowed(ViewOrders), api::core::list_branches);
     r.add(post(), "/api/v1/branches", Allowed(ManageBranches), api::core::create_branch);
     r.add(Method::PUT, "/api/v1/branches/{id}", Allowed(ManageBranches), api::core::update_branch);
+    r.add(Method::PUT, "/api/v1/customer-scope", Allowed(ManageBranches), api::core::customer_scope);
 
     // Telephony
     r.add(get(), "/telephony", Allowed(ManageTelephony), pages::telephony::show);

@@ -130,7 +130,7 @@ async fn run(
     }
     // A phone of this user rings right now (the page was opened or reloaded meanwhile):
     // its card again. Pages drop a card they already show (same call id).
-    for d in state.ctx.calls.ringing_for(actor.user_id) {
+    for d in state.ctx.calls.ringing_for(&actor) {
         if !ok {
             break;
         }

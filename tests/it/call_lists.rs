@@ -541,6 +541,7 @@ async fn a_wrap_up_puts_an_outcome_on_any_call_inbound_too() {
                 c,
                 &crm::db::calls::NewCall {
                     transferred_by: None,
+                    branch_id: None,
                     transferred_from: None,
                     call_id: "inbound-wrap-1",
                     direction: "inbound",

@@ -68,6 +68,7 @@ pub(crate) async fn group(app: &TestApp, number: &str, members: &[&str]) {
                 member_timeout_secs: 20,
                 overall_timeout_secs: 30,
                 members: members.iter().map(|m| m.to_string()).collect(),
+                branch_id: None,
             },
         )
         .await

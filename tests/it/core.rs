@@ -498,7 +498,15 @@ async fn intake_through_the_form_prints_a_receipt_with_a_qr_code() {
         .running()
         .ctx
         .customers
-        .find_by_phone("901112233")
+        .find_by_phone(
+            &crm::domain::Actor::builtin(
+                1,
+                "admin",
+                crm::model::Role::Admin,
+                crm::model::Language::En
+            ),
+            "901112233"
+        )
         .await
         .unwrap()
         .is_empty());
@@ -564,7 +572,15 @@ async fn intake_through_the_form_prints_a_receipt_with_a_qr_code() {
         app.running()
             .ctx
             .customers
-            .find_by_phone("901112233")
+            .find_by_phone(
+                &crm::domain::Actor::builtin(
+                    1,
+                    "admin",
+                    crm::model::Role::Admin,
+                    crm::model::Language::En
+                ),
+                "901112233"
+            )
             .await
             .unwrap()
             .len(),

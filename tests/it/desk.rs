@@ -330,7 +330,24 @@ async fn intake_shows_the_phones_customer_and_asks_when_the_typed_name_is_someon
     assert_eq!(r.status(), 422);
     let html = r.text().await.unwrap();
     assert!(html.contains("id=\"customer-choice\"") && html.contains("value=\"Akmal Toshev\""));
-    let count = || async { app.running().ctx.customers.list(100, 0).await.unwrap().1 };
+    let count = || async {
+        app.running()
+            .ctx
+            .customers
+            .list(
+                &crm::domain::Actor::builtin(
+                    1,
+                    "admin",
+                    crm::model::Role::Admin,
+                    crm::model::Language::En,
+                ),
+                100,
+                0,
+            )
+            .await
+            .unwrap()
+            .1
+    };
     assert_eq!(count().await, 1, "nothing created yet");
     // Chosen: the phone's customer.
     let r = order("Akmal Toshev", Some("existing")).await;
@@ -840,4 +857,151 @@ async fn the_shop_logo_is_checked_and_printed_on_receipts() {
         .await
         .unwrap();
     assert!(!receipt.contains("shop-logo"));
+}
+
+/// The unlock code under bad input and racing edits: a form with bytes that are not
+/// UTF-8 is refused and changes nothing; parallel saves each land whole (the last one
+/// wins, one timeline entry and one live event each); saving the same code again is no
+/// change at all.
+#[tokio::test]
+async fn unlock_edits_refuse_bad_bytes_and_race_cleanly() {
+    let app = TestApp::spawn().await;
+    let (_, oper, usta1, _, m1, _) = shop(&app).await;
+    let cu = new_customer(&oper, "Дилноза", "90 111 22 33").await;
+    let id = new_order(&oper, cu, json!({"master_id": m1})).await["id"]
+        .as_i64()
+        .unwrap();
+    let put = |code: String| {
+        let usta1 = &usta1;
+        async move {
+            usta1
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/orders/{id}/unlock"),
+                    json!({"code": code, "pattern": ""}),
+                )
+                .await
+        }
+    };
+    assert_eq!(put("2468".into()).await.0, 200);
+
+    // Not UTF-8, on the page form: refused, the stored code unchanged.
+    let s = app.login("usta1", "usta-pass-1").await;
+    let r = s
+        .client
+        .post(s.url(&format!("/orders/{id}/unlock")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "unlock_code=%FF%FE12&unlock_pattern=&_csrf={}",
+            s.csrf
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status() == 400 || r.status() == 422,
+        "answered {}",
+        r.status()
+    );
+    let (_, v) = usta1.get(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(v["unlock"]["code"], "2468", "{v}");
+
+    // Eight saves at once, each a different code.
+    let mut events = app.running().ctx.events.subscribe();
+    let codes: Vec<String> = (0..8).map(|i| format!("70{i}0")).collect();
+    let answers = futures_util::future::join_all(codes.iter().cloned().map(put)).await;
+    assert!(answers.iter().all(|(st, _)| *st == 200), "{answers:?}");
+    let (_, v) = usta1.get(&format!("/api/v1/orders/{id}")).await;
+    let last = v["unlock"]["code"].as_str().unwrap().to_string();
+    assert!(codes.contains(&last), "a whole code won: {last}");
+    let entries = |v: &serde_json::Value| {
+        v["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "unlock")
+            .count()
+    };
+    assert_eq!(entries(&v), 1 + 8, "one timeline entry per save: {v}");
+    let mut published = 0;
+    while let Ok(e) = events.try_recv() {
+        if e.kind == "order.updated" && e.data["change"] == "unlock" {
+            published += 1;
+        }
+    }
+    assert_eq!(published, 8, "one event per save");
+
+    // The same code again: no entry, no event.
+    assert_eq!(put(last.clone()).await.0, 200);
+    let (_, v) = usta1.get(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(entries(&v), 9);
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !(e.kind == "order.updated" && e.data["change"] == "unlock"),
+            "a save that changed nothing published {e:?}"
+        );
+    }
+}
+
+/// Uploading the logo while it is being removed: whatever order they land in, the shop
+/// ends with one whole logo (exactly the bytes of one upload, on the settings page and
+/// the receipt alike) or none, never a link to a missing or mixed picture.
+#[tokio::test]
+async fn a_logo_upload_racing_its_removal_leaves_one_whole_state() {
+    let app = TestApp::spawn().await;
+    let (_, oper, ..) = shop(&app).await;
+    let cu = new_customer(&oper, "Dilnoza", "90 123 45 68").await;
+    let id = new_order(&oper, cu, json!({"estimate": 100000})).await["id"]
+        .as_i64()
+        .unwrap();
+    let admin = app.login_admin().await;
+    let logos: Vec<Vec<u8>> = (0..4).map(|i| png_logo(40 + i * 10, 20)).collect();
+    for round in 0..3 {
+        let uploads = logos.iter().cloned().map(|bytes| {
+            let form = reqwest::multipart::Form::new().part(
+                "logo",
+                reqwest::multipart::Part::bytes(bytes).file_name("logo.png"),
+            );
+            admin
+                .client
+                .post(admin.url(&format!("/settings/logo?_csrf={}", admin.csrf)))
+                .multipart(form)
+                .send()
+        });
+        let removals = (0..4).map(|_| admin.post_form("/settings/logo/remove", &[]));
+        let (up, rm) = futures_util::future::join(
+            futures_util::future::join_all(uploads),
+            futures_util::future::join_all(removals),
+        )
+        .await;
+        for r in up {
+            assert_eq!(r.unwrap().status(), 303, "round {round}");
+        }
+        for r in rm {
+            // 422: the logo was already gone (another removal came first).
+            assert!(
+                [303, 422].contains(&r.status().as_u16()),
+                "round {round}: {}",
+                r.status()
+            );
+        }
+        let served = admin.get("/shop/logo").await;
+        let receipt = admin
+            .get(&format!("/orders/{id}/receipt"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let settings = admin.get("/settings").await.text().await.unwrap();
+        if served.status() == 200 {
+            let bytes = served.bytes().await.unwrap().to_vec();
+            assert!(logos.contains(&bytes), "round {round}: a whole upload");
+            assert!(receipt.contains("id=\"shop-logo\""), "round {round}");
+            assert!(settings.contains("id=\"logo-preview\""), "round {round}");
+        } else {
+            assert_eq!(served.status(), 404, "round {round}");
+            assert!(!receipt.contains("shop-logo"), "round {round}");
+            assert!(!settings.contains("id=\"logo-preview\""), "round {round}");
+        }
+    }
 }

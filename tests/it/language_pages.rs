@@ -258,6 +258,7 @@ async fn seed(app: &TestApp, api: &Api) -> Data {
                 c,
                 &crm::db::calls::NewCall {
                     transferred_by: None,
+                    branch_id: None,
                     transferred_from: None,
                     call_id: "lang-call-1",
                     direction: "inbound",
@@ -272,7 +273,7 @@ async fn seed(app: &TestApp, api: &Api) -> Data {
                 },
             )?;
             crm::db::calls::set_ended(c, "lang-call-1", "missed", "cancelled", 15_000, 0, now)?;
-            crm::db::calls::record_missed(c, number, Some(customer), call, now)?;
+            crm::db::calls::record_missed(c, number, Some(customer), call, now, None)?;
             Ok(())
         })
         .await

@@ -113,3 +113,37 @@ fn imports_follow_the_module_map() {
         violations.join("\n")
     );
 }
+
+/// Optional filters are built from the filters given (`db::calls::filter_sql`,
+/// `db::activity::list`), never written as `(?1 IS NULL OR col = ?1)`: SQLite plans such
+/// a statement once for every value, so it cannot use the column's index and walks the
+/// whole table (the order page and the customer card read every payment of the shop
+/// that way).
+#[test]
+fn optional_filters_do_not_defeat_indexes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/db"), &mut files);
+    let mut violations = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let mut rest = code;
+            while let Some(i) = rest.find("(?") {
+                let after = &rest[i + 2..];
+                let digits = after.chars().take_while(char::is_ascii_digit).count();
+                let tail = &after[digits..];
+                if digits > 0 && (tail.starts_with(" IS NULL OR") || tail.starts_with(" = 0 OR")) {
+                    violations.push(format!("{}:{}", f.display(), n + 1));
+                }
+                rest = after;
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "optional filters written as (?N IS NULL OR …):\n{}",
+        violations.join("\n")
+    );
+}

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod branches;
 mod browser;
 mod call_lists;
 mod call_lists_browser;

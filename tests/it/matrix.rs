@@ -400,6 +400,12 @@ pub const RECORDINGS: &[(&str, &str, Who)] = &[
     ("POST", "/telephony/recording", ADMIN),
 ];
 
+/// Branch scope beyond orders (issue 19): customers shared or kept per branch.
+pub const BRANCHES: &[(&str, &str, Who)] = &[
+    ("POST", "/branches/customer-scope", ADMIN),
+    ("PUT", "/api/v1/customer-scope", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
         FOUNDATION,
@@ -416,6 +422,7 @@ fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
         PROMOTIONS,
         ROLES,
         RECORDINGS,
+        BRANCHES,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }

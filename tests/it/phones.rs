@@ -199,10 +199,18 @@ async fn ended_calls(app: &TestApp, n: usize) -> Vec<crm::db::calls::CallRow> {
     let calls = &app.running().ctx.calls;
     let got = eventually(WAIT, || async {
         let (rows, _) = calls
-            .list(crm::db::calls::CallFilter {
-                limit: 50,
-                ..Default::default()
-            })
+            .list(
+                &crm::domain::Actor::builtin(
+                    1,
+                    "admin",
+                    crm::model::Role::Admin,
+                    crm::model::Language::En,
+                ),
+                crm::db::calls::CallFilter {
+                    limit: 50,
+                    ..Default::default()
+                },
+            )
             .await
             .ok()?;
         (rows.iter().filter(|r| r.ended_ms.is_some()).count() >= n).then_some(rows)
@@ -628,7 +636,15 @@ async fn baresip_blind_transfer(transport: &str) {
     // While it rings, the master's pop names who passed the call on.
     let calls = &app.running().ctx.calls;
     let pop = eventually(WAIT, || async {
-        calls.ringing_for(master).into_iter().next()
+        calls
+            .ringing_for(&crm::domain::Actor::builtin(
+                master,
+                "master",
+                Role::Master,
+                crm::model::Language::En,
+            ))
+            .into_iter()
+            .next()
     })
     .await
     .expect("the master's screen-pop");
@@ -960,6 +976,7 @@ async fn phones_baresip_picks_up_a_call_ringing_in_its_group_with_star_8() {
                 member_timeout_secs: 60,
                 overall_timeout_secs: 90,
                 members: vec!["1702".into(), "1703".into()],
+                branch_id: None,
             },
         )
         .await

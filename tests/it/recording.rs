@@ -166,12 +166,16 @@ async fn registered(app: &TestApp, ext: &str) {
 /// The call id of the call now answered between the phones (from the call log).
 async fn answered_call(app: &TestApp, from: &str) -> crm::db::calls::CallRow {
     let calls = &app.running().ctx.calls;
+    let admin = crm::domain::Actor::builtin(1, "admin", Role::Admin, crm::model::Language::En);
     eventually(WAIT, || async {
         let (rows, _) = calls
-            .list(crm::db::calls::CallFilter {
-                limit: 50,
-                ..Default::default()
-            })
+            .list(
+                &admin,
+                crm::db::calls::CallFilter {
+                    limit: 50,
+                    ..Default::default()
+                },
+            )
             .await
             .ok()?;
         rows.into_iter()
@@ -194,8 +198,9 @@ async fn relayed(app: &TestApp, id: &str, n: u64) -> u64 {
 /// The call-log row once it is ended and (when `recorded`) its recording filed.
 async fn ended(app: &TestApp, call_id: &str, recorded: bool) -> crm::db::calls::CallRow {
     let calls = &app.running().ctx.calls;
+    let admin = crm::domain::Actor::builtin(1, "admin", Role::Admin, crm::model::Language::En);
     eventually(WAIT, || async {
-        let r = calls.get(call_id).await.ok()?;
+        let r = calls.get(&admin, call_id).await.ok()?;
         (r.ended_ms.is_some() && r.recorded == recorded).then_some(r)
     })
     .await

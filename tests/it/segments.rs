@@ -159,3 +159,206 @@ async fn segments_filter_customers_by_their_orders_and_count_live() {
     let m = app.login("usta", "usta-pass-1").await;
     assert_eq!(m.get("/segments").await.status(), 403);
 }
+
+/// Customers whose kept facts (last visit, paid total, order count, branch, tags) differ
+/// from a count over their orders and tags: 0 after every write.
+async fn drift(app: &TestApp) -> i64 {
+    app.running()
+        .ctx
+        .db
+        .read(crm::db::segments::facts_drift)
+        .await
+        .unwrap()
+}
+
+/// The facts a segment reads are kept by the order and payment writes (migration 0025);
+/// through every kind of write the counts stay exact: orders made at two branches, paid,
+/// refunded, edited, archived, customers merged, an import with tags undone, and many
+/// orders and payments at once.
+#[tokio::test]
+async fn segment_counts_stay_exact_through_every_kind_of_write() {
+    let app = TestApp::spawn().await;
+    let api = Api::of(&app, "admin").await;
+    let (s, b) = api
+        .post("/api/v1/branches", json!({"name": "Chilonzor"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let chilonzor = b["id"].as_i64().unwrap();
+    let (_, c) = api
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Aziz", "phones": ["90 701 00 01"], "tags": "VIP, Дўкон"}),
+        )
+        .await;
+    let aziz = c["id"].as_i64().unwrap();
+    let bobur = new_customer(&api, "Bobur", "90 701 00 02").await;
+    let third = new_customer(&api, "Hech kim", "90 701 00 03").await;
+    assert_eq!(count(&api, json!({"tags": ["vip"]})).await, 1);
+    assert_eq!(count(&api, json!({"tags": ["Дўкон"]})).await, 1);
+
+    let o1 = new_order(&api, aziz, json!({"estimate": 400000})).await["id"]
+        .as_i64()
+        .unwrap();
+    let o2 = new_order(&api, bobur, json!({"branch_id": chilonzor})).await["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(drift(&app).await, 0);
+    assert_eq!(count(&api, json!({"branch_id": 1})).await, 1);
+    assert_eq!(count(&api, json!({"branch_id": chilonzor})).await, 1);
+    assert_eq!(count(&api, json!({"visited_within_days": 0})).await, 2);
+    assert_eq!(count(&api, json!({"not_visited_days": 0})).await, 0);
+
+    // Payment and refund.
+    let pay = |id: i64, kind: &'static str, amount: i64| {
+        let api = &api;
+        async move {
+            let (s, v) = api
+                .post(
+                    &format!("/api/v1/orders/{id}/payments"),
+                    json!({"kind": kind, "amount": amount}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+    };
+    pay(o1, "payment", 300_000).await;
+    assert_eq!(count(&api, json!({"min_spent": 300000})).await, 1);
+    pay(o1, "refund", 50_000).await;
+    assert_eq!(drift(&app).await, 0);
+    assert_eq!(count(&api, json!({"min_spent": 300000})).await, 0);
+    assert_eq!(count(&api, json!({"min_spent": 250000})).await, 1);
+
+    // An edit of the order and of the customer's tags.
+    let version = api.get(&format!("/api/v1/orders/{o1}")).await.1["order"]["version"].clone();
+    let (s, v) = api
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/orders/{o1}"),
+            json!({"version": version, "device_category": "phone", "brand": "Apple", "model": "iPhone 12",
+                   "serial": "", "complaint": "Ekran", "condition": "", "accessories": "",
+                   "urgent": false, "promised_at": null, "estimate": 500000, "warranty_days": 0}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    let (s, v) = api
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/customers/{aziz}"),
+            json!({"version": 1, "name": "Aziz", "phones": ["90 701 00 01"], "tags": "optom"}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    assert_eq!(count(&api, json!({"tags": ["vip"]})).await, 0);
+    assert_eq!(count(&api, json!({"tags": ["OPTOM"]})).await, 1);
+    assert_eq!(drift(&app).await, 0);
+
+    // Archived (closed first): the order still counts as a visit and a payment.
+    let closed_at = app.running().ctx.clock.get().now();
+    app.running()
+        .ctx
+        .db
+        .write(move |c| {
+            c.execute(
+                "UPDATE orders SET status_id = 7, closed_at = ?2 WHERE id = ?1",
+                [o1, closed_at],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let (s, v) = api
+        .post(&format!("/api/v1/orders/{o1}/archive"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(count(&api, json!({"min_spent": 250000})).await, 1);
+    assert_eq!(drift(&app).await, 0);
+
+    // Bobur merged into Aziz: one customer with orders at both branches.
+    let admin = app.login_admin().await;
+    let r = admin
+        .post_form(
+            &format!("/customers/{aziz}/merge"),
+            &[("other", &bobur.to_string())],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(drift(&app).await, 0);
+    assert_eq!(count(&api, json!({"branch_id": 1})).await, 1);
+    assert_eq!(count(&api, json!({"branch_id": chilonzor})).await, 1);
+    assert_eq!(count(&api, json!({"visited_within_days": 0})).await, 1);
+    assert_eq!(count(&api, json!({"min_spent": 250000})).await, 1);
+    let _ = o2;
+
+    // An import with tags (one new customer, one merged into Aziz), then its undo.
+    let csv = "Name,Phone,Tags\nYangi Mijoz,90 701 00 09,\"yangi,VIP\"\nAziz,90 701 00 01,import\n";
+    let r = api
+        .c
+        .post(format!("{}/api/v1/imports/customers", api.base))
+        .bearer_auth(&api.token)
+        .body(csv.as_bytes().to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    let batch = v["outcome"]["batch_id"].as_i64().unwrap();
+    assert_eq!(count(&api, json!({"tags": ["yangi"]})).await, 1);
+    assert_eq!(count(&api, json!({"tags": ["vip", "import"]})).await, 2);
+    assert_eq!(drift(&app).await, 0);
+    let (s, v) = api
+        .post(&format!("/api/v1/imports/{batch}/undo"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(count(&api, json!({"tags": ["yangi"]})).await, 0);
+    assert_eq!(count(&api, json!({"tags": ["import"]})).await, 0);
+    assert_eq!(count(&api, json!({"tags": ["optom"]})).await, 1);
+    assert_eq!(drift(&app).await, 0);
+
+    // Many writers at once: 8 clients each make 5 orders for Aziz or the third
+    // customer and pay 10 000 on each.
+    let tasks: Vec<_> = (0..8)
+        .map(|k| {
+            let api = Api {
+                c: reqwest::Client::new(),
+                token: api.token.clone(),
+                base: api.base.clone(),
+            };
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    let who = if k % 2 == 0 { aziz } else { third };
+                    let o = new_order(&api, who, json!({"estimate": 10000})).await["id"]
+                        .as_i64()
+                        .unwrap();
+                    let (s, v) = api
+                        .post(
+                            &format!("/api/v1/orders/{o}/payments"),
+                            json!({"kind": "payment", "amount": 10000}),
+                        )
+                        .await;
+                    assert_eq!(s, StatusCode::OK, "{v}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(drift(&app).await, 0);
+    let (paid, n): (i64, i64) = app
+        .running()
+        .ctx
+        .db
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT paid_total, order_count FROM customers WHERE id = ?1",
+                [third],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!((paid, n), (200_000, 20));
+    assert_eq!(count(&api, json!({"min_spent": 200000})).await, 2);
+    assert_eq!(count(&api, json!({"min_spent": 450001})).await, 0);
+    assert_eq!(count(&api, json!({"min_spent": 450000})).await, 1);
+}

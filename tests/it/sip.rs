@@ -215,6 +215,7 @@ async fn sip_parallel_fork_and_ring_group_cancel_the_others() {
             member_timeout_secs: 20,
             overall_timeout_secs: 30,
             members: vec!["1501".into(), "1502".into(), "1503".into()],
+            branch_id: None,
         },
     )
     .await
@@ -622,6 +623,7 @@ async fn sip_sequential_ring_group_moves_on_after_member_timeout() {
                 member_timeout_secs: 1,
                 overall_timeout_secs: 20,
                 members: vec!["1601".into(), "1602".into()],
+                branch_id: None,
             },
         )
         .await

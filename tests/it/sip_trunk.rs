@@ -26,6 +26,7 @@ async fn desk_group(tel: &crm::domain::telephony::Telephony) {
             member_timeout_secs: 20,
             overall_timeout_secs: 30,
             members: vec!["1501".into(), "1502".into()],
+            branch_id: None,
         },
     )
     .await
@@ -47,6 +48,7 @@ pub(crate) fn trunk(port: u16, register: bool) -> NewTrunk {
             did: "712000000".into(),
             destination: "100".into(),
             after_hours: Some("1503".into()),
+            branch_id: None,
         }],
         ..Default::default()
     }
@@ -508,10 +510,18 @@ async fn trunk_hourly_limit_counts_the_calls_made_before_a_restart() {
     let calls = &app.running().ctx.calls;
     let logged = eventually(Duration::from_secs(10), || async {
         let (rows, _) = calls
-            .list(crm::domain::calls::CallFilter {
-                limit: 10,
-                ..Default::default()
-            })
+            .list(
+                &crm::domain::Actor::builtin(
+                    1,
+                    "admin",
+                    crm::model::Role::Admin,
+                    crm::model::Language::En,
+                ),
+                crm::domain::calls::CallFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
             .await
             .ok()?;
         rows.iter()

@@ -20,8 +20,8 @@ use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::core::{new_customer, new_order, Api};
 use crate::matrix::{
-    CALLS, CALL_LISTS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND, PROMOTIONS,
-    RECORDINGS, ROLES, TELEPHONY, TRUNK,
+    BRANCHES, CALLS, CALL_LISTS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND,
+    PROMOTIONS, RECORDINGS, ROLES, TELEPHONY, TRUNK,
 };
 use crate::notify_peers::*;
 use crate::support::*;
@@ -381,6 +381,7 @@ impl Fx {
                     c,
                     &crm::db::calls::NewCall {
                         transferred_by: None,
+                        branch_id: None,
                         transferred_from: None,
                         call_id: &call_id,
                         direction: "inbound",
@@ -394,7 +395,7 @@ impl Fx {
                         started_ms: now,
                     },
                 )?;
-                crm::db::calls::record_missed(c, &number, None, call, now)?;
+                crm::db::calls::record_missed(c, &number, None, call, now, None)?;
                 Ok(c.query_row(
                     "SELECT id FROM missed_calls WHERE number = ?1 AND resolved_ms IS NULL",
                     [&number],
@@ -2316,6 +2317,15 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 ),
             ]
         }
+        // Issue 19: customers shared or kept per branch.
+        ("POST", "/branches/customer-scope") => vec![
+            bad(pattern, form(&[("per_branch", "maybe")])),
+            good(pattern, form(&[("per_branch", "1")])),
+        ],
+        ("PUT", "/api/v1/customer-scope") => vec![
+            json_step("PUT", pattern.into(), json!({"per_branch": "yes"}), false),
+            json_step("PUT", pattern.into(), json!({"per_branch": false}), true),
+        ],
         _ => return call_list_case(fx, method, pattern).await,
     };
     Some(Case::Steps(steps))
@@ -2533,6 +2543,7 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
         PROMOTIONS,
         ROLES,
         RECORDINGS,
+        BRANCHES,
     ];
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -2700,6 +2711,7 @@ impl Fx {
                     c,
                     &crm::db::calls::NewCall {
                         transferred_by: None,
+                        branch_id: None,
                         transferred_from: None,
                         call_id: &id,
                         direction: "inbound",

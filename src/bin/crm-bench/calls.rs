@@ -60,6 +60,10 @@ fn prepare(dir: &Path, customers: u64) -> anyhow::Result<(String, String)> {
                     name: format!("Mijoz {k}"),
                     phone: phone(k),
                     created_at: base + rng.gen_range(0..3 * 365 * 86_400),
+                    tags: "",
+                    language: "uz",
+                    kind: "person",
+                    marketing_opt_in: false,
                 })
                 .collect();
             // One bulk load (indexes rebuilt once at the end), as `crm seed` does.

@@ -4,7 +4,8 @@
 //!
 //! `crm-bench core [--data-dir DIR] [--customers N] [--orders M] [--branches B]`: with
 //! --data-dir an already seeded directory is reused (it must have an admin `bench` /
-//! `bench-password-1` and some masters); without it one is seeded first. With
+//! `bench-password-1` and some masters), or an empty one is seeded and kept; without it
+//! a temporary one is seeded first. With
 //! `--branches B` (issue 19) the orders are spread over B branches and the order list is
 //! measured twice in the same run: as the admin (every branch) and as an operator who
 //! works in one branch.
@@ -51,24 +52,27 @@ pub(crate) fn prepare(
     args: &[String],
     bin: &Path,
 ) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
-    if let Some(d) = arg(args, "--data-dir") {
-        return Ok((PathBuf::from(d), None));
-    }
+    // An existing data dir is reused as it is; an empty or missing one is seeded and kept
+    // (to compare two runs on the same data).
+    let (dir, tmp) = match arg(args, "--data-dir") {
+        Some(d) if Path::new(d).join("crm.db").exists() => return Ok((PathBuf::from(d), None)),
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (PathBuf::from(d), None)
+        }
+        None => {
+            let tmp = tempfile::tempdir()?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
     let customers = arg(args, "--customers").unwrap_or("200000");
     let orders = arg(args, "--orders").unwrap_or("1000000");
-    let tmp = tempfile::tempdir()?;
-    add_user(bin, tmp.path(), "bench", "admin", "bench-password-1")?;
+    add_user(bin, &dir, "bench", "admin", "bench-password-1")?;
     for i in 0..6 {
-        add_user(
-            bin,
-            tmp.path(),
-            &format!("usta{i}"),
-            "master",
-            "master-pass-1",
-        )?;
+        add_user(bin, &dir, &format!("usta{i}"), "master", "master-pass-1")?;
     }
     let t = Instant::now();
-    let out = crm(bin, tmp.path())?
+    let out = crm(bin, &dir)?
         .args(["seed", "--customers", customers, "--orders", orders])
         .output()?;
     anyhow::ensure!(
@@ -77,7 +81,7 @@ pub(crate) fn prepare(
         String::from_utf8_lossy(&out.stderr)
     );
     println!("seed_seconds={:.1}", t.elapsed().as_secs_f64());
-    Ok((tmp.path().to_path_buf(), Some(tmp)))
+    Ok((dir, tmp))
 }
 
 pub(crate) fn login(addr: SocketAddr) -> anyhow::Result<String> {
@@ -147,7 +151,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     // Sample real phones and names from the data, through the library's storage code.
     let db = crm::db::Db::open(&dir.join("crm.db"), &crm::db::DbOptions::default())?;
-    let sample = db.read_blocking(|c| crm::db::customers::list(c, 2000, 0))?;
+    let sample = db.read_blocking(|c| crm::db::customers::list(c, 2000, 0, None))?;
     anyhow::ensure!(
         !sample.is_empty(),
         "the data dir has no customers: seed it first"
@@ -158,7 +162,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .collect();
     let totals = db.read_blocking(|c| {
         Ok((
-            crm::db::customers::count(c)?,
+            crm::db::customers::count(c, None)?,
             crm::db::orders::count(c, &Default::default())?,
         ))
     })?;

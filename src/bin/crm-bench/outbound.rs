@@ -4,8 +4,9 @@
 //! `crm-bench outbound [--customers N] [--orders M] [--queue-customers Q]
 //!  [--operators K] [--per-operator P] [--rounds R]` prints:
 //! - `seed_s`: the `crm seed` load of N customers and M orders (setup, for scale);
-//! - `count_<filter>_ms`: a segment's live count over the N customers, median and max
-//!   over R rounds, for each kind of condition a segment has;
+//! - `count_<filter>_ms`: a segment's live count over the N customers, median, p99 and
+//!   max over R rounds (default 50), for each kind of condition a segment has and for
+//!   combinations of them;
 //! - `list_build_s`: a call list of Q customers built from a segment and shared out
 //!   round-robin to K operators;
 //! - `next_p50_ms` / `next_p99_ms`: the queue's "next item" (take the next due item in
@@ -110,6 +111,51 @@ fn filters() -> Vec<(&'static str, SegmentFilter)> {
                 ..f()
             },
         ),
+        // Combinations a shop makes: last year's customers who agreed to promotions, the
+        // tagged ones who agreed, a branch's lapsed customers, big spenders by language,
+        // and what a broadcast adds to any segment (opted in).
+        (
+            "opted_in+visited_within_365",
+            SegmentFilter {
+                opted_in: Some(true),
+                visited_within_days: Some(365),
+                ..f()
+            },
+        ),
+        (
+            "tags+opted_in",
+            SegmentFilter {
+                tags: vec!["vip".into(), "optom".into()],
+                opted_in: Some(true),
+                ..f()
+            },
+        ),
+        (
+            "branch+not_visited_365+opted_in",
+            SegmentFilter {
+                branch_id: Some(1),
+                not_visited_days: Some(365),
+                opted_in: Some(true),
+                ..f()
+            },
+        ),
+        (
+            "language+min_spent",
+            SegmentFilter {
+                language: Some("ru".into()),
+                min_spent: Some(1_000_000),
+                ..f()
+            },
+        ),
+        (
+            "open_order+branch+opted_in",
+            SegmentFilter {
+                has_open_order: Some(true),
+                branch_id: Some(1),
+                opted_in: Some(true),
+                ..f()
+            },
+        ),
     ]
 }
 
@@ -164,7 +210,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let queue_customers = arg(args, "--queue-customers").unwrap_or(100_000);
     let operators = arg(args, "--operators").unwrap_or(20);
     let per_op = arg(args, "--per-operator").unwrap_or(100);
-    let rounds = arg(args, "--rounds").unwrap_or(5);
+    let rounds = arg(args, "--rounds").unwrap_or(50);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -188,9 +234,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 times.push(t.elapsed());
             }
             let max = times.iter().max().copied().unwrap_or_default();
+            let (_, p99) = p(&mut times);
             println!(
-                "count_{name}_ms={} max={} customers={count}",
+                "count_{name}_ms={} p99={} max={} customers={count}",
                 ms(median(times)),
+                ms(p99),
                 ms(max)
             );
         }
@@ -231,7 +279,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         println!(
             "list_build_s={:.2} items={}",
             t.elapsed().as_secs_f64(),
-            lists.get(id).await?.list.pending
+            lists.get(&actor(1, Role::Admin), id).await?.list.pending
         );
         let mut tasks = Vec::new();
         for a in ops.clone() {

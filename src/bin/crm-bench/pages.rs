@@ -130,29 +130,21 @@ impl Driver {
                          format!("--user-data-dir={}", profile.display())]
             }
         }}});
+        // chromedriver keeps its connections open, so every request goes through `wd`
+        // (which reads by Content-Length); the last error is what a failure reports.
         let started = Instant::now();
         let session = loop {
-            if let Ok(r) = request(
-                addr,
-                "POST",
-                "/session",
-                &[("Content-Type", "application/json")],
-                &caps.to_string(),
-            ) {
-                let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-                if let Some(id) = v["value"]["sessionId"].as_str() {
-                    break id.to_string();
+            let last = match wd(addr, "POST", "/session", &caps.to_string()) {
+                Ok((_, body)) => {
+                    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    if let Some(id) = v["value"]["sessionId"].as_str() {
+                        break id.to_string();
+                    }
+                    format!("no session: {body}")
                 }
-                anyhow::ensure!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "no session: {}",
-                    r.body
-                );
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "chromedriver does not answer"
-            );
+                Err(e) => format!("chromedriver does not answer: {e}"),
+            };
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "{last}");
             std::thread::sleep(Duration::from_millis(100));
         };
         Ok(Driver {
@@ -183,11 +175,10 @@ impl Driver {
     }
 
     fn quit(mut self) {
-        let _ = request(
+        let _ = wd(
             self.addr,
             "DELETE",
             &format!("/session/{}", self.session),
-            &[],
             "",
         );
         let _ = self.child.kill();

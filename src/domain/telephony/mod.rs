@@ -87,6 +87,8 @@ pub struct NewGroup {
     pub member_timeout_secs: u32,
     pub overall_timeout_secs: u32,
     pub members: Vec<String>,
+    /// The branch the group answers for (none: the whole shop).
+    pub branch_id: Option<i64>,
 }
 
 /// Extensions and ring groups; keeps the SIP directory in step with every change.
@@ -435,6 +437,13 @@ impl Telephony {
         self.store
             .write(by, move |tx| {
                 let c = tx.conn();
+                if let Some(b) = g.branch_id {
+                    if crate::db::branches::get(c, b)?.is_none() {
+                        return Err(DomainError::invalid(
+                            Msg::new("err.group.branch").with("id", b),
+                        ));
+                    }
+                }
                 let mut ids = Vec::new();
                 for m in &g.members {
                     let e = q::extension_by_number(c, m)?.ok_or_else(|| {
@@ -461,6 +470,7 @@ impl Telephony {
                     g.member_timeout_secs,
                     g.overall_timeout_secs,
                     &ids,
+                    g.branch_id,
                     now(),
                 )?;
                 tx.log(

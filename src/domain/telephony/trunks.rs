@@ -161,6 +161,7 @@ pub fn validate_trunk(t: &NewTrunk, creating: bool) -> DomainResult<TrunkRow> {
             did: did.to_string(),
             destination: d.destination.trim().to_string(),
             after_hours: after.map(str::to_string),
+            branch_id: d.branch_id,
         });
     }
     Ok(TrunkRow {
@@ -181,7 +182,8 @@ pub fn validate_trunk(t: &NewTrunk, creating: bool) -> DomainResult<TrunkRow> {
     })
 }
 
-/// Parses DID lines `DID DESTINATION [AFTER_HOURS]` (the admin form's text area).
+/// Parses DID lines `DID DESTINATION [AFTER_HOURS] [@BRANCH]` (the admin form's text
+/// area; `@2`: the number belongs to branch 2).
 pub fn parse_did_lines(text: &str) -> DomainResult<Vec<DidRow>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -189,16 +191,24 @@ pub fn parse_did_lines(text: &str) -> DomainResult<Vec<DidRow>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let parts: Vec<&str> = line.split_whitespace().collect();
+        let mut parts: Vec<&str> = line.split_whitespace().collect();
+        let bad = || DomainError::invalid(Msg::new("err.trunk.did_line").with("line", i + 1));
+        let branch_id = match parts.last().and_then(|p| p.strip_prefix('@')) {
+            Some(b) => {
+                let id = b.parse::<i64>().ok().filter(|b| *b > 0).ok_or_else(bad)?;
+                parts.pop();
+                Some(id)
+            }
+            None => None,
+        };
         if !(2..=3).contains(&parts.len()) {
-            return Err(DomainError::invalid(
-                Msg::new("err.trunk.did_line").with("line", i + 1),
-            ));
+            return Err(bad());
         }
         out.push(DidRow {
             did: parts[0].into(),
             destination: parts[1].into(),
             after_hours: parts.get(2).map(|s| s.to_string()),
+            branch_id,
         });
     }
     Ok(out)
@@ -431,7 +441,7 @@ impl Telephony {
 
     pub async fn plan(&self) -> DomainResult<Plan> {
         let since_ms = (now() - 3600) * 1000;
-        let (trunks, exts, rules, recent_outbound) = self
+        let (trunks, exts, rules, recent_outbound, branches) = self
             .db
             .read(move |c| {
                 Ok((
@@ -439,13 +449,27 @@ impl Telephony {
                     q::list_extensions(c)?,
                     q::settings_values(c, &RULE_KEYS)?,
                     crate::db::calls::recent_outbound(c, since_ms)?,
+                    crate::db::branches::list(c, false)?,
                 ))
             })
             .await?;
         let rules = rules_from(rules);
         let clock = self.clock.get();
+        // Branches with business hours of their own (the shop's rules otherwise).
+        let mut branch_hours = HashMap::new();
+        for b in branches {
+            let own = CallRules {
+                hours: b.sip_hours,
+                holidays: b.sip_holidays,
+                ..Default::default()
+            };
+            if let Ok(Some(h)) = own.business_hours(&clock, clock.now()) {
+                branch_hours.insert(b.id, h);
+            }
+        }
         let mut plan = Plan {
             hours: rules.business_hours(&clock, clock.now()).unwrap_or(None),
+            branch_hours,
             dial: DialRules {
                 min_digits: rules.dial_min_digits as usize,
                 prefixes: split_list(&rules.dial_prefixes),
@@ -481,6 +505,7 @@ impl Telephony {
                     did: d.did.clone(),
                     destination: d.destination.clone(),
                     after_hours: d.after_hours.clone(),
+                    branch: d.branch_id,
                 });
             }
             plan.trunks.push(tk::Trunk {
@@ -532,6 +557,15 @@ impl Telephony {
             .write(by, move |tx| {
                 let c = tx.conn();
                 for d in &row.dids {
+                    if let Some(b) = d.branch_id {
+                        if crate::db::branches::get(c, b)?.is_none() {
+                            return Err(DomainError::invalid(
+                                Msg::new("err.trunk.did_branch")
+                                    .with("did", &d.did)
+                                    .with("id", b),
+                            ));
+                        }
+                    }
                     for n in std::iter::once(&d.destination).chain(d.after_hours.as_ref()) {
                         if !q::number_taken(c, n)? {
                             return Err(DomainError::invalid(
@@ -723,6 +757,7 @@ mod trunk_tests {
                 did: "712000000".into(),
                 destination: "100".into(),
                 after_hours: Some("".into()),
+                branch_id: None,
             }],
             ..Default::default()
         };
@@ -760,5 +795,16 @@ mod trunk_tests {
                 == 2
         );
         assert!(parse_did_lines("712000000").is_err());
+        let d = parse_did_lines("712000000 100 199 @2\n712000001 101 @3").unwrap();
+        assert_eq!(
+            (d[0].branch_id, d[0].after_hours.as_deref()),
+            (Some(2), Some("199"))
+        );
+        assert_eq!(
+            (d[1].branch_id, d[1].after_hours.as_deref()),
+            (Some(3), None)
+        );
+        assert!(parse_did_lines("712000000 100 @x").is_err());
+        assert!(parse_did_lines("712000000 @2").is_err());
     }
 }

@@ -18,8 +18,8 @@ type ApiResult = Result<HttpResponse, ApiError>;
 /// Call lists, newest first, with their items counted by state.
 #[utoipa::path(get, path = "/api/v1/call-lists", tag = "call-lists",
     responses((status = 200, body = [ListRow])))]
-pub async fn list(state: web::Data<WebState>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.call_lists.lists().await?))
+pub async fn list(state: web::Data<WebState>, actor: Actor) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.call_lists.lists(&actor).await?))
 }
 
 /// Builds a list from a segment or a built-in source and shares its items out.
@@ -35,13 +35,13 @@ pub async fn create(
         .call_lists
         .create(&actor, body.into_inner())
         .await?;
-    Ok(HttpResponse::Created().json(state.ctx.call_lists.get(id).await?))
+    Ok(HttpResponse::Created().json(state.ctx.call_lists.get(&actor, id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/call-lists/{id}", tag = "call-lists", params(("id" = i64, Path)),
     responses((status = 200, body = CallList), (status = 404, body = ErrorBody)))]
-pub async fn get(state: web::Data<WebState>, id: web::Path<i64>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.call_lists.get(id.into_inner()).await?))
+pub async fn get(state: web::Data<WebState>, actor: Actor, id: web::Path<i64>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.call_lists.get(&actor, id.into_inner()).await?))
 }
 
 /// Changes a list's name, state (active, paused, closed), rules, scripts and operators.
@@ -60,7 +60,7 @@ pub async fn update(
         .call_lists
         .update(&actor, id, body.into_inner())
         .await?;
-    Ok(HttpResponse::Ok().json(state.ctx.call_lists.get(id).await?))
+    Ok(HttpResponse::Ok().json(state.ctx.call_lists.get(&actor, id).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -78,6 +78,7 @@ pub struct ItemQuery {
     responses((status = 200, body = [ItemRow]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn items(
     state: web::Data<WebState>,
+    actor: Actor,
     id: web::Path<i64>,
     q: web::Query<ItemQuery>,
 ) -> ApiResult {
@@ -93,7 +94,7 @@ pub async fn items(
         state
             .ctx
             .call_lists
-            .items(id.into_inner(), st, limit, offset)
+            .items(&actor, id.into_inner(), st, limit, offset)
             .await
             .map_err(ApiError::bad_query)?,
     ))
@@ -114,7 +115,7 @@ pub async fn take(
         state
             .ctx
             .call_lists
-            .queue_item(item, actor.language.code().to_string())
+            .queue_item(&actor, item, actor.language.code().to_string())
             .await?,
     ))
 }
@@ -270,7 +271,7 @@ pub async fn progress(
         state
             .ctx
             .call_lists
-            .progress(q.day.as_deref(), user)
+            .progress(&actor, q.day.as_deref(), user)
             .await
             .map_err(ApiError::bad_query)?,
     ))

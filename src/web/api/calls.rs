@@ -44,10 +44,10 @@ pub struct CallPage {
 /// The call log, newest first. A malformed filter is 400 naming the parameter.
 #[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(CallParams),
     responses((status = 200, body = CallPage), (status = 400, body = ErrorBody)))]
-pub async fn list(state: web::Data<WebState>, q: web::Query<CallQuery>) -> ApiResult {
+pub async fn list(state: web::Data<WebState>, actor: Actor, q: web::Query<CallQuery>) -> ApiResult {
     let f =
         crate::web::pages::calls::call_filter(&state.ctx.calls, &q).map_err(ApiError::bad_query)?;
-    let (items, total) = state.ctx.calls.list(f).await?;
+    let (items, total) = state.ctx.calls.list(&actor, f).await?;
     Ok(HttpResponse::Ok().json(CallPage { items, total }))
 }
 
@@ -55,8 +55,8 @@ pub async fn list(state: web::Data<WebState>, q: web::Query<CallQuery>) -> ApiRe
 #[utoipa::path(get, path = "/api/v1/calls/{call_id}", tag = "calls",
     params(("call_id" = String, Path, description = "SIP Call-ID")),
     responses((status = 200, body = CallRow), (status = 404, body = ErrorBody)))]
-pub async fn get(state: web::Data<WebState>, path: web::Path<String>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.calls.get(&path.into_inner()).await?))
+pub async fn get(state: web::Data<WebState>, actor: Actor, path: web::Path<String>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.calls.get(&actor, &path.into_inner()).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -96,6 +96,7 @@ pub async fn mark_missed_done(
     responses((status = 200, body = MissedPage), (status = 400, body = ErrorBody)))]
 pub async fn missed(
     state: web::Data<WebState>,
+    actor: Actor,
     q: Result<web::Query<MissedParams>, actix_web::Error>,
 ) -> ApiResult {
     let q = match q {
@@ -119,7 +120,7 @@ pub async fn missed(
     let (items, open) = state
         .ctx
         .calls
-        .missed(q.all.unwrap_or(false), limit, q.offset.unwrap_or(0))
+        .missed(&actor, q.all.unwrap_or(false), limit, q.offset.unwrap_or(0))
         .await?;
     Ok(HttpResponse::Ok().json(MissedPage { items, open }))
 }
@@ -149,11 +150,11 @@ pub struct LiveStatus {
 /// Who is on a call, with whom, since when.
 #[utoipa::path(get, path = "/api/v1/calls/live", tag = "calls",
     responses((status = 200, body = LiveStatus)))]
-pub async fn live(state: web::Data<WebState>) -> ApiResult {
+pub async fn live(state: web::Data<WebState>, actor: Actor) -> ApiResult {
     let calls = state
         .ctx
         .calls
-        .on_calls()
+        .on_calls_for(&actor)
         .into_iter()
         .map(|k| LiveEntry {
             call_id: k.call_id,

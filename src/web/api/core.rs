@@ -42,6 +42,7 @@ pub struct CustomerListQuery {
     responses((status = 200, body = CustomerPage)))]
 pub async fn list_customers(
     state: web::Data<WebState>,
+    actor: Actor,
     q: web::Query<CustomerListQuery>,
 ) -> ApiResult {
     let (limit, offset) = Paging {
@@ -78,7 +79,11 @@ pub async fn list_customers(
         opted_in: flag(&q.opted_in)?,
         archived: flag(&q.archived)?.unwrap_or(false),
     };
-    let (items, total) = state.ctx.customers.list_filtered(f, limit, offset).await?;
+    let (items, total) = state
+        .ctx
+        .customers
+        .list_filtered(&actor, f, limit, offset)
+        .await?;
     Ok(HttpResponse::Ok().json(CustomerPage { items, total }))
 }
 
@@ -92,7 +97,7 @@ pub async fn archive_customer(
 ) -> ApiResult {
     let id = id.into_inner();
     state.ctx.customers.set_archived(&actor, id, true).await?;
-    Ok(HttpResponse::Ok().json(state.ctx.customers.get(id).await?))
+    Ok(HttpResponse::Ok().json(state.ctx.customers.get(&actor, id).await?))
 }
 
 /// Brings an archived customer back.
@@ -105,7 +110,7 @@ pub async fn restore_customer(
 ) -> ApiResult {
     let id = id.into_inner();
     state.ctx.customers.set_archived(&actor, id, false).await?;
-    Ok(HttpResponse::Ok().json(state.ctx.customers.get(id).await?))
+    Ok(HttpResponse::Ok().json(state.ctx.customers.get(&actor, id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -127,7 +132,7 @@ pub async fn create_customer(
         .customers
         .create(&actor, body.into_inner(), false)
         .await?;
-    Ok(HttpResponse::Created().json(state.ctx.customers.get(id).await?))
+    Ok(HttpResponse::Created().json(state.ctx.customers.get(&actor, id).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -139,14 +144,22 @@ pub struct PhoneQuery {
 /// Customers with this phone number.
 #[utoipa::path(get, path = "/api/v1/customers/lookup", tag = "customers", params(PhoneQuery),
     responses((status = 200, body = [CustomerRow]), (status = 422, body = ErrorBody)))]
-pub async fn lookup(state: web::Data<WebState>, q: web::Query<PhoneQuery>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.customers.find_by_phone(&q.phone).await?))
+pub async fn lookup(
+    state: web::Data<WebState>,
+    actor: Actor,
+    q: web::Query<PhoneQuery>,
+) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.customers.find_by_phone(&actor, &q.phone).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = i64, Path)),
     responses((status = 200, body = CustomerRow), (status = 404, body = ErrorBody)))]
-pub async fn get_customer(state: web::Data<WebState>, id: web::Path<i64>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.customers.get(id.into_inner()).await?))
+pub async fn get_customer(
+    state: web::Data<WebState>,
+    actor: Actor,
+    id: web::Path<i64>,
+) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.customers.get(&actor, id.into_inner()).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -172,7 +185,7 @@ pub async fn update_customer(
         .customers
         .update(&actor, id, b.version, b.customer)
         .await?;
-    Ok(HttpResponse::Ok().json(state.ctx.customers.get(id).await?))
+    Ok(HttpResponse::Ok().json(state.ctx.customers.get(&actor, id).await?))
 }
 
 #[derive(serde::Serialize, ToSchema)]
@@ -459,6 +472,8 @@ pub async fn create_branch(
     body: web::Json<BranchInput>,
 ) -> ApiResult {
     let b = crate::domain::branches::create(&state.ctx.store, &actor, body.into_inner()).await?;
+    // A branch's business hours route its calls.
+    state.ctx.telephony.push_plan().await?;
     Ok(HttpResponse::Created().json(b))
 }
 
@@ -478,5 +493,29 @@ pub async fn update_branch(
         body.into_inner(),
     )
     .await?;
+    state.ctx.telephony.push_plan().await?;
     Ok(HttpResponse::Ok().json(b))
+}
+
+#[derive(Deserialize, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerScope {
+    /// true: a branch-scoped user sees and finds only the customers of their branches
+    /// (created in one, or with an order in one); false: one customer base for all.
+    pub per_branch: bool,
+}
+
+/// Keeps customers per branch, or shares them across the shop (the default).
+#[utoipa::path(put, path = "/api/v1/customer-scope", tag = "branches", request_body = CustomerScope,
+    responses((status = 200, body = CustomerScope), (status = 400, body = ErrorBody)))]
+pub async fn customer_scope(
+    state: web::Data<WebState>,
+    actor: Actor,
+    body: web::Json<CustomerScope>,
+) -> ApiResult {
+    let on = body.into_inner().per_branch;
+    state.ctx.customers.set_per_branch(&actor, on).await?;
+    Ok(HttpResponse::Ok().json(CustomerScope {
+        per_branch: state.ctx.customers.per_branch().await?,
+    }))
 }

@@ -49,7 +49,7 @@ impl Modify for Security {
         core::list_customers, core::create_customer, core::lookup, core::get_customer, core::update_customer,
         core::list_orders, core::create_order, core::get_order, core::update_order, core::change_status,
         core::assign, core::set_unlock, core::add_line, core::pay, core::comment, core::search, core::statuses,
-        core::list_branches, core::create_branch, core::update_branch,
+        core::list_branches, core::create_branch, core::update_branch, core::customer_scope,
         telephony::list_extensions, telephony::create_extension, telephony::delete_extension,
         telephony::list_groups, telephony::save_group, telephony::delete_group,
         telephony::registrations, telephony::bans, telephony::release_ban,

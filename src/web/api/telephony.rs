@@ -116,6 +116,10 @@ pub struct SaveGroup {
     #[serde(default = "default_overall_timeout")]
     pub overall_timeout_secs: u32,
     pub members: Vec<String>,
+    /// The branch the group answers for (none: the whole shop): calls to it are the
+    /// branch's.
+    #[serde(default)]
+    pub branch_id: Option<i64>,
 }
 
 fn default_member_timeout() -> u32 {
@@ -152,6 +156,7 @@ pub async fn save_group(
                 member_timeout_secs: b.member_timeout_secs,
                 overall_timeout_secs: b.overall_timeout_secs,
                 members: b.members,
+                branch_id: b.branch_id,
             },
         )
         .await?;

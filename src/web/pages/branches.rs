@@ -29,6 +29,10 @@ pub struct BranchForm {
     order_prefix: String,
     #[serde(default)]
     hours: String,
+    #[serde(default)]
+    sip_hours: String,
+    #[serde(default)]
+    sip_holidays: String,
 }
 
 fn coordinate(s: &str, field: &'static str) -> Result<Option<f64>, DomainError> {
@@ -55,6 +59,8 @@ impl BranchForm {
             active: self.active.is_some(),
             order_prefix: self.order_prefix,
             hours: self.hours,
+            sip_hours: self.sip_hours,
+            sip_holidays: self.sip_holidays,
         })
     }
 }
@@ -85,9 +91,12 @@ async fn render(ui: &Ui, error: Option<&str>, status: StatusCode) -> HttpRespons
             input name="lon" value=(b.and_then(|b| b.lon).map(|v| v.to_string()).unwrap_or_default()) placeholder=(ui.t("branches.lon")) aria-label=(ui.t("branches.lon")) inputmode="decimal";
             input name="order_prefix" value=(b.map(|b| b.order_prefix.clone()).unwrap_or_default()) placeholder=(ui.t("roles.branch_prefix")) aria-label=(ui.t("roles.branch_prefix")) maxlength="8" size="6";
             input name="hours" value=(b.map(|b| b.hours.clone()).unwrap_or_default()) placeholder=(ui.t("roles.branch_hours")) aria-label=(ui.t("roles.branch_hours")) maxlength="100";
+            input name="sip_hours" value=(b.map(|b| b.sip_hours.clone()).unwrap_or_default()) placeholder=(ui.t("branch_scope.sip_hours")) aria-label=(ui.t("branch_scope.sip_hours")) title=(ui.t("branch_scope.sip_hours_hint")) maxlength="300";
+            input name="sip_holidays" value=(b.map(|b| b.sip_holidays.clone()).unwrap_or_default()) placeholder=(ui.t("branch_scope.sip_holidays")) aria-label=(ui.t("branch_scope.sip_holidays")) maxlength="4000";
             label.check { input type="checkbox" name="active" value="1" checked[b.is_none_or(|b| b.active)]; " " (ui.t("branches.active")) }
         }
     };
+    let per_branch = ui.state.ctx.customers.per_branch().await.unwrap_or(false);
     html_status(
         status,
         page(
@@ -115,6 +124,12 @@ async fn render(ui: &Ui, error: Option<&str>, status: StatusCode) -> HttpRespons
                         }
                     }
                 } }
+                form.card #customer-scope method="post" action="/branches/customer-scope" {
+                    (csrf_field(ui))
+                    label.check { input type="checkbox" name="per_branch" value="1" checked[per_branch]; " " (ui.t("branch_scope.customers_per_branch")) }
+                    p.muted { (ui.t("branch_scope.customers_per_branch_hint")) }
+                    button type="submit" { (ui.t("branches.save")) }
+                }
                 form.card #new-branch method="post" action="/branches" {
                     (csrf_field(ui))
                     h2 { (ui.t("branches.add")) }
@@ -146,6 +161,9 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<BranchForm>) -> HttpRe
         Ok(input) => crate::domain::branches::create(&ui.state.ctx.store, &actor, input).await,
         Err(e) => Err(e),
     };
+    if r.is_ok() {
+        hours_changed(&ui).await;
+    }
     answer(&ui, r).await
 }
 
@@ -159,7 +177,17 @@ pub async fn update(
         Ok(input) => crate::domain::branches::update(&ui.state.ctx.store, &actor, *id, input).await,
         Err(e) => Err(e),
     };
+    if r.is_ok() {
+        hours_changed(&ui).await;
+    }
     answer(&ui, r).await
+}
+
+/// A branch's business hours route its calls: the SIP server gets the new plan.
+async fn hours_changed(ui: &Ui) {
+    if let Err(e) = ui.state.ctx.telephony.push_plan().await {
+        tracing::warn!(error = %e, "branches: could not hand the SIP server the new hours");
+    }
 }
 
 /// The map: active branches as markers over tiles from the configured server, and
@@ -206,4 +234,30 @@ pub async fn map(ui: Ui) -> HttpResponse {
             .insert(actix_web::http::header::CONTENT_SECURITY_POLICY, v);
     }
     r
+}
+
+#[derive(Deserialize)]
+pub struct CustomerScopeForm {
+    per_branch: Option<String>,
+}
+
+/// Keeps customers per branch (box ticked) or shares them.
+pub async fn customer_scope(
+    ui: Ui,
+    actor: Actor,
+    form: web::Form<CustomerScopeForm>,
+) -> HttpResponse {
+    let on = match form.into_inner().per_branch.as_deref() {
+        None => false,
+        Some("1" | "on") => true,
+        Some(_) => {
+            let msg = ui.t("error.invalid_choice");
+            return render(&ui, Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let r = ui.state.ctx.customers.set_per_branch(&actor, on).await;
+    match r {
+        Ok(()) => redirect("/branches"),
+        Err(err) => PageError { err, tr: ui.tr }.error_response(),
+    }
 }

@@ -324,7 +324,7 @@ fn list_page(
 
 pub async fn list(ui: Ui, actor: Actor) -> HttpResponse {
     let users = workers(&ui).await;
-    match ui.state.ctx.call_lists.lists().await {
+    match ui.state.ctx.call_lists.lists(&actor).await {
         Ok(all) => html(list_page(
             &ui,
             &actor,
@@ -352,7 +352,13 @@ pub async fn create(ui: Ui, actor: Actor, body: web::Bytes) -> HttpResponse {
     match r {
         Ok(id) => redirect(&format!("/call-lists/{id}")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            let all = ui.state.ctx.call_lists.lists().await.unwrap_or_default();
+            let all = ui
+                .state
+                .ctx
+                .call_lists
+                .lists(&actor)
+                .await
+                .unwrap_or_default();
             let users = workers(&ui).await;
             html_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -398,11 +404,11 @@ async fn card(
     status: StatusCode,
 ) -> HttpResponse {
     let cl = &ui.state.ctx.call_lists;
-    let l = match cl.get(id).await {
+    let l = match cl.get(actor, id).await {
         Ok(l) => l,
         Err(e) => return fail(ui, e),
     };
-    let items = cl.items(id, None, 500, 0).await.unwrap_or_default();
+    let items = cl.items(actor, id, None, 500, 0).await.unwrap_or_default();
     let outcomes = cl.outcomes().await.unwrap_or_default();
     let users = workers(ui).await;
     let f = form
@@ -502,13 +508,13 @@ pub async fn queue(ui: Ui, actor: Actor) -> HttpResponse {
     let held = cl.held(actor.user_id).await.ok().flatten();
     let item = match held {
         Some(id) => cl
-            .queue_item(id, actor.language.code().to_string())
+            .queue_item(&actor, id, actor.language.code().to_string())
             .await
             .ok(),
         None => None,
     };
     let mine = cl
-        .progress(None, Some(actor.user_id))
+        .progress(&actor, None, Some(actor.user_id))
         .await
         .unwrap_or_default();
     let lang = ui.tr.lang.code();
@@ -845,7 +851,7 @@ async fn progress_view(
     status: StatusCode,
 ) -> HttpResponse {
     let cl = &ui.state.ctx.call_lists;
-    let rows = match cl.progress(Some(day), None).await {
+    let rows = match cl.progress(actor, Some(day), None).await {
         Ok(r) => r,
         Err(DomainError::Invalid(m)) => {
             return progress_view_err(ui, actor, &ui.msg(&m)).await;

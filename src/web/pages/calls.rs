@@ -182,7 +182,7 @@ pub fn calls_table_with(
     }
 }
 
-pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
+pub async fn list(ui: Ui, actor: Actor, q: web::Query<CallQuery>) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let f = match call_filter(&ctx.calls, &q) {
         Ok(f) => f,
@@ -190,7 +190,7 @@ pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
         Err(e) => return fail(&ui, e),
     };
     let pg = f.offset / f.limit.max(1);
-    let (rows, total) = match ctx.calls.list(f).await {
+    let (rows, total) = match ctx.calls.list(&actor, f).await {
         Ok(r) => r,
         Err(e) => return fail(&ui, e),
     };
@@ -241,7 +241,7 @@ pub async fn list(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
     ))
 }
 
-pub async fn export_csv(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
+pub async fn export_csv(ui: Ui, actor: Actor, q: web::Query<CallQuery>) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let mut f = match call_filter(&ctx.calls, &q) {
         Ok(f) => f,
@@ -253,7 +253,7 @@ pub async fn export_csv(ui: Ui, q: web::Query<CallQuery>) -> HttpResponse {
     f.offset = 0;
     // At most 100 000 rows: a year of a busy shop.
     for _ in 0..100 {
-        match ctx.calls.list(f.clone()).await {
+        match ctx.calls.list(&actor, f.clone()).await {
             Ok((rows, _)) => {
                 let n = rows.len() as i64;
                 all.extend(rows);
@@ -373,7 +373,7 @@ pub fn missed_table(ui: &Ui, rows: &[MissedRow]) -> Markup {
     }
 }
 
-pub async fn missed(ui: Ui, q: web::Query<MissedQuery>) -> HttpResponse {
+pub async fn missed(ui: Ui, actor: Actor, q: web::Query<MissedQuery>) -> HttpResponse {
     let all = q.all.as_deref() == Some("1");
     let pg = match q.page.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => 0,
@@ -386,7 +386,7 @@ pub async fn missed(ui: Ui, q: web::Query<MissedQuery>) -> HttpResponse {
         .state
         .ctx
         .calls
-        .missed(all, PER_PAGE, pg * PER_PAGE)
+        .missed(&actor, all, PER_PAGE, pg * PER_PAGE)
         .await
     {
         Ok(r) => r,
@@ -437,11 +437,14 @@ pub async fn customer_section(ui: &Ui, actor: &Actor, customer: i64) -> Markup {
         .state
         .ctx
         .calls
-        .list(CallFilter {
-            customer_id: Some(customer),
-            limit: 20,
-            ..Default::default()
-        })
+        .list(
+            actor,
+            CallFilter {
+                customer_id: Some(customer),
+                limit: 20,
+                ..Default::default()
+            },
+        )
         .await
         .map(|r| r.0)
         .unwrap_or_default();
@@ -481,7 +484,7 @@ pub fn header_status(ui: &Ui) -> Markup {
         return html! {};
     };
     let ctx = &ui.state.ctx;
-    let all = ctx.calls.on_calls();
+    let all = ctx.calls.on_calls_for(actor);
     let mine_only = !actor.can(Action::ViewCalls);
     let shown: Vec<&LiveCall> = all
         .iter()
@@ -523,7 +526,10 @@ fn live_chip(k: &LiveCall) -> Markup {
 
 /// The users list's "on a call" cell for one user.
 pub fn user_cell(ui: &Ui, user: i64) -> Markup {
-    let calls = ui.state.ctx.calls.on_calls();
+    let calls = match &ui.actor {
+        Some(a) => ui.state.ctx.calls.on_calls_for(a),
+        None => Vec::new(),
+    };
     let k = calls.iter().find(|k| k.answered_user_id == Some(user));
     html! {
         span.user-call data-call-cell=(user) data-since=[k.and_then(|k| k.answered_ms)] {
@@ -541,7 +547,13 @@ pub async fn dashboard_section(ui: &Ui, actor: &Actor, from: i64, to: i64) -> Ma
     if !actor.can(Action::ViewCalls) {
         return html! {};
     }
-    let counts = match ui.state.ctx.calls.counts(from * 1000, to * 1000).await {
+    let counts = match ui
+        .state
+        .ctx
+        .calls
+        .counts(actor, from * 1000, to * 1000)
+        .await
+    {
         Ok(c) => c,
         Err(_) => return html! {},
     };

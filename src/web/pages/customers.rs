@@ -72,13 +72,13 @@ fn urlencode(s: &str) -> String {
         .to_string()
 }
 
-pub async fn list(ui: Ui, q: web::Query<ListQuery>) -> HttpResponse {
+pub async fn list(ui: Ui, actor: Actor, q: web::Query<ListQuery>) -> HttpResponse {
     let pg = crate::web::paging::page_index(q.page);
     let (rows, total) = match ui
         .state
         .ctx
         .customers
-        .list_filtered(q.filter(), PER_PAGE, pg * PER_PAGE)
+        .list_filtered(&actor, q.filter(), PER_PAGE, pg * PER_PAGE)
         .await
     {
         Ok(r) => r,
@@ -122,10 +122,10 @@ pub async fn list(ui: Ui, q: web::Query<ListQuery>) -> HttpResponse {
     ))
 }
 
-pub async fn export_csv(ui: Ui) -> HttpResponse {
+pub async fn export_csv(ui: Ui, actor: Actor) -> HttpResponse {
     let mut all = Vec::new();
     for pg in 0..2000 {
-        match ui.state.ctx.customers.list(500, pg * 500).await {
+        match ui.state.ctx.customers.list(&actor, 500, pg * 500).await {
             Ok((rows, _)) => {
                 let n = rows.len();
                 all.extend(rows);
@@ -325,7 +325,7 @@ async fn card(
     status: StatusCode,
 ) -> HttpResponse {
     let ctx = &ui.state.ctx;
-    let c = match ctx.customers.get(id).await {
+    let c = match ctx.customers.get(actor, id).await {
         Ok(c) => c,
         Err(e) => return fail(ui, e),
     };

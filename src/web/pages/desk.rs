@@ -167,7 +167,7 @@ pub struct LookupQuery {
 /// `GET /orders/new/customer?phone=&name=`: the customer the number being typed
 /// belongs to (none while it is incomplete or unknown), whether the typed name is
 /// someone else's, and the box's words, as JSON the script shows as text.
-pub async fn intake_customer(ui: Ui, q: web::Query<LookupQuery>) -> HttpResponse {
+pub async fn intake_customer(ui: Ui, actor: Actor, q: web::Query<LookupQuery>) -> HttpResponse {
     let phone: String = q
         .phone
         .clone()
@@ -186,7 +186,7 @@ pub async fn intake_customer(ui: Ui, q: web::Query<LookupQuery>) -> HttpResponse
         ui.state
             .ctx
             .customers
-            .find_by_phone(&phone)
+            .find_by_phone(&actor, &phone)
             .await
             .ok()
             .and_then(|v| v.into_iter().next())

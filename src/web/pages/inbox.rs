@@ -282,7 +282,7 @@ async fn customer_panel(ui: &Ui, actor: &Actor, c: &ConversationRow) -> Markup {
             }
         };
     };
-    let customer = ctx.customers.get(cid).await.ok();
+    let customer = ctx.customers.get(actor, cid).await.ok();
     let (orders, _) = ctx
         .orders
         .list(
@@ -804,7 +804,7 @@ pub async fn link(
     } else {
         let found = ctx
             .customers
-            .find_by_phone(typed)
+            .find_by_phone(&actor, typed)
             .await
             .ok()
             .and_then(|v| v.first().map(|c| c.id));

@@ -458,11 +458,11 @@ pub async fn new_form(ui: Ui, actor: Actor, q: web::Query<NewQuery>) -> HttpResp
     };
     let mut known = None;
     if let Some(id) = q.customer {
-        known = ctx.customers.get(id).await.ok();
+        known = ctx.customers.get(&actor, id).await.ok();
     } else if let Some(p) = q.phone.as_deref().filter(|p| !p.trim().is_empty()) {
         known = ctx
             .customers
-            .find_by_phone(p)
+            .find_by_phone(&actor, p)
             .await
             .ok()
             .and_then(|v| v.into_iter().next());
@@ -529,12 +529,12 @@ pub async fn create(ui: Ui, actor: Actor, form: web::Form<NewForm>) -> HttpRespo
         .filter(|v| !v.is_empty());
     let known = if chosen_id.is_none() && !f.phone.trim().is_empty() {
         ctx.customers
-            .find_by_phone(&f.phone)
+            .find_by_phone(&actor, &f.phone)
             .await
             .ok()
             .and_then(|v| v.into_iter().next())
     } else if let Some(id) = chosen_id.and_then(|v| v.parse().ok()) {
-        ctx.customers.get(id).await.ok()
+        ctx.customers.get(&actor, id).await.ok()
     } else {
         None
     };

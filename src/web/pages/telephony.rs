@@ -40,6 +40,19 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
         Ok(x) => x,
         Err(e) => return err(ui, e),
     };
+    let branches = crate::domain::branches::list(&ui.state.ctx.db, false)
+        .await
+        .unwrap_or_default();
+    let branch_name = |id: Option<i64>| -> String {
+        match id {
+            None => ui.t("branch_scope.whole_shop").to_string(),
+            Some(b) => branches
+                .iter()
+                .find(|x| x.id == b)
+                .map(|x| x.name.clone())
+                .unwrap_or_else(|| b.to_string()),
+        }
+    };
     let sip = ui.state.ctx.sip();
     let regs = sip.as_ref().map(|s| s.registrations()).unwrap_or_default();
     let bans = sip.as_ref().map(|s| s.bans()).unwrap_or_default();
@@ -124,13 +137,15 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                 div.table-wrap { table #groups-table {
                     thead { tr {
                         th { (ui.t("telephony.number")) } th { (ui.t("telephony.name")) }
-                        th { (ui.t("telephony.strategy")) } th { (ui.t("telephony.members")) } th {}
+                        th { (ui.t("telephony.strategy")) } th { (ui.t("telephony.members")) }
+                        th { (ui.t("branch_scope.branch")) } th {}
                     } }
                     tbody { @for g in &groups {
                         tr {
                             td { code { (g.number) } } td { (g.name) }
                             td { (ui.t(if g.strategy == "sequential" { "telephony.sequential" } else { "telephony.ring_all" })) }
                             td { (g.members.join(", ")) }
+                            td data-group-branch=[g.branch_id] { (branch_name(g.branch_id)) }
                             td { form.inline method="post" action=(format!("/telephony/groups/{}/delete", g.number)) {
                                 (csrf_field(ui)) button.link type="submit" { (ui.t("telephony.delete")) }
                             } }
@@ -154,6 +169,11 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                     input #member_timeout name="member_timeout" type="number" min="1" max="600" value="20";
                     label for="overall_timeout" { (ui.t("telephony.overall_timeout")) }
                     input #overall_timeout name="overall_timeout" type="number" min="1" max="600" value="60";
+                    label for="g-branch" { (ui.t("branch_scope.branch")) }
+                    select #g-branch name="branch" {
+                        option value="" { (ui.t("branch_scope.whole_shop")) }
+                        @for b in &branches { option value=(b.id) { (b.name) } }
+                    }
                     button.primary type="submit" { (ui.t("telephony.save_group")) }
                 }
                 h2 { (ui.t("telephony.registrations")) }
@@ -192,7 +212,7 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                         }
                     } }
                 } }
-                (trunk_sections(ui, &trunks, &rules, &exts))
+                (trunk_sections(ui, &trunks, &rules, &exts, &branches))
             },
         ),
     )
@@ -312,6 +332,8 @@ pub struct GroupForm {
     members: String,
     member_timeout: u32,
     overall_timeout: u32,
+    #[serde(default)]
+    branch: String,
 }
 
 pub async fn save_group(ui: Ui, actor: Actor, form: web::Form<GroupForm>) -> HttpResponse {
@@ -328,6 +350,13 @@ pub async fn save_group(ui: Ui, actor: Actor, form: web::Form<GroupForm>) -> Htt
         .filter(|m| !m.is_empty())
         .map(str::to_string)
         .collect();
+    let branch_id = match f.branch.trim() {
+        "" => None,
+        b => match b.parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => return overview(&ui, None, Some(ui.t("error.invalid_choice"))).await,
+        },
+    };
     let r = ui
         .state
         .ctx
@@ -341,6 +370,7 @@ pub async fn save_group(ui: Ui, actor: Actor, form: web::Form<GroupForm>) -> Htt
                 member_timeout_secs: f.member_timeout,
                 overall_timeout_secs: f.overall_timeout,
                 members,
+                branch_id,
             },
         )
         .await;
@@ -408,6 +438,7 @@ fn trunk_sections(
     trunks: &[TrunkRow],
     rules: &CallRules,
     exts: &[ExtensionRow],
+    branches: &[crate::domain::branches::BranchRow],
 ) -> Markup {
     let status = ui.state.ctx.telephony.trunk_status();
     html! {
@@ -426,6 +457,9 @@ fn trunk_sections(
                     td { @for d in &t.dids {
                         code { (d.did) } " → " (d.destination)
                         @if let Some(a) = &d.after_hours { " (" (ui.t("trunk.after_hours")) ": " (a) ")" }
+                        @if let Some(b) = d.branch_id {
+                            " · " span data-did-branch=(b) { (branches.iter().find(|x| x.id == b).map(|x| x.name.as_str()).unwrap_or("?")) }
+                        }
                         br;
                     } }
                     td { (trunk_state(ui, status.iter().find(|s| s.id == t.id))) }
@@ -462,7 +496,9 @@ fn trunk_sections(
             label for="t-allow" { (ui.t("trunk.allow")) }
             input #t-allow name="allow" maxlength="400" placeholder="203.0.113.10, 203.0.113.11";
             label for="t-dids" { (ui.t("trunk.dids")) }
-            textarea #t-dids name="dids" rows="3" placeholder="712000000 100 199" {}
+            textarea #t-dids name="dids" rows="3" placeholder="712000000 100 199 @2" {}
+            p.muted { (ui.t("branch_scope.dids_help")) " "
+                @for b in branches { code { "@" (b.id) } " = " (b.name) "; " } }
             button.primary type="submit" { (ui.t("trunk.save")) }
         }
         h2 #call-rules { (ui.t("trunk.rules")) }

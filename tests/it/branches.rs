@@ -1,0 +1,855 @@
+//! Branches as scope beyond orders (issue 19, part two): calls (log, export, search,
+//! missed calls, live events and their replay) and call lists, with calls arriving
+//! through SIPp on each branch's DID; per-branch business hours routing those DIDs.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crm::domain::telephony::{CallRules, DidRow, NewTrunk};
+use crm::sip::CallEvent;
+
+use crate::calls::link;
+use crate::core::Api;
+use crate::live::{login_cookie, next_any, open};
+use crate::sip_trunk::PROVIDER_IP;
+use crate::sipp::*;
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+const DID_A: &str = "712000001";
+const DID_B: &str = "712000002";
+
+struct Shop {
+    app: TestApp,
+    admin: Api,
+    a: i64,
+    b: i64,
+}
+
+/// Two branches (A = the first, B = a new one); operators `opa` and `opb` of each, an
+/// admin `mga` of A only; extensions 1501 (opa's) and 1502 (opb's); a trunk whose DID
+/// 712000001 (branch A) rings 1501 and 712000002 (branch B) rings 1502, after hours 1503.
+async fn shop() -> Shop {
+    let app = TestApp::spawn_with_sip().await;
+    let admin = Api::of(&app, "admin").await;
+    let (s, branches) = admin.get("/api/v1/branches").await;
+    assert_eq!(s, 200);
+    let a = branches[0]["id"].as_i64().unwrap();
+    let (s, v) = admin
+        .post("/api/v1/branches", json!({"name": "Chilonzor filiali"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let b = v["id"].as_i64().unwrap();
+    for (user, role, branch) in [
+        ("opa", "operator", a),
+        ("opb", "operator", b),
+        ("mga", "admin", a),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/users",
+                json!({"username": user, "display_name": user, "role": role,
+                    "branch_ids": [branch], "password": "branch-pass-1"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    import_users(&app, [1501u32, 1502, 1503].into_iter()).await;
+    link(&app, "1501", "opa").await;
+    link(&app, "1502", "opb").await;
+    let tel = &app.running().ctx.telephony;
+    let did = |did: &str, dest: &str, branch| DidRow {
+        did: did.into(),
+        destination: dest.into(),
+        after_hours: Some("1503".into()),
+        branch_id: Some(branch),
+    };
+    tel.save_trunk(
+        None,
+        NewTrunk {
+            name: "Provider".into(),
+            host: PROVIDER_IP.into(),
+            port: free_port() as u32,
+            transport: "UDP".into(),
+            username: "trunkuser".into(),
+            secret: "trunk-secret".into(),
+            register: false,
+            expires: 600,
+            caller_id: "+998712000000".into(),
+            dids: vec![did(DID_A, "1501", a), did(DID_B, "1502", b)],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    Shop { app, admin, a, b }
+}
+
+/// The provider calls `did`: answered (held `hold_ms`) or, with `answered` false, to a
+/// phone that is offline.
+async fn provider_calls(app: &TestApp, did: &str, answered: bool, hold_ms: u32) {
+    let scen = scenario(if answered {
+        "trunk_inbound_call.xml"
+    } else {
+        "trunk_inbound_unanswered.xml"
+    });
+    let hold = hold_ms.to_string();
+    let args = ["-sf", &scen, "-s", did, "-d", &hold, "-m", "1"];
+    assert_ok(
+        &sipp_at(PROVIDER_IP, app.sip_addr(), &args).await,
+        1,
+        "provider's call",
+    );
+}
+
+/// The ended calls to `did` in the admin's log, once there are `n`.
+async fn calls_to(admin: &Api, did: &str, n: usize) -> Vec<Value> {
+    eventually(WAIT, || async {
+        let (s, v) = admin.get("/api/v1/calls?limit=100").await;
+        assert_eq!(s, 200, "{v}");
+        let rows: Vec<Value> = v["items"]
+            .as_array()?
+            .iter()
+            .filter(|c| c["to_number"] == did && !c["ended_ms"].is_null())
+            .cloned()
+            .collect();
+        (rows.len() >= n).then_some(rows)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{n} ended calls to {did} never reached the log"))
+}
+
+fn ids(rows: &[Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r["call_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every frame a socket gets until it is quiet for `quiet`.
+async fn frames(ws: &mut crate::live::Ws, quiet: Duration) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Some(f) = next_any(ws, quiet).await {
+        out.push(f);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_and_call_lists_of_branch_b_do_not_reach_branch_a() {
+    let sh = shop().await;
+    let app = &sh.app;
+    let origin = format!("http://{}", app.running().http_addr);
+    let cookie_a = login_cookie(app, "opa", "branch-pass-1").await;
+    let cookie_b = login_cookie(app, "opb", "branch-pass-1").await;
+    let mut wa = open(app, Some(&cookie_a), Some(&origin), "").await.unwrap();
+    let mut wb = open(app, Some(&cookie_b), Some(&origin), "").await.unwrap();
+    let hello = next_any(&mut wa, WAIT).await.unwrap();
+    assert_eq!(hello["type"], "hello");
+    let start = hello["seq"].as_u64().unwrap();
+    next_any(&mut wb, WAIT).await.unwrap();
+
+    // Both phones answer: A's call, and a longer one of B (live while A listens).
+    let sip = app.sip_addr();
+    let (pa, pb) = (free_port(), free_port());
+    let ua = uas("uas_answer.xml", pa, 1);
+    let ub = uas("uas_answer.xml", pb, 1);
+    register_contact(sip, "1501", pa).await;
+    register_contact(sip, "1502", pb).await;
+    let (ra, rb) = tokio::join!(
+        provider_calls(app, DID_A, true, 300),
+        provider_calls(app, DID_B, true, 1500)
+    );
+    let _ = (ra, rb);
+    for k in [ua, ub] {
+        let r = wait_sipp(k).await;
+        assert_eq!((r.ok, r.failed), (1, 0), "phone: {}", r.out);
+    }
+    calls_to(&sh.admin, DID_B, 1).await;
+    // Then B's phone goes offline and B's DID rings it: a missed call of branch B.
+    let unreg = scenario("unregister_all.xml");
+    assert_ok(
+        &sipp(
+            sip,
+            &["-sf", &unreg, "-s", "1502", "-ap", "secret-1502", "-m", "1"],
+        )
+        .await,
+        1,
+        "unregister 1502",
+    );
+    provider_calls(app, DID_B, false, 0).await;
+    let a_calls = calls_to(&sh.admin, DID_A, 1).await;
+    let b_calls = calls_to(&sh.admin, DID_B, 2).await;
+    let missed_b: Vec<String> = ids(&b_calls)
+        .into_iter()
+        .zip(&b_calls)
+        .filter(|(_, c)| c["outcome"] != "answered")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(missed_b.len(), 1, "{b_calls:?}");
+    assert_eq!(a_calls[0]["branch_id"], sh.a, "{a_calls:?}");
+    assert!(
+        b_calls.iter().all(|c| c["branch_id"] == sh.b),
+        "{b_calls:?}"
+    );
+    assert!(
+        b_calls.iter().any(|c| c["outcome"] == "answered"),
+        "{b_calls:?}"
+    );
+    let (ida, idb) = (ids(&a_calls), ids(&b_calls));
+    assert!(idb.contains(&missed_b[0]));
+
+    // The log, one call, search by number, the CSV export: A's calls only.
+    let opa = Api::of(app, "opa").await;
+    let opb = Api::of(app, "opb").await;
+    for (api, mine, theirs) in [(&opa, &ida, &idb), (&opb, &idb, &ida)] {
+        for q in ["", "?number=%2B998901112233", "?direction=inbound"] {
+            let (s, v) = api.get(&format!("/api/v1/calls{q}")).await;
+            assert_eq!(s, 200, "{v}");
+            let got: Vec<String> = ids(v["items"].as_array().unwrap());
+            assert!(mine.iter().all(|i| got.contains(i)), "{q}: {got:?}");
+            assert!(
+                theirs.iter().all(|i| !got.contains(i)),
+                "{q} leaks: {got:?}"
+            );
+        }
+        for i in theirs {
+            let (s, _) = api.get(&format!("/api/v1/calls/{i}")).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "another branch's call {i}");
+        }
+        for i in mine {
+            let (s, v) = api.get(&format!("/api/v1/calls/{i}")).await;
+            assert_eq!(s, 200, "{v}");
+        }
+    }
+    let sa = app.login("opa", "branch-pass-1").await;
+    for path in ["/calls/export.csv", "/calls", "/calls?number=901112233"] {
+        let r = sa.get(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let text = r.text().await.unwrap();
+        for i in &idb {
+            assert!(!text.contains(i.as_str()), "{path} leaks B's call {i}");
+        }
+        if path.ends_with(".csv") {
+            assert!(text.contains(ida[0].as_str()), "{path} lacks A's call");
+        }
+    }
+
+    // Missed calls: B's entry is B's; A's user neither sees nor resolves it.
+    let (s, v) = opb.get("/api/v1/calls/missed?all=true").await;
+    assert_eq!(s, 200);
+    let entry = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["branch_id"] == sh.b)
+        .cloned()
+        .unwrap_or_else(|| panic!("B's missed entry: {v}"));
+    let missed_id = entry["id"].as_i64().unwrap();
+    let (s, v) = opa.get("/api/v1/calls/missed?all=true").await;
+    assert_eq!(s, 200);
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["id"] != missed_id),
+        "{v}"
+    );
+    let page = sa.get("/calls/missed?all=1").await.text().await.unwrap();
+    assert!(!page.contains(&format!("data-missed-done=\"{missed_id}\"")));
+    let (s, _) = opa
+        .post(&format!("/api/v1/calls/missed/{missed_id}/done"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let r = sa
+        .post_form(&format!("/calls/missed/{missed_id}/done"), &[])
+        .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let (_, v) = opb.get("/api/v1/calls/missed").await;
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == missed_id && m["resolved_ms"].is_null()),
+        "A's refused write changed B's entry: {v}"
+    );
+
+    // Call lists: B's list (built from B's missed calls) is not A's.
+    let (s, list) = sh
+        .admin
+        .post(
+            "/api/v1/call-lists",
+            json!({"name": "Qayta qo‘ng‘iroq B", "source": "missed", "branch_id": sh.b}),
+        )
+        .await;
+    assert_eq!(s, 201, "{list}");
+    let list_id = list["id"].as_i64().unwrap();
+    let (s, items) = opb
+        .get(&format!("/api/v1/call-lists/{list_id}/items"))
+        .await;
+    assert_eq!(s, 200, "{items}");
+    let item = items[0]["id"]
+        .as_i64()
+        .expect("B's list has B's missed caller");
+    let mga = Api::of(app, "mga").await;
+    for api in [&opa, &mga] {
+        let (s, v) = api.get("/api/v1/call-lists").await;
+        assert_eq!(s, 200);
+        assert!(
+            v.as_array().unwrap().iter().all(|l| l["id"] != list_id),
+            "{v}"
+        );
+        for path in [
+            format!("/api/v1/call-lists/{list_id}"),
+            format!("/api/v1/call-lists/{list_id}/items"),
+        ] {
+            let (s, _) = api.get(&path).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        }
+        let (s, _) = api
+            .post(
+                &format!("/api/v1/call-lists/{list_id}/items/{item}/take"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, v) = api.post("/api/v1/queue/next", json!({})).await;
+        assert!(s.is_success(), "{v}");
+        assert!(v.is_null() || v["item"]["id"] != item, "{v}");
+    }
+    let (s, _) = mga
+        .send(
+            Method::PUT,
+            &format!("/api/v1/call-lists/{list_id}"),
+            json!({"name": "Hijacked", "state": "closed"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A branch-A admin's own list is A's, and B's branch is not theirs to give.
+    let (s, v) = mga
+        .post(
+            "/api/v1/call-lists",
+            json!({"name": "Boshqa filial", "source": "missed", "branch_id": sh.b}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = mga
+        .post(
+            "/api/v1/call-lists",
+            json!({"name": "A ro‘yxati", "source": "missed"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["branch_id"], sh.a, "{v}");
+    // The team's progress: B's operator is not in A's view.
+    let (s, v) = mga.get("/api/v1/progress").await;
+    assert_eq!(s, 200, "{v}");
+    let opb_id = sh
+        .admin
+        .get("/api/v1/users")
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "opb")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        v.as_array().unwrap().iter().all(|p| p["user_id"] != opb_id),
+        "{v}"
+    );
+    let (s, _) = mga.get(&format!("/api/v1/progress?user={opb_id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, v) = sh.admin.get(&format!("/api/v1/call-lists/{list_id}")).await;
+    assert_eq!(v["name"], "Qayta qo‘ng‘iroq B", "{v}");
+    let (s, v) = opb
+        .post(
+            &format!("/api/v1/call-lists/{list_id}/items/{item}/take"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "B's operator takes B's item: {v}");
+
+    // Live: A's socket got A's calls and nothing of B's (calls, missed, call lists);
+    // B's socket got B's.
+    let got_a = frames(&mut wa, Duration::from_millis(1500)).await;
+    let got_b = frames(&mut wb, Duration::from_millis(500)).await;
+    let leaks = |fs: &[Value], theirs: &[String], list: Option<i64>| -> Vec<String> {
+        fs.iter()
+            .map(|f| f.to_string())
+            .filter(|t| {
+                theirs.iter().any(|i| t.contains(i.as_str()))
+                    || list.is_some_and(|l| {
+                        t.contains("call_list") && t.contains(&format!("\"list_id\":{l}"))
+                            || t.contains("call_list.updated") && t.contains(&format!("\"id\":{l}"))
+                    })
+            })
+            .collect()
+    };
+    assert!(
+        leaks(&got_a, &idb, Some(list_id)).is_empty(),
+        "A's socket got B's: {:?}",
+        leaks(&got_a, &idb, Some(list_id))
+    );
+    assert!(
+        !leaks(&got_a, &ida, None).is_empty(),
+        "A's socket got A's call events: {got_a:?}"
+    );
+    assert!(
+        got_b
+            .iter()
+            .any(|f| f["type"] == "call.missed" && f["data"]["call_id"] == missed_b[0].as_str()),
+        "B's socket got B's missed call: {got_b:?}"
+    );
+    assert!(
+        leaks(&got_b, &ida, None).is_empty(),
+        "B's socket got A's: {:?}",
+        leaks(&got_b, &ida, None)
+    );
+    // A live snapshot of B's answered call reached B, not A.
+    assert!(
+        got_b
+            .iter()
+            .any(|f| f["type"] == "call.live"
+                && idb.iter().any(|i| f.to_string().contains(i.as_str()))),
+        "B's live status: {got_b:?}"
+    );
+    // Replay after a reconnect: the same rule.
+    let mut again = open(
+        app,
+        Some(&cookie_a),
+        Some(&origin),
+        &format!("?last_seq={start}"),
+    )
+    .await
+    .unwrap();
+    let replay = frames(&mut again, Duration::from_millis(700)).await;
+    assert!(
+        leaks(&replay, &idb, Some(list_id)).is_empty(),
+        "replay leaked B's: {:?}",
+        leaks(&replay, &idb, Some(list_id))
+    );
+    assert!(
+        !leaks(&replay, &ida, None).is_empty(),
+        "replay has A's calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_did_routes_after_hours_by_the_branch_hours() {
+    let sh = shop().await;
+    let app = &sh.app;
+    let tel = &app.running().ctx.telephony;
+    // The shop is open round the clock; branch B is closed today (a holiday around now).
+    tel.save_call_rules(
+        None,
+        CallRules {
+            hours: "mon-sun 00:00-24:00".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    let days: Vec<String> = [today.previous_day(), Some(today), today.next_day()]
+        .into_iter()
+        .flatten()
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()))
+        .collect();
+    // Bad hours are refused, naming the value.
+    let (s, v) = sh
+        .admin
+        .send(
+            Method::PUT,
+            &format!("/api/v1/branches/{}", sh.b),
+            json!({"name": "Chilonzor filiali", "sip_hours": "someday 09:00-10:00"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = sh
+        .admin
+        .send(
+            Method::PUT,
+            &format!("/api/v1/branches/{}", sh.b),
+            json!({"name": "Chilonzor filiali", "sip_hours": "mon-sun 00:00-24:00",
+                "sip_holidays": days.join(", ")}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["sip_holidays"], days.join(", "), "{v}");
+    let mut events = app.running().ctx.call_events.subscribe();
+    // Nobody's phone is registered: each call rings its destination and fails.
+    let ringing = |evs: &[CallEvent], did: &str| -> Vec<String> {
+        evs.iter()
+            .filter_map(|e| match e {
+                CallEvent::Ringing { to, extensions, .. } if to == did => Some(extensions.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    let sip = app.sip_addr();
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let answer_a = uas("uas_answer.xml", ports[0], 1);
+    let night = uas("uas_answer.xml", ports[1], 1);
+    register_contact(sip, "1501", ports[0]).await;
+    register_contact(sip, "1503", ports[1]).await;
+    provider_calls(app, DID_A, true, 100).await;
+    provider_calls(app, DID_B, true, 100).await;
+    for k in [answer_a, night] {
+        let r = wait_sipp(k).await;
+        assert_eq!((r.ok, r.failed), (1, 0), "phone: {}", r.out);
+    }
+    let evs = drain(&mut events);
+    assert_eq!(ringing(&evs, DID_A), vec!["1501".to_string()], "{evs:?}");
+    assert_eq!(
+        ringing(&evs, DID_B),
+        vec!["1503".to_string()],
+        "B is closed: its DID goes after hours: {evs:?}"
+    );
+    // The calls are still the DIDs' branches'.
+    let b_calls = calls_to(&sh.admin, DID_B, 1).await;
+    assert_eq!(b_calls[0]["branch_id"], sh.b);
+    // The telephony page shows each DID's branch.
+    let admin = app.login("admin", crate::support::ADMIN_PASSWORD).await;
+    let page = admin.get("/telephony").await.text().await.unwrap();
+    assert!(
+        page.contains(&format!("data-did-branch=\"{}\"", sh.b)),
+        "the DID's branch on the page"
+    );
+    let _ = sh.a;
+}
+
+/// The branches' operators and a customer of each (an order taken in their branch),
+/// each writing to the bot from their own chat and sharing their phone.
+#[tokio::test]
+async fn conversations_of_branch_b_do_not_reach_branch_a() {
+    let bot = crate::notify_peers::BotStandIn::start().await;
+    let app = crate::notify::telegram_app(&bot).await;
+    let admin = Api::of(&app, "admin").await;
+    let (_, branches) = admin.get("/api/v1/branches").await;
+    let a = branches[0]["id"].as_i64().unwrap();
+    let (s, v) = admin
+        .post("/api/v1/branches", json!({"name": "Chilonzor filiali"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let b = v["id"].as_i64().unwrap();
+    for (user, branch) in [("opa", a), ("opb", b)] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/users",
+                json!({"username": user, "display_name": user, "role": "operator",
+                    "branch_ids": [branch], "password": "branch-pass-1"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let origin = format!("http://{}", app.running().http_addr);
+    let cookie_a = login_cookie(&app, "opa", "branch-pass-1").await;
+    let mut wa = open(&app, Some(&cookie_a), Some(&origin), "")
+        .await
+        .unwrap();
+    let hello = next_any(&mut wa, WAIT).await.unwrap();
+    let start = hello["seq"].as_u64().unwrap();
+    let mut convs = Vec::new();
+    for (chat, phone, branch, name) in [
+        (8101i64, "+998907650001", a, "Aziza Alieva"),
+        (8102, "+998907650002", b, "Bobur Botirov"),
+    ] {
+        let (s, o) = admin
+            .post(
+                "/api/v1/orders",
+                json!({"customer": {"name": name, "phone": phone}, "branch_id": branch,
+                    "device_category": "phone", "brand": "Samsung", "complaint": "Ekran singan"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{o}");
+        let customer = o["customer_id"].as_i64().unwrap();
+        bot.user_sends(
+            chat,
+            "uz",
+            json!({"contact": {"phone_number": phone, "first_name": name, "user_id": chat}}),
+        );
+        bot.user_sends(
+            chat,
+            "uz",
+            json!({"text": format!("Salom, {name} — телефон тайёрми?")}),
+        );
+        let conv = eventually(WAIT, || async {
+            let (_, v) = admin.get("/api/v1/conversations?tab=all").await;
+            v.as_array()?
+                .iter()
+                .find(|c| {
+                    c["customer_id"] == customer
+                        && c["last_preview"]
+                            .as_str()
+                            .is_some_and(|p| p.contains("Salom"))
+                })
+                .cloned()
+        })
+        .await
+        .unwrap_or_else(|| panic!("the thread of chat {chat}"));
+        convs.push(conv["id"].as_i64().unwrap());
+    }
+    let (ca, cb) = (convs[0], convs[1]);
+    let opa = Api::of(&app, "opa").await;
+    let opb = Api::of(&app, "opb").await;
+    for (api, mine, theirs) in [(&opa, ca, cb), (&opb, cb, ca)] {
+        for q in [
+            "tab=all",
+            "tab=unassigned",
+            "tab=all&q=Salom",
+            "tab=all&q=0002",
+        ] {
+            let (s, v) = api.get(&format!("/api/v1/conversations?{q}")).await;
+            assert_eq!(s, 200, "{v}");
+            let got: Vec<i64> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_i64().unwrap())
+                .collect();
+            assert!(!got.contains(&theirs), "{q} leaks: {got:?}");
+            if !q.ends_with("0002") {
+                assert!(got.contains(&mine), "{q}: {got:?}");
+            }
+        }
+        for path in [
+            format!("/api/v1/conversations/{theirs}"),
+            format!("/api/v1/conversations/{theirs}/messages"),
+        ] {
+            let (s, _) = api.get(&path).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        }
+        for (path, body) in [
+            (
+                format!("/api/v1/conversations/{theirs}/messages"),
+                json!({"text": "Tayyor"}),
+            ),
+            (format!("/api/v1/conversations/{theirs}/close"), json!({})),
+            (
+                format!("/api/v1/conversations/{theirs}/assign"),
+                json!({"user_id": null}),
+            ),
+        ] {
+            let (s, v) = api.post(&path, body).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
+        }
+    }
+    // The unread badge counts A's thread only; the pages neither list nor open B's.
+    let (_, v) = opa.get("/api/v1/conversations/unread").await;
+    assert_eq!(v["unread"].as_i64().or(v.as_i64()), Some(1), "{v}");
+    let sa = app.login("opa", "branch-pass-1").await;
+    let inbox = sa.get("/inbox").await.text().await.unwrap();
+    assert!(
+        !inbox.contains("Bobur Botirov"),
+        "the inbox lists B's thread"
+    );
+    assert!(inbox.contains("Aziza Alieva"));
+    let r = sa.get(&format!("/inbox/{cb}")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = sa
+        .post_form(&format!("/inbox/{cb}/reply"), &[("text", "Tayyor")])
+        .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    // B's thread is unchanged: no reply from A.
+    let (_, msgs) = opb
+        .get(&format!("/api/v1/conversations/{cb}/messages"))
+        .await;
+    assert!(
+        msgs.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["direction"] != "out"),
+        "{msgs}"
+    );
+    // B's operator answers B's customer: A's socket hears nothing of it (nor of B's
+    // thread arriving), on the wire or on replay.
+    let (s, v) = opb
+        .post(
+            &format!("/api/v1/conversations/{cb}/messages"),
+            json!({"text": "Ha, tayyor — забирайте"}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let about = |f: &Value, id: i64| {
+        f["data"]["conversation"]["id"] == id || f["data"]["conversation_id"] == id
+    };
+    let got = frames(&mut wa, Duration::from_millis(1500)).await;
+    assert!(
+        got.iter().any(|f| about(f, ca)),
+        "A's thread events: {got:?}"
+    );
+    assert!(
+        !got.iter().any(|f| about(f, cb)),
+        "A got B's thread: {got:?}"
+    );
+    let mut again = open(
+        &app,
+        Some(&cookie_a),
+        Some(&origin),
+        &format!("?last_seq={start}"),
+    )
+    .await
+    .unwrap();
+    let replay = frames(&mut again, Duration::from_millis(700)).await;
+    assert!(replay.iter().any(|f| about(f, ca)), "replay: {replay:?}");
+    assert!(
+        !replay.iter().any(|f| about(f, cb)),
+        "replay leaked B's: {replay:?}"
+    );
+}
+
+/// Customers are shared by default; with "keep customers per branch" on, a user of
+/// branch A neither sees, finds, exports nor changes a customer of branch B (one with an
+/// order there, or one created there).
+#[tokio::test]
+async fn customers_kept_per_branch_stay_in_their_branch() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (_, branches) = admin.get("/api/v1/branches").await;
+    let a = branches[0]["id"].as_i64().unwrap();
+    let (_, v) = admin
+        .post("/api/v1/branches", json!({"name": "Chilonzor filiali"}))
+        .await;
+    let b = v["id"].as_i64().unwrap();
+    for (user, branch) in [("opa", a), ("opb", b)] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/users",
+                json!({"username": user, "display_name": user, "role": "operator",
+                    "branch_ids": [branch], "password": "branch-pass-1"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let opa = Api::of(&app, "opa").await;
+    let opb = Api::of(&app, "opb").await;
+    let mut ids = Vec::new();
+    for (name, phone, branch) in [
+        ("Aziza Alieva", "+998907650011", a),
+        ("Bobur Botirov", "+998907650022", b),
+    ] {
+        let (s, o) = admin
+            .post(
+                "/api/v1/orders",
+                json!({"customer": {"name": name, "phone": phone}, "branch_id": branch,
+                    "device_category": "phone", "brand": "Samsung", "complaint": "Ekran"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{o}");
+        ids.push(o["customer_id"].as_i64().unwrap());
+    }
+    // B's operator adds a customer with no order yet: created in B.
+    let (s, v) = opb
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Baxtiyor Bekov", "phones": ["+998907650033"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (ca, cb, cn) = (ids[0], ids[1], v["id"].as_i64().unwrap());
+    // Shared (the default): A's operator opens B's customer.
+    let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(s, 200);
+    // Only an admin turns it on; bad input changes nothing.
+    let (s, _) = opa
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": "ha"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(s, 200, "still shared");
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["per_branch"], true);
+
+    for (api, mine, theirs) in [
+        (&opa, vec![ca], vec![cb, cn]),
+        (&opb, vec![cb, cn], vec![ca]),
+    ] {
+        let (s, v) = api.get("/api/v1/customers?limit=100").await;
+        assert_eq!(s, 200, "{v}");
+        let got: Vec<i64> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect();
+        assert!(mine.iter().all(|i| got.contains(i)), "{got:?}");
+        assert!(theirs.iter().all(|i| !got.contains(i)), "leak: {got:?}");
+        for id in &theirs {
+            let (s, _) = api.get(&format!("/api/v1/customers/{id}")).await;
+            assert_eq!(s, StatusCode::NOT_FOUND);
+            let (s, _) = api
+                .send(
+                    Method::PUT,
+                    &format!("/api/v1/customers/{id}"),
+                    json!({"version": 1, "name": "Boshqa", "phones": ["+998907659999"]}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::NOT_FOUND);
+        }
+        for id in &mine {
+            let (s, _) = api.get(&format!("/api/v1/customers/{id}")).await;
+            assert_eq!(s, 200);
+        }
+    }
+    let (_, v) = opa.get("/api/v1/customers/lookup?phone=907650022").await;
+    assert_eq!(v, json!([]), "lookup finds B's customer");
+    let (_, v) = opa.get("/api/v1/search?q=Botirov").await;
+    assert!(
+        !v.to_string().contains("Botirov"),
+        "search finds B's customer: {v}"
+    );
+    let (_, v) = opb.get("/api/v1/search?q=Botirov").await;
+    assert!(v.to_string().contains("Botirov"), "B's search: {v}");
+    let sa = app.login("opa", "branch-pass-1").await;
+    for path in ["/customers", "/customers/export.csv"] {
+        let text = sa.get(path).await.text().await.unwrap();
+        assert!(text.contains("Aziza Alieva"), "{path}");
+        assert!(
+            !text.contains("Botirov") && !text.contains("Bekov"),
+            "{path} leaks"
+        );
+    }
+    assert_eq!(sa.get(&format!("/customers/{cb}")).await.status(), 404);
+    // Unchanged by A's refused writes.
+    let (_, v) = admin.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(v["name"], "Bobur Botirov");
+    // Off again: shared.
+    let r = app
+        .login_admin()
+        .await
+        .post_form("/branches/customer-scope", &[])
+        .await;
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(s, 200);
+}
