@@ -41,6 +41,7 @@ mod phones;
 mod promos;
 mod promos_peers;
 mod replication;
+mod replication_settings;
 mod roles;
 mod segments;
 mod sip;

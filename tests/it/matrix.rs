@@ -390,6 +390,15 @@ pub const ROLES: &[(&str, &str, Who)] = &[
     ("PUT", "/api/v1/roles/{id}", ADMIN),
 ];
 
+/// Off-box copies (issue 21): the backups page's target and replication settings.
+pub const REPLICA: &[(&str, &str, Who)] = &[
+    ("POST", "/backups/remote/settings", ADMIN),
+    ("POST", "/backups/remote/targets", ADMIN),
+    ("POST", "/backups/remote/targets/{name}", ADMIN),
+    ("POST", "/backups/remote/targets/{name}/delete", ADMIN),
+    ("POST", "/backups/remote/targets/{name}/test", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
         FOUNDATION,
@@ -405,6 +414,7 @@ fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
         CALL_LISTS,
         PROMOTIONS,
         ROLES,
+        REPLICA,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }
