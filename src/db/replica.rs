@@ -4,8 +4,9 @@
 //!
 //! How the log is kept readable (the way Litestream does it): a read transaction held
 //! open on `pin` stops SQLite from restarting the WAL over frames not read yet, and the
-//! WAL is only ever restarted after a checkpoint that this reader issued while it held
-//! the write lock, having read the log to its end. Any other restart (seen as a checkpoint
+//! WAL is only ever restarted after a checkpoint that this reader finished while it held
+//! the write lock, having read the log to its end (the bulk of that checkpoint is done
+//! before, without the lock: see [`WalReader::checkpoint`]). Any other restart (seen as a checkpoint
 //! sequence number that moved by more than the one expected) is reported as
 //! [`Poll::Broken`]: the caller starts over from a fresh snapshot, never ships a gap.
 //!
@@ -363,7 +364,9 @@ impl WalReader {
                 r.get::<_, i64>(0)
             })?;
         std::mem::swap(&mut self.pin, &mut self.spare);
-        self.spare.execute_batch("ROLLBACK")?;
+        if !self.spare.is_autocommit() {
+            self.spare.execute_batch("ROLLBACK")?;
+        }
         Ok(())
     }
 
