@@ -39,7 +39,7 @@ async fn activity_details(app: &TestApp) -> String {
         .db
         .read(|c| {
             let mut st = c.prepare(
-                "SELECT action || ' ' || entity || ' ' || detail FROM activity ORDER BY id",
+                "SELECT action || ' ' || entity || ' ' || detail FROM activity_log ORDER BY id",
             )?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?.join("\n"))
