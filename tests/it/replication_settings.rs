@@ -18,7 +18,7 @@ fn overlay(app: &TestApp) -> std::path::PathBuf {
     app.data_dir().join("remote.toml")
 }
 
-fn general<'a>(key: &'a str, replication: bool) -> Vec<(&'a str, &'a str)> {
+fn general(key: &str, replication: bool) -> Vec<(&str, &str)> {
     let mut f = vec![
         ("public_key", key),
         ("bandwidth_kbps", "500"),

@@ -59,7 +59,7 @@ async fn render(ui: &Ui, q: &Shown, notice: Option<&str>, error: Option<&str>) -
                 @if let Some(w) = &warning { div.flash.flash-warn #backup-warning role="status" { (ui.t("backups.stale")) " (" (w) ")" } }
                 p { (ui.t("backups.folder")) ": " code { (folder.display()) } }
                 form method="post" action="/backups" {
-                    (csrf_field(&ui))
+                    (csrf_field(ui))
                     button type="submit" #backup-now { (ui.t("backups.create")) }
                 }
                 div.table-wrap { table #backups {
