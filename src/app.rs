@@ -54,6 +54,9 @@ pub struct AppContext {
     pub clock: Clock,
     /// Call recording: policies, the recordings made, retention (issue 16).
     pub recordings: crate::domain::recordings::Recordings,
+    /// The off-box settings in force (the backups page changes them while the server
+    /// runs) and the uploaders and replicator acting on them (issue 21).
+    pub remote: Arc<crate::ops::remote::control::Control>,
 }
 
 impl AppContext {
@@ -65,7 +68,9 @@ impl AppContext {
 
 impl AppContext {
     /// Creates the data directory layout, opens (and migrates) the database.
-    pub fn open(config: Config) -> anyhow::Result<AppContext> {
+    pub fn open(mut config: Config) -> anyhow::Result<AppContext> {
+        // The off-box settings saved from the backups page stand in for crm.toml's.
+        config.apply_remote_overlay()?;
         for dir in [
             config.data_dir.clone(),
             config.attachments_dir(),
@@ -101,9 +106,11 @@ impl AppContext {
             store.clone(),
             config.data_dir.join("recordings"),
         );
+        let config = Arc::new(config);
         Ok(AppContext {
             conversations,
-            config: Arc::new(config),
+            remote: Arc::new(crate::ops::remote::control::Control::new(config.clone())),
+            config,
             customers: Customers::new(store.clone()),
             imports: crate::domain::imports::Imports::new(store.clone()),
             segments: crate::domain::segments::Segments::new(store.clone()),

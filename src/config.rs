@@ -345,6 +345,27 @@ impl std::fmt::Debug for RemoteConfig {
     }
 }
 
+/// The file name, in the data directory, of the off-box settings saved from the backups
+/// page.
+pub const REMOTE_OVERLAY: &str = "remote.toml";
+
+/// The backups page's file: the two sections it edits, nothing else.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteOverlay {
+    #[serde(default)]
+    pub backup: RemoteOverlayBackup,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteOverlayBackup {
+    #[serde(default)]
+    pub remote: RemoteConfig,
+}
+
 /// Continuous replication of the database to every `[backup.remote]` target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -575,8 +596,44 @@ impl Config {
         };
         cfg.apply(env);
         cfg.apply(flags);
+        cfg.apply_remote_overlay()?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Where the backups page keeps the off-box settings it saved: `[backup.remote]` and
+    /// `[replication]`, which then stand in for crm.toml's (mode 0600: it holds secrets).
+    pub fn remote_overlay_path(&self) -> PathBuf {
+        self.data_dir.join(REMOTE_OVERLAY)
+    }
+
+    /// Takes `[backup.remote]` and `[replication]` from the backups page's file, when it
+    /// exists (the two sections as a whole, so a target removed there stays removed).
+    pub fn apply_remote_overlay(&mut self) -> Result<(), ConfigError> {
+        let path = self.remote_overlay_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let o: RemoteOverlay = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.message().to_string(),
+        })?;
+        self.backup.remote = o.backup.remote;
+        self.replication = o.replication;
+        Ok(())
+    }
+
+    /// Checks off-box settings as [`Config::validate`] would (for the backups page, before
+    /// they are saved).
+    pub fn check_remote(&self) -> Result<(), ConfigError> {
+        self.validate_remote()
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -879,6 +936,35 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/env"));
         assert_eq!(c.log, "debug");
         assert_eq!(c.sip, "0.0.0.0:5060");
+    }
+
+    #[test]
+    fn the_backups_page_file_stands_in_for_the_two_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("crm.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "data_dir = {:?}\nlog = \"debug\"\n[replication]\ninterval_ms = 2000\n",
+                dir.path()
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), &Overrides::default(), &Overrides::default()).unwrap();
+        assert_eq!(c.replication.interval_ms, 2000);
+        std::fs::write(
+            dir.path().join(REMOTE_OVERLAY),
+            "[backup.remote]\nbandwidth_kbps = 64\n[replication]\ninterval_ms = 500\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), &Overrides::default(), &Overrides::default()).unwrap();
+        assert_eq!(c.replication.interval_ms, 500);
+        assert_eq!(c.backup.remote.bandwidth_kbps, 64);
+        assert_eq!(c.log, "debug", "the rest of crm.toml stays");
+        // Only those two sections: anything else in it is refused.
+        std::fs::write(dir.path().join(REMOTE_OVERLAY), "log = \"trace\"\n").unwrap();
+        let err = Config::load(Some(&f), &Overrides::default(), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("log"), "{err}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn start(ctx: &AppContext) -> Jobs {
         async move {
             // With replication on, the replicator checkpoints (a TRUNCATE here would
             // wait for its read transaction while holding up writes).
-            let done = if c.config.replication.enabled {
+            let done = if c.remote.replicating() {
                 c.db.optimize().await
             } else {
                 c.db.checkpoint().await
@@ -143,7 +143,7 @@ async fn daily_backups(ctx: AppContext, minute: u32, mut stopped: watch::Receive
         if nap < wait {
             continue;
         }
-        let cfg = ctx.config.clone();
+        let cfg = ctx.remote.config();
         let result = tokio::task::spawn_blocking(move || {
             let done = crate::ops::backup::create(&cfg, None)?;
             // Verified: now it may leave the box (queued; the uploaders send it).

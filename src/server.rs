@@ -40,8 +40,6 @@ pub struct Running {
     http_task: JoinHandle<std::io::Result<()>>,
     notifier: crate::notify::Notifier,
     jobs: crate::jobs::Jobs,
-    /// Uploaders to the `[backup.remote]` targets and the replicator (issue 21).
-    replication: Option<crate::ops::remote::replicate::Replication>,
     calls: crate::domain::calls::Consumer,
     call_lists: tokio::task::JoinHandle<()>,
     /// Applies changes committed by `crm` commands (see `domain::changes`).
@@ -195,11 +193,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         "crm started"
     );
     let jobs = crate::jobs::start(&ctx);
-    let replication = if ctx.config.backup.remote.targets.is_empty() {
-        None
-    } else {
-        Some(crate::ops::remote::replicate::start(&ctx.config)?)
-    };
+    start_remote(&ctx).await?;
     // Type=notify: systemd counts the service as started only now that it serves.
     crate::ops::systemd::notify_ready();
     let setup_path = setup_token.map(|t| format!("/setup?token={t}"));
@@ -220,12 +214,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http_task,
         notifier,
         jobs,
-        replication,
         calls,
         call_lists,
         changes,
         data_dir_lock,
     })
+}
+
+/// Starts the uploaders and the replicator for the off-box settings in force (none: no
+/// thread). With replication on, the replicator checkpoints (it must read the log before
+/// SQLite may restart it): the writer's own attempts after every commit could only fail
+/// while the replicator's read transaction holds the log, and cost each commit a scan.
+pub async fn start_remote(ctx: &AppContext) -> anyhow::Result<()> {
+    ctx.db
+        .set_auto_checkpoint(!ctx.remote.replicating())
+        .await?;
+    let remote = ctx.remote.clone();
+    tokio::task::spawn_blocking(move || remote.start()).await??;
+    Ok(())
 }
 
 impl Running {
@@ -253,9 +259,8 @@ impl Running {
         self.notifier.stop().await;
         // Its last read of the WAL, and its read transaction released, before the
         // checkpoint (which waits for readers).
-        if let Some(r) = self.replication {
-            let _ = tokio::task::spawn_blocking(move || r.stop()).await;
-        }
+        let remote = self.ctx.remote.clone();
+        let _ = tokio::task::spawn_blocking(move || remote.stop()).await;
         self.ctx.db.checkpoint().await?;
         drop(self.data_dir_lock);
         tracing::info!("crm stopped");

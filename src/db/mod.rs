@@ -472,6 +472,17 @@ impl Db {
             .map_err(|_| DbError::WriterGone)?
     }
 
+    /// Turns the writer's automatic checkpoint (SQLite's default: after a commit that
+    /// leaves 1000 pages or more in the WAL) off, when the replicator owns the
+    /// checkpoints, or back on.
+    pub async fn set_auto_checkpoint(&self, on: bool) -> DbResult<()> {
+        self.maintenance(move |c| {
+            c.pragma_update(None, "wal_autocheckpoint", if on { 1000 } else { 0 })?;
+            Ok(())
+        })
+        .await
+    }
+
     /// `PRAGMA optimize` alone (when the replicator owns the checkpoints).
     pub async fn optimize(&self) -> DbResult<()> {
         self.inner

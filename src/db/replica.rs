@@ -4,8 +4,9 @@
 //!
 //! How the log is kept readable (the way Litestream does it): a read transaction held
 //! open on `pin` stops SQLite from restarting the WAL over frames not read yet, and the
-//! WAL is only ever restarted after a checkpoint that this reader issued while it held
-//! the write lock, having read the log to its end. Any other restart (seen as a checkpoint
+//! WAL is only ever restarted after a checkpoint that this reader finished while it held
+//! the write lock, having read the log to its end (the bulk of that checkpoint is done
+//! before, without the lock: see [`WalReader::checkpoint`]). Any other restart (seen as a checkpoint
 //! sequence number that moved by more than the one expected) is reported as
 //! [`Poll::Broken`]: the caller starts over from a fresh snapshot, never ships a gap.
 //!
@@ -37,6 +38,17 @@ pub struct PageSet {
 impl PageSet {
     pub fn is_empty(&self) -> bool {
         self.commits == 0
+    }
+
+    /// Adds the transactions read after this set's.
+    pub fn append(&mut self, later: PageSet) {
+        if later.is_empty() {
+            return;
+        }
+        self.pages.extend(later.pages);
+        self.pages.retain(|p, _| *p <= later.db_pages);
+        self.db_pages = later.db_pages;
+        self.commits += later.commits;
     }
 }
 
@@ -73,6 +85,9 @@ pub struct WalReader {
     wal_path: PathBuf,
     /// Holds the read transaction that keeps unread frames from being overwritten.
     pin: Connection,
+    /// The second pin: a new pin is taken on it before the old one is let go, so there is
+    /// never a moment without one (see [`WalReader::checkpoint`]).
+    spare: Connection,
     /// Takes the write lock (`BEGIN IMMEDIATE`) for the moments the log must stand still.
     lock: Connection,
     /// Issues the checkpoints (PASSIVE: never waits for anyone).
@@ -144,6 +159,7 @@ impl WalReader {
     /// [`WalReader::snapshot`].
     pub fn open(db_path: &Path) -> DbResult<WalReader> {
         let pin = open(db_path, true)?;
+        let spare = open(db_path, true)?;
         let lock = open(db_path, false)?;
         let ckpt = open(db_path, false)?;
         let page_size = pin.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u32;
@@ -152,6 +168,7 @@ impl WalReader {
         Ok(WalReader {
             wal_path: PathBuf::from(wal),
             pin,
+            spare,
             lock,
             ckpt,
             pos: Position {
@@ -335,10 +352,45 @@ impl WalReader {
         Ok(expected - 1)
     }
 
-    /// Reads the log to its end with writers held off, then checkpoints it (PASSIVE) so
-    /// the next writer may restart it from the top: the only restart this reader accepts.
+    /// Moves the pin to the current end of the log without a moment unpinned: the spare
+    /// connection pins first, then the old pin is let go.
+    fn advance_pin(&mut self) -> DbResult<()> {
+        if !self.spare.is_autocommit() {
+            self.spare.execute_batch("ROLLBACK")?;
+        }
+        self.spare.execute_batch("BEGIN")?;
+        self.spare
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+        std::mem::swap(&mut self.pin, &mut self.spare);
+        if !self.spare.is_autocommit() {
+            self.spare.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    /// Lets the log restart from the top, in two steps, so writers wait only for the
+    /// little written during the first:
+    /// 1. Without any lock: the pin moves to the end of the log, the log is read past it,
+    ///    and a PASSIVE checkpoint copies everything up to the pin into the database
+    ///    file while writers go on (SQLite never copies frames past the oldest reader's
+    ///    mark, and never restarts the log while a reader holds a mark in it, so nothing
+    ///    not yet read can be lost).
+    /// 2. With writers held off: the rest of the log is read, the pin let go, the few
+    ///    frames since step 1 checkpointed, and the pin taken again on the database file
+    ///    alone, so the next writer may restart the log: the only restart this reader
+    ///    accepts.
+    ///
     /// Returns the transactions read.
     pub fn checkpoint(&mut self) -> DbResult<Poll> {
+        self.advance_pin()?;
+        let mut set = match self.poll()? {
+            Poll::Pages(set) => set,
+            broken => return Ok(broken),
+        };
+        self.ckpt
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))?;
         let polled = self.with_write_lock(|me| {
             let polled = me.poll()?;
             if matches!(polled, Poll::Broken(_)) {
@@ -349,11 +401,25 @@ impl WalReader {
             }
             me.ckpt
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))?;
+            me.repin()?;
             me.pos.restart_ok = true;
             Ok(polled)
         })?;
-        self.repin()?;
-        Ok(polled)
+        match polled {
+            Poll::Pages(tail) => {
+                set.append(tail);
+                Ok(Poll::Pages(set))
+            }
+            broken => Ok(broken),
+        }
+    }
+
+    /// A PASSIVE checkpoint by a reader that holds no pin (after a failed step: the log
+    /// must not grow without end while replication starts over).
+    pub fn checkpoint_unpinned(db_path: &Path) -> DbResult<()> {
+        let c = open(db_path, false)?;
+        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
     }
 
     /// The size in pages of the pinned state.

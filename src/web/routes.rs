@@ -140,6 +140,12 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/backups", Allowed(ManageBackups), pages::backups::list);
     r.add(post(), "/backups", Allowed(ManageBackups), pages::backups::create);
     r.add(get(), "/backups/{name}/download", Allowed(ManageBackups), pages::backups::download);
+    // Off-box copies (issue 21): targets and replication settings.
+    r.add(post(), "/backups/remote/settings", Allowed(ManageBackups), pages::backups::save_general);
+    r.add(post(), "/backups/remote/targets", Allowed(ManageBackups), pages::backups::add_target);
+    r.add(post(), "/backups/remote/targets/{name}", Allowed(ManageBackups), pages::backups::edit_target);
+    r.add(post(), "/backups/remote/targets/{name}/delete", Allowed(ManageBackups), pages::backups::remove_target);
+    r.add(post(), "/backups/remote/targets/{name}/test", Allowed(ManageBackups), pages::backups::test_target);
 
     // Inbox (issue 17): conversations with customers, quick replies, procedures.
     // Fixed paths before /inbox/{id}: actix takes the first pattern that matches.

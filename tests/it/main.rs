@@ -43,6 +43,7 @@ mod promos;
 mod promos_peers;
 mod recording;
 mod replication;
+mod replication_settings;
 mod roles;
 mod segments;
 mod sip;

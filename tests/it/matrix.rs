@@ -406,6 +406,15 @@ pub const BRANCHES: &[(&str, &str, Who)] = &[
     ("PUT", "/api/v1/customer-scope", ADMIN),
 ];
 
+/// Off-box copies (issue 21): the backups page's target and replication settings.
+pub const REPLICA: &[(&str, &str, Who)] = &[
+    ("POST", "/backups/remote/settings", ADMIN),
+    ("POST", "/backups/remote/targets", ADMIN),
+    ("POST", "/backups/remote/targets/{name}", ADMIN),
+    ("POST", "/backups/remote/targets/{name}/delete", ADMIN),
+    ("POST", "/backups/remote/targets/{name}/test", ADMIN),
+];
+
 fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
     let areas: &[&[(&str, &str, Who)]] = &[
         FOUNDATION,
@@ -423,6 +432,7 @@ fn all_rows() -> Vec<(&'static str, &'static str, Who)> {
         ROLES,
         RECORDINGS,
         BRANCHES,
+        REPLICA,
     ];
     areas.iter().flat_map(|a| a.iter().copied()).collect()
 }

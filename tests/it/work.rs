@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::TryRecvError;
 use crate::core::{new_customer, new_order, Api};
 use crate::matrix::{
     BRANCHES, CALLS, CALL_LISTS, CHAT_EXTRAS, CORE, FOUNDATION, INBOX, NOTIFY, OPS, OUTBOUND,
-    PROMOTIONS, RECORDINGS, ROLES, TELEPHONY, TRUNK,
+    PROMOTIONS, RECORDINGS, REPLICA, ROLES, TELEPHONY, TRUNK,
 };
 use crate::notify_peers::*;
 use crate::support::*;
@@ -80,6 +80,14 @@ const EXEMPT: &[(&str, &str, &str)] = &[
         "the ban list is in memory (SIP server)",
     ),
 ];
+
+/// Off-box copies (issue 21): routes that change nothing, with the reason.
+const REPLICA_EXEMPT: &[(&str, &str, &str)] = &[(
+    "POST",
+    "/backups/remote/targets/{name}/test",
+    "tests a target (its probe object is deleted again); changes no setting or row; \
+     tests/it/replication_settings.rs checks it",
+)];
 
 /// Call lists (issue 18): routes that change no domain row here, with the reason.
 const CALL_LISTS_EXEMPT: &[(&str, &str, &str)] = &[
@@ -641,6 +649,59 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
             vec![
                 json_step("DELETE", "/api/v1/tokens/999999".into(), json!({}), false),
                 json_step("DELETE", format!("/api/v1/tokens/{t}"), json!({}), true),
+            ]
+        }
+        // ---- Off-box copies (issue 21)
+        ("POST", "/backups/remote/settings") => {
+            let (_, public) = crm::ops::remote::keygen();
+            let settings = |key: &str| {
+                form(&[
+                    ("public_key", key),
+                    ("bandwidth_kbps", "0"),
+                    ("interval_ms", "1000"),
+                    ("snapshot_every_hours", "6"),
+                    ("retention_hours", "72"),
+                    ("warn_lag_secs", "60"),
+                ])
+            };
+            vec![
+                bad("/backups/remote/settings", settings("age1-not-a-key")),
+                good("/backups/remote/settings", settings(&public)),
+            ]
+        }
+        ("POST", "/backups/remote/targets") => {
+            let (name, dir) = fx.remote_ready().await;
+            vec![
+                bad(
+                    "/backups/remote/targets",
+                    form(&[("name", &name), ("kind", "ftp"), ("path", &dir)]),
+                ),
+                good(
+                    "/backups/remote/targets",
+                    form(&[("name", &name), ("kind", "path"), ("path", &dir)]),
+                ),
+            ]
+        }
+        ("POST", "/backups/remote/targets/{name}") => {
+            let name = fx.remote_target().await;
+            let path = format!("/backups/remote/targets/{name}");
+            let dir = std::env::temp_dir().to_string_lossy().into_owned();
+            vec![
+                bad(
+                    &path,
+                    form(&[("kind", "path"), ("path", &dir), ("keep", "0")]),
+                ),
+                good(
+                    &path,
+                    form(&[("kind", "path"), ("path", &dir), ("keep", "3")]),
+                ),
+            ]
+        }
+        ("POST", "/backups/remote/targets/{name}/delete") => {
+            let name = fx.remote_target().await;
+            vec![
+                bad("/backups/remote/targets/no-such-target/delete", Empty),
+                good(format!("/backups/remote/targets/{name}/delete"), Empty),
             ]
         }
         // ---- Inbox (issue 17)
@@ -2544,6 +2605,7 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
         ROLES,
         RECORDINGS,
         BRANCHES,
+        REPLICA,
     ];
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -2555,6 +2617,7 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
             .iter()
             .chain(CALL_LISTS_EXEMPT)
             .chain(RECORDINGS_EXEMPT)
+            .chain(REPLICA_EXEMPT)
             .find(|(m, p, _)| m == method && p == pattern)
         {
             eprintln!("exempt {method} {pattern}: {why}");
@@ -2631,6 +2694,59 @@ async fn every_change_logs_and_publishes_and_every_refusal_leaves_nothing() {
 }
 
 impl Fx {
+    /// The owner's public key set (so targets may be added); a fresh target name and an
+    /// existing folder for it.
+    async fn remote_ready(&self) -> (String, String) {
+        let has_key = self
+            .app
+            .running()
+            .ctx
+            .remote
+            .config()
+            .backup
+            .remote
+            .public_key
+            .is_some();
+        if !has_key {
+            let (_, public) = crm::ops::remote::keygen();
+            let r = self
+                .admin
+                .post_form(
+                    "/backups/remote/settings",
+                    &[
+                        ("public_key", public.as_str()),
+                        ("interval_ms", "1000"),
+                        ("snapshot_every_hours", "6"),
+                        ("retention_hours", "72"),
+                        ("warn_lag_secs", "60"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+        let name = format!("usb{}", self.next());
+        let dir = self.app.data_dir().join("remote-targets").join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        (
+            name,
+            dir.canonicalize().unwrap().to_string_lossy().into_owned(),
+        )
+    }
+
+    /// An existing folder target's name.
+    async fn remote_target(&self) -> String {
+        let (name, dir) = self.remote_ready().await;
+        let r = self
+            .admin
+            .post_form(
+                "/backups/remote/targets",
+                &[("name", &name), ("kind", "path"), ("path", &dir)],
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        name
+    }
+
     /// A fresh one-customer call list with its pending item, the admin holding nothing.
     async fn call_list_item(&self) -> (i64, i64) {
         let admin = self.admin_id;

