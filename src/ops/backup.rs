@@ -96,11 +96,7 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
         });
         let db = DbContent {
             size,
-            content: ChannelReader {
-                rx,
-                chunk: Vec::new(),
-                at: 0,
-            },
+            content: ChannelReader::new(rx),
         };
         let written = archive::write(&partial, db, &cfg.attachments_dir(), schema_version);
         phase("snapshot_and_archive");
@@ -152,12 +148,23 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
     })
 }
 
-/// The archive writer's end of the page stream: end of file when the snapshot thread
-/// hangs up.
-struct ChannelReader {
+/// The reading end of a stream of chunks sent by another thread (the snapshot's pages to
+/// the archive writer, a download to the restore): end of file when the sender hangs up
+/// (whether it ended well is the sender's to say).
+pub(crate) struct ChannelReader {
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
 }
 
 impl std::io::Read for ChannelReader {

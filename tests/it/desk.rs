@@ -754,6 +754,22 @@ fn png_logo(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// Uploads a logo as the settings page's form does.
+fn upload(
+    s: &Session,
+    bytes: Vec<u8>,
+    name: &'static str,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> {
+    let form = reqwest::multipart::Form::new().part(
+        "logo",
+        reqwest::multipart::Part::bytes(bytes).file_name(name),
+    );
+    s.client
+        .post(s.url(&format!("/settings/logo?_csrf={}", s.csrf)))
+        .multipart(form)
+        .send()
+}
+
 /// The shop's logo: uploaded by the admin (PNG or JPEG by its bytes, at most 512 KB),
 /// printed at the top of every receipt paper and in the PDF receipt.
 #[tokio::test]
@@ -765,16 +781,6 @@ async fn the_shop_logo_is_checked_and_printed_on_receipts() {
         .as_i64()
         .unwrap();
     let admin = app.login_admin().await;
-    let upload = |s: &Session, bytes: Vec<u8>, name: &'static str| {
-        let form = reqwest::multipart::Form::new().part(
-            "logo",
-            reqwest::multipart::Part::bytes(bytes).file_name(name),
-        );
-        s.client
-            .post(s.url(&format!("/settings/logo?_csrf={}", s.csrf)))
-            .multipart(form)
-            .send()
-    };
     // Refused: text named .png, a WebP, an oversized file, an operator.
     let r = upload(&admin, b"<svg onload=alert(1)>".to_vec(), "logo.png")
         .await
@@ -957,17 +963,10 @@ async fn a_logo_upload_racing_its_removal_leaves_one_whole_state() {
     let admin = app.login_admin().await;
     let logos: Vec<Vec<u8>> = (0..4).map(|i| png_logo(40 + i * 10, 20)).collect();
     for round in 0..3 {
-        let uploads = logos.iter().cloned().map(|bytes| {
-            let form = reqwest::multipart::Form::new().part(
-                "logo",
-                reqwest::multipart::Part::bytes(bytes).file_name("logo.png"),
-            );
-            admin
-                .client
-                .post(admin.url(&format!("/settings/logo?_csrf={}", admin.csrf)))
-                .multipart(form)
-                .send()
-        });
+        let uploads = logos
+            .iter()
+            .cloned()
+            .map(|bytes| upload(&admin, bytes, "logo.png"));
         let removals = (0..4).map(|_| admin.post_form("/settings/logo/remove", &[]));
         let (up, rm) = futures_util::future::join(
             futures_util::future::join_all(uploads),

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::store::Store;
 use super::{open, parse_repl_key};
 use crate::config::Config;
+use crate::ops::backup::ChannelReader;
 use crate::ops::lock::DataDirLock;
 use crate::ops::{io_ctx, OpsError, OpsResult};
 
@@ -60,31 +61,6 @@ impl Write for ChannelWriter {
     }
 }
 
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(c) => {
-                    self.chunk = c;
-                    self.at = 0;
-                }
-                // The sender is gone: the download ended (its outcome is checked apart).
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
 /// Streams `key` through `consume` while it downloads: the network on one thread, the
 /// decryption, decompression and writing on this one (no copy of the object on disk).
 /// The download's own failure wins over what the consumer saw of the cut stream.
@@ -100,11 +76,7 @@ fn stream<T>(
             store.get_to(key, &mut w)?;
             w.flush().map_err(|e| e.to_string())
         });
-        let mut reader = ChannelReader {
-            rx,
-            chunk: Vec::new(),
-            at: 0,
-        };
+        let mut reader = ChannelReader::new(rx);
         let consumed = consume(&mut reader);
         // Let a download still running notice the reader is gone.
         drop(reader);
