@@ -755,9 +755,10 @@ pub struct WorkloadRow {
     pub avg_repair_hours: Option<f64>,
 }
 
-/// Open orders per master, and orders closed in [from, to) with their average repair
-/// time (intake to closing). Both sides read an index range (open statuses, closing
-/// dates), never a master's whole history.
+/// Open orders per master, and orders closed in the whole hours that [from, to) touches,
+/// with their average repair time (intake to closing). The open side reads the small
+/// index of open orders; the closed side sums `master_closings` (per master, branch and
+/// hour, kept by triggers: migration 0026), never the orders themselves.
 pub fn workload(
     c: &Connection,
     from: i64,
@@ -773,9 +774,11 @@ pub fn workload(
                     FROM orders o INDEXED BY orders_open JOIN statuses s ON s.id = o.status_id
                     WHERE o.closed_at IS NULL{scope}
                     GROUP BY o.master_id) op ON op.master_id = u.id
-         LEFT JOIN (SELECT o.master_id, count(*) AS closed, avg(o.closed_at - o.created_at) / 3600.0 AS avg_h
-                    FROM orders o INDEXED BY orders_closed WHERE o.closed_at >= ?1 AND o.closed_at < ?2{scope}
-                    GROUP BY o.master_id) cl ON cl.master_id = u.id
+         LEFT JOIN (SELECT o.master_id, sum(o.closed) AS closed,
+                           sum(o.repair_secs) / 3600.0 / nullif(sum(o.closed), 0) AS avg_h
+                    FROM master_closings o
+                    WHERE o.hour >= ?1 / 3600 AND o.hour <= (?2 - 1) / 3600{scope}
+                    GROUP BY o.master_id HAVING sum(o.closed) > 0) cl ON cl.master_id = u.id
          WHERE u.role = 'master' AND u.active = 1 ORDER BY u.display_name COLLATE NOCASE"
     ))?;
     let rows = st.query_map(params![from, to], |r| {
@@ -876,4 +879,137 @@ pub fn set_unlock(
         .execute(params![order, code, pattern, now, by])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod workload_tests {
+    use super::*;
+    use crate::db::accounts::{insert_user, NewUserRow};
+    use crate::db::customers::{self, CustomerFields};
+    use crate::db::{Db, DbOptions};
+    use crate::model::{Language, Role};
+
+    /// What `master_closings` must hold, counted from the orders themselves.
+    const DRIFT: &str = "SELECT (SELECT count(*) FROM (
+        SELECT closed_at / 3600, master_id, branch_id, count(*), sum(closed_at - created_at)
+        FROM orders WHERE closed_at IS NOT NULL AND master_id IS NOT NULL GROUP BY 1, 2, 3
+        EXCEPT SELECT hour, master_id, branch_id, closed, repair_secs FROM master_closings WHERE closed > 0))
+      + (SELECT count(*) FROM master_closings WHERE closed < 0)";
+
+    /// The triggers keep the masters' closings exact through every kind of order write
+    /// (intake already closed, closing, reopening, another master, another branch, moved
+    /// dates, deletion), and the workload reads them: its counts and average repair time
+    /// equal those computed from the orders.
+    #[test]
+    fn closings_per_master_follow_every_order_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), &DbOptions::default()).unwrap();
+        db.write_blocking(|c| {
+            let now = 1_790_000_000;
+            let masters: Vec<i64> = (0..3)
+                .map(|i| {
+                    let name = format!("usta{i}");
+                    insert_user(
+                        c,
+                        &NewUserRow {
+                            username: &name,
+                            display_name: &name,
+                            role: Role::Master,
+                            role_id: None,
+                            language: Language::Ru,
+                            password_hash: "x",
+                        },
+                        now,
+                    )
+                    .unwrap()
+                })
+                .collect();
+            c.execute_batch("INSERT INTO branches (id, name) VALUES (2, 'Ikkinchi')")
+                .unwrap();
+            let fields = CustomerFields {
+                name: "Aziz",
+                email: "",
+                telegram: "",
+                address: "",
+                notes: "",
+                tags: "",
+                language: None,
+                kind: "person",
+                company: "",
+                birthday: None,
+                marketing_opt_in: false,
+            };
+            let cu = customers::insert(c, &fields, &[], now).unwrap();
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut next = |n: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % n) as i64
+            };
+            for i in 0..400 {
+                let at = now - next(120 * 86_400);
+                let master = masters[next(3) as usize];
+                c.execute(
+                    "INSERT INTO orders (number, branch_id, customer_id, status_id, status_since, master_id,
+                        device_category, complaint, created_at, updated_at, closed_at)
+                     VALUES (?1, ?2, ?3, 1, ?4, ?5, 'phone', 'x', ?4, ?4, ?6)",
+                    params![
+                        format!("W-{i}"),
+                        1 + next(2),
+                        cu,
+                        at,
+                        master,
+                        (next(2) == 0).then(|| at + next(10 * 86_400)),
+                    ],
+                )
+                .unwrap();
+                let id = c.last_insert_rowid();
+                let pick = next(6);
+                let sql = match pick {
+                    0 => "UPDATE orders SET closed_at = created_at + 3600 * ?2 WHERE id = ?1",
+                    1 => "UPDATE orders SET closed_at = NULL WHERE id = ?1 AND ?2 >= 0",
+                    2 => "UPDATE orders SET master_id = (SELECT min(id) FROM users WHERE id <> master_id) WHERE id = ?1 AND ?2 >= 0",
+                    3 => "UPDATE orders SET branch_id = 3 - branch_id WHERE id = ?1 AND ?2 >= 0",
+                    4 => "UPDATE orders SET created_at = created_at - ?2 WHERE id = ?1",
+                    _ => "DELETE FROM orders WHERE id = ?1 - 1 AND ?2 >= 0",
+                };
+                c.execute(sql, params![id, next(48)]).unwrap();
+                if i % 50 == 0 {
+                    let drift: i64 = c.query_row(DRIFT, [], |r| r.get(0)).unwrap();
+                    assert_eq!(drift, 0, "after {i} writes");
+                }
+            }
+            let drift: i64 = c.query_row(DRIFT, [], |r| r.get(0)).unwrap();
+            assert_eq!(drift, 0);
+
+            // The workload over whole hours, against the orders of the same hours.
+            let (from, to) = (now - 90 * 86_400, now + 1);
+            for branches in [None, Some(&[2i64][..])] {
+                let rows = workload(c, from, to, branches).unwrap();
+                for m in &masters {
+                    let (n, avg): (i64, Option<f64>) = c
+                        .query_row(
+                            &format!(
+                                "SELECT count(*), avg(o.closed_at - o.created_at) / 3600.0 FROM orders o
+                                 WHERE o.master_id = ?1 AND o.closed_at / 3600 >= ?2 / 3600
+                                   AND o.closed_at / 3600 <= (?3 - 1) / 3600{}",
+                                crate::db::reports::in_branches(branches)
+                            ),
+                            params![m, from, to],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .unwrap();
+                    let row = rows.iter().find(|r| r.master_id == *m).unwrap();
+                    assert_eq!(row.closed, n, "master {m}, {branches:?}");
+                    match (row.avg_repair_hours, avg) {
+                        (Some(a), Some(b)) => assert!((a - b).abs() < 1e-6, "{a} {b}"),
+                        (a, b) => assert_eq!(a, b),
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
 }

@@ -269,7 +269,7 @@ async fn segment_counts_stay_exact_through_every_kind_of_write() {
     let (s, v) = api
         .post(&format!("/api/v1/orders/{o1}/archive"), json!({}))
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(s.is_success(), "{s} {v}");
     assert_eq!(count(&api, json!({"min_spent": 250000})).await, 1);
     assert_eq!(drift(&app).await, 0);
 
