@@ -100,6 +100,10 @@ pub struct Event {
     /// scope (e.g. `call.live` for users of branches 1 and 2). None: any scope.
     #[serde(skip)]
     pub scope: Option<Branches>,
+    /// The record belongs to several branches at once (a customer kept per branch who
+    /// has orders in two): only users of at least one of them receive it. None: any.
+    #[serde(skip)]
+    pub any_of: Option<Arc<[i64]>>,
 }
 
 impl Event {
@@ -110,6 +114,7 @@ impl Event {
             audience,
             branch: None,
             scope: None,
+            any_of: None,
         }
     }
 
@@ -127,6 +132,13 @@ impl Event {
         self
     }
 
+    /// The event is about a record of these branches (None: of none, shop-wide): users
+    /// of none of them never get it.
+    pub fn in_any_branch(mut self, branches: Option<Vec<i64>>) -> Event {
+        self.any_of = branches.map(Into::into);
+        self
+    }
+
     /// The event is about a record of `branch`: users of other branches never get it.
     pub fn in_branch(mut self, branch: i64) -> Event {
         self.branch = Some(branch);
@@ -139,6 +151,10 @@ impl Event {
         self.audience.admits(v)
             && self.branch.is_none_or(|b| v.branches.contains(b))
             && self.scope.as_ref().is_none_or(|s| *s == v.branches)
+            && self
+                .any_of
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|b| v.branches.contains(*b)))
     }
 }
 

@@ -26,7 +26,13 @@ pub enum ExtensionCommand {
         /// Read the SIP secret from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// The branch (its id) the extension is of; default: the whole shop.
+        #[arg(long)]
+        branch: Option<i64>,
     },
+    /// Put an extension in a branch (its id), or `shop` for the whole shop: a call to it
+    /// with no other branch is that branch's.
+    Branch { number: String, branch: String },
     /// List extensions.
     List,
     /// Delete an extension (its phones are unregistered).
@@ -57,6 +63,7 @@ pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
                 user,
                 name,
                 password_stdin,
+                branch,
             } => {
                 let secret = if *password_stdin {
                     Some(read_password(true)?)
@@ -72,6 +79,7 @@ pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
                             display_name: name.clone().unwrap_or_default(),
                             username: user.clone(),
                             secret,
+                            branch_id: *branch,
                         },
                     )
                     .await?;
@@ -97,6 +105,20 @@ pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
                         },
                         e.display_name
                     );
+                }
+            }
+            ExtensionCommand::Branch { number, branch } => {
+                let b = match branch.trim() {
+                    "shop" | "" => None,
+                    id => Some(
+                        id.parse::<i64>()
+                            .map_err(|_| anyhow::anyhow!("branch: an id or `shop`, not {id}"))?,
+                    ),
+                };
+                tel.set_extension_branch(None, number, b).await?;
+                match b {
+                    Some(b) => println!("extension {number}: branch {b}"),
+                    None => println!("extension {number}: the whole shop"),
                 }
             }
             ExtensionCommand::Remove { number } => {

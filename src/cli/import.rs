@@ -39,6 +39,10 @@ pub enum ImportCommand {
         /// Language of the messages: uz, uz-Cyrl, ru, en.
         #[arg(long, default_value = "en")]
         lang: String,
+        /// Import into this branch (its id): with customers kept per branch, rows match
+        /// only its customers, and new customers are of it. Default: the whole shop.
+        #[arg(long)]
+        branch: Option<i64>,
     },
     /// Undo an imported batch (its id is printed by the import).
     Undo { id: i64 },
@@ -61,6 +65,7 @@ pub fn run(cli: &Cli, cmd: &ImportCommand) -> anyhow::Result<ExitCode> {
                 mapping,
                 no_header,
                 lang,
+                branch,
             } => {
                 let tr = Tr::new(Language::from_code(lang).unwrap_or(Language::En));
                 let bytes = std::fs::read(file)
@@ -83,7 +88,7 @@ pub fn run(cli: &Cli, cmd: &ImportCommand) -> anyhow::Result<ExitCode> {
                 let started = std::time::Instant::now();
                 let preview = if *dry_run {
                     ctx.imports
-                        .preview_of(bytes, encoding, mapping, None)
+                        .preview_of(bytes, encoding, mapping, None, branch.map(|b| vec![b]))
                         .await
                         .map_err(|e| refusal(&tr, e))?
                 } else {
@@ -97,7 +102,7 @@ pub fn run(cli: &Cli, cmd: &ImportCommand) -> anyhow::Result<ExitCode> {
                     };
                     let (o, p) = ctx
                         .imports
-                        .import_file(None, up, mapping)
+                        .import_file(None, up, mapping, *branch)
                         .await
                         .map_err(|e| refusal(&tr, e))?;
                     println!(

@@ -388,18 +388,21 @@ pub fn branch_of_call(
             return Ok(Some(b));
         }
     }
-    // An extension's branch: that of its user, when the user works in exactly one.
+    // An extension's branch: its own (`sip_extensions.branch_id`), else that of its user
+    // when the user works in exactly one.
     let mut st = c.prepare_cached(
-        "SELECT min(ub.branch_id), count(*) FROM sip_extensions e
-         JOIN user_branches ub ON ub.user_id = e.user_id WHERE e.number = ?1",
+        "SELECT coalesce(e.branch_id,
+                    (SELECT CASE count(*) WHEN 1 THEN min(ub.branch_id) END
+                     FROM user_branches ub WHERE ub.user_id = e.user_id))
+         FROM sip_extensions e WHERE e.number = ?1",
     )?;
     let caller = (!inbound).then_some(from);
     for e in caller
         .into_iter()
         .chain(extensions.iter().map(String::as_str))
     {
-        let (b, n): (Option<i64>, i64) = st.query_row([e], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if n == 1 {
+        let b: Option<i64> = st.query_row([e], |r| r.get(0)).optional()?.flatten();
+        if b.is_some() {
             return Ok(b);
         }
     }
@@ -607,22 +610,32 @@ pub struct ExtUser {
     pub user_id: i64,
     pub display_name: String,
     pub role: String,
+    /// The branches the user works in; empty for every branch.
+    pub branch_ids: Vec<i64>,
 }
 
 /// The active users linked to these extensions.
 pub fn users_of_extensions(c: &Connection, exts: &[String]) -> DbResult<Vec<ExtUser>> {
     let mut st = c.prepare_cached(
-        "SELECT e.number, u.id, u.display_name, u.role FROM sip_extensions e
+        "SELECT e.number, u.id, u.display_name, u.role,
+                (SELECT group_concat(b.branch_id, ' ') FROM user_branches b WHERE b.user_id = u.id)
+         FROM sip_extensions e
          JOIN users u ON u.id = e.user_id WHERE e.number = ?1 AND u.active = 1",
     )?;
     let mut out = Vec::new();
     for e in exts {
         let rows = st.query_map([e], |r| {
+            let branches: Option<String> = r.get(4)?;
             Ok(ExtUser {
                 extension: r.get(0)?,
                 user_id: r.get(1)?,
                 display_name: r.get(2)?,
                 role: r.get(3)?,
+                branch_ids: branches
+                    .unwrap_or_default()
+                    .split(' ')
+                    .filter_map(|b| b.parse().ok())
+                    .collect(),
             })
         })?;
         for r in rows {

@@ -266,22 +266,65 @@ pub fn per_branch(c: &Connection) -> DbResult<bool> {
 /// of them, or with an order in one; a customer created outside any branch scope with no
 /// order belongs to none and is everyone's. Empty for every branch.
 pub fn of_branches(branches: Option<&[i64]>) -> String {
+    of_branches_as("customers", branches)
+}
+
+/// [`of_branches`] over `customers` named `alias`. Read from the kept facts (migration
+/// 0024: `only_branch_id` is NULL with no order, 0 with orders at several branches), so
+/// only customers of several branches look at their orders.
+pub fn of_branches_as(alias: &str, branches: Option<&[i64]>) -> String {
     match branches {
         None => String::new(),
-        Some(ids) => {
-            let list = if ids.is_empty() {
-                "NULL".to_string()
-            } else {
-                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
-            };
-            format!(
-                " AND (customers.branch_id IN ({list})
-                   OR EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = customers.id AND o.branch_id IN ({list}))
-                   OR (customers.branch_id IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = customers.id)))"
-            )
-        }
+        Some(ids) => format!(" AND {}", branch_condition(alias, ids)),
     }
+}
+
+/// The bare condition of [`of_branches_as`] for these branches (none: no customer of a
+/// branch, only everyone's).
+pub fn branch_condition(alias: &str, ids: &[i64]) -> String {
+    let list = if ids.is_empty() {
+        "NULL".to_string()
+    } else {
+        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    };
+    format!(
+        "({alias}.branch_id IN ({list}) OR {alias}.only_branch_id IN ({list})
+          OR ({alias}.only_branch_id = 0 AND EXISTS (SELECT 1 FROM orders o
+               WHERE o.customer_id = {alias}.id AND o.branch_id IN ({list})))
+          OR ({alias}.branch_id IS NULL AND {alias}.only_branch_id IS NULL))"
+    )
+}
+
+/// The branches customer `id` is of (created in, or with an order in); None when of
+/// none (everyone's). Live events about them go to users of these branches.
+pub fn branches_of(c: &Connection, id: i64) -> DbResult<Option<Vec<i64>>> {
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "SELECT branch_id FROM customers WHERE id = ?1 AND branch_id IS NOT NULL
+             UNION SELECT DISTINCT branch_id FROM orders WHERE customer_id = ?1",
+        )?
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok((!ids.is_empty()).then_some(ids))
+}
+
+/// Customers of `branches` (None: any) with this E.164 number, lowest id first.
+pub fn by_phone_in(
+    c: &Connection,
+    e164: &str,
+    branches: Option<&[i64]>,
+) -> DbResult<Vec<CustomerRow>> {
+    let mut out = by_phone(c, e164)?;
+    if branches.is_some() {
+        let mut keep = Vec::with_capacity(out.len());
+        for r in out.drain(..) {
+            if in_branches(c, r.id, branches)? {
+                keep.push(r);
+            }
+        }
+        out = keep;
+    }
+    Ok(out)
 }
 
 /// Whether customer `id` is of `branches` (see [`of_branches`]).

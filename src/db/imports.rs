@@ -177,11 +177,16 @@ pub fn imported_with_sha(
 }
 
 /// The first live customer with this E.164 number: (id, name).
-pub fn customer_by_phone(c: &Connection, e164: &str) -> DbResult<Option<(i64, String)>> {
-    Ok(c.prepare_cached(
+pub fn customer_by_phone(
+    c: &Connection,
+    e164: &str,
+    branches: Option<&[i64]>,
+) -> DbResult<Option<(i64, String)>> {
+    Ok(c.prepare_cached(&format!(
         "SELECT c.id, c.name FROM customer_phones p JOIN customers c ON c.id = p.customer_id
-             WHERE p.e164 = ?1 AND c.merged_into IS NULL ORDER BY p.customer_id LIMIT 1",
-    )?
+             WHERE p.e164 = ?1 AND c.merged_into IS NULL{} ORDER BY p.customer_id LIMIT 1",
+        super::customers::of_branches_as("c", branches)
+    ))?
     .query_row([e164], |r| Ok((r.get(0)?, r.get(1)?)))
     .optional()?)
 }

@@ -90,6 +90,9 @@ pub struct Conditions {
     pub warranty_ends_within: Option<(i64, i64)>,
     pub opted_in: Option<bool>,
     pub include_archived: bool,
+    /// Only customers of these branches (`customers::branch_condition`): customers kept
+    /// per branch, counted for a branch-scoped user. None: every customer.
+    pub branches: Option<Vec<i64>>,
 }
 
 /// How a count reads the customers: by a list of ids from a selective condition (tags,
@@ -155,6 +158,9 @@ impl Conditions {
                 "{a} > 0 AND c.only_branch_id IN ({a}, 0) AND (c.only_branch_id = {a}
                  OR EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.branch_id = {a}))"
             ));
+        }
+        if let Some(ids) = &self.branches {
+            w.push(super::customers::branch_condition("c", ids));
         }
         if let Some(t) = self.visited_since {
             let a = arg(Value::Integer(t), &mut args);

@@ -24,11 +24,14 @@ pub struct ExtensionRow {
     /// Digest algorithms offered to this phone, e.g. "MD5" or "SHA-256,MD5"; empty: the
     /// box-wide setting.
     pub digest: String,
+    /// The branch the extension is of (none: the whole shop): a call to it with no
+    /// other branch is that branch's.
+    pub branch_id: Option<i64>,
 }
 
 const EXT_COLS: &str = "e.id, e.number, e.display_name, e.user_id, u.username, e.enabled, e.secret,
      e.outbound_allowed, e.outbound_prefixes, e.max_calls_per_hour, e.auto_answer,
-     COALESCE(d.value, '')
+     COALESCE(d.value, ''), e.branch_id
      FROM sip_extensions e LEFT JOIN users u ON u.id = e.user_id
      LEFT JOIN settings d ON d.key = 'sip.digest.ext.' || e.number";
 
@@ -46,6 +49,7 @@ fn ext_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtensionRow> {
         max_calls_per_hour: r.get(9)?,
         auto_answer: r.get(10)?,
         digest: r.get(11)?,
+        branch_id: r.get(12)?,
     })
 }
 
@@ -78,6 +82,19 @@ pub fn insert_extension(
         params![number, display_name, user_id, secret, now],
     )?;
     Ok(c.last_insert_rowid())
+}
+
+/// Sets the branch an extension is of (None: the whole shop); false when no such number.
+pub fn set_extension_branch(
+    c: &Connection,
+    number: &str,
+    branch: Option<i64>,
+    now: i64,
+) -> DbResult<bool> {
+    Ok(c.execute(
+        "UPDATE sip_extensions SET branch_id = ?2, updated_at = ?3 WHERE number = ?1",
+        params![number, branch, now],
+    )? > 0)
 }
 
 /// Inserts or replaces the secret of an existing number (bulk import).

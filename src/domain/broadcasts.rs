@@ -171,7 +171,9 @@ impl Broadcasts {
                 // Only customers who said yes, never archived ones.
                 filter.opted_in = Some(true);
                 filter.include_archived = false;
-                let w = filter.conditions(tx.clock(), tx.now());
+                // A branch-scoped sender reaches only the customers they see.
+                let who = tx.who().branches().map(<[i64]>::to_vec);
+                let w = filter.conditions_for(tx, who.as_deref(), tx.clock(), tx.now())?;
                 let ids = crate::db::segments::ids(tx, &w, MAX_RECIPIENTS, 0)?;
                 let members = q::members(tx, &ids)?;
                 let set = n::load_settings(tx)?;

@@ -316,7 +316,8 @@ fn source_rows(tx: &Tx, n: &NewList) -> DomainResult<Vec<SourceRow>> {
                 .ok_or_else(|| DomainError::invalid("err.call_list.no_segment"))?;
             let f: super::segments::SegmentFilter =
                 serde_json::from_str(&seg.filter).unwrap_or_default();
-            q::from_segment(tx, &f.conditions(tx.clock(), now))?
+            let who = tx.who().branches().map(<[i64]>::to_vec);
+            q::from_segment(tx, &f.conditions_for(tx, who.as_deref(), tx.clock(), now)?)?
         }
         "import" => {
             let id = n
@@ -506,11 +507,8 @@ fn record_on_item(
     );
     tx.emit(progress_event(user, it.branch_id));
     if let Some(c) = it.customer_id {
-        tx.emit(Event::new(
-            "customer.updated",
-            serde_json::json!({"id": c}),
-            Audience::Staff { masters: vec![] },
-        ));
+        let e = super::customers::updated_event(tx, c)?;
+        tx.emit(e);
     }
     Ok(Recorded {
         item: it.id,
@@ -1077,11 +1075,8 @@ impl CallLists {
                     );
                     tx.emit(progress_event(Some(uid), k.branch_id));
                     if let Some(c) = k.customer_id {
-                        tx.emit(Event::new(
-                            "customer.updated",
-                            serde_json::json!({"id": c}),
-                            Audience::Staff { masters: vec![] },
-                        ));
+                        let e = super::customers::updated_event(tx, c)?;
+                        tx.emit(e);
                     }
                 }
                 tx.emit(
@@ -1180,9 +1175,17 @@ impl CallLists {
         }
         self.store
             .write(by, move |tx| {
-                if user != 0 && crate::db::accounts::user_by_id(tx, user)?.is_none() {
-                    return Err(DomainError::NotFound);
-                }
+                // A user's targets concern the viewers of that user's branches (a user of
+                // every branch is watched only by viewers of every branch); the shop's
+                // default (user 0) everyone.
+                let scope = match user {
+                    0 => None,
+                    _ => Some(
+                        crate::db::accounts::user_by_id(tx, user)?
+                            .ok_or(DomainError::NotFound)?
+                            .branch_ids,
+                    ),
+                };
                 q::set_targets(tx, user, &t)?;
                 tx.log(
                     "targets",
@@ -1190,7 +1193,7 @@ impl CallLists {
                     user,
                     serde_json::to_value(&t).unwrap_or_default(),
                 );
-                tx.emit(progress_event(Some(user), None));
+                tx.emit(progress_event(Some(user), None).in_any_branch(scope));
                 Ok(())
             })
             .await

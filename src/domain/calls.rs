@@ -266,7 +266,10 @@ pub struct PopLastCall {
 
 struct PopData {
     users: Vec<ExtUser>,
+    /// The caller as the call log keeps them (every branch's orders of the call).
     customer: Option<PopCustomer>,
+    /// The caller as each recipient branch scope sees them: the pop is per recipient.
+    views: Vec<(Branches, Option<PopCustomer>)>,
     open_orders: Vec<OrderRef>,
     last_call: Option<PopLastCall>,
     /// A transferred call: the extension that passed it on and its user's name.
@@ -442,6 +445,7 @@ impl Calls {
                         PopData {
                             users: Vec::new(),
                             customer: None,
+                            views: Vec::new(),
                             open_orders: Vec::new(),
                             last_call: None,
                             transferred_by: None,
@@ -587,61 +591,77 @@ impl Calls {
                     prev.as_deref(),
                 )?;
                 let users = q::users_of_extensions(c, &exts)?;
-                let found = if party.starts_with('+') {
-                    crate::db::customers::by_phone(c, &party)?
+                let statuses = crate::db::orders::statuses(c)?;
+                // The caller as the users of `scope` may see them: with customers kept per
+                // branch only their branches' customer; a branch's call shows that branch's
+                // orders, a shop-wide call the orders of the recipient's branches.
+                let view = |scope: Option<&[i64]>| -> crate::db::DbResult<(Option<PopCustomer>, Vec<OrderRef>)> {
+                    if !party.starts_with('+') {
+                        return Ok((None, Vec::new()));
+                    }
+                    let cust_scope = super::customers::scope(c, scope)?;
+                    let Some(cu) = crate::db::customers::by_phone_in(c, &party, cust_scope)?
                         .into_iter()
                         .next()
-                } else {
-                    None
-                };
-                let (customer, open_orders) = match found {
-                    None => (None, Vec::new()),
-                    Some(cu) => {
-                        // A branch's call shows that branch's orders only.
-                        let only = branch.map(|b| vec![b]);
-                        let (orders, balance) =
-                            q::open_orders_and_balance_in(c, cu.id, only.as_deref())?;
-                        let statuses = crate::db::orders::statuses(c)?;
-                        let refs = orders
-                            .iter()
-                            .map(|o| OrderRef {
+                    else {
+                        return Ok((None, Vec::new()));
+                    };
+                    let only: Option<Vec<i64>> = match branch {
+                        Some(b) => Some(vec![b]),
+                        None => scope.map(<[i64]>::to_vec),
+                    };
+                    let (orders, balance) =
+                        q::open_orders_and_balance_in(c, cu.id, only.as_deref())?;
+                    let refs = orders
+                        .iter()
+                        .map(|o| OrderRef {
+                            id: o.id,
+                            number: o.number.clone(),
+                        })
+                        .collect();
+                    let orders = orders
+                        .into_iter()
+                        .map(|o| {
+                            let s = statuses.iter().find(|s| s.id == o.status_id);
+                            let mut names = HashMap::new();
+                            if let Some(s) = s {
+                                names.insert("uz", s.name_uz.clone());
+                                names.insert("uz-Cyrl", s.name_uz_cyrl.clone());
+                                names.insert("ru", s.name_ru.clone());
+                                names.insert("en", s.name_en.clone());
+                            }
+                            PopOrder {
                                 id: o.id,
-                                number: o.number.clone(),
-                            })
-                            .collect();
-                        let orders = orders
-                            .into_iter()
-                            .map(|o| {
-                                let s = statuses.iter().find(|s| s.id == o.status_id);
-                                let mut names = HashMap::new();
-                                if let Some(s) = s {
-                                    names.insert("uz", s.name_uz.clone());
-                                    names.insert("uz-Cyrl", s.name_uz_cyrl.clone());
-                                    names.insert("ru", s.name_ru.clone());
-                                    names.insert("en", s.name_en.clone());
-                                }
-                                PopOrder {
-                                    id: o.id,
-                                    number: o.number,
-                                    status: names,
-                                    status_group: s.map(|s| s.group.clone()).unwrap_or_default(),
-                                    promised: o.promised_at.map(&date_text),
-                                }
-                            })
-                            .collect();
-                        (
-                            Some(PopCustomer {
-                                id: cu.id,
-                                name: cu.name,
-                                balance,
-                                // Unsigned: the card names an overpayment as one.
-                                balance_text: money_fmt.money(balance.abs()),
-                                orders,
-                            }),
-                            refs,
-                        )
-                    }
+                                number: o.number,
+                                status: names,
+                                status_group: s.map(|s| s.group.clone()).unwrap_or_default(),
+                                promised: o.promised_at.map(&date_text),
+                            }
+                        })
+                        .collect();
+                    Ok((
+                        Some(PopCustomer {
+                            id: cu.id,
+                            name: cu.name,
+                            balance,
+                            // Unsigned: the card names an overpayment as one.
+                            balance_text: money_fmt.money(balance.abs()),
+                            orders,
+                        }),
+                        refs,
+                    ))
                 };
+                // The call log's view: every branch's.
+                let (customer, open_orders) = view(None)?;
+                // Each recipient's: one per distinct branch scope among them.
+                let mut views: Vec<(Branches, Option<PopCustomer>)> = Vec::new();
+                for u in &users {
+                    let scope = Branches::from_ids(u.branch_ids.clone());
+                    if !views.iter().any(|(s, _)| *s == scope) {
+                        let v = view(scope.only())?.0;
+                        views.push((scope, v));
+                    }
+                }
                 let last_call = q::last_call_with(c, &party, at_ms, branch)?.map(|k| PopLastCall {
                     started_ms: k.started_ms,
                     started_text: clock.format_datetime(k.started_ms.div_euclid(1000)),
@@ -662,6 +682,7 @@ impl Calls {
                 Ok(PopData {
                     users,
                     customer,
+                    views,
                     open_orders,
                     last_call,
                     transferred_by,
@@ -762,34 +783,40 @@ impl Calls {
         };
         // What each user's card holds follows the permission table: the customer's
         // account with ViewCustomers (else who calls, on their own phone), the last call
-        // (when, who answered) with ViewCalls.
+        // (when, who answered) with ViewCalls; and their branch scope: the caller and
+        // orders as users of those branches see them (`PopData::views`).
         let mut sent = Vec::new();
-        for (customers, calls) in [(true, true), (true, false), (false, true), (false, false)] {
-            let group: Vec<&ExtUser> = pop
-                .users
-                .iter()
-                .filter(|u| {
-                    may(&u.role, super::Action::ViewCustomers) == customers
-                        && may(&u.role, super::Action::ViewCalls) == calls
-                })
-                .collect();
-            let group_ids = ids(&group);
-            if group_ids.is_empty() {
-                continue;
+        for (scope, customer) in &pop.views {
+            for (customers, calls) in [(true, true), (true, false), (false, true), (false, false)] {
+                let group: Vec<&ExtUser> = pop
+                    .users
+                    .iter()
+                    .filter(|u| {
+                        may(&u.role, super::Action::ViewCustomers) == customers
+                            && may(&u.role, super::Action::ViewCalls) == calls
+                            && Branches::from_ids(u.branch_ids.clone()) == *scope
+                    })
+                    .collect();
+                let group_ids = ids(&group);
+                if group_ids.is_empty() {
+                    continue;
+                }
+                let c = if customers {
+                    serde_json::to_value(customer).unwrap_or_default()
+                } else {
+                    customer
+                        .as_ref()
+                        .map(|c| serde_json::json!({"id": c.id, "name": c.name, "limited": true}))
+                        .unwrap_or(serde_json::Value::Null)
+                };
+                let d = data(c, pop.last_call.as_ref().filter(|_| calls));
+                sent.push((group_ids.clone(), d.clone()));
+                self.events.publish(
+                    Event::new("call.ringing", d, Audience::Users(group_ids))
+                        .in_branch_opt(pop.branch)
+                        .for_scope(scope.clone()),
+                );
             }
-            let c = if customers {
-                serde_json::to_value(&pop.customer).unwrap_or_default()
-            } else {
-                pop.customer
-                    .as_ref()
-                    .map(|c| serde_json::json!({"id": c.id, "name": c.name, "limited": true}))
-                    .unwrap_or(serde_json::Value::Null)
-            };
-            let d = data(c, pop.last_call.as_ref().filter(|_| calls));
-            sent.push((group_ids.clone(), d.clone()));
-            self.events.publish(
-                Event::new("call.ringing", d, Audience::Users(group_ids)).in_branch_opt(pop.branch),
-            );
         }
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = live.get_mut(call_id) {

@@ -210,22 +210,37 @@ pub struct Customers {
     store: Store,
 }
 
-/// The event every change of a customer sends: staff screens showing them refresh.
-pub(super) fn updated_event(id: i64) -> Event {
-    Event::new(
+/// The event every change of a customer sends: staff screens showing them refresh. When
+/// customers are kept per branch it goes only to users of the customer's branches.
+pub(crate) fn updated_event(c: &crate::db::Conn, id: i64) -> crate::db::DbResult<Event> {
+    let branches = if q::per_branch(c)? {
+        q::branches_of(c, id)?
+    } else {
+        None
+    };
+    Ok(Event::new(
         "customer.updated",
         serde_json::json!({"id": id}),
         Audience::Staff { masters: vec![] },
     )
+    .in_any_branch(branches))
+}
+
+/// The customer scope of the acting user of `tx` (see [`scope`]), owned.
+pub(crate) fn tx_scope(tx: &Tx<'_>) -> crate::db::DbResult<Option<Vec<i64>>> {
+    let only = tx.who().branches().map(<[i64]>::to_vec);
+    Ok(scope(tx, only.as_deref())?.map(<[i64]>::to_vec))
 }
 
 /// Creates a customer inside the caller's unit of work (also used by order intake). A
 /// phone that already belongs to someone is a conflict naming them (offer that customer,
-/// or merge), unless `allow_shared_phone`.
+/// or merge), unless `allow_shared_phone`. With customers kept per branch only the
+/// customers the user sees count: another branch's is another base, never named.
 pub(super) fn create_in(tx: &mut Tx, c: &Clean, allow_shared_phone: bool) -> DomainResult<i64> {
     if !allow_shared_phone {
+        let scope = tx_scope(tx)?;
         for p in &c.phones {
-            if let Some(existing) = q::by_phone(tx, p)?.into_iter().next() {
+            if let Some(existing) = q::by_phone_in(tx, p, scope.as_deref())?.into_iter().next() {
                 return Err(DomainError::conflict(
                     Msg::new("err.customer.phone_taken")
                         .with("phone", p)
@@ -246,7 +261,8 @@ pub(super) fn create_in(tx: &mut Tx, c: &Clean, allow_shared_phone: bool) -> Dom
         id,
         serde_json::json!({"name": c.name, "phones": c.phones}),
     );
-    tx.emit(updated_event(id));
+    let e = updated_event(tx, id)?;
+    tx.emit(e);
     Ok(id)
 }
 
@@ -292,7 +308,8 @@ impl Customers {
                     id,
                     serde_json::json!({"name": [before.name, c.name], "phones": [before.phones, c.phones]}),
                 );
-                tx.emit(updated_event(id));
+                let e = updated_event(tx, id)?;
+    tx.emit(e);
                 Ok(())
             })
             .await
@@ -358,17 +375,7 @@ impl Customers {
         })?;
         let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
-            .read(move |c| {
-                let scope = scope(c, only.as_deref())?;
-                let mut v = q::by_phone(c, p.as_str())?;
-                let mut keep = Vec::with_capacity(v.len());
-                for r in v.drain(..) {
-                    if q::in_branches(c, r.id, scope)? {
-                        keep.push(r);
-                    }
-                }
-                Ok(keep)
-            })
+            .read(move |c| q::by_phone_in(c, p.as_str(), scope(c, only.as_deref())?))
             .await
     }
 
@@ -425,7 +432,8 @@ impl Customers {
                     id,
                     serde_json::json!({"name": row.name}),
                 );
-                tx.emit(updated_event(id));
+                let e = updated_event(tx, id)?;
+                tx.emit(e);
                 Ok(())
             })
             .await
@@ -449,7 +457,8 @@ impl Customers {
                     into,
                     serde_json::json!({"kept": a.name, "merged": b.name, "merged_id": from, "orders_moved": moved}),
                 );
-                tx.emit(updated_event(into));
+                let e = updated_event(tx, into)?;
+                tx.emit(e);
                 Ok(())
             })
             .await

@@ -838,7 +838,16 @@ fn row_input(cells: &[String], m: &Mapping, country: Country) -> Result<Clean, M
 }
 
 /// The verdict of every data row of `sheet` under `m`, against the customers in `c`.
-pub fn plan(c: &Conn, sheet: &Sheet, m: &Mapping, country: Country) -> DomainResult<Plan> {
+/// Judges every row. `importer` is the branches of whoever imports (None: the whole
+/// shop): with customers kept per branch a row matches only their customers.
+pub fn plan(
+    c: &Conn,
+    sheet: &Sheet,
+    m: &Mapping,
+    country: Country,
+    importer: Option<&[i64]>,
+) -> DomainResult<Plan> {
+    let scope = cust::scope(c, importer)?;
     let mut out: Vec<Planned> = Vec::with_capacity(sheet.rows.len());
     // Phone → index of the first row of the file that has it.
     let mut seen: HashMap<String, usize> = HashMap::with_capacity(sheet.rows.len() * 2);
@@ -888,7 +897,7 @@ pub fn plan(c: &Conn, sheet: &Sheet, m: &Mapping, country: Country) -> DomainRes
             None => {
                 let mut found = None;
                 for p in &clean.phones {
-                    if let Some(e) = q::customer_by_phone(c, p)? {
+                    if let Some(e) = q::customer_by_phone(c, p, scope)? {
                         found = Some(e);
                         break;
                     }
@@ -957,9 +966,12 @@ struct Before {
 }
 
 /// Runs a plan inside a unit of work: creates and merges, records the effects for the
-/// undo. Returns (created, merged, duplicates, invalid).
-fn apply(tx: &mut Tx, batch: i64, plan: &Plan) -> DomainResult<Outcome> {
+/// undo. Returns (created, merged, duplicates, invalid). A new customer is of the
+/// importer's (first) branch, as one made on the form.
+fn apply(tx: &mut Tx, batch: i64, plan: &Plan, importer: Option<&[i64]>) -> DomainResult<Outcome> {
     let now = tx.now();
+    let scope = cust::scope(tx, importer)?.map(<[i64]>::to_vec);
+    let home = importer.and_then(|b| b.first().copied());
     let mut ids: Vec<Option<i64>> = vec![None; plan.rows.len()];
     let mut created_here: HashSet<i64> = HashSet::new();
     let mut snapshotted: HashSet<i64> = HashSet::new();
@@ -982,7 +994,7 @@ fn apply(tx: &mut Tx, batch: i64, plan: &Plan) -> DomainResult<Outcome> {
                 // this row merges, as it would have in a preview made now.
                 let mut existing = None;
                 for p in &clean.phones {
-                    if let Some((id, _)) = q::customer_by_phone(tx, p)? {
+                    if let Some((id, _)) = q::customer_by_phone(tx, p, scope.as_deref())? {
                         existing = Some(id);
                         break;
                     }
@@ -994,6 +1006,9 @@ fn apply(tx: &mut Tx, batch: i64, plan: &Plan) -> DomainResult<Outcome> {
                     }
                     None => {
                         let id = q::insert_customer(tx, &cust::fields(clean), &clean.phones, now)?;
+                        if let Some(b) = home {
+                            crate::db::customers::set_branch(tx, id, b)?;
+                        }
                         q::add_effect(tx, batch, id, true, None, 1)?;
                         created_here.insert(id);
                         out.created += 1;
@@ -1146,12 +1161,32 @@ fn changed_event(id: i64) -> Event {
     )
 }
 
-fn imported_event(o: &Outcome) -> Event {
-    Event::new(
+/// The branches an import works in: `branch` when named (one of the actor's), else the
+/// actor's (None: every branch).
+pub fn importer(by: &Actor, branch: Option<i64>) -> DomainResult<Option<Vec<i64>>> {
+    match branch {
+        Some(b) if !by.branches.contains(b) => {
+            Err(DomainError::invalid("err.order.unknown_branch"))
+        }
+        Some(b) => Ok(Some(vec![b])),
+        None => Ok(by.branches.only().map(<[i64]>::to_vec)),
+    }
+}
+
+/// `customer.imported`: with customers kept per branch, only to the users of the
+/// branches the import worked in (the importer's).
+fn imported_event(
+    tx: &Tx,
+    importer: Option<&[i64]>,
+    data: serde_json::Value,
+) -> DomainResult<Event> {
+    let scope = cust::scope(tx, importer)?.map(<[i64]>::to_vec);
+    Ok(Event::new(
         "customer.imported",
-        serde_json::json!({"batch_id": o.batch_id, "created": o.created, "merged": o.merged}),
+        data,
         Audience::Staff { masters: vec![] },
     )
+    .in_any_branch(scope))
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -1300,7 +1335,7 @@ impl Imports {
     }
 
     /// A draft's preview under its current mapping.
-    pub async fn preview(&self, id: i64) -> DomainResult<(BatchRow, Preview)> {
+    pub async fn preview(&self, by: &Actor, id: i64) -> DomainResult<(BatchRow, Preview)> {
         let b = self.get(id).await?;
         if b.state != "draft" {
             return Err(DomainError::conflict("err.import.not_draft"));
@@ -1313,7 +1348,7 @@ impl Imports {
             .as_deref()
             .and_then(|e| Encoding::parse(e).ok().flatten());
         let p = self
-            .preview_of(content, enc, Some(mapping), Some(id))
+            .preview_of(content, enc, Some(mapping), Some(id), importer(by, None)?)
             .await?;
         Ok((b, p))
     }
@@ -1326,6 +1361,7 @@ impl Imports {
         encoding: Option<Encoding>,
         mapping: Option<Mapping>,
         batch: Option<i64>,
+        importer: Option<Vec<i64>>,
     ) -> DomainResult<Preview> {
         let country = self.country().await?;
         let sha = sha256(&bytes);
@@ -1336,7 +1372,8 @@ impl Imports {
         mapping.check()?;
         self.store
             .read(move |c| {
-                let plan = plan(c, &sheet, &mapping, country).map_err(into_db)?;
+                let plan =
+                    plan(c, &sheet, &mapping, country, importer.as_deref()).map_err(into_db)?;
                 let same_file = q::imported_with_sha(c, &sha, batch)?;
                 Ok(Preview {
                     sheet_columns: sheet.columns,
@@ -1381,8 +1418,9 @@ impl Imports {
                 if now_b.state != "draft" || now_b.mapping != mapping_json {
                     return Err(DomainError::conflict("err.import.not_draft"));
                 }
-                let p = plan(tx, &sheet, &mapping, country)?;
-                let o = apply(tx, id, &p)?;
+                let who = tx.who().branches().map(<[i64]>::to_vec);
+                let p = plan(tx, &sheet, &mapping, country, who.as_deref())?;
+                let o = apply(tx, id, &p, who.as_deref())?;
                 q::finish_import(
                     tx,
                     id,
@@ -1391,20 +1429,26 @@ impl Imports {
                     o.invalid as i64,
                     tx.now(),
                 )?;
-                log_import(tx, &o, &now_b.file_name);
+                log_import(tx, &o, &now_b.file_name, who.as_deref())?;
                 Ok(o)
             })
             .await
     }
 
     /// Reads, judges and imports a file in one go (the API and `crm import customers`):
-    /// the batch is stored already imported, so it can be undone.
+    /// the batch is stored already imported, so it can be undone. `branch` imports into
+    /// that branch (`crm import customers --branch`); else into the importer's.
     pub async fn import_file(
         &self,
         by: Option<&Actor>,
         up: Upload,
         mapping: Option<Mapping>,
+        branch: Option<i64>,
     ) -> DomainResult<(Outcome, Preview)> {
+        let who = match by {
+            Some(a) => importer(a, branch)?,
+            None => branch.map(|b| vec![b]),
+        };
         let country = self.country().await?;
         let file_name = up.file_name();
         let bytes = up.bytes;
@@ -1433,8 +1477,12 @@ impl Imports {
                     },
                     tx.now(),
                 )?;
-                let p = plan(tx, &sheet, &mapping, country)?;
-                let o = apply(tx, id, &p)?;
+                if let Some(b) = branch {
+                    crate::db::branches::get(tx, b)?
+                        .ok_or_else(|| DomainError::invalid("err.order.unknown_branch"))?;
+                }
+                let p = plan(tx, &sheet, &mapping, country, who.as_deref())?;
+                let o = apply(tx, id, &p, who.as_deref())?;
                 q::finish_import(
                     tx,
                     id,
@@ -1443,7 +1491,7 @@ impl Imports {
                     o.invalid as i64,
                     tx.now(),
                 )?;
-                log_import(tx, &o, &file_name);
+                log_import(tx, &o, &file_name, who.as_deref())?;
                 Ok((
                     o,
                     Preview {
@@ -1542,7 +1590,8 @@ impl Imports {
                         tx.now(),
                     )? {
                         u.restored += 1;
-                        tx.emit(cust::updated_event(e.customer_id));
+                        let ev = cust::updated_event(tx, e.customer_id)?;
+                        tx.emit(ev);
                     } else {
                         u.kept += 1;
                     }
@@ -1556,18 +1605,20 @@ impl Imports {
                                        "restored": u.restored, "kept": u.kept}),
                 );
                 tx.emit(changed_event(id));
-                tx.emit(Event::new(
-                    "customer.imported",
+                let who = tx.who().branches().map(<[i64]>::to_vec);
+                let e = imported_event(
+                    tx,
+                    who.as_deref(),
                     serde_json::json!({"batch_id": id, "undone": true}),
-                    Audience::Staff { masters: vec![] },
-                ));
+                )?;
+                tx.emit(e);
                 Ok(u)
             })
             .await
     }
 }
 
-fn log_import(tx: &mut Tx, o: &Outcome, file: &str) {
+fn log_import(tx: &mut Tx, o: &Outcome, file: &str, importer: Option<&[i64]>) -> DomainResult<()> {
     tx.log(
         "import",
         "import",
@@ -1576,7 +1627,13 @@ fn log_import(tx: &mut Tx, o: &Outcome, file: &str) {
                            "duplicates": o.duplicates, "invalid": o.invalid}),
     );
     tx.emit(changed_event(o.batch_id));
-    tx.emit(imported_event(o));
+    let e = imported_event(
+        tx,
+        importer,
+        serde_json::json!({"batch_id": o.batch_id, "created": o.created, "merged": o.merged}),
+    )?;
+    tx.emit(e);
+    Ok(())
 }
 
 /// The plan runs on read connections too, whose closures speak `DbError`: a domain

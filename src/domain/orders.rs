@@ -564,8 +564,13 @@ fn intake_in(tx: &mut Tx, d: Draft) -> DomainResult<OrderRow> {
     if !q::branch_exists(tx, branch_id)? || !tx.who().sees_branch(branch_id) {
         return Err(DomainError::invalid("err.order.unknown_branch"));
     }
+    // With customers kept per branch, only the user's branches' customers are found.
+    let scope = super::customers::tx_scope(tx)?;
     let customer_id = match (n.customer_id, &n.customer) {
         (Some(id), _) => {
+            if !crate::db::customers::in_branches(tx, id, scope.as_deref())? {
+                return Err(DomainError::invalid("err.order.no_customer"));
+            }
             crate::db::customers::get(tx, id)?
                 .ok_or_else(|| DomainError::invalid("err.order.no_customer"))?;
             id
@@ -587,7 +592,7 @@ fn intake_in(tx: &mut Tx, d: Draft) -> DomainResult<OrderRow> {
             let found = if c.shared_phone {
                 None
             } else {
-                crate::db::customers::by_phone(tx, phone.as_str())?
+                crate::db::customers::by_phone_in(tx, phone.as_str(), scope.as_deref())?
                     .into_iter()
                     .next()
             };

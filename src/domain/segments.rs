@@ -119,7 +119,23 @@ impl SegmentFilter {
             warranty_ends_within: self.warranty_ending_days.map(|d| (now, now + d * DAY)),
             opted_in: self.opted_in,
             include_archived: self.include_archived,
+            branches: None,
         }
+    }
+
+    /// [`conditions`](Self::conditions) as seen by a user of `who` (None: every branch):
+    /// with customers kept per branch, only their branches' customers are in it. Counts,
+    /// members, broadcasts and call lists all take their customers from here.
+    pub fn conditions_for(
+        &self,
+        c: &crate::db::Conn,
+        who: Option<&[i64]>,
+        clock: &ShopClock,
+        now: i64,
+    ) -> crate::db::DbResult<Conditions> {
+        let mut q = self.conditions(clock, now);
+        q.branches = super::customers::scope(c, who)?.map(<[i64]>::to_vec);
+        Ok(q)
     }
 }
 
@@ -168,27 +184,29 @@ impl Segments {
         Segments { store }
     }
 
-    /// How many customers a filter selects now.
-    pub async fn count(&self, f: SegmentFilter) -> DomainResult<i64> {
+    /// How many customers a filter selects now (of those `actor` sees).
+    pub async fn count(&self, actor: &Actor, f: SegmentFilter) -> DomainResult<i64> {
         let f = f.clean()?;
         let clock = self.store.clock().get();
         let now = clock.now();
+        let who = actor.branches.only().map(<[i64]>::to_vec);
         self.store
-            .read(move |c| q::count(c, &f.conditions(&clock, now)))
+            .read(move |c| q::count(c, &f.conditions_for(c, who.as_deref(), &clock, now)?))
             .await
     }
 
     /// Every segment with its count now.
-    pub async fn list(&self) -> DomainResult<Vec<Segment>> {
+    pub async fn list(&self, actor: &Actor) -> DomainResult<Vec<Segment>> {
         let clock = self.store.clock().get();
         let now = clock.now();
+        let who = actor.branches.only().map(<[i64]>::to_vec);
         self.store
             .read(move |c| {
                 let mut out = Vec::new();
                 for r in q::list(c)? {
                     let f = decode(&r);
                     out.push(Segment {
-                        count: q::count(c, &f.conditions(&clock, now))?,
+                        count: q::count(c, &f.conditions_for(c, who.as_deref(), &clock, now)?)?,
                         id: r.id,
                         name: r.name,
                         filter: f,
@@ -200,9 +218,10 @@ impl Segments {
             .await
     }
 
-    pub async fn get(&self, id: i64) -> DomainResult<Segment> {
+    pub async fn get(&self, actor: &Actor, id: i64) -> DomainResult<Segment> {
         let clock = self.store.clock().get();
         let now = clock.now();
+        let who = actor.branches.only().map(<[i64]>::to_vec);
         self.store
             .read(move |c| {
                 let Some(r) = q::get(c, id)? else {
@@ -210,7 +229,7 @@ impl Segments {
                 };
                 let f = decode(&r);
                 Ok(Some(Segment {
-                    count: q::count(c, &f.conditions(&clock, now))?,
+                    count: q::count(c, &f.conditions_for(c, who.as_deref(), &clock, now)?)?,
                     id: r.id,
                     name: r.name,
                     filter: f,
@@ -224,16 +243,19 @@ impl Segments {
     /// The segment's customers, newest first.
     pub async fn members(
         &self,
+        actor: &Actor,
         id: i64,
         limit: i64,
         offset: i64,
     ) -> DomainResult<Vec<crate::db::customers::CustomerRow>> {
-        let s = self.get(id).await?;
+        let s = self.get(actor, id).await?;
         let clock = self.store.clock().get();
         let now = clock.now();
+        let who = actor.branches.only().map(<[i64]>::to_vec);
         self.store
             .read(move |c| {
-                let ids = q::ids(c, &s.filter.conditions(&clock, now), limit, offset)?;
+                let w = s.filter.conditions_for(c, who.as_deref(), &clock, now)?;
+                let ids = q::ids(c, &w, limit, offset)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(r) = crate::db::customers::get(c, id)? {

@@ -11,7 +11,7 @@ use crm::domain::telephony::{CallRules, DidRow, NewTrunk};
 use crm::sip::CallEvent;
 
 use crate::calls::link;
-use crate::core::Api;
+use crate::core::{new_order, Api};
 use crate::live::{login_cookie, next_any, open};
 use crate::sip_trunk::PROVIDER_IP;
 use crate::sipp::*;
@@ -34,28 +34,16 @@ struct Shop {
 async fn shop() -> Shop {
     let app = TestApp::spawn_with_sip().await;
     let admin = Api::of(&app, "admin").await;
-    let (s, branches) = admin.get("/api/v1/branches").await;
-    assert_eq!(s, 200);
-    let a = branches[0]["id"].as_i64().unwrap();
-    let (s, v) = admin
-        .post("/api/v1/branches", json!({"name": "Chilonzor filiali"}))
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let b = v["id"].as_i64().unwrap();
-    for (user, role, branch) in [
-        ("opa", "operator", a),
-        ("opb", "operator", b),
-        ("mga", "admin", a),
-    ] {
-        let (s, v) = admin
-            .post(
-                "/api/v1/users",
-                json!({"username": user, "display_name": user, "role": role,
-                    "branch_ids": [branch], "password": "branch-pass-1"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-    }
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[
+            ("opa", "operator", false),
+            ("opb", "operator", true),
+            ("mga", "admin", false),
+        ],
+    )
+    .await;
     import_users(&app, [1501u32, 1502, 1503].into_iter()).await;
     link(&app, "1501", "opa").await;
     link(&app, "1502", "opb").await;
@@ -532,23 +520,12 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
     let bot = crate::notify_peers::BotStandIn::start().await;
     let app = crate::notify::telegram_app(&bot).await;
     let admin = Api::of(&app, "admin").await;
-    let (_, branches) = admin.get("/api/v1/branches").await;
-    let a = branches[0]["id"].as_i64().unwrap();
-    let (s, v) = admin
-        .post("/api/v1/branches", json!({"name": "Chilonzor filiali"}))
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let b = v["id"].as_i64().unwrap();
-    for (user, branch) in [("opa", a), ("opb", b)] {
-        let (s, v) = admin
-            .post(
-                "/api/v1/users",
-                json!({"username": user, "display_name": user, "role": "operator",
-                    "branch_ids": [branch], "password": "branch-pass-1"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-    }
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("opa", "operator", false), ("opb", "operator", true)],
+    )
+    .await;
     let origin = format!("http://{}", app.running().http_addr);
     let cookie_a = login_cookie(&app, "opa", "branch-pass-1").await;
     let mut wa = open(&app, Some(&cookie_a), Some(&origin), "")
@@ -712,22 +689,12 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
 async fn customers_kept_per_branch_stay_in_their_branch() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (_, branches) = admin.get("/api/v1/branches").await;
-    let a = branches[0]["id"].as_i64().unwrap();
-    let (_, v) = admin
-        .post("/api/v1/branches", json!({"name": "Chilonzor filiali"}))
-        .await;
-    let b = v["id"].as_i64().unwrap();
-    for (user, branch) in [("opa", a), ("opb", b)] {
-        let (s, v) = admin
-            .post(
-                "/api/v1/users",
-                json!({"username": user, "display_name": user, "role": "operator",
-                    "branch_ids": [branch], "password": "branch-pass-1"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-    }
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("opa", "operator", false), ("opb", "operator", true)],
+    )
+    .await;
     let opa = Api::of(&app, "opa").await;
     let opb = Api::of(&app, "opb").await;
     let mut ids = Vec::new();
@@ -852,4 +819,388 @@ async fn customers_kept_per_branch_stay_in_their_branch() {
     );
     let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
     assert_eq!(s, 200);
+}
+
+/// A user's socket, opened and past its hello.
+async fn socket(app: &TestApp, user: &str) -> crate::live::Ws {
+    let origin = format!("http://{}", app.running().http_addr);
+    let cookie = login_cookie(app, user, "branch-pass-1").await;
+    let mut ws = open(app, Some(&cookie), Some(&origin), "").await.unwrap();
+    next_any(&mut ws, WAIT).await.expect("hello");
+    ws
+}
+
+/// The frames of `kind` a socket gets until one matches `last` (sent after the others).
+async fn until(ws: &mut crate::live::Ws, kind: &str, last: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let f = next_any(ws, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no {kind} after {out:?}"));
+        if f["type"] == kind {
+            let done = last(&f);
+            out.push(f);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+async fn customer_version(admin: &Api, id: i64) -> i64 {
+    let (s, v) = admin.get(&format!("/api/v1/customers/{id}")).await;
+    assert_eq!(s, 200, "{v}");
+    v["version"].as_i64().unwrap()
+}
+
+/// With customers kept per branch, nothing about a customer of branch B reaches a user
+/// of branch A: their live events, a phone conflict's message, an import's match, a
+/// segment's count and members, a broadcast's recipients. Extensions have a branch of
+/// their own; a shop-wide call's screen-pop shows each recipient only their branches'
+/// orders; a user's new targets reach only the viewers of that user's branches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[
+            ("opa", "operator", false),
+            ("opb", "operator", true),
+            ("mga", "admin", false),
+        ],
+    )
+    .await;
+    let (s, v) = admin
+        .post("/api/v1/branches", json!({"name": "Yunusobod filiali"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let c = v["id"].as_i64().unwrap();
+    // Two users of two branches each: their phones make a call shop-wide.
+    for (user, branches) in [("opac", [a, c]), ("opbc", [b, c])] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/users",
+                json!({"username": user, "display_name": user, "role": "operator",
+                    "branch_ids": branches, "password": "branch-pass-1"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    // Aziza of A, Bobur of B, Karim of both; every one agreed to offers.
+    let mut ids = Vec::new();
+    let mut orders = Vec::new();
+    for (name, phone, branches) in [
+        ("Aziza Alieva", "+998907650011", vec![a]),
+        ("Bobur Botirov", "+998907650022", vec![b]),
+        ("Karim Ikkiyev", "+998907650044", vec![a, b]),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/customers",
+                json!({"name": name, "phones": [phone], "marketing_opt_in": true}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        for br in branches {
+            let o = new_order(&admin, id, json!({"branch_id": br})).await;
+            orders.push((id, br, o["number"].as_str().unwrap().to_string()));
+        }
+        ids.push(id);
+    }
+    let (ca, cb, ck) = (ids[0], ids[1], ids[2]);
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Live: a change of B's customer reaches B's operator, not A's.
+    let mut wa = socket(&app, "opa").await;
+    let mut wb = socket(&app, "opb").await;
+    for id in [cb, ca] {
+        let version = customer_version(&admin, id).await;
+        let (s, v) = admin
+            .send(
+                Method::PUT,
+                &format!("/api/v1/customers/{id}"),
+                json!({"version": version, "name": if id == ca { "Aziza Aliyeva" } else { "Bobur Botirov" },
+                    "phones": [if id == ca { "+998907650011" } else { "+998907650022" }],
+                    "marketing_opt_in": true}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let got = until(&mut wa, "customer.updated", |f| f["data"]["id"] == ca).await;
+    assert!(
+        got.iter().all(|f| f["data"]["id"] != cb),
+        "B's customer reached A: {got:?}"
+    );
+    let got = until(&mut wb, "customer.updated", |f| f["data"]["id"] == cb).await;
+    assert!(got.iter().all(|f| f["data"]["id"] != ca), "{got:?}");
+
+    // A phone of B's customer is no conflict for A's operator (another base), and the
+    // answer names nobody of B; B's own operator is told whose it is.
+    let opa = Api::of(&app, "opa").await;
+    let opb = Api::of(&app, "opb").await;
+    let (s, v) = opa
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Boshqa Mijoz", "phones": ["+998907650022"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(!v.to_string().contains("Botirov"), "{v}");
+    let a_own = v["id"].as_i64().unwrap();
+    let (s, v) = opb
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Boshqa Mijoz", "phones": ["+998907650022"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v.to_string().contains("Bobur Botirov"), "{v}");
+    let (s, _) = opb.get(&format!("/api/v1/customers/{a_own}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "A's new customer is A's");
+    // The page's message too.
+    let page = app.login("opa", "branch-pass-1").await;
+    let r = page
+        .post_form(
+            "/customers",
+            &[("name", "Uchinchi"), ("phone1", "+998907650022")],
+        )
+        .await;
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("Botirov"), "the form names B's customer");
+
+    // Import by A's admin: B's phone matches nothing (a new customer of A), A's merges.
+    let mga = Api::of(&app, "mga").await;
+    let csv = "name,phone\nBobur Yangi,+998 90 765 00 22\nAziza Yangi,+998 90 765 00 11\n";
+    let (s, v) = crate::imports::import(&mga, "?file_name=a.csv", csv.as_bytes().to_vec()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["outcome"]["created"], 1, "{v}");
+    assert_eq!(v["outcome"]["merged"], 1, "{v}");
+    assert!(!v.to_string().contains("Botirov"), "{v}");
+    let (_, found) = mga.get("/api/v1/customers/lookup?phone=907650022").await;
+    let mine: Vec<i64> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert!(!mine.contains(&cb) && mine.len() == 2, "{found}");
+    let (_, v) = admin.get(&format!("/api/v1/customers/{cb}")).await;
+    assert_eq!(v["name"], "Bobur Botirov", "B's customer untouched");
+    let (_, found) = opb.get("/api/v1/customers/lookup?phone=907650022").await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["id"], cb, "{found}");
+
+    // Segments and broadcasts: A's users count and reach A's customers only.
+    let (s, seg) = mga
+        .post(
+            "/api/v1/segments",
+            json!({"name": "Rozilar", "filter": {"opted_in": true}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{seg}");
+    let sid = seg["id"].as_i64().unwrap();
+    assert_eq!(seg["count"], 2, "Aziza and Karim: {seg}");
+    let (_, all) = admin.get(&format!("/api/v1/segments/{sid}")).await;
+    assert_eq!(all["count"], 3, "{all}");
+    let (_, v) = opa
+        .get("/api/v1/segments/count?filter=%7B%22opted_in%22%3Atrue%7D")
+        .await;
+    assert_eq!(v["count"], 2, "{v}");
+    let (_, v) = opb.get(&format!("/api/v1/segments/{sid}")).await;
+    assert_eq!(v["count"], 2, "Bobur and Karim: {v}");
+    let (_, members) = mga.get(&format!("/api/v1/segments/{sid}/customers")).await;
+    let mut got: Vec<i64> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![ca, ck], "{members}");
+    for (api, want) in [(&mga, 2), (&admin, 3)] {
+        let (s, v) = api
+            .post(
+                "/api/v1/broadcasts",
+                json!({"name": "Bahor", "segment_id": sid, "body": "Salom {name}!"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(
+            v["queued"].as_i64().unwrap() + v["skipped"].as_i64().unwrap(),
+            want,
+            "{v}"
+        );
+    }
+
+    // Extensions of their own branch: A's admin sees A's and shop-wide ones only; an
+    // unknown branch is refused.
+    for (number, user, branch) in [
+        ("1601", Some("opac"), None),
+        ("1602", Some("opbc"), None),
+        ("1603", None, Some(b)),
+        ("1604", None, Some(a)),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/telephony/extensions",
+                json!({"number": number, "username": user, "branch_id": branch}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, _) = admin
+        .post(
+            "/api/v1/telephony/extensions",
+            json!({"number": "1605", "branch_id": 999}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, v) = mga.get("/api/v1/telephony/extensions").await;
+    let numbers: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["number"].as_str().unwrap())
+        .collect();
+    assert_eq!(numbers, ["1601", "1602", "1604"], "{v}");
+    let (_, v) = admin.get("/api/v1/telephony/extensions").await;
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["number"] == "1603" && e["branch_id"] == b),
+        "{v}"
+    );
+    let page = app.login("mga", "branch-pass-1").await;
+    let html = page.get("/telephony").await.text().await.unwrap();
+    assert!(
+        html.contains("1604") && !html.contains("<code>1603</code>"),
+        "the page"
+    );
+
+    // A shop-wide call to both two-branch users: each pop lists their branches' orders.
+    let mut wac = socket(&app, "opac").await;
+    let mut wbc = socket(&app, "opbc").await;
+    let events = app.running().ctx.call_events.clone();
+    let ring = |call_id: &str, exts: &[&str]| CallEvent::Ringing {
+        call_id: call_id.into(),
+        direction: crm::sip::CallDirection::Inbound,
+        from: "+998907650044".into(),
+        to: "100".into(),
+        group: None,
+        extensions: exts.iter().map(|e| e.to_string()).collect(),
+        transferred_by: None,
+        transferred_from: None,
+    };
+    events.send(ring("pop-1", &["1601", "1602"])).unwrap();
+    let number = |br: i64| {
+        orders
+            .iter()
+            .find(|(id, b, _)| *id == ck && *b == br)
+            .map(|(_, _, n)| n.clone())
+            .unwrap()
+    };
+    for (ws, mine, theirs) in [(&mut wac, a, b), (&mut wbc, b, a)] {
+        let pop = crate::live::next_of(ws, "call.ringing", WAIT)
+            .await
+            .expect("the pop");
+        let listed: Vec<&str> = pop["data"]["customer"]["orders"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{pop}"))
+            .iter()
+            .map(|o| o["number"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, [number(mine).as_str()], "{pop}");
+        assert!(!pop.to_string().contains(&number(theirs)), "{pop}");
+    }
+    events
+        .send(CallEvent::Ended {
+            call_id: "pop-1".into(),
+            cause: "cancelled".into(),
+            ring_ms: 1000,
+            talk_ms: 0,
+        })
+        .unwrap();
+    // An extension's own branch is the branch of a call to it with no other.
+    events.send(ring("ext-b", &["1603"])).unwrap();
+    events
+        .send(CallEvent::Ended {
+            call_id: "ext-b".into(),
+            cause: "cancelled".into(),
+            ring_ms: 1000,
+            talk_ms: 0,
+        })
+        .unwrap();
+    let row = eventually(WAIT, || async {
+        let (_, v) = admin.get("/api/v1/calls?limit=100").await;
+        v["items"]
+            .as_array()?
+            .iter()
+            .find(|k| k["call_id"] == "ext-b" && !k["ended_ms"].is_null())
+            .cloned()
+    })
+    .await
+    .expect("the call is logged");
+    assert_eq!(row["branch_id"], b, "{row}");
+    let (_, v) = mga.get("/api/v1/calls?limit=100").await;
+    assert!(!v.to_string().contains("ext-b"), "B's call reaches A: {v}");
+
+    // Targets for B's operator: B's viewers hear it, A's do not.
+    let opb_id = {
+        let (_, users) = admin.get("/api/v1/users").await;
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == "opb")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let opa_id = {
+        let (_, users) = admin.get("/api/v1/users").await;
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == "opa")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let targets =
+        json!({"calls": 40, "reached": 20, "talk_minutes": 60, "orders": 5, "payments": 0});
+    for user in [opb_id, opa_id] {
+        let (s, v) = admin
+            .send(
+                Method::PUT,
+                "/api/v1/progress/targets",
+                json!({"user_id": user, "targets": targets}),
+            )
+            .await;
+        assert_eq!(s, 204, "{v}");
+    }
+    let got = until(&mut wa, "progress.changed", |f| {
+        f["data"]["user_id"] == opa_id
+    })
+    .await;
+    assert!(
+        got.iter().all(|f| f["data"]["user_id"] != opb_id),
+        "B's targets reached A: {got:?}"
+    );
+    let got = until(&mut wb, "progress.changed", |f| {
+        f["data"]["user_id"] == opb_id
+    })
+    .await;
+    assert_eq!(got.len(), 1, "{got:?}");
 }

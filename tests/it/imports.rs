@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::core::{new_customer, Api};
 use crate::support::*;
 
-async fn import(api: &Api, query: &str, body: Vec<u8>) -> (StatusCode, Value) {
+pub async fn import(api: &Api, query: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let r = api
         .c
         .post(format!("{}/api/v1/imports/customers{query}", api.base))

@@ -27,29 +27,13 @@ struct Chain {
 async fn chain() -> Chain {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (s, branches) = admin.get("/api/v1/branches").await;
-    assert_eq!(s, 200);
-    let a = branches[0]["id"].as_i64().unwrap();
-    let (s, v) = admin
-        .post(
-            "/api/v1/branches",
-            json!({"name": "Chilonzor filiali", "address": "Chilonzor 5-mavze, 12",
-                "phone": "71 200 00 05", "order_prefix": "ch", "hours": "Du–Sh 9:00–19:00"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let b = v["id"].as_i64().unwrap();
-    for (user, branch) in [("opa", a), ("opb", b)] {
-        let (s, v) = admin
-            .post(
-                "/api/v1/users",
-                json!({"username": user, "display_name": user, "role": "operator",
-                    "branch_ids": [branch], "password": "branch-pass-1"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-        assert_eq!(v["branch_ids"], json!([branch]));
-    }
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali", "address": "Chilonzor 5-mavze, 12",
+            "phone": "71 200 00 05", "order_prefix": "ch", "hours": "Du–Sh 9:00–19:00"}),
+        &[("opa", "operator", false), ("opb", "operator", true)],
+    )
+    .await;
     let ca = new_customer(&admin, "Aziz Karimov", "90 111 22 33").await;
     let cb = new_customer(&admin, "Botir Qodirov", "90 444 55 66").await;
     let order_a = new_order(&admin, ca, json!({"branch_id": a, "model": "Redmi Alfa"})).await;

@@ -285,3 +285,32 @@ where
 pub fn crm_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_crm"))
 }
+
+/// Branch A (the shop's first) and a new branch B made from `branch_b` (its JSON: name
+/// and any other fields), and users of them, each `(username, role, in_b)` with the
+/// password `branch-pass-1`: the fixture of the branch tests (roles, branches).
+pub async fn two_branches(
+    admin: &crate::core::Api,
+    branch_b: serde_json::Value,
+    users: &[(&str, &str, bool)],
+) -> (i64, i64) {
+    let (s, branches) = admin.get("/api/v1/branches").await;
+    assert_eq!(s, 200, "{branches}");
+    let a = branches[0]["id"].as_i64().unwrap();
+    let (s, v) = admin.post("/api/v1/branches", branch_b).await;
+    assert_eq!(s, 201, "{v}");
+    let b = v["id"].as_i64().unwrap();
+    for (user, role, in_b) in users {
+        let branch = if *in_b { b } else { a };
+        let (s, v) = admin
+            .post(
+                "/api/v1/users",
+                serde_json::json!({"username": user, "display_name": user, "role": role,
+                    "branch_ids": [branch], "password": "branch-pass-1"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["branch_ids"], serde_json::json!([branch]));
+    }
+    (a, b)
+}

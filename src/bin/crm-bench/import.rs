@@ -198,7 +198,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             // CSV, then the same file again.
             let (_d, _db, imp) = fresh()?;
             let t = Instant::now();
-            let (o, _) = imp.import_file(None, upload(&csv, "b.csv"), None).await?;
+            let (o, _) = imp
+                .import_file(None, upload(&csv, "b.csv"), None, None)
+                .await?;
             t_csv.push(t.elapsed());
             if round == 0 {
                 println!(
@@ -207,19 +209,23 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 );
             }
             let t = Instant::now();
-            let (o2, _) = imp.import_file(None, upload(&csv, "b.csv"), None).await?;
+            let (o2, _) = imp
+                .import_file(None, upload(&csv, "b.csv"), None, None)
+                .await?;
             t_again.push(t.elapsed());
             anyhow::ensure!(o2.created == 0, "a second import created customers");
             // The preview only.
             let (_d, _db, imp) = fresh()?;
             let t = Instant::now();
-            let p = imp.preview_of(csv.clone(), None, None, None).await?;
+            let p = imp.preview_of(csv.clone(), None, None, None, None).await?;
             t_dry.push(t.elapsed());
             anyhow::ensure!(p.plan.rows.len() == n);
             // XLSX.
             let (_d, _db, imp) = fresh()?;
             let t = Instant::now();
-            let (o, _) = imp.import_file(None, upload(&book, "b.xlsx"), None).await?;
+            let (o, _) = imp
+                .import_file(None, upload(&book, "b.xlsx"), None, None)
+                .await?;
             t_xlsx.push(t.elapsed());
             anyhow::ensure!(o.created > n * 9 / 10, "xlsx created only {}", o.created);
             anyhow::Ok(())

@@ -230,7 +230,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let mut count = 0;
             for _ in 0..rounds {
                 let t = Instant::now();
-                count = segs.count(f.clone()).await?;
+                count = segs.count(&actor(1, Role::Admin), f.clone()).await?;
                 times.push(t.elapsed());
             }
             let max = times.iter().max().copied().unwrap_or_default();

@@ -210,7 +210,8 @@ pub fn handle_message(
                     cid,
                     serde_json::json!({"via": "telegram"}),
                 );
-                tx.emit(super::sms::customer_event(cid));
+                let e = crate::domain::customers::updated_event(tx, cid)?;
+                tx.emit(e);
                 tr.t("promos.bot.stopped").to_string()
             }
         },

@@ -596,7 +596,8 @@ impl Notifications {
                         id,
                         serde_json::json!({"via": "sms"}),
                     );
-                    tx.emit(customer_event(id));
+                    let e = crate::domain::customers::updated_event(tx, id)?;
+                    tx.emit(e);
                 }
                 Ok(n)
             })
@@ -626,19 +627,11 @@ impl Notifications {
                     customer_id,
                     serde_json::json!({"via": "email"}),
                 );
-                tx.emit(customer_event(customer_id));
+                let e = crate::domain::customers::updated_event(tx, customer_id)?;
+                tx.emit(e);
                 Ok(())
             })
             .await?;
         Ok(true)
     }
-}
-
-/// Customer screens refresh on it.
-pub(super) fn customer_event(id: i64) -> crate::events::Event {
-    crate::events::Event::new(
-        "customer.updated",
-        serde_json::json!({"id": id}),
-        crate::events::Audience::Staff { masters: vec![] },
-    )
 }

@@ -77,6 +77,25 @@ pub struct NewExtension {
     pub username: Option<String>,
     /// None: generate a strong one.
     pub secret: Option<String>,
+    /// The branch the extension is of (none: the whole shop).
+    pub branch_id: Option<i64>,
+}
+
+/// Whether a user of `branches` sees the extension: shop-wide, or of one of theirs.
+pub fn sees_extension(branches: &super::access::Branches, e: &ExtensionRow) -> bool {
+    e.branch_id.is_none_or(|b| branches.contains(b))
+}
+
+/// Refuses a branch that does not exist or that the acting user does not work in.
+fn check_branch(tx: &super::work::Tx<'_>, branch: Option<i64>) -> DomainResult<()> {
+    if let Some(b) = branch {
+        if crate::db::branches::get(tx, b)?.is_none() || !tx.who().sees_branch(b) {
+            return Err(DomainError::invalid(
+                Msg::new("err.group.branch").with("id", b),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +179,42 @@ impl Telephony {
         Ok(self.db.read(q::list_extensions).await?)
     }
 
+    /// The extensions `actor` sees: their branches' and the shop-wide ones.
+    pub async fn extensions_for(&self, actor: &Actor) -> DomainResult<Vec<ExtensionRow>> {
+        let mut v = self.list_extensions().await?;
+        v.retain(|e| sees_extension(&actor.branches, e));
+        Ok(v)
+    }
+
+    /// Puts an extension in a branch (None: the whole shop).
+    pub async fn set_extension_branch(
+        &self,
+        by: Option<&Actor>,
+        number: &str,
+        branch: Option<i64>,
+    ) -> DomainResult<()> {
+        let number = number.to_string();
+        self.store
+            .write(by, move |tx| {
+                check_branch(tx, branch)?;
+                let before = q::extension_by_number(tx, &number)?.ok_or(DomainError::NotFound)?;
+                if before.branch_id.is_some_and(|b| !tx.who().sees_branch(b)) {
+                    return Err(DomainError::NotFound);
+                }
+                q::set_extension_branch(tx, &number, branch, now())?;
+                tx.log(
+                    "update",
+                    "sip_extension",
+                    before.id,
+                    serde_json::json!({ "number": number, "branch_id": [before.branch_id, branch] }),
+                );
+                tx.emit(telephony_event());
+                Ok(())
+            })
+            .await?;
+        self.reload().await
+    }
+
     pub async fn extension(&self, number: &str) -> DomainResult<ExtensionRow> {
         let n = number.to_string();
         self.db
@@ -185,8 +240,10 @@ impl Telephony {
         };
         let number = e.number.clone();
         let username = e.username.clone();
+        let branch = e.branch_id;
         self.store
             .write(by, move |tx| {
+                check_branch(tx, branch)?;
                 let c = tx.conn();
                 if q::number_taken(c, &number)? {
                     return Err(DomainError::conflict(
@@ -206,6 +263,9 @@ impl Telephony {
                     ),
                 };
                 let id = q::insert_extension(c, &number, &name, user_id, &secret, now())?;
+                if branch.is_some() {
+                    q::set_extension_branch(c, &number, branch, now())?;
+                }
                 tx.log(
                     "create",
                     "sip_extension",

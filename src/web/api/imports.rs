@@ -134,7 +134,15 @@ pub async fn import_customers(
     let (outcome, preview) = if q.dry_run {
         (
             None,
-            imports.preview_of(bytes, encoding, mapping, None).await?,
+            imports
+                .preview_of(
+                    bytes,
+                    encoding,
+                    mapping,
+                    None,
+                    crate::domain::imports::importer(&actor, None)?,
+                )
+                .await?,
         )
     } else {
         let up = Upload {
@@ -142,7 +150,7 @@ pub async fn import_customers(
             bytes,
             encoding,
         };
-        let (o, p) = imports.import_file(Some(&actor), up, mapping).await?;
+        let (o, p) = imports.import_file(Some(&actor), up, mapping, None).await?;
         (Some(o), p)
     };
     let mut rows: Vec<RowVerdict> = Vec::new();

@@ -24,8 +24,8 @@ pub struct SegmentInput {
 /// Segments with their counts now.
 #[utoipa::path(get, path = "/api/v1/segments", tag = "segments",
     responses((status = 200, body = [Segment])))]
-pub async fn list(state: web::Data<WebState>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.segments.list().await?))
+pub async fn list(state: web::Data<WebState>, actor: Actor) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.segments.list(&actor).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/segments", tag = "segments", request_body = SegmentInput,
@@ -41,13 +41,13 @@ pub async fn create(
         .segments
         .save(&actor, None, &b.name, b.filter)
         .await?;
-    Ok(HttpResponse::Created().json(state.ctx.segments.get(id).await?))
+    Ok(HttpResponse::Created().json(state.ctx.segments.get(&actor, id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/segments/{id}", tag = "segments", params(("id" = i64, Path)),
     responses((status = 200, body = Segment), (status = 404, body = ErrorBody)))]
-pub async fn get(state: web::Data<WebState>, id: web::Path<i64>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.segments.get(id.into_inner()).await?))
+pub async fn get(state: web::Data<WebState>, actor: Actor, id: web::Path<i64>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.segments.get(&actor, id.into_inner()).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/segments/{id}", tag = "segments", params(("id" = i64, Path)), request_body = SegmentInput,
@@ -65,7 +65,7 @@ pub async fn update(
         .segments
         .save(&actor, Some(id), &b.name, b.filter)
         .await?;
-    Ok(HttpResponse::Ok().json(state.ctx.segments.get(id).await?))
+    Ok(HttpResponse::Ok().json(state.ctx.segments.get(&actor, id).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/segments/{id}", tag = "segments", params(("id" = i64, Path)),
@@ -80,6 +80,7 @@ pub async fn delete(state: web::Data<WebState>, actor: Actor, id: web::Path<i64>
     responses((status = 200, body = [CustomerRow]), (status = 404, body = ErrorBody)))]
 pub async fn customers(
     state: web::Data<WebState>,
+    actor: Actor,
     id: web::Path<i64>,
     q: web::Query<Paging>,
 ) -> ApiResult {
@@ -88,7 +89,7 @@ pub async fn customers(
         state
             .ctx
             .segments
-            .members(id.into_inner(), limit, offset)
+            .members(&actor, id.into_inner(), limit, offset)
             .await?,
     ))
 }
@@ -102,11 +103,16 @@ pub struct CountQuery {
 /// How many customers an unsaved filter selects now.
 #[utoipa::path(get, path = "/api/v1/segments/count", tag = "segments", params(CountQuery),
     responses((status = 200, body = i64), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn count(state: web::Data<WebState>, q: web::Query<CountQuery>) -> ApiResult {
+pub async fn count(
+    state: web::Data<WebState>,
+    actor: Actor,
+    q: web::Query<CountQuery>,
+) -> ApiResult {
     let f: SegmentFilter = serde_json::from_str(&q.filter).map_err(|e| {
         ApiError::bad_query(crate::domain::DomainError::invalid(
             crate::domain::Msg::new("error.bad_request").with("detail", e),
         ))
     })?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"count": state.ctx.segments.count(f).await?})))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"count": state.ctx.segments.count(&actor, f).await?})))
 }

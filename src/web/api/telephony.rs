@@ -15,8 +15,8 @@ type ApiResult = Result<HttpResponse, ApiError>;
 /// Extensions (secrets are never listed).
 #[utoipa::path(get, path = "/api/v1/telephony/extensions", tag = "telephony",
     responses((status = 200, body = [ExtensionRow]), (status = 403, body = ErrorBody)))]
-pub async fn list_extensions(state: web::Data<WebState>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.telephony.list_extensions().await?))
+pub async fn list_extensions(state: web::Data<WebState>, actor: Actor) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.telephony.extensions_for(&actor).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -30,6 +30,10 @@ pub struct CreateExtension {
     pub username: Option<String>,
     /// Omit to have a strong secret generated.
     pub secret: Option<String>,
+    /// The branch the extension is of (omit: the whole shop): a call to it with no other
+    /// branch is that branch's.
+    #[serde(default)]
+    pub branch_id: Option<i64>,
 }
 
 /// What to enter in the phone; the secret is shown only here.
@@ -63,6 +67,7 @@ pub async fn create_extension(
                 display_name: b.display_name,
                 username: b.username,
                 secret: b.secret,
+                branch_id: b.branch_id,
             },
         )
         .await?;

@@ -271,7 +271,13 @@ fn done_page(ui: &Ui, b: &BatchRow, error: Option<&str>) -> Markup {
     }
 }
 
-async fn render(ui: &Ui, id: i64, error: Option<&str>, status: StatusCode) -> HttpResponse {
+async fn render(
+    ui: &Ui,
+    actor: &Actor,
+    id: i64,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
     let imports = &ui.state.ctx.imports;
     let b = match imports.get(id).await {
         Ok(b) => b,
@@ -281,7 +287,7 @@ async fn render(ui: &Ui, id: i64, error: Option<&str>, status: StatusCode) -> Ht
     if b.state != "draft" {
         return html_status(status, page(ui, &title, done_page(ui, &b, error)));
     }
-    match imports.preview(id).await {
+    match imports.preview(actor, id).await {
         Ok((b, p)) => html_status(status, page(ui, &title, draft_page(ui, &b, &p, error))),
         // The mapping lacks a phone or name column: say so above the mapping form, with
         // the columns as they are.
@@ -316,8 +322,8 @@ async fn render(ui: &Ui, id: i64, error: Option<&str>, status: StatusCode) -> Ht
     }
 }
 
-pub async fn show(ui: Ui, path: web::Path<i64>) -> HttpResponse {
-    render(&ui, path.into_inner(), None, StatusCode::OK).await
+pub async fn show(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
+    render(&ui, &actor, path.into_inner(), None, StatusCode::OK).await
 }
 
 pub async fn save_mapping(
@@ -338,8 +344,14 @@ pub async fn save_mapping(
             match Field::from_code(v) {
                 Ok(f) => cols.push((n, f)),
                 Err(DomainError::Invalid(m)) => {
-                    return render(&ui, id, Some(&ui.msg(&m)), StatusCode::UNPROCESSABLE_ENTITY)
-                        .await
+                    return render(
+                        &ui,
+                        &actor,
+                        id,
+                        Some(&ui.msg(&m)),
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                    )
+                    .await
                 }
                 Err(e) => return fail(&ui, e),
             }
@@ -349,8 +361,14 @@ pub async fn save_mapping(
             match Encoding::parse(v) {
                 Ok(e) => encoding = e,
                 Err(DomainError::Invalid(m)) => {
-                    return render(&ui, id, Some(&ui.msg(&m)), StatusCode::UNPROCESSABLE_ENTITY)
-                        .await
+                    return render(
+                        &ui,
+                        &actor,
+                        id,
+                        Some(&ui.msg(&m)),
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                    )
+                    .await
                 }
                 Err(e) => return fail(&ui, e),
             }
@@ -371,7 +389,14 @@ pub async fn save_mapping(
     {
         Ok(()) => redirect(&format!("/imports/{id}")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            render(&ui, id, Some(&ui.msg(&m)), StatusCode::UNPROCESSABLE_ENTITY).await
+            render(
+                &ui,
+                &actor,
+                id,
+                Some(&ui.msg(&m)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
         Err(e) => fail(&ui, e),
     }
@@ -382,7 +407,7 @@ pub async fn run(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
     match ui.state.ctx.imports.run(&actor, id).await {
         Ok(_) => redirect(&format!("/imports/{id}")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            render(&ui, id, Some(&ui.msg(&m)), StatusCode::CONFLICT).await
+            render(&ui, &actor, id, Some(&ui.msg(&m)), StatusCode::CONFLICT).await
         }
         Err(e) => fail(&ui, e),
     }
@@ -393,7 +418,7 @@ pub async fn cancel(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse 
     match ui.state.ctx.imports.cancel(&actor, id).await {
         Ok(()) => redirect("/imports"),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            render(&ui, id, Some(&ui.msg(&m)), StatusCode::CONFLICT).await
+            render(&ui, &actor, id, Some(&ui.msg(&m)), StatusCode::CONFLICT).await
         }
         Err(e) => fail(&ui, e),
     }
@@ -404,7 +429,7 @@ pub async fn undo(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
     match ui.state.ctx.imports.undo(Some(&actor), id).await {
         Ok(_) => redirect(&format!("/imports/{id}")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            render(&ui, id, Some(&ui.msg(&m)), StatusCode::CONFLICT).await
+            render(&ui, &actor, id, Some(&ui.msg(&m)), StatusCode::CONFLICT).await
         }
         Err(e) => fail(&ui, e),
     }

@@ -520,6 +520,7 @@ fn results_cells(b: &BroadcastView) -> Markup {
 
 async fn broadcasts_page(
     ui: &Ui,
+    actor: &Actor,
     f: &BroadcastForm,
     error: Option<&str>,
     status: StatusCode,
@@ -527,7 +528,7 @@ async fn broadcasts_page(
     let ctx = &ui.state.ctx;
     let (all, segments, promos) = match (
         ctx.broadcasts.list().await,
-        ctx.segments.list().await,
+        ctx.segments.list(actor).await,
         ctx.promotions.list().await,
     ) {
         (Ok(a), Ok(s), Ok(p)) => (a, s, p),
@@ -588,8 +589,8 @@ async fn broadcasts_page(
     )
 }
 
-pub async fn broadcasts(ui: Ui) -> HttpResponse {
-    broadcasts_page(&ui, &BroadcastForm::default(), None, StatusCode::OK).await
+pub async fn broadcasts(ui: Ui, actor: Actor) -> HttpResponse {
+    broadcasts_page(&ui, &actor, &BroadcastForm::default(), None, StatusCode::OK).await
 }
 
 pub async fn send_broadcast(ui: Ui, actor: Actor, f: web::Form<BroadcastForm>) -> HttpResponse {
@@ -601,7 +602,7 @@ pub async fn send_broadcast(ui: Ui, actor: Actor, f: web::Form<BroadcastForm>) -
         Ok(b) => redirect(&format!("/broadcasts/{}", b.broadcast.id)),
         Err(e @ (DomainError::Invalid(_) | DomainError::Conflict(_))) => {
             let msg = ui.msg(&e.message());
-            broadcasts_page(&ui, &f, Some(&msg), refusal_status(&e)).await
+            broadcasts_page(&ui, &actor, &f, Some(&msg), refusal_status(&e)).await
         }
         Err(e) => fail(&ui, e),
     }

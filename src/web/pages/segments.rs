@@ -179,7 +179,7 @@ fn list_page(
 }
 
 pub async fn list(ui: Ui, actor: Actor) -> HttpResponse {
-    match ui.state.ctx.segments.list().await {
+    match ui.state.ctx.segments.list(&actor).await {
         Ok(all) => html(list_page(&ui, &actor, &all, &SegmentForm::default(), None)),
         Err(e) => fail(&ui, e),
     }
@@ -199,7 +199,7 @@ pub async fn create(ui: Ui, actor: Actor, f: web::Form<SegmentForm>) -> HttpResp
     match r {
         Ok(id) => redirect(&format!("/segments/{id}")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
-            let all = ui.state.ctx.segments.list().await.unwrap_or_default();
+            let all = ui.state.ctx.segments.list(&actor).await.unwrap_or_default();
             html_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 list_page(&ui, &actor, &all, &f, Some(&ui.msg(&m))),
@@ -218,11 +218,11 @@ async fn card(
     status: StatusCode,
 ) -> HttpResponse {
     let segs = &ui.state.ctx.segments;
-    let s = match segs.get(id).await {
+    let s = match segs.get(actor, id).await {
         Ok(s) => s,
         Err(e) => return fail(ui, e),
     };
-    let members = segs.members(id, 50, 0).await.unwrap_or_default();
+    let members = segs.members(actor, id, 50, 0).await.unwrap_or_default();
     let f = form.cloned().unwrap_or_else(|| SegmentForm::of(&s));
     html_status(
         status,

@@ -32,10 +32,14 @@ fn server_and_port(ui: &Ui) -> (String, String) {
 
 async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpResponse {
     let tel = &ui.state.ctx.telephony;
-    let (exts, groups) = match tokio::try_join!(tel.list_extensions(), tel.list_groups()) {
+    let (mut exts, groups) = match tokio::try_join!(tel.list_extensions(), tel.list_groups()) {
         Ok(x) => x,
         Err(e) => return err(ui, e),
     };
+    // A branch-scoped manager sees their branches' and the shop-wide extensions.
+    if let Some(a) = &ui.actor {
+        exts.retain(|e| crate::domain::telephony::sees_extension(&a.branches, e));
+    }
     let (trunks, rules) = match tokio::try_join!(tel.list_trunks(), tel.call_rules()) {
         Ok(x) => x,
         Err(e) => return err(ui, e),
@@ -90,7 +94,8 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                     thead { tr {
                         th { (ui.t("telephony.number")) } th { (ui.t("telephony.name")) }
                         th { (ui.t("telephony.user")) } th { (ui.t("telephony.server")) }
-                        th { (ui.t("telephony.port")) } th { (ui.t("telephony.digest")) } th {}
+                        th { (ui.t("telephony.port")) } th { (ui.t("telephony.digest")) }
+                        th { (ui.t("branch_scope.branch")) } th {}
                     } }
                     tbody { @for e in &exts {
                         tr.inactive[!e.enabled] {
@@ -108,6 +113,7 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                                 }
                                 " " button.link type="submit" { (ui.t("telephony.digest_save")) }
                             } }
+                            td data-ext-branch=[e.branch_id] { (branch_name(e.branch_id)) }
                             td.row-actions {
                                 form.inline method="post" action=(format!("/telephony/extensions/{}/secret", e.number)) {
                                     (csrf_field(ui)) button.small.secret-button type="submit" { (ui.t("telephony.new_secret")) }
@@ -130,6 +136,11 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                     select #username name="username" {
                         option value="" { "—" }
                         @for u in &staff { option value=(u.username) { (u.display_name) } }
+                    }
+                    label for="ext-branch" { (ui.t("branch_scope.branch")) }
+                    select #ext-branch name="branch" {
+                        option value="" { (ui.t("branch_scope.whole_shop")) }
+                        @for b in &branches { option value=(b.id) { (b.name) } }
                     }
                     button.primary type="submit" { (ui.t("telephony.add_extension")) }
                 }
@@ -258,6 +269,9 @@ pub struct ExtensionForm {
     name: String,
     #[serde(default)]
     username: String,
+    /// A branch id; empty: the whole shop.
+    #[serde(default)]
+    branch: String,
 }
 
 pub async fn create_extension(
@@ -278,6 +292,7 @@ pub async fn create_extension(
                 display_name: f.name,
                 username,
                 secret: None,
+                branch_id: f.branch.trim().parse().ok(),
             },
         )
         .await;
