@@ -978,27 +978,30 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
     let text = r.text().await.unwrap();
     assert!(!text.contains("Botirov"), "the form names B's customer");
 
-    // Import by A's admin: B's phone matches nothing (a new customer of A), A's merges.
+    // Import by A's admin: B's phone matches A's own customer with it (never B's), A's
+    // merges, a new one is of A.
     let mga = Api::of(&app, "mga").await;
-    let csv = "name,phone\nBobur Yangi,+998 90 765 00 22\nAziza Yangi,+998 90 765 00 11\n";
+    let csv = "name,phone\nBobur Yangi,+998 90 765 00 22\nAziza Yangi,+998 90 765 00 11\n\
+               Yangi Mijoz,+998 90 765 00 77\n";
     let (s, v) = crate::imports::import(&mga, "?file_name=a.csv", csv.as_bytes().to_vec()).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["outcome"]["created"], 1, "{v}");
-    assert_eq!(v["outcome"]["merged"], 1, "{v}");
+    assert_eq!(v["outcome"]["merged"], 2, "{v}");
+    assert_eq!(v["rows"][0]["customer_id"], a_own, "{v}");
     assert!(!v.to_string().contains("Botirov"), "{v}");
-    let (_, found) = mga.get("/api/v1/customers/lookup?phone=907650022").await;
-    let mine: Vec<i64> = found
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect();
-    assert!(!mine.contains(&cb) && mine.len() == 2, "{found}");
     let (_, v) = admin.get(&format!("/api/v1/customers/{cb}")).await;
     assert_eq!(v["name"], "Bobur Botirov", "B's customer untouched");
     let (_, found) = opb.get("/api/v1/customers/lookup?phone=907650022").await;
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found[0]["id"], cb, "{found}");
+    let (_, found) = opa.get("/api/v1/customers/lookup?phone=907650077").await;
+    assert_eq!(
+        found.as_array().unwrap().len(),
+        1,
+        "A's new customer: {found}"
+    );
+    let (_, found) = opb.get("/api/v1/customers/lookup?phone=907650077").await;
+    assert_eq!(found, json!([]), "A's new customer reaches B");
 
     // Segments and broadcasts: A's users count and reach A's customers only.
     let (s, seg) = mga
