@@ -421,8 +421,45 @@ pub fn from_missed(c: &Connection, branch: Option<i64>) -> DbResult<Vec<SourceRo
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Orders matching `cond` (over `orders o` and `statuses s`), one row per customer.
-pub fn from_orders(c: &Connection, cond: &str, args: &[Value]) -> DbResult<Vec<SourceRow>> {
+/// Which orders a built-in order source takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderSource {
+    /// Ready (status group `ready`) since this instant or earlier.
+    ReadySince(i64),
+    /// Not closed, promised before this instant.
+    OverdueAt(i64),
+    /// Closed with a warranty that ends within `[from, to]`.
+    WarrantyEnds(i64, i64),
+}
+
+/// The orders of a source (of one branch, or all), one row per phone, oldest order first.
+pub fn from_orders(
+    c: &Connection,
+    source: OrderSource,
+    branch: Option<i64>,
+) -> DbResult<Vec<SourceRow>> {
+    use super::segments::{WARRANTY_END, WARRANTY_OPEN};
+    let (cond, mut args) = match source {
+        OrderSource::ReadySince(t) => (
+            "s.grp = 'ready' AND o.status_since <= ?1".to_string(),
+            vec![Value::Integer(t)],
+        ),
+        OrderSource::OverdueAt(t) => (
+            "s.grp <> 'closed' AND o.promised_at IS NOT NULL AND o.promised_at < ?1".to_string(),
+            vec![Value::Integer(t)],
+        ),
+        OrderSource::WarrantyEnds(from, to) => (
+            format!("{WARRANTY_OPEN} AND {WARRANTY_END} BETWEEN ?1 AND ?2"),
+            vec![Value::Integer(from), Value::Integer(to)],
+        ),
+    };
+    let cond = match branch {
+        Some(b) => {
+            args.push(Value::Integer(b));
+            format!("{cond} AND o.branch_id = ?{}", args.len())
+        }
+        None => cond,
+    };
     source_rows(
         c,
         &format!(
@@ -432,7 +469,7 @@ pub fn from_orders(c: &Connection, cond: &str, args: &[Value]) -> DbResult<Vec<S
              WHERE c.merged_into IS NULL AND c.archived_at IS NULL AND {cond}
              ORDER BY o.id"
         ),
-        args,
+        &args,
         true,
     )
 }

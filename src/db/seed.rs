@@ -33,6 +33,7 @@ pub struct SeedOrder {
     pub paid: i64,
     pub created_at: i64,
     pub closed_at: Option<i64>,
+    pub warranty_days: i64,
 }
 
 /// Tables a seed fills; their secondary indexes are rebuilt after the load.
@@ -126,8 +127,8 @@ impl<'c> BulkLoad<'c> {
         let c = self.c;
         let mut ins = c.prepare_cached(
             "INSERT INTO orders (number, branch_id, customer_id, status_id, status_since, master_id, device_category, brand, model,
-                serial, complaint, estimate, total, paid, created_at, updated_at, closed_at)
-             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15)",
+                serial, complaint, estimate, total, paid, created_at, updated_at, closed_at, warranty_days)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?4, ?15, ?16)",
         )?;
         // The total is carried by one labour line, so the order's lines add up to its
         // total (a later line change recomputes the total from the lines).
@@ -155,7 +156,8 @@ impl<'c> BulkLoad<'c> {
                 r.total,
                 r.paid,
                 r.created_at,
-                r.closed_at
+                r.closed_at,
+                r.warranty_days
             ])?;
             let id = c.last_insert_rowid();
             if r.total > 0 {

@@ -66,6 +66,12 @@ pub fn delete(c: &Connection, id: i64) -> DbResult<bool> {
     Ok(c.execute("DELETE FROM segments WHERE id = ?1", [id])? == 1)
 }
 
+/// Orders with a warranty: the condition of `orders_warranty_end` (migration 0028).
+pub const WARRANTY_OPEN: &str = "o.closed_at IS NOT NULL AND o.warranty_days > 0";
+/// When an order's warranty ends: the expression `orders_warranty_end` holds (SQLite uses
+/// the index only for this very expression).
+pub const WARRANTY_END: &str = "o.closed_at + o.warranty_days * 86400";
+
 /// What a segment asks, in the database's terms: the domain checks a filter and turns
 /// its days into instants on the shop clock (`domain::segments::SegmentFilter::conditions`);
 /// the SQL is made here.
@@ -96,12 +102,14 @@ pub struct Conditions {
 }
 
 /// How a count reads the customers: by a list of ids from a selective condition (tags,
-/// an open or ready order, a warranty ending), or by one of the `customers_seg_*`
-/// indexes (migration 0024), each of which holds every per-customer condition. Named
-/// explicitly so that the plan does not depend on `ANALYZE` statistics, which a new shop
-/// does not have.
+/// an open or ready order, a warranty ending), each id probing `customers_seg_id`, or by
+/// a range of one of the other `customers_seg_*` indexes (migrations 0024, 0028) or of
+/// `customers_live`; every one of them holds every per-customer condition, so no customer
+/// row is read. Named explicitly so that the plan does not depend on `ANALYZE`
+/// statistics, which a new shop does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
+    /// Probe `customers_seg_id` with each listed id.
     Ids,
     Index(&'static str),
 }
@@ -141,6 +149,11 @@ impl Conditions {
         if let Some(k) = &self.kind {
             let a = arg(Value::Text(k.clone()), &mut args);
             w.push(format!("c.kind = {a}"));
+            if self.opted_in.is_none() {
+                // Opt-in is written from a bool (0 or 1): this changes no answer, and lets
+                // a kind alone read two ranges of `customers_seg_attrs`, not all of it.
+                w.push("c.marketing_opt_in IN (0, 1)".into());
+            }
         }
         if let Some(l) = &self.language {
             let a = arg(Value::Text(l.clone()), &mut args);
@@ -176,10 +189,12 @@ impl Conditions {
             let a = arg(Value::Integer(m), &mut args);
             w.push(format!("c.paid_total >= {a}"));
         }
+        // The orders' subqueries read only `orders_status_customer` and
+        // `orders_warranty_end` (migration 0028), named for the same reason as `Plan`.
         if let Some(open) = self.has_open_order {
             w.push(format!(
-                "c.id {}IN (SELECT o.customer_id FROM orders o JOIN statuses s ON s.id = o.status_id
-                           WHERE s.grp <> 'closed')",
+                "c.id {}IN (SELECT o.customer_id FROM orders o INDEXED BY orders_status_customer
+                           WHERE o.status_id IN (SELECT s.id FROM statuses s WHERE s.grp <> 'closed'))",
                 if open { "" } else { "NOT " }
             ));
             list |= open;
@@ -187,8 +202,9 @@ impl Conditions {
         if let Some(t) = self.ready_since_before {
             let a = arg(Value::Integer(t), &mut args);
             w.push(format!(
-                "c.id IN (SELECT o.customer_id FROM orders o JOIN statuses s ON s.id = o.status_id
-                          WHERE s.grp = 'ready' AND o.status_since <= {a})"
+                "c.id IN (SELECT o.customer_id FROM orders o INDEXED BY orders_status_customer
+                          WHERE o.status_id IN (SELECT s.id FROM statuses s WHERE s.grp = 'ready')
+                          AND o.status_since <= {a})"
             ));
             list = true;
         }
@@ -196,12 +212,12 @@ impl Conditions {
             let from = arg(Value::Integer(from), &mut args);
             let to = arg(Value::Integer(to), &mut args);
             w.push(format!(
-                "c.id IN (SELECT o.customer_id FROM orders o WHERE o.closed_at IS NOT NULL
-                          AND o.warranty_days > 0
-                          AND o.closed_at + o.warranty_days * 86400 BETWEEN {from} AND {to})"
+                "c.id IN (SELECT o.customer_id FROM orders o INDEXED BY orders_warranty_end
+                          WHERE {WARRANTY_OPEN} AND {WARRANTY_END} BETWEEN {from} AND {to})"
             ));
             list = true;
         }
+        let attrs = self.kind.is_some() || self.opted_in.is_some();
         let plan = if list {
             Plan::Ids
         } else if self.visited_since.is_some() || self.not_visited_since.is_some() {
@@ -210,8 +226,13 @@ impl Conditions {
             Plan::Index("customers_seg_paid")
         } else if self.branch_id.is_some() {
             Plan::Index("customers_seg_branch")
-        } else {
+        } else if self.language.is_some() {
+            Plan::Index("customers_seg_lang")
+        } else if attrs || self.has_open_order.is_some() {
             Plan::Index("customers_seg_attrs")
+        } else {
+            // Nothing but live (and unarchived): the narrowest index.
+            Plan::Index("customers_live")
         };
         Where {
             sql: w.join(" AND "),
@@ -221,22 +242,47 @@ impl Conditions {
     }
 }
 
-/// The FROM of a count: by the plan's index, or left to SQLite (a list of ids).
-fn count_sql(w: &Where) -> String {
-    match w.plan {
-        Plan::Ids => format!("SELECT count(*) FROM customers c WHERE {}", w.sql),
-        Plan::Index(ix) => format!(
-            "SELECT count(*) FROM customers c INDEXED BY {ix} WHERE {}",
-            w.sql
-        ),
+/// A count by the plan's index (or, for a list of ids, `customers_seg_id`).
+fn count_by(w: &Where) -> String {
+    let ix = match w.plan {
+        Plan::Ids => "customers_seg_id",
+        Plan::Index(ix) => ix,
+    };
+    format!(
+        "SELECT count(*) FROM customers c INDEXED BY {ix} WHERE {}",
+        w.sql
+    )
+}
+
+/// The SQL of a count and its arguments. "No open order" is counted as the rest less the
+/// ones with an open order (two small reads instead of a million probes of a list), in
+/// one statement, so both sides see the same moment.
+fn count_sql(q: &Conditions) -> (String, Vec<Value>) {
+    if q.has_open_order == Some(false) {
+        let rest = Conditions {
+            has_open_order: None,
+            ..q.clone()
+        }
+        .to_where();
+        let open = Conditions {
+            has_open_order: Some(true),
+            ..q.clone()
+        }
+        .to_where();
+        // The open-order condition takes no argument: both sides number theirs alike.
+        debug_assert_eq!(rest.args, open.args);
+        let sql = format!("SELECT ({}) - ({})", count_by(&rest), count_by(&open));
+        return (sql, rest.args);
     }
+    let w = q.to_where();
+    (count_by(&w), w.args)
 }
 
 /// How many customers meet the conditions now.
 pub fn count(c: &Connection, q: &Conditions) -> DbResult<i64> {
-    let w = q.to_where();
-    Ok(c.prepare_cached(&count_sql(&w))?
-        .query_row(params_from_iter(w.args.iter()), |r| r.get(0))?)
+    let (sql, args) = count_sql(q);
+    Ok(c.prepare_cached(&sql)?
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))?)
 }
 
 /// Member ids, newest customers first.
@@ -257,10 +303,34 @@ pub fn ids(c: &Connection, q: &Conditions, limit: i64, offset: i64) -> DbResult<
 
 /// The query plan of a count (tests: every plan reads what it should, stats or not).
 pub fn count_plan(c: &Connection, q: &Conditions) -> DbResult<Vec<String>> {
-    let w = q.to_where();
-    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {}", count_sql(&w)))?;
-    let rows = st.query_map(params_from_iter(w.args.iter()), |r| r.get(3))?;
+    let (sql, args) = count_sql(q);
+    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let rows = st.query_map(params_from_iter(args.iter()), |r| r.get(3))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Drops the triggers that keep the customer facts (migration 0024) and returns their
+/// SQL: `crm-bench outbound` measures order writes without them, on a copy it throws away.
+pub fn drop_fact_triggers(c: &Connection) -> DbResult<Vec<String>> {
+    let found: Vec<(String, String)> = c
+        .prepare(
+            "SELECT name, sql FROM sqlite_master
+             WHERE type = 'trigger' AND name LIKE 'orders_customer_stats_%' ORDER BY name",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (name, _) in &found {
+        c.execute_batch(&format!("DROP TRIGGER {name}"))?;
+    }
+    Ok(found.into_iter().map(|(_, sql)| sql).collect())
+}
+
+/// Puts back what [`drop_fact_triggers`] took.
+pub fn restore_fact_triggers(c: &Connection, sql: &[String]) -> DbResult<()> {
+    for s in sql {
+        c.execute_batch(s)?;
+    }
+    Ok(())
 }
 
 /// Writes a customer's tags (the `tags` text, comma separated) into `customer_tags`.
@@ -330,6 +400,16 @@ mod tests {
         }
     }
 
+    /// A customer's fields with a kind, language and opt-in drawn from `n`.
+    fn fields_n(tags: &str, n: usize) -> CustomerFields<'_> {
+        CustomerFields {
+            language: [None, Some("ru"), Some("uz"), Some("en")][n % 4],
+            kind: ["person", "company"][n / 4 % 2],
+            marketing_opt_in: n / 8 % 2 == 1,
+            ..fields(tags)
+        }
+    }
+
     fn order(c: &Connection, customer: i64, branch: i64, now: i64) -> i64 {
         let number = format!("T-{now}-{customer}");
         orders::insert(
@@ -369,7 +449,7 @@ mod tests {
         db.read_blocking(|c| {
             let q = Conditions::default;
             let cases = [
-                (q(), "customers_seg_attrs"),
+                (q(), "customers_live"),
                 (
                     Conditions {
                         opted_in: Some(true),
@@ -379,11 +459,25 @@ mod tests {
                 ),
                 (
                     Conditions {
+                        kind: Some("company".into()),
+                        ..q()
+                    },
+                    "customers_seg_attrs",
+                ),
+                (
+                    Conditions {
+                        language: Some("ru".into()),
+                        ..q()
+                    },
+                    "customers_seg_lang",
+                ),
+                (
+                    Conditions {
                         kind: Some("person".into()),
                         language: Some("ru".into()),
                         ..q()
                     },
-                    "customers_seg_attrs",
+                    "customers_seg_lang",
                 ),
                 (
                     Conditions {
@@ -437,10 +531,42 @@ mod tests {
             for (cond, index) in cases {
                 let plan = count_plan(c, &cond)?.join(" | ");
                 assert!(
-                    plan.contains(&format!("INDEX {index}")) && !plan.contains("SCAN c |"),
+                    plan.contains(&format!("INDEX {index}")) && !plan.contains("SCAN c"),
                     "{cond:?}: {plan}"
                 );
             }
+            // An attribute of the index after its first column is a range too (opt-in,
+            // kind, language: SEARCH, not SCAN), and "no open order" is two counts.
+            for cond in [
+                Conditions {
+                    kind: Some("company".into()),
+                    ..q()
+                },
+                Conditions {
+                    language: Some("en".into()),
+                    opted_in: Some(false),
+                    ..q()
+                },
+            ] {
+                let plan = count_plan(c, &cond)?.join(" | ");
+                assert!(plan.starts_with("SEARCH c USING INDEX"), "{cond:?}: {plan}");
+            }
+            let plan = count_plan(
+                c,
+                &Conditions {
+                    has_open_order: Some(false),
+                    opted_in: Some(true),
+                    ..q()
+                },
+            )?
+            .join(" | ");
+            assert!(
+                plan.contains("INDEX customers_seg_attrs")
+                    && plan.contains("INDEX customers_seg_id")
+                    && !plan.contains("SCAN c")
+                    && !plan.contains("SCAN o"),
+                "{plan}"
+            );
             for cond in [
                 Conditions {
                     tags: vec!["VIP".into(), "optom".into()],
@@ -460,8 +586,25 @@ mod tests {
                     ..q()
                 },
             ] {
+                // Each listed id probes the narrow index; the list comes from an index
+                // that holds it (no SCAN of orders or customers). ("USING INDEX", not
+                // "COVERING": the seek to the row is deferred, and never taken, since the
+                // only column not in the index is the partial index's `WHERE`.)
                 let plan = count_plan(c, &cond)?.join(" | ");
-                assert!(plan.contains("LIST SUBQUERY"), "{cond:?}: {plan}");
+                assert!(
+                    plan.contains("LIST SUBQUERY")
+                        && plan.contains("SEARCH c USING INDEX customers_seg_id (id=?")
+                        && [
+                            "PRIMARY KEY (tag=?)",
+                            "orders_status_customer",
+                            "orders_warranty_end"
+                        ]
+                        .iter()
+                        .any(|ix| plan.contains(ix))
+                        && !plan.contains("SCAN c")
+                        && !plan.contains("SCAN o"),
+                    "{cond:?}: {plan}"
+                );
             }
             Ok(())
         })
@@ -494,12 +637,39 @@ mod tests {
             let mut rng = rand::rngs::StdRng::seed_from_u64(18);
             let tag_sets = ["", "VIP", "vip,optom", "Optom,Дўкон", "a,b,c"];
             let mut people: Vec<i64> = (0..30)
-                .map(|i| customers::insert(c, &fields(tag_sets[i % 5]), &[], 1).unwrap())
+                .map(|i| customers::insert(c, &fields_n(tag_sets[i % 5], i), &[], 1).unwrap())
                 .collect();
             let mut orders_made: Vec<i64> = Vec::new();
-            for step in 0..600 {
+            for step in 0..800 {
                 let now = 1_000 + step;
-                match rng.gen_range(0..9) {
+                match rng.gen_range(0..12) {
+                    // A status change (open, ready, closed), a closing with a warranty, an
+                    // archived or restored customer: what the counts by index ask.
+                    9 if !orders_made.is_empty() => {
+                        let o = orders_made[rng.gen_range(0..orders_made.len())];
+                        c.execute(
+                            "UPDATE orders SET status_id = ?2, status_since = ?3 WHERE id = ?1",
+                            params![o, rng.gen_range(1..=8), now - rng.gen_range(0..400)],
+                        )?;
+                    }
+                    10 if !orders_made.is_empty() => {
+                        let o = orders_made[rng.gen_range(0..orders_made.len())];
+                        c.execute(
+                            "UPDATE orders SET closed_at = ?2, warranty_days = ?3 WHERE id = ?1",
+                            params![
+                                o,
+                                rng.gen_bool(0.8).then(|| now - rng.gen_range(0..20) * 86_400),
+                                [0, 1, 7, 30][rng.gen_range(0..4)]
+                            ],
+                        )?;
+                    }
+                    11 => {
+                        let who = people[rng.gen_range(0..people.len())];
+                        c.execute(
+                            "UPDATE customers SET archived_at = ?2 WHERE id = ?1",
+                            params![who, rng.gen_bool(0.5).then_some(now)],
+                        )?;
+                    }
                     0..=2 => {
                         let who = people[rng.gen_range(0..people.len())];
                         let b = if rng.gen_bool(0.2) { b2 } else { 1 };
@@ -546,7 +716,8 @@ mod tests {
                         let v: i64 =
                             c.query_row("SELECT version FROM customers WHERE id = ?1", [who], |r| r.get(0))?;
                         let tags = tag_sets[rng.gen_range(0..tag_sets.len())];
-                        assert!(customers::update(c, who, v, &fields(tags), &[], now)?);
+                        let f = fields_n(tags, rng.gen_range(0..16));
+                        assert!(customers::update(c, who, v, &f, &[], now)?);
                     }
                 }
                 if step % 50 == 0 {
@@ -590,6 +761,63 @@ mod tests {
                 count(c, &Conditions { tags: vec!["VIP".into(), "Дўкон".into()], ..q() })?,
                 by_orders("((',' || c.tags || ',') LIKE '%,vip,%' OR (',' || c.tags || ',') LIKE '%,Дўкон,%')")
             );
+            // The plans of migration 0028 (a narrow index per way in, the orders' indexes,
+            // "no open order" as a difference) count what a plain reading counts.
+            let open = "c.id IN (SELECT o.customer_id FROM orders o JOIN statuses s ON s.id = o.status_id
+                                 WHERE s.grp <> 'closed')";
+            let cases: Vec<(Conditions, String)> = vec![
+                (q(), "1".into()),
+                (Conditions { has_open_order: Some(true), ..q() }, open.into()),
+                (Conditions { has_open_order: Some(false), ..q() }, format!("NOT {open}")),
+                (
+                    Conditions { has_open_order: Some(false), opted_in: Some(true), kind: Some("person".into()), ..q() },
+                    format!("NOT {open} AND c.marketing_opt_in = 1 AND c.kind = 'person'"),
+                ),
+                (
+                    Conditions { has_open_order: Some(false), tags: vec!["vip".into()], ..q() },
+                    format!("NOT {open} AND (',' || c.tags || ',') LIKE '%,vip,%'"),
+                ),
+                (
+                    Conditions { ready_since_before: Some(1_500), ..q() },
+                    "c.id IN (SELECT o.customer_id FROM orders o JOIN statuses s ON s.id = o.status_id
+                              WHERE s.grp = 'ready' AND o.status_since <= 1500)".into(),
+                ),
+                (
+                    Conditions { warranty_ends_within: Some((1_000, 1_000 + 20 * 86_400)), ..q() },
+                    "c.id IN (SELECT customer_id FROM orders WHERE closed_at IS NOT NULL AND warranty_days > 0
+                              AND closed_at + warranty_days * 86400 BETWEEN 1000 AND 1729000)".into(),
+                ),
+                (Conditions { kind: Some("company".into()), ..q() }, "c.kind = 'company'".into()),
+                (Conditions { language: Some("ru".into()), ..q() }, "c.language = 'ru'".into()),
+                (
+                    Conditions { language: Some("en".into()), kind: Some("person".into()), ..q() },
+                    "c.language = 'en' AND c.kind = 'person'".into(),
+                ),
+                (Conditions { opted_in: Some(false), ..q() }, "c.marketing_opt_in = 0".into()),
+                (
+                    Conditions { has_open_order: Some(true), branch_id: Some(b2), opted_in: Some(true), ..q() },
+                    format!("{open} AND c.marketing_opt_in = 1
+                             AND c.id IN (SELECT customer_id FROM orders WHERE branch_id = {b2})"),
+                ),
+            ];
+            let mut zero = Vec::new();
+            for (cond, sql) in &cases {
+                let want = by_orders(sql);
+                assert_eq!(count(c, cond)?, want, "{cond:?}");
+                if want == 0 {
+                    zero.push(cond.clone());
+                }
+                // The archived customers too: the same over every live customer.
+                let all = Conditions { include_archived: true, ..cond.clone() };
+                let want: i64 = c.query_row(
+                    &format!("SELECT count(*) FROM customers c WHERE c.merged_into IS NULL AND {sql}"),
+                    [],
+                    |r| r.get(0),
+                )?;
+                assert_eq!(count(c, &all)?, want, "{all:?}");
+            }
+            // The draw reached every kind of case (a count of 0 everywhere proves little).
+            assert!(zero.len() <= cases.len() / 2, "{zero:?}");
             Ok(())
         })
         .unwrap();

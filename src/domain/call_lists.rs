@@ -293,17 +293,8 @@ impl ListSettings {
 
 /// Who to call for a source, as of the change's time.
 fn source_rows(tx: &Tx, n: &NewList) -> DomainResult<Vec<SourceRow>> {
-    use crate::db::SqlValue as V;
+    use q::OrderSource;
     let now = tx.now();
-    let branch = |cond: String, mut args: Vec<V>| -> (String, Vec<V>) {
-        match n.branch_id {
-            Some(b) => {
-                args.push(V::Integer(b));
-                (format!("{cond} AND o.branch_id = ?{}", args.len()), args)
-            }
-            None => (cond, args),
-        }
-    };
     let days = |default: i64| -> DomainResult<i64> {
         range(n.source_ref.unwrap_or(default), "call_lists.days", 0, 3650)
     };
@@ -329,29 +320,17 @@ fn source_rows(tx: &Tx, n: &NewList) -> DomainResult<Vec<SourceRow>> {
             q::from_import(tx, id)?
         }
         "missed" => q::from_missed(tx, n.branch_id)?,
-        "ready" => {
-            let (c, a) = branch(
-                "s.grp = 'ready' AND o.status_since <= ?1".into(),
-                vec![V::Integer(now - days(0)? * DAY)],
-            );
-            q::from_orders(tx, &c, &a)?
-        }
-        "overdue" => {
-            let (c, a) = branch(
-                "s.grp <> 'closed' AND o.promised_at IS NOT NULL AND o.promised_at < ?1".into(),
-                vec![V::Integer(now)],
-            );
-            q::from_orders(tx, &c, &a)?
-        }
-        "warranty" => {
-            let (c, a) = branch(
-                "o.closed_at IS NOT NULL AND o.warranty_days > 0
-                 AND o.closed_at + o.warranty_days * 86400 BETWEEN ?1 AND ?2"
-                    .into(),
-                vec![V::Integer(now), V::Integer(now + days(30)? * DAY)],
-            );
-            q::from_orders(tx, &c, &a)?
-        }
+        "ready" => q::from_orders(
+            tx,
+            OrderSource::ReadySince(now - days(0)? * DAY),
+            n.branch_id,
+        )?,
+        "overdue" => q::from_orders(tx, OrderSource::OverdueAt(now), n.branch_id)?,
+        "warranty" => q::from_orders(
+            tx,
+            OrderSource::WarrantyEnds(now, now + days(30)? * DAY),
+            n.branch_id,
+        )?,
         other => {
             return Err(DomainError::invalid(
                 Msg::new("err.call_list.source").with("value", other),

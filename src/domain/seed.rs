@@ -144,6 +144,7 @@ pub async fn seed(db: &Db, customers: usize, orders: usize, seed: u64) -> Domain
             now: now(),
             masters,
             made: 0,
+            orders_made: 0,
         };
         let mut ids: Vec<i64> = Vec::with_capacity(customers);
         let mut made = 0;
@@ -181,6 +182,8 @@ struct Generator {
     /// Customers made so far: their tags, language, kind and opt-in follow from it (not
     /// from the random stream, which stays the data it was before these existed).
     made: u64,
+    /// Orders made so far: their warranty follows from it, as the customers' tags do.
+    orders_made: u64,
 }
 
 impl Generator {
@@ -248,6 +251,13 @@ impl Generator {
         let total = if status >= 5 { estimate } else { 0 };
         let closed =
             matches!(status, 7 | 8).then(|| (created + rng.gen_range(1..10) * 86_400).min(now));
+        // Of the closed orders, one in three has a 30-day warranty and one in three 90 days.
+        self.orders_made += 1;
+        let warranty_days = if closed.is_some() {
+            [0, 30, 90][(self.orders_made % 3) as usize]
+        } else {
+            0
+        };
         SeedOrder {
             customer_id: customers
                 .get(rng.gen_range(0..customers.len().max(1)))
@@ -269,6 +279,7 @@ impl Generator {
             paid: if status == 7 { total } else { 0 },
             created_at: created,
             closed_at: closed,
+            warranty_days,
         }
     }
 }

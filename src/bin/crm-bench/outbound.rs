@@ -13,13 +13,20 @@
 //!   one unit of work, then read its card and script) with K operators working at once,
 //!   each taking P items and recording an outcome for each;
 //! - `reference_write_p50_ms` / `_p99_ms`: the same-run reference, a bare unit of work
-//!   (one activity row) at the same concurrency: what a durable commit costs here.
+//!   (one activity row) at the same concurrency: what a durable commit costs here;
+//! - `order_create_per_s_{with,without}_facts` and `order_insert_us_{with,without}_facts`:
+//!   order writes on the big shop with and without the triggers that keep the customer
+//!   facts (`--write-rounds W` rounds of each, alternating, median; default 3): orders
+//!   per second through `Orders::create` (8 clients, each order a durable unit of work,
+//!   `--write-orders O` per round, default 400), and the microseconds of one bare
+//!   `INSERT` among 2 000 in one transaction (what the triggers add, without the fsync).
 
 use std::time::{Duration, Instant};
 
 use crm::db::{Db, DbOptions};
 use crm::domain::call_lists::{AgentInput, CallLists, ListSettings, NewList, OutcomeInput};
 use crm::domain::clock::Clock;
+use crm::domain::orders::{NewOrder, Orders};
 use crm::domain::segments::{SegmentFilter, Segments};
 use crm::domain::telephony::Telephony;
 use crm::domain::work::Store;
@@ -63,6 +70,27 @@ fn filters() -> Vec<(&'static str, SegmentFilter)> {
             },
         ),
         (
+            "kind",
+            SegmentFilter {
+                kind: Some("company".into()),
+                ..f()
+            },
+        ),
+        (
+            "language",
+            SegmentFilter {
+                language: Some("en".into()),
+                ..f()
+            },
+        ),
+        (
+            "not_opted_in",
+            SegmentFilter {
+                opted_in: Some(false),
+                ..f()
+            },
+        ),
+        (
             "branch",
             SegmentFilter {
                 branch_id: Some(1),
@@ -73,6 +101,13 @@ fn filters() -> Vec<(&'static str, SegmentFilter)> {
             "has_open_order",
             SegmentFilter {
                 has_open_order: Some(true),
+                ..f()
+            },
+        ),
+        (
+            "no_open_order",
+            SegmentFilter {
+                has_open_order: Some(false),
                 ..f()
             },
         ),
@@ -148,6 +183,21 @@ fn filters() -> Vec<(&'static str, SegmentFilter)> {
             },
         ),
         (
+            "warranty_30_days+opted_in",
+            SegmentFilter {
+                warranty_ending_days: Some(30),
+                opted_in: Some(true),
+                ..f()
+            },
+        ),
+        (
+            "all+archived",
+            SegmentFilter {
+                include_archived: true,
+                ..f()
+            },
+        ),
+        (
             "open_order+branch+opted_in",
             SegmentFilter {
                 has_open_order: Some(true),
@@ -199,6 +249,107 @@ async fn users(db: &Db, n: usize) -> anyhow::Result<(Actor, Vec<Actor>)> {
     ))
 }
 
+/// Order writes with the customer-fact triggers and without them, alternating rounds on
+/// one database (so both see the same data, cache and box load).
+async fn order_writes(
+    db: &Db,
+    store: &Store,
+    customers: usize,
+    rounds: usize,
+    per_round: usize,
+) -> anyhow::Result<()> {
+    const CLIENTS: usize = 8;
+    const RAW: usize = 2_000;
+    let (admin, _) = users(db, 0).await?;
+    let orders = Orders::new(store.clone());
+    // [with, without]: orders per second, microseconds per bare insert.
+    let mut per_s: [Vec<f64>; 2] = Default::default();
+    let mut raw_us: [Vec<f64>; 2] = Default::default();
+    for round in 0..rounds * 2 {
+        let off = round % 2;
+        let saved = if off == 1 {
+            db.write(crm::db::segments::drop_fact_triggers).await?
+        } else {
+            Vec::new()
+        };
+        // Customers spread over the whole shop (a stride prime to any shop size here).
+        let pick = move |k: usize| 1 + ((round * per_round + k) * 7_919 % customers) as i64;
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for client in 0..CLIENTS {
+            let (orders, admin) = (orders.clone(), admin.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per_round / CLIENTS {
+                    let n = NewOrder {
+                        customer_id: Some(pick(client * per_round + i)),
+                        device_category: "phone".into(),
+                        complaint: "Bench".into(),
+                        prepayment: 10_000,
+                        ..Default::default()
+                    };
+                    orders.create(&admin, n).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        per_s[off].push((per_round / CLIENTS * CLIENTS) as f64 / t.elapsed().as_secs_f64());
+        let took = db
+            .write(move |c| {
+                let now = crm::db::now();
+                let t = Instant::now();
+                for i in 0..RAW {
+                    let number = format!("BENCH-{round}-{i}");
+                    crm::db::orders::insert(
+                        c,
+                        &crm::db::orders::NewOrderRow {
+                            number: &number,
+                            branch_id: 1,
+                            customer_id: pick(1_000_000 + i),
+                            status_id: 1,
+                            master_id: None,
+                            device_category: "phone",
+                            brand: "",
+                            model: "",
+                            serial: "",
+                            complaint: "Bench",
+                            condition: "",
+                            accessories: "",
+                            urgent: false,
+                            promised_at: None,
+                            estimate: 0,
+                            warranty_days: 0,
+                            created_by: None,
+                        },
+                        now,
+                    )?;
+                }
+                Ok(t.elapsed())
+            })
+            .await?;
+        raw_us[off].push(took.as_secs_f64() * 1e6 / RAW as f64);
+        if off == 1 {
+            db.write(move |c| crm::db::segments::restore_fact_triggers(c, &saved))
+                .await?;
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (i, name) in ["with", "without"].iter().enumerate() {
+        println!(
+            "order_create_per_s_{name}_facts={:.0} order_insert_us_{name}_facts={:.1} rounds={}",
+            med(&mut per_s[i]),
+            med(&mut raw_us[i]),
+            per_s[i].len()
+        );
+    }
+    Ok(())
+}
+
 fn p(v: &mut [Duration]) -> (Duration, Duration) {
     v.sort();
     (percentile(v, 50.0), percentile(v, 99.0))
@@ -211,6 +362,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let operators = arg(args, "--operators").unwrap_or(20);
     let per_op = arg(args, "--per-operator").unwrap_or(100);
     let rounds = arg(args, "--rounds").unwrap_or(50);
+    let write_rounds = arg(args, "--write-rounds").unwrap_or(3);
+    let write_orders = arg(args, "--write-orders").unwrap_or(400);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -241,6 +394,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 ms(p99),
                 ms(max)
             );
+        }
+        // After the counts: without the triggers the facts drift.
+        if customers > 0 && write_rounds > 0 {
+            order_writes(&db, &store, customers, write_rounds, write_orders).await?;
         }
         drop(segs);
         drop(store);
