@@ -18,6 +18,7 @@ mod parser_props;
 pub mod ratelimit;
 pub mod redirect;
 pub mod routes;
+mod sipws;
 mod text_input;
 mod ws;
 
