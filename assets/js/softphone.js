@@ -62,7 +62,13 @@
     s.on("accepted", function () { ringStop(); say(d.tInCall); buttons(); });
     s.on("confirmed", function () { say(d.tInCall); buttons(); });
     ["muted", "unmuted", "hold", "unhold"].forEach(function (ev) { s.on(ev, buttons); });
-    var done = function () { ringStop(); if (session === s) session = null; say(d.tEnded); buttons(); };
+    var done = function (e) {
+      ringStop();
+      if (session === s) session = null;
+      // JsSIP's cause (Busy, Rejected, User Denied Media Access...) after the words.
+      say(d.tEnded + (e && e.cause && e.cause !== "Terminated" && e.cause !== "BYE" ? " (" + e.cause + ")" : ""));
+      buttons();
+    };
     s.on("ended", done);
     s.on("failed", done);
     buttons();

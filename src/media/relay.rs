@@ -447,7 +447,7 @@ impl Relay {
         let plain = if from_browser {
             let leg = self.webrtc_leg(&mut c.streams[0], other);
             let mut leg = leg.lock().unwrap_or_else(|e| e.into_inner());
-            leg.from_browser(body, host, port)?
+            leg.body_from_browser(body, host, port)?
         } else {
             // A phone's body: where it wants its RTP, as on the plain path.
             let st = &c.streams[0];
@@ -481,7 +481,7 @@ impl Relay {
         }
         let leg = self.webrtc_leg(&mut c.streams[0], end);
         let mut leg = leg.lock().unwrap_or_else(|e| e.into_inner());
-        leg.to_browser(&plain, SocketAddr::new(host, port))
+        leg.body_to_browser(&plain, SocketAddr::new(host, port))
     }
 
     /// The WebRTC leg of `end` of a stream, made (with its timer task) the first time.

@@ -5,8 +5,8 @@
 //! unchanged: the leg only decrypts, encrypts and renumbers nothing.
 //!
 //! Signalling passes through in two steps (see `relay::Relay::rewrite`): a WebRTC body
-//! from the browser becomes a plain body for the other party ([`Leg::from_browser`]); a
-//! plain body for the browser becomes a WebRTC one ([`Leg::to_browser`]). An offer from
+//! from the browser becomes a plain body for the other party ([`Leg::body_from_browser`]); a
+//! plain body for the browser becomes a WebRTC one ([`Leg::body_to_browser`]). An offer from
 //! the browser is kept until the other party answers, then `str0m` answers it with just
 //! the codecs that party chose; an offer from the other party becomes `str0m`'s own offer
 //! to the browser.
@@ -132,6 +132,10 @@ pub(super) struct Leg {
     version: u64,
     /// The extended sequence number of the last packet to the browser.
     seq: Option<u64>,
+    /// The last body through each way and what it became: a retransmission (the proxy
+    /// resends over UDP, a 2xx comes again) gets the same answer, not a new negotiation.
+    memo_from: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    memo_to: Option<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Leg {
@@ -145,12 +149,30 @@ impl Leg {
             last: None,
             version: 0,
             seq: None,
+            memo_from: None,
+            memo_to: None,
         }
     }
 
     /// A WebRTC body from the browser, as the plain body the other party gets (the box
     /// at `host:port`). None: it shares no G.711 with the phones, or it is no SDP.
-    pub(super) fn from_browser(&mut self, body: &[u8], host: IpAddr, port: u16) -> Option<Vec<u8>> {
+    pub(super) fn body_from_browser(
+        &mut self,
+        body: &[u8],
+        host: IpAddr,
+        port: u16,
+    ) -> Option<Vec<u8>> {
+        if let Some((b, out)) = &self.memo_from {
+            if b == body {
+                return out.clone();
+            }
+        }
+        let out = self.body_from_browser_new(body, host, port);
+        self.memo_from = Some((body.to_vec(), out.clone()));
+        out
+    }
+
+    fn body_from_browser_new(&mut self, body: &[u8], host: IpAddr, port: u16) -> Option<Vec<u8>> {
         let text = std::str::from_utf8(body).ok()?;
         match self.pending.take() {
             Some(pending) => {
@@ -175,7 +197,18 @@ impl Leg {
     /// A plain body from the other party, as the WebRTC body for the browser: `str0m`'s
     /// answer to the browser's waiting offer, else its own offer. `local`: the box's
     /// candidate. None: no G.711 in common.
-    pub(super) fn to_browser(&mut self, body: &[u8], local: SocketAddr) -> Option<Vec<u8>> {
+    pub(super) fn body_to_browser(&mut self, body: &[u8], local: SocketAddr) -> Option<Vec<u8>> {
+        if let Some((b, out)) = &self.memo_to {
+            if b == body {
+                return out.clone();
+            }
+        }
+        let out = self.body_to_browser_new(body, local);
+        self.memo_to = Some((body.to_vec(), out.clone()));
+        out
+    }
+
+    fn body_to_browser_new(&mut self, body: &[u8], local: SocketAddr) -> Option<Vec<u8>> {
         let text = std::str::from_utf8(body).ok()?;
         let (fmts, dir) = formats(text);
         if !fmts.iter().any(|f| !matches!(f, Fmt::Tele(_))) {
@@ -188,19 +221,22 @@ impl Leg {
                 .set_rtp_mode(true)
                 .clear_codecs();
             for f in &fmts {
-                let (codec, params) = match f {
-                    Fmt::Pcmu(_) => (Codec::PCMU, FormatParams::default()),
-                    Fmt::Pcma(_) => (Codec::PCMA, FormatParams::default()),
-                    Fmt::Tele(_) => (Codec::Tele, FormatParams::parse_line("0-16")),
+                // G.711 as str0m knows it (static payload types, as browsers offer them).
+                cfg = match f {
+                    Fmt::Pcmu(_) => cfg.enable_pcmu(true, false),
+                    Fmt::Pcma(_) => cfg.enable_pcma(true, false),
+                    Fmt::Tele(pt) => {
+                        cfg.codec_config().add_config(
+                            Pt::new_with_value(*pt),
+                            None,
+                            Codec::Tele,
+                            Frequency::EIGHT_KHZ,
+                            None,
+                            FormatParams::parse_line("0-16"),
+                        );
+                        cfg
+                    }
                 };
-                cfg.codec_config().add_config(
-                    Pt::new_with_value(f.pt()),
-                    None,
-                    codec,
-                    Frequency::EIGHT_KHZ,
-                    Some(1),
-                    params,
-                );
             }
             let mut rtc = cfg.build(now);
             let cand = Candidate::host(local, "udp").ok()?;
@@ -420,7 +456,7 @@ mod tests {
         let opus_only = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
         let mut leg = Leg::new();
         assert!(leg
-            .to_browser(opus_only.as_bytes(), "127.0.0.1:10000".parse().unwrap())
+            .body_to_browser(opus_only.as_bytes(), "127.0.0.1:10000".parse().unwrap())
             .is_none());
     }
 

@@ -770,13 +770,16 @@ impl Engine {
             let mut v = String::with_capacity(h.value.len() + 40);
             let mut rebuilt = String::new();
             for (i, part) in top.split(';').enumerate() {
+                let k = part.split('=').next().unwrap_or("").trim();
+                if k.eq_ignore_ascii_case("received") {
+                    continue;
+                }
                 if i > 0 {
                     rebuilt.push(';');
                 }
-                let k = part.split('=').next().unwrap_or("").trim();
                 if k.eq_ignore_ascii_case("rport") {
                     rebuilt.push_str(&format!("rport={}", from.addr.port()));
-                } else if !k.eq_ignore_ascii_case("received") {
+                } else {
                     rebuilt.push_str(part);
                 }
             }

@@ -4,13 +4,19 @@
 //! headless Chromium with fake media devices and the page's softphone calling a SIPp
 //! phone and answering one, with RTP arriving at SIPp from the box.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crm::model::Role;
+use fantoccini::Locator;
 use futures_util::{SinkExt, StreamExt};
+use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::browser::Browser;
 use crate::live::{login_cookie, Ws};
 use crate::sipp::*;
 use crate::support::*;
@@ -123,7 +129,7 @@ async fn softphone_ws_registers_by_session_only_as_ones_own_extension() {
     let app = app().await;
     let domain = app.running().sip.as_ref().unwrap().control().domain();
 
-    let (code, _) = open(&app, None, Some("sip")).await.err().expect("refused");
+    let (code, _) = open(&app, None, Some("sip")).await.expect_err("refused");
     assert!(
         code == 401 || code == 303 || code == 302,
         "no session: {code}"
@@ -131,15 +137,14 @@ async fn softphone_ws_registers_by_session_only_as_ones_own_extension() {
     let nophone = login_cookie(&app, "nophone", "nophone-pass-1").await;
     let (code, body) = open(&app, Some(&nophone), Some("sip"))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(code, 403);
     assert!(
         body.contains("no extension is linked to your account"),
         "{body}"
     );
     let oper = login_cookie(&app, "oper", "oper-pass-1").await;
-    let (code, _) = open(&app, Some(&oper), None).await.err().expect("refused");
+    let (code, _) = open(&app, Some(&oper), None).await.expect_err("refused");
     assert_eq!(code, 400, "no sip subprotocol");
 
     let mut ws = open(&app, Some(&oper), Some("sip")).await.expect("opens");
@@ -149,6 +154,7 @@ async fn softphone_ws_registers_by_session_only_as_ones_own_extension() {
     let r = next_sip(&mut ws).await.expect("an answer");
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     assert!(r.contains("k7b2@df7jal23ls0d.invalid"), "{r}");
+    assert!(!r.contains(";;"), "a Via browsers parse: {r}");
     assert_eq!(ws_registrations(&app, "1501"), 1);
     // Not as another extension.
     ws.send(Message::text(register("1000", &domain, 1, 600)))
@@ -200,4 +206,190 @@ async fn softphone_ws_registers_by_session_only_as_ones_own_extension() {
         .is_some(),
         "the registration dies with its socket"
     );
+}
+
+/// RTP packets from the box on `sock` within `within`: how many, and where from.
+async fn hear(sock: &UdpSocket, n: usize, within: Duration) -> (usize, Option<SocketAddr>) {
+    let mut buf = [0u8; 2048];
+    let (mut got, mut from) = (0, None);
+    let deadline = tokio::time::Instant::now() + within;
+    while got < n {
+        match tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
+            Ok(Ok((len, src))) if len >= 12 && buf[0] >> 6 == 2 && buf[1] & 0x7f != 101 => {
+                got += 1;
+                from = Some(src);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    (got, from)
+}
+
+/// Plays the desk phone's side of the audio: PCMU every 20 ms to `to` until `stop`.
+fn talk(sock: Arc<UdpSocket>, to: SocketAddr, stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut seq = 0u16;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let mut p = vec![0x80, 0x00];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
+            p.extend_from_slice(&0x3333_3333u32.to_be_bytes());
+            p.extend(std::iter::repeat_n(0x55u8, 160));
+            let _ = sock.send_to(&p, to).await;
+            seq = seq.wrapping_add(1);
+        }
+    });
+}
+
+/// Audio packets the browser's call received so far (its WebRTC statistics).
+async fn browser_heard(b: &Browser) -> u64 {
+    let v = b
+        .client
+        .execute(
+            "return (async () => {
+               const s = document.getElementById('softphone').softphone.current();
+               if (!s || !s.connection) return 0;
+               let n = 0;
+               (await s.connection.getStats()).forEach(r => {
+                 if (r.type === 'inbound-rtp' && r.kind === 'audio') n = r.packetsReceived;
+               });
+               return n;
+             })()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_u64().unwrap_or(0)
+}
+
+/// Headless Chromium with a fake microphone signs in as `oper` (extension 1501): the
+/// header softphone registers over /sip/ws; it calls desk phone 1000 (SIPp), whose
+/// INVITE carries plain RTP pointing at the box, and the browser's audio reaches the
+/// phone as RTP from the box while the phone's reaches the browser (its WebRTC
+/// statistics count it); hang-up from the page ends it. Then the phone calls 1501, the
+/// page rings and is answered from the screen-pop card; audio flows both ways again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_in_chromium_calls_a_phone_and_answers_one_with_audio_both_ways() {
+    let app = app().await;
+    let sip = app.sip_addr();
+    let b = Browser::start_with_media().await;
+    b.sign_in(&app, "oper", "oper-pass-1").await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            (ws_registrations(&app, "1501") == 1).then_some(())
+        })
+        .await
+        .is_some(),
+        "the page's softphone registers"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (b.attr("#sp-state", "data-state").await.as_deref() == Some("ready")).then_some(())
+        })
+        .await
+        .is_some(),
+        "the page says it is ready: {:?} {:?}",
+        b.attr("#sp-state", "data-state").await,
+        b.client.execute("return (async () => { window.logs=[]; JsSIP.debug.enable('JsSIP:*'); JsSIP.debug.log = (...a) => window.logs.push(a.join(' ')); var ua = document.getElementById('softphone').softphone.ua; ua.register(); await new Promise(r => setTimeout(r, 3000)); return window.logs; })()", vec![]).await
+    );
+
+    // 1. The browser calls the desk phone.
+    let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let port = free_port();
+    let phone = sipp_cmd(&[
+        "-sf",
+        &scenario("softphone_phone_uas.xml"),
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+        "-set",
+        "rtp",
+        &rtp_port,
+    ])
+    .spawn()
+    .expect("sipp is installed");
+    register_contact(sip, "1000", port).await;
+    b.client
+        .find(Locator::Css("#softphone > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.fill("#sp-number", "1000").await;
+    b.click("#sp-call").await;
+    let (got, from) = hear(&rtp, 25, Duration::from_secs(20)).await;
+    assert!(
+        got >= 25,
+        "the browser's audio reaches the phone from the box: {got} {:?}",
+        b.client.execute("var s = document.getElementById('softphone').softphone.current(); return s ? [s.status, s.connection && s.connection.iceConnectionState, s.connection && s.connection.connectionState, s.connection && s.connection.remoteDescription && s.connection.remoteDescription.sdp, document.getElementById('sp-status').textContent] : ['none', document.getElementById('sp-status').textContent]", vec![]).await
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    talk(rtp.clone(), from.unwrap(), stop.clone());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (browser_heard(&b).await >= 25).then_some(())
+        })
+        .await
+        .is_some(),
+        "the phone's audio reaches the browser"
+    );
+    stop.store(true, Ordering::Relaxed);
+    b.click("#sp-hangup").await;
+    assert_ok(
+        &wait_sipp(phone).await,
+        1,
+        "the phone answered and got the BYE",
+    );
+
+    // 2. The desk phone calls the browser; answered on the screen-pop card.
+    let inf = app.data_dir().join("caller.csv");
+    std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
+    let rtp2 = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let rtp2_port = rtp2.local_addr().unwrap().port().to_string();
+    let inf = inf.to_str().unwrap().to_string();
+    let call = tokio::spawn(async move {
+        sipp(
+            sip,
+            &[
+                "-sf",
+                &scenario("softphone_phone_call.xml"),
+                "-inf",
+                &inf,
+                "-s",
+                "1501",
+                "-set",
+                "rtp",
+                &rtp2_port,
+                "-d",
+                "12000",
+                "-m",
+                "1",
+            ],
+        )
+        .await
+    });
+    b.click(".call-pop .sp-card-answer").await;
+    let (got, from) = hear(&rtp2, 25, Duration::from_secs(20)).await;
+    assert!(
+        got >= 25,
+        "the answered browser's audio reaches the phone: {got}"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    talk(rtp2.clone(), from.unwrap(), stop.clone());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (browser_heard(&b).await >= 25).then_some(())
+        })
+        .await
+        .is_some(),
+        "the phone's audio reaches the browser that answered"
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert_ok(&call.await.unwrap(), 1, "the phone's call to the softphone");
 }
