@@ -393,3 +393,111 @@ async fn softphone_in_chromium_calls_a_phone_and_answers_one_with_audio_both_way
     stop.store(true, Ordering::Relaxed);
     assert_ok(&call.await.unwrap(), 1, "the phone's call to the softphone");
 }
+
+/// A response to `req` (a SIP request as text) with `code`, as a phone would build it.
+fn respond(req: &str, code: &str) -> String {
+    let mut r = format!("SIP/2.0 {code}\r\n");
+    for l in req.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        let k = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+        match k.as_str() {
+            "via" | "from" | "call-id" | "cseq" | "record-route" => r.push_str(&format!("{l}\r\n")),
+            "to" => r.push_str(&format!("{l};tag=b1\r\n")),
+            _ => {}
+        }
+    }
+    r + "Content-Length: 0\r\n\r\n"
+}
+
+fn invite(domain: &str, id: &str, sdp: &str) -> String {
+    format!(
+        "INVITE sip:1000@{domain} SIP/2.0\r\nVia: SIP/2.0/WSS a.invalid;branch=z9hG4bK{id}\r\nMax-Forwards: 70\r\nTo: <sip:1000@{domain}>\r\nFrom: <sip:1501@{domain}>;tag=a{id}\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\nContact: <sip:a@a.invalid;transport=ws>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The INVITE (or final response) the socket gets next, skipping provisional answers.
+async fn next_of(ws: &mut Ws, start: &str) -> String {
+    loop {
+        let m = next_sip(ws).await.unwrap_or_else(|| panic!("no {start}"));
+        if m.starts_with(start) {
+            return m;
+        }
+    }
+}
+
+/// A plain (RTP/AVP) offer to a browser contact: with G.711 in it the box sends the
+/// browser its own WebRTC offer (ICE-lite, DTLS fingerprint, SAVPF); with no codec the
+/// browser and the phones share (G.729 alone) it passes unchanged, the browser refuses
+/// it (488), and the caller hears so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_a_plain_offer_to_a_browser_becomes_webrtc_or_is_refused_cleanly() {
+    let app = app().await;
+    let domain = app.running().sip.as_ref().unwrap().control().domain();
+    app.running()
+        .ctx
+        .telephony
+        .update_extension(None, "1000", "Desk", Some("nophone".into()), true)
+        .await
+        .unwrap();
+    let mut a = open(
+        &app,
+        Some(&login_cookie(&app, "oper", "oper-pass-1").await),
+        Some("sip"),
+    )
+    .await
+    .unwrap();
+    let mut b = open(
+        &app,
+        Some(&login_cookie(&app, "nophone", "nophone-pass-1").await),
+        Some("sip"),
+    )
+    .await
+    .unwrap();
+    for (ws, ext) in [(&mut a, "1501"), (&mut b, "1000")] {
+        ws.send(Message::text(register(ext, &domain, 1, 600)))
+            .await
+            .unwrap();
+        assert!(next_of(ws, "SIP/2.0 ").await.starts_with("SIP/2.0 200"));
+    }
+
+    let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    a.send(Message::text(invite(&domain, "plain1", g711)))
+        .await
+        .unwrap();
+    let inv = next_of(&mut b, "INVITE ").await;
+    for want in [
+        "UDP/TLS/RTP/SAVPF",
+        "a=fingerprint:",
+        "a=ice-lite",
+        "a=candidate:",
+        "PCMU/8000",
+    ] {
+        assert!(inv.contains(want), "{want} in the browser's offer:\n{inv}");
+    }
+    assert!(
+        !inv.contains("40000"),
+        "the caller's own port is not given away:\n{inv}"
+    );
+    b.send(Message::text(respond(&inv, "486 Busy Here")))
+        .await
+        .unwrap();
+    assert!(next_of(&mut a, "SIP/2.0 4")
+        .await
+        .starts_with("SIP/2.0 486"));
+
+    let g729 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    a.send(Message::text(invite(&domain, "plain2", g729)))
+        .await
+        .unwrap();
+    let inv = next_of(&mut b, "INVITE ").await;
+    assert!(
+        !inv.contains("a=fingerprint:"),
+        "nothing to make WebRTC of:\n{inv}"
+    );
+    b.send(Message::text(respond(&inv, "488 Not Acceptable Here")))
+        .await
+        .unwrap();
+    assert!(next_of(&mut a, "SIP/2.0 4")
+        .await
+        .starts_with("SIP/2.0 488"));
+}
