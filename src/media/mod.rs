@@ -14,6 +14,7 @@
 pub mod record;
 mod relay;
 pub mod sdp;
+mod webrtc;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -164,11 +165,12 @@ impl crate::sip::MediaPlane for Media {
         call: &str,
         to: SocketAddr,
         callee: bool,
+        browser: bool,
         host: IpAddr,
         sdp: &[u8],
     ) -> Option<Vec<u8>> {
         let host = self.advertise.unwrap_or(host);
-        self.relay.rewrite(call, to, callee, host, sdp)
+        self.relay.rewrite(call, to, callee, browser, host, sdp)
     }
 
     fn end(&self, call: &str) {

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use super::record::{Msg, Recorder};
 use super::sdp;
+use super::webrtc::{Drained, Leg};
 use super::MediaConfig;
 
 /// End 0 faces the caller (side A), end 1 the callee (side B).
@@ -59,11 +60,60 @@ struct Shared {
     epoch: Instant,
     /// A recorded call: its id and the writer (RTP copies go there).
     tap: std::sync::OnceLock<(Arc<str>, Recorder)>,
+    /// An end facing a browser: its WebRTC leg (set once, for the call's life). Its RTP
+    /// socket then carries ICE, DTLS and SRTP, its RTCP socket nothing (rtcp-mux).
+    webrtc: [std::sync::OnceLock<Arc<Mutex<Leg>>>; 2],
 }
 
 impl Shared {
     fn parties(&self) -> MutexGuard<'_, [[Where; 2]; 2]> {
         self.parties.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn leg(&self, end: usize) -> Option<MutexGuard<'_, Leg>> {
+        self.webrtc[end]
+            .get()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn touch(&self) {
+        self.activity
+            .last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Sends what a WebRTC leg at `end` produced: its datagrams to the browser, its
+    /// decrypted RTP on to the other end.
+    fn flush(&self, end: usize, d: Drained) {
+        for (dest, data) in d.transmit {
+            let _ = self.socks[end][0].try_send_to(&data, dest);
+        }
+        for pkt in d.rtp {
+            self.touch();
+            if let Some((id, r)) = self.tap.get() {
+                r.packet(id, end, &pkt);
+            }
+            self.deliver(1 - end, &pkt);
+        }
+    }
+
+    /// An RTP packet out of `end` to its party: encrypted for a browser, else as it is.
+    fn deliver(&self, end: usize, pkt: &[u8]) {
+        if let Some(mut leg) = self.leg(end) {
+            let mut d = Drained::default();
+            leg.send_rtp(pkt, &mut d);
+            drop(leg);
+            self.activity.packets.fetch_add(1, Ordering::Relaxed);
+            for (dest, data) in d.transmit {
+                let _ = self.socks[end][0].try_send_to(&data, dest);
+            }
+            return;
+        }
+        let dest = self.parties()[end][0].dest();
+        match dest.map(|d| self.socks[end][0].try_send_to(pkt, d)) {
+            Some(Ok(_)) => self.activity.packets.fetch_add(1, Ordering::Relaxed),
+            _ => self.activity.dropped.fetch_add(1, Ordering::Relaxed),
+        };
     }
 }
 
@@ -262,6 +312,7 @@ impl Relay {
             activity: activity.clone(),
             epoch: self.epoch,
             tap: std::sync::OnceLock::new(),
+            webrtc: Default::default(),
         });
         if let (Some(id), Some(r)) = (rec, self.recorder.get()) {
             let _ = shared.tap.set((id.clone(), r.clone()));
@@ -287,9 +338,11 @@ impl Relay {
         call: &str,
         to: SocketAddr,
         callee: bool,
+        browser: bool,
         host: IpAddr,
         body: &[u8],
     ) -> Option<Vec<u8>> {
+        let from_browser = crate::sip::webrtc_sdp(body);
         let offer = sdp::parse(body)?;
         let now = self.now_ms();
         let mut calls = self.calls();
@@ -317,6 +370,9 @@ impl Relay {
                 e
             }
         };
+        if browser || from_browser {
+            return self.rewrite_webrtc(c, end, from_browser, browser, host, body, &offer, now);
+        }
         while c.streams.len() < offer.streams.len() {
             match self.new_stream(&c.activity, c.rec.as_ref()) {
                 Some(s) => c.streams.push(s),
@@ -361,6 +417,84 @@ impl Relay {
         c.last_sdp_ms = now;
         let ports: Vec<u16> = c.streams.iter().map(|s| s.ports[end]).collect();
         Some(sdp::rewrite(&offer, host, &ports))
+    }
+
+    /// [`Relay::rewrite`] where a browser sends or gets the body: the first stream's
+    /// end facing each browser becomes a WebRTC leg; the phone side stays plain.
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite_webrtc(
+        &self,
+        c: &mut Call,
+        end: usize,
+        from_browser: bool,
+        browser: bool,
+        host: IpAddr,
+        body: &[u8],
+        offer: &sdp::Offer,
+        now: u64,
+    ) -> Option<Vec<u8>> {
+        if c.streams.is_empty() {
+            match self.new_stream(&c.activity, c.rec.as_ref()) {
+                Some(s) => c.streams.push(s),
+                None => {
+                    tracing::warn!("media: no free port pair in the relay's range");
+                    return None;
+                }
+            }
+        }
+        let other = 1 - end;
+        let port = c.streams[0].ports[end];
+        let plain = if from_browser {
+            let leg = self.webrtc_leg(&mut c.streams[0], other);
+            let mut leg = leg.lock().unwrap_or_else(|e| e.into_inner());
+            leg.body_from_browser(body, host, port)?
+        } else {
+            // A phone's body: where it wants its RTP, as on the plain path.
+            let st = &c.streams[0];
+            let mine = [st.ports[0], st.ports[0] + 1, st.ports[1], st.ports[1] + 1];
+            if let Some(s) = offer.streams.first() {
+                let mut p = st.shared.parties();
+                for (kind, addr) in [(0, s.rtp), (1, s.rtcp)] {
+                    let Some(addr) = addr else { continue };
+                    if addr.ip() == host && mine.contains(&addr.port()) {
+                        continue;
+                    }
+                    let w = &mut p[other][kind];
+                    if w.sdp != Some(addr) {
+                        w.sdp = Some(addr);
+                        w.latched = None;
+                    }
+                }
+            }
+            body.to_vec()
+        };
+        if let Some(o) = sdp::parse(&plain) {
+            c.held[other] = o.on_hold();
+            if let (Some(id), Some(r)) = (&c.rec, self.recorder.get()) {
+                let f = o.streams.iter().flat_map(|s| s.formats.clone()).collect();
+                r.send(Msg::Formats(id.clone(), f));
+            }
+        }
+        c.last_sdp_ms = now;
+        if !browser {
+            return Some(plain);
+        }
+        let leg = self.webrtc_leg(&mut c.streams[0], end);
+        let mut leg = leg.lock().unwrap_or_else(|e| e.into_inner());
+        leg.body_to_browser(&plain, SocketAddr::new(host, port))
+    }
+
+    /// The WebRTC leg of `end` of a stream, made (with its timer task) the first time.
+    fn webrtc_leg(&self, st: &mut Stream, end: usize) -> Arc<Mutex<Leg>> {
+        if let Some(l) = st.shared.webrtc[end].get() {
+            return l.clone();
+        }
+        let l = st.shared.webrtc[end]
+            .get_or_init(|| Arc::new(Mutex::new(Leg::new())))
+            .clone();
+        st.tasks
+            .push(self.handle.spawn(drive(st.shared.clone(), end)));
+        l
     }
 
     /// Calls silent for longer than allowed: (call, ms since the last packet or SDP).
@@ -417,6 +551,20 @@ impl Drop for Relay {
     }
 }
 
+/// A WebRTC leg's clock: DTLS and STUN retransmissions, consent, RTCP reports.
+async fn drive(sh: Arc<Shared>, end: usize) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let mut d = Drained::default();
+        if let Some(mut leg) = sh.leg(end) {
+            leg.tick(&mut d);
+        }
+        sh.flush(end, d);
+    }
+}
+
 /// One socket's task: what arrives from the party of `end` goes out of the other end's
 /// socket of the same kind to the other party.
 async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
@@ -437,6 +585,43 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
                 continue;
             }
         };
+        if sh.webrtc[end].get().is_some() {
+            // The browser's socket: all of it is for its WebRTC leg (rtcp-mux).
+            if kind == 0 {
+                let mut d = Drained::default();
+                if let Some(mut leg) = sh.leg(end) {
+                    leg.receive(src, &buf[..n], &mut d);
+                }
+                sh.flush(end, d);
+            }
+            continue;
+        }
+        if sh.webrtc[other].get().is_some() {
+            // A phone's packet for a browser: latched as usual, then encrypted. Its
+            // RTCP stays here (the leg sends the browser its own reports).
+            if kind == 1 {
+                continue;
+            }
+            {
+                let mut p = sh.parties();
+                let me = &mut p[end][0];
+                match me.latched {
+                    None => me.latched = Some(src),
+                    Some(l) if l != src => {
+                        drop(p);
+                        sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
+            sh.touch();
+            if let Some((id, r)) = sh.tap.get() {
+                r.packet(id, end, &buf[..n]);
+            }
+            sh.deliver(other, &buf[..n]);
+            continue;
+        }
         let dest = {
             let mut p = sh.parties();
             let me = &mut p[end][kind];

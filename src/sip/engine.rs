@@ -308,6 +308,9 @@ pub struct Engine {
     user_bans: HashMap<(IpAddr, String), UserBan>,
     /// TCP connections on which a request passed authentication.
     proven_tcp: std::collections::HashSet<SocketAddr>,
+    /// Open SIP-over-WebSocket sockets and the extension of the signed-in user each
+    /// speaks for: the web session authenticated it, so no digest challenge.
+    ws_users: HashMap<SocketAddr, String>,
     /// Transfers asked for (a REFER passed in a dialog), by the transferee's user: the
     /// transferee's next call to the target is the transferred call.
     referrals: HashMap<String, Referral>,
@@ -391,6 +394,7 @@ impl Engine {
             sources: HashMap::new(),
             user_bans: HashMap::new(),
             proven_tcp: Default::default(),
+            ws_users: HashMap::new(),
             referrals: HashMap::new(),
             loop_origins: HashMap::new(),
             loop_transfer: None,
@@ -478,8 +482,14 @@ impl Engine {
                 Some((k, _)) => k.clone(),
                 None => cid.to_string(),
             };
+            // A browser's leg always goes through the box: it speaks WebRTC (ICE,
+            // DTLS-SRTP), the phones and trunks plain RTP.
+            let browser = o.to.transport == Transport::Ws;
             if !m.is_open(&key) {
-                continue;
+                if !(browser || super::webrtc_sdp(&msg.body)) {
+                    continue;
+                }
+                m.open(&key);
             }
             let callee = msg.method() == Some(Method::Invite)
                 && msg
@@ -487,7 +497,7 @@ impl Engine {
                     .and_then(NameAddr::parse)
                     .is_none_or(|n| n.tag().is_none());
             let host = self.media_host(o.to.addr.ip());
-            if let Some(body) = m.rewrite(&key, o.to.addr, callee, host, &msg.body) {
+            if let Some(body) = m.rewrite(&key, o.to.addr, callee, browser, host, &msg.body) {
                 msg.body = body;
                 o.data = msg.to_bytes();
             }
@@ -635,6 +645,29 @@ impl Engine {
         self.proven_tcp.remove(&peer);
     }
 
+    /// A signed-in user's browser opened a SIP WebSocket: what comes over it speaks for
+    /// `extension`.
+    pub fn ws_opened(&mut self, peer: SocketAddr, extension: &str) {
+        self.ws_users.insert(peer, extension.to_string());
+    }
+
+    /// The socket closed: its registrations die with it (nothing can reach them).
+    pub fn ws_closed(&mut self, peer: SocketAddr) {
+        let Some(ext) = self.ws_users.remove(&peer) else {
+            return;
+        };
+        let gone = Peer {
+            transport: Transport::Ws,
+            addr: peer,
+        };
+        if let Some(list) = self.location.get_mut(&ext) {
+            list.retain(|b| b.source != gone);
+            if list.is_empty() {
+                self.location.remove(&ext);
+            }
+        }
+    }
+
     /// Number of live transactions and dialogs (for tests of bounded state).
     pub fn state_size(&self) -> (usize, usize, usize) {
         (self.txns.len(), self.dialogs.len(), self.replies.len())
@@ -676,6 +709,7 @@ impl Engine {
         match transport {
             Transport::Udp => format!("<sip:{}:{};lr>", self.advertised, self.port()),
             Transport::Tcp => format!("<sip:{}:{};transport=tcp;lr>", self.advertised, self.port()),
+            Transport::Ws => format!("<sip:{}:{};transport=ws;lr>", self.advertised, self.port()),
         }
     }
 
@@ -736,13 +770,16 @@ impl Engine {
             let mut v = String::with_capacity(h.value.len() + 40);
             let mut rebuilt = String::new();
             for (i, part) in top.split(';').enumerate() {
+                let k = part.split('=').next().unwrap_or("").trim();
+                if k.eq_ignore_ascii_case("received") {
+                    continue;
+                }
                 if i > 0 {
                     rebuilt.push(';');
                 }
-                let k = part.split('=').next().unwrap_or("").trim();
                 if k.eq_ignore_ascii_case("rport") {
                     rebuilt.push_str(&format!("rport={}", from.addr.port()));
-                } else if !k.eq_ignore_ascii_case("received") {
+                } else {
                     rebuilt.push_str(part);
                 }
             }
@@ -884,6 +921,14 @@ impl Engine {
                 "proxy-authenticate",
             )
         };
+        if from.transport == Transport::Ws {
+            // The web session signed this socket in; nothing else speaks over it.
+            if let Some(ext) = self.ws_users.get(&from.addr) {
+                return Some(ext.clone());
+            }
+            self.answer(req, from, 403, "Forbidden", out);
+            return None;
+        }
         let mut stale = false;
         let realm = self.cfg.realm.clone();
         let creds = req
@@ -1020,7 +1065,7 @@ impl Engine {
         if self.is_banned(from.addr.ip(), now_secs) {
             return;
         }
-        let msg = match message::parse(data, from.transport == Transport::Udp) {
+        let mut msg = match message::parse(data, from.transport == Transport::Udp) {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(source = %from.addr, reason = e.reason, "SIP: unparsable message");
@@ -1030,6 +1075,9 @@ impl Engine {
                 return;
             }
         };
+        if from.transport == Transport::Ws && matches!(msg.start, StartLine::Request { .. }) {
+            mark_ws_via(&mut msg, from.addr);
+        }
         match msg.start {
             StartLine::Response { .. } => self.on_response(msg, now, out),
             StartLine::Request { .. } => self.on_request(msg, from, now, now_secs, out),
@@ -1199,7 +1247,7 @@ impl Engine {
                 }
                 let user = user.unwrap_or_default();
                 // The provider's addresses speak for the trunk without a challenge.
-                if self.outside.has_trunks() {
+                if self.outside.has_trunks() && from.transport != Transport::Ws {
                     if let Some(id) = self.outside.plan.trunk_from(from.addr.ip()).map(|t| t.id) {
                         if from.transport == Transport::Tcp {
                             self.proven_tcp.insert(from.addr);
@@ -1386,6 +1434,9 @@ impl Engine {
             self.location.remove(&ext);
         }
         for b in stored {
+            if b.source.transport == Transport::Ws {
+                continue; // dies with its socket: nothing to restore after a restart
+            }
             self.store.upsert(&StoredBinding {
                 extension: ext.clone(),
                 contact: b.contact,
@@ -2307,6 +2358,10 @@ impl Engine {
         }
         let transport = if via.transport.eq_ignore_ascii_case("TCP") {
             Transport::Tcp
+        } else if via.transport.eq_ignore_ascii_case("WS")
+            || via.transport.eq_ignore_ascii_case("WSS")
+        {
+            Transport::Ws
         } else {
             Transport::Udp
         };
@@ -2729,6 +2784,31 @@ fn txn_key(req: &Message, from: Peer) -> Option<String> {
 /// Removes the Proxy-Authorization (and Authorization) credentials meant for this proxy
 /// — those for `realm`, or with no readable realm — before a request goes on. Credentials
 /// for another realm are someone else's and stay.
+/// A browser's Via names a made-up host (`x.invalid`, RFC 7118 §5.2): the socket's
+/// address goes in as received/rport, so a response that comes back through the box
+/// finds the socket.
+fn mark_ws_via(msg: &mut Message, addr: SocketAddr) {
+    if let Some(h) = msg.headers.iter_mut().find(|h| h.key == "via") {
+        let values = message::split_commas(&h.value);
+        let mut v = String::with_capacity(h.value.len() + 40);
+        let top = values[0]
+            .split(';')
+            .filter(|p| {
+                let k = p.split('=').next().unwrap_or("").trim();
+                !k.eq_ignore_ascii_case("received") && !k.eq_ignore_ascii_case("rport")
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+        v.push_str(&top);
+        v.push_str(&format!(";received={};rport={}", addr.ip(), addr.port()));
+        for rest in &values[1..] {
+            v.push_str(", ");
+            v.push_str(rest);
+        }
+        h.value = v;
+    }
+}
+
 fn strip_credentials(msg: &mut Message, realm: &str) {
     msg.headers.retain(|h| {
         if h.key != "proxy-authorization" && h.key != "authorization" {
@@ -2772,7 +2852,7 @@ fn reply(req: &Message, code: u16, reason: &str) -> Message {
 /// NAT in between; the phone may listen on another port than it sent from), else the
 /// REGISTER's source address (RFC 3581: the NAT binding the phone keeps open).
 fn route_target(contact: &str, source: Peer) -> Peer {
-    if source.transport == Transport::Tcp {
+    if source.transport != Transport::Udp {
         return source;
     }
     let Some(uri) = Uri::parse(contact) else {

@@ -24,12 +24,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use engine::{BanInfo, Registration};
-pub use transport::{start, start_with_media, SipControl, SipHandle};
+pub use transport::{start, start_with_media, SipControl, SipHandle, WsLink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over WebSocket (RFC 7118) from a signed-in browser on the web port; the
+    /// address is the browser's end of its socket. Never dialled: a WS contact is
+    /// reachable only while its socket is open.
+    Ws,
 }
 
 impl Transport {
@@ -37,6 +41,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Ws => "WS",
         }
     }
 }
@@ -204,11 +209,15 @@ pub trait MediaPlane: Send + Sync {
     /// `sdp` goes to the party whose signalling address is `to`; `callee`: in the
     /// call's first INVITE to that party. `host`: the box's address as that party sees
     /// it. None: send the body as it is (not anchored, not SDP, no port free).
+    /// `browser`: that party is a browser (a SIP-over-WebSocket contact): it gets a
+    /// WebRTC body (ICE-lite, DTLS-SRTP) whatever the other party sent.
+    #[allow(clippy::too_many_arguments)]
     fn rewrite(
         &self,
         call: &str,
         to: SocketAddr,
         callee: bool,
+        browser: bool,
         host: std::net::IpAddr,
         sdp: &[u8],
     ) -> Option<Vec<u8>>;
@@ -225,6 +234,16 @@ pub trait MediaPlane: Send + Sync {
     }
     /// Record anchored call `call` as `how` says (after `open`).
     fn record(&self, _call: &str, _how: Recording) {}
+}
+
+/// Is `sdp` a WebRTC body (DTLS-SRTP with a fingerprint, as browsers send)? Such a
+/// body never goes to a phone as it is: the box terminates it.
+pub fn webrtc_sdp(sdp: &[u8]) -> bool {
+    let has = |needle: &[u8]| {
+        sdp.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    has(b"UDP/TLS/RTP/SAVPF") && has(b"a=fingerprint:")
 }
 
 /// A recording policy (of an extension, ring group or trunk); for a call, the strongest

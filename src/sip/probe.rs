@@ -39,6 +39,7 @@ pub fn options(
     };
     let deadline = Instant::now() + timeout;
     match transport {
+        Transport::Ws => Err(format!("{target}: a trunk is never reached over WebSocket")),
         Transport::Udp => {
             let bind = if target.is_ipv6() {
                 "[::]:0"

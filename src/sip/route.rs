@@ -15,6 +15,7 @@ pub(super) fn contact_at(user: Option<&str>, me: &str, transport: Transport) -> 
     match transport {
         Transport::Udp => format!("<sip:{user}{me}>"),
         Transport::Tcp => format!("<sip:{user}{me};transport=tcp>"),
+        Transport::Ws => format!("<sip:{user}{me};transport=ws>"),
     }
 }
 

@@ -47,6 +47,11 @@ struct Shared {
     engine: Mutex<Engine>,
     udp: UdpSocket,
     conns: Mutex<HashMap<SocketAddr, Conn>>,
+    /// Open SIP WebSockets (their browser's address) and their send queues.
+    ws: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    /// The runtime the server started on: a WebSocket's messages are processed there,
+    /// whichever runtime the web server runs the socket on.
+    rt: tokio::runtime::Handle,
     shutdown: watch::Receiver<bool>,
     max_conns: usize,
     /// A message must be complete this long after its first byte arrived (slow senders).
@@ -67,6 +72,10 @@ impl Shared {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn ws(&self) -> MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+        self.ws.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn dispatch(self: &Arc<Self>, outs: Vec<Out>) {
         for o in outs {
             match o.to.transport {
@@ -79,6 +88,13 @@ impl Shared {
                             let _ = self.udp.send_to(&o.data, o.to.addr).await;
                         }
                         Err(_) => {}
+                    }
+                }
+                Transport::Ws => {
+                    // A browser is reached only over its own socket; gone is gone.
+                    let tx = self.ws().get(&o.to.addr).cloned();
+                    if let Some(tx) = tx {
+                        let _ = tx.try_send(o.data);
                     }
                 }
                 Transport::Tcp => {
@@ -286,7 +302,51 @@ pub struct SipControl {
     shared: Arc<Shared>,
 }
 
+/// A browser's SIP WebSocket as the web server sees it: each text frame it receives
+/// goes into `inbound` (one SIP message per frame, RFC 7118 §4); what the box sends it
+/// comes out of `outbound`, which ends when the SIP server stops.
+pub struct WsLink {
+    pub inbound: mpsc::Sender<Vec<u8>>,
+    pub outbound: mpsc::Receiver<Vec<u8>>,
+}
+
 impl SipControl {
+    /// Joins a signed-in user's browser socket (from `peer`) to the engine as
+    /// `extension`. Dropping `inbound` closes it: its registrations go with it.
+    pub fn ws_attach(&self, peer: SocketAddr, extension: &str) -> WsLink {
+        let (out_tx, outbound) = mpsc::channel(CONN_QUEUE);
+        let (inbound, mut in_rx) = mpsc::channel::<Vec<u8>>(64);
+        self.shared.ws().insert(peer, out_tx);
+        self.shared.engine().ws_opened(peer, extension);
+        let me = self.shared.clone();
+        self.shared.rt.spawn(async move {
+            let from = Peer {
+                transport: Transport::Ws,
+                addr: peer,
+            };
+            let mut shutdown = me.shutdown.clone();
+            loop {
+                let data = tokio::select! {
+                    d = in_rx.recv() => match d {
+                        Some(d) => d,
+                        None => break,
+                    },
+                    _ = shutdown.changed() => break,
+                };
+                if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                    continue; // keep-alive
+                }
+                let mut outs = Vec::new();
+                me.engine()
+                    .on_packet(&data, from, Instant::now(), &mut outs);
+                me.dispatch(outs).await;
+            }
+            me.ws().remove(&peer);
+            me.engine().ws_closed(peer);
+        });
+        WsLink { inbound, outbound }
+    }
+
     /// The port the server listens on (UDP and TCP).
     pub fn port(&self) -> u16 {
         self.shared.engine().config().listen.port()
@@ -294,6 +354,16 @@ impl SipControl {
 
     pub fn registrations(&self) -> Vec<Registration> {
         self.shared.engine().registrations()
+    }
+
+    /// The SIP domain phones (and the softphone) register in: `sip:EXT@domain`.
+    pub fn domain(&self) -> String {
+        let e = self.shared.engine();
+        let c = e.config();
+        c.domains
+            .first()
+            .cloned()
+            .unwrap_or_else(|| c.realm.clone())
     }
 
     pub fn bans(&self) -> Vec<BanInfo> {
@@ -444,6 +514,8 @@ pub async fn start_with_media(
         engine: Mutex::new(engine),
         udp,
         conns: Mutex::new(HashMap::new()),
+        ws: Mutex::new(HashMap::new()),
+        rt: tokio::runtime::Handle::current(),
         shutdown,
         max_conns,
         message_timeout,

@@ -103,6 +103,20 @@ fn head(state: Option<&WebState>, title: &str) -> Markup {
     }
 }
 
+/// The softphone's scripts (JsSIP, 55 KB gzipped, and its panel), only for a user with
+/// an extension linked: nobody else downloads them.
+fn softphone_scripts(ui: &Ui) -> Markup {
+    let on = ui.actor.as_ref().is_some_and(|a| {
+        a.can(Action::PlaceCalls) && ui.state.ctx.telephony.softphone_of(a.user_id).is_some()
+    });
+    html! {
+        @if on {
+            script src=(ui.state.assets.url("vendor/jssip/jssip.min.js")) defer {}
+            script src=(ui.state.assets.url("js/softphone.js")) defer {}
+        }
+    }
+}
+
 /// A hidden CSRF field for a form.
 pub fn csrf_field(ui: &Ui) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(ui.csrf); }
@@ -130,7 +144,7 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(ui.tr.lang.code()) {
-            head { (head(state, title)) }
+            head { (head(state, title)) (softphone_scripts(ui)) }
             body data-csrf=(ui.csrf) data-live-seq=(ui.state.hub.seq()) {
                 header.topbar {
                     a.brand href="/" { "CRM" }
@@ -155,6 +169,7 @@ pub fn page(ui: &Ui, title: &str, content: Markup) -> Markup {
                     }
                     div.topbar-right {
                         (super::pages::calls::header_status(ui))
+                        (softphone_panel(ui))
                         span #conn-indicator.conn title=(ui.t("live.disconnected")) data-on=(ui.t("live.connected")) data-off=(ui.t("live.disconnected")) {}
                         span #presence-count.presence title=(ui.t("live.online")) {}
                         (language_switch(ui))
@@ -268,4 +283,58 @@ pub fn flash(msg: Option<&str>, kind: &str) -> Markup {
 
 pub fn raw(s: &str) -> PreEscaped<&str> {
     PreEscaped(s)
+}
+
+/// The softphone in the header (softphone.js brings it to life): its state, a dialer,
+/// the call's buttons and a DTMF keypad. Nothing for a user without an extension.
+fn softphone_panel(ui: &Ui) -> Markup {
+    let Some(actor) = &ui.actor else {
+        return html! {};
+    };
+    if !actor.can(Action::PlaceCalls) {
+        return html! {};
+    }
+    let Some((ext, domain)) = ui.state.ctx.telephony.softphone_of(actor.user_id) else {
+        return html! {};
+    };
+    html! {
+        details.menu.menu-end #softphone data-ext=(ext) data-domain=(domain) data-ws="/sip/ws"
+            data-t-offline=(ui.t("softphone.offline")) data-t-connecting=(ui.t("softphone.connecting"))
+            data-t-ready=(ui.t("softphone.ready")) data-t-failed=(ui.t("softphone.failed"))
+            data-t-incoming=(ui.t("softphone.incoming")) data-t-calling=(ui.t("softphone.calling"))
+            data-t-in-call=(ui.t("softphone.in_call")) data-t-ended=(ui.t("softphone.ended"))
+            data-t-mute=(ui.t("softphone.mute")) data-t-unmute=(ui.t("softphone.unmute"))
+            data-t-hold=(ui.t("softphone.hold")) data-t-resume=(ui.t("softphone.resume"))
+            data-t-no-mic=(ui.t("softphone.no_microphone")) data-t-answer=(ui.t("softphone.answer"))
+            data-t-hangup=(ui.t("softphone.hangup")) {
+            summary title=(ui.t("softphone.title")) {
+                "☎ " span #sp-state.sp-state data-state="offline" { (ui.t("softphone.offline")) }
+            }
+            div.menu-list.sp-panel {
+                form #sp-dial.sp-row {
+                    label.visually-hidden for="sp-number" { (ui.t("softphone.number")) }
+                    input #sp-number type="tel" autocomplete="off" placeholder=(ui.t("softphone.number"));
+                    button #sp-call type="submit" { (ui.t("softphone.call")) }
+                }
+                p #sp-status.sp-status aria-live="polite" {}
+                div.sp-row {
+                    button #sp-answer type="button" hidden { (ui.t("softphone.answer")) }
+                    button #sp-hangup type="button" hidden { (ui.t("softphone.hangup")) }
+                    button #sp-mute type="button" hidden { (ui.t("softphone.mute")) }
+                    button #sp-hold type="button" hidden { (ui.t("softphone.hold")) }
+                }
+                form #sp-transfer.sp-row hidden {
+                    label.visually-hidden for="sp-transfer-to" { (ui.t("softphone.transfer_to")) }
+                    input #sp-transfer-to type="tel" autocomplete="off" placeholder=(ui.t("softphone.transfer_to"));
+                    button type="submit" { (ui.t("softphone.transfer")) }
+                }
+                div #sp-keypad.sp-keypad role="group" aria-label=(ui.t("softphone.keypad")) {
+                    @for k in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"] {
+                        button type="button" data-dtmf=(k) { (k) }
+                    }
+                }
+                audio #sp-audio autoplay {}
+            }
+        }
+    }
 }

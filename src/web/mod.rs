@@ -18,6 +18,7 @@ mod parser_props;
 pub mod ratelimit;
 pub mod redirect;
 pub mod routes;
+mod sipws;
 mod text_input;
 mod ws;
 
@@ -209,7 +210,7 @@ pub fn bind(ctx: AppContext, setup_token: Option<String>) -> anyhow::Result<Boun
                         .add(("Referrer-Policy", "same-origin"))
                         .add((
                             "Permissions-Policy",
-                            "camera=(self), geolocation=(), microphone=()",
+                            "camera=(self), geolocation=(), microphone=(self)",
                         )),
                 )
                 .wrap(from_fn(log_and_measure))

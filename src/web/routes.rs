@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, Handler, Responder};
 
-use super::{api, assets, health, pages, ws};
+use super::{api, assets, health, pages, sipws, ws};
 use crate::domain::Action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +242,8 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/telephony/rules", Allowed(ManageTelephony), pages::telephony::save_rules);
     r.add(post(), "/telephony/extensions/{number}/outbound", Allowed(ManageTelephony), pages::telephony::save_outbound);
     r.add(post(), "/calls/dial", Allowed(PlaceCalls), pages::telephony::dial);
+    // The browser softphone's SIP over WebSocket (issue 16): the session signs it in.
+    r.add(get(), "/sip/ws", Allowed(PlaceCalls), sipws::connect);
     r.add(get(), "/api/v1/telephony/trunks", Allowed(ManageTelephony), api::telephony::list_trunks);
     r.add(Method::PUT, "/api/v1/telephony/trunks", Allowed(ManageTelephony), api::telephony::save_trunk);
     r.add(Method::DELETE, "/api/v1/telephony/trunks/{id}", Allowed(ManageTelephony), api::telephony::delete_trunk);

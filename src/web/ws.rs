@@ -28,7 +28,7 @@ pub struct WsQuery {
     last_seq: Option<u64>,
 }
 
-fn same_origin(req: &HttpRequest) -> bool {
+pub(super) fn same_origin(req: &HttpRequest) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         // Non-browser clients (with a token) send no Origin.
         return true;

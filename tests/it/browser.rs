@@ -21,6 +21,22 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Self::start_with(&[]).await
+    }
+
+    /// With fake microphone and camera, permission granted, and loopback ICE candidates
+    /// allowed (the softphone's WebRTC on 127.0.0.1).
+    pub async fn start_with_media() -> Browser {
+        Self::start_with(&[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--allow-loopback-in-peer-connection",
+            "--autoplay-policy=no-user-gesture-required",
+        ])
+        .await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Browser {
         // Two rustls crypto providers are linked; pick one for the WebDriver client.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -34,29 +50,41 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver runs (apt-get install chromium-driver)");
-        let mut b = Self::session(format!("http://127.0.0.1:{port}")).await;
+        let mut b = Self::session(format!("http://127.0.0.1:{port}"), extra).await;
         b.driver = Some(driver);
         b
     }
 
     /// Another, independent browser (own profile and cookies) on the same driver.
     pub async fn another(&self) -> Browser {
-        Self::session(self.driver_url.clone()).await
+        Self::session(self.driver_url.clone(), &[]).await
     }
 
-    async fn session(url: String) -> Browser {
+    async fn session(url: String, extra: &[&str]) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         caps.insert(
             "goog:chromeOptions".into(),
             serde_json::json!({
                 "binary": which("chromium"),
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
+                "args": args,
             }),
         );
         let client = eventually(Duration::from_secs(20), || {

@@ -53,4 +53,5 @@ mod sip_park;
 mod sip_transfer;
 mod sip_trunk;
 mod sipp;
+mod softphone;
 mod work;

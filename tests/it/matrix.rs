@@ -215,6 +215,9 @@ pub const TRUNK: &[(&str, &str, Who)] = &[
     ("POST", "/telephony/phones/{mac}/delete", ADMIN),
     ("GET", "/provision/{file}", Public),
     ("POST", "/api/v1/calls/dial", Staff),
+    // The browser softphone's SIP over WebSocket (a plain GET gets 400: no `sip`
+    // subprotocol; a user without an extension, 403 once it asks for one).
+    ("GET", "/sip/ws", Staff),
 ];
 
 /// Every area's rows.

@@ -468,6 +468,7 @@ fn run_ours(n: usize, secs: u64, threads: usize, record: bool) -> anyhow::Result
                 &id,
                 sig_b,
                 true,
+                false,
                 host,
                 sdp_for(generator.a_addr(i)).as_bytes(),
             )
@@ -476,6 +477,7 @@ fn run_ours(n: usize, secs: u64, threads: usize, record: bool) -> anyhow::Result
             .rewrite(
                 &id,
                 sig_a,
+                false,
                 false,
                 host,
                 sdp_for(generator.b_addr(i)).as_bytes(),

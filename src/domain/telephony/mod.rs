@@ -681,6 +681,9 @@ pub fn parse_digest(v: &str) -> Option<Vec<sip::digest::Algorithm>> {
 #[derive(Default)]
 pub struct MemoryDirectory {
     map: RwLock<HashMap<String, Entry>>,
+    /// The enabled extension linked to each user (the page shows the softphone to them
+    /// without a database read).
+    by_user: RwLock<HashMap<i64, String>>,
 }
 
 impl MemoryDirectory {
@@ -711,6 +714,22 @@ impl MemoryDirectory {
             );
         }
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = m;
+        let mut u = HashMap::new();
+        for e in exts.iter().filter(|e| e.enabled) {
+            if let Some(id) = e.user_id {
+                u.entry(id).or_insert_with(|| e.number.clone());
+            }
+        }
+        *self.by_user.write().unwrap_or_else(|e| e.into_inner()) = u;
+    }
+
+    /// The enabled extension linked to user `id`.
+    pub fn extension_of(&self, id: i64) -> Option<String> {
+        self.by_user
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
     }
 }
 

@@ -683,6 +683,29 @@ impl Telephony {
     }
 
     /// Click-to-call for `actor`: their linked extension rings first, then `number`.
+    /// The softphone the page offers user `id`: (their extension, the SIP domain), when
+    /// SIP runs and an enabled extension is linked to them. From memory (every page).
+    pub fn softphone_of(&self, id: i64) -> Option<(String, String)> {
+        let sip = self.sip()?;
+        let ext = self.directory.extension_of(id)?;
+        Some((ext, sip.domain()))
+    }
+
+    /// The browser softphone's extension: the enabled one linked to the signed-in user,
+    /// and the running SIP server it registers with.
+    pub async fn softphone(&self, actor: &Actor) -> DomainResult<(String, sip::SipControl)> {
+        let uid = actor.user_id;
+        let exts = self.db.read(q::list_extensions).await?;
+        let ext = exts
+            .into_iter()
+            .find(|e| e.enabled && e.user_id == Some(uid))
+            .ok_or_else(|| DomainError::invalid("softphone.no_extension"))?;
+        let sip = self
+            .sip()
+            .ok_or_else(|| DomainError::invalid("err.call.sip_off"))?;
+        Ok((ext.number, sip))
+    }
+
     pub async fn click_to_call(&self, actor: &Actor, number: &str) -> DomainResult<String> {
         let number = tk::normalise_dialled(number)
             .ok_or_else(|| DomainError::invalid("err.call.not_a_number"))?;

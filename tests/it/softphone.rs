@@ -1,0 +1,520 @@
+//! The browser softphone (issue 16, part 3): SIP over WebSocket on the web port, signed
+//! in by the web session, and WebRTC media terminated by the box. First a WebSocket
+//! client speaking SIP by hand (the route's rules, registration, bad frames), then
+//! headless Chromium with fake media devices and the page's softphone calling a SIPp
+//! phone and answering one, with RTP arriving at SIPp from the box.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crm::model::Role;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::browser::Browser;
+use crate::live::{login_cookie, Ws};
+use crate::sipp::*;
+use crate::support::*;
+
+/// A server with SIP and the relay on, extension 1501 linked to `oper` (an operator),
+/// 1000 to nobody, and `nophone` (an operator with no extension).
+async fn app() -> TestApp {
+    let app = TestApp::spawn_with(|c| {
+        c.sip = "127.0.0.1:0".into();
+        c.media.relay = "trunk".into();
+        c.media.ports = "43000-43999".into();
+    })
+    .await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    import_users(&app, [1000u32, 1501].into_iter()).await;
+    app.add_user("oper", Role::Operator, "oper-pass-1").await;
+    app.add_user("nophone", Role::Operator, "nophone-pass-1")
+        .await;
+    app.running()
+        .ctx
+        .telephony
+        .update_extension(None, "1501", "Desk", Some("oper".into()), true)
+        .await
+        .unwrap();
+    app
+}
+
+async fn open(
+    app: &TestApp,
+    cookie: Option<&str>,
+    protocol: Option<&str>,
+) -> Result<Ws, (u16, String)> {
+    let url = format!("ws://{}/sip/ws", app.running().http_addr);
+    let mut req = url.into_client_request().unwrap();
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    if let Some(p) = protocol {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", p.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, resp)) => {
+            assert_eq!(
+                resp.headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok()),
+                Some("sip"),
+                "the server picks the sip subprotocol (browsers insist)"
+            );
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The next SIP message on the socket, within 5 s.
+async fn next_sip(ws: &mut Ws) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Some(t.to_string()),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+fn register(ext: &str, domain: &str, cseq: u32, expires: u32) -> String {
+    format!(
+        "REGISTER sip:{domain} SIP/2.0\r\n\
+         Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKws{ext}{cseq}\r\n\
+         Max-Forwards: 69\r\n\
+         To: <sip:{ext}@{domain}>\r\n\
+         From: <sip:{ext}@{domain}>;tag=ws{ext}\r\n\
+         Call-ID: ws-reg-{ext}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:k7b2@df7jal23ls0d.invalid;transport=ws>;expires={expires}\r\n\
+         User-Agent: test-ws\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn ws_registrations(app: &TestApp, ext: &str) -> usize {
+    app.running()
+        .sip
+        .as_ref()
+        .unwrap()
+        .registrations()
+        .iter()
+        .filter(|r| r.extension == ext && r.transport == "WS")
+        .count()
+}
+
+/// Only a signed-in user with an extension opens the socket (no session: refused
+/// before the upgrade; no extension: 403 with the catalogue's words; no `sip`
+/// subprotocol: 400). Over it, that user registers as their own extension without any
+/// digest challenge, and as no other; a malformed frame gets a 400 (or nothing) and
+/// the socket carries on; closing it drops the registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_ws_registers_by_session_only_as_ones_own_extension() {
+    let app = app().await;
+    let domain = app.running().sip.as_ref().unwrap().control().domain();
+
+    let (code, _) = open(&app, None, Some("sip")).await.expect_err("refused");
+    assert!(
+        code == 401 || code == 303 || code == 302,
+        "no session: {code}"
+    );
+    let nophone = login_cookie(&app, "nophone", "nophone-pass-1").await;
+    let (code, body) = open(&app, Some(&nophone), Some("sip"))
+        .await
+        .expect_err("refused");
+    assert_eq!(code, 403);
+    assert!(
+        body.contains("no extension is linked to your account"),
+        "{body}"
+    );
+    let oper = login_cookie(&app, "oper", "oper-pass-1").await;
+    let (code, _) = open(&app, Some(&oper), None).await.expect_err("refused");
+    assert_eq!(code, 400, "no sip subprotocol");
+
+    let mut ws = open(&app, Some(&oper), Some("sip")).await.expect("opens");
+    ws.send(Message::text(register("1501", &domain, 1, 600)))
+        .await
+        .unwrap();
+    let r = next_sip(&mut ws).await.expect("an answer");
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(r.contains("k7b2@df7jal23ls0d.invalid"), "{r}");
+    assert!(!r.contains(";;"), "a Via browsers parse: {r}");
+    assert_eq!(ws_registrations(&app, "1501"), 1);
+    // Not as another extension.
+    ws.send(Message::text(register("1000", &domain, 1, 600)))
+        .await
+        .unwrap();
+    let r = next_sip(&mut ws).await.expect("an answer");
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
+    assert_eq!(ws_registrations(&app, "1000"), 0);
+
+    // Garbage and a request with a broken header: at most a 400, and the socket lives.
+    ws.send(Message::text("\u{1}\u{2} not sip at all\r\n\r\n"))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        "OPTIONS sip:crm.local SIP/2.0\r\nVia: SIP/2.0/WSS x.invalid;branch=z9hG4bKbad\r\nCSeq: nope\r\nCall-ID: bad\r\nContent-Length: 0\r\n\r\n",
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(format!(
+        "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/WSS x.invalid;branch=z9hG4bKgood\r\nMax-Forwards: 70\r\nTo: <sip:{domain}>\r\nFrom: <sip:1501@{domain}>;tag=o1\r\nCall-ID: opt-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )))
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    while let Some(m) = next_sip(&mut ws).await {
+        let ok = m.starts_with("SIP/2.0 200") && m.contains("opt-1");
+        seen.push(m);
+        if ok {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|m| m.starts_with("SIP/2.0 200")),
+        "the socket still works after bad frames: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|m| m.starts_with("SIP/2.0 400") || m.contains("opt-1")),
+        "{seen:?}"
+    );
+
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            (ws_registrations(&app, "1501") == 0).then_some(())
+        })
+        .await
+        .is_some(),
+        "the registration dies with its socket"
+    );
+}
+
+/// RTP packets from the box on `sock` within `within`: how many, and where from.
+async fn hear(sock: &UdpSocket, n: usize, within: Duration) -> (usize, Option<SocketAddr>) {
+    let mut buf = [0u8; 2048];
+    let (mut got, mut from) = (0, None);
+    let deadline = tokio::time::Instant::now() + within;
+    while got < n {
+        match tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
+            Ok(Ok((len, src))) if len >= 12 && buf[0] >> 6 == 2 && buf[1] & 0x7f != 101 => {
+                got += 1;
+                from = Some(src);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    (got, from)
+}
+
+/// Plays the desk phone's side of the audio: PCMU every 20 ms to `to` until `stop`.
+fn talk(sock: Arc<UdpSocket>, to: SocketAddr, stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut seq = 0u16;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let mut p = vec![0x80, 0x00];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
+            p.extend_from_slice(&0x3333_3333u32.to_be_bytes());
+            p.extend(std::iter::repeat_n(0x55u8, 160));
+            let _ = sock.send_to(&p, to).await;
+            seq = seq.wrapping_add(1);
+        }
+    });
+}
+
+/// Audio packets the browser's call received so far (its WebRTC statistics).
+async fn browser_heard(b: &Browser) -> u64 {
+    let v = b
+        .client
+        .execute(
+            "return (async () => {
+               const s = document.getElementById('softphone').softphone.current();
+               if (!s || !s.connection) return 0;
+               let n = 0;
+               (await s.connection.getStats()).forEach(r => {
+                 if (r.type === 'inbound-rtp' && r.kind === 'audio') n = r.packetsReceived;
+               });
+               return n;
+             })()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_u64().unwrap_or(0)
+}
+
+/// Headless Chromium with a fake microphone signs in as `oper` (extension 1501): the
+/// header softphone registers over /sip/ws; it calls desk phone 1000 (SIPp), whose
+/// INVITE carries plain RTP pointing at the box, and the browser's audio reaches the
+/// phone as RTP from the box while the phone's reaches the browser (its WebRTC
+/// statistics count it); hang-up from the page ends it. Then the phone calls 1501, the
+/// page rings and is answered from the screen-pop card; audio flows both ways again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_in_chromium_calls_a_phone_and_answers_one_with_audio_both_ways() {
+    let app = app().await;
+    let sip = app.sip_addr();
+    let b = Browser::start_with_media().await;
+    b.sign_in(&app, "oper", "oper-pass-1").await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            (ws_registrations(&app, "1501") == 1).then_some(())
+        })
+        .await
+        .is_some(),
+        "the page's softphone registers"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (b.attr("#sp-state", "data-state").await.as_deref() == Some("ready")).then_some(())
+        })
+        .await
+        .is_some(),
+        "the page says it is ready: {:?} {:?}",
+        b.attr("#sp-state", "data-state").await,
+        b.client.execute("return (async () => { window.logs=[]; JsSIP.debug.enable('JsSIP:*'); JsSIP.debug.log = (...a) => window.logs.push(a.join(' ')); var ua = document.getElementById('softphone').softphone.ua; ua.register(); await new Promise(r => setTimeout(r, 3000)); return window.logs; })()", vec![]).await
+    );
+
+    // 1. The browser calls the desk phone.
+    let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let port = free_port();
+    let phone = sipp_cmd(&[
+        "-sf",
+        &scenario("softphone_phone_uas.xml"),
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+        "-set",
+        "rtp",
+        &rtp_port,
+    ])
+    .spawn()
+    .expect("sipp is installed");
+    register_contact(sip, "1000", port).await;
+    // Opened as a person would (a click on ☎), then kept open: other menus' scripts
+    // close a menu when focus moves elsewhere.
+    b.click("#softphone > summary").await;
+    b.client
+        .execute("document.getElementById('softphone').open = true", vec![])
+        .await
+        .unwrap();
+    b.fill("#sp-number", "1000").await;
+    b.click("#sp-call").await;
+    let (got, from) = hear(&rtp, 25, Duration::from_secs(20)).await;
+    assert!(
+        got >= 25,
+        "the browser's audio reaches the phone from the box: {got} {:?}",
+        b.client.execute("var s = document.getElementById('softphone').softphone.current(); return s ? [s.status, s.connection && s.connection.iceConnectionState, s.connection && s.connection.connectionState, s.connection && s.connection.remoteDescription && s.connection.remoteDescription.sdp, document.getElementById('sp-status').textContent] : ['none', document.getElementById('sp-status').textContent]", vec![]).await
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    talk(rtp.clone(), from.unwrap(), stop.clone());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (browser_heard(&b).await >= 25).then_some(())
+        })
+        .await
+        .is_some(),
+        "the phone's audio reaches the browser"
+    );
+    stop.store(true, Ordering::Relaxed);
+    b.click("#sp-hangup").await;
+    assert_ok(
+        &wait_sipp(phone).await,
+        1,
+        "the phone answered and got the BYE",
+    );
+
+    // 2. The desk phone calls the browser; answered on the screen-pop card.
+    let inf = app.data_dir().join("caller.csv");
+    std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
+    let rtp2 = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let rtp2_port = rtp2.local_addr().unwrap().port().to_string();
+    let inf = inf.to_str().unwrap().to_string();
+    let call = tokio::spawn(async move {
+        sipp(
+            sip,
+            &[
+                "-sf",
+                &scenario("softphone_phone_call.xml"),
+                "-inf",
+                &inf,
+                "-s",
+                "1501",
+                "-set",
+                "rtp",
+                &rtp2_port,
+                "-d",
+                "12000",
+                "-m",
+                "1",
+            ],
+        )
+        .await
+    });
+    b.click(".call-pop .sp-card-answer").await;
+    let (got, from) = hear(&rtp2, 25, Duration::from_secs(20)).await;
+    assert!(
+        got >= 25,
+        "the answered browser's audio reaches the phone: {got}"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    talk(rtp2.clone(), from.unwrap(), stop.clone());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (browser_heard(&b).await >= 25).then_some(())
+        })
+        .await
+        .is_some(),
+        "the phone's audio reaches the browser that answered"
+    );
+    // A key on the page's keypad reaches the phone as RFC 4733 telephone-event (the
+    // payload type the phone offered).
+    b.client
+        .execute("document.getElementById('softphone').open = true", vec![])
+        .await
+        .unwrap();
+    b.click("#sp-keypad button[data-dtmf='5']").await;
+    let mut buf = [0u8; 2048];
+    let dtmf = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (n, _) = rtp2.recv_from(&mut buf).await.unwrap();
+            if n >= 16 && buf[1] & 0x7f == 101 {
+                return buf[12];
+            }
+        }
+    })
+    .await;
+    assert_eq!(dtmf.ok(), Some(5), "the keypad's 5 as telephone-event");
+    stop.store(true, Ordering::Relaxed);
+    assert_ok(&call.await.unwrap(), 1, "the phone's call to the softphone");
+}
+
+/// A response to `req` (a SIP request as text) with `code`, as a phone would build it.
+fn respond(req: &str, code: &str) -> String {
+    let mut r = format!("SIP/2.0 {code}\r\n");
+    for l in req.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        let k = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+        match k.as_str() {
+            "via" | "from" | "call-id" | "cseq" | "record-route" => r.push_str(&format!("{l}\r\n")),
+            "to" => r.push_str(&format!("{l};tag=b1\r\n")),
+            _ => {}
+        }
+    }
+    r + "Content-Length: 0\r\n\r\n"
+}
+
+fn invite(domain: &str, id: &str, sdp: &str) -> String {
+    format!(
+        "INVITE sip:1000@{domain} SIP/2.0\r\nVia: SIP/2.0/WSS a.invalid;branch=z9hG4bK{id}\r\nMax-Forwards: 70\r\nTo: <sip:1000@{domain}>\r\nFrom: <sip:1501@{domain}>;tag=a{id}\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\nContact: <sip:a@a.invalid;transport=ws>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The INVITE (or final response) the socket gets next, skipping provisional answers.
+async fn next_of(ws: &mut Ws, start: &str) -> String {
+    loop {
+        let m = next_sip(ws).await.unwrap_or_else(|| panic!("no {start}"));
+        if m.starts_with(start) {
+            return m;
+        }
+    }
+}
+
+/// A plain (RTP/AVP) offer to a browser contact: with G.711 in it the box sends the
+/// browser its own WebRTC offer (ICE-lite, DTLS fingerprint, SAVPF); with no codec the
+/// browser and the phones share (G.729 alone) it passes unchanged, the browser refuses
+/// it (488), and the caller hears so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_a_plain_offer_to_a_browser_becomes_webrtc_or_is_refused_cleanly() {
+    let app = app().await;
+    let domain = app.running().sip.as_ref().unwrap().control().domain();
+    app.running()
+        .ctx
+        .telephony
+        .update_extension(None, "1000", "Desk", Some("nophone".into()), true)
+        .await
+        .unwrap();
+    let mut a = open(
+        &app,
+        Some(&login_cookie(&app, "oper", "oper-pass-1").await),
+        Some("sip"),
+    )
+    .await
+    .unwrap();
+    let mut b = open(
+        &app,
+        Some(&login_cookie(&app, "nophone", "nophone-pass-1").await),
+        Some("sip"),
+    )
+    .await
+    .unwrap();
+    for (ws, ext) in [(&mut a, "1501"), (&mut b, "1000")] {
+        ws.send(Message::text(register(ext, &domain, 1, 600)))
+            .await
+            .unwrap();
+        assert!(next_of(ws, "SIP/2.0 ").await.starts_with("SIP/2.0 200"));
+    }
+
+    let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    a.send(Message::text(invite(&domain, "plain1", g711)))
+        .await
+        .unwrap();
+    let inv = next_of(&mut b, "INVITE ").await;
+    for want in [
+        "UDP/TLS/RTP/SAVPF",
+        "a=fingerprint:",
+        "a=ice-lite",
+        "a=candidate:",
+        "PCMU/8000",
+    ] {
+        assert!(inv.contains(want), "{want} in the browser's offer:\n{inv}");
+    }
+    assert!(
+        !inv.contains("40000"),
+        "the caller's own port is not given away:\n{inv}"
+    );
+    b.send(Message::text(respond(&inv, "486 Busy Here")))
+        .await
+        .unwrap();
+    assert!(next_of(&mut a, "SIP/2.0 4")
+        .await
+        .starts_with("SIP/2.0 486"));
+
+    let g729 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    a.send(Message::text(invite(&domain, "plain2", g729)))
+        .await
+        .unwrap();
+    let inv = next_of(&mut b, "INVITE ").await;
+    assert!(
+        !inv.contains("a=fingerprint:"),
+        "nothing to make WebRTC of:\n{inv}"
+    );
+    b.send(Message::text(respond(&inv, "488 Not Acceptable Here")))
+        .await
+        .unwrap();
+    assert!(next_of(&mut a, "SIP/2.0 4")
+        .await
+        .starts_with("SIP/2.0 488"));
+}
