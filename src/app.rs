@@ -104,7 +104,7 @@ impl AppContext {
         );
         let recordings = crate::domain::recordings::Recordings::new(
             store.clone(),
-            config.data_dir.join("recordings"),
+            config.recordings_dir(),
         );
         let config = Arc::new(config);
         Ok(AppContext {

@@ -225,6 +225,8 @@ pub trait MediaPlane: Send + Sync {
     }
     /// Record anchored call `call` as `how` says (after `open`).
     fn record(&self, _call: &str, _how: Recording) {}
+    /// Call `call` was answered (a recording's announcement plays then).
+    fn answered(&self, _call: &str) {}
 }
 
 /// A recording policy (of an extension, ring group or trunk); for a call, the strongest
