@@ -1064,6 +1064,139 @@ mod tests {
         assert_eq!(i16::from_le_bytes([b[mid + 2], b[mid + 3]]), -32124);
     }
 
+    /// Encoding then decoding keeps a sample within the law's step; decoding then
+    /// encoding gives the code back (µ-law's two zeros aside).
+    #[test]
+    fn g711_encoders_invert_the_tables() {
+        for c in 0..=255u8 {
+            if c != 0x7F {
+                assert_eq!(encode_ulaw(ULAW[c as usize]), c, "µ-law {c:#x}");
+            }
+            assert_eq!(encode_alaw(ALAW[c as usize]), c, "A-law {c:#x}");
+        }
+        for s in (-32768i32..32768).step_by(97) {
+            let s = s as i16;
+            let step = (s as i32).abs() / 16 + 64;
+            assert!((ULAW[encode_ulaw(s) as usize] as i32 - s as i32).abs() <= step * 2, "{s}");
+            assert!((ALAW[encode_alaw(s) as usize] as i32 - s as i32).abs() <= step * 2, "{s}");
+        }
+    }
+
+    fn wav(rate: u32, channels: u16, bits: u16, samples: usize) -> Vec<u8> {
+        let data = samples * channels as usize * bits as usize / 8;
+        let mut b = b"RIFF\0\0\0\0WAVE".to_vec();
+        b.extend_from_slice(b"LIST\x04\0\0\0abcd"); // a chunk to skip
+        b.extend_from_slice(b"fmt \x10\0\0\0");
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&channels.to_le_bytes());
+        b.extend_from_slice(&rate.to_le_bytes());
+        b.extend_from_slice(&(rate * 2).to_le_bytes());
+        b.extend_from_slice(&(channels * bits / 8).to_le_bytes());
+        b.extend_from_slice(&bits.to_le_bytes());
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&(data as u32).to_le_bytes());
+        b.extend((0..data).map(|i| (i % 7) as u8));
+        b
+    }
+
+    #[test]
+    fn announcement_files_are_8_khz_mono_16_bit_only() {
+        let p = Prompt::from_wav(&wav(8000, 1, 16, 4000)).unwrap();
+        assert_eq!((p.ulaw.len(), p.alaw.len()), (4000, 4000));
+        assert_eq!(Prompt::from_wav(b"RIFF"), Err(PromptError::NotWav));
+        assert_eq!(Prompt::from_wav(&[0u8; 100]), Err(PromptError::NotWav));
+        for bad in [wav(16000, 1, 16, 100), wav(8000, 2, 16, 100), wav(8000, 1, 8, 100)] {
+            assert_eq!(Prompt::from_wav(&bad), Err(PromptError::Format));
+        }
+        assert_eq!(Prompt::from_wav(&wav(8000, 1, 16, 0)), Err(PromptError::Length));
+        assert_eq!(
+            Prompt::from_wav(&wav(8000, 1, 16, 8000 * 31)),
+            Err(PromptError::Length)
+        );
+        // A data size past the end is read as far as it goes.
+        let mut cut = wav(8000, 1, 16, 400);
+        cut.truncate(cut.len() - 100);
+        assert_eq!(Prompt::from_wav(&cut).unwrap().ulaw.len(), 350);
+        let beep = Prompt::beep();
+        assert_eq!(beep.ulaw.len(), 4000);
+        assert!(beep.ulaw.iter().any(|c| ULAW[*c as usize].abs() > 6000));
+    }
+
+    /// The gate overlays the prompt on G.711 packets of each end in turn (same header),
+    /// leaves other codecs alone, and opens once both ends have had all of it.
+    #[test]
+    fn the_gate_overlays_then_opens() {
+        let prompt = Prompt::from_pcm(&vec![8000i16; 320]);
+        let g = Gate::new(Some(Arc::new(prompt.clone())));
+        assert!(!g.playing() && !g.done());
+        g.start();
+        assert!(g.playing());
+        for end in 0..2 {
+            for i in 0..2u16 {
+                let mut p = pkt(8, i, i as u32 * 160, 5, &[0xD5; 160]);
+                let head = p[..12].to_vec();
+                g.overlay(end, &mut p);
+                assert_eq!(&p[..12], &head[..]);
+                assert_eq!(&p[12..], &prompt.alaw[..160]);
+            }
+            let mut g722 = pkt(9, 3, 480, 5, &[0x11; 160]);
+            g.overlay(end, &mut g722);
+            assert_eq!(&g722[12..], &[0x11; 160]);
+        }
+        assert!(g.done() && !g.playing());
+        assert!(Gate::new(None).done());
+    }
+
+    /// A G.722 call is written at 16 kHz: 20 ms packets (160 bytes, 320 samples) for
+    /// two seconds make a two-second file.
+    #[test]
+    fn g722_is_recorded_at_16_khz() {
+        use audio_codec::Encoder;
+        let dir = tempfile::tempdir().unwrap();
+        let done = Arc::new(std::sync::Mutex::new(Vec::<Finished>::new()));
+        let d = done.clone();
+        let mut w = Writer::new(RecorderConfig {
+            dir: dir.path().to_path_buf(),
+            subdir: Arc::new(|| "2026/12".into()),
+            done: Arc::new(move |f| d.lock().unwrap().push(f)),
+            feature: FEATURE_CODE.into(),
+        });
+        let call: Arc<str> = Arc::from("w1");
+        w.handle(Msg::Start(call.clone(), Recording::All, Arc::new(Gate::new(None))));
+        w.handle(Msg::Formats(call.clone(), vec![(9, "g722".into())]));
+        let mut enc = audio_codec::g722::G722Encoder::new();
+        let t0 = Instant::now();
+        for i in 0..100u32 {
+            let pcm: Vec<i16> = (0..320)
+                .map(|k| {
+                    let t = (i * 320 + k) as f64 / 16000.0;
+                    (f64::sin(2.0 * std::f64::consts::PI * 1000.0 * t) * 10000.0) as i16
+                })
+                .collect();
+            let payload = enc.encode(&pcm);
+            assert_eq!(payload.len(), 160);
+            w.handle(Msg::Packet {
+                call: call.clone(),
+                ch: 0,
+                at: t0 + Duration::from_millis(i as u64 * 20),
+                data: pkt(9, i as u16, i * 160, 1, &payload),
+            });
+        }
+        w.handle(Msg::End(call));
+        let got = done.lock().unwrap().clone();
+        assert_eq!(got.len(), 1);
+        assert!((1900..=2100).contains(&got[0].duration_ms), "{}", got[0].duration_ms);
+        let b = std::fs::read(dir.path().join("2026/12/w1.wav")).unwrap();
+        assert_eq!(u32::from_le_bytes([b[24], b[25], b[26], b[27]]), 16_000);
+        let left: Vec<i16> = b[44..]
+            .chunks_exact(4)
+            .map(|f| i16::from_le_bytes([f[0], f[1]]))
+            .collect();
+        let mid = &left[4000..12000];
+        let rms = (mid.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / mid.len() as f64).sqrt();
+        assert!(rms > 4000.0, "rms {rms}");
+    }
+
     #[test]
     fn g711_tables_match_the_reference_points() {
         assert_eq!(ULAW[0xff], 0);

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod baresip;
 mod branches;
 mod browser;
 mod call_lists;
@@ -53,4 +54,5 @@ mod sip_park;
 mod sip_transfer;
 mod sip_trunk;
 mod sipp;
+mod tls;
 mod work;
