@@ -378,22 +378,24 @@ impl Gate {
     /// Overlays the next part of the prompt on RTP packet `b` from the party of `end`
     /// (in place: same sequence number, timestamp and SSRC, so the far phone plays it
     /// as that party's audio). G.711 only (payload type 0 or 8): other codecs pass
-    /// unchanged.
-    pub fn overlay(&self, end: usize, b: &mut [u8]) {
-        let Some(p) = &self.prompt else { return };
+    /// unchanged. True when it overlaid (the packet is then not recorded: the writer
+    /// may see it after the gate opened).
+    pub fn overlay(&self, end: usize, b: &mut [u8]) -> bool {
+        let Some(p) = &self.prompt else { return false };
         let Some((pt, range)) = payload_range(b) else {
-            return;
+            return false;
         };
         let (src, quiet) = match pt {
             0 => (&p.ulaw, 0xFF),
             8 => (&p.alaw, 0xD5),
-            _ => return,
+            _ => return false,
         };
         let payload = &mut b[range];
         let at = self.played[end & 1].fetch_add(payload.len(), Ordering::Relaxed);
         for (i, out) in payload.iter_mut().enumerate() {
             *out = src.get(at + i).copied().unwrap_or(quiet);
         }
+        true
     }
 }
 
@@ -1135,12 +1137,12 @@ mod tests {
             for i in 0..2u16 {
                 let mut p = pkt(8, i, i as u32 * 160, 5, &[0xD5; 160]);
                 let head = p[..12].to_vec();
-                g.overlay(end, &mut p);
+                assert!(g.overlay(end, &mut p));
                 assert_eq!(&p[..12], &head[..]);
                 assert_eq!(&p[12..], &prompt.alaw[..160]);
             }
             let mut g722 = pkt(9, 3, 480, 5, &[0x11; 160]);
-            g.overlay(end, &mut g722);
+            assert!(!g.overlay(end, &mut g722));
             assert_eq!(&g722[12..], &[0x11; 160]);
         }
         assert!(g.done() && !g.playing());

@@ -486,9 +486,12 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
         sh.activity
             .last_ms
             .store(sh.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let tap = if kind == 0 { sh.tap.get() } else { None };
+        let mut tap = if kind == 0 { sh.tap.get() } else { None };
         if let Some(t) = tap.filter(|t| t.gate.playing()) {
-            t.gate.overlay(end, &mut buf[..n]);
+            // The announcement replaces what the party says (never recorded).
+            if t.gate.overlay(end, &mut buf[..n]) {
+                tap = None;
+            }
         }
         match out.try_send_to(&buf[..n], dest) {
             Ok(_) => {

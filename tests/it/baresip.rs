@@ -2,7 +2,8 @@
 //! its `ctrl_tcp` module (commands in, events out, as JSON netstrings) and its `cons`
 //! module (one-key commands: hold `x`, resume `X`, DTMF digits). One set-up for every
 //! test module: where the sound comes from (a sine, or a WAV file), which codec, and
-//! where what the phone hears goes (nowhere, or a WAV file). No sound card is needed.
+//! whether what the phone hears is kept (baresip's `sndfile` filter dumps each call's
+//! decoded audio to `<dir>/dump-…-dec.wav`). No sound card is needed.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ pub struct Setup {
     pub source: Source,
     /// The one codec it offers (baresip's name: PCMU, G722, opus), or all it has.
     pub codec: Option<&'static str>,
-    /// What it hears goes to this WAV file (else nowhere).
+    /// What it hears is dumped into this folder (`dump-…-dec.wav`, see [`heard_wav`]).
     pub hear: Option<PathBuf>,
     /// The SIP trace on stdout (read by [`Baresip::trace`]).
     pub trace: bool,
@@ -90,6 +91,15 @@ pub fn tone_wav(path: &Path, hz: f64, secs: u32, rate: u32) {
     std::fs::write(path, b).unwrap();
 }
 
+/// The decoded audio a phone set up with `hear: Some(dir)` received in its call.
+pub fn heard_wav(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+}
+
 pub struct Baresip {
     pub name: String,
     _child: Child,
@@ -122,11 +132,13 @@ impl Baresip {
                 (format!("aufile,{}", wav.display()), rate, 1)
             }
         };
-        let player = s
-            .hear
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "/dev/null".into());
+        let dump = match &s.hear {
+            Some(d) => {
+                std::fs::create_dir_all(d).unwrap();
+                format!("module sndfile.so\nsnd_path {}\n", d.display())
+            }
+            None => String::new(),
+        };
         let codec_module = match s.codec {
             Some("G722") => "module g722.so\n",
             Some("opus") => "module opus.so\n",
@@ -136,20 +148,23 @@ impl Baresip {
             home.join("config"),
             format!(
                 "poll_method epoll\nsip_listen 127.0.0.1:0\n\
-                 audio_player aufile,{player}\naudio_alert aufile,/dev/null\n\
+                 audio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n\
                  audio_source {source}\nausrc_srate {srate}\nauplay_srate {srate}\n\
                  ausrc_channels {channels}\nauplay_channels {channels}\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\n{codec_module}\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\n{codec_module}{dump}\
                  module ausine.so\nmodule aufile.so\nmodule_app account.so\nmodule_app menu.so\n\
                  module_app ctrl_tcp.so\nmodule_app cons.so\n\
                  ctrl_tcp_listen 127.0.0.1:{ctrl_port}\ncons_listen 127.0.0.1:{cons_port}\n"
             ),
         )
         .unwrap();
-        let codecs = s
-            .codec
-            .map(|c| format!(";audio_codecs={c}"))
-            .unwrap_or_default();
+        // baresip names a codec with its rate and channels.
+        let codecs = match s.codec {
+            Some("G722") => ";audio_codecs=G722/16000/1".to_string(),
+            Some("opus") => ";audio_codecs=opus/48000/2".to_string(),
+            Some(c) => format!(";audio_codecs={c}"),
+            None => String::new(),
+        };
         std::fs::write(
             home.join("accounts"),
             format!(

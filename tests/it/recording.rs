@@ -721,9 +721,12 @@ async fn upload_announcement(admin: &Session, bytes: Vec<u8>) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// The samples of a WAV baresip wrote (what a phone heard), mono PCM16 after the header.
-fn heard(path: &std::path::Path) -> Vec<i16> {
-    let b = std::fs::read(path).unwrap_or_default();
+/// The samples of the WAV baresip dumped in `dir` (what a phone heard: mono PCM16 after
+/// the 44-byte header).
+fn heard(dir: &std::path::Path) -> Vec<i16> {
+    let b = crate::baresip::heard_wav(dir)
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
     b.get(44..)
         .unwrap_or_default()
         .chunks_exact(2)
@@ -776,8 +779,8 @@ async fn recording_announcement_plays_to_both_parties_before_recording() {
         hear: Some(dir.join(hear)),
         ..Setup::tone(0.0, "PCMU")
     };
-    let mut a = Baresip::start(&dir, "1801", sip, quiet("a-heard.wav")).await;
-    let mut b = Baresip::start(&dir, "1802", sip, quiet("b-heard.wav")).await;
+    let mut a = Baresip::start(&dir, "1801", sip, quiet("a-heard")).await;
+    let mut b = Baresip::start(&dir, "1802", sip, quiet("b-heard")).await;
     registered(&app, "1801").await;
     registered(&app, "1802").await;
     a.cmd("dial", &format!("sip:1802@{sip}")).await;
@@ -791,8 +794,13 @@ async fn recording_announcement_plays_to_both_parties_before_recording() {
     b.wait("CALL_CLOSED").await;
     a.wait("CALL_CLOSED").await;
     let row = ended(&app, &call.call_id, true).await;
-    for f in ["a-heard.wav", "b-heard.wav"] {
-        let s = heard(&dir.join(f));
+    for f in ["a-heard", "b-heard"] {
+        let s = eventually(WAIT, || async {
+            let s = heard(&dir.join(f));
+            (s.len() > 8000 * 2).then_some(s)
+        })
+        .await
+        .unwrap_or_else(|| heard(&dir.join(f)));
         assert!(s.len() > 8000 * 2, "{f}: {} samples", s.len());
         // The loudest 0.2 s window in the first 1.5 s is the beep; the last second is
         // the other party's silence.
