@@ -9,8 +9,8 @@ mod import;
 mod install;
 mod restore;
 mod serve;
-mod upgrade;
 mod tls;
+mod upgrade;
 mod users;
 
 use std::io::Read;

@@ -324,7 +324,11 @@ impl Recordings {
             Announce::Beep => Some(Prompt::beep()),
             Announce::File => {
                 let path = self.prompt_path();
-                match tokio::fs::read(&path).await.ok().map(|b| Prompt::from_wav(&b)) {
+                match tokio::fs::read(&path)
+                    .await
+                    .ok()
+                    .map(|b| Prompt::from_wav(&b))
+                {
                     Some(Ok(p)) => Some(p),
                     _ => {
                         tracing::warn!(path = %path.display(), "recording: the announcement file is missing or bad; recording without it");

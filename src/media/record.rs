@@ -198,7 +198,12 @@ pub fn encode_alaw(s: i16) -> u8 {
     if seg >= 8 {
         return (0x7F ^ mask) as u8;
     }
-    let a = (seg << 4) | if seg < 2 { (v >> 1) & 0xF } else { (v >> seg) & 0xF };
+    let a = (seg << 4)
+        | if seg < 2 {
+            (v >> 1) & 0xF
+        } else {
+            (v >> seg) & 0xF
+        };
     (a ^ mask) as u8
 }
 
@@ -342,9 +347,12 @@ impl Gate {
     /// Starts playing (once; nothing without a prompt).
     pub fn start(&self) {
         if self.prompt.is_some() {
-            let _ = self
-                .started
-                .compare_exchange(0, self.now_ms(), Ordering::AcqRel, Ordering::Acquire);
+            let _ = self.started.compare_exchange(
+                0,
+                self.now_ms(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
     }
 
@@ -802,7 +810,8 @@ impl Writer {
         }
         let Some(o) = r.open.as_mut() else { return };
         let rate = o.rate as i64;
-        let place = |a: &Anchor| a.pos + p.ts.wrapping_sub(a.ts) as i32 as i64 * rate / a.clock as i64;
+        let place =
+            |a: &Anchor| a.pos + p.ts.wrapping_sub(a.ts) as i32 as i64 * rate / a.clock as i64;
         let arrival = (at.saturating_duration_since(o.t0).as_micros() as i64) * rate / 1_000_000;
         let a = match o.anchors[ch] {
             Some(a) if a.ssrc == p.ssrc && a.clock == c.clock() => {
@@ -1079,8 +1088,14 @@ mod tests {
         for s in (-32768i32..32768).step_by(97) {
             let s = s as i16;
             let step = (s as i32).abs() / 16 + 64;
-            assert!((ULAW[encode_ulaw(s) as usize] as i32 - s as i32).abs() <= step * 2, "{s}");
-            assert!((ALAW[encode_alaw(s) as usize] as i32 - s as i32).abs() <= step * 2, "{s}");
+            assert!(
+                (ULAW[encode_ulaw(s) as usize] as i32 - s as i32).abs() <= step * 2,
+                "{s}"
+            );
+            assert!(
+                (ALAW[encode_alaw(s) as usize] as i32 - s as i32).abs() <= step * 2,
+                "{s}"
+            );
         }
     }
 
@@ -1107,10 +1122,17 @@ mod tests {
         assert_eq!((p.ulaw.len(), p.alaw.len()), (4000, 4000));
         assert_eq!(Prompt::from_wav(b"RIFF"), Err(PromptError::NotWav));
         assert_eq!(Prompt::from_wav(&[0u8; 100]), Err(PromptError::NotWav));
-        for bad in [wav(16000, 1, 16, 100), wav(8000, 2, 16, 100), wav(8000, 1, 8, 100)] {
+        for bad in [
+            wav(16000, 1, 16, 100),
+            wav(8000, 2, 16, 100),
+            wav(8000, 1, 8, 100),
+        ] {
             assert_eq!(Prompt::from_wav(&bad), Err(PromptError::Format));
         }
-        assert_eq!(Prompt::from_wav(&wav(8000, 1, 16, 0)), Err(PromptError::Length));
+        assert_eq!(
+            Prompt::from_wav(&wav(8000, 1, 16, 0)),
+            Err(PromptError::Length)
+        );
         assert_eq!(
             Prompt::from_wav(&wav(8000, 1, 16, 8000 * 31)),
             Err(PromptError::Length)
@@ -1164,7 +1186,11 @@ mod tests {
             feature: FEATURE_CODE.into(),
         });
         let call: Arc<str> = Arc::from("w1");
-        w.handle(Msg::Start(call.clone(), Recording::All, Arc::new(Gate::new(None))));
+        w.handle(Msg::Start(
+            call.clone(),
+            Recording::All,
+            Arc::new(Gate::new(None)),
+        ));
         w.handle(Msg::Formats(call.clone(), vec![(9, "g722".into())]));
         let mut enc = audio_codec::g722::G722Encoder::new();
         let t0 = Instant::now();
@@ -1187,7 +1213,11 @@ mod tests {
         w.handle(Msg::End(call));
         let got = done.lock().unwrap().clone();
         assert_eq!(got.len(), 1);
-        assert!((1900..=2100).contains(&got[0].duration_ms), "{}", got[0].duration_ms);
+        assert!(
+            (1900..=2100).contains(&got[0].duration_ms),
+            "{}",
+            got[0].duration_ms
+        );
         let b = std::fs::read(dir.path().join("2026/12/w1.wav")).unwrap();
         assert_eq!(u32::from_le_bytes([b[24], b[25], b[26], b[27]]), 16_000);
         let left: Vec<i16> = b[44..]

@@ -195,7 +195,11 @@ impl Relay {
     /// Taps call `call` for the recorder (`how`: from the start or on demand).
     pub(super) fn record(&self, call: &str, how: crate::sip::Recording) {
         let Some(r) = self.recorder.get() else { return };
-        let prompt = self.prompt.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let prompt = self
+            .prompt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut calls = self.calls();
         let Some(c) = calls.get_mut(call) else { return };
         let tap = c

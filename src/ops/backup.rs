@@ -157,15 +157,8 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
 /// Does the shop want the call recordings in its backups (the recording settings page;
 /// yes unless it said no)? Read from the live database, as a server may be running.
 fn recordings_in_backups(db: &Path) -> OpsResult<bool> {
-    let c = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| OpsError::Db(e.into()))?;
-    let _ = c.busy_timeout(std::time::Duration::from_secs(5));
-    // A database from before the settings table: the default.
-    let v = crate::db::settings::get(&c, crate::domain::recordings::IN_BACKUPS_KEY).ok();
-    Ok(v.flatten().as_deref() != Some("0"))
+    let v = crate::db::settings::get_from_file(db, crate::domain::recordings::IN_BACKUPS_KEY)?;
+    Ok(v.as_deref() != Some("0"))
 }
 
 /// The reading end of a stream of chunks sent by another thread (the snapshot's pages to

@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use sha2::{Digest, Sha256};
 
@@ -168,7 +168,12 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> OpsResult<Made
         ips.to_vec()
     };
     for n in &names {
-        if n.is_empty() || n.len() > 253 || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) {
+        if n.is_empty()
+            || n.len() > 253
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+        {
             return Err(OpsError::Refused(format!(
                 "{n:?} is not a host name (letters, digits, '-' and '.'); nothing was changed"
             )));
@@ -190,10 +195,10 @@ pub fn init(data_dir: &Path, names: &[String], ips: &[IpAddr]) -> OpsResult<Made
         write_file(&ca_cert_path, cert.pem().as_bytes(), 0o644)?;
         (cert.pem(), key)
     } else {
-        let pem = std::fs::read_to_string(&ca_cert_path)
-            .map_err(io_ctx("cannot read", &ca_cert_path))?;
-        let key_pem = std::fs::read_to_string(&ca_key_path)
-            .map_err(io_ctx("cannot read", &ca_key_path))?;
+        let pem =
+            std::fs::read_to_string(&ca_cert_path).map_err(io_ctx("cannot read", &ca_cert_path))?;
+        let key_pem =
+            std::fs::read_to_string(&ca_key_path).map_err(io_ctx("cannot read", &ca_key_path))?;
         let key = KeyPair::from_pem(&key_pem).map_err(tls_err("cannot read the CA key"))?;
         (pem, key)
     };

@@ -84,8 +84,8 @@ pub fn tone_wav(path: &Path, hz: f64, secs: u32, rate: u32) {
     b.extend_from_slice(b"data");
     b.extend_from_slice(&(n * 2).to_le_bytes());
     for i in 0..n {
-        let v = (f64::sin(2.0 * std::f64::consts::PI * hz * i as f64 / rate as f64) * 12_000.0)
-            as i16;
+        let v =
+            (f64::sin(2.0 * std::f64::consts::PI * hz * i as f64 / rate as f64) * 12_000.0) as i16;
         b.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::write(path, b).unwrap();

@@ -649,7 +649,11 @@ async fn recording_g722_and_opus_calls_are_decoded_to_a_16_khz_wav() {
     let app = TestApp::spawn_with_sip().await;
     import_users(&app, [1901u32, 1902, 1903, 1904].into_iter()).await;
     let admin = app.login("admin", ADMIN_PASSWORD).await;
-    set_policy(&admin, &[("extension:1901", "all"), ("extension:1903", "all")]).await;
+    set_policy(
+        &admin,
+        &[("extension:1901", "all"), ("extension:1903", "all")],
+    )
+    .await;
     for (parties, codec) in [(("1901", "1902"), "G722"), (("1903", "1904"), "opus")] {
         let (row, w) = recorded_call(&app, &admin, parties, codec).await;
         assert_eq!((w.channels, w.rate), (2, 16_000), "{codec}");
@@ -765,7 +769,12 @@ async fn recording_announcement_plays_to_both_parties_before_recording() {
     let (status, _) = upload_announcement(&admin, wav_bytes(8000, 1, 600.0, 0.5)).await;
     assert_eq!(status, 303);
     assert!(app.data_dir().join("prompts/announcement.wav").is_file());
-    let page = admin.get("/telephony/recording").await.text().await.unwrap();
+    let page = admin
+        .get("/telephony/recording")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("value=\"file\" selected"), "{page}");
     // The beep, for every call of 1801.
     set_policy(&admin, &[("extension:1801", "all"), ("announce", "beep")]).await;
@@ -814,7 +823,11 @@ async fn recording_announcement_plays_to_both_parties_before_recording() {
         let h = hz(best);
         assert!((h - 1400.0).abs() < 100.0, "{f}: {h:.0} Hz");
         let tail = &s[s.len() - 8000..];
-        assert!(rms(tail) < 300.0, "{f}: the tail is not silent ({})", rms(tail));
+        assert!(
+            rms(tail) < 300.0,
+            "{f}: the tail is not silent ({})",
+            rms(tail)
+        );
     }
     // Recorded after the announcement: shorter than the talk time by about its length,
     // and what was recorded is the parties' silence (the beep is not in it).
@@ -890,7 +903,12 @@ async fn recording_backups_hold_the_recordings_unless_left_out() {
     assert!(names.contains(&format!("recordings/{rel}")), "{names:?}");
     // Left out: not in it (attachments and the database still are).
     set_policy(&admin, &[("backups", "leave_out")]).await;
-    let page = admin.get("/telephony/recording").await.text().await.unwrap();
+    let page = admin
+        .get("/telephony/recording")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("value=\"leave_out\" selected"), "{page}");
     let r = admin
         .post_form("/telephony/recording", &[("backups", "sometimes")])
@@ -898,7 +916,10 @@ async fn recording_backups_hold_the_recordings_unless_left_out() {
     assert_eq!(r.status(), 400);
     let without = crm::ops::backup::create(&cfg, Some(out.path())).unwrap();
     let names = entries(&without.manifest);
-    assert!(names.iter().all(|n| !n.starts_with("recordings/")), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.starts_with("recordings/")),
+        "{names:?}"
+    );
     assert!(names.contains(&"crm.db".to_string()));
     app.stop().await;
 

@@ -50,7 +50,9 @@ fn serve(dir: &std::path::Path, config: &str) -> (std::process::Child, SocketAdd
             .expect("the server logs its address");
         if let Some(i) = line.find("http=") {
             let a = line[i + 5..].split_whitespace().next().unwrap();
-            let a = a.trim_start_matches("https://").trim_start_matches("http://");
+            let a = a
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
             return (child, a.parse().unwrap_or_else(|e| panic!("{a}: {e}")));
         }
     }
@@ -85,7 +87,11 @@ async fn tls_init_makes_a_ca_and_crm_serve_uses_its_certificate() {
     assert!(!d.join("tls/ca.key").exists());
     let out = crm(d, CONFIG).args(["tls", "init"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for key in ["tls/ca.key", "tls/box.key"] {
         let mode = std::fs::metadata(d.join(key)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{key}");
@@ -167,7 +173,10 @@ async fn tls_init_makes_a_ca_and_crm_serve_uses_its_certificate() {
         .get(format!("https://localhost:{port}/healthz"))
         .send()
         .await;
-    assert!(e.is_err(), "the local CA's certificate served instead of the admin's");
+    assert!(
+        e.is_err(),
+        "the local CA's certificate served instead of the admin's"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
