@@ -28,15 +28,27 @@ fn crm(dir: &std::path::Path, config: &str) -> Command {
     c
 }
 
+/// A `crm serve`, stopped when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `crm serve` and returns it with the address it logged.
-fn serve(dir: &std::path::Path, config: &str) -> (std::process::Child, SocketAddr) {
-    let mut child = crm(dir, config)
-        .args(["serve", "--http", "127.0.0.1:0", "--sip", "off"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+fn serve(dir: &std::path::Path, config: &str) -> (Server, SocketAddr) {
+    let mut child = Server(
+        crm(dir, config)
+            .args(["serve", "--http", "127.0.0.1:0", "--sip", "off"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -116,7 +128,7 @@ async fn tls_init_makes_a_ca_and_crm_serve_uses_its_certificate() {
     assert!(out.status.success());
     assert_eq!(std::fs::read(d.join("tls/ca.pem")).unwrap(), ca);
 
-    let (mut child, addr) = serve(d, CONFIG);
+    let (child, addr) = serve(d, CONFIG);
     let port = addr.port();
     for name in ["127.0.0.1", "localhost"] {
         let c = client(Some(&ca), "localhost", addr);
@@ -147,8 +159,7 @@ async fn tls_init_makes_a_ca_and_crm_serve_uses_its_certificate() {
         .send()
         .await;
     assert!(e.is_err(), "trusted for a name not in the certificate");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 
     // A certificate the admin sets in crm.toml wins over the local one.
     let own = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -161,7 +172,7 @@ async fn tls_init_makes_a_ca_and_crm_serve_uses_its_certificate() {
         cert.display(),
         key.display()
     );
-    let (mut child, addr) = serve(d, &config);
+    let (child, addr) = serve(d, &config);
     let port = addr.port();
     let r = client(Some(own.cert.pem().as_bytes()), "localhost", addr)
         .get(format!("https://localhost:{port}/healthz"))
@@ -177,6 +188,5 @@ async fn tls_init_makes_a_ca_and_crm_serve_uses_its_certificate() {
         e.is_err(),
         "the local CA's certificate served instead of the admin's"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
