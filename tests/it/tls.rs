@@ -148,6 +148,16 @@ async fn tls_init_makes_a_ca_and_crm_serve_uses_its_certificate() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/x-x509-ca-cert");
     assert_eq!(r.bytes().await.unwrap().as_ref(), der.as_ref());
+    // The login page links to it (staff install it from there).
+    let login = client(Some(&ca), "localhost", addr)
+        .get(format!("https://localhost:{port}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.contains("href=\"/tls/ca.crt\""), "{login}");
     // Not trusted without the CA, nor under a name it was not made for.
     let e = client(None, "localhost", addr)
         .get(format!("https://localhost:{port}/healthz"))
