@@ -102,10 +102,8 @@ impl AppContext {
             notifications.clone(),
             &config.attachments_dir(),
         );
-        let recordings = crate::domain::recordings::Recordings::new(
-            store.clone(),
-            config.data_dir.join("recordings"),
-        );
+        let recordings =
+            crate::domain::recordings::Recordings::new(store.clone(), config.recordings_dir());
         let config = Arc::new(config);
         Ok(AppContext {
             conversations,

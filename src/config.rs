@@ -597,6 +597,13 @@ impl Config {
         cfg.apply(env);
         cfg.apply(flags);
         cfg.apply_remote_overlay()?;
+        // The certificate `crm tls init` made, unless the admin set one of their own.
+        if cfg.tls_cert.is_none() && cfg.tls_key.is_none() {
+            if let Some((c, k)) = crate::ops::tls::local_pair(&cfg.data_dir) {
+                cfg.tls_cert = Some(c);
+                cfg.tls_key = Some(k);
+            }
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -866,6 +873,11 @@ impl Config {
 
     pub fn attachments_dir(&self) -> PathBuf {
         self.data_dir.join("attachments")
+    }
+
+    /// Call recordings (`recordings/YYYY/MM/*.wav`).
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
     }
 
     pub fn backups_dir(&self) -> PathBuf {

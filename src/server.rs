@@ -98,6 +98,7 @@ async fn start_sip(
             std::sync::Arc::new(ctx.recordings.policy_map()),
         )?;
         ctx.recordings.attach(m.clone());
+        ctx.recordings.apply_prompt().await?;
     }
     let plane = media
         .clone()

@@ -9,6 +9,7 @@ mod import;
 mod install;
 mod restore;
 mod serve;
+mod tls;
 mod upgrade;
 mod users;
 
@@ -91,6 +92,11 @@ pub enum Command {
     Archive {
         #[command(subcommand)]
         command: archive::ArchiveCommand,
+    },
+    /// HTTPS on the LAN: a local certificate authority and the box's certificate.
+    Tls {
+        #[command(subcommand)]
+        command: tls::TlsCommand,
     },
 }
 
@@ -180,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Extension { command } => extension::run(&cli, command),
         Command::Import { command } => import::run(&cli, command),
         Command::Archive { command } => archive::run(&cli, command),
+        Command::Tls { command } => tls::run(&cli, command),
     }
 }
 

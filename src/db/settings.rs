@@ -4,6 +4,17 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::DbResult;
 
+/// One setting read from the database file at `path` without the app's pool (for the
+/// CLI's backup, beside a running server); None when the database has no such table yet.
+pub fn get_from_file(path: &std::path::Path, key: &str) -> DbResult<Option<String>> {
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(get(&c, key).ok().flatten())
+}
+
 pub fn get(c: &Connection, key: &str) -> DbResult<Option<String>> {
     Ok(
         c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {

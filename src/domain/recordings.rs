@@ -5,9 +5,14 @@
 //! recordings and logs each deletion.
 //!
 //! The files live under `<data dir>/recordings/YYYY/MM/` (the shop clock's month when
-//! recording started). They are not part of backups (a backup holds the database and
-//! the attachments); the database rows are, so a restored box lists recordings whose
-//! files may be gone (the player then answers 404).
+//! recording started). Backups hold them unless `recording.in_backups` is "0"; the
+//! database rows are always there, so a box restored from a backup without them lists
+//! recordings whose files are gone (the player says so).
+//!
+//! The announcement before recording (`recording.announce`: off, beep, file): the beep
+//! is made in code; a file is an uploaded 8 kHz mono 16-bit WAV kept at
+//! `<data dir>/prompts/announcement.wav`. The media plane gets it as G.711 at start and
+//! after every change.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +29,43 @@ use super::work::{Store, Who};
 use super::{Action, Actor, DomainError, DomainResult, Msg};
 
 pub const RETENTION_KEY: &str = "recording.retention_days";
+/// off | beep | file.
+pub const ANNOUNCE_KEY: &str = "recording.announce";
+/// "0": backups leave the recordings out; anything else (or nothing): they hold them.
+pub const IN_BACKUPS_KEY: &str = "recording.in_backups";
+/// The uploaded announcement, under the data directory.
+pub const PROMPT_FILE: &str = "prompts/announcement.wav";
+
+/// What plays before recording starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Announce {
+    #[default]
+    Off,
+    Beep,
+    File,
+}
+
+impl Announce {
+    pub const ALL: [Announce; 3] = [Announce::Off, Announce::Beep, Announce::File];
+
+    pub fn parse(s: &str) -> Option<Announce> {
+        Some(match s {
+            "off" => Announce::Off,
+            "beep" => Announce::Beep,
+            "file" => Announce::File,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Announce::Off => "off",
+            Announce::Beep => "beep",
+            Announce::File => "file",
+        }
+    }
+}
 /// Longest retention accepted (ten years).
 pub const MAX_RETENTION_DAYS: i64 = 3650;
 /// Recordings deleted per sweep transaction.
@@ -91,6 +133,10 @@ pub struct RecordingSettings {
     pub policies: Vec<(String, String, Recording)>,
     /// 0: keep for ever.
     pub retention_days: i64,
+    /// None: unchanged.
+    pub announce: Option<Announce>,
+    /// None: unchanged.
+    pub in_backups: Option<bool>,
 }
 
 #[derive(Clone)]
@@ -179,8 +225,10 @@ impl Recordings {
             .await
     }
 
-    /// Saves the policies and the retention (one unit of work, logged).
+    /// Saves the policies, the retention, the announcement and whether backups hold the
+    /// recordings (one unit of work, logged).
     pub async fn save(&self, by: &Actor, s: RecordingSettings) -> DomainResult<()> {
+        let prompt_file = self.prompt_path();
         if !(0..=MAX_RETENTION_DAYS).contains(&s.retention_days) {
             return Err(DomainError::invalid(
                 Msg::new("recording.err.retention").with("max", MAX_RETENTION_DAYS),
@@ -208,11 +256,27 @@ impl Recordings {
                 if old.as_deref().unwrap_or("0") != days {
                     settings::set(tx, RETENTION_KEY, &days, now)?;
                 }
+                if let Some(a) = s.announce {
+                    if a == Announce::File && !prompt_file.is_file() {
+                        return Err(DomainError::invalid(Msg::new(
+                            "recording.err.announce_missing",
+                        )));
+                    }
+                    settings::set(tx, ANNOUNCE_KEY, a.as_str(), now)?;
+                }
+                if let Some(b) = s.in_backups {
+                    settings::set(tx, IN_BACKUPS_KEY, if b { "1" } else { "0" }, now)?;
+                }
                 tx.log(
                     "recording.settings",
                     "settings",
                     None,
-                    serde_json::json!({"policies": changed, "retention_days": s.retention_days}),
+                    serde_json::json!({
+                        "policies": changed,
+                        "retention_days": s.retention_days,
+                        "announce": s.announce.map(Announce::as_str),
+                        "in_backups": s.in_backups,
+                    }),
                 );
                 tx.emit(Event::new(
                     "recording.settings",
@@ -222,7 +286,109 @@ impl Recordings {
                 Ok(())
             })
             .await?;
-        self.reload().await
+        self.reload().await?;
+        self.apply_prompt().await
+    }
+
+    /// Where an uploaded announcement is kept.
+    pub fn prompt_path(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(PROMPT_FILE)
+    }
+
+    /// The announcement setting.
+    pub async fn announce(&self) -> DomainResult<Announce> {
+        self.store
+            .view(|c| {
+                Ok(settings::get(c, ANNOUNCE_KEY)?
+                    .and_then(|v| Announce::parse(&v))
+                    .unwrap_or_default())
+            })
+            .await
+    }
+
+    /// Do backups hold the recordings?
+    pub async fn in_backups(&self) -> DomainResult<bool> {
+        self.store
+            .view(|c| Ok(settings::get(c, IN_BACKUPS_KEY)?.as_deref() != Some("0")))
+            .await
+    }
+
+    /// The announcement as the setting says (None: off, or its file is gone or bad).
+    pub async fn prompt(&self) -> DomainResult<Option<crate::media::record::Prompt>> {
+        use crate::media::record::Prompt;
+        Ok(match self.announce().await? {
+            Announce::Off => None,
+            Announce::Beep => Some(Prompt::beep()),
+            Announce::File => {
+                let path = self.prompt_path();
+                match tokio::fs::read(&path)
+                    .await
+                    .ok()
+                    .map(|b| Prompt::from_wav(&b))
+                {
+                    Some(Ok(p)) => Some(p),
+                    _ => {
+                        tracing::warn!(path = %path.display(), "recording: the announcement file is missing or bad; recording without it");
+                        None
+                    }
+                }
+            }
+        })
+    }
+
+    /// Hands the media plane the announcement (at start and after each change).
+    pub async fn apply_prompt(&self) -> DomainResult<()> {
+        if let Some(m) = self.media.get() {
+            m.set_prompt(self.prompt().await?.map(Arc::new));
+        }
+        Ok(())
+    }
+
+    /// Keeps an uploaded announcement (8 kHz mono 16-bit WAV, checked) and plays it from
+    /// now on (the setting becomes `file`).
+    pub async fn upload_prompt(&self, by: &Actor, wav: Vec<u8>) -> DomainResult<()> {
+        if !by.can(Action::ManageTelephony) {
+            return Err(DomainError::Forbidden);
+        }
+        crate::media::record::Prompt::from_wav(&wav)
+            .map_err(|e| DomainError::invalid(Msg::new(e.key())))?;
+        // The file before the row that points at it (a crash leaves an unused file).
+        let path = self.prompt_path();
+        let tmp = path.with_extension("wav.part");
+        let io = |e: std::io::Error| {
+            tracing::warn!(path = %path.display(), error = %e, "recording: cannot keep the announcement");
+            DomainError::invalid(Msg::new("recording.err.announce_save"))
+        };
+        if let Some(d) = path.parent() {
+            tokio::fs::create_dir_all(d).await.map_err(io)?;
+        }
+        tokio::fs::write(&tmp, &wav).await.map_err(io)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        let bytes = wav.len();
+        self.store
+            .write(by, move |tx| {
+                if !tx.who().can(Action::ManageTelephony) {
+                    return Err(DomainError::Forbidden);
+                }
+                settings::set(tx, ANNOUNCE_KEY, Announce::File.as_str(), tx.now())?;
+                tx.log(
+                    "recording.announcement",
+                    "settings",
+                    None,
+                    serde_json::json!({"bytes": bytes}),
+                );
+                tx.emit(Event::new(
+                    "recording.settings",
+                    serde_json::json!({}),
+                    Audience::Can(Action::ManageTelephony),
+                ));
+                Ok(())
+            })
+            .await?;
+        self.apply_prompt().await
     }
 
     /// Files a finished recording (called by the app for the media plane's writer).
@@ -259,7 +425,7 @@ impl Recordings {
     }
 
     /// The recording of call-log row `call` and its file (NotFound: no recording, or
-    /// its file is gone).
+    /// its file is gone: [`Recordings::is_missing`] tells which).
     pub async fn file(&self, call: i64) -> DomainResult<(RecordingRow, PathBuf)> {
         let row = self
             .store
@@ -274,6 +440,13 @@ impl Recordings {
             return Err(DomainError::NotFound);
         }
         Ok((row, full))
+    }
+
+    /// Does call-log row `call` have a recording whose file is gone (a box restored from
+    /// a backup made without recordings)?
+    pub async fn is_missing(&self, call: i64) -> DomainResult<bool> {
+        let row = self.store.view(move |c| Ok(q::of_call(c, call)?)).await?;
+        Ok(row.is_some_and(|r| !safe_relative(&r.path) || !self.dir.join(&r.path).is_file()))
     }
 
     /// Deletes the recordings older than the retention (by the shop clock), each one

@@ -109,6 +109,12 @@ impl Media {
         Ok(())
     }
 
+    /// The announcement played before recording (None: straight to recording), for
+    /// calls from now on.
+    pub fn set_prompt(&self, p: Option<Arc<record::Prompt>>) {
+        self.relay.set_prompt(p);
+    }
+
     /// Starts recording call `call` now (the call-card button); false when the call is
     /// not anchored for recording (its policy is off, or it is over).
     pub fn record_now(&self, call: &str) -> bool {
@@ -186,6 +192,10 @@ impl crate::sip::MediaPlane for Media {
 
     fn record(&self, call: &str, how: crate::sip::Recording) {
         self.relay.record(call, how);
+    }
+
+    fn answered(&self, call: &str) {
+        self.relay.answered(call);
     }
 
     fn silent(&self) -> Vec<(String, Duration)> {

@@ -1,12 +1,17 @@
 //! Call recording: the relay copies each RTP packet of a recorded call into a bounded
 //! channel (`try_send`: a full channel drops the copy, forwarding never waits) and one
 //! writer thread turns them into a stereo WAV file, one channel per party (left: the
-//! caller, right: the callee), 8 kHz PCM16.
+//! caller, right: the callee), PCM16.
 //!
 //! - G.711 µ-law and A-law are decoded by a 256-entry table each (the call itself is
-//!   never transcoded). Other codecs (G.722, Opus) are not decoded: their packets count
-//!   as gaps (silence), and a call with no G.711 audio at all leaves no file (the log
-//!   says which codec it was).
+//!   never transcoded); G.722 and Opus by the `audio-codec` crate (pure Rust), one
+//!   decoder per channel. The file's rate is the first audio packet's codec's: 8 kHz
+//!   for G.711, 16 kHz for G.722 and Opus (decoded at 16 kHz, the wideband rate the
+//!   phones use); a codec change mid-call (re-INVITE) is converted to it (by repeating
+//!   or averaging samples). Other codecs count as gaps (silence), and a call with no
+//!   decodable audio leaves no file (the log says which codec it was).
+//! - The announcement (`Gate`): with one configured, the writer records nothing until
+//!   it has played (the relay overlays it on what each party sends, see `relay`).
 //! - Time alignment: the recording's clock starts at the first audio packet after
 //!   recording began. Each channel places its packets by RTP timestamp from an anchor
 //!   (the arrival time of the first packet of the stream); a new SSRC, or a timestamp
@@ -22,19 +27,19 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sip::Recording;
 
+/// The narrowband rate (G.711, the announcement).
 pub const RATE: u32 = 8000;
+/// The wideband rate (G.722, Opus).
+pub const WIDE: u32 = 16000;
 /// The feature code that starts an on-demand recording during a call.
 pub const FEATURE_CODE: &str = "*1";
-/// Frames kept open for late packets before they are written.
-const JITTER: u64 = RATE as u64;
-/// Re-anchor a channel when its timestamps stray this far from arrival.
-const STRAY: i64 = (RATE / 2) as i64;
 /// Packet copies queued for the writer before the relay drops them.
 const QUEUE: usize = 16_384;
 
@@ -65,7 +70,9 @@ pub struct RecorderConfig {
 }
 
 pub(super) enum Msg {
-    Start(Arc<str>, Recording),
+    Start(Arc<str>, Recording, Arc<Gate>),
+    /// The call was answered (an all-calls recording plays its announcement now).
+    Answered(Arc<str>),
     Formats(Arc<str>, Vec<(u8, String)>),
     Packet {
         call: Arc<str>,
@@ -159,6 +166,247 @@ const fn table(a_law: bool) -> [i16; 256] {
 pub const ULAW: [i16; 256] = table(false);
 pub const ALAW: [i16; 256] = table(true);
 
+/// A linear sample as µ-law (G.711, with the usual bias and clip).
+pub fn encode_ulaw(s: i16) -> u8 {
+    const END: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF];
+    let mut v = (s as i32) >> 2;
+    let mask = if v < 0 {
+        v = -v;
+        0x7F
+    } else {
+        0xFF
+    };
+    v = v.min(8159) + (0x84 >> 2);
+    let seg = END.iter().position(|e| v <= *e).unwrap_or(8) as i32;
+    if seg >= 8 {
+        return 0x7F ^ mask;
+    }
+    (((seg << 4) | ((v >> (seg + 1)) & 0xF)) as u8) ^ mask
+}
+
+/// A linear sample as A-law (G.711).
+pub fn encode_alaw(s: i16) -> u8 {
+    const END: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
+    let mut v = (s as i32) >> 3;
+    let mask = if v >= 0 {
+        0xD5
+    } else {
+        v = -v - 1;
+        0x55
+    };
+    let seg = END.iter().position(|e| v <= *e).unwrap_or(8) as i32;
+    if seg >= 8 {
+        return (0x7F ^ mask) as u8;
+    }
+    let a = (seg << 4)
+        | if seg < 2 {
+            (v >> 1) & 0xF
+        } else {
+            (v >> seg) & 0xF
+        };
+    (a ^ mask) as u8
+}
+
+// ----- the announcement ---------------------------------------------------------------
+
+/// The announcement before recording, in both G.711 laws (8 kHz), ready to overlay on a
+/// call's packets in whichever law it uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub ulaw: Vec<u8>,
+    pub alaw: Vec<u8>,
+}
+
+/// Why an uploaded announcement is refused (each has its catalogue message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptError {
+    /// Not a RIFF/WAVE file with a `fmt ` and a `data` chunk.
+    NotWav,
+    /// Not 8 kHz mono 16-bit PCM.
+    Format,
+    /// Empty, or longer than [`Prompt::MAX_SECS`].
+    Length,
+}
+
+impl PromptError {
+    pub fn key(self) -> &'static str {
+        match self {
+            PromptError::NotWav => "recording.err.announce_wav",
+            PromptError::Format => "recording.err.announce_format",
+            PromptError::Length => "recording.err.announce_length",
+        }
+    }
+}
+
+impl Prompt {
+    /// Longest announcement accepted.
+    pub const MAX_SECS: usize = 30;
+
+    pub fn from_pcm(pcm: &[i16]) -> Prompt {
+        Prompt {
+            ulaw: pcm.iter().map(|s| encode_ulaw(*s)).collect(),
+            alaw: pcm.iter().map(|s| encode_alaw(*s)).collect(),
+        }
+    }
+
+    /// The beep: 0.5 s of 1400 Hz at about -12 dBFS, faded in and out over 10 ms (no
+    /// click).
+    pub fn beep() -> Prompt {
+        let n = RATE as usize / 2;
+        let fade = RATE as usize / 100;
+        let pcm: Vec<i16> = (0..n)
+            .map(|i| {
+                let g = (i.min(n - 1 - i) as f64 / fade as f64).min(1.0);
+                let t = i as f64 / RATE as f64;
+                (f64::sin(2.0 * std::f64::consts::PI * 1400.0 * t) * 8000.0 * g) as i16
+            })
+            .collect();
+        Prompt::from_pcm(&pcm)
+    }
+
+    /// An uploaded announcement: a WAV file of 8 kHz mono 16-bit PCM, at most
+    /// [`Prompt::MAX_SECS`] long; anything else is refused (never resampled, so what
+    /// the admin uploaded is what callers hear).
+    pub fn from_wav(b: &[u8]) -> Result<Prompt, PromptError> {
+        if b.len() < 12 || &b[0..4] != b"RIFF" || &b[8..12] != b"WAVE" {
+            return Err(PromptError::NotWav);
+        }
+        let (mut fmt, mut data) = (None, None);
+        let mut at = 12;
+        while at + 8 <= b.len() {
+            let id = &b[at..at + 4];
+            let len = u32::from_le_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]) as usize;
+            let body = &b[at + 8..(at + 8).saturating_add(len).min(b.len())];
+            match id {
+                b"fmt " => fmt = Some(body),
+                b"data" => data = Some(body),
+                _ => {}
+            }
+            at = at + 8 + len + (len & 1);
+        }
+        let (Some(f), Some(d)) = (fmt, data) else {
+            return Err(PromptError::NotWav);
+        };
+        if f.len() < 16 {
+            return Err(PromptError::NotWav);
+        }
+        let u16at = |i: usize| u16::from_le_bytes([f[i], f[i + 1]]);
+        let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+        if u16at(0) != 1 || u16at(2) != 1 || rate != RATE || u16at(14) != 16 {
+            return Err(PromptError::Format);
+        }
+        let n = d.len() / 2;
+        if n == 0 || n > Self::MAX_SECS * RATE as usize {
+            return Err(PromptError::Length);
+        }
+        let pcm: Vec<i16> = d
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        Ok(Prompt::from_pcm(&pcm))
+    }
+
+    fn len(&self) -> usize {
+        self.ulaw.len()
+    }
+}
+
+/// Extra time an announcement may take over its length before recording starts anyway
+/// (a party that sends nothing, or not G.711, never consumes its copy).
+const PROMPT_GRACE_MS: u64 = 1000;
+
+/// The announcement of one recorded call, shared by the relay's tasks of its streams
+/// (which overlay it on what each party sends, so the other one hears it) and the
+/// writer (which records only once it has played). Without a prompt it is always open.
+pub struct Gate {
+    prompt: Option<Arc<Prompt>>,
+    epoch: Instant,
+    /// ms since `epoch` + 1 when it started playing; 0: not yet.
+    started: AtomicU64,
+    /// Samples overlaid on what each end sent.
+    played: [AtomicUsize; 2],
+    /// It has played (or timed out): the hot path's one check after that.
+    over: AtomicBool,
+}
+
+impl Gate {
+    pub fn new(prompt: Option<Arc<Prompt>>) -> Gate {
+        Gate {
+            prompt,
+            epoch: Instant::now(),
+            started: AtomicU64::new(0),
+            played: Default::default(),
+            over: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Starts playing (once; nothing without a prompt).
+    pub fn start(&self) {
+        if self.prompt.is_some() {
+            let _ = self.started.compare_exchange(
+                0,
+                self.now_ms(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+
+    /// Has it played (true at once without a prompt)?
+    pub fn done(&self) -> bool {
+        let Some(p) = &self.prompt else { return true };
+        if self.over.load(Ordering::Acquire) {
+            return true;
+        }
+        let s = self.started.load(Ordering::Acquire);
+        if s == 0 {
+            return false;
+        }
+        let len = p.len();
+        let played = self.played.iter().all(|n| n.load(Ordering::Relaxed) >= len);
+        let late = self.now_ms() > s + (len as u64 * 1000 / RATE as u64) + PROMPT_GRACE_MS;
+        if played || late {
+            self.over.store(true, Ordering::Release);
+            return true;
+        }
+        false
+    }
+
+    /// Is it playing now (the relay overlays it)?
+    pub fn playing(&self) -> bool {
+        !self.over.load(Ordering::Relaxed)
+            && self.started.load(Ordering::Relaxed) != 0
+            && !self.done()
+    }
+
+    /// Overlays the next part of the prompt on RTP packet `b` from the party of `end`
+    /// (in place: same sequence number, timestamp and SSRC, so the far phone plays it
+    /// as that party's audio). G.711 only (payload type 0 or 8): other codecs pass
+    /// unchanged. True when it overlaid (the packet is then not recorded: the writer
+    /// may see it after the gate opened).
+    pub fn overlay(&self, end: usize, b: &mut [u8]) -> bool {
+        let Some(p) = &self.prompt else { return false };
+        let Some((pt, range)) = payload_range(b) else {
+            return false;
+        };
+        let (src, quiet) = match pt {
+            0 => (&p.ulaw, 0xFF),
+            8 => (&p.alaw, 0xD5),
+            _ => return false,
+        };
+        let payload = &mut b[range];
+        let at = self.played[end & 1].fetch_add(payload.len(), Ordering::Relaxed);
+        for (i, out) in payload.iter_mut().enumerate() {
+            *out = src.get(at + i).copied().unwrap_or(quiet);
+        }
+        true
+    }
+}
+
 // ----- RTP ----------------------------------------------------------------------------
 
 pub(super) struct Rtp<'a> {
@@ -169,6 +417,17 @@ pub(super) struct Rtp<'a> {
 }
 
 pub(super) fn rtp(b: &[u8]) -> Option<Rtp<'_>> {
+    let (pt, range) = payload_range(b)?;
+    Some(Rtp {
+        pt,
+        ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        ssrc: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        payload: &b[range],
+    })
+}
+
+/// The payload type and where the payload lies in an RTP packet.
+fn payload_range(b: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
     if b.len() < 12 || b[0] >> 6 != 2 {
         return None;
     }
@@ -182,13 +441,115 @@ pub(super) fn rtp(b: &[u8]) -> Option<Rtp<'_>> {
     if b[0] & 0x20 != 0 {
         end = end.checked_sub(*b.last()? as usize)?;
     }
-    let payload = b.get(off..end)?;
-    Some(Rtp {
-        pt: b[1] & 0x7f,
-        ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-        ssrc: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
-        payload,
-    })
+    (off <= end).then_some((b[1] & 0x7f, off..end))
+}
+
+// ----- decoding -----------------------------------------------------------------------
+
+/// The codecs the recorder decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Ulaw,
+    Alaw,
+    G722,
+    Opus,
+}
+
+impl Codec {
+    fn of(name: &str) -> Option<Codec> {
+        Some(match name {
+            "pcmu" => Codec::Ulaw,
+            "pcma" => Codec::Alaw,
+            "g722" => Codec::G722,
+            "opus" => Codec::Opus,
+            _ => return None,
+        })
+    }
+
+    /// The RTP timestamp clock (G.722's is 8 kHz by RFC 3551's old mistake).
+    fn clock(self) -> u32 {
+        match self {
+            Codec::Opus => 48_000,
+            _ => RATE,
+        }
+    }
+
+    /// The rate it decodes to.
+    fn rate(self) -> u32 {
+        match self {
+            Codec::Ulaw | Codec::Alaw => RATE,
+            Codec::G722 | Codec::Opus => WIDE,
+        }
+    }
+}
+
+/// One channel's decoder of a stateful codec.
+enum Dec {
+    G722(Box<audio_codec::g722::G722Decoder>),
+    Opus(Box<audio_codec::opus::OpusDecoder>),
+}
+
+impl Dec {
+    fn new(c: Codec) -> Option<Dec> {
+        match c {
+            Codec::G722 => Some(Dec::G722(Box::default())),
+            Codec::Opus => Some(Dec::Opus(Box::new(audio_codec::opus::OpusDecoder::new(
+                WIDE, 1,
+            )))),
+            _ => None,
+        }
+    }
+
+    fn codec(&self) -> Codec {
+        match self {
+            Dec::G722(_) => Codec::G722,
+            Dec::Opus(_) => Codec::Opus,
+        }
+    }
+}
+
+/// Decodes one payload to mono samples at `c.rate()`.
+fn decode(c: Codec, dec: &mut Option<Dec>, payload: &[u8]) -> Vec<i16> {
+    use audio_codec::Decoder;
+    match c {
+        Codec::Ulaw => payload.iter().map(|b| ULAW[*b as usize]).collect(),
+        Codec::Alaw => payload.iter().map(|b| ALAW[*b as usize]).collect(),
+        _ => {
+            if dec.as_ref().map(Dec::codec) != Some(c) {
+                *dec = Dec::new(c);
+            }
+            match dec {
+                Some(Dec::G722(d)) => d.decode(payload),
+                Some(Dec::Opus(d)) => {
+                    let stereo = payload.first().is_some_and(|t| t & 0x04 != 0);
+                    let mut out = vec![0i16; WIDE as usize / 50 * 2];
+                    let n = d.decode_into_raw(payload, &mut out);
+                    out.truncate(n);
+                    if stereo {
+                        out.chunks_exact(2)
+                            .map(|p| ((p[0] as i32 + p[1] as i32) / 2) as i16)
+                            .collect()
+                    } else {
+                        out
+                    }
+                }
+                None => Vec::new(),
+            }
+        }
+    }
+}
+
+/// `pcm` at rate `from` as rate `to` (8 and 16 kHz: repeat or average).
+fn convert(pcm: Vec<i16>, from: u32, to: u32) -> Vec<i16> {
+    if from == to {
+        pcm
+    } else if from < to {
+        pcm.iter().flat_map(|s| [*s, *s]).collect()
+    } else {
+        pcm.chunks(2)
+            .map(|p| (p.iter().map(|s| *s as i32).sum::<i32>() / p.len() as i32) as i16)
+            .collect()
+    }
 }
 
 /// The character of an RFC 4733 event (0–9, *, #, A–D).
@@ -204,7 +565,7 @@ fn dtmf_char(e: u8) -> Option<char> {
 
 // ----- WAV ----------------------------------------------------------------------------
 
-fn wav_header(frames: u64) -> [u8; 44] {
+fn wav_header(frames: u64, rate: u32) -> [u8; 44] {
     let data = (frames * 4).min(u32::MAX as u64 - 36) as u32;
     let mut h = [0u8; 44];
     h[0..4].copy_from_slice(b"RIFF");
@@ -214,8 +575,8 @@ fn wav_header(frames: u64) -> [u8; 44] {
     h[16..20].copy_from_slice(&16u32.to_le_bytes());
     h[20..22].copy_from_slice(&1u16.to_le_bytes()); // PCM
     h[22..24].copy_from_slice(&2u16.to_le_bytes()); // stereo
-    h[24..28].copy_from_slice(&RATE.to_le_bytes());
-    h[28..32].copy_from_slice(&(RATE * 4).to_le_bytes());
+    h[24..28].copy_from_slice(&rate.to_le_bytes());
+    h[28..32].copy_from_slice(&(rate * 4).to_le_bytes());
     h[32..34].copy_from_slice(&4u16.to_le_bytes());
     h[34..36].copy_from_slice(&16u16.to_le_bytes());
     h[36..40].copy_from_slice(b"data");
@@ -250,6 +611,8 @@ pub fn file_stem(call: &str) -> String {
 #[derive(Default, Clone, Copy)]
 struct Anchor {
     ssrc: u32,
+    /// The RTP clock of the codec it was taken with (a codec change re-anchors).
+    clock: u32,
     ts: u32,
     pos: i64,
 }
@@ -258,6 +621,8 @@ struct Open {
     file: BufWriter<File>,
     rel: String,
     full: PathBuf,
+    /// Frames a second (by the first audio packet's codec).
+    rate: u32,
     /// Instant of frame 0, and its wall time.
     t0: Instant,
     started_ms: i64,
@@ -267,7 +632,7 @@ struct Open {
     bufs: [VecDeque<i16>; 2],
     anchors: [Option<Anchor>; 2],
     header_at: u64,
-    /// Frames of G.711 audio placed.
+    /// Frames of audio placed.
     audio: u64,
 }
 
@@ -283,6 +648,10 @@ struct Rec {
     digits: String,
     /// A codec that could not be decoded.
     skipped: Option<String>,
+    /// The announcement before recording.
+    gate: Arc<Gate>,
+    /// Each channel's decoder (G.722, Opus).
+    decs: [Option<Dec>; 2],
 }
 
 struct Writer {
@@ -331,7 +700,7 @@ impl Writer {
 
     fn handle(&mut self, m: Msg) {
         match m {
-            Msg::Start(call, how) => {
+            Msg::Start(call, how, gate) => {
                 let r = self.calls.entry(call).or_insert_with(|| Rec {
                     how,
                     armed: false,
@@ -340,10 +709,19 @@ impl Writer {
                     events: [None; 2],
                     digits: String::new(),
                     skipped: None,
+                    gate,
+                    decs: [None, None],
                 });
                 r.how = r.how.max(how);
                 if how == Recording::All {
                     r.armed = true;
+                }
+            }
+            Msg::Answered(call) => {
+                if let Some(r) = self.calls.get_mut(&call) {
+                    if r.how == Recording::All {
+                        r.gate.start();
+                    }
                 }
             }
             Msg::Formats(call, f) => {
@@ -354,6 +732,7 @@ impl Writer {
             Msg::Now(call) => {
                 if let Some(r) = self.calls.get_mut(&call) {
                     r.armed = true;
+                    r.gate.start();
                 }
             }
             Msg::Packet { call, ch, at, data } => self.packet(&call, ch as usize, at, &data),
@@ -391,19 +770,20 @@ impl Writer {
                         && r.how >= Recording::OnDemand
                     {
                         r.armed = true;
+                        r.gate.start();
                         tracing::info!(call = %call, "recording started by the feature code");
                     }
                 }
             }
             return;
         }
-        if !r.armed {
+        if !r.armed || !r.gate.done() {
             return;
         }
-        let table = match codec {
-            "pcmu" => &ULAW,
-            "pcma" => &ALAW,
-            other => {
+        let c = match Codec::of(codec) {
+            Some(c) => c,
+            None => {
+                let other = codec;
                 if r.skipped.is_none() {
                     r.skipped = Some(if other.is_empty() {
                         format!("payload type {}", p.pt)
@@ -414,8 +794,12 @@ impl Writer {
                 return;
             }
         };
+        let pcm = decode(c, &mut r.decs[ch], p.payload);
+        if pcm.is_empty() {
+            return;
+        }
         if r.open.is_none() {
-            match open_file(&self.cfg, call, at) {
+            match open_file(&self.cfg, call, at, c.rate()) {
                 Ok(o) => r.open = Some(o),
                 Err(e) => {
                     tracing::warn!(call = %call, error = %e, "recording: cannot create the file");
@@ -425,12 +809,15 @@ impl Writer {
             }
         }
         let Some(o) = r.open.as_mut() else { return };
-        let arrival =
-            (at.saturating_duration_since(o.t0).as_micros() as i64) * RATE as i64 / 1_000_000;
+        let rate = o.rate as i64;
+        let place =
+            |a: &Anchor| a.pos + p.ts.wrapping_sub(a.ts) as i32 as i64 * rate / a.clock as i64;
+        let arrival = (at.saturating_duration_since(o.t0).as_micros() as i64) * rate / 1_000_000;
         let a = match o.anchors[ch] {
-            Some(a) if a.ssrc == p.ssrc => {
-                let pos = a.pos + p.ts.wrapping_sub(a.ts) as i32 as i64;
-                if (pos - arrival).abs() > STRAY {
+            Some(a) if a.ssrc == p.ssrc && a.clock == c.clock() => {
+                let pos = place(&a);
+                // Re-anchor when timestamps stray half a second from arrival.
+                if (pos - arrival).abs() > rate / 2 {
                     None
                 } else {
                     Some(a)
@@ -440,24 +827,26 @@ impl Writer {
         };
         let a = a.unwrap_or(Anchor {
             ssrc: p.ssrc,
+            clock: c.clock(),
             ts: p.ts,
             pos: arrival,
         });
         o.anchors[ch] = Some(a);
-        let pos = a.pos + p.ts.wrapping_sub(a.ts) as i32 as i64;
+        let pos = place(&a);
         if pos < o.flushed as i64 {
             return; // too late: already written
         }
+        let pcm = convert(pcm, c.rate(), o.rate);
         let off = (pos as u64 - o.flushed) as usize;
         let buf = &mut o.bufs[ch];
-        let need = off + p.payload.len();
+        let need = off + pcm.len();
         if buf.len() < need {
             buf.resize(need, 0);
         }
-        for (i, b) in p.payload.iter().enumerate() {
-            buf[off + i] = table[*b as usize];
+        for (i, v) in pcm.iter().enumerate() {
+            buf[off + i] = *v;
         }
-        o.audio += p.payload.len() as u64;
+        o.audio += pcm.len() as u64;
         o.flush_until(at, false);
     }
 
@@ -467,7 +856,7 @@ impl Writer {
         };
         let Some(mut o) = r.open else {
             if let Some(c) = r.skipped.filter(|_| r.armed) {
-                tracing::warn!(call = %call, codec = %c, "recording: no G.711 audio, nothing recorded");
+                tracing::warn!(call = %call, codec = %c, "recording: no audio it can decode, nothing recorded");
             }
             return;
         };
@@ -489,13 +878,13 @@ impl Writer {
             call: call.to_string(),
             path: o.rel,
             started_ms: o.started_ms,
-            duration_ms: (frames * 1000 / RATE as u64) as i64,
+            duration_ms: (frames * 1000 / o.rate as u64) as i64,
             bytes,
         });
     }
 }
 
-fn open_file(cfg: &RecorderConfig, call: &str, at: Instant) -> std::io::Result<Open> {
+fn open_file(cfg: &RecorderConfig, call: &str, at: Instant, rate: u32) -> std::io::Result<Open> {
     let sub = (cfg.subdir)();
     let dir = cfg.dir.join(&sub);
     std::fs::create_dir_all(&dir)?;
@@ -513,12 +902,13 @@ fn open_file(cfg: &RecorderConfig, call: &str, at: Instant) -> std::io::Result<O
             .create_new(true)
             .open(&full)?,
     );
-    file.write_all(&wav_header(0))?;
+    file.write_all(&wav_header(0, rate))?;
     let back = Instant::now().saturating_duration_since(at);
     Ok(Open {
         file,
         rel: format!("{sub}/{name}"),
         full,
+        rate,
         t0: at,
         started_ms: unix_ms() - back.as_millis() as i64,
         flushed: 0,
@@ -535,9 +925,10 @@ impl Open {
         let upto = if all {
             self.flushed + self.bufs[0].len().max(self.bufs[1].len()) as u64
         } else {
-            let t =
-                now.saturating_duration_since(self.t0).as_micros() as u64 * RATE as u64 / 1_000_000;
-            t.saturating_sub(JITTER)
+            // One second is kept open for late packets.
+            let t = now.saturating_duration_since(self.t0).as_micros() as u64 * self.rate as u64
+                / 1_000_000;
+            t.saturating_sub(self.rate as u64)
         };
         if upto <= self.flushed {
             return;
@@ -554,7 +945,7 @@ impl Open {
             tracing::warn!(error = %e, "recording: write failed");
         }
         self.flushed = upto;
-        if self.flushed - self.header_at >= RATE as u64 {
+        if self.flushed - self.header_at >= self.rate as u64 {
             self.header_at = self.flushed;
             let _ = self.write_header();
         }
@@ -565,7 +956,7 @@ impl Open {
         let f = self.file.get_mut();
         let end = f.stream_position()?;
         f.seek(SeekFrom::Start(0))?;
-        f.write_all(&wav_header(self.flushed))?;
+        f.write_all(&wav_header(self.flushed, self.rate))?;
         f.seek(SeekFrom::Start(end))?;
         Ok(())
     }
@@ -608,7 +999,11 @@ mod tests {
             feature: FEATURE_CODE.into(),
         });
         let call: Arc<str> = Arc::from("c1");
-        w.handle(Msg::Start(call.clone(), Recording::OnDemand));
+        w.handle(Msg::Start(
+            call.clone(),
+            Recording::OnDemand,
+            Arc::new(Gate::new(None)),
+        ));
         w.handle(Msg::Formats(
             call.clone(),
             vec![(0, "pcmu".into()), (101, "telephone-event".into())],
@@ -678,6 +1073,160 @@ mod tests {
         let mid = 44 + (b.len() - 44) / 2 / 4 * 4;
         assert_eq!(i16::from_le_bytes([b[mid], b[mid + 1]]), 32124);
         assert_eq!(i16::from_le_bytes([b[mid + 2], b[mid + 3]]), -32124);
+    }
+
+    /// Encoding then decoding keeps a sample within the law's step; decoding then
+    /// encoding gives the code back (µ-law's two zeros aside).
+    #[test]
+    fn g711_encoders_invert_the_tables() {
+        for c in 0..=255u8 {
+            if c != 0x7F {
+                assert_eq!(encode_ulaw(ULAW[c as usize]), c, "µ-law {c:#x}");
+            }
+            assert_eq!(encode_alaw(ALAW[c as usize]), c, "A-law {c:#x}");
+        }
+        for s in (-32768i32..32768).step_by(97) {
+            let s = s as i16;
+            let step = (s as i32).abs() / 16 + 64;
+            assert!(
+                (ULAW[encode_ulaw(s) as usize] as i32 - s as i32).abs() <= step * 2,
+                "{s}"
+            );
+            assert!(
+                (ALAW[encode_alaw(s) as usize] as i32 - s as i32).abs() <= step * 2,
+                "{s}"
+            );
+        }
+    }
+
+    fn wav(rate: u32, channels: u16, bits: u16, samples: usize) -> Vec<u8> {
+        let data = samples * channels as usize * bits as usize / 8;
+        let mut b = b"RIFF\0\0\0\0WAVE".to_vec();
+        b.extend_from_slice(b"LIST\x04\0\0\0abcd"); // a chunk to skip
+        b.extend_from_slice(b"fmt \x10\0\0\0");
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&channels.to_le_bytes());
+        b.extend_from_slice(&rate.to_le_bytes());
+        b.extend_from_slice(&(rate * 2).to_le_bytes());
+        b.extend_from_slice(&(channels * bits / 8).to_le_bytes());
+        b.extend_from_slice(&bits.to_le_bytes());
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&(data as u32).to_le_bytes());
+        b.extend((0..data).map(|i| (i % 7) as u8));
+        b
+    }
+
+    #[test]
+    fn announcement_files_are_8_khz_mono_16_bit_only() {
+        let p = Prompt::from_wav(&wav(8000, 1, 16, 4000)).unwrap();
+        assert_eq!((p.ulaw.len(), p.alaw.len()), (4000, 4000));
+        assert_eq!(Prompt::from_wav(b"RIFF"), Err(PromptError::NotWav));
+        assert_eq!(Prompt::from_wav(&[0u8; 100]), Err(PromptError::NotWav));
+        for bad in [
+            wav(16000, 1, 16, 100),
+            wav(8000, 2, 16, 100),
+            wav(8000, 1, 8, 100),
+        ] {
+            assert_eq!(Prompt::from_wav(&bad), Err(PromptError::Format));
+        }
+        assert_eq!(
+            Prompt::from_wav(&wav(8000, 1, 16, 0)),
+            Err(PromptError::Length)
+        );
+        assert_eq!(
+            Prompt::from_wav(&wav(8000, 1, 16, 8000 * 31)),
+            Err(PromptError::Length)
+        );
+        // A data size past the end is read as far as it goes.
+        let mut cut = wav(8000, 1, 16, 400);
+        cut.truncate(cut.len() - 100);
+        assert_eq!(Prompt::from_wav(&cut).unwrap().ulaw.len(), 350);
+        let beep = Prompt::beep();
+        assert_eq!(beep.ulaw.len(), 4000);
+        assert!(beep.ulaw.iter().any(|c| ULAW[*c as usize].abs() > 6000));
+    }
+
+    /// The gate overlays the prompt on G.711 packets of each end in turn (same header),
+    /// leaves other codecs alone, and opens once both ends have had all of it.
+    #[test]
+    fn the_gate_overlays_then_opens() {
+        let prompt = Prompt::from_pcm(&vec![8000i16; 320]);
+        let g = Gate::new(Some(Arc::new(prompt.clone())));
+        assert!(!g.playing() && !g.done());
+        g.start();
+        assert!(g.playing());
+        for end in 0..2 {
+            for i in 0..2u16 {
+                let mut p = pkt(8, i, i as u32 * 160, 5, &[0xD5; 160]);
+                let head = p[..12].to_vec();
+                assert!(g.overlay(end, &mut p));
+                assert_eq!(&p[..12], &head[..]);
+                assert_eq!(&p[12..], &prompt.alaw[..160]);
+            }
+            let mut g722 = pkt(9, 3, 480, 5, &[0x11; 160]);
+            assert!(!g.overlay(end, &mut g722));
+            assert_eq!(&g722[12..], &[0x11; 160]);
+        }
+        assert!(g.done() && !g.playing());
+        assert!(Gate::new(None).done());
+    }
+
+    /// A G.722 call is written at 16 kHz: 20 ms packets (160 bytes, 320 samples) for
+    /// two seconds make a two-second file.
+    #[test]
+    fn g722_is_recorded_at_16_khz() {
+        use audio_codec::Encoder;
+        let dir = tempfile::tempdir().unwrap();
+        let done = Arc::new(std::sync::Mutex::new(Vec::<Finished>::new()));
+        let d = done.clone();
+        let mut w = Writer::new(RecorderConfig {
+            dir: dir.path().to_path_buf(),
+            subdir: Arc::new(|| "2026/12".into()),
+            done: Arc::new(move |f| d.lock().unwrap().push(f)),
+            feature: FEATURE_CODE.into(),
+        });
+        let call: Arc<str> = Arc::from("w1");
+        w.handle(Msg::Start(
+            call.clone(),
+            Recording::All,
+            Arc::new(Gate::new(None)),
+        ));
+        w.handle(Msg::Formats(call.clone(), vec![(9, "g722".into())]));
+        let mut enc = audio_codec::g722::G722Encoder::new();
+        let t0 = Instant::now();
+        for i in 0..100u32 {
+            let pcm: Vec<i16> = (0..320)
+                .map(|k| {
+                    let t = (i * 320 + k) as f64 / 16000.0;
+                    (f64::sin(2.0 * std::f64::consts::PI * 1000.0 * t) * 10000.0) as i16
+                })
+                .collect();
+            let payload = enc.encode(&pcm);
+            assert_eq!(payload.len(), 160);
+            w.handle(Msg::Packet {
+                call: call.clone(),
+                ch: 0,
+                at: t0 + Duration::from_millis(i as u64 * 20),
+                data: pkt(9, i as u16, i * 160, 1, &payload),
+            });
+        }
+        w.handle(Msg::End(call));
+        let got = done.lock().unwrap().clone();
+        assert_eq!(got.len(), 1);
+        assert!(
+            (1900..=2100).contains(&got[0].duration_ms),
+            "{}",
+            got[0].duration_ms
+        );
+        let b = std::fs::read(dir.path().join("2026/12/w1.wav")).unwrap();
+        assert_eq!(u32::from_le_bytes([b[24], b[25], b[26], b[27]]), 16_000);
+        let left: Vec<i16> = b[44..]
+            .chunks_exact(4)
+            .map(|f| i16::from_le_bytes([f[0], f[1]]))
+            .collect();
+        let mid = &left[4000..12000];
+        let rms = (mid.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / mid.len() as f64).sqrt();
+        assert!(rms > 4000.0, "rms {rms}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-use super::record::{Msg, Recorder};
+use super::record::{Gate, Msg, Prompt, Recorder};
 use super::sdp;
 use super::webrtc::{Drained, Leg};
 use super::MediaConfig;
@@ -58,8 +58,8 @@ struct Shared {
     parties: Mutex<[[Where; 2]; 2]>,
     activity: Arc<Activity>,
     epoch: Instant,
-    /// A recorded call: its id and the writer (RTP copies go there).
-    tap: std::sync::OnceLock<(Arc<str>, Recorder)>,
+    /// A recorded call: its id, the writer (RTP copies go there) and its announcement.
+    tap: std::sync::OnceLock<Tap>,
     /// An end facing a browser: its WebRTC leg (set once, for the call's life). Its RTP
     /// socket then carries ICE, DTLS and SRTP, its RTCP socket nothing (rtcp-mux).
     webrtc: [std::sync::OnceLock<Arc<Mutex<Leg>>>; 2],
@@ -88,12 +88,21 @@ impl Shared {
         for (dest, data) in d.transmit {
             let _ = self.socks[end][0].try_send_to(&data, dest);
         }
-        for pkt in d.rtp {
+        for mut pkt in d.rtp {
             self.touch();
-            if let Some((id, r)) = self.tap.get() {
-                r.packet(id, end, &pkt);
-            }
+            self.tap_rtp(end, &mut pkt);
             self.deliver(1 - end, &pkt);
+        }
+    }
+
+    /// A party's RTP on a browser's call, before it goes on: while the announcement plays
+    /// it overlays the packet (that copy is never recorded), else the recorder gets a copy.
+    fn tap_rtp(&self, end: usize, pkt: &mut [u8]) {
+        if let Some(t) = self.tap.get() {
+            if t.gate.playing() && t.gate.overlay(end, pkt) {
+                return;
+            }
+            t.recorder.packet(&t.id, end, pkt);
         }
     }
 
@@ -125,6 +134,14 @@ impl Drop for Stream {
     }
 }
 
+/// A recorded call's hook in each of its streams.
+#[derive(Clone)]
+struct Tap {
+    id: Arc<str>,
+    recorder: Recorder,
+    gate: Arc<Gate>,
+}
+
 /// Counters of one call, shared with its sockets' tasks.
 #[derive(Default)]
 pub(super) struct Activity {
@@ -143,8 +160,8 @@ struct Call {
     last_sdp_ms: u64,
     /// The latest SDP of either party holds the call.
     held: [bool; 2],
-    /// Recorded (the policy is not off): its id for the writer.
-    rec: Option<Arc<str>>,
+    /// Recorded (the policy is not off): its hook.
+    rec: Option<Tap>,
 }
 
 pub(super) struct Relay {
@@ -156,6 +173,8 @@ pub(super) struct Relay {
     cursor: Mutex<u16>,
     epoch: Instant,
     recorder: std::sync::OnceLock<Recorder>,
+    /// The announcement before recording (for calls tapped from now on).
+    prompt: Mutex<Option<Arc<Prompt>>>,
 }
 
 fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<std::net::UdpSocket> {
@@ -187,6 +206,7 @@ impl Relay {
             cursor: Mutex::new(first),
             epoch: Instant::now(),
             recorder: std::sync::OnceLock::new(),
+            prompt: Mutex::new(None),
         })
     }
 
@@ -227,15 +247,39 @@ impl Relay {
         self.recorder.get()
     }
 
+    pub(super) fn set_prompt(&self, p: Option<Arc<Prompt>>) {
+        *self.prompt.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
     /// Taps call `call` for the recorder (`how`: from the start or on demand).
     pub(super) fn record(&self, call: &str, how: crate::sip::Recording) {
         let Some(r) = self.recorder.get() else { return };
+        let prompt = self
+            .prompt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut calls = self.calls();
         let Some(c) = calls.get_mut(call) else { return };
-        let id = c.rec.get_or_insert_with(|| Arc::from(call)).clone();
-        r.send(Msg::Start(id.clone(), how));
+        let tap = c
+            .rec
+            .get_or_insert_with(|| Tap {
+                id: Arc::from(call),
+                recorder: r.clone(),
+                gate: Arc::new(Gate::new(prompt)),
+            })
+            .clone();
+        r.send(Msg::Start(tap.id.clone(), how, tap.gate.clone()));
         for s in &c.streams {
-            let _ = s.shared.tap.set((id.clone(), r.clone()));
+            let _ = s.shared.tap.set(tap.clone());
+        }
+    }
+
+    /// The call was answered: an all-calls recording plays its announcement.
+    pub(super) fn answered(&self, call: &str) {
+        let Some(r) = self.recorder.get() else { return };
+        if let Some(t) = self.calls().get(call).and_then(|c| c.rec.as_ref()) {
+            r.send(Msg::Answered(t.id.clone()));
         }
     }
 
@@ -246,9 +290,9 @@ impl Relay {
             return false;
         };
         let calls = self.calls();
-        match calls.get(call).and_then(|c| c.rec.clone()) {
-            Some(id) => {
-                r.send(Msg::Now(id));
+        match calls.get(call).and_then(|c| c.rec.as_ref()) {
+            Some(t) => {
+                r.send(Msg::Now(t.id.clone()));
                 true
             }
             None => false,
@@ -265,11 +309,8 @@ impl Relay {
 
     pub(super) fn end(&self, call: &str) {
         let gone = self.calls().remove(call);
-        if let (Some(id), Some(r)) = (
-            gone.as_ref().and_then(|c| c.rec.clone()),
-            self.recorder.get(),
-        ) {
-            r.send(Msg::End(id));
+        if let Some(t) = gone.as_ref().and_then(|c| c.rec.as_ref()) {
+            t.recorder.send(Msg::End(t.id.clone()));
         }
         drop(gone); // aborts the tasks, closes the sockets
     }
@@ -301,7 +342,7 @@ impl Relay {
         None
     }
 
-    fn new_stream(&self, activity: &Arc<Activity>, rec: Option<&Arc<str>>) -> Option<Stream> {
+    fn new_stream(&self, activity: &Arc<Activity>, rec: Option<&Tap>) -> Option<Stream> {
         let ([a0, a1], pa) = self.pair()?;
         let ([b0, b1], pb) = self.pair()?;
         let _g = self.handle.enter();
@@ -314,8 +355,8 @@ impl Relay {
             tap: std::sync::OnceLock::new(),
             webrtc: Default::default(),
         });
-        if let (Some(id), Some(r)) = (rec, self.recorder.get()) {
-            let _ = shared.tap.set((id.clone(), r.clone()));
+        if let Some(t) = rec {
+            let _ = shared.tap.set(t.clone());
         }
         let mut tasks = Vec::with_capacity(4);
         for end in 0..2 {
@@ -406,13 +447,13 @@ impl Relay {
             }
         }
         c.held[other] = offer.on_hold();
-        if let (Some(id), Some(r)) = (&c.rec, self.recorder.get()) {
+        if let Some(t) = &c.rec {
             let f = offer
                 .streams
                 .iter()
                 .flat_map(|s| s.formats.clone())
                 .collect();
-            r.send(Msg::Formats(id.clone(), f));
+            t.recorder.send(Msg::Formats(t.id.clone(), f));
         }
         c.last_sdp_ms = now;
         let ports: Vec<u16> = c.streams.iter().map(|s| s.ports[end]).collect();
@@ -470,9 +511,9 @@ impl Relay {
         };
         if let Some(o) = sdp::parse(&plain) {
             c.held[other] = o.on_hold();
-            if let (Some(id), Some(r)) = (&c.rec, self.recorder.get()) {
+            if let Some(t) = &c.rec {
                 let f = o.streams.iter().flat_map(|s| s.formats.clone()).collect();
-                r.send(Msg::Formats(id.clone(), f));
+                t.recorder.send(Msg::Formats(t.id.clone(), f));
             }
         }
         c.last_sdp_ms = now;
@@ -616,9 +657,7 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
                 }
             }
             sh.touch();
-            if let Some((id, r)) = sh.tap.get() {
-                r.packet(id, end, &buf[..n]);
-            }
+            sh.tap_rtp(end, &mut buf[..n]);
             sh.deliver(other, &buf[..n]);
             continue;
         }
@@ -643,6 +682,13 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
         sh.activity
             .last_ms
             .store(sh.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let mut tap = if kind == 0 { sh.tap.get() } else { None };
+        if let Some(t) = tap.filter(|t| t.gate.playing()) {
+            // The announcement replaces what the party says (never recorded).
+            if t.gate.overlay(end, &mut buf[..n]) {
+                tap = None;
+            }
+        }
         match out.try_send_to(&buf[..n], dest) {
             Ok(_) => {
                 sh.activity.packets.fetch_add(1, Ordering::Relaxed);
@@ -651,10 +697,8 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
                 sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if kind == 0 {
-            if let Some((id, r)) = sh.tap.get() {
-                r.packet(id, end, &buf[..n]);
-            }
+        if let Some(t) = tap {
+            t.recorder.packet(&t.id, end, &buf[..n]);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The backup archive format: one `.tar.zst` holding `crm.db`, `attachments/...` and, last,
+//! The backup archive format: one `.tar.zst` holding `crm.db`, `attachments/...`, the call
+//! recordings `recordings/...` (unless the shop leaves them out) and, last,
 //! `manifest.json` with the crm version, schema version, time and a sha256 for every file.
 //! The manifest goes last so every checksum is computed while the file is written (one
 //! pass over the data); readers hash every entry and compare at the end.
@@ -26,6 +27,7 @@ use super::{io_ctx, OpsError, OpsResult};
 pub const MANIFEST: &str = "manifest.json";
 pub const DB_ENTRY: &str = "crm.db";
 pub const ATTACHMENTS: &str = "attachments";
+pub const RECORDINGS: &str = "recordings";
 /// The manifest's layout (the same in both containers).
 const FORMAT: u32 = 1;
 const SEAL_LEN: usize = 32;
@@ -167,17 +169,17 @@ pub fn write_files(
         size,
         content: BufReader::with_capacity(1 << 20, f),
     };
-    write(dest, db, attachments, schema_version)
+    write(dest, db, &[(ATTACHMENTS, attachments)], schema_version)
 }
 
-/// Writes an archive at `dest` from the database's bytes and an attachments folder (which
-/// may be absent), in one pass: every byte is hashed for the manifest as it goes in and for
+/// Writes an archive at `dest` from the database's bytes and folders (each under its entry
+/// name: `attachments`, `recordings`; a folder may be absent), in one pass: every byte is hashed for the manifest as it goes in and for
 /// the seal as it comes out of the compressor. Returns the manifest it wrote. `dest` is
 /// fsynced before returning; [`verify`] reads it back.
 pub fn write<R: Read>(
     dest: &Path,
     db: DbContent<R>,
-    attachments: &Path,
+    dirs: &[(&str, &Path)],
     schema_version: usize,
 ) -> OpsResult<Manifest> {
     let file = create_private(dest)?;
@@ -196,15 +198,13 @@ pub fn write<R: Read>(
     let mut tar = tar::Builder::new(zst);
     tar.mode(tar::HeaderMode::Deterministic);
     let mut files = vec![append_entry(&mut tar, DB_ENTRY, db.size, db.content, dest)?];
-    if attachments.is_dir() {
+    for (entry, dir) in dirs.iter().filter(|(_, d)| d.is_dir()) {
         let mut found = Vec::new();
-        walk(attachments, &mut found)?;
+        walk(dir, &mut found)?;
         found.sort();
         for f in found {
-            let rel = f
-                .strip_prefix(attachments)
-                .expect("walked under attachments");
-            let name = format!("{ATTACHMENTS}/{}", rel.to_string_lossy());
+            let rel = f.strip_prefix(dir).expect("walked under the folder");
+            let name = format!("{entry}/{}", rel.to_string_lossy());
             let file = File::open(&f).map_err(io_ctx("cannot read", &f))?;
             let size = file.metadata().map_err(io_ctx("cannot read", &f))?.len();
             files.push(append_entry(
@@ -378,13 +378,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> OpsResult<()> {
     Ok(())
 }
 
-/// Only `crm.db`, `manifest.json` and plain relative paths under `attachments/`.
+/// Only `crm.db`, `manifest.json` and plain relative paths under `attachments/` and
+/// `recordings/`.
 fn allowed_name(name: &str) -> bool {
     if name == DB_ENTRY || name == MANIFEST {
         return true;
     }
     let p = Path::new(name);
-    name.starts_with("attachments/") && p.components().all(|c| matches!(c, Component::Normal(_)))
+    (name.starts_with("attachments/") || name.starts_with("recordings/"))
+        && p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// Reads the whole archive, hashing every entry, and checks it against its manifest and

@@ -98,7 +98,13 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
             size,
             content: ChannelReader::new(rx),
         };
-        let written = archive::write(&partial, db, &cfg.attachments_dir(), schema_version);
+        let recordings = cfg.recordings_dir();
+        let mut dirs = vec![(archive::ATTACHMENTS, cfg.attachments_dir())];
+        if recordings_in_backups(&db_path)? {
+            dirs.push((archive::RECORDINGS, recordings));
+        }
+        let dirs: Vec<(&str, &Path)> = dirs.iter().map(|(n, d)| (*n, d.as_path())).collect();
+        let written = archive::write(&partial, db, &dirs, schema_version);
         phase("snapshot_and_archive");
         let read_back = written
             .as_ref()
@@ -146,6 +152,13 @@ pub fn create(cfg: &Config, out: Option<&Path>) -> OpsResult<BackupDone> {
         seconds: started.elapsed().as_secs_f64(),
         phases,
     })
+}
+
+/// Does the shop want the call recordings in its backups (the recording settings page;
+/// yes unless it said no)? Read from the live database, as a server may be running.
+fn recordings_in_backups(db: &Path) -> OpsResult<bool> {
+    let v = crate::db::settings::get_from_file(db, crate::domain::recordings::IN_BACKUPS_KEY)?;
+    Ok(v.as_deref() != Some("0"))
 }
 
 /// The reading end of a stream of chunks sent by another thread (the snapshot's pages to

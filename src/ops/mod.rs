@@ -11,6 +11,7 @@ pub mod probe;
 pub mod remote;
 pub mod restore;
 pub mod systemd;
+pub mod tls;
 pub mod upgrade;
 
 use std::path::{Path, PathBuf};

@@ -57,8 +57,18 @@ pub fn restore(cfg: &Config, archive_path: &Path) -> OpsResult<RestoreDone> {
     let aside = aside_dir(&cfg.data_dir);
     std::fs::create_dir_all(&aside).map_err(io_ctx("cannot create", &aside))?;
     let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // The box's recordings stay when the archive has none (a backup made without them):
+    // rows of the restored database still find the files that are there.
+    let staged_rec = staging.path().join(archive::RECORDINGS);
+    let with_recordings = staged_rec.is_dir();
     let swap = (|| -> OpsResult<(usize, usize)> {
-        for name in DB_FILES.iter().copied().chain([archive::ATTACHMENTS]) {
+        let rec_too = with_recordings.then_some(archive::RECORDINGS);
+        for name in DB_FILES
+            .iter()
+            .copied()
+            .chain([archive::ATTACHMENTS])
+            .chain(rec_too)
+        {
             let from = cfg.data_dir.join(name);
             if from.exists() {
                 let to = aside.join(name);
@@ -74,6 +84,11 @@ pub fn restore(cfg: &Config, archive_path: &Path) -> OpsResult<RestoreDone> {
             std::fs::rename(&staged_att, &att).map_err(io_ctx("cannot move into place", &att))?;
         } else {
             std::fs::create_dir_all(&att).map_err(io_ctx("cannot create", &att))?;
+        }
+        if rec_too.is_some() {
+            let rec = cfg.recordings_dir();
+            std::fs::rename(&staged_rec, &rec).map_err(io_ctx("cannot move into place", &rec))?;
+            super::match_owner(&rec, &cfg.data_dir);
         }
         super::match_owner(&db, &cfg.data_dir);
         super::match_owner(&att, &cfg.data_dir);
@@ -95,7 +110,7 @@ pub fn restore(cfg: &Config, archive_path: &Path) -> OpsResult<RestoreDone> {
             schema_before,
             schema_after,
         }),
-        Err(e) => match revert(cfg, &moved) {
+        Err(e) => match revert(cfg, &moved, with_recordings) {
             Ok(()) => {
                 let _ = std::fs::remove_dir_all(&aside);
                 Err(OpsError::RolledBack(format!(
@@ -112,7 +127,12 @@ pub fn restore(cfg: &Config, archive_path: &Path) -> OpsResult<RestoreDone> {
 }
 
 /// Removes whatever the failed swap put in place and moves the kept files back.
-fn revert(cfg: &Config, moved: &[(PathBuf, PathBuf)]) -> OpsResult<()> {
+fn revert(cfg: &Config, moved: &[(PathBuf, PathBuf)], with_recordings: bool) -> OpsResult<()> {
+    // Recordings the swap put in place go (the kept ones, if any, come back below).
+    let rec = cfg.recordings_dir();
+    if with_recordings && rec.exists() {
+        std::fs::remove_dir_all(&rec).map_err(io_ctx("cannot remove", &rec))?;
+    }
     for name in DB_FILES {
         let p = cfg.data_dir.join(name);
         if p.exists() {

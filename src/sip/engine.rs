@@ -332,7 +332,8 @@ pub struct Engine {
     media_check: Instant,
 }
 
-/// Passes call events on and releases an anchored call's media when it ends.
+/// Passes call events on, tells the media plane when a call is answered and releases an
+/// anchored call's media when it ends.
 struct EndMedia {
     inner: Arc<dyn EventSink>,
     media: Arc<dyn super::MediaPlane>,
@@ -340,8 +341,10 @@ struct EndMedia {
 
 impl EventSink for EndMedia {
     fn emit(&self, ev: CallEvent) {
-        if let CallEvent::Ended { call_id, .. } = &ev {
-            self.media.end(call_id);
+        match &ev {
+            CallEvent::Ended { call_id, .. } => self.media.end(call_id),
+            CallEvent::Answered { call_id, .. } => self.media.answered(call_id),
+            _ => {}
         }
         self.inner.emit(ev);
     }

@@ -234,6 +234,8 @@ pub trait MediaPlane: Send + Sync {
     }
     /// Record anchored call `call` as `how` says (after `open`).
     fn record(&self, _call: &str, _how: Recording) {}
+    /// Call `call` was answered (a recording's announcement plays then).
+    fn answered(&self, _call: &str) {}
 }
 
 /// Is `sdp` a WebRTC body (DTLS-SRTP with a fingerprint, as browsers send)? Such a

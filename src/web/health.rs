@@ -57,3 +57,25 @@ pub async fn metrics(req: HttpRequest, state: web::Data<WebState>) -> HttpRespon
         ))
         .body(state.metrics.render())
 }
+
+/// GET /tls/ca.crt: the certificate of the box's local CA (`crm tls init`), for staff to
+/// install on their devices (public: it is a public certificate, and a device needs it
+/// before it can trust the box). DER with the type Windows and Android open as a
+/// certificate to install; 404 without a local CA.
+pub async fn ca_certificate(state: web::Data<WebState>) -> HttpResponse {
+    let der = crate::ops::tls::ca_pem(&state.ctx.config.data_dir).and_then(|pem| {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .and_then(Result::ok)
+    });
+    match der {
+        Some(d) => HttpResponse::Ok()
+            .content_type("application/x-x509-ca-cert")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"crm-local-ca.crt\"",
+            ))
+            .body(d.as_ref().to_vec()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}

@@ -46,6 +46,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(get(), "/metrics", Public, health::metrics);
     r.add(get(), "/assets/{hash}/{path:.*}", Public, assets::serve);
     r.add(get(), "/favicon.ico", Public, assets::favicon);
+    r.add(get(), "/tls/ca.crt", Public, health::ca_certificate);
 
     // Sign-in and first run
     r.add(get(), "/login", Public, pages::auth::login_form);
@@ -236,6 +237,7 @@ pub fn define(r: &mut impl Registrar) {
     r.add(post(), "/calls/record", Allowed(ListenRecordings), pages::recordings::record);
     r.add(get(), "/telephony/recording", Allowed(ManageTelephony), pages::recordings::settings);
     r.add(post(), "/telephony/recording", Allowed(ManageTelephony), pages::recordings::save);
+    r.add(post(), "/telephony/recording/announcement", Allowed(ManageTelephony), pages::recordings::upload);
     // SIP trunks, call rules, outbound policy; click-to-call (issue 6, trunk side)
     r.add(post(), "/telephony/trunks", Allowed(ManageTelephony), pages::telephony::save_trunk);
     r.add(post(), "/telephony/trunks/{id}/delete", Allowed(ManageTelephony), pages::telephony::delete_trunk);

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod baresip;
 mod branches;
 mod browser;
 mod call_lists;
@@ -54,4 +55,5 @@ mod sip_transfer;
 mod sip_trunk;
 mod sipp;
 mod softphone;
+mod tls;
 mod work;

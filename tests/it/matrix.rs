@@ -27,6 +27,7 @@ pub const FOUNDATION: &[(&str, &str, Who)] = &[
     ("GET", "/metrics", Public),
     ("GET", "/assets/{hash}/{path:.*}", Public),
     ("GET", "/favicon.ico", Public),
+    ("GET", "/tls/ca.crt", Public),
     ("GET", "/login", Public),
     ("POST", "/login", Public),
     ("POST", "/logout", Public),
@@ -401,6 +402,7 @@ pub const RECORDINGS: &[(&str, &str, Who)] = &[
     ("POST", "/calls/record", ADMIN),
     ("GET", "/telephony/recording", ADMIN),
     ("POST", "/telephony/recording", ADMIN),
+    ("POST", "/telephony/recording/announcement", ADMIN),
 ];
 
 /// Branch scope beyond orders (issue 19): customers shared or kept per branch.

@@ -10,172 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
 use tokio::process::{Child, Command};
 
+use crate::baresip::{Baresip, Setup};
 use crate::sipp::{free_port, import_users};
 use crate::support::{eventually, TestApp};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Baresip {
-    name: String,
-    _child: Child,
-    ctrl: TcpStream,
-    buf: Vec<u8>,
-    cons: SocketAddr,
-    log: PathBuf,
-}
-
-impl Baresip {
-    /// Starts baresip for extension `user` (secret `secret-USER`) registering at
-    /// `server` over `transport` ("udp" or "tcp").
-    async fn start(dir: &Path, user: &str, server: SocketAddr, transport: &str) -> Baresip {
-        let home = dir.join(format!("baresip-{user}-{transport}"));
-        std::fs::create_dir_all(&home).unwrap();
-        let (ctrl_port, cons_port) = (free_port(), free_port());
-        // ausine makes a tone (48 kHz stereo only); nothing is played (aufile to
-        // /dev/null): no sound card needed.
-        std::fs::write(
-            home.join("config"),
-            format!(
-                "poll_method epoll\nsip_listen 127.0.0.1:0\n\
-                 audio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n\
-                 audio_source ausine,440\nausrc_srate 48000\nauplay_srate 48000\n\
-                 ausrc_channels 2\nauplay_channels 2\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
-                 module aufile.so\nmodule_app account.so\nmodule_app menu.so\n\
-                 module_app ctrl_tcp.so\nmodule_app cons.so\n\
-                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\ncons_listen 127.0.0.1:{cons_port}\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            home.join("accounts"),
-            format!(
-                "<sip:{user}@{server};transport={transport}>;auth_pass=secret-{user};\
-                 regint=600;answermode=manual\n"
-            ),
-        )
-        .unwrap();
-        let log = home.join("trace.log");
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(&home)
-            .arg("-s") // SIP trace on stdout: the test reads the SDP of hold/resume there
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("baresip (Debian baresip-core) installed");
-        let ctrl = eventually(WAIT, || async move {
-            TcpStream::connect(("127.0.0.1", ctrl_port)).await.ok()
-        })
-        .await
-        .expect("baresip's ctrl_tcp listening");
-        Baresip {
-            name: format!("{user}/{transport}"),
-            _child: child,
-            ctrl,
-            buf: Vec::new(),
-            cons: ([127, 0, 0, 1], cons_port).into(),
-            log,
-        }
-    }
-
-    async fn cmd(&mut self, command: &str, params: &str) {
-        let d = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
-        let frame = format!("{}:{d},", d.len());
-        self.ctrl.write_all(frame.as_bytes()).await.unwrap();
-    }
-
-    /// A one-key command of the console (hold `x`, resume `X`, a DTMF digit in a call).
-    async fn key(&self, k: &str) {
-        let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        u.send_to(k.as_bytes(), self.cons).await.unwrap();
-    }
-
-    /// One netstring from the buffer, when complete.
-    fn take(&mut self) -> Option<Value> {
-        let colon = self.buf.iter().position(|b| *b == b':')?;
-        let n: usize = std::str::from_utf8(&self.buf[..colon]).ok()?.parse().ok()?;
-        if self.buf.len() < colon + 1 + n + 1 {
-            return None;
-        }
-        let v = serde_json::from_slice(&self.buf[colon + 1..colon + 1 + n]).ok();
-        self.buf.drain(..colon + 1 + n + 1);
-        v
-    }
-
-    /// Waits for the event `kind` (skipping others); its JSON.
-    async fn wait(&mut self, kind: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            while let Some(v) = self.take() {
-                if v["type"] == kind {
-                    return v;
-                }
-                seen.push(v["type"].to_string());
-            }
-            let mut chunk = [0u8; 8192];
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.ctrl.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                _ => panic!(
-                    "{}: no {kind} within {WAIT:?}; saw {seen:?}\n{}",
-                    self.name,
-                    self.trace()
-                ),
-            }
-        }
-    }
-
-    /// Waits for every event of `kinds`, in any order.
-    async fn wait_all(&mut self, kinds: &[&str]) {
-        let deadline = Instant::now() + WAIT;
-        let mut left: Vec<&str> = kinds.to_vec();
-        while !left.is_empty() {
-            while let Some(v) = self.take() {
-                left.retain(|k| v["type"] != *k);
-            }
-            if left.is_empty() {
-                break;
-            }
-            let mut chunk = [0u8; 8192];
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(wait, self.ctrl.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                _ => panic!(
-                    "{}: no {left:?} within {WAIT:?}\n{}",
-                    self.name,
-                    self.trace()
-                ),
-            }
-        }
-    }
-
-    fn trace(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    /// Waits until the SIP trace holds `needle` more than `before` times.
-    async fn trace_grows(&self, needle: &str, before: usize) {
-        let ok = eventually(WAIT, || async move {
-            (self.trace().matches(needle).count() > before).then_some(())
-        })
-        .await;
-        assert!(
-            ok.is_some(),
-            "{}: no new {needle:?}\n{}",
-            self.name,
-            self.trace()
-        );
-    }
-}
 
 async fn registered(app: &TestApp, ext: &str, transport: &str) {
     let sip = app.running().sip.as_ref().unwrap();
@@ -226,8 +68,8 @@ async fn baresip_office_calls(transport: &str) {
     let sip = app.sip_addr();
     import_users(&app, [1101u32, 1102].into_iter()).await;
     let dir = app.data_dir();
-    let mut a = Baresip::start(&dir, "1101", sip, transport).await;
-    let mut b = Baresip::start(&dir, "1102", sip, transport).await;
+    let mut a = Baresip::start(&dir, "1101", sip, Setup::desk(transport)).await;
+    let mut b = Baresip::start(&dir, "1102", sip, Setup::desk(transport)).await;
     registered(&app, "1101", transport).await;
     registered(&app, "1102", transport).await;
 
@@ -473,7 +315,7 @@ async fn linphone_with_baresip(transport: &str) {
     import_users(&app, [1201u32, 1202].into_iter()).await;
     let dir = app.data_dir();
     let mut l = Linphone::start(&dir, "1201", sip, transport).await;
-    let mut b = Baresip::start(&dir, "1202", sip, transport).await;
+    let mut b = Baresip::start(&dir, "1202", sip, Setup::desk(transport)).await;
     l.registered().await;
     let t = transport.to_ascii_uppercase();
     let regs = app.running().sip.as_ref().unwrap().registrations();
@@ -580,8 +422,8 @@ async fn phones_baresip_registers_with_md5_chosen_for_its_extension() {
         .set_extension_digest(None, "1302", "MD5")
         .await
         .unwrap();
-    let _plain = Baresip::start(&dir, "1301", sip, "udp").await;
-    let _md5 = Baresip::start(&dir, "1302", sip, "udp").await;
+    let _plain = Baresip::start(&dir, "1301", sip, Setup::desk("udp")).await;
+    let _md5 = Baresip::start(&dir, "1302", sip, Setup::desk("udp")).await;
     registered(&app, "1302", "udp").await;
     // 1301 is offered SHA-256 first and does not get registered: a bounded look.
     let regs = app.running().sip.as_ref().unwrap();
@@ -618,9 +460,9 @@ async fn baresip_blind_transfer(transport: &str) {
         .await
         .unwrap();
     let dir = app.data_dir();
-    let mut a = Baresip::start(&dir, "1401", sip, transport).await;
-    let mut b = Baresip::start(&dir, "1402", sip, transport).await;
-    let mut c = Baresip::start(&dir, "1403", sip, transport).await;
+    let mut a = Baresip::start(&dir, "1401", sip, Setup::desk(transport)).await;
+    let mut b = Baresip::start(&dir, "1402", sip, Setup::desk(transport)).await;
+    let mut c = Baresip::start(&dir, "1403", sip, Setup::desk(transport)).await;
     for e in ["1401", "1402", "1403"] {
         registered(&app, e, transport).await;
     }
@@ -982,9 +824,9 @@ async fn phones_baresip_picks_up_a_call_ringing_in_its_group_with_star_8() {
         .await
         .unwrap();
     let dir = app.data_dir();
-    let mut a = Baresip::start(&dir, "1701", sip, "udp").await;
-    let mut b = Baresip::start(&dir, "1702", sip, "udp").await;
-    let mut c = Baresip::start(&dir, "1703", sip, "udp").await;
+    let mut a = Baresip::start(&dir, "1701", sip, Setup::desk("udp")).await;
+    let mut b = Baresip::start(&dir, "1702", sip, Setup::desk("udp")).await;
+    let mut c = Baresip::start(&dir, "1703", sip, Setup::desk("udp")).await;
     for e in ["1701", "1702", "1703"] {
         registered(&app, e, "udp").await;
     }

@@ -7,149 +7,18 @@
 //! Retention: the sweep deletes old recordings by the shop clock and logs each one.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crm::model::Role;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::process::{Child, Command};
+use tokio::net::UdpSocket;
 
+use crate::baresip::{Baresip, Setup};
 use crate::sipp::{free_port, import_users};
 use crate::support::{eventually, Session, TestApp, ADMIN_PASSWORD};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// An 8 kHz mono PCM16 WAV of a sine tone.
-fn tone_wav(path: &Path, hz: f64, secs: u32) {
-    let n = 8000 * secs;
-    let mut b = Vec::with_capacity(44 + n as usize * 2);
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + n * 2).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&8000u32.to_le_bytes());
-    b.extend_from_slice(&16000u32.to_le_bytes());
-    b.extend_from_slice(&2u16.to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(n * 2).to_le_bytes());
-    for i in 0..n {
-        let v = (f64::sin(2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0) * 12_000.0) as i16;
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
-}
-
-struct Phone {
-    name: String,
-    _child: Child,
-    ctrl: TcpStream,
-    buf: Vec<u8>,
-    cons: SocketAddr,
-}
-
-impl Phone {
-    /// baresip for extension `user` (secret `secret-USER`), sending a `hz` tone from a
-    /// WAV file, G.711 only, telephone-event for DTMF.
-    async fn start(dir: &Path, user: &str, server: SocketAddr, hz: f64) -> Phone {
-        let home = dir.join(format!("baresip-rec-{user}"));
-        std::fs::create_dir_all(&home).unwrap();
-        let wav = home.join("tone.wav");
-        tone_wav(&wav, hz, 60);
-        let (ctrl_port, cons_port) = (free_port(), free_port());
-        std::fs::write(
-            home.join("config"),
-            format!(
-                "poll_method epoll\nsip_listen 127.0.0.1:0\n\
-                 audio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n\
-                 audio_source aufile,{}\nausrc_srate 8000\nauplay_srate 8000\n\
-                 ausrc_channels 1\nauplay_channels 1\n\
-                 module_path /usr/lib/baresip/modules\nmodule g711.so\n\
-                 module aufile.so\nmodule_app account.so\nmodule_app menu.so\n\
-                 module_app ctrl_tcp.so\nmodule_app cons.so\n\
-                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\ncons_listen 127.0.0.1:{cons_port}\n",
-                wav.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            home.join("accounts"),
-            format!(
-                "<sip:{user}@{server};transport=udp>;auth_pass=secret-{user};\
-                 regint=600;answermode=manual;audio_codecs=PCMU\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(&home)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(home.join("out.log")).unwrap())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("baresip (Debian baresip-core) installed");
-        let ctrl = eventually(WAIT, || async move {
-            TcpStream::connect(("127.0.0.1", ctrl_port)).await.ok()
-        })
-        .await
-        .expect("baresip's ctrl_tcp listening");
-        Phone {
-            name: user.to_string(),
-            _child: child,
-            ctrl,
-            buf: Vec::new(),
-            cons: ([127, 0, 0, 1], cons_port).into(),
-        }
-    }
-
-    async fn cmd(&mut self, command: &str, params: &str) {
-        let d = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
-        let frame = format!("{}:{d},", d.len());
-        self.ctrl.write_all(frame.as_bytes()).await.unwrap();
-    }
-
-    /// A console key: a DTMF digit during a call.
-    async fn key(&self, k: &str) {
-        let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        u.send_to(k.as_bytes(), self.cons).await.unwrap();
-    }
-
-    fn take(&mut self) -> Option<Value> {
-        let colon = self.buf.iter().position(|b| *b == b':')?;
-        let n: usize = std::str::from_utf8(&self.buf[..colon]).ok()?.parse().ok()?;
-        if self.buf.len() < colon + 1 + n + 1 {
-            return None;
-        }
-        let v = serde_json::from_slice(&self.buf[colon + 1..colon + 1 + n]).ok();
-        self.buf.drain(..colon + 1 + n + 1);
-        v
-    }
-
-    async fn wait(&mut self, kind: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            while let Some(v) = self.take() {
-                if v["type"] == kind {
-                    return v;
-                }
-                seen.push(v["type"].to_string());
-            }
-            let mut chunk = [0u8; 8192];
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.ctrl.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                _ => panic!("{}: no {kind} within {WAIT:?}; saw {seen:?}", self.name),
-            }
-        }
-    }
-}
 
 async fn registered(app: &TestApp, ext: &str) {
     let sip = app.running().sip.as_ref().unwrap();
@@ -245,10 +114,43 @@ fn rms(s: &[i16]) -> f64 {
     (s.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
 }
 
-/// The tone's frequency from its zero crossings.
+/// The tone's frequency from its zero crossings (8 kHz samples).
 fn hz(s: &[i16]) -> f64 {
+    hz_at(s, 8000)
+}
+
+fn hz_at(s: &[i16], rate: u32) -> f64 {
     let crossings = s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-    crossings as f64 / 2.0 / (s.len() as f64 / 8000.0)
+    crossings as f64 / 2.0 / (s.len() as f64 / rate as f64)
+}
+
+/// Two phones on `codec` call each other (440 Hz from the caller, 1000 Hz from the
+/// callee), about three seconds; the call-log row and the recording's WAV.
+async fn recorded_call(
+    app: &TestApp,
+    admin: &Session,
+    (from, to): (&str, &str),
+    codec: &'static str,
+) -> (crm::db::calls::CallRow, Wav) {
+    let sip = app.sip_addr();
+    let dir = app.data_dir();
+    let mut a = Baresip::start(&dir, from, sip, Setup::tone(440.0, codec)).await;
+    let mut b = Baresip::start(&dir, to, sip, Setup::tone(1000.0, codec)).await;
+    registered(app, from).await;
+    registered(app, to).await;
+    a.cmd("dial", &format!("sip:{to}@{sip}")).await;
+    b.wait("CALL_INCOMING").await;
+    b.cmd("accept", "").await;
+    a.wait("CALL_ESTABLISHED").await;
+    b.wait("CALL_ESTABLISHED").await;
+    let call = answered_call(app, from).await;
+    relayed(app, &call.call_id, 300).await;
+    a.cmd("hangup", "").await;
+    b.wait("CALL_CLOSED").await;
+    let row = ended(app, &call.call_id, true).await;
+    let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
+    assert_eq!(r.status(), 200, "{codec}");
+    (row, parse_wav(&r.bytes().await.unwrap()))
 }
 
 async fn set_policy(admin: &Session, pairs: &[(&str, &str)]) {
@@ -278,8 +180,8 @@ async fn recording_two_baresip_phones_make_a_stereo_wav_for_the_player() {
     assert!(page.contains("value=\"all\" selected"), "{page}");
 
     let dir = app.data_dir();
-    let mut a = Phone::start(&dir, "1201", sip, 440.0).await;
-    let mut b = Phone::start(&dir, "1202", sip, 1000.0).await;
+    let mut a = Baresip::start(&dir, "1201", sip, Setup::tone(440.0, "PCMU")).await;
+    let mut b = Baresip::start(&dir, "1202", sip, Setup::tone(1000.0, "PCMU")).await;
     registered(&app, "1201").await;
     registered(&app, "1202").await;
     a.cmd("dial", &format!("sip:1202@{sip}")).await;
@@ -461,12 +363,12 @@ async fn recording_on_demand_starts_by_feature_code_or_button() {
     let admin = app.login("admin", ADMIN_PASSWORD).await;
     set_policy(&admin, &[("extension:1302", "on_demand")]).await;
     let dir = app.data_dir();
-    let mut a = Phone::start(&dir, "1301", sip, 440.0).await;
-    let mut b = Phone::start(&dir, "1302", sip, 1000.0).await;
+    let mut a = Baresip::start(&dir, "1301", sip, Setup::tone(440.0, "PCMU")).await;
+    let mut b = Baresip::start(&dir, "1302", sip, Setup::tone(1000.0, "PCMU")).await;
     registered(&app, "1301").await;
     registered(&app, "1302").await;
 
-    async fn call(a: &mut Phone, b: &mut Phone, app: &TestApp, sip: SocketAddr) -> String {
+    async fn call(a: &mut Baresip, b: &mut Baresip, app: &TestApp, sip: SocketAddr) -> String {
         a.cmd("dial", &format!("sip:1302@{sip}")).await;
         b.wait("CALL_INCOMING").await;
         b.cmd("accept", "").await;
@@ -738,4 +640,305 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
         let html = admin.get(&page).await.text().await.unwrap();
         assert!(html.contains(&src), "player on {page}");
     }
+}
+
+/// G.722 and Opus calls between two baresip phones are recorded too: decoded to 16 kHz
+/// PCM (the wideband rate), as long as the talk time, each party's tone on its channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_g722_and_opus_calls_are_decoded_to_a_16_khz_wav() {
+    let app = TestApp::spawn_with_sip().await;
+    import_users(&app, [1901u32, 1902, 1903, 1904].into_iter()).await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    set_policy(
+        &admin,
+        &[("extension:1901", "all"), ("extension:1903", "all")],
+    )
+    .await;
+    for (parties, codec) in [(("1901", "1902"), "G722"), (("1903", "1904"), "opus")] {
+        let (row, w) = recorded_call(&app, &admin, parties, codec).await;
+        assert_eq!((w.channels, w.rate), (2, 16_000), "{codec}");
+        let talk = row.talk_ms.unwrap() as f64;
+        let secs = w.left.len() as f64 / 16_000.0;
+        assert!(
+            (secs * 1000.0 - talk).abs() < 1500.0 && secs > 2.5,
+            "{codec}: recording {secs:.2} s, talk {talk} ms"
+        );
+        let mid = w.left.len() / 2;
+        let (l, r) = (
+            &w.left[mid - 8000..mid + 8000],
+            &w.right[mid - 8000..mid + 8000],
+        );
+        assert!(
+            rms(l) > 2000.0 && rms(r) > 2000.0,
+            "{codec}: rms {} {}",
+            rms(l),
+            rms(r)
+        );
+        let (hl, hr) = (hz_at(l, 16_000), hz_at(r, 16_000));
+        assert!((hl - 440.0).abs() < 40.0, "{codec}: left {hl:.0} Hz");
+        assert!((hr - 1000.0).abs() < 80.0, "{codec}: right {hr:.0} Hz");
+    }
+}
+
+/// A WAV of `secs` seconds of `hz` at `rate`, `channels`.
+fn wav_bytes(rate: u32, channels: u16, hz: f64, secs: f64) -> Vec<u8> {
+    let n = (rate as f64 * secs) as u32 * channels as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + n * 2).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
+    b.extend_from_slice(&(2 * channels).to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(n * 2).to_le_bytes());
+    for i in 0..n {
+        let t = (i / channels as u32) as f64 / rate as f64;
+        let v = (f64::sin(2.0 * std::f64::consts::PI * hz * t) * 10_000.0) as i16;
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b
+}
+
+async fn upload_announcement(admin: &Session, bytes: Vec<u8>) -> (u16, String) {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes)
+            .file_name("prompt.wav")
+            .mime_str("audio/wav")
+            .unwrap(),
+    );
+    let r = admin
+        .client
+        .post(admin.url(&format!(
+            "/telephony/recording/announcement?_csrf={}",
+            admin.csrf
+        )))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The samples of the WAV baresip dumped in `dir` (what a phone heard: mono PCM16 after
+/// the 44-byte header).
+fn heard(dir: &std::path::Path) -> Vec<i16> {
+    let b = crate::baresip::heard_wav(dir)
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
+    b.get(44..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// The announcement: uploads are checked (a WAV, 8 kHz mono 16-bit, at most 30 s, each
+/// refusal with its message); with the beep set, both phones of an all-calls recording
+/// hear it (1400 Hz) at the start of the call while they both send silence, and the
+/// recording starts after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_announcement_plays_to_both_parties_before_recording() {
+    let app = TestApp::spawn_with_sip().await;
+    let sip = app.sip_addr();
+    import_users(&app, [1801u32, 1802].into_iter()).await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    // Uploads: refused with a message that says why, then a good one.
+    for (bytes, says) in [
+        (b"not a wav at all".to_vec(), "must be a WAV file"),
+        (wav_bytes(16_000, 1, 600.0, 0.5), "8 kHz, mono, 16-bit"),
+        (wav_bytes(8000, 2, 600.0, 0.5), "8 kHz, mono, 16-bit"),
+        (wav_bytes(8000, 1, 600.0, 31.0), "30 seconds"),
+        (wav_bytes(8000, 1, 600.0, 0.0), "30 seconds"),
+    ] {
+        let (status, page) = upload_announcement(&admin, bytes).await;
+        assert_eq!(status, 400, "{says}");
+        assert!(page.contains(says), "{says}: {page}");
+    }
+    assert!(!app.data_dir().join("prompts/announcement.wav").exists());
+    // "The uploaded announcement" with none uploaded is refused.
+    let r = admin
+        .post_form("/telephony/recording", &[("announce", "file")])
+        .await;
+    assert_eq!(r.status(), 400);
+    let (status, _) = upload_announcement(&admin, wav_bytes(8000, 1, 600.0, 0.5)).await;
+    assert_eq!(status, 303);
+    assert!(app.data_dir().join("prompts/announcement.wav").is_file());
+    let page = admin
+        .get("/telephony/recording")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"file\" selected"), "{page}");
+    // The beep, for every call of 1801.
+    set_policy(&admin, &[("extension:1801", "all"), ("announce", "beep")]).await;
+    let r = admin
+        .post_form("/telephony/recording", &[("announce", "loud")])
+        .await;
+    assert_eq!(r.status(), 400);
+
+    let dir = app.data_dir();
+    let quiet = |hear: &str| Setup {
+        hear: Some(dir.join(hear)),
+        ..Setup::tone(0.0, "PCMU")
+    };
+    let mut a = Baresip::start(&dir, "1801", sip, quiet("a-heard")).await;
+    let mut b = Baresip::start(&dir, "1802", sip, quiet("b-heard")).await;
+    registered(&app, "1801").await;
+    registered(&app, "1802").await;
+    a.cmd("dial", &format!("sip:1802@{sip}")).await;
+    b.wait("CALL_INCOMING").await;
+    b.cmd("accept", "").await;
+    a.wait("CALL_ESTABLISHED").await;
+    b.wait("CALL_ESTABLISHED").await;
+    let call = answered_call(&app, "1801").await;
+    relayed(&app, &call.call_id, 250).await;
+    a.cmd("hangup", "").await;
+    b.wait("CALL_CLOSED").await;
+    a.wait("CALL_CLOSED").await;
+    let row = ended(&app, &call.call_id, true).await;
+    for f in ["a-heard", "b-heard"] {
+        let s = eventually(WAIT, || async {
+            let s = heard(&dir.join(f));
+            (s.len() > 8000 * 2).then_some(s)
+        })
+        .await
+        .unwrap_or_else(|| heard(&dir.join(f)));
+        assert!(s.len() > 8000 * 2, "{f}: {} samples", s.len());
+        // The loudest 0.2 s window in the first 1.5 s is the beep; the last second is
+        // the other party's silence.
+        let first = &s[..12_000.min(s.len())];
+        let best = first
+            .windows(1600)
+            .step_by(160)
+            .max_by(|x, y| rms(x).total_cmp(&rms(y)))
+            .unwrap();
+        assert!(rms(best) > 2000.0, "{f}: no beep (rms {})", rms(best));
+        let h = hz(best);
+        assert!((h - 1400.0).abs() < 100.0, "{f}: {h:.0} Hz");
+        let tail = &s[s.len() - 8000..];
+        assert!(
+            rms(tail) < 300.0,
+            "{f}: the tail is not silent ({})",
+            rms(tail)
+        );
+    }
+    // Recorded after the announcement: shorter than the talk time by about its length,
+    // and what was recorded is the parties' silence (the beep is not in it).
+    let (rec, path) = app.running().ctx.recordings.file(row.id).await.unwrap();
+    let talk = row.talk_ms.unwrap();
+    assert!(
+        rec.duration_ms + 400 <= talk,
+        "recorded {} ms of {talk} ms",
+        rec.duration_ms
+    );
+    let w = parse_wav(&std::fs::read(path).unwrap());
+    assert!(rms(&w.left) < 300.0 && rms(&w.right) < 300.0);
+}
+
+/// Backups hold the recordings unless the settings leave them out; restoring a backup
+/// made without them keeps the call rows and the player says the file is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_backups_hold_the_recordings_unless_left_out() {
+    use crm::media::record::Finished;
+    let mut app = TestApp::spawn().await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    let ctx = app.running().ctx.clone();
+    let call_id = "backup-call-1".to_string();
+    let id = call_id.clone();
+    let row_id = ctx
+        .db
+        .write(move |c| {
+            crm::db::calls::upsert_ringing(
+                c,
+                &crm::db::calls::NewCall {
+                    call_id: &id,
+                    direction: "internal",
+                    from_number: "101",
+                    to_number: "102",
+                    party_number: "101",
+                    ring_group: None,
+                    extensions: &["102".to_string()],
+                    customer_id: None,
+                    open_orders: &[],
+                    transferred_by: None,
+                    transferred_from: None,
+                    started_ms: 1_767_000_000_000,
+                    branch_id: None,
+                },
+            )
+        })
+        .await
+        .unwrap();
+    let rel = "2026/01/backup-call-1.wav";
+    let dir = ctx.recordings.dir().to_path_buf();
+    std::fs::create_dir_all(dir.join("2026/01")).unwrap();
+    std::fs::write(dir.join(rel), wav_bytes(8000, 2, 440.0, 0.5)).unwrap();
+    ctx.recordings
+        .finished(Finished {
+            call: call_id.clone(),
+            path: rel.into(),
+            started_ms: 1_767_000_000_000,
+            duration_ms: 500,
+            bytes: 8044,
+        })
+        .await
+        .unwrap();
+    let r = admin.get(&format!("/calls/{row_id}/recording")).await;
+    assert_eq!(r.status(), 200);
+    let cfg = crate::support::test_config(&app.data_dir());
+    let entries = |m: &crm::ops::archive::Manifest| -> Vec<String> {
+        m.files.iter().map(|f| f.path.clone()).collect()
+    };
+    // By default: in the backup.
+    let out = tempfile::tempdir().unwrap();
+    let with = crm::ops::backup::create(&cfg, Some(out.path())).unwrap();
+    let names = entries(&with.manifest);
+    assert!(names.contains(&format!("recordings/{rel}")), "{names:?}");
+    // Left out: not in it (attachments and the database still are).
+    set_policy(&admin, &[("backups", "leave_out")]).await;
+    let page = admin
+        .get("/telephony/recording")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"leave_out\" selected"), "{page}");
+    let r = admin
+        .post_form("/telephony/recording", &[("backups", "sometimes")])
+        .await;
+    assert_eq!(r.status(), 400);
+    let without = crm::ops::backup::create(&cfg, Some(out.path())).unwrap();
+    let names = entries(&without.manifest);
+    assert!(
+        names.iter().all(|n| !n.starts_with("recordings/")),
+        "{names:?}"
+    );
+    assert!(names.contains(&"crm.db".to_string()));
+    app.stop().await;
+
+    // A new box restored from the backup without recordings: the call is listed, the
+    // player says the recording is not on this box (410, not a 500).
+    let fresh = tempfile::tempdir().unwrap();
+    let cfg2 = crate::support::test_config(fresh.path());
+    crm::ops::restore::restore(&cfg2, &without.path).unwrap();
+    assert!(!fresh.path().join("recordings").join(rel).exists());
+    let restored = TestApp::spawn_config(cfg2, fresh).await;
+    let admin = restored.login("admin", ADMIN_PASSWORD).await;
+    let r = admin.get(&format!("/calls/{row_id}/recording")).await;
+    assert_eq!(r.status(), 410);
+    assert!(r.text().await.unwrap().contains("not on this box"));
+    let log = admin.get("/calls").await;
+    assert_eq!(log.status(), 200);
+    // The one with recordings brings the file back.
+    let fresh = tempfile::tempdir().unwrap();
+    let cfg3 = crate::support::test_config(fresh.path());
+    crm::ops::restore::restore(&cfg3, &with.path).unwrap();
+    assert!(fresh.path().join("recordings").join(rel).is_file());
 }

@@ -3089,6 +3089,31 @@ fn recording_case(method: &str, pattern: &str) -> Option<Case> {
                 form(&[("retention_days", "30"), ("extension:201", "all")]),
             ),
         ],
+        ("POST", "/telephony/recording/announcement") => {
+            // Half a second of an 8 kHz mono 16-bit tone; a 16 kHz one is refused.
+            let wav = |rate: u32| {
+                let n = rate / 2;
+                let mut b = b"RIFF".to_vec();
+                b.extend_from_slice(&(36 + n * 2).to_le_bytes());
+                b.extend_from_slice(b"WAVEfmt \x10\0\0\0\x01\0\x01\0");
+                b.extend_from_slice(&rate.to_le_bytes());
+                b.extend_from_slice(&(rate * 2).to_le_bytes());
+                b.extend_from_slice(b"\x02\0\x10\0data");
+                b.extend_from_slice(&(n * 2).to_le_bytes());
+                b.extend((0..n).flat_map(|i| (((i % 20) as i16 - 10) * 1000).to_le_bytes()));
+                b
+            };
+            vec![
+                bad(
+                    "/telephony/recording/announcement",
+                    Body::Upload("file", wav(16_000), "a.wav"),
+                ),
+                good(
+                    "/telephony/recording/announcement",
+                    Body::Upload("file", wav(8000), "a.wav"),
+                ),
+            ]
+        }
         _ => return None,
     };
     Some(Case::Steps(steps))

@@ -94,6 +94,10 @@ fn login_page(ui: &Ui, next: &str, username: &str, error: Option<&str>) -> Marku
                     input #password name="password" type="password" autocomplete="current-password" required;
                     button.primary type="submit" { (ui.t("login.submit")) }
                 }
+                // The local CA of `crm tls init`, for staff to install on this device.
+                @if crate::ops::tls::ca_pem(&ui.state.ctx.config.data_dir).is_some() {
+                    p.muted { a #ca-download href="/tls/ca.crt" download { (ui.t("login.ca")) } }
+                }
             }
         },
     )

@@ -1,7 +1,7 @@
 //! Call recordings (issue 16): the player on call rows, the file itself (with Range, for
 //! the browser's `<audio>` seeking) and its download, the call-card button that starts
 //! an on-demand recording, and the settings page (policy per extension, ring group and
-//! trunk; retention).
+//! trunk; retention; the announcement and its upload; recordings in backups).
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
@@ -12,7 +12,7 @@ use maud::{html, Markup};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{html_status, redirect};
-use crate::domain::recordings::{RecordingSettings, KINDS};
+use crate::domain::recordings::{Announce, RecordingSettings, KINDS};
 use crate::domain::{Actor, DomainError};
 use crate::sip::Recording;
 use crate::web::auth::Ui;
@@ -80,8 +80,16 @@ async fn serve(ui: &Ui, req: &HttpRequest, id: &str, attachment: bool) -> HttpRe
     let Ok(id) = id.parse::<i64>() else {
         return err(ui, DomainError::NotFound);
     };
-    let (row, path) = match ui.state.ctx.recordings.file(id).await {
+    let recs = &ui.state.ctx.recordings;
+    let (row, path) = match recs.file(id).await {
         Ok(x) => x,
+        // The call row has a recording whose file is not on this box (restored from a
+        // backup made without recordings): say so, in the reader's language.
+        Err(DomainError::NotFound) if recs.is_missing(id).await.unwrap_or(false) => {
+            return HttpResponse::Gone()
+                .content_type("text/plain; charset=utf-8")
+                .body(ui.t("recording.missing"));
+        }
         Err(e) => return err(ui, e),
     };
     let mut file = match tokio::fs::File::open(&path).await {
@@ -209,10 +217,13 @@ async fn settings_page(ui: &Ui, error: Option<&str>) -> HttpResponse {
             ctx.telephony.list_groups().await?,
             ctx.telephony.list_trunks().await?,
             ctx.recordings.retention_days().await?,
+            ctx.recordings.announce().await?,
+            ctx.recordings.in_backups().await?,
         ))
     }
     .await;
-    let (exts, groups, trunks, days) = match r {
+    let has_file = ctx.recordings.prompt_path().is_file();
+    let (exts, groups, trunks, days, announce, in_backups) = match r {
         Ok(x) => x,
         Err(e) => return err(ui, e),
     };
@@ -236,6 +247,25 @@ async fn settings_page(ui: &Ui, error: Option<&str>) -> HttpResponse {
                     label { (ui.t("recording.retention")) " "
                         input type="number" name="retention_days" min="0" max="3650" value=(days); }
                     p.muted { (ui.t("recording.retention_hint")) }
+                    label { (ui.t("recording.announce")) " "
+                        select name="announce" {
+                            @for a in Announce::ALL {
+                                option value=(a.as_str()) selected[a == announce] disabled[a == Announce::File && !has_file] {
+                                    (ui.t(match a {
+                                        Announce::Off => "recording.announce_off",
+                                        Announce::Beep => "recording.announce_beep",
+                                        Announce::File => "recording.announce_file",
+                                    }))
+                                }
+                            }
+                        }
+                    }
+                    label { (ui.t("recording.backups")) " "
+                        select name="backups" {
+                            option value="include" selected[in_backups] { (ui.t("recording.backups_include")) }
+                            option value="leave_out" selected[!in_backups] { (ui.t("recording.backups_leave_out")) }
+                        }
+                    }
                     h2 { (ui.t("recording.extensions")) }
                     @if exts.is_empty() { p.muted { "—" } }
                     table { tbody { @for e in &exts { tr {
@@ -255,6 +285,13 @@ async fn settings_page(ui: &Ui, error: Option<&str>) -> HttpResponse {
                         td { (mode_select(ui, format!("trunk:{}", t.id), map.get("trunk", &t.id.to_string()))) }
                     } } } }
                     p { button.primary type="submit" { (ui.t("recording.save")) } }
+                }
+                form.card #announcement-upload method="post" enctype="multipart/form-data"
+                    action=(format!("/telephony/recording/announcement?_csrf={}", ui.csrf)) {
+                    label for="announcement" { (ui.t("recording.announce_upload")) }
+                    input #announcement name="file" type="file" required accept=".wav,audio/wav";
+                    p.muted { (ui.t("recording.announce_hint")) }
+                    button type="submit" { (ui.t("recording.announce_send")) }
                 }
             },
         ),
@@ -302,11 +339,59 @@ pub async fn save(ui: Ui, actor: Actor, form: web::Form<HashMap<String, String>>
         policies.push((kind.to_string(), r.to_string(), mode));
     }
     policies.sort();
+    let announce = match f.get("announce").map(|v| v.trim()) {
+        None => None,
+        Some(v) => match Announce::parse(v) {
+            Some(a) => Some(a),
+            None => return bad(&ui).await,
+        },
+    };
+    let in_backups = match f.get("backups").map(|v| v.trim()) {
+        None => None,
+        Some("include") => Some(true),
+        Some("leave_out") => Some(false),
+        Some(_) => return bad(&ui).await,
+    };
     let s = RecordingSettings {
         policies,
         retention_days: days,
+        announce,
+        in_backups,
     };
     match ui.state.ctx.recordings.save(&actor, s).await {
+        Ok(()) => redirect("/telephony/recording"),
+        Err(DomainError::Invalid(m)) => {
+            let m = ui.msg(&m);
+            settings_page(&ui, Some(&m)).await
+        }
+        Err(e) => err(&ui, e),
+    }
+}
+
+/// Largest announcement upload (30 s of 8 kHz 16-bit is 480 KB).
+const MAX_PROMPT_BYTES: usize = 1024 * 1024;
+
+/// POST /telephony/recording/announcement (multipart `file`): an 8 kHz mono 16-bit WAV
+/// played before recording from now on.
+pub async fn upload(ui: Ui, actor: Actor, form: actix_multipart::Multipart) -> HttpResponse {
+    use crate::web::multipart::{self, UploadError};
+    let parts = match multipart::read(form, |_| MAX_PROMPT_BYTES).await {
+        Ok(p) => p,
+        Err(UploadError::TooLarge { .. }) => {
+            let m = ui.msg(&crate::i18n::Msg::new("recording.err.announce_length"));
+            return settings_page(&ui, Some(&m)).await;
+        }
+        Err(UploadError::Malformed) => {
+            let m = ui.msg(&crate::i18n::Msg::new("recording.err.announce_wav"));
+            return settings_page(&ui, Some(&m)).await;
+        }
+    };
+    let wav = parts
+        .into_iter()
+        .find(|p| p.name == "file")
+        .map(|p| p.bytes)
+        .unwrap_or_default();
+    match ui.state.ctx.recordings.upload_prompt(&actor, wav).await {
         Ok(()) => redirect("/telephony/recording"),
         Err(DomainError::Invalid(m)) => {
             let m = ui.msg(&m);
