@@ -92,20 +92,72 @@ fn stream<T>(
     })
 }
 
-/// Copies with a large buffer (the file is written in big pieces, no sync per piece).
-fn copy_big(from: &mut dyn Read, to: &mut std::fs::File) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = match from.read(&mut buf) {
-            Ok(0) => return Ok(n),
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..k])?;
-        n += k as u64;
-    }
+/// How much of the snapshot is written before the writer flushes it to disk. Without
+/// flushing as it goes, the kernel keeps the whole file dirty in memory (far under its
+/// writeback thresholds on a box with a few GB of RAM) and writes all of it in the final
+/// sync, after the download: the disk and the network would take turns instead of working
+/// at once.
+const SYNC_EVERY: usize = 64 << 20;
+
+/// Why a [`write_behind`] copy stopped.
+enum CopyError {
+    /// Reading (downloading, decrypting, decompressing) failed: the object is bad.
+    Read(std::io::Error),
+    /// Writing the new file failed.
+    Write(std::io::Error),
+}
+
+/// Copies `from` into `to` with the writing on a thread of its own, which flushes every
+/// [`SYNC_EVERY`] bytes (see there), while this thread decrypts and decompresses.
+fn write_behind(from: &mut dyn Read, to: &mut std::fs::File) -> Result<u64, CopyError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || -> std::io::Result<()> {
+            let mut unsynced = 0usize;
+            for buf in rx {
+                to.write_all(&buf)?;
+                unsynced += buf.len();
+                if unsynced >= SYNC_EVERY {
+                    to.sync_data()?;
+                    unsynced = 0;
+                }
+            }
+            Ok(())
+        });
+        let read = (|| {
+            let mut n = 0u64;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut k = 0;
+                while k < buf.len() {
+                    match from.read(&mut buf[k..]) {
+                        Ok(0) => break,
+                        Ok(got) => k += got,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if k == 0 {
+                    return Ok(n);
+                }
+                buf.truncate(k);
+                n += k as u64;
+                if tx.send(buf).is_err() {
+                    // The writer stopped: its error is the one to report.
+                    return Ok(n);
+                }
+            }
+        })();
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
+        match (read, written) {
+            (_, Err(e)) => Err(CopyError::Write(e)),
+            (Err(e), Ok(())) => Err(CopyError::Read(e)),
+            (Ok(n), Ok(())) => Ok(n),
+        }
+    })
 }
 
 /// Downloads `key` into a temporary file (objects can be large).
@@ -193,10 +245,11 @@ pub fn restore_from_remote(
                 "remote object {snap_key} is damaged or was tampered with: its header does not match"
             )));
         }
-        let copied = copy_big(opened.body(), &mut db).map_err(|e| {
-            OpsError::Refused(format!(
+        let copied = write_behind(opened.body(), &mut db).map_err(|e| match e {
+            CopyError::Read(e) => OpsError::Refused(format!(
                 "remote object {snap_key} is damaged or was tampered with, refusing it: {e}"
-            ))
+            )),
+            CopyError::Write(e) => io_ctx("cannot write", &staged)(e),
         })?;
         let digest = opened.finish(&snap_key)?;
         Ok((meta, digest, copied))
