@@ -40,13 +40,25 @@ impl PageSet {
         self.commits == 0
     }
 
+    /// Drops the pages past the end of a database that shrank to `db_pages` (a look at
+    /// the last page only when it did not: this runs after every commit read).
+    fn truncate(&mut self, db_pages: u32) {
+        if self
+            .pages
+            .last_key_value()
+            .is_some_and(|(p, _)| *p > db_pages)
+        {
+            self.pages.split_off(&(db_pages + 1));
+        }
+    }
+
     /// Adds the transactions read after this set's.
     pub fn append(&mut self, later: PageSet) {
         if later.is_empty() {
             return;
         }
         self.pages.extend(later.pages);
-        self.pages.retain(|p, _| *p <= later.db_pages);
+        self.truncate(later.db_pages);
         self.db_pages = later.db_pages;
         self.commits += later.commits;
     }
@@ -252,9 +264,17 @@ impl WalReader {
             let commit = be(f, 4);
             if commit != 0 {
                 for (pgno, data) in pending.drain(..) {
-                    set.pages.insert(pgno, data.to_vec());
+                    // A page written again overwrites its buffer (no new allocation).
+                    match set.pages.entry(pgno) {
+                        std::collections::btree_map::Entry::Occupied(mut e) => {
+                            e.get_mut().copy_from_slice(data)
+                        }
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(data.to_vec());
+                        }
+                    }
                 }
-                set.pages.retain(|p, _| *p <= commit);
+                set.truncate(commit);
                 set.db_pages = commit;
                 set.commits += 1;
                 self.pos.checksum = sum;

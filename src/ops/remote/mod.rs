@@ -176,7 +176,87 @@ pub fn seal(
 /// reading the body to its end: only then is the whole object authenticated.
 pub struct Opened<'a> {
     pub meta: ObjectMeta,
-    body: zstd::Decoder<'static, std::io::BufReader<HashingReader<Box<dyn Read + 'a>>>>,
+    body: zstd::Decoder<'static, std::io::BufReader<Box<dyn Plain + 'a>>>,
+}
+
+/// The decrypted stream of an object, hashed as it is read.
+trait Plain: Read {
+    /// The SHA-256 of everything the stream gave, once it was read to its end; an error
+    /// if the stream did not end well.
+    fn digest(self: Box<Self>) -> std::io::Result<String>;
+}
+
+impl<R: Read> Plain for HashingReader<R> {
+    fn digest(self: Box<Self>) -> std::io::Result<String> {
+        Ok(hex::encode(self.hash.finalize()))
+    }
+}
+
+/// Decryption and hashing on a thread of their own, a chunk ahead of the reader (who
+/// decompresses): for the large snapshot, so the two run on two cores.
+struct DecryptAhead {
+    chunks: crate::ops::backup::ChannelReader,
+    worker: Option<std::thread::JoinHandle<std::io::Result<String>>>,
+}
+
+impl DecryptAhead {
+    fn spawn(plain: impl Read + Send + 'static) -> std::io::Result<DecryptAhead> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let worker = std::thread::Builder::new()
+            .name("crm-decrypt".into())
+            .spawn(move || {
+                let mut hashing = HashingReader {
+                    inner: plain,
+                    hash: Sha256::new(),
+                };
+                loop {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let n = read_up_to(&mut hashing, &mut buf)?;
+                    if n == 0 {
+                        return Ok(hex::encode(hashing.hash.finalize()));
+                    }
+                    buf.truncate(n);
+                    if tx.send(buf).is_err() {
+                        return Err(std::io::Error::other("the reader stopped"));
+                    }
+                }
+            })?;
+        Ok(DecryptAhead {
+            chunks: crate::ops::backup::ChannelReader::new(rx),
+            worker: Some(worker),
+        })
+    }
+}
+
+/// Reads until `buf` is full or the stream ends.
+fn read_up_to(from: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut k = 0;
+    while k < buf.len() {
+        match from.read(&mut buf[k..]) {
+            Ok(0) => break,
+            Ok(n) => k += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(k)
+}
+
+impl Read for DecryptAhead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.chunks.read(buf)
+    }
+}
+
+impl Plain for DecryptAhead {
+    fn digest(mut self: Box<Self>) -> std::io::Result<String> {
+        let worker = self.worker.take().expect("joined once");
+        // The end of the chunks is only an end if the worker says so (a decryption error
+        // also closes the channel).
+        worker
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the decryption thread panicked")))
+    }
 }
 
 pub struct HashingReader<R> {
@@ -204,14 +284,39 @@ pub fn open<'a>(
     key: &str,
     sealed: impl Read + 'a,
 ) -> Result<Opened<'a>, OpsError> {
-    let dec = age::Decryptor::new(sealed).map_err(|e| damaged(key, e))?;
-    let reader = dec
-        .decrypt(identities.iter().map(|i| i as &dyn age::Identity))
-        .map_err(|e| damaged(key, e))?;
-    let mut plain = std::io::BufReader::new(HashingReader {
+    let reader = decryptor(identities, key, sealed)?;
+    let plain = HashingReader {
         inner: Box::new(reader) as Box<dyn Read + 'a>,
         hash: Sha256::new(),
-    });
+    };
+    read_header(key, Box::new(plain))
+}
+
+/// [`open`] for a large object: the decryption and hashing run on their own thread
+/// ([`DecryptAhead`]) while the caller decompresses.
+pub fn open_ahead(
+    identities: &[age::x25519::Identity],
+    key: &str,
+    sealed: impl Read + Send + 'static,
+) -> Result<Opened<'static>, OpsError> {
+    let reader = decryptor(identities, key, sealed)?;
+    let ahead = DecryptAhead::spawn(reader).map_err(|e| damaged(key, e))?;
+    read_header(key, Box::new(ahead))
+}
+
+fn decryptor<R: Read>(
+    identities: &[age::x25519::Identity],
+    key: &str,
+    sealed: R,
+) -> Result<age::stream::StreamReader<R>, OpsError> {
+    let dec = age::Decryptor::new(sealed).map_err(|e| damaged(key, e))?;
+    dec.decrypt(identities.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| damaged(key, e))
+}
+
+/// Reads the magic and the header line of a decrypted object; the body follows.
+fn read_header<'a>(key: &str, plain: Box<dyn Plain + 'a>) -> Result<Opened<'a>, OpsError> {
+    let mut plain = std::io::BufReader::new(plain);
     let mut magic = vec![0u8; MAGIC.len()];
     plain.read_exact(&mut magic).map_err(|e| damaged(key, e))?;
     if magic != MAGIC {
@@ -251,8 +356,7 @@ impl<'a> Opened<'a> {
         if !rest.is_empty() {
             return Err(damaged(key, "bytes after the end"));
         }
-        let hashing = plain.into_inner();
-        Ok(hex::encode(hashing.hash.finalize()))
+        plain.into_inner().digest().map_err(|e| damaged(key, e))
     }
 }
 

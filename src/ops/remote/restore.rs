@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::store::Store;
-use super::{open, parse_repl_key};
+use super::{open, open_ahead, parse_repl_key};
 use crate::config::Config;
 use crate::ops::backup::ChannelReader;
 use crate::ops::lock::DataDirLock;
@@ -46,14 +46,20 @@ fn connect(cfg: &Config, name: &str) -> OpsResult<Store> {
         .map_err(|e| OpsError::Refused(format!("target {name}: {e}; nothing was changed")))
 }
 
-/// Chunks of a download handed from the network thread to the reader.
-struct ChannelWriter(std::sync::mpsc::SyncSender<Vec<u8>>);
+/// Chunks of a download handed from the network thread to the reader. `hung_up` says
+/// the download stopped because the reader did (so the reader's reason is the one).
+struct ChannelWriter<'a> {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    hung_up: &'a std::sync::atomic::AtomicBool,
+}
 
-impl Write for ChannelWriter {
+impl Write for ChannelWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .send(buf.to_vec())
-            .map_err(|_| std::io::Error::other("the reader stopped"))?;
+        if self.tx.send(buf.to_vec()).is_err() {
+            self.hung_up
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(std::io::Error::other("the reader stopped"));
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -63,27 +69,30 @@ impl Write for ChannelWriter {
 
 /// Streams `key` through `consume` while it downloads: the network on one thread, the
 /// decryption, decompression and writing on this one (no copy of the object on disk).
-/// The download's own failure wins over what the consumer saw of the cut stream.
+/// The download's own failure wins over what the consumer saw of the cut stream, unless
+/// the download stopped because the consumer gave up first (a wrong key, a bad header).
 fn stream<T>(
     store: &mut Store,
     key: &str,
-    consume: impl FnOnce(&mut dyn Read) -> OpsResult<T>,
+    consume: impl FnOnce(ChannelReader) -> OpsResult<T>,
 ) -> OpsResult<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+    let hung_up = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        let hung_up = &hung_up;
         let net = s.spawn(move || {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter { tx, hung_up });
             store.get_to(key, &mut w)?;
             w.flush().map_err(|e| e.to_string())
         });
-        let mut reader = ChannelReader::new(rx);
-        let consumed = consume(&mut reader);
-        // Let a download still running notice the reader is gone.
-        drop(reader);
+        // The consumer drops the reader when it is done (or gives up), which a download
+        // still running then notices.
+        let consumed = consume(ChannelReader::new(rx));
         let downloaded = net
             .join()
             .unwrap_or_else(|_| Err("the download thread panicked".into()));
         match (downloaded, consumed) {
+            (Err(_), Err(e)) if hung_up.load(std::sync::atomic::Ordering::Relaxed) => Err(e),
             (Err(e), Err(_)) | (Err(e), Ok(_)) => Err(OpsError::Refused(format!(
                 "download {key}: {e}; nothing was changed"
             ))),
@@ -238,7 +247,7 @@ pub fn restore_from_remote(
 
     // The snapshot, streamed straight into the new file.
     let (meta, digest, copied) = stream(&mut store, &snap_key, |sealed| {
-        let mut opened = open(&identities, &snap_key, sealed)?;
+        let mut opened = open_ahead(&identities, &snap_key, sealed)?;
         let meta = opened.meta.clone();
         if meta.kind != "snap" || meta.generation != gen || meta.seq != snap_seq {
             return Err(OpsError::Refused(format!(
