@@ -976,6 +976,19 @@ pub fn safe_relative(rel: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A writer into `dir` and the list its finished recordings land in.
+    fn writer(dir: &std::path::Path) -> (Writer, Arc<std::sync::Mutex<Vec<Finished>>>) {
+        let done = Arc::new(std::sync::Mutex::new(Vec::<Finished>::new()));
+        let d = done.clone();
+        let w = Writer::new(RecorderConfig {
+            dir: dir.to_path_buf(),
+            subdir: Arc::new(|| "2026/12".into()),
+            done: Arc::new(move |f| d.lock().unwrap().push(f)),
+            feature: FEATURE_CODE.into(),
+        });
+        (w, done)
+    }
+
     fn pkt(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x80, pt];
         p.extend_from_slice(&seq.to_be_bytes());
@@ -990,14 +1003,7 @@ mod tests {
     #[test]
     fn feature_code_starts_an_on_demand_recording() {
         let dir = tempfile::tempdir().unwrap();
-        let done = Arc::new(std::sync::Mutex::new(Vec::<Finished>::new()));
-        let d = done.clone();
-        let mut w = Writer::new(RecorderConfig {
-            dir: dir.path().to_path_buf(),
-            subdir: Arc::new(|| "2026/12".into()),
-            done: Arc::new(move |f| d.lock().unwrap().push(f)),
-            feature: FEATURE_CODE.into(),
-        });
+        let (mut w, done) = writer(dir.path());
         let call: Arc<str> = Arc::from("c1");
         w.handle(Msg::Start(
             call.clone(),
@@ -1177,14 +1183,7 @@ mod tests {
     fn g722_is_recorded_at_16_khz() {
         use audio_codec::Encoder;
         let dir = tempfile::tempdir().unwrap();
-        let done = Arc::new(std::sync::Mutex::new(Vec::<Finished>::new()));
-        let d = done.clone();
-        let mut w = Writer::new(RecorderConfig {
-            dir: dir.path().to_path_buf(),
-            subdir: Arc::new(|| "2026/12".into()),
-            done: Arc::new(move |f| d.lock().unwrap().push(f)),
-            feature: FEATURE_CODE.into(),
-        });
+        let (mut w, done) = writer(dir.path());
         let call: Arc<str> = Arc::from("w1");
         w.handle(Msg::Start(
             call.clone(),

@@ -66,6 +66,24 @@ struct Shared {
 }
 
 impl Shared {
+    /// Latches the party of `end` onto `src`, the first address its `kind` stream came
+    /// from. None (counted as dropped): a packet from another address. Else where the
+    /// other party's stream of that kind goes now.
+    fn latch(&self, end: usize, kind: usize, src: SocketAddr) -> Option<Option<SocketAddr>> {
+        let mut p = self.parties();
+        let me = &mut p[end][kind];
+        match me.latched {
+            None => me.latched = Some(src),
+            Some(l) if l != src => {
+                drop(p);
+                self.activity.dropped.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Some(_) => {}
+        }
+        Some(p[1 - end][kind].dest())
+    }
+
     fn parties(&self) -> MutexGuard<'_, [[Where; 2]; 2]> {
         self.parties.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -643,45 +661,22 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
             if kind == 1 {
                 continue;
             }
-            {
-                let mut p = sh.parties();
-                let me = &mut p[end][0];
-                match me.latched {
-                    None => me.latched = Some(src),
-                    Some(l) if l != src => {
-                        drop(p);
-                        sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    Some(_) => {}
-                }
+            if sh.latch(end, 0, src).is_none() {
+                continue;
             }
             sh.touch();
             sh.tap_rtp(end, &mut buf[..n]);
             sh.deliver(other, &buf[..n]);
             continue;
         }
-        let dest = {
-            let mut p = sh.parties();
-            let me = &mut p[end][kind];
-            match me.latched {
-                None => me.latched = Some(src),
-                Some(l) if l != src => {
-                    drop(p);
-                    sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Some(_) => {}
-            }
-            p[other][kind].dest()
+        let Some(dest) = sh.latch(end, kind, src) else {
+            continue;
         };
         let Some(dest) = dest else {
             sh.activity.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        sh.activity
-            .last_ms
-            .store(sh.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        sh.touch();
         let mut tap = if kind == 0 { sh.tap.get() } else { None };
         if let Some(t) = tap.filter(|t| t.gate.playing()) {
             // The announcement replaces what the party says (never recorded).
