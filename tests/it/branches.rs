@@ -1211,3 +1211,187 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
         "{got:?}"
     );
 }
+
+/// With customers kept per branch, a shop-wide call (a number no branch owns) from B's
+/// customer shows A's users the number alone, never the name or id: the call log, one
+/// call, the CSV export, the missed calls, the live status (`call.live`, the header, the
+/// API) and its replay. B's users see the customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (_a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("opa", "operator", false), ("opb", "operator", true)],
+    )
+    .await;
+    let (s, v) = admin
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Bobur Botirov", "phones": ["+998907650022"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cb = v["id"].as_i64().unwrap();
+    let order_b = new_order(&admin, cb, json!({"branch_id": b})).await["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let origin = format!("http://{}", app.running().http_addr);
+    let cookie_a = login_cookie(&app, "opa", "branch-pass-1").await;
+    let mut wa = open(&app, Some(&cookie_a), Some(&origin), "")
+        .await
+        .unwrap();
+    let hello = next_any(&mut wa, WAIT).await.expect("hello");
+    let start = hello["seq"].as_u64().unwrap();
+    let mut wb = socket(&app, "opb").await;
+
+    // Bobur rings an extension of no branch, and it is answered: a shop-wide call.
+    let events = app.running().ctx.call_events.clone();
+    let ring = |call_id: &str| CallEvent::Ringing {
+        call_id: call_id.into(),
+        direction: crm::sip::CallDirection::Inbound,
+        from: "+998907650022".into(),
+        to: "100".into(),
+        group: None,
+        extensions: vec!["1699".into()],
+        transferred_by: None,
+        transferred_from: None,
+    };
+    let end = |call_id: &str, cause: &str| CallEvent::Ended {
+        call_id: call_id.into(),
+        cause: cause.into(),
+        ring_ms: 1000,
+        talk_ms: 0,
+    };
+    events.send(ring("wide-1")).unwrap();
+    events
+        .send(CallEvent::Answered {
+            call_id: "wide-1".into(),
+            extension: "1699".into(),
+        })
+        .unwrap();
+    let on_call = |f: &Value| f.to_string().contains("wide-1");
+    let got = until(&mut wb, "call.live", on_call).await;
+    assert!(
+        got.last().unwrap().to_string().contains("Bobur Botirov"),
+        "B sees their customer: {got:?}"
+    );
+    let got = until(&mut wa, "call.live", on_call).await;
+    let live = got.last().unwrap();
+    assert!(
+        !live.to_string().contains("Botirov"),
+        "call.live leaks: {live}"
+    );
+    let call = &live["data"]["calls"][0];
+    assert_eq!(call["number"], "+998907650022", "{live}");
+    assert!(call["customer_id"].is_null(), "{live}");
+    let opa = Api::of(&app, "opa").await;
+    let opb = Api::of(&app, "opb").await;
+    let (_, v) = opa.get("/api/v1/calls/live").await;
+    assert!(v.to_string().contains("wide-1"), "{v}");
+    assert!(
+        !v.to_string().contains("Botirov"),
+        "the live API leaks: {v}"
+    );
+    let (_, v) = opb.get("/api/v1/calls/live").await;
+    assert!(v.to_string().contains("Bobur Botirov"), "{v}");
+    let pa = app.login("opa", "branch-pass-1").await;
+    let pb = app.login("opb", "branch-pass-1").await;
+    let html = pa.get("/orders").await.text().await.unwrap();
+    assert!(!html.contains("Botirov"), "the header's live call leaks");
+    let html = pb.get("/orders").await.text().await.unwrap();
+    assert!(html.contains("Bobur Botirov"), "B's header");
+    events.send(end("wide-1", "completed")).unwrap();
+    // A second call nobody answers: a shop-wide missed call.
+    events.send(ring("wide-2")).unwrap();
+    events.send(end("wide-2", "no_answer")).unwrap();
+    for id in ["wide-1", "wide-2"] {
+        eventually(WAIT, || async {
+            let (_, v) = admin.get(&format!("/api/v1/calls/{id}")).await;
+            (!v["ended_ms"].is_null()).then_some(())
+        })
+        .await
+        .expect("the call is logged");
+    }
+
+    // The log, one call, the export, the missed calls: the number alone for A.
+    let (_, v) = opa.get("/api/v1/calls?limit=100").await;
+    let rows = v["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "A sees the shop-wide calls: {v}");
+    for r in rows {
+        assert_eq!(r["party_number"], "+998907650022", "{r}");
+        assert!(
+            r["customer_id"].is_null() && r["customer_name"].is_null(),
+            "{r}"
+        );
+        // Nor B's order of that customer.
+        assert_eq!(r["open_orders"], json!([]), "{r}");
+    }
+    let (_, v) = opa.get("/api/v1/calls/wide-1").await;
+    assert!(
+        v["customer_id"].is_null() && v["customer_name"].is_null(),
+        "{v}"
+    );
+    assert_eq!(v["open_orders"], json!([]), "{v}");
+    let (_, v) = opa.get("/api/v1/calls/missed").await;
+    assert_eq!(v["items"][0]["number"], "+998907650022", "{v}");
+    assert!(!v.to_string().contains("Botirov"), "missed calls leak: {v}");
+    assert!(v["items"][0]["customer_id"].is_null(), "{v}");
+    for path in ["/calls", "/calls/export.csv", "/calls/missed"] {
+        let text = pa.get(path).await.text().await.unwrap();
+        assert!(
+            !text.contains("Botirov") && !text.contains(&order_b),
+            "{path} leaks"
+        );
+        let text = pb.get(path).await.text().await.unwrap();
+        assert!(text.contains("Bobur Botirov"), "{path} for B");
+    }
+    let (_, v) = opb.get("/api/v1/calls?limit=100").await;
+    assert_eq!(
+        v["items"][0]["open_orders"].as_array().unwrap().len(),
+        1,
+        "{v}"
+    );
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["customer_id"] == cb),
+        "{v}"
+    );
+    let (_, v) = opb.get("/api/v1/calls/missed").await;
+    assert_eq!(v["items"][0]["customer_id"], cb, "{v}");
+
+    // Replay after a reconnect: the same snapshots, the same rule.
+    let mut again = open(
+        &app,
+        Some(&cookie_a),
+        Some(&origin),
+        &format!("?last_seq={start}"),
+    )
+    .await
+    .unwrap();
+    let replay = frames(&mut again, Duration::from_millis(700)).await;
+    assert!(
+        replay
+            .iter()
+            .any(|f| f["type"] == "call.live" && f.to_string().contains("wide-1")),
+        "replay: {replay:?}"
+    );
+    assert!(
+        replay.iter().all(|f| !f.to_string().contains("Botirov")),
+        "replay leaks: {replay:?}"
+    );
+}
+
