@@ -1395,3 +1395,178 @@ async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
     );
 }
 
+/// A customer's PUT by `api` with these phones (the version read first).
+async fn set_phones(
+    api: &Api,
+    admin: &Api,
+    id: i64,
+    name: &str,
+    phones: &[&str],
+) -> (StatusCode, Value) {
+    let version = customer_version(admin, id).await;
+    api.send(
+        Method::PUT,
+        &format!("/api/v1/customers/{id}"),
+        json!({"version": version, "name": name, "phones": phones}),
+    )
+    .await
+}
+
+/// Editing a customer's phones checks them as creating one does: a phone of a customer
+/// the editor sees is a conflict naming them (in the editor's language), a phone of
+/// another branch's customer is another base's; a refused edit writes nothing, and of
+/// two edits racing for one phone exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_phones_checks_them_as_creating_does() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("opa", "operator", false), ("opb", "operator", true)],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (name, phone, branch) in [
+        ("Жасур Каримов", "+998907651111", a),
+        ("Bobur Botirov", "+998907652222", b),
+        ("Aziza Alieva", "+998907653333", a),
+        ("Dilnoza Rahimova", "+998907655555", a),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/customers",
+                json!({"name": name, "phones": [phone]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        new_order(&admin, id, json!({"branch_id": branch})).await;
+        ids.push(id);
+    }
+    let (cj, ca, cd) = (ids[0], ids[2], ids[3]);
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let opa = Api::of(&app, "opa").await;
+
+    // A's operator gives Aziza Жасур's phone: refused, naming Жасур, in Russian too.
+    let (s, v) = set_phones(
+        &opa,
+        &admin,
+        ca,
+        "Aziza Alieva",
+        &["+998907653333", "+998907651111"],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v.to_string().contains("Жасур Каримов"), "{v}");
+    let version = customer_version(&admin, ca).await;
+    let r = opa
+        .c
+        .put(format!("{}/api/v1/customers/{ca}", opa.base))
+        .bearer_auth(&opa.token)
+        .header("Accept-Language", "ru")
+        .json(&json!({"version": version, "name": "Aziza", "phones": ["+998 90 765 11 11"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("уже записан за клиентом") && text.contains("Жасур Каримов"),
+        "{text}"
+    );
+    // Nothing written: the name, the phones and the version as they were.
+    let (_, v) = admin.get(&format!("/api/v1/customers/{ca}")).await;
+    assert_eq!(v["name"], "Aziza Alieva", "{v}");
+    assert_eq!(v["phones"], json!(["+998907653333"]), "{v}");
+    assert_eq!(v["version"], version, "{v}");
+    // The card's form says the same.
+    let page = app.login("opa", "branch-pass-1").await;
+    let r = page
+        .post_form(
+            &format!("/customers/{ca}"),
+            &[
+                ("version", &version.to_string()),
+                ("name", "Aziza Alieva"),
+                ("phone1", "+998907653333"),
+                ("phone2", "+998907651111"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("Жасур Каримов"), "the form's message");
+    // B's customer's phone is another base's: allowed, and Bobur is never named.
+    let (s, v) = set_phones(
+        &opa,
+        &admin,
+        ca,
+        "Aziza Alieva",
+        &["+998907653333", "+998907652222"],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(!v.to_string().contains("Botirov"), "{v}");
+    // An admin of every branch sees Bobur: giving Жасур B's phone names him.
+    let (s, v) = set_phones(
+        &admin,
+        &admin,
+        cj,
+        "Жасур Каримов",
+        &["+998907651111", "+998907652222"],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v.to_string().contains("Bobur Botirov"), "{v}");
+    // Keeping one's own phones and renaming is no conflict; a bad phone is refused.
+    let (s, v) = set_phones(&opa, &admin, cj, "Жасур Каримович", &["+998907651111"]).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["name"], "Жасур Каримович", "{v}");
+    let (s, v) = set_phones(&opa, &admin, cj, "Жасур", &["12"]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    // Two edits race to give one new phone to Жасур and to Dilnoza: one wins.
+    let (vj, vd) = (
+        customer_version(&admin, cj).await,
+        customer_version(&admin, cd).await,
+    );
+    let put = |id: i64, version: i64, name: &'static str, own: &'static str| {
+        let opa = &opa;
+        async move {
+            opa.send(
+                Method::PUT,
+                &format!("/api/v1/customers/{id}"),
+                json!({"version": version, "name": name, "phones": [own, "+998907657777"]}),
+            )
+            .await
+        }
+    };
+    let ((sj, rj), (sd, rd)) = tokio::join!(
+        put(cj, vj, "Жасур Каримович", "+998907651111"),
+        put(cd, vd, "Dilnoza Rahimova", "+998907655555"),
+    );
+    let mut statuses = [sj.as_u16(), sd.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{rj} {rd}");
+    let (_, found) = opa.get("/api/v1/customers/lookup?phone=907657777").await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    let (loser, before, named) = if sj == 200 {
+        (cd, vd, "Жасур")
+    } else {
+        (cj, vj, "Dilnoza")
+    };
+    assert!((if sj == 200 { &rd } else { &rj })
+        .to_string()
+        .contains(named));
+    let (_, v) = admin.get(&format!("/api/v1/customers/{loser}")).await;
+    assert_eq!(v["version"], before, "the loser is untouched: {v}");
+    assert!(!v["phones"].to_string().contains("+998907657777"), "{v}");
+}
+
