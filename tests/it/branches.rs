@@ -1570,3 +1570,140 @@ async fn editing_phones_checks_them_as_creating_does() {
     assert!(!v["phones"].to_string().contains("+998907657777"), "{v}");
 }
 
+/// An extension's branch is changed on the telephony page and through the API (a
+/// branch-scoped admin only among their branches' and shop-wide extensions, into their
+/// branches), and `crm extension list` shows it (or `shop`).
+#[tokio::test]
+async fn an_extensions_branch_changes_on_the_page_the_api_and_shows_in_the_cli() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("mga", "admin", false)],
+    )
+    .await;
+    for (number, branch) in [("1701", None), ("1702", Some(b)), ("1703", None)] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/telephony/extensions",
+                json!({"number": number, "branch_id": branch}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let branch_of = |number: &'static str| {
+        let admin = &admin;
+        async move {
+            let (_, v) = admin.get("/api/v1/telephony/extensions").await;
+            v.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["number"] == number)
+                .unwrap_or_else(|| panic!("{number}: {v}"))["branch_id"]
+                .clone()
+        }
+    };
+    // The shop's admin moves 1701 to B.
+    let (s, v) = put_ext_branch(&admin, "1701", json!({"branch_id": b})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(branch_of("1701").await, json!(b));
+    // A's admin: B's extensions are not found, B is not theirs to give, nor is a branch
+    // that does not exist; a bad body and an unknown extension are refused.
+    let mga = Api::of(&app, "mga").await;
+    for number in ["1701", "1702"] {
+        let (s, v) = put_ext_branch(&mga, number, json!({"branch_id": a})).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{number}: {v}");
+    }
+    let (s, v) = put_ext_branch(&mga, "1703", json!({"branch_id": b})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = put_ext_branch(&mga, "1703", json!({"branch_id": 999})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, _) = put_ext_branch(&mga, "1703", json!({"branch_id": "A"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = put_ext_branch(&mga, "1799", json!({"branch_id": a})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(branch_of("1703").await, Value::Null, "unchanged");
+    assert_eq!(branch_of("1702").await, json!(b), "unchanged");
+    // A's admin cannot touch B's extension another way either.
+    let (s, _) = mga
+        .send(
+            Method::DELETE,
+            "/api/v1/telephony/extensions/1702",
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Into A: theirs.
+    let (s, v) = put_ext_branch(&mga, "1703", json!({"branch_id": a})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(branch_of("1703").await, json!(a));
+
+    // The page: a choice per extension; empty is the whole shop, junk is refused.
+    let page = app.login_admin().await;
+    let html = page.get("/telephony").await.text().await.unwrap();
+    assert!(
+        html.contains("data-branch-of=\"1701\""),
+        "the page's choice"
+    );
+    let r = page
+        .post_form("/telephony/extensions/1701/branch", &[("branch", "")])
+        .await;
+    assert!(
+        r.status().is_redirection() || r.status().is_success(),
+        "{}",
+        r.status()
+    );
+    assert_eq!(branch_of("1701").await, Value::Null);
+    let r = page
+        .post_form("/telephony/extensions/1701/branch", &[("branch", "abc")])
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(branch_of("1701").await, Value::Null);
+    let mine = app.login("mga", "branch-pass-1").await;
+    let r = mine
+        .post_form(
+            "/telephony/extensions/1701/branch",
+            &[("branch", &b.to_string())],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(branch_of("1701").await, Value::Null);
+    let html = mine.get("/telephony").await.text().await.unwrap();
+    let choice = html
+        .split("data-branch-of=\"1703\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</select>").next())
+        .expect("1703's choice");
+    assert!(choice.contains(&format!("value=\"{a}\"")), "{choice}");
+    assert!(
+        !choice.contains(&format!("value=\"{b}\"")),
+        "A's admin is offered B: {choice}"
+    );
+
+    // The CLI lists each extension's branch, or `shop`.
+    let out = crate::changes::crm(&app, &["extension", "list"], "").await;
+    let line = |n: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{n}\t")))
+            .unwrap_or_else(|| panic!("{n}: {out}"))
+            .split('\t')
+            .nth(4)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(line("1701"), "shop", "{out}");
+    assert_eq!(line("1702"), b.to_string(), "{out}");
+    assert_eq!(line("1703"), a.to_string(), "{out}");
+}
+
+/// `PUT /api/v1/telephony/extensions/{number}/branch` by `api`.
+async fn put_ext_branch(api: &Api, number: &str, body: Value) -> (StatusCode, Value) {
+    api.send(
+        Method::PUT,
+        &format!("/api/v1/telephony/extensions/{number}/branch"),
+        body,
+    )
+    .await
+}
+
