@@ -1707,3 +1707,135 @@ async fn put_ext_branch(api: &Api, number: &str, body: Value) -> (StatusCode, Va
     .await
 }
 
+/// Broadcasts keep to their sender's branches: one sent by A's admin is listed (and
+/// announced live) only to users who see A, and every viewer counts only the recipients
+/// among the customers they see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_keep_to_their_senders_branches() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("mga", "admin", false), ("mgb", "admin", true)],
+    )
+    .await;
+    // E-mail set up (nobody listens: the messages wait in the outbox, which is all the
+    // results count).
+    let port = free_port().to_string();
+    let pairs: Vec<(String, String)> = [
+        ("smtp.host", "127.0.0.1"),
+        ("smtp.port", port.as_str()),
+        ("smtp.security", "plain"),
+        ("smtp.from", "shop@example.uz"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    app.running()
+        .ctx
+        .db
+        .write(move |c| {
+            for (k, v) in &pairs {
+                crm::db::settings::set(c, k, v, 0)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for (name, phone, email, branch) in [
+        ("Aziza Alieva", "+998907650011", "aziza@example.uz", a),
+        ("Bobur Botirov", "+998907650022", "bobur@example.uz", b),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/customers",
+                json!({"name": name, "phones": [phone], "email": email, "marketing_opt_in": true}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        new_order(
+            &admin,
+            v["id"].as_i64().unwrap(),
+            json!({"branch_id": branch}),
+        )
+        .await;
+    }
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, seg) = admin
+        .post(
+            "/api/v1/segments",
+            json!({"name": "Rozilar", "filter": {"opted_in": true}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{seg}");
+    let mut wb = socket(&app, "mgb").await;
+    let mga = Api::of(&app, "mga").await;
+    let mgb = Api::of(&app, "mgb").await;
+    let mut sent = Vec::new();
+    for (api, name, want) in [(&mga, "A aksiyasi", 1), (&admin, "Hammaga", 2)] {
+        let (s, v) = api
+            .post(
+                "/api/v1/broadcasts",
+                json!({"name": name, "segment_id": seg["id"], "body": "Salom {name}!",
+                    "channels": ["email"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["queued"], want, "{v}");
+        sent.push(v["id"].as_i64().unwrap());
+    }
+    let (of_a, everyone) = (sent[0], sent[1]);
+    // Live: B's admin hears of the shop's broadcast, never of A's.
+    let got = until(&mut wb, "broadcast.created", |f| {
+        f["data"]["id"] == everyone
+    })
+    .await;
+    assert!(
+        got.iter().all(|f| f["data"]["id"] != of_a),
+        "A's broadcast reached B: {got:?}"
+    );
+    // Listed: B's admin sees the shop's broadcast with B's recipient only; A's is not
+    // found (API and pages).
+    let row = |v: &Value, id: i64| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .cloned()
+    };
+    let (_, v) = mgb.get("/api/v1/broadcasts").await;
+    assert!(row(&v, of_a).is_none(), "B lists A's broadcast: {v}");
+    let mine = row(&v, everyone).expect("the shop's broadcast");
+    assert_eq!(mine["queued"], 1, "{mine}");
+    assert_eq!(
+        mine["results"]["by_channel"],
+        json!([["email", 1]]),
+        "{mine}"
+    );
+    let (s, _) = mgb.get(&format!("/api/v1/broadcasts/{of_a}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let page = app.login("mgb", "branch-pass-1").await;
+    let html = page.get("/broadcasts").await.text().await.unwrap();
+    assert!(
+        html.contains("Hammaga") && !html.contains("A aksiyasi"),
+        "the page"
+    );
+    assert_eq!(page.get(&format!("/broadcasts/{of_a}")).await.status(), 404);
+    // A's admin sees both, each counted among A's customers; the shop's admin all.
+    let (_, v) = mga.get("/api/v1/broadcasts").await;
+    assert_eq!(row(&v, of_a).expect("A's own")["queued"], 1, "{v}");
+    assert_eq!(row(&v, everyone).expect("the shop's")["queued"], 1, "{v}");
+    let (_, v) = admin.get("/api/v1/broadcasts").await;
+    assert_eq!(row(&v, of_a).expect("A's")["queued"], 1, "{v}");
+    assert_eq!(row(&v, everyone).expect("the shop's")["queued"], 2, "{v}");
+    let (_, v) = admin.get(&format!("/api/v1/broadcasts/{everyone}")).await;
+    assert_eq!(v["results"]["by_channel"], json!([["email", 2]]), "{v}");
+}
