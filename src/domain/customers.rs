@@ -257,10 +257,11 @@ pub(super) fn create_in(tx: &mut Tx, c: &Clean, allow_shared_phone: bool) -> Dom
 }
 
 /// A phone of `phones` that already belongs to a customer other than `except` is a
-/// conflict naming them. With customers kept per branch only the customers the acting
-/// user sees count (another branch's is another base), so the one named is always one
-/// the user may open. Inside the write: two edits racing for one phone are serialised by
-/// the writer, and the second is refused before it writes anything.
+/// conflict. With customers kept per branch only the customers the acting user sees
+/// count (another branch's is another base). The message names that customer to a user
+/// who may view customers; to one who may only edit them (a role made so) it says "another
+/// customer". Inside the write: two edits racing for one phone are serialised by the
+/// writer, and the second is refused before it writes anything.
 fn check_phones(tx: &Tx<'_>, phones: &[String], except: Option<i64>) -> DomainResult<()> {
     let scope = tx_scope(tx)?;
     for p in phones {
@@ -268,12 +269,15 @@ fn check_phones(tx: &Tx<'_>, phones: &[String], except: Option<i64>) -> DomainRe
             .into_iter()
             .find(|r| Some(r.id) != except);
         if let Some(existing) = taken {
-            return Err(DomainError::conflict(
+            let msg = if tx.who().can(super::Action::ViewCustomers) {
                 Msg::new("err.customer.phone_taken")
                     .with("phone", p)
                     .with("id", existing.id)
-                    .with("name", existing.name),
-            ));
+                    .with("name", existing.name)
+            } else {
+                Msg::new("err.customer.phone_taken_other").with("phone", p)
+            };
+            return Err(DomainError::conflict(msg));
         }
     }
     Ok(())

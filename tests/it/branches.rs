@@ -1525,6 +1525,52 @@ async fn editing_phones_checks_them_as_creating_does() {
     .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(v.to_string().contains("Bobur Botirov"), "{v}");
+    // A role that may edit customers but not view them is told "another customer",
+    // never who, on an edit and on a new customer alike.
+    let (s, v) = admin
+        .post(
+            "/api/v1/roles",
+            json!({"key": "tahrirchi", "name": "Tahrirchi", "base": "operator",
+                "permissions": ["customers.edit"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "tahrir", "display_name": "Tahrir", "role": "tahrirchi",
+                "password": "branch-pass-1"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let editor = Api::of(&app, "tahrir").await;
+    let (s, v) = set_phones(
+        &editor,
+        &admin,
+        ca,
+        "Aziza Alieva",
+        &["+998907653333", "+998907651111"],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let text = v.to_string();
+    assert!(
+        text.contains("another customer") && text.contains("+998907651111"),
+        "{v}"
+    );
+    assert!(
+        !text.contains("Жасур") && !text.contains(&format!("#{cj}")),
+        "{v}"
+    );
+    let (s, v) = editor
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Yangi", "phones": ["+998907651111"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(!v.to_string().contains("Жасур"), "{v}");
+
     // Keeping one's own phones and renaming is no conflict; a bad phone is refused.
     let (s, v) = set_phones(&opa, &admin, cj, "Жасур Каримович", &["+998907651111"]).await;
     assert_eq!(s, 200, "{v}");
