@@ -1605,7 +1605,6 @@ fn apply(
     Ok(())
 }
 
-/// Whether a user with this role (as stored) may do `action`.
 /// The branches whose customers a user of `only` sees (`customers::scope`), owned: rows
 /// and live calls name only those customers.
 fn customers_seen(
@@ -1637,6 +1636,7 @@ fn cut_open_orders(
     Ok(())
 }
 
+/// Whether a user with this role (as stored) may do `action`.
 fn may(role: &str, action: super::Action) -> bool {
     role.parse::<Role>()
         .is_ok_and(|r| super::access::can(r, action))
