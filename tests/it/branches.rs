@@ -1503,6 +1503,15 @@ async fn editing_phones_checks_them_as_creating_does() {
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let text = r.text().await.unwrap();
     assert!(text.contains("Жасур Каримов"), "the form's message");
+    // A form without its version is refused in the user's language.
+    let r = page
+        .post_form(
+            &format!("/customers/{ca}"),
+            &[("name", "Aziza Alieva"), ("phone1", "+998907653333")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(!r.text().await.unwrap().contains("version missing"));
     // B's customer's phone is another base's: allowed, and Bobur is never named.
     let (s, v) = set_phones(
         &opa,
