@@ -94,7 +94,7 @@ pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
             ExtensionCommand::List => {
                 for e in tel.list_extensions().await? {
                     println!(
-                        "{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}",
                         e.number,
                         if e.enabled { "enabled" } else { "disabled" },
                         e.username.as_deref().unwrap_or("-"),
@@ -103,6 +103,9 @@ pub fn run(cli: &Cli, cmd: &ExtensionCommand) -> anyhow::Result<ExitCode> {
                         } else {
                             &e.digest
                         },
+                        // As `crm extension branch` takes it: an id, or `shop`.
+                        e.branch_id
+                            .map_or_else(|| "shop".to_string(), |b| b.to_string()),
                         e.display_name
                     );
                 }

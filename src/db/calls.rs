@@ -70,14 +70,34 @@ pub fn shared_or_in(alias: &str, branches: Option<&[i64]>) -> String {
     }
 }
 
-const CALL_SELECT: &str = "SELECT k.id, k.call_id, k.direction, k.from_number, k.to_number,
+/// The call log's columns, the customer's id and name as a viewer who sees the customers
+/// of `customers` may see them (None: every one): a customer of another base is left out
+/// and the row shows the number alone.
+fn call_select(customers: Option<&[i64]>) -> String {
+    format!(
+        "SELECT k.id, k.call_id, k.direction, k.from_number, k.to_number,
     k.party_number, k.ring_group, k.extensions, k.answered_ext, k.answered_user_id, u.display_name,
-    k.customer_id, cu.name, k.open_orders, k.started_ms, k.answered_ms, k.ended_ms, k.ring_ms,
+    {}, k.open_orders, k.started_ms, k.answered_ms, k.ended_ms, k.ring_ms,
     k.talk_ms, k.outcome, k.cause, k.transferred_by, k.transferred_from, k.branch_id,
     EXISTS (SELECT 1 FROM recordings rec WHERE rec.call_id = k.call_id)
     FROM calls k
     LEFT JOIN users u ON u.id = k.answered_user_id
-    LEFT JOIN customers cu ON cu.id = k.customer_id";
+    LEFT JOIN customers cu ON cu.id = k.customer_id",
+        customer_cols("k.customer_id", customers)
+    )
+}
+
+/// A row's customer id (`id_col`) and name (`cu.name`, `cu` joined), kept only when the
+/// customer is of one of `customers`' branches (None: always).
+fn customer_cols(id_col: &str, customers: Option<&[i64]>) -> String {
+    match customers {
+        None => format!("{id_col}, cu.name"),
+        Some(ids) => {
+            let seen = super::customers::branch_condition("cu", ids);
+            format!("CASE WHEN {seen} THEN {id_col} END, CASE WHEN {seen} THEN cu.name END")
+        }
+    }
+}
 
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
@@ -224,8 +244,17 @@ pub fn close_interrupted(c: &Connection, at_ms: i64) -> DbResult<usize> {
 }
 
 pub fn by_call_id(c: &Connection, call_id: &str) -> DbResult<Option<CallRow>> {
+    by_call_id_for(c, call_id, None)
+}
+
+/// One call as a viewer who sees the customers of `customers` (None: every one) sees it.
+pub fn by_call_id_for(
+    c: &Connection,
+    call_id: &str,
+    customers: Option<&[i64]>,
+) -> DbResult<Option<CallRow>> {
     Ok(
-        c.prepare_cached(&format!("{CALL_SELECT} WHERE k.call_id = ?1"))?
+        c.prepare_cached(&format!("{} WHERE k.call_id = ?1", call_select(customers)))?
             .query_row([call_id], call_from_row)
             .optional()?,
     )
@@ -235,7 +264,8 @@ pub fn by_call_id(c: &Connection, call_id: &str) -> DbResult<Option<CallRow>> {
 /// of the page: newest first.
 pub fn unfinished(c: &Connection, since_ms: i64) -> DbResult<Vec<CallRow>> {
     let mut st = c.prepare_cached(&format!(
-        "{CALL_SELECT} WHERE k.ended_ms IS NULL AND k.started_ms >= ?1 ORDER BY k.id DESC LIMIT 200"
+        "{} WHERE k.ended_ms IS NULL AND k.started_ms >= ?1 ORDER BY k.id DESC LIMIT 200",
+        call_select(None)
     ))?;
     let rows = st.query_map([since_ms], call_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -255,6 +285,9 @@ pub struct CallFilter {
     pub customer_id: Option<i64>,
     /// A branch-scoped user's branches: their calls and the shop-wide ones.
     pub branch_ids: Option<Vec<i64>>,
+    /// The branches whose customers the viewer sees (`domain::customers::scope`; None:
+    /// every one): another base's customer is left out of the rows, the number stays.
+    pub customers_of: Option<Vec<i64>>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -305,12 +338,33 @@ pub fn list(c: &Connection, f: &CallFilter) -> DbResult<Vec<CallRow>> {
     p.push(f.limit.into());
     p.push(f.offset.into());
     let sql = format!(
-        "{CALL_SELECT} WHERE {wh} ORDER BY k.started_ms DESC, k.id DESC LIMIT ?{} OFFSET ?{}",
+        "{} WHERE {wh} ORDER BY k.started_ms DESC, k.id DESC LIMIT ?{} OFFSET ?{}",
+        call_select(f.customers_of.as_deref()),
         p.len() - 1,
         p.len()
     );
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(p), call_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Of these orders, the ids of those in `branches`: a call's open orders as a viewer of
+/// those branches may see them.
+pub fn orders_in_branches(
+    c: &Connection,
+    ids: &[i64],
+    branches: &[i64],
+) -> DbResult<std::collections::HashSet<i64>> {
+    if ids.is_empty() || branches.is_empty() {
+        return Ok(Default::default());
+    }
+    let join = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let mut st = c.prepare(&format!(
+        "SELECT id FROM orders WHERE id IN ({}) AND branch_id IN ({})",
+        join(ids),
+        join(branches)
+    ))?;
+    let rows = st.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -334,13 +388,13 @@ pub fn last_call_with(
     branch: Option<i64>,
 ) -> DbResult<Option<CallRow>> {
     let branches = branch.map(|b| vec![b]);
-    Ok(c
-        .prepare_cached(&format!(
-            "{CALL_SELECT} WHERE k.party_number = ?1 AND k.started_ms < ?2{} ORDER BY k.started_ms DESC LIMIT 1",
-            shared_or_in("k", branches.as_deref())
-        ))?
-        .query_row(params![party, before_ms], call_from_row)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "{} WHERE k.party_number = ?1 AND k.started_ms < ?2{} ORDER BY k.started_ms DESC LIMIT 1",
+        call_select(None),
+        shared_or_in("k", branches.as_deref())
+    ))?
+    .query_row(params![party, before_ms], call_from_row)
+    .optional()?)
 }
 
 /// The branch a new call belongs to, by the first rule that gives one: a transferred
@@ -429,13 +483,20 @@ pub struct MissedRow {
     pub branch_id: Option<i64>,
 }
 
-const MISSED_SELECT: &str = "SELECT m.id, m.number, m.customer_id, cu.name, m.attempts, m.first_ms,
+/// The missed-call columns, the customer as a viewer who sees the customers of
+/// `customers` may see them (see [`call_select`]).
+fn missed_select(customers: Option<&[i64]>) -> String {
+    format!(
+        "SELECT m.id, m.number, {}, m.attempts, m.first_ms,
     m.last_ms, m.resolved_ms, m.resolved_how, coalesce(d.display_name, u.display_name), m.branch_id
     FROM missed_calls m
     LEFT JOIN customers cu ON cu.id = m.customer_id
     LEFT JOIN calls k ON k.id = m.resolved_call
     LEFT JOIN users u ON u.id = k.answered_user_id
-    LEFT JOIN users d ON d.id = m.resolved_user";
+    LEFT JOIN users d ON d.id = m.resolved_user",
+        customer_cols("m.customer_id", customers)
+    )
+}
 
 fn missed_from_row(r: &Row) -> rusqlite::Result<MissedRow> {
     Ok(MissedRow {
@@ -563,7 +624,8 @@ pub fn mark_missed_done(c: &Connection, id: i64, user_id: i64, at_ms: i64) -> Db
 
 pub fn open_missed(c: &Connection, number: &str) -> DbResult<Option<MissedRow>> {
     Ok(c.prepare_cached(&format!(
-        "{MISSED_SELECT} WHERE m.number = ?1 AND m.resolved_ms IS NULL ORDER BY m.id LIMIT 1"
+        "{} WHERE m.number = ?1 AND m.resolved_ms IS NULL ORDER BY m.id LIMIT 1",
+        missed_select(None)
     ))?
     .query_row([number], missed_from_row)
     .optional()?)
@@ -576,6 +638,7 @@ pub fn list_missed(
     limit: i64,
     offset: i64,
     branches: Option<&[i64]>,
+    customers: Option<&[i64]>,
 ) -> DbResult<Vec<MissedRow>> {
     let wh = if include_resolved {
         "1 = 1"
@@ -584,7 +647,8 @@ pub fn list_missed(
     };
     let scope = shared_or_in("m", branches);
     let mut st = c.prepare_cached(&format!(
-        "{MISSED_SELECT} WHERE {wh}{scope} ORDER BY m.last_ms DESC, m.id DESC LIMIT ?1 OFFSET ?2"
+        "{} WHERE {wh}{scope} ORDER BY m.last_ms DESC, m.id DESC LIMIT ?1 OFFSET ?2",
+        missed_select(customers)
     ))?;
     let rows = st.query_map(params![limit, offset], missed_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

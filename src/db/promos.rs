@@ -305,20 +305,53 @@ pub fn set_broadcast_counts(c: &Connection, id: i64, queued: i64, skipped: i64) 
     Ok(())
 }
 
-pub fn broadcasts(c: &Connection, limit: i64) -> DbResult<Vec<BroadcastRow>> {
+/// The condition keeping `broadcasts` to those a user of `branches` sees (None: every
+/// one): made by a user of every branch (or by the CLI), or by a user of one of theirs.
+/// The sender's branches are read as they are now.
+fn seen_in(branches: Option<&[i64]>) -> String {
+    match branches {
+        None => String::new(),
+        Some(ids) => {
+            let list = if ids.is_empty() {
+                "NULL".to_string()
+            } else {
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            };
+            format!(
+                " AND (NOT EXISTS (SELECT 1 FROM user_branches ub WHERE ub.user_id = broadcasts.created_by)
+                   OR EXISTS (SELECT 1 FROM user_branches ub WHERE ub.user_id = broadcasts.created_by
+                              AND ub.branch_id IN ({list})))"
+            )
+        }
+    }
+}
+
+/// Broadcasts a user of `branches` sees (None: every one), newest first.
+pub fn broadcasts(
+    c: &Connection,
+    limit: i64,
+    branches: Option<&[i64]>,
+) -> DbResult<Vec<BroadcastRow>> {
     let mut st = c.prepare_cached(&format!(
-        "SELECT {BC_COLS} FROM broadcasts ORDER BY id DESC LIMIT ?1"
+        "SELECT {BC_COLS} FROM broadcasts WHERE 1 = 1{} ORDER BY id DESC LIMIT ?1",
+        seen_in(branches)
     ))?;
     let rows = st.query_map([limit], bc)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn broadcast(c: &Connection, id: i64) -> DbResult<Option<BroadcastRow>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {BC_COLS} FROM broadcasts WHERE id = ?1"))?
-            .query_row([id], bc)
-            .optional()?,
-    )
+/// One broadcast, if a user of `branches` sees it (None: any).
+pub fn broadcast(
+    c: &Connection,
+    id: i64,
+    branches: Option<&[i64]>,
+) -> DbResult<Option<BroadcastRow>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {BC_COLS} FROM broadcasts WHERE id = ?1{}",
+        seen_in(branches)
+    ))?
+    .query_row([id], bc)
+    .optional()?)
 }
 
 /// A broadcast's results now.
@@ -340,13 +373,26 @@ pub struct BroadcastResults {
     pub cost: i64,
 }
 
-pub fn broadcast_results(c: &Connection, b: &BroadcastRow) -> DbResult<BroadcastResults> {
+/// A broadcast's results, counting only the recipients among the customers of
+/// `customers` (None: every recipient; see `customers::of_branches`).
+pub fn broadcast_results(
+    c: &Connection,
+    b: &BroadcastRow,
+    customers: Option<&[i64]>,
+) -> DbResult<BroadcastResults> {
     let mut r = BroadcastResults::default();
+    let mine = match customers {
+        None => String::new(),
+        Some(_) => format!(
+            " AND customer_id IN (SELECT id FROM customers WHERE 1 = 1{})",
+            super::customers::of_branches(customers)
+        ),
+    };
     {
-        let mut st = c.prepare_cached(
+        let mut st = c.prepare_cached(&format!(
             "SELECT state, coalesce(delivery, ''), count(*), coalesce(sum(cost), 0) FROM notify_outbox
-             WHERE broadcast_id = ?1 GROUP BY state, delivery",
-        )?;
+             WHERE broadcast_id = ?1{mine} GROUP BY state, delivery"
+        ))?;
         let rows = st.query_map([b.id], |x| {
             Ok((
                 x.get::<_, String>(0)?,
@@ -372,19 +418,19 @@ pub fn broadcast_results(c: &Connection, b: &BroadcastRow) -> DbResult<Broadcast
         }
     }
     {
-        let mut st = c.prepare_cached(
-            "SELECT channel, count(*) FROM notify_outbox WHERE broadcast_id = ?1 GROUP BY channel ORDER BY channel",
-        )?;
+        let mut st = c.prepare_cached(&format!(
+            "SELECT channel, count(*) FROM notify_outbox WHERE broadcast_id = ?1{mine} GROUP BY channel ORDER BY channel"
+        ))?;
         let rows = st.query_map([b.id], |x| Ok((x.get(0)?, x.get(1)?)))?;
         r.by_channel = rows.collect::<Result<_, _>>()?;
     }
     if let Some(p) = b.promotion_id {
         r.redeemed = c
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT count(*) FROM promotion_uses u JOIN orders o ON o.id = u.order_id
                  WHERE u.promotion_id = ?1 AND u.created_at >= ?2
-                   AND o.customer_id IN (SELECT customer_id FROM notify_outbox WHERE broadcast_id = ?3)",
-            )?
+                   AND o.customer_id IN (SELECT customer_id FROM notify_outbox WHERE broadcast_id = ?3{mine})"
+            ))?
             .query_row(params![p, b.created_at, b.id], |x| x.get(0))?;
     }
     Ok(r)

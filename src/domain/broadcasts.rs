@@ -57,12 +57,32 @@ pub struct Broadcasts {
 
 const ORDER: [n::Channel; 3] = [n::Channel::Telegram, n::Channel::Sms, n::Channel::Email];
 
-fn event(id: i64) -> Event {
+/// A new broadcast, for the admins who see its sender's branches (`branches`: the
+/// sender's, None for a user of every branch).
+fn event(id: i64, branches: Option<Vec<i64>>) -> Event {
     Event::new(
         "broadcast.created",
         serde_json::json!({"id": id}),
         Audience::Admins,
     )
+    .in_any_branch(branches)
+}
+
+/// A broadcast with its results among the customers of `customers` (None: all); a
+/// narrower scope's "queued" is the messages to its customers.
+fn view(
+    c: &crate::db::Conn,
+    mut b: BroadcastRow,
+    customers: Option<&[i64]>,
+) -> crate::db::DbResult<BroadcastView> {
+    let results = q::broadcast_results(c, &b, customers)?;
+    if customers.is_some() {
+        b.queued = results.sent + results.failed + results.pending;
+    }
+    Ok(BroadcastView {
+        broadcast: b,
+        results,
+    })
 }
 
 impl Broadcasts {
@@ -73,39 +93,35 @@ impl Broadcasts {
         }
     }
 
-    pub async fn list(&self) -> DomainResult<Vec<BroadcastView>> {
+    /// The broadcasts `actor` sees: a branch-scoped user those sent by users of every
+    /// branch or of one of theirs; the results count only the recipients among the
+    /// customers they see.
+    pub async fn list(&self, actor: &Actor) -> DomainResult<Vec<BroadcastView>> {
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         Ok(self
             .store
             .db()
-            .read(|c| {
-                q::broadcasts(c, 200)?
+            .read(move |c| {
+                let customers = super::customers::scope(c, only.as_deref())?;
+                q::broadcasts(c, 200, only.as_deref())?
                     .into_iter()
-                    .map(|b| {
-                        let results = q::broadcast_results(c, &b)?;
-                        Ok(BroadcastView {
-                            broadcast: b,
-                            results,
-                        })
-                    })
+                    .map(|b| view(c, b, customers))
                     .collect()
             })
             .await?)
     }
 
-    pub async fn get(&self, id: i64) -> DomainResult<BroadcastView> {
+    /// One broadcast as `actor` sees it (see [`Broadcasts::list`]); another branch's is
+    /// not found.
+    pub async fn get(&self, actor: &Actor, id: i64) -> DomainResult<BroadcastView> {
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
             .db()
             .read(move |c| {
-                Ok(match q::broadcast(c, id)? {
-                    Some(b) => {
-                        let results = q::broadcast_results(c, &b)?;
-                        Some(BroadcastView {
-                            broadcast: b,
-                            results,
-                        })
-                    }
-                    None => None,
-                })
+                let customers = super::customers::scope(c, only.as_deref())?;
+                q::broadcast(c, id, only.as_deref())?
+                    .map(|b| view(c, b, customers))
+                    .transpose()
             })
             .await?
             .ok_or(DomainError::NotFound)
@@ -321,11 +337,12 @@ impl Broadcasts {
                     serde_json::json!({"segment_id": segment_id, "promotion_id": promotion_id,
                         "queued": queued, "skipped": skipped, "channels": channel_list}),
                 );
-                tx.emit(event(bid));
+                let e = event(bid, tx.who().branches().map(<[i64]>::to_vec));
+                tx.emit(e);
                 Ok(bid)
             })
             .await?;
         self.notifications.wake();
-        self.get(id).await
+        self.get(by, id).await
     }
 }

@@ -198,10 +198,29 @@ pub struct LiveCall {
     /// The branch the call belongs to (None: shop-wide).
     #[serde(skip)]
     pub branch: Option<i64>,
+    /// With customers kept per branch, the branches the caller (as a customer) is of:
+    /// users of none of them see the number alone. None: everyone may see the customer.
+    #[serde(skip)]
+    customer_of: Option<Vec<i64>>,
     /// The screen-pops sent while it rang, with the users each went to: a screen opened
     /// meanwhile (the operator moved to another page) gets them again.
     #[serde(skip)]
     pops: Vec<(Vec<i64>, serde_json::Value)>,
+}
+
+impl LiveCall {
+    /// The call as users of `scope` see it: the caller's name and id only when the
+    /// customer is theirs (see [`LiveCall::customer_of`]).
+    fn seen_by(&self, scope: &Branches) -> LiveCall {
+        let mut k = self.clone();
+        if let Some(of) = &self.customer_of {
+            if !of.iter().any(|b| scope.contains(*b)) {
+                k.customer_id = None;
+                k.customer_name = None;
+            }
+        }
+        k
+    }
 }
 
 /// A call the box holds on a park orbit, for the operators' live view.
@@ -276,6 +295,9 @@ struct PopData {
     transferred_by: Option<serde_json::Value>,
     /// The branch the call belongs to ([`q::branch_of_call`]).
     branch: Option<i64>,
+    /// The branches of the logged customer when customers are kept per branch
+    /// ([`LiveCall::customer_of`]).
+    customer_of: Option<Vec<i64>>,
 }
 
 enum LogOp {
@@ -450,6 +472,7 @@ impl Calls {
                             last_call: None,
                             transferred_by: None,
                             branch: None,
+                            customer_of: None,
                         }
                     }
                 };
@@ -653,6 +676,12 @@ impl Calls {
                 };
                 // The call log's view: every branch's.
                 let (customer, open_orders) = view(None)?;
+                let customer_of = match &customer {
+                    Some(cu) if crate::db::customers::per_branch(c)? => {
+                        crate::db::customers::branches_of(c, cu.id)?
+                    }
+                    _ => None,
+                };
                 // Each recipient's: one per distinct branch scope among them.
                 let mut views: Vec<(Branches, Option<PopCustomer>)> = Vec::new();
                 for u in &users {
@@ -687,6 +716,7 @@ impl Calls {
                     last_call,
                     transferred_by,
                     branch,
+                    customer_of,
                 })
             })
             .await?)
@@ -733,6 +763,7 @@ impl Calls {
             dir: Some(direction),
             pops: Vec::new(),
             branch: pop.branch,
+            customer_of: pop.customer_of.clone(),
         });
         for u in &pop.users {
             if !entry
@@ -1045,7 +1076,11 @@ impl Calls {
         for ids in scopes {
             let scope = Branches::from_ids(ids.clone());
             let sees = |b: Option<i64>| b.is_none_or(|b| scope.contains(b));
-            let mine: Vec<&LiveCall> = calls.iter().filter(|k| sees(k.branch)).collect();
+            let mine: Vec<LiveCall> = calls
+                .iter()
+                .filter(|k| sees(k.branch))
+                .map(|k| k.seen_by(&scope))
+                .collect();
             let parked: Vec<&ParkedCall> = parked.iter().filter(|p| sees(p.branch)).collect();
             self.events.publish(
                 Event::new(
@@ -1074,9 +1109,22 @@ impl Calls {
         all.sort_unstable();
         all.dedup();
         for m in all {
-            let own: Vec<&LiveCall> = calls
+            // As the master's branches see the caller.
+            let own: Vec<LiveCall> = calls
                 .iter()
                 .filter(|k| k.answered_user_id == Some(m))
+                .map(|k| match k.rung.iter().find(|u| u.user_id == m) {
+                    Some(u) => k.seen_by(&Branches::from_ids(u.branch_ids.clone())),
+                    // Their branches unknown: the number alone, unless anyone may see.
+                    None => {
+                        let mut k = k.clone();
+                        if k.customer_of.is_some() {
+                            k.customer_id = None;
+                            k.customer_name = None;
+                        }
+                        k
+                    }
+                })
                 .collect();
             self.events.publish(Event::new(
                 "call.live",
@@ -1130,15 +1178,34 @@ impl Calls {
         }
         Ok(self
             .db
-            .read(move |c| Ok((q::list(c, &f)?, q::count(c, &f, COUNT_CAP)?)))
+            .read(move |c| {
+                f.customers_of = customers_seen(c, f.branch_ids.as_deref())?;
+                // Another base's customer's calls are not theirs to find by customer.
+                if let Some(id) = f.customer_id {
+                    if !crate::db::customers::in_branches(c, id, f.customers_of.as_deref())? {
+                        return Ok((Vec::new(), 0));
+                    }
+                }
+                let mut rows = q::list(c, &f)?;
+                cut_open_orders(c, &mut rows, f.branch_ids.as_deref())?;
+                Ok((rows, q::count(c, &f, COUNT_CAP)?))
+            })
             .await?)
     }
 
     /// One call; another branch's is not found.
     pub async fn get(&self, actor: &Actor, call_id: &str) -> DomainResult<CallRow> {
         let id = call_id.to_string();
+        let only = actor.branches.only().map(<[i64]>::to_vec);
         self.db
-            .read(move |c| q::by_call_id(c, &id))
+            .read(move |c| {
+                let seen = customers_seen(c, only.as_deref())?;
+                let mut row: Vec<CallRow> = q::by_call_id_for(c, &id, seen.as_deref())?
+                    .into_iter()
+                    .collect();
+                cut_open_orders(c, &mut row, only.as_deref())?;
+                Ok(row.pop())
+            })
             .await?
             .filter(|k| k.branch_id.is_none_or(|b| actor.branches.contains(b)))
             .ok_or(DomainError::NotFound)
@@ -1146,9 +1213,11 @@ impl Calls {
 
     /// Calls in progress that `actor` may see (the live status a page renders).
     pub fn on_calls_for(&self, actor: &Actor) -> Vec<LiveCall> {
-        let mut v = self.on_calls();
-        v.retain(|k| k.branch.is_none_or(|b| actor.branches.contains(b)));
-        v
+        self.on_calls()
+            .iter()
+            .filter(|k| k.branch.is_none_or(|b| actor.branches.contains(b)))
+            .map(|k| k.seen_by(&actor.branches))
+            .collect()
     }
 
     /// Parked calls that `actor` may see.
@@ -1175,15 +1244,19 @@ impl Calls {
                 let Some(o) = crate::db::orders::get(c, order)? else {
                     return Ok(Vec::new());
                 };
-                q::list(
+                let customers_of = customers_seen(c, branch_ids.as_deref())?;
+                let mut rows = q::list(
                     c,
                     &CallFilter {
                         customer_id: Some(o.customer_id),
-                        branch_ids,
+                        branch_ids: branch_ids.clone(),
+                        customers_of,
                         limit,
                         ..Default::default()
                     },
-                )
+                )?;
+                cut_open_orders(c, &mut rows, branch_ids.as_deref())?;
+                Ok(rows)
             })
             .await?)
     }
@@ -1205,7 +1278,14 @@ impl Calls {
             .db
             .read(move |c| {
                 Ok((
-                    q::list_missed(c, include_resolved, limit, offset.max(0), only.as_deref())?,
+                    q::list_missed(
+                        c,
+                        include_resolved,
+                        limit,
+                        offset.max(0),
+                        only.as_deref(),
+                        customers_seen(c, only.as_deref())?.as_deref(),
+                    )?,
                     q::count_open_missed(c, only.as_deref())?,
                 ))
             })
@@ -1521,6 +1601,37 @@ fn apply(
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// The branches whose customers a user of `only` sees (`customers::scope`), owned: rows
+/// and live calls name only those customers.
+fn customers_seen(
+    c: &crate::db::Conn,
+    only: Option<&[i64]>,
+) -> crate::db::DbResult<Option<Vec<i64>>> {
+    Ok(super::customers::scope(c, only)?.map(<[i64]>::to_vec))
+}
+
+/// Keeps, of each row's open orders (every branch's, as the call rang), those in
+/// `branches` (None: all): a shop-wide call of a customer of several branches names to a
+/// branch-scoped user only their branches' orders.
+fn cut_open_orders(
+    c: &crate::db::Conn,
+    rows: &mut [CallRow],
+    branches: Option<&[i64]>,
+) -> crate::db::DbResult<()> {
+    let Some(branches) = branches else {
+        return Ok(());
+    };
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.open_orders.iter().map(|o| o.id))
+        .collect();
+    let keep = q::orders_in_branches(c, &ids, branches)?;
+    for r in rows {
+        r.open_orders.retain(|o| keep.contains(&o.id));
     }
     Ok(())
 }

@@ -238,17 +238,7 @@ pub(crate) fn tx_scope(tx: &Tx<'_>) -> crate::db::DbResult<Option<Vec<i64>>> {
 /// customers the user sees count: another branch's is another base, never named.
 pub(super) fn create_in(tx: &mut Tx, c: &Clean, allow_shared_phone: bool) -> DomainResult<i64> {
     if !allow_shared_phone {
-        let scope = tx_scope(tx)?;
-        for p in &c.phones {
-            if let Some(existing) = q::by_phone_in(tx, p, scope.as_deref())?.into_iter().next() {
-                return Err(DomainError::conflict(
-                    Msg::new("err.customer.phone_taken")
-                        .with("phone", p)
-                        .with("id", existing.id)
-                        .with("name", existing.name),
-                ));
-            }
-        }
+        check_phones(tx, &c.phones, None)?;
     }
     let id = q::insert(tx, &fields(c), &c.phones, tx.now())?;
     // A branch-scoped user's customer is of their (first) branch.
@@ -264,6 +254,33 @@ pub(super) fn create_in(tx: &mut Tx, c: &Clean, allow_shared_phone: bool) -> Dom
     let e = updated_event(tx, id)?;
     tx.emit(e);
     Ok(id)
+}
+
+/// A phone of `phones` that already belongs to a customer other than `except` is a
+/// conflict. With customers kept per branch only the customers the acting user sees
+/// count (another branch's is another base). The message names that customer to a user
+/// who may view customers; to one who may only edit them (a role made so) it says "another
+/// customer". Inside the write: two edits racing for one phone are serialised by the
+/// writer, and the second is refused before it writes anything.
+fn check_phones(tx: &Tx<'_>, phones: &[String], except: Option<i64>) -> DomainResult<()> {
+    let scope = tx_scope(tx)?;
+    for p in phones {
+        let taken = q::by_phone_in(tx, p, scope.as_deref())?
+            .into_iter()
+            .find(|r| Some(r.id) != except);
+        if let Some(existing) = taken {
+            let msg = if tx.who().can(super::Action::ViewCustomers) {
+                Msg::new("err.customer.phone_taken")
+                    .with("phone", p)
+                    .with("id", existing.id)
+                    .with("name", existing.name)
+            } else {
+                Msg::new("err.customer.phone_taken_other").with("phone", p)
+            };
+            return Err(DomainError::conflict(msg));
+        }
+    }
+    Ok(())
 }
 
 impl Customers {
@@ -299,6 +316,18 @@ impl Customers {
             .write(by, move |tx| {
                 check_scope(tx, id)?;
                 let before = q::get(tx, id)?.ok_or(DomainError::NotFound)?;
+                if before.version != version {
+                    return Err(DomainError::conflict("err.customer.stale"));
+                }
+                // Only the phones added: a number shared before (kept on purpose at
+                // creation) does not block changing the rest.
+                let added: Vec<String> = c
+                    .phones
+                    .iter()
+                    .filter(|p| !before.phones.contains(p))
+                    .cloned()
+                    .collect();
+                check_phones(tx, &added, Some(id))?;
                 if !q::update(tx, id, version, &fields(&c), &c.phones, tx.now())? {
                     return Err(DomainError::conflict("err.customer.stale"));
                 }
@@ -309,7 +338,7 @@ impl Customers {
                     serde_json::json!({"name": [before.name, c.name], "phones": [before.phones, c.phones]}),
                 );
                 let e = updated_event(tx, id)?;
-    tx.emit(e);
+                tx.emit(e);
                 Ok(())
             })
             .await

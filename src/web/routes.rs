@@ -254,6 +254,9 @@ pub fn define(r: &mut impl Registrar) {
     r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/outbound", Allowed(ManageTelephony), api::telephony::set_outbound);
     r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/digest", Allowed(ManageTelephony), api::telephony::set_digest);
     r.add(post(), "/telephony/extensions/{number}/digest", Allowed(ManageTelephony), pages::telephony::save_digest);
+    // An extension's branch (issue 19): a call to it with no other branch is that branch's.
+    r.add(Method::PUT, "/api/v1/telephony/extensions/{number}/branch", Allowed(ManageTelephony), api::telephony::set_branch);
+    r.add(post(), "/telephony/extensions/{number}/branch", Allowed(ManageTelephony), pages::telephony::save_branch);
     // Desk-phone provisioning (issue 15): the admin's list; the phones' own fetches
     // (no session: trusted LAN ranges and the phone's credentials, checked in the domain)
     r.add(get(), "/telephony/phones", Allowed(ManageTelephony), pages::provisioning::show);

@@ -1211,3 +1211,686 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
         "{got:?}"
     );
 }
+
+/// With customers kept per branch, a shop-wide call (a number no branch owns) from B's
+/// customer shows A's users the number alone, never the name or id: the call log, one
+/// call, the CSV export, the missed calls, the live status (`call.live`, the header, the
+/// API) and its replay. B's users see the customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (_a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("opa", "operator", false), ("opb", "operator", true)],
+    )
+    .await;
+    let (s, v) = admin
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Bobur Botirov", "phones": ["+998907650022"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let cb = v["id"].as_i64().unwrap();
+    let order_b = new_order(&admin, cb, json!({"branch_id": b})).await["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let origin = format!("http://{}", app.running().http_addr);
+    let cookie_a = login_cookie(&app, "opa", "branch-pass-1").await;
+    let mut wa = open(&app, Some(&cookie_a), Some(&origin), "")
+        .await
+        .unwrap();
+    let hello = next_any(&mut wa, WAIT).await.expect("hello");
+    let start = hello["seq"].as_u64().unwrap();
+    let mut wb = socket(&app, "opb").await;
+
+    // Bobur rings an extension of no branch, and it is answered: a shop-wide call.
+    let events = app.running().ctx.call_events.clone();
+    let ring = |call_id: &str| CallEvent::Ringing {
+        call_id: call_id.into(),
+        direction: crm::sip::CallDirection::Inbound,
+        from: "+998907650022".into(),
+        to: "100".into(),
+        group: None,
+        extensions: vec!["1699".into()],
+        transferred_by: None,
+        transferred_from: None,
+    };
+    let end = |call_id: &str, cause: &str| CallEvent::Ended {
+        call_id: call_id.into(),
+        cause: cause.into(),
+        ring_ms: 1000,
+        talk_ms: 0,
+    };
+    events.send(ring("wide-1")).unwrap();
+    events
+        .send(CallEvent::Answered {
+            call_id: "wide-1".into(),
+            extension: "1699".into(),
+        })
+        .unwrap();
+    let on_call = |f: &Value| f.to_string().contains("wide-1");
+    let got = until(&mut wb, "call.live", on_call).await;
+    assert!(
+        got.last().unwrap().to_string().contains("Bobur Botirov"),
+        "B sees their customer: {got:?}"
+    );
+    let got = until(&mut wa, "call.live", on_call).await;
+    let live = got.last().unwrap();
+    assert!(
+        !live.to_string().contains("Botirov"),
+        "call.live leaks: {live}"
+    );
+    let call = &live["data"]["calls"][0];
+    assert_eq!(call["number"], "+998907650022", "{live}");
+    assert!(call["customer_id"].is_null(), "{live}");
+    let opa = Api::of(&app, "opa").await;
+    let opb = Api::of(&app, "opb").await;
+    let (_, v) = opa.get("/api/v1/calls/live").await;
+    assert!(v.to_string().contains("wide-1"), "{v}");
+    assert!(
+        !v.to_string().contains("Botirov"),
+        "the live API leaks: {v}"
+    );
+    let (_, v) = opb.get("/api/v1/calls/live").await;
+    assert!(v.to_string().contains("Bobur Botirov"), "{v}");
+    let pa = app.login("opa", "branch-pass-1").await;
+    let pb = app.login("opb", "branch-pass-1").await;
+    let html = pa.get("/orders").await.text().await.unwrap();
+    assert!(!html.contains("Botirov"), "the header's live call leaks");
+    let html = pb.get("/orders").await.text().await.unwrap();
+    assert!(html.contains("Bobur Botirov"), "B's header");
+    events.send(end("wide-1", "completed")).unwrap();
+    // A second call nobody answers: a shop-wide missed call.
+    events.send(ring("wide-2")).unwrap();
+    events.send(end("wide-2", "no_answer")).unwrap();
+    for id in ["wide-1", "wide-2"] {
+        eventually(WAIT, || async {
+            let (_, v) = admin.get(&format!("/api/v1/calls/{id}")).await;
+            (!v["ended_ms"].is_null()).then_some(())
+        })
+        .await
+        .expect("the call is logged");
+    }
+
+    // The log, one call, the export, the missed calls: the number alone for A.
+    let (_, v) = opa.get("/api/v1/calls?limit=100").await;
+    let rows = v["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "A sees the shop-wide calls: {v}");
+    for r in rows {
+        assert_eq!(r["party_number"], "+998907650022", "{r}");
+        assert!(
+            r["customer_id"].is_null() && r["customer_name"].is_null(),
+            "{r}"
+        );
+        // Nor B's order of that customer.
+        assert_eq!(r["open_orders"], json!([]), "{r}");
+    }
+    let (_, v) = opa.get("/api/v1/calls/wide-1").await;
+    assert!(
+        v["customer_id"].is_null() && v["customer_name"].is_null(),
+        "{v}"
+    );
+    assert_eq!(v["open_orders"], json!([]), "{v}");
+    let (_, v) = opa.get("/api/v1/calls/missed").await;
+    assert_eq!(v["items"][0]["number"], "+998907650022", "{v}");
+    assert!(!v.to_string().contains("Botirov"), "missed calls leak: {v}");
+    assert!(v["items"][0]["customer_id"].is_null(), "{v}");
+    for path in ["/calls", "/calls/export.csv", "/calls/missed"] {
+        let text = pa.get(path).await.text().await.unwrap();
+        assert!(
+            !text.contains("Botirov") && !text.contains(&order_b),
+            "{path} leaks"
+        );
+        let text = pb.get(path).await.text().await.unwrap();
+        assert!(text.contains("Bobur Botirov"), "{path} for B");
+    }
+    let (_, v) = opb.get("/api/v1/calls?limit=100").await;
+    assert_eq!(
+        v["items"][0]["open_orders"].as_array().unwrap().len(),
+        1,
+        "{v}"
+    );
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["customer_id"] == cb),
+        "{v}"
+    );
+    let (_, v) = opb.get("/api/v1/calls/missed").await;
+    assert_eq!(v["items"][0]["customer_id"], cb, "{v}");
+
+    // Replay after a reconnect: the same snapshots, the same rule.
+    let mut again = open(
+        &app,
+        Some(&cookie_a),
+        Some(&origin),
+        &format!("?last_seq={start}"),
+    )
+    .await
+    .unwrap();
+    let replay = frames(&mut again, Duration::from_millis(700)).await;
+    assert!(
+        replay
+            .iter()
+            .any(|f| f["type"] == "call.live" && f.to_string().contains("wide-1")),
+        "replay: {replay:?}"
+    );
+    assert!(
+        replay.iter().all(|f| !f.to_string().contains("Botirov")),
+        "replay leaks: {replay:?}"
+    );
+}
+
+/// A customer's PUT by `api` with these phones (the version read first).
+async fn set_phones(
+    api: &Api,
+    admin: &Api,
+    id: i64,
+    name: &str,
+    phones: &[&str],
+) -> (StatusCode, Value) {
+    let version = customer_version(admin, id).await;
+    api.send(
+        Method::PUT,
+        &format!("/api/v1/customers/{id}"),
+        json!({"version": version, "name": name, "phones": phones}),
+    )
+    .await
+}
+
+/// Editing a customer's phones checks them as creating one does: a phone of a customer
+/// the editor sees is a conflict naming them (in the editor's language), a phone of
+/// another branch's customer is another base's; a refused edit writes nothing, and of
+/// two edits racing for one phone exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_phones_checks_them_as_creating_does() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("opa", "operator", false), ("opb", "operator", true)],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (name, phone, branch) in [
+        ("Жасур Каримов", "+998907651111", a),
+        ("Bobur Botirov", "+998907652222", b),
+        ("Aziza Alieva", "+998907653333", a),
+        ("Dilnoza Rahimova", "+998907655555", a),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/customers",
+                json!({"name": name, "phones": [phone]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        new_order(&admin, id, json!({"branch_id": branch})).await;
+        ids.push(id);
+    }
+    let (cj, ca, cd) = (ids[0], ids[2], ids[3]);
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let opa = Api::of(&app, "opa").await;
+
+    // A's operator gives Aziza Жасур's phone: refused, naming Жасур, in Russian too.
+    let (s, v) = set_phones(
+        &opa,
+        &admin,
+        ca,
+        "Aziza Alieva",
+        &["+998907653333", "+998907651111"],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v.to_string().contains("Жасур Каримов"), "{v}");
+    let version = customer_version(&admin, ca).await;
+    let r = opa
+        .c
+        .put(format!("{}/api/v1/customers/{ca}", opa.base))
+        .bearer_auth(&opa.token)
+        .header("Accept-Language", "ru")
+        .json(&json!({"version": version, "name": "Aziza", "phones": ["+998 90 765 11 11"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("уже записан за клиентом") && text.contains("Жасур Каримов"),
+        "{text}"
+    );
+    // Nothing written: the name, the phones and the version as they were.
+    let (_, v) = admin.get(&format!("/api/v1/customers/{ca}")).await;
+    assert_eq!(v["name"], "Aziza Alieva", "{v}");
+    assert_eq!(v["phones"], json!(["+998907653333"]), "{v}");
+    assert_eq!(v["version"], version, "{v}");
+    // The card's form says the same.
+    let page = app.login("opa", "branch-pass-1").await;
+    let r = page
+        .post_form(
+            &format!("/customers/{ca}"),
+            &[
+                ("version", &version.to_string()),
+                ("name", "Aziza Alieva"),
+                ("phone1", "+998907653333"),
+                ("phone2", "+998907651111"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("Жасур Каримов"), "the form's message");
+    // A form without its version is refused in the user's language.
+    let r = page
+        .post_form(
+            &format!("/customers/{ca}"),
+            &[("name", "Aziza Alieva"), ("phone1", "+998907653333")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(!r.text().await.unwrap().contains("version missing"));
+    // B's customer's phone is another base's: allowed, and Bobur is never named.
+    let (s, v) = set_phones(
+        &opa,
+        &admin,
+        ca,
+        "Aziza Alieva",
+        &["+998907653333", "+998907652222"],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(!v.to_string().contains("Botirov"), "{v}");
+    // An admin of every branch sees Bobur: giving Жасур B's phone names him.
+    let (s, v) = set_phones(
+        &admin,
+        &admin,
+        cj,
+        "Жасур Каримов",
+        &["+998907651111", "+998907652222"],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v.to_string().contains("Bobur Botirov"), "{v}");
+    // A role that may edit customers but not view them is told "another customer",
+    // never who, on an edit and on a new customer alike.
+    let (s, v) = admin
+        .post(
+            "/api/v1/roles",
+            json!({"key": "tahrirchi", "name": "Tahrirchi", "base": "operator",
+                "permissions": ["customers.edit"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = admin
+        .post(
+            "/api/v1/users",
+            json!({"username": "tahrir", "display_name": "Tahrir", "role": "tahrirchi",
+                "password": "branch-pass-1"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let editor = Api::of(&app, "tahrir").await;
+    let (s, v) = set_phones(
+        &editor,
+        &admin,
+        ca,
+        "Aziza Alieva",
+        &["+998907653333", "+998907651111"],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let text = v.to_string();
+    assert!(
+        text.contains("another customer") && text.contains("+998907651111"),
+        "{v}"
+    );
+    assert!(
+        !text.contains("Жасур") && !text.contains(&format!("#{cj}")),
+        "{v}"
+    );
+    let (s, v) = editor
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Yangi", "phones": ["+998907651111"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(!v.to_string().contains("Жасур"), "{v}");
+
+    // Keeping one's own phones and renaming is no conflict; a bad phone is refused.
+    let (s, v) = set_phones(&opa, &admin, cj, "Жасур Каримович", &["+998907651111"]).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["name"], "Жасур Каримович", "{v}");
+    let (s, v) = set_phones(&opa, &admin, cj, "Жасур", &["12"]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    // Two edits race to give one new phone to Жасур and to Dilnoza: one wins.
+    let (vj, vd) = (
+        customer_version(&admin, cj).await,
+        customer_version(&admin, cd).await,
+    );
+    let put = |id: i64, version: i64, name: &'static str, own: &'static str| {
+        let opa = &opa;
+        async move {
+            opa.send(
+                Method::PUT,
+                &format!("/api/v1/customers/{id}"),
+                json!({"version": version, "name": name, "phones": [own, "+998907657777"]}),
+            )
+            .await
+        }
+    };
+    let ((sj, rj), (sd, rd)) = tokio::join!(
+        put(cj, vj, "Жасур Каримович", "+998907651111"),
+        put(cd, vd, "Dilnoza Rahimova", "+998907655555"),
+    );
+    let mut statuses = [sj.as_u16(), sd.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{rj} {rd}");
+    let (_, found) = opa.get("/api/v1/customers/lookup?phone=907657777").await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    let (loser, before, named) = if sj == 200 {
+        (cd, vd, "Жасур")
+    } else {
+        (cj, vj, "Dilnoza")
+    };
+    assert!((if sj == 200 { &rd } else { &rj })
+        .to_string()
+        .contains(named));
+    let (_, v) = admin.get(&format!("/api/v1/customers/{loser}")).await;
+    assert_eq!(v["version"], before, "the loser is untouched: {v}");
+    assert!(!v["phones"].to_string().contains("+998907657777"), "{v}");
+}
+
+/// An extension's branch is changed on the telephony page and through the API (a
+/// branch-scoped admin only among their branches' and shop-wide extensions, into their
+/// branches), and `crm extension list` shows it (or `shop`).
+#[tokio::test]
+async fn an_extensions_branch_changes_on_the_page_the_api_and_shows_in_the_cli() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("mga", "admin", false)],
+    )
+    .await;
+    for (number, branch) in [("1701", None), ("1702", Some(b)), ("1703", None)] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/telephony/extensions",
+                json!({"number": number, "branch_id": branch}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let branch_of = |number: &'static str| {
+        let admin = &admin;
+        async move {
+            let (_, v) = admin.get("/api/v1/telephony/extensions").await;
+            v.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["number"] == number)
+                .unwrap_or_else(|| panic!("{number}: {v}"))["branch_id"]
+                .clone()
+        }
+    };
+    // The shop's admin moves 1701 to B.
+    let (s, v) = put_ext_branch(&admin, "1701", json!({"branch_id": b})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(branch_of("1701").await, json!(b));
+    // A's admin: B's extensions are not found, B is not theirs to give, nor is a branch
+    // that does not exist; a bad body and an unknown extension are refused.
+    let mga = Api::of(&app, "mga").await;
+    for number in ["1701", "1702"] {
+        let (s, v) = put_ext_branch(&mga, number, json!({"branch_id": a})).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{number}: {v}");
+    }
+    let (s, v) = put_ext_branch(&mga, "1703", json!({"branch_id": b})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = put_ext_branch(&mga, "1703", json!({"branch_id": 999})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, _) = put_ext_branch(&mga, "1703", json!({"branch_id": "A"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = put_ext_branch(&mga, "1799", json!({"branch_id": a})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(branch_of("1703").await, Value::Null, "unchanged");
+    assert_eq!(branch_of("1702").await, json!(b), "unchanged");
+    // A's admin cannot touch B's extension another way either.
+    let (s, _) = mga
+        .send(
+            Method::DELETE,
+            "/api/v1/telephony/extensions/1702",
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Into A: theirs.
+    let (s, v) = put_ext_branch(&mga, "1703", json!({"branch_id": a})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(branch_of("1703").await, json!(a));
+
+    // The page: a choice per extension; empty is the whole shop, junk is refused.
+    let page = app.login_admin().await;
+    let html = page.get("/telephony").await.text().await.unwrap();
+    assert!(
+        html.contains("data-branch-of=\"1701\""),
+        "the page's choice"
+    );
+    let r = page
+        .post_form("/telephony/extensions/1701/branch", &[("branch", "")])
+        .await;
+    assert!(
+        r.status().is_redirection() || r.status().is_success(),
+        "{}",
+        r.status()
+    );
+    assert_eq!(branch_of("1701").await, Value::Null);
+    let r = page
+        .post_form("/telephony/extensions/1701/branch", &[("branch", "abc")])
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(branch_of("1701").await, Value::Null);
+    let mine = app.login("mga", "branch-pass-1").await;
+    let r = mine
+        .post_form(
+            "/telephony/extensions/1701/branch",
+            &[("branch", &b.to_string())],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(branch_of("1701").await, Value::Null);
+    let html = mine.get("/telephony").await.text().await.unwrap();
+    let choice = html
+        .split("data-branch-of=\"1703\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</select>").next())
+        .expect("1703's choice");
+    assert!(choice.contains(&format!("value=\"{a}\"")), "{choice}");
+    assert!(
+        !choice.contains(&format!("value=\"{b}\"")),
+        "A's admin is offered B: {choice}"
+    );
+
+    // The CLI lists each extension's branch, or `shop`.
+    let out = crate::changes::crm(&app, &["extension", "list"], "").await;
+    let line = |n: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{n}\t")))
+            .unwrap_or_else(|| panic!("{n}: {out}"))
+            .split('\t')
+            .nth(4)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(line("1701"), "shop", "{out}");
+    assert_eq!(line("1702"), b.to_string(), "{out}");
+    assert_eq!(line("1703"), a.to_string(), "{out}");
+}
+
+/// `PUT /api/v1/telephony/extensions/{number}/branch` by `api`.
+async fn put_ext_branch(api: &Api, number: &str, body: Value) -> (StatusCode, Value) {
+    api.send(
+        Method::PUT,
+        &format!("/api/v1/telephony/extensions/{number}/branch"),
+        body,
+    )
+    .await
+}
+
+/// Broadcasts keep to their sender's branches: one sent by A's admin is listed (and
+/// announced live) only to users who see A, and every viewer counts only the recipients
+/// among the customers they see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_keep_to_their_senders_branches() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    let (a, b) = two_branches(
+        &admin,
+        json!({"name": "Chilonzor filiali"}),
+        &[("mga", "admin", false), ("mgb", "admin", true)],
+    )
+    .await;
+    // E-mail set up (nobody listens: the messages wait in the outbox, which is all the
+    // results count).
+    let port = free_port().to_string();
+    let pairs: Vec<(String, String)> = [
+        ("smtp.host", "127.0.0.1"),
+        ("smtp.port", port.as_str()),
+        ("smtp.security", "plain"),
+        ("smtp.from", "shop@example.uz"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    app.running()
+        .ctx
+        .db
+        .write(move |c| {
+            for (k, v) in &pairs {
+                crm::db::settings::set(c, k, v, 0)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for (name, phone, email, branch) in [
+        ("Aziza Alieva", "+998907650011", "aziza@example.uz", a),
+        ("Bobur Botirov", "+998907650022", "bobur@example.uz", b),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/api/v1/customers",
+                json!({"name": name, "phones": [phone], "email": email, "marketing_opt_in": true}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        new_order(
+            &admin,
+            v["id"].as_i64().unwrap(),
+            json!({"branch_id": branch}),
+        )
+        .await;
+    }
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, seg) = admin
+        .post(
+            "/api/v1/segments",
+            json!({"name": "Rozilar", "filter": {"opted_in": true}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{seg}");
+    let mut wb = socket(&app, "mgb").await;
+    let mga = Api::of(&app, "mga").await;
+    let mgb = Api::of(&app, "mgb").await;
+    let mut sent = Vec::new();
+    for (api, name, want) in [(&mga, "A aksiyasi", 1), (&admin, "Hammaga", 2)] {
+        let (s, v) = api
+            .post(
+                "/api/v1/broadcasts",
+                json!({"name": name, "segment_id": seg["id"], "body": "Salom {name}!",
+                    "channels": ["email"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["queued"], want, "{v}");
+        sent.push(v["id"].as_i64().unwrap());
+    }
+    let (of_a, everyone) = (sent[0], sent[1]);
+    // Live: B's admin hears of the shop's broadcast, never of A's.
+    let got = until(&mut wb, "broadcast.created", |f| {
+        f["data"]["id"] == everyone
+    })
+    .await;
+    assert!(
+        got.iter().all(|f| f["data"]["id"] != of_a),
+        "A's broadcast reached B: {got:?}"
+    );
+    // Listed: B's admin sees the shop's broadcast with B's recipient only; A's is not
+    // found (API and pages).
+    let row = |v: &Value, id: i64| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .cloned()
+    };
+    let (_, v) = mgb.get("/api/v1/broadcasts").await;
+    assert!(row(&v, of_a).is_none(), "B lists A's broadcast: {v}");
+    let mine = row(&v, everyone).expect("the shop's broadcast");
+    assert_eq!(mine["queued"], 1, "{mine}");
+    assert_eq!(
+        mine["results"]["by_channel"],
+        json!([["email", 1]]),
+        "{mine}"
+    );
+    let (s, _) = mgb.get(&format!("/api/v1/broadcasts/{of_a}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let page = app.login("mgb", "branch-pass-1").await;
+    let html = page.get("/broadcasts").await.text().await.unwrap();
+    assert!(
+        html.contains("Hammaga") && !html.contains("A aksiyasi"),
+        "the page"
+    );
+    assert_eq!(page.get(&format!("/broadcasts/{of_a}")).await.status(), 404);
+    // A's admin sees both, each counted among A's customers; the shop's admin all.
+    let (_, v) = mga.get("/api/v1/broadcasts").await;
+    assert_eq!(row(&v, of_a).expect("A's own")["queued"], 1, "{v}");
+    assert_eq!(row(&v, everyone).expect("the shop's")["queued"], 1, "{v}");
+    let (_, v) = admin.get("/api/v1/broadcasts").await;
+    assert_eq!(row(&v, of_a).expect("A's")["queued"], 1, "{v}");
+    assert_eq!(row(&v, everyone).expect("the shop's")["queued"], 2, "{v}");
+    let (_, v) = admin.get(&format!("/api/v1/broadcasts/{everyone}")).await;
+    assert_eq!(v["results"]["by_channel"], json!([["email", 2]]), "{v}");
+}

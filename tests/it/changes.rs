@@ -15,7 +15,7 @@ use crate::support::*;
 const SECOND: Duration = Duration::from_secs(1);
 
 /// Runs the real `crm` binary on the app's data directory, with `stdin` as its input.
-async fn crm(app: &TestApp, args: &[&str], stdin: &str) -> String {
+pub(crate) async fn crm(app: &TestApp, args: &[&str], stdin: &str) -> String {
     use tokio::io::AsyncWriteExt;
     let dir = app.data_dir();
     let cfg = dir.join("cli.toml");

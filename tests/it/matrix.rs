@@ -405,10 +405,13 @@ pub const RECORDINGS: &[(&str, &str, Who)] = &[
     ("POST", "/telephony/recording/announcement", ADMIN),
 ];
 
-/// Branch scope beyond orders (issue 19): customers shared or kept per branch.
+/// Branch scope beyond orders (issue 19): customers shared or kept per branch, an
+/// extension's branch.
 pub const BRANCHES: &[(&str, &str, Who)] = &[
     ("POST", "/branches/customer-scope", ADMIN),
     ("PUT", "/api/v1/customer-scope", ADMIN),
+    ("POST", "/telephony/extensions/{number}/branch", ADMIN),
+    ("PUT", "/api/v1/telephony/extensions/{number}/branch", ADMIN),
 ];
 
 /// Off-box copies (issue 21): the backups page's target and replication settings.

@@ -1696,6 +1696,22 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
                 json_step("PUT", p, json!({"digest": "MD5"}), true),
             ]
         }
+        ("POST", "/telephony/extensions/{number}/branch") => {
+            let n = fx.extension().await;
+            let p = format!("/telephony/extensions/{n}/branch");
+            vec![
+                bad(p.clone(), form(&[("branch", "999999")])),
+                good(p, form(&[("branch", "")])),
+            ]
+        }
+        ("PUT", "/api/v1/telephony/extensions/{number}/branch") => {
+            let n = fx.extension().await;
+            let p = format!("/api/v1/telephony/extensions/{n}/branch");
+            vec![
+                json_step("PUT", p.clone(), json!({"branch_id": 999999}), false),
+                json_step("PUT", p, json!({"branch_id": null}), true),
+            ]
+        }
         ("POST", "/telephony/phones") => {
             let n = fx.extension().await;
             let mac = format!("00:15:65:aa:bb:{:02x}", fx.next() % 256);

@@ -398,6 +398,13 @@ impl Telephony {
         let n = number.to_string();
         self.store
             .write(by, move |tx| {
+                // Another branch's extension does not exist for a branch-scoped user.
+                if q::extension_by_number(tx, &n)?
+                    .and_then(|e| e.branch_id)
+                    .is_some_and(|b| !tx.who().sees_branch(b))
+                {
+                    return Err(DomainError::NotFound);
+                }
                 if change(tx, &n, tx.now())? == 0 {
                     return Err(DomainError::NotFound);
                 }

@@ -55,7 +55,7 @@ impl Modify for Security {
         telephony::registrations, telephony::bans, telephony::release_ban,
         calls::list, calls::missed, calls::mark_missed_done, calls::live, calls::get,
         telephony::list_trunks, telephony::save_trunk, telephony::delete_trunk,
-        telephony::get_rules, telephony::save_rules, telephony::set_outbound, telephony::set_digest, telephony::dial,
+        telephony::get_rules, telephony::save_rules, telephony::set_outbound, telephony::set_digest, telephony::set_branch, telephony::dial,
         notifications::outbox, notifications::message, notifications::retry, notifications::settings,
         settings::get_shop, settings::save_shop,
         conversations::list, conversations::unread, conversations::get, conversations::messages,

@@ -92,8 +92,8 @@ pub async fn remove(state: web::Data<WebState>, actor: Actor, id: web::Path<i64>
 /// redeemed).
 #[utoipa::path(get, path = "/api/v1/broadcasts", tag = "broadcasts",
     responses((status = 200, body = [BroadcastView])))]
-pub async fn broadcasts(state: web::Data<WebState>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.broadcasts.list().await?))
+pub async fn broadcasts(state: web::Data<WebState>, actor: Actor) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.broadcasts.list(&actor).await?))
 }
 
 /// Queues a broadcast to the segment's opted-in customers, throttled.
@@ -110,8 +110,8 @@ pub async fn send_broadcast(
 
 #[utoipa::path(get, path = "/api/v1/broadcasts/{id}", tag = "broadcasts", params(("id" = i64, Path)),
     responses((status = 200, body = BroadcastView), (status = 404, body = ErrorBody)))]
-pub async fn broadcast(state: web::Data<WebState>, id: web::Path<i64>) -> ApiResult {
-    Ok(HttpResponse::Ok().json(state.ctx.broadcasts.get(id.into_inner()).await?))
+pub async fn broadcast(state: web::Data<WebState>, actor: Actor, id: web::Path<i64>) -> ApiResult {
+    Ok(HttpResponse::Ok().json(state.ctx.broadcasts.get(&actor, id.into_inner()).await?))
 }
 
 /// Archives a closed order: out of lists and search, kept with its history.

@@ -405,6 +405,33 @@ pub async fn set_digest(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct BranchChoice {
+    /// The branch the extension is of; null: the whole shop. A call to the extension with
+    /// no other branch (no DID's, no ring group's) is this branch's.
+    pub branch_id: Option<i64>,
+}
+
+/// Puts an extension in a branch, or back to the whole shop. A branch-scoped user may
+/// move only their branches' and shop-wide extensions, and only into their branches.
+#[utoipa::path(put, path = "/api/v1/telephony/extensions/{number}/branch", tag = "telephony",
+    params(("number" = String, Path)), request_body = BranchChoice,
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_branch(
+    state: web::Data<WebState>,
+    actor: Actor,
+    path: web::Path<String>,
+    body: web::Json<BranchChoice>,
+) -> ApiResult {
+    state
+        .ctx
+        .telephony
+        .set_extension_branch(Some(&actor), &path.into_inner(), body.branch_id)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Dial {
     /// An extension or an outside number (any common notation).
     pub number: String,

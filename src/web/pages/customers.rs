@@ -453,12 +453,13 @@ pub async fn update(
 ) -> HttpResponse {
     let id = path.into_inner();
     let Some(version) = f.version else {
+        let msg = ui.tr.f("error.bad_request", &[("detail", "version")]);
         return card(
             &ui,
             &actor,
             id,
             Some(&f),
-            Some("version missing"),
+            Some(&msg),
             StatusCode::BAD_REQUEST,
         )
         .await;

@@ -527,7 +527,7 @@ async fn broadcasts_page(
 ) -> HttpResponse {
     let ctx = &ui.state.ctx;
     let (all, segments, promos) = match (
-        ctx.broadcasts.list().await,
+        ctx.broadcasts.list(actor).await,
         ctx.segments.list(actor).await,
         ctx.promotions.list().await,
     ) {
@@ -608,8 +608,8 @@ pub async fn send_broadcast(ui: Ui, actor: Actor, f: web::Form<BroadcastForm>) -
     }
 }
 
-pub async fn broadcast(ui: Ui, path: web::Path<i64>) -> HttpResponse {
-    let b = match ui.state.ctx.broadcasts.get(path.into_inner()).await {
+pub async fn broadcast(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
+    let b = match ui.state.ctx.broadcasts.get(&actor, path.into_inner()).await {
         Ok(b) => b,
         Err(e) => return fail(&ui, e),
     };

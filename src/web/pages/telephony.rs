@@ -57,6 +57,8 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                 .unwrap_or_else(|| b.to_string()),
         }
     };
+    // The branches a user may put an extension in: theirs (every one for a user of all).
+    let sees_branch = |b: i64| ui.actor.as_ref().is_none_or(|a| a.branches.contains(b));
     let sip = ui.state.ctx.sip();
     let regs = sip.as_ref().map(|s| s.registrations()).unwrap_or_default();
     let bans = sip.as_ref().map(|s| s.bans()).unwrap_or_default();
@@ -113,7 +115,18 @@ async fn overview(ui: &Ui, notice: Option<Markup>, error: Option<&str>) -> HttpR
                                 }
                                 " " button.link type="submit" { (ui.t("telephony.digest_save")) }
                             } }
-                            td data-ext-branch=[e.branch_id] { (branch_name(e.branch_id)) }
+                            td data-ext-branch=[e.branch_id] {
+                                form.inline method="post" action=(format!("/telephony/extensions/{}/branch", e.number)) {
+                                    (csrf_field(ui))
+                                    select name="branch" data-branch-of=(e.number) aria-label=(ui.t("branch_scope.branch")) {
+                                        option value="" selected[e.branch_id.is_none()] { (ui.t("branch_scope.whole_shop")) }
+                                        @for b in branches.iter().filter(|b| sees_branch(b.id) || e.branch_id == Some(b.id)) {
+                                            option value=(b.id) selected[e.branch_id == Some(b.id)] { (b.name) }
+                                        }
+                                    }
+                                    " " button.link type="submit" { (ui.t("branch_scope.extension_branch_save")) }
+                                }
+                            }
                             td.row-actions {
                                 form.inline method="post" action=(format!("/telephony/extensions/{}/secret", e.number)) {
                                     (csrf_field(ui)) button.small.secret-button type="submit" { (ui.t("telephony.new_secret")) }
@@ -732,6 +745,41 @@ pub async fn save_digest(
         .ctx
         .telephony
         .set_extension_digest(Some(&actor), &number, &form.digest)
+        .await
+    {
+        Ok(()) => redirect("/telephony#extensions-table"),
+        Err(DomainError::Invalid(m)) => overview(&ui, None, Some(&ui.msg(&m))).await,
+        Err(e) => err(&ui, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct BranchForm {
+    /// A branch id; empty: the whole shop.
+    #[serde(default)]
+    branch: String,
+}
+
+/// The extensions table's branch choice.
+pub async fn save_branch(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<String>,
+    form: web::Form<BranchForm>,
+) -> HttpResponse {
+    let number = path.into_inner();
+    let branch = match form.branch.trim() {
+        "" => None,
+        b => match b.parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => return overview(&ui, None, Some(ui.t("error.invalid_choice"))).await,
+        },
+    };
+    match ui
+        .state
+        .ctx
+        .telephony
+        .set_extension_branch(Some(&actor), &number, branch)
         .await
     {
         Ok(()) => redirect("/telephony#extensions-table"),
