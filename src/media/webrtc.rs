@@ -487,16 +487,41 @@ mod tests {
     fn telephone_event_is_renumbered_only_where_the_legs_differ() {
         let phone = b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
         let desk96 = b"v=0\r\nc=IN IP4 10.0.0.6\r\nm=audio 4000 RTP/AVP 8 96\r\na=rtpmap:96 telephone-event/8000\r\n";
-        assert_eq!(tele_pt(CHROME.as_bytes()), Some(126), "the 8 kHz one, not 110");
+        assert_eq!(
+            tele_pt(CHROME.as_bytes()),
+            Some(126),
+            "the 8 kHz one, not 110"
+        );
         assert_eq!(tele_pt(phone), Some(101));
         assert_eq!(tele_pt(desk96), Some(96));
         assert_eq!(tele_pt(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"), None);
         // The browser sends 126 (what the box answered it); the phone wants 101.
         let m = tele_map(Some(126), Some(101));
-        let mut ev = vec![0x80, 0x80 | 126, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 5, 0x80, 0, 160];
+        let mut ev = vec![
+            0x80,
+            0x80 | 126,
+            0,
+            1,
+            0,
+            0,
+            0,
+            160,
+            1,
+            2,
+            3,
+            4,
+            5,
+            0x80,
+            0,
+            160,
+        ];
         retype(&mut ev, m);
         assert_eq!(ev[1], 0x80 | 101, "marker kept, number changed");
-        assert_eq!(&ev[12..], &[5, 0x80, 0, 160], "the event itself is untouched");
+        assert_eq!(
+            &ev[12..],
+            &[5, 0x80, 0, 160],
+            "the event itself is untouched"
+        );
         // Audio, and anything else, passes as it is.
         let mut audio = vec![0x80, 0, 0, 2, 0, 0, 1, 64, 1, 2, 3, 4, 0xff];
         retype(&mut audio, m);

@@ -525,8 +525,7 @@ async fn loudness(sock: &UdpSocket, dur: Duration) -> (usize, usize) {
     let mut buf = [0u8; 2048];
     let (mut n, mut loud) = (0, 0);
     let deadline = tokio::time::Instant::now() + dur;
-    while let Ok(Ok((len, _))) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await
-    {
+    while let Ok(Ok((len, _))) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
         if len < 12 || buf[1] & 0x7f != 0 {
             continue;
         }
@@ -626,7 +625,10 @@ async fn softphone_in_chromium_dtmf_mute_hold_and_a_closed_tab_hangs_up() {
 
     // Mute: only silence reaches the phone; unmute: sound again.
     let (n, loud) = loudness(&rtp, Duration::from_secs(3)).await;
-    assert!(n >= 100 && loud >= 1, "the fake microphone is heard: {n} {loud}");
+    assert!(
+        n >= 100 && loud >= 1,
+        "the fake microphone is heard: {n} {loud}"
+    );
     open_panel().await;
     b.click("#sp-mute").await;
     assert!(
@@ -669,11 +671,14 @@ async fn softphone_in_chromium_dtmf_mute_hold_and_a_closed_tab_hangs_up() {
     );
     let (got, _) = hear(&rtp, 25, Duration::from_secs(10)).await;
     assert!(got >= 25, "audio after the resume: {got}");
-    let call_id = js(&b, &format!("{session} return (s.request || s._request).call_id;"))
-        .await
-        .as_str()
-        .unwrap()
-        .to_string();
+    let call_id = js(
+        &b,
+        &format!("{session} return (s.request || s._request).call_id;"),
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .to_string();
     assert!(media.counts(&call_id).is_some(), "the call is anchored");
 
     // The tab goes without hanging up.
@@ -724,15 +729,13 @@ async fn softphone_a_closed_socket_cancels_its_ringing_calls() {
     let domain = app.running().sip.as_ref().unwrap().control().domain();
     let oper = login_cookie(&app, "oper", "oper-pass-1").await;
     let mut events = app.running().ctx.call_events.subscribe();
-    let ended = |events: &mut tokio::sync::broadcast::Receiver<crm::sip::CallEvent>,
-                 id: String| {
+    let ended = |events: &mut tokio::sync::broadcast::Receiver<crm::sip::CallEvent>, id: String| {
         let mut events = events.resubscribe();
         async move {
             tokio::time::timeout(Duration::from_secs(10), async {
                 loop {
-                    if let Ok(crm::sip::CallEvent::Ended {
-                        call_id, cause, ..
-                    }) = events.recv().await
+                    if let Ok(crm::sip::CallEvent::Ended { call_id, cause, .. }) =
+                        events.recv().await
                     {
                         if call_id == id {
                             return cause;
@@ -753,12 +756,16 @@ async fn softphone_a_closed_socket_cancels_its_ringing_calls() {
     ws.send(Message::text(register("1501", &domain, 1, 600)))
         .await
         .unwrap();
-    assert!(next_of(&mut ws, "SIP/2.0 ").await.starts_with("SIP/2.0 200"));
+    assert!(next_of(&mut ws, "SIP/2.0 ")
+        .await
+        .starts_with("SIP/2.0 200"));
     let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
     ws.send(Message::text(invite(&domain, "gone1", g711)))
         .await
         .unwrap();
-    assert!(next_of(&mut ws, "SIP/2.0 18").await.starts_with("SIP/2.0 180"));
+    assert!(next_of(&mut ws, "SIP/2.0 18")
+        .await
+        .starts_with("SIP/2.0 180"));
     let cause = ended(&mut events, "gone1".into());
     ws.close(None).await.unwrap();
     drop(ws);
@@ -770,7 +777,9 @@ async fn softphone_a_closed_socket_cancels_its_ringing_calls() {
     ws.send(Message::text(register("1501", &domain, 2, 600)))
         .await
         .unwrap();
-    assert!(next_of(&mut ws, "SIP/2.0 ").await.starts_with("SIP/2.0 200"));
+    assert!(next_of(&mut ws, "SIP/2.0 ")
+        .await
+        .starts_with("SIP/2.0 200"));
     let inf = app.data_dir().join("caller.csv");
     std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
     let inf = inf.to_str().unwrap().to_string();
