@@ -913,3 +913,68 @@ async fn softphone_in_chromium_blind_transfers_a_customer_call_to_a_desk_phone()
         "{calls:?}"
     );
 }
+
+/// The browser's call out through the trunk (the box's B2BUA: the browser is the
+/// phone's side) is answered by the provider, then the browser's socket closes: the box
+/// sends the provider the BYE (SIPp plays the provider, expecting it) and the call log
+/// ends the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_a_closed_socket_hangs_up_its_call_out_through_the_trunk() {
+    let app = app().await;
+    let domain = app.running().sip.as_ref().unwrap().control().domain();
+    let (provider, _, _) =
+        crate::sip_trunk::calling_out(&app, 10, "softphone_provider_uas.xml", None).await;
+    app.running()
+        .ctx
+        .telephony
+        .set_outbound(
+            None,
+            "1501",
+            crm::domain::telephony::OutboundSettings {
+                outbound_allowed: true,
+                outbound_prefixes: String::new(),
+                max_calls_per_hour: 10,
+                auto_answer: false,
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = app.running().ctx.call_events.subscribe();
+    let mut ws = open(
+        &app,
+        Some(&login_cookie(&app, "oper", "oper-pass-1").await),
+        Some("sip"),
+    )
+    .await
+    .unwrap();
+    ws.send(Message::text(register("1501", &domain, 1, 600)))
+        .await
+        .unwrap();
+    assert!(next_of(&mut ws, "SIP/2.0 ")
+        .await
+        .starts_with("SIP/2.0 200"));
+    let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let inv = invite(&domain, "out1", g711).replace("sip:1000@", "sip:901234567@");
+    ws.send(Message::text(inv)).await.unwrap();
+    let ok = next_of(&mut ws, "SIP/2.0 2").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert_ok(
+        &wait_sipp(provider).await,
+        1,
+        "the provider: answered, then the box's BYE when the socket closed",
+    );
+    let cause = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(crm::sip::CallEvent::Ended { call_id, cause, .. }) = events.recv().await {
+                if call_id == "out1" {
+                    return cause;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the call log ends the call");
+    assert_eq!(cause, "completed");
+}
