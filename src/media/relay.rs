@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,11 @@ struct Stream {
     shared: Arc<Shared>,
     /// The RTP port of each end (RTCP is the next one).
     ports: [u16; 2],
+    /// Telephone-event payload types on a browser's call: the one in the last body the
+    /// box sent each end's party (it sends events with it), and the one in that party's
+    /// own last body (it wants events with it).
+    tele_sent: [Option<u8>; 2],
+    tele_wanted: [Option<u8>; 2],
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -63,6 +68,10 @@ struct Shared {
     /// An end facing a browser: its WebRTC leg (set once, for the call's life). Its RTP
     /// socket then carries ICE, DTLS and SRTP, its RTCP socket nothing (rtcp-mux).
     webrtc: [std::sync::OnceLock<Arc<Mutex<Leg>>>; 2],
+    /// Telephone-event renumbering of the packets arriving at each end (see
+    /// `webrtc::tele_map`): set on a browser's call, where each side negotiated with
+    /// the box, not with each other.
+    tele: [AtomicU32; 2],
 }
 
 impl Shared {
@@ -106,9 +115,11 @@ impl Shared {
         for (dest, data) in d.transmit {
             let _ = self.socks[end][0].try_send_to(&data, dest);
         }
+        let map = self.tele[end].load(Ordering::Relaxed);
         for mut pkt in d.rtp {
             self.touch();
             self.tap_rtp(end, &mut pkt);
+            super::webrtc::retype(&mut pkt, map);
             self.deliver(1 - end, &pkt);
         }
     }
@@ -372,6 +383,7 @@ impl Relay {
             epoch: self.epoch,
             tap: std::sync::OnceLock::new(),
             webrtc: Default::default(),
+            tele: Default::default(),
         });
         if let Some(t) = rec {
             let _ = shared.tap.set(t.clone());
@@ -386,6 +398,8 @@ impl Relay {
         Some(Stream {
             shared,
             ports: [pa, pb],
+            tele_sent: [None; 2],
+            tele_wanted: [None; 2],
             tasks,
         })
     }
@@ -535,12 +549,23 @@ impl Relay {
             }
         }
         c.last_sdp_ms = now;
-        if !browser {
-            return Some(plain);
+        let out = if browser {
+            let leg = self.webrtc_leg(&mut c.streams[0], end);
+            let mut leg = leg.lock().unwrap_or_else(|e| e.into_inner());
+            leg.body_to_browser(&plain, SocketAddr::new(host, port))?
+        } else {
+            plain
+        };
+        // Each party sends events with the number the box gave it and wants them with
+        // its own: a browser's offer says 126 (or 110), a desk phone answers 101 (or 96).
+        let st = &mut c.streams[0];
+        st.tele_wanted[other] = super::webrtc::tele_pt(body);
+        st.tele_sent[end] = super::webrtc::tele_pt(&out);
+        for e in 0..2 {
+            let m = super::webrtc::tele_map(st.tele_sent[e], st.tele_wanted[1 - e]);
+            st.shared.tele[e].store(m, Ordering::Relaxed);
         }
-        let leg = self.webrtc_leg(&mut c.streams[0], end);
-        let mut leg = leg.lock().unwrap_or_else(|e| e.into_inner());
-        leg.body_to_browser(&plain, SocketAddr::new(host, port))
+        Some(out)
     }
 
     /// The WebRTC leg of `end` of a stream, made (with its timer task) the first time.
@@ -666,6 +691,7 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
             }
             sh.touch();
             sh.tap_rtp(end, &mut buf[..n]);
+            super::webrtc::retype(&mut buf[..n], sh.tele[end].load(Ordering::Relaxed));
             sh.deliver(other, &buf[..n]);
             continue;
         }

@@ -93,6 +93,38 @@ fn formats(sdp: &str) -> (Vec<Fmt>, &'static str) {
     (f, dir)
 }
 
+/// The telephone-event (8 kHz) payload type of a body's first audio line: the number
+/// its writer wants to receive RFC 4733 events with.
+pub(super) fn tele_pt(sdp: &[u8]) -> Option<u8> {
+    let (f, _) = formats(std::str::from_utf8(sdp).ok()?);
+    f.into_iter().find_map(|f| match f {
+        Fmt::Tele(p) => Some(p),
+        _ => None,
+    })
+}
+
+/// A packet's payload-type translation, packed for an atomic: 0 none, else
+/// `1 << 16 | from << 8 | to`. A party sends telephone-event with the number the box
+/// gave it (`sent`); the other party wants the number it wrote itself (`wanted`).
+pub(super) fn tele_map(sent: Option<u8>, wanted: Option<u8>) -> u32 {
+    match (sent, wanted) {
+        (Some(s), Some(w)) if s != w => 1 << 16 | (s as u32) << 8 | w as u32,
+        _ => 0,
+    }
+}
+
+/// Renumbers an RTP packet's payload type by `map` (see [`tele_map`]); the marker bit
+/// stays.
+pub(super) fn retype(pkt: &mut [u8], map: u32) {
+    if map == 0 || pkt.len() < 12 {
+        return;
+    }
+    let (from, to) = ((map >> 8) as u8 & 0x7f, map as u8 & 0x7f);
+    if pkt[1] & 0x7f == from {
+        pkt[1] = (pkt[1] & 0x80) | to;
+    }
+}
+
 fn direction_of(line: &str) -> Option<&'static str> {
     match line {
         "a=sendrecv" => Some("sendrecv"),
@@ -449,6 +481,58 @@ mod tests {
         assert!(body.contains("m=audio 10002 RTP/AVP 0 8 126\r\n"), "{body}");
         assert!(body.contains("a=sendonly"));
         assert!(crate::media::sdp::parse(body.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn telephone_event_is_renumbered_only_where_the_legs_differ() {
+        let phone = b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let desk96 = b"v=0\r\nc=IN IP4 10.0.0.6\r\nm=audio 4000 RTP/AVP 8 96\r\na=rtpmap:96 telephone-event/8000\r\n";
+        assert_eq!(
+            tele_pt(CHROME.as_bytes()),
+            Some(126),
+            "the 8 kHz one, not 110"
+        );
+        assert_eq!(tele_pt(phone), Some(101));
+        assert_eq!(tele_pt(desk96), Some(96));
+        assert_eq!(tele_pt(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"), None);
+        // The browser sends 126 (what the box answered it); the phone wants 101.
+        let m = tele_map(Some(126), Some(101));
+        let mut ev = vec![
+            0x80,
+            0x80 | 126,
+            0,
+            1,
+            0,
+            0,
+            0,
+            160,
+            1,
+            2,
+            3,
+            4,
+            5,
+            0x80,
+            0,
+            160,
+        ];
+        retype(&mut ev, m);
+        assert_eq!(ev[1], 0x80 | 101, "marker kept, number changed");
+        assert_eq!(
+            &ev[12..],
+            &[5, 0x80, 0, 160],
+            "the event itself is untouched"
+        );
+        // Audio, and anything else, passes as it is.
+        let mut audio = vec![0x80, 0, 0, 2, 0, 0, 1, 64, 1, 2, 3, 4, 0xff];
+        retype(&mut audio, m);
+        assert_eq!(audio[1], 0);
+        // The same number, or one side without events: nothing to do.
+        assert_eq!(tele_map(Some(101), Some(101)), 0);
+        assert_eq!(tele_map(None, Some(101)), 0);
+        assert_eq!(tele_map(Some(96), None), 0);
+        let mut short = vec![0x80, 126];
+        retype(&mut short, m);
+        assert_eq!(short, vec![0x80, 126]);
     }
 
     #[test]

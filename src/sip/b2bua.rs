@@ -527,7 +527,7 @@ fn ack_failure_of(sent: &Message, answer: &Message) -> Vec<u8> {
     )
 }
 
-fn strip_tag(v: &str) -> &str {
+pub(super) fn strip_tag(v: &str) -> &str {
     match v.find(";tag=") {
         Some(i) => &v[..i],
         None => v,
@@ -1276,6 +1276,45 @@ impl Engine {
         }
         if let Some((to, branch, data)) = bye {
             self.send_until_answered(to, branch, data, now, out);
+        }
+    }
+
+    /// A browser's socket closed (see `Engine::ws_closed`): each B2BUA call with it on
+    /// one side ends as if it had hung up (BYE or CANCEL to the other side).
+    pub(super) fn ws_gone_outside(&mut self, gone: Peer, now: Instant, out: &mut Vec<Out>) {
+        let hit: Vec<(String, Side)> = self
+            .outside
+            .calls
+            .iter()
+            .filter(|(_, c)| !c.ended)
+            .filter_map(|(k, c)| {
+                let a = match &c.a {
+                    ASide::Phone(ua) => Some(ua.source),
+                    ASide::Operator(l) => Some(l.peer),
+                    ASide::Empty => None,
+                };
+                if a == Some(gone) {
+                    Some((k.clone(), Side::A))
+                } else if c.b.as_ref().is_some_and(|l| l.peer == gone) {
+                    Some((k.clone(), Side::B))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (key, side) in hit {
+            let answered = self
+                .outside
+                .calls
+                .get(&key)
+                .is_some_and(|c| c.answered.is_some());
+            if let Some(c) = self.outside.calls.get_mut(&key) {
+                c.cancelled = !answered;
+            }
+            self.hang_up(&key, side.other(), now, out);
+            self.release_transferor(&key, now, out);
+            let cause = if answered { "completed" } else { "cancelled" };
+            self.end_call(&key, cause.into(), now);
         }
     }
 

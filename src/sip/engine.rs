@@ -654,14 +654,21 @@ impl Engine {
         self.ws_users.insert(peer, extension.to_string());
     }
 
-    /// The socket closed: its registrations die with it (nothing can reach them).
-    pub fn ws_closed(&mut self, peer: SocketAddr) {
-        let Some(ext) = self.ws_users.remove(&peer) else {
-            return;
-        };
+    /// The socket closed (tab closed, network gone): its registrations die with it
+    /// (nothing can reach them), and so do its calls, as if the browser had hung up: a
+    /// call it placed that still rings is cancelled, a branch ringing it fails with 480
+    /// (a ring group rings on), an answered call gets a BYE to the other party (the
+    /// call log ends it, the relay frees its ports).
+    pub fn ws_closed(&mut self, peer: SocketAddr, now: Instant, out: &mut Vec<Out>) {
         let gone = Peer {
             transport: Transport::Ws,
             addr: peer,
+        };
+        if self.ws_users.contains_key(&peer) {
+            self.ws_calls_end(gone, now, out);
+        }
+        let Some(ext) = self.ws_users.remove(&peer) else {
+            return;
         };
         if let Some(list) = self.location.get_mut(&ext) {
             list.retain(|b| b.source != gone);
@@ -669,6 +676,91 @@ impl Engine {
                 self.location.remove(&ext);
             }
         }
+    }
+
+    fn ws_calls_end(&mut self, gone: Peer, now: Instant, out: &mut Vec<Out>) {
+        // Calls it placed, still ringing: cancelled (on_cancel without the 200 to it).
+        let placed: Vec<String> = self
+            .txns
+            .iter()
+            .filter(|(_, t)| t.source == gone && t.state == TxnState::Proceeding)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in placed {
+            if let Some(t) = self.txns.get_mut(&key) {
+                t.cancelled = true;
+                t.sequential = None;
+            }
+            self.cancel_branches(&key, None, out);
+            let none_live = self.txns.get(&key).is_some_and(|t| {
+                t.branches
+                    .iter()
+                    .all(|b| !b.started || b.final_code.is_some() || b.cancel_pending)
+            });
+            if none_live {
+                self.finish_with(&key, 487, "Request Terminated", now, out);
+            }
+        }
+        // Calls ringing it: its branch fails as if it had answered 480.
+        let ringing: Vec<String> = self
+            .txns
+            .iter()
+            .filter(|(_, t)| {
+                t.state == TxnState::Proceeding
+                    && t.branches
+                        .iter()
+                        .any(|b| b.to == gone && b.started && b.final_code.is_none())
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in ringing {
+            if let Some(t) = self.txns.get_mut(&key) {
+                for b in t.branches.iter_mut() {
+                    if b.to == gone && b.started && b.final_code.is_none() {
+                        b.final_code = Some(480);
+                    }
+                }
+                if t.best.is_none() {
+                    t.best = Some(reply(&t.request, 480, "Temporarily Unavailable"));
+                }
+            }
+            self.maybe_finish(&key, now, out);
+        }
+        // Answered calls: the BYE the browser can no longer send, sent for it through
+        // the ordinary in-dialog path (to a phone, a provider or the box's own leg).
+        let talking: Vec<String> = self
+            .dialogs
+            .iter()
+            .filter(|(_, d)| !d.ended && (d.caller == gone || d.callee == gone))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for cid in talking {
+            let Some(d) = self.dialogs.get(&cid) else {
+                continue;
+            };
+            let i = &d.info;
+            let to_tagged = format!("{};tag={}", b2bua::strip_tag(&i.to), d.callee_tag);
+            // The callee's route set toward the caller is the INVITE's Record-Route
+            // (ours first); a caller's toward a phone registered here is ours alone.
+            let mut routes = vec![self.record_route(Transport::Ws)];
+            let (ruri, from, to, cseq) = if d.caller == gone {
+                (&i.callee_contact, i.from.clone(), to_tagged, i.caller_cseq)
+            } else {
+                routes.extend(i.caller_routes.iter().cloned());
+                (&i.caller_contact, to_tagged, i.from.clone(), i.callee_cseq)
+            };
+            let bye = format!(
+                "BYE {ruri} SIP/2.0\r\nVia: SIP/2.0/WS gone.invalid;branch=z9hG4bKgone{:x}\r\nMax-Forwards: 70\r\nRoute: {}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
+                rand::random::<u64>(),
+                routes.join(", "),
+                cseq + 1,
+            );
+            tracing::info!(call = %cid, "SIP: the softphone's socket closed; hanging up");
+            self.packet(bye.as_bytes(), gone, now, out);
+        }
+        // Calls through the B2BUA with the browser as one side.
+        self.ws_gone_outside(gone, now, out);
+        self.finish(now, out);
     }
 
     /// Number of live transactions and dialogs (for tests of bounded state).

@@ -342,7 +342,9 @@ impl SipControl {
                 me.dispatch(outs).await;
             }
             me.ws().remove(&peer);
-            me.engine().ws_closed(peer);
+            let mut outs = Vec::new();
+            me.engine().ws_closed(peer, Instant::now(), &mut outs);
+            me.dispatch(outs).await;
         });
         WsLink { inbound, outbound }
     }

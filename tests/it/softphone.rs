@@ -518,3 +518,463 @@ async fn softphone_a_plain_offer_to_a_browser_becomes_webrtc_or_is_refused_clean
         .await
         .starts_with("SIP/2.0 488"));
 }
+
+/// RTP audio (PCMU) at `sock` for `dur`: (packets, packets with sound in them). µ-law
+/// silence is 0xFF/0x7F; a byte of segment 4 or more is a sample over ~500 of 8159.
+async fn loudness(sock: &UdpSocket, dur: Duration) -> (usize, usize) {
+    let mut buf = [0u8; 2048];
+    let (mut n, mut loud) = (0, 0);
+    let deadline = tokio::time::Instant::now() + dur;
+    while let Ok(Ok((len, _))) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
+        if len < 12 || buf[1] & 0x7f != 0 {
+            continue;
+        }
+        n += 1;
+        let strong = buf[12..len].iter().filter(|b| (!**b >> 4) & 7 >= 4).count();
+        if strong >= 8 {
+            loud += 1;
+        }
+    }
+    (n, loud)
+}
+
+/// Runs `js` (the body of a function) on the page and returns its value.
+async fn js(b: &Browser, code: &str) -> serde_json::Value {
+    b.client.execute(code, vec![]).await.unwrap()
+}
+
+/// The page's call, in Chromium, to a SIPp desk phone: a keypad key reaches the phone as
+/// telephone-event with the phone's own payload type (101) though Chromium offered
+/// another (126); mute leaves only silence at the phone, unmute brings the sound back;
+/// hold sends the phone a=sendonly, resume a=sendrecv, and audio flows again. Then the
+/// tab goes without a word (its `beforeunload` hang-up disabled, as when the network or
+/// the browser dies): the box sends the phone the BYE, the call log ends the call and
+/// the relay lets its ports go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_in_chromium_dtmf_mute_hold_and_a_closed_tab_hangs_up() {
+    let app = app().await;
+    let sip = app.sip_addr();
+    let media = app.running().media.clone().expect("the relay runs");
+    let mut events = app.running().ctx.call_events.subscribe();
+    let b = Browser::start_with_media().await;
+    b.sign_in(&app, "oper", "oper-pass-1").await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            (b.attr("#sp-state", "data-state").await.as_deref() == Some("ready")).then_some(())
+        })
+        .await
+        .is_some(),
+        "the softphone registers"
+    );
+    let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let port = free_port();
+    let phone = sipp_cmd(&[
+        "-sf",
+        &scenario("softphone_phone_hold.xml"),
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+        "-set",
+        "rtp",
+        &rtp_port,
+    ])
+    .spawn()
+    .expect("sipp is installed");
+    register_contact(sip, "1000", port).await;
+    let open_panel = || async {
+        js(&b, "document.getElementById('softphone').open = true").await;
+    };
+    b.click("#softphone > summary").await;
+    open_panel().await;
+    b.fill("#sp-number", "1000").await;
+    b.click("#sp-call").await;
+    let (got, _) = hear(&rtp, 25, Duration::from_secs(20)).await;
+    assert!(got >= 25, "the browser's audio reaches the phone: {got}");
+    let session = "const s = document.getElementById('softphone').softphone.current();";
+
+    // DTMF: Chromium sends telephone-event/8000 with the number of the box's answer to
+    // it (its own offer's), which is not the phone's 101: the box renumbers.
+    let sends_with = js(
+        &b,
+        &format!("{session} const m = /a=rtpmap:(\\d+) telephone-event\\/8000/.exec(s.connection.remoteDescription.sdp); return m ? Number(m[1]) : null;"),
+    )
+    .await;
+    assert!(
+        sends_with.as_u64().is_some_and(|p| p != 101),
+        "the browser's leg numbers telephone-event its own way: {sends_with}"
+    );
+    open_panel().await;
+    b.click("#sp-keypad button[data-dtmf='7']").await;
+    let mut buf = [0u8; 2048];
+    let dtmf = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (n, _) = rtp.recv_from(&mut buf).await.unwrap();
+            let pt = buf[1] & 0x7f;
+            if n >= 16 && pt != 0 {
+                return (pt, buf[12]);
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        dtmf.ok(),
+        Some((101, 7)),
+        "the keypad's 7 as the phone's telephone-event"
+    );
+
+    // Mute: only silence reaches the phone; unmute: sound again.
+    let (n, loud) = loudness(&rtp, Duration::from_secs(3)).await;
+    assert!(
+        n >= 100 && loud >= 1,
+        "the fake microphone is heard: {n} {loud}"
+    );
+    open_panel().await;
+    b.click("#sp-mute").await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            (js(&b, &format!("{session} return s.isMuted().audio;")).await == true).then_some(())
+        })
+        .await
+        .is_some(),
+        "muted"
+    );
+    // What was on its way when the button went.
+    let _ = loudness(&rtp, Duration::from_millis(300)).await;
+    let (n, loud) = loudness(&rtp, Duration::from_secs(3)).await;
+    assert_eq!(loud, 0, "muted: nothing but silence ({n} packets)");
+    open_panel().await;
+    b.click("#sp-mute").await;
+    let (n, loud) = loudness(&rtp, Duration::from_secs(3)).await;
+    assert!(loud >= 1, "unmuted: heard again ({n} packets, {loud} loud)");
+
+    // Hold and resume (the phone's scenario checks a=sendonly, then a=sendrecv).
+    open_panel().await;
+    b.click("#sp-hold").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (js(&b, &format!("{session} return s.isOnHold().local;")).await == true).then_some(())
+        })
+        .await
+        .is_some(),
+        "the phone accepted the hold"
+    );
+    open_panel().await;
+    b.click("#sp-hold").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (js(&b, &format!("{session} return !s.isOnHold().local;")).await == true).then_some(())
+        })
+        .await
+        .is_some(),
+        "the phone accepted the resume"
+    );
+    let (got, _) = hear(&rtp, 25, Duration::from_secs(10)).await;
+    assert!(got >= 25, "audio after the resume: {got}");
+    let call_id = js(
+        &b,
+        &format!("{session} return (s.request || s._request).call_id;"),
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .to_string();
+    assert!(media.counts(&call_id).is_some(), "the call is anchored");
+
+    // The tab goes without hanging up.
+    js(
+        &b,
+        "document.getElementById('softphone').softphone.ua.stop = function () {}; location.href = 'about:blank';",
+    )
+    .await;
+    assert_ok(
+        &wait_sipp(phone).await,
+        1,
+        "the phone: held, resumed, and the box's BYE when the tab closed",
+    );
+    let cause = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(crm::sip::CallEvent::Ended {
+                call_id: c, cause, ..
+            }) = events.recv().await
+            {
+                if c == call_id {
+                    return cause;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the call log ends the call");
+    assert_eq!(cause, "completed");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            media.counts(&call_id).is_none().then_some(())
+        })
+        .await
+        .is_some(),
+        "the relay freed the call's ports"
+    );
+    assert_eq!(ws_registrations(&app, "1501"), 0);
+}
+
+/// The socket of a browser that rings or is rung closes before anyone answers (the
+/// WebSocket client by hand): the phone it was calling gets a CANCEL (and the call log
+/// says cancelled), and a phone calling it gets 480 (no answer), not a ring that never
+/// ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_a_closed_socket_cancels_its_ringing_calls() {
+    let app = app().await;
+    let sip = app.sip_addr();
+    let domain = app.running().sip.as_ref().unwrap().control().domain();
+    let oper = login_cookie(&app, "oper", "oper-pass-1").await;
+    let mut events = app.running().ctx.call_events.subscribe();
+    let ended = |events: &mut tokio::sync::broadcast::Receiver<crm::sip::CallEvent>, id: String| {
+        let mut events = events.resubscribe();
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    if let Ok(crm::sip::CallEvent::Ended { call_id, cause, .. }) =
+                        events.recv().await
+                    {
+                        if call_id == id {
+                            return cause;
+                        }
+                    }
+                }
+            })
+            .await
+            .expect("the call ends in the log")
+        }
+    };
+
+    // 1. The browser calls desk phone 1000, which rings; the socket closes.
+    let port = free_port();
+    let phone = uas("uas_ring.xml", port, 1);
+    register_contact(sip, "1000", port).await;
+    let mut ws = open(&app, Some(&oper), Some("sip")).await.unwrap();
+    ws.send(Message::text(register("1501", &domain, 1, 600)))
+        .await
+        .unwrap();
+    assert!(next_of(&mut ws, "SIP/2.0 ")
+        .await
+        .starts_with("SIP/2.0 200"));
+    let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    ws.send(Message::text(invite(&domain, "gone1", g711)))
+        .await
+        .unwrap();
+    assert!(next_of(&mut ws, "SIP/2.0 18")
+        .await
+        .starts_with("SIP/2.0 180"));
+    let cause = ended(&mut events, "gone1".into());
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert_ok(&wait_sipp(phone).await, 1, "the phone: rung, then CANCEL");
+    assert_eq!(cause.await, "cancelled");
+
+    // 2. Desk phone 1000 calls the browser; its socket closes while it rings.
+    let mut ws = open(&app, Some(&oper), Some("sip")).await.unwrap();
+    ws.send(Message::text(register("1501", &domain, 2, 600)))
+        .await
+        .unwrap();
+    assert!(next_of(&mut ws, "SIP/2.0 ")
+        .await
+        .starts_with("SIP/2.0 200"));
+    let inf = app.data_dir().join("caller.csv");
+    std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
+    let inf = inf.to_str().unwrap().to_string();
+    let call = tokio::spawn(async move {
+        sipp(
+            sip,
+            &[
+                "-sf",
+                &scenario("calls_480.xml"),
+                "-inf",
+                &inf,
+                "-key",
+                "caller",
+                "1000",
+                "-s",
+                "1501",
+                "-m",
+                "1",
+            ],
+        )
+        .await
+    });
+    let inv = next_of(&mut ws, "INVITE ").await;
+    let id = inv
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID: "))
+        .expect("a Call-ID")
+        .trim()
+        .to_string();
+    let cause = ended(&mut events, id);
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert_ok(
+        &call.await.unwrap(),
+        1,
+        "the caller: 480 when the rung browser's socket closed",
+    );
+    assert_eq!(cause.await, "no_answer");
+}
+
+/// A customer's call from the trunk rings the page (DID -> 1501), is answered there, and
+/// the panel's transfer form sends it on to 1502 (blind): the REFER reaches the box,
+/// which carries it out (the provider is never asked to follow a REFER), the target
+/// SIPp phone rings and answers, the provider is re-INVITEd with that phone's offer, and
+/// the page's call ends; the call log keeps the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_in_chromium_blind_transfers_a_customer_call_to_a_desk_phone() {
+    let app = app().await;
+    let sip = app.sip_addr();
+    let tel = &app.running().ctx.telephony;
+    import_users(&app, [1502u32].into_iter()).await;
+    let mut t = crate::sip_trunk::trunk(free_port(), false);
+    t.dids[0].destination = "1501".into();
+    t.dids[0].after_hours = None;
+    tel.save_trunk(None, t).await.unwrap();
+    let mut events = app.running().ctx.call_events.subscribe();
+    let b = Browser::start_with_media().await;
+    b.sign_in(&app, "oper", "oper-pass-1").await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            (b.attr("#sp-state", "data-state").await.as_deref() == Some("ready")).then_some(())
+        })
+        .await
+        .is_some(),
+        "the softphone registers"
+    );
+    let p_master = free_port();
+    let master = uas("uas_answer.xml", p_master, 1);
+    register_contact(sip, "1502", p_master).await;
+    let provider = tokio::spawn(async move {
+        sipp_at(
+            crate::sip_trunk::PROVIDER_IP,
+            sip,
+            &[
+                "-sf",
+                &scenario("xfer_provider.xml"),
+                "-s",
+                "712000000",
+                "-d",
+                "500",
+                "-m",
+                "1",
+            ],
+        )
+        .await
+    });
+    b.click(".call-pop .sp-card-answer").await;
+    let session = "const s = document.getElementById('softphone').softphone.current();";
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (js(&b, &format!("{session} return !!s && s.isEstablished();")).await == true)
+                .then_some(())
+        })
+        .await
+        .is_some(),
+        "the page answered the customer"
+    );
+    js(&b, "document.getElementById('softphone').open = true").await;
+    b.fill("#sp-transfer-to", "1502").await;
+    b.click("#sp-transfer button[type=submit]").await;
+    assert_ok(
+        &provider.await.unwrap(),
+        1,
+        "provider: answered by the page, re-INVITEd with the target's offer",
+    );
+    assert_ok(
+        &wait_sipp(master).await,
+        1,
+        "the target: rung by the box, answered, then BYE",
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            (js(&b, &format!("{session} return s === null;")).await == true).then_some(())
+        })
+        .await
+        .is_some(),
+        "the page's call ended after the transfer"
+    );
+    let calls = crate::sip_transfer::calls_ended(&mut events, 2).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let transferred = calls[1].1.iter().find_map(|e| match e {
+        crm::sip::CallEvent::Ringing {
+            to, transferred_by, ..
+        } => Some((to.clone(), transferred_by.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        transferred,
+        Some(("1502".to_string(), Some("1501".to_string()))),
+        "{calls:?}"
+    );
+}
+
+/// The browser's call out through the trunk (the box's B2BUA: the browser is the
+/// phone's side) is answered by the provider, then the browser's socket closes: the box
+/// sends the provider the BYE (SIPp plays the provider, expecting it) and the call log
+/// ends the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_a_closed_socket_hangs_up_its_call_out_through_the_trunk() {
+    let app = app().await;
+    let domain = app.running().sip.as_ref().unwrap().control().domain();
+    let (provider, _, _) =
+        crate::sip_trunk::calling_out(&app, 10, "softphone_provider_uas.xml", None).await;
+    app.running()
+        .ctx
+        .telephony
+        .set_outbound(
+            None,
+            "1501",
+            crm::domain::telephony::OutboundSettings {
+                outbound_allowed: true,
+                outbound_prefixes: String::new(),
+                max_calls_per_hour: 10,
+                auto_answer: false,
+            },
+        )
+        .await
+        .unwrap();
+    let mut events = app.running().ctx.call_events.subscribe();
+    let mut ws = open(
+        &app,
+        Some(&login_cookie(&app, "oper", "oper-pass-1").await),
+        Some("sip"),
+    )
+    .await
+    .unwrap();
+    ws.send(Message::text(register("1501", &domain, 1, 600)))
+        .await
+        .unwrap();
+    assert!(next_of(&mut ws, "SIP/2.0 ")
+        .await
+        .starts_with("SIP/2.0 200"));
+    let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let inv = invite(&domain, "out1", g711).replace("sip:1000@", "sip:901234567@");
+    ws.send(Message::text(inv)).await.unwrap();
+    let ok = next_of(&mut ws, "SIP/2.0 2").await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert_ok(
+        &wait_sipp(provider).await,
+        1,
+        "the provider: answered, then the box's BYE when the socket closed",
+    );
+    let cause = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(crm::sip::CallEvent::Ended { call_id, cause, .. }) = events.recv().await {
+                if call_id == "out1" {
+                    return cause;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the call log ends the call");
+    assert_eq!(cause, "completed");
+}

@@ -1,4 +1,4 @@
-//! `crm-bench media [--max N] [--secs S] [--no-rtpengine]`: concurrent relayed G.711
+//! `crm-bench media [--max N] [--secs S] [--no-rtpengine] [--webrtc N]`: concurrent relayed G.711
 //! calls (172-byte RTP packets every 20 ms, both directions) through the box's relay
 //! (`crm::media`, in this process, on its own threads), with the load generator on the
 //! same machine; then the same through rtpengine (Debian's `rtpengine`, userspace
@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use crm::sip::MediaPlane;
 
+#[path = "media_webrtc.rs"]
+mod webrtc;
+
 const SOCKS_PER_SIDE: usize = 2;
 const PAYLOAD: usize = 160;
 
@@ -35,6 +38,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut threads = 2usize;
     let mut skip_ours = false;
     let mut record = false;
+    let mut webrtc: Option<usize> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -45,6 +49,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             // Every call recorded (issue 16): the relay's threads also copy each RTP
             // packet to the recorder's writer thread, which writes the WAV files.
             "--record" => record = true,
+            // N browser calls (WebRTC on one side, plain RTP on the other) against N
+            // plain calls, in the same run.
+            "--webrtc" => webrtc = it.next().and_then(|v| v.parse().ok()),
             "--threads" => threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(threads),
             "--levels" => {
                 levels = it
@@ -53,6 +60,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             }
             other => anyhow::bail!("unknown argument {other:?}"),
         }
+    }
+    if let Some(n) = webrtc {
+        println!("media.threads={threads}");
+        return webrtc::run(&levels.unwrap_or_else(|| vec![n]), secs, threads);
     }
     let levels = levels.unwrap_or_else(|| {
         [100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500]
