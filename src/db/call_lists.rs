@@ -149,10 +149,36 @@ impl ListRow {
     }
 }
 
-/// The lists with their item counts; `scope` (from [`shared_or_in`]) limits the lists
-/// and the items counted to a branch-scoped user's branches.
-fn list_select(branches: Option<&[i64]>) -> String {
-    let items = shared_or_in("i", branches);
+/// Which items a user sees: those of their branches and the shop-wide ones (`branches`,
+/// None: every branch), and of those only the ones whose customer is in their customer
+/// scope (`customers`, from `domain::customers::scope`; None: every customer). A shop-wide
+/// list built from a segment holds every branch's customers: with customers kept per
+/// branch each user is shown only theirs.
+#[derive(Clone, Copy, Default)]
+pub struct ItemScope<'a> {
+    pub branches: Option<&'a [i64]>,
+    pub customers: Option<&'a [i64]>,
+}
+
+impl ItemScope<'_> {
+    /// The condition over items aliased `i`.
+    fn sql(&self) -> String {
+        let mut cond = shared_or_in("i", self.branches);
+        if let Some(ids) = self.customers {
+            cond.push_str(&format!(
+                " AND (i.customer_id IS NULL OR EXISTS (SELECT 1 FROM customers cu
+                   WHERE cu.id = i.customer_id AND {}))",
+                super::customers::branch_condition("cu", ids)
+            ));
+        }
+        cond
+    }
+}
+
+/// The lists with their item counts; `scope` limits the lists to a branch-scoped user's
+/// branches and the items counted to the ones they see.
+fn list_select(scope: ItemScope) -> String {
+    let items = scope.sql();
     let mut sql = String::from(
         "SELECT l.id, l.name, l.source, l.source_ref, l.branch_id, l.state,
     l.assignment, l.daily_cap, l.retry_no_answer_minutes, l.retry_busy_minutes, l.max_attempts,
@@ -165,7 +191,7 @@ fn list_select(branches: Option<&[i64]>) -> String {
     }
     sql.push_str(&format!(
         "\n    FROM call_lists l WHERE 1 = 1{}",
-        shared_or_in("l", branches)
+        shared_or_in("l", scope.branches)
     ));
     sql
 }
@@ -198,10 +224,10 @@ fn list_from(r: &Row) -> rusqlite::Result<ListRow> {
     })
 }
 
-/// The lists a user of `branches` (None: every branch) sees: their branches' and the
-/// shop-wide ones, counting only the items of their branches (and those of none).
-pub fn lists(c: &Connection, branches: Option<&[i64]>) -> DbResult<Vec<ListRow>> {
-    let mut st = c.prepare_cached(&format!("{} ORDER BY l.id DESC", list_select(branches)))?;
+/// The lists a user of `scope` sees: their branches' and the shop-wide ones, counting only
+/// the items they see.
+pub fn lists(c: &Connection, scope: ItemScope) -> DbResult<Vec<ListRow>> {
+    let mut st = c.prepare_cached(&format!("{} ORDER BY l.id DESC", list_select(scope)))?;
     let rows = st.query_map([], list_from)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -220,9 +246,9 @@ pub fn list_settings(c: &Connection, id: i64) -> DbResult<Option<ListRow>> {
     .optional()?)
 }
 
-pub fn list(c: &Connection, id: i64, branches: Option<&[i64]>) -> DbResult<Option<ListRow>> {
+pub fn list(c: &Connection, id: i64, scope: ItemScope) -> DbResult<Option<ListRow>> {
     Ok(
-        c.prepare_cached(&format!("{} AND l.id = ?1", list_select(branches)))?
+        c.prepare_cached(&format!("{} AND l.id = ?1", list_select(scope)))?
             .query_row([id], list_from)
             .optional()?,
     )
@@ -574,7 +600,7 @@ pub fn items(
     state: Option<&str>,
     limit: i64,
     offset: i64,
-    branches: Option<&[i64]>,
+    scope: ItemScope,
 ) -> DbResult<Vec<ItemRow>> {
     let mut st = c.prepare_cached(&format!(
         "{ITEM_SELECT} WHERE i.list_id = ?1 AND {}{} ORDER BY i.id LIMIT ?3 OFFSET ?4",
@@ -583,7 +609,7 @@ pub fn items(
         } else {
             "?2 IS NULL"
         },
-        shared_or_in("i", branches)
+        scope.sql()
     ))?;
     let rows = st.query_map(params![list, state, limit, offset], item_from)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -616,14 +642,10 @@ pub fn next_for(
     user: i64,
     now: i64,
     day_start: i64,
-    branches: Option<&[i64]>,
+    scope: ItemScope,
 ) -> DbResult<Option<i64>> {
-    // A branch-scoped operator's queue keeps to their branches' lists and items.
-    let scope = format!(
-        "{}{}",
-        shared_or_in("i", branches),
-        shared_or_in("l", branches)
-    );
+    // A branch-scoped operator's queue keeps to their branches' lists and the items they see.
+    let scope = format!("{}{}", scope.sql(), shared_or_in("l", scope.branches));
     const CAP: &str = "(l.daily_cap = 0 OR (SELECT count(*) FROM call_outcome_log g
         WHERE g.list_id = l.id AND g.user_id = ?1 AND g.at >= ?3) < l.daily_cap)";
     let mine = c

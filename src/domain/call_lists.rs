@@ -20,6 +20,7 @@ pub use crate::db::call_lists::{
     AgentRow, DayCounts, ItemRow as Item, ListRow as List, LoggedOutcome,
     OutcomeRow as OutcomeCode, Targets,
 };
+use crate::db::DbResult;
 use crate::events::{Audience, Event};
 use crate::sip::CallEvent;
 
@@ -207,6 +208,49 @@ fn check_scope(tx: &super::work::Tx<'_>, branch: Option<i64>) -> DomainResult<()
 
 fn sees(actor: &Actor, branch: Option<i64>) -> bool {
     branch.is_none_or(|b| actor.branches.contains(b))
+}
+
+/// Whether a user of `only` (None: every branch) sees item `it`: of their branches or
+/// shop-wide, and, with customers kept per branch, about a customer they see (see
+/// [`q::ItemScope`]).
+fn sees_item(c: &crate::db::Conn, only: Option<&[i64]>, it: &ItemRow) -> DbResult<bool> {
+    if !it
+        .branch_id
+        .is_none_or(|b| only.is_none_or(|o| o.contains(&b)))
+    {
+        return Ok(false);
+    }
+    match it.customer_id {
+        Some(cid) => crate::db::customers::in_branches(c, cid, super::customers::scope(c, only)?),
+        None => Ok(true),
+    }
+}
+
+/// Refuses (as not found) an item the acting user does not see.
+fn check_item(tx: &Tx<'_>, it: &ItemRow) -> DomainResult<()> {
+    let only = tx.who().branches().map(<[i64]>::to_vec);
+    if sees_item(tx, only.as_deref(), it)? {
+        Ok(())
+    } else {
+        Err(DomainError::NotFound)
+    }
+}
+
+/// An event about item `it` reaches the users who see it: of its branch and, with
+/// customers kept per branch, of its customer's branches.
+fn about_item(c: &crate::db::Conn, e: Event, it: &ItemRow) -> DbResult<Event> {
+    let e = e.in_branch_opt(it.branch_id);
+    Ok(match it.customer_id {
+        Some(cid) if crate::db::customers::per_branch(c)? => {
+            e.in_any_branch(crate::db::customers::branches_of(c, cid)?)
+        }
+        _ => e,
+    })
+}
+
+/// The item scope of a user of `only`, the customers' part owned.
+fn item_scope(c: &crate::db::Conn, only: Option<&[i64]>) -> DbResult<Option<Vec<i64>>> {
+    Ok(super::customers::scope(c, only)?.map(<[i64]>::to_vec))
 }
 
 fn text(v: &str, field: &'static str, max: usize) -> DomainResult<String> {
@@ -476,14 +520,16 @@ fn record_on_item(
         serde_json::json!({"list_id": it.list_id, "outcome": o.code, "state": state, "next_at": next_at}),
     );
     tx.emit(list_event(it.list_id, it.branch_id));
-    tx.emit(
+    let e = about_item(
+        tx,
         Event::new(
             "call_list.item",
             serde_json::json!({"id": it.id, "list_id": it.list_id, "state": state, "outcome": o.code}),
             Audience::Staff { masters: vec![] },
-        )
-        .in_branch_opt(it.branch_id),
-    );
+        ),
+        it,
+    )?;
+    tx.emit(e);
     tx.emit(progress_event(user, it.branch_id));
     if let Some(c) = it.customer_id {
         let e = super::customers::updated_event(tx, c)?;
@@ -693,14 +739,30 @@ impl CallLists {
     /// items of their branches).
     pub async fn lists(&self, actor: &Actor) -> DomainResult<Vec<ListRow>> {
         let only = actor.branches.only().map(<[i64]>::to_vec);
-        self.store.read(move |c| q::lists(c, only.as_deref())).await
+        self.store
+            .read(move |c| {
+                let customers = item_scope(c, only.as_deref())?;
+                q::lists(
+                    c,
+                    q::ItemScope {
+                        branches: only.as_deref(),
+                        customers: customers.as_deref(),
+                    },
+                )
+            })
+            .await
     }
 
     pub async fn get(&self, actor: &Actor, id: i64) -> DomainResult<CallList> {
         let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
             .view(move |c| {
-                let list = q::list(c, id, only.as_deref())?.ok_or(DomainError::NotFound)?;
+                let customers = item_scope(c, only.as_deref())?;
+                let scope = q::ItemScope {
+                    branches: only.as_deref(),
+                    customers: customers.as_deref(),
+                };
+                let list = q::list(c, id, scope)?.ok_or(DomainError::NotFound)?;
                 Ok(CallList {
                     agents: q::agents(c, id)?,
                     list,
@@ -732,14 +794,12 @@ impl CallLists {
                 if !sees(&who, l.branch_id) {
                     return Err(DomainError::NotFound);
                 }
-                Ok(q::items(
-                    c,
-                    list,
-                    state.as_deref(),
-                    limit,
-                    offset,
-                    only.as_deref(),
-                )?)
+                let customers = item_scope(c, only.as_deref())?;
+                let scope = q::ItemScope {
+                    branches: only.as_deref(),
+                    customers: customers.as_deref(),
+                };
+                Ok(q::items(c, list, state.as_deref(), limit, offset, scope)?)
             })
             .await
     }
@@ -757,7 +817,12 @@ impl CallLists {
                     return Ok(Some(id));
                 }
                 let day = tx.clock().start_of_day_of(tx.now());
-                let Some(id) = q::next_for(tx, uid, tx.now(), day, only.as_deref())? else {
+                let customers = item_scope(tx, only.as_deref())?;
+                let scope = q::ItemScope {
+                    branches: only.as_deref(),
+                    customers: customers.as_deref(),
+                };
+                let Some(id) = q::next_for(tx, uid, tx.now(), day, scope)? else {
                     return Ok(None);
                 };
                 if !q::take(tx, id, uid, tx.now())? {
@@ -798,7 +863,7 @@ impl CallLists {
             .view(move |c| {
                 let item = q::item(c, id)?.ok_or(DomainError::NotFound)?;
                 let list = q::list_settings(c, item.list_id)?.ok_or(DomainError::NotFound)?;
-                if !sees(&who, item.branch_id) || !sees(&who, list.branch_id) {
+                if !sees_item(c, who.branches.only(), &item)? || !sees(&who, list.branch_id) {
                     return Err(DomainError::NotFound);
                 }
                 let money =
@@ -864,7 +929,7 @@ impl CallLists {
                 let it = q::item(tx, id)?
                     .filter(|i| i.list_id == list)
                     .ok_or(DomainError::NotFound)?;
-                check_scope(tx, it.branch_id)?;
+                check_item(tx, &it)?;
                 if let Some(held) = q::held_by(tx, uid)? {
                     if held != id {
                         return Err(DomainError::conflict("err.call_list.holding"));
@@ -901,7 +966,7 @@ impl CallLists {
         self.store
             .write(by, move |tx| {
                 let it = q::item(tx, id)?.ok_or(DomainError::NotFound)?;
-                check_scope(tx, it.branch_id)?;
+                check_item(tx, &it)?;
                 if !q::release(tx, id, uid, tx.now())? {
                     return Err(DomainError::conflict("err.call_list.not_held"));
                 }
@@ -924,12 +989,17 @@ impl CallLists {
             return Err(DomainError::Forbidden);
         }
         let uid = by.user_id;
+        let only = by.branches.only().map(<[i64]>::to_vec);
         let it = self
             .store
-            .view(move |c| Ok(q::item(c, id)?))
-            .await?
-            .filter(|i| sees(by, i.branch_id))
-            .ok_or(DomainError::NotFound)?;
+            .view(move |c| {
+                let it = q::item(c, id)?.ok_or(DomainError::NotFound)?;
+                if !sees_item(c, only.as_deref(), &it)? {
+                    return Err(DomainError::NotFound);
+                }
+                Ok(it)
+            })
+            .await?;
         if it.state != "active" || it.taken_by != Some(uid) {
             return Err(DomainError::conflict("err.call_list.not_held"));
         }
@@ -966,7 +1036,7 @@ impl CallLists {
         self.store
             .write(by, move |tx| {
                 let it = q::item(tx, id)?.ok_or(DomainError::NotFound)?;
-                check_scope(tx, it.branch_id)?;
+                check_item(tx, &it)?;
                 if it.state != "active" || it.taken_by != Some(uid) {
                     return Err(DomainError::conflict("err.call_list.not_held"));
                 }

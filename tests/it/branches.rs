@@ -1894,3 +1894,170 @@ async fn broadcasts_keep_to_their_senders_branches() {
     let (_, v) = admin.get(&format!("/api/v1/broadcasts/{everyone}")).await;
     assert_eq!(v["results"]["by_channel"], json!([["email", 2]]), "{v}");
 }
+
+/// With customers kept per branch, a shop-wide call list built from a segment of every
+/// branch's customers shows each branch's user only the customers they see: the items,
+/// the counts, the queue, taking, and the live item events. Everyone's customers (created
+/// by a user of every branch, no order) stay on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_wide_call_list_keeps_to_each_branchs_customers() {
+    let app = TestApp::spawn().await;
+    let admin = Api::of(&app, "admin").await;
+    two_branches(
+        &admin,
+        json!({"name": "Yunusobod filiali"}),
+        &[("opa", "operator", false), ("opb", "operator", true)],
+    )
+    .await;
+    let opa = Api::of(&app, "opa").await;
+    let opb = Api::of(&app, "opb").await;
+    let mut ids = Vec::new();
+    for (api, name, phone) in [
+        (&opa, "Aziza Alieva", "+998907651011"),
+        (&opb, "Bobur Botirov", "+998907651022"),
+        (&opb, "Баxтиёр Беков", "+998907651033"),
+        (&admin, "Umumiy Mijoz", "+998907651044"),
+    ] {
+        let (s, v) = api
+            .post(
+                "/api/v1/customers",
+                json!({"name": name, "phones": [phone], "tags": "qaytaqongiroq"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, seg) = admin
+        .post(
+            "/api/v1/segments",
+            json!({"name": "Hammasi", "filter": {"tags": ["qaytaqongiroq"]}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{seg}");
+    let (s, list) = admin
+        .post(
+            "/api/v1/call-lists",
+            json!({"name": "Butun do‘kon", "source": "segment", "source_ref": seg["id"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{list}");
+    let lid = list["id"].as_i64().unwrap();
+    let all = items_of(&admin, lid).await;
+    assert_eq!(all.len(), 4, "{all:?}");
+    let item_of = |cid: i64| all.iter().find(|(c, _)| *c == cid).unwrap().1;
+    let (ca, cb, cn, cs) = (ids[0], ids[1], ids[2], ids[3]);
+    let seen = |v: Vec<(i64, i64)>| v.into_iter().map(|(c, _)| c).collect::<Vec<_>>();
+    assert_eq!(seen(items_of(&opa, lid).await), vec![ca, cs], "A's items");
+    assert_eq!(
+        seen(items_of(&opb, lid).await),
+        vec![cb, cn, cs],
+        "B's items"
+    );
+    for (api, want) in [(&opa, 2), (&opb, 3), (&admin, 4)] {
+        let (_, v) = api.get(&format!("/api/v1/call-lists/{lid}")).await;
+        assert_eq!(v["pending"], want, "{v}");
+        let (_, v) = api.get("/api/v1/call-lists").await;
+        let row = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == lid)
+            .cloned();
+        assert_eq!(row.unwrap()["pending"], want);
+    }
+    let sa = app.login("opa", "branch-pass-1").await;
+    let page = sa
+        .get(&format!("/call-lists/{lid}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Aziza Alieva"), "A's list page");
+    assert!(
+        !page.contains("Botirov") && !page.contains("Беков"),
+        "A's list page shows B's customers"
+    );
+
+    // A's operator may not take B's customer, and the queue never offers one.
+    let (s, _) = opa
+        .post(
+            &format!("/api/v1/call-lists/{lid}/items/{}/take", item_of(cb)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // B works Bobur while A's socket listens; A then finishes its own two.
+    let mut wsa = socket(&app, "opa").await;
+    let (s, v) = opb
+        .post(
+            &format!("/api/v1/call-lists/{lid}/items/{}/take", item_of(cb)),
+            json!({}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let (s, v) = opb
+        .post(
+            &format!("/api/v1/call-lists/{lid}/items/{}/outcome", item_of(cb)),
+            json!({"outcome": "will_come_in", "note": "Ertaga"}),
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let mut worked = Vec::new();
+    for _ in 0..4 {
+        let (s, v) = opa.post("/api/v1/queue/next", json!({})).await;
+        assert!(s.is_success(), "{v}");
+        if v.is_null() {
+            break;
+        }
+        let id = v["item"]["id"].as_i64().unwrap();
+        assert!(
+            [item_of(ca), item_of(cs)].contains(&id),
+            "the queue offers A another branch's customer: {v}"
+        );
+        let (s, v) = opa
+            .post(
+                &format!("/api/v1/call-lists/{lid}/items/{id}/outcome"),
+                json!({"outcome": "will_come_in", "note": "Keladi"}),
+            )
+            .await;
+        assert_eq!(s, 204, "{v}");
+        worked.push(id);
+    }
+    let last = *worked.last().expect("A's queue offers A's items");
+    worked.sort();
+    assert_eq!(worked, vec![item_of(ca), item_of(cs)]);
+    let got = until(&mut wsa, "call_list.item", |f| f["data"]["id"] == last).await;
+    assert!(
+        got.iter().all(|f| f["data"]["id"] != item_of(cb)),
+        "B's customer's item event reached A: {got:?}"
+    );
+}
+
+/// A list's items as `api` sees them: (customer, item) pairs, by customer.
+async fn items_of(api: &Api, list: i64) -> Vec<(i64, i64)> {
+    let (s, v) = api
+        .get(&format!("/api/v1/call-lists/{list}/items?limit=50"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut got: Vec<(i64, i64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["customer_id"].as_i64().unwrap(),
+                i["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
