@@ -499,7 +499,10 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
         let (ok, text) = out(crm(&fresh, &cfg)
             .args(["restore", "--from-remote", target, "--identity"])
             .arg(&keyfile));
-        assert!(ok, "{target}: {text}");
+        assert!(
+            ok && text.contains("quick check passed"),
+            "{target}: {text}"
+        );
         let present = orders_in(&fresh.join("crm.db"));
         let lost: Vec<_> = must.difference(&present).collect();
         assert!(
@@ -515,9 +518,17 @@ async fn killed_box_is_rebuilt_from_every_target_to_the_last_seconds_and_to_a_mo
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let (ok, text) = out(crm(&fresh, &cfg)
-        .args(["restore", "--from-remote", "s3", "--at", &at, "--identity"])
+        .args([
+            "restore",
+            "--from-remote",
+            "s3",
+            "--at",
+            &at,
+            "--full-check",
+        ])
+        .arg("--identity")
         .arg(&keyfile));
-    assert!(ok, "{text}");
+    assert!(ok && text.contains("full check passed"), "{text}");
     assert_eq!(orders_in(&fresh.join("crm.db")), phase_a);
 
     // Without the private key there is no restore.

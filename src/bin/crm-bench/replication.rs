@@ -12,13 +12,17 @@
 //! - `restore_s_crm` / `restore_s_litestream` / `cp_s`, `speed_vs_cp` (cp_s /
 //!   restore_s_crm; goal >= 0.5): a database of SIZE_MB (default 256) rebuilt from S3 onto
 //!   an empty directory, against `cp` of the same file (3 rounds each; Litestream's
-//!   snapshot awaited with `litestream ltx -level 9`, at most 600 s).
+//!   snapshot awaited with `litestream ltx -level 9`, at most 600 s). crm's restore is
+//!   timed as it runs by default (quick check of the rebuilt file) and with `--full-check`
+//!   (`restore_s_crm_full_check`).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crm::ops::remote::restore::CheckDepth;
 
 use crate::httpc::request;
 
@@ -545,6 +549,7 @@ fn restore(
     let mut ours = Vec::new();
     let mut lits = Vec::new();
     let mut checks = Vec::new();
+    let (mut ours_full, mut checks_full) = (Vec::new(), Vec::new());
     for i in 0..3 {
         let _ = std::process::Command::new("sync").status();
         let copy = work.join("copy.db");
@@ -558,19 +563,32 @@ fn restore(
         cps.push(t.elapsed().as_secs_f64());
         std::fs::remove_file(&copy)?;
 
-        let fresh = work.join(format!("fresh{i}"));
-        let mut fcfg = config(&fresh, s3, true, public);
-        fcfg.backup.remote.targets[0].prefix = Some("big".into());
-        let t = Instant::now();
-        let done = crm::ops::remote::restore::restore_from_remote(&fcfg, "s3", keyfile, None)?;
-        ours.push(t.elapsed().as_secs_f64());
-        checks.push(done.check_seconds);
-        anyhow::ensure!(
-            done.bytes == db_bytes,
-            "restored {} of {db_bytes} bytes",
-            done.bytes
-        );
-        std::fs::remove_dir_all(&fresh)?;
+        for depth in [CheckDepth::Quick, CheckDepth::Full] {
+            let fresh = work.join(format!("fresh{i}"));
+            let mut fcfg = config(&fresh, s3, true, public);
+            fcfg.backup.remote.targets[0].prefix = Some("big".into());
+            let _ = std::process::Command::new("sync").status();
+            let t = Instant::now();
+            let done =
+                crm::ops::remote::restore::restore_from_remote(&fcfg, "s3", keyfile, None, depth)?;
+            let took = t.elapsed().as_secs_f64();
+            anyhow::ensure!(
+                done.bytes == db_bytes,
+                "restored {} of {db_bytes} bytes",
+                done.bytes
+            );
+            std::fs::remove_dir_all(&fresh)?;
+            match depth {
+                CheckDepth::Quick => {
+                    ours.push(took);
+                    checks.push(done.check_seconds);
+                }
+                CheckDepth::Full => {
+                    ours_full.push(took);
+                    checks_full.push(done.check_seconds);
+                }
+            }
+        }
 
         let lit_out = work.join("lit.db");
         let _ = std::fs::remove_file(&lit_out);
@@ -589,16 +607,22 @@ fn restore(
         lits.push(t.elapsed().as_secs_f64());
         std::fs::remove_file(&lit_out)?;
         eprintln!(
-            "restore round {i}: cp {:.2} s, crm {:.2} s (integrity check {:.2} s), litestream {:.2} s",
-            cps[i], ours[i], checks[i], lits[i]
+            "restore round {i}: cp {:.2} s, crm {:.2} s (quick check {:.2} s), crm --full-check {:.2} s (check {:.2} s), litestream {:.2} s",
+            cps[i], ours[i], checks[i], ours_full[i], checks_full[i], lits[i]
         );
     }
     let (cp, crm, lit) = (median(cps), median(ours), median(lits));
     println!("cp_s={cp:.2}");
     println!(
-        "restore_s_crm={crm:.2} speed_vs_cp_crm={:.2} (integrity check {:.2} s of it)",
+        "restore_s_crm={crm:.2} speed_vs_cp_crm={:.2} (quick check {:.2} s of it)",
         cp / crm,
         median(checks)
+    );
+    let full = median(ours_full);
+    println!(
+        "restore_s_crm_full_check={full:.2} speed_vs_cp_crm_full_check={:.2} (integrity check {:.2} s of it)",
+        cp / full,
+        median(checks_full)
     );
     println!(
         "restore_s_litestream={lit:.2} speed_vs_cp_litestream={:.2}",

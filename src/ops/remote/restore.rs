@@ -15,6 +15,8 @@ use crate::ops::backup::ChannelReader;
 use crate::ops::lock::DataDirLock;
 use crate::ops::{io_ctx, OpsError, OpsResult};
 
+pub use crate::db::snapshot::CheckDepth;
+
 #[derive(Debug, Clone)]
 pub struct RemoteRestoreDone {
     pub generation: u64,
@@ -26,6 +28,7 @@ pub struct RemoteRestoreDone {
     pub seconds: f64,
     /// Of which the integrity check of the rebuilt file.
     pub check_seconds: f64,
+    pub check: CheckDepth,
 }
 
 fn target<'a>(cfg: &'a Config, name: &str) -> OpsResult<&'a crate::config::RemoteTarget> {
@@ -116,19 +119,31 @@ enum CopyError {
     Write(std::io::Error),
 }
 
-/// Copies `from` into `to` with the writing on a thread of its own, which flushes every
-/// [`SYNC_EVERY`] bytes (see there), while this thread decrypts and decompresses.
+/// Copies `from` into `to` with the writing on a thread of its own, which has every
+/// [`SYNC_EVERY`] bytes flushed (see there), while this thread decompresses. The flushes
+/// run on a third thread, so the writer never waits for the disk: a flush asked for while
+/// one is under way is folded into the next one, which covers all written by then.
 fn write_behind(from: &mut dyn Read, to: &mut std::fs::File) -> Result<u64, CopyError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    let flushing = to.try_clone().map_err(CopyError::Write)?;
+    let (kick, kicks) = std::sync::mpsc::sync_channel::<()>(1);
     std::thread::scope(|s| {
+        let flusher = s.spawn(move || -> std::io::Result<()> {
+            for () in kicks {
+                flushing.sync_data()?;
+            }
+            Ok(())
+        });
         let writer = s.spawn(move || -> std::io::Result<()> {
-            let mut unsynced = 0usize;
+            let mut unflushed = 0usize;
             for buf in rx {
                 to.write_all(&buf)?;
-                unsynced += buf.len();
-                if unsynced >= SYNC_EVERY {
-                    to.sync_data()?;
-                    unsynced = 0;
+                unflushed += buf.len();
+                if unflushed >= SYNC_EVERY {
+                    // Full: a flush is pending and will cover this. Gone: the flusher
+                    // failed, and says why when joined.
+                    let _ = kick.try_send(());
+                    unflushed = 0;
                 }
             }
             Ok(())
@@ -160,7 +175,12 @@ fn write_behind(from: &mut dyn Read, to: &mut std::fs::File) -> Result<u64, Copy
         drop(tx);
         let written = writer
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
+            .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")))
+            .and(
+                flusher
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the flush thread panicked"))),
+            );
         match (read, written) {
             (_, Err(e)) => Err(CopyError::Write(e)),
             (Err(e), Ok(())) => Err(CopyError::Read(e)),
@@ -181,12 +201,17 @@ fn fetch(store: &mut Store, key: &str, dir: &Path) -> OpsResult<std::fs::File> {
 }
 
 /// Rebuilds the database at the newest state, or the state at `at_ms`, into the (empty)
-/// data directory.
+/// data directory, and checks the rebuilt file to `check` depth. Every byte is already
+/// authenticated (age) and chained (SHA-256) on the way in, so what the check can still
+/// find is a fault of the replicator itself: a page lost, torn or left stale breaks the
+/// b-tree structure the quick check walks; the full check also matches every index to
+/// its rows.
 pub fn restore_from_remote(
     cfg: &Config,
     target_name: &str,
     identity: &Path,
     at_ms: Option<i64>,
+    check: CheckDepth,
 ) -> OpsResult<RemoteRestoreDone> {
     let started = std::time::Instant::now();
     let identities = super::read_identity(identity)?;
@@ -338,12 +363,12 @@ pub fn restore_from_remote(
         .map_err(io_ctx("cannot write", &staged))?;
     drop(db);
     let checking = std::time::Instant::now();
-    let check = crate::db::snapshot::check_file(&staged)?;
+    let checked = crate::db::snapshot::check_file_to(&staged, check)?;
     let check_seconds = checking.elapsed().as_secs_f64();
-    if !check.intact {
+    if !checked.intact {
         return Err(OpsError::Refused(format!(
             "the rebuilt database fails its integrity check ({}); nothing was changed",
-            check.problems.join("; ")
+            checked.problems.join("; ")
         )));
     }
     let bytes = std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
@@ -362,6 +387,7 @@ pub fn restore_from_remote(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         check_seconds,
+        check,
     })
 }
 
