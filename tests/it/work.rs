@@ -499,25 +499,6 @@ fn trunk_json(name: &str) -> Value {
            "username": "shop", "secret": "trunk-secret-1", "register": false})
 }
 
-async fn set_settings(app: &TestApp, pairs: &[(&str, String)]) {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    app.running()
-        .ctx
-        .db
-        .write(move |c| {
-            for (k, v) in &pairs {
-                crm::db::settings::set(c, k, v, 0)?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
-    app.running().ctx.notifications.wake();
-}
-
 async fn fixture() -> Fx {
     let sink = SmtpSink::start(
         free_port(),
@@ -529,21 +510,15 @@ async fn fixture() -> Fx {
     );
     let bot = BotStandIn::start().await;
     let app = TestApp::spawn().await;
-    set_settings(
-        &app,
-        &[
-            ("notify.poll_ms", "50".into()),
-            ("notify.retry_base_ms", "100".into()),
-            ("notify.retry_max_ms", "300".into()),
-            ("telegram.poll_timeout_secs", "1".into()),
-            ("telegram.per_chat_gap_ms", "0".into()),
-            ("smtp.host", "127.0.0.1".into()),
-            ("smtp.port", sink.port.to_string()),
-            ("smtp.security", "plain".into()),
-            ("smtp.from", "shop@example.uz".into()),
-        ],
-    )
+    app.set_settings(&[
+        ("notify.poll_ms", "50"),
+        ("notify.retry_base_ms", "100"),
+        ("notify.retry_max_ms", "300"),
+        ("telegram.poll_timeout_secs", "1"),
+        ("telegram.per_chat_gap_ms", "0"),
+    ])
     .await;
+    app.plain_smtp(sink.port).await;
     let master_id = app.add_user("usta", Role::Master, "usta-pass-1").await;
     app.add_user("oper", Role::Operator, "oper-pass-1").await;
     let admin_id = app
@@ -2131,16 +2106,14 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         ],
         ("POST", "/settings/notifications/sms/test") => {
             let gw = crate::promos_peers::SmsStandIn::start().await;
-            set_settings(
-                &fx.app,
-                &[
-                    ("sms.provider", "eskiz".into()),
-                    ("sms.url", gw.url.clone()),
-                    ("sms.login", crate::promos_peers::ESKIZ_EMAIL.into()),
-                    ("sms.password", crate::promos_peers::ESKIZ_PASSWORD.into()),
-                ],
-            )
-            .await;
+            fx.app
+                .set_settings(&[
+                    ("sms.provider", "eskiz"),
+                    ("sms.url", &gw.url),
+                    ("sms.login", crate::promos_peers::ESKIZ_EMAIL),
+                    ("sms.password", crate::promos_peers::ESKIZ_PASSWORD),
+                ])
+                .await;
             vec![
                 bad("/settings/notifications/sms/test", form(&[("to", "12")])),
                 good(
