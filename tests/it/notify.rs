@@ -17,16 +17,6 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Retry and poll timings small enough for tests (production: seconds to an hour).
-const FAST: &[(&str, &str)] = &[
-    ("notify.poll_ms", "50"),
-    ("notify.retry_base_ms", "100"),
-    ("notify.retry_max_ms", "300"),
-    ("telegram.poll_timeout_secs", "1"),
-    ("telegram.per_chat_gap_ms", "0"),
-    ("shop.name", "Usta Servis"),
-];
-
 fn data(pairs: &[(&str, &str)]) -> TemplateData {
     pairs
         .iter()

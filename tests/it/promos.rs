@@ -16,15 +16,6 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-const FAST: &[(&str, &str)] = &[
-    ("notify.poll_ms", "50"),
-    ("notify.retry_base_ms", "100"),
-    ("notify.retry_max_ms", "300"),
-    ("telegram.poll_timeout_secs", "1"),
-    ("telegram.per_chat_gap_ms", "0"),
-    ("shop.name", "Usta Servis"),
-];
-
 async fn sql<T: Send + 'static>(
     app: &TestApp,
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
