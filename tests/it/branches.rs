@@ -34,16 +34,7 @@ struct Shop {
 async fn shop() -> Shop {
     let app = TestApp::spawn_with_sip().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[
-            ("opa", "operator", false),
-            ("opb", "operator", true),
-            ("mga", "admin", false),
-        ],
-    )
-    .await;
+    let (a, b) = two_branches_with(&admin, OPERATORS_AND_MGA).await;
     import_users(&app, [1501u32, 1502, 1503].into_iter()).await;
     link(&app, "1501", "opa").await;
     link(&app, "1502", "opb").await;
@@ -124,14 +115,19 @@ async fn frames(ws: &mut crate::live::Ws, quiet: Duration) -> Vec<Value> {
     out
 }
 
-/// Branches A (the first) and B (a new one), an operator of each: `opa` and `opb`.
-async fn operators_of_two_branches(admin: &Api) -> (i64, i64) {
-    two_branches(
-        admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("opa", "operator", false), ("opb", "operator", true)],
-    )
-    .await
+/// An operator of each branch: `opa` of A, `opb` of B.
+const OPERATORS: &[(&str, &str, bool)] = &[("opa", "operator", false), ("opb", "operator", true)];
+/// The operators and `mga`, an admin of A only.
+const OPERATORS_AND_MGA: &[(&str, &str, bool)] = &[
+    ("opa", "operator", false),
+    ("opb", "operator", true),
+    ("mga", "admin", false),
+];
+
+/// Branches A (the first) and B (a new one, "Chilonzor filiali") with these users (of
+/// B where marked).
+async fn two_branches_with(admin: &Api, users: &[(&str, &str, bool)]) -> (i64, i64) {
+    two_branches(admin, json!({"name": "Chilonzor filiali"}), users).await
 }
 
 /// Turns "keep customers per branch" on (as the shop's admin): the answer.
@@ -605,7 +601,7 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
     let bot = crate::notify_peers::BotStandIn::start().await;
     let app = crate::notify::telegram_app(&bot).await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = operators_of_two_branches(&admin).await;
+    let (a, b) = two_branches_with(&admin, OPERATORS).await;
     let mut la = listen(&app, "opa").await;
     let mut convs = Vec::new();
     for (chat, phone, branch, name) in [
@@ -747,7 +743,7 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
 async fn customers_kept_per_branch_stay_in_their_branch() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = operators_of_two_branches(&admin).await;
+    let (a, b) = two_branches_with(&admin, OPERATORS).await;
     let opa = Api::of(&app, "opa").await;
     let opb = Api::of(&app, "opb").await;
     let mut ids = Vec::new();
@@ -896,16 +892,7 @@ async fn customer_version(admin: &Api, id: i64) -> i64 {
 async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[
-            ("opa", "operator", false),
-            ("opb", "operator", true),
-            ("mga", "admin", false),
-        ],
-    )
-    .await;
+    let (a, b) = two_branches_with(&admin, OPERATORS_AND_MGA).await;
     let (s, v) = admin
         .post("/api/v1/branches", json!({"name": "Yunusobod filiali"}))
         .await;
@@ -1203,7 +1190,7 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
 async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (_a, b) = operators_of_two_branches(&admin).await;
+    let (_a, b) = two_branches_with(&admin, OPERATORS).await;
     let cb = new_customer(&admin, "Bobur Botirov", "+998907650022").await;
     let order_b = new_order(&admin, cb, json!({"branch_id": b})).await["number"]
         .as_str()
@@ -1355,7 +1342,7 @@ async fn set_phones(
 async fn editing_phones_checks_them_as_creating_does() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = operators_of_two_branches(&admin).await;
+    let (a, b) = two_branches_with(&admin, OPERATORS).await;
     let mut ids = Vec::new();
     for (name, phone, branch) in [
         ("Жасур Каримов", "+998907651111", a),
@@ -1548,12 +1535,7 @@ async fn editing_phones_checks_them_as_creating_does() {
 async fn an_extensions_branch_changes_on_the_page_the_api_and_shows_in_the_cli() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("mga", "admin", false)],
-    )
-    .await;
+    let (a, b) = two_branches_with(&admin, &[("mga", "admin", false)]).await;
     for (number, branch) in [("1701", None), ("1702", Some(b)), ("1703", None)] {
         let (s, v) = admin
             .post(
@@ -1685,12 +1667,8 @@ async fn put_ext_branch(api: &Api, number: &str, body: Value) -> (StatusCode, Va
 async fn broadcasts_keep_to_their_senders_branches() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("mga", "admin", false), ("mgb", "admin", true)],
-    )
-    .await;
+    let (a, b) =
+        two_branches_with(&admin, &[("mga", "admin", false), ("mgb", "admin", true)]).await;
     // E-mail set up (nobody listens: the messages wait in the outbox, which is all the
     // results count).
     app.plain_smtp(free_port()).await;
@@ -1792,7 +1770,7 @@ async fn broadcasts_keep_to_their_senders_branches() {
 async fn a_shop_wide_call_list_keeps_to_each_branchs_customers() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    operators_of_two_branches(&admin).await;
+    two_branches_with(&admin, OPERATORS).await;
     let opa = Api::of(&app, "opa").await;
     let opb = Api::of(&app, "opb").await;
     let mut ids = Vec::new();
