@@ -326,6 +326,31 @@ pub async fn show(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
     render(&ui, &actor, path.into_inner(), None, StatusCode::OK).await
 }
 
+/// The mapping form's columns, header and encoding (columns past the limit are passed
+/// over); the first unknown field or encoding refuses it.
+fn mapping_of(form: &[(String, String)]) -> Result<(Mapping, Option<Encoding>), DomainError> {
+    let mut cols: Vec<(usize, Field)> = Vec::new();
+    let mut header = false;
+    let mut encoding = None;
+    for (k, v) in form {
+        if let Some(n) = k.strip_prefix("col").and_then(|n| n.parse::<usize>().ok()) {
+            if n < crate::domain::imports::MAX_COLUMNS {
+                cols.push((n, Field::from_code(v)?));
+            }
+        } else if k == "header" {
+            header = true;
+        } else if k == "encoding" {
+            encoding = Encoding::parse(v)?;
+        }
+    }
+    let width = cols.iter().map(|(n, _)| n + 1).max().unwrap_or(0);
+    let mut columns = vec![Field::Ignore; width];
+    for (n, f) in cols {
+        columns[n] = f;
+    }
+    Ok((Mapping { header, columns }, encoding))
+}
+
 pub async fn save_mapping(
     ui: Ui,
     actor: Actor,
@@ -357,31 +382,6 @@ pub async fn save_mapping(
         }
         Err(e) => fail(&ui, e),
     }
-}
-
-/// The mapping form's columns, header and encoding (columns past the limit are passed
-/// over); the first unknown field or encoding refuses it.
-fn mapping_of(form: &[(String, String)]) -> Result<(Mapping, Option<Encoding>), DomainError> {
-    let mut cols: Vec<(usize, Field)> = Vec::new();
-    let mut header = false;
-    let mut encoding = None;
-    for (k, v) in form {
-        if let Some(n) = k.strip_prefix("col").and_then(|n| n.parse::<usize>().ok()) {
-            if n < crate::domain::imports::MAX_COLUMNS {
-                cols.push((n, Field::from_code(v)?));
-            }
-        } else if k == "header" {
-            header = true;
-        } else if k == "encoding" {
-            encoding = Encoding::parse(v)?;
-        }
-    }
-    let width = cols.iter().map(|(n, _)| n + 1).max().unwrap_or(0);
-    let mut columns = vec![Field::Ignore; width];
-    for (n, f) in cols {
-        columns[n] = f;
-    }
-    Ok((Mapping { header, columns }, encoding))
 }
 
 pub async fn run(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
