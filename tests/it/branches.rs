@@ -1334,6 +1334,9 @@ async fn set_phones(
     .await
 }
 
+/// Aziza's own phone and Жасур's.
+const AZIZA_WITH_JASURS: &[&str] = &["+998907653333", "+998907651111"];
+
 /// Editing a customer's phones checks them as creating one does: a phone of a customer
 /// the editor sees is a conflict naming them (in the editor's language), a phone of
 /// another branch's customer is another base's; a refused edit writes nothing, and of
@@ -1359,14 +1362,7 @@ async fn editing_phones_checks_them_as_creating_does() {
     let opa = Api::of(&app, "opa").await;
 
     // A's operator gives Aziza Жасур's phone: refused, naming Жасур, in Russian too.
-    let (s, v) = set_phones(
-        &opa,
-        &admin,
-        ca,
-        "Aziza Alieva",
-        &["+998907653333", "+998907651111"],
-    )
-    .await;
+    let (s, v) = set_phones(&opa, &admin, ca, "Aziza Alieva", AZIZA_WITH_JASURS).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(v.to_string().contains("Жасур Каримов"), "{v}");
     let version = customer_version(&admin, ca).await;
@@ -1456,14 +1452,7 @@ async fn editing_phones_checks_them_as_creating_does() {
         .await;
     assert_eq!(s, 201, "{v}");
     let editor = Api::of(&app, "tahrir").await;
-    let (s, v) = set_phones(
-        &editor,
-        &admin,
-        ca,
-        "Aziza Alieva",
-        &["+998907653333", "+998907651111"],
-    )
-    .await;
+    let (s, v) = set_phones(&editor, &admin, ca, "Aziza Alieva", AZIZA_WITH_JASURS).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let text = v.to_string();
     assert!(
