@@ -184,6 +184,17 @@ fn bad(path: impl Into<String>, body: Body) -> Step {
     post(path, body, false)
 }
 
+/// The route `pattern` (one `{…}` in it) posted with no body: refused for an id that
+/// does not exist, done for `id`.
+fn unknown_then_known(pattern: &str, id: impl std::fmt::Display) -> Vec<Step> {
+    let (head, rest) = pattern.split_once('{').expect("a placeholder");
+    let tail = rest.split_once('}').expect("a placeholder").1;
+    vec![
+        bad(format!("{head}999999{tail}"), Body::Empty),
+        good(format!("{head}{id}{tail}"), Body::Empty),
+    ]
+}
+
 struct Fx {
     app: TestApp,
     admin: Session,
@@ -614,10 +625,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/tokens/{id}/revoke") => {
             let t = fx.token().await;
-            vec![
-                bad("/tokens/999999/revoke", Empty),
-                good(format!("/tokens/{t}/revoke"), Empty),
-            ]
+            unknown_then_known(pattern, t)
         }
         ("DELETE", "/api/v1/tokens/{id}") => {
             let t = fx.token().await;
@@ -702,10 +710,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         ],
         ("POST", "/inbox/quick-replies/{id}/delete") => {
             let q = fx.quick_reply().await;
-            vec![
-                bad("/inbox/quick-replies/999999/delete", Empty),
-                good(format!("/inbox/quick-replies/{q}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, q)
         }
         ("POST", "/inbox/{id}/reply") => {
             let c = fx.conversation().await;
@@ -736,19 +741,13 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/inbox/{id}/close") => {
             let c = fx.conversation().await;
-            vec![
-                bad("/inbox/999999/close", Empty),
-                good(format!("/inbox/{c}/close"), Empty),
-            ]
+            unknown_then_known(pattern, c)
         }
         ("POST", "/inbox/{id}/reopen") => {
             let c = fx.conversation().await;
             let r = fx.admin.post_form(&format!("/inbox/{c}/close"), &[]).await;
             assert!(r.status().is_redirection());
-            vec![
-                bad("/inbox/999999/reopen", Empty),
-                good(format!("/inbox/{c}/reopen"), Empty),
-            ]
+            unknown_then_known(pattern, c)
         }
         ("POST", "/inbox/{id}/link") => {
             let c = fx.conversation().await;
@@ -766,10 +765,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/inbox/{id}/delete") => {
             let c = fx.conversation().await;
-            vec![
-                bad("/inbox/999999/delete", Empty),
-                good(format!("/inbox/{c}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, c)
         }
         ("POST", "/procedures") => vec![
             bad("/procedures", form(&[("title", " "), ("body", "x")])),
@@ -780,10 +776,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         ],
         ("POST", "/procedures/{id}/delete") => {
             let d = fx.procedure().await;
-            vec![
-                bad("/procedures/999999/delete", Empty),
-                good(format!("/procedures/{d}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, d)
         }
         ("POST", "/api/v1/conversations/{id}/messages") => {
             let c = fx.conversation().await;
@@ -1499,17 +1492,11 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/telephony/extensions/{number}/secret") => {
             let n = fx.extension().await;
-            vec![
-                bad("/telephony/extensions/999999/secret", Empty),
-                good(format!("/telephony/extensions/{n}/secret"), Empty),
-            ]
+            unknown_then_known(pattern, n)
         }
         ("POST", "/telephony/extensions/{number}/delete") => {
             let n = fx.extension().await;
-            vec![
-                bad("/telephony/extensions/999999/delete", Empty),
-                good(format!("/telephony/extensions/{n}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, n)
         }
         ("POST", "/telephony/groups") => {
             let ext = fx.extension().await;
@@ -1531,10 +1518,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/telephony/groups/{number}/delete") => {
             let g = fx.group().await;
-            vec![
-                bad("/telephony/groups/999999/delete", Empty),
-                good(format!("/telephony/groups/{g}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, g)
         }
         ("POST", "/api/v1/telephony/extensions") => {
             let n = format!("{}", 400 + fx.next());
@@ -1601,10 +1585,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
             let id = fx.missed().await;
             // A second mark is a conflict the page deliberately answers with the list
             // (303: "resolved meanwhile"), so the refusal here is an unknown entry.
-            vec![
-                bad("/calls/missed/999999/done", Empty),
-                good(format!("/calls/missed/{id}/done"), Empty),
-            ]
+            unknown_then_known(pattern, id)
         }
         ("POST", "/api/v1/calls/missed/{id}/done") => {
             let id = fx.missed().await;
@@ -1635,10 +1616,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/telephony/trunks/{id}/delete") => {
             let id = fx.trunk().await;
-            vec![
-                bad("/telephony/trunks/999999/delete", Empty),
-                good(format!("/telephony/trunks/{id}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, id)
         }
         ("POST", "/telephony/rules") => {
             let r = |hours: &str| {
@@ -1915,10 +1893,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/segments/{id}/delete") => {
             let id = fx.segment().await;
-            vec![
-                bad("/segments/999999/delete", Empty),
-                good(format!("/segments/{id}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, id)
         }
         ("POST", "/api/v1/segments") => vec![
             json_step(
