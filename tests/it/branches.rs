@@ -11,7 +11,7 @@ use crm::domain::telephony::{CallRules, DidRow, NewTrunk};
 use crm::sip::CallEvent;
 
 use crate::calls::link;
-use crate::core::{new_order, Api};
+use crate::core::{new_customer, new_order, Api};
 use crate::live::{login_cookie, next_any, open};
 use crate::sip_trunk::PROVIDER_IP;
 use crate::sipp::*;
@@ -34,16 +34,7 @@ struct Shop {
 async fn shop() -> Shop {
     let app = TestApp::spawn_with_sip().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[
-            ("opa", "operator", false),
-            ("opb", "operator", true),
-            ("mga", "admin", false),
-        ],
-    )
-    .await;
+    let (a, b) = two_branches_with(&admin, OPERATORS_AND_MGA).await;
     import_users(&app, [1501u32, 1502, 1503].into_iter()).await;
     link(&app, "1501", "opa").await;
     link(&app, "1502", "opb").await;
@@ -124,19 +115,128 @@ async fn frames(ws: &mut crate::live::Ws, quiet: Duration) -> Vec<Value> {
     out
 }
 
+/// An operator of each branch: `opa` of A, `opb` of B.
+const OPERATORS: &[(&str, &str, bool)] = &[("opa", "operator", false), ("opb", "operator", true)];
+/// The operators and `mga`, an admin of A only.
+const OPERATORS_AND_MGA: &[(&str, &str, bool)] = &[
+    ("opa", "operator", false),
+    ("opb", "operator", true),
+    ("mga", "admin", false),
+];
+
+/// Branches A (the first) and B (a new one, "Chilonzor filiali") with these users (of
+/// B where marked).
+async fn two_branches_with(admin: &Api, users: &[(&str, &str, bool)]) -> (i64, i64) {
+    two_branches(admin, json!({"name": "Chilonzor filiali"}), users).await
+}
+
+/// Turns "keep customers per branch" on (as the shop's admin): the answer.
+async fn keep_customers_per_branch(admin: &Api) -> Value {
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            "/api/v1/customer-scope",
+            json!({"per_branch": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// A new customer (`name`, `phone`) with an order of `branch`: the customer's id.
+async fn customer_with_order(admin: &Api, name: &str, phone: &str, branch: i64) -> i64 {
+    let (s, o) = admin
+        .post(
+            "/api/v1/orders",
+            json!({"customer": {"name": name, "phone": phone}, "branch_id": branch,
+                "device_category": "phone", "brand": "Samsung", "complaint": "Ekran singan"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{o}");
+    o["customer_id"].as_i64().unwrap()
+}
+
+/// A user's id by their username.
+async fn user_id(admin: &Api, username: &str) -> i64 {
+    let (_, users) = admin.get("/api/v1/users").await;
+    users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == username)
+        .unwrap_or_else(|| panic!("{username}: {users}"))["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// A user's socket past its hello, and what it takes to reconnect and replay from there.
+struct Listener {
+    ws: crate::live::Ws,
+    cookie: String,
+    origin: String,
+    start: u64,
+}
+
+async fn listen(app: &TestApp, user: &str) -> Listener {
+    let origin = format!("http://{}", app.running().http_addr);
+    let cookie = login_cookie(app, user, "branch-pass-1").await;
+    let mut ws = open(app, Some(&cookie), Some(&origin), "").await.unwrap();
+    let hello = next_any(&mut ws, WAIT).await.expect("hello");
+    assert_eq!(hello["type"], "hello", "{hello}");
+    let start = hello["seq"].as_u64().unwrap();
+    Listener {
+        ws,
+        cookie,
+        origin,
+        start,
+    }
+}
+
+impl Listener {
+    /// What a new socket of the same session replays from the first one's hello on.
+    async fn replay(&self, app: &TestApp) -> Vec<Value> {
+        let mut again = open(
+            app,
+            Some(&self.cookie),
+            Some(&self.origin),
+            &format!("?last_seq={}", self.start),
+        )
+        .await
+        .unwrap();
+        frames(&mut again, Duration::from_millis(700)).await
+    }
+}
+
+/// An inbound call from `from` ringing these extensions.
+fn inbound_ringing(call_id: &str, from: &str, extensions: &[&str]) -> CallEvent {
+    CallEvent::Ringing {
+        call_id: call_id.into(),
+        direction: crm::sip::CallDirection::Inbound,
+        from: from.into(),
+        to: "100".into(),
+        group: None,
+        extensions: extensions.iter().map(|e| e.to_string()).collect(),
+        transferred_by: None,
+        transferred_from: None,
+    }
+}
+
+/// The end of a call that rang a second and was not talked on.
+fn call_ended(call_id: &str, cause: &str) -> CallEvent {
+    CallEvent::Ended {
+        call_id: call_id.into(),
+        cause: cause.into(),
+        ring_ms: 1000,
+        talk_ms: 0,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_and_call_lists_of_branch_b_do_not_reach_branch_a() {
     let sh = shop().await;
     let app = &sh.app;
-    let origin = format!("http://{}", app.running().http_addr);
-    let cookie_a = login_cookie(app, "opa", "branch-pass-1").await;
-    let cookie_b = login_cookie(app, "opb", "branch-pass-1").await;
-    let mut wa = open(app, Some(&cookie_a), Some(&origin), "").await.unwrap();
-    let mut wb = open(app, Some(&cookie_b), Some(&origin), "").await.unwrap();
-    let hello = next_any(&mut wa, WAIT).await.unwrap();
-    assert_eq!(hello["type"], "hello");
-    let start = hello["seq"].as_u64().unwrap();
-    next_any(&mut wb, WAIT).await.unwrap();
+    let mut la = listen(app, "opa").await;
+    let mut wb = socket(app, "opb").await;
 
     // Both phones answer: A's call, and a longer one of B (live while A listens).
     let sip = app.sip_addr();
@@ -335,18 +435,7 @@ async fn calls_and_call_lists_of_branch_b_do_not_reach_branch_a() {
     // The team's progress: B's operator is not in A's view.
     let (s, v) = mga.get("/api/v1/progress").await;
     assert_eq!(s, 200, "{v}");
-    let opb_id = sh
-        .admin
-        .get("/api/v1/users")
-        .await
-        .1
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["username"] == "opb")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let opb_id = user_id(&sh.admin, "opb").await;
     assert!(
         v.as_array().unwrap().iter().all(|p| p["user_id"] != opb_id),
         "{v}"
@@ -365,7 +454,7 @@ async fn calls_and_call_lists_of_branch_b_do_not_reach_branch_a() {
 
     // Live: A's socket got A's calls and nothing of B's (calls, missed, call lists);
     // B's socket got B's.
-    let got_a = frames(&mut wa, Duration::from_millis(1500)).await;
+    let got_a = frames(&mut la.ws, Duration::from_millis(1500)).await;
     let got_b = frames(&mut wb, Duration::from_millis(500)).await;
     let leaks = |fs: &[Value], theirs: &[String], list: Option<i64>| -> Vec<String> {
         fs.iter()
@@ -408,15 +497,7 @@ async fn calls_and_call_lists_of_branch_b_do_not_reach_branch_a() {
         "B's live status: {got_b:?}"
     );
     // Replay after a reconnect: the same rule.
-    let mut again = open(
-        app,
-        Some(&cookie_a),
-        Some(&origin),
-        &format!("?last_seq={start}"),
-    )
-    .await
-    .unwrap();
-    let replay = frames(&mut again, Duration::from_millis(700)).await;
+    let replay = la.replay(app).await;
     assert!(
         leaks(&replay, &idb, Some(list_id)).is_empty(),
         "replay leaked B's: {:?}",
@@ -520,33 +601,14 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
     let bot = crate::notify_peers::BotStandIn::start().await;
     let app = crate::notify::telegram_app(&bot).await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("opa", "operator", false), ("opb", "operator", true)],
-    )
-    .await;
-    let origin = format!("http://{}", app.running().http_addr);
-    let cookie_a = login_cookie(&app, "opa", "branch-pass-1").await;
-    let mut wa = open(&app, Some(&cookie_a), Some(&origin), "")
-        .await
-        .unwrap();
-    let hello = next_any(&mut wa, WAIT).await.unwrap();
-    let start = hello["seq"].as_u64().unwrap();
+    let (a, b) = two_branches_with(&admin, OPERATORS).await;
+    let mut la = listen(&app, "opa").await;
     let mut convs = Vec::new();
     for (chat, phone, branch, name) in [
         (8101i64, "+998907650001", a, "Aziza Alieva"),
         (8102, "+998907650002", b, "Bobur Botirov"),
     ] {
-        let (s, o) = admin
-            .post(
-                "/api/v1/orders",
-                json!({"customer": {"name": name, "phone": phone}, "branch_id": branch,
-                    "device_category": "phone", "brand": "Samsung", "complaint": "Ekran singan"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{o}");
-        let customer = o["customer_id"].as_i64().unwrap();
+        let customer = customer_with_order(&admin, name, phone, branch).await;
         bot.user_sends(
             chat,
             "uz",
@@ -657,7 +719,7 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
     let about = |f: &Value, id: i64| {
         f["data"]["conversation"]["id"] == id || f["data"]["conversation_id"] == id
     };
-    let got = frames(&mut wa, Duration::from_millis(1500)).await;
+    let got = frames(&mut la.ws, Duration::from_millis(1500)).await;
     assert!(
         got.iter().any(|f| about(f, ca)),
         "A's thread events: {got:?}"
@@ -666,15 +728,7 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
         !got.iter().any(|f| about(f, cb)),
         "A got B's thread: {got:?}"
     );
-    let mut again = open(
-        &app,
-        Some(&cookie_a),
-        Some(&origin),
-        &format!("?last_seq={start}"),
-    )
-    .await
-    .unwrap();
-    let replay = frames(&mut again, Duration::from_millis(700)).await;
+    let replay = la.replay(&app).await;
     assert!(replay.iter().any(|f| about(f, ca)), "replay: {replay:?}");
     assert!(
         !replay.iter().any(|f| about(f, cb)),
@@ -689,12 +743,7 @@ async fn conversations_of_branch_b_do_not_reach_branch_a() {
 async fn customers_kept_per_branch_stay_in_their_branch() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("opa", "operator", false), ("opb", "operator", true)],
-    )
-    .await;
+    let (a, b) = two_branches_with(&admin, OPERATORS).await;
     let opa = Api::of(&app, "opa").await;
     let opb = Api::of(&app, "opb").await;
     let mut ids = Vec::new();
@@ -702,15 +751,7 @@ async fn customers_kept_per_branch_stay_in_their_branch() {
         ("Aziza Alieva", "+998907650011", a),
         ("Bobur Botirov", "+998907650022", b),
     ] {
-        let (s, o) = admin
-            .post(
-                "/api/v1/orders",
-                json!({"customer": {"name": name, "phone": phone}, "branch_id": branch,
-                    "device_category": "phone", "brand": "Samsung", "complaint": "Ekran"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{o}");
-        ids.push(o["customer_id"].as_i64().unwrap());
+        ids.push(customer_with_order(&admin, name, phone, branch).await);
     }
     // B's operator adds a customer with no order yet: created in B.
     let (s, v) = opb
@@ -743,14 +784,7 @@ async fn customers_kept_per_branch_stay_in_their_branch() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
     assert_eq!(s, 200, "still shared");
-    let (s, v) = admin
-        .send(
-            Method::PUT,
-            "/api/v1/customer-scope",
-            json!({"per_branch": true}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    let v = keep_customers_per_branch(&admin).await;
     assert_eq!(v["per_branch"], true);
 
     for (api, mine, theirs) in [
@@ -823,11 +857,7 @@ async fn customers_kept_per_branch_stay_in_their_branch() {
 
 /// A user's socket, opened and past its hello.
 async fn socket(app: &TestApp, user: &str) -> crate::live::Ws {
-    let origin = format!("http://{}", app.running().http_addr);
-    let cookie = login_cookie(app, user, "branch-pass-1").await;
-    let mut ws = open(app, Some(&cookie), Some(&origin), "").await.unwrap();
-    next_any(&mut ws, WAIT).await.expect("hello");
-    ws
+    listen(app, user).await.ws
 }
 
 /// The frames of `kind` a socket gets until one matches `last` (sent after the others).
@@ -862,16 +892,7 @@ async fn customer_version(admin: &Api, id: i64) -> i64 {
 async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[
-            ("opa", "operator", false),
-            ("opb", "operator", true),
-            ("mga", "admin", false),
-        ],
-    )
-    .await;
+    let (a, b) = two_branches_with(&admin, OPERATORS_AND_MGA).await;
     let (s, v) = admin
         .post("/api/v1/branches", json!({"name": "Yunusobod filiali"}))
         .await;
@@ -911,14 +932,7 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
         ids.push(id);
     }
     let (ca, cb, ck) = (ids[0], ids[1], ids[2]);
-    let (s, v) = admin
-        .send(
-            Method::PUT,
-            "/api/v1/customer-scope",
-            json!({"per_branch": true}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    keep_customers_per_branch(&admin).await;
 
     // Live: a change of B's customer reaches B's operator, not A's.
     let mut wa = socket(&app, "opa").await;
@@ -1095,16 +1109,7 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
     let mut wac = socket(&app, "opac").await;
     let mut wbc = socket(&app, "opbc").await;
     let events = app.running().ctx.call_events.clone();
-    let ring = |call_id: &str, exts: &[&str]| CallEvent::Ringing {
-        call_id: call_id.into(),
-        direction: crm::sip::CallDirection::Inbound,
-        from: "+998907650044".into(),
-        to: "100".into(),
-        group: None,
-        extensions: exts.iter().map(|e| e.to_string()).collect(),
-        transferred_by: None,
-        transferred_from: None,
-    };
+    let ring = |call_id: &str, exts: &[&str]| inbound_ringing(call_id, "+998907650044", exts);
     events.send(ring("pop-1", &["1601", "1602"])).unwrap();
     let number = |br: i64| {
         orders
@@ -1126,24 +1131,10 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
         assert_eq!(listed, [number(mine).as_str()], "{pop}");
         assert!(!pop.to_string().contains(&number(theirs)), "{pop}");
     }
-    events
-        .send(CallEvent::Ended {
-            call_id: "pop-1".into(),
-            cause: "cancelled".into(),
-            ring_ms: 1000,
-            talk_ms: 0,
-        })
-        .unwrap();
+    events.send(call_ended("pop-1", "cancelled")).unwrap();
     // An extension's own branch is the branch of a call to it with no other.
     events.send(ring("ext-b", &["1603"])).unwrap();
-    events
-        .send(CallEvent::Ended {
-            call_id: "ext-b".into(),
-            cause: "cancelled".into(),
-            ring_ms: 1000,
-            talk_ms: 0,
-        })
-        .unwrap();
+    events.send(call_ended("ext-b", "cancelled")).unwrap();
     let row = eventually(WAIT, || async {
         let (_, v) = admin.get("/api/v1/calls?limit=100").await;
         v["items"]
@@ -1159,28 +1150,7 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
     assert!(!v.to_string().contains("ext-b"), "B's call reaches A: {v}");
 
     // Targets for B's operator: B's viewers hear it, A's do not.
-    let opb_id = {
-        let (_, users) = admin.get("/api/v1/users").await;
-        users
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["username"] == "opb")
-            .unwrap()["id"]
-            .as_i64()
-            .unwrap()
-    };
-    let opa_id = {
-        let (_, users) = admin.get("/api/v1/users").await;
-        users
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["username"] == "opa")
-            .unwrap()["id"]
-            .as_i64()
-            .unwrap()
-    };
+    let (opb_id, opa_id) = (user_id(&admin, "opb").await, user_id(&admin, "opa").await);
     let targets =
         json!({"calls": 40, "reached": 20, "talk_minutes": 60, "orders": 5, "payments": 0});
     for user in [opb_id, opa_id] {
@@ -1220,59 +1190,19 @@ async fn customers_per_branch_extensions_and_pops_keep_to_the_branch() {
 async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (_a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("opa", "operator", false), ("opb", "operator", true)],
-    )
-    .await;
-    let (s, v) = admin
-        .post(
-            "/api/v1/customers",
-            json!({"name": "Bobur Botirov", "phones": ["+998907650022"]}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let cb = v["id"].as_i64().unwrap();
+    let (_a, b) = two_branches_with(&admin, OPERATORS).await;
+    let cb = new_customer(&admin, "Bobur Botirov", "+998907650022").await;
     let order_b = new_order(&admin, cb, json!({"branch_id": b})).await["number"]
         .as_str()
         .unwrap()
         .to_string();
-    let (s, v) = admin
-        .send(
-            Method::PUT,
-            "/api/v1/customer-scope",
-            json!({"per_branch": true}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let origin = format!("http://{}", app.running().http_addr);
-    let cookie_a = login_cookie(&app, "opa", "branch-pass-1").await;
-    let mut wa = open(&app, Some(&cookie_a), Some(&origin), "")
-        .await
-        .unwrap();
-    let hello = next_any(&mut wa, WAIT).await.expect("hello");
-    let start = hello["seq"].as_u64().unwrap();
+    keep_customers_per_branch(&admin).await;
+    let mut la = listen(&app, "opa").await;
     let mut wb = socket(&app, "opb").await;
 
     // Bobur rings an extension of no branch, and it is answered: a shop-wide call.
     let events = app.running().ctx.call_events.clone();
-    let ring = |call_id: &str| CallEvent::Ringing {
-        call_id: call_id.into(),
-        direction: crm::sip::CallDirection::Inbound,
-        from: "+998907650022".into(),
-        to: "100".into(),
-        group: None,
-        extensions: vec!["1699".into()],
-        transferred_by: None,
-        transferred_from: None,
-    };
-    let end = |call_id: &str, cause: &str| CallEvent::Ended {
-        call_id: call_id.into(),
-        cause: cause.into(),
-        ring_ms: 1000,
-        talk_ms: 0,
-    };
+    let ring = |call_id: &str| inbound_ringing(call_id, "+998907650022", &["1699"]);
     events.send(ring("wide-1")).unwrap();
     events
         .send(CallEvent::Answered {
@@ -1286,7 +1216,7 @@ async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
         got.last().unwrap().to_string().contains("Bobur Botirov"),
         "B sees their customer: {got:?}"
     );
-    let got = until(&mut wa, "call.live", on_call).await;
+    let got = until(&mut la.ws, "call.live", on_call).await;
     let live = got.last().unwrap();
     assert!(
         !live.to_string().contains("Botirov"),
@@ -1311,10 +1241,10 @@ async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
     assert!(!html.contains("Botirov"), "the header's live call leaks");
     let html = pb.get("/orders").await.text().await.unwrap();
     assert!(html.contains("Bobur Botirov"), "B's header");
-    events.send(end("wide-1", "completed")).unwrap();
+    events.send(call_ended("wide-1", "completed")).unwrap();
     // A second call nobody answers: a shop-wide missed call.
     events.send(ring("wide-2")).unwrap();
-    events.send(end("wide-2", "no_answer")).unwrap();
+    events.send(call_ended("wide-2", "no_answer")).unwrap();
     for id in ["wide-1", "wide-2"] {
         eventually(WAIT, || async {
             let (_, v) = admin.get(&format!("/api/v1/calls/{id}")).await;
@@ -1374,15 +1304,7 @@ async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
     assert_eq!(v["items"][0]["customer_id"], cb, "{v}");
 
     // Replay after a reconnect: the same snapshots, the same rule.
-    let mut again = open(
-        &app,
-        Some(&cookie_a),
-        Some(&origin),
-        &format!("?last_seq={start}"),
-    )
-    .await
-    .unwrap();
-    let replay = frames(&mut again, Duration::from_millis(700)).await;
+    let replay = la.replay(&app).await;
     assert!(
         replay
             .iter()
@@ -1412,6 +1334,9 @@ async fn set_phones(
     .await
 }
 
+/// Aziza's own phone and Жасур's.
+const AZIZA_WITH_JASURS: &[&str] = &["+998907653333", "+998907651111"];
+
 /// Editing a customer's phones checks them as creating one does: a phone of a customer
 /// the editor sees is a conflict naming them (in the editor's language), a phone of
 /// another branch's customer is another base's; a refused edit writes nothing, and of
@@ -1420,12 +1345,7 @@ async fn set_phones(
 async fn editing_phones_checks_them_as_creating_does() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("opa", "operator", false), ("opb", "operator", true)],
-    )
-    .await;
+    let (a, b) = two_branches_with(&admin, OPERATORS).await;
     let mut ids = Vec::new();
     for (name, phone, branch) in [
         ("Жасур Каримов", "+998907651111", a),
@@ -1433,37 +1353,16 @@ async fn editing_phones_checks_them_as_creating_does() {
         ("Aziza Alieva", "+998907653333", a),
         ("Dilnoza Rahimova", "+998907655555", a),
     ] {
-        let (s, v) = admin
-            .post(
-                "/api/v1/customers",
-                json!({"name": name, "phones": [phone]}),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-        let id = v["id"].as_i64().unwrap();
+        let id = new_customer(&admin, name, phone).await;
         new_order(&admin, id, json!({"branch_id": branch})).await;
         ids.push(id);
     }
     let (cj, ca, cd) = (ids[0], ids[2], ids[3]);
-    let (s, v) = admin
-        .send(
-            Method::PUT,
-            "/api/v1/customer-scope",
-            json!({"per_branch": true}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    keep_customers_per_branch(&admin).await;
     let opa = Api::of(&app, "opa").await;
 
     // A's operator gives Aziza Жасур's phone: refused, naming Жасур, in Russian too.
-    let (s, v) = set_phones(
-        &opa,
-        &admin,
-        ca,
-        "Aziza Alieva",
-        &["+998907653333", "+998907651111"],
-    )
-    .await;
+    let (s, v) = set_phones(&opa, &admin, ca, "Aziza Alieva", AZIZA_WITH_JASURS).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(v.to_string().contains("Жасур Каримов"), "{v}");
     let version = customer_version(&admin, ca).await;
@@ -1553,14 +1452,7 @@ async fn editing_phones_checks_them_as_creating_does() {
         .await;
     assert_eq!(s, 201, "{v}");
     let editor = Api::of(&app, "tahrir").await;
-    let (s, v) = set_phones(
-        &editor,
-        &admin,
-        ca,
-        "Aziza Alieva",
-        &["+998907653333", "+998907651111"],
-    )
-    .await;
+    let (s, v) = set_phones(&editor, &admin, ca, "Aziza Alieva", AZIZA_WITH_JASURS).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let text = v.to_string();
     assert!(
@@ -1632,12 +1524,7 @@ async fn editing_phones_checks_them_as_creating_does() {
 async fn an_extensions_branch_changes_on_the_page_the_api_and_shows_in_the_cli() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("mga", "admin", false)],
-    )
-    .await;
+    let (a, b) = two_branches_with(&admin, &[("mga", "admin", false)]).await;
     for (number, branch) in [("1701", None), ("1702", Some(b)), ("1703", None)] {
         let (s, v) = admin
             .post(
@@ -1769,35 +1656,11 @@ async fn put_ext_branch(api: &Api, number: &str, body: Value) -> (StatusCode, Va
 async fn broadcasts_keep_to_their_senders_branches() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    let (a, b) = two_branches(
-        &admin,
-        json!({"name": "Chilonzor filiali"}),
-        &[("mga", "admin", false), ("mgb", "admin", true)],
-    )
-    .await;
+    let (a, b) =
+        two_branches_with(&admin, &[("mga", "admin", false), ("mgb", "admin", true)]).await;
     // E-mail set up (nobody listens: the messages wait in the outbox, which is all the
     // results count).
-    let port = free_port().to_string();
-    let pairs: Vec<(String, String)> = [
-        ("smtp.host", "127.0.0.1"),
-        ("smtp.port", port.as_str()),
-        ("smtp.security", "plain"),
-        ("smtp.from", "shop@example.uz"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    app.running()
-        .ctx
-        .db
-        .write(move |c| {
-            for (k, v) in &pairs {
-                crm::db::settings::set(c, k, v, 0)?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
+    app.plain_smtp(free_port()).await;
     for (name, phone, email, branch) in [
         ("Aziza Alieva", "+998907650011", "aziza@example.uz", a),
         ("Bobur Botirov", "+998907650022", "bobur@example.uz", b),
@@ -1816,14 +1679,7 @@ async fn broadcasts_keep_to_their_senders_branches() {
         )
         .await;
     }
-    let (s, v) = admin
-        .send(
-            Method::PUT,
-            "/api/v1/customer-scope",
-            json!({"per_branch": true}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    keep_customers_per_branch(&admin).await;
     let (s, seg) = admin
         .post(
             "/api/v1/segments",
@@ -1903,12 +1759,7 @@ async fn broadcasts_keep_to_their_senders_branches() {
 async fn a_shop_wide_call_list_keeps_to_each_branchs_customers() {
     let app = TestApp::spawn().await;
     let admin = Api::of(&app, "admin").await;
-    two_branches(
-        &admin,
-        json!({"name": "Yunusobod filiali"}),
-        &[("opa", "operator", false), ("opb", "operator", true)],
-    )
-    .await;
+    two_branches_with(&admin, OPERATORS).await;
     let opa = Api::of(&app, "opa").await;
     let opb = Api::of(&app, "opb").await;
     let mut ids = Vec::new();
@@ -1927,14 +1778,7 @@ async fn a_shop_wide_call_list_keeps_to_each_branchs_customers() {
         assert_eq!(s, 201, "{v}");
         ids.push(v["id"].as_i64().unwrap());
     }
-    let (s, v) = admin
-        .send(
-            Method::PUT,
-            "/api/v1/customer-scope",
-            json!({"per_branch": true}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    keep_customers_per_branch(&admin).await;
     let (s, seg) = admin
         .post(
             "/api/v1/segments",

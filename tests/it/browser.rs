@@ -155,6 +155,17 @@ impl Browser {
         el.send_keys(value).await.unwrap();
     }
 
+    /// Opens `path` and waits (20 s at most) until its live socket has user `uid` online.
+    pub async fn goto_live(&self, app: &TestApp, path: &str, uid: i64) {
+        self.client.goto(&app.url(path)).await.unwrap();
+        let hub = app.running_hub();
+        eventually(Duration::from_secs(20), || async {
+            hub.online().await.contains(&uid).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{path}: the page's live socket connects"));
+    }
+
     pub async fn click(&self, css: &str) {
         self.client
             .wait()

@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
-use crm::domain::telephony::OutboundSettings;
 use crm::model::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::core::{new_customer, new_order, Api};
-use crate::sip_trunk::{trunk, PROVIDER_IP};
+use crate::sip_trunk::{allow_calls_out, trunk_out, PROVIDER_IP};
 use crate::sipp::*;
 use crate::support::*;
 
@@ -113,22 +112,9 @@ async fn a_list_from_a_segment_is_worked_through_with_sipp_phones_and_retries_sc
     tel.update_extension(None, "1002", "Aziza", Some("aziza".into()), true)
         .await
         .unwrap();
-    tel.set_outbound(
-        None,
-        "1002",
-        OutboundSettings {
-            outbound_allowed: true,
-            outbound_prefixes: String::new(),
-            max_calls_per_hour: 20,
-            auto_answer: true,
-        },
-    )
-    .await
-    .unwrap();
+    allow_calls_out(&app, "1002", 20, true).await;
     let port = free_port();
-    let mut t = trunk(port, false);
-    t.dids.clear();
-    tel.save_trunk(None, t).await.unwrap();
+    trunk_out(&app, port).await;
 
     let admin = Api::of(&app, "admin").await;
     let oper = Api::of(&app, "aziza").await;

@@ -51,16 +51,7 @@ async fn the_queue_and_the_wrap_up_form_work_in_the_browser() {
 
     let b = Browser::start().await;
     b.sign_in(&app, "oper", "oper-pass-1").await;
-    b.client.goto(&app.url("/queue")).await.unwrap();
-    let hub = app.running_hub();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            hub.online().await.contains(&oper).then_some(())
-        })
-        .await
-        .is_some(),
-        "the page's live socket connects"
-    );
+    b.goto_live(&app, "/queue", oper).await;
     b.click("#queue-next").await;
     assert!(
         b.wait_text("#queue-customer", "Dilnoza Rahimova").await,
@@ -150,33 +141,10 @@ async fn the_queue_and_the_wrap_up_form_work_in_the_browser() {
         .update_extension(None, "1501", "Desk", Some("oper".into()), true)
         .await
         .unwrap();
-    let inf = app.data_dir().join("caller.csv");
-    std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
-    let inf = inf.to_str().unwrap().to_string();
     let port = free_port();
     let phone = uas("uas_answer.xml", port, 1);
     register_contact(sip, "1501", port).await;
-    let caller = tokio::spawn(async move {
-        sipp(
-            sip,
-            &[
-                "-sf",
-                &scenario("calls_call.xml"),
-                "-inf",
-                &inf,
-                "-s",
-                "1501",
-                "-key",
-                "caller",
-                "+998901234567",
-                "-d",
-                "1500",
-                "-m",
-                "1",
-            ],
-        )
-        .await
-    });
+    let caller = crate::calls::spawn_call(&app, "+998901234567", "1501", 1500);
     assert!(
         b.wait_text(".call-pop", "+998 90 123 45 67").await,
         "the card appears"

@@ -33,9 +33,33 @@ async fn call(
     hold_ms: u32,
 ) -> SippResult {
     let inf = caller_file(app, auth);
+    sipp_call(app.sip_addr(), scen, &inf, from, to, hold_ms).await
+}
+
+/// Extension 1000 calls `to` showing `from` as the caller and hangs up `hold_ms` after
+/// the answer (`calls_call.xml`), in a task of its own: the test watches meanwhile.
+pub(crate) fn spawn_call(
+    app: &TestApp,
+    from: &str,
+    to: &str,
+    hold_ms: u32,
+) -> tokio::task::JoinHandle<SippResult> {
+    let (sip, inf) = (app.sip_addr(), caller_file(app, "1000"));
+    let (from, to) = (from.to_string(), to.to_string());
+    tokio::spawn(async move { sipp_call(sip, "calls_call.xml", &inf, &from, &to, hold_ms).await })
+}
+
+async fn sipp_call(
+    sip: std::net::SocketAddr,
+    scen: &str,
+    inf: &std::path::Path,
+    from: &str,
+    to: &str,
+    hold_ms: u32,
+) -> SippResult {
     let hold = hold_ms.to_string();
     sipp(
-        app.sip_addr(),
+        sip,
         &[
             "-sf",
             &scenario(scen),
@@ -148,30 +172,7 @@ async fn calls_ring_group_pops_on_both_operators_then_answered_by_and_a_complete
     register_contact(sip, "1501", p1).await;
     register_contact(sip, "1502", p2).await;
 
-    let caller = {
-        let inf = caller_file(&app, "1000");
-        tokio::spawn(async move {
-            sipp(
-                sip,
-                &[
-                    "-sf",
-                    &scenario("calls_call.xml"),
-                    "-inf",
-                    inf.to_str().unwrap(),
-                    "-s",
-                    "100",
-                    "-key",
-                    "caller",
-                    "+998901234567",
-                    "-d",
-                    "3000",
-                    "-m",
-                    "1",
-                ],
-            )
-            .await
-        })
-    };
+    let caller = spawn_call(&app, "+998901234567", "100", 3000);
 
     // The screen-pop reaches both operators whose phones ring.
     for w in [&mut w1, &mut w2] {

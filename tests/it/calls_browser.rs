@@ -38,54 +38,19 @@ async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
         .unwrap();
     let api = Api::of(&app, "admin").await;
     new_customer(&api, "Dilnoza Rahimova", "90 123 45 67").await;
-    let inf = app.data_dir().join("caller.csv");
-    std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
-    let inf = inf.to_str().unwrap().to_string();
 
     let b = Browser::start().await;
     b.sign_in(&app, "oper", "oper-pass-1").await;
-    b.client.goto(&app.url("/orders")).await.unwrap();
     // The page's WebSocket is up before the phone rings.
-    let hub = app.running_hub();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            hub.online().await.contains(&oper).then_some(())
-        })
-        .await
-        .is_some(),
-        "the browser's live socket connects"
-    );
+    b.goto_live(&app, "/orders", oper).await;
 
     let port = free_port();
     let phone = uas("uas_answer.xml", port, 2);
     register_contact(sip, "1501", port).await;
-    let place = |from: &'static str, hold: &'static str| {
-        let inf = inf.clone();
-        tokio::spawn(async move {
-            sipp(
-                sip,
-                &[
-                    "-sf",
-                    &scenario("calls_call.xml"),
-                    "-inf",
-                    &inf,
-                    "-s",
-                    "1501",
-                    "-key",
-                    "caller",
-                    from,
-                    "-d",
-                    hold,
-                    "-m",
-                    "1",
-                ],
-            )
-            .await
-        })
-    };
+    let place = |from: &str| crate::calls::spawn_call(&app, from, "1501", 2500);
 
     // A known customer: the card names them and links to their card.
-    let c = place("+998901234567", "2500");
+    let c = place("+998901234567");
     assert!(
         b.wait_text(".call-pop", "+998 90 123 45 67").await,
         "the card appears"
@@ -115,7 +80,7 @@ async fn calls_screen_pop_card_appears_and_disappears_in_the_browser() {
     assert_ok(&c.await.unwrap(), 1, "first call");
 
     // An unknown number: buttons to create the customer or the order with it.
-    let c = place("+998977654321", "2500");
+    let c = place("+998977654321");
     assert!(
         b.wait_text(".call-pop .pop-unknown", "").await,
         "unknown caller card"

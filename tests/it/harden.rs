@@ -857,7 +857,7 @@ async fn open_sockets_are_rescoped_or_closed_when_access_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_masters_call_card_never_names_who_answered_or_the_last_call() {
-    use crate::calls::{caller_file, calls_when, group, link};
+    use crate::calls::{calls_when, group, link};
     use crate::live::{login_cookie, next_of, open};
     use crate::sipp::*;
     let wait = Duration::from_secs(15);
@@ -881,30 +881,7 @@ async fn a_masters_call_card_never_names_who_answered_or_the_last_call() {
         let k2 = uas("uas_ring_elsewhere.xml", p2, 1);
         register_contact(sip, "1501", p1).await;
         register_contact(sip, "1502", p2).await;
-        let caller = {
-            let inf = caller_file(&app, "1000");
-            tokio::spawn(async move {
-                sipp(
-                    sip,
-                    &[
-                        "-sf",
-                        &scenario("calls_call.xml"),
-                        "-inf",
-                        inf.to_str().unwrap(),
-                        "-s",
-                        "100",
-                        "-key",
-                        "caller",
-                        "+998901234567",
-                        "-d",
-                        "500",
-                        "-m",
-                        "1",
-                    ],
-                )
-                .await
-            })
-        };
+        let caller = crate::calls::spawn_call(&app, "+998901234567", "100", 500);
         let po = next_of(&mut oper, "call.ringing", wait)
             .await
             .expect("oper's pop");

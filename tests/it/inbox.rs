@@ -754,13 +754,7 @@ async fn a_message_arrives_live_the_agent_answers_with_a_quick_reply_and_transfe
 
     let b = Browser::start().await;
     b.sign_in(&app, "desk", "desk-pass-11").await;
-    b.client.goto(&app.url("/inbox")).await.unwrap();
-    let hub = app.running_hub();
-    eventually(WAIT, || async {
-        hub.online().await.contains(&oper).then_some(())
-    })
-    .await
-    .expect("the inbox's live socket connects");
+    b.goto_live(&app, "/inbox", oper).await;
 
     // A customer writes: the thread appears in the open list, with the unread badge.
     let chat = 8001;
@@ -831,13 +825,8 @@ async fn a_message_arrives_live_the_agent_answers_with_a_quick_reply_and_transfe
     // thread to them with a note, and it shows up there live.
     let b2 = b.another().await;
     b2.sign_in(&app, "admin", ADMIN_PASSWORD).await;
-    b2.client.goto(&app.url("/inbox?tab=mine")).await.unwrap();
     let admin_id = admin_api.get("/api/v1/me").await.1["id"].as_i64().unwrap();
-    eventually(WAIT, || async {
-        hub.online().await.contains(&admin_id).then_some(())
-    })
-    .await
-    .unwrap();
+    b2.goto_live(&app, "/inbox?tab=mine", admin_id).await;
     b.click("details.transfer summary").await;
     b.client
         .find(Locator::Css("#transfer-form select"))

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crm::domain::telephony::OutboundSettings;
 use crm::sip::CallEvent;
 use tokio::net::UdpSocket;
 
-use crate::sip_trunk::{inf, trunk, PROVIDER_IP};
+use crate::sip_trunk::{
+    allow_calls_out, inf, trunk_call_answered, trunk_out, trunk_ringing, PROVIDER_IP,
+};
 use crate::sipp::*;
 use crate::support::TestApp;
 
@@ -89,24 +90,10 @@ async fn media_relay_latches_follows_hold_and_hangs_up_dead_calls() {
     .await;
     let sip = app.sip_addr();
     let media = app.running().media.clone().expect("the relay runs");
-    let tel = &app.running().ctx.telephony;
     import_users(&app, [1001u32].into_iter()).await;
-    tel.set_outbound(
-        None,
-        "1001",
-        OutboundSettings {
-            outbound_allowed: true,
-            outbound_prefixes: String::new(),
-            max_calls_per_hour: 10,
-            auto_answer: false,
-        },
-    )
-    .await
-    .unwrap();
+    allow_calls_out(&app, "1001", 10, false).await;
     let port = free_port();
-    let mut t = trunk(port, false);
-    t.dids.clear();
-    tel.save_trunk(None, t).await.unwrap();
+    trunk_out(&app, port).await;
     let users = inf(&app, "1001.csv", &["1001"]);
 
     // The parties' media: the provider at 127.0.0.2; the phone sends from `phone` but
@@ -265,47 +252,10 @@ async fn media_relay_anchors_an_inbound_call_through_the_proxy() {
         crate::support::ADMIN_PASSWORD,
     )
     .await;
-    let sip = app.sip_addr();
     let media = app.running().media.clone().expect("the relay runs");
-    let tel = &app.running().ctx.telephony;
     import_users(&app, [1501u32].into_iter()).await;
-    let mut t = trunk(free_port(), false);
-    t.dids[0].destination = "1501".into();
-    t.dids[0].after_hours = None;
-    tel.save_trunk(None, t).await.unwrap();
-    let phone_port = free_port();
-    let phone = uas("uas_answer.xml", phone_port, 1);
-    register_contact(sip, "1501", phone_port).await;
-    let mut events = app.running().ctx.call_events.subscribe();
-    let scen = scenario("trunk_inbound_call.xml");
-    let target = sip.to_string();
-    let provider = sipp_cmd_at(
-        PROVIDER_IP,
-        &[
-            &target,
-            "-sf",
-            &scen,
-            "-s",
-            "712000000",
-            "-d",
-            "2500",
-            "-m",
-            "1",
-            "-p",
-            &free_port().to_string(),
-        ],
-    )
-    .spawn()
-    .expect("sipp is installed");
-    let call_id = loop {
-        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .expect("the call rings")
-            .unwrap();
-        if let CallEvent::Answered { call_id, .. } = e {
-            break call_id;
-        }
-    };
+    trunk_ringing(&app, "1501").await;
+    let (phone, provider, call_id) = trunk_call_answered(&app, "1501").await;
     let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
     let (prov_sock, _) = bind(PROVIDER_IP).await;
     let (phone_sock, _) = bind("127.0.0.1").await;

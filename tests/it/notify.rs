@@ -17,35 +17,6 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Retry and poll timings small enough for tests (production: seconds to an hour).
-const FAST: &[(&str, &str)] = &[
-    ("notify.poll_ms", "50"),
-    ("notify.retry_base_ms", "100"),
-    ("notify.retry_max_ms", "300"),
-    ("telegram.poll_timeout_secs", "1"),
-    ("telegram.per_chat_gap_ms", "0"),
-    ("shop.name", "Usta Servis"),
-];
-
-async fn set(app: &TestApp, pairs: &[(&str, &str)]) {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    app.running()
-        .ctx
-        .db
-        .write(move |c| {
-            for (k, v) in &pairs {
-                crm::db::settings::set(c, k, v, 0)?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
-    app.running().ctx.notifications.wake();
-}
-
 fn data(pairs: &[(&str, &str)]) -> TemplateData {
     pairs
         .iter()
@@ -137,7 +108,7 @@ async fn smtp_starttls_with_auth_test_button_and_bad_input() {
         },
     );
     let app = TestApp::spawn().await;
-    set(&app, FAST).await;
+    app.set_settings(FAST).await;
     let admin = app.login_admin().await;
     let port = sink.port.to_string();
     let form = |ca: &str, invalid: bool| {
@@ -340,18 +311,9 @@ async fn smtp_starttls_with_auth_test_button_and_bad_input() {
 async fn smtp_down_then_back_across_a_restart_delivers_every_message_once() {
     let port = free_port();
     let mut app = TestApp::spawn().await;
-    set(&app, FAST).await;
-    set(
-        &app,
-        &[
-            ("notify.max_attempts", "1000"),
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", &port.to_string()),
-            ("smtp.security", "plain"),
-            ("smtp.from", "shop@example.uz"),
-        ],
-    )
-    .await;
+    app.set_settings(FAST).await;
+    app.set_settings(&[("notify.max_attempts", "1000")]).await;
+    app.plain_smtp(port).await;
     let mut ns: Vec<Notification> = (0..20)
         .map(|i| {
             mail_to(
@@ -433,18 +395,9 @@ async fn smtp_down_then_back_across_a_restart_delivers_every_message_once() {
 async fn dead_letter_after_the_cap_then_retry_from_the_ui() {
     let port = free_port();
     let app = TestApp::spawn().await;
-    set(&app, FAST).await;
-    set(
-        &app,
-        &[
-            ("notify.max_attempts", "3"),
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", &port.to_string()),
-            ("smtp.security", "plain"),
-            ("smtp.from", "shop@example.uz"),
-        ],
-    )
-    .await;
+    app.set_settings(FAST).await;
+    app.set_settings(&[("notify.max_attempts", "3")]).await;
+    app.plain_smtp(port).await;
     let ids = change_and_notify(
         &app,
         vec![mail_to("order:9:status:2", "late@example.uz", "D-9")],
@@ -523,7 +476,7 @@ async fn dead_letter_after_the_cap_then_retry_from_the_ui() {
 
 pub(crate) async fn telegram_app(bot: &BotStandIn) -> TestApp {
     let app = TestApp::spawn().await;
-    set(&app, FAST).await;
+    app.set_settings(FAST).await;
     let admin = app.login_admin().await;
     let r = admin
         .post_form(
@@ -787,17 +740,8 @@ async fn app_mailing_to_plain_smtp() -> (SmtpSink, TestApp) {
         },
     );
     let app = TestApp::spawn().await;
-    set(&app, FAST).await;
-    set(
-        &app,
-        &[
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", &sink.port.to_string()),
-            ("smtp.security", "plain"),
-            ("smtp.from", "shop@example.uz"),
-        ],
-    )
-    .await;
+    app.set_settings(FAST).await;
+    app.plain_smtp(sink.port).await;
     (sink, app)
 }
 
@@ -1177,22 +1121,19 @@ async fn staff_email_from_profile_and_admin_gets_staff_events_and_the_summary() 
 #[tokio::test]
 async fn notifications_api_lists_stopped_messages_retries_and_masks_secrets() {
     let app = TestApp::spawn().await;
-    set(&app, FAST).await;
+    app.set_settings(FAST).await;
     let token = "987654321:AAFsecretTokenValueThatMustNotLeak";
-    set(
-        &app,
-        &[
-            ("notify.max_attempts", "2"),
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", &free_port().to_string()),
-            ("smtp.security", "plain"),
-            ("smtp.username", "shop"),
-            ("smtp.password", "s3cret-pass"),
-            ("smtp.from", "shop@example.uz"),
-            ("telegram.token", token),
-            ("telegram.api_url", "http://127.0.0.1:9"),
-        ],
-    )
+    app.set_settings(&[
+        ("notify.max_attempts", "2"),
+        ("smtp.host", "127.0.0.1"),
+        ("smtp.port", &free_port().to_string()),
+        ("smtp.security", "plain"),
+        ("smtp.username", "shop"),
+        ("smtp.password", "s3cret-pass"),
+        ("smtp.from", "shop@example.uz"),
+        ("telegram.token", token),
+        ("telegram.api_url", "http://127.0.0.1:9"),
+    ])
     .await;
     let id = change_and_notify(
         &app,
@@ -1274,7 +1215,7 @@ async fn notifications_api_lists_stopped_messages_retries_and_masks_secrets() {
 
     // Retry: the dead letter is queued again; a second retry is a conflict; unknown is 404.
     // (Retries are slow from now on, so the requeued message stays pending meanwhile.)
-    set(&app, &[("notify.retry_base_ms", "60000")]).await;
+    app.set_settings(&[("notify.retry_base_ms", "60000")]).await;
     let path = format!("/api/v1/notifications/outbox/{id}/retry");
     let r = call(reqwest::Method::POST, &path, &bearer).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -1341,7 +1282,7 @@ impl OrderLookup for OverdueOrders {
 #[tokio::test]
 async fn overdue_orders_remind_their_master_once_a_day() {
     let (sink, app) = app_mailing_to_plain_smtp().await;
-    set(&app, &[("notify.overdue_hour", "0")]).await;
+    app.set_settings(&[("notify.overdue_hour", "0")]).await;
     let master = app.add_user("usta", Role::Master, "usta-pass-1").await;
     let acc = &app.running().ctx.accounts;
     acc.set_email(None, master, "usta@example.uz")

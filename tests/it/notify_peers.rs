@@ -16,6 +16,17 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
+/// Retry and poll timings small enough for tests (production: seconds to an hour), and
+/// the shop's name the messages carry.
+pub const FAST: &[(&str, &str)] = &[
+    ("notify.poll_ms", "50"),
+    ("notify.retry_base_ms", "100"),
+    ("notify.retry_max_ms", "300"),
+    ("telegram.poll_timeout_secs", "1"),
+    ("telegram.per_chat_gap_ms", "0"),
+    ("shop.name", "Usta Servis"),
+];
+
 /// A free loopback port (bound then released), for a peer started later.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

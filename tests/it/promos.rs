@@ -16,34 +16,6 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-const FAST: &[(&str, &str)] = &[
-    ("notify.poll_ms", "50"),
-    ("notify.retry_base_ms", "100"),
-    ("notify.retry_max_ms", "300"),
-    ("telegram.poll_timeout_secs", "1"),
-    ("telegram.per_chat_gap_ms", "0"),
-    ("shop.name", "Usta Servis"),
-];
-
-async fn set(app: &TestApp, pairs: &[(&str, &str)]) {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    app.running()
-        .ctx
-        .db
-        .write(move |c| {
-            for (k, v) in &pairs {
-                crm::db::settings::set(c, k, v, 0)?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
-    app.running().ctx.notifications.wake();
-}
-
 async fn sql<T: Send + 'static>(
     app: &TestApp,
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -163,17 +135,8 @@ async fn broadcast_goes_by_telegram_sms_and_email_and_honours_opt_out_and_stop()
         },
     );
     let app = crate::notify::telegram_app(&bot).await;
-    set(&app, FAST).await;
-    set(
-        &app,
-        &[
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", &sink.port.to_string()),
-            ("smtp.security", "plain"),
-            ("smtp.from", "shop@example.uz"),
-        ],
-    )
-    .await;
+    app.set_settings(FAST).await;
+    app.plain_smtp(sink.port).await;
     use_gateway(&app, &gw, "eskiz", "50").await;
     let admin = Api::of(&app, "admin").await;
 
@@ -397,7 +360,7 @@ async fn broadcast_goes_by_telegram_sms_and_email_and_honours_opt_out_and_stop()
 async fn sms_stop_keyword_expired_token_refused_numbers_and_customer_status_by_sms() {
     let gw = SmsStandIn::start().await;
     let app = TestApp::spawn().await;
-    set(&app, FAST).await;
+    app.set_settings(FAST).await;
     use_gateway(&app, &gw, "eskiz", "50").await;
     let admin = Api::of(&app, "admin").await;
     let c = customer(&admin, "Малика Турсунова", "+998 91 555 66 77", "", true).await;
@@ -527,7 +490,7 @@ async fn sms_stop_keyword_expired_token_refused_numbers_and_customer_status_by_s
 async fn playmobile_sends_json_with_basic_auth_and_takes_batched_delivery_reports() {
     let gw = SmsStandIn::start().await;
     let app = TestApp::spawn().await;
-    set(&app, FAST).await;
+    app.set_settings(FAST).await;
     use_gateway(&app, &gw, "playmobile", "50").await;
     let admin = Api::of(&app, "admin").await;
     let a = customer(&admin, "Odil", "90 700 00 01", "", true).await;
@@ -625,7 +588,7 @@ async fn playmobile_sends_json_with_basic_auth_and_takes_batched_delivery_report
 async fn broadcasts_are_throttled_and_queued_fast() {
     let gw = SmsStandIn::start().await;
     let app = TestApp::spawn().await;
-    set(&app, FAST).await;
+    app.set_settings(FAST).await;
     use_gateway(&app, &gw, "eskiz", "100").await;
     let admin = Api::of(&app, "admin").await;
     // 5 000 opted-in customers with phones, written directly.

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::net::UdpSocket;
 
 use crate::baresip::{Baresip, Setup};
-use crate::sipp::{free_port, import_users};
+use crate::sipp::import_users;
 use crate::support::{eventually, Session, TestApp, ADMIN_PASSWORD};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -124,30 +124,82 @@ fn hz_at(s: &[i16], rate: u32) -> f64 {
     crossings as f64 / 2.0 / (s.len() as f64 / rate as f64)
 }
 
+/// The recording of the two phones' tones: stereo at `rate`, as long as the talk time,
+/// the caller's 440 Hz on the left and the callee's 1000 Hz on the right, neither silent
+/// (the second in the middle of the call).
+fn assert_two_tones(w: &Wav, rate: u32, talk_ms: i64, codec: &str) {
+    assert_eq!((w.channels, w.rate), (2, rate), "{codec}");
+    let secs = w.left.len() as f64 / rate as f64;
+    assert!(
+        (secs * 1000.0 - talk_ms as f64).abs() < 1500.0 && secs > 2.5,
+        "{codec}: recording {secs:.2} s, talk {talk_ms} ms"
+    );
+    let (mid, half) = (w.left.len() / 2, rate as usize / 2);
+    let (l, r) = (
+        &w.left[mid - half..mid + half],
+        &w.right[mid - half..mid + half],
+    );
+    assert!(
+        rms(l) > 2000.0 && rms(r) > 2000.0,
+        "{codec}: rms {} {}",
+        rms(l),
+        rms(r)
+    );
+    let (hl, hr) = (hz_at(l, rate), hz_at(r, rate));
+    assert!((hl - 440.0).abs() < 40.0, "{codec}: left {hl:.0} Hz");
+    assert!((hr - 1000.0).abs() < 80.0, "{codec}: right {hr:.0} Hz");
+}
+
+/// Phones (baresip) of extensions `from` and `to`, each with its set-up, registered.
+async fn phones(
+    app: &TestApp,
+    (from, to): (&str, &str),
+    (of_a, of_b): (Setup, Setup),
+) -> (Baresip, Baresip) {
+    let (dir, sip) = (app.data_dir(), app.sip_addr());
+    let a = Baresip::start(&dir, from, sip, of_a).await;
+    let b = Baresip::start(&dir, to, sip, of_b).await;
+    registered(app, from).await;
+    registered(app, to).await;
+    (a, b)
+}
+
+/// `a` (extension `from`) dials `to`, whose phone `b` answers: the call-log row once
+/// the call is answered.
+async fn call(
+    app: &TestApp,
+    a: &mut Baresip,
+    b: &mut Baresip,
+    (from, to): (&str, &str),
+) -> crm::db::calls::CallRow {
+    a.cmd("dial", &format!("sip:{to}@{}", app.sip_addr())).await;
+    b.wait("CALL_INCOMING").await;
+    b.cmd("accept", "").await;
+    a.wait("CALL_ESTABLISHED").await;
+    b.wait("CALL_ESTABLISHED").await;
+    answered_call(app, from).await
+}
+
+/// `by` hangs up; the other phone hears the call close.
+async fn hang_up(by: &mut Baresip, other: &mut Baresip) {
+    by.cmd("hangup", "").await;
+    other.wait("CALL_CLOSED").await;
+}
+
 /// Two phones on `codec` call each other (440 Hz from the caller, 1000 Hz from the
 /// callee), about three seconds; the call-log row and the recording's WAV.
 async fn recorded_call(
     app: &TestApp,
     admin: &Session,
-    (from, to): (&str, &str),
+    parties: (&str, &str),
     codec: &'static str,
 ) -> (crm::db::calls::CallRow, Wav) {
-    let sip = app.sip_addr();
-    let dir = app.data_dir();
-    let mut a = Baresip::start(&dir, from, sip, Setup::tone(440.0, codec)).await;
-    let mut b = Baresip::start(&dir, to, sip, Setup::tone(1000.0, codec)).await;
-    registered(app, from).await;
-    registered(app, to).await;
-    a.cmd("dial", &format!("sip:{to}@{sip}")).await;
-    b.wait("CALL_INCOMING").await;
-    b.cmd("accept", "").await;
-    a.wait("CALL_ESTABLISHED").await;
-    b.wait("CALL_ESTABLISHED").await;
-    let call = answered_call(app, from).await;
-    relayed(app, &call.call_id, 300).await;
-    a.cmd("hangup", "").await;
-    b.wait("CALL_CLOSED").await;
-    let row = ended(app, &call.call_id, true).await;
+    let tones = (Setup::tone(440.0, codec), Setup::tone(1000.0, codec));
+    let (mut a, mut b) = phones(app, parties, tones).await;
+    let answered = call(app, &mut a, &mut b, parties).await;
+    relayed(app, &answered.call_id, 300).await;
+    hang_up(&mut a, &mut b).await;
+    let row = ended(app, &answered.call_id, true).await;
     let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
     assert_eq!(r.status(), 200, "{codec}");
     (row, parse_wav(&r.bytes().await.unwrap()))
@@ -161,7 +213,6 @@ async fn set_policy(admin: &Session, pairs: &[(&str, &str)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_two_baresip_phones_make_a_stereo_wav_for_the_player() {
     let app = TestApp::spawn_with_sip().await;
-    let sip = app.sip_addr();
     import_users(&app, [1201u32, 1202].into_iter()).await;
     let admin = app.login("admin", ADMIN_PASSWORD).await;
     // Everything the caller's extension does is recorded (the relay is off in tests:
@@ -179,21 +230,13 @@ async fn recording_two_baresip_phones_make_a_stereo_wav_for_the_player() {
         .unwrap();
     assert!(page.contains("value=\"all\" selected"), "{page}");
 
-    let dir = app.data_dir();
-    let mut a = Baresip::start(&dir, "1201", sip, Setup::tone(440.0, "PCMU")).await;
-    let mut b = Baresip::start(&dir, "1202", sip, Setup::tone(1000.0, "PCMU")).await;
-    registered(&app, "1201").await;
-    registered(&app, "1202").await;
-    a.cmd("dial", &format!("sip:1202@{sip}")).await;
-    b.wait("CALL_INCOMING").await;
-    b.cmd("accept", "").await;
-    a.wait("CALL_ESTABLISHED").await;
-    b.wait("CALL_ESTABLISHED").await;
-    let call = answered_call(&app, "1201").await;
+    let parties = ("1201", "1202");
+    let tones = (Setup::tone(440.0, "PCMU"), Setup::tone(1000.0, "PCMU"));
+    let (mut a, mut b) = phones(&app, parties, tones).await;
+    let call = call(&app, &mut a, &mut b, parties).await;
     // About three seconds of audio both ways (50 packets a second each way).
     relayed(&app, &call.call_id, 300).await;
-    a.cmd("hangup", "").await;
-    b.wait("CALL_CLOSED").await;
+    hang_up(&mut a, &mut b).await;
     let row = ended(&app, &call.call_id, true).await;
     let talk = row.talk_ms.unwrap();
 
@@ -204,27 +247,7 @@ async fn recording_two_baresip_phones_make_a_stereo_wav_for_the_player() {
     assert_eq!(r.headers()["content-type"], "audio/wav");
     assert_eq!(r.headers()["accept-ranges"], "bytes");
     let body = r.bytes().await.unwrap().to_vec();
-    let w = parse_wav(&body);
-    assert_eq!((w.channels, w.rate), (2, 8000));
-    let secs = w.left.len() as f64 / 8000.0;
-    assert!(
-        (secs * 1000.0 - talk as f64).abs() < 1500.0 && secs > 2.5,
-        "recording {secs:.2} s, talk {talk} ms"
-    );
-    let mid = w.left.len() / 2;
-    let (l, rr) = (
-        &w.left[mid - 4000..mid + 4000],
-        &w.right[mid - 4000..mid + 4000],
-    );
-    assert!(
-        rms(l) > 2000.0 && rms(rr) > 2000.0,
-        "rms {} {}",
-        rms(l),
-        rms(rr)
-    );
-    let (hl, hr) = (hz(l), hz(rr));
-    assert!((hl - 440.0).abs() < 40.0, "left {hl:.0} Hz");
-    assert!((hr - 1000.0).abs() < 80.0, "right {hr:.0} Hz");
+    assert_two_tones(&parse_wav(&body), 8000, talk, "PCMU");
     // Recorded under recordings/YYYY/MM/ by the shop clock.
     let rec = app.running().ctx.recordings.file(row.id).await.unwrap();
     let year = app.running().ctx.clock.get().today().year().to_string();
@@ -358,36 +381,23 @@ async fn recording_two_baresip_phones_make_a_stereo_wav_for_the_player() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_on_demand_starts_by_feature_code_or_button() {
     let app = TestApp::spawn_with_sip().await;
-    let sip = app.sip_addr();
     import_users(&app, [1301u32, 1302].into_iter()).await;
     let admin = app.login("admin", ADMIN_PASSWORD).await;
     set_policy(&admin, &[("extension:1302", "on_demand")]).await;
-    let dir = app.data_dir();
-    let mut a = Baresip::start(&dir, "1301", sip, Setup::tone(440.0, "PCMU")).await;
-    let mut b = Baresip::start(&dir, "1302", sip, Setup::tone(1000.0, "PCMU")).await;
-    registered(&app, "1301").await;
-    registered(&app, "1302").await;
-
-    async fn call(a: &mut Baresip, b: &mut Baresip, app: &TestApp, sip: SocketAddr) -> String {
-        a.cmd("dial", &format!("sip:1302@{sip}")).await;
-        b.wait("CALL_INCOMING").await;
-        b.cmd("accept", "").await;
-        a.wait("CALL_ESTABLISHED").await;
-        b.wait("CALL_ESTABLISHED").await;
-        answered_call(app, "1301").await.call_id
-    }
+    let parties = ("1301", "1302");
+    let tones = (Setup::tone(440.0, "PCMU"), Setup::tone(1000.0, "PCMU"));
+    let (mut a, mut b) = phones(&app, parties, tones).await;
 
     // 1. No code, no button: no recording.
-    let id = call(&mut a, &mut b, &app, sip).await;
+    let id = call(&app, &mut a, &mut b, parties).await.call_id;
     relayed(&app, &id, 150).await;
-    a.cmd("hangup", "").await;
-    b.wait("CALL_CLOSED").await;
+    hang_up(&mut a, &mut b).await;
     let row = ended(&app, &id, false).await;
     let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
     assert_eq!(r.status(), 404);
 
     // 2. The caller dials *1 a while into the call: recorded from then on only.
-    let id = call(&mut a, &mut b, &app, sip).await;
+    let id = call(&app, &mut a, &mut b, parties).await.call_id;
     relayed(&app, &id, 150).await;
     a.key("*").await;
     assert_eq!(b.wait("CALL_DTMF_START").await["param"], "*");
@@ -397,8 +407,7 @@ async fn recording_on_demand_starts_by_feature_code_or_button() {
     // telephone-event as well as audio: 150 packets a second).
     let now = relayed(&app, &id, 0).await;
     relayed(&app, &id, now + 320).await;
-    a.cmd("hangup", "").await;
-    b.wait("CALL_CLOSED").await;
+    hang_up(&mut a, &mut b).await;
     let row = ended(&app, &id, true).await;
     let (rec, _) = app.running().ctx.recordings.file(row.id).await.unwrap();
     let talk = row.talk_ms.unwrap();
@@ -409,7 +418,7 @@ async fn recording_on_demand_starts_by_feature_code_or_button() {
     );
 
     // 3. The call-card button (admin): refused for a call that is not live, then works.
-    let id = call(&mut a, &mut b, &app, sip).await;
+    let id = call(&app, &mut a, &mut b, parties).await.call_id;
     let r = admin
         .post_form("/calls/record", &[("call_id", "no-such-call")])
         .await;
@@ -420,8 +429,7 @@ async fn recording_on_demand_starts_by_feature_code_or_button() {
     let r = admin.post_form("/calls/record", &[("call_id", &id)]).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     relayed(&app, &id, before + 200).await;
-    b.cmd("hangup", "").await;
-    a.wait("CALL_CLOSED").await;
+    hang_up(&mut b, &mut a).await;
     let row = ended(&app, &id, true).await;
     let n: i64 = app
         .running()
@@ -522,9 +530,8 @@ async fn recording_retention_sweep_deletes_old_files_by_the_shop_clock_and_logs_
 /// each); the WAV has the provider (the caller) left and the phone right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_relay_off() {
-    use crate::sip_trunk::{trunk, PROVIDER_IP};
-    use crate::sipp::{register_contact, scenario, sipp_cmd_at, uas, wait_sipp};
-    use crm::sip::CallEvent;
+    use crate::sip_trunk::{trunk_call_answered, trunk_ringing, PROVIDER_IP};
+    use crate::sipp::wait_sipp;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -536,14 +543,10 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
     .await;
     app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
     let admin = app.login("admin", ADMIN_PASSWORD).await;
-    let sip = app.sip_addr();
     let media = app.running().media.clone().expect("the relay runs");
     let tel = &app.running().ctx.telephony;
     import_users(&app, [1601u32].into_iter()).await;
-    let mut t = trunk(free_port(), false);
-    t.dids[0].destination = "1601".into();
-    t.dids[0].after_hours = None;
-    tel.save_trunk(None, t).await.unwrap();
+    trunk_ringing(&app, "1601").await;
     let id = tel.list_trunks().await.unwrap()[0].id;
     set_policy(&admin, &[(&format!("trunk:{id}"), "all")]).await;
     // The caller is a customer with an order: the card and the order page list the call.
@@ -553,39 +556,7 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
         .as_i64()
         .unwrap();
 
-    let phone_port = free_port();
-    let phone = uas("uas_answer.xml", phone_port, 1);
-    register_contact(sip, "1601", phone_port).await;
-    let mut events = app.running().ctx.call_events.subscribe();
-    let scen = scenario("trunk_inbound_call.xml");
-    let target = sip.to_string();
-    let provider = sipp_cmd_at(
-        PROVIDER_IP,
-        &[
-            &target,
-            "-sf",
-            &scen,
-            "-s",
-            "712000000",
-            "-d",
-            "2500",
-            "-m",
-            "1",
-            "-p",
-            &free_port().to_string(),
-        ],
-    )
-    .spawn()
-    .expect("sipp is installed");
-    let call_id = loop {
-        let e = tokio::time::timeout(WAIT, events.recv())
-            .await
-            .expect("the call rings")
-            .unwrap();
-        if let CallEvent::Answered { call_id, .. } = e {
-            break call_id;
-        }
-    };
+    let (phone, provider, call_id) = trunk_call_answered(&app, "1601").await;
     let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
     let stop = Arc::new(AtomicBool::new(false));
     for (ip, port, ssrc, level) in [
@@ -656,27 +627,7 @@ async fn recording_g722_and_opus_calls_are_decoded_to_a_16_khz_wav() {
     .await;
     for (parties, codec) in [(("1901", "1902"), "G722"), (("1903", "1904"), "opus")] {
         let (row, w) = recorded_call(&app, &admin, parties, codec).await;
-        assert_eq!((w.channels, w.rate), (2, 16_000), "{codec}");
-        let talk = row.talk_ms.unwrap() as f64;
-        let secs = w.left.len() as f64 / 16_000.0;
-        assert!(
-            (secs * 1000.0 - talk).abs() < 1500.0 && secs > 2.5,
-            "{codec}: recording {secs:.2} s, talk {talk} ms"
-        );
-        let mid = w.left.len() / 2;
-        let (l, r) = (
-            &w.left[mid - 8000..mid + 8000],
-            &w.right[mid - 8000..mid + 8000],
-        );
-        assert!(
-            rms(l) > 2000.0 && rms(r) > 2000.0,
-            "{codec}: rms {} {}",
-            rms(l),
-            rms(r)
-        );
-        let (hl, hr) = (hz_at(l, 16_000), hz_at(r, 16_000));
-        assert!((hl - 440.0).abs() < 40.0, "{codec}: left {hl:.0} Hz");
-        assert!((hr - 1000.0).abs() < 80.0, "{codec}: right {hr:.0} Hz");
+        assert_two_tones(&w, 16_000, row.talk_ms.unwrap(), codec);
     }
 }
 
@@ -745,7 +696,6 @@ fn heard(dir: &std::path::Path) -> Vec<i16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_announcement_plays_to_both_parties_before_recording() {
     let app = TestApp::spawn_with_sip().await;
-    let sip = app.sip_addr();
     import_users(&app, [1801u32, 1802].into_iter()).await;
     let admin = app.login("admin", ADMIN_PASSWORD).await;
     // Uploads: refused with a message that says why, then a good one.
@@ -788,19 +738,11 @@ async fn recording_announcement_plays_to_both_parties_before_recording() {
         hear: Some(dir.join(hear)),
         ..Setup::tone(0.0, "PCMU")
     };
-    let mut a = Baresip::start(&dir, "1801", sip, quiet("a-heard")).await;
-    let mut b = Baresip::start(&dir, "1802", sip, quiet("b-heard")).await;
-    registered(&app, "1801").await;
-    registered(&app, "1802").await;
-    a.cmd("dial", &format!("sip:1802@{sip}")).await;
-    b.wait("CALL_INCOMING").await;
-    b.cmd("accept", "").await;
-    a.wait("CALL_ESTABLISHED").await;
-    b.wait("CALL_ESTABLISHED").await;
-    let call = answered_call(&app, "1801").await;
+    let parties = ("1801", "1802");
+    let (mut a, mut b) = phones(&app, parties, (quiet("a-heard"), quiet("b-heard"))).await;
+    let call = call(&app, &mut a, &mut b, parties).await;
     relayed(&app, &call.call_id, 250).await;
-    a.cmd("hangup", "").await;
-    b.wait("CALL_CLOSED").await;
+    hang_up(&mut a, &mut b).await;
     a.wait("CALL_CLOSED").await;
     let row = ended(&app, &call.call_id, true).await;
     for f in ["a-heard", "b-heard"] {

@@ -6,19 +6,24 @@ use std::time::Duration;
 
 use crm::sip::{CallDirection, CallEvent};
 
-use crate::sip_trunk::{call_id, inf, trunk, PROVIDER_IP};
+use crate::sip_trunk::{call_id, inf, trunk_ringing, PROVIDER_IP};
 use crate::sipp::*;
 use crate::support::{eventually, TestApp};
 
 /// A trunk whose DID 712000000 rings extension 1501 (the operator), and 1501, 1502
 /// imported.
 pub(crate) async fn office_with_trunk(app: &TestApp) {
-    let tel = &app.running().ctx.telephony;
     import_users(app, [1501u32, 1502].into_iter()).await;
-    let mut t = trunk(free_port(), false);
-    t.dids[0].destination = "1501".into();
-    t.dids[0].after_hours = None;
-    tel.save_trunk(None, t).await.unwrap();
+    trunk_ringing(app, "1501").await;
+}
+
+/// The provider (SIPp) calls DID 712000000; once answered and transferred, it checks
+/// that the box's re-INVITE carries the transfer target's offer, and hangs up 500 ms
+/// later.
+pub(crate) async fn provider_call_to_transfer(sip: std::net::SocketAddr) -> SippResult {
+    let scen = scenario("xfer_provider.xml");
+    let args = ["-sf", &scen, "-s", "712000000", "-d", "500", "-m", "1"];
+    sipp_at(PROVIDER_IP, sip, &args).await
 }
 
 /// Events until `n` calls have ended (or 20 s), grouped by call id in order of arrival.
@@ -105,17 +110,7 @@ async fn sip_transfer_of_a_trunk_call_rings_the_master_from_the_box_and_logs_the
     let mut events = app.running().ctx.call_events.subscribe();
     // The provider checks that the box's re-INVITE carries the master's offer, and hangs
     // up 500 ms later; the master gets the box's BYE.
-    let call = [
-        "-sf",
-        &scenario("xfer_provider.xml"),
-        "-s",
-        "712000000",
-        "-d",
-        "500",
-        "-m",
-        "1",
-    ];
-    let provider = sipp_at(PROVIDER_IP, sip, &call).await;
+    let provider = provider_call_to_transfer(sip).await;
     assert_ok(
         &provider,
         1,
@@ -344,11 +339,7 @@ async fn linphone_attended_transfer_of_a_trunk_call(transport: &str) {
     let app = TestApp::spawn_with_sip().await;
     let sip = app.sip_addr();
     import_users(&app, [1502u32, 1503].into_iter()).await;
-    let tel = &app.running().ctx.telephony;
-    let mut t = crate::sip_trunk::trunk(free_port(), false);
-    t.dids[0].destination = "1502".into();
-    t.dids[0].after_hours = None;
-    tel.save_trunk(None, t).await.unwrap();
+    trunk_ringing(&app, "1502").await;
     let dir = app.data_dir();
     let mut x = Linphone::start(&dir, "1502", sip, transport).await;
     let mut z = Linphone::start(&dir, "1503", sip, transport).await;

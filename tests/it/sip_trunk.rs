@@ -33,6 +33,93 @@ async fn desk_group(tel: &crm::domain::telephony::Telephony) {
     .unwrap();
 }
 
+/// Extension `ext` may call out anywhere, up to `per_hour` calls an hour; with
+/// `auto_answer`, its phone answers the box's click-to-call leg by itself.
+pub(crate) async fn allow_calls_out(app: &TestApp, ext: &str, per_hour: u32, auto_answer: bool) {
+    app.running()
+        .ctx
+        .telephony
+        .set_outbound(
+            None,
+            ext,
+            OutboundSettings {
+                outbound_allowed: true,
+                outbound_prefixes: String::new(),
+                max_calls_per_hour: per_hour,
+                auto_answer,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// The provider's trunk (SIPp on `port`) with no DIDs: for calls out only.
+pub(crate) async fn trunk_out(app: &TestApp, port: u16) {
+    let mut t = trunk(port, false);
+    t.dids.clear();
+    save_trunk(app, t).await;
+}
+
+/// The provider's trunk whose DID 712000000 rings extension `ext`, at all hours.
+pub(crate) async fn trunk_ringing(app: &TestApp, ext: &str) {
+    let mut t = trunk(free_port(), false);
+    t.dids[0].destination = ext.into();
+    t.dids[0].after_hours = None;
+    save_trunk(app, t).await;
+}
+
+async fn save_trunk(app: &TestApp, t: NewTrunk) {
+    app.running()
+        .ctx
+        .telephony
+        .save_trunk(None, t)
+        .await
+        .unwrap();
+}
+
+/// The provider (SIPp) calls DID 712000000 and hangs up 2.5 s after the answer;
+/// extension `ext`'s phone (SIPp) answers. Both, and the call's id once answered.
+pub(crate) async fn trunk_call_answered(
+    app: &TestApp,
+    ext: &str,
+) -> (tokio::process::Child, tokio::process::Child, String) {
+    let sip = app.sip_addr();
+    let phone_port = free_port();
+    let phone = uas("uas_answer.xml", phone_port, 1);
+    register_contact(sip, ext, phone_port).await;
+    let mut events = app.running().ctx.call_events.subscribe();
+    let scen = scenario("trunk_inbound_call.xml");
+    let target = sip.to_string();
+    let provider = sipp_cmd_at(
+        PROVIDER_IP,
+        &[
+            &target,
+            "-sf",
+            &scen,
+            "-s",
+            "712000000",
+            "-d",
+            "2500",
+            "-m",
+            "1",
+            "-p",
+            &free_port().to_string(),
+        ],
+    )
+    .spawn()
+    .expect("sipp is installed");
+    let call_id = loop {
+        let e = tokio::time::timeout(Duration::from_secs(15), events.recv())
+            .await
+            .expect("the call rings")
+            .unwrap();
+        if let CallEvent::Answered { call_id, .. } = e {
+            break call_id;
+        }
+    };
+    (phone, provider, call_id)
+}
+
 pub(crate) fn trunk(port: u16, register: bool) -> NewTrunk {
     NewTrunk {
         name: "Provider".into(),
@@ -86,25 +173,11 @@ pub(crate) async fn calling_out(
     scen: &str,
     log: Option<&std::path::Path>,
 ) -> (tokio::process::Child, String, u16) {
-    let tel = &app.running().ctx.telephony;
     import_users(app, [1001u32].into_iter()).await;
-    tel.set_outbound(
-        None,
-        "1001",
-        OutboundSettings {
-            outbound_allowed: true,
-            outbound_prefixes: String::new(),
-            max_calls_per_hour: max_per_hour,
-            auto_answer: false,
-        },
-    )
-    .await
-    .unwrap();
+    allow_calls_out(app, "1001", max_per_hour, false).await;
     let port = free_port();
     let prov = provider(scen, port, log);
-    let mut t = trunk(port, false);
-    t.dids.clear();
-    tel.save_trunk(None, t).await.unwrap();
+    trunk_out(app, port).await;
     (prov, inf(app, "1001.csv", &["1001"]), port)
 }
 
@@ -275,30 +348,7 @@ async fn trunk_inbound_did_rings_the_group_after_hours_elsewhere_and_strangers_a
     let one_id = call_id(&evs[0]).to_string();
     assert!(evs.iter().all(|e| call_id(e) == one_id));
     // The call log keeps it as an inbound call from the customer's number, answered.
-    let token = app.api_token("admin").await;
-    let client = app.client();
-    let row = eventually(Duration::from_secs(10), || {
-        let (client, token, url) = (client.clone(), token.clone(), app.url("/api/v1/calls"));
-        let one_id = one_id.clone();
-        async move {
-            let v: serde_json::Value = client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["items"]
-                .as_array()?
-                .iter()
-                .find(|c| c["call_id"] == one_id.as_str() && !c["ended_ms"].is_null())
-                .cloned()
-        }
-    })
-    .await
-    .expect("the inbound call reaches the call log");
+    let row = crate::sip_transfer::log_row(&app, &one_id).await;
     assert_eq!(row["direction"], "inbound", "{row}");
     assert_eq!(row["outcome"], "answered", "{row}");
     assert_eq!(row["party_number"], "+998901112233", "{row}");
@@ -376,26 +426,12 @@ async fn trunk_inbound_did_rings_the_group_after_hours_elsewhere_and_strangers_a
 async fn trunk_outbound_guards_refuse_before_the_provider_and_allowed_calls_pass_its_407() {
     let app = TestApp::spawn_with_sip().await;
     let sip = app.sip_addr();
-    let tel = &app.running().ctx.telephony;
     import_users(&app, [1000u32, 1001].into_iter()).await;
-    tel.set_outbound(
-        None,
-        "1001",
-        OutboundSettings {
-            outbound_allowed: true,
-            outbound_prefixes: String::new(),
-            max_calls_per_hour: 1,
-            auto_answer: false,
-        },
-    )
-    .await
-    .unwrap();
+    allow_calls_out(&app, "1001", 1, false).await;
     let port = free_port();
     let log = app.data_dir().join("provider-messages.log");
     let prov = provider("trunk_provider_uas.xml", port, Some(&log));
-    let mut t = trunk(port, false);
-    t.dids.clear();
-    tel.save_trunk(None, t).await.unwrap();
+    trunk_out(&app, port).await;
     let mut events = app.running().ctx.call_events.subscribe();
     let (no, yes) = (
         inf(&app, "1000.csv", &["1000"]),
@@ -854,23 +890,10 @@ async fn trunk_click_to_call_out_through_the_trunk_passes_the_providers_challeng
     tel.update_extension(None, "1002", "Aziza", Some("aziza".into()), true)
         .await
         .unwrap();
-    tel.set_outbound(
-        None,
-        "1002",
-        OutboundSettings {
-            outbound_allowed: true,
-            outbound_prefixes: String::new(),
-            max_calls_per_hour: 5,
-            auto_answer: true,
-        },
-    )
-    .await
-    .unwrap();
+    allow_calls_out(&app, "1002", 5, true).await;
     let port = free_port();
     let prov = provider("trunk_provider_uas.xml", port, None);
-    let mut t = trunk(port, false);
-    t.dids.clear();
-    tel.save_trunk(None, t).await.unwrap();
+    trunk_out(&app, port).await;
     let po = free_port();
     let op = sipp_cmd(&[
         "-sf",

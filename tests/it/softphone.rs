@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::browser::Browser;
 use crate::live::{login_cookie, Ws};
+use crate::sip_trunk::inf;
 use crate::sipp::*;
 use crate::support::*;
 
@@ -243,6 +244,73 @@ fn talk(sock: Arc<UdpSocket>, to: SocketAddr, stop: Arc<AtomicBool>) {
     });
 }
 
+/// Headless Chromium with a fake microphone, signed in as `oper` (extension 1501), once
+/// the header softphone says it is registered and ready.
+async fn softphone_page(app: &TestApp) -> Browser {
+    let b = Browser::start_with_media().await;
+    b.sign_in(app, "oper", "oper-pass-1").await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            (b.attr("#sp-state", "data-state").await.as_deref() == Some("ready")).then_some(())
+        })
+        .await
+        .is_some(),
+        "the page's softphone registers and says it is ready: {:?} {:?}",
+        b.attr("#sp-state", "data-state").await,
+        b.client.execute("return (async () => { window.logs=[]; JsSIP.debug.enable('JsSIP:*'); JsSIP.debug.log = (...a) => window.logs.push(a.join(' ')); var ua = document.getElementById('softphone').softphone.ua; ua.register(); await new Promise(r => setTimeout(r, 3000)); return window.logs; })()", vec![]).await
+    );
+    b
+}
+
+/// Desk phone 1000: SIPp running `scen` once, its RTP at the returned socket.
+async fn desk_phone(sip: SocketAddr, scen: &str) -> (Arc<UdpSocket>, tokio::process::Child) {
+    let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let port = free_port();
+    let phone = sipp_cmd(&[
+        "-sf",
+        &scenario(scen),
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+        "-set",
+        "rtp",
+        &rtp_port,
+    ])
+    .spawn()
+    .expect("sipp is installed");
+    register_contact(sip, "1000", port).await;
+    (rtp, phone)
+}
+
+/// The page's softphone calls `number`: the panel opened as a person would (a click on
+/// ☎), then kept open (other menus' scripts close a menu when focus moves elsewhere).
+async fn dial_from_the_page(b: &Browser, number: &str) {
+    b.click("#softphone > summary").await;
+    js(b, "document.getElementById('softphone').open = true").await;
+    b.fill("#sp-number", number).await;
+    b.click("#sp-call").await;
+}
+
+/// How call `id` ended, by the call log's event (within 10 s of the events from here on).
+async fn end_cause(
+    mut events: tokio::sync::broadcast::Receiver<crm::sip::CallEvent>,
+    id: String,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(crm::sip::CallEvent::Ended { call_id, cause, .. }) = events.recv().await {
+                if call_id == id {
+                    return cause;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the call log ends the call")
+}
+
 /// Audio packets the browser's call received so far (its WebRTC statistics).
 async fn browser_heard(b: &Browser) -> u64 {
     let v = b
@@ -274,54 +342,16 @@ async fn browser_heard(b: &Browser) -> u64 {
 async fn softphone_in_chromium_calls_a_phone_and_answers_one_with_audio_both_ways() {
     let app = app().await;
     let sip = app.sip_addr();
-    let b = Browser::start_with_media().await;
-    b.sign_in(&app, "oper", "oper-pass-1").await;
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            (ws_registrations(&app, "1501") == 1).then_some(())
-        })
-        .await
-        .is_some(),
+    let b = softphone_page(&app).await;
+    assert_eq!(
+        ws_registrations(&app, "1501"),
+        1,
         "the page's softphone registers"
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            (b.attr("#sp-state", "data-state").await.as_deref() == Some("ready")).then_some(())
-        })
-        .await
-        .is_some(),
-        "the page says it is ready: {:?} {:?}",
-        b.attr("#sp-state", "data-state").await,
-        b.client.execute("return (async () => { window.logs=[]; JsSIP.debug.enable('JsSIP:*'); JsSIP.debug.log = (...a) => window.logs.push(a.join(' ')); var ua = document.getElementById('softphone').softphone.ua; ua.register(); await new Promise(r => setTimeout(r, 3000)); return window.logs; })()", vec![]).await
     );
 
     // 1. The browser calls the desk phone.
-    let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let rtp_port = rtp.local_addr().unwrap().port().to_string();
-    let port = free_port();
-    let phone = sipp_cmd(&[
-        "-sf",
-        &scenario("softphone_phone_uas.xml"),
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-        "-set",
-        "rtp",
-        &rtp_port,
-    ])
-    .spawn()
-    .expect("sipp is installed");
-    register_contact(sip, "1000", port).await;
-    // Opened as a person would (a click on ☎), then kept open: other menus' scripts
-    // close a menu when focus moves elsewhere.
-    b.click("#softphone > summary").await;
-    b.client
-        .execute("document.getElementById('softphone').open = true", vec![])
-        .await
-        .unwrap();
-    b.fill("#sp-number", "1000").await;
-    b.click("#sp-call").await;
+    let (rtp, phone) = desk_phone(sip, "softphone_phone_uas.xml").await;
+    dial_from_the_page(&b, "1000").await;
     let (got, from) = hear(&rtp, 25, Duration::from_secs(20)).await;
     assert!(
         got >= 25,
@@ -347,11 +377,9 @@ async fn softphone_in_chromium_calls_a_phone_and_answers_one_with_audio_both_way
     );
 
     // 2. The desk phone calls the browser; answered on the screen-pop card.
-    let inf = app.data_dir().join("caller.csv");
-    std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
+    let inf = inf(&app, "caller.csv", &["1000"]);
     let rtp2 = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let rtp2_port = rtp2.local_addr().unwrap().port().to_string();
-    let inf = inf.to_str().unwrap().to_string();
     let call = tokio::spawn(async move {
         sipp(
             sip,
@@ -432,6 +460,18 @@ fn invite(domain: &str, id: &str, sdp: &str) -> String {
     )
 }
 
+/// A phone's plain offer of G.711 µ-law alone.
+const PCMU_OFFER: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+/// Registers `ext` over the socket (CSeq `cseq`): the box answers 200.
+async fn register_over(ws: &mut Ws, ext: &str, domain: &str, cseq: u32) {
+    ws.send(Message::text(register(ext, domain, cseq, 600)))
+        .await
+        .unwrap();
+    let r = next_of(ws, "SIP/2.0 ").await;
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+}
+
 /// The INVITE (or final response) the socket gets next, skipping provisional answers.
 async fn next_of(ws: &mut Ws, start: &str) -> String {
     loop {
@@ -471,10 +511,7 @@ async fn softphone_a_plain_offer_to_a_browser_becomes_webrtc_or_is_refused_clean
     .await
     .unwrap();
     for (ws, ext) in [(&mut a, "1501"), (&mut b, "1000")] {
-        ws.send(Message::text(register(ext, &domain, 1, 600)))
-            .await
-            .unwrap();
-        assert!(next_of(ws, "SIP/2.0 ").await.starts_with("SIP/2.0 200"));
+        register_over(ws, ext, &domain, 1).await;
     }
 
     let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -538,6 +575,21 @@ async fn loudness(sock: &UdpSocket, dur: Duration) -> (usize, usize) {
     (n, loud)
 }
 
+/// Runs `code` on the page with `s`, the softphone's current call (or null), in scope.
+async fn on_call(b: &Browser, code: &str) -> serde_json::Value {
+    let current = "const s = document.getElementById('softphone').softphone.current();";
+    js(b, &format!("{current} {code}")).await
+}
+
+/// Whether `code` (run as by [`on_call`]) returns true within `within`.
+async fn call_becomes(b: &Browser, within: Duration, code: &str) -> bool {
+    eventually(within, || async {
+        (on_call(b, code).await == true).then_some(())
+    })
+    .await
+    .is_some()
+}
+
 /// Runs `js` (the body of a function) on the page and returns its value.
 async fn js(b: &Browser, code: &str) -> serde_json::Value {
     b.client.execute(code, vec![]).await.unwrap()
@@ -555,50 +607,21 @@ async fn softphone_in_chromium_dtmf_mute_hold_and_a_closed_tab_hangs_up() {
     let app = app().await;
     let sip = app.sip_addr();
     let media = app.running().media.clone().expect("the relay runs");
-    let mut events = app.running().ctx.call_events.subscribe();
-    let b = Browser::start_with_media().await;
-    b.sign_in(&app, "oper", "oper-pass-1").await;
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            (b.attr("#sp-state", "data-state").await.as_deref() == Some("ready")).then_some(())
-        })
-        .await
-        .is_some(),
-        "the softphone registers"
-    );
-    let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let rtp_port = rtp.local_addr().unwrap().port().to_string();
-    let port = free_port();
-    let phone = sipp_cmd(&[
-        "-sf",
-        &scenario("softphone_phone_hold.xml"),
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-        "-set",
-        "rtp",
-        &rtp_port,
-    ])
-    .spawn()
-    .expect("sipp is installed");
-    register_contact(sip, "1000", port).await;
+    let events = app.running().ctx.call_events.subscribe();
+    let b = softphone_page(&app).await;
+    let (rtp, phone) = desk_phone(sip, "softphone_phone_hold.xml").await;
     let open_panel = || async {
         js(&b, "document.getElementById('softphone').open = true").await;
     };
-    b.click("#softphone > summary").await;
-    open_panel().await;
-    b.fill("#sp-number", "1000").await;
-    b.click("#sp-call").await;
+    dial_from_the_page(&b, "1000").await;
     let (got, _) = hear(&rtp, 25, Duration::from_secs(20)).await;
     assert!(got >= 25, "the browser's audio reaches the phone: {got}");
-    let session = "const s = document.getElementById('softphone').softphone.current();";
 
     // DTMF: Chromium sends telephone-event/8000 with the number of the box's answer to
     // it (its own offer's), which is not the phone's 101: the box renumbers.
-    let sends_with = js(
+    let sends_with = on_call(
         &b,
-        &format!("{session} const m = /a=rtpmap:(\\d+) telephone-event\\/8000/.exec(s.connection.remoteDescription.sdp); return m ? Number(m[1]) : null;"),
+        "const m = /a=rtpmap:(\\d+) telephone-event\\/8000/.exec(s.connection.remoteDescription.sdp); return m ? Number(m[1]) : null;",
     )
     .await;
     assert!(
@@ -633,11 +656,7 @@ async fn softphone_in_chromium_dtmf_mute_hold_and_a_closed_tab_hangs_up() {
     open_panel().await;
     b.click("#sp-mute").await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            (js(&b, &format!("{session} return s.isMuted().audio;")).await == true).then_some(())
-        })
-        .await
-        .is_some(),
+        call_becomes(&b, Duration::from_secs(5), "return s.isMuted().audio;").await,
         "muted"
     );
     // What was on its way when the button went.
@@ -653,33 +672,22 @@ async fn softphone_in_chromium_dtmf_mute_hold_and_a_closed_tab_hangs_up() {
     open_panel().await;
     b.click("#sp-hold").await;
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            (js(&b, &format!("{session} return s.isOnHold().local;")).await == true).then_some(())
-        })
-        .await
-        .is_some(),
+        call_becomes(&b, Duration::from_secs(10), "return s.isOnHold().local;").await,
         "the phone accepted the hold"
     );
     open_panel().await;
     b.click("#sp-hold").await;
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            (js(&b, &format!("{session} return !s.isOnHold().local;")).await == true).then_some(())
-        })
-        .await
-        .is_some(),
+        call_becomes(&b, Duration::from_secs(10), "return !s.isOnHold().local;").await,
         "the phone accepted the resume"
     );
     let (got, _) = hear(&rtp, 25, Duration::from_secs(10)).await;
     assert!(got >= 25, "audio after the resume: {got}");
-    let call_id = js(
-        &b,
-        &format!("{session} return (s.request || s._request).call_id;"),
-    )
-    .await
-    .as_str()
-    .unwrap()
-    .to_string();
+    let call_id = on_call(&b, "return (s.request || s._request).call_id;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(media.counts(&call_id).is_some(), "the call is anchored");
 
     // The tab goes without hanging up.
@@ -693,21 +701,7 @@ async fn softphone_in_chromium_dtmf_mute_hold_and_a_closed_tab_hangs_up() {
         1,
         "the phone: held, resumed, and the box's BYE when the tab closed",
     );
-    let cause = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(crm::sip::CallEvent::Ended {
-                call_id: c, cause, ..
-            }) = events.recv().await
-            {
-                if c == call_id {
-                    return cause;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the call log ends the call");
-    assert_eq!(cause, "completed");
+    assert_eq!(end_cause(events, call_id.clone()).await, "completed");
     assert!(
         eventually(Duration::from_secs(5), || async {
             media.counts(&call_id).is_none().then_some(())
@@ -729,45 +723,21 @@ async fn softphone_a_closed_socket_cancels_its_ringing_calls() {
     let sip = app.sip_addr();
     let domain = app.running().sip.as_ref().unwrap().control().domain();
     let oper = login_cookie(&app, "oper", "oper-pass-1").await;
-    let mut events = app.running().ctx.call_events.subscribe();
-    let ended = |events: &mut tokio::sync::broadcast::Receiver<crm::sip::CallEvent>, id: String| {
-        let mut events = events.resubscribe();
-        async move {
-            tokio::time::timeout(Duration::from_secs(10), async {
-                loop {
-                    if let Ok(crm::sip::CallEvent::Ended { call_id, cause, .. }) =
-                        events.recv().await
-                    {
-                        if call_id == id {
-                            return cause;
-                        }
-                    }
-                }
-            })
-            .await
-            .expect("the call ends in the log")
-        }
-    };
+    let events = app.running().ctx.call_events.subscribe();
 
     // 1. The browser calls desk phone 1000, which rings; the socket closes.
     let port = free_port();
     let phone = uas("uas_ring.xml", port, 1);
     register_contact(sip, "1000", port).await;
     let mut ws = open(&app, Some(&oper), Some("sip")).await.unwrap();
-    ws.send(Message::text(register("1501", &domain, 1, 600)))
-        .await
-        .unwrap();
-    assert!(next_of(&mut ws, "SIP/2.0 ")
-        .await
-        .starts_with("SIP/2.0 200"));
-    let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-    ws.send(Message::text(invite(&domain, "gone1", g711)))
+    register_over(&mut ws, "1501", &domain, 1).await;
+    ws.send(Message::text(invite(&domain, "gone1", PCMU_OFFER)))
         .await
         .unwrap();
     assert!(next_of(&mut ws, "SIP/2.0 18")
         .await
         .starts_with("SIP/2.0 180"));
-    let cause = ended(&mut events, "gone1".into());
+    let cause = end_cause(events.resubscribe(), "gone1".into());
     ws.close(None).await.unwrap();
     drop(ws);
     assert_ok(&wait_sipp(phone).await, 1, "the phone: rung, then CANCEL");
@@ -775,15 +745,8 @@ async fn softphone_a_closed_socket_cancels_its_ringing_calls() {
 
     // 2. Desk phone 1000 calls the browser; its socket closes while it rings.
     let mut ws = open(&app, Some(&oper), Some("sip")).await.unwrap();
-    ws.send(Message::text(register("1501", &domain, 2, 600)))
-        .await
-        .unwrap();
-    assert!(next_of(&mut ws, "SIP/2.0 ")
-        .await
-        .starts_with("SIP/2.0 200"));
-    let inf = app.data_dir().join("caller.csv");
-    std::fs::write(&inf, "SEQUENTIAL\n1000;secret-1000;\n").unwrap();
-    let inf = inf.to_str().unwrap().to_string();
+    register_over(&mut ws, "1501", &domain, 2).await;
+    let inf = inf(&app, "caller.csv", &["1000"]);
     let call = tokio::spawn(async move {
         sipp(
             sip,
@@ -810,7 +773,7 @@ async fn softphone_a_closed_socket_cancels_its_ringing_calls() {
         .expect("a Call-ID")
         .trim()
         .to_string();
-    let cause = ended(&mut events, id);
+    let cause = end_cause(events.resubscribe(), id);
     ws.close(None).await.unwrap();
     drop(ws);
     assert_ok(
@@ -830,52 +793,22 @@ async fn softphone_a_closed_socket_cancels_its_ringing_calls() {
 async fn softphone_in_chromium_blind_transfers_a_customer_call_to_a_desk_phone() {
     let app = app().await;
     let sip = app.sip_addr();
-    let tel = &app.running().ctx.telephony;
     import_users(&app, [1502u32].into_iter()).await;
-    let mut t = crate::sip_trunk::trunk(free_port(), false);
-    t.dids[0].destination = "1501".into();
-    t.dids[0].after_hours = None;
-    tel.save_trunk(None, t).await.unwrap();
+    crate::sip_trunk::trunk_ringing(&app, "1501").await;
     let mut events = app.running().ctx.call_events.subscribe();
-    let b = Browser::start_with_media().await;
-    b.sign_in(&app, "oper", "oper-pass-1").await;
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            (b.attr("#sp-state", "data-state").await.as_deref() == Some("ready")).then_some(())
-        })
-        .await
-        .is_some(),
-        "the softphone registers"
-    );
+    let b = softphone_page(&app).await;
     let p_master = free_port();
     let master = uas("uas_answer.xml", p_master, 1);
     register_contact(sip, "1502", p_master).await;
-    let provider = tokio::spawn(async move {
-        sipp_at(
-            crate::sip_trunk::PROVIDER_IP,
-            sip,
-            &[
-                "-sf",
-                &scenario("xfer_provider.xml"),
-                "-s",
-                "712000000",
-                "-d",
-                "500",
-                "-m",
-                "1",
-            ],
-        )
-        .await
-    });
+    let provider = tokio::spawn(crate::sip_transfer::provider_call_to_transfer(sip));
     b.click(".call-pop .sp-card-answer").await;
-    let session = "const s = document.getElementById('softphone').softphone.current();";
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            (js(&b, &format!("{session} return !!s && s.isEstablished();")).await == true)
-                .then_some(())
-        })
-        .await
-        .is_some(),
+        call_becomes(
+            &b,
+            Duration::from_secs(10),
+            "return !!s && s.isEstablished();"
+        )
+        .await,
         "the page answered the customer"
     );
     js(&b, "document.getElementById('softphone').open = true").await;
@@ -892,11 +825,7 @@ async fn softphone_in_chromium_blind_transfers_a_customer_call_to_a_desk_phone()
         "the target: rung by the box, answered, then BYE",
     );
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            (js(&b, &format!("{session} return s === null;")).await == true).then_some(())
-        })
-        .await
-        .is_some(),
+        call_becomes(&b, Duration::from_secs(10), "return s === null;").await,
         "the page's call ended after the transfer"
     );
     let calls = crate::sip_transfer::calls_ended(&mut events, 2).await;
@@ -924,22 +853,8 @@ async fn softphone_a_closed_socket_hangs_up_its_call_out_through_the_trunk() {
     let domain = app.running().sip.as_ref().unwrap().control().domain();
     let (provider, _, _) =
         crate::sip_trunk::calling_out(&app, 10, "softphone_provider_uas.xml", None).await;
-    app.running()
-        .ctx
-        .telephony
-        .set_outbound(
-            None,
-            "1501",
-            crm::domain::telephony::OutboundSettings {
-                outbound_allowed: true,
-                outbound_prefixes: String::new(),
-                max_calls_per_hour: 10,
-                auto_answer: false,
-            },
-        )
-        .await
-        .unwrap();
-    let mut events = app.running().ctx.call_events.subscribe();
+    crate::sip_trunk::allow_calls_out(&app, "1501", 10, false).await;
+    let events = app.running().ctx.call_events.subscribe();
     let mut ws = open(
         &app,
         Some(&login_cookie(&app, "oper", "oper-pass-1").await),
@@ -947,14 +862,8 @@ async fn softphone_a_closed_socket_hangs_up_its_call_out_through_the_trunk() {
     )
     .await
     .unwrap();
-    ws.send(Message::text(register("1501", &domain, 1, 600)))
-        .await
-        .unwrap();
-    assert!(next_of(&mut ws, "SIP/2.0 ")
-        .await
-        .starts_with("SIP/2.0 200"));
-    let g711 = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-    let inv = invite(&domain, "out1", g711).replace("sip:1000@", "sip:901234567@");
+    register_over(&mut ws, "1501", &domain, 1).await;
+    let inv = invite(&domain, "out1", PCMU_OFFER).replace("sip:1000@", "sip:901234567@");
     ws.send(Message::text(inv)).await.unwrap();
     let ok = next_of(&mut ws, "SIP/2.0 2").await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
@@ -965,16 +874,5 @@ async fn softphone_a_closed_socket_hangs_up_its_call_out_through_the_trunk() {
         1,
         "the provider: answered, then the box's BYE when the socket closed",
     );
-    let cause = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(crm::sip::CallEvent::Ended { call_id, cause, .. }) = events.recv().await {
-                if call_id == "out1" {
-                    return cause;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the call log ends the call");
-    assert_eq!(cause, "completed");
+    assert_eq!(end_cause(events, "out1".into()).await, "completed");
 }

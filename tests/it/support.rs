@@ -202,6 +202,38 @@ impl TestApp {
             r.stop().await.unwrap();
         }
     }
+
+    /// Writes these settings straight to the database, then wakes the notifier (it reads
+    /// its settings each round, and would otherwise sleep out its poll).
+    pub async fn set_settings<V: AsRef<str>>(&self, pairs: &[(&str, V)]) {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_ref().to_string()))
+            .collect();
+        self.running()
+            .ctx
+            .db
+            .write(move |c| {
+                for (k, v) in &pairs {
+                    crm::db::settings::set(c, k, v, 0)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        self.running().ctx.notifications.wake();
+    }
+
+    /// E-mail out through a plain SMTP server on 127.0.0.1:`port`, from the shop's address.
+    pub async fn plain_smtp(&self, port: u16) {
+        self.set_settings(&[
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &port.to_string()),
+            ("smtp.security", "plain"),
+            ("smtp.from", "shop@example.uz"),
+        ])
+        .await;
+    }
 }
 
 /// A signed-in browser-like client.

@@ -184,6 +184,17 @@ fn bad(path: impl Into<String>, body: Body) -> Step {
     post(path, body, false)
 }
 
+/// The route `pattern` (one `{…}` in it) posted with no body: refused for an id that
+/// does not exist, done for `id`.
+fn unknown_then_known(pattern: &str, id: impl std::fmt::Display) -> Vec<Step> {
+    let (head, rest) = pattern.split_once('{').expect("a placeholder");
+    let tail = rest.split_once('}').expect("a placeholder").1;
+    vec![
+        bad(format!("{head}999999{tail}"), Body::Empty),
+        good(format!("{head}{id}{tail}"), Body::Empty),
+    ]
+}
+
 struct Fx {
     app: TestApp,
     admin: Session,
@@ -499,25 +510,6 @@ fn trunk_json(name: &str) -> Value {
            "username": "shop", "secret": "trunk-secret-1", "register": false})
 }
 
-async fn set_settings(app: &TestApp, pairs: &[(&str, String)]) {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    app.running()
-        .ctx
-        .db
-        .write(move |c| {
-            for (k, v) in &pairs {
-                crm::db::settings::set(c, k, v, 0)?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap();
-    app.running().ctx.notifications.wake();
-}
-
 async fn fixture() -> Fx {
     let sink = SmtpSink::start(
         free_port(),
@@ -529,21 +521,15 @@ async fn fixture() -> Fx {
     );
     let bot = BotStandIn::start().await;
     let app = TestApp::spawn().await;
-    set_settings(
-        &app,
-        &[
-            ("notify.poll_ms", "50".into()),
-            ("notify.retry_base_ms", "100".into()),
-            ("notify.retry_max_ms", "300".into()),
-            ("telegram.poll_timeout_secs", "1".into()),
-            ("telegram.per_chat_gap_ms", "0".into()),
-            ("smtp.host", "127.0.0.1".into()),
-            ("smtp.port", sink.port.to_string()),
-            ("smtp.security", "plain".into()),
-            ("smtp.from", "shop@example.uz".into()),
-        ],
-    )
+    app.set_settings(&[
+        ("notify.poll_ms", "50"),
+        ("notify.retry_base_ms", "100"),
+        ("notify.retry_max_ms", "300"),
+        ("telegram.poll_timeout_secs", "1"),
+        ("telegram.per_chat_gap_ms", "0"),
+    ])
     .await;
+    app.plain_smtp(sink.port).await;
     let master_id = app.add_user("usta", Role::Master, "usta-pass-1").await;
     app.add_user("oper", Role::Operator, "oper-pass-1").await;
     let admin_id = app
@@ -639,10 +625,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/tokens/{id}/revoke") => {
             let t = fx.token().await;
-            vec![
-                bad("/tokens/999999/revoke", Empty),
-                good(format!("/tokens/{t}/revoke"), Empty),
-            ]
+            unknown_then_known(pattern, t)
         }
         ("DELETE", "/api/v1/tokens/{id}") => {
             let t = fx.token().await;
@@ -727,10 +710,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         ],
         ("POST", "/inbox/quick-replies/{id}/delete") => {
             let q = fx.quick_reply().await;
-            vec![
-                bad("/inbox/quick-replies/999999/delete", Empty),
-                good(format!("/inbox/quick-replies/{q}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, q)
         }
         ("POST", "/inbox/{id}/reply") => {
             let c = fx.conversation().await;
@@ -761,19 +741,13 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/inbox/{id}/close") => {
             let c = fx.conversation().await;
-            vec![
-                bad("/inbox/999999/close", Empty),
-                good(format!("/inbox/{c}/close"), Empty),
-            ]
+            unknown_then_known(pattern, c)
         }
         ("POST", "/inbox/{id}/reopen") => {
             let c = fx.conversation().await;
             let r = fx.admin.post_form(&format!("/inbox/{c}/close"), &[]).await;
             assert!(r.status().is_redirection());
-            vec![
-                bad("/inbox/999999/reopen", Empty),
-                good(format!("/inbox/{c}/reopen"), Empty),
-            ]
+            unknown_then_known(pattern, c)
         }
         ("POST", "/inbox/{id}/link") => {
             let c = fx.conversation().await;
@@ -791,10 +765,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/inbox/{id}/delete") => {
             let c = fx.conversation().await;
-            vec![
-                bad("/inbox/999999/delete", Empty),
-                good(format!("/inbox/{c}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, c)
         }
         ("POST", "/procedures") => vec![
             bad("/procedures", form(&[("title", " "), ("body", "x")])),
@@ -805,10 +776,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         ],
         ("POST", "/procedures/{id}/delete") => {
             let d = fx.procedure().await;
-            vec![
-                bad("/procedures/999999/delete", Empty),
-                good(format!("/procedures/{d}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, d)
         }
         ("POST", "/api/v1/conversations/{id}/messages") => {
             let c = fx.conversation().await;
@@ -1524,17 +1492,11 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/telephony/extensions/{number}/secret") => {
             let n = fx.extension().await;
-            vec![
-                bad("/telephony/extensions/999999/secret", Empty),
-                good(format!("/telephony/extensions/{n}/secret"), Empty),
-            ]
+            unknown_then_known(pattern, n)
         }
         ("POST", "/telephony/extensions/{number}/delete") => {
             let n = fx.extension().await;
-            vec![
-                bad("/telephony/extensions/999999/delete", Empty),
-                good(format!("/telephony/extensions/{n}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, n)
         }
         ("POST", "/telephony/groups") => {
             let ext = fx.extension().await;
@@ -1556,10 +1518,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/telephony/groups/{number}/delete") => {
             let g = fx.group().await;
-            vec![
-                bad("/telephony/groups/999999/delete", Empty),
-                good(format!("/telephony/groups/{g}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, g)
         }
         ("POST", "/api/v1/telephony/extensions") => {
             let n = format!("{}", 400 + fx.next());
@@ -1626,10 +1585,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
             let id = fx.missed().await;
             // A second mark is a conflict the page deliberately answers with the list
             // (303: "resolved meanwhile"), so the refusal here is an unknown entry.
-            vec![
-                bad("/calls/missed/999999/done", Empty),
-                good(format!("/calls/missed/{id}/done"), Empty),
-            ]
+            unknown_then_known(pattern, id)
         }
         ("POST", "/api/v1/calls/missed/{id}/done") => {
             let id = fx.missed().await;
@@ -1660,10 +1616,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/telephony/trunks/{id}/delete") => {
             let id = fx.trunk().await;
-            vec![
-                bad("/telephony/trunks/999999/delete", Empty),
-                good(format!("/telephony/trunks/{id}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, id)
         }
         ("POST", "/telephony/rules") => {
             let r = |hours: &str| {
@@ -1940,10 +1893,7 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         }
         ("POST", "/segments/{id}/delete") => {
             let id = fx.segment().await;
-            vec![
-                bad("/segments/999999/delete", Empty),
-                good(format!("/segments/{id}/delete"), Empty),
-            ]
+            unknown_then_known(pattern, id)
         }
         ("POST", "/api/v1/segments") => vec![
             json_step(
@@ -2131,16 +2081,14 @@ async fn case(fx: &Fx, method: &str, pattern: &str) -> Option<Case> {
         ],
         ("POST", "/settings/notifications/sms/test") => {
             let gw = crate::promos_peers::SmsStandIn::start().await;
-            set_settings(
-                &fx.app,
-                &[
-                    ("sms.provider", "eskiz".into()),
-                    ("sms.url", gw.url.clone()),
-                    ("sms.login", crate::promos_peers::ESKIZ_EMAIL.into()),
-                    ("sms.password", crate::promos_peers::ESKIZ_PASSWORD.into()),
-                ],
-            )
-            .await;
+            fx.app
+                .set_settings(&[
+                    ("sms.provider", "eskiz"),
+                    ("sms.url", &gw.url),
+                    ("sms.login", crate::promos_peers::ESKIZ_EMAIL),
+                    ("sms.password", crate::promos_peers::ESKIZ_PASSWORD),
+                ])
+                .await;
             vec![
                 bad("/settings/notifications/sms/test", form(&[("to", "12")])),
                 good(

@@ -326,52 +326,21 @@ pub async fn show(ui: Ui, actor: Actor, path: web::Path<i64>) -> HttpResponse {
     render(&ui, &actor, path.into_inner(), None, StatusCode::OK).await
 }
 
-pub async fn save_mapping(
-    ui: Ui,
-    actor: Actor,
-    path: web::Path<i64>,
-    form: web::Form<Vec<(String, String)>>,
-) -> HttpResponse {
-    let id = path.into_inner();
+/// The mapping form's columns, header and encoding (columns past the limit are passed
+/// over); the first unknown field or encoding refuses it.
+fn mapping_of(form: &[(String, String)]) -> Result<(Mapping, Option<Encoding>), DomainError> {
     let mut cols: Vec<(usize, Field)> = Vec::new();
     let mut header = false;
     let mut encoding = None;
-    for (k, v) in form.iter() {
+    for (k, v) in form {
         if let Some(n) = k.strip_prefix("col").and_then(|n| n.parse::<usize>().ok()) {
-            if n >= crate::domain::imports::MAX_COLUMNS {
-                continue;
-            }
-            match Field::from_code(v) {
-                Ok(f) => cols.push((n, f)),
-                Err(DomainError::Invalid(m)) => {
-                    return render(
-                        &ui,
-                        &actor,
-                        id,
-                        Some(&ui.msg(&m)),
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                    )
-                    .await
-                }
-                Err(e) => return fail(&ui, e),
+            if n < crate::domain::imports::MAX_COLUMNS {
+                cols.push((n, Field::from_code(v)?));
             }
         } else if k == "header" {
             header = true;
         } else if k == "encoding" {
-            match Encoding::parse(v) {
-                Ok(e) => encoding = e,
-                Err(DomainError::Invalid(m)) => {
-                    return render(
-                        &ui,
-                        &actor,
-                        id,
-                        Some(&ui.msg(&m)),
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                    )
-                    .await
-                }
-                Err(e) => return fail(&ui, e),
-            }
+            encoding = Encoding::parse(v)?;
         }
     }
     let width = cols.iter().map(|(n, _)| n + 1).max().unwrap_or(0);
@@ -379,14 +348,27 @@ pub async fn save_mapping(
     for (n, f) in cols {
         columns[n] = f;
     }
-    let m = Mapping { header, columns };
-    match ui
-        .state
-        .ctx
-        .imports
-        .set_mapping(&actor, id, m, encoding)
-        .await
-    {
+    Ok((Mapping { header, columns }, encoding))
+}
+
+pub async fn save_mapping(
+    ui: Ui,
+    actor: Actor,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let saved = match mapping_of(&form) {
+        Ok((m, encoding)) => {
+            ui.state
+                .ctx
+                .imports
+                .set_mapping(&actor, id, m, encoding)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match saved {
         Ok(()) => redirect(&format!("/imports/{id}")),
         Err(DomainError::Invalid(m) | DomainError::Conflict(m)) => {
             render(
