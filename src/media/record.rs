@@ -209,12 +209,17 @@ pub fn encode_alaw(s: i16) -> u8 {
 
 // ----- the announcement ---------------------------------------------------------------
 
-/// The announcement before recording, in both G.711 laws (8 kHz), ready to overlay on a
-/// call's packets in whichever law it uses.
+/// The announcement before recording, encoded for each codec whose packets it can be
+/// overlaid on byte for byte: both G.711 laws (8 kHz, a byte a sample) and G.722 (16 kHz
+/// sub-band ADPCM, a byte two samples: the same 8000 bytes a second). Opus frames vary
+/// in size and are left alone (the recording then starts after the grace time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
     pub ulaw: Vec<u8>,
     pub alaw: Vec<u8>,
+    /// One continuous G.722 stream (the codec carries state from byte to byte), as long
+    /// as the G.711 ones plus 20 ms of encoded silence to finish the last packet on.
+    pub g722: Vec<u8>,
 }
 
 /// Why an uploaded announcement is refused (each has its catalogue message).
@@ -243,9 +248,19 @@ impl Prompt {
     pub const MAX_SECS: usize = 30;
 
     pub fn from_pcm(pcm: &[i16]) -> Prompt {
+        use audio_codec::Encoder;
+        // 8 kHz to 16 kHz: each sample, then the midpoint to the next one.
+        let mut wide = Vec::with_capacity(pcm.len() * 2 + 2 * WIDE as usize / 50);
+        for (i, s) in pcm.iter().enumerate() {
+            let next = pcm.get(i + 1).copied().unwrap_or(0);
+            wide.push(*s);
+            wide.push(((*s as i32 + next as i32) / 2) as i16);
+        }
+        wide.resize(wide.len() + WIDE as usize / 50, 0);
         Prompt {
             ulaw: pcm.iter().map(|s| encode_ulaw(*s)).collect(),
             alaw: pcm.iter().map(|s| encode_alaw(*s)).collect(),
+            g722: audio_codec::g722::G722Encoder::new().encode(&wide),
         }
     }
 
@@ -385,9 +400,9 @@ impl Gate {
 
     /// Overlays the next part of the prompt on RTP packet `b` from the party of `end`
     /// (in place: same sequence number, timestamp and SSRC, so the far phone plays it
-    /// as that party's audio). G.711 only (payload type 0 or 8): other codecs pass
-    /// unchanged. True when it overlaid (the packet is then not recorded: the writer
-    /// may see it after the gate opened).
+    /// as that party's audio). G.711 and G.722 (static payload types 0, 8 and 9): other
+    /// codecs pass unchanged. True when it overlaid (the packet is then not recorded:
+    /// the writer may see it after the gate opened).
     pub fn overlay(&self, end: usize, b: &mut [u8]) -> bool {
         let Some(p) = &self.prompt else { return false };
         let Some((pt, range)) = payload_range(b) else {
@@ -396,6 +411,7 @@ impl Gate {
         let (src, quiet) = match pt {
             0 => (&p.ulaw, 0xFF),
             8 => (&p.alaw, 0xD5),
+            9 => (&p.g722, p.g722.last().copied().unwrap_or(0xFF)),
             _ => return false,
         };
         let payload = &mut b[range];
@@ -1169,12 +1185,43 @@ mod tests {
                 assert_eq!(&p[..12], &head[..]);
                 assert_eq!(&p[12..], &prompt.alaw[..160]);
             }
-            let mut g722 = pkt(9, 3, 480, 5, &[0x11; 160]);
-            assert!(!g.overlay(end, &mut g722));
-            assert_eq!(&g722[12..], &[0x11; 160]);
+            let mut opus = pkt(111, 3, 480, 5, &[0x11; 60]);
+            assert!(!g.overlay(end, &mut opus));
+            assert_eq!(&opus[12..], &[0x11; 60]);
         }
         assert!(g.done() && !g.playing());
         assert!(Gate::new(None).done());
+    }
+
+    /// On a G.722 call the prompt goes out G.722-encoded: a phone decoding the overlaid
+    /// packets hears the beep's 1400 Hz at 16 kHz, and the gate opens after it as after
+    /// G.711.
+    #[test]
+    fn the_gate_overlays_g722_too() {
+        use audio_codec::Decoder;
+        let beep = Prompt::beep();
+        assert_eq!(beep.g722.len(), beep.ulaw.len() + 160);
+        let g = Gate::new(Some(Arc::new(beep)));
+        g.start();
+        let mut dec = audio_codec::g722::G722Decoder::new();
+        let mut heard = Vec::new();
+        for i in 0..25u16 {
+            for end in 0..2 {
+                let mut p = pkt(9, i, i as u32 * 160, 5, &[0x11; 160]);
+                assert!(g.overlay(end, &mut p));
+                if end == 0 {
+                    heard.extend(dec.decode(&p[12..]));
+                }
+            }
+        }
+        assert!(g.done());
+        assert_eq!(heard.len(), 25 * 320);
+        let mid = &heard[2000..6000];
+        let rms = (mid.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / mid.len() as f64).sqrt();
+        assert!(rms > 2000.0, "rms {rms}");
+        let crossings = mid.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        let hz = crossings as f64 / 2.0 / (mid.len() as f64 / 16_000.0);
+        assert!((hz - 1400.0).abs() < 60.0, "{hz:.0} Hz");
     }
 
     /// A G.722 call is written at 16 kHz: 20 ms packets (160 bytes, 320 samples) for
