@@ -168,6 +168,8 @@ pub(crate) struct ChannelReader {
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
+    /// Where read chunks go back to be filled again, if the sender reuses them.
+    back: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
 }
 
 impl ChannelReader {
@@ -176,6 +178,20 @@ impl ChannelReader {
             rx,
             chunk: Vec::new(),
             at: 0,
+            back: None,
+        }
+    }
+
+    /// A reader that hands each chunk it has read back through `back` (when there is
+    /// room), so a sender streaming a large object reuses a few buffers instead of
+    /// faulting in fresh memory for every chunk.
+    pub(crate) fn recycling(
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        back: std::sync::mpsc::SyncSender<Vec<u8>>,
+    ) -> ChannelReader {
+        ChannelReader {
+            back: Some(back),
+            ..ChannelReader::new(rx)
         }
     }
 }
@@ -185,7 +201,10 @@ impl std::io::Read for ChannelReader {
         while self.at == self.chunk.len() {
             match self.rx.recv() {
                 Ok(c) => {
-                    self.chunk = c;
+                    let read = std::mem::replace(&mut self.chunk, c);
+                    if let Some(back) = &self.back {
+                        let _ = back.try_send(read);
+                    }
                     self.at = 0;
                 }
                 Err(_) => return Ok(0),

@@ -563,7 +563,14 @@ fn restore(
         cps.push(t.elapsed().as_secs_f64());
         std::fs::remove_file(&copy)?;
 
-        for depth in [CheckDepth::Quick, CheckDepth::Full] {
+        // Which goes first alternates: the first restore after `cp` may meet the disk
+        // still busy with the copy's removal.
+        let order = if i % 2 == 0 {
+            [CheckDepth::Quick, CheckDepth::Full]
+        } else {
+            [CheckDepth::Full, CheckDepth::Quick]
+        };
+        for depth in order {
             let fresh = work.join(format!("fresh{i}"));
             let mut fcfg = config(&fresh, s3, true, public);
             fcfg.backup.remote.targets[0].prefix = Some("big".into());
@@ -578,6 +585,10 @@ fn restore(
                 done.bytes
             );
             std::fs::remove_dir_all(&fresh)?;
+            eprintln!(
+                "  crm {depth:?}: {took:.2} s = snapshot streamed {:.2} s, final sync {:.2} s, check {:.2} s",
+                done.snapshot_seconds, done.sync_seconds, done.check_seconds
+            );
             match depth {
                 CheckDepth::Quick => {
                     ours.push(took);

@@ -202,6 +202,7 @@ struct DecryptAhead {
 impl DecryptAhead {
     fn spawn(plain: impl Read + Send + 'static) -> std::io::Result<DecryptAhead> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(18);
         let worker = std::thread::Builder::new()
             .name("crm-decrypt".into())
             .spawn(move || {
@@ -210,7 +211,8 @@ impl DecryptAhead {
                     hash: Sha256::new(),
                 };
                 loop {
-                    let mut buf = vec![0u8; 1 << 20];
+                    let mut buf = spare.try_recv().unwrap_or_default();
+                    buf.resize(1 << 20, 0);
                     let n = read_up_to(&mut hashing, &mut buf)?;
                     if n == 0 {
                         return Ok(hex::encode(hashing.hash.finalize()));
@@ -222,7 +224,7 @@ impl DecryptAhead {
                 }
             })?;
         Ok(DecryptAhead {
-            chunks: crate::ops::backup::ChannelReader::new(rx),
+            chunks: crate::ops::backup::ChannelReader::recycling(rx, back),
             worker: Some(worker),
         })
     }

@@ -26,7 +26,10 @@ pub struct RemoteRestoreDone {
     pub state_at_ms: i64,
     pub bytes: u64,
     pub seconds: f64,
-    /// Of which the integrity check of the rebuilt file.
+    /// Of which the snapshot streamed in (download, decryption, decompression, writes),
+    /// the final flush of the file to disk, and the check of the rebuilt file.
+    pub snapshot_seconds: f64,
+    pub sync_seconds: f64,
     pub check_seconds: f64,
     pub check: CheckDepth,
 }
@@ -53,12 +56,17 @@ fn connect(cfg: &Config, name: &str) -> OpsResult<Store> {
 /// the download stopped because the reader did (so the reader's reason is the one).
 struct ChannelWriter<'a> {
     tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Chunks the reader is done with, to fill again.
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
     hung_up: &'a std::sync::atomic::AtomicBool,
 }
 
 impl Write for ChannelWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.tx.send(buf.to_vec()).is_err() {
+        let mut chunk = self.spare.try_recv().unwrap_or_default();
+        chunk.clear();
+        chunk.extend_from_slice(buf);
+        if self.tx.send(chunk).is_err() {
             self.hung_up
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(std::io::Error::other("the reader stopped"));
@@ -80,17 +88,19 @@ fn stream<T>(
     consume: impl FnOnce(ChannelReader) -> OpsResult<T>,
 ) -> OpsResult<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+    let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(66);
     let hung_up = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         let hung_up = &hung_up;
         let net = s.spawn(move || {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter { tx, hung_up });
+            let mut w =
+                std::io::BufWriter::with_capacity(1 << 20, ChannelWriter { tx, spare, hung_up });
             store.get_to(key, &mut w)?;
             w.flush().map_err(|e| e.to_string())
         });
         // The consumer drops the reader when it is done (or gives up), which a download
         // still running then notices.
-        let consumed = consume(ChannelReader::new(rx));
+        let consumed = consume(ChannelReader::recycling(rx, back));
         let downloaded = net
             .join()
             .unwrap_or_else(|_| Err("the download thread panicked".into()));
@@ -124,7 +134,11 @@ enum CopyError {
 /// run on a third thread, so the writer never waits for the disk: a flush asked for while
 /// one is under way is folded into the next one, which covers all written by then.
 fn write_behind(from: &mut dyn Read, to: &mut std::fs::File) -> Result<u64, CopyError> {
+    const CHUNK: usize = 1 << 20;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    // Written buffers go back to be filled again: no fresh megabyte to fault in and zero
+    // for every megabyte of the database.
+    let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(18);
     let flushing = to.try_clone().map_err(CopyError::Write)?;
     let (kick, kicks) = std::sync::mpsc::sync_channel::<()>(1);
     std::thread::scope(|s| {
@@ -139,6 +153,7 @@ fn write_behind(from: &mut dyn Read, to: &mut std::fs::File) -> Result<u64, Copy
             for buf in rx {
                 to.write_all(&buf)?;
                 unflushed += buf.len();
+                let _ = back.try_send(buf);
                 if unflushed >= SYNC_EVERY {
                     // Full: a flush is pending and will cover this. Gone: the flusher
                     // failed, and says why when joined.
@@ -151,7 +166,8 @@ fn write_behind(from: &mut dyn Read, to: &mut std::fs::File) -> Result<u64, Copy
         let read = (|| {
             let mut n = 0u64;
             loop {
-                let mut buf = vec![0u8; 1 << 20];
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.resize(CHUNK, 0);
                 let mut k = 0;
                 while k < buf.len() {
                     match from.read(&mut buf[k..]) {
@@ -203,9 +219,9 @@ fn fetch(store: &mut Store, key: &str, dir: &Path) -> OpsResult<std::fs::File> {
 /// Rebuilds the database at the newest state, or the state at `at_ms`, into the (empty)
 /// data directory, and checks the rebuilt file to `check` depth. Every byte is already
 /// authenticated (age) and chained (SHA-256) on the way in, so what the check can still
-/// find is a fault of the replicator itself: a page lost, torn or left stale breaks the
-/// b-tree structure the quick check walks; the full check also matches every index to
-/// its rows.
+/// find is a fault of the replicator itself: a page lost, torn or misplaced breaks the
+/// b-tree structure the quick check walks; a page left at an older version shows only
+/// as an index that no longer matches its rows, which the full check compares.
 pub fn restore_from_remote(
     cfg: &Config,
     target_name: &str,
@@ -288,6 +304,7 @@ pub fn restore_from_remote(
         let digest = opened.finish(&snap_key)?;
         Ok((meta, digest, copied))
     })?;
+    let snapshot_seconds = started.elapsed().as_secs_f64();
     let page_size = meta.page_size as u64;
     if copied != meta.db_pages as u64 * page_size {
         return Err(OpsError::Refused(format!(
@@ -357,11 +374,13 @@ pub fn restore_from_remote(
     db.set_len(pages as u64 * page_size)
         .map_err(io_ctx("cannot write", &staged))?;
     // A self-contained file (rollback journal); the server switches it to WAL again.
+    let syncing = std::time::Instant::now();
     db.seek(SeekFrom::Start(18))
         .and_then(|_| db.write_all(&[1, 1]))
         .and_then(|_| db.sync_all())
         .map_err(io_ctx("cannot write", &staged))?;
     drop(db);
+    let sync_seconds = syncing.elapsed().as_secs_f64();
     let checking = std::time::Instant::now();
     let checked = crate::db::snapshot::check_file_to(&staged, check)?;
     let check_seconds = checking.elapsed().as_secs_f64();
@@ -386,6 +405,8 @@ pub fn restore_from_remote(
         state_at_ms: state_at,
         bytes,
         seconds: started.elapsed().as_secs_f64(),
+        snapshot_seconds,
+        sync_seconds,
         check_seconds,
         check,
     })
