@@ -1,10 +1,15 @@
 //! The RTP/RTCP relay: per call, per media line, one socket pair (RTP, RTCP) facing each
 //! party. A party sends to the pair facing it; the relay passes each datagram, unchanged,
 //! out of the other pair to the other party. Where a party is comes first from its SDP,
-//! then from the source of its first packet (latching, symmetric RTP: a phone behind NAT
+//! then from the source of its packets (latching, symmetric RTP: a phone behind NAT
 //! advertises an address nobody can reach, but sends from the one that works); a new
 //! address in its SDP (re-INVITE) unlatches it. Packets from any other source are dropped
-//! (nobody can inject audio into a latched stream).
+//! (nobody can inject audio into a latched stream). A source other than the SDP's is
+//! latched onto only after [`PROBATION`] RTP packets in a row: a port given to a new call
+//! often still receives a few packets of the call it served before (the far end sends on
+//! for a moment after the BYE), and latching onto those would send the new call's audio
+//! to the old party (the "RTP bleed" of other relays). Packets from the SDP's own address
+//! are the party's at once, and take the stream back from anything latched before them.
 //!
 //! The hot path is one task per socket on the relay's own runtime: `recv_from`, a
 //! short lock of the stream's four addresses, `try_send_to` (never waits: a full socket
@@ -28,17 +33,59 @@ use super::MediaConfig;
 const CALLER: usize = 0;
 const CALLEE: usize = 1;
 
+/// RTP packets in a row from one source (not the SDP's address) before the relay latches
+/// onto it: 60 ms of a phone behind NAT, more than a stale stream's tail usually brings.
+const PROBATION: u8 = 3;
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Where {
     /// From the party's SDP.
     sdp: Option<SocketAddr>,
     /// The source of its packets.
     latched: Option<SocketAddr>,
+    /// A source on probation: its address and its packets in a row so far.
+    trial: Option<(SocketAddr, u8)>,
 }
 
 impl Where {
     fn dest(&self) -> Option<SocketAddr> {
         self.latched.or(self.sdp)
+    }
+
+    /// The party's SDP names `addr`: a new address is learnt again from its packets.
+    fn announce(&mut self, addr: SocketAddr) {
+        if self.sdp != Some(addr) {
+            self.sdp = Some(addr);
+            self.latched = None;
+            self.trial = None;
+        }
+    }
+
+    /// Whether a packet from `src` is the party's (see the module's comment); `probation`
+    /// for RTP (RTCP comes every few seconds: its first source is taken).
+    fn admit(&mut self, src: SocketAddr, probation: bool) -> bool {
+        if self.latched == Some(src) {
+            return true;
+        }
+        if self.sdp == Some(src) {
+            self.latched = Some(src);
+            self.trial = None;
+            return true;
+        }
+        if self.latched.is_some() {
+            return false;
+        }
+        let n = match self.trial {
+            Some((a, n)) if a == src => n + 1,
+            _ => 1,
+        };
+        if !probation || n >= PROBATION {
+            self.latched = Some(src);
+            self.trial = None;
+            return true;
+        }
+        self.trial = Some((src, n));
+        false
     }
 }
 
@@ -80,15 +127,10 @@ impl Shared {
     /// other party's stream of that kind goes now.
     fn latch(&self, end: usize, kind: usize, src: SocketAddr) -> Option<Option<SocketAddr>> {
         let mut p = self.parties();
-        let me = &mut p[end][kind];
-        match me.latched {
-            None => me.latched = Some(src),
-            Some(l) if l != src => {
-                drop(p);
-                self.activity.dropped.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            Some(_) => {}
+        if !p[end][kind].admit(src, kind == 0) {
+            drop(p);
+            self.activity.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
         Some(p[1 - end][kind].dest())
     }
@@ -470,12 +512,7 @@ impl Relay {
                 if ours(addr) {
                     continue;
                 }
-                let w = &mut p[other][kind];
-                if w.sdp != Some(addr) {
-                    // A new address: latch again on its first packet.
-                    w.sdp = Some(addr);
-                    w.latched = None;
-                }
+                p[other][kind].announce(addr);
             }
         }
         c.held[other] = offer.on_hold();
@@ -532,11 +569,7 @@ impl Relay {
                     if addr.ip() == host && mine.contains(&addr.port()) {
                         continue;
                     }
-                    let w = &mut p[other][kind];
-                    if w.sdp != Some(addr) {
-                        w.sdp = Some(addr);
-                        w.latched = None;
-                    }
+                    p[other][kind].announce(addr);
                 }
             }
             body.to_vec()
@@ -721,5 +754,46 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
         if let Some(t) = tap {
             t.recorder.packet(&t.id, end, &buf[..n]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 168, 1, 20], port))
+    }
+
+    /// A stale stream's tail does not take a new call's port; a source that keeps
+    /// sending (a phone behind NAT) is latched onto after the probation; the SDP's own
+    /// address is taken at once, also from a source latched before it.
+    #[test]
+    fn latching_waits_out_stray_packets_and_prefers_the_sdp_address() {
+        let (sdp, nat, stale) = (at(4000), at(62000), at(5000));
+        let mut w = Where::default();
+        w.announce(sdp);
+        // Two stray packets, then the NAT'd phone: neither latched yet.
+        assert!(!w.admit(stale, true) && !w.admit(stale, true));
+        assert!(!w.admit(nat, true) && !w.admit(nat, true));
+        assert_eq!(w.dest(), Some(sdp));
+        assert!(w.admit(nat, true), "the third in a row latches");
+        assert_eq!(w.dest(), Some(nat));
+        for _ in 0..5 {
+            assert!(!w.admit(stale, true), "latched: others are dropped");
+        }
+        assert_eq!(w.dest(), Some(nat));
+        // The SDP's address is the party's, whatever was latched.
+        assert!(w.admit(sdp, true));
+        assert_eq!(w.dest(), Some(sdp));
+        assert!(!w.admit(nat, true));
+        // A new address in the SDP (re-INVITE) is learnt again; RTCP takes its first
+        // source.
+        w.announce(at(4100));
+        assert_eq!(w.dest(), Some(at(4100)));
+        let mut rtcp = Where::default();
+        rtcp.announce(at(4001));
+        assert!(rtcp.admit(at(62001), false));
+        assert_eq!(rtcp.dest(), Some(at(62001)));
     }
 }

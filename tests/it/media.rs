@@ -19,6 +19,7 @@ use crate::support::TestApp;
 
 const PHONE_SSRC: u32 = 0x1111_1111;
 const PROVIDER_SSRC: u32 = 0x2222_2222;
+const STRANGER_SSRC: u32 = 0x3333_3333;
 
 fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
     let mut p = vec![0x80, 0x00];
@@ -77,7 +78,6 @@ async fn media_relay_latches_follows_hold_and_hangs_up_dead_calls() {
     let app = TestApp::spawn_with(|c| {
         c.sip = "127.0.0.1:0".into();
         c.media.relay = "trunk".into();
-        c.media.ports = "42000-42999".into();
         c.media.timeout_secs = 2;
         c.media.hold_timeout_secs = 2;
     })
@@ -164,6 +164,15 @@ async fn media_relay_latches_follows_hold_and_hangs_up_dead_calls() {
     let stop_phone = Arc::new(AtomicBool::new(false));
     let stop_prov = Arc::new(AtomicBool::new(false));
     let relay = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    // The tail of a stream the phone's port served before (two packets from a stranger)
+    // comes first: it must not take the call (the phone is latched after its probation).
+    let (stranger, _) = bind("127.0.0.1").await;
+    for seq in 0..2 {
+        stranger
+            .send_to(&rtp(seq, STRANGER_SSRC), relay(to_caller_end))
+            .await
+            .unwrap();
+    }
     talk(
         phone_sock.clone(),
         relay(to_caller_end),
@@ -188,6 +197,11 @@ async fn media_relay_latches_follows_hold_and_hangs_up_dead_calls() {
         hear(&phone_sock, PROVIDER_SSRC, 25, secs).await,
         25,
         "provider -> phone"
+    );
+    assert_eq!(
+        hear(&stranger, PROVIDER_SSRC, 1, Duration::from_millis(200)).await,
+        0,
+        "the stale stream's source got the provider's audio"
     );
     let mut buf = [0u8; 2048];
     // Before the phone's first packet the relay can only send to the address its SDP
@@ -243,7 +257,6 @@ async fn media_relay_anchors_an_inbound_call_through_the_proxy() {
     let app = TestApp::spawn_with(|c| {
         c.sip = "127.0.0.1:0".into();
         c.media.relay = "trunk".into();
-        c.media.ports = "43000-43999".into();
     })
     .await;
     app.add_user(

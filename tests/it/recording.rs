@@ -538,7 +538,6 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
     let app = TestApp::spawn_with(|c| {
         c.sip = "127.0.0.1:0".into();
         c.media.relay = "off".into();
-        c.media.ports = "44000-44999".into();
     })
     .await;
     app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;

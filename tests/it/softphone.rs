@@ -27,7 +27,6 @@ async fn app() -> TestApp {
     let app = TestApp::spawn_with(|c| {
         c.sip = "127.0.0.1:0".into();
         c.media.relay = "trunk".into();
-        c.media.ports = "43000-43999".into();
     })
     .await;
     app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;

@@ -35,7 +35,18 @@ pub fn test_config(dir: &Path) -> Config {
     c.api_limits.per_address = 0;
     // Signalling tests see the parties' own SDP; tests/it/media.rs turns the relay on.
     c.media.relay = "off".into();
+    c.media.ports = media_ports();
     c
+}
+
+/// A relay port range of its own for each server of the test process: servers running
+/// side by side never hand out each other's ports, so no test's phones keep sending into
+/// a port another test's call has just been given.
+fn media_ports() -> String {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 80;
+    let lo = 20_000 + k * 250;
+    format!("{lo}-{}", lo + 249)
 }
 
 impl TestApp {
