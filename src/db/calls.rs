@@ -71,8 +71,8 @@ pub fn shared_or_in(alias: &str, branches: Option<&[i64]>) -> String {
 }
 
 /// The call log's columns, the customer's id and name as a viewer who sees the customers
-/// of `customers` may see them (None: every one): a customer of another base is left out
-/// and the row shows the number alone.
+/// of `customers` may see them (None: every one): a customer of another base is left out,
+/// and the row names the viewer's own customer with that number, if any.
 fn call_select(customers: Option<&[i64]>) -> String {
     format!(
         "SELECT k.id, k.call_id, k.direction, k.from_number, k.to_number,
@@ -83,18 +83,34 @@ fn call_select(customers: Option<&[i64]>) -> String {
     FROM calls k
     LEFT JOIN users u ON u.id = k.answered_user_id
     LEFT JOIN customers cu ON cu.id = k.customer_id",
-        customer_cols("k.customer_id", customers)
+        customer_cols("k.customer_id", "k.party_number", customers)
     )
 }
 
 /// A row's customer id (`id_col`) and name (`cu.name`, `cu` joined), kept only when the
-/// customer is of one of `customers`' branches (None: always).
-fn customer_cols(id_col: &str, customers: Option<&[i64]>) -> String {
+/// customer is of one of `customers`' branches (None: always). Otherwise, with customers
+/// kept per branch, two branches may each have a customer with the caller's number
+/// (`number_col`) while the row stored one: the viewer's own one (the lowest id, as the
+/// screen-pop picks) is named instead.
+fn customer_cols(id_col: &str, number_col: &str, customers: Option<&[i64]>) -> String {
     match customers {
         None => format!("{id_col}, cu.name"),
         Some(ids) => {
             let seen = super::customers::branch_condition("cu", ids);
-            format!("CASE WHEN {seen} THEN {id_col} END, CASE WHEN {seen} THEN cu.name END")
+            let theirs = |col: &str| {
+                format!(
+                    "(SELECT {col} FROM customer_phones p JOIN customers own ON own.id = p.customer_id
+                      WHERE p.e164 = {number_col} AND own.merged_into IS NULL AND {}
+                      ORDER BY own.id LIMIT 1)",
+                    super::customers::branch_condition("own", ids)
+                )
+            };
+            format!(
+                "CASE WHEN {seen} THEN {id_col} ELSE {} END,
+                 CASE WHEN {seen} THEN cu.name ELSE {} END",
+                theirs("own.id"),
+                theirs("own.name")
+            )
         }
     }
 }
@@ -494,7 +510,7 @@ fn missed_select(customers: Option<&[i64]>) -> String {
     LEFT JOIN calls k ON k.id = m.resolved_call
     LEFT JOIN users u ON u.id = k.answered_user_id
     LEFT JOIN users d ON d.id = m.resolved_user",
-        customer_cols("m.customer_id", customers)
+        customer_cols("m.customer_id", "m.number", customers)
     )
 }
 

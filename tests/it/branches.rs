@@ -1303,6 +1303,29 @@ async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
     let (_, v) = opb.get("/api/v1/calls/missed").await;
     assert_eq!(v["items"][0]["customer_id"], cb, "{v}");
 
+    // A's own customer with the same number: A's log names them, B's still B's.
+    let (s, v) = opa
+        .post(
+            "/api/v1/customers",
+            json!({"name": "Anvar Aliyev", "phones": ["+998907650022"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let ca2 = v["id"].as_i64().unwrap();
+    for (api, id, name) in [(&opa, ca2, "Anvar Aliyev"), (&opb, cb, "Bobur Botirov")] {
+        let (_, v) = api.get("/api/v1/calls?limit=100").await;
+        let rows = v["items"].as_array().unwrap();
+        assert!(
+            rows.iter()
+                .all(|r| r["customer_id"] == id && r["customer_name"] == name),
+            "{v}"
+        );
+        let (_, v) = api.get("/api/v1/calls/missed").await;
+        assert_eq!(v["items"][0]["customer_id"], id, "{v}");
+    }
+    let text = pa.get("/calls").await.text().await.unwrap();
+    assert!(text.contains("Anvar Aliyev") && !text.contains("Botirov"));
+
     // Replay after a reconnect: the same snapshots, the same rule.
     let replay = la.replay(&app).await;
     assert!(
