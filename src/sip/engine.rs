@@ -726,37 +726,17 @@ impl Engine {
             }
             self.maybe_finish(&key, now, out);
         }
-        // Answered calls: the BYE the browser can no longer send, sent for it through
-        // the ordinary in-dialog path (to a phone, a provider or the box's own leg).
-        let talking: Vec<String> = self
+        // Answered calls: the box takes the dialog over and hangs up the other party
+        // itself (see `party_gone`).
+        let talking: Vec<(String, bool)> = self
             .dialogs
             .iter()
             .filter(|(_, d)| !d.ended && (d.caller == gone || d.callee == gone))
-            .map(|(k, _)| k.clone())
+            .map(|(k, d)| (k.clone(), d.caller == gone))
             .collect();
-        for cid in talking {
-            let Some(d) = self.dialogs.get(&cid) else {
-                continue;
-            };
-            let i = &d.info;
-            let to_tagged = format!("{};tag={}", b2bua::strip_tag(&i.to), d.callee_tag);
-            // The callee's route set toward the caller is the INVITE's Record-Route
-            // (ours first); a caller's toward a phone registered here is ours alone.
-            let mut routes = vec![self.record_route(Transport::Ws)];
-            let (ruri, from, to, cseq) = if d.caller == gone {
-                (&i.callee_contact, i.from.clone(), to_tagged, i.caller_cseq)
-            } else {
-                routes.extend(i.caller_routes.iter().cloned());
-                (&i.caller_contact, to_tagged, i.from.clone(), i.callee_cseq)
-            };
-            let bye = format!(
-                "BYE {ruri} SIP/2.0\r\nVia: SIP/2.0/WS gone.invalid;branch=z9hG4bKgone{:x}\r\nMax-Forwards: 70\r\nRoute: {}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {} BYE\r\nContent-Length: 0\r\n\r\n",
-                rand::random::<u64>(),
-                routes.join(", "),
-                cseq + 1,
-            );
+        for (cid, caller_gone) in talking {
             tracing::info!(call = %cid, "SIP: the softphone's socket closed; hanging up");
-            self.packet(bye.as_bytes(), gone, now, out);
+            self.party_gone(&cid, caller_gone, now, out);
         }
         // Calls through the B2BUA with the browser as one side.
         self.ws_gone_outside(gone, now, out);

@@ -376,6 +376,31 @@ impl Engine {
         self.end_call(key, "media_timeout".into(), now);
     }
 
+    /// A party of proxied dialog `cid` can no longer speak in it (a browser's socket
+    /// closed; `caller_gone`: the caller): the box takes the dialog over with that party
+    /// aside and hangs up the other one in its place (a BYE of its own, resent on UDP
+    /// until answered: nobody is left to resend one sent for the party). The call log
+    /// ends the call as completed.
+    pub(in super::super) fn party_gone(
+        &mut self,
+        cid: &str,
+        caller_gone: bool,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        if self.outside.calls.contains_key(cid) {
+            return;
+        }
+        self.take_over(cid, caller_gone);
+        let Some(c) = self.outside.calls.get_mut(cid) else {
+            return;
+        };
+        // Nothing can reach the party that went.
+        c.transferor_done = true;
+        self.hang_up(cid, Side::B, now, out);
+        self.end_call(cid, "completed".into(), now);
+    }
+
     /// Turns proxied dialog `cid` into a B2BUA call (key `cid`) with the other party on
     /// side B and the transferor (`by_caller`: the caller) aside, each a dialog of ours
     /// with the box in the other one's place: same Call-ID, tags and CSeq series.
