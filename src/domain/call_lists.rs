@@ -248,9 +248,27 @@ fn about_item(c: &crate::db::Conn, e: Event, it: &ItemRow) -> DbResult<Event> {
     })
 }
 
-/// The item scope of a user of `only`, the customers' part owned.
-fn item_scope(c: &crate::db::Conn, only: Option<&[i64]>) -> DbResult<Option<Vec<i64>>> {
-    Ok(super::customers::scope(c, only)?.map(<[i64]>::to_vec))
+/// What a user of `only` (None: every branch) sees of lists and items, owned for the
+/// read or write it is used in (see [`q::ItemScope`]).
+struct Seen {
+    branches: Option<Vec<i64>>,
+    customers: Option<Vec<i64>>,
+}
+
+impl Seen {
+    fn of(c: &crate::db::Conn, only: Option<&[i64]>) -> DbResult<Seen> {
+        Ok(Seen {
+            branches: only.map(<[i64]>::to_vec),
+            customers: super::customers::scope(c, only)?.map(<[i64]>::to_vec),
+        })
+    }
+
+    fn scope(&self) -> q::ItemScope<'_> {
+        q::ItemScope {
+            branches: self.branches.as_deref(),
+            customers: self.customers.as_deref(),
+        }
+    }
 }
 
 fn text(v: &str, field: &'static str, max: usize) -> DomainResult<String> {
@@ -740,16 +758,7 @@ impl CallLists {
     pub async fn lists(&self, actor: &Actor) -> DomainResult<Vec<ListRow>> {
         let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
-            .read(move |c| {
-                let customers = item_scope(c, only.as_deref())?;
-                q::lists(
-                    c,
-                    q::ItemScope {
-                        branches: only.as_deref(),
-                        customers: customers.as_deref(),
-                    },
-                )
-            })
+            .read(move |c| q::lists(c, Seen::of(c, only.as_deref())?.scope()))
             .await
     }
 
@@ -757,11 +766,8 @@ impl CallLists {
         let only = actor.branches.only().map(<[i64]>::to_vec);
         self.store
             .view(move |c| {
-                let customers = item_scope(c, only.as_deref())?;
-                let scope = q::ItemScope {
-                    branches: only.as_deref(),
-                    customers: customers.as_deref(),
-                };
+                let seen = Seen::of(c, only.as_deref())?;
+                let scope = seen.scope();
                 let list = q::list(c, id, scope)?.ok_or(DomainError::NotFound)?;
                 Ok(CallList {
                     agents: q::agents(c, id)?,
@@ -794,11 +800,8 @@ impl CallLists {
                 if !sees(&who, l.branch_id) {
                     return Err(DomainError::NotFound);
                 }
-                let customers = item_scope(c, only.as_deref())?;
-                let scope = q::ItemScope {
-                    branches: only.as_deref(),
-                    customers: customers.as_deref(),
-                };
+                let seen = Seen::of(c, only.as_deref())?;
+                let scope = seen.scope();
                 Ok(q::items(c, list, state.as_deref(), limit, offset, scope)?)
             })
             .await
@@ -817,11 +820,8 @@ impl CallLists {
                     return Ok(Some(id));
                 }
                 let day = tx.clock().start_of_day_of(tx.now());
-                let customers = item_scope(tx, only.as_deref())?;
-                let scope = q::ItemScope {
-                    branches: only.as_deref(),
-                    customers: customers.as_deref(),
-                };
+                let seen = Seen::of(tx, only.as_deref())?;
+                let scope = seen.scope();
                 let Some(id) = q::next_for(tx, uid, tx.now(), day, scope)? else {
                     return Ok(None);
                 };

@@ -231,7 +231,10 @@ impl DecryptAhead {
 }
 
 /// Reads until `buf` is full or the stream ends.
-fn read_up_to(from: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(super) fn read_up_to(
+    from: &mut (impl Read + ?Sized),
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
     let mut k = 0;
     while k < buf.len() {
         match from.read(&mut buf[k..]) {

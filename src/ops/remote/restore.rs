@@ -168,15 +168,7 @@ fn write_behind(from: &mut dyn Read, to: &mut std::fs::File) -> Result<u64, Copy
             loop {
                 let mut buf = spare.try_recv().unwrap_or_default();
                 buf.resize(CHUNK, 0);
-                let mut k = 0;
-                while k < buf.len() {
-                    match from.read(&mut buf[k..]) {
-                        Ok(0) => break,
-                        Ok(got) => k += got,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+                let k = super::read_up_to(from, &mut buf)?;
                 if k == 0 {
                     return Ok(n);
                 }
