@@ -1032,3 +1032,31 @@ async fn trunk_page_forms_save_trunks_rules_and_outbound_policy() {
         .await;
     assert!(t.list_trunks().await.unwrap().is_empty());
 }
+
+/// A change made here and the change watcher's reload each read the rows and hand
+/// them to the SIP server; the one that read older rows must never land last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_racing_a_trunk_save_never_undoes_it() {
+    let app = TestApp::spawn_with_sip().await;
+    let tel = app.running().ctx.telephony.clone();
+    for i in 0..40 {
+        let reloads: Vec<_> = (0..4)
+            .map(|_| {
+                let t = tel.clone();
+                tokio::spawn(async move { t.reload().await.unwrap() })
+            })
+            .collect();
+        let mut t = trunk(free_port(), false);
+        t.name = format!("Provider {i}");
+        t.dids.clear();
+        tel.save_trunk(None, t).await.unwrap();
+        for r in reloads {
+            r.await.unwrap();
+        }
+        let names: Vec<String> = tel.trunk_status().into_iter().map(|s| s.name).collect();
+        assert!(
+            names.iter().any(|n| *n == format!("Provider {i}")),
+            "round {i}: the SIP server's trunks are {names:?}"
+        );
+    }
+}

@@ -119,6 +119,10 @@ pub struct Telephony {
     directory: Arc<MemoryDirectory>,
     /// The running SIP server, to push trunk and policy changes to.
     sip: Arc<RwLock<Option<sip::SipControl>>>,
+    /// Held from reading the rows to handing them to the SIP server, so two refreshes
+    /// (a change made here and the change watcher's reload) cannot cross: the one that
+    /// read older rows would otherwise land last and undo the newer one.
+    refresh: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Telephony {
@@ -129,6 +133,7 @@ impl Telephony {
             clock,
             directory: Arc::new(MemoryDirectory::default()),
             sip: Arc::default(),
+            refresh: Arc::default(),
         }
     }
 
@@ -139,12 +144,13 @@ impl Telephony {
 
     /// Rebuilds the in-memory directory from the database.
     pub async fn reload(&self) -> DomainResult<()> {
+        let _turn = self.refresh.lock().await;
         let (exts, groups) = self
             .db
             .read(|c| Ok((q::list_extensions(c)?, q::list_ring_groups(c)?)))
             .await?;
         self.directory.replace(&exts, &groups);
-        self.push_plan().await
+        self.apply_plan().await
     }
 
     /// After a change made elsewhere (another process, see `domain::changes`): reloads

@@ -431,6 +431,12 @@ impl Telephony {
     /// Rebuilds the plan (resolving trunk hosts, outside any transaction) and hands it
     /// to the SIP server.
     pub async fn push_plan(&self) -> DomainResult<()> {
+        let _turn = self.refresh.lock().await;
+        self.apply_plan().await
+    }
+
+    /// [`Telephony::push_plan`] for a caller already holding the refresh turn.
+    pub(super) async fn apply_plan(&self) -> DomainResult<()> {
         let Some(sip) = self.sip() else {
             return Ok(());
         };
