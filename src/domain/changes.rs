@@ -148,13 +148,8 @@ async fn apply(t: &Targets, batch: Vec<Change>) {
         }
     }
     if shop {
-        match t.db.read(super::shop::clock_of).await {
-            Ok(c) => {
-                if let Err(e) = t.clock.set_zone(c.zone_name()) {
-                    tracing::warn!(error = %e, "change watcher: the shop's time zone");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "change watcher: cannot read the shop settings"),
+        if let Err(e) = t.clock.follow_settings(&t.db).await {
+            tracing::warn!(error = %e, "change watcher: the shop's time zone");
         }
     }
     if sip {

@@ -326,13 +326,24 @@ pub fn from_epoch_day(n: i64) -> Date {
 #[derive(Clone, Default)]
 pub struct Clock {
     current: Arc<RwLock<ShopClock>>,
+    /// Held from reading the stored zone to switching to it, so two followers (a save
+    /// here and the change watcher) cannot cross and leave the older zone running.
+    follow: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Clock {
     pub fn new(c: ShopClock) -> Clock {
         Clock {
             current: Arc::new(RwLock::new(c)),
+            follow: Arc::default(),
         }
+    }
+
+    /// Switches to the zone the shop settings hold now.
+    pub async fn follow_settings(&self, db: &crate::db::Db) -> DomainResult<()> {
+        let _turn = self.follow.lock().await;
+        let stored = db.read(super::shop::clock_of).await?;
+        self.set_zone(stored.zone_name())
     }
 
     /// The clock as it is now (cheap: the zone is reference-counted).

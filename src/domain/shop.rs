@@ -184,7 +184,6 @@ pub fn country_of(c: &crate::db::Conn) -> crate::db::DbResult<crate::model::phon
 pub async fn save(store: &Store, by: &Actor, mut s: ShopSettings) -> DomainResult<()> {
     s.time_zone = s.time_zone.trim().to_string();
     s.validate()?;
-    let zone = s.time_zone.clone();
     let json = serde_json::to_string(&s).expect("settings serialise");
     store
         .write(by, move |tx| {
@@ -198,8 +197,7 @@ pub async fn save(store: &Store, by: &Actor, mut s: ShopSettings) -> DomainResul
             Ok(())
         })
         .await?;
-    store.clock().set_zone(&zone)?;
-    Ok(())
+    store.clock().follow_settings(store.db()).await
 }
 
 /// The shop's logo, for receipts and labels: PNG or JPEG (what every printer path and

@@ -220,3 +220,35 @@ async fn an_unknown_time_zone_is_refused_in_the_users_language() {
     assert!(r.status().is_redirection(), "{}", r.status());
     assert_eq!(app.running().ctx.clock.get().zone_name(), "Asia/Samarkand");
 }
+
+/// Saves of the shop settings racing each other leave the running clock on the zone
+/// that was stored last, never on the one that lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_zone_saves_leave_the_clock_on_the_stored_zone() {
+    let app = TestApp::spawn().await;
+    let (admin, ..) = shop(&app).await;
+    let zones = [
+        "Europe/Moscow",
+        "Asia/Tashkent",
+        "Asia/Samarkand",
+        "Europe/Berlin",
+    ];
+    for round in 0..60 {
+        let saves: Vec<_> = zones
+            .iter()
+            .map(|z| {
+                let (a, z) = (admin.clone(), z.to_string());
+                tokio::spawn(async move { set_zone(&a, &z).await })
+            })
+            .collect();
+        for s in saves {
+            s.await.unwrap();
+        }
+        let (_, stored) = admin.get("/api/v1/settings/shop").await;
+        assert_eq!(
+            app.running().ctx.clock.get().zone_name(),
+            stored["time_zone"].as_str().unwrap(),
+            "round {round}"
+        );
+    }
+}

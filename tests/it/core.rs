@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// An API client for one user (bearer token).
+#[derive(Clone)]
 pub struct Api {
     pub c: reqwest::Client,
     pub token: String,
