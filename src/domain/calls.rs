@@ -250,7 +250,6 @@ pub struct Calls {
     live_masters: Arc<Mutex<Vec<i64>>>,
     /// Wakes the live-status publisher: many commits in a burst become one `call.live`.
     live_changed: Arc<tokio::sync::Notify>,
-    country: Arc<Mutex<Country>>,
     clock: super::clock::Clock,
 }
 
@@ -364,7 +363,6 @@ impl Calls {
             parked: Arc::default(),
             live_masters: Arc::default(),
             live_changed: Arc::default(),
-            country: Arc::new(Mutex::new(crate::model::phone::UZBEKISTAN)),
         }
     }
 
@@ -374,14 +372,11 @@ impl Calls {
     }
 
     fn country(&self) -> Country {
-        *self.country.lock().unwrap_or_else(|e| e.into_inner())
+        self.clock.get().country()
     }
 
     /// Starts turning `rx`'s call events into rows and live events.
     pub async fn start(&self, rx: broadcast::Receiver<CallEvent>) -> Consumer {
-        if let Ok(shop) = super::shop::load(&self.db).await {
-            *self.country.lock().unwrap_or_else(|e| e.into_inner()) = shop.country();
-        }
         let at_ms = now_ms();
         match self
             .db
@@ -595,7 +590,6 @@ impl Calls {
         let party = party.to_string();
         let exts = exts.to_vec();
         let by = transferred_by.map(str::to_string);
-        let country = self.country.clone();
         Ok(self
             .db
             .read(move |c| {
@@ -603,7 +597,6 @@ impl Calls {
                 // Read here rather than awaited apart: one trip to the pool for the pop.
                 let money_fmt =
                     super::shop::parse(crate::db::settings::get(c, super::shop::SETTINGS_KEY)?);
-                *country.lock().unwrap_or_else(|e| e.into_inner()) = money_fmt.country();
                 let branch = q::branch_of_call(
                     c,
                     inbound,

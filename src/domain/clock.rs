@@ -23,11 +23,14 @@ use super::{DomainError, DomainResult, Msg};
 pub const DEFAULT_ZONE: &str = "Asia/Tashkent";
 
 /// The shop's clock at one moment of configuration: its zone and, in tests, a frozen now.
+/// It also carries the other half of where the shop is, the country that phone numbers
+/// typed without a code belong to, so both follow a settings change together.
 #[derive(Debug, Clone)]
 pub struct ShopClock {
     tz: TimeZone,
     name: Arc<str>,
     frozen: Option<i64>,
+    country: crate::model::phone::Country,
 }
 
 impl Default for ShopClock {
@@ -38,6 +41,7 @@ impl Default for ShopClock {
             tz: TimeZone::fixed(jiff::tz::offset(5)),
             name: Arc::from(DEFAULT_ZONE),
             frozen: None,
+            country: crate::model::phone::UZBEKISTAN,
         })
     }
 }
@@ -101,7 +105,19 @@ impl ShopClock {
             tz,
             name: Arc::from(name),
             frozen: None,
+            country: crate::model::phone::UZBEKISTAN,
         })
+    }
+
+    /// This clock for a shop in `country`.
+    pub fn in_country(mut self, country: crate::model::phone::Country) -> ShopClock {
+        self.country = country;
+        self
+    }
+
+    /// The country of phone numbers typed without a country code.
+    pub fn country(&self) -> crate::model::phone::Country {
+        self.country
     }
 
     /// The zone's IANA name.
@@ -339,11 +355,14 @@ impl Clock {
         }
     }
 
-    /// Switches to the zone the shop settings hold now.
+    /// Switches to the zone and country the shop settings hold now.
     pub async fn follow_settings(&self, db: &crate::db::Db) -> DomainResult<()> {
         let _turn = self.follow.lock().await;
-        let stored = db.read(super::shop::clock_of).await?;
-        self.set_zone(stored.zone_name())
+        let mut next = db.read(super::shop::clock_of).await?;
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        next.frozen = cur.frozen;
+        *cur = next;
+        Ok(())
     }
 
     /// The clock as it is now (cheap: the zone is reference-counted).
@@ -359,6 +378,7 @@ impl Clock {
         let mut next = ShopClock::new(name)?;
         let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
         next.frozen = cur.frozen;
+        next.country = cur.country;
         *cur = next;
         Ok(())
     }

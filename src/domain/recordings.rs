@@ -84,6 +84,9 @@ struct Policies {
 #[derive(Clone, Default)]
 pub struct PolicyMap {
     inner: Arc<RwLock<Policies>>,
+    /// Held from reading the rows to replacing the map, so two reloads cannot cross
+    /// and leave the older rows in force.
+    reload: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PolicyMap {
@@ -210,6 +213,7 @@ impl Recordings {
 
     /// Loads the policies into memory (at start and after each change).
     pub async fn reload(&self) -> DomainResult<()> {
+        let _turn = self.policies.reload.lock().await;
         let rows = self.store.view(|c| Ok(q::policies(c)?)).await?;
         self.policies.replace(rows);
         Ok(())

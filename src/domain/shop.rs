@@ -172,7 +172,9 @@ pub const SETTINGS_KEY: &str = KEY;
 /// The shop clock of the stored settings (the default zone when never saved or unknown).
 pub fn clock_of(c: &crate::db::Conn) -> crate::db::DbResult<super::clock::ShopClock> {
     let s = parse(q::get(c, KEY)?);
-    Ok(super::clock::ShopClock::new(&s.time_zone).unwrap_or_default())
+    Ok(super::clock::ShopClock::new(&s.time_zone)
+        .unwrap_or_default()
+        .in_country(s.country()))
 }
 
 /// The country of phone numbers typed without a country code, from the stored settings.

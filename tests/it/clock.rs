@@ -251,4 +251,10 @@ async fn racing_zone_saves_leave_the_clock_on_the_stored_zone() {
             "round {round}"
         );
     }
+    // The country numbers default to follows the same save (calls normalise with it).
+    let (_, mut s) = admin.get("/api/v1/settings/shop").await;
+    s["default_country"] = json!("7");
+    let (st, v) = admin.send(Method::PUT, "/api/v1/settings/shop", s).await;
+    assert_eq!(st, 204, "{v}");
+    assert_eq!(app.running().ctx.clock.get().country().calling_code, "7");
 }
