@@ -35,6 +35,58 @@ impl Drop for Proc {
     }
 }
 
+/// The kernel's counts: disk reads (KiB), pages allocated (all zones), pages scanned
+/// by allocations that had to reclaim memory themselves (direct reclaim), and their
+/// stalls for compaction.
+#[derive(Default, Clone, Copy)]
+struct VmCounts {
+    read_kib: u64,
+    allocated: u64,
+    scanned_direct: u64,
+    compact_stalls: u64,
+}
+
+fn vm_counts() -> VmCounts {
+    let text = std::fs::read_to_string("/proc/vmstat").unwrap_or_default();
+    let mut c = VmCounts::default();
+    for l in text.lines() {
+        let (k, v) = l.split_once(' ').unwrap_or((l, "0"));
+        let v: u64 = v.trim().parse().unwrap_or(0);
+        match k {
+            "pgpgin" => c.read_kib = v,
+            "pgscan_direct" => c.scanned_direct = v,
+            "compact_stall" => c.compact_stalls = v,
+            k if k.starts_with("pgalloc_") => c.allocated += v,
+            _ => {}
+        }
+    }
+    c
+}
+
+/// Runs `f` and says what it cost the machine: how much it (with the S3 server serving
+/// it and the kernel under both) read from the disk and allocated, in MB, and the CPU
+/// seconds of this process and of the S3 server (moto) while it ran.
+fn observed<T>(moto: u32, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, String)> {
+    let me = std::process::id();
+    let (v0, c0, m0) = (vm_counts(), user_sys(me), cpu_s(moto, None));
+    let v = f()?;
+    let (v1, c1, m1) = (vm_counts(), user_sys(me), cpu_s(moto, None));
+    let mb = |pages: u64| pages as f64 * 4096.0 / 1e6;
+    Ok((
+        v,
+        format!(
+            "{:.0} MB from disk, {:.0} MB allocated, {:.0} MB scanned by direct reclaim, {} compaction stalls, CPU ours {:.2} s user {:.2} s system, moto {:.2} s",
+            (v1.read_kib - v0.read_kib) as f64 / 1024.0,
+            mb(v1.allocated - v0.allocated),
+            mb(v1.scanned_direct - v0.scanned_direct),
+            v1.compact_stalls - v0.compact_stalls,
+            c1.0 - c0.0,
+            c1.1 - c0.1,
+            m1 - m0
+        ),
+    ))
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -117,6 +169,15 @@ fn litestream(args: &[&str], yml: &Path) -> std::process::Command {
         .arg(yml)
         .env_remove("AWS_CA_BUNDLE");
     c
+}
+
+/// (user, system) CPU seconds of a process.
+fn user_sys(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    (t(11), t(12))
 }
 
 /// CPU seconds (user + system) of a process, or of this process's threads whose name
@@ -250,7 +311,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         throughput(&args, &rt, work.path(), s3, moto_pid, &public)?;
     }
     if args.restore {
-        restore(&args, &rt, work.path(), s3, &public, &keyfile)?;
+        restore(&args, &rt, work.path(), (s3, moto_pid), &public, &keyfile)?;
     }
     Ok(())
 }
@@ -463,7 +524,7 @@ fn restore(
     args: &Args,
     rt: &tokio::runtime::Runtime,
     work: &Path,
-    s3: u16,
+    (s3, moto): (u16, u32),
     public: &str,
     keyfile: &Path,
 ) -> anyhow::Result<()> {
@@ -613,20 +674,29 @@ fn restore(
     let mut cold: [Vec<f64>; 4] = Default::default();
     let (mut checks, mut checks_full) = (Vec::new(), Vec::new());
     for i in 0..3 {
-        cold[0].push(copy_once()?);
-        warm[0].push(copy_once()?);
-        let (c, _) = crm_once(CheckDepth::Quick)?;
-        cold[1].push(c);
-        let (c, check) = crm_once(CheckDepth::Quick)?;
+        let mut io = Vec::new();
+        let mut timed = |name: &str, f: &dyn Fn() -> anyhow::Result<(f64, f64)>| {
+            let ((t, check), d) = observed(moto, f)?;
+            io.push(format!("{name} {t:.2} s ({d})"));
+            anyhow::Ok((t, check))
+        };
+        let cp = || Ok((copy_once()?, 0.0));
+        let lit = || Ok((lit_once()?, 0.0));
+        let quick = || crm_once(CheckDepth::Quick);
+        let full = || crm_once(CheckDepth::Full);
+        cold[0].push(timed("cp cold", &cp)?.0);
+        warm[0].push(timed("cp", &cp)?.0);
+        cold[1].push(timed("crm cold", &quick)?.0);
+        let (c, check) = timed("crm", &quick)?;
         warm[1].push(c);
         checks.push(check);
-        let (c, _) = crm_once(CheckDepth::Full)?;
-        cold[2].push(c);
-        let (c, check) = crm_once(CheckDepth::Full)?;
+        cold[2].push(timed("crm --full-check cold", &full)?.0);
+        let (c, check) = timed("crm --full-check", &full)?;
         warm[2].push(c);
         checks_full.push(check);
-        cold[3].push(lit_once()?);
-        warm[3].push(lit_once()?);
+        cold[3].push(timed("litestream cold", &lit)?.0);
+        warm[3].push(timed("litestream", &lit)?.0);
+        eprintln!("  round {i} reads: {}", io.join("; "));
         eprintln!(
             "restore round {i} (timed, cold first run in brackets): cp {:.2} s ({:.2}), crm {:.2} s ({:.2}; quick check {:.2} s), crm --full-check {:.2} s ({:.2}; check {:.2} s), litestream {:.2} s ({:.2})",
             warm[0][i], cold[0][i], warm[1][i], cold[1][i], checks[i], warm[2][i], cold[2][i],
