@@ -57,7 +57,7 @@ pub struct MediaConfig {
     pub timeout: Duration,
     /// The same while a party holds the call (a held phone may send nothing).
     pub hold_timeout: Duration,
-    /// Threads of the relay's runtime.
+    /// Threads of the relay (lanes: each stream on one of them).
     pub threads: usize,
 }
 
