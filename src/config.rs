@@ -409,6 +409,8 @@ pub struct MediaSettings {
     pub hold_timeout_secs: u64,
     /// Threads of the relay.
     pub threads: usize,
+    /// The relay threads' nice value (lower runs first; see `LimitNICE` in the unit).
+    pub nice: i32,
 }
 
 impl Default for MediaSettings {
@@ -420,6 +422,7 @@ impl Default for MediaSettings {
             timeout_secs: 60,
             hold_timeout_secs: 7200,
             threads: 2,
+            nice: -10,
         }
     }
 }
@@ -476,6 +479,7 @@ impl MediaSettings {
             timeout: std::time::Duration::from_secs(self.timeout_secs),
             hold_timeout: std::time::Duration::from_secs(self.hold_timeout_secs),
             threads: self.threads.clamp(1, 16),
+            nice: self.nice.clamp(-20, 19),
         }))
     }
 }

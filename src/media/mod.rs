@@ -59,6 +59,9 @@ pub struct MediaConfig {
     pub hold_timeout: Duration,
     /// Threads of the relay (lanes: each stream on one of them).
     pub threads: usize,
+    /// The relay threads' nice value (-20..19; lower runs first). Audio waits for
+    /// nothing else on the box: a report or a backup must not make calls stutter.
+    pub nice: i32,
 }
 
 impl Default for MediaConfig {
@@ -70,6 +73,7 @@ impl Default for MediaConfig {
             timeout: Duration::from_secs(60),
             hold_timeout: Duration::from_secs(7200),
             threads: 2,
+            nice: -10,
         }
     }
 }

@@ -241,6 +241,16 @@ struct Call {
     rec: Option<Tap>,
 }
 
+/// Gives the calling thread nice value `nice` (Linux: a thread id names one thread).
+/// Lowering it needs CAP_SYS_NICE or a high enough RLIMIT_NICE (the systemd unit's
+/// `LimitNICE`); without either the relay runs at the process's own priority.
+fn prefer_this_thread(nice: i32) {
+    let me = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(me), nice.clamp(-20, 19)) {
+        tracing::warn!(nice, error = %e, "media: cannot set the relay threads' priority; they run at the server's");
+    }
+}
+
 /// The relay's threads, each driving a single-threaded runtime until stopped.
 struct Lanes {
     handles: Vec<tokio::runtime::Handle>,
@@ -249,7 +259,7 @@ struct Lanes {
 }
 
 impl Lanes {
-    fn start(threads: usize) -> std::io::Result<Lanes> {
+    fn start(threads: usize, nice: i32) -> std::io::Result<Lanes> {
         let (mut handles, mut stops) = (Vec::new(), Vec::new());
         for _ in 0..threads.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -262,6 +272,7 @@ impl Lanes {
             std::thread::Builder::new()
                 .name("crm-media".into())
                 .spawn(move || {
+                    prefer_this_thread(nice);
                     let _ = rt.block_on(stopped);
                     rt.shutdown_background();
                 })?;
@@ -316,7 +327,7 @@ fn bind_udp(ip: IpAddr, port: u16) -> std::io::Result<std::net::UdpSocket> {
 
 impl Relay {
     pub(super) fn start(cfg: MediaConfig) -> std::io::Result<Relay> {
-        let lanes = Lanes::start(cfg.threads)?;
+        let lanes = Lanes::start(cfg.threads, cfg.nice)?;
         let first = cfg.ports.0 + (cfg.ports.0 & 1);
         Ok(Relay {
             cfg,
