@@ -10,7 +10,13 @@
 //!   phones use); a codec change mid-call (re-INVITE) is converted to it (by repeating
 //!   or averaging samples). Other codecs count as gaps (silence), and a call with no
 //!   decodable audio leaves no file (the log says which codec it was).
-//! - The announcement (`Gate`): with one configured, the writer records nothing until
+//! - The answer: nothing before it is recorded. Early media (a 183's audio: the
+//!   provider's ringback, its IVR, "the number is not reachable") is not the
+//!   conversation, and an announcement can only be played once someone is there to
+//!   hear it; so a recording, with an announcement or without, starts at the answer
+//!   (a code or a button before it arms the recording for the answer).
+//! - The announcement (`Gate`): with one configured, it starts playing at the answer
+//!   (or when an answered on-demand call is armed) and the writer records nothing until
 //!   it has played (the relay overlays it on what each party sends, see `relay`).
 //! - Time alignment: the recording's clock starts at the first audio packet after
 //!   recording began. Each channel places its packets by RTP timestamp from an anchor
@@ -783,8 +789,11 @@ struct Open {
 struct Rec {
     how: Recording,
     /// Recording was asked for (from the start, by the code or the button); the file
-    /// opens with the first audio packet after that.
+    /// opens with the first audio packet after that and the answer.
     armed: bool,
+    /// The call was answered: media before it (early media: the provider's ringback,
+    /// its IVR or "the number is not reachable") is never recorded.
+    answered: bool,
     open: Option<Open>,
     formats: HashMap<u8, String>,
     /// The last telephone-event timestamp seen per channel, and the digits so far.
@@ -796,6 +805,16 @@ struct Rec {
     gate: Arc<Gate>,
     /// Each channel's decoder (G.722, Opus).
     decs: [Option<Dec>; 2],
+}
+
+impl Rec {
+    /// Recording is asked for: the announcement plays now, or at the answer.
+    fn arm(&mut self) {
+        self.armed = true;
+        if self.answered {
+            self.gate.start();
+        }
+    }
 }
 
 struct Writer {
@@ -848,6 +867,7 @@ impl Writer {
                 let r = self.calls.entry(call).or_insert_with(|| Rec {
                     how,
                     armed: false,
+                    answered: false,
                     open: None,
                     formats: HashMap::new(),
                     events: [None; 2],
@@ -863,7 +883,8 @@ impl Writer {
             }
             Msg::Answered(call) => {
                 if let Some(r) = self.calls.get_mut(&call) {
-                    if r.how == Recording::All {
+                    r.answered = true;
+                    if r.armed {
                         r.gate.start();
                     }
                 }
@@ -875,8 +896,7 @@ impl Writer {
             }
             Msg::Now(call) => {
                 if let Some(r) = self.calls.get_mut(&call) {
-                    r.armed = true;
-                    r.gate.start();
+                    r.arm();
                 }
             }
             Msg::Packet { call, ch, at, data } => self.packet(&call, ch as usize, at, &data),
@@ -913,15 +933,14 @@ impl Writer {
                         && r.digits.ends_with(&self.cfg.feature)
                         && r.how >= Recording::OnDemand
                     {
-                        r.armed = true;
-                        r.gate.start();
+                        r.arm();
                         tracing::info!(call = %call, "recording started by the feature code");
                     }
                 }
             }
             return;
         }
-        if !r.armed || !r.gate.done() {
+        if !r.armed || !r.answered || !r.gate.done() {
             return;
         }
         let c = match Codec::of(codec) {
@@ -1158,6 +1177,7 @@ mod tests {
             call.clone(),
             vec![(0, "pcmu".into()), (101, "telephone-event".into())],
         ));
+        w.handle(Msg::Answered(call.clone()));
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let send = |w: &mut Writer, ch: u8, ms: u64, data: Vec<u8>| {
@@ -1223,6 +1243,94 @@ mod tests {
         let mid = 44 + (b.len() - 44) / 2 / 4 * 4;
         assert_eq!(i16::from_le_bytes([b[mid], b[mid + 1]]), 32124);
         assert_eq!(i16::from_le_bytes([b[mid + 2], b[mid + 3]]), -32124);
+    }
+
+    /// Early media (audio before the answer: a 183's ringback or IVR) is never recorded,
+    /// whether an announcement is set or not: an all-calls recording starts at the
+    /// answer (after the announcement, with one), and a feature code typed during early
+    /// media arms an on-demand one whose announcement waits for the answer too.
+    #[test]
+    fn early_media_is_not_recorded_with_or_without_an_announcement() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, done) = writer(dir.path());
+        let t0 = Instant::now();
+        // (call, policy, announcement)
+        let cases = [
+            ("plain", Recording::All, None),
+            ("beep", Recording::All, Some(Arc::new(Prompt::beep()))),
+            ("code", Recording::OnDemand, Some(Arc::new(Prompt::beep()))),
+        ];
+        for (id, how, prompt) in cases {
+            let call: Arc<str> = Arc::from(id);
+            let gate = Arc::new(Gate::new(prompt.clone()));
+            w.handle(Msg::Start(call.clone(), how, gate.clone()));
+            w.handle(Msg::Formats(
+                call.clone(),
+                vec![(0, "pcmu".into()), (101, "telephone-event".into())],
+            ));
+            let send = |w: &mut Writer, ch: u8, i: u32, byte: u8| {
+                w.handle(Msg::Packet {
+                    call: call.clone(),
+                    ch,
+                    at: t0 + Duration::from_millis(i as u64 * 20),
+                    data: pkt(0, i as u16, i * 160, 1 + ch as u32, &[byte; 160]),
+                })
+            };
+            // One second of early media from the callee (ringback: µ-law 0x90), the
+            // caller silent; an on-demand call's code is typed meanwhile.
+            for i in 0..50u32 {
+                send(&mut w, 0, i, 0xFF);
+                send(&mut w, 1, i, 0x90);
+            }
+            if how == Recording::OnDemand {
+                for (k, ev) in [(0u32, 10u8), (1, 1)] {
+                    w.handle(Msg::Packet {
+                        call: call.clone(),
+                        ch: 0,
+                        at: t0 + Duration::from_millis(500 + k as u64 * 200),
+                        data: pkt(101, 0, 4000 + k * 1000, 1, &[ev, 0x80, 0, 160]),
+                    });
+                }
+            }
+            assert!(!gate.playing(), "{id}: no announcement before the answer");
+            w.handle(Msg::Answered(call.clone()));
+            assert_eq!(gate.playing(), prompt.is_some(), "{id}");
+            // What the relay does while the announcement plays: each end's packets
+            // carry the prompt (and are not recorded), until both had all of it.
+            let mut i = 50;
+            if prompt.is_some() {
+                while gate.playing() {
+                    for end in 0..2 {
+                        let mut p = pkt(0, i as u16, i * 160, 1 + end as u32, &[0; 160]);
+                        assert!(gate.overlay(end, &mut p, 172).is_some(), "{id}");
+                    }
+                    i += 1;
+                }
+            }
+            // Then one second of conversation (the callee: µ-law 0x10).
+            for k in i..i + 50 {
+                send(&mut w, 0, k, 0xFF);
+                send(&mut w, 1, k, 0x10);
+            }
+            w.handle(Msg::End(call.clone()));
+            let got = done.lock().unwrap().clone();
+            let f = got.iter().find(|f| f.call == id).expect(id);
+            assert!(
+                (950..=1050).contains(&f.duration_ms),
+                "{id}: {} ms recorded, the conversation is 1000",
+                f.duration_ms
+            );
+            let b = std::fs::read(dir.path().join(&f.path)).unwrap();
+            let right: Vec<i16> = b[44..]
+                .chunks_exact(4)
+                .map(|c| i16::from_le_bytes([c[2], c[3]]))
+                .collect();
+            assert!(
+                !right.contains(&ULAW[0x90]),
+                "{id}: the early media was recorded"
+            );
+            assert!(right.contains(&ULAW[0x10]), "{id}");
+        }
     }
 
     /// Encoding then decoding keeps a sample within the law's step; decoding then
@@ -1459,6 +1567,7 @@ mod tests {
             Arc::new(Gate::new(None)),
         ));
         w.handle(Msg::Formats(call.clone(), vec![(9, "g722".into())]));
+        w.handle(Msg::Answered(call.clone()));
         let mut enc = audio_codec::g722::G722Encoder::new();
         let t0 = Instant::now();
         for i in 0..100u32 {
