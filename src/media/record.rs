@@ -10,7 +10,13 @@
 //!   phones use); a codec change mid-call (re-INVITE) is converted to it (by repeating
 //!   or averaging samples). Other codecs count as gaps (silence), and a call with no
 //!   decodable audio leaves no file (the log says which codec it was).
-//! - The announcement (`Gate`): with one configured, the writer records nothing until
+//! - The answer: nothing before it is recorded. Early media (a 183's audio: the
+//!   provider's ringback, its IVR, "the number is not reachable") is not the
+//!   conversation, and an announcement can only be played once someone is there to
+//!   hear it; so a recording, with an announcement or without, starts at the answer
+//!   (a code or a button before it arms the recording for the answer).
+//! - The announcement (`Gate`): with one configured, it starts playing at the answer
+//!   (or when an answered on-demand call is armed) and the writer records nothing until
 //!   it has played (the relay overlays it on what each party sends, see `relay`).
 //! - Time alignment: the recording's clock starts at the first audio packet after
 //!   recording began. Each channel places its packets by RTP timestamp from an anchor
@@ -209,10 +215,11 @@ pub fn encode_alaw(s: i16) -> u8 {
 
 // ----- the announcement ---------------------------------------------------------------
 
-/// The announcement before recording, encoded for each codec whose packets it can be
-/// overlaid on byte for byte: both G.711 laws (8 kHz, a byte a sample) and G.722 (16 kHz
-/// sub-band ADPCM, a byte two samples: the same 8000 bytes a second). Opus frames vary
-/// in size and are left alone (the recording then starts after the grace time).
+/// The announcement before recording, encoded for each codec it is overlaid on: both
+/// G.711 laws (8 kHz, a byte a sample) and G.722 (16 kHz sub-band ADPCM, a byte two
+/// samples: the same 8000 bytes a second) byte for byte; Opus as whole 20 ms frames,
+/// each replacing a packet's payload (Opus frames vary in size, so the packet's length
+/// changes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
     pub ulaw: Vec<u8>,
@@ -220,6 +227,80 @@ pub struct Prompt {
     /// One continuous G.722 stream (the codec carries state from byte to byte), as long
     /// as the G.711 ones plus 20 ms of encoded silence to finish the last packet on.
     pub g722: Vec<u8>,
+    /// One continuous Opus stream in 20 ms frames (one packet each, TOC byte first),
+    /// mono wideband: any Opus decoder plays mono, whatever stereo its fmtp asked for.
+    /// Frame `i` holds samples `160 i ..` of the 8 kHz prompt; the last one is silence.
+    pub opus: Vec<Vec<u8>>,
+}
+
+/// 20 ms at the 8 kHz the prompt is counted in.
+const FRAME: usize = RATE as usize / 50;
+/// 20 ms at Opus's 48 kHz RTP clock.
+const OPUS_FRAME: u32 = 960;
+
+/// The duration of an Opus packet in 48 kHz samples, from its TOC byte and frame count
+/// (RFC 6716, 3.1 and 3.2). None: no TOC, or a code 3 packet without its count byte.
+fn opus_duration(p: &[u8]) -> Option<u32> {
+    let toc = *p.first()?;
+    let config = toc >> 3;
+    let per_frame = match config {
+        0..=11 => [480, 960, 1920, 2880][config as usize % 4],
+        12..=15 => [480, 960][config as usize % 2],
+        _ => [120, 240, 480, 960][config as usize % 4],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => (*p.get(1)? & 0x3f) as u32,
+    };
+    Some(per_frame * frames)
+}
+
+/// `frames` (each a one-frame packet with the same TOC) as one packet into `out`: itself
+/// for one, else code 3 with explicit lengths (RFC 6716, 3.2.5). None, with `out`
+/// untouched: their TOCs differ (one packet carries one configuration), a frame is
+/// empty or too long, or `out` is too short.
+fn opus_join(frames: &[&[u8]], out: &mut [u8]) -> Option<usize> {
+    let toc = *frames.first()?.first()?;
+    if frames.len() == 1 {
+        let f = frames[0];
+        out.get_mut(..f.len())?.copy_from_slice(f);
+        return Some(f.len());
+    }
+    if frames.len() > 48
+        || frames
+            .iter()
+            .any(|f| f.first() != Some(&toc) || f.len() > 1276)
+    {
+        return None;
+    }
+    // Each frame but the last is preceded by its length: one byte below 252, else two.
+    let lens: usize = frames[..frames.len() - 1]
+        .iter()
+        .map(|f| if f.len() - 1 < 252 { 1 } else { 2 })
+        .sum();
+    let total = 2 + lens + frames.iter().map(|f| f.len() - 1).sum::<usize>();
+    let out = out.get_mut(..total)?;
+    out[0] = (toc & 0xfc) | 3;
+    out[1] = 0x80 | frames.len() as u8; // VBR, no padding
+    let mut at = 2;
+    for f in &frames[..frames.len() - 1] {
+        let n = f.len() - 1;
+        if n < 252 {
+            out[at] = n as u8;
+            at += 1;
+        } else {
+            let lo = 252 + (n - 252) % 4;
+            out[at] = lo as u8;
+            out[at + 1] = ((n - lo) / 4) as u8;
+            at += 2;
+        }
+    }
+    for f in frames {
+        out[at..at + f.len() - 1].copy_from_slice(&f[1..]);
+        at += f.len() - 1;
+    }
+    Some(at)
 }
 
 /// Why an uploaded announcement is refused (each has its catalogue message).
@@ -257,10 +338,19 @@ impl Prompt {
             wide.push(((*s as i32 + next as i32) / 2) as i16);
         }
         wide.resize(wide.len() + WIDE as usize / 50, 0);
+        let g722 = audio_codec::g722::G722Encoder::new().encode(&wide);
+        // Opus: 16 kHz mono (the prompt is 8 kHz: more would add nothing), constant
+        // bitrate (every frame the same size, one configuration throughout).
+        let per = WIDE as usize / 50;
+        wide.resize(wide.len().div_ceil(per) * per, 0);
+        let mut enc = audio_codec::opus::OpusEncoder::new(WIDE, 1);
+        enc.set_bitrate(24_000);
+        let opus = wide.chunks_exact(per).map(|f| enc.encode(f)).collect();
         Prompt {
             ulaw: pcm.iter().map(|s| encode_ulaw(*s)).collect(),
             alaw: pcm.iter().map(|s| encode_alaw(*s)).collect(),
-            g722: audio_codec::g722::G722Encoder::new().encode(&wide),
+            g722,
+            opus,
         }
     }
 
@@ -327,7 +417,8 @@ impl Prompt {
 }
 
 /// Extra time an announcement may take over its length before recording starts anyway
-/// (a party that sends nothing, or not G.711, never consumes its copy).
+/// (a party that sends nothing, or a codec it is not overlaid on, never consumes its
+/// copy).
 const PROMPT_GRACE_MS: u64 = 1000;
 
 /// The announcement of one recorded call, shared by the relay's tasks of its streams
@@ -342,6 +433,8 @@ pub struct Gate {
     played: [AtomicUsize; 2],
     /// It has played (or timed out): the hot path's one check after that.
     over: AtomicBool,
+    /// The payload types the call's bodies map to Opus (a bit each, 0 to 127).
+    opus: [AtomicU64; 2],
 }
 
 impl Gate {
@@ -352,7 +445,22 @@ impl Gate {
             started: AtomicU64::new(0),
             played: Default::default(),
             over: AtomicBool::new(false),
+            opus: Default::default(),
         }
+    }
+
+    /// The formats of a body of the call (payload type, lower-case encoding name):
+    /// Opus's dynamic payload types are learnt here.
+    pub fn formats(&self, f: &[(u8, String)]) {
+        for (pt, name) in f {
+            if name == "opus" && *pt < 128 {
+                self.opus[(*pt >> 6) as usize].fetch_or(1 << (pt & 63), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn is_opus(&self, pt: u8) -> bool {
+        self.opus[(pt >> 6) as usize & 1].load(Ordering::Relaxed) & (1 << (pt & 63)) != 0
     }
 
     fn now_ms(&self) -> u64 {
@@ -398,28 +506,54 @@ impl Gate {
             && !self.done()
     }
 
-    /// Overlays the next part of the prompt on RTP packet `b` from the party of `end`
-    /// (in place: same sequence number, timestamp and SSRC, so the far phone plays it
-    /// as that party's audio). G.711 and G.722 (static payload types 0, 8 and 9): other
-    /// codecs pass unchanged. True when it overlaid (the packet is then not recorded:
-    /// the writer may see it after the gate opened).
-    pub fn overlay(&self, end: usize, b: &mut [u8]) -> bool {
-        let Some(p) = &self.prompt else { return false };
-        let Some((pt, range)) = payload_range(b) else {
-            return false;
-        };
+    /// Overlays the next part of the prompt on the RTP packet `buf[..n]` from the party of
+    /// `end` (in place: same sequence number, timestamp, SSRC and marker, so the far
+    /// phone plays it as that party's audio). G.711 and G.722 (static payload types 0, 8
+    /// and 9) byte for byte; Opus (the payload types of [`Gate::formats`]) by replacing
+    /// the payload with as many 20 ms frames as the packet held (its padding dropped),
+    /// which changes the length: `buf` is the whole receive buffer. Other codecs, and
+    /// Opus packets that are not a multiple of 20 ms, pass unchanged. Some(new length)
+    /// when it overlaid (the packet is then not recorded: the writer may see it after
+    /// the gate opened).
+    pub fn overlay(&self, end: usize, buf: &mut [u8], n: usize) -> Option<usize> {
+        let p = self.prompt.as_ref()?;
+        let b = buf.get_mut(..n)?;
+        let (pt, range) = payload_range(b)?;
         let (src, quiet) = match pt {
             0 => (&p.ulaw, 0xFF),
             8 => (&p.alaw, 0xD5),
             9 => (&p.g722, p.g722.last().copied().unwrap_or(0xFF)),
-            _ => return false,
+            _ if self.is_opus(pt) => return self.overlay_opus(end, p, buf, range),
+            _ => return None,
         };
         let payload = &mut b[range];
         let at = self.played[end & 1].fetch_add(payload.len(), Ordering::Relaxed);
         for (i, out) in payload.iter_mut().enumerate() {
             *out = src.get(at + i).copied().unwrap_or(quiet);
         }
-        true
+        Some(n)
+    }
+
+    fn overlay_opus(
+        &self,
+        end: usize,
+        p: &Prompt,
+        buf: &mut [u8],
+        range: std::ops::Range<usize>,
+    ) -> Option<usize> {
+        let last = p.opus.last()?;
+        let dur = opus_duration(&buf[range.clone()])?;
+        if dur == 0 || dur % OPUS_FRAME != 0 || dur / OPUS_FRAME > 6 {
+            return None;
+        }
+        let k = (dur / OPUS_FRAME) as usize;
+        let at = self.played[end & 1].fetch_add(k * FRAME, Ordering::Relaxed) / FRAME;
+        let frames: Vec<&[u8]> = (at..at + k)
+            .map(|i| p.opus.get(i).unwrap_or(last).as_slice())
+            .collect();
+        let len = opus_join(&frames, &mut buf[range.start..])?;
+        buf[0] &= !0x20; // the padding went with the old payload
+        Some(range.start + len)
     }
 }
 
@@ -655,8 +789,11 @@ struct Open {
 struct Rec {
     how: Recording,
     /// Recording was asked for (from the start, by the code or the button); the file
-    /// opens with the first audio packet after that.
+    /// opens with the first audio packet after that and the answer.
     armed: bool,
+    /// The call was answered: media before it (early media: the provider's ringback,
+    /// its IVR or "the number is not reachable") is never recorded.
+    answered: bool,
     open: Option<Open>,
     formats: HashMap<u8, String>,
     /// The last telephone-event timestamp seen per channel, and the digits so far.
@@ -668,6 +805,16 @@ struct Rec {
     gate: Arc<Gate>,
     /// Each channel's decoder (G.722, Opus).
     decs: [Option<Dec>; 2],
+}
+
+impl Rec {
+    /// Recording is asked for: the announcement plays now, or at the answer.
+    fn arm(&mut self) {
+        self.armed = true;
+        if self.answered {
+            self.gate.start();
+        }
+    }
 }
 
 struct Writer {
@@ -720,6 +867,7 @@ impl Writer {
                 let r = self.calls.entry(call).or_insert_with(|| Rec {
                     how,
                     armed: false,
+                    answered: false,
                     open: None,
                     formats: HashMap::new(),
                     events: [None; 2],
@@ -735,7 +883,8 @@ impl Writer {
             }
             Msg::Answered(call) => {
                 if let Some(r) = self.calls.get_mut(&call) {
-                    if r.how == Recording::All {
+                    r.answered = true;
+                    if r.armed {
                         r.gate.start();
                     }
                 }
@@ -747,8 +896,7 @@ impl Writer {
             }
             Msg::Now(call) => {
                 if let Some(r) = self.calls.get_mut(&call) {
-                    r.armed = true;
-                    r.gate.start();
+                    r.arm();
                 }
             }
             Msg::Packet { call, ch, at, data } => self.packet(&call, ch as usize, at, &data),
@@ -785,15 +933,14 @@ impl Writer {
                         && r.digits.ends_with(&self.cfg.feature)
                         && r.how >= Recording::OnDemand
                     {
-                        r.armed = true;
-                        r.gate.start();
+                        r.arm();
                         tracing::info!(call = %call, "recording started by the feature code");
                     }
                 }
             }
             return;
         }
-        if !r.armed || !r.gate.done() {
+        if !r.armed || !r.answered || !r.gate.done() {
             return;
         }
         let c = match Codec::of(codec) {
@@ -1030,6 +1177,7 @@ mod tests {
             call.clone(),
             vec![(0, "pcmu".into()), (101, "telephone-event".into())],
         ));
+        w.handle(Msg::Answered(call.clone()));
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let send = |w: &mut Writer, ch: u8, ms: u64, data: Vec<u8>| {
@@ -1095,6 +1243,94 @@ mod tests {
         let mid = 44 + (b.len() - 44) / 2 / 4 * 4;
         assert_eq!(i16::from_le_bytes([b[mid], b[mid + 1]]), 32124);
         assert_eq!(i16::from_le_bytes([b[mid + 2], b[mid + 3]]), -32124);
+    }
+
+    /// Early media (audio before the answer: a 183's ringback or IVR) is never recorded,
+    /// whether an announcement is set or not: an all-calls recording starts at the
+    /// answer (after the announcement, with one), and a feature code typed during early
+    /// media arms an on-demand one whose announcement waits for the answer too.
+    #[test]
+    fn early_media_is_not_recorded_with_or_without_an_announcement() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, done) = writer(dir.path());
+        let t0 = Instant::now();
+        // (call, policy, announcement)
+        let cases = [
+            ("plain", Recording::All, None),
+            ("beep", Recording::All, Some(Arc::new(Prompt::beep()))),
+            ("code", Recording::OnDemand, Some(Arc::new(Prompt::beep()))),
+        ];
+        for (id, how, prompt) in cases {
+            let call: Arc<str> = Arc::from(id);
+            let gate = Arc::new(Gate::new(prompt.clone()));
+            w.handle(Msg::Start(call.clone(), how, gate.clone()));
+            w.handle(Msg::Formats(
+                call.clone(),
+                vec![(0, "pcmu".into()), (101, "telephone-event".into())],
+            ));
+            let send = |w: &mut Writer, ch: u8, i: u32, byte: u8| {
+                w.handle(Msg::Packet {
+                    call: call.clone(),
+                    ch,
+                    at: t0 + Duration::from_millis(i as u64 * 20),
+                    data: pkt(0, i as u16, i * 160, 1 + ch as u32, &[byte; 160]),
+                })
+            };
+            // One second of early media from the callee (ringback: µ-law 0x90), the
+            // caller silent; an on-demand call's code is typed meanwhile.
+            for i in 0..50u32 {
+                send(&mut w, 0, i, 0xFF);
+                send(&mut w, 1, i, 0x90);
+            }
+            if how == Recording::OnDemand {
+                for (k, ev) in [(0u32, 10u8), (1, 1)] {
+                    w.handle(Msg::Packet {
+                        call: call.clone(),
+                        ch: 0,
+                        at: t0 + Duration::from_millis(500 + k as u64 * 200),
+                        data: pkt(101, 0, 4000 + k * 1000, 1, &[ev, 0x80, 0, 160]),
+                    });
+                }
+            }
+            assert!(!gate.playing(), "{id}: no announcement before the answer");
+            w.handle(Msg::Answered(call.clone()));
+            assert_eq!(gate.playing(), prompt.is_some(), "{id}");
+            // What the relay does while the announcement plays: each end's packets
+            // carry the prompt (and are not recorded), until both had all of it.
+            let mut i = 50;
+            if prompt.is_some() {
+                while gate.playing() {
+                    for end in 0..2 {
+                        let mut p = pkt(0, i as u16, i * 160, 1 + end as u32, &[0; 160]);
+                        assert!(gate.overlay(end, &mut p, 172).is_some(), "{id}");
+                    }
+                    i += 1;
+                }
+            }
+            // Then one second of conversation (the callee: µ-law 0x10).
+            for k in i..i + 50 {
+                send(&mut w, 0, k, 0xFF);
+                send(&mut w, 1, k, 0x10);
+            }
+            w.handle(Msg::End(call.clone()));
+            let got = done.lock().unwrap().clone();
+            let f = got.iter().find(|f| f.call == id).expect(id);
+            assert!(
+                (950..=1050).contains(&f.duration_ms),
+                "{id}: {} ms recorded, the conversation is 1000",
+                f.duration_ms
+            );
+            let b = std::fs::read(dir.path().join(&f.path)).unwrap();
+            let right: Vec<i16> = b[44..]
+                .chunks_exact(4)
+                .map(|c| i16::from_le_bytes([c[2], c[3]]))
+                .collect();
+            assert!(
+                !right.contains(&ULAW[0x90]),
+                "{id}: the early media was recorded"
+            );
+            assert!(right.contains(&ULAW[0x10]), "{id}");
+        }
     }
 
     /// Encoding then decoding keeps a sample within the law's step; decoding then
@@ -1181,12 +1417,13 @@ mod tests {
             for i in 0..2u16 {
                 let mut p = pkt(8, i, i as u32 * 160, 5, &[0xD5; 160]);
                 let head = p[..12].to_vec();
-                assert!(g.overlay(end, &mut p));
+                assert_eq!(g.overlay(end, &mut p, 172), Some(172));
                 assert_eq!(&p[..12], &head[..]);
                 assert_eq!(&p[12..], &prompt.alaw[..160]);
             }
+            // Opus, with no body that says payload type 111 is Opus: left alone.
             let mut opus = pkt(111, 3, 480, 5, &[0x11; 60]);
-            assert!(!g.overlay(end, &mut opus));
+            assert_eq!(g.overlay(end, &mut opus, 72), None);
             assert_eq!(&opus[12..], &[0x11; 60]);
         }
         assert!(g.done() && !g.playing());
@@ -1208,7 +1445,7 @@ mod tests {
         for i in 0..25u16 {
             for end in 0..2 {
                 let mut p = pkt(9, i, i as u32 * 160, 5, &[0x11; 160]);
-                assert!(g.overlay(end, &mut p));
+                assert_eq!(g.overlay(end, &mut p, 172), Some(172));
                 if end == 0 {
                     heard.extend(dec.decode(&p[12..]));
                 }
@@ -1222,6 +1459,98 @@ mod tests {
         let crossings = mid.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
         let hz = crossings as f64 / 2.0 / (mid.len() as f64 / 16_000.0);
         assert!((hz - 1400.0).abs() < 60.0, "{hz:.0} Hz");
+    }
+
+    /// The tone's level and frequency (zero crossings) in the middle of `pcm`.
+    fn tone(pcm: &[i16], rate: f64) -> (f64, f64) {
+        let mid = &pcm[pcm.len() / 5..pcm.len() * 4 / 5];
+        let rms = (mid.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / mid.len() as f64).sqrt();
+        let crossings = mid.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        (rms, crossings as f64 / 2.0 / (mid.len() as f64 / rate))
+    }
+
+    /// On an Opus call (dynamic payload type, learnt from the body) the prompt goes out
+    /// as Opus frames in place of each packet's payload: the RTP header stays (sequence,
+    /// timestamp, SSRC, marker), the length becomes the frame's, padding goes, a 40 ms
+    /// packet gets two frames in one (code 3) and a 10 ms one is left alone. A decoder
+    /// fed the overlaid packets hears the beep's 1400 Hz, and the gate opens after it as
+    /// after G.711.
+    #[test]
+    fn the_gate_overlays_opus_with_whole_frames() {
+        let beep = Arc::new(Prompt::beep());
+        assert_eq!(beep.opus.len(), beep.ulaw.len() / 160 + 1);
+        let g = Gate::new(Some(beep.clone()));
+        g.formats(&[(0, "pcmu".into()), (107, "opus".into())]);
+        g.start();
+        let mut dec = audio_codec::opus::OpusDecoder::new(48_000, 1);
+        let mut heard = Vec::new();
+        // A 20 ms CELT fullband stereo packet of 100 bytes (TOC config 31, code 0).
+        let talk = |seq: u16, marker: bool, padded: bool| {
+            let mut body = vec![0xfc_u8];
+            body.extend_from_slice(&[0x5a; 99]);
+            let pt = 107 | if marker { 0x80 } else { 0 };
+            let mut p = pkt(pt, seq, seq as u32 * 960, 9, &body);
+            if padded {
+                p[0] |= 0x20;
+                p.extend_from_slice(&[0, 0, 0, 4]);
+            }
+            p
+        };
+        let mut buf = [0u8; 2048];
+        for i in 0..24u16 {
+            for end in 0..2 {
+                let p = talk(i, i == 0, i == 3);
+                buf[..p.len()].copy_from_slice(&p);
+                let n = g.overlay(end, &mut buf, p.len()).expect("overlaid");
+                assert_eq!(buf[0], 0x80, "version kept, padding bit cleared");
+                assert_eq!(&buf[1..12], &p[1..12], "header kept");
+                let payload = &buf[12..n];
+                assert_eq!(payload, &beep.opus[i as usize][..]);
+                assert!(payload.len() < 99, "{}: a 24 kbit/s frame", payload.len());
+                assert_eq!(opus_duration(payload), Some(960));
+                if end == 0 {
+                    let mut out = [0i16; 960];
+                    assert_eq!(dec.decode_into_raw(payload, &mut out), 960);
+                    heard.extend_from_slice(&out);
+                }
+            }
+        }
+        let (rms, hz) = tone(&heard, 48_000.0);
+        assert!(rms > 2000.0, "rms {rms}");
+        assert!((hz - 1400.0).abs() < 60.0, "{hz:.0} Hz");
+        assert!(!g.done());
+        // 40 ms in one packet (SILK wideband 40 ms, config 10): the next two frames,
+        // code 3 with the first one's length.
+        let p = pkt(107, 24, 24 * 960, 9, &[10 << 3, 0x44, 0x55]);
+        buf[..p.len()].copy_from_slice(&p);
+        let n = g.overlay(0, &mut buf, p.len()).expect("overlaid");
+        let (f24, f25) = (&beep.opus[24], &beep.opus[25]);
+        assert_eq!(buf[12], (f24[0] & 0xfc) | 3);
+        assert_eq!(buf[13], 0x82, "VBR, two frames");
+        assert_eq!(buf[14] as usize, f24.len() - 1);
+        assert_eq!(&buf[15..15 + f24.len() - 1], &f24[1..]);
+        assert_eq!(&buf[15 + f24.len() - 1..n], &f25[1..]);
+        assert_eq!(opus_duration(&buf[12..n]), Some(1920));
+        // 10 ms (CELT config 30): not a whole frame of the prompt, left alone.
+        let p = pkt(107, 24, 24 * 960, 9, &[30 << 3, 1, 2, 3]);
+        buf[..p.len()].copy_from_slice(&p);
+        assert_eq!(g.overlay(1, &mut buf, p.len()), None);
+        assert_eq!(&buf[..p.len()], &p[..]);
+        // A payload type the bodies did not call Opus is not touched.
+        let p = pkt(96, 24, 0, 9, &[0xfc; 40]);
+        buf[..p.len()].copy_from_slice(&p);
+        assert_eq!(g.overlay(1, &mut buf, p.len()), None);
+        assert!(!g.done(), "end 1 is a frame short");
+        // No room for the frame in the buffer: nothing is written.
+        let mut short = talk(24, false, false);
+        short.truncate(20);
+        let before = short.clone();
+        assert_eq!(g.overlay(1, &mut short, 20), None);
+        assert_eq!(short, before);
+        let p = talk(25, false, false);
+        buf[..p.len()].copy_from_slice(&p);
+        g.overlay(1, &mut buf, p.len()).expect("overlaid");
+        assert!(g.done(), "both ends had the whole prompt");
     }
 
     /// A G.722 call is written at 16 kHz: 20 ms packets (160 bytes, 320 samples) for
@@ -1238,6 +1567,7 @@ mod tests {
             Arc::new(Gate::new(None)),
         ));
         w.handle(Msg::Formats(call.clone(), vec![(9, "g722".into())]));
+        w.handle(Msg::Answered(call.clone()));
         let mut enc = audio_codec::g722::G722Encoder::new();
         let t0 = Instant::now();
         for i in 0..100u32 {

@@ -41,6 +41,10 @@ const CALLEE: usize = 1;
 /// onto it: 60 ms of a phone behind NAT, more than a stale stream's tail usually brings.
 const PROBATION: u8 = 3;
 
+/// A socket task's receive buffer: any RTP packet on a LAN or the trunk fits, and so
+/// does an announcement's Opus frames put in place of a shorter payload.
+const RTP_BUF: usize = 2048;
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Where {
     /// From the party's SDP.
@@ -166,21 +170,30 @@ impl Shared {
         let map = self.tele[end].load(Ordering::Relaxed);
         for mut pkt in d.rtp {
             self.touch();
-            self.tap_rtp(end, &mut pkt);
+            let n = pkt.len();
+            if self.tap.get().is_some_and(|t| t.gate.playing()) {
+                pkt.resize(RTP_BUF.max(n), 0); // room for an overlay longer than the packet
+            }
+            let n = self.tap_rtp(end, &mut pkt, n);
+            pkt.truncate(n);
             super::webrtc::retype(&mut pkt, map);
             self.deliver(1 - end, &pkt);
         }
     }
 
-    /// A party's RTP on a browser's call, before it goes on: while the announcement plays
-    /// it overlays the packet (that copy is never recorded), else the recorder gets a copy.
-    fn tap_rtp(&self, end: usize, pkt: &mut [u8]) {
+    /// A party's RTP `buf[..n]` on a browser's call, before it goes on: while the
+    /// announcement plays it overlays the packet (that copy is never recorded), else the
+    /// recorder gets a copy. The packet's length now (an Opus overlay changes it).
+    fn tap_rtp(&self, end: usize, buf: &mut [u8], n: usize) -> usize {
         if let Some(t) = self.tap.get() {
-            if t.gate.playing() && t.gate.overlay(end, pkt) {
-                return;
+            if t.gate.playing() {
+                if let Some(m) = t.gate.overlay(end, buf, n) {
+                    return m;
+                }
             }
-            t.recorder.packet(&t.id, end, pkt);
+            t.recorder.packet(&t.id, end, &buf[..n]);
         }
+        n
     }
 
     /// An RTP packet out of `end` to its party: encrypted for a browser, else as it is.
@@ -576,11 +589,12 @@ impl Relay {
         }
         c.held[other] = offer.on_hold();
         if let Some(t) = &c.rec {
-            let f = offer
+            let f: Vec<_> = offer
                 .streams
                 .iter()
                 .flat_map(|s| s.formats.clone())
                 .collect();
+            t.gate.formats(&f);
             t.recorder.send(Msg::Formats(t.id.clone(), f));
         }
         c.last_sdp_ms = now;
@@ -636,7 +650,8 @@ impl Relay {
         if let Some(o) = sdp::parse(&plain) {
             c.held[other] = o.on_hold();
             if let Some(t) = &c.rec {
-                let f = o.streams.iter().flat_map(|s| s.formats.clone()).collect();
+                let f: Vec<_> = o.streams.iter().flat_map(|s| s.formats.clone()).collect();
+                t.gate.formats(&f);
                 t.recorder.send(Msg::Formats(t.id.clone(), f));
             }
         }
@@ -744,7 +759,7 @@ async fn drive(sh: Arc<Shared>, end: usize) {
 /// One socket's task: what arrives from the party of `end` goes out of the other end's
 /// socket of the same kind to the other party.
 async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; RTP_BUF];
     let other = 1 - end;
     let sock = sh.socks[end][kind].clone();
     let out = sh.socks[other][kind].clone();
@@ -782,7 +797,7 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
                 continue;
             }
             sh.touch();
-            sh.tap_rtp(end, &mut buf[..n]);
+            let n = sh.tap_rtp(end, &mut buf, n);
             super::webrtc::retype(&mut buf[..n], sh.tele[end].load(Ordering::Relaxed));
             sh.deliver(other, &buf[..n]);
             continue;
@@ -796,9 +811,12 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
         };
         sh.touch();
         let mut tap = if kind == 0 { sh.tap.get() } else { None };
+        let mut n = n;
         if let Some(t) = tap.filter(|t| t.gate.playing()) {
-            // The announcement replaces what the party says (never recorded).
-            if t.gate.overlay(end, &mut buf[..n]) {
+            // The announcement replaces what the party says (never recorded); an Opus
+            // packet's length changes with it.
+            if let Some(m) = t.gate.overlay(end, &mut buf, n) {
+                n = m;
                 tap = None;
             }
         }

@@ -114,11 +114,7 @@ fn rms(s: &[i16]) -> f64 {
     (s.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
 }
 
-/// The tone's frequency from its zero crossings (8 kHz samples).
-fn hz(s: &[i16]) -> f64 {
-    hz_at(s, 8000)
-}
-
+/// The tone's frequency from its zero crossings (samples at `rate`).
 fn hz_at(s: &[i16], rate: u32) -> f64 {
     let crossings = s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
     crossings as f64 / 2.0 / (s.len() as f64 / rate as f64)
@@ -675,27 +671,46 @@ async fn upload_announcement(admin: &Session, bytes: Vec<u8>) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// The samples of the WAV baresip dumped in `dir` (what a phone heard: mono PCM16 after
-/// the 44-byte header).
-fn heard(dir: &std::path::Path) -> Vec<i16> {
+/// What a phone set up with `hear: Some(dir)` heard: its rate and the first channel's
+/// samples of the WAV baresip dumped in `dir` (PCM16 at the codec's rate, mono or
+/// stereo as the codec decodes; the chunks are read, not assumed).
+fn heard(dir: &std::path::Path) -> (u32, Vec<i16>) {
     let b = crate::baresip::heard_wav(dir)
         .and_then(|p| std::fs::read(p).ok())
         .unwrap_or_default();
-    b.get(44..)
-        .unwrap_or_default()
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect()
+    let (mut rate, mut channels, mut at) = (8000, 1usize, 12);
+    while at + 8 <= b.len() {
+        let len = u32::from_le_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]) as usize;
+        let body = &b[at + 8..(at + 8 + len).min(b.len())];
+        match &b[at..at + 4] {
+            b"fmt " if body.len() >= 16 => {
+                channels = u16::from_le_bytes([body[2], body[3]]).max(1) as usize;
+                rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+            }
+            // baresip writes the data chunk's size only when the call ends.
+            b"data" => {
+                let pcm = b[at + 8..]
+                    .chunks_exact(2 * channels)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                return (rate, pcm);
+            }
+            _ => {}
+        }
+        at += 8 + len + (len & 1);
+    }
+    (rate, Vec::new())
 }
 
 /// The announcement: uploads are checked (a WAV, 8 kHz mono 16-bit, at most 30 s, each
 /// refusal with its message); with the beep set, both phones of an all-calls recording
 /// hear it (1400 Hz) at the start of the call while they both send silence, and the
-/// recording starts after it.
+/// recording starts after it. On a G.711 call and on an Opus one (the beep then goes
+/// out as Opus frames in place of the phones' own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_announcement_plays_to_both_parties_before_recording() {
     let app = TestApp::spawn_with_sip().await;
-    import_users(&app, [1801u32, 1802].into_iter()).await;
+    import_users(&app, [1801u32, 1802, 1803, 1804].into_iter()).await;
     let admin = app.login("admin", ADMIN_PASSWORD).await;
     // Uploads: refused with a message that says why, then a good one.
     for (bytes, says) in [
@@ -725,62 +740,88 @@ async fn recording_announcement_plays_to_both_parties_before_recording() {
         .await
         .unwrap();
     assert!(page.contains("value=\"file\" selected"), "{page}");
-    // The beep, for every call of 1801.
-    set_policy(&admin, &[("extension:1801", "all"), ("announce", "beep")]).await;
+    // The beep, for every call of 1801 and 1803.
+    set_policy(
+        &admin,
+        &[
+            ("extension:1801", "all"),
+            ("extension:1803", "all"),
+            ("announce", "beep"),
+        ],
+    )
+    .await;
     let r = admin
         .post_form("/telephony/recording", &[("announce", "loud")])
         .await;
     assert_eq!(r.status(), 400);
 
     let dir = app.data_dir();
-    let quiet = |hear: &str| Setup {
-        hear: Some(dir.join(hear)),
-        ..Setup::tone(0.0, "PCMU")
-    };
-    let parties = ("1801", "1802");
-    let (mut a, mut b) = phones(&app, parties, (quiet("a-heard"), quiet("b-heard"))).await;
-    let call = call(&app, &mut a, &mut b, parties).await;
-    relayed(&app, &call.call_id, 250).await;
-    hang_up(&mut a, &mut b).await;
-    a.wait("CALL_CLOSED").await;
-    let row = ended(&app, &call.call_id, true).await;
-    for f in ["a-heard", "b-heard"] {
-        let s = eventually(WAIT, || async {
-            let s = heard(&dir.join(f));
-            (s.len() > 8000 * 2).then_some(s)
-        })
-        .await
-        .unwrap_or_else(|| heard(&dir.join(f)));
-        assert!(s.len() > 8000 * 2, "{f}: {} samples", s.len());
-        // The loudest 0.2 s window in the first 1.5 s is the beep; the last second is
-        // the other party's silence.
-        let first = &s[..12_000.min(s.len())];
-        let best = first
-            .windows(1600)
-            .step_by(160)
-            .max_by(|x, y| rms(x).total_cmp(&rms(y)))
-            .unwrap();
-        assert!(rms(best) > 2000.0, "{f}: no beep (rms {})", rms(best));
-        let h = hz(best);
-        assert!((h - 1400.0).abs() < 100.0, "{f}: {h:.0} Hz");
-        let tail = &s[s.len() - 8000..];
+    for (parties, codec) in [(("1801", "1802"), "PCMU"), (("1803", "1804"), "opus")] {
+        let quiet = |hear: &str| Setup {
+            hear: Some(dir.join(hear)),
+            ..Setup::tone(0.0, codec)
+        };
+        let heard_by = [
+            format!("{}-heard", parties.0),
+            format!("{}-heard", parties.1),
+        ];
+        let setups = (quiet(&heard_by[0]), quiet(&heard_by[1]));
+        let (mut a, mut b) = phones(&app, parties, setups).await;
+        let call = call(&app, &mut a, &mut b, parties).await;
+        relayed(&app, &call.call_id, 250).await;
+        hang_up(&mut a, &mut b).await;
+        a.wait("CALL_CLOSED").await;
+        let row = ended(&app, &call.call_id, true).await;
+        for f in &heard_by {
+            let (rate, s) = eventually(WAIT, || async {
+                let (rate, s) = heard(&dir.join(f));
+                (s.len() > rate as usize * 2).then_some((rate, s))
+            })
+            .await
+            .unwrap_or_else(|| heard(&dir.join(f)));
+            let r = rate as usize;
+            assert!(
+                s.len() > r * 2,
+                "{codec} {f}: {} samples at {rate}",
+                s.len()
+            );
+            // The loudest 0.2 s window in the first 1.5 s is the beep; the last second
+            // is the other party's silence.
+            let first = &s[..(r * 3 / 2).min(s.len())];
+            let best = first
+                .windows(r / 5)
+                .step_by(r / 50)
+                .max_by(|x, y| rms(x).total_cmp(&rms(y)))
+                .unwrap();
+            assert!(
+                rms(best) > 2000.0,
+                "{codec} {f}: no beep (rms {})",
+                rms(best)
+            );
+            let h = hz_at(best, rate);
+            assert!((h - 1400.0).abs() < 100.0, "{codec} {f}: {h:.0} Hz");
+            let tail = &s[s.len() - r..];
+            assert!(
+                rms(tail) < 300.0,
+                "{codec} {f}: the tail is not silent ({})",
+                rms(tail)
+            );
+        }
+        // Recorded after the announcement: shorter than the talk time by about its
+        // length, and what was recorded is the parties' silence (the beep is not in it).
+        let (rec, path) = app.running().ctx.recordings.file(row.id).await.unwrap();
+        let talk = row.talk_ms.unwrap();
         assert!(
-            rms(tail) < 300.0,
-            "{f}: the tail is not silent ({})",
-            rms(tail)
+            rec.duration_ms + 400 <= talk,
+            "{codec}: recorded {} ms of {talk} ms",
+            rec.duration_ms
+        );
+        let w = parse_wav(&std::fs::read(path).unwrap());
+        assert!(
+            rms(&w.left) < 300.0 && rms(&w.right) < 300.0,
+            "{codec}: the beep was recorded"
         );
     }
-    // Recorded after the announcement: shorter than the talk time by about its length,
-    // and what was recorded is the parties' silence (the beep is not in it).
-    let (rec, path) = app.running().ctx.recordings.file(row.id).await.unwrap();
-    let talk = row.talk_ms.unwrap();
-    assert!(
-        rec.duration_ms + 400 <= talk,
-        "recorded {} ms of {talk} ms",
-        rec.duration_ms
-    );
-    let w = parse_wav(&std::fs::read(path).unwrap());
-    assert!(rms(&w.left) < 300.0 && rms(&w.right) < 300.0);
 }
 
 /// Backups hold the recordings unless the settings leave them out; restoring a backup

@@ -875,3 +875,150 @@ async fn softphone_a_closed_socket_hangs_up_its_call_out_through_the_trunk() {
     );
     assert_eq!(end_cause(events, "out1".into()).await, "completed");
 }
+
+/// What a phone's raw UDP socket receives next: (the message, its source), within `within`.
+async fn udp_sip(sock: &UdpSocket, within: Duration) -> Option<(String, SocketAddr)> {
+    let mut buf = vec![0u8; 8192];
+    let (n, from) = tokio::time::timeout(within, sock.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+}
+
+/// The next request with `method` at the socket (other messages skipped), within 5 s.
+async fn udp_request(sock: &UdpSocket, method: &str) -> (String, SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (m, from) = udp_sip(sock, left)
+            .await
+            .unwrap_or_else(|| panic!("no {method} at the phone"));
+        if m.starts_with(&format!("{method} ")) {
+            return (m, from);
+        }
+    }
+}
+
+/// A header's value in a SIP message (the first one of that name).
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {name} in:\n{msg}"))
+}
+
+/// The browser's proxied call to desk phone 1000 (a raw UDP socket here, answering by
+/// hand) is answered, then the browser's socket closes: the box takes the dialog over
+/// and hangs up the phone with a BYE of its own. The phone ignores the first BYE (lost
+/// on the way, as far as the box can tell): the box resends it (same branch, Call-ID
+/// and CSeq: a retransmission of one transaction, Timer E) until the phone answers the
+/// second; none comes after the 200, and the call log ends the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_a_closed_socket_resends_the_box_bye_until_the_phone_answers() {
+    let app = app().await;
+    let sip = app.sip_addr();
+    let domain = app.running().sip.as_ref().unwrap().control().domain();
+    let port = free_port();
+    let phone = UdpSocket::bind(("127.0.0.1", port)).await.unwrap();
+    register_contact(sip, "1000", port).await;
+    let events = app.running().ctx.call_events.subscribe();
+    let mut ws = open(
+        &app,
+        Some(&login_cookie(&app, "oper", "oper-pass-1").await),
+        Some("sip"),
+    )
+    .await
+    .unwrap();
+    register_over(&mut ws, "1501", &domain, 1).await;
+    ws.send(Message::text(invite(&domain, "lostbye1", PCMU_OFFER)))
+        .await
+        .unwrap();
+
+    // The phone answers (G.711 at a port nobody listens on: no media is needed).
+    let (inv, box_addr) = udp_request(&phone, "INVITE").await;
+    let sdp = "v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40010 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for l in inv.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        let k = l.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        match k.as_str() {
+            "via" | "from" | "call-id" | "cseq" | "record-route" => {
+                ok.push_str(l);
+                ok.push_str("\r\n");
+            }
+            "to" => ok.push_str(&format!("{l};tag=ph1\r\n")),
+            _ => {}
+        }
+    }
+    ok.push_str(&format!(
+        "Contact: <sip:1000@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ));
+    phone.send_to(ok.as_bytes(), box_addr).await.unwrap();
+    let answered = next_of(&mut ws, "SIP/2.0 2").await;
+    assert!(answered.starts_with("SIP/2.0 200"), "{answered}");
+    // The browser acknowledges, then its socket closes mid-call.
+    let mut ack = format!(
+        "ACK sip:1000@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/WSS a.invalid;branch=z9hG4bKlostbyeack\r\nMax-Forwards: 70\r\n"
+    );
+    for l in answered.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        if let Some(v) = l.strip_prefix("Record-Route:") {
+            ack.push_str(&format!("Route:{v}\r\n"));
+        }
+    }
+    for h in ["To", "From", "Call-ID"] {
+        ack.push_str(&format!("{h}: {}\r\n", header(&answered, h)));
+    }
+    ack.push_str("CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
+    ws.send(Message::text(ack)).await.unwrap();
+    udp_request(&phone, "ACK").await;
+    let cause = tokio::spawn(end_cause(events, "lostbye1".into()));
+    ws.close(None).await.unwrap();
+    drop(ws);
+
+    // The box's BYE: the first one is "lost" (not answered).
+    let (first, from) = udp_request(&phone, "BYE").await;
+    assert_eq!(header(&first, "Call-ID"), "lostbye1");
+    assert!(header(&first, "To").contains("tag=ph1"), "{first}");
+    let (again, from2) = udp_request(&phone, "BYE").await;
+    assert_eq!(from2, from, "from the same place");
+    for h in ["Via", "Call-ID", "CSeq", "From", "To"] {
+        assert_eq!(
+            header(&again, h),
+            header(&first, h),
+            "{h}: a retransmission, not a new BYE"
+        );
+    }
+    assert!(header(&again, "CSeq").ends_with(" BYE"));
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        ok.push_str(&format!("{h}: {}\r\n", header(&again, h)));
+    }
+    ok.push_str("Content-Length: 0\r\n\r\n");
+    phone.send_to(ok.as_bytes(), from2).await.unwrap();
+    // Answered: no third BYE (the next resend would come a second after the second).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match udp_sip(&phone, left).await {
+            Some((m, _)) => assert!(!m.starts_with("BYE "), "BYE resent after its 200:\n{m}"),
+            None => break,
+        }
+    }
+    assert_eq!(cause.await.unwrap(), "completed");
+    let calls = &app.running().ctx.calls;
+    let admin = crm::domain::Actor::builtin(1, "admin", Role::Admin, crm::model::Language::En);
+    let row = eventually(Duration::from_secs(10), || async {
+        calls
+            .get(&admin, "lostbye1")
+            .await
+            .ok()
+            .filter(|r| r.ended_ms.is_some())
+    })
+    .await
+    .expect("the call log row ended");
+    assert!(row.answered_ms.is_some(), "{row:?}");
+}
