@@ -943,7 +943,12 @@ async fn softphone_a_closed_socket_resends_the_box_bye_until_the_phone_answers()
     let sdp = "v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40010 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
     let mut ok = String::from("SIP/2.0 200 OK\r\n");
     for l in inv.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
-        let k = l.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let k = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match k.as_str() {
             "via" | "from" | "call-id" | "cseq" | "record-route" => {
                 ok.push_str(l);
