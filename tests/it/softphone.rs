@@ -854,14 +854,7 @@ async fn softphone_a_closed_socket_hangs_up_its_call_out_through_the_trunk() {
         crate::sip_trunk::calling_out(&app, 10, "softphone_provider_uas.xml", None).await;
     crate::sip_trunk::allow_calls_out(&app, "1501", 10, false).await;
     let events = app.running().ctx.call_events.subscribe();
-    let mut ws = open(
-        &app,
-        Some(&login_cookie(&app, "oper", "oper-pass-1").await),
-        Some("sip"),
-    )
-    .await
-    .unwrap();
-    register_over(&mut ws, "1501", &domain, 1).await;
+    let mut ws = operator_softphone(&app, &domain).await;
     let inv = invite(&domain, "out1", PCMU_OFFER).replace("sip:1000@", "sip:901234567@");
     ws.send(Message::text(inv)).await.unwrap();
     let ok = next_of(&mut ws, "SIP/2.0 2").await;
@@ -874,6 +867,14 @@ async fn softphone_a_closed_socket_hangs_up_its_call_out_through_the_trunk() {
         "the provider: answered, then the box's BYE when the socket closed",
     );
     assert_eq!(end_cause(events, "out1".into()).await, "completed");
+}
+
+/// The operator's signed-in SIP socket, registered as extension 1501.
+async fn operator_softphone(app: &TestApp, domain: &str) -> Ws {
+    let cookie = login_cookie(app, "oper", "oper-pass-1").await;
+    let mut ws = open(app, Some(&cookie), Some("sip")).await.unwrap();
+    register_over(&mut ws, "1501", domain, 1).await;
+    ws
 }
 
 /// What a phone's raw UDP socket receives next: (the message, its source), within `within`.
@@ -926,14 +927,7 @@ async fn softphone_a_closed_socket_resends_the_box_bye_until_the_phone_answers()
     let phone = UdpSocket::bind(("127.0.0.1", port)).await.unwrap();
     register_contact(sip, "1000", port).await;
     let events = app.running().ctx.call_events.subscribe();
-    let mut ws = open(
-        &app,
-        Some(&login_cookie(&app, "oper", "oper-pass-1").await),
-        Some("sip"),
-    )
-    .await
-    .unwrap();
-    register_over(&mut ws, "1501", &domain, 1).await;
+    let mut ws = operator_softphone(&app, &domain).await;
     ws.send(Message::text(invite(&domain, "lostbye1", PCMU_OFFER)))
         .await
         .unwrap();
