@@ -754,14 +754,8 @@ async fn customers_kept_per_branch_stay_in_their_branch() {
         ids.push(customer_with_order(&admin, name, phone, branch).await);
     }
     // B's operator adds a customer with no order yet: created in B.
-    let (s, v) = opb
-        .post(
-            "/api/v1/customers",
-            json!({"name": "Baxtiyor Bekov", "phones": ["+998907650033"]}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let (ca, cb, cn) = (ids[0], ids[1], v["id"].as_i64().unwrap());
+    let cn = new_customer(&opb, "Baxtiyor Bekov", "+998907650033").await;
+    let (ca, cb) = (ids[0], ids[1]);
     // Shared (the default): A's operator opens B's customer.
     let (s, _) = opa.get(&format!("/api/v1/customers/{cb}")).await;
     assert_eq!(s, 200);
@@ -1304,14 +1298,7 @@ async fn a_shop_wide_call_names_the_customer_only_where_they_are_seen() {
     assert_eq!(v["items"][0]["customer_id"], cb, "{v}");
 
     // A's own customer with the same number: A's log names them, B's still B's.
-    let (s, v) = opa
-        .post(
-            "/api/v1/customers",
-            json!({"name": "Anvar Aliyev", "phones": ["+998907650022"]}),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let ca2 = v["id"].as_i64().unwrap();
+    let ca2 = new_customer(&opa, "Anvar Aliyev", "+998907650022").await;
     for (api, id, name) in [(&opa, ca2, "Anvar Aliyev"), (&opb, cb, "Bobur Botirov")] {
         let (_, v) = api.get("/api/v1/calls?limit=100").await;
         let rows = v["items"].as_array().unwrap();
