@@ -479,7 +479,7 @@ impl MediaSettings {
             timeout: std::time::Duration::from_secs(self.timeout_secs),
             hold_timeout: std::time::Duration::from_secs(self.hold_timeout_secs),
             threads: self.threads.clamp(1, 16),
-            nice: self.nice.clamp(-20, 19),
+            nice: self.nice,
         }))
     }
 }
