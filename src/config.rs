@@ -409,7 +409,11 @@ pub struct MediaSettings {
     pub hold_timeout_secs: u64,
     /// Threads of the relay.
     pub threads: usize,
-    /// The relay threads' nice value (lower runs first; see `LimitNICE` in the unit).
+    /// The relay threads' real-time FIFO priority, 1..99 (0: off; see `LimitRTPRIO`
+    /// in the unit).
+    pub realtime: u8,
+    /// The relay threads' nice value where real-time is off or refused (lower runs
+    /// first; see `LimitNICE` in the unit).
     pub nice: i32,
 }
 
@@ -422,6 +426,7 @@ impl Default for MediaSettings {
             timeout_secs: 60,
             hold_timeout_secs: 7200,
             threads: 2,
+            realtime: 10,
             nice: -10,
         }
     }
@@ -479,6 +484,7 @@ impl MediaSettings {
             timeout: std::time::Duration::from_secs(self.timeout_secs),
             hold_timeout: std::time::Duration::from_secs(self.hold_timeout_secs),
             threads: self.threads.clamp(1, 16),
+            realtime: self.realtime,
             nice: self.nice,
         }))
     }

@@ -59,8 +59,12 @@ pub struct MediaConfig {
     pub hold_timeout: Duration,
     /// Threads of the relay (lanes: each stream on one of them).
     pub threads: usize,
-    /// The relay threads' nice value (-20..19; lower runs first). Audio waits for
-    /// nothing else on the box: a report or a backup must not make calls stutter.
+    /// The relay threads' real-time FIFO priority (1..99; 0: not real-time). Audio
+    /// waits for nothing else on the box: a report or a backup must not make calls
+    /// stutter.
+    pub realtime: u8,
+    /// The relay threads' nice value (-20..19; lower runs first), where real-time is
+    /// off or refused.
     pub nice: i32,
 }
 
@@ -73,6 +77,7 @@ impl Default for MediaConfig {
             timeout: Duration::from_secs(60),
             hold_timeout: Duration::from_secs(7200),
             threads: 2,
+            realtime: 10,
             nice: -10,
         }
     }

@@ -89,6 +89,10 @@ fn install_root_writes_the_tree_and_a_unit_that_verifies() {
         "ProtectHome=yes",
         "PrivateTmp=yes",
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        // The relay's threads may run real-time and at nice -10 (`[media] realtime`, `nice`).
+        "\nLimitRTPRIO=10\n",
+        "\nLimitNICE=-10\n",
+        "\nRestrictRealtime=no\n",
         "\nCapabilityBoundingSet=\n",
     ] {
         assert!(unit.contains(line), "unit lacks {line:?}");

@@ -2,8 +2,8 @@
 //! calls (172-byte RTP packets every 20 ms, both directions) through the box's relay
 //! (`crm::media`, in this process, on its own threads), with the load generator on the
 //! same machine; then the same through rtpengine (Debian's `rtpengine`, userspace
-//! forwarding: `--table=-1`, no kernel module, its threads at the nice value ours run
-//! at) driven over its ng control protocol.
+//! forwarding: `--table=-1`, no kernel module, its threads in the real-time class
+//! at the priority ours run at) driven over its ng control protocol.
 //!
 //! For each level of calls: packets lost (sent − received, after the stream settled),
 //! the one-way delay through the relay (send → receive on one monotonic clock, as the
@@ -598,9 +598,9 @@ impl Rtpengine {
                 "--port-min=20000",
                 "--port-max=32000",
                 &format!("--num-threads={}", threads),
-                // The same priority as ours (`[media] nice`), for a like-for-like run.
-                "--scheduling=other",
-                &format!("--priority={}", crm::media::MediaConfig::default().nice),
+                // The same scheduling as ours (`[media] realtime`), for a like-for-like run.
+                "--scheduling=fifo",
+                &format!("--priority={}", crm::media::MediaConfig::default().realtime),
                 "--timeout=600",
             ])
             .stdout(std::process::Stdio::null())
