@@ -435,7 +435,47 @@ pub struct Gate {
     over: AtomicBool,
     /// The payload types the call's bodies map to Opus (a bit each, 0 to 127).
     opus: [AtomicU64; 2],
+    /// Wakes the relay's silence fillers when it starts playing.
+    begun: tokio::sync::Notify,
 }
+
+/// Where a party's stream stood when the relay last passed on (or filled in) a packet of
+/// its audio while the announcement played: enough to send the next one in its place
+/// when the party falls silent (see [`Gate::fill`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cadence {
+    /// When that packet came (a filler: when it was due).
+    at: Instant,
+    /// Its header as sent on: sequence number, timestamp, SSRC, payload type.
+    pub(super) seq: u16,
+    ts: u32,
+    ssrc: u32,
+    pt: u8,
+    /// The audio one packet holds, in time and in timestamp units.
+    every: Duration,
+    ts_step: u32,
+    /// The payload length of a G.711 or G.722 filler (the party's own).
+    len: usize,
+    /// The relay is filling in for the party now (it missed a packet's time).
+    filling: bool,
+}
+
+impl Cadence {
+    /// When the relay sends the next packet in the party's place: once it has missed one
+    /// packet's time beyond the one due (jitter is not silence), then each on time.
+    fn due(&self) -> Instant {
+        self.at
+            + if self.filling {
+                self.every
+            } else {
+                2 * self.every
+            }
+    }
+}
+
+/// A 20 ms Opus frame's TOC byte (CELT fullband, one frame): a filler's placeholder
+/// payload, which `overlay_opus` replaces with one frame of the prompt.
+const OPUS_20MS_TOC: u8 = 31 << 3;
 
 impl Gate {
     pub fn new(prompt: Option<Arc<Prompt>>) -> Gate {
@@ -446,6 +486,27 @@ impl Gate {
             played: Default::default(),
             over: AtomicBool::new(false),
             opus: Default::default(),
+            begun: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn has_prompt(&self) -> bool {
+        self.prompt.is_some()
+    }
+
+    /// Returns once it has started playing (never without a prompt).
+    pub async fn started(&self) {
+        if self.prompt.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            let wake = self.begun.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            if self.started.load(Ordering::Acquire) != 0 {
+                return;
+            }
+            wake.await;
         }
     }
 
@@ -469,13 +530,13 @@ impl Gate {
 
     /// Starts playing (once; nothing without a prompt).
     pub fn start(&self) {
-        if self.prompt.is_some() {
-            let _ = self.started.compare_exchange(
-                0,
-                self.now_ms(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+        if self.prompt.is_some()
+            && self
+                .started
+                .compare_exchange(0, self.now_ms(), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.begun.notify_waiters();
         }
     }
 
@@ -554,6 +615,60 @@ impl Gate {
         let len = opus_join(&frames, &mut buf[range.start..])?;
         buf[0] &= !0x20; // the padding went with the old payload
         Some(range.start + len)
+    }
+
+    /// The cadence of `pkt`, a packet of a party's audio just overlaid and passed on at
+    /// `at`. G.711 and G.722 (8000 timestamp units a second, a byte each) keep their
+    /// packets' length; Opus is filled in 20 ms frames.
+    pub(super) fn cadence(&self, pkt: &[u8], at: Instant) -> Option<Cadence> {
+        let (pt, range) = payload_range(pkt)?;
+        let (every, ts_step, len) = match pt {
+            0 | 8 | 9 if !range.is_empty() => {
+                let len = range.len();
+                (Duration::from_micros(len as u64 * 125), len as u32, len)
+            }
+            _ if self.is_opus(pt) => (Duration::from_millis(20), 960, 1),
+            _ => return None,
+        };
+        Some(Cadence {
+            at,
+            seq: u16::from_be_bytes([pkt[2], pkt[3]]),
+            ts: u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]),
+            ssrc: u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]),
+            pt,
+            every,
+            ts_step,
+            len,
+            filling: false,
+        })
+    }
+
+    /// The packet the party of `end` did not send by `now`, in `buf`: the next sequence
+    /// number and timestamp of its stream (same SSRC and payload type), carrying the
+    /// next part of the prompt. Some(length), and `c` moves on to it; None: nothing is
+    /// due yet.
+    pub(super) fn fill(
+        &self,
+        end: usize,
+        c: &mut Cadence,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        if now < c.due() {
+            return None;
+        }
+        let (seq, ts) = (c.seq.wrapping_add(1), c.ts.wrapping_add(c.ts_step));
+        let head = buf.get_mut(..12 + c.len)?;
+        head[0] = 0x80;
+        head[1] = c.pt & 0x7f;
+        head[2..4].copy_from_slice(&seq.to_be_bytes());
+        head[4..8].copy_from_slice(&ts.to_be_bytes());
+        head[8..12].copy_from_slice(&c.ssrc.to_be_bytes());
+        head[12] = OPUS_20MS_TOC; // G.711 and G.722: overwritten by the overlay
+        let n = self.overlay(end, buf, 12 + c.len)?;
+        c.at += c.every;
+        (c.seq, c.ts, c.filling) = (seq, ts, true);
+        Some(n)
     }
 }
 

@@ -21,14 +21,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-use super::record::{Gate, Msg, Prompt, Recorder};
+use super::record::{Cadence, Gate, Msg, Prompt, Recorder};
 use super::sdp;
 use super::webrtc::{Drained, Leg};
 use super::MediaConfig;
@@ -129,6 +129,13 @@ struct Shared {
     /// `webrtc::tele_map`): set on a browser's call, where each side negotiated with
     /// the box, not with each other.
     tele: [AtomicU32; 2],
+    /// While the announcement plays: where each end's party's stream stands (see
+    /// `fill_silences`).
+    cadence: Mutex<[Option<Cadence>; 2]>,
+    /// Packets the relay put into each end's party's stream in its silences: its later
+    /// packets' sequence numbers are moved on by as many, so the far phone sees one
+    /// unbroken sequence (a number used twice would be dropped as a duplicate).
+    shift: [AtomicU16; 2],
 }
 
 impl Shared {
@@ -153,6 +160,46 @@ impl Shared {
         self.webrtc[end]
             .get()
             .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn cadence(&self) -> MutexGuard<'_, [Option<Cadence>; 2]> {
+        self.cadence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A packet of the party of `end` passed on while the announcement plays: `audio`
+    /// when the prompt was overlaid on it (its cadence is the stream's now), else only
+    /// its sequence number counts (comfort noise, telephone events).
+    fn passed_on(&self, end: usize, gate: &Gate, pkt: &[u8], audio: bool) {
+        let mut c = self.cadence();
+        match (audio, gate.cadence(pkt, Instant::now())) {
+            (true, Some(now)) => c[end] = Some(now),
+            _ => {
+                if let (Some(c), Some(s)) = (c[end].as_mut(), pkt.get(2..4)) {
+                    c.seq = u16::from_be_bytes([s[0], s[1]]);
+                }
+            }
+        }
+    }
+
+    /// Sends what the party of `end` has not sent while the announcement plays (see
+    /// `fill_silences`).
+    fn fill(&self, end: usize, gate: &Gate, buf: &mut [u8]) {
+        let now = Instant::now();
+        let mut cadence = self.cadence();
+        let Some(c) = cadence[end].as_mut() else {
+            return;
+        };
+        // A burst after a stall of the lane is bounded; the rest of the gap stays one.
+        for _ in 0..8 {
+            let Some(n) = gate.fill(end, c, now, buf) else {
+                return;
+            };
+            self.shift[end].fetch_add(1, Ordering::Relaxed);
+            let dest = self.parties()[1 - end][0].dest();
+            if let Some(d) = dest {
+                let _ = self.socks[1 - end][0].try_send_to(&buf[..n], d);
+            }
+        }
     }
 
     fn touch(&self) {
@@ -441,8 +488,10 @@ impl Relay {
             })
             .clone();
         r.send(Msg::Start(tap.id.clone(), how, tap.gate.clone()));
-        for s in &c.streams {
-            let _ = s.shared.tap.set(tap.clone());
+        for s in &mut c.streams {
+            if s.shared.tap.set(tap.clone()).is_ok() {
+                s.tasks.extend(fill_silences(&s.shared, &s.lane, &tap.gate));
+            }
         }
     }
 
@@ -527,16 +576,19 @@ impl Relay {
             tap: std::sync::OnceLock::new(),
             webrtc: Default::default(),
             tele: Default::default(),
+            cadence: Mutex::new([None; 2]),
+            shift: Default::default(),
         });
-        if let Some(t) = rec {
-            let _ = shared.tap.set(t.clone());
-        }
-        let mut tasks = Vec::with_capacity(4);
+        let mut tasks = Vec::with_capacity(5);
         for end in 0..2 {
             for kind in 0..2 {
                 let sh = shared.clone();
                 tasks.push(lane.spawn(pump(sh, end, kind)));
             }
+        }
+        if let Some(t) = rec {
+            let _ = shared.tap.set(t.clone());
+            tasks.extend(fill_silences(&shared, &lane, &t.gate));
         }
         Some(Stream {
             shared,
@@ -786,6 +838,40 @@ async fn drive(sh: Arc<Shared>, end: usize) {
     }
 }
 
+/// A stream's filler while its call's announcement plays. The prompt rides on each
+/// party's own packets, and a party that falls silent (Opus DTX, G.711 with voice
+/// activity detection) sends few or none: the other party would hear the prompt in
+/// pieces. Each packet such a party misses is sent in its place, continuing its stream
+/// (its next sequence number and timestamp, its SSRC), and its own later packets are
+/// renumbered after them (`Shared::shift`, for the rest of the call). Browser legs are
+/// not filled: a browser's G.711 has no silence suppression. None without a prompt.
+fn fill_silences(
+    sh: &Arc<Shared>,
+    lane: &tokio::runtime::Handle,
+    gate: &Arc<Gate>,
+) -> Option<JoinHandle<()>> {
+    if !gate.has_prompt() {
+        return None;
+    }
+    let (sh, gate) = (sh.clone(), gate.clone());
+    Some(lane.spawn(async move {
+        gate.started().await;
+        let mut buf = vec![0u8; RTP_BUF];
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while !gate.done() {
+            tick.tick().await;
+            if sh.webrtc.iter().any(|w| w.get().is_some()) {
+                break;
+            }
+            for end in 0..2 {
+                sh.fill(end, &gate, &mut buf);
+            }
+        }
+        *sh.cadence() = [None; 2];
+    }))
+}
+
 /// One socket's task: what arrives from the party of `end` goes out of the other end's
 /// socket of the same kind to the other party.
 async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
@@ -842,12 +928,26 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
         sh.touch();
         let mut tap = if kind == 0 { sh.tap.get() } else { None };
         let mut n = n;
-        if let Some(t) = tap.filter(|t| t.gate.playing()) {
-            // The announcement replaces what the party says (never recorded); an Opus
-            // packet's length changes with it.
-            if let Some(m) = t.gate.overlay(end, &mut buf, n) {
-                n = m;
-                tap = None;
+        if let Some(t) = tap {
+            let shift = sh.shift[end].load(Ordering::Relaxed);
+            if shift != 0 && n >= 12 && buf[0] >> 6 == 2 {
+                let seq = u16::from_be_bytes([buf[2], buf[3]]).wrapping_add(shift);
+                buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            }
+            if t.gate.playing() {
+                // The announcement replaces what the party says (never recorded); an
+                // Opus packet's length changes with it.
+                let overlaid = t.gate.overlay(end, &mut buf, n);
+                sh.passed_on(
+                    end,
+                    &t.gate,
+                    &buf[..overlaid.unwrap_or(n)],
+                    overlaid.is_some(),
+                );
+                if let Some(m) = overlaid {
+                    n = m;
+                    tap = None;
+                }
             }
         }
         match out.try_send_to(&buf[..n], dest) {

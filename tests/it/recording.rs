@@ -924,3 +924,174 @@ async fn recording_backups_hold_the_recordings_unless_left_out() {
     crm::ops::restore::restore(&cfg3, &with.path).unwrap();
     assert!(fresh.path().join("recordings").join(rel).is_file());
 }
+
+/// A party that falls silent while the announcement plays (Opus DTX, G.711 with voice
+/// activity detection) still gives the other party the whole prompt: the relay sends the
+/// packets it misses in its place, and its own packets after the silence are renumbered
+/// after them, so the far end sees one stream with no gap in time and none in sequence.
+/// Here the phone goes quiet for 500 ms once the provider hears the prompt from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_announcement_fills_a_silent_partys_gaps() {
+    use crate::sip_trunk::{trunk_call_answered, trunk_ringing, PROVIDER_IP};
+    use crate::sipp::wait_sipp;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    const PHONE_SSRC: u32 = 0x1111_1111;
+    const PHONE_LEVEL: u8 = 0x10;
+    let app = TestApp::spawn_with(|c| {
+        c.sip = "127.0.0.1:0".into();
+        c.media.relay = "off".into();
+    })
+    .await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    let media = app.running().media.clone().expect("the relay runs");
+    let tel = &app.running().ctx.telephony;
+    import_users(&app, [1611u32].into_iter()).await;
+    trunk_ringing(&app, "1611").await;
+    let id = tel.list_trunks().await.unwrap()[0].id;
+    let (status, _) = upload_announcement(&admin, wav_bytes(8000, 1, 1000.0, 1.2)).await;
+    assert_eq!(status, 303);
+    set_policy(
+        &admin,
+        &[(&format!("trunk:{id}"), "all"), ("announce", "file")],
+    )
+    .await;
+
+    let (phone, provider, call_id) = trunk_call_answered(&app, "1611").await;
+    let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
+    let relay = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let stop = Arc::new(AtomicBool::new(false));
+    let prompt_heard = Arc::new(AtomicBool::new(false));
+    // What the provider receives of the phone's stream: arrival, sequence number, and
+    // whether it is the phone's own audio.
+    let got: Arc<Mutex<Vec<(Instant, u16, bool)>>> = Default::default();
+    let prov = Arc::new(UdpSocket::bind((PROVIDER_IP, 0)).await.unwrap());
+    let phone_sock = Arc::new(UdpSocket::bind(("127.0.0.1", 0)).await.unwrap());
+    let packet = |seq: u16, ts: u32, ssrc: u32, level: u8| {
+        let mut p = vec![0x80, 0x00];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend(std::iter::repeat_n(level, 160));
+        p
+    };
+    {
+        let (prov, stop, got, heard) = (
+            prov.clone(),
+            stop.clone(),
+            got.clone(),
+            prompt_heard.clone(),
+        );
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Ok((n, _))) =
+                    tokio::time::timeout(Duration::from_millis(50), prov.recv_from(&mut buf)).await
+                else {
+                    continue;
+                };
+                let p = &buf[..n];
+                if n != 172 || p[8..12] != PHONE_SSRC.to_be_bytes() {
+                    continue;
+                }
+                let own = p[12..].iter().all(|b| *b == PHONE_LEVEL);
+                if !own {
+                    heard.store(true, Ordering::Relaxed);
+                }
+                let seq = u16::from_be_bytes([p[2], p[3]]);
+                got.lock().unwrap().push((Instant::now(), seq, own));
+            }
+        });
+    }
+    // The provider talks all along; the phone too, but for 25 packets' time once the
+    // prompt reached the provider (its sequence numbers go on where they stopped, its
+    // timestamps jump the silence, as a phone's do).
+    for (sock, to, ssrc, level, quiet) in [
+        (
+            prov.clone(),
+            relay(to_caller_end),
+            0x2222_2222u32,
+            0x90u8,
+            None,
+        ),
+        (
+            phone_sock.clone(),
+            relay(to_callee_end),
+            PHONE_SSRC,
+            PHONE_LEVEL,
+            Some(prompt_heard.clone()),
+        ),
+    ] {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut seq, mut tick_no, mut silent) = (0u16, 0u32, None::<u32>);
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                tick_no += 1;
+                if let Some(q) = &quiet {
+                    if silent.is_none() && q.load(Ordering::Relaxed) {
+                        silent = Some(tick_no);
+                    }
+                    if silent.is_some_and(|s| tick_no < s + 25) {
+                        continue;
+                    }
+                }
+                let _ = sock
+                    .send_to(&packet(seq, tick_no * 160, ssrc, level), to)
+                    .await;
+                seq = seq.wrapping_add(1);
+                if quiet.is_some() {
+                    while let Ok(Ok(_)) =
+                        tokio::time::timeout(Duration::ZERO, sock.recv_from(&mut buf)).await
+                    {
+                    }
+                }
+            }
+        });
+    }
+    let r = wait_sipp(provider).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
+    let r = wait_sipp(phone).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "phone: {}", r.out);
+    stop.store(true, Ordering::Relaxed);
+    ended(&app, &call_id, true).await;
+
+    let got = got.lock().unwrap().clone();
+    let first = got
+        .iter()
+        .position(|p| !p.2)
+        .expect("the prompt reached the provider");
+    let last = got.iter().rposition(|p| !p.2).unwrap();
+    for w in got.windows(2) {
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(1),
+            "one unbroken sequence: {:?}",
+            got.iter().map(|p| p.1).collect::<Vec<_>>()
+        );
+    }
+    let gap = got[first..=last]
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap();
+    assert!(
+        gap < Duration::from_millis(200),
+        "the prompt had a {gap:?} hole"
+    );
+    // 1.2 s of prompt in 20 ms packets, all of it heard.
+    assert!(
+        last - first + 1 >= 55,
+        "{} prompt packets",
+        last - first + 1
+    );
+    assert!(
+        got[last + 1..].iter().filter(|p| p.2).count() >= 10,
+        "the phone's own audio follows the prompt"
+    );
+}
