@@ -92,13 +92,12 @@ async fn start_sip(
         None => None,
     };
     if let Some(m) = &media {
-        ctx.recordings.reload().await?;
         m.set_recording(
             recorder_config(ctx),
             std::sync::Arc::new(ctx.recordings.policy_map()),
         )?;
         ctx.recordings.attach(m.clone());
-        ctx.recordings.apply_prompt().await?;
+        ctx.recordings.reload().await?;
     }
     let plane = media
         .clone()

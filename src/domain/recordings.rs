@@ -22,7 +22,7 @@ use crate::db::recordings as q;
 use crate::db::recordings::RecordingRow;
 use crate::db::settings;
 use crate::events::{Audience, Event};
-use crate::media::record::{safe_relative, Finished};
+use crate::media::record::{safe_relative, Finished, Format};
 use crate::sip::Recording;
 
 use super::work::{Store, Who};
@@ -31,6 +31,8 @@ use super::{Action, Actor, DomainError, DomainResult, Msg};
 pub const RETENTION_KEY: &str = "recording.retention_days";
 /// off | beep | file.
 pub const ANNOUNCE_KEY: &str = "recording.announce";
+/// wav | opus: how recordings started from now on are stored.
+pub const FORMAT_KEY: &str = "recording.format";
 /// "0": backups leave the recordings out; anything else (or nothing): they hold them.
 pub const IN_BACKUPS_KEY: &str = "recording.in_backups";
 /// The uploaded announcement, under the data directory.
@@ -140,6 +142,9 @@ pub struct RecordingSettings {
     pub announce: Option<Announce>,
     /// None: unchanged.
     pub in_backups: Option<bool>,
+    /// None: unchanged.
+    #[serde(skip)]
+    pub format: Option<Format>,
 }
 
 #[derive(Clone)]
@@ -211,12 +216,29 @@ impl Recordings {
         self.policies.clone()
     }
 
-    /// Loads the policies into memory (at start and after each change).
+    /// Loads the policies into memory and hands the media plane the announcement and
+    /// the file format (at start and after each change), all in one turn: two saves
+    /// cannot cross and leave the older settings in force.
     pub async fn reload(&self) -> DomainResult<()> {
         let _turn = self.policies.reload.lock().await;
         let rows = self.store.view(|c| Ok(q::policies(c)?)).await?;
         self.policies.replace(rows);
+        if let Some(m) = self.media.get() {
+            m.set_prompt(self.prompt().await?.map(Arc::new));
+            m.set_format(self.format().await?);
+        }
         Ok(())
+    }
+
+    /// How recordings are stored (WAV unless set).
+    pub async fn format(&self) -> DomainResult<Format> {
+        self.store
+            .view(|c| {
+                Ok(settings::get(c, FORMAT_KEY)?
+                    .and_then(|v| Format::parse(&v))
+                    .unwrap_or_default())
+            })
+            .await
     }
 
     pub async fn retention_days(&self) -> DomainResult<i64> {
@@ -271,6 +293,9 @@ impl Recordings {
                 if let Some(b) = s.in_backups {
                     settings::set(tx, IN_BACKUPS_KEY, if b { "1" } else { "0" }, now)?;
                 }
+                if let Some(f) = s.format {
+                    settings::set(tx, FORMAT_KEY, f.as_str(), now)?;
+                }
                 tx.log(
                     "recording.settings",
                     "settings",
@@ -280,6 +305,7 @@ impl Recordings {
                         "retention_days": s.retention_days,
                         "announce": s.announce.map(Announce::as_str),
                         "in_backups": s.in_backups,
+                        "format": s.format.map(Format::as_str),
                     }),
                 );
                 tx.emit(Event::new(
@@ -290,8 +316,7 @@ impl Recordings {
                 Ok(())
             })
             .await?;
-        self.reload().await?;
-        self.apply_prompt().await
+        self.reload().await
     }
 
     /// Where an uploaded announcement is kept.
@@ -343,14 +368,6 @@ impl Recordings {
         })
     }
 
-    /// Hands the media plane the announcement (at start and after each change).
-    pub async fn apply_prompt(&self) -> DomainResult<()> {
-        if let Some(m) = self.media.get() {
-            m.set_prompt(self.prompt().await?.map(Arc::new));
-        }
-        Ok(())
-    }
-
     /// Keeps an uploaded announcement (8 kHz mono 16-bit WAV, checked) and plays it from
     /// now on (the setting becomes `file`).
     pub async fn upload_prompt(&self, by: &Actor, wav: Vec<u8>) -> DomainResult<()> {
@@ -392,7 +409,7 @@ impl Recordings {
                 Ok(())
             })
             .await?;
-        self.apply_prompt().await
+        self.reload().await
     }
 
     /// Files a finished recording (called by the app for the media plane's writer).

@@ -124,6 +124,13 @@ impl Media {
         self.relay.set_prompt(p);
     }
 
+    /// How recordings started from now on are stored.
+    pub fn set_format(&self, f: record::Format) {
+        if let Some(r) = self.relay.recorder() {
+            r.send(record::Msg::Format(f));
+        }
+    }
+
     /// Starts recording call `call` now (the call-card button); false when the call is
     /// not anchored for recording (its policy is off, or it is over).
     pub fn record_now(&self, call: &str) -> bool {

@@ -526,7 +526,7 @@ async fn recording_retention_sweep_deletes_old_files_by_the_shop_clock_and_logs_
 /// each); the WAV has the provider (the caller) left and the phone right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_relay_off() {
-    use crate::sip_trunk::{trunk_call_answered, trunk_ringing, PROVIDER_IP};
+    use crate::sip_trunk::{trunk_call_answered, trunk_ringing};
     use crate::sipp::wait_sipp;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -554,9 +554,41 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
     let (phone, provider, call_id) = trunk_call_answered(&app, "1601").await;
     let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
     let stop = Arc::new(AtomicBool::new(false));
+    trunk_parties_talk([to_caller_end, to_callee_end], &stop).await;
+    let r = wait_sipp(provider).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
+    let r = wait_sipp(phone).await;
+    assert_eq!((r.ok, r.failed), (1, 0), "phone: {}", r.out);
+    stop.store(true, Ordering::Relaxed);
+    let row = ended(&app, &call_id, true).await;
+    let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
+    assert_eq!(r.status(), 200);
+    let w = parse_wav(&r.bytes().await.unwrap());
+    assert_eq!((w.channels, w.rate), (2, 8000));
+    let secs = w.left.len() as f64 / 8000.0;
+    assert!((1.0..4.0).contains(&secs), "{secs:.2} s");
+    let mid = w.left.len() / 2;
+    // µ-law 0x90 and 0x10 are opposite levels: each channel holds its own party's.
+    let (l, rr) = (w.left[mid], w.right[mid]);
+    assert_eq!(l, crm::media::record::ULAW[0x90], "left: the provider");
+    assert_eq!(rr, crm::media::record::ULAW[0x10], "right: the phone");
+    assert!(l != 0 && rr != 0 && l == -rr);
+    // The player on the customer card and on the order page.
+    let src = format!("src=\"/calls/{}/recording\"", row.id);
+    for page in [format!("/customers/{customer}"), format!("/orders/{order}")] {
+        let html = admin.get(&page).await.text().await.unwrap();
+        assert!(html.contains(&src), "player on {page}");
+    }
+}
+
+/// The provider (at PROVIDER_IP, µ-law 0x90) and the phone (0x10) of a trunk call send
+/// G.711 to the relay's ends every 20 ms until `stop`, each draining what comes back.
+async fn trunk_parties_talk(ends: [u16; 2], stop: &std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use crate::sip_trunk::PROVIDER_IP;
+    use std::sync::atomic::Ordering;
     for (ip, port, ssrc, level) in [
-        (PROVIDER_IP, to_caller_end, 0x2222_2222u32, 0x90u8),
-        ("127.0.0.1", to_callee_end, 0x1111_1111, 0x10),
+        (PROVIDER_IP, ends[0], 0x2222_2222u32, 0x90u8),
+        ("127.0.0.1", ends[1], 0x1111_1111, 0x10),
     ] {
         let sock = UdpSocket::bind((ip, 0)).await.unwrap();
         let to = SocketAddr::from(([127, 0, 0, 1], port));
@@ -582,30 +614,91 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
             }
         });
     }
-    let r = wait_sipp(provider).await;
-    assert_eq!((r.ok, r.failed), (1, 0), "provider: {}", r.out);
-    let r = wait_sipp(phone).await;
-    assert_eq!((r.ok, r.failed), (1, 0), "phone: {}", r.out);
+}
+
+/// Recordings stored as Opus: the setting is a choice on the recording page (a value
+/// that is not one is refused and changes nothing); a trunk call recorded after it is an
+/// Ogg Opus file, served as `audio/ogg` under its `.opus` name with Range support, and
+/// the call's row gives its length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_stored_as_opus_is_served_as_ogg() {
+    use crate::sip_trunk::{trunk_call_answered, trunk_ringing};
+    use crate::sipp::wait_sipp;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let app = TestApp::spawn_with(|c| {
+        c.sip = "127.0.0.1:0".into();
+        c.media.relay = "off".into();
+    })
+    .await;
+    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
+    let admin = app.login("admin", ADMIN_PASSWORD).await;
+    let media = app.running().media.clone().expect("the relay runs");
+    let tel = &app.running().ctx.telephony;
+    import_users(&app, [1621u32].into_iter()).await;
+    trunk_ringing(&app, "1621").await;
+    let id = tel.list_trunks().await.unwrap()[0].id;
+    let trunk = format!("trunk:{id}");
+    let r = admin
+        .post_form(
+            "/telephony/recording",
+            &[(&trunk, "all"), ("format", "mp3")],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Unknown recording setting"));
+    let page = admin
+        .get("/telephony/recording")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"wav\" selected"), "WAV until set");
+    set_policy(&admin, &[(&trunk, "all"), ("format", "opus")]).await;
+    let page = admin
+        .get("/telephony/recording")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"opus\" selected"), "{page}");
+
+    let (phone, provider, call_id) = trunk_call_answered(&app, "1621").await;
+    let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    trunk_parties_talk([to_caller_end, to_callee_end], &stop).await;
+    assert_eq!(wait_sipp(provider).await.failed, 0);
+    assert_eq!(wait_sipp(phone).await.failed, 0);
     stop.store(true, Ordering::Relaxed);
     let row = ended(&app, &call_id, true).await;
     let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
     assert_eq!(r.status(), 200);
-    let w = parse_wav(&r.bytes().await.unwrap());
-    assert_eq!((w.channels, w.rate), (2, 8000));
-    let secs = w.left.len() as f64 / 8000.0;
-    assert!((1.0..4.0).contains(&secs), "{secs:.2} s");
-    let mid = w.left.len() / 2;
-    // µ-law 0x90 and 0x10 are opposite levels: each channel holds its own party's.
-    let (l, rr) = (w.left[mid], w.right[mid]);
-    assert_eq!(l, crm::media::record::ULAW[0x90], "left: the provider");
-    assert_eq!(rr, crm::media::record::ULAW[0x10], "right: the phone");
-    assert!(l != 0 && rr != 0 && l == -rr);
-    // The player on the customer card and on the order page.
-    let src = format!("src=\"/calls/{}/recording\"", row.id);
-    for page in [format!("/customers/{customer}"), format!("/orders/{order}")] {
-        let html = admin.get(&page).await.text().await.unwrap();
-        assert!(html.contains(&src), "player on {page}");
-    }
+    let h = |k: &str| r.headers().get(k).unwrap().to_str().unwrap().to_string();
+    assert_eq!(h("content-type"), "audio/ogg; codecs=opus");
+    assert!(
+        h("content-disposition").contains(".opus"),
+        "{}",
+        h("content-disposition")
+    );
+    let b = r.bytes().await.unwrap();
+    assert_eq!(&b[..4], b"OggS");
+    assert_eq!(&b[28..36], b"OpusHead");
+    // About 2 s of stereo: a WAV would be 64 kB.
+    assert!(b.len() < 20_000, "{} bytes", b.len());
+    let part = admin
+        .client
+        .get(admin.url(&format!("/calls/{}/recording", row.id)))
+        .header("Range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(&part.bytes().await.unwrap()[..], b"OggS");
 }
 
 /// G.722 and Opus calls between two baresip phones are recorded too: decoded to 16 kHz

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::{html_status, redirect};
 use crate::domain::recordings::{Announce, RecordingSettings, KINDS};
 use crate::domain::{Actor, DomainError};
+use crate::media::record::Format;
 use crate::sip::Recording;
 use crate::web::auth::Ui;
 use crate::web::error::PageError;
@@ -141,7 +142,7 @@ async fn serve(ui: &Ui, req: &HttpRequest, id: &str, attachment: bool) -> HttpRe
         .unwrap_or("recording.wav")
         .to_string();
     let mut r = HttpResponse::build(status);
-    r.content_type("audio/wav")
+    r.content_type(Format::content_type_of(&row.path))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_LENGTH, count))
         .insert_header((header::CACHE_CONTROL, "private, no-store"))
@@ -219,11 +220,12 @@ async fn settings_page(ui: &Ui, error: Option<&str>) -> HttpResponse {
             ctx.recordings.retention_days().await?,
             ctx.recordings.announce().await?,
             ctx.recordings.in_backups().await?,
+            ctx.recordings.format().await?,
         ))
     }
     .await;
     let has_file = ctx.recordings.prompt_path().is_file();
-    let (exts, groups, trunks, days, announce, in_backups) = match r {
+    let (exts, groups, trunks, days, announce, in_backups, format) = match r {
         Ok(x) => x,
         Err(e) => return err(ui, e),
     };
@@ -264,6 +266,18 @@ async fn settings_page(ui: &Ui, error: Option<&str>) -> HttpResponse {
                         select name="backups" {
                             option value="include" selected[in_backups] { (ui.t("recording.backups_include")) }
                             option value="leave_out" selected[!in_backups] { (ui.t("recording.backups_leave_out")) }
+                        }
+                    }
+                    label { (ui.t("recording.format")) " "
+                        select name="format" {
+                            @for f in Format::ALL {
+                                option value=(f.as_str()) selected[f == format] {
+                                    (ui.t(match f {
+                                        Format::Wav => "recording.format_wav",
+                                        Format::Opus => "recording.format_opus",
+                                    }))
+                                }
+                            }
                         }
                     }
                     h2 { (ui.t("recording.extensions")) }
@@ -308,7 +322,7 @@ pub async fn settings(ui: Ui) -> HttpResponse {
     settings_page(&ui, None).await
 }
 
-/// POST /telephony/recording: `retention_days` and `<kind>:<ref>` = off | on_demand |
+/// POST /telephony/recording: `retention_days`, `announce`, `backups`, `format`, and `<kind>:<ref>` = off | on_demand |
 /// all for each extension, ring group and trunk.
 pub async fn save(ui: Ui, actor: Actor, form: web::Form<HashMap<String, String>>) -> HttpResponse {
     let f = form.into_inner();
@@ -352,11 +366,19 @@ pub async fn save(ui: Ui, actor: Actor, form: web::Form<HashMap<String, String>>
         Some("leave_out") => Some(false),
         Some(_) => return bad(&ui).await,
     };
+    let format = match f.get("format").map(|v| v.trim()) {
+        None => None,
+        Some(v) => match Format::parse(v) {
+            Some(f) => Some(f),
+            None => return bad(&ui).await,
+        },
+    };
     let s = RecordingSettings {
         policies,
         retention_days: days,
         announce,
         in_backups,
+        format,
     };
     match ui.state.ctx.recordings.save(&actor, s).await {
         Ok(()) => redirect("/telephony/recording"),
