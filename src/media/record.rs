@@ -1383,6 +1383,10 @@ impl OggOpus {
         pages.write_packet(tags, serial, EndPage, 0)?;
         let mut enc = audio_codec::opus::OpusEncoder::new(rate, 2);
         enc.set_bitrate(if rate >= WIDE { 32_000 } else { 24_000 });
+        // Complexity 1: 68 µs a 20 ms stereo frame at 8 kHz on this box against 564 at
+        // 10 (the same 60 bytes a frame): a recorded call costs the writer 0.34 % of a
+        // core, not 2.8 %, and telephone speech loses nothing a listener would hear.
+        enc.set_complexity(1);
         Ok(OggOpus {
             pages,
             enc,

@@ -41,6 +41,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut threads = 2usize;
     let mut skip_ours = false;
     let mut record = false;
+    let mut format = crm::media::record::Format::Wav;
     let mut webrtc: Option<usize> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -52,6 +53,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             // Every call recorded (issue 16): the relay's threads also copy each RTP
             // packet to the recorder's writer thread, which writes the WAV files.
             "--record" => record = true,
+            // How the recordings are stored: wav (the default) or opus.
+            "--format" => {
+                let v = it.next().map(String::as_str).unwrap_or("");
+                format = crm::media::record::Format::parse(v)
+                    .ok_or_else(|| anyhow::anyhow!("--format: wav or opus, not {v:?}"))?;
+            }
             // N browser calls (WebRTC on one side, plain RTP on the other) against N
             // plain calls, in the same run.
             "--webrtc" => webrtc = it.next().and_then(|v| v.parse().ok()),
@@ -106,7 +113,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         floor.print("direct", n, None);
         drop(g);
         if !skip_ours && !ours.stopped {
-            let r = run_ours(n, secs, threads, record)?;
+            let r = run_ours(n, secs, threads, record.then_some(format))?;
             r.print(ours_name, n, Some(&floor));
             ours.see(n, &r, &floor);
         }
@@ -480,7 +487,13 @@ fn threads_cpu(prefix: &str) -> f64 {
     total as f64 / 100.0
 }
 
-fn run_ours(n: usize, secs: u64, threads: usize, record: bool) -> anyhow::Result<LevelResult> {
+/// `record`: every call recorded, stored in that format.
+fn run_ours(
+    n: usize,
+    secs: u64,
+    threads: usize,
+    record: Option<crm::media::record::Format>,
+) -> anyhow::Result<LevelResult> {
     let media = crm::media::Media::start(crm::media::MediaConfig {
         ports: (10_000, 19_999),
         bind: "127.0.0.1".parse()?,
@@ -489,20 +502,26 @@ fn run_ours(n: usize, secs: u64, threads: usize, record: bool) -> anyhow::Result
         ..Default::default()
     })?;
     let rec_dir = tempfile::tempdir()?;
-    if record {
-        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Bytes written and files finished.
+    let written = Arc::new((
+        std::sync::atomic::AtomicU64::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    ));
+    if let Some(format) = record {
         let w = written.clone();
         media.set_recording(
             crm::media::record::RecorderConfig {
                 dir: rec_dir.path().to_path_buf(),
                 subdir: Arc::new(|| "bench".to_string()),
                 done: Arc::new(move |f| {
-                    w.fetch_add(f.bytes as u64, Ordering::Relaxed);
+                    w.0.fetch_add(f.bytes as u64, Ordering::Relaxed);
+                    w.1.fetch_add(1, Ordering::Relaxed);
                 }),
                 feature: "*1".into(),
             },
             Arc::new(RecordAll),
         )?;
+        media.set_format(format);
     }
     let rec_cpu0 = threads_cpu("crm-recorder");
     let generator = Generator::new()?;
@@ -513,8 +532,10 @@ fn run_ours(n: usize, secs: u64, threads: usize, record: bool) -> anyhow::Result
     for i in 0..n {
         let id = format!("bench-{i}");
         media.open(&id);
-        if record {
+        if record.is_some() {
             media.record(&id, crm::sip::Recording::All);
+            // Recording starts at the answer (early media is never recorded).
+            media.answered(&id);
         }
         let to_b = media
             .rewrite(
@@ -542,16 +563,24 @@ fn run_ours(n: usize, secs: u64, threads: usize, record: bool) -> anyhow::Result
         ));
     }
     let r = generator.drive(&plan, secs, &relay_threads_cpu);
-    if record {
+    if let Some(format) = record {
         let cpu = threads_cpu("crm-recorder") - rec_cpu0;
-        println!(
-            "media.crm_recording.calls={n} writer_cpu_per_call_pct={:.4} copies_dropped={}",
-            100.0 * cpu / secs as f64 / n as f64,
-            media.recorder_dropped()
-        );
+        let dropped = media.recorder_dropped();
         for i in 0..n {
             media.end(&format!("bench-{i}"));
         }
+        // The files are finished on the writer thread: wait for all of them.
+        let until = Instant::now() + Duration::from_secs(60);
+        while written.1.load(Ordering::Relaxed) < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (bytes, files) = (written.0.load(Ordering::Relaxed), written.1.load(Ordering::Relaxed));
+        println!(
+            "media.crm_recording.calls={n} format={} writer_cpu_per_call_pct={:.4} copies_dropped={dropped} files={files} bytes_per_call_minute={}",
+            format.as_str(),
+            100.0 * cpu / secs as f64 / n as f64,
+            bytes * 60 / secs.max(1) / n.max(1) as u64,
+        );
     }
     media.stop();
     r

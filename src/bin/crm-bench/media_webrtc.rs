@@ -104,7 +104,7 @@ impl Browser {
 
 pub(super) fn run(levels: &[usize], secs: u64, threads: usize) -> anyhow::Result<()> {
     for &n in levels {
-        let plain = run_ours(n, secs, threads, false)?;
+        let plain = run_ours(n, secs, threads, None)?;
         plain.print("crm", n, None);
         let (cpu, to_phone, to_browser) = run_webrtc(n, secs, threads)?;
         let lost = |s: u64, g: u64| {
