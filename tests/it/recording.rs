@@ -520,17 +520,10 @@ async fn recording_retention_sweep_deletes_old_files_by_the_shop_clock_and_logs_
     ctx.clock.freeze_at(None);
 }
 
-/// A call from the provider to an extension with the trunk's policy "all calls" and the
-/// relay off (`[media] relay = "off"`): the recording anchors the call anyway. SIPp plays
-/// both sides' signalling, the test's sockets their RTP (G.711 µ-law, a different level
-/// each); the WAV has the provider (the caller) left and the phone right.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_relay_off() {
-    use crate::sip_trunk::{trunk_call_answered, trunk_ringing};
-    use crate::sipp::wait_sipp;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
+/// A box with SIP, the relay off (recordings anchor calls anyway), the admin signed in,
+/// and the provider's trunk whose DID rings extension `ext`: the app, the admin, the
+/// media plane and the trunk's id.
+async fn trunk_recording_box(ext: u32) -> (TestApp, Session, crm::media::Media, i64) {
     let app = TestApp::spawn_with(|c| {
         c.sip = "127.0.0.1:0".into();
         c.media.relay = "off".into();
@@ -539,10 +532,24 @@ async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_rel
     app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
     let admin = app.login("admin", ADMIN_PASSWORD).await;
     let media = app.running().media.clone().expect("the relay runs");
-    let tel = &app.running().ctx.telephony;
-    import_users(&app, [1601u32].into_iter()).await;
-    trunk_ringing(&app, "1601").await;
-    let id = tel.list_trunks().await.unwrap()[0].id;
+    import_users(&app, [ext].into_iter()).await;
+    crate::sip_trunk::trunk_ringing(&app, &ext.to_string()).await;
+    let id = app.running().ctx.telephony.list_trunks().await.unwrap()[0].id;
+    (app, admin, media, id)
+}
+
+/// A call from the provider to an extension with the trunk's policy "all calls" and the
+/// relay off (`[media] relay = "off"`): the recording anchors the call anyway. SIPp plays
+/// both sides' signalling, the test's sockets their RTP (G.711 µ-law, a different level
+/// each); the WAV has the provider (the caller) left and the phone right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_trunk_policy_anchors_and_records_an_inbound_call_with_the_relay_off() {
+    use crate::sip_trunk::trunk_call_answered;
+    use crate::sipp::wait_sipp;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (app, admin, media, id) = trunk_recording_box(1601).await;
     set_policy(&admin, &[(&format!("trunk:{id}"), "all")]).await;
     // The caller is a customer with an order: the card and the order page list the call.
     let api = crate::core::Api::of(&app, "admin").await;
@@ -622,23 +629,12 @@ async fn trunk_parties_talk(ends: [u16; 2], stop: &std::sync::Arc<std::sync::ato
 /// the call's row gives its length.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_stored_as_opus_is_served_as_ogg() {
-    use crate::sip_trunk::{trunk_call_answered, trunk_ringing};
+    use crate::sip_trunk::trunk_call_answered;
     use crate::sipp::wait_sipp;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let app = TestApp::spawn_with(|c| {
-        c.sip = "127.0.0.1:0".into();
-        c.media.relay = "off".into();
-    })
-    .await;
-    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
-    let admin = app.login("admin", ADMIN_PASSWORD).await;
-    let media = app.running().media.clone().expect("the relay runs");
-    let tel = &app.running().ctx.telephony;
-    import_users(&app, [1621u32].into_iter()).await;
-    trunk_ringing(&app, "1621").await;
-    let id = tel.list_trunks().await.unwrap()[0].id;
+    let (app, admin, media, id) = trunk_recording_box(1621).await;
     let trunk = format!("trunk:{id}");
     let r = admin
         .post_form(
@@ -1025,7 +1021,7 @@ async fn recording_backups_hold_the_recordings_unless_left_out() {
 /// Here the phone goes quiet for 500 ms once the provider hears the prompt from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_announcement_fills_a_silent_partys_gaps() {
-    use crate::sip_trunk::{trunk_call_answered, trunk_ringing, PROVIDER_IP};
+    use crate::sip_trunk::{trunk_call_answered, PROVIDER_IP};
     use crate::sipp::wait_sipp;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
@@ -1033,18 +1029,7 @@ async fn recording_announcement_fills_a_silent_partys_gaps() {
 
     const PHONE_SSRC: u32 = 0x1111_1111;
     const PHONE_LEVEL: u8 = 0x10;
-    let app = TestApp::spawn_with(|c| {
-        c.sip = "127.0.0.1:0".into();
-        c.media.relay = "off".into();
-    })
-    .await;
-    app.add_user("admin", Role::Admin, ADMIN_PASSWORD).await;
-    let admin = app.login("admin", ADMIN_PASSWORD).await;
-    let media = app.running().media.clone().expect("the relay runs");
-    let tel = &app.running().ctx.telephony;
-    import_users(&app, [1611u32].into_iter()).await;
-    trunk_ringing(&app, "1611").await;
-    let id = tel.list_trunks().await.unwrap()[0].id;
+    let (app, admin, media, id) = trunk_recording_box(1611).await;
     let (status, _) = upload_announcement(&admin, wav_bytes(8000, 1, 1000.0, 1.2)).await;
     assert_eq!(status, 303);
     set_policy(

@@ -574,7 +574,10 @@ fn run_ours(
         while written.1.load(Ordering::Relaxed) < n && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let (bytes, files) = (written.0.load(Ordering::Relaxed), written.1.load(Ordering::Relaxed));
+        let (bytes, files) = (
+            written.0.load(Ordering::Relaxed),
+            written.1.load(Ordering::Relaxed),
+        );
         println!(
             "media.crm_recording.calls={n} format={} writer_cpu_per_call_pct={:.4} copies_dropped={dropped} files={files} bytes_per_call_minute={}",
             format.as_str(),
