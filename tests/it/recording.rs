@@ -201,6 +201,16 @@ async fn recorded_call(
     (row, parse_wav(&r.bytes().await.unwrap()))
 }
 
+/// The recording settings page as the admin sees it.
+async fn recording_page(admin: &Session) -> String {
+    admin
+        .get("/telephony/recording")
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn set_policy(admin: &Session, pairs: &[(&str, &str)]) {
     let r = admin.post_form("/telephony/recording", pairs).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
@@ -218,12 +228,7 @@ async fn recording_two_baresip_phones_make_a_stereo_wav_for_the_player() {
         &[("extension:1201", "all"), ("retention_days", "30")],
     )
     .await;
-    let page = admin
-        .get("/telephony/recording")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = recording_page(&admin).await;
     assert!(page.contains("value=\"all\" selected"), "{page}");
 
     let parties = ("1201", "1202");
@@ -648,20 +653,10 @@ async fn recording_stored_as_opus_is_served_as_ogg() {
         .await
         .unwrap()
         .contains("Unknown recording setting"));
-    let page = admin
-        .get("/telephony/recording")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = recording_page(&admin).await;
     assert!(page.contains("value=\"wav\" selected"), "WAV until set");
     set_policy(&admin, &[(&trunk, "all"), ("format", "opus")]).await;
-    let page = admin
-        .get("/telephony/recording")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = recording_page(&admin).await;
     assert!(page.contains("value=\"opus\" selected"), "{page}");
 
     let (phone, provider, call_id) = trunk_call_answered(&app, "1621").await;
@@ -822,12 +817,7 @@ async fn recording_announcement_plays_to_both_parties_before_recording() {
     let (status, _) = upload_announcement(&admin, wav_bytes(8000, 1, 600.0, 0.5)).await;
     assert_eq!(status, 303);
     assert!(app.data_dir().join("prompts/announcement.wav").is_file());
-    let page = admin
-        .get("/telephony/recording")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = recording_page(&admin).await;
     assert!(page.contains("value=\"file\" selected"), "{page}");
     // The beep, for every call of 1801 and 1803.
     set_policy(
@@ -974,12 +964,7 @@ async fn recording_backups_hold_the_recordings_unless_left_out() {
     assert!(names.contains(&format!("recordings/{rel}")), "{names:?}");
     // Left out: not in it (attachments and the database still are).
     set_policy(&admin, &[("backups", "leave_out")]).await;
-    let page = admin
-        .get("/telephony/recording")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = recording_page(&admin).await;
     assert!(page.contains("value=\"leave_out\" selected"), "{page}");
     let r = admin
         .post_form("/telephony/recording", &[("backups", "sometimes")])
