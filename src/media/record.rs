@@ -82,7 +82,7 @@ pub enum Format {
     #[default]
     Wav,
     /// Opus in Ogg (RFC 7845), stereo: about a tenth of the size (24 kbit/s at 8 kHz,
-    /// 32 at 16 kHz); browsers play it (Safari from 2025's releases on).
+    /// 32 at 16 kHz); Chrome, Edge and Firefox play it, an older Safari does not.
     Opus,
 }
 
