@@ -306,7 +306,7 @@ struct Call {
 /// First choice: the real-time FIFO class at `realtime` (1..99). The fair scheduler
 /// lets a woken thread wait for a running one's turn, and on two cores with a
 /// busy neighbour that wait was the relay's jitter: at 500 calls the added jitter p99
-/// was 1.9 ms at nice -10 and 0.2 ms in FIFO (docs/PERFORMANCE.md). A FIFO thread runs
+/// was 1.9 ms at nice -10 and 0.14 ms in FIFO, medians (docs/PERFORMANCE.md). A FIFO thread runs
 /// the moment a packet wakes it. It cannot starve the box: the kernel leaves other work
 /// 5 % of each core (sched_rt_runtime_us), and a lane sleeps in epoll between packets.
 /// It needs CAP_SYS_NICE or RLIMIT_RTPRIO (the systemd unit's `LimitRTPRIO`).
