@@ -131,6 +131,16 @@ impl crate::media::RecordingPolicy for PolicyMap {
     }
 }
 
+/// The stored settings (see [`Recordings::stored`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Stored {
+    /// 0: keep for ever.
+    pub retention_days: i64,
+    pub announce: Announce,
+    pub in_backups: bool,
+    pub format: Format,
+}
+
 /// The settings form: every policy and the retention.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct RecordingSettings {
@@ -224,29 +234,30 @@ impl Recordings {
         let rows = self.store.view(|c| Ok(q::policies(c)?)).await?;
         self.policies.replace(rows);
         if let Some(m) = self.media.get() {
-            m.set_prompt(self.prompt().await?.map(Arc::new));
-            m.set_format(self.format().await?);
+            let s = self.stored().await?;
+            m.set_prompt(self.prompt(s.announce).await.map(Arc::new));
+            m.set_format(s.format);
         }
         Ok(())
     }
 
-    /// How recordings are stored (WAV unless set).
-    pub async fn format(&self) -> DomainResult<Format> {
+    /// The settings as stored, each with its default where unset, in one read.
+    pub async fn stored(&self) -> DomainResult<Stored> {
         self.store
             .view(|c| {
-                Ok(settings::get(c, FORMAT_KEY)?
-                    .and_then(|v| Format::parse(&v))
-                    .unwrap_or_default())
-            })
-            .await
-    }
-
-    pub async fn retention_days(&self) -> DomainResult<i64> {
-        self.store
-            .view(|c| {
-                Ok(settings::get(c, RETENTION_KEY)?
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0))
+                let get = |k| settings::get(c, k);
+                Ok(Stored {
+                    retention_days: get(RETENTION_KEY)?
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    announce: get(ANNOUNCE_KEY)?
+                        .and_then(|v| Announce::parse(&v))
+                        .unwrap_or_default(),
+                    in_backups: get(IN_BACKUPS_KEY)?.as_deref() != Some("0"),
+                    format: get(FORMAT_KEY)?
+                        .and_then(|v| Format::parse(&v))
+                        .unwrap_or_default(),
+                })
             })
             .await
     }
@@ -327,28 +338,10 @@ impl Recordings {
             .join(PROMPT_FILE)
     }
 
-    /// The announcement setting.
-    pub async fn announce(&self) -> DomainResult<Announce> {
-        self.store
-            .view(|c| {
-                Ok(settings::get(c, ANNOUNCE_KEY)?
-                    .and_then(|v| Announce::parse(&v))
-                    .unwrap_or_default())
-            })
-            .await
-    }
-
-    /// Do backups hold the recordings?
-    pub async fn in_backups(&self) -> DomainResult<bool> {
-        self.store
-            .view(|c| Ok(settings::get(c, IN_BACKUPS_KEY)?.as_deref() != Some("0")))
-            .await
-    }
-
-    /// The announcement as the setting says (None: off, or its file is gone or bad).
-    pub async fn prompt(&self) -> DomainResult<Option<crate::media::record::Prompt>> {
+    /// The announcement `a` (None: off, or its file is gone or bad).
+    async fn prompt(&self, a: Announce) -> Option<crate::media::record::Prompt> {
         use crate::media::record::Prompt;
-        Ok(match self.announce().await? {
+        match a {
             Announce::Off => None,
             Announce::Beep => Some(Prompt::beep()),
             Announce::File => {
@@ -365,7 +358,7 @@ impl Recordings {
                     }
                 }
             }
-        })
+        }
     }
 
     /// Keeps an uploaded announcement (8 kHz mono 16-bit WAV, checked) and plays it from
@@ -473,7 +466,7 @@ impl Recordings {
     /// Deletes the recordings older than the retention (by the shop clock), each one
     /// logged; returns how many went. Retention 0 keeps everything.
     pub async fn sweep(&self) -> DomainResult<usize> {
-        let days = self.retention_days().await?;
+        let days = self.stored().await?.retention_days;
         if days <= 0 {
             return Ok(0);
         }

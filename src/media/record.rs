@@ -97,16 +97,13 @@ impl Format {
         }
     }
 
+    /// The setting's value, which is also the files' extension (RFC 7845 names Ogg
+    /// Opus files `.opus`).
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Wav => "wav",
             Format::Opus => "opus",
         }
-    }
-
-    /// The files' extension (RFC 7845 names Ogg Opus files `.opus`).
-    pub fn extension(self) -> &'static str {
-        self.as_str()
     }
 
     /// The Content-Type a recording file with this name is served as.
@@ -542,9 +539,6 @@ impl Gate {
 
     /// Returns once it has started playing (never without a prompt).
     pub async fn started(&self) {
-        if self.prompt.is_none() {
-            return std::future::pending().await;
-        }
         loop {
             let wake = self.begun.notified();
             tokio::pin!(wake);
@@ -667,21 +661,21 @@ impl Gate {
     /// `at`. G.711 and G.722 (8000 timestamp units a second, a byte each) keep their
     /// packets' length; Opus is filled in 20 ms frames.
     pub(super) fn cadence(&self, pkt: &[u8], at: Instant) -> Option<Cadence> {
-        let (pt, range) = payload_range(pkt)?;
-        let (every, ts_step, len) = match pt {
-            0 | 8 | 9 if !range.is_empty() => {
-                let len = range.len();
+        let p = rtp(pkt)?;
+        let (every, ts_step, len) = match p.pt {
+            0 | 8 | 9 if !p.payload.is_empty() => {
+                let len = p.payload.len();
                 (Duration::from_micros(len as u64 * 125), len as u32, len)
             }
-            _ if self.is_opus(pt) => (Duration::from_millis(20), 960, 1),
+            _ if self.is_opus(p.pt) => (Duration::from_millis(20), 960, 1),
             _ => return None,
         };
         Some(Cadence {
             at,
-            seq: u16::from_be_bytes([pkt[2], pkt[3]]),
-            ts: u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]),
-            ssrc: u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]),
-            pt,
+            seq: p.seq,
+            ts: p.ts,
+            ssrc: p.ssrc,
+            pt: p.pt,
             every,
             ts_step,
             len,
@@ -722,6 +716,7 @@ impl Gate {
 
 pub(super) struct Rtp<'a> {
     pub pt: u8,
+    pub seq: u16,
     pub ts: u32,
     pub ssrc: u32,
     pub payload: &'a [u8],
@@ -731,10 +726,19 @@ pub(super) fn rtp(b: &[u8]) -> Option<Rtp<'_>> {
     let (pt, range) = payload_range(b)?;
     Some(Rtp {
         pt,
+        seq: u16::from_be_bytes([b[2], b[3]]),
         ts: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
         ssrc: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
         payload: &b[range],
     })
+}
+
+/// Moves an RTP packet's sequence number on by `by` (anything else is left alone).
+pub(super) fn renumber(b: &mut [u8], by: u16) {
+    if b.len() >= 12 && b[0] >> 6 == 2 {
+        let seq = u16::from_be_bytes([b[2], b[3]]).wrapping_add(by);
+        b[2..4].copy_from_slice(&seq.to_be_bytes());
+    }
 }
 
 /// The payload type and where the payload lies in an RTP packet.
@@ -1220,7 +1224,7 @@ fn open_file(
     let dir = cfg.dir.join(&sub);
     std::fs::create_dir_all(&dir)?;
     let stem = file_stem(call);
-    let ext = format.extension();
+    let ext = format.as_str();
     let mut name = format!("{stem}.{ext}");
     let mut n = 1;
     while dir.join(&name).exists() {
@@ -1404,10 +1408,15 @@ impl OggOpus {
         OPUS_PRE_SKIP + frames * 48_000 / self.rate as u64
     }
 
+    /// Interleaved samples in a 20 ms packet.
+    fn per_packet(&self) -> usize {
+        2 * (self.rate as usize / 50)
+    }
+
     fn push(&mut self, frames: &[i16]) -> std::io::Result<()> {
         use ogg::writing::PacketWriteEndInfo::{EndPage, NormalPacket};
         self.pending.extend_from_slice(frames);
-        let per = 2 * (self.rate as usize / 50);
+        let per = self.per_packet();
         let mut at = 0;
         while self.pending.len() - at >= per {
             let n = self.encode(at, per)?;
@@ -1439,7 +1448,7 @@ impl OggOpus {
     /// the true length, so players trim the padding.
     fn finish(mut self) -> std::io::Result<()> {
         use ogg::writing::PacketWriteEndInfo::EndStream;
-        let per = 2 * (self.rate as usize / 50);
+        let per = self.per_packet();
         let real = self.frames + self.pending.len() as u64 / 2;
         self.pending.resize(per, 0);
         let n = self.encode(0, per)?;
@@ -1459,7 +1468,7 @@ pub fn safe_relative(rel: &str) -> bool {
             .all(|c| matches!(c, std::path::Component::Normal(_)))
         && Format::ALL
             .iter()
-            .any(|f| rel.ends_with(&format!(".{}", f.extension())))
+            .any(|f| rel.ends_with(&format!(".{}", f.as_str())))
 }
 
 #[cfg(test)]
@@ -1477,6 +1486,23 @@ mod tests {
             feature: FEATURE_CODE.into(),
         });
         (w, done)
+    }
+
+    /// Call `id`, recorded from the start without an announcement, its body mapping
+    /// payload type `format.0` to `format.1`, answered.
+    fn answered_recording(w: &mut Writer, id: &str, format: (u8, &str)) -> Arc<str> {
+        let call: Arc<str> = Arc::from(id);
+        w.handle(Msg::Start(
+            call.clone(),
+            Recording::All,
+            Arc::new(Gate::new(None)),
+        ));
+        w.handle(Msg::Formats(
+            call.clone(),
+            vec![(format.0, format.1.into())],
+        ));
+        w.handle(Msg::Answered(call.clone()));
+        call
     }
 
     fn pkt(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
@@ -1805,14 +1831,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, done) = writer(dir.path());
         w.handle(Msg::Format(Format::Opus));
-        let call: Arc<str> = Arc::from("o1");
-        w.handle(Msg::Start(
-            call.clone(),
-            Recording::All,
-            Arc::new(Gate::new(None)),
-        ));
-        w.handle(Msg::Formats(call.clone(), vec![(0, "pcmu".into())]));
-        w.handle(Msg::Answered(call.clone()));
+        let call = answered_recording(&mut w, "o1", (0, "pcmu"));
         let t0 = Instant::now();
         for i in 0..100u32 {
             for (ch, hz) in [(0u8, 440.0), (1, 1000.0)] {
@@ -1973,14 +1992,7 @@ mod tests {
         use audio_codec::Encoder;
         let dir = tempfile::tempdir().unwrap();
         let (mut w, done) = writer(dir.path());
-        let call: Arc<str> = Arc::from("w1");
-        w.handle(Msg::Start(
-            call.clone(),
-            Recording::All,
-            Arc::new(Gate::new(None)),
-        ));
-        w.handle(Msg::Formats(call.clone(), vec![(9, "g722".into())]));
-        w.handle(Msg::Answered(call.clone()));
+        let call = answered_recording(&mut w, "w1", (9, "g722"));
         let mut enc = audio_codec::g722::G722Encoder::new();
         let t0 = Instant::now();
         for i in 0..100u32 {

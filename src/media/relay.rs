@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-use super::record::{Cadence, Gate, Msg, Prompt, Recorder};
+use super::record::{renumber, rtp, Cadence, Gate, Msg, Prompt, Recorder};
 use super::sdp;
 use super::webrtc::{Drained, Leg};
 use super::MediaConfig;
@@ -174,8 +174,8 @@ impl Shared {
         match (audio, gate.cadence(pkt, Instant::now())) {
             (true, Some(now)) => c[end] = Some(now),
             _ => {
-                if let (Some(c), Some(s)) = (c[end].as_mut(), pkt.get(2..4)) {
-                    c.seq = u16::from_be_bytes([s[0], s[1]]);
+                if let (Some(c), Some(p)) = (c[end].as_mut(), rtp(pkt)) {
+                    c.seq = p.seq;
                 }
             }
         }
@@ -930,9 +930,8 @@ async fn pump(sh: Arc<Shared>, end: usize, kind: usize) {
         let mut n = n;
         if let Some(t) = tap {
             let shift = sh.shift[end].load(Ordering::Relaxed);
-            if shift != 0 && n >= 12 && buf[0] >> 6 == 2 {
-                let seq = u16::from_be_bytes([buf[2], buf[3]]).wrapping_add(shift);
-                buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            if shift != 0 {
+                renumber(&mut buf[..n], shift);
             }
             if t.gate.playing() {
                 // The announcement replaces what the party says (never recorded); an

@@ -465,7 +465,7 @@ async fn recording_retention_sweep_deletes_old_files_by_the_shop_clock_and_logs_
         let r = admin.post_form("/telephony/recording", &[(k, v)]).await;
         assert_eq!(r.status(), 400, "{k}={v}");
     }
-    assert_eq!(ctx.recordings.retention_days().await.unwrap(), 0);
+    assert_eq!(ctx.recordings.stored().await.unwrap().retention_days, 0);
 
     let now = ctx.clock.get().now();
     let dir: PathBuf = ctx.recordings.dir().to_path_buf();
@@ -641,32 +641,96 @@ async fn recording_stored_as_opus_is_served_as_ogg() {
 
     let (app, admin, media, id) = trunk_recording_box(1621).await;
     let trunk = format!("trunk:{id}");
-    let r = admin
-        .post_form(
-            "/telephony/recording",
-            &[(&trunk, "all"), ("format", "mp3")],
-        )
+    let raw = |body: String| {
+        admin
+            .client
+            .post(admin.url("/telephony/recording"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let csrf = admin.csrf.clone();
+    // Not a format: refused with the catalogue's words in the admin's language.
+    for (value, lang, says) in [
+        ("mp3", "en", "Unknown recording setting"),
+        (
+            "%D0%BE%D0%BF%D1%83%D1%81",
+            "ru",
+            "Неизвестная настройка записи",
+        ), // "опус"
+        (
+            "%D0%B2%D0%B0%D0%B2",
+            "uz-Cyrl",
+            "Номаълум ёзиб олиш созламаси",
+        ), // "вав"
+        ("%FF%FEopus", "ru", "UTF-8"),
+    ] {
+        let r = admin
+            .post_form("/lang", &[("lang", lang), ("back", "/")])
+            .await;
+        assert!(r.status().is_redirection(), "{lang}");
+        let body = format!("{trunk}=all&format={value}&retention_days=5&_csrf={csrf}");
+        let r = raw(body).await.unwrap();
+        assert_eq!(r.status(), 400, "{value}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{value}: {text}");
+    }
+    admin
+        .post_form("/lang", &[("lang", "en"), ("back", "/")])
         .await;
-    assert_eq!(r.status(), 400);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("Unknown recording setting"));
     let page = recording_page(&admin).await;
     assert!(page.contains("value=\"wav\" selected"), "WAV until set");
+    assert!(
+        page.contains("value=\"0\""),
+        "nothing else was saved either"
+    );
+    assert!(
+        page.contains("value=\"0\""),
+        "nothing else was saved either"
+    );
+
+    // Saves racing each other: the files made afterwards are in the format stored last.
+    let saves = (0..8).map(|i| {
+        let f = if i % 2 == 0 { "opus" } else { "wav" };
+        let body = format!("{trunk}=all&format={f}&_csrf={csrf}");
+        async move { raw(body).await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(saves).await;
+    assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
+    let page = recording_page(&admin).await;
+    let stored = if page.contains("value=\"opus\" selected") {
+        ".opus"
+    } else {
+        ".wav"
+    };
+    let record = |ext: &'static str| {
+        let (app, media, admin) = (&app, &media, &admin);
+        async move {
+            let (phone, provider, call_id) = trunk_call_answered(app, "1621").await;
+            let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
+            let stop = Arc::new(AtomicBool::new(false));
+            trunk_parties_talk([to_caller_end, to_callee_end], &stop).await;
+            assert_eq!(wait_sipp(provider).await.failed, 0);
+            assert_eq!(wait_sipp(phone).await.failed, 0);
+            stop.store(true, Ordering::Relaxed);
+            let row = ended(app, &call_id, true).await;
+            let r = admin
+                .get(&format!("/calls/{}/recording/download", row.id))
+                .await;
+            let name = r.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert!(name.contains(ext), "stored {ext}, made {name}");
+            row
+        }
+    };
+    record(stored).await;
+
     set_policy(&admin, &[(&trunk, "all"), ("format", "opus")]).await;
     let page = recording_page(&admin).await;
     assert!(page.contains("value=\"opus\" selected"), "{page}");
-
-    let (phone, provider, call_id) = trunk_call_answered(&app, "1621").await;
-    let [to_caller_end, to_callee_end] = media.ports(&call_id).expect("anchored")[0];
-    let stop = Arc::new(AtomicBool::new(false));
-    trunk_parties_talk([to_caller_end, to_callee_end], &stop).await;
-    assert_eq!(wait_sipp(provider).await.failed, 0);
-    assert_eq!(wait_sipp(phone).await.failed, 0);
-    stop.store(true, Ordering::Relaxed);
-    let row = ended(&app, &call_id, true).await;
+    let row = record(".opus").await;
     let r = admin.get(&format!("/calls/{}/recording", row.id)).await;
     assert_eq!(r.status(), 200);
     let h = |k: &str| r.headers().get(k).unwrap().to_str().unwrap().to_string();

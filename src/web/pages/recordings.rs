@@ -217,18 +217,21 @@ async fn settings_page(ui: &Ui, error: Option<&str>) -> HttpResponse {
             ctx.telephony.list_extensions().await?,
             ctx.telephony.list_groups().await?,
             ctx.telephony.list_trunks().await?,
-            ctx.recordings.retention_days().await?,
-            ctx.recordings.announce().await?,
-            ctx.recordings.in_backups().await?,
-            ctx.recordings.format().await?,
+            ctx.recordings.stored().await?,
         ))
     }
     .await;
     let has_file = ctx.recordings.prompt_path().is_file();
-    let (exts, groups, trunks, days, announce, in_backups, format) = match r {
+    let (exts, groups, trunks, stored) = match r {
         Ok(x) => x,
         Err(e) => return err(ui, e),
     };
+    let (days, announce, in_backups, format) = (
+        stored.retention_days,
+        stored.announce,
+        stored.in_backups,
+        stored.format,
+    );
     let map = ctx.recordings.policy_map();
     let status = if error.is_some() {
         actix_web::http::StatusCode::BAD_REQUEST
