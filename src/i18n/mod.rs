@@ -277,6 +277,19 @@ pub fn coverage_gaps(lang: Language) -> (Vec<String>, Vec<String>) {
 mod tests {
     use super::*;
 
+    /// Uzbek (Latin) writes oʻ and gʻ with U+02BB and the tutuq belgisi with U+02BC.
+    /// The curly quotes U+2018 and U+2019 look alike, but a search typed with the
+    /// letters would not find them.
+    #[test]
+    fn uzbek_latin_uses_its_own_apostrophes() {
+        let wrong: Vec<_> = TABLES[&Language::UzLatn]
+            .iter()
+            .filter(|(_, v)| v.contains(['\u{2018}', '\u{2019}']))
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert!(wrong.is_empty(), "curly quotes in {wrong:?}");
+    }
+
     #[test]
     fn every_language_has_every_key() {
         for lang in Language::ALL {

@@ -427,7 +427,7 @@ async fn a_visitor_on_an_allowed_site_chats_with_the_shop_and_other_sites_cannot
     b.fill("#w-text", &"x".repeat(2100)).await;
     b.click("#w-send").await;
     assert!(
-        b.wait_text("#w-error", "ko‘pi bilan 2000 belgi").await,
+        b.wait_text("#w-error", "koʻpi bilan 2000 belgi").await,
         "the visitor is told the limit"
     );
     // A flood (the form sent many times at once): the visitor is told to wait.

@@ -55,6 +55,10 @@ const ALLOWED: &[&str] = &[
     // Picture formats, written so in every language (the logo upload, issue 20).
     "PNG",
     "JPEG",
+    // Sound formats and codecs, written so in every language (call recording, issue 16).
+    "WAV",
+    "PCM",
+    "Opus",
 ];
 
 /// Whole phrases taken out before looking: the language switch names each language in
@@ -387,6 +391,7 @@ async fn pages_in_russian_and_uzbek_cyrillic_show_no_english() {
         "/settings".into(),
         "/settings/notifications".into(),
         "/telephony".into(),
+        "/telephony/recording".into(),
         "/users".into(),
         "/profile".into(),
         "/promotions".into(),
